@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, idempotently:
+# PostgreSQL, the Hazelcast member jar, and the real peers used by interop
+# tests. Prints the environment the tests read (sourced by .ci/test.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "[setup] $*" >&2; }
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+[ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ] || need_apt+=(postgresql)
+/usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || need_apt+=(python3-slixmpp)
+have prosody || need_apt+=(prosody)
+have ejabberdctl || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
+have chromium || need_apt+=(chromium)
+have openssl || need_apt+=(openssl)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need_apt[*]}"
+  # Packages must not start their own daemons: tests start throwaway ones.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  if [ ! -f /tmp/.aviary-apt-updated ]; then
+    apt-get update -qq >&2 && touch /tmp/.aviary-apt-updated
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
+  rm -f /usr/sbin/policy-rc.d
+  # Debian's postinst may have started daemons anyway; tests use their own.
+  for svc in prosody ejabberd postgresql; do
+    service "$svc" stop >/dev/null 2>&1 || true
+  done
+  pkill -x prosody 2>/dev/null || true
+fi
+
+hz_version=5.5.0
+hz_jar="$HOME/.m2/repository/com/hazelcast/hazelcast/$hz_version/hazelcast-$hz_version.jar"
+if [ ! -f "$hz_jar" ]; then
+  log "fetching com.hazelcast:hazelcast:$hz_version from Maven Central"
+  mvn -q -B dependency:get -Dartifact=com.hazelcast:hazelcast:$hz_version >&2
+fi
+
+echo "export AVIARY_PG_BINDIR=$(pg_bindir)"
+echo "export AVIARY_HAZELCAST_JAR=$hz_jar"

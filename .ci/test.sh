@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test command: set up services and peers, then run every test.
+# Tests start their own throwaway PostgreSQL clusters and Hazelcast members
+# from the binaries located here; under CI=true a missing service fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(bash .ci/setup.sh)"
+export AVIARY_REQUIRE_SERVICES=1
+
+echo "== gofmt and go vet"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; fi
+go vet ./...
+
+echo "== go test (race)"
+go test -race -count=1 -timeout 15m ./...
+
+echo "== fuzz the stream reader briefly"
+go test -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s ./wire

@@ -1,0 +1,98 @@
+// Package cluster is how nodes of one domain find each other and share who
+// is online where. cluster/local serves one node with no external service;
+// cluster/hazelcast shares routes and membership through a Hazelcast
+// cluster and carries stanzas over direct node-to-node links.
+//
+// The package speaks bytes, not stanzas: the router serializes a stanza and
+// names a kind; the node on the other end hands the bytes to the handler
+// registered for that kind. That keeps cluster below server in the import
+// graph and lets BOSH forwarding and admin queries use the same links.
+package cluster
+
+import (
+	"context"
+	"time"
+)
+
+// Route says where one full JID is connected. Only the owning node writes it.
+type Route struct {
+	JID       string `json:"jid"`  // full JID
+	Node      string `json:"node"` // owning node's name
+	Priority  int    `json:"prio"`
+	Available bool   `json:"avail"` // sent initial presence, not yet unavailable
+	// Flags carry per-session switches other nodes need when they deliver:
+	// FlagRoster (requested the roster, gets pushes), FlagCarbons.
+	Flags uint32 `json:"flags,omitempty"`
+}
+
+// Route flags.
+const (
+	FlagRoster  uint32 = 1 << iota // the resource requested its roster (RFC 6121 "interested")
+	FlagCarbons                    // the resource enabled message carbons (XEP-0280)
+)
+
+// Member is one live node as the cluster sees it.
+type Member struct {
+	Name     string    `json:"name"`
+	LinkAddr string    `json:"link"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	Sessions int       `json:"sessions"`
+	Load     float64   `json:"load"` // 0..1, the node's own estimate
+	Draining bool      `json:"draining"`
+	// ClientAddrs are the node's public listener addresses, for redirects
+	// and the dispatcher: keys "c2s", "c2s_tls", "http", "https".
+	ClientAddrs map[string]string `json:"addrs,omitempty"`
+	Seen        time.Time         `json:"seen"`
+}
+
+// HandlerFunc handles a message from another node. For Call the returned
+// bytes are the reply; for Send they are dropped.
+type HandlerFunc func(ctx context.Context, fromNode string, payload []byte) ([]byte, error)
+
+// Cluster is what the server needs from clustering.
+type Cluster interface {
+	// NodeName is this node's stable name.
+	NodeName() string
+	// Start connects (retrying as configured) and begins heartbeats.
+	Start(ctx context.Context) error
+	// Stop leaves the cluster, removing this node's routes and membership.
+	Stop(ctx context.Context) error
+
+	// Clustered reports whether the node currently shares routes with other
+	// nodes: false on local, when the switch is off, or while Hazelcast is lost.
+	Clustered() bool
+
+	// PutRoute publishes or updates a route owned by this node.
+	PutRoute(ctx context.Context, r Route) error
+	// DeleteRoute removes a route owned by this node.
+	DeleteRoute(ctx context.Context, fullJID string) error
+	// Routes returns every route of a bare JID, on all nodes.
+	Routes(ctx context.Context, bareJID string) ([]Route, error)
+
+	// Send delivers a one-way message to another node's handler for kind.
+	// It returns ErrNodeGone when the node is not a live member or its link
+	// failed; the caller then falls back (offline storage, bounce).
+	Send(ctx context.Context, node, kind string, payload []byte) error
+	// Call sends a request and waits for the reply.
+	Call(ctx context.Context, node, kind string, payload []byte) ([]byte, error)
+	// Handle registers the handler for a message kind. Register before Start.
+	Handle(kind string, h HandlerFunc)
+
+	// Members returns the live nodes, this one included.
+	Members(ctx context.Context) ([]Member, error)
+	// Senior reports whether this node is the oldest live member, which does
+	// the cluster-wide chores.
+	Senior() bool
+	// UpdateSelf changes what this node publishes about itself (load,
+	// sessions, draining) at the next heartbeat.
+	UpdateSelf(fn func(m *Member))
+
+	// OnNodeDown registers a callback run on each survivor when a node
+	// disappears, with the routes it owned, after they are removed.
+	OnNodeDown(fn func(node string, routes []Route))
+	// OnClusteredChange registers a callback run when Clustered flips (the
+	// switch, or Hazelcast lost and regained). On true the server republishes
+	// its sessions.
+	OnClusteredChange(fn func(clustered bool))
+}

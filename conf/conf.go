@@ -1,0 +1,198 @@
+// Package conf is Aviary's configuration: one root struct with a section
+// per part of the server, defaults in one function, YAML loading with
+// unknown keys refused, AVIARY_* environment overrides, and validation whose
+// errors name the key (and the file line when the key came from a file).
+//
+// Every field's comment is operator documentation and states the default;
+// conf/example.yaml repeats them with every key.
+package conf
+
+import "time"
+
+// Config is the whole configuration of one node. Code reads it as an
+// immutable snapshot: a reload builds a new Config and swaps the pointer.
+type Config struct {
+	// Domain is the XMPP domain this node serves. Default "localhost".
+	Domain string `yaml:"domain"`
+	// DataDir holds the embedded database, generated certificates and other
+	// node-local state. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default "info".
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is "text" or "json". Default "text".
+	LogFormat string `yaml:"log_format"`
+
+	TLS      TLSConfig      `yaml:"tls"`
+	C2S      C2SConfig      `yaml:"c2s"`
+	Database DatabaseConfig `yaml:"database"`
+	Cluster  ClusterConfig  `yaml:"cluster"`
+	S2S      S2SConfig      `yaml:"s2s"`
+	HTTP     HTTPConfig     `yaml:"http"`
+	Admin    AdminConfig    `yaml:"admin"`
+	Plugins  PluginsConfig  `yaml:"plugins"`
+}
+
+// TLSConfig names the certificate for the domain. With neither file set, a
+// self-signed certificate is generated into DataDir (and the log says so).
+type TLSConfig struct {
+	// CertFile is a PEM certificate chain. Default "" (generate).
+	CertFile string `yaml:"cert_file"`
+	// KeyFile is the PEM private key for CertFile. Default "" (generate).
+	KeyFile string `yaml:"key_file"`
+}
+
+// C2SConfig is the client-to-server listener and session behaviour.
+type C2SConfig struct {
+	// Listen is the STARTTLS listener address; "" or "off" turns it off.
+	// Port 0 or -1 picks a free port. Default ":5222".
+	Listen string `yaml:"listen"`
+	// TLSListen is the direct-TLS listener (XEP-0368); "" or "off" turns it
+	// off. Default ":5223".
+	TLSListen string `yaml:"tls_listen"`
+	// RequireTLS refuses authentication before STARTTLS. Default true.
+	RequireTLS *bool `yaml:"require_tls"`
+	// AllowRegistration enables in-band registration (XEP-0077) of new
+	// accounts. Password changes are always allowed. Default false.
+	AllowRegistration bool `yaml:"allow_registration"`
+	// ResourceConflict is what happens when a client binds a resource that is
+	// already online: "kick_old" (RFC 6120's usual choice), "reject", or
+	// "new_resource" (the server assigns another). Default "kick_old".
+	ResourceConflict string `yaml:"resource_conflict"`
+	// MaxStanzaBytes bounds one stanza; bigger ones close the stream with
+	// policy-violation. Default 262144 (256 KiB).
+	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// AuthTimeout closes connections that have not authenticated in time.
+	// Default 30s.
+	AuthTimeout time.Duration `yaml:"auth_timeout"`
+	// PingInterval is how long a session may be silent before the server
+	// sends an XMPP ping; IdleTimeout is how long after that it waits before
+	// closing the connection as dead. Defaults 4m and 1m.
+	PingInterval time.Duration `yaml:"ping_interval"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	// SASLFailureDelay is the base delay added after each failed
+	// authentication from one address; it doubles per failure up to 5s.
+	// Default 1s.
+	SASLFailureDelay time.Duration `yaml:"sasl_failure_delay"`
+	// SMResumeTimeout is how long a detached stream-management session waits
+	// for resumption (XEP-0198). Default 5m.
+	SMResumeTimeout time.Duration `yaml:"sm_resume_timeout"`
+	// MaxSessions is the node's session limit; above it new streams are
+	// redirected elsewhere or refused. 0 means no limit. Default 0.
+	MaxSessions int `yaml:"max_sessions"`
+	// SCRAMIterations is the PBKDF2 iteration count for new credentials.
+	// Default 4096.
+	SCRAMIterations int `yaml:"scram_iterations"`
+	// OfflineLimit is how many offline messages one user may have queued;
+	// more are bounced with service-unavailable. Default 1000.
+	OfflineLimit int `yaml:"offline_limit"`
+}
+
+// DatabaseConfig selects the store.
+type DatabaseConfig struct {
+	// URL is a postgres:// URL. "" uses the embedded SQLite store in DataDir.
+	// Environment: AVIARY_DATABASE. Default "".
+	URL string `yaml:"url" env:"AVIARY_DATABASE"`
+	// PoolSize is the maximum number of PostgreSQL connections. Default 10.
+	PoolSize int `yaml:"pool_size"`
+	// Timeout bounds every database call; past it the stanza that needed the
+	// database gets an error instead of waiting. Default 5s.
+	Timeout time.Duration `yaml:"timeout"`
+}
+
+// ClusterConfig configures clustering. With Hazelcast empty the node runs
+// alone on cluster/local.
+type ClusterConfig struct {
+	// Hazelcast lists member addresses (host:port); non-empty enables
+	// Hazelcast clustering. Default none.
+	Hazelcast []string `yaml:"hazelcast"`
+	// HazelcastClusterName is the Hazelcast cluster name. Default "aviary".
+	HazelcastClusterName string `yaml:"hazelcast_cluster_name"`
+	// HazelcastConfigFile is a JSON file with hazelcast-go-client settings
+	// for anything not covered here. Default "".
+	HazelcastConfigFile string `yaml:"hazelcast_config_file"`
+	// NodeName is this node's stable, unique name. Default: the host name.
+	NodeName string `yaml:"node_name"`
+	// Listen is the node-to-node link address. Default ":5290".
+	Listen string `yaml:"listen"`
+	// Advertise is the link address other nodes dial; default Listen with
+	// the bound port.
+	Advertise string `yaml:"advertise"`
+	// Secret authenticates node-to-node links; every node needs the same.
+	// Default "" (required when Hazelcast is set).
+	Secret string `yaml:"secret"`
+	// StartupRetries and StartupRetryInterval: how often to try reaching
+	// Hazelcast at start before running alone. Defaults 10 and 3s.
+	StartupRetries       int           `yaml:"startup_retries"`
+	StartupRetryInterval time.Duration `yaml:"startup_retry_interval"`
+	// OperationTimeout bounds one cluster operation. Default 5s.
+	OperationTimeout time.Duration `yaml:"operation_timeout"`
+	// HeartbeatInterval and NodeTTL: how often a node refreshes its
+	// membership entry and how long until silent nodes count as dead.
+	// Defaults 2s and 10s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	NodeTTL           time.Duration `yaml:"node_ttl"`
+}
+
+// S2SConfig configures federation.
+type S2SConfig struct {
+	// Listen is the server-to-server listener; "" or "off" disables
+	// federation. Default "" (off).
+	Listen string `yaml:"listen"`
+	// Hosts maps a remote domain to host:port, overriding DNS.
+	Hosts map[string]string `yaml:"hosts"`
+	// DialbackSecret signs Server Dialback keys; all nodes of a cluster share
+	// it. Default: generated per node (fine for one node).
+	DialbackSecret string `yaml:"dialback_secret"`
+	// RequireValidCerts refuses peers whose certificate does not
+	// authenticate them (no dialback fallback). Default false.
+	RequireValidCerts bool `yaml:"require_valid_certs"`
+	// CAFile adds trusted CA certificates for peers. Default "" (system roots).
+	CAFile string `yaml:"ca_file"`
+	// ConnectTimeout bounds setting up an outgoing stream. Default 15s.
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// IdleTimeout closes idle s2s streams. Default 10m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// HTTPConfig is the listener for BOSH, WebSocket, host-meta and the dispatcher.
+type HTTPConfig struct {
+	// Listen is the plain HTTP listener; "" or "off" turns it off. Default "" (off).
+	Listen string `yaml:"listen"`
+	// TLSListen is the HTTPS listener; "" or "off" turns it off. Default "" (off).
+	TLSListen string `yaml:"tls_listen"`
+	// CORSOrigins lists origins allowed to use BOSH from a browser; "*" any.
+	// Default ["*"].
+	CORSOrigins []string `yaml:"cors_origins"`
+	// BOSHMaxWait caps the client's wait attribute. Default 60s.
+	BOSHMaxWait time.Duration `yaml:"bosh_max_wait"`
+	// BOSHInactivity is the inactivity timeout announced to clients. Default 60s.
+	BOSHInactivity time.Duration `yaml:"bosh_inactivity"`
+	// BOSHMaxPause caps a client's pause request. Default 120s.
+	BOSHMaxPause time.Duration `yaml:"bosh_max_pause"`
+	// BOSHHold and BOSHRequests cap the hold and requests attributes.
+	// Defaults 1 and 2.
+	BOSHHold     int `yaml:"bosh_hold"`
+	BOSHRequests int `yaml:"bosh_requests"`
+}
+
+// AdminConfig is the admin console, JSON API and metrics listener.
+type AdminConfig struct {
+	// Listen is the admin listener. Default "127.0.0.1:9090"; "off" disables.
+	Listen string `yaml:"listen"`
+	// Admins are bare JIDs allowed to sign in with their XMPP password.
+	Admins []string `yaml:"admins"`
+	// CertFile and KeyFile turn on TLS for the admin listener. Default off.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// PluginsConfig selects plugins and holds their settings.
+type PluginsConfig struct {
+	// Disabled lists built-in plugin IDs to turn off. Default none.
+	Disabled []string `yaml:"disabled"`
+	// Dir holds third-party plugin artifacts cached on this node.
+	// Default DataDir/plugins.
+	Dir string `yaml:"dir"`
+	// Settings are per-plugin settings keyed by plugin ID.
+	Settings map[string]map[string]any `yaml:"settings"`
+}

@@ -1,0 +1,104 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+)
+
+// Event names a hook point. Names are dotted constants.
+type Event string
+
+// Events the core fires. Payload types are documented on each.
+const (
+	// EventSessionBound: a resource was bound. Payload *SessionEvent.
+	EventSessionBound Event = "c2s.session.bound"
+	// EventSessionClosed: a session ended. Payload *SessionEvent.
+	EventSessionClosed Event = "c2s.session.closed"
+	// EventPresenceAvailable: a session sent initial presence. Payload *SessionEvent.
+	EventPresenceAvailable Event = "c2s.presence.available"
+	// EventRosterChanged: a roster item changed. Payload *RosterEvent.
+	EventRosterChanged Event = "roster.item.changed"
+	// EventUserCreated and EventUserDeleted: account changes. Payload *UserEvent.
+	EventUserCreated Event = "user.created"
+	EventUserDeleted Event = "user.deleted"
+)
+
+// SessionEvent is the payload of session events.
+type SessionEvent struct {
+	JID    string // full JID
+	Reason string // for closed: why
+}
+
+// RosterEvent is the payload of EventRosterChanged.
+type RosterEvent struct {
+	Owner, Contact, Subscription string
+	Removed                      bool
+}
+
+// UserEvent is the payload of user events.
+type UserEvent struct{ Username string }
+
+// ErrStop, returned by a hook, stops the remaining hooks of that run.
+var ErrStop = errors.New("plugins: stop hook chain")
+
+// HookFunc handles an event.
+type HookFunc func(ctx context.Context, payload any) error
+
+type hook struct {
+	id   uint64
+	prio int
+	fn   HookFunc
+}
+
+// Hooks is an event bus with priorities (higher runs first). Handlers run
+// without the lock held, so a handler may add or remove hooks.
+type Hooks struct {
+	mu     sync.RWMutex
+	next   uint64
+	byName map[Event][]hook
+}
+
+// NewHooks returns an empty bus.
+func NewHooks() *Hooks { return &Hooks{byName: map[Event][]hook{}} }
+
+// Add registers fn for ev and returns the function that removes it.
+func (h *Hooks) Add(ev Event, prio int, fn HookFunc) (remove func()) {
+	h.mu.Lock()
+	h.next++
+	id := h.next
+	list := append(append([]hook(nil), h.byName[ev]...), hook{id: id, prio: prio, fn: fn})
+	sort.SliceStable(list, func(i, j int) bool { return list[i].prio > list[j].prio })
+	h.byName[ev] = list
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		old := h.byName[ev]
+		kept := make([]hook, 0, len(old))
+		for _, x := range old {
+			if x.id != id {
+				kept = append(kept, x)
+			}
+		}
+		h.byName[ev] = kept
+	}
+}
+
+// Run calls every handler of ev in priority order. It stops at ErrStop
+// (returning nil) or at the first other error (returning it).
+func (h *Hooks) Run(ctx context.Context, ev Event, payload any) error {
+	h.mu.RLock()
+	list := h.byName[ev] // copy-on-write: safe to range without the lock
+	h.mu.RUnlock()
+	for _, x := range list {
+		if err := x.fn(ctx, payload); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}

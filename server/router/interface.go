@@ -1,0 +1,28 @@
+package router
+
+import (
+	"context"
+
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// Session is a local client session, whatever carries it (TCP, BOSH,
+// WebSocket). The router never writes to a socket: it queues.
+type Session interface {
+	// JID is the session's bound full JID.
+	JID() jid.JID
+	// Send queues a stanza for the client and never blocks. It returns false
+	// when the session is closing and did not take the stanza; the router
+	// then treats the resource as gone (offline storage or bounce).
+	Send(el *wire.Element) bool
+	// Close ends the session with a stream error condition such as
+	// "conflict" or "system-shutdown" (RFC 6120 §4.9.3).
+	Close(condition, text string)
+}
+
+// Federation sends stanzas to other domains; s2s implements it. Failures
+// are reported back as error stanzas routed to the sender, not as errors.
+type Federation interface {
+	Send(ctx context.Context, el *wire.Element)
+}

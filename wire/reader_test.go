@@ -1,0 +1,148 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+const header = `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>`
+
+func TestReaderElements(t *testing.T) {
+	in := header + "  <message to='a@b'><body>hi &amp; <b>bold</b> tail</body></message>\n <iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq></stream:stream>"
+	r := NewReader(strings.NewReader(in), Limits{})
+	h, err := r.Header()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Name != "stream:stream" || h.Attr("to") != "localhost" || h.Attr("xmlns:stream") != NSStream {
+		t.Fatalf("header = %s", h)
+	}
+	m, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.String(), `<message to="a@b"><body>hi &amp; <b>bold</b> tail</body></message>`; got != want {
+		t.Errorf("message = %s, want %s", got, want)
+	}
+	if body := m.ChildText("body", ""); body != "hi & bold tail" {
+		t.Errorf("body text = %q", body)
+	}
+	iq, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if iq.Child("ping", NSPing) == nil {
+		t.Errorf("iq payload missing: %s", iq)
+	}
+	if _, err := r.Next(); !errors.Is(err, ErrStreamEnd) {
+		t.Errorf("end: err = %v, want ErrStreamEnd", err)
+	}
+}
+
+func TestReaderErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		in   string
+		lim  Limits
+		want error
+		cond string
+	}{
+		{"mismatched tags", header + "<message><body></message>", Limits{}, ErrNotWellFormed, "not-well-formed"},
+		{"comment", header + "<!-- hi --><message/>", Limits{}, ErrRestrictedXML, "restricted-xml"},
+		{"processing instruction", header + "<?foo bar?>", Limits{}, ErrRestrictedXML, "restricted-xml"},
+		{"text at top level", header + "hello", Limits{}, ErrBadFormat, "bad-format"},
+		{"too large", header + "<message><body>" + strings.Repeat("x", 5000) + "</body></message>", Limits{MaxStanzaBytes: 1024}, ErrStanzaTooLarge, "policy-violation"},
+		{"too deep", header + strings.Repeat("<a>", 20) + strings.Repeat("</a>", 20), Limits{MaxDepth: 10}, ErrTooDeep, "policy-violation"},
+		{"unknown entity", header + "<message>&foo;</message>", Limits{}, ErrNotWellFormed, "not-well-formed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(tc.in), tc.lim)
+			if _, err := r.Header(); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			for err == nil {
+				_, err = r.Next()
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if c := StreamErrorFor(err); c != tc.cond {
+				t.Errorf("condition = %q, want %q", c, tc.cond)
+			}
+		})
+	}
+}
+
+func TestReaderLimitResetsPerStanza(t *testing.T) {
+	// Many small stanzas and whitespace pings must never add up to the limit.
+	var b strings.Builder
+	b.WriteString(header)
+	for i := 0; i < 200; i++ {
+		b.WriteString("<message><body>0123456789</body></message> \n ")
+	}
+	r := NewReader(strings.NewReader(b.String()), Limits{MaxStanzaBytes: 1024})
+	if _, err := r.Header(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := r.Next(); err != nil {
+			t.Fatalf("stanza %d: %v", i, err)
+		}
+	}
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("want EOF, got %v", err)
+	}
+}
+
+func TestParseRoundTrip(t *testing.T) {
+	in := `<body rid="1" xmlns="http://jabber.org/protocol/httpbind"><message xmlns="jabber:client" to="x@y"><body>a&lt;b</body></message></body>`
+	el, err := Parse([]byte(in), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := el.String(); got != in {
+		t.Errorf("round trip:\n got %s\nwant %s", got, in)
+	}
+	if _, err := Parse([]byte(`<a/><b/>`), Limits{}); !errors.Is(err, ErrNotWellFormed) {
+		t.Errorf("two roots: %v", err)
+	}
+}
+
+func TestErrorReply(t *testing.T) {
+	iq := New("iq", "type", "get", "id", "7", "from", "a@b/c", "to", "b").Append(NewNS("query", "x"))
+	r := ErrorReply(iq, ErrServiceUnavailable)
+	want := `<iq id="7" from="b" to="a@b/c" type="error"><query xmlns="x"/><error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`
+	if r.String() != want {
+		t.Errorf("got  %s\nwant %s", r, want)
+	}
+}
+
+func FuzzReader(f *testing.F) {
+	f.Add([]byte("<message to='a@b'><body>hi</body></message>"))
+	f.Add([]byte("<iq type='get'><query xmlns='jabber:iq:roster'/></iq></stream:stream>"))
+	f.Add([]byte("<a><b><c/></b></a><!-- x -->"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := NewReader(strings.NewReader(header+string(data)), Limits{MaxStanzaBytes: 4096, MaxDepth: 16})
+		if _, err := r.Header(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 1000; i++ {
+			el, err := r.Next()
+			if err != nil {
+				return
+			}
+			// Whatever parses must serialize to XML that parses the same.
+			again, err := Parse(el.Bytes(), Limits{MaxStanzaBytes: 1 << 20, MaxDepth: 32})
+			if err != nil {
+				t.Fatalf("re-parse of %s: %v", el, err)
+			}
+			if again.String() != el.String() {
+				t.Fatalf("round trip changed %s to %s", el, again)
+			}
+		}
+	})
+}

@@ -1,0 +1,134 @@
+package wire
+
+// Namespaces used across the server.
+const (
+	NSClient     = "jabber:client"
+	NSServer     = "jabber:server"
+	NSStream     = "http://etherx.jabber.org/streams"
+	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
+	NSStreams    = "urn:ietf:params:xml:ns:xmpp-streams"
+	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"
+	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
+	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
+	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
+	NSFraming    = "urn:ietf:params:xml:ns:xmpp-framing"
+	NSDelay      = "urn:xmpp:delay"
+	NSRoster     = "jabber:iq:roster"
+	NSSM         = "urn:xmpp:sm:3"
+	NSCarbons    = "urn:xmpp:carbons:2"
+	NSForward    = "urn:xmpp:forward:0"
+	NSPing       = "urn:xmpp:ping"
+	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"
+	NSDiscoItems = "http://jabber.org/protocol/disco#items"
+)
+
+// Stanza error types (RFC 6120 §8.3.2).
+const (
+	ErrorTypeAuth     = "auth"
+	ErrorTypeCancel   = "cancel"
+	ErrorTypeContinue = "continue"
+	ErrorTypeModify   = "modify"
+	ErrorTypeWait     = "wait"
+)
+
+// StanzaError is a Go error that carries an RFC 6120 stanza error. Handlers
+// return it; the one place that answers a failed stanza turns it into XML.
+type StanzaError struct {
+	Type      string
+	Condition string
+	Text      string
+}
+
+func (e *StanzaError) Error() string {
+	if e.Text != "" {
+		return "stanza error " + e.Condition + ": " + e.Text
+	}
+	return "stanza error " + e.Condition
+}
+
+// WithText returns a copy with a human-readable text.
+func (e *StanzaError) WithText(text string) *StanzaError {
+	c := *e
+	c.Text = text
+	return &c
+}
+
+// Element returns the <error/> child for this error.
+func (e *StanzaError) Element() *Element {
+	errEl := New("error", "type", e.Type)
+	errEl.Append(NewNS(e.Condition, NSStanzas))
+	if e.Text != "" {
+		errEl.Append(NewNS("text", NSStanzas).SetText(e.Text))
+	}
+	return errEl
+}
+
+// The stanza errors the server uses most, with their RFC 6120 types.
+var (
+	ErrBadRequest            = &StanzaError{ErrorTypeModify, "bad-request", ""}
+	ErrConflict              = &StanzaError{ErrorTypeCancel, "conflict", ""}
+	ErrFeatureNotImplemented = &StanzaError{ErrorTypeCancel, "feature-not-implemented", ""}
+	ErrForbidden             = &StanzaError{ErrorTypeAuth, "forbidden", ""}
+	ErrInternalServerError   = &StanzaError{ErrorTypeCancel, "internal-server-error", ""}
+	ErrItemNotFound          = &StanzaError{ErrorTypeCancel, "item-not-found", ""}
+	ErrJIDMalformed          = &StanzaError{ErrorTypeModify, "jid-malformed", ""}
+	ErrNotAcceptable         = &StanzaError{ErrorTypeModify, "not-acceptable", ""}
+	ErrNotAllowed            = &StanzaError{ErrorTypeCancel, "not-allowed", ""}
+	ErrNotAuthorized         = &StanzaError{ErrorTypeAuth, "not-authorized", ""}
+	ErrPolicyViolation       = &StanzaError{ErrorTypeModify, "policy-violation", ""}
+	ErrRecipientUnavailable  = &StanzaError{ErrorTypeWait, "recipient-unavailable", ""}
+	ErrRemoteServerNotFound  = &StanzaError{ErrorTypeCancel, "remote-server-not-found", ""}
+	ErrRemoteServerTimeout   = &StanzaError{ErrorTypeWait, "remote-server-timeout", ""}
+	ErrResourceConstraint    = &StanzaError{ErrorTypeWait, "resource-constraint", ""}
+	ErrServiceUnavailable    = &StanzaError{ErrorTypeCancel, "service-unavailable", ""}
+	ErrSubscriptionRequired  = &StanzaError{ErrorTypeAuth, "subscription-required", ""}
+	ErrUndefinedCondition    = &StanzaError{ErrorTypeCancel, "undefined-condition", ""}
+	ErrUnexpectedRequest     = &StanzaError{ErrorTypeWait, "unexpected-request", ""}
+)
+
+// ErrorReply builds the error answer to a stanza: to and from swapped,
+// type='error', the original payload kept (RFC 6120 §8.3.1 allows it and
+// clients use it to match the failure to what they sent).
+func ErrorReply(orig *Element, se *StanzaError) *Element {
+	reply := &Element{Name: orig.Name}
+	for _, a := range orig.Attrs {
+		switch a.Name {
+		case "to", "from", "type":
+			continue
+		}
+		reply.Attrs = append(reply.Attrs, a)
+	}
+	reply.SetAttr("from", orig.To())
+	reply.SetAttr("to", orig.From())
+	reply.SetAttr("type", "error")
+	for _, c := range orig.Children {
+		if c.Name == "error" {
+			continue
+		}
+		reply.Children = append(reply.Children, c)
+	}
+	reply.Children = append(reply.Children, se.Element())
+	return reply
+}
+
+// IQResult builds the result answer to an IQ, with an optional payload.
+func IQResult(iq *Element, payload *Element) *Element {
+	reply := New("iq", "type", "result", "id", iq.ID())
+	reply.SetAttr("from", iq.To())
+	reply.SetAttr("to", iq.From())
+	return reply.Append(payload)
+}
+
+// StreamError builds <stream:error/> with a condition (RFC 6120 §4.9.3).
+func StreamError(condition, text string) *Element {
+	e := New("stream:error")
+	e.Append(NewNS(condition, NSStreams))
+	if text != "" {
+		e.Append(NewNS("text", NSStreams).SetText(text))
+	}
+	return e
+}
+
+// IsError reports whether a stanza is an error answer. The router never
+// answers an error with an error (RFC 6120 §8.3.1).
+func (e *Element) IsError() bool { return e.Attr("type") == "error" }
