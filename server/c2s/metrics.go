@@ -1,0 +1,4 @@
+package c2s
+
+// Metrics counts sessions, stanzas and closes.
+type Metrics struct{}
