@@ -1,0 +1,208 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/storage"
+)
+
+// Cookie names. The CSRF cookie is readable by page scripts (double submit);
+// the session cookie is not.
+const (
+	sessionCookie = "aviary_session"
+	csrfCookie    = "aviary_csrf"
+	csrfHeader    = "X-CSRF-Token"
+	tokenPrefix   = "admin.token." // property name prefix for API tokens
+)
+
+// principal is who a request acts as.
+type principal struct {
+	Admin  string // bare JID
+	Via    string // "cookie" or "token"
+	CSRF   string // the session's CSRF token (cookie auth only)
+	Cookie string
+}
+
+type webSession struct {
+	admin   string
+	csrf    string
+	expires time.Time
+}
+
+// sessions keeps signed-in admins in memory. A node restart signs everyone
+// out, which is the safe default for an admin console.
+type sessions struct {
+	mu  sync.Mutex
+	ttl time.Duration
+	m   map[string]webSession
+	now func() time.Time
+}
+
+func newSessions(ttl time.Duration) *sessions {
+	return &sessions{ttl: ttl, m: map[string]webSession{}, now: time.Now}
+}
+
+func (s *sessions) create(admin string) (id string, csrf string) {
+	id, csrf = randomToken(), randomToken()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	for k, v := range s.m { // sweep on write: sessions are few
+		if now.After(v.expires) {
+			delete(s.m, k)
+		}
+	}
+	s.m[id] = webSession{admin: admin, csrf: csrf, expires: now.Add(s.ttl)}
+	return id, csrf
+}
+
+func (s *sessions) get(id string) (webSession, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws, ok := s.m[id]
+	if !ok || s.now().After(ws.expires) {
+		delete(s.m, id)
+		return webSession{}, false
+	}
+	ws.expires = s.now().Add(s.ttl)
+	s.m[id] = ws
+	return ws, true
+}
+
+func (s *sessions) delete(id string) {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+}
+
+func randomToken() string {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+func hashToken(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(sum[:])
+}
+
+// tokenRecord is stored (hashed key) in the shared properties so any node
+// accepts a token any node issued.
+type tokenRecord struct {
+	Admin   string    `json:"admin"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+// tokens persists API tokens in storage.Properties: only the SHA-256 of a
+// token is stored.
+type tokens struct{ props storage.Properties }
+
+func (t tokens) issue(ctx context.Context, admin, name string) (string, error) {
+	tok := "avt_" + randomToken()
+	rec, _ := json.Marshal(tokenRecord{Admin: admin, Name: name, Created: time.Now().UTC()})
+	if err := t.props.SetProperty(ctx, tokenPrefix+hashToken(tok), string(rec)); err != nil {
+		return "", err
+	}
+	return tok, nil
+}
+
+func (t tokens) lookup(ctx context.Context, tok string) (tokenRecord, error) {
+	v, err := t.props.GetProperty(ctx, tokenPrefix+hashToken(tok))
+	if err != nil {
+		return tokenRecord{}, err
+	}
+	var rec tokenRecord
+	if err := json.Unmarshal([]byte(v), &rec); err != nil {
+		return tokenRecord{}, err
+	}
+	return rec, nil
+}
+
+// authenticate resolves the request's principal, or returns an API error.
+// Unsafe methods authenticated by cookie must carry the CSRF token.
+func (s *Server) authenticate(r *http.Request) (*principal, *APIError) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return nil, errUnauthorized("Authorization must be a Bearer token")
+		}
+		rec, err := s.tokens.lookup(r.Context(), tok)
+		if err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil, errUnauthorized("unknown API token")
+			}
+			return nil, errInternal(err)
+		}
+		if !s.isAdmin(rec.Admin) { // removed from the config since: refuse
+			return nil, errForbidden("token owner is no longer an administrator")
+		}
+		return &principal{Admin: rec.Admin, Via: "token"}, nil
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil, errUnauthorized("sign in first")
+	}
+	ws, ok := s.sessions.get(c.Value)
+	if !ok {
+		return nil, errUnauthorized("session expired: sign in again")
+	}
+	p := &principal{Admin: ws.admin, Via: "cookie", CSRF: ws.csrf, Cookie: c.Value}
+	if !safeMethod(r.Method) {
+		got := r.Header.Get(csrfHeader)
+		if got == "" {
+			got = r.FormValue("csrf")
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(ws.csrf)) != 1 {
+			return nil, errForbidden("missing or wrong CSRF token")
+		}
+	}
+	return p, nil
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func (s *Server) isAdmin(bare string) bool {
+	for _, a := range s.cfg.Admin.Admins {
+		if strings.EqualFold(a, bare) {
+			return true
+		}
+	}
+	return false
+}
+
+// signIn checks an account's XMPP password and that it is an admin. Wrong
+// password, unknown account and non-admin all answer alike, so the form
+// does not reveal which accounts exist or are admins.
+func (s *Server) signIn(ctx context.Context, username, password string) (string, *APIError) {
+	user := username
+	if i := strings.IndexByte(user, '@'); i >= 0 {
+		if !strings.EqualFold(user[i+1:], s.backend.Domain()) {
+			return "", errUnauthorized("wrong username or password, or not an administrator")
+		}
+		user = user[:i]
+	}
+	bare := user + "@" + s.backend.Domain()
+	ok, err := s.backend.CheckPassword(ctx, user, password)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return "", errInternal(err)
+	}
+	if !ok || !s.isAdmin(bare) {
+		return "", errUnauthorized("wrong username or password, or not an administrator")
+	}
+	return bare, nil
+}

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"context"
+	"time"
+)
+
+// Backend is what the admin API operates on. The node implements it
+// (admin/backend); tests use a fake. Every method is cluster-wide unless it
+// says otherwise.
+type Backend interface {
+	Domain() string
+	NodeName() string
+
+	// Overview summarises the cluster for the front page.
+	Overview(ctx context.Context) (Overview, error)
+	// Nodes lists the live nodes with their health.
+	Nodes(ctx context.Context) ([]Node, error)
+	// ClusterEnabled reads the cluster-wide switch; SetClusterEnabled flips it.
+	ClusterEnabled(ctx context.Context) (bool, error)
+	SetClusterEnabled(ctx context.Context, on bool) error
+	// Drain makes a node stop accepting sessions and move its clients away.
+	Drain(ctx context.Context, node string) error
+
+	ListUsers(ctx context.Context, contains string, limit, offset int) (users []string, total int, err error)
+	CreateUser(ctx context.Context, username, password string) error
+	DeleteUser(ctx context.Context, username string) error
+	SetPassword(ctx context.Context, username, password string) error
+	// CheckPassword verifies an account's password (admin sign-in).
+	CheckPassword(ctx context.Context, username, password string) (bool, error)
+
+	// Sessions lists online resources on every node.
+	Sessions(ctx context.Context) ([]Session, error)
+	// Kick closes one session (full JID) wherever it is; false if not online.
+	Kick(ctx context.Context, fullJID string) (bool, error)
+
+	// S2S lists federation streams on every node.
+	S2S(ctx context.Context) ([]S2SStream, error)
+
+	Plugins(ctx context.Context) ([]Plugin, error)
+	UploadPlugin(ctx context.Context, name, version string, artifact []byte) error
+	SetPluginEnabled(ctx context.Context, name, version string, on bool) error
+	// StartUpgrade begins a rolling upgrade of a plugin to version; progress
+	// is read with Upgrade.
+	StartUpgrade(ctx context.Context, name, version string) error
+	Upgrade(ctx context.Context) (UpgradeStatus, error)
+}
+
+// Overview is the front page.
+type Overview struct {
+	Domain         string    `json:"domain"`
+	Clustered      bool      `json:"clustered"`
+	ClusterEnabled bool      `json:"cluster_enabled"`
+	Nodes          []Node    `json:"nodes"`
+	Sessions       int       `json:"sessions"`
+	Users          int       `json:"users"`
+	StanzasIn      float64   `json:"stanzas_in_per_sec"`
+	StanzasOut     float64   `json:"stanzas_out_per_sec"`
+	Now            time.Time `json:"now"`
+}
+
+// Node is one live node.
+type Node struct {
+	Name     string            `json:"name"`
+	Version  string            `json:"version"`
+	Started  time.Time         `json:"started"`
+	Sessions int               `json:"sessions"`
+	Load     float64           `json:"load"`
+	Senior   bool              `json:"senior"`
+	Draining bool              `json:"draining"`
+	Healthy  bool              `json:"healthy"`
+	Plugins  map[string]string `json:"plugins,omitempty"` // name → version running
+	Addrs    map[string]string `json:"addrs,omitempty"`
+}
+
+// Session is one online resource.
+type Session struct {
+	JID       string `json:"jid"`
+	Node      string `json:"node"`
+	Priority  int    `json:"priority"`
+	Available bool   `json:"available"`
+}
+
+// S2SStream is one federation stream.
+type S2SStream struct {
+	Node      string `json:"node"`
+	Direction string `json:"direction"` // in or out
+	Local     string `json:"local"`
+	Remote    string `json:"remote"`
+	Auth      string `json:"auth"` // sasl-external or dialback
+}
+
+// Plugin is one catalogue entry.
+type Plugin struct {
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Checksum string    `json:"checksum"`
+	Enabled  bool      `json:"enabled"`
+	Uploaded time.Time `json:"uploaded"`
+}
+
+// UpgradeStatus is the progress of a rolling upgrade.
+type UpgradeStatus struct {
+	Plugin  string        `json:"plugin"`
+	From    string        `json:"from"`
+	To      string        `json:"to"`
+	State   string        `json:"state"` // idle, running, done, failed, rolled-back
+	Steps   []UpgradeStep `json:"steps"`
+	Error   string        `json:"error,omitempty"`
+	Started time.Time     `json:"started"`
+}
+
+// UpgradeStep is one node's part of a rolling upgrade.
+type UpgradeStep struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	State   string `json:"state"` // pending, upgrading, healthy, failed, rolled-back
+}
