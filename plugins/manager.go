@@ -28,6 +28,9 @@ func NewManager(host Host, log *slog.Logger, list []Plugin) *Manager {
 func (m *Manager) Start(ctx context.Context) error {
 	started := m.plugins[:0]
 	for _, p := range m.plugins {
+		if ma, ok := p.(ManagerAware); ok {
+			ma.SetManager(m)
+		}
 		if err := p.Start(ctx, m.host); err != nil {
 			m.log.Error("plugin failed to start", "plugin", p.ID(), "err", err)
 			_ = p.Stop(ctx)

@@ -1,0 +1,36 @@
+// Package builtin links every built-in XEP plugin into the binary: each
+// registers itself with plugins.Register in its init, so importing this
+// package (the server does) makes them all available by ID.
+package builtin
+
+import (
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+
+	_ "github.com/aviary-im/aviary/plugins/disco"   // xep0030.disco
+	_ "github.com/aviary-im/aviary/plugins/ping"    // xep0199.ping
+	_ "github.com/aviary-im/aviary/plugins/version" // xep0092.version
+)
+
+// New constructs every registered plugin except those listed in
+// cfg.Plugins.Disabled, in ID order, ready for plugins.NewManager.
+func New(cfg *conf.Config) []plugins.Plugin {
+	off := map[string]bool{}
+	if cfg != nil {
+		for _, id := range cfg.Plugins.Disabled {
+			off[id] = true
+		}
+	}
+	var out []plugins.Plugin
+	for _, id := range plugins.Registered() {
+		if off[id] {
+			continue
+		}
+		p, err := plugins.New(id)
+		if err != nil {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,197 @@
+// Package disco is XEP-0030 service discovery.
+//
+// On the server (IQ to the domain, or with no 'to') disco#info reports the
+// identity server/im, the identities other plugins declare, and every
+// feature of every running plugin, sorted and without duplicates;
+// disco#items lists what plugins contribute (services). Nodes are answered
+// by the plugin that owns them (XEP-0050 commands); any other node gets
+// item-not-found.
+//
+// On a local user's bare JID disco#info reports account/registered and the
+// features plugins offer on accounts (AccountFeatures); disco#items is
+// empty. It answers any requester: the features describe the server, and
+// an account's existence is already visible through RFC 6121 errors. A JID
+// with no account gets service-unavailable (RFC 6121 §8.5.1).
+//
+// Entity capabilities (XEP-0115) need nothing here: the router forwards
+// presence with its <c/> untouched.
+package disco
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// ID is the plugin's registered ID.
+const ID = "xep0030.disco"
+
+// Namespaces.
+const (
+	NSInfo  = wire.NSDiscoInfo
+	NSItems = wire.NSDiscoItems
+	// NSOffline is the XEP-0160 feature: the router stores messages for
+	// users with no available resource.
+	NSOffline = "msgoffline"
+)
+
+func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
+
+// Plugin answers disco queries.
+type Plugin struct {
+	host plugins.Host
+	m    *plugins.Manager
+}
+
+var (
+	_ plugins.IQHandler       = (*Plugin)(nil)
+	_ plugins.DiscoFeatures   = (*Plugin)(nil)
+	_ plugins.AccountFeatures = (*Plugin)(nil)
+	_ plugins.DiscoIdentities = (*Plugin)(nil)
+	_ plugins.ManagerAware    = (*Plugin)(nil)
+)
+
+// New returns the plugin.
+func New() *Plugin { return &Plugin{} }
+
+func (p *Plugin) ID() string                     { return ID }
+func (p *Plugin) SetManager(m *plugins.Manager)  { p.m = m }
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
+func (p *Plugin) DiscoFeatures() []string        { return []string{NSInfo, NSItems, NSOffline} }
+func (p *Plugin) AccountFeatures() []string      { return []string{NSInfo, NSItems} }
+func (p *Plugin) DiscoIdentities() []plugins.Identity {
+	return []plugins.Identity{{Category: "server", Type: "im", Name: "Aviary"}}
+}
+
+func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
+	p.host = host
+	return nil
+}
+
+func (p *Plugin) IQNamespaces() map[string]plugins.Target {
+	both := plugins.ToServer | plugins.ToAccount
+	return map[string]plugins.Target{NSInfo: both, NSItems: both}
+}
+
+func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
+	if iq.Stanza.Type() != "get" {
+		return nil, wire.ErrBadRequest
+	}
+	q := iq.Payload()
+	node := q.Attr("node")
+	to := iq.Stanza.To()
+	if to == "" || to == p.host.Domain() || xmpputil.Normalize(to) == p.host.Domain() {
+		if q.NS() == NSInfo {
+			return p.serverInfo(ctx, iq.From, node)
+		}
+		return p.serverItems(ctx, iq.From, node)
+	}
+	return p.accountQuery(ctx, q.NS(), to, node)
+}
+
+func (p *Plugin) serverInfo(ctx context.Context, from, node string) (*wire.Element, error) {
+	var (
+		ids   []plugins.Identity
+		feats []string
+	)
+	if node == "" {
+		ids = p.identities()
+		feats = p.features()
+	} else {
+		var ok bool
+		if p.m != nil {
+			ids, feats, ok = p.m.DiscoNodeInfo(ctx, from, node)
+		}
+		if !ok {
+			return nil, wire.ErrItemNotFound
+		}
+	}
+	return InfoElement(node, ids, feats), nil
+}
+
+func (p *Plugin) identities() []plugins.Identity {
+	if p.m == nil {
+		return p.DiscoIdentities()
+	}
+	return p.m.Identities()
+}
+
+func (p *Plugin) features() []string {
+	if p.m == nil {
+		return plugins.SortedUnique(p.DiscoFeatures())
+	}
+	return plugins.SortedUnique(p.m.DiscoFeatures())
+}
+
+func (p *Plugin) serverItems(ctx context.Context, from, node string) (*wire.Element, error) {
+	var items []plugins.DiscoItem
+	if node == "" {
+		if p.m != nil {
+			items = p.m.DiscoItems(ctx, from)
+		}
+	} else {
+		var ok bool
+		if p.m != nil {
+			items, ok = p.m.DiscoNodeItems(ctx, from, node)
+		}
+		if !ok {
+			return nil, wire.ErrItemNotFound
+		}
+	}
+	return ItemsElement(node, items), nil
+}
+
+func (p *Plugin) accountQuery(ctx context.Context, ns, to, node string) (*wire.Element, error) {
+	j, err := jid.Parse(to)
+	if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+		return nil, wire.ErrServiceUnavailable
+	}
+	if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, wire.ErrServiceUnavailable
+		}
+		return nil, err
+	}
+	if node != "" {
+		return nil, wire.ErrItemNotFound
+	}
+	if ns == NSItems {
+		return ItemsElement("", nil), nil
+	}
+	var feats []string
+	if p.m != nil {
+		feats = p.m.AccountFeatures()
+	} else {
+		feats = p.AccountFeatures()
+	}
+	return InfoElement("", []plugins.Identity{{Category: "account", Type: "registered"}}, plugins.SortedUnique(feats)), nil
+}
+
+// InfoElement builds a disco#info <query/> with the identities and features
+// in the given order.
+func InfoElement(node string, ids []plugins.Identity, features []string) *wire.Element {
+	q := wire.NewNS("query", NSInfo)
+	q.SetAttr("node", node)
+	for _, id := range ids {
+		q.Append(wire.New("identity", "category", id.Category, "type", id.Type).SetAttr("name", id.Name))
+	}
+	for _, f := range features {
+		q.Append(wire.New("feature", "var", f))
+	}
+	return q
+}
+
+// ItemsElement builds a disco#items <query/>.
+func ItemsElement(node string, items []plugins.DiscoItem) *wire.Element {
+	q := wire.NewNS("query", NSItems)
+	q.SetAttr("node", node)
+	for _, it := range items {
+		q.Append(wire.New("item", "jid", it.JID).SetAttr("node", it.Node).SetAttr("name", it.Name))
+	}
+	return q
+}

@@ -1,0 +1,216 @@
+package plugins
+
+import (
+	"context"
+	"sort"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// This file extends the plugin API additively for the built-in plugins:
+// disco identities, items and nodes (XEP-0030), IQs on unauthenticated
+// streams (XEP-0077 registration) and per-plugin settings.
+
+// Identity is one XEP-0030 identity.
+type Identity struct {
+	Category, Type, Name string
+}
+
+// DiscoItem is one XEP-0030 item.
+type DiscoItem struct {
+	JID, Node, Name string
+}
+
+// DiscoIdentities contributes identities to the server's disco#info
+// (besides the server/im identity the disco plugin always reports).
+type DiscoIdentities interface {
+	Plugin
+	DiscoIdentities() []Identity
+}
+
+// DiscoItems contributes items (services, usually) to the server's
+// disco#items without a node. from is the requester's JID.
+type DiscoItems interface {
+	Plugin
+	DiscoItems(ctx context.Context, from string) []DiscoItem
+}
+
+// DiscoNodes answers disco#info and disco#items on nodes of the server
+// (XEP-0050 puts its command list under a node, for example). ok is false
+// when the plugin does not own the node; a node nobody owns gets
+// item-not-found.
+type DiscoNodes interface {
+	Plugin
+	DiscoNodeInfo(ctx context.Context, from, node string) (ids []Identity, features []string, ok bool)
+	DiscoNodeItems(ctx context.Context, from, node string) (items []DiscoItem, ok bool)
+}
+
+// ManagerAware plugins receive the Manager that runs them, before Start.
+// The disco plugin uses it to list every other plugin's features.
+type ManagerAware interface {
+	Plugin
+	SetManager(m *Manager)
+}
+
+// PreAuthIQHandler answers IQs on a stream that has not authenticated yet
+// (XEP-0077 in-band registration is the only user today). The IQ has no
+// From; iq.To is the domain.
+type PreAuthIQHandler interface {
+	Plugin
+	// PreAuthNamespaces lists the payload namespaces accepted before auth.
+	PreAuthNamespaces() []string
+	// HandlePreAuthIQ returns the result payload (nil for an empty result)
+	// or an error, like IQHandler.HandleIQ.
+	HandlePreAuthIQ(ctx context.Context, iq *IQ) (*wire.Element, error)
+}
+
+// Identities returns every plugin's identities (without duplicates).
+func (m *Manager) Identities() []Identity {
+	var out []Identity
+	seen := map[Identity]bool{}
+	for _, p := range m.plugins {
+		if di, ok := p.(DiscoIdentities); ok {
+			for _, id := range di.DiscoIdentities() {
+				if !seen[id] {
+					seen[id] = true
+					out = append(out, id)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// DiscoItems returns every plugin's items for the server's disco#items.
+func (m *Manager) DiscoItems(ctx context.Context, from string) []DiscoItem {
+	var out []DiscoItem
+	for _, p := range m.plugins {
+		if di, ok := p.(DiscoItems); ok {
+			out = append(out, di.DiscoItems(ctx, from)...)
+		}
+	}
+	return out
+}
+
+// DiscoNodeInfo asks the plugins for disco#info on a node of the server.
+func (m *Manager) DiscoNodeInfo(ctx context.Context, from, node string) ([]Identity, []string, bool) {
+	for _, p := range m.plugins {
+		if dn, ok := p.(DiscoNodes); ok {
+			if ids, feats, ok := dn.DiscoNodeInfo(ctx, from, node); ok {
+				return ids, feats, true
+			}
+		}
+	}
+	return nil, nil, false
+}
+
+// DiscoNodeItems asks the plugins for disco#items on a node of the server.
+func (m *Manager) DiscoNodeItems(ctx context.Context, from, node string) ([]DiscoItem, bool) {
+	for _, p := range m.plugins {
+		if dn, ok := p.(DiscoNodes); ok {
+			if items, ok := dn.DiscoNodeItems(ctx, from, node); ok {
+				return items, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// HandlePreAuthIQ answers an IQ that arrived on a stream before SASL
+// succeeded. The stream layer (server/c2s) calls it for every IQ get/set
+// it receives before authentication; handled is false when no plugin
+// accepts the namespace, and the stream layer then answers as RFC 6120
+// says for an unauthenticated stream (not-authorized, or service-unavailable).
+//
+// The reply carries no 'to' or 'from' (the stream has no JID yet); the
+// stream layer writes it to the stream as is. Today only XEP-0077
+// registration (jabber:iq:register) is accepted, and only when
+// c2s.allow_registration is on.
+func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element) (reply *wire.Element, handled bool) {
+	if el == nil || el.Name != "iq" || (el.Type() != "get" && el.Type() != "set") {
+		return nil, false
+	}
+	payload := el.FirstChild()
+	if payload == nil {
+		return nil, false
+	}
+	ns := payload.NS()
+	for _, p := range m.plugins {
+		h, ok := p.(PreAuthIQHandler)
+		if !ok {
+			continue
+		}
+		for _, want := range h.PreAuthNamespaces() {
+			if want != ns {
+				continue
+			}
+			iq := &IQ{Stanza: el, To: m.host.Domain()}
+			res, err := h.HandlePreAuthIQ(ctx, iq)
+			if err != nil {
+				se, ok := err.(*wire.StanzaError)
+				if !ok {
+					m.log.Error("plugin pre-auth IQ handler failed", "plugin", p.ID(), "ns", ns, "err", err)
+					se = wire.ErrInternalServerError
+				}
+				r := wire.ErrorReply(el, se)
+				r.RemoveAttr("from").RemoveAttr("to")
+				return r, true
+			}
+			r := wire.IQResult(el, res)
+			r.RemoveAttr("from").RemoveAttr("to")
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Plugins returns the running plugins, in start order.
+func (m *Manager) Plugins() []Plugin {
+	return append([]Plugin(nil), m.plugins...)
+}
+
+// SortedUnique returns the strings sorted with duplicates removed; disco
+// answers must not repeat a feature (XEP-0115 hashes them).
+func SortedUnique(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	n := 0
+	for i, s := range out {
+		if s == "" || (i > 0 && s == out[i-1]) {
+			continue
+		}
+		out[n] = s
+		n++
+	}
+	return out[:n]
+}
+
+// Setting returns a plugin's setting from conf plugins.settings[id][key].
+func Setting(cfg *conf.Config, id, key string) (any, bool) {
+	if cfg == nil || cfg.Plugins.Settings == nil {
+		return nil, false
+	}
+	v, ok := cfg.Plugins.Settings[id][key]
+	return v, ok
+}
+
+// SettingBool returns a boolean setting, or def when unset or not a bool.
+func SettingBool(cfg *conf.Config, id, key string, def bool) bool {
+	if v, ok := Setting(cfg, id, key); ok {
+		if b, ok := v.(bool); ok {
+			return b
+		}
+	}
+	return def
+}
+
+// SettingString returns a string setting, or def when unset or not a string.
+func SettingString(cfg *conf.Config, id, key, def string) string {
+	if v, ok := Setting(cfg, id, key); ok {
+		if s, ok := v.(string); ok {
+			return s
+		}
+	}
+	return def
+}

@@ -1,0 +1,274 @@
+// Package plugintest runs plugins through a real plugins.Manager against a
+// fake Host, for table tests that assert exact XML replies. Any plugin's
+// tests (built-in or third-party) may use it.
+//
+//	h := plugintest.NewHost(t)
+//	m := h.Start(t, ping.New())
+//	reply := h.IQ(t, m, plugins.ToServer, `<iq type='get' id='1' from='a@example.com/r'><ping xmlns='urn:xmpp:ping'/></iq>`)
+package plugintest
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Domain is the domain the fake host serves.
+const Domain = "example.com"
+
+// Host is a fake plugins.Host. Routed stanzas are recorded; resources are
+// whatever the test sets; the user manager keeps passwords in memory and
+// accounts in the store.
+type Host struct {
+	Cfg   *conf.Config
+	St    storage.Store
+	Log   *slog.Logger
+	Bus   *plugins.Hooks
+	Admin map[string]bool
+
+	mu      sync.Mutex
+	routed  []*wire.Element
+	res     map[string][]plugins.Resource // bare → resources
+	carbons map[string]bool
+	users   *Users
+}
+
+var _ plugins.Host = (*Host)(nil)
+
+// NewHost returns a fake host for Domain on an in-memory store.
+func NewHost(t testing.TB) *Host {
+	return NewHostWithStore(t, NewMemStore())
+}
+
+// NewHostWithStore returns a fake host on the given store.
+func NewHostWithStore(t testing.TB, st storage.Store) *Host {
+	cfg := &conf.Config{Domain: Domain}
+	h := &Host{
+		Cfg: cfg, St: st, Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Bus: plugins.NewHooks(), Admin: map[string]bool{},
+		res: map[string][]plugins.Resource{}, carbons: map[string]bool{},
+	}
+	h.users = &Users{h: h, passwords: map[string]string{}, kicked: map[string]int{}}
+	return h
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func (h *Host) Domain() string           { return h.Cfg.Domain }
+func (h *Host) Config() *conf.Config     { return h.Cfg }
+func (h *Host) Store() storage.Store     { return h.St }
+func (h *Host) Logger() *slog.Logger     { return h.Log }
+func (h *Host) Hooks() *plugins.Hooks    { return h.Bus }
+func (h *Host) IsAdmin(bare string) bool { return h.Admin[bare] }
+
+// UserManager returns the fake user manager, for assertions.
+func (h *Host) UserManager() *Users { return h.users }
+
+// Users implements plugins.Host.
+func (h *Host) Users() plugins.UserManager { return h.users }
+
+// Route records the stanza.
+func (h *Host) Route(ctx context.Context, el *wire.Element) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.routed = append(h.routed, el)
+}
+
+// Routed returns and forgets the stanzas routed so far, serialized.
+func (h *Host) Routed() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, len(h.routed))
+	for i, el := range h.routed {
+		out[i] = el.String()
+	}
+	h.routed = nil
+	return out
+}
+
+// SetOnline marks full JIDs online (available, priority 0).
+func (h *Host) SetOnline(bare string, full ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.res[bare] = nil
+	for _, f := range full {
+		h.res[bare] = append(h.res[bare], plugins.Resource{JID: f, Node: "test", Available: true})
+	}
+}
+
+// Resources implements plugins.Host.
+func (h *Host) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]plugins.Resource(nil), h.res[bare]...), nil
+}
+
+// SetCarbons implements plugins.Host.
+func (h *Host) SetCarbons(ctx context.Context, full string, on bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.carbons[full] = on
+	return nil
+}
+
+// Carbons reports the carbons state last set for a full JID.
+func (h *Host) Carbons(full string) (on, set bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	on, set = h.carbons[full]
+	return on, set
+}
+
+// OnlineBare returns the bare JIDs with resources, sorted (for counting).
+func (h *Host) OnlineBare() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for b, r := range h.res {
+		if len(r) > 0 {
+			out = append(out, b)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Start starts a manager over the given plugins and stops it at cleanup.
+func (h *Host) Start(t testing.TB, list ...plugins.Plugin) *plugins.Manager {
+	t.Helper()
+	m := plugins.NewManager(h, h.Log, list)
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatalf("start plugins: %v", err)
+	}
+	if got := len(m.Plugins()); got != len(list) {
+		t.Fatalf("%d of %d plugins started", got, len(list))
+	}
+	t.Cleanup(func() { _ = m.Stop(context.Background()) })
+	return m
+}
+
+// Parse parses one element or fails the test.
+func Parse(t testing.TB, s string) *wire.Element {
+	t.Helper()
+	el, err := wire.Parse([]byte(s), wire.Limits{})
+	if err != nil {
+		t.Fatalf("parse %q: %v", s, err)
+	}
+	return el
+}
+
+// IQ dispatches an IQ through the manager like the router does and returns
+// the serialized reply, or "" when no plugin handled it. IQ.To is the
+// stanza's 'to', or the domain when it has none; FromLocal is true when
+// 'from' is in the domain.
+func (h *Host) IQ(t testing.TB, m *plugins.Manager, target plugins.Target, xml string) string {
+	t.Helper()
+	el := Parse(t, xml)
+	to := el.To()
+	if to == "" {
+		to = h.Domain()
+	}
+	iq := &plugins.IQ{Stanza: el, From: el.From(), FromLocal: domainOf(el.From()) == h.Domain(), To: to}
+	reply, ok := m.HandleIQ(context.Background(), iq, target)
+	if !ok {
+		return ""
+	}
+	return reply.String()
+}
+
+func domainOf(j string) string {
+	for i := 0; i < len(j); i++ {
+		if j[i] == '@' {
+			j = j[i+1:]
+			break
+		}
+	}
+	for i := 0; i < len(j); i++ {
+		if j[i] == '/' {
+			return j[:i]
+		}
+	}
+	return j
+}
+
+// Users is a fake plugins.UserManager: accounts in the store, passwords in
+// memory (real hashing lives in the server).
+type Users struct {
+	h         *Host
+	mu        sync.Mutex
+	passwords map[string]string
+	kicked    map[string]int
+}
+
+func (u *Users) CreateUser(ctx context.Context, username, password string) error {
+	if err := u.h.St.CreateUser(ctx, storage.User{Username: username}); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.passwords[username] = password
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *Users) DeleteUser(ctx context.Context, username string) error {
+	if err := u.h.St.DeleteUser(ctx, username); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	delete(u.passwords, username)
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *Users) SetPassword(ctx context.Context, username, password string) error {
+	if _, err := u.h.St.GetUser(ctx, username); err != nil {
+		return err
+	}
+	u.mu.Lock()
+	u.passwords[username] = password
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *Users) CheckPassword(ctx context.Context, username, password string) (bool, error) {
+	if _, err := u.h.St.GetUser(ctx, username); err != nil {
+		return false, err
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.passwords[username] == password, nil
+}
+
+func (u *Users) Kick(ctx context.Context, bare string, reason string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.kicked[bare]++
+	return 1
+}
+
+// Password returns the password stored for a user ("" and false if none).
+func (u *Users) Password(username string) (string, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	p, ok := u.passwords[username]
+	return p, ok
+}
+
+// Kicked returns how often a bare JID was kicked.
+func (u *Users) Kicked(bare string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.kicked[bare]
+}
