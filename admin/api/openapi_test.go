@@ -1,0 +1,51 @@
+package api
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+// TestOpenAPICoversRoutes keeps openapi.yaml true: every JSON route the
+// server registers is described, and nothing described is missing.
+func TestOpenAPICoversRoutes(t *testing.T) {
+	raw, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for p, ops := range doc.Paths {
+		for m := range ops {
+			documented[strings.ToUpper(m)+" "+p] = true
+		}
+	}
+	src, err := os.ReadFile("server.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`"((?:GET|POST|DELETE) /(?:api|healthz|readyz|metrics)[^"]*)"`)
+	registered := map[string]bool{}
+	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
+		registered[m[1]] = true
+		if !documented[m[1]] {
+			t.Errorf("route %q is not in openapi.yaml", m[1])
+		}
+	}
+	for d := range documented {
+		if !registered[d] {
+			t.Errorf("openapi.yaml documents %q, which the server does not serve", d)
+		}
+	}
+	if len(registered) < 20 {
+		t.Errorf("found only %d routes: the scan is broken", len(registered))
+	}
+}
