@@ -1,7 +1,219 @@
 // Package auth is SASL for client streams (SCRAM-SHA-256, SCRAM-SHA-1 and
 // PLAIN), credential creation and checking, throttling of failed attempts
 // per address, and the UserManager plugins use.
+//
+// Credentials are stored as salt, iteration count, StoredKey and ServerKey
+// (RFC 5802), never the password or the salted password. An unknown user
+// and a wrong password are indistinguishable to the client: same failure,
+// same exchange shape (a deterministic fake salt), and for PLAIN the same
+// PBKDF2 work.
 package auth
 
-// Authenticator checks SASL exchanges against the user store.
-type Authenticator struct{}
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"log/slog"
+	"time"
+
+	"github.com/aviary-im/aviary/storage"
+	"mellium.im/xmpp/jid"
+)
+
+// Mechanism names.
+const (
+	MechSCRAMSHA256 = "SCRAM-SHA-256"
+	MechSCRAMSHA1   = "SCRAM-SHA-1"
+	MechPLAIN       = "PLAIN"
+)
+
+// Clock is time as the throttle sees it; tests inject a fake.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d or until ctx ends.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Options configure an Authenticator.
+type Options struct {
+	// Store holds the accounts.
+	Store storage.Users
+	// Domain is the served domain (for authzid checks).
+	Domain string
+	// Iterations is the PBKDF2 count used for new credentials and for the
+	// fake credentials of unknown users. Default 4096.
+	Iterations int
+	// FailureDelay is the delay after the first failure from an address;
+	// it doubles per further failure up to MaxFailureDelay (default 5s).
+	// Zero disables throttling.
+	FailureDelay    time.Duration
+	MaxFailureDelay time.Duration
+	// Clock defaults to the real one.
+	Clock  Clock
+	Logger *slog.Logger
+}
+
+// Authenticator runs SASL exchanges against the user store. It is safe for
+// concurrent use; one serves a whole node.
+type Authenticator struct {
+	store      storage.Users
+	domain     string
+	iterations int
+	clock      Clock
+	log        *slog.Logger
+	secret     [32]byte // keys the fake salts of unknown users
+	throttle   *throttle
+}
+
+// New returns an Authenticator.
+func New(o Options) *Authenticator {
+	if o.Iterations <= 0 {
+		o.Iterations = 4096
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxFailureDelay <= 0 {
+		o.MaxFailureDelay = 5 * time.Second
+	}
+	a := &Authenticator{
+		store:      o.Store,
+		domain:     o.Domain,
+		iterations: o.Iterations,
+		clock:      o.Clock,
+		log:        o.Logger,
+		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay),
+	}
+	_, _ = rand.Read(a.secret[:])
+	return a
+}
+
+// Mechanisms returns the mechanisms to offer, strongest first. PLAIN is
+// offered only on an encrypted stream.
+func (a *Authenticator) Mechanisms(secure bool) []string {
+	if secure {
+		return []string{MechSCRAMSHA256, MechSCRAMSHA1, MechPLAIN}
+	}
+	return []string{MechSCRAMSHA256, MechSCRAMSHA1}
+}
+
+// Exchange is one SASL exchange in progress.
+type Exchange interface {
+	// Step consumes the client's (decoded) data: the initial response
+	// first, then each response to a challenge. It returns the next
+	// challenge (done false) or the additional data of success (done true),
+	// or a *Failure.
+	Step(ctx context.Context, in []byte) (out []byte, done bool, err error)
+	// Username is the authenticated localpart once Step reported done.
+	Username() string
+}
+
+// Start begins an exchange for mech. It returns a *Failure with
+// invalid-mechanism for an unknown mechanism, or encryption-required for
+// PLAIN on a plain stream.
+func (a *Authenticator) Start(mech string, secure bool) (Exchange, error) {
+	switch mech {
+	case MechSCRAMSHA256, MechSCRAMSHA1:
+		return newSCRAMExchange(a, mech), nil
+	case MechPLAIN:
+		if !secure {
+			return nil, fail(CondEncryptionRequired, nil)
+		}
+		return &plainExchange{a: a}, nil
+	}
+	return nil, fail(CondInvalidMechanism, nil)
+}
+
+// Wait blocks until addr may try again, when earlier failures from it
+// put it on hold. Call it before running an exchange.
+func (a *Authenticator) Wait(ctx context.Context, addr string) error {
+	return a.clock.Sleep(ctx, a.throttle.wait(addr, a.clock.Now()))
+}
+
+// Failed records a failure from addr and sleeps the resulting delay
+// (base delay doubled per consecutive failure), so the client hears of the
+// failure only then. It returns the delay.
+func (a *Authenticator) Failed(ctx context.Context, addr string) time.Duration {
+	d := a.throttle.fail(addr, a.clock.Now())
+	_ = a.clock.Sleep(ctx, d)
+	return d
+}
+
+// Succeeded clears addr's failure record.
+func (a *Authenticator) Succeeded(addr string) { a.throttle.reset(addr) }
+
+// normalizeUsername applies the JID localpart profile (PRECIS
+// UsernameCaseMapped) so "Alice" and "alice" are one account.
+func (a *Authenticator) normalizeUsername(name string) (string, error) {
+	return NormalizeUsername(name, a.domain)
+}
+
+// NormalizeUsername returns the canonical localpart for name, or
+// ErrBadUsername.
+func NormalizeUsername(name, domain string) (string, error) {
+	if name == "" {
+		return "", ErrBadUsername
+	}
+	j, err := jid.New(name, domain, "")
+	if err != nil || j.Localpart() == "" {
+		return "", ErrBadUsername
+	}
+	return j.Localpart(), nil
+}
+
+// authzidMatches accepts an authzid that names the authenticating user's
+// own bare JID (what clients send); we never allow acting as someone else.
+func (a *Authenticator) authzidMatches(authzid, user string) bool {
+	j, err := jid.Parse(authzid)
+	if err != nil || j.Resourcepart() != "" {
+		return false
+	}
+	if j.Localpart() == "" {
+		// Some clients send just the username.
+		n, err := a.normalizeUsername(authzid)
+		return err == nil && n == user
+	}
+	return j.Domainpart() == a.domain && j.Localpart() == user
+}
+
+// fakeCredential returns a credential for an unknown user that stays the
+// same across attempts (so probing the salt reveals nothing) but can never
+// verify: StoredKey is random-looking and nobody knows a preimage.
+func (a *Authenticator) fakeCredential(sha1 bool, user string) storage.SCRAM {
+	m := hmac.New(sha256.New, a.secret[:])
+	if sha1 {
+		m.Write([]byte("sha1\x00"))
+	} else {
+		m.Write([]byte("sha256\x00"))
+	}
+	m.Write([]byte(user))
+	sum := m.Sum(nil)
+	size := 32
+	if sha1 {
+		size = 20
+	}
+	key := hmacSum(sha256.New, sum, "stored")[:size]
+	return storage.SCRAM{Salt: sum[:saltLen], Iterations: a.iterations, StoredKey: key, ServerKey: key}
+}

@@ -1,0 +1,108 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
+)
+
+// Users implements plugins.UserManager on a store: the one place accounts
+// are created and passwords hashed, shared by `aviary user`, in-band
+// registration and the admin API.
+type Users struct {
+	Store      storage.Users
+	Domain     string
+	Iterations int
+	// KickFunc closes a user's sessions; nil when no server runs (CLI).
+	KickFunc func(ctx context.Context, bare, reason string) int
+	// Hooks, when set, receives EventUserCreated and EventUserDeleted.
+	Hooks *plugins.Hooks
+}
+
+var _ plugins.UserManager = (*Users)(nil)
+
+// CreateUser adds an account. It returns ErrUserExists when taken and
+// ErrBadUsername for an invalid localpart.
+func (u *Users) CreateUser(ctx context.Context, username, password string) error {
+	name, err := NormalizeUsername(username, u.Domain)
+	if err != nil {
+		return fmt.Errorf("%w: %q", ErrBadUsername, username)
+	}
+	creds, err := NewCredentials(password, u.iterations())
+	if err != nil {
+		return err
+	}
+	err = u.Store.CreateUser(ctx, storage.User{Username: name, Credentials: creds, CreatedAt: time.Now().UTC()})
+	if errors.Is(err, storage.ErrExists) {
+		return fmt.Errorf("%w: %s", ErrUserExists, name)
+	}
+	if err != nil {
+		return err
+	}
+	if u.Hooks != nil {
+		_ = u.Hooks.Run(ctx, plugins.EventUserCreated, &plugins.UserEvent{Username: name})
+	}
+	return nil
+}
+
+// DeleteUser removes an account and everything stored for it, then closes
+// its sessions. storage.ErrNotFound when there is no such account.
+func (u *Users) DeleteUser(ctx context.Context, username string) error {
+	name, err := NormalizeUsername(username, u.Domain)
+	if err != nil {
+		return fmt.Errorf("%w: %q", ErrBadUsername, username)
+	}
+	if _, err := u.Store.GetUser(ctx, name); err != nil {
+		return err
+	}
+	if err := u.Store.DeleteUser(ctx, name); err != nil {
+		return err
+	}
+	if u.Hooks != nil {
+		_ = u.Hooks.Run(ctx, plugins.EventUserDeleted, &plugins.UserEvent{Username: name})
+	}
+	u.Kick(ctx, name+"@"+u.Domain, "account deleted")
+	return nil
+}
+
+// SetPassword replaces an account's credentials.
+func (u *Users) SetPassword(ctx context.Context, username, password string) error {
+	name, err := NormalizeUsername(username, u.Domain)
+	if err != nil {
+		return fmt.Errorf("%w: %q", ErrBadUsername, username)
+	}
+	creds, err := NewCredentials(password, u.iterations())
+	if err != nil {
+		return err
+	}
+	return u.Store.SetCredentials(ctx, name, creds)
+}
+
+// CheckPassword reports whether password is the account's password.
+func (u *Users) CheckPassword(ctx context.Context, username, password string) (bool, error) {
+	name, err := NormalizeUsername(username, u.Domain)
+	if err != nil {
+		return false, nil
+	}
+	a := &Authenticator{store: u.Store, domain: u.Domain, iterations: u.iterations()}
+	return a.checkUserPassword(ctx, name, password, true)
+}
+
+// Kick closes every session of a bare JID and returns how many.
+func (u *Users) Kick(ctx context.Context, bare, reason string) int {
+	if u.KickFunc == nil {
+		return 0
+	}
+	return u.KickFunc(ctx, bare, reason)
+}
+
+func (u *Users) iterations() int {
+	if u.Iterations <= 0 {
+		return 4096
+	}
+	return u.Iterations
+}
