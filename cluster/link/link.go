@@ -1,0 +1,356 @@
+// Package link carries messages between the nodes of a cluster over
+// direct TCP connections authenticated with the shared cluster secret.
+//
+// Each node dials its own outbound connection to every peer it sends to
+// and accepts the peers' connections: the connection A→B carries A's Sends
+// and Calls and B's replies, so no connection is shared in both directions
+// and there is no dial race to settle.
+//
+// Outbound, one writer goroutine per peer drains a bounded queue and
+// writes whatever has accumulated in one writev (net.Buffers); a full
+// queue blocks Send until its context ends (back-pressure). Frames that
+// are queued when the connection breaks and cannot be written after one
+// redial are handed to Options.Undelivered, so the caller can store or
+// bounce them: nothing is dropped silently except bytes the kernel had
+// already accepted on a connection that then died.
+//
+// Inbound, one reader goroutine per connection runs Send handlers in
+// order, in the reader goroutine (so they must not block for long), and
+// runs each Call handler in its own goroutine.
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster"
+)
+
+// Options configure a Node.
+type Options struct {
+	// Name is this node's name; peers must dial it by this name.
+	Name string
+	// Secret is the shared cluster secret.
+	Secret []byte
+	// Handler returns the handler for a message kind, or nil.
+	Handler func(kind string) cluster.HandlerFunc
+	// Undelivered receives Sends that were queued but could not be
+	// written because the peer's connection failed. Optional.
+	Undelivered func(node, kind string, payload []byte)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// QueueLen is the per-peer outbound queue, in frames. Default 4096.
+	QueueLen int
+	// DialTimeout bounds one dial plus handshake. Default 3s.
+	DialTimeout time.Duration
+	// MaxBackoff caps the wait between failed dials to one peer, during
+	// which Send fails at once with ErrNodeGone. Default 5s.
+	MaxBackoff time.Duration
+	// WriteTimeout bounds one batch write. Default 10s.
+	WriteTimeout time.Duration
+}
+
+// Node is this node's end of all links. Methods are safe for concurrent use.
+type Node struct {
+	o      Options
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	ln      net.Listener
+	peers   map[string]*peer
+	inbound map[net.Conn]struct{}
+	closed  bool
+}
+
+// New returns a Node. Call Listen to accept peers.
+func New(o Options) *Node {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.QueueLen <= 0 {
+		o.QueueLen = 4096
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 3 * time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Node{
+		o: o, log: o.Logger.With("part", "cluster.link"), ctx: ctx, cancel: cancel,
+		peers: map[string]*peer{}, inbound: map[net.Conn]struct{}{},
+	}
+}
+
+// Listen accepts peers on addr and returns the bound address.
+func (n *Node) Listen(addr string) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("link: listen %s: %w", addr, err)
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		ln.Close()
+		return nil, net.ErrClosed
+	}
+	n.ln = ln
+	n.mu.Unlock()
+	n.goFunc(func() { n.acceptLoop(ln) })
+	return ln.Addr(), nil
+}
+
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// Close stops listening, closes every link and waits for its goroutines.
+// Queued Sends go to Options.Undelivered; pending Calls fail.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	peers := n.peers
+	n.peers = map[string]*peer{}
+	for c := range n.inbound {
+		c.Close()
+	}
+	n.mu.Unlock()
+	n.cancel()
+	for _, p := range peers {
+		p.close()
+	}
+	n.wg.Wait()
+	return nil
+}
+
+// Forget closes the link to node, for example because it left the
+// cluster: queued Sends go to Options.Undelivered, pending Calls fail
+// with ErrNodeGone.
+func (n *Node) Forget(node string) {
+	n.mu.Lock()
+	p := n.peers[node]
+	delete(n.peers, node)
+	n.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+}
+
+// Send queues a one-way message for node, listening on addr. It returns
+// cluster.ErrNodeGone when the node cannot be reached, and the context's
+// error (wrapped) when the queue stays full until ctx ends.
+func (n *Node) Send(ctx context.Context, node, addr, kind string, payload []byte) error {
+	p, err := n.peer(ctx, node, addr)
+	if err != nil {
+		return err
+	}
+	b := getBuf()
+	if b.b, err = encode(b.b[:0], frameSend, 0, kind, payload); err != nil {
+		putBuf(b)
+		return err
+	}
+	return p.enqueue(ctx, b)
+}
+
+// Call sends a request to node and waits for the reply until ctx ends.
+func (n *Node) Call(ctx context.Context, node, addr, kind string, payload []byte) ([]byte, error) {
+	p, err := n.peer(ctx, node, addr)
+	if err != nil {
+		return nil, err
+	}
+	id, ch := p.newCall()
+	defer p.endCall(id)
+	b := getBuf()
+	if b.b, err = encode(b.b[:0], frameCall, id, kind, payload); err != nil {
+		putBuf(b)
+		return nil, err
+	}
+	if err := p.enqueue(ctx, b); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r.payload, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("link: call %s to %q: %w", kind, node, ctx.Err())
+	}
+}
+
+// peer returns the connected peer for node, dialling if needed.
+func (n *Node) peer(ctx context.Context, node, addr string) (*peer, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("link: %q has no link address: %w", node, cluster.ErrNodeGone)
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, fmt.Errorf("link: closed: %w", cluster.ErrNodeGone)
+	}
+	p := n.peers[node]
+	var old *peer
+	if p != nil && p.addr != addr {
+		old, p = p, nil
+	}
+	if p == nil {
+		p = newPeer(n, node, addr)
+		n.peers[node] = p
+		n.goFunc(p.writeLoop)
+	}
+	n.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	if err := p.ensureConn(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (n *Node) acceptLoop(ln net.Listener) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (EMFILE...): back off a little.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			n.log.Warn("link accept failed", "err", err)
+			select {
+			case <-time.After(delay):
+			case <-n.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			c.Close()
+			return
+		}
+		n.inbound[c] = struct{}{}
+		n.mu.Unlock()
+		n.goFunc(func() { n.serveConn(c) })
+	}
+}
+
+// serveConn authenticates an inbound connection and runs its handlers.
+func (n *Node) serveConn(c net.Conn) {
+	defer func() {
+		c.Close()
+		n.mu.Lock()
+		delete(n.inbound, c)
+		n.mu.Unlock()
+	}()
+	from, err := serverHandshake(c, n.o.Secret, n.o.Name)
+	if err != nil {
+		n.log.Warn("link handshake refused", "remote", c.RemoteAddr().String(), "err", err)
+		return
+	}
+	n.log.Debug("link accepted", "from", from, "remote", c.RemoteAddr().String())
+	in := &inConn{c: c}
+	fr := &frameReader{r: newReader(c)}
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	for {
+		f, err := fr.next()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				n.log.Debug("link closed", "from", from, "err", err)
+			}
+			return
+		}
+		switch f.typ {
+		case frameSend:
+			h := n.o.Handler(f.kind)
+			if h == nil {
+				n.log.Warn("link message without handler", "from", from, "kind", f.kind)
+				continue
+			}
+			if _, err := h(n.ctx, from, f.payload); err != nil {
+				n.log.Debug("link send handler failed", "from", from, "kind", f.kind, "err", err)
+			}
+		case frameCall:
+			calls.Add(1)
+			go func() {
+				defer calls.Done()
+				n.answer(in, from, f)
+			}()
+		default:
+			n.log.Warn("link unexpected frame", "from", from, "type", f.typ)
+			return
+		}
+	}
+}
+
+func (n *Node) answer(in *inConn, from string, f frame) {
+	var reply []byte
+	var err error
+	h := n.o.Handler(f.kind)
+	if h == nil {
+		err = cluster.ErrNoHandler
+	} else {
+		reply, err = h(n.ctx, from, f.payload)
+	}
+	b := getBuf()
+	defer putBuf(b)
+	if err != nil {
+		code := codeHandler
+		if errors.Is(err, cluster.ErrNoHandler) {
+			code = codeNoHandler
+		}
+		b.b, _ = encode(b.b[:0], frameError, f.id, "", append([]byte{code}, err.Error()...))
+	} else if b.b, err = encode(b.b[:0], frameReply, f.id, "", reply); err != nil {
+		b.b, _ = encode(b.b[:0], frameError, f.id, "", append([]byte{codeHandler}, err.Error()...))
+	}
+	in.mu.Lock()
+	_ = in.c.SetWriteDeadline(time.Now().Add(n.o.WriteTimeout))
+	_, werr := in.c.Write(b.b)
+	in.mu.Unlock()
+	if werr != nil {
+		in.c.Close()
+	}
+}
+
+type inConn struct {
+	mu sync.Mutex // serializes reply writes
+	c  net.Conn
+}
+
+// Stats are counters for one Node.
+type Stats struct {
+	Peers int
+}
+
+// Stats returns current counters.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return Stats{Peers: len(n.peers)}
+}

@@ -1,0 +1,361 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster"
+)
+
+// checkFor polls fn until it returns nil or total passes.
+func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(poll)
+	}
+}
+
+type handlers struct {
+	mu sync.Mutex
+	m  map[string]cluster.HandlerFunc
+}
+
+func (h *handlers) set(kind string, f cluster.HandlerFunc) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = map[string]cluster.HandlerFunc{}
+	}
+	h.m[kind] = f
+}
+
+func (h *handlers) get(kind string) cluster.HandlerFunc {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.m[kind]
+}
+
+type testNode struct {
+	*Node
+	addr string
+	h    *handlers
+}
+
+func startNode(t testing.TB, name, secret string, mod func(*Options)) *testNode {
+	t.Helper()
+	h := &handlers{}
+	o := Options{Name: name, Secret: []byte(secret), Handler: h.get, MaxBackoff: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&o)
+	}
+	n := New(o)
+	a, err := n.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return &testNode{Node: n, addr: a.String(), h: h}
+}
+
+func TestSendCall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := startNode(t, "a", "s3cret", nil)
+	b := startNode(t, "b", "s3cret", nil)
+	var mu sync.Mutex
+	var got []string
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		mu.Lock()
+		got = append(got, from+":"+string(p))
+		mu.Unlock()
+		return nil, nil
+	})
+	b.h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		return append([]byte(from+">"), p...), nil
+	})
+	b.h.set("fail", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		return nil, errors.New("nope")
+	})
+	for i := range 100 {
+		if err := a.Send(ctx, "b", b.addr, "msg", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 100 {
+			return fmt.Errorf("got %d messages", len(got))
+		}
+		for i, s := range got {
+			if s != fmt.Sprintf("a:%d", i) {
+				return fmt.Errorf("message %d = %q (out of order?)", i, s)
+			}
+		}
+		return nil
+	})
+
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	cases := []struct {
+		name    string
+		kind    string
+		payload []byte
+		want    []byte
+		wantErr error
+		remote  bool
+	}{
+		{"echo", "echo", []byte("hi"), []byte("a>hi"), nil, false},
+		{"empty", "echo", nil, []byte("a>"), nil, false},
+		{"big", "echo", big, append([]byte("a>"), big...), nil, false},
+		{"no handler", "nope", nil, nil, cluster.ErrNoHandler, false},
+		{"handler error", "fail", nil, nil, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			reply, err := a.Call(ctx, "b", b.addr, tc.kind, tc.payload)
+			var re *RemoteError
+			switch {
+			case tc.remote:
+				if !errors.As(err, &re) || re.Msg != "nope" || re.Node != "b" {
+					t.Fatalf("err = %v, want remote error nope", err)
+				}
+			case !errors.Is(err, tc.wantErr):
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			if !bytes.Equal(reply, tc.want) {
+				t.Fatalf("reply = %.40q, want %.40q", reply, tc.want)
+			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := startNode(t, "b", "right", nil)
+	var calls atomic.Int32
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		calls.Add(1)
+		return nil, nil
+	})
+	cases := []struct {
+		name, self, secret, target, addr string
+	}{
+		{"wrong secret", "a", "wrong", "b", b.addr},
+		{"wrong node name", "a", "right", "c", b.addr},
+		{"nobody listening", "a", "right", "b", "127.0.0.1:1"},
+		{"no address", "a", "right", "b", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a := startNode(t, tc.self, tc.secret, nil)
+			err := a.Send(ctx, tc.target, tc.addr, "msg", []byte("x"))
+			if !errors.Is(err, cluster.ErrNodeGone) {
+				t.Fatalf("Send err = %v, want ErrNodeGone", err)
+			}
+			// During the backoff the failure is immediate.
+			start := time.Now()
+			_, err = a.Call(ctx, tc.target, tc.addr, "msg", nil)
+			if !errors.Is(err, cluster.ErrNodeGone) {
+				t.Fatalf("Call err = %v, want ErrNodeGone", err)
+			}
+			if tc.addr != "" && time.Since(start) > time.Second {
+				t.Logf("second attempt took %v", time.Since(start))
+			}
+		})
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("handler ran %d times for refused peers", n)
+	}
+}
+
+func TestForgetFailsPending(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	release := make(chan struct{})
+	defer close(release)
+	b.h.set("slow", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		<-release
+		return nil, nil
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := a.Call(ctx, "b", b.addr, "slow", nil)
+		errc <- err
+	}()
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if a.Stats().Peers != 1 {
+			return errors.New("no peer yet")
+		}
+		return nil
+	})
+	a.Forget("b")
+	if err := <-errc; !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("pending call after Forget: %v", err)
+	}
+}
+
+func TestCallTimeout(t *testing.T) {
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	release := make(chan struct{})
+	defer close(release)
+	b.h.set("slow", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		<-release
+		return nil, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := a.Call(ctx, "b", b.addr, "slow", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want deadline exceeded", err)
+	}
+}
+
+// TestBackPressure blocks the receiver so the sender's queue fills: Send
+// must then wait for its context and fail, not drop or grow without bound.
+func TestBackPressure(t *testing.T) {
+	a := startNode(t, "a", "s", func(o *Options) { o.QueueLen = 4 })
+	b := startNode(t, "b", "s", nil)
+	release := make(chan struct{})
+	var handled atomic.Int64
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		<-release
+		handled.Add(1)
+		return nil, nil
+	})
+	payload := bytes.Repeat([]byte("p"), 64<<10)
+	sent := 0
+	var err error
+	for sent < 10000 {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err = a.Send(ctx, "b", b.addr, "msg", payload)
+		cancel()
+		if err != nil {
+			break
+		}
+		sent++
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("after %d sends err = %v, want deadline exceeded", sent, err)
+	}
+	close(release)
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if n := handled.Load(); n != int64(sent) {
+			return fmt.Errorf("handled %d of %d", n, sent)
+		}
+		return nil
+	})
+}
+
+// TestUndelivered: frames queued for a peer that goes away are reported.
+func TestUndelivered(t *testing.T) {
+	var mu sync.Mutex
+	var lost []string
+	a := startNode(t, "a", "s", func(o *Options) {
+		o.QueueLen = 1000
+		o.Undelivered = func(node, kind string, p []byte) {
+			mu.Lock()
+			lost = append(lost, node+"/"+kind+"/"+string(p))
+			mu.Unlock()
+		}
+	})
+	b := startNode(t, "b", "s", nil)
+	release := make(chan struct{})
+	var handled atomic.Int64
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		<-release
+		handled.Add(1)
+		return nil, nil
+	})
+	ctx := context.Background()
+	payload := bytes.Repeat([]byte("p"), 32<<10)
+	total := 600
+	for range total {
+		if err := a.Send(ctx, "b", b.addr, "msg", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Forget("b")
+	close(release)
+	b.Close()
+	mu.Lock()
+	n := len(lost)
+	mu.Unlock()
+	if n == 0 {
+		t.Fatal("nothing reported undelivered though the receiver was stuck")
+	}
+	// A batch that failed mid-write is reported whole, so a frame may be
+	// both handled and reported (a duplicate, never a silent loss).
+	if n > total {
+		t.Fatalf("undelivered %d > sent %d", n, total)
+	}
+	if err := a.Send(ctx, "b", b.addr, "msg", nil); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("Send to a closed node: %v", err)
+	}
+}
+
+func BenchmarkLinkSend(b *testing.B) {
+	for _, size := range []int{200, 2000} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			x := startNode(b, "a", "s", nil)
+			y := startNode(b, "b", "s", nil)
+			var got atomic.Int64
+			y.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+				got.Add(1)
+				return nil, nil
+			})
+			y.h.set("ping", func(ctx context.Context, from string, p []byte) ([]byte, error) { return nil, nil })
+			ctx := context.Background()
+			payload := bytes.Repeat([]byte("m"), size)
+			if err := x.Send(ctx, "b", y.addr, "msg", payload); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			n := int64(1)
+			for b.Loop() {
+				if err := x.Send(ctx, "b", y.addr, "msg", payload); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			// Sends are ordered before the ping's reply: all handled.
+			if _, err := x.Call(ctx, "b", y.addr, "ping", nil); err != nil {
+				b.Fatal(err)
+			}
+			for got.Load() < n {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+}
+
+func BenchmarkLinkCall(b *testing.B) {
+	x := startNode(b, "a", "s", nil)
+	y := startNode(b, "b", "s", nil)
+	y.h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) { return p, nil })
+	ctx := context.Background()
+	payload := []byte("ping")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := x.Call(ctx, "b", y.addr, "echo", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,352 @@
+package link
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster"
+)
+
+const (
+	maxBatchFrames = 256
+	maxBatchBytes  = 1 << 20
+)
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReaderSize(c, 64<<10) }
+
+type result struct {
+	payload []byte
+	err     error
+}
+
+// peer is the outbound side of the link to one node.
+type peer struct {
+	n          *Node
+	name, addr string
+	q          chan *buf
+	done       chan struct{}
+	closeOnce  sync.Once
+
+	// qmu: enqueuers hold it shared, close takes it exclusively, so no
+	// frame enters q after the writer's final drain.
+	qmu    sync.RWMutex
+	closed bool
+
+	conn   atomic.Pointer[outConn]
+	dialMu sync.Mutex // one dial at a time; guards downUntil, backoff
+
+	downUntil time.Time
+	backoff   time.Duration
+
+	mu     sync.Mutex // guards calls
+	calls  map[uint64]chan result
+	nextID atomic.Uint64
+}
+
+type outConn struct {
+	c net.Conn
+}
+
+func newPeer(n *Node, name, addr string) *peer {
+	return &peer{
+		n: n, name: name, addr: addr,
+		q:     make(chan *buf, n.o.QueueLen),
+		done:  make(chan struct{}),
+		calls: map[uint64]chan result{},
+	}
+}
+
+func (p *peer) gone(format string, args ...any) error {
+	return fmt.Errorf("link: %q: %s: %w", p.name, fmt.Sprintf(format, args...), cluster.ErrNodeGone)
+}
+
+// ensureConn makes sure a connection is up, dialling when needed. While a
+// failed dial's backoff lasts it fails at once.
+func (p *peer) ensureConn(ctx context.Context) error {
+	if p.conn.Load() != nil {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return p.gone("link closed")
+	default:
+	}
+	p.dialMu.Lock()
+	defer p.dialMu.Unlock()
+	if p.conn.Load() != nil {
+		return nil
+	}
+	if now := time.Now(); now.Before(p.downUntil) {
+		return p.gone("unreachable for another %v", p.downUntil.Sub(now).Round(time.Millisecond))
+	}
+	return p.dialLocked(ctx)
+}
+
+// dialLocked dials and authenticates; p.dialMu must be held.
+func (p *peer) dialLocked(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, p.n.o.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(dctx, "tcp", p.addr)
+	if err == nil {
+		if dl, ok := dctx.Deadline(); ok {
+			_ = c.SetDeadline(dl)
+		}
+		err = clientHandshake(c, p.n.o.Secret, p.n.o.Name, p.name)
+		if err != nil {
+			c.Close()
+		} else {
+			_ = c.SetDeadline(time.Time{})
+		}
+	}
+	if err != nil {
+		p.backoff = min(max(2*p.backoff, 100*time.Millisecond), p.n.o.MaxBackoff)
+		p.downUntil = time.Now().Add(p.backoff)
+		p.n.log.Warn("link dial failed", "node", p.name, "addr", p.addr, "retry_in", p.backoff, "err", err)
+		if errors.Is(err, ErrAuth) {
+			return fmt.Errorf("link: %q: %w: %w", p.name, cluster.ErrNodeGone, err)
+		}
+		return p.gone("dial %s: %v", p.addr, err)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+		_ = tc.SetKeepAlivePeriod(15 * time.Second)
+	}
+	p.backoff, p.downUntil = 0, time.Time{}
+	oc := &outConn{c: c}
+	p.conn.Store(oc)
+	select {
+	case <-p.done:
+		// Closed while dialling: do not leak the connection.
+		p.connFailed(oc)
+		return p.gone("link closed")
+	default:
+	}
+	p.n.goFunc(func() { p.readLoop(oc) })
+	p.n.log.Debug("link up", "node", p.name, "addr", p.addr)
+	return nil
+}
+
+func (p *peer) enqueue(ctx context.Context, b *buf) error {
+	p.qmu.RLock()
+	defer p.qmu.RUnlock()
+	if p.closed {
+		putBuf(b)
+		return p.gone("link closed")
+	}
+	select {
+	case p.q <- b:
+		return nil
+	default:
+	}
+	select {
+	case p.q <- b:
+		return nil
+	case <-ctx.Done():
+		putBuf(b)
+		return fmt.Errorf("link: queue to %q full: %w", p.name, ctx.Err())
+	case <-p.done:
+		putBuf(b)
+		return p.gone("link closed")
+	}
+}
+
+func (p *peer) close() {
+	p.closeOnce.Do(func() {
+		close(p.done)
+		p.qmu.Lock()
+		p.closed = true
+		p.qmu.Unlock()
+		if oc := p.conn.Load(); oc != nil {
+			p.connFailed(oc)
+		}
+		p.failCalls()
+	})
+}
+
+// writeLoop writes queued frames in batches until the peer is closed.
+func (p *peer) writeLoop() {
+	batch := make([]*buf, 0, maxBatchFrames)
+	base := make(net.Buffers, 0, maxBatchFrames)
+	defer func() {
+		// Closed: whatever is still queued was never written.
+		for {
+			select {
+			case b := <-p.q:
+				batch = append(batch, b)
+			default:
+				p.undeliver(batch)
+				return
+			}
+		}
+	}()
+	for {
+		batch = batch[:0]
+		select {
+		case b := <-p.q:
+			batch = append(batch, b)
+		case <-p.done:
+			return
+		}
+		size := len(batch[0].b)
+	gather:
+		for len(batch) < maxBatchFrames && size < maxBatchBytes {
+			select {
+			case b := <-p.q:
+				batch = append(batch, b)
+				size += len(b.b)
+			default:
+				break gather
+			}
+		}
+		oc := p.conn.Load()
+		if oc == nil {
+			// The connection broke after these were queued: one redial.
+			p.dialMu.Lock()
+			if oc = p.conn.Load(); oc == nil {
+				ctx, cancel := context.WithTimeout(p.n.ctx, p.n.o.DialTimeout)
+				if p.dialLocked(ctx) == nil {
+					oc = p.conn.Load()
+				}
+				cancel()
+			}
+			p.dialMu.Unlock()
+		}
+		if oc == nil {
+			p.undeliver(batch)
+			batch = batch[:0]
+			p.failCalls()
+			continue
+		}
+		v := base[:0]
+		for _, b := range batch {
+			v = append(v, b.b)
+		}
+		_ = oc.c.SetWriteDeadline(time.Now().Add(p.n.o.WriteTimeout))
+		if _, err := v.WriteTo(oc.c); err != nil {
+			p.n.log.Warn("link write failed", "node", p.name, "frames", len(batch), "err", err)
+			p.connFailed(oc)
+			p.undeliver(batch)
+			batch = batch[:0]
+			continue
+		}
+		for i, b := range batch {
+			putBuf(b)
+			batch[i] = nil
+		}
+		clear(base[:len(batch)])
+	}
+}
+
+// undeliver reports the Sends in batch and recycles the buffers.
+func (p *peer) undeliver(batch []*buf) {
+	for i, b := range batch {
+		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend && p.n.o.Undelivered != nil {
+			p.n.o.Undelivered(p.name, f.kind, append([]byte(nil), f.payload...))
+		}
+		putBuf(b)
+		batch[i] = nil
+	}
+}
+
+func parseEncoded(b []byte) (frame, bool) {
+	if len(b) < headerLen {
+		return frame{}, false
+	}
+	klen := int(b[13])
+	if headerLen+klen > len(b) {
+		return frame{}, false
+	}
+	return frame{typ: b[4], kind: string(b[headerLen : headerLen+klen]), payload: b[headerLen+klen:]}, true
+}
+
+// readLoop reads replies on an outbound connection.
+func (p *peer) readLoop(oc *outConn) {
+	fr := &frameReader{r: newReader(oc.c)}
+	for {
+		f, err := fr.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				p.n.log.Debug("link read failed", "node", p.name, "err", err)
+			}
+			p.connFailed(oc)
+			return
+		}
+		var res result
+		switch f.typ {
+		case frameReply:
+			res.payload = f.payload
+		case frameError:
+			res.err = remoteError(p.name, f.payload)
+		default:
+			p.n.log.Warn("link unexpected frame", "node", p.name, "type", f.typ)
+			p.connFailed(oc)
+			return
+		}
+		p.mu.Lock()
+		ch := p.calls[f.id]
+		delete(p.calls, f.id)
+		p.mu.Unlock()
+		if ch != nil {
+			ch <- res
+		}
+	}
+}
+
+func remoteError(node string, payload []byte) error {
+	if len(payload) > 0 && payload[0] == codeNoHandler {
+		return fmt.Errorf("link: %q: %w", node, cluster.ErrNoHandler)
+	}
+	msg := ""
+	if len(payload) > 1 {
+		msg = string(payload[1:])
+	}
+	return &RemoteError{Node: node, Msg: msg}
+}
+
+// RemoteError is an error a Call handler returned on the other node.
+type RemoteError struct {
+	Node, Msg string
+}
+
+func (e *RemoteError) Error() string { return fmt.Sprintf("link: node %q: %s", e.Node, e.Msg) }
+
+// connFailed drops oc if it is still current and fails pending calls.
+func (p *peer) connFailed(oc *outConn) {
+	if p.conn.CompareAndSwap(oc, nil) {
+		p.failCalls()
+	}
+	oc.c.Close()
+}
+
+func (p *peer) newCall() (uint64, chan result) {
+	id := p.nextID.Add(1)
+	ch := make(chan result, 1)
+	p.mu.Lock()
+	p.calls[id] = ch
+	p.mu.Unlock()
+	return id, ch
+}
+
+func (p *peer) endCall(id uint64) {
+	p.mu.Lock()
+	delete(p.calls, id)
+	p.mu.Unlock()
+}
+
+func (p *peer) failCalls() {
+	p.mu.Lock()
+	calls := p.calls
+	p.calls = map[uint64]chan result{}
+	p.mu.Unlock()
+	for _, ch := range calls {
+		ch <- result{err: p.gone("connection lost")}
+	}
+}
