@@ -233,3 +233,16 @@ type PluginCatalogue interface {
 	SetNodePlugin(ctx context.Context, np NodePlugin) error
 	ListNodePlugins(ctx context.Context) ([]NodePlugin, error)
 }
+
+// PropertyListener is implemented by stores that can tell a node when a
+// shared property changes (storage/postgres through LISTEN/NOTIFY, so every
+// node of the cluster hears it; storage/sqlite in-process). The cluster
+// uses it for the cluster-wide enable switch.
+type PropertyListener interface {
+	// ListenProperty calls fn with the property's current value ("" when
+	// unset) once it is listening, then again whenever the value changes,
+	// until ctx ends. It blocks: run it in its own goroutine. Calls to fn
+	// are sequential; fn may miss intermediate values but always ends up
+	// with the latest one, including after a lost connection.
+	ListenProperty(ctx context.Context, name string, fn func(value string))
+}

@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"slices"
+	"time"
+
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/internal/shared"
+)
+
+// StoreOffline commits the message before returning. With limit > 0 and
+// the owner already holding limit messages it returns
+// storage.ErrQuotaExceeded; the check and the insert are one transaction.
+func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if limit > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n); err != nil {
+				return mapErr(err)
+			}
+			if n >= limit {
+				return storage.ErrQuotaExceeded
+			}
+		}
+		_, err := tx.ExecContext(ctx, "INSERT INTO offline (owner, stanza, stored) VALUES (?, ?, ?)",
+			owner, stanza, micro(shared.Now()))
+		return mapErr(err)
+	})
+}
+
+// TakeOffline returns and deletes the owner's messages with one
+// DELETE ... RETURNING, oldest first.
+func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.OfflineMessage, error) {
+	var out []storage.OfflineMessage
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, "DELETE FROM offline WHERE owner = ? RETURNING id, stanza, stored", owner)
+		if err != nil {
+			return mapErr(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m storage.OfflineMessage
+			var at int64
+			if err := rows.Scan(&m.ID, &m.Stanza, &at); err != nil {
+				return mapErr(err)
+			}
+			m.Stored = fromMicro(at)
+			out = append(out, m)
+		}
+		return mapErr(rows.Err())
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b storage.OfflineMessage) int { return int(a.ID - b.ID) })
+	return out, nil
+}
+
+// CountOffline returns how many messages wait for the owner.
+func (s *Store) CountOffline(ctx context.Context, owner string) (int, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	var n int
+	err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n)
+	return n, mapErr(err)
+}
+
+// ExpireOffline deletes messages stored before t and returns how many.
+func (s *Store) ExpireOffline(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.exec(ctx, "DELETE FROM offline WHERE stored < ?", micro(before))
+	return int(n), err
+}

@@ -1,0 +1,177 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/internal/shared"
+)
+
+const rosterCols = `contact, name, subscription, pending_out, pending_in, groups_json, in_roster`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanRosterItem(r rowScanner, owner string) (storage.RosterItem, error) {
+	it := storage.RosterItem{Owner: owner}
+	var groups string
+	if err := r.Scan(&it.Contact, &it.Name, &it.Subscription, &it.PendingOut, &it.PendingIn, &groups, &it.InRoster); err != nil {
+		return it, err
+	}
+	if groups != "" && groups != "[]" {
+		if err := json.Unmarshal([]byte(groups), &it.Groups); err != nil {
+			return it, fmt.Errorf("sqlite: roster groups of %s/%s: %w", owner, it.Contact, err)
+		}
+	}
+	return it, nil
+}
+
+// GetRoster returns every item of the owner (including items with InRoster
+// false) sorted by contact, and the roster version.
+func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	// One read transaction so the items and the version agree.
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, mapErr(err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? ORDER BY contact", owner)
+	if err != nil {
+		return nil, 0, mapErr(err)
+	}
+	var items []storage.RosterItem
+	for rows.Next() {
+		it, err := scanRosterItem(rows, owner)
+		if err != nil {
+			rows.Close()
+			return nil, 0, mapErr(err)
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, 0, mapErr(err)
+	}
+	ver, err := rosterVersion(ctx, tx, owner)
+	if err != nil {
+		return nil, 0, err
+	}
+	return items, ver, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func rosterVersion(ctx context.Context, q querier, owner string) (int64, error) {
+	var v int64
+	err := q.QueryRowContext(ctx, "SELECT version FROM roster_versions WHERE owner = ?", owner).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, mapErr(err)
+}
+
+// GetRosterItem returns one item; storage.ErrNotFound when absent.
+func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (storage.RosterItem, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	row := s.rdb.QueryRowContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? AND contact = ?", owner, contact)
+	it, err := scanRosterItem(row, owner)
+	if err != nil {
+		return storage.RosterItem{}, mapErr(err)
+	}
+	return it, nil
+}
+
+// UpdateRosterItem reads the item, lets fn decide and writes the result in
+// one IMMEDIATE transaction on the writer connection, so concurrent updates
+// serialize. The version is bumped only when something changed. On removal
+// the returned item is the one that was removed.
+func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		cur, err := scanRosterItem(tx.QueryRowContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? AND contact = ?", owner, contact), owner)
+		exists := true
+		if errors.Is(err, sql.ErrNoRows) {
+			exists = false
+			cur = storage.RosterItem{Owner: owner, Contact: contact, Subscription: storage.SubNone}
+		} else if err != nil {
+			return mapErr(err)
+		}
+		version, err = rosterVersion(ctx, tx, owner)
+		if err != nil {
+			return err
+		}
+		upd, remove, err := fn(cur, exists)
+		if err != nil {
+			return err
+		}
+		if remove {
+			item = cur
+			if !exists {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, "DELETE FROM roster_items WHERE owner = ? AND contact = ?", owner, contact); err != nil {
+				return mapErr(err)
+			}
+			removed, changed = true, true
+		} else {
+			upd, err = shared.NormalizeRosterItem(upd, owner, contact)
+			if err != nil {
+				return err
+			}
+			item = upd
+			if exists && shared.EqualRosterItem(cur, upd) {
+				return nil
+			}
+			groups := "[]"
+			if len(upd.Groups) > 0 {
+				b, err := json.Marshal(upd.Groups)
+				if err != nil {
+					return err
+				}
+				groups = string(b)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO roster_items (owner, `+rosterCols+`)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name,
+				subscription = excluded.subscription, pending_out = excluded.pending_out,
+				pending_in = excluded.pending_in, groups_json = excluded.groups_json,
+				in_roster = excluded.in_roster`,
+				owner, contact, upd.Name, upd.Subscription, b2i(upd.PendingOut), b2i(upd.PendingIn), groups, b2i(upd.InRoster)); err != nil {
+				return mapErr(err)
+			}
+			changed = true
+		}
+		return mapErr(tx.QueryRowContext(ctx, `INSERT INTO roster_versions (owner, version) VALUES (?, 1)
+			ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version`, owner).Scan(&version))
+	})
+	if err != nil {
+		return storage.RosterItem{}, false, false, 0, err
+	}
+	return item, removed, changed, version, nil
+}
+
+// RosterVersion returns the owner's roster version, 0 when none.
+func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	return rosterVersion(ctx, s.rdb, owner)
+}
+
+// Subscribers returns the contacts with subscription from or both, sorted.
+func (s *Store) Subscribers(ctx context.Context, owner string) ([]string, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	rows, err := s.rdb.QueryContext(ctx, `SELECT contact FROM roster_items
+		WHERE owner = ? AND subscription IN ('from', 'both') ORDER BY contact`, owner)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return scanStrings(rows)
+}

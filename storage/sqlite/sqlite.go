@@ -1,0 +1,247 @@
+// Package sqlite is Aviary's embedded store: one SQLite file in the data
+// directory, through the pure-Go modernc.org/sqlite driver, so a single node
+// needs no external service.
+//
+// The file runs in WAL mode. Reads go through a small pool of connections;
+// every write goes through one connection whose transactions begin
+// IMMEDIATE, so writers queue in the process and another process on the
+// same file (the `aviary user` CLI next to a running server) waits on
+// busy_timeout instead of failing. Every call is bounded by its context and
+// by DefaultTimeout.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	sqlitedrv "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/aviary-im/aviary/storage"
+)
+
+// DefaultTimeout bounds every call whose context has no earlier deadline.
+const DefaultTimeout = 5 * time.Second
+
+// busyTimeout is how long a writer waits for another process's lock.
+const busyTimeout = 5000 // milliseconds
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the embedded store. It implements storage.Store.
+type Store struct {
+	path string
+	rdb  *sql.DB // readers
+	wdb  *sql.DB // the one writer connection
+
+	mu        sync.Mutex
+	listeners map[string]map[*propListener]struct{}
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Open opens (creating when missing) the database file at path, applies the
+// embedded migrations and returns the store.
+func Open(ctx context.Context, path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(busyTimeout)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	rq := url.Values{}
+	for k, v := range q {
+		rq[k] = v
+	}
+	q.Set("_txlock", "immediate")
+	// A file: URI needs forward slashes and escaped specials.
+	u := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+	wdb, err := sql.Open("sqlite", u+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	s := &Store{path: abs, wdb: wdb, listeners: map[string]map[*propListener]struct{}{}}
+	if err := s.migrate(ctx); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	rdb, err := sql.Open("sqlite", u+"?"+rq.Encode())
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	n := max(2, runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	s.rdb = rdb
+	return s, nil
+}
+
+// Path returns the database file's absolute path.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return errors.Join(s.rdb.Close(), s.wdb.Close())
+}
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	var one int
+	return mapErr(s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+}
+
+// SchemaVersion returns the highest applied migration.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	var v int
+	err := s.wdb.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_version").Scan(&v)
+	return v, mapErr(err)
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	sort.Strings(files)
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_version").Scan(&cur); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".sql")
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %s: bad file name", f)
+		}
+		if v <= cur {
+			continue
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", f, err)
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", f, mapErr(err))
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+			v, name, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", f, mapErr(err))
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
+	}
+	return nil
+}
+
+// bound limits a call to DefaultTimeout unless ctx ends earlier.
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
+// mapErr turns driver errors into the storage sentinels, wrapped so the
+// driver's message survives.
+func mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	var se *sqlitedrv.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %w", storage.ErrExists, err)
+		}
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_INTERRUPT:
+			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		}
+	}
+	if strings.Contains(err.Error(), "interrupted") {
+		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+	}
+	return err
+}
+
+// write runs fn in one IMMEDIATE transaction on the writer connection.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return mapErr(err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return mapErr(tx.Commit())
+}
+
+// exec runs one write statement and returns the rows it affected.
+func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	res, err := s.wdb.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	n, err := res.RowsAffected()
+	return n, mapErr(err)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func micro(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
+
+// DB returns the read pool, for diagnostics and tests.
+func (s *Store) DB() *sql.DB { return s.rdb }

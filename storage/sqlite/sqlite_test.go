@@ -1,0 +1,84 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/sqlite"
+	"github.com/aviary-im/aviary/storage/storagetest"
+)
+
+var _ storage.PropertyListener = (*sqlite.Store)(nil)
+
+func open(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Store {
+		return open(t, filepath.Join(t.TempDir(), "aviary.db"))
+	})
+}
+
+// TestTwoHandles runs the shared-database checks with two Stores on one
+// file, as the server and the `aviary user` CLI would hold.
+func TestTwoHandles(t *testing.T) {
+	storagetest.RunShared(t, func(t *testing.T) (storage.Store, storage.Store) {
+		p := filepath.Join(t.TempDir(), "aviary.db")
+		return open(t, p), open(t, p)
+	})
+}
+
+func TestSurvivesReopen(t *testing.T) {
+	ctx := context.Background()
+	p := filepath.Join(t.TempDir(), "aviary.db")
+	s := open(t, p)
+	if err := s.CreateUser(ctx, storage.User{Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreOffline(ctx, "alice@localhost", []byte("<message/>"), 0); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := s.SchemaVersion(ctx)
+	if err != nil || v1 < 1 {
+		t.Fatalf("SchemaVersion = %d, %v", v1, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, p) // migrations must not run twice
+	defer s.Close()
+	if _, err := s.GetUser(ctx, "alice"); err != nil {
+		t.Fatalf("user lost across reopen: %v", err)
+	}
+	if n, err := s.CountOffline(ctx, "alice@localhost"); err != nil || n != 1 {
+		t.Fatalf("offline after reopen = %d, %v", n, err)
+	}
+	if v2, err := s.SchemaVersion(ctx); err != nil || v2 != v1 {
+		t.Fatalf("SchemaVersion after reopen = %d, %v; want %d", v2, err, v1)
+	}
+	var mode string
+	if err := s.DB().QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
+	}
+}
+
+func TestCancelledContext(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "aviary.db"))
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.SetProperty(ctx, "a", "b"); err == nil {
+		t.Fatal("write with a cancelled context succeeded")
+	}
+	if _, err := s.GetProperty(context.Background(), "a"); err != storage.ErrNotFound {
+		t.Fatalf("GetProperty after cancelled write = %v, want ErrNotFound", err)
+	}
+}
