@@ -1,0 +1,171 @@
+// Package last is XEP-0012 last activity.
+//
+// To the server (the domain, or no 'to') it answers the node's uptime in
+// seconds. To a local user's bare JID it answers on the user's behalf, and
+// only to the user or to contacts the user lets see presence (roster
+// subscription from or both); anyone else gets forbidden, whether or not
+// the account exists. An online user (any available resource) is idle 0
+// seconds; otherwise the answer is the seconds since the last logout with
+// the status of the last unavailable presence, and item-not-found when the
+// user has never logged out.
+//
+// The plugin records last activity itself: it remembers the status of each
+// session's unavailable presence (interceptor at PointInbound) and writes
+// storage.LastActivity when a session closes and no other resource of the
+// user is online (hook on EventSessionClosed).
+package last
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// ID is the plugin's registered ID.
+const ID = "xep0012.last"
+
+// NS is the last activity namespace.
+const NS = "jabber:iq:last"
+
+func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
+
+// Plugin answers last activity queries and records logouts.
+type Plugin struct {
+	host    plugins.Host
+	started time.Time
+	now     func() time.Time
+	remove  func()
+
+	mu     sync.Mutex
+	status map[string]string // full JID → status of its unavailable presence
+}
+
+var (
+	_ plugins.IQHandler       = (*Plugin)(nil)
+	_ plugins.DiscoFeatures   = (*Plugin)(nil)
+	_ plugins.AccountFeatures = (*Plugin)(nil)
+	_ plugins.Interceptor     = (*Plugin)(nil)
+)
+
+// New returns the plugin.
+func New() *Plugin { return &Plugin{now: time.Now, status: map[string]string{}} }
+
+// SetClock replaces the clock (tests).
+func (p *Plugin) SetClock(now func() time.Time) { p.now = now }
+
+func (p *Plugin) ID() string                { return ID }
+func (p *Plugin) DiscoFeatures() []string   { return []string{NS} }
+func (p *Plugin) AccountFeatures() []string { return []string{NS} }
+func (p *Plugin) IQNamespaces() map[string]plugins.Target {
+	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
+}
+func (p *Plugin) InterceptPoints() []plugins.Point { return []plugins.Point{plugins.PointInbound} }
+
+func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
+	p.host = host
+	p.started = p.now()
+	p.remove = host.Hooks().Add(plugins.EventSessionClosed, 0, p.sessionClosed)
+	return nil
+}
+
+func (p *Plugin) Stop(ctx context.Context) error {
+	if p.remove != nil {
+		p.remove()
+	}
+	return nil
+}
+
+// Intercept remembers the status text of a session's broadcast
+// unavailable presence; it never changes or stops the stanza.
+func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+	el := st.El
+	if el.Name == "presence" && el.Type() == "unavailable" && el.To() == "" && st.Session != "" {
+		p.mu.Lock()
+		p.status[st.Session] = el.ChildText("status", "")
+		p.mu.Unlock()
+	}
+	return plugins.Continue, nil
+}
+
+func (p *Plugin) sessionClosed(ctx context.Context, payload any) error {
+	ev, ok := payload.(*plugins.SessionEvent)
+	if !ok || ev.JID == "" {
+		return nil
+	}
+	p.mu.Lock()
+	status := p.status[ev.JID]
+	delete(p.status, ev.JID)
+	p.mu.Unlock()
+	bare := xmpputil.Bare(ev.JID)
+	if bare == "" {
+		return nil
+	}
+	res, err := p.host.Resources(ctx, bare)
+	if err == nil {
+		for _, r := range res {
+			if r.JID != ev.JID && r.Available {
+				return nil // still online elsewhere
+			}
+		}
+	}
+	if err := p.host.Store().SetLast(ctx, bare, p.now(), status); err != nil {
+		p.host.Logger().Warn("last activity not recorded", "jid", bare, "err", err)
+	}
+	return nil
+}
+
+func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
+	if iq.Stanza.Type() != "get" {
+		return nil, wire.ErrBadRequest
+	}
+	to := iq.Stanza.To()
+	if to == "" || xmpputil.Normalize(to) == p.host.Domain() {
+		return answer(p.now().Sub(p.started), ""), nil
+	}
+	owner := xmpputil.Bare(to)
+	requester := xmpputil.Requester(iq)
+	if owner == "" || requester == "" {
+		return nil, wire.ErrForbidden
+	}
+	if requester != owner {
+		item, err := p.host.Store().GetRosterItem(ctx, owner, requester)
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		if err != nil || (item.Subscription != storage.SubFrom && item.Subscription != storage.SubBoth) {
+			return nil, wire.ErrForbidden
+		}
+	}
+	res, err := p.host.Resources(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range res {
+		if r.Available {
+			return answer(0, ""), nil
+		}
+	}
+	at, status, err := p.host.Store().GetLast(ctx, owner)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, wire.ErrItemNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return answer(p.now().Sub(at), status), nil
+}
+
+func answer(d time.Duration, status string) *wire.Element {
+	secs := int64(d / time.Second)
+	if secs < 0 {
+		secs = 0
+	}
+	return wire.NewNS("query", NS).SetAttr("seconds", strconv.FormatInt(secs, 10)).SetText(status)
+}

@@ -1,0 +1,111 @@
+// Package vcard is XEP-0054 vcard-temp, stored by the server.
+//
+// A get with no 'to' (or to the user's own bare JID) returns the user's own
+// vCard; a get to another local user's bare JID returns theirs, to any
+// requester (vCards are public). Following XEP-0054 §3.1, a user without a
+// stored vCard gets item-not-found, and a JID with no account gets
+// service-unavailable (RFC 6121 §8.5.1). A get to the domain itself gets
+// item-not-found: the server has no vCard.
+//
+// A set stores the vCard and is allowed only on the sender's own account;
+// a set on anyone else's gets forbidden.
+package vcard
+
+import (
+	"context"
+	"errors"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// ID is the plugin's registered ID.
+const ID = "xep0054.vcard"
+
+// NS is the vcard-temp namespace.
+const NS = "vcard-temp"
+
+func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
+
+// Plugin stores and serves vCards.
+type Plugin struct{ host plugins.Host }
+
+var (
+	_ plugins.IQHandler       = (*Plugin)(nil)
+	_ plugins.DiscoFeatures   = (*Plugin)(nil)
+	_ plugins.AccountFeatures = (*Plugin)(nil)
+)
+
+// New returns the plugin.
+func New() *Plugin { return &Plugin{} }
+
+func (p *Plugin) ID() string                     { return ID }
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
+func (p *Plugin) DiscoFeatures() []string        { return []string{NS} }
+func (p *Plugin) AccountFeatures() []string      { return []string{NS} }
+func (p *Plugin) IQNamespaces() map[string]plugins.Target {
+	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
+}
+
+func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
+	p.host = host
+	return nil
+}
+
+func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
+	payload := iq.Payload()
+	if payload.Name != "vCard" {
+		return nil, wire.ErrBadRequest
+	}
+	to := iq.Stanza.To()
+	if to != "" && xmpputil.Normalize(to) == p.host.Domain() {
+		if iq.Stanza.Type() == "set" {
+			return nil, wire.ErrForbidden
+		}
+		return nil, wire.ErrItemNotFound
+	}
+	self, isSelf := xmpputil.Self(iq)
+	switch iq.Stanza.Type() {
+	case "set":
+		if !isSelf {
+			return nil, wire.ErrForbidden
+		}
+		v := payload.Copy()
+		v.Tail = ""
+		if err := p.host.Store().SetVCard(ctx, self, v.Bytes()); err != nil {
+			return nil, err
+		}
+		return nil, nil
+	case "get":
+		owner := self
+		if !isSelf {
+			j, err := jid.Parse(to)
+			if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+				return nil, wire.ErrServiceUnavailable
+			}
+			if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+				if errors.Is(err, storage.ErrNotFound) {
+					return nil, wire.ErrServiceUnavailable
+				}
+				return nil, err
+			}
+			owner = j.Bare().String()
+		}
+		data, err := p.host.Store().GetVCard(ctx, owner)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, wire.ErrItemNotFound
+		}
+		if err != nil {
+			return nil, err
+		}
+		v, err := wire.Parse(data, wire.Limits{MaxStanzaBytes: len(data) + 1})
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	}
+	return nil, wire.ErrBadRequest
+}
