@@ -2,17 +2,15 @@ package router
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Options are what a Router is built from.
@@ -21,104 +19,216 @@ type Options struct {
 	Store   storage.Store
 	Cluster cluster.Cluster
 	Logger  *slog.Logger
+	// Hooks, when set, receives EventPresenceAvailable and
+	// EventRosterChanged. Optional.
+	Hooks *plugins.Hooks
+	// Now returns the current time; tests fix it. Default time.Now.
+	Now func() time.Time
 }
 
-// Router is the node's stanza router. This file is the API contract with a
-// minimal local implementation; the RFC 6121 logic grows behind it.
+// Router is the node's stanza router: the session registry, the RFC 6121
+// delivery rules, the roster and presence logic, and the glue to the
+// cluster routing table.
+//
+// Locking: mu guards the session registry and every field of every
+// session record. It is never held while calling out (storage, cluster,
+// plugins, Session methods), so no lock order exists beyond it.
 type Router struct {
 	cfg     *conf.Config
+	domain  string
+	node    string
 	store   storage.Store
 	cluster cluster.Cluster
 	log     *slog.Logger
+	hooks   *plugins.Hooks
+	now     func() time.Time
 	plugins *plugins.Manager
 	fed     Federation
 
 	mu       sync.RWMutex
-	sessions map[string]Session // full JID → local session
+	sessions map[string]*session   // full JID → local session record
+	byBare   map[string][]*session // bare JID → local session records
 }
 
 // New returns a router. Plugins and Federation are set afterwards because
 // they need the router themselves (the plugin Host routes through it).
+// New registers the router's handlers on the cluster ("stanza", "kick",
+// node-down and clustered-change callbacks), so call it before
+// Cluster.Start.
 func New(o Options) *Router {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Router{cfg: o.Config, store: o.Store, cluster: o.Cluster, log: o.Logger, sessions: map[string]Session{}}
+	if o.Config == nil {
+		o.Config = conf.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Router{
+		cfg:      o.Config,
+		domain:   o.Config.Domain,
+		store:    o.Store,
+		cluster:  o.Cluster,
+		log:      o.Logger,
+		hooks:    o.Hooks,
+		now:      o.Now,
+		sessions: map[string]*session{},
+		byBare:   map[string][]*session{},
+	}
+	if r.cluster != nil {
+		r.node = r.cluster.NodeName()
+		r.registerCluster()
+	}
+	return r
 }
 
-// SetPlugins installs the plugin manager. Call before serving.
+// SetPlugins installs the plugin manager. Call before serving. A nil
+// manager means no plugins.
 func (r *Router) SetPlugins(m *plugins.Manager) { r.plugins = m }
 
 // SetFederation installs s2s. Without it remote domains get
 // remote-server-not-found.
 func (r *Router) SetFederation(f Federation) { r.fed = f }
 
-// Bind registers a session for username with the requested resource ("" to
-// have one generated) and returns the bound full JID. It applies the
-// configured resource conflict policy; on "reject" it returns wire.ErrConflict.
-func (r *Router) Bind(ctx context.Context, s Session, username, resource string) (jid.JID, error) {
-	if resource == "" {
-		resource = randomResource()
-	}
-	full, err := jid.New(username, r.cfg.Domain, resource)
-	if err != nil {
-		return jid.JID{}, wire.ErrBadRequest
-	}
-	r.mu.Lock()
-	old := r.sessions[full.String()]
-	r.sessions[full.String()] = s
-	r.mu.Unlock()
-	if old != nil {
-		old.Close("conflict", "replaced by a new session")
-	}
-	return full, nil
-}
-
-// Unbind removes a session after it ended. unsent holds stanzas the
-// session had queued but not delivered; they are routed again (messages
-// end in offline storage), so nothing accepted is lost.
-func (r *Router) Unbind(ctx context.Context, s Session, unsent []*wire.Element) {
-	key := s.JID().String()
-	r.mu.Lock()
-	if r.sessions[key] == s {
-		delete(r.sessions, key)
-	}
-	r.mu.Unlock()
-}
+// Domain returns the served domain.
+func (r *Router) Domain() string { return r.domain }
 
 // FromClient routes a stanza a local session sent; the stream layer has
-// already stamped its 'from'.
+// already stamped its 'from'. It runs the PointInbound interceptors, then
+// the client-side processing RFC 6121 asks for (presence broadcast,
+// outbound subscriptions, roster, sent carbons) and routes the rest.
 func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
-	r.Route(ctx, el)
+	from := el.From()
+	if from == "" {
+		from = s.JID().String()
+		el.SetAttr("from", from)
+	}
+	if !r.intercept(ctx, plugins.PointInbound, el, from, true) {
+		return
+	}
+	switch el.Name {
+	case "presence":
+		r.clientPresence(ctx, from, el)
+	case "message":
+		r.clientMessage(ctx, from, el)
+	case "iq":
+		r.clientIQ(ctx, from, el)
+	default:
+		r.log.Debug("router: dropping non-stanza from client", "from", from, "name", el.Name)
+	}
 }
 
-// FromRemote routes a stanza that arrived over s2s (its 'from' checked by s2s).
+// FromRemote routes a stanza that arrived over s2s (its 'from' checked by
+// s2s). It runs the PointRemoteInbound interceptors first.
 func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
-	r.Route(ctx, el)
+	if !r.intercept(ctx, plugins.PointRemoteInbound, el, "", true) {
+		return
+	}
+	r.route(ctx, el)
 }
 
-// Route delivers a stanza by its 'to'.
-func (r *Router) Route(ctx context.Context, el *wire.Element) {
+// Route delivers a stanza by its 'to', with its 'from' as given. Plugins
+// and the router itself send through it.
+func (r *Router) Route(ctx context.Context, el *wire.Element) { r.route(ctx, el) }
+
+func (r *Router) route(ctx context.Context, el *wire.Element) {
 	to := el.To()
-	if to == "" || to == r.cfg.Domain {
-		if el.Name == "iq" && (el.Type() == "get" || el.Type() == "set") && r.plugins != nil {
-			if reply, ok := r.plugins.HandleIQ(ctx, &plugins.IQ{Stanza: el, From: el.From(), FromLocal: true, To: r.cfg.Domain}, plugins.ToServer); ok {
-				r.Route(ctx, reply)
+	if to == "" {
+		r.toServer(ctx, el)
+		return
+	}
+	a, ok := parseAddr(to)
+	if !ok {
+		r.bounce(ctx, el, wire.ErrJIDMalformed)
+		return
+	}
+	switch {
+	case a.domain != r.domain:
+		r.toRemoteDomain(ctx, el)
+	case a.local == "":
+		r.toServer(ctx, el)
+	default:
+		r.toUser(ctx, el, a)
+	}
+}
+
+// toUser applies the RFC 6121 §8.5 rules for a local account.
+func (r *Router) toUser(ctx context.Context, el *wire.Element, a addr) {
+	switch el.Name {
+	case "message":
+		r.routeMessage(ctx, el, a)
+	case "presence":
+		r.routePresence(ctx, el, a)
+	case "iq":
+		r.routeIQ(ctx, el, a)
+	}
+}
+
+// toRemoteDomain hands a stanza to s2s, or bounces remote-server-not-found.
+func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
+	if r.fed != nil {
+		r.fed.Send(ctx, el)
+		return
+	}
+	r.bounce(ctx, el, wire.ErrRemoteServerNotFound)
+}
+
+// toServer handles stanzas addressed to the domain itself (or to
+// domain/resource): IQ get/set go to plugins, everything else is dropped
+// or refused.
+func (r *Router) toServer(ctx context.Context, el *wire.Element) {
+	switch el.Name {
+	case "iq":
+		switch el.Type() {
+		case "get", "set":
+			if r.handleIQ(ctx, el, plugins.ToServer, r.domain) {
 				return
 			}
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		}
-		r.bounce(ctx, el, wire.ErrServiceUnavailable)
-		return
+		// result and error to the server: nobody waits for them here.
+	case "message":
+		switch el.Type() {
+		case "error", "headline", "groupchat":
+		default:
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		}
+	case "presence":
+		// Presence to the server carries nothing for us (RFC 6121 §4.6.3
+		// leaves it to the server; we ignore it).
 	}
-	r.mu.RLock()
-	s := r.sessions[to]
-	r.mu.RUnlock()
-	if s != nil && s.Send(el) {
-		return
-	}
-	r.bounce(ctx, el, wire.ErrServiceUnavailable)
 }
 
+// handleIQ offers an IQ get/set to the plugins for target and routes the
+// reply. It reports whether a plugin handled it.
+func (r *Router) handleIQ(ctx context.Context, el *wire.Element, target plugins.Target, to string) bool {
+	if r.plugins == nil {
+		return false
+	}
+	from := el.From()
+	fromLocal := false
+	if a, ok := parseAddr(from); ok && a.domain == r.domain && a.local != "" {
+		fromLocal = true
+	}
+	reply, ok := r.plugins.HandleIQ(ctx, &plugins.IQ{Stanza: el, From: from, FromLocal: fromLocal, To: to}, target)
+	if !ok {
+		return false
+	}
+	if reply != nil {
+		if el.To() == "" {
+			// The request had no 'to' (addressed to the account or the
+			// server implicitly): answer from the same place.
+			reply.RemoveAttr("from")
+		}
+		r.route(ctx, reply)
+	}
+	return true
+}
+
+// bounce answers a stanza that could not be delivered with an error,
+// unless it is itself an error (never answer an error with an error), an
+// IQ result, or has no sender.
 func (r *Router) bounce(ctx context.Context, el *wire.Element, se *wire.StanzaError) {
 	if el.IsError() || el.From() == "" {
 		return
@@ -126,39 +236,97 @@ func (r *Router) bounce(ctx context.Context, el *wire.Element, se *wire.StanzaEr
 	if el.Name == "iq" && el.Type() == "result" {
 		return
 	}
-	r.Route(ctx, wire.ErrorReply(el, se))
+	reply := wire.ErrorReply(el, se)
+	if reply.From() == "" {
+		reply.SetAttr("from", r.domain)
+	}
+	r.route(ctx, reply)
+}
+
+// intercept runs the interceptors at p. It reports whether the stanza goes
+// on; on an error at an inbound point the stanza is bounced with it.
+func (r *Router) intercept(ctx context.Context, p plugins.Point, el *wire.Element, session string, bounceErr bool) bool {
+	if r.plugins == nil {
+		return true
+	}
+	v, err := r.plugins.Intercept(ctx, p, &plugins.Stanza{El: el, Session: session})
+	if err != nil {
+		if bounceErr {
+			se, ok := err.(*wire.StanzaError)
+			if !ok {
+				se = wire.ErrInternalServerError
+			}
+			r.bounce(ctx, el, se)
+		}
+		return false
+	}
+	return v == plugins.Continue
 }
 
 // Resources returns a local user's online resources, cluster-wide.
 func (r *Router) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	var out []plugins.Resource
-	for k, s := range r.sessions {
-		if s.JID().Bare().String() == bare {
-			out = append(out, plugins.Resource{JID: k})
-		}
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]plugins.Resource, 0, len(routes))
+	for _, rt := range routes {
+		out = append(out, plugins.Resource{
+			JID:       rt.JID,
+			Node:      rt.Node,
+			Priority:  rt.Priority,
+			Available: rt.Available,
+			Carbons:   rt.Flags&cluster.FlagCarbons != 0,
+		})
 	}
 	return out, nil
 }
 
-// SetCarbons turns message carbons on or off for one session.
-func (r *Router) SetCarbons(ctx context.Context, full string, on bool) error { return nil }
+// SetCarbons turns message carbons on or off for one local session and
+// republishes its route. It returns ErrNoSession when full is not bound on
+// this node.
+func (r *Router) SetCarbons(ctx context.Context, full string, on bool) error {
+	r.mu.Lock()
+	s := r.sessions[full]
+	if s == nil {
+		r.mu.Unlock()
+		return ErrNoSession
+	}
+	s.carbons = on
+	rt := s.routeLocked(r.node)
+	r.mu.Unlock()
+	return r.putRoute(ctx, rt)
+}
 
-// Kick closes every local session of a bare JID and returns how many.
+// Kick closes every session of a bare JID, on every node, and returns how
+// many it closed. Each is logged out at once (unavailable presence sent on
+// its behalf); the session's own later Unbind only re-routes what it had
+// queued.
 func (r *Router) Kick(ctx context.Context, bare, reason string) int {
+	n := 0
 	r.mu.RLock()
-	var victims []Session
-	for _, s := range r.sessions {
-		if s.JID().Bare().String() == bare {
-			victims = append(victims, s)
+	local := append([]*session(nil), r.byBare[bare]...)
+	r.mu.RUnlock()
+	for _, s := range local {
+		if r.logout(ctx, s, nil) {
+			s.s.Close("not-authorized", reason)
+			n++
 		}
 	}
-	r.mu.RUnlock()
-	for _, s := range victims {
-		s.Close("not-authorized", reason)
+	if r.clustered() {
+		routes, err := r.cluster.Routes(r.clusterCtx(ctx), bare)
+		if err == nil {
+			for _, rt := range routes {
+				if rt.Node == r.node {
+					continue
+				}
+				if r.kickRemote(ctx, rt, "not-authorized", reason) {
+					n++
+				}
+			}
+		}
 	}
-	return len(victims)
+	return n
 }
 
 // LocalSessions returns the sessions bound on this node.
@@ -167,13 +335,43 @@ func (r *Router) LocalSessions() []Session {
 	defer r.mu.RUnlock()
 	out := make([]Session, 0, len(r.sessions))
 	for _, s := range r.sessions {
-		out = append(out, s)
+		out = append(out, s.s)
 	}
 	return out
 }
 
-func randomResource() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "av-" + hex.EncodeToString(b[:])
+// userExists reports whether the localpart names an account. Storage
+// errors count as "exists" so that a flaky database never makes the server
+// deny an account's existence; the caller's own storage call then reports
+// the failure.
+func (r *Router) userExists(ctx context.Context, local string) bool {
+	if r.store == nil {
+		return false
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	_, err := r.store.GetUser(dctx, local)
+	return err == nil || !isNotFound(err)
+}
+
+// dbCtx bounds one storage call with the configured database timeout.
+func (r *Router) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := r.cfg.Database.Timeout
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// clusterCtx is the context for cluster calls; the cluster bounds its own
+// operations by cluster.operation_timeout.
+func (r *Router) clusterCtx(ctx context.Context) context.Context { return ctx }
+
+func (r *Router) fireHook(ctx context.Context, ev plugins.Event, payload any) {
+	if r.hooks == nil {
+		return
+	}
+	if err := r.hooks.Run(ctx, ev, payload); err != nil {
+		r.log.Warn("router: hook failed", "event", ev, "err", err)
+	}
 }

@@ -1,0 +1,179 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Message kinds the router exchanges with other nodes.
+const (
+	// KindStanza carries one stanza for one local full JID of the receiving
+	// node: the full JID, a newline, then the serialized stanza.
+	KindStanza = "stanza"
+	// KindKick asks the owning node to log out and close one session
+	// (JSON kickRequest); the reply is "1" when a session was closed.
+	KindKick = "kick"
+)
+
+type kickRequest struct {
+	JID       string `json:"jid"`
+	Condition string `json:"cond"`
+	Text      string `json:"text,omitempty"`
+}
+
+// registerCluster installs the router's handlers on the cluster.
+func (r *Router) registerCluster() {
+	r.cluster.Handle(KindStanza, r.handleStanza)
+	r.cluster.Handle(KindKick, r.handleKick)
+	r.cluster.OnNodeDown(r.nodeDown)
+	r.cluster.OnClusteredChange(r.clusteredChange)
+}
+
+// sendStanza sends a stanza to a full JID bound on another node.
+func (r *Router) sendStanza(ctx context.Context, node, full string, el *wire.Element) error {
+	buf := wire.GetBuffer()
+	buf.WriteString(full)
+	buf.WriteByte('\n')
+	el.WriteTo(buf)
+	// The link may queue the payload after Send returns: it gets its own copy.
+	payload := bytes.Clone(buf.Bytes())
+	wire.PutBuffer(buf)
+	return r.cluster.Send(r.clusterCtx(ctx), node, KindStanza, payload)
+}
+
+// handleStanza delivers a stanza another node routed to a local session,
+// falling back (offline storage, bounce) when the session is gone.
+func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []byte) ([]byte, error) {
+	i := bytes.IndexByte(payload, '\n')
+	if i <= 0 {
+		return nil, errors.New("router: malformed stanza message")
+	}
+	full := string(payload[:i])
+	el, err := wire.Parse(payload[i+1:], r.linkLimits())
+	if err != nil {
+		return nil, err
+	}
+	if !r.deliverLocal(ctx, full, el) {
+		r.fallback(ctx, el, full)
+	}
+	return nil, nil
+}
+
+// kickRemote asks the node owning rt to log out and close that session,
+// and waits for it, so that its route is gone before we publish ours.
+func (r *Router) kickRemote(ctx context.Context, rt cluster.Route, cond, text string) bool {
+	payload, _ := json.Marshal(kickRequest{JID: rt.JID, Condition: cond, Text: text})
+	reply, err := r.cluster.Call(r.clusterCtx(ctx), rt.Node, KindKick, payload)
+	if err != nil {
+		r.log.Warn("router: kick on another node failed", "node", rt.Node, "jid", rt.JID, "err", err)
+		return false
+	}
+	return string(reply) == "1"
+}
+
+func (r *Router) handleKick(ctx context.Context, fromNode string, payload []byte) ([]byte, error) {
+	var req kickRequest
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	s := r.sessions[req.JID]
+	r.mu.RUnlock()
+	if s == nil || !r.logout(ctx, s, nil) {
+		return []byte("0"), nil
+	}
+	s.s.Close(req.Condition, req.Text)
+	return []byte("1"), nil
+}
+
+// nodeDown runs on every survivor when a node disappears, with the routes
+// it owned (already removed from the table). For each user that was
+// available there, unavailable presence goes out on the user's behalf as
+// if the session had logged out. So that contacts get it exactly once
+// without the survivors coordinating, each survivor delivers it only to
+// its own local sessions; the senior node also sends it to other domains
+// and records last activity.
+func (r *Router) nodeDown(node string, routes []cluster.Route) {
+	ctx := context.Background()
+	senior := r.cluster.Senior()
+	for _, rt := range routes {
+		bare := cluster.BareJID(rt.JID)
+		if rt.Available {
+			un := wire.New("presence", "type", "unavailable", "from", rt.JID)
+			var subscribers []string
+			if r.store != nil {
+				dctx, cancel := r.dbCtx(ctx)
+				var err error
+				subscribers, err = r.store.Subscribers(dctx, bare)
+				cancel()
+				if err != nil {
+					r.log.Warn("router: subscribers unavailable after node down", "jid", bare, "err", err)
+				}
+			}
+			for _, c := range subscribers {
+				ca, ok := parseAddr(c)
+				if !ok {
+					continue
+				}
+				if ca.domain == r.domain {
+					r.deliverLocalAvailable(ctx, ca.bare, withTo(un, ca.bare))
+				} else if senior && r.fed != nil {
+					r.fed.Send(ctx, withTo(un, c))
+				}
+			}
+			if !contains(subscribers, bare) {
+				r.deliverLocalAvailable(ctx, bare, withTo(un, bare))
+			}
+		}
+		if senior {
+			if left, err := r.routes(ctx, bare); err == nil && len(left) == 0 {
+				r.setLast(ctx, bare, "")
+			}
+		}
+	}
+}
+
+// deliverLocalAvailable delivers to the available sessions of a user on
+// this node only.
+func (r *Router) deliverLocalAvailable(ctx context.Context, bare string, el *wire.Element) {
+	r.mu.RLock()
+	var targets []string
+	for _, s := range r.byBare[bare] {
+		if s.available {
+			targets = append(targets, s.full)
+		}
+	}
+	r.mu.RUnlock()
+	for _, full := range targets {
+		r.deliverLocal(ctx, full, el)
+	}
+}
+
+// clusteredChange republishes every local route when the node (re)joins
+// the cluster, so the shared table is whole again.
+func (r *Router) clusteredChange(clustered bool) {
+	if !clustered {
+		return
+	}
+	r.republish(context.Background())
+}
+
+// republish writes every local session's route again.
+func (r *Router) republish(ctx context.Context) {
+	r.mu.RLock()
+	routes := make([]cluster.Route, 0, len(r.sessions))
+	for _, s := range r.sessions {
+		routes = append(routes, s.routeLocked(r.node))
+	}
+	r.mu.RUnlock()
+	for _, rt := range routes {
+		if err := r.putRoute(ctx, rt); err != nil {
+			r.log.Warn("router: republishing route failed", "jid", rt.JID, "err", err)
+		}
+	}
+}

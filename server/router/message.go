@@ -1,0 +1,175 @@
+package router
+
+import (
+	"context"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// clientMessage handles a message a local session sent: a message with no
+// 'to' is for the sender's own account (RFC 6120 §10.3.1); chat messages
+// are copied to the sender's other carbons-enabled resources (XEP-0280).
+func (r *Router) clientMessage(ctx context.Context, from string, el *wire.Element) {
+	if el.To() == "" {
+		el.SetAttr("to", bareOf(from))
+	}
+	if carbonsEligible(el) {
+		r.sentCarbons(ctx, from, el)
+	}
+	r.route(ctx, el)
+}
+
+// routeMessage applies RFC 6121 §8.5.2 (bare JID) and §8.5.3 (full JID)
+// to a message for a local user.
+//
+// Ties: a chat or normal message to the bare JID goes to every available
+// resource that shares the highest non-negative priority (§8.5.2.1.1
+// allows either one or all of them; all is what users with two equal
+// clients expect). Nothing is copied per recipient: every session gets the
+// same element.
+func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
+	typ := el.Type()
+	if a.resource != "" {
+		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
+			if carbonsEligible(el) {
+				r.receivedCarbons(ctx, a.bare, el, nil, rt.JID)
+			}
+			return
+		}
+		// §8.5.3.2: the resource is not online.
+		switch typ {
+		case "error", "headline":
+			return
+		case "groupchat":
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+			return
+		}
+		// normal, chat: as if sent to the bare JID.
+	}
+	switch typ {
+	case "groupchat":
+		r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		return
+	case "error":
+		return
+	}
+
+	var buf [8]cluster.Route
+	routes, err := r.routesInto(ctx, a.bare, buf[:0])
+	if err != nil {
+		r.log.Warn("router: routing table unavailable, storing offline", "to", a.bare, "err", err)
+		routes = nil
+	}
+	best := -1
+	for i := range routes {
+		rt := &routes[i]
+		if !rt.Available || rt.Priority < 0 {
+			continue
+		}
+		if rt.Priority > best {
+			best = rt.Priority
+		}
+	}
+	delivered := 0
+	if best >= 0 {
+		for i := range routes {
+			rt := &routes[i]
+			if !rt.Available || rt.Priority < 0 {
+				continue
+			}
+			if typ != "headline" && rt.Priority != best {
+				continue
+			}
+			if r.deliver(ctx, rt, el) {
+				delivered++
+			}
+			// A target got the original (or is gone): no carbon for it.
+			rt.Flags &^= cluster.FlagCarbons
+		}
+	}
+	if delivered > 0 {
+		if carbonsEligible(el) {
+			r.receivedCarbons(ctx, a.bare, el, routes, "")
+		}
+		return
+	}
+	if typ == "headline" {
+		return // §8.5.2.1.1: headlines are not stored
+	}
+	r.storeOffline(ctx, el, a)
+}
+
+// routesInto is routes appending into buf, so the common local case
+// allocates nothing.
+func (r *Router) routesInto(ctx context.Context, bare string, buf []cluster.Route) ([]cluster.Route, error) {
+	if r.clustered() {
+		return r.routes(ctx, bare)
+	}
+	r.mu.RLock()
+	for _, s := range r.byBare[bare] {
+		buf = append(buf, s.routeLocked(r.node))
+	}
+	r.mu.RUnlock()
+	return buf, nil
+}
+
+// routeIQ applies RFC 6121 §8.5.2.1.3 and §8.5.3 to an IQ for a local
+// user: to a full JID it goes to that resource or is answered
+// service-unavailable; to the bare JID the server answers on the user's
+// behalf (the roster for the user itself, plugins for the rest).
+func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a addr) {
+	typ := el.Type()
+	if a.resource != "" {
+		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
+			return
+		}
+		if typ == "get" || typ == "set" {
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		}
+		return
+	}
+	if typ != "get" && typ != "set" {
+		return // results and errors to a bare JID: nobody is waiting
+	}
+	if q := el.FirstChild(); q != nil && q.NS() == wire.NSRoster {
+		if normBare(el.From()) == a.bare {
+			r.handleRoster(ctx, el)
+			return
+		}
+		r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		return
+	}
+	if r.handleIQ(ctx, el, plugins.ToAccount, a.bare) {
+		return
+	}
+	r.bounce(ctx, el, wire.ErrServiceUnavailable)
+}
+
+// clientIQ handles an IQ a local session sent. One with no 'to' is
+// processed on behalf of the account (RFC 6120 §10.3.3): the roster, then
+// plugins for the account, then plugins for the server.
+func (r *Router) clientIQ(ctx context.Context, from string, el *wire.Element) {
+	if el.To() != "" {
+		r.route(ctx, el)
+		return
+	}
+	typ := el.Type()
+	if typ != "get" && typ != "set" {
+		return
+	}
+	if q := el.FirstChild(); q != nil && q.NS() == wire.NSRoster {
+		r.handleRoster(ctx, el)
+		return
+	}
+	if r.handleIQ(ctx, el, plugins.ToAccount, bareOf(from)) {
+		return
+	}
+	if r.handleIQ(ctx, el, plugins.ToServer, r.domain) {
+		return
+	}
+	reply := wire.ErrorReply(el, wire.ErrServiceUnavailable)
+	reply.RemoveAttr("from")
+	r.route(ctx, reply)
+}

@@ -1,0 +1,179 @@
+package router
+
+import (
+	"context"
+	"math"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// storeOffline keeps a message for a user with no available resource
+// (XEP-0160). No such account, or a full queue → service-unavailable; a
+// storage failure → internal-server-error or resource-constraint (see
+// stanzaErrorFor). After the commit it re-checks the routing table: a
+// resource that became available while we stored would otherwise have
+// taken the queue just before this message landed in it.
+func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
+	if r.store == nil {
+		r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		return
+	}
+	if !r.userExists(ctx, a.local) {
+		r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		return
+	}
+	if !r.intercept(ctx, plugins.PointOffline, el, "", false) {
+		return
+	}
+	if err := r.storeOfflineRaw(ctx, a.bare, el, r.cfg.C2S.OfflineLimit); err != nil {
+		r.log.Debug("router: offline storage refused a message", "to", a.bare, "err", err)
+		r.bounce(ctx, el, stanzaErrorFor(err))
+		return
+	}
+	r.flushOffline(ctx, a.bare)
+}
+
+func (r *Router) storeOfflineRaw(ctx context.Context, bare string, el *wire.Element, limit int) error {
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	return r.store.StoreOffline(dctx, bare, el.Bytes(), limit)
+}
+
+// flushOffline hands a user's offline queue to the available resources
+// with the highest non-negative priority, if there are any now.
+func (r *Router) flushOffline(ctx context.Context, bare string) {
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return
+	}
+	best := -1
+	for i := range routes {
+		if routes[i].Available && routes[i].Priority > best {
+			best = routes[i].Priority
+		}
+	}
+	if best < 0 {
+		return
+	}
+	msgs := r.takeOffline(ctx, bare)
+	for i, el := range msgs {
+		ok := false
+		for j := range routes {
+			if routes[j].Available && routes[j].Priority == best && r.deliver(ctx, &routes[j], el) {
+				ok = true
+			}
+		}
+		if !ok {
+			r.restoreOffline(ctx, bare, msgs[i:])
+			return
+		}
+	}
+}
+
+// deliverOffline hands the user's offline queue to a session that just
+// sent initial presence with a non-negative priority, each message stamped
+// with XEP-0203 <delay/>. If the session goes away meanwhile, what it did
+// not take goes back to storage.
+func (r *Router) deliverOffline(ctx context.Context, full, bare string) {
+	msgs := r.takeOffline(ctx, bare)
+	for i, el := range msgs {
+		if !r.deliverLocal(ctx, full, el) {
+			r.restoreOffline(ctx, bare, msgs[i:])
+			return
+		}
+	}
+}
+
+// takeOffline takes the queue in one batch and stamps each message.
+func (r *Router) takeOffline(ctx context.Context, bare string) []*wire.Element {
+	if r.store == nil {
+		return nil
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	stored, err := r.store.TakeOffline(dctx, bare)
+	cancel()
+	if err != nil {
+		r.log.Warn("router: taking offline messages failed", "jid", bare, "err", err)
+		return nil
+	}
+	out := make([]*wire.Element, 0, len(stored))
+	for _, m := range stored {
+		el, err := wire.Parse(m.Stanza, r.linkLimits())
+		if err != nil {
+			r.log.Error("router: dropping unparsable offline message", "jid", bare, "id", m.ID, "err", err)
+			continue
+		}
+		if !hasDelay(el, r.domain) {
+			el.Append(delayElement(r.domain, m.Stored))
+		}
+		out = append(out, el)
+	}
+	return out
+}
+
+// restoreOffline puts messages back after a failed hand-over; the quota
+// does not apply to messages the user already had.
+func (r *Router) restoreOffline(ctx context.Context, bare string, msgs []*wire.Element) {
+	for _, el := range msgs {
+		if err := r.storeOfflineRaw(ctx, bare, el, 0); err != nil {
+			r.log.Error("router: could not put an offline message back", "jid", bare, "err", err)
+		}
+	}
+}
+
+// delayElement is the XEP-0203 stamp added to delivered offline messages
+// and to unavailable presence answering a probe.
+func delayElement(from string, at time.Time) *wire.Element {
+	return wire.New("delay", "xmlns", wire.NSDelay, "from", from, "stamp", at.UTC().Format("2006-01-02T15:04:05.000Z"))
+}
+
+func hasDelay(el *wire.Element, from string) bool {
+	for _, c := range el.Children {
+		if c.Name == "delay" && c.NS() == wire.NSDelay && c.Attr("from") == from {
+			return true
+		}
+	}
+	return false
+}
+
+// linkLimits bounds what the router parses from storage and cluster
+// links: trusted sources, so a generous multiple of the client limit.
+func (r *Router) linkLimits() wire.Limits {
+	n := r.cfg.C2S.MaxStanzaBytes
+	if n <= 0 {
+		n = wire.DefaultMaxStanzaBytes
+	}
+	return wire.Limits{MaxStanzaBytes: 4*n + 4096}
+}
+
+// fallback handles a stanza for a full JID whose session is gone (it left
+// between resolution and delivery, or its node died): messages to offline
+// storage, IQ requests bounced with service-unavailable, presence dropped
+// (RFC 6121 §8.5.3.2).
+func (r *Router) fallback(ctx context.Context, el *wire.Element, full string) {
+	switch el.Name {
+	case "message":
+		if isCarbonCopy(el) {
+			return
+		}
+		switch el.Type() {
+		case "", "normal", "chat":
+			a, ok := parseAddr(full)
+			if !ok {
+				return
+			}
+			r.storeOffline(ctx, el, a)
+		case "groupchat":
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		}
+	case "iq":
+		if t := el.Type(); t == "get" || t == "set" {
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		}
+	}
+}

@@ -1,0 +1,510 @@
+package router
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// clientPresence handles presence a local session sent (RFC 6121 §3, §4).
+func (r *Router) clientPresence(ctx context.Context, from string, el *wire.Element) {
+	typ := el.Type()
+	if el.To() == "" {
+		switch typ {
+		case "":
+			r.availablePresence(ctx, from, el)
+		case "unavailable":
+			r.unavailablePresence(ctx, from, el)
+		}
+		// subscribe, probe, error with no 'to' mean nothing: ignored.
+		return
+	}
+	switch typ {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		r.outboundSubscription(ctx, from, el)
+	case "", "unavailable":
+		r.directedPresence(ctx, from, el)
+	default: // probe, error
+		r.route(ctx, el)
+	}
+}
+
+// parsePriority reads <priority/> (RFC 6121 §4.7.2.3): an integer in
+// -128..127, default 0.
+func parsePriority(el *wire.Element) int {
+	p := el.Child("priority", "")
+	if p == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(p.AllText()))
+	if err != nil {
+		return 0
+	}
+	return max(-128, min(127, n))
+}
+
+// availablePresence handles broadcast presence: initial (RFC 6121 §4.2)
+// or an update (§4.4).
+//
+// The session is marked available (and its route published) before the
+// broadcast, probes and the offline hand-over, not after: a message sent
+// to the user in between then either reaches the session directly or is
+// stored before the hand-over takes the queue; storeOffline re-checks
+// availability after committing, so nothing waits for the next login.
+func (r *Router) availablePresence(ctx context.Context, from string, el *wire.Element) {
+	r.mu.Lock()
+	s := r.sessions[from]
+	if s == nil {
+		r.mu.Unlock()
+		return
+	}
+	initial := !s.available
+	s.presence = el
+	s.available = true
+	s.priority = parsePriority(el)
+	rt := s.routeLocked(r.node)
+	r.mu.Unlock()
+	if err := r.putRoute(ctx, rt); err != nil {
+		r.log.Warn("router: publishing route failed", "jid", from, "err", err)
+	}
+	if !initial {
+		r.broadcast(ctx, s.bare, el, nil)
+		return
+	}
+
+	dctx, cancel := r.dbCtx(ctx)
+	items, _, err := r.store.GetRoster(dctx, s.bare)
+	cancel()
+	if err != nil {
+		r.log.Warn("router: roster unavailable at initial presence", "jid", from, "err", err)
+	}
+	var subscribers []string
+	for _, it := range items {
+		if st := stateOf(it); st.from() {
+			subscribers = append(subscribers, it.Contact)
+		}
+	}
+	r.broadcastTo(ctx, s.bare, el, subscribers, nil)
+	for _, it := range items {
+		if stateOf(it).to() {
+			probe := wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", from, "to", it.Contact)
+			r.route(ctx, probe)
+		}
+	}
+	for _, it := range items {
+		if it.PendingIn {
+			// RFC 6121 §3.1.3: a request that waited is delivered when the
+			// contact next becomes available.
+			req := wire.New("presence", "type", "subscribe", "from", it.Contact, "to", s.bare)
+			r.deliverLocal(ctx, from, req)
+		}
+	}
+	if rt.Priority >= 0 {
+		r.deliverOffline(ctx, from, s.bare)
+	}
+	r.fireHook(ctx, plugins.EventPresenceAvailable, &plugins.SessionEvent{JID: from})
+}
+
+// unavailablePresence handles broadcast unavailable presence (§4.5): the
+// session stays bound but is no longer available.
+func (r *Router) unavailablePresence(ctx context.Context, from string, el *wire.Element) {
+	r.mu.Lock()
+	s := r.sessions[from]
+	if s == nil {
+		r.mu.Unlock()
+		return
+	}
+	wasAvailable, directed := s.available, s.directed
+	s.available, s.presence, s.directed = false, nil, nil
+	s.status = el.ChildText("status", "")
+	rt := s.routeLocked(r.node)
+	r.mu.Unlock()
+	if err := r.putRoute(ctx, rt); err != nil {
+		r.log.Warn("router: publishing route failed", "jid", from, "err", err)
+	}
+	if wasAvailable {
+		r.broadcast(ctx, s.bare, el, directed)
+		return
+	}
+	for to := range directed {
+		r.route(ctx, withTo(el, to))
+	}
+}
+
+// directedPresence routes presence a session sent to one entity and
+// remembers who got available presence, so they get unavailable presence
+// when the session goes away (RFC 6121 §4.6).
+func (r *Router) directedPresence(ctx context.Context, from string, el *wire.Element) {
+	to := el.To()
+	r.mu.Lock()
+	if s := r.sessions[from]; s != nil && bareOf(to) != s.bare {
+		if el.Type() == "" {
+			if s.directed == nil {
+				s.directed = map[string]struct{}{}
+			}
+			s.directed[to] = struct{}{}
+		} else {
+			delete(s.directed, to)
+		}
+	}
+	r.mu.Unlock()
+	r.route(ctx, el)
+}
+
+// broadcast sends a user's presence to the user's subscribers, to extra
+// recipients of directed presence, and to the user's own available
+// resources (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
+func (r *Router) broadcast(ctx context.Context, bare string, el *wire.Element, directed map[string]struct{}) {
+	var subscribers []string
+	if r.store != nil {
+		dctx, cancel := r.dbCtx(ctx)
+		var err error
+		subscribers, err = r.store.Subscribers(dctx, bare)
+		cancel()
+		if err != nil {
+			r.log.Warn("router: subscribers unavailable for presence broadcast", "jid", bare, "err", err)
+		}
+	}
+	r.broadcastTo(ctx, bare, el, subscribers, directed)
+}
+
+func (r *Router) broadcastTo(ctx context.Context, bare string, el *wire.Element, subscribers []string, directed map[string]struct{}) {
+	for _, c := range subscribers {
+		if c == bare {
+			continue // the user's own resources get it below
+		}
+		r.route(ctx, withTo(el, c))
+	}
+	for to := range directed {
+		if contains(subscribers, to) {
+			continue
+		}
+		r.route(ctx, withTo(el, to))
+	}
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return
+	}
+	var self *wire.Element
+	for i := range routes {
+		if !routes[i].Available {
+			continue
+		}
+		if self == nil {
+			self = withTo(el, bare)
+		}
+		r.deliver(ctx, &routes[i], self)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// withTo returns a shallow copy of el addressed to 'to': its own attribute
+// slice, the children shared (they are never changed after routing).
+func withTo(el *wire.Element, to string) *wire.Element {
+	c := &wire.Element{Name: el.Name, Text: el.Text, Children: el.Children}
+	c.Attrs = make([]wire.Attr, 0, len(el.Attrs)+1)
+	for _, a := range el.Attrs {
+		if a.Name != "to" {
+			c.Attrs = append(c.Attrs, a)
+		}
+	}
+	c.Attrs = append(c.Attrs, wire.Attr{Name: "to", Value: to})
+	return c
+}
+
+// routePresence delivers presence addressed to a local user (RFC 6121
+// §4.3.2, §4.4.3, §8.5.2.1.2, §8.5.3).
+func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
+	switch el.Type() {
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		r.inboundSubscription(ctx, el, a)
+		return
+	case "probe":
+		r.inboundProbe(ctx, el, a)
+		return
+	case "error":
+		if a.resource != "" {
+			if rt, ok := r.routeFor(ctx, a); ok {
+				r.deliver(ctx, &rt, el)
+			}
+		}
+		return
+	}
+	// Available or unavailable presence.
+	if a.resource != "" {
+		if rt, ok := r.routeFor(ctx, a); ok {
+			r.deliver(ctx, &rt, el)
+		}
+		return // §8.5.3.2.3: no such resource, silently ignored
+	}
+	routes, err := r.routes(ctx, a.bare)
+	if err != nil {
+		return
+	}
+	for i := range routes {
+		if routes[i].Available {
+			r.deliver(ctx, &routes[i], el)
+		}
+	}
+}
+
+// routeFor finds the route of a full JID of a local user.
+func (r *Router) routeFor(ctx context.Context, a addr) (cluster.Route, bool) {
+	if !r.clustered() {
+		r.mu.RLock()
+		s := r.sessions[a.full]
+		if s == nil {
+			r.mu.RUnlock()
+			return cluster.Route{}, false
+		}
+		rt := s.routeLocked(r.node)
+		r.mu.RUnlock()
+		return rt, true
+	}
+	routes, err := r.routes(ctx, a.bare)
+	if err != nil {
+		return cluster.Route{}, false
+	}
+	for _, rt := range routes {
+		if rt.JID == a.full {
+			return rt, true
+		}
+	}
+	return cluster.Route{}, false
+}
+
+// inboundProbe answers a probe to a local user (RFC 6121 §4.3.2): with
+// unsubscribed when the prober has no subscription, with unavailable
+// presence (and the last-activity stamp) when no resource is available,
+// else with the last presence of each available resource. Resources on
+// other nodes answer for themselves: the probe is delivered to them and
+// their node replies.
+func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
+	prober := normBare(el.From())
+	if prober == "" {
+		return
+	}
+	if prober != a.bare {
+		dctx, cancel := r.dbCtx(ctx)
+		it, err := r.store.GetRosterItem(dctx, a.bare, prober)
+		cancel()
+		if err != nil && !isNotFound(err) {
+			r.log.Warn("router: roster unavailable for probe", "jid", a.bare, "err", err)
+			return
+		}
+		if err != nil || !stateOf(it).from() {
+			r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", prober))
+			return
+		}
+	}
+	routes, err := r.routes(ctx, a.bare)
+	if err != nil {
+		return
+	}
+	answered := false
+	for i := range routes {
+		if routes[i].Available && r.deliver(ctx, &routes[i], el) {
+			answered = true
+		}
+	}
+	if answered {
+		return
+	}
+	un := wire.New("presence", "type", "unavailable", "from", a.bare, "to", el.From())
+	dctx, cancel := r.dbCtx(ctx)
+	at, status, err := r.store.GetLast(dctx, a.bare)
+	cancel()
+	if err == nil {
+		if status != "" {
+			un.Append(wire.New("status").SetText(status))
+		}
+		un.Append(delayElement(r.domain, at))
+	}
+	r.route(ctx, un)
+}
+
+// answerProbeLocal answers a probe delivered to a local resource with that
+// resource's last presence, if it is available.
+func (r *Router) answerProbeLocal(ctx context.Context, s *session, probe *wire.Element) {
+	r.mu.RLock()
+	p, avail := s.presence, s.available
+	r.mu.RUnlock()
+	if !avail || p == nil || probe.From() == "" {
+		return
+	}
+	reply := withTo(p, probe.From())
+	reply.SetAttr("from", s.full)
+	r.route(ctx, reply)
+}
+
+// presenceFromResources makes each available resource of a user send its
+// current presence to 'to' (after approving a subscription, §3.1.5). A
+// probe delivered to a resource makes its node answer with the resource's
+// last presence.
+func (r *Router) presenceFromResources(ctx context.Context, bare, to string) {
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return
+	}
+	var probe *wire.Element
+	for i := range routes {
+		if !routes[i].Available {
+			continue
+		}
+		if probe == nil {
+			probe = wire.New("presence", "type", "probe", "from", to, "to", bare)
+		}
+		r.deliver(ctx, &routes[i], probe)
+	}
+}
+
+// unavailableFromResources sends unavailable presence from each available
+// resource of a user to 'to' (after a subscription from 'to' ended, §3.2.2).
+func (r *Router) unavailableFromResources(ctx context.Context, bare, to string) {
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return
+	}
+	for i := range routes {
+		if routes[i].Available {
+			r.route(ctx, wire.New("presence", "type", "unavailable", "from", routes[i].JID, "to", to))
+		}
+	}
+}
+
+// outboundSubscription handles a subscription stanza a local user sent
+// (RFC 6121 §3.1.2, §3.1.5, §3.2.2, §3.3.2, Appendix A.2): update the
+// user's roster item, push it, and route the stanza from the user's bare
+// JID.
+func (r *Router) outboundSubscription(ctx context.Context, from string, el *wire.Element) {
+	user := bareOf(from)
+	ca, ok := parseAddr(el.To())
+	if !ok {
+		r.bounce(ctx, el, wire.ErrJIDMalformed)
+		return
+	}
+	contact := ca.bare
+	if contact == user {
+		return // subscribing to oneself changes nothing
+	}
+	typ := el.Type()
+	res, err := r.updateSubscription(ctx, user, contact, outbound, typ)
+	if err != nil {
+		r.bounce(ctx, el, stanzaErrorFor(err))
+		return
+	}
+	if res.push {
+		r.pushRoster(ctx, user, res.item, res.removed, res.ver)
+	}
+	el.SetAttr("from", user)
+	el.SetAttr("to", contact)
+	switch typ {
+	case "subscribed":
+		if !res.changed {
+			return // no pending request: pre-approval is not supported, ignore (§3.4)
+		}
+		r.route(ctx, el)
+		r.presenceFromResources(ctx, user, contact)
+	case "unsubscribed":
+		r.route(ctx, el)
+		if res.before.from() {
+			r.unavailableFromResources(ctx, user, contact)
+		}
+	default: // subscribe, unsubscribe
+		r.route(ctx, el)
+	}
+}
+
+// inboundSubscription handles a subscription stanza addressed to a local
+// user (RFC 6121 §3.1.3, §3.1.6, §3.2.3, §3.3.3, Appendix A.3).
+func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a addr) {
+	sender := normBare(el.From())
+	if sender == "" || sender == a.bare {
+		return
+	}
+	typ := el.Type()
+	if typ == "subscribe" && !r.userExists(ctx, a.local) {
+		// §3.1.3: no such contact → unsubscribed on its behalf.
+		r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", sender))
+		return
+	}
+	res, err := r.updateSubscription(ctx, a.bare, sender, inbound, typ)
+	if err != nil {
+		r.log.Warn("router: inbound subscription failed", "to", a.bare, "from", sender, "type", typ, "err", err)
+		if typ == "subscribe" {
+			r.bounce(ctx, el, stanzaErrorFor(err))
+		}
+		return
+	}
+	if res.push {
+		r.pushRoster(ctx, a.bare, res.item, res.removed, res.ver)
+	}
+	// Deliver from the sender's bare JID (§3.1.3: the 'from' of a
+	// subscription stanza is a bare JID).
+	el.SetAttr("from", sender)
+	switch typ {
+	case "subscribe":
+		if res.before.from() {
+			// Already subscribed: answer for the user (§3.1.3).
+			r.route(ctx, wire.New("presence", "type", "subscribed", "from", a.bare, "to", sender))
+			return
+		}
+		// Deliver to every available resource; with none, the request
+		// stays pending in the roster and is delivered at the next
+		// initial presence.
+		r.deliverAvailable(ctx, a.bare, el)
+	case "unsubscribe":
+		if !res.changed {
+			return
+		}
+		r.deliverAvailable(ctx, a.bare, el)
+		if res.before.from() {
+			r.unavailableFromResources(ctx, a.bare, sender)
+		}
+	default: // subscribed, unsubscribed
+		if res.changed {
+			r.deliverAvailable(ctx, a.bare, el)
+		}
+	}
+}
+
+// deliverAvailable delivers a stanza to every available resource of a
+// local user, whatever its priority. It reports how many took it.
+func (r *Router) deliverAvailable(ctx context.Context, bare string, el *wire.Element) int {
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for i := range routes {
+		if routes[i].Available && r.deliver(ctx, &routes[i], el) {
+			n++
+		}
+	}
+	return n
+}
+
+// setLast records when a user's last resource went away (XEP-0012).
+func (r *Router) setLast(ctx context.Context, bare, status string) {
+	if r.store == nil {
+		return
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	if err := r.store.SetLast(dctx, bare, r.now(), status); err != nil {
+		r.log.Warn("router: recording last activity failed", "jid", bare, "err", err)
+	}
+}
+

@@ -1,0 +1,348 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// session is the router's record of one local session. Every field after
+// the first three is guarded by Router.mu; every change that other nodes
+// need is republished as the session's cluster.Route.
+type session struct {
+	s    Session
+	full string
+	bare string
+
+	presence   *wire.Element // last available presence broadcast (nil before initial presence)
+	priority   int
+	available  bool
+	interested bool // requested the roster: gets pushes (RFC 6121 §2.1.6)
+	carbons    bool
+	directed   map[string]struct{} // JIDs that got directed presence (RFC 6121 §4.6)
+	status     string              // <status/> of the last unavailable presence, for last activity
+}
+
+// routeLocked returns the route this session publishes.
+func (s *session) routeLocked(node string) cluster.Route {
+	rt := cluster.Route{JID: s.full, Node: node, Priority: s.priority, Available: s.available}
+	if s.interested {
+		rt.Flags |= cluster.FlagRoster
+	}
+	if s.carbons {
+		rt.Flags |= cluster.FlagCarbons
+	}
+	return rt
+}
+
+// Bind registers a session for username with the requested resource ("" to
+// have one generated) and returns the bound full JID. It applies the
+// configured resource conflict policy (c2s.resource_conflict) against
+// sessions on every node:
+//   - kick_old: the old session is logged out (unavailable presence sent on
+//     its behalf) and closed with the "conflict" stream error, locally or by
+//     a "kick" call to the node that owns it;
+//   - reject: Bind returns wire.ErrConflict;
+//   - new_resource: Bind itself picks another resource (the requested one
+//     with a random suffix) and returns the JID it bound, so the caller
+//     must always use the returned JID.
+func (r *Router) Bind(ctx context.Context, s Session, username, resource string) (jid.JID, error) {
+	if resource == "" {
+		resource = randomResource()
+	}
+	full, err := jid.New(username, r.domain, resource)
+	if err != nil {
+		return jid.JID{}, wire.ErrBadRequest
+	}
+	for attempt := 0; ; attempt++ {
+		key := full.String()
+		old, remote := r.findBound(ctx, key)
+		if old == nil && remote == nil {
+			break
+		}
+		switch r.cfg.C2S.ResourceConflict {
+		case "reject":
+			return jid.JID{}, wire.ErrConflict
+		case "new_resource":
+			if attempt > 8 {
+				return jid.JID{}, wire.ErrConflict
+			}
+			full, err = jid.New(username, r.domain, resource+"-"+randomSuffix())
+			if err != nil {
+				return jid.JID{}, wire.ErrBadRequest
+			}
+			continue
+		default: // kick_old
+			if old != nil {
+				if r.logout(ctx, old, nil) {
+					old.s.Close("conflict", "replaced by a new session")
+				}
+			} else {
+				r.kickRemote(ctx, *remote, "conflict", "replaced by a new session")
+			}
+		}
+		break
+	}
+
+	rec := &session{s: s, full: full.String(), bare: full.Bare().String()}
+	r.mu.Lock()
+	prev := r.sessions[rec.full]
+	if prev != nil {
+		r.removeLocked(prev)
+	}
+	r.sessions[rec.full] = rec
+	r.byBare[rec.bare] = append(r.byBare[rec.bare], rec)
+	rt := rec.routeLocked(r.node)
+	r.mu.Unlock()
+	if prev != nil {
+		// Lost a race with another Bind of the same resource on this node.
+		prev.s.Close("conflict", "replaced by a new session")
+	}
+	if err := r.putRoute(ctx, rt); err != nil {
+		r.log.Warn("router: publishing route failed", "jid", rec.full, "err", err)
+	}
+	return full, nil
+}
+
+// findBound looks for a session bound to full: a local record first, then
+// a route owned by another node.
+func (r *Router) findBound(ctx context.Context, full string) (*session, *cluster.Route) {
+	r.mu.RLock()
+	old := r.sessions[full]
+	r.mu.RUnlock()
+	if old != nil || !r.clustered() {
+		return old, nil
+	}
+	routes, err := r.cluster.Routes(r.clusterCtx(ctx), cluster.BareJID(full))
+	if err != nil {
+		return nil, nil
+	}
+	for i := range routes {
+		if routes[i].JID == full && routes[i].Node != r.node {
+			return nil, &routes[i]
+		}
+	}
+	return nil, nil
+}
+
+// Unbind removes a session after it ended. If the session was available,
+// unavailable presence goes to its subscribers and to everyone that got
+// directed presence (RFC 6121 §4.5.2); its route is deleted; when it was
+// the user's last resource, last activity is recorded. unsent holds stanzas
+// the session had queued but not delivered; they are routed again
+// (messages end with another resource or in offline storage), so nothing
+// accepted is lost.
+func (r *Router) Unbind(ctx context.Context, s Session, unsent []*wire.Element) {
+	ctx = context.WithoutCancel(ctx)
+	full := s.JID().String()
+	r.mu.RLock()
+	rec := r.sessions[full]
+	if rec != nil && rec.s != s {
+		rec = nil // already replaced (kick_old) or logged out by Kick
+	}
+	r.mu.RUnlock()
+	if rec != nil {
+		r.logout(ctx, rec, nil)
+	}
+	bare := cluster.BareJID(full)
+	for _, el := range unsent {
+		r.reroute(ctx, el, bare)
+	}
+}
+
+// reroute routes a stanza a gone session had not delivered.
+func (r *Router) reroute(ctx context.Context, el *wire.Element, bare string) {
+	switch el.Name {
+	case "presence":
+		return // presence is transient: nobody to show it to
+	case "message":
+		if isCarbonCopy(el) {
+			return // the original is already somewhere else
+		}
+	case "iq":
+		if el.From() == bare || el.From() == "" {
+			return // roster pushes and server requests for the gone session
+		}
+	}
+	r.route(ctx, el)
+}
+
+// logout removes a session record and does what its going away means:
+// the route is deleted, unavailable presence is broadcast if it was
+// available (unavailable, when given, is the presence to send), and last
+// activity is recorded when no resource of the user is left. It reports
+// false when the record was not registered any more (someone else logged
+// it out first).
+func (r *Router) logout(ctx context.Context, s *session, unavailable *wire.Element) bool {
+	r.mu.Lock()
+	if r.sessions[s.full] != s {
+		r.mu.Unlock()
+		return false
+	}
+	r.removeLocked(s)
+	wasAvailable, directed, status := s.available, s.directed, s.status
+	s.available, s.directed, s.presence = false, nil, nil
+	remaining := len(r.byBare[s.bare])
+	r.mu.Unlock()
+
+	if err := r.deleteRoute(ctx, s.full); err != nil {
+		r.log.Warn("router: deleting route failed", "jid", s.full, "err", err)
+	}
+	if wasAvailable {
+		if unavailable == nil {
+			unavailable = wire.New("presence", "type", "unavailable")
+		}
+		unavailable.SetAttr("from", s.full)
+		unavailable.RemoveAttr("to")
+		if st := unavailable.ChildText("status", ""); st != "" {
+			status = st
+		}
+		r.broadcast(ctx, s.bare, unavailable, directed)
+	}
+	if remaining == 0 {
+		if routes, err := r.routes(ctx, s.bare); err == nil && len(routes) == 0 {
+			r.setLast(ctx, s.bare, status)
+		}
+	}
+	return true
+}
+
+// removeLocked drops a record from both indexes.
+func (r *Router) removeLocked(s *session) {
+	if r.sessions[s.full] == s {
+		delete(r.sessions, s.full)
+	}
+	list := r.byBare[s.bare]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(r.byBare, s.bare)
+	} else {
+		r.byBare[s.bare] = list
+	}
+}
+
+// clustered reports whether routes are shared with other nodes right now.
+func (r *Router) clustered() bool { return r.cluster != nil && r.cluster.Clustered() }
+
+// routes returns every route of a bare JID: from the cluster's table when
+// clustered, else from the local index (no other node is reachable).
+func (r *Router) routes(ctx context.Context, bare string) ([]cluster.Route, error) {
+	if r.clustered() {
+		routes, err := r.cluster.Routes(r.clusterCtx(ctx), bare)
+		if err != nil {
+			return nil, errors.Join(ErrRoutes, err)
+		}
+		return routes, nil
+	}
+	r.mu.RLock()
+	list := r.byBare[bare]
+	if len(list) == 0 {
+		r.mu.RUnlock()
+		return nil, nil
+	}
+	out := make([]cluster.Route, len(list))
+	for i, s := range list {
+		out[i] = s.routeLocked(r.node)
+	}
+	r.mu.RUnlock()
+	return out, nil
+}
+
+func (r *Router) putRoute(ctx context.Context, rt cluster.Route) error {
+	if r.cluster == nil {
+		return nil
+	}
+	return r.cluster.PutRoute(r.clusterCtx(ctx), rt)
+}
+
+func (r *Router) deleteRoute(ctx context.Context, full string) error {
+	if r.cluster == nil {
+		return nil
+	}
+	return r.cluster.DeleteRoute(r.clusterCtx(ctx), full)
+}
+
+// publish republishes a local session's route after its record changed.
+func (r *Router) publish(ctx context.Context, full string) {
+	r.mu.RLock()
+	s := r.sessions[full]
+	if s == nil {
+		r.mu.RUnlock()
+		return
+	}
+	rt := s.routeLocked(r.node)
+	r.mu.RUnlock()
+	if err := r.putRoute(ctx, rt); err != nil {
+		r.log.Warn("router: publishing route failed", "jid", full, "err", err)
+	}
+}
+
+// isLocal reports whether a route is served by this node.
+func (r *Router) isLocal(rt *cluster.Route) bool {
+	return rt.Node == r.node || rt.Node == "" || !r.clustered()
+}
+
+// deliver hands a stanza to one resource wherever it is connected. It
+// reports whether the resource (or its node) took it; on false the caller
+// falls back (offline storage, bounce, drop).
+func (r *Router) deliver(ctx context.Context, rt *cluster.Route, el *wire.Element) bool {
+	if r.isLocal(rt) {
+		return r.deliverLocal(ctx, rt.JID, el)
+	}
+	if err := r.sendStanza(ctx, rt.Node, rt.JID, el); err != nil {
+		r.log.Debug("router: delivery to node failed", "node", rt.Node, "to", rt.JID, "err", err)
+		return false
+	}
+	return true
+}
+
+// deliverLocal queues a stanza on a local session after the PointDeliver
+// interceptors. A presence probe is not queued: the router answers it for
+// the resource. It reports false when no such session is bound or it
+// refused the stanza.
+func (r *Router) deliverLocal(ctx context.Context, full string, el *wire.Element) bool {
+	r.mu.RLock()
+	s := r.sessions[full]
+	r.mu.RUnlock()
+	if s == nil {
+		return false
+	}
+	if el.Name == "presence" && el.Type() == "probe" {
+		r.answerProbeLocal(ctx, s, el)
+		return true
+	}
+	if !r.intercept(ctx, plugins.PointDeliver, el, full, false) {
+		return true // a plugin dropped or took it
+	}
+	return s.s.Send(el)
+}
+
+func randomResource() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "av-" + hex.EncodeToString(b[:])
+}
+
+func randomSuffix() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// randomID makes stanza ids for pushes the server originates.
+func randomID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
