@@ -507,4 +507,3 @@ func (r *Router) setLast(ctx context.Context, bare, status string) {
 		r.log.Warn("router: recording last activity failed", "jid", bare, "err", err)
 	}
 }
-
