@@ -146,3 +146,59 @@ func FuzzReader(f *testing.F) {
 		}
 	})
 }
+
+func TestBinaryRoundTrip(t *testing.T) {
+	in := `<message to="a@b" type="chat"><body>hi &amp; <b>bold</b> tail</body><x xmlns="jabber:x:oob"/></message>`
+	el, err := Parse([]byte(in), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := AppendBinary(nil, el)
+	got, rest, err := DecodeBinary(bin)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("decode: %v, %d left", err, len(rest))
+	}
+	if got.String() != in {
+		t.Errorf("round trip: %s", got)
+	}
+	for i := 0; i < len(bin); i++ {
+		if _, _, err := DecodeBinary(bin[:i]); err == nil {
+			t.Fatalf("truncated at %d decoded without error", i)
+		}
+	}
+}
+
+func FuzzDecodeBinary(f *testing.F) {
+	f.Add(AppendBinary(nil, New("iq", "type", "get").Append(NewNS("ping", NSPing))))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		el, _, err := DecodeBinary(data)
+		if err != nil {
+			return
+		}
+		again, _, err := DecodeBinary(AppendBinary(nil, el))
+		if err != nil || again.String() != el.String() {
+			t.Fatalf("re-encode changed %s: %v", el, err)
+		}
+	})
+}
+
+func BenchmarkParseXML(b *testing.B) {
+	data := []byte(`<message to="b@localhost" from="a@localhost/x" type="chat" id="abc123"><body>an ordinary message of ordinary length</body><active xmlns="http://jabber.org/protocol/chatstates"/></message>`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data, Limits{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeBinary(b *testing.B) {
+	el, _ := Parse([]byte(`<message to="b@localhost" from="a@localhost/x" type="chat" id="abc123"><body>an ordinary message of ordinary length</body><active xmlns="http://jabber.org/protocol/chatstates"/></message>`), Limits{})
+	data := AppendBinary(nil, el)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := DecodeBinary(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,41 @@
+//go:build wasip1
+
+// Command wordfilter (version 1) masks a word in message bodies that users
+// send. Version 2 also drops messages that look like spam.
+package main
+
+import (
+	"strings"
+
+	"github.com/aviary-im/aviary/plugins/sdk"
+	"github.com/aviary-im/aviary/wire"
+)
+
+func init() {
+	sdk.Handle(sdk.Inbound, func(point uint32, session string, st *wire.Element) uint32 {
+		if st.Name != "message" {
+			return sdk.Continue
+		}
+		if body := st.Child("body", ""); body != nil && strings.Contains(strings.ToLower(body.Text), "darn") {
+			body.Text = replaceFold(body.Text, "darn", "****")
+		}
+		return sdk.Continue
+	})
+}
+
+func replaceFold(s, word, with string) string {
+	var b strings.Builder
+	lower := strings.ToLower(s)
+	for {
+		i := strings.Index(lower, word)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(with)
+		s, lower = s[i+len(word):], lower[i+len(word):]
+	}
+}
+
+func main() {}

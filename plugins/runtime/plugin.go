@@ -1,0 +1,285 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+// Plugin is one loaded WebAssembly plugin: a plugins.Interceptor.
+type Plugin struct {
+	name, version, checksum string
+
+	rt  *Runtime
+	cm  wazero.CompiledModule
+	log *slog.Logger
+	kv  *kvStore
+
+	host plugins.Host
+
+	mu       sync.Mutex // one call into the instance at a time
+	mod      api.Module
+	alloc    api.Function
+	onStanza api.Function
+	mask     uint32
+	failures []time.Time
+	disabled bool
+	pending  [][]byte // stanzas the guest sent during the current call
+
+	calls, errs atomic.Int64
+}
+
+var (
+	_ plugins.Plugin      = (*Plugin)(nil)
+	_ plugins.Interceptor = (*Plugin)(nil)
+)
+
+// Load compiles a plugin artifact. The plugin runs once Start is called
+// (the plugin manager does that when it adds it).
+func (r *Runtime) Load(ctx context.Context, name, version string, artifact []byte) (*Plugin, error) {
+	cm, err := r.compile(ctx, artifact)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plugin{
+		name: name, version: version, checksum: Checksum(artifact), rt: r, cm: cm,
+		log: r.opts.Logger.With("plugin", name, "version", version),
+		kv:  &kvStore{m: map[string]string{}},
+	}
+	return p, nil
+}
+
+// ID names the plugin in the manager: third-party IDs are prefixed "wasm.".
+func (p *Plugin) ID() string { return "wasm." + p.name }
+
+// Name, Version and Checksum identify the loaded artifact.
+func (p *Plugin) Name() string     { return p.name }
+func (p *Plugin) Version() string  { return p.version }
+func (p *Plugin) Checksum() string { return p.checksum }
+
+// Stats returns calls made and calls that failed (trap or timeout).
+func (p *Plugin) Stats() (calls, failures int64) { return p.calls.Load(), p.errs.Load() }
+
+// Disabled reports whether the plugin was switched off after failures.
+func (p *Plugin) Disabled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.disabled
+}
+
+// Start instantiates the module and reads the points it wants.
+func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
+	p.host = host
+	if host != nil && host.Store() != nil {
+		p.kv.load(ctx, host, p.name)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.instantiateLocked(ctx)
+}
+
+var instanceSeq atomic.Int64
+
+func (p *Plugin) instantiateLocked(ctx context.Context) error {
+	cfg := wazero.NewModuleConfig().
+		WithName(fmt.Sprintf("%s-%d", p.name, instanceSeq.Add(1))).
+		WithStartFunctions("_initialize").
+		WithSysWalltime().WithSysNanotime().WithRandSource(randReader{})
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	mod, err := p.rt.rt.InstantiateModule(ictx, p.cm, cfg)
+	if err != nil {
+		return fmt.Errorf("runtime: instantiating %s %s: %w", p.name, p.version, err)
+	}
+	p.mod = mod
+	p.alloc = mod.ExportedFunction("aviary_alloc")
+	p.onStanza = mod.ExportedFunction("aviary_on_stanza")
+	p.mask = 1 | 2 // default: inbound and deliver
+	if f := mod.ExportedFunction("aviary_points"); f != nil {
+		if res, err := f.Call(ictx); err == nil && len(res) == 1 {
+			p.mask = uint32(res[0])
+		}
+	}
+	return nil
+}
+
+// Stop closes the instance and the compiled module.
+func (p *Plugin) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mod != nil {
+		_ = p.mod.Close(ctx)
+		p.mod = nil
+	}
+	return p.cm.Close(ctx)
+}
+
+// InterceptPoints returns the points the guest declared.
+func (p *Plugin) InterceptPoints() []plugins.Point {
+	var out []plugins.Point
+	for pt := plugins.PointInbound; pt <= plugins.PointRemoteInbound; pt++ {
+		if p.mask&(1<<(uint(pt)-1)) != 0 {
+			out = append(out, pt)
+		}
+	}
+	return out
+}
+
+// Intercept hands the stanza to the guest. A failing guest never fails the
+// stanza: it passes through unchanged (fail open) and the failure counts
+// towards disabling the plugin.
+func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+	verdict, replaced, sends, err := p.call(ctx, pt, st)
+	for _, raw := range sends {
+		el, perr := wire.Parse(raw, wire.Limits{})
+		if perr != nil {
+			p.log.Warn("plugin sent a malformed stanza", "err", perr)
+			continue
+		}
+		if p.host != nil {
+			p.host.Route(ctx, el)
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, ErrPluginFailed) {
+			p.log.Error("plugin call failed", "err", err)
+		}
+		return plugins.Continue, nil
+	}
+	if replaced != nil {
+		el, _, perr := wire.DecodeBinary(replaced)
+		if perr != nil || el.Name != st.El.Name {
+			p.log.Warn("plugin returned an invalid stanza; keeping the original", "err", perr)
+		} else {
+			*st.El = *el
+		}
+	}
+	switch verdict {
+	case 1:
+		return plugins.Drop, nil
+	case 2:
+		return plugins.Handled, nil
+	}
+	return plugins.Continue, nil
+}
+
+func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (verdict uint32, replaced []byte, sends [][]byte, err error) {
+	buf := wire.GetBuffer()
+	defer wire.PutBuffer(buf)
+	buf.WriteString(st.Session)
+	buf.WriteByte(0)
+	data := wire.AppendBinary(buf.Bytes(), st.El)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.disabled {
+		return 0, nil, nil, ErrPluginFailed
+	}
+	if p.mod == nil || p.mod.IsClosed() {
+		if err := p.instantiateLocked(ctx); err != nil {
+			return 0, nil, nil, p.failLocked(err)
+		}
+	}
+	p.calls.Add(1)
+	cs := &callState{p: p}
+	cctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), callCtxKey{}, cs), p.rt.opts.CallTimeout)
+	defer cancel()
+	res, err := p.alloc.Call(cctx, uint64(len(data)))
+	if err != nil {
+		return 0, nil, nil, p.failLocked(err)
+	}
+	ptr := uint32(res[0])
+	if !p.mod.Memory().Write(ptr, data) {
+		return 0, nil, nil, p.failLocked(errors.New("guest buffer out of range"))
+	}
+	res, err = p.onStanza.Call(cctx, uint64(1)<<(uint(pt)-1), uint64(ptr), uint64(len(data)))
+	sends, p.pending = p.pending, nil
+	if err != nil {
+		return 0, nil, sends, p.failLocked(err)
+	}
+	return uint32(res[0]), cs.replaced, sends, nil
+}
+
+// failLocked records a failure, replaces the instance (a trapped Go guest
+// is not safe to call again) and disables the plugin past the threshold.
+func (p *Plugin) failLocked(err error) error {
+	p.errs.Add(1)
+	if p.mod != nil {
+		_ = p.mod.Close(context.Background())
+		p.mod = nil
+	}
+	now := time.Now()
+	kept := p.failures[:0]
+	for _, t := range p.failures {
+		if now.Sub(t) < p.rt.opts.FailureWindow {
+			kept = append(kept, t)
+		}
+	}
+	p.failures = append(kept, now)
+	if len(p.failures) >= p.rt.opts.MaxFailures {
+		p.disabled = true
+		p.log.Error("plugin disabled after repeated failures", "failures", len(p.failures), "last", err)
+		return ErrPluginFailed
+	}
+	return fmt.Errorf("runtime: plugin %s: %w", p.name, err)
+}
+
+// queueSend is called by the send host function during a call (p.mu held
+// by the caller's goroutine): stanzas are routed after the call returns, so
+// the router never runs inside the guest.
+func (p *Plugin) queueSend(raw []byte) { p.pending = append(p.pending, raw) }
+
+// kvStore is a plugin's key-value store: in memory, written through to
+// the shared properties so every node sees the same values.
+type kvStore struct {
+	mu     sync.Mutex
+	m      map[string]string
+	host   plugins.Host
+	prefix string
+}
+
+func (kv *kvStore) load(ctx context.Context, host plugins.Host, name string) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	kv.host, kv.prefix = host, "plugin."+name+".kv."
+	all, err := host.Store().ListProperties(ctx)
+	if err != nil {
+		return
+	}
+	for k, v := range all {
+		if strings.HasPrefix(k, kv.prefix) {
+			kv.m[strings.TrimPrefix(k, kv.prefix)] = v
+		}
+	}
+}
+
+func (kv *kvStore) get(k string) (string, bool) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	v, ok := kv.m[k]
+	return v, ok
+}
+
+func (kv *kvStore) set(k, v string) {
+	kv.mu.Lock()
+	kv.m[k] = v
+	host, prefix := kv.host, kv.prefix
+	kv.mu.Unlock()
+	if host != nil && host.Store() != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := host.Store().SetProperty(ctx, prefix+k, v); err != nil {
+			host.Logger().Warn("plugin kv write failed", "key", k, "err", err)
+		}
+	}
+}

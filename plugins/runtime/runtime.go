@@ -1,0 +1,193 @@
+// Package runtime loads third-party plugins at run time: WebAssembly
+// modules run by wazero, sandboxed, replaceable and unloadable without a
+// restart. A loaded module is a plugins.Interceptor like any built-in.
+//
+// Why WebAssembly: one artifact runs on every node whatever its OS and CPU;
+// a plugin can only touch what the host ABI hands it (no files, no
+// network); a trap or a runaway loop is caught by the host (the call is
+// cancelled at its deadline and the instance replaced) and never takes the
+// node down; and loading or unloading is just compiling or closing a module.
+// The price is a copy of the stanza in and out per call — see
+// BenchmarkIntercept for the figure.
+//
+// The ABI (module "aviary" imports, and exports the guest provides) is
+// documented in plugins/GUIDE.md and implemented for Go guests by plugins/sdk.
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// Errors.
+var (
+	// ErrBadModule means the artifact is not a usable plugin module.
+	ErrBadModule = errors.New("runtime: not a valid plugin module")
+	// ErrPluginFailed means the plugin trapped or timed out too often and
+	// was disabled; stanzas pass through untouched.
+	ErrPluginFailed = errors.New("runtime: plugin disabled after repeated failures")
+)
+
+// Options tune the runtime.
+type Options struct {
+	// CallTimeout bounds one call into a plugin. Default 200ms.
+	CallTimeout time.Duration
+	// MaxFailures in FailureWindow disable a plugin. Defaults 5 in 1 minute.
+	MaxFailures   int
+	FailureWindow time.Duration
+	// MemoryLimitPages caps guest memory (64 KiB pages). Default 1024 (64 MiB).
+	MemoryLimitPages uint32
+	Logger           *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 200 * time.Millisecond
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 5
+	}
+	if o.FailureWindow <= 0 {
+		o.FailureWindow = time.Minute
+	}
+	if o.MemoryLimitPages == 0 {
+		o.MemoryLimitPages = 1024
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// Runtime compiles and instantiates plugin modules. One per node.
+type Runtime struct {
+	opts Options
+	rt   wazero.Runtime
+	mu   sync.Mutex
+}
+
+// New starts a wazero runtime with WASI (Go guests need it for their
+// runtime: clocks, random) and the "aviary" host module.
+func New(ctx context.Context, opts Options) (*Runtime, error) {
+	opts.defaults()
+	cfg := wazero.NewRuntimeConfig().
+		WithCloseOnContextDone(true). // a runaway loop ends at the call's deadline
+		WithMemoryLimitPages(opts.MemoryLimitPages)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	r := &Runtime{opts: opts, rt: rt}
+	if err := r.instantiateHost(ctx); err != nil {
+		rt.Close(ctx)
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close unloads everything.
+func (r *Runtime) Close(ctx context.Context) error { return r.rt.Close(ctx) }
+
+// Checksum is the catalogue's checksum of an artifact: hex SHA-256.
+func Checksum(artifact []byte) string {
+	sum := sha256.Sum256(artifact)
+	return hex.EncodeToString(sum[:])
+}
+
+// callCtxKey carries the per-call state to host functions.
+type callCtxKey struct{}
+
+// callState is what host functions of one call read and write.
+type callState struct {
+	p        *Plugin
+	replaced []byte // set by set_stanza
+}
+
+func (r *Runtime) instantiateHost(ctx context.Context) error {
+	b := r.rt.NewHostModuleBuilder("aviary")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, level, ptr, n uint32) {
+		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		msg, ok := m.Memory().Read(ptr, n)
+		if !ok || cs == nil {
+			return
+		}
+		lvl := slog.LevelInfo
+		switch level {
+		case 0:
+			lvl = slog.LevelDebug
+		case 2:
+			lvl = slog.LevelWarn
+		case 3:
+			lvl = slog.LevelError
+		}
+		cs.p.log.Log(ctx, lvl, string(msg))
+	}).Export("log")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, ptr, n uint32) {
+		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		data, ok := m.Memory().Read(ptr, n)
+		if !ok || cs == nil {
+			return
+		}
+		cs.p.queueSend(append([]byte(nil), data...))
+	}).Export("send")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, ptr, n uint32) {
+		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		data, ok := m.Memory().Read(ptr, n)
+		if !ok || cs == nil {
+			return
+		}
+		cs.replaced = append([]byte(nil), data...)
+	}).Export("set_stanza")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, kptr, klen, vptr, vcap uint32) int32 {
+		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		key, ok := m.Memory().Read(kptr, klen)
+		if !ok || cs == nil {
+			return -1
+		}
+		v, found := cs.p.kv.get(string(key))
+		if !found {
+			return -1
+		}
+		if uint32(len(v)) <= vcap {
+			m.Memory().Write(vptr, []byte(v))
+		}
+		return int32(len(v))
+	}).Export("kv_get")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, kptr, klen, vptr, vlen uint32) {
+		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		key, ok1 := m.Memory().Read(kptr, klen)
+		val, ok2 := m.Memory().Read(vptr, vlen)
+		if !ok1 || !ok2 || cs == nil {
+			return
+		}
+		cs.p.kv.set(string(key), string(val))
+	}).Export("kv_set")
+	_, err := b.Instantiate(ctx)
+	return err
+}
+
+// compile checks the module exports the ABI.
+func (r *Runtime) compile(ctx context.Context, artifact []byte) (wazero.CompiledModule, error) {
+	cm, err := r.rt.CompileModule(ctx, artifact)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadModule, err)
+	}
+	exp := cm.ExportedFunctions()
+	for _, need := range []string{"aviary_alloc", "aviary_on_stanza"} {
+		if _, ok := exp[need]; !ok {
+			cm.Close(ctx)
+			return nil, fmt.Errorf("%w: missing export %s", ErrBadModule, need)
+		}
+	}
+	return cm, nil
+}

@@ -1,0 +1,218 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/plugintest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// guest builds a Go plugin to WebAssembly once per test binary.
+func guest(t testing.TB, pkg string) []byte {
+	t.Helper()
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "aviary-wasm-")
+		if buildErr != nil {
+			return
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, p := range []string{"../examples/wordfilter/v1", "../examples/wordfilter/v2", "../examples/echobot/v1", "../examples/echobot/v2", "./testdata/panicky", "./testdata/looper"} {
+			wg.Add(1)
+			go func(p string) {
+				defer wg.Done()
+				out := filepath.Join(buildDir, strings.NewReplacer("../examples/", "", "./testdata/", "", "/", "-").Replace(p)+".wasm")
+				cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, p)
+				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+				if b, err := cmd.CombinedOutput(); err != nil {
+					mu.Lock()
+					buildErr = errors.New(p + ": " + err.Error() + ": " + string(b))
+					mu.Unlock()
+				}
+			}(p)
+		}
+		wg.Wait()
+	})
+	if buildErr != nil {
+		t.Fatalf("building guest plugins: %v", buildErr)
+	}
+	b, err := os.ReadFile(filepath.Join(buildDir, pkg+".wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func newRuntime(t testing.TB, opts Options) *Runtime {
+	t.Helper()
+	r, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close(context.Background()) })
+	return r
+}
+
+func start(t testing.TB, r *Runtime, host plugins.Host, name, version string, wasm []byte) *Plugin {
+	t.Helper()
+	p, err := r.Load(context.Background(), name, version, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background(), host); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(context.Background()) })
+	return p
+}
+
+func msg(from, to, body string) *wire.Element {
+	return wire.New("message", "from", from, "to", to, "type", "chat").Append(wire.New("body").SetText(body))
+}
+
+func TestWordFilterVersions(t *testing.T) {
+	host := plugintest.NewHost(t)
+	r := newRuntime(t, Options{})
+	v1 := start(t, r, host, "wordfilter", "1.0.0", guest(t, "wordfilter-v1"))
+	if got := v1.InterceptPoints(); len(got) != 1 || got[0] != plugins.PointInbound {
+		t.Fatalf("points = %v", got)
+	}
+	st := &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "Darn it, darn."), Session: "a@localhost/x"}
+	v, err := v1.Intercept(context.Background(), plugins.PointInbound, st)
+	if err != nil || v != plugins.Continue {
+		t.Fatalf("verdict %v err %v", v, err)
+	}
+	if got := st.El.ChildText("body", ""); got != "****  it, ****." && got != "**** it, ****." {
+		t.Errorf("filtered body = %q", got)
+	}
+	spam := &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "BUY CHEAP watches")}
+	if v, _ := v1.Intercept(context.Background(), plugins.PointInbound, spam); v != plugins.Continue {
+		t.Errorf("v1 should pass spam, got %v", v)
+	}
+	// Replace v1 by v2 at run time: load, start, then stop the old one.
+	v2 := start(t, r, host, "wordfilter", "2.0.0", guest(t, "wordfilter-v2"))
+	if err := v1.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := v2.Intercept(context.Background(), plugins.PointInbound, spam); v != plugins.Drop {
+		t.Errorf("v2 should drop spam, got %v", v)
+	}
+	st = &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "darn")}
+	if v, _ := v2.Intercept(context.Background(), plugins.PointInbound, st); v != plugins.Continue || st.El.ChildText("body", "") != "****" {
+		t.Errorf("v2 filter: %v %q", v, st.El.ChildText("body", ""))
+	}
+}
+
+func TestEchoBotSendsAndKeepsState(t *testing.T) {
+	host := plugintest.NewHost(t)
+	r := newRuntime(t, Options{})
+	bot := start(t, r, host, "echobot", "1.0.0", guest(t, "echobot-v1"))
+	for i := 0; i < 2; i++ {
+		st := &plugins.Stanza{El: msg("a@localhost/x", "localhost", "!ping")}
+		if v, err := bot.Intercept(context.Background(), plugins.PointInbound, st); v != plugins.Handled || err != nil {
+			t.Fatalf("verdict %v err %v", v, err)
+		}
+	}
+	// A message to a user is none of the bot's business.
+	if v, _ := bot.Intercept(context.Background(), plugins.PointInbound, &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "!ping")}); v != plugins.Continue {
+		t.Errorf("bot took a user's message: %v", v)
+	}
+	routed := host.Routed()
+	if len(routed) != 2 || !strings.Contains(routed[0], "pong (v1)") || !strings.Contains(routed[0], `to="a@localhost/x"`) {
+		t.Fatalf("routed = %v", routed)
+	}
+	// State survives a reload of a new version through the shared store.
+	v2 := start(t, r, host, "echobot", "2.0.0", guest(t, "echobot-v2"))
+	v2.Intercept(context.Background(), plugins.PointInbound, &plugins.Stanza{El: msg("a@localhost/x", "localhost", "!count")})
+	routed = host.Routed()
+	if last := routed[len(routed)-1]; !strings.Contains(last, "<body>3</body>") {
+		t.Errorf("count after reload: %s", last)
+	}
+}
+
+func TestMisbehavingPluginsCannotHarmTheNode(t *testing.T) {
+	host := plugintest.NewHost(t)
+	r := newRuntime(t, Options{CallTimeout: 100 * time.Millisecond, MaxFailures: 3})
+	for _, name := range []string{"panicky", "looper"} {
+		t.Run(name, func(t *testing.T) {
+			p := start(t, r, host, name, "1", guest(t, name))
+			for i := 0; i < 5; i++ {
+				st := &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "hello")}
+				v, err := p.Intercept(context.Background(), plugins.PointInbound, st)
+				if err != nil || v != plugins.Continue {
+					t.Fatalf("call %d: verdict %v err %v (a failing plugin must pass stanzas through)", i, v, err)
+				}
+				if st.El.ChildText("body", "") != "hello" {
+					t.Fatalf("stanza changed by a failed call")
+				}
+			}
+			calls, fails := p.Stats()
+			if fails != 3 || calls != 3 {
+				t.Errorf("calls=%d failures=%d, want 3 and 3 (disabled after the third)", calls, fails)
+			}
+			if !p.Disabled() {
+				t.Error("plugin not disabled")
+			}
+		})
+	}
+	// The runtime still serves healthy plugins afterwards.
+	ok := start(t, r, host, "wordfilter", "1", guest(t, "wordfilter-v1"))
+	st := &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "darn")}
+	if _, err := ok.Intercept(context.Background(), plugins.PointInbound, st); err != nil || st.El.ChildText("body", "") != "****" {
+		t.Errorf("healthy plugin after bad ones: %v %q", err, st.El.ChildText("body", ""))
+	}
+}
+
+func TestBadModules(t *testing.T) {
+	r := newRuntime(t, Options{})
+	for name, data := range map[string][]byte{
+		"garbage":    []byte("definitely not wasm"),
+		"empty wasm": []byte("\x00asm\x01\x00\x00\x00"),
+		"truncated":  guest(t, "wordfilter-v1")[:1000],
+	} {
+		if _, err := r.Load(context.Background(), "x", "1", data); !errors.Is(err, ErrBadModule) {
+			t.Errorf("%s: err = %v, want ErrBadModule", name, err)
+		}
+	}
+}
+
+// BenchmarkIntercept measures the per-stanza cost of a WebAssembly plugin
+// (copy in, parse in the guest, run, copy back when changed).
+func BenchmarkIntercept(b *testing.B) {
+	host := plugintest.NewHost(b)
+	r := newRuntime(b, Options{})
+	p := start(b, r, host, "wordfilter", "1", guest(b, "wordfilter-v1"))
+	el := msg("a@localhost/x", "b@localhost", "an ordinary message of ordinary length")
+	b.ReportAllocs()
+	for b.Loop() {
+		st := &plugins.Stanza{El: el}
+		if _, err := p.Intercept(context.Background(), plugins.PointInbound, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = runtime.NumGoroutine()
+}
