@@ -7,13 +7,14 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 
-	_ "github.com/aviary-im/aviary/plugins/carbons" // xep0280.carbons
-	_ "github.com/aviary-im/aviary/plugins/disco"   // xep0030.disco
-	_ "github.com/aviary-im/aviary/plugins/last"    // xep0012.last
-	_ "github.com/aviary-im/aviary/plugins/ping"    // xep0199.ping
-	_ "github.com/aviary-im/aviary/plugins/private" // xep0049.private
-	_ "github.com/aviary-im/aviary/plugins/vcard"   // xep0054.vcard
-	_ "github.com/aviary-im/aviary/plugins/version" // xep0092.version
+	_ "github.com/aviary-im/aviary/plugins/blocking" // xep0191.blocking
+	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
+	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
+	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
+	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private
+	_ "github.com/aviary-im/aviary/plugins/vcard"    // xep0054.vcard
+	_ "github.com/aviary-im/aviary/plugins/version"  // xep0092.version
 )
 
 // New constructs every registered plugin except those listed in

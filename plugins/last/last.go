@@ -66,7 +66,9 @@ func (p *Plugin) AccountFeatures() []string { return []string{NS} }
 func (p *Plugin) IQNamespaces() map[string]plugins.Target {
 	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
 }
-func (p *Plugin) InterceptPoints() []plugins.Point { return []plugins.Point{plugins.PointInbound} }
+func (p *Plugin) InterceptPoints() []plugins.Point { return points }
+
+var points = []plugins.Point{plugins.PointInbound}
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host

@@ -1,0 +1,428 @@
+// Package blocking is XEP-0191 blocking command: the block list IQs and
+// their enforcement.
+//
+// IQs (sent by the user with no 'to', or to the user's own bare JID):
+// get <blocklist/>, set <block/> with items, set <unblock/> with items or
+// without any (unblock all). Every change is pushed to all of the user's
+// resources, cluster-wide (Host.Resources, Host.Route); pushing to a
+// resource that never asked for the list is harmless, and unlike "who
+// asked" it needs no state shared between nodes. Blocking a contact who
+// may see the user's presence sends the contact unavailable presence from
+// each available resource.
+//
+// Enforcement is an interceptor:
+//   - PointInbound (the user sends to a blocked JID): messages and IQ
+//     get/set are answered with not-acceptable carrying
+//     <blocked xmlns='urn:xmpp:blocking:errors'/>; presence and everything
+//     else is dropped.
+//   - PointDeliver and PointOffline (a blocked JID sends to the user):
+//     messages and IQ get/set are answered with service-unavailable,
+//     everything else (presence, results, errors) is dropped. The one
+//     exception is our own blocked-error replies, which must reach the user.
+//
+// JIDs match as XEP-0016 §2.1 says (XEP-0191 refers to it): a full-JID
+// item matches that JID only, a bare item any resource of it, a domain item
+// everything at that domain, and a domain/resource item that resource at
+// the domain, with or without a localpart (as ejabberd does).
+//
+// Block lists are read on every delivery, so each user's list is cached in
+// memory. A change made through this node replaces the cache entry at once.
+// In a cluster another node may change the list; entries therefore expire
+// after a short TTL (plugins.settings["xep0191.blocking"].cache_ttl,
+// default "5s"), which bounds how long a node can enforce a stale list.
+// A cluster-wide invalidation event would be better once the plugin API
+// offers one.
+package blocking
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// ID is the plugin's registered ID.
+const ID = "xep0191.blocking"
+
+// Namespaces.
+const (
+	NS       = "urn:xmpp:blocking"
+	NSErrors = "urn:xmpp:blocking:errors"
+)
+
+// DefaultCacheTTL is how long a cached block list is trusted.
+const DefaultCacheTTL = 5 * time.Second
+
+// maxCached bounds the cache; past it expired entries are swept.
+const maxCached = 10000
+
+func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
+
+// Plugin manages and enforces block lists.
+type Plugin struct {
+	host   plugins.Host
+	ttl    time.Duration
+	now    func() time.Time
+	remove func()
+
+	mu    sync.RWMutex
+	cache map[string]*entry // owner bare JID → list
+}
+
+type entry struct {
+	set    map[string]struct{}
+	list   []string
+	loaded time.Time
+}
+
+var (
+	_ plugins.IQHandler       = (*Plugin)(nil)
+	_ plugins.DiscoFeatures   = (*Plugin)(nil)
+	_ plugins.AccountFeatures = (*Plugin)(nil)
+	_ plugins.Interceptor     = (*Plugin)(nil)
+)
+
+// New returns the plugin.
+func New() *Plugin {
+	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}}
+}
+
+// SetClock replaces the clock (tests).
+func (p *Plugin) SetClock(now func() time.Time) { p.now = now }
+
+func (p *Plugin) ID() string                { return ID }
+func (p *Plugin) DiscoFeatures() []string   { return []string{NS} }
+func (p *Plugin) AccountFeatures() []string { return []string{NS} }
+func (p *Plugin) IQNamespaces() map[string]plugins.Target {
+	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
+}
+func (p *Plugin) InterceptPoints() []plugins.Point { return points }
+
+// points is shared: the manager asks for it on every stanza.
+var points = []plugins.Point{plugins.PointInbound, plugins.PointDeliver, plugins.PointOffline}
+
+func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
+	p.host = host
+	if s := plugins.SettingString(host.Config(), ID, "cache_ttl", ""); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return errBadTTL
+		}
+		p.ttl = d
+	}
+	p.remove = host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.UserEvent); ok {
+			p.invalidate(ev.Username + "@" + host.Domain())
+		}
+		return nil
+	})
+	return nil
+}
+
+func (p *Plugin) Stop(ctx context.Context) error {
+	if p.remove != nil {
+		p.remove()
+	}
+	return nil
+}
+
+// HandleIQ answers the block list IQs.
+func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
+	owner, ok := xmpputil.Self(iq)
+	if !ok {
+		return nil, wire.ErrForbidden
+	}
+	q := iq.Payload()
+	switch {
+	case iq.Stanza.Type() == "get" && q.Name == "blocklist":
+		e, err := p.load(ctx, owner)
+		if err != nil {
+			return nil, err
+		}
+		res := wire.NewNS("blocklist", NS)
+		for _, j := range e.list {
+			res.Append(wire.New("item", "jid", j))
+		}
+		return res, nil
+	case iq.Stanza.Type() == "set" && (q.Name == "block" || q.Name == "unblock"):
+		jids, err := items(q)
+		if err != nil {
+			return nil, err
+		}
+		if q.Name == "block" {
+			if len(jids) == 0 {
+				return nil, wire.ErrBadRequest
+			}
+			if err := p.host.Store().Block(ctx, owner, jids); err != nil {
+				return nil, err
+			}
+		} else if err := p.host.Store().Unblock(ctx, owner, jids); err != nil {
+			return nil, err
+		}
+		p.invalidate(owner)
+		if q.Name == "block" {
+			p.hidePresence(ctx, owner, jids)
+		}
+		p.push(ctx, owner, q.Name, jids)
+		return nil, nil
+	}
+	return nil, wire.ErrBadRequest
+}
+
+// items returns the normalized JIDs of a block or unblock element.
+func items(q *wire.Element) ([]string, error) {
+	var out []string
+	for _, it := range q.ChildrenNamed("item", "") {
+		j := xmpputil.Normalize(it.Attr("jid"))
+		if j == "" {
+			return nil, wire.ErrJIDMalformed
+		}
+		out = append(out, j)
+	}
+	return out, nil
+}
+
+// push sends the change to every resource of the owner.
+func (p *Plugin) push(ctx context.Context, owner, op string, jids []string) {
+	res, err := p.host.Resources(ctx, owner)
+	if err != nil {
+		p.host.Logger().Warn("blocking push: resources", "owner", owner, "err", err)
+		return
+	}
+	for _, r := range res {
+		change := wire.NewNS(op, NS)
+		for _, j := range jids {
+			change.Append(wire.New("item", "jid", j))
+		}
+		p.host.Route(ctx, wire.New("iq", "type", "set", "id", "push-"+randomID(), "from", owner, "to", r.JID).Append(change))
+	}
+}
+
+// hidePresence sends unavailable presence from each available resource of
+// the owner to newly blocked contacts that may see the owner's presence.
+func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) {
+	res, err := p.host.Resources(ctx, owner)
+	if err != nil || len(res) == 0 {
+		return
+	}
+	for _, j := range jids {
+		c, err := jid.Parse(j)
+		if err != nil || c.Localpart() == "" {
+			continue
+		}
+		item, err := p.host.Store().GetRosterItem(ctx, owner, c.Bare().String())
+		if err != nil || (item.Subscription != storage.SubFrom && item.Subscription != storage.SubBoth) {
+			continue
+		}
+		for _, r := range res {
+			if r.Available {
+				p.host.Route(ctx, wire.New("presence", "type", "unavailable", "from", r.JID, "to", j))
+			}
+		}
+	}
+}
+
+// Blocked reports whether owner's block list matches the JID other.
+func (p *Plugin) Blocked(ctx context.Context, owner, other string) (bool, error) {
+	e, err := p.load(ctx, owner)
+	if err != nil {
+		return false, err
+	}
+	return e.matches(other), nil
+}
+
+func (e *entry) matches(other string) bool {
+	if len(e.set) == 0 || other == "" {
+		return false
+	}
+	if e.matchNormalized(other) {
+		return true
+	}
+	if plainASCII(other) {
+		return false // already in normal form: nothing more can match
+	}
+	j, err := jid.Parse(other)
+	if err != nil {
+		return false
+	}
+	return e.matchNormalized(j.String())
+}
+
+// matchNormalized checks the four XEP-0016 forms of a normalized JID; each
+// is a substring of it, so nothing is allocated.
+func (e *entry) matchNormalized(s string) bool {
+	has := func(k string) bool { _, ok := e.set[k]; return ok }
+	bare, resource := s, ""
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		bare, resource = s[:i], s[i+1:]
+	}
+	at := strings.IndexByte(bare, '@')
+	if resource != "" {
+		if has(s) || (at >= 0 && has(s[at+1:])) {
+			return true
+		}
+	}
+	return has(bare) || (at >= 0 && has(bare[at+1:]))
+}
+
+// plainASCII reports whether a JID is ASCII with no upper-case letter
+// before the resource: PRECIS leaves such a JID unchanged.
+func plainASCII(s string) bool {
+	inResource := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x80 {
+			return false
+		}
+		if c == '/' {
+			inResource = true
+		}
+		if !inResource && c >= 'A' && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// bareOf returns the bare part of a server-stamped (normalized) JID.
+func bareOf(s string) string {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func (p *Plugin) load(ctx context.Context, owner string) (*entry, error) {
+	now := p.now()
+	p.mu.RLock()
+	e := p.cache[owner]
+	p.mu.RUnlock()
+	if e != nil && now.Sub(e.loaded) < p.ttl {
+		return e, nil
+	}
+	list, err := p.host.Store().BlockList(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	e = &entry{set: make(map[string]struct{}, len(list)), list: list, loaded: now}
+	for _, j := range list {
+		e.set[j] = struct{}{}
+	}
+	p.mu.Lock()
+	if len(p.cache) >= maxCached {
+		for k, old := range p.cache {
+			if now.Sub(old.loaded) >= p.ttl {
+				delete(p.cache, k)
+			}
+		}
+	}
+	if p.ttl > 0 {
+		p.cache[owner] = e
+	}
+	p.mu.Unlock()
+	return e, nil
+}
+
+func (p *Plugin) invalidate(owner string) {
+	p.mu.Lock()
+	delete(p.cache, owner)
+	p.mu.Unlock()
+}
+
+// Intercept enforces block lists.
+func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+	el := st.El
+	switch pt {
+	case plugins.PointInbound:
+		return p.outbound(ctx, st)
+	case plugins.PointDeliver, plugins.PointOffline:
+		owner := bareOf(st.Session)
+		if owner == "" {
+			owner = xmpputil.Bare(el.To())
+		}
+		return p.inbound(ctx, owner, el)
+	}
+	return plugins.Continue, nil
+}
+
+// outbound handles a stanza the user sends.
+func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verdict, error) {
+	el := st.El
+	to := el.To()
+	owner := bareOf(st.Session)
+	if owner == "" {
+		owner = bareOf(el.From())
+	}
+	if to == "" || owner == "" || to == p.host.Domain() || bareOf(to) == owner {
+		return plugins.Continue, nil
+	}
+	blocked, err := p.Blocked(ctx, owner, to)
+	if err != nil {
+		p.host.Logger().Warn("block list unavailable; not enforced", "owner", owner, "err", err)
+		return plugins.Continue, nil
+	}
+	if !blocked {
+		return plugins.Continue, nil
+	}
+	if answerable(el) {
+		reply := wire.ErrorReply(el, wire.ErrNotAcceptable)
+		errEl := reply.Children[len(reply.Children)-1]
+		errEl.Append(wire.NewNS("blocked", NSErrors))
+		p.host.Route(ctx, reply)
+		return plugins.Handled, nil
+	}
+	return plugins.Drop, nil
+}
+
+// inbound handles a stanza for the user.
+func (p *Plugin) inbound(ctx context.Context, owner string, el *wire.Element) (plugins.Verdict, error) {
+	from := el.From()
+	if owner == "" || from == "" || from == p.host.Domain() || bareOf(from) == owner {
+		return plugins.Continue, nil
+	}
+	blocked, err := p.Blocked(ctx, owner, from)
+	if err != nil {
+		p.host.Logger().Warn("block list unavailable; not enforced", "owner", owner, "err", err)
+		return plugins.Continue, nil
+	}
+	if !blocked {
+		return plugins.Continue, nil
+	}
+	if el.IsError() {
+		if e := el.Child("error", ""); e != nil && e.Child("blocked", NSErrors) != nil {
+			return plugins.Continue, nil // our own answer to the user's attempt
+		}
+		return plugins.Drop, nil
+	}
+	if answerable(el) {
+		p.host.Route(ctx, wire.ErrorReply(el, wire.ErrServiceUnavailable))
+		return plugins.Handled, nil
+	}
+	return plugins.Drop, nil
+}
+
+// answerable reports whether a blocked stanza gets an error back rather
+// than silence: messages and IQ requests.
+func answerable(el *wire.Element) bool {
+	switch el.Name {
+	case "message":
+		return !el.IsError()
+	case "iq":
+		return el.Type() == "get" || el.Type() == "set"
+	}
+	return false
+}
+
+func randomID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
