@@ -173,6 +173,25 @@ type HTTPConfig struct {
 	// Defaults 1 and 2.
 	BOSHHold     int `yaml:"bosh_hold"`
 	BOSHRequests int `yaml:"bosh_requests"`
+	// BOSHPolling is the shortest polling interval announced to BOSH
+	// clients; empty requests faster than that end the session with
+	// policy-violation (XEP-0124 §11, §12). Default 1s.
+	BOSHPolling time.Duration `yaml:"bosh_polling"`
+	// BOSHURL and WebSocketURL are the public endpoint URLs that
+	// /.well-known/host-meta names (XEP-0156), e.g.
+	// "https://chat.example.com/http-bind". Default "": derived from the
+	// request's Host and scheme.
+	BOSHURL      string `yaml:"bosh_url"`
+	WebSocketURL string `yaml:"websocket_url"`
+	// PlainSecure says when a plain-HTTP BOSH or WebSocket session counts as
+	// encrypted (so that SASL PLAIN and require_tls accept it): "never",
+	// "loopback" (requests from a loopback address, e.g. a TLS-terminating
+	// proxy on the same host) or "always" (behind a TLS-terminating proxy).
+	// HTTPS sessions are always secure. Default "loopback".
+	PlainSecure string `yaml:"plain_secure"`
+	// WebSocketPingInterval is how often an idle WebSocket is pinged; a
+	// missing pong within the interval closes it. Default 30s.
+	WebSocketPingInterval time.Duration `yaml:"websocket_ping_interval"`
 }
 
 // AdminConfig is the admin console, JSON API and metrics listener.

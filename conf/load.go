@@ -90,6 +90,9 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.HTTP.BOSHMaxPause, 120*time.Second)
 	setInt(&c.HTTP.BOSHHold, 1)
 	setInt(&c.HTTP.BOSHRequests, 2)
+	setDur(&c.HTTP.BOSHPolling, time.Second)
+	setStr(&c.HTTP.PlainSecure, "loopback")
+	setDur(&c.HTTP.WebSocketPingInterval, 30*time.Second)
 
 	setStr(&c.Admin.Listen, "127.0.0.1:9090")
 	if c.Plugins.Dir == "" {

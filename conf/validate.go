@@ -99,6 +99,19 @@ func (c *Config) Validate() Errors {
 			add("admin.admins", "%q is not a bare JID", a)
 		}
 	}
+	switch c.HTTP.PlainSecure {
+	case "never", "loopback", "always":
+	default:
+		add("http.plain_secure", "must be never, loopback or always, not %q", c.HTTP.PlainSecure)
+	}
+	for _, u := range []struct{ key, val string }{{"http.bosh_url", c.HTTP.BOSHURL}, {"http.websocket_url", c.HTTP.WebSocketURL}} {
+		if u.val == "" {
+			continue
+		}
+		if pu, err := url.Parse(u.val); err != nil || pu.Host == "" {
+			add(u.key, "%q is not an absolute URL", u.val)
+		}
+	}
 	for _, o := range c.HTTP.CORSOrigins {
 		if o != "*" && !strings.Contains(o, "://") {
 			add("http.cors_origins", "%q is not an origin such as https://example.com", o)
