@@ -63,7 +63,7 @@ type Session struct {
 	pending  map[int64]*request
 	held     []*request // processed, not answered, in rid order
 	cache    map[int64]*cached
-	cacheIDs []int64 // rids in cache, ascending
+	cacheIDs []int64  // rids in cache, ascending
 	out      [][]byte // serialized payloads waiting for a request
 	outBytes int
 
