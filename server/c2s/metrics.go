@@ -1,4 +1,76 @@
 package c2s
 
-// Metrics counts sessions, stanzas and closes.
-type Metrics struct{}
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics counts sessions, stanzas and closes. A nil *Metrics counts
+// nothing.
+type Metrics struct {
+	sessions    prometheus.Gauge
+	opened      prometheus.Counter
+	stanzasIn   *prometheus.CounterVec
+	stanzasOut  *prometheus.CounterVec
+	closes      *prometheus.CounterVec
+	authFailure prometheus.Counter
+}
+
+// NewMetrics creates the c2s metrics and registers them on reg (when not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aviary_c2s_sessions", Help: "Client streams currently open on this node (all transports).",
+		}),
+		opened: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aviary_c2s_sessions_opened_total", Help: "Client streams opened.",
+		}),
+		stanzasIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aviary_c2s_stanzas_in_total", Help: "Stanzas received from clients, by kind.",
+		}, []string{"kind"}),
+		stanzasOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aviary_c2s_stanzas_out_total", Help: "Stanzas written to clients, by kind.",
+		}, []string{"kind"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aviary_c2s_closes_total", Help: "Client sessions closed, by reason.",
+		}, []string{"reason"}),
+		authFailure: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aviary_c2s_auth_failures_total", Help: "Failed SASL authentications.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.sessions, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure} {
+			_ = reg.Register(c)
+		}
+	}
+	return m
+}
+
+func (m *Metrics) open() {
+	if m != nil {
+		m.sessions.Inc()
+		m.opened.Inc()
+	}
+}
+
+func (m *Metrics) closed(r CloseReason) {
+	if m != nil {
+		m.sessions.Dec()
+		m.closes.WithLabelValues(r.String()).Inc()
+	}
+}
+
+func (m *Metrics) in(kind string) {
+	if m != nil {
+		m.stanzasIn.WithLabelValues(kind).Inc()
+	}
+}
+
+func (m *Metrics) out(kind string, n int) {
+	if m != nil && n > 0 {
+		m.stanzasOut.WithLabelValues(kind).Add(float64(n))
+	}
+}
+
+func (m *Metrics) authFailed() {
+	if m != nil {
+		m.authFailure.Inc()
+	}
+}

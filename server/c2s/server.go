@@ -3,13 +3,18 @@ package c2s
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
 )
+
+// DefaultMaxPendingBytes caps what one session may have queued plus
+// unacknowledged before it is closed as a slow consumer.
+const DefaultMaxPendingBytes = 4 << 20
 
 // Deps are what a Server is built from. Config, Router and Auth are required.
 type Deps struct {
@@ -25,11 +30,19 @@ type Deps struct {
 	Logger *slog.Logger
 	// Metrics may be nil (nothing counted).
 	Metrics *Metrics
+	// MaxPendingBytes overrides DefaultMaxPendingBytes.
+	MaxPendingBytes int
 }
 
-// Server holds what every client session of a node shares.
+// Server holds what every client session of a node shares: the
+// dependencies and the table of stream-management sessions that can be
+// resumed. One Server serves every connector (TCP, BOSH, WebSocket).
 type Server struct {
-	d Deps
+	d      Deps
+	active atomic.Int64
+
+	mu        sync.Mutex
+	resumable map[string]*Session // SM ID → session with resumption enabled
 }
 
 // NewServer returns a Server for the given dependencies.
@@ -37,11 +50,75 @@ func NewServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	return &Server{d: d}
+	if d.MaxPendingBytes <= 0 {
+		d.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	return &Server{d: d, resumable: map[string]*Session{}}
 }
 
+func (srv *Server) cfg() *conf.Config { return srv.d.Config }
+
+func (srv *Server) maxPending() int { return srv.d.MaxPendingBytes }
+
+// TLSConfig is the certificate configuration connectors use for direct TLS.
+func (srv *Server) TLSConfig() *tls.Config { return srv.d.TLS }
+
+// Active returns how many client streams are open on this node.
+func (srv *Server) Active() int { return int(srv.active.Load()) }
+
 // Serve runs one client stream on t; see the package documentation and
-// Transport. It returns when the session is over.
+// Transport. It returns when the session is over (or detached, waiting for
+// a stream-management resumption).
 func (srv *Server) Serve(ctx context.Context, t Transport) error {
-	return errors.New("c2s: not implemented yet")
+	srv.active.Add(1)
+	defer srv.active.Add(-1)
+	srv.d.Metrics.open()
+	s := srv.newSession(ctx, t)
+	var reason CloseReason
+	for s != nil {
+		var next *Session
+		next, reason = s.run()
+		s = next
+	}
+	srv.d.Metrics.closed(reason)
+	return nil
+}
+
+// Shutdown ends every detached session (their unacknowledged stanzas are
+// re-routed). Live sessions end when their Serve context is cancelled.
+func (srv *Server) Shutdown(ctx context.Context) {
+	srv.mu.Lock()
+	var list []*Session
+	for _, s := range srv.resumable {
+		list = append(list, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range list {
+		s.mu.Lock()
+		detached := s.detached
+		s.mu.Unlock()
+		if detached {
+			s.expire(ReasonShutdown)
+		}
+	}
+}
+
+func (srv *Server) addResumable(s *Session) {
+	srv.mu.Lock()
+	srv.resumable[s.id] = s
+	srv.mu.Unlock()
+}
+
+func (srv *Server) dropResumable(s *Session) {
+	srv.mu.Lock()
+	if srv.resumable[s.id] == s {
+		delete(srv.resumable, s.id)
+	}
+	srv.mu.Unlock()
+}
+
+func (srv *Server) lookupResumable(id string) *Session {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	return srv.resumable[id]
 }

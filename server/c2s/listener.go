@@ -1,0 +1,118 @@
+package c2s
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Listener accepts TCP client connections for a Server: STARTTLS streams,
+// or direct TLS (XEP-0368) when DirectTLS is set.
+type Listener struct {
+	srv       *Server
+	ln        net.Listener
+	directTLS bool
+
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	ctx    context.Context
+}
+
+// Listen binds addr ("host:port"; port 0 or -1 picks a free port) and
+// returns a listener that is not accepting yet; call Start.
+func (srv *Server) Listen(addr string, directTLS bool) (*Listener, error) {
+	if directTLS && srv.d.TLS == nil {
+		return nil, ErrNoTLS
+	}
+	ln, err := net.Listen("tcp", conf.ListenAddr(addr))
+	if err != nil {
+		return nil, err
+	}
+	return &Listener{srv: srv, ln: ln, directTLS: directTLS}, nil
+}
+
+// Addr is the bound address.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Start runs the accept loop. Sessions get a context derived from ctx.
+func (l *Listener) Start(ctx context.Context) {
+	l.ctx, l.cancel = context.WithCancel(ctx)
+	l.wg.Add(1)
+	go l.acceptLoop()
+}
+
+// Stop closes the listener, ends every session it accepted with
+// system-shutdown, and waits for them (until ctx ends).
+func (l *Listener) Stop(ctx context.Context) error {
+	_ = l.ln.Close()
+	if l.cancel != nil {
+		l.cancel()
+	}
+	done := make(chan struct{})
+	go func() { l.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *Listener) acceptLoop() {
+	defer l.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) || l.ctx.Err() != nil {
+				return
+			}
+			// Temporary failure (out of file descriptors...): back off.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			l.srv.d.Logger.Warn("c2s: accept failed", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-l.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		l.wg.Add(1)
+		go l.serveConn(conn)
+	}
+}
+
+func (l *Listener) serveConn(conn net.Conn) {
+	defer l.wg.Done()
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlive(true)
+	}
+	lim := wire.Limits{MaxStanzaBytes: l.srv.cfg().C2S.MaxStanzaBytes}
+	if l.directTLS {
+		tc := tls.Server(conn, l.srv.d.TLS)
+		ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			l.srv.d.Logger.Debug("c2s: TLS handshake failed", "addr", conn.RemoteAddr().String(), "err", err)
+			_ = conn.Close()
+			return
+		}
+		t := NewTCPTransport(tc, true, lim)
+		t.raw = conn
+		_ = l.srv.Serve(l.ctx, t)
+		return
+	}
+	_ = l.srv.Serve(l.ctx, NewTCPTransport(conn, false, lim))
+}

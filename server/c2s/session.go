@@ -1,0 +1,487 @@
+package c2s
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// Lock order: Server.mu before Session.mu. No lock is held during I/O or
+// while calling the router. Methods ending in Locked need Session.mu held.
+
+// state is where the reader is in the stream negotiation.
+type state uint8
+
+const (
+	stateHeader      state = iota // waiting for a stream header
+	stateNegotiating              // before authentication: STARTTLS, SASL, registration
+	stateSASL                     // inside a SASL exchange
+	stateAuthed                   // authenticated, not bound: bind or resume
+	stateBound                    // stanzas flow
+)
+
+// itemKind tags what the writer finds in the outbound queue.
+type itemKind uint8
+
+const (
+	itemElement itemKind = iota // a stanza or nonza
+	itemHeader                  // the server's stream header
+	itemFlush                   // close done once written; pause the writer if pause
+	itemSMStart                 // the <enabled/> element: count stanzas after it
+	itemHandoff                 // stop the writer without closing the transport
+)
+
+type outItem struct {
+	kind  itemKind
+	el    *wire.Element
+	hdr   *StreamHeader
+	done  chan struct{}
+	pause bool
+	size  int
+}
+
+// Session is one client session: a stream negotiated to a bound resource,
+// which the router sees as a router.Session. With stream management it can
+// outlive its transport (detached) and continue on a new one (resumed).
+type Session struct {
+	srv *Server
+	log *slog.Logger
+	id  string // stream management ID, also in logs
+
+	parent context.Context // the Serve context of the current transport
+	ctx    context.Context // cancelled when the session closes
+	cancel context.CancelFunc
+
+	full atomic.Pointer[jid.JID]
+	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
+
+	// Reader-goroutine state.
+	t            Transport
+	state        state
+	username     string
+	exchange     auth.Exchange
+	saslFailures int
+	smEnabled    bool
+	inH          uint32
+	headerCount  int
+
+	mu         sync.Mutex
+	queue      []outItem
+	spare      []outItem
+	pending    int // bytes in queue
+	wake       chan struct{}
+	closing    bool
+	reason     CloseReason
+	closeErr   *wire.Element
+	paused     bool
+	handoff    bool
+	writerDone chan struct{}
+	readerDone chan struct{}
+	failed     []*wire.Element // stanzas a failed write lost (without SM)
+	authed     bool
+	bound      bool
+	timer      *time.Timer // auth timer, then the idle/ping timer
+	pingID     string
+	pingSent   int64
+	pings      int
+
+	// Stream management (XEP-0198), guarded by mu.
+	smOn         bool // the writer counts outgoing stanzas
+	smResume     bool
+	outH         uint32
+	ackedH       uint32
+	unacked      []*wire.Element
+	unackedBytes int
+	rOutstanding bool
+	detached     bool
+	takeover     bool
+	resumeTimer  *time.Timer
+}
+
+var _ router.Session = (*Session)(nil)
+
+var clockBase = time.Now()
+
+func monotonic() int64 { return int64(time.Since(clockBase)) }
+
+func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
+	s := &Session{
+		srv:        srv,
+		id:         randomID(12),
+		parent:     ctx,
+		t:          t,
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
+	s.log = srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr())
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.last.Store(monotonic())
+	t.SetActivityHook(s.touch)
+	s.timer = time.AfterFunc(srv.cfg().C2S.AuthTimeout, s.authExpired)
+	context.AfterFunc(s.ctx, func() { s.closeWith(ReasonShutdown, "system-shutdown", "") })
+	go s.writeLoop(t, s.writerDone)
+	return s
+}
+
+// JID is the bound full JID (zero before binding).
+func (s *Session) JID() jid.JID {
+	if p := s.full.Load(); p != nil {
+		return *p
+	}
+	return jid.JID{}
+}
+
+// ID is the session's stream management ID.
+func (s *Session) ID() string { return s.id }
+
+// Send queues a stanza for the client without blocking. It returns false
+// when the session is closing; past the pending-bytes cap it closes the
+// session as a slow consumer and returns false.
+func (s *Session) Send(el *wire.Element) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	size := approxSize(el)
+	if s.pending+s.unackedBytes+size > s.srv.maxPending() {
+		s.closeLocked(ReasonSlowConsumer, "policy-violation", "too much data queued for a slow client")
+		return false
+	}
+	s.queue = append(s.queue, outItem{kind: itemElement, el: el, size: size})
+	s.pending += size
+	s.signalLocked()
+	return true
+}
+
+// Close ends the session with a stream error condition (router.Session).
+// It never blocks and never calls back into the router synchronously.
+func (s *Session) Close(condition, text string) {
+	reason := ReasonKicked
+	switch condition {
+	case "conflict":
+		reason = ReasonConflict
+	case "system-shutdown":
+		reason = ReasonShutdown
+	}
+	s.mu.Lock()
+	if s.detached {
+		s.mu.Unlock()
+		go s.expire(reason)
+		return
+	}
+	s.closeLocked(reason, condition, text)
+	s.mu.Unlock()
+}
+
+func (s *Session) closeWith(reason CloseReason, condition, text string) {
+	s.mu.Lock()
+	s.closeLocked(reason, condition, text)
+	s.mu.Unlock()
+}
+
+// closeLocked starts closing: the writer drains the queue (unless the
+// client is a slow consumer), writes the stream error and ends the stream.
+func (s *Session) closeLocked(reason CloseReason, condition, text string) {
+	if s.closing || s.detached {
+		return
+	}
+	s.closing = true
+	s.reason = reason
+	if condition != "" {
+		s.closeErr = wire.StreamError(condition, text)
+	}
+	s.stopTimerLocked()
+	s.cancel()
+	s.signalLocked()
+}
+
+func (s *Session) signalLocked() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues an element the session itself answers with (nonzas,
+// errors, results). It is dropped when the session is closing.
+func (s *Session) enqueue(el *wire.Element) {
+	s.enqueueItem(outItem{kind: itemElement, el: el})
+}
+
+func (s *Session) enqueueItem(it outItem) {
+	s.mu.Lock()
+	s.enqueueItemLocked(it)
+	s.mu.Unlock()
+}
+
+func (s *Session) enqueueItemLocked(it outItem) {
+	if s.closing {
+		if it.done != nil {
+			close(it.done)
+		}
+		return
+	}
+	if it.el != nil && it.size == 0 {
+		it.size = approxSize(it.el)
+	}
+	s.queue = append(s.queue, it)
+	s.pending += it.size
+	s.signalLocked()
+}
+
+// flush waits until everything queued so far is written. With pause the
+// writer then stops touching the transport until resumeWriter.
+func (s *Session) flush(pause bool) {
+	done := make(chan struct{})
+	s.enqueueItem(outItem{kind: itemFlush, done: done, pause: pause})
+	select {
+	case <-done:
+	case <-s.writerDone:
+	}
+}
+
+func (s *Session) resumeWriter() {
+	s.mu.Lock()
+	s.paused = false
+	s.signalLocked()
+	s.mu.Unlock()
+}
+
+// writeLoop is the session's writer: it takes the whole queue, counts
+// stream-management stanzas, and hands the batch to the transport in one
+// Write with no lock held.
+func (s *Session) writeLoop(t Transport, done chan struct{}) {
+	defer close(done)
+	var (
+		els     []*wire.Element
+		batch   []outItem
+		flushed []outItem
+	)
+	for {
+		s.mu.Lock()
+		for !s.detached && !s.handoff && (s.paused || (len(s.queue) == 0 && !s.closing)) {
+			s.mu.Unlock()
+			<-s.wake
+			s.mu.Lock()
+		}
+		if s.detached {
+			s.mu.Unlock()
+			_ = t.Close(nil)
+			return
+		}
+		closing, closeErr := s.closing, s.closeErr
+		if !(closing && s.reason == ReasonSlowConsumer) {
+			batch, s.queue, s.spare = s.queue, s.spare[:0], nil
+			s.pending = 0
+		} else {
+			batch = batch[:0]
+		}
+		handoff := s.handoff
+		nStanzas := s.countLocked(batch)
+		if nStanzas > 0 && s.smOn && !s.rOutstanding {
+			s.rOutstanding = true
+			batch = append(batch, outItem{kind: itemElement, el: wire.NewNS("r", wire.NSSM)})
+		}
+		s.mu.Unlock()
+
+		err := s.writeBatch(t, batch, &els, &flushed)
+		for _, it := range flushed {
+			if it.pause {
+				s.mu.Lock()
+				s.paused = true
+				s.mu.Unlock()
+			}
+			close(it.done)
+		}
+		flushed = flushed[:0]
+		if err != nil {
+			s.mu.Lock()
+			if !s.smOn {
+				for _, it := range batch {
+					if it.kind == itemElement && it.el.IsStanza() {
+						s.failed = append(s.failed, it.el)
+					}
+				}
+			}
+			s.closeLocked(ReasonWriteError, "", "")
+			s.mu.Unlock()
+			s.log.Debug("c2s: write failed", "err", err)
+			_ = t.Close(nil)
+			return
+		}
+		clear(batch)
+		s.mu.Lock()
+		if s.spare == nil && cap(batch) <= 64 {
+			s.spare = batch[:0] // big batches are let go: idle sessions stay small
+		}
+		s.mu.Unlock()
+		batch = nil
+		if handoff {
+			return
+		}
+		if closing {
+			_ = t.Close(closeErr)
+			return
+		}
+	}
+}
+
+// countLocked counts outgoing stanzas for stream management and metrics.
+func (s *Session) countLocked(batch []outItem) int {
+	n := 0
+	for _, it := range batch {
+		switch it.kind {
+		case itemSMStart:
+			s.smOn = true
+		case itemElement:
+			if !it.el.IsStanza() {
+				continue
+			}
+			n++
+			s.srv.d.Metrics.out(it.el.Name, 1)
+			if s.smOn {
+				s.outH++
+				s.unacked = append(s.unacked, it.el)
+				s.unackedBytes += it.size
+			}
+		}
+	}
+	return n
+}
+
+func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element, flushed *[]outItem) error {
+	*els = (*els)[:0]
+	write := func() error {
+		if len(*els) == 0 {
+			return nil
+		}
+		err := t.Write(*els)
+		clear(*els)
+		*els = (*els)[:0]
+		return err
+	}
+	for _, it := range batch {
+		switch it.kind {
+		case itemElement, itemSMStart:
+			*els = append(*els, it.el)
+		case itemHeader:
+			if err := write(); err != nil {
+				return err
+			}
+			if err := t.OpenStream(*it.hdr); err != nil {
+				return err
+			}
+		case itemFlush:
+			*flushed = append(*flushed, it)
+		}
+	}
+	return write()
+}
+
+// touch records client activity; the transport calls it on every read.
+func (s *Session) touch() { s.last.Store(monotonic()) }
+
+func (s *Session) authExpired() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.authed {
+		s.log.Info("c2s: not authenticated in time")
+		s.closeLocked(ReasonAuthTimeout, "connection-timeout", "authentication took too long")
+	}
+}
+
+func (s *Session) stopTimerLocked() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+}
+
+// startIdleTimerLocked replaces the auth timer with the ping timer.
+func (s *Session) startIdleTimerLocked() {
+	s.stopTimerLocked()
+	s.pingSent = 0
+	s.timer = time.AfterFunc(s.srv.cfg().C2S.PingInterval, s.idleCheck)
+}
+
+// idleCheck runs from the session's timer: after PingInterval of silence
+// it pings the client (XEP-0199), and after IdleTimeout more with no byte
+// from the client it closes the session.
+func (s *Session) idleCheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.detached {
+		return
+	}
+	c := s.srv.cfg().C2S
+	now, last := monotonic(), s.last.Load()
+	if s.pingSent != 0 && last > s.pingSent {
+		s.pingSent = 0
+	}
+	if s.pingSent == 0 {
+		idle := time.Duration(now - last)
+		if idle < c.PingInterval {
+			s.timer.Reset(c.PingInterval - idle)
+			return
+		}
+		s.pings++
+		s.pingID = "ping-" + strconv.Itoa(s.pings)
+		ping := wire.New("iq", "type", "get", "id", s.pingID, "from", s.srv.cfg().Domain)
+		if full := s.JID(); !full.Equal(jid.JID{}) {
+			ping.SetAttr("to", full.String())
+		}
+		ping.Append(wire.NewNS("ping", wire.NSPing))
+		s.pingSent = now
+		s.enqueueItemLocked(outItem{kind: itemElement, el: ping})
+		s.timer.Reset(c.IdleTimeout)
+		return
+	}
+	s.log.Info("c2s: client silent after ping")
+	s.closeLocked(ReasonIdleTimeout, "connection-timeout", "no answer to ping")
+}
+
+// unsentLocked collects what the session accepted but the client never
+// confirmed: unacked stanzas (with stream management), lost writes, and
+// the queue. Nonzas are dropped.
+func (s *Session) unsentLocked() []*wire.Element {
+	out := make([]*wire.Element, 0, len(s.unacked)+len(s.failed)+len(s.queue))
+	out = append(out, s.unacked...)
+	out = append(out, s.failed...)
+	for _, it := range s.queue {
+		if it.kind == itemElement && it.el.IsStanza() {
+			out = append(out, it.el)
+		}
+	}
+	s.unacked, s.failed, s.queue = nil, nil, nil
+	s.unackedBytes, s.pending = 0, 0
+	return out
+}
+
+// approxSize estimates an element's serialized size without serializing.
+func approxSize(el *wire.Element) int {
+	n := 2*len(el.Name) + 5 + len(el.Text) + len(el.Tail)
+	for _, a := range el.Attrs {
+		n += len(a.Name) + len(a.Value) + 4
+	}
+	for _, c := range el.Children {
+		n += approxSize(c)
+	}
+	return n
+}
+
+func randomID(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,193 @@
+package c2s
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Stream management (XEP-0198): the writer counts stanzas it hands to the
+// transport (outH) and keeps them until the client acknowledges them; the
+// reader counts stanzas the client sent (inH). A session enabled with
+// resume='true' outlives a broken transport for c2s.sm_resume_timeout,
+// still bound in the router and still queueing, until a new stream resumes
+// it or the timer unbinds it with everything unacknowledged.
+
+func smFailed(se *wire.StanzaError, h int64) *wire.Element {
+	f := wire.NewNS("failed", wire.NSSM)
+	if h >= 0 {
+		f.SetAttr("h", strconv.FormatInt(h, 10))
+	}
+	return f.Append(wire.NewNS(se.Condition, wire.NSStanzas))
+}
+
+func (s *Session) handleSM(el *wire.Element) bool {
+	switch el.Name {
+	case "enable":
+		if s.smEnabled {
+			s.enqueue(smFailed(wire.ErrUnexpectedRequest, -1))
+			return false
+		}
+		s.smEnabled = true
+		s.inH = 0
+		enabled := wire.NewNS("enabled", wire.NSSM)
+		resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
+		if resume {
+			enabled.SetAttr("id", s.id)
+			enabled.SetAttr("resume", "true")
+			enabled.SetAttr("max", strconv.Itoa(int(s.srv.cfg().C2S.SMResumeTimeout/time.Second)))
+			s.srv.addResumable(s)
+		}
+		s.mu.Lock()
+		s.smResume = resume
+		s.enqueueItemLocked(outItem{kind: itemSMStart, el: enabled})
+		s.mu.Unlock()
+		return false
+	case "r":
+		if s.smEnabled {
+			s.enqueue(wire.NewNS("a", wire.NSSM).SetAttr("h", strconv.FormatUint(uint64(s.inH), 10)))
+		}
+		return false
+	case "a":
+		h, err := strconv.ParseUint(el.Attr("h"), 10, 32)
+		if err != nil {
+			s.streamError("bad-format", "bad h in <a/>")
+			return true
+		}
+		s.mu.Lock()
+		ok := s.ackLocked(uint32(h))
+		sent := s.outH
+		s.mu.Unlock()
+		if !ok {
+			s.closeWith(ReasonProtocol, "undefined-condition", "handled count "+strconv.FormatUint(h, 10)+" is more than the "+strconv.FormatUint(uint64(sent), 10)+" stanzas sent")
+			return true
+		}
+		return false
+	case "resume":
+		s.enqueue(smFailed(wire.ErrUnexpectedRequest, -1))
+		return false
+	}
+	s.streamError("unsupported-stanza-type", "")
+	return true
+}
+
+// ackLocked drops the stanzas the client acknowledged with h; false when h
+// acknowledges more than was sent.
+func (s *Session) ackLocked(h uint32) bool {
+	n := h - s.ackedH // modulo 2^32, as XEP-0198 §4 requires
+	if int64(n) > int64(len(s.unacked)) {
+		return false
+	}
+	for i := uint32(0); i < n; i++ {
+		s.unackedBytes -= approxSize(s.unacked[i])
+		s.unacked[i] = nil
+	}
+	s.unacked = s.unacked[n:]
+	if len(s.unacked) == 0 {
+		s.unacked = nil
+		s.unackedBytes = 0
+	}
+	s.ackedH = h
+	s.rOutstanding = false
+	return true
+}
+
+// resume moves this (new, authenticated) stream's transport to the
+// detached session it names, re-sends what the client did not acknowledge
+// and continues with that session.
+func (s *Session) resume(el *wire.Element) (*Session, bool) {
+	h64, err := strconv.ParseUint(el.Attr("h"), 10, 32)
+	old := s.srv.lookupResumable(el.Attr("previd"))
+	if err != nil || old == nil || old == s || old.username != s.username {
+		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+		return nil, false
+	}
+	h := uint32(h64)
+
+	// A client may reconnect before we noticed its old transport died:
+	// close that transport and let its reader detach the session.
+	old.mu.Lock()
+	if !old.detached && !old.closing {
+		old.takeover = true
+		old.closeLocked(ReasonResumed, "", "")
+	}
+	readerDone := old.readerDone
+	old.mu.Unlock()
+	select {
+	case <-readerDone:
+	case <-time.After(5 * time.Second):
+		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+		return nil, false
+	case <-s.ctx.Done():
+		return nil, true
+	}
+
+	old.mu.Lock()
+	if !old.detached {
+		old.mu.Unlock()
+		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+		return nil, false
+	}
+	if !old.ackLocked(h) {
+		sent := int64(old.outH)
+		old.mu.Unlock()
+		s.enqueue(smFailed(wire.ErrUnexpectedRequest, sent))
+		return nil, false
+	}
+	if old.resumeTimer != nil {
+		old.resumeTimer.Stop()
+	}
+	// Hand this stream's transport over: our writer writes what it has,
+	// then stops without closing it.
+	s.mu.Lock()
+	s.handoff = true
+	s.stopTimerLocked()
+	s.signalLocked()
+	s.mu.Unlock()
+	<-s.writerDone
+
+	// Unacknowledged stanzas go first, then what was queued while detached.
+	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+1)
+	requeue = append(requeue, outItem{kind: itemElement, el: wire.NewNS("resumed", wire.NSSM).
+		SetAttr("previd", old.id).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))})
+	pending := 0
+	for _, u := range old.unacked {
+		sz := approxSize(u)
+		requeue = append(requeue, outItem{kind: itemElement, el: u, size: sz})
+		pending += sz
+	}
+	for _, it := range old.queue {
+		requeue = append(requeue, it)
+		pending += it.size
+	}
+	old.queue = requeue
+	old.pending = pending
+	old.unacked, old.unackedBytes = nil, 0
+	old.outH = h
+	old.rOutstanding = false
+	old.detached, old.closing, old.takeover, old.handoff, old.paused = false, false, false, false, false
+	old.reason, old.closeErr = ReasonNone, nil
+	old.t = s.t
+	old.parent = s.parent
+	old.ctx, old.cancel = context.WithCancel(s.parent)
+	context.AfterFunc(old.ctx, func() { old.closeWith(ReasonShutdown, "system-shutdown", "") })
+	old.writerDone = make(chan struct{})
+	old.readerDone = make(chan struct{})
+	old.state = stateBound
+	old.last.Store(monotonic())
+	old.startIdleTimerLocked()
+	old.t.SetActivityHook(old.touch)
+	go old.writeLoop(old.t, old.writerDone)
+	old.signalLocked()
+	old.mu.Unlock()
+
+	s.mu.Lock()
+	s.closing = true
+	s.reason = ReasonResumed
+	s.mu.Unlock()
+	s.cancel()
+	old.log.Info("c2s: session resumed", "jid", old.JID().String(), "resent", len(requeue)-1)
+	return old, false
+}

@@ -1,0 +1,557 @@
+package c2s
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// maxSASLFailures is how many failed authentications one stream may have
+// before it is closed.
+const maxSASLFailures = 5
+
+// run is the reader loop. It returns the session to continue with when a
+// stream-management resumption moved this transport to an older session.
+func (s *Session) run() (*Session, CloseReason) {
+	for {
+		if s.state == stateHeader {
+			hdr, err := s.t.ReadHeader()
+			if err != nil {
+				s.readFailed(err)
+				break
+			}
+			if !s.openStream(hdr) {
+				break
+			}
+			continue
+		}
+		el, err := s.t.ReadElement()
+		if err != nil {
+			s.readFailed(err)
+			break
+		}
+		next, stop := s.handle(el)
+		if next != nil {
+			return next, ReasonNone
+		}
+		if stop {
+			break
+		}
+	}
+	return nil, s.finish()
+}
+
+func (s *Session) readFailed(err error) {
+	switch cond := wire.StreamErrorFor(err); {
+	case errors.Is(err, wire.ErrStreamEnd):
+		s.closeWith(ReasonClientClosed, "", "")
+	case cond != "":
+		s.log.Debug("c2s: bad input", "err", err)
+		s.closeWith(ReasonProtocol, cond, "")
+	default:
+		s.closeWith(ReasonReadError, "", "")
+	}
+}
+
+// streamError closes the stream with a stream error caused by the client.
+func (s *Session) streamError(cond, text string) {
+	s.log.Debug("c2s: stream error", "condition", cond, "text", text)
+	s.closeWith(ReasonProtocol, cond, text)
+}
+
+// finish ends the reader's part: a resumable session whose transport broke
+// is detached and waits for resumption; any other is unbound from the
+// router with what it never delivered.
+func (s *Session) finish() CloseReason {
+	s.mu.Lock()
+	reason := s.reason
+	detach := s.bound && s.smResume && (s.takeover ||
+		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout)
+	if detach {
+		s.detached = true
+		s.closing = false
+		s.closeErr = nil
+		s.stopTimerLocked()
+		s.signalLocked()
+	}
+	s.mu.Unlock()
+	<-s.writerDone
+	if detach {
+		s.mu.Lock()
+		if s.detached {
+			s.resumeTimer = time.AfterFunc(s.srv.cfg().C2S.SMResumeTimeout, func() { s.expire(ReasonResumeTimeout) })
+		}
+		s.mu.Unlock()
+		s.log.Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
+		close(s.readerDone)
+		return reason
+	}
+	s.mu.Lock()
+	s.closing = true
+	bound := s.bound
+	unsent := s.unsentLocked()
+	s.stopTimerLocked()
+	s.mu.Unlock()
+	s.cancel()
+	s.srv.dropResumable(s)
+	if bound {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+		s.srv.d.Router.Unbind(ctx, s, unsent)
+		cancel()
+	}
+	s.log.Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
+	close(s.readerDone)
+	return reason
+}
+
+// expire ends a detached session that was not resumed in time (or was
+// kicked while detached): it is unbound with everything it never delivered.
+func (s *Session) expire(reason CloseReason) {
+	s.mu.Lock()
+	if !s.detached {
+		s.mu.Unlock()
+		return
+	}
+	s.detached = false
+	s.closing = true
+	s.reason = reason
+	if s.resumeTimer != nil {
+		s.resumeTimer.Stop()
+	}
+	unsent := s.unsentLocked()
+	s.mu.Unlock()
+	s.srv.dropResumable(s)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+	s.srv.d.Router.Unbind(ctx, s, unsent)
+	cancel()
+	if s.srv.d.Metrics != nil {
+		s.srv.d.Metrics.closes.WithLabelValues(reason.String()).Inc()
+	}
+	s.log.Info("c2s: detached session ended", "jid", s.JID().String(), "reason", reason.String(), "unsent", len(unsent))
+}
+
+// openStream answers a stream header: our header, then the features.
+func (s *Session) openStream(hdr *wire.Element) bool {
+	c := s.srv.cfg()
+	lang := hdr.Attr("xml:lang")
+	if lang == "" {
+		lang = "en"
+	}
+	h := StreamHeader{From: c.Domain, ID: randomID(8), Version: "1.0", Lang: lang}
+	if from := hdr.Attr("from"); from != "" {
+		if j, err := jid.Parse(from); err == nil {
+			h.To = j.String()
+		}
+	}
+	s.enqueueItem(outItem{kind: itemHeader, hdr: &h})
+	s.headerCount++
+	if hdr.Name == "stream:stream" {
+		if hdr.Attr("xmlns:stream") != wire.NSStream {
+			s.streamError("invalid-namespace", "")
+			return false
+		}
+		if ns := hdr.Attr("xmlns"); ns != wire.NSClient {
+			s.streamError("invalid-namespace", "")
+			return false
+		}
+	}
+	to := hdr.Attr("to")
+	if to == "" {
+		s.streamError("host-unknown", "no 'to' in the stream header")
+		return false
+	}
+	if d, err := jid.Parse(to); err != nil || d.Localpart() != "" || d.Resourcepart() != "" || d.Domainpart() != c.Domain {
+		s.streamError("host-unknown", "")
+		return false
+	}
+	if v := hdr.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
+		s.streamError("unsupported-version", "")
+		return false
+	}
+	if s.headerCount == 1 && c.C2S.MaxSessions > 0 && s.srv.Active() > c.C2S.MaxSessions {
+		s.closeWith(ReasonTooManySessions, "resource-constraint", "this server is full")
+		return false
+	}
+	s.enqueue(s.features())
+	s.mu.Lock()
+	authed := s.authed
+	s.mu.Unlock()
+	if authed {
+		s.state = stateAuthed
+	} else {
+		s.state = stateNegotiating
+	}
+	return true
+}
+
+func (s *Session) requireTLS() bool {
+	r := s.srv.cfg().C2S.RequireTLS
+	return r == nil || *r
+}
+
+func (s *Session) features() *wire.Element {
+	f := wire.New("stream:features")
+	s.mu.Lock()
+	authed := s.authed
+	s.mu.Unlock()
+	if !authed {
+		secure := s.t.Secure()
+		if !secure && s.t.CanStartTLS() && s.srv.d.TLS != nil {
+			st := wire.NewNS("starttls", wire.NSTLS)
+			if s.requireTLS() {
+				st.Append(wire.New("required"))
+			}
+			f.Append(st)
+		}
+		if secure || !s.requireTLS() {
+			mechs := wire.NewNS("mechanisms", wire.NSSASL)
+			for _, m := range s.srv.d.Auth.Mechanisms(secure) {
+				mechs.Append(wire.New("mechanism").SetText(m))
+			}
+			f.Append(mechs)
+			if s.srv.d.Plugins != nil {
+				f.Append(s.srv.d.Plugins.StreamFeatures(false)...)
+			}
+		}
+		return f
+	}
+	f.Append(wire.NewNS("bind", wire.NSBind))
+	f.Append(wire.NewNS("session", wire.NSSession).Append(wire.New("optional")))
+	f.Append(wire.NewNS("sm", wire.NSSM))
+	if s.srv.d.Plugins != nil {
+		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
+	}
+	return f
+}
+
+// handle processes one element in the current state. stop ends the loop;
+// next is set when a resumption moved the transport to another session.
+func (s *Session) handle(el *wire.Element) (next *Session, stop bool) {
+	switch s.state {
+	case stateNegotiating, stateSASL:
+		return nil, s.handleNegotiating(el)
+	case stateAuthed:
+		return s.handleAuthed(el)
+	case stateBound:
+		return nil, s.handleBound(el)
+	}
+	return nil, false
+}
+
+func (s *Session) handleNegotiating(el *wire.Element) bool {
+	switch {
+	case el.Name == "starttls" && el.NS() == wire.NSTLS && s.state == stateNegotiating:
+		return s.startTLS()
+	case el.Name == "auth" && el.NS() == wire.NSSASL:
+		return s.startAuth(el)
+	case el.Name == "response" && el.NS() == wire.NSSASL && s.state == stateSASL:
+		data, err := decodeSASL(el.AllText())
+		if err != nil {
+			return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
+		}
+		return s.saslStep(data)
+	case el.Name == "abort" && el.NS() == wire.NSSASL:
+		s.exchange = nil
+		s.state = stateNegotiating
+		s.enqueue(saslFailure(auth.CondAborted))
+		return false
+	case el.Name == "iq" && s.state == stateNegotiating:
+		return s.preAuthIQ(el)
+	}
+	s.streamError("not-authorized", "authenticate first")
+	return true
+}
+
+// preAuthIQ lets plugins answer IQs before authentication (XEP-0077
+// in-band registration, through plugins.Manager.HandlePreAuthIQ). An IQ no
+// plugin accepts there ends the stream with not-authorized (RFC 6120
+// §4.9.3.12: no stanzas before authentication), except a registration IQ,
+// which gets service-unavailable so clients can tell registration is off.
+func (s *Session) preAuthIQ(el *wire.Element) bool {
+	el.RemoveAttr("from")
+	if el.NS() == wire.NSClient {
+		el.RemoveAttr("xmlns")
+	}
+	if el.Type() != "get" && el.Type() != "set" {
+		return false
+	}
+	if s.srv.d.Plugins != nil && (s.t.Secure() || !s.requireTLS()) {
+		if reply, ok := s.srv.d.Plugins.HandlePreAuthIQ(s.ctx, el); ok {
+			s.enqueue(reply)
+			return false
+		}
+	}
+	if p := el.FirstChild(); p != nil && p.NS() == "jabber:iq:register" {
+		r := wire.ErrorReply(el, wire.ErrServiceUnavailable)
+		r.RemoveAttr("from")
+		r.RemoveAttr("to")
+		s.enqueue(r)
+		return false
+	}
+	s.streamError("not-authorized", "authenticate first")
+	return true
+}
+
+func (s *Session) startTLS() bool {
+	if !s.t.CanStartTLS() || s.srv.d.TLS == nil {
+		s.enqueue(wire.NewNS("failure", wire.NSTLS))
+		s.closeWith(ReasonProtocol, "", "")
+		return true
+	}
+	s.enqueue(wire.NewNS("proceed", wire.NSTLS))
+	s.flush(true)
+	err := s.t.StartTLS(s.ctx, s.srv.d.TLS)
+	s.resumeWriter()
+	if err != nil {
+		s.log.Debug("c2s: TLS handshake failed", "err", err)
+		s.closeWith(ReasonProtocol, "", "")
+		return true
+	}
+	s.state = stateHeader
+	return false
+}
+
+func (s *Session) startAuth(el *wire.Element) bool {
+	s.exchange = nil
+	if s.requireTLS() && !s.t.Secure() {
+		s.enqueue(saslFailure(auth.CondEncryptionRequired))
+		s.state = stateNegotiating
+		return false
+	}
+	a := s.srv.d.Auth
+	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
+		return true
+	}
+	x, err := a.Start(el.Attr("mechanism"), s.t.Secure())
+	if err != nil {
+		return s.saslFail(err)
+	}
+	s.exchange = x
+	text := strings.TrimSpace(el.AllText())
+	if text == "" {
+		// No initial response: an empty challenge asks for it.
+		s.state = stateSASL
+		s.enqueue(wire.NewNS("challenge", wire.NSSASL))
+		return false
+	}
+	data, err := decodeSASL(text)
+	if err != nil {
+		return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
+	}
+	return s.saslStep(data)
+}
+
+func decodeSASL(text string) ([]byte, error) {
+	text = strings.TrimSpace(text)
+	if text == "=" || text == "" {
+		return []byte{}, nil
+	}
+	return base64.StdEncoding.DecodeString(text)
+}
+
+func encodeSASL(data []byte) string {
+	if len(data) == 0 {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(data)
+}
+
+func saslFailure(cond string) *wire.Element {
+	return wire.NewNS("failure", wire.NSSASL).Append(wire.New(cond))
+}
+
+func (s *Session) saslStep(data []byte) bool {
+	if s.exchange == nil {
+		return s.saslFail(&auth.Failure{Condition: auth.CondMalformedRequest})
+	}
+	out, done, err := s.exchange.Step(s.ctx, data)
+	if err != nil {
+		return s.saslFail(err)
+	}
+	if !done {
+		s.state = stateSASL
+		s.enqueue(wire.NewNS("challenge", wire.NSSASL).SetText(encodeSASL(out)))
+		return false
+	}
+	s.username = s.exchange.Username()
+	s.exchange = nil
+	s.srv.d.Auth.Succeeded(s.t.RemoteAddr())
+	s.enqueue(wire.NewNS("success", wire.NSSASL).SetText(encodeSASL(out)))
+	s.mu.Lock()
+	s.authed = true
+	if !s.closing {
+		s.startIdleTimerLocked()
+	}
+	s.mu.Unlock()
+	s.log = s.log.With("user", s.username)
+	s.log.Debug("c2s: authenticated")
+	s.t.Restart()
+	s.state = stateHeader
+	return false
+}
+
+func (s *Session) saslFail(err error) bool {
+	s.exchange = nil
+	s.state = stateNegotiating
+	var f *auth.Failure
+	if !errors.As(err, &f) {
+		f = &auth.Failure{Condition: auth.CondTemporaryAuthFailure, Err: err}
+	}
+	switch f.Condition {
+	case auth.CondNotAuthorized, auth.CondInvalidAuthzid:
+		s.srv.d.Metrics.authFailed()
+		s.srv.d.Auth.Failed(s.ctx, s.t.RemoteAddr())
+	}
+	s.log.Debug("c2s: authentication failed", "err", f)
+	s.enqueue(saslFailure(f.Condition))
+	s.saslFailures++
+	if s.saslFailures >= maxSASLFailures {
+		s.streamError("policy-violation", "too many failed authentication attempts")
+		return true
+	}
+	return false
+}
+
+func (s *Session) handleAuthed(el *wire.Element) (*Session, bool) {
+	switch {
+	case el.Name == "iq" && el.Type() == "set" && el.Child("bind", wire.NSBind) != nil:
+		return nil, s.bind(el)
+	case el.Name == "iq" && el.Type() == "set" && el.Child("session", wire.NSSession) != nil:
+		s.enqueue(wire.New("iq", "type", "result", "id", el.ID()))
+		return nil, false
+	case el.Name == "resume" && el.NS() == wire.NSSM:
+		return s.resume(el)
+	case el.Name == "enable" && el.NS() == wire.NSSM:
+		s.enqueue(smFailed(wire.ErrUnexpectedRequest, -1))
+		return nil, false
+	case (el.Name == "r" || el.Name == "a") && el.NS() == wire.NSSM:
+		return nil, false
+	}
+	s.streamError("not-authorized", "bind a resource first")
+	return nil, true
+}
+
+// bind binds a resource through the router (RFC 6120 §7).
+func (s *Session) bind(el *wire.Element) bool {
+	c := s.srv.cfg()
+	res := strings.TrimSpace(el.Child("bind", wire.NSBind).ChildText("resource", ""))
+	if res == "" {
+		res = "av-" + randomID(6)
+	}
+	for attempt := 0; ; attempt++ {
+		tentative, err := jid.New(s.username, c.Domain, res)
+		if err != nil {
+			s.enqueue(bindError(el, wire.ErrBadRequest))
+			return false
+		}
+		s.full.Store(&tentative)
+		full, err := s.srv.d.Router.Bind(s.ctx, s, s.username, res)
+		if err != nil {
+			var se *wire.StanzaError
+			if !errors.As(err, &se) {
+				s.log.Warn("c2s: bind failed", "err", err)
+				se = wire.ErrInternalServerError
+			}
+			if se.Condition == wire.ErrConflict.Condition && c.C2S.ResourceConflict == "new_resource" && attempt < 3 {
+				res = res + "-" + randomID(3)
+				continue
+			}
+			s.full.Store(nil)
+			s.enqueue(bindError(el, se))
+			return false
+		}
+		s.full.Store(&full)
+		break
+	}
+	full := s.JID()
+	s.mu.Lock()
+	s.bound = true
+	s.mu.Unlock()
+	s.state = stateBound
+	s.log = s.log.With("jid", full.String())
+	s.log.Debug("c2s: bound")
+	s.enqueue(wire.New("iq", "type", "result", "id", el.ID()).Append(
+		wire.NewNS("bind", wire.NSBind).Append(wire.New("jid").SetText(full.String()))))
+	return false
+}
+
+func bindError(iq *wire.Element, se *wire.StanzaError) *wire.Element {
+	r := wire.ErrorReply(iq, se)
+	r.RemoveAttr("from")
+	r.RemoveAttr("to")
+	return r
+}
+
+func (s *Session) handleBound(el *wire.Element) bool {
+	switch el.Name {
+	case "message", "presence", "iq":
+		s.inbound(el)
+		return false
+	}
+	if el.NS() == wire.NSSM {
+		return s.handleSM(el)
+	}
+	s.streamError("unsupported-stanza-type", "")
+	return true
+}
+
+// inbound handles a stanza from the bound client: namespace stripped,
+// 'from' stamped, 'to' checked, then the router.
+func (s *Session) inbound(el *wire.Element) {
+	if s.smEnabled {
+		s.inH++
+	}
+	s.srv.d.Metrics.in(el.Name)
+	if el.NS() == wire.NSClient {
+		el.RemoveAttr("xmlns")
+	}
+	full := s.JID().String()
+	el.SetAttr("from", full)
+	if to := el.To(); to != "" {
+		if _, err := jid.Parse(to); err != nil {
+			if !el.IsError() && !(el.Name == "iq" && el.Type() == "result") {
+				reply := wire.ErrorReply(el, wire.ErrJIDMalformed)
+				reply.SetAttr("from", s.srv.cfg().Domain)
+				s.enqueue(reply)
+			}
+			return
+		}
+	}
+	if el.Name == "iq" {
+		switch el.Type() {
+		case "result", "error":
+			if s.isPingReply(el) {
+				return
+			}
+		case "set":
+			if el.To() == "" || el.To() == s.srv.cfg().Domain {
+				if el.Child("session", wire.NSSession) != nil {
+					s.enqueue(wire.New("iq", "type", "result", "id", el.ID(), "to", full))
+					return
+				}
+				if el.Child("bind", wire.NSBind) != nil {
+					r := wire.ErrorReply(el, wire.ErrNotAllowed)
+					r.RemoveAttr("from")
+					s.enqueue(r)
+					return
+				}
+			}
+		}
+	}
+	s.srv.d.Router.FromClient(s.ctx, s, el)
+}
+
+func (s *Session) isPingReply(el *wire.Element) bool {
+	if to := el.To(); to != "" && to != s.srv.cfg().Domain {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pingID != "" && el.ID() == s.pingID
+}

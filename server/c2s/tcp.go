@@ -1,0 +1,193 @@
+package c2s
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/wire"
+)
+
+// DefaultWriteTimeout bounds one batch written to a TCP client.
+const DefaultWriteTimeout = 30 * time.Second
+
+// writeChunk is the size at which a batch is split into another buffer of
+// the writev.
+const writeChunk = 32 << 10
+
+// TCPTransport is the Transport of a TCP client stream, with STARTTLS or
+// direct TLS (XEP-0368).
+type TCPTransport struct {
+	raw    net.Conn
+	conn   net.Conn // raw, or the tls.Conn over it
+	secure bool
+	lim    wire.Limits
+	rd     *wire.Reader
+	onAct  func()
+
+	writeTimeout time.Duration
+	headerSent   bool
+	closeOnce    sync.Once
+	bufs         net.Buffers
+	chunks       []*bytes.Buffer
+}
+
+var _ Transport = (*TCPTransport)(nil)
+
+// NewTCPTransport wraps an accepted connection. secure is true for a
+// direct-TLS connection (conn is then a *tls.Conn, handshake done or not).
+func NewTCPTransport(conn net.Conn, secure bool, lim wire.Limits) *TCPTransport {
+	t := &TCPTransport{raw: conn, conn: conn, secure: secure, lim: lim, writeTimeout: DefaultWriteTimeout}
+	t.newReader()
+	return t
+}
+
+func (t *TCPTransport) newReader() {
+	t.rd = wire.NewReader(t.conn, t.lim)
+	t.rd.SetOnFill(t.activity)
+}
+
+func (t *TCPTransport) activity() {
+	if t.onAct != nil {
+		t.onAct()
+	}
+}
+
+// SetActivityHook implements Transport.
+func (t *TCPTransport) SetActivityHook(fn func()) { t.onAct = fn }
+
+// ReadHeader implements Transport.
+func (t *TCPTransport) ReadHeader() (*wire.Element, error) { return t.rd.Header() }
+
+// ReadElement implements Transport.
+func (t *TCPTransport) ReadElement() (*wire.Element, error) { return t.rd.Next() }
+
+// Restart implements Transport.
+func (t *TCPTransport) Restart() { t.rd.Restart() }
+
+// Secure implements Transport.
+func (t *TCPTransport) Secure() bool { return t.secure }
+
+// CanStartTLS implements Transport.
+func (t *TCPTransport) CanStartTLS() bool { return !t.secure }
+
+// StartTLS implements Transport.
+func (t *TCPTransport) StartTLS(ctx context.Context, cfg *tls.Config) error {
+	if cfg == nil {
+		return ErrNoTLS
+	}
+	if t.rd.Buffered() > 0 {
+		return ErrBufferedBeforeTLS
+	}
+	tc := tls.Server(t.raw, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return err
+	}
+	t.conn = tc
+	t.secure = true
+	t.headerSent = false
+	t.newReader()
+	return nil
+}
+
+// RemoteAddr implements Transport: the IP address without the port.
+func (t *TCPTransport) RemoteAddr() string {
+	a := t.raw.RemoteAddr().String()
+	if h, _, err := net.SplitHostPort(a); err == nil {
+		return h
+	}
+	return a
+}
+
+// Conn returns the current connection (the tls.Conn once encrypted).
+func (t *TCPTransport) Conn() net.Conn { return t.conn }
+
+// OpenStream implements Transport.
+func (t *TCPTransport) OpenStream(h StreamHeader) error {
+	buf := wire.GetBuffer()
+	defer wire.PutBuffer(buf)
+	writeHeader(buf, h)
+	t.headerSent = true
+	return t.writeBuffers(net.Buffers{buf.Bytes()})
+}
+
+func writeHeader(buf *bytes.Buffer, h StreamHeader) {
+	buf.WriteString("<?xml version='1.0'?>")
+	el := h.Element()
+	buf.WriteString("<" + el.Name)
+	for _, a := range el.Attrs {
+		buf.WriteString(" " + a.Name + "='")
+		wire.EscapeAttr(buf, a.Value)
+		buf.WriteByte('\'')
+	}
+	buf.WriteByte('>')
+}
+
+// Write implements Transport: the batch is serialized into pooled chunks
+// and written with one writev (one TLS write per chunk when encrypted).
+func (t *TCPTransport) Write(els []*wire.Element) error {
+	if len(els) == 0 {
+		return nil
+	}
+	cur := wire.GetBuffer()
+	t.chunks = append(t.chunks[:0], cur)
+	for _, el := range els {
+		if cur.Len() >= writeChunk {
+			cur = wire.GetBuffer()
+			t.chunks = append(t.chunks, cur)
+		}
+		el.WriteTo(cur)
+	}
+	t.bufs = t.bufs[:0]
+	for _, c := range t.chunks {
+		t.bufs = append(t.bufs, c.Bytes())
+	}
+	err := t.writeBuffers(t.bufs)
+	for i, c := range t.chunks {
+		wire.PutBuffer(c)
+		t.chunks[i] = nil
+	}
+	clear(t.bufs)
+	t.chunks, t.bufs = t.chunks[:0], t.bufs[:0]
+	if cap(t.chunks) > 8 {
+		t.chunks, t.bufs = nil, nil
+	}
+	return err
+}
+
+func (t *TCPTransport) writeBuffers(b net.Buffers) error {
+	if err := t.conn.SetWriteDeadline(time.Now().Add(t.writeTimeout)); err != nil {
+		return err
+	}
+	_, err := b.WriteTo(t.conn)
+	return err
+}
+
+// Close implements Transport.
+func (t *TCPTransport) Close(streamErr *wire.Element) error {
+	var err error
+	t.closeOnce.Do(func() {
+		buf := wire.GetBuffer()
+		if !t.headerSent && streamErr != nil {
+			writeHeader(buf, StreamHeader{Version: "1.0", ID: randomID(8)})
+		}
+		if streamErr != nil {
+			streamErr.WriteTo(buf)
+		}
+		buf.WriteString("</stream:stream>")
+		_ = t.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = t.conn.Write(buf.Bytes())
+		wire.PutBuffer(buf)
+		if tc, ok := t.conn.(*tls.Conn); ok {
+			// Skip the close_notify wait: the deadline above bounds it.
+			err = tc.Close()
+		} else {
+			err = t.conn.Close()
+		}
+		_ = t.raw.Close()
+	})
+	return err
+}
