@@ -1,0 +1,124 @@
+// Package tlsutil loads the node's certificate, or generates a self-signed
+// one for the domain when none is configured.
+package tlsutil
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+)
+
+// Generated file names inside DataDir.
+const (
+	GeneratedCert = "selfsigned-cert.pem"
+	GeneratedKey  = "selfsigned-key.pem"
+)
+
+// Load returns the TLS configuration for the node: the files named in
+// cfg.TLS, or a self-signed certificate for cfg.Domain kept in cfg.DataDir
+// (generated on first use, reused afterwards), which is logged loudly
+// because clients will not trust it.
+func Load(cfg *conf.Config, log *slog.Logger) (*tls.Config, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	var cert tls.Certificate
+	var err error
+	if cfg.TLS.CertFile != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tlsutil: loading tls.cert_file/tls.key_file: %w", err)
+		}
+	} else {
+		certPath := filepath.Join(cfg.DataDir, GeneratedCert)
+		keyPath := filepath.Join(cfg.DataDir, GeneratedKey)
+		cert, err = tls.LoadX509KeyPair(certPath, keyPath)
+		if err == nil && !coversDomain(cert, cfg.Domain) {
+			err = errors.New("stale: domain changed")
+		}
+		if err != nil {
+			if err := GenerateSelfSigned(cfg.Domain, certPath, keyPath); err != nil {
+				return nil, err
+			}
+			if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+				return nil, fmt.Errorf("tlsutil: %w", err)
+			}
+		}
+		log.Warn("USING A SELF-SIGNED TLS CERTIFICATE: clients will warn or refuse to connect; set tls.cert_file and tls.key_file for production",
+			"domain", cfg.Domain, "cert", certPath)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}
+
+func coversDomain(cert tls.Certificate, domain string) bool {
+	if len(cert.Certificate) == 0 {
+		return false
+	}
+	c, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return false
+	}
+	return c.VerifyHostname(domain) == nil && time.Now().Before(c.NotAfter)
+}
+
+// GenerateSelfSigned writes a self-signed ECDSA P-256 certificate valid for
+// domain and *.domain (ten years) and its key, creating the directory.
+func GenerateSelfSigned(domain, certPath, keyPath string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: domain, Organization: []string{"Aviary self-signed"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+	}
+	if ip := net.ParseIP(domain); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	} else {
+		tmpl.DNSNames = []string{domain, "*." + domain}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("tlsutil: %w", err)
+	}
+	return nil
+}
