@@ -1,0 +1,182 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/internal/shared"
+)
+
+func scanRosterItem(r pgx.Row, owner string) (storage.RosterItem, error) {
+	it := storage.RosterItem{Owner: owner}
+	err := r.Scan(&it.Contact, &it.Name, &it.Subscription, &it.PendingOut, &it.PendingIn, &it.Groups, &it.InRoster)
+	if len(it.Groups) == 0 {
+		it.Groups = nil
+	}
+	return it, err
+}
+
+// GetRoster returns every item of the owner (including items with InRoster
+// false) sorted by contact, and the roster version, read in one
+// REPEATABLE READ snapshot so they agree.
+func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
+	var items []storage.RosterItem
+	var ver int64
+	err := s.do(ctx, func(ctx context.Context) error {
+		items, ver = nil, 0
+		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					it, err := scanRosterItem(rows, owner)
+					if err != nil {
+						return err
+					}
+					items = append(items, it)
+				}
+				return rows.Err()
+			})
+			b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&ver)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				return err
+			})
+			return tx.SendBatch(ctx, b).Close()
+		})
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return items, ver, nil
+}
+
+// GetRosterItem returns one item; storage.ErrNotFound when absent.
+func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (storage.RosterItem, error) {
+	var it storage.RosterItem
+	err := s.do(ctx, func(ctx context.Context) error {
+		var err error
+		it, err = scanRosterItem(s.pool.QueryRow(ctx, qRosterItem, owner, contact), owner)
+		return err
+	})
+	if err != nil {
+		return storage.RosterItem{}, err
+	}
+	return it, nil
+}
+
+// errUnchanged ends UpdateRosterItem's transaction by rolling back when
+// nothing changed.
+var errUnchanged = errors.New("postgres: roster item unchanged")
+
+// UpdateRosterItem reads the item, lets fn decide and writes the result in
+// one transaction that holds the owner's roster_versions row lock: every
+// writer of this owner's roster, on any node, waits for it. Round trips:
+// BEGIN, one batch (create the lock row, lock it, read the item), one batch
+// (write, bump), COMMIT. The version is bumped only when something changed;
+// a no-op or an error from fn rolls back and writes nothing. On removal the
+// returned item is the one that was removed.
+func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
+	var fnErr error
+	err = s.do(ctx, func(ctx context.Context) error {
+		item, removed, changed, version, fnErr = storage.RosterItem{}, false, false, 0, nil
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var cur storage.RosterItem
+			exists := true
+			b := &pgx.Batch{}
+			b.Queue(qRosterLockCreate, owner)
+			b.Queue(qRosterLock, owner).QueryRow(func(row pgx.Row) error { return row.Scan(&version) })
+			b.Queue(qRosterItem, owner, contact).QueryRow(func(row pgx.Row) error {
+				var err error
+				cur, err = scanRosterItem(row, owner)
+				if errors.Is(err, pgx.ErrNoRows) {
+					exists = false
+					cur = storage.RosterItem{Owner: owner, Contact: contact, Subscription: storage.SubNone}
+					return nil
+				}
+				return err
+			})
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+			upd, remove, err := fn(cur, exists)
+			if err != nil {
+				fnErr = err
+				return err
+			}
+			b = &pgx.Batch{}
+			if remove {
+				item = cur
+				if !exists {
+					return errUnchanged
+				}
+				b.Queue(qRosterDelete, owner, contact)
+				removed = true
+			} else {
+				upd, err = shared.NormalizeRosterItem(upd, owner, contact)
+				if err != nil {
+					fnErr = err
+					return err
+				}
+				item = upd
+				if exists && shared.EqualRosterItem(cur, upd) {
+					return errUnchanged
+				}
+				groups := upd.Groups
+				if groups == nil {
+					groups = []string{}
+				}
+				b.Queue(qRosterUpsert, owner, contact, upd.Name, upd.Subscription, upd.PendingOut, upd.PendingIn, groups, upd.InRoster)
+			}
+			b.Queue(qRosterBump, owner).QueryRow(func(row pgx.Row) error { return row.Scan(&version) })
+			changed = true
+			return tx.SendBatch(ctx, b).Close()
+		})
+		if errors.Is(err, errUnchanged) || fnErr != nil {
+			return nil // rolled back; fn's error is reported below
+		}
+		return err
+	})
+	if fnErr != nil {
+		return storage.RosterItem{}, false, false, 0, fnErr
+	}
+	if err != nil {
+		return storage.RosterItem{}, false, false, 0, err
+	}
+	return item, removed, changed, version, nil
+}
+
+// RosterVersion returns the owner's roster version, 0 when none.
+func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) {
+	var v int64
+	err := s.do(ctx, func(ctx context.Context) error {
+		err := s.pool.QueryRow(ctx, qRosterVersion, owner).Scan(&v)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		return err
+	})
+	return v, err
+}
+
+// Subscribers returns the contacts with subscription from or both, sorted
+// (a partial index holds exactly those).
+func (s *Store) Subscribers(ctx context.Context, owner string) ([]string, error) {
+	var out []string
+	err := s.do(ctx, func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, qSubscribers, owner)
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, err
+}
