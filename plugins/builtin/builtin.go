@@ -7,6 +7,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 
+	_ "github.com/aviary-im/aviary/plugins/adhoc"    // xep0050.adhoc + XEP-0133 admin commands
 	_ "github.com/aviary-im/aviary/plugins/blocking" // xep0191.blocking
 	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
