@@ -1,0 +1,387 @@
+package s2s
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// DefaultQueueLimit is how many stanzas may wait for one outgoing stream.
+const DefaultQueueLimit = 1000
+
+// DeliverFunc hands a stanza to the router: stanzas from peers, and error
+// stanzas bouncing what could not be sent (addressed to the local sender).
+type DeliverFunc func(ctx context.Context, el *wire.Element)
+
+// pairKey names one outgoing stream: our domain and the remote one.
+type pairKey struct{ local, remote string }
+
+// verifyKey names one pending dialback verification we asked for.
+type verifyKey struct{ local, remote, id string }
+
+// Service is the federation service of one node: the s2s listener and the
+// pool of outgoing streams. It implements router.Federation.
+type Service struct {
+	cfg     *conf.Config
+	domain  string
+	deliver DeliverFunc
+	log     *slog.Logger
+	secret  string
+	limits  wire.Limits
+
+	// Resolver finds SRV records for domains missing from cfg.S2S.Hosts.
+	// Default net.DefaultResolver. Set before Start.
+	Resolver Resolver
+	// QueueLimit bounds the stanzas waiting for one outgoing stream.
+	// Default DefaultQueueLimit. Set before Start.
+	QueueLimit int
+
+	serverTLS *tls.Config // incoming: our certificate, client cert requested
+	clientTLS *tls.Config // outgoing: our certificate as client cert
+	certs     *certVerifier
+
+	ctx    context.Context // cancelled by Stop
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	inAccepted atomic.Int64 // incoming connections accepted, for tests and metrics
+
+	mu       sync.Mutex
+	ln       net.Listener
+	stopped  bool
+	out      map[pairKey]*outConn
+	in       map[*inStream]struct{}
+	verifies map[verifyKey]chan verifyResult
+}
+
+type verifyResult struct {
+	valid bool
+	err   error
+}
+
+// New builds a federation service for cfg.Domain. tlsConfig carries the
+// domain's certificate (Certificates or GetCertificate); it is cloned, not
+// modified. deliver receives every stanza for the router. Call Start.
+func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *slog.Logger) *Service {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	secret := cfg.S2S.DialbackSecret
+	if secret == "" {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		secret = hex.EncodeToString(b[:])
+	}
+	s := &Service{
+		cfg:        cfg,
+		domain:     domainOf(cfg.Domain),
+		deliver:    deliver,
+		log:        logger.With("part", "s2s"),
+		secret:     secret,
+		limits:     wire.Limits{MaxStanzaBytes: cfg.C2S.MaxStanzaBytes},
+		Resolver:   net.DefaultResolver,
+		QueueLimit: DefaultQueueLimit,
+		out:        map[pairKey]*outConn{},
+		in:         map[*inStream]struct{}{},
+		verifies:   map[verifyKey]chan verifyResult{},
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.serverTLS, s.clientTLS = s2sTLSConfigs(tlsConfig, s.domain)
+	return s
+}
+
+// s2sTLSConfigs derives the server and client TLS configurations. Peer
+// certificates are requested but verified by certVerifier, because an
+// untrusted certificate is not fatal when dialback may authenticate.
+func s2sTLSConfigs(base *tls.Config, domain string) (server, client *tls.Config) {
+	if base == nil {
+		base = &tls.Config{}
+	}
+	server = base.Clone()
+	server.ClientAuth = tls.RequestClientCert
+	server.NextProtos = []string{"xmpp-server"}
+	if server.MinVersion == 0 {
+		server.MinVersion = tls.VersionTLS12
+	}
+
+	client = &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // verified by certVerifier after the handshake
+		RootCAs:            base.RootCAs,
+	}
+	getCert := func() (*tls.Certificate, error) {
+		if len(base.Certificates) > 0 {
+			return &base.Certificates[0], nil
+		}
+		if base.GetCertificate != nil {
+			return base.GetCertificate(&tls.ClientHelloInfo{ServerName: domain})
+		}
+		return &tls.Certificate{}, nil
+	}
+	client.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		return getCert()
+	}
+	return server, client
+}
+
+// Start loads the CA file and, when cfg.S2S.Listen is set, opens the s2s
+// listener (port 5269 when the address has none; port 0 or -1 picks a free
+// one). Outgoing streams work without a listener, but then peers cannot
+// verify our dialback keys.
+func (s *Service) Start(ctx context.Context) error {
+	v, err := newCertVerifier(s.cfg.S2S.CAFile)
+	if err != nil {
+		return err
+	}
+	s.certs = v
+	if conf.Off(s.cfg.S2S.Listen) {
+		return nil
+	}
+	addr := conf.ListenAddr(s.cfg.S2S.Listen)
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPort))
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("s2s: listen %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	s.log.Info("s2s: listening", "addr", ln.Addr().String(), "domain", s.domain)
+	s.goroutine(func() { s.acceptLoop(ln) })
+	return nil
+}
+
+// Addr returns the listener's address, or nil when not listening.
+func (s *Service) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Stop closes the listener and every stream, bounces what is still queued
+// and waits for the goroutines (or ctx).
+func (s *Service) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopped = true
+	ln := s.ln
+	outs := make([]*outConn, 0, len(s.out))
+	for _, c := range s.out {
+		outs = append(outs, c)
+	}
+	ins := make([]*inStream, 0, len(s.in))
+	for in := range s.in {
+		ins = append(ins, in)
+	}
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	for _, c := range outs {
+		c.shutdown()
+	}
+	for _, in := range ins {
+		in.shutdown()
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// goroutine starts fn tracked by the service's WaitGroup.
+func (s *Service) goroutine(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
+
+// Send queues a stanza for its remote domain and returns at once. When it
+// cannot be delivered, an error stanza for the sender comes back through
+// the deliver callback.
+func (s *Service) Send(ctx context.Context, el *wire.Element) {
+	local, remote := domainOf(el.From()), domainOf(el.To())
+	if remote == "" || local == "" {
+		s.bounceAsync(el, wire.ErrJIDMalformed)
+		return
+	}
+	if local != s.domain {
+		s.bounceAsync(el, wire.ErrNotAllowed.WithText("sender is not of the local domain"))
+		return
+	}
+	if remote == s.domain {
+		s.bounceAsync(el, wire.ErrServiceUnavailable)
+		return
+	}
+	if el.NS() == wire.NSClient {
+		el.RemoveAttr("xmlns")
+	}
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		s.bounceAsync(el, wire.ErrRemoteServerNotFound.WithText("federation stopped"))
+		return
+	}
+	key := pairKey{local, remote}
+	c := s.out[key]
+	if c == nil || !c.enqueueStanza(el) {
+		c = newOutConn(s, key)
+		c.enqueueStanza(el) // before run starts, so a fast failure bounces it
+		s.startOutLocked(c)
+	}
+	s.mu.Unlock()
+}
+
+// startOutLocked registers and starts a new outgoing stream. Needs s.mu held.
+func (s *Service) startOutLocked(c *outConn) {
+	s.out[c.key] = c
+	s.goroutine(c.run)
+}
+
+// sendVerify queues a <db:verify/> on the outgoing stream for a pair,
+// creating the stream when needed.
+func (s *Service) sendVerify(key pairKey, el *wire.Element, vk verifyKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrStopped
+	}
+	c := s.out[key]
+	if c != nil && c.enqueueVerify(el, vk) {
+		return nil
+	}
+	c = newOutConn(s, key)
+	if !c.enqueueVerify(el, vk) {
+		return ErrQueueFull
+	}
+	s.startOutLocked(c)
+	return nil
+}
+
+// removeOut forgets an outgoing stream if it is still the registered one.
+func (s *Service) removeOut(c *outConn) {
+	s.mu.Lock()
+	if s.out[c.key] == c {
+		delete(s.out, c.key)
+	}
+	s.mu.Unlock()
+}
+
+// bounce answers an undeliverable stanza with an error to its sender.
+// Errors are never answered (RFC 6120 §8.3.1).
+func (s *Service) bounce(el *wire.Element, se *wire.StanzaError) {
+	if el.IsError() || s.deliver == nil {
+		return
+	}
+	if el.Name == "iq" && el.Type() == "result" {
+		return
+	}
+	reply := wire.ErrorReply(el, se)
+	s.deliver(s.ctx, reply)
+}
+
+func (s *Service) bounceAsync(el *wire.Element, se *wire.StanzaError) {
+	s.goroutine(func() { s.bounce(el, se) })
+}
+
+// bounceError maps why an outgoing stream failed to the stanza error the
+// queued stanzas get: remote-server-timeout for timeouts,
+// remote-server-not-found for everything else (DNS, connection refused,
+// TLS or authentication failure), as RFC 6120 §8.3.3.15/16 describe.
+func bounceError(err error) *wire.StanzaError {
+	if isTimeout(err) {
+		return wire.ErrRemoteServerTimeout.WithText(err.Error())
+	}
+	return wire.ErrRemoteServerNotFound.WithText(err.Error())
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errHandshakeTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+var errHandshakeTimeout = errors.New("s2s: timed out setting up the stream")
+
+// requestVerify asks the authoritative server of remote whether key is
+// valid for the stream id that remote opened to us (XEP-0220 §2.3), over
+// our outgoing stream to remote.
+func (s *Service) requestVerify(ctx context.Context, local, remote, id, key string) (bool, error) {
+	vk := verifyKey{local, remote, id}
+	ch := make(chan verifyResult, 1)
+	s.mu.Lock()
+	s.verifies[vk] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.verifies, vk)
+		s.mu.Unlock()
+	}()
+	el := wire.New("db:verify", "from", local, "to", remote, "id", id).SetText(key)
+	if err := s.sendVerify(pairKey{local, remote}, el, vk); err != nil {
+		return false, err
+	}
+	select {
+	case r := <-ch:
+		return r.valid, r.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// verifyAnswered delivers a <db:verify type=.../> answer or a failure to
+// the waiting requestVerify.
+func (s *Service) verifyAnswered(vk verifyKey, r verifyResult) {
+	s.mu.Lock()
+	ch := s.verifies[vk]
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- r:
+	default:
+	}
+}
+
+func (s *Service) setupTimeout() time.Duration { return s.cfg.S2S.ConnectTimeout }
+
+func (s *Service) idleTimeout() time.Duration { return s.cfg.S2S.IdleTimeout }
+
+// writeTimeout bounds one write to a peer.
+func (s *Service) writeTimeout() time.Duration {
+	if t := s.cfg.S2S.ConnectTimeout; t > 0 {
+		return t
+	}
+	return 15 * time.Second
+}
