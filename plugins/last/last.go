@@ -9,17 +9,15 @@
 // the status of the last unavailable presence, and item-not-found when the
 // user has never logged out.
 //
-// The plugin records last activity itself: it remembers the status of each
-// session's unavailable presence (interceptor at PointInbound) and writes
-// storage.LastActivity when a session closes and no other resource of the
-// user is online (hook on EventSessionClosed).
+// Recording logouts is the router's job (it writes storage.LastActivity
+// with the status of the last unavailable presence when a user's last
+// resource goes away); this plugin only answers.
 package last
 
 import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -41,21 +39,16 @@ type Plugin struct {
 	host    plugins.Host
 	started time.Time
 	now     func() time.Time
-	remove  func()
-
-	mu     sync.Mutex
-	status map[string]string // full JID → status of its unavailable presence
 }
 
 var (
 	_ plugins.IQHandler       = (*Plugin)(nil)
 	_ plugins.DiscoFeatures   = (*Plugin)(nil)
 	_ plugins.AccountFeatures = (*Plugin)(nil)
-	_ plugins.Interceptor     = (*Plugin)(nil)
 )
 
 // New returns the plugin.
-func New() *Plugin { return &Plugin{now: time.Now, status: map[string]string{}} }
+func New() *Plugin { return &Plugin{now: time.Now} }
 
 // SetClock replaces the clock (tests).
 func (p *Plugin) SetClock(now func() time.Time) { p.now = now }
@@ -66,62 +59,14 @@ func (p *Plugin) AccountFeatures() []string { return []string{NS} }
 func (p *Plugin) IQNamespaces() map[string]plugins.Target {
 	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
 }
-func (p *Plugin) InterceptPoints() []plugins.Point { return points }
-
-var points = []plugins.Point{plugins.PointInbound}
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
 	p.started = p.now()
-	p.remove = host.Hooks().Add(plugins.EventSessionClosed, 0, p.sessionClosed)
 	return nil
 }
 
-func (p *Plugin) Stop(ctx context.Context) error {
-	if p.remove != nil {
-		p.remove()
-	}
-	return nil
-}
-
-// Intercept remembers the status text of a session's broadcast
-// unavailable presence; it never changes or stops the stanza.
-func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
-	el := st.El
-	if el.Name == "presence" && el.Type() == "unavailable" && el.To() == "" && st.Session != "" {
-		p.mu.Lock()
-		p.status[st.Session] = el.ChildText("status", "")
-		p.mu.Unlock()
-	}
-	return plugins.Continue, nil
-}
-
-func (p *Plugin) sessionClosed(ctx context.Context, payload any) error {
-	ev, ok := payload.(*plugins.SessionEvent)
-	if !ok || ev.JID == "" {
-		return nil
-	}
-	p.mu.Lock()
-	status := p.status[ev.JID]
-	delete(p.status, ev.JID)
-	p.mu.Unlock()
-	bare := xmpputil.Bare(ev.JID)
-	if bare == "" {
-		return nil
-	}
-	res, err := p.host.Resources(ctx, bare)
-	if err == nil {
-		for _, r := range res {
-			if r.JID != ev.JID && r.Available {
-				return nil // still online elsewhere
-			}
-		}
-	}
-	if err := p.host.Store().SetLast(ctx, bare, p.now(), status); err != nil {
-		p.host.Logger().Warn("last activity not recorded", "jid", bare, "err", err)
-	}
-	return nil
-}
+func (p *Plugin) Stop(ctx context.Context) error { return nil }
 
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
 	if iq.Stanza.Type() != "get" {

@@ -86,27 +86,4 @@ func TestLast(t *testing.T) {
 		})
 	}
 
-	t.Run("logout is recorded with status", func(t *testing.T) {
-		full, other := "romeo@example.com/a", "romeo@example.com/b"
-		h.SetOnline("romeo@example.com", full, other)
-		// b closes while a is still online: nothing recorded.
-		if err := h.Bus.Run(ctx, plugins.EventSessionClosed, &plugins.SessionEvent{JID: other}); err != nil {
-			t.Fatal(err)
-		}
-		if _, _, err := st.GetLast(ctx, "romeo@example.com"); err == nil {
-			t.Fatal("last activity recorded while another resource is online")
-		}
-		h.SetOnline("romeo@example.com", full)
-		pres := plugintest.Parse(t, `<presence type='unavailable' from='romeo@example.com/a'><status>gone</status></presence>`)
-		if v, err := m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: pres, Session: full}); v != plugins.Continue || err != nil {
-			t.Fatalf("intercept = %v, %v", v, err)
-		}
-		if err := h.Bus.Run(ctx, plugins.EventSessionClosed, &plugins.SessionEvent{JID: full}); err != nil {
-			t.Fatal(err)
-		}
-		at, status, err := st.GetLast(ctx, "romeo@example.com")
-		if err != nil || !at.Equal(now) || status != "gone" {
-			t.Fatalf("GetLast = %v %q %v; want %v gone", at, status, err, now)
-		}
-	})
 }
