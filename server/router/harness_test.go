@@ -273,10 +273,10 @@ type fakePlugin struct {
 	intercept func(p plugins.Point, st *plugins.Stanza) (plugins.Verdict, error)
 }
 
-func (p *fakePlugin) ID() string                                       { return "test.fake" }
+func (p *fakePlugin) ID() string                                         { return "test.fake" }
 func (p *fakePlugin) Start(ctx context.Context, host plugins.Host) error { return nil }
-func (p *fakePlugin) Stop(ctx context.Context) error                   { return nil }
-func (p *fakePlugin) IQNamespaces() map[string]plugins.Target          { return p.ns }
+func (p *fakePlugin) Stop(ctx context.Context) error                     { return nil }
+func (p *fakePlugin) IQNamespaces() map[string]plugins.Target            { return p.ns }
 func (p *fakePlugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
 	return p.handle(iq)
 }
