@@ -1,0 +1,49 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// host is what the node offers plugins (plugins.Host).
+type host struct{ n *Node }
+
+var _ plugins.Host = (*host)(nil)
+
+func (h *host) Domain() string             { return h.n.cfg.Domain }
+func (h *host) Config() *conf.Config       { return h.n.cfg }
+func (h *host) Store() storage.Store       { return h.n.store }
+func (h *host) Logger() *slog.Logger       { return h.n.log }
+func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }
+func (h *host) Users() plugins.UserManager { return h.n.users }
+
+func (h *host) Route(ctx context.Context, el *wire.Element) { h.n.router.Route(ctx, el) }
+
+func (h *host) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
+	return h.n.router.Resources(ctx, bare)
+}
+
+func (h *host) SetCarbons(ctx context.Context, full string, on bool) error {
+	return h.n.router.SetCarbons(ctx, full, on)
+}
+
+// IsAdmin compares bare JIDs in their canonical form.
+func (h *host) IsAdmin(bare string) bool {
+	j, err := jid.Parse(bare)
+	if err != nil {
+		return false
+	}
+	b := j.Bare().String()
+	for _, a := range h.n.cfg.Admin.Admins {
+		if aj, err := jid.Parse(a); err == nil && aj.Bare().String() == b {
+			return true
+		}
+	}
+	return false
+}

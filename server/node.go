@@ -1,0 +1,375 @@
+// Package server assembles one Aviary node: the store, the cluster, the
+// router, the plugins, the client stream layer and its listeners. New
+// builds it; Start brings the parts up in order and Stop takes them down in
+// reverse.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/local"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/builtin"
+	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/server/tlsutil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/postgres"
+	"github.com/aviary-im/aviary/storage/sqlite"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Listener names for Node.Addr.
+const (
+	ListenerC2S    = "c2s"
+	ListenerC2STLS = "c2s_tls"
+)
+
+// Service is an extra part of a node (HTTP connectors, s2s, admin...)
+// started after the core and stopped before it, in registration order
+// and reverse.
+type Service interface {
+	Name() string
+	Start(ctx context.Context, n *Node) error
+	Stop(ctx context.Context) error
+}
+
+// Option changes how New builds a node.
+type Option func(*options)
+
+type options struct {
+	logger   *slog.Logger
+	registry prometheus.Registerer
+	store    storage.Store
+	cluster  cluster.Cluster
+	plugins  []plugins.Plugin
+	hasPlug  bool
+	clock    auth.Clock
+	tls      *tls.Config
+	services []Service
+}
+
+// WithLogger sets the node's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRegistry registers the node's metrics on reg (default: a private
+// registry, see Node.Registry).
+func WithRegistry(reg prometheus.Registerer) Option {
+	return func(o *options) { o.registry = reg }
+}
+
+// WithStore uses an already opened store instead of opening one from the
+// configuration. The node does not close it.
+func WithStore(s storage.Store) Option { return func(o *options) { o.store = s } }
+
+// WithCluster uses the given cluster instead of cluster/local.
+func WithCluster(c cluster.Cluster) Option { return func(o *options) { o.cluster = c } }
+
+// WithPlugins replaces the built-in plugin set.
+func WithPlugins(list ...plugins.Plugin) Option {
+	return func(o *options) { o.plugins, o.hasPlug = list, true }
+}
+
+// WithAuthClock sets the clock of authentication throttling (tests).
+func WithAuthClock(c auth.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithTLSConfig uses the given certificate configuration.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// WithService adds a service started after the core.
+func WithService(s Service) Option {
+	return func(o *options) { o.services = append(o.services, s) }
+}
+
+// Node is one running Aviary node.
+type Node struct {
+	cfg      *conf.Config
+	log      *slog.Logger
+	registry prometheus.Registerer
+	gatherer prometheus.Gatherer
+
+	store    storage.Store
+	ownStore bool
+	cluster  cluster.Cluster
+	hooks    *plugins.Hooks
+	router   *router.Router
+	plugins  *plugins.Manager
+	auth     *auth.Authenticator
+	users    *auth.Users
+	tls      *tls.Config
+	c2s      *c2s.Server
+	services []Service
+
+	mu        sync.Mutex
+	ctx       context.Context
+	cancel    context.CancelFunc
+	listeners map[string]*c2s.Listener
+	stops     []func(context.Context) error
+	running   bool
+}
+
+// New builds a node from cfg (defaults must be applied; conf.Load does it).
+// It opens the store: PostgreSQL when database.url is set, otherwise the
+// embedded SQLite file in data_dir. Nothing listens until Start.
+func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
+	var o options
+	for _, fn := range opts {
+		fn(&o)
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	n = &Node{cfg: cfg, log: o.logger, listeners: map[string]*c2s.Listener{}, services: o.services}
+	if o.registry == nil {
+		reg := prometheus.NewRegistry()
+		n.registry, n.gatherer = reg, reg
+	} else {
+		n.registry = o.registry
+		if g, ok := o.registry.(prometheus.Gatherer); ok {
+			n.gatherer = g
+		}
+	}
+
+	n.store = o.store
+	if n.store == nil {
+		if n.store, err = OpenStore(context.Background(), cfg, n.log); err != nil {
+			return nil, err
+		}
+		n.ownStore = true
+	}
+	defer func() {
+		if err != nil && n.ownStore {
+			_ = n.store.Close()
+		}
+	}()
+
+	n.tls = o.tls
+	if n.tls == nil {
+		if n.tls, err = tlsutil.Load(cfg, n.log); err != nil {
+			return nil, err
+		}
+	}
+
+	n.cluster = o.cluster
+	if n.cluster == nil {
+		n.cluster = local.New(cfg.Cluster.NodeName)
+	}
+	n.hooks = plugins.NewHooks()
+	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks})
+	n.auth = auth.New(auth.Options{
+		Store:        n.store,
+		Domain:       cfg.Domain,
+		Iterations:   cfg.C2S.SCRAMIterations,
+		FailureDelay: cfg.C2S.SASLFailureDelay,
+		Clock:        o.clock,
+		Logger:       n.log,
+	})
+	n.users = &auth.Users{
+		Store:      n.store,
+		Domain:     cfg.Domain,
+		Iterations: cfg.C2S.SCRAMIterations,
+		KickFunc:   n.router.Kick,
+		Hooks:      n.hooks,
+	}
+
+	list := o.plugins
+	if !o.hasPlug {
+		list = builtin.New(cfg)
+	}
+	n.plugins = plugins.NewManager(&host{n: n}, n.log, list)
+	n.router.SetPlugins(n.plugins)
+
+	n.c2s = c2s.NewServer(c2s.Deps{
+		Config:  cfg,
+		Router:  n.router,
+		Auth:    n.auth,
+		Plugins: n.plugins,
+		TLS:     n.tls,
+		Logger:  n.log,
+		Metrics: c2s.NewMetrics(n.registry),
+	})
+	return n, nil
+}
+
+// OpenStore opens the store the configuration names: PostgreSQL for
+// database.url, else SQLite at data_dir/aviary.db (the directory is
+// created).
+func OpenStore(ctx context.Context, cfg *conf.Config, log *slog.Logger) (storage.Store, error) {
+	if cfg.Database.URL != "" {
+		s, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{
+			PoolSize: cfg.Database.PoolSize, Timeout: cfg.Database.Timeout, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: opening database.url: %w", err)
+		}
+		return s, nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: creating data_dir: %w", err)
+	}
+	s, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "aviary.db"))
+	if err != nil {
+		return nil, fmt.Errorf("server: opening the embedded store in data_dir: %w", err)
+	}
+	return s, nil
+}
+
+// Start brings the node up: cluster, plugins, client listeners, then the
+// extra services. If a step fails, the steps already done are undone in
+// reverse and the error is returned.
+func (n *Node) Start(ctx context.Context) (err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.running {
+		return errors.New("server: already started")
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.stops = nil
+	defer func() {
+		if err != nil {
+			n.stopLocked(context.WithoutCancel(ctx))
+		}
+	}()
+	if err := n.cluster.Start(ctx); err != nil {
+		return fmt.Errorf("server: starting the cluster: %w", err)
+	}
+	n.stops = append(n.stops, n.cluster.Stop)
+	if err := n.plugins.Start(ctx); err != nil {
+		return fmt.Errorf("server: starting plugins: %w", err)
+	}
+	n.stops = append(n.stops, n.plugins.Stop)
+	n.stops = append(n.stops, func(ctx context.Context) error { n.c2s.Shutdown(ctx); return nil })
+	for _, l := range []struct {
+		name, addr string
+		tls        bool
+	}{
+		{ListenerC2S, n.cfg.C2S.Listen, false},
+		{ListenerC2STLS, n.cfg.C2S.TLSListen, true},
+	} {
+		if conf.Off(l.addr) {
+			continue
+		}
+		ln, err := n.c2s.Listen(l.addr, l.tls)
+		if err != nil {
+			return fmt.Errorf("server: c2s listener %s: %w", l.addr, err)
+		}
+		ln.Start(n.ctx)
+		n.listeners[l.name] = ln
+		n.stops = append(n.stops, ln.Stop)
+		n.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
+	}
+	for _, s := range n.services {
+		if err := s.Start(ctx, n); err != nil {
+			return fmt.Errorf("server: starting %s: %w", s.Name(), err)
+		}
+		n.stops = append(n.stops, s.Stop)
+	}
+	n.running = true
+	n.log.Info("aviary node started", "domain", n.cfg.Domain, "node", n.cluster.NodeName())
+	return nil
+}
+
+// Stop takes the node down in the reverse order of Start. Open sessions
+// are closed with system-shutdown; detached stream-management sessions are
+// unbound (their unacknowledged messages go offline).
+func (n *Node) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.running {
+		return nil
+	}
+	n.running = false
+	err := n.stopLocked(ctx)
+	if n.ownStore {
+		if cerr := n.store.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
+	n.log.Info("aviary node stopped")
+	return err
+}
+
+func (n *Node) stopLocked(ctx context.Context) error {
+	var errs []error
+	if n.cancel != nil {
+		n.cancel()
+	}
+	for i := len(n.stops) - 1; i >= 0; i-- {
+		if err := n.stops[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	n.stops = nil
+	n.listeners = map[string]*c2s.Listener{}
+	return errors.Join(errs...)
+}
+
+// Addr returns a listener's bound address (ListenerC2S, ListenerC2STLS),
+// or nil when it is off or the node is not started.
+func (n *Node) Addr(name string) net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l := n.listeners[name]; l != nil {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Config returns the node's configuration.
+func (n *Node) Config() *conf.Config { return n.cfg }
+
+// Logger returns the node's logger.
+func (n *Node) Logger() *slog.Logger { return n.log }
+
+// Store returns the node's store.
+func (n *Node) Store() storage.Store { return n.store }
+
+// Cluster returns the node's cluster.
+func (n *Node) Cluster() cluster.Cluster { return n.cluster }
+
+// Router returns the node's router.
+func (n *Node) Router() *router.Router { return n.router }
+
+// Plugins returns the node's plugin manager.
+func (n *Node) Plugins() *plugins.Manager { return n.plugins }
+
+// Hooks returns the node's event bus.
+func (n *Node) Hooks() *plugins.Hooks { return n.hooks }
+
+// Users returns the node's account manager.
+func (n *Node) Users() *auth.Users { return n.users }
+
+// C2S returns the client stream server, which BOSH and WebSocket
+// connectors hand their transports to (c2s.Server.Serve).
+func (n *Node) C2S() *c2s.Server { return n.c2s }
+
+// TLSConfig returns the node's certificate configuration.
+func (n *Node) TLSConfig() *tls.Config { return n.tls }
+
+// Registry returns where the node's metrics are registered.
+func (n *Node) Registry() prometheus.Registerer { return n.registry }
+
+// Gatherer returns the node's metrics for /metrics (nil when the registry
+// passed to WithRegistry cannot gather).
+func (n *Node) Gatherer() prometheus.Gatherer { return n.gatherer }
+
+// Context is cancelled when the node stops; services derive from it.
+func (n *Node) Context() context.Context {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ctx == nil {
+		return context.Background()
+	}
+	return n.ctx
+}
