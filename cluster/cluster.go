@@ -96,3 +96,11 @@ type Cluster interface {
 	// its sessions.
 	OnClusteredChange(fn func(clustered bool))
 }
+
+// Undelivered is implemented by clusters whose Send may accept a message
+// and learn only afterwards that it could not be written to the node (its
+// link broke, it left). The router registers a fallback (offline storage
+// for messages, an error reply for IQs) so nothing is lost silently.
+type Undelivered interface {
+	OnUndelivered(fn func(node, kind string, payload []byte))
+}

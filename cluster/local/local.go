@@ -184,3 +184,8 @@ func copyMember(m cluster.Member) cluster.Member {
 	}
 	return m
 }
+
+var _ cluster.Undelivered = (*Cluster)(nil)
+
+// OnUndelivered never fires on one node: Send runs the handler directly.
+func (c *Cluster) OnUndelivered(fn func(node, kind string, payload []byte)) {}

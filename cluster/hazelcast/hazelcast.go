@@ -1,0 +1,439 @@
+package hazelcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/link"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/storage"
+)
+
+var (
+	_ cluster.Cluster     = (*Cluster)(nil)
+	_ cluster.Undelivered = (*Cluster)(nil)
+)
+
+// SwitchProperty is the storage.Properties name of the cluster-wide
+// switch: "true" (or unset) enables clustering, "false" disables it.
+const SwitchProperty = "cluster.enabled"
+
+// Options build a Cluster. New fills them from conf.
+type Options struct {
+	// Cluster is the node's cluster configuration (conf.ClusterConfig with
+	// defaults applied).
+	Cluster conf.ClusterConfig
+	// Properties holds the cluster-wide switch; nil means always enabled.
+	// If it also has ListenProperty (storage/postgres), changes are pushed.
+	Properties storage.Properties
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Version is published in this node's Member record.
+	Version string
+	// Prefix names the Hazelcast objects: Prefix+"members",
+	// Prefix+"routes", Prefix+"down", Prefix+"switch". Default "aviary.".
+	// Tests sharing one Hazelcast member use distinct prefixes.
+	Prefix string
+	// SwitchPoll is how often the switch is re-read from storage, the
+	// safety net under LISTEN/NOTIFY and the Hazelcast topic. Default 1s.
+	SwitchPoll time.Duration
+	// SweepEvery is how many heartbeats apart the senior looks for routes
+	// of incarnations that are no longer members. Default 10.
+	SweepEvery int
+}
+
+// Cluster is the Hazelcast-backed cluster.Cluster. See the package doc for
+// the design. Methods are safe for concurrent use.
+type Cluster struct {
+	o       Options
+	cc      conf.ClusterConfig
+	log     *slog.Logger
+	name    string
+	started time.Time
+
+	links    *link.Node
+	linkAddr string
+
+	handlersMu sync.RWMutex
+	handlers   map[string]cluster.HandlerFunc
+
+	// Own routes: the local index, authoritative for this node.
+	syncMu  sync.RWMutex // routes writers share it; reconcile and leaving take it
+	stripes [64]sync.Mutex
+	ownMu   sync.RWMutex
+	own     map[string]map[string]cluster.Route // bare → full → route
+	// writeThrough: route changes go to Hazelcast as they happen. Set
+	// under syncMu (exclusive).
+	writeThrough atomic.Bool
+	pendingMu    sync.Mutex
+	pending      map[string]struct{} // full JIDs whose Hazelcast write failed
+
+	selfMu sync.Mutex
+	self   cluster.Member
+	inc    string // incarnation: name#registration time; guarded by selfMu
+
+	hzMu      sync.Mutex
+	hzObjs    *hzObjs
+	hzUp      atomic.Bool // the client is connected
+	enabled   atomic.Bool // the switch
+	clustered atomic.Bool
+	senior    atomic.Bool
+
+	viewMu sync.RWMutex
+	view   map[string]memberRecord // visible members (live and clustered), by name, self excluded
+
+	cbMu          sync.Mutex
+	downFns       []func(string, []cluster.Route)
+	changeFns     []func(bool)
+	undeliveredFn []func(node, kind string, payload []byte)
+	events        chan func()
+
+	kick       chan struct{}
+	switchKick chan struct{}
+	stop       chan struct{}
+	stopOnce   sync.Once
+	wg         sync.WaitGroup
+
+	// run-loop state (only the loop goroutine touches these)
+	prevView   map[string]memberRecord
+	seen       map[string]seenMark
+	handled    map[string]time.Time // incarnations already cleaned up
+	retryDead  map[string]struct{}  // incarnations whose cleanup failed
+	registered bool
+	orphans    map[string]int // incarnation → sweeps seen without a member
+	ticks      int
+	lastTry    time.Time
+}
+
+type seenMark struct {
+	seen  time.Time // the member's own Seen value
+	local time.Time // when we saw it change
+}
+
+// New builds a Hazelcast cluster from the node's configuration:
+// cfg.Cluster (Hazelcast addresses, names, link listen address, secret,
+// timings) with defaults applied. props holds the cluster-wide switch
+// (storage.Store satisfies it); nil means always enabled. It does not
+// connect: call Handle for each message kind, then Start.
+func New(cfg *conf.Config, props storage.Properties, logger *slog.Logger) (*Cluster, error) {
+	return NewWithOptions(Options{Cluster: cfg.Cluster, Properties: props, Logger: logger})
+}
+
+// NewWithOptions is New with every knob.
+func NewWithOptions(o Options) (*Cluster, error) {
+	cc := o.Cluster
+	if len(cc.Hazelcast) == 0 {
+		return nil, errors.New("cluster/hazelcast: no Hazelcast addresses (cluster.hazelcast)")
+	}
+	if cc.Secret == "" {
+		return nil, errors.New("cluster/hazelcast: cluster.secret is required")
+	}
+	if cc.NodeName == "" {
+		cc.NodeName, _ = os.Hostname()
+		if cc.NodeName == "" {
+			return nil, errors.New("cluster/hazelcast: cluster.node_name is required")
+		}
+	}
+	if len(cc.NodeName) > 200 {
+		return nil, errors.New("cluster/hazelcast: cluster.node_name longer than 200 bytes")
+	}
+	if cc.HazelcastClusterName == "" {
+		cc.HazelcastClusterName = "aviary"
+	}
+	if cc.Listen == "" {
+		cc.Listen = ":5290"
+	}
+	defDur(&cc.StartupRetryInterval, 3*time.Second)
+	defDur(&cc.OperationTimeout, 5*time.Second)
+	defDur(&cc.HeartbeatInterval, 2*time.Second)
+	defDur(&cc.NodeTTL, 10*time.Second)
+	if cc.StartupRetries <= 0 {
+		cc.StartupRetries = 10
+	}
+	if cc.NodeTTL < 2*cc.HeartbeatInterval {
+		return nil, fmt.Errorf("cluster/hazelcast: cluster.node_ttl (%v) must be at least twice cluster.heartbeat_interval (%v)", cc.NodeTTL, cc.HeartbeatInterval)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Prefix == "" {
+		o.Prefix = "aviary."
+	}
+	if o.SwitchPoll <= 0 {
+		o.SwitchPoll = time.Second
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 10
+	}
+	now := time.Now().UTC()
+	c := &Cluster{
+		o: o, cc: cc, name: cc.NodeName, started: now,
+		log:        o.Logger.With("part", "cluster", "node", cc.NodeName),
+		handlers:   map[string]cluster.HandlerFunc{},
+		own:        map[string]map[string]cluster.Route{},
+		pending:    map[string]struct{}{},
+		self:       cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
+		view:       map[string]memberRecord{},
+		events:     make(chan func(), 1024),
+		kick:       make(chan struct{}, 1),
+		switchKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		prevView:   map[string]memberRecord{},
+		seen:       map[string]seenMark{},
+		handled:    map[string]time.Time{},
+		retryDead:  map[string]struct{}{},
+		orphans:    map[string]int{},
+	}
+	c.enabled.Store(true)
+	c.senior.Store(true)
+	c.links = link.New(link.Options{
+		Name:        c.name,
+		Secret:      []byte(cc.Secret),
+		Handler:     c.handler,
+		Undelivered: c.undelivered,
+		Logger:      o.Logger,
+		DialTimeout: cc.OperationTimeout,
+	})
+	return c, nil
+}
+
+func defDur(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// NodeName is this node's name.
+func (c *Cluster) NodeName() string { return c.name }
+
+// LinkAddr is the link address this node publishes (after Start).
+func (c *Cluster) LinkAddr() string { return c.linkAddr }
+
+// Clustered reports whether routes are shared right now.
+func (c *Cluster) Clustered() bool { return c.clustered.Load() }
+
+// Senior reports whether this node is the oldest live member. A node that
+// runs alone (Hazelcast lost, switch off) counts itself senior.
+func (c *Cluster) Senior() bool { return c.senior.Load() }
+
+// Handle registers the handler for kind.
+func (c *Cluster) Handle(kind string, h cluster.HandlerFunc) {
+	c.handlersMu.Lock()
+	c.handlers[kind] = h
+	c.handlersMu.Unlock()
+}
+
+func (c *Cluster) handler(kind string) cluster.HandlerFunc {
+	c.handlersMu.RLock()
+	defer c.handlersMu.RUnlock()
+	return c.handlers[kind]
+}
+
+// OnNodeDown registers fn; see the package doc for when it runs.
+func (c *Cluster) OnNodeDown(fn func(node string, routes []cluster.Route)) {
+	c.cbMu.Lock()
+	c.downFns = append(c.downFns, fn)
+	c.cbMu.Unlock()
+}
+
+// OnClusteredChange registers fn, run when Clustered flips.
+func (c *Cluster) OnClusteredChange(fn func(clustered bool)) {
+	c.cbMu.Lock()
+	c.changeFns = append(c.changeFns, fn)
+	c.cbMu.Unlock()
+}
+
+// OnUndelivered registers fn, run for each Send that was accepted but
+// could not be written to its node (the link broke, the node left).
+func (c *Cluster) OnUndelivered(fn func(node, kind string, payload []byte)) {
+	c.cbMu.Lock()
+	c.undeliveredFn = append(c.undeliveredFn, fn)
+	c.cbMu.Unlock()
+}
+
+func (c *Cluster) undelivered(node, kind string, payload []byte) {
+	c.cbMu.Lock()
+	fns := c.undeliveredFn
+	c.cbMu.Unlock()
+	for _, fn := range fns {
+		fn(node, kind, payload)
+	}
+}
+
+// emit queues a callback run on the events goroutine, in order.
+func (c *Cluster) emit(f func()) {
+	select {
+	case c.events <- f:
+	case <-c.stop:
+	}
+}
+
+func (c *Cluster) fireDown(node string, routes []cluster.Route) {
+	c.cbMu.Lock()
+	fns := c.downFns
+	c.cbMu.Unlock()
+	c.log.Info("cluster node down", "down", node, "routes", len(routes))
+	c.emit(func() {
+		for _, fn := range fns {
+			fn(node, routes)
+		}
+	})
+}
+
+func (c *Cluster) fireChange(v bool) {
+	c.cbMu.Lock()
+	fns := c.changeFns
+	c.cbMu.Unlock()
+	c.log.Info("cluster clustered changed", "clustered", v)
+	c.emit(func() {
+		for _, fn := range fns {
+			fn(v)
+		}
+	})
+}
+
+func (c *Cluster) eventLoop() {
+	for {
+		select {
+		case f := <-c.events:
+			f()
+		case <-c.stop:
+			// Run what is queued so callers see every transition.
+			for {
+				select {
+				case f := <-c.events:
+					f()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (c *Cluster) goFunc(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+func (c *Cluster) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// UpdateSelf changes what this node publishes at the next heartbeat.
+func (c *Cluster) UpdateSelf(fn func(m *cluster.Member)) {
+	c.selfMu.Lock()
+	defer c.selfMu.Unlock()
+	m := copyMember(c.self)
+	fn(&m)
+	m.Name, m.Started, m.LinkAddr = c.self.Name, c.self.Started, c.self.LinkAddr
+	c.self = m
+}
+
+func (c *Cluster) selfMember() cluster.Member {
+	c.selfMu.Lock()
+	defer c.selfMu.Unlock()
+	return copyMember(c.self)
+}
+
+// Members returns the live, clustered members, this node first.
+func (c *Cluster) Members(ctx context.Context) ([]cluster.Member, error) {
+	out := []cluster.Member{c.selfMember()}
+	if !c.clustered.Load() {
+		return out, nil
+	}
+	c.viewMu.RLock()
+	for _, r := range c.view {
+		out = append(out, copyMember(r.Member))
+	}
+	c.viewMu.RUnlock()
+	sortMembers(out[1:])
+	return out, nil
+}
+
+// Send delivers a one-way message to node's handler for kind. To this
+// node it runs the handler in the caller's goroutine.
+func (c *Cluster) Send(ctx context.Context, node, kind string, payload []byte) error {
+	if node == c.name {
+		_, err := c.callLocal(ctx, kind, payload)
+		return err
+	}
+	addr, err := c.linkOf(node)
+	if err != nil {
+		return err
+	}
+	return c.links.Send(ctx, node, addr, kind, payload)
+}
+
+// Call sends a request to node and waits for the reply.
+func (c *Cluster) Call(ctx context.Context, node, kind string, payload []byte) ([]byte, error) {
+	if node == c.name {
+		return c.callLocal(ctx, kind, payload)
+	}
+	addr, err := c.linkOf(node)
+	if err != nil {
+		return nil, err
+	}
+	return c.links.Call(ctx, node, addr, kind, payload)
+}
+
+func (c *Cluster) callLocal(ctx context.Context, kind string, payload []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h := c.handler(kind)
+	if h == nil {
+		return nil, fmt.Errorf("cluster/hazelcast: kind %q: %w", kind, cluster.ErrNoHandler)
+	}
+	return h(ctx, c.name, payload)
+}
+
+func (c *Cluster) linkOf(node string) (string, error) {
+	if !c.clustered.Load() {
+		return "", fmt.Errorf("cluster/hazelcast: %q: not clustered: %w", node, cluster.ErrNodeGone)
+	}
+	c.viewMu.RLock()
+	r, ok := c.view[node]
+	c.viewMu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("cluster/hazelcast: %q is not a live member: %w", node, cluster.ErrNodeGone)
+	}
+	return r.LinkAddr, nil
+}
+
+// advertise picks the link address other nodes dial.
+func advertise(configured string, bound net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	ta, ok := bound.(*net.TCPAddr)
+	if !ok {
+		return bound.String()
+	}
+	if ta.IP != nil && !ta.IP.IsUnspecified() {
+		return ta.String()
+	}
+	// Bound to all interfaces: the first non-loopback address.
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return net.JoinHostPort(ipn.IP.String(), strconv.Itoa(ta.Port))
+		}
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
+}

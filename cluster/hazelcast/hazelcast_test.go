@@ -1,0 +1,578 @@
+package hazelcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/storage"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hztest.StopShared()
+	os.Exit(code)
+}
+
+func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(poll)
+	}
+}
+
+// memProps is an in-memory storage.Properties.
+type memProps struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (p *memProps) GetProperty(ctx context.Context, name string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.m[name]
+	if !ok {
+		return "", storage.ErrNotFound
+	}
+	return v, nil
+}
+
+func (p *memProps) SetProperty(ctx context.Context, name, value string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	p.m[name] = value
+	return nil
+}
+
+func (p *memProps) DeleteProperty(ctx context.Context, name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, name)
+	return nil
+}
+
+func (p *memProps) ListProperties(ctx context.Context) (map[string]string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]string{}
+	for k, v := range p.m {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// events records a node's callbacks.
+type events struct {
+	mu      sync.Mutex
+	down    map[string][][]cluster.Route
+	changes []bool
+	lost    []string
+}
+
+func (e *events) downs(node string) [][]cluster.Route {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.down[node])
+}
+
+func (e *events) lastChange() (bool, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.changes) == 0 {
+		return false, 0
+	}
+	return e.changes[len(e.changes)-1], len(e.changes)
+}
+
+type node struct {
+	*Cluster
+	ev *events
+}
+
+type nodeOpt struct {
+	secret string
+	props  storage.Properties
+	addrs  []string
+}
+
+func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterConfig {
+	return conf.ClusterConfig{
+		Hazelcast:            addrs,
+		HazelcastClusterName: clusterName,
+		NodeName:             name,
+		Listen:               "127.0.0.1:0",
+		Secret:               secret,
+		StartupRetries:       2,
+		StartupRetryInterval: 3 * time.Second,
+		OperationTimeout:     3 * time.Second,
+		HeartbeatInterval:    200 * time.Millisecond,
+		NodeTTL:              1500 * time.Millisecond,
+	}
+}
+
+func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *node {
+	t.Helper()
+	if o.secret == "" {
+		o.secret = "s3cret"
+	}
+	if o.addrs == nil {
+		o.addrs = []string{m.Addr()}
+	}
+	c, err := NewWithOptions(Options{
+		Cluster:    testConfig(o.addrs, m.ClusterName, name, o.secret),
+		Properties: o.props,
+		Prefix:     prefix,
+		SwitchPoll: 100 * time.Millisecond,
+		SweepEvery: 5,
+		Version:    "test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{Cluster: c, ev: &events{down: map[string][][]cluster.Route{}}}
+	c.OnNodeDown(func(node string, routes []cluster.Route) {
+		n.ev.mu.Lock()
+		n.ev.down[node] = append(n.ev.down[node], routes)
+		n.ev.mu.Unlock()
+	})
+	c.OnClusteredChange(func(v bool) {
+		n.ev.mu.Lock()
+		n.ev.changes = append(n.ev.changes, v)
+		n.ev.mu.Unlock()
+	})
+	c.OnUndelivered(func(node, kind string, p []byte) {
+		n.ev.mu.Lock()
+		n.ev.lost = append(n.ev.lost, node+"/"+kind)
+		n.ev.mu.Unlock()
+	})
+	c.Handle("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		return []byte(name + "<" + from + ":" + string(p)), nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.Stop(ctx)
+	})
+	return n
+}
+
+// crash stops a node the way SIGKILL would: no goodbye, its Hazelcast
+// entries stay until they expire or the survivors remove them.
+func (c *Cluster) crash() {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.wg.Wait()
+	c.clustered.Store(false)
+	if o := c.objs(); o != nil {
+		_ = o.client.Shutdown(context.Background())
+		c.hzMu.Lock()
+		c.hzObjs = nil
+		c.hzMu.Unlock()
+	}
+	c.links.Close()
+}
+
+func prefix(t testing.TB) string {
+	return strings.NewReplacer("/", ".", " ", "_").Replace(t.Name()) + "."
+}
+
+func names(ms []cluster.Member) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func waitMembers(t testing.TB, want []string, nodes ...*node) {
+	t.Helper()
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		for _, n := range nodes {
+			ms, err := n.Members(context.Background())
+			if err != nil {
+				return err
+			}
+			if got := names(ms); !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("%s sees members %v, want %v", n.NodeName(), got, want)
+			}
+		}
+		return nil
+	})
+}
+
+func TestMembership(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	c := startNode(t, m, p, "c", nodeOpt{})
+	all := []*node{a, b, c}
+	for _, n := range all {
+		if !n.Clustered() {
+			t.Fatalf("%s not clustered after Start", n.NodeName())
+		}
+	}
+	waitMembers(t, []string{"a", "b", "c"}, all...)
+	if !a.Senior() || b.Senior() || c.Senior() {
+		t.Fatalf("senior: a %v b %v c %v, want only a", a.Senior(), b.Senior(), c.Senior())
+	}
+	b.UpdateSelf(func(mb *cluster.Member) { mb.Sessions = 7; mb.Draining = true })
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		ms, _ := c.Members(context.Background())
+		for _, mb := range ms {
+			if mb.Name == "b" && mb.Sessions == 7 && mb.Draining && mb.Version == "test" && mb.LinkAddr == b.LinkAddr() {
+				return nil
+			}
+		}
+		return fmt.Errorf("c does not see b's update: %+v", ms)
+	})
+	// a leaves gracefully: b becomes senior, and the others see a down.
+	if err := a.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, []string{"b", "c"}, b, c)
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if !b.Senior() || c.Senior() {
+			return fmt.Errorf("senior after a left: b %v c %v", b.Senior(), c.Senior())
+		}
+		if len(b.ev.downs("a")) != 1 || len(c.ev.downs("a")) != 1 {
+			return fmt.Errorf("down events for a: b %d c %d", len(b.ev.downs("a")), len(c.ev.downs("a")))
+		}
+		return nil
+	})
+}
+
+func TestRoutesAndLinks(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	c := startNode(t, m, p, "c", nodeOpt{})
+	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
+	ctx := context.Background()
+
+	steps := []struct {
+		name string
+		do   func() error
+		want []cluster.Route
+	}{
+		{"none", nil, nil},
+		{"a puts", func() error {
+			return a.PutRoute(ctx, cluster.Route{JID: "u@x/r1", Priority: 5, Available: true, Flags: cluster.FlagCarbons})
+		}, []cluster.Route{{JID: "u@x/r1", Node: "a", Priority: 5, Available: true, Flags: cluster.FlagCarbons}}},
+		{"b puts", func() error {
+			return b.PutRoute(ctx, cluster.Route{JID: "u@x/r2", Priority: -1})
+		}, []cluster.Route{
+			{JID: "u@x/r1", Node: "a", Priority: 5, Available: true, Flags: cluster.FlagCarbons},
+			{JID: "u@x/r2", Node: "b", Priority: -1},
+		}},
+		{"other user", func() error {
+			return c.PutRoute(ctx, cluster.Route{JID: "v@x/r"})
+		}, []cluster.Route{
+			{JID: "u@x/r1", Node: "a", Priority: 5, Available: true, Flags: cluster.FlagCarbons},
+			{JID: "u@x/r2", Node: "b", Priority: -1},
+		}},
+		{"a updates", func() error {
+			return a.PutRoute(ctx, cluster.Route{JID: "u@x/r1", Priority: 1})
+		}, []cluster.Route{
+			{JID: "u@x/r1", Node: "a", Priority: 1},
+			{JID: "u@x/r2", Node: "b", Priority: -1},
+		}},
+		{"b deletes", func() error { return b.DeleteRoute(ctx, "u@x/r2") },
+			[]cluster.Route{{JID: "u@x/r1", Node: "a", Priority: 1}}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.do != nil {
+				if err := s.do(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range []*node{a, b, c} {
+				got, err := n.Routes(ctx, "u@x")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(got, s.want) {
+					t.Fatalf("%s: Routes = %+v, want %+v", n.NodeName(), got, s.want)
+				}
+			}
+		})
+	}
+
+	t.Run("call and send", func(t *testing.T) {
+		got := make(chan string, 1)
+		c.Handle("note", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+			got <- from + ":" + string(p)
+			return nil, nil
+		})
+		reply, err := a.Call(ctx, "c", "echo", []byte("hi"))
+		if err != nil || string(reply) != "c<a:hi" {
+			t.Fatalf("Call = %q, %v", reply, err)
+		}
+		reply, err = a.Call(ctx, "a", "echo", []byte("me"))
+		if err != nil || string(reply) != "a<a:me" {
+			t.Fatalf("Call to self = %q, %v", reply, err)
+		}
+		if err := b.Send(ctx, "c", "note", []byte("yo")); err != nil {
+			t.Fatal(err)
+		}
+		if s := <-got; s != "b:yo" {
+			t.Fatalf("c got %q", s)
+		}
+		if _, err := a.Call(ctx, "c", "nope", nil); !errors.Is(err, cluster.ErrNoHandler) {
+			t.Fatalf("unknown kind: %v", err)
+		}
+		if err := a.Send(ctx, "zz", "note", nil); !errors.Is(err, cluster.ErrNodeGone) {
+			t.Fatalf("unknown node: %v", err)
+		}
+	})
+
+	t.Run("wrong secret refused", func(t *testing.T) {
+		d := startNode(t, m, p, "d", nodeOpt{secret: "other"})
+		waitMembers(t, []string{"a", "b", "c", "d"}, a, d)
+		if _, err := a.Call(ctx, "d", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
+			t.Fatalf("a→d with a different secret: %v", err)
+		}
+		if _, err := d.Call(ctx, "b", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
+			t.Fatalf("d→b with a different secret: %v", err)
+		}
+	})
+}
+
+func TestNodeKilled(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	k := startNode(t, m, p, "k", nodeOpt{})
+	waitMembers(t, []string{"a", "b", "k"}, a, b, k)
+	ctx := context.Background()
+	want := []cluster.Route{
+		{JID: "u@x/k1", Node: "k", Priority: 1, Available: true},
+		{JID: "w@x/k2", Node: "k"},
+	}
+	for _, r := range want {
+		if err := k.PutRoute(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.PutRoute(ctx, cluster.Route{JID: "u@x/a1"}); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ := b.Routes(ctx, "u@x")
+	if len(rs) != 2 {
+		t.Fatalf("b sees %+v before the crash", rs)
+	}
+	start := time.Now()
+	k.crash()
+	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			d := n.ev.downs("k")
+			if len(d) != 1 {
+				return fmt.Errorf("%s: %d down events for k", n.NodeName(), len(d))
+			}
+			if !reflect.DeepEqual(d[0], want) {
+				return fmt.Errorf("%s: down routes %+v, want %+v", n.NodeName(), d[0], want)
+			}
+		}
+		return nil
+	})
+	t.Logf("survivors handled the crash after %v (TTL %v)", time.Since(start), a.cc.NodeTTL)
+	for _, n := range []*node{a, b} {
+		rs, err := n.Routes(ctx, "u@x")
+		if err != nil || len(rs) != 1 || rs[0].Node != "a" {
+			t.Fatalf("%s: Routes after crash = %+v, %v", n.NodeName(), rs, err)
+		}
+		if err := n.Send(ctx, "k", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
+			t.Fatalf("%s: Send to the dead node: %v", n.NodeName(), err)
+		}
+	}
+	// The routes are gone from Hazelcast itself, not just filtered.
+	o := a.objs()
+	vals, err := o.routes.GetValues(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vals {
+		var rr routeRecord
+		if fromValue(v, &rr) == nil && rr.Node == "k" {
+			t.Fatalf("route of k left in Hazelcast: %+v", rr)
+		}
+	}
+}
+
+func TestSwitch(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	props := &memProps{}
+	a := startNode(t, m, p, "a", nodeOpt{props: props})
+	b := startNode(t, m, p, "b", nodeOpt{props: props})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	if err := b.PutRoute(ctx, cluster.Route{JID: "u@x/b1", Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutRoute(ctx, cluster.Route{JID: "u@x/a1"}); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := a.Routes(ctx, "u@x"); len(rs) != 2 {
+		t.Fatalf("a sees %+v", rs)
+	}
+
+	_ = props.SetProperty(ctx, SwitchProperty, "false")
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			if n.Clustered() {
+				return fmt.Errorf("%s still clustered", n.NodeName())
+			}
+			if v, _ := n.ev.lastChange(); v {
+				return fmt.Errorf("%s: no OnClusteredChange(false)", n.NodeName())
+			}
+		}
+		return nil
+	})
+	rs, _ := a.Routes(ctx, "u@x")
+	if !reflect.DeepEqual(rs, []cluster.Route{{JID: "u@x/a1", Node: "a"}}) {
+		t.Fatalf("disabled a sees %+v", rs)
+	}
+	if err := a.Send(ctx, "b", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("disabled Send: %v", err)
+	}
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		d := a.ev.downs("b")
+		if len(d) == 0 {
+			return errors.New("a got no down event for b")
+		}
+		if !reflect.DeepEqual(d[len(d)-1], []cluster.Route{{JID: "u@x/b1", Node: "b", Available: true}}) {
+			return fmt.Errorf("a's down event for b: %+v", d)
+		}
+		return nil
+	})
+	// While disabled b's session ends and another starts: only its local
+	// index changes; on enable Hazelcast must match it.
+	_ = b.DeleteRoute(ctx, "u@x/b1")
+	_ = b.PutRoute(ctx, cluster.Route{JID: "u@x/b2", Priority: 3})
+
+	_ = props.SetProperty(ctx, SwitchProperty, "true")
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			if !n.Clustered() {
+				return fmt.Errorf("%s not clustered again", n.NodeName())
+			}
+		}
+		rs, err := a.Routes(ctx, "u@x")
+		want := []cluster.Route{{JID: "u@x/a1", Node: "a"}, {JID: "u@x/b2", Node: "b", Priority: 3}}
+		if err != nil || !reflect.DeepEqual(rs, want) {
+			return fmt.Errorf("a sees %+v, %v; want %+v", rs, err, want)
+		}
+		return nil
+	})
+	if _, err := a.Call(ctx, "b", "echo", []byte("back")); err != nil {
+		t.Fatalf("Call after re-enable: %v", err)
+	}
+}
+
+func TestMemberRestart(t *testing.T) {
+	m := hztest.StartMember(t, "aviary-restart")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	for i := range 50 {
+		if err := a.PutRoute(ctx, cluster.Route{JID: fmt.Sprintf("u%d@x/a", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = b.PutRoute(ctx, cluster.Route{JID: "u0@x/b"})
+	m.Restart(t)
+	// Both notice, reconnect, re-register and republish.
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			v, cnt := n.ev.lastChange()
+			if !v || cnt < 3 || !n.Clustered() {
+				return fmt.Errorf("%s: clustered %v after %d changes", n.NodeName(), v, cnt)
+			}
+		}
+		rs, err := b.Routes(ctx, "u0@x")
+		if err != nil || len(rs) != 2 {
+			return fmt.Errorf("b sees %+v, %v", rs, err)
+		}
+		rs, err = b.Routes(ctx, "u49@x")
+		if err != nil || len(rs) != 1 || rs[0].Node != "a" {
+			return fmt.Errorf("b sees %+v, %v", rs, err)
+		}
+		return nil
+	})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	if _, err := b.Call(ctx, "a", "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHazelcastUnreachable(t *testing.T) {
+	if _, err := hztest.Jar(); err != nil {
+		hztest.Unavailable(t, err)
+	}
+	c, err := NewWithOptions(Options{
+		Cluster: func() conf.ClusterConfig {
+			cc := testConfig([]string{"127.0.0.1:1"}, "nobody", "lonely", "s")
+			cc.StartupRetries = 1
+			cc.StartupRetryInterval = 500 * time.Millisecond
+			return cc
+		}(),
+		Prefix: prefix(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(ctx)
+	if c.Clustered() || !c.Senior() {
+		t.Fatalf("clustered %v senior %v", c.Clustered(), c.Senior())
+	}
+	if err := c.PutRoute(ctx, cluster.Route{JID: "u@x/r"}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c.Routes(ctx, "u@x")
+	if err != nil || len(rs) != 1 || rs[0].Node != "lonely" {
+		t.Fatalf("Routes = %+v, %v", rs, err)
+	}
+	c.Handle("k", func(ctx context.Context, from string, p []byte) ([]byte, error) { return p, nil })
+	if r, err := c.Call(ctx, "lonely", "k", []byte("x")); err != nil || string(r) != "x" {
+		t.Fatalf("Call self = %q, %v", r, err)
+	}
+	if err := c.Send(ctx, "other", "k", nil); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("Send to other: %v", err)
+	}
+}

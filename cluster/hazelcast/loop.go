@@ -1,0 +1,465 @@
+package hazelcast
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hazelcast/hazelcast-go-client/aggregate"
+	"github.com/hazelcast/hazelcast-go-client/predicate"
+
+	"github.com/aviary-im/aviary/cluster"
+)
+
+// downTTL is how long the record of a dead incarnation's routes is kept
+// for survivors that notice it late.
+const downTTL = 10 * time.Minute
+
+// Start listens for links, reads the switch, connects to Hazelcast
+// (cluster.startup_retries attempts of cluster.startup_retry_interval
+// each; after that the node runs alone and keeps trying in the
+// background) and, when the switch is on, registers and publishes routes
+// before returning. Register handlers before Start.
+func (c *Cluster) Start(ctx context.Context) error {
+	addr, err := c.links.Listen(c.cc.Listen)
+	if err != nil {
+		return fmt.Errorf("cluster/hazelcast: %w", err)
+	}
+	c.linkAddr = advertise(c.cc.Advertise, addr)
+	c.selfMu.Lock()
+	c.self.LinkAddr = c.linkAddr
+	c.selfMu.Unlock()
+	c.newIncarnation()
+	if c.o.Properties != nil {
+		if v, err := c.readSwitch(ctx); err != nil {
+			c.log.Warn("cluster switch unreadable; assuming enabled", "err", err)
+		} else {
+			c.enabled.Store(v)
+		}
+	}
+	for i := 1; i <= c.cc.StartupRetries; i++ {
+		if err = c.connect(ctx, c.cc.StartupRetryInterval); err == nil {
+			break
+		}
+		c.log.Warn("cluster hazelcast unreachable", "attempt", i, "of", c.cc.StartupRetries, "err", err)
+		if ctx.Err() != nil {
+			c.links.Close()
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		c.log.Error("cluster running alone; will keep trying Hazelcast", "err", err)
+	}
+	c.lastTry = time.Now()
+	c.tick(ctx)
+	c.goFunc(c.eventLoop)
+	c.goFunc(c.loop)
+	if c.o.Properties != nil {
+		c.goFunc(c.switchLoop)
+	}
+	return nil
+}
+
+// Stop leaves the cluster: it deletes this node's routes and membership,
+// closes the Hazelcast client and the links.
+func (c *Cluster) Stop(ctx context.Context) error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	c.wg.Wait()
+	c.stopWriteThrough()
+	c.clustered.Store(false)
+	var errs []error
+	if o := c.objs(); o != nil {
+		if c.hzUp.Load() {
+			octx, cancel := c.opCtx(ctx)
+			if err := o.routes.RemoveAll(octx, predicate.Equal("inc", c.incarnation())); err != nil {
+				errs = append(errs, err)
+			}
+			if err := o.members.Delete(octx, c.name); err != nil {
+				errs = append(errs, err)
+			}
+			cancel()
+		}
+		if err := o.client.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		c.hzMu.Lock()
+		c.hzObjs = nil
+		c.hzMu.Unlock()
+	}
+	c.links.Close()
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) incarnation() string {
+	c.selfMu.Lock()
+	defer c.selfMu.Unlock()
+	return c.inc
+}
+
+func (c *Cluster) newIncarnation() {
+	c.selfMu.Lock()
+	c.inc = c.name + "#" + strconv.FormatInt(time.Now().UnixNano(), 10)
+	c.selfMu.Unlock()
+}
+
+func (c *Cluster) loop() {
+	t := time.NewTicker(c.cc.HeartbeatInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+		c.tick(ctx)
+	}
+}
+
+// tick is one step of the state machine; only the loop (and Start, before
+// the loop exists) runs it.
+func (c *Cluster) tick(ctx context.Context) {
+	o := c.objs()
+	connected := o != nil && c.hzUp.Load()
+	want := c.enabled.Load()
+	if !connected {
+		if c.clustered.Load() {
+			c.leave(ctx, nil)
+		}
+		c.senior.Store(true)
+		if o == nil && time.Since(c.lastTry) >= c.cc.StartupRetryInterval {
+			c.lastTry = time.Now()
+			if err := c.connect(ctx, c.cc.StartupRetryInterval); err != nil {
+				c.log.Debug("cluster hazelcast still unreachable", "err", err)
+			} else {
+				c.wake()
+			}
+		}
+		return
+	}
+	fresh, err := c.heartbeat(ctx, o, want)
+	if err != nil {
+		c.log.Warn("cluster heartbeat failed", "err", err)
+		return
+	}
+	if fresh && c.clustered.Load() {
+		// Our entry was gone: Hazelcast lost its data or the others took
+		// us for dead and removed our routes. Start over.
+		c.log.Warn("cluster membership entry was gone; re-registering")
+		c.leave(ctx, nil)
+	}
+	if !want {
+		if c.clustered.Load() {
+			c.leave(ctx, o)
+		}
+		c.pollMembers(ctx, o, false)
+		return
+	}
+	if !c.clustered.Load() {
+		octx, cancel := c.opCtx(ctx)
+		err := c.ensureIndexes(octx, o)
+		cancel()
+		if err == nil {
+			err = c.reconcile(ctx, o)
+		}
+		if err != nil {
+			c.log.Warn("cluster join failed; will retry", "err", err)
+			return
+		}
+		c.pollMembers(ctx, o, false)
+		c.clustered.Store(true)
+		c.fireChange(true)
+		c.ticks = 0
+	} else {
+		c.pollMembers(ctx, o, true)
+		c.flushPending(ctx)
+	}
+	if c.senior.Load() && c.ticks%c.o.SweepEvery == 0 {
+		c.sweep(ctx, o)
+	}
+	c.ticks++
+}
+
+// heartbeat writes this node's entry with the TTL. fresh reports that the
+// entry was absent: first registration, or the entry was lost, in which
+// case the node takes a new incarnation.
+func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs, clustered bool) (fresh bool, err error) {
+	octx, cancel := c.opCtx(ctx)
+	defer cancel()
+	put := func() (any, error) {
+		m := c.selfMember()
+		m.Seen = time.Now().UTC()
+		v, err := toJSON(memberRecord{Member: m, Inc: c.incarnation(), Clustered: clustered})
+		if err != nil {
+			return nil, err
+		}
+		return o.members.PutWithTTL(octx, c.name, v, c.cc.NodeTTL)
+	}
+	old, err := put()
+	if err != nil {
+		return false, err
+	}
+	if old != nil {
+		var mr memberRecord
+		if fromValue(old, &mr) == nil && mr.Inc != c.incarnation() {
+			c.log.Error("cluster another node uses this node's name", "inc", mr.Inc)
+		}
+		return false, nil
+	}
+	if c.registered {
+		c.newIncarnation()
+		if _, err := put(); err != nil {
+			return true, err
+		}
+	}
+	c.registered = true
+	return true, nil
+}
+
+// leave stops sharing routes. With o, it first reads the other nodes'
+// routes so OnNodeDown can carry them (the switch was turned off); without
+// (Hazelcast lost) the callbacks get no routes.
+func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
+	byNode := map[string][]cluster.Route{}
+	prev := c.prevView
+	if o != nil && len(prev) > 0 {
+		octx, cancel := c.opCtx(ctx)
+		vals, err := o.routes.GetValuesWithPredicate(octx, predicate.NotEqual("node", c.name))
+		cancel()
+		if err != nil {
+			c.log.Warn("cluster could not read other nodes' routes", "err", err)
+		}
+		for _, v := range vals {
+			var rr routeRecord
+			if fromValue(v, &rr) == nil {
+				if m, ok := prev[rr.Node]; ok && m.Inc == rr.Inc {
+					byNode[rr.Node] = append(byNode[rr.Node], rr.Route)
+				}
+			}
+		}
+	}
+	c.stopWriteThrough()
+	c.clustered.Store(false)
+	c.prevView = map[string]memberRecord{}
+	c.setView(map[string]memberRecord{})
+	c.senior.Store(true)
+	for name := range prev {
+		c.links.Forget(name)
+	}
+	c.fireChange(false)
+	for name := range prev {
+		rs := byNode[name]
+		sortRoutes(rs)
+		c.fireDown(name, rs)
+	}
+}
+
+func (c *Cluster) setView(v map[string]memberRecord) {
+	c.viewMu.Lock()
+	c.view = v
+	c.viewMu.Unlock()
+}
+
+// pollMembers reads the member map, recomputes seniority and the visible
+// set, and with events handles nodes that left it.
+func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
+	octx, cancel := c.opCtx(ctx)
+	defer cancel()
+	entries, err := o.members.GetEntrySet(octx)
+	if err != nil {
+		c.log.Warn("cluster member poll failed", "err", err)
+		return
+	}
+	now := time.Now()
+	self := c.selfMember()
+	alive := map[string]memberRecord{}
+	for _, e := range entries {
+		name, _ := e.Key.(string)
+		if name == "" || name == c.name {
+			continue
+		}
+		var mr memberRecord
+		if err := fromValue(e.Value, &mr); err != nil || mr.Name != name {
+			continue
+		}
+		// Our own clock decides staleness: a Seen value that stopped
+		// changing for NodeTTL is dead even if the entry lingers.
+		sm, ok := c.seen[name]
+		if !ok || !sm.seen.Equal(mr.Seen) {
+			c.seen[name] = seenMark{seen: mr.Seen, local: now}
+		} else if now.Sub(sm.local) > c.cc.NodeTTL {
+			continue
+		}
+		alive[name] = mr
+	}
+	for name := range c.seen {
+		if _, ok := alive[name]; !ok {
+			delete(c.seen, name)
+		}
+	}
+	senior := true
+	for _, mr := range alive {
+		if older(mr.Member, self) {
+			senior = false
+		}
+	}
+	c.senior.Store(senior)
+	visible := map[string]memberRecord{}
+	if c.enabled.Load() {
+		for name, mr := range alive {
+			if mr.Clustered {
+				visible[name] = mr
+			}
+		}
+	}
+	if events {
+		for name, old := range c.prevView {
+			if cur, ok := visible[name]; ok && cur.Inc == old.Inc {
+				continue
+			}
+			c.links.Forget(name)
+			if cur, ok := alive[name]; ok && cur.Inc == old.Inc {
+				// Alive with its switch off: gone from our view, routes
+				// left in place for it to reconcile.
+				rs, err := c.routesOfInc(octx, o, old.Inc)
+				if err != nil {
+					c.log.Warn("cluster could not read routes", "node", name, "err", err)
+				}
+				c.fireDown(name, rs)
+				continue
+			}
+			c.handleDead(ctx, o, old.Inc)
+		}
+	}
+	c.prevView = visible
+	c.setView(visible)
+	for inc := range c.retryDead {
+		c.handleDead(ctx, o, inc)
+	}
+	for inc, at := range c.handled {
+		if now.Sub(at) > downTTL {
+			delete(c.handled, inc)
+		}
+	}
+}
+
+// handleDead removes a dead incarnation's routes and runs OnNodeDown with
+// them, once per survivor. The first survivor to get there records the
+// routes under Prefix+"down"[inc] (PutIfAbsent), so survivors that look
+// after the removal still learn them; removal is idempotent.
+func (c *Cluster) handleDead(ctx context.Context, o *hzObjs, inc string) {
+	if _, done := c.handled[inc]; done {
+		delete(c.retryDead, inc)
+		return
+	}
+	octx, cancel := context.WithTimeout(ctx, 2*c.cc.OperationTimeout)
+	defer cancel()
+	routes, err := c.claimDead(octx, o, inc)
+	if err == nil {
+		err = o.routes.RemoveAll(octx, predicate.Equal("inc", inc))
+	}
+	if err != nil {
+		c.log.Warn("cluster dead node cleanup failed; will retry", "inc", inc, "err", err)
+		c.retryDead[inc] = struct{}{}
+		return
+	}
+	delete(c.retryDead, inc)
+	c.handled[inc] = time.Now()
+	c.fireDown(incName(inc), routes)
+}
+
+func (c *Cluster) claimDead(ctx context.Context, o *hzObjs, inc string) ([]cluster.Route, error) {
+	var routes []cluster.Route
+	v, err := o.down.Get(ctx, inc)
+	if err != nil {
+		return nil, err
+	}
+	if v != nil {
+		return routes, fromValue(v, &routes)
+	}
+	if routes, err = c.routesOfInc(ctx, o, inc); err != nil {
+		return nil, err
+	}
+	j, err := toJSON(routes)
+	if err != nil {
+		return nil, err
+	}
+	old, err := o.down.PutIfAbsentWithTTL(ctx, inc, j, downTTL)
+	if err != nil {
+		return nil, err
+	}
+	if old != nil {
+		routes = nil
+		return routes, fromValue(old, &routes)
+	}
+	return routes, nil
+}
+
+// sweep (senior only) finds routes of incarnations that are not members
+// on two sweeps in a row, such as a node that died while every other node
+// was away, and cleans them up as dead.
+func (c *Cluster) sweep(ctx context.Context, o *hzObjs) {
+	octx, cancel := c.opCtx(ctx)
+	res, err := o.routes.Aggregate(octx, aggregate.DistinctValues("inc"))
+	if err != nil {
+		cancel()
+		c.log.Warn("cluster orphan sweep failed", "err", err)
+		return
+	}
+	entries, err := o.members.GetEntrySet(octx)
+	cancel()
+	if err != nil {
+		return
+	}
+	live := map[string]bool{c.incarnation(): true}
+	for _, e := range entries {
+		var mr memberRecord
+		if fromValue(e.Value, &mr) == nil {
+			live[mr.Inc] = true
+		}
+	}
+	seen := map[string]bool{}
+	for _, v := range distinct(res) {
+		inc, ok := v.(string)
+		if !ok || live[inc] {
+			continue
+		}
+		seen[inc] = true
+		c.orphans[inc]++
+		if c.orphans[inc] >= 2 {
+			c.log.Info("cluster orphaned routes", "inc", inc)
+			delete(c.handled, inc) // a later death of the same incarnation
+			c.handleDead(ctx, o, inc)
+		}
+	}
+	for inc := range c.orphans {
+		if !seen[inc] {
+			delete(c.orphans, inc)
+		}
+	}
+}
+
+func distinct(res any) []any {
+	switch x := res.(type) {
+	case []any:
+		return x
+	case map[any]struct{}:
+		out := make([]any, 0, len(x))
+		for k := range x {
+			out = append(out, k)
+		}
+		return out
+	case nil:
+		return nil
+	default:
+		return []any{x}
+	}
+}
