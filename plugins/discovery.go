@@ -69,7 +69,7 @@ type PreAuthIQHandler interface {
 func (m *Manager) Identities() []Identity {
 	var out []Identity
 	seen := map[Identity]bool{}
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if di, ok := p.(DiscoIdentities); ok {
 			for _, id := range di.DiscoIdentities() {
 				if !seen[id] {
@@ -85,7 +85,7 @@ func (m *Manager) Identities() []Identity {
 // DiscoItems returns every plugin's items for the server's disco#items.
 func (m *Manager) DiscoItems(ctx context.Context, from string) []DiscoItem {
 	var out []DiscoItem
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if di, ok := p.(DiscoItems); ok {
 			out = append(out, di.DiscoItems(ctx, from)...)
 		}
@@ -95,7 +95,7 @@ func (m *Manager) DiscoItems(ctx context.Context, from string) []DiscoItem {
 
 // DiscoNodeInfo asks the plugins for disco#info on a node of the server.
 func (m *Manager) DiscoNodeInfo(ctx context.Context, from, node string) ([]Identity, []string, bool) {
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if dn, ok := p.(DiscoNodes); ok {
 			if ids, feats, ok := dn.DiscoNodeInfo(ctx, from, node); ok {
 				return ids, feats, true
@@ -107,7 +107,7 @@ func (m *Manager) DiscoNodeInfo(ctx context.Context, from, node string) ([]Ident
 
 // DiscoNodeItems asks the plugins for disco#items on a node of the server.
 func (m *Manager) DiscoNodeItems(ctx context.Context, from, node string) ([]DiscoItem, bool) {
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if dn, ok := p.(DiscoNodes); ok {
 			if items, ok := dn.DiscoNodeItems(ctx, from, node); ok {
 				return items, true
@@ -136,7 +136,7 @@ func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element) (reply 
 		return nil, false
 	}
 	ns := payload.NS()
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		h, ok := p.(PreAuthIQHandler)
 		if !ok {
 			continue
@@ -167,7 +167,7 @@ func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element) (reply 
 
 // Plugins returns the running plugins, in start order.
 func (m *Manager) Plugins() []Plugin {
-	return append([]Plugin(nil), m.plugins...)
+	return append([]Plugin(nil), m.list()...)
 }
 
 // SortedUnique returns the strings sorted with duplicates removed; disco

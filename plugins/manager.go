@@ -3,6 +3,8 @@ package plugins
 import (
 	"context"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 
 	"github.com/aviary-im/aviary/wire"
 )
@@ -13,21 +15,81 @@ import (
 //
 // This is the contract; the built-in set and the run-time loader fill it.
 type Manager struct {
-	host    Host
-	log     *slog.Logger
-	plugins []Plugin
+	host Host
+	log  *slog.Logger
+	// plugins is a copy-on-write snapshot: the stanza path reads it without
+	// a lock, and Swap/Remove (third-party plugins loaded at run time)
+	// publish a new slice under mu.
+	plugins atomic.Pointer[[]Plugin]
+	mu      sync.Mutex
 }
 
 // NewManager returns a manager for the given plugins (not yet started).
 func NewManager(host Host, log *slog.Logger, list []Plugin) *Manager {
-	return &Manager{host: host, log: log, plugins: list}
+	m := &Manager{host: host, log: log}
+	m.plugins.Store(&list)
+	return m
+}
+
+// list returns the current plugin snapshot; callers must not modify it.
+func (m *Manager) list() []Plugin { return *m.plugins.Load() }
+
+// Swap installs an already started plugin, atomically replacing the one
+// with the same ID (returned, still running: the caller stops it), or
+// appending it. Stanzas in flight finish on whichever version they started.
+func (m *Manager) Swap(p Plugin) (old Plugin) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.list()
+	next := make([]Plugin, 0, len(cur)+1)
+	for _, x := range cur {
+		if x.ID() == p.ID() {
+			old = x
+			next = append(next, p)
+			continue
+		}
+		next = append(next, x)
+	}
+	if old == nil {
+		next = append(next, p)
+	}
+	m.plugins.Store(&next)
+	return old
+}
+
+// Remove takes the plugin with that ID out (the caller stops it).
+func (m *Manager) Remove(id string) (old Plugin) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur := m.list()
+	next := make([]Plugin, 0, len(cur))
+	for _, x := range cur {
+		if x.ID() == id {
+			old = x
+			continue
+		}
+		next = append(next, x)
+	}
+	m.plugins.Store(&next)
+	return old
+}
+
+// IDs returns the IDs of the running plugins.
+func (m *Manager) IDs() []string {
+	var out []string
+	for _, p := range m.list() {
+		out = append(out, p.ID())
+	}
+	return out
 }
 
 // Start starts every plugin in order. A plugin that fails to start is
 // logged and left out; the node runs without it.
 func (m *Manager) Start(ctx context.Context) error {
-	started := m.plugins[:0]
-	for _, p := range m.plugins {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var started []Plugin
+	for _, p := range m.list() {
 		if ma, ok := p.(ManagerAware); ok {
 			ma.SetManager(m)
 		}
@@ -38,15 +100,16 @@ func (m *Manager) Start(ctx context.Context) error {
 		}
 		started = append(started, p)
 	}
-	m.plugins = started
+	m.plugins.Store(&started)
 	return nil
 }
 
 // Stop stops every plugin in reverse order.
 func (m *Manager) Stop(ctx context.Context) error {
-	for i := len(m.plugins) - 1; i >= 0; i-- {
-		if err := m.plugins[i].Stop(ctx); err != nil {
-			m.log.Warn("plugin stop failed", "plugin", m.plugins[i].ID(), "err", err)
+	list := m.list()
+	for i := len(list) - 1; i >= 0; i-- {
+		if err := list[i].Stop(ctx); err != nil {
+			m.log.Warn("plugin stop failed", "plugin", list[i].ID(), "err", err)
 		}
 	}
 	return nil
@@ -61,7 +124,7 @@ func (m *Manager) HandleIQ(ctx context.Context, iq *IQ, target Target) (reply *w
 		return nil, false
 	}
 	ns := payload.NS()
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		h, ok := p.(IQHandler)
 		if !ok {
 			continue
@@ -85,7 +148,7 @@ func (m *Manager) HandleIQ(ctx context.Context, iq *IQ, target Target) (reply *w
 // Intercept runs the interceptors registered for p, in plugin order, until
 // one returns a verdict other than Continue.
 func (m *Manager) Intercept(ctx context.Context, p Point, st *Stanza) (Verdict, error) {
-	for _, pl := range m.plugins {
+	for _, pl := range m.list() {
 		ic, ok := pl.(Interceptor)
 		if !ok {
 			continue
@@ -106,7 +169,7 @@ func (m *Manager) Intercept(ctx context.Context, p Point, st *Stanza) (Verdict, 
 // StreamFeatures collects every plugin's stream features.
 func (m *Manager) StreamFeatures(authenticated bool) []*wire.Element {
 	var out []*wire.Element
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if sf, ok := p.(StreamFeatures); ok {
 			out = append(out, sf.StreamFeatures(authenticated)...)
 		}
@@ -117,7 +180,7 @@ func (m *Manager) StreamFeatures(authenticated bool) []*wire.Element {
 // DiscoFeatures collects the server's disco#info features.
 func (m *Manager) DiscoFeatures() []string {
 	var out []string
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if df, ok := p.(DiscoFeatures); ok {
 			out = append(out, df.DiscoFeatures()...)
 		}
@@ -128,7 +191,7 @@ func (m *Manager) DiscoFeatures() []string {
 // AccountFeatures collects features of a user's bare JID.
 func (m *Manager) AccountFeatures() []string {
 	var out []string
-	for _, p := range m.plugins {
+	for _, p := range m.list() {
 		if af, ok := p.(AccountFeatures); ok {
 			out = append(out, af.AccountFeatures()...)
 		}
