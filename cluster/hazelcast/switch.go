@@ -10,12 +10,6 @@ import (
 	"github.com/aviary-im/aviary/storage"
 )
 
-// propertyListener is what storage/postgres adds to storage.Properties:
-// LISTEN/NOTIFY pushes of property changes.
-type propertyListener interface {
-	ListenProperty(ctx context.Context, name string, fn func(value string)) error
-}
-
 // ParseSwitch reads a switch value: true/on/yes/1 or false/off/no/0.
 func ParseSwitch(v string) (bool, error) {
 	switch strings.ToLower(strings.TrimSpace(v)) {
@@ -61,10 +55,10 @@ func (c *Cluster) switchLoop() {
 		<-c.stop
 		cancel()
 	}()
-	if pl, ok := c.o.Properties.(propertyListener); ok {
-		if err := pl.ListenProperty(ctx, SwitchProperty, func(string) { c.recheckSwitch() }); err != nil {
-			c.log.Warn("cluster switch: LISTEN failed; polling only", "err", err)
-		}
+	if pl, ok := c.o.Properties.(storage.PropertyListener); ok {
+		// The pushed value is only a hint: storage is re-read below, so
+		// every path (push, topic, poll) applies the same way.
+		c.goFunc(func() { pl.ListenProperty(ctx, SwitchProperty, func(string) { c.recheckSwitch() }) })
 	}
 	t := time.NewTicker(c.o.SwitchPoll)
 	defer t.Stop()
