@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -83,9 +84,12 @@ func (p *Plugin) addUser(ctx context.Context, v map[string][]string) (*wire.Elem
 	if verify, ok := v["password-verify"]; ok && len(verify) > 0 && verify[0] != pw {
 		return nil, wire.ErrNotAcceptable.WithText("the passwords do not match")
 	}
-	if err := p.host.Users().CreateUser(ctx, user, pw); err != nil {
-		if errors.Is(err, storage.ErrExists) {
+	if err := xmpputil.CreateUser(ctx, p.host, user, pw); err != nil {
+		switch err {
+		case wire.ErrConflict:
 			return nil, wire.ErrConflict.WithText("the account already exists")
+		case wire.ErrNotAcceptable:
+			return nil, wire.ErrNotAcceptable.WithText("the username or password is not acceptable")
 		}
 		return nil, err
 	}

@@ -10,6 +10,7 @@ package plugintest
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/sqlite"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -42,10 +44,18 @@ type Host struct {
 
 var _ plugins.Host = (*Host)(nil)
 
-// NewHost returns a fake host for Domain on an in-memory store.
+// NewHost returns a fake host for Domain on the real embedded store
+// (storage/sqlite) in a temporary directory, closed at cleanup.
 func NewHost(t testing.TB) *Host {
-	return NewHostWithStore(t, NewMemStore())
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db"))
+	if err != nil {
+		t.Fatalf("open sqlite store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return NewHostWithStore(t, st)
 }
+
 
 // NewHostWithStore returns a fake host on the given store.
 func NewHostWithStore(t testing.TB, st storage.Store) *Host {

@@ -26,6 +26,7 @@ import (
 	"errors"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -121,9 +122,9 @@ func (p *Plugin) HandlePreAuthIQ(ctx context.Context, iq *plugins.IQ) (*wire.Ele
 		if err != nil {
 			return nil, failWithForm(iq, wire.ErrNotAcceptable)
 		}
-		if err := p.host.Users().CreateUser(ctx, j.Localpart(), password); err != nil {
-			if errors.Is(err, storage.ErrExists) {
-				return nil, wire.ErrConflict
+		if err := xmpputil.CreateUser(ctx, p.host, j.Localpart(), password); err != nil {
+			if err == wire.ErrNotAcceptable {
+				return nil, failWithForm(iq, wire.ErrNotAcceptable)
 			}
 			return nil, err
 		}
@@ -175,11 +176,20 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 }
 
 // remove deletes the account. The result must reach the client before its
-// streams close (XEP-0077 §3.2), so it is routed here, ahead of the
-// closing; the copy the manager then builds finds the session closing and
-// is dropped like any IQ result to a gone resource.
+// streams close (XEP-0077 §3.2) and the user manager closes them as part
+// of the deletion, so the result is routed here first; the copy the
+// manager then builds finds the session closed and is dropped like any IQ
+// result to a gone resource. Should the deletion itself then fail, the
+// client gets that error after the result.
 func (p *Plugin) remove(ctx context.Context, iq *plugins.IQ, from jid.JID) (*wire.Element, error) {
 	user := from.Localpart()
+	if _, err := p.host.Store().GetUser(ctx, user); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, wire.ErrItemNotFound
+		}
+		return nil, err
+	}
+	p.host.Route(ctx, wire.IQResult(iq.Stanza, nil))
 	if err := p.host.Users().DeleteUser(ctx, user); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, wire.ErrItemNotFound
@@ -187,7 +197,6 @@ func (p *Plugin) remove(ctx context.Context, iq *plugins.IQ, from jid.JID) (*wir
 		return nil, err
 	}
 	p.host.Logger().Info("account removed in-band", "user", user)
-	p.host.Route(ctx, wire.IQResult(iq.Stanza, nil))
 	p.host.Users().Kick(ctx, from.Bare().String(), "account removed")
 	return nil, nil
 }

@@ -3,7 +3,12 @@
 package xmpputil
 
 import (
+	"context"
+	"errors"
+
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
 )
 
@@ -63,4 +68,31 @@ func Target(iq *plugins.IQ) string {
 		return Bare(iq.From)
 	}
 	return Bare(iq.Stanza.To())
+}
+
+// CreateUser creates an account through Host.Users() and maps failures to
+// stanza errors: a taken name is conflict (checked in the store first, as
+// user managers need not wrap storage.ErrExists), an unreachable database
+// internal-server-error, anything else (a username or password the user
+// manager refuses) not-acceptable.
+func CreateUser(ctx context.Context, host plugins.Host, username, password string) error {
+	if _, err := host.Store().GetUser(ctx, username); err == nil {
+		return wire.ErrConflict
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	err := host.Users().CreateUser(ctx, username, password)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrExists):
+		return wire.ErrConflict
+	case errors.Is(err, storage.ErrUnavailable):
+		return err
+	}
+	if _, gerr := host.Store().GetUser(ctx, username); gerr == nil {
+		return wire.ErrConflict // lost a race with another registration
+	}
+	host.Logger().Info("account refused", "user", username, "err", err)
+	return wire.ErrNotAcceptable
 }
