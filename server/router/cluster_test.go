@@ -1,0 +1,409 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/aviary-im/aviary/cluster"
+)
+
+// fakeNet joins fake cluster nodes in one process: a shared routing table
+// and synchronous node-to-node calls into the other node's handlers.
+type fakeNet struct {
+	mu     sync.Mutex
+	nodes  map[string]*fakeNode
+	routes map[string]cluster.Route // full JID → route
+	sends  int
+}
+
+type fakeNode struct {
+	net  *fakeNet
+	name string
+
+	// guarded by net.mu
+	handlers    map[string]cluster.HandlerFunc
+	down        bool
+	senior      bool
+	onDown      []func(string, []cluster.Route)
+	onClustered []func(bool)
+}
+
+var _ cluster.Cluster = (*fakeNode)(nil)
+
+func newFakeNet(names ...string) *fakeNet {
+	n := &fakeNet{nodes: map[string]*fakeNode{}, routes: map[string]cluster.Route{}}
+	for i, name := range names {
+		n.nodes[name] = &fakeNode{net: n, name: name, handlers: map[string]cluster.HandlerFunc{}, senior: i == 0}
+	}
+	return n
+}
+
+// kill makes a node vanish without a goodbye: its routes are removed and
+// the survivors' node-down callbacks run.
+func (n *fakeNet) kill(name string) {
+	n.mu.Lock()
+	dead := n.nodes[name]
+	dead.down = true
+	var routes []cluster.Route
+	for k, rt := range n.routes {
+		if rt.Node == name {
+			routes = append(routes, rt)
+			delete(n.routes, k)
+		}
+	}
+	sort.Slice(routes, func(i, j int) bool { return routes[i].JID < routes[j].JID })
+	var fns []func(string, []cluster.Route)
+	for _, node := range n.nodes {
+		if !node.down {
+			fns = append(fns, node.onDown...)
+		}
+	}
+	n.mu.Unlock()
+	for _, fn := range fns {
+		fn(name, routes)
+	}
+}
+
+func (c *fakeNode) NodeName() string                { return c.name }
+func (c *fakeNode) Start(ctx context.Context) error { return nil }
+func (c *fakeNode) Stop(ctx context.Context) error  { return nil }
+func (c *fakeNode) Clustered() bool                 { return true }
+
+func (c *fakeNode) PutRoute(ctx context.Context, r cluster.Route) error {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	if c.down {
+		return cluster.ErrNodeGone
+	}
+	r.Node = c.name
+	c.net.routes[r.JID] = r
+	return nil
+}
+
+// DeleteRoute removes a route only if this node owns it, like the real
+// implementations: a node never deletes another node's entry.
+func (c *fakeNode) DeleteRoute(ctx context.Context, full string) error {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	if rt, ok := c.net.routes[full]; ok && rt.Node == c.name {
+		delete(c.net.routes, full)
+	}
+	return nil
+}
+
+func (c *fakeNode) Routes(ctx context.Context, bare string) ([]cluster.Route, error) {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	var out []cluster.Route
+	for _, rt := range c.net.routes {
+		if cluster.BareJID(rt.JID) == bare {
+			out = append(out, rt)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
+	return out, nil
+}
+
+func (c *fakeNode) Send(ctx context.Context, node, kind string, payload []byte) error {
+	_, err := c.Call(ctx, node, kind, payload)
+	return err
+}
+
+func (c *fakeNode) Call(ctx context.Context, node, kind string, payload []byte) ([]byte, error) {
+	c.net.mu.Lock()
+	c.net.sends++
+	target := c.net.nodes[node]
+	if target == nil || target.down {
+		c.net.mu.Unlock()
+		return nil, fmt.Errorf("fake: %s: %w", node, cluster.ErrNodeGone)
+	}
+	h := target.handlers[kind]
+	c.net.mu.Unlock()
+	if h == nil {
+		return nil, cluster.ErrNoHandler
+	}
+	return h(ctx, c.name, payload)
+}
+
+func (c *fakeNode) Handle(kind string, h cluster.HandlerFunc) {
+	c.net.mu.Lock()
+	c.handlers[kind] = h
+	c.net.mu.Unlock()
+}
+
+func (c *fakeNode) Members(ctx context.Context) ([]cluster.Member, error) { return nil, nil }
+func (c *fakeNode) Senior() bool {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	return c.senior
+}
+func (c *fakeNode) UpdateSelf(fn func(m *cluster.Member)) {}
+func (c *fakeNode) OnNodeDown(fn func(node string, routes []cluster.Route)) {
+	c.net.mu.Lock()
+	c.onDown = append(c.onDown, fn)
+	c.net.mu.Unlock()
+}
+func (c *fakeNode) OnClusteredChange(fn func(clustered bool)) {
+	c.net.mu.Lock()
+	c.onClustered = append(c.onClustered, fn)
+	c.net.mu.Unlock()
+}
+
+// twoNodes returns two routers on one shared store, joined by a fakeNet.
+func twoNodes(t *testing.T) (*env, *env, *fakeNet) {
+	t.Helper()
+	st := openStore(t)
+	n := newFakeNet("node1", "node2")
+	e1 := newEnvWith(t, st, n.nodes["node1"])
+	e2 := newEnvWith(t, st, n.nodes["node2"])
+	e1.user("alice", "bob", "juliet", "romeo")
+	return e1, e2, n
+}
+
+func TestClusterMessages(t *testing.T) {
+	e1, e2, net := twoNodes(t)
+	alice := e1.online("alice", "a", 0)
+	bob := e2.online("bob", "b", 0)
+
+	e1.send(alice, `<message to='bob@example.com' type='chat' id='m1'><body>hi</body></message>`)
+	got := bob.take()
+	wantSigs(t, "bob", got, "message chat alice@example.com/a→bob@example.com")
+	if got[0].ChildText("body", "") != "hi" {
+		t.Fatalf("body lost: %s", got[0])
+	}
+	e2.send(bob, `<message to='alice@example.com/a' type='chat' id='m2'><body>yo</body></message>`)
+	wantSigs(t, "alice", alice.take(), "message chat bob@example.com/b→alice@example.com/a")
+
+	// Highest priority across nodes.
+	b2 := e1.online("bob", "b2", 7)
+	wantSigs(t, "bob sees b2 come online", bob.take(), "presence bob@example.com/b2→bob@example.com")
+	e1.send(alice, `<message to='bob@example.com' type='chat' id='m3'/>`)
+	wantSigs(t, "bob on node2 (lower priority)", bob.take())
+	wantSigs(t, "bob on node1", only("message", b2.take()), "message chat alice@example.com/a→bob@example.com")
+
+	// IQ to a resource on the other node, and the answer back.
+	e1.send(alice, `<iq type='get' id='q' to='bob@example.com/b'><query xmlns='jabber:iq:version'/></iq>`)
+	wantSigs(t, "bob", bob.take(), "iq get alice@example.com/a→bob@example.com/b")
+	e2.send(bob, `<iq type='result' id='q' to='alice@example.com/a'/>`)
+	wantSigs(t, "alice", alice.take(), "iq result bob@example.com/b→alice@example.com/a")
+	if net.sends == 0 {
+		t.Fatal("nothing crossed the cluster link")
+	}
+}
+
+func TestClusterPresenceAndRoster(t *testing.T) {
+	e1, e2, _ := twoNodes(t)
+	alice := e1.online("alice", "a", 0)
+	bob := e2.online("bob", "b", 0)
+	bob2 := e1.online("bob", "b2", 0) // bob on both nodes
+	bob.take()
+
+	e1.send(alice, `<presence type='subscribe' to='bob@example.com'/>`)
+	wantSigs(t, "bob node2", only("presence", bob.take()), "presence subscribe alice@example.com→bob@example.com")
+	wantSigs(t, "bob node1", only("presence", bob2.take()), "presence subscribe alice@example.com→bob@example.com")
+
+	// Bob approves from node2: alice gets subscribed and the presence of
+	// both of bob's resources (the node1 one answered by node1).
+	e2.send(bob, `<presence type='subscribed' to='alice@example.com'/>`)
+	wantSet(t, "alice", only("presence", alice.take()),
+		"presence subscribed bob@example.com→alice@example.com",
+		"presence bob@example.com/b→alice@example.com",
+		"presence bob@example.com/b2→alice@example.com")
+	// The roster push reached bob's interested resources on both nodes.
+	if p := pushItems(bob.take()); len(p) != 1 || p[0].Attr("subscription") != "from" {
+		t.Fatalf("node2 push %v", p)
+	}
+	if p := pushItems(bob2.take()); len(p) != 1 || p[0].Attr("subscription") != "from" {
+		t.Fatalf("node1 push %v", p)
+	}
+
+	// A second alice resource logs in on node2: its probe to bob is
+	// answered by each of bob's nodes.
+	a2 := e2.bind("alice", "a2")
+	e2.send(a2, `<presence/>`)
+	wantSet(t, "alice/a2", only("presence", a2.take()),
+		"presence alice@example.com/a2→alice@example.com",
+		"presence bob@example.com/b→alice@example.com/a2",
+		"presence bob@example.com/b2→alice@example.com/a2")
+	wantSigs(t, "alice/a (own resource on node1)", alice.take(), "presence alice@example.com/a2→alice@example.com")
+
+	// Bob goes away on node2: alice's resources on both nodes see it.
+	e2.r.Unbind(context.Background(), bob, nil)
+	wantSigs(t, "alice/a", alice.take(), "presence unavailable bob@example.com/b→alice@example.com")
+	wantSigs(t, "alice/a2", a2.take(), "presence unavailable bob@example.com/b→alice@example.com")
+}
+
+func TestClusterCarbons(t *testing.T) {
+	e1, e2, _ := twoNodes(t)
+	romeo := e1.online("romeo", "r", 0)
+	ja := e1.online("juliet", "a", 5)
+	jb := e2.online("juliet", "b", 0)
+	if err := e2.r.SetCarbons(context.Background(), "juliet@example.com/b", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.r.SetCarbons(context.Background(), "juliet@example.com/b", true); err == nil {
+		t.Fatal("SetCarbons on the wrong node succeeded")
+	}
+	ja.take()
+	jb.take()
+	e1.send(romeo, `<message to='juliet@example.com' type='chat' id='c'><body>x</body></message>`)
+	wantSigs(t, "juliet/a", ja.take(), "message chat romeo@example.com/r→juliet@example.com")
+	got := jb.take()
+	if len(got) != 1 {
+		t.Fatalf("juliet/b got %q", sigs(got))
+	}
+	if kind, _ := carbonOf(t, got[0]); kind != "received" {
+		t.Fatalf("juliet/b got %s", got[0])
+	}
+	e1.send(ja, `<message to='romeo@example.com' type='chat' id='d'><body>y</body></message>`)
+	got = jb.take()
+	if len(got) != 1 {
+		t.Fatalf("juliet/b got %q", sigs(got))
+	}
+	if kind, _ := carbonOf(t, got[0]); kind != "sent" {
+		t.Fatalf("juliet/b got %s", got[0])
+	}
+}
+
+func TestClusterKickOld(t *testing.T) {
+	e1, e2, net := twoNodes(t)
+	old := e1.online("juliet", "balcony", 0)
+	s := e2.bind("juliet", "balcony")
+	if closed, cond := old.isClosed(); !closed || cond != "conflict" {
+		t.Fatalf("old session closed=%v %q", closed, cond)
+	}
+	routes, _ := net.nodes["node1"].Routes(context.Background(), "juliet@example.com")
+	if len(routes) != 1 || routes[0].Node != "node2" {
+		t.Fatalf("routes %+v, want the new session on node2", routes)
+	}
+	e1.r.Unbind(context.Background(), old, nil) // late: must not touch node2's route
+	routes, _ = net.nodes["node1"].Routes(context.Background(), "juliet@example.com")
+	if len(routes) != 1 {
+		t.Fatalf("routes %+v after the old session's Unbind", routes)
+	}
+	e1.route(`<message from='x@remote.net' to='juliet@example.com/balcony' id='k'/>`)
+	if len(s.take()) != 1 {
+		t.Fatal("message did not reach the new session")
+	}
+}
+
+func TestClusterKickUser(t *testing.T) {
+	e1, e2, _ := twoNodes(t)
+	a := e1.online("juliet", "a", 0)
+	b := e2.online("juliet", "b", 0)
+	if n := e1.r.Kick(context.Background(), "juliet@example.com", "deleted"); n != 2 {
+		t.Fatalf("Kick = %d", n)
+	}
+	for _, s := range []*fakeSession{a, b} {
+		if closed, _ := s.isClosed(); !closed {
+			t.Fatal("not closed")
+		}
+	}
+}
+
+func TestClusterNodeDown(t *testing.T) {
+	e1, e2, net := twoNodes(t)
+	e1.setItem("alice@example.com", "bob@example.com", stB, true)
+	e1.setItem("bob@example.com", "alice@example.com", stB, true)
+	alice := e1.online("alice", "a", 0)
+	bob := e2.online("bob", "b", 0)
+	e2.online("bob", "b3", 0)
+	alice.take()
+	bob.take()
+
+	net.kill("node2")
+
+	wantSet(t, "alice", alice.take(),
+		"presence unavailable bob@example.com/b→alice@example.com",
+		"presence unavailable bob@example.com/b3→alice@example.com")
+	if res, _ := e1.r.Resources(context.Background(), "bob@example.com"); len(res) != 0 {
+		t.Fatalf("bob still has %v", res)
+	}
+	if at, _, err := e1.store.GetLast(context.Background(), "bob@example.com"); err != nil || !at.Equal(e1.now) {
+		t.Fatalf("last activity %v %v", at, err)
+	}
+	e1.send(alice, `<message to='bob@example.com' type='chat' id='after'><body>x</body></message>`)
+	if n, _ := e1.store.CountOffline(context.Background(), "bob@example.com"); n != 1 {
+		t.Fatalf("%d offline, want the message stored", n)
+	}
+	if back := alice.take(); len(back) != 0 {
+		t.Fatalf("alice got %q", sigs(back))
+	}
+}
+
+// TestClusterNodeGoneFallback: a stale route to a node that died before
+// the table was cleaned: messages go offline, IQs bounce, presence drops.
+func TestClusterNodeGoneFallback(t *testing.T) {
+	cases := []struct {
+		name, stanza string
+		offline      int
+		back         string
+	}{
+		{"message", `<message to='bob@example.com' type='chat' id='s'><body>x</body></message>`, 1, ""},
+		{"message full", `<message to='bob@example.com/b' id='s'><body>x</body></message>`, 1, ""},
+		{"iq", `<iq to='bob@example.com/b' type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>`, 0, "service-unavailable"},
+		{"presence", `<presence to='bob@example.com/b'/>`, 0, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e1, e2, net := twoNodes(t)
+			alice := e1.online("alice", "a", 0)
+			e2.online("bob", "b", 0)
+			net.mu.Lock()
+			net.nodes["node2"].down = true // dead, routes not yet removed
+			net.mu.Unlock()
+			e1.send(alice, tc.stanza)
+			if n, _ := e1.store.CountOffline(context.Background(), "bob@example.com"); n != tc.offline {
+				t.Fatalf("%d offline, want %d", n, tc.offline)
+			}
+			back := alice.take()
+			if tc.back == "" && len(back) != 0 || tc.back != "" && (len(back) != 1 || errCond(back[0]) != tc.back) {
+				t.Fatalf("alice got %q, want %q", sigs(back), tc.back)
+			}
+		})
+	}
+}
+
+// TestClusterSessionGoneOnArrival: the route still names node2 but the
+// session is gone there; node2 falls back itself.
+func TestClusterSessionGoneOnArrival(t *testing.T) {
+	e1, _, net := twoNodes(t)
+	alice := e1.online("alice", "a", 0)
+	net.nodes["node2"].PutRoute(context.Background(), cluster.Route{JID: "bob@example.com/ghost", Available: true})
+	e1.send(alice, `<message to='bob@example.com' type='chat' id='g'><body>x</body></message>`)
+	if n, _ := e1.store.CountOffline(context.Background(), "bob@example.com"); n != 1 {
+		t.Fatalf("%d offline, want 1", n)
+	}
+	e1.send(alice, `<iq to='bob@example.com/ghost' type='set' id='g2'><x xmlns='urn:x'/></iq>`)
+	if back := alice.take(); len(back) != 1 || errCond(back[0]) != "service-unavailable" {
+		t.Fatalf("alice got %q", sigs(back))
+	}
+}
+
+func TestClusterRepublish(t *testing.T) {
+	e1, _, net := twoNodes(t)
+	e1.online("alice", "a", 4)
+	net.mu.Lock()
+	net.routes = map[string]cluster.Route{} // the shared table was lost
+	fns := net.nodes["node1"].onClustered
+	net.mu.Unlock()
+	for _, fn := range fns {
+		fn(true)
+	}
+	routes, _ := net.nodes["node2"].Routes(context.Background(), "alice@example.com")
+	if len(routes) != 1 || routes[0].Priority != 4 || !routes[0].Available || routes[0].Flags&cluster.FlagRoster == 0 {
+		t.Fatalf("routes after republish %+v", routes)
+	}
+}
+
+func TestHandleStanzaMalformed(t *testing.T) {
+	e1, _, _ := twoNodes(t)
+	for _, p := range []string{"", "no newline", "a@b/c\n<message"} {
+		if _, err := e1.r.handleStanza(context.Background(), "node2", []byte(p)); err == nil {
+			t.Fatalf("payload %q accepted", p)
+		}
+	}
+}
