@@ -1,0 +1,100 @@
+// Package servertest runs real Aviary nodes in tests and talks to them as
+// a client would, over TCP on loopback, with raw XML.
+//
+//	cfg := servertest.DefaultConfig(t)
+//	n := servertest.RunServer(t, cfg)
+//	servertest.CreateUser(t, n, "alice", "pw")
+//	c := servertest.Dial(t, n)
+//	c.StartTLS()
+//	c.AuthSCRAM("SCRAM-SHA-256", "alice", "pw")
+//	c.Bind("phone")
+package servertest
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
+)
+
+// DefaultConfig is a configuration for tests: domain localhost, loopback
+// listeners on free ports, a temporary data directory, admin/cluster/s2s/
+// HTTP listeners off and a 1ms authentication failure delay.
+func DefaultConfig(t testing.TB) *conf.Config {
+	t.Helper()
+	cfg := &conf.Config{}
+	cfg.Domain = "localhost"
+	cfg.DataDir = t.TempDir()
+	cfg.C2S.Listen = "127.0.0.1:0"
+	cfg.C2S.TLSListen = "127.0.0.1:0"
+	cfg.C2S.SASLFailureDelay = time.Millisecond
+	cfg.Admin.Listen = "off"
+	cfg.Cluster.Listen = "off"
+	cfg.Cluster.NodeName = "test-node"
+	cfg.ApplyDefaults()
+	return cfg
+}
+
+// TestLogger returns a logger that is silent unless AVIARY_TEST_LOG is
+// set (then debug output goes to stderr).
+func TestLogger() *slog.Logger {
+	if os.Getenv("AVIARY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// RunServer builds and starts a node, waits until its listeners accept,
+// and stops it when the test ends.
+func RunServer(t testing.TB, cfg *conf.Config, opts ...server.Option) *server.Node {
+	t.Helper()
+	if errs := cfg.Validate(); len(errs) > 0 {
+		t.Fatalf("servertest: invalid config: %v", errs)
+	}
+	opts = append([]server.Option{server.WithLogger(TestLogger())}, opts...)
+	n, err := server.New(cfg, opts...)
+	if err != nil {
+		t.Fatalf("servertest: building the node: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("servertest: starting the node: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("servertest: stopping the node: %v", err)
+		}
+	})
+	return n
+}
+
+// CreateUser adds an account through the node's user manager.
+func CreateUser(t testing.TB, n *server.Node, user, password string) {
+	t.Helper()
+	if err := n.Users().CreateUser(context.Background(), user, password); err != nil {
+		t.Fatalf("servertest: creating %s: %v", user, err)
+	}
+}
+
+// CheckFor calls fn every poll until it returns nil or total has passed,
+// then fails the test with fn's last error. Use it instead of sleeping.
+func CheckFor(t testing.TB, total, poll time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(poll)
+	}
+	t.Fatalf("servertest: condition not met after %v: %v", total, err)
+}
