@@ -114,6 +114,8 @@ type nodeOpt struct {
 	secret string
 	props  storage.Properties
 	addrs  []string
+	// switchPoll defaults to 100ms.
+	switchPoll time.Duration
 }
 
 func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterConfig {
@@ -139,11 +141,14 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 	if o.addrs == nil {
 		o.addrs = []string{m.Addr()}
 	}
+	if o.switchPoll == 0 {
+		o.switchPoll = 100 * time.Millisecond
+	}
 	c, err := NewWithOptions(Options{
 		Cluster:    testConfig(o.addrs, m.ClusterName, name, o.secret),
 		Properties: o.props,
 		Prefix:     prefix,
-		SwitchPoll: 100 * time.Millisecond,
+		SwitchPoll: o.switchPoll,
 		SweepEvery: 5,
 		Version:    "test",
 	})
