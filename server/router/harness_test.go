@@ -284,3 +284,7 @@ func (p *fakePlugin) InterceptPoints() []plugins.Point { return p.points }
 func (p *fakePlugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
 	return p.intercept(pt, st)
 }
+
+func userRecord(name string) storage.User {
+	return storage.User{Username: name, CreatedAt: time.Now()}
+}
