@@ -47,6 +47,7 @@ type Server struct {
 	exited  chan struct{}
 	dbs     atomic.Int64
 	version string
+	frozen  bool
 }
 
 // Required reports whether a missing PostgreSQL must fail the test
@@ -276,6 +277,10 @@ func (s *Server) stopLocked(sig syscall.Signal) error {
 	if s.cmd == nil {
 		return nil
 	}
+	if s.frozen {
+		s.signalGroupLocked(syscall.SIGCONT)
+		s.frozen = false
+	}
 	s.cmd.Process.Signal(sig)
 	select {
 	case <-s.exited:
@@ -285,6 +290,65 @@ func (s *Server) stopLocked(sig syscall.Signal) error {
 	}
 	s.cmd, s.exited = nil, nil
 	return nil
+}
+
+// Freeze stops every PostgreSQL process with SIGSTOP: connections stay
+// open but nothing answers, as with a hung server or a network black hole.
+// Thaw resumes them; Destroy thaws first.
+func (s *Server) Freeze() error {
+	s.mu.Lock()
+	s.frozen = true
+	s.mu.Unlock()
+	return s.signalGroup(syscall.SIGSTOP)
+}
+
+// Thaw resumes a frozen server.
+func (s *Server) Thaw() error {
+	err := s.signalGroup(syscall.SIGCONT)
+	s.mu.Lock()
+	s.frozen = false
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Server) signalGroup(sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.signalGroupLocked(sig)
+}
+
+func (s *Server) signalGroupLocked(sig syscall.Signal) error {
+	if s.cmd == nil {
+		return errors.New("pgtest: server not running")
+	}
+	// Backends call setsid(), so signal the postmaster's children one by
+	// one, found through /proc.
+	pid := s.cmd.Process.Pid
+	pids := []int{pid}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			pids = append(pids, child)
+		}
+	}
+	var first error
+	for _, p := range pids {
+		if err := syscall.Kill(p, sig); err != nil && first == nil && p == pid {
+			first = err
+		}
+	}
+	return first
 }
 
 // Restart stops and starts the server on the same port.
