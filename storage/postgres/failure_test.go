@@ -81,7 +81,7 @@ func ops(s storage.Store) map[string]func(context.Context) error {
 				})
 			return err
 		},
-		"GetRoster": func(c context.Context) error { _, _, err := s.GetRoster(c, "alice@example.com"); return err },
+		"GetRoster":   func(c context.Context) error { _, _, err := s.GetRoster(c, "alice@example.com"); return err },
 		"SetProperty": func(c context.Context) error { return s.SetProperty(c, "x", "y") },
 		"Ping":        func(c context.Context) error { return s.Ping(c) },
 	}

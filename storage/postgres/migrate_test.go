@@ -79,7 +79,9 @@ func TestOpenRace(t *testing.T) {
 	stores := make([]*postgres.Store, 3)
 	errs := make([]error, 3)
 	for i := range stores {
-		wg.Go(func() { stores[i], errs[i] = postgres.Open(context.Background(), url, postgres.Options{Logger: quiet()}) })
+		wg.Go(func() {
+			stores[i], errs[i] = postgres.Open(context.Background(), url, postgres.Options{Logger: quiet()})
+		})
 	}
 	wg.Wait()
 	for i, s := range stores {
