@@ -373,3 +373,16 @@ func (c *Client) Close() {
 	_, _ = c.Conn.Write([]byte("</stream:stream>"))
 	_ = c.Conn.Close()
 }
+
+// Base64 encodes s for SASL payloads.
+func Base64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// ReadHeaderOnly reads the server's stream header without features.
+func (c *Client) ReadHeaderOnly() (*wire.Element, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.Timeout))
+	h, err := c.rd.Header()
+	if err == nil {
+		c.StreamHeader = h
+	}
+	return h, err
+}
