@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -36,8 +37,9 @@ const Subprotocol = "xmpp"
 var (
 	// ErrClosed means the connection was closed.
 	ErrClosed = errors.New("websocket: connection closed")
-	// ErrUnexpectedOpen means an <open/> arrived where a stanza was due.
-	ErrUnexpectedOpen = errors.New("websocket: unexpected <open/>")
+	// ErrUnexpectedOpen means an <open/> arrived where a stanza was due; it
+	// wraps wire.ErrBadFormat, so the stream ends with bad-format.
+	ErrUnexpectedOpen = fmt.Errorf("websocket: unexpected <open/>: %w", wire.ErrBadFormat)
 )
 
 // Options configure a Handler.
