@@ -1,0 +1,163 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
+)
+
+func init() {
+	Register(Command{Name: "serve", Summary: "run the server", Run: func(args []string) int {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return runServe(ctx, args, os.Environ(), os.Stderr)
+	}})
+}
+
+// ServeOption contributes server options to `aviary serve` (services such
+// as the admin console, HTTP connectors or s2s). Register it from init in
+// the file that adds the feature.
+type ServeOption func(cfg *conf.Config, log *slog.Logger) ([]server.Option, error)
+
+var (
+	serveOptMu   sync.Mutex
+	serveOptions []ServeOption
+)
+
+// RegisterServeOption adds fn to what `aviary serve` builds the node with.
+func RegisterServeOption(fn ServeOption) {
+	serveOptMu.Lock()
+	serveOptions = append(serveOptions, fn)
+	serveOptMu.Unlock()
+}
+
+// nodeFlags are the flags every command touching the store shares.
+type nodeFlags struct {
+	config, domain, dataDir, database, logLevel string
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.config, "config", "", "YAML configuration `file`")
+	fs.StringVar(&f.domain, "domain", "", "XMPP domain to serve (domain)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "data `directory` for the embedded store and certificates (data_dir)")
+	fs.StringVar(&f.database, "database", "", "PostgreSQL `URL`; empty uses the embedded store (database.url)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (log_level)")
+}
+
+// apply sets the flags that were given on the command line; they win over
+// the file and the environment.
+func (f *nodeFlags) apply(fs *flag.FlagSet, c *conf.Config) {
+	fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "domain":
+			c.Domain = f.domain
+		case "data-dir":
+			c.DataDir = f.dataDir
+			c.Plugins.Dir = "" // follow the data dir unless set in the file
+		case "database":
+			c.Database.URL = f.database
+		case "log-level":
+			c.LogLevel = f.logLevel
+		}
+	})
+}
+
+func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*conf.Config)) (*conf.Config, error) {
+	return conf.LoadWith(nf.config, environ, func(c *conf.Config) {
+		nf.apply(fs, c)
+		if extra != nil {
+			extra(c)
+		}
+	})
+}
+
+// NewLogger returns the logger the configuration asks for, on w.
+func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	o := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("aviary serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var nf nodeFlags
+	nf.register(fs)
+	c2sListen := fs.String("c2s-listen", "", "STARTTLS client listener `addr`, or off (c2s.listen)")
+	c2sTLS := fs.String("c2s-tls-listen", "", "direct-TLS client listener `addr`, or off (c2s.tls_listen)")
+	allowReg := fs.Bool("allow-registration", false, "allow in-band registration of new accounts (c2s.allow_registration)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "aviary serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := loadConfig(fs, &nf, environ, func(c *conf.Config) {
+		fs.Visit(func(fl *flag.Flag) {
+			switch fl.Name {
+			case "c2s-listen":
+				c.C2S.Listen = *c2sListen
+			case "c2s-tls-listen":
+				c.C2S.TLSListen = *c2sTLS
+			case "allow-registration":
+				c.C2S.AllowRegistration = *allowReg
+			}
+		})
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
+		return 1
+	}
+	log := NewLogger(cfg, stderr)
+	slog.SetDefault(log)
+
+	opts := []server.Option{server.WithLogger(log)}
+	serveOptMu.Lock()
+	extra := append([]ServeOption(nil), serveOptions...)
+	serveOptMu.Unlock()
+	for _, fn := range extra {
+		o, err := fn(cfg, log)
+		if err != nil {
+			log.Error("aviary serve: setting up", "err", err)
+			return 1
+		}
+		opts = append(opts, o...)
+	}
+	n, err := server.New(cfg, opts...)
+	if err != nil {
+		log.Error("aviary serve: building the node", "err", err)
+		return 1
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = n.Start(startCtx)
+	cancel()
+	if err != nil {
+		log.Error("aviary serve: starting", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	log.Info("aviary serve: shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Stop(stopCtx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("aviary serve: stopping", "err", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,156 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/storage"
+)
+
+const userUsage = `usage: aviary user <add|delete|passwd|list> [flags] [NAME]
+
+  add NAME      create an account (password from --password or stdin)
+  delete NAME   delete an account and everything stored for it
+  passwd NAME   set a new password (from --password or stdin)
+  list          list accounts (--contains filters)
+
+They work on the store the configuration names (the embedded store in
+data_dir, or database.url). Sessions of a deleted user on a running node
+are closed when the node notices; use the admin API to kick at once.
+
+flags:
+`
+
+func init() {
+	Register(Command{Name: "user", Summary: "add, delete, passwd or list accounts", Run: func(args []string) int {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		return runUser(ctx, args, os.Environ(), os.Stdin, os.Stdout, os.Stderr)
+	}})
+}
+
+func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, userUsage)
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("aviary user "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, userUsage); fs.PrintDefaults() }
+	var nf nodeFlags
+	nf.register(fs)
+	password := fs.String("password", "", "the password (default: read one line from stdin)")
+	contains := fs.String("contains", "", "list: only names containing this")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	needName := sub == "add" || sub == "delete" || sub == "passwd"
+	switch {
+	case sub != "add" && sub != "delete" && sub != "passwd" && sub != "list":
+		fmt.Fprintf(stderr, "aviary user: unknown subcommand %q\n", sub)
+		fmt.Fprint(stderr, userUsage)
+		return 2
+	case needName && fs.NArg() != 1:
+		fmt.Fprintf(stderr, "aviary user %s: want exactly one NAME\n", sub)
+		return 2
+	case !needName && fs.NArg() != 0:
+		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, fs.Arg(0))
+		return 2
+	}
+	cfg, err := loadConfig(fs, &nf, environ, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary user: configuration:\n%v\n", err)
+		return 1
+	}
+	log := NewLogger(cfg, stderr)
+	store, err := server.OpenStore(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary user: %v\n", err)
+		return 1
+	}
+	defer store.Close()
+	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+
+	readPassword := func() (string, bool) {
+		if *password != "" {
+			return *password, true
+		}
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" || (err != nil && !errors.Is(err, io.EOF)) {
+			fmt.Fprintln(stderr, "aviary user: no password given (use --password or write it to stdin)")
+			return "", false
+		}
+		return line, true
+	}
+
+	switch sub {
+	case "add":
+		pw, ok := readPassword()
+		if !ok {
+			return 1
+		}
+		if err := um.CreateUser(ctx, fs.Arg(0), pw); err != nil {
+			fmt.Fprintf(stderr, "aviary user add: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "created %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+	case "passwd":
+		pw, ok := readPassword()
+		if !ok {
+			return 1
+		}
+		if err := um.SetPassword(ctx, fs.Arg(0), pw); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				fmt.Fprintf(stderr, "aviary user passwd: no user %q\n", fs.Arg(0))
+			} else {
+				fmt.Fprintf(stderr, "aviary user passwd: %v\n", err)
+			}
+			return 1
+		}
+		fmt.Fprintf(stdout, "password changed for %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+	case "delete":
+		if err := um.DeleteUser(ctx, fs.Arg(0)); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				fmt.Fprintf(stderr, "aviary user delete: no user %q\n", fs.Arg(0))
+			} else {
+				fmt.Fprintf(stderr, "aviary user delete: %v\n", err)
+			}
+			return 1
+		}
+		fmt.Fprintf(stdout, "deleted %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+	case "list":
+		const page = 500
+		for off := 0; ; off += page {
+			names, err := store.ListUsers(ctx, *contains, page, off)
+			if err != nil {
+				fmt.Fprintf(stderr, "aviary user list: %v\n", err)
+				return 1
+			}
+			for _, n := range names {
+				fmt.Fprintln(stdout, n)
+			}
+			if len(names) < page {
+				break
+			}
+		}
+	}
+	return 0
+}
+
+func mustName(name, domain string) string {
+	if n, err := auth.NormalizeUsername(name, domain); err == nil {
+		return n
+	}
+	return name
+}
