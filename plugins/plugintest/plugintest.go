@@ -56,7 +56,6 @@ func NewHost(t testing.TB) *Host {
 	return NewHostWithStore(t, st)
 }
 
-
 // NewHostWithStore returns a fake host on the given store.
 func NewHostWithStore(t testing.TB, st storage.Store) *Host {
 	cfg := &conf.Config{Domain: Domain}
