@@ -68,6 +68,11 @@ func (o *Options) defaults() {
 	}
 }
 
+// compilationCache is shared by every Runtime in the process: compiling a
+// Go guest to machine code takes about a second, and reloading the same
+// artifact (a rollback, a restart of the runtime) should not pay it again.
+var compilationCache = wazero.NewCompilationCache()
+
 // Runtime compiles and instantiates plugin modules. One per node.
 type Runtime struct {
 	opts Options
@@ -81,7 +86,8 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 	opts.defaults()
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(true). // a runaway loop ends at the call's deadline
-		WithMemoryLimitPages(opts.MemoryLimitPages)
+		WithMemoryLimitPages(opts.MemoryLimitPages).
+		WithCompilationCache(compilationCache)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
