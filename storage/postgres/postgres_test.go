@@ -34,7 +34,7 @@ func open(t testing.TB, url string, opts postgres.Options) *postgres.Store {
 func TestConformance(t *testing.T) {
 	srv := pgtest.Shared(t)
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return open(t, srv.NewDatabase(t), postgres.Options{})
+		return open(t, srv.NewSchema(t), postgres.Options{})
 	})
 }
 
@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 func TestTwoNodes(t *testing.T) {
 	srv := pgtest.Shared(t)
 	storagetest.RunShared(t, func(t *testing.T) (storage.Store, storage.Store) {
-		url := srv.NewDatabase(t)
+		url := srv.NewSchema(t)
 		return open(t, url, postgres.Options{PoolSize: 4}), open(t, url, postgres.Options{PoolSize: 4})
 	})
 }

@@ -1,0 +1,151 @@
+package postgres
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/storage/internal/shared"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+)
+
+var updateExplain = flag.Bool("update-explain", false, "rewrite EXPLAIN.md from the plans this test sees")
+
+// The hot queries with realistic arguments for the data fill() makes.
+func hotQueries() []struct {
+	name, use, sql string
+	args           []any
+} {
+	lo, hi := shared.OwnerRange("user77")
+	return []struct {
+		name, use, sql string
+		args           []any
+	}{
+		{"GetUser", "every login (SASL): the only query login makes", qGetUser, []any{"user123"}},
+		{"GetRoster items", "roster get at login", qRosterItems, []any{"user77@example.com"}},
+		{"GetRosterItem", "every subscription stanza", qRosterItem, []any{"user77@example.com", "contact5@example.net"}},
+		{"RosterVersion", "roster get with ver (XEP-0237)", qRosterVersion, []any{"user77@example.com"}},
+		{"UpdateRosterItem lock", "every roster change: the per-owner row lock", qRosterLock, []any{"user77@example.com"}},
+		{"UpdateRosterItem bump", "every roster change", qRosterBump, []any{"user77@example.com"}},
+		{"UpdateRosterItem delete", "roster remove", qRosterDelete, []any{"user77@example.com", "contact5@example.net"}},
+		{"Subscribers", "every presence broadcast", qSubscribers, []any{"user77@example.com"}},
+		{"StoreOffline (quota)", "every message to an offline user", qOfflineInsertLimited, []any{"user77@example.com", []byte("<message/>"), 100}},
+		{"TakeOffline", "every login with offline messages", qOfflineTake, []any{"user77@example.com"}},
+		{"CountOffline", "quota checks, admin", qOfflineCount, []any{"user77@example.com"}},
+		{"ExpireOffline", "periodic expiry on the senior node", qOfflineExpire, []any{fillStart.Add(30 * time.Minute)}},
+		{"GetVCard", "vCard get", qGetVCard, []any{"user77"}},
+		{"GetPrivate", "private XML get (bookmarks at login)", qGetPrivate, []any{"user77", "storage storage:bookmarks"}},
+		{"BlockList", "every login and stanza filtering", qBlockList, []any{"user77"}},
+		{"GetProperty", "cluster switch and settings", qGetProperty, []any{"prop7"}},
+		{"GetLast", "last activity query", qGetLast, []any{"user77"}},
+		{"QueryArchive after", "MAM paging: resolve the after ID", qArchiveAfter, []any{"user77@example.com", "id-77-5"}},
+		{"QueryArchive", "MAM query", qArchive, []any{"user77@example.com", int64(100), 50}},
+		{"QueryArchive with", "MAM query filtered by contact", qArchiveWith, []any{"user77@example.com", "with3@example.net", int64(100), 50}},
+		{"DeleteUser (roster)", "account deletion, per table", "DELETE FROM roster_items WHERE owner = $1 OR (owner >= $2 AND owner < $3)", []any{"user77", lo, hi}},
+	}
+}
+
+var fillStart = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// fill loads enough rows that the planner's choices are those of a real
+// deployment: 20,000 users, 2,000 rosters of 20, offline queues, archives.
+func fill(ctx context.Context, t *testing.T, s *Store) {
+	stmts := []string{
+		`INSERT INTO users (username, sha256_salt, sha256_iter) SELECT 'user' || g, '\x00', 4096 FROM generate_series(1, 20000) g`,
+		`INSERT INTO roster_versions (owner, version) SELECT 'user' || g || '@example.com', 20 FROM generate_series(1, 2000) g`,
+		`INSERT INTO roster_items (owner, contact, subscription)
+			SELECT 'user' || o || '@example.com', 'contact' || c || '@example.net', (ARRAY['none','to','from','both'])[1 + (c % 4)]
+			FROM generate_series(1, 2000) o, generate_series(1, 20) c`,
+		`INSERT INTO offline (owner, stanza, stored)
+			SELECT 'user' || (g % 2000) || '@example.com', '\x3c6d2f3e', $1::timestamptz + g * interval '1 second'
+			FROM generate_series(1, 40000) g`,
+		`INSERT INTO vcards (owner, vcard) SELECT 'user' || g, '\x00' FROM generate_series(1, 20000) g`,
+		`INSERT INTO private_xml (owner, key, data) SELECT 'user' || g, 'storage storage:bookmarks', '\x00' FROM generate_series(1, 20000) g`,
+		`INSERT INTO blocklist (owner, jid) SELECT 'user' || (g % 5000), 'spam' || g || '@example.net' FROM generate_series(1, 20000) g`,
+		`INSERT INTO properties (name, value) SELECT 'prop' || g, 'v' FROM generate_series(1, 2000) g`,
+		`INSERT INTO last_activity (owner, at) SELECT 'user' || g, now() FROM generate_series(1, 20000) g`,
+		`INSERT INTO archive (id, owner, with_jid, stanza, stamped)
+			SELECT 'id-' || (g % 1000) || '-' || g, 'user' || (g % 1000) || '@example.com', 'with' || (g % 10) || '@example.net', '\x00', now()
+			FROM generate_series(1, 100000) g`,
+		`ANALYZE`,
+	}
+	for _, q := range stmts {
+		var err error
+		if strings.Contains(q, "$1") {
+			_, err = s.pool.Exec(ctx, q, fillStart)
+		} else {
+			_, err = s.pool.Exec(ctx, q)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
+// TestExplain checks every hot query is planned with an index on a filled
+// database, and with -update-explain rewrites EXPLAIN.md from the plans.
+func TestExplain(t *testing.T) {
+	srv := pgtest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Open(ctx, srv.NewSchema(t), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fill(ctx, t, s)
+
+	var doc strings.Builder
+	doc.WriteString("# EXPLAIN for the hot queries\n\n")
+	doc.WriteString("Generated by `go test ./storage/postgres -run TestExplain -update-explain` on PostgreSQL " + srv.Version() + ",\n")
+	doc.WriteString("against 20,000 users, 2,000 rosters of 20 items, 40,000 offline messages and\n")
+	doc.WriteString("100,000 archived messages (then ANALYZE). The same test, without the flag, runs\n")
+	doc.WriteString("in every `go test` and fails if any of these queries stops using an index.\n")
+	doc.WriteString("The SQL is the store's own (storage/postgres/queries.go). Costs vary by machine.\n")
+	for _, q := range hotQueries() {
+		t.Run(q.name, func(t *testing.T) {
+			rows, err := s.pool.Query(ctx, "EXPLAIN "+q.sql, q.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, line)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(plan, "\n")
+			if strings.Contains(text, "Seq Scan") {
+				t.Errorf("%s uses a sequential scan:\n%s", q.name, text)
+			}
+			if !strings.Contains(text, "Index Scan") && !strings.Contains(text, "Index Only Scan") {
+				t.Errorf("%s uses no index:\n%s", q.name, text)
+			}
+			fmt.Fprintf(&doc, "\n## %s\n\nUsed by: %s.\n\n```sql\n%s\n```\n\n```\n%s\n```\n", q.name, q.use, dedent(q.sql), text)
+		})
+	}
+	if *updateExplain && !t.Failed() {
+		if err := os.WriteFile("EXPLAIN.md", []byte(doc.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func dedent(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimLeft(l, "\t")
+	}
+	return strings.Join(lines, "\n")
+}
