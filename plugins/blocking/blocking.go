@@ -101,9 +101,12 @@ func (p *Plugin) SetClock(now func() time.Time) { p.now = now }
 func (p *Plugin) ID() string                { return ID }
 func (p *Plugin) DiscoFeatures() []string   { return []string{NS} }
 func (p *Plugin) AccountFeatures() []string { return []string{NS} }
-func (p *Plugin) IQNamespaces() map[string]plugins.Target {
-	return map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
-}
+
+// IQNamespaces is asked on every IQ: it returns a shared map.
+func (p *Plugin) IQNamespaces() map[string]plugins.Target { return namespaces }
+
+var namespaces = map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
+
 func (p *Plugin) InterceptPoints() []plugins.Point { return points }
 
 // points is shared: the manager asks for it on every stanza.

@@ -14,6 +14,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
 	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private
+	_ "github.com/aviary-im/aviary/plugins/register" // xep0077.register
 	_ "github.com/aviary-im/aviary/plugins/vcard"    // xep0054.vcard
 	_ "github.com/aviary-im/aviary/plugins/version"  // xep0092.version
 )

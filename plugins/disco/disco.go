@@ -73,9 +73,12 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	return nil
 }
 
-func (p *Plugin) IQNamespaces() map[string]plugins.Target {
-	both := plugins.ToServer | plugins.ToAccount
-	return map[string]plugins.Target{NSInfo: both, NSItems: both}
+// IQNamespaces is asked on every IQ: it returns a shared map.
+func (p *Plugin) IQNamespaces() map[string]plugins.Target { return namespaces }
+
+var namespaces = map[string]plugins.Target{
+	NSInfo:  plugins.ToServer | plugins.ToAccount,
+	NSItems: plugins.ToServer | plugins.ToAccount,
 }
 
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {

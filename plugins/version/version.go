@@ -40,9 +40,11 @@ func New() *Plugin { return &Plugin{} }
 func (p *Plugin) ID() string                     { return ID }
 func (p *Plugin) Stop(ctx context.Context) error { return nil }
 func (p *Plugin) DiscoFeatures() []string        { return []string{NS} }
-func (p *Plugin) IQNamespaces() map[string]plugins.Target {
-	return map[string]plugins.Target{NS: plugins.ToServer}
-}
+
+// IQNamespaces is asked on every IQ: it returns a shared map.
+func (p *Plugin) IQNamespaces() map[string]plugins.Target { return namespaces }
+
+var namespaces = map[string]plugins.Target{NS: plugins.ToServer}
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.showOS = plugins.SettingBool(host.Config(), ID, "show_os", false)
