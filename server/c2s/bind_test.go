@@ -1,0 +1,136 @@
+package c2s_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+func stanzaCond(err error) string {
+	var se *servertest.StanzaError
+	if errors.As(err, &se) {
+		return se.Condition
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return "ok"
+}
+
+func authed(t *testing.T, n interface{}, c *servertest.Client, user string) {
+	t.Helper()
+	if err := c.AuthSCRAM("SCRAM-SHA-256", user, user+"pw"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBindChosenAndGenerated(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.DialTLS(t, n)
+	authed(t, n, c, "alice")
+	if c.Features.Child("bind", wire.NSBind) == nil {
+		t.Fatalf("no bind feature: %s", c.Features)
+	}
+	sess := c.Features.Child("session", wire.NSSession)
+	if sess == nil || sess.Child("optional", "") == nil {
+		t.Errorf("legacy session feature not advertised as optional: %s", c.Features)
+	}
+	if c.Features.Child("sm", wire.NSSM) == nil {
+		t.Errorf("no stream management feature: %s", c.Features)
+	}
+	j, err := c.Bind("laptop")
+	if err != nil || j != "alice@localhost/laptop" {
+		t.Fatalf("bind = %q, %v", j, err)
+	}
+	// Legacy session establishment answers with an empty result.
+	c.Send("<iq type='set' id='s1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+	res := c.Await("session result", func(el *wire.Element) bool { return el.ID() == "s1" })
+	if res.Type() != "result" {
+		t.Errorf("session: %s", res)
+	}
+	// A second bind on the same stream is not allowed.
+	if _, err := c.Bind("other"); stanzaCond(err) != "not-allowed" {
+		t.Errorf("second bind: %v", err)
+	}
+
+	c2 := servertest.DialTLS(t, n)
+	authed(t, n, c2, "alice")
+	j2, err := c2.Bind("")
+	if err != nil || !strings.HasPrefix(j2, "alice@localhost/") || j2 == "alice@localhost/" || j2 == j {
+		t.Fatalf("generated bind = %q, %v", j2, err)
+	}
+}
+
+func TestBindConflictPolicies(t *testing.T) {
+	for _, policy := range []string{"kick_old", "reject", "new_resource"} {
+		t.Run(policy, func(t *testing.T) {
+			cfg := servertest.DefaultConfig(t)
+			cfg.C2S.ResourceConflict = policy
+			n := servertest.RunServer(t, cfg)
+			servertest.CreateUser(t, n, "alice", "alicepw")
+			old := servertest.DialTLS(t, n)
+			old.Login("alice", "alicepw", "phone")
+			c := servertest.DialTLS(t, n)
+			authed(t, n, c, "alice")
+			j, err := c.Bind("phone")
+			switch policy {
+			case "kick_old":
+				if err != nil || j != "alice@localhost/phone" {
+					t.Fatalf("bind = %q, %v", j, err)
+				}
+				old.ExpectStreamError("conflict")
+			case "reject":
+				if stanzaCond(err) != "conflict" {
+					t.Fatalf("bind = %q, %v; want conflict", j, err)
+				}
+				// The old session is untouched.
+				old.Send("<iq type='get' id='p' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+				old.Await("ping result", func(el *wire.Element) bool { return el.ID() == "p" })
+			case "new_resource":
+				if err != nil || j == "alice@localhost/phone" || !strings.HasPrefix(j, "alice@localhost/phone") {
+					t.Fatalf("bind = %q, %v; want a new resource", j, err)
+				}
+			}
+		})
+	}
+}
+
+func TestMalformedTo(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "r")
+	c.Send("<message to='@@bad@@/x' id='m1' type='chat'><body>x</body></message>")
+	el := c.Await("error", func(el *wire.Element) bool { return el.ID() == "m1" })
+	if el.Type() != "error" || el.Child("error", "").Child("jid-malformed", wire.NSStanzas) == nil {
+		t.Fatalf("got %s", el)
+	}
+	if el.To() != "alice@localhost/r" {
+		t.Errorf("error addressed to %q", el.To())
+	}
+}
+
+func TestPingSilentClient(t *testing.T) {
+	cfg := servertest.DefaultConfig(t)
+	cfg.C2S.PingInterval = 200 * time.Millisecond
+	cfg.C2S.IdleTimeout = 400 * time.Millisecond
+	n := servertest.RunServer(t, cfg)
+	servertest.CreateUser(t, n, "alice", "alicepw")
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "r")
+	isPing := func(el *wire.Element) bool {
+		return el.Name == "iq" && el.Type() == "get" && el.Child("ping", wire.NSPing) != nil
+	}
+	p := c.Await("ping", isPing)
+	if p.From() != "localhost" || p.To() != "alice@localhost/r" {
+		t.Errorf("ping = %s", p)
+	}
+	c.Send("<iq type='result' id='%s' to='localhost'/>", p.ID())
+	// Answered: the session lives and is pinged again after more silence;
+	// this time nobody answers and the server gives up.
+	c.Await("second ping", isPing)
+	c.ExpectStreamError("connection-timeout")
+}
