@@ -1,0 +1,259 @@
+// Command aviary-bench is a load generator for XMPP servers. It speaks real
+// XMPP over TCP with STARTTLS (self-signed certificates accepted), creates
+// accounts by in-band registration or a command, logs them in at a set
+// concurrency and runs one traffic pattern:
+//
+//	login      log every user in, report logins per second
+//	ring       user i sends -messages messages to user i+1, -inflight at a time
+//	broadcast  users subscribe to user 0, whose presence changes -messages times
+//	idle       hold the sessions and report server memory per session
+//
+// Messages carry a sequence number and a send timestamp, so the report has
+// latency percentiles (p50, p99, p99.9), lost messages (sent minus received
+// after -drain) and duplicates. With -rss-pid it reads the server's VmRSS
+// before and after login. -json prints one JSON object for scripts.
+//
+// Example (Prosody on 5222, domain localhost):
+//
+//	go run ./cmd/aviary-bench -servers 127.0.0.1:5222 -domain localhost \
+//	    -users 200 -workload ring -messages 100 -inflight 20
+//
+// The 10,000-session idle workload needs as many sockets in this process as
+// in the server: the tool raises RLIMIT_NOFILE to its hard limit at start
+// (20,000 on the reference machine); the server needs the same.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Result is the whole report; -json prints it.
+type Result struct {
+	Workload    string          `json:"workload"`
+	Servers     []string        `json:"servers"`
+	Users       int             `json:"users"`
+	Concurrency int             `json:"concurrency"`
+	Mech        string          `json:"mech"`
+	NoFile      uint64          `json:"nofile_limit"`
+	Create      PhaseStats      `json:"create"`
+	Login       PhaseStats      `json:"login"`
+	Ring        *TrafficStats   `json:"ring,omitempty"`
+	Broadcast   *BroadcastStats `json:"broadcast,omitempty"`
+	Memory      *MemoryStats    `json:"memory,omitempty"`
+	Started     time.Time       `json:"started"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("aviary-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		servers  = fs.String("servers", "127.0.0.1:5222", "comma-separated host:port list; users are spread round-robin")
+		cfg      Config
+		pids     = fs.String("rss-pid", "", "comma-separated server pids whose VmRSS is summed before and after login")
+		jsonOut  = fs.Bool("json", false, "print the result as one JSON object")
+		verbose  = fs.Bool("v", false, "debug logging")
+		totalTO  = fs.Duration("max-time", 30*time.Minute, "give up the whole run after this long")
+		logLevel = new(slog.LevelVar)
+	)
+	fs.StringVar(&cfg.Domain, "domain", "localhost", "XMPP domain served by every server")
+	fs.IntVar(&cfg.Users, "users", 100, "number of users")
+	fs.StringVar(&cfg.Prefix, "prefix", "bench", "user names are prefix+index")
+	fs.StringVar(&cfg.Password, "password", "bench-secret", "password of every user")
+	fs.StringVar(&cfg.Create, "create", "ibr", "how accounts are made: ibr (XEP-0077, an existing account is fine), cmd (-create-cmd), none")
+	fs.StringVar(&cfg.CreateCmd, "create-cmd", "", "with -create cmd: shell command per user; {user} {password} {domain} are replaced")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "logins (and registrations) in parallel")
+	fs.StringVar(&cfg.Mech, "mech", "auto", "SASL mechanism: auto (SCRAM-SHA-1, else PLAIN), SCRAM-SHA-1, PLAIN")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout for one connection, registration or login")
+	fs.StringVar(&cfg.Workload, "workload", "login", "login, ring, broadcast or idle")
+	fs.IntVar(&cfg.Messages, "messages", 100, "ring: messages per sender; broadcast: presence changes")
+	fs.IntVar(&cfg.InFlight, "inflight", 20, "ring: messages in flight per sender; broadcast: changes in flight")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "wait this long for missing messages before counting them lost")
+	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub")
+	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "idle: wait after the last login before reading RSS")
+	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *verbose {
+		logLevel.Set(slog.LevelDebug)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})))
+	for _, s := range strings.Split(*servers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			cfg.Servers = append(cfg.Servers, s)
+		}
+	}
+	var err error
+	if cfg.RSSPids, err = parsePids(*pids); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintln(stderr, "aviary-bench:", err)
+		return 2
+	}
+
+	res := Result{Workload: cfg.Workload, Servers: cfg.Servers, Users: cfg.Users,
+		Concurrency: cfg.Concurrency, Mech: cfg.Mech, Started: time.Now().UTC()}
+	res.NoFile, err = raiseNoFile()
+	if err != nil {
+		slog.Warn("cannot raise RLIMIT_NOFILE", "err", err)
+	}
+	if need := uint64(cfg.Users) + 64; res.NoFile < need {
+		slog.Warn("open-file limit below the number of sessions", "limit", res.NoFile, "need", need)
+	}
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *totalTO)
+	defer cancelT()
+
+	execute(ctx, &cfg, &res)
+
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		printText(stdout, &res)
+	}
+	if res.Login.OK == 0 {
+		return 1
+	}
+	return 0
+}
+
+func (c *Config) validate() error {
+	switch {
+	case len(c.Servers) == 0:
+		return fmt.Errorf("no -servers")
+	case c.Users < 1:
+		return fmt.Errorf("-users must be at least 1")
+	case c.Concurrency < 1:
+		return fmt.Errorf("-concurrency must be at least 1")
+	case c.Create == "cmd" && c.CreateCmd == "":
+		return fmt.Errorf("-create cmd needs -create-cmd")
+	case c.Create != "ibr" && c.Create != "cmd" && c.Create != "none":
+		return fmt.Errorf("-create must be ibr, cmd or none")
+	}
+	switch c.Workload {
+	case "login", "idle":
+	case "ring", "broadcast":
+		if c.Users < 2 {
+			return fmt.Errorf("-workload %s needs at least 2 users", c.Workload)
+		}
+		if c.Messages < 1 || c.InFlight < 1 {
+			return fmt.Errorf("-messages and -inflight must be at least 1")
+		}
+	default:
+		return fmt.Errorf("unknown -workload %q", c.Workload)
+	}
+	return nil
+}
+
+func parsePids(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("bad -rss-pid %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// execute runs the phases: create accounts, log in, run the workload, close.
+func execute(ctx context.Context, cfg *Config, res *Result) {
+	res.Create = createUsers(ctx, cfg)
+	logFailures("create", res.Create)
+
+	var before int64
+	if len(cfg.RSSPids) > 0 {
+		before = sumRSS(cfg.RSSPids)
+	}
+	conns, login := loginAll(ctx, cfg, cfg.Users)
+	res.Login = login
+	logFailures("login", login)
+	defer closeAll(conns, cfg.Concurrency)
+
+	if len(cfg.RSSPids) > 0 {
+		if cfg.Workload == "idle" && cfg.Settle > 0 {
+			select {
+			case <-time.After(cfg.Settle):
+			case <-ctx.Done():
+			}
+		}
+		res.Memory = memoryStats(before, sumRSS(cfg.RSSPids), login.OK)
+	}
+
+	switch cfg.Workload {
+	case "ring":
+		st := runRing(ctx, cfg, conns)
+		res.Ring = &st
+	case "broadcast":
+		st := runBroadcast(ctx, cfg, conns)
+		res.Broadcast = &st
+	case "idle":
+		if cfg.Hold > 0 {
+			slog.Info("holding sessions", "sessions", login.OK, "for", cfg.Hold)
+			select {
+			case <-time.After(cfg.Hold):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+func printText(w io.Writer, r *Result) {
+	fmt.Fprintf(w, "workload %s, %d users on %s, concurrency %d, RLIMIT_NOFILE %d\n",
+		r.Workload, r.Users, strings.Join(r.Servers, ","), r.Concurrency, r.NoFile)
+	fmt.Fprintf(w, "create:  %d new, %d existing, %d failed in %.2fs\n",
+		r.Create.OK, r.Create.Existing, r.Create.Failed, r.Create.Seconds)
+	fmt.Fprintf(w, "login:   %d ok, %d failed in %.2fs = %.1f logins/s", r.Login.OK, r.Login.Failed, r.Login.Seconds, r.Login.PerSec)
+	if l := r.Login.Latency; l != nil {
+		fmt.Fprintf(w, " (p50 %.1fms, p99 %.1fms)", l.P50, l.P99)
+	}
+	fmt.Fprintln(w)
+	for _, e := range append(r.Create.Errors, r.Login.Errors...) {
+		fmt.Fprintln(w, "  error:", e)
+	}
+	printTraffic := func(name string, t *TrafficStats) {
+		fmt.Fprintf(w, "%s: sent %d, received %d, lost %d, duplicates %d, unexpected %d, stalled %d\n",
+			name, t.Sent, t.Received, t.Lost, t.Duplicates, t.Unexpected, t.Stalled)
+		fmt.Fprintf(w, "  %.1f msgs/s over %.2fs; latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
+			t.PerSec, t.Seconds, t.Latency.P50, t.Latency.P99, t.Latency.P999, t.Latency.Max)
+		for _, e := range t.ReadErrs {
+			fmt.Fprintln(w, "  read error:", e)
+		}
+	}
+	if r.Ring != nil {
+		printTraffic("ring", r.Ring)
+	}
+	if r.Broadcast != nil {
+		fmt.Fprintf(w, "broadcast: %d/%d followers subscribed in %.2fs\n", r.Broadcast.Subscribed, r.Broadcast.Followers, r.Broadcast.SubSeconds)
+		printTraffic("broadcast", &r.Broadcast.TrafficStats)
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "memory:  server RSS %d KiB before, %d KiB after %d sessions = %.1f KiB/session\n",
+			m.BeforeKiB, m.AfterKiB, m.Sessions, m.PerSessionKiB)
+	}
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// MemoryStats is the server's resident memory around the login phase.
+type MemoryStats struct {
+	BeforeKiB     int64   `json:"rss_before_kib"`
+	AfterKiB      int64   `json:"rss_after_kib"`
+	Sessions      int     `json:"sessions"`
+	PerSessionKiB float64 `json:"kib_per_session"`
+}
+
+func memoryStats(before, after int64, sessions int) *MemoryStats {
+	m := &MemoryStats{BeforeKiB: before, AfterKiB: after, Sessions: sessions}
+	if sessions > 0 {
+		m.PerSessionKiB = float64(after-before) / float64(sessions)
+	}
+	return m
+}
+
+// parseVmRSS returns VmRSS in KiB from the text of /proc/<pid>/status.
+func parseVmRSS(status string) (int64, error) {
+	sc := bufio.NewScanner(strings.NewReader(status))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "VmRSS:") {
+			continue
+		}
+		f := strings.Fields(line[len("VmRSS:"):])
+		if len(f) < 1 {
+			break
+		}
+		n, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad VmRSS line %q", line)
+		}
+		if len(f) > 1 && f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmRSS unit in %q", line)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("no VmRSS line")
+}
+
+// readRSS reads one process's VmRSS in KiB.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseVmRSS(string(b))
+}
+
+// sumRSS adds the VmRSS of every pid; unreadable ones count as zero.
+func sumRSS(pids []int) int64 {
+	var total int64
+	for _, p := range pids {
+		n, err := readRSS(p)
+		if err == nil {
+			total += n
+		}
+	}
+	return total
+}
+
+// raiseNoFile raises the soft RLIMIT_NOFILE to the hard limit and returns
+// the new soft limit.
+func raiseNoFile() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, err
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return lim.Cur, err
+		}
+	}
+	return lim.Cur, nil
+}

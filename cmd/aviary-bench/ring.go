@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aviary-im/aviary/wire"
+)
+
+// clockOrigin is the zero of the timestamps carried in payloads; durations
+// since it are monotonic.
+var clockOrigin = time.Now()
+
+func now() time.Duration { return time.Since(clockOrigin) }
+
+// TrafficStats is the result of a ring or broadcast run.
+type TrafficStats struct {
+	Counts
+	Stalled   int      `json:"stalled_senders"`
+	Seconds   float64  `json:"seconds"`
+	PerSec    float64  `json:"messages_per_second"`
+	Latency   Latency  `json:"latency"`
+	ReadErrs  []string `json:"read_errors,omitempty"`
+	Receivers int      `json:"receivers,omitempty"`
+}
+
+// window bounds the messages one sender has in flight.
+type window chan struct{}
+
+func (w window) release() {
+	select {
+	case <-w:
+	default:
+	}
+}
+
+// readLoop reads stanzas from c until it fails or done is closed, handing
+// messages and presences to fn and answering IQs.
+func readLoop(c *conn, done <-chan struct{}, errs *errorSet, fn func(el *wire.Element)) {
+	for {
+		el, err := c.r.Next()
+		if err != nil {
+			select {
+			case <-done:
+			default:
+				errs.add(err)
+			}
+			return
+		}
+		switch el.LocalName() {
+		case "iq":
+			c.answerIQ(el)
+		default:
+			fn(el)
+		}
+	}
+}
+
+// bodyOf returns the text of a message's body.
+func bodyOf(el *wire.Element) string {
+	for _, ch := range el.Children {
+		if ch.LocalName() == "body" {
+			return ch.AllText()
+		}
+	}
+	return ""
+}
+
+// ringNext returns the receiver of sender i in a ring of n.
+func ringNext(i, n int) int { return (i + 1) % n }
+
+// runRing sends cfg.Messages messages from each session to the next one,
+// cfg.InFlight at a time per sender, and counts what arrives.
+func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
+	var live []*conn
+	for _, c := range all {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+	n := len(live)
+	var st TrafficStats
+	if n < 2 {
+		st.ReadErrs = []string{"fewer than two sessions logged in"}
+		return st
+	}
+	expect := make([]int, n)
+	for i := range expect {
+		expect[i] = ringNext(i, n)
+	}
+	tr := NewTracker(n, cfg.Messages, expect)
+	wins := make([]window, n)
+	for i := range wins {
+		wins[i] = make(window, max(cfg.InFlight, 1))
+	}
+	var lastRecv atomic.Int64
+	done := make(chan struct{})
+	var readErrs errorSet
+	var rwg sync.WaitGroup
+	for ri, c := range live {
+		rwg.Add(1)
+		go func() {
+			defer rwg.Done()
+			readLoop(c, done, &readErrs, func(el *wire.Element) {
+				if el.LocalName() != "message" {
+					return
+				}
+				p, err := parsePayload(bodyOf(el))
+				if err != nil {
+					return
+				}
+				t := now()
+				if tr.Record(ri, p, t-p.Sent) == Fresh {
+					wins[p.Sender].release()
+					lastRecv.Store(int64(t))
+				}
+			})
+		}()
+	}
+
+	start := now()
+	var stalled atomic.Int64
+	var swg sync.WaitGroup
+	for si, c := range live {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			if !sendRing(ctx, cfg, c, si, live[ringNext(si, n)].jid, wins[si], tr) {
+				stalled.Add(1)
+			}
+		}()
+	}
+	swg.Wait()
+	waitDrained(ctx, tr, cfg.Drain)
+	close(done)
+	c := tr.Counts()
+	st.Counts = c
+	st.Stalled = int(stalled.Load())
+	end := time.Duration(lastRecv.Load())
+	if end > start {
+		st.Seconds = (end - start).Seconds()
+		st.PerSec = float64(c.Received) / st.Seconds
+	}
+	st.Latency = summarize(tr.Latencies())
+	st.ReadErrs = readErrs.list()
+	st.Receivers = n
+	return st
+}
+
+// sendRing sends one sender's messages; false means it stalled (a window
+// slot never came back within the drain time).
+func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w window, tr *Tracker) bool {
+	var b bytes.Buffer
+	prefix := "<message type='chat' to='" + to + "' id='"
+	seq := 1
+	for seq <= cfg.Messages {
+		// Block for one slot, then take whatever else is free, and send the
+		// batch in one write.
+		select {
+		case w <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		case <-time.After(cfg.Drain):
+			return false
+		}
+		batch := 1
+	more:
+		for seq+batch <= cfg.Messages {
+			select {
+			case w <- struct{}{}:
+				batch++
+			default:
+				break more
+			}
+		}
+		b.Reset()
+		for k := 0; k < batch; k++ {
+			p := payload{Sender: si, Seq: seq, Sent: now()}
+			tr.Sent(si, seq)
+			b.WriteString(prefix)
+			b.WriteString(strconv.Itoa(seq))
+			b.WriteString("'><body>")
+			b.WriteString(p.String())
+			b.WriteString("</body></message>")
+			seq++
+		}
+		if err := c.Write(b.Bytes()); err != nil {
+			slog.Debug("ring send failed", "sender", si, "err", err)
+			return false
+		}
+	}
+	return true
+}
+
+// waitDrained polls until every sent message arrived or the drain time
+// passes.
+func waitDrained(ctx context.Context, tr *Tracker, drain time.Duration) {
+	deadline := time.Now().Add(drain)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		c := tr.Counts()
+		if c.Received >= c.Sent {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

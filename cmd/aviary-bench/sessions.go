@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is everything a run needs; main fills it from flags.
+type Config struct {
+	Servers     []string      // host:port, users spread round-robin
+	Domain      string        // XMPP domain of every server
+	Users       int           // number of accounts
+	Prefix      string        // user names are Prefix + index
+	Password    string        // one password for all
+	Create      string        // "ibr", "none" or "cmd"
+	CreateCmd   string        // with Create=cmd: shell command, {user} {password} {domain} replaced
+	Concurrency int           // parallel logins
+	Mech        string        // SASL mechanism: auto, PLAIN, SCRAM-SHA-1
+	Timeout     time.Duration // per connection step
+	Workload    string        // login, ring, broadcast, idle
+	Messages    int           // ring: per sender; broadcast: presence changes
+	InFlight    int           // ring: per sender; broadcast: rounds in flight
+	Drain       time.Duration // wait for stragglers after the last send
+	// SubscribeTimeout bounds the broadcast set-up (some servers rewrite
+	// the hub's whole roster per subscription, so it is slow).
+	SubscribeTimeout time.Duration
+	RSSPids          []int         // server processes whose VmRSS is read
+	Settle           time.Duration // idle: wait before reading RSS after login
+	Hold             time.Duration // idle: keep sessions open this long
+}
+
+func (c *Config) user(i int) string { return c.Prefix + strconv.Itoa(i) }
+
+func (c *Config) dial(i int) dialOptions {
+	return dialOptions{
+		Addr:     c.Servers[i%len(c.Servers)],
+		Domain:   c.Domain,
+		Mech:     c.Mech,
+		Timeout:  c.Timeout,
+		Resource: "bench",
+	}
+}
+
+// PhaseStats describes a phase that does one thing per user.
+type PhaseStats struct {
+	OK       int      `json:"ok"`
+	Existing int      `json:"existing,omitempty"`
+	Failed   int      `json:"failed"`
+	Seconds  float64  `json:"seconds"`
+	PerSec   float64  `json:"per_second"`
+	Errors   []string `json:"errors,omitempty"`
+	Latency  *Latency `json:"latency,omitempty"`
+}
+
+// errorSet keeps a few distinct error messages for the report.
+type errorSet struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (e *errorSet) add(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.seen == nil {
+		e.seen = make(map[string]int)
+	}
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	e.seen[msg]++
+}
+
+func (e *errorSet) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for m, n := range e.seen {
+		out = append(out, fmt.Sprintf("%dx %s", n, m))
+	}
+	slices.Sort(out)
+	if len(out) > 8 {
+		out = out[:8]
+	}
+	return out
+}
+
+// forEach runs fn for 0..n-1 on `workers` goroutines.
+func forEach(n, workers int, fn func(i int)) {
+	if workers < 1 {
+		workers = 1
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers && w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// createUsers makes sure every account exists.
+func createUsers(ctx context.Context, cfg *Config) PhaseStats {
+	var st PhaseStats
+	if cfg.Create == "none" {
+		return st
+	}
+	var ok, existing, failed atomic.Int64
+	var errs errorSet
+	start := time.Now()
+	forEach(cfg.Users, cfg.Concurrency, func(i int) {
+		var err error
+		switch cfg.Create {
+		case "cmd":
+			err = runCreateCmd(ctx, cfg, i)
+		default:
+			err = registerOne(ctx, cfg, i)
+		}
+		switch {
+		case err == nil:
+			ok.Add(1)
+		case errors.Is(err, errConflict):
+			existing.Add(1)
+		default:
+			failed.Add(1)
+			errs.add(err)
+		}
+	})
+	st.Seconds = time.Since(start).Seconds()
+	st.OK, st.Existing, st.Failed = int(ok.Load()), int(existing.Load()), int(failed.Load())
+	st.PerSec = float64(st.OK+st.Existing) / st.Seconds
+	st.Errors = errs.list()
+	return st
+}
+
+func registerOne(ctx context.Context, cfg *Config, i int) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	c, err := dialTLS(ctx, cfg.dial(i))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.register(cfg.user(i), cfg.Password)
+}
+
+func runCreateCmd(ctx context.Context, cfg *Config, i int) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	r := strings.NewReplacer("{user}", cfg.user(i), "{password}", cfg.Password, "{domain}", cfg.Domain)
+	out, err := exec.CommandContext(ctx, "/bin/sh", "-c", r.Replace(cfg.CreateCmd)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("create command: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// loginAll logs users 0..n-1 in at the configured concurrency. The result
+// has nil for every failed login.
+func loginAll(ctx context.Context, cfg *Config, n int) ([]*conn, PhaseStats) {
+	conns := make([]*conn, n)
+	lat := make([]time.Duration, n)
+	var failed atomic.Int64
+	var errs errorSet
+	start := time.Now()
+	forEach(n, cfg.Concurrency, func(i int) {
+		t0 := time.Now()
+		c, err := loginOne(ctx, cfg, i)
+		if err != nil {
+			failed.Add(1)
+			errs.add(err)
+			lat[i] = -1
+			return
+		}
+		lat[i] = time.Since(t0)
+		conns[i] = c
+	})
+	st := PhaseStats{Seconds: time.Since(start).Seconds(), Failed: int(failed.Load()), Errors: errs.list()}
+	st.OK = n - st.Failed
+	st.PerSec = float64(st.OK) / st.Seconds
+	var sample []time.Duration
+	for _, d := range lat {
+		if d >= 0 {
+			sample = append(sample, d)
+		}
+	}
+	l := summarize(sample)
+	st.Latency = &l
+	return conns, st
+}
+
+func loginOne(ctx context.Context, cfg *Config, i int) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	o := cfg.dial(i)
+	c, err := dialTLS(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.authenticate(o, cfg.user(i), cfg.Password); err != nil {
+		c.raw.Close()
+		return nil, err
+	}
+	// Initial presence makes the session available (RFC 6121 §4.2).
+	if err := c.writeString("<presence/>"); err != nil {
+		c.raw.Close()
+		return nil, err
+	}
+	c.raw.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// closeAll ends every session.
+func closeAll(conns []*conn, workers int) {
+	forEach(len(conns), workers, func(i int) {
+		if conns[i] != nil {
+			conns[i].Close()
+		}
+	})
+}
+
+// logFailures prints phase errors to stderr.
+func logFailures(phase string, st PhaseStats) {
+	if st.Failed > 0 {
+		slog.Warn("failures", "phase", phase, "failed", st.Failed, "errors", st.Errors)
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// percentile returns the nearest-rank percentile p (0 < p <= 100) of sorted
+// durations, or 0 for none.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	if rank < 1 {
+		rank = 1
+	}
+	if rank > len(sorted) {
+		rank = len(sorted)
+	}
+	return sorted[rank-1]
+}
+
+// Latency summarises a latency sample in milliseconds.
+type Latency struct {
+	Count int     `json:"count"`
+	P50   float64 `json:"p50_ms"`
+	P99   float64 `json:"p99_ms"`
+	P999  float64 `json:"p999_ms"`
+	Max   float64 `json:"max_ms"`
+	Mean  float64 `json:"mean_ms"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// summarize sorts the sample in place and summarises it.
+func summarize(sample []time.Duration) Latency {
+	if len(sample) == 0 {
+		return Latency{}
+	}
+	slices.Sort(sample)
+	var sum time.Duration
+	for _, d := range sample {
+		sum += d
+	}
+	return Latency{
+		Count: len(sample),
+		P50:   ms(percentile(sample, 50)),
+		P99:   ms(percentile(sample, 99)),
+		P999:  ms(percentile(sample, 99.9)),
+		Max:   ms(sample[len(sample)-1]),
+		Mean:  ms(sum / time.Duration(len(sample))),
+	}
+}
+
+// payload is what each benchmark message carries in its body: the sender's
+// index, a sequence number from 1, and the send time as nanoseconds since
+// the tool's clock origin (monotonic, so latency never goes negative).
+type payload struct {
+	Sender int
+	Seq    int
+	Sent   time.Duration
+}
+
+const payloadPrefix = "ab:"
+
+func (p payload) String() string {
+	return payloadPrefix + strconv.Itoa(p.Sender) + ":" + strconv.Itoa(p.Seq) + ":" + strconv.FormatInt(int64(p.Sent), 10)
+}
+
+// parsePayload reads a body written by payload.String.
+func parsePayload(s string) (payload, error) {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, payloadPrefix) {
+		return payload{}, fmt.Errorf("not a benchmark payload: %q", s)
+	}
+	parts := strings.Split(s[len(payloadPrefix):], ":")
+	if len(parts) != 3 {
+		return payload{}, fmt.Errorf("bad benchmark payload: %q", s)
+	}
+	var p payload
+	var err error
+	if p.Sender, err = strconv.Atoi(parts[0]); err != nil {
+		return payload{}, fmt.Errorf("bad sender in %q", s)
+	}
+	if p.Seq, err = strconv.Atoi(parts[1]); err != nil {
+		return payload{}, fmt.Errorf("bad sequence in %q", s)
+	}
+	n, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil {
+		return payload{}, fmt.Errorf("bad timestamp in %q", s)
+	}
+	p.Sent = time.Duration(n)
+	return p, nil
+}
+
+// Outcome of recording one received payload.
+type Outcome int
+
+// Outcomes of Tracker.Record.
+const (
+	Fresh      Outcome = iota // first receipt of this (sender, seq)
+	Duplicate                 // seen before
+	Unexpected                // unknown sender, sequence out of range, or wrong receiver
+)
+
+// Tracker keeps the ring's bookkeeping: which (sender, seq) pairs were sent
+// and received, so that lost = sent - unique received and duplicates are
+// counted apart. Safe for concurrent use.
+type Tracker struct {
+	mu       sync.Mutex
+	perSend  int
+	seen     [][]uint64 // bitmap per sender
+	sent     []int      // highest sequence sent per sender
+	expectTo []int      // receiver each sender writes to, -1 for any
+	fresh    int
+	dups     int
+	unexp    int
+	lat      []time.Duration
+}
+
+// NewTracker tracks senders sending up to perSender messages each.
+// expectTo maps a sender to its receiver (nil: any receiver is fine).
+func NewTracker(senders, perSender int, expectTo []int) *Tracker {
+	t := &Tracker{perSend: perSender, seen: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
+	words := (perSender + 63) / 64
+	for i := range t.seen {
+		t.seen[i] = make([]uint64, words)
+	}
+	t.lat = make([]time.Duration, 0, senders*perSender)
+	return t
+}
+
+// Sent records that sender sent sequence seq.
+func (t *Tracker) Sent(sender, seq int) {
+	t.mu.Lock()
+	if seq > t.sent[sender] {
+		t.sent[sender] = seq
+	}
+	t.mu.Unlock()
+}
+
+// Record notes a receipt by receiver with the given latency.
+func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Sender < 0 || p.Sender >= len(t.seen) || p.Seq < 1 || p.Seq > t.perSend ||
+		(t.expectTo != nil && t.expectTo[p.Sender] != receiver) {
+		t.unexp++
+		return Unexpected
+	}
+	w, bit := (p.Seq-1)/64, uint64(1)<<((p.Seq-1)%64)
+	if t.seen[p.Sender][w]&bit != 0 {
+		t.dups++
+		return Duplicate
+	}
+	t.seen[p.Sender][w] |= bit
+	t.fresh++
+	t.lat = append(t.lat, latency)
+	return Fresh
+}
+
+// Counts is the tracker's tally.
+type Counts struct {
+	Sent       int `json:"sent"`
+	Received   int `json:"received"`
+	Lost       int `json:"lost"`
+	Duplicates int `json:"duplicates"`
+	Unexpected int `json:"unexpected"`
+}
+
+// Counts returns the tally so far.
+func (t *Tracker) Counts() Counts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp}
+	for _, s := range t.sent {
+		c.Sent += s
+	}
+	c.Lost = c.Sent - c.Received
+	return c
+}
+
+// Latencies returns a copy of the recorded latencies.
+func (t *Tracker) Latencies() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.lat)
+}

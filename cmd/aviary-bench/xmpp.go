@@ -1,0 +1,422 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/wire"
+)
+
+// XML namespaces the client speaks.
+const (
+	nsStream   = "http://etherx.jabber.org/streams"
+	nsTLS      = "urn:ietf:params:xml:ns:xmpp-tls"
+	nsSASL     = "urn:ietf:params:xml:ns:xmpp-sasl"
+	nsBind     = "urn:ietf:params:xml:ns:xmpp-bind"
+	nsSession  = "urn:ietf:params:xml:ns:xmpp-session"
+	nsRegister = "jabber:iq:register"
+	nsStanzas  = "urn:ietf:params:xml:ns:xmpp-stanzas"
+)
+
+// Errors of the client.
+var (
+	// errConflict means in-band registration found the account already there.
+	errConflict = errors.New("aviary-bench: account exists")
+	// errAuth means the server refused the credentials.
+	errAuth = errors.New("aviary-bench: authentication failed")
+	// errNoTLS means the server did not offer STARTTLS.
+	errNoTLS = errors.New("aviary-bench: server offers no starttls")
+)
+
+// dialOptions say how to reach and authenticate against one server.
+type dialOptions struct {
+	Addr     string
+	Domain   string
+	Mech     string // "auto", "PLAIN", "SCRAM-SHA-1"
+	Timeout  time.Duration
+	Resource string
+}
+
+// conn is one client stream after STARTTLS. Reading belongs to one
+// goroutine; Write may be called from several.
+type conn struct {
+	raw net.Conn
+	tls *tls.Conn
+	r   *wire.Reader
+	// features is the last <stream:features/> seen.
+	features *wire.Element
+	jid      string
+
+	wmu sync.Mutex
+}
+
+func streamHeader(domain string) string {
+	return "<?xml version='1.0'?><stream:stream to='" + domain +
+		"' xmlns='jabber:client' xmlns:stream='" + nsStream + "' version='1.0'>"
+}
+
+// dialTLS opens a stream, negotiates STARTTLS and reads the features of the
+// encrypted stream.
+func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
+	d := net.Dialer{Timeout: o.Timeout}
+	raw, err := d.DialContext(ctx, "tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	c := &conn{raw: raw}
+	ok := false
+	defer func() {
+		if !ok {
+			raw.Close()
+		}
+	}()
+	if dl, has := ctx.Deadline(); has {
+		raw.SetDeadline(dl)
+	}
+	if _, err := raw.Write([]byte(streamHeader(o.Domain))); err != nil {
+		return nil, fmt.Errorf("stream header: %w", err)
+	}
+	c.r = wire.NewReader(raw, wire.Limits{})
+	if err := c.readFeatures(); err != nil {
+		return nil, err
+	}
+	if c.features.Child("starttls", nsTLS) == nil {
+		return nil, errNoTLS
+	}
+	if _, err := raw.Write([]byte("<starttls xmlns='" + nsTLS + "'/>")); err != nil {
+		return nil, fmt.Errorf("starttls: %w", err)
+	}
+	el, err := c.r.Next()
+	if err != nil {
+		return nil, fmt.Errorf("starttls: %w", err)
+	}
+	if el.LocalName() != "proceed" {
+		return nil, fmt.Errorf("starttls: got <%s/>", el.Name)
+	}
+	c.tls = tls.Client(raw, &tls.Config{
+		ServerName:         o.Domain,
+		InsecureSkipVerify: true, // benchmarks run against self-signed certs
+	})
+	if err := c.tls.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("tls handshake: %w", err)
+	}
+	c.r = wire.NewReader(c.tls, wire.Limits{})
+	if err := c.restart(o.Domain); err != nil {
+		return nil, err
+	}
+	ok = true
+	return c, nil
+}
+
+// readFeatures reads the stream header and the features element.
+func (c *conn) readFeatures() error {
+	if _, err := c.r.Header(); err != nil {
+		return fmt.Errorf("stream header: %w", err)
+	}
+	el, err := c.r.Next()
+	if err != nil {
+		return fmt.Errorf("features: %w", err)
+	}
+	if el.LocalName() != "features" {
+		return fmt.Errorf("expected features, got <%s/>: %s", el.Name, el.String())
+	}
+	c.features = el
+	return nil
+}
+
+// restart sends a new stream header and reads the new features.
+func (c *conn) restart(domain string) error {
+	if err := c.writeString(streamHeader(domain)); err != nil {
+		return fmt.Errorf("stream restart: %w", err)
+	}
+	return c.readFeatures()
+}
+
+func (c *conn) writeString(s string) error {
+	return c.Write([]byte(s))
+}
+
+// Write sends raw XML. It is safe for concurrent use.
+func (c *conn) Write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.tls.Write(b)
+	return err
+}
+
+// Close ends the stream and the connection without waiting for the peer.
+func (c *conn) Close() {
+	c.wmu.Lock()
+	c.tls.SetWriteDeadline(time.Now().Add(time.Second))
+	c.tls.Write([]byte("</stream:stream>"))
+	c.wmu.Unlock()
+	c.raw.Close()
+}
+
+// register creates an account with in-band registration (XEP-0077) on an
+// encrypted stream. errConflict means it exists already.
+func (c *conn) register(user, password string) error {
+	var b bytes.Buffer
+	b.WriteString("<iq type='set' id='reg1'><query xmlns='" + nsRegister + "'><username>")
+	wire.EscapeText(&b, user)
+	b.WriteString("</username><password>")
+	wire.EscapeText(&b, password)
+	b.WriteString("</password></query></iq>")
+	if err := c.Write(b.Bytes()); err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	for {
+		el, err := c.r.Next()
+		if err != nil {
+			return fmt.Errorf("register: %w", err)
+		}
+		if el.LocalName() != "iq" || el.ID() != "reg1" {
+			continue
+		}
+		switch el.Type() {
+		case "result":
+			return nil
+		case "error":
+			if e := el.Child("error", ""); e != nil && e.Child("conflict", nsStanzas) != nil {
+				return errConflict
+			}
+			return fmt.Errorf("register: %s", el.String())
+		}
+	}
+}
+
+// mechanisms lists the SASL mechanisms in the current features.
+func (c *conn) mechanisms() []string {
+	m := c.features.Child("mechanisms", nsSASL)
+	if m == nil {
+		return nil
+	}
+	var out []string
+	for _, ch := range m.Children {
+		out = append(out, strings.TrimSpace(ch.Text))
+	}
+	return out
+}
+
+// chooseMech picks the mechanism to use: the wanted one if offered, or for
+// "auto" SCRAM-SHA-1 before PLAIN (SCRAM spares the server a key
+// derivation per login, which is what real clients cost it).
+func chooseMech(offered []string, want string) (string, error) {
+	has := func(m string) bool {
+		for _, o := range offered {
+			if strings.EqualFold(o, m) {
+				return true
+			}
+		}
+		return false
+	}
+	if want != "" && !strings.EqualFold(want, "auto") {
+		if has(want) {
+			return strings.ToUpper(want), nil
+		}
+		return "", fmt.Errorf("mechanism %s not offered (offered %v)", want, offered)
+	}
+	for _, m := range []string{"SCRAM-SHA-1", "PLAIN"} {
+		if has(m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("no supported mechanism in %v", offered)
+}
+
+// authenticate runs SASL, restarts the stream and binds a resource.
+func (c *conn) authenticate(o dialOptions, user, password string) error {
+	mech, err := chooseMech(c.mechanisms(), o.Mech)
+	if err != nil {
+		return err
+	}
+	switch mech {
+	case "PLAIN":
+		resp := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
+		if err := c.writeString("<auth xmlns='" + nsSASL + "' mechanism='PLAIN'>" + resp + "</auth>"); err != nil {
+			return err
+		}
+		el, err := c.r.Next()
+		if err != nil {
+			return fmt.Errorf("sasl: %w", err)
+		}
+		if el.LocalName() != "success" {
+			return fmt.Errorf("%w: %s", errAuth, el.String())
+		}
+	case "SCRAM-SHA-1":
+		if err := c.scram(user, password); err != nil {
+			return err
+		}
+	}
+	c.r.Restart()
+	if err := c.restart(o.Domain); err != nil {
+		return err
+	}
+	return c.bind(o.Resource)
+}
+
+func (c *conn) scram(user, password string) error {
+	s := newSCRAM(user, password, "")
+	if err := c.writeString("<auth xmlns='" + nsSASL + "' mechanism='SCRAM-SHA-1'>" +
+		base64.StdEncoding.EncodeToString([]byte(s.clientFirst())) + "</auth>"); err != nil {
+		return err
+	}
+	el, err := c.r.Next()
+	if err != nil {
+		return fmt.Errorf("sasl: %w", err)
+	}
+	if el.LocalName() != "challenge" {
+		return fmt.Errorf("%w: %s", errAuth, el.String())
+	}
+	ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
+	if err != nil {
+		return fmt.Errorf("sasl: challenge: %w", err)
+	}
+	final, err := s.clientFinal(string(ch))
+	if err != nil {
+		return err
+	}
+	if err := c.writeString("<response xmlns='" + nsSASL + "'>" +
+		base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
+		return err
+	}
+	el, err = c.r.Next()
+	if err != nil {
+		return fmt.Errorf("sasl: %w", err)
+	}
+	var verifier string
+	switch el.LocalName() {
+	case "success":
+		verifier = el.Text
+	case "challenge": // RFC 6120 allows the verifier in a last challenge
+		verifier = el.Text
+		if err := c.writeString("<response xmlns='" + nsSASL + "'/>"); err != nil {
+			return err
+		}
+		if el, err = c.r.Next(); err != nil {
+			return fmt.Errorf("sasl: %w", err)
+		}
+		if el.LocalName() != "success" {
+			return fmt.Errorf("%w: %s", errAuth, el.String())
+		}
+	default:
+		return fmt.Errorf("%w: %s", errAuth, el.String())
+	}
+	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(verifier))
+	if err != nil {
+		return fmt.Errorf("sasl: verifier: %w", err)
+	}
+	return s.verifyServer(string(v))
+}
+
+// bind binds a resource and, when the server wants it, starts a legacy
+// session (RFC 3921).
+func (c *conn) bind(resource string) error {
+	if c.features.Child("bind", nsBind) == nil {
+		return errors.New("bind not offered")
+	}
+	var b bytes.Buffer
+	b.WriteString("<iq type='set' id='bind1'><bind xmlns='" + nsBind + "'>")
+	if resource != "" {
+		b.WriteString("<resource>")
+		wire.EscapeText(&b, resource)
+		b.WriteString("</resource>")
+	}
+	b.WriteString("</bind></iq>")
+	if err := c.Write(b.Bytes()); err != nil {
+		return err
+	}
+	el, err := c.waitIQ("bind1")
+	if err != nil {
+		return fmt.Errorf("bind: %w", err)
+	}
+	if el.Type() != "result" {
+		return fmt.Errorf("bind: %s", el.String())
+	}
+	if bd := el.Child("bind", nsBind); bd != nil {
+		c.jid = strings.TrimSpace(bd.ChildText("jid", ""))
+	}
+	if c.jid == "" {
+		return fmt.Errorf("bind: no jid in %s", el.String())
+	}
+	if s := c.features.Child("session", nsSession); s != nil && s.Child("optional", "") == nil {
+		if err := c.writeString("<iq type='set' id='sess1'><session xmlns='" + nsSession + "'/></iq>"); err != nil {
+			return err
+		}
+		el, err := c.waitIQ("sess1")
+		if err != nil {
+			return fmt.Errorf("session: %w", err)
+		}
+		if el.Type() != "result" {
+			return fmt.Errorf("session: %s", el.String())
+		}
+	}
+	return nil
+}
+
+// waitIQ reads until the iq with the given id arrives, answering or
+// dropping whatever comes before it.
+func (c *conn) waitIQ(id string) (*wire.Element, error) {
+	for {
+		el, err := c.r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if el.LocalName() == "iq" && el.ID() == id && (el.Type() == "result" || el.Type() == "error") {
+			return el, nil
+		}
+		if el.LocalName() == "error" && strings.HasPrefix(el.Name, "stream") {
+			return nil, fmt.Errorf("stream error: %s", el.String())
+		}
+		c.answerIQ(el)
+	}
+}
+
+// answerIQ replies to requests from the server so it does not wait on us:
+// a result for pings and roster pushes, service-unavailable for the rest.
+func (c *conn) answerIQ(el *wire.Element) {
+	if el.LocalName() != "iq" || (el.Type() != "get" && el.Type() != "set") {
+		return
+	}
+	var b bytes.Buffer
+	payload := el.FirstChild()
+	to := el.From()
+	b.WriteString("<iq type='")
+	if payload != nil && (payload.NS() == "urn:xmpp:ping" || payload.NS() == "jabber:iq:roster") {
+		b.WriteString("result'")
+		writeAttrs(&b, "id", el.ID(), "to", to)
+		b.WriteString("/>")
+	} else {
+		b.WriteString("error'")
+		writeAttrs(&b, "id", el.ID(), "to", to)
+		b.WriteString("><error type='cancel'><service-unavailable xmlns='" + nsStanzas + "'/></error></iq>")
+	}
+	c.Write(b.Bytes())
+}
+
+func writeAttrs(b *bytes.Buffer, pairs ...string) {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			continue
+		}
+		b.WriteString(" " + pairs[i] + "='")
+		wire.EscapeAttr(b, pairs[i+1])
+		b.WriteString("'")
+	}
+}
+
+// bareJID strips the resource.
+func bareJID(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		return j[:i]
+	}
+	return j
+}
