@@ -16,9 +16,15 @@
 //     <blocked xmlns='urn:xmpp:blocking:errors'/>; presence and everything
 //     else is dropped.
 //   - PointDeliver and PointOffline (a blocked JID sends to the user):
-//     messages and IQ get/set are answered with service-unavailable,
-//     everything else (presence, results, errors) is dropped. The one
-//     exception is our own blocked-error replies, which must reach the user.
+//     messages and IQ get/set are answered with service-unavailable (once,
+//     though the router delivers to each resource), everything else
+//     (presence, results, errors) is dropped. The one exception is our own
+//     blocked-error replies, which must reach the user.
+//   - PointDeliver also drops a local user's presence on its way to a
+//     contact that user blocked: broadcasts carry no 'to' when they pass
+//     PointInbound. Presence to remote contacts and the
+//     router's own answers to presence probes pass no interceptor point,
+//     so they are not filtered here.
 //
 // JIDs match as XEP-0016 §2.1 says (XEP-0191 refers to it): a full-JID
 // item matches that JID only, a bare item any resource of it, a domain item
@@ -64,6 +70,13 @@ const DefaultCacheTTL = 5 * time.Second
 // maxCached bounds the cache; past it expired entries are swept.
 const maxCached = 10000
 
+// bounceWindow and maxBounced bound the memory of answered blocked
+// stanzas (see firstBounce).
+const (
+	bounceWindow = 10 * time.Second
+	maxBounced   = 1024
+)
+
 func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
 // Plugin manages and enforces block lists.
@@ -75,6 +88,9 @@ type Plugin struct {
 
 	mu    sync.RWMutex
 	cache map[string]*entry // owner bare JID → list
+
+	bmu     sync.Mutex
+	bounced map[string]time.Time // recently answered blocked stanzas
 }
 
 type entry struct {
@@ -92,7 +108,7 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}}
+	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}}
 }
 
 // SetClock replaces the clock (tests).
@@ -351,7 +367,7 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 		if owner == "" {
 			owner = xmpputil.Bare(el.To())
 		}
-		return p.inbound(ctx, owner, el)
+		return p.inbound(ctx, owner, st.Session, el)
 	}
 	return plugins.Continue, nil
 }
@@ -385,8 +401,9 @@ func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verd
 	return plugins.Drop, nil
 }
 
-// inbound handles a stanza for the user.
-func (p *Plugin) inbound(ctx context.Context, owner string, el *wire.Element) (plugins.Verdict, error) {
+// inbound handles a stanza for the user (owner) at session (the
+// recipient's full JID; "" for offline storage).
+func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.Element) (plugins.Verdict, error) {
 	from := el.From()
 	if owner == "" || from == "" || from == p.host.Domain() || bareOf(from) == owner {
 		return plugins.Continue, nil
@@ -397,6 +414,13 @@ func (p *Plugin) inbound(ctx context.Context, owner string, el *wire.Element) (p
 		return plugins.Continue, nil
 	}
 	if !blocked {
+		if el.Name == "presence" && session != "" && p.isLocal(from) {
+			// A local user's presence broadcast (no 'to' at PointInbound)
+			// must not reach a contact the user blocked.
+			if b, err := p.Blocked(ctx, bareOf(from), session); err == nil && b {
+				return plugins.Drop, nil
+			}
+		}
 		return plugins.Continue, nil
 	}
 	if el.IsError() {
@@ -406,10 +430,42 @@ func (p *Plugin) inbound(ctx context.Context, owner string, el *wire.Element) (p
 		return plugins.Drop, nil
 	}
 	if answerable(el) {
-		p.host.Route(ctx, wire.ErrorReply(el, wire.ErrServiceUnavailable))
+		if p.firstBounce(el) {
+			p.host.Route(ctx, wire.ErrorReply(el, wire.ErrServiceUnavailable))
+		}
 		return plugins.Handled, nil
 	}
 	return plugins.Drop, nil
+}
+
+func (p *Plugin) isLocal(j string) bool {
+	_, domain, _ := splitJID(j)
+	return domain == p.host.Domain()
+}
+
+// firstBounce reports whether a blocked stanza is seen for the first time:
+// the router delivers a message to a bare JID once per resource, and the
+// sender should get one error, not one per resource.
+func (p *Plugin) firstBounce(el *wire.Element) bool {
+	if el.ID() == "" {
+		return true
+	}
+	key := el.Name + "\x00" + el.From() + "\x00" + el.To() + "\x00" + el.ID()
+	now := p.now()
+	p.bmu.Lock()
+	defer p.bmu.Unlock()
+	if at, ok := p.bounced[key]; ok && now.Sub(at) < bounceWindow {
+		return false
+	}
+	if len(p.bounced) >= maxBounced {
+		for k, at := range p.bounced {
+			if now.Sub(at) >= bounceWindow {
+				delete(p.bounced, k)
+			}
+		}
+	}
+	p.bounced[key] = now
+	return true
 }
 
 // answerable reports whether a blocked stanza gets an error back rather
@@ -428,4 +484,15 @@ func randomID() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// splitJID splits a JID string without normalizing it.
+func splitJID(s string) (local, domain, resource string) {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s, resource = s[:i], s[i+1:]
+	}
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		local, s = s[:i], s[i+1:]
+	}
+	return local, s, resource
 }

@@ -190,6 +190,31 @@ func TestBlockingEnforcement(t *testing.T) {
 		})
 	}
 
+	t.Run("one bounce for a message delivered to two resources", func(t *testing.T) {
+		for _, res := range []string{"juliet@example.com/b", "juliet@example.com/c"} {
+			st := &plugins.Stanza{El: plugintest.Parse(t, `<message from='romeo@example.com/a' to='juliet@example.com' id='twice'><body>hi</body></message>`), Session: res}
+			if v, err := m.Intercept(ctx, plugins.PointDeliver, st); v != plugins.Handled || err != nil {
+				t.Fatalf("verdict %v, %v", v, err)
+			}
+		}
+		if got := h.Routed(); len(got) != 1 {
+			t.Errorf("routed %q; want one error", got)
+		}
+	})
+
+	t.Run("user's broadcast presence does not reach a blocked local contact", func(t *testing.T) {
+		// Juliet's presence on its way to Romeo's session (Romeo has not
+		// blocked her, she blocked him).
+		st := &plugins.Stanza{El: plugintest.Parse(t, `<presence from='juliet@example.com/b' to='romeo@example.com'/>`), Session: "romeo@example.com/a"}
+		if v, err := m.Intercept(ctx, plugins.PointDeliver, st); v != plugins.Drop || err != nil {
+			t.Errorf("verdict %v, %v; want Drop", v, err)
+		}
+		msg := &plugins.Stanza{El: plugintest.Parse(t, `<presence from='juliet@example.com/b' to='nurse@example.com'/>`), Session: "nurse@example.com/x"}
+		if v, err := m.Intercept(ctx, plugins.PointDeliver, msg); v != plugins.Continue || err != nil {
+			t.Errorf("verdict to the nurse %v, %v; want Continue", v, err)
+		}
+	})
+
 	t.Run("cache expires after TTL", func(t *testing.T) {
 		msg := `<message from='nurse@example.com/x' to='juliet@example.com'><body>hi</body></message>`
 		deliver := func() plugins.Verdict {
