@@ -114,6 +114,10 @@ func TestAdminCommands(t *testing.T) {
 			`<iq type='set' id='r2' from='admin@example.com/console'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/admin#delete-user' sessionid='s2' action='execute'>` +
 				submit(`<field var='accountjids'><value>smack1@example.com</value><value>smack2@example.com</value></field>`) + `</command></iq>`,
 			`<iq type="result" id="r2" to="admin@example.com/console"><command xmlns="http://jabber.org/protocol/commands" node="http://jabber.org/protocol/admin#delete-user" sessionid="s2" status="completed"/></iq>`},
+		{"end user session",
+			`<iq type='set' id='e1' from='admin@example.com/console'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/admin#end-user-session' sessionid='s4'>` +
+				submit(`<field var='accountjids'><value>Admin@Example.com</value></field>`) + `</command></iq>`,
+			`<iq type="result" id="e1" to="admin@example.com/console"><command xmlns="http://jabber.org/protocol/commands" node="http://jabber.org/protocol/admin#end-user-session" sessionid="s4" status="completed"/></iq>`},
 		{"cancel",
 			`<iq type='set' id='x1' from='admin@example.com/console'><command xmlns='http://jabber.org/protocol/commands' node='http://jabber.org/protocol/admin#delete-user' sessionid='s3' action='cancel'/></iq>`,
 			`<iq type="result" id="x1" to="admin@example.com/console"><command xmlns="http://jabber.org/protocol/commands" node="http://jabber.org/protocol/admin#delete-user" sessionid="s3" status="canceled"/></iq>`},
@@ -137,6 +141,9 @@ func TestAdminCommands(t *testing.T) {
 	}
 	if h.UserManager().Kicked("smack2@example.com") != 1 {
 		t.Error("deleted user's sessions were not closed")
+	}
+	if h.UserManager().Kicked("admin@example.com") != 1 {
+		t.Error("end-user-session did not close the (normalized) account's sessions")
 	}
 	if _, ok := h.UserManager().Password("smack3"); ok {
 		t.Error("smack3 created despite mismatched passwords")

@@ -147,13 +147,17 @@ func (p *Plugin) endSessions(ctx context.Context, v map[string][]string) (*wire.
 	if len(jids) == 0 {
 		return nil, wire.ErrNotAcceptable.WithText("no account given")
 	}
+	users := make([]string, 0, len(jids))
 	for _, s := range jids {
-		if _, err := p.localUser(s); err != nil {
+		u, err := p.localUser(s)
+		if err != nil {
 			return nil, err
 		}
+		users = append(users, u)
 	}
-	for _, s := range jids {
-		p.host.Users().Kick(ctx, s, "session ended by an administrator")
+	for _, u := range users {
+		n := p.host.Users().Kick(ctx, u+"@"+p.host.Domain(), "session ended by an administrator")
+		p.host.Logger().Info("sessions ended by admin command", "user", u, "sessions", n)
 	}
 	return nil, nil
 }
