@@ -133,9 +133,11 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	if s := plugins.SettingString(host.Config(), ID, "cache_ttl", ""); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			return errBadTTL
+			// Refusing to start would leave the node with no blocking at all.
+			host.Logger().Warn("ignoring bad setting", "plugin", ID, "key", "cache_ttl", "value", s, "err", errBadTTL, "using", DefaultCacheTTL)
+		} else {
+			p.ttl = d
 		}
-		p.ttl = d
 	}
 	p.remove = host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.UserEvent); ok {
