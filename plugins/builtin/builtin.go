@@ -1,6 +1,23 @@
 // Package builtin links every built-in XEP plugin into the binary: each
 // registers itself with plugins.Register in its init, so importing this
 // package (the server does) makes them all available by ID.
+//
+//	xep0012.last      last activity (server uptime; users' idle time to subscribers)
+//	xep0030.disco     service discovery (server/im identity, every plugin's features)
+//	xep0049.private   private XML storage
+//	xep0050.adhoc     ad-hoc commands with XEP-0133 service administration (admins only)
+//	xep0054.vcard     vcard-temp
+//	xep0077.register  in-band registration (c2s.allow_registration), password change, unregister
+//	xep0092.version   software version
+//	xep0191.blocking  blocking command, enforced by an interceptor
+//	xep0199.ping      ping to the server
+//	xep0280.carbons   message carbons switch
+//
+// Any of them can be turned off with plugins.disabled. Settings, under
+// plugins.settings.<id>:
+//
+//	xep0092.version:  show_os: true      # report runtime.GOOS/GOARCH (default false)
+//	xep0191.blocking: cache_ttl: "5s"    # how long a node trusts a cached block list
 package builtin
 
 import (
