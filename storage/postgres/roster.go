@@ -20,34 +20,34 @@ func scanRosterItem(r pgx.Row, owner string) (storage.RosterItem, error) {
 }
 
 // GetRoster returns every item of the owner (including items with InRoster
-// false) sorted by contact, and the roster version, read in one
-// REPEATABLE READ snapshot so they agree.
+// false) sorted by contact, and the roster version, in one round trip (one
+// pipelined batch). The version is read before the items, so under
+// concurrent changes the items are never older than the version: a client
+// caching them can at worst be sent a change it already has, never miss one.
 func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
 	var items []storage.RosterItem
 	var ver int64
 	err := s.do(ctx, func(ctx context.Context) error {
 		items, ver = nil, 0
-		return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					it, err := scanRosterItem(rows, owner)
-					if err != nil {
-						return err
-					}
-					items = append(items, it)
-				}
-				return rows.Err()
-			})
-			b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
-				err := row.Scan(&ver)
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				return err
-			})
-			return tx.SendBatch(ctx, b).Close()
+		b := &pgx.Batch{}
+		b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&ver)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
 		})
+		b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				it, err := scanRosterItem(rows, owner)
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+			return rows.Err()
+		})
+		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return nil, 0, err

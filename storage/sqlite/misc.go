@@ -65,7 +65,7 @@ func (s *Store) Block(ctx context.Context, owner string, jids []string) error {
 	if len(jids) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, j := range jids {
 			if _, err := tx.ExecContext(ctx, "INSERT INTO blocklist (owner, jid) VALUES (?, ?) ON CONFLICT DO NOTHING", owner, j); err != nil {
 				return mapErr(err)
@@ -81,7 +81,7 @@ func (s *Store) Unblock(ctx context.Context, owner string, jids []string) error 
 		_, err := s.exec(ctx, "DELETE FROM blocklist WHERE owner = ?", owner)
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, j := range jids {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM blocklist WHERE owner = ? AND jid = ?", owner, j); err != nil {
 				return mapErr(err)

@@ -14,7 +14,7 @@ import (
 // the owner already holding limit messages it returns
 // storage.ErrQuotaExceeded; the check and the insert are one transaction.
 func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if limit > 0 {
 			var n int
 			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n); err != nil {
@@ -34,7 +34,7 @@ func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, l
 // DELETE ... RETURNING, oldest first.
 func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.OfflineMessage, error) {
 	var out []storage.OfflineMessage
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, "DELETE FROM offline WHERE owner = ? RETURNING id, stanza, stored", owner)
 		if err != nil {
 			return mapErr(err)

@@ -94,7 +94,7 @@ func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (stora
 // serialize. The version is bumped only when something changed. On removal
 // the returned item is the one that was removed.
 func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
-	err = s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		cur, err := scanRosterItem(tx.QueryRowContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? AND contact = ?", owner, contact), owner)
 		exists := true
 		if errors.Is(err, sql.ErrNoRows) {

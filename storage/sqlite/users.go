@@ -83,7 +83,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	}
 	lo, hi := shared.OwnerRange(username)
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for _, t := range perUser {
 			q := fmt.Sprintf("DELETE FROM %s WHERE owner = ? OR (owner >= ? AND owner < ?)", t)
 			if _, err := tx.ExecContext(ctx, q, username, lo, hi); err != nil {
