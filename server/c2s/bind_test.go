@@ -21,7 +21,7 @@ func stanzaCond(err error) string {
 	return "ok"
 }
 
-func authed(t *testing.T, n interface{}, c *servertest.Client, user string) {
+func authed(t *testing.T, _ any, c *servertest.Client, user string) {
 	t.Helper()
 	if err := c.AuthSCRAM("SCRAM-SHA-256", user, user+"pw"); err != nil {
 		t.Fatal(err)

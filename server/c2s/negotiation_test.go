@@ -300,3 +300,17 @@ func TestAuthTimeout(t *testing.T) {
 }
 
 func b64(s string) string { return servertest.Base64(s) }
+
+func TestGarbageBeforeHeader(t *testing.T) {
+	n := startServer(t)
+	c := servertest.DialRaw(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	c.SendRaw("<?xml version='1.0'?><!-- comment --><stream:stream>")
+	h, err := c.ReadHeaderOnly()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Attr("from") != "localhost" {
+		t.Errorf("header = %s", h)
+	}
+	c.ExpectStreamError("restricted-xml")
+}

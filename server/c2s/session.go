@@ -54,9 +54,9 @@ type outItem struct {
 // which the router sees as a router.Session. With stream management it can
 // outlive its transport (detached) and continue on a new one (resumed).
 type Session struct {
-	srv *Server
-	log *slog.Logger
-	id  string // stream management ID, also in logs
+	srv  *Server
+	logp atomic.Pointer[slog.Logger]
+	id   string // stream management ID, also in logs
 
 	parent context.Context // the Serve context of the current transport
 	ctx    context.Context // cancelled when the session closes
@@ -124,7 +124,7 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 		writerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
-	s.log = srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr())
+	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr()))
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.last.Store(monotonic())
 	t.SetActivityHook(s.touch)
@@ -317,7 +317,7 @@ func (s *Session) writeLoop(t Transport, done chan struct{}) {
 			}
 			s.closeLocked(ReasonWriteError, "", "")
 			s.mu.Unlock()
-			s.log.Debug("c2s: write failed", "err", err)
+			s.logger().Debug("c2s: write failed", "err", err)
 			_ = t.Close(nil)
 			return
 		}
@@ -397,7 +397,7 @@ func (s *Session) authExpired() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.authed {
-		s.log.Info("c2s: not authenticated in time")
+		s.logger().Info("c2s: not authenticated in time")
 		s.closeLocked(ReasonAuthTimeout, "connection-timeout", "authentication took too long")
 	}
 }
@@ -447,7 +447,7 @@ func (s *Session) idleCheck() {
 		s.timer.Reset(c.IdleTimeout)
 		return
 	}
-	s.log.Info("c2s: client silent after ping")
+	s.logger().Info("c2s: client silent after ping")
 	s.closeLocked(ReasonIdleTimeout, "connection-timeout", "no answer to ping")
 }
 
@@ -485,3 +485,5 @@ func randomID(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+func (s *Session) logger() *slog.Logger { return s.logp.Load() }

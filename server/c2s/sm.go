@@ -188,6 +188,6 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	s.reason = ReasonResumed
 	s.mu.Unlock()
 	s.cancel()
-	old.log.Info("c2s: session resumed", "jid", old.JID().String(), "resent", len(requeue)-1)
+	old.logger().Info("c2s: session resumed", "jid", old.JID().String(), "resent", len(requeue)-1)
 	return old, false
 }

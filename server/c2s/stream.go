@@ -23,6 +23,11 @@ func (s *Session) run() (*Session, CloseReason) {
 		if s.state == stateHeader {
 			hdr, err := s.t.ReadHeader()
 			if err != nil {
+				if wire.StreamErrorFor(err) != "" {
+					// RFC 6120 §4.9.1.1: our header goes out before the error.
+					s.enqueueItem(outItem{kind: itemHeader, hdr: &StreamHeader{
+						From: s.srv.cfg().Domain, ID: randomID(8), Version: "1.0", Lang: "en"}})
+				}
 				s.readFailed(err)
 				break
 			}
@@ -52,7 +57,7 @@ func (s *Session) readFailed(err error) {
 	case errors.Is(err, wire.ErrStreamEnd):
 		s.closeWith(ReasonClientClosed, "", "")
 	case cond != "":
-		s.log.Debug("c2s: bad input", "err", err)
+		s.logger().Debug("c2s: bad input", "err", err)
 		s.closeWith(ReasonProtocol, cond, "")
 	default:
 		s.closeWith(ReasonReadError, "", "")
@@ -61,7 +66,7 @@ func (s *Session) readFailed(err error) {
 
 // streamError closes the stream with a stream error caused by the client.
 func (s *Session) streamError(cond, text string) {
-	s.log.Debug("c2s: stream error", "condition", cond, "text", text)
+	s.logger().Debug("c2s: stream error", "condition", cond, "text", text)
 	s.closeWith(ReasonProtocol, cond, text)
 }
 
@@ -88,7 +93,7 @@ func (s *Session) finish() CloseReason {
 			s.resumeTimer = time.AfterFunc(s.srv.cfg().C2S.SMResumeTimeout, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
-		s.log.Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
+		s.logger().Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
 		close(s.readerDone)
 		return reason
 	}
@@ -105,7 +110,7 @@ func (s *Session) finish() CloseReason {
 		s.srv.d.Router.Unbind(ctx, s, unsent)
 		cancel()
 	}
-	s.log.Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
+	s.logger().Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
 	close(s.readerDone)
 	return reason
 }
@@ -133,7 +138,7 @@ func (s *Session) expire(reason CloseReason) {
 	if s.srv.d.Metrics != nil {
 		s.srv.d.Metrics.closes.WithLabelValues(reason.String()).Inc()
 	}
-	s.log.Info("c2s: detached session ended", "jid", s.JID().String(), "reason", reason.String(), "unsent", len(unsent))
+	s.logger().Info("c2s: detached session ended", "jid", s.JID().String(), "reason", reason.String(), "unsent", len(unsent))
 }
 
 // openStream answers a stream header: our header, then the features.
@@ -309,7 +314,7 @@ func (s *Session) startTLS() bool {
 	err := s.t.StartTLS(s.ctx, s.srv.d.TLS)
 	s.resumeWriter()
 	if err != nil {
-		s.log.Debug("c2s: TLS handshake failed", "err", err)
+		s.logger().Debug("c2s: TLS handshake failed", "err", err)
 		s.closeWith(ReasonProtocol, "", "")
 		return true
 	}
@@ -389,8 +394,8 @@ func (s *Session) saslStep(data []byte) bool {
 		s.startIdleTimerLocked()
 	}
 	s.mu.Unlock()
-	s.log = s.log.With("user", s.username)
-	s.log.Debug("c2s: authenticated")
+	s.logp.Store(s.logger().With("user", s.username))
+	s.logger().Debug("c2s: authenticated")
 	s.t.Restart()
 	s.state = stateHeader
 	return false
@@ -408,7 +413,7 @@ func (s *Session) saslFail(err error) bool {
 		s.srv.d.Metrics.authFailed()
 		s.srv.d.Auth.Failed(s.ctx, s.t.RemoteAddr())
 	}
-	s.log.Debug("c2s: authentication failed", "err", f)
+	s.logger().Debug("c2s: authentication failed", "err", f)
 	s.enqueue(saslFailure(f.Condition))
 	s.saslFailures++
 	if s.saslFailures >= maxSASLFailures {
@@ -455,7 +460,7 @@ func (s *Session) bind(el *wire.Element) bool {
 		if err != nil {
 			var se *wire.StanzaError
 			if !errors.As(err, &se) {
-				s.log.Warn("c2s: bind failed", "err", err)
+				s.logger().Warn("c2s: bind failed", "err", err)
 				se = wire.ErrInternalServerError
 			}
 			if se.Condition == wire.ErrConflict.Condition && c.C2S.ResourceConflict == "new_resource" && attempt < 3 {
@@ -474,8 +479,8 @@ func (s *Session) bind(el *wire.Element) bool {
 	s.bound = true
 	s.mu.Unlock()
 	s.state = stateBound
-	s.log = s.log.With("jid", full.String())
-	s.log.Debug("c2s: bound")
+	s.logp.Store(s.logger().With("jid", full.String()))
+	s.logger().Debug("c2s: bound")
 	s.enqueue(wire.New("iq", "type", "result", "id", el.ID()).Append(
 		wire.NewNS("bind", wire.NSBind).Append(wire.New("jid").SetText(full.String()))))
 	return false
