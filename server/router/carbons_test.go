@@ -27,6 +27,7 @@ func carbonOf(t *testing.T, el *wire.Element) (kind string, inner *wire.Element)
 }
 
 func TestCarbons(t *testing.T) {
+	t.Parallel()
 	setup := func(t *testing.T) (*env, *fakeSession, map[string]*fakeSession) {
 		e := newEnv(t)
 		e.user("juliet", "romeo")
@@ -67,6 +68,7 @@ func TestCarbons(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e, romeo, js := setup(t)
 			sender := romeo
 			if tc.fromJ != "" {

@@ -337,6 +337,7 @@ func TestClusterNodeDown(t *testing.T) {
 // TestClusterNodeGoneFallback: a stale route to a node that died before
 // the table was cleaned: messages go offline, IQs bounce, presence drops.
 func TestClusterNodeGoneFallback(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, stanza string
 		offline      int
@@ -349,6 +350,7 @@ func TestClusterNodeGoneFallback(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e1, e2, net := twoNodes(t)
 			alice := e1.online("alice", "a", 0)
 			e2.online("bob", "b", 0)

@@ -57,6 +57,7 @@ func (f *flakyStore) Subscribers(ctx context.Context, owner string) ([]string, e
 }
 
 func TestStorageFailures(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		fail   error
@@ -74,6 +75,7 @@ func TestStorageFailures(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			st := &flakyStore{Store: openStore(t)}
 			e := newEnvWith(t, st, local.New("node1"), func(c *conf.Config) { c.Database.Timeout = 50 * time.Millisecond })
 			e.user("juliet", "romeo")
@@ -109,6 +111,7 @@ func TestStanzaErrorFor(t *testing.T) {
 }
 
 func TestInterceptors(t *testing.T) {
+	t.Parallel()
 	type call struct {
 		p       plugins.Point
 		session string
@@ -165,6 +168,7 @@ func TestInterceptors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.user("juliet", "romeo")
 			romeo := e.online("romeo", "o", 0)

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,9 +86,50 @@ type env struct {
 
 type envOpt func(*conf.Config)
 
+// template is a migrated, empty sqlite database made once per test
+// binary; each test copies it, which is much cheaper than migrating.
+var template struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if template.dir != "" {
+		os.RemoveAll(template.dir)
+	}
+	os.Exit(code)
+}
+
 func openStore(t testing.TB) storage.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db"))
+	template.once.Do(func() {
+		template.dir, template.err = os.MkdirTemp("", "aviary-router-test-")
+		if template.err != nil {
+			return
+		}
+		template.path = filepath.Join(template.dir, "template.db")
+		st, err := sqlite.Open(context.Background(), template.path)
+		if err != nil {
+			template.err = err
+			return
+		}
+		template.err = st.Close()
+	})
+	if template.err != nil {
+		t.Fatalf("sqlite template: %v", template.err)
+	}
+	data, err := os.ReadFile(template.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "aviary.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatalf("sqlite.Open: %v", err)
 	}

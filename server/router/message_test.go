@@ -23,6 +23,7 @@ type res struct {
 // type, bare and full JIDs, priorities, and the offline cases. The sender
 // is a local user, so errors come back to its session.
 func TestMessageDelivery(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name     string
 		res      []res
@@ -58,6 +59,7 @@ func TestMessageDelivery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.user("juliet", "romeo")
 			romeo := e.online("romeo", "orchard", 0)
@@ -217,6 +219,7 @@ func TestUnbindReroutesUnsent(t *testing.T) {
 }
 
 func TestIQRouting(t *testing.T) {
+	t.Parallel()
 	pl := &fakePlugin{
 		ns: map[string]plugins.Target{
 			"urn:test:server":  plugins.ToServer,
@@ -260,6 +263,7 @@ func TestIQRouting(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.r.SetPlugins(plugins.NewManager(nil, e.r.log, []plugins.Plugin{pl}))
 			e.user("juliet", "romeo")

@@ -232,6 +232,7 @@ func TestPresenceToLocalUser(t *testing.T) {
 }
 
 func TestBindConflict(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		policy string
 		check  func(t *testing.T, e *env, old *fakeSession, s *fakeSession, err error)
@@ -282,6 +283,7 @@ func TestBindConflict(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.policy, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t, func(c *conf.Config) { c.C2S.ResourceConflict = tc.policy })
 			e.user("juliet", "romeo")
 			e.setItem("romeo@example.com", "juliet@example.com", stT, true)

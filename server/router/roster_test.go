@@ -75,6 +75,7 @@ func TestRosterSetGetRemove(t *testing.T) {
 }
 
 func TestRosterSetValidation(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, query, cond string
 	}{
@@ -90,6 +91,7 @@ func TestRosterSetValidation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			e.user("juliet")
 			s := e.online("juliet", "balcony", 0)
@@ -167,6 +169,7 @@ func TestRosterVersioning(t *testing.T) {
 }
 
 func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
+	t.Parallel()
 	const contact = "romeo@remote.net"
 	cases := []struct {
 		name string
@@ -187,6 +190,7 @@ func TestRosterRemoveCancelsSubscriptions(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newEnv(t)
 			fed := &capFed{}
 			e.r.SetFederation(fed)

@@ -108,6 +108,7 @@ func (f *capFed) take() []*wire.Element {
 // (a user of another domain, so the stanza leaves through federation
 // untouched by the contact's side).
 func TestOutboundSubscriptionRouter(t *testing.T) {
+	t.Parallel()
 	const contact = "romeo@remote.net"
 	for _, tab := range appendixA {
 		if tab.in {
@@ -115,6 +116,7 @@ func TestOutboundSubscriptionRouter(t *testing.T) {
 		}
 		for i, from := range allStates {
 			t.Run(fmt.Sprintf("%s/%s", tab.typ, from.name), func(t *testing.T) {
+				t.Parallel()
 				e := newEnv(t)
 				fed := &capFed{}
 				e.r.SetFederation(fed)
@@ -190,6 +192,7 @@ func TestOutboundSubscriptionRouter(t *testing.T) {
 // subscription stanza from another domain to a local user with an
 // available, interested resource.
 func TestInboundSubscriptionRouter(t *testing.T) {
+	t.Parallel()
 	const sender = "romeo@remote.net"
 	for _, tab := range appendixA {
 		if !tab.in {
@@ -197,6 +200,7 @@ func TestInboundSubscriptionRouter(t *testing.T) {
 		}
 		for i, from := range allStates {
 			t.Run(fmt.Sprintf("%s/%s", tab.typ, from.name), func(t *testing.T) {
+				t.Parallel()
 				e := newEnv(t)
 				fed := &capFed{}
 				e.r.SetFederation(fed)
