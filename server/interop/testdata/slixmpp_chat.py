@@ -1,0 +1,133 @@
+"""Two slixmpp clients register in-band, subscribe to each other, see each
+other's presence and exchange messages through an Aviary node.
+
+usage: slixmpp_chat.py HOST PORT DOMAIN
+Exits 0 and prints OK on success; prints what failed otherwise.
+"""
+import asyncio
+import logging
+import ssl
+import sys
+
+from slixmpp import ClientXMPP
+from slixmpp.exceptions import IqError, IqTimeout
+
+HOST, PORT, DOMAIN = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+import os
+logging.basicConfig(level=logging.DEBUG if os.environ.get("AVIARY_TEST_LOG") else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+def insecure(xmpp):
+    # The test server has a self-signed certificate.
+    xmpp.ssl_context.check_hostname = False
+    xmpp.ssl_context.verify_mode = ssl.CERT_NONE
+
+
+class Registrar(ClientXMPP):
+    def __init__(self, jid, password):
+        super().__init__(jid, password)
+        insecure(self)
+        self.register_plugin("xep_0077")
+        self["xep_0077"].force_registration = True
+        # slixmpp 1.8 queues every stanza until a session exists, including
+        # the pre-authentication registration IQ its own XEP-0077 plugin
+        # sends; let this client send before the session starts.
+        self._always_send_everything = True
+        self.done = asyncio.get_event_loop().create_future()
+        self.add_event_handler("register", self.on_register)
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("failed_auth", lambda _: self.fail("auth failed after registration"))
+
+    def fail(self, why):
+        if not self.done.done():
+            self.done.set_exception(RuntimeError(why))
+
+    async def on_register(self, _):
+        iq = self.Iq()
+        iq["type"] = "set"
+        iq["register"]["username"] = self.boundjid.user
+        iq["register"]["password"] = self.password
+        try:
+            await iq.send()
+        except (IqError, IqTimeout) as e:
+            self.fail("registration refused: %s" % e)
+            self.disconnect()
+
+    async def on_start(self, _):
+        if not self.done.done():
+            self.done.set_result(True)
+        self.disconnect()
+
+
+class Chat(ClientXMPP):
+    def __init__(self, jid, password):
+        super().__init__(jid, password)
+        insecure(self)
+        self.auto_authorize = True
+        self.auto_subscribe = True
+        self.started = asyncio.get_event_loop().create_future()
+        self.inbox = asyncio.Queue()
+        self.add_event_handler("session_start", self.on_start)
+        self.add_event_handler("message", self.on_message)
+        self.add_event_handler("failed_auth", lambda _: self.started.done() or self.started.set_exception(RuntimeError("auth failed")))
+
+    async def on_start(self, _):
+        self.send_presence()
+        await self.get_roster()
+        self.started.set_result(True)
+
+    def on_message(self, msg):
+        if msg["type"] in ("chat", "normal"):
+            self.inbox.put_nowait(msg)
+
+
+async def until(what, cond, timeout=20):
+    for _ in range(int(timeout / 0.1)):
+        if cond():
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError("timed out waiting for " + what)
+
+
+async def main():
+    alice_jid, bob_jid = "alice@" + DOMAIN, "bob@" + DOMAIN
+    for jid in (alice_jid, bob_jid):
+        r = Registrar(jid + "/reg", "s3cret-" + jid.split("@")[0])
+        r.connect((HOST, PORT))
+        await asyncio.wait_for(r.done, 30)
+        await r.disconnected
+
+    alice = Chat(alice_jid + "/py", "s3cret-alice")
+    bob = Chat(bob_jid + "/py", "s3cret-bob")
+    for c in (alice, bob):
+        c.connect((HOST, PORT))
+    await asyncio.wait_for(asyncio.gather(alice.started, bob.started), 30)
+
+    alice.send_presence_subscription(pto=bob_jid)
+    await until("mutual subscription", lambda: alice.client_roster[bob_jid]["subscription"] == "both"
+                and bob.client_roster[alice_jid]["subscription"] == "both")
+    await until("bob's presence at alice", lambda: len(alice.client_roster[bob_jid].resources) > 0)
+    await until("alice's presence at bob", lambda: len(bob.client_roster[alice_jid].resources) > 0)
+
+    alice.send_message(mto=bob_jid, mbody="hello bob", mtype="chat")
+    msg = await asyncio.wait_for(bob.inbox.get(), 20)
+    assert msg["body"] == "hello bob", msg
+    assert msg["from"].bare == alice_jid, msg["from"]
+    bob.send_message(mto=msg["from"], mbody="hello alice", mtype="chat")
+    msg = await asyncio.wait_for(alice.inbox.get(), 20)
+    assert msg["body"] == "hello alice", msg
+
+    # Bob goes away; alice sees him unavailable.
+    bob.disconnect()
+    await bob.disconnected
+    await until("bob unavailable at alice", lambda: len(alice.client_roster[bob_jid].resources) == 0)
+    alice.disconnect()
+    await alice.disconnected
+    print("OK")
+
+
+try:
+    asyncio.run(asyncio.wait_for(main(), 120))
+except Exception as e:  # the Go test shows this
+    print("FAILED: %r" % (e,))
+    sys.exit(1)
