@@ -1,0 +1,76 @@
+package httpd_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/server/httpd"
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// jsDir returns testdata/js when its packages are installed
+// (testdata/js/install.sh). Without them the test is skipped, or fails
+// when CI=true or AVIARY_REQUIRE_SERVICES=1.
+func jsDir(t *testing.T) string {
+	t.Helper()
+	dir, _ := filepath.Abs(filepath.Join("testdata", "js"))
+	_, err := os.Stat(filepath.Join(dir, "node_modules", ".aviary-installed"))
+	_, nodeErr := exec.LookPath("node")
+	if err != nil || nodeErr != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("JavaScript clients not installed (run %s/install.sh): %v %v", dir, err, nodeErr)
+		}
+		t.Skipf("JavaScript clients not installed (run %s/install.sh)", dir)
+	}
+	return dir
+}
+
+// TestJavaScriptClients logs real npm clients in over WebSocket and BOSH
+// and has each exchange a message with a TCP user.
+func TestJavaScriptClients(t *testing.T) {
+	dir := jsDir(t)
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "jsuser", "pw-js")
+	tcp := servertest.Dial(t, n)
+	tcpJID := tcp.Login("carol", "pw-carol", "desk")
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket
+	boshURL := base + httpd.PathBOSH
+
+	for _, tc := range []struct{ lib, transport, url string }{
+		{"xmppjs", "websocket", wsURL},
+		{"stanza", "websocket", wsURL},
+		{"stanza", "bosh", boshURL},
+	} {
+		tag := tc.lib + "-" + tc.transport
+		t.Run(tag, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, "node", "client.mjs", tc.lib, tc.transport, tc.url, "jsuser@localhost", "pw-js", tcpJID)
+			cmd.Dir = dir
+			var out strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			msg := tcp.Await("hello from "+tag, func(el *wire.Element) bool {
+				return el.Name == "message" && el.ChildText("body", "") == "hello from "+tag
+			})
+			if !strings.HasPrefix(msg.From(), "jsuser@localhost/") {
+				t.Errorf("message from %q", msg.From())
+			}
+			tcp.Send("<message to='%s' type='chat'><body>reply to %s</body></message>", msg.From(), tag)
+			if err := <-done; err != nil || !strings.Contains(out.String(), "OK") {
+				t.Fatalf("%s: %v\n%s", tag, err, out.String())
+			}
+		})
+	}
+}
