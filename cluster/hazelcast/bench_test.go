@@ -12,32 +12,44 @@ import (
 )
 
 // BenchmarkRoutes measures one Routes lookup of a user with a resource on
-// each of two other nodes: one indexed query against a real member.
+// each of two other nodes: from the route replica, and (query) with one
+// indexed query against a real member.
 func BenchmarkRoutes(b *testing.B) {
 	m := hztest.Shared(b, "aviary-test")
 	p := prefix(b)
 	a := startNode(b, m, p, "a", nodeOpt{})
+	q := startNode(b, m, p, "q", nodeOpt{noCache: true})
 	x := startNode(b, m, p, "x", nodeOpt{})
 	y := startNode(b, m, p, "y", nodeOpt{})
-	waitMembers(b, []string{"a", "x", "y"}, a, x, y)
+	waitMembers(b, []string{"a", "q", "x", "y"}, a, x, y)
 	ctx := context.Background()
 	const users = 1000
 	for i := range users {
 		_ = x.PutRoute(ctx, cluster.Route{JID: fmt.Sprintf("u%d@x/x", i), Available: true})
 		_ = y.PutRoute(ctx, cluster.Route{JID: fmt.Sprintf("u%d@x/y", i), Available: true})
 	}
-	b.Run("remote", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			rs, err := a.Routes(ctx, fmt.Sprintf("u%d@x", i%users))
-			if err != nil || len(rs) != 2 {
-				b.Fatalf("Routes = %+v, %v", rs, err)
-			}
-			i++
-		}
+	last := fmt.Sprintf("u%d@x", users-1)
+	waitRoutes(b, a, last, []cluster.Route{
+		{JID: last + "/x", Node: "x", Available: true},
+		{JID: last + "/y", Node: "y", Available: true},
 	})
-	b.Run("parallel", func(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		n    *node
+	}{{"replica", a}, {"query", q}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				rs, err := tc.n.Routes(ctx, fmt.Sprintf("u%d@x", i%users))
+				if err != nil || len(rs) != 2 {
+					b.Fatalf("Routes = %+v, %v", rs, err)
+				}
+				i++
+			}
+		})
+	}
+	b.Run("replica-parallel", func(b *testing.B) {
 		b.ReportAllocs()
 		var n atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {

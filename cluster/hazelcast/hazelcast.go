@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hazelcast/hazelcast-go-client/types"
+
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/conf"
@@ -49,6 +51,12 @@ type Options struct {
 	// SweepEvery is how many heartbeats apart the senior looks for routes
 	// of incarnations that are no longer members. Default 10.
 	SweepEvery int
+	// NoRouteCache makes Routes query Hazelcast (one indexed query per
+	// call) instead of reading the local replica. For comparison and tests.
+	NoRouteCache bool
+	// ResyncEvery is how often the route replica is reloaded from a fresh
+	// snapshot, repairing any lost event. Default 1m.
+	ResyncEvery time.Duration
 }
 
 // Cluster is the Hazelcast-backed cluster.Cluster. See the package doc for
@@ -87,6 +95,16 @@ type Cluster struct {
 	enabled   atomic.Bool // the switch
 	clustered atomic.Bool
 	senior    atomic.Bool
+
+	// Route replica (see cache.go); nil when not clustered or disabled.
+	cache      atomic.Pointer[routeCache]
+	building   atomic.Pointer[routeCache]
+	resyncNow  atomic.Bool
+	routesSub  types.UUID // loop-only
+	lastResync time.Time  // loop-only
+
+	negMu sync.Mutex
+	neg   map[string]time.Time // nodes recently found not visible
 
 	viewMu sync.RWMutex
 	view   map[string]memberRecord // visible members (live and clustered), by name, self excluded
@@ -173,6 +191,9 @@ func NewWithOptions(o Options) (*Cluster, error) {
 	}
 	if o.SweepEvery <= 0 {
 		o.SweepEvery = 10
+	}
+	if o.ResyncEvery <= 0 {
+		o.ResyncEvery = time.Minute
 	}
 	now := time.Now().UTC()
 	c := &Cluster{

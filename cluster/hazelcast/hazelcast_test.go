@@ -116,6 +116,7 @@ type nodeOpt struct {
 	addrs  []string
 	// switchPoll defaults to 100ms.
 	switchPoll time.Duration
+	noCache    bool
 }
 
 func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterConfig {
@@ -145,12 +146,13 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 		o.switchPoll = 100 * time.Millisecond
 	}
 	c, err := NewWithOptions(Options{
-		Cluster:    testConfig(o.addrs, m.ClusterName, name, o.secret),
-		Properties: o.props,
-		Prefix:     prefix,
-		SwitchPoll: o.switchPoll,
-		SweepEvery: 5,
-		Version:    "test",
+		Cluster:      testConfig(o.addrs, m.ClusterName, name, o.secret),
+		Properties:   o.props,
+		Prefix:       prefix,
+		SwitchPoll:   o.switchPoll,
+		NoRouteCache: o.noCache,
+		SweepEvery:   5,
+		Version:      "test",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -231,6 +233,22 @@ func waitMembers(t testing.TB, want []string, nodes ...*node) {
 	})
 }
 
+// waitRoutes polls n.Routes(bare) until it equals want: other nodes'
+// writes reach the route replica asynchronously (milliseconds).
+func waitRoutes(t testing.TB, n *node, bare string, want []cluster.Route) {
+	t.Helper()
+	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		got, err := n.Routes(context.Background(), bare)
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("%s: Routes(%s) = %+v, want %+v", n.NodeName(), bare, got, want)
+		}
+		return nil
+	})
+}
+
 func TestMembership(t *testing.T) {
 	m := hztest.Shared(t, "aviary-test")
 	p := prefix(t)
@@ -274,11 +292,20 @@ func TestMembership(t *testing.T) {
 }
 
 func TestRoutesAndLinks(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		noCache bool
+	}{{"replica", false}, {"query", true}} {
+		t.Run(mode.name, func(t *testing.T) { testRoutesAndLinks(t, mode.noCache) })
+	}
+}
+
+func testRoutesAndLinks(t *testing.T, noCache bool) {
 	m := hztest.Shared(t, "aviary-test")
 	p := prefix(t)
-	a := startNode(t, m, p, "a", nodeOpt{})
-	b := startNode(t, m, p, "b", nodeOpt{})
-	c := startNode(t, m, p, "c", nodeOpt{})
+	a := startNode(t, m, p, "a", nodeOpt{noCache: noCache})
+	b := startNode(t, m, p, "b", nodeOpt{noCache: noCache})
+	c := startNode(t, m, p, "c", nodeOpt{noCache: noCache})
 	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
 	ctx := context.Background()
 
@@ -320,13 +347,15 @@ func TestRoutesAndLinks(t *testing.T) {
 				}
 			}
 			for _, n := range []*node{a, b, c} {
-				got, err := n.Routes(ctx, "u@x")
-				if err != nil {
-					t.Fatal(err)
+				if noCache {
+					// Queries read Hazelcast directly: visible at once.
+					got, err := n.Routes(ctx, "u@x")
+					if err != nil || !reflect.DeepEqual(got, s.want) {
+						t.Fatalf("%s: Routes = %+v, %v; want %+v", n.NodeName(), got, err, s.want)
+					}
+					continue
 				}
-				if !reflect.DeepEqual(got, s.want) {
-					t.Fatalf("%s: Routes = %+v, want %+v", n.NodeName(), got, s.want)
-				}
+				waitRoutes(t, n, "u@x", s.want)
 			}
 		})
 	}
@@ -391,10 +420,7 @@ func TestNodeKilled(t *testing.T) {
 	if err := a.PutRoute(ctx, cluster.Route{JID: "u@x/a1"}); err != nil {
 		t.Fatal(err)
 	}
-	rs, _ := b.Routes(ctx, "u@x")
-	if len(rs) != 2 {
-		t.Fatalf("b sees %+v before the crash", rs)
-	}
+	waitRoutes(t, b, "u@x", []cluster.Route{{JID: "u@x/a1", Node: "a"}, want[0]})
 	start := time.Now()
 	k.crash()
 	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
@@ -447,9 +473,7 @@ func TestSwitch(t *testing.T) {
 	if err := a.PutRoute(ctx, cluster.Route{JID: "u@x/a1"}); err != nil {
 		t.Fatal(err)
 	}
-	if rs, _ := a.Routes(ctx, "u@x"); len(rs) != 2 {
-		t.Fatalf("a sees %+v", rs)
-	}
+	waitRoutes(t, a, "u@x", []cluster.Route{{JID: "u@x/a1", Node: "a"}, {JID: "u@x/b1", Node: "b", Available: true}})
 
 	_ = props.SetProperty(ctx, SwitchProperty, "false")
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {

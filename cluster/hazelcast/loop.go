@@ -170,6 +170,14 @@ func (c *Cluster) tick(ctx context.Context) {
 		if err == nil {
 			err = c.reconcile(ctx, o)
 		}
+		if err == nil && !c.o.NoRouteCache {
+			lctx, cancel := c.opCtx(ctx)
+			err = c.listenRoutes(lctx, o)
+			cancel()
+			if err == nil {
+				err = c.buildCache(ctx, o)
+			}
+		}
 		if err != nil {
 			c.log.Warn("cluster join failed; will retry", "err", err)
 			return
@@ -181,6 +189,12 @@ func (c *Cluster) tick(ctx context.Context) {
 	} else {
 		c.pollMembers(ctx, o, true)
 		c.flushPending(ctx)
+		if !c.o.NoRouteCache && (c.resyncNow.Swap(false) || time.Since(c.lastResync) >= c.o.ResyncEvery) {
+			if err := c.buildCache(ctx, o); err != nil {
+				c.log.Warn("cluster route replica reload failed", "err", err)
+				c.resyncNow.Store(true)
+			}
+		}
 	}
 	if c.senior.Load() && c.ticks%c.o.SweepEvery == 0 {
 		c.sweep(ctx, o)
@@ -248,6 +262,7 @@ func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
 	}
 	c.stopWriteThrough()
 	c.clustered.Store(false)
+	c.cache.Store(nil)
 	c.prevView = map[string]memberRecord{}
 	c.setView(map[string]memberRecord{})
 	c.senior.Store(true)

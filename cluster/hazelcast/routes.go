@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"time"
 
 	"github.com/hazelcast/hazelcast-go-client/predicate"
 	"github.com/hazelcast/hazelcast-go-client/types"
@@ -163,38 +164,47 @@ func (c *Cluster) flushPending(ctx context.Context) {
 
 // Routes returns every route of bareJID on visible nodes. Unclustered, it
 // returns this node's own routes only. This node's routes always come
-// from the local index. One Hazelcast round trip: an indexed query on the
-// "bare" field of the routes map.
+// from the local index; the others from the route replica (no round
+// trip), or, before the replica is loaded or with Options.NoRouteCache,
+// from one indexed query on the "bare" field of the routes map.
 func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, error) {
 	out := c.ownRoutes(bareJID)
 	if !c.clustered.Load() {
 		sortRoutes(out)
 		return out, nil
 	}
-	o := c.objs()
-	if o == nil {
-		sortRoutes(out)
-		return out, nil
-	}
-	octx, cancel := c.opCtx(ctx)
-	defer cancel()
-	vals, err := o.routes.GetValuesWithPredicate(octx, predicate.Equal("bare", bareJID))
-	if err != nil {
-		sortRoutes(out)
-		return out, fmt.Errorf("cluster/hazelcast: routes of %s: %w", bareJID, err)
+	var recs []routeRecord
+	if rc := c.cache.Load(); rc != nil {
+		recs = rc.get(bareJID, nil)
+	} else {
+		o := c.objs()
+		if o == nil {
+			sortRoutes(out)
+			return out, nil
+		}
+		octx, cancel := c.opCtx(ctx)
+		defer cancel()
+		vals, err := o.routes.GetValuesWithPredicate(octx, predicate.Equal("bare", bareJID))
+		if err != nil {
+			sortRoutes(out)
+			return out, fmt.Errorf("cluster/hazelcast: routes of %s: %w", bareJID, err)
+		}
+		for _, v := range vals {
+			var rr routeRecord
+			if err := fromValue(v, &rr); err != nil {
+				c.log.Warn("cluster bad route value", "err", err)
+				continue
+			}
+			recs = append(recs, rr)
+		}
 	}
 	refreshed := false
-	for _, v := range vals {
-		var rr routeRecord
-		if err := fromValue(v, &rr); err != nil {
-			c.log.Warn("cluster bad route value", "err", err)
-			continue
-		}
+	for _, rr := range recs {
 		if rr.Node == c.name {
 			continue // the local index is authoritative
 		}
 		if !c.visibleInc(rr.Node, rr.Inc) {
-			if refreshed || !c.refreshMember(octx, rr.Node) {
+			if refreshed || !c.refreshMember(ctx, rr.Node) {
 				continue
 			}
 			refreshed = true
@@ -222,12 +232,26 @@ func (c *Cluster) refreshMember(ctx context.Context, node string) bool {
 	if o == nil {
 		return false
 	}
-	v, err := o.members.Get(ctx, node)
-	if err != nil || v == nil {
+	// Routes of a node that is not visible (disabled, or dead and not yet
+	// cleaned up) would cost a round trip each time: remember the answer
+	// for one heartbeat.
+	c.negMu.Lock()
+	if t, ok := c.neg[node]; ok && time.Since(t) < c.cc.HeartbeatInterval {
+		c.negMu.Unlock()
 		return false
 	}
+	c.negMu.Unlock()
+	octx, cancel := c.opCtx(ctx)
+	defer cancel()
+	v, err := o.members.Get(octx, node)
 	var mr memberRecord
-	if err := fromValue(v, &mr); err != nil || !mr.Clustered || mr.Name != node {
+	if err != nil || v == nil || fromValue(v, &mr) != nil || !mr.Clustered || mr.Name != node {
+		c.negMu.Lock()
+		if len(c.neg) > 1000 {
+			clear(c.neg)
+		}
+		c.neg[node] = time.Now()
+		c.negMu.Unlock()
 		return false
 	}
 	c.viewMu.Lock()
