@@ -64,6 +64,23 @@ func checkFor(t *testing.T, total, poll time.Duration, fn func() error) {
 	}
 }
 
+// TestOutage runs the outage tests on one server of their own, each on a
+// fresh database (they stop, freeze and restart it).
+func TestOutage(t *testing.T) {
+	srv := pgtest.Start(t)
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, srv *pgtest.Server)
+	}{
+		{"Restart", testRestart},
+		{"Frozen", testFrozen},
+		{"ListenPropertyReconnects", testListenPropertyReconnects},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
+	}
+}
+
 // ops are the calls a server makes on the hot path; each must fail fast
 // with storage.ErrUnavailable while the database is gone.
 func ops(s storage.Store) map[string]func(context.Context) error {
@@ -152,14 +169,13 @@ func recovered(t *testing.T, s storage.Store) {
 	}
 }
 
-// TestRestart stops PostgreSQL under a Store: calls fail fast with
+// testRestart stops PostgreSQL under a Store: calls fail fast with
 // storage.ErrUnavailable, the outage is logged once, and when PostgreSQL
 // is back the same Store works again with nothing lost.
-func TestRestart(t *testing.T) {
-	srv := pgtest.Start(t)
+func testRestart(t *testing.T, srv *pgtest.Server) {
 	logs := &logCount{}
 	const timeout = 2 * time.Second
-	s := open(t, srv.URL(), postgres.Options{Timeout: timeout, PoolSize: 4, Logger: slog.New(logs)})
+	s := open(t, srv.NewDatabase(t), postgres.Options{Timeout: timeout, PoolSize: 4, Logger: slog.New(logs)})
 	defer s.Close()
 	seed(t, s)
 
@@ -184,14 +200,13 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-// TestFrozen makes PostgreSQL stop answering without closing anything (a
+// testFrozen makes PostgreSQL stop answering without closing anything (a
 // hung server or a network black hole): calls must end at the timeout
 // with storage.ErrUnavailable, not hang, and recover once it answers.
-func TestFrozen(t *testing.T) {
-	srv := pgtest.Start(t)
+func testFrozen(t *testing.T, srv *pgtest.Server) {
 	logs := &logCount{}
 	const timeout = 1 * time.Second
-	s := open(t, srv.URL(), postgres.Options{Timeout: timeout, PoolSize: 4, Logger: slog.New(logs)})
+	s := open(t, srv.NewDatabase(t), postgres.Options{Timeout: timeout, PoolSize: 4, Logger: slog.New(logs)})
 	defer s.Close()
 	seed(t, s)
 
@@ -208,11 +223,11 @@ func TestFrozen(t *testing.T) {
 	}
 }
 
-// TestListenPropertyReconnects checks a listener survives a restart and
+// testListenPropertyReconnects checks a listener survives a restart and
 // delivers the value changed while it was cut off.
-func TestListenPropertyReconnects(t *testing.T) {
-	srv := pgtest.Start(t)
-	s := open(t, srv.URL(), postgres.Options{Timeout: 2 * time.Second})
+func testListenPropertyReconnects(t *testing.T, srv *pgtest.Server) {
+	url := srv.NewDatabase(t)
+	s := open(t, url, postgres.Options{Timeout: 2 * time.Second})
 	defer s.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	got := make(chan string, 16)
@@ -245,7 +260,7 @@ func TestListenPropertyReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second store (another node) changes it right after the restart.
-	other := open(t, srv.URL(), postgres.Options{})
+	other := open(t, url, postgres.Options{})
 	defer other.Close()
 	if err := other.SetProperty(context.Background(), "cluster.enabled", "false"); err != nil {
 		t.Fatal(err)
