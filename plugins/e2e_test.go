@@ -187,7 +187,11 @@ func TestEndToEndBlocking(t *testing.T) {
 	alice := login(t, n, "alice", "home")
 	bob := login(t, n, "bob", "work")
 
-	// The push and the result may come in either order.
+	if el := iq(alice, `<iq type='get' id='%s'><blocklist xmlns='urn:xmpp:blocking'/></iq>`); el.Type() != "result" {
+		t.Fatalf("blocklist answer %s", el)
+	}
+	// The push (alice fetched the list, so she gets pushes) and the result
+	// may come in either order.
 	alice.Send(`<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='bob@localhost'/></block></iq>`)
 	var result, push *wire.Element
 	for result == nil || push == nil {

@@ -3,12 +3,14 @@
 //
 // IQs (sent by the user with no 'to', or to the user's own bare JID):
 // get <blocklist/>, set <block/> with items, set <unblock/> with items or
-// without any (unblock all). Every change is pushed to all of the user's
-// resources, cluster-wide (Host.Resources, Host.Route); pushing to a
-// resource that never asked for the list is harmless, and unlike "who
-// asked" it needs no state shared between nodes. Blocking a contact who
-// may see the user's presence sends the contact unavailable presence from
-// each available resource.
+// without any (unblock all). Every change is pushed to the user's
+// interested resources (those that fetched the list), cluster-wide
+// (Host.Resources, Host.Route). Interest is known only on the node that
+// answered the fetch, which is the node the resource is connected to; so a
+// node pushes to its own resources that showed interest and to every
+// resource on other nodes (a push to an uninterested client is harmless).
+// Blocking a contact who may see the user's presence sends the contact
+// unavailable presence from each available resource.
 //
 // Enforcement is an interceptor:
 //   - PointInbound (the user sends to a blocked JID): messages and IQ
@@ -91,6 +93,9 @@ type Plugin struct {
 
 	bmu     sync.Mutex
 	bounced map[string]time.Time // recently answered blocked stanzas
+
+	imu        sync.Mutex
+	interested map[string]struct{} // full JIDs on this node that fetched the list
 }
 
 type entry struct {
@@ -108,7 +113,7 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}}
+	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}, interested: map[string]struct{}{}}
 }
 
 // SetClock replaces the clock (tests).
@@ -139,12 +144,21 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 			p.ttl = d
 		}
 	}
-	p.remove = host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
+	rmDeleted := host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.UserEvent); ok {
 			p.invalidate(ev.Username + "@" + host.Domain())
 		}
 		return nil
 	})
+	rmClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.SessionEvent); ok {
+			p.imu.Lock()
+			delete(p.interested, ev.JID)
+			p.imu.Unlock()
+		}
+		return nil
+	})
+	p.remove = func() { rmDeleted(); rmClosed() }
 	return nil
 }
 
@@ -153,6 +167,23 @@ func (p *Plugin) Stop(ctx context.Context) error {
 		p.remove()
 	}
 	return nil
+}
+
+func (p *Plugin) markInterested(full string) {
+	p.imu.Lock()
+	p.interested[full] = struct{}{}
+	p.imu.Unlock()
+}
+
+// wantsPush reports whether a resource gets block list pushes.
+func (p *Plugin) wantsPush(r plugins.Resource) bool {
+	if r.Node != p.host.Config().Cluster.NodeName {
+		return true // interest is recorded on the resource's own node
+	}
+	p.imu.Lock()
+	defer p.imu.Unlock()
+	_, ok := p.interested[r.JID]
+	return ok
 }
 
 // HandleIQ answers the block list IQs.
@@ -164,6 +195,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	q := iq.Payload()
 	switch {
 	case iq.Stanza.Type() == "get" && q.Name == "blocklist":
+		p.markInterested(iq.From)
 		e, err := p.load(ctx, owner)
 		if err != nil {
 			return nil, err
@@ -211,7 +243,7 @@ func items(q *wire.Element) ([]string, error) {
 	return out, nil
 }
 
-// push sends the change to every resource of the owner.
+// push sends the change to the owner's interested resources.
 func (p *Plugin) push(ctx context.Context, owner, op string, jids []string) {
 	res, err := p.host.Resources(ctx, owner)
 	if err != nil {
@@ -219,6 +251,9 @@ func (p *Plugin) push(ctx context.Context, owner, op string, jids []string) {
 		return
 	}
 	for _, r := range res {
+		if !p.wantsPush(r) {
+			continue
+		}
 		change := wire.NewNS(op, NS)
 		for _, j := range jids {
 			change.Append(wire.New("item", "jid", j))

@@ -26,8 +26,14 @@ func normPush(in []string) []string {
 func TestBlockingIQ(t *testing.T) {
 	ctx := context.Background()
 	h := plugintest.NewHost(t)
+	h.Cfg.Cluster.NodeName = "test"
 	m := h.Start(t, blocking.New())
-	h.SetOnline("juliet@example.com", "juliet@example.com/b", "juliet@example.com/c")
+	// b fetches the list on this node; c never does; d is on another node,
+	// where this node cannot know whether it fetched the list.
+	h.SetResources("juliet@example.com",
+		plugins.Resource{JID: "juliet@example.com/b", Node: "test", Available: true},
+		plugins.Resource{JID: "juliet@example.com/c", Node: "test", Available: true},
+		plugins.Resource{JID: "juliet@example.com/d", Node: "other", Available: true})
 	_, _, _, _, err := h.St.UpdateRosterItem(ctx, "juliet@example.com", "romeo@example.com", func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.InRoster = storage.SubBoth, true
 		return it, false, nil
@@ -51,8 +57,9 @@ func TestBlockingIQ(t *testing.T) {
 			[]string{
 				`<presence type="unavailable" from="juliet@example.com/b" to="romeo@example.com"/>`,
 				`<presence type="unavailable" from="juliet@example.com/c" to="romeo@example.com"/>`,
+				`<presence type="unavailable" from="juliet@example.com/d" to="romeo@example.com"/>`,
 				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/b"><block xmlns="urn:xmpp:blocking"><item jid="romeo@example.com"/><item jid="spam.org"/></block></iq>`,
-				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/c"><block xmlns="urn:xmpp:blocking"><item jid="romeo@example.com"/><item jid="spam.org"/></block></iq>`,
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/d"><block xmlns="urn:xmpp:blocking"><item jid="romeo@example.com"/><item jid="spam.org"/></block></iq>`,
 			}},
 		{"list", plugins.ToAccount,
 			`<iq type='get' id='b3' from='juliet@example.com/b' to='juliet@example.com'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
@@ -62,7 +69,7 @@ func TestBlockingIQ(t *testing.T) {
 			`<iq type="result" id="b4" to="juliet@example.com/c"/>`,
 			[]string{
 				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/b"><unblock xmlns="urn:xmpp:blocking"><item jid="spam.org"/></unblock></iq>`,
-				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/c"><unblock xmlns="urn:xmpp:blocking"><item jid="spam.org"/></unblock></iq>`,
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/d"><unblock xmlns="urn:xmpp:blocking"><item jid="spam.org"/></unblock></iq>`,
 			}},
 		{"list after unblock", plugins.ToServer,
 			`<iq type='get' id='b5' from='juliet@example.com/b'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
@@ -72,7 +79,7 @@ func TestBlockingIQ(t *testing.T) {
 			`<iq type="result" id="b6" to="juliet@example.com/b"/>`,
 			[]string{
 				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/b"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
-				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/c"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/d"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
 			}},
 		{"list empty again", plugins.ToServer,
 			`<iq type='get' id='b7' from='juliet@example.com/b'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
@@ -83,6 +90,17 @@ func TestBlockingIQ(t *testing.T) {
 		{"malformed jid", plugins.ToServer,
 			`<iq type='set' id='b9' from='juliet@example.com/b'><block xmlns='urn:xmpp:blocking'><item jid='@bad@'/></block></iq>`,
 			`<iq id="b9" to="juliet@example.com/b" type="error"><block xmlns="urn:xmpp:blocking"><item jid="@bad@"/></block><error type="modify"><jid-malformed xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`, nil},
+		{"c fetches the list too", plugins.ToServer,
+			`<iq type='get' id='b11' from='juliet@example.com/c'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
+			`<iq type="result" id="b11" to="juliet@example.com/c"><blocklist xmlns="urn:xmpp:blocking"/></iq>`, nil},
+		{"now c gets pushes", plugins.ToServer,
+			`<iq type='set' id='b12' from='juliet@example.com/b'><unblock xmlns='urn:xmpp:blocking'/></iq>`,
+			`<iq type="result" id="b12" to="juliet@example.com/b"/>`,
+			[]string{
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/b"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/c"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+				`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/d"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+			}},
 		{"someone else's list", plugins.ToAccount,
 			`<iq type='get' id='b10' from='romeo@example.com/a' to='juliet@example.com'><blocklist xmlns='urn:xmpp:blocking'/></iq>`,
 			`<iq id="b10" from="juliet@example.com" to="romeo@example.com/a" type="error"><blocklist xmlns="urn:xmpp:blocking"/><error type="auth"><forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`, nil},
@@ -97,6 +115,19 @@ func TestBlockingIQ(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a closed session loses its interest", func(t *testing.T) {
+		if err := h.Bus.Run(ctx, plugins.EventSessionClosed, &plugins.SessionEvent{JID: "juliet@example.com/c"}); err != nil {
+			t.Fatal(err)
+		}
+		h.IQ(t, m, plugins.ToServer, `<iq type='set' id='b13' from='juliet@example.com/b'><unblock xmlns='urn:xmpp:blocking'/></iq>`)
+		want := []string{
+			`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/b"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+			`<iq type="set" id="push" from="juliet@example.com" to="juliet@example.com/d"><unblock xmlns="urn:xmpp:blocking"/></iq>`,
+		}
+		if got := normPush(h.Routed()); !reflect.DeepEqual(got, want) {
+			t.Errorf("routed\n got %q\nwant %q", got, want)
+		}
+	})
 }
 
 func TestBlockingEnforcement(t *testing.T) {

@@ -117,6 +117,13 @@ func (h *Host) SetOnline(bare string, full ...string) {
 	}
 }
 
+// SetResources sets a user's resources as given (any node, any state).
+func (h *Host) SetResources(bare string, res ...plugins.Resource) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.res[bare] = res
+}
+
 // Resources implements plugins.Host.
 func (h *Host) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
 	h.mu.Lock()
