@@ -89,7 +89,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg.HealthCheckPeriod = 10 * time.Second
 	cfg.MaxConnIdleTime = 5 * time.Minute
 	cfg.PingTimeout = opts.Timeout
-	cfg.ConnConfig.ConnectTimeout = opts.Timeout
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > opts.Timeout {
+		cfg.ConnConfig.ConnectTimeout = opts.Timeout
+	}
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
 	}
