@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -142,15 +143,28 @@ func (c *outConn) dialOut() (*wire.Reader, *wire.Element, error) {
 			}
 			continue
 		}
-		c.mu.Lock()
-		if c.state == outClosed {
-			c.mu.Unlock()
-			conn.Close()
+		if !c.useConn(conn) {
 			return nil, nil, ErrStopped
 		}
-		c.conn = conn
-		c.mu.Unlock()
-		rd, hdr, err := c.processOutHandshake(ctx, conn, t)
+		rd, hdr, err := c.processOutHandshake(ctx, conn, t, false)
+		if errors.Is(err, errExternalBroken) && ctx.Err() == nil {
+			// Some servers drop the stream on SASL EXTERNAL instead of
+			// answering <failure/> (ejabberd 23.01 with an XmppAddr in our
+			// certificate): try once more with dialback only.
+			c.log.Info("s2s: SASL EXTERNAL broke the stream; retrying with dialback", "err", err)
+			c.mu.Lock()
+			old := c.conn
+			c.mu.Unlock()
+			_ = old.Close()
+			conn, derr := d.DialContext(ctx, "tcp", t.addr())
+			if derr != nil {
+				return nil, nil, fmt.Errorf("s2s: reconnecting to %s: %w", c.key.remote, derr)
+			}
+			if !c.useConn(conn) {
+				return nil, nil, ErrStopped
+			}
+			rd, hdr, err = c.processOutHandshake(ctx, conn, t, true)
+		}
 		if err != nil && ctx.Err() != nil && !isTimeout(err) {
 			err = fmt.Errorf("%w: %v", errHandshakeTimeout, err)
 		}
@@ -164,6 +178,26 @@ func (c *outConn) dialOut() (*wire.Reader, *wire.Element, error) {
 	}
 	return nil, nil, fmt.Errorf("s2s: connecting to %s: %w", c.key.remote, lastErr)
 }
+
+// useConn makes conn the stream's transport, resetting what belonged to
+// an earlier attempt (its writer exits when it sees the change).
+func (c *outConn) useConn(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == outClosed {
+		_ = conn.Close()
+		return false
+	}
+	c.conn = conn
+	c.writer = false
+	c.control = nil
+	c.verifyHold = false
+	return true
+}
+
+// errExternalBroken means the peer ended the stream in answer to SASL
+// EXTERNAL rather than refusing it.
+var errExternalBroken = errors.New("s2s: stream failed during SASL EXTERNAL")
 
 // targetsFor returns where to connect for a domain: the static map entry,
 // else the DNS targets.
@@ -184,7 +218,7 @@ func (s *Service) targetsFor(ctx context.Context, domain string) ([]target, erro
 // stream header, STARTTLS (or direct TLS), then SASL EXTERNAL when offered,
 // else Server Dialback. It returns the reader and header of the
 // authenticated stream.
-func (c *outConn) processOutHandshake(ctx context.Context, conn net.Conn, t target) (*wire.Reader, *wire.Element, error) {
+func (c *outConn) processOutHandshake(ctx context.Context, conn net.Conn, t target, skipExternal bool) (*wire.Reader, *wire.Element, error) {
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
 	local, remote := c.key.local, c.key.remote
@@ -197,7 +231,7 @@ func (c *outConn) processOutHandshake(ctx context.Context, conn net.Conn, t targ
 		conn, secure = tc, true
 	}
 	var rd *wire.Reader
-	triedExternal, saslDone := false, false
+	triedExternal, saslDone := skipExternal, false
 	for range 4 { // each pass is one stream: plain, TLS, after SASL
 		if err := c.writeOrQueue(conn, streamHeader(local, remote, "")); err != nil {
 			return nil, nil, err
@@ -255,6 +289,9 @@ func (c *outConn) processOutHandshake(ctx context.Context, conn net.Conn, t targ
 			triedExternal = true
 			ok, err := c.saslExternal(rd, hdr)
 			if err != nil {
+				if errors.Is(err, ErrBadStream) || errors.Is(err, ErrStreamError) || errors.Is(err, io.EOF) {
+					return nil, nil, fmt.Errorf("%w: %v", errExternalBroken, err)
+				}
 				return nil, nil, err
 			}
 			if ok {
@@ -498,6 +535,9 @@ func (c *outConn) writeLoop(conn net.Conn) {
 		select {
 		case <-c.kick:
 		case <-timer.C:
+			if !c.current(conn) {
+				return
+			}
 			if left := c.idleLeft(idle); left > 0 {
 				timer.Reset(left)
 				continue
@@ -508,6 +548,11 @@ func (c *outConn) writeLoop(conn net.Conn) {
 			return
 		}
 		c.mu.Lock()
+		if c.conn != conn {
+			c.mu.Unlock()
+			c.wake() // the kick was meant for the current writer
+			return   // an earlier attempt's writer
+		}
 		control := c.control
 		c.control = nil
 		var verifies, stanzas []*wire.Element
@@ -554,6 +599,13 @@ func (c *outConn) writeLoop(conn net.Conn) {
 			timer.Reset(idle)
 		}
 	}
+}
+
+// current reports whether conn is still the stream's transport.
+func (c *outConn) current(conn net.Conn) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn == conn
 }
 
 // idleLeft returns how long until the stream counts as idle; 0 or less
