@@ -52,6 +52,8 @@ type Options struct {
 	// NoMigrate makes Open leave the schema alone (for `aviary db status`);
 	// the store is then only good for Status and Migrate until migrated.
 	NoMigrate bool
+	// Tracer, when set, sees every query and batch (metrics, debugging).
+	Tracer pgx.QueryTracer
 }
 
 // Store is the PostgreSQL store.
@@ -85,6 +87,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	cfg.MaxConns = int32(opts.PoolSize)
+	if opts.Tracer != nil {
+		cfg.ConnConfig.Tracer = opts.Tracer
+	}
 	cfg.MinConns = 0
 	cfg.HealthCheckPeriod = 10 * time.Second
 	cfg.MaxConnIdleTime = 5 * time.Minute
