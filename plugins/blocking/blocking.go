@@ -95,7 +95,7 @@ type Plugin struct {
 	bounced map[string]time.Time // recently answered blocked stanzas
 
 	imu        sync.Mutex
-	interested map[string]struct{} // full JIDs on this node that fetched the list
+	interested map[string]map[string]struct{} // owner → full JIDs on this node that fetched the list
 }
 
 type entry struct {
@@ -113,7 +113,7 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}, interested: map[string]struct{}{}}
+	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}, interested: map[string]map[string]struct{}{}}
 }
 
 // SetClock replaces the clock (tests).
@@ -152,8 +152,12 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	})
 	rmClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
+			owner := bareOf(ev.JID)
 			p.imu.Lock()
-			delete(p.interested, ev.JID)
+			delete(p.interested[owner], ev.JID)
+			if len(p.interested[owner]) == 0 {
+				delete(p.interested, owner)
+			}
 			p.imu.Unlock()
 		}
 		return nil
@@ -169,10 +173,38 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (p *Plugin) markInterested(full string) {
+func (p *Plugin) markInterested(owner, full string) {
 	p.imu.Lock()
-	p.interested[full] = struct{}{}
-	p.imu.Unlock()
+	defer p.imu.Unlock()
+	set := p.interested[owner]
+	if set == nil {
+		set = map[string]struct{}{}
+		p.interested[owner] = set
+	}
+	set[full] = struct{}{}
+}
+
+// forgetGone drops the interest of the owner's resources that are no
+// longer online. Session-closed events do this too; this keeps the set
+// bounded even where they are not fired.
+func (p *Plugin) forgetGone(owner string, online []plugins.Resource) {
+	p.imu.Lock()
+	defer p.imu.Unlock()
+	for full := range p.interested[owner] {
+		gone := true
+		for _, r := range online {
+			if r.JID == full {
+				gone = false
+				break
+			}
+		}
+		if gone {
+			delete(p.interested[owner], full)
+		}
+	}
+	if len(p.interested[owner]) == 0 {
+		delete(p.interested, owner)
+	}
 }
 
 // wantsPush reports whether a resource gets block list pushes.
@@ -182,7 +214,7 @@ func (p *Plugin) wantsPush(r plugins.Resource) bool {
 	}
 	p.imu.Lock()
 	defer p.imu.Unlock()
-	_, ok := p.interested[r.JID]
+	_, ok := p.interested[bareOf(r.JID)][r.JID]
 	return ok
 }
 
@@ -195,7 +227,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	q := iq.Payload()
 	switch {
 	case iq.Stanza.Type() == "get" && q.Name == "blocklist":
-		p.markInterested(iq.From)
+		p.markInterested(owner, iq.From)
 		e, err := p.load(ctx, owner)
 		if err != nil {
 			return nil, err
@@ -250,6 +282,7 @@ func (p *Plugin) push(ctx context.Context, owner, op string, jids []string) {
 		p.host.Logger().Warn("blocking push: resources", "owner", owner, "err", err)
 		return
 	}
+	p.forgetGone(owner, res)
 	for _, r := range res {
 		if !p.wantsPush(r) {
 			continue
