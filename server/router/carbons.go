@@ -11,10 +11,17 @@ import (
 const NSHints = "urn:xmpp:hints"
 
 // carbonsEligible reports whether a message is copied to carbons-enabled
-// resources (XEP-0280 §6): type chat, not marked <private/> or
-// <no-copy/>, and not itself a carbon copy. Other types are not copied.
+// resources (XEP-0280 §6): type chat, or type normal with a <body/>; not
+// marked <private/> or <no-copy/>; and not itself a carbon copy.
+// Headline, groupchat and error messages are not copied.
 func carbonsEligible(el *wire.Element) bool {
-	if el.Type() != "chat" {
+	switch el.Type() {
+	case "chat":
+	case "", "normal":
+		if el.Child("body", "") == nil {
+			return false
+		}
+	default:
 		return false
 	}
 	for _, c := range el.Children {
@@ -110,6 +117,7 @@ func forwarded(el *wire.Element) *wire.Element {
 }
 
 func carbon(kind, from, to string, fwd *wire.Element) *wire.Element {
-	return wire.New("message", "from", from, "to", to, "type", "chat").
+	// The envelope has the type of the message it carries (none for normal).
+	return wire.New("message", "from", from, "to", to).SetAttr("type", fwd.Children[0].Type()).
 		Append(wire.NewNS(kind, wire.NSCarbons).Append(fwd))
 }

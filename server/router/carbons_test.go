@@ -63,7 +63,9 @@ func TestCarbons(t *testing.T) {
 		{"private", "", `<message to='juliet@example.com' type='chat' id='x'><body>hi</body><private xmlns='urn:xmpp:carbons:2'/></message>`, want{"msg", "", ""}},
 		{"private sent", "a", `<message to='romeo@example.com' type='chat' id='x'><body>hi</body><private xmlns='urn:xmpp:carbons:2'/></message>`, want{"", "", ""}},
 		{"no-copy", "", `<message to='juliet@example.com' type='chat' id='x'><body>hi</body><no-copy xmlns='urn:xmpp:hints'/></message>`, want{"msg", "", ""}},
-		{"normal is not copied", "", `<message to='juliet@example.com' id='x'><body>hi</body></message>`, want{"msg", "", ""}},
+		{"normal with body is copied", "", `<message to='juliet@example.com' id='x'><body>hi</body></message>`, want{"msg", "received", ""}},
+		{"normal without body is not copied", "", `<message to='juliet@example.com' id='x'><thread>t</thread></message>`, want{"msg", "", ""}},
+		{"headline is not copied", "", `<message to='juliet@example.com' type='headline' id='x'><body>hi</body></message>`, want{"msg", "msg", "msg"}},
 		{"gone full JID: bare rules, then carbons", "", `<message to='juliet@example.com/gone' type='chat' id='x'><body>hi</body></message>`, want{"msg", "received", ""}},
 	}
 	for _, tc := range cases {
@@ -86,7 +88,7 @@ func TestCarbons(t *testing.T) {
 						got[r] = "msg"
 						continue
 					}
-					if el.From() != "juliet@example.com" || el.To() != "juliet@example.com/"+r || el.Type() != "chat" {
+					if el.From() != "juliet@example.com" || el.To() != "juliet@example.com/"+r || el.Type() != inner.Type() {
 						t.Fatalf("carbon envelope %s", sig(el))
 					}
 					if inner.ID() != "x" || inner.ChildText("body", "") != "hi" || inner.From() == "" {

@@ -141,6 +141,10 @@ func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a addr) {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	}
+	if bareOf(el.From()) != a.bare && !r.userExists(ctx, a.local) {
+		r.bounce(ctx, el, wire.ErrServiceUnavailable) // §8.5.1: no such account
+		return
+	}
 	if r.handleIQ(ctx, el, plugins.ToAccount, a.bare) {
 		return
 	}

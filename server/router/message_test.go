@@ -243,6 +243,7 @@ func TestIQRouting(t *testing.T) {
 		{"result to offline full JID", `<iq type='result' id='i' to='juliet@example.com/gone'/>`, "", "", ""},
 		{"error to offline full JID", `<iq type='error' id='i' to='juliet@example.com/gone'/>`, "", "", ""},
 		{"bare JID unknown namespace", `<iq type='get' id='i' to='juliet@example.com'><x xmlns='urn:test:nobody'/></iq>`, "iq error juliet@example.com→romeo@example.com/orchard", "service-unavailable", ""},
+		{"bare JID of no account", `<iq type='get' id='i' to='nobody@example.com'><q xmlns='urn:test:account'/></iq>`, "iq error nobody@example.com→romeo@example.com/orchard", "service-unavailable", ""},
 		{"bare JID account plugin", `<iq type='get' id='i' to='juliet@example.com'><q xmlns='urn:test:account'/></iq>`, "iq result juliet@example.com→romeo@example.com/orchard", "", "juliet@example.com"},
 		{"bare JID server-only namespace", `<iq type='get' id='i' to='juliet@example.com'><q xmlns='urn:test:server'/></iq>`, "iq error juliet@example.com→romeo@example.com/orchard", "service-unavailable", ""},
 		{"bare JID plugin error", `<iq type='set' id='i' to='juliet@example.com'><fail xmlns='urn:test:account'/></iq>`, "iq error juliet@example.com→romeo@example.com/orchard", "not-allowed", ""},
@@ -312,4 +313,7 @@ func TestFederation(t *testing.T) {
 	// From s2s to a local user.
 	e.r.FromRemote(context.Background(), mustParse(t, `<message from='mercutio@verona.lit/x' to='romeo@example.com' type='chat'><body>y</body></message>`))
 	wantSigs(t, "romeo", romeo.take(), "message chat mercutio@verona.lit/x→romeo@example.com")
+	// No relaying: s2s stanzas for a third domain are dropped.
+	e.r.FromRemote(context.Background(), mustParse(t, `<message from='mercutio@verona.lit/x' to='tybalt@capulet.lit' type='chat'><body>y</body></message>`))
+	wantSigs(t, "federation", fed.take())
 }

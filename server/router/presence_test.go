@@ -187,6 +187,18 @@ func TestUnavailableOnDisconnect(t *testing.T) {
 	}
 }
 
+func TestDirectedPresenceWithoutBroadcast(t *testing.T) {
+	e := newEnv(t)
+	fed := &capFed{}
+	e.r.SetFederation(fed)
+	e.user("juliet")
+	s := e.bind("juliet", "b") // never sends broadcast presence
+	e.send(s, `<presence to='muc@conference.remote.net/juliet'/>`)
+	wantSigs(t, "directed", fed.take(), "presence juliet@example.com/b→muc@conference.remote.net/juliet")
+	e.r.Unbind(context.Background(), s, nil)
+	wantSigs(t, "at logout", fed.take(), "presence unavailable juliet@example.com/b→muc@conference.remote.net/juliet")
+}
+
 func TestUnavailableMakesMessagesOffline(t *testing.T) {
 	e := newEnv(t)
 	e.user("juliet", "romeo")

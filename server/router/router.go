@@ -120,8 +120,15 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 }
 
 // FromRemote routes a stanza that arrived over s2s (its 'from' checked by
-// s2s). It runs the PointRemoteInbound interceptors first.
+// s2s). It runs the PointRemoteInbound interceptors first. A stanza for
+// another domain is dropped: this server is no relay.
 func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
+	if to := el.To(); to != "" {
+		if a, ok := parseAddr(to); ok && a.domain != r.domain {
+			r.log.Debug("router: dropping s2s stanza for another domain", "to", to, "from", el.From())
+			return
+		}
+	}
 	if !r.intercept(ctx, plugins.PointRemoteInbound, el, "", true) {
 		return
 	}

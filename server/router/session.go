@@ -204,6 +204,12 @@ func (r *Router) logout(ctx context.Context, s *session, unavailable *wire.Eleme
 			status = st
 		}
 		r.broadcast(ctx, s.bare, unavailable, directed)
+	} else if len(directed) > 0 {
+		// Directed presence sent while not available still ends (§4.6.3).
+		un := wire.New("presence", "type", "unavailable", "from", s.full)
+		for to := range directed {
+			r.route(ctx, withTo(un, to))
+		}
 	}
 	if remaining == 0 {
 		if routes, err := r.routes(ctx, s.bare); err == nil && len(routes) == 0 {
