@@ -2,6 +2,9 @@ package httpd_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,5 +75,67 @@ func TestJavaScriptClients(t *testing.T) {
 				t.Fatalf("%s: %v\n%s", tag, err, out.String())
 			}
 		})
+	}
+}
+
+// TestBrowser loads a page from another origin in headless Chromium; the
+// page (strophe.js) connects over BOSH (with CORS) and then over
+// WebSocket, and each time exchanges a message with a TCP user.
+func TestBrowser(t *testing.T) {
+	dir := jsDir(t)
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
+		}
+		t.Skipf("no Chromium at %s", chromium)
+	}
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "webuser", "pw-web")
+	tcp := servertest.Dial(t, n)
+	tcpJID := tcp.Login("carol", "pw-carol", "desk")
+
+	// The page comes from its own origin, so BOSH needs CORS.
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
+	})
+	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
+	})
+	pages := httptest.NewServer(mux)
+	defer pages.Close()
+	q := url.Values{
+		"bosh": {base + httpd.PathBOSH},
+		"ws":   {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket},
+		"jid":  {"webuser@localhost"},
+		"pw":   {"pw-web"},
+		"peer": {tcpJID},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "browser.mjs", pages.URL+"/?"+q.Encode())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for _, tag := range []string{"browser-bosh", "browser-websocket"} {
+		msg := tcp.Await("hello from "+tag, func(el *wire.Element) bool {
+			return el.Name == "message" && el.ChildText("body", "") == "hello from "+tag
+		})
+		tcp.Send("<message to='%s' type='chat'><body>reply to %s</body></message>", msg.From(), tag)
+	}
+	if err := <-done; err != nil || !strings.Contains(out.String(), "OK") {
+		t.Fatalf("browser: %v\n%s", err, out.String())
 	}
 }
