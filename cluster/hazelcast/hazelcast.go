@@ -113,7 +113,9 @@ type Cluster struct {
 	downFns       []func(string, []cluster.Route)
 	changeFns     []func(bool)
 	undeliveredFn []func(node, kind string, payload []byte)
-	events        chan func()
+	events        chan struct{}
+	evMu          sync.Mutex
+	evQueue       []func()
 
 	kick       chan struct{}
 	switchKick chan struct{}
@@ -204,7 +206,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 		pending:    map[string]struct{}{},
 		self:       cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
 		view:       map[string]memberRecord{},
-		events:     make(chan func(), 1024),
+		events:     make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		switchKick: make(chan struct{}, 1),
 		stop:       make(chan struct{}),
@@ -290,12 +292,24 @@ func (c *Cluster) undelivered(node, kind string, payload []byte) {
 	}
 }
 
-// emit queues a callback run on the events goroutine, in order.
+// emit queues a callback run on the events goroutine, in order. The queue
+// is unbounded so slow callbacks never hold up heartbeats.
 func (c *Cluster) emit(f func()) {
+	c.evMu.Lock()
+	c.evQueue = append(c.evQueue, f)
+	c.evMu.Unlock()
 	select {
-	case c.events <- f:
-	case <-c.stop:
+	case c.events <- struct{}{}:
+	default:
 	}
+}
+
+func (c *Cluster) nextEvents() []func() {
+	c.evMu.Lock()
+	defer c.evMu.Unlock()
+	q := c.evQueue
+	c.evQueue = nil
+	return q
 }
 
 func (c *Cluster) fireDown(node string, routes []cluster.Route) {
@@ -325,18 +339,16 @@ func (c *Cluster) fireChange(v bool) {
 func (c *Cluster) eventLoop() {
 	for {
 		select {
-		case f := <-c.events:
-			f()
+		case <-c.events:
+			for _, f := range c.nextEvents() {
+				f()
+			}
 		case <-c.stop:
 			// Run what is queued so callers see every transition.
-			for {
-				select {
-				case f := <-c.events:
-					f()
-				default:
-					return
-				}
+			for _, f := range c.nextEvents() {
+				f()
 			}
+			return
 		}
 	}
 }

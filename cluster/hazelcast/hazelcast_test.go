@@ -605,3 +605,41 @@ func TestHazelcastUnreachable(t *testing.T) {
 		t.Fatalf("Send to other: %v", err)
 	}
 }
+
+// TestDeclaredDeadWhileAlive: b's member entry vanishes (as after a long
+// pause past the TTL). The others treat b's incarnation as dead; b notices
+// at its next heartbeat, takes a new incarnation and republishes, and
+// everyone ends up seeing its sessions again.
+func TestDeclaredDeadWhileAlive(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	r := cluster.Route{JID: "u@x/b", Node: "b", Available: true}
+	if err := b.PutRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, a, "u@x", []cluster.Route{r})
+	oldInc := b.incarnation()
+	if err := a.objs().members.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		if b.incarnation() == oldInc {
+			return errors.New("b kept its incarnation")
+		}
+		if v, n := b.ev.lastChange(); !v || n < 3 || !b.Clustered() {
+			return fmt.Errorf("b: clustered %v after %d changes", v, n)
+		}
+		if len(a.ev.downs("b")) == 0 {
+			return errors.New("a saw no down event for b's old incarnation")
+		}
+		return nil
+	})
+	waitRoutes(t, a, "u@x", []cluster.Route{r})
+	if _, err := a.Call(ctx, "b", "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+}

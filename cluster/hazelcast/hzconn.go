@@ -133,7 +133,7 @@ func (c *Cluster) connect(ctx context.Context, timeout time.Duration) error {
 
 // ensureIndexes (re)creates the route indexes; a restarted member lost them.
 func (c *Cluster) ensureIndexes(ctx context.Context, o *hzObjs) error {
-	for _, attr := range []string{"bare", "inc"} {
+	for _, attr := range []string{"bare", "inc", "node"} {
 		if err := o.routes.AddIndex(ctx, types.IndexConfig{Name: "aviary_" + attr, Attributes: []string{attr}, Type: types.IndexTypeHash}); err != nil {
 			return fmt.Errorf("cluster/hazelcast: index %s: %w", attr, err)
 		}

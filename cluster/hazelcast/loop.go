@@ -388,6 +388,12 @@ func (c *Cluster) handleDead(ctx context.Context, o *hzObjs, inc string) {
 	}
 	delete(c.retryDead, inc)
 	c.handled[inc] = time.Now()
+	if incName(inc) == c.name {
+		// An earlier incarnation of this very node (found by the sweep):
+		// its sessions that still exist were republished, the rest are
+		// gone. Nothing to announce.
+		return
+	}
 	c.fireDown(incName(inc), routes)
 }
 

@@ -271,8 +271,10 @@ func (c *Cluster) reconcile(ctx context.Context, o *hzObjs) error {
 	inc := c.incarnation()
 	octx, cancel := context.WithTimeout(ctx, 4*c.cc.OperationTimeout)
 	defer cancel()
-	// Stale routes of this incarnation (changed while not writing through).
-	keys, err := o.routes.GetKeySetWithPredicate(octx, predicate.Equal("inc", inc))
+	// Stale routes of this node: changed while not writing through, or
+	// left by an earlier incarnation of this process. Sessions still in
+	// the index are overwritten below under the current incarnation.
+	keys, err := o.routes.GetKeySetWithPredicate(octx, predicate.Equal("node", c.name))
 	if err != nil {
 		return fmt.Errorf("cluster/hazelcast: reconcile: %w", err)
 	}
