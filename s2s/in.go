@@ -128,7 +128,9 @@ func (in *inStream) processInHandshake() (closeReason, error) {
 	if err != nil {
 		return closeReadError, err
 	}
+	in.wmu.Lock()
 	in.conn = pc
+	in.wmu.Unlock()
 	if first[0] == 0x16 { // TLS handshake record: direct TLS
 		if err := in.startTLS(); err != nil {
 			return closeBadStream, err
