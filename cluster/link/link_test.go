@@ -359,3 +359,34 @@ func BenchmarkLinkCall(b *testing.B) {
 		}
 	}
 }
+
+// TestReconnect: the peer restarts on the same address; after the broken
+// connection is noticed, Sends and Calls work again without intervention.
+func TestReconnect(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	b.h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) { return p, nil })
+	if _, err := a.Call(ctx, "b", b.addr, "echo", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	h := &handlers{}
+	h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) { return append([]byte("new:"), p...), nil })
+	b2 := New(Options{Name: "b", Secret: []byte("s"), Handler: h.get})
+	if _, err := b2.Listen(b.addr); err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		r, err := a.Call(ctx, "b", b.addr, "echo", []byte("2"))
+		if err != nil {
+			return err
+		}
+		if string(r) != "new:2" {
+			return fmt.Errorf("reply %q", r)
+		}
+		return nil
+	})
+}
