@@ -115,6 +115,7 @@ func (c *outConn) run() {
 		c.fail(err, reason)
 		return
 	}
+	c.s.clearFailure(c.key.remote)
 	c.log.Info("s2s: outgoing stream ready")
 	reason, err := c.readLoop(rd, hdr)
 	c.fail(err, reason)
@@ -670,6 +671,9 @@ func (c *outConn) fail(err error, reason closeReason) {
 		level = slog.LevelWarn
 	}
 	c.log.Log(context.Background(), level, "s2s: outgoing stream closed", "reason", reason.String(), "err", err, "queued", len(queue))
+	if !wasReady && !errors.Is(err, ErrStopped) && c.s.RetryBackoff > 0 {
+		c.s.noteFailure(c.key.remote, err)
+	}
 	if !wasReady || errors.Is(err, ErrStopped) {
 		se := bounceError(err)
 		if errors.Is(err, ErrStopped) {

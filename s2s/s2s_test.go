@@ -329,3 +329,53 @@ func TestSendChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryBackoff: after a failed setup, stanzas to that domain bounce at
+// once without a new connection until the backoff passes; then it redials.
+func TestRetryBackoff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepts := make(chan struct{}, 10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepts <- struct{}{}
+			c.Close() // hang up at once
+		}
+	}()
+	a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, nil, "a.test"),
+		hosts: map[string]string{"flaky.test": ln.Addr().String()}})
+	a.svc.mu.Lock()
+	a.svc.RetryBackoff = time.Hour // no redial during the first part
+	a.svc.mu.Unlock()
+	a.svc.Send(t.Context(), msg("alice@a.test", "x@flaky.test", "one"))
+	a.expect(isErrorCond("remote-server-not-found"), "first bounce")
+	<-accepts
+	a.svc.Send(t.Context(), msg("alice@a.test", "x@flaky.test", "two"))
+	el := a.expect(isErrorCond("remote-server-not-found"), "bounce during backoff")
+	if el.ID() != "m-two" {
+		t.Fatalf("got %s", el)
+	}
+	select {
+	case <-accepts:
+		t.Fatal("redialled during the backoff")
+	default:
+	}
+	// Backoff over: the next stanza dials again.
+	a.svc.mu.Lock()
+	a.svc.failures["flaky.test"].until = time.Now()
+	a.svc.mu.Unlock()
+	a.svc.Send(t.Context(), msg("alice@a.test", "x@flaky.test", "three"))
+	a.expect(isErrorCond("remote-server-not-found"), "bounce after redial")
+	select {
+	case <-accepts:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no redial after the backoff")
+	}
+}

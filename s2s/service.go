@@ -47,6 +47,11 @@ type Service struct {
 	// QueueLimit bounds the stanzas waiting for one outgoing stream.
 	// Default DefaultQueueLimit. Set before Start.
 	QueueLimit int
+	// RetryBackoff is how long stanzas to a domain bounce at once after
+	// setting up a stream to it failed, before the next attempt; it doubles
+	// per consecutive failure up to MaxRetryBackoff. Defaults 1s and 1m.
+	// Set before Start.
+	RetryBackoff, MaxRetryBackoff time.Duration
 
 	serverTLS *tls.Config // incoming: our certificate, client cert requested
 	clientTLS *tls.Config // outgoing: our certificate as client cert
@@ -64,6 +69,15 @@ type Service struct {
 	out      map[pairKey]*outConn
 	in       map[*inStream]struct{}
 	verifies map[verifyKey]chan verifyResult
+	failures map[string]*dialFailure // remote domain → last setup failure
+}
+
+// dialFailure remembers a failed stream setup so that a dead domain is not
+// redialled for every stanza (NATS-style reconnect backoff).
+type dialFailure struct {
+	until time.Time
+	delay time.Duration
+	err   error
 }
 
 type verifyResult struct {
@@ -93,6 +107,10 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 		limits:     wire.Limits{MaxStanzaBytes: cfg.C2S.MaxStanzaBytes},
 		Resolver:   net.DefaultResolver,
 		QueueLimit: DefaultQueueLimit,
+		failures:   map[string]*dialFailure{},
+
+		RetryBackoff:    time.Second,
+		MaxRetryBackoff: time.Minute,
 		out:        map[pairKey]*outConn{},
 		in:         map[*inStream]struct{}{},
 		verifies:   map[verifyKey]chan verifyResult{},
@@ -253,6 +271,11 @@ func (s *Service) Send(ctx context.Context, el *wire.Element) {
 	key := pairKey{local, remote}
 	c := s.out[key]
 	if c == nil || !c.enqueueStanza(el) {
+		if f := s.failures[remote]; f != nil && time.Now().Before(f.until) {
+			s.mu.Unlock()
+			s.bounceAsync(el, bounceError(f.err))
+			return
+		}
 		c = newOutConn(s, key)
 		c.enqueueStanza(el) // before run starts, so a fast failure bounces it
 		s.startOutLocked(c)
@@ -292,6 +315,28 @@ func (s *Service) removeOut(c *outConn) {
 	if s.out[c.key] == c {
 		delete(s.out, c.key)
 	}
+	s.mu.Unlock()
+}
+
+// noteFailure starts or extends the retry backoff for a remote domain.
+func (s *Service) noteFailure(remote string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.failures[remote]
+	if f == nil {
+		f = &dialFailure{delay: s.RetryBackoff}
+		s.failures[remote] = f
+	} else {
+		f.delay = min(f.delay*2, s.MaxRetryBackoff)
+	}
+	f.err = err
+	f.until = time.Now().Add(f.delay)
+}
+
+// clearFailure forgets the backoff after a stream came up.
+func (s *Service) clearFailure(remote string) {
+	s.mu.Lock()
+	delete(s.failures, remote)
 	s.mu.Unlock()
 }
 
