@@ -111,9 +111,9 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 
 		RetryBackoff:    time.Second,
 		MaxRetryBackoff: time.Minute,
-		out:        map[pairKey]*outConn{},
-		in:         map[*inStream]struct{}{},
-		verifies:   map[verifyKey]chan verifyResult{},
+		out:             map[pairKey]*outConn{},
+		in:              map[*inStream]struct{}{},
+		verifies:        map[verifyKey]chan verifyResult{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.serverTLS, s.clientTLS = s2sTLSConfigs(tlsConfig, s.domain)
