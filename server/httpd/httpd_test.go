@@ -48,6 +48,8 @@ func plain(user, pw string) string {
 type boshClient struct {
 	t     testing.TB
 	url   string
+	urls  []string // when set, requests go round-robin to these (a load balancer)
+	hc    *http.Client
 	sid   string
 	rid   int64
 	inbox []*wire.Element
@@ -75,9 +77,17 @@ func (b *boshClient) postRaw(attrs, payload string) *wire.Element {
 	s.WriteString(" " + attrs + ">" + payload + "</body>")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.url, strings.NewReader(s.String()))
+	target := b.url
+	if len(b.urls) > 0 {
+		target = b.urls[int(b.rid)%len(b.urls)]
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(s.String()))
 	req.Header.Set("Content-Type", "text/xml; charset=utf-8")
-	resp, err := http.DefaultClient.Do(req)
+	hc := b.hc
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		b.t.Fatal(err)
 	}
