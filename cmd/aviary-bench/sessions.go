@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,8 @@ type PhaseStats struct {
 	Latency  *Latency `json:"latency,omitempty"`
 }
 
+var addrPattern = regexp.MustCompile(`\[?[0-9a-f.:]+\]?:\d+->\[?[0-9a-f.:]+\]?:\d+|\d+\.\d+\.\d+\.\d+:\d+`)
+
 // errorSet keeps a few distinct error messages for the report.
 type errorSet struct {
 	mu   sync.Mutex
@@ -73,7 +76,8 @@ func (e *errorSet) add(err error) {
 	if e.seen == nil {
 		e.seen = make(map[string]int)
 	}
-	msg := err.Error()
+	// Addresses differ per connection; without them equal errors group.
+	msg := addrPattern.ReplaceAllString(err.Error(), "ADDR")
 	if len(msg) > 200 {
 		msg = msg[:200]
 	}

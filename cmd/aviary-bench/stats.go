@@ -16,7 +16,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	if len(sorted) == 0 {
 		return 0
 	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	// The epsilon keeps float error (99.9/100*1000 = 999.0000000000001)
+	// from pushing the rank up by one.
+	rank := int(math.Ceil(p/100*float64(len(sorted)) - 1e-9))
 	if rank < 1 {
 		rank = 1
 	}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestPercentile(t *testing.T) {
+	ms := func(ns ...int) []time.Duration {
+		out := make([]time.Duration, len(ns))
+		for i, n := range ns {
+			out[i] = time.Duration(n) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]time.Duration, 100)
+	for i := range hundred {
+		hundred[i] = time.Duration(i+1) * time.Millisecond
+	}
+	thousand := make([]time.Duration, 1000)
+	for i := range thousand {
+		thousand[i] = time.Duration(i+1) * time.Millisecond
+	}
+	cases := []struct {
+		name   string
+		sorted []time.Duration
+		p      float64
+		want   time.Duration
+	}{
+		{"empty", nil, 50, 0},
+		{"one", ms(7), 99.9, 7 * time.Millisecond},
+		{"median of odd", ms(1, 2, 3), 50, 2 * time.Millisecond},
+		{"median of even is lower", ms(1, 2, 3, 4), 50, 2 * time.Millisecond},
+		{"p50 of 1..100", hundred, 50, 50 * time.Millisecond},
+		{"p99 of 1..100", hundred, 99, 99 * time.Millisecond},
+		{"p99.9 of 1..100 is the max", hundred, 99.9, 100 * time.Millisecond},
+		{"p99.9 of 1..1000", thousand, 99.9, 999 * time.Millisecond},
+		{"p100", hundred, 100, 100 * time.Millisecond},
+		{"tiny p is the min", hundred, 0.001, 1 * time.Millisecond},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := percentile(c.sorted, c.p); got != c.want {
+				t.Fatalf("percentile(%v) = %v, want %v", c.p, got, c.want)
+			}
+		})
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	sample := []time.Duration{4 * time.Millisecond, 1 * time.Millisecond, 3 * time.Millisecond, 2 * time.Millisecond}
+	l := summarize(sample)
+	if l.Count != 4 || l.P50 != 2 || l.Max != 4 || l.Mean != 2.5 || l.P99 != 4 {
+		t.Fatalf("summarize = %+v", l)
+	}
+	if (summarize(nil) != Latency{}) {
+		t.Fatal("empty sample should summarise to zero")
+	}
+}
+
+func TestPayload(t *testing.T) {
+	p := payload{Sender: 12, Seq: 345, Sent: 6789 * time.Microsecond}
+	got, err := parsePayload(" " + p.String() + "\n")
+	if err != nil || got != p {
+		t.Fatalf("round trip: %+v, %v", got, err)
+	}
+	for _, bad := range []string{"", "hello", "ab:1:2", "ab:x:2:3", "ab:1:y:3", "ab:1:2:z", "ab:1:2:3:4"} {
+		t.Run(bad, func(t *testing.T) {
+			if _, err := parsePayload(bad); err == nil {
+				t.Fatalf("parsePayload(%q) succeeded", bad)
+			}
+		})
+	}
+}
+
+func TestTrackerRing(t *testing.T) {
+	// Three senders in a ring, two messages each.
+	n := 3
+	expect := []int{ringNext(0, n), ringNext(1, n), ringNext(2, n)}
+	if expect[2] != 0 {
+		t.Fatalf("ring does not wrap: %v", expect)
+	}
+	tr := NewTracker(n, 2, expect)
+	for s := 0; s < n; s++ {
+		tr.Sent(s, 1)
+		tr.Sent(s, 2)
+	}
+	steps := []struct {
+		name     string
+		receiver int
+		p        payload
+		want     Outcome
+	}{
+		{"first", 1, payload{Sender: 0, Seq: 1}, Fresh},
+		{"second", 1, payload{Sender: 0, Seq: 2}, Fresh},
+		{"again", 1, payload{Sender: 0, Seq: 2}, Duplicate},
+		{"wrap", 0, payload{Sender: 2, Seq: 1}, Fresh},
+		{"wrong receiver", 2, payload{Sender: 0, Seq: 1}, Unexpected},
+		{"seq zero", 2, payload{Sender: 1, Seq: 0}, Unexpected},
+		{"seq too high", 2, payload{Sender: 1, Seq: 3}, Unexpected},
+		{"unknown sender", 0, payload{Sender: 9, Seq: 1}, Unexpected},
+		{"negative sender", 0, payload{Sender: -1, Seq: 1}, Unexpected},
+	}
+	for _, s := range steps {
+		if got := tr.Record(s.receiver, s.p, time.Millisecond); got != s.want {
+			t.Fatalf("%s: Record = %v, want %v", s.name, got, s.want)
+		}
+	}
+	c := tr.Counts()
+	want := Counts{Sent: 6, Received: 3, Lost: 3, Duplicates: 1, Unexpected: 5}
+	if c != want {
+		t.Fatalf("Counts = %+v, want %+v", c, want)
+	}
+	if got := len(tr.Latencies()); got != 3 {
+		t.Fatalf("%d latencies, want 3 (fresh receipts only)", got)
+	}
+}
+
+func TestTrackerManySequences(t *testing.T) {
+	// More than 64 sequences per sender spans several bitmap words.
+	tr := NewTracker(2, 200, nil)
+	for seq := 1; seq <= 200; seq++ {
+		tr.Sent(0, seq)
+	}
+	var wg sync.WaitGroup
+	for seq := 1; seq <= 200; seq++ {
+		if seq == 64 || seq == 65 || seq == 129 {
+			continue // lost
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tr.Record(1, payload{Sender: 0, Seq: seq}, 0)
+		}()
+	}
+	wg.Wait()
+	tr.Record(1, payload{Sender: 0, Seq: 200}, 0)
+	c := tr.Counts()
+	if c.Sent != 200 || c.Received != 197 || c.Lost != 3 || c.Duplicates != 1 {
+		t.Fatalf("Counts = %+v", c)
+	}
+}
