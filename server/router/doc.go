@@ -2,9 +2,63 @@
 // server or on a user's behalf), to local or remote sessions of a local user
 // by the RFC 6121 delivery rules (through the cluster's routing table), to
 // offline storage, or out over s2s. It also keeps the session registry and
-// runs the RFC 6121 roster and presence logic (server/router/im.go...).
+// runs the RFC 6121 roster and presence logic.
 //
 // Entry points: Bind/Unbind for session lifecycle, FromClient for stanzas a
 // local session sent (its 'from' already stamped by the stream layer),
 // FromRemote for stanzas from s2s, Route for stanzas the server itself sends.
+//
+// Files:
+//
+//	router.go        API, dispatch by 'to' (server, local user, other domain), bounces, interceptors
+//	session.go       session records, Bind (conflict policies), Unbind/logout, route publishing, delivery
+//	address.go       JID parsing with an allocation-free fast path
+//	message.go       RFC 6121 §8.5 for messages and IQs; IQs from clients
+//	presence.go      broadcast, probes, directed presence, outbound and inbound subscriptions
+//	subscription.go  the Appendix A state machine and its storage transaction
+//	roster.go        jabber:iq:roster get/set/remove, XEP-0237 versions, pushes
+//	offline.go       XEP-0160 storage and hand-over with XEP-0203 stamps; fallbacks for gone sessions
+//	carbons.go       XEP-0280 sent/received copies
+//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing
+//	errors.go        sentinels and the one mapping from internal errors to stanza errors
+//
+// Where state lives. Each local session has a record (available presence,
+// priority, availability, interested-in-roster, carbons, directed-presence
+// recipients) guarded by Router.mu, which is never held while calling out.
+// Every change other nodes need is republished as the session's
+// cluster.Route (Priority, Available, FlagRoster, FlagCarbons). Resolving a
+// user's resources reads cluster.Routes while clustered (all nodes) and the
+// local index otherwise (no other node is reachable then, so the shared
+// table would only name unreachable sessions). Rosters, offline messages
+// and last activity live in storage, keyed by the bare JID; every roster
+// state change is one storage.Roster.UpdateRosterItem transaction, so two
+// nodes never lose an update. Every storage call is bounded by
+// database.timeout.
+//
+// Choices where the RFCs leave room:
+//   - A chat or normal message to a bare JID goes to every available
+//     resource sharing the highest non-negative priority.
+//   - Subscription pre-approval (RFC 6121 §3.4) is not supported: an
+//     outbound 'subscribed' without a pending request is ignored.
+//   - Probes are sent from the full JID of the resource that became
+//     available, so only it receives the answers.
+//   - Initial presence marks the session available before the broadcast
+//     and the offline hand-over (not after), and storing a message offline
+//     re-checks availability after the commit: a message racing with a
+//     login is delivered then, never left for the next login.
+//   - Under c2s.resource_conflict=new_resource, Bind itself picks a fresh
+//     resource and returns it (no ErrConflict round trip).
+//   - When a node dies, every survivor sends unavailable presence on
+//     behalf of its users only to its own local sessions (and the senior
+//     node to other domains), so contacts get it exactly once without the
+//     survivors coordinating. Directed-presence recipients of the dead
+//     node's sessions are not known to survivors and get nothing.
+//   - Carbons: chat messages and normal messages with a body, unless they
+//     carry <private xmlns='urn:xmpp:carbons:2'/> or <no-copy
+//     xmlns='urn:xmpp:hints'/>.
+//
+// The same element may be queued on several sessions (a message to a bare
+// JID with tied priorities, a presence broadcast to one's own resources):
+// sessions and PointDeliver interceptors must treat a delivered element
+// as read-only.
 package router

@@ -233,3 +233,35 @@ func TestInterceptors(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliverInterceptorIsolation: an interceptor changing the stanza for
+// one recipient does not change what another recipient of the same
+// message gets.
+func TestDeliverInterceptorIsolation(t *testing.T) {
+	e := newEnv(t)
+	e.user("juliet", "romeo")
+	romeo := e.online("romeo", "o", 0)
+	a := e.online("juliet", "a", 1)
+	b := e.online("juliet", "b", 1)
+	a.take()
+	pl := &fakePlugin{
+		points: []plugins.Point{plugins.PointDeliver},
+		intercept: func(p plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+			if st.Session == "juliet@example.com/a" && st.El.Name == "message" {
+				st.El.SetAttr("id", "changed")
+				st.El.Append(wire.NewNS("tag", "urn:test"))
+				*st.El = *st.El.Copy()
+			}
+			return plugins.Continue, nil
+		},
+	}
+	e.r.SetPlugins(plugins.NewManager(nil, e.r.log, []plugins.Plugin{pl}))
+	e.send(romeo, `<message to='juliet@example.com' type='chat' id='orig'><body>x</body></message>`)
+	ga, gb := only("message", a.take()), only("message", b.take())
+	if len(ga) != 1 || ga[0].ID() != "changed" || ga[0].Child("tag", "urn:test") == nil {
+		t.Fatalf("a got %v", ga)
+	}
+	if len(gb) != 1 || gb[0].ID() != "orig" || gb[0].Child("tag", "urn:test") != nil {
+		t.Fatalf("b got %v: a's change leaked", gb)
+	}
+}

@@ -328,10 +328,25 @@ func (r *Router) deliverLocal(ctx context.Context, full string, el *wire.Element
 		r.answerProbeLocal(ctx, s, el)
 		return true
 	}
-	if !r.intercept(ctx, plugins.PointDeliver, el, full, false) {
-		return true // a plugin dropped or took it
+	if r.plugins != nil {
+		// The same element may be on its way to other sessions: give the
+		// interceptors (which may change or replace it) a private top level.
+		el = privateCopy(el)
+		if !r.intercept(ctx, plugins.PointDeliver, el, full, false) {
+			return true // a plugin dropped or took it
+		}
 	}
 	return s.s.Send(el)
+}
+
+// privateCopy copies an element's top level (attributes and the list of
+// children, not the children themselves), so changing or replacing it
+// leaves the original alone.
+func privateCopy(el *wire.Element) *wire.Element {
+	c := &wire.Element{Name: el.Name, Text: el.Text, Tail: el.Tail}
+	c.Attrs = append([]wire.Attr(nil), el.Attrs...)
+	c.Children = append([]*wire.Element(nil), el.Children...)
+	return c
 }
 
 func randomResource() string {
