@@ -3,11 +3,15 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -348,5 +352,42 @@ func TestKick(t *testing.T) {
 	}
 	if res, _ := e.r.Resources(context.Background(), "juliet@example.com"); len(res) != 0 {
 		t.Fatalf("resources left: %v", res)
+	}
+}
+
+func TestHooks(t *testing.T) {
+	st := openStore(t)
+	hooks := plugins.NewHooks()
+	var mu sync.Mutex
+	var events []string
+	for _, ev := range []plugins.Event{plugins.EventPresenceAvailable, plugins.EventRosterChanged} {
+		hooks.Add(ev, 0, func(ctx context.Context, payload any) error {
+			mu.Lock()
+			defer mu.Unlock()
+			switch p := payload.(type) {
+			case *plugins.SessionEvent:
+				events = append(events, string(ev)+" "+p.JID)
+			case *plugins.RosterEvent:
+				events = append(events, fmt.Sprintf("%s %s %s %s %v", ev, p.Owner, p.Contact, p.Subscription, p.Removed))
+			}
+			return nil
+		})
+	}
+	e := &env{t: t, store: st, cfg: testConfig()}
+	e.r = New(Options{Config: e.cfg, Store: st, Cluster: local.New("n"), Hooks: hooks})
+	e.user("juliet")
+	s := e.online("juliet", "b", 0)
+	e.send(s, `<presence><show>away</show></presence>`) // an update: no event
+	e.send(s, `<iq type='set' id='a'><query xmlns='jabber:iq:roster'><item jid='nurse@example.com'/></query></iq>`)
+	e.send(s, `<iq type='set' id='a'><query xmlns='jabber:iq:roster'><item jid='nurse@example.com' subscription='remove'/></query></iq>`)
+	want := []string{
+		"c2s.presence.available juliet@example.com/b",
+		"roster.item.changed juliet@example.com nurse@example.com none false",
+		"roster.item.changed juliet@example.com nurse@example.com none true",
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(events, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events %q, want %q", events, want)
 	}
 }
