@@ -63,24 +63,29 @@ func newOutConn(s *Service, key pairKey) *outConn {
 	}
 }
 
-// enqueueStanza queues a stanza; false means the stream is closing and
-// the caller must use a new one. A full queue bounces the stanza.
-func (c *outConn) enqueueStanza(el *wire.Element) bool {
+type enqueueResult int
+
+const (
+	enqueued      enqueueResult = iota
+	enqueueClosed               // the stream is closing: use a new one
+	enqueueFull                 // the queue is at QueueLimit: bounce
+)
+
+// enqueueStanza queues a stanza for the writer.
+func (c *outConn) enqueueStanza(el *wire.Element) enqueueResult {
 	c.mu.Lock()
 	if c.state == outClosed || c.closing {
 		c.mu.Unlock()
-		return false
+		return enqueueClosed
 	}
 	if len(c.queue) >= c.s.QueueLimit {
 		c.mu.Unlock()
-		c.log.Warn("s2s: outgoing queue full, bouncing stanza", "limit", c.s.QueueLimit)
-		c.s.bounceAsync(el, wire.ErrResourceConstraint.WithText(ErrQueueFull.Error()))
-		return true
+		return enqueueFull
 	}
 	c.queue = append(c.queue, el)
 	c.mu.Unlock()
 	c.wake()
-	return true
+	return enqueued
 }
 
 // enqueueVerify queues a <db:verify/> request.

@@ -379,3 +379,34 @@ func TestRetryBackoff(t *testing.T) {
 		t.Fatal("no redial after the backoff")
 	}
 }
+
+// TestQueueLimit: stanzas past QueueLimit for one stream bounce with
+// resource-constraint while the stream is still being set up.
+func TestQueueLimit(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent: the stream never comes up
+		}
+	}()
+	a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, nil, "a.test"),
+		hosts: map[string]string{"slow.test": ln.Addr().String()}})
+	a.svc.mu.Lock()
+	a.svc.QueueLimit = 2
+	a.svc.mu.Unlock()
+	for _, b := range []string{"1", "2", "3"} {
+		a.svc.Send(t.Context(), msg("alice@a.test", "x@slow.test", b))
+	}
+	el := a.expect(isErrorCond("resource-constraint"), "queue-full bounce")
+	if el.ID() != "m-3" {
+		t.Fatalf("bounced %s, want the third", el)
+	}
+}

@@ -270,17 +270,25 @@ func (s *Service) Send(ctx context.Context, el *wire.Element) {
 	}
 	key := pairKey{local, remote}
 	c := s.out[key]
-	if c == nil || !c.enqueueStanza(el) {
+	res := enqueueClosed
+	if c != nil {
+		res = c.enqueueStanza(el)
+	}
+	if res == enqueueClosed {
 		if f := s.failures[remote]; f != nil && time.Now().Before(f.until) {
 			s.mu.Unlock()
 			s.bounceAsync(el, bounceError(f.err))
 			return
 		}
 		c = newOutConn(s, key)
-		c.enqueueStanza(el) // before run starts, so a fast failure bounces it
+		res = c.enqueueStanza(el) // before run starts, so a fast failure bounces it
 		s.startOutLocked(c)
 	}
 	s.mu.Unlock()
+	if res == enqueueFull {
+		c.log.Warn("s2s: outgoing queue full, bouncing stanza", "limit", s.QueueLimit)
+		s.bounceAsync(el, wire.ErrResourceConstraint.WithText(ErrQueueFull.Error()))
+	}
 }
 
 // startOutLocked registers and starts a new outgoing stream. Needs s.mu held.
@@ -353,8 +361,22 @@ func (s *Service) bounce(el *wire.Element, se *wire.StanzaError) {
 	s.deliver(s.ctx, reply)
 }
 
+// bounceAsync bounces on its own goroutine, so that Send never calls back
+// into the router. After Stop the goroutine is not tracked (Stop may be
+// waiting already).
 func (s *Service) bounceAsync(el *wire.Element, se *wire.StanzaError) {
-	s.goroutine(func() { s.bounce(el, se) })
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		go s.bounce(el, se)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.bounce(el, se)
+	}()
 }
 
 // bounceError maps why an outgoing stream failed to the stanza error the
