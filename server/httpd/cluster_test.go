@@ -152,4 +152,3 @@ func TestHTTPS(t *testing.T) {
 		t.Errorf("jid %q", b.jid)
 	}
 }
-
