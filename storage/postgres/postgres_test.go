@@ -47,3 +47,10 @@ func TestTwoNodes(t *testing.T) {
 		return open(t, url, postgres.Options{PoolSize: 4}), open(t, url, postgres.Options{PoolSize: 4})
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	srv := pgtest.Shared(b)
+	storagetest.Bench(b, func(b *testing.B) storage.Store {
+		return open(b, srv.NewSchema(b), postgres.Options{})
+	})
+}

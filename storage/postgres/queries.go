@@ -37,7 +37,7 @@ const (
 	qOfflineLock = `SELECT pg_advisory_xact_lock(1635150177, hashtext($1))`
 
 	qOfflineInsertLimited = `INSERT INTO offline (owner, stanza)
-	SELECT $1, $2 WHERE (SELECT count(*) FROM offline WHERE owner = $1) < $3
+	SELECT $1, $2 WHERE (SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = $1 LIMIT $3) q) < $3
 	RETURNING id`
 
 	qOfflineInsert = `INSERT INTO offline (owner, stanza) VALUES ($1, $2)`

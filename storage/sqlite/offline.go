@@ -17,7 +17,7 @@ func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, l
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if limit > 0 {
 			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = ? LIMIT ?)", owner, limit).Scan(&n); err != nil {
 				return mapErr(err)
 			}
 			if n >= limit {

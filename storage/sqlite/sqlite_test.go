@@ -82,3 +82,13 @@ func TestCancelledContext(t *testing.T) {
 		t.Fatalf("GetProperty after cancelled write = %v, want ErrNotFound", err)
 	}
 }
+
+func BenchmarkStore(b *testing.B) {
+	storagetest.Bench(b, func(b *testing.B) storage.Store {
+		s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "aviary.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
+}

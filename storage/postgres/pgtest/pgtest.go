@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -220,16 +221,26 @@ func (s *Server) startLocked() error {
 	// If the test binary dies, the server goes with it.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	cmd.SysProcAttr.Setpgid = true
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("pgtest: start postgres: %w", err)
-	}
+	// Pdeathsig fires when the OS thread that started the child exits, so
+	// start it from a goroutine locked to its thread until the server
+	// exits: the Go runtime never retires a locked thread early.
 	exited := make(chan struct{})
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		cmd.Wait()
 		logf.Close()
 		close(exited)
 	}()
+	if err := <-started; err != nil {
+		logf.Close()
+		return fmt.Errorf("pgtest: start postgres: %w", err)
+	}
 	// Poll until it accepts connections.
 	deadline := time.Now().Add(60 * time.Second)
 	for {
