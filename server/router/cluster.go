@@ -26,12 +26,36 @@ type kickRequest struct {
 	Text      string `json:"text,omitempty"`
 }
 
+// undeliveredNotifier is implemented by clusters whose Send queues: they
+// report messages accepted but never written to their node.
+type undeliveredNotifier interface {
+	OnUndelivered(fn func(node, kind string, payload []byte))
+}
+
 // registerCluster installs the router's handlers on the cluster.
 func (r *Router) registerCluster() {
 	r.cluster.Handle(KindStanza, r.handleStanza)
 	r.cluster.Handle(KindKick, r.handleKick)
 	r.cluster.OnNodeDown(r.nodeDown)
 	r.cluster.OnClusteredChange(r.clusteredChange)
+	if u, ok := r.cluster.(undeliveredNotifier); ok {
+		u.OnUndelivered(r.undelivered)
+	}
+}
+
+// undelivered falls back for a stanza a link accepted but could not hand
+// to its node (the node died with it in flight): stored offline or
+// bounced, never dropped.
+func (r *Router) undelivered(node, kind string, payload []byte) {
+	if kind != KindStanza {
+		return
+	}
+	full, el, err := r.parseStanzaMessage(payload)
+	if err != nil {
+		r.log.Warn("router: undeliverable cluster message", "node", node, "err", err)
+		return
+	}
+	r.fallback(context.Background(), el, full)
 }
 
 // sendStanza sends a stanza to a full JID bound on another node.
@@ -49,12 +73,7 @@ func (r *Router) sendStanza(ctx context.Context, node, full string, el *wire.Ele
 // handleStanza delivers a stanza another node routed to a local session,
 // falling back (offline storage, bounce) when the session is gone.
 func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []byte) ([]byte, error) {
-	i := bytes.IndexByte(payload, '\n')
-	if i <= 0 {
-		return nil, errors.New("router: malformed stanza message")
-	}
-	full := string(payload[:i])
-	el, err := wire.Parse(payload[i+1:], r.linkLimits())
+	full, el, err := r.parseStanzaMessage(payload)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +81,18 @@ func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []by
 		r.fallback(ctx, el, full)
 	}
 	return nil, nil
+}
+
+func (r *Router) parseStanzaMessage(payload []byte) (string, *wire.Element, error) {
+	i := bytes.IndexByte(payload, '\n')
+	if i <= 0 {
+		return "", nil, errors.New("router: malformed stanza message")
+	}
+	el, err := wire.Parse(payload[i+1:], r.linkLimits())
+	if err != nil {
+		return "", nil, err
+	}
+	return string(payload[:i]), el, nil
 }
 
 // kickRemote asks the node owning rt to log out and close that session,
@@ -154,13 +185,53 @@ func (r *Router) deliverLocalAvailable(ctx context.Context, bare string, el *wir
 	}
 }
 
-// clusteredChange republishes every local route when the node (re)joins
-// the cluster, so the shared table is whole again.
+// clusteredChange runs when the node (re)joins the cluster: it republishes
+// every local route, so the shared table is whole again, then resends the
+// presence of every available local session to its subscribers and probes
+// its contacts, so presence learned or missed while apart is correct again.
 func (r *Router) clusteredChange(clustered bool) {
 	if !clustered {
 		return
 	}
-	r.republish(context.Background())
+	ctx := context.Background()
+	r.republish(ctx)
+	r.resyncPresence(ctx)
+}
+
+// resyncPresence replays each available local session's presence: to its
+// subscribers (other resources of the user already have it) and probes to
+// the contacts it is subscribed to.
+func (r *Router) resyncPresence(ctx context.Context) {
+	type avail struct {
+		full, bare string
+		pres       *wire.Element
+	}
+	var list []avail
+	r.mu.RLock()
+	for _, s := range r.sessions {
+		if s.available && s.presence != nil {
+			list = append(list, avail{s.full, s.bare, s.presence})
+		}
+	}
+	r.mu.RUnlock()
+	for _, a := range list {
+		dctx, cancel := r.dbCtx(ctx)
+		items, _, err := r.store.GetRoster(dctx, a.bare)
+		cancel()
+		if err != nil {
+			r.log.Warn("router: roster unavailable for presence resync", "jid", a.bare, "err", err)
+			continue
+		}
+		for _, it := range items {
+			st := stateOf(it)
+			if st.from() && it.Contact != a.bare {
+				r.route(ctx, withTo(a.pres, it.Contact))
+			}
+			if st.to() {
+				r.route(ctx, wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", a.full, "to", it.Contact))
+			}
+		}
+	}
 }
 
 // republish writes every local session's route again.

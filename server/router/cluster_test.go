@@ -29,6 +29,13 @@ type fakeNode struct {
 	senior      bool
 	onDown      []func(string, []cluster.Route)
 	onClustered []func(bool)
+	onUndeliv   []func(node, kind string, payload []byte)
+}
+
+func (c *fakeNode) OnUndelivered(fn func(node, kind string, payload []byte)) {
+	c.net.mu.Lock()
+	c.onUndeliv = append(c.onUndeliv, fn)
+	c.net.mu.Unlock()
 }
 
 var _ cluster.Cluster = (*fakeNode)(nil)
@@ -386,10 +393,19 @@ func TestClusterSessionGoneOnArrival(t *testing.T) {
 }
 
 func TestClusterRepublish(t *testing.T) {
-	e1, _, net := twoNodes(t)
-	e1.online("alice", "a", 4)
+	e1, e2, net := twoNodes(t)
+	e1.setItem("alice@example.com", "bob@example.com", stB, true)
+	e1.setItem("bob@example.com", "alice@example.com", stB, true)
+	alice := e1.online("alice", "a", 4)
+	bob := e2.online("bob", "b", 0)
+	alice.take()
+	bob.take()
 	net.mu.Lock()
-	net.routes = map[string]cluster.Route{} // the shared table was lost
+	for k, rt := range net.routes { // node1's entries were lost while it was apart
+		if rt.Node == "node1" {
+			delete(net.routes, k)
+		}
+	}
 	fns := net.nodes["node1"].onClustered
 	net.mu.Unlock()
 	for _, fn := range fns {
@@ -398,6 +414,34 @@ func TestClusterRepublish(t *testing.T) {
 	routes, _ := net.nodes["node2"].Routes(context.Background(), "alice@example.com")
 	if len(routes) != 1 || routes[0].Priority != 4 || !routes[0].Available || routes[0].Flags&cluster.FlagRoster == 0 {
 		t.Fatalf("routes after republish %+v", routes)
+	}
+	// Presence is replayed both ways: alice's to bob, bob's (answering
+	// alice's probe) to alice.
+	wantSigs(t, "bob", bob.take(), "presence alice@example.com/a→bob@example.com")
+	wantSigs(t, "alice", alice.take(), "presence bob@example.com/b→alice@example.com/a")
+}
+
+func TestClusterUndelivered(t *testing.T) {
+	e1, e2, net := twoNodes(t)
+	alice := e1.online("alice", "a", 0)
+	e2.online("bob", "b", 0)
+	net.mu.Lock()
+	fns := net.nodes["node1"].onUndeliv
+	net.nodes["node2"].down = true // died with the stanzas in flight
+	net.mu.Unlock()
+	if len(fns) == 0 {
+		t.Fatal("router did not register OnUndelivered")
+	}
+	for _, fn := range fns {
+		fn("node2", KindStanza, []byte("bob@example.com/b\n<message from='alice@example.com/a' to='bob@example.com' type='chat' id='u'><body>x</body></message>"))
+		fn("node2", KindStanza, []byte("bob@example.com/b\n<iq from='alice@example.com/a' to='bob@example.com/b' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>"))
+		fn("node2", KindKick, []byte("{}"))
+	}
+	if n, _ := e1.store.CountOffline(context.Background(), "bob@example.com"); n != 1 {
+		t.Fatalf("%d offline, want the message stored", n)
+	}
+	if back := alice.take(); len(back) != 1 || errCond(back[0]) != "service-unavailable" {
+		t.Fatalf("alice got %q", sigs(back))
 	}
 }
 
