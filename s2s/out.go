@@ -102,6 +102,12 @@ func (c *outConn) enqueueVerify(el *wire.Element, vk verifyKey) bool {
 	return true
 }
 
+func (c *outConn) forgetVerify(vk verifyKey) {
+	c.mu.Lock()
+	delete(c.verifyKeys, vk)
+	c.mu.Unlock()
+}
+
 func (c *outConn) wake() {
 	select {
 	case c.kick <- struct{}{}:

@@ -206,3 +206,40 @@ func TestDirectTLS(t *testing.T) {
 	a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "direct"))
 	b.expect(isBody("direct"), "direct TLS message")
 }
+
+// TestDialbackAuthoritativeSilent: when the authoritative server of the
+// claimed domain cannot be reached, the db:result is answered with an
+// error, and stanzas from that domain stay refused.
+func TestDialbackAuthoritativeSilent(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, nil, "b.test"),
+		hosts: map[string]string{"c.test": ln.Addr().String()}, connectTimeout: 300 * time.Millisecond})
+	p := dialRaw(t, b.addr())
+	p.open("c.test", "b.test")
+	p.starttls(domainCert(t, nil, "c.test"))
+	f := p.open("c.test", "b.test")
+	if f.Child("dialback", nsDialbackFeature) == nil || hasMechanism(f, "EXTERNAL") {
+		t.Fatalf("features %s", f)
+	}
+	p.send(`<db:result from='c.test' to='b.test'>` + dialbackKey("x", "b.test", "c.test", p.hdr.ID()) + `</db:result>`)
+	el := p.next()
+	if el.Name != "db:result" || el.Type() != "error" || el.To() != "c.test" {
+		t.Fatalf("got %s", el)
+	}
+	p.send(msg("x@c.test", "bob@b.test", "unverified").String())
+	p.expectStreamError("not-authorized")
+	b.expectNone()
+}

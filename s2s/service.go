@@ -299,22 +299,22 @@ func (s *Service) startOutLocked(c *outConn) {
 
 // sendVerify queues a <db:verify/> on the outgoing stream for a pair,
 // creating the stream when needed.
-func (s *Service) sendVerify(key pairKey, el *wire.Element, vk verifyKey) error {
+func (s *Service) sendVerify(key pairKey, el *wire.Element, vk verifyKey) (*outConn, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
-		return ErrStopped
+		return nil, ErrStopped
 	}
 	c := s.out[key]
 	if c != nil && c.enqueueVerify(el, vk) {
-		return nil
+		return c, nil
 	}
 	c = newOutConn(s, key)
 	if !c.enqueueVerify(el, vk) {
-		return ErrQueueFull
+		return nil, ErrQueueFull
 	}
 	s.startOutLocked(c)
-	return nil
+	return c, nil
 }
 
 // removeOut forgets an outgoing stream if it is still the registered one.
@@ -415,9 +415,11 @@ func (s *Service) requestVerify(ctx context.Context, local, remote, id, key stri
 		s.mu.Unlock()
 	}()
 	el := wire.New("db:verify", "from", local, "to", remote, "id", id).SetText(key)
-	if err := s.sendVerify(pairKey{local, remote}, el, vk); err != nil {
+	c, err := s.sendVerify(pairKey{local, remote}, el, vk)
+	if err != nil {
 		return false, err
 	}
+	defer c.forgetVerify(vk) // unanswered ones must not keep the stream busy
 	select {
 	case r := <-ch:
 		return r.valid, r.err
