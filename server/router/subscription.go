@@ -129,7 +129,10 @@ func (r *Router) updateSubscription(ctx context.Context, owner, contact string, 
 			return it, false, errUnchanged
 		}
 		remove := after.isNone() && !n.InRoster
-		res.push = n.InRoster || wasIn
+		// Push only what a client can see: pending-in is not part of a
+		// roster item's XML (RFC 6121 §3.1.3), so it alone pushes nothing.
+		visible := wasIn != n.InRoster || before.Sub != after.Sub || before.PendingOut != after.PendingOut
+		res.push = (n.InRoster || wasIn) && visible
 		res.item = n
 		return n, remove, nil
 	}
