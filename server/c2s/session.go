@@ -16,7 +16,8 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// Lock order: Server.mu before Session.mu. No lock is held during I/O or
+// Lock order: Server.mu before Session.mu; during a resumption the old
+// (detached) session's mu before the new stream's. No lock is held during I/O or
 // while calling the router. Methods ending in Locked need Session.mu held.
 
 // state is where the reader is in the stream negotiation.
@@ -79,13 +80,13 @@ type Session struct {
 	queue      []outItem
 	spare      []outItem
 	pending    int // bytes in queue
-	wake       chan struct{}
 	closing    bool
 	reason     CloseReason
 	closeErr   *wire.Element
 	paused     bool
-	handoff    bool
-	writerDone chan struct{}
+	writing    bool       // a writer goroutine is running
+	tclosed    bool       // the transport is closed (or handed to another session)
+	wcond      *sync.Cond // on mu: signalled when writing or tclosed change
 	readerDone chan struct{}
 	failed     []*wire.Element // stanzas a failed write lost (without SM)
 	authed     bool
@@ -120,17 +121,15 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 		id:         randomID(12),
 		parent:     ctx,
 		t:          t,
-		wake:       make(chan struct{}, 1),
-		writerDone: make(chan struct{}),
 		readerDone: make(chan struct{}),
 	}
+	s.wcond = sync.NewCond(&s.mu)
 	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr()))
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.last.Store(monotonic())
 	t.SetActivityHook(s.touch)
 	s.timer = time.AfterFunc(srv.cfg().C2S.AuthTimeout, s.authExpired)
 	context.AfterFunc(s.ctx, func() { s.closeWith(ReasonShutdown, "system-shutdown", "") })
-	go s.writeLoop(t, s.writerDone)
 	return s
 }
 
@@ -207,11 +206,18 @@ func (s *Session) closeLocked(reason CloseReason, condition, text string) {
 	s.signalLocked()
 }
 
+// signalLocked starts the writer when there is something to write and
+// none runs. The writer exits when the queue is empty, so an idle session
+// has no writer goroutine (and no writer stack).
 func (s *Session) signalLocked() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if s.writing || s.paused || s.detached || s.tclosed || s.t == nil {
+		return
 	}
+	if len(s.queue) == 0 && !s.closing {
+		return
+	}
+	s.writing = true
+	go s.writeLoop(s.t)
 }
 
 // enqueue queues an element the session itself answers with (nonzas,
@@ -241,15 +247,13 @@ func (s *Session) enqueueItemLocked(it outItem) {
 	s.signalLocked()
 }
 
-// flush waits until everything queued so far is written. With pause the
-// writer then stops touching the transport until resumeWriter.
+// flush waits until everything queued so far is written (or the transport
+// failed). With pause the writer then stops touching the transport until
+// resumeWriter.
 func (s *Session) flush(pause bool) {
 	done := make(chan struct{})
 	s.enqueueItem(outItem{kind: itemFlush, done: done, pause: pause})
-	select {
-	case <-done:
-	case <-s.writerDone:
-	}
+	<-done
 }
 
 func (s *Session) resumeWriter() {
@@ -261,34 +265,23 @@ func (s *Session) resumeWriter() {
 
 // writeLoop is the session's writer: it takes the whole queue, counts
 // stream-management stanzas, and hands the batch to the transport in one
-// Write with no lock held.
-func (s *Session) writeLoop(t Transport, done chan struct{}) {
-	defer close(done)
-	var (
-		els     []*wire.Element
-		batch   []outItem
-		flushed []outItem
-	)
+// Write with no lock held. It exits when there is nothing left to write.
+func (s *Session) writeLoop(t Transport) {
+	var els []*wire.Element
 	for {
 		s.mu.Lock()
-		for !s.detached && !s.handoff && (s.paused || (len(s.queue) == 0 && !s.closing)) {
+		if s.detached || s.paused || s.tclosed || (len(s.queue) == 0 && !s.closing) {
+			s.writing = false
+			s.wcond.Broadcast()
 			s.mu.Unlock()
-			<-s.wake
-			s.mu.Lock()
-		}
-		if s.detached {
-			s.mu.Unlock()
-			_ = t.Close(nil)
 			return
 		}
 		closing, closeErr := s.closing, s.closeErr
+		var batch []outItem
 		if !(closing && s.reason == ReasonSlowConsumer) {
-			batch, s.queue, s.spare = s.queue, s.spare[:0], nil
+			batch, s.queue, s.spare = s.queue, s.spare, nil
 			s.pending = 0
-		} else {
-			batch = batch[:0]
 		}
-		handoff := s.handoff
 		nStanzas := s.countLocked(batch)
 		if nStanzas > 0 && s.smOn && !s.rOutstanding {
 			s.rOutstanding = true
@@ -296,16 +289,14 @@ func (s *Session) writeLoop(t Transport, done chan struct{}) {
 		}
 		s.mu.Unlock()
 
-		err := s.writeBatch(t, batch, &els, &flushed)
-		for _, it := range flushed {
-			if it.pause {
-				s.mu.Lock()
-				s.paused = true
-				s.mu.Unlock()
+		err := s.writeBatch(t, batch, &els)
+		pause := false
+		for _, it := range batch {
+			if it.kind == itemFlush {
+				pause = pause || it.pause
+				close(it.done)
 			}
-			close(it.done)
 		}
-		flushed = flushed[:0]
 		if err != nil {
 			s.mu.Lock()
 			if !s.smOn {
@@ -318,24 +309,33 @@ func (s *Session) writeLoop(t Transport, done chan struct{}) {
 			s.closeLocked(ReasonWriteError, "", "")
 			s.mu.Unlock()
 			s.logger().Debug("c2s: write failed", "err", err)
-			_ = t.Close(nil)
+			s.closeTransport(t, nil)
+			return
+		}
+		if closing {
+			s.closeTransport(t, closeErr)
 			return
 		}
 		clear(batch)
 		s.mu.Lock()
-		if s.spare == nil && cap(batch) <= 64 {
+		if pause {
+			s.paused = true
+		}
+		if s.spare == nil && cap(batch) <= 16 {
 			s.spare = batch[:0] // big batches are let go: idle sessions stay small
 		}
 		s.mu.Unlock()
-		batch = nil
-		if handoff {
-			return
-		}
-		if closing {
-			_ = t.Close(closeErr)
-			return
-		}
 	}
+}
+
+// closeTransport closes t and marks the writer done; called by the writer.
+func (s *Session) closeTransport(t Transport, streamErr *wire.Element) {
+	_ = t.Close(streamErr)
+	s.mu.Lock()
+	s.tclosed = true
+	s.writing = false
+	s.wcond.Broadcast()
+	s.mu.Unlock()
 }
 
 // countLocked counts outgoing stanzas for stream management and metrics.
@@ -361,7 +361,7 @@ func (s *Session) countLocked(batch []outItem) int {
 	return n
 }
 
-func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element, flushed *[]outItem) error {
+func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element) error {
 	*els = (*els)[:0]
 	write := func() error {
 		if len(*els) == 0 {
@@ -383,8 +383,6 @@ func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element,
 			if err := t.OpenStream(*it.hdr); err != nil {
 				return err
 			}
-		case itemFlush:
-			*flushed = append(*flushed, it)
 		}
 	}
 	return write()

@@ -140,13 +140,15 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 		old.resumeTimer.Stop()
 	}
 	// Hand this stream's transport over: our writer writes what it has,
-	// then stops without closing it.
+	// then nothing of ours touches the transport again.
 	s.mu.Lock()
-	s.handoff = true
 	s.stopTimerLocked()
-	s.signalLocked()
+	for s.writing || (len(s.queue) > 0 && !s.tclosed) {
+		s.wcond.Wait()
+	}
+	s.paused = true
+	s.tclosed = true
 	s.mu.Unlock()
-	<-s.writerDone
 
 	// Unacknowledged stanzas go first, then what was queued while detached.
 	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+1)
@@ -167,19 +169,18 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	old.unacked, old.unackedBytes = nil, 0
 	old.outH = h
 	old.rOutstanding = false
-	old.detached, old.closing, old.takeover, old.handoff, old.paused = false, false, false, false, false
+	old.detached, old.closing, old.takeover, old.paused = false, false, false, false
+	old.writing, old.tclosed = false, false
 	old.reason, old.closeErr = ReasonNone, nil
 	old.t = s.t
 	old.parent = s.parent
 	old.ctx, old.cancel = context.WithCancel(s.parent)
 	context.AfterFunc(old.ctx, func() { old.closeWith(ReasonShutdown, "system-shutdown", "") })
-	old.writerDone = make(chan struct{})
 	old.readerDone = make(chan struct{})
 	old.state = stateBound
 	old.last.Store(monotonic())
 	old.startIdleTimerLocked()
 	old.t.SetActivityHook(old.touch)
-	go old.writeLoop(old.t, old.writerDone)
 	old.signalLocked()
 	old.mu.Unlock()
 

@@ -83,22 +83,31 @@ func (s *Session) finish() CloseReason {
 		s.closing = false
 		s.closeErr = nil
 		s.stopTimerLocked()
-		s.signalLocked()
+	} else if !s.closing {
+		s.closeLocked(ReasonReadError, "", "")
+		reason = s.reason
 	}
-	s.mu.Unlock()
-	<-s.writerDone
+	for s.writing {
+		s.wcond.Wait()
+	}
 	if detach {
-		s.mu.Lock()
+		t := s.t
+		closeIt := !s.tclosed
+		s.tclosed = true
 		if s.detached {
 			s.resumeTimer = time.AfterFunc(s.srv.cfg().C2S.SMResumeTimeout, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
+		if closeIt {
+			_ = t.Close(nil)
+		}
 		s.logger().Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
 		close(s.readerDone)
 		return reason
 	}
-	s.mu.Lock()
-	s.closing = true
+	for !s.tclosed {
+		s.wcond.Wait()
+	}
 	bound := s.bound
 	unsent := s.unsentLocked()
 	s.stopTimerLocked()

@@ -30,6 +30,8 @@ type TCPTransport struct {
 
 	writeTimeout time.Duration
 	headerSent   bool
+	peeked       [1]byte // a byte read while waiting idle, not yet parsed
+	hasPeek      bool
 	closeOnce    sync.Once
 	bufs         net.Buffers
 	chunks       []*bytes.Buffer
@@ -46,8 +48,22 @@ func NewTCPTransport(conn net.Conn, secure bool, lim wire.Limits) *TCPTransport 
 }
 
 func (t *TCPTransport) newReader() {
-	t.rd = wire.NewReader(t.conn, t.lim)
+	t.hasPeek = false
+	t.rd = wire.NewReader(peekReader{t}, t.lim)
 	t.rd.SetOnFill(t.activity)
+}
+
+// peekReader feeds the XML reader: first the byte ReadElement waited for,
+// then the connection.
+type peekReader struct{ t *TCPTransport }
+
+func (p peekReader) Read(b []byte) (int, error) {
+	if p.t.hasPeek && len(b) > 0 {
+		b[0] = p.t.peeked[0]
+		p.t.hasPeek = false
+		return 1, nil
+	}
+	return p.t.conn.Read(b)
 }
 
 func (t *TCPTransport) activity() {
@@ -63,7 +79,23 @@ func (t *TCPTransport) SetActivityHook(fn func()) { t.onAct = fn }
 func (t *TCPTransport) ReadHeader() (*wire.Element, error) { return t.rd.Header() }
 
 // ReadElement implements Transport.
-func (t *TCPTransport) ReadElement() (*wire.Element, error) { return t.rd.Next() }
+//
+// When nothing is buffered it first waits for one byte directly on the
+// connection, outside the XML parser: an idle session then parks its
+// reader goroutine a few frames deep instead of deep inside encoding/xml,
+// so the garbage collector can shrink its stack (a large share of an idle
+// session's memory).
+func (t *TCPTransport) ReadElement() (*wire.Element, error) {
+	if !t.hasPeek && t.rd.Buffered() == 0 {
+		n, err := t.conn.Read(t.peeked[:])
+		if n == 1 {
+			t.hasPeek = true
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return t.rd.Next()
+}
 
 // Restart implements Transport.
 func (t *TCPTransport) Restart() { t.rd.Restart() }
