@@ -263,3 +263,34 @@ func TestInteropProsody(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropProsodyRequireValidCerts: with require_valid_certs, Aviary
+// refuses a Prosody whose certificate it cannot verify, both ways, and
+// the senders get errors.
+func TestInteropProsodyRequireValidCerts(t *testing.T) {
+	requireBinary(t, "prosody", "/usr/bin/prosody")
+	ca := newTestCA(t)
+	av := startNode(t, nodeOpts{domain: "aviary.test", cert: domainCert(t, ca, "aviary.test"), caFile: ca.pemPath,
+		require: true, connectTimeout: 5 * time.Second})
+	pr := startProsody(t, prosodyOpts{domain: "prosody.test", cert: domainCert(t, nil, "prosody.test"), caFile: ca.pemPath,
+		peer: "aviary.test", peerAddr: av.addr()})
+	av.cfg.S2S.Hosts["prosody.test"] = pr.s2sAddr
+	pr.register(t, "pat", "secret-pw")
+	pat := loginC2S(t, pr.c2sAddr, "prosody.test", "pat", "secret-pw", "laptop")
+
+	t.Run("aviary refuses to send", func(t *testing.T) {
+		av.svc.Send(t.Context(), msg("alice@aviary.test", "pat@prosody.test", "not sent"))
+		el := av.expect(isErrorCond("remote-server-not-found"), "bounce")
+		if el.ID() != "m-not sent" {
+			t.Fatalf("got %s", el)
+		}
+	})
+	t.Run("aviary refuses to receive", func(t *testing.T) {
+		pat.send(`<message to='alice@aviary.test' type='chat' id='refused'><body>not received</body></message>`)
+		el := pat.expect(func(el *wire.Element) bool { return el.ID() == "refused" }, "error from prosody")
+		if !el.IsError() {
+			t.Fatalf("got %s", el)
+		}
+		av.expectNone()
+	})
+}
