@@ -178,9 +178,12 @@ func (s *Store) result(err error) error {
 	if unavailable(err) {
 		if s.down.CompareAndSwap(false, true) {
 			s.log.Error("postgres: database unavailable; calls fail until it is back", "err", err)
-			// Connections that saw the outage are likely dead: let the
-			// pool open fresh ones.
-			go s.pool.Reset()
+			// After a broken connection the others are likely dead too:
+			// let the pool open fresh ones. (A timeout alone says nothing
+			// about the other connections; pgx already closed that one.)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				go s.pool.Reset()
+			}
 		}
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}

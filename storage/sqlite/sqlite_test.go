@@ -2,8 +2,10 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
@@ -91,4 +93,42 @@ func BenchmarkStore(b *testing.B) {
 		}
 		return s
 	})
+}
+
+// TestLockedTimesOut holds the write lock from another connection (another
+// process would do the same): a write must give up at its context's
+// deadline with storage.ErrUnavailable instead of waiting.
+func TestLockedTimesOut(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "aviary.db")
+	s := open(t, p)
+	defer s.Close()
+	other := open(t, p)
+	defer other.Close()
+	ctx := context.Background()
+	conn, err := other.DB().Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	tctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.SetProperty(tctx, "a", "b") }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("write under another writer's lock = %v, want storage.ErrUnavailable", err)
+		}
+	case <-time.After(sqlite.DefaultTimeout + 10*time.Second):
+		t.Fatal("write hung past its deadline")
+	}
+	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetProperty(ctx, "a", "b"); err != nil {
+		t.Fatalf("write after the lock is gone: %v", err)
+	}
 }
