@@ -318,6 +318,7 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) []b
 	s.header = wire.New("stream:stream",
 		"xmlns", wire.NSClient, "xmlns:stream", wire.NSStream,
 		"to", m.opts.Domain, "version", version, "xml:lang", lang)
+	s.header.SetAttr("from", body.Attr("from")) // the client's JID, if it says (XEP-0124 §7.1)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -362,3 +362,51 @@ func TestHostMetaConfiguredURLs(t *testing.T) {
 		}
 	}
 }
+
+// A session replaced by a new login with the same resource is closed with
+// the conflict stream error: inside a remote-stream-error terminate body on
+// BOSH, as a stream error followed by <close/> on WebSocket.
+func TestConflictClosesWebSessions(t *testing.T) {
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "alice", "pw")
+	servertest.CreateUser(t, n, "bob", "pw")
+
+	w := dialWS(t, base)
+	w.login("bob", "pw", "same")
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 50}
+	b.login("alice", "pw", "same")
+
+	servertest.Dial(t, n).Login("bob", "pw", "same")
+	if se := w.expect("stream error", named("stream:error")); se.Child("conflict", wire.NSStreams) == nil {
+		t.Errorf("websocket got %s", se)
+	}
+	w.expect("close", named("close"))
+
+	servertest.Dial(t, n).Login("alice", "pw", "same")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := b.postRaw("", "")
+		if r.Attr("type") == "terminate" {
+			se := r.Child("stream:error", "")
+			if r.Attr("condition") != bosh.CondRemoteStreamError || se == nil || se.Child("conflict", wire.NSStreams) == nil {
+				t.Errorf("bosh terminate %s", r)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bosh session never terminated")
+		}
+	}
+}
+
+func TestWebSocketOversizedStanza(t *testing.T) {
+	n, _, base := node(t, func(c *conf.Config) { c.C2S.MaxStanzaBytes = 4096 })
+	servertest.CreateUser(t, n, "bob", "pw")
+	w := dialWS(t, base)
+	w.login("bob", "pw", "big")
+	w.send("<message xmlns='jabber:client' to='bob@localhost'><body>" + strings.Repeat("x", 5000) + "</body></message>")
+	if se := w.expect("stream error", named("stream:error")); se.Child("policy-violation", wire.NSStreams) == nil {
+		t.Errorf("got %s", se)
+	}
+	w.expect("close", named("close"))
+}
