@@ -102,10 +102,12 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 }
 
 // routesInto is routes appending into buf, so the common local case
-// allocates nothing.
+// allocates nothing. The result is the caller's to change.
 func (r *Router) routesInto(ctx context.Context, bare string, buf []cluster.Route) ([]cluster.Route, error) {
 	if r.clustered() {
-		return r.routes(ctx, bare)
+		routes, err := r.routes(ctx, bare)
+		// Copied: a cluster may hand out a slice it keeps.
+		return append(buf, routes...), err
 	}
 	r.mu.RLock()
 	for _, s := range r.byBare[bare] {
