@@ -138,11 +138,11 @@ func (in *inStream) processInHandshake() (closeReason, error) {
 	}
 	in.rd = wire.NewReader(in.conn, in.s.limits)
 	for {
-		reason, err, restart := in.openStream()
+		restart, reason, err := in.openStream()
 		if !restart {
 			return reason, err
 		}
-		reason, err, restart = in.readElements()
+		restart, reason, err = in.readElements()
 		if !restart {
 			return reason, err
 		}
@@ -150,7 +150,7 @@ func (in *inStream) processInHandshake() (closeReason, error) {
 }
 
 // openStream reads the peer's header and answers with ours and features.
-func (in *inStream) openStream() (closeReason, error, bool) {
+func (in *inStream) openStream() (bool, closeReason, error) {
 	hdr, err := in.rd.Header()
 	if err != nil {
 		return in.readFailed(err)
@@ -161,18 +161,18 @@ func (in *inStream) openStream() (closeReason, error, bool) {
 		in.from = d
 	}
 	if err := in.write(streamHeader(in.s.domain, hdr.From(), in.id)); err != nil {
-		return closeWriteError, err, false
+		return false, closeWriteError, err
 	}
 	if cond := checkHeader(hdr); cond != "" {
 		in.streamError(cond, "")
-		return closeBadStream, fmt.Errorf("%w: header: %s", ErrBadStream, cond), false
+		return false, closeBadStream, fmt.Errorf("%w: header: %s", ErrBadStream, cond)
 	}
 	if to := domainOf(hdr.To()); to != "" && to != in.s.domain {
 		in.streamError("host-unknown", "")
-		return closeHostUnknown, fmt.Errorf("%w: to %s", ErrBadStream, to), false
+		return false, closeHostUnknown, fmt.Errorf("%w: to %s", ErrBadStream, to)
 	}
 	if err := in.writeEl(in.features()); err != nil {
-		return closeWriteError, err, false
+		return false, closeWriteError, err
 	}
 	if in.secure {
 		// Past the setup phase the stream may stay silent up to IdleTimeout.
@@ -180,7 +180,7 @@ func (in *inStream) openStream() (closeReason, error, bool) {
 		in.extendRead()
 		in.rd.SetOnFill(in.extendRead)
 	}
-	return 0, nil, true
+	return true, 0, nil
 }
 
 func (in *inStream) extendRead() {
@@ -214,7 +214,7 @@ func (in *inStream) certFor(domain string) error {
 
 // readElements handles top-level elements until the stream ends or must
 // restart (after STARTTLS or SASL success: restart is true).
-func (in *inStream) readElements() (closeReason, error, bool) {
+func (in *inStream) readElements() (bool, closeReason, error) {
 	for {
 		el, err := in.rd.Next()
 		if err != nil {
@@ -223,26 +223,26 @@ func (in *inStream) readElements() (closeReason, error, bool) {
 		ns, local := qname(el, in.hdr)
 		switch {
 		case ns == wire.NSStream && local == "error":
-			return closeStreamError, fmt.Errorf("%w: %s %s", ErrStreamError, streamErrorCondition(el), streamErrorText(el)), false
+			return false, closeStreamError, fmt.Errorf("%w: %s %s", ErrStreamError, streamErrorCondition(el), streamErrorText(el))
 		case ns == wire.NSTLS && local == "starttls" && !in.secure:
 			if err := in.write([]byte(`<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>`)); err != nil {
-				return closeWriteError, err, false
+				return false, closeWriteError, err
 			}
 			if in.rd.Buffered() > 0 {
-				return closeBadStream, fmt.Errorf("%w: data after starttls", ErrBadStream), false
+				return false, closeBadStream, fmt.Errorf("%w: data after starttls", ErrBadStream)
 			}
 			if err := in.startTLS(); err != nil {
-				return closeBadStream, err, false
+				return false, closeBadStream, err
 			}
 			in.rd = wire.NewReader(in.conn, in.s.limits)
-			return 0, nil, true
+			return true, 0, nil
 		case !in.secure:
 			in.streamError("policy-violation", "STARTTLS is required")
-			return closePolicy, fmt.Errorf("s2s: <%s/> before starttls", el.Name), false
+			return false, closePolicy, fmt.Errorf("s2s: <%s/> before starttls", el.Name)
 		case ns == wire.NSSASL && local == "auth":
 			if in.saslExternal(el) {
 				in.rd.Restart()
-				return 0, nil, true
+				return true, 0, nil
 			}
 		case ns == nsDialback && local == "result":
 			in.dialbackResult(el)
@@ -250,7 +250,7 @@ func (in *inStream) readElements() (closeReason, error, bool) {
 			in.dialbackVerify(el)
 		case el.IsStanza() && (ns == wire.NSServer || ns == ""):
 			if reason, err := in.stanza(el); err != nil {
-				return reason, err, false
+				return false, reason, err
 			}
 		default:
 			in.log.Debug("s2s: ignoring element", "name", el.Name, "ns", ns)
@@ -259,22 +259,22 @@ func (in *inStream) readElements() (closeReason, error, bool) {
 }
 
 // readFailed maps a reader error to the stream error to send and a reason.
-func (in *inStream) readFailed(err error) (closeReason, error, bool) {
+func (in *inStream) readFailed(err error) (bool, closeReason, error) {
 	if errors.Is(err, wire.ErrStreamEnd) {
-		return closePeerClosed, nil, false
+		return false, closePeerClosed, nil
 	}
 	if cond := wire.StreamErrorFor(err); cond != "" {
 		in.streamError(cond, "")
-		return closePolicy, err, false
+		return false, closePolicy, err
 	}
 	if isTimeout(err) {
 		if in.secure {
 			in.streamError("connection-timeout", "")
-			return closeIdle, err, false
+			return false, closeIdle, err
 		}
-		return closeTimeout, err, false
+		return false, closeTimeout, err
 	}
-	return closeReadError, err, false
+	return false, closeReadError, err
 }
 
 // startTLS runs the server side of TLS and keeps the peer's chain.
