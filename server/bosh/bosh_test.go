@@ -802,3 +802,25 @@ func TestSlowConsumer(t *testing.T) {
 		t.Errorf("stream ended with %v", err)
 	}
 }
+
+// A client whose ack shows it missed a response gets report and time at
+// once (XEP-0124 §9.2), and the missing response from the cache on resend.
+func TestAckReport(t *testing.T) {
+	f := newFakeStream()
+	opts := testOptions(f)
+	clk := &fakeClock{now: time.Unix(1e9, 0)}
+	opts.Now = clk.Now
+	m := NewManager(opts)
+	c, _ := connect(t, m, "wait='60' hold='1' ack='1'")
+	lost := c.post("", `<message xmlns='jabber:client' to='echo' id='e1'/>`) // rid 1001
+	f.next(t)
+	clk.Add(10 * opts.Second)
+	c.rid++
+	r := c.postRID(c.rid, "ack='1000'", "") // the client never saw 1001's answer
+	if r.Attr("report") != "1001" || r.Attr("time") != strconv.FormatInt((10*opts.Second).Milliseconds(), 10) {
+		t.Fatalf("got %s, want report='1001' with time", r)
+	}
+	if again := c.postRID(1001, "", ""); again.String() != lost.String() {
+		t.Errorf("resend of 1001 got %s, want %s", again, lost)
+	}
+}

@@ -410,3 +410,41 @@ func TestWebSocketOversizedStanza(t *testing.T) {
 	}
 	w.expect("close", named("close"))
 }
+
+// Stream management works the same on web transports: a WebSocket session
+// that drops is resumed (XEP-0198) over BOSH, and what was sent meanwhile
+// arrives there.
+func TestResumeWebSocketSessionOverBOSH(t *testing.T) {
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "bob", "pw")
+	servertest.CreateUser(t, n, "carol", "pw")
+	tcp := servertest.Dial(t, n)
+	tcp.Login("carol", "pw", "desk")
+
+	w := dialWS(t, base)
+	w.login("bob", "pw", "roam")
+	w.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	en := w.expect("enabled", named("enabled"))
+	if en.Attr("id") == "" {
+		t.Fatalf("enabled %s", en)
+	}
+	tcp.Send("<message to='%s' type='chat'><body>first</body></message>", w.jid)
+	w.expect("first", isMsg("first"))
+	w.c.CloseNow() // the network drops; 'first' is not acknowledged
+	tcp.Send("<message to='%s' type='chat'><body>while away</body></message>", w.jid)
+
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 900}
+	resp := b.post("to='localhost' xml:lang='en' wait='1' hold='1' ver='1.11' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'", "")
+	b.sid = resp.Attr("sid")
+	b.expect("features", named("stream:features"))
+	b.post("", "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"+plain("bob", "pw")+"</auth>")
+	b.expect("success", named("success"))
+	b.post("xmlns:xmpp='urn:xmpp:xbosh' xmpp:restart='true'", "")
+	b.expect("features", named("stream:features"))
+	b.post("", "<resume xmlns='urn:xmpp:sm:3' previd='"+en.Attr("id")+"' h='0'/>")
+	if r := b.expect("resumed", func(el *wire.Element) bool { return el.Name == "resumed" || el.Name == "failed" }); r.Name != "resumed" {
+		t.Fatalf("resume over BOSH: %s", r)
+	}
+	b.expect("first, resent", isMsg("first"))
+	b.expect("while away", isMsg("while away"))
+}
