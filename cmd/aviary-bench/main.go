@@ -67,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pids     = fs.String("rss-pid", "", "comma-separated server pids whose VmRSS is summed before and after login")
 		jsonOut  = fs.Bool("json", false, "print the result as one JSON object")
 		verbose  = fs.Bool("v", false, "debug logging")
+		cacheF   = fs.String("scram-cache", "", "file caching SCRAM salted passwords between runs, so the tool's PBKDF2 does not compete with the server for CPU")
 		totalTO  = fs.Duration("max-time", 30*time.Minute, "give up the whole run after this long")
 		logLevel = new(slog.LevelVar)
 	)
@@ -84,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.InFlight, "inflight", 20, "ring: messages in flight per sender; broadcast: changes in flight")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "wait this long for missing messages before counting them lost")
 	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub")
-	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "idle: wait after the last login before reading RSS")
+	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -108,6 +109,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	if *cacheF != "" {
+		if cache, err = loadSCRAMCache(*cacheF); err != nil {
+			fmt.Fprintln(stderr, "aviary-bench: scram cache:", err)
+			return 2
+		}
+	}
+
 	res := Result{Workload: cfg.Workload, Servers: cfg.Servers, Users: cfg.Users,
 		Concurrency: cfg.Concurrency, Mech: cfg.Mech, Started: time.Now().UTC()}
 	res.NoFile, err = raiseNoFile()
@@ -124,6 +132,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancelT()
 
 	execute(ctx, &cfg, &res)
+	if err := cache.save(); err != nil {
+		slog.Warn("cannot save scram cache", "err", err)
+	}
 
 	if *jsonOut {
 		enc := json.NewEncoder(stdout)
@@ -188,7 +199,11 @@ func execute(ctx context.Context, cfg *Config, res *Result) {
 
 	var before int64
 	if len(cfg.RSSPids) > 0 {
-		before = sumRSS(cfg.RSSPids)
+		if cfg.Workload == "idle" {
+			before = stableRSS(ctx, cfg.RSSPids, cfg.Settle)
+		} else {
+			before = sumRSS(cfg.RSSPids)
+		}
 	}
 	conns, login := loginAll(ctx, cfg, cfg.Users)
 	res.Login = login
@@ -196,13 +211,11 @@ func execute(ctx context.Context, cfg *Config, res *Result) {
 	defer closeAll(conns, cfg.Concurrency)
 
 	if len(cfg.RSSPids) > 0 {
-		if cfg.Workload == "idle" && cfg.Settle > 0 {
-			select {
-			case <-time.After(cfg.Settle):
-			case <-ctx.Done():
-			}
+		after := sumRSS(cfg.RSSPids)
+		if cfg.Workload == "idle" {
+			after = stableRSS(ctx, cfg.RSSPids, cfg.Settle)
 		}
-		res.Memory = memoryStats(before, sumRSS(cfg.RSSPids), login.OK)
+		res.Memory = memoryStats(before, after, login.OK)
 	}
 
 	switch cfg.Workload {

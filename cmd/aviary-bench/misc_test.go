@@ -209,3 +209,48 @@ func TestErrorSetGroupsByMessageWithoutAddresses(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestStable(t *testing.T) {
+	cases := []struct {
+		r    []int64
+		want bool
+	}{
+		{[]int64{100000, 100500, 100900}, true},
+		{[]int64{100000, 95000, 100000}, false},
+		{[]int64{1000, 1200, 1100}, true}, // within 256 KiB
+		{[]int64{1000, 2000, 1500}, false},
+	}
+	for _, c := range cases {
+		if got := stable(c.r); got != c.want {
+			t.Errorf("stable(%v) = %v", c.r, got)
+		}
+	}
+}
+
+func TestSCRAMCacheRoundTrip(t *testing.T) {
+	path := t.TempDir() + "/cache"
+	c, err := loadSCRAMCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := scramKey("user", "QSXCR+Q6sek8bf92", 4096)
+	c.put(k, []byte{1, 2, 3})
+	if err := c.save(); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := loadSCRAMCache(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c2.get(k); string(got) != "\x01\x02\x03" {
+		t.Fatalf("cached = %v", got)
+	}
+	if c2.get(scramKey("user", "QSXCR+Q6sek8bf92", 4097)) != nil {
+		t.Fatal("other iteration count hit the cache")
+	}
+	var none *scramCache
+	none.put(k, nil) // a nil cache is a no-op
+	if none.get(k) != nil || none.save() != nil {
+		t.Fatal("nil cache")
+	}
+}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // MemoryStats is the server's resident memory around the login phase.
@@ -84,4 +86,36 @@ func raiseNoFile() (uint64, error) {
 		}
 	}
 	return lim.Cur, nil
+}
+
+// stable reports whether readings vary by at most 1% (or 256 KiB).
+func stable(readings []int64) bool {
+	lo, hi := readings[0], readings[0]
+	for _, r := range readings {
+		lo, hi = min(lo, r), max(hi, r)
+	}
+	return hi-lo <= max(hi/100, 256)
+}
+
+// stableRSS reads the summed RSS every half second until three readings in
+// a row agree (servers with a garbage collector shrink and grow for a while
+// after a burst) or maxWait passes, and returns the last reading.
+func stableRSS(ctx context.Context, pids []int, maxWait time.Duration) int64 {
+	deadline := time.Now().Add(maxWait)
+	var readings []int64
+	for {
+		readings = append(readings, sumRSS(pids))
+		if len(readings) >= 3 && stable(readings[len(readings)-3:]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return readings[len(readings)-1]
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return readings[len(readings)-1]
 }

@@ -20,6 +20,7 @@ type scramClient struct {
 	clientFirstBare string
 	authMessage     string
 	saltedPassword  []byte
+	cacheKey        string
 }
 
 // newSCRAM returns a client; an empty nonce draws a random one.
@@ -68,10 +69,14 @@ func (s *scramClient) clientFinal(serverFirst string) (string, error) {
 	if err != nil || n < 1 {
 		return "", fmt.Errorf("%w: scram: bad iteration count %q", errAuth, iter)
 	}
-	s.saltedPassword, err = pbkdf2.Key(sha1.New, s.password, salt, n, sha1.Size)
-	if err != nil {
-		return "", fmt.Errorf("scram: %w", err)
+	key := scramKey(s.user, salt64, n)
+	if s.saltedPassword = cache.get(key); s.saltedPassword == nil {
+		s.saltedPassword, err = pbkdf2.Key(sha1.New, s.password, salt, n, sha1.Size)
+		if err != nil {
+			return "", fmt.Errorf("scram: %w", err)
+		}
 	}
+	s.cacheKey = key
 	withoutProof := "c=biws,r=" + nonce
 	s.authMessage = s.clientFirstBare + "," + serverFirst + "," + withoutProof
 	clientKey := hmacSHA1(s.saltedPassword, "Client Key")
@@ -98,6 +103,7 @@ func (s *scramClient) verifyServer(serverFinal string) error {
 	if !hmac.Equal(v, hmacSHA1(serverKey, s.authMessage)) {
 		return errors.New("scram: server signature mismatch")
 	}
+	cache.put(s.cacheKey, s.saltedPassword) // only keys the server confirmed
 	return nil
 }
 
