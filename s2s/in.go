@@ -66,8 +66,11 @@ type inStream struct {
 	conn   net.Conn   // current transport; replaced by STARTTLS (reader goroutine)
 	closed bool       // guarded by wmu
 
-	mu     sync.Mutex
-	authed map[string]bool // remote domains authenticated on this stream
+	mu      sync.Mutex
+	authed  map[string]bool // remote domains authenticated on this stream
+	method  string          // how the last domain authenticated
+	addr    string
+	created time.Time
 
 	// Reader goroutine state.
 	rd        *wire.Reader
@@ -83,11 +86,13 @@ type inStream struct {
 // createIn registers a new incoming stream; nil when stopping.
 func (s *Service) createIn(conn net.Conn) *inStream {
 	in := &inStream{
-		s:      s,
-		conn:   conn,
-		log:    s.log.With("dir", "in", "peer", conn.RemoteAddr().String()),
-		authed: map[string]bool{},
-		certOK: map[string]error{},
+		s:       s,
+		conn:    conn,
+		log:     s.log.With("dir", "in", "peer", conn.RemoteAddr().String()),
+		authed:  map[string]bool{},
+		certOK:  map[string]error{},
+		addr:    conn.RemoteAddr().String(),
+		created: time.Now(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,6 +122,7 @@ func (in *inStream) run() {
 	reason, err := in.processInHandshake()
 	in.close(reason, err)
 	in.s.removeIn(in)
+	in.s.countClose(reason)
 }
 
 // processInHandshake runs the receiving side: stream headers, STARTTLS,
@@ -334,6 +340,7 @@ func (in *inStream) saslExternal(el *wire.Element) bool {
 func (in *inStream) authorize(domain, how string) {
 	in.mu.Lock()
 	in.authed[domain] = true
+	in.method = how
 	in.mu.Unlock()
 	in.log.Info("s2s: peer authenticated", "domain", domain, "method", how)
 }

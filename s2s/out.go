@@ -49,7 +49,8 @@ type outConn struct {
 	queue      []*wire.Element
 	lastSent   time.Time
 	method     string // how we authenticated: "sasl-external" or "dialback"
-	err        error  // why the stream ended
+	created    time.Time
+	err        error // why the stream ended
 }
 
 func newOutConn(s *Service, key pairKey) *outConn {
@@ -60,6 +61,7 @@ func newOutConn(s *Service, key pairKey) *outConn {
 		kick:       make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		verifyKeys: map[verifyKey]struct{}{},
+		created:    time.Now(),
 	}
 }
 
@@ -674,6 +676,7 @@ func (c *outConn) fail(err error, reason closeReason) {
 		_ = conn.Close()
 	}
 	c.s.removeOut(c)
+	c.s.countClose(reason)
 	for vk := range vks {
 		c.s.verifyAnswered(vk, verifyResult{err: err})
 	}

@@ -410,3 +410,31 @@ func TestQueueLimit(t *testing.T) {
 		t.Fatalf("bounced %s, want the third", el)
 	}
 }
+
+// TestStats: the admin snapshot lists both ends of a federated pair and
+// counts closes by reason.
+func TestStats(t *testing.T) {
+	ca := newTestCA(t)
+	a, b := pair(t,
+		nodeOpts{cert: domainCert(t, ca, "a.test"), caFile: ca.pemPath},
+		nodeOpts{cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
+	a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "one"))
+	b.expect(isBody("one"), "message")
+	st := a.svc.Stats()
+	if len(st.Streams) != 1 || st.Streams[0].Direction != "out" || st.Streams[0].Remote != "b.test" ||
+		st.Streams[0].State != "ready" || st.Streams[0].Method != "sasl-external" {
+		t.Fatalf("a: %+v", st.Streams)
+	}
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		st := b.svc.Stats()
+		if len(st.Streams) != 1 || st.Streams[0].Direction != "in" || st.Streams[0].Remote != "a.test" || st.Streams[0].Method != "sasl-external" {
+			return fmt.Errorf("b: %+v", st.Streams)
+		}
+		return nil
+	})
+	c := a.outConnFor("a.test", "b.test")
+	c.fail(ErrIdle, closeIdle)
+	if n := a.svc.Stats().Closed["idle"]; n != 1 {
+		t.Fatalf("closed counters %v", a.svc.Stats().Closed)
+	}
+}

@@ -70,6 +70,7 @@ type Service struct {
 	in       map[*inStream]struct{}
 	verifies map[verifyKey]chan verifyResult
 	failures map[string]*dialFailure // remote domain → last setup failure
+	closed   map[closeReason]int64   // ended streams by reason
 }
 
 // dialFailure remembers a failed stream setup so that a dead domain is not
@@ -108,6 +109,7 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 		Resolver:   net.DefaultResolver,
 		QueueLimit: DefaultQueueLimit,
 		failures:   map[string]*dialFailure{},
+		closed:     map[closeReason]int64{},
 
 		RetryBackoff:    time.Second,
 		MaxRetryBackoff: time.Minute,
