@@ -1,8 +1,9 @@
 package c2s_test
 
 import (
-	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -25,7 +26,30 @@ func TestTwoUsersExchangeMessage(t *testing.T) {
 		t.Errorf("namespace %q", m.NS())
 	}
 	a.Close()
-	if err := a.ExpectClosed(); err == nil || !errors.Is(err, wire.ErrStreamEnd) {
-		t.Logf("close: %v", err)
+	if err := a.ExpectClosed(); err == nil {
+		t.Error("stream not closed")
 	}
+
+	// The metrics counted the message and the close.
+	servertest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		mfs, err := n.Gatherer().Gather()
+		if err != nil {
+			return err
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				key := mf.GetName()
+				for _, l := range m.GetLabel() {
+					key += "/" + l.GetValue()
+				}
+				got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+		if got["aviary_c2s_stanzas_in_total/message"] < 1 || got["aviary_c2s_stanzas_out_total/message"] < 1 ||
+			got["aviary_c2s_closes_total/client_closed"] < 1 || got["aviary_c2s_sessions"] != 1 {
+			return fmt.Errorf("metrics %v", got)
+		}
+		return nil
+	})
 }

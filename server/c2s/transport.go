@@ -18,12 +18,15 @@ import (
 
 // Transport is what a connector implements to carry one client stream.
 //
-// Concurrency: ReadHeader, ReadElement, Restart and StartTLS are called
-// only from the goroutine running Server.Serve (the session's reader).
-// OpenStream, Write and Close are called only from the session's writer
-// goroutine, never concurrently with each other, and never while StartTLS
-// runs (the core pauses its writer around the upgrade). Close may run while
-// a read is blocked and must make that read return.
+// Concurrency: ReadHeader, ReadElement, Restart, StartTLS and
+// SetActivityHook are called only from the goroutine running Server.Serve
+// (the session's reader). OpenStream, Write and Close are called from the
+// session's writer (a goroutine that runs only while there is something to
+// write, so successive calls may come from different goroutines) or, for
+// Close, from the reader once the writer has stopped; these three are
+// never called concurrently with each other, and never while StartTLS runs
+// (the core pauses its writer around the upgrade). Close may run while a
+// read is blocked and must make that read return.
 //
 // Framing differences the connector hides:
 //   - TCP: the stream header is <stream:stream>, closed by </stream:stream>;
@@ -94,7 +97,8 @@ type Transport interface {
 	// or nil for a clean close), then the framing's end (</stream:stream>,
 	// <close/>, a terminate body), and releases the transport. When no
 	// header was written yet, a TCP connector writes one first, as RFC 6120
-	// §4.9.1.1 requires. Close is called exactly once, from the writer.
+	// §4.9.1.1 requires. Close is called once; a connector should still
+	// tolerate a second call.
 	Close(streamErr *wire.Element) error
 
 	// RemoteAddr is the client's address as a string without the port
