@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -40,7 +41,12 @@ func TestTwoHandles(t *testing.T) {
 
 func TestSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
-	p := filepath.Join(t.TempDir(), "aviary.db")
+	// Characters that mean something in a URI must not confuse the driver.
+	dir := filepath.Join(t.TempDir(), "data dir #1 ?x=%20")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "aviary.db")
 	s := open(t, p)
 	if err := s.CreateUser(ctx, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
@@ -62,6 +68,9 @@ func TestSurvivesReopen(t *testing.T) {
 	}
 	if n, err := s.CountOffline(ctx, "alice@localhost"); err != nil || n != 1 {
 		t.Fatalf("offline after reopen = %d, %v", n, err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("database file not at %s: %v", p, err)
 	}
 	if v2, err := s.SchemaVersion(ctx); err != nil || v2 != v1 {
 		t.Fatalf("SchemaVersion after reopen = %d, %v; want %d", v2, err, v1)
