@@ -198,17 +198,22 @@ func TestLookupTargets(t *testing.T) {
 }
 
 // TestDNSDialling: with no static entry, the service dials what the
-// resolver names (here an SRV record pointing at the peer on loopback).
+// resolver names: an SRV record for STARTTLS, or one for direct TLS
+// (XEP-0368), pointing at the peer on loopback.
 func TestDNSDialling(t *testing.T) {
-	ca := newTestCA(t)
-	b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
-	host, port, _ := net.SplitHostPort(b.addr())
-	p, _ := net.LookupPort("tcp", port)
-	res := fakeResolver{"_xmpp-server._tcp.b.test": {{Target: host, Port: uint16(p), Priority: 1}}}
-	a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, ca, "a.test"), caFile: ca.pemPath, resolver: res})
-	b.cfg.S2S.Hosts["a.test"] = a.addr()
-	a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "via srv"))
-	b.expect(isBody("via srv"), "message via SRV")
+	for _, service := range []string{"_xmpp-server", "_xmpps-server"} {
+		t.Run(service, func(t *testing.T) {
+			ca := newTestCA(t)
+			b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
+			host, port, _ := net.SplitHostPort(b.addr())
+			p, _ := net.LookupPort("tcp", port)
+			res := fakeResolver{service + "._tcp.b.test": {{Target: host, Port: uint16(p), Priority: 1}}}
+			a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, ca, "a.test"), caFile: ca.pemPath, resolver: res})
+			b.cfg.S2S.Hosts["a.test"] = a.addr()
+			a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "via srv"))
+			b.expect(isBody("via srv"), "message via SRV")
+		})
+	}
 }
 
 func TestStaticTarget(t *testing.T) {
