@@ -109,6 +109,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	cache = nil
 	if *cacheF != "" {
 		if cache, err = loadSCRAMCache(*cacheF); err != nil {
 			fmt.Fprintln(stderr, "aviary-bench: scram cache:", err)
