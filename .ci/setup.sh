@@ -42,5 +42,17 @@ if [ ! -f "$hz_jar" ]; then
   mvn -q -B dependency:get -Dartifact=com.hazelcast:hazelcast:$hz_version >&2
 fi
 
+# The Smack integration test framework and its dependencies, for the
+# interop suite (server/interop). 4.5.0-beta5 is the newest release on Maven
+# Central; the pom names it.
+sint_lib="$HOME/.cache/aviary/sint-lib"
+if [ ! -f "$sint_lib/.complete" ]; then
+  log "fetching the Smack integration test framework from Maven Central"
+  rm -rf "$sint_lib"
+  mvn -q -B -f .ci/sint/pom.xml dependency:copy-dependencies -DoutputDirectory="$sint_lib" >&2
+  touch "$sint_lib/.complete"
+fi
+
 echo "export AVIARY_PG_BINDIR=$(pg_bindir)"
+echo "export AVIARY_SINT_LIB=$sint_lib"
 echo "export AVIARY_HAZELCAST_JAR=$hz_jar"

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the Smack integration test framework against an Aviary node, inside
+# a network namespace of its own (run under `unshare -n`): SINT has no
+# port setting and always dials 5222, which is free in a fresh namespace
+# whatever the host runs.
+#
+# usage: sint.sh AVIARY_BINARY SINT_LIB_DIR WORK_DIR MODE [java -D options...]
+#   MODE: ibr (accounts by in-band registration) or admin (accounts made by
+#   an admin with XEP-0133 add-user/delete-user over XEP-0050).
+set -euo pipefail
+aviary=$1 lib=$2 work=$3 mode=$4
+shift 4
+ip link set lo up
+
+cat > "$work/aviary.yaml" <<YAML
+domain: localhost
+data_dir: $work/data
+log_level: ${AVIARY_SINT_LOG_LEVEL:-warn}
+c2s:
+  listen: 127.0.0.1:5222
+  tls_listen: "off"
+  allow_registration: $([ "$mode" = ibr ] && echo true || echo false)
+  # SINT keeps one unauthenticated connection open for the whole run to
+  # register accounts in-band; the 30s default would close it mid-run.
+  auth_timeout: 15m
+admin:
+  listen: "off"
+  admins: ["sintadmin@localhost"]
+cluster:
+  listen: "off"
+YAML
+
+reg=(-Dsinttest.accountRegistration=inBandRegistration)
+if [ "$mode" = admin ]; then
+  "$aviary" user add --config "$work/aviary.yaml" sintadmin sintadmin-secret >/dev/null
+  reg=(-Dsinttest.accountRegistration=serviceAdministration
+       -Dsinttest.adminAccountUsername=sintadmin -Dsinttest.adminAccountPassword=sintadmin-secret)
+fi
+
+"$aviary" serve --config "$work/aviary.yaml" > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+  (exec 3<>/dev/tcp/127.0.0.1/5222) 2>/dev/null && break
+  sleep 0.1
+done
+
+# Trust the node's generated self-signed certificate, and nothing else.
+keytool -importcert -noprompt -alias aviary -file "$work/data/selfsigned-cert.pem" \
+  -keystore "$work/trust.p12" -storetype PKCS12 -storepass changeit >/dev/null
+
+java -Xmx512m \
+  -Djavax.net.ssl.trustStore="$work/trust.p12" -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=PKCS12 \
+  -Dsinttest.service=localhost -Dsinttest.host=127.0.0.1 -Dsinttest.securityMode=required \
+  -Dsinttest.enabledConnections=tcp -Dsinttest.replyTimeout=10000 \
+  "${reg[@]}" "$@" \
+  -cp "$lib/*" org.igniterealtime.smack.inttest.SmackIntegrationTestFramework
