@@ -246,7 +246,9 @@ func (s *Service) goroutine(fn func()) {
 
 // Send queues a stanza for its remote domain and returns at once. When it
 // cannot be delivered, an error stanza for the sender comes back through
-// the deliver callback.
+// the deliver callback. Send takes ownership of el: it is serialized later
+// by the stream's writer, so the caller must not modify it afterwards
+// (copy first when the same element goes to several recipients).
 func (s *Service) Send(ctx context.Context, el *wire.Element) {
 	local, remote := domainOf(el.From()), domainOf(el.To())
 	if remote == "" || local == "" {
