@@ -5,10 +5,12 @@
 // (XEP-0368), and one reused outgoing connection per domain pair.
 //
 // The shape follows NATS's routes and gateways: the Service runs an accept
-// loop (acceptLoop), creates a stream per connection (createIn / createOut),
-// dials with fallback over the DNS targets (dialOut), runs the handshake
+// loop (acceptLoop), creates a stream per connection (createIn /
+// newOutConn + startOutLocked), dials over the DNS targets with a retry
+// backoff per domain (dialOut, noteFailure), runs the handshake
 // (processInHandshake / processOutHandshake) and removes streams on close
-// (removeIn / removeOut), every close carrying a closeReason.
+// (removeIn / removeOut), every close carrying a closeReason that is
+// logged and counted (Stats).
 //
 // The router uses a Service as its router.Federation: Send queues a stanza
 // and never blocks; stanzas that cannot be delivered come back through the
