@@ -103,12 +103,13 @@ func (f *fakeStream) end(t *testing.T) error {
 }
 
 // testOptions: one protocol second lasts 5ms, so wait='1' expires at once
-// and wait='60' holds for 300ms; inactivity is long unless a test shortens it.
+// while wait='6000' (30s) holds for longer than any test runs; inactivity
+// is long too unless a test shortens it.
 func testOptions(f *fakeStream) Options {
 	return Options{
 		Domain:      "example.com",
-		MaxWait:     60 * time.Second,
-		Inactivity:  2000 * time.Second,
+		MaxWait:     100000 * time.Second,
+		Inactivity:  100000 * time.Second,
 		MaxPause:    120 * time.Second,
 		MaxHold:     1,
 		MaxRequests: 2,
@@ -222,12 +223,12 @@ func waitHeld(t *testing.T, s *Session, rids ...int64) {
 func TestCreateResponse(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	_, resp := connect(t, m, "wait='600' hold='3' ack='1'")
+	_, resp := connect(t, m, "wait='200000' hold='3' ack='1'")
 	want := map[string]string{
-		"wait":              "60", // capped by MaxWait
+		"wait":              "100000", // capped by MaxWait
 		"hold":              "1",  // capped by MaxHold
 		"requests":          "2",
-		"inactivity":        "2000",
+		"inactivity":        "100000",
 		"polling":           "",
 		"maxpause":          "120",
 		"ver":               "1.11",
@@ -317,7 +318,7 @@ func TestBadBodyEndsItsSession(t *testing.T) {
 			opts := testOptions(f)
 			opts.MaxBodyBytes = 2048
 			m := NewManager(opts)
-			c, _ := connect(t, m, "wait='60' hold='1'")
+			c, _ := connect(t, m, "wait='6000' hold='1'")
 			raw := fmt.Sprintf(`<body xmlns='%s' sid='%s' rid='%d'>%s`, NSHTTPBind, c.sid, c.rid+1, tc.payload)
 			resp := parseResp(t, m.Handle(context.Background(), []byte(raw), Meta{}))
 			if resp.Attr("condition") != tc.cond {
@@ -339,7 +340,7 @@ func TestBadBodyEndsItsSession(t *testing.T) {
 func TestPayloadNamespaces(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	resp := c.post("", `<message xmlns='jabber:client' to='echo' id='m1'><body>hi</body></message>`)
 	got := f.next(t)
 	if got.NS() != "" || got.Name != "message" || got.ChildText("body", "") != "hi" {
@@ -358,7 +359,7 @@ func TestPayloadNamespaces(t *testing.T) {
 func TestRIDReordering(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	// rid+2 arrives first and is buffered; rid+1 releases both in order.
 	second := c.async(c.rid+2, "", `<message xmlns='jabber:client' id='two'/>`)
@@ -392,7 +393,7 @@ func TestRIDReordering(t *testing.T) {
 func TestResponseCache(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	c.rid++
 	rid := c.rid
 	first := c.async(rid, "", `<message xmlns='jabber:client' to='echo' id='m1'><body>x</body></message>`)
@@ -429,7 +430,7 @@ func TestResponseCache(t *testing.T) {
 func TestResendWhileHeld(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	c.rid++
 	old := c.async(c.rid, "", "")
@@ -452,7 +453,7 @@ func TestRIDOutOfWindow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFakeStream()
 			m := NewManager(testOptions(f))
-			c, _ := connect(t, m, "wait='60' hold='1'")
+			c, _ := connect(t, m, "wait='6000' hold='1'")
 			resp := c.postRID(c.rid+tc.delta, "", "")
 			if resp.Attr("type") != "terminate" || resp.Attr("condition") != CondItemNotFound {
 				t.Fatalf("got %s, want item-not-found", resp)
@@ -467,7 +468,7 @@ func TestRIDOutOfWindow(t *testing.T) {
 func TestHeldUntilDataOrWait(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	c.rid++
 	held := c.async(c.rid, "", "")
@@ -494,7 +495,7 @@ func TestHeldUntilDataOrWait(t *testing.T) {
 func TestHoldLimit(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	a := c.async(c.rid+1, "", "")
 	waitHeld(t, s, c.rid+1)
@@ -511,7 +512,7 @@ func TestHoldLimit(t *testing.T) {
 func TestHoldZeroAnswersAtOnce(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, resp := connect(t, m, "wait='60' hold='0'")
+	c, resp := connect(t, m, "wait='6000' hold='0'")
 	if resp.Attr("hold") != "0" {
 		t.Fatalf("hold %q", resp.Attr("hold"))
 	}
@@ -523,7 +524,7 @@ func TestHoldZeroAnswersAtOnce(t *testing.T) {
 func TestOveractivity(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	held := c.async(c.rid+1, "", "")
 	waitHeld(t, s, c.rid+1)
@@ -573,7 +574,7 @@ func TestPollingTooFrequent(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1e9, 0)}
 	opts.Now = clk.Now
 	m := NewManager(opts)
-	c, resp := connect(t, m, "wait='60' hold='0'")
+	c, resp := connect(t, m, "wait='6000' hold='0'")
 	if resp.Attr("polling") != "2" {
 		t.Fatalf("polling %q", resp.Attr("polling"))
 	}
@@ -593,27 +594,36 @@ func TestPause(t *testing.T) {
 	f := newFakeStream()
 	opts := testOptions(f)
 	opts.Inactivity = 2 * time.Second // 10ms
+	opts.MaxPause = 100000 * time.Second
 	m := NewManager(opts)
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	held := c.async(c.rid+1, "", "")
 	waitHeld(t, s, c.rid+1)
 	s.Send(wire.New("message", "id", "queued"))
 	c.rid++
-	// pause='100' (500ms here) answers the held request and itself at once.
-	resp := c.post("pause='100'", "")
+	// pause='10000' (50s here) answers the held request and itself at once.
+	resp := c.post("pause='10000'", "")
 	if len(resp.Children) != 0 {
 		t.Errorf("pause response carries payloads: %s", resp)
 	}
 	wait(t, held)
 	// The session takes the next request after the pause.
-	if r := c.post("", "<x xmlns='urn:t'/>"); r.Attr("type") == "terminate" {
+	if r := c.post("", "<message xmlns='jabber:client' to='echo'/>"); r.Attr("type") == "terminate" {
 		t.Fatalf("request after pause: %s", r)
 	}
 	f.next(t)
-	// A pause above maxpause is treated as a normal request.
-	if r := c.post("pause='100000'", ""); r.Attr("type") == "terminate" {
-		t.Errorf("oversized pause: %s", r)
+	// A pause above maxpause is treated as a normal request: held until the
+	// echo comes, not answered at once without payloads.
+	r := c.post("pause='1000000'", "<message xmlns='jabber:client' to='echo' id='big'/>")
+	if r.Attr("type") == "terminate" {
+		t.Fatalf("oversized pause: %s", r)
+	}
+	if r.Child("message", "") == nil {
+		r = c.post("", "")
+	}
+	if m := r.Child("message", ""); m == nil || m.ID() != "big" {
+		t.Errorf("oversized pause request got %s, want the echo", r)
 	}
 }
 
@@ -642,7 +652,7 @@ func TestPauseOutlivesInactivity(t *testing.T) {
 func TestTerminate(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	held := c.async(c.rid+1, "", "")
 	waitHeld(t, s, c.rid+1)
@@ -676,7 +686,7 @@ func TestInactivityEndsSession(t *testing.T) {
 	opts := testOptions(f)
 	opts.Inactivity = 2 * time.Second // 10ms
 	m := NewManager(opts)
-	connect(t, m, "wait='60' hold='1'")
+	connect(t, m, "wait='6000' hold='1'")
 	if err := f.end(t); !errors.Is(err, ErrInactive) {
 		t.Errorf("stream ended with %v, want ErrInactive", err)
 	}
@@ -691,7 +701,7 @@ func TestInactivityEndsSession(t *testing.T) {
 func TestRestart(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, resp := connect(t, m, "wait='60' hold='1'")
+	c, resp := connect(t, m, "wait='6000' hold='1'")
 	if resp.Child("stream:features", "").Child("mechanisms", wire.NSSASL) == nil {
 		t.Fatalf("first features: %s", resp)
 	}
@@ -709,7 +719,7 @@ func TestRestart(t *testing.T) {
 func TestAcknowledgements(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, resp := connect(t, m, "wait='60' hold='1' ack='1'")
+	c, resp := connect(t, m, "wait='6000' hold='1' ack='1'")
 	if resp.Attr("ack") != "1000" {
 		t.Fatalf("creation ack %q", resp.Attr("ack"))
 	}
@@ -727,7 +737,7 @@ func TestAcknowledgements(t *testing.T) {
 	}
 	c.rid += 2
 	// The client acknowledges rid+1: its cached response is dropped.
-	c.post("ack='"+strconv.FormatInt(c.rid, 10)+"'", "<y xmlns='urn:t'/>")
+	c.post("ack='"+strconv.FormatInt(c.rid, 10)+"'", "<message xmlns='jabber:client' to='echo'/>")
 	if r := c.postRID(c.rid-1, "", ""); r.Attr("condition") != CondItemNotFound {
 		t.Errorf("acknowledged response resent: %s", r)
 	}
@@ -737,7 +747,7 @@ func TestServerClose(t *testing.T) {
 	t.Run("held request carries the stream error", func(t *testing.T) {
 		f := newFakeStream()
 		m := NewManager(testOptions(f))
-		c, _ := connect(t, m, "wait='60' hold='1'")
+		c, _ := connect(t, m, "wait='6000' hold='1'")
 		s := f.last()
 		held := c.async(c.rid+1, "", "")
 		waitHeld(t, s, c.rid+1)
@@ -754,7 +764,7 @@ func TestServerClose(t *testing.T) {
 	t.Run("next request learns the end", func(t *testing.T) {
 		f := newFakeStream()
 		m := NewManager(testOptions(f))
-		c, _ := connect(t, m, "wait='60' hold='1'")
+		c, _ := connect(t, m, "wait='6000' hold='1'")
 		s := f.last()
 		s.Send(wire.New("message", "id", "last"))
 		s.Close(nil)
@@ -771,7 +781,7 @@ func TestServerClose(t *testing.T) {
 func TestManagerClose(t *testing.T) {
 	f := newFakeStream()
 	m := NewManager(testOptions(f))
-	c, _ := connect(t, m, "wait='60' hold='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1'")
 	held := c.async(c.rid+1, "", "")
 	waitHeld(t, f.last(), c.rid+1)
 	m.Close()
@@ -789,7 +799,7 @@ func TestSlowConsumer(t *testing.T) {
 	opts := testOptions(f)
 	opts.MaxPendingBytes = 200
 	m := NewManager(opts)
-	connect(t, m, "wait='60' hold='1'")
+	connect(t, m, "wait='6000' hold='1'")
 	s := f.last()
 	ok := true
 	for i := 0; i < 20 && ok; i++ {
@@ -811,7 +821,7 @@ func TestAckReport(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1e9, 0)}
 	opts.Now = clk.Now
 	m := NewManager(opts)
-	c, _ := connect(t, m, "wait='60' hold='1' ack='1'")
+	c, _ := connect(t, m, "wait='6000' hold='1' ack='1'")
 	lost := c.post("", `<message xmlns='jabber:client' to='echo' id='e1'/>`) // rid 1001
 	f.next(t)
 	clk.Add(10 * opts.Second)

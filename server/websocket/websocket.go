@@ -49,9 +49,11 @@ type Options struct {
 	// MaxStanzaBytes bounds one message; a bigger one ends the stream with
 	// policy-violation. Default wire.DefaultMaxStanzaBytes.
 	MaxStanzaBytes int
-	// PingInterval is how often the server pings; a pong must come back
-	// within the interval or the connection is closed. Zero disables.
+	// PingInterval is how often the server pings. Zero disables.
 	PingInterval time.Duration
+	// PongTimeout is how long a pong may take before the connection is
+	// closed as dead. Default PingInterval.
+	PongTimeout time.Duration
 	// WriteTimeout bounds one message write. Default 10s.
 	WriteTimeout time.Duration
 	// CORSOrigins are the origins browsers may connect from ("*": any).
@@ -77,6 +79,9 @@ func NewHandler(opts Options) *Handler {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.PongTimeout <= 0 {
+		opts.PongTimeout = opts.PingInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -369,7 +374,7 @@ func (c *Conn) pingLoop(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, every)
+		ctx, cancel := context.WithTimeout(c.ctx, c.opts.PongTimeout)
 		err := c.ws.Ping(ctx)
 		cancel()
 		if err != nil {

@@ -300,7 +300,7 @@ func TestUnansweredPingCloses(t *testing.T) {
 }
 
 func TestAnsweredPingsKeepConnection(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.PingInterval = 10 * time.Millisecond })
+	e := newEnv(t, func(o *Options) { o.PingInterval, o.PongTimeout = 10*time.Millisecond, 10*time.Second })
 	c := e.dial()
 	send(t, c, openMsg)
 	recv(t, c)
