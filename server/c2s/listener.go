@@ -102,7 +102,7 @@ func (l *Listener) serveConn(conn net.Conn) {
 	if l.directTLS {
 		tc := tls.Server(conn, l.srv.d.TLS)
 		ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
-		err := tc.HandshakeContext(ctx)
+		err := handshake(ctx, tc)
 		cancel()
 		if err != nil {
 			l.srv.d.Logger.Debug("c2s: TLS handshake failed", "addr", conn.RemoteAddr().String(), "err", err)
@@ -115,4 +115,13 @@ func (l *Listener) serveConn(conn net.Conn) {
 		return
 	}
 	_ = l.srv.Serve(l.ctx, NewTCPTransport(conn, false, lim))
+}
+
+// handshake runs the TLS handshake on a short-lived goroutine: its deep
+// crypto stack then dies with it instead of staying with the session's
+// long-lived reader goroutine (stacks only shrink by halves, at GC).
+func handshake(ctx context.Context, tc *tls.Conn) error {
+	done := make(chan error, 1)
+	go func() { done <- tc.HandshakeContext(ctx) }()
+	return <-done
 }

@@ -115,7 +115,7 @@ func (t *TCPTransport) StartTLS(ctx context.Context, cfg *tls.Config) error {
 		return ErrBufferedBeforeTLS
 	}
 	tc := tls.Server(t.raw, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	if err := handshake(ctx, tc); err != nil {
 		return err
 	}
 	t.conn = tc
