@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,6 +118,7 @@ func testOptions(f *fakeStream) Options {
 		Second:      5 * time.Millisecond,
 		CORSOrigins: []string{"https://app.example.net"},
 		OnSession:   f.onSession,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
 
@@ -226,7 +229,7 @@ func TestCreateResponse(t *testing.T) {
 	_, resp := connect(t, m, "wait='200000' hold='3' ack='1'")
 	want := map[string]string{
 		"wait":              "100000", // capped by MaxWait
-		"hold":              "1",  // capped by MaxHold
+		"hold":              "1",      // capped by MaxHold
 		"requests":          "2",
 		"inactivity":        "100000",
 		"polling":           "",
@@ -749,16 +752,27 @@ func TestServerClose(t *testing.T) {
 		m := NewManager(testOptions(f))
 		c, _ := connect(t, m, "wait='6000' hold='1'")
 		s := f.last()
-		held := c.async(c.rid+1, "", "")
-		waitHeld(t, s, c.rid+1)
+		c.rid++
+		held := c.async(c.rid, "", "")
+		waitHeld(t, s, c.rid)
 		s.Send(wire.New("message", "id", "last"))
 		s.Close(wire.StreamError("conflict", ""))
+		// The message goes out first, either alone (the flush won the race
+		// with Close) or together with the terminate.
 		r := wait(t, held)
+		msgs := len(r.ChildrenNamed("message", ""))
+		if r.Attr("type") != "terminate" {
+			r = c.post("", "")
+			msgs += len(r.ChildrenNamed("message", ""))
+		}
 		if r.Attr("type") != "terminate" || r.Attr("condition") != CondRemoteStreamError {
 			t.Fatalf("got %s", r)
 		}
-		if r.Child("message", "") == nil || r.Child("stream:error", "") == nil {
-			t.Errorf("terminate lacks the queued message or the stream error: %s", r)
+		if se := r.Child("stream:error", ""); se == nil || se.Child("conflict", wire.NSStreams) == nil {
+			t.Errorf("terminate lacks the stream error: %s", r)
+		}
+		if msgs != 1 {
+			t.Errorf("the queued message was delivered %d times", msgs)
 		}
 	})
 	t.Run("next request learns the end", func(t *testing.T) {
