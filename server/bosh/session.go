@@ -78,6 +78,7 @@ type Session struct {
 	lastRespEmpty  bool      // the last answered request got no payload
 	pauseFor       time.Duration
 	inactTimer     *time.Timer
+	inactGen       uint64 // bumped per inactivity timer
 	closed         bool   // no more requests are processed
 	told           bool   // the client got a terminate answer
 	termCond       string // condition sent to requests after close
@@ -458,7 +459,9 @@ func (s *Session) idleCheckLocked() {
 	if s.pauseFor > 0 {
 		d = s.pauseFor
 	}
-	s.inactTimer = time.AfterFunc(d, s.inactive)
+	s.inactGen++
+	gen := s.inactGen
+	s.inactTimer = time.AfterFunc(d, func() { s.inactive(gen) })
 }
 
 func (s *Session) stopInactivityLocked() {
@@ -468,10 +471,12 @@ func (s *Session) stopInactivityLocked() {
 	}
 }
 
-func (s *Session) inactive() {
+// inactive ends the session when timer gen is still the current one (a
+// timer stopped too late to keep its callback from running is stale).
+func (s *Session) inactive(gen uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inactTimer == nil || len(s.held) > 0 || len(s.pending) > 0 {
+	if s.inactTimer == nil || s.inactGen != gen || len(s.held) > 0 || len(s.pending) > 0 {
 		return
 	}
 	s.inactTimer = nil
