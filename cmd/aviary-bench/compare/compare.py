@@ -323,13 +323,21 @@ class AviaryCluster:
         with open(hz_cfg, "w") as f:
             f.write(f"""hazelcast:
   cluster-name: aviary
+  properties:
+    hazelcast.phone.home.enabled: "false"
+    hazelcast.wait.seconds.before.join: "0"
+    hazelcast.max.wait.seconds.before.join: "1"
+    hazelcast.logging.type: "jdk"
+  jet:
+    enabled: false
   network:
-    port:
-      port: {hz_port}
-      auto-increment: false
     interfaces:
       enabled: true
-      interfaces: [127.0.0.1]
+      interfaces:
+        - 127.0.0.1
+    port:
+      auto-increment: false
+      port: {hz_port}
     join:
       multicast:
         enabled: false
@@ -337,9 +345,16 @@ class AviaryCluster:
         enabled: false
 """)
         out = open(os.path.join(hz_dir, "stdout.log"), "a")
-        self.hz = subprocess.Popen(["java", f"-Dhazelcast.config={hz_cfg}", "-Dhazelcast.phone.home.enabled=false",
-                                    "-cp", self.hz_jar, "com.hazelcast.core.server.HazelcastMemberStarter"],
-                                   cwd=hz_dir, stdout=out, stderr=out, start_new_session=True)
+        self.hz = subprocess.Popen(
+            ["java", "-Xms64m", "-Xmx512m", "--add-modules", "java.se",
+             "--add-exports", "java.base/jdk.internal.ref=ALL-UNNAMED",
+             "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+             "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+             "--add-opens", "java.management/sun.management=ALL-UNNAMED",
+             "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+             f"-Dhazelcast.config={hz_cfg}", "-Djava.net.preferIPv4Stack=true",
+             "-cp", self.hz_jar, "com.hazelcast.core.server.HazelcastMemberStarter"],
+            cwd=hz_dir, stdout=out, stderr=out, start_new_session=True)
         wait_port(hz_port, self.hz, 120, "hazelcast")
         extra = f"""
 cluster:
@@ -497,6 +512,8 @@ def main():
     ap.add_argument("--servers", default=",".join(ALL_SERVERS))
     ap.add_argument("--workloads", default="ring,login,idle")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--idle-repeats", type=int, help="repeats of the idle workload (default --repeats); "
+                    "10,000 sessions take minutes per run")
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--ring-users", type=int, default=200)
     ap.add_argument("--ring-messages", type=int, default=100)
@@ -566,7 +583,8 @@ def main():
     instances = {}
     for sname, wname in plan:
         if wname == "cluster":
-            hz_jar = os.environ.get("AVIARY_HAZELCAST_JAR", "")
+            hz_jar = os.environ.get("AVIARY_HAZELCAST_JAR") or os.path.expanduser(
+                "~/.m2/repository/com/hazelcast/hazelcast/5.5.0/hazelcast-5.5.0.jar")
             srv = AviaryCluster(work, cert, key, aviary_bin, pg.create_db("aviary_cluster"), hz_jar)
         else:
             srv = instances.get(sname) or make(sname)
@@ -587,8 +605,9 @@ def main():
             log(f"  priming FAILED: {e}")
         finally:
             srv.stop()
-        for rep in range(opts.repeats):
-            log(f"== {sname} / {wname} / run {rep + 1} of {opts.repeats}")
+        repeats = opts.idle_repeats if wname == "idle" and opts.idle_repeats else opts.repeats
+        for rep in range(repeats):
+            log(f"== {sname} / {wname} / run {rep + 1} of {repeats}")
             try:
                 srv.start()
                 at_exit(srv.stop)
@@ -622,7 +641,8 @@ def main():
     out.append(f"Measured {now} on {os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, "
                f"{platform.system()} {platform.release()}; {gov}; RLIMIT_NOFILE {nofile}.")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
-    out.append(f"Medians of {opts.repeats} runs; each run on a freshly started server, accounts registered and the tool's SCRAM cache primed by an unmeasured run. "
+    idle_rep = opts.idle_repeats or opts.repeats
+    out.append(f"Medians of {opts.repeats} runs ({idle_rep} for idle); each run on a freshly started server, accounts registered and the tool's SCRAM cache primed by an unmeasured run. "
                f"ring: {opts.ring_users} users x {opts.ring_messages} messages, {opts.ring_inflight} in flight; "
                f"login: {opts.login_users} users at concurrency {opts.concurrency}; "
                f"idle: {opts.idle_sessions} sessions.")
