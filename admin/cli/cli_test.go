@@ -96,3 +96,35 @@ func TestUserCommands(t *testing.T) {
 		t.Errorf("embedded store not in data dir: %v", err)
 	}
 }
+
+func TestServeFlags(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	os.WriteFile(path, []byte("domain: file.example\nc2s:\n  listen: \"127.0.0.1:1111\"\n  tls_listen: \"127.0.0.1:2222\"\n"), 0o600)
+	env := []string{"AVIARY_DOMAIN=env.example", "AVIARY_C2S_TLS_LISTEN=127.0.0.1:3333"}
+	var errOut bytes.Buffer
+	cfg, code := serveConfig([]string{"--config", path, "--domain", "flag.example", "--data-dir", dir,
+		"--c2s-listen", "off", "--allow-registration", "--database", "postgres://u@127.0.0.1/x", "--log-level", "debug"}, env, &errOut)
+	if cfg == nil {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	checks := []struct{ name, got, want string }{
+		{"domain (flag over env over file)", cfg.Domain, "flag.example"},
+		{"c2s.listen off", cfg.C2S.Listen, "off"},
+		{"c2s.tls_listen from env", cfg.C2S.TLSListen, "127.0.0.1:3333"},
+		{"data_dir", cfg.DataDir, dir},
+		{"database.url", cfg.Database.URL, "postgres://u@127.0.0.1/x"},
+		{"log_level", cfg.LogLevel, "debug"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if !cfg.C2S.AllowRegistration {
+		t.Error("--allow-registration not applied")
+	}
+	if _, code := serveConfig([]string{"--c2s-listen", "nonsense"}, nil, &errOut); code != 1 || !strings.Contains(errOut.String(), "c2s.listen") {
+		t.Errorf("bad address: exit %d, %q", code, errOut.String())
+	}
+}

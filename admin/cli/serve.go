@@ -93,7 +93,9 @@ func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
-func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int {
+// serveConfig parses `aviary serve` flags and loads the configuration:
+// flags win over the environment, which wins over the file.
+func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	fs := flag.NewFlagSet("aviary serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var nf nodeFlags
@@ -102,11 +104,11 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int
 	c2sTLS := fs.String("c2s-tls-listen", "", "direct-TLS client listener `addr`, or off (c2s.tls_listen)")
 	allowReg := fs.Bool("allow-registration", false, "allow in-band registration of new accounts (c2s.allow_registration)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return nil, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "aviary serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return nil, 2
 	}
 	cfg, err := loadConfig(fs, &nf, environ, func(c *conf.Config) {
 		fs.Visit(func(fl *flag.Flag) {
@@ -122,7 +124,15 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
-		return 1
+		return nil, 1
+	}
+	return cfg, 0
+}
+
+func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int {
+	cfg, code := serveConfig(args, environ, stderr)
+	if cfg == nil {
+		return code
 	}
 	log := NewLogger(cfg, stderr)
 	slog.SetDefault(log)

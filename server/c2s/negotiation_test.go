@@ -3,6 +3,7 @@ package c2s_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -313,4 +314,28 @@ func TestGarbageBeforeHeader(t *testing.T) {
 		t.Errorf("header = %s", h)
 	}
 	c.ExpectStreamError("restricted-xml")
+}
+
+func TestMaxSessions(t *testing.T) {
+	cfg := servertest.DefaultConfig(t)
+	cfg.C2S.MaxSessions = 1
+	n := servertest.RunServer(t, cfg)
+	servertest.CreateUser(t, n, "alice", "alicepw")
+	first := servertest.DialTLS(t, n)
+	first.Login("alice", "alicepw", "one")
+	c := servertest.DialRaw(t, n.Addr(server.ListenerC2STLS).String(), "localhost", true)
+	c.SendRaw("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
+	if _, err := c.ReadHeaderOnly(); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpectStreamError("resource-constraint")
+	// Once the first leaves, there is room again.
+	first.Close()
+	servertest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if a := n.C2S().Active(); a != 0 {
+			return fmt.Errorf("%d active", a)
+		}
+		return nil
+	})
+	servertest.DialTLS(t, n).Login("alice", "alicepw", "two")
 }
