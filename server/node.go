@@ -16,10 +16,12 @@ import (
 	"sync"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/builtin"
+	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/router"
@@ -162,6 +164,13 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	}
 
 	n.cluster = o.cluster
+	if n.cluster == nil && len(cfg.Cluster.Hazelcast) > 0 {
+		hc, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: n.store, Logger: n.log, Version: xep0092.Version})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		n.cluster = hc
+	}
 	if n.cluster == nil {
 		n.cluster = local.New(cfg.Cluster.NodeName)
 	}
@@ -198,6 +207,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		TLS:     n.tls,
 		Logger:  n.log,
 		Metrics: c2s.NewMetrics(n.registry),
+		Hooks:   n.hooks,
 	})
 	return n, nil
 }

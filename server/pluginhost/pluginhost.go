@@ -250,3 +250,13 @@ func (h *Host) applyOn(ctx context.Context, node, name, version string) error {
 	}
 	return nil
 }
+
+// Validate checks that an artifact compiles as a plugin with the ABI's
+// exports, without running it: uploads are refused early, not at upgrade.
+func (h *Host) Validate(ctx context.Context, name, version string, artifact []byte) error {
+	p, err := h.o.Runtime.Load(ctx, name, version, artifact)
+	if err != nil {
+		return err
+	}
+	return p.Stop(ctx)
+}

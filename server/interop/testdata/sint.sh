@@ -32,7 +32,7 @@ YAML
 
 reg=(-Dsinttest.accountRegistration=inBandRegistration)
 if [ "$mode" = admin ]; then
-  "$aviary" user add --config "$work/aviary.yaml" sintadmin sintadmin-secret >/dev/null
+  "$aviary" user add --config "$work/aviary.yaml" --password sintadmin-secret sintadmin >/dev/null
   reg=(-Dsinttest.accountRegistration=serviceAdministration
        -Dsinttest.adminAccountUsername=sintadmin -Dsinttest.adminAccountPassword=sintadmin-secret)
 fi

@@ -1,0 +1,484 @@
+// Package backend implements the admin API (admin/api.Backend) on a
+// running node, cluster-wide: questions about other nodes (their sessions,
+// their federation streams) and actions on them (kick, drain) travel over
+// the node links as "admin.*" messages that every node answers for itself.
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/admin/api"
+	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/plugins/runtime"
+	"github.com/aviary-im/aviary/s2s"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
+	"github.com/aviary-im/aviary/storage"
+	"mellium.im/xmpp/jid"
+)
+
+// Message kinds between nodes.
+const (
+	kindSessions = "admin.sessions"
+	kindKick     = "admin.kick"
+	kindS2S      = "admin.s2s"
+	kindDrain    = "admin.drain"
+)
+
+// ErrNoPluginHost means third-party plugins are not enabled on this node.
+var ErrNoPluginHost = errors.New("backend: the plugin runtime is not running on this node")
+
+// Options build a Backend.
+type Options struct {
+	Node *server.Node
+	// Plugins is the node's plugin host (nil: plugin pages say so).
+	Plugins *pluginhost.Host
+	// S2S reports this node's federation streams (nil: none).
+	S2S func() s2s.Stats
+	// Drain starts draining this node (nil: draining unsupported).
+	Drain func(ctx context.Context) error
+	// StanzaCounts returns stanzas received and sent since start, for rates.
+	StanzaCounts func() (in, out float64)
+	Logger       *slog.Logger
+}
+
+// Backend is api.Backend for one node.
+type Backend struct {
+	o   Options
+	n   *server.Node
+	log *slog.Logger
+
+	rateMu          sync.Mutex
+	lastAt          time.Time
+	lastIn, lastOut float64
+	rateIn, rateOut float64
+}
+
+var _ api.Backend = (*Backend)(nil)
+
+// New builds the backend and registers its node-link handlers.
+func New(o Options) *Backend {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	b := &Backend{o: o, n: o.Node, log: o.Logger.With("component", "admin")}
+	c := b.n.Cluster()
+	c.Handle(kindSessions, func(ctx context.Context, from string, _ []byte) ([]byte, error) {
+		return json.Marshal(b.localSessions(ctx))
+	})
+	c.Handle(kindKick, func(ctx context.Context, from string, payload []byte) ([]byte, error) {
+		return json.Marshal(b.kickLocal(string(payload)))
+	})
+	c.Handle(kindS2S, func(ctx context.Context, from string, _ []byte) ([]byte, error) {
+		return json.Marshal(b.localS2S())
+	})
+	c.Handle(kindDrain, func(ctx context.Context, from string, _ []byte) ([]byte, error) {
+		if b.o.Drain == nil {
+			return nil, errors.New("draining is not supported on this node")
+		}
+		return nil, b.o.Drain(ctx)
+	})
+	return b
+}
+
+// Domain returns the served domain.
+func (b *Backend) Domain() string { return b.n.Config().Domain }
+
+// NodeName returns this node's name.
+func (b *Backend) NodeName() string { return b.n.Cluster().NodeName() }
+
+// Overview summarises the cluster.
+func (b *Backend) Overview(ctx context.Context) (api.Overview, error) {
+	nodes, err := b.Nodes(ctx)
+	if err != nil {
+		return api.Overview{}, err
+	}
+	users, err := b.n.Store().CountUsers(ctx)
+	if err != nil {
+		return api.Overview{}, err
+	}
+	on, err := b.ClusterEnabled(ctx)
+	if err != nil {
+		return api.Overview{}, err
+	}
+	o := api.Overview{Domain: b.Domain(), Clustered: b.n.Cluster().Clustered(), ClusterEnabled: on, Nodes: nodes, Users: users, Now: time.Now().UTC()}
+	for _, nd := range nodes {
+		o.Sessions += nd.Sessions
+	}
+	o.StanzasIn, o.StanzasOut = b.rates()
+	return o, nil
+}
+
+// rates turns the stanza counters into per-second rates since the last call
+// (at least a second apart, so page reloads do not make noise).
+func (b *Backend) rates() (in, out float64) {
+	if b.o.StanzaCounts == nil {
+		return 0, 0
+	}
+	ci, co := b.o.StanzaCounts()
+	b.rateMu.Lock()
+	defer b.rateMu.Unlock()
+	now := time.Now()
+	if dt := now.Sub(b.lastAt).Seconds(); !b.lastAt.IsZero() && dt >= 1 {
+		b.rateIn, b.rateOut = (ci-b.lastIn)/dt, (co-b.lastOut)/dt
+	}
+	if b.lastAt.IsZero() || now.Sub(b.lastAt) >= time.Second {
+		b.lastAt, b.lastIn, b.lastOut = now, ci, co
+	}
+	return b.rateIn, b.rateOut
+}
+
+// Nodes lists live members with the plugin versions each reports.
+func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
+	ms, err := b.n.Cluster().Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nps, err := b.n.Store().ListNodePlugins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	senior := seniorOf(ms)
+	out := make([]api.Node, 0, len(ms))
+	ttl := b.n.Config().Cluster.NodeTTL
+	for _, m := range ms {
+		nd := api.Node{Name: m.Name, Version: m.Version, Started: m.Started, Sessions: m.Sessions, Load: m.Load,
+			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs,
+			Healthy: ttl <= 0 || time.Since(m.Seen) < ttl}
+		if m.Name == b.NodeName() {
+			nd.Sessions = len(b.n.Router().LocalSessions())
+			nd.Healthy = true
+		}
+		for _, np := range nps {
+			if np.Node == m.Name && np.State == "loaded" {
+				if nd.Plugins == nil {
+					nd.Plugins = map[string]string{}
+				}
+				nd.Plugins[np.Name] = np.Version
+			}
+		}
+		out = append(out, nd)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func seniorOf(ms []cluster.Member) string {
+	best := ""
+	var bestT time.Time
+	for _, m := range ms {
+		if best == "" || m.Started.Before(bestT) || (m.Started.Equal(bestT) && m.Name < best) {
+			best, bestT = m.Name, m.Started
+		}
+	}
+	return best
+}
+
+// ClusterEnabled reads the cluster-wide switch (on unless set off).
+func (b *Backend) ClusterEnabled(ctx context.Context) (bool, error) {
+	return hazelcast.ReadSwitch(ctx, b.n.Store())
+}
+
+// SetClusterEnabled writes the switch to the shared database; every node
+// follows (PostgreSQL notification, Hazelcast topic hint, periodic re-read).
+func (b *Backend) SetClusterEnabled(ctx context.Context, on bool) error {
+	v := "false"
+	if on {
+		v = "true"
+	}
+	if err := b.n.Store().SetProperty(ctx, hazelcast.SwitchProperty, v); err != nil {
+		return err
+	}
+	cc := b.n.Config().Cluster
+	if len(cc.Hazelcast) > 0 {
+		if err := hazelcast.PublishSwitch(ctx, cc, "", on, b.log); err != nil {
+			b.log.Warn("switch hint not published; nodes follow the database within seconds", "err", err)
+		}
+	}
+	return nil
+}
+
+// Drain asks a node to drain.
+func (b *Backend) Drain(ctx context.Context, node string) error {
+	if !b.isMember(ctx, node) {
+		return fmt.Errorf("node %q: %w", node, storage.ErrNotFound)
+	}
+	if node == b.NodeName() {
+		if b.o.Drain == nil {
+			return errors.New("draining is not supported on this node")
+		}
+		return b.o.Drain(ctx)
+	}
+	_, err := b.n.Cluster().Call(ctx, node, kindDrain, nil)
+	return err
+}
+
+func (b *Backend) isMember(ctx context.Context, node string) bool {
+	ms, err := b.n.Cluster().Members(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if m.Name == node {
+			return true
+		}
+	}
+	return false
+}
+
+// ListUsers searches accounts.
+func (b *Backend) ListUsers(ctx context.Context, contains string, limit, offset int) ([]string, int, error) {
+	users, err := b.n.Store().ListUsers(ctx, contains, limit, offset)
+	if err != nil {
+		return nil, 0, err
+	}
+	total := len(users) + offset
+	if contains == "" {
+		if total, err = b.n.Store().CountUsers(ctx); err != nil {
+			return nil, 0, err
+		}
+	} else if len(users) == limit {
+		// Count the matches without loading them all at once.
+		all, err := b.n.Store().ListUsers(ctx, contains, 100000, 0)
+		if err == nil {
+			total = len(all)
+		}
+	}
+	return users, total, nil
+}
+
+// CreateUser adds an account (SCRAM hashing in server/auth).
+func (b *Backend) CreateUser(ctx context.Context, username, password string) error {
+	err := b.n.Users().CreateUser(ctx, username, password)
+	if err != nil && strings.Contains(err.Error(), "exists") && !errors.Is(err, storage.ErrExists) {
+		return fmt.Errorf("%w: %v", storage.ErrExists, err)
+	}
+	return err
+}
+
+// DeleteUser removes an account and closes its sessions everywhere.
+func (b *Backend) DeleteUser(ctx context.Context, username string) error {
+	if _, err := b.n.Store().GetUser(ctx, username); err != nil {
+		return err
+	}
+	return b.n.Users().DeleteUser(ctx, username)
+}
+
+// SetPassword resets a password.
+func (b *Backend) SetPassword(ctx context.Context, username, password string) error {
+	if _, err := b.n.Store().GetUser(ctx, username); err != nil {
+		return err
+	}
+	return b.n.Users().SetPassword(ctx, username, password)
+}
+
+// CheckPassword verifies a password for admin sign-in.
+func (b *Backend) CheckPassword(ctx context.Context, username, password string) (bool, error) {
+	return b.n.Users().CheckPassword(ctx, username, password)
+}
+
+func (b *Backend) localSessions(ctx context.Context) []api.Session {
+	node := b.NodeName()
+	var out []api.Session
+	seen := map[string]bool{}
+	for _, s := range b.n.Router().LocalSessions() {
+		full := s.JID()
+		bare := full.Bare().String()
+		sess := api.Session{JID: full.String(), Node: node}
+		if !seen[bare] {
+			seen[bare] = true
+		}
+		if res, err := b.n.Router().Resources(ctx, bare); err == nil {
+			for _, r := range res {
+				if r.JID == sess.JID {
+					sess.Priority, sess.Available = r.Priority, r.Available
+				}
+			}
+		}
+		out = append(out, sess)
+	}
+	return out
+}
+
+// Sessions asks every node for its sessions.
+func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
+	out := b.localSessions(ctx)
+	ms, err := b.n.Cluster().Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.Name == b.NodeName() {
+			continue
+		}
+		raw, err := b.n.Cluster().Call(ctx, m.Name, kindSessions, nil)
+		if err != nil {
+			b.log.Warn("sessions of a node unavailable", "node", m.Name, "err", err)
+			continue
+		}
+		var theirs []api.Session
+		if err := json.Unmarshal(raw, &theirs); err == nil {
+			out = append(out, theirs...)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
+	if out == nil {
+		out = []api.Session{}
+	}
+	return out, nil
+}
+
+func (b *Backend) kickLocal(full string) bool {
+	for _, s := range b.n.Router().LocalSessions() {
+		if s.JID().String() == full {
+			s.Close("policy-violation", "disconnected by an administrator")
+			return true
+		}
+	}
+	return false
+}
+
+// Kick closes one session wherever it is.
+func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
+	j, err := jid.Parse(full)
+	if err != nil {
+		return false, err
+	}
+	res, err := b.n.Router().Resources(ctx, j.Bare().String())
+	if err != nil {
+		return false, err
+	}
+	for _, r := range res {
+		if r.JID != j.String() {
+			continue
+		}
+		if r.Node == "" || r.Node == b.NodeName() {
+			return b.kickLocal(r.JID), nil
+		}
+		raw, err := b.n.Cluster().Call(ctx, r.Node, kindKick, []byte(r.JID))
+		if err != nil {
+			return false, err
+		}
+		var ok bool
+		return ok, json.Unmarshal(raw, &ok)
+	}
+	return false, nil
+}
+
+func (b *Backend) localS2S() []api.S2SStream {
+	if b.o.S2S == nil {
+		return nil
+	}
+	var out []api.S2SStream
+	for _, st := range b.o.S2S().Streams {
+		out = append(out, api.S2SStream{Node: b.NodeName(), Direction: st.Direction, Local: st.Local, Remote: st.Remote, Auth: st.Method})
+	}
+	return out
+}
+
+// S2S lists federation streams on every node.
+func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
+	out := b.localS2S()
+	ms, err := b.n.Cluster().Members(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		if m.Name == b.NodeName() {
+			continue
+		}
+		raw, err := b.n.Cluster().Call(ctx, m.Name, kindS2S, nil)
+		if err != nil {
+			continue
+		}
+		var theirs []api.S2SStream
+		if json.Unmarshal(raw, &theirs) == nil {
+			out = append(out, theirs...)
+		}
+	}
+	if out == nil {
+		out = []api.S2SStream{}
+	}
+	return out, nil
+}
+
+// Plugins lists the catalogue.
+func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
+	recs, err := b.n.Store().ListPlugins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Plugin, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, api.Plugin{Name: r.Name, Version: r.Version, Checksum: r.Checksum, Enabled: r.Enabled, Uploaded: r.Uploaded})
+	}
+	return out, nil
+}
+
+// UploadPlugin stores an artifact after checking it compiles as a plugin.
+func (b *Backend) UploadPlugin(ctx context.Context, name, version string, artifact []byte) error {
+	if b.o.Plugins == nil {
+		return ErrNoPluginHost
+	}
+	if err := b.o.Plugins.Validate(ctx, name, version, artifact); err != nil {
+		return fmt.Errorf("%w: %v", errBadArtifact, err)
+	}
+	return b.n.Store().PutPlugin(ctx, storage.PluginRecord{Name: name, Version: version, Checksum: runtime.Checksum(artifact), Artifact: artifact, Uploaded: time.Now().UTC()})
+}
+
+var errBadArtifact = &api.APIError{Status: 400, Message: "the artifact is not a usable plugin"}
+
+// SetPluginEnabled enables one version (disabling the plugin's others, so
+// exactly one version is what nodes load at start) or disables it.
+func (b *Backend) SetPluginEnabled(ctx context.Context, name, version string, on bool) error {
+	if _, err := b.n.Store().GetPlugin(ctx, name, version); err != nil {
+		return err
+	}
+	if on {
+		recs, err := b.n.Store().ListPlugins(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Name == name && r.Version != version && r.Enabled {
+				if err := b.n.Store().SetPluginEnabled(ctx, name, r.Version, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return b.n.Store().SetPluginEnabled(ctx, name, version, on)
+}
+
+// StartUpgrade begins a rolling upgrade.
+func (b *Backend) StartUpgrade(ctx context.Context, name, version string) error {
+	if b.o.Plugins == nil {
+		return ErrNoPluginHost
+	}
+	return b.o.Plugins.StartUpgrade(ctx, name, version)
+}
+
+// Upgrade returns the rolling upgrade's progress.
+func (b *Backend) Upgrade(ctx context.Context) (api.UpgradeStatus, error) {
+	if b.o.Plugins == nil {
+		return api.UpgradeStatus{State: "idle"}, nil
+	}
+	st, err := b.o.Plugins.Upgrade(ctx)
+	if err != nil {
+		return api.UpgradeStatus{}, err
+	}
+	out := api.UpgradeStatus{Plugin: st.Plugin, From: st.From, To: st.To, State: st.State, Error: st.Error, Started: st.Started}
+	for _, s := range st.Steps {
+		out.Steps = append(out.Steps, api.UpgradeStep{Node: s.Node, Version: s.Version, State: s.State})
+	}
+	return out, nil
+}

@@ -1,0 +1,184 @@
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/admin/api"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins/runtime"
+	"github.com/aviary-im/aviary/s2s"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Service runs, on one node, the WebAssembly plugin host and the admin
+// listener (console, JSON API, /metrics, /healthz, /readyz). It is a
+// server.Service: started after the node's core, stopped before it.
+type Service struct {
+	cfg *conf.Config
+	log *slog.Logger
+	// S2S and Drain are optional hooks other services fill in.
+	S2S   func() s2s.Stats
+	Drain func(ctx context.Context) error
+
+	mu      sync.Mutex
+	rt      *runtime.Runtime
+	plugins *pluginhost.Host
+	srv     *http.Server
+	api     *api.Server
+	ln      net.Listener
+}
+
+// NewService returns the admin service for cfg.
+func NewService(cfg *conf.Config, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{cfg: cfg, log: log}
+}
+
+// Name names the service in logs.
+func (s *Service) Name() string { return "admin" }
+
+// Addr is the admin listener's address (nil when off or not started).
+func (s *Service) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Plugins returns the node's plugin host (after Start).
+func (s *Service) Plugins() *pluginhost.Host {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.plugins
+}
+
+// Start loads the catalogue's plugins and opens the admin listener.
+func (s *Service) Start(ctx context.Context, n *server.Node) error {
+	rt, err := runtime.New(ctx, runtime.Options{Logger: s.log.With("component", "plugins")})
+	if err != nil {
+		return fmt.Errorf("admin: plugin runtime: %w", err)
+	}
+	ph := pluginhost.New(pluginhost.Options{
+		Store: n.Store(), Cluster: n.Cluster(), Runtime: rt, Set: n.Plugins(),
+		PluginHost: n.PluginHost(), Logger: s.log,
+	})
+	if err := ph.Start(ctx); err != nil {
+		rt.Close(ctx)
+		return err
+	}
+	s.mu.Lock()
+	s.rt, s.plugins = rt, ph
+	s.mu.Unlock()
+	if conf.Off(s.cfg.Admin.Listen) {
+		return nil
+	}
+	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, StanzaCounts: stanzaCounter(n.Gatherer())})
+	a, err := api.New(api.Options{
+		Config: s.cfg, Backend: b, Properties: n.Store(),
+		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer()), promhttp.HandlerOpts{}),
+		Ready: func(ctx context.Context) error {
+			return n.Store().Ping(ctx)
+		},
+		Logger: s.log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", conf.ListenAddr(s.cfg.Admin.Listen))
+	if err != nil {
+		return fmt.Errorf("admin: listen %s (admin.listen): %w", s.cfg.Admin.Listen, err)
+	}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.cfg.Admin.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.Admin.CertFile, s.cfg.Admin.KeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("admin: admin.cert_file: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.mu.Lock()
+	s.srv, s.api, s.ln = srv, a, ln
+	s.mu.Unlock()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin listener failed", "err", err)
+		}
+	}()
+	s.log.Info("admin console listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Stop closes the listener and unloads plugins.
+func (s *Service) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	srv, a, ph, rt := s.srv, s.api, s.plugins, s.rt
+	s.mu.Unlock()
+	var errs []error
+	if srv != nil {
+		errs = append(errs, srv.Shutdown(ctx))
+		a.Close()
+	}
+	if ph != nil {
+		ph.Stop(ctx)
+	}
+	if rt != nil {
+		errs = append(errs, rt.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// metricsGatherer adds the Go and process collectors to the node's metrics.
+func metricsGatherer(g prometheus.Gatherer) prometheus.Gatherer {
+	extra := prometheus.NewRegistry()
+	extra.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return prometheus.Gatherers{g, extra}
+}
+
+// stanzaCounter sums the c2s stanza counters for the overview's rates.
+func stanzaCounter(g prometheus.Gatherer) func() (float64, float64) {
+	return func() (in, out float64) {
+		mfs, err := g.Gather()
+		if err != nil {
+			return 0, 0
+		}
+		for _, mf := range mfs {
+			var dst *float64
+			switch mf.GetName() {
+			case "aviary_c2s_stanzas_in_total":
+				dst = &in
+			case "aviary_c2s_stanzas_out_total":
+				dst = &out
+			default:
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				*dst += counterValue(m)
+			}
+		}
+		return in, out
+	}
+}
+
+func counterValue(m *dto.Metric) float64 {
+	if c := m.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return 0
+}

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"log/slog"
+
+	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/httpd"
+)
+
+// Every node that `aviary serve` starts runs federation and the HTTP
+// connectors (each idle while its listener is off), then the plugin
+// runtime and the admin console, which reports on the others.
+func init() {
+	RegisterServeOption(func(cfg *conf.Config, log *slog.Logger) ([]server.Option, error) {
+		fed := server.NewFederationService()
+		adm := backend.NewService(cfg, log.With("component", "admin"))
+		adm.S2S = fed.Stats
+		return []server.Option{
+			server.WithService(fed),
+			server.WithService(httpd.NewService()),
+			server.WithService(adm),
+		}, nil
+	})
+}
