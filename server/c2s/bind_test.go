@@ -1,11 +1,15 @@
 package c2s_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -133,4 +137,32 @@ func TestPingSilentClient(t *testing.T) {
 	// this time nobody answers and the server gives up.
 	c.Await("second ping", isPing)
 	c.ExpectStreamError("connection-timeout")
+}
+
+func TestSessionHooks(t *testing.T) {
+	n := startServer(t, "alice")
+	var mu sync.Mutex
+	var events []string
+	for _, ev := range []plugins.Event{plugins.EventSessionBound, plugins.EventSessionClosed} {
+		ev := ev
+		n.Hooks().Add(ev, 0, func(ctx context.Context, p any) error {
+			se := p.(*plugins.SessionEvent)
+			mu.Lock()
+			events = append(events, string(ev)+" "+se.JID+" "+se.Reason)
+			mu.Unlock()
+			return nil
+		})
+	}
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "r")
+	c.Close()
+	servertest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		want := "c2s.session.bound alice@localhost/r |c2s.session.closed alice@localhost/r client_closed"
+		if got := strings.Join(events, "|"); got != want {
+			return fmt.Errorf("events %q", got)
+		}
+		return nil
+	})
 }

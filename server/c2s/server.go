@@ -32,6 +32,10 @@ type Deps struct {
 	Metrics *Metrics
 	// MaxPendingBytes overrides DefaultMaxPendingBytes.
 	MaxPendingBytes int
+	// Hooks, when set, receives plugins.EventSessionBound after a resource
+	// is bound and plugins.EventSessionClosed after a bound session ended
+	// (unbound from the router), both with a *plugins.SessionEvent.
+	Hooks *plugins.Hooks
 }
 
 // Server holds what every client session of a node shares: the
@@ -121,4 +125,13 @@ func (srv *Server) lookupResumable(id string) *Session {
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	return srv.resumable[id]
+}
+
+func (srv *Server) fire(ctx context.Context, ev plugins.Event, full, reason string) {
+	if srv.d.Hooks == nil {
+		return
+	}
+	if err := srv.d.Hooks.Run(ctx, ev, &plugins.SessionEvent{JID: full, Reason: reason}); err != nil {
+		srv.d.Logger.Warn("c2s: hook failed", "event", string(ev), "err", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -117,6 +118,7 @@ func (s *Session) finish() CloseReason {
 	if bound {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
 		s.srv.d.Router.Unbind(ctx, s, unsent)
+		s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 		cancel()
 	}
 	s.logger().Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
@@ -143,6 +145,7 @@ func (s *Session) expire(reason CloseReason) {
 	s.srv.dropResumable(s)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
 	s.srv.d.Router.Unbind(ctx, s, unsent)
+	s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 	cancel()
 	if s.srv.d.Metrics != nil {
 		s.srv.d.Metrics.closes.WithLabelValues(reason.String()).Inc()
@@ -490,6 +493,7 @@ func (s *Session) bind(el *wire.Element) bool {
 	s.state = stateBound
 	s.logp.Store(s.logger().With("jid", full.String()))
 	s.logger().Debug("c2s: bound")
+	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	s.enqueue(wire.New("iq", "type", "result", "id", el.ID()).Append(
 		wire.NewNS("bind", wire.NSBind).Append(wire.New("jid").SetText(full.String()))))
 	return false
