@@ -278,22 +278,20 @@ class Ejabberd(Server):
 class Aviary(Server):
     name = "aviary"
 
-    def __init__(self, work, cert, key, binary, database="", name=None, extra=None):
+    def __init__(self, work, cert, key, binary, database="", name=None, hazelcast=""):
         if name:
             self.name = name
         super().__init__(work, cert, key)
         self.binary = binary
         self.database = database
-        self.extra = extra or ""
+        self.hazelcast = hazelcast
 
     def start(self):
         self.port = free_port()
         cfg = os.path.join(self.dir, "aviary.yaml")
         fill("aviary.yaml.tmpl", cfg, DIR=self.dir, PORT=self.port, CERT=self.cert,
-             KEY=self.key, DOMAIN=DOMAIN, DATABASE=self.database)
-        if self.extra:
-            with open(cfg, "a") as f:
-                f.write(self.extra)
+             KEY=self.key, DOMAIN=DOMAIN, DATABASE=self.database, LINK_PORT=free_port(),
+             HAZELCAST=f'"{self.hazelcast}"' if self.hazelcast else "")
         out = open(os.path.join(self.dir, "stdout.log"), "a")
         self.proc = subprocess.Popen([self.binary, "serve", "--config", cfg], cwd=self.dir,
                                      stdout=out, stderr=out, start_new_session=True)
@@ -356,16 +354,10 @@ class AviaryCluster:
              "-cp", self.hz_jar, "com.hazelcast.core.server.HazelcastMemberStarter"],
             cwd=hz_dir, stdout=out, stderr=out, start_new_session=True)
         wait_port(hz_port, self.hz, 120, "hazelcast")
-        extra = f"""
-cluster:
-  listen: "127.0.0.1:{{LINK}}"
-  hazelcast: ["127.0.0.1:{hz_port}"]
-  secret: "aviary-bench-cluster"
-"""
         self.nodes = []
         for i in range(self.n):
             node = Aviary(self.work, self.cert, self.key, self.binary, self.pg_url,
-                          name=f"aviary-node{i}", extra=extra.replace("{LINK}", str(free_port())))
+                          name=f"aviary-node{i}", hazelcast=f"127.0.0.1:{hz_port}")
             self.nodes.append(node)
             node.start()
 
