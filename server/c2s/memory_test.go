@@ -2,6 +2,7 @@ package c2s_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
@@ -10,13 +11,16 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -59,7 +63,7 @@ func runMemClients(addr string, n int) error {
 			return err
 		}
 		fmt.Fprintf(c, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>",
-			base64.StdEncoding.EncodeToString([]byte("\x00alice\x00alicepw")))
+			base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("\x00user%d\x00pw", i))))
 		if el, err := rd.Next(); err != nil || el.Name != "success" {
 			return fmt.Errorf("auth: %v %v", el, err)
 		}
@@ -101,7 +105,17 @@ func TestIdleSessionMemory(t *testing.T) {
 	const n = 300
 	cfg := servertest.DefaultConfig(t)
 	node := servertest.RunServer(t, cfg)
-	servertest.CreateUser(t, node, "alice", "alicepw")
+	// Distinct users, each with presence sent: a realistic idle session
+	// (300 resources of one user would each hold 299 presences).
+	creds, err := auth.NewCredentials("pw", cfg.C2S.SCRAMIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if err := node.Store().CreateUser(context.Background(), storage.User{Username: fmt.Sprintf("user%d", i), Credentials: creds}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	before := serverMem()
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -134,6 +148,9 @@ func TestIdleSessionMemory(t *testing.T) {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
+	sm := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(sm)
+	t.Logf("stack starting size %d, stacks %d KiB", sm[0].Value.Uint64(), sm[1].Value.Uint64()>>10)
 	t.Logf("stacks in use %d KiB, heap in use %d KiB, goroutines %d", ms.StackInuse>>10, ms.HeapInuse>>10, runtime.NumGoroutine())
 	per := float64(after-before) / n
 	t.Logf("idle authenticated TLS session: %.1f KiB (heap+stacks, %d sessions)", per/1024, n)
