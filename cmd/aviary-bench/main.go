@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Result is the whole report; -json prints it.
@@ -228,6 +230,15 @@ func execute(ctx context.Context, cfg *Config, res *Result) {
 		res.Broadcast = &st
 	case "idle":
 		if cfg.Hold > 0 {
+			// Answer the server's pings while holding.
+			done := make(chan struct{})
+			defer close(done)
+			var errs errorSet
+			for _, c := range conns {
+				if c != nil {
+					go readLoop(c, done, &errs, func(*wire.Element) {})
+				}
+			}
 			slog.Info("holding sessions", "sessions", login.OK, "for", cfg.Hold)
 			select {
 			case <-time.After(cfg.Hold):
