@@ -49,6 +49,12 @@
 //     (Hazelcast lost, switch off) calls itself senior, so the chores it
 //     runs (expiring offline messages, ...) must be idempotent.
 //
+// Heartbeats run on their own goroutine, so slow work elsewhere (a large
+// republish, callbacks) never delays them. Hazelcast keeps expiry times in
+// whole seconds, so an entry may expire up to a second before node_ttl:
+// keep node_ttl at least a few heartbeats plus a second (the defaults, 2s
+// and 10s, leave ample room).
+//
 // A node whose heartbeat finds its own entry gone (Hazelcast lost its data,
 // or the others took it for dead during a long pause) takes a new
 // incarnation and republishes everything (see "Losing Hazelcast").

@@ -124,11 +124,14 @@ type Cluster struct {
 	wg         sync.WaitGroup
 
 	// run-loop state (only the loop goroutine touches these)
-	prevView   map[string]memberRecord
-	seen       map[string]seenMark
-	handled    map[string]time.Time // incarnations already cleaned up
-	retryDead  map[string]struct{}  // incarnations whose cleanup failed
+	prevView  map[string]memberRecord
+	seen      map[string]seenMark
+	handled   map[string]time.Time // incarnations already cleaned up
+	retryDead map[string]struct{}  // incarnations whose cleanup failed
+
+	hbMu       sync.Mutex // serializes heartbeats; guards registered
 	registered bool
+	entryLost  atomic.Bool    // a heartbeat found the entry gone
 	orphans    map[string]int // incarnation → sweeps seen without a member
 	ticks      int
 	lastTry    time.Time
@@ -206,6 +209,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 		pending:    map[string]struct{}{},
 		self:       cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
 		view:       map[string]memberRecord{},
+		neg:        map[string]time.Time{},
 		events:     make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		switchKick: make(chan struct{}, 1),

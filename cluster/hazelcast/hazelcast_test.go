@@ -129,8 +129,10 @@ func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterCo
 		StartupRetries:       2,
 		StartupRetryInterval: 3 * time.Second,
 		OperationTimeout:     3 * time.Second,
-		HeartbeatInterval:    200 * time.Millisecond,
-		NodeTTL:              1500 * time.Millisecond,
+		HeartbeatInterval:    250 * time.Millisecond,
+		// Hazelcast keeps expiry times in whole seconds, so an entry may
+		// expire up to a second early: keep the TTL well above that.
+		NodeTTL: 3 * time.Second,
 	}
 }
 
@@ -541,6 +543,28 @@ func TestMemberRestart(t *testing.T) {
 		}
 	}
 	_ = b.PutRoute(ctx, cluster.Route{JID: "u0@x/b"})
+	m.Kill()
+	// Hazelcast gone: both keep serving alone.
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			if v, cnt := n.ev.lastChange(); n.Clustered() || v || cnt < 2 {
+				return fmt.Errorf("%s: clustered %v, last change %v of %d", n.NodeName(), n.Clustered(), v, cnt)
+			}
+		}
+		return nil
+	})
+	if err := a.Send(ctx, "b", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("Send without Hazelcast: %v", err)
+	}
+	if err := a.PutRoute(ctx, cluster.Route{JID: "late@x/a"}); err != nil {
+		t.Fatalf("PutRoute without Hazelcast: %v", err)
+	}
+	if err := a.DeleteRoute(ctx, "u1@x/a"); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := a.Routes(ctx, "u0@x"); err != nil || len(rs) != 1 || rs[0].Node != "a" {
+		t.Fatalf("a alone sees %+v, %v", rs, err)
+	}
 	m.Restart(t)
 	// Both notice, reconnect, re-register and republish.
 	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
@@ -557,6 +581,13 @@ func TestMemberRestart(t *testing.T) {
 		rs, err = b.Routes(ctx, "u49@x")
 		if err != nil || len(rs) != 1 || rs[0].Node != "a" {
 			return fmt.Errorf("b sees %+v, %v", rs, err)
+		}
+		// Changes made while Hazelcast was away are there too.
+		if rs, err = b.Routes(ctx, "late@x"); err != nil || len(rs) != 1 {
+			return fmt.Errorf("b sees late@x %+v, %v", rs, err)
+		}
+		if rs, err = b.Routes(ctx, "u1@x"); err != nil || len(rs) != 0 {
+			return fmt.Errorf("b sees deleted u1@x %+v, %v", rs, err)
 		}
 		return nil
 	})
@@ -641,5 +672,54 @@ func TestDeclaredDeadWhileAlive(t *testing.T) {
 	waitRoutes(t, a, "u@x", []cluster.Route{r})
 	if _, err := a.Call(ctx, "b", "echo", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTwoMembers: with two Hazelcast members, losing one keeps the
+// cluster whole: the clients fail over and the backups keep the data.
+func TestTwoMembers(t *testing.T) {
+	ms := hztest.StartMembers(t, "aviary-two", 2)
+	p := prefix(t)
+	addrs := []string{ms[0].Addr(), ms[1].Addr()}
+	a := startNode(t, ms[0], p, "a", nodeOpt{addrs: addrs})
+	b := startNode(t, ms[0], p, "b", nodeOpt{addrs: addrs})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	var want []cluster.Route
+	for i := range 20 {
+		r := cluster.Route{JID: fmt.Sprintf("u@x/r%02d", i), Node: "a"}
+		want = append(want, r)
+		if err := a.PutRoute(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRoutes(t, b, "u@x", want)
+	ms[0].Kill()
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, n := range []*node{a, b} {
+			if !n.Clustered() {
+				return fmt.Errorf("%s not clustered", n.NodeName())
+			}
+		}
+		// Read Hazelcast itself, not the replica.
+		vals, err := b.objs().routes.GetValues(ctx)
+		if err != nil {
+			return err
+		}
+		if len(vals) != len(want) {
+			return fmt.Errorf("%d routes in Hazelcast, want %d", len(vals), len(want))
+		}
+		return nil
+	})
+	waitRoutes(t, b, "u@x", want)
+	waitMembers(t, []string{"a", "b"}, a, b)
+	if _, err := b.Call(ctx, "a", "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The data survived in the backups: nobody had to leave and republish.
+	for _, n := range []*node{a, b} {
+		if v, cnt := n.ev.lastChange(); !v || cnt != 1 {
+			t.Errorf("%s: %d clustered changes, want just the first join", n.NodeName(), cnt)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -56,6 +57,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.tick(ctx)
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.loop)
+	c.goFunc(c.heartbeatLoop)
 	if c.o.Properties != nil {
 		c.goFunc(c.switchLoop)
 	}
@@ -145,12 +147,16 @@ func (c *Cluster) tick(ctx context.Context) {
 		}
 		return
 	}
-	fresh, err := c.heartbeat(ctx, o, want)
-	if err != nil {
-		c.log.Warn("cluster heartbeat failed", "err", err)
-		return
+	if !c.isRegistered() {
+		// The first registration precedes everything else; later
+		// heartbeats run on their own goroutine (heartbeatLoop) so that a
+		// long join or cleanup here never lets the entry expire.
+		if _, err := c.heartbeat(ctx, o); err != nil {
+			c.log.Warn("cluster registration failed", "err", err)
+			return
+		}
 	}
-	if fresh && c.clustered.Load() {
+	if c.entryLost.Swap(false) && c.clustered.Load() {
 		// Our entry was gone: Hazelcast lost its data or the others took
 		// us for dead and removed our routes. Start over.
 		c.log.Warn("cluster membership entry was gone; re-registering")
@@ -202,16 +208,51 @@ func (c *Cluster) tick(ctx context.Context) {
 	c.ticks++
 }
 
+func (c *Cluster) isRegistered() bool {
+	c.hbMu.Lock()
+	defer c.hbMu.Unlock()
+	return c.registered
+}
+
+// heartbeatLoop refreshes this node's entry every heartbeat interval,
+// independently of the state machine, once the loop has registered it.
+func (c *Cluster) heartbeatLoop() {
+	t := time.NewTicker(c.cc.HeartbeatInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		o := c.objs()
+		if o == nil || !c.hzUp.Load() || !c.isRegistered() {
+			continue
+		}
+		if _, err := c.heartbeat(ctx, o); err != nil && ctx.Err() == nil {
+			c.log.Warn("cluster heartbeat failed", "err", err)
+		}
+	}
+}
+
 // heartbeat writes this node's entry with the TTL. fresh reports that the
 // entry was absent: first registration, or the entry was lost, in which
-// case the node takes a new incarnation.
-func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs, clustered bool) (fresh bool, err error) {
+// case the node takes a new incarnation and tells the loop (entryLost).
+func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs) (fresh bool, err error) {
+	c.hbMu.Lock()
+	defer c.hbMu.Unlock()
 	octx, cancel := c.opCtx(ctx)
 	defer cancel()
 	put := func() (any, error) {
 		m := c.selfMember()
 		m.Seen = time.Now().UTC()
-		v, err := toJSON(memberRecord{Member: m, Inc: c.incarnation(), Clustered: clustered})
+		v, err := toJSON(memberRecord{Member: m, Inc: c.incarnation(), Clustered: c.enabled.Load()})
 		if err != nil {
 			return nil, err
 		}
@@ -230,6 +271,8 @@ func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs, clustered bool) (fre
 	}
 	if c.registered {
 		c.newIncarnation()
+		c.entryLost.Store(true)
+		c.wake()
 		if _, err := put(); err != nil {
 			return true, err
 		}
@@ -355,7 +398,7 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 		}
 	}
 	c.prevView = visible
-	c.setView(visible)
+	c.setView(maps.Clone(visible)) // refreshMember adds to the view
 	for inc := range c.retryDead {
 		c.handleDead(ctx, o, inc)
 	}
