@@ -373,7 +373,9 @@ func TestReconnect(t *testing.T) {
 	}
 	b.Close()
 	h := &handlers{}
-	h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) { return append([]byte("new:"), p...), nil })
+	h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		return append([]byte("new:"), p...), nil
+	})
 	b2 := New(Options{Name: "b", Secret: []byte("s"), Handler: h.get})
 	if _, err := b2.Listen(b.addr); err != nil {
 		t.Fatal(err)
