@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"mellium.im/xmpp/jid"
 )
@@ -60,6 +61,18 @@ func (c *Config) Validate() Errors {
 	}
 	if c.C2S.MaxSessions < 0 {
 		add("c2s.max_sessions", "must not be negative")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"c2s.auth_timeout", c.C2S.AuthTimeout}, {"c2s.ping_interval", c.C2S.PingInterval},
+		{"c2s.idle_timeout", c.C2S.IdleTimeout}, {"c2s.sasl_failure_delay", c.C2S.SASLFailureDelay},
+		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative, not %v", d.v)
+		}
 	}
 	if c.Database.URL != "" {
 		u, err := url.Parse(c.Database.URL)

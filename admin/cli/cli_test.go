@@ -128,3 +128,12 @@ func TestServeFlags(t *testing.T) {
 		t.Errorf("bad address: exit %d, %q", code, errOut.String())
 	}
 }
+
+func TestConfigCheckNegativeDuration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(path, []byte("c2s:\n  ping_interval: -5s\n"), 0o600)
+	var out, errOut bytes.Buffer
+	if code := runConfig([]string{"check", path}, nil, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "c2s.ping_interval") {
+		t.Errorf("exit %d, %q", code, errOut.String())
+	}
+}
