@@ -1,0 +1,113 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/servertest"
+)
+
+// TestAPICommands drives a real node's admin API through the CLI: sign in
+// for a token, upload a plugin, enable it, roll it out, list and kick
+// sessions.
+func TestAPICommands(t *testing.T) {
+	cfg := servertest.DefaultConfig(t)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Admin.Admins = []string{"boss@localhost"}
+	adm := backend.NewService(cfg, servertest.TestLogger())
+	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	servertest.CreateUser(t, n, "boss", "boss-secret")
+	servertest.CreateUser(t, n, "alice", "alice-secret")
+	base := "http://" + adm.Addr().String()
+	ctx := context.Background()
+
+	run := func(fn func(ctx context.Context, args, environ []string, stdout, stderr *bytes.Buffer) int, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := fn(ctx, args, []string{"AVIARY_ADMIN_URL=" + base}, &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	var stdin = strings.NewReader("wrong\n")
+	var out, errb bytes.Buffer
+	if code := runAdmin(ctx, []string{"login", "--admin", base, "boss"}, nil, stdin, &out, &errb); code != 1 {
+		t.Fatalf("login with a wrong password: code %d, %s", code, errb.String())
+	}
+	out.Reset()
+	if code := runAdmin(ctx, []string{"login", "--admin", base, "alice"}, nil, strings.NewReader("alice-secret\n"), &out, &errb); code != 1 {
+		t.Fatalf("a non-admin got a token: %s", out.String())
+	}
+	out.Reset()
+	if code := runAdmin(ctx, []string{"login", "--admin", base, "boss"}, nil, strings.NewReader("boss-secret\n"), &out, &errb); code != 0 {
+		t.Fatalf("login: %s", errb.String())
+	}
+	token := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(token, "avt_") {
+		t.Fatalf("token = %q", token)
+	}
+	// Flags after positional arguments are not parsed by Go's flag
+	// package, so the token goes first.
+	plugin := func(args ...string) (int, string, string) {
+		full := append([]string{args[0], "--token", token}, args[1:]...)
+		return run(func(ctx context.Context, a, env []string, o, e *bytes.Buffer) int {
+			return runPlugin(ctx, a, env, o, e)
+		}, full...)
+	}
+
+	wasm := filepath.Join(t.TempDir(), "wordfilter.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "../../plugins/examples/wordfilter/v1")
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the example plugin: %v\n%s", err, b)
+	}
+	notWasm := filepath.Join(t.TempDir(), "x.wasm")
+	os.WriteFile(notWasm, []byte("not a module"), 0o600)
+
+	if code, _, e := plugin("upload", "wordfilter", "1.0.0", notWasm); code != 1 || !strings.Contains(e, "WebAssembly") {
+		t.Errorf("uploading garbage: %d %s", code, e)
+	}
+	if code, _, e := plugin("upload", "wordfilter", "1.0.0", wasm); code != 0 {
+		t.Fatalf("upload: %s", e)
+	}
+	if code, o, _ := plugin("list"); code != 0 || !strings.Contains(o, "wordfilter") || !strings.Contains(o, "1.0.0") {
+		t.Errorf("list: %s", o)
+	}
+	if code, o, e := plugin("upgrade", "--wait", "wordfilter", "1.0.0"); code != 0 || !strings.Contains(o, "done") {
+		t.Fatalf("upgrade: %d %s %s", code, o, e)
+	}
+	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
+		t.Errorf("node runs %q after the rollout", v)
+	}
+
+	c := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	c.Login("alice", "alice-secret", "phone")
+	session := func(args ...string) (int, string, string) {
+		full := append([]string{args[0], "--token", token}, args[1:]...)
+		return run(func(ctx context.Context, a, env []string, o, e *bytes.Buffer) int {
+			return runSession(ctx, a, env, o, e)
+		}, full...)
+	}
+	if code, o, e := session("list"); code != 0 || !strings.Contains(o, "alice@localhost/phone") {
+		t.Fatalf("session list: %d %s %s", code, o, e)
+	}
+	if code, _, e := session("kick", "alice@localhost/phone"); code != 0 {
+		t.Fatalf("kick: %s", e)
+	}
+	c.ExpectStreamError("policy-violation")
+	servertest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		if _, o, _ := session("list"); strings.Contains(o, "alice@localhost/phone") {
+			return fmt.Errorf("still listed: %s", o)
+		}
+		return nil
+	})
+	if code, _, _ := session("kick", "alice@localhost/phone"); code != 1 {
+		t.Error("kicking a gone session should fail")
+	}
+}

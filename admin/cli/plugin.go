@@ -1,0 +1,185 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+)
+
+func init() {
+	Register(Command{Name: "plugin", Summary: "manage third-party plugins and roll upgrades (admin API)", Run: func(args []string) int {
+		return runPlugin(context.Background(), args, os.Environ(), os.Stdout, os.Stderr)
+	}})
+	Register(Command{Name: "session", Summary: "list and kick sessions (admin API)", Run: func(args []string) int {
+		return runSession(context.Background(), args, os.Environ(), os.Stdout, os.Stderr)
+	}})
+}
+
+const pluginUsage = `usage: aviary plugin <command> [--admin URL] [--token T] ...
+
+  list                        the catalogue
+  upload NAME VERSION FILE    store a .wasm artifact in the catalogue
+  enable NAME VERSION         make VERSION the one nodes load at start
+  disable NAME VERSION
+  upgrade NAME VERSION        rolling upgrade, one node at a time (--wait to follow it)
+  status                      progress of the rolling upgrade
+`
+
+func runPlugin(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, pluginUsage)
+		return 2
+	}
+	fs := flag.NewFlagSet("aviary plugin "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af apiFlags
+	af.register(fs)
+	wait := fs.Bool("wait", false, "upgrade: follow the rolling upgrade until it ends")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	c, err := af.client(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "aviary plugin:", err)
+		return 2
+	}
+	want := map[string]int{"list": 0, "upload": 3, "enable": 2, "disable": 2, "upgrade": 2, "status": 0}
+	n, ok := want[args[0]]
+	if !ok || fs.NArg() != n {
+		fmt.Fprint(stderr, pluginUsage)
+		return 2
+	}
+	a := fs.Args()
+	switch args[0] {
+	case "list":
+		var ps []struct {
+			Name, Version, Checksum string
+			Enabled                 bool
+			Uploaded                time.Time
+		}
+		err = c.call(ctx, "GET", "/api/plugins", nil, &ps)
+		if err == nil {
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tENABLED\tCHECKSUM\tUPLOADED")
+			for _, p := range ps {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%.12s\t%s\n", p.Name, p.Version, p.Enabled, p.Checksum, p.Uploaded.Format(time.RFC3339))
+			}
+			tw.Flush()
+		}
+	case "upload":
+		var data []byte
+		if data, err = os.ReadFile(a[2]); err == nil {
+			err = c.call(ctx, "POST", "/api/plugins/"+a[0]+"/"+a[1], data, nil)
+		}
+	case "enable", "disable":
+		err = c.call(ctx, "POST", "/api/plugins/"+a[0]+"/"+a[1]+"/"+args[0], nil, nil)
+	case "upgrade":
+		err = c.call(ctx, "POST", "/api/plugins/"+a[0]+"/upgrade", map[string]string{"version": a[1]}, nil)
+		if err == nil && *wait {
+			return followUpgrade(ctx, c, stdout, stderr)
+		}
+	case "status":
+		var st upgradeStatus
+		if err = c.call(ctx, "GET", "/api/upgrade", nil, &st); err == nil {
+			st.print(stdout)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary plugin %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+type upgradeStatus struct {
+	Plugin, From, To, State, Error string
+	Steps                          []struct{ Node, Version, State string }
+}
+
+func (st upgradeStatus) print(w io.Writer) {
+	fmt.Fprintf(w, "%s %s -> %s: %s", st.Plugin, st.From, st.To, st.State)
+	if st.Error != "" {
+		fmt.Fprintf(w, " (%s)", st.Error)
+	}
+	fmt.Fprintln(w)
+	for _, s := range st.Steps {
+		fmt.Fprintf(w, "  %-20s %-10s %s\n", s.Node, s.Version, s.State)
+	}
+}
+
+func followUpgrade(ctx context.Context, c *apiClient, stdout, stderr io.Writer) int {
+	last := ""
+	for {
+		var st upgradeStatus
+		if err := c.call(ctx, "GET", "/api/upgrade", nil, &st); err != nil {
+			fmt.Fprintln(stderr, "aviary plugin upgrade:", err)
+			return 1
+		}
+		line := fmt.Sprint(st)
+		if line != last {
+			st.print(stdout)
+			last = line
+		}
+		switch st.State {
+		case "done":
+			return 0
+		case "failed", "rolled-back":
+			return 1
+		}
+		select {
+		case <-ctx.Done():
+			return 1
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func runSession(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	usage := "usage: aviary session <list | kick FULLJID> [--admin URL] [--token T]"
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("aviary session "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var af apiFlags
+	af.register(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	c, err := af.client(environ)
+	if err != nil {
+		fmt.Fprintln(stderr, "aviary session:", err)
+		return 2
+	}
+	switch {
+	case args[0] == "list" && fs.NArg() == 0:
+		var ss []struct {
+			JID, Node string
+			Priority  int
+			Available bool
+		}
+		if err = c.call(ctx, "GET", "/api/sessions", nil, &ss); err == nil {
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "JID\tNODE\tPRIORITY\tAVAILABLE")
+			for _, s := range ss {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%v\n", s.JID, s.Node, s.Priority, s.Available)
+			}
+			tw.Flush()
+		}
+	case args[0] == "kick" && fs.NArg() == 1:
+		err = c.call(ctx, "DELETE", "/api/sessions/"+pathEscape(fs.Arg(0)), nil, nil)
+	default:
+		fmt.Fprintln(stderr, usage)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary session %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
