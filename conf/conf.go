@@ -30,6 +30,7 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
+	Balance  BalanceConfig  `yaml:"balance"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -214,4 +215,40 @@ type PluginsConfig struct {
 	Dir string `yaml:"dir"`
 	// Settings are per-plugin settings keyed by plugin ID.
 	Settings map[string]map[string]any `yaml:"settings"`
+}
+
+// BalanceConfig is load publishing, redirects, draining and the dispatcher
+// (server/balance).
+type BalanceConfig struct {
+	// C2SAddress, C2STLSAddress are the host:port clients should use for
+	// this node's STARTTLS and direct-TLS listeners when the bound address
+	// is not it (NAT, a wildcard bind). HTTPAddress and HTTPSAddress are the
+	// same for the HTTP listeners (host:port). Default "": the bound
+	// address, with a wildcard host replaced by cluster.advertise's host or
+	// the machine's host name.
+	C2SAddress    string `yaml:"c2s_address"`
+	C2STLSAddress string `yaml:"c2s_tls_address"`
+	HTTPAddress   string `yaml:"http_address"`
+	HTTPSAddress  string `yaml:"https_address"`
+	// Capacity is how many sessions count as a load of 1.0 when
+	// c2s.max_sessions is 0 (with max_sessions set, load is
+	// sessions/max_sessions). Default 10000.
+	Capacity int `yaml:"capacity"`
+	// LoadThreshold is the load above which new streams are redirected to a
+	// less loaded node (served anyway when no node is below its threshold)
+	// and the dispatcher stops naming this node. Default 0.9.
+	LoadThreshold float64 `yaml:"load_threshold"`
+	// PublishInterval is how often the node publishes its load in the
+	// cluster. Default 2s.
+	PublishInterval time.Duration `yaml:"publish_interval"`
+	// DrainDeadline is how long a draining node waits for its sessions to
+	// leave before it stops anyway. Default 2m.
+	DrainDeadline time.Duration `yaml:"drain_deadline"`
+	// Weights are per-node weights for the dispatcher (node name → weight;
+	// a node's load is divided by it). Default 1 for every node; 0 takes a
+	// node out of the dispatcher.
+	Weights map[string]float64 `yaml:"weights"`
+	// RetryAfter is the Retry-After the dispatcher sends with 503 when every
+	// node is over its limit. Default 30s.
+	RetryAfter time.Duration `yaml:"retry_after"`
 }

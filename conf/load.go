@@ -95,6 +95,14 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.HTTP.WebSocketPingInterval, 30*time.Second)
 
 	setStr(&c.Admin.Listen, "127.0.0.1:9090")
+
+	setInt(&c.Balance.Capacity, 10000)
+	if c.Balance.LoadThreshold == 0 {
+		c.Balance.LoadThreshold = 0.9
+	}
+	setDur(&c.Balance.PublishInterval, 2*time.Second)
+	setDur(&c.Balance.DrainDeadline, 2*time.Minute)
+	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

@@ -99,6 +99,17 @@ func (c *Config) Validate() Errors {
 			add("cluster.listen", "required when cluster.hazelcast is set")
 		}
 	}
+	if c.Balance.LoadThreshold < 0 {
+		add("balance.load_threshold", "must not be negative, not %v", c.Balance.LoadThreshold)
+	}
+	if c.Balance.Capacity < 0 {
+		add("balance.capacity", "must not be negative")
+	}
+	for node, w := range c.Balance.Weights {
+		if w < 0 {
+			add("balance.weights."+node, "must not be negative, not %v", w)
+		}
+	}
 	if c.Cluster.HeartbeatInterval >= c.Cluster.NodeTTL {
 		add("cluster.node_ttl", "must be longer than cluster.heartbeat_interval")
 	}
