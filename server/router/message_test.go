@@ -111,6 +111,37 @@ func TestMessageDelivery(t *testing.T) {
 	}
 }
 
+func TestOfflineStorageHints(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, payload string
+		stored        bool
+	}{
+		{"body", `<body>x</body>`, true},
+		{"receipt only", `<received xmlns='urn:xmpp:receipts' id='a'/>`, true},
+		{"chat state only", `<composing xmlns='http://jabber.org/protocol/chatstates'/>`, false},
+		{"chat state with body", `<active xmlns='http://jabber.org/protocol/chatstates'/><body>x</body>`, true},
+		{"chat state with store hint", `<gone xmlns='http://jabber.org/protocol/chatstates'/><store xmlns='urn:xmpp:hints'/>`, true},
+		{"no-store hint", `<body>x</body><no-store xmlns='urn:xmpp:hints'/>`, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.user("juliet", "romeo")
+			romeo := e.online("romeo", "o", 0)
+			e.send(romeo, `<message to='juliet@example.com' type='chat' id='h'>`+tc.payload+`</message>`)
+			n, _ := e.store.CountOffline(context.Background(), "juliet@example.com")
+			if (n == 1) != tc.stored {
+				t.Fatalf("%d stored, want stored=%v", n, tc.stored)
+			}
+			if back := romeo.take(); len(back) != 0 {
+				t.Fatalf("sender got %q", sigs(back))
+			}
+		})
+	}
+}
+
 func TestMessageToUnknownUser(t *testing.T) {
 	e := newEnv(t)
 	e.user("romeo")

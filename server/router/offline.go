@@ -16,6 +16,9 @@ import (
 // resource that became available while we stored would otherwise have
 // taken the queue just before this message landed in it.
 func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
+	if !worthStoring(el) {
+		return
+	}
 	if r.store == nil {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
@@ -33,6 +36,31 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 		return
 	}
 	r.flushOffline(ctx, a.bare)
+}
+
+// NSChatStates is XEP-0085.
+const NSChatStates = "http://jabber.org/protocol/chatstates"
+
+// worthStoring reports whether a message for an offline user is kept.
+// Not kept, and dropped without an error: a message carrying the XEP-0334
+// <no-store/> hint, and one with no <body/> that is only a chat state
+// notification (XEP-0085 §5.5: stale "typing..." is noise), unless it
+// carries the <store/> hint.
+func worthStoring(el *wire.Element) bool {
+	hasBody, chatState := false, false
+	for _, c := range el.Children {
+		switch ns := c.NS(); {
+		case c.Name == "no-store" && ns == NSHints:
+			return false
+		case c.Name == "store" && ns == NSHints:
+			return true
+		case c.Name == "body":
+			hasBody = true
+		case ns == NSChatStates:
+			chatState = true
+		}
+	}
+	return hasBody || !chatState
 }
 
 func (r *Router) storeOfflineRaw(ctx context.Context, bare string, el *wire.Element, limit int) error {
