@@ -53,6 +53,9 @@ if [ ! -f "$sint_lib/.complete" ]; then
   touch "$sint_lib/.complete"
 fi
 
+# JavaScript clients and playwright-core for the interop and browser tests.
+sh server/httpd/testdata/js/install.sh >&2
+
 echo "export AVIARY_PG_BINDIR=$(pg_bindir)"
 echo "export AVIARY_SINT_LIB=$sint_lib"
 echo "export AVIARY_HAZELCAST_JAR=$hz_jar"

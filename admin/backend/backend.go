@@ -19,6 +19,7 @@ import (
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/plugins/runtime"
+	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
@@ -157,6 +158,9 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 		if m.Name == b.NodeName() {
 			nd.Sessions = len(b.n.Router().LocalSessions())
 			nd.Healthy = true
+			if nd.Version == "" {
+				nd.Version = xep0092.Version
+			}
 		}
 		for _, np := range nps {
 			if np.Node == m.Name && np.State == "loaded" {

@@ -1,0 +1,83 @@
+package backend_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/servertest"
+)
+
+func required() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1"
+}
+
+func buildPlugin(t *testing.T, version string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "wordfilter-"+version+".wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../../plugins/examples/wordfilter/"+version)
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building plugin %s: %v\n%s", version, err, b)
+	}
+	return out
+}
+
+// TestConsoleInBrowser signs in to the console in headless Chromium and
+// does what an operator does; screenshots of every main page are kept in
+// artifacts/admin (or $AVIARY_ARTIFACTS/admin).
+func TestConsoleInBrowser(t *testing.T) {
+	jsDir, _ := filepath.Abs("../../server/httpd/testdata/js")
+	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "playwright-core"))
+	_, errChrome := os.Stat("/usr/bin/chromium")
+	_, errNode := exec.LookPath("node")
+	if errMod != nil || errChrome != nil || errNode != nil {
+		if required() {
+			t.Fatalf("browser test needs node, playwright-core and chromium (.ci/setup.sh): %v %v %v", errMod, errChrome, errNode)
+		}
+		t.Skip("node, playwright-core or chromium missing")
+	}
+	cfg := servertest.DefaultConfig(t)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Admin.Admins = []string{"boss@localhost"}
+	adm := backend.NewService(cfg, servertest.TestLogger())
+	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	servertest.CreateUser(t, n, "boss", "boss-secret")
+	v1, v2 := buildPlugin(t, "v1"), buildPlugin(t, "v2")
+
+	artifacts := os.Getenv("AVIARY_ARTIFACTS")
+	if artifacts == "" {
+		artifacts, _ = filepath.Abs("../../artifacts")
+	}
+	shots := filepath.Join(artifacts, "admin")
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "testdata/console.mjs", "http://"+adm.Addr().String(), "boss", "boss-secret", v1, v2, shots)
+	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir)
+	out, err := cmd.CombinedOutput()
+	t.Logf("console run:\n%s", out)
+	if err != nil || !strings.Contains(string(out), "\nOK") {
+		t.Fatalf("console run failed: %v", err)
+	}
+	// What the browser did really happened on the node.
+	if _, err := n.Store().GetUser(ctx, "carol"); err != nil {
+		t.Errorf("carol was not created: %v", err)
+	}
+	if v := adm.Plugins().Loaded()["wordfilter"]; v != "2.0.0" {
+		t.Errorf("node runs wordfilter %q, want 2.0.0", v)
+	}
+	for _, page := range []string{"overview", "cluster", "users", "sessions", "federation", "plugins"} {
+		if st, err := os.Stat(filepath.Join(shots, page+".png")); err != nil || st.Size() < 1000 {
+			t.Errorf("screenshot %s missing or empty: %v", page, err)
+		}
+	}
+}
