@@ -123,7 +123,7 @@ func testOptions(f *fakeStream) Options {
 }
 
 type client struct {
-	t   *testing.T
+	t   testing.TB
 	m   *Manager
 	sid string
 	rid int64
@@ -137,7 +137,7 @@ func body(sid string, rid int64, attrs, payload string) string {
 	return s + " " + attrs + ">" + payload + "</body>"
 }
 
-func parseResp(t *testing.T, b []byte) *wire.Element {
+func parseResp(t testing.TB, b []byte) *wire.Element {
 	t.Helper()
 	if b == nil {
 		t.Fatal("no response")
@@ -153,7 +153,7 @@ func parseResp(t *testing.T, b []byte) *wire.Element {
 }
 
 // connect creates a session with extra creation attributes.
-func connect(t *testing.T, m *Manager, attrs string) (*client, *wire.Element) {
+func connect(t testing.TB, m *Manager, attrs string) (*client, *wire.Element) {
 	t.Helper()
 	c := &client{t: t, m: m, rid: 1000}
 	resp := parseResp(t, m.Handle(context.Background(), []byte(body("", c.rid,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ type fakeNet struct {
 	mu    sync.Mutex
 	nodes map[string]*fakeNode
 	down  map[string]bool
+	fail  error // when set, every call between nodes fails with it
 	calls int
 }
 
@@ -53,8 +55,12 @@ func (n *fakeNode) Call(ctx context.Context, node, kind string, payload []byte) 
 	n.net.mu.Lock()
 	target := n.net.nodes[node]
 	gone := n.net.down[node]
+	fail := n.net.fail
 	n.net.calls++
 	n.net.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
 	if target == nil || gone {
 		return nil, fmt.Errorf("fake: %s: %w", node, cluster.ErrNodeGone)
 	}
@@ -177,5 +183,33 @@ func TestSingleNodeLocalCluster(t *testing.T) {
 	r = parseResp(t, m.Handle(context.Background(), []byte(body(other, 5, "", "")), Meta{}))
 	if r.Attr("condition") != CondItemNotFound {
 		t.Errorf("foreign sid on a single node: %s", r)
+	}
+}
+
+func TestForwardingFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		cond string
+	}{
+		{"node gone", fmt.Errorf("x: %w", cluster.ErrNodeGone), CondItemNotFound},
+		{"no handler", cluster.ErrNoHandler, CondItemNotFound},
+		{"link broken", errors.New("link reset"), CondRemoteConnectionFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var net fakeNet
+			fa, fb := newFakeStream(), newFakeStream()
+			oa, ob := testOptions(fa), testOptions(fb)
+			oa.Cluster, ob.Cluster = net.node("node-a"), net.node("node-b")
+			ma, mb := NewManager(oa), NewManager(ob)
+			c, _ := connect(t, ma, "wait='6000' hold='1'")
+			net.mu.Lock()
+			net.fail = tc.err
+			net.mu.Unlock()
+			c.m = mb
+			if r := c.post("", ""); r.Attr("type") != "terminate" || r.Attr("condition") != tc.cond {
+				t.Errorf("got %s, want %s", r, tc.cond)
+			}
+		})
 	}
 }
