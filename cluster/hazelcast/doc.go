@@ -185,10 +185,11 @@
 // frames) on which Send blocks until its context ends (back-pressure);
 // reconnect with backoff (100ms doubling to 5s, during which Send fails
 // at once with ErrNodeGone); Call correlates replies by id and fails with
-// ErrNodeGone when the link drops. Sends that were queued but could not
-// be written go to OnUndelivered (cluster.Undelivered) so the router can
-// store them offline; a stanza the kernel had already accepted on a
-// connection that then died is the one case that can still be lost.
+// ErrNodeGone when the link drops. The receiver acknowledges handled
+// frames once per read batch, and Sends that were queued but not written,
+// or written but not acknowledged, when the link dies go to OnUndelivered
+// (cluster.Undelivered) so the router can store them offline: a stanza is
+// never lost silently, at worst delivered and also stored (a duplicate).
 // Links are authenticated, not encrypted: keep cluster.listen on a
 // private network.
 //

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +21,9 @@ const (
 	frameCall  byte = 2
 	frameReply byte = 3
 	frameError byte = 4 // payload: u8 error code, message
+	// frameAck (receiver → sender): the id is how many Send and Call
+	// frames the receiver has read and handled on this connection so far.
+	frameAck byte = 5
 
 	headerLen = 4 + 1 + 8 + 1
 	// MaxFrame bounds one frame (kind + payload + header).
@@ -80,7 +84,7 @@ func encode(b []byte, typ byte, id uint64, kind string, payload []byte) ([]byte,
 // the caller owns; kinds are interned so a steady stream of one kind
 // allocates only the payload.
 type frameReader struct {
-	r       io.Reader
+	r       *bufio.Reader
 	scratch [headerLen]byte
 	kinds   map[string]string
 }

@@ -8,15 +8,20 @@
 //
 // Outbound, one writer goroutine per peer drains a bounded queue and
 // writes whatever has accumulated in one writev (net.Buffers); a full
-// queue blocks Send until its context ends (back-pressure). Frames that
-// are queued when the connection breaks and cannot be written after one
-// redial are handed to Options.Undelivered, so the caller can store or
-// bounce them: nothing is dropped silently except bytes the kernel had
-// already accepted on a connection that then died.
+// queue blocks Send until its context ends (back-pressure).
 //
 // Inbound, one reader goroutine per connection runs Send handlers in
 // order, in the reader goroutine (so they must not block for long), and
-// runs each Call handler in its own goroutine.
+// runs each Call handler in its own goroutine. Before it waits for more
+// input it acknowledges how many frames it has handled (one small frame
+// per read batch). The sender keeps written frames until they are
+// acknowledged, and stops writing while 8192 are outstanding.
+//
+// So nothing is dropped silently: a Send that was queued but could not be
+// written (after one redial), or written but not acknowledged when the
+// connection died, is handed to Options.Undelivered for the caller to
+// store or bounce. A frame handled just before the connection died may be
+// reported as well: a possible duplicate, never a loss.
 package link
 
 import (
@@ -278,7 +283,16 @@ func (n *Node) serveConn(c net.Conn) {
 	fr := &frameReader{r: newReader(c)}
 	var calls sync.WaitGroup
 	defer calls.Wait()
+	var handled, acked uint64
 	for {
+		if handled != acked && fr.r.Buffered() == 0 {
+			// About to wait for more: acknowledge what was handled, once
+			// per read batch rather than per frame.
+			if !n.ack(in, handled) {
+				return
+			}
+			acked = handled
+		}
 		f, err := fr.next()
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -291,12 +305,15 @@ func (n *Node) serveConn(c net.Conn) {
 			h := n.o.Handler(f.kind)
 			if h == nil {
 				n.log.Warn("link message without handler", "from", from, "kind", f.kind)
+				handled++
 				continue
 			}
 			if _, err := h(n.ctx, from, f.payload); err != nil {
 				n.log.Debug("link send handler failed", "from", from, "kind", f.kind, "err", err)
 			}
+			handled++
 		case frameCall:
+			handled++
 			calls.Add(1)
 			go func() {
 				defer calls.Done()
@@ -336,6 +353,20 @@ func (n *Node) answer(in *inConn, from string, f frame) {
 	if werr != nil {
 		in.c.Close()
 	}
+}
+
+// ack tells the sender that count frames were handled.
+func (n *Node) ack(in *inConn, count uint64) bool {
+	var b [headerLen]byte
+	enc, _ := encode(b[:0], frameAck, count, "", nil)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	_ = in.c.SetWriteDeadline(time.Now().Add(n.o.WriteTimeout))
+	if _, err := in.c.Write(enc); err != nil {
+		in.c.Close()
+		return false
+	}
+	return true
 }
 
 type inConn struct {

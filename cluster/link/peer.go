@@ -50,9 +50,23 @@ type peer struct {
 	nextID atomic.Uint64
 }
 
+// outConn is one outbound connection. Written frames stay in unacked
+// until the receiver acknowledges them; if the connection dies first they
+// are reported undelivered (they may or may not have been handled: a
+// possible duplicate, never a silent loss).
 type outConn struct {
 	c net.Conn
+
+	mu       sync.Mutex
+	unacked  []*buf // written, not yet acknowledged, oldest first
+	acked    uint64 // frames acknowledged so far
+	failed   bool
+	progress chan struct{} // signalled on each ack and on failure
 }
+
+// maxUnacked bounds the frames written but not yet acknowledged; past it
+// the writer waits for acks (flow control on top of TCP's).
+const maxUnacked = 8192
 
 func newPeer(n *Node, name, addr string) *peer {
 	return &peer{
@@ -120,7 +134,7 @@ func (p *peer) dialLocked(ctx context.Context) error {
 		_ = tc.SetKeepAlivePeriod(15 * time.Second)
 	}
 	p.backoff, p.downUntil = 0, time.Time{}
-	oc := &outConn{c: c}
+	oc := &outConn{c: c, progress: make(chan struct{}, 1)}
 	p.conn.Store(oc)
 	select {
 	case <-p.done:
@@ -225,23 +239,83 @@ func (p *peer) writeLoop() {
 			p.failCalls()
 			continue
 		}
+		if !p.waitAcks(oc) {
+			p.undeliver(batch)
+			continue
+		}
 		v := base[:0]
 		for _, b := range batch {
 			v = append(v, b.b)
 		}
-		_ = oc.c.SetWriteDeadline(time.Now().Add(p.n.o.WriteTimeout))
-		if _, err := v.WriteTo(oc.c); err != nil {
-			p.n.log.Warn("link write failed", "node", p.name, "frames", len(batch), "err", err)
-			p.connFailed(oc)
+		// Count the batch as unacked before writing: an ack may come back
+		// before WriteTo returns.
+		oc.mu.Lock()
+		failed := oc.failed
+		if !failed {
+			oc.unacked = append(oc.unacked, batch...)
+		}
+		oc.mu.Unlock()
+		if failed {
 			p.undeliver(batch)
-			batch = batch[:0]
 			continue
 		}
-		for i, b := range batch {
-			putBuf(b)
-			batch[i] = nil
-		}
+		_ = oc.c.SetWriteDeadline(time.Now().Add(p.n.o.WriteTimeout))
+		_, err := v.WriteTo(oc.c)
 		clear(base[:len(batch)])
+		n := len(batch)
+		clear(batch) // owned by oc.unacked now
+		if err != nil {
+			p.n.log.Warn("link write failed", "node", p.name, "frames", n, "err", err)
+			p.connFailed(oc) // reports the unacked frames, this batch included
+		}
+	}
+}
+
+// waitAcks blocks while too many frames are unacknowledged. It gives up,
+// failing the connection, when no ack arrives for WriteTimeout.
+func (p *peer) waitAcks(oc *outConn) bool {
+	for {
+		oc.mu.Lock()
+		n, failed := len(oc.unacked), oc.failed
+		oc.mu.Unlock()
+		if failed {
+			return false
+		}
+		if n < maxUnacked {
+			return true
+		}
+		t := time.NewTimer(p.n.o.WriteTimeout)
+		select {
+		case <-oc.progress:
+			t.Stop()
+		case <-t.C:
+			p.n.log.Warn("link peer stopped acknowledging", "node", p.name, "unacked", n)
+			p.connFailed(oc)
+			return false
+		case <-p.done:
+			t.Stop()
+			return false
+		}
+	}
+}
+
+// onAck releases the frames the receiver has handled.
+func (oc *outConn) onAck(count uint64) {
+	oc.mu.Lock()
+	k := int(count - oc.acked)
+	if count < oc.acked || k > len(oc.unacked) {
+		k = len(oc.unacked) // cannot happen with a sane peer
+	}
+	for i := 0; i < k; i++ {
+		putBuf(oc.unacked[i])
+		oc.unacked[i] = nil
+	}
+	oc.unacked = oc.unacked[k:]
+	oc.acked = count
+	oc.mu.Unlock()
+	select {
+	case oc.progress <- struct{}{}:
+	default:
 	}
 }
 
@@ -281,6 +355,9 @@ func (p *peer) readLoop(oc *outConn) {
 		}
 		var res result
 		switch f.typ {
+		case frameAck:
+			oc.onAck(f.id)
+			continue
 		case frameReply:
 			res.payload = f.payload
 		case frameError:
@@ -318,12 +395,23 @@ type RemoteError struct {
 
 func (e *RemoteError) Error() string { return fmt.Sprintf("link: node %q: %s", e.Node, e.Msg) }
 
-// connFailed drops oc if it is still current and fails pending calls.
+// connFailed drops oc if it is still current, fails pending calls and
+// reports the Sends it had written without acknowledgement.
 func (p *peer) connFailed(oc *outConn) {
 	if p.conn.CompareAndSwap(oc, nil) {
 		p.failCalls()
 	}
 	oc.c.Close()
+	oc.mu.Lock()
+	lost := oc.unacked
+	oc.unacked = nil
+	oc.failed = true
+	oc.mu.Unlock()
+	select {
+	case oc.progress <- struct{}{}:
+	default:
+	}
+	p.undeliver(lost)
 }
 
 func (p *peer) newCall() (uint64, chan result) {
