@@ -103,6 +103,7 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	c2sListen := fs.String("c2s-listen", "", "STARTTLS client listener `addr`, or off (c2s.listen)")
 	c2sTLS := fs.String("c2s-tls-listen", "", "direct-TLS client listener `addr`, or off (c2s.tls_listen)")
 	allowReg := fs.Bool("allow-registration", false, "allow in-band registration of new accounts (c2s.allow_registration)")
+	applyServeFlags := registerServeFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, 2
 	}
@@ -121,6 +122,7 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 				c.C2S.AllowRegistration = *allowReg
 			}
 		})
+		applyServeFlags(c)
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
