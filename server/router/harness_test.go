@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
@@ -97,6 +98,7 @@ var template struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	hztest.StopShared()
 	if template.dir != "" {
 		os.RemoveAll(template.dir)
 	}
