@@ -99,6 +99,7 @@ type Session struct {
 	// Stream management (XEP-0198), guarded by mu.
 	smOn         bool // the writer counts outgoing stanzas
 	smResume     bool
+	resumeFor    time.Duration // how long a detached session waits
 	outH         uint32
 	ackedH       uint32
 	unacked      []*wire.Element

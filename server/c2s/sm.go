@@ -34,14 +34,19 @@ func (s *Session) handleSM(el *wire.Element) bool {
 		s.inH = 0
 		enabled := wire.NewNS("enabled", wire.NSSM)
 		resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
+		resumeFor := s.srv.cfg().C2S.SMResumeTimeout
+		if m, err := strconv.Atoi(el.Attr("max")); err == nil && m > 0 && time.Duration(m)*time.Second < resumeFor {
+			resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
+		}
 		if resume {
 			enabled.SetAttr("id", s.id)
 			enabled.SetAttr("resume", "true")
-			enabled.SetAttr("max", strconv.Itoa(int(s.srv.cfg().C2S.SMResumeTimeout/time.Second)))
+			enabled.SetAttr("max", strconv.Itoa(int((resumeFor+time.Second-1)/time.Second)))
 			s.srv.addResumable(s)
 		}
 		s.mu.Lock()
 		s.smResume = resume
+		s.resumeFor = resumeFor
 		s.enqueueItemLocked(outItem{kind: itemSMStart, el: enabled})
 		s.mu.Unlock()
 		return false

@@ -96,7 +96,7 @@ func (s *Session) finish() CloseReason {
 		closeIt := !s.tclosed
 		s.tclosed = true
 		if s.detached {
-			s.resumeTimer = time.AfterFunc(s.srv.cfg().C2S.SMResumeTimeout, func() { s.expire(ReasonResumeTimeout) })
+			s.resumeTimer = time.AfterFunc(s.resumeFor, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
 		if closeIt {
@@ -190,6 +190,15 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 	if v := hdr.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
 		s.streamError("unsupported-version", "")
 		return false
+	}
+	if s.headerCount == 1 {
+		if se := s.srv.admit(s.t); se != nil {
+			s.mu.Lock()
+			s.closeLocked(ReasonRedirected, "", "")
+			s.closeErr = se
+			s.mu.Unlock()
+			return false
+		}
 	}
 	if s.headerCount == 1 && c.C2S.MaxSessions > 0 && s.srv.Active() > c.C2S.MaxSessions {
 		s.closeWith(ReasonTooManySessions, "resource-constraint", "this server is full")
