@@ -91,7 +91,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, StanzaCounts: stanzaCounter(n.Gatherer())})
 	a, err := api.New(api.Options{
 		Config: s.cfg, Backend: b, Properties: n.Store(),
-		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer()), promhttp.HandlerOpts{}),
+		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			return n.Store().Ping(ctx)
 		},
@@ -144,10 +144,11 @@ func (s *Service) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// metricsGatherer adds the Go and process collectors to the node's metrics.
-func metricsGatherer(g prometheus.Gatherer) prometheus.Gatherer {
+// metricsGatherer adds the Go, process and node collectors to the node's
+// own metrics.
+func metricsGatherer(g prometheus.Gatherer, node prometheus.Collector) prometheus.Gatherer {
 	extra := prometheus.NewRegistry()
-	extra.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	extra.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}), node)
 	return prometheus.Gatherers{g, extra}
 }
 

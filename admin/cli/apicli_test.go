@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,6 +86,17 @@ func TestAPICommands(t *testing.T) {
 	}
 	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
 		t.Errorf("node runs %q after the rollout", v)
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`aviary_plugin_calls_total{plugin="wordfilter",version="1.0.0"}`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	c := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)

@@ -260,3 +260,22 @@ func (h *Host) Validate(ctx context.Context, name, version string, artifact []by
 	}
 	return p.Stop(ctx)
 }
+
+// PluginStats are one loaded plugin's counters.
+type PluginStats struct {
+	Name, Version   string
+	Calls, Failures int64
+	Disabled        bool
+}
+
+// Stats returns the counters of every loaded plugin, for metrics.
+func (h *Host) Stats() []PluginStats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]PluginStats, 0, len(h.loaded))
+	for name, p := range h.loaded {
+		calls, fails := p.Stats()
+		out = append(out, PluginStats{Name: name, Version: p.Version(), Calls: calls, Failures: fails, Disabled: p.Disabled()})
+	}
+	return out
+}

@@ -1,0 +1,80 @@
+package backend
+
+import (
+	"context"
+	"time"
+
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// nodeCollector reads, at scrape time, what other parts keep as plain
+// counters: the database pool, the cluster, third-party plugins. Reading at
+// scrape time keeps those packages free of Prometheus.
+type nodeCollector struct {
+	n       *server.Node
+	plugins func() *pluginhost.Host
+
+	poolConns, poolIdle, poolMax, poolWaits, poolWaitSecs *prometheus.Desc
+	members, clustered                                    *prometheus.Desc
+	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
+}
+
+func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, nil)
+	}
+	return &nodeCollector{
+		n: n, plugins: plugins,
+		poolConns:      d("aviary_db_pool_connections", "PostgreSQL connections open (acquired and idle)."),
+		poolIdle:       d("aviary_db_pool_idle_connections", "PostgreSQL connections idle in the pool."),
+		poolMax:        d("aviary_db_pool_max_connections", "PostgreSQL pool size (database.pool_size)."),
+		poolWaits:      d("aviary_db_pool_waits_total", "Acquisitions that had to wait for a free connection."),
+		poolWaitSecs:   d("aviary_db_pool_wait_seconds_total", "Time spent waiting for a free connection."),
+		members:        d("aviary_cluster_members", "Live nodes this node sees, itself included."),
+		clustered:      d("aviary_cluster_clustered", "1 when this node shares routes with the other nodes."),
+		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin.", "plugin", "version"),
+		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out.", "plugin", "version"),
+		pluginDisabled: d("aviary_plugin_disabled", "1 when a plugin was disabled after repeated failures.", "plugin", "version"),
+	}
+}
+
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled} {
+		ch <- d
+	}
+}
+
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	if p, ok := c.n.Store().(interface{ Pool() *pgxpool.Pool }); ok {
+		st := p.Pool().Stat()
+		ch <- prometheus.MustNewConstMetric(c.poolConns, prometheus.GaugeValue, float64(st.TotalConns()))
+		ch <- prometheus.MustNewConstMetric(c.poolIdle, prometheus.GaugeValue, float64(st.IdleConns()))
+		ch <- prometheus.MustNewConstMetric(c.poolMax, prometheus.GaugeValue, float64(st.MaxConns()))
+		ch <- prometheus.MustNewConstMetric(c.poolWaits, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
+		ch <- prometheus.MustNewConstMetric(c.poolWaitSecs, prometheus.CounterValue, st.AcquireDuration().Seconds())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if ms, err := c.n.Cluster().Members(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(len(ms)))
+	}
+	cl := 0.0
+	if c.n.Cluster().Clustered() {
+		cl = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.clustered, prometheus.GaugeValue, cl)
+	if ph := c.plugins(); ph != nil {
+		for _, p := range ph.Stats() {
+			dis := 0.0
+			if p.Disabled {
+				dis = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.pluginCalls, prometheus.CounterValue, float64(p.Calls), p.Name, p.Version)
+			ch <- prometheus.MustNewConstMetric(c.pluginFailures, prometheus.CounterValue, float64(p.Failures), p.Name, p.Version)
+			ch <- prometheus.MustNewConstMetric(c.pluginDisabled, prometheus.GaugeValue, dis, p.Name, p.Version)
+		}
+	}
+}
