@@ -254,12 +254,44 @@ func (s *Server) secure(r *http.Request) bool {
 	return false
 }
 
+// remoteAddr is the client's address: the peer's, or, when the peer is a
+// trusted proxy (loopback, or anyone with plain_secure "always"), the
+// address the proxy appended to X-Forwarded-For. Authentication throttling
+// counts failures per this address.
+func (s *Server) remoteAddr(r *http.Request) string {
+	xff := r.Header.Values("X-Forwarded-For")
+	if len(xff) == 0 || r.TLS != nil {
+		return r.RemoteAddr
+	}
+	trusted := s.cfg.HTTP.PlainSecure == "always"
+	if !trusted {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		ip := net.ParseIP(host)
+		trusted = ip != nil && ip.IsLoopback()
+	}
+	if !trusted {
+		return r.RemoteAddr
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	last = strings.TrimSpace(last)
+	if net.ParseIP(last) == nil {
+		return r.RemoteAddr
+	}
+	return net.JoinHostPort(last, "0")
+}
+
 func (s *Server) serveBOSH(w http.ResponseWriter, r *http.Request) {
-	s.bosh.ServeHTTPWithMeta(w, r, bosh.Meta{RemoteAddr: r.RemoteAddr, Secure: s.secure(r)})
+	s.bosh.ServeHTTPWithMeta(w, r, bosh.Meta{RemoteAddr: s.remoteAddr(r), Secure: s.secure(r)})
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	s.ws.ServeHTTPSecure(w, r, s.secure(r))
+	s.ws.ServeHTTPWith(w, r, s.secure(r), s.remoteAddr(r))
 }
 
 // runBOSH starts the c2s stream of a new BOSH session.

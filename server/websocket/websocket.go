@@ -114,12 +114,13 @@ func OffersXMPP(r *http.Request) bool {
 // ServeHTTP upgrades the request; secure is whether the connection counts
 // as encrypted.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.ServeHTTPSecure(w, r, r.TLS != nil)
+	h.ServeHTTPWith(w, r, r.TLS != nil, r.RemoteAddr)
 }
 
-// ServeHTTPSecure is ServeHTTP with the security decision made by the
-// caller (httpd trusts loopback or a proxy as configured).
-func (h *Handler) ServeHTTPSecure(w http.ResponseWriter, r *http.Request, secure bool) {
+// ServeHTTPWith is ServeHTTP with the security decision and the client's
+// address decided by the caller (httpd trusts loopback or a proxy as
+// configured, and reads X-Forwarded-For from a trusted proxy).
+func (h *Handler) ServeHTTPWith(w http.ResponseWriter, r *http.Request, secure bool, remote string) {
 	if !OffersXMPP(r) {
 		// RFC 7395 §3.2: without the xmpp subprotocol there is no XMPP
 		// connection; refuse before upgrading.
@@ -143,7 +144,7 @@ func (h *Handler) ServeHTTPSecure(w http.ResponseWriter, r *http.Request, secure
 	conn := &Conn{
 		ws:      c,
 		opts:    &h.opts,
-		remote:  r.RemoteAddr,
+		remote:  remote,
 		secure:  secure,
 		ctx:     ctx,
 		cancel:  cancel,
