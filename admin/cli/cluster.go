@@ -32,6 +32,10 @@ follow it within about a second (LISTEN/NOTIFY, a Hazelcast topic hint when
 flags:
 `
 
+func init() {
+	Register(Command{Name: "cluster", Summary: "enable, disable or show clustering (cluster-wide switch and members)", Run: ClusterCommand})
+}
+
 // ClusterCommand runs `aviary cluster ...` (args exclude "cluster") and
 // returns the exit code.
 func ClusterCommand(args []string) int {
