@@ -390,7 +390,9 @@ func (c *Cluster) selfMember() cluster.Member {
 
 // Members returns the live, clustered members, this node first.
 func (c *Cluster) Members(ctx context.Context) ([]cluster.Member, error) {
-	out := []cluster.Member{c.selfMember()}
+	self := c.selfMember()
+	self.Seen = time.Now().UTC()
+	out := []cluster.Member{self}
 	if !c.clustered.Load() {
 		return out, nil
 	}
