@@ -120,6 +120,24 @@ func TestForwardingBetweenNodes(t *testing.T) {
 	if r := wait(t, held); r.Child("message", "") == nil || r.Child("message", "").ID() != "pushed" {
 		t.Fatalf("held forwarded request got %s", r)
 	}
+	// Two requests in flight on different nodes: a request through a
+	// releases the one held through b (hold=1), and then carries the data.
+	c.m = mb
+	heldB := c.async(c.rid+1, "", "")
+	waitHeld(t, s, c.rid+1)
+	c.m = ma
+	viaA := c.async(c.rid+2, "", "<presence xmlns='jabber:client'/>")
+	if r := wait(t, heldB); r.Attr("type") == "terminate" || len(r.Children) != 0 {
+		t.Fatalf("request held through b: %s, want an empty answer", r)
+	}
+	fa.next(t)
+	waitHeld(t, s, c.rid+2)
+	s.Send(wire.New("message", "id", "second"))
+	if r := wait(t, viaA); r.Child("message", "") == nil {
+		t.Fatalf("request through a: %s", r)
+	}
+	c.rid += 2
+
 	// A resend through the other node is answered from a's cache.
 	c.m = ma
 	if r := c.postRID(c.rid, "", ""); r.Child("message", "") == nil {
