@@ -98,3 +98,26 @@ func TestRouteMessageAllocs(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRouteMessageCrossNode routes the same message to a user on
+// another node through the fake two-node cluster: the routing table
+// lookup, serialization for the link, and parsing on the receiving node
+// (the link itself is a function call here).
+func BenchmarkRouteMessageCrossNode(b *testing.B) {
+	st := openStore(b)
+	n := newFakeNet("node1", "node2")
+	r1 := New(Options{Config: testConfig(), Store: st, Cluster: n.nodes["node1"]})
+	r2 := New(Options{Config: testConfig(), Store: st, Cluster: n.nodes["node2"]})
+	alice := benchBind(b, r1, "alice", "a")
+	bob := benchBind(b, r2, "bob", "b")
+	bob.n.Store(0)
+	msg := mustParse(b, `<message from='alice@example.com/a' to='bob@example.com' type='chat' id='m'><body>Wherefore art thou?</body></message>`)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		r1.FromClient(ctx, alice, msg)
+	}
+	if bob.n.Load() == 0 {
+		b.Fatal("nothing delivered")
+	}
+}

@@ -447,9 +447,15 @@ func TestClusterUndelivered(t *testing.T) {
 
 func TestHandleStanzaMalformed(t *testing.T) {
 	e1, _, _ := twoNodes(t)
-	for _, p := range []string{"", "no newline", "a@b/c\n<message"} {
+	for _, p := range []string{"", "no newline", "a@b/c\n", "a@b/c\n<message", "a@b/c\n<foo/>", "a@b/c\n\x01\x07message", "a@b/c\n\x02"} {
 		if _, err := e1.r.handleStanza(context.Background(), "node2", []byte(p)); err == nil {
 			t.Fatalf("payload %q accepted", p)
 		}
 	}
+	// XML is accepted too.
+	alice := e1.online("alice", "a", 0)
+	if _, err := e1.r.handleStanza(context.Background(), "node2", []byte("alice@example.com/a\n<message from='bob@example.com/b' to='alice@example.com/a' id='x'/>")); err != nil {
+		t.Fatal(err)
+	}
+	wantSigs(t, "alice", alice.take(), "message bob@example.com/b→alice@example.com/a")
 }
