@@ -2,6 +2,8 @@ package bosh
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -846,5 +848,48 @@ func TestAckReport(t *testing.T) {
 	}
 	if again := c.postRID(1001, "", ""); again.String() != lost.String() {
 		t.Errorf("resend of 1001 got %s, want %s", again, lost)
+	}
+}
+
+// keySeq returns K(1)..K(n) of XEP-0124 §15.3: K(1) = hex(SHA-1(seed)).
+func keySeq(seed string, n int) []string {
+	ks := make([]string, n+1)
+	prev := seed
+	for i := 1; i <= n; i++ {
+		sum := sha1.Sum([]byte(prev))
+		ks[i] = hex.EncodeToString(sum[:])
+		prev = ks[i]
+	}
+	return ks
+}
+
+func TestKeySequence(t *testing.T) {
+	k := keySeq("seed", 4)
+	k2 := keySeq("other seed", 3)
+	for _, tc := range []struct {
+		name  string
+		steps []string // key attributes of the requests after creation
+		ok    int      // how many succeed before item-not-found (len = all)
+	}{
+		{"valid sequence", []string{"key='" + k[3] + "'", "key='" + k[2] + "'"}, 2},
+		{"switch to a new sequence", []string{"key='" + k[3] + "'", "key='" + k[2] + "'", "key='" + k[1] + "' newkey='" + k2[3] + "'", "key='" + k2[2] + "'"}, 4},
+		{"wrong key", []string{"key='" + k[3] + "'", "key='" + k[3] + "'"}, 1},
+		{"missing key", []string{""}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeStream()
+			m := NewManager(testOptions(f))
+			c, _ := connect(t, m, "wait='6000' hold='1' newkey='"+k[4]+"'")
+			for i, attrs := range tc.steps {
+				r := c.post(attrs, "<message xmlns='jabber:client' to='echo'/>")
+				failed := r.Attr("condition") == CondItemNotFound
+				if failed != (i >= tc.ok) {
+					t.Fatalf("request %d (%s): %s", i, attrs, r)
+				}
+				if failed {
+					return
+				}
+			}
+		})
 	}
 }

@@ -8,6 +8,17 @@
 // a Session as one more transport: it reads the client's elements with
 // Recv, queues its own with Send, and ends the stream with Close.
 //
+// Implemented from XEP-0124: session creation (wait, hold, requests,
+// inactivity, polling, maxpause, ver, ack, from, authid, secure), the rid
+// window with out-of-order requests buffered and resends answered from the
+// response cache, held requests, request and response acknowledgements
+// (ack, report, time), pause, terminate, inactivity, overactivity and
+// polling limits (policy-violation), the key sequence of §15, and the
+// terminal binding conditions. Not implemented: multiple streams (§16;
+// not announced, so clients do not use it), compression (accept) and
+// charsets. From XEP-0206: xmpp:version, xmpp:restart and restartlogic,
+// stream errors inside remote-stream-error.
+//
 // # Session ids and clustering
 //
 // No sticky sessions: a request may reach any node of the cluster. A sid

@@ -3,7 +3,10 @@ package bosh
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,6 +71,7 @@ type Session struct {
 	outBytes int
 
 	streamID string // the c2s core's stream id (authid)
+	key      string // XEP-0124 §15: the key the next request must hash to
 	opened   bool
 
 	inbox   []event
@@ -622,6 +626,11 @@ func (s *Session) admitLocked(body *wire.Element, rid int64, creation bool) (*re
 		}
 		delete(s.pending, next.rid)
 		s.lastRID = next.rid
+		if !s.checkKeyLocked(next.body) {
+			s.held = append(s.held, next) // answered with the terminate
+			s.closeLocked(CondItemNotFound, nil, ErrBinding)
+			break
+		}
 		s.processLocked(next)
 		if s.closed {
 			break
@@ -631,6 +640,30 @@ func (s *Session) admitLocked(body *wire.Element, rid int64, creation bool) (*re
 		s.flushLocked()
 	}
 	return r, nil, ""
+}
+
+// checkKeyLocked applies the optional key sequence of XEP-0124 §15: once
+// a request set newkey, each following request must carry the key whose
+// SHA-1 (hex) is the previous key. It runs in rid order.
+func (s *Session) checkKeyLocked(body *wire.Element) bool {
+	newKey := body.Attr("newkey")
+	if s.key == "" {
+		s.key = newKey
+		return true
+	}
+	k := body.Attr("key")
+	if k == "" {
+		return false
+	}
+	sum := sha1.Sum([]byte(k))
+	if !strings.EqualFold(hex.EncodeToString(sum[:]), s.key) {
+		return false
+	}
+	s.key = k
+	if newKey != "" {
+		s.key = newKey
+	}
+	return true
 }
 
 // replaceWaiterLocked gives a resent request's response to the new HTTP
