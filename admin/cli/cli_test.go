@@ -53,12 +53,7 @@ func TestUserCommands(t *testing.T) {
 	ctx := context.Background()
 	run := func(stdin string, args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
-		args = append(args, "--data-dir", dir, "--domain", "chat.example")
-		// flags must precede the name: move NAME (if any) to the end
-		if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
-			name := args[1]
-			args = append(append([]string{args[0]}, args[2:]...), name)
-		}
+		args = append(args, "--data-dir", dir, "--domain", "chat.example") // flags after NAME work too
 		code := runUser(ctx, args, nil, strings.NewReader(stdin), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}

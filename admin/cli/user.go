@@ -51,7 +51,8 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 	nf.register(fs)
 	password := fs.String("password", "", "the password (default: read one line from stdin)")
 	contains := fs.String("contains", "", "list: only names containing this")
-	if err := fs.Parse(args[1:]); err != nil {
+	positional, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		return 2
 	}
 	needName := sub == "add" || sub == "delete" || sub == "passwd"
@@ -60,11 +61,11 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user: unknown subcommand %q\n", sub)
 		fmt.Fprint(stderr, userUsage)
 		return 2
-	case needName && fs.NArg() != 1:
+	case needName && len(positional) != 1:
 		fmt.Fprintf(stderr, "aviary user %s: want exactly one NAME\n", sub)
 		return 2
-	case !needName && fs.NArg() != 0:
-		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, fs.Arg(0))
+	case !needName && len(positional) != 0:
+		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
 	cfg, err := loadConfig(fs, &nf, environ, nil)
@@ -100,35 +101,35 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		if !ok {
 			return 1
 		}
-		if err := um.CreateUser(ctx, fs.Arg(0), pw); err != nil {
+		if err := um.CreateUser(ctx, positional[0], pw); err != nil {
 			fmt.Fprintf(stderr, "aviary user add: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "created %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+		fmt.Fprintf(stdout, "created %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "passwd":
 		pw, ok := readPassword()
 		if !ok {
 			return 1
 		}
-		if err := um.SetPassword(ctx, fs.Arg(0), pw); err != nil {
+		if err := um.SetPassword(ctx, positional[0], pw); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user passwd: no user %q\n", fs.Arg(0))
+				fmt.Fprintf(stderr, "aviary user passwd: no user %q\n", positional[0])
 			} else {
 				fmt.Fprintf(stderr, "aviary user passwd: %v\n", err)
 			}
 			return 1
 		}
-		fmt.Fprintf(stdout, "password changed for %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+		fmt.Fprintf(stdout, "password changed for %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "delete":
-		if err := um.DeleteUser(ctx, fs.Arg(0)); err != nil {
+		if err := um.DeleteUser(ctx, positional[0]); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user delete: no user %q\n", fs.Arg(0))
+				fmt.Fprintf(stderr, "aviary user delete: no user %q\n", positional[0])
 			} else {
 				fmt.Fprintf(stderr, "aviary user delete: %v\n", err)
 			}
 			return 1
 		}
-		fmt.Fprintf(stdout, "deleted %s@%s\n", mustName(fs.Arg(0), cfg.Domain), cfg.Domain)
+		fmt.Fprintf(stdout, "deleted %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "list":
 		const page = 500
 		for off := 0; ; off += page {
@@ -153,4 +154,21 @@ func mustName(name, domain string) string {
 		return n
 	}
 	return name
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("user add alice --password x" as well as "user add
+// --password x alice") and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
 }
