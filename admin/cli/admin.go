@@ -6,6 +6,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/balance"
 	"github.com/aviary-im/aviary/server/httpd"
 )
 
@@ -17,9 +18,14 @@ func init() {
 		fed := server.NewFederationService()
 		adm := backend.NewService(cfg, log.With("component", "admin"))
 		adm.S2S = fed.Stats
+		web := httpd.NewService()
+		bal := balance.NewService()
+		bal.HTTP, bal.OnDrained = web, stopWhenDrained(log)
+		adm.Drain = bal.Drain
 		return []server.Option{
 			server.WithService(fed),
-			server.WithService(httpd.NewService()),
+			server.WithService(web),
+			server.WithService(bal),
 			server.WithService(adm),
 		}, nil
 	})

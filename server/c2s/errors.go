@@ -38,6 +38,9 @@ const (
 	ReasonResumeTimeout
 	// ReasonTooManySessions: the node is at c2s.max_sessions.
 	ReasonTooManySessions
+	// ReasonRedirected: the node sent the client elsewhere (see-other-host)
+	// or refused the stream through its Admission (draining, overloaded).
+	ReasonRedirected
 )
 
 var reasonNames = [...]string{
@@ -55,6 +58,7 @@ var reasonNames = [...]string{
 	ReasonResumed:         "resumed_elsewhere",
 	ReasonResumeTimeout:   "resume_timeout",
 	ReasonTooManySessions: "too_many_sessions",
+	ReasonRedirected:      "redirected",
 }
 
 func (r CloseReason) String() string {

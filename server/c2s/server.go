@@ -42,8 +42,9 @@ type Deps struct {
 // dependencies and the table of stream-management sessions that can be
 // resumed. One Server serves every connector (TCP, BOSH, WebSocket).
 type Server struct {
-	d      Deps
-	active atomic.Int64
+	d         Deps
+	active    atomic.Int64
+	admission atomic.Pointer[Admission] // see SetAdmission
 
 	mu        sync.Mutex
 	resumable map[string]*Session // SM ID → session with resumption enabled

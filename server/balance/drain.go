@@ -1,0 +1,148 @@
+package balance
+
+import (
+	"context"
+	"time"
+
+	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Drain makes the node stop accepting sessions and move its clients to
+// other nodes; it returns at once (the drain runs in the background) and
+// is a no-op when a drain is under way. It is the admin backend's Drain
+// hook (admin API POST /api/nodes/{node}/drain, `aviary node drain`).
+//
+// What happens:
+//  1. The node publishes draining=true; from now on every new stream is
+//     redirected (see-other-host to the least-loaded node that accepts) or,
+//     with no such node, refused with system-shutdown. Other nodes and the
+//     dispatcher stop naming it once they see the flag.
+//  2. Every bound session is closed with see-other-host (the target picked
+//     per transport and spread over the nodes that accept), or
+//     system-shutdown when no node can take it. Stream-management sessions
+//     are not handed over: everything they were sent but did not
+//     acknowledge, like everything a plain session had queued, goes back to
+//     the router (c2s.Session.Redirect → router.Unbind), which delivers
+//     messages to the user's other resources or stores them offline; the
+//     client reconnects elsewhere, its resumption fails (item-not-found),
+//     it binds anew and gets the messages from offline storage. Detached
+//     sessions waiting for resumption are ended the same way.
+//  3. Streams still negotiating are swept again every SweepInterval once
+//     they bind; when no stream is left, or at balance.drain_deadline, the
+//     drain ends: OnDrained runs (`aviary serve` stops the node, exit 0).
+func (s *Service) Drain(ctx context.Context) error {
+	s.mu.Lock()
+	if s.n == nil {
+		s.mu.Unlock()
+		return ErrNotRunning
+	}
+	if s.draining {
+		s.mu.Unlock()
+		return nil
+	}
+	s.draining = true
+	stop := s.ctx
+	s.report = Report{Node: s.n.Cluster().NodeName(), Started: time.Now()}
+	s.mu.Unlock()
+	s.log.Info("balance: draining the node", "deadline", s.cfg.Balance.DrainDeadline)
+	s.publish(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go s.drainLoop(stop)
+	return nil
+}
+
+func (s *Service) drainLoop(stop context.Context) {
+	defer s.wg.Done()
+	every := s.SweepInterval
+	if every <= 0 {
+		every = DefaultSweepInterval
+	}
+	deadline := time.NewTimer(s.cfg.Balance.DrainDeadline)
+	defer deadline.Stop()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	sent := map[router.Session]bool{}
+	reason := "empty"
+loop:
+	for {
+		s.sweep(sent)
+		if s.empty() {
+			break
+		}
+		select {
+		case <-deadline.C:
+			reason = "deadline"
+			break loop
+		case <-stop.Done():
+			reason = "stopped"
+			break loop
+		case <-tick.C:
+		}
+	}
+	s.mu.Lock()
+	s.report.Ended = time.Now()
+	s.report.Reason = reason
+	s.report.Finished = true
+	if s.n != nil {
+		s.report.Left = s.n.C2S().Active()
+	}
+	r := s.report
+	s.mu.Unlock()
+	s.metrics.drainSecs.Set(r.Took().Seconds())
+	s.log.Info("balance: drain ended", "reason", reason, "took", r.Took().String(), "moved", r.Moved, "refused", r.Refused, "left", r.Left)
+	close(s.drained)
+	if s.OnDrained != nil && reason != "stopped" {
+		go s.OnDrained(r)
+	}
+}
+
+// empty reports whether no client stream is left: none open and none
+// bound (a detached stream-management session is still bound).
+func (s *Service) empty() bool {
+	s.mu.Lock()
+	n := s.n
+	s.mu.Unlock()
+	if n == nil {
+		return true
+	}
+	return n.C2S().Active() == 0 && len(n.Router().LocalSessions()) == 0
+}
+
+// sweep closes every bound session not closed yet, sending it elsewhere.
+func (s *Service) sweep(sent map[router.Session]bool) {
+	s.mu.Lock()
+	n := s.n
+	s.mu.Unlock()
+	if n == nil {
+		return
+	}
+	for _, rs := range n.Router().LocalSessions() {
+		if sent[rs] {
+			continue
+		}
+		sent[rs] = true
+		cs, ok := rs.(*c2s.Session)
+		if !ok {
+			rs.Close(CondSystemShutdown, "this node is shutting down")
+			continue
+		}
+		tr := s.transportOf(cs.Transport())
+		d := s.decide(tr, 0)
+		if d.Addr != "" {
+			s.metrics.redirects.WithLabelValues("drain").Inc()
+			s.mu.Lock()
+			s.report.Moved++
+			s.mu.Unlock()
+			s.log.Debug("balance: moving a session", "jid", cs.JID().String(), "to", d.Node, "addr", d.Addr)
+			cs.Redirect(c2s.SeeOtherHost(d.Addr))
+			continue
+		}
+		s.metrics.refusals.WithLabelValues(CondSystemShutdown).Inc()
+		s.mu.Lock()
+		s.report.Refused++
+		s.mu.Unlock()
+		cs.Redirect(wire.StreamError(CondSystemShutdown, "this node is shutting down and no other node can take the session"))
+	}
+}
