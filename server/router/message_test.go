@@ -184,9 +184,9 @@ func TestOfflineStorageAndDelivery(t *testing.T) {
 		t.Fatalf("negative-priority resource got %d offline messages", len(got))
 	}
 
-	s := e.bind("juliet", "balcony")
-	e.send(s, `<presence/>`)
-	msgs := only("message", s.take())
+	// Raising the priority to non-negative hands the queue over.
+	e.send(neg, `<presence><priority>0</priority></presence>`)
+	msgs := only("message", neg.take())
 	if len(msgs) != 3 {
 		t.Fatalf("got %d messages, want 3", len(msgs))
 	}
@@ -208,9 +208,12 @@ func TestOfflineStorageAndDelivery(t *testing.T) {
 	if n, _ := e.store.CountOffline(context.Background(), "juliet@example.com"); n != 0 {
 		t.Fatalf("%d still stored after delivery", n)
 	}
-	// A presence update does not deliver anything again.
-	e.send(s, `<presence><show>away</show></presence>`)
-	if got := only("message", s.take()); len(got) != 0 {
+	// A presence update does not deliver anything again, nor does another
+	// resource's initial presence.
+	e.send(neg, `<presence><show>away</show></presence>`)
+	s := e.bind("juliet", "balcony")
+	e.send(s, `<presence/>`)
+	if got := append(only("message", s.take()), only("message", neg.take())...); len(got) != 0 {
 		t.Fatalf("update delivered %d messages", len(got))
 	}
 }

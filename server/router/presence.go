@@ -63,6 +63,7 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 		return
 	}
 	initial := !s.available
+	oldPriority := s.priority
 	s.presence = el
 	s.available = true
 	s.priority = parsePriority(el)
@@ -73,6 +74,10 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 	}
 	if !initial {
 		r.broadcast(ctx, s.bare, el, nil)
+		if oldPriority < 0 && rt.Priority >= 0 {
+			// Now eligible for messages to the bare JID (XEP-0160).
+			r.deliverOffline(ctx, from, s.bare)
+		}
 		return
 	}
 
