@@ -19,6 +19,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if env := os.Getenv("AVIARY_SIGKILL_CHILD"); env != "" {
+		sigkillChild(env)
+	}
 	code := m.Run()
 	hztest.StopShared()
 	os.Exit(code)

@@ -51,7 +51,7 @@ func TestSIGKILL(t *testing.T) {
 		survivors = append(survivors, n)
 	}
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSIGKILLChild$")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "AVIARY_SIGKILL_CHILD="+m.Addr()+" "+m.ClusterName+" "+p)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -109,26 +109,25 @@ func TestSIGKILL(t *testing.T) {
 	}
 }
 
-// TestSIGKILLChild is node k for TestSIGKILL; it does nothing otherwise.
-func TestSIGKILLChild(t *testing.T) {
-	env := os.Getenv("AVIARY_SIGKILL_CHILD")
-	if env == "" {
-		t.Skip("helper for TestSIGKILL")
-	}
+// sigkillChild is node k for TestSIGKILL, run by TestMain in the child
+// process instead of the tests.
+func sigkillChild(env string) {
 	f := strings.Fields(env)
 	cc := testConfig([]string{f[0]}, f[1], "k", "s3cret")
 	cc.HeartbeatInterval, cc.NodeTTL = 2*time.Second, 10*time.Second
 	c, err := NewWithOptions(Options{Cluster: cc, Prefix: f[2]})
+	if err == nil {
+		err = c.Start(context.Background())
+	}
+	if err == nil {
+		err = c.PutRoute(context.Background(), cluster.Route{JID: "u@x/k", Priority: 1, Available: true})
+	}
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.PutRoute(context.Background(), cluster.Route{JID: "u@x/k", Priority: 1, Available: true}); err != nil {
-		t.Fatal(err)
+		fmt.Fprintln(os.Stderr, "sigkill child:", err)
+		os.Exit(1)
 	}
 	fmt.Println("READY")
 	// Until SIGKILL; if the parent dies instead, stdin closes.
 	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
 }
