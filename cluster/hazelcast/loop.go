@@ -130,6 +130,15 @@ func (c *Cluster) loop() {
 // the loop exists) runs it.
 func (c *Cluster) tick(ctx context.Context) {
 	o := c.objs()
+	if o != nil && !o.client.Running() {
+		// The client gave up for good (it normally reconnects for ever,
+		// but a custom config file may set a timeout): start a new one.
+		c.hzMu.Lock()
+		c.hzObjs = nil
+		c.hzMu.Unlock()
+		c.hzUp.Store(false)
+		o = nil
+	}
 	connected := o != nil && c.hzUp.Load()
 	want := c.enabled.Load()
 	if !connected {
