@@ -71,7 +71,9 @@ func (r *Router) sendStanza(ctx context.Context, node, full string, el *wire.Ele
 	payload = append(payload, full...)
 	payload = append(payload, '\n', formatBinary)
 	payload = wire.AppendBinary(payload, el)
-	return r.cluster.Send(r.clusterCtx(ctx), node, KindStanza, payload)
+	// Not bounded here: a link may keep using the context while the
+	// payload waits in its queue; it applies its own timeouts.
+	return r.cluster.Send(ctx, node, KindStanza, payload)
 }
 
 // handleStanza delivers a stanza another node routed to a local session,
@@ -122,7 +124,9 @@ var errMalformedLink = errors.New("router: malformed stanza message from another
 // and waits for it, so that its route is gone before we publish ours.
 func (r *Router) kickRemote(ctx context.Context, rt cluster.Route, cond, text string) bool {
 	payload, _ := json.Marshal(kickRequest{JID: rt.JID, Condition: cond, Text: text})
-	reply, err := r.cluster.Call(r.clusterCtx(ctx), rt.Node, KindKick, payload)
+	cctx, cancel := r.clusterCtx(ctx)
+	defer cancel()
+	reply, err := r.cluster.Call(cctx, rt.Node, KindKick, payload)
 	if err != nil {
 		r.log.Warn("router: kick on another node failed", "node", rt.Node, "jid", rt.JID, "err", err)
 		return false

@@ -321,7 +321,9 @@ func (r *Router) Kick(ctx context.Context, bare, reason string) int {
 		}
 	}
 	if r.clustered() {
-		routes, err := r.cluster.Routes(r.clusterCtx(ctx), bare)
+		cctx, cancel := r.clusterCtx(ctx)
+		routes, err := r.cluster.Routes(cctx, bare)
+		cancel()
 		if err == nil {
 			for _, rt := range routes {
 				if rt.Node == r.node {
@@ -370,9 +372,15 @@ func (r *Router) dbCtx(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, d)
 }
 
-// clusterCtx is the context for cluster calls; the cluster bounds its own
-// operations by cluster.operation_timeout.
-func (r *Router) clusterCtx(ctx context.Context) context.Context { return ctx }
+// clusterCtx bounds one cluster operation (a routing-table read or write,
+// a call to another node) by cluster.operation_timeout.
+func (r *Router) clusterCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := r.cfg.Cluster.OperationTimeout
+	if d <= 0 {
+		d = 5 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
 
 func (r *Router) fireHook(ctx context.Context, ev plugins.Event, payload any) {
 	if r.hooks == nil {

@@ -119,7 +119,9 @@ func (r *Router) findBound(ctx context.Context, full string) (*session, *cluster
 	if old != nil || !r.clustered() {
 		return old, nil
 	}
-	routes, err := r.cluster.Routes(r.clusterCtx(ctx), cluster.BareJID(full))
+	cctx, cancel := r.clusterCtx(ctx)
+	defer cancel()
+	routes, err := r.cluster.Routes(cctx, cluster.BareJID(full))
 	if err != nil {
 		return nil, nil
 	}
@@ -245,7 +247,9 @@ func (r *Router) clustered() bool { return r.cluster != nil && r.cluster.Cluster
 // clustered, else from the local index (no other node is reachable).
 func (r *Router) routes(ctx context.Context, bare string) ([]cluster.Route, error) {
 	if r.clustered() {
-		routes, err := r.cluster.Routes(r.clusterCtx(ctx), bare)
+		cctx, cancel := r.clusterCtx(ctx)
+		routes, err := r.cluster.Routes(cctx, bare)
+		cancel()
 		if err != nil {
 			return nil, errors.Join(ErrRoutes, err)
 		}
@@ -269,14 +273,18 @@ func (r *Router) putRoute(ctx context.Context, rt cluster.Route) error {
 	if r.cluster == nil {
 		return nil
 	}
-	return r.cluster.PutRoute(r.clusterCtx(ctx), rt)
+	cctx, cancel := r.clusterCtx(ctx)
+	defer cancel()
+	return r.cluster.PutRoute(cctx, rt)
 }
 
 func (r *Router) deleteRoute(ctx context.Context, full string) error {
 	if r.cluster == nil {
 		return nil
 	}
-	return r.cluster.DeleteRoute(r.clusterCtx(ctx), full)
+	cctx, cancel := r.clusterCtx(ctx)
+	defer cancel()
+	return r.cluster.DeleteRoute(cctx, full)
 }
 
 // publish republishes a local session's route after its record changed.
