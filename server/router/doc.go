@@ -33,7 +33,16 @@
 // and last activity live in storage, keyed by the bare JID; every roster
 // state change is one storage.Roster.UpdateRosterItem transaction, so two
 // nodes never lose an update. Every storage call is bounded by
-// database.timeout.
+// database.timeout and every routing-table operation or call to another
+// node by cluster.operation_timeout, so a stanza never hangs: a failure is
+// answered internal-server-error, or resource-constraint when the store
+// timed out (how an exhausted connection pool shows), see stanzaErrorFor.
+//
+// Node links carry stanzas as KindStanza messages in wire's binary
+// encoding; "kick" messages log a session out on the node that owns it.
+// A stanza whose node is gone (Send fails, or the cluster reports it
+// undelivered) falls back as if its session had just ended: messages go to
+// offline storage, IQ requests get service-unavailable, presence is dropped.
 //
 // Choices where the RFCs leave room:
 //   - A chat or normal message to a bare JID goes to every available
