@@ -113,12 +113,16 @@ type Node struct {
 	c2s      *c2s.Server
 	services []Service
 
-	mu        sync.Mutex
+	mu      sync.Mutex // serializes Start and Stop; held while services start
+	cancel  context.CancelFunc
+	stops   []func(context.Context) error
+	running bool
+
+	// lmu guards ctx and listeners only. Services call Addr and Context
+	// from their Start, while mu is held, so those must not take mu.
+	lmu       sync.Mutex
 	ctx       context.Context
-	cancel    context.CancelFunc
 	listeners map[string]*c2s.Listener
-	stops     []func(context.Context) error
-	running   bool
 }
 
 // New builds a node from cfg (defaults must be applied; conf.Load does it).
@@ -244,7 +248,11 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	if n.running {
 		return errors.New("server: already started")
 	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
+	nctx, cancel := context.WithCancel(context.Background())
+	n.lmu.Lock()
+	n.ctx = nctx
+	n.lmu.Unlock()
+	n.cancel = cancel
 	n.stops = nil
 	defer func() {
 		if err != nil {
@@ -274,8 +282,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("server: c2s listener %s: %w", l.addr, err)
 		}
-		ln.Start(n.ctx)
+		ln.Start(nctx)
+		n.lmu.Lock()
 		n.listeners[l.name] = ln
+		n.lmu.Unlock()
 		n.stops = append(n.stops, ln.Stop)
 		n.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 	}
@@ -321,15 +331,17 @@ func (n *Node) stopLocked(ctx context.Context) error {
 		}
 	}
 	n.stops = nil
+	n.lmu.Lock()
 	n.listeners = map[string]*c2s.Listener{}
+	n.lmu.Unlock()
 	return errors.Join(errs...)
 }
 
 // Addr returns a listener's bound address (ListenerC2S, ListenerC2STLS),
 // or nil when it is off or the node is not started.
 func (n *Node) Addr(name string) net.Addr {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.lmu.Lock()
+	defer n.lmu.Unlock()
 	if l := n.listeners[name]; l != nil {
 		return l.Addr()
 	}
@@ -376,8 +388,8 @@ func (n *Node) Gatherer() prometheus.Gatherer { return n.gatherer }
 
 // Context is cancelled when the node stops; services derive from it.
 func (n *Node) Context() context.Context {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.lmu.Lock()
+	defer n.lmu.Unlock()
 	if n.ctx == nil {
 		return context.Background()
 	}
