@@ -239,16 +239,31 @@ func TestOfflineQuota(t *testing.T) {
 func TestUnbindReroutesUnsent(t *testing.T) {
 	e := newEnv(t)
 	e.user("juliet", "romeo")
+	romeo := e.online("romeo", "o", 0)
 	s := e.online("juliet", "balcony", 0)
+	romeo.take()
 	pending := []*wire.Element{
 		mustParse(t, `<message from='romeo@example.com/o' to='juliet@example.com/balcony' type='chat' id='u1'><body>1</body></message>`),
 		mustParse(t, `<message from='romeo@example.com/o' to='juliet@example.com' type='chat' id='u2'><body>2</body></message>`),
 		mustParse(t, `<presence from='romeo@example.com/o' to='juliet@example.com/balcony'/>`),
+		mustParse(t, `<message from='juliet@example.com' to='juliet@example.com/balcony' type='chat'><received xmlns='urn:xmpp:carbons:2'/></message>`),
+		mustParse(t, `<iq from='juliet@example.com' to='juliet@example.com/balcony' type='set' id='push'><query xmlns='jabber:iq:roster'/></iq>`),
+		mustParse(t, `<iq from='romeo@example.com/o' to='juliet@example.com/balcony' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>`),
 	}
 	e.r.Unbind(context.Background(), s, pending)
 	msgs, err := e.store.TakeOffline(context.Background(), "juliet@example.com")
 	if err != nil || len(msgs) != 2 {
-		t.Fatalf("offline %d (%v), want the two messages", len(msgs), err)
+		t.Fatalf("offline %d (%v), want the two messages (not the carbon)", len(msgs), err)
+	}
+	back := romeo.take()
+	var iqs []*wire.Element
+	for _, el := range back {
+		if el.Name == "iq" {
+			iqs = append(iqs, el)
+		}
+	}
+	if len(iqs) != 1 || iqs[0].ID() != "q" || errCond(iqs[0]) != "service-unavailable" {
+		t.Fatalf("romeo got %q, want the ping answered service-unavailable", sigs(back))
 	}
 }
 
@@ -350,4 +365,27 @@ func TestFederation(t *testing.T) {
 	// No relaying: s2s stanzas for a third domain are dropped.
 	e.r.FromRemote(context.Background(), mustParse(t, `<message from='mercutio@verona.lit/x' to='tybalt@capulet.lit' type='chat'><body>y</body></message>`))
 	wantSigs(t, "federation", fed.take())
+}
+
+// TestOfflineHandOverRefused: a session that stops taking stanzas during
+// the hand-over leaves the queue in storage.
+func TestOfflineHandOverRefused(t *testing.T) {
+	e := newEnv(t)
+	e.user("juliet", "romeo")
+	romeo := e.online("romeo", "o", 0)
+	for i := range 2 {
+		e.send(romeo, fmt.Sprintf(`<message to='juliet@example.com' id='r%d'><body>x</body></message>`, i))
+	}
+	s := e.bind("juliet", "closing")
+	s.Close("", "") // refuses every stanza from now on
+	e.send(s, `<presence/>`)
+	msgs, err := e.store.TakeOffline(context.Background(), "juliet@example.com")
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d messages kept (%v), want 2", len(msgs), err)
+	}
+	for i, m := range msgs {
+		if el := mustParse(t, string(m.Stanza)); el.ID() != fmt.Sprintf("r%d", i) || el.Child("delay", wire.NSDelay) == nil {
+			t.Fatalf("kept %s", m.Stanza)
+		}
+	}
 }
