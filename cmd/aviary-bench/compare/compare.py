@@ -231,6 +231,13 @@ class Ejabberd(Server):
         return ["ejabberdctl", "--config-dir", self.dir, "--spool", os.path.join(self.dir, "spool"),
                 "--logs", os.path.join(self.dir, "logs"), "--node", self.node, *args]
 
+    def env(self):
+        e = dict(os.environ)
+        if os.getuid() == 0:
+            e["HOME"] = pwd.getpwnam("ejabberd").pw_dir  # the Erlang cookie lives there
+            e["USER"] = e["LOGNAME"] = "ejabberd"
+        return e
+
     def start(self):
         self.beam = None
         self.port = free_port()
@@ -252,7 +259,10 @@ class Ejabberd(Server):
             if self.started_epmd:
                 at_exit(lambda: subprocess.run(["epmd", "-kill"], capture_output=True))
         out = open(os.path.join(self.dir, "stdout.log"), "a")
-        self.proc = subprocess.Popen(self.ctl("foreground"), cwd=self.dir,
+        # Run ejabberdctl as the ejabberd user ourselves: as root it would
+        # switch with su, whose PAM session resets RLIMIT_NOFILE to 1024.
+        self.proc = subprocess.Popen(self.ctl("foreground"), cwd=self.dir, env=self.env(),
+                                     preexec_fn=run_as("ejabberd"),
                                      stdout=out, stderr=out, start_new_session=True)
         wait_port(self.port, self.proc, 120, "ejabberd")
         deadline = time.time() + 10
@@ -266,7 +276,11 @@ class Ejabberd(Server):
     def stop(self):
         if self.proc is None:
             return
-        subprocess.run(self.ctl("stop"), capture_output=True, timeout=60)
+        try:
+            subprocess.run(self.ctl("stop"), capture_output=True, timeout=60, env=self.env(),
+                           preexec_fn=run_as("ejabberd"))
+        except subprocess.TimeoutExpired:
+            pass
         kill_group(self.proc, wait=30)
         kill_pid(self.beam)
         self.proc = None
@@ -414,6 +428,17 @@ class Postgres:
 
     def stop(self):
         kill_group(self.proc, sig=signal.SIGINT, wait=30)
+
+
+def nofile_of(pid):
+    """The soft open-file limit of a running process, from /proc."""
+    try:
+        for line in open(f"/proc/{pid}/limits"):
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def deb_version(pkg):
@@ -603,6 +628,10 @@ def main():
             try:
                 srv.start()
                 at_exit(srv.stop)
+                for pid in srv.pids():
+                    lim = nofile_of(pid)
+                    if lim is not None and lim < opts.idle_sessions + 100 and wname == "idle":
+                        log(f"  warning: server pid {pid} may open only {lim} files")
                 if sname not in versions and hasattr(srv, "version"):
                     versions[sname] = srv.version()
                 args = base_args + ["-create", "none"]
