@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ func TestJavaScriptClients(t *testing.T) {
 	servertest.CreateUser(t, n, "jsuser", "pw-js")
 	tcp := servertest.Dial(t, n)
 	tcpJID := tcp.Login("carol", "pw-carol", "desk")
+	tcp.Timeout = 60 * time.Second // node and Chromium start slowly on a loaded machine
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket
 	boshURL := base + httpd.PathBOSH
 
@@ -57,8 +59,8 @@ func TestJavaScriptClients(t *testing.T) {
 			defer cancel()
 			cmd := exec.CommandContext(ctx, "node", "client.mjs", tc.lib, tc.transport, tc.url, "jsuser@localhost", "pw-js", tcpJID)
 			cmd.Dir = dir
-			var out strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &out
+			out := logOnFailure(t)
+			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -98,6 +100,7 @@ func TestBrowser(t *testing.T) {
 	servertest.CreateUser(t, n, "webuser", "pw-web")
 	tcp := servertest.Dial(t, n)
 	tcpJID := tcp.Login("carol", "pw-carol", "desk")
+	tcp.Timeout = 60 * time.Second
 
 	// The page comes from its own origin, so BOSH needs CORS.
 	mux := http.NewServeMux()
@@ -122,8 +125,8 @@ func TestBrowser(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "node", "browser.mjs", pages.URL+"/?"+q.Encode())
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := logOnFailure(t)
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,4 +141,34 @@ func TestBrowser(t *testing.T) {
 	if err := <-done; err != nil || !strings.Contains(out.String(), "OK") {
 		t.Fatalf("browser: %v\n%s", err, out.String())
 	}
+}
+
+// syncBuf collects a child process's output safely while it runs.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// logOnFailure returns a buffer whose content is logged if the test fails
+// (also when it fails while waiting for the process).
+func logOnFailure(t *testing.T) *syncBuf {
+	b := &syncBuf{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client output:\n%s", b.String())
+		}
+	})
+	return b
 }
