@@ -29,6 +29,14 @@ type DiscoIdentities interface {
 	DiscoIdentities() []Identity
 }
 
+// AccountIdentities contributes identities to disco#info on a local
+// user's bare JID, besides account/registered (XEP-0163 PEP adds
+// pubsub/pep).
+type AccountIdentities interface {
+	Plugin
+	AccountIdentities() []Identity
+}
+
 // DiscoItems contributes items (services, usually) to the server's
 // disco#items without a node. from is the requester's JID.
 type DiscoItems interface {
@@ -72,6 +80,24 @@ func (m *Manager) Identities() []Identity {
 	for _, p := range m.list() {
 		if di, ok := p.(DiscoIdentities); ok {
 			for _, id := range di.DiscoIdentities() {
+				if !seen[id] {
+					seen[id] = true
+					out = append(out, id)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// AccountIdentities returns every plugin's account identities (without
+// duplicates).
+func (m *Manager) AccountIdentities() []Identity {
+	var out []Identity
+	seen := map[Identity]bool{}
+	for _, p := range m.list() {
+		if ai, ok := p.(AccountIdentities); ok {
+			for _, id := range ai.AccountIdentities() {
 				if !seen[id] {
 					seen[id] = true
 					out = append(out, id)

@@ -90,8 +90,8 @@ func TestEndToEndServerQueries(t *testing.T) {
 	})
 	t.Run("disco#info on an account", func(t *testing.T) {
 		el := iq(alice, `<iq type='get' id='%s' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
-		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/>`+
-			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/><feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
+		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/><identity category="pubsub" type="pep"/>`+
+			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
 		if el.String() != want {
 			t.Errorf("got  %s\nwant %s", el, want)
 		}
@@ -356,3 +356,14 @@ func TestEndToEndAdminCommands(t *testing.T) {
 		t.Errorf("registered users %s", el)
 	}
 }
+
+// pepFeatures are the XEP-0163 features of every account (plugins/pep).
+var pepFeatures = func() string {
+	var b strings.Builder
+	for _, f := range []string{"", "#access-open", "#access-presence", "#access-whitelist", "#auto-create", "#auto-subscribe",
+		"#create-nodes", "#delete-nodes", "#filtered-notifications", "#item-ids", "#last-published", "#persistent-items",
+		"#presence-notifications", "#publish", "#publish-options", "#retract-items", "#retrieve-items"} {
+		b.WriteString(`<feature var="http://jabber.org/protocol/pubsub` + f + `"/>`)
+	}
+	return b.String()
+}()

@@ -9,6 +9,7 @@
 //	xep0054.vcard     vcard-temp
 //	xep0077.register  in-band registration (c2s.allow_registration), password change, unregister
 //	xep0092.version   software version
+//	xep0163.pep       personal eventing (PEP): a pubsub service on every account
 //	xep0191.blocking  blocking command, enforced by an interceptor
 //	xep0199.ping      ping to the server
 //	xep0280.carbons   message carbons switch
@@ -29,6 +30,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
 	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/pep"      // xep0163.pep
 	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private
 	_ "github.com/aviary-im/aviary/plugins/register" // xep0077.register

@@ -7,7 +7,8 @@
 // by the plugin that owns them (XEP-0050 commands); any other node gets
 // item-not-found.
 //
-// On a local user's bare JID disco#info reports account/registered and the
+// On a local user's bare JID disco#info reports account/registered, the
+// identities plugins add there (AccountIdentities: pubsub/pep) and the
 // features plugins offer on accounts (AccountFeatures); disco#items is
 // empty. It answers any requester: the features describe the server, and
 // an account's existence is already visible through RFC 6121 errors. A JID
@@ -167,12 +168,14 @@ func (p *Plugin) accountQuery(ctx context.Context, ns, to, node string) (*wire.E
 		return ItemsElement("", nil), nil
 	}
 	var feats []string
+	ids := []plugins.Identity{{Category: "account", Type: "registered"}}
 	if p.m != nil {
 		feats = p.m.AccountFeatures()
+		ids = append(ids, p.m.AccountIdentities()...)
 	} else {
 		feats = p.AccountFeatures()
 	}
-	return InfoElement("", []plugins.Identity{{Category: "account", Type: "registered"}}, plugins.SortedUnique(feats)), nil
+	return InfoElement("", ids, plugins.SortedUnique(feats)), nil
 }
 
 // InfoElement builds a disco#info <query/> with the identities and features

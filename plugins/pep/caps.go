@@ -1,0 +1,501 @@
+package pep
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// Caps tracking: which full JIDs get an owner's notifications for which
+// nodes. Locking: p.mu guards recipients, caps, queries and inflight; it is
+// never held while calling out (store, Route). Notify sets are never
+// changed once built, so they are shared without copying.
+
+// recipient is one full JID whose available presence an owner receives
+// (or one of the owner's own resources).
+type recipient struct {
+	ver      string          // XEP-0115 ver; "" when the presence had no caps
+	capsNode string          // XEP-0115 node (the client's software)
+	notify   map[string]bool // nodes it wants (+notify); nil until resolved
+}
+
+// query is one disco#info request in flight for a caps version, and the
+// recipients waiting for its answer.
+type query struct {
+	id       string
+	ver      string
+	sent     time.Time
+	to       string
+	capsNode string
+	owner    string
+	waiters  []waiter
+}
+
+type waiter struct {
+	owner, full string
+	rec         *recipient
+	prev        map[string]bool // what the recipient wanted before
+}
+
+const (
+	queryPrefix = "pepcaps-"
+	// queryTTL is how long a version's query is trusted to be answered
+	// before another recipient with that version triggers a new one.
+	queryTTL = 30 * time.Second
+	// maxWaiters bounds the recipients queued behind one query.
+	maxWaiters = 1024
+	// propertyPrefix names shared verified caps: pep.caps.<ver> holds the
+	// version's +notify nodes, one per line.
+	propertyPrefix = "pep.caps."
+)
+
+// Intercept watches presence (who gets notifications) and catches the
+// answers to the plugin's own caps queries. It never changes a stanza.
+func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+	el := st.El
+	switch el.Name {
+	case "presence":
+		switch pt {
+		case plugins.PointInbound:
+			// A local user's broadcast presence: one of the owner's own
+			// resources. Directed presence carries a 'to' and is skipped.
+			if el.To() == "" {
+				p.observe(bareOf(el.From()), el.From(), el)
+			}
+		case plugins.PointDeliver:
+			// Presence delivered to one of the owner's sessions.
+			if st.Session != "" {
+				p.observe(bareOf(st.Session), el.From(), el)
+			}
+		}
+	case "iq":
+		if pt == plugins.PointDeliver || !strings.HasPrefix(el.ID(), queryPrefix) {
+			return plugins.Continue, nil
+		}
+		if t := el.Type(); t == "result" || t == "error" {
+			p.answer(el)
+			return plugins.Handled, nil
+		}
+	}
+	return plugins.Continue, nil
+}
+
+// observe records an available or unavailable presence of full as seen by
+// owner.
+func (p *Plugin) observe(owner, full string, el *wire.Element) {
+	if owner == "" || !strings.Contains(full, "/") {
+		return
+	}
+	switch el.Type() {
+	case "unavailable":
+		p.mu.Lock()
+		if m := p.recipients[owner]; m != nil {
+			delete(m, full)
+			if len(m) == 0 {
+				delete(p.recipients, owner)
+			}
+		}
+		p.mu.Unlock()
+		return
+	case "":
+	default:
+		return // subscriptions, probes, errors
+	}
+	var ver, capsNode string
+	if c := el.Child("c", NSCaps); c != nil {
+		ver, capsNode = c.Attr("ver"), c.Attr("node")
+	}
+	p.mu.Lock()
+	m := p.recipients[owner]
+	if m == nil {
+		m = map[string]*recipient{}
+		p.recipients[owner] = m
+	}
+	prev := m[full]
+	if prev != nil && prev.ver == ver {
+		p.mu.Unlock()
+		return
+	}
+	rec := &recipient{ver: ver, capsNode: capsNode}
+	m[full] = rec
+	var prevNotify map[string]bool
+	if prev != nil {
+		prevNotify = prev.notify
+	}
+	if ver == "" {
+		rec.notify = map[string]bool{}
+		p.mu.Unlock()
+		return
+	}
+	if n, ok := p.caps[ver]; ok {
+		rec.notify = n
+		p.mu.Unlock()
+		p.sendNewlyWanted(owner, full, n, prevNotify)
+		return
+	}
+	q := p.enqueueLocked(waiter{owner: owner, full: full, rec: rec, prev: prevNotify})
+	p.mu.Unlock()
+	if q != nil {
+		p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+	}
+}
+
+// enqueueLocked queues a waiter for its version's query and returns a new
+// query to send, or nil when one is already in flight.
+func (p *Plugin) enqueueLocked(w waiter) *query {
+	now := p.now()
+	q := p.inflight[w.rec.ver]
+	if q != nil && now.Sub(q.sent) < queryTTL {
+		if len(q.waiters) < maxWaiters {
+			q.waiters = append(q.waiters, w)
+		}
+		return nil
+	}
+	for id, old := range p.queries {
+		if now.Sub(old.sent) >= queryTTL {
+			delete(p.queries, id)
+			if p.inflight[old.ver] == old {
+				delete(p.inflight, old.ver)
+			}
+		}
+	}
+	q = &query{id: queryPrefix + randomID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
+	p.queries[q.id] = q
+	p.inflight[q.ver] = q
+	return q
+}
+
+// resolve looks the version up in the shared properties, and asks the
+// client with disco#info when no node verified it yet.
+func (p *Plugin) resolve(ctx context.Context, q *query) {
+	if n, ok := p.sharedCaps(ctx, q.ver); ok {
+		p.mu.Lock()
+		p.caps[q.ver] = n
+		delete(p.queries, q.id)
+		if p.inflight[q.ver] == q {
+			delete(p.inflight, q.ver)
+		}
+		waiters := q.waiters
+		p.mu.Unlock()
+		for _, w := range waiters {
+			p.setNotify(w, n)
+		}
+		return
+	}
+	info := wire.NewNS("query", wire.NSDiscoInfo)
+	if q.capsNode != "" {
+		info.SetAttr("node", q.capsNode+"#"+q.ver)
+	}
+	p.host.Route(ctx, wire.New("iq", "type", "get", "id", q.id, "from", q.owner, "to", q.to).Append(info))
+}
+
+// answer handles the result (or error) of a caps query. It may arrive on
+// a node that did not ask (the answering client's node): then it only
+// shares a verified version and sends the last items the answer asks for.
+func (p *Plugin) answer(el *wire.Element) {
+	from, owner := el.From(), bareOf(el.To())
+	p.mu.Lock()
+	q := p.queries[el.ID()]
+	if q != nil {
+		delete(p.queries, q.id)
+		if p.inflight[q.ver] == q {
+			delete(p.inflight, q.ver)
+		}
+	}
+	p.mu.Unlock()
+
+	info := el.Child("query", wire.NSDiscoInfo)
+	notify := map[string]bool{}
+	verified := false
+	ver := ""
+	if el.Type() == "result" && info != nil {
+		notify = notifyNodes(info)
+		if q != nil {
+			ver = q.ver
+		} else if _, v, ok := strings.Cut(info.Attr("node"), "#"); ok {
+			ver = v
+		}
+		verified = ver != "" && CapsHash(info) == ver
+	}
+	if verified {
+		p.mu.Lock()
+		p.caps[ver] = notify
+		p.mu.Unlock()
+	}
+	var waiters []waiter
+	if q != nil {
+		for _, w := range q.waiters {
+			// An unverified answer describes the responder only.
+			if verified || w.full == from {
+				waiters = append(waiters, w)
+			}
+		}
+	} else if owner != "" {
+		waiters = []waiter{{owner: owner, full: from}}
+	}
+	p.goWork(func(ctx context.Context) {
+		if verified {
+			if err := p.host.Store().SetProperty(ctx, propertyPrefix+ver, joinNodes(notify)); err != nil {
+				p.host.Logger().Warn("pep: sharing caps", "ver", ver, "err", err)
+			}
+		}
+		for _, w := range waiters {
+			p.setNotify(w, notify)
+		}
+	})
+}
+
+// setNotify installs a resolved notify set on a waiting recipient and
+// sends the last item of each node it newly wants.
+func (p *Plugin) setNotify(w waiter, notify map[string]bool) {
+	p.mu.Lock()
+	cur := p.recipients[w.owner][w.full]
+	switch {
+	case w.rec == nil:
+		// An answer this node did not ask for: use it if it fits.
+		if cur != nil && cur.notify == nil {
+			cur.notify = notify
+		}
+	case cur != w.rec:
+		p.mu.Unlock()
+		return // the recipient left or changed caps since
+	default:
+		cur.notify = notify
+	}
+	p.mu.Unlock()
+	p.sendNewlyWanted(w.owner, w.full, notify, w.prev)
+}
+
+// sendNewlyWanted sends, in the background, the last item of each node in
+// now but not in before.
+func (p *Plugin) sendNewlyWanted(owner, full string, now, before map[string]bool) {
+	var nodes []string
+	for n := range now {
+		if !before[n] {
+			nodes = append(nodes, n)
+		}
+	}
+	if len(nodes) == 0 {
+		return
+	}
+	sort.Strings(nodes)
+	p.goWork(func(ctx context.Context) { p.sendLast(ctx, owner, full, nodes) })
+}
+
+// interested returns the owner's recipients that want node. Recipients
+// whose version another node resolved are resolved from the shared
+// properties; those still unknown get a query and, when it is answered,
+// the last item.
+func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
+	var out []string
+	type pending struct {
+		full string
+		rec  *recipient
+	}
+	var unknown []pending
+	p.mu.Lock()
+	for full, rec := range p.recipients[owner] {
+		if rec.notify == nil {
+			if n, ok := p.caps[rec.ver]; ok {
+				rec.notify = n
+			}
+		}
+		switch {
+		case rec.notify != nil:
+			if rec.notify[node] {
+				out = append(out, full)
+			}
+		default:
+			unknown = append(unknown, pending{full, rec})
+		}
+	}
+	p.mu.Unlock()
+	for _, u := range unknown {
+		n, ok := p.sharedCaps(ctx, u.rec.ver)
+		p.mu.Lock()
+		if ok {
+			p.caps[u.rec.ver] = n
+			if p.recipients[owner][u.full] == u.rec {
+				u.rec.notify = n
+			}
+			p.mu.Unlock()
+			if n[node] {
+				out = append(out, u.full)
+			}
+			continue
+		}
+		q := p.enqueueLocked(waiter{owner: owner, full: u.full, rec: u.rec})
+		p.mu.Unlock()
+		if q != nil {
+			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// sharedCaps reads a version another node verified.
+func (p *Plugin) sharedCaps(ctx context.Context, ver string) (map[string]bool, bool) {
+	v, err := p.host.Store().GetProperty(ctx, propertyPrefix+ver)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			p.host.Logger().Warn("pep: reading shared caps", "ver", ver, "err", err)
+		}
+		return nil, false
+	}
+	n := map[string]bool{}
+	for _, node := range strings.Split(v, "\n") {
+		if node != "" {
+			n[node] = true
+		}
+	}
+	return n, true
+}
+
+// sessionClosed forgets an owner's recipients once the owner has no
+// session left on this node: they are rebuilt from presence when the
+// owner comes back.
+func (p *Plugin) sessionClosed(ctx context.Context, full string) {
+	owner := bareOf(full)
+	res, err := p.host.Resources(ctx, owner)
+	if err != nil {
+		return
+	}
+	node := p.host.Config().Cluster.NodeName
+	for _, r := range res {
+		if r.JID != full && r.Node == node {
+			return
+		}
+	}
+	p.mu.Lock()
+	delete(p.recipients, owner)
+	p.mu.Unlock()
+}
+
+// notifyNodes returns the nodes a disco#info answer asks notifications for.
+func notifyNodes(info *wire.Element) map[string]bool {
+	n := map[string]bool{}
+	for _, f := range info.ChildrenNamed("feature", "") {
+		if node, ok := strings.CutSuffix(f.Attr("var"), "+notify"); ok && node != "" {
+			n[node] = true
+		}
+	}
+	return n
+}
+
+func joinNodes(n map[string]bool) string {
+	list := make([]string, 0, len(n))
+	for k := range n {
+		list = append(list, k)
+	}
+	sort.Strings(list)
+	return strings.Join(list, "\n")
+}
+
+// CapsHash computes the XEP-0115 §5.1 verification string of a disco#info
+// answer and returns its SHA-1 in base64, to compare with a 'ver'.
+func CapsHash(info *wire.Element) string {
+	type identity struct{ category, typ, lang, name string }
+	var ids []identity
+	var feats []string
+	type form struct {
+		formType string
+		fields   []string // "var<v1<v2<" per field, sorted later
+	}
+	var forms []form
+	for _, c := range info.Children {
+		switch c.Name {
+		case "identity":
+			lang := c.Attr("xml:lang")
+			if lang == "" {
+				lang = c.Attr("http://www.w3.org/XML/1998/namespace:lang")
+			}
+			ids = append(ids, identity{c.Attr("category"), c.Attr("type"), lang, c.Attr("name")})
+		case "feature":
+			feats = append(feats, c.Attr("var"))
+		case "x":
+			if c.NS() != NSData {
+				continue
+			}
+			var f form
+			hasType := false
+			for _, field := range c.ChildrenNamed("field", "") {
+				var values []string
+				for _, v := range field.ChildrenNamed("value", "") {
+					values = append(values, v.AllText())
+				}
+				if field.Attr("var") == "FORM_TYPE" {
+					if len(values) > 0 {
+						f.formType = values[0]
+					}
+					hasType = true
+					continue
+				}
+				sort.Strings(values)
+				var b strings.Builder
+				b.WriteString(field.Attr("var"))
+				b.WriteByte('<')
+				for _, v := range values {
+					b.WriteString(v)
+					b.WriteByte('<')
+				}
+				f.fields = append(f.fields, b.String())
+			}
+			if hasType {
+				sort.Slice(f.fields, func(i, j int) bool { return varOf(f.fields[i]) < varOf(f.fields[j]) })
+				forms = append(forms, f)
+			}
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := ids[i], ids[j]
+		if a.category != b.category {
+			return a.category < b.category
+		}
+		if a.typ != b.typ {
+			return a.typ < b.typ
+		}
+		if a.lang != b.lang {
+			return a.lang < b.lang
+		}
+		return a.name < b.name
+	})
+	sort.Strings(feats)
+	sort.Slice(forms, func(i, j int) bool { return forms[i].formType < forms[j].formType })
+	var s strings.Builder
+	for _, id := range ids {
+		s.WriteString(id.category + "/" + id.typ + "/" + id.lang + "/" + id.name + "<")
+	}
+	for _, f := range feats {
+		s.WriteString(f + "<")
+	}
+	for _, f := range forms {
+		s.WriteString(f.formType + "<")
+		for _, field := range f.fields {
+			s.WriteString(field)
+		}
+	}
+	sum := sha1.Sum([]byte(s.String()))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+func varOf(field string) string {
+	v, _, _ := strings.Cut(field, "<")
+	return v
+}
+
+// bareOf returns the bare part of a server-stamped (normalized) JID.
+func bareOf(s string) string {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
