@@ -182,22 +182,6 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 		s.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 	}
-	if s.d.Cluster != nil {
-		s.mu.Lock()
-		addrs := map[string]string{}
-		for k, a := range s.addrs {
-			addrs[k] = a.String()
-		}
-		s.mu.Unlock()
-		s.d.Cluster.UpdateSelf(func(m *cluster.Member) {
-			if m.ClientAddrs == nil {
-				m.ClientAddrs = map[string]string{}
-			}
-			for k, v := range addrs {
-				m.ClientAddrs[k] = v
-			}
-		})
-	}
 	return nil
 }
 
