@@ -16,6 +16,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 )
 
+var errStopped = errors.New("runtime: plugin stopped")
+
 // Plugin is one loaded WebAssembly plugin: a plugins.Interceptor.
 type Plugin struct {
 	name, version, checksum string
@@ -34,7 +36,12 @@ type Plugin struct {
 	mask     uint32
 	failures []time.Time
 	disabled bool
-	pending  [][]byte // stanzas the guest sent during the current call
+	stopped  bool
+	// next is the version that replaced this one: a stanza that picked this
+	// plugin from the manager's snapshot just before the swap, and calls it
+	// after Stop, is handed to the successor instead of slipping through.
+	next    *Plugin
+	pending [][]byte // stanzas the guest sent during the current call
 
 	calls, errs atomic.Int64
 }
@@ -113,10 +120,24 @@ func (p *Plugin) instantiateLocked(ctx context.Context) error {
 	return nil
 }
 
-// Stop closes the instance and the compiled module.
+// Retire stops the plugin after a new version replaced it; calls that
+// still arrive go to next.
+func (p *Plugin) Retire(ctx context.Context, next *Plugin) error {
+	p.mu.Lock()
+	p.next = next
+	p.mu.Unlock()
+	return p.Stop(ctx)
+}
+
+// Stop closes the instance and the compiled module. Calls that still
+// arrive pass through untouched (or go to the successor, see Retire).
 func (p *Plugin) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
 	if p.mod != nil {
 		_ = p.mod.Close(ctx)
 		p.mod = nil
@@ -139,7 +160,19 @@ func (p *Plugin) InterceptPoints() []plugins.Point {
 // stanza: it passes through unchanged (fail open) and the failure counts
 // towards disabling the plugin.
 func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+	p.mu.Lock()
+	stopped, next := p.stopped, p.next
+	p.mu.Unlock()
+	if stopped {
+		if next != nil {
+			return next.Intercept(ctx, pt, st)
+		}
+		return plugins.Continue, nil
+	}
 	verdict, replaced, sends, err := p.call(ctx, pt, st)
+	if errors.Is(err, errStopped) {
+		return p.Intercept(ctx, pt, st) // stopped meanwhile: take the path above
+	}
 	for _, raw := range sends {
 		el, perr := wire.Parse(raw, wire.Limits{})
 		if perr != nil {
@@ -182,6 +215,9 @@ func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza)
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stopped {
+		return 0, nil, nil, errStopped
+	}
 	if p.disabled {
 		return 0, nil, nil, ErrPluginFailed
 	}

@@ -199,7 +199,9 @@ func (h *Host) ApplyLocal(ctx context.Context, name, version string) error {
 	h.mu.Lock()
 	h.loaded[name] = p
 	h.mu.Unlock()
-	if old != nil {
+	if prev, ok := old.(*runtime.Plugin); ok {
+		_ = prev.Retire(ctx, p)
+	} else if old != nil {
 		_ = old.Stop(ctx)
 	}
 	report(version, "loaded")
