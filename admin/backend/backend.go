@@ -444,23 +444,7 @@ var errBadArtifact = &api.APIError{Status: 400, Message: "the artifact is not a 
 // SetPluginEnabled enables one version (disabling the plugin's others, so
 // exactly one version is what nodes load at start) or disables it.
 func (b *Backend) SetPluginEnabled(ctx context.Context, name, version string, on bool) error {
-	if _, err := b.n.Store().GetPlugin(ctx, name, version); err != nil {
-		return err
-	}
-	if on {
-		recs, err := b.n.Store().ListPlugins(ctx)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Name == name && r.Version != version && r.Enabled {
-				if err := b.n.Store().SetPluginEnabled(ctx, name, r.Version, false); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return b.n.Store().SetPluginEnabled(ctx, name, version, on)
+	return pluginhost.SetEnabled(ctx, b.n.Store(), name, version, on)
 }
 
 // StartUpgrade begins a rolling upgrade.

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,12 +64,7 @@ func TestAPICommands(t *testing.T) {
 		}, full...)
 	}
 
-	wasm := filepath.Join(t.TempDir(), "wordfilter.wasm")
-	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "../../plugins/examples/wordfilter/v1")
-	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the example plugin: %v\n%s", err, b)
-	}
+	wasm := examplePlugin(t)
 	notWasm := filepath.Join(t.TempDir(), "x.wasm")
 	os.WriteFile(notWasm, []byte("not a module"), 0o600)
 
@@ -122,5 +118,65 @@ func TestAPICommands(t *testing.T) {
 	})
 	if code, _, _ := session("kick", "alice@localhost/phone"); code != 1 {
 		t.Error("kicking a gone session should fail")
+	}
+}
+
+var (
+	wasmOnce sync.Once
+	wasmPath string
+	wasmErr  error
+)
+
+// examplePlugin builds plugins/examples/wordfilter/v1 once per test binary.
+func examplePlugin(t *testing.T) string {
+	t.Helper()
+	wasmOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "aviary-cli-wasm-")
+		if err != nil {
+			wasmErr = err
+			return
+		}
+		wasmPath = filepath.Join(dir, "wordfilter.wasm")
+		build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasmPath, "../../plugins/examples/wordfilter/v1")
+		build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+		if b, err := build.CombinedOutput(); err != nil {
+			wasmErr = fmt.Errorf("building the example plugin: %v\n%s", err, b)
+		}
+	})
+	if wasmErr != nil {
+		t.Fatal(wasmErr)
+	}
+	return wasmPath
+}
+
+// TestPluginOffline is the "all nodes stopped" upgrade path: upload and
+// enable a version in the store with no node running; the node loads it
+// when it starts.
+func TestPluginOffline(t *testing.T) {
+	cfg := servertest.DefaultConfig(t)
+	file := filepath.Join(t.TempDir(), "aviary.yaml")
+	os.WriteFile(file, []byte("domain: localhost\ndata_dir: "+cfg.DataDir+"\n"), 0o600)
+	ctx := context.Background()
+	run := func(args ...string) (int, string, string) {
+		var o, e bytes.Buffer
+		code := runPlugin(ctx, args, nil, &o, &e)
+		return code, o.String(), e.String()
+	}
+	if code, _, e := run("upload", "wordfilter", "1.0.0", examplePlugin(t), "--config", file); code != 0 {
+		t.Fatalf("offline upload: %s", e)
+	}
+	if code, _, e := run("upgrade", "wordfilter", "1.0.0", "--config", file); code != 2 || !strings.Contains(e, "running node") {
+		t.Errorf("offline upgrade should be refused: %d %s", code, e)
+	}
+	if code, _, e := run("enable", "wordfilter", "1.0.0", "--config", file); code != 0 {
+		t.Fatalf("offline enable: %s", e)
+	}
+	if code, o, _ := run("list", "--config", file); code != 0 || !strings.Contains(o, "true") {
+		t.Errorf("offline list: %s", o)
+	}
+	adm := backend.NewService(cfg, servertest.TestLogger())
+	servertest.RunServer(t, cfg, server.WithService(adm))
+	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
+		t.Errorf("node started with wordfilter %q, want the enabled 1.0.0", v)
 	}
 }

@@ -8,6 +8,11 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"github.com/aviary-im/aviary/plugins/runtime"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
+	"github.com/aviary-im/aviary/storage"
 )
 
 func init() {
@@ -20,6 +25,12 @@ func init() {
 }
 
 const pluginUsage = `usage: aviary plugin <command> [--admin URL] [--token T] ...
+       aviary plugin <list|upload|enable|disable> --config FILE | --database URL ...
+
+With --admin (or AVIARY_ADMIN_URL) the command goes through a running
+node's admin API. With --config, --database or --data-dir it works on the
+catalogue in the store directly: the "all nodes stopped" upgrade path
+(enable the new version, then start the nodes).
 
   list                        the catalogue
   upload NAME VERSION FILE    store a .wasm artifact in the catalogue
@@ -38,22 +49,27 @@ func runPlugin(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	fs.SetOutput(stderr)
 	var af apiFlags
 	af.register(fs)
+	var nf nodeFlags
+	nf.register(fs)
 	wait := fs.Bool("wait", false, "upgrade: follow the rolling upgrade until it ends")
-	if err := fs.Parse(args[1:]); err != nil {
+	a, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		return 2
+	}
+	want := map[string]int{"list": 0, "upload": 3, "enable": 2, "disable": 2, "upgrade": 2, "status": 0}
+	n, ok := want[args[0]]
+	if !ok || len(a) != n {
+		fmt.Fprint(stderr, pluginUsage)
+		return 2
+	}
+	if nf.config != "" || nf.database != "" || nf.dataDir != "" {
+		return pluginOffline(ctx, fs, &nf, environ, args[0], a, stdout, stderr)
 	}
 	c, err := af.client(environ)
 	if err != nil {
 		fmt.Fprintln(stderr, "aviary plugin:", err)
 		return 2
 	}
-	want := map[string]int{"list": 0, "upload": 3, "enable": 2, "disable": 2, "upgrade": 2, "status": 0}
-	n, ok := want[args[0]]
-	if !ok || fs.NArg() != n {
-		fmt.Fprint(stderr, pluginUsage)
-		return 2
-	}
-	a := fs.Args()
 	switch args[0] {
 	case "list":
 		var ps []struct {
@@ -148,7 +164,8 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fs.SetOutput(stderr)
 	var af apiFlags
 	af.register(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	pos, err := parseInterleaved(fs, args[1:])
+	if err != nil {
 		return 2
 	}
 	c, err := af.client(environ)
@@ -157,7 +174,7 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return 2
 	}
 	switch {
-	case args[0] == "list" && fs.NArg() == 0:
+	case args[0] == "list" && len(pos) == 0:
 		var ss []struct {
 			JID, Node string
 			Priority  int
@@ -171,8 +188,8 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 			}
 			tw.Flush()
 		}
-	case args[0] == "kick" && fs.NArg() == 1:
-		err = c.call(ctx, "DELETE", "/api/sessions/"+pathEscape(fs.Arg(0)), nil, nil)
+	case args[0] == "kick" && len(pos) == 1:
+		err = c.call(ctx, "DELETE", "/api/sessions/"+pathEscape(pos[0]), nil, nil)
 	default:
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -182,4 +199,70 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 		return 1
 	}
 	return 0
+}
+
+// pluginOffline works on the catalogue in the store, for when no node runs.
+func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ []string, sub string, a []string, stdout, stderr io.Writer) int {
+	if sub == "upgrade" || sub == "status" {
+		fmt.Fprintf(stderr, "aviary plugin %s needs a running node: use --admin\n", sub)
+		return 2
+	}
+	cfg, err := loadConfig(fs, nf, environ, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary plugin: configuration:\n%v\n", err)
+		return 1
+	}
+	log := NewLogger(cfg, stderr)
+	store, err := server.OpenStore(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary plugin: %v\n", err)
+		return 1
+	}
+	defer store.Close()
+	switch sub {
+	case "list":
+		recs, err := store.ListPlugins(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "aviary plugin list: %v\n", err)
+			return 1
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVERSION\tENABLED\tCHECKSUM\tUPLOADED")
+		for _, p := range recs {
+			fmt.Fprintf(tw, "%s\t%s\t%v\t%.12s\t%s\n", p.Name, p.Version, p.Enabled, p.Checksum, p.Uploaded.Format(time.RFC3339))
+		}
+		tw.Flush()
+	case "upload":
+		data, err := os.ReadFile(a[2])
+		if err == nil {
+			err = checkArtifact(ctx, a[0], a[1], data)
+		}
+		if err == nil {
+			err = store.PutPlugin(ctx, storage.PluginRecord{Name: a[0], Version: a[1], Checksum: runtime.Checksum(data), Artifact: data, Uploaded: time.Now().UTC()})
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "aviary plugin upload: %v\n", err)
+			return 1
+		}
+	case "enable", "disable":
+		if err := pluginhost.SetEnabled(ctx, store, a[0], a[1], sub == "enable"); err != nil {
+			fmt.Fprintf(stderr, "aviary plugin %s: %v\n", sub, err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// checkArtifact compiles the module to refuse a bad upload early.
+func checkArtifact(ctx context.Context, name, version string, data []byte) error {
+	rt, err := runtime.New(ctx, runtime.Options{})
+	if err != nil {
+		return err
+	}
+	defer rt.Close(ctx)
+	p, err := rt.Load(ctx, name, version, data)
+	if err != nil {
+		return err
+	}
+	return p.Stop(ctx)
 }

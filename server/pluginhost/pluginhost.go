@@ -281,3 +281,26 @@ func (h *Host) Stats() []PluginStats {
 	}
 	return out
 }
+
+// SetEnabled enables one version of a plugin in the catalogue, disabling
+// its other versions so exactly one is what nodes load at start, or
+// disables it. The console, the API and the offline CLI all use it.
+func SetEnabled(ctx context.Context, store storage.PluginCatalogue, name, version string, on bool) error {
+	if _, err := store.GetPlugin(ctx, name, version); err != nil {
+		return err
+	}
+	if on {
+		recs, err := store.ListPlugins(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			if r.Name == name && r.Version != version && r.Enabled {
+				if err := store.SetPluginEnabled(ctx, name, r.Version, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return store.SetPluginEnabled(ctx, name, version, on)
+}
