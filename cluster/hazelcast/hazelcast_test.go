@@ -726,3 +726,40 @@ func TestTwoMembers(t *testing.T) {
 		}
 	}
 }
+
+// TestOrphanSweep: routes of an incarnation with no member entry (its
+// node died while no other node was around) are found by the senior's
+// sweep and cleaned up like any dead node's.
+func TestOrphanSweep(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	ghost := cluster.Route{JID: "u@x/ghost", Node: "ghost", Available: true}
+	v, err := toJSON(routeRecord{Route: ghost, Bare: "u@x", Inc: "ghost#1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.objs().routes.Set(ctx, ghost.JID, v); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range []*node{a} {
+			d := n.ev.downs("ghost")
+			if len(d) != 1 || !reflect.DeepEqual(d[0], []cluster.Route{ghost}) {
+				return fmt.Errorf("%s: down events for ghost: %+v", n.NodeName(), d)
+			}
+		}
+		got, err := a.objs().routes.Get(ctx, ghost.JID)
+		if err != nil || got != nil {
+			return fmt.Errorf("ghost route still stored: %v %v", got, err)
+		}
+		return nil
+	})
+	// Only the senior sweeps.
+	if d := b.ev.downs("ghost"); len(d) != 0 {
+		t.Fatalf("b (not senior) handled the orphan: %+v", d)
+	}
+}

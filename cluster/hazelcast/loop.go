@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -520,19 +521,26 @@ func (c *Cluster) sweep(ctx context.Context, o *hzObjs) {
 	}
 }
 
+// distinct flattens a DistinctValues result: the client returns a slice
+// type of its internal package (AggCanonicalizingSet), so use reflection.
 func distinct(res any) []any {
-	switch x := res.(type) {
-	case []any:
-		return x
-	case map[any]struct{}:
-		out := make([]any, 0, len(x))
-		for k := range x {
-			out = append(out, k)
+	if res == nil {
+		return nil
+	}
+	v := reflect.ValueOf(res)
+	switch v.Kind() {
+	case reflect.Slice, reflect.Array:
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = v.Index(i).Interface()
 		}
 		return out
-	case nil:
-		return nil
-	default:
-		return []any{x}
+	case reflect.Map:
+		out := make([]any, 0, v.Len())
+		for _, k := range v.MapKeys() {
+			out = append(out, k.Interface())
+		}
+		return out
 	}
+	return []any{res}
 }
