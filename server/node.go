@@ -200,6 +200,9 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if !o.hasPlug {
 		list = builtin.New(cfg)
 	}
+	if errs := plugins.ValidateSettings(cfg, list); len(errs) > 0 {
+		return nil, fmt.Errorf("server: configuration: %w", errs)
+	}
 	n.plugins = plugins.NewManager(&host{n: n}, n.log, list)
 	n.router.SetPlugins(n.plugins)
 

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/builtin"
 )
 
 func init() {
@@ -20,7 +22,17 @@ func runConfig(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: aviary config check FILE")
 		return 2
 	}
-	if _, err := conf.LoadWith(args[1], environ, nil); err != nil {
+	cfg, err := conf.LoadWith(args[1], environ, nil)
+	if err == nil {
+		// Plugin settings are checked against each built-in's schema.
+		if errs := plugins.ValidateSettings(cfg, builtin.New(cfg)); len(errs) > 0 {
+			for _, e := range errs {
+				e.File = args[1]
+			}
+			err = errs
+		}
+	}
+	if err != nil {
 		var errs conf.Errors
 		var one *conf.Error
 		switch {

@@ -566,3 +566,8 @@ func splitJID(s string) (local, domain, resource string) {
 	}
 	return local, s, resource
 }
+
+// Settings documents the plugin's one setting.
+func (p *Plugin) Settings() []plugins.SettingSpec {
+	return []plugins.SettingSpec{{Key: "cache_ttl", Type: "duration", Default: DefaultCacheTTL.String(), Doc: "how long a block list is cached before it is read again (changes on other nodes show after at most this long)"}}
+}

@@ -64,3 +64,8 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	}
 	return q, nil
 }
+
+// Settings documents the plugin's one setting.
+func (p *Plugin) Settings() []plugins.SettingSpec {
+	return []plugins.SettingSpec{{Key: "show_os", Type: "bool", Default: "false", Doc: "include the operating system in answers"}}
+}
