@@ -120,6 +120,7 @@ type nodeOpt struct {
 	// switchPoll defaults to 100ms.
 	switchPoll time.Duration
 	noCache    bool
+	opTimeout  time.Duration
 }
 
 func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterConfig {
@@ -150,8 +151,12 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 	if o.switchPoll == 0 {
 		o.switchPoll = 100 * time.Millisecond
 	}
+	cc := testConfig(o.addrs, m.ClusterName, name, o.secret)
+	if o.opTimeout > 0 {
+		cc.OperationTimeout = o.opTimeout
+	}
 	c, err := NewWithOptions(Options{
-		Cluster:      testConfig(o.addrs, m.ClusterName, name, o.secret),
+		Cluster:      cc,
 		Properties:   o.props,
 		Prefix:       prefix,
 		SwitchPoll:   o.switchPoll,
@@ -762,4 +767,40 @@ func TestOrphanSweep(t *testing.T) {
 	if d := b.ev.downs("ghost"); len(d) != 0 {
 		t.Fatalf("b (not senior) handled the orphan: %+v", d)
 	}
+}
+
+// TestRouteWriteRetried: a route written while Hazelcast does not answer
+// (frozen member, shorter than the TTL) is kept locally and written at a
+// later heartbeat.
+func TestRouteWriteRetried(t *testing.T) {
+	m := hztest.StartMember(t, "aviary-freeze")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{opTimeout: 300 * time.Millisecond})
+	b := startNode(t, m, p, "b", nodeOpt{opTimeout: 300 * time.Millisecond})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	r := cluster.Route{JID: "u@x/a", Node: "a", Available: true}
+	err := a.PutRoute(ctx, r)
+	a.pendingMu.Lock()
+	_, pending := a.pending[r.JID]
+	a.pendingMu.Unlock()
+	_ = m.Thaw()
+	if err != nil {
+		t.Fatalf("PutRoute while Hazelcast hangs: %v", err)
+	}
+	if !pending {
+		t.Fatal("the failed write was not kept for retry")
+	}
+	waitRoutes(t, b, "u@x", []cluster.Route{r})
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		a.pendingMu.Lock()
+		defer a.pendingMu.Unlock()
+		if len(a.pending) != 0 {
+			return fmt.Errorf("pending writes: %v", a.pending)
+		}
+		return nil
+	})
 }

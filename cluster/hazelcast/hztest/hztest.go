@@ -234,12 +234,30 @@ func (m *Member) signal(sig syscall.Signal, wait time.Duration) {
 		return
 	}
 	_ = cmd.Process.Signal(sig)
+	_ = cmd.Process.Signal(syscall.SIGCONT) // a frozen JVM must run to exit on SIGTERM
 	select {
 	case <-exited:
 	case <-time.After(wait):
 		_ = cmd.Process.Kill()
 		<-exited
 	}
+}
+
+// Freeze stops the member process (SIGSTOP): connections stay open but
+// nothing answers, like a long GC pause or a hung machine.
+func (m *Member) Freeze() error { return m.signalOnly(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen member (SIGCONT).
+func (m *Member) Thaw() error { return m.signalOnly(syscall.SIGCONT) }
+
+func (m *Member) signalOnly(sig syscall.Signal) error {
+	m.mu.Lock()
+	cmd := m.cmd
+	m.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return errors.New("hztest: member not started")
+	}
+	return cmd.Process.Signal(sig)
 }
 
 // Restart kills the member (if running) and starts a fresh one on the same
