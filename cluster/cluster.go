@@ -90,6 +90,12 @@ type Cluster interface {
 
 	// OnNodeDown registers a callback run on each survivor when a node
 	// disappears, with the routes it owned, after they are removed.
+	// Every survivor gets the same routes, once; each one announces
+	// unavailable presence to the contacts it hosts itself, and the senior
+	// also does what involves no local session (other domains). It also
+	// runs, with the routes last seen, for every other node when this node
+	// stops being clustered (switch off), and without routes when
+	// Hazelcast is lost (see cluster/hazelcast's package doc).
 	OnNodeDown(fn func(node string, routes []Route))
 	// OnClusteredChange registers a callback run when Clustered flips (the
 	// switch, or Hazelcast lost and regained). On true the server republishes
