@@ -228,11 +228,12 @@ func TestClusterPresenceAndRoster(t *testing.T) {
 	}
 
 	// A second alice resource logs in on node2: its probe to bob is
-	// answered by each of bob's nodes.
+	// answered by each of bob's nodes, and node1 sends alice/a's presence.
 	a2 := e2.bind("alice", "a2")
 	e2.send(a2, `<presence/>`)
 	wantSet(t, "alice/a2", only("presence", a2.take()),
 		"presence alice@example.com/a2→alice@example.com",
+		"presence alice@example.com/a→alice@example.com/a2",
 		"presence bob@example.com/b→alice@example.com/a2",
 		"presence bob@example.com/b2→alice@example.com/a2")
 	wantSigs(t, "alice/a (own resource on node1)", alice.take(), "presence alice@example.com/a2→alice@example.com")

@@ -50,7 +50,8 @@
 //   - Subscription pre-approval (RFC 6121 §3.4) is not supported: an
 //     outbound 'subscribed' without a pending request is ignored.
 //   - Probes are sent from the full JID of the resource that became
-//     available, so only it receives the answers.
+//     available, so only it receives the answers; it also gets the current
+//     presence of the user's other available resources.
 //   - Initial presence marks the session available before the broadcast
 //     and the offline hand-over (not after), and storing a message offline
 //     re-checks availability after the commit: a message racing with a

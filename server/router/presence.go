@@ -94,6 +94,7 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 		}
 	}
 	r.broadcastTo(ctx, s.bare, el, subscribers, nil)
+	r.ownPresence(ctx, s.bare, from)
 	for _, it := range items {
 		if stateOf(it).to() {
 			probe := wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", from, "to", it.Contact)
@@ -352,6 +353,27 @@ func (r *Router) answerProbeLocal(ctx context.Context, s *session, probe *wire.E
 	reply := withTo(p, probe.From())
 	reply.SetAttr("from", s.full)
 	r.route(ctx, reply)
+}
+
+// ownPresence sends the presence of the user's other available resources
+// to a resource that just became available, as servers commonly do, so a
+// client sees the user's other devices. Each resource's node answers a
+// probe delivered to it.
+func (r *Router) ownPresence(ctx context.Context, bare, full string) {
+	routes, err := r.routes(ctx, bare)
+	if err != nil {
+		return
+	}
+	var probe *wire.Element
+	for i := range routes {
+		if !routes[i].Available || routes[i].JID == full {
+			continue
+		}
+		if probe == nil {
+			probe = wire.New("presence", "type", "probe", "from", full, "to", bare)
+		}
+		r.deliver(ctx, &routes[i], probe)
+	}
 }
 
 // presenceFromResources makes each available resource of a user send its

@@ -95,9 +95,10 @@ func TestOwnResourcesSeeEachOther(t *testing.T) {
 	b := e.bind("juliet", "b")
 	e.send(b, `<presence/>`)
 	wantSigs(t, "a", a.take(), "presence juliet@example.com/b→juliet@example.com")
-	// b probes nobody (no contacts) but sees itself; a's presence is not
-	// replayed to b (no probe of one's own account is needed by RFC 6121).
-	wantSigs(t, "b", b.take(), "presence juliet@example.com/b→juliet@example.com")
+	// b sees itself and gets a's current presence.
+	wantSet(t, "b", b.take(),
+		"presence juliet@example.com/b→juliet@example.com",
+		"presence juliet@example.com/a→juliet@example.com/b")
 }
 
 func TestProbes(t *testing.T) {
