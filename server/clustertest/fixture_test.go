@@ -388,3 +388,36 @@ func (c *cluster) waitNoSession(t testing.TB, bareJID string) {
 		return nil
 	})
 }
+
+// awaitMessages reads cl's stream until a message with each body has
+// arrived, in any order, and returns them by body.
+func awaitMessages(t testing.TB, cl *servertest.Client, bodies ...string) map[string]*wire.Element {
+	t.Helper()
+	want := map[string]bool{}
+	for _, b := range bodies {
+		want[b] = true
+	}
+	got := map[string]*wire.Element{}
+	for len(got) < len(want) {
+		cl.Await(fmt.Sprintf("messages %v", bodies), func(el *wire.Element) bool {
+			b := el.ChildText("body", "")
+			if el.Name == "message" && want[b] && got[b] == nil {
+				got[b] = el
+				return true
+			}
+			return false
+		})
+	}
+	return got
+}
+
+// awaitOffline waits for messages with these bodies, each with a delay
+// stamp (delivered from offline storage).
+func awaitOffline(t testing.TB, cl *servertest.Client, bodies ...string) {
+	t.Helper()
+	for b, m := range awaitMessages(t, cl, bodies...) {
+		if !delayed(m) {
+			t.Errorf("%q without a delay stamp: %s", b, m)
+		}
+	}
+}

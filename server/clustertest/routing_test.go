@@ -164,8 +164,7 @@ func TestAcrossNodes(t *testing.T) {
 		send(i, bare(uj)+"/old", "while you were away 2")
 		c.waitOffline(t, bare(uj), 2)
 		j2 := login(t, n3, uj, "new", 1)
-		for _, body := range []string{"while you were away 1", "while you were away 2"} {
-			m := j2.Await(body, isMsg(body))
+		for _, m := range awaitMessages(t, j2, "while you were away 1", "while you were away 2") {
 			if !delayed(m) {
 				t.Errorf("no delay stamp: %s", m)
 			}
