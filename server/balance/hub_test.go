@@ -180,7 +180,7 @@ func (n *hubNode) UpdateSelf(fn func(m *cluster.Member)) {
 }
 
 func (n *hubNode) OnNodeDown(fn func(node string, routes []cluster.Route)) {}
-func (n *hubNode) OnClusteredChange(fn func(clustered bool))                {}
+func (n *hubNode) OnClusteredChange(fn func(clustered bool))               {}
 
 func copyMember(m cluster.Member) cluster.Member {
 	if m.ClientAddrs != nil {
