@@ -28,6 +28,13 @@ admin:
   admins: ["sintadmin@localhost"]
 cluster:
   listen: "off"
+plugins:
+  settings:
+    # XEP-0065 proxy: in this namespace both clients have loopback only,
+    # which Smack never offers as its own streamhost, so SOCKS5 file
+    # transfer needs the server's relay.
+    xep0065.proxy:
+      listen: 127.0.0.1:7625
 YAML
 
 reg=(-Dsinttest.accountRegistration=inBandRegistration)
