@@ -293,8 +293,17 @@ func (s *Session) writeLoop(t Transport) {
 		err := s.writeBatch(t, batch, &els)
 		pause := false
 		for _, it := range batch {
+			pause = pause || (it.kind == itemFlush && it.pause)
+		}
+		if pause && err == nil {
+			// Paused before the flush is reported done: the reader starts
+			// the TLS upgrade only then and unpauses after it.
+			s.mu.Lock()
+			s.paused = true
+			s.mu.Unlock()
+		}
+		for _, it := range batch {
 			if it.kind == itemFlush {
-				pause = pause || it.pause
 				close(it.done)
 			}
 		}
@@ -319,9 +328,6 @@ func (s *Session) writeLoop(t Transport) {
 		}
 		clear(batch)
 		s.mu.Lock()
-		if pause {
-			s.paused = true
-		}
 		if s.spare == nil && cap(batch) <= 16 {
 			s.spare = batch[:0] // big batches are let go: idle sessions stay small
 		}
