@@ -11,7 +11,10 @@ with comparable settings (STARTTLS required, in-band registration open, no
 rate limiting or traffic shaping, SCRAM-SHA-1 with 4096 iterations, the same
 self-signed P-256 certificate, loopback only). Each (server, workload,
 repeat) gets a freshly started server on the same data directory, so one
-run cannot warm or bloat the next; accounts are registered once and reused.
+run cannot warm or bloat the next; accounts are registered once, by an
+unmeasured priming run, and reused. The repeats rotate through the servers
+(run 1 of each server, then run 2 of each...), so a burst of other load on
+the machine does not land on one server only.
 
 Workloads (names for --workloads):
   ring     (a) 200 users in a ring, 100 messages each, 20 in flight per sender
@@ -559,6 +562,7 @@ def main():
     if nofile < need:
         log(f"warning: RLIMIT_NOFILE {nofile} < {need}; the idle workload will fail")
 
+    load_start = os.getloadavg()
     work = tempfile.mkdtemp(prefix="aviary-compare-")
     os.chmod(work, 0o755)
     if not opts.keep:
@@ -596,55 +600,65 @@ def main():
 
     results = {}  # (server, workload) -> list of raw results
     versions = {}
-    plan = [(s, w) for w in workloads for s in (servers if w != "cluster" else ["aviary-cluster"])]
     instances = {}
-    for sname, wname in plan:
+
+    def server_for(sname, wname):
         if wname == "cluster":
             hz_jar = os.environ.get("AVIARY_HAZELCAST_JAR") or os.path.expanduser(
                 "~/.m2/repository/com/hazelcast/hazelcast/5.5.0/hazelcast-5.5.0.jar")
-            srv = AviaryCluster(work, cert, key, aviary_bin, pg.create_db("aviary_cluster"), hz_jar)
-        else:
-            srv = instances.get(sname) or make(sname)
-            instances[sname] = srv
-        runs = results.setdefault((sname, wname), [])
+            if "aviary-cluster" not in instances:
+                instances["aviary-cluster"] = AviaryCluster(work, cert, key, aviary_bin,
+                                                            pg.create_db("aviary_cluster"), hz_jar)
+            return instances["aviary-cluster"]
+        if sname not in instances:
+            instances[sname] = make(sname)
+        return instances[sname]
+
+    def base_args(sname, wname):
         cache_file = os.path.join(work, f"{sname}.scram-cache")
-        base_args = workload_args(wname, opts) + ["-scram-cache", cache_file]
-        # An unmeasured priming run registers the accounts and fills the
-        # tool's SCRAM cache, so measured runs time logins, not our PBKDF2.
-        log(f"== {sname} / {wname} / priming run")
+        return workload_args(wname, opts) + ["-scram-cache", cache_file]
+
+    def measure(sname, wname, label):
+        srv = server_for(sname, wname)
+        log(f"== {sname} / {wname} / {label}")
         try:
             srv.start()
             at_exit(srv.stop)
-            prime = base_args + ["-workload", "login"]
-            res = bench(tool, srv, prime, opts.timeout)
-            log("   created", res.get("create"), "logins ok", (res.get("login") or {}).get("ok"))
+            for pid in srv.pids():
+                lim = nofile_of(pid)
+                if lim is not None and lim < opts.idle_sessions + 100 and wname == "idle":
+                    log(f"  warning: server pid {pid} may open only {lim} files")
+            if sname not in versions and hasattr(srv, "version"):
+                versions[sname] = srv.version()
+            if label == "priming run":
+                res = bench(tool, srv, base_args(sname, wname) + ["-workload", "login"], opts.timeout)
+                log("   created", res.get("create"), "logins ok", (res.get("login") or {}).get("ok"))
+                return None
+            args = base_args(sname, wname) + ["-create", "none"]
+            if wname == "idle":
+                args += ["-rss-pid", ",".join(str(p) for p in srv.pids())]
+            res = bench(tool, srv, args, opts.timeout)
+            log("  ", {k: fmt(v[0]) for k, v in metrics(wname, res).items()})
+            return res
         except Exception as e:
-            log(f"  priming FAILED: {e}")
+            log(f"  FAILED: {e}")
+            return {"error": str(e)}
         finally:
             srv.stop()
+
+    # Per workload: one unmeasured priming run per server (registers the
+    # accounts and fills the tool's SCRAM cache, so measured runs time
+    # logins, not our PBKDF2), then the repeats, rotating through the
+    # servers so that a burst of other load on the machine hits all alike.
+    for wname in workloads:
+        snames = servers if wname != "cluster" else ["aviary-cluster"]
+        for sname in snames:
+            measure(sname, wname, "priming run")
         repeats = opts.idle_repeats if wname == "idle" and opts.idle_repeats else opts.repeats
         for rep in range(repeats):
-            log(f"== {sname} / {wname} / run {rep + 1} of {repeats}")
-            try:
-                srv.start()
-                at_exit(srv.stop)
-                for pid in srv.pids():
-                    lim = nofile_of(pid)
-                    if lim is not None and lim < opts.idle_sessions + 100 and wname == "idle":
-                        log(f"  warning: server pid {pid} may open only {lim} files")
-                if sname not in versions and hasattr(srv, "version"):
-                    versions[sname] = srv.version()
-                args = base_args + ["-create", "none"]
-                if wname == "idle":
-                    args += ["-rss-pid", ",".join(str(p) for p in srv.pids())]
-                res = bench(tool, srv, args, opts.timeout)
-                runs.append(res)
-                log("  ", {k: fmt(v[0]) for k, v in metrics(wname, res).items()})
-            except Exception as e:
-                log(f"  FAILED: {e}")
-                runs.append({"error": str(e)})
-            finally:
-                srv.stop()
+            for sname in snames:
+                res = measure(sname, wname, f"run {rep + 1} of {repeats}")
+                results.setdefault((sname, wname), []).append(res)
 
     # ------------------------------------------------------------ report
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -661,6 +675,10 @@ def main():
     out = []
     out.append(f"Measured {now} on {os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB RAM, "
                f"{platform.system()} {platform.release()}; {gov}; RLIMIT_NOFILE {nofile}.")
+    load_end = os.getloadavg()
+    out.append(f"Load average (1/5/15 min) at start {load_start[0]:.1f}/{load_start[1]:.1f}/{load_start[2]:.1f}, "
+               f"at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}: other work on the machine "
+               "competes for the same cores, so compare servers within one run only.")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
     idle_rep = opts.idle_repeats or opts.repeats
     out.append(f"Medians of {opts.repeats} runs ({idle_rep} for idle); each run on a freshly started server, accounts registered and the tool's SCRAM cache primed by an unmeasured run. "
