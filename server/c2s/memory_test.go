@@ -102,11 +102,14 @@ func TestIdleSessionMemory(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("memory measurement skipped in -short mode and under the race detector")
 	}
-	const n = 300
+	n := 300 // AVIARY_MEM_SESSIONS=2000 measures more sessions
+	if v, err := strconv.Atoi(os.Getenv("AVIARY_MEM_SESSIONS")); err == nil && v > 0 {
+		n = v
+	}
 	cfg := servertest.DefaultConfig(t)
 	node := servertest.RunServer(t, cfg)
 	// Distinct users, each with presence sent: a realistic idle session
-	// (300 resources of one user would each hold 299 presences).
+	// (n resources of one user would each hold n-1 presences).
 	creds, err := auth.NewCredentials("pw", cfg.C2S.SCRAMIterations)
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +155,7 @@ func TestIdleSessionMemory(t *testing.T) {
 	metrics.Read(sm)
 	t.Logf("stack starting size %d, stacks %d KiB", sm[0].Value.Uint64(), sm[1].Value.Uint64()>>10)
 	t.Logf("stacks in use %d KiB, heap in use %d KiB, goroutines %d", ms.StackInuse>>10, ms.HeapInuse>>10, runtime.NumGoroutine())
-	per := float64(after-before) / n
+	per := float64(after-before) / float64(n)
 	t.Logf("idle authenticated TLS session: %.1f KiB (heap+stacks, %d sessions)", per/1024, n)
 	if per > 64<<10 {
 		t.Errorf("idle session costs %.1f KiB, far above the 30 KiB target", per/1024)
