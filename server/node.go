@@ -154,9 +154,11 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		}
 		n.ownStore = true
 	}
+	// n is nil after a failing return; close through a copy.
+	built := n
 	defer func() {
-		if err != nil && n.ownStore {
-			_ = n.store.Close()
+		if err != nil && built.ownStore {
+			_ = built.store.Close()
 		}
 	}()
 
