@@ -155,7 +155,7 @@ func startAll(t testing.TB, nodes ...*clustertest.Node) {
 
 // fixture returns the shared three-node cluster, healthy: every process
 // running, the switch on, every node clustered and seeing three members.
-func fixture(t *testing.T) *cluster {
+func fixture(t testing.TB) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, Hazelcast and three aviary processes")
@@ -181,7 +181,7 @@ func fixture(t *testing.T) *cluster {
 	return c
 }
 
-func startCluster(t *testing.T) *cluster {
+func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	pg := pgtest.Shared(t)
 	fx.pg = pg
@@ -213,7 +213,7 @@ func startCluster(t *testing.T) *cluster {
 }
 
 // heal brings the cluster back to health after a disturbing test.
-func (c *cluster) heal(t *testing.T) {
+func (c *cluster) heal(t testing.TB) {
 	t.Helper()
 	if !c.hz.Running() {
 		if err := c.hz.RestartErr(1); err != nil {

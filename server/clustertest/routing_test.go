@@ -202,6 +202,7 @@ func resend(t *testing.T, cl *servertest.Client, to, body string, await func()) 
 		defer tick.Stop()
 		for k := 0; k < 50; k++ {
 			msg := fmt.Sprintf("<message to='%s' type='chat' id='resend%d'><body>%s #%d</body></message>", to, k, body, k)
+			_ = cl.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 			if _, err := cl.Conn.Write([]byte(msg)); err != nil {
 				return
 			}
