@@ -2,6 +2,7 @@ package conf
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -335,20 +336,39 @@ func setFromString(f reflect.Value, s string) error {
 			}
 		}
 		f.Set(reflect.ValueOf(parts))
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(x)
 	case reflect.Map:
-		// host maps: "a.example=127.0.0.2:5269,b.example=..."
-		if f.Type().Key().Kind() != reflect.String || f.Type().Elem().Kind() != reflect.String {
+		if f.Type().Key().Kind() != reflect.String {
 			return fmt.Errorf("unsupported type %s", f.Type())
 		}
-		m := map[string]string{}
+		// Any map as a JSON object: {"xep0092.version": {"hide_os": true}}.
+		if strings.HasPrefix(strings.TrimSpace(s), "{") {
+			m := reflect.New(f.Type())
+			if err := json.Unmarshal([]byte(s), m.Interface()); err != nil {
+				return fmt.Errorf("want a JSON object: %w", err)
+			}
+			f.Set(m.Elem())
+			return nil
+		}
+		// Flat maps as pairs: "a.example=127.0.0.2:5269,b.example=..."
+		m := reflect.MakeMap(f.Type())
 		for _, p := range strings.Split(s, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
 			if !ok {
-				return fmt.Errorf("want key=value pairs, got %q", p)
+				return fmt.Errorf("want key=value pairs or a JSON object, got %q", p)
 			}
-			m[k] = v
+			ev := reflect.New(f.Type().Elem()).Elem()
+			if err := setFromString(ev, v); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			m.SetMapIndex(reflect.ValueOf(k), ev)
 		}
-		f.Set(reflect.ValueOf(m))
+		f.Set(m)
 	default:
 		return fmt.Errorf("unsupported type %s", f.Type())
 	}

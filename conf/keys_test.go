@@ -1,0 +1,156 @@
+package conf
+
+import (
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// structKeys returns the dotted key of every field of t, by its yaml tag:
+// sections ("c2s") and leaves ("c2s.listen"). Maps and lists are leaves.
+func structKeys(t reflect.Type, prefix string, out map[string]bool) {
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		out[key] = true
+		if t.Field(i).Type.Kind() == reflect.Struct {
+			structKeys(t.Field(i).Type, key, out)
+		}
+	}
+}
+
+// yamlKeys returns the dotted key of every mapping key in n, stopping at
+// the keys that are maps in Config (their contents are data, not keys).
+func yamlKeys(n *yaml.Node, prefix string, leafMaps map[string]bool, out map[string]bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			yamlKeys(c, prefix, leafMaps, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			out[key] = true
+			if !leafMaps[key] {
+				yamlKeys(n.Content[i+1], key, leafMaps, out)
+			}
+		}
+	}
+}
+
+func sortedDiff(a, b map[string]bool) []string {
+	var d []string
+	for k := range a {
+		if !b[k] {
+			d = append(d, k)
+		}
+	}
+	sort.Strings(d)
+	return d
+}
+
+// TestExampleHasEveryKey keeps conf/example.yaml and the Config struct in
+// step, by full dotted path, in both directions: every key of Config is
+// written out (uncommented) in the example, and the example has no key that
+// Config does not know.
+func TestExampleHasEveryKey(t *testing.T) {
+	data, err := os.ReadFile("example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	structKeys(reflect.TypeOf(Config{}), "", want)
+	leafMaps := map[string]bool{}
+	walkFields(reflect.ValueOf(&Config{}).Elem(), "", func(key, _ string, f reflect.Value) {
+		if f.Kind() == reflect.Map {
+			leafMaps[key] = true
+		}
+	})
+	got := map[string]bool{}
+	yamlKeys(&root, "", leafMaps, got)
+	if missing := sortedDiff(want, got); len(missing) > 0 {
+		t.Errorf("conf/example.yaml lacks keys %v", missing)
+	}
+	if extra := sortedDiff(got, want); len(extra) > 0 {
+		t.Errorf("conf/example.yaml has keys Config does not know: %v", extra)
+	}
+	// And the example is a valid configuration as it stands.
+	if _, err := LoadWith("example.yaml", nil, nil); err != nil {
+		t.Errorf("example.yaml does not load: %v", err)
+	}
+}
+
+// TestEveryKeySettableByEnv sets every leaf key through its AVIARY_*
+// variable alone and checks that the field took the value.
+func TestEveryKeySettableByEnv(t *testing.T) {
+	n := 0
+	walkFields(reflect.ValueOf(&Config{}).Elem(), "", func(key, envName string, f reflect.Value) {
+		n++
+		t.Run(key, func(t *testing.T) {
+			var val string
+			var want any
+			switch {
+			case f.Type() == reflect.TypeOf(time.Duration(0)):
+				val, want = "7s", 7*time.Second
+			case f.Kind() == reflect.String:
+				val, want = "x-"+key, "x-"+key
+			case f.Kind() == reflect.Bool:
+				val, want = "true", true
+			case f.Kind() == reflect.Int:
+				val, want = "7", 7
+			case f.Kind() == reflect.Float64:
+				val, want = "0.5", 0.5
+			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Bool:
+				v := false
+				val, want = "false", &v
+			case f.Kind() == reflect.Slice:
+				val, want = "a:1, b:2", []string{"a:1", "b:2"}
+			case f.Type() == reflect.TypeOf(map[string]string{}):
+				val, want = "a.example=127.0.0.2:5269", map[string]string{"a.example": "127.0.0.2:5269"}
+			case f.Type() == reflect.TypeOf(map[string]float64{}):
+				val, want = `{"node1": 2}`, map[string]float64{"node1": 2}
+			case f.Type() == reflect.TypeOf(map[string]map[string]any{}):
+				val, want = `{"xep0092.version": {"hide_os": true}}`, map[string]map[string]any{"xep0092.version": {"hide_os": true}}
+			default:
+				t.Fatalf("no test value for %s (%s)", key, f.Type())
+			}
+			if envName != EnvName(key) && envName != "AVIARY_DATABASE" {
+				t.Errorf("%s is read from %s, not %s", key, envName, EnvName(key))
+			}
+			c := &Config{}
+			if err := applyEnv(c, []string{envName + "=" + val}); err != nil {
+				t.Fatalf("%s=%s: %v", envName, val, err)
+			}
+			var got any
+			walkFields(reflect.ValueOf(c).Elem(), "", func(k, _ string, g reflect.Value) {
+				if k == key {
+					got = g.Interface()
+				}
+			})
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("%s=%s gave %#v, want %#v", envName, val, got, want)
+			}
+		})
+	})
+	if n < 50 {
+		t.Errorf("walked only %d keys", n)
+	}
+}
