@@ -37,6 +37,14 @@ type AccountIdentities interface {
 	AccountIdentities() []Identity
 }
 
+// AccountNodes answers disco#info on nodes of a local user's bare JID
+// (XEP-0163 PEP nodes). ok is false when the plugin does not know the
+// node; a node nobody knows gets item-not-found.
+type AccountNodes interface {
+	Plugin
+	AccountNodeInfo(ctx context.Context, from, account, node string) (ids []Identity, features []string, ok bool)
+}
+
 // DiscoItems contributes items (services, usually) to the server's
 // disco#items without a node. from is the requester's JID.
 type DiscoItems interface {
@@ -106,6 +114,18 @@ func (m *Manager) AccountIdentities() []Identity {
 		}
 	}
 	return out
+}
+
+// AccountNodeInfo asks the plugins for disco#info on a node of an account.
+func (m *Manager) AccountNodeInfo(ctx context.Context, from, account, node string) ([]Identity, []string, bool) {
+	for _, p := range m.list() {
+		if an, ok := p.(AccountNodes); ok {
+			if ids, feats, ok := an.AccountNodeInfo(ctx, from, account, node); ok {
+				return ids, feats, true
+			}
+		}
+	}
+	return nil, nil, false
 }
 
 // DiscoItems returns every plugin's items for the server's disco#items.

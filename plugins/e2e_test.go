@@ -360,7 +360,7 @@ func TestEndToEndAdminCommands(t *testing.T) {
 // pepFeatures are the XEP-0163 features of every account (plugins/pep).
 var pepFeatures = func() string {
 	var b strings.Builder
-	for _, f := range []string{"", "#access-open", "#access-presence", "#access-whitelist", "#auto-create", "#auto-subscribe",
+	for _, f := range []string{"", "#access-open", "#access-presence", "#access-whitelist", "#auto-create", "#auto-subscribe", "#config-node",
 		"#create-nodes", "#delete-nodes", "#filtered-notifications", "#item-ids", "#last-published", "#persistent-items",
 		"#presence-notifications", "#publish", "#publish-options", "#retract-items", "#retrieve-items"} {
 		b.WriteString(`<feature var="http://jabber.org/protocol/pubsub` + f + `"/>`)

@@ -9,7 +9,9 @@
 //
 // On a local user's bare JID disco#info reports account/registered, the
 // identities plugins add there (AccountIdentities: pubsub/pep) and the
-// features plugins offer on accounts (AccountFeatures); disco#items is
+// features plugins offer on accounts (AccountFeatures); disco#info on a
+// node of the account is answered by the plugin that knows it
+// (AccountNodes: PEP nodes); disco#items is
 // empty. It answers any requester: the features describe the server, and
 // an account's existence is already visible through RFC 6121 errors. A JID
 // with no account gets service-unavailable (RFC 6121 §8.5.1).
@@ -95,7 +97,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		}
 		return p.serverItems(ctx, iq.From, node)
 	}
-	return p.accountQuery(ctx, q.NS(), to, node)
+	return p.accountQuery(ctx, q.NS(), iq.From, to, node)
 }
 
 func (p *Plugin) serverInfo(ctx context.Context, from, node string) (*wire.Element, error) {
@@ -150,7 +152,7 @@ func (p *Plugin) serverItems(ctx context.Context, from, node string) (*wire.Elem
 	return ItemsElement(node, items), nil
 }
 
-func (p *Plugin) accountQuery(ctx context.Context, ns, to, node string) (*wire.Element, error) {
+func (p *Plugin) accountQuery(ctx context.Context, ns, from, to, node string) (*wire.Element, error) {
 	j, err := jid.Parse(to)
 	if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
 		return nil, wire.ErrServiceUnavailable
@@ -162,6 +164,11 @@ func (p *Plugin) accountQuery(ctx context.Context, ns, to, node string) (*wire.E
 		return nil, err
 	}
 	if node != "" {
+		if ns == NSInfo && p.m != nil {
+			if ids, feats, ok := p.m.AccountNodeInfo(ctx, from, j.Bare().String(), node); ok {
+				return InfoElement(node, ids, plugins.SortedUnique(feats)), nil
+			}
+		}
 		return nil, wire.ErrItemNotFound
 	}
 	if ns == NSItems {

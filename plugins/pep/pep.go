@@ -110,6 +110,7 @@ var (
 	_ plugins.AccountFeatures   = (*Plugin)(nil)
 	_ plugins.AccountIdentities = (*Plugin)(nil)
 	_ plugins.Interceptor       = (*Plugin)(nil)
+	_ plugins.AccountNodes      = (*Plugin)(nil)
 )
 
 // New returns the plugin.
@@ -135,6 +136,7 @@ var accountFeatures = []string{
 	NSPubSub + "#access-whitelist",
 	NSPubSub + "#auto-create",
 	NSPubSub + "#auto-subscribe",
+	NSPubSub + "#config-node",
 	NSPubSub + "#create-nodes",
 	NSPubSub + "#delete-nodes",
 	NSPubSub + "#filtered-notifications",
@@ -455,8 +457,12 @@ func (p *Plugin) retract(ctx context.Context, owner string, req *wire.Element) (
 	return nil, nil
 }
 
-// ownerIQ handles pubsub#owner: delete only.
+// ownerIQ handles pubsub#owner: node configuration (the access model) and
+// delete.
 func (p *Plugin) ownerIQ(ctx context.Context, owner, typ string, q *wire.Element) (*wire.Element, error) {
+	if cfg := q.Child("configure", ""); cfg != nil {
+		return p.configure(ctx, owner, typ, cfg)
+	}
 	del := q.Child("delete", "")
 	if typ != "set" || del == nil {
 		return nil, wire.ErrFeatureNotImplemented
@@ -477,6 +483,67 @@ func (p *Plugin) ownerIQ(ctx context.Context, owner, typ string, q *wire.Element
 	}
 	p.notify(ctx, owner, node, rec, wire.NewNS("event", NSEvent).Append(wire.New("delete", "node", node)))
 	return nil, nil
+}
+
+// configure returns (get) or applies (set) a node's configuration form;
+// pubsub#access_model is its one setting.
+func (p *Plugin) configure(ctx context.Context, owner, typ string, req *wire.Element) (*wire.Element, error) {
+	node := req.Attr("node")
+	if node == "" {
+		return nil, errNodeIDRequired
+	}
+	rec, err := p.load(ctx, owner, node)
+	if err == errNoNode {
+		return nil, wire.ErrItemNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if typ == "get" {
+		return wire.NewNS("pubsub", NSOwner).Append(wire.New("configure", "node", node).Append(configForm(rec.access))), nil
+	}
+	if x := req.Child("x", NSData); x != nil && x.Attr("type") == "cancel" {
+		return nil, nil
+	}
+	access, err := accessFromForm(req)
+	if err != nil {
+		return nil, wire.ErrNotAcceptable.WithText("unsupported access model")
+	}
+	if access == "" || access == rec.access {
+		return nil, nil
+	}
+	rec.access = access
+	return nil, p.save(ctx, owner, node, rec)
+}
+
+// configForm is the node configuration form (XEP-0060 §8.2).
+func configForm(access string) *wire.Element {
+	x := wire.NewNS("x", NSData).SetAttr("type", "form")
+	x.Append(wire.New("field", "var", "FORM_TYPE", "type", "hidden").Append(wire.New("value").SetText(NSPubSub + "#node_config")))
+	f := wire.New("field", "var", "pubsub#access_model", "type", "list-single", "label", "Who may subscribe and retrieve items")
+	for _, m := range []string{AccessOpen, AccessPresence, AccessWhitelist} {
+		f.Append(wire.New("option").Append(wire.New("value").SetText(m)))
+	}
+	f.Append(wire.New("value").SetText(access))
+	x.Append(f)
+	x.Append(wire.New("field", "var", "pubsub#max_items", "type", "text-single", "label", "Items kept").Append(wire.New("value").SetText("1")))
+	x.Append(wire.New("field", "var", "pubsub#persist_items", "type", "boolean", "label", "Persist items").Append(wire.New("value").SetText("true")))
+	return x
+}
+
+// AccountNodeInfo answers disco#info on a PEP node for whoever may
+// retrieve its items (XEP-0060 §5.3: a leaf node).
+func (p *Plugin) AccountNodeInfo(ctx context.Context, from, account, node string) ([]plugins.Identity, []string, bool) {
+	rec, err := p.load(ctx, account, node)
+	if err != nil {
+		return nil, nil, false
+	}
+	if requester := xmpputil.Bare(from); requester != account {
+		if ok, err := p.mayRetrieve(ctx, account, requester, rec.access); err != nil || !ok {
+			return nil, nil, false
+		}
+	}
+	return []plugins.Identity{{Category: "pubsub", Type: "leaf"}}, []string{NSPubSub}, true
 }
 
 // itemsEvent is the notification of the record's item.

@@ -93,6 +93,18 @@ func TestIQs(t *testing.T) {
 		{"deleted node is gone",
 			`<iq type='get' id='g7' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='secret'/></pubsub></iq>`,
 			`<iq id="g7" to="juliet@example.com/balcony" type="error"><pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="secret"/></pubsub><error type="cancel"><item-not-found xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`},
+		{"configuration form",
+			`<iq type='get' id='f1' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='http://jabber.org/protocol/tune'/></pubsub></iq>`,
+			`<iq type="result" id="f1" to="juliet@example.com/balcony"><pubsub xmlns="http://jabber.org/protocol/pubsub#owner"><configure node="http://jabber.org/protocol/tune"><x xmlns="jabber:x:data" type="form"><field var="FORM_TYPE" type="hidden"><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var="pubsub#access_model" type="list-single" label="Who may subscribe and retrieve items"><option><value>open</value></option><option><value>presence</value></option><option><value>whitelist</value></option><value>presence</value></field><field var="pubsub#max_items" type="text-single" label="Items kept"><value>1</value></field><field var="pubsub#persist_items" type="boolean" label="Persist items"><value>true</value></field></x></configure></pubsub></iq>`},
+		{"configure open",
+			`<iq type='set' id='f2' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='http://jabber.org/protocol/tune'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#node_config</value></field><field var='pubsub#access_model'><value>open</value></field></x></configure></pubsub></iq>`,
+			`<iq type="result" id="f2" to="juliet@example.com/balcony"/>`},
+		{"open node: a stranger retrieves",
+			`<iq type='get' id='g8' from='nurse@example.com/x' to='juliet@example.com'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='http://jabber.org/protocol/tune' max_items='1'/></pubsub></iq>`,
+			`<iq type="result" id="g8" from="juliet@example.com" to="nurse@example.com/x"><pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="http://jabber.org/protocol/tune"><item id="t1" publisher="juliet@example.com"><tune xmlns="http://jabber.org/protocol/tune"><artist>Yes</artist></tune></item></items></pubsub></iq>`},
+		{"others may not configure",
+			`<iq type='get' id='f3' from='romeo@example.com/orchard' to='juliet@example.com'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure node='http://jabber.org/protocol/tune'/></pubsub></iq>`,
+			`<iq id="f3" from="juliet@example.com" to="romeo@example.com/orchard" type="error"><pubsub xmlns="http://jabber.org/protocol/pubsub#owner"><configure node="http://jabber.org/protocol/tune"/></pubsub><error type="auth"><forbidden xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`},
 		{"explicit subscriptions are not PEP",
 			`<iq type='set' id='s1' from='romeo@example.com/orchard' to='juliet@example.com'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='n' jid='romeo@example.com'/></pubsub></iq>`,
 			`<iq id="s1" from="juliet@example.com" to="romeo@example.com/orchard" type="error"><pubsub xmlns="http://jabber.org/protocol/pubsub"><subscribe node="n" jid="romeo@example.com"/></pubsub><error type="cancel"><feature-not-implemented xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`},
@@ -103,6 +115,13 @@ func TestIQs(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", got, c.want)
 			}
 		})
+	}
+	ids, feats, ok := m.AccountNodeInfo(context.Background(), "nurse@example.com/x", juliet, tune)
+	if !ok || len(ids) != 1 || ids[0].Type != "leaf" || len(feats) != 1 {
+		t.Errorf("node disco: %v %v %v", ids, feats, ok)
+	}
+	if _, _, ok := m.AccountNodeInfo(context.Background(), "nurse@example.com/x", juliet, "nope"); ok {
+		t.Error("disco#info on a missing node answered")
 	}
 	if got := h.IQ(t, m, plugins.ToServer, `<iq type='get' id='x' from='juliet@example.com/b' to='example.com'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n'/></pubsub></iq>`); got != "" {
 		t.Errorf("the server itself answered pubsub: %s", got)

@@ -26,7 +26,8 @@ func buildAviary(t *testing.T) string {
 }
 
 var sintResult = regexp.MustCompile(`finished: (\d+)/(\d+) \[(\d+) failed\]`)
-var sintFailed = regexp.MustCompile(`SEVERE: (\w+)\.(\w+) \(\w+\) failed`)
+// Low-level tests name their connection kind too: "(LowLevel, tcp) failed".
+var sintFailed = regexp.MustCompile(`SEVERE: (\w+)\.(\w+) \([^)]*\) failed`)
 
 // runSINT runs the framework in its own network namespace and returns the
 // log, the counts and the failed tests.
