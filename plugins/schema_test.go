@@ -11,9 +11,9 @@ import (
 
 type configurable struct{}
 
-func (configurable) ID() string                                        { return "test.conf" }
+func (configurable) ID() string                                         { return "test.conf" }
 func (configurable) Start(ctx context.Context, host plugins.Host) error { return nil }
-func (configurable) Stop(ctx context.Context) error                    { return nil }
+func (configurable) Stop(ctx context.Context) error                     { return nil }
 func (configurable) Settings() []plugins.SettingSpec {
 	return []plugins.SettingSpec{{Key: "ttl", Type: "duration", Default: "5s"}, {Key: "on", Type: "bool"}}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 )
@@ -19,14 +20,7 @@ func required() bool {
 }
 
 func buildPlugin(t *testing.T, version string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "wordfilter-"+version+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../../plugins/examples/wordfilter/"+version)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building plugin %s: %v\n%s", version, err, b)
-	}
-	return out
+	return exampletest.Build(t, "plugins/examples/wordfilter/"+version)
 }
 
 // TestConsoleInBrowser signs in to the console in headless Chromium and

@@ -7,14 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 )
@@ -121,32 +120,9 @@ func TestAPICommands(t *testing.T) {
 	}
 }
 
-var (
-	wasmOnce sync.Once
-	wasmPath string
-	wasmErr  error
-)
-
-// examplePlugin builds plugins/examples/wordfilter/v1 once per test binary.
+// examplePlugin is plugins/examples/wordfilter/v1, built once per machine.
 func examplePlugin(t *testing.T) string {
-	t.Helper()
-	wasmOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "aviary-cli-wasm-")
-		if err != nil {
-			wasmErr = err
-			return
-		}
-		wasmPath = filepath.Join(dir, "wordfilter.wasm")
-		build := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasmPath, "../../plugins/examples/wordfilter/v1")
-		build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := build.CombinedOutput(); err != nil {
-			wasmErr = fmt.Errorf("building the example plugin: %v\n%s", err, b)
-		}
-	})
-	if wasmErr != nil {
-		t.Fatal(wasmErr)
-	}
-	return wasmPath
+	return exampletest.Build(t, "plugins/examples/wordfilter/v1")
 }
 
 // TestPluginOffline is the "all nodes stopped" upgrade path: upload and

@@ -4,67 +4,30 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/wire"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
-
-// guest builds a Go plugin to WebAssembly once per test binary.
-func guest(t testing.TB, pkg string) []byte {
+// guest returns a built guest module: examples by "wordfilter-v1" and the
+// like, test guests by "panicky" and "looper".
+func guest(t testing.TB, name string) []byte {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "aviary-wasm-")
-		if buildErr != nil {
-			return
-		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for _, p := range []string{"../examples/wordfilter/v1", "../examples/wordfilter/v2", "../examples/echobot/v1", "../examples/echobot/v2", "./testdata/panicky", "./testdata/looper"} {
-			wg.Add(1)
-			go func(p string) {
-				defer wg.Done()
-				out := filepath.Join(buildDir, strings.NewReplacer("../examples/", "", "./testdata/", "", "/", "-").Replace(p)+".wasm")
-				cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, p)
-				cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-				if b, err := cmd.CombinedOutput(); err != nil {
-					mu.Lock()
-					buildErr = errors.New(p + ": " + err.Error() + ": " + string(b))
-					mu.Unlock()
-				}
-			}(p)
-		}
-		wg.Wait()
-	})
-	if buildErr != nil {
-		t.Fatalf("building guest plugins: %v", buildErr)
+	dir := "plugins/runtime/testdata/" + name
+	if i := strings.LastIndex(name, "-"); i > 0 {
+		dir = "plugins/examples/" + name[:i] + "/" + name[i+1:]
 	}
-	b, err := os.ReadFile(filepath.Join(buildDir, pkg+".wasm"))
+	b, err := os.ReadFile(exampletest.Build(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
 }
 
 func newRuntime(t testing.TB, opts Options) *Runtime {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/storage"
@@ -71,16 +71,9 @@ type node struct {
 
 func buildGuests(t *testing.T) map[string][]byte {
 	t.Helper()
-	dir := t.TempDir()
 	out := map[string][]byte{}
 	for _, v := range []string{"v1", "v2"} {
-		file := filepath.Join(dir, v+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", file, "../../plugins/examples/wordfilter/"+v)
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", v, err, b)
-		}
-		data, err := os.ReadFile(file)
+		data, err := os.ReadFile(exampletest.Build(t, "plugins/examples/wordfilter/"+v))
 		if err != nil {
 			t.Fatal(err)
 		}
