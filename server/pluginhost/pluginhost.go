@@ -238,8 +238,14 @@ func (h *Host) applyOn(ctx context.Context, node, name, version string) error {
 	if node == h.o.Cluster.NodeName() {
 		return h.ApplyLocal(ctx, name, version)
 	}
+	return h.callNode(ctx, node, kindApply, name, version)
+}
+
+// callNode sends a plugin request to another node and returns the error it
+// reports.
+func (h *Host) callNode(ctx context.Context, node, kind, name, version string) error {
 	payload, _ := json.Marshal(applyRequest{Name: name, Version: version})
-	raw, err := h.o.Cluster.Call(ctx, node, kindApply, payload)
+	raw, err := h.o.Cluster.Call(ctx, node, kind, payload)
 	if err != nil {
 		return err
 	}

@@ -59,19 +59,7 @@ func (h *Host) StartUpgrade(ctx context.Context, name, version string) error {
 		}
 		senior := seniorOf(members)
 		if senior != "" && senior != h.o.Cluster.NodeName() {
-			payload, _ := json.Marshal(applyRequest{Name: name, Version: version})
-			raw, err := h.o.Cluster.Call(ctx, senior, kindUpgrade, payload)
-			if err != nil {
-				return err
-			}
-			var rep applyReply
-			if err := json.Unmarshal(raw, &rep); err != nil {
-				return err
-			}
-			if rep.Error != "" {
-				return errors.New(rep.Error)
-			}
-			return nil
+			return h.callNode(ctx, senior, kindUpgrade, name, version)
 		}
 	}
 	return h.startCoordinating(name, version)
@@ -171,12 +159,8 @@ func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
 	}
 	// Restarted nodes must come back on the new version: make it the one
 	// enabled in the catalogue.
-	if recs, err := h.o.Store.ListPlugins(ctx); err == nil {
-		for _, r := range recs {
-			if r.Name == name && r.Enabled != (r.Version == version) {
-				_ = h.o.Store.SetPluginEnabled(ctx, name, r.Version, r.Version == version)
-			}
-		}
+	if err := SetEnabled(ctx, h.o.Store, name, version, true); err != nil {
+		h.log.Error("upgrade done but the catalogue still enables the old version", "plugin", name, "err", err)
 	}
 	st.State = "done"
 	h.save(ctx, st)
