@@ -72,19 +72,10 @@ func runPlugin(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	}
 	switch args[0] {
 	case "list":
-		var ps []struct {
-			Name, Version, Checksum string
-			Enabled                 bool
-			Uploaded                time.Time
-		}
-		err = c.call(ctx, "GET", "/api/plugins", nil, &ps)
-		if err == nil {
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tVERSION\tENABLED\tCHECKSUM\tUPLOADED")
-			for _, p := range ps {
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%.12s\t%s\n", p.Name, p.Version, p.Enabled, p.Checksum, p.Uploaded.Format(time.RFC3339))
-			}
-			tw.Flush()
+		// The API's fields match storage.PluginRecord's (without the artifact).
+		var ps []storage.PluginRecord
+		if err = c.call(ctx, "GET", "/api/plugins", nil, &ps); err == nil {
+			printCatalogue(stdout, ps)
 		}
 	case "upload":
 		var data []byte
@@ -226,12 +217,7 @@ func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ
 			fmt.Fprintf(stderr, "aviary plugin list: %v\n", err)
 			return 1
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVERSION\tENABLED\tCHECKSUM\tUPLOADED")
-		for _, p := range recs {
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%.12s\t%s\n", p.Name, p.Version, p.Enabled, p.Checksum, p.Uploaded.Format(time.RFC3339))
-		}
-		tw.Flush()
+		printCatalogue(stdout, recs)
 	case "upload":
 		data, err := os.ReadFile(a[2])
 		if err == nil {
@@ -265,4 +251,13 @@ func checkArtifact(ctx context.Context, name, version string, data []byte) error
 		return err
 	}
 	return p.Stop(ctx)
+}
+
+func printCatalogue(w io.Writer, recs []storage.PluginRecord) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tENABLED\tCHECKSUM\tUPLOADED")
+	for _, p := range recs {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%.12s\t%s\n", p.Name, p.Version, p.Enabled, p.Checksum, p.Uploaded.Format(time.RFC3339))
+	}
+	tw.Flush()
 }
