@@ -101,7 +101,9 @@ type Interceptor interface {
 type Point int
 
 const (
-	// PointInbound: a stanza from a local client, 'from' stamped, before routing.
+	// PointInbound: a stanza from a local client, 'from' stamped, before routing;
+	// also presence the router sends on a local user's behalf (each copy of
+	// a broadcast, with its 'to'; probe answers; login probes).
 	PointInbound Point = iota + 1
 	// PointDeliver: a stanza about to be written to a local session.
 	PointDeliver

@@ -181,7 +181,7 @@ func (r *Router) nodeDown(node string, routes []cluster.Route) {
 				if ca.domain == r.domain {
 					r.deliverLocalAvailable(ctx, ca.bare, withTo(un, ca.bare))
 				} else if senior && r.fed != nil {
-					r.fed.Send(ctx, withTo(un, c))
+					r.presenceOut(ctx, withTo(un, c))
 				}
 			}
 			if !contains(subscribers, bare) {
@@ -252,10 +252,10 @@ func (r *Router) resyncPresence(ctx context.Context) {
 		for _, it := range items {
 			st := stateOf(it)
 			if st.from() && it.Contact != a.bare {
-				r.route(ctx, withTo(a.pres, it.Contact))
+				r.presenceOut(ctx, withTo(a.pres, it.Contact))
 			}
 			if st.to() {
-				r.route(ctx, wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", a.full, "to", it.Contact))
+				r.presenceOut(ctx, wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", a.full, "to", it.Contact))
 			}
 		}
 	}

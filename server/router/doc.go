@@ -67,6 +67,18 @@
 //     carry <private xmlns='urn:xmpp:carbons:2'/> or <no-copy
 //     xmlns='urn:xmpp:hints'/>.
 //
+// Interceptors. PointInbound runs on what a local session sends
+// (FromClient) and also on presence the router sends on a user's behalf
+// (presenceOut: each copy of a broadcast with its 'to', probe answers,
+// login probes, unavailable presence at logout or node death), so a plugin
+// such as XEP-0191 blocking sees every presence that leaves the account,
+// wherever it goes (a local session, another node, s2s); an error there
+// drops the copy without a bounce. PointDeliver runs before a stanza is
+// queued on a local session, PointOffline before a message is stored,
+// PointRemoteInbound on what s2s hands in. A probe delivered to a resource
+// is answered by the router and passes no PointDeliver; its answer passes
+// PointInbound.
+//
 // The same element may be queued on several sessions (a message to a bare
 // JID with tied priorities, a presence broadcast to one's own resources):
 // sessions and PointDeliver interceptors must treat a delivered element

@@ -98,7 +98,7 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 	for _, it := range items {
 		if stateOf(it).to() {
 			probe := wire.New("presence", "type", "probe", "id", randomID("probe-"), "from", from, "to", it.Contact)
-			r.route(ctx, probe)
+			r.presenceOut(ctx, probe)
 		}
 	}
 	for _, it := range items {
@@ -137,7 +137,7 @@ func (r *Router) unavailablePresence(ctx context.Context, from string, el *wire.
 		return
 	}
 	for to := range directed {
-		r.route(ctx, withTo(el, to))
+		r.presenceOut(ctx, withTo(el, to))
 	}
 }
 
@@ -183,13 +183,13 @@ func (r *Router) broadcastTo(ctx context.Context, bare string, el *wire.Element,
 		if c == bare {
 			continue // the user's own resources get it below
 		}
-		r.route(ctx, withTo(el, c))
+		r.presenceOut(ctx, withTo(el, c))
 	}
 	for to := range directed {
 		if contains(subscribers, to) {
 			continue
 		}
-		r.route(ctx, withTo(el, to))
+		r.presenceOut(ctx, withTo(el, to))
 	}
 	routes, err := r.routes(ctx, bare)
 	if err != nil {
@@ -216,10 +216,36 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// presenceOut routes presence that a local user's resource sends out
+// without having sent it itself (copies of a broadcast to each contact,
+// answers to probes, probes at login, unavailable presence on logout), after
+// the PointInbound interceptors, as if the resource had sent that stanza to
+// that contact: a plugin sees every presence the user's account emits, with
+// its 'to', whether it goes to a local contact, another node or another
+// domain (XEP-0191 §3.3: nothing to a blocked contact, probes from one
+// unanswered). Session is the sending resource (its 'from' when that is a
+// full JID). An interceptor's error drops the stanza without a bounce: the
+// user did not send it.
+func (r *Router) presenceOut(ctx context.Context, el *wire.Element) {
+	if r.plugins != nil {
+		session := el.From()
+		if !strings.Contains(session, "/") {
+			session = ""
+		}
+		if !r.intercept(ctx, plugins.PointInbound, el, session, false) {
+			return
+		}
+	}
+	r.route(ctx, el)
+}
+
 // withTo returns a shallow copy of el addressed to 'to': its own attribute
-// slice, the children shared (they are never changed after routing).
+// slice, the children shared (they are never changed after routing; the
+// slice is capped, so appending to one copy's children never writes into
+// another's).
 func withTo(el *wire.Element, to string) *wire.Element {
-	c := &wire.Element{Name: el.Name, Text: el.Text, Children: el.Children}
+	n := len(el.Children)
+	c := &wire.Element{Name: el.Name, Text: el.Text, Children: el.Children[:n:n]}
 	c.Attrs = make([]wire.Attr, 0, len(el.Attrs)+1)
 	for _, a := range el.Attrs {
 		if a.Name != "to" {
@@ -311,7 +337,7 @@ func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
 			return
 		}
 		if err != nil || !stateOf(it).from() {
-			r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", prober))
+			r.presenceOut(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", prober))
 			return
 		}
 	}
@@ -338,7 +364,7 @@ func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
 		}
 		un.Append(delayElement(r.domain, at))
 	}
-	r.route(ctx, un)
+	r.presenceOut(ctx, un)
 }
 
 // answerProbeLocal answers a probe delivered to a local resource with that
@@ -352,7 +378,7 @@ func (r *Router) answerProbeLocal(ctx context.Context, s *session, probe *wire.E
 	}
 	reply := withTo(p, probe.From())
 	reply.SetAttr("from", s.full)
-	r.route(ctx, reply)
+	r.presenceOut(ctx, reply)
 }
 
 // ownPresence sends the presence of the user's other available resources
@@ -406,7 +432,7 @@ func (r *Router) unavailableFromResources(ctx context.Context, bare, to string) 
 	}
 	for i := range routes {
 		if routes[i].Available {
-			r.route(ctx, wire.New("presence", "type", "unavailable", "from", routes[i].JID, "to", to))
+			r.presenceOut(ctx, wire.New("presence", "type", "unavailable", "from", routes[i].JID, "to", to))
 		}
 	}
 }
@@ -485,7 +511,7 @@ func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a ad
 	case "subscribe":
 		if res.before.from() {
 			// Already subscribed: answer for the user (§3.1.3).
-			r.route(ctx, wire.New("presence", "type", "subscribed", "from", a.bare, "to", sender))
+			r.presenceOut(ctx, wire.New("presence", "type", "subscribed", "from", a.bare, "to", sender))
 			return
 		}
 		// Deliver to every available resource; with none, the request

@@ -210,7 +210,7 @@ func (r *Router) logout(ctx context.Context, s *session, unavailable *wire.Eleme
 		// Directed presence sent while not available still ends (§4.6.3).
 		un := wire.New("presence", "type", "unavailable", "from", s.full)
 		for to := range directed {
-			r.route(ctx, withTo(un, to))
+			r.presenceOut(ctx, withTo(un, to))
 		}
 	}
 	if remaining == 0 {
