@@ -95,26 +95,38 @@ func (l *Listener) acceptLoop() {
 
 func (l *Listener) serveConn(conn net.Conn) {
 	defer l.wg.Done()
+	// The session's reader runs on this goroutine for as long as the
+	// client stays: keep this frame small (setup holds the handshake's
+	// locals) so an idle reader's stack can shrink to its minimum.
+	if t := l.setup(conn); t != nil {
+		_ = l.srv.Serve(l.ctx, t)
+	}
+}
+
+// setup prepares a transport for an accepted connection; nil when the
+// direct-TLS handshake failed.
+//
+//go:noinline
+func (l *Listener) setup(conn net.Conn) *TCPTransport {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		_ = tc.SetKeepAlive(true)
 	}
 	lim := wire.Limits{MaxStanzaBytes: l.srv.cfg().C2S.MaxStanzaBytes}
-	if l.directTLS {
-		tc := tls.Server(conn, l.srv.d.TLS)
-		ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
-		err := handshake(ctx, tc)
-		cancel()
-		if err != nil {
-			l.srv.d.Logger.Debug("c2s: TLS handshake failed", "addr", conn.RemoteAddr().String(), "err", err)
-			_ = conn.Close()
-			return
-		}
-		t := NewTCPTransport(tc, true, lim)
-		t.raw = conn
-		_ = l.srv.Serve(l.ctx, t)
-		return
+	if !l.directTLS {
+		return NewTCPTransport(conn, false, lim)
 	}
-	_ = l.srv.Serve(l.ctx, NewTCPTransport(conn, false, lim))
+	tc := tls.Server(conn, l.srv.d.TLS)
+	ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
+	err := handshake(ctx, tc)
+	cancel()
+	if err != nil {
+		l.srv.d.Logger.Debug("c2s: TLS handshake failed", "addr", conn.RemoteAddr().String(), "err", err)
+		_ = conn.Close()
+		return nil
+	}
+	t := NewTCPTransport(tc, true, lim)
+	t.raw = conn
+	return t
 }
 
 // handshake runs the TLS handshake on a short-lived goroutine: its deep
