@@ -30,7 +30,9 @@
 # draining. Any failure stops the run (exit 1) with the cluster otherwise
 # untouched: the nodes not yet restarted keep serving.
 #
-# Prints one line per node: "restarted NAME drain=Ds down=Ds ready=Ds".
+# Prints one line per node: "restarted NAME drain=D.Ds down=D.Ds total=D.Ds"
+# (drain: from the request until the node left and its process was gone;
+# down: from then until it was ready and listed again).
 set -euo pipefail
 
 token=${AVIARY_ADMIN_TOKEN:-}
@@ -80,7 +82,8 @@ wait_for() {
 ready() { [ "$(http_code "$1/readyz")" = 200 ]; }
 gone() { [ "$(http_code "$1/healthz")" = 000 ]; }
 
-# listed_ok VIA NAME: node NAME is in VIA's member list and not draining.
+# listed_ok VIA NAME: node NAME is in VIA's member list, not draining, with
+# its client addresses published (so redirects can name it).
 listed_ok() {
 	curl -s -m 3 "${auth[@]}" "$1/api/nodes" 2>/dev/null | /usr/bin/python3 -c '
 import json, sys
@@ -89,7 +92,7 @@ try:
     nodes = json.load(sys.stdin)
 except ValueError:
     sys.exit(1)
-sys.exit(0 if any(n.get("name") == name and not n.get("draining") for n in nodes) else 1)' "$2"
+sys.exit(0 if any(n.get("name") == name and not n.get("draining") and n.get("addrs") for n in nodes) else 1)' "$2"
 }
 
 # another NAME: the admin URL of some other node (the node itself when alone).
@@ -104,6 +107,11 @@ another() {
 		[ "${names[$i]}" = "$1" ] && echo "${urls[$i]}" && return
 	done
 }
+
+# now: seconds since the epoch with milliseconds.
+now() { printf '%s' "${EPOCHREALTIME:-$(date +%s.%N)}"; }
+# since T: seconds elapsed since T, one decimal.
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 selected() {
 	[ ${#only[@]} -eq 0 ] && return 0
@@ -121,7 +129,7 @@ for i in "${!names[@]}"; do
 	selected "$name" || continue
 	via=$(another "$name")
 	echo "rolling-restart: draining $name (through $via)"
-	t0=$SECONDS
+	t0=$(now)
 	wait_flags=()
 	# Through another node, wait until the drained node has left the cluster
 	# (it leaves as the last step of stopping).
@@ -129,7 +137,8 @@ for i in "${!names[@]}"; do
 	"$aviary" node drain "$name" --admin "$via" --token "$token" "${wait_flags[@]}" >/dev/null ||
 		die "draining $name failed"
 	wait_for "$drain_timeout" "$name to drain and exit" gone "$url"
-	t1=$SECONDS
+	drain_s=$(since "$t0")
+	t1=$(now)
 	if [ -n "$start_cmd" ]; then
 		cmd=${start_cmd//\{name\}/$name}
 		cmd=${cmd//\{admin\}/$url}
@@ -140,7 +149,6 @@ for i in "${!names[@]}"; do
 	if [ "$via" != "$url" ]; then
 		wait_for "$ready_timeout" "the cluster to list $name again" listed_ok "$via" "$name"
 	fi
-	t2=$SECONDS
-	echo "restarted $name drain=$((t1 - t0))s down=$((t2 - t1))s ready=$((t2 - t0))s"
+	echo "restarted $name drain=${drain_s}s down=$(since "$t1")s total=$(since "$t0")s"
 done
 echo "rolling-restart: done"

@@ -189,10 +189,17 @@ balance: {publish_interval: 500ms, drain_deadline: 30s}
 
 	sent, delivered, dups, redirects, reconnects := stats.figures()
 	lost := stats.missing()
-	drains := regexp.MustCompile(`restarted (\S+) drain=(\d+)s down=(\d+)s`).FindAllStringSubmatch(string(scriptOut), -1)
+	drains := regexp.MustCompile(`restarted (\S+) drain=([\d.]+)s down=([\d.]+)s`).FindAllStringSubmatch(string(scriptOut), -1)
 	var drainTimes []string
 	for _, d := range drains {
 		drainTimes = append(drainTimes, fmt.Sprintf("%s drain %ss back %ss", d[1], d[2], d[3]))
+	}
+	nodeDrain := regexp.MustCompile(`balance: drain ended.*reason=(\S+) took=(\S+) moved=(\d+) refused=(\d+)`)
+	for _, p := range nodes {
+		log, _ := os.ReadFile(filepath.Join(dir, p.name+".log"))
+		for _, m := range nodeDrain.FindAllStringSubmatch(string(log), -1) {
+			drainTimes = append(drainTimes, fmt.Sprintf("%s node-side: %s in %s, moved %s, refused %s", p.name, m[1], m[2], m[3], m[4]))
+		}
 	}
 	t.Logf("E2E FIGURES users=%d sent(acked by server)=%d delivered(unique)=%d redelivered(duplicates)=%d redirected(see-other-host)=%d reconnects=%d late(offline, found on a final re-login)=%d lost=%d unacked-at-end=%d; %s",
 		users, sent, delivered, dups, redirects, reconnects, late, lost, stats.unacked(clients), strings.Join(drainTimes, "; "))
