@@ -51,7 +51,9 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	lim = lim.withDefaults()
 	cr := &countingReader{max: lim.MaxStanzaBytes}
 	cr.fill = &fillReader{r: r}
-	cr.br = bufio.NewReaderSize(cr.fill, 2048)
+	// A small buffer: an idle session holds it for as long as it is
+	// connected, and stanzas are parsed a byte at a time anyway.
+	cr.br = bufio.NewReaderSize(cr.fill, 512)
 	rd := &Reader{src: cr, lim: lim}
 	rd.dec = newDecoder(cr)
 	return rd
