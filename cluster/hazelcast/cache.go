@@ -122,6 +122,7 @@ func (c *Cluster) onRouteEvent(e *hz.EntryNotified) {
 	if l := c.cache.Load(); l != nil && l != b {
 		l.add(ev)
 	}
+	c.eventSeen(ev) // after the replica has it
 }
 
 func (c *Cluster) onRoutesCleared(*hz.EntryNotified) {
@@ -181,6 +182,7 @@ func (c *Cluster) buildCache(ctx context.Context, o *hzObjs) error {
 	}
 	nb.finish(snap)
 	c.cache.Store(nb)
+	c.expireDirty(start)
 	c.lastResync = time.Now()
 	c.log.Debug("cluster route replica loaded", "routes", nb.size(), "took", time.Since(start))
 	return nil

@@ -87,8 +87,14 @@
 //     connection drops the replica and the next join rebuilds it.
 //
 // Other nodes' writes show up after the event's latency (about a
-// millisecond on a LAN), the same staleness a query answered a moment
-// earlier would have. Routes of incarnations that are not visible are
+// millisecond on a LAN). That alone would let an effect overtake its
+// cause: a node raises a resource's priority and broadcasts the presence
+// over its link; the presence arrives before the event, and a contact
+// who answers at once is routed by the old priority. So the owner also
+// announces each write over its links once Hazelcast has it (dirty.go);
+// links are FIFO, so the receiver handles the announcement first and,
+// until the event arrives, answers Routes for that bare JID with one
+// query (TestCauseBeforeEffect fails without this). Routes of incarnations that are not visible are
 // filtered out (a node seen for the first time is looked up once), and
 // this node's own routes always come from its index. Options.NoRouteCache
 // switches to the indexed query (one round trip per call).

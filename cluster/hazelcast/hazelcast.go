@@ -103,6 +103,11 @@ type Cluster struct {
 	routesSub  types.UUID // loop-only
 	lastResync time.Time  // loop-only
 
+	seq     atomic.Uint64 // orders this node's route writes
+	dirtyMu sync.Mutex
+	dirty   map[string]dirtyMark // full JID → announced write not yet in the replica
+	dirtyN  map[string]int       // bare JID → number of dirty full JIDs
+
 	negMu sync.Mutex
 	neg   map[string]time.Time // nodes recently found not visible
 
@@ -210,6 +215,8 @@ func NewWithOptions(o Options) (*Cluster, error) {
 		self:       cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
 		view:       map[string]memberRecord{},
 		neg:        map[string]time.Time{},
+		dirty:      map[string]dirtyMark{},
+		dirtyN:     map[string]int{},
 		events:     make(chan struct{}, 1),
 		kick:       make(chan struct{}, 1),
 		switchKick: make(chan struct{}, 1),
@@ -222,6 +229,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 	}
 	c.enabled.Store(true)
 	c.senior.Store(true)
+	c.handlers[kindRoute] = c.handleAnnounce
 	c.links = link.New(link.Options{
 		Name:        c.name,
 		Secret:      []byte(cc.Secret),

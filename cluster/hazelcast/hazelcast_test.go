@@ -804,3 +804,48 @@ func TestRouteWriteRetried(t *testing.T) {
 		return nil
 	})
 }
+
+// TestCauseBeforeEffect: a route change made before a Send over the link
+// is visible to the receiver's Routes while it handles that message, even
+// though the replica learns it from Hazelcast later (announcements).
+func TestCauseBeforeEffect(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	type seen struct {
+		want int
+		got  []cluster.Route
+		err  error
+	}
+	results := make(chan seen, 1)
+	b.Handle("check", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		var want int
+		fmt.Sscan(string(p), &want)
+		rs, err := b.Routes(ctx, "u@x")
+		results <- seen{want, rs, err}
+		return nil, nil
+	})
+	stale := 0
+	for i := range 200 {
+		if err := a.PutRoute(ctx, cluster.Route{JID: "u@x/r", Priority: i, Available: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Send(ctx, "b", "check", fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if len(r.got) != 1 || r.got[0].Priority != r.want {
+			stale++
+			t.Errorf("message %d: b saw %+v", i, r.got)
+		}
+		if stale > 5 {
+			t.FailNow()
+		}
+	}
+}

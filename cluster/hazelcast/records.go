@@ -29,6 +29,8 @@ type routeRecord struct {
 	cluster.Route
 	Bare string `json:"bare"`
 	Inc  string `json:"inc"`
+	// Seq orders the writes of one incarnation (see dirty.go).
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 func toJSON(v any) (serialization.JSON, error) {

@@ -115,13 +115,18 @@ func (c *Cluster) writeRouteLocked(ctx context.Context, full string) {
 	if o != nil {
 		octx, cancel := c.opCtx(ctx)
 		defer cancel()
-		if r, ok := c.ownRoute(full); ok {
+		inc, seq := c.incarnation(), c.seq.Add(1)
+		r, ok := c.ownRoute(full)
+		if ok {
 			var v any
-			if v, err = toJSON(routeRecord{Route: r, Bare: cluster.BareJID(full), Inc: c.incarnation()}); err == nil {
+			if v, err = toJSON(routeRecord{Route: r, Bare: cluster.BareJID(full), Inc: inc, Seq: seq}); err == nil {
 				err = o.routes.Set(octx, full, v)
 			}
 		} else {
 			err = o.routes.Delete(octx, full)
+		}
+		if err == nil {
+			c.announce(ctx, full, inc, seq, !ok)
 		}
 	}
 	c.pendingMu.Lock()
@@ -174,7 +179,7 @@ func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, 
 		return out, nil
 	}
 	var recs []routeRecord
-	if rc := c.cache.Load(); rc != nil {
+	if rc := c.cache.Load(); rc != nil && !c.isDirty(bareJID) {
 		recs = rc.get(bareJID, nil)
 	} else {
 		o := c.objs()
@@ -291,7 +296,7 @@ func (c *Cluster) reconcile(ctx context.Context, o *hzObjs) error {
 	for i := 0; i < len(own); i += batch {
 		entries := make([]types.Entry, 0, batch)
 		for _, r := range own[i:min(i+batch, len(own))] {
-			v, err := toJSON(routeRecord{Route: r, Bare: cluster.BareJID(r.JID), Inc: inc})
+			v, err := toJSON(routeRecord{Route: r, Bare: cluster.BareJID(r.JID), Inc: inc, Seq: c.seq.Add(1)})
 			if err != nil {
 				return err
 			}
