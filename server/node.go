@@ -181,7 +181,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		n.cluster = local.New(cfg.Cluster.NodeName)
 	}
 	n.hooks = plugins.NewHooks()
-	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks})
+	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
 	n.auth = auth.New(auth.Options{
 		Store:        n.store,
 		Domain:       cfg.Domain,

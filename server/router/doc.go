@@ -21,6 +21,7 @@
 //	carbons.go       XEP-0280 sent/received copies
 //	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
+//	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //
 // Where state lives. Each local session has a record (available presence,
 // priority, availability, interested-in-roster, carbons, directed-presence
@@ -37,6 +38,13 @@
 // node by cluster.operation_timeout, so a stanza never hangs: a failure is
 // answered internal-server-error, or resource-constraint when the store
 // timed out (how an exhausted connection pool shows), see stanzaErrorFor.
+//
+// Metrics. MetricRouteSeconds times each call of FromClient, FromRemote
+// and Route by stanza kind (routing is synchronous, so the call ends when
+// the stanza is queued, stored, handed to a link or s2s, bounced or
+// dropped); MetricOutcomes counts one outcome per target. Label children
+// are resolved in New, so the hot path stays allocation-free; the cost is
+// two clock reads per routed stanza.
 //
 // Node links carry stanzas as KindStanza messages in wire's binary
 // encoding; "kick" messages log a session out on the node that owns it.

@@ -41,6 +41,7 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 		// §8.5.3.2: the resource is not online.
 		switch typ {
 		case "error", "headline":
+			r.m.dropped.Inc()
 			return
 		case "groupchat":
 			r.bounce(ctx, el, wire.ErrServiceUnavailable)
@@ -53,6 +54,7 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	case "error":
+		r.m.dropped.Inc()
 		return
 	}
 
@@ -96,6 +98,7 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 		return
 	}
 	if typ == "headline" {
+		r.m.dropped.Inc()
 		return // §8.5.2.1.1: headlines are not stored
 	}
 	r.storeOffline(ctx, el, a)
@@ -129,10 +132,13 @@ func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a addr) {
 		}
 		if typ == "get" || typ == "set" {
 			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+		} else {
+			r.m.dropped.Inc()
 		}
 		return
 	}
 	if typ != "get" && typ != "set" {
+		r.m.dropped.Inc()
 		return // results and errors to a bare JID: nobody is waiting
 	}
 	if q := el.FirstChild(); q != nil && q.NS() == wire.NSRoster {

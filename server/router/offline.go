@@ -17,6 +17,7 @@ import (
 // taken the queue just before this message landed in it.
 func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 	if !worthStoring(el) {
+		r.m.dropped.Inc()
 		return
 	}
 	if r.store == nil {
@@ -35,6 +36,7 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 		r.bounce(ctx, el, stanzaErrorFor(err))
 		return
 	}
+	r.m.offline.Inc()
 	r.flushOffline(ctx, a.bare)
 }
 
@@ -202,6 +204,10 @@ func (r *Router) fallback(ctx context.Context, el *wire.Element, full string) {
 	case "iq":
 		if t := el.Type(); t == "get" || t == "set" {
 			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+			return
 		}
+		r.m.dropped.Inc()
+	default: // presence is transient
+		r.m.dropped.Inc()
 	}
 }

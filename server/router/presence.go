@@ -276,9 +276,10 @@ func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
 	}
 	// Available or unavailable presence.
 	if a.resource != "" {
-		if rt, ok := r.routeFor(ctx, a); ok {
-			r.deliver(ctx, &rt, el)
+		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
+			return
 		}
+		r.m.dropped.Inc()
 		return // §8.5.3.2.3: no such resource, silently ignored
 	}
 	routes, err := r.routes(ctx, a.bare)

@@ -11,6 +11,7 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options are what a Router is built from.
@@ -24,6 +25,9 @@ type Options struct {
 	Hooks *plugins.Hooks
 	// Now returns the current time; tests fix it. Default time.Now.
 	Now func() time.Time
+	// Registry, when set, receives the router's metrics
+	// (MetricRouteSeconds, MetricOutcomes). Optional.
+	Registry prometheus.Registerer
 }
 
 // Router is the node's stanza router: the session registry, the RFC 6121
@@ -44,6 +48,7 @@ type Router struct {
 	now     func() time.Time
 	plugins *plugins.Manager
 	fed     Federation
+	m       *metrics
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // full JID → local session record
@@ -73,6 +78,7 @@ func New(o Options) *Router {
 		log:      o.Logger,
 		hooks:    o.Hooks,
 		now:      o.Now,
+		m:        newMetrics(o.Registry),
 		sessions: map[string]*session{},
 		byBare:   map[string][]*session{},
 	}
@@ -99,6 +105,7 @@ func (r *Router) Domain() string { return r.domain }
 // the client-side processing RFC 6121 asks for (presence broadcast,
 // outbound subscriptions, roster, sent carbons) and routes the rest.
 func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
+	defer observeSince(r.m.routeTimer(el.Name), time.Now())
 	from := el.From()
 	if from == "" {
 		from = s.JID().String()
@@ -115,6 +122,7 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 	case "iq":
 		r.clientIQ(ctx, from, el)
 	default:
+		r.m.dropped.Inc()
 		r.log.Debug("router: dropping non-stanza from client", "from", from, "name", el.Name)
 	}
 }
@@ -123,8 +131,10 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 // s2s). It runs the PointRemoteInbound interceptors first. A stanza for
 // another domain is dropped: this server is no relay.
 func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
+	defer observeSince(r.m.routeTimer(el.Name), time.Now())
 	if to := el.To(); to != "" {
 		if a, ok := parseAddr(to); ok && a.domain != r.domain {
+			r.m.dropped.Inc()
 			r.log.Debug("router: dropping s2s stanza for another domain", "to", to, "from", el.From())
 			return
 		}
@@ -137,7 +147,10 @@ func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
 
 // Route delivers a stanza by its 'to', with its 'from' as given. Plugins
 // and the router itself send through it.
-func (r *Router) Route(ctx context.Context, el *wire.Element) { r.route(ctx, el) }
+func (r *Router) Route(ctx context.Context, el *wire.Element) {
+	defer observeSince(r.m.routeTimer(el.Name), time.Now())
+	r.route(ctx, el)
+}
 
 func (r *Router) route(ctx context.Context, el *wire.Element) {
 	to := el.To()
@@ -175,6 +188,7 @@ func (r *Router) toUser(ctx context.Context, el *wire.Element, a addr) {
 // toRemoteDomain hands a stanza to s2s, or bounces remote-server-not-found.
 func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
 	if r.fed != nil {
+		r.m.sentS2S.Inc()
 		r.fed.Send(ctx, el)
 		return
 	}
@@ -237,12 +251,11 @@ func (r *Router) handleIQ(ctx context.Context, el *wire.Element, target plugins.
 // unless it is itself an error (never answer an error with an error), an
 // IQ result, or has no sender.
 func (r *Router) bounce(ctx context.Context, el *wire.Element, se *wire.StanzaError) {
-	if el.IsError() || el.From() == "" {
+	if el.IsError() || el.From() == "" || (el.Name == "iq" && el.Type() == "result") {
+		r.m.dropped.Inc()
 		return
 	}
-	if el.Name == "iq" && el.Type() == "result" {
-		return
-	}
+	r.m.bounced.Inc()
 	reply := wire.ErrorReply(el, se)
 	if reply.From() == "" {
 		reply.SetAttr("from", r.domain)
@@ -264,8 +277,13 @@ func (r *Router) intercept(ctx context.Context, p plugins.Point, el *wire.Elemen
 				se = wire.ErrInternalServerError
 			}
 			r.bounce(ctx, el, se)
+		} else {
+			r.m.dropped.Inc()
 		}
 		return false
+	}
+	if v == plugins.Drop {
+		r.m.dropped.Inc()
 	}
 	return v == plugins.Continue
 }

@@ -318,6 +318,7 @@ func (r *Router) deliver(ctx context.Context, rt *cluster.Route, el *wire.Elemen
 		r.log.Debug("router: delivery to node failed", "node", rt.Node, "to", rt.JID, "err", err)
 		return false
 	}
+	r.m.sentNode.Inc()
 	return true
 }
 
@@ -344,7 +345,11 @@ func (r *Router) deliverLocal(ctx context.Context, full string, el *wire.Element
 			return true // a plugin dropped or took it
 		}
 	}
-	return s.s.Send(el)
+	if !s.s.Send(el) {
+		return false
+	}
+	r.m.deliveredLocal.Inc()
+	return true
 }
 
 // privateCopy copies an element's top level (attributes and the list of
