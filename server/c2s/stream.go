@@ -518,8 +518,18 @@ func bindError(iq *wire.Element, se *wire.StanzaError) *wire.Element {
 func (s *Session) handleBound(el *wire.Element) bool {
 	switch el.Name {
 	case "message", "presence", "iq":
-		s.inbound(el)
-		return false
+		switch ns := el.NS(); ns {
+		case "", wire.NSClient:
+			s.inbound(el)
+			return false
+		case wire.NSServer:
+			// RFC 6120 §4.9.3.10: a content namespace this stream is not.
+			s.streamError("invalid-namespace", "stanzas on a client stream are in jabber:client")
+			return true
+		}
+		// §4.9.3.24: a first-level element in a namespace we do not know.
+		s.streamError("unsupported-stanza-type", "")
+		return true
 	}
 	if el.NS() == wire.NSSM {
 		return s.handleSM(el)
@@ -551,6 +561,16 @@ func (s *Session) inbound(el *wire.Element) {
 		}
 	}
 	if el.Name == "iq" {
+		if se := iqSyntaxError(el); se != nil {
+			if t := el.Type(); t != "result" && t != "error" {
+				reply := wire.ErrorReply(el, se)
+				if reply.From() == "" {
+					reply.RemoveAttr("from")
+				}
+				s.enqueue(reply)
+			}
+			return
+		}
 		switch el.Type() {
 		case "result", "error":
 			if s.isPingReply(el) {
@@ -581,4 +601,23 @@ func (s *Session) isPingReply(el *wire.Element) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pingID != "" && el.ID() == s.pingID
+}
+
+// iqSyntaxError checks RFC 6120 §8.2.3: an IQ has an id and one of the
+// four types, and a get or set carries exactly one payload element. A
+// malformed IQ gets bad-request (§8.3.3.1).
+func iqSyntaxError(el *wire.Element) *wire.StanzaError {
+	switch el.Type() {
+	case "get", "set":
+		if el.ID() == "" || len(el.Children) != 1 {
+			return wire.ErrBadRequest
+		}
+	case "result", "error":
+		if el.ID() == "" {
+			return wire.ErrBadRequest
+		}
+	default:
+		return wire.ErrBadRequest
+	}
+	return nil
 }
