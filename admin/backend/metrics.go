@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,12 @@ type nodeCollector struct {
 	poolConns, poolIdle, poolMax, poolWaits, poolWaitSecs *prometheus.Desc
 	members, clustered                                    *prometheus.Desc
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
+	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
+}
+
+// linkStatser is a cluster with node-to-node links (cluster/hazelcast).
+type linkStatser interface {
+	LinkStats() link.Stats
 }
 
 func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeCollector {
@@ -38,11 +45,15 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin.", "plugin", "version"),
 		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out.", "plugin", "version"),
 		pluginDisabled: d("aviary_plugin_disabled", "1 when a plugin was disabled after repeated failures.", "plugin", "version"),
+		linkFrames:     d("aviary_cluster_link_frames_total", "Frames on the node-to-node links (acknowledgements included), by direction (sent, received).", "dir"),
+		linkBytes:      d("aviary_cluster_link_bytes_total", "Bytes of frames on the node-to-node links, by direction (sent, received).", "dir"),
+		linkSendFailures: d("aviary_cluster_link_send_failures_total",
+			"Sends and calls to other nodes refused (node unreachable, queue full) or queued but never acknowledged."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled} {
+	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.linkFrames, c.linkBytes, c.linkSendFailures} {
 		ch <- d
 	}
 }
@@ -66,6 +77,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		cl = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.clustered, prometheus.GaugeValue, cl)
+	if ls, ok := c.n.Cluster().(linkStatser); ok {
+		st := ls.LinkStats()
+		ch <- prometheus.MustNewConstMetric(c.linkFrames, prometheus.CounterValue, float64(st.FramesSent), "sent")
+		ch <- prometheus.MustNewConstMetric(c.linkFrames, prometheus.CounterValue, float64(st.FramesReceived), "received")
+		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesSent), "sent")
+		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesReceived), "received")
+		ch <- prometheus.MustNewConstMetric(c.linkSendFailures, prometheus.CounterValue, float64(st.SendFailures))
+	}
 	if ph := c.plugins(); ph != nil {
 		for _, p := range ph.Stats() {
 			dis := 0.0

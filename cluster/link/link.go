@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -73,6 +74,9 @@ type Node struct {
 	peers   map[string]*peer
 	inbound map[net.Conn]struct{}
 	closed  bool
+
+	// Traffic counters, see Stats.
+	framesSent, framesRecv, bytesSent, bytesRecv, sendFailures atomic.Uint64
 }
 
 // New returns a Node. Call Listen to accept peers.
@@ -170,20 +174,27 @@ func (n *Node) Forget(node string) {
 func (n *Node) Send(ctx context.Context, node, addr, kind string, payload []byte) error {
 	p, err := n.peer(ctx, node, addr)
 	if err != nil {
+		n.sendFailures.Add(1)
 		return err
 	}
 	b := getBuf()
 	if b.b, err = encode(b.b[:0], frameSend, 0, kind, payload); err != nil {
 		putBuf(b)
+		n.sendFailures.Add(1)
 		return err
 	}
-	return p.enqueue(ctx, b)
+	if err := p.enqueue(ctx, b); err != nil {
+		n.sendFailures.Add(1)
+		return err
+	}
+	return nil
 }
 
 // Call sends a request to node and waits for the reply until ctx ends.
 func (n *Node) Call(ctx context.Context, node, addr, kind string, payload []byte) ([]byte, error) {
 	p, err := n.peer(ctx, node, addr)
 	if err != nil {
+		n.sendFailures.Add(1)
 		return nil, err
 	}
 	id, ch := p.newCall()
@@ -191,9 +202,11 @@ func (n *Node) Call(ctx context.Context, node, addr, kind string, payload []byte
 	b := getBuf()
 	if b.b, err = encode(b.b[:0], frameCall, id, kind, payload); err != nil {
 		putBuf(b)
+		n.sendFailures.Add(1)
 		return nil, err
 	}
 	if err := p.enqueue(ctx, b); err != nil {
+		n.sendFailures.Add(1)
 		return nil, err
 	}
 	select {
@@ -300,6 +313,7 @@ func (n *Node) serveConn(c net.Conn) {
 			}
 			return
 		}
+		n.countRecv(f)
 		switch f.typ {
 		case frameSend:
 			h := n.o.Handler(f.kind)
@@ -348,11 +362,14 @@ func (n *Node) answer(in *inConn, from string, f frame) {
 	}
 	in.mu.Lock()
 	_ = in.c.SetWriteDeadline(time.Now().Add(n.o.WriteTimeout))
-	_, werr := in.c.Write(b.b)
+	w, werr := in.c.Write(b.b)
 	in.mu.Unlock()
+	n.bytesSent.Add(uint64(w))
 	if werr != nil {
 		in.c.Close()
+		return
 	}
+	n.framesSent.Add(1)
 }
 
 // ack tells the sender that count frames were handled.
@@ -362,10 +379,13 @@ func (n *Node) ack(in *inConn, count uint64) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	_ = in.c.SetWriteDeadline(time.Now().Add(n.o.WriteTimeout))
-	if _, err := in.c.Write(enc); err != nil {
+	w, err := in.c.Write(enc)
+	n.bytesSent.Add(uint64(w))
+	if err != nil {
 		in.c.Close()
 		return false
 	}
+	n.framesSent.Add(1)
 	return true
 }
 
@@ -374,14 +394,40 @@ type inConn struct {
 	c  net.Conn
 }
 
-// Stats are counters for one Node.
+// Stats are counters for one Node. The traffic counters cover every
+// frame after the handshake, on the connections the node dialled and on
+// those it accepted, acknowledgements included; they only grow.
 type Stats struct {
 	Peers int
+	// FramesSent and BytesSent count frames written (Sends, Calls,
+	// replies, acknowledgements) and their bytes.
+	FramesSent, BytesSent uint64
+	// FramesReceived and BytesReceived count frames read.
+	FramesReceived, BytesReceived uint64
+	// SendFailures counts Sends and Calls refused at once (peer
+	// unreachable, queue full until the context ended) and Sends that were
+	// queued but handed to Options.Undelivered instead of being
+	// acknowledged.
+	SendFailures uint64
 }
 
 // Stats returns current counters.
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return Stats{Peers: len(n.peers)}
+	peers := len(n.peers)
+	n.mu.Unlock()
+	return Stats{
+		Peers:          peers,
+		FramesSent:     n.framesSent.Load(),
+		BytesSent:      n.bytesSent.Load(),
+		FramesReceived: n.framesRecv.Load(),
+		BytesReceived:  n.bytesRecv.Load(),
+		SendFailures:   n.sendFailures.Load(),
+	}
+}
+
+// countRecv counts one frame read.
+func (n *Node) countRecv(f frame) {
+	n.framesRecv.Add(1)
+	n.bytesRecv.Add(uint64(headerLen + len(f.kind) + len(f.payload)))
 }

@@ -446,3 +446,61 @@ func TestReconnect(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStats: the traffic counters of both ends grow with a Send and a
+// Call, and a Send to an unreachable node counts as a failure.
+func TestStats(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	var got atomic.Int64
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	})
+	b.h.set("echo", func(ctx context.Context, from string, p []byte) ([]byte, error) { return p, nil })
+	a0, b0 := a.Stats(), b.Stats()
+	payload := bytes.Repeat([]byte("x"), 1000)
+	if err := a.Send(ctx, "b", b.addr, "msg", payload); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Call(ctx, "b", b.addr, "echo", payload); err != nil {
+		t.Fatal(err)
+	}
+	// The ack for the Send may still be on its way: poll.
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		as, bs := a.Stats(), b.Stats()
+		switch {
+		case got.Load() != 1:
+			return fmt.Errorf("send not handled")
+		case as.FramesSent-a0.FramesSent < 2 || as.BytesSent-a0.BytesSent < 2000:
+			return fmt.Errorf("a sent %d frames, %d bytes", as.FramesSent-a0.FramesSent, as.BytesSent-a0.BytesSent)
+		case bs.FramesReceived-b0.FramesReceived < 2 || bs.BytesReceived-b0.BytesReceived < 2000:
+			return fmt.Errorf("b received %d frames, %d bytes", bs.FramesReceived-b0.FramesReceived, bs.BytesReceived-b0.BytesReceived)
+		case bs.FramesSent-b0.FramesSent < 2 || bs.BytesSent-b0.BytesSent < 1000: // reply, ack(s)
+			return fmt.Errorf("b sent %d frames, %d bytes", bs.FramesSent-b0.FramesSent, bs.BytesSent-b0.BytesSent)
+		case as.FramesReceived-a0.FramesReceived != bs.FramesSent-b0.FramesSent:
+			return fmt.Errorf("a received %d frames, b sent %d", as.FramesReceived-a0.FramesReceived, bs.FramesSent-b0.FramesSent)
+		case as.BytesSent-a0.BytesSent != bs.BytesReceived-b0.BytesReceived:
+			return fmt.Errorf("a sent %d bytes, b received %d", as.BytesSent-a0.BytesSent, bs.BytesReceived-b0.BytesReceived)
+		case as.SendFailures != 0:
+			return fmt.Errorf("send failures %d", as.SendFailures)
+		}
+		return nil
+	})
+
+	// Nothing listens there: the dial fails and the Send is refused.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	if err := a.Send(ctx, "c", dead, "msg", payload); !errors.Is(err, cluster.ErrNodeGone) {
+		t.Fatalf("Send to nowhere: %v", err)
+	}
+	if got := a.Stats().SendFailures; got != 1 {
+		t.Fatalf("SendFailures = %d, want 1", got)
+	}
+}

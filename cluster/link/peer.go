@@ -260,7 +260,11 @@ func (p *peer) writeLoop() {
 			continue
 		}
 		_ = oc.c.SetWriteDeadline(time.Now().Add(p.n.o.WriteTimeout))
-		_, err := v.WriteTo(oc.c)
+		w, err := v.WriteTo(oc.c)
+		p.n.bytesSent.Add(uint64(w))
+		if err == nil {
+			p.n.framesSent.Add(uint64(len(batch)))
+		}
 		clear(base[:len(batch)])
 		n := len(batch)
 		clear(batch) // owned by oc.unacked now
@@ -322,8 +326,11 @@ func (oc *outConn) onAck(count uint64) {
 // undeliver reports the Sends in batch and recycles the buffers.
 func (p *peer) undeliver(batch []*buf) {
 	for i, b := range batch {
-		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend && p.n.o.Undelivered != nil {
-			p.n.o.Undelivered(p.name, f.kind, append([]byte(nil), f.payload...))
+		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend {
+			p.n.sendFailures.Add(1)
+			if p.n.o.Undelivered != nil {
+				p.n.o.Undelivered(p.name, f.kind, append([]byte(nil), f.payload...))
+			}
 		}
 		putBuf(b)
 		batch[i] = nil
@@ -353,6 +360,7 @@ func (p *peer) readLoop(oc *outConn) {
 			p.connFailed(oc)
 			return
 		}
+		p.n.countRecv(f)
 		var res result
 		switch f.typ {
 		case frameAck:
