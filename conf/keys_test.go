@@ -154,3 +154,27 @@ func TestEveryKeySettableByEnv(t *testing.T) {
 		t.Errorf("walked only %d keys", n)
 	}
 }
+
+// TestFileErrorsNameKeyAndLine: decoding errors name the file, the line
+// and the full dotted key, like validation errors do.
+func TestFileErrorsNameKeyAndLine(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unknown key", "domain: x\nc2s:\n  listen: \":1\"\n  max_stanza_byts: 5\n", "c.yaml:4: c2s.max_stanza_byts: unknown key"},
+		{"unknown section", "domain: x\nc2z:\n  listen: \":1\"\n", "c.yaml:2: c2z: unknown key"},
+		{"bad value", "c2s:\n  max_stanza_bytes: lots\n", "c.yaml:2: c2s.max_stanza_bytes: cannot unmarshal"},
+		{"bad value in list", "cluster:\n  hazelcast: {a: b}\n", "c.yaml:2: cluster.hazelcast: cannot unmarshal"},
+		{"invalid value", "c2s:\n  max_stanza_bytes: 10\n", "c.yaml:2: c2s.max_stanza_bytes: must be at least 1024"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := t.TempDir() + "/c.yaml"
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadWith(path, nil, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -193,13 +193,47 @@ func decodeYAML(path string, data []byte, c *Config, lines map[string]int) error
 		if errors.As(err, &te) {
 			var errs Errors
 			for _, m := range te.Errors {
-				errs = append(errs, &Error{File: path, Key: keyFromYAMLMsg(m), Msg: m})
+				errs = append(errs, typeError(path, m, lines))
 			}
 			return errs
 		}
 		return &Error{File: path, Key: "(file)", Msg: err.Error()}
 	}
 	return nil
+}
+
+// typeError turns a yaml.v3 decoding message into an Error naming the
+// full dotted key and its line: "line 4: field bogus not found in type
+// conf.C2SConfig" → "FILE:4: c2s.bogus: unknown key".
+func typeError(path, m string, lines map[string]int) *Error {
+	e := &Error{File: path, Key: keyFromYAMLMsg(m), Msg: m}
+	var line int
+	if _, err := fmt.Sscanf(m, "line %d:", &line); err != nil || line <= 0 {
+		return e
+	}
+	best := ""
+	for key, l := range lines {
+		if l != line {
+			continue
+		}
+		if key == e.Key || strings.HasSuffix(key, "."+e.Key) {
+			best = key
+			break
+		}
+		if e.Key == "(value)" && (best == "" || len(key) < len(best)) {
+			best = key // a bad value: the (outermost) key on its line
+		}
+	}
+	if best != "" {
+		e.Key = best
+	}
+	e.Line = line
+	if strings.Contains(m, " not found in type ") {
+		e.Msg = "unknown key"
+	} else if _, rest, ok := strings.Cut(m, ": "); ok {
+		e.Msg = rest
+	}
+	return e
 }
 
 // keyFromYAMLMsg extracts the key from yaml.v3 messages such as
