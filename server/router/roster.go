@@ -131,13 +131,11 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 		return
 	}
 	contact := ca.bare
-	sub := item.Attr("subscription")
-	if sub == "remove" {
+	// §2.1.5: any 'subscription' other than "remove" is ignored (clients
+	// echo the attribute of the item they got); subscription states change
+	// only through presence. 'ask' is ignored the same way (§2.1.2.2).
+	if item.Attr("subscription") == "remove" {
 		r.rosterRemove(ctx, el, fa, contact)
-		return
-	}
-	if sub != "" && sub != storage.SubNone {
-		r.rosterError(ctx, el, wire.ErrBadRequest.WithText("subscription is set by presence, not by roster set"))
 		return
 	}
 	if contact == fa.bare {

@@ -81,8 +81,6 @@ func TestRosterSetValidation(t *testing.T) {
 	}{
 		{"two items", `<item jid='a@x.net'/><item jid='b@x.net'/>`, "bad-request"},
 		{"no item", ``, "bad-request"},
-		{"subscription both", `<item jid='a@x.net' subscription='both'/>`, "bad-request"},
-		{"subscription from", `<item jid='a@x.net' subscription='from'/>`, "bad-request"},
 		{"missing jid", `<item name='x'/>`, "jid-malformed"},
 		{"bad jid", `<item jid='a@b@c/'/>`, "jid-malformed"},
 		{"empty group", `<item jid='a@x.net'><group></group></item>`, "not-acceptable"},
@@ -222,5 +220,49 @@ func TestRosterOnlyForOwner(t *testing.T) {
 	got = s.take()
 	if len(got) != 1 || got[0].Type() != "result" || !strings.HasPrefix(got[0].To(), "romeo@example.com/") {
 		t.Fatalf("got %q", sigs(got))
+	}
+}
+
+// TestRosterSetIgnoresSubscription: RFC 6121 §2.1.5, the server ignores a
+// 'subscription' other than "remove" (and 'ask') in a roster set: the
+// item is added or updated as if they were absent, and the stored state
+// stays what presence made it.
+func TestRosterSetIgnoresSubscription(t *testing.T) {
+	cases := []struct {
+		name, attrs string
+		stored      subState // before the set; zero for no item
+		want        string   // subscription pushed and stored
+	}{
+		{"new item claims both", `subscription='both'`, subState{}, "none"},
+		{"new item claims from, asks", `subscription='from' ask='subscribe'`, subState{}, "none"},
+		{"echo of to", `subscription='to'`, stT, "to"},
+		{"claims both over from", `subscription='both'`, stF, "from"},
+		{"bogus value", `subscription='everything'`, stN, "none"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.user("juliet")
+			if tc.stored != (subState{}) {
+				e.setItem("juliet@example.com", "nurse@example.com", tc.stored, true)
+			}
+			// Interested in pushes, not available (no probes to answer).
+			s := e.bind("juliet", "balcony")
+			e.send(s, `<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>`)
+			s.take()
+			e.send(s, `<iq type='set' id='v'><query xmlns='jabber:iq:roster'><item jid='nurse@example.com' name='Angelica' `+tc.attrs+`/></query></iq>`)
+			got := s.take()
+			if !hasResult(got, "v") {
+				t.Fatalf("set refused: %q", sigs(got))
+			}
+			p := pushItems(got)
+			if len(p) != 1 || p[0].Attr("subscription") != tc.want || p[0].Attr("name") != "Angelica" || p[0].Attr("ask") != "" {
+				t.Fatalf("push %v, want subscription %s", p, tc.want)
+			}
+			it, ok := e.item("juliet@example.com", "nurse@example.com")
+			if !ok || it.Subscription != tc.want || it.PendingOut || it.Name != "Angelica" {
+				t.Fatalf("stored %+v, want subscription %s", it, tc.want)
+			}
+		})
 	}
 }
