@@ -89,6 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub")
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
+	fs.DurationVar(&cfg.Interval, "interval", 0, "ring: each sender pauses this long between writes (0: as fast as -inflight allows)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -133,6 +134,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	ctx, cancelT := context.WithTimeout(ctx, *totalTO)
 	defer cancelT()
+	// SIGUSR1 ends the ring's sending early; the run still drains and
+	// reports (a load that lasts as long as an operation under test).
+	stop := make(chan struct{})
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	go func() {
+		if _, ok := <-usr1; ok {
+			close(stop)
+		}
+	}()
+	cfg.Stop = stop
 
 	execute(ctx, &cfg, &res)
 	if err := cache.save(); err != nil {

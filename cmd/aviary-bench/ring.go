@@ -124,6 +124,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	}
 
 	start := now()
+	slog.Info("ring started", "sessions", n)
 	var stalled atomic.Int64
 	var swg sync.WaitGroup
 	for si, c := range live {
@@ -158,11 +159,23 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w wi
 	var b bytes.Buffer
 	prefix := "<message type='chat' to='" + to + "' id='"
 	seq := 1
+	var pause <-chan time.Time
 	for seq <= cfg.Messages {
+		if pause != nil {
+			select {
+			case <-pause:
+			case <-cfg.Stop:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
 		// Block for one slot, then take whatever else is free, and send the
 		// batch in one write.
 		select {
 		case w <- struct{}{}:
+		case <-cfg.Stop:
+			return true
 		case <-ctx.Done():
 			return false
 		case <-time.After(cfg.Drain):
@@ -192,6 +205,9 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w wi
 		if err := c.Write(b.Bytes()); err != nil {
 			slog.Debug("ring send failed", "sender", si, "err", err)
 			return false
+		}
+		if cfg.Interval > 0 {
+			pause = time.After(cfg.Interval)
 		}
 	}
 	return true

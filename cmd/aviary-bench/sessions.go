@@ -37,6 +37,13 @@ type Config struct {
 	RSSPids          []int         // server processes whose VmRSS is read
 	Settle           time.Duration // idle: wait before reading RSS after login
 	Hold             time.Duration // idle: keep sessions open this long
+	// Interval is the ring's pause between one sender's writes (0: as fast
+	// as the window allows), to run a steady load rather than a flood.
+	Interval time.Duration
+	// Stop, when closed, ends the ring's sending early (SIGUSR1): what was
+	// sent is still drained and counted, so a load can run for as long as
+	// something else takes.
+	Stop <-chan struct{}
 }
 
 func (c *Config) user(i int) string { return c.Prefix + strconv.Itoa(i) }
