@@ -71,6 +71,11 @@
 //     node to other domains), so contacts get it exactly once without the
 //     survivors coordinating. Directed-presence recipients of the dead
 //     node's sessions are not known to survivors and get nothing.
+//   - Presence of type error to a bare JID goes to every available
+//     resource (it answers a subscription request, which left from the
+//     bare JID); a presence type RFC 6121 does not define is refused with
+//     bad-request from a client and dropped from elsewhere, never taken
+//     for available presence.
 //   - Carbons: chat messages and normal messages with a body, unless they
 //     carry <private xmlns='urn:xmpp:carbons:2'/> or <no-copy
 //     xmlns='urn:xmpp:hints'/>.

@@ -28,8 +28,12 @@ func (r *Router) clientPresence(ctx context.Context, from string, el *wire.Eleme
 		r.outboundSubscription(ctx, from, el)
 	case "", "unavailable":
 		r.directedPresence(ctx, from, el)
-	default: // probe, error
+	case "probe", "error":
 		r.route(ctx, el)
+	default:
+		// RFC 6121 §4.7.1 defines no other type; passing it on would make
+		// the recipient's server take it for available presence.
+		r.bounce(ctx, el, wire.ErrBadRequest.WithText("unknown presence type"))
 	}
 }
 
@@ -267,11 +271,24 @@ func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
 		r.inboundProbe(ctx, el, a)
 		return
 	case "error":
+		// An error answering presence the user sent: subscription requests
+		// leave from the bare JID (§3.1.2), so their errors come back to it
+		// and go to every available resource (a client learns its request
+		// failed); to a full JID, to that resource only.
 		if a.resource != "" {
-			if rt, ok := r.routeFor(ctx, a); ok {
-				r.deliver(ctx, &rt, el)
+			if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
+				return
 			}
+			r.m.dropped.Inc()
+			return
 		}
+		if r.deliverAvailable(ctx, a.bare, el) == 0 {
+			r.m.dropped.Inc()
+		}
+		return
+	case "", "unavailable":
+	default:
+		r.m.dropped.Inc() // no such presence type (§4.7.1): not taken for available
 		return
 	}
 	// Available or unavailable presence.

@@ -240,12 +240,35 @@ func TestPresenceToLocalUser(t *testing.T) {
 	e.route(`<presence from='x@remote.net/y' to='juliet@example.com/c'/>`)
 	wantSigs(t, "c (full JID)", c.take(), "presence x@remote.net/y→juliet@example.com/c")
 	e.route(`<presence from='x@remote.net/y' to='juliet@example.com/gone'/>`)
-	e.route(`<presence type='error' from='x@remote.net/y' to='juliet@example.com'/>`)
+	// No such presence type: not taken for available presence (§4.7.1).
+	e.route(`<presence type='bogus' from='x@remote.net/y' to='juliet@example.com'/>`)
+	e.route(`<presence type='bogus' from='x@remote.net/y' to='juliet@example.com/c'/>`)
 	for _, s := range []*fakeSession{a, b, c} {
 		if got := s.take(); len(got) != 0 {
 			t.Fatalf("got %q", sigs(got))
 		}
 	}
+	// An error to the bare JID (the answer to a subscription request, which
+	// left from the bare JID) reaches every available resource.
+	e.route(`<presence type='error' from='x@remote.net' to='juliet@example.com'><error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>`)
+	wantSigs(t, "a", a.take(), "presence error x@remote.net→juliet@example.com")
+	wantSigs(t, "b", b.take(), "presence error x@remote.net→juliet@example.com")
+	wantSigs(t, "c (not available)", c.take())
+}
+
+// TestClientPresenceUnknownType: a client's presence with a type RFC 6121
+// does not define is refused with bad-request, not passed on.
+func TestClientPresenceUnknownType(t *testing.T) {
+	e := newEnv(t)
+	e.user("juliet", "romeo")
+	romeo := e.online("romeo", "r", 0)
+	j := e.online("juliet", "a", 0)
+	e.send(j, `<presence type='bogus' id='p1' to='romeo@example.com'/>`)
+	got := j.take()
+	if len(got) != 1 || got[0].Type() != "error" || errCond(got[0]) != "bad-request" || got[0].ID() != "p1" {
+		t.Fatalf("juliet got %q, want one bad-request", sigs(got))
+	}
+	wantSigs(t, "romeo", romeo.take())
 }
 
 func TestBindConflict(t *testing.T) {
