@@ -1,0 +1,496 @@
+package backend_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/clustertest"
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage/postgres"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+)
+
+// The cluster browser test's load: loadUsers sessions in a ring spread
+// over the three nodes (user i on node i mod 3, so every message crosses
+// nodes), each sender pausing loadInterval between writes. The ring sends
+// until the test signals the tool (SIGUSR1) after the upgrade.
+const (
+	loadUsers    = 24
+	loadInterval = "20ms"
+	loadPass     = "load-secret"
+)
+
+// nodeYAML is every node's config file: the admin account and timing knobs
+// the flags do not cover.
+const clusterNodeYAML = `admin:
+  admins: ["boss@localhost"]
+c2s:
+  sasl_failure_delay: 1ms
+cluster:
+  startup_retries: 3
+  startup_retry_interval: 1s
+  operation_timeout: 3s
+database:
+  timeout: 2s
+`
+
+// TestClusterConsoleInBrowser operates a three-node cluster (three `aviary
+// serve` processes, one PostgreSQL, one Hazelcast member) from headless
+// Chromium through node 1's console: sign in, see three nodes, switch
+// clustering off and see every node leave, switch it on and see them
+// rejoin, upload wordfilter 1.0.0 and 2.0.0, roll 1.0.0 out, then roll
+// 2.0.0 through the cluster while aviary-bench runs a ring over the three
+// nodes, which must lose nothing. Screenshots go to artifacts/admin-cluster
+// (or $AVIARY_ARTIFACTS/admin-cluster).
+func TestClusterConsoleInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, Hazelcast, three aviary processes and Chromium")
+	}
+	jsDir := browserDeps(t)
+	tmp := t.TempDir()
+
+	// Slow things first and at once: the two binaries and the Hazelcast
+	// JVM in the background, PostgreSQL and the plugins here (their
+	// helpers need the test goroutine).
+	var (
+		wg              sync.WaitGroup
+		avBin, benchBin string
+		avErr, benchErr error
+		hzMembers       []*hztest.Member
+		hzErr           error
+		hzName          = "aviary-console-" + strconv.Itoa(os.Getpid())
+	)
+	wg.Go(func() { avBin, avErr = clustertest.Build(tmp) })
+	wg.Go(func() { benchBin, benchErr = buildBench(tmp) })
+	wg.Go(func() { hzMembers, hzErr = hztest.Start(hzName, 1) })
+	t.Cleanup(func() {
+		for _, m := range hzMembers {
+			m.Kill()
+		}
+	})
+	pg := pgtest.Start(t)
+	v1, v2 := buildPlugin(t, "v1"), buildPlugin(t, "v2")
+	wg.Wait()
+	if hzErr != nil {
+		if hztest.IsUnavailable(hzErr) {
+			hztest.Unavailable(t, hzErr)
+		}
+		t.Fatal(hzErr)
+	}
+	if err := errors.Join(avErr, benchErr); err != nil {
+		t.Fatal(err)
+	}
+	hz := hzMembers[0]
+
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	users := &auth.Users{Store: st, Domain: "localhost", Iterations: conf.Default().C2S.SCRAMIterations}
+	if err := users.CreateUser(ctx, "boss", "boss-secret"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range loadUsers {
+		if err := users.CreateUser(ctx, "load"+strconv.Itoa(i), loadPass); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var nodes []*clustertest.Node
+	for i := range 3 {
+		name := fmt.Sprintf("node%d", i+1)
+		n, err := clustertest.NewNode(clustertest.NodeConfig{
+			Bin: avBin, Name: name, Database: pg.URL(), Secret: "console-secret",
+			Hazelcast: []string{hz.Addr()}, HazelcastName: hz.ClusterName,
+			Dir: filepath.Join(tmp, name), ExtraYAML: clusterNodeYAML,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if t.Failed() {
+				t.Logf("---- %s log tail:\n%s", n.Cfg.Name, n.LogTail(80))
+			}
+			n.Kill()
+		}
+	})
+	startCtx, startCancel := context.WithTimeout(ctx, 30*time.Second)
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.Start(startCtx) })
+	}
+	wg.Wait()
+	startCancel()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	adm, err := clustertest.AdminLogin(ctx, nodes[0].AdminURL(), "boss@localhost", "boss-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var admins []*clustertest.Admin
+	for _, n := range nodes {
+		admins = append(admins, adm.On(n.AdminURL()))
+	}
+	waitClustered(t, admins, true, 60*time.Second)
+
+	shots := artifactDir(t, "admin-cluster")
+	// The browser script stops at each "SYNC label" line until the test
+	// answers "go" on its stdin, so the test checks through the API what
+	// the console showed, and starts the load at the right moment.
+	cmd := exec.CommandContext(ctx, "node", "testdata/cluster_console.mjs",
+		nodes[0].AdminURL(), "boss", "boss-secret", v1, v2, shots)
+	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	var load *benchRun
+	t.Cleanup(func() {
+		if load != nil {
+			load.kill()
+		}
+	})
+	var transcript []string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		transcript = append(transcript, line)
+		t.Logf("browser: %s", line)
+		label, ok := strings.CutPrefix(line, "SYNC ")
+		if !ok {
+			continue
+		}
+		switch label {
+		case "disabled":
+			// The switch reached every node: each serves alone.
+			waitClustered(t, admins, false, 30*time.Second)
+		case "enabled":
+			waitClustered(t, admins, true, 60*time.Second)
+		case "v1":
+			waitPlugin(t, admins, "wordfilter", "1.0.0", 30*time.Second)
+			var servers []string
+			for _, n := range nodes {
+				servers = append(servers, n.C2SAddr())
+			}
+			load = startBench(t, ctx, benchBin, servers)
+		default:
+			t.Fatalf("browser script asks for unknown step %q", label)
+		}
+		if _, err := io.WriteString(stdin, "go\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = cmd.Wait()
+	if err != nil || len(transcript) == 0 || transcript[len(transcript)-1] != "OK" {
+		t.Fatalf("browser run failed: %v (last line %q)", err, strings.Join(transcript[max(len(transcript)-1, 0):], ""))
+	}
+	if load == nil {
+		t.Fatal("the browser script never asked for the load")
+	}
+
+	// What the console showed is what the nodes run.
+	waitPlugin(t, admins, "wordfilter", "2.0.0", 10*time.Second)
+	var up struct {
+		State string `json:"state"`
+		Steps []struct {
+			Node, Version, State string
+		} `json:"steps"`
+	}
+	if err := admins[0].Do(ctx, "GET", "/api/upgrade", nil, &up); err != nil {
+		t.Fatal(err)
+	}
+	if up.State != "done" || len(up.Steps) != 3 {
+		t.Errorf("upgrade status %+v, want done with 3 steps", up)
+	}
+	for _, s := range up.Steps {
+		if s.Version != "2.0.0" || s.State != "healthy" {
+			t.Errorf("upgrade step %+v, want 2.0.0 healthy", s)
+		}
+	}
+
+	// The load ran through the upgrade: it is still sending now. Stop it,
+	// let it drain, and read its report.
+	res := load.stop(t)
+	r := res.Ring
+	t.Logf("load: %d users on 3 nodes, login %d ok %d failed; ring sent %d, received %d, lost %d, duplicates %d, unexpected %d, stalled %d, %.0f msg/s over %.1fs, latency p50 %.2fms p99 %.2fms max %.2fms",
+		res.Users, res.Login.OK, res.Login.Failed, r.Sent, r.Received, r.Lost, r.Duplicates, r.Unexpected, r.Stalled, r.PerSec, r.Seconds, r.Latency.P50, r.Latency.P99, r.Latency.Max)
+	if res.Login.OK != loadUsers || res.Login.Failed != 0 {
+		t.Errorf("load logins: %d ok, %d failed (%v), want %d ok", res.Login.OK, res.Login.Failed, res.Login.Errors, loadUsers)
+	}
+	if r.Sent < loadUsers || r.Lost != 0 || r.Received != r.Sent || r.Duplicates != 0 || r.Unexpected != 0 || r.Stalled != 0 || len(r.ReadErrs) != 0 {
+		t.Errorf("load run lost or broke something: %+v", *r)
+	}
+	// The filter only rewrites: nothing the load sent looked like spam to
+	// version 2 (which drops "buy cheap" and says so in the log).
+	for _, n := range nodes {
+		if b, _ := os.ReadFile(n.LogPath()); bytes.Contains(b, []byte("dropped spam")) {
+			t.Errorf("%s: wordfilter dropped a message", n.Cfg.Name)
+		}
+	}
+	for _, page := range []string{"overview", "overview-disabled", "cluster-disabled", "overview-enabled", "cluster", "users", "sessions", "federation", "plugins-v1", "plugins-upgrading", "plugins-upgraded", "sessions-load", "overview-after"} {
+		if fi, err := os.Stat(filepath.Join(shots, page+".png")); err != nil || fi.Size() < 1000 {
+			t.Errorf("screenshot %s missing or empty: %v", page, err)
+		}
+	}
+}
+
+// browserDeps returns the directory holding playwright-core, or skips
+// (fails when services are required) when node, it or chromium is missing.
+func browserDeps(t *testing.T) string {
+	t.Helper()
+	jsDir, _ := filepath.Abs("../../server/httpd/testdata/js")
+	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "playwright-core"))
+	_, errChrome := os.Stat("/usr/bin/chromium")
+	_, errNode := exec.LookPath("node")
+	if errMod != nil || errChrome != nil || errNode != nil {
+		if required() {
+			t.Fatalf("browser test needs node, playwright-core and chromium (.ci/setup.sh): %v %v %v", errMod, errChrome, errNode)
+		}
+		t.Skip("node, playwright-core or chromium missing")
+	}
+	return jsDir
+}
+
+func artifactDir(t *testing.T, name string) string {
+	t.Helper()
+	artifacts := os.Getenv("AVIARY_ARTIFACTS")
+	if artifacts == "" {
+		artifacts, _ = filepath.Abs("../../artifacts")
+	}
+	dir := filepath.Join(artifacts, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func buildBench(dir string) (string, error) {
+	out := filepath.Join(dir, "aviary-bench")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/aviary-bench")
+	cmd.Dir, _ = filepath.Abs("../..")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build aviary-bench: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// waitClustered polls every node's /api/overview until each reports
+// clustered == want and, when want, three members.
+func waitClustered(t *testing.T, admins []*clustertest.Admin, want bool, total time.Duration) {
+	t.Helper()
+	servertest.CheckFor(t, total, 50*time.Millisecond, func() error {
+		for i, a := range admins {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			o, err := a.Overview(ctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("node%d: %w", i+1, err)
+			}
+			if o.Clustered != want || o.ClusterEnabled != want {
+				return fmt.Errorf("node%d: clustered %v (switch %v), want %v", i+1, o.Clustered, o.ClusterEnabled, want)
+			}
+			if want && len(o.Nodes) != len(admins) {
+				return fmt.Errorf("node%d sees %d members", i+1, len(o.Nodes))
+			}
+		}
+		return nil
+	})
+}
+
+// waitPlugin polls every node's own view (GET /api/nodes on that node)
+// until it runs plugin at version.
+func waitPlugin(t *testing.T, admins []*clustertest.Admin, plugin, version string, total time.Duration) {
+	t.Helper()
+	servertest.CheckFor(t, total, 50*time.Millisecond, func() error {
+		for i, a := range admins {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			var ns []struct {
+				Name    string            `json:"name"`
+				Plugins map[string]string `json:"plugins"`
+			}
+			err := a.Do(ctx, "GET", "/api/nodes", nil, &ns)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("node%d: %w", i+1, err)
+			}
+			self := fmt.Sprintf("node%d", i+1)
+			found := false
+			for _, n := range ns {
+				if n.Name != self {
+					continue
+				}
+				found = true
+				if v := n.Plugins[plugin]; v != version {
+					return fmt.Errorf("%s runs %s %q, want %s", self, plugin, v, version)
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s missing from its own node list %+v", self, ns)
+			}
+		}
+		return nil
+	})
+}
+
+// benchRun is aviary-bench running a ring in the background.
+type benchRun struct {
+	cmd    *exec.Cmd
+	out    bytes.Buffer
+	errOut *lockedBuffer
+	exited chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// benchResult is the part of aviary-bench -json the test reads.
+type benchResult struct {
+	Users int `json:"users"`
+	Login struct {
+		OK     int      `json:"ok"`
+		Failed int      `json:"failed"`
+		Errors []string `json:"errors"`
+	} `json:"login"`
+	Ring *struct {
+		Sent       int      `json:"sent"`
+		Received   int      `json:"received"`
+		Lost       int      `json:"lost"`
+		Duplicates int      `json:"duplicates"`
+		Unexpected int      `json:"unexpected"`
+		Stalled    int      `json:"stalled_senders"`
+		Seconds    float64  `json:"seconds"`
+		PerSec     float64  `json:"messages_per_second"`
+		ReadErrs   []string `json:"read_errors"`
+		Latency    struct {
+			P50 float64 `json:"p50_ms"`
+			P99 float64 `json:"p99_ms"`
+			Max float64 `json:"max_ms"`
+		} `json:"latency"`
+	} `json:"ring"`
+}
+
+// startBench starts the ring over servers and returns once its sessions
+// are logged in and sending.
+func startBench(t *testing.T, ctx context.Context, bin string, servers []string) *benchRun {
+	t.Helper()
+	args := []string{"-servers", strings.Join(servers, ","), "-domain", "localhost",
+		"-users", strconv.Itoa(loadUsers), "-prefix", "load", "-password", loadPass, "-create", "none",
+		"-concurrency", "8", "-workload", "ring", "-messages", "1000000", "-inflight", "2",
+		"-interval", loadInterval, "-drain", "20s", "-max-time", "3m", "-json"}
+	t.Logf("load: aviary-bench %s", strings.Join(args, " "))
+	b := &benchRun{errOut: &lockedBuffer{}, exited: make(chan error, 1)}
+	b.cmd = exec.CommandContext(ctx, bin, args...)
+	b.cmd.Stdout, b.cmd.Stderr = &b.out, b.errOut
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	started := make(chan error, 1)
+	// Pdeathsig follows the OS thread that started the child.
+	go func() {
+		runtime.LockOSThread()
+		if err := b.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		b.exited <- b.cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		t.Fatal(err)
+	}
+	servertest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		select {
+		case err := <-b.exited:
+			b.exited <- err
+			t.Fatalf("aviary-bench exited early: %v\n%s\n%s", err, b.errOut, b.out.String())
+		default:
+		}
+		if !strings.Contains(b.errOut.String(), "ring started") {
+			return errors.New("aviary-bench has not started its ring")
+		}
+		return nil
+	})
+	return b
+}
+
+// stop asks the tool to stop sending (it must still be running: the load
+// spans the whole upgrade), waits for its drain and returns its report.
+func (b *benchRun) stop(t *testing.T) benchResult {
+	t.Helper()
+	select {
+	case err := <-b.exited:
+		b.exited <- err
+		t.Fatalf("aviary-bench ended before the upgrade did: %v\n%s", err, b.errOut)
+	default:
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-b.exited:
+		b.exited <- err
+		if err != nil {
+			t.Fatalf("aviary-bench: %v\n%s", err, b.errOut)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("aviary-bench did not finish within 60s of SIGUSR1\n%s", b.errOut)
+	}
+	var res benchResult
+	if err := json.Unmarshal(b.out.Bytes(), &res); err != nil || res.Ring == nil {
+		t.Fatalf("aviary-bench report %q: %v\n%s", b.out.String(), err, b.errOut)
+	}
+	return res
+}
+
+func (b *benchRun) kill() {
+	if b.cmd.Process != nil {
+		_ = b.cmd.Process.Kill()
+	}
+}
