@@ -178,7 +178,7 @@ func (p *Plugin) enqueueLocked(w waiter) *query {
 func (p *Plugin) resolve(ctx context.Context, q *query) {
 	if n, ok := p.sharedCaps(ctx, q.ver); ok {
 		p.mu.Lock()
-		p.caps[q.ver] = n
+		p.rememberLocked(q.ver, n)
 		delete(p.queries, q.id)
 		if p.inflight[q.ver] == q {
 			delete(p.inflight, q.ver)
@@ -227,7 +227,7 @@ func (p *Plugin) answer(el *wire.Element) {
 	}
 	if verified {
 		p.mu.Lock()
-		p.caps[ver] = notify
+		p.rememberLocked(ver, notify)
 		p.mu.Unlock()
 	}
 	var waiters []waiter
@@ -322,7 +322,7 @@ func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
 		n, ok := p.sharedCaps(ctx, u.rec.ver)
 		p.mu.Lock()
 		if ok {
-			p.caps[u.rec.ver] = n
+			p.rememberLocked(u.rec.ver, n)
 			if p.recipients[owner][u.full] == u.rec {
 				u.rec.notify = n
 			}
@@ -340,6 +340,18 @@ func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// maxCaps bounds the versions cached in memory; past it the cache starts
+// over (the shared properties still hold every verified version).
+const maxCaps = 10000
+
+// rememberLocked caches a resolved version.
+func (p *Plugin) rememberLocked(ver string, notify map[string]bool) {
+	if len(p.caps) >= maxCaps {
+		p.caps = map[string]map[string]bool{}
+	}
+	p.caps[ver] = notify
 }
 
 // sharedCaps reads a version another node verified.
