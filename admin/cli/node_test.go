@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/balance"
+	"github.com/aviary-im/aviary/server/servertest"
+)
+
+// TestNodeDrainCommand drains a real node through its admin API with the
+// CLI: the node stops accepting streams and reports the drain.
+func TestNodeDrainCommand(t *testing.T) {
+	cfg := servertest.DefaultConfig(t)
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Admin.Admins = []string{"boss@localhost"}
+	adm := backend.NewService(cfg, servertest.TestLogger())
+	bal := balance.NewService()
+	drained := make(chan balance.Report, 1)
+	bal.OnDrained = func(r balance.Report) { drained <- r }
+	adm.Drain = bal.Drain
+	n := servertest.RunServer(t, cfg, server.WithService(bal), server.WithService(adm))
+	servertest.CreateUser(t, n, "boss", "boss-secret")
+	base := "http://" + adm.Addr().String()
+	ctx := context.Background()
+
+	var out, errb bytes.Buffer
+	if code := runAdmin(ctx, []string{"login", "--admin", base, "boss"}, nil, strings.NewReader("boss-secret\n"), &out, &errb); code != 0 {
+		t.Fatalf("login: %s", errb.String())
+	}
+	token := strings.TrimSpace(out.String())
+
+	cases := []struct {
+		name string
+		args []string
+		env  []string
+		code int
+		want string
+	}{
+		{"no name", []string{"drain", "--admin", base}, nil, 2, "want a node NAME"},
+		{"no subcommand", nil, nil, 2, "usage"},
+		{"no token", []string{"drain", "--admin", base, "test-node"}, nil, 1, "401"},
+		{"unknown node", []string{"drain", "--admin", base, "--token", token, "nosuch"}, nil, 1, "nosuch"},
+		{"drains, flags after the name", []string{"drain", "test-node", "--admin", base, "--token", token}, nil, 0, "draining test-node"},
+		{"again is fine, token from the environment", []string{"drain", "test-node"}, []string{"AVIARY_ADMIN_URL=" + base, "AVIARY_ADMIN_TOKEN=" + token}, 0, "draining test-node"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := runNode(ctx, tc.args, tc.env, &out, &errb)
+			if code != tc.code || !strings.Contains(out.String()+errb.String(), tc.want) {
+				t.Errorf("code %d, output %q %q; want %d and %q", code, out.String(), errb.String(), tc.code, tc.want)
+			}
+		})
+	}
+	if !bal.Draining() {
+		t.Fatal("the node is not draining")
+	}
+	select {
+	case r := <-drained:
+		if r.Reason != "empty" || r.Node != "test-node" {
+			t.Errorf("report %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the drain did not end")
+	}
+	c := servertest.DialRaw(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	c.SendRaw("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
+	c.ReadHeaderOnly()
+	c.ExpectStreamError("system-shutdown") // alone: nowhere to send clients
+}
+
+// TestNodeDrainWait: --wait polls the node list until the node is gone.
+func TestNodeDrainWait(t *testing.T) {
+	var mu sync.Mutex
+	polls, drains := 0, 0
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, `{"error":{"message":"no"}}`, http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case r.Method == "POST" && r.URL.Path == "/api/nodes/n2/drain":
+			drains++
+			w.Write([]byte(`{"result":"ok"}`))
+		case r.Method == "GET" && r.URL.Path == "/api/nodes":
+			polls++
+			nodes := []map[string]any{{"name": "n1"}}
+			if polls < 3 {
+				nodes = append(nodes, map[string]any{"name": "n2", "draining": true})
+			}
+			json.NewEncoder(w).Encode(nodes)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer api.Close()
+	var out, errb bytes.Buffer
+	code := runNode(context.Background(), []string{"drain", "--admin", api.URL, "--token", "tok", "--wait", "n2"}, nil, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "n2 left the cluster") {
+		t.Fatalf("code %d, %q %q", code, out.String(), errb.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if drains != 1 || polls != 3 {
+		t.Errorf("%d drain requests and %d polls, want 1 and 3", drains, polls)
+	}
+}
