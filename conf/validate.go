@@ -102,6 +102,17 @@ func (c *Config) Validate() Errors {
 	if c.Balance.LoadThreshold < 0 {
 		add("balance.load_threshold", "must not be negative, not %v", c.Balance.LoadThreshold)
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"balance.publish_interval", c.Balance.PublishInterval}, {"balance.drain_deadline", c.Balance.DrainDeadline},
+		{"balance.retry_after", c.Balance.RetryAfter},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative, not %v", d.v)
+		}
+	}
 	if c.Balance.Capacity < 0 {
 		add("balance.capacity", "must not be negative")
 	}

@@ -58,6 +58,7 @@ type Service struct {
 	policy   Policy
 	members  []cluster.Member
 	fetched  time.Time
+	fetching bool               // a refresh of members is under way
 	extra    map[string]float64 // load sent to nodes since their figures were fetched
 	draining bool
 	report   Report
@@ -76,7 +77,7 @@ type Report struct {
 	Moved    int    // sessions sent to another node (see-other-host)
 	Refused  int    // sessions closed with system-shutdown: nowhere to go
 	Left     int    // sessions still open when the drain ended (deadline)
-	Reason   string // "empty" or "deadline"
+	Reason   string // "empty", "deadline", or "stopped" (the node stopped first)
 	Finished bool
 }
 
@@ -222,10 +223,17 @@ func (s *Service) publish(ctx context.Context) {
 func (s *Service) refresh(ctx context.Context) {
 	s.mu.Lock()
 	n := s.n
-	s.mu.Unlock()
-	if n == nil {
+	if n == nil || s.fetching {
+		s.mu.Unlock()
 		return
 	}
+	s.fetching = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.fetching = false
+		s.mu.Unlock()
+	}()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Cluster.OperationTimeout)
 	members, err := n.Cluster().Members(ctx)
 	cancel()
