@@ -299,7 +299,9 @@ func (s *Service) transportOf(t c2s.Transport) Transport {
 	case *httpd.BOSHTransport:
 		return TransportBOSH
 	case *c2s.TCPTransport:
-		if a := s.n.Addr(server.ListenerC2STLS); a != nil && tt.LocalAddr() != nil && tt.LocalAddr().String() == a.String() {
+		// Which listener took the connection: compare ports, since a
+		// wildcard listener's address is not the connection's local one.
+		if a := s.n.Addr(server.ListenerC2STLS); a != nil && tt.LocalAddr() != nil && samePort(tt.LocalAddr(), a) {
 			return TransportC2STLS
 		}
 	}
@@ -405,4 +407,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}
 	}
 	return m
+}
+
+func samePort(a, b net.Addr) bool {
+	_, pa, err1 := net.SplitHostPort(a.String())
+	_, pb, err2 := net.SplitHostPort(b.String())
+	return err1 == nil && err2 == nil && pa == pb
 }
