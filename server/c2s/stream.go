@@ -560,6 +560,15 @@ func (s *Session) inbound(el *wire.Element) {
 			return
 		}
 	}
+	if el.Name == "presence" && !knownPresenceType(el.Type()) {
+		// RFC 6121 §4.7.1: an unknown presence type gets bad-request.
+		reply := wire.ErrorReply(el, wire.ErrBadRequest)
+		if reply.From() == "" {
+			reply.RemoveAttr("from")
+		}
+		s.enqueue(reply)
+		return
+	}
 	if el.Name == "iq" {
 		if se := iqSyntaxError(el); se != nil {
 			if t := el.Type(); t != "result" && t != "error" {
@@ -620,4 +629,12 @@ func iqSyntaxError(el *wire.Element) *wire.StanzaError {
 		return wire.ErrBadRequest
 	}
 	return nil
+}
+
+func knownPresenceType(t string) bool {
+	switch t {
+	case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+		return true
+	}
+	return false
 }
