@@ -9,7 +9,12 @@
 //   - publish (with optional publish-options): owner only; the node is
 //     created on first publish (auto-create). Each node keeps its last item
 //     only (max_items 1, as PEP nodes usually do).
-//   - items (all, max_items, or by id), create, retract, and owner delete.
+//   - items (all, max_items, or by id), create, retract, and, for the
+//     owner (pubsub#owner), configure (the access model) and delete.
+//
+// disco#info on the account reports pubsub/pep and the features below;
+// disco#info on a node reports pubsub/leaf to whoever may retrieve it.
+// There is no node index yet, so disco#items on the account lists nothing.
 //
 // Access models: presence (the default: the owner and contacts with
 // subscription from or both), open (anyone may retrieve; notifications
