@@ -120,6 +120,15 @@ balance: {publish_interval: 500ms, drain_deadline: 30s}
 			t.Fatal(err)
 		}
 	}
+	benchUsers := 0
+	if os.Getenv("AVIARY_E2E_BENCH") == "1" {
+		benchUsers = envInt("AVIARY_E2E_BENCH_USERS", 30)
+		for i := 0; i < benchUsers; i++ {
+			if err := um.CreateUser(context.Background(), fmt.Sprintf("bench%d", i), "bench-secret"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	st.Close()
 	login := exec.Command(bin, "admin", "login", "--admin", "http://"+nodes[0].admin, "admin@localhost")
 	login.Stdin = strings.NewReader("pw-admin\n")
@@ -146,6 +155,30 @@ balance: {publish_interval: 500ms, drain_deadline: 30s}
 	waitFor(t, 60*time.Second, "every client online", func() bool { return stats.online() == users })
 	time.Sleep(2 * time.Second) // traffic before the first drain
 
+	// The project's load tool alongside, when asked for. It does not follow
+	// see-other-host or reconnect, so its sessions on a drained node end:
+	// its "lost" counts messages to those sessions, which wait in offline
+	// storage. Its figures are logged, not asserted.
+	var bench *exec.Cmd
+	var benchOut, benchErr syncBuf
+	if benchUsers > 0 {
+		benchBin := filepath.Join(dir, "aviary-bench")
+		b := exec.Command("go", "build", "-o", benchBin, "./cmd/aviary-bench")
+		b.Dir = root
+		if out, err := b.CombinedOutput(); err != nil {
+			t.Fatalf("building aviary-bench: %v\n%s", err, out)
+		}
+		bench = exec.Command(benchBin, "-servers", strings.Join(addrs, ","), "-users", strconv.Itoa(benchUsers),
+			"-create", "none", "-workload", "ring", "-messages", "1000000", "-inflight", "5", "-interval", "200ms",
+			"-drain", "20s", "-json")
+		bench.Stdout, bench.Stderr = &benchOut, &benchErr
+		if err := bench.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bench.Process.Kill() })
+		waitFor(t, 60*time.Second, "aviary-bench ring started", func() bool { return strings.Contains(benchErr.String(), "ring started") })
+	}
+
 	var args []string
 	for _, p := range nodes {
 		args = append(args, p.name+"=http://"+p.admin)
@@ -164,6 +197,24 @@ balance: {publish_interval: 500ms, drain_deadline: 30s}
 	time.Sleep(2 * time.Second) // traffic after the last restart
 	for _, c := range clients {
 		c.stopSending()
+	}
+	if bench != nil {
+		bench.Process.Signal(syscall.SIGUSR1)
+		bench.Wait()
+		var res struct {
+			Login json.RawMessage `json:"login"`
+			Ring  json.RawMessage `json:"ring"`
+		}
+		json.Unmarshal([]byte(benchOut.String()), &res)
+		waiting := 0
+		if st, err := server.OpenStore(context.Background(), cfg, nil); err == nil {
+			for i := 0; i < benchUsers; i++ {
+				n, _ := st.CountOffline(context.Background(), fmt.Sprintf("bench%d@localhost", i))
+				waiting += n
+			}
+			st.Close()
+		}
+		t.Logf("aviary-bench (no reconnects) login: %s\nring: %s\nbench messages waiting in offline storage for its closed sessions: %d", res.Login, res.Ring, waiting)
 	}
 	// Wait for every acknowledged message; then reconnect everyone once so
 	// anything stored offline while its recipient was online is counted too.
@@ -652,4 +703,22 @@ func (c *ringClient) send(write func(string) error, id, to string) error {
 	}
 	c.out = append(c.out, id)
 	return write(fmt.Sprintf("<message to='%s' type='chat' id='%s'><body>%s</body></message><r xmlns='urn:xmpp:sm:3'/>", to, id, id))
+}
+
+// syncBuf is a strings.Builder safe for a writer and a reader at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
