@@ -137,7 +137,7 @@ func runBroadcast(ctx context.Context, cfg *Config, all []*conn) BroadcastStats 
 				tr.Sent(fi, seq)
 			}
 		}
-		p := payload{Sender: 0, Seq: seq, Sent: now()}
+		p := payload{Run: runID, Sender: 0, Seq: seq, Sent: now()}
 		if err := hub.writeString("<presence><status>" + p.String() + "</status><priority>" +
 			strconv.Itoa(seq%100) + "</priority></presence>"); err != nil {
 			readErrs.add(err)

@@ -275,8 +275,8 @@ func printText(w io.Writer, r *Result) {
 		fmt.Fprintln(w, "  error:", e)
 	}
 	printTraffic := func(name string, t *TrafficStats) {
-		fmt.Fprintf(w, "%s: sent %d, received %d, lost %d, duplicates %d, unexpected %d, stalled %d\n",
-			name, t.Sent, t.Received, t.Lost, t.Duplicates, t.Unexpected, t.Stalled)
+		fmt.Fprintf(w, "%s: sent %d, received %d, lost %d, duplicates %d, unexpected %d, stale %d, stalled %d\n",
+			name, t.Sent, t.Received, t.Lost, t.Duplicates, t.Unexpected, t.Stale, t.Stalled)
 		fmt.Fprintf(w, "  %.1f msgs/s over %.2fs; latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
 			t.PerSec, t.Seconds, t.Latency.P50, t.Latency.P99, t.Latency.P999, t.Latency.Max)
 		for _, e := range t.ReadErrs {

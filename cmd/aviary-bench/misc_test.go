@@ -107,7 +107,7 @@ func TestParseVmRSS(t *testing.T) {
 // The stanzas the tool writes must parse, and the reader must find the
 // payload in them again.
 func TestFraming(t *testing.T) {
-	p := payload{Sender: 3, Seq: 9, Sent: time.Second}
+	p := payload{Run: runID, Sender: 3, Seq: 9, Sent: time.Second}
 	msg := "<message type='chat' to='a@b/c' id='9'><body>" + p.String() + "</body></message>"
 	el, err := wire.Parse([]byte(msg), wire.Limits{})
 	if err != nil {
@@ -121,7 +121,7 @@ func TestFraming(t *testing.T) {
 	// A stream with several stanzas in one chunk, a whitespace keepalive
 	// and a body split by a child element.
 	stream := streamHeader("localhost") + "<message><body>" + p.String() + "</body></message> \n" +
-		"<presence><status>ab:0:1:5</status></presence><iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+		"<presence><status>ab:r1:0:1:5</status></presence><iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
 	r := wire.NewReader(strings.NewReader(stream), wire.Limits{})
 	if _, err := r.Header(); err != nil {
 		t.Fatal(err)

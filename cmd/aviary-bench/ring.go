@@ -193,7 +193,7 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w wi
 		}
 		b.Reset()
 		for k := 0; k < batch; k++ {
-			p := payload{Sender: si, Seq: seq, Sent: now()}
+			p := payload{Run: runID, Sender: si, Seq: seq, Sent: now()}
 			tr.Sent(si, seq)
 			b.WriteString(prefix)
 			b.WriteString(strconv.Itoa(seq))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"slices"
@@ -60,10 +62,13 @@ func summarize(sample []time.Duration) Latency {
 	}
 }
 
-// payload is what each benchmark message carries in its body: the sender's
-// index, a sequence number from 1, and the send time as nanoseconds since
-// the tool's clock origin (monotonic, so latency never goes negative).
+// payload is what each benchmark message carries in its body: the run it
+// belongs to, the sender's index, a sequence number from 1, and the send
+// time as nanoseconds since the tool's clock origin (monotonic, so latency
+// never goes negative). The run ID tells this run's messages from ones a
+// server kept offline during an earlier run and delivers at login.
 type payload struct {
+	Run    string
 	Sender int
 	Seq    int
 	Sent   time.Duration
@@ -71,8 +76,17 @@ type payload struct {
 
 const payloadPrefix = "ab:"
 
+// runID names this process's run in every payload.
+var runID = newRunID()
+
+func newRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 func (p payload) String() string {
-	return payloadPrefix + strconv.Itoa(p.Sender) + ":" + strconv.Itoa(p.Seq) + ":" + strconv.FormatInt(int64(p.Sent), 10)
+	return payloadPrefix + p.Run + ":" + strconv.Itoa(p.Sender) + ":" + strconv.Itoa(p.Seq) + ":" + strconv.FormatInt(int64(p.Sent), 10)
 }
 
 // parsePayload reads a body written by payload.String.
@@ -82,18 +96,18 @@ func parsePayload(s string) (payload, error) {
 		return payload{}, fmt.Errorf("not a benchmark payload: %q", s)
 	}
 	parts := strings.Split(s[len(payloadPrefix):], ":")
-	if len(parts) != 3 {
+	if len(parts) != 4 || parts[0] == "" {
 		return payload{}, fmt.Errorf("bad benchmark payload: %q", s)
 	}
-	var p payload
+	p := payload{Run: parts[0]}
 	var err error
-	if p.Sender, err = strconv.Atoi(parts[0]); err != nil {
+	if p.Sender, err = strconv.Atoi(parts[1]); err != nil {
 		return payload{}, fmt.Errorf("bad sender in %q", s)
 	}
-	if p.Seq, err = strconv.Atoi(parts[1]); err != nil {
+	if p.Seq, err = strconv.Atoi(parts[2]); err != nil {
 		return payload{}, fmt.Errorf("bad sequence in %q", s)
 	}
-	n, err := strconv.ParseInt(parts[2], 10, 64)
+	n, err := strconv.ParseInt(parts[3], 10, 64)
 	if err != nil {
 		return payload{}, fmt.Errorf("bad timestamp in %q", s)
 	}
@@ -109,6 +123,7 @@ const (
 	Fresh      Outcome = iota // first receipt of this (sender, seq)
 	Duplicate                 // seen before
 	Unexpected                // unknown sender, sequence out of range, or wrong receiver
+	Stale                     // from another run (kept offline by the server)
 )
 
 // Tracker keeps the ring's bookkeeping: which (sender, seq) pairs were sent
@@ -120,16 +135,19 @@ type Tracker struct {
 	seen     [][]uint64 // bitmap per sender
 	sent     []int      // highest sequence sent per sender
 	expectTo []int      // receiver each sender writes to, -1 for any
+	run      string
 	fresh    int
+	stale    int
 	dups     int
 	unexp    int
 	lat      []time.Duration
 }
 
-// NewTracker tracks senders sending up to perSender messages each.
-// expectTo maps a sender to its receiver (nil: any receiver is fine).
+// NewTracker tracks senders sending up to perSender messages each in this
+// process's run. expectTo maps a sender to its receiver (nil: any receiver
+// is fine).
 func NewTracker(senders, perSender int, expectTo []int) *Tracker {
-	t := &Tracker{perSend: perSender, seen: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
+	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
 	words := (perSender + 63) / 64
 	for i := range t.seen {
 		t.seen[i] = make([]uint64, words)
@@ -151,6 +169,10 @@ func (t *Tracker) Sent(sender, seq int) {
 func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if p.Run != t.run {
+		t.stale++
+		return Stale
+	}
 	if p.Sender < 0 || p.Sender >= len(t.seen) || p.Seq < 1 || p.Seq > t.perSend ||
 		(t.expectTo != nil && t.expectTo[p.Sender] != receiver) {
 		t.unexp++
@@ -174,13 +196,14 @@ type Counts struct {
 	Lost       int `json:"lost"`
 	Duplicates int `json:"duplicates"`
 	Unexpected int `json:"unexpected"`
+	Stale      int `json:"stale"` // from an earlier run, delivered from offline storage
 }
 
 // Counts returns the tally so far.
 func (t *Tracker) Counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp}
+	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp, Stale: t.stale}
 	for _, s := range t.sent {
 		c.Sent += s
 	}

@@ -60,12 +60,12 @@ func TestSummarize(t *testing.T) {
 }
 
 func TestPayload(t *testing.T) {
-	p := payload{Sender: 12, Seq: 345, Sent: 6789 * time.Microsecond}
+	p := payload{Run: runID, Sender: 12, Seq: 345, Sent: 6789 * time.Microsecond}
 	got, err := parsePayload(" " + p.String() + "\n")
 	if err != nil || got != p {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
-	for _, bad := range []string{"", "hello", "ab:1:2", "ab:x:2:3", "ab:1:y:3", "ab:1:2:z", "ab:1:2:3:4"} {
+	for _, bad := range []string{"", "hello", "ab:r:1:2", "ab:r:x:2:3", "ab:r:1:y:3", "ab:r:1:2:z", "ab:r:1:2:3:4", "ab::1:2:3"} {
 		t.Run(bad, func(t *testing.T) {
 			if _, err := parsePayload(bad); err == nil {
 				t.Fatalf("parsePayload(%q) succeeded", bad)
@@ -92,15 +92,16 @@ func TestTrackerRing(t *testing.T) {
 		p        payload
 		want     Outcome
 	}{
-		{"first", 1, payload{Sender: 0, Seq: 1}, Fresh},
-		{"second", 1, payload{Sender: 0, Seq: 2}, Fresh},
-		{"again", 1, payload{Sender: 0, Seq: 2}, Duplicate},
-		{"wrap", 0, payload{Sender: 2, Seq: 1}, Fresh},
-		{"wrong receiver", 2, payload{Sender: 0, Seq: 1}, Unexpected},
-		{"seq zero", 2, payload{Sender: 1, Seq: 0}, Unexpected},
-		{"seq too high", 2, payload{Sender: 1, Seq: 3}, Unexpected},
-		{"unknown sender", 0, payload{Sender: 9, Seq: 1}, Unexpected},
-		{"negative sender", 0, payload{Sender: -1, Seq: 1}, Unexpected},
+		{"first", 1, payload{Run: runID, Sender: 0, Seq: 1}, Fresh},
+		{"second", 1, payload{Run: runID, Sender: 0, Seq: 2}, Fresh},
+		{"again", 1, payload{Run: runID, Sender: 0, Seq: 2}, Duplicate},
+		{"wrap", 0, payload{Run: runID, Sender: 2, Seq: 1}, Fresh},
+		{"wrong receiver", 2, payload{Run: runID, Sender: 0, Seq: 1}, Unexpected},
+		{"seq zero", 2, payload{Run: runID, Sender: 1, Seq: 0}, Unexpected},
+		{"seq too high", 2, payload{Run: runID, Sender: 1, Seq: 3}, Unexpected},
+		{"unknown sender", 0, payload{Run: runID, Sender: 9, Seq: 1}, Unexpected},
+		{"negative sender", 0, payload{Run: runID, Sender: -1, Seq: 1}, Unexpected},
+		{"earlier run", 1, payload{Run: "0ld", Sender: 0, Seq: 1}, Stale},
 	}
 	for _, s := range steps {
 		if got := tr.Record(s.receiver, s.p, time.Millisecond); got != s.want {
@@ -108,7 +109,7 @@ func TestTrackerRing(t *testing.T) {
 		}
 	}
 	c := tr.Counts()
-	want := Counts{Sent: 6, Received: 3, Lost: 3, Duplicates: 1, Unexpected: 5}
+	want := Counts{Sent: 6, Received: 3, Lost: 3, Duplicates: 1, Unexpected: 5, Stale: 1}
 	if c != want {
 		t.Fatalf("Counts = %+v, want %+v", c, want)
 	}
@@ -131,11 +132,11 @@ func TestTrackerManySequences(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr.Record(1, payload{Sender: 0, Seq: seq}, 0)
+			tr.Record(1, payload{Run: runID, Sender: 0, Seq: seq}, 0)
 		}()
 	}
 	wg.Wait()
-	tr.Record(1, payload{Sender: 0, Seq: 200}, 0)
+	tr.Record(1, payload{Run: runID, Sender: 0, Seq: 200}, 0)
 	c := tr.Counts()
 	if c.Sent != 200 || c.Received != 197 || c.Lost != 3 || c.Duplicates != 1 {
 		t.Fatalf("Counts = %+v", c)
