@@ -130,6 +130,11 @@ func (r *Reader) Next() (*Element, error) {
 			if len(stack) >= r.lim.MaxDepth {
 				return nil, ErrTooDeep
 			}
+			if len(stack) == 0 && joinName(t.Name) == r.header.Name {
+				// A second stream header inside the stream (not after a
+				// Restart) would otherwise swallow everything after it.
+				return nil, ErrBadFormat
+			}
 			el := startToElement(t)
 			if len(stack) > 0 {
 				parent := stack[len(stack)-1]

@@ -53,6 +53,7 @@ func TestReaderErrors(t *testing.T) {
 		{"comment", header + "<!-- hi --><message/>", Limits{}, ErrRestrictedXML, "restricted-xml"},
 		{"processing instruction", header + "<?foo bar?>", Limits{}, ErrRestrictedXML, "restricted-xml"},
 		{"text at top level", header + "hello", Limits{}, ErrBadFormat, "bad-format"},
+		{"second stream header", header + "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><message/>", Limits{}, ErrBadFormat, "bad-format"},
 		{"too large", header + "<message><body>" + strings.Repeat("x", 5000) + "</body></message>", Limits{MaxStanzaBytes: 1024}, ErrStanzaTooLarge, "policy-violation"},
 		{"too deep", header + strings.Repeat("<a>", 20) + strings.Repeat("</a>", 20), Limits{MaxDepth: 10}, ErrTooDeep, "policy-violation"},
 		{"unknown entity", header + "<message>&foo;</message>", Limits{}, ErrNotWellFormed, "not-well-formed"},

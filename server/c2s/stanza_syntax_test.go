@@ -105,3 +105,34 @@ func TestWhitespaceKeepalive(t *testing.T) {
 	}
 	c.ExpectStreamError("connection-timeout")
 }
+
+// TestPresenceUnknownType: a presence type RFC 6121 §4.7.1 does not define
+// gets bad-request instead of being broadcast or dropped.
+func TestPresenceUnknownType(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "r")
+	c.SendRaw("<presence type='bogus' id='p1'/>")
+	el := c.Await("error", func(el *wire.Element) bool { return el.Name == "presence" && el.ID() == "p1" })
+	if el.Type() != "error" || el.Child("error", "").Child("bad-request", wire.NSStanzas) == nil {
+		t.Fatalf("got %s, want bad-request", el)
+	}
+}
+
+// TestBadFormat: text between stanzas, or a second stream header in the
+// middle of a stream, ends it with bad-format (RFC 6120 §4.9.3.1) instead
+// of being read as the start of one endless element.
+func TestBadFormat(t *testing.T) {
+	n := startServer(t, "alice")
+	for name, in := range map[string]string{
+		"text between stanzas": "hello<presence/>",
+		"second stream header": "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'><presence/>",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := servertest.DialTLS(t, n)
+			c.Login("alice", "alicepw", "r")
+			c.SendRaw(in)
+			c.ExpectStreamError("bad-format")
+		})
+	}
+}
