@@ -89,10 +89,11 @@ loop:
 		s.report.Left = s.n.C2S().Active()
 	}
 	r := s.report
+	drained := s.drained
 	s.mu.Unlock()
 	s.metrics.drainSecs.Set(r.Took().Seconds())
 	s.log.Info("balance: drain ended", "reason", reason, "took", r.Took().String(), "moved", r.Moved, "refused", r.Refused, "left", r.Left)
-	close(s.drained)
+	close(drained)
 	if s.OnDrained != nil && reason != "stopped" {
 		go s.OnDrained(r)
 	}

@@ -101,6 +101,13 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	s.log = n.Logger().With("component", "balance")
 	s.policy = Policy{TTL: cfg.Cluster.NodeTTL, LoadThreshold: cfg.Balance.LoadThreshold, Weights: cfg.Balance.Weights}
 	s.extra = map[string]float64{}
+	// A node started again (in-process) starts undrained.
+	s.draining, s.report = false, Report{}
+	select {
+	case <-s.drained:
+		s.drained = make(chan struct{})
+	default:
+	}
 	if s.metrics == nil {
 		s.metrics = newMetrics(n.Registry())
 	}
@@ -371,7 +378,11 @@ func (s *Service) Draining() bool {
 }
 
 // Drained is closed when a drain has ended.
-func (s *Service) Drained() <-chan struct{} { return s.drained }
+func (s *Service) Drained() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drained
+}
 
 // Report returns the drain's figures so far.
 func (s *Service) Report() Report {
