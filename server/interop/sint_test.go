@@ -26,6 +26,7 @@ func buildAviary(t *testing.T) string {
 }
 
 var sintResult = regexp.MustCompile(`finished: (\d+)/(\d+) \[(\d+) failed\]`)
+
 // Low-level tests name their connection kind too: "(LowLevel, tcp) failed".
 var sintFailed = regexp.MustCompile(`SEVERE: (\w+)\.(\w+) \([^)]*\) failed`)
 
