@@ -175,3 +175,45 @@ func TestIMOverTCP(t *testing.T) {
 		}
 	}
 }
+
+// TestDiscoListsEveryPluginFeature: the server's disco#info over TCP has
+// the server/im identity and exactly the features the running plugins
+// declare (so a new plugin cannot forget to show up in disco).
+func TestDiscoListsEveryPluginFeature(t *testing.T) {
+	n := servertest.RunServer(t, servertest.DefaultConfig(t))
+	servertest.CreateUser(t, n, "alice", "alicepw")
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "r")
+	c.Send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")
+	q := all(t, c, result("d1"))[0].Child("query", "http://jabber.org/protocol/disco#info")
+	if q == nil {
+		t.Fatal("no disco#info query in the result")
+	}
+	server := false
+	for _, id := range q.ChildrenNamed("identity", "") {
+		if id.Attr("category") == "server" && id.Attr("type") == "im" {
+			server = true
+		}
+	}
+	if !server {
+		t.Errorf("no server/im identity: %s", q)
+	}
+	got := map[string]bool{}
+	for _, f := range q.ChildrenNamed("feature", "") {
+		got[f.Attr("var")] = true
+	}
+	declared := n.Plugins().DiscoFeatures()
+	if len(declared) < 8 {
+		t.Fatalf("only %d features declared by plugins: %v", len(declared), declared)
+	}
+	for _, f := range declared {
+		if !got[f] {
+			t.Errorf("feature %s declared by a plugin but not in disco#info", f)
+		}
+	}
+	for _, ns := range []string{"urn:xmpp:ping", "jabber:iq:version", "jabber:iq:last", "vcard-temp", "jabber:iq:private", "urn:xmpp:blocking", "urn:xmpp:carbons:2"} {
+		if !got[ns] {
+			t.Errorf("disco#info lacks %s", ns)
+		}
+	}
+}
