@@ -98,6 +98,10 @@ func (h *Host) startCoordinating(name, version string) error {
 	}
 	h.running = true
 	h.upMu.Unlock()
+	// Visible before StartUpgrade returns: a console page rendered right
+	// after the request must not show the previous upgrade's "done" (and
+	// so never poll for this one's progress).
+	h.save(context.Background(), Status{Plugin: name, To: version, State: "running", Started: time.Now().UTC()})
 	go func() {
 		defer func() {
 			h.upMu.Lock()
