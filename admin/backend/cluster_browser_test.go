@@ -243,6 +243,37 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		}
 	}
 
+	// What the page watched: one node at a time, in order, never two at
+	// once (polls may miss states, so this checks only what was seen).
+	var watched int
+	for _, line := range transcript {
+		w, ok := strings.CutPrefix(line, "watched ")
+		if !ok {
+			continue
+		}
+		watched++
+		if err := checkRolling(w, "2.0.0"); err != nil {
+			t.Errorf("upgrade seen as %q: %v", w, err)
+		}
+	}
+	if watched == 0 {
+		t.Error("the browser saw no state of the upgrade to 2.0.0")
+	}
+	// No session dropped: all the load's sessions are still routed.
+	ss, err := admins[0].Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	online := 0
+	for _, s := range ss {
+		if strings.HasPrefix(s.JID, "load") {
+			online++
+		}
+	}
+	if online != loadUsers {
+		t.Errorf("%d load sessions online after the upgrade, want %d", online, loadUsers)
+	}
+
 	// The load ran through the upgrade: it is still sending now. Stop it,
 	// let it drain, and read its report.
 	res := load.stop(t)
@@ -267,6 +298,42 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 			t.Errorf("screenshot %s missing or empty: %v", page, err)
 		}
 	}
+}
+
+// checkRolling checks one observed state of a rolling upgrade to version,
+// "running 2.0.0 node1:2.0.0:healthy node2:1.0.0:upgrading ...": nodes move
+// in order (none on the new version after one that is not), at most one
+// at a time, and every step is healthy once the upgrade is done.
+func checkRolling(state, version string) error {
+	f := strings.Fields(state)
+	if len(f) < 3 {
+		if len(f) == 2 && f[0] == "running" {
+			return nil // just started: steps not listed yet
+		}
+		return errors.New("no steps")
+	}
+	upgrading, behind := 0, false
+	for _, step := range f[2:] {
+		p := strings.Split(step, ":")
+		if len(p) != 3 {
+			return fmt.Errorf("bad step %q", step)
+		}
+		on := p[1] == version && p[2] == "healthy"
+		if on && behind {
+			return fmt.Errorf("%s moved before an earlier node", p[0])
+		}
+		behind = behind || !on
+		if p[2] == "upgrading" {
+			upgrading++
+		}
+		if f[0] == "done" && !on {
+			return fmt.Errorf("done but %s is %s %s", p[0], p[1], p[2])
+		}
+	}
+	if upgrading > 1 {
+		return fmt.Errorf("%d nodes upgrading at once", upgrading)
+	}
+	return nil
 }
 
 // browserDeps returns the directory holding playwright-core, or skips
@@ -492,5 +559,27 @@ func (b *benchRun) stop(t *testing.T) benchResult {
 func (b *benchRun) kill() {
 	if b.cmd.Process != nil {
 		_ = b.cmd.Process.Kill()
+	}
+}
+
+func TestCheckRolling(t *testing.T) {
+	for _, tc := range []struct {
+		name, state string
+		ok          bool
+	}{
+		{"first upgrading", "running 2.0.0 node1:1.0.0:upgrading node2:1.0.0:pending node3:1.0.0:pending", true},
+		{"second upgrading", "running 2.0.0 node1:2.0.0:healthy node2:1.0.0:upgrading node3:1.0.0:pending", true},
+		{"done", "done 2.0.0 node1:2.0.0:healthy node2:2.0.0:healthy node3:2.0.0:healthy", true},
+		{"out of order", "running 2.0.0 node1:1.0.0:pending node2:2.0.0:healthy node3:1.0.0:pending", false},
+		{"two at once", "running 2.0.0 node1:1.0.0:upgrading node2:1.0.0:upgrading node3:1.0.0:pending", false},
+		{"done short", "done 2.0.0 node1:2.0.0:healthy node2:1.0.0:rolled-back node3:1.0.0:pending", false},
+		{"just started", "running 2.0.0", true},
+		{"done without steps", "done 2.0.0", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := checkRolling(tc.state, "2.0.0"); (err == nil) != tc.ok {
+				t.Errorf("checkRolling(%q) = %v, want ok %v", tc.state, err, tc.ok)
+			}
+		})
 	}
 }

@@ -139,6 +139,7 @@ try {
 
   await page.click("button.upgrade[data-version='2.0.0']");
   await expectText(".flash", "Rolling upgrade of wordfilter to 2.0.0 started");
+  await expectText("#upgrade", "→ 2\\.0\\.0"); // this upgrade, not the last one's result
   log("upgrade shown as " + (await text("#upgrade")));
   await shot("plugins-upgrading");
   await expectText("#upgrade-state", "^done$", 60000);
