@@ -83,6 +83,28 @@ func TestPostgresRestart(t *testing.T) {
 		return nil
 	})
 
+	// A hung database (every PostgreSQL process stopped with SIGSTOP:
+	// connections stay open, nothing answers): the roster answer is an
+	// error once database.timeout (2s) has passed, not a hang.
+	if err := pg.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	a.Timeout = 15 * time.Second
+	asked := time.Now()
+	r := rosterGet(a)
+	t.Logf("roster with PostgreSQL frozen: %s after %v", stanzaErr(r), time.Since(asked))
+	switch cond := stanzaErr(r); cond {
+	case "internal-server-error", "resource-constraint":
+	default:
+		t.Errorf("roster with PostgreSQL frozen: want internal-server-error or resource-constraint, got %s", r)
+	}
+	if err := pg.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if r := rosterGet(a); r.Type() != "result" {
+		t.Errorf("roster after thawing: %s", r)
+	}
+
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +121,8 @@ func TestPostgresRestart(t *testing.T) {
 
 	// The roster needs the database: a stanza error, not a hang. The
 	// client waits up to 15s; database.timeout is 2s.
-	a.Timeout = 15 * time.Second
-	asked := time.Now()
-	r := rosterGet(a)
+	asked = time.Now()
+	r = rosterGet(a)
 	t.Logf("roster during the outage: %s after %v", stanzaErr(r), time.Since(asked))
 	switch cond := stanzaErr(r); cond {
 	case "internal-server-error", "resource-constraint":
