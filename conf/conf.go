@@ -244,6 +244,10 @@ type BalanceConfig struct {
 	// DrainDeadline is how long a draining node waits for its sessions to
 	// leave before it stops anyway. Default 2m.
 	DrainDeadline time.Duration `yaml:"drain_deadline"`
+	// DrainRate is how many sessions per second a draining node sends
+	// away, so the other nodes are not hit by every reconnection at once.
+	// Default 1000.
+	DrainRate int `yaml:"drain_rate"`
 	// Weights are per-node weights for the dispatcher (node name → weight;
 	// a node's load is divided by it). Default 1 for every node; 0 takes a
 	// node out of the dispatcher.

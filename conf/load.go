@@ -103,6 +103,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDur(&c.Balance.PublishInterval, 2*time.Second)
 	setDur(&c.Balance.DrainDeadline, 2*time.Minute)
+	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
@@ -418,4 +419,24 @@ func ListenAddr(addr string) string {
 		return net.JoinHostPort(h, "0")
 	}
 	return addr
+}
+
+// Set sets one key, named by its dotted YAML path ("c2s.auth_timeout"),
+// from a string written as for its AVIARY_* variable. `aviary serve --set
+// key=value` uses it so that every key can also be given as a flag.
+func (c *Config) Set(key, value string) error {
+	var err error
+	found := false
+	walkFields(reflect.ValueOf(c).Elem(), "", func(k, _ string, f reflect.Value) {
+		if k == key {
+			found = true
+			if e := setFromString(f, value); e != nil {
+				err = &Error{Key: key, Msg: e.Error()}
+			}
+		}
+	})
+	if !found {
+		return &Error{Key: key, Msg: "unknown key"}
+	}
+	return err
 }

@@ -113,6 +113,9 @@ func (c *Config) Validate() Errors {
 			add(d.key, "must not be negative, not %v", d.v)
 		}
 	}
+	if c.Balance.DrainRate < 0 {
+		add("balance.drain_rate", "must not be negative")
+	}
 	if c.Balance.Capacity < 0 {
 		add("balance.capacity", "must not be negative")
 	}

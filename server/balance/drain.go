@@ -2,6 +2,7 @@ package balance
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/aviary-im/aviary/server/c2s"
@@ -29,6 +30,8 @@ import (
 //     client reconnects elsewhere, its resumption fails (item-not-found),
 //     it binds anew and gets the messages from offline storage. Detached
 //     sessions waiting for resumption are ended the same way.
+//     At most balance.drain_rate sessions per second are sent away, so
+//     the other nodes are not hit by every reconnection at once.
 //  3. Streams still negotiating are swept again every SweepInterval once
 //     they bind; when no stream is left, or at balance.drain_deadline, the
 //     drain ends: OnDrained runs (`aviary serve` stops the node, exit 0).
@@ -64,10 +67,11 @@ func (s *Service) drainLoop(stop context.Context) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	sent := map[router.Session]bool{}
+	budget := sweepBudget(s.cfg.Balance.DrainRate, every)
 	reason := "empty"
 loop:
 	for {
-		s.sweep(sent)
+		s.sweep(sent, budget)
 		if s.empty() {
 			break
 		}
@@ -111,8 +115,22 @@ func (s *Service) empty() bool {
 	return n.C2S().Active() == 0 && len(n.Router().LocalSessions()) == 0
 }
 
-// sweep closes every bound session not closed yet, sending it elsewhere.
-func (s *Service) sweep(sent map[router.Session]bool) {
+// sweepBudget is how many sessions one sweep may send away to keep to
+// rate per second (at least one; rate 0 means no limit).
+func sweepBudget(rate int, every time.Duration) int {
+	if rate <= 0 {
+		return math.MaxInt
+	}
+	n := int(float64(rate) * every.Seconds())
+	if n < 1 {
+		n = 1
+	}
+	return n
+}
+
+// sweep closes up to budget bound sessions not closed yet, sending them
+// elsewhere.
+func (s *Service) sweep(sent map[router.Session]bool, budget int) {
 	s.mu.Lock()
 	n := s.n
 	s.mu.Unlock()
@@ -123,6 +141,10 @@ func (s *Service) sweep(sent map[router.Session]bool) {
 		if sent[rs] {
 			continue
 		}
+		if budget <= 0 {
+			return
+		}
+		budget--
 		sent[rs] = true
 		cs, ok := rs.(*c2s.Session)
 		if !ok {

@@ -99,7 +99,8 @@ func sorted(s []string) string {
 func TestDrainMovesClients(t *testing.T) {
 	h := newHub()
 	st := sharedStore(t)
-	a := startNode(t, h, st, "node-a", nil)
+	// One session per sweep: the two are moved by two sweeps.
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.Balance.DrainRate = 1 })
 	b := startNode(t, h, st, "node-b", nil)
 	for _, u := range []string{"alice", "bob", "carol"} {
 		servertest.CreateUser(t, a.n, u, "pw-"+u)

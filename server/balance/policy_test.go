@@ -1,6 +1,8 @@
 package balance
 
 import (
+	"fmt"
+	"math"
 	"net/http"
 	"testing"
 	"time"
@@ -148,6 +150,25 @@ func TestPublicAddr(t *testing.T) {
 		t.Run(tc.bound, func(t *testing.T) {
 			if got := publicAddr(tc.bound, tc.host); got != tc.want {
 				t.Errorf("publicAddr(%q, %q) = %q, want %q", tc.bound, tc.host, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSweepBudget(t *testing.T) {
+	cases := []struct {
+		rate  int
+		every time.Duration
+		want  int
+	}{
+		{1000, 200 * time.Millisecond, 200},
+		{5, 20 * time.Millisecond, 1},
+		{0, time.Second, math.MaxInt},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprint(tc.rate, tc.every), func(t *testing.T) {
+			if got := sweepBudget(tc.rate, tc.every); got != tc.want {
+				t.Errorf("sweepBudget(%d, %v) = %d, want %d", tc.rate, tc.every, got, tc.want)
 			}
 		})
 	}
