@@ -178,3 +178,43 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		})
 	}
 }
+
+// TestSet: every leaf key can be set by name (what `aviary serve --set`
+// does); unknown keys and bad values are errors naming the key.
+func TestSet(t *testing.T) {
+	n := 0
+	walkFields(reflect.ValueOf(&Config{}).Elem(), "", func(key, envName string, f reflect.Value) {
+		n++
+		c, viaEnv := &Config{}, &Config{}
+		val := map[reflect.Kind]string{reflect.String: "x", reflect.Bool: "true", reflect.Int: "7", reflect.Int64: "7s",
+			reflect.Float64: "0.5", reflect.Pointer: "false", reflect.Slice: "a,b", reflect.Map: `{"k": {"x": 1}}`}[f.Kind()]
+		if f.Type() == reflect.TypeOf(map[string]string{}) {
+			val = "k=v"
+		} else if f.Type() == reflect.TypeOf(map[string]float64{}) {
+			val = "k=2"
+		}
+		if err := c.Set(key, val); err != nil {
+			t.Errorf("Set(%s, %s): %v", key, val, err)
+			return
+		}
+		if err := applyEnv(viaEnv, []string{envName + "=" + val}); err != nil {
+			t.Errorf("%s=%s: %v", envName, val, err)
+		}
+		if !reflect.DeepEqual(c, viaEnv) || reflect.DeepEqual(c, &Config{}) {
+			t.Errorf("Set(%s, %s) gave %+v, the environment %+v", key, val, c, viaEnv)
+		}
+	})
+	if n < 50 {
+		t.Errorf("walked only %d keys", n)
+	}
+	c := &Config{}
+	if err := c.Set("c2s.bogus", "1"); err == nil || !strings.Contains(err.Error(), "c2s.bogus: unknown key") {
+		t.Errorf("unknown key: %v", err)
+	}
+	if err := c.Set("c2s.auth_timeout", "soon"); err == nil || !strings.Contains(err.Error(), "c2s.auth_timeout") {
+		t.Errorf("bad value: %v", err)
+	}
+	if err := c.Set("c2s", "x"); err == nil {
+		t.Error("a section is not a key")
+	}
+}

@@ -287,3 +287,31 @@ func TestIssue2ListenersOff(t *testing.T) {
 		})
 	}
 }
+
+// TestServeSetFlag: `aviary serve --set key=value` reaches every key that
+// has no flag of its own; the named flags win; a bad key is named.
+func TestServeSetFlag(t *testing.T) {
+	dir := t.TempDir()
+	var errOut bytes.Buffer
+	cfg, code := serveConfig([]string{"--data-dir", dir,
+		"--set", "c2s.auth_timeout=7s", "--set", "c2s.max_stanza_bytes=4096", "--set", "balance.load_threshold=0.5",
+		"--set", "s2s.hosts=a.example=10.0.0.7:5269,b.example=10.0.0.8:5269", "--set", "c2s.require_tls=false", "--set", "c2s.listen=127.0.0.1:1",
+		"--c2s-listen", "127.0.0.1:2"}, []string{"AVIARY_C2S_AUTH_TIMEOUT=9s"}, &errOut)
+	if cfg == nil {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if cfg.C2S.AuthTimeout != 7*time.Second || cfg.C2S.MaxStanzaBytes != 4096 || cfg.Balance.LoadThreshold != 0.5 ||
+		cfg.S2S.Hosts["b.example"] != "10.0.0.8:5269" || *cfg.C2S.RequireTLS || cfg.C2S.Listen != "127.0.0.1:2" {
+		t.Errorf("config = %+v", cfg.C2S)
+	}
+	for _, bad := range []struct{ arg, want string }{
+		{"c2s.bogus=1", "c2s.bogus: unknown key"},
+		{"c2s.auth_timeout=soon", "c2s.auth_timeout"},
+		{"nokey", "key=value"},
+	} {
+		errOut.Reset()
+		if cfg, code := serveConfig([]string{"--data-dir", dir, "--set", bad.arg}, nil, &errOut); cfg != nil || code == 0 || !strings.Contains(errOut.String(), bad.want) {
+			t.Errorf("--set %s: exit %d, %q; want an error naming %q", bad.arg, code, errOut.String(), bad.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -104,6 +105,18 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	c2sTLS := fs.String("c2s-tls-listen", "", "direct-TLS client listener `addr`, or off (c2s.tls_listen)")
 	allowReg := fs.Bool("allow-registration", false, "allow in-band registration of new accounts (c2s.allow_registration)")
 	applyServeFlags := registerServeFlags(fs)
+	var sets [][2]string
+	fs.Func("set", "set any configuration `key=value` (dotted key as in the YAML file, value as for its AVIARY_* variable, e.g. c2s.auth_timeout=10s); repeatable; the named flags win", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		if err := conf.Default().Set(k, v); err != nil {
+			return err
+		}
+		sets = append(sets, [2]string{k, v})
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return nil, 2
 	}
@@ -112,6 +125,9 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 		return nil, 2
 	}
 	cfg, err := loadConfig(fs, &nf, environ, func(c *conf.Config) {
+		for _, kv := range sets {
+			_ = c.Set(kv[0], kv[1]) // checked while parsing
+		}
 		fs.Visit(func(fl *flag.Flag) {
 			switch fl.Name {
 			case "c2s-listen":
