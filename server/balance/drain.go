@@ -151,7 +151,7 @@ func (s *Service) sweep(sent map[router.Session]bool, budget int) {
 			rs.Close(CondSystemShutdown, "this node is shutting down")
 			continue
 		}
-		tr := s.transportOf(cs.Transport())
+		tr := transportOf(n, cs.Transport())
 		d := s.decide(tr, 0)
 		if d.Addr != "" {
 			s.metrics.redirects.WithLabelValues("drain").Inc()

@@ -299,7 +299,7 @@ func advertiseHost(cfg *conf.Config) string {
 }
 
 // transportOf says how a stream reached this node.
-func (s *Service) transportOf(t c2s.Transport) Transport {
+func transportOf(n *server.Node, t c2s.Transport) Transport {
 	switch tt := t.(type) {
 	case *httpd.WSTransport:
 		return TransportWebSocket
@@ -308,7 +308,7 @@ func (s *Service) transportOf(t c2s.Transport) Transport {
 	case *c2s.TCPTransport:
 		// Which listener took the connection: compare ports, since a
 		// wildcard listener's address is not the connection's local one.
-		if a := s.n.Addr(server.ListenerC2STLS); a != nil && tt.LocalAddr() != nil && samePort(tt.LocalAddr(), a) {
+		if a := n.Addr(server.ListenerC2STLS); a != nil && tt.LocalAddr() != nil && samePort(tt.LocalAddr(), a) {
 			return TransportC2STLS
 		}
 	}
@@ -343,12 +343,12 @@ func (s *Service) decide(tr Transport, pending int) Decision {
 // admit is the c2s Admission: serve, redirect or refuse a new stream.
 func (s *Service) admit(t c2s.Transport) *wire.Element {
 	s.mu.Lock()
-	running := s.n != nil
+	n := s.n
 	s.mu.Unlock()
-	if !running {
+	if n == nil {
 		return nil
 	}
-	tr := s.transportOf(t)
+	tr := transportOf(n, t)
 	d := s.decide(tr, 1)
 	switch {
 	case d.Serve():
