@@ -47,6 +47,7 @@ type Result struct {
 	Users       int             `json:"users"`
 	Concurrency int             `json:"concurrency"`
 	Mech        string          `json:"mech"`
+	TLSPQ       bool            `json:"tls_pq"`
 	NoFile      uint64          `json:"nofile_limit"`
 	Create      PhaseStats      `json:"create"`
 	Login       PhaseStats      `json:"login"`
@@ -81,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.CreateCmd, "create-cmd", "", "with -create cmd: shell command per user; {user} {password} {domain} are replaced")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "logins (and registrations) in parallel")
 	fs.StringVar(&cfg.Mech, "mech", "auto", "SASL mechanism: auto (SCRAM-SHA-1, else PLAIN), SCRAM-SHA-1, PLAIN")
+	fs.BoolVar(&cfg.PostQuantum, "tls-pq", false, "offer Go's default TLS groups including X25519MLKEM768 (default: X25519 and P-256 only, what OpenSSL 3.0 servers support)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout for one connection, registration or login")
 	fs.StringVar(&cfg.Workload, "workload", "login", "login, ring, broadcast or idle")
 	fs.IntVar(&cfg.Messages, "messages", 100, "ring: messages per sender; broadcast: presence changes")
@@ -121,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	res := Result{Workload: cfg.Workload, Servers: cfg.Servers, Users: cfg.Users,
-		Concurrency: cfg.Concurrency, Mech: cfg.Mech, Started: time.Now().UTC()}
+		Concurrency: cfg.Concurrency, Mech: cfg.Mech, TLSPQ: cfg.PostQuantum, Started: time.Now().UTC()}
 	res.NoFile, err = raiseNoFile()
 	if err != nil {
 		slog.Warn("cannot raise RLIMIT_NOFILE", "err", err)

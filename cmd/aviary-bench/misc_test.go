@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -252,5 +254,40 @@ func TestSCRAMCacheRoundTrip(t *testing.T) {
 	none.put(k, nil) // a nil cache is a no-op
 	if none.get(k) != nil || none.save() != nil {
 		t.Fatal("nil cache")
+	}
+}
+
+// The tool offers the same classical key exchange to every server unless
+// asked for the post-quantum hybrid, and a Go server then agrees on X25519.
+func TestClientTLSGroups(t *testing.T) {
+	cases := []struct {
+		name string
+		pq   bool
+		want tls.CurveID
+	}{
+		{"classic", false, tls.X25519},
+		{"post-quantum", true, tls.X25519MLKEM768},
+	}
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			defer b.Close()
+			srv := tls.Server(b, &tls.Config{Certificates: []tls.Certificate{cert}})
+			go srv.Handshake()
+			cl := tls.Client(a, clientTLSConfig(dialOptions{Domain: "localhost", PostQuantum: c.pq}))
+			if err := cl.Handshake(); err != nil {
+				t.Fatal(err)
+			}
+			if got := cl.ConnectionState().CurveID; got != c.want {
+				t.Fatalf("negotiated %v, want %v", got, c.want)
+			}
+		})
 	}
 }

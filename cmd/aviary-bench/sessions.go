@@ -26,6 +26,7 @@ type Config struct {
 	CreateCmd   string        // with Create=cmd: shell command, {user} {password} {domain} replaced
 	Concurrency int           // parallel logins
 	Mech        string        // SASL mechanism: auto, PLAIN, SCRAM-SHA-1
+	PostQuantum bool          // offer X25519MLKEM768 in TLS
 	Timeout     time.Duration // per connection step
 	Workload    string        // login, ring, broadcast, idle
 	Messages    int           // ring: per sender; broadcast: presence changes
@@ -50,11 +51,12 @@ func (c *Config) user(i int) string { return c.Prefix + strconv.Itoa(i) }
 
 func (c *Config) dial(i int) dialOptions {
 	return dialOptions{
-		Addr:     c.Servers[i%len(c.Servers)],
-		Domain:   c.Domain,
-		Mech:     c.Mech,
-		Timeout:  c.Timeout,
-		Resource: "bench",
+		Addr:        c.Servers[i%len(c.Servers)],
+		Domain:      c.Domain,
+		Mech:        c.Mech,
+		Timeout:     c.Timeout,
+		Resource:    "bench",
+		PostQuantum: c.PostQuantum,
 	}
 }
 

@@ -43,6 +43,9 @@ type dialOptions struct {
 	Mech     string // "auto", "PLAIN", "SCRAM-SHA-1"
 	Timeout  time.Duration
 	Resource string
+	// PostQuantum lets TLS negotiate Go's default groups, including the
+	// hybrid X25519MLKEM768; otherwise only X25519 and P-256 are offered.
+	PostQuantum bool
 }
 
 // conn is one client stream after STARTTLS. Reading belongs to one
@@ -101,10 +104,7 @@ func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
 	if el.LocalName() != "proceed" {
 		return nil, fmt.Errorf("starttls: got <%s/>", el.Name)
 	}
-	c.tls = tls.Client(raw, &tls.Config{
-		ServerName:         o.Domain,
-		InsecureSkipVerify: true, // benchmarks run against self-signed certs
-	})
+	c.tls = tls.Client(raw, clientTLSConfig(o))
 	if err := c.tls.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
@@ -114,6 +114,22 @@ func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// clientTLSConfig is the client side of STARTTLS.
+func clientTLSConfig(o dialOptions) *tls.Config {
+	tc := &tls.Config{
+		ServerName:         o.Domain,
+		InsecureSkipVerify: true, // benchmarks run against self-signed certs
+	}
+	if !o.PostQuantum {
+		// Go offers the hybrid X25519MLKEM768 first. Servers on OpenSSL 3.0
+		// (Debian 12's Prosody and ejabberd) do not know it and settle on
+		// X25519, while a Go server accepts it and pays for ML-KEM on every
+		// handshake; offer the same classical groups to every server.
+		tc.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	}
+	return tc
 }
 
 // readFeatures reads the stream header and the features element.

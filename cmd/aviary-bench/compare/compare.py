@@ -541,6 +541,8 @@ def main():
     ap.add_argument("--login-users", type=int, default=2000)
     ap.add_argument("--idle-sessions", type=int, default=10000)
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool run")
+    ap.add_argument("--tls-pq", action="store_true",
+                    help="let the tool offer X25519MLKEM768 (only a Go server takes it; the Debian servers cannot)")
     ap.add_argument("--json-out", help="also write every raw result here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     opts = ap.parse_args()
@@ -616,7 +618,7 @@ def main():
 
     def base_args(sname, wname):
         cache_file = os.path.join(work, f"{sname}.scram-cache")
-        return workload_args(wname, opts) + ["-scram-cache", cache_file]
+        return workload_args(wname, opts) + ["-scram-cache", cache_file] + (["-tls-pq"] if opts.tls_pq else [])
 
     def measure(sname, wname, label):
         srv = server_for(sname, wname)
