@@ -103,7 +103,6 @@ func binary(t testing.TB) string {
 }
 
 type cluster struct {
-	t      testing.TB
 	db     string
 	hz     *hztest.Member
 	nodes  []*clustertest.Node
@@ -169,7 +168,6 @@ func fixture(t testing.TB) *cluster {
 		fx.c = c
 		fx.mu.Unlock()
 	}
-	c.t = t
 	c.heal(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -195,7 +193,7 @@ func startCluster(t testing.TB) *cluster {
 		t.Fatal(err)
 	}
 	def := conf.Default()
-	c := &cluster{t: t, db: db, hz: hz, store: st,
+	c := &cluster{db: db, hz: hz, store: st,
 		users: &auth.Users{Store: st, Domain: domain, Iterations: def.C2S.SCRAMIterations}}
 	if err := c.users.CreateUser(ctx, adminUser, adminPass); err != nil {
 		t.Fatal(err)
