@@ -67,6 +67,8 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 	}
 	jsDir := browserDeps(t)
 	tmp := t.TempDir()
+	began := time.Now()
+	phase := func(what string) { t.Logf("%5.1fs %s", time.Since(began).Seconds(), what) }
 
 	// Slow things first and at once: the two binaries and the Hazelcast
 	// JVM in the background, PostgreSQL and the plugins here (their
@@ -100,6 +102,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	hz := hzMembers[0]
+	phase("binaries built, PostgreSQL and Hazelcast up")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -163,6 +166,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		admins = append(admins, adm.On(n.AdminURL()))
 	}
 	waitClustered(t, admins, true, 60*time.Second)
+	phase("three nodes clustered")
 
 	shots := artifactDir(t, "admin-cluster")
 	// The browser script stops at each "SYNC label" line until the test
@@ -196,7 +200,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 	for sc.Scan() {
 		line := sc.Text()
 		transcript = append(transcript, line)
-		t.Logf("browser: %s", line)
+		phase("browser: " + line)
 		label, ok := strings.CutPrefix(line, "SYNC ")
 		if !ok {
 			continue
@@ -296,9 +300,11 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		t.Errorf("bob got %q first, want %q (spam dropped, word masked by 2.0.0)", b, "**** it")
 	}
 
+	phase("upgrade checked through the API")
 	// The load ran through the upgrade: it is still sending now. Stop it,
 	// let it drain, and read its report.
 	res := load.stop(t)
+	phase("load stopped and drained")
 	r := res.Ring
 	t.Logf("load: %d users on 3 nodes, login %d ok %d failed; ring sent %d, received %d, lost %d, duplicates %d, unexpected %d, stalled %d, %.0f msg/s over %.1fs, latency p50 %.2fms p99 %.2fms max %.2fms",
 		res.Users, res.Login.OK, res.Login.Failed, r.Sent, r.Received, r.Lost, r.Duplicates, r.Unexpected, r.Stalled, r.PerSec, r.Seconds, r.Latency.P50, r.Latency.P99, r.Latency.Max)
