@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	received := 0
+	var received atomic.Int64
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
@@ -75,14 +76,12 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			}
 			// Every version masks the word; the number says nothing was
 			// lost or reordered.
-			if want := fmt.Sprintf("**** %d", received); m.ChildText("body", "") != want {
-				recvErr <- fmt.Errorf("message %d: body %q, want %q", received, m.ChildText("body", ""), want)
+			n := received.Load()
+			if want := fmt.Sprintf("**** %d", n); m.ChildText("body", "") != want {
+				recvErr <- fmt.Errorf("message %d: body %q, want %q", n, m.ChildText("body", ""), want)
 				return
 			}
-			received++
-			if received == -1 {
-				return
-			}
+			received.Add(1)
 		}
 	}()
 	ph := adm.Plugins()
@@ -112,8 +111,8 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		default:
 		}
-		if received < sent {
-			return fmt.Errorf("received %d of %d", received, sent)
+		if n := received.Load(); n < int64(sent) {
+			return fmt.Errorf("received %d of %d", n, sent)
 		}
 		return nil
 	})

@@ -40,7 +40,9 @@ var (
 
 // Options tune the runtime.
 type Options struct {
-	// CallTimeout bounds one call into a plugin. Default 200ms.
+	// CallTimeout bounds one call into a plugin. Default 1s: far above a
+	// healthy call (tens of microseconds), so only a runaway guest reaches
+	// it, not one starved of CPU on a loaded node.
 	CallTimeout time.Duration
 	// MaxFailures in FailureWindow disable a plugin. Defaults 5 in 1 minute.
 	MaxFailures   int
@@ -52,7 +54,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.CallTimeout <= 0 {
-		o.CallTimeout = 200 * time.Millisecond
+		o.CallTimeout = time.Second
 	}
 	if o.MaxFailures <= 0 {
 		o.MaxFailures = 5
