@@ -16,5 +16,10 @@ go vet ./...
 echo "== go test (race)"
 go test -race -count=1 -timeout 15m ./...
 
+echo "== the server and interop tests again, on PostgreSQL instead of the embedded store"
+AVIARY_TEST_STORE=postgres go test -count=1 -timeout 10m ./server/c2s ./plugins
+AVIARY_TEST_STORE=postgres go test -count=1 -timeout 10m \
+  -run 'TestSlixmpp|TestXMPPJSOverTCP|TestFederation' ./server/interop
+
 echo "== fuzz the stream reader briefly"
 go test -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s ./wire

@@ -20,11 +20,16 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
 
 // DefaultConfig is a configuration for tests: domain localhost, loopback
 // listeners on free ports, a temporary data directory, admin/cluster/s2s/
 // HTTP listeners off and a 1ms authentication failure delay.
+//
+// With AVIARY_TEST_STORE=postgres the node uses a fresh schema of a shared
+// throwaway PostgreSQL instead of the embedded store, so the same server
+// and interop tests prove both stores (the test command runs them so).
 func DefaultConfig(t testing.TB) *conf.Config {
 	t.Helper()
 	cfg := &conf.Config{}
@@ -36,6 +41,9 @@ func DefaultConfig(t testing.TB) *conf.Config {
 	cfg.Admin.Listen = "off"
 	cfg.Cluster.Listen = "off"
 	cfg.Cluster.NodeName = "test-node"
+	if os.Getenv("AVIARY_TEST_STORE") == "postgres" {
+		cfg.Database.URL = pgtest.Shared(t).NewSchema(t)
+	}
 	cfg.ApplyDefaults()
 	return cfg
 }
