@@ -98,15 +98,26 @@ func TestClusterCommand(t *testing.T) {
 				}
 			}
 			if s.name == "status json" {
-				var got struct {
-					Switch  string
-					Members []hazelcast.MemberStatus
-				}
-				if err := json.Unmarshal([]byte(out), &got); err != nil {
-					t.Fatalf("%v:\n%s", err, out)
-				}
-				if got.Switch != "enabled" || len(got.Members) != 1 || got.Members[0].Name != "n1" || !got.Members[0].Clustered {
-					t.Fatalf("json status = %+v", got)
+				// The member record says clustered from its next heartbeat
+				// after the switch came back on: poll, do not race it.
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					var got struct {
+						Switch  string
+						Members []hazelcast.MemberStatus
+					}
+					if err := json.Unmarshal([]byte(out), &got); err != nil {
+						t.Fatalf("%v:\n%s", err, out)
+					}
+					ok := got.Switch == "enabled" && len(got.Members) == 1 && got.Members[0].Name == "n1" && got.Members[0].Clustered
+					if ok {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("json status = %+v", got)
+					}
+					time.Sleep(200 * time.Millisecond)
+					_, out, _ = run(s.args...)
 				}
 			}
 			if s.check != nil {

@@ -239,18 +239,9 @@ func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ
 	return 0
 }
 
-// checkArtifact compiles the module to refuse a bad upload early.
+// checkArtifact refuses a bad upload early.
 func checkArtifact(ctx context.Context, name, version string, data []byte) error {
-	rt, err := runtime.New(ctx, runtime.Options{})
-	if err != nil {
-		return err
-	}
-	defer rt.Close(ctx)
-	p, err := rt.Load(ctx, name, version, data)
-	if err != nil {
-		return err
-	}
-	return p.Stop(ctx)
+	return runtime.Validate(ctx, data)
 }
 
 func printCatalogue(w io.Writer, recs []storage.PluginRecord) {

@@ -190,12 +190,35 @@ func (r *Runtime) compile(ctx context.Context, artifact []byte) (wazero.Compiled
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadModule, err)
 	}
+	if err := checkExports(cm); err != nil {
+		cm.Close(ctx)
+		return nil, err
+	}
+	return cm, nil
+}
+
+// Validate checks that an artifact is a WebAssembly module with the ABI's
+// exports, without compiling it to machine code: an upload is refused early
+// and cheaply (the interpreter only decodes and validates), and nodes
+// compile it when they load it.
+func Validate(ctx context.Context, artifact []byte) error {
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, artifact)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadModule, err)
+	}
+	defer cm.Close(ctx)
+	return checkExports(cm)
+}
+
+// checkExports checks a compiled module exports what the ABI requires.
+func checkExports(cm wazero.CompiledModule) error {
 	exp := cm.ExportedFunctions()
 	for _, need := range []string{"aviary_alloc", "aviary_on_stanza"} {
 		if _, ok := exp[need]; !ok {
-			cm.Close(ctx)
-			return nil, fmt.Errorf("%w: missing export %s", ErrBadModule, need)
+			return fmt.Errorf("%w: missing export %s", ErrBadModule, need)
 		}
 	}
-	return cm, nil
+	return nil
 }

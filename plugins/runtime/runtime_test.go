@@ -179,3 +179,17 @@ func BenchmarkIntercept(b *testing.B) {
 	}
 	_ = runtime.NumGoroutine()
 }
+
+func TestValidate(t *testing.T) {
+	if err := Validate(context.Background(), guest(t, "wordfilter-v1")); err != nil {
+		t.Errorf("a real plugin: %v", err)
+	}
+	for name, data := range map[string][]byte{
+		"garbage":    []byte("definitely not wasm"),
+		"no exports": []byte("\x00asm\x01\x00\x00\x00"),
+	} {
+		if err := Validate(context.Background(), data); !errors.Is(err, ErrBadModule) {
+			t.Errorf("%s: %v, want ErrBadModule", name, err)
+		}
+	}
+}

@@ -262,11 +262,7 @@ func (h *Host) callNode(ctx context.Context, node, kind, name, version string) e
 // Validate checks that an artifact compiles as a plugin with the ABI's
 // exports, without running it: uploads are refused early, not at upgrade.
 func (h *Host) Validate(ctx context.Context, name, version string, artifact []byte) error {
-	p, err := h.o.Runtime.Load(ctx, name, version, artifact)
-	if err != nil {
-		return err
-	}
-	return p.Stop(ctx)
+	return runtime.Validate(ctx, artifact)
 }
 
 // PluginStats are one loaded plugin's counters.
