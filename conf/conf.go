@@ -86,6 +86,10 @@ type C2SConfig struct {
 	// OfflineLimit is how many offline messages one user may have queued;
 	// more are bounced with service-unavailable. Default 1000.
 	OfflineLimit int `yaml:"offline_limit"`
+	// OfflineExpiry is how long an offline message is kept; older ones are
+	// deleted by the cluster's senior node (the only node when alone) once
+	// an hour. Default 720h (30 days).
+	OfflineExpiry time.Duration `yaml:"offline_expiry"`
 }
 
 // DatabaseConfig selects the store.

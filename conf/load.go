@@ -61,6 +61,7 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.C2S.SMResumeTimeout, 5*time.Minute)
 	setInt(&c.C2S.SCRAMIterations, 4096)
 	setInt(&c.C2S.OfflineLimit, 1000)
+	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)
 	setDur(&c.Database.Timeout, 5*time.Second)

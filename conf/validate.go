@@ -59,6 +59,9 @@ func (c *Config) Validate() Errors {
 	if c.C2S.SCRAMIterations < 4096 {
 		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
 	}
+	if c.C2S.OfflineExpiry < 0 {
+		add("c2s.offline_expiry", "must not be negative")
+	}
 	if c.C2S.MaxSessions < 0 {
 		add("c2s.max_sessions", "must not be negative")
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
@@ -60,7 +61,12 @@ type options struct {
 	clock    auth.Clock
 	tls      *tls.Config
 	services []Service
+	chores   time.Duration
 }
+
+// WithChoreInterval sets how often the cluster-wide chores run (default
+// an hour); tests shorten it.
+func WithChoreInterval(d time.Duration) Option { return func(o *options) { o.chores = d } }
 
 // WithLogger sets the node's logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -136,7 +142,10 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	n = &Node{cfg: cfg, log: o.logger, listeners: map[string]*c2s.Listener{}, services: o.services}
+	if o.chores <= 0 {
+		o.chores = choreInterval
+	}
+	n = &Node{cfg: cfg, log: o.logger, listeners: map[string]*c2s.Listener{}, services: append([]Service{&chores{interval: o.chores}}, o.services...)}
 	if o.registry == nil {
 		reg := prometheus.NewRegistry()
 		n.registry, n.gatherer = reg, reg

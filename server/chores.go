@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// choreInterval is how often the senior node runs the cluster-wide chores.
+const choreInterval = time.Hour
+
+// chores runs the cluster-wide housekeeping on whichever node is senior
+// (on one node, always that node): today, expiring offline messages older
+// than c2s.offline_expiry. Every node runs the loop; only the senior acts,
+// so when the senior dies the next-oldest node takes over at its next tick.
+type chores struct {
+	interval time.Duration
+	stop     context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+func (c *chores) Name() string { return "chores" }
+
+func (c *chores) Start(ctx context.Context, n *Node) error {
+	ctx, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTicker(c.interval)
+		defer t.Stop()
+		for {
+			c.runOnce(ctx, n)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return nil
+}
+
+func (c *chores) runOnce(ctx context.Context, n *Node) {
+	if !n.Cluster().Senior() {
+		return
+	}
+	expiry := n.Config().C2S.OfflineExpiry
+	if expiry <= 0 {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	removed, err := n.Store().ExpireOffline(dctx, time.Now().Add(-expiry))
+	switch {
+	case err != nil:
+		n.Logger().Warn("chores: expiring offline messages failed", "err", err)
+	case removed > 0:
+		n.Logger().Info("chores: expired offline messages", "removed", removed, "older_than", expiry)
+	}
+}
+
+func (c *chores) Stop(ctx context.Context) error {
+	if c.stop != nil {
+		c.stop()
+	}
+	c.wg.Wait()
+	return nil
+}
