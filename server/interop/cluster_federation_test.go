@@ -1,0 +1,121 @@
+package interop
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage/postgres"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// TestFederationWithClusteredDomain: domain a.test runs on two clustered
+// nodes (shared PostgreSQL, Hazelcast, node links), b.test on one node.
+// b.test reaches a.test only through node A1, while the a.test user is
+// connected to node A2: stanzas from b.test land on A1 and are routed to
+// A2 over the node link; A2 sends to b.test on its own outgoing stream,
+// and b.test's dialback check lands on A1, which verifies the key A2 made
+// because the cluster shares the dialback secret.
+func TestFederationWithClusteredDomain(t *testing.T) {
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-s2s")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a1S2S, a2S2S, bS2S := freePort(t), freePort(t), freePort(t)
+
+	startA := func(name, s2sAddr string) (*server.Node, *hazelcast.Cluster) {
+		cfg := servertest.DefaultConfig(t)
+		cfg.Domain = "a.test"
+		cfg.Database.URL = pg.URL()
+		cfg.S2S.Listen = s2sAddr
+		cfg.S2S.Hosts = map[string]string{"b.test": bS2S}
+		cfg.S2S.DialbackSecret = "one-secret-for-the-whole-a.test-cluster"
+		cfg.Cluster.Hazelcast = []string{member.Addr()}
+		cfg.Cluster.HazelcastClusterName = member.ClusterName
+		cfg.Cluster.NodeName = name
+		cfg.Cluster.Listen = "127.0.0.1:0"
+		cfg.Cluster.Secret = "s2s-cluster-test"
+		cfg.Cluster.StartupRetries = 2
+		cfg.Cluster.StartupRetryInterval = 5 * time.Second
+		cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
+		cfg.Cluster.NodeTTL = 2 * time.Second
+		st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		c, err := hazelcast.NewWithOptions(hazelcast.Options{
+			Cluster: cfg.Cluster, Properties: st, Logger: servertest.TestLogger(),
+			Prefix: "s2s.", SwitchPoll: 100 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := servertest.RunServer(t, cfg, server.WithStore(st), server.WithCluster(c), server.WithService(server.NewFederationService()))
+		return n, c
+	}
+	a1, c1 := startA("a1", a1S2S)
+	a2, c2 := startA("a2", a2S2S)
+	servertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, c := range []*hazelcast.Cluster{c1, c2} {
+			ms, err := c.Members(ctx)
+			if err != nil || len(ms) != 2 || !c.Clustered() {
+				return fmt.Errorf("%s: %d members, clustered %v, %v", c.NodeName(), len(ms), c.Clustered(), err)
+			}
+		}
+		return nil
+	})
+
+	cfgB := servertest.DefaultConfig(t)
+	cfgB.Domain = "b.test"
+	cfgB.S2S.Listen = bS2S
+	cfgB.S2S.Hosts = map[string]string{"a.test": a1S2S} // a.test's only address: A1
+	b := servertest.RunServer(t, cfgB, server.WithService(server.NewFederationService()))
+
+	servertest.CreateUser(t, a1, "alice", "alice-secret") // one database for both a.test nodes
+	servertest.CreateUser(t, b, "bob", "bob-secret")
+	alice := servertest.DialAddr(t, a2.Addr(server.ListenerC2S).String(), "a.test", false)
+	aliceJID := alice.Login("alice", "alice-secret", "phone")
+	alice.Send(`<presence/>`)
+	bob := servertest.DialAddr(t, b.Addr(server.ListenerC2S).String(), "b.test", false)
+	bobJID := bob.Login("bob", "bob-secret", "desk")
+
+	// b.test → A1 (incoming s2s) → node link → A2 → alice. The route may
+	// take a moment to be visible on A1 after alice's login; repeat until
+	// the first message arrives, then every later one must.
+	servertest.CheckFor(t, 30*time.Second, 500*time.Millisecond, func() error {
+		bob.Send(`<message to='%s' type='chat'><body>first</body></message>`, aliceJID)
+		el, err := alice.Next()
+		if err != nil {
+			return err
+		}
+		if el.Name != "message" || el.ChildText("body", "") != "first" {
+			return fmt.Errorf("alice got %s", el)
+		}
+		return nil
+	})
+	bob.Send(`<message to='alice@a.test' type='chat'><body>to the bare JID</body></message>`)
+	m := alice.Await("message to the bare JID", func(el *wire.Element) bool {
+		return el.Name == "message" && el.ChildText("body", "") == "to the bare JID"
+	})
+	if m.From() != bobJID {
+		t.Errorf("from = %q, want %q", m.From(), bobJID)
+	}
+
+	// A2 → b.test on A2's own outgoing stream; b.test verifies it through A1.
+	alice.Send(`<message to='%s' type='chat'><body>hello from node a2</body></message>`, bobJID)
+	bob.Await("message from a2", func(el *wire.Element) bool {
+		return el.Name == "message" && el.ChildText("body", "") == "hello from node a2" && el.From() == aliceJID
+	})
+	alice.Send(`<iq type='get' id='ping-b' to='b.test'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	res := alice.Await("ping answer", func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "ping-b" })
+	if res.Type() != "result" {
+		t.Errorf("ping over s2s from a2: %s", res)
+	}
+}
