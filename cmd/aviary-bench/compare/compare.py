@@ -511,6 +511,8 @@ def fmt(v):
         return v
     if v != v:  # NaN
         return "-"
+    if float(v).is_integer() and abs(v) < 100:
+        return str(int(v))
     if abs(v) >= 100:
         return f"{v:,.0f}"
     if abs(v) >= 10:
