@@ -308,7 +308,10 @@ class Aviary(Server):
         cfg = os.path.join(self.dir, "aviary.yaml")
         fill("aviary.yaml.tmpl", cfg, DIR=self.dir, PORT=self.port, CERT=self.cert,
              KEY=self.key, DOMAIN=DOMAIN, DATABASE=self.database, LINK_PORT=free_port(),
-             HAZELCAST=f'"{self.hazelcast}"' if self.hazelcast else "")
+             HAZELCAST=f'"{self.hazelcast}"' if self.hazelcast else "",
+             # Every node of a cluster needs its own name: without one they
+             # all take the host name and overwrite each other's routes.
+             NODE=self.name)
         out = open(os.path.join(self.dir, "stdout.log"), "a")
         self.proc = subprocess.Popen([self.binary, "serve", "--config", cfg], cwd=self.dir,
                                      stdout=out, stderr=out, start_new_session=True)
