@@ -14,7 +14,10 @@ if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted"; exit 1; 
 go vet ./...
 
 echo "== go test (race)"
+rm -f artifacts/smack-sint*.txt
 go test -race -count=1 -timeout 15m ./...
+echo "== Smack integration test framework (counted by server/interop)"
+cat artifacts/smack-sint*.txt
 
 echo "== the server and interop tests again, on PostgreSQL instead of the embedded store"
 AVIARY_TEST_STORE=postgres go test -count=1 -timeout 10m ./server/c2s ./plugins

@@ -106,7 +106,7 @@ func TestSmackSINT(t *testing.T) {
 	passed, total, failed, log := runSINT(t, "ibr")
 	known := knownFailures(t)
 	// The line CI reads: SINT's own summary is not in this form.
-	fmt.Printf("smack-sint: %d passed, %d failed\n", passed, total-passed)
+	report(t, "smack-sint", fmt.Sprintf("smack-sint: %d passed, %d failed", passed, total-passed))
 	for _, f := range failed {
 		if _, ok := known[f]; !ok {
 			t.Errorf("SINT test %s failed and is not a known failure", f)
@@ -133,8 +133,26 @@ func TestSmackSINT(t *testing.T) {
 // accounts: an admin's XEP-0133 add-user/delete-user ad-hoc commands.
 func TestSmackSINTServiceAdministration(t *testing.T) {
 	passed, total, failed, log := runSINT(t, "admin", "-Dsinttest.enabledSpecifications=RFC6121,XEP-0199")
-	fmt.Printf("smack-sint-admin: %d passed, %d failed\n", passed, total-passed)
+	report(t, "smack-sint-admin", fmt.Sprintf("smack-sint-admin: %d passed, %d failed", passed, total-passed))
 	if total == 0 || len(failed) > 0 {
 		t.Errorf("service administration run: %d/%d passed, failed %v\n%s", passed, total, failed, tail(log, 60))
+	}
+}
+
+// report prints a SINT summary line (seen with -v) and keeps it in
+// artifacts/NAME.txt, which the test command prints: go test shows a
+// passing package's output only in verbose mode.
+func report(t *testing.T, name, line string) {
+	fmt.Println(line)
+	dir := os.Getenv("AVIARY_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keeping the SINT summary: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(line+"\n"), 0o644); err != nil {
+		t.Logf("keeping the SINT summary: %v", err)
 	}
 }
