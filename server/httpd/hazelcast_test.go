@@ -1,10 +1,8 @@
 package httpd_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
@@ -12,7 +10,6 @@ import (
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
-	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
 
@@ -26,9 +23,6 @@ func TestBOSHAcrossHazelcastCluster(t *testing.T) {
 	}
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-httpd")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-
 	type nodeT struct {
 		n   *server.Node
 		svc *httpd.Service
@@ -36,44 +30,16 @@ func TestBOSHAcrossHazelcastCluster(t *testing.T) {
 	}
 	start := func(name string) nodeT {
 		cfg := servertest.DefaultConfig(t)
-		cfg.Database.URL = pg.URL()
 		cfg.HTTP.Listen = "127.0.0.1:0"
-		cfg.Cluster.Hazelcast = []string{member.Addr()}
-		cfg.Cluster.HazelcastClusterName = member.ClusterName
-		cfg.Cluster.NodeName = name
-		cfg.Cluster.Listen = "127.0.0.1:0"
-		cfg.Cluster.Secret = "httpd-test"
-		cfg.Cluster.StartupRetries = 2
-		cfg.Cluster.StartupRetryInterval = 5 * time.Second
-		cfg.Cluster.OperationTimeout = 3 * time.Second
-		cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
-		cfg.Cluster.NodeTTL = 2 * time.Second
-		st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		c, err := hazelcast.NewWithOptions(hazelcast.Options{
-			Cluster: cfg.Cluster, Properties: st, Logger: servertest.TestLogger(),
-			Prefix: "httpd.", SwitchPoll: 100 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		svc := httpd.NewService()
-		n := servertest.RunServer(t, cfg, server.WithStore(st), server.WithCluster(c), server.WithService(svc))
+		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "httpd-test", Prefix: "httpd.",
+		}, server.WithService(svc))
 		return nodeT{n, svc, c}
 	}
 	a, b := start("node-a"), start("node-b")
-	servertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		for _, x := range []nodeT{a, b} {
-			ms, err := x.c.Members(ctx)
-			if err != nil || len(ms) != 2 || !x.c.Clustered() {
-				return fmt.Errorf("%s: members %d clustered %v err %v", x.c.NodeName(), len(ms), x.c.Clustered(), err)
-			}
-		}
-		return nil
-	})
+	servertest.WaitClustered(t, a.c, b.c)
 	servertest.CreateUser(t, a.n, "alice", "pw-alice")
 	servertest.CreateUser(t, a.n, "carol", "pw-carol")
 

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
-	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -25,52 +23,22 @@ import (
 func TestFederationWithClusteredDomain(t *testing.T) {
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-s2s")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	a1S2S, a2S2S, bS2S := freePort(t), freePort(t), freePort(t)
 
 	startA := func(name, s2sAddr string) (*server.Node, *hazelcast.Cluster) {
 		cfg := servertest.DefaultConfig(t)
 		cfg.Domain = "a.test"
-		cfg.Database.URL = pg.URL()
 		cfg.S2S.Listen = s2sAddr
 		cfg.S2S.Hosts = map[string]string{"b.test": bS2S}
 		cfg.S2S.DialbackSecret = "one-secret-for-the-whole-a.test-cluster"
-		cfg.Cluster.Hazelcast = []string{member.Addr()}
-		cfg.Cluster.HazelcastClusterName = member.ClusterName
-		cfg.Cluster.NodeName = name
-		cfg.Cluster.Listen = "127.0.0.1:0"
-		cfg.Cluster.Secret = "s2s-cluster-test"
-		cfg.Cluster.StartupRetries = 2
-		cfg.Cluster.StartupRetryInterval = 5 * time.Second
-		cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
-		cfg.Cluster.NodeTTL = 2 * time.Second
-		st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		c, err := hazelcast.NewWithOptions(hazelcast.Options{
-			Cluster: cfg.Cluster, Properties: st, Logger: servertest.TestLogger(),
-			Prefix: "s2s.", SwitchPoll: 100 * time.Millisecond,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := servertest.RunServer(t, cfg, server.WithStore(st), server.WithCluster(c), server.WithService(server.NewFederationService()))
-		return n, c
+		return servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "s2s-cluster-test", Prefix: "s2s.",
+		}, server.WithService(server.NewFederationService()))
 	}
 	a1, c1 := startA("a1", a1S2S)
 	a2, c2 := startA("a2", a2S2S)
-	servertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		for _, c := range []*hazelcast.Cluster{c1, c2} {
-			ms, err := c.Members(ctx)
-			if err != nil || len(ms) != 2 || !c.Clustered() {
-				return fmt.Errorf("%s: %d members, clustered %v, %v", c.NodeName(), len(ms), c.Clustered(), err)
-			}
-		}
-		return nil
-	})
+	servertest.WaitClustered(t, c1, c2)
 
 	cfgB := servertest.DefaultConfig(t)
 	cfgB.Domain = "b.test"

@@ -1,0 +1,74 @@
+package servertest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/storage/postgres"
+)
+
+// ClusterOptions place an in-process node in a real cluster: a shared
+// PostgreSQL database and a Hazelcast member (see storage/postgres/pgtest
+// and cluster/hazelcast/hztest).
+type ClusterOptions struct {
+	DatabaseURL string
+	Member      string // Hazelcast member address
+	ClusterName string // Hazelcast cluster name
+	NodeName    string
+	Secret      string // node-link secret; every node of the test uses the same
+	Prefix      string // Hazelcast object prefix, distinct per test sharing a member
+}
+
+// RunClusterNode starts a node from cfg (its domain, listeners...) with
+// the cluster settings of o and fast heartbeats, and returns it with its
+// Hazelcast cluster. Extra options (services) are passed to the node.
+func RunClusterNode(t testing.TB, cfg *conf.Config, o ClusterOptions, opts ...server.Option) (*server.Node, *hazelcast.Cluster) {
+	t.Helper()
+	cfg.Database.URL = o.DatabaseURL
+	cfg.Cluster.Hazelcast = []string{o.Member}
+	cfg.Cluster.HazelcastClusterName = o.ClusterName
+	cfg.Cluster.NodeName = o.NodeName
+	cfg.Cluster.Listen = "127.0.0.1:0"
+	cfg.Cluster.Secret = o.Secret
+	cfg.Cluster.StartupRetries = 2
+	cfg.Cluster.StartupRetryInterval = 5 * time.Second
+	cfg.Cluster.OperationTimeout = 3 * time.Second
+	cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Cluster.NodeTTL = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := postgres.Open(ctx, o.DatabaseURL, postgres.Options{Logger: TestLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := hazelcast.NewWithOptions(hazelcast.Options{
+		Cluster: cfg.Cluster, Properties: st, Logger: TestLogger(),
+		Prefix: o.Prefix, SwitchPoll: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]server.Option{server.WithStore(st), server.WithCluster(c)}, opts...)
+	return RunServer(t, cfg, opts...), c
+}
+
+// WaitClustered waits until every cluster sees all of them as members and
+// reports itself clustered.
+func WaitClustered(t testing.TB, clusters ...*hazelcast.Cluster) {
+	t.Helper()
+	CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		for _, c := range clusters {
+			ms, err := c.Members(context.Background())
+			if err != nil || len(ms) != len(clusters) || !c.Clustered() {
+				return fmt.Errorf("%s: %d members, clustered %v, %v", c.NodeName(), len(ms), c.Clustered(), err)
+			}
+		}
+		return nil
+	})
+}
