@@ -23,7 +23,7 @@ import (
 func TestFederationWithClusteredDomain(t *testing.T) {
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-s2s")
-	a1S2S, a2S2S, bS2S := freePort(t), freePort(t), freePort(t)
+	a1S2S, a2S2S, bS2S := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
 
 	startA := func(name, s2sAddr string) (*server.Node, *hazelcast.Cluster) {
 		cfg := servertest.DefaultConfig(t)

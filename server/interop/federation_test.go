@@ -1,24 +1,12 @@
 package interop
 
 import (
-	"net"
 	"testing"
-	"time"
 
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // TestFederationBetweenAviaryDomains runs two real nodes for two domains
 // federating over s2s (self-signed certificates, so Server Dialback), and
@@ -26,18 +14,7 @@ func freePort(t *testing.T) string {
 // subscription both ways, presence, messages, an IQ round trip, and the
 // error for a user who does not exist.
 func TestFederationBetweenAviaryDomains(t *testing.T) {
-	addrA, addrB := freePort(t), freePort(t)
-	start := func(domain, listen string, peers map[string]string) *server.Node {
-		cfg := servertest.DefaultConfig(t)
-		cfg.Domain = domain
-		cfg.S2S.Listen = listen
-		cfg.S2S.Hosts = peers
-		cfg.S2S.DialbackSecret = "shared-only-within-one-domain-" + domain
-		cfg.S2S.ConnectTimeout = 10 * time.Second
-		return servertest.RunServer(t, cfg, server.WithService(server.NewFederationService()))
-	}
-	a := start("a.test", addrA, map[string]string{"b.test": addrB})
-	b := start("b.test", addrB, map[string]string{"a.test": addrA})
+	a, b := servertest.RunFederatedPair(t, "a.test", "b.test")
 	servertest.CreateUser(t, a, "alice", "alice-secret")
 	servertest.CreateUser(t, b, "bob", "bob-secret")
 

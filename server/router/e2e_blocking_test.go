@@ -2,25 +2,13 @@ package router_test
 
 import (
 	"context"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // subscribeBoth writes a mutual subscription into owner's roster directly.
 func subscribeBoth(t *testing.T, n *server.Node, owner, contact string) {
@@ -40,18 +28,7 @@ func subscribeBoth(t *testing.T, n *server.Node, owner, contact string) {
 // (the answer to his login probe, her initial broadcast, the answer to a
 // probe, her logout) while carol gets each of them (XEP-0191 §3.3).
 func TestBlockingOverS2S(t *testing.T) {
-	addrA, addrB := freeAddr(t), freeAddr(t)
-	start := func(domain, listen string, peers map[string]string) *server.Node {
-		cfg := servertest.DefaultConfig(t)
-		cfg.Domain = domain
-		cfg.S2S.Listen = listen
-		cfg.S2S.Hosts = peers
-		cfg.S2S.DialbackSecret = "shared-only-within-one-domain-" + domain
-		cfg.S2S.ConnectTimeout = 10 * time.Second
-		return servertest.RunServer(t, cfg, server.WithService(server.NewFederationService()))
-	}
-	a := start("a.test", addrA, map[string]string{"b.test": addrB})
-	b := start("b.test", addrB, map[string]string{"a.test": addrA})
+	a, b := servertest.RunFederatedPair(t, "a.test", "b.test")
 	servertest.CreateUser(t, a, "alice", "alice-secret")
 	servertest.CreateUser(t, b, "bob", "bob-secret")
 	servertest.CreateUser(t, b, "carol", "carol-secret")
