@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		verbose  = fs.Bool("v", false, "debug logging")
 		cacheF   = fs.String("scram-cache", "", "file caching SCRAM salted passwords between runs, so the tool's PBKDF2 does not compete with the server for CPU")
 		totalTO  = fs.Duration("max-time", 30*time.Minute, "give up the whole run after this long")
+		dispatch = fs.String("dispatch", "", "with -reconnect: comma-separated base URLs of the cluster's HTTP listeners (http://host:5280); after a disconnect the session asks GET /dispatch there for a node instead of the next -servers address")
 		logLevel = new(slog.LevelVar)
 	)
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "XMPP domain served by every server")
@@ -91,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub")
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
+	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "ring: each sender pauses this long between writes (0: as fast as -inflight allows)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -102,6 +104,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, s := range strings.Split(*servers, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			cfg.Servers = append(cfg.Servers, s)
+		}
+	}
+	for _, d := range strings.Split(*dispatch, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			cfg.Dispatch = append(cfg.Dispatch, d)
 		}
 	}
 	var err error
@@ -179,6 +186,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-create cmd needs -create-cmd")
 	case c.Create != "ibr" && c.Create != "cmd" && c.Create != "none":
 		return fmt.Errorf("-create must be ibr, cmd or none")
+	case c.Reconnect && c.Workload != "ring":
+		return fmt.Errorf("-reconnect works with -workload ring only")
+	case len(c.Dispatch) > 0 && !c.Reconnect:
+		return fmt.Errorf("-dispatch needs -reconnect")
 	}
 	switch c.Workload {
 	case "login", "idle":
@@ -281,6 +292,10 @@ func printText(w io.Writer, r *Result) {
 			name, t.Sent, t.Received, t.Lost, t.Duplicates, t.Unexpected, t.Stale, t.Stalled)
 		fmt.Fprintf(w, "  %.1f msgs/s over %.2fs; latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
 			t.PerSec, t.Seconds, t.Latency.P50, t.Latency.P99, t.Latency.P999, t.Latency.Max)
+		if rc := t.Reconnect; rc != nil {
+			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d, lost %d, redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d, dispatcher answers %d, unacked at end %d\n",
+				rc.Sent, rc.Delivered, rc.Redelivered, rc.Lost, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.DispatchAsked, rc.UnackedAtEnd)
+		}
 		for _, e := range t.ReadErrs {
 			fmt.Fprintln(w, "  read error:", e)
 		}

@@ -27,6 +27,8 @@ type TrafficStats struct {
 	Latency   Latency  `json:"latency"`
 	ReadErrs  []string `json:"read_errors,omitempty"`
 	Receivers int      `json:"receivers,omitempty"`
+	// Reconnect has the -reconnect figures (ring only).
+	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
 }
 
 // window bounds the messages one sender has in flight.
@@ -78,9 +80,11 @@ func ringNext(i, n int) int { return (i + 1) % n }
 // cfg.InFlight at a time per sender, and counts what arrives.
 func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	var live []*conn
-	for _, c := range all {
+	var users []int // account index of each live session
+	for i, c := range all {
 		if c != nil {
 			live = append(live, c)
+			users = append(users, i)
 		}
 	}
 	n := len(live)
@@ -102,24 +106,39 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	done := make(chan struct{})
 	var readErrs errorSet
 	var rwg sync.WaitGroup
+	var clients []*ringClient
+	var cnt reconnectCounters
+	// rctx ends the reconnecting clients' dials and streams at the end.
+	rctx, rcancel := context.WithCancel(ctx)
+	defer rcancel()
 	for ri, c := range live {
+		onMsg := func(el *wire.Element) {
+			if el.LocalName() != "message" {
+				return
+			}
+			p, err := parsePayload(bodyOf(el))
+			if err != nil {
+				return
+			}
+			t := now()
+			if tr.Record(ri, p, t-p.Sent) == Fresh {
+				wins[p.Sender].release()
+				lastRecv.Store(int64(t))
+			}
+		}
 		rwg.Add(1)
+		if cfg.Reconnect {
+			cl := newRingClient(cfg, users[ri], c, &cnt)
+			clients = append(clients, cl)
+			go func() {
+				defer rwg.Done()
+				cl.run(rctx, done, onMsg)
+			}()
+			continue
+		}
 		go func() {
 			defer rwg.Done()
-			readLoop(c, done, &readErrs, func(el *wire.Element) {
-				if el.LocalName() != "message" {
-					return
-				}
-				p, err := parsePayload(bodyOf(el))
-				if err != nil {
-					return
-				}
-				t := now()
-				if tr.Record(ri, p, t-p.Sent) == Fresh {
-					wins[p.Sender].release()
-					lastRecv.Store(int64(t))
-				}
-			})
+			readLoop(c, done, &readErrs, onMsg)
 		}()
 	}
 
@@ -129,9 +148,13 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	var swg sync.WaitGroup
 	for si, c := range live {
 		swg.Add(1)
+		var cl *ringClient
+		if clients != nil {
+			cl = clients[si]
+		}
 		go func() {
 			defer swg.Done()
-			if !sendRing(ctx, cfg, c, si, live[ringNext(si, n)].jid, wins[si], tr) {
+			if !sendRing(ctx, cfg, c, cl, si, live[ringNext(si, n)].jid, wins[si], tr) {
 				stalled.Add(1)
 			}
 		}()
@@ -139,6 +162,24 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	swg.Wait()
 	waitDrained(ctx, tr, cfg.Drain)
 	close(done)
+	if clients != nil {
+		// The streams in use now (not the first ones): closing them ends
+		// the readers; the first ones are closed by the caller.
+		rcancel()
+		unacked := 0
+		for _, cl := range clients {
+			unacked += cl.unacked()
+			cl.close()
+		}
+		rwg.Wait()
+		c := tr.Counts()
+		st.Reconnect = &ReconnectStats{
+			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, Lost: c.Lost,
+			Redirects: int(cnt.redirects.Load()), Reconnects: int(cnt.reconnects.Load()),
+			Disconnects: int(cnt.disconnects.Load()), Resumed: int(cnt.resumed.Load()),
+			Resent: int(cnt.resent.Load()), DispatchAsked: int(cnt.dispatch.Load()), UnackedAtEnd: unacked,
+		}
+	}
 	c := tr.Counts()
 	st.Counts = c
 	st.Stalled = int(stalled.Load())
@@ -155,7 +196,10 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 
 // sendRing sends one sender's messages; false means it stalled (a window
 // slot never came back within the drain time).
-func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w window, tr *Tracker) bool {
+//
+// With cl (-reconnect) the messages go through the stream-management
+// client, which keeps them until the server acknowledges them.
+func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int, to string, w window, tr *Tracker) bool {
 	var b bytes.Buffer
 	prefix := "<message type='chat' to='" + to + "' id='"
 	seq := 1
@@ -192,17 +236,24 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, si int, to string, w wi
 			}
 		}
 		b.Reset()
+		var msgs [][]byte
 		for k := 0; k < batch; k++ {
 			p := payload{Run: runID, Sender: si, Seq: seq, Sent: now()}
 			tr.Sent(si, seq)
+			start := b.Len()
 			b.WriteString(prefix)
 			b.WriteString(strconv.Itoa(seq))
 			b.WriteString("'><body>")
 			b.WriteString(p.String())
 			b.WriteString("</body></message>")
+			if cl != nil {
+				msgs = append(msgs, bytes.Clone(b.Bytes()[start:]))
+			}
 			seq++
 		}
-		if err := c.Write(b.Bytes()); err != nil {
+		if cl != nil {
+			cl.send(msgs)
+		} else if err := c.Write(b.Bytes()); err != nil {
 			slog.Debug("ring send failed", "sender", si, "err", err)
 			return false
 		}

@@ -45,6 +45,14 @@ type Config struct {
 	// sent is still drained and counted, so a load can run for as long as
 	// something else takes.
 	Stop <-chan struct{}
+	// Reconnect makes ring sessions behave like a real client through a
+	// rolling restart: stream management (XEP-0198) with acknowledgements,
+	// see-other-host followed, other disconnects reconnected through the
+	// dispatcher (or the next server), unacknowledged messages resent.
+	Reconnect bool
+	// Dispatch are base URLs of the cluster's HTTP listeners; -reconnect
+	// asks GET /dispatch there for a node after a disconnect.
+	Dispatch []string
 }
 
 func (c *Config) user(i int) string { return c.Prefix + strconv.Itoa(i) }
@@ -225,12 +233,30 @@ func loginOne(ctx context.Context, cfg *Config, i int) (*conn, error) {
 	defer cancel()
 	o := cfg.dial(i)
 	c, err := dialTLS(ctx, o)
+	// With -reconnect, follow a redirect (a node draining at the start).
+	for hops := 0; cfg.Reconnect && hops < 3; hops++ {
+		var se *streamErr
+		if !errors.As(err, &se) || se.Host == "" {
+			break
+		}
+		o.Addr = se.Host
+		c, err = dialTLS(ctx, o)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := c.authenticate(o, cfg.user(i), cfg.Password); err != nil {
 		c.raw.Close()
 		return nil, err
+	}
+	c.addr = o.Addr
+	if cfg.Reconnect {
+		// Stream management before the initial presence, so that it is
+		// the first stanza both sides count.
+		if err := c.enableSM(nil); err != nil {
+			c.raw.Close()
+			return nil, err
+		}
 	}
 	// Initial presence makes the session available (RFC 6121 §4.2).
 	if err := c.writeString("<presence/>"); err != nil {

@@ -57,6 +57,8 @@ type conn struct {
 	// features is the last <stream:features/> seen.
 	features *wire.Element
 	jid      string
+	addr     string // the server it is connected to
+	smID     string // stream management: the resumable session's id
 
 	wmu sync.Mutex
 }
@@ -140,6 +142,9 @@ func (c *conn) readFeatures() error {
 	el, err := c.r.Next()
 	if err != nil {
 		return fmt.Errorf("features: %w", err)
+	}
+	if se := asStreamErr(el); se != nil {
+		return se
 	}
 	if el.LocalName() != "features" {
 		return fmt.Errorf("expected features, got <%s/>: %s", el.Name, el.String())
@@ -250,6 +255,15 @@ func chooseMech(offered []string, want string) (string, error) {
 
 // authenticate runs SASL, restarts the stream and binds a resource.
 func (c *conn) authenticate(o dialOptions, user, password string) error {
+	if err := c.login(o, user, password); err != nil {
+		return err
+	}
+	return c.bind(o.Resource)
+}
+
+// login runs SASL and restarts the stream; bind (or a stream-management
+// resumption) comes next.
+func (c *conn) login(o dialOptions, user, password string) error {
 	mech, err := chooseMech(c.mechanisms(), o.Mech)
 	if err != nil {
 		return err
@@ -273,10 +287,7 @@ func (c *conn) authenticate(o dialOptions, user, password string) error {
 		}
 	}
 	c.r.Restart()
-	if err := c.restart(o.Domain); err != nil {
-		return err
-	}
-	return c.bind(o.Resource)
+	return c.restart(o.Domain)
 }
 
 func (c *conn) scram(user, password string) error {
@@ -389,8 +400,8 @@ func (c *conn) waitIQ(id string) (*wire.Element, error) {
 		if el.LocalName() == "iq" && el.ID() == id && (el.Type() == "result" || el.Type() == "error") {
 			return el, nil
 		}
-		if el.LocalName() == "error" && strings.HasPrefix(el.Name, "stream") {
-			return nil, fmt.Errorf("stream error: %s", el.String())
+		if se := asStreamErr(el); se != nil {
+			return nil, se
 		}
 		c.answerIQ(el)
 	}
@@ -427,6 +438,46 @@ func writeAttrs(b *bytes.Buffer, pairs ...string) {
 		wire.EscapeAttr(b, pairs[i+1])
 		b.WriteString("'")
 	}
+}
+
+// streamErr is a stream error the server sent (RFC 6120 §4.9).
+type streamErr struct {
+	Cond string // defined condition, e.g. see-other-host, system-shutdown
+	Host string // with see-other-host: where to connect instead
+	Text string
+}
+
+func (e *streamErr) Error() string {
+	msg := "stream error " + e.Cond
+	if e.Host != "" {
+		msg += " " + e.Host
+	}
+	if e.Text != "" {
+		msg += ": " + e.Text
+	}
+	return msg
+}
+
+// asStreamErr returns el as a stream error, or nil when it is not one.
+func asStreamErr(el *wire.Element) *streamErr {
+	if el.LocalName() != "error" || !(el.NS() == nsStream || strings.HasPrefix(el.Name, "stream:")) {
+		return nil
+	}
+	se := &streamErr{}
+	for _, ch := range el.Children {
+		if ch.NS() != wire.NSStreams {
+			continue
+		}
+		if ch.LocalName() == "text" {
+			se.Text = strings.TrimSpace(ch.AllText())
+			continue
+		}
+		se.Cond = ch.LocalName()
+		if se.Cond == "see-other-host" {
+			se.Host = strings.TrimSpace(ch.AllText())
+		}
+	}
+	return se
 }
 
 // bareJID strips the resource.
