@@ -115,7 +115,8 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 	if !l.directTLS {
 		return NewTCPTransport(conn, false, lim)
 	}
-	tc := tls.Server(conn, l.srv.d.TLS)
+	rec := &recordConn{Conn: conn}
+	tc := tls.Server(rec, l.srv.d.TLS)
 	ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
 	err := handshake(ctx, tc)
 	cancel()
@@ -125,7 +126,7 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 		return nil
 	}
 	t := NewTCPTransport(tc, true, lim)
-	t.raw = conn
+	t.raw, t.rec, t.tlsDrained = conn, rec, true
 	return t
 }
 

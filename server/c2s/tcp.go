@@ -32,6 +32,11 @@ type TCPTransport struct {
 	headerSent   bool
 	peeked       [1]byte // a byte read while waiting idle, not yet parsed
 	hasPeek      bool
+	// rec is under the tls.Conn (nil on a plaintext stream); tlsDrained
+	// is true when crypto/tls's plaintext buffer is known to be empty:
+	// its last Read returned less than asked for.
+	rec        *recordConn
+	tlsDrained bool
 	closeOnce    sync.Once
 	bufs         net.Buffers
 	chunks       []*bytes.Buffer
@@ -63,7 +68,9 @@ func (p peekReader) Read(b []byte) (int, error) {
 		p.t.hasPeek = false
 		return 1, nil
 	}
-	return p.t.conn.Read(b)
+	n, err := p.t.conn.Read(b)
+	p.t.tlsDrained = n < len(b)
+	return n, err
 }
 
 func (t *TCPTransport) activity() {
@@ -80,13 +87,17 @@ func (t *TCPTransport) ReadHeader() (*wire.Element, error) { return t.rd.Header(
 
 // ReadElement implements Transport.
 //
-// When nothing is buffered it first waits for one byte directly on the
-// connection, outside the XML parser: an idle session then parks its
-// reader goroutine a few frames deep instead of deep inside encoding/xml,
-// so the garbage collector can shrink its stack (a large share of an idle
-// session's memory).
+// When nothing is buffered anywhere above the socket it first waits for
+// the socket to become readable, a few frames deep instead of deep inside
+// crypto/tls and encoding/xml, so that the garbage collector can shrink an
+// idle session's reader stack (see idlewait.go). When crypto/tls may still
+// hold plaintext it waits for one byte outside the XML parser instead.
 func (t *TCPTransport) ReadElement() (*wire.Element, error) {
 	if !t.hasPeek && t.rd.Buffered() == 0 {
+		if t.socketIsAll() {
+			waitReadable(t.raw)
+			return t.rd.Next()
+		}
 		n, err := t.conn.Read(t.peeked[:])
 		if n == 1 {
 			t.hasPeek = true
@@ -95,6 +106,15 @@ func (t *TCPTransport) ReadElement() (*wire.Element, error) {
 		}
 	}
 	return t.rd.Next()
+}
+
+// socketIsAll reports whether every byte the client sent that was read is
+// parsed: the next byte can only come from the socket.
+func (t *TCPTransport) socketIsAll() bool {
+	if t.conn == t.raw {
+		return true
+	}
+	return t.rec != nil && t.tlsDrained && t.rec.drained()
 }
 
 // Restart implements Transport.
@@ -114,11 +134,12 @@ func (t *TCPTransport) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	if t.rd.Buffered() > 0 {
 		return ErrBufferedBeforeTLS
 	}
-	tc := tls.Server(t.raw, cfg)
+	rec := &recordConn{Conn: t.raw}
+	tc := tls.Server(rec, cfg)
 	if err := handshake(ctx, tc); err != nil {
 		return err
 	}
-	t.conn = tc
+	t.conn, t.rec, t.tlsDrained = tc, rec, true
 	t.secure = true
 	t.headerSent = false
 	t.newReader()

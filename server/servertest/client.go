@@ -77,10 +77,7 @@ func DialRaw(t testing.TB, addr, domain string, tlsNow bool) *Client {
 		}
 		conn = tc
 	}
-	c := &Client{T: t, Conn: conn, Domain: domain, Timeout: 10 * time.Second}
-	c.rd = wire.NewReader(conn, wire.Limits{MaxStanzaBytes: 16 << 20})
-	t.Cleanup(func() { _ = c.Conn.Close() })
-	return c
+	return NewClient(t, conn, domain)
 }
 
 // SendRaw writes text as is.
@@ -385,4 +382,13 @@ func (c *Client) ReadHeaderOnly() (*wire.Element, error) {
 		c.StreamHeader = h
 	}
 	return h, err
+}
+
+// NewClient wraps a connection the test set up itself (for example one
+// that controls how writes reach the socket); nothing is sent yet.
+func NewClient(t testing.TB, conn net.Conn, domain string) *Client {
+	c := &Client{T: t, Conn: conn, Domain: domain, Timeout: 10 * time.Second}
+	c.rd = wire.NewReader(conn, wire.Limits{MaxStanzaBytes: 16 << 20})
+	t.Cleanup(func() { _ = c.Conn.Close() })
+	return c
 }
