@@ -37,9 +37,9 @@ type TCPTransport struct {
 	// its last Read returned less than asked for.
 	rec        *recordConn
 	tlsDrained bool
-	closeOnce    sync.Once
-	bufs         net.Buffers
-	chunks       []*bytes.Buffer
+	closeOnce  sync.Once
+	bufs       net.Buffers
+	chunks     []*bytes.Buffer
 }
 
 var _ Transport = (*TCPTransport)(nil)
