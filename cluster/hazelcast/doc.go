@@ -125,8 +125,11 @@
 // survivor needs to know another's sessions. Messages sent afterwards to
 // those users find no route and go to offline storage.
 //
-// A node restarted within the TTL under the same name comes back with a
-// new incarnation; survivors treat the old one as dead as above, and the
+// Node names are unique among live nodes: Start refuses (ErrNameInUse) a
+// node whose name another node is still heartbeating under, watched for
+// two heartbeat intervals; an entry that stays unchanged is a previous
+// run's. A node restarted within the TTL under the same name comes back
+// with a new incarnation; survivors treat the old one as dead as above, and the
 // routes of the new one are untouched. The senior also sweeps: routes
 // whose incarnation has no member entry on two sweeps in a row (say, a
 // node that died while every other node was disconnected) are cleaned up

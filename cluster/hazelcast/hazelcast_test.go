@@ -849,3 +849,39 @@ func TestCauseBeforeEffect(t *testing.T) {
 		}
 	}
 }
+
+// TestNameInUse: a second live node under a name already in use is
+// refused at start (it would overwrite the first one's entry and routes),
+// while a node restarted under its old name after a crash, its stale
+// entry still there, starts.
+func TestNameInUse(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	inc := a.incarnation()
+
+	dup, err := NewWithOptions(Options{Cluster: testConfig([]string{m.Addr()}, m.ClusterName, "a", "s3cret"), Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = dup.Start(ctx)
+	if !errors.Is(err, ErrNameInUse) {
+		t.Fatalf("second node named a: Start = %v, want ErrNameInUse", err)
+	}
+	if !strings.Contains(err.Error(), "cluster.node_name") {
+		t.Errorf("error %q does not name the key", err)
+	}
+	var mr memberRecord
+	v, err := a.objs().members.Get(ctx, "a")
+	if err != nil || fromValue(v, &mr) != nil || mr.Inc != inc {
+		t.Fatalf("a's entry after the refused start: %+v %v, want incarnation %s", mr, err, inc)
+	}
+
+	c := startNode(t, m, p, "c", nodeOpt{})
+	waitMembers(t, []string{"a", "c"}, a, c)
+	c.crash()
+	c2 := startNode(t, m, p, "c", nodeOpt{}) // fails the test if refused
+	waitMembers(t, []string{"a", "c"}, a, c2)
+}

@@ -53,6 +53,15 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	if err != nil {
 		c.log.Error("cluster running alone; will keep trying Hazelcast", "err", err)
+	} else if o := c.objs(); o != nil {
+		if err := c.checkNameFree(ctx, o); err != nil {
+			_ = o.client.Shutdown(context.Background())
+			c.hzMu.Lock()
+			c.hzObjs = nil
+			c.hzMu.Unlock()
+			c.links.Close()
+			return err
+		}
 	}
 	c.lastTry = time.Now()
 	c.tick(ctx)
@@ -93,6 +102,53 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	}
 	c.links.Close()
 	return errors.Join(errs...)
+}
+
+// ErrNameInUse is returned by Start when another live node already uses
+// this node's cluster.node_name: the two would overwrite each other's
+// membership entry and routes.
+var ErrNameInUse = errors.New("cluster/hazelcast: node name in use by another live node")
+
+// checkNameFree refuses to join under a name another live node heartbeats
+// with. An entry left by this node's previous run (killed within
+// cluster.node_ttl) stops changing; a live node rewrites its entry every
+// heartbeat, so watching it for two heartbeat intervals tells them apart.
+// Only a node that finds such an entry at start waits.
+func (c *Cluster) checkNameFree(ctx context.Context, o *hzObjs) error {
+	read := func() (memberRecord, bool) {
+		octx, cancel := c.opCtx(ctx)
+		defer cancel()
+		v, err := o.members.Get(octx, c.name)
+		var mr memberRecord
+		if err != nil || v == nil || fromValue(v, &mr) != nil {
+			return mr, false // unreadable: the heartbeat still logs a clash
+		}
+		return mr, true
+	}
+	first, ok := read()
+	if !ok {
+		return nil
+	}
+	c.log.Info("cluster found an entry under this node's name; checking that it is a previous run's", "inc", first.Inc)
+	deadline := time.Now().Add(min(2*c.cc.HeartbeatInterval+c.cc.HeartbeatInterval/2, c.cc.NodeTTL))
+	tick := time.NewTicker(max(c.cc.HeartbeatInterval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		cur, ok := read()
+		if !ok {
+			return nil // expired or deleted: nobody is using it
+		}
+		if cur.Inc != first.Inc || !cur.Seen.Equal(first.Seen) {
+			return fmt.Errorf("%w: %q (cluster.node_name) is heartbeating from %s as %s; give every node its own name",
+				ErrNameInUse, c.name, cur.LinkAddr, cur.Inc)
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) incarnation() string {
