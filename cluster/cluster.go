@@ -67,7 +67,10 @@ type Cluster interface {
 	PutRoute(ctx context.Context, r Route) error
 	// DeleteRoute removes a route owned by this node.
 	DeleteRoute(ctx context.Context, fullJID string) error
-	// Routes returns every route of a bare JID, on all nodes.
+	// Routes returns every route of a bare JID, on all nodes. It is on
+	// every routed stanza's path: callers pass their own context, and an
+	// implementation that has to ask the network bounds that call itself
+	// (cluster.operation_timeout).
 	Routes(ctx context.Context, bareJID string) ([]Route, error)
 
 	// Send delivers a one-way message to another node's handler for kind.

@@ -245,11 +245,14 @@ func (r *Router) clustered() bool { return r.cluster != nil && r.cluster.Cluster
 
 // routes returns every route of a bare JID: from the cluster's table when
 // clustered, else from the local index (no other node is reachable).
+//
+// Unlike the writes, the read gets no deadline of its own here: it runs
+// for every routed stanza and is nearly always answered from the
+// cluster's local replica, while the implementation bounds any network
+// call it makes with cluster.operation_timeout itself.
 func (r *Router) routes(ctx context.Context, bare string) ([]cluster.Route, error) {
 	if r.clustered() {
-		cctx, cancel := r.clusterCtx(ctx)
-		routes, err := r.cluster.Routes(cctx, bare)
-		cancel()
+		routes, err := r.cluster.Routes(ctx, bare)
 		if err != nil {
 			return nil, errors.Join(ErrRoutes, err)
 		}
