@@ -102,6 +102,12 @@ type DatabaseConfig struct {
 	// Timeout bounds every database call; past it the stanza that needed the
 	// database gets an error instead of waiting. Default 5s.
 	Timeout time.Duration `yaml:"timeout"`
+	// StartupRetries and StartupRetryInterval: how often a starting node
+	// tries to reach PostgreSQL before it gives up (a database still
+	// starting, or down for a moment). Wrong credentials or a missing
+	// database fail at once. Defaults 10 and 3s.
+	StartupRetries       int           `yaml:"startup_retries"`
+	StartupRetryInterval time.Duration `yaml:"startup_retry_interval"`
 }
 
 // ClusterConfig configures clustering. With Hazelcast empty the node runs

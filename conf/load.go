@@ -65,6 +65,8 @@ func (c *Config) ApplyDefaults() {
 
 	setInt(&c.Database.PoolSize, 10)
 	setDur(&c.Database.Timeout, 5*time.Second)
+	setInt(&c.Database.StartupRetries, 10)
+	setDur(&c.Database.StartupRetryInterval, 3*time.Second)
 
 	setStr(&c.Cluster.HazelcastClusterName, "aviary")
 	if c.Cluster.NodeName == "" {

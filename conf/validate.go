@@ -86,6 +86,12 @@ func (c *Config) Validate() Errors {
 	if c.Database.PoolSize < 1 {
 		add("database.pool_size", "must be at least 1")
 	}
+	if c.Database.StartupRetries < 1 {
+		add("database.startup_retries", "must be at least 1, not %d", c.Database.StartupRetries)
+	}
+	if c.Database.StartupRetryInterval <= 0 {
+		add("database.startup_retry_interval", "must be positive, not %v", c.Database.StartupRetryInterval)
+	}
 	if len(c.Cluster.Hazelcast) > 0 {
 		for _, a := range c.Cluster.Hazelcast {
 			if _, _, err := net.SplitHostPort(a); err != nil {

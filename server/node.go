@@ -28,7 +28,6 @@ import (
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/storage"
-	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -231,17 +230,11 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 }
 
 // OpenStore opens the store the configuration names: PostgreSQL for
-// database.url, else SQLite at data_dir/aviary.db (the directory is
+// database.url (waiting for it, see openPostgres), else SQLite at data_dir/aviary.db (the directory is
 // created).
 func OpenStore(ctx context.Context, cfg *conf.Config, log *slog.Logger) (storage.Store, error) {
 	if cfg.Database.URL != "" {
-		s, err := postgres.Open(ctx, cfg.Database.URL, postgres.Options{
-			PoolSize: cfg.Database.PoolSize, Timeout: cfg.Database.Timeout, Logger: log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("server: opening database.url: %w", err)
-		}
-		return s, nil
+		return openPostgres(ctx, cfg, log)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("server: creating data_dir: %w", err)
