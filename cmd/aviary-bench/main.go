@@ -296,6 +296,9 @@ func printText(w io.Writer, r *Result) {
 			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d, lost %d, redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d, dispatcher answers %d, unacked at end %d\n",
 				rc.Sent, rc.Delivered, rc.Redelivered, rc.Lost, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.DispatchAsked, rc.UnackedAtEnd)
 		}
+		if len(t.LostSample) > 0 {
+			fmt.Fprintln(w, "  lost (sender:seq):", strings.Join(t.LostSample, " "))
+		}
 		for _, e := range t.ReadErrs {
 			fmt.Fprintln(w, "  read error:", e)
 		}

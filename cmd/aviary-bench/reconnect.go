@@ -439,6 +439,8 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 		}
 		// <failed/>: the session is gone (another node, or it ended).
 	}
+	// A message to the bound full JID can come before the bind result.
+	c.other = onMsg
 	if err := c.bind(o.Resource); err != nil {
 		return err
 	}

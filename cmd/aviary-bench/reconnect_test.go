@@ -234,3 +234,21 @@ func TestAsStreamErr(t *testing.T) {
 		})
 	}
 }
+
+func TestTrackerMissing(t *testing.T) {
+	tr := NewTracker(2, 100, nil)
+	for seq := 1; seq <= 70; seq++ {
+		tr.Sent(0, seq)
+		if seq != 3 && seq != 65 {
+			tr.Record(1, payload{Run: runID, Sender: 0, Seq: seq}, 0)
+		}
+	}
+	tr.Sent(1, 1)
+	got := strings.Join(tr.Missing(10), " ")
+	if got != "0:3 0:65 1:1" {
+		t.Fatalf("Missing = %q, want 0:3 0:65 1:1", got)
+	}
+	if got := tr.Missing(1); len(got) != 1 {
+		t.Fatalf("Missing(1) = %v", got)
+	}
+}

@@ -27,6 +27,8 @@ type TrafficStats struct {
 	Latency   Latency  `json:"latency"`
 	ReadErrs  []string `json:"read_errors,omitempty"`
 	Receivers int      `json:"receivers,omitempty"`
+	// LostSample names up to 20 lost messages as "sender:seq".
+	LostSample []string `json:"lost_sample,omitempty"`
 	// Reconnect has the -reconnect figures (ring only).
 	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
 }
@@ -189,6 +191,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		st.PerSec = float64(c.Received) / st.Seconds
 	}
 	st.Latency = summarize(tr.Latencies())
+	st.LostSample = tr.Missing(20)
 	st.ReadErrs = readErrs.list()
 	st.Receivers = n
 	return st

@@ -217,3 +217,20 @@ func (t *Tracker) Latencies() []time.Duration {
 	defer t.mu.Unlock()
 	return slices.Clone(t.lat)
 }
+
+// Missing returns up to k messages sent but never received, as
+// "sender:seq" (sender indexes in the ring), for the report.
+func (t *Tracker) Missing(k int) []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for sender, top := range t.sent {
+		for seq := 1; seq <= top && len(out) < k; seq++ {
+			w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
+			if t.seen[sender][w]&bit == 0 {
+				out = append(out, strconv.Itoa(sender)+":"+strconv.Itoa(seq))
+			}
+		}
+	}
+	return out
+}

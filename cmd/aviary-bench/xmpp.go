@@ -59,6 +59,10 @@ type conn struct {
 	jid      string
 	addr     string // the server it is connected to
 	smID     string // stream management: the resumable session's id
+	// other, when set, gets the messages and presences that arrive while
+	// the client waits for a reply (bind, session): once a resource is
+	// bound, messages can come before the bind result.
+	other func(*wire.Element)
 
 	wmu sync.Mutex
 }
@@ -402,6 +406,10 @@ func (c *conn) waitIQ(id string) (*wire.Element, error) {
 		}
 		if se := asStreamErr(el); se != nil {
 			return nil, se
+		}
+		if n := el.LocalName(); c.other != nil && (n == "message" || n == "presence") {
+			c.other(el)
+			continue
 		}
 		c.answerIQ(el)
 	}
