@@ -355,6 +355,11 @@ func (n *Node) Addr(name string) net.Addr {
 	return nil
 }
 
+// Services returns the extra services the node was built with
+// (WithService), in registration order: `aviary serve` asks them what a
+// SIGTERM does.
+func (n *Node) Services() []Service { return append([]Service(nil), n.services...) }
+
 // Config returns the node's configuration.
 func (n *Node) Config() *conf.Config { return n.cfg }
 

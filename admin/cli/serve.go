@@ -20,10 +20,51 @@ import (
 
 func init() {
 	Register(Command{Name: "serve", Summary: "run the server", Run: func(args []string) int {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		return runServe(ctx, args, os.Environ(), os.Stderr)
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sigs)
+		return runServe(context.Background(), args, os.Environ(), os.Stderr, sigs)
 	}})
+}
+
+// SignalDrainer is a service that can drain the node when `aviary serve`
+// gets SIGTERM (server/balance). DrainOnSignal returns true when a drain
+// runs (the process then waits for it to end, which stops the node), and
+// false when the node should stop at once (alone in the cluster, or the
+// drain already ended).
+type SignalDrainer interface {
+	DrainOnSignal(ctx context.Context) bool
+}
+
+// awaitStop waits until the node should stop: ctx ends, SIGINT, or
+// SIGTERM. The first SIGTERM drains the node instead when one of its
+// services can (clustered, with another node to take the clients); the
+// drain ends with a SIGTERM of its own (admin/cli stopWhenDrained), and a
+// second SIGTERM or a SIGINT stops the node at once.
+func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *server.Node, log *slog.Logger) {
+	draining := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-sigs:
+			if sig != syscall.SIGTERM || draining {
+				log.Info("aviary serve: signal", "signal", sig.String())
+				return
+			}
+			for _, s := range n.Services() {
+				if d, ok := s.(SignalDrainer); ok && d.DrainOnSignal(ctx) {
+					draining = true
+					break
+				}
+			}
+			if !draining {
+				log.Info("aviary serve: SIGTERM")
+				return
+			}
+			log.Info("aviary serve: SIGTERM: draining the node; it stops when its clients have moved or at balance.drain_deadline (SIGTERM again or SIGINT stops it now)")
+		}
+	}
 }
 
 // ServeOption contributes server options to `aviary serve` (services such
@@ -147,7 +188,9 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	return cfg, 0
 }
 
-func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int {
+// runServe runs a node until ctx ends or, with sigs, a signal says so
+// (see awaitStop).
+func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sigs <-chan os.Signal) int {
 	cfg, code := serveConfig(args, environ, stderr)
 	if cfg == nil {
 		return code
@@ -179,7 +222,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer) int
 		log.Error("aviary serve: starting", "err", err)
 		return 1
 	}
-	<-ctx.Done()
+	awaitStop(ctx, sigs, n, log)
 	log.Info("aviary serve: shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -169,3 +169,54 @@ func (s *Service) sweep(sent map[router.Session]bool, budget int) {
 		cs.Redirect(wire.StreamError(CondSystemShutdown, "this node is shutting down and no other node can take the session"))
 	}
 }
+
+// DrainOnSignal is what `aviary serve` does with its first SIGTERM (what
+// systemd and Kubernetes send to stop a process): when the node is
+// clustered and another live node that is not draining can take its
+// clients, it starts the same drain as `aviary node drain` and returns
+// true; the process then exits when the drain ends (OnDrained). It also
+// returns true while a drain is already under way (the signal changes
+// nothing). It returns false when the node is alone in the cluster (or not
+// clustered), or its drain has ended: the caller then shuts down at once,
+// as a second SIGTERM or SIGINT does.
+func (s *Service) DrainOnSignal(ctx context.Context) bool {
+	s.mu.Lock()
+	n, draining, drained := s.n, s.draining, s.drained
+	s.mu.Unlock()
+	if n == nil {
+		return false
+	}
+	if draining {
+		select {
+		case <-drained:
+			return false
+		default:
+			return true
+		}
+	}
+	if !n.Cluster().Clustered() {
+		return false
+	}
+	s.refresh(ctx)
+	if !s.othersTakeClients() {
+		s.log.Info("balance: no other live node to move clients to; stopping without a drain")
+		return false
+	}
+	return s.Drain(ctx) == nil
+}
+
+// othersTakeClients reports whether another node is live and not draining.
+func (s *Service) othersTakeClients() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n == nil {
+		return false
+	}
+	self, now := s.n.Cluster().NodeName(), time.Now()
+	for _, m := range s.members {
+		if m.Name != self && !m.Draining && s.policy.Live(m, now) {
+			return true
+		}
+	}
+	return false
+}

@@ -263,3 +263,51 @@ func waitReport(t *testing.T, tn *testNode) balance.Report {
 	}
 	return balance.Report{}
 }
+
+// TestDrainOnSignal: the first SIGTERM of `aviary serve` drains a node
+// that has somewhere to send its clients, is absorbed while that drain
+// runs, and stops the node at once when it is alone or the drain ended.
+func TestDrainOnSignal(t *testing.T) {
+	cases := []struct {
+		name   string
+		others int
+		want   bool
+	}{
+		{"alone: stop at once", 0, false},
+		{"another live node: drain", 1, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHub()
+			st := sharedStore(t)
+			a := startNode(t, h, st, "node-a", nil)
+			for i := 0; i < c.others; i++ {
+				startNode(t, h, st, fmt.Sprintf("node-%c", 'b'+i), nil)
+			}
+			if got := a.bal.DrainOnSignal(context.Background()); got != c.want {
+				t.Fatalf("DrainOnSignal = %v, want %v", got, c.want)
+			}
+			if a.bal.Draining() != c.want {
+				t.Fatalf("Draining = %v after DrainOnSignal = %v", a.bal.Draining(), c.want)
+			}
+			if !c.want {
+				return
+			}
+			// A second signal while the drain runs changes nothing; once
+			// it has ended, one stops the node.
+			select {
+			case <-a.bal.Drained():
+			default:
+				if !a.bal.DrainOnSignal(context.Background()) {
+					t.Fatal("DrainOnSignal during the drain = false, want true")
+				}
+			}
+			if r := waitReport(t, a); r.Reason != "empty" {
+				t.Fatalf("drain report %+v, want empty", r)
+			}
+			if a.bal.DrainOnSignal(context.Background()) {
+				t.Fatal("DrainOnSignal after the drain = true, want false")
+			}
+		})
+	}
+}

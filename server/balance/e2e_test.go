@@ -104,6 +104,7 @@ func TestRollingRestartE2E(t *testing.T) {
 			Unexpected int      `json:"unexpected"`
 			Stalled    int      `json:"stalled_senders"`
 			ReadErrs   []string `json:"read_errors"`
+			LostSample []string `json:"lost_sample"`
 			Latency    struct {
 				P50 float64 `json:"p50_ms"`
 				P99 float64 `json:"p99_ms"`
@@ -146,7 +147,20 @@ func TestRollingRestartE2E(t *testing.T) {
 		t.Errorf("%d of %d users logged in", res.Login.OK, users)
 	}
 	if rc.Sent == 0 || rc.Lost > 0 || r.Lost > 0 {
-		t.Errorf("aviary-bench sent %d messages and lost %d", rc.Sent, rc.Lost)
+		t.Errorf("aviary-bench sent %d messages and lost %d, e.g. (sender:seq) %v", rc.Sent, rc.Lost, r.LostSample)
+		// What the nodes logged about the first lost message's users.
+		if len(r.LostSample) > 0 {
+			sender, _ := strconv.Atoi(strings.Split(r.LostSample[0], ":")[0])
+			for _, u := range []string{fmt.Sprintf("bench%d@", sender), fmt.Sprintf("bench%d@", (sender+1)%users)} {
+				for _, p := range cl.nodes {
+					for _, line := range strings.Split(cl.log(p.name), "\n") {
+						if strings.Contains(line, u) {
+							t.Logf("%s: %s", p.name, line)
+						}
+					}
+				}
+			}
+		}
 	}
 	if rc.Redirects == 0 {
 		t.Errorf("no session was redirected")
