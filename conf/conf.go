@@ -129,8 +129,14 @@ type ClusterConfig struct {
 	// the bound port.
 	Advertise string `yaml:"advertise"`
 	// Secret authenticates node-to-node links; every node needs the same.
-	// Default "" (required when Hazelcast is set).
+	// The links' TLS key is derived from it. Default "" (required when
+	// Hazelcast is set).
 	Secret string `yaml:"secret"`
+	// PlaintextLinks sends node-to-node links unencrypted (still
+	// authenticated by Secret): only on a private network, where TLS is an
+	// avoidable cost. Every node needs the same value. Default false
+	// (links are TLS 1.3).
+	PlaintextLinks bool `yaml:"plaintext_links"`
 	// StartupRetries and StartupRetryInterval: how often to try reaching
 	// Hazelcast at start before running alone. Defaults 10 and 3s.
 	StartupRetries       int           `yaml:"startup_retries"`

@@ -233,6 +233,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 	c.links = link.New(link.Options{
 		Name:        c.name,
 		Secret:      []byte(cc.Secret),
+		Plaintext:   cc.PlaintextLinks,
 		Handler:     c.handler,
 		Undelivered: c.undelivered,
 		Logger:      o.Logger,

@@ -22,8 +22,8 @@ import (
 //
 // The server closes the connection on a bad MAC or a name that is not its
 // own; the client refuses a server whose MAC does not verify. Fresh nonces
-// on both sides stop replays. Links are authenticated, not encrypted: run
-// them on a private network.
+// on both sides stop replays. Unless Options.Plaintext, all of this runs
+// inside TLS (tls.go).
 const magic = "AVL1"
 
 var (
@@ -100,7 +100,10 @@ func clientHandshake(c net.Conn, secret []byte, self, server string) error {
 	defer c.SetDeadline(time.Time{})
 	hdr := make([]byte, 4+32)
 	if _, err := io.ReadFull(c, hdr); err != nil {
-		return err
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: %q closed the connection before the handshake (shutting down, or its cluster.plaintext_links differs)", ErrAuth, server)
+		}
+		return fmt.Errorf("no handshake from %q (does its cluster.plaintext_links differ?): %w", server, err)
 	}
 	if string(hdr[:4]) != magic {
 		return fmt.Errorf("%w: bad magic from %q", ErrAuth, server)

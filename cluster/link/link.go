@@ -26,6 +26,7 @@ package link
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,6 +60,9 @@ type Options struct {
 	MaxBackoff time.Duration
 	// WriteTimeout bounds one batch write. Default 10s.
 	WriteTimeout time.Duration
+	// Plaintext sends links unencrypted (still authenticated). The
+	// default is TLS 1.3 keyed by the secret; see tls.go.
+	Plaintext bool
 }
 
 // Node is this node's end of all links. Methods are safe for concurrent use.
@@ -74,6 +78,11 @@ type Node struct {
 	peers   map[string]*peer
 	inbound map[net.Conn]struct{}
 	closed  bool
+
+	// TLS configurations; nil with Options.Plaintext. tlsErr is why they
+	// could not be built.
+	serverTLS, clientTLS *tls.Config
+	tlsErr               error
 
 	// Traffic counters, see Stats.
 	framesSent, framesRecv, bytesSent, bytesRecv, sendFailures atomic.Uint64
@@ -97,14 +106,21 @@ func New(o Options) *Node {
 		o.WriteTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{
+	n := &Node{
 		o: o, log: o.Logger.With("part", "cluster.link"), ctx: ctx, cancel: cancel,
 		peers: map[string]*peer{}, inbound: map[net.Conn]struct{}{},
 	}
+	if !o.Plaintext {
+		n.serverTLS, n.clientTLS, n.tlsErr = linkTLS(o.Secret)
+	}
+	return n
 }
 
 // Listen accepts peers on addr and returns the bound address.
 func (n *Node) Listen(addr string) (net.Addr, error) {
+	if n.tlsErr != nil {
+		return nil, fmt.Errorf("link: tls: %w", n.tlsErr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("link: listen %s: %w", addr, err)
@@ -280,12 +296,25 @@ func (n *Node) acceptLoop(ln net.Listener) {
 
 // serveConn authenticates an inbound connection and runs its handlers.
 func (n *Node) serveConn(c net.Conn) {
+	raw := c // c becomes the tls.Conn over it
 	defer func() {
-		c.Close()
+		raw.Close()
 		n.mu.Lock()
-		delete(n.inbound, c)
+		delete(n.inbound, raw)
 		n.mu.Unlock()
 	}()
+	var err error
+	if n.serverTLS != nil {
+		tc := tls.Server(c, n.serverTLS)
+		ctx, cancel := context.WithTimeout(n.ctx, handshakeTimeout)
+		err = tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			n.log.Warn("link handshake refused", "remote", c.RemoteAddr().String(), "err", tlsAuthError(err))
+			return
+		}
+		c = tc
+	}
 	from, err := serverHandshake(c, n.o.Secret, n.o.Name)
 	if err != nil {
 		n.log.Warn("link handshake refused", "remote", c.RemoteAddr().String(), "err", err)

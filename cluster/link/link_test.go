@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,10 +75,18 @@ func startNode(t testing.TB, name, secret string, mod func(*Options)) *testNode 
 }
 
 func TestSendCall(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tls", true: "plaintext"}[plain], func(t *testing.T) {
+			testSendCall(t, func(o *Options) { o.Plaintext = plain })
+		})
+	}
+}
+
+func testSendCall(t *testing.T, mod func(*Options)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a := startNode(t, "a", "s3cret", nil)
-	b := startNode(t, "b", "s3cret", nil)
+	a := startNode(t, "a", "s3cret", mod)
+	b := startNode(t, "b", "s3cret", mod)
 	var mu sync.Mutex
 	var got []string
 	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
@@ -319,6 +329,7 @@ func TestUndeliveredWritten(t *testing.T) {
 	var lost atomic.Int64
 	a := startNode(t, "a", "s", func(o *Options) {
 		o.Undelivered = func(node, kind string, p []byte) { lost.Add(1) }
+		o.Plaintext = true // the receiver below speaks the bare protocol
 	})
 	// A receiver that authenticates, reads everything, handles nothing.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -502,5 +513,86 @@ func TestStats(t *testing.T) {
 	}
 	if got := a.Stats().SendFailures; got != 1 {
 		t.Fatalf("SendFailures = %d, want 1", got)
+	}
+}
+
+// TestEncrypted puts a recording proxy between two nodes: with TLS (the
+// default) a message's bytes never cross it in clear, in plaintext mode
+// they do; and a node in the other mode is refused with a clear error.
+func TestEncrypted(t *testing.T) {
+	const payload = "a-very-recognisable-payload"
+	for _, plain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tls", true: "plaintext"}[plain], func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			mod := func(o *Options) { o.Plaintext = plain }
+			a := startNode(t, "a", "s3cret", mod)
+			b := startNode(t, "b", "s3cret", mod)
+			got := make(chan string, 1)
+			b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+				got <- string(p)
+				return nil, nil
+			})
+			proxy, seen := recordingProxy(t, b.addr)
+			if err := a.Send(ctx, "b", proxy, "msg", []byte(payload)); err != nil {
+				t.Fatal(err)
+			}
+			if p := <-got; p != payload {
+				t.Fatalf("b got %q", p)
+			}
+			if clear := bytes.Contains(seen(), []byte(payload)); clear != plain {
+				t.Fatalf("payload readable on the wire: %v, want %v", clear, plain)
+			}
+
+			// A node in the other mode is refused. A TLS client sees the
+			// plaintext server's greeting at once (ErrAuth); a plaintext
+			// client waits for a greeting a TLS server never sends.
+			other := startNode(t, "c", "s3cret", func(o *Options) { o.Plaintext = !plain; o.DialTimeout = 500 * time.Millisecond })
+			err := other.Send(ctx, "b", b.addr, "msg", []byte("x"))
+			if !errors.Is(err, cluster.ErrNodeGone) || (plain && !errors.Is(err, ErrAuth)) ||
+				!strings.Contains(err.Error(), "plaintext_links") {
+				t.Fatalf("a node in the other mode: Send = %v, want refused, naming plaintext_links", err)
+			}
+		})
+	}
+}
+
+// recordingProxy forwards one connection to target and returns its
+// address and what the client sent so far.
+func recordingProxy(t *testing.T, target string) (string, func() []byte) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	var seen []byte
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		u, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer u.Close()
+		go func() { _, _ = io.Copy(c, u) }()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			mu.Lock()
+			seen = append(seen, buf[:n]...)
+			mu.Unlock()
+			if _, werr := u.Write(buf[:n]); err != nil || werr != nil {
+				return
+			}
+		}
+	}()
+	return ln.Addr().String(), func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return bytes.Clone(seen)
 	}
 }

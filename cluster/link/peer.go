@@ -3,6 +3,7 @@ package link
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -55,7 +56,8 @@ type peer struct {
 // are reported undelivered (they may or may not have been handled: a
 // possible duplicate, never a silent loss).
 type outConn struct {
-	c net.Conn
+	c  net.Conn
+	bw *bufio.Writer // over c when it is TLS; nil writes v directly
 
 	mu       sync.Mutex
 	unacked  []*buf // written, not yet acknowledged, oldest first
@@ -109,6 +111,18 @@ func (p *peer) dialLocked(ctx context.Context) error {
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(dctx, "tcp", p.addr)
+	if err == nil && p.n.clientTLS != nil {
+		tc := tls.Client(c, p.n.clientTLS)
+		if err = tc.HandshakeContext(dctx); err != nil {
+			c.Close()
+			err = tlsAuthError(err)
+		} else {
+			c = tc
+		}
+	} else if err == nil && p.n.tlsErr != nil {
+		c.Close()
+		err = fmt.Errorf("link: tls: %w", p.n.tlsErr)
+	}
 	if err == nil {
 		if dl, ok := dctx.Deadline(); ok {
 			_ = c.SetDeadline(dl)
@@ -129,12 +143,21 @@ func (p *peer) dialLocked(ctx context.Context) error {
 		}
 		return p.gone("dial %s: %v", p.addr, err)
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 		_ = tc.SetKeepAlivePeriod(15 * time.Second)
 	}
 	p.backoff, p.downUntil = 0, time.Time{}
 	oc := &outConn{c: c, progress: make(chan struct{}, 1)}
+	if raw != c {
+		// A batch's frames go into full TLS records, not one record and
+		// one write per frame (net.Buffers only gathers on a socket).
+		oc.bw = bufio.NewWriterSize(c, 64<<10)
+	}
 	p.conn.Store(oc)
 	select {
 	case <-p.done:
@@ -260,7 +283,7 @@ func (p *peer) writeLoop() {
 			continue
 		}
 		_ = oc.c.SetWriteDeadline(time.Now().Add(p.n.o.WriteTimeout))
-		w, err := v.WriteTo(oc.c)
+		w, err := oc.write(v)
 		p.n.bytesSent.Add(uint64(w))
 		if err == nil {
 			p.n.framesSent.Add(uint64(len(batch)))
@@ -445,4 +468,21 @@ func (p *peer) failCalls() {
 	for _, ch := range calls {
 		ch <- result{err: p.gone("connection lost")}
 	}
+}
+
+// write writes one batch: one writev on a plain socket, full TLS records
+// through the buffer otherwise.
+func (oc *outConn) write(v net.Buffers) (int64, error) {
+	if oc.bw == nil {
+		return v.WriteTo(oc.c)
+	}
+	var w int64
+	for _, b := range v {
+		n, err := oc.bw.Write(b)
+		w += int64(n)
+		if err != nil {
+			return w, err
+		}
+	}
+	return w, oc.bw.Flush()
 }
