@@ -147,7 +147,7 @@ func (c *outConn) dialOut() (*wire.Reader, *wire.Element, error) {
 		return nil, nil, fmt.Errorf("s2s: resolving %s: %w", c.key.remote, err)
 	}
 	var lastErr error
-	for _, t := range targets {
+	for i, t := range targets {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", t.addr())
 		if err != nil {
@@ -178,6 +178,20 @@ func (c *outConn) dialOut() (*wire.Reader, *wire.Element, error) {
 				return nil, nil, ErrStopped
 			}
 			rd, hdr, err = c.processOutHandshake(ctx, conn, t, true)
+		}
+		if err != nil && ctx.Err() == nil && i+1 < len(targets) && !errors.Is(err, ErrStopped) {
+			// The host answered but the stream failed (TLS, stream
+			// error, authentication): another SRV target may be a
+			// healthy server of the same domain.
+			c.log.Info("s2s: stream to one target failed; trying the next", "target", t.addr(), "err", err)
+			c.mu.Lock()
+			old := c.conn
+			c.mu.Unlock()
+			if old != nil {
+				_ = old.Close()
+			}
+			lastErr = err
+			continue
 		}
 		if err != nil && ctx.Err() != nil && !isTimeout(err) {
 			err = fmt.Errorf("%w: %v", errHandshakeTimeout, err)
