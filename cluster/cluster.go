@@ -40,6 +40,10 @@ type Member struct {
 	Sessions int       `json:"sessions"`
 	Load     float64   `json:"load"` // 0..1, the node's own estimate
 	Draining bool      `json:"draining"`
+	// StanzasIn and StanzasOut are the node's client stanza rates per
+	// second, for the admin console's cluster-wide figures.
+	StanzasIn  float64 `json:"in_per_sec,omitempty"`
+	StanzasOut float64 `json:"out_per_sec,omitempty"`
 	// ClientAddrs are the node's public listener addresses, for redirects
 	// and the dispatcher: keys "c2s", "c2s_tls", "http", "https".
 	ClientAddrs map[string]string `json:"addrs,omitempty"`

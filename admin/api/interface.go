@@ -48,29 +48,33 @@ type Backend interface {
 
 // Overview is the front page.
 type Overview struct {
-	Domain         string    `json:"domain"`
-	Clustered      bool      `json:"clustered"`
-	ClusterEnabled bool      `json:"cluster_enabled"`
-	Nodes          []Node    `json:"nodes"`
-	Sessions       int       `json:"sessions"`
-	Users          int       `json:"users"`
-	StanzasIn      float64   `json:"stanzas_in_per_sec"`
-	StanzasOut     float64   `json:"stanzas_out_per_sec"`
-	Now            time.Time `json:"now"`
+	Domain         string `json:"domain"`
+	Clustered      bool   `json:"clustered"`
+	ClusterEnabled bool   `json:"cluster_enabled"`
+	Nodes          []Node `json:"nodes"`
+	Sessions       int    `json:"sessions"`
+	Users          int    `json:"users"`
+	// Stanzas per second from and to clients, summed over the nodes.
+	StanzasIn  float64   `json:"stanzas_in_per_sec"`
+	StanzasOut float64   `json:"stanzas_out_per_sec"`
+	Now        time.Time `json:"now"`
 }
 
 // Node is one live node.
 type Node struct {
-	Name     string            `json:"name"`
-	Version  string            `json:"version"`
-	Started  time.Time         `json:"started"`
-	Sessions int               `json:"sessions"`
-	Load     float64           `json:"load"`
-	Senior   bool              `json:"senior"`
-	Draining bool              `json:"draining"`
-	Healthy  bool              `json:"healthy"`
-	Plugins  map[string]string `json:"plugins,omitempty"` // name → version running
-	Addrs    map[string]string `json:"addrs,omitempty"`
+	Name     string    `json:"name"`
+	Version  string    `json:"version"`
+	Started  time.Time `json:"started"`
+	Sessions int       `json:"sessions"`
+	Load     float64   `json:"load"`
+	Senior   bool      `json:"senior"`
+	Draining bool      `json:"draining"`
+	// Stanzas per second from and to this node's clients.
+	StanzasIn  float64           `json:"stanzas_in_per_sec"`
+	StanzasOut float64           `json:"stanzas_out_per_sec"`
+	Healthy    bool              `json:"healthy"`
+	Plugins    map[string]string `json:"plugins,omitempty"` // name → version running
+	Addrs      map[string]string `json:"addrs,omitempty"`
 }
 
 // Session is one online resource.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/admin/api"
@@ -47,9 +46,9 @@ type Options struct {
 	S2S func() s2s.Stats
 	// Drain starts draining this node (nil: draining unsupported).
 	Drain func(ctx context.Context) error
-	// StanzaCounts returns stanzas received and sent since start, for rates.
-	StanzaCounts func() (in, out float64)
-	Logger       *slog.Logger
+	// Rates measures this node's client stanza rates. Optional.
+	Rates  *RateMeter
+	Logger *slog.Logger
 }
 
 // Backend is api.Backend for one node.
@@ -57,11 +56,6 @@ type Backend struct {
 	o   Options
 	n   *server.Node
 	log *slog.Logger
-
-	rateMu          sync.Mutex
-	lastAt          time.Time
-	lastIn, lastOut float64
-	rateIn, rateOut float64
 }
 
 var _ api.Backend = (*Backend)(nil)
@@ -114,28 +108,18 @@ func (b *Backend) Overview(ctx context.Context) (api.Overview, error) {
 	o := api.Overview{Domain: b.Domain(), Clustered: b.n.Cluster().Clustered(), ClusterEnabled: on, Nodes: nodes, Users: users, Now: time.Now().UTC()}
 	for _, nd := range nodes {
 		o.Sessions += nd.Sessions
+		o.StanzasIn += nd.StanzasIn
+		o.StanzasOut += nd.StanzasOut
 	}
-	o.StanzasIn, o.StanzasOut = b.rates()
 	return o, nil
 }
 
-// rates turns the stanza counters into per-second rates since the last call
-// (at least a second apart, so page reloads do not make noise).
+// rates is this node's current stanza rates (0, 0 without a meter).
 func (b *Backend) rates() (in, out float64) {
-	if b.o.StanzaCounts == nil {
+	if b.o.Rates == nil {
 		return 0, 0
 	}
-	ci, co := b.o.StanzaCounts()
-	b.rateMu.Lock()
-	defer b.rateMu.Unlock()
-	now := time.Now()
-	if dt := now.Sub(b.lastAt).Seconds(); !b.lastAt.IsZero() && dt >= 1 {
-		b.rateIn, b.rateOut = (ci-b.lastIn)/dt, (co-b.lastOut)/dt
-	}
-	if b.lastAt.IsZero() || now.Sub(b.lastAt) >= time.Second {
-		b.lastAt, b.lastIn, b.lastOut = now, ci, co
-	}
-	return b.rateIn, b.rateOut
+	return b.o.Rates.Rates()
 }
 
 // Nodes lists live members with the plugin versions each reports.
@@ -154,9 +138,10 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 	for _, m := range ms {
 		nd := api.Node{Name: m.Name, Version: m.Version, Started: m.Started, Sessions: m.Sessions, Load: m.Load,
 			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs,
-			Healthy: ttl <= 0 || time.Since(m.Seen) < ttl}
+			Healthy: ttl <= 0 || time.Since(m.Seen) < ttl, StanzasIn: m.StanzasIn, StanzasOut: m.StanzasOut}
 		if m.Name == b.NodeName() {
 			nd.Sessions = len(b.n.Router().LocalSessions())
+			nd.StanzasIn, nd.StanzasOut = b.rates()
 			nd.Healthy = true
 			if nd.Version == "" {
 				nd.Version = xep0092.Version

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,6 +300,26 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 	if b := got.ChildText("body", ""); b != "**** it" {
 		t.Errorf("bob got %q first, want %q (spam dropped, word masked by 2.0.0)", b, "**** it")
 	}
+
+	// The overview's stanza rate is the cluster's: each node publishes its
+	// own in its member record and the overview sums them.
+	servertest.CheckFor(t, 15*time.Second, 250*time.Millisecond, func() error {
+		o, err := admins[0].Overview(ctx)
+		if err != nil {
+			return err
+		}
+		busy, sum := 0, 0.0
+		for _, nd := range o.Nodes {
+			sum += nd.StanzasIn
+			if nd.StanzasIn > 0 {
+				busy++
+			}
+		}
+		if busy < 3 || math.Abs(o.StanzasIn-sum) > 0.01 {
+			return fmt.Errorf("overview %.1f stanzas in/s; %d of %d nodes busy, sum %.1f", o.StanzasIn, busy, len(o.Nodes), sum)
+		}
+		return nil
+	})
 
 	phase("upgrade checked through the API")
 	// The load ran through the upgrade: it is still sending now. Stop it,

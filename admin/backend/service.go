@@ -38,6 +38,8 @@ type Service struct {
 	srv     *http.Server
 	api     *api.Server
 	ln      net.Listener
+	// stopRates ends the goroutine publishing this node's stanza rates.
+	stopRates context.CancelFunc
 }
 
 // NewService returns the admin service for cfg.
@@ -82,13 +84,16 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		rt.Close(ctx)
 		return err
 	}
+	rates := NewRateMeter(stanzaCounter(n.Gatherer()))
+	pctx, stopRates := context.WithCancel(context.WithoutCancel(ctx))
+	go publishRates(pctx, n.Cluster(), rates, 2*time.Second)
 	s.mu.Lock()
-	s.rt, s.plugins = rt, ph
+	s.rt, s.plugins, s.stopRates = rt, ph, stopRates
 	s.mu.Unlock()
 	if conf.Off(s.cfg.Admin.Listen) {
 		return nil
 	}
-	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, StanzaCounts: stanzaCounter(n.Gatherer())})
+	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, Rates: rates})
 	a, err := api.New(api.Options{
 		Config: s.cfg, Backend: b, Properties: n.Store(),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
@@ -128,8 +133,11 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 // Stop closes the listener and unloads plugins.
 func (s *Service) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, a, ph, rt := s.srv, s.api, s.plugins, s.rt
+	srv, a, ph, rt, stopRates := s.srv, s.api, s.plugins, s.rt, s.stopRates
 	s.mu.Unlock()
+	if stopRates != nil {
+		stopRates()
+	}
 	var errs []error
 	if srv != nil {
 		errs = append(errs, srv.Shutdown(ctx))

@@ -352,10 +352,14 @@ type Overview struct {
 	Clustered      bool `json:"clustered"`
 	ClusterEnabled bool `json:"cluster_enabled"`
 	Nodes          []struct {
-		Name    string `json:"name"`
-		Healthy bool   `json:"healthy"`
+		Name       string  `json:"name"`
+		Healthy    bool    `json:"healthy"`
+		StanzasIn  float64 `json:"stanzas_in_per_sec"`
+		StanzasOut float64 `json:"stanzas_out_per_sec"`
 	} `json:"nodes"`
-	Sessions int `json:"sessions"`
+	Sessions   int     `json:"sessions"`
+	StanzasIn  float64 `json:"stanzas_in_per_sec"`
+	StanzasOut float64 `json:"stanzas_out_per_sec"`
 }
 
 // Overview fetches GET /api/overview.
