@@ -29,6 +29,10 @@
 #   Hazelcast     5701+PORT_BASE/10000-1 (5701), PostgreSQL 15432
 # Accounts: admin/admin (an administrator), alice/alice, bob/bob.
 #
+# A node that exits on its own (drained by `aviary node drain`, SIGTERM, or
+# rolling-restart.sh) is reported and the rest keeps running; start it
+# again with DIR/start-node.sh NAME, which is also the --start command of
+# rolling-restart.sh (the script prints the whole command line when ready).
 # Ctrl-C stops everything (only the processes this script started).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,14 +59,25 @@ hz_name=aviary-local
 log() { echo "[run-3-nodes] $*" >&2; }
 die() { log "$*"; exit 1; }
 
-pids=()   # aviary nodes and haproxy: stopped first
+pids=()   # haproxy: stopped first
 hz_pid="" pg_stop=()
+# alive PID: the process runs (a zombie does not count).
+alive() { [ -n "$1" ] && ps -o stat= -p "$1" 2>/dev/null | grep -qv Z; }
+# node_pid I: the pid of node I's current process (the last start).
+node_pid() { cat "$dir/node$1.pid" 2>/dev/null || true; }
 cleanup() {
 	local rc=$?
 	set +e
 	log "stopping"
-	local p
+	local p i
 	for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+	# SIGINT stops a node at once (SIGTERM would drain it first).
+	for i in 1 2 3; do p=$(node_pid $i); alive "$p" && kill -INT "$p" 2>/dev/null; done
+	for i in 1 2 3; do
+		p=$(node_pid $i)
+		for _ in $(seq 300); do alive "$p" || break; sleep 0.1; done
+		alive "$p" && kill -KILL "$p" 2>/dev/null
+	done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
 	for p in $hz_pid; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	[ ${#pg_stop[@]} -eq 0 ] || "${pg_stop[@]}" >/dev/null 2>&1
@@ -166,6 +181,30 @@ for u in admin alice bob; do
 	"$aviary" user add "$u" --password "$u" --database "$db" >/dev/null 2>&1 || true
 done
 
+# start-node.sh NAME starts one node (node1, node2, node3) in the
+# background, appending to its log and writing its pid file: used here and
+# as rolling-restart.sh's --start command (a drained node exits; this
+# script keeps running and the node is started again the same way).
+cat >"$dir/start-node.sh" <<EOF
+#!/usr/bin/env bash
+# usage: $dir/start-node.sh node1|node2|node3
+set -euo pipefail
+i=\${1#node}
+case "\$i" in 1|2|3) ;; *) echo "usage: \$0 node1|node2|node3" >&2; exit 2 ;; esac
+base=$base
+AVIARY_CLUSTER_SECRET='$secret' nohup "$aviary" serve --config "$dir/node\$i/aviary.yaml" \\
+	--database '$db' \\
+	--hazelcast "127.0.0.1:$hz_port" --hazelcast-cluster-name "$hz_name" \\
+	--node-name "node\$i" \\
+	--cluster-listen "127.0.0.1:\$((i * base + 5290))" \\
+	--c2s-listen "127.0.0.1:\$((i * base + 5222))" \\
+	--c2s-tls-listen "127.0.0.1:\$((i * base + 5223))" \\
+	--http-listen "127.0.0.1:\$((i * base + 5280))" \\
+	--admin-listen "127.0.0.1:\$((i * base + 9090))" >>"$dir/node\$i.log" 2>&1 </dev/null &
+echo \$! >"$dir/node\$i.pid"
+EOF
+chmod 700 "$dir/start-node.sh"
+
 for i in 1 2 3; do
 	nd=$dir/node$i
 	mkdir -p "$nd/data"
@@ -178,16 +217,8 @@ http:
   plain_secure: loopback
 EOF
 	log "starting node$i (c2s 127.0.0.1:$((i * base + 5222)), admin http://127.0.0.1:$((i * base + 9090))/)"
-	AVIARY_CLUSTER_SECRET=$secret "$aviary" serve --config "$nd/aviary.yaml" \
-		--database "$db" \
-		--hazelcast "127.0.0.1:$hz_port" --hazelcast-cluster-name "$hz_name" \
-		--node-name "node$i" \
-		--cluster-listen "127.0.0.1:$((i * base + 5290))" \
-		--c2s-listen "127.0.0.1:$((i * base + 5222))" \
-		--c2s-tls-listen "127.0.0.1:$((i * base + 5223))" \
-		--http-listen "127.0.0.1:$((i * base + 5280))" \
-		--admin-listen "127.0.0.1:$((i * base + 9090))" >"$dir/node$i.log" 2>&1 &
-	pids+=($!)
+	: >"$dir/node$i.log"
+	"$dir/start-node.sh" "node$i"
 done
 healthy() { curl -sf -m 2 "http://127.0.0.1:$1/healthz"; }
 for i in 1 2 3; do
@@ -243,8 +274,28 @@ cat >&2 <<EOF
   clients:   alice/alice and bob/bob @localhost on 127.0.0.1:15222, :25222, :35222
   admin:     http://127.0.0.1:19090/ (admin@localhost / admin)
   switch:    $aviary cluster disable --database '$db' --hazelcast 127.0.0.1:$hz_port --hazelcast-cluster-name $hz_name
-  Ctrl-C stops everything.
+  restart a node: $dir/start-node.sh node2
+  rolling restart (drains and restarts every node in turn; run in another terminal):
+    export AVIARY_ADMIN_TOKEN=\$(echo admin | $aviary admin login --admin http://127.0.0.1:$((base + 9090)) admin@localhost)
+    $repo/.ci/cluster/rolling-restart.sh --aviary $aviary --start '$dir/start-node.sh {name}' \\
+      node1=http://127.0.0.1:$((base + 9090)) node2=http://127.0.0.1:$((2 * base + 9090)) node3=http://127.0.0.1:$((3 * base + 9090))
+  A node that exits (drained, SIGTERM) is reported and not restarted here;
+  the rest keeps running. Ctrl-C stops everything.
 EOF
-wait -n "${pids[@]}" $hz_pid || true
-log "a process exited; stopping the rest"
-exit 1
+# Keep running while Hazelcast (and haproxy) run; report nodes that exit
+# and come back.
+declare -A down=()
+while :; do
+	alive "$hz_pid" || die "Hazelcast exited; stopping"
+	for p in "${pids[@]}"; do alive "$p" || die "haproxy exited; stopping"; done
+	for i in 1 2 3; do
+		if alive "$(node_pid $i)"; then
+			[ -n "${down[$i]:-}" ] && log "node$i runs again (pid $(node_pid $i))"
+			down[$i]=""
+		elif [ -z "${down[$i]:-}" ]; then
+			log "node$i exited; the others keep running (start it again: $dir/start-node.sh node$i)"
+			down[$i]=1
+		fi
+	done
+	sleep 1
+done
