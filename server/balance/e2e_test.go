@@ -211,9 +211,11 @@ func startE2ECluster(t *testing.T, prefix string, nodes, users int) *e2eCluster 
 	dir := t.TempDir()
 	cl := &e2eCluster{root: root, dir: dir, db: db, cmds: map[string]*exec.Cmd{}, waits: map[string]chan error{}}
 	cl.bin, cl.bench = buildBinaries(t, root, dir)
+	addrs := freeAddrs(t, 4*nodes)
 	for i := 1; i <= nodes; i++ {
 		name := fmt.Sprintf("%s%d", prefix, i)
-		p := e2eNode{name: name, admin: freeAddr(t), http: freeAddr(t), c2s: freeAddr(t)}
+		a := addrs[4*(i-1):]
+		p := e2eNode{name: name, admin: a[0], http: a[1], c2s: a[2]}
 		p.cfg = filepath.Join(dir, name+".yaml")
 		yaml := fmt.Sprintf(`domain: localhost
 data_dir: %s
@@ -224,7 +226,7 @@ c2s: {listen: %q, tls_listen: "off"}
 http: {listen: %q}
 admin: {listen: %q, admins: [admin@localhost]}
 balance: {publish_interval: 500ms, drain_deadline: 30s}
-`, filepath.Join(dir, name), db, hz.Addr(), hz.ClusterName, name, freeAddr(t), p.c2s, p.http, p.admin)
+`, filepath.Join(dir, name), db, hz.Addr(), hz.ClusterName, name, a[3], p.c2s, p.http, p.admin)
 		if err := os.WriteFile(p.cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -380,14 +382,21 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free loopback addresses: all are held open
+// until every one is chosen (closed one by one, the kernel may hand the
+// same port out twice).
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var out []string
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return out
 }
 
 func tail(s string, n int) string {

@@ -86,13 +86,14 @@ func TestSIGTERMDrains(t *testing.T) {
 		}
 		dir := t.TempDir()
 		bin, _ := buildBinaries(t, root, dir)
-		c2sAddr := freeAddr(t)
+		free := freeAddrs(t, 2)
+		c2sAddr := free[0]
 		cfg := filepath.Join(dir, "aviary.yaml")
 		yaml := fmt.Sprintf(`domain: localhost
 data_dir: %s
 c2s: {listen: %q, tls_listen: "off"}
 admin: {listen: %q}
-`, filepath.Join(dir, "data"), c2sAddr, freeAddr(t))
+`, filepath.Join(dir, "data"), c2sAddr, free[1])
 		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
