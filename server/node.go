@@ -225,6 +225,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		Logger:  n.log,
 		Metrics: c2s.NewMetrics(n.registry),
 		Hooks:   n.hooks,
+		Cluster: n.cluster,
 	})
 	return n, nil
 }

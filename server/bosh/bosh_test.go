@@ -521,7 +521,14 @@ func TestHoldZeroAnswersAtOnce(t *testing.T) {
 	if resp.Attr("hold") != "0" {
 		t.Fatalf("hold %q", resp.Attr("hold"))
 	}
-	if resp := c.post("", ""); len(resp.Children) != 0 {
+	// The stream's features may still be on their way when the session is
+	// created (they then come with the first poll); after them an empty
+	// poll is answered at once, empty, instead of being held.
+	resp = c.post("", "")
+	if len(resp.Children) == 1 && resp.Children[0].Name == "stream:features" {
+		resp = c.post("", "")
+	}
+	if len(resp.Children) != 0 {
 		t.Errorf("poll got %s", resp)
 	}
 }

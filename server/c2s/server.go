@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
@@ -32,6 +34,9 @@ type Deps struct {
 	Metrics *Metrics
 	// MaxPendingBytes overrides DefaultMaxPendingBytes.
 	MaxPendingBytes int
+	// Cluster, when set, lets a stream-management resumption take over a
+	// session detached on another node (handover.go).
+	Cluster cluster.Cluster
 	// Hooks, when set, receives plugins.EventSessionBound after a resource
 	// is bound and plugins.EventSessionClosed after a bound session ended
 	// (unbound from the router), both with a *plugins.SessionEvent.
@@ -48,6 +53,9 @@ type Server struct {
 
 	mu        sync.Mutex
 	resumable map[string]*Session // SM ID → session with resumption enabled
+	// handedOver: SM ID → timer routing again the stanzas of a session
+	// handed to another node, stopped when that node confirms.
+	handedOver map[string]*time.Timer
 }
 
 // NewServer returns a Server for the given dependencies.
@@ -58,7 +66,9 @@ func NewServer(d Deps) *Server {
 	if d.MaxPendingBytes <= 0 {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
-	return &Server{d: d, resumable: map[string]*Session{}}
+	srv := &Server{d: d, resumable: map[string]*Session{}}
+	srv.registerHandover()
+	return srv
 }
 
 func (srv *Server) cfg() *conf.Config { return srv.d.Config }
@@ -110,14 +120,14 @@ func (srv *Server) Shutdown(ctx context.Context) {
 
 func (srv *Server) addResumable(s *Session) {
 	srv.mu.Lock()
-	srv.resumable[s.id] = s
+	srv.resumable[s.smID] = s
 	srv.mu.Unlock()
 }
 
 func (srv *Server) dropResumable(s *Session) {
 	srv.mu.Lock()
-	if srv.resumable[s.id] == s {
-		delete(srv.resumable, s.id)
+	if srv.resumable[s.smID] == s {
+		delete(srv.resumable, s.smID)
 	}
 	srv.mu.Unlock()
 }

@@ -57,7 +57,10 @@ type outItem struct {
 type Session struct {
 	srv  *Server
 	logp atomic.Pointer[slog.Logger]
-	id   string // stream management ID, also in logs
+	id   string // session ID, in logs
+	// smID is the stream-management ID (Server.smID), set when resumption
+	// is enabled; the resumable table's key.
+	smID string
 
 	parent context.Context // the Serve context of the current transport
 	ctx    context.Context // cancelled when the session closes

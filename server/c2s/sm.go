@@ -39,7 +39,8 @@ func (s *Session) handleSM(el *wire.Element) bool {
 			resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
 		}
 		if resume {
-			enabled.SetAttr("id", s.id)
+			s.smID = s.srv.smID(s.id)
+			enabled.SetAttr("id", s.smID)
 			enabled.SetAttr("resume", "true")
 			enabled.SetAttr("max", strconv.Itoa(int((resumeFor+time.Second-1)/time.Second)))
 			s.srv.addResumable(s)
@@ -105,6 +106,11 @@ func (s *Session) ackLocked(h uint32) bool {
 func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	h64, err := strconv.ParseUint(el.Attr("h"), 10, 32)
 	old := s.srv.lookupResumable(el.Attr("previd"))
+	if err == nil && old == nil {
+		if next, stop, handled := s.resumeRemote(el.Attr("previd"), uint32(h64)); handled {
+			return next, stop
+		}
+	}
 	if err != nil || old == nil || old == s || old.username != s.username {
 		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
 		return nil, false
@@ -158,7 +164,7 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	// Unacknowledged stanzas go first, then what was queued while detached.
 	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+1)
 	requeue = append(requeue, outItem{kind: itemElement, el: wire.NewNS("resumed", wire.NSSM).
-		SetAttr("previd", old.id).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))})
+		SetAttr("previd", old.smID).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))})
 	pending := 0
 	for _, u := range old.unacked {
 		sz := approxSize(u)

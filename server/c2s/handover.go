@@ -1,0 +1,327 @@
+package c2s
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// Resumption across nodes (XEP-0198 in a cluster). A client whose
+// connection broke usually comes back through the load balancer, and with
+// several nodes it lands on another one. The stream-management ID names
+// the node that holds the detached session; the node the client reached
+// asks it for the session (kindTakeover over the node link). The holder
+// checks the user, acknowledges what the client says it received, takes
+// the session out of its router without a word to the contacts (no
+// unavailable presence: the user never left) and answers with the routing
+// state, the client's count of handled stanzas and every stanza the
+// client has not acknowledged. The new node binds the session with that
+// state, answers <resumed/>, re-sends the stanzas and tells the holder it
+// has them (kindRelease). Until then the holder keeps a copy: if the
+// release does not come (the new node failed on the way), it routes the
+// copies again (to offline storage, or to the session if it is back), so
+// a broken handover costs at most duplicates, never messages.
+
+const (
+	kindTakeover = "c2s.sm.takeover"
+	kindRelease  = "c2s.sm.release"
+	// takeoverTimeout bounds the takeover call; releaseWait is how long the
+	// holder keeps its copy of the handed-over stanzas.
+	takeoverTimeout = 10 * time.Second
+	releaseWait     = 30 * time.Second
+)
+
+// Mover is what a handover needs from the router; *router.Router has it.
+type Mover interface {
+	Detach(ctx context.Context, s router.Session) (router.HandoverState, bool)
+	Attach(ctx context.Context, s router.Session, st router.HandoverState) error
+}
+
+var _ Mover = (*router.Router)(nil)
+
+type takeoverRequest struct {
+	ID       string `json:"id"`
+	Username string `json:"username"`
+	H        uint32 `json:"h"`
+}
+
+type takeoverReply struct {
+	State     router.HandoverState `json:"state"`
+	InH       uint32               `json:"in_h"`
+	ResumeFor time.Duration        `json:"resume_for"`
+	Stanzas   []string             `json:"stanzas,omitempty"`
+}
+
+var (
+	errTakeoverNotFound = errors.New("no such resumable session")
+	// errTakeoverAhead carries "h is more than sent; sent=N".
+	errTakeoverAhead = "h acknowledges more than was sent; sent="
+)
+
+// smID returns the stream-management ID for a session: the session's own
+// ID, prefixed with this node's name when clustered so another node knows
+// whom to ask.
+func (srv *Server) smID(id string) string {
+	if srv.d.Cluster == nil {
+		return id
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(srv.d.Cluster.NodeName())) + "." + id
+}
+
+// smNode returns the node an ID names ("" for none).
+func smNode(id string) string {
+	prefix, _, ok := strings.Cut(id, ".")
+	if !ok {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(prefix)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// registerHandover installs the node-link handlers; NewServer calls it.
+func (srv *Server) registerHandover() {
+	if srv.d.Cluster == nil {
+		return
+	}
+	if _, ok := srv.d.Router.(Mover); !ok {
+		return
+	}
+	srv.d.Cluster.Handle(kindTakeover, srv.handleTakeover)
+	srv.d.Cluster.Handle(kindRelease, srv.handleRelease)
+}
+
+// handleTakeover gives a detached (or about to be detached) session away.
+func (srv *Server) handleTakeover(ctx context.Context, from string, payload []byte) ([]byte, error) {
+	var req takeoverRequest
+	if err := json.Unmarshal(payload, &req); err != nil {
+		return nil, err
+	}
+	old := srv.lookupResumable(req.ID)
+	if old == nil || old.username != req.Username {
+		return nil, errTakeoverNotFound
+	}
+	// The client may be back before we noticed its connection died: close
+	// that transport and let its reader detach the session.
+	old.mu.Lock()
+	if !old.detached && !old.closing {
+		old.takeover = true
+		old.closeLocked(ReasonResumed, "", "")
+	}
+	readerDone := old.readerDone
+	old.mu.Unlock()
+	select {
+	case <-readerDone:
+	case <-time.After(5 * time.Second):
+		return nil, errTakeoverNotFound
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+
+	old.mu.Lock()
+	if !old.detached {
+		old.mu.Unlock()
+		return nil, errTakeoverNotFound
+	}
+	if n := req.H - old.ackedH; int64(n) > int64(len(old.unacked)) {
+		sent := old.outH
+		old.mu.Unlock()
+		return nil, errors.New(errTakeoverAhead + strconv.FormatUint(uint64(sent), 10))
+	}
+	old.ackLocked(req.H)
+	// From here the session is ours to give: it is no longer detached (a
+	// late expiry does nothing) and it accepts nothing more (the router
+	// routes what races with us elsewhere).
+	old.detached, old.closing, old.reason = false, true, ReasonResumed
+	if old.resumeTimer != nil {
+		old.resumeTimer.Stop()
+	}
+	unsent := old.unsentLocked()
+	inH, resumeFor := old.inH, old.resumeFor
+	old.mu.Unlock()
+	srv.dropResumable(old)
+
+	st, ok := srv.d.Router.(Mover).Detach(ctx, old)
+	if !ok {
+		// Not in the router any more (kicked meanwhile): route what it had.
+		srv.d.Router.Unbind(context.WithoutCancel(ctx), old, unsent)
+		return nil, errTakeoverNotFound
+	}
+	reply := takeoverReply{State: st, InH: inH, ResumeFor: resumeFor, Stanzas: make([]string, 0, len(unsent))}
+	for _, el := range unsent {
+		reply.Stanzas = append(reply.Stanzas, el.String())
+	}
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return nil, err
+	}
+	srv.holdCopies(req.ID, old, unsent)
+	srv.fire(ctx, plugins.EventSessionClosed, st.JID, "moved to "+from)
+	if srv.d.Metrics != nil {
+		srv.d.Metrics.closes.WithLabelValues(ReasonResumed.String()).Inc()
+	}
+	old.logger().Info("c2s: session handed to another node", "node", from, "jid", st.JID, "stanzas", len(unsent))
+	return b, nil
+}
+
+// holdCopies keeps the stanzas handed over until the new node confirms
+// (kindRelease) and routes them again if it does not.
+func (srv *Server) holdCopies(id string, old *Session, els []*wire.Element) {
+	if len(els) == 0 {
+		return
+	}
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if srv.handedOver == nil {
+		srv.handedOver = map[string]*time.Timer{}
+	}
+	srv.handedOver[id] = time.AfterFunc(releaseWait, func() {
+		srv.mu.Lock()
+		delete(srv.handedOver, id)
+		srv.mu.Unlock()
+		srv.d.Logger.Warn("c2s: no confirmation for a handed-over session; routing its stanzas again",
+			"jid", old.JID().String(), "stanzas", len(els))
+		ctx, cancel := context.WithTimeout(context.Background(), srv.cfg().Database.Timeout+5*time.Second)
+		defer cancel()
+		srv.d.Router.Unbind(ctx, old, els)
+	})
+}
+
+func (srv *Server) handleRelease(ctx context.Context, from string, payload []byte) ([]byte, error) {
+	id := string(payload)
+	srv.mu.Lock()
+	t := srv.handedOver[id]
+	delete(srv.handedOver, id)
+	srv.mu.Unlock()
+	if t != nil {
+		t.Stop()
+	}
+	return nil, nil
+}
+
+// resumeRemote asks the cluster for a session this node does not hold:
+// the node its ID names first, then the others (the session may have moved
+// on since). handled is false when nobody has it.
+func (s *Session) resumeRemote(previd string, h uint32) (next *Session, stop, handled bool) {
+	c := s.srv.d.Cluster
+	mv, ok := s.srv.d.Router.(Mover)
+	if c == nil || !ok || !c.Clustered() {
+		return nil, false, false
+	}
+	var candidates []string
+	if n := smNode(previd); n != "" && n != c.NodeName() {
+		candidates = append(candidates, n)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, takeoverTimeout)
+	defer cancel()
+	if ms, err := c.Members(ctx); err == nil {
+		for _, m := range ms {
+			if m.Name != c.NodeName() && (len(candidates) == 0 || m.Name != candidates[0]) {
+				candidates = append(candidates, m.Name)
+			}
+		}
+	}
+	req, _ := json.Marshal(takeoverRequest{ID: previd, Username: s.username, H: h})
+	for _, node := range candidates {
+		b, err := c.Call(ctx, node, kindTakeover, req)
+		if err != nil {
+			msg := err.Error() // a remote error carries the handler's message
+			if i := strings.Index(msg, errTakeoverAhead); i >= 0 {
+				sent, _ := strconv.ParseInt(strings.TrimSpace(msg[i+len(errTakeoverAhead):]), 10, 64)
+				s.enqueue(smFailed(wire.ErrUnexpectedRequest, sent))
+				return nil, false, true
+			}
+			if !strings.Contains(msg, errTakeoverNotFound.Error()) {
+				s.logger().Warn("c2s: asking another node for a session failed", "node", node, "err", err)
+			}
+			continue
+		}
+		var reply takeoverReply
+		if err := json.Unmarshal(b, &reply); err != nil {
+			s.logger().Warn("c2s: bad takeover reply", "node", node, "err", err)
+			continue
+		}
+		return s.adopt(ctx, mv, node, previd, h, reply)
+	}
+	return nil, false, false
+}
+
+// adopt makes this authenticated stream the session another node handed
+// over: bound with the same state, <resumed/>, then the stanzas the
+// client had not acknowledged, re-sent before anything new.
+func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h uint32, reply takeoverReply) (*Session, bool, bool) {
+	els := make([]*wire.Element, 0, len(reply.Stanzas))
+	for _, x := range reply.Stanzas {
+		el, err := wire.Parse([]byte(x), wire.Limits{MaxStanzaBytes: 64 << 20})
+		if err != nil {
+			s.logger().Warn("c2s: bad stanza in a handed-over session", "err", err)
+			continue
+		}
+		els = append(els, el)
+	}
+	full, err := jid.Parse(reply.State.JID)
+	if err != nil {
+		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+		s.srv.d.Router.Unbind(context.WithoutCancel(ctx), s, els)
+		s.release(node, previd)
+		return nil, false, true
+	}
+	s.full.Store(&full)
+	// Hold the queue while the router learns of us, so that nothing it
+	// delivers overtakes <resumed/> and the re-sent stanzas.
+	s.mu.Lock()
+	if err := mv.Attach(ctx, s, reply.State); err != nil {
+		s.mu.Unlock()
+		s.full.Store(nil)
+		s.logger().Warn("c2s: binding a handed-over session failed", "jid", full.String(), "err", err)
+		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+		s.srv.d.Router.Unbind(context.WithoutCancel(ctx), s, els) // route them as a gone session's
+		s.release(node, previd)
+		return nil, false, true
+	}
+	s.bound = true
+	s.smResume = true
+	s.resumeFor = reply.ResumeFor
+	if s.resumeFor <= 0 {
+		s.resumeFor = s.srv.cfg().C2S.SMResumeTimeout
+	}
+	s.outH, s.ackedH = h, h
+	s.smID = previd
+	s.stopTimerLocked()
+	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).
+		SetAttr("previd", previd).SetAttr("h", strconv.FormatUint(uint64(reply.InH), 10))})
+	for _, el := range els {
+		s.enqueueItemLocked(outItem{kind: itemElement, el: el})
+	}
+	s.startIdleTimerLocked()
+	s.mu.Unlock()
+	s.smEnabled = true
+	s.inH = reply.InH
+	s.state = stateBound
+	s.srv.addResumable(s)
+	s.logp.Store(s.logger().With("jid", full.String()))
+	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
+	s.release(node, previd)
+	s.logger().Info("c2s: session resumed from another node", "node", node, "resent", len(els))
+	return nil, false, true
+}
+
+// release tells the node that handed a session over that its copies can go.
+func (s *Session) release(node, previd string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), takeoverTimeout)
+	defer cancel()
+	if err := s.srv.d.Cluster.Send(ctx, node, kindRelease, []byte(previd)); err != nil {
+		s.logger().Warn("c2s: confirming a handover failed; that node will route its copies again", "node", node, "err", err)
+	}
+}

@@ -1,0 +1,143 @@
+package c2s_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// TestResumeOnAnotherNode: two real nodes (shared PostgreSQL, one
+// Hazelcast member, node links). Alice's connection to node a breaks; she
+// comes back through node b and resumes her stream-management session
+// there: <resumed/> with her count, every stanza she had not acknowledged
+// (also one that arrived while she was away), then live traffic, and her
+// contact never sees her go offline.
+func TestResumeOnAnotherNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-c2s-handover")
+	start := func(name string) (*server.Node, *hazelcast.Cluster) {
+		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "handover-test", Prefix: "handover.",
+		})
+	}
+	a, ca := start("node-a")
+	b, cb := start("node-b")
+	servertest.WaitClustered(t, ca, cb)
+	servertest.CreateUser(t, a, "alice", "alicepw")
+	servertest.CreateUser(t, a, "bob", "bobpw")
+
+	bob := servertest.DialTLS(t, b)
+	bobJID := bob.Login("bob", "bobpw", "desk")
+	alice := servertest.DialTLS(t, a)
+	aliceJID := alice.Login("alice", "alicepw", "phone")
+	id := enableSM(t, alice)
+	alice.Send("<presence/>")
+	alice.Send("<presence to='%s'><status>here</status></presence>", bobJID)
+	bob.Await("alice's presence", func(el *wire.Element) bool { return el.Name == "presence" && el.From() == aliceJID })
+
+	for i := 1; i <= 3; i++ {
+		bob.Send("<message to='%s' type='chat' id='m%d'><body>%d</body></message>", aliceJID, i, i)
+	}
+	// Count what alice handles (her own presence comes back to her too)
+	// and acknowledge all but m2 and m3.
+	handled := 0
+	for got := 0; got < 3; {
+		el := alice.MustNext()
+		if el.IsStanza() {
+			handled++
+		}
+		if el.Name == "message" {
+			got++
+			if el.ID() != fmt.Sprintf("m%d", got) {
+				t.Fatalf("got %s", el)
+			}
+		}
+	}
+	acked := handled - 2
+	alice.Send("<a xmlns='urn:xmpp:sm:3' h='%d'/>", acked)
+	_ = alice.Conn.Close()
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := a.C2S().Active(); got != 0 { // alice's stream is gone (bob is on b)
+			return fmt.Errorf("node a has %d streams", got)
+		}
+		return nil
+	})
+	bob.Send("<message to='%s' type='chat' id='m4'><body>4</body></message>", aliceJID) // queued on a
+
+	// Back through the other node.
+	alice2 := servertest.DialTLS(t, b)
+	if err := alice2.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	alice2.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, acked)
+	r := alice2.Await("resumed", func(el *wire.Element) bool { return el.Name == "resumed" || el.Name == "failed" })
+	if r.Name != "resumed" || r.Attr("previd") != id || r.Attr("h") != "2" {
+		t.Fatalf("got %s, want resumed with h=2 (alice sent two presences)", r)
+	}
+	for _, want := range []string{"m2", "m3", "m4"} {
+		if m := alice2.Await("message", isMsg); m.ID() != want {
+			t.Fatalf("redelivered %s, want %s", m, want)
+		}
+	}
+	// Node b routes to her now, and node a holds nothing of her.
+	bob.Send("<message to='%s' type='chat' id='m5'><body>5</body></message>", aliceJID)
+	if m := alice2.Await("message", isMsg); m.ID() != "m5" {
+		t.Fatalf("after resumption got %s, want m5", m)
+	}
+	for _, s := range a.Router().LocalSessions() {
+		if s.JID().String() == aliceJID {
+			t.Errorf("node a still has alice's session")
+		}
+	}
+	// Counts continue from where they were: alice's two presences, and
+	// m2..m5 are four stanzas more for her.
+	alice2.Send("<r xmlns='urn:xmpp:sm:3'/>")
+	ack := alice2.Await("ack", func(el *wire.Element) bool { return el.Name == "a" || el.Name == "r" })
+	if ack.Name == "a" && ack.Attr("h") != "2" {
+		t.Errorf("server's count of alice's stanzas after resumption: %s, want h=2", ack)
+	}
+	alice2.Send("<a xmlns='urn:xmpp:sm:3' h='%d'/>", acked+4)
+	alice2.Send("<message to='%s' type='chat' id='back'><body>back</body></message>", bobJID)
+	// Bob saw nothing of the move: no unavailable presence before "back".
+	for {
+		el := bob.MustNext()
+		if el.Name == "presence" && el.From() == aliceJID && el.Type() == "unavailable" {
+			t.Fatalf("bob saw alice go offline: %s", el)
+		}
+		if el.ID() == "back" {
+			break
+		}
+	}
+	// Her session can be resumed again, on this node, with the same ID.
+	_ = alice2.Conn.Close()
+	alice3 := servertest.DialTLS(t, b)
+	if err := alice3.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	alice3.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='%d'/>", id, acked+4)
+	if r := alice3.Await("resumed", func(el *wire.Element) bool { return el.Name == "resumed" || el.Name == "failed" }); r.Name != "resumed" {
+		t.Fatalf("second resumption: %s", r)
+	}
+
+	// Nobody has this one.
+	x := servertest.DialTLS(t, a)
+	if err := x.AuthSCRAM("SCRAM-SHA-256", "bob", "bobpw"); err != nil {
+		t.Fatal(err)
+	}
+	x.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", strings.Replace(id, ".", ".00", 1))
+	if f := x.ExpectName("failed"); f.Child("item-not-found", wire.NSStanzas) == nil {
+		t.Errorf("resuming an unknown session: %s", f)
+	}
+}

@@ -1,0 +1,84 @@
+package router
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/xmpp/jid"
+)
+
+// HandoverState is a session's routing state as it moves to another node
+// (a stream-management resumption there, XEP-0198): what it takes for the
+// session to go on as if nothing happened.
+type HandoverState struct {
+	JID        string   `json:"jid"`
+	Presence   string   `json:"presence,omitempty"` // the last available presence, XML
+	Priority   int      `json:"priority"`
+	Available  bool     `json:"available"`
+	Interested bool     `json:"interested"` // requested the roster: gets pushes
+	Carbons    bool     `json:"carbons"`
+	Directed   []string `json:"directed,omitempty"`
+}
+
+// Detach removes a bound local session without anyone noticing: no
+// unavailable presence, no last activity; only its route goes. The
+// session continues on another node, which calls Attach with the state.
+// It reports false when s is not bound here.
+func (r *Router) Detach(ctx context.Context, s Session) (HandoverState, bool) {
+	full := s.JID().String()
+	r.mu.Lock()
+	rec := r.sessions[full]
+	if rec == nil || rec.s != s {
+		r.mu.Unlock()
+		return HandoverState{}, false
+	}
+	r.removeLocked(rec)
+	st := HandoverState{JID: rec.full, Priority: rec.priority, Available: rec.available,
+		Interested: rec.interested, Carbons: rec.carbons, Directed: slices.Sorted(maps.Keys(rec.directed))}
+	if rec.presence != nil {
+		st.Presence = rec.presence.String()
+	}
+	r.mu.Unlock()
+	if err := r.deleteRoute(context.WithoutCancel(ctx), full); err != nil {
+		r.log.Warn("router: deleting route failed", "jid", full, "err", err)
+	}
+	return st, true
+}
+
+// Attach binds s with the state Detach returned on another node, sending
+// nothing to anyone (the contacts saw no change), and publishes its route.
+// It fails with wire.ErrConflict when that full JID is bound again here.
+func (r *Router) Attach(ctx context.Context, s Session, st HandoverState) error {
+	full, err := jid.Parse(st.JID)
+	if err != nil || full.Resourcepart() == "" || full.Domainpart() != r.domain {
+		return wire.ErrBadRequest
+	}
+	rec := &session{s: s, full: full.String(), bare: full.Bare().String(), priority: st.Priority,
+		available: st.Available, interested: st.Interested, carbons: st.Carbons}
+	if st.Presence != "" {
+		if rec.presence, err = wire.Parse([]byte(st.Presence), wire.Limits{}); err != nil {
+			return wire.ErrBadRequest
+		}
+	}
+	for _, to := range st.Directed {
+		if rec.directed == nil {
+			rec.directed = map[string]struct{}{}
+		}
+		rec.directed[to] = struct{}{}
+	}
+	r.mu.Lock()
+	if r.sessions[rec.full] != nil {
+		r.mu.Unlock()
+		return wire.ErrConflict
+	}
+	r.sessions[rec.full] = rec
+	r.byBare[rec.bare] = append(r.byBare[rec.bare], rec)
+	rt := rec.routeLocked(r.node)
+	r.mu.Unlock()
+	if err := r.putRoute(ctx, rt); err != nil {
+		r.log.Warn("router: publishing route failed", "jid", rec.full, "err", err)
+	}
+	return nil
+}
