@@ -50,16 +50,25 @@ func (s *Session) Transport() Transport {
 	return s.t
 }
 
-// Redirect ends the session with streamErr (typically SeeOtherHost), as
-// Close does: it never blocks. What the client never received or never
-// acknowledged (with stream management) is handed to the router's Unbind,
-// which re-routes it (other resources, offline storage), so nothing is
-// lost; a stream-management client that reconnects elsewhere gets its
-// messages again from offline storage. A detached session is ended the
-// same way. The close reason is ReasonRedirected.
+// Redirect ends the session's stream with streamErr (typically
+// SeeOtherHost), as Close does: it never blocks. When the node is
+// clustered, a session with stream-management resumption stays detached
+// for up to redirectResumeWindow so that its client resumes it on the node
+// it was sent to (handover.go), losing nothing and receiving nothing
+// twice. Otherwise, or when that window passes, what the client never
+// received or never acknowledged is handed to the router's Unbind, which
+// re-routes it (other resources, offline storage), so nothing is lost. The
+// close reason is ReasonRedirected.
 func (s *Session) Redirect(streamErr *wire.Element) {
 	s.mu.Lock()
 	if s.detached {
+		if s.srv.canHandOver() && s.resumeTimer != nil {
+			// Its client may still resume it on another node: leave it
+			// the same short window as a session sent away now.
+			s.resumeTimer.Reset(min(s.resumeFor, redirectResumeWindow))
+			s.mu.Unlock()
+			return
+		}
 		s.mu.Unlock()
 		go s.expire(ReasonRedirected)
 		return

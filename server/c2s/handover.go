@@ -40,10 +40,27 @@ const (
 	releaseWait     = 30 * time.Second
 )
 
+// redirectResumeWindow is how long a stream-management session sent to
+// another node (see-other-host) waits to be resumed there before what it
+// holds is routed again (to offline storage): long enough for a client to
+// reconnect, short enough not to hold up a drain.
+const redirectResumeWindow = 15 * time.Second
+
+// canHandOver reports whether a detached session here can be resumed on
+// another node right now.
+func (srv *Server) canHandOver() bool {
+	if srv.d.Cluster == nil || !srv.d.Cluster.Clustered() {
+		return false
+	}
+	_, ok := srv.d.Router.(Mover)
+	return ok
+}
+
 // Mover is what a handover needs from the router; *router.Router has it.
 type Mover interface {
 	Detach(ctx context.Context, s router.Session) (router.HandoverState, bool)
 	Attach(ctx context.Context, s router.Session, st router.HandoverState) error
+	Resumed(ctx context.Context, s router.Session)
 }
 
 var _ Mover = (*router.Router)(nil)
@@ -215,10 +232,10 @@ func (srv *Server) handleRelease(ctx context.Context, from string, payload []byt
 // on since). handled is false when nobody has it.
 func (s *Session) resumeRemote(previd string, h uint32) (next *Session, stop, handled bool) {
 	c := s.srv.d.Cluster
-	mv, ok := s.srv.d.Router.(Mover)
-	if c == nil || !ok || !c.Clustered() {
+	if !s.srv.canHandOver() {
 		return nil, false, false
 	}
+	mv := s.srv.d.Router.(Mover)
 	var candidates []string
 	if n := smNode(previd); n != "" && n != c.NodeName() {
 		candidates = append(candidates, n)
@@ -313,6 +330,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.logp.Store(s.logger().With("jid", full.String()))
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	s.release(node, previd)
+	mv.Resumed(ctx, s)
 	s.logger().Info("c2s: session resumed from another node", "node", node, "resent", len(els))
 	return nil, false, true
 }

@@ -1,6 +1,7 @@
 package c2s_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
@@ -24,19 +26,7 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Hazelcast")
 	}
-	pg := pgtest.Start(t)
-	member := hztest.StartMember(t, "aviary-c2s-handover")
-	start := func(name string) (*server.Node, *hazelcast.Cluster) {
-		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "handover-test", Prefix: "handover.",
-		})
-	}
-	a, ca := start("node-a")
-	b, cb := start("node-b")
-	servertest.WaitClustered(t, ca, cb)
-	servertest.CreateUser(t, a, "alice", "alicepw")
-	servertest.CreateUser(t, a, "bob", "bobpw")
+	a, b := twoNodes(t)
 
 	bob := servertest.DialTLS(t, b)
 	bobJID := bob.Login("bob", "bobpw", "desk")
@@ -139,5 +129,75 @@ func TestResumeOnAnotherNode(t *testing.T) {
 	x.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", strings.Replace(id, ".", ".00", 1))
 	if f := x.ExpectName("failed"); f.Child("item-not-found", wire.NSStanzas) == nil {
 		t.Errorf("resuming an unknown session: %s", f)
+	}
+}
+
+// twoNodes starts two clustered nodes with users alice and bob.
+func twoNodes(t *testing.T) (a, b *server.Node) {
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-c2s-handover")
+	start := func(name string) (*server.Node, *hazelcast.Cluster) {
+		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "handover-test", Prefix: "handover.",
+		})
+	}
+	a, ca := start("node-a")
+	b, cb := start("node-b")
+	servertest.WaitClustered(t, ca, cb)
+	servertest.CreateUser(t, a, "alice", "alicepw")
+	servertest.CreateUser(t, a, "bob", "bobpw")
+	return a, b
+}
+
+// TestRedirectedSessionResumesElsewhere: a node sends a stream-management
+// session away with see-other-host (a drain does that); the client
+// resumes it on the node it was sent to and gets what it had not
+// acknowledged, once.
+func TestRedirectedSessionResumesElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	a, b := twoNodes(t)
+	bob := servertest.DialTLS(t, b)
+	bobJID := bob.Login("bob", "bobpw", "desk")
+	alice := servertest.DialTLS(t, a)
+	aliceJID := alice.Login("alice", "alicepw", "phone")
+	id := enableSM(t, alice)
+	bob.Send("<message to='%s' type='chat' id='m1'><body>1</body></message>", aliceJID)
+	alice.Await("m1", isMsg) // received, not acknowledged
+
+	var cs *c2s.Session
+	for _, s := range a.Router().LocalSessions() {
+		if s.JID().String() == aliceJID {
+			cs = s.(*c2s.Session)
+		}
+	}
+	if cs == nil {
+		t.Fatal("alice's session not on node a")
+	}
+	target := b.Addr(server.ListenerC2STLS).String()
+	cs.Redirect(c2s.SeeOtherHost(target))
+	alice.ExpectStreamError("see-other-host")
+	bob.Send("<message to='%s' type='chat' id='m2'><body>2</body></message>", aliceJID) // while she moves
+
+	alice2 := servertest.DialAddr(t, target, "localhost", true)
+	if err := alice2.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	alice2.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", id)
+	if r := alice2.Await("resumed", func(el *wire.Element) bool { return el.Name == "resumed" || el.Name == "failed" }); r.Name != "resumed" {
+		t.Fatalf("resuming the redirected session: %s", r)
+	}
+	for _, want := range []string{"m1", "m2"} {
+		if m := alice2.Await("message", isMsg); m.ID() != want {
+			t.Fatalf("got %s, want %s", m, want)
+		}
+	}
+	alice2.Send("<message to='%s' type='chat' id='back'><body>back</body></message>", bobJID)
+	bob.Await("back", func(el *wire.Element) bool { return el.ID() == "back" })
+	// Nothing went to offline storage: it was all handed over.
+	if n, err := a.Store().CountOffline(context.Background(), "alice@localhost"); err != nil || n != 0 {
+		t.Errorf("offline messages for alice: %d, %v", n, err)
 	}
 }

@@ -77,8 +77,11 @@ func (s *Session) streamError(cond, text string) {
 func (s *Session) finish() CloseReason {
 	s.mu.Lock()
 	reason := s.reason
+	// A session sent away (see-other-host, a drain) stays resumable when
+	// another node can take it over: the client resumes there.
 	detach := s.bound && s.smResume && (s.takeover ||
-		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout)
+		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout ||
+		(reason == ReasonRedirected && s.srv.canHandOver()))
 	if detach {
 		s.detached = true
 		s.closing = false
@@ -96,7 +99,11 @@ func (s *Session) finish() CloseReason {
 		closeIt := !s.tclosed
 		s.tclosed = true
 		if s.detached {
-			s.resumeTimer = time.AfterFunc(s.resumeFor, func() { s.expire(ReasonResumeTimeout) })
+			wait := s.resumeFor
+			if reason == ReasonRedirected {
+				wait = min(wait, redirectResumeWindow)
+			}
+			s.resumeTimer = time.AfterFunc(wait, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
 		if closeIt {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -81,4 +82,28 @@ func (r *Router) Attach(ctx context.Context, s Session, st HandoverState) error 
 		r.log.Warn("router: publishing route failed", "jid", rec.full, "err", err)
 	}
 	return nil
+}
+
+// resumedRecheck is when Resumed looks at offline storage a second time.
+const resumedRecheck = 2 * time.Second
+
+// Resumed is called once a session Attach bound here is live again (its
+// client has <resumed/>). Stanzas that reached the old node or another
+// node while the session was between the two found no route and went to
+// offline storage, which a resumed session never asks for (it sends no
+// initial presence): hand them over now, and once more a moment later
+// for any that were still on their way.
+func (r *Router) Resumed(ctx context.Context, s Session) {
+	full := s.JID().String()
+	r.mu.RLock()
+	rec := r.sessions[full]
+	available := rec != nil && rec.s == s && rec.available && rec.priority >= 0
+	r.mu.RUnlock()
+	if !available {
+		return
+	}
+	bare := s.JID().Bare().String()
+	ctx = context.WithoutCancel(ctx)
+	r.flushOffline(ctx, bare)
+	time.AfterFunc(resumedRecheck, func() { r.flushOffline(ctx, bare) })
 }
