@@ -22,14 +22,14 @@ import (
 //     dispatcher stop naming it once they see the flag.
 //  2. Every bound session is closed with see-other-host (the target picked
 //     per transport and spread over the nodes that accept), or
-//     system-shutdown when no node can take it. Stream-management sessions
-//     are not handed over: everything they were sent but did not
-//     acknowledge, like everything a plain session had queued, goes back to
-//     the router (c2s.Session.Redirect → router.Unbind), which delivers
-//     messages to the user's other resources or stores them offline; the
-//     client reconnects elsewhere, its resumption fails (item-not-found),
-//     it binds anew and gets the messages from offline storage. Detached
-//     sessions waiting for resumption are ended the same way.
+//     system-shutdown when no node can take it. A stream-management
+//     session with resumption stays detached for a short window
+//     (server/c2s): its client resumes it on the node it was sent to,
+//     which takes it over through the cluster. Otherwise, everything it
+//     was sent but did not acknowledge, like everything a plain session
+//     had queued, goes back to the router (c2s.Session.Redirect →
+//     router.Unbind), which delivers messages to the user's other
+//     resources or stores them offline.
 //     At most balance.drain_rate sessions per second are sent away, so
 //     the other nodes are not hit by every reconnection at once.
 //  3. Streams still negotiating are swept again every SweepInterval once
