@@ -182,6 +182,14 @@ func (cl *ringClient) unacked() int {
 	return cl.win.messages()
 }
 
+// endStream sends </stream:stream> on the current stream; the server
+// answers in kind and the reader sees the end.
+func (cl *ringClient) endStream() {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.writeLocked([]byte("</stream:stream>"))
+}
+
 // close ends the current stream.
 func (cl *ringClient) close() {
 	cl.mu.Lock()

@@ -165,15 +165,26 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	waitDrained(ctx, tr, cfg.Drain)
 	close(done)
 	if clients != nil {
-		// The streams in use now (not the first ones): closing them ends
-		// the readers; the first ones are closed by the caller.
-		rcancel()
+		// End the streams in use now (not the first ones, which the caller
+		// closes) cleanly: </stream:stream> first, so the server closes the
+		// sessions instead of keeping them detached for resumption, then
+		// whatever is left (a reconnect under way) at once.
 		unacked := 0
 		for _, cl := range clients {
 			unacked += cl.unacked()
+			cl.endStream()
+		}
+		readers := make(chan struct{})
+		go func() { rwg.Wait(); close(readers) }()
+		select {
+		case <-readers:
+		case <-time.After(5 * time.Second):
+		}
+		rcancel()
+		for _, cl := range clients {
 			cl.close()
 		}
-		rwg.Wait()
+		<-readers
 		c := tr.Counts()
 		st.Reconnect = &ReconnectStats{
 			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, Lost: c.Lost,

@@ -160,6 +160,15 @@ func TestRollingRestartE2E(t *testing.T) {
 		users, res.Login.OK, users, rc.Sent, rc.Delivered, rc.Redelivered, rc.Lost, rc.Redirects, rc.Reconnects, rc.Resumed,
 		rc.Disconnects, rc.Resent, rc.DispatchAsked, rc.UnackedAtEnd, r.Unexpected, r.Stalled,
 		r.Latency.P50, r.Latency.P99, r.Latency.Max, time.Since(began).Round(time.Second), strings.Join(drains, "; "))
+	// Sessions kept for resumption other than by a drain: the tool's
+	// streams should end cleanly, not break.
+	for _, p := range cl.nodes {
+		for _, line := range strings.Split(cl.log(p.name), "\n") {
+			if strings.Contains(line, "waiting for resumption") && !strings.Contains(line, "reason=redirected") {
+				t.Logf("%s: %s", p.name, line)
+			}
+		}
+	}
 	if len(r.ReadErrs) > 0 {
 		t.Logf("aviary-bench read errors: %v", r.ReadErrs)
 	}
