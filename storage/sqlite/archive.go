@@ -33,7 +33,7 @@ func (s *Store) QueryArchive(ctx context.Context, owner, with, afterID string, l
 	defer cancel()
 	var after int64
 	if afterID != "" {
-		err := s.rdb.QueryRowContext(ctx, "SELECT seq FROM archive WHERE owner = ? AND id = ?", owner, afterID).Scan(&after)
+		err := s.queryRow(ctx, "SELECT seq FROM archive WHERE owner = ? AND id = ?", owner, afterID).Scan(&after)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, storage.ErrNotFound
 		} else if err != nil {
@@ -49,7 +49,7 @@ func (s *Store) QueryArchive(ctx context.Context, owner, with, afterID string, l
 		q = "SELECT id, with_jid, stanza, stamped FROM archive WHERE owner = ? AND with_jid = ? AND seq > ? ORDER BY seq LIMIT ?"
 		args = []any{owner, with, after, limit}
 	}
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -36,7 +35,7 @@ func (s *Store) getBlob(ctx context.Context, query string, args ...any) ([]byte,
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	var b []byte
-	if err := s.rdb.QueryRowContext(ctx, query, args...).Scan(&b); err != nil {
+	if err := s.queryRow(ctx, query, args...).Scan(&b); err != nil {
 		return nil, mapErr(err)
 	}
 	return nonNil(b), nil
@@ -53,21 +52,26 @@ func nonNil(b []byte) []byte {
 func (s *Store) BlockList(ctx context.Context, owner string) ([]string, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.rdb.QueryContext(ctx, "SELECT jid FROM blocklist WHERE owner = ? ORDER BY jid", owner)
+	rows, err := s.query(ctx, "SELECT jid FROM blocklist WHERE owner = ? ORDER BY jid", owner)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	return scanStrings(rows)
 }
 
+const (
+	qBlock      = "INSERT INTO blocklist (owner, jid) VALUES (?, ?) ON CONFLICT DO NOTHING"
+	qUnblockOne = "DELETE FROM blocklist WHERE owner = ? AND jid = ?"
+)
+
 // Block adds JIDs to the owner's list; duplicates are ignored.
 func (s *Store) Block(ctx context.Context, owner string, jids []string) error {
 	if len(jids) == 0 {
 		return nil
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx wtx) error {
 		for _, j := range jids {
-			if _, err := tx.ExecContext(ctx, "INSERT INTO blocklist (owner, jid) VALUES (?, ?) ON CONFLICT DO NOTHING", owner, j); err != nil {
+			if _, err := tx.ExecContext(ctx, qBlock, owner, j); err != nil {
 				return mapErr(err)
 			}
 		}
@@ -81,9 +85,9 @@ func (s *Store) Unblock(ctx context.Context, owner string, jids []string) error 
 		_, err := s.exec(ctx, "DELETE FROM blocklist WHERE owner = ?", owner)
 		return err
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx wtx) error {
 		for _, j := range jids {
-			if _, err := tx.ExecContext(ctx, "DELETE FROM blocklist WHERE owner = ? AND jid = ?", owner, j); err != nil {
+			if _, err := tx.ExecContext(ctx, qUnblockOne, owner, j); err != nil {
 				return mapErr(err)
 			}
 		}
@@ -98,7 +102,7 @@ func (s *Store) GetLast(ctx context.Context, owner string) (time.Time, string, e
 	defer cancel()
 	var at int64
 	var status string
-	err := s.rdb.QueryRowContext(ctx, "SELECT at, status FROM last_activity WHERE owner = ?", owner).Scan(&at, &status)
+	err := s.queryRow(ctx, "SELECT at, status FROM last_activity WHERE owner = ?", owner).Scan(&at, &status)
 	if err != nil {
 		return time.Time{}, "", mapErr(err)
 	}

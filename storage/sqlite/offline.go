@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"slices"
 	"time"
 
@@ -10,32 +9,55 @@ import (
 	"github.com/aviary-im/aviary/storage/internal/shared"
 )
 
+const (
+	qCountOffline  = "SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = ? LIMIT ?)"
+	qInsertOffline = "INSERT INTO offline (owner, stanza, stored) VALUES (?, ?, ?)"
+	qTakeOffline   = "DELETE FROM offline WHERE owner = ? RETURNING id, stanza, stored"
+	qHasOffline    = "SELECT EXISTS (SELECT 1 FROM offline WHERE owner = ?)"
+)
+
 // StoreOffline commits the message before returning. With limit > 0 and
 // the owner already holding limit messages it returns
 // storage.ErrQuotaExceeded; the check and the insert are one transaction.
 func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx wtx) error {
 		if limit > 0 {
 			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = ? LIMIT ?)", owner, limit).Scan(&n); err != nil {
+			if err := tx.QueryRowContext(ctx, qCountOffline, owner, limit).Scan(&n); err != nil {
 				return mapErr(err)
 			}
 			if n >= limit {
 				return storage.ErrQuotaExceeded
 			}
 		}
-		_, err := tx.ExecContext(ctx, "INSERT INTO offline (owner, stanza, stored) VALUES (?, ?, ?)",
-			owner, stanza, micro(shared.Now()))
+		_, err := tx.ExecContext(ctx, qInsertOffline, owner, stanza, micro(shared.Now()))
 		return mapErr(err)
 	})
 }
 
 // TakeOffline returns and deletes the owner's messages with one
 // DELETE ... RETURNING, oldest first.
+//
+// Most logins have nothing waiting, so a read on the reader pool looks
+// first and the write transaction (which queues behind every other
+// writer) runs only when there is something to take. A message committed
+// after that look is no different from one committed just after the
+// DELETE: the caller re-checks for it (the router flushes the queue after
+// storing when a resource is available).
 func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.OfflineMessage, error) {
+	var has bool
+	rctx, cancel := bound(ctx)
+	err := s.queryRow(rctx, qHasOffline, owner).Scan(&has)
+	cancel()
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	if !has {
+		return nil, nil
+	}
 	var out []storage.OfflineMessage
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, "DELETE FROM offline WHERE owner = ? RETURNING id, stanza, stored", owner)
+	err = s.write(ctx, func(ctx context.Context, tx wtx) error {
+		rows, err := tx.QueryContext(ctx, qTakeOffline, owner)
 		if err != nil {
 			return mapErr(err)
 		}
@@ -63,7 +85,7 @@ func (s *Store) CountOffline(ctx context.Context, owner string) (int, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	var n int
-	err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n)
+	err := s.queryRow(ctx, "SELECT count(*) FROM offline WHERE owner = ?", owner).Scan(&n)
 	return n, mapErr(err)
 }
 

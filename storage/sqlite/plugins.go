@@ -28,7 +28,7 @@ func (s *Store) GetPlugin(ctx context.Context, name, version string) (storage.Pl
 	defer cancel()
 	p := storage.PluginRecord{Name: name, Version: version}
 	var at int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT checksum, artifact, enabled, uploaded FROM plugins
+	err := s.queryRow(ctx, `SELECT checksum, artifact, enabled, uploaded FROM plugins
 		WHERE name = ? AND version = ?`, name, version).Scan(&p.Checksum, &p.Artifact, &p.Enabled, &at)
 	if err != nil {
 		return storage.PluginRecord{}, mapErr(err)
@@ -43,7 +43,7 @@ func (s *Store) GetPlugin(ctx context.Context, name, version string) (storage.Pl
 func (s *Store) ListPlugins(ctx context.Context) ([]storage.PluginRecord, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.rdb.QueryContext(ctx, "SELECT name, version, checksum, enabled, uploaded FROM plugins ORDER BY name, version")
+	rows, err := s.query(ctx, "SELECT name, version, checksum, enabled, uploaded FROM plugins ORDER BY name, version")
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -96,7 +96,7 @@ func (s *Store) SetNodePlugin(ctx context.Context, np storage.NodePlugin) error 
 func (s *Store) ListNodePlugins(ctx context.Context) ([]storage.NodePlugin, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.rdb.QueryContext(ctx, "SELECT node, name, version, state, updated FROM node_plugins ORDER BY node, name")
+	rows, err := s.query(ctx, "SELECT node, name, version, state, updated FROM node_plugins ORDER BY node, name")
 	if err != nil {
 		return nil, mapErr(err)
 	}

@@ -12,7 +12,7 @@ func (s *Store) GetProperty(ctx context.Context, name string) (string, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	var v string
-	err := s.rdb.QueryRowContext(ctx, "SELECT value FROM properties WHERE name = ?", name).Scan(&v)
+	err := s.queryRow(ctx, "SELECT value FROM properties WHERE name = ?", name).Scan(&v)
 	return v, mapErr(err)
 }
 
@@ -40,7 +40,7 @@ func (s *Store) DeleteProperty(ctx context.Context, name string) error {
 func (s *Store) ListProperties(ctx context.Context) (map[string]string, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.rdb.QueryContext(ctx, "SELECT name, value FROM properties")
+	rows, err := s.query(ctx, "SELECT name, value FROM properties")
 	if err != nil {
 		return nil, mapErr(err)
 	}

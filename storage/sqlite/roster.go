@@ -21,45 +21,70 @@ func scanRosterItem(r rowScanner, owner string) (storage.RosterItem, error) {
 	if err := r.Scan(&it.Contact, &it.Name, &it.Subscription, &it.PendingOut, &it.PendingIn, &groups, &it.InRoster); err != nil {
 		return it, err
 	}
-	if groups != "" && groups != "[]" {
-		if err := json.Unmarshal([]byte(groups), &it.Groups); err != nil {
-			return it, fmt.Errorf("sqlite: roster groups of %s/%s: %w", owner, it.Contact, err)
-		}
-	}
-	return it, nil
+	return it, decodeGroups(&it, groups)
 }
 
+func decodeGroups(it *storage.RosterItem, groups string) error {
+	if groups != "" && groups != "[]" {
+		if err := json.Unmarshal([]byte(groups), &it.Groups); err != nil {
+			return fmt.Errorf("sqlite: roster groups of %s/%s: %w", it.Owner, it.Contact, err)
+		}
+	}
+	return nil
+}
+
+const (
+	qRosterItem       = "SELECT " + rosterCols + " FROM roster_items WHERE owner = ? AND contact = ?"
+	qRosterVersion    = "SELECT version FROM roster_versions WHERE owner = ?"
+	qDeleteRosterItem = "DELETE FROM roster_items WHERE owner = ? AND contact = ?"
+	qUpsertRosterItem = `INSERT INTO roster_items (owner, ` + rosterCols + `)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+				ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name,
+				subscription = excluded.subscription, pending_out = excluded.pending_out,
+				pending_in = excluded.pending_in, groups_json = excluded.groups_json,
+				in_roster = excluded.in_roster`
+	qBumpRosterVersion = `INSERT INTO roster_versions (owner, version) VALUES (?, 1)
+			ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version`
+	// qRoster reads the version (a first row with kind 0, when there is
+	// one) and the items (kind 1, by contact) in one statement, so they
+	// come from one snapshot without a transaction.
+	qRoster = `SELECT 0 AS kind, version, '' AS contact, '', 'none', 0, 0, '[]', 0
+			FROM roster_versions WHERE owner = ?
+		UNION ALL
+		SELECT 1, 0, ` + rosterCols + ` FROM roster_items WHERE owner = ?
+		ORDER BY kind, contact`
+)
+
 // GetRoster returns every item of the owner (including items with InRoster
-// false) sorted by contact, and the roster version.
+// false) sorted by contact, and the roster version, in one statement.
 func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	// One read transaction so the items and the version agree.
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	rows, err := s.query(ctx, qRoster, owner, owner)
 	if err != nil {
 		return nil, 0, mapErr(err)
 	}
-	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? ORDER BY contact", owner)
-	if err != nil {
-		return nil, 0, mapErr(err)
-	}
+	defer rows.Close()
 	var items []storage.RosterItem
+	var ver int64
 	for rows.Next() {
-		it, err := scanRosterItem(rows, owner)
-		if err != nil {
-			rows.Close()
+		var kind, v int64
+		it := storage.RosterItem{Owner: owner}
+		var groups string
+		if err := rows.Scan(&kind, &v, &it.Contact, &it.Name, &it.Subscription, &it.PendingOut, &it.PendingIn, &groups, &it.InRoster); err != nil {
 			return nil, 0, mapErr(err)
+		}
+		if kind == 0 {
+			ver = v
+			continue
+		}
+		if err := decodeGroups(&it, groups); err != nil {
+			return nil, 0, err
 		}
 		items = append(items, it)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, 0, mapErr(err)
-	}
-	ver, err := rosterVersion(ctx, tx, owner)
-	if err != nil {
-		return nil, 0, err
 	}
 	return items, ver, nil
 }
@@ -70,7 +95,7 @@ type querier interface {
 
 func rosterVersion(ctx context.Context, q querier, owner string) (int64, error) {
 	var v int64
-	err := q.QueryRowContext(ctx, "SELECT version FROM roster_versions WHERE owner = ?", owner).Scan(&v)
+	err := q.QueryRowContext(ctx, qRosterVersion, owner).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -81,7 +106,7 @@ func rosterVersion(ctx context.Context, q querier, owner string) (int64, error) 
 func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (storage.RosterItem, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	row := s.rdb.QueryRowContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? AND contact = ?", owner, contact)
+	row := s.queryRow(ctx, qRosterItem, owner, contact)
 	it, err := scanRosterItem(row, owner)
 	if err != nil {
 		return storage.RosterItem{}, mapErr(err)
@@ -94,8 +119,8 @@ func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (stora
 // serialize. The version is bumped only when something changed. On removal
 // the returned item is the one that was removed.
 func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
-	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		cur, err := scanRosterItem(tx.QueryRowContext(ctx, "SELECT "+rosterCols+" FROM roster_items WHERE owner = ? AND contact = ?", owner, contact), owner)
+	err = s.write(ctx, func(ctx context.Context, tx wtx) error {
+		cur, err := scanRosterItem(tx.QueryRowContext(ctx, qRosterItem, owner, contact), owner)
 		exists := true
 		if errors.Is(err, sql.ErrNoRows) {
 			exists = false
@@ -116,7 +141,7 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 			if !exists {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, "DELETE FROM roster_items WHERE owner = ? AND contact = ?", owner, contact); err != nil {
+			if _, err := tx.ExecContext(ctx, qDeleteRosterItem, owner, contact); err != nil {
 				return mapErr(err)
 			}
 			removed, changed = true, true
@@ -137,19 +162,13 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 				}
 				groups = string(b)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO roster_items (owner, `+rosterCols+`)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT (owner, contact) DO UPDATE SET name = excluded.name,
-				subscription = excluded.subscription, pending_out = excluded.pending_out,
-				pending_in = excluded.pending_in, groups_json = excluded.groups_json,
-				in_roster = excluded.in_roster`,
+			if _, err := tx.ExecContext(ctx, qUpsertRosterItem,
 				owner, contact, upd.Name, upd.Subscription, b2i(upd.PendingOut), b2i(upd.PendingIn), groups, b2i(upd.InRoster)); err != nil {
 				return mapErr(err)
 			}
 			changed = true
 		}
-		return mapErr(tx.QueryRowContext(ctx, `INSERT INTO roster_versions (owner, version) VALUES (?, 1)
-			ON CONFLICT (owner) DO UPDATE SET version = version + 1 RETURNING version`, owner).Scan(&version))
+		return mapErr(tx.QueryRowContext(ctx, qBumpRosterVersion, owner).Scan(&version))
 	})
 	if err != nil {
 		return storage.RosterItem{}, false, false, 0, err
@@ -161,14 +180,19 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	return rosterVersion(ctx, s.rdb, owner)
+	var v int64
+	err := s.queryRow(ctx, qRosterVersion, owner).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, mapErr(err)
 }
 
 // Subscribers returns the contacts with subscription from or both, sorted.
 func (s *Store) Subscribers(ctx context.Context, owner string) ([]string, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.rdb.QueryContext(ctx, `SELECT contact FROM roster_items
+	rows, err := s.query(ctx, `SELECT contact FROM roster_items
 		WHERE owner = ? AND subscription IN ('from', 'both') ORDER BY contact`, owner)
 	if err != nil {
 		return nil, mapErr(err)

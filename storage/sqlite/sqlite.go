@@ -46,6 +46,8 @@ type Store struct {
 	path string
 	rdb  *sql.DB // readers
 	wdb  *sql.DB // the one writer connection
+	rst  stmts   // prepared statements of rdb
+	wst  stmts   // prepared statements of wdb
 
 	mu        sync.Mutex
 	listeners map[string]map[*propListener]struct{}
@@ -80,10 +82,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxLifetime(0)
 	wdb.SetConnMaxIdleTime(0)
-	s := &Store{path: abs, wdb: wdb, listeners: map[string]map[*propListener]struct{}{}}
+	s := &Store{path: abs, wdb: wdb, wst: stmts{db: wdb}, listeners: map[string]map[*propListener]struct{}{}}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		return nil, err
+	}
+	if err := s.prepareWriteTx(ctx); err != nil {
+		s.wst.close()
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: prepare: %w", mapErr(err))
 	}
 	rdb, err := sql.Open("sqlite", u+"?"+rq.Encode())
 	if err != nil {
@@ -94,6 +101,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	rdb.SetMaxOpenConns(n)
 	rdb.SetMaxIdleConns(n)
 	s.rdb = rdb
+	s.rst = stmts{db: rdb}
 	return s, nil
 }
 
@@ -102,6 +110,8 @@ func (s *Store) Path() string { return s.path }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.rst.close()
+	s.wst.close()
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
 
@@ -110,7 +120,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	var one int
-	return mapErr(s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one))
+	return mapErr(s.queryRow(ctx, "SELECT 1").Scan(&one))
 }
 
 // SchemaVersion returns the highest applied migration.
@@ -206,14 +216,14 @@ func mapErr(err error) error {
 }
 
 // write runs fn in one IMMEDIATE transaction on the writer connection.
-func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx wtx) error) error {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return mapErr(err)
 	}
-	if err := fn(ctx, tx); err != nil {
+	if err := fn(ctx, wtx{tx: tx, s: s}); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -224,7 +234,11 @@ func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (int64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	res, err := s.wdb.ExecContext(ctx, query, args...)
+	st, err := s.wst.prepare(ctx, query)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	res, err := st.ExecContext(ctx, args...)
 	if err != nil {
 		return 0, mapErr(err)
 	}

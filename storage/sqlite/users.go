@@ -38,7 +38,7 @@ func (s *Store) GetUser(ctx context.Context, username string) (storage.User, err
 	u := storage.User{Username: username}
 	c := &u.Credentials
 	var at int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT
+	err := s.queryRow(ctx, `SELECT
 		sha1_salt, sha1_iter, sha1_stored, sha1_server,
 		sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at
 		FROM users WHERE username = ?`, username).Scan(
@@ -73,6 +73,13 @@ func (s *Store) SetCredentials(ctx context.Context, username string, c storage.C
 var perUser = []string{"roster_items", "roster_versions", "offline", "vcards",
 	"private_xml", "blocklist", "last_activity", "archive"}
 
+const qDeleteUser = "DELETE FROM users WHERE username = ?"
+
+// deletePerUser is the statement clearing one of the perUser tables.
+func deletePerUser(table string) string {
+	return fmt.Sprintf("DELETE FROM %s WHERE owner = ? OR (owner >= ? AND owner < ?)", table)
+}
+
 // DeleteUser removes an account and everything stored for it, whether keyed
 // by the username or by its bare JID, in one transaction. It returns
 // storage.ErrNotFound when there was no account (after clearing any
@@ -83,14 +90,13 @@ func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	}
 	lo, hi := shared.OwnerRange(username)
 	var n int64
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx wtx) error {
 		for _, t := range perUser {
-			q := fmt.Sprintf("DELETE FROM %s WHERE owner = ? OR (owner >= ? AND owner < ?)", t)
-			if _, err := tx.ExecContext(ctx, q, username, lo, hi); err != nil {
+			if _, err := tx.ExecContext(ctx, deletePerUser(t), username, lo, hi); err != nil {
 				return mapErr(err)
 			}
 		}
-		res, err := tx.ExecContext(ctx, "DELETE FROM users WHERE username = ?", username)
+		res, err := tx.ExecContext(ctx, qDeleteUser, username)
 		if err != nil {
 			return mapErr(err)
 		}
@@ -115,7 +121,7 @@ func (s *Store) ListUsers(ctx context.Context, contains string, limit, offset in
 		limit = -1
 	}
 	offset = max(offset, 0)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT username FROM users
+	rows, err := s.query(ctx, `SELECT username FROM users
 		WHERE ? = '' OR instr(username, ?) > 0
 		ORDER BY username LIMIT ? OFFSET ?`, contains, contains, limit, offset)
 	if err != nil {
@@ -129,7 +135,7 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	var n int
-	err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM users").Scan(&n)
+	err := s.queryRow(ctx, "SELECT count(*) FROM users").Scan(&n)
 	return n, mapErr(err)
 }
 

@@ -3,7 +3,9 @@ package storagetest
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/storage"
 )
@@ -81,5 +83,57 @@ func Bench(b *testing.B, open func(b *testing.B) storage.Store) {
 				b.Fatal(len(ms), err)
 			}
 		}
+	})
+	// LoginPath is what one client login and logout cost the store: the
+	// credentials (SASL), the roster at initial presence, the offline
+	// queue (usually empty), the subscribers at unavailable presence and
+	// the last-activity record. Run in parallel, as logins are.
+	b.Run("LoginPath", func(b *testing.B) {
+		s := open(b)
+		defer s.Close()
+		const users = 64
+		for i := range users {
+			name := fmt.Sprintf("u%d", i)
+			if err := s.CreateUser(ctx, storage.User{Username: name, Credentials: creds(1)}); err != nil {
+				b.Fatal(err)
+			}
+			for j := range 3 {
+				_, _, _, _, err := s.UpdateRosterItem(ctx, name+"@example.com", fmt.Sprintf("c%d@x", j), setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				name := fmt.Sprintf("u%d", next.Add(1)%users)
+				bare := name + "@example.com"
+				if _, err := s.GetUser(ctx, name); err != nil {
+					b.Error(err)
+					return
+				}
+				if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
+					b.Error(len(items), err)
+					return
+				}
+				if ms, err := s.TakeOffline(ctx, bare); err != nil || len(ms) != 0 {
+					b.Error(len(ms), err)
+					return
+				}
+				if subs, err := s.Subscribers(ctx, bare); err != nil || len(subs) != 3 {
+					b.Error(len(subs), err)
+					return
+				}
+				if la, ok := s.(storage.LastActivity); ok {
+					if err := la.SetLast(ctx, bare, time.Now(), ""); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
 	})
 }
