@@ -32,10 +32,8 @@ func (s *Store) SetPrivate(ctx context.Context, owner, key string, data []byte) 
 }
 
 func (s *Store) getBlob(ctx context.Context, query string, args ...any) ([]byte, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
 	var b []byte
-	if err := s.queryRow(ctx, query, args...).Scan(&b); err != nil {
+	if err := s.pointRow(ctx, query, args...).Scan(&b); err != nil {
 		return nil, mapErr(err)
 	}
 	return nonNil(b), nil
@@ -50,9 +48,7 @@ func nonNil(b []byte) []byte {
 
 // BlockList returns the owner's blocked JIDs, sorted.
 func (s *Store) BlockList(ctx context.Context, owner string) ([]string, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	rows, err := s.query(ctx, "SELECT jid FROM blocklist WHERE owner = ? ORDER BY jid", owner)
+	rows, err := s.pointQuery(ctx, "SELECT jid FROM blocklist WHERE owner = ? ORDER BY jid", owner)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -98,11 +94,9 @@ func (s *Store) Unblock(ctx context.Context, owner string, jids []string) error 
 // GetLast returns when the owner last went offline and the status then;
 // storage.ErrNotFound when never.
 func (s *Store) GetLast(ctx context.Context, owner string) (time.Time, string, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
 	var at int64
 	var status string
-	err := s.queryRow(ctx, "SELECT at, status FROM last_activity WHERE owner = ?", owner).Scan(&at, &status)
+	err := s.pointRow(ctx, "SELECT at, status FROM last_activity WHERE owner = ?", owner).Scan(&at, &status)
 	if err != nil {
 		return time.Time{}, "", mapErr(err)
 	}

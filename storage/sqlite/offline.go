@@ -46,17 +46,14 @@ func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, l
 // storing when a resource is available).
 func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.OfflineMessage, error) {
 	var has bool
-	rctx, cancel := bound(ctx)
-	err := s.queryRow(rctx, qHasOffline, owner).Scan(&has)
-	cancel()
-	if err != nil {
+	if err := s.pointRow(ctx, qHasOffline, owner).Scan(&has); err != nil {
 		return nil, mapErr(err)
 	}
 	if !has {
 		return nil, nil
 	}
 	var out []storage.OfflineMessage
-	err = s.write(ctx, func(ctx context.Context, tx wtx) error {
+	err := s.write(ctx, func(ctx context.Context, tx wtx) error {
 		rows, err := tx.QueryContext(ctx, qTakeOffline, owner)
 		if err != nil {
 			return mapErr(err)

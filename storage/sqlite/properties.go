@@ -9,10 +9,8 @@ import (
 
 // GetProperty returns a property; storage.ErrNotFound when unset.
 func (s *Store) GetProperty(ctx context.Context, name string) (string, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
 	var v string
-	err := s.queryRow(ctx, "SELECT value FROM properties WHERE name = ?", name).Scan(&v)
+	err := s.pointRow(ctx, "SELECT value FROM properties WHERE name = ?", name).Scan(&v)
 	return v, mapErr(err)
 }
 

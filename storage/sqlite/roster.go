@@ -58,9 +58,7 @@ const (
 // GetRoster returns every item of the owner (including items with InRoster
 // false) sorted by contact, and the roster version, in one statement.
 func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	rows, err := s.query(ctx, qRoster, owner, owner)
+	rows, err := s.pointQuery(ctx, qRoster, owner, owner)
 	if err != nil {
 		return nil, 0, mapErr(err)
 	}
@@ -104,9 +102,7 @@ func rosterVersion(ctx context.Context, q querier, owner string) (int64, error) 
 
 // GetRosterItem returns one item; storage.ErrNotFound when absent.
 func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (storage.RosterItem, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	row := s.queryRow(ctx, qRosterItem, owner, contact)
+	row := s.pointRow(ctx, qRosterItem, owner, contact)
 	it, err := scanRosterItem(row, owner)
 	if err != nil {
 		return storage.RosterItem{}, mapErr(err)
@@ -178,10 +174,8 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 
 // RosterVersion returns the owner's roster version, 0 when none.
 func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
 	var v int64
-	err := s.queryRow(ctx, qRosterVersion, owner).Scan(&v)
+	err := s.pointRow(ctx, qRosterVersion, owner).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -190,9 +184,7 @@ func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) 
 
 // Subscribers returns the contacts with subscription from or both, sorted.
 func (s *Store) Subscribers(ctx context.Context, owner string) ([]string, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	rows, err := s.query(ctx, `SELECT contact FROM roster_items
+	rows, err := s.pointQuery(ctx, `SELECT contact FROM roster_items
 		WHERE owner = ? AND subscription IN ('from', 'both') ORDER BY contact`, owner)
 	if err != nil {
 		return nil, mapErr(err)

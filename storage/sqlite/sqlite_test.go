@@ -94,6 +94,43 @@ func TestCancelledContext(t *testing.T) {
 	}
 }
 
+// TestEndedContextReads checks that the point lookups, which do not watch
+// the context while they run, still refuse to start once it has ended.
+func TestEndedContextReads(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "aviary.db"))
+	defer s.Close()
+	bg := context.Background()
+	if err := s.CreateUser(bg, storage.User{Username: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.StoreOffline(bg, "alice@localhost", []byte("<message/>"), 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(bg)
+	cancel()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"GetUser", func() error { _, err := s.GetUser(ctx, "alice"); return err }},
+		{"GetRoster", func() error { _, _, err := s.GetRoster(ctx, "alice@localhost"); return err }},
+		{"Subscribers", func() error { _, err := s.Subscribers(ctx, "alice@localhost"); return err }},
+		{"TakeOffline", func() error { _, err := s.TakeOffline(ctx, "alice@localhost"); return err }},
+		{"GetLast", func() error { _, _, err := s.GetLast(ctx, "alice@localhost"); return err }},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.call(); !errors.Is(err, context.Canceled) {
+				t.Fatalf("%s with an ended context = %v, want context.Canceled", c.name, err)
+			}
+		})
+	}
+	// The message is still there: TakeOffline did not run.
+	if n, err := s.CountOffline(bg, "alice@localhost"); err != nil || n != 1 {
+		t.Fatalf("CountOffline = %d, %v; want 1", n, err)
+	}
+}
+
 func BenchmarkStore(b *testing.B) {
 	storagetest.Bench(b, func(b *testing.B) storage.Store {
 		s, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "aviary.db"))

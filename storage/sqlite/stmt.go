@@ -68,6 +68,29 @@ func (r row) Scan(dest ...any) error {
 	return r.r.Scan(dest...)
 }
 
+// pointRow and pointQuery run a point lookup (one owner's rows through a
+// primary key or index prefix) on the reader pool without watching ctx
+// while it runs: with a context that can end, database/sql and the driver
+// each start a goroutine per statement to watch it, which doubled the cost
+// of a 10 µs lookup (the login path is made of these). ctx is checked
+// first. Such a lookup cannot wait on a lock (WAL readers never block),
+// and every pool connection it may wait for is held by a call that is
+// itself bounded, so it still ends promptly. Scans that can be long keep
+// queryRow and query.
+func (s *Store) pointRow(ctx context.Context, query string, args ...any) row {
+	if err := ctx.Err(); err != nil {
+		return row{err: err}
+	}
+	return s.queryRow(context.WithoutCancel(ctx), query, args...)
+}
+
+func (s *Store) pointQuery(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.query(context.WithoutCancel(ctx), query, args...)
+}
+
 // queryRow runs a single-row read on the reader pool.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) row {
 	st, err := s.rst.prepare(ctx, query)

@@ -33,12 +33,10 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 
 // GetUser returns an account in one query; storage.ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, username string) (storage.User, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
 	u := storage.User{Username: username}
 	c := &u.Credentials
 	var at int64
-	err := s.queryRow(ctx, `SELECT
+	err := s.pointRow(ctx, `SELECT
 		sha1_salt, sha1_iter, sha1_stored, sha1_server,
 		sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at
 		FROM users WHERE username = ?`, username).Scan(

@@ -87,7 +87,8 @@ func Bench(b *testing.B, open func(b *testing.B) storage.Store) {
 	// LoginPath is what one client login and logout cost the store: the
 	// credentials (SASL), the roster at initial presence, the offline
 	// queue (usually empty), the subscribers at unavailable presence and
-	// the last-activity record. Run in parallel, as logins are.
+	// the last-activity record. Run in parallel, as logins are, each call
+	// with a deadline, as the server gives them.
 	b.Run("LoginPath", func(b *testing.B) {
 		s := open(b)
 		defer s.Close()
@@ -109,31 +110,37 @@ func Bench(b *testing.B, open func(b *testing.B) storage.Store) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				name := fmt.Sprintf("u%d", next.Add(1)%users)
-				bare := name + "@example.com"
-				if _, err := s.GetUser(ctx, name); err != nil {
+				if err := loginPath(ctx, s, fmt.Sprintf("u%d", next.Add(1)%users)); err != nil {
 					b.Error(err)
 					return
-				}
-				if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
-					b.Error(len(items), err)
-					return
-				}
-				if ms, err := s.TakeOffline(ctx, bare); err != nil || len(ms) != 0 {
-					b.Error(len(ms), err)
-					return
-				}
-				if subs, err := s.Subscribers(ctx, bare); err != nil || len(subs) != 3 {
-					b.Error(len(subs), err)
-					return
-				}
-				if la, ok := s.(storage.LastActivity); ok {
-					if err := la.SetLast(ctx, bare, time.Now(), ""); err != nil {
-						b.Error(err)
-						return
-					}
 				}
 			}
 		})
 	})
+}
+
+// loginPath runs what one login and logout ask of the store, each call with
+// its own deadline as the server gives them.
+func loginPath(ctx context.Context, s storage.Store, name string) error {
+	bare := name + "@example.com"
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.GetUser(ctx, name); err != nil {
+		return err
+	}
+	if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
+		return fmt.Errorf("GetRoster: %d items, %v", len(items), err)
+	}
+	if ms, err := s.TakeOffline(ctx, bare); err != nil || len(ms) != 0 {
+		return fmt.Errorf("TakeOffline: %d messages, %v", len(ms), err)
+	}
+	if subs, err := s.Subscribers(ctx, bare); err != nil || len(subs) != 3 {
+		return fmt.Errorf("Subscribers: %d, %v", len(subs), err)
+	}
+	if la, ok := s.(storage.LastActivity); ok {
+		if err := la.SetLast(ctx, bare, time.Now(), ""); err != nil {
+			return err
+		}
+	}
+	return nil
 }
