@@ -65,6 +65,11 @@ type Session struct {
 	parent context.Context // the Serve context of the current transport
 	ctx    context.Context // cancelled when the session closes
 	cancel context.CancelFunc
+	// routeCtx is ctx without its cancellation, for routing what the
+	// client sent: a stanza read (and maybe acknowledged) is routed to
+	// the end even when the session closes meanwhile (a node stopping);
+	// every network and database call below bounds itself.
+	routeCtx context.Context
 
 	full atomic.Pointer[jid.JID]
 	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
@@ -130,6 +135,7 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 	s.wcond = sync.NewCond(&s.mu)
 	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr()))
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.routeCtx = context.WithoutCancel(s.ctx)
 	s.last.Store(monotonic())
 	t.SetActivityHook(s.touch)
 	s.timer = time.AfterFunc(srv.cfg().C2S.AuthTimeout, s.authExpired)

@@ -186,6 +186,7 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	old.t = s.t
 	old.parent = s.parent
 	old.ctx, old.cancel = context.WithCancel(s.parent)
+	old.routeCtx = context.WithoutCancel(old.ctx)
 	context.AfterFunc(old.ctx, func() { old.closeWith(ReasonShutdown, "system-shutdown", "") })
 	old.readerDone = make(chan struct{})
 	old.state = stateBound

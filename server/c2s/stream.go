@@ -607,7 +607,7 @@ func (s *Session) inbound(el *wire.Element) {
 			}
 		}
 	}
-	s.srv.d.Router.FromClient(s.ctx, s, el)
+	s.srv.d.Router.FromClient(s.routeCtx, s, el)
 }
 
 func (s *Session) isPingReply(el *wire.Element) bool {
