@@ -49,6 +49,8 @@ type Store struct {
 	rst  stmts   // prepared statements of rdb
 	wst  stmts   // prepared statements of wdb
 
+	txUnprepared txUnprepared
+
 	mu        sync.Mutex
 	listeners map[string]map[*propListener]struct{}
 }

@@ -25,9 +25,22 @@ func open(t *testing.T, path string) *sqlite.Store {
 }
 
 func TestConformance(t *testing.T) {
+	var stores []*sqlite.Store
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return open(t, filepath.Join(t.TempDir(), "aviary.db"))
+		s := open(t, filepath.Join(t.TempDir(), "aviary.db"))
+		stores = append(stores, s)
+		return s
 	})
+	// Every statement of a write transaction is prepared when the store
+	// opens (a new one missing from writeTxQueries would be parsed on
+	// every call).
+	var n int64
+	for _, s := range stores {
+		n += s.TxUnprepared()
+	}
+	if n != 0 {
+		t.Errorf("%d statements ran unprepared in write transactions; add them to writeTxQueries", n)
+	}
 }
 
 // TestTwoHandles runs the shared-database checks with two Stores on one

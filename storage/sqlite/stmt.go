@@ -4,7 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"sync"
+	"sync/atomic"
 )
+
+// txUnprepared counts statements run in write transactions that were not
+// in writeTxQueries (tests expect none).
+type txUnprepared = atomic.Int64
 
 // stmts caches prepared statements of one *sql.DB by query text, so a
 // query is parsed by SQLite once per connection instead of on every call
@@ -145,6 +150,7 @@ func (t wtx) stmt(ctx context.Context, query string) *sql.Stmt {
 	if st := t.s.wst.cached(query); st != nil {
 		return t.tx.StmtContext(ctx, st)
 	}
+	t.s.txUnprepared.Add(1)
 	return nil
 }
 
