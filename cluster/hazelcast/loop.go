@@ -19,6 +19,9 @@ import (
 // for survivors that notice it late.
 const downTTL = 10 * time.Minute
 
+// linkFlushTimeout bounds how long Stop waits for the links to deliver.
+const linkFlushTimeout = 5 * time.Second
+
 // Start listens for links, reads the switch, connects to Hazelcast
 // (cluster.startup_retries attempts of cluster.startup_retry_interval
 // each; after that the node runs alone and keeps trying in the
@@ -74,9 +77,18 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop leaves the cluster: it deletes this node's routes and membership,
-// closes the Hazelcast client and the links.
+// Stop leaves the cluster: it lets the links deliver what is queued on
+// them (up to linkFlushTimeout), deletes this node's routes and
+// membership, closes the Hazelcast client and the links.
 func (c *Cluster) Stop(ctx context.Context) error {
+	// The node's sessions are gone by now, and what they had not delivered
+	// was routed again, much of it onto the links: let it arrive rather
+	// than come back undelivered to a node that is going away.
+	fctx, cancel := context.WithTimeout(ctx, linkFlushTimeout)
+	if err := c.links.Flush(fctx); err != nil {
+		c.log.Warn("cluster links not flushed before stopping", "err", err)
+	}
+	cancel()
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.wg.Wait()
 	c.stopWriteThrough()

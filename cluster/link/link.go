@@ -171,6 +171,34 @@ func (n *Node) Close() error {
 	return nil
 }
 
+// Flush waits until every frame queued so far to any peer has been
+// acknowledged or reported undelivered, or ctx ends. A node that stops
+// calls it before Close, so that what its sessions handed to other nodes
+// on the way out arrives instead of coming back as undelivered.
+func (n *Node) Flush(ctx context.Context) error {
+	n.mu.Lock()
+	peers := make([]*peer, 0, len(n.peers))
+	for _, p := range n.peers {
+		peers = append(peers, p)
+	}
+	n.mu.Unlock()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for _, p := range peers {
+		for p.pending.Load() > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("link: flushing %q: %w", p.name, ctx.Err())
+			case <-p.done:
+			case <-t.C:
+				continue
+			}
+			break
+		}
+	}
+	return nil
+}
+
 // Forget closes the link to node, for example because it left the
 // cluster: queued Sends go to Options.Undelivered, pending Calls fail
 // with ErrNodeGone.

@@ -596,3 +596,37 @@ func recordingProxy(t *testing.T, target string) (string, func() []byte) {
 		return bytes.Clone(seen)
 	}
 }
+
+// TestFlush: Flush returns once the peer has handled everything queued
+// before it, and with a dead peer once everything was reported
+// undelivered.
+func TestFlush(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var lost atomic.Int64
+	a := startNode(t, "a", "s3cret", func(o *Options) {
+		o.Undelivered = func(node, kind string, p []byte) { lost.Add(1) }
+	})
+	b := startNode(t, "b", "s3cret", nil)
+	var handled atomic.Int64
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		time.Sleep(50 * time.Microsecond) // a receiver slower than the sender
+		handled.Add(1)
+		return nil, nil
+	})
+	const total = 2000
+	for i := 0; i < total; i++ {
+		if err := a.Send(ctx, "b", b.addr, "msg", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := handled.Load() + lost.Load(); got != total {
+		t.Fatalf("after Flush: %d handled, %d undelivered, want %d in all", handled.Load(), lost.Load(), total)
+	}
+	if lost.Load() != 0 {
+		t.Errorf("%d undelivered to a live peer", lost.Load())
+	}
+}

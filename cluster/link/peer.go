@@ -49,6 +49,10 @@ type peer struct {
 	mu     sync.Mutex // guards calls
 	calls  map[uint64]chan result
 	nextID atomic.Uint64
+
+	// pending counts frames queued or written and neither acknowledged
+	// nor reported undelivered (Flush waits for zero).
+	pending atomic.Int64
 }
 
 // outConn is one outbound connection. Written frames stay in unacked
@@ -56,6 +60,7 @@ type peer struct {
 // are reported undelivered (they may or may not have been handled: a
 // possible duplicate, never a silent loss).
 type outConn struct {
+	p  *peer
 	c  net.Conn
 	bw *bufio.Writer // over c when it is TLS; nil writes v directly
 
@@ -152,7 +157,7 @@ func (p *peer) dialLocked(ctx context.Context) error {
 		_ = tc.SetKeepAlivePeriod(15 * time.Second)
 	}
 	p.backoff, p.downUntil = 0, time.Time{}
-	oc := &outConn{c: c, progress: make(chan struct{}, 1)}
+	oc := &outConn{p: p, c: c, progress: make(chan struct{}, 1)}
 	if raw != c {
 		// A batch's frames go into full TLS records, not one record and
 		// one write per frame (net.Buffers only gathers on a socket).
@@ -178,6 +183,7 @@ func (p *peer) enqueue(ctx context.Context, b *buf) error {
 		putBuf(b)
 		return p.gone("link closed")
 	}
+	p.pending.Add(1) // before the writer can see it, so the count never goes below zero
 	select {
 	case p.q <- b:
 		return nil
@@ -187,9 +193,11 @@ func (p *peer) enqueue(ctx context.Context, b *buf) error {
 	case p.q <- b:
 		return nil
 	case <-ctx.Done():
+		p.pending.Add(-1)
 		putBuf(b)
 		return fmt.Errorf("link: queue to %q full: %w", p.name, ctx.Err())
 	case <-p.done:
+		p.pending.Add(-1)
 		putBuf(b)
 		return p.gone("link closed")
 	}
@@ -340,6 +348,9 @@ func (oc *outConn) onAck(count uint64) {
 	oc.unacked = oc.unacked[k:]
 	oc.acked = count
 	oc.mu.Unlock()
+	if oc.p != nil {
+		oc.p.pending.Add(int64(-k))
+	}
 	select {
 	case oc.progress <- struct{}{}:
 	default:
@@ -348,6 +359,7 @@ func (oc *outConn) onAck(count uint64) {
 
 // undeliver reports the Sends in batch and recycles the buffers.
 func (p *peer) undeliver(batch []*buf) {
+	p.pending.Add(int64(-len(batch)))
 	for i, b := range batch {
 		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend {
 			p.n.sendFailures.Add(1)
