@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -110,7 +111,18 @@ func (r *Router) flushOffline(ctx context.Context, bare string) {
 // with XEP-0203 <delay/>. If the session goes away meanwhile, what it did
 // not take goes back to storage.
 func (r *Router) deliverOffline(ctx context.Context, full, bare string) {
-	msgs := r.takeOffline(ctx, bare)
+	r.deliverTaken(ctx, full, bare, r.takeOffline(ctx, bare))
+}
+
+// rosterOfflineLoader is a store that reads the roster and takes the
+// offline queue in one call (one round trip), as initial presence needs.
+type rosterOfflineLoader interface {
+	GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error)
+}
+
+// deliverTaken hands messages taken from the queue to the session; what it
+// does not take goes back to storage.
+func (r *Router) deliverTaken(ctx context.Context, full, bare string, msgs []*wire.Element) {
 	for i, el := range msgs {
 		if !r.deliverLocal(ctx, full, el) {
 			r.restoreOffline(ctx, bare, msgs[i:])
@@ -129,6 +141,14 @@ func (r *Router) takeOffline(ctx context.Context, bare string) []*wire.Element {
 	cancel()
 	if err != nil {
 		r.log.Warn("router: taking offline messages failed", "jid", bare, "err", err)
+		return nil
+	}
+	return r.stampOffline(bare, stored)
+}
+
+// stampOffline parses stored messages and stamps each with <delay/>.
+func (r *Router) stampOffline(bare string, stored []storage.OfflineMessage) []*wire.Element {
+	if len(stored) == 0 {
 		return nil
 	}
 	out := make([]*wire.Element, 0, len(stored))

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -85,8 +86,22 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 		return
 	}
 
+	// With a non-negative priority the offline queue is delivered below;
+	// a store that can takes it with the roster read (one round trip).
+	var offline []*wire.Element
+	took := false
 	dctx, cancel := r.dbCtx(ctx)
-	items, _, err := r.store.GetRoster(dctx, s.bare)
+	var items []storage.RosterItem
+	var err error
+	if l, ok := r.store.(rosterOfflineLoader); ok && rt.Priority >= 0 {
+		var stored []storage.OfflineMessage
+		items, _, stored, err = l.GetRosterTakeOffline(dctx, s.bare)
+		if err == nil {
+			offline, took = r.stampOffline(s.bare, stored), true
+		}
+	} else {
+		items, _, err = r.store.GetRoster(dctx, s.bare)
+	}
 	cancel()
 	if err != nil {
 		r.log.Warn("router: roster unavailable at initial presence", "jid", from, "err", err)
@@ -113,7 +128,9 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 			r.deliverLocal(ctx, from, req)
 		}
 	}
-	if rt.Priority >= 0 {
+	if took {
+		r.deliverTaken(ctx, from, s.bare, offline)
+	} else if rt.Priority >= 0 {
 		r.deliverOffline(ctx, from, s.bare)
 	}
 	r.fireHook(ctx, plugins.EventPresenceAvailable, &plugins.SessionEvent{JID: from})

@@ -65,6 +65,11 @@ func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.Offlin
 	if err != nil {
 		return nil, err
 	}
+	sortOffline(out)
+	return out, nil
+}
+
+func sortOffline(out []storage.OfflineMessage) {
 	slices.SortFunc(out, func(a, b storage.OfflineMessage) int {
 		switch {
 		case a.ID < b.ID:
@@ -74,7 +79,53 @@ func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.Offlin
 		}
 		return 0
 	})
-	return out, nil
+}
+
+// GetRosterTakeOffline is GetRoster and TakeOffline in one round trip (one
+// pipelined batch, one implicit transaction: both happen or neither), what
+// a user's initial presence needs.
+func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error) {
+	var items []storage.RosterItem
+	var ver int64
+	var out []storage.OfflineMessage
+	err := s.do(ctx, func(ctx context.Context) error {
+		items, ver, out = nil, 0, nil
+		b := &pgx.Batch{}
+		b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&ver)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+		b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				it, err := scanRosterItem(rows, owner)
+				if err != nil {
+					return err
+				}
+				items = append(items, it)
+			}
+			return rows.Err()
+		})
+		b.Queue(qOfflineTake, owner).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var m storage.OfflineMessage
+				if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored); err != nil {
+					return err
+				}
+				m.Stored = m.Stored.UTC()
+				out = append(out, m)
+			}
+			return rows.Err()
+		})
+		return s.pool.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	sortOffline(out)
+	return items, ver, out, nil
 }
 
 // CountOffline returns how many messages wait for the owner.

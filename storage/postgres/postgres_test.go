@@ -15,6 +15,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+var _ storagetest.RosterOfflineLoader = (*postgres.Store)(nil)
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func open(t testing.TB, url string, opts postgres.Options) *postgres.Store {

@@ -52,6 +52,11 @@ func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.Offlin
 	if !has {
 		return nil, nil
 	}
+	return s.takeOffline(ctx, owner)
+}
+
+// takeOffline is TakeOffline's write transaction.
+func (s *Store) takeOffline(ctx context.Context, owner string) ([]storage.OfflineMessage, error) {
 	var out []storage.OfflineMessage
 	err := s.write(ctx, func(ctx context.Context, tx wtx) error {
 		rows, err := tx.QueryContext(ctx, qTakeOffline, owner)

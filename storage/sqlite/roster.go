@@ -53,38 +53,71 @@ const (
 		UNION ALL
 		SELECT 1, 0, ` + rosterCols + ` FROM roster_items WHERE owner = ?
 		ORDER BY kind, contact`
+	// qRosterHasOffline is qRoster with a last row (kind 2) telling
+	// whether offline messages wait.
+	qRosterHasOffline = `SELECT 0 AS kind, version, '' AS contact, '', 'none', 0, 0, '[]', 0
+			FROM roster_versions WHERE owner = ?
+		UNION ALL
+		SELECT 1, 0, ` + rosterCols + ` FROM roster_items WHERE owner = ?
+		UNION ALL
+		SELECT 2, EXISTS (SELECT 1 FROM offline WHERE owner = ?), '', '', 'none', 0, 0, '[]', 0
+		ORDER BY kind, contact`
 )
 
 // GetRoster returns every item of the owner (including items with InRoster
 // false) sorted by contact, and the roster version, in one statement.
 func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterItem, int64, error) {
-	rows, err := s.pointQuery(ctx, qRoster, owner, owner)
+	items, ver, _, err := s.getRoster(ctx, owner, qRoster, owner, owner)
+	return items, ver, err
+}
+
+// GetRosterTakeOffline is GetRoster and TakeOffline, what a user's initial
+// presence needs: the roster read also tells whether anything waits
+// offline, so the usual login with nothing waiting is one statement.
+func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error) {
+	items, ver, has, err := s.getRoster(ctx, owner, qRosterHasOffline, owner, owner, owner)
+	if err != nil || !has {
+		return items, ver, nil, err
+	}
+	msgs, err := s.takeOffline(ctx, owner)
 	if err != nil {
-		return nil, 0, mapErr(err)
+		return nil, 0, nil, err
+	}
+	return items, ver, msgs, nil
+}
+
+// getRoster runs qRoster or qRosterHasOffline; has is true when the
+// latter found offline messages.
+func (s *Store) getRoster(ctx context.Context, owner, query string, args ...any) (items []storage.RosterItem, ver int64, has bool, err error) {
+	rows, err := s.pointQuery(ctx, query, args...)
+	if err != nil {
+		return nil, 0, false, mapErr(err)
 	}
 	defer rows.Close()
-	var items []storage.RosterItem
-	var ver int64
 	for rows.Next() {
 		var kind, v int64
 		it := storage.RosterItem{Owner: owner}
 		var groups string
 		if err := rows.Scan(&kind, &v, &it.Contact, &it.Name, &it.Subscription, &it.PendingOut, &it.PendingIn, &groups, &it.InRoster); err != nil {
-			return nil, 0, mapErr(err)
+			return nil, 0, false, mapErr(err)
 		}
-		if kind == 0 {
+		switch kind {
+		case 0:
 			ver = v
+			continue
+		case 2:
+			has = v != 0
 			continue
 		}
 		if err := decodeGroups(&it, groups); err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		items = append(items, it)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, mapErr(err)
+		return nil, 0, false, mapErr(err)
 	}
-	return items, ver, nil
+	return items, ver, has, nil
 }
 
 type querier interface {

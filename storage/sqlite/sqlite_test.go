@@ -15,6 +15,8 @@ import (
 
 var _ storage.PropertyListener = (*sqlite.Store)(nil)
 
+var _ storagetest.RosterOfflineLoader = (*sqlite.Store)(nil)
+
 func open(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), path)

@@ -128,11 +128,18 @@ func loginPath(ctx context.Context, s storage.Store, name string) error {
 	if _, err := s.GetUser(ctx, name); err != nil {
 		return err
 	}
-	if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
-		return fmt.Errorf("GetRoster: %d items, %v", len(items), err)
-	}
-	if ms, err := s.TakeOffline(ctx, bare); err != nil || len(ms) != 0 {
-		return fmt.Errorf("TakeOffline: %d messages, %v", len(ms), err)
+	// Initial presence, as the router does it.
+	if l, ok := s.(RosterOfflineLoader); ok {
+		if items, _, ms, err := l.GetRosterTakeOffline(ctx, bare); err != nil || len(items) != 3 || len(ms) != 0 {
+			return fmt.Errorf("GetRosterTakeOffline: %d items, %d messages, %v", len(items), len(ms), err)
+		}
+	} else {
+		if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
+			return fmt.Errorf("GetRoster: %d items, %v", len(items), err)
+		}
+		if ms, err := s.TakeOffline(ctx, bare); err != nil || len(ms) != 0 {
+			return fmt.Errorf("TakeOffline: %d messages, %v", len(ms), err)
+		}
 	}
 	if subs, err := s.Subscribers(ctx, bare); err != nil || len(subs) != 3 {
 		return fmt.Errorf("Subscribers: %d, %v", len(subs), err)

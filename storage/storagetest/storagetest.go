@@ -39,6 +39,7 @@ func Run(t *testing.T, open Open) {
 		{"Offline", testOffline},
 		{"OfflineQuota", testOfflineQuota},
 		{"ExpireOffline", testExpireOffline},
+		{"RosterTakeOffline", testRosterTakeOffline},
 		{"VCards", testVCards},
 		{"PrivateXML", testPrivate},
 		{"Blocking", testBlocking},
