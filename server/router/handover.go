@@ -4,7 +4,6 @@ import (
 	"context"
 	"maps"
 	"slices"
-	"time"
 
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -84,9 +83,6 @@ func (r *Router) Attach(ctx context.Context, s Session, st HandoverState) error 
 	return nil
 }
 
-// resumedRecheck is when Resumed looks at offline storage a second time.
-const resumedRecheck = 2 * time.Second
-
 // Resumed is called once a session Attach bound here is live again (its
 // client has <resumed/>). Stanzas that reached the old node or another
 // node while the session was between the two found no route and went to
@@ -105,5 +101,5 @@ func (r *Router) Resumed(ctx context.Context, s Session) {
 	bare := s.JID().Bare().String()
 	ctx = context.WithoutCancel(ctx)
 	r.flushOffline(ctx, bare)
-	time.AfterFunc(resumedRecheck, func() { r.flushOffline(ctx, bare) })
+	r.recheckOffline(ctx, bare)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/plugins"
@@ -133,7 +134,24 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 	} else if rt.Priority >= 0 {
 		r.deliverOffline(ctx, from, s.bare)
 	}
+	if rt.Priority >= 0 && r.clustered() {
+		r.recheckOffline(ctx, s.bare)
+	}
 	r.fireHook(ctx, plugins.EventPresenceAvailable, &plugins.SessionEvent{JID: from})
+}
+
+// offlineRecheck is when recheckOffline looks at offline storage again.
+const offlineRecheck = 2 * time.Second
+
+// recheckOffline looks at the user's offline queue once more a moment
+// after a resource became available. In a cluster another node that found
+// no available resource stores a message offline and then re-checks the
+// routes; when that re-check ran before this resource's availability
+// reached its copy of the routing table, and our take ran before its
+// store committed, the message would wait for the next login.
+func (r *Router) recheckOffline(ctx context.Context, bare string) {
+	ctx = context.WithoutCancel(ctx)
+	time.AfterFunc(offlineRecheck, func() { r.flushOffline(ctx, bare) })
 }
 
 // unavailablePresence handles broadcast unavailable presence (§4.5): the
