@@ -84,6 +84,11 @@ func TestHazelcastRestart(t *testing.T) {
 	a := login(t, n1, ua, "a", 1)
 	b := login(t, n2, ub, "b", 1)
 	befriend(t, a, b)
+	// A node looks at a user's offline queue once more 2 s after the user
+	// became available (router recheckOffline); let that pass, so that
+	// what is stored during the outage waits for the next login below
+	// instead of reaching b whenever the recheck happens to fire.
+	time.Sleep(2500 * time.Millisecond)
 
 	c.hz.Kill()
 	c.waitClustered(t, 30*time.Second, false)
