@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		pids     = fs.String("rss-pid", "", "comma-separated server pids whose VmRSS is summed before and after login")
 		jsonOut  = fs.Bool("json", false, "print the result as one JSON object")
 		verbose  = fs.Bool("v", false, "debug logging")
+		cpuProf  = fs.String("cpuprofile", "", "write the tool's own CPU profile here (its cost per login competes with the server on one machine)")
 		cacheF   = fs.String("scram-cache", "", "file caching SCRAM salted passwords between runs, so the tool's PBKDF2 does not compete with the server for CPU")
 		totalTO  = fs.Duration("max-time", 30*time.Minute, "give up the whole run after this long")
 		dispatch = fs.String("dispatch", "", "with -reconnect: comma-separated base URLs of the cluster's HTTP listeners (http://host:5280); after a disconnect the session asks GET /dispatch there for a node instead of the next -servers address")
@@ -156,6 +158,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 	cfg.Stop = stop
 
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fmt.Fprintln(stderr, "aviary-bench:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "aviary-bench:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 	execute(ctx, &cfg, &res)
 	if err := cache.save(); err != nil {
 		slog.Warn("cannot save scram cache", "err", err)
