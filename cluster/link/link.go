@@ -171,21 +171,23 @@ func (n *Node) Close() error {
 	return nil
 }
 
-// Flush waits until every frame queued so far to any peer has been
-// acknowledged or reported undelivered, or ctx ends. A node that stops
+// Flush waits until every frame queued to any peer before the call has
+// been acknowledged or reported undelivered, or ctx ends. A node that stops
 // calls it before Close, so that what its sessions handed to other nodes
 // on the way out arrives instead of coming back as undelivered.
 func (n *Node) Flush(ctx context.Context) error {
 	n.mu.Lock()
 	peers := make([]*peer, 0, len(n.peers))
+	targets := make([]uint64, 0, len(n.peers))
 	for _, p := range n.peers {
 		peers = append(peers, p)
+		targets = append(targets, p.queued.Load())
 	}
 	n.mu.Unlock()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
-	for _, p := range peers {
-		for p.pending.Load() > 0 {
+	for i, p := range peers {
+		for p.finished.Load() < targets[i] {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("link: flushing %q: %w", p.name, ctx.Err())

@@ -50,9 +50,10 @@ type peer struct {
 	calls  map[uint64]chan result
 	nextID atomic.Uint64
 
-	// pending counts frames queued or written and neither acknowledged
-	// nor reported undelivered (Flush waits for zero).
-	pending atomic.Int64
+	// queued counts frames ever queued, finished those acknowledged or
+	// reported undelivered: Flush waits until finished reaches what queued
+	// was when it started (later traffic does not hold it up).
+	queued, finished atomic.Uint64
 }
 
 // outConn is one outbound connection. Written frames stay in unacked
@@ -183,7 +184,7 @@ func (p *peer) enqueue(ctx context.Context, b *buf) error {
 		putBuf(b)
 		return p.gone("link closed")
 	}
-	p.pending.Add(1) // before the writer can see it, so the count never goes below zero
+	p.queued.Add(1) // before the writer can see it: finished never runs ahead
 	select {
 	case p.q <- b:
 		return nil
@@ -193,11 +194,11 @@ func (p *peer) enqueue(ctx context.Context, b *buf) error {
 	case p.q <- b:
 		return nil
 	case <-ctx.Done():
-		p.pending.Add(-1)
+		p.finished.Add(1)
 		putBuf(b)
 		return fmt.Errorf("link: queue to %q full: %w", p.name, ctx.Err())
 	case <-p.done:
-		p.pending.Add(-1)
+		p.finished.Add(1)
 		putBuf(b)
 		return p.gone("link closed")
 	}
@@ -349,7 +350,7 @@ func (oc *outConn) onAck(count uint64) {
 	oc.acked = count
 	oc.mu.Unlock()
 	if oc.p != nil {
-		oc.p.pending.Add(int64(-k))
+		oc.p.finished.Add(uint64(k))
 	}
 	select {
 	case oc.progress <- struct{}{}:
@@ -359,7 +360,7 @@ func (oc *outConn) onAck(count uint64) {
 
 // undeliver reports the Sends in batch and recycles the buffers.
 func (p *peer) undeliver(batch []*buf) {
-	p.pending.Add(int64(-len(batch)))
+	p.finished.Add(uint64(len(batch)))
 	for i, b := range batch {
 		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend {
 			p.n.sendFailures.Add(1)
