@@ -336,3 +336,31 @@ func isErrorCond(cond string) func(*wire.Element) bool {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// fakePeer listens on loopback and hands every accepted connection to
+// serve (which owns it); it returns the address.
+func fakePeer(t testing.TB, serve func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// srvRecord is an SRV record pointing at a loopback address.
+func srvRecord(addr string, priority uint16) *net.SRV {
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := net.LookupPort("tcp", port)
+	return &net.SRV{Target: host, Port: uint16(p), Priority: priority}
+}

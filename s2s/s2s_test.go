@@ -212,22 +212,14 @@ func TestSpoofedFrom(t *testing.T) {
 // TestSilentPeer: a server that accepts and never answers makes queued
 // stanzas bounce with remote-server-timeout after ConnectTimeout.
 func TestSilentPeer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // hold it open, silent
-		}
-	}()
+	done := make(chan struct{})
+	defer close(done)
+	silent := fakePeer(t, func(c net.Conn) {
+		<-done // hold it open, silent
+		c.Close()
+	})
 	a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, nil, "a.test"),
-		hosts: map[string]string{"silent.test": ln.Addr().String()}, connectTimeout: 300 * time.Millisecond})
+		hosts: map[string]string{"silent.test": silent}, connectTimeout: 300 * time.Millisecond})
 	a.svc.Send(t.Context(), msg("alice@a.test", "x@silent.test", "one"))
 	a.svc.Send(t.Context(), msg("alice@a.test", "x@silent.test", "two"))
 	for _, id := range []string{"m-one", "m-two"} {

@@ -205,9 +205,7 @@ func TestDNSDialling(t *testing.T) {
 		t.Run(service, func(t *testing.T) {
 			ca := newTestCA(t)
 			b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
-			host, port, _ := net.SplitHostPort(b.addr())
-			p, _ := net.LookupPort("tcp", port)
-			res := fakeResolver{service + "._tcp.b.test": {{Target: host, Port: uint16(p), Priority: 1}}}
+			res := fakeResolver{service + "._tcp.b.test": {srvRecord(b.addr(), 1)}}
 			a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, ca, "a.test"), caFile: ca.pemPath, resolver: res})
 			b.cfg.S2S.Hosts["a.test"] = a.addr()
 			a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "via srv"))
@@ -220,29 +218,13 @@ func TestDNSDialling(t *testing.T) {
 // breaks the stream; the service moves on to the next target instead of
 // bouncing the message.
 func TestNextTargetAfterBrokenStream(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write([]byte("<this is not xmpp>"))
-			c.Close()
-		}
-	}()
+	broken := fakePeer(t, func(c net.Conn) {
+		_, _ = c.Write([]byte("<this is not xmpp>"))
+		c.Close()
+	})
 	ca := newTestCA(t)
 	b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
-	srv := func(addr string, prio uint16) *net.SRV {
-		host, port, _ := net.SplitHostPort(addr)
-		p, _ := net.LookupPort("tcp", port)
-		return &net.SRV{Target: host, Port: uint16(p), Priority: prio}
-	}
-	res := fakeResolver{"_xmpp-server._tcp.b.test": {srv(ln.Addr().String(), 1), srv(b.addr(), 2)}}
+	res := fakeResolver{"_xmpp-server._tcp.b.test": {srvRecord(broken, 1), srvRecord(b.addr(), 2)}}
 	a := startNode(t, nodeOpts{domain: "a.test", cert: domainCert(t, ca, "a.test"), caFile: ca.pemPath, resolver: res})
 	b.cfg.S2S.Hosts["a.test"] = a.addr()
 	a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "second target"))

@@ -129,34 +129,22 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 	if old == nil || old.username != req.Username {
 		return nil, errTakeoverNotFound
 	}
-	// The client may be back before we noticed its connection died: close
-	// that transport and let its reader detach the session.
-	old.mu.Lock()
-	if !old.detached && !old.closing {
-		old.takeover = true
-		old.closeLocked(ReasonResumed, "", "")
-	}
-	readerDone := old.readerDone
-	old.mu.Unlock()
-	select {
-	case <-readerDone:
-	case <-time.After(5 * time.Second):
+	if err := old.awaitDetached(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, errTakeoverNotFound
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
-
 	old.mu.Lock()
 	if !old.detached {
 		old.mu.Unlock()
 		return nil, errTakeoverNotFound
 	}
-	if n := req.H - old.ackedH; int64(n) > int64(len(old.unacked)) {
+	if !old.ackLocked(req.H) {
 		sent := old.outH
 		old.mu.Unlock()
 		return nil, errors.New(errTakeoverAhead + strconv.FormatUint(uint64(sent), 10))
 	}
-	old.ackLocked(req.H)
 	// From here the session is ours to give: it is no longer detached (a
 	// late expiry does nothing) and it accepts nothing more (the router
 	// routes what races with us elsewhere).
@@ -287,12 +275,19 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 		}
 		els = append(els, el)
 	}
-	full, err := jid.Parse(reply.State.JID)
-	if err != nil {
+	// The session is ours now whatever happens: if it cannot go on here,
+	// its stanzas are routed as a gone session's and the client is told.
+	fail := func(err error) (*Session, bool, bool) {
+		s.logger().Warn("c2s: binding a handed-over session failed", "jid", reply.State.JID, "err", err)
+		s.full.Store(nil)
 		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
 		s.srv.d.Router.Unbind(context.WithoutCancel(ctx), s, els)
 		s.release(node, previd)
 		return nil, false, true
+	}
+	full, err := jid.Parse(reply.State.JID)
+	if err != nil {
+		return fail(err)
 	}
 	s.full.Store(&full)
 	// Hold the queue while the router learns of us, so that nothing it
@@ -300,12 +295,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.mu.Lock()
 	if err := mv.Attach(ctx, s, reply.State); err != nil {
 		s.mu.Unlock()
-		s.full.Store(nil)
-		s.logger().Warn("c2s: binding a handed-over session failed", "jid", full.String(), "err", err)
-		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
-		s.srv.d.Router.Unbind(context.WithoutCancel(ctx), s, els) // route them as a gone session's
-		s.release(node, previd)
-		return nil, false, true
+		return fail(err)
 	}
 	s.bound = true
 	s.smResume = true

@@ -2,6 +2,7 @@ package c2s
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -79,6 +80,31 @@ func (s *Session) handleSM(el *wire.Element) bool {
 	return true
 }
 
+// errNotDetached: the session did not detach in time for a resumption.
+var errNotDetached = errors.New("c2s: session did not detach")
+
+// awaitDetached makes a resumable session let go of its transport for a
+// resumption: a client may reconnect before we noticed its old transport
+// died, so that transport is closed and its reader detaches the session.
+// It returns once the reader is done (the caller checks old.detached).
+func (s *Session) awaitDetached(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.detached && !s.closing {
+		s.takeover = true
+		s.closeLocked(ReasonResumed, "", "")
+	}
+	readerDone := s.readerDone
+	s.mu.Unlock()
+	select {
+	case <-readerDone:
+		return nil
+	case <-time.After(5 * time.Second):
+		return errNotDetached
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // ackLocked drops the stanzas the client acknowledged with h; false when h
 // acknowledges more than was sent.
 func (s *Session) ackLocked(h uint32) bool {
@@ -116,23 +142,12 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 		return nil, false
 	}
 	h := uint32(h64)
-
-	// A client may reconnect before we noticed its old transport died:
-	// close that transport and let its reader detach the session.
-	old.mu.Lock()
-	if !old.detached && !old.closing {
-		old.takeover = true
-		old.closeLocked(ReasonResumed, "", "")
-	}
-	readerDone := old.readerDone
-	old.mu.Unlock()
-	select {
-	case <-readerDone:
-	case <-time.After(5 * time.Second):
+	if err := old.awaitDetached(s.ctx); err != nil {
+		if s.ctx.Err() != nil {
+			return nil, true
+		}
 		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
 		return nil, false
-	case <-s.ctx.Done():
-		return nil, true
 	}
 
 	old.mu.Lock()

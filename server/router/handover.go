@@ -73,9 +73,7 @@ func (r *Router) Attach(ctx context.Context, s Session, st HandoverState) error 
 		r.mu.Unlock()
 		return wire.ErrConflict
 	}
-	r.sessions[rec.full] = rec
-	r.byBare[rec.bare] = append(r.byBare[rec.bare], rec)
-	rt := rec.routeLocked(r.node)
+	rt := r.addLocked(rec)
 	r.mu.Unlock()
 	if err := r.putRoute(ctx, rt); err != nil {
 		r.log.Warn("router: publishing route failed", "jid", rec.full, "err", err)

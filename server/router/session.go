@@ -96,9 +96,7 @@ func (r *Router) Bind(ctx context.Context, s Session, username, resource string)
 	if prev != nil {
 		r.removeLocked(prev)
 	}
-	r.sessions[rec.full] = rec
-	r.byBare[rec.bare] = append(r.byBare[rec.bare], rec)
-	rt := rec.routeLocked(r.node)
+	rt := r.addLocked(rec)
 	r.mu.Unlock()
 	if prev != nil {
 		// Lost a race with another Bind of the same resource on this node.
@@ -222,6 +220,13 @@ func (r *Router) logout(ctx context.Context, s *session, unavailable *wire.Eleme
 }
 
 // removeLocked drops a record from both indexes.
+// addLocked registers a session record and returns the route it publishes.
+func (r *Router) addLocked(s *session) cluster.Route {
+	r.sessions[s.full] = s
+	r.byBare[s.bare] = append(r.byBare[s.bare], s)
+	return s.routeLocked(r.node)
+}
+
 func (r *Router) removeLocked(s *session) {
 	if r.sessions[s.full] == s {
 		delete(r.sessions, s.full)
