@@ -84,7 +84,9 @@ type Transport interface {
 	// OpenStream writes the server's stream header (TCP: the XML
 	// declaration and <stream:stream ...>; WebSocket: <open .../>; BOSH:
 	// remembered for the session-creation or restart response). It is
-	// followed by a Write carrying <stream:features/>.
+	// followed by a Write carrying <stream:features/> (or by Close with a
+	// stream error); a connector may hold the header back until then, so
+	// that both leave in one write.
 	OpenStream(h StreamHeader) error
 
 	// Write sends a batch of top-level elements in one go (TCP: one
