@@ -33,9 +33,9 @@ type TCPTransport struct {
 	// header holds our stream header from OpenStream until the Write that
 	// follows it (the features) or Close, so both leave in one TCP write:
 	// three writes, and three reads by the client, fewer per login.
-	header *bytes.Buffer
-	peeked       [1]byte // a byte read while waiting idle, not yet parsed
-	hasPeek      bool
+	header  *bytes.Buffer
+	peeked  [1]byte // a byte read while waiting idle, not yet parsed
+	hasPeek bool
 	// rec is under the tls.Conn (nil on a plaintext stream); tlsDrained
 	// is true when crypto/tls's plaintext buffer is known to be empty:
 	// its last Read returned less than asked for.
