@@ -95,6 +95,7 @@ func (l *Listener) acceptLoop() {
 
 func (l *Listener) serveConn(conn net.Conn) {
 	defer l.wg.Done()
+	growStack()
 	// The session's reader runs on this goroutine for as long as the
 	// client stays: keep this frame small (setup holds the handshake's
 	// locals) so an idle reader's stack can shrink to its minimum.
@@ -135,6 +136,9 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 // long-lived reader goroutine (stacks only shrink by halves, at GC).
 func handshake(ctx context.Context, tc *tls.Conn) error {
 	done := make(chan error, 1)
-	go func() { done <- tc.HandshakeContext(ctx) }()
+	go func() {
+		growStack()
+		done <- tc.HandshakeContext(ctx)
+	}()
 	return <-done
 }

@@ -277,6 +277,7 @@ func (s *Session) resumeWriter() {
 // stream-management stanzas, and hands the batch to the transport in one
 // Write with no lock held. It exits when there is nothing left to write.
 func (s *Session) writeLoop(t Transport) {
+	growStack()
 	var els []*wire.Element
 	for {
 		s.mu.Lock()
