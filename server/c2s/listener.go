@@ -127,7 +127,7 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 		return nil
 	}
 	t := NewTCPTransport(tc, true, lim)
-	t.raw, t.rec, t.tlsDrained = conn, rec, true
+	t.raw, t.rec, t.tlsDrained, t.tlsFresh = conn, rec, true, true
 	return t
 }
 

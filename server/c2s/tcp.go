@@ -32,10 +32,13 @@ type TCPTransport struct {
 	headerSent   bool
 	// header holds our stream header from OpenStream until the Write that
 	// follows it (the features) or Close, so both leave in one TCP write:
-	// three writes, and three reads by the client, fewer per login.
-	header  *bytes.Buffer
-	peeked  [1]byte // a byte read while waiting idle, not yet parsed
-	hasPeek bool
+	// two writes, and two reads by the client, fewer per login.
+	header *bytes.Buffer
+	// tlsFresh is true from the TLS handshake until the first stream
+	// header after it, which is written on its own (see OpenStream).
+	tlsFresh bool
+	peeked   [1]byte // a byte read while waiting idle, not yet parsed
+	hasPeek  bool
 	// rec is under the tls.Conn (nil on a plaintext stream); tlsDrained
 	// is true when crypto/tls's plaintext buffer is known to be empty:
 	// its last Read returned less than asked for.
@@ -146,6 +149,7 @@ func (t *TCPTransport) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	t.conn, t.rec, t.tlsDrained = tc, rec, true
 	t.secure = true
 	t.headerSent = false
+	t.tlsFresh = true
 	t.newReader()
 	return nil
 }
@@ -163,8 +167,20 @@ func (t *TCPTransport) RemoteAddr() string {
 func (t *TCPTransport) Conn() net.Conn { return t.conn }
 
 // OpenStream implements Transport. The header waits for the next Write
-// or Close.
+// or Close, except the first one after a TLS handshake: Smack 4.5's NIO
+// client (ModularXmppClientToServerConnection) can leave the first record
+// after the handshake unprocessed until more data arrives, and stalled
+// waiting for the features in about half of the full SINT runs when
+// header and features came in that one record.
 func (t *TCPTransport) OpenStream(h StreamHeader) error {
+	if t.tlsFresh {
+		t.tlsFresh = false
+		buf := wire.GetBuffer()
+		defer wire.PutBuffer(buf)
+		writeHeader(buf, h)
+		t.headerSent = true
+		return t.writeBuffers(net.Buffers{buf.Bytes()})
+	}
 	if t.header == nil {
 		t.header = wire.GetBuffer()
 	}

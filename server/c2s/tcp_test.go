@@ -69,3 +69,24 @@ func TestHeaderLeavesWithStreamError(t *testing.T) {
 		t.Fatalf("want header, error, end in order, got %q", all)
 	}
 }
+
+// The first header after a TLS handshake goes alone (Smack's NIO client
+// stalls when it shares the first record with the features); the next
+// one waits for the features again.
+func TestFirstHeaderAfterTLSLeavesAlone(t *testing.T) {
+	c := &writesConn{}
+	tr := NewTCPTransport(c, true, wire.Limits{})
+	tr.tlsFresh = true
+	if err := tr.OpenStream(StreamHeader{From: "example.org", ID: "a", Version: "1.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.writes) != 1 || !strings.HasSuffix(c.writes[0], "id='a' from='example.org' version='1.0'>") {
+		t.Fatalf("want the header written at once, got %q", c.writes)
+	}
+	_ = tr.Write([]*wire.Element{wire.New("stream:features")})
+	_ = tr.OpenStream(StreamHeader{From: "example.org", ID: "b", Version: "1.0"})
+	_ = tr.Write([]*wire.Element{wire.New("stream:features")})
+	if len(c.writes) != 3 || !strings.Contains(c.writes[2], "id='b'") || !strings.HasSuffix(c.writes[2], "<stream:features/>") {
+		t.Fatalf("want the second header with its features, got %q", c.writes)
+	}
+}
