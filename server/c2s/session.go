@@ -217,8 +217,9 @@ func (s *Session) closeLocked(reason CloseReason, condition, text string) {
 }
 
 // signalLocked starts the writer when there is something to write and
-// none runs. The writer exits when the queue is empty, so an idle session
-// has no writer goroutine (and no writer stack).
+// none runs. The writer returns when the queue is empty, so an idle
+// session has no writer goroutine (and no writer stack): writers come
+// from a pool shared by all sessions (writers.go).
 func (s *Session) signalLocked() {
 	if s.writing || s.paused || s.detached || s.tclosed || s.t == nil {
 		return
@@ -227,7 +228,7 @@ func (s *Session) signalLocked() {
 		return
 	}
 	s.writing = true
-	go s.writeLoop(s.t)
+	writers.run(writeJob{s: s, t: s.t})
 }
 
 // enqueue queues an element the session itself answers with (nonzas,
@@ -277,7 +278,6 @@ func (s *Session) resumeWriter() {
 // stream-management stanzas, and hands the batch to the transport in one
 // Write with no lock held. It exits when there is nothing left to write.
 func (s *Session) writeLoop(t Transport) {
-	growStack()
 	var els []*wire.Element
 	for {
 		s.mu.Lock()
