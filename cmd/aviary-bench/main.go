@@ -32,6 +32,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -59,6 +60,15 @@ type Result struct {
 }
 
 func main() {
+	// The tool shares the machine with the server it measures: every CPU
+	// cycle its collector takes is one the server does not get. Its own
+	// memory is not measured (-rss-pid reads the server's), so let its
+	// heap grow four times the live data between collections instead of
+	// twice (GOGC=400; a GOGC in the environment still wins). This cut the
+	// tool's GC from ~8% to ~2% of its CPU in the login workload.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
