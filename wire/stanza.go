@@ -10,6 +10,8 @@ const (
 	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"
 	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
 	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
+	NSSASL2      = "urn:xmpp:sasl:2" // XEP-0388
+	NSBind2      = "urn:xmpp:bind:0" // XEP-0386
 	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
 	NSFraming    = "urn:ietf:params:xml:ns:xmpp-framing"
 	NSDelay      = "urn:xmpp:delay"

@@ -27,6 +27,7 @@ type Config struct {
 	Concurrency int           // parallel logins
 	Mech        string        // SASL mechanism: auto, PLAIN, SCRAM-SHA-1
 	PostQuantum bool          // offer X25519MLKEM768 in TLS
+	SASL2       bool          // use XEP-0388 SASL2 with XEP-0386 Bind 2 where offered
 	Timeout     time.Duration // per connection step
 	Workload    string        // login, ring, broadcast, idle
 	Messages    int           // ring: per sender; broadcast: presence changes
@@ -65,6 +66,7 @@ func (c *Config) dial(i int) dialOptions {
 		Timeout:     c.Timeout,
 		Resource:    "bench",
 		PostQuantum: c.PostQuantum,
+		SASL2:       c.SASL2,
 	}
 }
 

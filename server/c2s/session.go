@@ -80,9 +80,13 @@ type Session struct {
 	username     string
 	exchange     auth.Exchange
 	saslFailures int
-	smEnabled    bool
-	inH          uint32
-	headerCount  int
+	// sasl2 is set while the exchange runs in XEP-0388's namespace; bind2
+	// is the XEP-0386 <bind/> its <authenticate/> carried, if any.
+	sasl2       bool
+	bind2       *wire.Element
+	smEnabled   bool
+	inH         uint32
+	headerCount int
 
 	mu         sync.Mutex
 	queue      []outItem

@@ -248,14 +248,17 @@ func (s *Session) features() *wire.Element {
 				mechs.Append(wire.New("mechanism").SetText(m))
 			}
 			f.Append(mechs)
+			f.Append(sasl2Feature(mechs))
 			if s.srv.d.Plugins != nil {
 				f.Append(s.srv.d.Plugins.StreamFeatures(false)...)
 			}
 		}
 		return f
 	}
-	f.Append(wire.NewNS("bind", wire.NSBind))
-	f.Append(wire.NewNS("session", wire.NSSession).Append(wire.New("optional")))
+	if s.state != stateBound { // not bound already by XEP-0386
+		f.Append(wire.NewNS("bind", wire.NSBind))
+		f.Append(wire.NewNS("session", wire.NSSession).Append(wire.New("optional")))
+	}
 	f.Append(wire.NewNS("sm", wire.NSSM))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
@@ -293,6 +296,19 @@ func (s *Session) handleNegotiating(el *wire.Element) bool {
 		s.exchange = nil
 		s.state = stateNegotiating
 		s.enqueue(saslFailure(auth.CondAborted))
+		return false
+	case el.Name == "authenticate" && el.NS() == wire.NSSASL2:
+		return s.startAuth2(el)
+	case el.Name == "response" && el.NS() == wire.NSSASL2 && s.state == stateSASL && s.sasl2:
+		data, err := decodeSASL(el.AllText())
+		if err != nil {
+			return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
+		}
+		return s.saslStep(data)
+	case el.Name == "abort" && el.NS() == wire.NSSASL2:
+		s.exchange = nil
+		s.state = stateNegotiating
+		s.enqueue(sasl2Failure(auth.CondAborted, ""))
 		return false
 	case el.Name == "iq" && s.state == stateNegotiating:
 		return s.preAuthIQ(el)
@@ -351,9 +367,16 @@ func (s *Session) startTLS() bool {
 }
 
 func (s *Session) startAuth(el *wire.Element) bool {
+	s.sasl2, s.bind2 = false, nil
+	return s.beginSASL(el.Attr("mechanism"), el.AllText())
+}
+
+// beginSASL starts an exchange with the client's mechanism and initial
+// response (RFC 6120 <auth/> or XEP-0388 <authenticate/>).
+func (s *Session) beginSASL(mechanism, initial string) bool {
 	s.exchange = nil
 	if s.requireTLS() && !s.t.Secure() {
-		s.enqueue(saslFailure(auth.CondEncryptionRequired))
+		s.enqueue(s.failureElement(auth.CondEncryptionRequired, ""))
 		s.state = stateNegotiating
 		return false
 	}
@@ -361,16 +384,16 @@ func (s *Session) startAuth(el *wire.Element) bool {
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
 		return true
 	}
-	x, err := a.Start(el.Attr("mechanism"), s.t.Secure())
+	x, err := a.Start(mechanism, s.t.Secure())
 	if err != nil {
 		return s.saslFail(err)
 	}
 	s.exchange = x
-	text := strings.TrimSpace(el.AllText())
+	text := strings.TrimSpace(initial)
 	if text == "" {
 		// No initial response: an empty challenge asks for it.
 		s.state = stateSASL
-		s.enqueue(wire.NewNS("challenge", wire.NSSASL))
+		s.enqueue(wire.NewNS("challenge", s.saslNS()))
 		return false
 	}
 	data, err := decodeSASL(text)
@@ -409,12 +432,15 @@ func (s *Session) saslStep(data []byte) bool {
 	}
 	if !done {
 		s.state = stateSASL
-		s.enqueue(wire.NewNS("challenge", wire.NSSASL).SetText(encodeSASL(out)))
+		s.enqueue(wire.NewNS("challenge", s.saslNS()).SetText(encodeSASL(out)))
 		return false
 	}
 	s.username = s.exchange.Username()
 	s.exchange = nil
 	s.srv.d.Auth.Succeeded(s.t.RemoteAddr())
+	if s.sasl2 {
+		return s.sasl2Success(out)
+	}
 	s.enqueue(wire.NewNS("success", wire.NSSASL).SetText(encodeSASL(out)))
 	s.mu.Lock()
 	s.authed = true
@@ -442,7 +468,7 @@ func (s *Session) saslFail(err error) bool {
 		s.srv.d.Auth.Failed(s.ctx, s.t.RemoteAddr())
 	}
 	s.logger().Debug("c2s: authentication failed", "err", f)
-	s.enqueue(saslFailure(f.Condition))
+	s.enqueue(s.failureElement(f.Condition, ""))
 	s.saslFailures++
 	if s.saslFailures >= maxSASLFailures {
 		s.streamError("policy-violation", "too many failed authentication attempts")
@@ -472,16 +498,28 @@ func (s *Session) handleAuthed(el *wire.Element) (*Session, bool) {
 
 // bind binds a resource through the router (RFC 6120 §7).
 func (s *Session) bind(el *wire.Element) bool {
-	c := s.srv.cfg()
 	res := strings.TrimSpace(el.Child("bind", wire.NSBind).ChildText("resource", ""))
 	if res == "" {
 		res = "av-" + randomID(6)
 	}
+	full, se := s.bindResource(res)
+	if se != nil {
+		s.enqueue(bindError(el, se))
+		return false
+	}
+	s.enqueue(wire.New("iq", "type", "result", "id", el.ID()).Append(
+		wire.NewNS("bind", wire.NSBind).Append(wire.New("jid").SetText(full.String()))))
+	return false
+}
+
+// bindResource binds res (or, on a conflict under the new_resource
+// policy, a variant of it) and moves the session to stateBound.
+func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
+	c := s.srv.cfg()
 	for attempt := 0; ; attempt++ {
 		tentative, err := jid.New(s.username, c.Domain, res)
 		if err != nil {
-			s.enqueue(bindError(el, wire.ErrBadRequest))
-			return false
+			return jid.JID{}, wire.ErrBadRequest
 		}
 		s.full.Store(&tentative)
 		full, err := s.srv.d.Router.Bind(s.ctx, s, s.username, res)
@@ -496,8 +534,7 @@ func (s *Session) bind(el *wire.Element) bool {
 				continue
 			}
 			s.full.Store(nil)
-			s.enqueue(bindError(el, se))
-			return false
+			return jid.JID{}, se
 		}
 		s.full.Store(&full)
 		break
@@ -510,9 +547,7 @@ func (s *Session) bind(el *wire.Element) bool {
 	s.logp.Store(s.logger().With("jid", full.String()))
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
-	s.enqueue(wire.New("iq", "type", "result", "id", el.ID()).Append(
-		wire.NewNS("bind", wire.NSBind).Append(wire.New("jid").SetText(full.String()))))
-	return false
+	return full, nil
 }
 
 func bindError(iq *wire.Element, se *wire.StanzaError) *wire.Element {

@@ -1,0 +1,166 @@
+package c2s_test
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/wire"
+	"mellium.im/sasl"
+)
+
+// sasl2Login runs SCRAM-SHA-256 over XEP-0388 with extra (a Bind 2
+// request, or nothing) in <authenticate/>, and returns the <success/> or
+// <failure/> that ends it.
+func sasl2Login(t *testing.T, c *servertest.Client, user, password, extra string) *wire.Element {
+	t.Helper()
+	neg := sasl.NewClient(sasl.ScramSha256, sasl.Credentials(func() ([]byte, []byte, []byte) {
+		return []byte(user), []byte(password), nil
+	}))
+	_, first, err := neg.Step(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'><initial-response>%s</initial-response>"+
+		"<user-agent id='d4565fa7-4d72-4749-b3d3-740edbf87770'><software>test</software></user-agent>%s</authenticate>",
+		base64.StdEncoding.EncodeToString(first), extra)
+	for {
+		el := c.MustNext()
+		if el.NS() != wire.NSSASL2 {
+			t.Fatalf("SASL2 answered outside its namespace: %s", el)
+		}
+		switch el.Name {
+		case "challenge":
+			in, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
+			if err != nil {
+				t.Fatalf("bad challenge %s", el)
+			}
+			_, resp, err := neg.Step(in)
+			if err != nil {
+				t.Fatalf("sasl step: %v", err)
+			}
+			c.Send("<response xmlns='urn:xmpp:sasl:2'>%s</response>", base64.StdEncoding.EncodeToString(resp))
+		case "success":
+			in, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.ChildText("additional-data", "")))
+			if err != nil {
+				t.Fatalf("bad additional-data in %s", el)
+			}
+			if _, _, err := neg.Step(in); err != nil {
+				t.Fatalf("server signature rejected: %v", err)
+			}
+			return el
+		default:
+			return el
+		}
+	}
+}
+
+// SASL2 with Bind 2: one exchange authenticates and binds, the stream is
+// not restarted, the features that follow no longer offer binding, and
+// the session works at once.
+func TestSASL2WithBind2(t *testing.T) {
+	n := startServer(t, "alice", "bob")
+	c := servertest.Dial(t, n)
+	f := c.StartTLS()
+	a := f.Child("authentication", wire.NSSASL2)
+	if a == nil || a.Child("inline", "") == nil || a.Child("inline", "").Child("bind", wire.NSBind2) == nil {
+		t.Fatalf("features after TLS = %s, want SASL2 with Bind 2 inline", f)
+	}
+	if !strings.Contains(a.String(), ">SCRAM-SHA-256<") {
+		t.Fatalf("SASL2 mechanisms %s, want the RFC 6120 ones", a)
+	}
+	el := sasl2Login(t, c, "alice", "alicepw", "<bind xmlns='urn:xmpp:bind:0'><tag>Phone</tag></bind>")
+	if el.Name != "success" || el.Child("bound", wire.NSBind2) == nil {
+		t.Fatalf("got %s, want success with <bound/>", el)
+	}
+	full := el.ChildText("authorization-identifier", "")
+	if !strings.HasPrefix(full, "alice@"+n.Config().Domain+"/Phone-") {
+		t.Fatalf("authorization-identifier %q, want alice's full JID with the tag", full)
+	}
+	feats := c.ExpectName("stream:features")
+	if feats.Child("bind", wire.NSBind) != nil || feats.Child("sm", wire.NSSM) == nil {
+		t.Fatalf("features after SASL2 + Bind 2 = %s, want sm and no bind", feats)
+	}
+	c.JID = full
+
+	// A bound session: messages flow both ways.
+	b := servertest.DialTLS(t, n)
+	bob := b.Login("bob", "bobpw", "r")
+	c.Send("<presence/>")
+	c.Send("<message to='%s' type='chat' id='m1'><body>hi</body></message>", bob)
+	got := b.Await("message from alice", func(el *wire.Element) bool { return el.Name == "message" })
+	if got.From() != full || got.ChildText("body", "") != "hi" {
+		t.Fatalf("bob got %s", got)
+	}
+	b.Send("<message to='%s' type='chat'><body>back</body></message>", full)
+	c.Await("message from bob", func(el *wire.Element) bool {
+		return el.Name == "message" && el.ChildText("body", "") == "back"
+	})
+	// Stream management after Bind 2, the usual way.
+	c.Send("<enable xmlns='urn:xmpp:sm:3'/>")
+	c.Await("sm enabled", func(el *wire.Element) bool { return el.Name == "enabled" })
+}
+
+// SASL2 without Bind 2 authenticates and offers RFC 6120 binding on the
+// same stream.
+func TestSASL2ThenBind(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.Dial(t, n)
+	c.StartTLS()
+	el := sasl2Login(t, c, "alice", "alicepw", "")
+	if el.Name != "success" || el.Child("bound", wire.NSBind2) != nil {
+		t.Fatalf("got %s, want success without <bound/>", el)
+	}
+	if id := el.ChildText("authorization-identifier", ""); id != "alice@"+n.Config().Domain {
+		t.Fatalf("authorization-identifier %q, want the bare JID", id)
+	}
+	feats := c.ExpectName("stream:features")
+	if feats.Child("bind", wire.NSBind) == nil {
+		t.Fatalf("features after SASL2 = %s, want bind", feats)
+	}
+	if j, err := c.Bind("laptop"); err != nil || !strings.HasSuffix(j, "/laptop") {
+		t.Fatalf("bind after SASL2: %q %v", j, err)
+	}
+}
+
+// Failures and aborts answer in the SASL2 namespace with the RFC 6120
+// condition, and the client may try again.
+func TestSASL2Failure(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.Dial(t, n)
+	c.StartTLS()
+	el := sasl2Login(t, c, "alice", "wrong", "<bind xmlns='urn:xmpp:bind:0'/>")
+	if el.Name != "failure" || el.Child("not-authorized", wire.NSSASL) == nil {
+		t.Fatalf("wrong password: %s, want failure with not-authorized", el)
+	}
+	c.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-256'/>")
+	if el := c.MustNext(); el.Name != "challenge" || el.NS() != wire.NSSASL2 {
+		t.Fatalf("authenticate without initial response: %s, want an empty SASL2 challenge", el)
+	}
+	c.Send("<abort xmlns='urn:xmpp:sasl:2'/>")
+	if el := c.MustNext(); el.Name != "failure" || el.Child("aborted", wire.NSSASL) == nil {
+		t.Fatalf("abort: %s, want failure with aborted", el)
+	}
+	c.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='NOPE'/>")
+	if el := c.MustNext(); el.Name != "failure" || el.Child("invalid-mechanism", wire.NSSASL) == nil {
+		t.Fatalf("unknown mechanism: %s, want failure with invalid-mechanism", el)
+	}
+	el = sasl2Login(t, c, "alice", "alicepw", "<bind xmlns='urn:xmpp:bind:0'/>")
+	if el.Name != "success" || !strings.HasPrefix(el.ChildText("authorization-identifier", ""), "alice@") {
+		t.Fatalf("retry: %s, want success", el)
+	}
+}
+
+// SASL2 is not offered before TLS when TLS is required, like SASL.
+func TestSASL2NotBeforeTLS(t *testing.T) {
+	n := startServer(t, "alice")
+	c := servertest.Dial(t, n)
+	if c.Features.Child("authentication", wire.NSSASL2) != nil {
+		t.Fatalf("SASL2 offered before TLS: %s", c.Features)
+	}
+	c.Send("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>AGFsaWNlAGFsaWNlcHc=</initial-response></authenticate>")
+	if el := c.MustNext(); el.Name != "failure" || el.NS() != wire.NSSASL2 || el.Child("encryption-required", wire.NSSASL) == nil {
+		t.Fatalf("SASL2 before TLS: %s, want failure with encryption-required", el)
+	}
+}
