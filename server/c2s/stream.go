@@ -286,7 +286,7 @@ func (s *Session) handleNegotiating(el *wire.Element) bool {
 		return s.startTLS()
 	case el.Name == "auth" && el.NS() == wire.NSSASL:
 		return s.startAuth(el)
-	case el.Name == "response" && el.NS() == wire.NSSASL && s.state == stateSASL:
+	case el.Name == "response" && el.NS() == wire.NSSASL && s.state == stateSASL && !s.sasl2:
 		data, err := decodeSASL(el.AllText())
 		if err != nil {
 			return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
