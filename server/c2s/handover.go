@@ -315,7 +315,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.mu.Unlock()
 	s.smEnabled = true
 	s.inH = reply.InH
-	s.state = stateBound
+	s.enterBound()
 	s.srv.addResumable(s)
 	s.logp.Store(s.logger().With("jid", full.String()))
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")

@@ -122,3 +122,21 @@ func waitReadable(conn net.Conn) {
 	}
 	_ = rc.Read(peekReady)
 }
+
+// idleWaiter is a transport that can park its reader shallowly between
+// elements (TCPTransport). The session turns it on once bound: during
+// negotiation the reader waits a few round trips for a client that is
+// busy logging in, and a shallow wait there only let the collector shrink
+// the stack that the next step (crypto/tls, SQLite) grew again at once —
+// about 5% of the server's CPU per login went to that shrinking and
+// regrowing.
+type idleWaiter interface{ setIdleWait(on bool) }
+
+// enterBound moves the session to stateBound (bound by RFC 6120, XEP-0386
+// or a resumption) and lets an idle reader park shallowly from now on.
+func (s *Session) enterBound() {
+	s.state = stateBound
+	if w, ok := s.t.(idleWaiter); ok {
+		w.setIdleWait(true)
+	}
+}

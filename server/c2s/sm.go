@@ -204,7 +204,7 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	old.routeCtx = context.WithoutCancel(old.ctx)
 	context.AfterFunc(old.ctx, func() { old.closeWith(ReasonShutdown, "system-shutdown", "") })
 	old.readerDone = make(chan struct{})
-	old.state = stateBound
+	old.enterBound()
 	old.last.Store(monotonic())
 	old.startIdleTimerLocked()
 	old.t.SetActivityHook(old.touch)

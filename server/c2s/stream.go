@@ -543,7 +543,7 @@ func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
 	s.mu.Lock()
 	s.bound = true
 	s.mu.Unlock()
-	s.state = stateBound
+	s.enterBound()
 	s.logp.Store(s.logger().With("jid", full.String()))
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")

@@ -37,6 +37,9 @@ type TCPTransport struct {
 	// tlsFresh is true from the TLS handshake until the first stream
 	// header after it, which is written on its own (see OpenStream).
 	tlsFresh bool
+	// idleWait: ReadElement parks shallowly when nothing is buffered (see
+	// idlewait.go); set once the session is bound.
+	idleWait bool
 	peeked   [1]byte // a byte read while waiting idle, not yet parsed
 	hasPeek  bool
 	// rec is under the tls.Conn (nil on a plaintext stream); tlsDrained
@@ -86,6 +89,8 @@ func (t *TCPTransport) activity() {
 	}
 }
 
+func (t *TCPTransport) setIdleWait(on bool) { t.idleWait = on }
+
 // SetActivityHook implements Transport.
 func (t *TCPTransport) SetActivityHook(fn func()) { t.onAct = fn }
 
@@ -94,13 +99,14 @@ func (t *TCPTransport) ReadHeader() (*wire.Element, error) { return t.rd.Header(
 
 // ReadElement implements Transport.
 //
-// When nothing is buffered anywhere above the socket it first waits for
-// the socket to become readable, a few frames deep instead of deep inside
-// crypto/tls and encoding/xml, so that the garbage collector can shrink an
-// idle session's reader stack (see idlewait.go). When crypto/tls may still
+// Once the session is bound (setIdleWait), when nothing is buffered
+// anywhere above the socket it first waits for the socket to become
+// readable, a few frames deep instead of deep inside crypto/tls and
+// encoding/xml, so that the garbage collector can shrink an idle
+// session's reader stack (see idlewait.go). When crypto/tls may still
 // hold plaintext it waits for one byte outside the XML parser instead.
 func (t *TCPTransport) ReadElement() (*wire.Element, error) {
-	if !t.hasPeek && t.rd.Buffered() == 0 {
+	if t.idleWait && !t.hasPeek && t.rd.Buffered() == 0 {
 		if t.socketIsAll() {
 			waitReadable(t.raw)
 			return t.rd.Next()
