@@ -134,8 +134,23 @@ func TestSmackSINT(t *testing.T) {
 func TestSmackSINTServiceAdministration(t *testing.T) {
 	passed, total, failed, log := runSINT(t, "admin", "-Dsinttest.enabledSpecifications=RFC6121,XEP-0199")
 	report(t, "smack-sint-admin", fmt.Sprintf("smack-sint-admin: %d passed, %d failed", passed, total-passed))
-	if total == 0 || len(failed) > 0 {
-		t.Errorf("service administration run: %d/%d passed, failed %v\n%s", passed, total, failed, tail(log, 60))
+	if total == 0 {
+		t.Fatalf("service administration run: no tests ran\n%s", tail(log, 60))
+	}
+	// The same list as the in-band run: the RFC 6121 tests' own races
+	// (testdata/sint-known-failures.txt) do not depend on how accounts
+	// were made. Anything else fails.
+	known := knownFailures(t)
+	var unknown []string
+	for _, f := range failed {
+		if _, ok := known[f]; !ok {
+			unknown = append(unknown, f)
+		}
+	}
+	if len(unknown) > 0 {
+		t.Errorf("service administration run: %d/%d passed, failed %v (not known failures: %v)\n%s", passed, total, failed, unknown, tail(log, 60))
+	} else if len(failed) > 0 {
+		t.Logf("known failures in the service administration run: %v", failed)
 	}
 }
 
