@@ -62,19 +62,12 @@ func sasl2Failure(cond, text string) *wire.Element {
 	return f
 }
 
-// sasl2Success ends a successful XEP-0388 exchange: binds the resource
-// when Bind 2 asked for it, answers <success/> with the authorization
-// identifier (the full JID once bound) and sends the features of the
-// authenticated stream, which is not restarted.
+// sasl2Success ends a successful XEP-0388 exchange, after
+// markAuthenticated: binds the resource when Bind 2 asked for it, answers
+// <success/> with the authorization identifier (the full JID once bound)
+// and sends the features of the authenticated stream, which is not
+// restarted.
 func (s *Session) sasl2Success(additional []byte) bool {
-	s.mu.Lock()
-	s.authed = true
-	if !s.closing {
-		s.startIdleTimerLocked()
-	}
-	s.mu.Unlock()
-	s.logp.Store(s.logger().With("user", s.username))
-	s.logger().Debug("c2s: authenticated (SASL2)")
 	s.state = stateAuthed
 	s.sasl2 = false
 	success := wire.NewNS("success", wire.NSSASL2)

@@ -438,10 +438,19 @@ func (s *Session) saslStep(data []byte) bool {
 	s.username = s.exchange.Username()
 	s.exchange = nil
 	s.srv.d.Auth.Succeeded(s.t.RemoteAddr())
+	s.markAuthenticated()
 	if s.sasl2 {
 		return s.sasl2Success(out)
 	}
 	s.enqueue(wire.NewNS("success", wire.NSSASL).SetText(encodeSASL(out)))
+	s.t.Restart()
+	s.state = stateHeader
+	return false
+}
+
+// markAuthenticated records a successful SASL exchange (either profile):
+// the auth timer gives way to the idle timer.
+func (s *Session) markAuthenticated() {
 	s.mu.Lock()
 	s.authed = true
 	if !s.closing {
@@ -449,10 +458,7 @@ func (s *Session) saslStep(data []byte) bool {
 	}
 	s.mu.Unlock()
 	s.logp.Store(s.logger().With("user", s.username))
-	s.logger().Debug("c2s: authenticated")
-	s.t.Restart()
-	s.state = stateHeader
-	return false
+	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2)
 }
 
 func (s *Session) saslFail(err error) bool {
