@@ -409,53 +409,6 @@ func awaitMessages(t testing.TB, cl *servertest.Client, bodies ...string) map[st
 	return got
 }
 
-// awaitOfflineOnAny waits until each body arrived, with a delay stamp, at
-// one of the clients (resources of one user). It reads the clients
-// concurrently and leaves them unusable: call it last.
-func awaitOfflineOnAny(t testing.TB, clients []*servertest.Client, bodies ...string) {
-	t.Helper()
-	want := map[string]bool{}
-	for _, b := range bodies {
-		want[b] = true
-	}
-	type hit struct {
-		body string
-		el   *wire.Element
-	}
-	hits := make(chan hit, 2*len(bodies)+len(clients))
-	for _, cl := range clients {
-		go func() {
-			for {
-				el, err := cl.Next()
-				if err != nil {
-					return
-				}
-				if b := el.ChildText("body", ""); el.Name == "message" && want[b] {
-					hits <- hit{b, el}
-				}
-			}
-		}()
-	}
-	got := map[string]*wire.Element{}
-	timeout := time.After(30 * time.Second)
-	for len(got) < len(want) {
-		select {
-		case h := <-hits:
-			got[h.body] = h.el
-		case <-timeout:
-			t.Fatalf("offline messages %v: got only %d", bodies, len(got))
-		}
-	}
-	for _, cl := range clients {
-		_ = cl.Conn.SetReadDeadline(time.Now())
-	}
-	for b, m := range got {
-		if !delayed(m) {
-			t.Errorf("%q without a delay stamp: %s", b, m)
-		}
-	}
-}
-
 // awaitOffline waits for messages with these bodies, each with a delay
 // stamp (delivered from offline storage).
 func awaitOffline(t testing.TB, cl *servertest.Client, bodies ...string) {
