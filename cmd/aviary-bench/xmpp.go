@@ -305,41 +305,17 @@ func (c *conn) offersSASL2() bool {
 // on their way (no stream restart).
 func (c *conn) authenticate2(user, password string) error {
 	s := newSCRAM(user, password, "")
-	if err := c.writeString("<authenticate xmlns='" + nsSASL2 + "' mechanism='SCRAM-SHA-1'><initial-response>" +
-		base64.StdEncoding.EncodeToString([]byte(s.clientFirst())) + "</initial-response>" +
-		"<bind xmlns='" + nsBind2 + "'><tag>bench</tag></bind></authenticate>"); err != nil {
-		return err
-	}
-	el, err := c.r.Next()
-	if err != nil {
-		return fmt.Errorf("sasl2: %w", err)
-	}
-	if el.LocalName() != "challenge" {
-		return fmt.Errorf("%w: %s", errAuth, el.String())
-	}
-	ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
-	if err != nil {
-		return fmt.Errorf("sasl2: challenge: %w", err)
-	}
-	final, err := s.clientFinal(string(ch))
+	el, err := c.scramRounds(s, nsSASL2, func(first string) string {
+		return "<authenticate xmlns='" + nsSASL2 + "' mechanism='SCRAM-SHA-1'><initial-response>" + first +
+			"</initial-response><bind xmlns='" + nsBind2 + "'><tag>bench</tag></bind></authenticate>"
+	})
 	if err != nil {
 		return err
-	}
-	if err := c.writeString("<response xmlns='" + nsSASL2 + "'>" +
-		base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
-		return err
-	}
-	if el, err = c.r.Next(); err != nil {
-		return fmt.Errorf("sasl2: %w", err)
 	}
 	if el.LocalName() != "success" {
 		return fmt.Errorf("%w: %s", errAuth, el.String())
 	}
-	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.ChildText("additional-data", "")))
-	if err != nil {
-		return fmt.Errorf("sasl2: additional data: %w", err)
-	}
-	if err := s.verifyServer(string(v)); err != nil {
+	if err := verifySCRAM(s, el.ChildText("additional-data", "")); err != nil {
 		return err
 	}
 	if el.Child("bound", nsBind2) == nil {
@@ -358,6 +334,48 @@ func (c *conn) authenticate2(user, password string) error {
 	c.features = el
 	sasl2Logins.Add(1)
 	return nil
+}
+
+// scramRounds sends the opening element start builds around the
+// base64 client-first message, answers the server's challenge in
+// namespace ns, and returns the element that follows (success, failure,
+// or an RFC 6120 final challenge).
+func (c *conn) scramRounds(s *scramClient, ns string, start func(first string) string) (*wire.Element, error) {
+	if err := c.writeString(start(base64.StdEncoding.EncodeToString([]byte(s.clientFirst())))); err != nil {
+		return nil, err
+	}
+	el, err := c.r.Next()
+	if err != nil {
+		return nil, fmt.Errorf("sasl: %w", err)
+	}
+	if el.LocalName() != "challenge" {
+		return nil, fmt.Errorf("%w: %s", errAuth, el.String())
+	}
+	ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
+	if err != nil {
+		return nil, fmt.Errorf("sasl: challenge: %w", err)
+	}
+	final, err := s.clientFinal(string(ch))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.writeString("<response xmlns='" + ns + "'>" +
+		base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
+		return nil, err
+	}
+	if el, err = c.r.Next(); err != nil {
+		return nil, fmt.Errorf("sasl: %w", err)
+	}
+	return el, nil
+}
+
+// verifySCRAM checks the server's base64 final message.
+func verifySCRAM(s *scramClient, verifier string) error {
+	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(verifier))
+	if err != nil {
+		return fmt.Errorf("sasl: verifier: %w", err)
+	}
+	return s.verifyServer(string(v))
 }
 
 // login runs SASL and restarts the stream; bind (or a stream-management
@@ -391,32 +409,11 @@ func (c *conn) login(o dialOptions, user, password string) error {
 
 func (c *conn) scram(user, password string) error {
 	s := newSCRAM(user, password, "")
-	if err := c.writeString("<auth xmlns='" + nsSASL + "' mechanism='SCRAM-SHA-1'>" +
-		base64.StdEncoding.EncodeToString([]byte(s.clientFirst())) + "</auth>"); err != nil {
-		return err
-	}
-	el, err := c.r.Next()
-	if err != nil {
-		return fmt.Errorf("sasl: %w", err)
-	}
-	if el.LocalName() != "challenge" {
-		return fmt.Errorf("%w: %s", errAuth, el.String())
-	}
-	ch, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
-	if err != nil {
-		return fmt.Errorf("sasl: challenge: %w", err)
-	}
-	final, err := s.clientFinal(string(ch))
+	el, err := c.scramRounds(s, nsSASL, func(first string) string {
+		return "<auth xmlns='" + nsSASL + "' mechanism='SCRAM-SHA-1'>" + first + "</auth>"
+	})
 	if err != nil {
 		return err
-	}
-	if err := c.writeString("<response xmlns='" + nsSASL + "'>" +
-		base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
-		return err
-	}
-	el, err = c.r.Next()
-	if err != nil {
-		return fmt.Errorf("sasl: %w", err)
 	}
 	var verifier string
 	switch el.LocalName() {
@@ -436,11 +433,7 @@ func (c *conn) scram(user, password string) error {
 	default:
 		return fmt.Errorf("%w: %s", errAuth, el.String())
 	}
-	v, err := base64.StdEncoding.DecodeString(strings.TrimSpace(verifier))
-	if err != nil {
-		return fmt.Errorf("sasl: verifier: %w", err)
-	}
-	return s.verifyServer(string(v))
+	return verifySCRAM(s, verifier)
 }
 
 // bind binds a resource and, when the server wants it, starts a legacy

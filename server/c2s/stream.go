@@ -286,29 +286,19 @@ func (s *Session) handleNegotiating(el *wire.Element) bool {
 		return s.startTLS()
 	case el.Name == "auth" && el.NS() == wire.NSSASL:
 		return s.startAuth(el)
-	case el.Name == "response" && el.NS() == wire.NSSASL && s.state == stateSASL && !s.sasl2:
-		data, err := decodeSASL(el.AllText())
-		if err != nil {
-			return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
-		}
-		return s.saslStep(data)
-	case el.Name == "abort" && el.NS() == wire.NSSASL:
-		s.exchange = nil
-		s.state = stateNegotiating
-		s.enqueue(saslFailure(auth.CondAborted))
-		return false
 	case el.Name == "authenticate" && el.NS() == wire.NSSASL2:
 		return s.startAuth2(el)
-	case el.Name == "response" && el.NS() == wire.NSSASL2 && s.state == stateSASL && s.sasl2:
+	case el.Name == "response" && s.state == stateSASL && el.NS() == s.saslNS():
 		data, err := decodeSASL(el.AllText())
 		if err != nil {
 			return s.saslFail(&auth.Failure{Condition: auth.CondIncorrectEncoding, Err: err})
 		}
 		return s.saslStep(data)
-	case el.Name == "abort" && el.NS() == wire.NSSASL2:
+	case el.Name == "abort" && (el.NS() == wire.NSSASL || el.NS() == wire.NSSASL2):
 		s.exchange = nil
 		s.state = stateNegotiating
-		s.enqueue(sasl2Failure(auth.CondAborted, ""))
+		s.sasl2 = el.NS() == wire.NSSASL2 // answered in the abort's profile
+		s.enqueue(s.failureElement(auth.CondAborted, ""))
 		return false
 	case el.Name == "iq" && s.state == stateNegotiating:
 		return s.preAuthIQ(el)
