@@ -31,6 +31,7 @@ type Config struct {
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
 	Balance  BalanceConfig  `yaml:"balance"`
+	Runtime  RuntimeConfig  `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -271,4 +272,16 @@ type BalanceConfig struct {
 	// RetryAfter is the Retry-After the dispatcher sends with 503 when every
 	// node is over its limit. Default 30s.
 	RetryAfter time.Duration `yaml:"retry_after"`
+}
+
+// RuntimeConfig tunes the Go runtime under the node (server/gctune).
+type RuntimeConfig struct {
+	// GCMinHeadroomMB is the least heap growth, in MiB, the garbage
+	// collector allows between cycles. Go's default (GOGC=100) lets the heap
+	// grow by as much as is live, which on a node with a small live heap
+	// means a collection every few megabytes of allocation (a login storm
+	// collects many times a second); above GCMinHeadroomMB of live memory
+	// the collector behaves as with GOGC=100. A negative value leaves the
+	// collector alone, as does setting GOGC in the environment. Default 64.
+	GCMinHeadroomMB int `yaml:"gc_min_headroom_mb"`
 }

@@ -108,6 +108,7 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Balance.DrainDeadline, 2*time.Minute)
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
+	setInt(&c.Runtime.GCMinHeadroomMB, 64)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/gctune"
 )
 
 func init() {
@@ -197,6 +198,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	}
 	log := NewLogger(cfg, stderr)
 	slog.SetDefault(log)
+	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
 	opts := []server.Option{server.WithLogger(log)}
 	serveOptMu.Lock()
