@@ -2,10 +2,7 @@ package wire
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/xml"
 	"errors"
-	"fmt"
 	"io"
 )
 
@@ -38,8 +35,8 @@ func (l Limits) withDefaults() Limits {
 // Reader reads one XML stream: a root header, then top-level elements.
 // It is not safe for concurrent use; each session has one reader goroutine.
 type Reader struct {
-	src    *countingReader
-	dec    *xml.Decoder
+	sc     scanner
+	fill   *fillReader
 	lim    Limits
 	header *Element
 }
@@ -49,64 +46,55 @@ type Reader struct {
 // timers: it runs per network read, not per byte).
 func NewReader(r io.Reader, lim Limits) *Reader {
 	lim = lim.withDefaults()
-	cr := &countingReader{max: lim.MaxStanzaBytes}
-	cr.fill = &fillReader{r: r}
+	rd := &Reader{lim: lim, fill: &fillReader{r: r}}
 	// A small buffer: an idle session holds it for as long as it is
-	// connected, and stanzas are parsed a byte at a time anyway.
-	cr.br = bufio.NewReaderSize(cr.fill, 512)
-	rd := &Reader{src: cr, lim: lim}
-	rd.dec = newDecoder(cr)
+	// connected. A stanza that does not fit is gathered in the scanner's
+	// scratch, which it drops again after a large one.
+	rd.sc.br = bufio.NewReaderSize(rd.fill, 512)
+	rd.sc.max = lim.MaxStanzaBytes
 	return rd
 }
 
 // SetOnFill installs a hook that runs after every read from the transport.
-func (r *Reader) SetOnFill(fn func()) { r.src.fill.onFill = fn }
-
-func newDecoder(r io.Reader) *xml.Decoder {
-	d := xml.NewDecoder(r)
-	d.Strict = true
-	return d
-}
+func (r *Reader) SetOnFill(fn func()) { r.fill.onFill = fn }
 
 // Restart begins a new stream on the same transport, as after SASL success
 // (RFC 6120 §6.4.6). Bytes already buffered are kept.
 func (r *Reader) Restart() {
-	r.dec = newDecoder(r.src)
 	r.header = nil
-	r.src.mark()
+	r.sc.pendingEnd = false
+	r.sc.mark()
 }
 
 // Buffered reports how many bytes are read from the transport but not yet
 // parsed. STARTTLS must find none (RFC 6120 §5.4.3.3).
-func (r *Reader) Buffered() int { return r.src.br.Buffered() }
+func (r *Reader) Buffered() int { return r.sc.br.Buffered() }
 
 // Header returns the stream's root element (without children): the
 // <stream:stream> start tag, whose attributes the caller validates.
 func (r *Reader) Header() (*Element, error) {
-	r.src.mark()
+	r.sc.mark()
 	first := true
 	for {
-		tok, err := r.dec.RawToken()
+		kind, err := r.sc.next()
 		if err != nil {
-			return nil, r.convert(err)
+			return nil, err
 		}
-		switch t := tok.(type) {
-		case xml.ProcInst:
-			if t.Target != "xml" || !first {
+		switch kind {
+		case tokDecl:
+			if !first {
 				return nil, ErrRestrictedXML
 			}
-		case xml.CharData:
-			if !isSpace(t) {
+		case tokText:
+			if !isSpace(r.sc.text) {
 				return nil, ErrNotWellFormed
 			}
-		case xml.StartElement:
-			r.header = startToElement(t)
-			r.src.mark()
+		case tokStart:
+			r.header = r.sc.element()
+			r.sc.mark()
 			return r.header, nil
-		case xml.EndElement:
+		case tokEnd:
 			return nil, ErrNotWellFormed
-		default: // comments, directives (DTDs)
-			return nil, ErrRestrictedXML
 		}
 		first = false
 	}
@@ -118,93 +106,84 @@ func (r *Reader) Next() (*Element, error) {
 	if r.header == nil {
 		return nil, errors.New("wire: Next called before Header")
 	}
-	r.src.mark()
-	var stack []*Element
+	r.sc.mark()
+	return r.sc.tree(r.lim.MaxDepth, r.header.Name, nil)
+}
+
+// tree reads one top-level element and everything inside it, or, with a
+// stack, the rest of the element at its bottom. streamName, when not
+// empty, is the stream's root: its end tag ends the stream, and a second
+// one inside it is an error.
+func (s *scanner) tree(maxDepth int, streamName string, stack []*Element) (*Element, error) {
 	for {
-		tok, err := r.dec.RawToken()
+		kind, err := s.next()
 		if err != nil {
-			return nil, r.convert(err)
+			return nil, err
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if len(stack) >= r.lim.MaxDepth {
+		switch kind {
+		case tokStart:
+			if len(stack) >= maxDepth {
 				return nil, ErrTooDeep
 			}
-			if len(stack) == 0 && joinName(t.Name) == r.header.Name {
+			if len(stack) == 0 && streamName != "" && s.name == streamName {
 				// A second stream header inside the stream (not after a
 				// Restart) would otherwise swallow everything after it.
 				return nil, ErrBadFormat
 			}
-			el := startToElement(t)
+			el := s.element()
 			if len(stack) > 0 {
 				parent := stack[len(stack)-1]
 				parent.Children = append(parent.Children, el)
 			}
 			stack = append(stack, el)
-		case xml.EndElement:
-			name := joinName(t.Name)
+		case tokEnd:
 			if len(stack) == 0 {
-				if name == r.header.Name {
+				if streamName != "" && s.name == streamName {
 					return nil, ErrStreamEnd
 				}
 				return nil, ErrNotWellFormed
 			}
 			top := stack[len(stack)-1]
-			if top.Name != name {
+			if top.Name != s.name {
 				return nil, ErrNotWellFormed
 			}
 			stack = stack[:len(stack)-1]
 			if len(stack) == 0 {
 				return top, nil
 			}
-		case xml.CharData:
+		case tokText:
 			if len(stack) == 0 {
-				if !isSpace(t) {
+				if !isSpace(s.text) {
 					return nil, ErrBadFormat
 				}
-				r.src.mark() // whitespace keepalives never add up to a limit
+				s.mark() // whitespace keepalives never add up to a limit
 				continue
 			}
-			appendCharData(stack[len(stack)-1], t)
-		case xml.ProcInst, xml.Comment, xml.Directive:
+			appendCharData(stack[len(stack)-1], s.text)
+		case tokDecl:
 			return nil, ErrRestrictedXML
 		}
 	}
 }
 
+// element makes an element of the current start tag.
+func (s *scanner) element() *Element {
+	el := &Element{Name: s.name}
+	if len(s.attrs) > 0 {
+		el.Attrs = make([]Attr, len(s.attrs))
+		copy(el.Attrs, s.attrs)
+	}
+	return el
+}
+
 // appendCharData adds text to the right slot: the element's Text when it has
 // no children yet, otherwise the Tail of its last child.
-func appendCharData(el *Element, t xml.CharData) {
+func appendCharData(el *Element, t []byte) {
 	if n := len(el.Children); n > 0 {
 		el.Children[n-1].Tail += string(t)
 		return
 	}
 	el.Text += string(t)
-}
-
-func (r *Reader) convert(err error) error {
-	switch {
-	case errors.Is(err, errTooLarge):
-		return ErrStanzaTooLarge
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return err
-	}
-	var se *xml.SyntaxError
-	if errors.As(err, &se) {
-		// encoding/xml reports a reader failure as a SyntaxError wrapping
-		// "unexpected EOF"; keep limit and EOF errors distinguishable.
-		if r.src.tooLarge {
-			return ErrStanzaTooLarge
-		}
-		if r.src.err != nil {
-			return r.src.err
-		}
-		return fmt.Errorf("%w: %s", ErrNotWellFormed, se.Msg)
-	}
-	if r.src.tooLarge {
-		return ErrStanzaTooLarge
-	}
-	return err
 }
 
 // Parse parses exactly one complete element, as a WebSocket frame or a BOSH
@@ -214,75 +193,43 @@ func Parse(data []byte, lim Limits) (*Element, error) {
 	if len(data) > lim.MaxStanzaBytes {
 		return nil, ErrStanzaTooLarge
 	}
-	d := newDecoder(bytes.NewReader(data))
-	var stack []*Element
+	s := &scanner{data: data, max: len(data)}
 	var root *Element
 	for {
-		tok, err := d.RawToken()
+		kind, err := s.next()
 		if err == io.EOF {
-			if root == nil || len(stack) > 0 {
+			if root == nil {
 				return nil, ErrNotWellFormed
 			}
 			return root, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrNotWellFormed, err)
+			return nil, err
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			if root != nil && len(stack) == 0 {
-				return nil, ErrNotWellFormed // a second root
-			}
-			if len(stack) >= lim.MaxDepth {
-				return nil, ErrTooDeep
-			}
-			el := startToElement(t)
-			if len(stack) > 0 {
-				parent := stack[len(stack)-1]
-				parent.Children = append(parent.Children, el)
-			} else {
-				root = el
-			}
-			stack = append(stack, el)
-		case xml.EndElement:
-			if len(stack) == 0 || stack[len(stack)-1].Name != joinName(t.Name) {
+		switch kind {
+		case tokText:
+			if !isSpace(s.text) {
 				return nil, ErrNotWellFormed
 			}
-			stack = stack[:len(stack)-1]
-		case xml.CharData:
-			if len(stack) == 0 {
-				if !isSpace(t) {
-					return nil, ErrNotWellFormed
-				}
-				continue
-			}
-			appendCharData(stack[len(stack)-1], t)
-		case xml.ProcInst:
-			if t.Target != "xml" || root != nil {
+		case tokDecl:
+			if root != nil {
 				return nil, ErrRestrictedXML
 			}
-		case xml.Comment, xml.Directive:
-			return nil, ErrRestrictedXML
+		case tokEnd:
+			return nil, ErrNotWellFormed
+		case tokStart:
+			if root != nil {
+				return nil, ErrNotWellFormed // a second root
+			}
+			root = s.element()
+			if root, err = s.tree(lim.MaxDepth, "", []*Element{root}); err != nil {
+				if err == io.EOF {
+					return nil, ErrNotWellFormed
+				}
+				return nil, err
+			}
 		}
 	}
-}
-
-func startToElement(t xml.StartElement) *Element {
-	el := &Element{Name: joinName(t.Name)}
-	if len(t.Attr) > 0 {
-		el.Attrs = make([]Attr, len(t.Attr))
-		for i, a := range t.Attr {
-			el.Attrs[i] = Attr{Name: joinName(a.Name), Value: a.Value}
-		}
-	}
-	return el
-}
-
-func joinName(n xml.Name) string {
-	if n.Space == "" {
-		return n.Local
-	}
-	return n.Space + ":" + n.Local
 }
 
 func isSpace(b []byte) bool {
@@ -294,53 +241,6 @@ func isSpace(b []byte) bool {
 		}
 	}
 	return true
-}
-
-var errTooLarge = errors.New("wire: limit reached")
-
-// countingReader counts bytes since the last mark and fails the read that
-// would pass the stanza limit, so encoding/xml never buffers more than the
-// limit for one stanza (a 1 GiB text node fails after MaxStanzaBytes).
-type countingReader struct {
-	br       *bufio.Reader
-	fill     *fillReader
-	n        int
-	max      int
-	tooLarge bool
-	err      error
-}
-
-func (c *countingReader) mark() { c.n = 0 }
-
-func (c *countingReader) ReadByte() (byte, error) {
-	if c.n >= c.max {
-		c.tooLarge = true
-		return 0, errTooLarge
-	}
-	b, err := c.br.ReadByte()
-	if err != nil {
-		c.err = err
-		return 0, err
-	}
-	c.n++
-	return b, nil
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	room := c.max - c.n
-	if room <= 0 {
-		c.tooLarge = true
-		return 0, errTooLarge
-	}
-	if len(p) > room {
-		p = p[:room]
-	}
-	n, err := c.br.Read(p)
-	c.n += n
-	if err != nil {
-		c.err = err
-	}
-	return n, err
 }
 
 type fillReader struct {
