@@ -16,9 +16,8 @@ import (
 // CPU and as much of the load tool's. The scanner finds a token's end in the
 // bytes already buffered (a stanza usually arrives whole in one read),
 // decodes in place when nothing needs decoding, and returns names and common
-// attribute values as shared strings. It keeps no buffer of its own between
-// tokens that is larger than a few kilobytes, so an idle session holds only
-// its bufio.Reader.
+// attribute values as shared strings. Between stanzas it keeps no buffer
+// larger than its bufio.Reader's.
 //
 // Comments, processing instructions other than the declaration, and DTDs
 // are reported as ErrRestrictedXML as soon as they are recognized.
@@ -49,9 +48,10 @@ const (
 	tokDecl                       // the XML declaration
 )
 
-// scratchKeep bounds what the scanner keeps between tokens: a large stanza
-// must not pin its size in every idle session.
-const scratchKeep = 4 << 10
+// scratchKeep bounds the scratch the scanner keeps between stanzas, as
+// much as the read buffer: a session that once sent a large stanza (an
+// avatar, a vCard) must not keep its size while it idles.
+const scratchKeep = 512
 
 func (s *scanner) mark() {
 	s.n = 0
