@@ -26,3 +26,4 @@ AVIARY_TEST_STORE=postgres go test -count=1 -timeout 10m \
 
 echo "== fuzz the stream reader briefly"
 go test -run '^$' -fuzz '^FuzzReader$' -fuzztime 20s ./wire
+go test -run '^$' -fuzz '^FuzzScannerMatchesEncodingXML$' -fuzztime 20s ./wire

@@ -51,18 +51,18 @@ func awaitGOGC(t *testing.T, ok func(uint64) bool, what string) {
 }
 
 // The tuner follows the live heap: a test binary's few megabytes get a
-// large percent; once 256 MiB are live it is back to Go's default; when
+// large percent; once 128 MiB are live it is back to Go's default; when
 // they are freed it rises again.
 func TestFollowsLiveHeap(t *testing.T) {
 	Start(64<<20, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { Start(-1, slog.New(slog.NewTextHandler(io.Discard, nil))) })
 	awaitGOGC(t, func(p uint64) bool { return p > 400 }, "> 400 with a small heap")
 
-	big := make([][]byte, 256)
+	big := make([][]byte, 128)
 	for i := range big {
 		big[i] = make([]byte, 1<<20)
 	}
-	awaitGOGC(t, func(p uint64) bool { return p == 100 }, "100 with 256 MiB live")
+	awaitGOGC(t, func(p uint64) bool { return p == 100 }, "100 with 128 MiB live")
 	runtime.KeepAlive(big)
 	big = nil
 	awaitGOGC(t, func(p uint64) bool { return p > 400 }, "> 400 once the heap is freed")
