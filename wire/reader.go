@@ -115,10 +115,19 @@ func (r *Reader) Next() (*Element, error) {
 // empty, is the stream's root: its end tag ends the stream, and a second
 // one inside it is an error.
 func (s *scanner) tree(maxDepth int, streamName string, stack []*Element) (*Element, error) {
+	// Text comes in pieces when CDATA sections split it. The pieces of one
+	// slot (an element's Text, or its last child's Tail) gather in s.pend
+	// and become one string at the next tag: concatenating a string per
+	// piece went quadratic on a stanza of many small CDATA sections.
+	var slot *string
 	for {
 		kind, err := s.next()
 		if err != nil {
 			return nil, err
+		}
+		if slot != nil && kind != tokText {
+			*slot = string(s.pend)
+			slot, s.pend = nil, s.pend[:0]
 		}
 		switch kind {
 		case tokStart:
@@ -159,7 +168,15 @@ func (s *scanner) tree(maxDepth int, streamName string, stack []*Element) (*Elem
 				s.mark() // whitespace keepalives never add up to a limit
 				continue
 			}
-			appendCharData(stack[len(stack)-1], s.text)
+			if slot == nil {
+				el := stack[len(stack)-1]
+				if n := len(el.Children); n > 0 {
+					slot = &el.Children[n-1].Tail
+				} else {
+					slot = &el.Text
+				}
+			}
+			s.pend = append(s.pend, s.text...)
 		case tokDecl:
 			return nil, ErrRestrictedXML
 		}
@@ -174,16 +191,6 @@ func (s *scanner) element() *Element {
 		copy(el.Attrs, s.attrs)
 	}
 	return el
-}
-
-// appendCharData adds text to the right slot: the element's Text when it has
-// no children yet, otherwise the Tail of its last child.
-func appendCharData(el *Element, t []byte) {
-	if n := len(el.Children); n > 0 {
-		el.Children[n-1].Tail += string(t)
-		return
-	}
-	el.Text += string(t)
 }
 
 // Parse parses exactly one complete element, as a WebSocket frame or a BOSH

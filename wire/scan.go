@@ -28,21 +28,21 @@ type scanner struct {
 
 	n, max int // bytes consumed since mark, and the most allowed
 
-	raw []byte // a token's bytes when they span reads
-	dec []byte // decoded text when it differs from the raw bytes
+	raw  []byte // a token's bytes when they span reads
+	dec  []byte // decoded text when it differs from the raw bytes
+	pend []byte // pieces of one text slot (Reader.tree)
 
 	// The current token.
 	name       string
 	attrs      []Attr // scratch: copied into each element
 	text       []byte // character data, valid until the next call
-	empty      bool   // the start tag closed itself
-	pendingEnd bool   // so the next token is its end
+	pendingEnd bool   // the start tag closed itself: its end comes next
 }
 
 type tokenKind uint8
 
 const (
-	tokStart tokenKind = iota + 1 // s.name, s.attrs, s.empty
+	tokStart tokenKind = iota + 1 // s.name, s.attrs
 	tokEnd                        // s.name
 	tokText                       // s.text
 	tokDecl                       // the XML declaration
@@ -60,6 +60,12 @@ func (s *scanner) mark() {
 	}
 	if cap(s.dec) > scratchKeep {
 		s.dec = nil
+	}
+	if cap(s.pend) > scratchKeep {
+		s.pend = nil
+	}
+	if cap(s.attrs) > 32 {
+		s.attrs = nil
 	}
 }
 
@@ -288,18 +294,20 @@ func (s *scanner) startTag() (tokenKind, error) {
 	}
 	s.name = name
 	s.attrs = s.attrs[:0]
-	s.empty = false
 	last := len(raw) - 1 // the '>'
 	for {
 		j := skipSpace(raw, i)
 		switch raw[j] {
-		case '>':
-			return tokStart, nil
 		case '/':
 			if j+1 != last {
 				return 0, syntaxError("expected /> in <%s>", name)
 			}
-			s.empty, s.pendingEnd = true, true
+			s.pendingEnd = true
+			fallthrough
+		case '>':
+			if a, dup := repeatedAttr(s.attrs); dup {
+				return 0, syntaxError("attribute %s twice in <%s>", a, name)
+			}
 			return tokStart, nil
 		}
 		if j == i {
@@ -326,14 +334,33 @@ func (s *scanner) startTag() (tokenKind, error) {
 		if err != nil {
 			return 0, err
 		}
-		for _, a := range s.attrs {
-			if a.Name == aname {
-				return 0, syntaxError("attribute %s twice in <%s>", aname, name)
-			}
-		}
 		s.attrs = append(s.attrs, Attr{Name: aname, Value: internValue(val)})
 		i = k + 1 + end + 1
 	}
+}
+
+// repeatedAttr reports a name given twice (XML 1.0's Unique Att Spec). A
+// tag carries a handful of attributes; one with thousands (a stanza may be
+// 256 KiB) is checked through a map, not in quadratic time.
+func repeatedAttr(attrs []Attr) (string, bool) {
+	if len(attrs) <= 16 {
+		for i := 1; i < len(attrs); i++ {
+			for j := 0; j < i; j++ {
+				if attrs[i].Name == attrs[j].Name {
+					return attrs[i].Name, true
+				}
+			}
+		}
+		return "", false
+	}
+	seen := make(map[string]struct{}, len(attrs))
+	for _, a := range attrs {
+		if _, ok := seen[a.Name]; ok {
+			return a.Name, true
+		}
+		seen[a.Name] = struct{}{}
+	}
+	return "", false
 }
 
 func (s *scanner) endTag() (tokenKind, error) {

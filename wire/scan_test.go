@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -70,6 +71,16 @@ func refParse(data []byte, maxDepth int) (*Element, error) {
 			return nil, ErrRestrictedXML
 		}
 	}
+}
+
+// appendCharData is how the old reader placed text: the element's Text
+// when it has no children yet, otherwise the Tail of its last child.
+func appendCharData(el *Element, t []byte) {
+	if n := len(el.Children); n > 0 {
+		el.Children[n-1].Tail += string(t)
+		return
+	}
+	el.Text += string(t)
 }
 
 func refJoin(n xml.Name) string {
@@ -243,5 +254,26 @@ func TestScannerDropsLargeScratch(t *testing.T) {
 	r.sc.mark()
 	if cap(r.sc.raw) > scratchKeep || cap(r.sc.dec) > scratchKeep {
 		t.Fatalf("scratch kept: raw %d, dec %d bytes", cap(r.sc.raw), cap(r.sc.dec))
+	}
+}
+
+// A tag with thousands of attributes parses (the repeat check does not go
+// quadratic), and one repeated name among them is still refused.
+func TestScannerManyAttributes(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("<x")
+	for i := 0; i < 5000; i++ {
+		fmt.Fprintf(&b, " a%d='v'", i)
+	}
+	tag := b.String()
+	el, err := Parse([]byte(tag+"/>"), Limits{})
+	if err != nil || len(el.Attrs) != 5000 || el.Attr("a4999") != "v" {
+		t.Fatalf("5,000 attributes: %v", err)
+	}
+	if _, err := Parse([]byte(tag+" a17='w'/>"), Limits{}); !errors.Is(err, ErrNotWellFormed) {
+		t.Fatalf("a repeated attribute among 5,001: %v", err)
+	}
+	if _, err := Parse([]byte("<x a='1' b='2' a='3'></x>"), Limits{}); !errors.Is(err, ErrNotWellFormed) {
+		t.Fatalf("a repeated attribute among 3: %v", err)
 	}
 }
