@@ -12,6 +12,7 @@ package servertest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -61,19 +62,34 @@ func TestLogger() *slog.Logger {
 // and stops it when the test ends.
 func RunServer(t testing.TB, cfg *conf.Config, opts ...server.Option) *server.Node {
 	t.Helper()
+	n, err := startServer(cfg, opts...)
+	if err != nil {
+		t.Fatalf("servertest: %v", err)
+	}
+	stopAtCleanup(t, n)
+	return n
+}
+
+// startServer builds and starts a node; on failure it stops what started.
+func startServer(cfg *conf.Config, opts ...server.Option) (*server.Node, error) {
 	if errs := cfg.Validate(); len(errs) > 0 {
-		t.Fatalf("servertest: invalid config: %v", errs)
+		return nil, fmt.Errorf("invalid config: %v", errs)
 	}
 	opts = append([]server.Option{server.WithLogger(TestLogger())}, opts...)
 	n, err := server.New(cfg, opts...)
 	if err != nil {
-		t.Fatalf("servertest: building the node: %v", err)
+		return nil, fmt.Errorf("building the node: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.Start(ctx); err != nil {
-		t.Fatalf("servertest: starting the node: %v", err)
+		_ = n.Stop(ctx)
+		return nil, fmt.Errorf("starting the node: %w", err)
 	}
+	return n, nil
+}
+
+func stopAtCleanup(t testing.TB, n *server.Node) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -81,7 +97,6 @@ func RunServer(t testing.TB, cfg *conf.Config, opts ...server.Option) *server.No
 			t.Errorf("servertest: stopping the node: %v", err)
 		}
 	})
-	return n
 }
 
 // CreateUser adds an account through the node's user manager.
