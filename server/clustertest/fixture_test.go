@@ -331,27 +331,12 @@ func befriend(t testing.TB, a, b *servertest.Client, bOthers ...string) {
 // behind.
 func awaitRoute(t testing.TB, from, to *servertest.Client) {
 	t.Helper()
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for k := 0; k < 50; k++ {
-			iq := fmt.Sprintf("<iq type='get' to='%s' id='route%d'><query xmlns='urn:example:clustertest'/></iq>", to.JID, k)
-			_ = from.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := from.Conn.Write([]byte(iq)); err != nil {
-				return
-			}
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
-	to.Await("route probe from "+from.JID, func(el *wire.Element) bool {
-		return el.Name == "iq" && el.From() == from.JID && strings.HasPrefix(el.ID(), "route")
+	repeatUntil(from, func(k int) string {
+		return fmt.Sprintf("<iq type='get' to='%s' id='route%d'><query xmlns='urn:example:clustertest'/></iq>", to.JID, k)
+	}, func() {
+		to.Await("route probe from "+from.JID, func(el *wire.Element) bool {
+			return el.Name == "iq" && el.From() == from.JID && strings.HasPrefix(el.ID(), "route")
+		})
 	})
 }
 

@@ -191,19 +191,25 @@ func forwarded(el *wire.Element, kind string) *wire.Element {
 
 // resend sends body+" #k" from cl to `to` every 100ms (up to 50 times)
 // until await returns, for effects that depend on the routing table
-// replica catching up. It writes on the raw connection from a goroutine.
+// replica catching up.
 func resend(t *testing.T, cl *servertest.Client, to, body string, await func()) {
 	t.Helper()
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	repeatUntil(cl, func(k int) string {
+		return fmt.Sprintf("<message to='%s' type='chat' id='resend%d'><body>%s #%d</body></message>", to, k, body, k)
+	}, await)
+}
+
+// repeatUntil writes stanza(k) on cl's raw connection every 100ms (up to
+// 50 times, from a goroutine) until await returns.
+func repeatUntil(cl *servertest.Client, stanza func(k int) string, await func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for k := 0; k < 50; k++ {
-			msg := fmt.Sprintf("<message to='%s' type='chat' id='resend%d'><body>%s #%d</body></message>", to, k, body, k)
 			_ = cl.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := cl.Conn.Write([]byte(msg)); err != nil {
+			if _, err := cl.Conn.Write([]byte(stanza(k))); err != nil {
 				return
 			}
 			select {

@@ -108,10 +108,7 @@ func Percent(headroom int64, base uint64) int64 {
 // heap hovering around a value does not re-tune every cycle.
 func set(p int64) {
 	c := current.Load()
-	if d := p - c; p != basePercent && d*10 < c && -d*10 < c {
-		return
-	}
-	if p == c {
+	if p == c || p != basePercent && max(p-c, c-p)*10 < c {
 		return
 	}
 	current.Store(p)
