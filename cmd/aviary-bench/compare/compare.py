@@ -575,6 +575,21 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
+def ratio_range(runs_a, runs_b, wname, key):
+    """Lowest and highest ratio of run i of a to run i of b, over the
+    runs where both succeeded."""
+    rs = []
+    for ra, rb in zip(runs_a, runs_b):
+        if "error" in ra or "error" in rb:
+            continue
+        va, vb = metrics(wname, ra)[key][0], metrics(wname, rb)[key][0]
+        if va and vb:
+            rs.append(va / vb)
+    if not rs:
+        return "-"
+    return f"{min(rs):.2f}x–{max(rs):.2f}x"
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -807,6 +822,27 @@ def main():
                 cells = [ratio(med.get((a, wname, k)), med.get((b, wname, k))) for a, b in pairs]
                 out.append(f"| {wname} | {k} | " + " | ".join(cells) + " |")
         out.append("")
+        # The servers take turns (run 1 of each, then run 2...), so run i of
+        # one server and run i of another saw the machine in the same state:
+        # the spread of those pairwise ratios says how far a median ratio can
+        # be trusted.
+        spread = []
+        for wname in workloads:
+            reps = (opts.idle_repeats or opts.repeats) if wname == "idle" else opts.repeats
+            if wname == "cluster" or reps < 2:
+                continue
+            for k in [k for k, (_, up) in metrics(wname, {}).items() if up and k != "SASL2 logins"]:
+                cells = [ratio_range(results.get((a, wname), []), results.get((b, wname), []), wname, k)
+                         for a, b in pairs]
+                if any(c != "-" for c in cells):
+                    spread.append(f"| {wname} | {k} | " + " | ".join(cells) + " |")
+        if spread:
+            out.append("### Ratios run by run (run i of Aviary against run i of the other: lowest–highest)")
+            out.append("")
+            out.append("| workload | metric | " + " | ".join(f"{a}/{b}" for a, b in pairs) + " |")
+            out.append("|---|---|" + "---|" * len(pairs))
+            out.extend(spread)
+            out.append("")
     errors = [(s, w, r["error"]) for (s, w), runs in results.items() for r in runs if "error" in r]
     if errors:
         out.append("Failed runs:")
