@@ -1,8 +1,10 @@
 package c2s
 
 import (
+	"slices"
 	"strings"
 
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
 )
@@ -19,15 +21,32 @@ import (
 // After <success/> the stream goes on: the server sends the features of
 // an authenticated stream at once (without bind when Bind 2 bound the
 // session), as Prosody's mod_sasl2 does.
+//
+// Bind 2 also turns on, inside the same exchange, what a client would
+// otherwise ask for right after binding: stream management (the
+// <enabled/> answer inside <bound/>) and message carbons. xmpp.js 0.14
+// enables stream management only this way once it logs in with SASL2.
 
 // sasl2Feature is the <authentication/> stream feature offering mechs'
-// mechanisms, with Bind 2 inline.
-func sasl2Feature(mechs *wire.Element) *wire.Element {
+// mechanisms, with Bind 2 inline and the features Bind 2 can turn on in
+// the same exchange: stream management, and carbons when the carbons
+// plugin runs (XEP-0386 §2.1).
+func (s *Session) sasl2Feature(mechs *wire.Element) *wire.Element {
 	f := wire.NewNS("authentication", wire.NSSASL2)
 	for _, m := range mechs.Children {
 		f.Append(wire.New("mechanism").SetText(m.AllText()))
 	}
-	return f.Append(wire.New("inline").Append(wire.NewNS("bind", wire.NSBind2)))
+	inline := wire.New("inline").Append(wire.New("feature", "var", wire.NSSM))
+	if s.inlineCarbons() {
+		inline.Append(wire.New("feature", "var", wire.NSCarbons))
+	}
+	return f.Append(wire.New("inline").Append(wire.NewNS("bind", wire.NSBind2).Append(inline)))
+}
+
+// inlineCarbons reports whether message carbons can be enabled inside
+// Bind 2: only when the carbons plugin serves them.
+func (s *Session) inlineCarbons() bool {
+	return s.srv.d.Plugins != nil && slices.Contains(s.srv.d.Plugins.DiscoFeatures(), wire.NSCarbons)
 }
 
 // startAuth2 starts an XEP-0388 exchange.
@@ -75,13 +94,17 @@ func (s *Session) sasl2Success(additional []byte) bool {
 		success.Append(wire.New("additional-data").SetText(encodeSASL(additional)))
 	}
 	id := s.username + "@" + s.srv.cfg().Domain
-	var bound *wire.Element
+	var bound, smEnable *wire.Element
 	if b := s.bind2; b != nil {
 		s.bind2 = nil
 		full, se := s.bindResource(bind2Resource(b.ChildText("tag", "")))
 		if se == nil {
 			id = full.String()
 			bound = wire.NewNS("bound", wire.NSBind2)
+			smEnable = b.Child("enable", wire.NSSM)
+			if b.Child("enable", wire.NSCarbons) != nil {
+				s.enableCarbonsInline(full.String())
+			}
 		} else {
 			// Authenticated all the same: the features offer RFC 6120
 			// binding, which the client can use instead.
@@ -92,9 +115,28 @@ func (s *Session) sasl2Success(additional []byte) bool {
 	if bound != nil {
 		success.Append(bound)
 	}
-	s.enqueue(success)
+	if smEnable != nil && !s.smEnabled {
+		s.enableSM(smEnable, success, bound)
+	} else {
+		s.enqueue(success)
+	}
 	s.enqueue(s.features())
 	return false
+}
+
+// enableCarbonsInline enables message carbons for a session Bind 2 just
+// bound, as an <iq type='set'><enable/></iq> to the server would, through
+// the carbons plugin. A failure leaves carbons off; the client can still
+// ask with that IQ (XEP-0386 has no way to report it).
+func (s *Session) enableCarbonsInline(full string) {
+	if !s.inlineCarbons() {
+		return
+	}
+	iq := wire.New("iq", "type", "set", "id", "bind2-carbons").Append(wire.NewNS("enable", wire.NSCarbons))
+	reply, ok := s.srv.d.Plugins.HandleIQ(s.ctx, &plugins.IQ{Stanza: iq, From: full, FromLocal: true, To: s.srv.cfg().Domain}, plugins.ToServer)
+	if !ok || reply.Type() == "error" {
+		s.logger().Info("c2s: Bind 2 could not enable carbons", "reply", reply)
+	}
 }
 
 // bind2Resource is the resource for a Bind 2 request: the server chooses

@@ -2,6 +2,7 @@ package c2s_test
 
 import (
 	"encoding/base64"
+	"slices"
 	"strings"
 	"testing"
 
@@ -100,6 +101,66 @@ func TestSASL2WithBind2(t *testing.T) {
 	// Stream management after Bind 2, the usual way.
 	c.Send("<enable xmlns='urn:xmpp:sm:3'/>")
 	c.Await("sm enabled", func(el *wire.Element) bool { return el.Name == "enabled" })
+}
+
+// Bind 2 turns stream management and carbons on inside the exchange when
+// the client asks, as Conversations does: <enabled/> comes inside <bound/>,
+// the session counts stanzas from <success/> on and can be resumed, and
+// carbon copies reach it without a carbons IQ.
+func TestSASL2Bind2InlineFeatures(t *testing.T) {
+	n := startServer(t, "alice", "bob")
+	c := servertest.Dial(t, n)
+	f := c.StartTLS()
+	var offered []string
+	if b := f.Child("authentication", wire.NSSASL2).Child("inline", "").Child("bind", wire.NSBind2); b.Child("inline", "") != nil {
+		for _, ft := range b.Child("inline", "").Children {
+			offered = append(offered, ft.Attr("var"))
+		}
+	}
+	if !slices.Contains(offered, wire.NSSM) || !slices.Contains(offered, wire.NSCarbons) {
+		t.Fatalf("Bind 2 inline features %v, want stream management and carbons", offered)
+	}
+	el := sasl2Login(t, c, "alice", "alicepw", "<bind xmlns='urn:xmpp:bind:0'><tag>Phone</tag>"+
+		"<enable xmlns='urn:xmpp:carbons:2'/><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>")
+	en := el.Child("bound", wire.NSBind2).Child("enabled", wire.NSSM)
+	if el.Name != "success" || en == nil || en.Attr("resume") != "true" || en.Attr("id") == "" {
+		t.Fatalf("got %s, want success with <bound><enabled resume='true' id=.../></bound>", el)
+	}
+	c.JID = el.ChildText("authorization-identifier", "")
+	c.ExpectName("stream:features")
+	c.Send("<presence/>")
+
+	// Carbons: a chat message to alice's other resource is copied here.
+	other := servertest.DialTLS(t, n)
+	otherJID := other.Login("alice", "alicepw", "laptop")
+	b := servertest.DialTLS(t, n)
+	b.Login("bob", "bobpw", "r")
+	b.Send("<message to='%s' type='chat' id='c1'><body>to the laptop</body></message>", otherJID)
+	cc := c.Await("carbon copy", func(el *wire.Element) bool { return el.Name == "message" })
+	if cc.Child("received", wire.NSCarbons) == nil || !strings.Contains(cc.String(), "to the laptop") {
+		t.Fatalf("alice/Phone got %s, want a received carbon of bob's message", cc)
+	}
+
+	// Stream management counted from <success/>: one stanza (the presence)
+	// from the client, and the copy is unacknowledged, so a resumption
+	// after a broken connection delivers it again.
+	c.Send("<r xmlns='urn:xmpp:sm:3'/>")
+	if a := c.Await("ack", func(el *wire.Element) bool { return el.Name == "a" }); a.Attr("h") != "1" {
+		t.Fatalf("ack %s, want h='1' (the presence)", a)
+	}
+	_ = c.Conn.Close()
+	c2 := servertest.DialTLS(t, n)
+	if err := c2.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	c2.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", en.Attr("id"))
+	if r := c2.ExpectName("resumed"); r.Attr("h") != "1" {
+		t.Fatalf("resumed %s, want h='1'", r)
+	}
+	again := c2.Await("carbon copy again", func(el *wire.Element) bool { return el.Name == "message" })
+	if again.Child("received", wire.NSCarbons) == nil {
+		t.Fatalf("resumed session got %s first, want the unacknowledged carbon", again)
+	}
 }
 
 // SASL2 without Bind 2 authenticates and offers RFC 6120 binding on the

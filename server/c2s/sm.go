@@ -31,26 +31,7 @@ func (s *Session) handleSM(el *wire.Element) bool {
 			s.enqueue(smFailed(wire.ErrUnexpectedRequest, -1))
 			return false
 		}
-		s.smEnabled = true
-		s.inH = 0
-		enabled := wire.NewNS("enabled", wire.NSSM)
-		resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
-		resumeFor := s.srv.cfg().C2S.SMResumeTimeout
-		if m, err := strconv.Atoi(el.Attr("max")); err == nil && m > 0 && time.Duration(m)*time.Second < resumeFor {
-			resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
-		}
-		if resume {
-			s.smID = s.srv.smID(s.id)
-			enabled.SetAttr("id", s.smID)
-			enabled.SetAttr("resume", "true")
-			enabled.SetAttr("max", strconv.Itoa(int((resumeFor+time.Second-1)/time.Second)))
-			s.srv.addResumable(s)
-		}
-		s.mu.Lock()
-		s.smResume = resume
-		s.resumeFor = resumeFor
-		s.enqueueItemLocked(outItem{kind: itemSMStart, el: enabled})
-		s.mu.Unlock()
+		s.enableSM(el, nil, nil)
 		return false
 	case "r":
 		if s.smEnabled {
@@ -78,6 +59,39 @@ func (s *Session) handleSM(el *wire.Element) bool {
 	}
 	s.streamError("unsupported-stanza-type", "")
 	return true
+}
+
+// enableSM turns stream management on as el, an <enable/>, asks. The
+// <enabled/> answer goes out alone, or, when carrier is set, inside parent
+// (Bind 2's <bound/>) within carrier (the SASL2 <success/>); either way the
+// element queued is marked itemSMStart, so that the writer counts the
+// stanzas that follow it and none before.
+func (s *Session) enableSM(el, carrier, parent *wire.Element) {
+	s.smEnabled = true
+	s.inH = 0
+	enabled := wire.NewNS("enabled", wire.NSSM)
+	resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
+	resumeFor := s.srv.cfg().C2S.SMResumeTimeout
+	if m, err := strconv.Atoi(el.Attr("max")); err == nil && m > 0 && time.Duration(m)*time.Second < resumeFor {
+		resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
+	}
+	if resume {
+		s.smID = s.srv.smID(s.id)
+		enabled.SetAttr("id", s.smID)
+		enabled.SetAttr("resume", "true")
+		enabled.SetAttr("max", strconv.Itoa(int((resumeFor+time.Second-1)/time.Second)))
+		s.srv.addResumable(s)
+	}
+	out := enabled
+	if carrier != nil {
+		parent.Append(enabled)
+		out = carrier
+	}
+	s.mu.Lock()
+	s.smResume = resume
+	s.resumeFor = resumeFor
+	s.enqueueItemLocked(outItem{kind: itemSMStart, el: out})
+	s.mu.Unlock()
 }
 
 // errNotDetached: the session did not detach in time for a resumption.

@@ -248,7 +248,7 @@ func (s *Session) features() *wire.Element {
 				mechs.Append(wire.New("mechanism").SetText(m))
 			}
 			f.Append(mechs)
-			f.Append(sasl2Feature(mechs))
+			f.Append(s.sasl2Feature(mechs))
 			if s.srv.d.Plugins != nil {
 				f.Append(s.srv.d.Plugins.StreamFeatures(false)...)
 			}

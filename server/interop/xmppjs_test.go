@@ -67,7 +67,7 @@ func TestXMPPJSOverTCP(t *testing.T) {
 		t.Fatalf("xmpp.js: %v\n%s", err, strings.Join(out, "\n"))
 	}
 	joined := strings.Join(out, "\n")
-	for _, want := range []string{"online alice@localhost/xmppjs", "roster jabber:iq:roster", "OK"} {
+	for _, want := range []string{"online alice@localhost/xmppjs", "sm enabled resumable", "roster jabber:iq:roster", "OK"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("xmpp.js output lacks %q:\n%s", want, joined)
 		}
