@@ -18,6 +18,7 @@ const (
 	NSRoster     = "jabber:iq:roster"
 	NSSM         = "urn:xmpp:sm:3"
 	NSCarbons    = "urn:xmpp:carbons:2"
+	NSCSI        = "urn:xmpp:csi:0" // XEP-0352
 	NSForward    = "urn:xmpp:forward:0"
 	NSPing       = "urn:xmpp:ping"
 	NSDiscoInfo  = "http://jabber.org/protocol/disco#info"

@@ -24,19 +24,20 @@ import (
 //
 // Bind 2 also turns on, inside the same exchange, what a client would
 // otherwise ask for right after binding: stream management (the
-// <enabled/> answer inside <bound/>) and message carbons. xmpp.js 0.14
+// <enabled/> answer inside <bound/>), message carbons, and the inactive
+// state of client state indication. xmpp.js 0.14
 // enables stream management only this way once it logs in with SASL2.
 
 // sasl2Feature is the <authentication/> stream feature offering mechs'
 // mechanisms, with Bind 2 inline and the features Bind 2 can turn on in
-// the same exchange: stream management, and carbons when the carbons
-// plugin runs (XEP-0386 §2.1).
+// the same exchange: stream management, client state indication, and
+// carbons when the carbons plugin runs (XEP-0386 §2.1).
 func (s *Session) sasl2Feature(mechs *wire.Element) *wire.Element {
 	f := wire.NewNS("authentication", wire.NSSASL2)
 	for _, m := range mechs.Children {
 		f.Append(wire.New("mechanism").SetText(m.AllText()))
 	}
-	inline := wire.New("inline").Append(wire.New("feature", "var", wire.NSSM))
+	inline := wire.New("inline").Append(wire.New("feature", "var", wire.NSSM), wire.New("feature", "var", wire.NSCSI))
 	if s.inlineCarbons() {
 		inline.Append(wire.New("feature", "var", wire.NSCarbons))
 	}
@@ -104,6 +105,11 @@ func (s *Session) sasl2Success(additional []byte) bool {
 			smEnable = b.Child("enable", wire.NSSM)
 			if b.Child("enable", wire.NSCarbons) != nil {
 				s.enableCarbonsInline(full.String())
+			}
+			if b.Child("inactive", wire.NSCSI) != nil { // a client reconnecting in the background
+				s.mu.Lock()
+				s.inactive = true
+				s.mu.Unlock()
 			}
 		} else {
 			// Authenticated all the same: the features offer RFC 6120

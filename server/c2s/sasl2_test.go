@@ -117,8 +117,8 @@ func TestSASL2Bind2InlineFeatures(t *testing.T) {
 			offered = append(offered, ft.Attr("var"))
 		}
 	}
-	if !slices.Contains(offered, wire.NSSM) || !slices.Contains(offered, wire.NSCarbons) {
-		t.Fatalf("Bind 2 inline features %v, want stream management and carbons", offered)
+	if !slices.Contains(offered, wire.NSSM) || !slices.Contains(offered, wire.NSCarbons) || !slices.Contains(offered, wire.NSCSI) {
+		t.Fatalf("Bind 2 inline features %v, want stream management, carbons and CSI", offered)
 	}
 	el := sasl2Login(t, c, "alice", "alicepw", "<bind xmlns='urn:xmpp:bind:0'><tag>Phone</tag>"+
 		"<enable xmlns='urn:xmpp:carbons:2'/><enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>")

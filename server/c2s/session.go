@@ -120,6 +120,13 @@ type Session struct {
 	detached     bool
 	takeover     bool
 	resumeTimer  *time.Timer
+
+	// Client state indication (XEP-0352), guarded by mu: while inactive,
+	// stanzas that can wait stay at the end of queue (held counts them)
+	// until one that cannot wait, or anything the session itself sends,
+	// flushes them in order (csi.go).
+	inactive bool
+	held     int
 }
 
 var _ router.Session = (*Session)(nil)
@@ -174,6 +181,9 @@ func (s *Session) Send(el *wire.Element) bool {
 	}
 	s.queue = append(s.queue, outItem{kind: itemElement, el: el, size: size})
 	s.pending += size
+	if s.holdLocked(el) {
+		return true
+	}
 	s.signalLocked()
 	return true
 }
@@ -228,7 +238,7 @@ func (s *Session) signalLocked() {
 	if s.writing || s.paused || s.detached || s.tclosed || s.t == nil {
 		return
 	}
-	if len(s.queue) == 0 && !s.closing {
+	if len(s.queue) == s.held && !s.closing { // nothing, or only what CSI holds
 		return
 	}
 	s.writing = true
@@ -259,6 +269,7 @@ func (s *Session) enqueueItemLocked(it outItem) {
 	}
 	s.queue = append(s.queue, it)
 	s.pending += it.size
+	s.held = 0 // the session's own answers flush what CSI held, before them
 	s.signalLocked()
 }
 
@@ -285,7 +296,7 @@ func (s *Session) writeLoop(t Transport) {
 	var els []*wire.Element
 	for {
 		s.mu.Lock()
-		if s.detached || s.paused || s.tclosed || (len(s.queue) == 0 && !s.closing) {
+		if s.detached || s.paused || s.tclosed || (len(s.queue) == s.held && !s.closing) {
 			s.writing = false
 			s.wcond.Broadcast()
 			s.mu.Unlock()
@@ -295,7 +306,7 @@ func (s *Session) writeLoop(t Transport) {
 		var batch []outItem
 		if !(closing && s.reason == ReasonSlowConsumer) {
 			batch, s.queue, s.spare = s.queue, s.spare, nil
-			s.pending = 0
+			s.pending, s.held = 0, 0
 		}
 		nStanzas := s.countLocked(batch)
 		if nStanzas > 0 && s.smOn && !s.rOutstanding {

@@ -211,6 +211,7 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	old.rOutstanding = false
 	old.detached, old.closing, old.takeover, old.paused = false, false, false, false
 	old.writing, old.tclosed = false, false
+	old.inactive, old.held = false, 0 // a new stream starts active (XEP-0352 §4)
 	old.reason, old.closeErr = ReasonNone, nil
 	old.t = s.t
 	old.parent = s.parent

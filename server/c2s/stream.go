@@ -259,7 +259,7 @@ func (s *Session) features() *wire.Element {
 		f.Append(wire.NewNS("bind", wire.NSBind))
 		f.Append(wire.NewNS("session", wire.NSSession).Append(wire.New("optional")))
 	}
-	f.Append(wire.NewNS("sm", wire.NSSM))
+	f.Append(wire.NewNS("sm", wire.NSSM), wire.NewNS("csi", wire.NSCSI))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
 	}
@@ -569,8 +569,11 @@ func (s *Session) handleBound(el *wire.Element) bool {
 		s.streamError("unsupported-stanza-type", "")
 		return true
 	}
-	if el.NS() == wire.NSSM {
+	switch el.NS() {
+	case wire.NSSM:
 		return s.handleSM(el)
+	case wire.NSCSI:
+		return s.handleCSI(el)
 	}
 	s.streamError("unsupported-stanza-type", "")
 	return true

@@ -1,7 +1,8 @@
 // Package c2s is the client-to-server stream layer: the session core that
 // negotiates a stream (STARTTLS, SASL, resource binding, stream management)
-// and then shuttles stanzas between one client and the router, plus the TCP
-// connector (STARTTLS on one listener, direct TLS on another).
+// and then shuttles stanzas between one client and the router, holding
+// back what can wait while the client says it is inactive (csi.go), plus
+// the TCP connector (STARTTLS on one listener, direct TLS on another).
 //
 // The core does not know what carries the XML. A connector implements
 // Transport and calls Server.Serve; TCP (this package), BOSH
