@@ -67,6 +67,29 @@ func TestCSIHoldsUntilUrgent(t *testing.T) {
 	}
 }
 
+// A client may say <inactive/> between authentication and binding
+// (XEP-0352 §3); the session it then binds starts inactive.
+func TestCSIBeforeBind(t *testing.T) {
+	n := startServer(t, "alice", "bob")
+	alice := servertest.DialTLS(t, n)
+	if err := alice.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	alice.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
+	if _, err := alice.Bind("phone"); err != nil {
+		t.Fatal(err)
+	}
+	bob := servertest.DialTLS(t, n)
+	bob.Login("bob", "bobpw", "r")
+	bob.Send("<message to='alice@localhost/phone' type='chat' id='cs1'>%s</message>", composing)
+	pingServer(t, bob)
+	nothingArrives(t, alice, 300*time.Millisecond)
+	alice.Send("<active xmlns='urn:xmpp:csi:0'/>")
+	if m := alice.Await("message", isMsg); m.ID() != "cs1" {
+		t.Fatalf("got %s, want cs1", m)
+	}
+}
+
 // <active/> delivers what waited, in order.
 func TestCSIActiveFlushes(t *testing.T) {
 	alice, bob := csiPair(t)

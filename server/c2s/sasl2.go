@@ -25,8 +25,8 @@ import (
 // Bind 2 also turns on, inside the same exchange, what a client would
 // otherwise ask for right after binding: stream management (the
 // <enabled/> answer inside <bound/>), message carbons, and the inactive
-// state of client state indication. xmpp.js 0.14
-// enables stream management only this way once it logs in with SASL2.
+// state of client state indication. xmpp.js 0.14 enables stream
+// management only this way once it logs in with SASL2.
 
 // sasl2Feature is the <authentication/> stream feature offering mechs'
 // mechanisms, with Bind 2 inline and the features Bind 2 can turn on in

@@ -487,6 +487,8 @@ func (s *Session) handleAuthed(el *wire.Element) (*Session, bool) {
 		return nil, false
 	case (el.Name == "r" || el.Name == "a") && el.NS() == wire.NSSM:
 		return nil, false
+	case el.NS() == wire.NSCSI: // XEP-0352 allows it once authenticated
+		return nil, s.handleCSI(el)
 	}
 	s.streamError("not-authorized", "bind a resource first")
 	return nil, true
