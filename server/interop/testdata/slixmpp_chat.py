@@ -1,5 +1,6 @@
 """Two slixmpp clients register in-band, subscribe to each other, see each
-other's presence and exchange messages through an Aviary node.
+other's presence and exchange messages through an Aviary node, one of them
+also while it says it is inactive (XEP-0352).
 
 usage: slixmpp_chat.py HOST PORT DOMAIN
 Exits 0 and prints OK on success; prints what failed otherwise.
@@ -65,8 +66,12 @@ class Chat(ClientXMPP):
         insecure(self)
         self.auto_authorize = True
         self.auto_subscribe = True
+        self.register_plugin("xep_0085")  # chat states
+        self.register_plugin("xep_0352")  # client state indication
         self.started = asyncio.get_event_loop().create_future()
         self.inbox = asyncio.Queue()
+        self.arrivals = []  # chat states and bodies, in the order they came
+        self.add_event_handler("chatstate_composing", lambda _: self.arrivals.append("(composing)"))
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("message", self.on_message)
         self.add_event_handler("failed_auth", lambda _: self.started.done() or self.started.set_exception(RuntimeError("auth failed")))
@@ -79,6 +84,8 @@ class Chat(ClientXMPP):
     def on_message(self, msg):
         if msg["type"] in ("chat", "normal"):
             self.inbox.put_nowait(msg)
+            if msg["body"]:
+                self.arrivals.append(msg["body"])
 
 
 async def until(what, cond, timeout=20):
@@ -116,6 +123,19 @@ async def main():
     bob.send_message(mto=msg["from"], mbody="hello alice", mtype="chat")
     msg = await asyncio.wait_for(alice.inbox.get(), 20)
     assert msg["body"] == "hello alice", msg
+
+    # Bob's client goes to the background (XEP-0352): a chat state waits
+    # for the next message with a body, and both arrive, in order.
+    assert bob["xep_0352"].enabled, "slixmpp did not find CSI among the stream features"
+    bob["xep_0352"].send_inactive()
+    m = alice.make_message(mto=bob_jid, mtype="chat")
+    m["chat_state"] = "composing"
+    m.send()
+    alice.send_message(mto=bob_jid, mbody="are you there", mtype="chat")
+    msg = await asyncio.wait_for(bob.inbox.get(), 20)
+    assert msg["body"] == "are you there", msg
+    assert bob.arrivals[-2:] == ["(composing)", "are you there"], bob.arrivals
+    bob["xep_0352"].send_active()
 
     # Bob goes away; alice sees him unavailable.
     bob.disconnect()
