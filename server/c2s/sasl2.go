@@ -26,7 +26,9 @@ import (
 // otherwise ask for right after binding: stream management (the
 // <enabled/> answer inside <bound/>), message carbons, and the inactive
 // state of client state indication. xmpp.js 0.14 enables stream
-// management only this way once it logs in with SASL2.
+// management only this way once it logs in with SASL2. A reconnecting
+// client can also resume its detached session inside the exchange
+// (XEP-0198 <resume/> in <authenticate/>), which is tried before Bind 2.
 
 // sasl2Feature is the <authentication/> stream feature offering mechs'
 // mechanisms, with Bind 2 inline and the features Bind 2 can turn on in
@@ -41,7 +43,9 @@ func (s *Session) sasl2Feature(mechs *wire.Element) *wire.Element {
 	if s.inlineCarbons() {
 		inline.Append(wire.New("feature", "var", wire.NSCarbons))
 	}
-	return f.Append(wire.New("inline").Append(wire.NewNS("bind", wire.NSBind2).Append(inline)))
+	return f.Append(wire.New("inline").Append(
+		wire.NewNS("sm", wire.NSSM), // <resume/> inside <authenticate/>
+		wire.NewNS("bind", wire.NSBind2).Append(inline)))
 }
 
 // inlineCarbons reports whether message carbons can be enabled inside
@@ -54,6 +58,7 @@ func (s *Session) inlineCarbons() bool {
 func (s *Session) startAuth2(el *wire.Element) bool {
 	s.sasl2 = true
 	s.bind2 = el.Child("bind", wire.NSBind2)
+	s.sasl2Resume = el.Child("resume", wire.NSSM)
 	return s.beginSASL(el.Attr("mechanism"), el.ChildText("initial-response", ""))
 }
 
@@ -93,6 +98,17 @@ func (s *Session) sasl2Success(additional []byte) bool {
 	success := wire.NewNS("success", wire.NSSASL2)
 	if len(additional) > 0 {
 		success.Append(wire.New("additional-data").SetText(encodeSASL(additional)))
+	}
+	if r := s.sasl2Resume; r != nil {
+		// XEP-0198 inside XEP-0388: resume first; <success/> then carries
+		// <resumed/> and goes out on the resumed session, or carries
+		// <failed/> and the exchange goes on with Bind 2, if asked.
+		s.sasl2Resume = nil
+		if next, stop := s.resume(r, success); next != nil || stop {
+			s.bind2 = nil
+			s.resumedInto = next
+			return stop
+		}
 	}
 	id := s.username + "@" + s.srv.cfg().Domain
 	var bound, smEnable *wire.Element

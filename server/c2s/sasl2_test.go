@@ -1,10 +1,13 @@
 package c2s_test
 
 import (
+	"context"
 	"encoding/base64"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -160,6 +163,71 @@ func TestSASL2Bind2InlineFeatures(t *testing.T) {
 	again := c2.Await("carbon copy again", func(el *wire.Element) bool { return el.Name == "message" })
 	if again.Child("received", wire.NSCarbons) == nil {
 		t.Fatalf("resumed session got %s first, want the unacknowledged carbon", again)
+	}
+}
+
+// A client reconnecting with SASL2 resumes its detached session inside the
+// exchange (XEP-0198 inline, as Conversations does): <success/> carries
+// <resumed/> and the session's full JID, the features follow, then what
+// the client had not acknowledged. An unknown session fails inside
+// <success/> and Bind 2 binds a new one instead.
+func TestSASL2InlineResume(t *testing.T) {
+	n := startServer(t, "alice", "bob")
+	c := servertest.DialTLS(t, n)
+	el := sasl2Login(t, c, "alice", "alicepw", "<bind xmlns='urn:xmpp:bind:0'><tag>Phone</tag>"+
+		"<enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>")
+	id := el.Child("bound", wire.NSBind2).Child("enabled", wire.NSSM).Attr("id")
+	full := el.ChildText("authorization-identifier", "")
+	c.ExpectName("stream:features")
+	c.Send("<presence/>")
+	b := servertest.DialTLS(t, n)
+	b.Login("bob", "bobpw", "r")
+	for i := 1; i <= 2; i++ {
+		b.Send("<message to='%s' type='chat' id='m%d'><body>%d</body></message>", full, i, i)
+		if m := c.Await("message", isMsg); m.ID() != fmt.Sprintf("m%d", i) {
+			t.Fatalf("got %s", m)
+		}
+	}
+	c.Send("<a xmlns='urn:xmpp:sm:3' h='1'/>") // m1 handled, m2 not
+	pingServer(t, c)
+	_ = c.Conn.Close()
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		rs, _ := n.Router().Resources(context.Background(), "alice@localhost")
+		if len(rs) != 1 {
+			return fmt.Errorf("resources = %v", rs)
+		}
+		return nil
+	})
+
+	c2 := servertest.DialTLS(t, n)
+	if c2.Features.Child("authentication", wire.NSSASL2).Child("inline", "").Child("sm", wire.NSSM) == nil {
+		t.Fatalf("features %s, want <sm/> inline in SASL2", c2.Features)
+	}
+	el = sasl2Login(t, c2, "alice", "alicepw", "<resume xmlns='urn:xmpp:sm:3' previd='"+id+"' h='2'/>"+
+		"<bind xmlns='urn:xmpp:bind:0'><tag>Phone</tag></bind>")
+	r := el.Child("resumed", wire.NSSM)
+	if el.Name != "success" || r == nil || r.Attr("previd") != id || r.Attr("h") != "2" || el.Child("bound", wire.NSBind2) != nil {
+		t.Fatalf("got %s, want success with <resumed previd='%s' h='2'/> (presence and the ping) and no <bound/>", el, id)
+	}
+	if aid := el.ChildText("authorization-identifier", ""); aid != full {
+		t.Fatalf("authorization-identifier %q, want the resumed session's %q", aid, full)
+	}
+	if f := c2.ExpectName("stream:features"); f.Child("bind", wire.NSBind) != nil {
+		t.Fatalf("features after resumption %s offer bind", f)
+	}
+	if m := c2.Await("message", isMsg); m.ID() != "m2" {
+		t.Fatalf("re-sent %s, want m2 (not acknowledged)", m)
+	}
+	c2.Send("<message to='bob@localhost/r' type='chat' id='back'><body>back</body></message>")
+	b.Await("back", func(el *wire.Element) bool { return el.ID() == "back" })
+
+	// Resuming what does not exist fails inside <success/>; Bind 2 goes on.
+	c3 := servertest.DialTLS(t, n)
+	el = sasl2Login(t, c3, "alice", "alicepw", "<resume xmlns='urn:xmpp:sm:3' previd='nope' h='0'/>"+
+		"<bind xmlns='urn:xmpp:bind:0'><tag>Laptop</tag></bind>")
+	f := el.Child("failed", wire.NSSM)
+	if el.Name != "success" || f == nil || f.Child("item-not-found", wire.NSStanzas) == nil || el.Child("bound", wire.NSBind2) == nil {
+		t.Fatalf("got %s, want success with <failed><item-not-found/></failed> and <bound/>", el)
 	}
 }
 

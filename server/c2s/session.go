@@ -81,9 +81,13 @@ type Session struct {
 	exchange     auth.Exchange
 	saslFailures int
 	// sasl2 is set while the exchange runs in XEP-0388's namespace; bind2
-	// is the XEP-0386 <bind/> its <authenticate/> carried, if any.
+	// is the XEP-0386 <bind/> its <authenticate/> carried, if any, and
+	// sasl2Resume its XEP-0198 <resume/>. resumedInto is the session an
+	// inline resumption moved this stream to, for handle to return.
 	sasl2       bool
 	bind2       *wire.Element
+	sasl2Resume *wire.Element
+	resumedInto *Session
 	smEnabled   bool
 	inH         uint32
 	headerCount int

@@ -142,39 +142,51 @@ func (s *Session) ackLocked(h uint32) bool {
 
 // resume moves this (new, authenticated) stream's transport to the
 // detached session it names, re-sends what the client did not acknowledge
-// and continues with that session.
-func (s *Session) resume(el *wire.Element) (*Session, bool) {
+// and continues with that session. With inline set (a SASL2 <success/>,
+// XEP-0198 inside XEP-0388), the answer, <resumed/> or <failed/>, goes
+// inside it instead of on its own, and a resumed session sends it, then
+// its stream features, then what it re-sends; a failure leaves inline to
+// the caller. Inline resumption covers sessions detached on this node.
+func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	h64, err := strconv.ParseUint(el.Attr("h"), 10, 32)
 	old := s.srv.lookupResumable(el.Attr("previd"))
-	if err == nil && old == nil {
+	if err == nil && old == nil && inline == nil {
 		if next, stop, handled := s.resumeRemote(el.Attr("previd"), uint32(h64)); handled {
 			return next, stop
 		}
 	}
-	if err != nil || old == nil || old == s || old.username != s.username {
-		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
+	fail := func(f *wire.Element) (*Session, bool) {
+		if inline != nil {
+			inline.Append(f)
+		} else {
+			s.enqueue(f)
+		}
 		return nil, false
+	}
+	if err != nil || old == nil || old == s || old.username != s.username {
+		return fail(smFailed(wire.ErrItemNotFound, -1))
 	}
 	h := uint32(h64)
 	if err := old.awaitDetached(s.ctx); err != nil {
 		if s.ctx.Err() != nil {
 			return nil, true
 		}
-		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
-		return nil, false
+		return fail(smFailed(wire.ErrItemNotFound, -1))
+	}
+	var features *wire.Element
+	if inline != nil {
+		features = old.features() // before old.mu: features takes it
 	}
 
 	old.mu.Lock()
 	if !old.detached {
 		old.mu.Unlock()
-		s.enqueue(smFailed(wire.ErrItemNotFound, -1))
-		return nil, false
+		return fail(smFailed(wire.ErrItemNotFound, -1))
 	}
 	if !old.ackLocked(h) {
 		sent := int64(old.outH)
 		old.mu.Unlock()
-		s.enqueue(smFailed(wire.ErrUnexpectedRequest, sent))
-		return nil, false
+		return fail(smFailed(wire.ErrUnexpectedRequest, sent))
 	}
 	if old.resumeTimer != nil {
 		old.resumeTimer.Stop()
@@ -191,9 +203,16 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	s.mu.Unlock()
 
 	// Unacknowledged stanzas go first, then what was queued while detached.
-	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+1)
-	requeue = append(requeue, outItem{kind: itemElement, el: wire.NewNS("resumed", wire.NSSM).
-		SetAttr("previd", old.smID).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))})
+	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+2)
+	resumed := wire.NewNS("resumed", wire.NSSM).
+		SetAttr("previd", old.smID).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))
+	if inline != nil {
+		inline.Append(wire.New("authorization-identifier").SetText(old.JID().String()), resumed)
+		requeue = append(requeue, outItem{kind: itemElement, el: inline}, outItem{kind: itemElement, el: features})
+	} else {
+		requeue = append(requeue, outItem{kind: itemElement, el: resumed})
+	}
+	lead := len(requeue) // what goes before the stanzas sent again
 	pending := 0
 	for _, u := range old.unacked {
 		sz := approxSize(u)
@@ -204,6 +223,7 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 		requeue = append(requeue, it)
 		pending += it.size
 	}
+	resent := len(requeue) - lead
 	old.queue = requeue
 	old.pending = pending
 	old.unacked, old.unackedBytes = nil, 0
@@ -231,6 +251,6 @@ func (s *Session) resume(el *wire.Element) (*Session, bool) {
 	s.reason = ReasonResumed
 	s.mu.Unlock()
 	s.cancel()
-	old.logger().Info("c2s: session resumed", "jid", old.JID().String(), "resent", len(requeue)-1)
+	old.logger().Info("c2s: session resumed", "jid", old.JID().String(), "resent", resent, "inline", inline != nil)
 	return old, false
 }

@@ -271,7 +271,10 @@ func (s *Session) features() *wire.Element {
 func (s *Session) handle(el *wire.Element) (next *Session, stop bool) {
 	switch s.state {
 	case stateNegotiating, stateSASL:
-		return nil, s.handleNegotiating(el)
+		stop := s.handleNegotiating(el)
+		next := s.resumedInto // set when SASL2 resumed a session inline
+		s.resumedInto = nil
+		return next, stop
 	case stateAuthed:
 		return s.handleAuthed(el)
 	case stateBound:
@@ -481,7 +484,7 @@ func (s *Session) handleAuthed(el *wire.Element) (*Session, bool) {
 		s.enqueue(wire.New("iq", "type", "result", "id", el.ID()))
 		return nil, false
 	case el.Name == "resume" && el.NS() == wire.NSSM:
-		return s.resume(el)
+		return s.resume(el, nil)
 	case el.Name == "enable" && el.NS() == wire.NSSM:
 		s.enqueue(smFailed(wire.ErrUnexpectedRequest, -1))
 		return nil, false
