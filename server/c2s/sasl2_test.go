@@ -1,13 +1,11 @@
 package c2s_test
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -190,14 +188,9 @@ func TestSASL2InlineResume(t *testing.T) {
 	}
 	c.Send("<a xmlns='urn:xmpp:sm:3' h='1'/>") // m1 handled, m2 not
 	pingServer(t, c)
+	// The connection breaks; the server may not have noticed yet when the
+	// client comes back (resume then closes the old transport itself).
 	_ = c.Conn.Close()
-	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		rs, _ := n.Router().Resources(context.Background(), "alice@localhost")
-		if len(rs) != 1 {
-			return fmt.Errorf("resources = %v", rs)
-		}
-		return nil
-	})
 
 	c2 := servertest.DialTLS(t, n)
 	if c2.Features.Child("authentication", wire.NSSASL2).Child("inline", "").Child("sm", wire.NSSM) == nil {
