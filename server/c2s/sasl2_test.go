@@ -128,7 +128,9 @@ func TestSASL2Bind2InlineFeatures(t *testing.T) {
 		t.Fatalf("got %s, want success with <bound><enabled resume='true' id=.../></bound>", el)
 	}
 	c.JID = el.ChildText("authorization-identifier", "")
-	c.ExpectName("stream:features")
+	if feats := c.ExpectName("stream:features"); feats.Child("sm", wire.NSSM) != nil {
+		t.Fatalf("features %s offer stream management, which is on already", feats)
+	}
 	c.Send("<presence/>")
 
 	// Carbons: a chat message to alice's other resource is copied here.

@@ -259,7 +259,13 @@ func (s *Session) features() *wire.Element {
 		f.Append(wire.NewNS("bind", wire.NSBind))
 		f.Append(wire.NewNS("session", wire.NSSession).Append(wire.New("optional")))
 	}
-	f.Append(wire.NewNS("sm", wire.NSSM), wire.NewNS("csi", wire.NSCSI))
+	if !s.smEnabled {
+		// Not once it is on (Bind 2 may have enabled it): xmpp.js 0.14
+		// answers an offered <sm/> with <resume/> of the very session it is
+		// on, and forgets its session ID when that fails.
+		f.Append(wire.NewNS("sm", wire.NSSM))
+	}
+	f.Append(wire.NewNS("csi", wire.NSCSI))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
 	}
