@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -19,40 +20,16 @@ import (
 // TestXMPPJSOverTCP: @xmpp/client (npm) logs in over TCP with STARTTLS and
 // SCRAM, reads its roster and chats with a user on a Go client.
 func TestXMPPJSOverTCP(t *testing.T) {
-	jsDir, _ := filepath.Abs("../httpd/testdata/js")
-	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "@xmpp", "client"))
-	_, errNode := exec.LookPath("node")
-	need(t, errMod == nil && errNode == nil, "node and @xmpp/client (server/httpd/testdata/js/install.sh)")
-
 	cfg := servertest.DefaultConfig(t)
 	n := servertest.RunServer(t, cfg)
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	servertest.CreateUser(t, n, "bob", "bob-secret")
-	host, port := c2sAddr(t, n)
 	bob := servertest.DialAddr(t, n.Addr("c2s").String(), "localhost", false)
 	bobJID := bob.Login("bob", "bob-secret", "go")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "testdata/xmppjs_tcp.mjs", "xmpp://"+host+":"+strconv.Itoa(port), "localhost", "alice", "alice-secret", bobJID)
-	// The node's certificate is self-signed.
-	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir, "NODE_TLS_REJECT_UNAUTHORIZED=0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	js := startXMPPJS(t, ctx, n, "xmppjs_tcp.mjs", "alice", "alice-secret", bobJID)
 	msg := bob.Await("message from xmpp.js", func(el *wire.Element) bool {
 		return el.Name == "message" && el.ChildText("body", "") == "hello from xmpp.js"
 	})
@@ -61,10 +38,10 @@ func TestXMPPJSOverTCP(t *testing.T) {
 	}
 	bob.Send(`<message to='%s' type='chat'><body>hello back</body></message>`, msg.From())
 	var out []string
-	for l := range lines {
+	for l := range js.lines {
 		out = append(out, l)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := js.cmd.Wait(); err != nil {
 		t.Fatalf("xmpp.js: %v\n%s", err, strings.Join(out, "\n"))
 	}
 	joined := strings.Join(out, "\n")
@@ -80,43 +57,20 @@ func TestXMPPJSOverTCP(t *testing.T) {
 // inside SASL2 (XEP-0198 in XEP-0388); the message sent while it was away
 // reaches it on the resumed session.
 func TestXMPPJSResumesInline(t *testing.T) {
-	jsDir, _ := filepath.Abs("../httpd/testdata/js")
-	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "@xmpp", "client"))
-	_, errNode := exec.LookPath("node")
-	need(t, errMod == nil && errNode == nil, "node and @xmpp/client (server/httpd/testdata/js/install.sh)")
-
 	n := servertest.RunServer(t, servertest.DefaultConfig(t))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	servertest.CreateUser(t, n, "bob", "bob-secret")
-	host, port := c2sAddr(t, n)
 	bob := servertest.DialAddr(t, n.Addr("c2s").String(), "localhost", false)
 	bob.Login("bob", "bob-secret", "go")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "testdata/xmppjs_resume.mjs", "xmpp://"+host+":"+strconv.Itoa(port), "localhost", "alice", "alice-secret")
-	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir, "NODE_TLS_REJECT_UNAUTHORIZED=0")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
+	js := startXMPPJS(t, ctx, n, "xmppjs_resume.mjs", "alice", "alice-secret")
+	defer js.cmd.Wait()
 	var seen []string
 	await := func(prefix string) string {
 		t.Helper()
-		for l := range lines {
+		for l := range js.lines {
 			seen = append(seen, l)
 			if strings.HasPrefix(l, prefix) {
 				return l
@@ -141,4 +95,43 @@ func TestXMPPJSResumesInline(t *testing.T) {
 			t.Errorf("xmpp.js did not print %q:\n%s", want, strings.Join(seen, "\n"))
 		}
 	}
+}
+
+// xmppJS is an @xmpp/client script running against a node, with its
+// standard output line by line.
+type xmppJS struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+// startXMPPJS runs testdata/script (node) with args after the node's
+// xmpp:// address and domain; the test needs node and @xmpp/client.
+func startXMPPJS(t *testing.T, ctx context.Context, n *server.Node, script string, args ...string) *xmppJS {
+	t.Helper()
+	jsDir, _ := filepath.Abs("../httpd/testdata/js")
+	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "@xmpp", "client"))
+	_, errNode := exec.LookPath("node")
+	need(t, errMod == nil && errNode == nil, "node and @xmpp/client (server/httpd/testdata/js/install.sh)")
+	host, port := c2sAddr(t, n)
+	argv := append([]string{"testdata/" + script, "xmpp://" + host + ":" + strconv.Itoa(port), "localhost"}, args...)
+	cmd := exec.CommandContext(ctx, "node", argv...)
+	// The node's certificate is self-signed.
+	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir, "NODE_TLS_REJECT_UNAUTHORIZED=0")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	js := &xmppJS{cmd: cmd, lines: make(chan string, 16)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			js.lines <- sc.Text()
+		}
+		close(js.lines)
+	}()
+	return js
 }
