@@ -88,10 +88,11 @@ func sasl2Failure(cond, text string) *wire.Element {
 }
 
 // sasl2Success ends a successful XEP-0388 exchange, after
-// markAuthenticated: binds the resource when Bind 2 asked for it, answers
-// <success/> with the authorization identifier (the full JID once bound)
-// and sends the features of the authenticated stream, which is not
-// restarted.
+// markAuthenticated: resumes the session the client names when it asked
+// (and stops there if that worked), else binds the resource when Bind 2
+// asked for it, answers <success/> with the authorization identifier (the
+// full JID once bound) and sends the features of the authenticated
+// stream, which is not restarted.
 func (s *Session) sasl2Success(additional []byte) bool {
 	s.state = stateAuthed
 	s.sasl2 = false
