@@ -111,6 +111,14 @@ func (s *Session) Secure() bool { return s.secure }
 // xmpp:version).
 func (s *Session) Header() *wire.Element { return s.header.Copy() }
 
+// Held returns how many requests the session holds, waiting for
+// something to answer with.
+func (s *Session) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
+
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
 

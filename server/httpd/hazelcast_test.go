@@ -1,16 +1,23 @@
 package httpd_test
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/balance"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // TestBOSHAcrossHazelcastCluster runs two real nodes (shared PostgreSQL,
@@ -66,4 +73,91 @@ func TestBOSHAcrossHazelcastCluster(t *testing.T) {
 	if n := b.svc.Server().BOSH().Len(); n != 0 {
 		t.Errorf("node b holds %d BOSH sessions", n)
 	}
+}
+
+// TestBOSHDrainAnswersForwardedRequests is issue 17's empty 200: a BOSH
+// session lives on node b; its held request came in through node a and is
+// forwarded to b. Node a is drained and stops. The request must get a
+// proper <body/>, not an empty HTTP 200 (Converse.js throws on that and
+// hangs), the session must go on on b, and b must know that the request
+// it held for a is gone, so a message sent then reaches the client's next
+// request instead of the vanished one.
+func TestBOSHDrainAnswersForwardedRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-httpd-drain")
+	start := func(name string, bal *balance.Service) (*server.Node, *httpd.Service, *hazelcast.Cluster) {
+		cfg := servertest.DefaultConfig(t)
+		cfg.HTTP.Listen = "127.0.0.1:0"
+		cfg.Balance.DrainNotice = 0
+		svc := httpd.NewService()
+		opts := []server.Option{server.WithService(svc)}
+		if bal != nil {
+			bal.HTTP = svc
+			opts = append(opts, server.WithService(bal))
+		}
+		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "httpd-test", Prefix: "httpd-drain.",
+		}, opts...)
+		return n, svc, c
+	}
+	bal := balance.NewService()
+	na, svcA, ca := start("node-a", bal)
+	nb, svcB, cb := start("node-b", nil)
+	bal.OnDrained = func(balance.Report) { na.Stop(context.Background()) }
+	servertest.WaitClustered(t, ca, cb)
+	servertest.CreateUser(t, nb, "carol", "pw-carol")
+	servertest.CreateUser(t, nb, "dave", "pw-dave")
+	dave := servertest.Dial(t, nb)
+	dave.Login("dave", "pw-dave", "desk")
+
+	urlA := "http://" + svcA.Addr(httpd.ListenerHTTP).String() + httpd.PathBOSH
+	urlB := "http://" + svcB.Addr(httpd.ListenerHTTP).String() + httpd.PathBOSH
+	bc := &boshClient{t: t, url: urlB, rid: 10, wait: "30"}
+	bc.login("carol", "pw-carol", "web")
+
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	held := make(chan answer, 1)
+	go func() {
+		body := fmt.Sprintf("<body xmlns='%s' rid='%d' sid='%s'/>", bosh.NSHTTPBind, bc.rid+1, bc.sid)
+		resp, err := http.Post(urlA, "text/xml; charset=utf-8", strings.NewReader(body))
+		if err != nil {
+			held <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		held <- answer{resp.StatusCode, data, err}
+	}()
+	awaitHeld(t, svcB.Server().BOSH(), bc.sid, 1)
+	if err := bal.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var a answer
+	select {
+	case a = <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the forwarded request was not answered when node a stopped")
+	}
+	if a.err != nil {
+		t.Fatalf("forwarded request: %v", a.err)
+	}
+	el, err := wire.Parse(a.body, wire.Limits{})
+	if a.status != http.StatusOK || err != nil || el.Name != "body" || el.NS() != bosh.NSHTTPBind {
+		t.Fatalf("drain answered HTTP %d %q (%v), want a BOSH body", a.status, a.body, err)
+	}
+	if el.Attr("type") == "terminate" {
+		t.Fatalf("drain ended the session, which lives on node b: %s", el)
+	}
+	bc.rid++
+	awaitHeld(t, svcB.Server().BOSH(), bc.sid, 0)
+	dave.Send("<message to='%s' type='chat'><body>after the drain</body></message>", bc.jid)
+	bc.expect("the message sent after node a stopped", isMsg("after the drain"))
 }
