@@ -161,3 +161,60 @@ func TestBOSHDrainAnswersForwardedRequests(t *testing.T) {
 	dave.Send("<message to='%s' type='chat'><body>after the drain</body></message>", bc.jid)
 	bc.expect("the message sent after node a stopped", isMsg("after the drain"))
 }
+
+// TestBOSHWhileClusteringIsOff is issue 17's broken switch: behind a
+// balancer without stickiness, a BOSH session's requests reach every node.
+// With the cluster-wide switch off, the node links stay up, so a node
+// that does not own the session still forwards to the one that does; the
+// client keeps chatting (here with a user on the owner's node, since
+// routes are not shared while the switch is off).
+func TestBOSHWhileClusteringIsOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-httpd-switch")
+	start := func(name string) (*server.Node, *httpd.Service, *hazelcast.Cluster) {
+		cfg := servertest.DefaultConfig(t)
+		cfg.HTTP.Listen = "127.0.0.1:0"
+		svc := httpd.NewService()
+		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "httpd-test", Prefix: "httpd-switch.",
+		}, server.WithService(svc))
+		return n, svc, c
+	}
+	na, svcA, ca := start("node-a")
+	_, svcB, cb := start("node-b")
+	servertest.WaitClustered(t, ca, cb)
+	servertest.CreateUser(t, na, "alice", "pw-alice")
+	servertest.CreateUser(t, na, "carol", "pw-carol")
+
+	if err := na.Store().SetProperty(context.Background(), hazelcast.SwitchProperty, "false"); err != nil {
+		t.Fatal(err)
+	}
+	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if ca.Clustered() || cb.Clustered() {
+			return fmt.Errorf("still clustered: a %v, b %v", ca.Clustered(), cb.Clustered())
+		}
+		return nil
+	})
+
+	tcp := servertest.Dial(t, na) // carol, on the session's owner
+	tcpJID := tcp.Login("carol", "pw-carol", "desk")
+	urlA := "http://" + svcA.Addr(httpd.ListenerHTTP).String() + httpd.PathBOSH
+	urlB := "http://" + svcB.Addr(httpd.ListenerHTTP).String() + httpd.PathBOSH
+	bc := &boshClient{t: t, urls: []string{urlA, urlB}, rid: 1} // creation (rid 2) on a, then b, a, ...
+	bc.login("alice", "pw-alice", "web")
+	if owner, _ := bosh.OwnerOf(bc.sid); owner != "node-a" {
+		t.Fatalf("sid %q owned by %q", bc.sid, owner)
+	}
+	for i := 0; i < 3; i++ {
+		body := fmt.Sprintf("switched off %d", i)
+		bc.post("", "<message xmlns='jabber:client' to='"+tcpJID+"' type='chat'><body>"+body+"</body></message>")
+		tcp.Await(body, isMsg(body))
+		reply := "re " + body
+		tcp.Send("<message to='%s' type='chat'><body>%s</body></message>", bc.jid, reply)
+		bc.expect(reply, isMsg(reply))
+	}
+}
