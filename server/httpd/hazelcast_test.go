@@ -20,6 +20,33 @@ import (
 	"github.com/aviary-im/aviary/wire"
 )
 
+// httpNode is an in-process node of a real cluster with its HTTP listener.
+type httpNode struct {
+	n   *server.Node
+	svc *httpd.Service
+	c   *hazelcast.Cluster
+}
+
+// startHTTPNode starts a clustered node (PostgreSQL pg, Hazelcast member)
+// with an HTTP listener, and bal when not nil (drains start at once).
+func startHTTPNode(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, bal *balance.Service) httpNode {
+	t.Helper()
+	cfg := servertest.DefaultConfig(t)
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Balance.DrainNotice = 0 // no load balancer to wait for
+	svc := httpd.NewService()
+	opts := []server.Option{server.WithService(svc)}
+	if bal != nil {
+		bal.HTTP = svc
+		opts = append(opts, server.WithService(bal))
+	}
+	n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+		DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+		NodeName: name, Secret: "httpd-test", Prefix: prefix,
+	}, opts...)
+	return httpNode{n, svc, c}
+}
+
 // TestBOSHAcrossHazelcastCluster runs two real nodes (shared PostgreSQL,
 // one Hazelcast member, real node-to-node links). A BOSH client whose
 // requests alternate between the nodes' HTTP listeners logs in and talks
@@ -30,21 +57,7 @@ func TestBOSHAcrossHazelcastCluster(t *testing.T) {
 	}
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-httpd")
-	type nodeT struct {
-		n   *server.Node
-		svc *httpd.Service
-		c   *hazelcast.Cluster
-	}
-	start := func(name string) nodeT {
-		cfg := servertest.DefaultConfig(t)
-		cfg.HTTP.Listen = "127.0.0.1:0"
-		svc := httpd.NewService()
-		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "httpd-test", Prefix: "httpd.",
-		}, server.WithService(svc))
-		return nodeT{n, svc, c}
-	}
+	start := func(name string) httpNode { return startHTTPNode(t, pg, member, name, "httpd.", nil) }
 	a, b := start("node-a"), start("node-b")
 	servertest.WaitClustered(t, a.c, b.c)
 	servertest.CreateUser(t, a.n, "alice", "pw-alice")
@@ -88,25 +101,11 @@ func TestBOSHDrainAnswersForwardedRequests(t *testing.T) {
 	}
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-httpd-drain")
-	start := func(name string, bal *balance.Service) (*server.Node, *httpd.Service, *hazelcast.Cluster) {
-		cfg := servertest.DefaultConfig(t)
-		cfg.HTTP.Listen = "127.0.0.1:0"
-		cfg.Balance.DrainNotice = 0
-		svc := httpd.NewService()
-		opts := []server.Option{server.WithService(svc)}
-		if bal != nil {
-			bal.HTTP = svc
-			opts = append(opts, server.WithService(bal))
-		}
-		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "httpd-test", Prefix: "httpd-drain.",
-		}, opts...)
-		return n, svc, c
-	}
 	bal := balance.NewService()
-	na, svcA, ca := start("node-a", bal)
-	nb, svcB, cb := start("node-b", nil)
+	nodeA := startHTTPNode(t, pg, member, "node-a", "httpd-drain.", bal)
+	nodeB := startHTTPNode(t, pg, member, "node-b", "httpd-drain.", nil)
+	na, svcA, ca := nodeA.n, nodeA.svc, nodeA.c
+	nb, svcB, cb := nodeB.n, nodeB.svc, nodeB.c
 	bal.OnDrained = func(balance.Report) { na.Stop(context.Background()) }
 	servertest.WaitClustered(t, ca, cb)
 	servertest.CreateUser(t, nb, "carol", "pw-carol")
@@ -174,18 +173,10 @@ func TestBOSHWhileClusteringIsOff(t *testing.T) {
 	}
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-httpd-switch")
-	start := func(name string) (*server.Node, *httpd.Service, *hazelcast.Cluster) {
-		cfg := servertest.DefaultConfig(t)
-		cfg.HTTP.Listen = "127.0.0.1:0"
-		svc := httpd.NewService()
-		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "httpd-test", Prefix: "httpd-switch.",
-		}, server.WithService(svc))
-		return n, svc, c
-	}
-	na, svcA, ca := start("node-a")
-	_, svcB, cb := start("node-b")
+	a := startHTTPNode(t, pg, member, "node-a", "httpd-switch.", nil)
+	b := startHTTPNode(t, pg, member, "node-b", "httpd-switch.", nil)
+	na, svcA, ca := a.n, a.svc, a.c
+	svcB, cb := b.svc, b.c
 	servertest.WaitClustered(t, ca, cb)
 	servertest.CreateUser(t, na, "alice", "pw-alice")
 	servertest.CreateUser(t, na, "carol", "pw-carol")

@@ -87,16 +87,7 @@ func TestJavaScriptClients(t *testing.T) {
 // WebSocket, and each time exchanges a message with a TCP user.
 func TestBrowser(t *testing.T) {
 	dir := jsDir(t)
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
-		}
-		t.Skipf("no Chromium at %s", chromium)
-	}
+	chromium := chromiumPath(t)
 	n, _, base := node(t, nil)
 	servertest.CreateUser(t, n, "carol", "pw-carol")
 	servertest.CreateUser(t, n, "webuser", "pw-web")
@@ -104,17 +95,7 @@ func TestBrowser(t *testing.T) {
 	tcpJID := tcp.Login("carol", "pw-carol", "desk")
 	tcp.Timeout = 60 * time.Second
 
-	// The page comes from its own origin, so BOSH needs CORS.
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
-	})
-	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/javascript")
-		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
-	})
-	pages := httptest.NewServer(mux)
-	defer pages.Close()
+	pages := pageServer(t, dir) // its own origin: BOSH needs CORS
 	q := url.Values{
 		"bosh": {base + httpd.PathBOSH},
 		"ws":   {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket},
@@ -143,6 +124,39 @@ func TestBrowser(t *testing.T) {
 	if err := <-done; err != nil || !strings.Contains(out.String(), "OK") {
 		t.Fatalf("browser: %v\n%s", err, out.String())
 	}
+}
+
+// chromiumPath returns Debian's Chromium (or $CHROMIUM); without it the
+// test is skipped, or fails when CI=true or AVIARY_REQUIRE_SERVICES=1.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
+		}
+		t.Skipf("no Chromium at %s", chromium)
+	}
+	return chromium
+}
+
+// pageServer serves the test page and strophe.js from an origin of its
+// own (so BOSH needs CORS), until the test ends.
+func pageServer(t *testing.T, dir string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
+	})
+	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
+	})
+	pages := httptest.NewServer(mux)
+	t.Cleanup(pages.Close)
+	return pages
 }
 
 // syncBuf collects a child process's output safely while it runs.
@@ -181,32 +195,14 @@ func logOnFailure(t *testing.T) *syncBuf {
 // session times out. Her next login gets it from offline storage.
 func TestBrowserClosedTab(t *testing.T) {
 	dir := jsDir(t)
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
-		}
-		t.Skipf("no Chromium at %s", chromium)
-	}
+	chromium := chromiumPath(t)
 	n, svc, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
 	servertest.CreateUser(t, n, "carol", "pw-carol")
 	servertest.CreateUser(t, n, "dave", "pw-dave")
 	dave := servertest.Dial(t, n)
 	dave.Login("dave", "pw-dave", "desk")
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
-	})
-	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/javascript")
-		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
-	})
-	pages := httptest.NewServer(mux)
-	defer pages.Close()
+	pages := pageServer(t, dir)
 	q := url.Values{"mode": {"online"}, "bosh": {base + httpd.PathBOSH}, "jid": {"carol@localhost"}, "pw": {"pw-carol"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
