@@ -261,6 +261,15 @@ type BalanceConfig struct {
 	// DrainDeadline is how long a draining node waits for its sessions to
 	// leave before it stops anyway. Default 2m.
 	DrainDeadline time.Duration `yaml:"drain_deadline"`
+	// DrainNotice is how long a draining node announces that it drains
+	// (/dispatch/health and /readyz answer 503, the dispatcher and the
+	// other nodes stop naming it) before it sends its sessions away, so
+	// that a load balancer's health check has noticed by the time clients
+	// reconnect and none is sent back to it. Keep it above the balancer's
+	// check interval times its fall count (HAProxy "inter 2s fall 2": 4s).
+	// Default 5s; 0 in a file means the default, a negative value sends
+	// sessions away at once.
+	DrainNotice time.Duration `yaml:"drain_notice"`
 	// DrainRate is how many sessions per second a draining node sends
 	// away, so the other nodes are not hit by every reconnection at once.
 	// Default 1000.

@@ -106,6 +106,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDur(&c.Balance.PublishInterval, 2*time.Second)
 	setDur(&c.Balance.DrainDeadline, 2*time.Minute)
+	setDur(&c.Balance.DrainNotice, 5*time.Second)
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
