@@ -497,7 +497,8 @@ func (c *outConn) verifyAnswer(el *wire.Element) {
 	}
 	c.mu.Unlock()
 	if !ours {
-		c.log.Info("s2s: ignoring a dialback verify answer this stream did not ask for (or no longer waits for)",
+		// Debug, not info: the peer chooses how many it sends.
+		c.log.Debug("s2s: ignoring a dialback verify answer this stream did not ask for (or no longer waits for)",
 			"from", el.From(), "to", el.To(), "id", vk.id, "type", el.Type())
 		return
 	}
