@@ -113,6 +113,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}
+	setInt(&c.Plugins.Wasm.MaxHostCalls, 64)
+	setInt(&c.Plugins.Wasm.MaxHostBytes, 4*c.C2S.MaxStanzaBytes)
+	setInt(&c.Plugins.Wasm.MaxKVBytes, 1<<20)
 }
 
 // Error is one configuration problem, naming the key (dotted YAML path)

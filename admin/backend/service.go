@@ -78,7 +78,12 @@ func (s *Service) Plugins() *pluginhost.Host {
 
 // Start loads the catalogue's plugins and opens the admin listener.
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
-	rt, err := runtime.New(ctx, runtime.Options{Logger: s.log.With("component", "plugins")})
+	w := s.cfg.Plugins.Wasm
+	rt, err := runtime.New(ctx, runtime.Options{
+		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
+		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
+		Logger:         s.log.With("component", "plugins"),
+	})
 	if err != nil {
 		return fmt.Errorf("admin: plugin runtime: %w", err)
 	}
