@@ -252,3 +252,7 @@ func unavailable(err error) bool {
 	}
 	return false
 }
+
+// Analyze refreshes the planner's statistics, as autovacuum would a little
+// later; benchmarks call it after a bulk load.
+func (s *Store) Analyze(ctx context.Context) error { return s.exec(ctx, "ANALYZE") }
