@@ -75,7 +75,7 @@ func (p *Plugin) save(ctx context.Context, owner, node string, rec *record) erro
 		el.Append(rec.item())
 	}
 	_, err := p.host.Store().Map(Store).Set(ctx, owner, "", node, el.Bytes(), p.limits)
-	return xmpputil.QuotaError(err, "PEP storage")
+	return xmpputil.QuotaError(err, "PEP storage", "nodes")
 }
 
 // drop deletes a node record.

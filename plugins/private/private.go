@@ -110,7 +110,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			frag := c.Copy()
 			frag.Tail = ""
 			if _, err := st.Set(ctx, owner, Key(c), frag.Bytes(), p.limits); err != nil {
-				return nil, xmpputil.QuotaError(err, "private XML storage")
+				return nil, xmpputil.QuotaError(err, "private XML storage", "fragments")
 			}
 		}
 		return nil, nil

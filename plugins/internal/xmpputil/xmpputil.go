@@ -102,14 +102,18 @@ func CreateUser(ctx context.Context, host plugins.Host, username, password strin
 // QuotaError turns a store's quota error into the stanza error the client
 // gets: not-acceptable (modify: the client must store less, waiting will
 // not help) with a text saying which limit of what, e.g. "private XML
-// storage is full: at most 100 items per account". Other errors pass
-// through.
-func QuotaError(err error, what string) error {
+// storage is full: at most 100 fragments per account" (items names the
+// store's items). Other errors pass through.
+func QuotaError(err error, what, items string) error {
 	var qe *storage.QuotaError
 	if !errors.As(err, &qe) {
 		return err
 	}
-	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per account", what, qe.Max, qe.Limit))
+	unit := qe.Limit
+	if unit == "items" {
+		unit = items
+	}
+	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per account", what, qe.Max, unit))
 }
 
 // Limits reads a plugin's storage quota settings: the whole numbers
