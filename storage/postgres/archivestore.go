@@ -2,9 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,42 +11,25 @@ import (
 	"github.com/aviary-im/aviary/storage/internal/shared"
 )
 
-// maxIDTries bounds the retries of an append whose ID collided (another
-// node picked the same one for the same owner in the same microsecond).
-const maxIDTries = 8
-
 // Archive opens an archive store.
-func (s *Store) Archive(name string) storage.Archive { return archiveStore{s, name} }
+func (s *Store) Archive(name string) storage.Archive {
+	return shared.ArchiveStore(archiveStore{s, name})
+}
 
 type archiveStore struct {
 	s    *Store
 	name string
 }
 
-func (a archiveStore) Append(ctx context.Context, e storage.ArchiveEntry) (int64, error) {
-	ids, err := a.AppendBatch(ctx, []storage.ArchiveEntry{e})
-	if err != nil {
-		return 0, err
-	}
-	return ids[0], nil
-}
+var pageQueries = [4]string{qArchivePage, qArchivePageLast, qArchivePageWith, qArchivePageWithLast}
 
-// AppendBatch inserts every entry with one statement (one round trip, one
-// commit). An entry whose ID collided is inserted again with the next ID,
+// Insert adds every entry with one statement (one round trip, one
+// commit); an entry whose ID collided is inserted again with the next ID,
 // in the same transaction.
-func (a archiveStore) AppendBatch(ctx context.Context, es []storage.ArchiveEntry) ([]int64, error) {
-	if len(es) == 0 {
-		return nil, nil
-	}
-	for _, e := range es {
-		if e.Owner == "" {
-			return nil, errors.New("postgres: archive entry without owner")
-		}
-	}
-	ids := shared.NewArchiveIDs(es)
-	err := a.s.do(ctx, func(ctx context.Context) error {
+func (a archiveStore) Insert(ctx context.Context, es []storage.ArchiveEntry, ids []int64) error {
+	return a.s.do(ctx, func(ctx context.Context) error {
 		if len(es) == 1 {
-			return a.appendOne(ctx, a.s.pool, es[0], &ids[0])
+			return a.insertOne(ctx, a.s.pool, es[0], &ids[0])
 		}
 		return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
 			owners := make([]string, len(es))
@@ -80,7 +60,7 @@ func (a archiveStore) AppendBatch(ctx context.Context, es []storage.ArchiveEntry
 			}
 			for i, e := range es {
 				if !done[key{e.Owner, ids[i]}] {
-					if err := a.appendOne(ctx, tx, e, &ids[i]); err != nil {
+					if err := a.insertOne(ctx, tx, e, &ids[i]); err != nil {
 						return err
 					}
 				}
@@ -88,29 +68,17 @@ func (a archiveStore) AppendBatch(ctx context.Context, es []storage.ArchiveEntry
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
 }
 
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-// appendOne inserts one entry, moving to the next ID while it collides.
-func (a archiveStore) appendOne(ctx context.Context, q execer, e storage.ArchiveEntry, id *int64) error {
-	for range maxIDTries {
-		tag, err := q.Exec(ctx, qArchiveInsert, e.Owner, a.name, *id, e.With, nonNil(e.Value))
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 1 {
-			return nil
-		}
-		*id = shared.NextArchiveID(*id)
-	}
-	return fmt.Errorf("postgres: archive %s: no free id for %s after %d tries", a.name, e.Owner, maxIDTries)
+func (a archiveStore) insertOne(ctx context.Context, q execer, e storage.ArchiveEntry, id *int64) error {
+	return shared.InsertArchiveEntry(a.name, e, id, func(id int64) (bool, error) {
+		tag, err := q.Exec(ctx, qArchiveInsert, e.Owner, a.name, id, e.With, nonNil(e.Value))
+		return tag.RowsAffected() == 1, err
+	})
 }
 
 func (a archiveStore) Get(ctx context.Context, owner string, id int64) (storage.ArchiveEntry, error) {
@@ -125,71 +93,42 @@ func (a archiveStore) Get(ctx context.Context, owner string, id int64) (storage.
 	return e, nil
 }
 
-// Query runs the page query, and the count when asked, in one round trip.
-// It fetches one entry more than the limit to know whether the page is
-// the last in its direction.
-func (a archiveStore) Query(ctx context.Context, owner string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
-	lo, hi := shared.ArchiveIDRange(q)
-	if hi == 0 {
-		hi = math.MaxInt64
-	}
+// Page sends the page query and, when asked, the count in one batch (one
+// round trip).
+func (a archiveStore) Page(ctx context.Context, owner string, q storage.ArchiveQuery, lo, hi int64, limit int, clo, chi int64) ([]storage.ArchiveEntry, int, error) {
 	var lim any
-	if q.Limit > 0 {
-		lim = q.Limit + 1
+	if limit > 0 {
+		lim = limit
 	}
-	page := storage.ArchivePage{Total: -1}
+	var out []storage.ArchiveEntry
+	total := -1
 	err := a.s.do(ctx, func(ctx context.Context) error {
-		page.Entries = nil
+		out = nil
 		b := &pgx.Batch{}
-		pageArgs := []any{owner, a.name, lo, hi}
-		query := qArchivePage
-		switch {
-		case q.With == "" && q.Last:
-			query = qArchivePageLast
-		case q.With != "" && !q.Last:
-			query = qArchivePageWith
-		case q.With != "" && q.Last:
-			query = qArchivePageWithLast
-		}
+		args := []any{owner, a.name, lo, hi}
 		if q.With != "" {
-			pageArgs = append(pageArgs, q.With)
+			args = append(args, q.With)
 		}
-		pageArgs = append(pageArgs, lim)
-		b.Queue(query, pageArgs...).Query(func(rows pgx.Rows) error {
+		b.Queue(shared.PageQuery(q, pageQueries), append(args, lim)...).Query(func(rows pgx.Rows) error {
 			for rows.Next() {
-				e := storage.ArchiveEntry{Owner: owner}
+				var e storage.ArchiveEntry
 				if err := rows.Scan(&e.ID, &e.With, &e.Value); err != nil {
 					return err
 				}
-				e.When = storage.ArchiveIDTime(e.ID)
-				page.Entries = append(page.Entries, e)
+				out = append(out, e)
 			}
 			return rows.Err()
 		})
 		if q.Count {
-			clo, chi := shared.ArchiveIDRange(storage.ArchiveQuery{Start: q.Start, End: q.End})
-			if chi == 0 {
-				chi = math.MaxInt64
+			count, args := qArchiveCount, []any{owner, a.name, clo, chi}
+			if q.With != "" {
+				count, args = qArchiveCountWith, append(args, q.With)
 			}
-			if q.With == "" {
-				b.Queue(qArchiveCount, owner, a.name, clo, chi).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Total) })
-			} else {
-				b.Queue(qArchiveCountWith, owner, a.name, clo, chi, q.With).QueryRow(func(r pgx.Row) error { return r.Scan(&page.Total) })
-			}
+			b.Queue(count, args...).QueryRow(func(r pgx.Row) error { return r.Scan(&total) })
 		}
 		return a.s.pool.SendBatch(ctx, b).Close()
 	})
-	if err != nil {
-		return storage.ArchivePage{}, err
-	}
-	page.Complete = q.Limit <= 0 || len(page.Entries) <= q.Limit
-	if !page.Complete {
-		page.Entries = page.Entries[:q.Limit]
-	}
-	if q.Last {
-		shared.Reverse(page.Entries)
-	}
-	return page, nil
+	return out, total, err
 }
 
 func (a archiveStore) Update(ctx context.Context, owner string, id int64, value []byte) error {

@@ -14,10 +14,10 @@ import (
 // store is a map whose one collection is "".
 
 // KeyValue opens a key/value store.
-func (s *Store) KeyValue(name string) storage.KeyValue { return kvStore{items{s, name}} }
+func (s *Store) KeyValue(name string) storage.KeyValue { return shared.KeyValue(items{s, name}) }
 
 // Map opens a map store.
-func (s *Store) Map(name string) storage.Map { return mapStore{items{s, name}} }
+func (s *Store) Map(name string) storage.Map { return shared.Map(items{s, name}) }
 
 // items is one named store of store_items.
 type items struct {
@@ -25,19 +25,17 @@ type items struct {
 	name string
 }
 
-func (it items) get(ctx context.Context, owner, coll, key string) (value []byte, version int64, err error) {
+func (it items) Get(ctx context.Context, owner, coll, key string) (value []byte, version int64, err error) {
 	err = it.s.do(ctx, func(ctx context.Context) error {
 		return it.s.pool.QueryRow(ctx, qItemGet, owner, it.name, coll, key).Scan(&value, &version)
 	})
 	return nonNil(value), version, err
 }
 
-// set writes an item. With cas it writes only over version (0: only
-// when absent) and fails with storage.ErrConflict otherwise. Without
-// limits it is one statement; with them it locks the owner's store
-// (a transaction-scoped advisory lock), counts, and writes and evicts in
-// one transaction.
-func (it items) set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits, cas bool, version int64) (int64, error) {
+// Set writes an item. Without limits it is one statement; with them it
+// locks the owner's store (a transaction-scoped advisory lock), counts,
+// and writes and evicts in one transaction.
+func (it items) Set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits, cas bool, version int64) (int64, error) {
 	value = nonNil(value)
 	var out int64
 	write := func(ctx context.Context, q querier) error {
@@ -108,63 +106,19 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (it items) delete(ctx context.Context, owner, coll, key string) error {
+func (it items) Delete(ctx context.Context, owner, coll, key string) error {
 	return it.s.execN(ctx, qItemDelete, owner, it.name, coll, key)
 }
 
-func (it items) strings(ctx context.Context, query string, args ...any) ([]string, error) {
-	return it.s.strings(ctx, query, args...)
+func (it items) Keys(ctx context.Context, owner, coll string) ([]string, error) {
+	return it.s.strings(ctx, qItemKeys, owner, it.name, coll)
 }
 
-type kvStore struct{ items }
-
-func (kv kvStore) Get(ctx context.Context, owner, key string) (storage.KVEntry, error) {
-	v, ver, err := kv.get(ctx, owner, "", key)
-	if err != nil {
-		return storage.KVEntry{}, err
-	}
-	return storage.KVEntry{Value: v, Version: ver}, nil
+func (it items) DeleteCollection(ctx context.Context, owner, coll string) (int, error) {
+	return it.s.execCount(ctx, qMapDeleteCollection, owner, it.name, coll)
 }
 
-func (kv kvStore) Set(ctx context.Context, owner, key string, value []byte, lim storage.Limits) (int64, error) {
-	return kv.set(ctx, owner, "", key, value, lim, false, 0)
-}
-
-func (kv kvStore) CompareAndSet(ctx context.Context, owner, key string, version int64, value []byte, lim storage.Limits) (int64, error) {
-	return kv.set(ctx, owner, "", key, value, lim, true, version)
-}
-
-func (kv kvStore) Delete(ctx context.Context, owner, key string) error {
-	return kv.delete(ctx, owner, "", key)
-}
-
-func (kv kvStore) Keys(ctx context.Context, owner string) ([]string, error) {
-	return kv.strings(ctx, qItemKeys, owner, kv.name, "")
-}
-
-type mapStore struct{ items }
-
-func (m mapStore) Get(ctx context.Context, owner, coll, key string) (storage.MapItem, error) {
-	v, ver, err := m.get(ctx, owner, coll, key)
-	if err != nil {
-		return storage.MapItem{}, err
-	}
-	return storage.MapItem{Collection: coll, Key: key, Value: v, Version: ver}, nil
-}
-
-func (m mapStore) Set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits) (int64, error) {
-	return m.set(ctx, owner, coll, key, value, lim, false, 0)
-}
-
-func (m mapStore) Delete(ctx context.Context, owner, coll, key string) error {
-	return m.delete(ctx, owner, coll, key)
-}
-
-func (m mapStore) DeleteCollection(ctx context.Context, owner, coll string) (int, error) {
-	return m.s.execCount(ctx, qMapDeleteCollection, owner, m.name, coll)
-}
-
-func (m mapStore) List(ctx context.Context, owner, coll string, q storage.MapQuery) ([]storage.MapItem, error) {
+func (it items) List(ctx context.Context, owner, coll string, q storage.MapQuery) ([]storage.MapItem, error) {
 	var lim any
 	if q.Limit > 0 {
 		lim = q.Limit
@@ -174,14 +128,15 @@ func (m mapStore) List(ctx context.Context, owner, coll string, q storage.MapQue
 		query = qMapListNewest
 	}
 	var out []storage.MapItem
-	err := m.s.do(ctx, func(ctx context.Context) error {
-		rows, err := m.s.pool.Query(ctx, query, owner, m.name, coll, lim)
+	err := it.s.do(ctx, func(ctx context.Context) error {
+		rows, err := it.s.pool.Query(ctx, query, owner, it.name, coll, lim)
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.MapItem, error) {
 			it := storage.MapItem{Collection: coll}
 			err := r.Scan(&it.Key, &it.Value, &it.Version)
+			it.Value = nonNil(it.Value)
 			return it, err
 		})
 		return err
@@ -192,14 +147,14 @@ func (m mapStore) List(ctx context.Context, owner, coll string, q storage.MapQue
 	return out, err
 }
 
-func (m mapStore) Count(ctx context.Context, owner, coll string) (int, error) {
+func (it items) Count(ctx context.Context, owner, coll string) (int, error) {
 	var n int
-	err := m.s.do(ctx, func(ctx context.Context) error {
-		return m.s.pool.QueryRow(ctx, qMapCount, owner, m.name, coll).Scan(&n)
+	err := it.s.do(ctx, func(ctx context.Context) error {
+		return it.s.pool.QueryRow(ctx, qMapCount, owner, it.name, coll).Scan(&n)
 	})
 	return n, err
 }
 
-func (m mapStore) Collections(ctx context.Context, owner string) ([]string, error) {
-	return m.strings(ctx, qMapCollections, owner, m.name)
+func (it items) Collections(ctx context.Context, owner string) ([]string, error) {
+	return it.s.strings(ctx, qMapCollections, owner, it.name)
 }

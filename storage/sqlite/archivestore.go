@@ -2,9 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -33,64 +30,36 @@ const (
 	qArchiveExpire       = `DELETE FROM archive_entries WHERE store = ? AND id < ?`
 )
 
-// maxIDTries bounds the retries of an append whose ID collided (another
-// process picked the same one for the same owner in the same microsecond).
-const maxIDTries = 8
-
 // Archive opens an archive store.
-func (s *Store) Archive(name string) storage.Archive { return archiveStore{s, name} }
+func (s *Store) Archive(name string) storage.Archive {
+	return shared.ArchiveStore(archiveStore{s, name})
+}
 
 type archiveStore struct {
 	s    *Store
 	name string
 }
 
-func (a archiveStore) Append(ctx context.Context, e storage.ArchiveEntry) (int64, error) {
-	ids, err := a.AppendBatch(ctx, []storage.ArchiveEntry{e})
-	if err != nil {
-		return 0, err
-	}
-	return ids[0], nil
-}
+var pageQueries = [4]string{qArchivePage, qArchivePageLast, qArchivePageWith, qArchivePageWithLast}
 
-// AppendBatch inserts every entry in one write transaction (one commit).
-func (a archiveStore) AppendBatch(ctx context.Context, es []storage.ArchiveEntry) ([]int64, error) {
-	if len(es) == 0 {
-		return nil, nil
-	}
-	for _, e := range es {
-		if e.Owner == "" {
-			return nil, errors.New("sqlite: archive entry without owner")
-		}
-	}
-	ids := shared.NewArchiveIDs(es)
-	err := a.s.write(ctx, func(ctx context.Context, tx wtx) error {
+// Insert adds every entry in one write transaction (one commit).
+func (a archiveStore) Insert(ctx context.Context, es []storage.ArchiveEntry, ids []int64) error {
+	return a.s.write(ctx, func(ctx context.Context, tx wtx) error {
 		for i, e := range es {
-			if err := a.insert(ctx, tx, e, &ids[i]); err != nil {
+			err := shared.InsertArchiveEntry(a.name, e, &ids[i], func(id int64) (bool, error) {
+				res, err := tx.ExecContext(ctx, qArchiveInsert, e.Owner, a.name, id, e.With, nonNil(e.Value))
+				if err != nil {
+					return false, mapErr(err)
+				}
+				n, err := res.RowsAffected()
+				return n == 1, mapErr(err)
+			})
+			if err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
-}
-
-// insert adds one entry, moving to the next ID while it collides.
-func (a archiveStore) insert(ctx context.Context, tx wtx, e storage.ArchiveEntry, id *int64) error {
-	for range maxIDTries {
-		res, err := tx.ExecContext(ctx, qArchiveInsert, e.Owner, a.name, *id, e.With, nonNil(e.Value))
-		if err != nil {
-			return mapErr(err)
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return mapErr(err)
-		}
-		*id = shared.NextArchiveID(*id)
-	}
-	return fmt.Errorf("sqlite: archive %s: no free id for %s after %d tries", a.name, e.Owner, maxIDTries)
 }
 
 func (a archiveStore) Get(ctx context.Context, owner string, id int64) (storage.ArchiveEntry, error) {
@@ -102,72 +71,41 @@ func (a archiveStore) Get(ctx context.Context, owner string, id int64) (storage.
 	return e, nil
 }
 
-// Query reads the page (one entry more than the limit, to know whether it
-// is the last in its direction) and, when asked, the count.
-func (a archiveStore) Query(ctx context.Context, owner string, q storage.ArchiveQuery) (storage.ArchivePage, error) {
+// Page reads the page and, when asked, the count.
+func (a archiveStore) Page(ctx context.Context, owner string, q storage.ArchiveQuery, lo, hi int64, limit int, clo, chi int64) ([]storage.ArchiveEntry, int, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	lo, hi := shared.ArchiveIDRange(q)
-	if hi == 0 {
-		hi = math.MaxInt64
-	}
-	limit := -1
-	if q.Limit > 0 {
-		limit = q.Limit + 1
-	}
-	query, args := qArchivePage, []any{owner, a.name, lo, hi}
-	switch {
-	case q.With == "" && q.Last:
-		query = qArchivePageLast
-	case q.With != "" && !q.Last:
-		query = qArchivePageWith
-	case q.With != "" && q.Last:
-		query = qArchivePageWithLast
-	}
+	args := []any{owner, a.name, lo, hi}
 	if q.With != "" {
 		args = append(args, q.With)
 	}
-	rows, err := a.s.query(ctx, query, append(args, limit)...)
+	rows, err := a.s.query(ctx, shared.PageQuery(q, pageQueries), append(args, limit)...)
 	if err != nil {
-		return storage.ArchivePage{}, mapErr(err)
+		return nil, 0, mapErr(err)
 	}
 	defer rows.Close()
-	page := storage.ArchivePage{Total: -1}
+	var out []storage.ArchiveEntry
 	for rows.Next() {
-		e := storage.ArchiveEntry{Owner: owner}
+		var e storage.ArchiveEntry
 		if err := rows.Scan(&e.ID, &e.With, &e.Value); err != nil {
-			return storage.ArchivePage{}, mapErr(err)
+			return nil, 0, mapErr(err)
 		}
-		e.When = storage.ArchiveIDTime(e.ID)
-		e.Value = nonNil(e.Value)
-		page.Entries = append(page.Entries, e)
+		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return storage.ArchivePage{}, mapErr(err)
+		return nil, 0, mapErr(err)
 	}
+	total := -1
 	if q.Count {
-		clo, chi := shared.ArchiveIDRange(storage.ArchiveQuery{Start: q.Start, End: q.End})
-		if chi == 0 {
-			chi = math.MaxInt64
+		count, args := qArchiveCount, []any{owner, a.name, clo, chi}
+		if q.With != "" {
+			count, args = qArchiveCountWith, append(args, q.With)
 		}
-		var err error
-		if q.With == "" {
-			err = a.s.queryRow(ctx, qArchiveCount, owner, a.name, clo, chi).Scan(&page.Total)
-		} else {
-			err = a.s.queryRow(ctx, qArchiveCountWith, owner, a.name, clo, chi, q.With).Scan(&page.Total)
-		}
-		if err != nil {
-			return storage.ArchivePage{}, mapErr(err)
+		if err := a.s.queryRow(ctx, count, args...).Scan(&total); err != nil {
+			return nil, 0, mapErr(err)
 		}
 	}
-	page.Complete = q.Limit <= 0 || len(page.Entries) <= q.Limit
-	if !page.Complete {
-		page.Entries = page.Entries[:q.Limit]
-	}
-	if q.Last {
-		shared.Reverse(page.Entries)
-	}
-	return page, nil
+	return out, total, nil
 }
 
 func (a archiveStore) Update(ctx context.Context, owner string, id int64, value []byte) error {

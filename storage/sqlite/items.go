@@ -36,10 +36,10 @@ const (
 )
 
 // KeyValue opens a key/value store.
-func (s *Store) KeyValue(name string) storage.KeyValue { return kvStore{items{s, name}} }
+func (s *Store) KeyValue(name string) storage.KeyValue { return shared.KeyValue(items{s, name}) }
 
 // Map opens a map store.
-func (s *Store) Map(name string) storage.Map { return mapStore{items{s, name}} }
+func (s *Store) Map(name string) storage.Map { return shared.Map(items{s, name}) }
 
 // items is one named store of store_items.
 type items struct {
@@ -47,7 +47,7 @@ type items struct {
 	name string
 }
 
-func (it items) get(ctx context.Context, owner, coll, key string) ([]byte, int64, error) {
+func (it items) Get(ctx context.Context, owner, coll, key string) ([]byte, int64, error) {
 	var v []byte
 	var ver int64
 	if err := it.s.pointRow(ctx, qItemGet, owner, it.name, coll, key).Scan(&v, &ver); err != nil {
@@ -56,10 +56,9 @@ func (it items) get(ctx context.Context, owner, coll, key string) ([]byte, int64
 	return nonNil(v), ver, nil
 }
 
-// set writes an item; with cas only over version (0: only when absent),
-// else storage.ErrConflict. A plain write without limits is one statement;
-// the others read, check and write in one write transaction.
-func (it items) set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits, cas bool, version int64) (int64, error) {
+// Set writes an item. A plain write without limits is one statement; the
+// others read, check and write in one write transaction.
+func (it items) Set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits, cas bool, version int64) (int64, error) {
 	value = nonNil(value)
 	var out int64
 	if !cas && !shared.Limited(lim) {
@@ -127,7 +126,7 @@ func (it items) set(ctx context.Context, owner, coll, key string, value []byte, 
 	return out, err
 }
 
-func (it items) delete(ctx context.Context, owner, coll, key string) error {
+func (it items) Delete(ctx context.Context, owner, coll, key string) error {
 	n, err := it.s.exec(ctx, qItemDelete, owner, it.name, coll, key)
 	if err == nil && n == 0 {
 		return storage.ErrNotFound
@@ -135,60 +134,20 @@ func (it items) delete(ctx context.Context, owner, coll, key string) error {
 	return err
 }
 
-type kvStore struct{ items }
-
-func (kv kvStore) Get(ctx context.Context, owner, key string) (storage.KVEntry, error) {
-	v, ver, err := kv.get(ctx, owner, "", key)
-	if err != nil {
-		return storage.KVEntry{}, err
-	}
-	return storage.KVEntry{Value: v, Version: ver}, nil
-}
-
-func (kv kvStore) Set(ctx context.Context, owner, key string, value []byte, lim storage.Limits) (int64, error) {
-	return kv.set(ctx, owner, "", key, value, lim, false, 0)
-}
-
-func (kv kvStore) CompareAndSet(ctx context.Context, owner, key string, version int64, value []byte, lim storage.Limits) (int64, error) {
-	return kv.set(ctx, owner, "", key, value, lim, true, version)
-}
-
-func (kv kvStore) Delete(ctx context.Context, owner, key string) error {
-	return kv.delete(ctx, owner, "", key)
-}
-
-func (kv kvStore) Keys(ctx context.Context, owner string) ([]string, error) {
-	rows, err := kv.s.pointQuery(ctx, qItemKeys, owner, kv.name, "")
+func (it items) Keys(ctx context.Context, owner, coll string) ([]string, error) {
+	rows, err := it.s.pointQuery(ctx, qItemKeys, owner, it.name, coll)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	return scanStrings(rows)
 }
 
-type mapStore struct{ items }
-
-func (m mapStore) Get(ctx context.Context, owner, coll, key string) (storage.MapItem, error) {
-	v, ver, err := m.get(ctx, owner, coll, key)
-	if err != nil {
-		return storage.MapItem{}, err
-	}
-	return storage.MapItem{Collection: coll, Key: key, Value: v, Version: ver}, nil
-}
-
-func (m mapStore) Set(ctx context.Context, owner, coll, key string, value []byte, lim storage.Limits) (int64, error) {
-	return m.set(ctx, owner, coll, key, value, lim, false, 0)
-}
-
-func (m mapStore) Delete(ctx context.Context, owner, coll, key string) error {
-	return m.delete(ctx, owner, coll, key)
-}
-
-func (m mapStore) DeleteCollection(ctx context.Context, owner, coll string) (int, error) {
-	n, err := m.s.exec(ctx, qMapDeleteColl, owner, m.name, coll)
+func (it items) DeleteCollection(ctx context.Context, owner, coll string) (int, error) {
+	n, err := it.s.exec(ctx, qMapDeleteColl, owner, it.name, coll)
 	return int(n), err
 }
 
-func (m mapStore) List(ctx context.Context, owner, coll string, q storage.MapQuery) ([]storage.MapItem, error) {
+func (it items) List(ctx context.Context, owner, coll string, q storage.MapQuery) ([]storage.MapItem, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
 	query := qMapList
@@ -199,31 +158,31 @@ func (m mapStore) List(ctx context.Context, owner, coll string, q storage.MapQue
 	if limit <= 0 {
 		limit = -1
 	}
-	rows, err := m.s.query(ctx, query, owner, m.name, coll, limit)
+	rows, err := it.s.query(ctx, query, owner, it.name, coll, limit)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	var out []storage.MapItem
 	for rows.Next() {
-		it := storage.MapItem{Collection: coll}
-		if err := rows.Scan(&it.Key, &it.Value, &it.Version); err != nil {
+		item := storage.MapItem{Collection: coll}
+		if err := rows.Scan(&item.Key, &item.Value, &item.Version); err != nil {
 			return nil, mapErr(err)
 		}
-		it.Value = nonNil(it.Value)
-		out = append(out, it)
+		item.Value = nonNil(item.Value)
+		out = append(out, item)
 	}
 	return out, mapErr(rows.Err())
 }
 
-func (m mapStore) Count(ctx context.Context, owner, coll string) (int, error) {
+func (it items) Count(ctx context.Context, owner, coll string) (int, error) {
 	var n int
-	err := m.s.pointRow(ctx, qMapCount, owner, m.name, coll).Scan(&n)
+	err := it.s.pointRow(ctx, qMapCount, owner, it.name, coll).Scan(&n)
 	return n, mapErr(err)
 }
 
-func (m mapStore) Collections(ctx context.Context, owner string) ([]string, error) {
-	rows, err := m.s.pointQuery(ctx, qMapCollections, owner, m.name)
+func (it items) Collections(ctx context.Context, owner string) ([]string, error) {
+	rows, err := it.s.pointQuery(ctx, qMapCollections, owner, it.name)
 	if err != nil {
 		return nil, mapErr(err)
 	}
