@@ -13,9 +13,8 @@
 // the table store_items, whose version is an AUTOINCREMENT rowid that every
 // write replaces (INSERT OR REPLACE), so versions are never reused; writes
 // under storage.Limits count and write in one write transaction, which the
-// single writer serializes. Archive stores live in archive_entries, a
-// WITHOUT ROWID table clustered by (owner, store, id); AppendBatch is one
-// write transaction.
+// single writer serializes. Archive stores live in archive_entries, whose
+// rowid is the time-ordered id; AppendBatch is one write transaction.
 package sqlite
 
 import (

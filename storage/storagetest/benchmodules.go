@@ -149,8 +149,8 @@ func benchModules(b *testing.B, open func(b *testing.B) storage.Store) {
 				batch = batch[:0]
 			}
 		}
-		if a, ok := s.(interface{ Analyze(context.Context) error }); ok {
-			if err := a.Analyze(ctx); err != nil {
+		if v, ok := s.(interface{ Vacuum(context.Context) error }); ok {
+			if err := v.Vacuum(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -17,19 +17,20 @@ CREATE TABLE store_items (
 );
 CREATE INDEX store_items_order ON store_items (owner, store, coll, version);
 
--- archive_entries holds archive stores, clustered by (owner, store, id):
--- id is time-ordered (microseconds << 10, see storage.ArchiveIDShift), so
--- a time range is an id range and a page is one range scan either way.
+-- archive_entries holds archive stores. id is time-ordered (microseconds
+-- << 10, see storage.ArchiveIDShift) and is the rowid, so expiry by age is
+-- a rowid range; a time range is an id range, and the narrow index
+-- (owner, store, id) serves a page either way and the count without
+-- reading the values. with_jid queries have their own index.
 CREATE TABLE archive_entries (
+	id       INTEGER PRIMARY KEY,
 	owner    TEXT NOT NULL,
 	store    TEXT NOT NULL,
-	id       INTEGER NOT NULL,
 	with_jid TEXT NOT NULL DEFAULT '',
-	value    BLOB NOT NULL,
-	PRIMARY KEY (owner, store, id)
-) WITHOUT ROWID;
+	value    BLOB NOT NULL
+);
+CREATE INDEX archive_entries_owner ON archive_entries (owner, store, id);
 CREATE INDEX archive_entries_with ON archive_entries (owner, store, with_jid, id);
-CREATE INDEX archive_entries_age ON archive_entries (store, id);
 
 -- The data of version 1; the old tables stay, unused, until a later
 -- migration drops them.
