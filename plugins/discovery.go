@@ -251,6 +251,17 @@ func SettingBool(cfg *conf.Config, id, key string, def bool) bool {
 	return def
 }
 
+// SettingInt returns a whole-number setting, or def when unset or not a
+// whole number.
+func SettingInt(cfg *conf.Config, id, key string, def int) int {
+	if v, ok := Setting(cfg, id, key); ok {
+		if n, ok := v.(int); ok {
+			return n
+		}
+	}
+	return def
+}
+
 // SettingString returns a string setting, or def when unset or not a string.
 func SettingString(cfg *conf.Config, id, key, def string) string {
 	if v, ok := Setting(cfg, id, key); ok {

@@ -1,6 +1,9 @@
 package storage
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 var (
 	// ErrNotFound means the record does not exist.
@@ -13,4 +16,23 @@ var (
 	// answer in time. Callers answer with internal-server-error or
 	// resource-constraint and keep the session.
 	ErrUnavailable = errors.New("storage: database unavailable")
+	// ErrConflict means a compare-and-set found another version than the
+	// one it was given: someone wrote in between. Read again and retry.
+	ErrConflict = errors.New("storage: version conflict")
 )
+
+// QuotaError is what a module store's write returns when it would pass
+// one of its Limits; errors.Is(err, ErrQuotaExceeded) holds.
+type QuotaError struct {
+	// Limit is "items" or "bytes".
+	Limit string
+	// Max is the limit's value.
+	Max int64
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("storage: quota exceeded: more than %d %s", e.Max, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrQuotaExceeded) true.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuotaExceeded }

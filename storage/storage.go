@@ -1,5 +1,12 @@
-// Package storage declares the repositories Aviary keeps its durable state
-// in. Two implementations exist: storage/sqlite, the embedded default for a
+// Package storage declares where Aviary keeps its durable state: a few
+// repositories whose queries need tables of their own (accounts, rosters,
+// the offline queue, block lists, shared properties, the plugin catalogue)
+// and the general module stores every XEP module uses instead of a
+// repository of its own (Modules: key/value, map and archive stores, the
+// way Prosody's modules use keyval, map and archive stores; modules.go).
+// README.md says which exists and why, with a worked example.
+//
+// Two implementations exist: storage/sqlite, the embedded default for a
 // single node, and storage/postgres, the database a cluster shares. The
 // conformance suite in storage/storagetest runs against both so they cannot
 // drift apart.
@@ -19,13 +26,10 @@ type Store interface {
 	Users
 	Roster
 	Offline
-	VCards
-	PrivateXML
 	Blocking
 	Properties
-	LastActivity
-	Archive
 	PluginCatalogue
+	Modules
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
@@ -64,7 +68,8 @@ type Users interface {
 	// SetCredentials replaces an account's credentials; ErrNotFound.
 	SetCredentials(ctx context.Context, username string, c Credentials) error
 	// DeleteUser removes an account and everything stored for it (roster,
-	// offline messages, vCard, private XML, blocking list, last activity).
+	// offline messages, blocking list, and every module store's entries
+	// owned by the username or by "username@…").
 	DeleteUser(ctx context.Context, username string) error
 	// ListUsers returns usernames containing the substring, sorted, paged.
 	ListUsers(ctx context.Context, contains string, limit, offset int) ([]string, error)
@@ -143,21 +148,6 @@ type Offline interface {
 	ExpireOffline(ctx context.Context, before time.Time) (int, error)
 }
 
-// VCards stores vcard-temp (XEP-0054) documents, serialized.
-type VCards interface {
-	// GetVCard returns ErrNotFound when the user has none.
-	GetVCard(ctx context.Context, owner string) ([]byte, error)
-	SetVCard(ctx context.Context, owner string, vcard []byte) error
-}
-
-// PrivateXML stores XEP-0049 fragments keyed by their qualified name
-// ("name namespace").
-type PrivateXML interface {
-	// GetPrivate returns ErrNotFound when nothing is stored under the key.
-	GetPrivate(ctx context.Context, owner, key string) ([]byte, error)
-	SetPrivate(ctx context.Context, owner, key string, data []byte) error
-}
-
 // Blocking stores XEP-0191 block lists (JIDs as strings, any form).
 type Blocking interface {
 	BlockList(ctx context.Context, owner string) ([]string, error)
@@ -175,31 +165,6 @@ type Properties interface {
 	SetProperty(ctx context.Context, name, value string) error
 	DeleteProperty(ctx context.Context, name string) error
 	ListProperties(ctx context.Context) (map[string]string, error)
-}
-
-// LastActivity records when a user last went offline (XEP-0012).
-type LastActivity interface {
-	// GetLast returns ErrNotFound when the user never logged out.
-	GetLast(ctx context.Context, owner string) (time.Time, string, error)
-	SetLast(ctx context.Context, owner string, at time.Time, status string) error
-}
-
-// ArchivedMessage is one message in a user's archive (XEP-0313, later).
-type ArchivedMessage struct {
-	ID      string
-	Owner   string
-	With    string
-	Stanza  []byte
-	Stamped time.Time
-}
-
-// Archive is the message archive. The schema exists now; the MAM plugin
-// uses it.
-type Archive interface {
-	AppendArchive(ctx context.Context, m ArchivedMessage) error
-	// QueryArchive returns the owner's messages after afterID (or from the
-	// start when empty), oldest first, at most limit.
-	QueryArchive(ctx context.Context, owner, with, afterID string, limit int) ([]ArchivedMessage, error)
 }
 
 // PluginRecord is one version of a third-party plugin in the shared catalogue.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/aviary-im/aviary/plugins/last"
 	"strconv"
 	"strings"
 	"time"
@@ -413,7 +414,7 @@ func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
 	}
 	un := wire.New("presence", "type", "unavailable", "from", a.bare, "to", el.From())
 	dctx, cancel := r.dbCtx(ctx)
-	at, status, err := r.store.GetLast(dctx, a.bare)
+	at, status, err := last.Load(dctx, r.store, a.bare)
 	cancel()
 	if err == nil {
 		if status != "" {
@@ -613,7 +614,7 @@ func (r *Router) setLast(ctx context.Context, bare, status string) {
 	}
 	dctx, cancel := r.dbCtx(ctx)
 	defer cancel()
-	if err := r.store.SetLast(dctx, bare, r.now(), status); err != nil {
+	if err := last.Save(dctx, r.store, bare, r.now(), status); err != nil {
 		r.log.Warn("router: recording last activity failed", "jid", bare, "err", err)
 	}
 }

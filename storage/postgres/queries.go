@@ -48,21 +48,93 @@ const (
 
 	qOfflineExpire = `DELETE FROM offline WHERE stored < $1`
 
-	qGetVCard = `SELECT vcard FROM vcards WHERE owner = $1`
-
-	qGetPrivate = `SELECT data FROM private_xml WHERE owner = $1 AND key = $2`
-
 	qBlockList = `SELECT jid FROM blocklist WHERE owner = $1 ORDER BY jid`
 
 	qGetProperty = `SELECT value FROM properties WHERE name = $1`
+)
 
-	qGetLast = `SELECT at, status FROM last_activity WHERE owner = $1`
+// The module stores (items.go, archivestore.go).
+const (
+	qItemGet = `SELECT value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4`
 
-	qArchiveAfter = `SELECT seq FROM archive WHERE owner = $1 AND id = $2`
+	qItemUpsert = `INSERT INTO store_items (owner, store, coll, key, value) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (owner, store, coll, key) DO UPDATE
+	SET value = excluded.value, version = nextval('store_items_version')
+	RETURNING version`
 
-	qArchive = `SELECT id, with_jid, stanza, stamped FROM archive
-	WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3`
+	qItemInsertNew = `INSERT INTO store_items (owner, store, coll, key, value) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (owner, store, coll, key) DO NOTHING
+	RETURNING version`
 
-	qArchiveWith = `SELECT id, with_jid, stanza, stamped FROM archive
-	WHERE owner = $1 AND with_jid = $2 AND seq > $3 ORDER BY seq LIMIT $4`
+	qItemCAS = `UPDATE store_items SET value = $5, version = nextval('store_items_version')
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4 AND version = $6
+	RETURNING version`
+
+	qItemDelete = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4`
+
+	qItemDeleteKeys = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 AND key = ANY($4::text[])`
+
+	qItemKeys = `SELECT key FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY key`
+
+	// qItemLock serializes the limited writes of one owner's store; the
+	// two-key form keeps its key space apart from the others' ("stor").
+	qItemLock = `SELECT pg_advisory_xact_lock(1937010546, hashtext($1 || ' ' || $2))`
+
+	qItemUsage = `SELECT count(*), coalesce(sum(octet_length(value)), 0)::bigint FROM store_items
+	WHERE owner = $1 AND store = $2 AND NOT (coll = $3 AND key = $4)`
+
+	qItemEvictable = `SELECT key, octet_length(value) FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key <> $4
+	ORDER BY version DESC OFFSET $5`
+
+	qMapList = `SELECT key, value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY version LIMIT $4`
+
+	qMapListNewest = `SELECT key, value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY version DESC LIMIT $4`
+
+	qMapCount = `SELECT count(*) FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3`
+
+	qMapCollections = `SELECT DISTINCT coll FROM store_items WHERE owner = $1 AND store = $2 ORDER BY coll`
+
+	qMapDeleteCollection = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3`
+
+	qArchiveInsert = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
+	VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`
+
+	qArchiveInsertBatch = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
+	SELECT o, $1, i, w, v FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[]) AS u(o, i, w, v)
+	ON CONFLICT DO NOTHING RETURNING owner, id`
+
+	qArchiveGet = `SELECT with_jid, value FROM archive_entries WHERE owner = $1 AND store = $2 AND id = $3`
+
+	// A page: ids in [$3, $4), oldest first or (Last) newest first.
+	qArchivePage = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4 ORDER BY id LIMIT $5`
+
+	qArchivePageLast = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $5`
+
+	qArchivePageWith = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4 ORDER BY id LIMIT $6`
+
+	qArchivePageWithLast = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $6`
+
+	qArchiveCount = `SELECT count(*) FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4`
+
+	qArchiveCountWith = `SELECT count(*) FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4`
+
+	qArchiveUpdate = `UPDATE archive_entries SET value = $4 WHERE owner = $1 AND store = $2 AND id = $3`
+
+	qArchiveDelete = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2 AND id = $3`
+
+	qArchiveDeleteOwner = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2`
+
+	qArchiveDeleteBefore = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2 AND id < $3`
+
+	qArchiveExpire = `DELETE FROM archive_entries WHERE store = $1 AND id < $2`
 )

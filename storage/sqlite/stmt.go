@@ -121,6 +121,8 @@ var writeTxQueries = []string{
 	qBlock, qUnblockOne,
 	qRosterItem, qRosterVersion, qDeleteRosterItem, qUpsertRosterItem, qBumpRosterVersion,
 	qDeleteUser,
+	qItemGet, qItemReplace, qItemUsage, qItemEvictable, qItemDelete,
+	qArchiveInsert,
 }
 
 func init() {

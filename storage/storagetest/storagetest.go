@@ -40,18 +40,26 @@ func Run(t *testing.T, open Open) {
 		{"OfflineQuota", testOfflineQuota},
 		{"ExpireOffline", testExpireOffline},
 		{"RosterTakeOffline", testRosterTakeOffline},
-		{"VCards", testVCards},
-		{"PrivateXML", testPrivate},
 		{"Blocking", testBlocking},
 		{"Properties", testProperties},
 		{"ListenProperty", testListenProperty},
-		{"LastActivity", testLast},
+		{"KeyValue", testKeyValue},
+		{"KeyValueCompareAndSet", testKeyValueCAS},
+		{"KeyValueQuota", testKeyValueQuota},
+		{"Map", testMap},
+		{"MapMax", testMapMax},
+		{"MapQuota", testMapQuota},
 		{"Archive", testArchive},
+		{"ArchivePaging", testArchivePaging},
+		{"ArchiveBatch", testArchiveBatch},
+		{"ArchiveDelete", testArchiveDelete},
 		{"PluginCatalogue", testPlugins},
 		{"NodePlugins", testNodePlugins},
 		{"ConcurrentRoster", func(t *testing.T, s storage.Store) { concurrentRoster(t, s, s) }},
 		{"ConcurrentOffline", func(t *testing.T, s storage.Store) { concurrentOffline(t, s, s) }},
 		{"ConcurrentQuota", func(t *testing.T, s storage.Store) { concurrentQuota(t, s, s) }},
+		{"ConcurrentUpdateKV", func(t *testing.T, s storage.Store) { concurrentUpdateKV(t, s, s) }},
+		{"ConcurrentMapQuota", func(t *testing.T, s storage.Store) { concurrentMapQuota(t, s, s) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +84,8 @@ func RunShared(t *testing.T, open OpenPair) {
 		{"ConcurrentRoster", concurrentRoster},
 		{"ConcurrentOffline", concurrentOffline},
 		{"ConcurrentQuota", concurrentQuota},
+		{"ConcurrentUpdateKV", concurrentUpdateKV},
+		{"ConcurrentMapQuota", concurrentMapQuota},
 		{"SeeEachOther", seeEachOther},
 	}
 	for _, tc := range tests {
@@ -214,11 +224,13 @@ func fillUser(t *testing.T, s storage.Store, owner string) {
 	_, _, _, _, err := s.UpdateRosterItem(c, owner, "friend@example.net", setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
 	must(t, err)
 	must(t, s.StoreOffline(c, owner, []byte("<message/>"), 0))
-	must(t, s.SetVCard(c, owner, []byte("<vCard/>")))
-	must(t, s.SetPrivate(c, owner, "q ns", []byte("<q/>")))
 	must(t, s.Block(c, owner, []string{"spam@example.net"}))
-	must(t, s.SetLast(c, owner, when, "gone"))
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: owner, With: "friend@example.net", Stanza: []byte("<message/>")}))
+	_, err = s.KeyValue("vcard").Set(c, owner, "", []byte("<vCard/>"), storage.Limits{})
+	must(t, err)
+	_, err = s.Map("pep").Set(c, owner, "node", "item", []byte("<item/>"), storage.Limits{})
+	must(t, err)
+	_, err = s.Archive("mam").Append(c, storage.ArchiveEntry{Owner: owner, With: "friend@example.net", Value: []byte("<message/>")})
+	must(t, err)
 }
 
 // hasData reports which kinds of records exist for owner.
@@ -235,29 +247,26 @@ func hasData(t *testing.T, s storage.Store, owner string) []string {
 	if n > 0 {
 		have = append(have, "offline")
 	}
-	if _, err := s.GetVCard(c, owner); err == nil {
-		have = append(have, "vcard")
-	}
-	if _, err := s.GetPrivate(c, owner, "q ns"); err == nil {
-		have = append(have, "private")
-	}
 	bl, err := s.BlockList(c, owner)
 	must(t, err)
 	if len(bl) > 0 {
 		have = append(have, "blocking")
 	}
-	if _, _, err := s.GetLast(c, owner); err == nil {
-		have = append(have, "last")
+	if _, err := s.KeyValue("vcard").Get(c, owner, ""); err == nil {
+		have = append(have, "keyvalue")
 	}
-	msgs, err := s.QueryArchive(c, owner, "", "", 0)
+	if n, err := s.Map("pep").Count(c, owner, "node"); err == nil && n > 0 {
+		have = append(have, "map")
+	}
+	page, err := s.Archive("mam").Query(c, owner, storage.ArchiveQuery{})
 	must(t, err)
-	if len(msgs) > 0 {
+	if len(page.Entries) > 0 {
 		have = append(have, "archive")
 	}
 	return have
 }
 
-var allKinds = []string{"roster", "offline", "vcard", "private", "blocking", "last", "archive"}
+var allKinds = []string{"roster", "offline", "blocking", "keyvalue", "map", "archive"}
 
 func testDeleteUserCascades(t *testing.T, s storage.Store) {
 	c := ctx(t)
@@ -610,46 +619,6 @@ func testExpireOffline(t *testing.T, s storage.Store) {
 	}
 }
 
-func testVCards(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	_, err := s.GetVCard(c, "alice")
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetVCard(c, "alice", []byte("<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")))
-	must(t, s.SetVCard(c, "alice", []byte("<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>")))
-	v, err := s.GetVCard(c, "alice")
-	must(t, err)
-	if string(v) != "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>" {
-		t.Fatalf("GetVCard = %s", v)
-	}
-	_, err = s.GetVCard(c, "bob")
-	wantErr(t, err, storage.ErrNotFound)
-}
-
-func testPrivate(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	const k1, k2 = "storage storage:bookmarks", "prefs http://example.com/prefs"
-	_, err := s.GetPrivate(c, "alice", k1)
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetPrivate(c, "alice", k1, []byte("<storage xmlns='storage:bookmarks'/>")))
-	must(t, s.SetPrivate(c, "alice", k2, []byte("<prefs/>")))
-	must(t, s.SetPrivate(c, "alice", k1, []byte("<storage xmlns='storage:bookmarks'><conference/></storage>")))
-	tests := []struct {
-		owner, key, want string
-	}{
-		{"alice", k1, "<storage xmlns='storage:bookmarks'><conference/></storage>"},
-		{"alice", k2, "<prefs/>"},
-	}
-	for _, tc := range tests {
-		got, err := s.GetPrivate(c, tc.owner, tc.key)
-		must(t, err)
-		if string(got) != tc.want {
-			t.Errorf("GetPrivate(%s, %s) = %s, want %s", tc.owner, tc.key, got, tc.want)
-		}
-	}
-	_, err = s.GetPrivate(c, "bob", k1)
-	wantErr(t, err, storage.ErrNotFound)
-}
-
 func testBlocking(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice"
@@ -753,89 +722,6 @@ func testListenProperty(t *testing.T, s storage.Store) {
 	next("true")
 	must(t, s.DeleteProperty(c, "cluster.enabled"))
 	next("")
-}
-
-func testLast(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	_, _, err := s.GetLast(c, "alice")
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetLast(c, "alice", when, "gone fishing"))
-	at, status, err := s.GetLast(c, "alice")
-	must(t, err)
-	if !at.Equal(when) || status != "gone fishing" {
-		t.Fatalf("GetLast = %v %q", at, status)
-	}
-	later := when.Add(time.Hour)
-	must(t, s.SetLast(c, "alice", later, ""))
-	at, status, err = s.GetLast(c, "alice")
-	must(t, err)
-	if !at.Equal(later) || status != "" {
-		t.Fatalf("GetLast after update = %v %q", at, status)
-	}
-}
-
-func testArchive(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	const owner = "alice@example.com"
-	withs := []string{"bob@x", "carol@x", "bob@x", "carol@x", "bob@x", "dave@x"}
-	for i, w := range withs {
-		must(t, s.AppendArchive(c, storage.ArchivedMessage{
-			ID: fmt.Sprintf("m%d", i), Owner: owner, With: w,
-			Stanza: []byte(fmt.Sprintf("<message id='%d'/>", i)), Stamped: when.Add(time.Duration(i) * time.Second),
-		}))
-	}
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{ID: "m0", Owner: "bob@x", With: owner, Stanza: []byte("<message/>")}))
-	wantErr(t, s.AppendArchive(c, storage.ArchivedMessage{ID: "m1", Owner: owner, With: "x@x", Stanza: []byte("<message/>")}), storage.ErrExists)
-
-	ids := func(ms []storage.ArchivedMessage) []string {
-		var out []string
-		for _, m := range ms {
-			out = append(out, m.ID)
-		}
-		return out
-	}
-	tests := []struct {
-		with, after string
-		limit       int
-		want        []string
-	}{
-		{"", "", 0, []string{"m0", "m1", "m2", "m3", "m4", "m5"}},
-		{"", "", 2, []string{"m0", "m1"}},
-		{"", "m1", 2, []string{"m2", "m3"}},
-		{"", "m3", 10, []string{"m4", "m5"}},
-		{"", "m5", 10, nil},
-		{"bob@x", "", 0, []string{"m0", "m2", "m4"}},
-		{"bob@x", "m0", 1, []string{"m2"}},
-		{"bob@x", "m1", 0, []string{"m2", "m4"}},
-		{"nobody@x", "", 0, nil},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("%s/%s/%d", tc.with, tc.after, tc.limit), func(t *testing.T) {
-			got, err := s.QueryArchive(c, owner, tc.with, tc.after, tc.limit)
-			must(t, err)
-			if !slices.Equal(ids(got), tc.want) {
-				t.Fatalf("QueryArchive = %v, want %v", ids(got), tc.want)
-			}
-		})
-	}
-	all, err := s.QueryArchive(c, owner, "", "", 0)
-	must(t, err)
-	for i, m := range all {
-		if m.Owner != owner || m.With != withs[i] || string(m.Stanza) != fmt.Sprintf("<message id='%d'/>", i) || !m.Stamped.Equal(when.Add(time.Duration(i)*time.Second)) {
-			t.Errorf("message %d = %+v", i, m)
-		}
-	}
-	_, err = s.QueryArchive(c, owner, "", "no-such-id", 10)
-	wantErr(t, err, storage.ErrNotFound)
-
-	// Without an ID the store makes one; without a stamp, now.
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: "gen@x", With: "a@x", Stanza: []byte("<a/>")}))
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: "gen@x", With: "a@x", Stanza: []byte("<b/>")}))
-	gen, err := s.QueryArchive(c, "gen@x", "", "", 0)
-	must(t, err)
-	if len(gen) != 2 || gen[0].ID == "" || gen[0].ID == gen[1].ID || string(gen[1].Stanza) != "<b/>" || gen[0].Stamped.IsZero() {
-		t.Fatalf("generated IDs: %+v", gen)
-	}
 }
 
 func testPlugins(t *testing.T, s storage.Store) {
