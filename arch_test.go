@@ -5,6 +5,7 @@ import (
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,6 +26,23 @@ var allowedImports = map[string][]string{
 	"server":  {"conf", "storage", "cluster", "s2s", "plugins", "wire"},
 	"admin":   {"conf", "storage", "cluster", "s2s", "plugins", "server", "wire"},
 }
+
+// Narrower rules than the folder table, each with why:
+//
+//   - Hazelcast stays inside cluster/hazelcast: nothing else imports its
+//     client (github.com/hazelcast/...), test files included, so the
+//     rest of the server sees only the cluster interface.
+//   - The cluster implementation is chosen in one place: besides
+//     cluster/hazelcast itself, only the node assembly (package server)
+//     and the test support that builds nodes like it (server/servertest)
+//     import cluster/hazelcast; the admin packages reach the switch and
+//     the members through cluster and server.
+//   - storage imports nothing of the server: only conf and wire of ours
+//     (the folder table), so a module store never depends on the node.
+var (
+	hazelcastClient    = "github.com/hazelcast/"
+	hazelcastImporters = []string{"cluster/hazelcast", "server", "server/servertest"}
+)
 
 // TestImportArrows keeps the direction of DESIGN.md's arrows: lower rows
 // never import server/ or admin/. Test files may import test helpers of
@@ -50,8 +68,12 @@ func TestImportArrows(t *testing.T) {
 		if err != nil {
 			return err
 		}
+		dir := filepath.ToSlash(filepath.Dir(path))
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
+			if p == modulePath+"/cluster/hazelcast" && !slices.Contains(hazelcastImporters, dir) && !underAny(dir, hazelcastImporters[:1]) {
+				t.Errorf("%s imports %s: only %v choose the cluster implementation", path, p, hazelcastImporters)
+			}
 			if !strings.HasPrefix(p, modulePath+"/") {
 				continue
 			}
@@ -74,4 +96,56 @@ func TestImportArrows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestHazelcastStaysInside: no file outside cluster/hazelcast, tests
+// included, imports the Hazelcast client.
+func TestHazelcastStaysInside(t *testing.T) {
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (strings.HasPrefix(d.Name(), ".") || d.Name() == "node_modules" || d.Name() == "testdata") && path != "." {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return nil
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		if underAny(dir, []string{"cluster/hazelcast"}) {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); strings.HasPrefix(p, hazelcastClient) {
+				t.Errorf("%s imports %s: the Hazelcast client stays inside cluster/hazelcast", path, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStorageImportsNothingOfTheServer states the storage row of the
+// folder table on its own, so that widening it is a visible decision.
+func TestStorageImportsNothingOfTheServer(t *testing.T) {
+	if got := allowedImports["storage"]; strings.Join(got, ",") != "conf,wire" {
+		t.Fatalf("storage may import %v; it must import nothing of the server (only conf and wire)", got)
+	}
+}
+
+// underAny reports whether dir is one of roots or inside one.
+func underAny(dir string, roots []string) bool {
+	for _, r := range roots {
+		if dir == r || strings.HasPrefix(dir, r+"/") {
+			return true
+		}
+	}
+	return false
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
@@ -109,6 +110,7 @@ type Node struct {
 	store    storage.Store
 	ownStore bool
 	cluster  cluster.Cluster
+	links    *link.Node // the node's links to the other nodes; nil alone
 	hooks    *plugins.Hooks
 	router   *router.Router
 	plugins  *plugins.Manager
@@ -179,7 +181,10 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 
 	n.cluster = o.cluster
 	if n.cluster == nil && len(cfg.Cluster.Hazelcast) > 0 {
-		hc, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: n.store, Logger: n.log, Version: xep0092.Version})
+		// The links are the node's; Hazelcast says who is a member and
+		// where its links listen.
+		n.links = link.FromConfig(cfg.Cluster, n.log)
+		hc, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: n.store, Links: n.links, Logger: n.log, Version: xep0092.Version})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -267,6 +272,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.stopLocked(context.WithoutCancel(ctx))
 		}
 	}()
+	if n.links != nil {
+		// Closed after the cluster stopped (stops run in reverse).
+		n.stops = append(n.stops, func(context.Context) error { return n.links.Close() })
+	}
 	if err := n.cluster.Start(ctx); err != nil {
 		return fmt.Errorf("server: starting the cluster: %w", err)
 	}

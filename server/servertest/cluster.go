@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/storage/postgres"
@@ -47,8 +48,12 @@ func RunClusterNode(t testing.TB, cfg *conf.Config, o ClusterOptions, opts ...se
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// The node's links, as server.New makes them; closed after the node
+	// stopped (cleanups run in reverse).
+	links := link.FromConfig(cfg.Cluster, TestLogger())
+	t.Cleanup(func() { links.Close() })
 	c, err := hazelcast.NewWithOptions(hazelcast.Options{
-		Cluster: cfg.Cluster, Properties: st, Logger: TestLogger(),
+		Cluster: cfg.Cluster, Properties: st, Links: links, Logger: TestLogger(),
 		Prefix: o.Prefix, SwitchPoll: 100 * time.Millisecond,
 	})
 	if err != nil {
