@@ -22,6 +22,7 @@ type Manager struct {
 	// publish a new slice under mu.
 	plugins atomic.Pointer[[]Plugin]
 	mu      sync.Mutex
+	svc     services // claimed service domains (service.go)
 }
 
 // NewManager returns a manager for the given plugins (not yet started).
@@ -71,6 +72,7 @@ func (m *Manager) Remove(id string) (old Plugin) {
 		next = append(next, x)
 	}
 	m.plugins.Store(&next)
+	m.releaseServices(id)
 	return old
 }
 
@@ -93,9 +95,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		if ma, ok := p.(ManagerAware); ok {
 			ma.SetManager(m)
 		}
-		if err := p.Start(ctx, m.host); err != nil {
+		if err := p.Start(ctx, m.HostFor(p)); err != nil {
 			m.log.Error("plugin failed to start", "plugin", p.ID(), "err", err)
 			_ = p.Stop(ctx)
+			m.releaseServices(p.ID())
 			continue
 		}
 		started = append(started, p)
@@ -111,6 +114,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		if err := list[i].Stop(ctx); err != nil {
 			m.log.Warn("plugin stop failed", "plugin", list[i].ID(), "err", err)
 		}
+		m.releaseServices(list[i].ID())
 	}
 	return nil
 }

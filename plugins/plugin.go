@@ -161,6 +161,16 @@ type Host interface {
 	Hooks() *Hooks
 	// Users manages accounts the way `aviary user` does (hashing included).
 	Users() UserManager
+	// Cluster is the plugin's view of the cluster: members, the owner of
+	// a key, messages to its own instances on the other nodes (see
+	// Cluster; plugins/placement keeps keyed state on its owner).
+	Cluster() Cluster
+	// ServeDomain claims a subdomain of Domain() for a service: every
+	// stanza to it or to a JID at it goes to s.Handle, its disco#items
+	// entry is listed on the domain, peers reach it over s2s. Call it from
+	// Start; release it in Stop (the Manager also releases the claims of a
+	// plugin that stopped or failed to start).
+	ServeDomain(s Service) (release func(), err error)
 }
 
 // UserManager creates and deletes accounts and sets passwords; the server

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -26,6 +27,7 @@ import (
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/plugincluster"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/storage"
@@ -111,12 +113,17 @@ type Node struct {
 	ownStore bool
 	cluster  cluster.Cluster
 	links    *link.Node // the node's links to the other nodes; nil alone
+	pnet     *plugincluster.Net
 	hooks    *plugins.Hooks
 	router   *router.Router
 	plugins  *plugins.Manager
 	auth     *auth.Authenticator
 	users    *auth.Users
 	tls      *tls.Config
+	// selfSigned: tls is the generated certificate in data_dir, which
+	// Start extends with the service domains plugins claim.
+	selfSigned bool
+	listening  atomic.Bool // the listeners started: the certificate is served
 	c2s      *c2s.Server
 	services []Service
 
@@ -177,6 +184,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		if n.tls, err = tlsutil.Load(cfg, n.log); err != nil {
 			return nil, err
 		}
+		n.selfSigned = cfg.TLS.CertFile == ""
 	}
 
 	n.cluster = o.cluster
@@ -193,6 +201,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if n.cluster == nil {
 		n.cluster = local.New(cfg.Cluster.NodeName)
 	}
+	n.pnet = plugincluster.New(n.cluster, cfg.Cluster.OperationTimeout, n.log)
 	n.hooks = plugins.NewHooks()
 	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
 	n.auth = auth.New(auth.Options{
@@ -280,10 +289,16 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: starting the cluster: %w", err)
 	}
 	n.stops = append(n.stops, n.cluster.Stop)
+	n.pnet.Refresh()
 	if err := n.plugins.Start(ctx); err != nil {
 		return fmt.Errorf("server: starting plugins: %w", err)
 	}
 	n.stops = append(n.stops, n.plugins.Stop)
+	if err := n.nameServices(); err != nil {
+		return fmt.Errorf("server: certificate for the service domains: %w", err)
+	}
+	n.listening.Store(true)
+	n.stops = append(n.stops, func(context.Context) error { n.listening.Store(false); return nil })
 	n.stops = append(n.stops, func(ctx context.Context) error { n.c2s.Shutdown(ctx); return nil })
 	for _, l := range []struct {
 		name, addr string
@@ -352,6 +367,49 @@ func (n *Node) stopLocked(ctx context.Context) error {
 	n.listeners = map[string]*c2s.Listener{}
 	n.lmu.Unlock()
 	return errors.Join(errs...)
+}
+
+// nameServices runs once the plugins have started, before any listener
+// serves the certificate: peers check a service domain's name in it
+// (s2s), so the self-signed certificate gets a subjectAltName for each
+// claimed domain (regenerated only when one is missing); a configured
+// certificate that does not cover one is reported.
+func (n *Node) nameServices() error {
+	var names []string
+	for _, s := range n.plugins.Services() {
+		names = append(names, s.Domain)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if n.selfSigned {
+		cert, err := tlsutil.SelfSignedWithNames(n.cfg, names)
+		if err != nil {
+			return err
+		}
+		n.tls.Certificates = []tls.Certificate{cert}
+		return nil
+	}
+	for _, d := range names {
+		n.warnUncovered(d)
+	}
+	return nil
+}
+
+// serviceClaimed is told of each service domain a plugin claims. Claims
+// made while the node serves (a plugin started at run time) cannot change
+// the certificate any more: one that does not cover the domain is logged.
+func (n *Node) serviceClaimed(domain string) {
+	if n.listening.Load() {
+		n.warnUncovered(domain)
+	}
+}
+
+func (n *Node) warnUncovered(domain string) {
+	if !tlsutil.Covers(n.tls, n.cfg.Domain, domain) {
+		n.log.Warn("the TLS certificate does not name a service domain; federated peers that check certificates will use dialback or refuse it",
+			"domain", domain)
+	}
 }
 
 // Addr returns a listener's bound address (ListenerC2S, ListenerC2STLS),

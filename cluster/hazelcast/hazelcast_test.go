@@ -102,6 +102,12 @@ func (e *events) sawView(v string) bool {
 	return slices.Contains(e.views, v)
 }
 
+func (e *events) seenViews() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.views)
+}
+
 func viewOf(ms []cluster.Member) string {
 	var out []string
 	for _, m := range ms {
@@ -319,7 +325,7 @@ func TestMembership(t *testing.T) {
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range all {
 			if !n.ev.sawView("a,b,c") || !n.ev.sawView("a,b*,c") {
-				return fmt.Errorf("%s saw %v", n.NodeName(), n.ev.views)
+				return fmt.Errorf("%s saw %v", n.NodeName(), n.ev.seenViews())
 			}
 		}
 		return nil
@@ -337,7 +343,7 @@ func TestMembership(t *testing.T) {
 			return fmt.Errorf("down events for a: b %d c %d", len(b.ev.downs("a")), len(c.ev.downs("a")))
 		}
 		if !b.ev.sawView("b*,c") || !c.ev.sawView("b*,c") {
-			return fmt.Errorf("members change after a left: b saw %v, c saw %v", b.ev.views, c.ev.views)
+			return fmt.Errorf("members change after a left: b saw %v, c saw %v", b.ev.seenViews(), c.ev.seenViews())
 		}
 		return nil
 	})

@@ -3,7 +3,10 @@
 // On the server (IQ to the domain, or with no 'to') disco#info reports the
 // identity server/im, the identities other plugins declare, and every
 // feature of every running plugin, sorted and without duplicates;
-// disco#items lists what plugins contribute (services). Nodes are answered
+// disco#items lists every service domain a plugin claimed
+// (Host.ServeDomain: conference.example.org, with its name) and what
+// plugins contribute (DiscoItems). Each service answers disco#info on its
+// own domain itself: IQs to it go to its plugin. Nodes are answered
 // by the plugin that owns them (XEP-0050 commands); any other node gets
 // item-not-found.
 //
@@ -23,6 +26,7 @@ package disco
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
@@ -138,7 +142,14 @@ func (p *Plugin) serverItems(ctx context.Context, from, node string) (*wire.Elem
 	var items []plugins.DiscoItem
 	if node == "" {
 		if p.m != nil {
-			items = p.m.DiscoItems(ctx, from)
+			for _, s := range p.m.Services() {
+				items = append(items, plugins.DiscoItem{JID: s.Domain, Name: s.Name})
+			}
+			for _, it := range p.m.DiscoItems(ctx, from) {
+				if it.Node != "" || !slices.ContainsFunc(items, func(x plugins.DiscoItem) bool { return x.JID == it.JID }) {
+					items = append(items, it)
+				}
+			}
 		}
 	} else {
 		var ok bool
