@@ -37,6 +37,7 @@ type NetNode struct {
 	member   bool // listed in Members
 	draining bool
 	crashed  bool
+	frozen   bool // its view of the members does not change (Freeze)
 	handlers map[string]plugins.ClusterHandler // plugin/kind
 	watchers map[int]watcher
 	nextID   int
@@ -114,6 +115,27 @@ func (n *Net) Leave(name string) {
 	}
 }
 
+// Freeze keeps name's view of the members as it is, whatever changes,
+// until Thaw: views that differ for a while, as after a change that not
+// every node has noticed yet.
+func (n *Net) Freeze(name string) {
+	if nd := n.Node(name); nd != nil {
+		nd.mu.Lock()
+		nd.frozen = true
+		nd.mu.Unlock()
+	}
+}
+
+// Thaw lets name see the current members again.
+func (n *Net) Thaw(name string) {
+	if nd := n.Node(name); nd != nil {
+		nd.mu.Lock()
+		nd.frozen = false
+		nd.mu.Unlock()
+		n.publish()
+	}
+}
+
 // Drain sets name's draining flag; OnMembersChange callbacks run.
 func (n *Net) Drain(name string, on bool) {
 	if nd := n.Node(name); nd != nil {
@@ -150,7 +172,7 @@ func (n *Net) publish() {
 	})
 	for _, nd := range nodes {
 		nd.mu.Lock()
-		if nd.crashed || !nd.member || slices.Equal(nd.members, ms) {
+		if nd.crashed || nd.frozen || !nd.member || slices.Equal(nd.members, ms) {
 			nd.mu.Unlock()
 			continue
 		}
