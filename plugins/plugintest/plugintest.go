@@ -98,6 +98,14 @@ func (h *Host) serveDomain(plugin string, s plugins.Service) (func(), error) {
 	return m.ServeDomain(plugin, s)
 }
 
+// UseManager makes ServeDomain claim on m (Start does it for the
+// manager it makes).
+func (h *Host) UseManager(m *plugins.Manager) {
+	h.mu.Lock()
+	h.m = m
+	h.mu.Unlock()
+}
+
 // scoped is the Host one plugin gets.
 type scoped struct {
 	*Host
@@ -219,9 +227,7 @@ func (h *Host) OnlineBare() []string {
 func (h *Host) Start(t testing.TB, list ...plugins.Plugin) *plugins.Manager {
 	t.Helper()
 	m := plugins.NewManager(h, h.Log, list)
-	h.mu.Lock()
-	h.m = m
-	h.mu.Unlock()
+	h.UseManager(m)
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatalf("start plugins: %v", err)
 	}
