@@ -124,8 +124,8 @@ type Node struct {
 	// Start extends with the service domains plugins claim.
 	selfSigned bool
 	listening  atomic.Bool // the listeners started: the certificate is served
-	c2s      *c2s.Server
-	services []Service
+	c2s        *c2s.Server
+	services   []Service
 
 	mu      sync.Mutex // serializes Start and Stop; held while services start
 	cancel  context.CancelFunc

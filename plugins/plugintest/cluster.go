@@ -37,7 +37,7 @@ type NetNode struct {
 	member   bool // listed in Members
 	draining bool
 	crashed  bool
-	frozen   bool // its view of the members does not change (Freeze)
+	frozen   bool                              // its view of the members does not change (Freeze)
 	handlers map[string]plugins.ClusterHandler // plugin/kind
 	watchers map[int]watcher
 	nextID   int
