@@ -62,6 +62,9 @@ var fx struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(placementChildEnv); spec != "" {
+		os.Exit(runPlacementChild(spec)) // this binary is a node of a test
+	}
 	code := m.Run()
 	if fx.c != nil {
 		for _, n := range fx.c.nodes {
