@@ -1,7 +1,13 @@
 // Package cluster is how nodes of one domain find each other and share who
 // is online where. cluster/local serves one node with no external service;
 // cluster/hazelcast shares routes and membership through a Hazelcast
-// cluster and carries stanzas over direct node-to-node links.
+// cluster (the only package that imports its client). Stanzas travel over
+// the node's direct links (cluster/link): the node owns them, the cluster
+// implementation says who is a member and where its links listen.
+//
+// The cluster-wide switch (switch.go) lives here, on storage.Properties
+// (PostgreSQL in a cluster): Switch follows it on every node, ReadSwitch
+// and WriteSwitch are what the admin console and `aviary cluster` use.
 //
 // The package speaks bytes, not stanzas: the router serializes a stanza and
 // names a kind; the node on the other end hands the bytes to the handler

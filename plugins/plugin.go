@@ -5,7 +5,14 @@
 // themselves in init (blank-imported from plugins/builtin); third-party
 // plugins (WebAssembly) are loaded at run time by plugins/runtime.
 //
-// plugins imports only conf, storage and wire. The server implements Host.
+// A plugin may also serve a subdomain of the node's domain
+// (Host.ServeDomain, service.go) and talk to its own instances on the
+// other nodes of the cluster (Host.Cluster, cluster.go); plugins/placement
+// builds keyed state that lives on one node at a time on those. GUIDE.md
+// walks through both.
+//
+// plugins imports only conf, storage and wire. The server implements Host
+// (server/host.go, server/plugincluster).
 package plugins
 
 import (
