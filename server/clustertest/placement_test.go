@@ -352,4 +352,3 @@ func pluginOf(n *server.Node) *echoPlugin {
 	}
 	return nil
 }
-
