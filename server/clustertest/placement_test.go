@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	avcluster "github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/cluster/link"
@@ -351,4 +353,117 @@ func pluginOf(n *server.Node) *echoPlugin {
 		}
 	}
 	return nil
+}
+
+// TestPlacementMovesOnJoinAndDrain: on real nodes, a room-like key moves
+// to a node that joins and wins it, and away again when that node drains,
+// with its state handed over each time (the message count goes on from
+// where it was, it does not restart) and no message lost or bounced.
+func TestPlacementMovesOnJoinAndDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	pg := pgtest.Shared(t)
+	fx.pg = pg
+	hz := hztest.Shared(t, hzName)
+	fx.hz = hz
+	const prefix = "placement-move."
+	co := func(name string) servertest.ClusterOptions {
+		return servertest.ClusterOptions{DatabaseURL: pg.URL(), Member: hz.Addr(), ClusterName: hz.ClusterName,
+			NodeName: name, Secret: secret, Prefix: prefix}
+	}
+	qa, ca := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("qa"), server.WithPlugins(newEcho()))
+	qb, cb := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("qb"), server.WithPlugins(newEcho()))
+	servertest.WaitClustered(t, ca, cb)
+	two := []plugins.Member{{Name: "qa"}, {Name: "qb"}}
+	three := []plugins.Member{{Name: "qa"}, {Name: "qb"}, {Name: "qc"}}
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, two) == "qa" && plugins.Rendezvous(k, three) == "qc" {
+			key = k
+		}
+	}
+	room := key + "@echo." + domain
+	servertest.CreateUser(t, qa, "dave", userPass)
+	servertest.CreateUser(t, qa, "erin", userPass)
+	dave := servertest.Dial(t, qa)
+	dave.Login("dave", userPass, "d")
+	erin := servertest.Dial(t, qb)
+	erin.Login("erin", userPass, "e")
+	dr, er := startReader(dave), startReader(erin)
+	dave.Send(`<presence to='%s/dave'/>`, room)
+	erin.Send(`<presence to='%s/erin'/>`, room)
+	joined := func(el *wire.Element) bool { return el.Name == "presence" && strings.HasPrefix(el.From(), room+"/") }
+	dr.await(t, "dave's join", joined)
+	er.await(t, "erin's join", joined)
+
+	n := 0
+	send := func(count int) {
+		for range count {
+			n++
+			dave.Send(`<message to='%s' type='groupchat' id='m%d'><body>m%d</body></message>`, room, n, n)
+		}
+	}
+	// seqs returns, for every message erin got from the room, its body's
+	// number and the room's count, failing on a bounce.
+	check := func(what string) {
+		t.Helper()
+		servertest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+			seq := map[string]string{}
+			for _, el := range er.snapshot() {
+				if el.Name == "message" && el.Type() == "error" {
+					return fmt.Errorf("erin got a bounce: %s", el)
+				}
+				if el.Name == "message" && el.From() == room {
+					seq[el.ChildText("body", "")] = el.ChildText("seq", "urn:test:echo")
+				}
+			}
+			for _, el := range dr.snapshot() {
+				if el.Name == "message" && el.Type() == "error" {
+					return fmt.Errorf("dave got a bounce: %s", el)
+				}
+			}
+			for i := 1; i <= n; i++ {
+				got, ok := seq[fmt.Sprintf("m%d", i)]
+				if !ok {
+					return fmt.Errorf("%s: erin is missing m%d", what, i)
+				}
+				// One count per message, never reset: the state moved
+				// with the key (m1 is the room's first message).
+				if got != fmt.Sprint(i) {
+					return fmt.Errorf("%s: m%d came with count %s", what, i, got)
+				}
+			}
+			return nil
+		})
+	}
+	send(10)
+	check("on qa")
+	if e := pluginOf(qa); !slices.Contains(e.p.Hosted(), key) {
+		t.Fatalf("qa hosts %v, not %s", e.p.Hosted(), key)
+	}
+
+	qc, cc := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("qc"), server.WithPlugins(newEcho()))
+	servertest.WaitClustered(t, ca, cb, cc)
+	send(10)
+	check("after qc joined")
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if h := pluginOf(qc).p.Hosted(); !slices.Contains(h, key) {
+			return fmt.Errorf("qc hosts %v", h)
+		}
+		if h := pluginOf(qa).p.Hosted(); slices.Contains(h, key) {
+			return fmt.Errorf("qa still hosts %v", h)
+		}
+		return nil
+	})
+
+	cc.UpdateSelf(func(m *avcluster.Member) { m.Draining = true })
+	send(10)
+	check("after qc drained")
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if h := pluginOf(qc).p.Hosted(); slices.Contains(h, key) {
+			return fmt.Errorf("draining qc still hosts %v", h)
+		}
+		return nil
+	})
 }
