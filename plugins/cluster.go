@@ -3,6 +3,7 @@ package plugins
 import (
 	"context"
 	"errors"
+	"sync"
 )
 
 // This file is the plugins' view of the cluster (Host.Cluster): who is
@@ -98,6 +99,24 @@ var (
 	// kind (another version, or not started yet).
 	ErrNoHandler = errors.New("plugins: no handler for the message kind on that node")
 )
+
+// CallMembers runs call for every member at once and returns one Answer
+// per member, in the order given, when all have returned: what
+// Cluster.CallAll does with the implementation's Call.
+func CallMembers(ctx context.Context, members []Member, call func(ctx context.Context, node string) ([]byte, error)) []Answer {
+	out := make([]Answer, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, err := call(ctx, m.Name)
+			out[i] = Answer{Node: m.Name, Payload: b, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
 
 // Rendezvous returns the member that owns key by rendezvous (highest
 // random weight) hashing over the members that are not draining, or over

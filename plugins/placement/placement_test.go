@@ -17,6 +17,7 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/placement"
 	"github.com/aviary-im/aviary/plugins/plugintest"
+	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -206,19 +207,21 @@ func keyOwnedBy(owner, next string, members ...string) string {
 	}
 }
 
+// keyMovingTo finds a key that a owns among a and b and that node wins
+// among a, b and c.
+func keyMovingTo(node string) string {
+	two := []plugins.Member{{Name: "a"}, {Name: "b"}}
+	three := []plugins.Member{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	for i := 0; ; i++ {
+		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, two) == "a" && plugins.Rendezvous(k, three) == node {
+			return k
+		}
+	}
+}
+
 func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	servertest.CheckFor(t, total, 5*time.Millisecond, fn)
 }
 
 // wantLog waits until n's state for key is exactly want.
@@ -308,14 +311,7 @@ func TestDispatchReachesTheOwner(t *testing.T) {
 func TestJoinHandsOver(t *testing.T) {
 	w := newWorld(t, placement.Options{}, "a", "b")
 	// A key a owns now and c will own once it joins.
-	var k string
-	for i := 0; ; i++ {
-		k = fmt.Sprintf("room%d", i)
-		if plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "a" &&
-			plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}, {Name: "c"}}) == "c" {
-			break
-		}
-	}
+	k := keyMovingTo("c") // owned by a among a and b
 	ctx := context.Background()
 	for i := range 20 {
 		w.nodes["b"].p.Dispatch(ctx, k, msg(k, fmt.Sprintf("m%d", i)))
@@ -352,14 +348,7 @@ func TestJoinHandsOver(t *testing.T) {
 // the state over and the newcomer has the whole log.
 func TestViewsDiffer(t *testing.T) {
 	w := newWorld(t, placement.Options{}, "a", "b")
-	var k string
-	for i := 0; ; i++ {
-		k = fmt.Sprintf("room%d", i)
-		if plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "a" &&
-			plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}, {Name: "c"}}) == "c" {
-			break
-		}
-	}
+	k := keyMovingTo("c") // owned by a among a and b
 	ctx := context.Background()
 	w.nodes["a"].p.Dispatch(ctx, k, msg(k, "m0"))
 	wantLog(t, w.nodes["a"], k, []string{"m0"})

@@ -309,19 +309,9 @@ func (v *netView) Call(ctx context.Context, node, kind string, payload []byte) (
 }
 
 func (v *netView) CallAll(ctx context.Context, kind string, payload []byte) []plugins.Answer {
-	ms := v.Members()
-	out := make([]plugins.Answer, len(ms))
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b, err := v.Call(ctx, m.Name, kind, payload)
-			out[i] = plugins.Answer{Node: m.Name, Payload: b, Err: err}
-		}()
-	}
-	wg.Wait()
-	return out
+	return plugins.CallMembers(ctx, v.Members(), func(ctx context.Context, node string) ([]byte, error) {
+		return v.Call(ctx, node, kind, payload)
+	})
 }
 
 func (v *netView) Handle(kind string, h plugins.ClusterHandler) func() {

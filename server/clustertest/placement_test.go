@@ -19,12 +19,10 @@ import (
 	avcluster "github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
-	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
-	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -61,47 +59,21 @@ func runPlacementChild(raw string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	log := servertest.TestLogger().With("node", s.Name)
-	cfg := placementConfig(s.Dir)
-	cfg.Database.URL = s.Database
-	cfg.Cluster.Hazelcast = []string{s.Member}
-	cfg.Cluster.HazelcastClusterName = s.HZName
-	cfg.Cluster.NodeName = s.Name
-	cfg.Cluster.Listen = "127.0.0.1:0"
-	cfg.Cluster.Secret = s.Secret
-	cfg.Cluster.StartupRetries = 2
-	cfg.Cluster.StartupRetryInterval = 5 * time.Second
-	cfg.Cluster.OperationTimeout = 3 * time.Second
-	cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
-	cfg.Cluster.NodeTTL = 2 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	fail := func(err error) int {
+	n, _, closeAll, err := servertest.StartClusterNode(ctx, placementConfig(s.Dir), servertest.ClusterOptions{
+		DatabaseURL: s.Database, Member: s.Member, ClusterName: s.HZName, NodeName: s.Name, Secret: s.Secret, Prefix: s.Prefix,
+	}, server.WithPlugins(newEcho()))
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "placement child:", err)
 		return 1
-	}
-	st, err := postgres.Open(ctx, s.Database, postgres.Options{Logger: log})
-	if err != nil {
-		return fail(err)
-	}
-	links := link.FromConfig(cfg.Cluster, log)
-	c, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: st, Links: links,
-		Logger: log, Prefix: s.Prefix, SwitchPoll: 100 * time.Millisecond})
-	if err != nil {
-		return fail(err)
-	}
-	n, err := server.New(cfg, server.WithStore(st), server.WithCluster(c), server.WithPlugins(newEcho()), server.WithLogger(log))
-	if err != nil {
-		return fail(err)
-	}
-	if err := n.Start(ctx); err != nil {
-		return fail(err)
 	}
 	fmt.Println("READY")
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig // SIGKILL is what the test sends; this is for a clean stop
 	_ = n.Stop(context.Background())
+	closeAll()
 	return 0
 }
 
@@ -146,6 +118,22 @@ func startPlacementChild(t *testing.T, s childSpec) *exec.Cmd {
 		t.Fatalf("child %s not ready", s.Name)
 	}
 	return cmd
+}
+
+// placementCluster returns the options that put an in-process node into
+// a placement test's cluster: the package's PostgreSQL and Hazelcast
+// member (shared with the process-level fixture), Hazelcast objects under
+// prefix.
+func placementCluster(t *testing.T, prefix string) func(name string) servertest.ClusterOptions {
+	t.Helper()
+	pg := pgtest.Shared(t)
+	fx.pg = pg
+	hz := hztest.Shared(t, hzName)
+	fx.hz = hz
+	return func(name string) servertest.ClusterOptions {
+		return servertest.ClusterOptions{DatabaseURL: pg.URL(), Member: hz.Addr(), ClusterName: hz.ClusterName,
+			NodeName: name, Secret: secret, Prefix: prefix}
+	}
 }
 
 // reader collects what a client receives on a goroutine of its own, so
@@ -208,20 +196,12 @@ func TestPlacementSurvivesOwnerKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, Hazelcast and a node process")
 	}
-	pg := pgtest.Shared(t)
-	fx.pg = pg
-	hz := hztest.Shared(t, hzName)
-	fx.hz = hz
-	db := pg.URL()
-	const prefix = "placement."
-	co := func(name string) servertest.ClusterOptions {
-		return servertest.ClusterOptions{DatabaseURL: db, Member: hz.Addr(), ClusterName: hz.ClusterName,
-			NodeName: name, Secret: secret, Prefix: prefix}
-	}
+	co := placementCluster(t, "placement.")
 	pa, ca := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("pa"), server.WithPlugins(newEcho()))
 	pc, cc := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("pc"), server.WithPlugins(newEcho()))
-	child := startPlacementChild(t, childSpec{Database: db, Member: hz.Addr(), HZName: hz.ClusterName,
-		Prefix: prefix, Name: "pb", Secret: secret, Dir: t.TempDir()})
+	b := co("pb")
+	child := startPlacementChild(t, childSpec{Database: b.DatabaseURL, Member: b.Member, HZName: b.ClusterName,
+		Prefix: b.Prefix, Name: "pb", Secret: secret, Dir: t.TempDir()})
 	members := func(c *hazelcast.Cluster) []string {
 		ms, _ := c.Members(context.Background())
 		var out []string
@@ -363,15 +343,7 @@ func TestPlacementMovesOnJoinAndDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Hazelcast")
 	}
-	pg := pgtest.Shared(t)
-	fx.pg = pg
-	hz := hztest.Shared(t, hzName)
-	fx.hz = hz
-	const prefix = "placement-move."
-	co := func(name string) servertest.ClusterOptions {
-		return servertest.ClusterOptions{DatabaseURL: pg.URL(), Member: hz.Addr(), ClusterName: hz.ClusterName,
-			NodeName: name, Secret: secret, Prefix: prefix}
-	}
+	co := placementCluster(t, "placement-move.")
 	qa, ca := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("qa"), server.WithPlugins(newEcho()))
 	qb, cb := servertest.RunClusterNode(t, placementConfig(t.TempDir()), co("qb"), server.WithPlugins(newEcho()))
 	servertest.WaitClustered(t, ca, cb)

@@ -214,19 +214,9 @@ func (v *view) CallAll(ctx context.Context, kind string, payload []byte) []plugi
 		ctx, cancel = context.WithTimeout(ctx, v.n.opTimeout)
 		defer cancel()
 	}
-	ms := *v.n.members.Load()
-	out := make([]plugins.Answer, len(ms))
-	var wg sync.WaitGroup
-	for i, m := range ms {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b, err := v.Call(ctx, m.Name, kind, payload)
-			out[i] = plugins.Answer{Node: m.Name, Payload: b, Err: err}
-		}()
-	}
-	wg.Wait()
-	return out
+	return plugins.CallMembers(ctx, *v.n.members.Load(), func(ctx context.Context, node string) ([]byte, error) {
+		return v.Call(ctx, node, kind, payload)
+	})
 }
 
 func (v *view) Handle(kind string, h plugins.ClusterHandler) func() {

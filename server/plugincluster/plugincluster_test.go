@@ -1,10 +1,11 @@
-package plugincluster
+package plugincluster_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +18,10 @@ import (
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/server/plugincluster"
+	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/sqlite"
 )
 
 func TestMain(m *testing.M) {
@@ -28,24 +32,14 @@ func TestMain(m *testing.M) {
 
 func checkFor(t *testing.T, total time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	servertest.CheckFor(t, total, 10*time.Millisecond, fn)
 }
 
 // TestAlone: on cluster/local every key is owned here, CallAll is this
 // node, and kinds are the plugin's own.
 func TestAlone(t *testing.T) {
 	c := local.New("solo")
-	n := New(c, time.Second, nil)
+	n := plugincluster.New(c, time.Second, nil)
 	n.Refresh()
 	x, y := n.For("test.x"), n.For("test.y")
 	if got := x.Members(); !slices.Equal(got, []plugins.Member{{Name: "solo"}}) {
@@ -95,36 +89,10 @@ func TestAlone(t *testing.T) {
 	}
 }
 
-// memProps is an in-memory storage.Properties holding the switch.
-type memProps struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (p *memProps) GetProperty(ctx context.Context, name string) (string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v, ok := p.m[name]
-	if !ok {
-		return "", storage.ErrNotFound
-	}
-	return v, nil
-}
-func (p *memProps) SetProperty(ctx context.Context, name, value string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.m[name] = value
-	return nil
-}
-func (p *memProps) DeleteProperty(ctx context.Context, name string) error { return nil }
-func (p *memProps) ListProperties(ctx context.Context) (map[string]string, error) {
-	return nil, nil
-}
-
 // hzNode is a Hazelcast cluster member with its plugin net.
 type hzNode struct {
 	c   *hazelcast.Cluster
-	net *Net
+	net *plugincluster.Net
 	v   plugins.Cluster
 
 	mu    sync.Mutex
@@ -166,7 +134,7 @@ func startHZ(t *testing.T, m *hztest.Member, props storage.Properties, name stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &hzNode{c: c, net: New(c, 3*time.Second, nil)}
+	n := &hzNode{c: c, net: plugincluster.New(c, 3*time.Second, nil)}
 	n.v = n.net.For("test.plugin")
 	n.v.OnMembersChange(func(ch plugins.MembersChange) {
 		n.mu.Lock()
@@ -195,7 +163,11 @@ func TestOnHazelcast(t *testing.T) {
 		t.Skip("starts Hazelcast")
 	}
 	m := hztest.Shared(t, "aviary-plugincluster")
-	props := &memProps{m: map[string]string{}}
+	props, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db")) // holds the switch
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { props.Close() })
 	a := startHZ(t, m, props, "a")
 	b := startHZ(t, m, props, "b")
 	checkFor(t, 20*time.Second, func() error {
