@@ -20,9 +20,10 @@ type Module interface {
 	// here: load it from the store, merge handoffs (what Release returned
 	// on the nodes that held the key before: none after a crash or for a
 	// new key, several after clustering came back on), and ask the other
-	// nodes what only they know (Cluster.CallAll). On an error the key's
-	// stanzas keep waiting and Rebuild runs again (until MoveTimeout,
-	// when they bounce).
+	// nodes what only they know (Cluster.CallAll, with a timeout of its
+	// own: ctx ends only when the first waiting stanza would). On an error
+	// the key's stanzas keep waiting and Rebuild runs again (until
+	// MoveTimeout, when they bounce).
 	Rebuild(ctx context.Context, key string, handoffs [][]byte) error
 	// Handle processes one stanza for key on its host. A
 	// *wire.StanzaError is bounced to the sender as is, any other error as
@@ -116,6 +117,10 @@ type handoff struct {
 
 // boxTTL is how long a released state waits for its next owner to take it.
 const boxTTL = 10 * time.Minute
+
+// askTimeout bounds how long a new owner waits for the members to hand
+// over what they hold for a key.
+const askTimeout = 5 * time.Second
 
 // maxBatch bounds the stanzas forwarded in one Call.
 const maxBatch = 256
@@ -394,7 +399,12 @@ func (p *Placement) acquire(key string, ks *keyState, deadline time.Time) bool {
 	defer cancel()
 	var states [][]byte
 	busy := ""
-	for _, a := range p.c.CallAll(ctx, p.kind("take"), []byte(key)) {
+	// A member that does not answer soon is taken for gone (a hung node
+	// is dropped by the cluster soon after anyway).
+	actx, acancel := context.WithTimeout(ctx, askTimeout)
+	answers := p.c.CallAll(actx, p.kind("take"), []byte(key))
+	acancel()
+	for _, a := range answers {
 		if a.Err != nil {
 			// Gone or silent: what it held (if anything) is lost with it,
 			// as after a crash; Rebuild works from the store.
@@ -513,6 +523,23 @@ func (p *Placement) forward(owner, key string, batch []*item) (bool, error) {
 	}
 	ctx, cancel := context.WithDeadline(p.ctx, deadline)
 	defer cancel()
+	// An owner that hangs instead of dying keeps the call open; once the
+	// cluster names another owner, stop waiting for it.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-p.changes():
+				if p.Owner(key) != owner {
+					cancel()
+					return
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
 	reply, err := p.c.Call(ctx, owner, p.kind("deliver"), payload)
 	if err != nil {
 		return false, err

@@ -413,6 +413,32 @@ func TestCrashedOwner(t *testing.T) {
 	})
 }
 
+// TestHungOwner: an owner that stops answering without dying keeps the
+// forwarding call open; once membership drops it, the stanzas go to the
+// new owner at once instead of waiting for their deadline and bouncing.
+func TestHungOwner(t *testing.T) {
+	w := newWorld(t, placement.Options{MoveTimeout: time.Minute}, "a", "b", "c")
+	k := keyOwnedBy("b", "c", "a", "b", "c")
+	w.net.Hang("b")
+	w.nodes["a"].p.Dispatch(context.Background(), k, msg(k, "m0"))
+	checkFor(t, 5*time.Second, func() error {
+		if w.net.Stuck("b") == 0 {
+			return errors.New("a's call to b not under way yet")
+		}
+		return nil
+	})
+	w.net.Leave("b")
+	checkFor(t, 20*time.Second, func() error {
+		if got, _ := w.nodes["c"].mod.log(k); !slices.Equal(got, []string{"m0"}) {
+			return fmt.Errorf("c holds %v", got)
+		}
+		return nil
+	})
+	if b := w.nodes["a"].bounces(); len(b) != 0 {
+		t.Fatalf("bounced: %v", b)
+	}
+}
+
 // TestOwnerNeverReturns: stanzas for a crashed owner that membership
 // never drops bounce after MoveTimeout with an error the client shows.
 func TestOwnerNeverReturns(t *testing.T) {

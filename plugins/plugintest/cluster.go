@@ -37,6 +37,8 @@ type NetNode struct {
 	member   bool // listed in Members
 	draining bool
 	crashed  bool
+	hung     bool                              // calls to it never answer (Hang)
+	stuck    int                               // calls waiting on it while it hangs
 	frozen   bool                              // its view of the members does not change (Freeze)
 	handlers map[string]plugins.ClusterHandler // plugin/kind
 	watchers map[int]watcher
@@ -113,6 +115,28 @@ func (n *Net) Leave(name string) {
 		nd.mu.Unlock()
 		n.publish()
 	}
+}
+
+// Hang makes name stop answering without dying, as a stopped process
+// does: calls to it wait until their context ends, sends to it vanish. The
+// others keep listing it until Leave.
+func (n *Net) Hang(name string) {
+	if nd := n.Node(name); nd != nil {
+		nd.mu.Lock()
+		nd.hung = true
+		nd.mu.Unlock()
+	}
+}
+
+// Stuck returns how many calls wait on name while it hangs.
+func (n *Net) Stuck(name string) int {
+	nd := n.Node(name)
+	if nd == nil {
+		return 0
+	}
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.stuck
 }
 
 // Freeze keeps name's view of the members as it is, whatever changes,
@@ -208,6 +232,12 @@ func (nd *NetNode) Name() string { return nd.name }
 // For returns the node's plugins.Cluster for plugin id.
 func (nd *NetNode) For(plugin string) plugins.Cluster { return &netView{nd: nd, plugin: plugin} }
 
+func (nd *NetNode) isHung() bool {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return nd.hung
+}
+
 func (nd *NetNode) alive() bool {
 	nd.mu.Lock()
 	defer nd.mu.Unlock()
@@ -258,6 +288,9 @@ func (v *netView) Send(ctx context.Context, node, kind string, payload []byte) e
 	if err != nil {
 		return err
 	}
+	if to.isHung() {
+		return nil
+	}
 	p := append([]byte(nil), payload...)
 	from := v.nd.name
 	to.sends <- func() {
@@ -272,6 +305,21 @@ func (v *netView) Call(ctx context.Context, node, kind string, payload []byte) (
 	to, h, err := v.target(node, kind)
 	if err != nil {
 		return nil, err
+	}
+	if to.isHung() {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+		}
+		to.mu.Lock()
+		to.stuck++
+		to.mu.Unlock()
+		<-ctx.Done()
+		to.mu.Lock()
+		to.stuck--
+		to.mu.Unlock()
+		return nil, fmt.Errorf("plugintest: call %s to %s: %w", kind, node, ctx.Err())
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

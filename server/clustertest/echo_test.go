@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/placement"
@@ -142,7 +143,9 @@ func (e *echoPlugin) Rebuild(ctx context.Context, key string, handoffs [][]byte)
 		}
 		r.Seq = max(r.Seq, old.Seq)
 	}
-	for _, a := range e.c.CallAll(ctx, "who", []byte(key)) {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a silent node's sessions count as gone
+	defer cancel()
+	for _, a := range e.c.CallAll(cctx, "who", []byte(key)) {
 		if a.Err != nil {
 			e.host.Logger().Info("echo: a node did not say who joined", "key", key, "node", a.Node, "err", a.Err)
 			continue
