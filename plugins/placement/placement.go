@@ -94,9 +94,10 @@ type Placement struct {
 type keyState struct {
 	mu      sync.Mutex
 	hosted  atomic.Bool
-	forget  bool // Forget was called during Handle; guarded by mu
-	q       []*item
-	running bool
+	forget   bool // Forget was called during Handle; guarded by mu
+	q        []*item
+	inflight int // stanzas the worker took out of q and has not finished
+	running  bool
 }
 
 // item is a stanza waiting for its key, or a control item (el nil) that
@@ -105,6 +106,10 @@ type keyState struct {
 type item struct {
 	el       *wire.Element
 	deadline time.Time
+	// merge, on a control item, asks a node that already hosts the key to
+	// take in what other nodes hold for it (clustering came back on and
+	// they hosted copies of their own).
+	merge bool
 	// done, for stanzas another node forwarded, is signalled once the
 	// stanza was handled or bounced here; the Call waiting on it answers.
 	done chan struct{}
@@ -240,7 +245,7 @@ func (p *Placement) enqueue(key string, it *item, limit bool) *wire.StanzaError 
 		ks = &keyState{}
 		p.keys[key] = ks
 	}
-	if limit && len(ks.q) >= p.o.QueueLimit {
+	if limit && len(ks.q)+ks.inflight >= p.o.QueueLimit {
 		return errQueueFull
 	}
 	ks.q = append(ks.q, it)
@@ -274,8 +279,12 @@ func (p *Placement) work(key string, ks *keyState) {
 		}
 		batch := slices.Clone(ks.q[:n])
 		ks.q = slices.Delete(ks.q, 0, n)
+		ks.inflight = n
 		p.mu.Unlock()
 		p.process(key, ks, batch)
+		p.mu.Lock()
+		ks.inflight = 0
+		p.mu.Unlock()
 	}
 }
 
@@ -291,7 +300,12 @@ func (p *Placement) process(key string, ks *keyState, batch []*item) {
 		wait := p.changes()
 		owner := p.Owner(key)
 		if owner == p.self {
-			if p.acquire(key, ks, batch[0].deadline) {
+			if batch[0].merge && ks.hosted.Load() {
+				if p.merge(key, ks, batch[0].deadline) {
+					finish(batch)
+					return
+				}
+			} else if p.acquire(key, ks, batch[0].deadline) {
 				rest := p.handleHere(key, ks, batch)
 				if len(rest) == 0 {
 					return
@@ -397,34 +411,8 @@ func (p *Placement) acquire(key string, ks *keyState, deadline time.Time) bool {
 	}
 	ctx, cancel := context.WithDeadline(p.ctx, deadline)
 	defer cancel()
-	var states [][]byte
-	busy := ""
-	// A member that does not answer soon is taken for gone (a hung node
-	// is dropped by the cluster soon after anyway).
-	actx, acancel := context.WithTimeout(ctx, askTimeout)
-	answers := p.c.CallAll(actx, p.kind("take"), []byte(key))
-	acancel()
-	for _, a := range answers {
-		if a.Err != nil {
-			// Gone or silent: what it held (if anything) is lost with it,
-			// as after a crash; Rebuild works from the store.
-			p.log.Info("placement: a member did not hand over", "key", key, "node", a.Node, "err", a.Err)
-			continue
-		}
-		st, got, err := decodeTake(a.Payload)
-		if err != nil {
-			p.log.Warn("placement: bad take answer", "node", a.Node, "err", err)
-			continue
-		}
-		if st == statusBusy {
-			busy = a.Node
-		}
-		states = append(states, got...)
-	}
-	if busy != "" {
-		// Views differ; whatever others gave up stays with us meanwhile.
-		p.keep(key, states)
-		p.log.Debug("placement: key still hosted by its previous owner; waiting", "key", key, "node", busy)
+	states, ok := p.collect(ctx, key)
+	if !ok {
 		return false
 	}
 	ks.mu.Lock()
@@ -442,6 +430,78 @@ func (p *Placement) acquire(key string, ks *keyState, deadline time.Time) bool {
 	ks.hosted.Store(true)
 	p.log.Debug("placement: key hosted here", "key", key, "handoffs", len(states))
 	return true
+}
+
+// merge takes in what other nodes hold for a key hosted here: their
+// copies after clustering came back on. The module sees one Rebuild with
+// every state, its own (Release) first. It reports false when a node
+// still hosts its copy as the owner (views differ): try again.
+func (p *Placement) merge(key string, ks *keyState, deadline time.Time) bool {
+	ctx, cancel := context.WithDeadline(p.ctx, deadline)
+	defer cancel()
+	states, ok := p.collect(ctx, key)
+	if !ok {
+		return false
+	}
+	if len(states) == 0 {
+		return true
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if !ks.hosted.Load() {
+		p.keep(key, states) // released meanwhile: for the next owner
+		return true
+	}
+	own, err := p.o.Module.Release(ctx, key)
+	if err != nil {
+		p.log.Warn("placement: release before a merge failed; merging the others' state only", "key", key, "err", err)
+	} else if own != nil {
+		states = append([][]byte{own}, states...)
+	}
+	if err := p.o.Module.Rebuild(ctx, key, states); err != nil {
+		// Nothing hosted now; the next stanza rebuilds from the box.
+		p.log.Warn("placement: rebuild for a merge failed; will retry", "key", key, "err", err)
+		ks.hosted.Store(false)
+		p.keep(key, states)
+		return true
+	}
+	p.log.Info("placement: merged copies of a key", "key", key, "states", len(states))
+	return true
+}
+
+// collect asks every member for what it holds for key (take). ok is
+// false when one still hosts the key as its owner by its view: what the
+// others gave up stays in this node's box meanwhile.
+func (p *Placement) collect(ctx context.Context, key string) (states [][]byte, ok bool) {
+	// A member that does not answer soon is taken for gone (a hung node
+	// is dropped by the cluster soon after anyway).
+	actx, cancel := context.WithTimeout(ctx, askTimeout)
+	answers := p.c.CallAll(actx, p.kind("take"), []byte(key))
+	cancel()
+	busy := ""
+	for _, a := range answers {
+		if a.Err != nil {
+			// Gone or silent: what it held (if anything) is lost with it,
+			// as after a crash; Rebuild works from the store.
+			p.log.Info("placement: a member did not hand over", "key", key, "node", a.Node, "err", a.Err)
+			continue
+		}
+		st, got, err := decodeTake(a.Payload)
+		if err != nil {
+			p.log.Warn("placement: bad take answer", "node", a.Node, "err", err)
+			continue
+		}
+		if st == statusBusy && a.Node != p.self { // merging into our own copy is the point
+			busy = a.Node
+		}
+		states = append(states, got...)
+	}
+	if busy != "" {
+		p.keep(key, states)
+		p.log.Debug("placement: key still hosted by a node that owns it by its view; waiting", "key", key, "node", busy)
+		return nil, false
+	}
+	return states, true
 }
 
 // keep puts released states in this node's box for key.
@@ -493,12 +553,12 @@ func (p *Placement) release(key string, ks *keyState, owner string) {
 	ctx, cancel := context.WithTimeout(p.ctx, p.o.MoveTimeout)
 	state, err := p.o.Module.Release(ctx, key)
 	cancel()
-	ks.hosted.Store(false)
-	ks.mu.Unlock()
 	if err != nil {
 		p.log.Warn("placement: release failed; the next owner rebuilds from the store", "key", key, "err", err)
 		state = nil
 	}
+	// The state is in the box (or with the owner) before the key stops
+	// being hosted here: a take that finds it not hosted finds the state.
 	if state != nil {
 		if !p.stopping.Load() {
 			p.keep(key, [][]byte{state})
@@ -506,6 +566,8 @@ func (p *Placement) release(key string, ks *keyState, owner string) {
 			p.log.Warn("placement: could not hand a key over at stop; its owner rebuilds from the store", "key", key, "owner", owner, "err", err)
 		}
 	}
+	ks.hosted.Store(false)
+	ks.mu.Unlock()
 	p.log.Debug("placement: key released", "key", key, "owner", owner)
 	if err := p.c.Send(p.ctx, owner, p.kind("adopt"), []byte(key)); err != nil {
 		p.log.Debug("placement: could not tell the new owner", "key", key, "owner", owner, "err", err)
@@ -594,7 +656,8 @@ func (p *Placement) handleDeliver(ctx context.Context, from string, payload []by
 
 // handleTake answers a new owner collecting what this node holds for a
 // key: its boxed states, and its live state when it hosts the key but no
-// longer owns it (released now).
+// longer owns it (released now); when it hosts the key and owns it by its
+// view, it says so (busy: the asker waits for the views to meet).
 func (p *Placement) handleTake(ctx context.Context, from string, payload []byte) ([]byte, error) {
 	key := string(payload)
 	p.mu.Lock()
@@ -602,30 +665,34 @@ func (p *Placement) handleTake(ctx context.Context, from string, payload []byte)
 	p.mu.Unlock()
 	if ks != nil && ks.hosted.Load() {
 		if owner := p.Owner(key); owner == p.self {
-			return []byte{statusBusy}, nil
+			// Still ours by this node's view. What others handed over
+			// goes along: the asker keeps it for the owner.
+			return encodeTake(statusBusy, p.takeBox(key)), nil
 		}
 		ks.mu.Lock()
 		if ks.hosted.Load() {
 			rctx, cancel := context.WithTimeout(p.ctx, p.o.MoveTimeout)
 			state, err := p.o.Module.Release(rctx, key)
 			cancel()
-			ks.hosted.Store(false)
 			if err != nil {
 				p.log.Warn("placement: release failed; the next owner rebuilds from the store", "key", key, "err", err)
 			} else if state != nil {
 				p.keep(key, [][]byte{state})
 			}
+			ks.hosted.Store(false)
 		}
 		ks.mu.Unlock()
 	}
 	return encodeTake(statusDone, p.takeBox(key)), nil
 }
 
-// handleAdopt: another node says this one owns key now.
+// handleAdopt: another node says this one owns key now (it released the
+// key, or its sessions use it and its owner changed). Acquire it, or, if
+// it is hosted here already, take in what others held for it.
 func (p *Placement) handleAdopt(ctx context.Context, from string, payload []byte) ([]byte, error) {
 	key := string(payload)
 	if p.Owner(key) == p.self && p.ctx.Err() == nil {
-		p.enqueue(key, &item{deadline: time.Now().Add(p.o.MoveTimeout)}, false)
+		p.enqueue(key, &item{deadline: time.Now().Add(p.o.MoveTimeout), merge: true}, false)
 	}
 	return nil, nil
 }
@@ -701,7 +768,7 @@ func (p *Placement) rebalance() {
 					continue
 				}
 				if owner == p.self {
-					p.enqueue(k, &item{deadline: time.Now().Add(p.o.MoveTimeout)}, false)
+					p.enqueue(k, &item{deadline: time.Now().Add(p.o.MoveTimeout), merge: true}, false)
 				} else if err := p.c.Send(p.ctx, owner, p.kind("adopt"), []byte(k)); err != nil {
 					p.log.Debug("placement: could not tell a key's new owner", "key", k, "owner", owner, "err", err)
 				}

@@ -40,6 +40,7 @@ type NetNode struct {
 	hung     bool                              // calls to it never answer (Hang)
 	stuck    int                               // calls waiting on it while it hangs
 	frozen   bool                              // its view of the members does not change (Freeze)
+	alone    bool                              // clustering switched off for it (Alone)
 	handlers map[string]plugins.ClusterHandler // plugin/kind
 	watchers map[int]watcher
 	nextID   int
@@ -139,6 +140,19 @@ func (n *Net) Stuck(name string) int {
 	return nd.stuck
 }
 
+// Alone switches clustering off (or back on) for name, as the
+// cluster-wide switch does on every node: it sees only itself and the
+// others stop listing it, while messages still reach it (the node links
+// outlive the switch).
+func (n *Net) Alone(name string, on bool) {
+	if nd := n.Node(name); nd != nil {
+		nd.mu.Lock()
+		nd.alone = on
+		nd.mu.Unlock()
+		n.publish()
+	}
+}
+
 // Freeze keeps name's view of the members as it is, whatever changes,
 // until Thaw: views that differ for a while, as after a change that not
 // every node has noticed yet.
@@ -178,7 +192,7 @@ func (n *Net) publish() {
 	nodes := make([]*NetNode, 0, len(n.nodes))
 	for _, nd := range n.nodes {
 		nd.mu.Lock()
-		if nd.member {
+		if nd.member && !nd.alone {
 			ms = append(ms, plugins.Member{Name: nd.name, Draining: nd.draining})
 		}
 		nd.mu.Unlock()
@@ -196,11 +210,15 @@ func (n *Net) publish() {
 	})
 	for _, nd := range nodes {
 		nd.mu.Lock()
-		if nd.crashed || nd.frozen || !nd.member || slices.Equal(nd.members, ms) {
+		view := ms
+		if nd.alone {
+			view = []plugins.Member{{Name: nd.name, Draining: nd.draining}}
+		}
+		if nd.crashed || nd.frozen || !nd.member || slices.Equal(nd.members, view) {
 			nd.mu.Unlock()
 			continue
 		}
-		ch := plugins.MembersChange{Before: nd.members, After: slices.Clone(ms)}
+		ch := plugins.MembersChange{Before: nd.members, After: slices.Clone(view)}
 		nd.members = ch.After
 		ws := make([]watcher, 0, len(nd.watchers))
 		for _, w := range nd.watchers {
