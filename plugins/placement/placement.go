@@ -92,8 +92,8 @@ type Placement struct {
 // and whether its state lives here (written under mu of its own, which
 // also serializes the module's calls for the key).
 type keyState struct {
-	mu      sync.Mutex
-	hosted  atomic.Bool
+	mu       sync.Mutex
+	hosted   atomic.Bool
 	forget   bool // Forget was called during Handle; guarded by mu
 	q        []*item
 	inflight int // stanzas the worker took out of q and has not finished
