@@ -120,8 +120,9 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	}
 	// Links made by the node stay up until the node closes them, but
 	// nobody is a member any more: forget every peer.
+	peers := map[string]memberRecord{}
 	c.viewMu.Lock()
-	peers := maps.Clone(c.reach)
+	maps.Copy(peers, c.reach)
 	maps.Copy(peers, c.view)
 	c.reach, c.view = nil, map[string]memberRecord{}
 	c.viewMu.Unlock()

@@ -50,8 +50,10 @@
 //     is gone (occupants whose sessions died with the node).
 //
 // With clustering off (or on one node) every key is owned here: each node
-// hosts the keys its own users use, and when clustering comes back on the
-// new owner's Rebuild gets every node's state, to merge.
+// hosts the keys its own users use. When clustering comes back on, the
+// other nodes release their copies and the owner rebuilds from all of
+// them at once: its own copy (Release) first, then the others', in one
+// Rebuild, for the module to merge.
 //
 // # What a module must do
 //

@@ -19,7 +19,8 @@ type Module interface {
 	// Rebuild makes this node the host of key, before its first Handle
 	// here: load it from the store, merge handoffs (what Release returned
 	// on the nodes that held the key before: none after a crash or for a
-	// new key, several after clustering came back on), and ask the other
+	// new key, several after clustering came back on, this node's own
+	// copy first when it had one), and ask the other
 	// nodes what only they know (Cluster.CallAll, with a timeout of its
 	// own: ctx ends only when the first waiting stanza would). On an error
 	// the key's stanzas keep waiting and Rebuild runs again (until
