@@ -122,3 +122,11 @@ type Cluster interface {
 type Undelivered interface {
 	OnUndelivered(fn func(node, kind string, payload []byte))
 }
+
+// Detacher is implemented by clusters that keep routing on what they last
+// knew while the service that shares routes and membership is away
+// (cluster/hazelcast): Detached reports that state, for operators (the
+// admin overview, the aviary_cluster_detached metric).
+type Detacher interface {
+	Detached() bool
+}

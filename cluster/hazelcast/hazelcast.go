@@ -23,6 +23,7 @@ import (
 var (
 	_ cluster.Cluster     = (*Cluster)(nil)
 	_ cluster.Undelivered = (*Cluster)(nil)
+	_ cluster.Detacher    = (*Cluster)(nil)
 )
 
 // SwitchProperty is the storage.Properties name of the cluster-wide
