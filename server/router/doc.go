@@ -19,7 +19,7 @@
 //	roster.go        jabber:iq:roster get/set/remove, XEP-0237 versions, pushes
 //	offline.go       XEP-0160 storage and hand-over with XEP-0203 stamps; fallbacks for gone sessions
 //	carbons.go       XEP-0280 sent/received copies
-//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing
+//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //
