@@ -145,14 +145,14 @@ func TestHazelcastRestart(t *testing.T) {
 	sent = flow()
 	back := flowBack()
 
-	// No new login: what was stored for a arrives...
-	if m := a.Await("the message stored during the outage", isMsg("stored during the outage")); !delayed(m) {
+	// No new login: what was stored for a arrives, and every message
+	// sent across the restart arrives (live, or from offline storage if
+	// sent while the nodes re-registered)...
+	got := awaitMessages(t, a, append(back, "stored during the outage")...)
+	if m := got["stored during the outage"]; !delayed(m) {
 		t.Errorf("no delay stamp: %s", m)
 	}
-	// ...every message sent across the restart arrives (live, or from
-	// offline storage if sent while the nodes re-registered)...
 	awaitMessages(t, b, sent...)
-	awaitMessages(t, a, back...)
 	// ...nothing waits in offline storage...
 	for _, u := range []string{ua, ub} {
 		c.waitOffline(t, bare(u), 0)
