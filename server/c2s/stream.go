@@ -175,15 +175,13 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 	}
 	s.enqueueItem(outItem{kind: itemHeader, hdr: &h})
 	s.headerCount++
-	if hdr.Name == "stream:stream" {
-		if hdr.Attr("xmlns:stream") != wire.NSStream {
-			s.streamError("invalid-namespace", "")
-			return false
-		}
-		if ns := hdr.Attr("xmlns"); ns != wire.NSClient {
-			s.streamError("invalid-namespace", "")
-			return false
-		}
+	// The reader has checked that a TCP header is <stream/> in the streams
+	// namespace, whatever its prefix; its content namespace must be
+	// jabber:client (§4.9.3.10). WebSocket's <open/> has no content
+	// namespace, and BOSH's header is made by the connector.
+	if hdr.LocalName() == "stream" && hdr.Attr("xmlns") != wire.NSClient {
+		s.streamError("invalid-namespace", "the content namespace of a client stream is jabber:client")
+		return false
 	}
 	to := hdr.Attr("to")
 	if to == "" {

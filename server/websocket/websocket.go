@@ -223,7 +223,7 @@ func (c *Conn) readElement() (*wire.Element, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wire.Parse(data, wire.Limits{MaxStanzaBytes: c.opts.MaxStanzaBytes})
+	return wire.ParseNS(data, wire.Limits{MaxStanzaBytes: c.opts.MaxStanzaBytes})
 }
 
 func isFraming(el *wire.Element, name string) bool {
@@ -264,6 +264,8 @@ func (c *Conn) ReadElement() (*wire.Element, error) {
 		return nil, wire.ErrStreamEnd
 	case isFraming(el, "open"):
 		return nil, ErrUnexpectedOpen
+	case wire.UndeclaresNamespace(el):
+		return nil, wire.ErrInvalidNamespace
 	}
 	if el.IsStanza() && el.NS() == wire.NSClient {
 		el.RemoveAttr("xmlns")
