@@ -328,7 +328,7 @@ func (s *Session) preAuthIQ(el *wire.Element) bool {
 		return false
 	}
 	if s.srv.d.Plugins != nil && (s.t.Secure() || !s.requireTLS()) {
-		if reply, ok := s.srv.d.Plugins.HandlePreAuthIQ(s.ctx, el); ok {
+		if reply, ok := s.srv.d.Plugins.HandlePreAuthIQ(s.ctx, el, s.t.RemoteAddr()); ok {
 			s.enqueue(reply)
 			return false
 		}
