@@ -67,6 +67,10 @@ type Options struct {
 	// Zero disables throttling.
 	FailureDelay    time.Duration
 	MaxFailureDelay time.Duration
+	// FakeSaltKey keys the fake salts of unknown users (see FakeSaltKey).
+	// Nil makes a random one, which differs between nodes and restarts:
+	// for tests only.
+	FakeSaltKey []byte
 	// Clock defaults to the real one.
 	Clock  Clock
 	Logger *slog.Logger
@@ -80,7 +84,7 @@ type Authenticator struct {
 	iterations int
 	clock      Clock
 	log        *slog.Logger
-	secret     [32]byte // keys the fake salts of unknown users
+	secret     []byte // keys the fake salts of unknown users
 	throttle   *throttle
 }
 
@@ -106,7 +110,11 @@ func New(o Options) *Authenticator {
 		log:        o.Logger,
 		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay),
 	}
-	_, _ = rand.Read(a.secret[:])
+	a.secret = o.FakeSaltKey
+	if len(a.secret) == 0 {
+		a.secret = make([]byte, 32)
+		_, _ = rand.Read(a.secret)
+	}
 	return a
 }
 
@@ -202,7 +210,7 @@ func (a *Authenticator) authzidMatches(authzid, user string) bool {
 // same across attempts (so probing the salt reveals nothing) but can never
 // verify: StoredKey is random-looking and nobody knows a preimage.
 func (a *Authenticator) fakeCredential(sha1 bool, user string) storage.SCRAM {
-	m := hmac.New(sha256.New, a.secret[:])
+	m := hmac.New(sha256.New, a.secret)
 	if sha1 {
 		m.Write([]byte("sha1\x00"))
 	} else {
