@@ -69,8 +69,9 @@ type C2SConfig struct {
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
 	// PreAuthMaxStanzaBytes bounds one element before the stream has
 	// authenticated (SASL, STARTTLS, registration): an unauthenticated
-	// stream cannot make the node hold a 256 KiB stanza. At least 1024 and
-	// at most max_stanza_bytes. Default 16384 (16 KiB).
+	// stream cannot make the node hold a 256 KiB stanza. At least 1024;
+	// above max_stanza_bytes, max_stanza_bytes applies. Default 16384
+	// (16 KiB).
 	PreAuthMaxStanzaBytes int `yaml:"preauth_max_stanza_bytes"`
 	// MaxUnauthenticatedPerAddress is how many streams one client address
 	// may have open before they authenticate; a further one is closed

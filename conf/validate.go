@@ -56,8 +56,8 @@ func (c *Config) Validate() Errors {
 	if c.C2S.MaxStanzaBytes < 1024 {
 		add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.C2S.MaxStanzaBytes)
 	}
-	if c.C2S.PreAuthMaxStanzaBytes < 1024 || c.C2S.PreAuthMaxStanzaBytes > c.C2S.MaxStanzaBytes {
-		add("c2s.preauth_max_stanza_bytes", "must be between 1024 and c2s.max_stanza_bytes (%d), not %d", c.C2S.MaxStanzaBytes, c.C2S.PreAuthMaxStanzaBytes)
+	if c.C2S.PreAuthMaxStanzaBytes < 1024 {
+		add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.C2S.PreAuthMaxStanzaBytes)
 	}
 	for _, l := range []struct {
 		key string

@@ -56,6 +56,17 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	return rd
 }
 
+// SetMaxStanzaBytes changes the bound on each top-level element from the
+// next one on (zero means DefaultMaxStanzaBytes): a connector holds an
+// unauthenticated stream to a smaller bound than an authenticated one.
+func (r *Reader) SetMaxStanzaBytes(n int) {
+	if n <= 0 {
+		n = DefaultMaxStanzaBytes
+	}
+	r.lim.MaxStanzaBytes = n
+	r.sc.max = n
+}
+
 // SetOnFill installs a hook that runs after every read from the transport.
 func (r *Reader) SetOnFill(fn func()) { r.fill.onFill = fn }
 

@@ -196,6 +196,10 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 		s.streamError("unsupported-version", "")
 		return false
 	}
+	if s.headerCount == 1 && s.preAuthOver {
+		s.closeWith(ReasonTooManyUnauthenticated, "policy-violation", "too many unauthenticated connections from your address")
+		return false
+	}
 	if s.headerCount == 1 {
 		if se := s.srv.admit(s.t); se != nil {
 			s.mu.Lock()
@@ -448,6 +452,12 @@ func (s *Session) saslStep(data []byte) bool {
 // markAuthenticated records a successful SASL exchange (either profile):
 // the auth timer gives way to the idle timer.
 func (s *Session) markAuthenticated() {
+	if s.preAuthRelease != nil {
+		s.preAuthRelease()
+	}
+	if l, ok := s.t.(stanzaLimiter); ok {
+		l.SetMaxStanzaBytes(s.srv.cfg().C2S.MaxStanzaBytes)
+	}
 	s.mu.Lock()
 	s.authed = true
 	if !s.closing {

@@ -130,6 +130,13 @@ func (t *TCPTransport) socketIsAll() bool {
 	return t.rec != nil && t.tlsDrained && t.rec.drained()
 }
 
+// SetMaxStanzaBytes bounds the elements read from now on (see
+// stanzaLimiter), also on the reader made after STARTTLS.
+func (t *TCPTransport) SetMaxStanzaBytes(n int) {
+	t.lim.MaxStanzaBytes = n
+	t.rd.SetMaxStanzaBytes(n)
+}
+
 // Restart implements Transport.
 func (t *TCPTransport) Restart() { t.rd.Restart() }
 
