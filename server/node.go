@@ -195,13 +195,16 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		return nil, err
 	}
 	n.auth = auth.New(auth.Options{
-		Store:        n.store,
-		Domain:       cfg.Domain,
-		Iterations:   cfg.C2S.SCRAMIterations,
-		FakeSaltKey:  fakeSaltKey,
-		FailureDelay: cfg.C2S.SASLFailureDelay,
-		Clock:        o.clock,
-		Logger:       n.log,
+		Store:           n.store,
+		Domain:          cfg.Domain,
+		Iterations:      cfg.C2S.SCRAMIterations,
+		FakeSaltKey:     fakeSaltKey,
+		FailureDelay:    cfg.C2S.SASLFailureDelay,
+		AccountFailures: cfg.C2S.SASLAccountFailures,
+		MaxAccountDelay: cfg.C2S.SASLMaxAccountDelay,
+		Registerer:      n.registry,
+		Clock:           o.clock,
+		Logger:          n.log,
 	})
 	n.users = &auth.Users{
 		Store:      n.store,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 )
 
@@ -67,6 +68,14 @@ type Options struct {
 	// Zero disables throttling.
 	FailureDelay    time.Duration
 	MaxFailureDelay time.Duration
+	// AccountFailures is how many failures an account may have before
+	// attempts on it are spaced out, from FailureDelay doubling up to
+	// MaxAccountDelay (default 30s); -1 disables the per-account limit.
+	// See throttle.go.
+	AccountFailures int
+	MaxAccountDelay time.Duration
+	// Registerer, when set, receives the throttle's metrics.
+	Registerer prometheus.Registerer
 	// FakeSaltKey keys the fake salts of unknown users (see FakeSaltKey).
 	// Nil makes a random one, which differs between nodes and restarts:
 	// for tests only.
@@ -84,8 +93,10 @@ type Authenticator struct {
 	iterations int
 	clock      Clock
 	log        *slog.Logger
-	secret     []byte // keys the fake salts of unknown users
-	throttle   *throttle
+	secret     []byte    // keys the fake salts of unknown users
+	throttle   *throttle // by client address
+	accounts   *throttle // by account; nil when off
+	metrics    *throttleMetrics
 }
 
 // New returns an Authenticator.
@@ -102,13 +113,20 @@ func New(o Options) *Authenticator {
 	if o.MaxFailureDelay <= 0 {
 		o.MaxFailureDelay = 5 * time.Second
 	}
+	if o.MaxAccountDelay <= 0 {
+		o.MaxAccountDelay = 30 * time.Second
+	}
 	a := &Authenticator{
 		store:      o.Store,
 		domain:     o.Domain,
 		iterations: o.Iterations,
 		clock:      o.Clock,
 		log:        o.Logger,
-		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay),
+		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay, 0),
+		metrics:    newThrottleMetrics(o.Registerer),
+	}
+	if o.AccountFailures >= 0 {
+		a.accounts = newThrottle(o.FailureDelay, o.MaxAccountDelay, o.AccountFailures)
 	}
 	a.secret = o.FakeSaltKey
 	if len(a.secret) == 0 {
@@ -142,22 +160,72 @@ type Exchange interface {
 // invalid-mechanism for an unknown mechanism, or encryption-required for
 // PLAIN on a plain stream.
 func (a *Authenticator) Start(mech string, secure bool) (Exchange, error) {
+	return a.StartFrom(mech, secure, "")
+}
+
+// StartFrom is Start for a client at addr: the exchange waits its turn on
+// an account that has failed too often, taking turns with other
+// addresses (see throttle.go).
+func (a *Authenticator) StartFrom(mech string, secure bool, addr string) (Exchange, error) {
 	switch mech {
 	case MechSCRAMSHA256, MechSCRAMSHA1:
-		return newSCRAMExchange(a, mech), nil
+		x := newSCRAMExchange(a, mech)
+		x.addr = addr
+		return x, nil
 	case MechPLAIN:
 		if !secure {
 			return nil, fail(CondEncryptionRequired, nil)
 		}
-		return &plainExchange{a: a}, nil
+		return &plainExchange{a: a, addr: addr}, nil
 	}
 	return nil, fail(CondInvalidMechanism, nil)
 }
 
 // Wait blocks until addr may try again, when earlier failures from it
-// put it on hold. Call it before running an exchange.
+// put it on hold: attempts from one address wait their turn, one per
+// delay. Call it before running an exchange.
 func (a *Authenticator) Wait(ctx context.Context, addr string) error {
-	return a.clock.Sleep(ctx, a.throttle.wait(addr, a.clock.Now()))
+	return a.waitTurn(ctx, a.throttle, "address", addr, "")
+}
+
+// waitAccount blocks until an attempt on user from addr may go ahead.
+func (a *Authenticator) waitAccount(ctx context.Context, user, addr string) error {
+	if a.accounts == nil {
+		return nil
+	}
+	if addr == "" {
+		addr = "unknown"
+	}
+	return a.waitTurn(ctx, a.accounts, "account", user, addr)
+}
+
+func (a *Authenticator) waitTurn(ctx context.Context, t *throttle, gate, key, addr string) error {
+	for {
+		d, again := t.reserve(key, addr, a.clock.Now())
+		if d > 0 {
+			if err := a.metrics.wait(gate, d.Seconds(), func() error { return a.clock.Sleep(ctx, d) }); err != nil {
+				return err
+			}
+		}
+		if !again {
+			return nil
+		}
+	}
+}
+
+// accountFailed records a wrong password (or unknown user) for user.
+func (a *Authenticator) accountFailed(user string) {
+	if a.accounts != nil {
+		a.accounts.fail(user, a.clock.Now())
+		a.metrics.failed("account")
+	}
+}
+
+// accountSucceeded clears user's failures.
+func (a *Authenticator) accountSucceeded(user string) {
+	if a.accounts != nil {
+		a.accounts.reset(user)
+	}
 }
 
 // Failed records a failure from addr and sleeps the resulting delay
@@ -165,6 +233,7 @@ func (a *Authenticator) Wait(ctx context.Context, addr string) error {
 // failure only then. It returns the delay.
 func (a *Authenticator) Failed(ctx context.Context, addr string) time.Duration {
 	d := a.throttle.fail(addr, a.clock.Now())
+	a.metrics.failed("address")
 	_ = a.clock.Sleep(ctx, d)
 	return d
 }

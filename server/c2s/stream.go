@@ -385,7 +385,7 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
 		return true
 	}
-	x, err := a.Start(mechanism, s.t.Secure())
+	x, err := a.StartFrom(mechanism, s.t.Secure(), s.t.RemoteAddr())
 	if err != nil {
 		return s.saslFail(err)
 	}
