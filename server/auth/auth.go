@@ -1,12 +1,14 @@
 // Package auth is SASL for client streams (SCRAM-SHA-256, SCRAM-SHA-1 and
 // PLAIN), credential creation and checking, throttling of failed attempts
-// per address, and the UserManager plugins use.
+// per address and per account (throttle.go), and the UserManager plugins
+// use.
 //
 // Credentials are stored as salt, iteration count, StoredKey and ServerKey
 // (RFC 5802), never the password or the salted password. An unknown user
 // and a wrong password are indistinguishable to the client: same failure,
-// same exchange shape (a deterministic fake salt), and for PLAIN the same
-// PBKDF2 work.
+// same exchange shape (a fake salt that is the same on every node and
+// after restarts, see FakeSaltKey, with the configured iteration count),
+// and for PLAIN the same PBKDF2 work.
 package auth
 
 import (
