@@ -258,6 +258,31 @@ type PluginsConfig struct {
 	Dir string `yaml:"dir"`
 	// Settings are per-plugin settings keyed by plugin ID.
 	Settings map[string]map[string]any `yaml:"settings"`
+	// Wasm bounds what the node does for a third-party (WebAssembly)
+	// plugin while it handles one stanza.
+	Wasm WasmConfig `yaml:"wasm"`
+}
+
+// WasmConfig bounds the host side of WebAssembly plugins. The guest's own
+// memory is capped by the runtime (64 MiB); these bound what the node
+// copies out of it and keeps for it. A call past a bound is refused with
+// an error the plugin sees, logged and counted
+// (aviary_plugin_refused_calls_total), and a stanza the plugin then
+// swallows is answered with <resource-constraint/>.
+type WasmConfig struct {
+	// MaxHostCalls is how many host calls (log, send, set_stanza, kv_get,
+	// kv_set) a plugin may make while handling one stanza. Default 64.
+	MaxHostCalls int `yaml:"max_host_calls"`
+	// MaxHostBytes is how many bytes the node copies out of a plugin's
+	// memory while it handles one stanza: log text, stanzas it sends, its
+	// replacement stanza, key-value keys and values. At least
+	// c2s.max_stanza_bytes. Default four times c2s.max_stanza_bytes
+	// (1 MiB with its default).
+	MaxHostBytes int `yaml:"max_host_bytes"`
+	// MaxKVBytes is the size of one plugin's key-value store (keys plus
+	// values), held in memory on every node and in the shared database.
+	// Default 1048576 (1 MiB).
+	MaxKVBytes int `yaml:"max_kv_bytes"`
 }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher
@@ -287,6 +312,15 @@ type BalanceConfig struct {
 	// DrainDeadline is how long a draining node waits for its sessions to
 	// leave before it stops anyway. Default 2m.
 	DrainDeadline time.Duration `yaml:"drain_deadline"`
+	// DrainNotice is how long a draining node announces that it drains
+	// (/dispatch/health and /readyz answer 503, the dispatcher and the
+	// other nodes stop naming it) before it sends its sessions away, so
+	// that a load balancer's health check has noticed by the time clients
+	// reconnect and none is sent back to it. Keep it above the balancer's
+	// check interval times its fall count (HAProxy "inter 2s fall 2": 4s).
+	// Default 5s; 0 in a file means the default, a negative value sends
+	// sessions away at once.
+	DrainNotice time.Duration `yaml:"drain_notice"`
 	// DrainRate is how many sessions per second a draining node sends
 	// away, so the other nodes are not hit by every reconnection at once.
 	// Default 1000.

@@ -164,6 +164,9 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"bad value", "c2s:\n  max_stanza_bytes: lots\n", "c.yaml:2: c2s.max_stanza_bytes: cannot unmarshal"},
 		{"bad value in list", "cluster:\n  hazelcast: {a: b}\n", "c.yaml:2: cluster.hazelcast: cannot unmarshal"},
 		{"invalid value", "c2s:\n  max_stanza_bytes: 10\n", "c.yaml:2: c2s.max_stanza_bytes: must be at least 1024"},
+		{"wasm host bytes below a stanza", "plugins:\n  wasm:\n    max_host_bytes: 2000\n", "c.yaml:3: plugins.wasm.max_host_bytes: must be at least c2s.max_stanza_bytes (262144)"},
+		{"wasm host calls", "plugins:\n  wasm:\n    max_host_calls: -1\n", "c.yaml:3: plugins.wasm.max_host_calls: must be at least 1"},
+		{"wasm kv bytes", "plugins:\n  wasm:\n    max_kv_bytes: -5\n", "c.yaml:3: plugins.wasm.max_kv_bytes: must be at least 1"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

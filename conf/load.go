@@ -111,12 +111,16 @@ func (c *Config) ApplyDefaults() {
 	}
 	setDur(&c.Balance.PublishInterval, 2*time.Second)
 	setDur(&c.Balance.DrainDeadline, 2*time.Minute)
+	setDur(&c.Balance.DrainNotice, 5*time.Second)
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}
+	setInt(&c.Plugins.Wasm.MaxHostCalls, 64)
+	setInt(&c.Plugins.Wasm.MaxHostBytes, 4*c.C2S.MaxStanzaBytes)
+	setInt(&c.Plugins.Wasm.MaxKVBytes, 1<<20)
 }
 
 // Error is one configuration problem, naming the key (dotted YAML path)

@@ -151,6 +151,16 @@ func (c *Config) Validate() Errors {
 	if c.Cluster.HeartbeatInterval >= c.Cluster.NodeTTL {
 		add("cluster.node_ttl", "must be longer than cluster.heartbeat_interval")
 	}
+	if c.Plugins.Wasm.MaxHostCalls < 1 {
+		add("plugins.wasm.max_host_calls", "must be at least 1, not %d", c.Plugins.Wasm.MaxHostCalls)
+	}
+	if c.Plugins.Wasm.MaxHostBytes < c.C2S.MaxStanzaBytes {
+		add("plugins.wasm.max_host_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d: a plugin must be able to send or rewrite one stanza",
+			c.C2S.MaxStanzaBytes, c.Plugins.Wasm.MaxHostBytes)
+	}
+	if c.Plugins.Wasm.MaxKVBytes < 1 {
+		add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Plugins.Wasm.MaxKVBytes)
+	}
 	for dom, hp := range c.S2S.Hosts {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
 			add("s2s.hosts."+dom, "%q is not host:port", hp)

@@ -289,6 +289,13 @@ func TestIdleClose(t *testing.T) {
 		}
 		return nil
 	})
+	// The stream leaves the table (closeIdle) and b closes its end before
+	// a's reader sees the close and records why: wait for that.
+	select {
+	case <-first.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the idle outgoing stream never finished closing")
+	}
 	first.mu.Lock()
 	err := first.err
 	first.mu.Unlock()

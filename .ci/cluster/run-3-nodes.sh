@@ -9,8 +9,10 @@
 #
 #   --dir DIR   working directory (default /tmp/aviary-3nodes): the binary,
 #               PostgreSQL's data, the Hazelcast config, node data and logs
-#   --haproxy   also start haproxy with .ci/cluster/haproxy.cfg (clients on
-#               127.0.0.1:5222, BOSH/WebSocket on 127.0.0.1:5280)
+#   --haproxy   also start haproxy with .ci/cluster/haproxy.cfg, its ports
+#               moved to this PORT_BASE (DIR/haproxy.cfg; clients on
+#               127.0.0.1:5222, BOSH/WebSocket on 127.0.0.1:5280 with the
+#               default PORT_BASE, PORT_BASE-10000 higher otherwise)
 #   --smoke     start everything, check that the three nodes formed one
 #               cluster (`aviary cluster status`), stop and exit 0/1
 #   --keep      keep DIR when stopping (default: removed unless it failed)
@@ -27,6 +29,7 @@
 #   cluster link  i*PORT_BASE+5290
 #   admin         i*PORT_BASE+9090   (http://127.0.0.1:19090/)
 #   Hazelcast     5701+PORT_BASE/10000-1 (5701), PostgreSQL 15432
+#   HAProxy       PORT_BASE-10000 + 5222, 5223, 5280 (PORT_BASE >= 10000)
 # Accounts: admin/admin (an administrator), alice/alice, bob/bob.
 #
 # A node that exits on its own (drained by `aviary node drain`, SIGTERM, or
@@ -51,7 +54,11 @@ while [ $# -gt 0 ]; do
 	esac
 done
 base=${PORT_BASE:-10000}
+[ "$base" -ge 10000 ] && [ $((3 * base + 9090)) -le 65535 ] ||
+	{ echo "run-3-nodes: PORT_BASE must be between 10000 and 18815" >&2; exit 2; }
 hz_port=$((5701 + base / 10000 - 1))
+# HAProxy's frontends: 5222, 5223, 5280 with the default PORT_BASE.
+hp_c2s=$((base - 10000 + 5222)) hp_tls=$((base - 10000 + 5223)) hp_http=$((base - 10000 + 5280))
 pg_port=15432
 secret=${AVIARY_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
 hz_name=aviary-local
@@ -241,16 +248,30 @@ status >&2
 
 if [ "$haproxy" = 1 ]; then
 	command -v haproxy >/dev/null || die "haproxy not installed (apt-get install haproxy)"
-	log "starting haproxy: c2s on 127.0.0.1:5222, BOSH/WebSocket on http://127.0.0.1:5280/"
-	haproxy -db -f "$repo/.ci/cluster/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
+	# .ci/cluster/haproxy.cfg is written for PORT_BASE=10000: move every
+	# port to this base (through placeholders, so no port is moved twice).
+	to_tokens=() to_ports=()
+	for i in 1 2 3; do
+		for p in 5222 5223 5280; do
+			to_tokens+=(-e "s/\b$((i * 10000 + p))\b/@$i-$p@/g")
+			to_ports+=(-e "s/@$i-$p@/$((i * base + p))/g")
+		done
+	done
+	to_ports+=(-e "s/bind 127\.0\.0\.1:5222\b/bind 127.0.0.1:$hp_c2s/"
+		-e "s/bind 127\.0\.0\.1:5223\b/bind 127.0.0.1:$hp_tls/"
+		-e "s/bind 127\.0\.0\.1:5280\b/bind 127.0.0.1:$hp_http/")
+	sed "${to_tokens[@]}" "$repo/.ci/cluster/haproxy.cfg" | sed "${to_ports[@]}" >"$dir/haproxy.cfg"
+	haproxy -c -q -f "$dir/haproxy.cfg" || die "haproxy refuses $dir/haproxy.cfg"
+	log "starting haproxy: c2s on 127.0.0.1:$hp_c2s, BOSH/WebSocket on http://127.0.0.1:$hp_http/"
+	haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
 	pids+=($!)
-	through_haproxy() { curl -sf -m 2 http://127.0.0.1:5280/dispatch/health; }
+	through_haproxy() { curl -sf -m 2 "http://127.0.0.1:$hp_http/dispatch/health"; }
 	wait_for 30 "HAProxy to see a healthy node" through_haproxy
 	# An XMPP stream header through the TCP frontend.
 	stream_ok() {
-		/usr/bin/python3 - <<'PY'
-import socket, sys
-s = socket.create_connection(("127.0.0.1", 5222), timeout=3)
+		HP_C2S=$hp_c2s /usr/bin/python3 - <<'PY'
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(os.environ["HP_C2S"])), timeout=3)
 s.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
 buf = b""
@@ -262,7 +283,7 @@ while b"features>" not in buf:
 sys.exit(0 if b"starttls" in buf else 1)
 PY
 	}
-	wait_for 30 "an XMPP stream through HAProxy on 127.0.0.1:5222" stream_ok
+	wait_for 30 "an XMPP stream through HAProxy on 127.0.0.1:$hp_c2s" stream_ok
 fi
 
 if [ "$smoke" = 1 ]; then
@@ -271,8 +292,9 @@ if [ "$smoke" = 1 ]; then
 fi
 cat >&2 <<EOF
 [run-3-nodes] ready. Logs: $dir/node{1,2,3}.log, $dir/hazelcast.log
-  clients:   alice/alice and bob/bob @localhost on 127.0.0.1:15222, :25222, :35222
-  admin:     http://127.0.0.1:19090/ (admin@localhost / admin)
+  clients:   alice/alice and bob/bob @localhost on 127.0.0.1:$((base + 5222)), :$((2 * base + 5222)), :$((3 * base + 5222))
+  BOSH:      http://127.0.0.1:$((base + 5280))/http-bind (and :$((2 * base + 5280)), :$((3 * base + 5280)))
+  admin:     http://127.0.0.1:$((base + 9090))/ (admin@localhost / admin)
   switch:    $aviary cluster disable --database '$db' --hazelcast 127.0.0.1:$hz_port --hazelcast-cluster-name $hz_name
   restart a node: $dir/start-node.sh node2
   rolling restart (drains and restarts every node in turn; run in another terminal):

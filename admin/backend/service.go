@@ -22,15 +22,21 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
+// errDraining is /readyz's reason while the node drains.
+var errDraining = errors.New("the node is draining")
+
 // Service runs, on one node, the WebAssembly plugin host and the admin
 // listener (console, JSON API, /metrics, /healthz, /readyz). It is a
 // server.Service: started after the node's core, stopped before it.
 type Service struct {
 	cfg *conf.Config
 	log *slog.Logger
-	// S2S and Drain are optional hooks other services fill in.
-	S2S   func() s2s.Stats
-	Drain func(ctx context.Context) error
+	// S2S, Drain and Draining are optional hooks other services fill in.
+	// While Draining reports true, /readyz answers 503 (a load balancer
+	// checking it stops sending clients here).
+	S2S      func() s2s.Stats
+	Drain    func(ctx context.Context) error
+	Draining func() bool
 
 	mu      sync.Mutex
 	rt      *runtime.Runtime
@@ -72,7 +78,12 @@ func (s *Service) Plugins() *pluginhost.Host {
 
 // Start loads the catalogue's plugins and opens the admin listener.
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
-	rt, err := runtime.New(ctx, runtime.Options{Logger: s.log.With("component", "plugins")})
+	w := s.cfg.Plugins.Wasm
+	rt, err := runtime.New(ctx, runtime.Options{
+		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
+		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
+		Logger:         s.log.With("component", "plugins"),
+	})
 	if err != nil {
 		return fmt.Errorf("admin: plugin runtime: %w", err)
 	}
@@ -98,6 +109,9 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		Config: s.cfg, Backend: b, Properties: n.Store(),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
+			if s.Draining != nil && s.Draining() {
+				return errDraining
+			}
 			return n.Store().Ping(ctx)
 		},
 		Logger: s.log,

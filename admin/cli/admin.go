@@ -21,7 +21,7 @@ func init() {
 		web := httpd.NewService()
 		bal := balance.NewService()
 		bal.HTTP, bal.OnDrained = web, stopWhenDrained(log)
-		adm.Drain = bal.Drain
+		adm.Drain, adm.Draining = bal.Drain, bal.Draining
 		return []server.Option{
 			server.WithService(fed),
 			server.WithService(web),

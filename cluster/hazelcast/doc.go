@@ -178,7 +178,12 @@
 // `aviary cluster status`) and leaves its routes in Hazelcast for nodes
 // that have not switched yet; those nodes see it leave their visible set
 // and run OnNodeDown with its routes too. While off, route changes only
-// touch the local index: Hazelcast trouble cannot slow logins. Switch on:
+// touch the local index: Hazelcast trouble cannot slow logins. The node
+// links stay up while the switch is off: Send and Call still reach every
+// live member (it keeps polling the member map), so BOSH requests that a
+// balancer without stickiness sends to a node that does not own their
+// session are still forwarded to the owner. Only a node found dead, or
+// Hazelcast lost, closes its links. Switch on:
 // the node reconciles (stale entries of its incarnation removed, index
 // republished), rebuilds the replica and runs OnClusteredChange(true); the
 // router republishes presence and probes remote contacts.

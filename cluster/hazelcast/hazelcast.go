@@ -113,6 +113,12 @@ type Cluster struct {
 
 	viewMu sync.RWMutex
 	view   map[string]memberRecord // visible members (live and clustered), by name, self excluded
+	// reach: every live member, whatever its switch, self excluded. The
+	// node links outlive the cluster-wide switch, so Send and Call still
+	// reach these (BOSH requests that land on a node that does not own
+	// their session are forwarded while clustering is off); nothing of
+	// the routing table is shared with them.
+	reach map[string]memberRecord
 
 	cbMu          sync.Mutex
 	downFns       []func(string, []cluster.Route)
@@ -452,11 +458,11 @@ func (c *Cluster) callLocal(ctx context.Context, kind string, payload []byte) ([
 }
 
 func (c *Cluster) linkOf(node string) (string, error) {
-	if !c.clustered.Load() {
-		return "", fmt.Errorf("cluster/hazelcast: %q: not clustered: %w", node, cluster.ErrNodeGone)
-	}
 	c.viewMu.RLock()
 	r, ok := c.view[node]
+	if !ok {
+		r, ok = c.reach[node]
+	}
 	c.viewMu.RUnlock()
 	if !ok {
 		return "", fmt.Errorf("cluster/hazelcast: %q is not a live member: %w", node, cluster.ErrNodeGone)

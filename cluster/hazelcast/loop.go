@@ -386,9 +386,15 @@ func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
 	c.cache.Store(nil)
 	c.prevView = map[string]memberRecord{}
 	c.setView(map[string]memberRecord{})
+	if o == nil {
+		c.setReach(nil) // Hazelcast lost: nobody is known to be alive
+	}
 	c.senior.Store(true)
 	for name := range prev {
-		c.links.Forget(name)
+		// The switch went off: links to nodes still alive stay up.
+		if !c.reachable(name) {
+			c.links.Forget(name)
+		}
 	}
 	c.fireChange(false)
 	for name := range prev {
@@ -402,6 +408,20 @@ func (c *Cluster) setView(v map[string]memberRecord) {
 	c.viewMu.Lock()
 	c.view = v
 	c.viewMu.Unlock()
+}
+
+func (c *Cluster) setReach(v map[string]memberRecord) {
+	c.viewMu.Lock()
+	c.reach = v
+	c.viewMu.Unlock()
+}
+
+// reachable reports whether node is alive (whatever its switch).
+func (c *Cluster) reachable(node string) bool {
+	c.viewMu.RLock()
+	defer c.viewMu.RUnlock()
+	_, ok := c.reach[node]
+	return ok
 }
 
 // pollMembers reads the member map, recomputes seniority and the visible
@@ -448,6 +468,7 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 		}
 	}
 	c.senior.Store(senior)
+	c.setReach(maps.Clone(alive))
 	visible := map[string]memberRecord{}
 	if c.enabled.Load() {
 		for name, mr := range alive {
@@ -461,10 +482,9 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 			if cur, ok := visible[name]; ok && cur.Inc == old.Inc {
 				continue
 			}
-			c.links.Forget(name)
 			if cur, ok := alive[name]; ok && cur.Inc == old.Inc {
 				// Alive with its switch off: gone from our view, routes
-				// left in place for it to reconcile.
+				// left in place for it to reconcile; its link stays.
 				rs, err := c.routesOfInc(octx, o, old.Inc)
 				if err != nil {
 					c.log.Warn("cluster could not read routes", "node", name, "err", err)
@@ -472,6 +492,7 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 				c.fireDown(name, rs)
 				continue
 			}
+			c.links.Forget(name)
 			c.handleDead(ctx, o, old.Inc)
 		}
 	}

@@ -50,6 +50,7 @@ func startNode(t *testing.T, h *hub, st storage.Store, name string, mod func(*co
 	cfg.Cluster.NodeName = name
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Balance.PublishInterval = 20 * time.Millisecond
+	cfg.Balance.DrainNotice = 0 // no load balancer to wait for
 	if mod != nil {
 		mod(cfg)
 	}

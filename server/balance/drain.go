@@ -5,6 +5,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
@@ -19,8 +20,15 @@ import (
 //  1. The node publishes draining=true; from now on every new stream is
 //     redirected (see-other-host to the least-loaded node that accepts) or,
 //     with no such node, refused with system-shutdown. Other nodes and the
-//     dispatcher stop naming it once they see the flag.
-//  2. Every bound session is closed with see-other-host (the target picked
+//     dispatcher stop naming it once they see the flag, and its health
+//     checks (/dispatch/health, the admin listener's /readyz) fail. It
+//     keeps only announcing this for balance.drain_notice, so that load
+//     balancers have taken it out before its clients reconnect: otherwise
+//     they are sent straight back and refused.
+//  2. Every stream that has not bound a resource yet is closed the same
+//     way at once (it has nothing to lose, and would otherwise keep the
+//     drain waiting until c2s.auth_timeout), and so is every bound
+//     session, with see-other-host (the target picked
 //     per transport and spread over the nodes that accept), or
 //     system-shutdown when no node can take it. A stream-management
 //     session with resumption stays detached for a short window
@@ -64,13 +72,25 @@ func (s *Service) drainLoop(stop context.Context) {
 	}
 	deadline := time.NewTimer(s.cfg.Balance.DrainDeadline)
 	defer deadline.Stop()
+	reason := "empty"
+	if notice := s.cfg.Balance.DrainNotice; notice > 0 {
+		s.log.Info("balance: announcing the drain before moving sessions", "notice", notice.String())
+		wait := time.NewTimer(notice)
+		select {
+		case <-wait.C:
+		case <-deadline.C:
+			reason = "deadline"
+		case <-stop.Done():
+			reason = "stopped"
+		}
+		wait.Stop()
+	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	sent := map[router.Session]bool{}
 	budget := sweepBudget(s.cfg.Balance.DrainRate, every)
-	reason := "empty"
 loop:
-	for {
+	for reason == "empty" {
 		s.sweep(sent, budget)
 		if s.empty() {
 			break
@@ -137,6 +157,9 @@ func (s *Service) sweep(sent map[router.Session]bool, budget int) {
 	if n == nil {
 		return
 	}
+	if k := n.C2S().RedirectUnbound(s.sendAway(n)); k > 0 {
+		s.log.Debug("balance: closed streams that had not bound a resource", "streams", k)
+	}
 	for _, rs := range n.Router().LocalSessions() {
 		if sent[rs] {
 			continue
@@ -167,6 +190,20 @@ func (s *Service) sweep(sent map[router.Session]bool, budget int) {
 		s.report.Refused++
 		s.mu.Unlock()
 		cs.Redirect(wire.StreamError(CondSystemShutdown, "this node is shutting down and no other node can take the session"))
+	}
+}
+
+// sendAway returns the stream error for a stream of transport t that this
+// draining node closes: see-other-host naming a node that accepts, or
+// system-shutdown.
+func (s *Service) sendAway(n *server.Node) func(t c2s.Transport) *wire.Element {
+	return func(t c2s.Transport) *wire.Element {
+		if d := s.decide(transportOf(n, t), 0); d.Addr != "" {
+			s.metrics.redirects.WithLabelValues("drain").Inc()
+			return c2s.SeeOtherHost(d.Addr)
+		}
+		s.metrics.refusals.WithLabelValues(CondSystemShutdown).Inc()
+		return wire.StreamError(CondSystemShutdown, refuseText(CondSystemShutdown))
 	}
 }
 

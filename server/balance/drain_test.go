@@ -3,6 +3,7 @@ package balance_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -236,12 +237,16 @@ func TestDrainDetachedSession(t *testing.T) {
 	c.bodiesUntil("d1")
 }
 
-// TestDrainDeadline: a stream that never binds keeps the node from being
-// empty; the drain ends at balance.drain_deadline.
+// TestDrainDeadline: the deadline bounds the whole drain, the notice
+// included: here it passes while the node still announces the drain, with
+// a stream left open.
 func TestDrainDeadline(t *testing.T) {
 	h := newHub()
 	st := sharedStore(t)
-	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.Balance.DrainDeadline = 300 * time.Millisecond })
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) {
+		c.Balance.DrainDeadline = 300 * time.Millisecond
+		c.Balance.DrainNotice = time.Hour
+	})
 	idle := servertest.Dial(t, a.n)
 	defer idle.Close()
 	if err := a.bal.Drain(context.Background()); err != nil {
@@ -251,6 +256,60 @@ func TestDrainDeadline(t *testing.T) {
 	if r.Reason != "deadline" || r.Left != 1 {
 		t.Errorf("drain report %+v, want deadline with 1 left", r)
 	}
+}
+
+// TestDrainClosesUnauthenticatedStreams: a stream that opened and never
+// authenticated is sent away at once; it used to keep the drain waiting
+// until c2s.auth_timeout.
+func TestDrainClosesUnauthenticatedStreams(t *testing.T) {
+	h := newHub()
+	st := sharedStore(t)
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.C2S.AuthTimeout = time.Hour })
+	b := startNode(t, h, st, "node-b", nil)
+	idle := &smClient{Client: servertest.Dial(t, a.n)}
+	if err := a.bal.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := seeOtherHost(t, idle); got != b.c2s() {
+		t.Errorf("unauthenticated stream sent to %q, want node-b at %s", got, b.c2s())
+	}
+	if r := waitReport(t, a); r.Reason != "empty" {
+		t.Errorf("drain report %+v, want empty", r)
+	}
+}
+
+// TestDrainNotice: a draining node first only announces it — its health
+// check fails and the dispatcher names the other node — while its clients
+// stay, so that a load balancer has taken it out before they reconnect.
+func TestDrainNotice(t *testing.T) {
+	h := newHub()
+	st := sharedStore(t)
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.Balance.DrainNotice = time.Hour })
+	b := startNode(t, h, st, "node-b", nil)
+	servertest.CreateUser(t, a.n, "alice", "pw-alice")
+	alice := servertest.Dial(t, a.n)
+	alice.Login("alice", "pw-alice", "phone")
+	if err := a.bal.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + a.http() + balance.PathHealth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("health check answered %d while draining, want 503", resp.StatusCode)
+	}
+	if code, ans, _ := dispatch(t, a.http(), "c2s"); code != http.StatusOK || ans.Node != "node-b" {
+		t.Errorf("dispatcher answered %d %+v, want node-b", code, ans)
+	}
+	// Still served during the notice: a ping gets its answer.
+	alice.Send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
+	alice.Await("ping answer during the notice", func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "still" })
+	if n := len(a.n.Router().LocalSessions()); n != 1 {
+		t.Errorf("%d sessions on the draining node during the notice, want 1", n)
+	}
+	_ = b
 }
 
 func waitReport(t *testing.T, tn *testNode) balance.Report {

@@ -260,7 +260,7 @@ cluster: {hazelcast: [%q], hazelcast_cluster_name: %q, node_name: %s, listen: %q
 c2s: {listen: %q, tls_listen: "off"}
 http: {listen: %q}
 admin: {listen: %q, admins: [admin@localhost]}
-balance: {publish_interval: 500ms, drain_deadline: 30s}
+balance: {publish_interval: 500ms, drain_deadline: 30s, drain_notice: 1s}
 `, filepath.Join(dir, name), db, hz.Addr(), hz.ClusterName, name, a[3], p.c2s, p.http, p.admin)
 		if err := os.WriteFile(p.cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)

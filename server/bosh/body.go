@@ -78,7 +78,7 @@ func sniffBody(raw []byte) *wire.Element {
 // writeBody serializes a response <body/> with attrs and payloads, each
 // already serialized by WritePayload. stream:features and stream:error use
 // the stream prefix the body declares.
-func writeBody(buf *bytes.Buffer, attrs []wire.Attr, payloads [][]byte) {
+func writeBody(buf *bytes.Buffer, attrs []wire.Attr, payloads []payload) {
 	buf.WriteString(`<body xmlns="` + NSHTTPBind + `"`)
 	for _, a := range attrs {
 		buf.WriteByte(' ')
@@ -93,7 +93,7 @@ func writeBody(buf *bytes.Buffer, attrs []wire.Attr, payloads [][]byte) {
 	}
 	buf.WriteString(` xmlns:stream="` + wire.NSStream + `">`)
 	for _, p := range payloads {
-		buf.Write(p)
+		buf.Write(p.b)
 	}
 	buf.WriteString("</body>")
 }
@@ -119,6 +119,14 @@ func WritePayload(buf *bytes.Buffer, el *wire.Element) {
 		return
 	}
 	el.WriteTo(buf)
+}
+
+// emptyBody is a response without payloads, for a request whose session
+// has nothing to say to it.
+func emptyBody() []byte {
+	var buf bytes.Buffer
+	writeBody(&buf, nil, nil)
+	return buf.Bytes()
 }
 
 // terminateBody is a terminal binding error response.

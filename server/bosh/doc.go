@@ -36,6 +36,15 @@
 // client gets item-not-found and starts a new session (and resumes with
 // XEP-0198 when it can).
 //
+// A request whose client went away (a closed tab) holds nothing: what
+// the session could not hand to a client known to have it is sent again,
+// or handed back to the c2s core when the session ends, which routes it
+// to the user's other resources or offline storage (delivery.go). A live
+// request never gets an empty HTTP 200: at worst an empty <body/>.
+//
+// When clustering is switched off the node links stay up, so forwarding
+// keeps working behind a balancer without stickiness.
+//
 // # Lock order
 //
 // Manager.mu, then Session.mu. Nothing is called out of the package while

@@ -70,7 +70,28 @@ func (n *fakeNode) Call(ctx context.Context, node, kind string, payload []byte) 
 	if h == nil {
 		return nil, cluster.ErrNoHandler
 	}
-	return h(ctx, n.name, bytes.Clone(payload))
+	// As over a real link: the handler runs on the other node, which does
+	// not learn that the caller stopped waiting.
+	type result struct {
+		b   []byte
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := h(context.Background(), n.name, bytes.Clone(payload))
+		ch <- result{b, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.b, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (n *fakeNode) Send(ctx context.Context, node, kind string, payload []byte) error {
+	_, err := n.Call(ctx, node, kind, payload)
+	return err
 }
 
 func TestForwardingBetweenNodes(t *testing.T) {

@@ -23,6 +23,11 @@ import (
 // the node owning its session.
 const ForwardKind = "bosh"
 
+// GoneKind is the cluster message kind by which a node that forwarded a
+// request tells the session's owner that the request's client went away
+// or that the response could not be written to it (delivery.go).
+const GoneKind = "bosh.gone"
+
 // Meta is what a request carries besides its body.
 type Meta struct {
 	// RemoteAddr is the client's address (host:port).
@@ -38,6 +43,11 @@ type Manager struct {
 	node   string
 	prefix string // sid prefix naming this node
 
+	// stopping ends when Close runs: forwarded requests waiting for their
+	// owner are answered then, not left to the HTTP server's shutdown.
+	stopping context.Context
+	stop     context.CancelFunc
+
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
@@ -48,9 +58,11 @@ type Manager struct {
 func NewManager(opts Options) *Manager {
 	opts.applyDefaults()
 	m := &Manager{opts: opts, sessions: map[string]*Session{}}
+	m.stopping, m.stop = context.WithCancel(context.Background())
 	if opts.Cluster != nil {
 		m.node = opts.Cluster.NodeName()
 		opts.Cluster.Handle(ForwardKind, m.handleForward)
+		opts.Cluster.Handle(GoneKind, m.handleGone)
 	}
 	m.prefix = base64.RawURLEncoding.EncodeToString([]byte(m.node))
 	return m
@@ -71,7 +83,11 @@ func (m *Manager) Session(sid string) *Session {
 }
 
 // Close ends every session with system-shutdown and refuses new ones.
+// Requests forwarded to other nodes are answered at once with an empty
+// body (their sessions live on there; the client's next request reaches
+// another node).
 func (m *Manager) Close() {
+	m.stop()
 	m.mu.Lock()
 	m.closed = true
 	all := make([]*Session, 0, len(m.sessions))
@@ -147,17 +163,59 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 	}
 	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(m.opts.MaxBodyBytes)+1))
 	if err != nil {
-		return // the client went away
-	}
-	resp := m.Handle(r.Context(), raw, meta)
-	if resp == nil {
+		// The body did not arrive whole: a client still there gets a
+		// status XEP-0124 §17.1 allows rather than an empty 200.
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			m.writeBody(w, terminateBody(CondPolicyViolation))
+			return
+		}
+		http.Error(w, "bad request: incomplete body", http.StatusBadRequest)
 		return
 	}
+	rep := m.handle(r.Context(), raw, meta)
+	if rep.body == nil {
+		// The client went away before there was an answer (or the node
+		// is stopping): whoever may still read gets a proper body.
+		m.writeBody(w, m.fallbackBody(raw))
+		return
+	}
+	err = m.writeBody(w, rep.body)
+	// A write into a connection whose client has gone (its context ended
+	// when the server read its end) may still succeed: count it as lost,
+	// unless the context ended because this node is stopping.
+	if err != nil || (r.Context().Err() != nil && m.stopping.Err() == nil) {
+		rep.report(lost)
+		return
+	}
+	rep.report(delivered)
+}
+
+// writeBody writes a response body and flushes it, so that a failed write
+// is seen here.
+func (m *Manager) writeBody(w http.ResponseWriter, body []byte) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/xml; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(resp)))
-	w.Write(resp)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	if _, err := w.Write(body); err != nil {
+		return err
+	}
+	return http.NewResponseController(w).Flush()
+}
+
+// fallbackBody answers a request that got no response: the node is
+// stopping (system-shutdown for a new session), or its client went away;
+// a request of a session gets a body without payloads, which holds
+// nothing back from the session.
+func (m *Manager) fallbackBody(raw []byte) []byte {
+	if b := sniffBody(raw); b != nil && b.Attr("sid") != "" {
+		return emptyBody()
+	}
+	if m.stopping.Err() != nil {
+		return terminateBody(CondSystemShutdown)
+	}
+	return terminateBody(CondRemoteConnectionFailed)
 }
 
 // cors sets the CORS headers (XEP-0124 needs them for pages on another
@@ -206,13 +264,21 @@ func AllowedOrigin(list []string, origin string) string {
 	return ""
 }
 
-// Handle runs one raw request body and returns the response body; nil
-// means ctx ended before there was one. HTTP requests and requests
-// forwarded from other nodes both come here.
+// Handle runs one raw request body and returns the response body, counted
+// as delivered; nil means ctx ended before there was one (the client went
+// away). Embedders and tests use it; ServeHTTP reports how its write went.
 func (m *Manager) Handle(ctx context.Context, raw []byte, meta Meta) []byte {
+	rep := m.handle(ctx, raw, meta)
+	rep.report(delivered)
+	return rep.body
+}
+
+// handle runs one raw request body. HTTP requests and requests forwarded
+// from other nodes both come here.
+func (m *Manager) handle(ctx context.Context, raw []byte, meta Meta) reply {
 	if len(raw) > m.opts.MaxBodyBytes {
 		m.failNamed(raw, CondPolicyViolation)
-		return terminateBody(CondPolicyViolation)
+		return reply{body: terminateBody(CondPolicyViolation)}
 	}
 	body, err := wire.ParseNS(raw, wire.Limits{MaxStanzaBytes: m.opts.MaxBodyBytes})
 	if err != nil {
@@ -221,11 +287,11 @@ func (m *Manager) Handle(ctx context.Context, raw []byte, meta Meta) []byte {
 			cond = CondPolicyViolation
 		}
 		m.failNamed(raw, cond)
-		return terminateBody(cond)
+		return reply{body: terminateBody(cond)}
 	}
 	if body.Name != "body" || body.NS() != NSHTTPBind {
 		m.failNamed(raw, CondBadRequest)
-		return terminateBody(CondBadRequest)
+		return reply{body: terminateBody(CondBadRequest)}
 	}
 	sid := body.Attr("sid")
 	if sid == "" {
@@ -239,9 +305,9 @@ func (m *Manager) Handle(ctx context.Context, raw []byte, meta Meta) []byte {
 	}
 	owner, ok := OwnerOf(sid)
 	if !ok || owner == m.node || m.opts.Cluster == nil {
-		return terminateBody(CondItemNotFound)
+		return reply{body: terminateBody(CondItemNotFound)}
 	}
-	return m.forward(ctx, owner, raw, meta)
+	return m.forward(ctx, owner, sid, body, raw, meta)
 }
 
 // failNamed ends the local session a broken body names, if it can be read.
@@ -260,25 +326,25 @@ func (m *Manager) failNamed(raw []byte, cond string) {
 
 // create starts a session (XEP-0124 §7, XEP-0206 §5) and returns the
 // session creation response once the stream has something to say.
-func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) []byte {
+func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) reply {
 	rid, _, ok := parseUint(body, "rid")
 	if !ok || rid == 0 || rid > maxRID {
-		return terminateBody(CondBadRequest)
+		return reply{body: terminateBody(CondBadRequest)}
 	}
 	if to := body.Attr("to"); to != "" && !strings.EqualFold(to, m.opts.Domain) {
-		return terminateBody(CondHostUnknown)
+		return reply{body: terminateBody(CondHostUnknown)}
 	}
 	maxWait := secs(m.opts.MaxWait)
 	wait, present, ok := parseUint(body, "wait")
 	if !ok {
-		return terminateBody(CondBadRequest)
+		return reply{body: terminateBody(CondBadRequest)}
 	}
 	if !present || wait > int64(maxWait) {
 		wait = int64(maxWait)
 	}
 	hold, present, ok := parseUint(body, "hold")
 	if !ok {
-		return terminateBody(CondBadRequest)
+		return reply{body: terminateBody(CondBadRequest)}
 	}
 	if !present {
 		hold = 1
@@ -312,6 +378,7 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) []b
 		lastRID:     rid - 1,
 		pending:     map[int64]*request{},
 		cache:       map[int64]*cached{},
+		settled:     make(chan struct{}, 1),
 		inboxCh:     make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
@@ -322,7 +389,7 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) []b
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return terminateBody(CondSystemShutdown)
+		return reply{body: terminateBody(CondSystemShutdown)}
 	}
 	m.sessions[s.sid] = s
 	m.mu.Unlock()
@@ -332,19 +399,14 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) []b
 	if cond != "" {
 		s.closeLocked(cond, nil, ErrBinding)
 		s.mu.Unlock()
-		return terminateBody(cond)
+		return reply{body: terminateBody(cond)}
 	}
 	done := r.done
 	s.mu.Unlock()
 	if m.opts.OnSession != nil {
 		m.opts.OnSession(s)
 	}
-	select {
-	case b := <-done:
-		return b
-	case <-ctx.Done():
-		return nil
-	}
+	return s.await(ctx, r, done)
 }
 
 // negotiateVer answers with the client's version when it is older than
@@ -379,29 +441,90 @@ type forwardMsg struct {
 }
 
 // forward sends a request to the owning node and returns its response.
-func (m *Manager) forward(ctx context.Context, owner string, raw []byte, meta Meta) []byte {
+// When the client goes away first, or the response cannot be written to
+// it, the owner is told (GoneKind) so that the request holds nothing back
+// and what its response carried is sent again. A request that was still
+// waiting when this node stops gets an empty body: the session goes on
+// on its owner, where the client's next request is forwarded from
+// another node.
+func (m *Manager) forward(ctx context.Context, owner, sid string, body *wire.Element, raw []byte, meta Meta) reply {
 	payload, err := json.Marshal(forwardMsg{Body: raw, Remote: meta.RemoteAddr, Secure: meta.Secure})
 	if err != nil {
-		return terminateBody(CondInternalServerError)
+		return reply{body: terminateBody(CondInternalServerError)}
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.opts.MaxWait+m.opts.ForwardTimeout)
+	rid, _, _ := parseUint(body, "rid")
+	cctx, cancel := context.WithTimeout(ctx, m.opts.MaxWait+m.opts.ForwardTimeout)
 	defer cancel()
-	resp, err := m.opts.Cluster.Call(ctx, owner, ForwardKind, payload)
+	unhook := context.AfterFunc(m.stopping, cancel)
+	defer unhook()
+	gone := func(outcome) { m.tellGone(owner, sid, rid) }
+	resp, err := m.opts.Cluster.Call(cctx, owner, ForwardKind, payload)
 	switch {
 	case err == nil && len(resp) > 0:
-		return resp
-	case err == nil, ctx.Err() != nil:
-		return nil // the client went away while its request was held
+		return reply{body: resp, settle: func(o outcome) {
+			if o == lost {
+				gone(o)
+			}
+		}}
+	case err == nil:
+		// An owner that had nothing to say (it is stopping): the session
+		// gets nothing from this request.
+		gone(lost)
+		return reply{body: emptyBody()}
+	case ctx.Err() != nil:
+		gone(lost) // the client went away while its request was held
+		return reply{}
+	case m.stopping.Err() != nil:
+		gone(lost)
+		return reply{body: emptyBody()}
 	case errors.Is(err, cluster.ErrNodeGone), errors.Is(err, cluster.ErrNoHandler):
-		// The owner is gone, and its sessions with it.
-		return terminateBody(CondItemNotFound)
+		// The owner is gone, and its sessions with it (or this node cannot
+		// reach it, which the client cannot tell apart).
+		m.opts.Logger.Info("bosh: the node owning a session cannot be reached; the client must start a new session",
+			"node", owner, "sid", sid, "err", err)
+		return reply{body: terminateBody(CondItemNotFound)}
 	default:
 		m.opts.Logger.Warn("bosh: forwarding failed", "node", owner, "err", err)
-		return terminateBody(CondRemoteConnectionFailed)
+		gone(lost)
+		return reply{body: terminateBody(CondRemoteConnectionFailed)}
 	}
 }
 
-// handleForward runs a request another node forwarded to us.
+// goneMsg names a forwarded request whose client went away.
+type goneMsg struct {
+	SID string `json:"sid"`
+	RID int64  `json:"rid"`
+}
+
+// tellGone tells owner that the forwarded request rid of sid reached no
+// client. Best effort: an owner that cannot be told is stopping or gone.
+func (m *Manager) tellGone(owner, sid string, rid int64) {
+	payload, err := json.Marshal(goneMsg{SID: sid, RID: rid})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.ForwardTimeout)
+	defer cancel()
+	if err := m.opts.Cluster.Send(ctx, owner, GoneKind, payload); err != nil {
+		m.opts.Logger.Debug("bosh: could not tell the owner that a client left", "node", owner, "sid", sid, "err", err)
+	}
+}
+
+// handleGone runs another node's report that a request it forwarded to us
+// reached no client.
+func (m *Manager) handleGone(ctx context.Context, from string, payload []byte) ([]byte, error) {
+	var msg goneMsg
+	if err := json.Unmarshal(payload, &msg); err != nil {
+		return nil, fmt.Errorf("bosh: bad gone report from %s: %w", from, err)
+	}
+	if s := m.Session(msg.SID); s != nil {
+		s.gone(msg.RID)
+	}
+	return nil, nil
+}
+
+// handleForward runs a request another node forwarded to us. The response
+// goes back over the link; that node reports a loss (GoneKind).
 func (m *Manager) handleForward(ctx context.Context, from string, payload []byte) ([]byte, error) {
 	var msg forwardMsg
 	if err := json.Unmarshal(payload, &msg); err != nil {
@@ -419,5 +542,12 @@ func (m *Manager) handleForward(ctx context.Context, from string, payload []byte
 			}
 		}
 	}
-	return m.Handle(ctx, msg.Body, Meta{RemoteAddr: msg.Remote, Secure: msg.Secure}), nil
+	rep := m.handle(ctx, msg.Body, Meta{RemoteAddr: msg.Remote, Secure: msg.Secure})
+	if rep.body == nil {
+		// Only when this node is stopping (the link's context ended):
+		// never an empty reply, which the other node would pass on.
+		return m.fallbackBody(msg.Body), nil
+	}
+	rep.report(handedOn)
+	return rep.body, nil
 }

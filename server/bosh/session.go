@@ -66,9 +66,13 @@ type Session struct {
 	pending  map[int64]*request
 	held     []*request // processed, not answered, in rid order
 	cache    map[int64]*cached
-	cacheIDs []int64  // rids in cache, ascending
-	out      [][]byte // serialized payloads waiting for a request
+	cacheIDs []int64   // rids in cache, ascending
+	out      []payload // payloads waiting for a request, oldest first
 	outBytes int
+	// sent: rid → what its response carried, until the client is known to
+	// have it (delivery.go); settled is signalled when an entry settles.
+	sent    map[int64]*sentResp
+	settled chan struct{}
 
 	streamID string // the c2s core's stream id (authid)
 	key      string // XEP-0124 §15: the key the next request must hash to
@@ -106,6 +110,14 @@ func (s *Session) Secure() bool { return s.secure }
 // sent it, built from the session creation request (to, xml:lang,
 // xmpp:version).
 func (s *Session) Header() *wire.Element { return s.header.Copy() }
+
+// Held returns how many requests the session holds, waiting for
+// something to answer with.
+func (s *Session) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.held)
+}
 
 // Done is closed when the session has ended.
 func (s *Session) Done() <-chan struct{} { return s.done }
@@ -175,8 +187,9 @@ func (s *Session) endInboxLocked(err error) {
 	s.pushLocked(event{err: err})
 }
 
-// Send queues an element for the client; it is serialized at once, so the
-// caller may reuse it. It never blocks; it returns false when the session
+// Send queues an element for the client; it is serialized at once and
+// kept, unmodified, until the client has it (Undelivered hands it back if
+// the session ends first), so the caller must not modify it. It never blocks; it returns false when the session
 // is closed or the client is too slow to take it (the session then ends).
 func (s *Session) Send(el *wire.Element) bool {
 	p := payloadBytes(el)
@@ -190,7 +203,9 @@ func (s *Session) Send(el *wire.Element) bool {
 		s.closeLocked(CondPolicyViolation, nil, ErrBinding)
 		return false
 	}
-	s.out = append(s.out, p)
+	// The element is kept (not modified) until the client has it, so that
+	// a session that ends first hands it back (Undelivered).
+	s.out = append(s.out, payload{el: el, b: p})
 	s.outBytes += len(p)
 	s.scheduleFlushLocked()
 	return true
@@ -237,28 +252,27 @@ func (s *Session) Close(streamErr *wire.Element) {
 
 // closeLocked ends the session: held requests are answered (the oldest
 // carries what is queued, all carry the terminate), what cannot be carried
-// becomes unsent, Recv returns recvErr, and the session leaves the table.
-func (s *Session) closeLocked(cond string, payload []byte, recvErr error) {
+// stays queued for Undelivered, Recv returns recvErr, and the session
+// leaves the table.
+func (s *Session) closeLocked(cond string, streamErr []byte, recvErr error) {
 	if s.closed {
 		return
 	}
 	s.closed = true
 	s.termCond = cond
-	s.termPayload = payload
+	s.termPayload = streamErr
 	s.stopInactivityLocked()
 	for _, r := range s.pending {
-		s.answerLocked(r, s.terminateBodyLocked(r, nil), false)
-	}
-	if recvErr == ErrTerminated {
-		s.out, s.outBytes = nil, 0 // the client said goodbye
+		s.answerLocked(r, s.terminateBodyLocked(r, nil), nil, false)
 	}
 	for i, r := range s.held {
-		var carry [][]byte
-		if i == 0 {
-			carry = s.out
-			s.out, s.outBytes = nil, 0
+		var carry []payload
+		// A client that said goodbye reads no more: what is queued is
+		// routed elsewhere (Undelivered) rather than sent into its exit.
+		if i == 0 && recvErr != ErrTerminated {
+			carry = s.takeOutLocked()
 		}
-		s.answerLocked(r, s.terminateBodyLocked(r, carry), r.pause == 0)
+		s.answerLocked(r, s.terminateBodyLocked(r, carry), carry, r.pause == 0)
 	}
 	told := s.told || len(s.held) > 0 || len(s.pending) > 0
 	s.held, s.pending = nil, nil
@@ -279,14 +293,14 @@ func (s *Session) closeLocked(cond string, payload []byte, recvErr error) {
 
 // terminateBodyLocked builds the final response with the queued payloads
 // and the stream error, if any.
-func (s *Session) terminateBodyLocked(r *request, carry [][]byte) []byte {
+func (s *Session) terminateBodyLocked(r *request, carry []payload) []byte {
 	var buf bytes.Buffer
 	attrs := []wire.Attr{{Name: "type", Value: "terminate"}}
 	if s.termCond != "" {
 		attrs = append(attrs, wire.Attr{Name: "condition", Value: s.termCond})
 	}
 	if s.termPayload != nil {
-		carry = append(carry, s.termPayload)
+		carry = append(carry[:len(carry):len(carry)], payload{b: s.termPayload})
 	}
 	if r != nil && r.creation {
 		attrs = append(attrs, s.creationAttrsLocked()...)
@@ -296,7 +310,9 @@ func (s *Session) terminateBodyLocked(r *request, carry [][]byte) []byte {
 }
 
 // answerLocked hands a response to the request's waiter and caches it.
-func (s *Session) answerLocked(r *request, body []byte, cache bool) {
+// carried is what the response carries from the queue: it is remembered
+// until the client is known to have it (delivery.go).
+func (s *Session) answerLocked(r *request, body []byte, carried []payload, cache bool) {
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
@@ -304,6 +320,7 @@ func (s *Session) answerLocked(r *request, body []byte, cache bool) {
 	if cache {
 		s.cacheLocked(r.rid, body)
 	}
+	s.recordSentLocked(r.rid, carried)
 	select {
 	case r.done <- body:
 	default:
@@ -372,7 +389,7 @@ func (s *Session) creationAttrsLocked() []wire.Attr {
 }
 
 // responseLocked builds a normal response to r with payloads.
-func (s *Session) responseLocked(r *request, payloads [][]byte) []byte {
+func (s *Session) responseLocked(r *request, payloads []payload) []byte {
 	var attrs []wire.Attr
 	if r.creation {
 		attrs = s.creationAttrsLocked()
@@ -417,14 +434,13 @@ func (s *Session) flushLocked() {
 		if !over && len(s.out) == 0 && !r.report {
 			break
 		}
-		var payloads [][]byte
+		var payloads []payload
 		if r.pause == 0 {
-			payloads = s.out
-			s.out, s.outBytes = nil, 0
+			payloads = s.takeOutLocked()
 		}
 		s.held = s.held[1:]
 		s.lastRespEmpty = len(payloads) == 0
-		s.answerLocked(r, s.responseLocked(r, payloads), r.pause == 0)
+		s.answerLocked(r, s.responseLocked(r, payloads), payloads, r.pause == 0)
 	}
 	s.idleCheckLocked()
 }
@@ -439,13 +455,12 @@ func (s *Session) expire(r *request) {
 		}
 		// Answer in order: older held requests go first.
 		for _, older := range s.held[:i+1] {
-			var payloads [][]byte
+			var payloads []payload
 			if older == s.held[0] && older.pause == 0 {
-				payloads = s.out
-				s.out, s.outBytes = nil, 0
+				payloads = s.takeOutLocked()
 			}
 			s.lastRespEmpty = len(payloads) == 0
-			s.answerLocked(older, s.responseLocked(older, payloads), older.pause == 0)
+			s.answerLocked(older, s.responseLocked(older, payloads), payloads, older.pause == 0)
 		}
 		s.held = s.held[i+1:]
 		break
@@ -489,12 +504,13 @@ func (s *Session) inactive(gen uint64) {
 }
 
 // handle runs one request of an existing session and returns its response,
-// waiting while it is held. A nil response means ctx ended first (the
-// client went away; the response stays cached for a resend).
-func (s *Session) handle(ctx context.Context, body *wire.Element) []byte {
+// waiting while it is held. A nil body means ctx ended first: the client
+// went away, so the request no longer holds anything (abandonLocked). The
+// caller reports through reply.settle whether the body reached the client.
+func (s *Session) handle(ctx context.Context, body *wire.Element) reply {
 	rid, _, ok := parseUint(body, "rid")
 	if !ok || rid == 0 || rid > maxRID {
-		return s.fail(CondBadRequest)
+		return reply{body: s.fail(CondBadRequest)}
 	}
 	s.mu.Lock()
 	if fn := s.activity; fn != nil {
@@ -507,33 +523,50 @@ func (s *Session) handle(ctx context.Context, body *wire.Element) []byte {
 		// was queued when the server closed.
 		if c := s.cache[rid]; c != nil {
 			s.mu.Unlock()
-			return c.body
+			return reply{body: c.body}
 		}
-		resp := s.terminateBodyLocked(nil, s.out)
-		s.out, s.outBytes = nil, 0
+		carry := s.takeOutLocked()
+		resp := s.terminateBodyLocked(nil, carry)
 		s.cacheLocked(rid, resp)
+		s.recordSentLocked(rid, carry)
 		s.mu.Unlock()
-		return resp
+		return s.reply(resp, rid)
 	}
 	r, resp, cond := s.admitLocked(body, rid, false)
 	if cond != "" {
 		s.told = true
 		s.closeLocked(cond, nil, ErrBinding)
 		s.mu.Unlock()
-		return terminateBody(cond)
+		return reply{body: terminateBody(cond)}
 	}
 	if resp != nil {
 		s.mu.Unlock()
-		return resp
+		return reply{body: resp}
 	}
 	done := r.done // a resend may replace it once the lock is released
 	s.mu.Unlock()
+	return s.await(ctx, r, done)
+}
+
+// await waits for the answer to r on done. When ctx ends first, an answer
+// handed over meanwhile still wins; otherwise the request is abandoned.
+func (s *Session) await(ctx context.Context, r *request, done chan []byte) reply {
 	select {
 	case b := <-done:
-		return b
+		return s.reply(b, r.rid)
 	case <-ctx.Done():
-		return nil
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case b := <-done:
+		return s.reply(b, r.rid)
+	default:
+	}
+	if r.done == done {
+		s.abandonLocked(r)
+	}
+	return reply{}
 }
 
 // fail ends the session with a terminal binding condition.
@@ -560,8 +593,10 @@ func (s *Session) admitLocked(body *wire.Element, rid int64, creation bool) (*re
 			r.pause = time.Duration(p) * s.m.opts.Second
 		}
 	}
-	if ack, present, ok := parseUint(body, "ack"); present && ok && s.ackMode {
+	ack, ackPresent, ackOK := parseUint(body, "ack")
+	if ackPresent && ackOK && s.ackMode {
 		s.ackLocked(ack)
+		s.confirmLocked(ack)
 		// A response after the acknowledged one went missing (§9.2).
 		if ack < s.lastRID && s.cache[ack+1] != nil && now.Sub(s.cache[ack+1].sentAt) >= s.m.opts.Second {
 			r.report = true
@@ -584,6 +619,16 @@ func (s *Session) admitLocked(body *wire.Element, rid int64, creation bool) (*re
 	if p := s.pending[rid]; p != nil {
 		s.replaceWaiterLocked(p)
 		return p, nil, ""
+	}
+
+	// What the client has: without an ack it has every response below this
+	// rid (ack mode, §9.1); without ack mode, it cannot have more than
+	// `requests` outstanding (§11), so it has the one `requests` back.
+	switch {
+	case s.ackMode && !ackPresent:
+		s.confirmLocked(rid - 1)
+	case !s.ackMode:
+		s.confirmLocked(rid - int64(s.requests))
 	}
 
 	// The window (§14.2): at most `requests` ahead of the last processed,
@@ -704,14 +749,13 @@ func (s *Session) processLocked(r *request) {
 		for len(s.held) > 0 {
 			h := s.held[0]
 			s.held = s.held[1:]
-			var payloads [][]byte
+			var payloads []payload
 			if h.pause == 0 {
-				payloads = s.out
-				s.out, s.outBytes = nil, 0
+				payloads = s.takeOutLocked()
 			}
-			s.answerLocked(h, s.responseLocked(h, payloads), h.pause == 0)
+			s.answerLocked(h, s.responseLocked(h, payloads), payloads, h.pause == 0)
 		}
-		s.answerLocked(r, s.responseLocked(r, nil), false)
+		s.answerLocked(r, s.responseLocked(r, nil), nil, false)
 		s.pauseFor = r.pause
 		return
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // DefaultMaxPendingBytes caps what one session may have queued plus
@@ -53,7 +54,8 @@ type Server struct {
 	preAuth   preAuthTable              // see preauth.go
 
 	mu        sync.Mutex
-	resumable map[string]*Session // SM ID → session with resumption enabled
+	streams   map[*Session]struct{} // every stream being served (see RedirectUnbound)
+	resumable map[string]*Session   // SM ID → session with resumption enabled
 	// handedOver: SM ID → timer routing again the stanzas of a session
 	// handed to another node, stopped when that node confirms.
 	handedOver map[string]*time.Timer
@@ -67,7 +69,7 @@ func NewServer(d Deps) *Server {
 	if d.MaxPendingBytes <= 0 {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
-	srv := &Server{d: d, resumable: map[string]*Session{}}
+	srv := &Server{d: d, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }
@@ -97,12 +99,19 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	}
 	s := srv.newSession(ctx, t)
 	s.preAuthRelease, s.preAuthOver = release, !ok
+	first := s
+	srv.mu.Lock()
+	srv.streams[first] = struct{}{}
+	srv.mu.Unlock()
 	var reason CloseReason
 	for s != nil {
 		var next *Session
 		next, reason = s.run()
 		s = next
 	}
+	srv.mu.Lock()
+	delete(srv.streams, first)
+	srv.mu.Unlock()
 	srv.d.Metrics.closed(reason)
 	return nil
 }
@@ -124,6 +133,34 @@ func (srv *Server) Shutdown(ctx context.Context) {
 			s.expire(ReasonShutdown)
 		}
 	}
+}
+
+// RedirectUnbound ends, with the stream error choose returns for its
+// transport (see-other-host, system-shutdown), every stream that has not
+// bound a resource: still negotiating, it has nothing in the router and
+// nothing to lose. A draining node calls it so that a client that opened a
+// stream and never authenticated does not keep the drain waiting until
+// c2s.auth_timeout. It returns how many streams it ended.
+func (srv *Server) RedirectUnbound(choose func(Transport) *wire.Element) int {
+	srv.mu.Lock()
+	list := make([]*Session, 0, len(srv.streams))
+	for s := range srv.streams {
+		list = append(list, s)
+	}
+	srv.mu.Unlock()
+	n := 0
+	for _, s := range list {
+		s.mu.Lock()
+		skip := s.bound || s.closing || s.detached || s.t == nil
+		t := s.t
+		s.mu.Unlock()
+		if skip {
+			continue
+		}
+		s.Redirect(choose(t))
+		n++
+	}
+	return n
 }
 
 func (srv *Server) addResumable(s *Session) {

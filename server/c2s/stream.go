@@ -98,6 +98,34 @@ func (s *Session) finish() CloseReason {
 		t := s.t
 		closeIt := !s.tclosed
 		s.tclosed = true
+		s.mu.Unlock()
+		if closeIt {
+			_ = t.Close(nil)
+		}
+		// What the transport still had goes out again after the
+		// unacknowledged stanzas when the client resumes, or is routed
+		// with them when it does not.
+		extra := s.transportUnsent(t)
+		s.mu.Lock()
+		if !s.detached && len(extra) > 0 {
+			// Ended meanwhile (kicked while detached): expire has routed
+			// what the session held; route these the same way.
+			s.mu.Unlock()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+			s.srv.d.Router.Unbind(ctx, s, extra)
+			cancel()
+			s.mu.Lock()
+			extra = nil
+		}
+		if len(extra) > 0 {
+			again := make([]outItem, 0, len(extra)+len(s.queue))
+			for _, el := range extra {
+				sz := approxSize(el)
+				again = append(again, outItem{kind: itemElement, el: el, size: sz})
+				s.pending += sz
+			}
+			s.queue = append(again, s.queue...)
+		}
 		if s.detached {
 			wait := s.resumeFor
 			if reason == ReasonRedirected {
@@ -106,9 +134,6 @@ func (s *Session) finish() CloseReason {
 			s.resumeTimer = time.AfterFunc(wait, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
-		if closeIt {
-			_ = t.Close(nil)
-		}
 		s.logger().Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
 		close(s.readerDone)
 		return reason
@@ -116,8 +141,12 @@ func (s *Session) finish() CloseReason {
 	for !s.tclosed {
 		s.wcond.Wait()
 	}
+	t := s.t
+	s.mu.Unlock()
+	extra := s.transportUnsent(t) // older than anything the session holds
+	s.mu.Lock()
 	bound := s.bound
-	unsent := s.unsentLocked()
+	unsent := append(extra, s.unsentLocked()...)
 	s.stopTimerLocked()
 	s.mu.Unlock()
 	s.cancel()
@@ -131,6 +160,40 @@ func (s *Session) finish() CloseReason {
 	s.logger().Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
 	close(s.readerDone)
 	return reason
+}
+
+// transportUnsent asks a closed transport that queues what it is given
+// (UndeliveredReporter) for the stanzas its client is not known to have,
+// leaving out those the session already holds as unacknowledged or failed
+// (the same elements: stream management counts what the transport took).
+func (s *Session) transportUnsent(t Transport) []*wire.Element {
+	r, ok := t.(UndeliveredReporter)
+	if !ok {
+		return nil
+	}
+	els := r.Undelivered()
+	if len(els) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	held := make(map[*wire.Element]bool, len(s.unacked)+len(s.failed))
+	for _, el := range s.unacked {
+		held[el] = true
+	}
+	for _, el := range s.failed {
+		held[el] = true
+	}
+	for _, it := range s.queue {
+		held[it.el] = true
+	}
+	s.mu.Unlock()
+	out := els[:0]
+	for _, el := range els {
+		if !held[el] {
+			out = append(out, el)
+		}
+	}
+	return out
 }
 
 // expire ends a detached session that was not resumed in time (or was

@@ -93,7 +93,8 @@ type Transport interface {
 	// Write sends a batch of top-level elements in one go (TCP: one
 	// net.Buffers write with a deadline). The core does not modify the
 	// elements afterwards, but the connector must not keep them once Write
-	// returns. An error means the transport is broken.
+	// returns, unless it implements UndeliveredReporter. An error means
+	// the transport is broken.
 	Write(els []*wire.Element) error
 
 	// Close ends the stream: it writes streamErr (a <stream:error/> element,
@@ -115,6 +116,21 @@ type Transport interface {
 	// request). The core uses it for its idle and ping timers. fn is cheap
 	// and safe to call from any goroutine.
 	SetActivityHook(fn func())
+}
+
+// UndeliveredReporter is implemented by a transport whose Write only
+// queues elements for the client to fetch later (BOSH: a response to the
+// client's next HTTP request), so that a successful Write does not mean
+// the client got them. Once the core has closed the transport it asks for
+// the stanzas the client is not known to have, and re-routes them with
+// the session's other unsent stanzas (Router.Unbind: the user's other
+// resources, offline storage), or, for a session waiting for a
+// stream-management resumption, sends them again after it. The transport
+// returns elements the core passed to Write (it keeps them, unmodified,
+// until then), oldest first, each once; it may block briefly while
+// responses being written finish.
+type UndeliveredReporter interface {
+	Undelivered() []*wire.Element
 }
 
 // StreamHeader is what the server's opening stream header carries.

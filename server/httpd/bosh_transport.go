@@ -12,7 +12,10 @@ import (
 	"github.com/aviary-im/aviary/wire"
 )
 
-var _ c2s.Transport = (*BOSHTransport)(nil)
+var (
+	_ c2s.Transport           = (*BOSHTransport)(nil)
+	_ c2s.UndeliveredReporter = (*BOSHTransport)(nil)
+)
 
 // BOSHTransport carries one c2s stream over a BOSH session (XEP-0206): the
 // session creation request stands for the first stream header, a body with
@@ -144,3 +147,7 @@ func (t *BOSHTransport) RemoteAddr() string {
 
 // SetActivityHook installs fn, called on every request of the session.
 func (t *BOSHTransport) SetActivityHook(fn func()) { t.s.SetActivityHook(fn) }
+
+// Undelivered returns, after Close, the stanzas the client is not known to
+// have received (c2s.UndeliveredReporter): the core routes them again.
+func (t *BOSHTransport) Undelivered() []*wire.Element { return t.s.Undelivered() }

@@ -54,6 +54,7 @@ type boshClient struct {
 	rid   int64
 	inbox []*wire.Element
 	jid   string
+	wait  string // the creation request's wait; default "1"
 }
 
 func (b *boshClient) post(attrs, payload string) *wire.Element {
@@ -125,7 +126,11 @@ func named(name string) func(*wire.Element) bool {
 
 func (b *boshClient) login(user, pw, resource string) {
 	b.t.Helper()
-	resp := b.post("to='localhost' xml:lang='en' wait='1' hold='1' ver='1.11' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'", "")
+	wait := b.wait
+	if wait == "" {
+		wait = "1"
+	}
+	resp := b.post("to='localhost' xml:lang='en' wait='"+wait+"' hold='1' ver='1.11' xmlns:xmpp='urn:xmpp:xbosh' xmpp:version='1.0'", "")
 	b.sid = resp.Attr("sid")
 	if b.sid == "" || resp.Attr("authid") == "" {
 		b.t.Fatalf("creation response %s", resp)

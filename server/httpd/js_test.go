@@ -2,6 +2,7 @@ package httpd_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -85,16 +87,7 @@ func TestJavaScriptClients(t *testing.T) {
 // WebSocket, and each time exchanges a message with a TCP user.
 func TestBrowser(t *testing.T) {
 	dir := jsDir(t)
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
-			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
-		}
-		t.Skipf("no Chromium at %s", chromium)
-	}
+	chromium := chromiumPath(t)
 	n, _, base := node(t, nil)
 	servertest.CreateUser(t, n, "carol", "pw-carol")
 	servertest.CreateUser(t, n, "webuser", "pw-web")
@@ -102,17 +95,7 @@ func TestBrowser(t *testing.T) {
 	tcpJID := tcp.Login("carol", "pw-carol", "desk")
 	tcp.Timeout = 60 * time.Second
 
-	// The page comes from its own origin, so BOSH needs CORS.
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
-	})
-	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/javascript")
-		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
-	})
-	pages := httptest.NewServer(mux)
-	defer pages.Close()
+	pages := pageServer(t, dir) // its own origin: BOSH needs CORS
 	q := url.Values{
 		"bosh": {base + httpd.PathBOSH},
 		"ws":   {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket},
@@ -143,6 +126,39 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
+// chromiumPath returns Debian's Chromium (or $CHROMIUM); without it the
+// test is skipped, or fails when CI=true or AVIARY_REQUIRE_SERVICES=1.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("AVIARY_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("no Chromium at %s (Debian package chromium)", chromium)
+		}
+		t.Skipf("no Chromium at %s", chromium)
+	}
+	return chromium
+}
+
+// pageServer serves the test page and strophe.js from an origin of its
+// own (so BOSH needs CORS), until the test ends.
+func pageServer(t *testing.T, dir string) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "page.html"))
+	})
+	mux.HandleFunc("/strophe.js", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/javascript")
+		http.ServeFile(w, r, filepath.Join(dir, "node_modules", "strophe.js", "dist", "strophe.umd.min.js"))
+	})
+	pages := httptest.NewServer(mux)
+	t.Cleanup(pages.Close)
+	return pages
+}
+
 // syncBuf collects a child process's output safely while it runs.
 type syncBuf struct {
 	mu sync.Mutex
@@ -171,4 +187,68 @@ func logOnFailure(t *testing.T) *syncBuf {
 		}
 	})
 	return b
+}
+
+// TestBrowserClosedTab is issue 17's lost message as a person sees it:
+// carol is online in a browser tab over BOSH (strophe.js in headless
+// Chromium) and closes the tab; dave sends her a message before her
+// session times out. Her next login gets it from offline storage.
+func TestBrowserClosedTab(t *testing.T) {
+	dir := jsDir(t)
+	chromium := chromiumPath(t)
+	n, svc, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "dave", "pw-dave")
+	dave := servertest.Dial(t, n)
+	dave.Login("dave", "pw-dave", "desk")
+
+	pages := pageServer(t, dir)
+	q := url.Values{"mode": {"online"}, "bosh": {base + httpd.PathBOSH}, "jid": {"carol@localhost"}, "pw": {"pw-carol"}}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "browser.mjs", pages.URL+"/?"+q.Encode())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "CLOSE_ON_STDIN=1")
+	out := logOnFailure(t)
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	// Online: available, with a request held for her.
+	servertest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(out.String(), "OK") {
+			return fmt.Errorf("the page is not online yet")
+		}
+		ms := svc.Server().BOSH()
+		res, _ := n.Router().Resources(context.Background(), "carol@localhost")
+		if len(res) != 1 || !res[0].Available {
+			return fmt.Errorf("carol's resources: %+v", res)
+		}
+		if ms.Len() != 1 {
+			return fmt.Errorf("%d BOSH sessions", ms.Len())
+		}
+		return nil
+	})
+	stdin.Write([]byte("close\n"))
+	if err := <-done; err != nil || !strings.Contains(out.String(), "CLOSED") {
+		t.Fatalf("closing the tab: %v", err)
+	}
+	dave.Send("<message to='carol@localhost' type='chat' id='m1'><body>after the tab closed</body></message>")
+	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if res, _ := n.Router().Resources(context.Background(), "carol@localhost"); len(res) != 0 {
+			return fmt.Errorf("carol still has %+v", res)
+		}
+		return nil
+	})
+	carol := servertest.Dial(t, n)
+	carol.Login("carol", "pw-carol", "desk")
+	carol.Send("<presence/>")
+	carol.Await("the message sent after the tab closed", isMsg("after the tab closed"))
 }

@@ -5,6 +5,9 @@
 //
 // Prints "OK" and exits 0 when the page sets window.__result to "OK".
 // CHROMIUM overrides the browser path (default /usr/bin/chromium).
+// With CLOSE_ON_STDIN=1 it then waits for a line on its standard input,
+// closes the page as a user closes a tab (no beforeunload, no goodbye
+// from the page), prints "CLOSED" and exits.
 import fs from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -24,6 +27,11 @@ try {
   const result = await handle.jsonValue();
   fs.writeSync(1, result + "\n");
   code = result === "OK" ? 0 : 1;
+  if (code === 0 && process.env.CLOSE_ON_STDIN === "1") {
+    await new Promise((resolve) => process.stdin.once("data", resolve));
+    await page.close({ runBeforeUnload: false });
+    fs.writeSync(1, "CLOSED\n");
+  }
 } catch (e) {
   fs.writeSync(1, "FAIL " + e + "\n");
 } finally {
