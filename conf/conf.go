@@ -56,6 +56,10 @@ type C2SConfig struct {
 	// AllowRegistration enables in-band registration (XEP-0077) of new
 	// accounts. Password changes are always allowed. Default false.
 	AllowRegistration bool `yaml:"allow_registration"`
+	// RegistrationLimit is how many in-band registration attempts one
+	// client address may make per hour on one node; more get
+	// resource-constraint. -1 means no limit. Default 10.
+	RegistrationLimit int `yaml:"registration_limit"`
 	// ResourceConflict is what happens when a client binds a resource that is
 	// already online: "kick_old" (RFC 6120's usual choice), "reject", or
 	// "new_resource" (the server assigns another). Default "kick_old".
@@ -63,6 +67,17 @@ type C2SConfig struct {
 	// MaxStanzaBytes bounds one stanza; bigger ones close the stream with
 	// policy-violation. Default 262144 (256 KiB).
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// PreAuthMaxStanzaBytes bounds one element before the stream has
+	// authenticated (SASL, STARTTLS, registration): an unauthenticated
+	// stream cannot make the node hold a 256 KiB stanza. At least 1024;
+	// above max_stanza_bytes, max_stanza_bytes applies. Default 16384
+	// (16 KiB).
+	PreAuthMaxStanzaBytes int `yaml:"preauth_max_stanza_bytes"`
+	// MaxUnauthenticatedPerAddress is how many streams one client address
+	// may have open before they authenticate; a further one is closed
+	// with policy-violation. Counts TCP streams and BOSH and WebSocket
+	// sessions. -1 means no limit. Default 32.
+	MaxUnauthenticatedPerAddress int `yaml:"max_unauthenticated_per_address"`
 	// AuthTimeout closes connections that have not authenticated in time.
 	// Default 30s.
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
@@ -75,6 +90,17 @@ type C2SConfig struct {
 	// authentication from one address; it doubles per failure up to 5s.
 	// Default 1s.
 	SASLFailureDelay time.Duration `yaml:"sasl_failure_delay"`
+	// SASLAccountFailures is how many failed authentications an account
+	// may have (from any addresses, within 15 minutes) before attempts on
+	// it are spaced out: each further failure doubles the spacing, from
+	// sasl_failure_delay up to sasl_max_account_delay. Attempts then wait
+	// their turn, one address after another, so an attacker slows an
+	// account's logins but never locks its owner out. -1 turns the
+	// per-account limit off. Default 5.
+	SASLAccountFailures int `yaml:"sasl_account_failures"`
+	// SASLMaxAccountDelay caps the spacing of attempts on one account.
+	// Default 30s.
+	SASLMaxAccountDelay time.Duration `yaml:"sasl_max_account_delay"`
 	// SMResumeTimeout is how long a detached stream-management session waits
 	// for resumption (XEP-0198). Default 5m.
 	SMResumeTimeout time.Duration `yaml:"sm_resume_timeout"`

@@ -54,6 +54,11 @@ func (c *Config) ApplyDefaults() {
 	}
 	setStr(&c.C2S.ResourceConflict, "kick_old")
 	setInt(&c.C2S.MaxStanzaBytes, 256<<10)
+	setInt(&c.C2S.PreAuthMaxStanzaBytes, 16<<10)
+	setInt(&c.C2S.MaxUnauthenticatedPerAddress, 32)
+	setInt(&c.C2S.RegistrationLimit, 10)
+	setInt(&c.C2S.SASLAccountFailures, 5)
+	setDur(&c.C2S.SASLMaxAccountDelay, 30*time.Second)
 	setDur(&c.C2S.AuthTimeout, 30*time.Second)
 	setDur(&c.C2S.PingInterval, 4*time.Minute)
 	setDur(&c.C2S.IdleTimeout, time.Minute)

@@ -56,6 +56,21 @@ func (c *Config) Validate() Errors {
 	if c.C2S.MaxStanzaBytes < 1024 {
 		add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.C2S.MaxStanzaBytes)
 	}
+	if c.C2S.PreAuthMaxStanzaBytes < 1024 {
+		add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.C2S.PreAuthMaxStanzaBytes)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"c2s.max_unauthenticated_per_address", c.C2S.MaxUnauthenticatedPerAddress},
+		{"c2s.registration_limit", c.C2S.RegistrationLimit},
+		{"c2s.sasl_account_failures", c.C2S.SASLAccountFailures},
+	} {
+		if l.v < -1 {
+			add(l.key, "must be -1 (no limit) or more, not %d", l.v)
+		}
+	}
 	if c.C2S.SCRAMIterations < 4096 {
 		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
 	}
@@ -71,7 +86,7 @@ func (c *Config) Validate() Errors {
 	}{
 		{"c2s.auth_timeout", c.C2S.AuthTimeout}, {"c2s.ping_interval", c.C2S.PingInterval},
 		{"c2s.idle_timeout", c.C2S.IdleTimeout}, {"c2s.sasl_failure_delay", c.C2S.SASLFailureDelay},
-		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout},
+		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout}, {"c2s.sasl_max_account_delay", c.C2S.SASLMaxAccountDelay},
 	} {
 		if d.v < 0 {
 			add(d.key, "must not be negative, not %v", d.v)

@@ -167,6 +167,16 @@ type Properties interface {
 	ListProperties(ctx context.Context) (map[string]string, error)
 }
 
+// PropertyCreator is implemented by stores that can set a property only
+// when it is unset, atomically across every node on the store: the way
+// to create a value all nodes must share (a secret) on first start.
+type PropertyCreator interface {
+	// CreateProperty sets name to value unless it is set already, and
+	// returns the value it has afterwards: value, or the one another
+	// node stored first.
+	CreateProperty(ctx context.Context, name, value string) (string, error)
+}
+
 // PluginRecord is one version of a third-party plugin in the shared catalogue.
 type PluginRecord struct {
 	Name     string

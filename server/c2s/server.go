@@ -51,6 +51,7 @@ type Server struct {
 	d         Deps
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
+	preAuth   preAuthTable              // see preauth.go
 
 	mu        sync.Mutex
 	streams   map[*Session]struct{} // every stream being served (see RedirectUnbound)
@@ -90,7 +91,14 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.active.Add(1)
 	defer srv.active.Add(-1)
 	srv.d.Metrics.open()
+	c := srv.cfg().C2S
+	release, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
+	defer release()
+	if l, can := t.(stanzaLimiter); can {
+		l.SetMaxStanzaBytes(min(c.PreAuthMaxStanzaBytes, c.MaxStanzaBytes))
+	}
 	s := srv.newSession(ctx, t)
+	s.preAuthRelease, s.preAuthOver = release, !ok
 	first := s
 	srv.mu.Lock()
 	srv.streams[first] = struct{}{}

@@ -62,6 +62,12 @@ type Session struct {
 	// is enabled; the resumable table's key.
 	smID string
 
+	// preAuthRelease uncounts the transport's stream from its address's
+	// unauthenticated streams (preauth.go); preAuthOver is true when the
+	// address had too many already. Reader only.
+	preAuthRelease func()
+	preAuthOver    bool
+
 	parent context.Context // the Serve context of the current transport
 	ctx    context.Context // cancelled when the session closes
 	cancel context.CancelFunc

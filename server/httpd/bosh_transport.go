@@ -77,6 +77,9 @@ func (t *BOSHTransport) ReadElement() (*wire.Element, error) {
 		if err != nil {
 			return nil, t.mapErr(err)
 		}
+		if wire.UndeclaresNamespace(el) {
+			return nil, wire.ErrInvalidNamespace // as on a TCP stream
+		}
 		return el, nil
 	}
 }

@@ -678,6 +678,19 @@ func testProperties(t *testing.T, s storage.Store) {
 	if len(all) != 2 || all["cluster.enabled"] != "true" || all["other"] != "" {
 		t.Fatalf("ListProperties = %v", all)
 	}
+	if pc, ok := s.(storage.PropertyCreator); ok {
+		// The first value stays; a later create returns it.
+		for _, try := range []string{"first", "second"} {
+			v, err := pc.CreateProperty(c, "created.once", try)
+			must(t, err)
+			if v != "first" {
+				t.Fatalf("CreateProperty(%q) = %q, want first", try, v)
+			}
+		}
+		must(t, s.DeleteProperty(c, "created.once"))
+	} else {
+		t.Fatal("the store does not implement storage.PropertyCreator")
+	}
 	must(t, s.DeleteProperty(c, "cluster.enabled"))
 	must(t, s.DeleteProperty(c, "never.set"))
 	_, err = s.GetProperty(c, "cluster.enabled")
