@@ -69,6 +69,9 @@ type Session struct {
 	cacheIDs []int64  // rids in cache, ascending
 	out      [][]byte // serialized payloads waiting for a request
 	outBytes int
+	// outTaken is closed (and cleared) when out is emptied: SendWait
+	// waits on it for the client to fetch what is queued.
+	outTaken chan struct{}
 
 	streamID string // the c2s core's stream id (authid)
 	key      string // XEP-0124 §15: the key the next request must hash to
@@ -196,6 +199,51 @@ func (s *Session) Send(el *wire.Element) bool {
 	return true
 }
 
+// SendWait is Send for a writer that can wait, as a socket write waits
+// for the peer to read: when el would take what waits for the client past
+// MaxPendingBytes it waits until the client fetched it (its next request)
+// instead of ending the session as a slow consumer. It returns false when
+// the session ends or ctx is done first. A client that stops fetching
+// altogether ends by the inactivity timeout, which returns false here.
+func (s *Session) SendWait(ctx context.Context, el *wire.Element) bool {
+	p := payloadBytes(el)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return false
+		}
+		if s.outBytes == 0 || s.outBytes+len(p) <= s.m.opts.MaxPendingBytes {
+			s.out = append(s.out, p)
+			s.outBytes += len(p)
+			s.scheduleFlushLocked()
+			s.mu.Unlock()
+			return true
+		}
+		if s.outTaken == nil {
+			s.outTaken = make(chan struct{})
+		}
+		taken := s.outTaken
+		s.mu.Unlock()
+		select {
+		case <-taken:
+		case <-s.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// clearOutLocked empties what waits for the client (it was sent, or is
+// dropped) and wakes SendWait.
+func (s *Session) clearOutLocked() {
+	s.out, s.outBytes = nil, 0
+	if s.outTaken != nil {
+		close(s.outTaken)
+		s.outTaken = nil
+	}
+}
+
 // SetActivityHook installs fn, called on every request of the session.
 func (s *Session) SetActivityHook(fn func()) {
 	s.mu.Lock()
@@ -250,13 +298,13 @@ func (s *Session) closeLocked(cond string, payload []byte, recvErr error) {
 		s.answerLocked(r, s.terminateBodyLocked(r, nil), false)
 	}
 	if recvErr == ErrTerminated {
-		s.out, s.outBytes = nil, 0 // the client said goodbye
+		s.clearOutLocked() // the client said goodbye
 	}
 	for i, r := range s.held {
 		var carry [][]byte
 		if i == 0 {
 			carry = s.out
-			s.out, s.outBytes = nil, 0
+			s.clearOutLocked()
 		}
 		s.answerLocked(r, s.terminateBodyLocked(r, carry), r.pause == 0)
 	}
@@ -420,7 +468,7 @@ func (s *Session) flushLocked() {
 		var payloads [][]byte
 		if r.pause == 0 {
 			payloads = s.out
-			s.out, s.outBytes = nil, 0
+			s.clearOutLocked()
 		}
 		s.held = s.held[1:]
 		s.lastRespEmpty = len(payloads) == 0
@@ -442,7 +490,7 @@ func (s *Session) expire(r *request) {
 			var payloads [][]byte
 			if older == s.held[0] && older.pause == 0 {
 				payloads = s.out
-				s.out, s.outBytes = nil, 0
+				s.clearOutLocked()
 			}
 			s.lastRespEmpty = len(payloads) == 0
 			s.answerLocked(older, s.responseLocked(older, payloads), older.pause == 0)
@@ -510,7 +558,7 @@ func (s *Session) handle(ctx context.Context, body *wire.Element) []byte {
 			return c.body
 		}
 		resp := s.terminateBodyLocked(nil, s.out)
-		s.out, s.outBytes = nil, 0
+		s.clearOutLocked()
 		s.cacheLocked(rid, resp)
 		s.mu.Unlock()
 		return resp
@@ -707,7 +755,7 @@ func (s *Session) processLocked(r *request) {
 			var payloads [][]byte
 			if h.pause == 0 {
 				payloads = s.out
-				s.out, s.outBytes = nil, 0
+				s.clearOutLocked()
 			}
 			s.answerLocked(h, s.responseLocked(h, payloads), h.pause == 0)
 		}
