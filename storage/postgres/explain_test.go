@@ -38,7 +38,6 @@ func hotQueries() []struct {
 		{"StoreOffline (quota)", "every message to an offline user", qOfflineInsertLimited, []any{"user77@example.com", []byte("<message/>"), 100, int64(10 << 20)}},
 		{"TakeOffline", "taking a whole offline queue", qOfflineTake, []any{"user77@example.com"}},
 		{"TakeOfflineUpTo", "every login with offline messages, a portion at a time", qOfflineTakeUpTo, []any{"user77@example.com", 1 << 20}},
-		{"TakeOfflineUpTo more", "after each portion: anything left", qOfflineHas, []any{"user77@example.com"}},
 		{"RosterQuota rows", "roster write creating an item", qRosterCountRows, []any{"user77@example.com", 1000}},
 		{"RosterQuota pending", "roster write adding a pending request", qRosterCountPending, []any{"user77@example.com", 100}},
 		{"CountOffline", "quota checks, admin", qOfflineCount, []any{"user77@example.com"}},

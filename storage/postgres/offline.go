@@ -80,10 +80,10 @@ func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.Offlin
 }
 
 // TakeOfflineUpTo takes the oldest messages up to maxBytes (the first
-// whatever its size) and tells whether more wait, in one round trip (one
-// pipelined batch, one implicit transaction: the look for more sees the
-// delete). Two sessions taking at once get different messages: a row the
-// other deleted first is skipped.
+// whatever its size) and tells whether more wait, in one statement. Two
+// sessions taking at once get different messages: a row the other deleted
+// first is skipped (and may make more true when nothing is left, which
+// costs the caller one empty take).
 func (s *Store) TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) ([]storage.OfflineMessage, bool, error) {
 	if maxBytes <= 0 {
 		msgs, err := s.TakeOffline(ctx, owner)
@@ -104,12 +104,22 @@ func (s *Store) TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int)
 	return out, more, nil
 }
 
-// queueTakeUpTo queues the bounded take and the look for what is left.
+// queueTakeUpTo queues the bounded take; more is set when the owner had
+// more messages than it took.
 func queueTakeUpTo(b *pgx.Batch, owner string, maxBytes int, out *[]storage.OfflineMessage, more *bool) {
 	b.Queue(qOfflineTakeUpTo, owner, maxBytes).Query(func(rows pgx.Rows) error {
-		return scanOffline(rows, out)
+		var had int64
+		for rows.Next() {
+			var m storage.OfflineMessage
+			if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored, &had); err != nil {
+				return err
+			}
+			m.Stored = m.Stored.UTC()
+			*out = append(*out, m)
+		}
+		*more = had > int64(len(*out))
+		return rows.Err()
 	})
-	b.Queue(qOfflineHas, owner).QueryRow(func(row pgx.Row) error { return row.Scan(more) })
 }
 
 func scanOffline(rows pgx.Rows, out *[]storage.OfflineMessage) error {

@@ -53,14 +53,15 @@ const (
 	qOfflineTake = `DELETE FROM offline WHERE owner = $1 RETURNING id, stanza, stored`
 
 	// qOfflineTakeUpTo deletes the oldest messages: the first whatever its
-	// size, then those whose running total stays within $2.
-	qOfflineTakeUpTo = `DELETE FROM offline WHERE id IN (
-	SELECT id FROM (SELECT id, row_number() OVER w AS n, sum(octet_length(stanza)) OVER w AS total
-		FROM offline WHERE owner = $1 WINDOW w AS (ORDER BY id)) q
-	WHERE n = 1 OR total <= $2)
-	RETURNING id, stanza, stored`
-
-	qOfflineHas = `SELECT EXISTS (SELECT 1 FROM offline WHERE owner = $1)`
+	// size, then those whose running total stays within $2. Each row also
+	// carries how many messages the owner had, so the caller learns
+	// whether some are left without another statement.
+	qOfflineTakeUpTo = `WITH q AS (
+	SELECT id, row_number() OVER w AS n, sum(octet_length(stanza)) OVER w AS total
+	FROM offline WHERE owner = $1 WINDOW w AS (ORDER BY id)),
+	d AS (DELETE FROM offline WHERE id IN (SELECT id FROM q WHERE n = 1 OR total <= $2)
+	RETURNING id, stanza, stored)
+	SELECT d.id, d.stanza, d.stored, (SELECT count(*) FROM q) FROM d`
 
 	qOfflineCount = `SELECT count(*) FROM offline WHERE owner = $1`
 
