@@ -211,12 +211,12 @@ func (s *Session) Send(el *wire.Element) bool {
 func (s *Session) Backlog(ready func()) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return 0
-	}
-	if n := s.backlogRoomLocked(); n > 0 {
+	if n := s.backlogRoomLocked(); n > 0 && !s.closing {
 		return n
 	}
+	// Kept while closing too: a session whose transport broke is closing
+	// until its reader detaches it for a resumption, and the callback must
+	// survive that; a session that does end drops it with itself.
 	if ready != nil {
 		s.backlogReady = append(s.backlogReady, ready)
 	}
