@@ -549,11 +549,16 @@ func decodeJSON(r *http.Request, v any) *APIError {
 }
 
 // bodyError is the answer to a body that could not be read or parsed:
-// 413 past its cap, else 400 saying what went wrong.
+// 413 past its cap, 408 when it did not arrive within admin.read_timeout,
+// else 400 saying what went wrong.
 func bodyError(what string, err error) *APIError {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
 		return &APIError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body too large (at most %d bytes)", mbe.Limit)}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &APIError{Status: http.StatusRequestTimeout, Message: "request body not received in time"}
 	}
 	return errBadRequest("%s: %v", what, err)
 }
