@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -180,7 +181,7 @@ func storeFor(t testing.TB, c *cluster, user, from, body string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	msg := fmt.Sprintf("<message xmlns='jabber:client' from='%s' to='%s' type='chat' id='stored-%d'><body>%s</body></message>", from, bare(user), c.n.Add(1), body)
-	if err := c.store.StoreOffline(ctx, bare(user), []byte(msg), 1000); err != nil {
+	if err := c.store.StoreOffline(ctx, bare(user), []byte(msg), storage.OfflineQuota{}); err != nil {
 		t.Fatal(err)
 	}
 }
