@@ -67,10 +67,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 	}
 	c.lastTry = time.Now()
+	// Heartbeats start before the first join: the join (indexes, publish,
+	// replica) can outlast node_ttl on a loaded machine, and the entry
+	// the first tick registers would expire under it (the node then took
+	// a new incarnation and joined a second time).
+	c.goFunc(c.heartbeatLoop)
 	c.tick(ctx)
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.loop)
-	c.goFunc(c.heartbeatLoop)
 	if c.o.Properties != nil {
 		c.goFunc(c.switchLoop)
 	}
