@@ -119,8 +119,9 @@ func TestHazelcastRestart(t *testing.T) {
 		}
 	}
 	// bob logs in again on node 2: node 1 learns the new resource over
-	// the link (its presence comes first), and routes to it.
-	b2 := login(t, n2, ub, "b2", 1)
+	// the link (its presence comes first), and routes to it. (Priority 0:
+	// what goes to bob's bare JID, and his offline queue, stay b's.)
+	b2 := login(t, n2, ub, "b2", 0)
 	awaitPresences(t, a, b2.JID)
 	send(a, b2.JID, "to the resource bound during the outage")
 	if m := b2.Await("message to the new resource", isMsg("to the resource bound during the outage")); delayed(m) {
