@@ -49,6 +49,12 @@
 //     state is rebuilt before the next stanza, and Rebuild can notice who
 //     is gone (occupants whose sessions died with the node).
 //
+// Owners follow the members the cluster reports. While a node is detached
+// from Hazelcast (cluster/hazelcast: it lost its connection and routes on
+// what it last knew) membership does not change, so a member that dies
+// then is not replaced: its keys' stanzas wait and bounce after
+// MoveTimeout until Hazelcast is back.
+//
 // With clustering off (or on one node) every key is owned here: each node
 // hosts the keys its own users use. When clustering comes back on, the
 // other nodes release their copies and the owner rebuilds from all of
