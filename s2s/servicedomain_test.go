@@ -60,3 +60,24 @@ func TestServiceDomainFederates(t *testing.T) {
 		p.expectDialbackResult("error", "not-acceptable")
 	})
 }
+
+// TestServiceDomainSASLExternal: with a certificate that names the service
+// domain too, the stream from it authenticates with SASL EXTERNAL, and
+// the peer accepts a stream addressed to it the same way.
+func TestServiceDomainSASLExternal(t *testing.T) {
+	ca := newTestCA(t)
+	b := startNode(t, nodeOpts{domain: "b.test", cert: domainCert(t, ca, "b.test"), caFile: ca.pemPath})
+	aCert := issue(t, ca, "a.test", certNames{dns: []string{"a.test", "rooms.a.test"}})
+	a := startNode(t, nodeOpts{domain: "a.test", cert: aCert, caFile: ca.pemPath,
+		serves: []string{"rooms.a.test"}, hosts: map[string]string{"b.test": b.addr()}})
+	b.cfg.S2S.Hosts["a.test"] = a.addr()
+	b.cfg.S2S.Hosts["rooms.a.test"] = a.addr()
+
+	a.svc.Send(t.Context(), msg("lobby@rooms.a.test/alice", "bob@b.test", "certified"))
+	b.expect(isBody("certified"), "message at b")
+	if c := a.outConnFor("rooms.a.test", "b.test"); c == nil || c.methodNow() != "sasl-external" {
+		t.Fatalf("rooms.a.test → b.test authenticated by %v", c)
+	}
+	b.svc.Send(t.Context(), msg("bob@b.test/desk", "lobby@rooms.a.test", "back"))
+	a.expect(isBody("back"), "message at a")
+}
