@@ -151,7 +151,7 @@ func (m *Manager) order(ctx context.Context, c *acme.Client, name string, types 
 	if err != nil {
 		return nil, nil, err
 	}
-	der, _, err := c.CreateOrderCert(ctx, o.FinalizeURL, csr, true)
+	der, _, err := c.CreateCertFromOrder(ctx, o, csr, true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("finalize: %w", err)
 	}

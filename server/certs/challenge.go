@@ -84,7 +84,11 @@ func (m *Manager) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, erro
 		return nil, nil
 	}
 	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	ctx, cancel := context.WithTimeout(hello.Context(), challengeTimeout)
+	parent := hello.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, challengeTimeout)
 	defer cancel()
 	keyAuth, err := m.o.Store.Get(ctx, tlsALPN01Key(name))
 	if err != nil {

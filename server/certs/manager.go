@@ -53,6 +53,9 @@ type Options struct {
 	OrderTimeout time.Duration
 	// Now is the clock (tests). Default time.Now.
 	Now func() time.Time
+	// Checked, when set, is called after every look at what ACME must
+	// order, with the names that were due (tests wait on it).
+	Checked func(due []string)
 }
 
 // Manager picks the certificate for every TLS handshake of the node and,

@@ -146,6 +146,10 @@ func (m *Manager) due(ctx context.Context) ([]string, time.Duration, error) {
 // and returns how long until it should look again.
 func (m *Manager) maintain(ctx context.Context) time.Duration {
 	names, wait, err := m.due(ctx)
+	if m.o.Checked != nil {
+		initial := names
+		defer func() { m.o.Checked(initial) }()
+	}
 	if err != nil {
 		m.log.Warn("certs: reading the ACME state", "err", err)
 		return m.o.Poll
