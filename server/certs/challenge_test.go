@@ -7,8 +7,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
-	"errors"
 	"encoding/pem"
+	"errors"
 	"net/http/httptest"
 	"testing"
 )

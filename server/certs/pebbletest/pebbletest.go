@@ -164,9 +164,9 @@ func (p *Pebble) run(t testing.TB, dir, bin, dnsAddr string, ports []int, o Opti
 	cmd := exec.Command(bin, "-config", cfgPath, "-dnsserver", dnsAddr)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(),
-		"PEBBLE_VA_NOSLEEP=1",       // validate at once, not after up to 15 s
-		"PEBBLE_WFE_NONCEREJECT=0",  // no random badNonce answers
-		"PEBBLE_AUTHZREUSE=0",       // every order validates
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once, not after up to 15 s
+		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce answers
+		"PEBBLE_AUTHZREUSE=0",      // every order validates
 		"PEBBLE_VA_ALWAYS_VALID="+map[bool]string{true: "1", false: "0"}[o.AlwaysValid])
 	if err := cmd.Start(); err != nil {
 		logf.Close()
