@@ -36,6 +36,9 @@ type Options struct {
 	// Ready reports readiness for /readyz (nil: always ready).
 	Ready  func(ctx context.Context) error
 	Logger *slog.Logger
+	// Certificates feeds GET /api/certificates and the certificates page;
+	// nil leaves both out.
+	Certificates CertificateSource
 }
 
 // Server is the admin HTTP handler.
@@ -49,6 +52,7 @@ type Server struct {
 	ready    func(ctx context.Context) error
 	log      *slog.Logger
 	mux      *http.ServeMux
+	certs    CertificateSource
 }
 
 // New returns the admin server. The audit log goes to DataDir/audit.log.
@@ -67,7 +71,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.Config, backend: o.Backend, tokens: tokens{o.Properties},
 		sessions: newSessions(8 * time.Hour), audit: al, metrics: o.Metrics,
-		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
+		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(), certs: o.Certificates,
 	}
 	s.routes()
 	return s, nil
@@ -211,7 +215,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/audit", "audit", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		return s.audit.recent(), nil
 	})
+	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
 	s.pageRoutes()
+	s.certificatePage()
 }
 
 func wrap(v any, err error) (any, *APIError) {

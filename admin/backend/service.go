@@ -109,7 +109,8 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 			}
 			return n.Store().Ping(ctx)
 		},
-		Logger: s.log,
+		Logger:       s.log,
+		Certificates: certificates{n},
 	})
 	if err != nil {
 		return err

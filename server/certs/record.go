@@ -289,3 +289,12 @@ func List(ctx context.Context, st Store) ([]*Certificate, []error, error) {
 	slices.SortFunc(out, func(a, b *Certificate) int { return strings.Compare(a.ID, b.ID) })
 	return out, bad, nil
 }
+
+// Delete removes the stored certificate id; an error wrapping
+// storage.ErrNotFound when there is none.
+func Delete(ctx context.Context, st Store, id string) error {
+	if _, err := st.Get(ctx, certPrefix+id); err != nil {
+		return err
+	}
+	return st.Delete(ctx, certPrefix+id)
+}
