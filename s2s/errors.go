@@ -52,6 +52,7 @@ const (
 	closeStreamError
 	closeBadStream
 	closeTimeout
+	closeUnsolicited
 )
 
 func (r closeReason) String() string {
@@ -82,6 +83,8 @@ func (r closeReason) String() string {
 		return "bad stream"
 	case closeTimeout:
 		return "timeout"
+	case closeUnsolicited:
+		return "unsolicited dialback"
 	}
 	return "unknown"
 }

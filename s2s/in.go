@@ -68,6 +68,7 @@ type inStream struct {
 
 	mu      sync.Mutex
 	authed  map[string]bool // remote domains authenticated on this stream
+	pending map[string]bool // remote domains whose dialback is being verified
 	method  string          // how the last domain authenticated
 	addr    string
 	created time.Time
@@ -90,6 +91,7 @@ func (s *Service) createIn(conn net.Conn) *inStream {
 		conn:    conn,
 		log:     s.log.With("dir", "in", "peer", conn.RemoteAddr().String()),
 		authed:  map[string]bool{},
+		pending: map[string]bool{},
 		certOK:  map[string]error{},
 		addr:    conn.RemoteAddr().String(),
 		created: time.Now(),
@@ -159,6 +161,11 @@ func (in *inStream) processInHandshake() (closeReason, error) {
 func (in *inStream) openStream() (bool, closeReason, error) {
 	hdr, err := in.rd.Header()
 	if err != nil {
+		if wire.StreamErrorFor(err) != "" {
+			// Not a stream header (the reader checks its namespace and
+			// name): RFC 6120 §4.9.1.1, our header goes out before the error.
+			_ = in.write(streamHeader(in.s.domain, "", newStreamID()))
+		}
 		return in.readFailed(err)
 	}
 	in.hdr = hdr
@@ -199,7 +206,7 @@ func (in *inStream) features() *wire.Element {
 	if !in.secure {
 		return f.Append(wire.NewNS("starttls", wire.NSTLS).Append(wire.New("required")))
 	}
-	if !in.saslDone && in.from != "" && in.certFor(in.from) == nil {
+	if !in.saslDone && in.from != "" && in.from != in.s.domain && in.certFor(in.from) == nil {
 		f.Append(wire.NewNS("mechanisms", wire.NSSASL).Append(wire.New("mechanism").SetText("EXTERNAL")))
 	}
 	if !in.saslDone && !in.s.cfg.S2S.RequireValidCerts {
@@ -250,6 +257,8 @@ func (in *inStream) readElements() (bool, closeReason, error) {
 				in.rd.Restart()
 				return true, 0, nil
 			}
+		case ns == nsDialback && (local == "result" || local == "verify") && el.Type() != "":
+			return false, closeUnsolicited, in.unsolicitedDialback(el)
 		case ns == nsDialback && local == "result":
 			in.dialbackResult(el)
 		case ns == nsDialback && local == "verify":
@@ -326,6 +335,12 @@ func (in *inStream) saslExternal(el *wire.Element) bool {
 	if id == "" || (in.from != "" && id != in.from) {
 		return fail("invalid-authzid", "authzid "+authzid+" for stream from "+in.from)
 	}
+	if id == in.s.domain {
+		// Only this server is its own domain; a certificate naming it
+		// (a sibling's wildcard, a stolen key) must not let a peer send
+		// as our users.
+		return fail("not-authorized", "a peer cannot authenticate as our own domain")
+	}
 	if err := in.certFor(id); err != nil {
 		return fail("not-authorized", err.Error())
 	}
@@ -351,10 +366,16 @@ func (in *inStream) isAuthed(domain string) (yes, any bool) {
 	return in.authed[domain], len(in.authed) > 0
 }
 
-// dialbackResult handles <db:result/> from an originating server
-// (XEP-0220 §2.2): a valid certificate for the domain settles it at once;
+// maxPendingDialback bounds the dialback verifications one incoming stream
+// may have under way: each costs us an outgoing connection to a domain the
+// peer names. XEP-0220 multiplexing needs a few, not thousands.
+const maxPendingDialback = 16
+
+// dialbackResult handles a <db:result/> request from an initiating server
+// (XEP-0220 §2.1.2): a valid certificate for the domain settles it at once;
 // otherwise we ask the domain's authoritative server over our own
-// outgoing stream, without blocking this reader.
+// outgoing stream, without blocking this reader. Only that stream's answer
+// to that exact request can authenticate the domain (see verifyAnswer).
 func (in *inStream) dialbackResult(el *wire.Element) {
 	from, to := domainOf(el.From()), domainOf(el.To())
 	key := strings.TrimSpace(el.AllText())
@@ -372,6 +393,14 @@ func (in *inStream) dialbackResult(el *wire.Element) {
 	case to != in.s.domain:
 		reply("error", wire.ErrItemNotFound)
 		return
+	case from == in.s.domain:
+		in.log.Warn("s2s: dialback refused: a peer claims our own domain")
+		reply("error", wire.ErrNotAcceptable.WithText("a peer cannot authenticate as this server's own domain"))
+		return
+	}
+	if yes, _ := in.isAuthed(from); yes {
+		reply("valid", nil) // nothing new to verify on this stream
+		return
 	}
 	if in.certFor(from) == nil {
 		in.authorize(from, "dialback+certificate")
@@ -383,8 +412,14 @@ func (in *inStream) dialbackResult(el *wire.Element) {
 		reply("error", wire.ErrNotAuthorized.WithText("a valid certificate is required"))
 		return
 	}
+	if se := in.startPending(from); se != nil {
+		in.log.Info("s2s: dialback request refused", "domain", from, "why", se.Text)
+		reply("error", se)
+		return
+	}
 	id := in.id
 	in.s.goroutine(func() {
+		defer in.endPending(from)
 		ctx, cancel := context.WithTimeout(in.s.ctx, in.s.setupTimeout())
 		defer cancel()
 		valid, err := in.s.requestVerify(ctx, to, from, id, key)
@@ -404,23 +439,66 @@ func (in *inStream) dialbackResult(el *wire.Element) {
 	})
 }
 
-// dialbackVerify answers <db:verify/> from a receiving server asking us,
-// as the authoritative server, whether a key is ours (XEP-0220 §2.3).
+// startPending records a verification under way for domain, or returns
+// the dialback error refusing it: the same domain twice at once, or more
+// than maxPendingDialback domains.
+func (in *inStream) startPending(domain string) *wire.StanzaError {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	switch {
+	case in.pending[domain]:
+		return wire.ErrConflict.WithText("a dialback request for this domain is already being verified")
+	case len(in.pending) >= maxPendingDialback:
+		return wire.ErrResourceConstraint.WithText("too many dialback requests under way on this stream")
+	}
+	in.pending[domain] = true
+	return nil
+}
+
+func (in *inStream) endPending(domain string) {
+	in.mu.Lock()
+	delete(in.pending, domain)
+	in.mu.Unlock()
+}
+
+// dialbackVerify answers a <db:verify/> request from a receiving server
+// asking us, as the authoritative server, whether a key is ours (XEP-0220
+// §2.1.3). The key is stateless (XEP-0185): any node of the cluster made it
+// with the shared secret, so there is no record of the stream ID to check;
+// a key for another receiving server, another originating domain or
+// another stream ID does not match.
 func (in *inStream) dialbackVerify(el *wire.Element) {
-	if el.Type() != "" {
-		// An answer arriving on the wrong stream; honour it anyway.
-		vk := verifyKey{local: domainOf(el.To()), remote: domainOf(el.From()), id: el.ID()}
-		in.s.verifyAnswered(vk, verifyResult{valid: el.Type() == "valid"})
+	receiving, originating := domainOf(el.From()), domainOf(el.To())
+	answer := wire.New("db:verify", "from", originating, "to", receiving, "id", el.ID())
+	if originating != in.s.domain {
+		// A dialback error, not a stream error (XEP-0220 §2.4): the
+		// stream may carry other requests.
+		_ = in.writeEl(answer.SetAttr("type", "error").Append(wire.ErrItemNotFound.Element()))
 		return
 	}
-	receiving, originating := domainOf(el.From()), domainOf(el.To())
 	key := strings.TrimSpace(el.AllText())
 	typ := "invalid"
-	if originating == in.s.domain && checkDialbackKey(in.s.secret, receiving, originating, el.ID(), key) {
+	if el.ID() != "" && checkDialbackKey(in.s.secret, receiving, originating, el.ID(), key) {
 		typ = "valid"
 	}
 	in.log.Debug("s2s: answered dialback verify", "receiving", receiving, "result", typ)
-	_ = in.writeEl(wire.New("db:verify", "from", originating, "to", receiving, "id", el.ID(), "type", typ))
+	_ = in.writeEl(answer.SetAttr("type", typ))
+}
+
+// unsolicitedDialback ends the stream on a dialback answer (a <db:result/>
+// or <db:verify/> with a type) arriving on an incoming stream. We send our
+// requests only on our own outgoing streams and do not offer XEP-0288
+// bidirectional streams, so no honest peer sends an answer here: it is the
+// forgery XEP-0220 §4.1 describes (a verify "answer" for a stream the
+// attacker opened, hoping to authenticate it). XEP-0220 asks that such
+// responses be rejected; we end the stream rather than ignore the element,
+// so the attempt is logged and counted and the attacker cannot keep
+// probing on the same connection.
+func (in *inStream) unsolicitedDialback(el *wire.Element) error {
+	in.log.Warn("s2s: unsolicited dialback answer on an incoming stream; closing it",
+		"element", el.LocalName(), "from", el.From(), "to", el.To(), "id", el.ID(), "type", el.Type())
+	in.streamError("not-authorized", "dialback answers are accepted only on the stream that asked")
+	return fmt.Errorf("s2s: unsolicited <%s type='%s'/> from %q", el.Name, el.Type(), el.From())
 }
 
 // stanza accepts a stanza only from a domain this stream authenticated
@@ -496,7 +574,7 @@ func (in *inStream) close(reason closeReason, err error) {
 	in.wmu.Unlock()
 	_ = conn.Close()
 	level := slog.LevelInfo
-	if reason == closeInvalidFrom || reason == closePolicy {
+	if reason == closeInvalidFrom || reason == closePolicy || reason == closeUnsolicited {
 		level = slog.LevelWarn
 	}
 	in.log.Log(context.Background(), level, "s2s: incoming stream closed", "reason", reason.String(), "err", err)

@@ -29,6 +29,11 @@ const (
 // goroutine (writeLoop) owns every write, fed by three bounded queues:
 // control (negotiation), verifies (dialback requests, sent as soon as the
 // stream is secure) and stanzas (sent once authenticated).
+//
+// The stream owns the dialback verifications it asks for (verifies): an
+// answer counts only when it arrives on this stream, from the remote
+// domain, for the exact (to, from, id) of a request this stream already
+// sent on its secure transport (XEP-0220 §4.1, unsolicited dialback).
 type outConn struct {
 	s    *Service
 	key  pairKey
@@ -44,8 +49,8 @@ type outConn struct {
 	writer     bool // writeLoop running
 	conn       net.Conn
 	control    [][]byte
-	verifies   []*wire.Element
-	verifyKeys map[verifyKey]struct{}
+	verifies   map[verifyKey]*pendingVerify // requests made on this stream
+	unsent     []verifyKey                  // of verifies, not yet written on conn, in order
 	queue      []*wire.Element
 	lastSent   time.Time
 	method     string // how we authenticated: "sasl-external" or "dialback"
@@ -55,22 +60,23 @@ type outConn struct {
 
 func newOutConn(s *Service, key pairKey) *outConn {
 	return &outConn{
-		s:          s,
-		key:        key,
-		log:        s.log.With("dir", "out", "local", key.local, "remote", key.remote),
-		kick:       make(chan struct{}, 1),
-		done:       make(chan struct{}),
-		verifyKeys: map[verifyKey]struct{}{},
-		created:    time.Now(),
+		s:        s,
+		key:      key,
+		log:      s.log.With("dir", "out", "local", key.local, "remote", key.remote),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		verifies: map[verifyKey]*pendingVerify{},
+		created:  time.Now(),
 	}
 }
 
 type enqueueResult int
 
 const (
-	enqueued      enqueueResult = iota
-	enqueueClosed               // the stream is closing: use a new one
-	enqueueFull                 // the queue is at QueueLimit: bounce
+	enqueued         enqueueResult = iota
+	enqueueClosed                  // the stream is closing: use a new one
+	enqueueFull                    // the queue is at QueueLimit: bounce
+	enqueueDuplicate               // the same verification is already pending
 )
 
 // enqueueStanza queues a stanza for the writer.
@@ -90,23 +96,39 @@ func (c *outConn) enqueueStanza(el *wire.Element) enqueueResult {
 	return enqueued
 }
 
-// enqueueVerify queues a <db:verify/> request.
-func (c *outConn) enqueueVerify(el *wire.Element, vk verifyKey) bool {
-	c.mu.Lock()
-	if c.state == outClosed || c.closing || len(c.verifies) >= c.s.QueueLimit {
-		c.mu.Unlock()
-		return false
-	}
-	c.verifies = append(c.verifies, el)
-	c.verifyKeys[vk] = struct{}{}
-	c.mu.Unlock()
-	c.wake()
-	return true
+// pendingVerify is one <db:verify/> request of this stream.
+type pendingVerify struct {
+	req    *wire.Element
+	sent   bool              // taken by the writer for the current transport
+	answer chan verifyResult // capacity 1; receives exactly one result
 }
 
+// enqueueVerify queues a <db:verify/> request and returns the channel its
+// answer (or the stream's failure) arrives on. vk.local and vk.remote are
+// the stream's pair.
+func (c *outConn) enqueueVerify(el *wire.Element, vk verifyKey) (<-chan verifyResult, enqueueResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.state == outClosed || c.closing:
+		return nil, enqueueClosed
+	case len(c.verifies) >= c.s.QueueLimit:
+		return nil, enqueueFull
+	case c.verifies[vk] != nil:
+		return nil, enqueueDuplicate
+	}
+	pv := &pendingVerify{req: el, answer: make(chan verifyResult, 1)}
+	c.verifies[vk] = pv
+	c.unsent = append(c.unsent, vk)
+	c.wake() // does not take c.mu
+	return pv.answer, enqueued
+}
+
+// forgetVerify drops a request whose requester stopped waiting; a late
+// answer to it is then ignored like any unsolicited one.
 func (c *outConn) forgetVerify(vk verifyKey) {
 	c.mu.Lock()
-	delete(c.verifyKeys, vk)
+	delete(c.verifies, vk)
 	c.mu.Unlock()
 }
 
@@ -220,6 +242,14 @@ func (c *outConn) useConn(conn net.Conn) bool {
 	c.writer = false
 	c.control = nil
 	c.verifyHold = false
+	// Requests written on an earlier attempt's transport were lost with
+	// it: send them again on this one (and until then, answers to them
+	// do not count).
+	c.unsent = c.unsent[:0]
+	for vk, pv := range c.verifies {
+		pv.sent = false
+		c.unsent = append(c.unsent, vk)
+	}
 	return true
 }
 
@@ -449,15 +479,27 @@ func (c *outConn) next(rd *wire.Reader, hdr *wire.Element) (*wire.Element, error
 	}
 }
 
-// verifyAnswer hands a <db:verify type='valid|invalid'/> to its requester.
+// verifyAnswer hands a <db:verify type='valid|invalid|error'/> to the
+// request of this stream it answers. Anything else is ignored rather than
+// ending the stream: the peer here is the server DNS named for the remote
+// domain, and an answer arriving after its requester gave up (a timeout)
+// is legitimate; what matters is that it authenticates nothing. An answer
+// counts only once its request was handed to the writer on the current
+// secure transport, so nothing injected before STARTTLS, or on an earlier
+// attempt's connection, can answer it.
 func (c *outConn) verifyAnswer(el *wire.Element) {
 	vk := verifyKey{local: domainOf(el.To()), remote: domainOf(el.From()), id: el.ID()}
 	c.mu.Lock()
-	_, ours := c.verifyKeys[vk]
-	delete(c.verifyKeys, vk)
+	pv := c.verifies[vk]
+	ours := pv != nil && pv.sent && vk.local == c.key.local && vk.remote == c.key.remote
+	if ours {
+		delete(c.verifies, vk)
+	}
 	c.mu.Unlock()
 	if !ours {
-		c.log.Debug("s2s: unexpected dialback verify answer", "id", vk.id)
+		// Debug, not info: the peer chooses how many it sends.
+		c.log.Debug("s2s: ignoring a dialback verify answer this stream did not ask for (or no longer waits for)",
+			"from", el.From(), "to", el.To(), "id", vk.id, "type", el.Type())
 		return
 	}
 	var r verifyResult
@@ -468,7 +510,7 @@ func (c *outConn) verifyAnswer(el *wire.Element) {
 	default:
 		r.err = fmt.Errorf("%w: verify answered with error", ErrDialbackRefused)
 	}
-	c.s.verifyAnswered(vk, r)
+	pv.answer <- r // capacity 1, and removed from verifies above: never blocks
 }
 
 // readLoop reads the authenticated stream until it ends. Peers send us
@@ -585,8 +627,13 @@ func (c *outConn) writeLoop(conn net.Conn) {
 		c.control = nil
 		var verifies, stanzas []*wire.Element
 		if !c.verifyHold {
-			verifies = c.verifies
-			c.verifies = nil
+			for _, vk := range c.unsent {
+				if pv := c.verifies[vk]; pv != nil && !pv.sent {
+					pv.sent = true // before the write: the answer may come back at once
+					verifies = append(verifies, pv.req)
+				}
+			}
+			c.unsent = c.unsent[:0]
 		}
 		if c.authed {
 			stanzas = c.queue
@@ -641,7 +688,7 @@ func (c *outConn) current(conn net.Conn) bool {
 func (c *outConn) idleLeft(idle time.Duration) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.authed || len(c.queue) > 0 || len(c.verifies) > 0 || len(c.verifyKeys) > 0 {
+	if !c.authed || len(c.queue) > 0 || len(c.verifies) > 0 {
 		return idle
 	}
 	left := idle - time.Since(c.lastSent)
@@ -680,9 +727,9 @@ func (c *outConn) fail(err error, reason closeReason) {
 	c.err = err
 	queue := c.queue
 	c.queue = nil
-	c.verifies = nil
-	vks := c.verifyKeys
-	c.verifyKeys = map[verifyKey]struct{}{}
+	pending := c.verifies
+	c.verifies = map[verifyKey]*pendingVerify{}
+	c.unsent = nil
 	conn := c.conn
 	c.mu.Unlock()
 	close(c.done)
@@ -691,8 +738,8 @@ func (c *outConn) fail(err error, reason closeReason) {
 	}
 	c.s.removeOut(c)
 	c.s.countClose(reason)
-	for vk := range vks {
-		c.s.verifyAnswered(vk, verifyResult{err: err})
+	for _, pv := range pending {
+		pv.answer <- verifyResult{err: err}
 	}
 	level := slog.LevelInfo
 	if !wasReady {

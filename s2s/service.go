@@ -68,7 +68,6 @@ type Service struct {
 	stopped  bool
 	out      map[pairKey]*outConn
 	in       map[*inStream]struct{}
-	verifies map[verifyKey]chan verifyResult
 	failures map[string]*dialFailure // remote domain → last setup failure
 	closed   map[closeReason]int64   // ended streams by reason
 }
@@ -115,7 +114,6 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 		MaxRetryBackoff: time.Minute,
 		out:             map[pairKey]*outConn{},
 		in:              map[*inStream]struct{}{},
-		verifies:        map[verifyKey]chan verifyResult{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.serverTLS, s.clientTLS = s2sTLSConfigs(tlsConfig, s.domain)
@@ -302,24 +300,37 @@ func (s *Service) startOutLocked(c *outConn) {
 }
 
 // sendVerify queues a <db:verify/> on the outgoing stream for a pair,
-// creating the stream when needed.
-func (s *Service) sendVerify(key pairKey, el *wire.Element, vk verifyKey) (*outConn, error) {
+// creating the stream when needed. The answer arrives on the returned
+// channel, from that stream only.
+func (s *Service) sendVerify(key pairKey, el *wire.Element, vk verifyKey) (*outConn, <-chan verifyResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
-		return nil, ErrStopped
+		return nil, nil, ErrStopped
 	}
 	c := s.out[key]
-	if c != nil && c.enqueueVerify(el, vk) {
-		return c, nil
+	res := enqueueClosed
+	var ch <-chan verifyResult
+	if c != nil {
+		ch, res = c.enqueueVerify(el, vk)
 	}
-	c = newOutConn(s, key)
-	if !c.enqueueVerify(el, vk) {
-		return nil, ErrQueueFull
+	if res == enqueueClosed {
+		c = newOutConn(s, key)
+		ch, res = c.enqueueVerify(el, vk)
+		s.startOutLocked(c)
 	}
-	s.startOutLocked(c)
-	return c, nil
+	switch res {
+	case enqueueFull:
+		return nil, nil, ErrQueueFull
+	case enqueueDuplicate:
+		return nil, nil, errVerifyPending
+	}
+	return c, ch, nil
 }
+
+// errVerifyPending means the same verification (domains and stream ID) is
+// already waiting for its answer.
+var errVerifyPending = errors.New("s2s: dialback verification already pending")
 
 // removeOut forgets an outgoing stream if it is still the registered one.
 func (s *Service) removeOut(c *outConn) {
@@ -409,17 +420,8 @@ var errHandshakeTimeout = errors.New("s2s: timed out setting up the stream")
 // our outgoing stream to remote.
 func (s *Service) requestVerify(ctx context.Context, local, remote, id, key string) (bool, error) {
 	vk := verifyKey{local, remote, id}
-	ch := make(chan verifyResult, 1)
-	s.mu.Lock()
-	s.verifies[vk] = ch
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.verifies, vk)
-		s.mu.Unlock()
-	}()
 	el := wire.New("db:verify", "from", local, "to", remote, "id", id).SetText(key)
-	c, err := s.sendVerify(pairKey{local, remote}, el, vk)
+	c, ch, err := s.sendVerify(pairKey{local, remote}, el, vk)
 	if err != nil {
 		return false, err
 	}
@@ -429,21 +431,6 @@ func (s *Service) requestVerify(ctx context.Context, local, remote, id, key stri
 		return r.valid, r.err
 	case <-ctx.Done():
 		return false, ctx.Err()
-	}
-}
-
-// verifyAnswered delivers a <db:verify type=.../> answer or a failure to
-// the waiting requestVerify.
-func (s *Service) verifyAnswered(vk verifyKey, r verifyResult) {
-	s.mu.Lock()
-	ch := s.verifies[vk]
-	s.mu.Unlock()
-	if ch == nil {
-		return
-	}
-	select {
-	case ch <- r:
-	default:
 	}
 }
 

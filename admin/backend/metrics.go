@@ -21,6 +21,7 @@ type nodeCollector struct {
 	poolConns, poolIdle, poolMax, poolWaits, poolWaitSecs *prometheus.Desc
 	members, clustered                                    *prometheus.Desc
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
+	pluginRefused                                         *prometheus.Desc
 	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
 }
 
@@ -45,15 +46,17 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin.", "plugin", "version"),
 		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out.", "plugin", "version"),
 		pluginDisabled: d("aviary_plugin_disabled", "1 when a plugin was disabled after repeated failures.", "plugin", "version"),
-		linkFrames:     d("aviary_cluster_link_frames_total", "Frames on the node-to-node links (acknowledgements included), by direction (sent, received).", "dir"),
-		linkBytes:      d("aviary_cluster_link_bytes_total", "Bytes of frames on the node-to-node links, by direction (sent, received).", "dir"),
+		pluginRefused: d("aviary_plugin_refused_calls_total",
+			"Host calls of a third-party plugin refused past a per-stanza bound (plugins.wasm), by bound: calls, bytes, stanza, kv.", "plugin", "version", "limit"),
+		linkFrames: d("aviary_cluster_link_frames_total", "Frames on the node-to-node links (acknowledgements included), by direction (sent, received).", "dir"),
+		linkBytes:  d("aviary_cluster_link_bytes_total", "Bytes of frames on the node-to-node links, by direction (sent, received).", "dir"),
 		linkSendFailures: d("aviary_cluster_link_send_failures_total",
 			"Sends and calls to other nodes refused (node unreachable, queue full) or queued but never acknowledged."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.linkFrames, c.linkBytes, c.linkSendFailures} {
+	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures} {
 		ch <- d
 	}
 }
@@ -94,6 +97,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.pluginCalls, prometheus.CounterValue, float64(p.Calls), p.Name, p.Version)
 			ch <- prometheus.MustNewConstMetric(c.pluginFailures, prometheus.CounterValue, float64(p.Failures), p.Name, p.Version)
 			ch <- prometheus.MustNewConstMetric(c.pluginDisabled, prometheus.GaugeValue, dis, p.Name, p.Version)
+			for limit, n := range p.Refused {
+				ch <- prometheus.MustNewConstMetric(c.pluginRefused, prometheus.CounterValue, float64(n), p.Name, p.Version, limit)
+			}
 		}
 	}
 }

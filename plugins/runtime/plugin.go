@@ -44,6 +44,7 @@ type Plugin struct {
 	pending [][]byte // stanzas the guest sent during the current call
 
 	calls, errs atomic.Int64
+	refused     [numLimits]atomic.Int64 // host calls refused, by bound
 }
 
 var (
@@ -169,12 +170,12 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 		}
 		return plugins.Continue, nil
 	}
-	verdict, replaced, sends, err := p.call(ctx, pt, st)
+	verdict, replaced, sends, refused, err := p.call(ctx, pt, st)
 	if errors.Is(err, errStopped) {
 		return p.Intercept(ctx, pt, st) // stopped meanwhile: take the path above
 	}
 	for _, raw := range sends {
-		el, perr := wire.Parse(raw, wire.Limits{})
+		el, perr := wire.Parse(raw, wire.Limits{MaxStanzaBytes: p.rt.opts.MaxStanzaBytes})
 		if perr != nil {
 			p.log.Warn("plugin sent a malformed stanza", "err", perr)
 			continue
@@ -197,6 +198,15 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			*st.El = *el
 		}
 	}
+	if refused && (verdict == 1 || verdict == 2) {
+		// The guest swallowed the stanza after the host refused one of
+		// its calls (its answer may be what was refused): the sender
+		// hears of it rather than nothing. See limits.go.
+		if pt == plugins.PointInbound || pt == plugins.PointRemoteInbound {
+			return plugins.Drop, errLimitStanza
+		}
+		return plugins.Continue, nil
+	}
 	switch verdict {
 	case 1:
 		return plugins.Drop, nil
@@ -206,7 +216,9 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	return plugins.Continue, nil
 }
 
-func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (verdict uint32, replaced []byte, sends [][]byte, err error) {
+// call runs aviary_on_stanza. refused reports whether the host refused a
+// call of the guest's on the way (a per-stanza bound).
+func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (verdict uint32, replaced []byte, sends [][]byte, refused bool, err error) {
 	buf := wire.GetBuffer()
 	defer wire.PutBuffer(buf)
 	buf.WriteString(st.Session)
@@ -216,34 +228,34 @@ func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
-		return 0, nil, nil, errStopped
+		return 0, nil, nil, false, errStopped
 	}
 	if p.disabled {
-		return 0, nil, nil, ErrPluginFailed
+		return 0, nil, nil, false, ErrPluginFailed
 	}
 	if p.mod == nil || p.mod.IsClosed() {
 		if err := p.instantiateLocked(ctx); err != nil {
-			return 0, nil, nil, p.failLocked(err)
+			return 0, nil, nil, false, p.failLocked(err)
 		}
 	}
 	p.calls.Add(1)
-	cs := &callState{p: p}
+	cs := &callState{p: p, pt: pt}
 	cctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), callCtxKey{}, cs), p.rt.opts.CallTimeout)
 	defer cancel()
 	res, err := p.alloc.Call(cctx, uint64(len(data)))
 	if err != nil {
-		return 0, nil, nil, p.failLocked(err)
+		return 0, nil, nil, false, p.failLocked(err)
 	}
 	ptr := uint32(res[0])
 	if !p.mod.Memory().Write(ptr, data) {
-		return 0, nil, nil, p.failLocked(errors.New("guest buffer out of range"))
+		return 0, nil, nil, false, p.failLocked(errors.New("guest buffer out of range"))
 	}
 	res, err = p.onStanza.Call(cctx, uint64(1)<<(uint(pt)-1), uint64(ptr), uint64(len(data)))
 	sends, p.pending = p.pending, nil
 	if err != nil {
-		return 0, nil, sends, p.failLocked(err)
+		return 0, nil, sends, cs.refused > 0, p.failLocked(err)
 	}
-	return uint32(res[0]), cs.replaced, sends, nil
+	return uint32(res[0]), cs.replaced, sends, cs.refused > 0, nil
 }
 
 // failLocked records a failure, replaces the instance (a trapped Go guest
@@ -276,10 +288,12 @@ func (p *Plugin) failLocked(err error) error {
 func (p *Plugin) queueSend(raw []byte) { p.pending = append(p.pending, raw) }
 
 // kvStore is a plugin's key-value store: in memory, written through to
-// the shared properties so every node sees the same values.
+// the shared properties so every node sees the same values. size is the
+// bytes of keys and values held, bounded by Options.MaxKVBytes.
 type kvStore struct {
 	mu     sync.Mutex
 	m      map[string]string
+	size   int
 	host   plugins.Host
 	prefix string
 }
@@ -294,9 +308,19 @@ func (kv *kvStore) load(ctx context.Context, host plugins.Host, name string) {
 	}
 	for k, v := range all {
 		if strings.HasPrefix(k, kv.prefix) {
-			kv.m[strings.TrimPrefix(k, kv.prefix)] = v
+			k = strings.TrimPrefix(k, kv.prefix)
+			kv.size += len(k) + len(v) - kv.sizeOfLocked(k)
+			kv.m[k] = v
 		}
 	}
+}
+
+// sizeOfLocked is what key k holds now (0 when unset). Needs kv.mu.
+func (kv *kvStore) sizeOfLocked(k string) int {
+	if v, ok := kv.m[k]; ok {
+		return len(k) + len(v)
+	}
+	return 0
 }
 
 func (kv *kvStore) get(k string) (string, bool) {
@@ -306,9 +330,19 @@ func (kv *kvStore) get(k string) (string, bool) {
 	return v, ok
 }
 
-func (kv *kvStore) set(k, v string) {
+// set stores a value (copied from val), unless the store would grow past
+// quota bytes. A store already over quota (the bound was lowered) may
+// still shrink.
+func (kv *kvStore) set(k string, val []byte, quota int) error {
 	kv.mu.Lock()
+	grown := kv.size - kv.sizeOfLocked(k) + len(k) + len(val)
+	if grown > quota && grown > kv.size {
+		kv.mu.Unlock()
+		return fmt.Errorf("kv_set refused: the store would hold %d bytes, over %d (plugins.wasm.max_kv_bytes)", grown, quota)
+	}
+	v := string(val)
 	kv.m[k] = v
+	kv.size = grown
 	host, prefix := kv.host, kv.prefix
 	kv.mu.Unlock()
 	if host != nil && host.Store() != nil {
@@ -318,4 +352,5 @@ func (kv *kvStore) set(k, v string) {
 			host.Logger().Warn("plugin kv write failed", "key", k, "err", err)
 		}
 	}
+	return nil
 }

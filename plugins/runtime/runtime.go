@@ -49,7 +49,21 @@ type Options struct {
 	FailureWindow time.Duration
 	// MemoryLimitPages caps guest memory (64 KiB pages). Default 1024 (64 MiB).
 	MemoryLimitPages uint32
-	Logger           *slog.Logger
+	// What the host does for a guest while it handles one stanza is bounded
+	// apart from the guest's memory, since the host copies what it is
+	// handed: MaxHostCalls host calls (default 64) copying MaxHostBytes
+	// bytes out of guest memory in all (default 1 MiB), each sent or
+	// replacement stanza at most MaxStanzaBytes (default 256 KiB). A call
+	// past a bound is refused (see limits.go). Config:
+	// plugins.wasm.max_host_calls, plugins.wasm.max_host_bytes and
+	// c2s.max_stanza_bytes.
+	MaxHostCalls   int
+	MaxHostBytes   int
+	MaxStanzaBytes int
+	// MaxKVBytes bounds one plugin's key-value store, keys plus values
+	// (plugins.wasm.max_kv_bytes). Default 1 MiB.
+	MaxKVBytes int
+	Logger     *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -64,6 +78,18 @@ func (o *Options) defaults() {
 	}
 	if o.MemoryLimitPages == 0 {
 		o.MemoryLimitPages = 1024
+	}
+	if o.MaxHostCalls <= 0 {
+		o.MaxHostCalls = 64
+	}
+	if o.MaxStanzaBytes <= 0 {
+		o.MaxStanzaBytes = 256 << 10
+	}
+	if o.MaxHostBytes <= 0 {
+		o.MaxHostBytes = 4 * o.MaxStanzaBytes
+	}
+	if o.MaxKVBytes <= 0 {
+		o.MaxKVBytes = 1 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -115,19 +141,33 @@ func Checksum(artifact []byte) string {
 // callCtxKey carries the per-call state to host functions.
 type callCtxKey struct{}
 
-// callState is what host functions of one call read and write.
-type callState struct {
-	p        *Plugin
-	replaced []byte // set by set_stanza
+// callFrom returns the state of the stanza being handled, or nil when the
+// guest calls the host outside aviary_on_stanza (its initialisation):
+// then host calls do nothing.
+func callFrom(ctx context.Context) *callState {
+	cs, _ := ctx.Value(callCtxKey{}).(*callState)
+	return cs
 }
 
 func (r *Runtime) instantiateHost(ctx context.Context) error {
 	b := r.rt.NewHostModuleBuilder("aviary")
 	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, level, ptr, n uint32) {
-		cs, _ := ctx.Value(callCtxKey{}).(*callState)
-		msg, ok := m.Memory().Read(ptr, n)
-		if !ok || cs == nil {
+		cs := callFrom(ctx)
+		if cs == nil {
 			return
+		}
+		keep := min(n, maxLogMessage) // a longer message is cut, not refused
+		if !cs.admit("log", uint64(keep), 0) {
+			return
+		}
+		msg, ok := m.Memory().Read(ptr, keep)
+		if !ok {
+			cs.outOfRange("log")
+			return
+		}
+		text := string(msg)
+		if keep < n {
+			text += fmt.Sprintf(" [cut: %d bytes]", n)
 		}
 		lvl := slog.LevelInfo
 		switch level {
@@ -138,48 +178,79 @@ func (r *Runtime) instantiateHost(ctx context.Context) error {
 		case 3:
 			lvl = slog.LevelError
 		}
-		cs.p.log.Log(ctx, lvl, string(msg))
+		cs.p.log.Log(ctx, lvl, text)
 	}).Export("log")
 	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, ptr, n uint32) {
-		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		cs := callFrom(ctx)
+		if cs == nil || !cs.admit("send", uint64(n), r.opts.MaxStanzaBytes) {
+			return
+		}
 		data, ok := m.Memory().Read(ptr, n)
-		if !ok || cs == nil {
+		if !ok {
+			cs.outOfRange("send")
 			return
 		}
 		cs.p.queueSend(append([]byte(nil), data...))
 	}).Export("send")
 	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, ptr, n uint32) {
-		cs, _ := ctx.Value(callCtxKey{}).(*callState)
+		cs := callFrom(ctx)
+		if cs == nil || !cs.admit("set_stanza", uint64(n), r.opts.MaxStanzaBytes) {
+			return
+		}
 		data, ok := m.Memory().Read(ptr, n)
-		if !ok || cs == nil {
+		if !ok {
+			cs.outOfRange("set_stanza")
 			return
 		}
 		cs.replaced = append([]byte(nil), data...)
 	}).Export("set_stanza")
 	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, kptr, klen, vptr, vcap uint32) int32 {
-		cs, _ := ctx.Value(callCtxKey{}).(*callState)
-		key, ok := m.Memory().Read(kptr, klen)
-		if !ok || cs == nil {
+		cs := callFrom(ctx)
+		if cs == nil {
 			return -1
+		}
+		if !cs.admit("kv_get", uint64(klen), 0) {
+			return -2
+		}
+		key, ok := m.Memory().Read(kptr, klen)
+		if !ok {
+			cs.outOfRange("kv_get")
+			return -2
 		}
 		v, found := cs.p.kv.get(string(key))
 		if !found {
 			return -1
 		}
 		if uint32(len(v)) <= vcap {
-			m.Memory().Write(vptr, []byte(v))
+			m.Memory().WriteString(vptr, v)
 		}
 		return int32(len(v))
 	}).Export("kv_get")
 	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, kptr, klen, vptr, vlen uint32) {
-		cs, _ := ctx.Value(callCtxKey{}).(*callState)
-		key, ok1 := m.Memory().Read(kptr, klen)
-		val, ok2 := m.Memory().Read(vptr, vlen)
-		if !ok1 || !ok2 || cs == nil {
+		cs := callFrom(ctx)
+		if cs == nil || !cs.admit("kv_set", uint64(klen)+uint64(vlen), 0) {
 			return
 		}
-		cs.p.kv.set(string(key), string(val))
+		key, ok1 := m.Memory().Read(kptr, klen)
+		val, ok2 := m.Memory().Read(vptr, vlen)
+		if !ok1 || !ok2 {
+			cs.outOfRange("kv_set")
+			return
+		}
+		if err := cs.p.kv.set(string(key), val, r.opts.MaxKVBytes); err != nil {
+			cs.refuse("kv_set", limitKV, err.Error())
+		}
 	}).Export("kv_set")
+	b.NewFunctionBuilder().WithFunc(func(ctx context.Context, m api.Module, ptr, capacity uint32) uint32 {
+		cs := callFrom(ctx)
+		if cs == nil || cs.lastErr == "" {
+			return 0
+		}
+		if uint32(len(cs.lastErr)) <= capacity {
+			m.Memory().WriteString(ptr, cs.lastErr)
+		}
+		return uint32(len(cs.lastErr))
+	}).Export("last_error")
 	_, err := b.Instantiate(ctx)
 	return err
 }

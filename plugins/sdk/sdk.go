@@ -54,6 +54,32 @@ func hostKVGet(kptr, klen, vptr, vcap uint32) int32
 //go:wasmimport aviary kv_set
 func hostKVSet(kptr, klen, vptr, vlen uint32)
 
+//go:wasmimport aviary last_error
+func hostLastError(ptr, capacity uint32) uint32
+
+// RefusedError is a host call the node refused: it did nothing. The node
+// bounds what one plugin may make it do per stanza (host calls, bytes
+// copied, stanza size, key-value store size; plugins/GUIDE.md); Msg names
+// the bound and its config key.
+type RefusedError struct{ Msg string }
+
+func (e *RefusedError) Error() string { return e.Msg }
+
+// lastError returns why the latest host call failed, or nil.
+func lastError() error {
+	var buf [256]byte
+	n := hostLastError(ptrOf(buf[:]), uint32(len(buf)))
+	if n == 0 {
+		return nil
+	}
+	if int(n) <= len(buf) {
+		return &RefusedError{Msg: string(buf[:n])}
+	}
+	big := make([]byte, n)
+	n = hostLastError(ptrOf(big), uint32(len(big)))
+	return &RefusedError{Msg: string(big[:min(int(n), len(big))])}
+}
+
 // Handler sees one stanza at one point. session is the local session's full
 // JID ("" when none). It may change st in place and return Continue to pass
 // the change on.
@@ -78,20 +104,26 @@ func ptrOf(b []byte) uint32 {
 	return uint32(uintptr(unsafe.Pointer(&b[0])))
 }
 
-// Log writes to the node's log, tagged with the plugin's name.
-func Log(level uint32, msg string) {
+// Log writes to the node's log, tagged with the plugin's name (cut at
+// 4 KiB). The error is a *RefusedError past a per-stanza bound.
+func Log(level uint32, msg string) error {
 	b := []byte(msg)
 	hostLog(level, ptrOf(b), uint32(len(b)))
+	return lastError()
 }
 
 // Send routes a stanza through the node's router (from must be the
-// server's domain or a local user's JID).
-func Send(el *wire.Element) {
+// server's domain or a local user's JID) once the handler returns. The
+// error is a *RefusedError when the node refused it (a per-stanza bound):
+// then it is not sent.
+func Send(el *wire.Element) error {
 	b := el.Bytes()
 	hostSend(ptrOf(b), uint32(len(b)))
+	return lastError()
 }
 
-// Get reads the plugin's key-value store; ok is false when unset.
+// Get reads the plugin's key-value store; ok is false when unset, and
+// also when the node refused the read (a per-stanza bound).
 func Get(key string) (string, bool) {
 	k := []byte(key)
 	buf := make([]byte, 4096)
@@ -102,14 +134,20 @@ func Get(key string) (string, bool) {
 	if int(n) > len(buf) {
 		buf = make([]byte, n)
 		n = hostKVGet(ptrOf(k), uint32(len(k)), ptrOf(buf), uint32(len(buf)))
+		if n < 0 || int(n) > len(buf) { // refused, or changed in between
+			return "", false
+		}
 	}
 	return string(buf[:n]), true
 }
 
-// Set writes the plugin's key-value store (shared by the cluster).
-func Set(key, value string) {
+// Set writes the plugin's key-value store (shared by the cluster). The
+// error is a *RefusedError when the node refused it (a per-stanza bound,
+// or the store's size): then nothing was written.
+func Set(key, value string) error {
 	k, v := []byte(key), []byte(value)
 	hostKVSet(ptrOf(k), uint32(len(k)), ptrOf(v), uint32(len(v)))
+	return lastError()
 }
 
 //go:wasmexport aviary_alloc

@@ -270,6 +270,9 @@ type PluginStats struct {
 	Name, Version   string
 	Calls, Failures int64
 	Disabled        bool
+	// Refused counts host calls refused past a per-stanza bound, by
+	// bound ("calls", "bytes", "stanza", "kv").
+	Refused map[string]int64
 }
 
 // Stats returns the counters of every loaded plugin, for metrics.
@@ -279,7 +282,7 @@ func (h *Host) Stats() []PluginStats {
 	out := make([]PluginStats, 0, len(h.loaded))
 	for name, p := range h.loaded {
 		calls, fails := p.Stats()
-		out = append(out, PluginStats{Name: name, Version: p.Version(), Calls: calls, Failures: fails, Disabled: p.Disabled()})
+		out = append(out, PluginStats{Name: name, Version: p.Version(), Calls: calls, Failures: fails, Disabled: p.Disabled(), Refused: p.Refused()})
 	}
 	return out
 }

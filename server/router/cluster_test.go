@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"github.com/aviary-im/aviary/plugins/last"
 	"sort"
 	"sync"
 	"testing"
@@ -330,7 +331,7 @@ func TestClusterNodeDown(t *testing.T) {
 	if res, _ := e1.r.Resources(context.Background(), "bob@example.com"); len(res) != 0 {
 		t.Fatalf("bob still has %v", res)
 	}
-	if at, _, err := e1.store.GetLast(context.Background(), "bob@example.com"); err != nil || !at.Equal(e1.now) {
+	if at, _, err := last.Load(context.Background(), e1.store, "bob@example.com"); err != nil || !at.Equal(e1.now) {
 		t.Fatalf("last activity %v %v", at, err)
 	}
 	e1.send(alice, `<message to='bob@example.com' type='chat' id='after'><body>x</body></message>`)

@@ -2,7 +2,9 @@ package servertest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"syscall"
@@ -60,4 +62,31 @@ func FreeAddr(t testing.TB) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// DialS2S opens a server-to-server stream to addr as a peer claiming
+// domain from would, by hand: stream header, STARTTLS (no client
+// certificate, the server's not verified) and the header again. It
+// returns the client on the secure stream, with its features read and
+// StreamHeader (whose id dialback keys use) set; nothing is
+// authenticated. For tests that play a hostile or broken peer.
+func DialS2S(t testing.TB, addr, from, to string) *Client {
+	t.Helper()
+	header := fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' "+
+		"xmlns:db='jabber:server:dialback' from='%s' to='%s' version='1.0'>", from, to)
+	c := DialRaw(t, addr, to, false)
+	c.SendRaw(header)
+	c.ReadHeaderAndFeatures()
+	c.SendRaw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+	c.ExpectName("proceed")
+	tc := tls.Client(c.Conn, &tls.Config{InsecureSkipVerify: true, ServerName: to})
+	_ = tc.SetDeadline(time.Now().Add(c.Timeout))
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("servertest: TLS handshake: %v", err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	c = NewClient(t, tc, to)
+	c.SendRaw(header)
+	c.ReadHeaderAndFeatures()
+	return c
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -55,10 +56,130 @@ func Now() time.Time { return Stamp(time.Now()) }
 // Stamp rounds a time to what the stores keep.
 func Stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// ArchiveID makes a message archive ID when the caller gives none: time
-// ordered, with 64 random bits so two nodes never collide.
-func ArchiveID(t time.Time) string {
-	var b [8]byte
+// lastArchiveID is the last ID NewArchiveID made in this process.
+var lastArchiveID atomic.Int64
+
+// NewArchiveID makes the ID of an archive entry at t (see
+// storage.ArchiveIDShift): t's microseconds, and in the low bits a random
+// number, or one more than the last ID made in the same microsecond, so
+// the IDs one process makes for the same time keep their order and two
+// nodes rarely collide (a store retries a collision with NextArchiveID).
+func NewArchiveID(t time.Time) int64 {
+	var b [2]byte
 	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%016x%x", t.UnixMicro(), b)
+	id := storage.ArchiveIDAt(t) | int64(b[0]&0x01)<<8 | int64(b[1])
+	for {
+		last := lastArchiveID.Load()
+		if id>>storage.ArchiveIDShift == last>>storage.ArchiveIDShift && id <= last {
+			id = last + 1
+		}
+		if id <= last || lastArchiveID.CompareAndSwap(last, id) {
+			return id
+		}
+	}
+}
+
+// NewArchiveIDs makes the IDs of a batch of entries (a zero When is now):
+// entries whose times fall in the same microsecond get increasing IDs in
+// the order given, whatever time they are for.
+func NewArchiveIDs(es []storage.ArchiveEntry) []int64 {
+	now := Now()
+	ids := make([]int64, len(es))
+	last := map[int64]int64{} // microsecond → last ID given in it
+	for i, e := range es {
+		t := e.When
+		if t.IsZero() {
+			t = now
+		}
+		id := NewArchiveID(t)
+		us := id >> storage.ArchiveIDShift
+		if prev, ok := last[us]; ok && id <= prev {
+			id = prev + 1
+		}
+		last[us] = id
+		ids[i] = id
+	}
+	return ids
+}
+
+// NextArchiveID is the ID to try after id collided: the next one, which
+// sorts right after it.
+func NextArchiveID(id int64) int64 {
+	for {
+		last := lastArchiveID.Load()
+		next := max(id, last) + 1
+		if next>>storage.ArchiveIDShift != id>>storage.ArchiveIDShift {
+			next = id + 1 // do not drift into a later microsecond for an old time
+		}
+		if next <= last || lastArchiveID.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
+
+// ArchiveIDRange turns a query's time and ID bounds into one half-open ID
+// range [lo, hi); hi 0 means none.
+func ArchiveIDRange(q storage.ArchiveQuery) (lo, hi int64) {
+	if !q.Start.IsZero() {
+		lo = storage.ArchiveIDAt(q.Start)
+	}
+	if q.AfterID > 0 && q.AfterID+1 > lo {
+		lo = q.AfterID + 1
+	}
+	if !q.End.IsZero() {
+		hi = storage.ArchiveIDAt(q.End.Add(time.Microsecond))
+	}
+	if q.BeforeID > 0 && (hi == 0 || q.BeforeID < hi) {
+		hi = q.BeforeID
+	}
+	return lo, hi
+}
+
+// CheckQuota reports whether an owner with items entries of size bytes
+// (not counting the one being written, nor what the write evicts) may
+// write a value of size n under lim: nil, or a *storage.QuotaError.
+func CheckQuota(lim storage.Limits, items int, bytes int64, n int) error {
+	if lim.Items > 0 && items+1 > lim.Items {
+		return &storage.QuotaError{Limit: "items", Max: int64(lim.Items)}
+	}
+	if lim.Bytes > 0 && bytes+int64(n) > lim.Bytes {
+		return &storage.QuotaError{Limit: "bytes", Max: lim.Bytes}
+	}
+	return nil
+}
+
+// Limited reports whether a write under lim must lock the owner and count.
+func Limited(lim storage.Limits) bool { return lim.Items > 0 || lim.Bytes > 0 || lim.Max > 0 }
+
+// Reverse reverses a slice in place (a newest-first scan read back oldest
+// first).
+func Reverse[T any](s []T) {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
+	}
+}
+
+// RosterChecks is what a roster write must check against its quota:
+// CheckRosterWrite decides it from the item before and after, and the
+// store counts rows only when a check needs them.
+type RosterChecks struct {
+	Items     bool // a row is created: count the owner's rows
+	PendingIn bool // a pending inbound request is added: count them
+}
+
+// CheckRosterWrite checks what it can without counting (the size of the
+// item) and says which counts the store must make. An item already over
+// ItemBytes that does not grow stays writable, so a lowered quota never
+// locks an item.
+func CheckRosterWrite(q storage.RosterQuota, cur storage.RosterItem, exists bool, upd storage.RosterItem) (RosterChecks, error) {
+	if q.ItemBytes > 0 && upd.InRoster {
+		size := storage.RosterItemSize(upd)
+		if size > q.ItemBytes && (!exists || !cur.InRoster || size > storage.RosterItemSize(cur)) {
+			return RosterChecks{}, storage.ErrRosterItemTooLarge
+		}
+	}
+	return RosterChecks{
+		Items:     q.Items > 0 && !exists,
+		PendingIn: q.PendingIn > 0 && upd.PendingIn && !(exists && cur.PendingIn),
+	}, nil
 }
