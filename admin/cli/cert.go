@@ -84,7 +84,7 @@ func runCert(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		return 1
 	}
 	defer store.Close()
-	st := certs.NewPropertyStore(store)
+	st := certs.NewDBStore(store)
 	now := time.Now()
 
 	switch sub {

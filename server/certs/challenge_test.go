@@ -15,18 +15,18 @@ import (
 
 // countingStore counts Get calls.
 type countingStore struct {
-	*PropertyStore
+	*DBStore
 	gets int
 }
 
 func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
 	c.gets++
-	return c.PropertyStore.Get(ctx, key)
+	return c.DBStore.Get(ctx, key)
 }
 
 func TestHTTP01Handler(t *testing.T) {
 	ctx := context.Background()
-	st := &countingStore{PropertyStore: sqliteStore(t)}
+	st := &countingStore{DBStore: sqliteStore(t)}
 	m, err := New(Options{Config: testConfig("chat.example"), Store: st, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)

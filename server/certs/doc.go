@@ -9,7 +9,7 @@
 // Files:
 //
 //	manager.go    Options, the Manager, SNI selection over an immutable snapshot, Reload
-//	store.go      the Store interface (get/put/delete/list/lock/watch) and PropertyStore on storage.Properties
+//	store.go      the Store interface (get/put/delete/list/lock/watch) and DBStore on the node's database
 //	record.go     a stored certificate, ParsePEM's checks (key matches, not expired, for servers), Put, List, Delete
 //	acme.go       the ACME account (one per directory, shared) and one name's order, authorization and finalization
 //	challenge.go  HTTP-01 answers (http.Handler for httpd) and TLS-ALPN-01 answers (GetConfigForClient), both from the store
@@ -23,9 +23,10 @@
 // the directory URL>", pending challenge answers under "challenge/…"
 // (written before the CA is told to validate, deleted after), and the
 // failure count of a name under "state/<name>" (so a node that takes over
-// respects the retry delay). PropertyStore keeps them in the properties
-// table both backends share; it should move onto storage's general
-// key/value store once that exists. In memory, a Manager holds only the
+// respects the retry delay). DBStore keeps them in the key/value module
+// store "certs" (owner "aviary/certs", which no account can be) and sets
+// the shared property "certs.changed" on every certificate write, which
+// is what other nodes listen to. In memory, a Manager holds only the
 // snapshot handshakes read (an atomic pointer, swapped by Reload) and the
 // ACME client.
 //

@@ -70,15 +70,15 @@ func (ca *testCA) issue(t testing.TB, names []string, nb, na time.Time) (chainPE
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// sqliteStore is a PropertyStore on a fresh embedded store.
-func sqliteStore(t testing.TB) *PropertyStore {
+// sqliteStore is a DBStore on a fresh embedded store.
+func sqliteStore(t testing.TB) *DBStore {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return NewPropertyStore(st)
+	return NewDBStore(st)
 }
 
 func testConfig(domain string) *conf.Config {

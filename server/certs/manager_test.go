@@ -114,7 +114,7 @@ func TestSelection(t *testing.T) {
 	}
 }
 
-func TestPropertyStore(t *testing.T) {
+func TestDBStore(t *testing.T) {
 	ctx := context.Background()
 	st := sqliteStore(t)
 	if _, err := st.Get(ctx, "cert/x"); !errors.Is(err, storage.ErrNotFound) {
@@ -150,5 +150,12 @@ func TestPropertyStore(t *testing.T) {
 	}
 	if err := st.Delete(ctx, "cert/never"); err != nil {
 		t.Errorf("deleting what is not there: %v", err)
+	}
+	// Deleting an account never touches what is stored here.
+	for _, user := range []string{"aviary", "certs"} {
+		_ = st.db.(storage.Users).DeleteUser(ctx, user)
+	}
+	if v, err := st.Get(ctx, "state/x"); err != nil || string(v) != "1" {
+		t.Errorf("after deleting the accounts aviary and certs: %q, %v", v, err)
 	}
 }

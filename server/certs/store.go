@@ -17,9 +17,8 @@ import (
 // orders. Keys are slash-separated paths ("cert/example.com",
 // "challenge/http-01/TOKEN"); values are opaque bytes.
 //
-// It is deliberately small (Caddy's certmagic.Storage has the same shape)
-// so that it can move onto the general key/value store of storage/ once
-// that exists; PropertyStore implements it today on storage.Properties.
+// It is deliberately small (Caddy's certmagic.Storage has the same shape);
+// DBStore implements it on the node's database.
 type Store interface {
 	// Get returns the value under key, or an error wrapping
 	// storage.ErrNotFound.
@@ -43,16 +42,20 @@ type Store interface {
 	Watch(ctx context.Context, fn func())
 }
 
-// Locker is what a storage backend implements to give PropertyStore a
+// Locker is what a storage backend implements to give DBStore a
 // cluster-wide lock (storage/postgres: an advisory lock; storage/sqlite:
 // an in-process one, the embedded store having one node).
 type Locker interface {
 	TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error)
 }
 
-// Property names of PropertyStore.
+// The database layout of DBStore.
 const (
-	propertyPrefix = "certs."
+	// kvName and kvOwner place the values in the key/value module store:
+	// an owner with a slash, which no account's JID can be, so deleting an
+	// account never touches them.
+	kvName  = "certs"
+	kvOwner = "aviary/certs"
 	// changedProperty gets a fresh random value whenever a certificate is
 	// written or deleted, so that every node's ListenProperty hears it.
 	changedProperty = "certs.changed"
@@ -61,84 +64,95 @@ const (
 // certPrefix is the key prefix of stored certificates.
 const certPrefix = "cert/"
 
-// PropertyStore is a Store on the cluster's shared properties
-// (storage.Properties, a table of both backends): key K is the property
-// "certs.K". Watch uses storage.PropertyListener when the store has it
-// (PostgreSQL's LISTEN/NOTIFY reaches every node), and TryLock the store's
-// Locker, else a lock inside this process.
-//
-// Values are strings in that table; certificates and keys are PEM text,
-// so they are stored as they are.
-type PropertyStore struct {
-	props storage.Properties
-	mu    sync.Mutex
-	held  map[string]bool // locks taken here when props has no Locker
+// Database is what DBStore needs of the node's store (storage.Store has
+// it all).
+type Database interface {
+	storage.Modules
+	storage.Properties
 }
 
-var _ Store = (*PropertyStore)(nil)
-
-// NewPropertyStore returns a Store on props.
-func NewPropertyStore(props storage.Properties) *PropertyStore {
-	return &PropertyStore{props: props, held: map[string]bool{}}
+// DBStore is a Store on the database every node shares: values in the
+// key/value module store "certs" (storage.Modules), the change marker in
+// the shared properties, heard through storage.PropertyListener when the
+// store has it (PostgreSQL's LISTEN/NOTIFY reaches every node), and the
+// lock of the store's Locker, else a lock inside this process.
+type DBStore struct {
+	db   Database
+	kv   storage.KeyValue
+	mu   sync.Mutex
+	held map[string]bool // locks taken here when db has no Locker
 }
 
-// Get reads the property "certs."+key.
-func (s *PropertyStore) Get(ctx context.Context, key string) ([]byte, error) {
-	v, err := s.props.GetProperty(ctx, propertyPrefix+key)
+var _ Store = (*DBStore)(nil)
+
+// NewDBStore returns a Store on db.
+func NewDBStore(db Database) *DBStore {
+	return &DBStore{db: db, kv: db.KeyValue(kvName), held: map[string]bool{}}
+}
+
+// Get reads key.
+func (s *DBStore) Get(ctx context.Context, key string) ([]byte, error) {
+	e, err := s.kv.Get(ctx, kvOwner, key)
 	if err != nil {
 		return nil, fmt.Errorf("certs: reading %s: %w", key, err)
 	}
-	return []byte(v), nil
+	return e.Value, nil
 }
 
-// Put writes the property "certs."+key, then, for a certificate, the
-// change marker.
-func (s *PropertyStore) Put(ctx context.Context, key string, value []byte) error {
-	if err := s.props.SetProperty(ctx, propertyPrefix+key, string(value)); err != nil {
+// Put writes key, then, for a certificate, the change marker.
+func (s *DBStore) Put(ctx context.Context, key string, value []byte) error {
+	if _, err := s.kv.Set(ctx, kvOwner, key, value, storage.Limits{}); err != nil {
 		return fmt.Errorf("certs: writing %s: %w", key, err)
 	}
 	return s.changed(ctx, key)
 }
 
-// Delete removes the property "certs."+key, then, for a certificate, sets
-// the change marker.
-func (s *PropertyStore) Delete(ctx context.Context, key string) error {
-	if err := s.props.DeleteProperty(ctx, propertyPrefix+key); err != nil && !errors.Is(err, storage.ErrNotFound) {
+// Delete removes key, then, for a certificate, sets the change marker.
+func (s *DBStore) Delete(ctx context.Context, key string) error {
+	if err := s.kv.Delete(ctx, kvOwner, key); err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("certs: deleting %s: %w", key, err)
 	}
 	return s.changed(ctx, key)
 }
 
-func (s *PropertyStore) changed(ctx context.Context, key string) error {
+func (s *DBStore) changed(ctx context.Context, key string) error {
 	if !strings.HasPrefix(key, certPrefix) {
 		return nil
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	if err := s.props.SetProperty(ctx, changedProperty, hex.EncodeToString(b[:])); err != nil {
+	if err := s.db.SetProperty(ctx, changedProperty, hex.EncodeToString(b[:])); err != nil {
 		return fmt.Errorf("certs: telling the other nodes: %w", err)
 	}
 	return nil
 }
 
-// List reads every property named "certs."+prefix+"…".
-func (s *PropertyStore) List(ctx context.Context, prefix string) (map[string][]byte, error) {
-	all, err := s.props.ListProperties(ctx)
+// List reads every key starting with prefix.
+func (s *DBStore) List(ctx context.Context, prefix string) (map[string][]byte, error) {
+	keys, err := s.kv.Keys(ctx, kvOwner)
 	if err != nil {
 		return nil, fmt.Errorf("certs: listing %s: %w", prefix, err)
 	}
 	out := map[string][]byte{}
-	for name, v := range all {
-		if key, ok := strings.CutPrefix(name, propertyPrefix); ok && strings.HasPrefix(key, prefix) {
-			out[key] = []byte(v)
+	for _, k := range keys {
+		if !strings.HasPrefix(k, prefix) {
+			continue
 		}
+		e, err := s.kv.Get(ctx, kvOwner, k)
+		if errors.Is(err, storage.ErrNotFound) {
+			continue // deleted since Keys
+		}
+		if err != nil {
+			return nil, fmt.Errorf("certs: reading %s: %w", k, err)
+		}
+		out[k] = e.Value
 	}
 	return out, nil
 }
 
 // TryLock uses the store's Locker, or a lock of this process.
-func (s *PropertyStore) TryLock(ctx context.Context, name string) (func(), bool, error) {
-	if l, ok := s.props.(Locker); ok {
+func (s *DBStore) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	if l, ok := s.db.(Locker); ok {
 		return l.TryLock(ctx, "certs."+name)
 	}
 	s.mu.Lock()
@@ -159,8 +173,8 @@ func (s *PropertyStore) TryLock(ctx context.Context, name string) (func(), bool,
 
 // Watch listens to the change marker when the store can (see
 // storage.PropertyListener).
-func (s *PropertyStore) Watch(ctx context.Context, fn func()) {
-	l, ok := s.props.(storage.PropertyListener)
+func (s *DBStore) Watch(ctx context.Context, fn func()) {
+	l, ok := s.db.(storage.PropertyListener)
 	if !ok {
 		fn()
 		return
