@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -72,16 +71,9 @@ func runCert(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "aviary cert %s: want exactly one %s\n", sub, map[string]string{"import": "DIR", "delete": "ID"}[sub])
 		return 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary cert: configuration:\n%v\n", err)
-		return 1
-	}
-	log := NewLogger(cfg, stderr)
-	store, err := server.OpenStore(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary cert: %v\n", err)
-		return 1
+	cfg, store, code := openStore(ctx, "aviary cert", fs, &nf, environ, stderr)
+	if store == nil {
+		return code
 	}
 	defer store.Close()
 	st := certs.NewDBStore(store)
