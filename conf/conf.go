@@ -65,7 +65,8 @@ var DefaultServiceNames = []string{"conference", "upload", "pubsub"}
 // and the account are stored once in the shared database; one node of a
 // cluster orders at a time and every node serves the result.
 type ACMEConfig struct {
-	// Enabled turns ACME on. Default false.
+	// Enabled turns ACME on, which accepts the CA's terms of service
+	// (Let's Encrypt's subscriber agreement). Default false.
 	Enabled bool `yaml:"enabled"`
 	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
 	// production server, https://acme-v02.api.letsencrypt.org/directory
