@@ -439,9 +439,11 @@ func TestAccountDeletionDeletesArchive(t *testing.T) {
 	sync(alice)
 	ctx := context.Background()
 	a := n.Store().Archive(mam.Store)
-	checkFor(t, func() bool {
-		p, _ := a.Query(ctx, "bob@localhost", storage.ArchiveQuery{})
-		return len(p.Entries) == 1
+	servertest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if p, _ := a.Query(ctx, "bob@localhost", storage.ArchiveQuery{}); len(p.Entries) != 1 {
+			return fmt.Errorf("bob's archive has %d entries, want 1", len(p.Entries))
+		}
+		return nil
 	})
 	if err := n.Store().DeleteUser(ctx, "bob"); err != nil {
 		t.Fatal(err)
@@ -451,16 +453,5 @@ func TestAccountDeletionDeletesArchive(t *testing.T) {
 	}
 	if p, _ := a.Query(ctx, "alice@localhost", storage.ArchiveQuery{}); len(p.Entries) != 1 {
 		t.Errorf("alice's archive has %d entries; her copy must stay", len(p.Entries))
-	}
-}
-
-func checkFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) //nolint:forbidigo // polling, bounded
 	}
 }
