@@ -227,6 +227,21 @@ func (w *Writer) loop() {
 
 		ids, err := w.write(batch)
 
+		w.mu.Lock()
+		if err != nil {
+			w.stats.Failed += uint64(n)
+		} else {
+			w.stats.Entries += uint64(n)
+			w.stats.Batches++
+			for i, it := range batch {
+				if it.e.ID != 0 && ids[i] != it.e.ID {
+					w.stats.MovedIDs++
+				}
+			}
+		}
+		w.mu.Unlock()
+		// Callbacks before Flush may return: a caller that flushed has
+		// seen every callback of what it waited for.
 		for i, it := range batch {
 			if it.done == nil {
 				continue
@@ -240,17 +255,6 @@ func (w *Writer) loop() {
 		w.mu.Lock()
 		w.inFlight = 0
 		w.finished += uint64(n)
-		if err != nil {
-			w.stats.Failed += uint64(n)
-		} else {
-			w.stats.Entries += uint64(n)
-			w.stats.Batches++
-			for i, it := range batch {
-				if it.e.ID != 0 && ids[i] != it.e.ID {
-					w.stats.MovedIDs++
-				}
-			}
-		}
 		close(w.progress)
 		w.progress = make(chan struct{})
 		close(w.space)
