@@ -89,12 +89,19 @@
 // accounts use, with the room's owner key ("conference.example.com/room",
 // see storage.Modules) so it is never mistaken for an account:
 //
-//	a := mam.Lookup(manager)                     // the running plugin, or nil
-//	arch := a.Rooms()                            // *mam.Archive over store "mam"
-//	id := arch.Add(ctx, owner, with, msg)        // once per room message; stamp the returned ID
-//	mam.StampID(msg, roomJID, id)                // <stanza-id by='room@conference…'/> on the broadcast
-//	reply, err := arch.Query(ctx, owner, iq, to) // answer a MAM query sent to the room's JID
-//	arch.Tombstone(ctx, owner, id, tomb)         // XEP-0425 moderation
+//	p := mam.Lookup(manager)          // the running plugin (nil when disabled)
+//	arch := p.Rooms()                 // *mam.Archive over the store "mam"
+//	owner := "conference.example.com/room"
+//	// Once per room message, before the broadcast: stamp the ID on it.
+//	if id := arch.Add(ctx, owner, occupantJID, msg, nil); id != 0 {
+//		mam.StampID(msg, "room@conference.example.com", id)
+//	}
+//	// A MAM query IQ sent to the room's JID: results go to the querier,
+//	// from the room's JID; the return value is the IQ result's <fin/>.
+//	fin, err := arch.Query(ctx, owner, "room@conference.example.com", iq)
+//	arch.Tombstone(ctx, owner, id, tomb)     // XEP-0425 moderation
+//	arch.DeleteBefore(ctx, owner, cutoff)    // per-room retention
+//	arch.DeleteOwner(ctx, owner)             // the room was destroyed
 //
 // Add makes the ID and queues the write (group commit) and returns before
 // the write; Query flushes first, sends the <result/> messages to the

@@ -37,6 +37,7 @@ type Plugin struct {
 	arch    *Archive
 	prefs   *prefsCache
 	catchup *catchups
+	known   *accounts
 	unhook  []func()
 	unreg   func()
 	bg      sync.WaitGroup // retractions in flight
@@ -71,7 +72,9 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.arch = &Archive{host: host, store: host.Store().Archive(Store), w: w, maxPage: cfg.MAM.MaxPage}
 	p.prefs = newPrefsCache(host, cfg.MAM.Default, 5*time.Second)
 	p.catchup = newCatchups()
+	p.known = newAccounts(host, time.Minute)
 	p.unhook = append(p.unhook,
+		host.Hooks().Add(plugins.EventUserDeleted, 0, p.known.deletedHook),
 		host.Hooks().Add(plugins.EventPresenceAvailable, 0, p.catchup.presenceHook),
 		host.Hooks().Add(plugins.EventSessionClosed, 0, p.catchup.closedHook),
 	)
@@ -204,6 +207,12 @@ func (p *Plugin) incoming(ctx context.Context, el *wire.Element) {
 	// client's own forgeries were removed at PointInbound).
 	dropOurStanzaIDs(el, "", owner)
 	if with == "" || !archivable(el) {
+		return
+	}
+	// A message to an account that does not exist is bounced by the
+	// router; it must not wait in an archive for whoever registers the
+	// name later.
+	if !p.known.exists(ctx, owner) {
 		return
 	}
 	if el.Child("retract", NSRetract) != nil {

@@ -455,3 +455,18 @@ func TestAccountDeletionDeletesArchive(t *testing.T) {
 		t.Errorf("alice's archive has %d entries; her copy must stay", len(p.Entries))
 	}
 }
+
+// TestNoArchiveForUnknownAccounts: a message to an account that does not
+// exist is bounced, and is not kept for whoever registers the name later.
+func TestNoArchiveForUnknownAccounts(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "alice", "a", true)
+	chat(alice, "ghost@localhost", "anyone there?")
+	alice.Await("the bounce", func(el *wire.Element) bool { return el.Name == "message" && el.Type() == "error" })
+	query(alice, "", "") // flushes this node's archive writer
+	servertest.CreateUser(t, n, "ghost", "pw-ghost")
+	ghost := login(t, n, "ghost", "g", true)
+	if p := query(ghost, "", ""); len(p.results) != 0 {
+		t.Errorf("a new account found %v in its archive, sent before it existed", p.bodies())
+	}
+}
