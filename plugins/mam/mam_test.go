@@ -159,7 +159,10 @@ func TestArchiveBothAccountsWithLiveIDs(t *testing.T) {
 
 	// A client may not bring stanza ids of our domain (XEP-0359 §4): a
 	// forged one for bob's archive must not reach bob.
-	chat(alice, "bob@localhost", "hello", `<origin-id xmlns='urn:xmpp:sid:0' id='o-1'/><stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/>`)
+	chat(alice, "bob@localhost", "hello", `<origin-id xmlns='urn:xmpp:sid:0' id='o-1'/>`+
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='forged'/>`+
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='forged'/>`+
+		`<stanza-id xmlns='urn:xmpp:sid:0' by='localhost' id='forged'/>`)
 	live := bob.Await("alice's message", func(el *wire.Element) bool { return el.Name == "message" })
 	bobID := stanzaID(live, "bob@localhost")
 	if bobID == "" || bobID == "forged" || countStanzaIDs(live) != 2 {
@@ -171,8 +174,11 @@ func TestArchiveBothAccountsWithLiveIDs(t *testing.T) {
 	carbon := alice2.Await("sent carbon", func(el *wire.Element) bool { return el.Child("sent", wire.NSCarbons) != nil })
 	fwd := carbon.Child("sent", wire.NSCarbons).Child("forwarded", wire.NSForward).Child("message", "")
 	aliceID := stanzaID(fwd, "alice@localhost")
-	if aliceID == "" {
-		t.Fatalf("sent carbon without alice's stanza-id: %s", carbon)
+	if aliceID == "" || aliceID == "forged" || countStanzaIDs(fwd) != 1 {
+		t.Fatalf("sent carbon: %s; want alice's archive id only (not the forged ones)", carbon)
+	}
+	if stanzaID(live, "alice@localhost") != aliceID {
+		t.Errorf("bob's copy carries alice's id %q, her carbon %q", stanzaID(live, "alice@localhost"), aliceID)
 	}
 
 	chat(bob, "alice@localhost", "hi back")
