@@ -178,7 +178,7 @@ func benchModules(b *testing.B, open func(b *testing.B) storage.Store) {
 			}
 			reportP99(b, took)
 		})
-		b.Run(fmt.Sprintf("of%d/count", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("of%d-count", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				p, err := a.Query(ctx, owner, storage.ArchiveQuery{Last: true, Limit: 50, Count: true})
@@ -187,7 +187,7 @@ func benchModules(b *testing.B, open func(b *testing.B) storage.Store) {
 				}
 			}
 		})
-		b.Run(fmt.Sprintf("of%d/with", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("of%d-with", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				p, err := a.Query(ctx, owner, storage.ArchiveQuery{With: "c7@example.net", Last: true, Limit: 50})
