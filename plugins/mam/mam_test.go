@@ -476,3 +476,35 @@ func TestNoArchiveForUnknownAccounts(t *testing.T) {
 		t.Errorf("a new account found %v in its archive, sent before it existed", p.bodies())
 	}
 }
+
+// TestFederated: a message that arrives over s2s is archived by the
+// recipient's server with its own stanza-id; a stanza-id the sending
+// server put on it claiming the recipient's archive is removed, and the
+// sender's own server archived its copy.
+func TestFederated(t *testing.T) {
+	a, b := servertest.RunFederatedPair(t, "a.test", "b.test")
+	servertest.CreateUser(t, a, "alice", "pw-alice")
+	servertest.CreateUser(t, b, "bob", "pw-bob")
+	alice := servertest.DialAddr(t, a.Addr(server.ListenerC2S).String(), "a.test", false)
+	t.Cleanup(alice.Close)
+	alice.Login("alice", "pw-alice", "home")
+	bob := servertest.DialAddr(t, b.Addr(server.ListenerC2S).String(), "b.test", false)
+	t.Cleanup(bob.Close)
+	bob.Login("bob", "pw-bob", "work")
+	bob.Send(`<presence/>`)
+	sync(bob)
+	// Bob is online but not subscribed: a message to his bare JID still
+	// reaches him. The forged id claims bob's archive from the other side.
+	chat(alice, "bob@b.test", "over s2s", `<stanza-id xmlns='urn:xmpp:sid:0' by='bob@b.test' id='forged'/>`)
+	live := bob.Await("the federated message", func(el *wire.Element) bool { return el.Name == "message" && el.ChildText("body", "") == "over s2s" })
+	id := stanzaID(live, "bob@b.test")
+	if id == "" || id == "forged" || stanzaID(live, "alice@a.test") == "" {
+		t.Fatalf("federated copy %s; want bob's own archive id and alice's", live)
+	}
+	if p := query(bob, "", ""); len(p.results) != 1 || p.ids()[0] != id {
+		t.Errorf("bob's archive %v, live id %s", p.ids(), id)
+	}
+	if p := query(alice, "", ""); strings.Join(p.bodies(), ",") != "over s2s" {
+		t.Errorf("alice's archive %v", p.bodies())
+	}
+}
