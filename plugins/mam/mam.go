@@ -75,6 +75,8 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.known = newAccounts(host, time.Minute)
 	p.unhook = append(p.unhook,
 		host.Hooks().Add(plugins.EventUserDeleted, 0, p.known.deletedHook),
+		host.Hooks().Add(plugins.EventUserDeleted, 0, p.clearArchive),
+		host.Hooks().Add(plugins.EventUserCreated, 0, p.clearArchive),
 		host.Hooks().Add(plugins.EventPresenceAvailable, 0, p.catchup.presenceHook),
 		host.Hooks().Add(plugins.EventSessionClosed, 0, p.catchup.closedHook),
 	)
@@ -98,6 +100,24 @@ func (p *Plugin) Stop(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return p.arch.w.Close(cctx)
+	}
+	return nil
+}
+
+// clearArchive deletes an account's archive when the account is deleted
+// (the store's DeleteUser already did; this catches what this node's
+// writer still had queued) and when an account is created (a message
+// another node archived for the old account of that name in the moment
+// it was deleted, while that node still believed it existed, must not
+// greet the new owner).
+func (p *Plugin) clearArchive(ctx context.Context, payload any) error {
+	ev, ok := payload.(*plugins.UserEvent)
+	if !ok {
+		return nil
+	}
+	bare := ev.Username + "@" + p.host.Domain()
+	if _, err := p.arch.DeleteOwner(ctx, bare); err != nil {
+		p.host.Logger().Warn("mam: clearing an account's archive failed", "account", bare, "err", err)
 	}
 	return nil
 }

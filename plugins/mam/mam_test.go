@@ -470,6 +470,12 @@ func TestNoArchiveForUnknownAccounts(t *testing.T) {
 	chat(alice, "ghost@localhost", "anyone there?")
 	alice.Await("the bounce", func(el *wire.Element) bool { return el.Name == "message" && el.Type() == "error" })
 	query(alice, "", "") // flushes this node's archive writer
+	// What another node archived for an old account of the name while it
+	// was being deleted is gone when the name is taken again.
+	if _, err := n.Store().Archive(mam.Store).Append(context.Background(), storage.ArchiveEntry{
+		Owner: "ghost@localhost", With: "alice@localhost", Value: []byte("<message><body>left over</body></message>")}); err != nil {
+		t.Fatal(err)
+	}
 	servertest.CreateUser(t, n, "ghost", "pw-ghost")
 	ghost := login(t, n, "ghost", "g", true)
 	if p := query(ghost, "", ""); len(p.results) != 0 {
