@@ -514,3 +514,55 @@ func TestFederated(t *testing.T) {
 		t.Errorf("alice's archive %v", p.bodies())
 	}
 }
+
+// TestRoomArchiveAPI is the API a group-chat service will use: one archive
+// per room under the room's owner key, IDs stamped on the broadcast, and a
+// MAM query to the room's JID answered with results from the room's JID.
+func TestRoomArchiveAPI(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "alice", "a", true)
+	p := mam.Lookup(n.Plugins())
+	if p == nil {
+		t.Fatal("the message archive is not running")
+	}
+	rooms := p.Rooms()
+	ctx := context.Background()
+	const owner, room = "conference.localhost/lobby", "lobby@conference.localhost"
+	var ids []string
+	for i := range 3 {
+		msg := wire.New("message", "from", room+"/nick", "to", "alice@localhost/a", "type", "groupchat").
+			Append(wire.New("body").SetText(fmt.Sprint("room line ", i)))
+		id := rooms.Add(ctx, owner, "bob@localhost", msg, nil)
+		if id == 0 {
+			t.Fatal("Add refused")
+		}
+		mam.StampID(msg, room, id)
+		if stanzaID(msg, room) != storage.FormatArchiveID(id) {
+			t.Fatalf("StampID: %s", msg)
+		}
+		ids = append(ids, storage.FormatArchiveID(id))
+	}
+	iq := wire.New("iq", "type", "set", "id", "rq1", "from", alice.JID, "to", room).Append(
+		wire.NewNS("query", mam.NS).SetAttr("queryid", "rq").Append(
+			wire.NewNS("set", mam.NSRSM).Append(wire.New("max").SetText("2"), wire.New("before"))))
+	fin, err := rooms.Query(ctx, owner, room, iq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, el := range sync(alice) {
+		if r := el.Child("result", mam.NS); r != nil && r.Attr("queryid") == "rq" {
+			if el.From() != room {
+				t.Errorf("result from %q, want the room", el.From())
+			}
+			got = append(got, r.Attr("id"))
+		}
+	}
+	if strings.Join(got, ",") != ids[1]+","+ids[2] || fin.Attr("complete") == "true" {
+		t.Errorf("room query sent %v (complete=%q); want %v", got, fin.Attr("complete"), ids[1:])
+	}
+	// Rooms stay out of the accounts' archives.
+	if p := query(alice, "", ""); len(p.results) != 0 {
+		t.Errorf("alice's archive has room lines: %v", p.bodies())
+	}
+}
