@@ -29,30 +29,20 @@ type Archive struct {
 // is saturated past ctx's deadline, or stopped); the message then stays
 // out of the archive and must not be stamped.
 func (a *Archive) Add(ctx context.Context, owner, with string, msg *wire.Element, done groupcommit.Done) int64 {
-	id := storage.NewArchiveID(time.Now())
-	e := storage.ArchiveEntry{ID: id, Owner: owner, With: with, Value: stored(msg)}
-	if done == nil {
-		done = a.logFailure(owner, id)
-	}
-	if err := a.w.Add(ctx, e, done); err != nil {
+	e := storage.ArchiveEntry{Owner: owner, With: with, Value: stored(msg)}
+	id, err := a.w.AddNew(ctx, e, func(id int64, err error) {
+		if err != nil {
+			a.host.Logger().Error("mam: archiving a message failed", "owner", owner, "err", err)
+		}
+		if done != nil {
+			done(id, err)
+		}
+	})
+	if err != nil {
 		a.host.Logger().Warn("mam: message not archived: the archive writer is saturated", "owner", owner, "err", err)
 		return 0
 	}
 	return id
-}
-
-func (a *Archive) logFailure(owner string, want int64) groupcommit.Done {
-	return func(id int64, err error) {
-		switch {
-		case err != nil:
-			a.host.Logger().Error("mam: archiving a message failed", "owner", owner, "id", storage.FormatArchiveID(want), "err", err)
-		case id != want:
-			// Another node made the same ID for this owner in the same
-			// microsecond: the live copy carried the other one.
-			a.host.Logger().Warn("mam: archive ID taken; stored under another", "owner", owner,
-				"stamped", storage.FormatArchiveID(want), "stored", storage.FormatArchiveID(id))
-		}
-	}
 }
 
 // addStamped archives msg for owner and stamps <stanza-id by='by'/> on it.

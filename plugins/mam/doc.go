@@ -50,10 +50,16 @@
 // The write itself goes through storage/groupcommit: entries made while a
 // batch is committing go together in the next batch (one transaction),
 // and delivery does not wait for the disk. A MAM query first flushes this
-// node's queue, so a client reads its own messages; a message another node
-// routed a moment ago may still be in that node's queue (one batch: a few
-// milliseconds) and shows up in the next query. Clients catch up by ID
-// (after the last stanza-id they saw), so they miss nothing by it. The price: a node that
+// node's queue, so a client reads its own messages. On one node the
+// writer makes each ID as it queues the entry (groupcommit.AddNew), so
+// entries commit in ID order and paging "after the last ID I saw" never
+// skips one. Across nodes, IDs come from each node's clock and a message
+// another node routed a moment ago may still be in that node's queue (one
+// batch: milliseconds), so it can commit after an entry with a later ID
+// that a query already returned. Such a message was routed within
+// milliseconds of the query; it reached the client live, or it waits in
+// offline storage, which the catch-up rule below does not swallow (it
+// skips only IDs the client was actually sent). The price: a node that
 // dies loses what it had queued and not yet committed (at most one batch
 // and what piled up behind it, milliseconds of traffic), even though the
 // message was delivered and its sender's stream management may have

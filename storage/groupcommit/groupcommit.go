@@ -128,6 +128,20 @@ func New(store storage.Archive, o Options) *Writer {
 // nil. Add blocks while the writer holds MaxPending entries, until ctx
 // ends (then the entry is not queued and ctx's error is returned).
 func (w *Writer) Add(ctx context.Context, e storage.ArchiveEntry, done Done) error {
+	_, err := w.add(ctx, e, done, false)
+	return err
+}
+
+// AddNew is Add for an entry whose ID the writer makes
+// (storage.NewArchiveID, now) as it queues it, and returns: the entries of
+// one writer then have increasing IDs in queue order, so they commit in ID
+// order, and a reader paging by ID on this node never sees a later ID
+// before an earlier one is written.
+func (w *Writer) AddNew(ctx context.Context, e storage.ArchiveEntry, done Done) (int64, error) {
+	return w.add(ctx, e, done, true)
+}
+
+func (w *Writer) add(ctx context.Context, e storage.ArchiveEntry, done Done, assign bool) (int64, error) {
 	w.mu.Lock()
 	for len(w.queue)+w.inFlight >= w.o.MaxPending && !w.closed {
 		space := w.space
@@ -135,13 +149,16 @@ func (w *Writer) Add(ctx context.Context, e storage.ArchiveEntry, done Done) err
 		select {
 		case <-space:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 		w.mu.Lock()
 	}
 	if w.closed {
 		w.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
+	}
+	if assign {
+		e.ID = storage.NewArchiveID(time.Now())
 	}
 	w.queue = append(w.queue, item{e: e, done: done})
 	w.added++
@@ -150,7 +167,7 @@ func (w *Writer) Add(ctx context.Context, e storage.ArchiveEntry, done Done) err
 	case w.wake <- struct{}{}:
 	default:
 	}
-	return nil
+	return e.ID, nil
 }
 
 // Flush waits until every entry added before the call has committed or
@@ -235,7 +252,12 @@ func (w *Writer) loop() {
 			w.stats.Batches++
 			for i, it := range batch {
 				if it.e.ID != 0 && ids[i] != it.e.ID {
+					// Another node made the same ID for this owner in the
+					// same microsecond; whoever showed the given one
+					// (a stanza-id) showed an ID the store does not have.
 					w.stats.MovedIDs++
+					w.o.Logger.Warn("groupcommit: given archive ID taken; stored under another",
+						"owner", it.e.Owner, "given", storage.FormatArchiveID(it.e.ID), "stored", storage.FormatArchiveID(ids[i]))
 				}
 			}
 		}
