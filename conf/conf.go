@@ -57,6 +57,10 @@ type C2SConfig struct {
 	// AllowRegistration enables in-band registration (XEP-0077) of new
 	// accounts. Password changes are always allowed. Default false.
 	AllowRegistration bool `yaml:"allow_registration"`
+	// RegistrationLimit is how many in-band registration attempts one
+	// client address may make per hour on one node; more get
+	// resource-constraint. -1 means no limit. Default 10.
+	RegistrationLimit int `yaml:"registration_limit"`
 	// ResourceConflict is what happens when a client binds a resource that is
 	// already online: "kick_old" (RFC 6120's usual choice), "reject", or
 	// "new_resource" (the server assigns another). Default "kick_old".
@@ -64,6 +68,17 @@ type C2SConfig struct {
 	// MaxStanzaBytes bounds one stanza; bigger ones close the stream with
 	// policy-violation. Default 262144 (256 KiB).
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// PreAuthMaxStanzaBytes bounds one element before the stream has
+	// authenticated (SASL, STARTTLS, registration): an unauthenticated
+	// stream cannot make the node hold a 256 KiB stanza. At least 1024;
+	// above max_stanza_bytes, max_stanza_bytes applies. Default 16384
+	// (16 KiB).
+	PreAuthMaxStanzaBytes int `yaml:"preauth_max_stanza_bytes"`
+	// MaxUnauthenticatedPerAddress is how many streams one client address
+	// may have open before they authenticate; a further one is closed
+	// with policy-violation. Counts TCP streams and BOSH and WebSocket
+	// sessions. -1 means no limit. Default 32.
+	MaxUnauthenticatedPerAddress int `yaml:"max_unauthenticated_per_address"`
 	// AuthTimeout closes connections that have not authenticated in time.
 	// Default 30s.
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
@@ -76,6 +91,17 @@ type C2SConfig struct {
 	// authentication from one address; it doubles per failure up to 5s.
 	// Default 1s.
 	SASLFailureDelay time.Duration `yaml:"sasl_failure_delay"`
+	// SASLAccountFailures is how many failed authentications an account
+	// may have (from any addresses, within 15 minutes) before attempts on
+	// it are spaced out: each further failure doubles the spacing, from
+	// sasl_failure_delay up to sasl_max_account_delay. Attempts then wait
+	// their turn, one address after another, so an attacker slows an
+	// account's logins but never locks its owner out. -1 turns the
+	// per-account limit off. Default 5.
+	SASLAccountFailures int `yaml:"sasl_account_failures"`
+	// SASLMaxAccountDelay caps the spacing of attempts on one account.
+	// Default 30s.
+	SASLMaxAccountDelay time.Duration `yaml:"sasl_max_account_delay"`
 	// SMResumeTimeout is how long a detached stream-management session waits
 	// for resumption (XEP-0198). Default 5m.
 	SMResumeTimeout time.Duration `yaml:"sm_resume_timeout"`
@@ -88,6 +114,29 @@ type C2SConfig struct {
 	// OfflineLimit is how many offline messages one user may have queued;
 	// more are bounced with service-unavailable. Default 1000.
 	OfflineLimit int `yaml:"offline_limit"`
+	// OfflineMaxBytes caps the size of one user's offline messages
+	// together; a message that would pass it is bounced with
+	// service-unavailable, like one past OfflineLimit. Default 10485760
+	// (10 MiB).
+	OfflineMaxBytes int `yaml:"offline_max_bytes"`
+	// RosterMaxItems is how many contacts one roster may hold, counting
+	// the entries that only remember a subscription request waiting for
+	// an answer. A roster set or a subscription that would add one more is
+	// refused (not-allowed to the user, resource-constraint to a contact
+	// asking to subscribe). Default 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// RosterMaxItemBytes caps one roster item: its JID, name and group
+	// names, plus 64 bytes of markup and 15 per group. A bigger one is
+	// refused with not-acceptable (RFC 6121 §2.3.3). At least 256.
+	// RosterMaxItems times this must stay within 2 MiB, half of what a
+	// session may queue for its client, so that a full roster can always
+	// be fetched. Default 2048.
+	RosterMaxItemBytes int `yaml:"roster_max_item_bytes"`
+	// RosterMaxPending is how many subscription requests may wait for one
+	// user's answer; more are refused with resource-constraint until the
+	// user answers some. Those waiting are sent again at each login, paced
+	// like offline messages. Default 100.
+	RosterMaxPending int `yaml:"roster_max_pending"`
 	// OfflineExpiry is how long an offline message is kept; older ones are
 	// deleted by the cluster's senior node (the only node when alone) once
 	// an hour. Default 720h (30 days).
@@ -211,6 +260,21 @@ type HTTPConfig struct {
 	// WebSocketPingInterval is how often an idle WebSocket is pinged; a
 	// missing pong within the interval closes it. Default 30s.
 	WebSocketPingInterval time.Duration `yaml:"websocket_ping_interval"`
+	// ReadHeaderTimeout bounds reading a request's line and headers; a
+	// slower client is disconnected. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds reading a request's body, from the end of its
+	// headers to its last byte; a slower client gets 408 and is
+	// disconnected. It does not limit how long a BOSH request is held
+	// (bosh_max_wait) or how long a WebSocket lives after the upgrade.
+	// Bodies are capped at c2s.max_stanza_bytes. Default 30s.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// WriteTimeout bounds writing one response, from its first byte; a
+	// client that does not read it is disconnected. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // AdminConfig is the admin console, JSON API and metrics listener.
@@ -222,6 +286,19 @@ type AdminConfig struct {
 	// CertFile and KeyFile turn on TLS for the admin listener. Default off.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ReadTimeout bounds reading one request's body (the largest is a
+	// plugin upload, up to 64 MiB); a slower client gets 408 and is
+	// disconnected. Headers must arrive within 10s, a response be read
+	// within 1m, and an idle connection is closed after 2m. Default 1m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MetricsToken, when set, must come with every request to /metrics as
+	// "Authorization: Bearer <token>" (Prometheus: authorization:
+	// {credentials: <token>}); at least 16 characters. Default "": /metrics
+	// is open to whoever reaches the admin listener, which listens on
+	// loopback by default (metrics hold counts, node and plugin names and
+	// versions, never accounts or messages). A node serving /metrics
+	// without a token on a non-loopback address logs a warning at start.
+	MetricsToken string `yaml:"metrics_token"`
 }
 
 // PluginsConfig selects plugins and holds their settings.

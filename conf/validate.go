@@ -10,6 +10,17 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
+// MaxRosterBytes bounds a full roster result (c2s.roster_max_items times
+// c2s.roster_max_item_bytes): half of the 4 MiB a client session may have
+// queued before it is closed as a slow consumer, so a roster fetched while
+// other stanzas wait still fits.
+const MaxRosterBytes = 2 << 20
+
+// MinRosterItemBytes is the least c2s.roster_max_item_bytes. A contact
+// whose bare JID is longer than the limit less 64 bytes of markup cannot
+// be in a roster (RFC 7622 allows 2047 bytes; real ones are far shorter).
+const MinRosterItemBytes = 256
+
 // Validate checks every part and returns all problems, each naming its key.
 func (c *Config) Validate() Errors {
 	var errs Errors
@@ -67,8 +78,41 @@ func (c *Config) Validate() Errors {
 	if c.C2S.MaxStanzaBytes < 1024 {
 		add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.C2S.MaxStanzaBytes)
 	}
+	if c.C2S.PreAuthMaxStanzaBytes < 1024 {
+		add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.C2S.PreAuthMaxStanzaBytes)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"c2s.max_unauthenticated_per_address", c.C2S.MaxUnauthenticatedPerAddress},
+		{"c2s.registration_limit", c.C2S.RegistrationLimit},
+		{"c2s.sasl_account_failures", c.C2S.SASLAccountFailures},
+	} {
+		if l.v < -1 {
+			add(l.key, "must be -1 (no limit) or more, not %d", l.v)
+		}
+	}
 	if c.C2S.SCRAMIterations < 4096 {
 		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
+	}
+	if c.C2S.OfflineLimit < 1 {
+		add("c2s.offline_limit", "must be at least 1, not %d", c.C2S.OfflineLimit)
+	}
+	if c.C2S.OfflineMaxBytes < c.C2S.MaxStanzaBytes {
+		add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.C2S.MaxStanzaBytes, c.C2S.OfflineMaxBytes)
+	}
+	if c.C2S.RosterMaxItems < 1 {
+		add("c2s.roster_max_items", "must be at least 1, not %d", c.C2S.RosterMaxItems)
+	}
+	if c.C2S.RosterMaxItemBytes < MinRosterItemBytes {
+		add("c2s.roster_max_item_bytes", "must be at least %d, not %d", MinRosterItemBytes, c.C2S.RosterMaxItemBytes)
+	} else if c.C2S.RosterMaxItems > 0 && int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes) > MaxRosterBytes {
+		add("c2s.roster_max_items", "%d items of c2s.roster_max_item_bytes %d make a roster of up to %d bytes; keep the product within %d (half of what a session may queue for its client) so a full roster can be fetched",
+			c.C2S.RosterMaxItems, c.C2S.RosterMaxItemBytes, int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes), MaxRosterBytes)
+	}
+	if c.C2S.RosterMaxPending < 1 {
+		add("c2s.roster_max_pending", "must be at least 1, not %d", c.C2S.RosterMaxPending)
 	}
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")
@@ -82,7 +126,7 @@ func (c *Config) Validate() Errors {
 	}{
 		{"c2s.auth_timeout", c.C2S.AuthTimeout}, {"c2s.ping_interval", c.C2S.PingInterval},
 		{"c2s.idle_timeout", c.C2S.IdleTimeout}, {"c2s.sasl_failure_delay", c.C2S.SASLFailureDelay},
-		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout},
+		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout}, {"c2s.sasl_max_account_delay", c.C2S.SASLMaxAccountDelay},
 	} {
 		if d.v < 0 {
 			add(d.key, "must not be negative, not %v", d.v)
@@ -179,6 +223,21 @@ func (c *Config) Validate() Errors {
 		if pu, err := url.Parse(u.val); err != nil || pu.Host == "" {
 			add(u.key, "%q is not an absolute URL", u.val)
 		}
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_body_timeout", c.HTTP.ReadBodyTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
+		{"admin.read_timeout", c.Admin.ReadTimeout},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative, not %v", d.v)
+		}
+	}
+	if t := c.Admin.MetricsToken; t != "" && len(t) < 16 {
+		add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
 	}
 	for _, o := range c.HTTP.CORSOrigins {
 		if o != "*" && !strings.Contains(o, "://") {

@@ -62,6 +62,9 @@ type IQ struct {
 	FromLocal bool
 	// To is the bare JID (or domain) the IQ was addressed to.
 	To string
+	// RemoteAddr is the client's IP address, set for an IQ on a stream
+	// that has not authenticated (HandlePreAuthIQ), "" otherwise.
+	RemoteAddr string
 }
 
 // Payload returns the IQ's single child element, or nil.

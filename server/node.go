@@ -190,13 +190,21 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	}
 	n.hooks = plugins.NewHooks()
 	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
+	fakeSaltKey, err := n.fakeSaltKey()
+	if err != nil {
+		return nil, err
+	}
 	n.auth = auth.New(auth.Options{
-		Store:        n.store,
-		Domain:       cfg.Domain,
-		Iterations:   cfg.C2S.SCRAMIterations,
-		FailureDelay: cfg.C2S.SASLFailureDelay,
-		Clock:        o.clock,
-		Logger:       n.log,
+		Store:           n.store,
+		Domain:          cfg.Domain,
+		Iterations:      cfg.C2S.SCRAMIterations,
+		FakeSaltKey:     fakeSaltKey,
+		FailureDelay:    cfg.C2S.SASLFailureDelay,
+		AccountFailures: cfg.C2S.SASLAccountFailures,
+		MaxAccountDelay: cfg.C2S.SASLMaxAccountDelay,
+		Registerer:      n.registry,
+		Clock:           o.clock,
+		Logger:          n.log,
 	})
 	n.users = &auth.Users{
 		Store:      n.store,
@@ -228,6 +236,23 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		Cluster: n.cluster,
 	})
 	return n, nil
+}
+
+// fakeSaltKey returns the key of unknown users' fake SCRAM salts, shared
+// by every node on the store (auth.FakeSaltKey).
+func (n *Node) fakeSaltKey() ([]byte, error) {
+	pc, ok := n.store.(storage.PropertyCreator)
+	if !ok && n.cfg.Cluster.Secret == "" {
+		n.log.Warn("the store cannot create shared properties: fake SCRAM salts differ between nodes and restarts")
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Database.Timeout)
+	defer cancel()
+	key, err := auth.FakeSaltKey(ctx, n.cfg.Cluster.Secret, pc)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return key, nil
 }
 
 // OpenStore opens the store the configuration names: PostgreSQL for
