@@ -27,6 +27,10 @@ func (h *host) Users() plugins.UserManager { return h.n.users }
 // Registry is where built-in plugins register their metrics.
 func (h *host) Registry() prometheus.Registerer { return h.n.registry }
 
+func (h *host) Broadcast(ctx context.Context, ev plugins.Event, data []byte) error {
+	return h.n.events.broadcast(ctx, ev, data)
+}
+
 func (h *host) Route(ctx context.Context, el *wire.Element) { h.n.router.Route(ctx, el) }
 
 func (h *host) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
