@@ -566,3 +566,19 @@ func TestRoomArchiveAPI(t *testing.T) {
 		t.Errorf("alice's archive has room lines: %v", p.bodies())
 	}
 }
+
+// TestBlockedNotArchived: a message from a JID the recipient blocked is
+// refused before the recipient's archive sees it.
+func TestBlockedNotArchived(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "alice", "a", true)
+	bob := login(t, n, "bob", "b", true)
+	if el := iq(bob, `<iq type='set' id='%s'><block xmlns='urn:xmpp:blocking'><item jid='alice@localhost'/></block></iq>`); el.Type() != "result" {
+		t.Fatalf("block: %s", el)
+	}
+	chat(alice, "bob@localhost", "let me in")
+	alice.Await("the refusal", func(el *wire.Element) bool { return el.Name == "message" && el.Type() == "error" })
+	if p := query(bob, "", ""); len(p.results) != 0 {
+		t.Errorf("bob's archive keeps a blocked sender's message: %v", p.bodies())
+	}
+}
