@@ -582,3 +582,25 @@ func TestBlockedNotArchived(t *testing.T) {
 		t.Errorf("bob's archive keeps a blocked sender's message: %v", p.bodies())
 	}
 }
+
+// TestReceivedCarbonCarriesArchiveID: the copy a recipient's other device
+// gets as a carbon carries the same stanza-id as the message itself, the
+// one the archive holds.
+func TestReceivedCarbonCarriesArchiveID(t *testing.T) {
+	n := startNode(t, nil)
+	alice := login(t, n, "alice", "a", true)
+	pc := login(t, n, "bob", "pc", true)
+	phone := login(t, n, "bob", "phone", true)
+	iq(phone, `<iq type='set' id='%s'><enable xmlns='urn:xmpp:carbons:2'/></iq>`)
+	chat(alice, "bob@localhost/pc", "to the pc")
+	live := pc.Await("the message", func(el *wire.Element) bool { return el.ChildText("body", "") == "to the pc" })
+	carbon := phone.Await("the carbon", func(el *wire.Element) bool { return el.Child("received", wire.NSCarbons) != nil })
+	inner := carbon.Child("received", wire.NSCarbons).Child("forwarded", wire.NSForward).Child("message", "")
+	id := stanzaID(live, "bob@localhost")
+	if id == "" || stanzaID(inner, "bob@localhost") != id {
+		t.Fatalf("live id %q, carbon id %q", id, stanzaID(inner, "bob@localhost"))
+	}
+	if p := query(phone, "", ""); len(p.results) != 1 || p.ids()[0] != id {
+		t.Errorf("archive ids %v, want [%s]", p.ids(), id)
+	}
+}
