@@ -26,8 +26,8 @@ func (h *host) ForPlugin(id string) plugins.Host { return &host{n: h.n, plugin: 
 func (h *host) Cluster() plugins.Cluster         { return h.n.pnet.For(h.plugin) }
 
 // ServeDomain claims a service domain for the plugin (plugins.Manager
-// checks it) and makes sure the node's certificate names it: see
-// Node.serviceNames.
+// checks it); the node's certificate is made to name it (Node.nameServices)
+// or, when it cannot be any more, the gap is logged.
 func (h *host) ServeDomain(s plugins.Service) (func(), error) {
 	release, err := h.n.plugins.ServeDomain(h.plugin, s)
 	if err != nil {
