@@ -52,6 +52,7 @@ func (c *Config) Validate() Errors {
 	if c.MAM.MaxPage < 1 || c.MAM.MaxPage > 1000 {
 		add("mam.max_page", "must be between 1 and 1000, not %d", c.MAM.MaxPage)
 	}
+	errs = append(errs, c.validateMUC()...)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls.cert_file", "cert_file and key_file must be set together")
 	}
@@ -335,4 +336,32 @@ func acmeNameProblem(name string, public bool) string {
 		}
 	}
 	return ""
+}
+
+// validateMUC checks the group chat service's keys.
+func (c *Config) validateMUC() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !c.MUC.On() {
+		return nil
+	}
+	d := c.MUCDomain()
+	if j, err := jid.Parse(d); err != nil || j.Localpart() != "" || j.Resourcepart() != "" ||
+		!strings.HasSuffix(d, "."+strings.ToLower(c.Domain)) {
+		add("muc.domain", "%q must be a subdomain of %s", c.MUC.Domain, c.Domain)
+	}
+	if c.MUC.History < 0 || c.MUC.History > 1000 {
+		add("muc.history", "must be between 0 and 1000, not %d", c.MUC.History)
+	}
+	if c.MUC.MaxOccupants < 1 {
+		add("muc.max_occupants", "must be at least 1, not %d", c.MUC.MaxOccupants)
+	}
+	switch c.MUC.Create {
+	case "local", "admins", "anyone":
+	default:
+		add("muc.create", "must be local, admins or anyone, not %q", c.MUC.Create)
+	}
+	return errs
 }

@@ -1,0 +1,71 @@
+// Package muc is group chat (XEP-0045 multi-user chat, with XEP-0410
+// self-ping and XEP-0421 occupant ids): a service at conference.<domain>
+// (muc.domain) whose rooms live on the whole cluster.
+//
+// # Files
+//
+//   - muc.go: the plugin; the service handler every node runs (it answers
+//     the service's own disco and sends each room's stanzas to the room's
+//     host), this node's index of its own sessions in rooms, and the
+//     fan-out handler.
+//   - room.go: a room's state, its persistence (the module key/value store
+//     "muc", owner the service domain, key "room:<name>"), and what
+//     placement asks of it: Rebuild, Release.
+//   - presence.go: Handle; joining, presence updates, nickname changes,
+//     leaving.
+//   - message.go: groupchat messages, the subject, history on join,
+//     private messages, mediated invitations and declines.
+//   - iq.go: disco of a room, muc#admin (roles, affiliations, kick, ban),
+//     muc#owner (configuration, destruction), self-ping.
+//   - form.go: the muc#roomconfig form.
+//   - deliver.go: the outbox that sends a room's stanzas once per node.
+//
+// # On the cluster
+//
+// A room is hosted by one node at a time, its owner by rendezvous hashing
+// over the live members (plugins/placement): the node where a stanza
+// arrives dispatches it there, marked with the name of the node that holds
+// the sender's session. The host sends what the room says once per node:
+// one kindFanout message carrying each stanza and its recipients to every
+// node with occupants, whose instance routes the copies to its own
+// sessions; other domains' occupants are reached through the router
+// (s2s). A node whose fan-out cannot be sent (it just died) is handled by
+// routing each copy through the router.
+//
+// Each node keeps an index of its own sessions in rooms, built from what
+// rooms deliver to them (a room's presence with status 110 about the
+// session, or an unavailable one), so it holds confirmed occupants only,
+// and the nicks it was told are present. When a room's host dies,
+// placement names a new one, which rebuilds the room from the store
+// (persistent rooms: configuration, affiliations, subject) and from every
+// node's index (kindWho): the occupants on surviving nodes are still in
+// the room and notice nothing but a delay; nicks some node knew of whose
+// sessions no node reports left with the dead node, and everyone gets
+// their unavailable presence. When a node that held sessions dies, the
+// rooms hosted elsewhere drop them the same way (OnMembersChange). A
+// graceful move (a join, a drain, Stop) hands the whole room over
+// (Release), history and roles included.
+//
+// # What a crash loses
+//
+// The history new occupants get and roles given by a moderator (voice in
+// a moderated room) live on the host and in the hand-over, not in the
+// store: after the host crashes, history starts again and occupants take
+// their affiliation's default role. A temporary room's configuration dies
+// with its host; its occupants stay in a room with the default
+// configuration. Messages in flight to the dead host wait for the new one
+// (placement; at-least-once).
+//
+// # Choices where XEP-0045 leaves room
+//
+//   - A join with the MUC element to a room that does not exist creates a
+//     locked room (reserved, §10.1.3) that only its owner enters until
+//     the owner submits the configuration form (an empty form makes it an
+//     instant room); a join without it (groupchat 1.0) creates an instant
+//     room.
+//   - Who may create rooms: muc.create (local users by default).
+//   - The domain's administrators are owners of every room they join or
+//     configure from this domain.
+//   - IQs to an occupant's room JID other than self-ping get
+//     service-unavailable: vCard and version queries are not passed on.
+package muc

@@ -1,0 +1,309 @@
+package muc_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/muc"
+	"github.com/aviary-im/aviary/plugins/plugintest"
+	"github.com/aviary-im/aviary/wire"
+)
+
+const svc = "conference.example.com"
+
+// fixture drives one node's group chat through its service handler, as
+// the router would, and reads what the rooms send.
+type fixture struct {
+	t   *testing.T
+	h   *plugintest.Host
+	m   *plugins.Manager
+	seq atomic.Int64
+}
+
+func newFixture(t *testing.T) *fixture {
+	h := plugintest.NewHost(t)
+	return &fixture{t: t, h: h, m: h.Start(t, muc.New())}
+}
+
+// do hands the stanzas to the service and returns what the room(s) sent
+// until then: a ping to the room from a marker address is answered after
+// everything queued before it for that room.
+func (f *fixture) do(room string, xml ...string) []string {
+	f.t.Helper()
+	for _, x := range xml {
+		el := plugintest.Parse(f.t, x)
+		svcH, ok := f.m.Service(svc)
+		if !ok {
+			f.t.Fatal("no conference service")
+		}
+		if err := svcH.Handle(context.Background(), el); err != nil {
+			se, ok := err.(*wire.StanzaError)
+			if !ok {
+				f.t.Fatalf("service: %v", err)
+			}
+			f.h.Route(context.Background(), wire.ErrorReply(el, se))
+		}
+	}
+	id := fmt.Sprintf("sync%d", f.seq.Add(1))
+	ping := fmt.Sprintf(`<iq type='get' id='%s' from='sync@example.com/x' to='%s@%s'><ping xmlns='urn:xmpp:ping'/></iq>`, id, room, svc)
+	svcH, _ := f.m.Service(svc)
+	_ = svcH.Handle(context.Background(), plugintest.Parse(f.t, ping))
+	out, _ := f.await(id)
+	return out
+}
+
+// await returns what was routed before the stanza with that id, and it.
+func (f *fixture) await(id string) ([]string, string) {
+	f.t.Helper()
+	var out []string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range f.h.Routed() {
+			if strings.Contains(s, "id=\""+id+"\"") {
+				return out, s
+			}
+			out = append(out, s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	f.t.Fatalf("no stanza with id %s; got %q", id, out)
+	return nil, ""
+}
+
+// find returns the stanzas containing every one of the parts.
+func find(got []string, parts ...string) []string {
+	var out []string
+next:
+	for _, s := range got {
+		for _, p := range parts {
+			if !strings.Contains(s, p) {
+				continue next
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func mustFind(t *testing.T, got []string, parts ...string) string {
+	t.Helper()
+	f := find(got, parts...)
+	if len(f) != 1 {
+		t.Fatalf("want one stanza with %q, got %d in:\n%s", parts, len(f), strings.Join(got, "\n"))
+	}
+	return f[0]
+}
+
+func join(room, from, nick string, extra ...string) string {
+	return fmt.Sprintf(`<presence from='%s' to='%s@%s/%s'><x xmlns='http://jabber.org/protocol/muc'>%s</x></presence>`, from, room, svc, nick, strings.Join(extra, ""))
+}
+
+// instant creates a room owned by alice and unlocks it (§10.1.2).
+func (f *fixture) instant(room string) {
+	f.t.Helper()
+	f.do(room, join(room, "alice@example.com/a", "alice"),
+		fmt.Sprintf(`<iq type='set' id='cfg' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, room, svc))
+}
+
+func TestJoinCreatesLockedRoomThenInstant(t *testing.T) {
+	f := newFixture(t)
+	got := f.do("r1", join("r1", "alice@example.com/a", "alice"))
+	self := mustFind(t, got, `from="r1@conference.example.com/alice"`, `to="alice@example.com/a"`, `code="110"`)
+	for _, want := range []string{`code="201"`, `affiliation="owner"`, `role="moderator"`, `urn:xmpp:occupant-id:0`} {
+		if !strings.Contains(self, want) {
+			t.Errorf("self-presence lacks %s: %s", want, self)
+		}
+	}
+	mustFind(t, got, `<subject/>`)
+	// Locked: nobody else enters until the owner configures it.
+	got = f.do("r1", join("r1", "bob@example.com/b", "bob"))
+	mustFind(t, got, `type="error"`, `item-not-found`, `to="bob@example.com/b"`)
+	got = f.do("r1", `<iq type='set' id='cfg' from='alice@example.com/a' to='r1@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+	mustFind(t, got, `id="cfg"`, `type="result"`)
+	got = f.do("r1", join("r1", "bob@example.com/b", "bob"))
+	mustFind(t, got, `from="r1@conference.example.com/alice"`, `to="bob@example.com/b"`)
+	bobSelf := mustFind(t, got, `from="r1@conference.example.com/bob"`, `to="bob@example.com/b"`, `code="110"`)
+	if strings.Contains(bobSelf, `code="201"`) {
+		t.Errorf("201 for a joiner who did not create the room: %s", bobSelf)
+	}
+	toAlice := mustFind(t, got, `from="r1@conference.example.com/bob"`, `to="alice@example.com/a"`)
+	if !strings.Contains(toAlice, `jid="bob@example.com/b"`) {
+		t.Errorf("a moderator sees real JIDs in a semi-anonymous room: %s", toAlice)
+	}
+	// Nickname conflict (§7.2.9).
+	got = f.do("r1", join("r1", "carol@example.com/c", "bob"))
+	mustFind(t, got, `type="error"`, `<conflict`, `to="carol@example.com/c"`)
+}
+
+func TestMessagesSubjectHistoryAndPrivate(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r2")
+	f.do("r2", join("r2", "bob@example.com/b", "bob"))
+	got := f.do("r2", `<message type='groupchat' id='m1' from='bob@example.com/b' to='r2@conference.example.com'><body>hello</body></message>`)
+	if n := len(find(got, `from="r2@conference.example.com/bob"`, `<body>hello</body>`, `id="m1"`)); n != 2 {
+		t.Fatalf("want the message reflected to both occupants, got %d in %q", n, got)
+	}
+	// Not an occupant: not-acceptable.
+	got = f.do("r2", `<message type='groupchat' id='m2' from='eve@example.com/e' to='r2@conference.example.com'><body>x</body></message>`)
+	mustFind(t, got, `not-acceptable`, `to="eve@example.com/e"`)
+	// Subject: participants may not change it by default.
+	got = f.do("r2", `<message type='groupchat' from='bob@example.com/b' to='r2@conference.example.com'><subject>bob's</subject></message>`)
+	mustFind(t, got, `forbidden`, `to="bob@example.com/b"`)
+	got = f.do("r2", `<message type='groupchat' from='alice@example.com/a' to='r2@conference.example.com'><subject>Topic</subject></message>`)
+	if n := len(find(got, `<subject>Topic</subject>`)); n != 2 {
+		t.Fatalf("subject to both: %q", got)
+	}
+	f.do("r2", `<message type='groupchat' id='m3' from='alice@example.com/a' to='r2@conference.example.com'><body>second</body></message>`)
+	// History: the last one only, with a delay; then the subject.
+	got = f.do("r2", join("r2", "carol@example.com/c", "carol", `<history maxstanzas='1'/>`))
+	var carol []string
+	for _, s := range got {
+		if strings.Contains(s, `to="carol@example.com/c"`) && strings.HasPrefix(s, "<message") {
+			carol = append(carol, s)
+		}
+	}
+	if len(carol) != 2 || !strings.Contains(carol[0], "second") || !strings.Contains(carol[0], "urn:xmpp:delay") || !strings.Contains(carol[1], "<subject>Topic</subject>") {
+		t.Fatalf("history then subject, got %q", carol)
+	}
+	got = f.do("r2", join("r2", "dave@example.com/d", "dave", `<history maxchars='0'/>`))
+	if n := len(find(got, `to="dave@example.com/d"`, `urn:xmpp:delay`)); n != 0 {
+		t.Fatalf("maxchars=0 sends no history: %q", got)
+	}
+	got = f.do("r2", join("r2", "erin@example.com/e", "erin", `<history since='2999-01-01T00:00:00Z'/>`))
+	if n := len(find(got, `to="erin@example.com/e"`, `urn:xmpp:delay`)); n != 0 {
+		t.Fatalf("since in the future sends no history: %q", got)
+	}
+	// A private message goes to the occupant's sessions, from the sender's room JID.
+	got = f.do("r2", `<message type='chat' id='pm' from='bob@example.com/b' to='r2@conference.example.com/alice'><body>psst</body></message>`)
+	mustFind(t, got, `from="r2@conference.example.com/bob"`, `to="alice@example.com/a"`, `psst`, `http://jabber.org/protocol/muc#user`)
+	got = f.do("r2", `<message type='chat' from='bob@example.com/b' to='r2@conference.example.com/nobody'><body>x</body></message>`)
+	mustFind(t, got, `item-not-found`, `to="bob@example.com/b"`)
+}
+
+func TestKickBanAndAffiliations(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r3")
+	f.do("r3", join("r3", "bob@example.com/b", "bob"), join("r3", "carol@example.com/c", "carol"))
+	// A participant may not kick.
+	got := f.do("r3", `<iq type='set' id='k0' from='bob@example.com/b' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='carol' role='none'/></query></iq>`)
+	mustFind(t, got, `id="k0"`, `forbidden`)
+	got = f.do("r3", `<iq type='set' id='k1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='none'><reason>spam</reason></item></query></iq>`)
+	mustFind(t, got, `id="k1"`, `type="result"`)
+	kicked := mustFind(t, got, `type="unavailable"`, `to="bob@example.com/b"`, `code="307"`, `code="110"`)
+	if !strings.Contains(kicked, "spam") || !strings.Contains(kicked, `<actor nick="alice"`) {
+		t.Errorf("kick presence lacks reason or actor: %s", kicked)
+	}
+	mustFind(t, got, `type="unavailable"`, `to="carol@example.com/c"`, `code="307"`)
+	// An owner cannot be kicked.
+	got = f.do("r3", `<iq type='set' id='k2' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='alice' role='none'/></query></iq>`)
+	mustFind(t, got, `id="k2"`, `not-allowed`)
+	// Ban carol: she leaves with 301 and cannot come back.
+	got = f.do("r3", `<iq type='set' id='b1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='carol@example.com' affiliation='outcast'/></query></iq>`)
+	mustFind(t, got, `type="unavailable"`, `to="carol@example.com/c"`, `code="301"`)
+	got = f.do("r3", join("r3", "carol@example.com/c2", "carol"))
+	mustFind(t, got, `forbidden`, `to="carol@example.com/c2"`)
+	got = f.do("r3", `<iq type='get' id='l1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast'/></query></iq>`)
+	mustFind(t, got, `id="l1"`, `jid="carol@example.com"`, `affiliation="outcast"`)
+	// The last owner stays.
+	got = f.do("r3", `<iq type='set' id='o1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='alice@example.com' affiliation='member'/></query></iq>`)
+	mustFind(t, got, `id="o1"`, `conflict`)
+	// Voice: a moderated room makes newcomers visitors; a moderator grants voice.
+	f.do("r3", `<iq type='set' id='cfg2' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>`)
+	got = f.do("r3", join("r3", "dave@example.com/d", "dave"))
+	mustFind(t, got, `to="dave@example.com/d"`, `code="110"`, `role="visitor"`)
+	got = f.do("r3", `<message type='groupchat' from='dave@example.com/d' to='r3@conference.example.com'><body>hi</body></message>`)
+	mustFind(t, got, `forbidden`, `to="dave@example.com/d"`)
+	got = f.do("r3", `<iq type='set' id='v1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='dave' role='participant'/></query></iq>`)
+	mustFind(t, got, `to="dave@example.com/d"`, `role="participant"`, `code="110"`)
+}
+
+func TestMembersOnlyPasswordInviteDestroy(t *testing.T) {
+	f := newFixture(t)
+	f.do("r4", join("r4", "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='r4@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>
+<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>
+<field var='muc#roomconfig_membersonly'><value>1</value></field>
+<field var='muc#roomconfig_passwordprotectedroom'><value>1</value></field>
+<field var='muc#roomconfig_roomsecret'><value>s3cret</value></field>
+<field var='muc#roomconfig_whois'><value>anyone</value></field>
+</x></query></iq>`)
+	got := f.do("r4", join("r4", "bob@example.com/b", "bob"))
+	mustFind(t, got, `registration-required`, `to="bob@example.com/b"`)
+	// The owner invites bob: he becomes a member and gets the password.
+	got = f.do("r4", `<message from='alice@example.com/a' to='r4@conference.example.com'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='bob@example.com'><reason>come</reason></invite></x></message>`)
+	inv := mustFind(t, got, `to="bob@example.com"`, `<invite from="alice@example.com/a"`)
+	if !strings.Contains(inv, "s3cret") || !strings.Contains(inv, "come") {
+		t.Errorf("invitation lacks password or reason: %s", inv)
+	}
+	got = f.do("r4", join("r4", "bob@example.com/b", "bob"))
+	mustFind(t, got, `not-authorized`, `to="bob@example.com/b"`)
+	got = f.do("r4", join("r4", "bob@example.com/b", "bob", `<password>s3cret</password>`))
+	self := mustFind(t, got, `to="bob@example.com/b"`, `code="110"`)
+	if !strings.Contains(self, `code="100"`) || !strings.Contains(self, `affiliation="member"`) {
+		t.Errorf("non-anonymous room's self-presence: %s", self)
+	}
+	// A decline goes back to the inviter.
+	got = f.do("r4", `<message from='carol@example.com/c' to='r4@conference.example.com'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='alice@example.com/a'><reason>busy</reason></decline></x></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `<decline from="carol@example.com"`, `busy`)
+	// Destroy with an alternate venue.
+	got = f.do("r4", `<iq type='set' id='d1' from='alice@example.com/a' to='r4@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy jid='other@conference.example.com'><reason>moved</reason></destroy></query></iq>`)
+	mustFind(t, got, `id="d1"`, `type="result"`)
+	mustFind(t, got, `to="bob@example.com/b"`, `<destroy jid="other@conference.example.com"`, `moved`)
+	got = f.do("r4", `<iq type='get' id='i1' from='bob@example.com/b' to='r4@conference.example.com'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	mustFind(t, got, `id="i1"`, `item-not-found`)
+}
+
+func TestSelfPingDiscoAndLeave(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r5")
+	got := f.do("r5", `<iq type='get' id='p1' from='alice@example.com/a' to='r5@conference.example.com/alice'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	mustFind(t, got, `id="p1"`, `type="result"`)
+	got = f.do("r5", `<iq type='get' id='p2' from='bob@example.com/b' to='r5@conference.example.com/alice'><ping xmlns='urn:xmpp:ping'/></iq>`)
+	mustFind(t, got, `id="p2"`, `not-acceptable`)
+	got = f.do("r5", `<iq type='get' id='i1' from='bob@example.com/b' to='r5@conference.example.com'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	info := mustFind(t, got, `id="i1"`, `type="result"`)
+	for _, want := range []string{`category="conference"`, `var="http://jabber.org/protocol/muc"`, `muc_temporary`, `muc_open`, `http://jabber.org/protocol/muc#roominfo`, `muc#roominfo_occupants`, `urn:xmpp:occupant-id:0`} {
+		if !strings.Contains(info, want) {
+			t.Errorf("room disco#info lacks %s: %s", want, info)
+		}
+	}
+	// The service lists the public room.
+	svcH, _ := f.m.Service(svc)
+	_ = svcH.Handle(context.Background(), plugintest.Parse(t, `<iq type='get' id='it' from='bob@example.com/b' to='conference.example.com'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`))
+	_, items := f.await("it")
+	if !strings.Contains(items, `jid="r5@conference.example.com"`) {
+		t.Errorf("service disco#items lacks the room: %s", items)
+	}
+	// Leaving empties the temporary room, which is then gone.
+	got = f.do("r5", `<presence type='unavailable' from='alice@example.com/a' to='r5@conference.example.com/alice'/>`)
+	mustFind(t, got, `type="unavailable"`, `to="alice@example.com/a"`, `code="110"`)
+	got = f.do("r5", `<iq type='get' id='i2' from='bob@example.com/b' to='r5@conference.example.com'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	mustFind(t, got, `id="i2"`, `item-not-found`)
+}
+
+func TestPersistentRoomSurvivesRestart(t *testing.T) {
+	h := plugintest.NewHost(t)
+	f := &fixture{t: t, h: h, m: h.Start(t, muc.New())}
+	f.do("r6", join("r6", "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='r6@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field><field var='muc#roomconfig_roomname'><value>Six</value></field></x></query></iq>`,
+		`<iq type='set' id='m1' from='alice@example.com/a' to='r6@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='bob@example.com' affiliation='member'/></query></iq>`,
+		`<presence type='unavailable' from='alice@example.com/a' to='r6@conference.example.com/alice'/>`)
+	if err := f.m.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A new node on the same store.
+	h2 := plugintest.NewHostWithStore(t, h.St)
+	f2 := &fixture{t: t, h: h2, m: h2.Start(t, muc.New())}
+	got := f2.do("r6", `<iq type='get' id='i1' from='bob@example.com/b' to='r6@conference.example.com'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	info := mustFind(t, got, `id="i1"`, `type="result"`)
+	if !strings.Contains(info, `name="Six"`) || !strings.Contains(info, "muc_persistent") {
+		t.Errorf("persistent room after restart: %s", info)
+	}
+	got = f2.do("r6", `<iq type='get' id='l1' from='alice@example.com/a' to='r6@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>`)
+	mustFind(t, got, `id="l1"`, `jid="bob@example.com"`)
+}
