@@ -480,11 +480,7 @@ func (q *request) destroy(ctx context.Context, d *wire.Element) {
 		q.out.add(o, el)
 	}
 	r.Occupants = map[string]*Occupant{}
-	r.Config.Persistent = false
-	if err := p.save(ctx, r); err != nil {
-		p.log.Warn("muc: destroyed room left in the store", "room", r.Name, "err", err)
-	}
-	p.drop(r)
+	p.drop(ctx, r)
 }
 
 func nickOf(r *Room, bare string) string {

@@ -50,10 +50,8 @@ func (q *request) message(ctx context.Context) error {
 			return wire.ErrForbidden.WithText("only moderators change the subject here")
 		}
 		r.Subject, r.SubjectFrom, r.SubjectAt = subject.AllText(), o.Nick, time.Now().UTC()
-		if r.Config.Persistent {
-			if err := q.p.save(ctx, r); err != nil {
-				return err
-			}
+		if err := q.p.save(ctx, r); err != nil {
+			return err
 		}
 	}
 	out := groupMessage(el, r.jid(q.p)+"/"+o.Nick)

@@ -402,7 +402,7 @@ func (p *Plugin) listRooms(iq *wire.Element) {
 			}
 			if e, err := p.store.Get(ctx, p.domain, k); err == nil {
 				var s storedRoom
-				if json.Unmarshal(e.Value, &s) == nil && s.Config.Public {
+				if json.Unmarshal(e.Value, &s) == nil && s.Config.Public && s.Config.Persistent {
 					names[room] = s.Config.Name
 				}
 			}

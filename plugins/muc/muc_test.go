@@ -307,3 +307,45 @@ func TestPersistentRoomSurvivesRestart(t *testing.T) {
 	got = f2.do("r6", `<iq type='get' id='l1' from='alice@example.com/a' to='r6@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>`)
 	mustFind(t, got, `id="l1"`, `jid="bob@example.com"`)
 }
+
+// TestHostCrashKeepsSurvivingOccupants runs two nodes on an in-memory
+// cluster: the room is hosted by b, alice is on a, bob on b. b crashes:
+// the room moves to a, alice is still in it (her messages are reflected
+// to her without joining again) and learns that bob, whose session died
+// with b, left.
+func TestHostCrashKeepsSurvivingOccupants(t *testing.T) {
+	net := plugintest.NewNet()
+	t.Cleanup(net.Close)
+	ha := plugintest.NewHost(t)
+	ha.Node = net.Join("a")
+	hb := plugintest.NewHostWithStore(t, ha.St)
+	hb.Node = net.Join("b")
+	fa := &fixture{t: t, h: ha, m: ha.Start(t, muc.New())}
+	fb := &fixture{t: t, h: hb, m: hb.Start(t, muc.New())}
+	room := ""
+	for i := 0; room == ""; i++ {
+		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "b" {
+			room = k
+		}
+	}
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		fmt.Sprintf(`<iq type='set' id='cfg' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, room, svc))
+	got := fb.do(room, join(room, "bob@example.com/b", "bob"))
+	mustFind(t, got, `to="bob@example.com/b"`, `code="110"`)
+	got = fa.do(room, `<message type='groupchat' id='m1' from='alice@example.com/a' to='`+room+`@conference.example.com'><body>one</body></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `<body>one</body>`)
+	got = fb.do(room)
+	mustFind(t, got, `to="bob@example.com/b"`, `<body>one</body>`)
+
+	net.Crash("b")
+	net.Leave("b")
+	got = fa.do(room, `<message type='groupchat' id='m2' from='alice@example.com/a' to='`+room+`@conference.example.com'><body>two</body></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `type="groupchat"`, `from="`+room+`@conference.example.com/alice"`, `<body>two</body>`)
+	mustFind(t, got, `type="unavailable"`, `from="`+room+`@conference.example.com/bob"`, `to="alice@example.com/a"`)
+	if n := len(find(got, `type="unavailable"`, `to="alice@example.com/a"`, `code="110"`)); n != 0 {
+		t.Fatalf("alice was thrown out: %q", got)
+	}
+	// The room kept its owner (the store): alice still configures it.
+	got = fa.do(room, fmt.Sprintf(`<iq type='get' id='c2' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>`, room, svc))
+	mustFind(t, got, `id="c2"`, `type="result"`, `muc#roomconfig_roomname`)
+}

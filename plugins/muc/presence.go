@@ -327,7 +327,7 @@ func (q *request) leave(ctx context.Context, o *Occupant, status string) {
 // emptied drops a temporary room whose last occupant left.
 func (p *Plugin) emptied(ctx context.Context, r *Room) {
 	if len(r.Occupants) == 0 && !r.Config.Persistent {
-		p.drop(r)
+		p.drop(ctx, r)
 	}
 }
 

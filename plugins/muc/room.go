@@ -124,7 +124,7 @@ type HistoryItem struct {
 	Len int       `json:"len"`
 }
 
-// storedRoom is what a persistent room keeps in the store.
+// storedRoom is what a room keeps in the store.
 type storedRoom struct {
 	Config       Config            `json:"config"`
 	Affiliations map[string]string `json:"affiliations"`
@@ -244,16 +244,10 @@ func (p *Plugin) load(ctx context.Context, room string) (*Room, error) {
 	return r, nil
 }
 
-// save writes a persistent room, or removes a room that stopped being
-// persistent.
+// save writes a room's configuration, affiliations and subject. Every
+// room is written, temporary ones too (until they empty), so that a new
+// host after a crash finds what its owner configured.
 func (p *Plugin) save(ctx context.Context, r *Room) error {
-	if !r.Config.Persistent {
-		err := p.store.Delete(ctx, p.domain, roomKeyPrefix+r.Name)
-		if errors.Is(err, storage.ErrNotFound) {
-			return nil
-		}
-		return err
-	}
 	b, err := json.Marshal(storedRoom{
 		Config: r.Config, Affiliations: r.Affiliations, AffNicks: r.AffNicks,
 		Subject: r.Subject, SubjectFrom: r.SubjectFrom, SubjectAt: r.SubjectAt, Created: r.Created,
@@ -308,8 +302,6 @@ func (p *Plugin) Rebuild(ctx context.Context, room string, handoffs [][]byte) er
 		if r.Affiliations == nil {
 			r.Affiliations = map[string]string{}
 		}
-	case r == nil:
-		r = nil // no such room yet (a join creates it)
 	}
 	found, departed := p.ask(ctx, room)
 	if r == nil && len(found) > 0 {
@@ -442,13 +434,16 @@ func (p *Plugin) updatePublic(r *Room) {
 }
 
 // drop forgets a room that no longer exists (destroyed, or temporary and
-// empty).
-func (p *Plugin) drop(r *Room) {
+// empty), in the store too.
+func (p *Plugin) drop(ctx context.Context, r *Room) {
 	p.mu.Lock()
 	delete(p.rooms, r.Name)
 	delete(p.public, r.Name)
 	p.mu.Unlock()
 	p.p.Forget(r.Name)
+	if err := p.store.Delete(ctx, p.domain, roomKeyPrefix+r.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
+		p.log.Warn("muc: a room that is gone stays in the store", "room", r.Name, "err", err)
+	}
 }
 
 func trimHistory(h []HistoryItem, n int) []HistoryItem {
