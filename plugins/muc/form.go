@@ -68,7 +68,7 @@ func (q *request) configForm() *wire.Element {
 	if c.MaxUsers > 0 {
 		mu = strconv.Itoa(c.MaxUsers)
 	}
-	x.Append(listField("muc#roomconfig_maxusers", "Most occupants (0: the service's limit)", mu, "0", "10", "20", "30", "50", "100", "200", "500", "1000"))
+	x.Append(listField("muc#roomconfig_maxusers", "Most occupants (0: the service's limit)", mu, maxUsersOptions(c.MaxUsers)...))
 	x.Append(listField("muc#roomconfig_whois", "Who may see real JIDs", c.WhoIs, "moderators", "anyone"))
 	x.Append(field("muc#roomconfig_changesubject", "Occupants may change the subject", "boolean", boolStr(c.ChangeSubject)))
 	x.Append(field("muc#roomconfig_allowinvites", "Occupants may invite", "boolean", boolStr(c.AllowInvites)))
@@ -210,4 +210,17 @@ func bareJIDs(vals []string) ([]string, bool) {
 		out = append(out, b)
 	}
 	return out, true
+}
+
+// maxUsersOptions are the choices of muc#roomconfig_maxusers: small rooms
+// one by one, then round numbers, and the current value.
+func maxUsersOptions(cur int) []string {
+	out := []string{"0"}
+	for _, n := range []int{1, 2, 3, 4, 5, 10, 20, 30, 50, 100, 200, 500, 1000} {
+		out = append(out, strconv.Itoa(n))
+	}
+	if c := strconv.Itoa(cur); cur > 0 && !slices.Contains(out, c) {
+		out = append(out, c)
+	}
+	return out
 }

@@ -35,7 +35,9 @@ func (q *request) iq(ctx context.Context) error {
 			return wire.ErrItemNotFound
 		}
 		res := wire.NewNS("query", wire.NSDiscoItems)
-		if r.nonAnonymous() || r.bySession(q.from) != nil {
+		// §6.5: occupants are listed where they are public anyway (a
+		// public room's nicks), or to an occupant.
+		if r.Config.Public || r.nonAnonymous() || r.bySession(q.from) != nil {
 			for _, o := range r.sortedOccupants() {
 				res.Append(wire.New("item", "jid", r.jid(q.p)+"/"+o.Nick))
 			}
@@ -79,6 +81,9 @@ func (q *request) occupantIQ(ctx context.Context, pl *wire.Element) error {
 		return nil
 	}
 	if r == nil || r.bySession(q.from) == nil {
+		if pl.NS() == wire.NSDiscoInfo || pl.NS() == wire.NSDiscoItems {
+			return wire.ErrBadRequest.WithText("you are not in the room") // §6.6
+		}
 		return wire.ErrNotAcceptable.WithText("you are not in the room")
 	}
 	if r.Occupants[q.nick] == nil {
@@ -268,16 +273,19 @@ func (q *request) mayChangeRole(actor *Occupant, aff string, target *Occupant, r
 		return wire.ErrForbidden.WithText("only moderators change roles")
 	}
 	ta := r.affiliation(target.Bare)
-	if role == roleModerator || target.Role == roleModerator && role != roleNone {
-		if aff != affOwner && aff != affAdmin {
-			return wire.ErrForbidden.WithText("only admins grant or revoke moderation")
-		}
-	}
+	// §5.1.1, §5.1.3, §8.2: an admin's or owner's voice and moderation
+	// are not taken away by anyone, nor is anyone kicked by a moderator
+	// of a lower affiliation.
 	if (role == roleNone || role == roleVisitor || role == roleParticipant && target.Role == roleModerator) && rank[ta] >= rank[affAdmin] {
 		return wire.ErrNotAllowed.WithText("an admin or owner cannot be kicked or silenced")
 	}
 	if role == roleNone && rank[ta] > rank[aff] {
 		return wire.ErrNotAllowed
+	}
+	if role == roleModerator || target.Role == roleModerator && role != roleNone {
+		if aff != affOwner && aff != affAdmin {
+			return wire.ErrForbidden.WithText("only admins grant or revoke moderation")
+		}
 	}
 	return nil
 }

@@ -311,16 +311,18 @@ func (q *request) changeNick(ctx context.Context, o *Occupant) {
 func (q *request) leave(ctx context.Context, o *Occupant, status string) {
 	r, p := q.r, q.p
 	node := o.Sessions[q.from]
-	delete(o.Sessions, q.from)
 	self := p.leavePresence(r, o, r.affiliation(o.Bare), o, status, 110)
+	self.Child("x", NSUser).Child("item", "").SetAttr("jid", q.from)
 	q.out.addTo(q.from, node, self)
-	if len(o.Sessions) > 0 {
+	if len(o.Sessions) > 1 {
+		delete(o.Sessions, q.from)
 		return
 	}
 	delete(r.Occupants, o.Nick)
 	for _, other := range r.sortedOccupants() {
 		q.out.add(other, p.leavePresence(r, o, r.affiliation(o.Bare), other, status))
 	}
+	delete(o.Sessions, q.from)
 	p.emptied(ctx, r)
 }
 
@@ -413,7 +415,7 @@ func (p *Plugin) leavePresence(r *Room, o *Occupant, aff string, to *Occupant, s
 	x := wire.NewNS("x", NSUser)
 	item := wire.New("item", "affiliation", aff, "role", roleNone)
 	if o.Bare != "" && (r.nonAnonymous() || (to != nil && (to.Role == roleModerator || to == o))) {
-		item.SetAttr("jid", o.Bare)
+		item.SetAttr("jid", firstSession(o))
 	}
 	x.Append(item)
 	for _, c := range codes {
