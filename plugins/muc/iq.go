@@ -438,6 +438,14 @@ func (q *request) owner(ctx context.Context, pl *wire.Element) error {
 	}
 	p.updatePublic(r)
 	q.reply(wire.IQResult(q.el, nil))
+	if cfg.MembersOnly && !before.MembersOnly {
+		// §9.3: occupants who are not members leave with 322.
+		for _, o := range r.sortedOccupants() {
+			if r.affiliation(o.Bare) == affNone {
+				q.remove(o, affNone, "", "", 322)
+			}
+		}
+	}
 	if !wasLocked {
 		// §10.2.1: occupants learn what changed.
 		var codes []int

@@ -32,6 +32,9 @@ func (q *request) message(ctx context.Context) error {
 	if x := el.Child("x", NSUser); x != nil && (x.Child("invite", "") != nil || x.Child("decline", "") != nil) {
 		return q.invite(ctx, o, x)
 	}
+	if form := el.Child("x", NSData); form != nil && formType(form) == NSRequest && el.Type() != "groupchat" {
+		return q.voiceRequest(ctx, o, form)
+	}
 	if el.Type() != "groupchat" {
 		if o == nil {
 			return wire.ErrNotAcceptable.WithText("you are not in the room")
@@ -228,6 +231,71 @@ func (q *request) invite(ctx context.Context, o *Occupant, x *wire.Element) erro
 		}
 		out.Append(ix)
 		q.out.route(out)
+	}
+	return nil
+}
+
+// NSRequest is the form type of voice requests (§7.13, §8.6).
+const NSRequest = "http://jabber.org/protocol/muc#request"
+
+func formType(x *wire.Element) string {
+	for _, f := range x.ChildrenNamed("field", "") {
+		if f.Attr("var") == "FORM_TYPE" {
+			return f.ChildText("value", "")
+		}
+	}
+	return ""
+}
+
+func formValue(x *wire.Element, name string) string {
+	for _, f := range x.ChildrenNamed("field", "") {
+		if f.Attr("var") == name {
+			return f.ChildText("value", "")
+		}
+	}
+	return ""
+}
+
+// voiceRequest is §7.13 (a visitor asks for voice: the moderators get
+// the form) and §8.6 (a moderator answers it: allowed makes the visitor
+// a participant).
+func (q *request) voiceRequest(ctx context.Context, o *Occupant, form *wire.Element) error {
+	r, p := q.r, q.p
+	if o == nil {
+		return wire.ErrNotAcceptable.WithText("you are not in the room")
+	}
+	if o.Role == roleModerator && form.Attr("type") == "submit" && formValue(form, "muc#roomnick") != "" {
+		if !parseBool(formValue(form, "muc#request_allow")) {
+			return nil
+		}
+		target := r.Occupants[formValue(form, "muc#roomnick")]
+		if target == nil {
+			return wire.ErrItemNotFound.WithText("no occupant has that nickname")
+		}
+		if target.Role == roleVisitor {
+			q.setRole(target, roleParticipant, o.Nick, "")
+		}
+		return nil
+	}
+	if o.Role != roleVisitor {
+		return nil // it has voice already
+	}
+	if !r.Config.VoiceRequests {
+		return wire.ErrForbidden.WithText("voice requests are off in this room")
+	}
+	ask := wire.New("message", "from", r.jid(p), "id", newID())
+	x := wire.NewNS("x", NSData).SetAttr("type", "form")
+	x.Append(wire.New("title").SetText("Voice request"))
+	x.Append(hiddenField("FORM_TYPE", NSRequest))
+	x.Append(field("muc#role", "Requested role", "list-single", roleParticipant))
+	x.Append(field("muc#jid", "User ID", "jid-single", firstSession(o)))
+	x.Append(field("muc#roomnick", "Room nickname", "text-single", o.Nick))
+	x.Append(field("muc#request_allow", "Grant voice to this person?", "boolean", "0"))
+	ask.Append(x)
+	for _, m := range r.sortedOccupants() {
+		if m.Role == roleModerator {
+			q.out.add(m, ask)
+		}
 	}
 	return nil
 }

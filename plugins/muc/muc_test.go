@@ -183,6 +183,22 @@ func TestMessagesSubjectHistoryAndPrivate(t *testing.T) {
 	mustFind(t, got, `from="r2@conference.example.com/bob"`, `to="alice@example.com/a"`, `psst`, `http://jabber.org/protocol/muc#user`)
 	got = f.do("r2", `<message type='chat' from='bob@example.com/b' to='r2@conference.example.com/nobody'><body>x</body></message>`)
 	mustFind(t, got, `item-not-found`, `to="bob@example.com/b"`)
+	// A nickname change (§7.6): unavailable with 303 and the new nick,
+	// then available from the new nick; the occupant id stays.
+	got = f.do("r2", `<presence from='bob@example.com/b' to='r2@conference.example.com/robert'/>`)
+	old := mustFind(t, got, `type="unavailable"`, `from="r2@conference.example.com/bob"`, `to="alice@example.com/a"`, `code="303"`, `nick="robert"`)
+	now := mustFind(t, got, `from="r2@conference.example.com/robert"`, `to="alice@example.com/a"`)
+	mustFind(t, got, `type="unavailable"`, `to="bob@example.com/b"`, `code="303"`, `code="110"`)
+	id := func(s string) string {
+		_, after, _ := strings.Cut(s, `urn:xmpp:occupant-id:0" id="`)
+		v, _, _ := strings.Cut(after, `"`)
+		return v
+	}
+	if id(old) == "" || id(old) != id(now) {
+		t.Errorf("occupant id changed with the nick: %q, %q", id(old), id(now))
+	}
+	got = f.do("r2", `<presence from='carol@example.com/c' to='r2@conference.example.com/alice'/>`)
+	mustFind(t, got, `conflict`, `to="carol@example.com/c"`)
 }
 
 func TestKickBanAndAffiliations(t *testing.T) {
@@ -220,6 +236,19 @@ func TestKickBanAndAffiliations(t *testing.T) {
 	mustFind(t, got, `forbidden`, `to="dave@example.com/d"`)
 	got = f.do("r3", `<iq type='set' id='v1' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='dave' role='participant'/></query></iq>`)
 	mustFind(t, got, `to="dave@example.com/d"`, `role="participant"`, `code="110"`)
+	// A voice request (§7.13) reaches the moderators; one approves it (§8.6).
+	f.do("r3", `<iq type='set' id='cfg3' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_voicerequests'><value>1</value></field></x></query></iq>`)
+	f.do("r3", join("r3", "erin@example.com/e", "erin"))
+	req := `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x>`
+	got = f.do("r3", `<message from='erin@example.com/e' to='r3@conference.example.com'>`+req+`</message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `muc#request`, `<value>erin</value>`)
+	approve := `<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#roomnick'><value>erin</value></field><field var='muc#request_allow'><value>true</value></field></x>`
+	got = f.do("r3", `<message from='alice@example.com/a' to='r3@conference.example.com'>`+approve+`</message>`)
+	mustFind(t, got, `to="erin@example.com/e"`, `role="participant"`, `code="110"`)
+	// Members-only from now on: erin and dave, not members, leave with 322.
+	got = f.do("r3", `<iq type='set' id='cfg4' from='alice@example.com/a' to='r3@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>`)
+	mustFind(t, got, `type="unavailable"`, `to="erin@example.com/e"`, `code="322"`, `code="110"`)
+	mustFind(t, got, `type="unavailable"`, `from="r3@conference.example.com/dave"`, `to="alice@example.com/a"`, `code="322"`)
 }
 
 func TestMembersOnlyPasswordInviteDestroy(t *testing.T) {
