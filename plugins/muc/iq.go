@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/plugins/mam"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -54,6 +55,8 @@ func (q *request) iq(ctx context.Context) error {
 		return wire.ErrItemNotFound
 	case r == nil:
 		return wire.ErrItemNotFound
+	case pl.NS() == mam.NS:
+		return q.archiveIQ(ctx, pl)
 	case pl.Name == "query" && pl.NS() == NSAdmin:
 		return q.admin(ctx, pl)
 	case pl.Name == "query" && pl.NS() == NSOwner:
@@ -101,7 +104,10 @@ func (q *request) discoInfo() *wire.Element {
 	}
 	res := wire.NewNS("query", wire.NSDiscoInfo).
 		Append(wire.New("identity", "category", "conference", "type", "text", "name", name))
-	feats := []string{wire.NSDiscoInfo, wire.NSDiscoItems, NS, NSOccupantID, wire.NSPing, "urn:xmpp:sid:0"}
+	feats := []string{wire.NSDiscoInfo, wire.NSDiscoItems, NS, NSOccupantID, wire.NSPing}
+	if q.p.archive() != nil {
+		feats = append(feats, mam.NS, mam.NSExtended, mam.NSSID)
+	}
 	pick := func(b bool, yes, no string) string {
 		if b {
 			return yes
@@ -497,6 +503,11 @@ func (q *request) destroy(ctx context.Context, d *wire.Element) {
 	}
 	r.Occupants = map[string]*Occupant{}
 	p.drop(ctx, r)
+	if a := p.archive(); a != nil {
+		if _, err := a.DeleteOwner(ctx, p.archiveOwner(r.Name)); err != nil {
+			p.log.Warn("muc: a destroyed room's archive stays", "room", r.Name, "err", err)
+		}
+	}
 }
 
 func nickOf(r *Room, bare string) string {

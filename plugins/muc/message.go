@@ -60,6 +60,7 @@ func (q *request) message(ctx context.Context) error {
 	out := groupMessage(el, r.jid(q.p)+"/"+o.Nick)
 	out.Append(wire.NewNS("occupant-id", NSOccupantID).SetAttr("id", q.p.occupantID(r.Name, o.Bare)))
 	if subject == nil || el.Child("body", "") != nil {
+		q.p.archiveMessage(ctx, r, o.Bare, out)
 		q.remember(out)
 	}
 	for _, other := range r.sortedOccupants() {

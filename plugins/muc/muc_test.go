@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/mam"
 	"github.com/aviary-im/aviary/plugins/muc"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/wire"
@@ -343,20 +344,7 @@ func TestPersistentRoomSurvivesRestart(t *testing.T) {
 // to her without joining again) and learns that bob, whose session died
 // with b, left.
 func TestHostCrashKeepsSurvivingOccupants(t *testing.T) {
-	net := plugintest.NewNet()
-	t.Cleanup(net.Close)
-	ha := plugintest.NewHost(t)
-	ha.Node = net.Join("a")
-	hb := plugintest.NewHostWithStore(t, ha.St)
-	hb.Node = net.Join("b")
-	fa := &fixture{t: t, h: ha, m: ha.Start(t, muc.New())}
-	fb := &fixture{t: t, h: hb, m: hb.Start(t, muc.New())}
-	room := ""
-	for i := 0; room == ""; i++ {
-		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "b" {
-			room = k
-		}
-	}
+	net, fa, fb, room := twoNodes(t, false)
 	fa.do(room, join(room, "alice@example.com/a", "alice"),
 		fmt.Sprintf(`<iq type='set' id='cfg' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, room, svc))
 	got := fb.do(room, join(room, "bob@example.com/b", "bob"))
@@ -377,4 +365,79 @@ func TestHostCrashKeepsSurvivingOccupants(t *testing.T) {
 	// The room kept its owner (the store): alice still configures it.
 	got = fa.do(room, fmt.Sprintf(`<iq type='get' id='c2' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'/></iq>`, room, svc))
 	mustFind(t, got, `id="c2"`, `type="result"`, `muc#roomconfig_roomname`)
+}
+
+// TestRoomArchive: with the message archive running, room messages carry
+// the room's stanza-id, the room answers MAM queries with them, and a
+// host that takes over after a crash serves the history from the archive.
+func TestRoomArchive(t *testing.T) {
+	net, fa, fb, room := twoNodes(t, true)
+	hb := fb.h
+	rj := room + "@" + svc
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+	var got []string
+	for i := 1; i <= 3; i++ {
+		got = append(got, fa.do(room, fmt.Sprintf(`<message type='groupchat' id='m%d' from='alice@example.com/a' to='%s'><body>line %d</body></message>`, i, rj, i))...)
+	}
+	line1 := mustFind(t, got, `<body>line 1</body>`, `to="alice@example.com/a"`)
+	if !strings.Contains(line1, `<stanza-id xmlns="urn:xmpp:sid:0" by="`+rj+`"`) {
+		t.Fatalf("no room stanza-id: %s", line1)
+	}
+	got = fa.do(room, `<iq type='get' id='i1' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	mustFind(t, got, `id="i1"`, `urn:xmpp:mam:2`)
+	// The room's host (b) sends the results and the answer through its
+	// router (in the fake: b's record).
+	fa.do(room, `<iq type='set' id='q1' from='alice@example.com/a' to='`+rj+`'><query xmlns='urn:xmpp:mam:2' queryid='x'/></iq>`)
+	got = hb.Routed()
+	if n := len(find(got, `<result xmlns="urn:xmpp:mam:2"`, `queryid="x"`, `from="`+rj+`"`)); n != 3 {
+		t.Fatalf("want 3 archived messages, got %d in %q", n, got)
+	}
+	mustFind(t, got, `id="q1"`, `type="result"`, `<fin`)
+	// Not in an open room's archive: a members-only room keeps strangers out.
+	got = fa.do(room, `<iq type='set' id='cfg2' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>`,
+		`<iq type='set' id='q2' from='eve@example.com/e' to='`+rj+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
+	got = append(got, hb.Routed()...)
+	mustFind(t, got, `id="q2"`, `forbidden`)
+
+	// The host dies with the history it kept; the next one reads the archive.
+	net.Crash("b")
+	net.Leave("b")
+	_ = fb
+	got = fa.do(room, `<iq type='set' id='m1' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='bob@example.com' affiliation='member'/></query></iq>`,
+		join(room, "bob@example.com/b2", "bob", `<history maxstanzas='2'/>`))
+	var hist []string
+	for _, s := range find(got, `to="bob@example.com/b2"`, `urn:xmpp:delay`) {
+		hist = append(hist, s)
+	}
+	if len(hist) != 2 || !strings.Contains(hist[0], "line 2") || !strings.Contains(hist[1], "line 3") {
+		t.Fatalf("history after the crash: %q", hist)
+	}
+}
+
+// twoNodes runs group chat (and the message archive, withMAM) on two
+// fake nodes a and b of one in-memory cluster and one store, and returns
+// a room name that b hosts.
+func twoNodes(t *testing.T, withMAM bool) (*plugintest.Net, *fixture, *fixture, string) {
+	net := plugintest.NewNet()
+	t.Cleanup(net.Close)
+	ha := plugintest.NewHost(t)
+	ha.Node = net.Join("a")
+	hb := plugintest.NewHostWithStore(t, ha.St)
+	hb.Node = net.Join("b")
+	start := func(h *plugintest.Host) *fixture {
+		list := []plugins.Plugin{muc.New()}
+		if withMAM {
+			h.Cfg.MAM.MaxPage = 100
+			h.Cfg.Database.Timeout = 5 * time.Second
+			list = append(list, mam.New())
+		}
+		return &fixture{t: t, h: h, m: h.Start(t, list...)}
+	}
+	fa, fb := start(ha), start(hb)
+	for i := 0; ; i++ {
+		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "b" {
+			return net, fa, fb, k
+		}
+	}
 }

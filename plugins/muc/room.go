@@ -312,6 +312,9 @@ func (p *Plugin) Rebuild(ctx context.Context, room string, handoffs [][]byte) er
 	}
 	if r != nil {
 		p.mergeOccupants(r, found)
+		if prev == nil {
+			p.historyFromArchive(ctx, r) // the host died with the history
+		}
 		r.History = trimHistory(r.History, p.history)
 	}
 	p.mu.Lock()
