@@ -18,6 +18,7 @@
 //   - iq.go: disco of a room, muc#admin (roles, affiliations, kick, ban),
 //     muc#owner (configuration, destruction), self-ping.
 //   - form.go: the muc#roomconfig form.
+//   - archive.go: room archives and history through plugins/mam.
 //   - deliver.go: the outbox that sends a room's stanzas once per node.
 //
 // # On the cluster
@@ -48,13 +49,17 @@
 //
 // # What a crash loses
 //
-// The history new occupants get and roles given by a moderator (voice in
-// a moderated room) live on the host and in the hand-over, not in the
-// store: after the host crashes, history starts again and occupants take
-// their affiliation's default role. A temporary room's configuration dies
-// with its host; its occupants stay in a room with the default
-// configuration. Messages in flight to the dead host wait for the new one
-// (placement; at-least-once).
+// Every room's configuration, affiliations and subject are in the store
+// (a temporary room's until it empties), and with the message archive
+// running (xep0313.mam) every message is archived under the room: a new
+// host after a crash has the room as configured and takes its history
+// from the archive. What lives only on the host and in the hand-over is
+// the roles a moderator gave (voice in a moderated room): after a crash
+// occupants take their affiliation's default role, and without the
+// archive the history starts again. A room still locked (created, not yet
+// configured) dies with its host. Messages in flight to the dead host
+// wait for the new one (placement; at-least-once: one may be delivered
+// and archived twice).
 //
 // # Choices where XEP-0045 leaves room
 //
