@@ -147,6 +147,13 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	return nil
 }
 
+// Hosted returns the rooms this node hosts, sorted.
+func (p *Plugin) Hosted() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Sorted(maps.Keys(p.rooms))
+}
+
 // Domain returns the service's domain ("" when disabled).
 func (p *Plugin) Domain() string { return p.domain }
 

@@ -3,6 +3,7 @@ package muc_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -439,5 +440,54 @@ func twoNodes(t *testing.T, withMAM bool) (*plugintest.Net, *fixture, *fixture, 
 		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "b" {
 			return net, fa, fb, k
 		}
+	}
+}
+
+// TestRoomMovesOnJoinWithItsState: a node joins and wins the room; the
+// old host hands it over (Release, Rebuild): no occupant is thrown out,
+// the voice a moderator gave and the history move with it.
+func TestRoomMovesOnJoinWithItsState(t *testing.T) {
+	net := plugintest.NewNet()
+	t.Cleanup(net.Close)
+	ha := plugintest.NewHost(t)
+	ha.Node = net.Join("a")
+	hb := plugintest.NewHostWithStore(t, ha.St)
+	hb.Node = net.Join("b")
+	fa := &fixture{t: t, h: ha, m: ha.Start(t, muc.New())}
+	fb := &fixture{t: t, h: hb, m: hb.Start(t, muc.New())}
+	two := []plugins.Member{{Name: "a"}, {Name: "b"}}
+	three := append(two, plugins.Member{Name: "c"})
+	room := ""
+	for i := 0; room == ""; i++ {
+		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, two) == "a" && plugins.Rendezvous(k, three) == "c" {
+			room = k
+		}
+	}
+	rj := room + "@" + svc
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>`)
+	fb.do(room, join(room, "bob@example.com/b", "bob"))
+	fa.do(room, `<iq type='set' id='v' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='participant'/></query></iq>`,
+		`<message type='groupchat' from='alice@example.com/a' to='`+rj+`'><body>before</body></message>`)
+	fb.h.Routed()
+
+	hc := plugintest.NewHostWithStore(t, ha.St)
+	hc.Node = net.Join("c")
+	fc := &fixture{t: t, h: hc, m: hc.Start(t, muc.New())}
+	got := fb.do(room, `<message type='groupchat' from='bob@example.com/b' to='`+rj+`'><body>after</body></message>`)
+	mustFind(t, got, `to="bob@example.com/b"`, `from="`+rj+`/bob"`, `<body>after</body>`)
+	if n := len(find(got, `type="unavailable"`)); n != 0 {
+		t.Fatalf("someone left during the move: %q", got)
+	}
+	got = fc.do(room, join(room, "carol@example.com/c", "carol"))
+	if n := len(find(got, `to="carol@example.com/c"`, `urn:xmpp:delay`, `<body>before</body>`)); n != 1 {
+		t.Fatalf("the history did not move with the room: %q", got)
+	}
+	mustFind(t, got, `to="carol@example.com/c"`, `code="110"`, `role="visitor"`)
+	if h := fc.m.Plugin(muc.ID).(*muc.Plugin).Hosted(); !slices.Contains(h, room) {
+		t.Errorf("c hosts %v, not %s", h, room)
+	}
+	if h := fa.m.Plugin(muc.ID).(*muc.Plugin).Hosted(); slices.Contains(h, room) {
+		t.Errorf("a still hosts %s", room)
 	}
 }
