@@ -13,6 +13,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/mam"
 	"github.com/aviary-im/aviary/plugins/muc"
 	"github.com/aviary-im/aviary/plugins/plugintest"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -422,20 +423,8 @@ func TestRoomArchive(t *testing.T) {
 func twoNodes(t *testing.T, withMAM bool) (*plugintest.Net, *fixture, *fixture, string) {
 	net := plugintest.NewNet()
 	t.Cleanup(net.Close)
-	ha := plugintest.NewHost(t)
-	ha.Node = net.Join("a")
-	hb := plugintest.NewHostWithStore(t, ha.St)
-	hb.Node = net.Join("b")
-	start := func(h *plugintest.Host) *fixture {
-		list := []plugins.Plugin{muc.New()}
-		if withMAM {
-			h.Cfg.MAM.MaxPage = 100
-			h.Cfg.Database.Timeout = 5 * time.Second
-			list = append(list, mam.New())
-		}
-		return &fixture{t: t, h: h, m: h.Start(t, list...)}
-	}
-	fa, fb := start(ha), start(hb)
+	fa := startNode(t, net, nil, "a", withMAM)
+	fb := startNode(t, net, fa.h.St, "b", withMAM)
 	for i := 0; ; i++ {
 		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, []plugins.Member{{Name: "a"}, {Name: "b"}}) == "b" {
 			return net, fa, fb, k
@@ -443,18 +432,30 @@ func twoNodes(t *testing.T, withMAM bool) (*plugintest.Net, *fixture, *fixture, 
 	}
 }
 
+// startNode joins a fake node to net and starts group chat on it, on st
+// (a new store when nil).
+func startNode(t *testing.T, net *plugintest.Net, st storage.Store, name string, withMAM bool) *fixture {
+	var h *plugintest.Host
+	if st == nil {
+		h = plugintest.NewHost(t)
+	} else {
+		h = plugintest.NewHostWithStore(t, st)
+	}
+	h.Node = net.Join(name)
+	list := []plugins.Plugin{muc.New()}
+	if withMAM {
+		h.Cfg.MAM.MaxPage = 100
+		h.Cfg.Database.Timeout = 5 * time.Second
+		list = append(list, mam.New())
+	}
+	return &fixture{t: t, h: h, m: h.Start(t, list...)}
+}
+
 // TestRoomMovesOnJoinWithItsState: a node joins and wins the room; the
 // old host hands it over (Release, Rebuild): no occupant is thrown out,
 // the voice a moderator gave and the history move with it.
 func TestRoomMovesOnJoinWithItsState(t *testing.T) {
-	net := plugintest.NewNet()
-	t.Cleanup(net.Close)
-	ha := plugintest.NewHost(t)
-	ha.Node = net.Join("a")
-	hb := plugintest.NewHostWithStore(t, ha.St)
-	hb.Node = net.Join("b")
-	fa := &fixture{t: t, h: ha, m: ha.Start(t, muc.New())}
-	fb := &fixture{t: t, h: hb, m: hb.Start(t, muc.New())}
+	net, fa, fb, _ := twoNodes(t, false)
 	two := []plugins.Member{{Name: "a"}, {Name: "b"}}
 	three := append(two, plugins.Member{Name: "c"})
 	room := ""
@@ -471,9 +472,7 @@ func TestRoomMovesOnJoinWithItsState(t *testing.T) {
 		`<message type='groupchat' from='alice@example.com/a' to='`+rj+`'><body>before</body></message>`)
 	fb.h.Routed()
 
-	hc := plugintest.NewHostWithStore(t, ha.St)
-	hc.Node = net.Join("c")
-	fc := &fixture{t: t, h: hc, m: hc.Start(t, muc.New())}
+	fc := startNode(t, net, fa.h.St, "c", false)
 	got := fb.do(room, `<message type='groupchat' from='bob@example.com/b' to='`+rj+`'><body>after</body></message>`)
 	mustFind(t, got, `to="bob@example.com/b"`, `from="`+rj+`/bob"`, `<body>after</body>`)
 	if n := len(find(got, `type="unavailable"`)); n != 0 {
