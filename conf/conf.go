@@ -447,6 +447,13 @@ type MUCConfig struct {
 	// MaxOccupants bounds the occupants of one room (a room's
 	// muc#roomconfig_maxusers may ask for fewer). Default 1000.
 	MaxOccupants int `yaml:"max_occupants"`
+	// MessageRate is how many messages (groupchat and private) one
+	// occupant may send a second on average; past it and MessageBurst
+	// the room answers resource-constraint. Default 5.
+	MessageRate float64 `yaml:"message_rate"`
+	// MessageBurst is how many messages an occupant may send at once
+	// before MessageRate applies. Default 20.
+	MessageBurst int `yaml:"message_burst"`
 	// Create says who may create rooms: "local" (users of this domain),
 	// "admins" (the configured administrators) or "anyone" (federated
 	// users too). Default "local".

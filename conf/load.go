@@ -140,6 +140,10 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.MUC.History, 20)
 	setInt(&c.MUC.MaxOccupants, 1000)
 	setStr(&c.MUC.Create, "local")
+	if c.MUC.MessageRate == 0 {
+		c.MUC.MessageRate = 5
+	}
+	setInt(&c.MUC.MessageBurst, 20)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

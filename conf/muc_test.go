@@ -11,6 +11,8 @@ func TestMUCKeysValidated(t *testing.T) {
 		{"muc.history", func(c *Config) { c.MUC.History = -1 }},
 		{"muc.max_occupants", func(c *Config) { c.MUC.MaxOccupants = -5 }},
 		{"muc.create", func(c *Config) { c.MUC.Create = "everybody" }},
+		{"muc.message_rate", func(c *Config) { c.MUC.MessageRate = -1 }},
+		{"muc.message_burst", func(c *Config) { c.MUC.MessageBurst = -1 }},
 	})
 	c := Default()
 	if !c.MUC.On() || c.MUCDomain() != "conference.localhost" || c.MUC.History != 20 || c.MUC.MaxOccupants != 1000 || c.MUC.Create != "local" {

@@ -358,6 +358,12 @@ func (c *Config) validateMUC() Errors {
 	if c.MUC.MaxOccupants < 1 {
 		add("muc.max_occupants", "must be at least 1, not %d", c.MUC.MaxOccupants)
 	}
+	if c.MUC.MessageRate <= 0 {
+		add("muc.message_rate", "must be more than 0, not %v", c.MUC.MessageRate)
+	}
+	if c.MUC.MessageBurst < 1 {
+		add("muc.message_burst", "must be at least 1, not %d", c.MUC.MessageBurst)
+	}
 	switch c.MUC.Create {
 	case "local", "admins", "anyone":
 	default:

@@ -26,6 +26,9 @@ func (q *request) message(ctx context.Context) error {
 		return wire.ErrItemNotFound.WithText("no such room")
 	}
 	o := r.bySession(q.from)
+	if o != nil && el.Child("body", "") != nil && !o.allow(time.Now(), q.p.rate, q.p.burst) {
+		return errTooFast
+	}
 	if q.nick != "" {
 		return q.private(ctx, o)
 	}
@@ -300,3 +303,6 @@ func (q *request) voiceRequest(ctx context.Context, o *Occupant, form *wire.Elem
 	}
 	return nil
 }
+
+// errTooFast answers an occupant past muc.message_rate.
+var errTooFast = wire.ErrResourceConstraint.WithText("you are sending messages too fast")

@@ -41,6 +41,8 @@ type Plugin struct {
 
 	history, maxOccupants int
 	create                string
+	rate                  float64 // messages a second per occupant
+	burst                 int
 
 	// mu guards the maps below. It is never held while a room's Handle
 	// runs; rooms themselves are touched only by their key's serial
@@ -108,6 +110,10 @@ func (p *Plugin) Start(ctx context.Context, h plugins.Host) error {
 	}
 	if p.create == "" {
 		p.create = "local"
+	}
+	p.rate, p.burst = cfg.MUC.MessageRate, cfg.MUC.MessageBurst
+	if p.rate <= 0 || p.burst <= 0 {
+		p.rate, p.burst = 5, 20
 	}
 	p.store = h.Store().KeyValue(storeName)
 	secret, err := p.loadSecret(ctx)

@@ -490,3 +490,20 @@ func TestRoomMovesOnJoinWithItsState(t *testing.T) {
 		t.Errorf("a still hosts %s", room)
 	}
 }
+
+// TestMessageRate: an occupant past muc.message_burst is refused with
+// resource-constraint, and nothing reaches the room.
+func TestMessageRate(t *testing.T) {
+	h := plugintest.NewHost(t)
+	h.Cfg.MUC.MessageRate, h.Cfg.MUC.MessageBurst = 0.001, 3 // no refill during the test
+	f := &fixture{t: t, h: h, m: h.Start(t, muc.New())}
+	f.instant("r9")
+	var got []string
+	for i := range 4 {
+		got = append(got, f.do("r9", fmt.Sprintf(`<message type='groupchat' id='m%d' from='alice@example.com/a' to='r9@conference.example.com'><body>%d</body></message>`, i, i))...)
+	}
+	if n := len(find(got, `type="groupchat"`, `from="r9@conference.example.com/alice"`)); n != 3 {
+		t.Fatalf("want 3 messages through, got %d: %q", n, got)
+	}
+	mustFind(t, got, `id="m3"`, `type="error"`, `resource-constraint`)
+}

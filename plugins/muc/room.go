@@ -115,6 +115,26 @@ type Occupant struct {
 	Sessions map[string]string `json:"sessions"`
 	// Presence is the occupant's last available presence (no to/from).
 	Presence []byte `json:"presence,omitempty"`
+
+	// The occupant's message rate (a token bucket), on this host only.
+	tokens float64
+	filled time.Time
+}
+
+// allow takes a token for one message: false when the occupant sends
+// faster than rate a second past burst.
+func (o *Occupant) allow(now time.Time, rate float64, burst int) bool {
+	if o.filled.IsZero() {
+		o.tokens = float64(burst)
+	} else {
+		o.tokens = min(float64(burst), o.tokens+now.Sub(o.filled).Seconds()*rate)
+	}
+	o.filled = now
+	if o.tokens < 1 {
+		return false
+	}
+	o.tokens--
+	return true
 }
 
 // HistoryItem is one message kept for new occupants.
