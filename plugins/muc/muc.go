@@ -61,6 +61,8 @@ type Plugin struct {
 	rooms map[string]*Room
 	// public is what disco#items shows of the rooms hosted here.
 	public map[string]string
+	// info is what operators see of the rooms hosted here (admin.go).
+	info map[string]RoomInfo
 }
 
 var _ placement.Module = (*Plugin)(nil)
@@ -69,7 +71,7 @@ var _ placement.Module = (*Plugin)(nil)
 func New() *Plugin {
 	return &Plugin{
 		joined: map[string]map[string]string{}, seen: map[string]map[string]bool{},
-		rooms: map[string]*Room{}, public: map[string]string{},
+		rooms: map[string]*Room{}, public: map[string]string{}, info: map[string]RoomInfo{},
 	}
 }
 
@@ -129,6 +131,7 @@ func (p *Plugin) Start(ctx context.Context, h plugins.Host) error {
 		p.c.Handle(kindWho, p.who),
 		p.c.Handle(kindFanout, p.fanoutHere),
 		p.c.Handle(kindRooms, p.hostedPublic),
+		p.c.Handle(kindRoomInfo, p.hostedInfo),
 		p.c.OnMembersChange(p.membersChanged),
 	)
 	p.p.Start()

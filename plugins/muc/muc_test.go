@@ -507,3 +507,35 @@ func TestMessageRate(t *testing.T) {
 	}
 	mustFind(t, got, `id="m3"`, `type="error"`, `resource-constraint`)
 }
+
+// TestOperatorsListAndDestroy: the admin view lists a room with its
+// occupants on whichever node hosts it, and Destroy empties it.
+func TestOperatorsListAndDestroy(t *testing.T) {
+	_, fa, fb, room := twoNodes(t, false)
+	rj := room + "@" + svc
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_roomname'><value>Ops</value></field></x></query></iq>`)
+	fb.do(room, join(room, "bob@example.com/b", "bob"))
+	pa := fa.m.Plugin(muc.ID).(*muc.Plugin)
+	rooms, err := pa.Rooms(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rooms) != 1 || rooms[0].JID != rj || rooms[0].Node != "b" || rooms[0].Name != "Ops" || len(rooms[0].Occupants) != 2 ||
+		rooms[0].Occupants[0].Nick != "alice" || rooms[0].Occupants[0].Affiliation != "owner" {
+		t.Fatalf("rooms: %+v", rooms)
+	}
+	if err := pa.Destroy(context.Background(), room, "closing"); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for deadline := time.Now().Add(10 * time.Second); len(find(got, `<destroy`)) == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // polling what the fake node recorded
+		got = append(got, fa.h.Routed()...)
+	}
+	mustFind(t, got, `type="unavailable"`, `to="alice@example.com/a"`, `<destroy`, `closing`)
+	rooms, err = pa.Rooms(context.Background())
+	if err != nil || len(rooms) != 0 {
+		t.Fatalf("after Destroy: %+v, %v", rooms, err)
+	}
+}

@@ -20,13 +20,28 @@ func (p *Plugin) Handle(ctx context.Context, room string, el *wire.Element) erro
 	p.mu.Lock()
 	r := p.rooms[room]
 	p.mu.Unlock()
+	req := &request{p: p, r: r, el: el, node: node, out: p.newOutbox(), room: room}
+	defer func() {
+		// Messages change nothing operators see but the subject; they
+		// are the many, so they do not pay for the copy.
+		if req.r != nil && (el.Name != "message" || el.Child("subject", "") != nil) {
+			p.publish(req.r)
+		}
+	}()
 	if el.From() == p.domain {
-		if g := el.Child("nodes-gone", nsInternal); g != nil && r != nil {
-			p.nodesGone(ctx, r, strings.Fields(g.Text))
+		// The service's own control stanzas (handle never dispatches a
+		// stanza from the service domain: nobody else can send one).
+		switch {
+		case r == nil:
+		case el.Child("nodes-gone", nsInternal) != nil:
+			p.nodesGone(ctx, r, strings.Fields(el.Child("nodes-gone", nsInternal).Text))
+		case el.Child("destroy", nsInternal) != nil:
+			req.from = p.domain
+			req.destroy(ctx, el.Child("destroy", nsInternal))
+			req.out.flush(ctx)
 		}
 		return nil
 	}
-	req := &request{p: p, r: r, el: el, node: node, out: p.newOutbox(), room: room}
 	req.from = xmpputil.Normalize(el.From())
 	if req.from == "" {
 		return wire.ErrJIDMalformed

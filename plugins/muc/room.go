@@ -346,6 +346,7 @@ func (p *Plugin) Rebuild(ctx context.Context, room string, handoffs [][]byte) er
 	p.mu.Unlock()
 	if r != nil {
 		p.updatePublic(r)
+		p.publish(r)
 		// Nicks the nodes still show that have no session left: their
 		// sessions died with a node. Everyone learns they left.
 		for _, n := range departed {
@@ -438,6 +439,7 @@ func (p *Plugin) Release(ctx context.Context, room string) ([]byte, error) {
 	r := p.rooms[room]
 	delete(p.rooms, room)
 	delete(p.public, room)
+	delete(p.info, room)
 	p.mu.Unlock()
 	if r == nil {
 		return nil, nil
@@ -462,6 +464,7 @@ func (p *Plugin) drop(ctx context.Context, r *Room) {
 	p.mu.Lock()
 	delete(p.rooms, r.Name)
 	delete(p.public, r.Name)
+	delete(p.info, r.Name)
 	p.mu.Unlock()
 	p.p.Forget(r.Name)
 	if err := p.store.Delete(ctx, p.domain, roomKeyPrefix+r.Name); err != nil && !errors.Is(err, storage.ErrNotFound) {
