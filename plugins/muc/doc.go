@@ -19,6 +19,7 @@
 //     muc#owner (configuration, destruction), self-ping.
 //   - form.go: the muc#roomconfig form.
 //   - archive.go: room archives and history through plugins/mam.
+//   - admin.go: what operators see (Rooms) and do (Destroy).
 //   - deliver.go: the outbox that sends a room's stanzas once per node.
 //
 // # On the cluster
@@ -71,6 +72,13 @@
 //   - Who may create rooms: muc.create (local users by default).
 //   - The domain's administrators are owners of every room they join or
 //     configure from this domain.
-//   - IQs to an occupant's room JID other than self-ping get
-//     service-unavailable: vCard and version queries are not passed on.
+//   - IQs to an occupant's room JID are passed on from the sender's
+//     room JID (vCard requests to the occupant's account, the rest to its
+//     first session) and the answers come back; the forwarded id carries
+//     the asker, so the room keeps no state for them. A ping to one's own
+//     occupant JID is answered by the room (XEP-0410).
+//   - Every occupant may send this many messages a second
+//     (muc.message_rate, muc.message_burst): past it, resource-constraint.
+//   - Operators list rooms and destroy them through Plugin.Rooms and
+//     Plugin.Destroy (admin.go).
 package muc

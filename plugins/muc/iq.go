@@ -2,6 +2,7 @@ package muc
 
 import (
 	"context"
+	"encoding/base64"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +15,10 @@ import (
 func (q *request) iq(ctx context.Context) error {
 	el := q.el
 	if el.Type() != "get" && el.Type() != "set" {
-		return nil // results and errors to a room: nothing waits for them
+		if q.nick != "" && q.r != nil {
+			q.forwardAnswer()
+		}
+		return nil // results and errors to the room itself: nothing waits for them
 	}
 	pl := el.FirstChild()
 	if pl == nil {
@@ -89,10 +93,62 @@ func (q *request) occupantIQ(ctx context.Context, pl *wire.Element) error {
 		}
 		return wire.ErrNotAcceptable.WithText("you are not in the room")
 	}
-	if r.Occupants[q.nick] == nil {
+	t := r.Occupants[q.nick]
+	if t == nil {
 		return wire.ErrItemNotFound
 	}
-	return wire.ErrServiceUnavailable
+	q.forwardIQ(r.bySession(q.from), t, pl)
+	return nil
+}
+
+// IQs between occupants (§7.5's IQ forwarding): an IQ to an occupant's
+// room JID goes to that occupant (a vCard request to its account), from
+// the sender's room JID; the answer comes back the same way. The
+// forwarded IQ's id carries the sender's full JID, so the room keeps no
+// state for it: "mucfwd.<base64url of the sender>.<its id>".
+const fwdPrefix = "mucfwd."
+
+func (q *request) forwardIQ(from, to *Occupant, pl *wire.Element) {
+	c := q.el.Copy()
+	c.SetAttr("from", q.r.jid(q.p)+"/"+from.Nick)
+	c.SetAttr("id", fwdPrefix+base64.RawURLEncoding.EncodeToString([]byte(q.from))+"."+q.el.ID())
+	if pl.Name == "vCard" && pl.NS() == "vcard-temp" {
+		c.SetAttr("to", to.Bare) // the account's server answers for it
+	} else {
+		c.SetAttr("to", firstSession(to))
+	}
+	q.out.route(c)
+}
+
+// forwardAnswer passes an occupant's answer to a forwarded IQ back to
+// the occupant that asked, if it is still in the room under that nick.
+func (q *request) forwardAnswer() {
+	r := q.r
+	rest, ok := strings.CutPrefix(q.el.ID(), fwdPrefix)
+	if !ok {
+		return
+	}
+	enc, id, ok := strings.Cut(rest, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	if !ok || err != nil {
+		return
+	}
+	asker := string(raw)
+	o := r.bySession(asker)
+	answerer := r.bySession(q.from)
+	if answerer == nil {
+		for _, x := range r.byBare(q.bare) { // a vCard answered by the account
+			answerer = x
+		}
+	}
+	if o == nil || o.Nick != q.nick || answerer == nil {
+		return
+	}
+	c := q.el.Copy()
+	c.SetAttr("id", id)
+	c.SetAttr("from", r.jid(q.p)+"/"+answerer.Nick)
+	c.SetAttr("to", asker)
+	q.out.route(c)
 }
 
 // discoInfo is the room's disco#info with its muc#roominfo form.

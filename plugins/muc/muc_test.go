@@ -311,6 +311,23 @@ func TestSelfPingDiscoAndLeave(t *testing.T) {
 	if !strings.Contains(items, `jid="r5@conference.example.com"`) {
 		t.Errorf("service disco#items lacks the room: %s", items)
 	}
+	// IQs between occupants are forwarded from the sender's room JID and
+	// their answers come back (vCards go to the account).
+	f.do("r5", join("r5", "bob@example.com/b", "bob"))
+	got = f.do("r5", `<iq type='get' id='v1' from='bob@example.com/b' to='r5@conference.example.com/alice'><query xmlns='jabber:iq:version'/></iq>`)
+	fwd := mustFind(t, got, `to="alice@example.com/a"`, `from="r5@conference.example.com/bob"`, `jabber:iq:version`)
+	_, after, _ := strings.Cut(fwd, `id="`)
+	fid, _, _ := strings.Cut(after, `"`)
+	got = f.do("r5", `<iq type='result' id='`+fid+`' from='alice@example.com/a' to='r5@conference.example.com/bob'><query xmlns='jabber:iq:version'><name>x</name></query></iq>`)
+	mustFind(t, got, `id="v1"`, `type="result"`, `from="r5@conference.example.com/alice"`, `to="bob@example.com/b"`, `<name>x</name>`)
+	got = f.do("r5", `<iq type='get' id='v2' from='bob@example.com/b' to='r5@conference.example.com/alice'><vCard xmlns='vcard-temp'/></iq>`)
+	mustFind(t, got, `to="alice@example.com"`, `from="r5@conference.example.com/bob"`, `vcard-temp`)
+	// An answer from someone who is not in the room goes nowhere.
+	got = f.do("r5", `<iq type='result' id='`+fid+`' from='eve@example.com/e' to='r5@conference.example.com/bob'/>`)
+	if n := len(find(got, `id="v1"`)); n != 0 {
+		t.Fatalf("a stranger's answer was passed on: %q", got)
+	}
+	f.do("r5", `<presence type='unavailable' from='bob@example.com/b' to='r5@conference.example.com/bob'/>`)
 	// Leaving empties the temporary room, which is then gone.
 	got = f.do("r5", `<presence type='unavailable' from='alice@example.com/a' to='r5@conference.example.com/alice'/>`)
 	mustFind(t, got, `type="unavailable"`, `to="alice@example.com/a"`, `code="110"`)
