@@ -33,6 +33,9 @@ type Options struct {
 	Backend Backend
 	// Properties stores API tokens (hashed), shared by the cluster.
 	Properties storage.Properties
+	// Sessions stores console sign-ins (hashed), shared by the cluster
+	// (websession.go): the store's KeyValue(SessionStore). Required.
+	Sessions storage.KeyValue
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// Ready reports readiness for /readyz (nil: always ready).
@@ -73,6 +76,9 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.Sessions == nil {
+		return nil, errors.New("api: Options.Sessions is required (the store's KeyValue(api.SessionStore))")
+	}
 	auditPath := ""
 	if o.Config.DataDir != "" {
 		auditPath = filepath.Join(o.Config.DataDir, "audit.log")
@@ -83,7 +89,7 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, backend: o.Backend, tokens: tokens{o.Properties},
-		sessions: newSessions(8 * time.Hour), audit: al, metrics: o.Metrics,
+		sessions: newSessions(o.Sessions, sessionTTL), audit: al, metrics: o.Metrics,
 		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
 		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
 		certs: o.Certificates,
@@ -288,7 +294,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	id, csrf := s.sessions.create(bare)
+	id, csrf, err := s.sessions.create(r.Context(), bare)
+	if err != nil {
+		s.log.Error("admin sign-in: storing the session", "err", err)
+		writeError(w, toAPIError(err))
+		return
+	}
 	s.setSessionCookies(w, r, id, csrf)
 	s.audit.write(AuditEntry{Admin: bare, Via: "password", Action: "login", Result: "ok", Remote: remote(r)})
 	writeJSON(w, http.StatusOK, map[string]string{"admin": bare, "csrf": csrf})
@@ -313,7 +324,7 @@ func (s *Server) setSessionCookies(w http.ResponseWriter, r *http.Request, id, c
 
 func (s *Server) apiLogout(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 	if p.Cookie != "" {
-		s.sessions.delete(p.Cookie)
+		s.sessions.delete(ctx, p.Cookie)
 	}
 	return nil, nil
 }

@@ -109,7 +109,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, Rates: rates})
 	c2sMetrics := n.C2S().Metrics()
 	a, err := api.New(api.Options{
-		Config: s.cfg, Backend: b, Properties: n.Store(),
+		Config: s.cfg, Backend: b, Properties: n.Store(), Sessions: n.Store().KeyValue(api.SessionStore),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			if s.Draining != nil && s.Draining() {
