@@ -17,6 +17,7 @@ const (
 	NSFraming    = "urn:ietf:params:xml:ns:xmpp-framing"
 	NSDelay      = "urn:xmpp:delay"
 	NSRoster     = "jabber:iq:roster"
+	NSRosterVer  = "urn:xmpp:features:rosterver" // XEP-0237 stream feature
 	NSSM         = "urn:xmpp:sm:3"
 	NSCarbons    = "urn:xmpp:carbons:2"
 	NSCSI        = "urn:xmpp:csi:0" // XEP-0352

@@ -331,6 +331,10 @@ func (s *Session) features() *wire.Element {
 		f.Append(wire.NewNS("sm", wire.NSSM))
 	}
 	f.Append(wire.NewNS("csi", wire.NSCSI))
+	// The router versions every roster (XEP-0237): a client that sees
+	// this sends the version it holds and gets an empty result when
+	// nothing changed, instead of the whole roster at every login.
+	f.Append(wire.NewNS("ver", wire.NSRosterVer))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
 	}
