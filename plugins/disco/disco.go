@@ -1,13 +1,16 @@
 // Package disco is XEP-0030 service discovery.
 //
-// On the server (IQ to the domain, or with no 'to') disco#info reports the
+// On the server (IQ to the domain) disco#info reports the
 // identity server/im, the identities other plugins declare, and every
 // feature of every running plugin, sorted and without duplicates;
 // disco#items lists what plugins contribute (services). Nodes are answered
 // by the plugin that owns them (XEP-0050 commands); any other node gets
 // item-not-found.
 //
-// On a local user's bare JID disco#info reports account/registered, the
+// On a local user's bare JID, and for an IQ a user sends without 'to'
+// (RFC 6120 §10.3.3: handled on behalf of the account; the router offers
+// it as addressed to the sender's bare JID), disco#info reports
+// account/registered, the
 // identities plugins add there (AccountIdentities: pubsub/pep) and the
 // features plugins offer on accounts (AccountFeatures); disco#info on a
 // node of the account is answered by the plugin that knows it
@@ -90,7 +93,15 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	}
 	q := iq.Payload()
 	node := q.Attr("node")
-	to := iq.Stanza.To()
+	// iq.To is whom the router addressed: the domain or an account. An
+	// IQ a client sends without 'to' is the account's (RFC 6120 §10.3.3):
+	// the router offers it for the sender's bare JID first, so a to-less
+	// disco#info describes the account, as Prosody and ejabberd answer
+	// (clients such as aioxmpp look for PEP there).
+	to := iq.To
+	if to == "" {
+		to = iq.Stanza.To()
+	}
 	if to == "" || to == p.host.Domain() || xmpputil.Normalize(to) == p.host.Domain() {
 		if q.NS() == NSInfo {
 			return p.serverInfo(ctx, iq.From, node)
