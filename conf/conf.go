@@ -113,6 +113,29 @@ type C2SConfig struct {
 	// OfflineLimit is how many offline messages one user may have queued;
 	// more are bounced with service-unavailable. Default 1000.
 	OfflineLimit int `yaml:"offline_limit"`
+	// OfflineMaxBytes caps the size of one user's offline messages
+	// together; a message that would pass it is bounced with
+	// service-unavailable, like one past OfflineLimit. Default 10485760
+	// (10 MiB).
+	OfflineMaxBytes int `yaml:"offline_max_bytes"`
+	// RosterMaxItems is how many contacts one roster may hold, counting
+	// the entries that only remember a subscription request waiting for
+	// an answer. A roster set or a subscription that would add one more is
+	// refused (not-allowed to the user, resource-constraint to a contact
+	// asking to subscribe). Default 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// RosterMaxItemBytes caps one roster item: its JID, name and group
+	// names, plus 64 bytes of markup and 15 per group. A bigger one is
+	// refused with not-acceptable (RFC 6121 §2.3.3). At least 256.
+	// RosterMaxItems times this must stay within 2 MiB, half of what a
+	// session may queue for its client, so that a full roster can always
+	// be fetched. Default 2048.
+	RosterMaxItemBytes int `yaml:"roster_max_item_bytes"`
+	// RosterMaxPending is how many subscription requests may wait for one
+	// user's answer; more are refused with resource-constraint until the
+	// user answers some. Those waiting are sent again at each login, paced
+	// like offline messages. Default 100.
+	RosterMaxPending int `yaml:"roster_max_pending"`
 	// OfflineExpiry is how long an offline message is kept; older ones are
 	// deleted by the cluster's senior node (the only node when alone) once
 	// an hour. Default 720h (30 days).

@@ -66,6 +66,10 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.C2S.SMResumeTimeout, 5*time.Minute)
 	setInt(&c.C2S.SCRAMIterations, 4096)
 	setInt(&c.C2S.OfflineLimit, 1000)
+	setInt(&c.C2S.OfflineMaxBytes, 10<<20)
+	setInt(&c.C2S.RosterMaxItems, 1000)
+	setInt(&c.C2S.RosterMaxItemBytes, 2048)
+	setInt(&c.C2S.RosterMaxPending, 100)
 	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)

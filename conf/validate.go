@@ -10,6 +10,17 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
+// MaxRosterBytes bounds a full roster result (c2s.roster_max_items times
+// c2s.roster_max_item_bytes): half of the 4 MiB a client session may have
+// queued before it is closed as a slow consumer, so a roster fetched while
+// other stanzas wait still fits.
+const MaxRosterBytes = 2 << 20
+
+// MinRosterItemBytes is the least c2s.roster_max_item_bytes. A contact
+// whose bare JID is longer than the limit less 64 bytes of markup cannot
+// be in a roster (RFC 7622 allows 2047 bytes; real ones are far shorter).
+const MinRosterItemBytes = 256
+
 // Validate checks every part and returns all problems, each naming its key.
 func (c *Config) Validate() Errors {
 	var errs Errors
@@ -73,6 +84,24 @@ func (c *Config) Validate() Errors {
 	}
 	if c.C2S.SCRAMIterations < 4096 {
 		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
+	}
+	if c.C2S.OfflineLimit < 1 {
+		add("c2s.offline_limit", "must be at least 1, not %d", c.C2S.OfflineLimit)
+	}
+	if c.C2S.OfflineMaxBytes < c.C2S.MaxStanzaBytes {
+		add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.C2S.MaxStanzaBytes, c.C2S.OfflineMaxBytes)
+	}
+	if c.C2S.RosterMaxItems < 1 {
+		add("c2s.roster_max_items", "must be at least 1, not %d", c.C2S.RosterMaxItems)
+	}
+	if c.C2S.RosterMaxItemBytes < MinRosterItemBytes {
+		add("c2s.roster_max_item_bytes", "must be at least %d, not %d", MinRosterItemBytes, c.C2S.RosterMaxItemBytes)
+	} else if c.C2S.RosterMaxItems > 0 && int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes) > MaxRosterBytes {
+		add("c2s.roster_max_items", "%d items of c2s.roster_max_item_bytes %d make a roster of up to %d bytes; keep the product within %d (half of what a session may queue for its client) so a full roster can be fetched",
+			c.C2S.RosterMaxItems, c.C2S.RosterMaxItemBytes, int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes), MaxRosterBytes)
+	}
+	if c.C2S.RosterMaxPending < 1 {
+		add("c2s.roster_max_pending", "must be at least 1, not %d", c.C2S.RosterMaxPending)
 	}
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")

@@ -164,7 +164,7 @@ func TestEndToEndAccountData(t *testing.T) {
 		if el := iq(bob, `<iq type='get' id='%s' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>`); condition(el) != "forbidden" {
 			t.Fatalf("unsubscribed: %s", el)
 		}
-		_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), "alice@localhost", "bob@localhost", func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+		_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), "alice@localhost", "bob@localhost", storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 			it.Subscription, it.InRoster = storage.SubFrom, true
 			return it, false, nil
 		})

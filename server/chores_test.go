@@ -8,6 +8,7 @@ import (
 
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage"
 )
 
 // TestChoresExpireOffline: the senior node (here the only one) deletes
@@ -17,7 +18,7 @@ func TestChoresExpireOffline(t *testing.T) {
 	expired := servertest.DefaultConfig(t)
 	expired.C2S.OfflineExpiry = time.Millisecond
 	a := servertest.RunServer(t, expired, server.WithChoreInterval(20*time.Millisecond))
-	if err := a.Store().StoreOffline(ctx, "alice@localhost", []byte(`<message><body>old</body></message>`), 100); err != nil {
+	if err := a.Store().StoreOffline(ctx, "alice@localhost", []byte(`<message><body>old</body></message>`), storage.OfflineQuota{Messages: 100}); err != nil {
 		t.Fatal(err)
 	}
 	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
@@ -30,7 +31,7 @@ func TestChoresExpireOffline(t *testing.T) {
 	kept := servertest.DefaultConfig(t)
 	kept.C2S.OfflineExpiry = time.Hour
 	b := servertest.RunServer(t, kept, server.WithChoreInterval(20*time.Millisecond))
-	if err := b.Store().StoreOffline(ctx, "alice@localhost", []byte(`<message><body>new</body></message>`), 100); err != nil {
+	if err := b.Store().StoreOffline(ctx, "alice@localhost", []byte(`<message><body>new</body></message>`), storage.OfflineQuota{Messages: 100}); err != nil {
 		t.Fatal(err)
 	}
 	// Let the chore run several times; a fresh message must survive them.

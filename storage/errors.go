@@ -10,8 +10,15 @@ var (
 	ErrNotFound = errors.New("storage: not found")
 	// ErrExists means a record with that key already exists.
 	ErrExists = errors.New("storage: already exists")
-	// ErrQuotaExceeded means a per-user limit (offline queue) is reached.
+	// ErrQuotaExceeded means a per-user limit (offline queue, roster) is
+	// reached. The roster's own errors below wrap it.
 	ErrQuotaExceeded = errors.New("storage: quota exceeded")
+	// ErrRosterFull means the roster has RosterQuota.Items rows.
+	ErrRosterFull = fmt.Errorf("%w: roster full", ErrQuotaExceeded)
+	// ErrTooManyPending means RosterQuota.PendingIn requests wait already.
+	ErrTooManyPending = fmt.Errorf("%w: too many pending subscription requests", ErrQuotaExceeded)
+	// ErrRosterItemTooLarge means an item is over RosterQuota.ItemBytes.
+	ErrRosterItemTooLarge = fmt.Errorf("%w: roster item too large", ErrQuotaExceeded)
 	// ErrUnavailable means the database could not be reached or did not
 	// answer in time. Callers answer with internal-server-error or
 	// resource-constraint and keep the session.

@@ -106,6 +106,42 @@ type RosterItem struct {
 // delete it, or an error to abort with nothing written.
 type RosterUpdate func(item RosterItem, exists bool) (updated RosterItem, remove bool, err error)
 
+// RosterQuota caps one owner's roster. UpdateRosterItem enforces it inside
+// its transaction, so writers on two nodes never pass it together. A zero
+// field means no cap.
+type RosterQuota struct {
+	// Items caps the owner's rows: roster items and the entries that only
+	// remember a pending inbound request (InRoster false). Creating a row
+	// past it fails with ErrRosterFull.
+	Items int
+	// PendingIn caps how many rows have PendingIn set: subscription
+	// requests waiting for the owner's answer. Setting it past the cap
+	// fails with ErrTooManyPending.
+	PendingIn int
+	// ItemBytes caps one roster item (InRoster) as RosterItemSize counts
+	// it; a bigger one fails with ErrRosterItemTooLarge.
+	ItemBytes int
+}
+
+// RosterItemSize is about how many bytes an item takes in a roster result
+// or push: its JID, name and group names, and the markup around them.
+// Items * ItemBytes of a RosterQuota bounds a whole roster result.
+func RosterItemSize(it RosterItem) int {
+	n := rosterItemOverhead + len(it.Contact) + len(it.Name)
+	for _, g := range it.Groups {
+		n += rosterGroupOverhead + len(g)
+	}
+	return n
+}
+
+// The markup RosterItemSize counts around an item's text: the <item/>
+// element with its jid, name, subscription and ask attributes, and one
+// <group/> element per group.
+const (
+	rosterItemOverhead  = 64
+	rosterGroupOverhead = 15
+)
+
 // Roster stores rosters with a per-user version (XEP-0237).
 type Roster interface {
 	// GetRoster returns every item of the owner and the roster version.
@@ -115,8 +151,10 @@ type Roster interface {
 	// UpdateRosterItem reads, lets fn decide, and writes one item in one
 	// transaction, so two nodes changing the same item never lose an update.
 	// When the item changed it bumps the version and returns it; changed is
-	// false when fn returned the item unchanged (no version bump).
-	UpdateRosterItem(ctx context.Context, owner, contact string, fn RosterUpdate) (item RosterItem, removed, changed bool, version int64, err error)
+	// false when fn returned the item unchanged (no version bump). The
+	// quota is checked in the same transaction (removals always pass); past
+	// it nothing is written and the error wraps ErrQuotaExceeded.
+	UpdateRosterItem(ctx context.Context, owner, contact string, quota RosterQuota, fn RosterUpdate) (item RosterItem, removed, changed bool, version int64, err error)
 	// RosterVersion returns the owner's current version (0 for no roster).
 	RosterVersion(ctx context.Context, owner string) (int64, error)
 	// Subscribers returns the contacts with subscription from or both:
@@ -132,15 +170,33 @@ type OfflineMessage struct {
 	Stored time.Time
 }
 
+// OfflineQuota caps one owner's offline queue; a zero field means no cap.
+type OfflineQuota struct {
+	// Messages caps how many messages wait.
+	Messages int
+	// Bytes caps the size of the waiting stanzas together, this one
+	// included.
+	Bytes int64
+}
+
 // Offline stores messages for users with no available resource (XEP-0160).
 type Offline interface {
 	// StoreOffline commits a message before returning, so the sender is
 	// never told something was accepted that a crash could lose. When the
-	// user already has limit messages it returns ErrQuotaExceeded.
-	StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error
+	// message would take the owner's queue past the quota it stores
+	// nothing and returns ErrQuotaExceeded; the check and the insert are
+	// one transaction, so two nodes storing at once never pass it.
+	StoreOffline(ctx context.Context, owner string, stanza []byte, quota OfflineQuota) error
 	// TakeOffline returns and deletes the owner's messages in one batch,
 	// oldest first.
 	TakeOffline(ctx context.Context, owner string) ([]OfflineMessage, error)
+	// TakeOfflineUpTo returns and deletes the owner's oldest messages: the
+	// first whatever its size, then as many more as fit with it in
+	// maxBytes (their stanzas' sizes added up), oldest first. more reports
+	// that messages are still waiting after these. maxBytes <= 0 takes all.
+	// A session is handed its queue this way a portion at a time, as it
+	// can take it; what it was not handed stays stored.
+	TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) (msgs []OfflineMessage, more bool, err error)
 	// CountOffline returns how many messages wait for the owner.
 	CountOffline(ctx context.Context, owner string) (int, error)
 	// ExpireOffline deletes messages stored before t; the cluster's senior

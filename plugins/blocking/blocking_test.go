@@ -34,7 +34,7 @@ func TestBlockingIQ(t *testing.T) {
 		plugins.Resource{JID: "juliet@example.com/b", Node: "test", Available: true},
 		plugins.Resource{JID: "juliet@example.com/c", Node: "test", Available: true},
 		plugins.Resource{JID: "juliet@example.com/d", Node: "other", Available: true})
-	_, _, _, _, err := h.St.UpdateRosterItem(ctx, "juliet@example.com", "romeo@example.com", func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+	_, _, _, _, err := h.St.UpdateRosterItem(ctx, "juliet@example.com", "romeo@example.com", storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.InRoster = storage.SubBoth, true
 		return it, false, nil
 	})

@@ -27,7 +27,7 @@ func TestLast(t *testing.T) {
 		}
 	}
 	sub := func(owner, contact, s string) {
-		_, _, _, _, err := st.UpdateRosterItem(ctx, owner, contact, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+		_, _, _, _, err := st.UpdateRosterItem(ctx, owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 			it.Subscription, it.InRoster = s, true
 			return it, false, nil
 		})

@@ -34,7 +34,7 @@ func norm(in []string) []string {
 
 func subscribe(t *testing.T, h *plugintest.Host, owner, contact string, sub string) {
 	t.Helper()
-	_, _, _, _, err := h.St.UpdateRosterItem(context.Background(), owner, contact, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+	_, _, _, _, err := h.St.UpdateRosterItem(context.Background(), owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.InRoster = sub, true
 		return it, false, nil
 	})

@@ -39,6 +39,7 @@ type undeliveredNotifier interface {
 func (r *Router) registerCluster() {
 	r.cluster.Handle(KindStanza, r.handleStanza)
 	r.cluster.Handle(KindKick, r.handleKick)
+	r.cluster.Handle(KindBacklog, r.handleBacklog)
 	r.cluster.OnNodeDown(r.nodeDown)
 	r.cluster.OnClusteredChange(r.clusteredChange)
 	if u, ok := r.cluster.(undeliveredNotifier); ok {

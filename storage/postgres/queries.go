@@ -29,6 +29,10 @@ const (
 
 	qRosterDelete = `DELETE FROM roster_items WHERE owner = $1 AND contact = $2`
 
+	qRosterCountRows = `SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = $1 LIMIT $2) q`
+
+	qRosterCountPending = `SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = $1 AND pending_in LIMIT $2) q`
+
 	qSubscribers = `SELECT contact FROM roster_items
 	WHERE owner = $1 AND subscription IN ('from', 'both') ORDER BY contact`
 
@@ -36,13 +40,28 @@ const (
 	// keeps its key space apart from the migration lock's.
 	qOfflineLock = `SELECT pg_advisory_xact_lock(1635150177, hashtext($1))`
 
+	// qOfflineInsertLimited inserts when the owner has fewer than $3
+	// messages and their stanzas and this one take at most $4 bytes.
+	// octet_length of a stored bytea reads its header, not the value.
 	qOfflineInsertLimited = `INSERT INTO offline (owner, stanza)
 	SELECT $1, $2 WHERE (SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = $1 LIMIT $3) q) < $3
+	AND (SELECT coalesce(sum(octet_length(stanza)), 0) FROM offline WHERE owner = $1) + octet_length($2::bytea) <= $4
 	RETURNING id`
 
 	qOfflineInsert = `INSERT INTO offline (owner, stanza) VALUES ($1, $2)`
 
 	qOfflineTake = `DELETE FROM offline WHERE owner = $1 RETURNING id, stanza, stored`
+
+	// qOfflineTakeUpTo deletes the oldest messages: the first whatever its
+	// size, then those whose running total stays within $2. Each row also
+	// carries how many messages the owner had, so the caller learns
+	// whether some are left without another statement.
+	qOfflineTakeUpTo = `WITH q AS (
+	SELECT id, row_number() OVER w AS n, sum(octet_length(stanza)) OVER w AS total
+	FROM offline WHERE owner = $1 WINDOW w AS (ORDER BY id)),
+	d AS (DELETE FROM offline WHERE id IN (SELECT id FROM q WHERE n = 1 OR total <= $2)
+	RETURNING id, stanza, stored)
+	SELECT d.id, d.stanza, d.stored, (SELECT count(*) FROM q) FROM d`
 
 	qOfflineCount = `SELECT count(*) FROM offline WHERE owner = $1`
 

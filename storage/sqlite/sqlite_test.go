@@ -66,7 +66,7 @@ func TestSurvivesReopen(t *testing.T) {
 	if err := s.CreateUser(ctx, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StoreOffline(ctx, "alice@localhost", []byte("<message/>"), 0); err != nil {
+	if err := s.StoreOffline(ctx, "alice@localhost", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	v1, err := s.SchemaVersion(ctx)
@@ -118,7 +118,7 @@ func TestEndedContextReads(t *testing.T) {
 	if err := s.CreateUser(bg, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StoreOffline(bg, "alice@localhost", []byte("<message/>"), 0); err != nil {
+	if err := s.StoreOffline(bg, "alice@localhost", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(bg)

@@ -38,6 +38,9 @@ func Run(t *testing.T, open Open) {
 		{"Subscribers", testSubscribers},
 		{"Offline", testOffline},
 		{"OfflineQuota", testOfflineQuota},
+		{"OfflineBytes", testOfflineBytes},
+		{"TakeOfflineUpTo", testTakeOfflineUpTo},
+		{"RosterQuota", testRosterQuota},
 		{"ExpireOffline", testExpireOffline},
 		{"RosterTakeOffline", testRosterTakeOffline},
 		{"Blocking", testBlocking},
@@ -60,6 +63,8 @@ func Run(t *testing.T, open Open) {
 		{"ConcurrentQuota", func(t *testing.T, s storage.Store) { concurrentQuota(t, s, s) }},
 		{"ConcurrentUpdateKV", func(t *testing.T, s storage.Store) { concurrentUpdateKV(t, s, s) }},
 		{"ConcurrentMapQuota", func(t *testing.T, s storage.Store) { concurrentMapQuota(t, s, s) }},
+		{"ConcurrentByteQuota", func(t *testing.T, s storage.Store) { concurrentByteQuota(t, s, s) }},
+		{"ConcurrentRosterQuota", func(t *testing.T, s storage.Store) { concurrentRosterQuota(t, s, s) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,6 +91,8 @@ func RunShared(t *testing.T, open OpenPair) {
 		{"ConcurrentQuota", concurrentQuota},
 		{"ConcurrentUpdateKV", concurrentUpdateKV},
 		{"ConcurrentMapQuota", concurrentMapQuota},
+		{"ConcurrentByteQuota", concurrentByteQuota},
+		{"ConcurrentRosterQuota", concurrentRosterQuota},
 		{"SeeEachOther", seeEachOther},
 	}
 	for _, tc := range tests {
@@ -221,9 +228,9 @@ func testListUsers(t *testing.T, s storage.Store) {
 // fillUser stores one of everything for owner keys of a user.
 func fillUser(t *testing.T, s storage.Store, owner string) {
 	c := ctx(t)
-	_, _, _, _, err := s.UpdateRosterItem(c, owner, "friend@example.net", setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
+	_, _, _, _, err := s.UpdateRosterItem(c, owner, "friend@example.net", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
 	must(t, err)
-	must(t, s.StoreOffline(c, owner, []byte("<message/>"), 0))
+	must(t, s.StoreOffline(c, owner, []byte("<message/>"), storage.OfflineQuota{}))
 	must(t, s.Block(c, owner, []string{"spam@example.net"}))
 	_, err = s.KeyValue("vcard").Set(c, owner, "", []byte("<vCard/>"), storage.Limits{})
 	must(t, err)
@@ -324,7 +331,7 @@ func testRoster(t *testing.T, s storage.Store) {
 	var sawExists bool
 	var saw storage.RosterItem
 	bobItem := storage.RosterItem{Name: "Bob", Subscription: storage.SubTo, PendingIn: true, Groups: []string{"Friends", "Work"}, InRoster: true}
-	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		saw, sawExists = cur, exists
 		return bobItem, false, nil
 	})
@@ -350,7 +357,7 @@ func testRoster(t *testing.T, s storage.Store) {
 	}
 
 	// The same state again: no change, no version bump; fn sees the item.
-	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		saw, sawExists = cur, exists
 		return cur, false, nil
 	})
@@ -371,7 +378,7 @@ func testRoster(t *testing.T, s storage.Store) {
 		{Name: "Bobby", Subscription: storage.SubBoth, PendingOut: true, InRoster: false},
 	}
 	for i, st := range steps {
-		_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, setItem(st))
+		_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(st))
 		must(t, err)
 		if !changed || ver != int64(i+2) {
 			t.Fatalf("step %d: changed=%v version=%d, want true %d", i, changed, ver, i+2)
@@ -386,19 +393,19 @@ func testRoster(t *testing.T, s storage.Store) {
 	// Same state with the groups as an empty, non-nil slice: unchanged.
 	last := steps[len(steps)-1]
 	last.Groups = []string{}
-	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, setItem(last))
+	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(last))
 	must(t, err)
 	if changed || ver != int64(len(steps)+1) {
 		t.Fatalf("empty-groups no-op: changed=%v version=%d", changed, ver)
 	}
 
 	// An invalid subscription is refused and writes nothing.
-	_, _, _, _, err = s.UpdateRosterItem(c, owner, "x@example.com", setItem(storage.RosterItem{Subscription: "sideways"}))
+	_, _, _, _, err = s.UpdateRosterItem(c, owner, "x@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: "sideways"}))
 	if err == nil {
 		t.Fatal("invalid subscription accepted")
 	}
 	// An empty subscription means none.
-	it, _, _, ver, err = s.UpdateRosterItem(c, owner, "carol@example.com", setItem(storage.RosterItem{InRoster: true}))
+	it, _, _, ver, err = s.UpdateRosterItem(c, owner, "carol@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{InRoster: true}))
 	must(t, err)
 	if it.Subscription != storage.SubNone || ver != int64(len(steps)+2) {
 		t.Fatalf("empty subscription stored as %q, version %d", it.Subscription, ver)
@@ -434,7 +441,7 @@ var errAbort = errors.New("storagetest: abort")
 func testRosterAbort(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice@example.com"
-	_, _, _, _, err := s.UpdateRosterItem(c, owner, "bob@example.com", setItem(storage.RosterItem{Name: "Bob", InRoster: true}))
+	_, _, _, _, err := s.UpdateRosterItem(c, owner, "bob@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{Name: "Bob", InRoster: true}))
 	must(t, err)
 	tests := []struct {
 		name    string
@@ -455,7 +462,7 @@ func testRosterAbort(t *testing.T, s storage.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, _, _, err := s.UpdateRosterItem(c, owner, tc.contact, tc.fn)
+			_, _, _, _, err := s.UpdateRosterItem(c, owner, tc.contact, storage.RosterQuota{}, tc.fn)
 			wantErr(t, err, errAbort)
 			items, ver, err := s.GetRoster(c, owner)
 			must(t, err)
@@ -471,14 +478,14 @@ func testRosterRemove(t *testing.T, s storage.Store) {
 	const owner, bob = "alice@example.com", "bob@example.com"
 	remove := func(cur storage.RosterItem, _ bool) (storage.RosterItem, bool, error) { return cur, true, nil }
 	// Removing what is not there changes nothing.
-	_, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, remove)
+	_, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, remove)
 	must(t, err)
 	if removed || changed || ver != 0 {
 		t.Fatalf("remove of missing item: removed=%v changed=%v version=%d", removed, changed, ver)
 	}
-	_, _, _, _, err = s.UpdateRosterItem(c, owner, bob, setItem(storage.RosterItem{Name: "Bob", Subscription: storage.SubFrom, InRoster: true}))
+	_, _, _, _, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(storage.RosterItem{Name: "Bob", Subscription: storage.SubFrom, InRoster: true}))
 	must(t, err)
-	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, remove)
+	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, remove)
 	must(t, err)
 	if !removed || !changed || ver != 2 || it.Contact != bob || it.Name != "Bob" {
 		t.Fatalf("remove: item %+v removed=%v changed=%v version=%d", it, removed, changed, ver)
@@ -508,10 +515,10 @@ func testSubscribers(t *testing.T, s storage.Store) {
 		"pendingin@x": {Subscription: storage.SubNone, PendingIn: true},
 		"topending@x": {Subscription: storage.SubTo, PendingIn: true, InRoster: true},
 	} {
-		_, _, _, _, err := s.UpdateRosterItem(c, owner, contact, setItem(st))
+		_, _, _, _, err := s.UpdateRosterItem(c, owner, contact, storage.RosterQuota{}, setItem(st))
 		must(t, err)
 	}
-	_, _, _, _, err := s.UpdateRosterItem(c, "other@example.com", "z@x", setItem(storage.RosterItem{Subscription: storage.SubBoth}))
+	_, _, _, _, err := s.UpdateRosterItem(c, "other@example.com", "z@x", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: storage.SubBoth}))
 	must(t, err)
 	subs, err := s.Subscribers(c, owner)
 	must(t, err)
@@ -534,8 +541,8 @@ func testOffline(t *testing.T, s storage.Store) {
 	for i := range 5 {
 		m := []byte(fmt.Sprintf("<message id='%d'><body>hi</body></message>", i))
 		want = append(want, m)
-		must(t, s.StoreOffline(c, owner, m, 0))
-		must(t, s.StoreOffline(c, "bob@example.com", m, 0))
+		must(t, s.StoreOffline(c, owner, m, storage.OfflineQuota{}))
+		must(t, s.StoreOffline(c, "bob@example.com", m, storage.OfflineQuota{}))
 	}
 	n, err := s.CountOffline(c, owner)
 	must(t, err)
@@ -579,13 +586,13 @@ func testOfflineQuota(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice@example.com"
 	for i := range 3 {
-		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), 3))
+		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), storage.OfflineQuota{Messages: 3}))
 	}
-	wantErr(t, s.StoreOffline(c, owner, []byte("over"), 3), storage.ErrQuotaExceeded)
-	wantErr(t, s.StoreOffline(c, owner, []byte("over"), 2), storage.ErrQuotaExceeded)
+	wantErr(t, s.StoreOffline(c, owner, []byte("over"), storage.OfflineQuota{Messages: 3}), storage.ErrQuotaExceeded)
+	wantErr(t, s.StoreOffline(c, owner, []byte("over"), storage.OfflineQuota{Messages: 2}), storage.ErrQuotaExceeded)
 	// Another user's quota is separate; limit 0 means no limit.
-	must(t, s.StoreOffline(c, "bob@example.com", []byte("x"), 3))
-	must(t, s.StoreOffline(c, owner, []byte("unlimited"), 0))
+	must(t, s.StoreOffline(c, "bob@example.com", []byte("x"), storage.OfflineQuota{Messages: 3}))
+	must(t, s.StoreOffline(c, owner, []byte("unlimited"), storage.OfflineQuota{}))
 	n, err := s.CountOffline(c, owner)
 	must(t, err)
 	if n != 4 {
@@ -593,14 +600,14 @@ func testOfflineQuota(t *testing.T, s storage.Store) {
 	}
 	_, err = s.TakeOffline(c, owner)
 	must(t, err)
-	must(t, s.StoreOffline(c, owner, []byte("room again"), 3))
+	must(t, s.StoreOffline(c, owner, []byte("room again"), storage.OfflineQuota{Messages: 3}))
 }
 
 func testExpireOffline(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	for i := range 3 {
-		must(t, s.StoreOffline(c, "alice@example.com", []byte(strconv.Itoa(i)), 0))
-		must(t, s.StoreOffline(c, "bob@example.com", []byte(strconv.Itoa(i)), 0))
+		must(t, s.StoreOffline(c, "alice@example.com", []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
+		must(t, s.StoreOffline(c, "bob@example.com", []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
 	}
 	n, err := s.ExpireOffline(c, time.Now().Add(-time.Hour))
 	must(t, err)
@@ -865,12 +872,12 @@ func concurrentRoster(t *testing.T, a, b storage.Store) {
 			for i := range perWorker {
 				// Each worker also writes its own item, so writers for
 				// different items interleave with the contended one.
-				_, _, changed, _, err := s.UpdateRosterItem(c, owner, contact, inc)
+				_, _, changed, _, err := s.UpdateRosterItem(c, owner, contact, storage.RosterQuota{}, inc)
 				if err == nil && !changed {
 					err = errors.New("an increment reported no change")
 				}
 				if err == nil {
-					_, _, _, _, err = s.UpdateRosterItem(c, owner, fmt.Sprintf("w%d@x", w), setItem(storage.RosterItem{Name: strconv.Itoa(i), InRoster: true}))
+					_, _, _, _, err = s.UpdateRosterItem(c, owner, fmt.Sprintf("w%d@x", w), storage.RosterQuota{}, setItem(storage.RosterItem{Name: strconv.Itoa(i), InRoster: true}))
 				}
 				if err != nil {
 					errs <- err
@@ -908,22 +915,29 @@ func concurrentOffline(t *testing.T, a, b storage.Store) {
 		}
 		wg.Go(func() {
 			for i := range perWorker {
-				if err := s.StoreOffline(c, owner, []byte(fmt.Sprintf("%d/%d", w, i)), 0); err != nil {
+				if err := s.StoreOffline(c, owner, []byte(fmt.Sprintf("%d/%d", w, i)), storage.OfflineQuota{}); err != nil {
 					errs <- err
 					return
 				}
 			}
 		})
 	}
-	// A reader taking messages while they arrive must not lose any either.
+	// A reader taking messages while they arrive, all of them or a few
+	// bytes at a time, must not lose any either.
 	var taken []storage.OfflineMessage
 	var takeErr error
 	stop := make(chan struct{})
 	tookDone := make(chan struct{})
 	go func() {
 		defer close(tookDone)
-		for {
-			msgs, err := b.TakeOffline(c, owner)
+		for i := 0; ; i++ {
+			var msgs []storage.OfflineMessage
+			var err error
+			if i%2 == 0 {
+				msgs, err = b.TakeOffline(c, owner)
+			} else {
+				msgs, _, err = b.TakeOfflineUpTo(c, owner, 16)
+			}
 			if err != nil {
 				takeErr = err
 				return
@@ -980,7 +994,7 @@ func concurrentQuota(t *testing.T, a, b storage.Store) {
 		}
 		wg.Go(func() {
 			for range 5 {
-				err := s.StoreOffline(c, owner, []byte("m"), limit)
+				err := s.StoreOffline(c, owner, []byte("m"), storage.OfflineQuota{Messages: limit})
 				mu.Lock()
 				switch {
 				case err == nil:

@@ -158,3 +158,28 @@ func Reverse[T any](s []T) {
 		s[i], s[j] = s[j], s[i]
 	}
 }
+
+// RosterChecks is what a roster write must check against its quota:
+// CheckRosterWrite decides it from the item before and after, and the
+// store counts rows only when a check needs them.
+type RosterChecks struct {
+	Items     bool // a row is created: count the owner's rows
+	PendingIn bool // a pending inbound request is added: count them
+}
+
+// CheckRosterWrite checks what it can without counting (the size of the
+// item) and says which counts the store must make. An item already over
+// ItemBytes that does not grow stays writable, so a lowered quota never
+// locks an item.
+func CheckRosterWrite(q storage.RosterQuota, cur storage.RosterItem, exists bool, upd storage.RosterItem) (RosterChecks, error) {
+	if q.ItemBytes > 0 && upd.InRoster {
+		size := storage.RosterItemSize(upd)
+		if size > q.ItemBytes && (!exists || !cur.InRoster || size > storage.RosterItemSize(cur)) {
+			return RosterChecks{}, storage.ErrRosterItemTooLarge
+		}
+	}
+	return RosterChecks{
+		Items:     q.Items > 0 && !exists,
+		PendingIn: q.PendingIn > 0 && upd.PendingIn && !(exists && cur.PendingIn),
+	}, nil
+}
