@@ -48,7 +48,10 @@ type Deps struct {
 // dependencies and the table of stream-management sessions that can be
 // resumed. One Server serves every connector (TCP, BOSH, WebSocket).
 type Server struct {
-	d         Deps
+	d Deps
+	// baseTLS is Deps.TLS as given; d.TLS records the certificate chosen
+	// for each connection (channel.go).
+	baseTLS   *tls.Config
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
 	preAuth   preAuthTable              // see preauth.go
@@ -69,7 +72,9 @@ func NewServer(d Deps) *Server {
 	if d.MaxPendingBytes <= 0 {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
-	srv := &Server{d: d, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	base := d.TLS
+	d.TLS = recordingTLS(base)
+	srv := &Server{d: d, baseTLS: base, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }
