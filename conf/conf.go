@@ -292,6 +292,21 @@ type HTTPConfig struct {
 	// WebSocketPingInterval is how often an idle WebSocket is pinged; a
 	// missing pong within the interval closes it. Default 30s.
 	WebSocketPingInterval time.Duration `yaml:"websocket_ping_interval"`
+	// ReadHeaderTimeout bounds reading a request's line and headers; a
+	// slower client is disconnected. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds reading a request's body, from the end of its
+	// headers to its last byte; a slower client gets 408 and is
+	// disconnected. It does not limit how long a BOSH request is held
+	// (bosh_max_wait) or how long a WebSocket lives after the upgrade.
+	// Bodies are capped at c2s.max_stanza_bytes. Default 30s.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// WriteTimeout bounds writing one response, from its first byte; a
+	// client that does not read it is disconnected. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // AdminConfig is the admin console, JSON API and metrics listener.
@@ -303,6 +318,19 @@ type AdminConfig struct {
 	// CertFile and KeyFile turn on TLS for the admin listener. Default off.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ReadTimeout bounds reading one request's body (the largest is a
+	// plugin upload, up to 64 MiB); a slower client gets 408 and is
+	// disconnected. Headers must arrive within 10s, a response be read
+	// within 1m, and an idle connection is closed after 2m. Default 1m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MetricsToken, when set, must come with every request to /metrics as
+	// "Authorization: Bearer <token>" (Prometheus: authorization:
+	// {credentials: <token>}); at least 16 characters. Default "": /metrics
+	// is open to whoever reaches the admin listener, which listens on
+	// loopback by default (metrics hold counts, node and plugin names and
+	// versions, never accounts or messages). A node serving /metrics
+	// without a token on a non-loopback address logs a warning at start.
+	MetricsToken string `yaml:"metrics_token"`
 }
 
 // PluginsConfig selects plugins and holds their settings.

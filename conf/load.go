@@ -111,8 +111,13 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.HTTP.BOSHPolling, time.Second)
 	setStr(&c.HTTP.PlainSecure, "loopback")
 	setDur(&c.HTTP.WebSocketPingInterval, 30*time.Second)
+	setDur(&c.HTTP.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.HTTP.ReadBodyTimeout, 30*time.Second)
+	setDur(&c.HTTP.WriteTimeout, 30*time.Second)
+	setDur(&c.HTTP.IdleTimeout, 2*time.Minute)
 
 	setStr(&c.Admin.Listen, "127.0.0.1:9090")
+	setDur(&c.Admin.ReadTimeout, time.Minute)
 
 	setInt(&c.Balance.Capacity, 10000)
 	if c.Balance.LoadThreshold == 0 {

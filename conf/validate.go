@@ -223,6 +223,21 @@ func (c *Config) Validate() Errors {
 			add(u.key, "%q is not an absolute URL", u.val)
 		}
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_body_timeout", c.HTTP.ReadBodyTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
+		{"admin.read_timeout", c.Admin.ReadTimeout},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative, not %v", d.v)
+		}
+	}
+	if t := c.Admin.MetricsToken; t != "" && len(t) < 16 {
+		add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
+	}
 	for _, o := range c.HTTP.CORSOrigins {
 		if o != "*" && !strings.Contains(o, "://") {
 			add("http.cors_origins", "%q is not an origin such as https://example.com", o)

@@ -46,10 +46,26 @@ type Backend interface {
 	Upgrade(ctx context.Context) (UpgradeStatus, error)
 }
 
+// SignInThrottle slows password guessing at sign-in. The node passes its
+// *auth.Authenticator, so console sign-ins and XMPP logins share their
+// failure records: guesses over either slow both down. Keys are client
+// addresses and accounts' bare JIDs.
+type SignInThrottle interface {
+	// Wait blocks while key is on hold after earlier failures.
+	Wait(ctx context.Context, key string) error
+	// Failed records a failure of key and sleeps its delay.
+	Failed(ctx context.Context, key string) time.Duration
+	// Succeeded clears key's failures.
+	Succeeded(key string)
+}
+
 // Overview is the front page.
 type Overview struct {
-	Domain         string `json:"domain"`
-	Clustered      bool   `json:"clustered"`
+	Domain    string `json:"domain"`
+	Clustered bool   `json:"clustered"`
+	// Detached: clustered on the members and routes last seen, over the
+	// node links, because Hazelcast is away (see cluster/hazelcast).
+	Detached       bool   `json:"detached,omitempty"`
 	ClusterEnabled bool   `json:"cluster_enabled"`
 	Nodes          []Node `json:"nodes"`
 	Sessions       int    `json:"sessions"`

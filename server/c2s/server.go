@@ -83,6 +83,14 @@ func (srv *Server) cfg() *conf.Config { return srv.d.Config }
 
 func (srv *Server) maxPending() int { return srv.d.MaxPendingBytes }
 
+// Auth is the authenticator of every client session. The admin console
+// signs in through its throttle too, so guesses over either count together.
+func (srv *Server) Auth() *auth.Authenticator { return srv.d.Auth }
+
+// Metrics are the client metrics (nil when none are kept); the admin
+// console counts its failed sign-ins in them.
+func (srv *Server) Metrics() *Metrics { return srv.d.Metrics }
+
 // TLSConfig is the certificate configuration connectors use for direct TLS.
 func (srv *Server) TLSConfig() *tls.Config { return srv.d.TLS }
 

@@ -27,14 +27,15 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/httplimit"
 	"github.com/aviary-im/aviary/server/websocket"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Paths the server serves.
@@ -157,13 +158,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Stop(ctx)
 			return fmt.Errorf("httpd: listening on %s: %w", l.addr, err)
 		}
-		hs := &http.Server{
-			Handler:           s.mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-			BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		}
+		hs := s.limits().Server(s.mux)
+		hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+		hs.BaseContext = func(net.Listener) context.Context { return s.ctx }
 		if l.tls {
 			tc := s.d.TLS.Clone()
 			tc.NextProtos = []string{"http/1.1"} // WebSocket needs HTTP/1.1
@@ -183,6 +180,27 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 	}
 	return nil
+}
+
+// limits are what one request may cost (http.read_header_timeout,
+// http.read_body_timeout, http.write_timeout, http.idle_timeout). Bodies
+// are capped one byte above BOSH's own limit (c2s.max_stanza_bytes), so
+// that BOSH still sees an oversized body and ends its session with
+// policy-violation, while no route reads more. Held BOSH requests and
+// WebSockets are not cut: see package httplimit.
+func (s *Server) limits() httplimit.Limits {
+	h := s.cfg.HTTP
+	maxBody := s.cfg.C2S.MaxStanzaBytes
+	if maxBody <= 0 {
+		maxBody = wire.DefaultMaxStanzaBytes
+	}
+	return httplimit.Limits{
+		ReadHeader:   h.ReadHeaderTimeout,
+		ReadBody:     h.ReadBodyTimeout,
+		Write:        h.WriteTimeout,
+		Idle:         h.IdleTimeout,
+		MaxBodyBytes: int64(maxBody) + 1,
+	}
 }
 
 // Stop closes the listeners and ends every BOSH and WebSocket session.
