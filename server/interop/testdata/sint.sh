@@ -20,8 +20,7 @@ c2s:
   listen: 127.0.0.1:5222
   tls_listen: "off"
   allow_registration: $([ "$mode" = ibr ] && echo true || echo false)
-  # SINT registers every test account in-band from one address: more than
-  # the 10 an hour c2s.registration_limit allows by default.
+  # SINT registers every test account from 127.0.0.1: no per-address limit.
   registration_limit: -1
   # SINT keeps one unauthenticated connection open for the whole run to
   # register accounts in-band; the 30s default would close it mid-run.
