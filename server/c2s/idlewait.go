@@ -50,7 +50,9 @@ type recordConn struct {
 	served *tls.Certificate
 }
 
-func (c *recordConn) recordServed(cert *tls.Certificate) { c.served = cert }
+// RecordServed implements tlsutil.CertRecorder. The handshake runs before
+// the reader reads served (handshake waits for it).
+func (c *recordConn) RecordServed(cert *tls.Certificate) { c.served = cert }
 
 func (c *recordConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {

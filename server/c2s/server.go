@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -73,7 +74,7 @@ func NewServer(d Deps) *Server {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
 	base := d.TLS
-	d.TLS = recordingTLS(base)
+	d.TLS = tlsutil.Recording(base)
 	srv := &Server{d: d, baseTLS: base, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv

@@ -64,10 +64,8 @@ func (t *WSTransport) SetActivityHook(fn func()) { t.c.SetActivityHook(fn) }
 var _ c2s.TLSStater = (*WSTransport)(nil)
 
 // TLSState implements c2s.TLSStater with the TLS connection of the https
-// listener the WebSocket came on (nil behind a proxy): its tls-exporter
-// binds the stream. net/http does not report the certificate it
-// presented; tls-server-end-point then comes from the node's certificate
-// when it has only one.
+// listener the WebSocket came on (nil behind a proxy), and the
+// certificate the listener recorded for it.
 func (t *WSTransport) TLSState() (*tls.ConnectionState, *tls.Certificate) {
-	return t.c.TLSState(), nil
+	return t.c.TLSState(), t.c.ServedCertificate()
 }

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/wire"
 	ws "github.com/coder/websocket"
 )
@@ -148,6 +149,7 @@ func (h *Handler) ServeHTTPWith(w http.ResponseWriter, r *http.Request, secure b
 		remote:  remote,
 		secure:  secure,
 		tls:     r.TLS,
+		served:  tlsutil.ServedFor(r.Context()),
 		ctx:     ctx,
 		cancel:  cancel,
 		baseURL: scheme + "://%s" + r.URL.Path,
@@ -169,6 +171,7 @@ type Conn struct {
 	remote  string
 	secure  bool
 	tls     *tls.ConnectionState // nil unless this server terminated TLS
+	served  *tls.Certificate     // what it presented, when recorded
 	ctx     context.Context
 	cancel  context.CancelFunc
 	baseURL string // for see-other-uri: scheme://%s/path
@@ -192,6 +195,11 @@ func (c *Conn) Secure() bool { return c.secure }
 // on plain HTTP. Its channel bindings (tls-exporter) are the WebSocket
 // stream's: one TLS connection carries the whole stream.
 func (c *Conn) TLSState() *tls.ConnectionState { return c.tls }
+
+// ServedCertificate is the certificate the server presented on that TLS
+// connection, when the listener recorded it (tlsutil.Recording); nil
+// otherwise.
+func (c *Conn) ServedCertificate() *tls.Certificate { return c.served }
 
 // SetActivityHook installs fn, called for every message from the client.
 func (c *Conn) SetActivityHook(fn func()) {
