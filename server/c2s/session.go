@@ -85,6 +85,7 @@ type Session struct {
 	state        state
 	username     string
 	exchange     auth.Exchange
+	mechanism    string // of the running (or last) exchange, for logs
 	saslFailures int
 	// sasl2 is set while the exchange runs in XEP-0388's namespace; bind2
 	// is the XEP-0386 <bind/> its <authenticate/> carried, if any, and

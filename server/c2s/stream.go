@@ -467,7 +467,7 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 	if err != nil {
 		return s.saslFail(err)
 	}
-	s.exchange = x
+	s.exchange, s.mechanism = x, mechanism
 	text := strings.TrimSpace(initial)
 	if text == "" {
 		// No initial response: an empty challenge asks for it.
@@ -544,7 +544,7 @@ func (s *Session) markAuthenticated() {
 	}
 	s.mu.Unlock()
 	s.logp.Store(s.logger().With("user", s.username))
-	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2)
+	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2, "mechanism", s.mechanism)
 }
 
 func (s *Session) saslFail(err error) bool {
