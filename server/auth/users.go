@@ -21,6 +21,9 @@ type Users struct {
 	KickFunc func(ctx context.Context, bare, reason string) int
 	// Hooks, when set, receives EventUserCreated and EventUserDeleted.
 	Hooks *plugins.Hooks
+	// FASTTokens, when set, is the store of XEP-0484 tokens: a password
+	// change revokes the account's tokens (fast.go).
+	FASTTokens storage.KeyValue
 }
 
 var _ plugins.UserManager = (*Users)(nil)
@@ -79,13 +82,24 @@ func (u *Users) SetPassword(ctx context.Context, username, password string) erro
 	if err != nil {
 		return err
 	}
-	return u.Store.SetCredentials(ctx, name, creds)
+	if err := u.Store.SetCredentials(ctx, name, creds); err != nil {
+		return err
+	}
+	// Whoever changes a password may suspect it leaked: the clients that
+	// hold tokens log in with the new password again.
+	if u.FASTTokens != nil {
+		if err := RevokeFASTTokens(ctx, u.FASTTokens, name+"@"+u.Domain); err != nil {
+			return fmt.Errorf("auth: password changed, but revoking FAST tokens failed: %w", err)
+		}
+	}
+	return nil
 }
 
 // SetLocked locks or unlocks an account. A locked account keeps its data
 // but cannot log in: SASL answers <account-disabled/> to whoever proves
 // its password (on every node: the lock is in the store), console
-// sign-ins are refused, and locking closes its sessions (KickFunc: on
+// sign-ins are refused, locking revokes its FAST tokens and closes its
+// sessions (KickFunc: on
 // every node of the cluster). It returns how many sessions it closed;
 // storage.ErrNotFound when there is no such account.
 func (u *Users) SetLocked(ctx context.Context, username string, locked bool) (closed int, err error) {
@@ -102,6 +116,13 @@ func (u *Users) SetLocked(ctx context.Context, username string, locked bool) (cl
 	}
 	if !locked {
 		return 0, nil
+	}
+	// A FAST token would log in without the password check that tells
+	// of the lock: the clients holding one fall back to their password.
+	if u.FASTTokens != nil {
+		if err := RevokeFASTTokens(ctx, u.FASTTokens, name+"@"+u.Domain); err != nil {
+			return 0, fmt.Errorf("auth: account locked, but revoking its FAST tokens failed: %w", err)
+		}
 	}
 	return u.Kick(ctx, name+"@"+u.Domain, "account locked by an administrator"), nil
 }

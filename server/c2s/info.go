@@ -94,7 +94,7 @@ const clientFieldBytes = 128
 // <authenticate/> (reader goroutine).
 func (s *Session) noteUserAgent(auth, bind *wire.Element) {
 	c := s.clientSnapshot()
-	if ua := auth.Child("user-agent", wire.NSSASL2); ua != nil {
+	if ua := auth.Child("user-agent", ""); ua != nil {
 		c.software = clip(ua.ChildText("software", ""))
 		c.device = clip(ua.ChildText("device", ""))
 	}
