@@ -35,6 +35,10 @@ type fakeBackend struct {
 	drained   []string
 	// checking, when set, runs at the start of every password check.
 	checking func(user string)
+	// console_test.go's state.
+	locked     map[string]bool
+	live       *conf.Config
+	logQueries []LogQuery
 }
 
 func newFake() *fakeBackend {

@@ -23,7 +23,7 @@ func init() {
 		if page == "cluster" {
 			files = append(files, "templates/overview.html") // the "nodes" table
 		}
-		pageTemplates[page] = template.Must(template.ParseFS(templateFS, files...))
+		pageTemplates[page] = template.Must(template.New("").Funcs(pageFuncs).ParseFS(templateFS, files...))
 	}
 }
 
@@ -92,7 +92,12 @@ func (s *Server) pageRoutes() {
 		http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 	})
 	s.page("GET /admin/{$}", "overview", "Overview", func(ctx context.Context, r *http.Request) (any, error) {
-		return s.backend.Overview(ctx)
+		o, err := s.backend.Overview(ctx)
+		if err != nil {
+			return overviewPage{Overview: o}, err
+		}
+		info, err := s.backend.ServerInfo(ctx)
+		return overviewPage{Overview: o, Info: info}, err
 	})
 	s.page("GET /admin/cluster", "cluster", "Cluster", func(ctx context.Context, r *http.Request) (any, error) {
 		on, err := s.backend.ClusterEnabled(ctx)
@@ -108,7 +113,8 @@ func (s *Server) pageRoutes() {
 		return map[string]any{"Users": users, "Total": total, "Q": q}, err
 	})
 	s.page("GET /admin/sessions", "sessions", "Sessions", func(ctx context.Context, r *http.Request) (any, error) {
-		return s.backend.Sessions(ctx)
+		ss, err := s.backend.Sessions(ctx)
+		return struct{ Sessions []Session }{ss}, err
 	})
 	s.page("GET /admin/federation", "federation", "Federation", func(ctx context.Context, r *http.Request) (any, error) {
 		return s.backend.S2S(ctx)
@@ -251,6 +257,13 @@ func (s *Server) pageRoutes() {
 		}
 		return "/admin/plugins", "Rolling upgrade of " + name + " to " + version + " started.", nil
 	})
+}
+
+// overviewPage is the front page: the cluster and each node's server
+// information.
+type overviewPage struct {
+	Overview
+	Info []ServerInfo
 }
 
 // page serves a GET page for a signed-in admin; anonymous visitors go to

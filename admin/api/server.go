@@ -51,6 +51,9 @@ type Options struct {
 	// Certificates feeds GET /api/certificates and the certificates page;
 	// nil leaves both out.
 	Certificates CertificateSource
+	// Rooms lists group chat rooms; nil: the rooms page and GET /api/rooms
+	// say group chat does not run here.
+	Rooms RoomSource
 }
 
 // Server is the admin HTTP handler.
@@ -69,6 +72,7 @@ type Server struct {
 	gate         *signInGate
 	signInFailed func()
 	certs        CertificateSource
+	rooms        RoomSource
 }
 
 // New returns the admin server. The audit log goes to DataDir/audit.log.
@@ -92,7 +96,7 @@ func New(o Options) (*Server, error) {
 		sessions: newSessions(o.Sessions, sessionTTL), audit: al, metrics: o.Metrics,
 		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
 		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
-		certs: o.Certificates,
+		certs: o.Certificates, rooms: o.Rooms,
 	}
 	if s.throttle == nil {
 		s.throttle = newDefaultThrottle(o.Config.C2S.SASLFailureDelay)
@@ -179,6 +183,12 @@ func (s *Server) handleBody(pattern, name string, limit int64, fn action) {
 		if out == nil {
 			out = map[string]string{"result": "ok"}
 		}
+		if wh, ok := out.(withHeaders); ok {
+			for k, v := range wh.h {
+				w.Header()[k] = v
+			}
+			out = wh.body
+		}
 		writeJSON(w, http.StatusOK, out)
 	})
 }
@@ -258,7 +268,9 @@ func (s *Server) routes() {
 		return s.audit.recent(), nil
 	})
 	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
+	s.consoleRoutes()
 	s.pageRoutes()
+	s.consolePages()
 	s.certificatePage()
 }
 

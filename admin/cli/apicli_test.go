@@ -88,7 +88,7 @@ func TestAPICommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`aviary_plugin_calls_total{plugin="wordfilter",version="1.0.0"}`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
+	for _, want := range []string{`aviary_plugin_calls_total{node="test-node",plugin="wordfilter",version="1.0.0"}`, `aviary_plugin_errors_total{node="test-node",plugin="wordfilter",version="1.0.0"} 0`, `aviary_build_info{goversion="go`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/gctune"
+	"github.com/aviary-im/aviary/server/nodelog"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -143,15 +144,15 @@ func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags,
 	return cfg, store, 0
 }
 
-// NewLogger returns the logger the configuration asks for, on w.
+// NewLogger returns the logger the configuration asks for, on w: the
+// node's handler (server/nodelog), whose level the console changes while
+// the node runs and whose newest records the console's log viewer shows.
 func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-	o := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
-	}
-	return slog.New(slog.NewTextHandler(w, o))
+	level := new(slog.LevelVar)
+	level.Set(lvl)
+	return slog.New(nodelog.New(w, cfg.LogFormat, level, nodelog.NewRing(0, 0)))
 }
 
 // serveConfig parses `aviary serve` flags and loads the configuration:
