@@ -357,7 +357,7 @@ func (b *Backend) localLogs(q api.LogQuery) []api.LogLine {
 	}
 	var out []api.LogLine
 	for _, e := range ring.Entries(nodelog.Query{MinLevel: lvl, Limit: limit}) {
-		out = append(out, api.LogLine{Node: b.NodeName(), Time: e.Time.UTC(), Level: strings.ToLower(e.Level.String()), Text: e.Text})
+		out = append(out, api.LogLine{Node: b.NodeName(), Time: e.Time.UTC(), Level: strings.ToLower(e.Level.String()), Text: strings.TrimRight(e.Text, "\n")})
 	}
 	return out
 }
