@@ -39,20 +39,8 @@ func (s *Server) consoleRoutes() {
 		d, err := s.backend.User(ctx, user)
 		return wrap(d, err)
 	})
-	for _, lock := range []bool{true, false} {
-		verb := map[bool]string{true: "lock", false: "unlock"}[lock]
-		s.handle("POST /api/users/{user}/"+verb, "users."+verb, func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
-			user := r.PathValue("user")
-			if e := validUser(user); e != nil {
-				return nil, e
-			}
-			closed, err := s.backend.SetUserLocked(ctx, user, lock)
-			if err != nil {
-				return nil, toAPIError(err)
-			}
-			return map[string]any{"username": user, "locked": lock, "closed_sessions": closed}, nil
-		})
-	}
+	s.handle("POST /api/users/{user}/lock", "users.lock", s.apiLock(true))
+	s.handle("POST /api/users/{user}/unlock", "users.unlock", s.apiLock(false))
 	s.handle("GET /api/sessions/{jid}", "sessions.show", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		full, aerr := s.sessionJID(r.PathValue("jid"))
 		if aerr != nil {
@@ -87,6 +75,20 @@ func (s *Server) consoleRoutes() {
 		}
 		return map[string]any{"available": true, "rooms": rooms}, nil
 	})
+}
+
+func (s *Server) apiLock(lock bool) action {
+	return func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
+		user := r.PathValue("user")
+		if e := validUser(user); e != nil {
+			return nil, e
+		}
+		closed, err := s.backend.SetUserLocked(ctx, user, lock)
+		if err != nil {
+			return nil, toAPIError(err)
+		}
+		return map[string]any{"username": user, "locked": lock, "closed_sessions": closed}, nil
+	}
 }
 
 // session returns one online session's details, or 404.
