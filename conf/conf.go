@@ -235,6 +235,28 @@ type PluginsConfig struct {
 	// Wasm bounds what the node does for a third-party (WebAssembly)
 	// plugin while it handles one stanza.
 	Wasm WasmConfig `yaml:"wasm"`
+	// Rollout judges each node during a rolling plugin upgrade.
+	Rollout RolloutConfig `yaml:"rollout"`
+}
+
+// RolloutConfig is how a rolling upgrade of a third-party plugin judges
+// each node: after loading the new version, the node is watched on real
+// stanzas (every call into the plugin) for HealthWindow before the next
+// node moves. Too many failed calls (traps, timeouts) make it unhealthy:
+// it and every node upgraded before it go back to the version they ran,
+// and the rollout stops. The coordinator reads these settings; give every
+// node the same.
+type RolloutConfig struct {
+	// HealthWindow is how long each node's new version is watched.
+	// Default 30s.
+	HealthWindow time.Duration `yaml:"health_window"`
+	// MaxFailures is how many failed calls within the window make a node
+	// unhealthy. Default 3.
+	MaxFailures int `yaml:"max_failures"`
+	// MaxFailureRatio: a node is also unhealthy when more than this share
+	// of its calls within the window failed (between 0 and 1; 1 turns the
+	// ratio off). Default 0.1.
+	MaxFailureRatio float64 `yaml:"max_failure_ratio"`
 }
 
 // WasmConfig bounds the host side of WebAssembly plugins. The guest's own

@@ -167,6 +167,9 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"wasm host bytes below a stanza", "plugins:\n  wasm:\n    max_host_bytes: 2000\n", "c.yaml:3: plugins.wasm.max_host_bytes: must be at least c2s.max_stanza_bytes (262144)"},
 		{"wasm host calls", "plugins:\n  wasm:\n    max_host_calls: -1\n", "c.yaml:3: plugins.wasm.max_host_calls: must be at least 1"},
 		{"wasm kv bytes", "plugins:\n  wasm:\n    max_kv_bytes: -5\n", "c.yaml:3: plugins.wasm.max_kv_bytes: must be at least 1"},
+		{"rollout failures", "plugins:\n  rollout:\n    max_failures: -1\n", "c.yaml:3: plugins.rollout.max_failures: must be at least 1"},
+		{"rollout ratio", "plugins:\n  rollout:\n    max_failure_ratio: 1.5\n", "c.yaml:3: plugins.rollout.max_failure_ratio: must be above 0 and at most 1"},
+		{"rollout window", "plugins:\n  rollout:\n    health_window: -1s\n", "c.yaml:3: plugins.rollout.health_window: must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

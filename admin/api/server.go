@@ -204,6 +204,8 @@ func (s *Server) routes() {
 	s.handle("POST /api/plugins/{name}/{version}/enable", "plugins.enable", s.apiPluginEnabled(true))
 	s.handle("POST /api/plugins/{name}/{version}/disable", "plugins.disable", s.apiPluginEnabled(false))
 	s.handle("POST /api/plugins/{name}/upgrade", "plugins.upgrade", s.apiStartUpgrade)
+	s.handle("DELETE /api/plugins/{name}/{version}", "plugins.delete", s.apiDeletePlugin)
+	s.handle("DELETE /api/plugins/{name}", "plugins.delete", s.apiDeletePlugin)
 	s.handle("GET /api/upgrade", "plugins.upgrade.status", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		u, err := s.backend.Upgrade(ctx)
 		return wrap(u, err)
@@ -453,7 +455,10 @@ func (s *Server) apiPluginEnabled(on bool) action {
 		if e := validPlugin(name, version); e != nil {
 			return nil, e
 		}
-		return wrap(nil, s.backend.SetPluginEnabled(ctx, name, version, on))
+		if err := s.backend.SetPluginEnabled(ctx, name, version, on); err != nil {
+			return nil, toAPIError(err)
+		}
+		return s.pluginEntry(ctx, name, version)
 	}
 }
 
