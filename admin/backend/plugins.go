@@ -42,7 +42,7 @@ func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
 		for _, m := range ms {
 			np, ok := report[m.Name][r.Name]
 			switch {
-			case ok && np.Version == r.Version && np.State != pluginhost.StateUnloaded:
+			case ok && np.Version == r.Version && (np.State != pluginhost.StateUnloaded || !r.Enabled):
 				p.Nodes = append(p.Nodes, pluginState(np))
 			case r.Enabled:
 				miss := api.PluginState{Node: m.Name, Version: r.Version, State: "missing", Error: "no report"}

@@ -270,12 +270,14 @@ func (h *Host) applyLocked(ctx context.Context, name, version string) error {
 		delete(h.loaded, name)
 		delete(h.failed, name)
 		h.mu.Unlock()
+		gone := ""
 		if cur != nil {
 			h.o.Set.Remove(cur.ID())
 			_ = cur.Stop(ctx)
-			h.log.Info("plugin unloaded", "plugin", name, "version", cur.Version())
+			gone = cur.Version()
+			h.log.Info("plugin unloaded", "plugin", name, "version", gone)
 		}
-		h.report(ctx, storage.NodePlugin{Name: name, State: StateUnloaded})
+		h.report(ctx, storage.NodePlugin{Name: name, Version: gone, State: StateUnloaded})
 		return nil
 	}
 	if cur != nil && cur.Version() == version && !cur.Disabled() {

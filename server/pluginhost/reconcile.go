@@ -83,7 +83,7 @@ func (h *Host) reconcile(ctx context.Context, retry bool, revive string) error {
 		switch {
 		case version == "" && cur == nil:
 			if np, ok := reported[name]; ok && np.State != StateUnloaded {
-				h.report(ctx, storage.NodePlugin{Name: name, State: StateUnloaded}) // an earlier run's report
+				h.report(ctx, storage.NodePlugin{Name: name, Version: np.Version, State: StateUnloaded}) // an earlier run's report
 			}
 		case version == "":
 			_ = h.applyLocked(ctx, name, "")
