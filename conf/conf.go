@@ -227,8 +227,9 @@ type AdminConfig struct {
 type PluginsConfig struct {
 	// Disabled lists built-in plugin IDs to turn off. Default none.
 	Disabled []string `yaml:"disabled"`
-	// Dir holds third-party plugin artifacts cached on this node.
-	// Default DataDir/plugins.
+	// Dir is where this node keeps what it derives from third-party
+	// plugins: their compiled machine code (Dir/compiled), so that a
+	// restart loads them without compiling again. Default DataDir/plugins.
 	Dir string `yaml:"dir"`
 	// Settings are per-plugin settings keyed by plugin ID.
 	Settings map[string]map[string]any `yaml:"settings"`

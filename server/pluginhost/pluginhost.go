@@ -111,6 +111,18 @@ type Options struct {
 	HealthCheck func(ctx context.Context, name, version string) error
 }
 
+// failure is a version that failed to load, and when.
+type failure struct {
+	version string
+	at      time.Time
+}
+
+// retryFailedEvery is how often the periodic reconciliation tries again a
+// version that failed to load (a nudge always does): often enough that a
+// passing cause (the database unreachable) heals by itself, not so often
+// that a broken artifact is compiled and logged every pass.
+const retryFailedEvery = 5 * time.Minute
+
 // Host is one node's plugin host.
 type Host struct {
 	o   Options
@@ -124,7 +136,7 @@ type Host struct {
 	mu     sync.Mutex
 	loaded map[string]*runtime.Plugin    // by catalogue name
 	states map[string]storage.NodePlugin // what this node last reported, by name
-	failed map[string]string             // name → version whose load failed, until one succeeds
+	failed map[string]failure            // by name: the last failed load, until one succeeds
 
 	upMu    sync.Mutex // one rolling upgrade at a time on the coordinator
 	running bool
@@ -147,7 +159,7 @@ func New(o Options) *Host {
 	}
 	o.Rollout.defaults()
 	h := &Host{o: o, log: o.Logger.With("component", "pluginhost"),
-		loaded: map[string]*runtime.Plugin{}, states: map[string]storage.NodePlugin{}, failed: map[string]string{},
+		loaded: map[string]*runtime.Plugin{}, states: map[string]storage.NodePlugin{}, failed: map[string]failure{},
 		kick: make(chan struct{}, 1)}
 	o.Cluster.Handle(kindApply, h.handleApply)
 	o.Cluster.Handle(kindUpgrade, h.handleUpgrade)
@@ -342,7 +354,7 @@ func (h *Host) load(ctx context.Context, name, version string) (*runtime.Plugin,
 // tells which load failed.
 func (h *Host) loadFailed(ctx context.Context, name, version string, cur *runtime.Plugin, err error) {
 	h.mu.Lock()
-	h.failed[name] = version
+	h.failed[name] = failure{version: version, at: time.Now()}
 	h.mu.Unlock()
 	if cur != nil && !cur.Disabled() {
 		h.log.Error("plugin version failed to load; the node keeps the running one", "plugin", name, "version", version, "running", cur.Version(), "err", err)

@@ -15,8 +15,8 @@ import (
 // reports each plugin's state (clearing what an earlier run of the node
 // reported and no longer holds). A plugin under a rolling upgrade whose
 // coordinator is alive is left alone. retry tries again a version whose
-// load failed before; without it (the periodic pass) a failed version is
-// only reported, not reloaded every time.
+// load failed before; without it (the periodic pass) a version that failed
+// within retryFailedEvery is left as reported.
 func (h *Host) Reconcile(ctx context.Context, retry bool) error {
 	return h.reconcile(ctx, retry, "")
 }
@@ -79,6 +79,7 @@ func (h *Host) reconcile(ctx context.Context, retry bool, revive string) error {
 		version := want[name].Version
 		h.mu.Lock()
 		cur, failed := h.loaded[name], h.failed[name]
+		recent := failed.version == version && time.Since(failed.at) < retryFailedEvery
 		h.mu.Unlock()
 		switch {
 		case version == "" && cur == nil:
@@ -91,8 +92,9 @@ func (h *Host) reconcile(ctx context.Context, retry bool, revive string) error {
 			if np := reported[name]; np.State != StateDisabled || np.Version != version {
 				h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: StateDisabled, Error: cur.Health().Reason})
 			}
-		case !retry && failed == version && (cur == nil || cur.Version() != version):
-			// Failed before and reported then; the next nudge retries.
+		case !retry && recent && (cur == nil || cur.Version() != version):
+			// Failed lately and reported then; a nudge, or a later pass,
+			// tries again.
 		default:
 			_ = h.applyLocked(ctx, name, version) // logs and reports failures itself
 		}
