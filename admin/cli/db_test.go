@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
 
@@ -22,6 +25,11 @@ func TestDBCommand(t *testing.T) {
 		code := runDB(ctx, args, env, &out, &errb)
 		return code, out.String(), errb.String()
 	}
+	ms, err := postgres.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := fmt.Sprintf("%d migration(s) pending", len(ms))
 	steps := []struct {
 		name     string
 		args     []string
@@ -32,7 +40,7 @@ func TestDBCommand(t *testing.T) {
 		{"no args", nil, 2, nil, nil},
 		{"unknown", []string{"drop"}, 2, nil, nil},
 		{"extra arg", []string{"status", "x"}, 2, nil, nil},
-		{"status before", []string{"status"}, exitPending, []string{"0001_init", "pending", "1 migration(s) pending"}, []string{"secret"}},
+		{"status before", []string{"status"}, exitPending, []string{"0001_init", "pending", pending}, []string{"secret"}},
 		{"migrate", []string{"migrate"}, 0, []string{"applied migration 1", "applied", "schema: up to date"}, []string{"pending"}},
 		{"migrate again", []string{"migrate"}, 0, []string{"nothing to apply", "schema: up to date"}, nil},
 		{"status after", []string{"status"}, 0, []string{"0001_init", "applied", "schema: up to date"}, []string{"pending", "secret"}},
@@ -66,7 +74,7 @@ func TestDBCommandEmbedded(t *testing.T) {
 		t.Fatalf("status on no database: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	out.Reset()
-	if code := runDB(ctx, []string{"migrate"}, env, &out, &errb); code != 0 || !strings.Contains(out.String(), "version 1") {
+	if code := runDB(ctx, []string{"migrate"}, env, &out, &errb); code != 0 || !regexp.MustCompile(`version [1-9]`).MatchString(out.String()) {
 		t.Fatalf("migrate: exit %d\n%s%s", code, out.String(), errb.String())
 	}
 	if !strings.Contains(out.String(), filepath.Join(dir, "aviary.db")) {

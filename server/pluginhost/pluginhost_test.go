@@ -131,8 +131,12 @@ type testCluster struct {
 	opts  clusterOpts
 }
 
-// newCluster makes n nodes sharing one catalogue store (not started).
-func newCluster(t *testing.T, n int, o clusterOpts) *testCluster {
+// newCluster makes n nodes sharing one catalogue store (not started), and
+// compiles guests first, two at a time: compiling a Go guest takes seconds
+// (a minute under -race on a busy machine) when the machine's cache of
+// compiled plugins does not have it yet, and no timed wait of a test
+// (an upgrade's progress) should include it.
+func newCluster(t *testing.T, n int, guests map[string][]byte, o clusterOpts) *testCluster {
 	t.Helper()
 	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db"))
 	if err != nil {
@@ -144,6 +148,23 @@ func newCluster(t *testing.T, n int, o clusterOpts) *testCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for name, wasm := range guests {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			// Loaded under its own name and stopped, each stays compiled
+			// in this runtime as that name's rollback target.
+			p, err := rt.Load(context.Background(), "precompiled-"+name, "0", wasm)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			p.Stop(context.Background())
+		})
+	}
+	wg.Wait()
 	tc := &testCluster{t: t, store: store, rt: rt, net: &fakeNet{nodes: map[string]*fakeNode{}}, base: time.Now(), opts: o}
 	for i := 0; i < n; i++ {
 		tc.nodes = append(tc.nodes, tc.newNode(string(rune('a'+i))+"-node", i))
@@ -254,7 +275,7 @@ func report(t *testing.T, store storage.Store, node, name string) storage.NodePl
 
 func TestStartLoadsEnabledAndRollingUpgrade(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 3, clusterOpts{})
+	tc := newCluster(t, 3, guests, clusterOpts{})
 	nodes, store := tc.nodes, tc.store
 	upload(t, store, "wordfilter", "1.0.0", guests["v1"], true)
 	upload(t, store, "wordfilter", "2.0.0", guests["v2"], false)
@@ -302,17 +323,18 @@ func TestStartLoadsEnabledAndRollingUpgrade(t *testing.T) {
 			t.Errorf("%s after reconciling: %v %v", nd.name, nd.host.Loaded(), err)
 		}
 	}
-	// The node rolled back to 1.0.0 would not compile it again: this
-	// runtime keeps the last version each plugin stopped using.
-	if n := tc.rt.Compiled(); n != 2 {
-		t.Errorf("runtime holds %d compiled artifacts, want 2 (the running one and the rollback target)", n)
+	// A node rolled back to 1.0.0 would not compile it again: this
+	// runtime keeps the last version each plugin stopped using, and it
+	// compiled each artifact once for the three nodes.
+	if n := tc.rt.Compiled(); n != len(guests) {
+		t.Errorf("runtime holds %d compiled artifacts, want %d (each guest once)", n, len(guests))
 	}
 }
 
 func TestRollingUpgradeRollsBackOnFailure(t *testing.T) {
 	guests := buildGuests(t)
 	// The third node fails its health check for 2.0.0.
-	tc := newCluster(t, 3, clusterOpts{health: func(node string) func(ctx context.Context, name, version string) error {
+	tc := newCluster(t, 3, guests, clusterOpts{health: func(node string) func(ctx context.Context, name, version string) error {
 		return func(ctx context.Context, name, version string) error {
 			if node == "c-node" && version == "2.0.0" {
 				return errors.New("self-test failed")
@@ -354,7 +376,7 @@ func TestRollingUpgradeRollsBackOnFailure(t *testing.T) {
 // keeps 1.0.0, and the status says why with the counts.
 func TestFailingVersionRollsBackOnRealCalls(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 3, clusterOpts{})
+	tc := newCluster(t, 3, guests, clusterOpts{})
 	nodes, store := tc.nodes, tc.store
 	upload(t, store, "wordfilter", "1.0.0", guests["v1"], true)
 	upload(t, store, "wordfilter", "2.0.0", guests["panicky"], false)
@@ -400,7 +422,7 @@ func TestFailingVersionRollsBackOnRealCalls(t *testing.T) {
 // that was down follows when it starts.
 func TestEnableAndDisableReachEveryNode(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 3, clusterOpts{})
+	tc := newCluster(t, 3, guests, clusterOpts{})
 	nodes, store := tc.nodes, tc.store
 	upload(t, store, "wordfilter", "1.0.0", guests["v1"], false)
 	upload(t, store, "wordfilter", "2.0.0", guests["v2"], false)
@@ -486,7 +508,7 @@ func TestEnableAndDisableReachEveryNode(t *testing.T) {
 // reported is replaced, not left standing.
 func TestNodeReportsWhatItReallyRuns(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 1, clusterOpts{})
+	tc := newCluster(t, 1, guests, clusterOpts{})
 	store, ctx := tc.store, context.Background()
 	// The catalogue enables 1.0.0 of "broken", whose artifact does not
 	// match its checksum; an earlier run of the node said it ran
@@ -540,7 +562,7 @@ func TestNodeReportsWhatItReallyRuns(t *testing.T) {
 // showed it loaded); enabling it again loads it afresh.
 func TestDisabledByTheNodeIsReported(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 1, clusterOpts{})
+	tc := newCluster(t, 1, guests, clusterOpts{})
 	store, ctx, nd := tc.store, context.Background(), tc.nodes[0]
 	upload(t, store, "boom", "1.0.0", guests["panicky"], true)
 	tc.start()
@@ -583,7 +605,7 @@ func TestDisabledByTheNodeIsReported(t *testing.T) {
 // enabled and no live node runs it.
 func TestDeleteRefusedWhileInUse(t *testing.T) {
 	guests := buildGuests(t)
-	tc := newCluster(t, 2, clusterOpts{})
+	tc := newCluster(t, 2, guests, clusterOpts{})
 	store, ctx := tc.store, context.Background()
 	upload(t, store, "wordfilter", "1.0.0", guests["v1"], true)
 	upload(t, store, "wordfilter", "2.0.0", guests["v2"], false)
