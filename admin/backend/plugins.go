@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"strings"
 
 	"github.com/aviary-im/aviary/admin/api"
@@ -56,6 +57,7 @@ func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
 				p.Nodes = append(p.Nodes, miss)
 			}
 		}
+		sort.Slice(p.Nodes, func(i, j int) bool { return p.Nodes[i].Node < p.Nodes[j].Node })
 		out = append(out, p)
 	}
 	return out, nil

@@ -130,7 +130,10 @@ func runPlugin(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 
 type upgradeStatus struct {
 	Plugin, From, To, State, Error string
-	Steps                          []struct{ Node, Version, State string }
+	Steps                          []struct {
+		Node, Version, State, Error string
+		Calls, Failures             int64
+	}
 }
 
 func (st upgradeStatus) print(w io.Writer) {
@@ -140,7 +143,14 @@ func (st upgradeStatus) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	for _, s := range st.Steps {
-		fmt.Fprintf(w, "  %-20s %-10s %s\n", s.Node, s.Version, s.State)
+		line := fmt.Sprintf("  %-20s %-10s %-11s", s.Node, s.Version, s.State)
+		if s.Calls > 0 || s.Failures > 0 {
+			line += fmt.Sprintf(" %d calls, %d failed", s.Calls, s.Failures)
+		}
+		if s.Error != "" {
+			line += "  " + s.Error
+		}
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
 }
 
@@ -261,12 +271,11 @@ func printNodes(w io.Writer, p apiPlugin, enabled bool) error {
 		}
 	}
 	if len(bad) > 0 {
-		verb := "does not run it"
-		if !enabled {
-			verb = "still runs it"
+		if enabled {
+			return fmt.Errorf("%s %s is enabled in the catalogue, but not running on %s (see above; the node's log says why)",
+				p.Name, p.Version, strings.Join(bad, ", "))
 		}
-		return fmt.Errorf("%s %s is %s in the catalogue, but %s %s (see above; the node's log says why)",
-			p.Name, p.Version, map[bool]string{true: "enabled", false: "disabled"}[enabled], strings.Join(bad, ", "), verb)
+		return fmt.Errorf("%s %s is disabled in the catalogue, but still running on %s (see above)", p.Name, p.Version, strings.Join(bad, ", "))
 	}
 	return nil
 }

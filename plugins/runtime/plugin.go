@@ -329,8 +329,9 @@ func (p *Plugin) failLocked(err error, kind failKind) error {
 	p.failures = append(kept, now)
 	if len(p.failures) >= p.rt.opts.MaxFailures {
 		p.disabled = true
-		p.whyOff = fmt.Sprintf("disabled after %d failures within %s (traps %d, timeouts %d in all); last: %v",
-			len(p.failures), p.rt.opts.FailureWindow, p.traps.Load(), p.timeouts.Load(), err)
+		last, _, _ := strings.Cut(err.Error(), "\n") // not the guest's stack trace: the log has it
+		p.whyOff = fmt.Sprintf("disabled after %d failures within %s (traps %d, timeouts %d in all); last: %s",
+			len(p.failures), p.rt.opts.FailureWindow, p.traps.Load(), p.timeouts.Load(), last)
 		p.log.Error("plugin disabled after repeated failures", "failures", len(p.failures), "last", err)
 		if fn := p.onDisable; fn != nil {
 			go fn(p.whyOff) // the node writes it to the store: not on the stanza's path

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -99,7 +100,7 @@ func (r Rollout) judge(hl Health, version string) error {
 	running := hl.Version == version && (hl.State == StateLoaded || hl.State == StateDisabled)
 	switch {
 	case !running:
-		return fmt.Errorf("the node runs %q (%s) instead of %s: %s", hl.Version, hl.State, version, hl.Error)
+		return fmt.Errorf("the node runs %q (%s) instead of %s: %s", hl.Version, hl.State, version, firstLine(hl.Error))
 	case hl.Failures >= int64(r.MaxFailures):
 		return fmt.Errorf("%d of %d calls failed (%d traps, %d timeouts), reaching plugins.rollout.max_failures (%d) within %s",
 			hl.Failures, hl.Calls, hl.Traps, hl.Timeouts, r.MaxFailures, r.Window)
@@ -110,4 +111,11 @@ func (r Rollout) judge(hl Health, version string) error {
 		return fmt.Errorf("the node disabled %s after repeated failures: %s", version, hl.Error)
 	}
 	return nil
+}
+
+// firstLine cuts an error at its first line: a guest's trap carries its
+// stack trace, which belongs in the node's log, not in a status line.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }

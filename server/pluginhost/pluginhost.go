@@ -359,7 +359,7 @@ func (h *Host) loadFailed(ctx context.Context, name, version string, cur *runtim
 	if cur != nil && !cur.Disabled() {
 		h.log.Error("plugin version failed to load; the node keeps the running one", "plugin", name, "version", version, "running", cur.Version(), "err", err)
 		h.report(ctx, storage.NodePlugin{Name: name, Version: cur.Version(), State: StateLoaded,
-			Error: fmt.Sprintf("loading %s failed: %v", version, err)})
+			Error: fmt.Sprintf("loading %s failed: %s", version, firstLine(err.Error()))})
 		return
 	}
 	h.log.Error("plugin failed to load; the node runs without it", "plugin", name, "version", version, "err", err)
@@ -368,7 +368,7 @@ func (h *Host) loadFailed(ctx context.Context, name, version string, cur *runtim
 		state = StateDisabled
 		version = cur.Version()
 	}
-	h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: state, Error: err.Error()})
+	h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: state, Error: firstLine(err.Error())})
 }
 
 // disabledItself reports a plugin the runtime switched off after

@@ -161,8 +161,8 @@ func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
 			err = h.watch(ctx, st, i)
 		}
 		if err != nil {
-			st.Steps[i].State, st.Steps[i].Error = "failed", err.Error()
-			st.Error = fmt.Sprintf("%s: %v", node, err)
+			st.Steps[i].State, st.Steps[i].Error = "failed", firstLine(err.Error())
+			st.Error = fmt.Sprintf("%s: %s", node, firstLine(err.Error()))
 			st.State = "rolling-back"
 			h.save(ctx, st)
 			h.rollBack(ctx, st, i, name, before)
