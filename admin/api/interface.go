@@ -128,8 +128,9 @@ type Plugin struct {
 	Checksum string    `json:"checksum"`
 	Enabled  bool      `json:"enabled"`
 	Uploaded time.Time `json:"uploaded"`
-	// Nodes are the live nodes reporting this version, and, when it is
-	// enabled, every live node that does not run it (state "missing").
+	// Nodes are the live nodes reporting this version (loaded, failed,
+	// disabled; unloaded once they unloaded it), and, when it is enabled,
+	// every live node that does not run it (state "missing").
 	Nodes []PluginState `json:"nodes,omitempty"`
 }
 

@@ -5,6 +5,13 @@ import (
 	"net/http"
 )
 
+// pluginRoutes mounts the plugin calls beyond the catalogue's list,
+// upload, enable, disable and upgrade (server.go).
+func (s *Server) pluginRoutes() {
+	s.handle("DELETE /api/plugins/{name}/{version}", "plugins.delete", s.apiDeletePlugin)
+	s.handle("DELETE /api/plugins/{name}", "plugins.delete", s.apiDeletePlugin)
+}
+
 // pluginEntry answers a plugin change with the version's catalogue entry:
 // enabled or not, and what every live node now reports of it.
 func (s *Server) pluginEntry(ctx context.Context, name, version string) (any, *APIError) {

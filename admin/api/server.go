@@ -204,8 +204,6 @@ func (s *Server) routes() {
 	s.handle("POST /api/plugins/{name}/{version}/enable", "plugins.enable", s.apiPluginEnabled(true))
 	s.handle("POST /api/plugins/{name}/{version}/disable", "plugins.disable", s.apiPluginEnabled(false))
 	s.handle("POST /api/plugins/{name}/upgrade", "plugins.upgrade", s.apiStartUpgrade)
-	s.handle("DELETE /api/plugins/{name}/{version}", "plugins.delete", s.apiDeletePlugin)
-	s.handle("DELETE /api/plugins/{name}", "plugins.delete", s.apiDeletePlugin)
 	s.handle("GET /api/upgrade", "plugins.upgrade.status", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		u, err := s.backend.Upgrade(ctx)
 		return wrap(u, err)
@@ -213,6 +211,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/audit", "audit", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		return s.audit.recent(), nil
 	})
+	s.pluginRoutes()
 	s.pageRoutes()
 }
 

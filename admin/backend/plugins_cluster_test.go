@@ -189,7 +189,7 @@ func TestPluginsFollowTheCatalogueAcrossACluster(t *testing.T) {
 	phase("with clustering off, disable and enable reached every node")
 
 	// Users chat on every node, so each node's plugin handles stanzas.
-	stopChat := chat(t, nodes)
+	stopChat, chatted := chat(t, nodes)
 
 	// Roll out a version that traps on every stanza: the first node's
 	// window sees it, the rollout stops and goes back.
@@ -240,7 +240,8 @@ func TestPluginsFollowTheCatalogueAcrossACluster(t *testing.T) {
 				}
 				if len(n.PluginStates) != 1 || n.PluginStates[0].State != "disabled" || n.PluginStates[0].Version != "3.0.0" ||
 					!strings.Contains(n.PluginStates[0].Error, "failures") {
-					return fmt.Errorf("%s says it runs %+v", nd.name, n.PluginStates)
+					return fmt.Errorf("%s says it runs %+v; its plugin: %+v; messages sent by each user: %v", nd.name, n.PluginStates,
+						nd.adm.Plugins().LocalHealth("wordfilter"), chatted())
 				}
 			}
 		}
@@ -302,16 +303,29 @@ func TestPluginsFollowTheCatalogueAcrossACluster(t *testing.T) {
 
 // chat logs alice, bob and carol in on the three nodes; each sends itself
 // a message every 10 ms (through its node's inbound plugins) until the
-// returned stop is called. Replies are read and discarded.
-func chat(t *testing.T, nodes []*pluginNode) (stop func()) {
+// returned stop is called. Replies are read and discarded. sent tells how
+// many messages each has sent, and why one stopped.
+func chat(t *testing.T, nodes []*pluginNode) (stop func(), sent func() string) {
 	t.Helper()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts, why := make([]int, 3), make([]string, 3)
 	for i, user := range []string{"alice", "bob", "carol"} {
 		c := servertest.Dial(t, nodes[i].n)
 		full := c.Login(user, user+"-secret", "chat")
 		conn := c.Conn
-		wg.Go(func() { _, _ = io.Copy(io.Discard, conn) })
+		// The client's per-read deadline is still set from the login:
+		// this traffic outlives it.
+		if err := conn.SetDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			_, err := io.Copy(io.Discard, conn)
+			mu.Lock()
+			why[i] += fmt.Sprintf(" read: %v", err)
+			mu.Unlock()
+		})
 		wg.Go(func() {
 			defer conn.Close()
 			for n := 0; ; n++ {
@@ -321,13 +335,24 @@ func chat(t *testing.T, nodes []*pluginNode) (stop func()) {
 				case <-time.After(10 * time.Millisecond):
 				}
 				if _, err := fmt.Fprintf(conn, "<message to='%s' type='chat'><body>darn %d</body></message>", full, n); err != nil {
+					mu.Lock()
+					why[i] += fmt.Sprintf(" write: %v", err)
+					mu.Unlock()
 					return
 				}
+				mu.Lock()
+				counts[i]++
+				mu.Unlock()
 			}
 		})
 	}
 	var once sync.Once
 	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
 	t.Cleanup(stop)
-	return stop
+	sent = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprint(counts, why)
+	}
+	return stop, sent
 }

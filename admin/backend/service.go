@@ -84,7 +84,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
 		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
 		CacheDir:       filepath.Join(s.cfg.Plugins.Dir, "compiled"),
-		Logger:         s.log.With("component", "plugins"),
+		Logger:         s.log.With("component", "plugins", "node", n.Cluster().NodeName()),
 	}
 	rt, err := runtime.New(ctx, ro)
 	if err != nil {

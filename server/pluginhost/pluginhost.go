@@ -158,7 +158,7 @@ func New(o Options) *Host {
 		o.ReconcileEvery = 30 * time.Second
 	}
 	o.Rollout.defaults()
-	h := &Host{o: o, log: o.Logger.With("component", "pluginhost"),
+	h := &Host{o: o, log: o.Logger.With("component", "pluginhost", "node", o.Cluster.NodeName()),
 		loaded: map[string]*runtime.Plugin{}, states: map[string]storage.NodePlugin{}, failed: map[string]failure{},
 		kick: make(chan struct{}, 1)}
 	o.Cluster.Handle(kindApply, h.handleApply)

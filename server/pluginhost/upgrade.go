@@ -179,11 +179,13 @@ func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
 		h.save(ctx, st)
 		return err
 	}
+	st.State = "done"
+	h.save(ctx, st)
+	// Now that the upgrade no longer holds the plugin, nodes that were
+	// not part of it (one that joined meanwhile) follow the catalogue.
 	if err := Touch(ctx, h.o.Store); err != nil {
 		h.log.Warn("upgrade done but nodes were not told; they follow within plugins' reconcile interval", "err", err)
 	}
-	st.State = "done"
-	h.save(ctx, st)
 	h.log.Info("rolling upgrade done", "plugin", name, "version", version, "nodes", len(st.Steps))
 	return nil
 }
