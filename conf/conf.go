@@ -7,7 +7,11 @@
 // conf/example.yaml repeats them with every key.
 package conf
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Config is the whole configuration of one node. Code reads it as an
 // immutable snapshot: a reload builds a new Config and swaps the pointer.
@@ -30,17 +34,89 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
+	MAM      MAMConfig      `yaml:"mam"`
 	Balance  BalanceConfig  `yaml:"balance"`
 	Runtime  RuntimeConfig  `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
 // self-signed certificate is generated into DataDir (and the log says so).
+// Certificates obtained by ACME or imported with `aviary cert import` are
+// kept in the shared store and win over both for the names they cover.
 type TLSConfig struct {
 	// CertFile is a PEM certificate chain. Default "" (generate).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key for CertFile. Default "" (generate).
 	KeyFile string `yaml:"key_file"`
+
+	ACME ACMEConfig `yaml:"acme"`
+}
+
+// LetsEncrypt is the directory URL of Let's Encrypt's production ACME
+// server, tls.acme.directory's default.
+const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// DefaultServiceNames are the labels put in front of the domain to form
+// tls.acme.names' default: the names the domain's services (group chat,
+// file upload, publish-subscribe) are reached at.
+var DefaultServiceNames = []string{"conference", "upload", "pubsub"}
+
+// ACMEConfig has the node get and renew its certificates from an ACME
+// certificate authority (RFC 8555; Let's Encrypt by default). Certificates
+// and the account are stored once in the shared database; one node of a
+// cluster orders at a time and every node serves the result.
+type ACMEConfig struct {
+	// Enabled turns ACME on, which accepts the CA's terms of service
+	// (Let's Encrypt's subscriber agreement). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
+	// production server, https://acme-v02.api.letsencrypt.org/directory
+	// (its staging server, for trying things out, is
+	// https://acme-staging-v02.api.letsencrypt.org/directory).
+	Directory string `yaml:"directory"`
+	// Email is the contact address given to the CA for expiry and
+	// account notices. Default "" (none).
+	Email string `yaml:"email"`
+	// Challenges are the validation methods to use, tried in this order:
+	// "http-01" (the CA fetches a token over plain HTTP on port 80 of
+	// the name: http.listen must receive it) and "tls-alpn-01" (the CA
+	// connects with TLS to port 443: http.tls_listen or c2s.tls_listen
+	// must receive it). After a failed attempt a name tries the next one.
+	// Default [http-01, tls-alpn-01].
+	Challenges []string `yaml:"challenges"`
+	// RenewBefore is how long before expiry a certificate is renewed. A
+	// certificate whose whole lifetime is shorter is renewed when a third
+	// of its lifetime is left. Default 720h (30 days).
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// Names are the names besides the domain that get a certificate of
+	// their own: the domain's services. Default conference.DOMAIN,
+	// upload.DOMAIN and pubsub.DOMAIN; an empty list orders for the domain
+	// alone. Each name's DNS must point at the cluster.
+	Names []string `yaml:"names"`
+	// CAFile is a PEM file of certificate authorities trusted for the ACME
+	// server's own HTTPS instead of the system's (a test CA such as
+	// Pebble's). Default "" (the system's).
+	CAFile string `yaml:"ca_file"`
+}
+
+// ACMENames returns the names ACME orders certificates for: the domain
+// first, then tls.acme.names (or their default), lowercased, without
+// duplicates.
+func (c *Config) ACMENames() []string {
+	names := c.TLS.ACME.Names
+	if names == nil {
+		for _, s := range DefaultServiceNames {
+			names = append(names, s+"."+c.Domain)
+		}
+	}
+	out := []string{strings.ToLower(c.Domain)}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), "."))
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // C2SConfig is the client-to-server listener and session behaviour.
@@ -56,6 +132,10 @@ type C2SConfig struct {
 	// AllowRegistration enables in-band registration (XEP-0077) of new
 	// accounts. Password changes are always allowed. Default false.
 	AllowRegistration bool `yaml:"allow_registration"`
+	// RegistrationLimit is how many in-band registration attempts one
+	// client address may make per hour on one node; more get
+	// resource-constraint. -1 means no limit. Default 10.
+	RegistrationLimit int `yaml:"registration_limit"`
 	// ResourceConflict is what happens when a client binds a resource that is
 	// already online: "kick_old" (RFC 6120's usual choice), "reject", or
 	// "new_resource" (the server assigns another). Default "kick_old".
@@ -63,6 +143,17 @@ type C2SConfig struct {
 	// MaxStanzaBytes bounds one stanza; bigger ones close the stream with
 	// policy-violation. Default 262144 (256 KiB).
 	MaxStanzaBytes int `yaml:"max_stanza_bytes"`
+	// PreAuthMaxStanzaBytes bounds one element before the stream has
+	// authenticated (SASL, STARTTLS, registration): an unauthenticated
+	// stream cannot make the node hold a 256 KiB stanza. At least 1024;
+	// above max_stanza_bytes, max_stanza_bytes applies. Default 16384
+	// (16 KiB).
+	PreAuthMaxStanzaBytes int `yaml:"preauth_max_stanza_bytes"`
+	// MaxUnauthenticatedPerAddress is how many streams one client address
+	// may have open before they authenticate; a further one is closed
+	// with policy-violation. Counts TCP streams and BOSH and WebSocket
+	// sessions. -1 means no limit. Default 32.
+	MaxUnauthenticatedPerAddress int `yaml:"max_unauthenticated_per_address"`
 	// AuthTimeout closes connections that have not authenticated in time.
 	// Default 30s.
 	AuthTimeout time.Duration `yaml:"auth_timeout"`
@@ -75,6 +166,17 @@ type C2SConfig struct {
 	// authentication from one address; it doubles per failure up to 5s.
 	// Default 1s.
 	SASLFailureDelay time.Duration `yaml:"sasl_failure_delay"`
+	// SASLAccountFailures is how many failed authentications an account
+	// may have (from any addresses, within 15 minutes) before attempts on
+	// it are spaced out: each further failure doubles the spacing, from
+	// sasl_failure_delay up to sasl_max_account_delay. Attempts then wait
+	// their turn, one address after another, so an attacker slows an
+	// account's logins but never locks its owner out. -1 turns the
+	// per-account limit off. Default 5.
+	SASLAccountFailures int `yaml:"sasl_account_failures"`
+	// SASLMaxAccountDelay caps the spacing of attempts on one account.
+	// Default 30s.
+	SASLMaxAccountDelay time.Duration `yaml:"sasl_max_account_delay"`
 	// SMResumeTimeout is how long a detached stream-management session waits
 	// for resumption (XEP-0198). Default 5m.
 	SMResumeTimeout time.Duration `yaml:"sm_resume_timeout"`
@@ -87,6 +189,29 @@ type C2SConfig struct {
 	// OfflineLimit is how many offline messages one user may have queued;
 	// more are bounced with service-unavailable. Default 1000.
 	OfflineLimit int `yaml:"offline_limit"`
+	// OfflineMaxBytes caps the size of one user's offline messages
+	// together; a message that would pass it is bounced with
+	// service-unavailable, like one past OfflineLimit. Default 10485760
+	// (10 MiB).
+	OfflineMaxBytes int `yaml:"offline_max_bytes"`
+	// RosterMaxItems is how many contacts one roster may hold, counting
+	// the entries that only remember a subscription request waiting for
+	// an answer. A roster set or a subscription that would add one more is
+	// refused (not-allowed to the user, resource-constraint to a contact
+	// asking to subscribe). Default 1000.
+	RosterMaxItems int `yaml:"roster_max_items"`
+	// RosterMaxItemBytes caps one roster item: its JID, name and group
+	// names, plus 64 bytes of markup and 15 per group. A bigger one is
+	// refused with not-acceptable (RFC 6121 §2.3.3). At least 256.
+	// RosterMaxItems times this must stay within 2 MiB, half of what a
+	// session may queue for its client, so that a full roster can always
+	// be fetched. Default 2048.
+	RosterMaxItemBytes int `yaml:"roster_max_item_bytes"`
+	// RosterMaxPending is how many subscription requests may wait for one
+	// user's answer; more are refused with resource-constraint until the
+	// user answers some. Those waiting are sent again at each login, paced
+	// like offline messages. Default 100.
+	RosterMaxPending int `yaml:"roster_max_pending"`
 	// OfflineExpiry is how long an offline message is kept; older ones are
 	// deleted by the cluster's senior node (the only node when alone) once
 	// an hour. Default 720h (30 days).
@@ -210,6 +335,21 @@ type HTTPConfig struct {
 	// WebSocketPingInterval is how often an idle WebSocket is pinged; a
 	// missing pong within the interval closes it. Default 30s.
 	WebSocketPingInterval time.Duration `yaml:"websocket_ping_interval"`
+	// ReadHeaderTimeout bounds reading a request's line and headers; a
+	// slower client is disconnected. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadBodyTimeout bounds reading a request's body, from the end of its
+	// headers to its last byte; a slower client gets 408 and is
+	// disconnected. It does not limit how long a BOSH request is held
+	// (bosh_max_wait) or how long a WebSocket lives after the upgrade.
+	// Bodies are capped at c2s.max_stanza_bytes. Default 30s.
+	ReadBodyTimeout time.Duration `yaml:"read_body_timeout"`
+	// WriteTimeout bounds writing one response, from its first byte; a
+	// client that does not read it is disconnected. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // AdminConfig is the admin console, JSON API and metrics listener.
@@ -221,6 +361,19 @@ type AdminConfig struct {
 	// CertFile and KeyFile turn on TLS for the admin listener. Default off.
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// ReadTimeout bounds reading one request's body (the largest is a
+	// plugin upload, up to 64 MiB); a slower client gets 408 and is
+	// disconnected. Headers must arrive within 10s, a response be read
+	// within 1m, and an idle connection is closed after 2m. Default 1m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// MetricsToken, when set, must come with every request to /metrics as
+	// "Authorization: Bearer <token>" (Prometheus: authorization:
+	// {credentials: <token>}); at least 16 characters. Default "": /metrics
+	// is open to whoever reaches the admin listener, which listens on
+	// loopback by default (metrics hold counts, node and plugin names and
+	// versions, never accounts or messages). A node serving /metrics
+	// without a token on a non-loopback address logs a warning at start.
+	MetricsToken string `yaml:"metrics_token"`
 }
 
 // PluginsConfig selects plugins and holds their settings.
@@ -280,6 +433,22 @@ type WasmConfig struct {
 	// values), held in memory on every node and in the shared database.
 	// Default 1048576 (1 MiB).
 	MaxKVBytes int `yaml:"max_kv_bytes"`
+}
+
+// MAMConfig is the message archive (XEP-0313, plugin xep0313.mam; turn it
+// off with plugins.disabled).
+type MAMConfig struct {
+	// Default is what is archived for an account that has set no
+	// preferences (XEP-0441): "always" (every message), "roster" (only
+	// messages with contacts in the roster) or "never". Default "always".
+	Default string `yaml:"default"`
+	// ExpireAfter is how long archived messages are kept; the cluster's
+	// senior node (the only node when alone) deletes older ones once an
+	// hour. 0 keeps them until the account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+	// MaxPage caps how many messages one query returns (RSM <max/>, and
+	// the page size when the client names none). Default 100.
+	MaxPage int `yaml:"max_page"`
 }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher

@@ -46,6 +46,12 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.LogLevel, "info")
 	setStr(&c.LogFormat, "text")
 
+	setStr(&c.TLS.ACME.Directory, LetsEncrypt)
+	if c.TLS.ACME.Challenges == nil {
+		c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	setDur(&c.TLS.ACME.RenewBefore, 720*time.Hour)
+
 	setStr(&c.C2S.Listen, ":5222")
 	setStr(&c.C2S.TLSListen, ":5223")
 	if c.C2S.RequireTLS == nil {
@@ -54,6 +60,11 @@ func (c *Config) ApplyDefaults() {
 	}
 	setStr(&c.C2S.ResourceConflict, "kick_old")
 	setInt(&c.C2S.MaxStanzaBytes, 256<<10)
+	setInt(&c.C2S.PreAuthMaxStanzaBytes, 16<<10)
+	setInt(&c.C2S.MaxUnauthenticatedPerAddress, 32)
+	setInt(&c.C2S.RegistrationLimit, 10)
+	setInt(&c.C2S.SASLAccountFailures, 5)
+	setDur(&c.C2S.SASLMaxAccountDelay, 30*time.Second)
 	setDur(&c.C2S.AuthTimeout, 30*time.Second)
 	setDur(&c.C2S.PingInterval, 4*time.Minute)
 	setDur(&c.C2S.IdleTimeout, time.Minute)
@@ -61,6 +72,10 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.C2S.SMResumeTimeout, 5*time.Minute)
 	setInt(&c.C2S.SCRAMIterations, 4096)
 	setInt(&c.C2S.OfflineLimit, 1000)
+	setInt(&c.C2S.OfflineMaxBytes, 10<<20)
+	setInt(&c.C2S.RosterMaxItems, 1000)
+	setInt(&c.C2S.RosterMaxItemBytes, 2048)
+	setInt(&c.C2S.RosterMaxPending, 100)
 	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)
@@ -97,8 +112,13 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.HTTP.BOSHPolling, time.Second)
 	setStr(&c.HTTP.PlainSecure, "loopback")
 	setDur(&c.HTTP.WebSocketPingInterval, 30*time.Second)
+	setDur(&c.HTTP.ReadHeaderTimeout, 10*time.Second)
+	setDur(&c.HTTP.ReadBodyTimeout, 30*time.Second)
+	setDur(&c.HTTP.WriteTimeout, 30*time.Second)
+	setDur(&c.HTTP.IdleTimeout, 2*time.Minute)
 
 	setStr(&c.Admin.Listen, "127.0.0.1:9090")
+	setDur(&c.Admin.ReadTimeout, time.Minute)
 
 	setInt(&c.Balance.Capacity, 10000)
 	if c.Balance.LoadThreshold == 0 {
@@ -110,6 +130,8 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
+	setStr(&c.MAM.Default, "always")
+	setInt(&c.MAM.MaxPage, 100)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

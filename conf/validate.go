@@ -3,12 +3,24 @@ package conf
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"strings"
 	"time"
 
 	"mellium.im/xmpp/jid"
 )
+
+// MaxRosterBytes bounds a full roster result (c2s.roster_max_items times
+// c2s.roster_max_item_bytes): half of the 4 MiB a client session may have
+// queued before it is closed as a slow consumer, so a roster fetched while
+// other stanzas wait still fits.
+const MaxRosterBytes = 2 << 20
+
+// MinRosterItemBytes is the least c2s.roster_max_item_bytes. A contact
+// whose bare JID is longer than the limit less 64 bytes of markup cannot
+// be in a roster (RFC 7622 allows 2047 bytes; real ones are far shorter).
+const MinRosterItemBytes = 256
 
 // Validate checks every part and returns all problems, each naming its key.
 func (c *Config) Validate() Errors {
@@ -29,9 +41,21 @@ func (c *Config) Validate() Errors {
 	default:
 		add("log_format", "must be text or json, not %q", c.LogFormat)
 	}
+	switch c.MAM.Default {
+	case "always", "roster", "never":
+	default:
+		add("mam.default", "must be always, roster or never, not %q", c.MAM.Default)
+	}
+	if c.MAM.ExpireAfter < 0 {
+		add("mam.expire_after", "must not be negative")
+	}
+	if c.MAM.MaxPage < 1 || c.MAM.MaxPage > 1000 {
+		add("mam.max_page", "must be between 1 and 1000, not %d", c.MAM.MaxPage)
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls.cert_file", "cert_file and key_file must be set together")
 	}
+	errs = append(errs, c.validateACME()...)
 	checkAddr := func(key, addr string) {
 		if Off(addr) {
 			return
@@ -56,8 +80,41 @@ func (c *Config) Validate() Errors {
 	if c.C2S.MaxStanzaBytes < 1024 {
 		add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.C2S.MaxStanzaBytes)
 	}
+	if c.C2S.PreAuthMaxStanzaBytes < 1024 {
+		add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.C2S.PreAuthMaxStanzaBytes)
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{
+		{"c2s.max_unauthenticated_per_address", c.C2S.MaxUnauthenticatedPerAddress},
+		{"c2s.registration_limit", c.C2S.RegistrationLimit},
+		{"c2s.sasl_account_failures", c.C2S.SASLAccountFailures},
+	} {
+		if l.v < -1 {
+			add(l.key, "must be -1 (no limit) or more, not %d", l.v)
+		}
+	}
 	if c.C2S.SCRAMIterations < 4096 {
 		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
+	}
+	if c.C2S.OfflineLimit < 1 {
+		add("c2s.offline_limit", "must be at least 1, not %d", c.C2S.OfflineLimit)
+	}
+	if c.C2S.OfflineMaxBytes < c.C2S.MaxStanzaBytes {
+		add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.C2S.MaxStanzaBytes, c.C2S.OfflineMaxBytes)
+	}
+	if c.C2S.RosterMaxItems < 1 {
+		add("c2s.roster_max_items", "must be at least 1, not %d", c.C2S.RosterMaxItems)
+	}
+	if c.C2S.RosterMaxItemBytes < MinRosterItemBytes {
+		add("c2s.roster_max_item_bytes", "must be at least %d, not %d", MinRosterItemBytes, c.C2S.RosterMaxItemBytes)
+	} else if c.C2S.RosterMaxItems > 0 && int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes) > MaxRosterBytes {
+		add("c2s.roster_max_items", "%d items of c2s.roster_max_item_bytes %d make a roster of up to %d bytes; keep the product within %d (half of what a session may queue for its client) so a full roster can be fetched",
+			c.C2S.RosterMaxItems, c.C2S.RosterMaxItemBytes, int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes), MaxRosterBytes)
+	}
+	if c.C2S.RosterMaxPending < 1 {
+		add("c2s.roster_max_pending", "must be at least 1, not %d", c.C2S.RosterMaxPending)
 	}
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")
@@ -71,7 +128,7 @@ func (c *Config) Validate() Errors {
 	}{
 		{"c2s.auth_timeout", c.C2S.AuthTimeout}, {"c2s.ping_interval", c.C2S.PingInterval},
 		{"c2s.idle_timeout", c.C2S.IdleTimeout}, {"c2s.sasl_failure_delay", c.C2S.SASLFailureDelay},
-		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout},
+		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout}, {"c2s.sasl_max_account_delay", c.C2S.SASLMaxAccountDelay},
 	} {
 		if d.v < 0 {
 			add(d.key, "must not be negative, not %v", d.v)
@@ -178,10 +235,113 @@ func (c *Config) Validate() Errors {
 			add(u.key, "%q is not an absolute URL", u.val)
 		}
 	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_body_timeout", c.HTTP.ReadBodyTimeout},
+		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
+		{"admin.read_timeout", c.Admin.ReadTimeout},
+	} {
+		if d.v < 0 {
+			add(d.key, "must not be negative, not %v", d.v)
+		}
+	}
+	if t := c.Admin.MetricsToken; t != "" && len(t) < 16 {
+		add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
+	}
 	for _, o := range c.HTTP.CORSOrigins {
 		if o != "*" && !strings.Contains(o, "://") {
 			add("http.cors_origins", "%q is not an origin such as https://example.com", o)
 		}
 	}
 	return errs
+}
+
+// validateACME checks tls.acme. The names' syntax is checked even while
+// ACME is off; whether a CA would issue for them only when it is on.
+func (c *Config) validateACME() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	a := c.TLS.ACME
+	if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+		add("tls.acme.directory", "%q is not an https:// URL (RFC 8555 requires HTTPS)", a.Directory)
+	}
+	if a.Email != "" {
+		if m, err := mail.ParseAddress(a.Email); err != nil || m.Address != a.Email {
+			add("tls.acme.email", "%q is not an e-mail address such as admin@example.com", a.Email)
+		}
+	}
+	if a.RenewBefore <= 0 {
+		add("tls.acme.renew_before", "must be positive, not %v", a.RenewBefore)
+	}
+	seen := map[string]bool{}
+	for _, ch := range a.Challenges {
+		switch ch {
+		case "http-01", "tls-alpn-01":
+		case "dns-01":
+			add("tls.acme.challenges", "dns-01 is not supported: use http-01 or tls-alpn-01")
+			continue
+		default:
+			add("tls.acme.challenges", "%q is not http-01 or tls-alpn-01", ch)
+			continue
+		}
+		if seen[ch] {
+			add("tls.acme.challenges", "%s is listed twice", ch)
+		}
+		seen[ch] = true
+	}
+	for _, n := range a.Names {
+		if msg := acmeNameProblem(n, a.Enabled); msg != "" {
+			add("tls.acme.names", "%q %s", n, msg)
+		}
+	}
+	if !a.Enabled {
+		return errs
+	}
+	if msg := acmeNameProblem(c.Domain, true); msg != "" {
+		add("tls.acme.enabled", "the domain %q %s", c.Domain, msg)
+	}
+	if len(a.Challenges) == 0 {
+		add("tls.acme.challenges", "must name at least one of http-01 and tls-alpn-01")
+	}
+	httpOff := Off(c.HTTP.Listen)
+	tlsOff := Off(c.HTTP.TLSListen) && Off(c.C2S.TLSListen)
+	if httpOff && seen["http-01"] && !(seen["tls-alpn-01"] && !tlsOff) {
+		add("tls.acme.challenges", "http-01 needs http.listen (port 80 of every name must reach it)")
+	}
+	if tlsOff && seen["tls-alpn-01"] && !(seen["http-01"] && !httpOff) {
+		add("tls.acme.challenges", "tls-alpn-01 needs http.tls_listen or c2s.tls_listen (port 443 of every name must reach one)")
+	}
+	return errs
+}
+
+// acmeNameProblem says why a CA cannot issue a certificate for name by
+// HTTP-01 or TLS-ALPN-01 ("" when it can); public adds the checks for
+// names no public CA issues for.
+func acmeNameProblem(name string, public bool) string {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case net.ParseIP(n) != nil:
+		return "is an IP address: a CA issues for DNS names"
+	case strings.HasPrefix(n, "*."):
+		return "is a wildcard: wildcards need dns-01, which is not supported"
+	case public && !strings.Contains(n, "."):
+		return "has a single label: a CA issues only for public DNS names"
+	case public && (n == "localhost" || strings.HasSuffix(n, ".localhost")):
+		return "is a localhost name: a CA issues only for public DNS names"
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return "is not a DNS name"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return "is not a DNS name (letters, digits, hyphens and dots)"
+			}
+		}
+	}
+	return ""
 }

@@ -170,10 +170,11 @@ func (m *Manager) DiscoNodeItems(ctx context.Context, from, node string) ([]Disc
 // says for an unauthenticated stream (not-authorized, or service-unavailable).
 //
 // The reply carries no 'to' or 'from' (the stream has no JID yet); the
-// stream layer writes it to the stream as is. Today only XEP-0077
-// registration (jabber:iq:register) is accepted, and only when
-// c2s.allow_registration is on.
-func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element) (reply *wire.Element, handled bool) {
+// stream layer writes it to the stream as is. remoteAddr is the client's
+// IP address (for limits per address). Today only XEP-0077 registration
+// (jabber:iq:register) is accepted, and only when c2s.allow_registration
+// is on.
+func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element, remoteAddr string) (reply *wire.Element, handled bool) {
 	if el == nil || el.Name != "iq" || (el.Type() != "get" && el.Type() != "set") {
 		return nil, false
 	}
@@ -191,7 +192,7 @@ func (m *Manager) HandlePreAuthIQ(ctx context.Context, el *wire.Element) (reply 
 			if want != ns {
 				continue
 			}
-			iq := &IQ{Stanza: el, To: m.host.Domain()}
+			iq := &IQ{Stanza: el, To: m.host.Domain(), RemoteAddr: remoteAddr}
 			res, err := h.HandlePreAuthIQ(ctx, iq)
 			if err != nil {
 				se, ok := err.(*wire.StanzaError)
@@ -246,6 +247,17 @@ func SettingBool(cfg *conf.Config, id, key string, def bool) bool {
 	if v, ok := Setting(cfg, id, key); ok {
 		if b, ok := v.(bool); ok {
 			return b
+		}
+	}
+	return def
+}
+
+// SettingInt returns a whole-number setting, or def when unset or not a
+// whole number.
+func SettingInt(cfg *conf.Config, id, key string, def int) int {
+	if v, ok := Setting(cfg, id, key); ok {
+		if n, ok := v.(int); ok {
+			return n
 		}
 	}
 	return def

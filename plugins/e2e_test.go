@@ -91,7 +91,7 @@ func TestEndToEndServerQueries(t *testing.T) {
 	t.Run("disco#info on an account", func(t *testing.T) {
 		el := iq(alice, `<iq type='get' id='%s' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/><identity category="pubsub" type="pep"/>`+
-			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
+			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="urn:xmpp:mam:2"/><feature var="urn:xmpp:mam:2#extended"/><feature var="urn:xmpp:sid:0"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
 		if el.String() != want {
 			t.Errorf("got  %s\nwant %s", el, want)
 		}
@@ -164,7 +164,7 @@ func TestEndToEndAccountData(t *testing.T) {
 		if el := iq(bob, `<iq type='get' id='%s' to='alice@localhost'><query xmlns='jabber:iq:last'/></iq>`); condition(el) != "forbidden" {
 			t.Fatalf("unsubscribed: %s", el)
 		}
-		_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), "alice@localhost", "bob@localhost", func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+		_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), "alice@localhost", "bob@localhost", storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 			it.Subscription, it.InRoster = storage.SubFrom, true
 			return it, false, nil
 		})

@@ -62,6 +62,9 @@ type IQ struct {
 	FromLocal bool
 	// To is the bare JID (or domain) the IQ was addressed to.
 	To string
+	// RemoteAddr is the client's IP address, set for an IQ on a stream
+	// that has not authenticated (HandlePreAuthIQ), "" otherwise.
+	RemoteAddr string
 }
 
 // Payload returns the IQ's single child element, or nil.
@@ -111,6 +114,16 @@ const (
 	PointOffline
 	// PointRemoteInbound: a stanza that arrived over s2s, before routing.
 	PointRemoteInbound
+	// PointUserMessage: a message for a local account, before the router
+	// picks the account's resources, offline storage or a fallback. It
+	// runs once per message and account, on the node that routes the
+	// message (the one where it entered: the sender's session's node, the
+	// s2s stream's, or the plugin's that sent it), never again on the node
+	// that then delivers it. What a plugin changes here is what every
+	// copy carries: live, carbon and offline. The message archive writes
+	// the recipient's copy and stamps its stanza-id here. Built-in (Go)
+	// plugins only; an error drops the message without a bounce.
+	PointUserMessage
 )
 
 // Verdict is an interceptor's decision.
@@ -159,6 +172,14 @@ type Host interface {
 	IsAdmin(bare string) bool
 	// Hooks is the node's event bus.
 	Hooks() *Hooks
+	// Broadcast runs the hooks of ev on every other node of the cluster,
+	// each with a *ClusterEvent carrying data, and returns once every
+	// node has run them (or ctx ended; cluster.operation_timeout bounds
+	// each node). The error names the nodes that did not confirm. A node
+	// without other members returns nil at once. Events are how a plugin
+	// keeps state it holds in memory (a cache) current on every node;
+	// the node that broadcasts applies the change itself.
+	Broadcast(ctx context.Context, ev Event, data []byte) error
 	// Users manages accounts the way `aviary user` does (hashing included).
 	Users() UserManager
 }

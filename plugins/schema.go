@@ -11,7 +11,7 @@ import (
 // SettingSpec describes one key a plugin reads from plugins.settings[ID].
 type SettingSpec struct {
 	Key     string
-	Type    string // "bool", "string", "int" or "duration"
+	Type    string // "bool", "string", "int" (a whole number, 0 or more) or "duration"
 	Default string
 	Doc     string
 }
@@ -74,8 +74,8 @@ func checkType(typ string, v any) string {
 			return fmt.Sprintf("must be true or false, not %v", v)
 		}
 	case "int":
-		if _, ok := v.(int); !ok {
-			return fmt.Sprintf("must be a whole number, not %v", v)
+		if n, ok := v.(int); !ok || n < 0 {
+			return fmt.Sprintf("must be a whole number, 0 or more, not %v", v)
 		}
 	case "duration":
 		s, ok := v.(string)

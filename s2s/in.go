@@ -161,6 +161,11 @@ func (in *inStream) processInHandshake() (closeReason, error) {
 func (in *inStream) openStream() (bool, closeReason, error) {
 	hdr, err := in.rd.Header()
 	if err != nil {
+		if wire.StreamErrorFor(err) != "" {
+			// Not a stream header (the reader checks its namespace and
+			// name): RFC 6120 §4.9.1.1, our header goes out before the error.
+			_ = in.write(streamHeader(in.s.domain, "", newStreamID()))
+		}
 		return in.readFailed(err)
 	}
 	in.hdr = hdr

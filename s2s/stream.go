@@ -72,10 +72,11 @@ func qname(el, hdr *wire.Element) (ns, local string) {
 }
 
 // checkHeader validates an s2s stream header: the stream and content
-// namespaces. It returns the stream error condition to send, or "".
+// namespaces (wire.Reader has checked the first already). It returns the
+// stream error condition to send, or "".
 func checkHeader(hdr *wire.Element) string {
 	ns, local := qname(hdr, nil)
-	if local != "stream" || (ns != wire.NSStream && hdr.Name != "stream:stream") {
+	if local != "stream" || ns != wire.NSStream {
 		return "invalid-namespace"
 	}
 	if def := hdr.Attr("xmlns"); def != wire.NSServer {

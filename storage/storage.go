@@ -1,5 +1,12 @@
-// Package storage declares the repositories Aviary keeps its durable state
-// in. Two implementations exist: storage/sqlite, the embedded default for a
+// Package storage declares where Aviary keeps its durable state: a few
+// repositories whose queries need tables of their own (accounts, rosters,
+// the offline queue, block lists, shared properties, the plugin catalogue)
+// and the general module stores every XEP module uses instead of a
+// repository of its own (Modules: key/value, map and archive stores, the
+// way Prosody's modules use keyval, map and archive stores; modules.go).
+// README.md says which exists and why, with a worked example.
+//
+// Two implementations exist: storage/sqlite, the embedded default for a
 // single node, and storage/postgres, the database a cluster shares. The
 // conformance suite in storage/storagetest runs against both so they cannot
 // drift apart.
@@ -19,13 +26,10 @@ type Store interface {
 	Users
 	Roster
 	Offline
-	VCards
-	PrivateXML
 	Blocking
 	Properties
-	LastActivity
-	Archive
 	PluginCatalogue
+	Modules
 
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
@@ -64,7 +68,8 @@ type Users interface {
 	// SetCredentials replaces an account's credentials; ErrNotFound.
 	SetCredentials(ctx context.Context, username string, c Credentials) error
 	// DeleteUser removes an account and everything stored for it (roster,
-	// offline messages, vCard, private XML, blocking list, last activity).
+	// offline messages, blocking list, and every module store's entries
+	// owned by the username or by "username@…").
 	DeleteUser(ctx context.Context, username string) error
 	// ListUsers returns usernames containing the substring, sorted, paged.
 	ListUsers(ctx context.Context, contains string, limit, offset int) ([]string, error)
@@ -101,6 +106,42 @@ type RosterItem struct {
 // delete it, or an error to abort with nothing written.
 type RosterUpdate func(item RosterItem, exists bool) (updated RosterItem, remove bool, err error)
 
+// RosterQuota caps one owner's roster. UpdateRosterItem enforces it inside
+// its transaction, so writers on two nodes never pass it together. A zero
+// field means no cap.
+type RosterQuota struct {
+	// Items caps the owner's rows: roster items and the entries that only
+	// remember a pending inbound request (InRoster false). Creating a row
+	// past it fails with ErrRosterFull.
+	Items int
+	// PendingIn caps how many rows have PendingIn set: subscription
+	// requests waiting for the owner's answer. Setting it past the cap
+	// fails with ErrTooManyPending.
+	PendingIn int
+	// ItemBytes caps one roster item (InRoster) as RosterItemSize counts
+	// it; a bigger one fails with ErrRosterItemTooLarge.
+	ItemBytes int
+}
+
+// RosterItemSize is about how many bytes an item takes in a roster result
+// or push: its JID, name and group names, and the markup around them.
+// Items * ItemBytes of a RosterQuota bounds a whole roster result.
+func RosterItemSize(it RosterItem) int {
+	n := rosterItemOverhead + len(it.Contact) + len(it.Name)
+	for _, g := range it.Groups {
+		n += rosterGroupOverhead + len(g)
+	}
+	return n
+}
+
+// The markup RosterItemSize counts around an item's text: the <item/>
+// element with its jid, name, subscription and ask attributes, and one
+// <group/> element per group.
+const (
+	rosterItemOverhead  = 64
+	rosterGroupOverhead = 15
+)
+
 // Roster stores rosters with a per-user version (XEP-0237).
 type Roster interface {
 	// GetRoster returns every item of the owner and the roster version.
@@ -110,8 +151,10 @@ type Roster interface {
 	// UpdateRosterItem reads, lets fn decide, and writes one item in one
 	// transaction, so two nodes changing the same item never lose an update.
 	// When the item changed it bumps the version and returns it; changed is
-	// false when fn returned the item unchanged (no version bump).
-	UpdateRosterItem(ctx context.Context, owner, contact string, fn RosterUpdate) (item RosterItem, removed, changed bool, version int64, err error)
+	// false when fn returned the item unchanged (no version bump). The
+	// quota is checked in the same transaction (removals always pass); past
+	// it nothing is written and the error wraps ErrQuotaExceeded.
+	UpdateRosterItem(ctx context.Context, owner, contact string, quota RosterQuota, fn RosterUpdate) (item RosterItem, removed, changed bool, version int64, err error)
 	// RosterVersion returns the owner's current version (0 for no roster).
 	RosterVersion(ctx context.Context, owner string) (int64, error)
 	// Subscribers returns the contacts with subscription from or both:
@@ -127,35 +170,38 @@ type OfflineMessage struct {
 	Stored time.Time
 }
 
+// OfflineQuota caps one owner's offline queue; a zero field means no cap.
+type OfflineQuota struct {
+	// Messages caps how many messages wait.
+	Messages int
+	// Bytes caps the size of the waiting stanzas together, this one
+	// included.
+	Bytes int64
+}
+
 // Offline stores messages for users with no available resource (XEP-0160).
 type Offline interface {
 	// StoreOffline commits a message before returning, so the sender is
 	// never told something was accepted that a crash could lose. When the
-	// user already has limit messages it returns ErrQuotaExceeded.
-	StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error
+	// message would take the owner's queue past the quota it stores
+	// nothing and returns ErrQuotaExceeded; the check and the insert are
+	// one transaction, so two nodes storing at once never pass it.
+	StoreOffline(ctx context.Context, owner string, stanza []byte, quota OfflineQuota) error
 	// TakeOffline returns and deletes the owner's messages in one batch,
 	// oldest first.
 	TakeOffline(ctx context.Context, owner string) ([]OfflineMessage, error)
+	// TakeOfflineUpTo returns and deletes the owner's oldest messages: the
+	// first whatever its size, then as many more as fit with it in
+	// maxBytes (their stanzas' sizes added up), oldest first. more reports
+	// that messages are still waiting after these. maxBytes <= 0 takes all.
+	// A session is handed its queue this way a portion at a time, as it
+	// can take it; what it was not handed stays stored.
+	TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) (msgs []OfflineMessage, more bool, err error)
 	// CountOffline returns how many messages wait for the owner.
 	CountOffline(ctx context.Context, owner string) (int, error)
 	// ExpireOffline deletes messages stored before t; the cluster's senior
 	// node runs it.
 	ExpireOffline(ctx context.Context, before time.Time) (int, error)
-}
-
-// VCards stores vcard-temp (XEP-0054) documents, serialized.
-type VCards interface {
-	// GetVCard returns ErrNotFound when the user has none.
-	GetVCard(ctx context.Context, owner string) ([]byte, error)
-	SetVCard(ctx context.Context, owner string, vcard []byte) error
-}
-
-// PrivateXML stores XEP-0049 fragments keyed by their qualified name
-// ("name namespace").
-type PrivateXML interface {
-	// GetPrivate returns ErrNotFound when nothing is stored under the key.
-	GetPrivate(ctx context.Context, owner, key string) ([]byte, error)
-	SetPrivate(ctx context.Context, owner, key string, data []byte) error
 }
 
 // Blocking stores XEP-0191 block lists (JIDs as strings, any form).
@@ -177,29 +223,14 @@ type Properties interface {
 	ListProperties(ctx context.Context) (map[string]string, error)
 }
 
-// LastActivity records when a user last went offline (XEP-0012).
-type LastActivity interface {
-	// GetLast returns ErrNotFound when the user never logged out.
-	GetLast(ctx context.Context, owner string) (time.Time, string, error)
-	SetLast(ctx context.Context, owner string, at time.Time, status string) error
-}
-
-// ArchivedMessage is one message in a user's archive (XEP-0313, later).
-type ArchivedMessage struct {
-	ID      string
-	Owner   string
-	With    string
-	Stanza  []byte
-	Stamped time.Time
-}
-
-// Archive is the message archive. The schema exists now; the MAM plugin
-// uses it.
-type Archive interface {
-	AppendArchive(ctx context.Context, m ArchivedMessage) error
-	// QueryArchive returns the owner's messages after afterID (or from the
-	// start when empty), oldest first, at most limit.
-	QueryArchive(ctx context.Context, owner, with, afterID string, limit int) ([]ArchivedMessage, error)
+// PropertyCreator is implemented by stores that can set a property only
+// when it is unset, atomically across every node on the store: the way
+// to create a value all nodes must share (a secret) on first start.
+type PropertyCreator interface {
+	// CreateProperty sets name to value unless it is set already, and
+	// returns the value it has afterwards: value, or the one another
+	// node stored first.
+	CreateProperty(ctx context.Context, name, value string) (string, error)
 }
 
 // PluginRecord is one version of a third-party plugin in the shared catalogue.

@@ -15,8 +15,15 @@ var (
 	ErrNotWellFormed = errors.New("wire: xml not well-formed")
 	// ErrRestrictedXML means a comment, processing instruction or DTD.
 	ErrRestrictedXML = errors.New("wire: restricted xml")
-	// ErrBadFormat means text where only elements may stand.
+	// ErrBadFormat means text where only elements may stand, or a stream
+	// header that is not a <stream/> element.
 	ErrBadFormat = errors.New("wire: bad format")
+	// ErrInvalidNamespace means a stream header outside the streams
+	// namespace, or a top-level element in no namespace (xmlns='').
+	ErrInvalidNamespace = errors.New("wire: invalid namespace")
+	// ErrBadNamespacePrefix means an element name with an undeclared
+	// prefix (or the reserved xml or xmlns prefix).
+	ErrBadNamespacePrefix = errors.New("wire: bad namespace prefix")
 )
 
 // StreamErrorFor returns the RFC 6120 stream error condition for a reader
@@ -31,6 +38,10 @@ func StreamErrorFor(err error) string {
 		return "not-well-formed"
 	case errors.Is(err, ErrBadFormat):
 		return "bad-format"
+	case errors.Is(err, ErrInvalidNamespace):
+		return "invalid-namespace"
+	case errors.Is(err, ErrBadNamespacePrefix):
+		return "bad-namespace-prefix"
 	}
 	return ""
 }

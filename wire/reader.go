@@ -39,6 +39,7 @@ type Reader struct {
 	fill   *fillReader
 	lim    Limits
 	header *Element
+	scope  nsScope // what the header declares, for top-level elements
 }
 
 // NewReader reads a stream from r. OnFill, when set on the returned reader
@@ -53,6 +54,17 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	rd.sc.br = bufio.NewReaderSize(rd.fill, 512)
 	rd.sc.max = lim.MaxStanzaBytes
 	return rd
+}
+
+// SetMaxStanzaBytes changes the bound on each top-level element from the
+// next one on (zero means DefaultMaxStanzaBytes): a connector holds an
+// unauthenticated stream to a smaller bound than an authenticated one.
+func (r *Reader) SetMaxStanzaBytes(n int) {
+	if n <= 0 {
+		n = DefaultMaxStanzaBytes
+	}
+	r.lim.MaxStanzaBytes = n
+	r.sc.max = n
 }
 
 // SetOnFill installs a hook that runs after every read from the transport.
@@ -71,7 +83,15 @@ func (r *Reader) Restart() {
 func (r *Reader) Buffered() int { return r.sc.br.Buffered() }
 
 // Header returns the stream's root element (without children): the
-// <stream:stream> start tag, whose attributes the caller validates.
+// <stream:stream> start tag. The reader checks that it is the element
+// "stream" in the streams namespace, whatever its prefix (an error
+// otherwise: ErrInvalidNamespace, ErrBadNamespacePrefix or ErrBadFormat);
+// the caller validates its attributes. Its name is returned as written.
+//
+// White space before the XML declaration is skipped: after STARTTLS or
+// SASL the old stream's trailing white space (go-xmpp writes a newline
+// after <starttls/> and </auth>) comes before the new stream's
+// declaration, and RFC 6120 allows white space between elements.
 func (r *Reader) Header() (*Element, error) {
 	r.sc.mark()
 	first := true
@@ -89,15 +109,40 @@ func (r *Reader) Header() (*Element, error) {
 			if !isSpace(r.sc.text) {
 				return nil, ErrNotWellFormed
 			}
-		case tokStart:
-			r.header = r.sc.element()
 			r.sc.mark()
+			continue
+		case tokStart:
+			hdr := r.sc.element()
+			r.sc.mark()
+			sc, err := streamScope(hdr)
+			if err != nil {
+				return nil, err
+			}
+			r.header, r.scope = hdr, sc
 			return r.header, nil
 		case tokEnd:
 			return nil, ErrNotWellFormed
 		}
 		first = false
 	}
+}
+
+// SkipSpace discards the white space at the start of what is buffered
+// and reports how many bytes remain buffered after it. STARTTLS uses it:
+// no data may follow <starttls/> (RFC 6120 §5.4.3.3) but white space
+// between elements is no data.
+func (r *Reader) SkipSpace() int {
+	br := r.sc.br
+	for br.Buffered() > 0 {
+		b, _ := br.Peek(1)
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			_, _ = br.Discard(1)
+		default:
+			return br.Buffered()
+		}
+	}
+	return 0
 }
 
 // Next returns the next top-level element, skipping whitespace keepalives.
@@ -107,7 +152,15 @@ func (r *Reader) Next() (*Element, error) {
 		return nil, errors.New("wire: Next called before Header")
 	}
 	r.sc.mark()
-	return r.sc.tree(r.lim.MaxDepth, r.header.Name, nil)
+	r.sc.prefixed = false
+	el, err := r.sc.tree(r.lim.MaxDepth, r.header.Name, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := resolveTop(el, r.scope, r.sc.prefixed); err != nil {
+		return nil, err
+	}
+	return el, nil
 }
 
 // tree reads one top-level element and everything inside it, or, with a

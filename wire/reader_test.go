@@ -203,3 +203,102 @@ func BenchmarkDecodeBinary(b *testing.B) {
 		}
 	}
 }
+
+// Prefixes mean what XML namespaces say: what the reader returns is
+// canonical (namespace.go), and what cannot be resolved is a stream error.
+func TestReaderNamespaces(t *testing.T) {
+	cases := []struct {
+		name, in, want string
+		err            error
+	}{
+		{"prefixed stanza", `<c:message xmlns:c='jabber:client' to='a@b'><c:body>hi</c:body></c:message>`,
+			`<message xmlns:c="jabber:client" to="a@b"><body>hi</body></message>`, nil},
+		{"prefix from the header", `<s:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></s:features>`,
+			`<stream:features xmlns:stream="http://etherx.jabber.org/streams"><starttls xmlns="urn:ietf:params:xml:ns:xmpp-tls"/></stream:features>`, nil},
+		{"dialback under another prefix", `<d:result xmlns:d='jabber:server:dialback' to='a'>k</d:result>`,
+			`<db:result xmlns:d="jabber:server:dialback" to="a" xmlns:db="jabber:server:dialback">k</db:result>`, nil},
+		{"prefixed payload keeps its children's namespace", `<iq type='get' id='1'><q:query xmlns:q='jabber:iq:roster' xmlns='urn:other'><item/></q:query></iq>`,
+			`<iq type="get" id="1"><query xmlns:q="jabber:iq:roster" xmlns="jabber:iq:roster"><item xmlns="urn:other"/></query></iq>`, nil},
+		{"unprefixed stanzas untouched", `<message to='a@b'><body>hi</body><x xmlns='jabber:x:oob'/></message>`,
+			`<message to="a@b"><body>hi</body><x xmlns="jabber:x:oob"/></message>`, nil},
+		{"undeclared prefix", `<x:message/>`, "", ErrBadNamespacePrefix},
+		{"undeclared prefix on a child", `<message><x:body/></message>`, "", ErrBadNamespacePrefix},
+		{"undeclared by xmlns:p=''", `<p:message xmlns:p=''/>`, "", ErrBadNamespacePrefix},
+		{"reserved prefix", `<xmlns:message/>`, "", ErrBadNamespacePrefix},
+		{"stanza in no namespace", `<message xmlns='' to='a@b'/>`, "", ErrInvalidNamespace},
+		{"prefixed stanza in no namespace", `<c:message xmlns:c='jabber:client' xmlns=''/>`,
+			`<message xmlns:c="jabber:client"/>`, nil},
+	}
+	hdr := `<?xml version='1.0'?><s:stream xmlns='jabber:client' xmlns:s='http://etherx.jabber.org/streams' to='localhost' version='1.0'>`
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(strings.NewReader(hdr+tc.in), Limits{})
+			if _, err := r.Header(); err != nil {
+				t.Fatal(err)
+			}
+			el, err := r.Next()
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("err = %v (%v), want %v", err, el, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := el.String(); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// The header is checked by namespace and local name, not by its spelling.
+func TestReaderHeaderNamespace(t *testing.T) {
+	cases := []struct {
+		name, in string
+		err      error
+		cond     string
+	}{
+		{"usual", header, nil, ""},
+		{"other prefix", `<x:stream xmlns:x='http://etherx.jabber.org/streams' xmlns='jabber:client' to='localhost' version='1.0'>`, nil, ""},
+		{"default namespace", `<stream xmlns='http://etherx.jabber.org/streams' to='localhost' version='1.0'>`, nil, ""},
+		{"wrong namespace", `<x:stream xmlns:x='urn:not-streams' xmlns='jabber:client' to='localhost' version='1.0'>`, ErrInvalidNamespace, "invalid-namespace"},
+		{"html", `<html>`, ErrInvalidNamespace, "invalid-namespace"},
+		{"wrong stream namespace, usual prefix", `<stream:stream xmlns:stream='urn:wrong' xmlns='jabber:client' to='localhost' version='1.0'>`, ErrInvalidNamespace, "invalid-namespace"},
+		{"undeclared prefix", `<stream:stream xmlns='jabber:client' to='localhost' version='1.0'>`, ErrBadNamespacePrefix, "bad-namespace-prefix"},
+		{"wrong local name", `<stream:features xmlns:stream='http://etherx.jabber.org/streams'>`, ErrBadFormat, "bad-format"},
+		{"white space before the declaration", "\n \t" + header, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewReader(strings.NewReader(tc.in), Limits{}).Header()
+			if !errors.Is(err, tc.err) || tc.err == nil && err != nil {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if c := StreamErrorFor(err); c != tc.cond {
+				t.Errorf("condition %q, want %q", c, tc.cond)
+			}
+		})
+	}
+}
+
+// After a restart the old stream's trailing white space comes before the
+// new declaration (go-xmpp writes "</auth>\n").
+func TestReaderRestartAfterWhiteSpace(t *testing.T) {
+	in := header + "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGEAYg==</auth>\n" + header + "<iq type='get' id='1'/>"
+	r := NewReader(strings.NewReader(in), Limits{})
+	if _, err := r.Header(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	r.Restart()
+	if _, err := r.Header(); err != nil {
+		t.Fatalf("second header: %v", err)
+	}
+	if el, err := r.Next(); err != nil || el.Name != "iq" {
+		t.Fatalf("after restart: %v %v", el, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -37,6 +38,7 @@ type scanner struct {
 	attrs      []Attr // scratch: copied into each element
 	text       []byte // character data, valid until the next call
 	pendingEnd bool   // the start tag closed itself: its end comes next
+	prefixed   bool   // an element name had a prefix (see namespace.go)
 }
 
 type tokenKind uint8
@@ -293,6 +295,9 @@ func (s *scanner) startTag() (tokenKind, error) {
 		return 0, err
 	}
 	s.name = name
+	if strings.IndexByte(name, ':') >= 0 {
+		s.prefixed = true
+	}
 	s.attrs = s.attrs[:0]
 	last := len(raw) - 1 // the '>'
 	for {

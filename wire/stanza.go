@@ -4,6 +4,7 @@ package wire
 const (
 	NSClient     = "jabber:client"
 	NSServer     = "jabber:server"
+	NSDialback   = "jabber:server:dialback"
 	NSStream     = "http://etherx.jabber.org/streams"
 	NSStanzas    = "urn:ietf:params:xml:ns:xmpp-stanzas"
 	NSStreams    = "urn:ietf:params:xml:ns:xmpp-streams"

@@ -14,10 +14,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -30,6 +32,8 @@ type fakeBackend struct {
 	plugins   []Plugin
 	kicked    []string
 	drained   []string
+	// checking, when set, runs at the start of every password check.
+	checking func(user string)
 }
 
 func newFake() *fakeBackend {
@@ -97,6 +101,9 @@ func (f *fakeBackend) SetPassword(ctx context.Context, u, p string) error {
 	return nil
 }
 func (f *fakeBackend) CheckPassword(ctx context.Context, u, p string) (bool, error) {
+	if f.checking != nil {
+		f.checking(u)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	pw, ok := f.users[u]
@@ -196,21 +203,91 @@ func (p *memProps) ListProperties(ctx context.Context) (map[string]string, error
 }
 
 func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend, string) {
+	e := newTestEnv(t, nil)
+	return e.ts, e.fb, e.dataDir
+}
+
+// testEnv is an admin server on a fake backend, with its log, its sign-in
+// throttle on a fake clock (failures are delayed without waiting), and a
+// count of failed sign-ins.
+type testEnv struct {
+	ts       *httptest.Server
+	srv      *Server
+	fb       *fakeBackend
+	dataDir  string
+	clock    *fakeClock
+	log      *syncBuffer
+	failures atomic.Int64
+}
+
+func newTestEnv(t *testing.T, mod func(*conf.Config)) *testEnv {
 	t.Helper()
 	cfg := conf.Default()
 	cfg.Domain = "example.org"
 	cfg.DataDir = t.TempDir()
 	cfg.Admin.Admins = []string{"boss@example.org"}
-	fb := newFake()
-	s, err := New(Options{Config: cfg, Backend: fb, Properties: &memProps{m: map[string]string{}},
-		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "aviary_up 1\n") }),
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if mod != nil {
+		mod(cfg)
+	}
+	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &syncBuffer{}}
+	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: &memProps{m: map[string]string{}},
+		Metrics:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "aviary_up 1\n") }),
+		Throttle:     auth.New(auth.Options{FailureDelay: time.Second, Clock: e.clock}),
+		SignInFailed: func() { e.failures.Add(1) },
+		Logger:       slog.New(slog.NewTextHandler(e.log, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(func() { ts.Close(); s.Close() })
-	return ts, fb, cfg.DataDir
+	e.srv = s
+	e.ts = httptest.NewServer(s)
+	t.Cleanup(func() { e.ts.Close(); s.Close() })
+	return e
+}
+
+// fakeClock is the throttle's clock: Sleep records the delay and moves
+// time on at once.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d > 0 {
+		c.sleeps = append(c.sleeps, d)
+		c.now = c.now.Add(d)
+	}
+	return nil
+}
+
+// takeSleeps returns and forgets the delays recorded so far.
+func (c *fakeClock) takeSleeps() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.sleeps
+	c.sleeps = nil
+	return s
+}
+
+// syncBuffer is a log destination tests read while the server writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type client struct {

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/aviary-im/aviary/server/logsafe"
 )
 
 // AuditEntry is one line of the audit log.
@@ -19,13 +21,27 @@ type AuditEntry struct {
 	Remote string    `json:"remote"`
 }
 
+// Bounds of what the audit log keeps. Fields can carry client input (the
+// username of a refused sign-in, the path of a refused request, an error
+// quoting either): each is clipped, and the entries kept in memory for
+// the console are bounded in bytes as well as in number. Five anonymous
+// 50 MiB sign-in requests once added 262 MB to the file and the node log
+// and kept 617 MB in memory.
+const (
+	auditFieldBytes  = logsafe.Field // admin, via, action, remote
+	auditTextBytes   = 512           // target, result
+	auditRecentCount = 200
+	auditRecentBytes = 256 << 10
+)
+
 // auditLog appends JSON lines to a file and mirrors them to slog. Every
 // action, refused or not, is written.
 type auditLog struct {
-	mu   sync.Mutex
-	f    *os.File
-	log  *slog.Logger
-	last []AuditEntry // recent entries for the console, newest last
+	mu        sync.Mutex
+	f         *os.File
+	log       *slog.Logger
+	last      []AuditEntry // recent entries for the console, newest last
+	lastBytes int          // sum of size() over last
 }
 
 func openAudit(path string, log *slog.Logger) (*auditLog, error) {
@@ -40,7 +56,24 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 	return a, nil
 }
 
+// clip bounds every field of e (see auditRecentBytes).
+func (e AuditEntry) clip() AuditEntry {
+	e.Admin = logsafe.Clip(e.Admin, auditFieldBytes)
+	e.Via = logsafe.Clip(e.Via, auditFieldBytes)
+	e.Action = logsafe.Clip(e.Action, auditFieldBytes)
+	e.Remote = logsafe.Clip(e.Remote, auditFieldBytes)
+	e.Target = logsafe.Clip(e.Target, auditTextBytes)
+	e.Result = logsafe.Clip(e.Result, auditTextBytes)
+	return e
+}
+
+// size is about what e holds in memory.
+func (e AuditEntry) size() int {
+	return len(e.Admin) + len(e.Via) + len(e.Action) + len(e.Target) + len(e.Result) + len(e.Remote) + 64
+}
+
 func (a *auditLog) write(e AuditEntry) {
+	e = e.clip()
 	e.Time = time.Now().UTC()
 	line, _ := json.Marshal(e)
 	a.mu.Lock()
@@ -48,8 +81,15 @@ func (a *auditLog) write(e AuditEntry) {
 		_, _ = a.f.Write(append(line, '\n'))
 	}
 	a.last = append(a.last, e)
-	if len(a.last) > 200 {
-		a.last = a.last[len(a.last)-200:]
+	a.lastBytes += e.size()
+	drop := 0
+	for len(a.last)-drop > auditRecentCount || (a.lastBytes > auditRecentBytes && len(a.last)-drop > 1) {
+		a.lastBytes -= a.last[drop].size()
+		drop++
+	}
+	if drop > 0 {
+		// Copy rather than reslice, so the dropped entries' strings are freed.
+		a.last = append([]AuditEntry(nil), a.last[drop:]...)
 	}
 	a.mu.Unlock()
 	a.log.Info("admin action", "admin", e.Admin, "action", e.Action, "target", e.Target, "result", e.Result, "remote", e.Remote)

@@ -37,6 +37,9 @@ type webSession struct {
 	admin   string
 	csrf    string
 	expires time.Time
+	// flash is the message for the next page this session shows.
+	flash    string
+	flashErr bool
 }
 
 // sessions keeps signed-in admins in memory. A node restart signs everyone
@@ -77,6 +80,30 @@ func (s *sessions) get(id string) (webSession, bool) {
 	ws.expires = s.now().Add(s.ttl)
 	s.m[id] = ws
 	return ws, true
+}
+
+// setFlash leaves a message for the next page session id shows.
+func (s *sessions) setFlash(id, msg string, isErr bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ws, ok := s.m[id]; ok {
+		ws.flash, ws.flashErr = msg, isErr
+		s.m[id] = ws
+	}
+}
+
+// takeFlash returns and forgets session id's message.
+func (s *sessions) takeFlash(id string) (msg string, isErr bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws, ok := s.m[id]
+	if !ok {
+		return "", false
+	}
+	msg, isErr = ws.flash, ws.flashErr
+	ws.flash, ws.flashErr = "", false
+	s.m[id] = ws
+	return msg, isErr
 }
 
 func (s *sessions) delete(id string) {
@@ -161,15 +188,50 @@ func (s *Server) authenticate(r *http.Request) (*principal, *APIError) {
 	}
 	p := &principal{Admin: ws.admin, Via: "cookie", CSRF: ws.csrf, Cookie: c.Value}
 	if !safeMethod(r.Method) {
+		// From the header (scripts, the API) or the form body (console
+		// forms), never from the URL: a token in a URL ends up in logs,
+		// Referer headers and browser history.
 		got := r.Header.Get(csrfHeader)
 		if got == "" {
-			got = r.FormValue("csrf")
+			if err := parseFormBody(r); err != nil {
+				return nil, bodyError("reading the form", err)
+			}
+			got = r.PostForm.Get("csrf")
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(ws.csrf)) != 1 {
 			return nil, errForbidden("missing or wrong CSRF token")
 		}
 	}
 	return p, nil
+}
+
+// parseFormBody parses a URL-encoded or multipart form body into
+// r.PostForm (and r.MultipartForm); other bodies are left unread.
+func parseFormBody(r *http.Request) error {
+	err := r.ParseMultipartForm(32 << 20)
+	if errors.Is(err, http.ErrNotMultipart) {
+		return nil // ParseForm ran and read a URL-encoded body, if any
+	}
+	return err
+}
+
+// metricsAuth requires admin.metrics_token, when set, as a Bearer token
+// on /metrics. Unset, /metrics is open: see conf.AdminConfig.MetricsToken
+// for why that is the default.
+func (s *Server) metricsAuth(next http.Handler) http.Handler {
+	want := s.cfg.Admin.MetricsToken
+	if want == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			writeError(w, errUnauthorized("/metrics needs the token set as admin.metrics_token (Authorization: Bearer)"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func safeMethod(m string) bool {
@@ -185,14 +247,18 @@ func (s *Server) isAdmin(bare string) bool {
 	return false
 }
 
-// signIn checks an account's XMPP password and that it is an admin. Wrong
-// password, unknown account and non-admin all answer alike, so the form
-// does not reveal which accounts exist or are admins.
+// errSignInFailed answers a wrong password, an unknown account and a
+// non-admin alike, so the form does not reveal which accounts exist or
+// are admins.
+var errSignInFailed = errUnauthorized("wrong username or password, or not an administrator")
+
+// signIn checks an account's XMPP password and that it is an admin. Call
+// it through signInLimited.
 func (s *Server) signIn(ctx context.Context, username, password string) (string, *APIError) {
 	user := username
 	if i := strings.IndexByte(user, '@'); i >= 0 {
 		if !strings.EqualFold(user[i+1:], s.backend.Domain()) {
-			return "", errUnauthorized("wrong username or password, or not an administrator")
+			return "", errSignInFailed
 		}
 		user = user[:i]
 	}
@@ -202,7 +268,7 @@ func (s *Server) signIn(ctx context.Context, username, password string) (string,
 		return "", errInternal(err)
 	}
 	if !ok || !s.isAdmin(bare) {
-		return "", errUnauthorized("wrong username or password, or not an administrator")
+		return "", errSignInFailed
 	}
 	return bare, nil
 }

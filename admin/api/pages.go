@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"embed"
+	"fmt"
 	"html/template"
 	"io"
 	"net/http"
@@ -26,6 +27,21 @@ func init() {
 	}
 }
 
+// loginMessages are the only texts the sign-in page shows, chosen by the
+// msg code in its URL. It never shows text taken from the URL: a link
+// could otherwise make the console say anything ("your session expired,
+// sign in at evil.example"). Other pages show the flash their own form
+// left in the admin's session (sessions.setFlash), never the URL either.
+var loginMessages = map[string]struct {
+	text string
+	err  bool
+}{
+	"signed-out":   {"Signed out.", false},
+	"login-failed": {errSignInFailed.Message, true},
+	"throttled":    {errTooManySignIns.Message, true},
+	"unavailable":  {"Signing in is not possible right now (see the node's log); try again later.", true},
+}
+
 // pageData is what every page template gets.
 type pageData struct {
 	Title, Page, Admin, CSRF, Node, Domain string
@@ -42,14 +58,27 @@ func (s *Server) pageRoutes() {
 		http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 	})
 	s.mux.HandleFunc("GET /admin/login", func(w http.ResponseWriter, r *http.Request) {
-		s.render(w, r, "login", pageData{Title: "Sign in", Flash: r.URL.Query().Get("msg"), FlashErr: r.URL.Query().Get("err") != ""})
+		m := loginMessages[r.URL.Query().Get("msg")]
+		s.render(w, r, "login", pageData{Title: "Sign in", Flash: m.text, FlashErr: m.err})
 	})
 	s.mux.HandleFunc("POST /admin/login", func(w http.ResponseWriter, r *http.Request) {
-		user, pw := r.FormValue("username"), r.FormValue("password")
-		bare, aerr := s.signIn(r.Context(), user, pw)
+		r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
+		if err := r.ParseForm(); err != nil {
+			writeError(w, bodyError("reading the form", err))
+			return
+		}
+		user, pw := r.PostFormValue("username"), r.PostFormValue("password")
+		bare, aerr := s.signInLimited(r.Context(), remote(r), user, pw)
 		if aerr != nil {
-			s.audit.write(AuditEntry{Admin: user, Via: "password", Action: "login", Result: aerr.Message, Remote: remote(r)})
-			http.Redirect(w, r, "/admin/login?err=1&msg="+url.QueryEscape(aerr.Message), http.StatusSeeOther)
+			s.auditSignInFailure(r, "password", user, aerr)
+			code := "login-failed"
+			switch {
+			case aerr.Status == http.StatusTooManyRequests:
+				code = "throttled"
+			case aerr != errSignInFailed:
+				code = "unavailable"
+			}
+			http.Redirect(w, r, "/admin/login?msg="+code, http.StatusSeeOther)
 			return
 		}
 		id, csrf := s.sessions.create(bare)
@@ -88,128 +117,134 @@ func (s *Server) pageRoutes() {
 		return map[string]any{"Plugins": ps, "Upgrade": u}, err
 	})
 
-	s.form("POST /admin/logout", "logout", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/logout", "logout", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		s.sessions.delete(p.Cookie)
-		return "/admin/login?msg=" + url.QueryEscape("Signed out."), nil
+		return "/admin/login?msg=signed-out", "", nil
 	})
-	s.form("POST /admin/cluster", "cluster.switch", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/cluster", "cluster.switch", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		var on bool
 		switch r.FormValue("enabled") {
 		case "true":
 			on = true
 		case "false":
 		default:
-			return "", errBadRequest("enabled must be true or false")
+			return "", "", errBadRequest("enabled must be true or false")
 		}
 		if err := s.backend.SetClusterEnabled(ctx, on); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
 		state := "disabled"
 		if on {
 			state = "enabled"
 		}
-		return "/admin/cluster?msg=" + url.QueryEscape("Clustering "+state+"; every node follows within seconds."), nil
+		return "/admin/cluster", "Clustering " + state + "; every node follows within seconds.", nil
 	})
-	s.form("POST /admin/nodes/{node}/drain", "node.drain", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/nodes/{node}/drain", "node.drain", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		if err := s.backend.Drain(ctx, r.PathValue("node")); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/cluster?msg=" + url.QueryEscape("Draining "+r.PathValue("node")+"."), nil
+		return "/admin/cluster", "Draining " + r.PathValue("node") + ".", nil
 	})
-	s.form("POST /admin/users", "users.create", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/users", "users.create", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		user, pw := strings.TrimSpace(r.FormValue("username")), r.FormValue("password")
 		if e := validUser(user); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if e := validPassword(pw); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if err := s.backend.CreateUser(ctx, user, pw); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/users?msg=" + url.QueryEscape("Created "+user+"."), nil
+		return "/admin/users", "Created " + user + ".", nil
 	})
-	s.form("POST /admin/users/{user}/delete", "users.delete", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/users/{user}/delete", "users.delete", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		user := r.PathValue("user")
 		if e := validUser(user); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if err := s.backend.DeleteUser(ctx, user); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/users?msg=" + url.QueryEscape("Deleted "+user+"."), nil
+		return "/admin/users", "Deleted " + user + ".", nil
 	})
-	s.form("POST /admin/users/{user}/password", "users.password", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/users/{user}/password", "users.password", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		user, pw := r.PathValue("user"), r.FormValue("password")
 		if e := validUser(user); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if e := validPassword(pw); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if err := s.backend.SetPassword(ctx, user, pw); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/users?msg=" + url.QueryEscape("Password of "+user+" changed."), nil
+		return "/admin/users", "Password of " + user + " changed.", nil
 	})
-	s.form("POST /admin/sessions/kick", "sessions.kick", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
-		full := r.FormValue("jid")
+	s.form("POST /admin/sessions/kick", "sessions.kick", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
+		full, aerr := s.sessionJID(r.FormValue("jid"))
+		if aerr != nil {
+			return "", "", aerr
+		}
 		ok, err := s.backend.Kick(ctx, full)
 		if err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
 		if !ok {
-			return "", errNotFound("no such session")
+			return "", "", errNotFound("no such session")
 		}
-		return "/admin/sessions?msg=" + url.QueryEscape("Kicked "+full+"."), nil
+		return "/admin/sessions", "Kicked " + full + ".", nil
 	})
-	s.form("POST /admin/plugins/upload", "plugins.upload", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.formBody("POST /admin/plugins/upload", "plugins.upload", MaxBodyBytes, func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		name, version := r.FormValue("name"), r.FormValue("version")
 		if e := validPlugin(name, version); e != nil {
-			return "", e
+			return "", "", e
 		}
-		f, _, err := r.FormFile("artifact")
+		f, fh, err := r.FormFile("artifact")
 		if err != nil {
-			return "", errBadRequest("choose a .wasm file to upload")
+			return "", "", errBadRequest("choose a .wasm file to upload")
 		}
 		defer f.Close()
+		if fh.Size > maxUploadBody {
+			return "", "", &APIError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("a plugin is at most %d bytes", maxUploadBody)}
+		}
 		data, err := io.ReadAll(f)
 		if err != nil {
-			return "", errBadRequest("reading the upload: %v", err)
+			return "", "", bodyError("reading the upload", err)
 		}
 		if len(data) < 8 || string(data[:4]) != "\x00asm" {
-			return "", errBadRequest("the file is not a WebAssembly module")
+			return "", "", errBadRequest("the file is not a WebAssembly module")
 		}
 		if err := s.backend.UploadPlugin(ctx, name, version, data); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/plugins?msg=" + url.QueryEscape("Uploaded "+name+" "+version+"."), nil
+		return "/admin/plugins", "Uploaded " + name + " " + version + ".", nil
 	})
 	for _, on := range []bool{true, false} {
 		verb := "disable"
 		if on {
 			verb = "enable"
 		}
-		s.form("POST /admin/plugins/{name}/{version}/"+verb, "plugins."+verb, func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+		s.form("POST /admin/plugins/{name}/{version}/"+verb, "plugins."+verb, func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 			name, version := r.PathValue("name"), r.PathValue("version")
 			if e := validPlugin(name, version); e != nil {
-				return "", e
+				return "", "", e
 			}
 			if err := s.backend.SetPluginEnabled(ctx, name, version, on); err != nil {
-				return "", toAPIError(err)
+				return "", "", toAPIError(err)
 			}
-			return "/admin/plugins?msg=" + url.QueryEscape(name+" "+version+" "+verb+"d."), nil
+			return "/admin/plugins", name + " " + version + " " + verb + "d.", nil
 		})
 	}
-	s.form("POST /admin/plugins/{name}/upgrade", "plugins.upgrade", func(ctx context.Context, p *principal, r *http.Request) (string, *APIError) {
+	s.form("POST /admin/plugins/{name}/upgrade", "plugins.upgrade", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
 		name, version := r.PathValue("name"), r.FormValue("version")
 		if e := validPlugin(name, version); e != nil {
-			return "", e
+			return "", "", e
 		}
 		if err := s.backend.StartUpgrade(ctx, name, version); err != nil {
-			return "", toAPIError(err)
+			return "", "", toAPIError(err)
 		}
-		return "/admin/plugins?msg=" + url.QueryEscape("Rolling upgrade of "+name+" to "+version+" started."), nil
+		return "/admin/plugins", "Rolling upgrade of " + name + " to " + version + " started.", nil
 	})
 }
 
@@ -226,8 +261,7 @@ func (s *Server) page(pattern, name, title string, load func(ctx context.Context
 		defer cancel()
 		data, err := load(ctx, r)
 		pd := pageData{Title: title, Page: name, Admin: p.Admin, CSRF: p.CSRF, Node: s.backend.NodeName(), Domain: s.backend.Domain(), Data: data}
-		pd.Flash = r.URL.Query().Get("msg")
-		pd.FlashErr = r.URL.Query().Get("err") != ""
+		pd.Flash, pd.FlashErr = s.sessions.takeFlash(p.Cookie)
 		if err != nil {
 			pd.Flash, pd.FlashErr = "Could not load everything: "+toAPIError(err).Message, true
 			s.log.Error("admin page", "page", name, "err", err)
@@ -236,11 +270,21 @@ func (s *Server) page(pattern, name, title string, load func(ctx context.Context
 	})
 }
 
-// form handles a POSTed console form: authenticated, CSRF-checked, audited,
-// then a redirect (post/redirect/get) carrying a message.
-func (s *Server) form(pattern, name string, fn func(ctx context.Context, p *principal, r *http.Request) (string, *APIError)) {
+// formAction is a console form's work: it returns where to go next and
+// what to tell the admin there.
+type formAction func(ctx context.Context, p *principal, r *http.Request) (to, flash string, aerr *APIError)
+
+// form handles a POSTed console form whose body is at most maxBody bytes.
+func (s *Server) form(pattern, name string, fn formAction) {
+	s.formBody(pattern, name, maxBody, fn)
+}
+
+// formBody handles a POSTed console form: authenticated, CSRF-checked,
+// audited, then a redirect (post/redirect/get). The message for the next
+// page stays in the admin's session, not in the URL (see loginMessages).
+func (s *Server) formBody(pattern, name string, limit int64, fn formAction) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<20)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		p, aerr := s.authenticate(r)
 		if aerr != nil {
 			s.audit.write(AuditEntry{Action: name, Target: r.URL.Path, Result: aerr.Message, Remote: remote(r)})
@@ -253,7 +297,7 @@ func (s *Server) form(pattern, name string, fn func(ctx context.Context, p *prin
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 		defer cancel()
-		to, aerr := fn(ctx, p, r)
+		to, flash, aerr := fn(ctx, p, r)
 		res := "ok"
 		if aerr != nil {
 			res = aerr.Message
@@ -266,7 +310,10 @@ func (s *Server) form(pattern, name string, fn func(ctx context.Context, p *prin
 			} else {
 				back = u.Path
 			}
-			to = back + "?err=1&msg=" + url.QueryEscape(aerr.Message)
+			to = back
+			s.sessions.setFlash(p.Cookie, aerr.Message, true)
+		} else if flash != "" {
+			s.sessions.setFlash(p.Cookie, flash, false)
 		}
 		s.audit.write(AuditEntry{Admin: p.Admin, Via: p.Via, Action: name, Target: r.URL.Path, Result: res, Remote: remote(r)})
 		http.Redirect(w, r, to, http.StatusSeeOther)

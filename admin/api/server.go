@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server/logsafe"
 	"github.com/aviary-im/aviary/storage"
 	"mellium.im/xmpp/jid"
 )
@@ -34,8 +36,18 @@ type Options struct {
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// Ready reports readiness for /readyz (nil: always ready).
-	Ready  func(ctx context.Context) error
-	Logger *slog.Logger
+	Ready func(ctx context.Context) error
+	// Throttle slows password guessing at sign-in, by address and by
+	// account (the node's *auth.Authenticator). Nil: one of the server's
+	// own with c2s.sasl_failure_delay.
+	Throttle SignInThrottle
+	// SignInFailed counts a failed sign-in (the node counts it in
+	// aviary_c2s_auth_failures_total{via="console"}). Optional.
+	SignInFailed func()
+	Logger       *slog.Logger
+	// Certificates feeds GET /api/certificates and the certificates page;
+	// nil leaves both out.
+	Certificates CertificateSource
 }
 
 // Server is the admin HTTP handler.
@@ -49,6 +61,11 @@ type Server struct {
 	ready    func(ctx context.Context) error
 	log      *slog.Logger
 	mux      *http.ServeMux
+
+	throttle     SignInThrottle
+	gate         *signInGate
+	signInFailed func()
+	certs        CertificateSource
 }
 
 // New returns the admin server. The audit log goes to DataDir/audit.log.
@@ -68,6 +85,11 @@ func New(o Options) (*Server, error) {
 		cfg: o.Config, backend: o.Backend, tokens: tokens{o.Properties},
 		sessions: newSessions(8 * time.Hour), audit: al, metrics: o.Metrics,
 		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
+		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
+		certs: o.Certificates,
+	}
+	if s.throttle == nil {
+		s.throttle = newDefaultThrottle(o.Config.C2S.SASLFailureDelay)
 	}
 	s.routes()
 	return s, nil
@@ -99,12 +121,30 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	return strings.EqualFold(o, r.Host)
 }
 
+// Request body caps. A sign-in is a name and a password (at most 1024
+// bytes); every other call but a plugin upload is a small JSON object or
+// form. The listener caps every body at MaxBodyBytes; MaxBodyBytes is the
+// largest of these.
+const (
+	maxLoginBody  = 16 << 10
+	maxBody       = 1 << 20
+	maxUploadBody = 64 << 20
+	// MaxBodyBytes is the largest body any route reads (a plugin upload
+	// with its form framing); the listener caps bodies at it.
+	MaxBodyBytes = maxUploadBody + 1<<20
+)
+
 // action is an authenticated, audited API handler.
 type action func(ctx context.Context, p *principal, r *http.Request) (any, *APIError)
 
+// handle mounts an action whose body is at most maxBody bytes.
 func (s *Server) handle(pattern, name string, fn action) {
+	s.handleBody(pattern, name, maxBody, fn)
+}
+
+func (s *Server) handleBody(pattern, name string, limit int64, fn action) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<20)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		p, aerr := s.authenticate(r)
 		if aerr != nil {
 			if !safeMethod(r.Method) {
@@ -161,7 +201,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if s.metrics != nil {
-		s.mux.Handle("GET /metrics", s.metrics)
+		s.mux.Handle("GET /metrics", s.metricsAuth(s.metrics))
 	}
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)
 	s.handle("POST /api/logout", "logout", s.apiLogout)
@@ -200,7 +240,7 @@ func (s *Server) routes() {
 		ps, err := s.backend.Plugins(ctx)
 		return wrap(ps, err)
 	})
-	s.handle("POST /api/plugins/{name}/{version}", "plugins.upload", s.apiUploadPlugin)
+	s.handleBody("POST /api/plugins/{name}/{version}", "plugins.upload", maxUploadBody, s.apiUploadPlugin)
 	s.handle("POST /api/plugins/{name}/{version}/enable", "plugins.enable", s.apiPluginEnabled(true))
 	s.handle("POST /api/plugins/{name}/{version}/disable", "plugins.disable", s.apiPluginEnabled(false))
 	s.handle("POST /api/plugins/{name}/upgrade", "plugins.upgrade", s.apiStartUpgrade)
@@ -211,8 +251,10 @@ func (s *Server) routes() {
 	s.handle("GET /api/audit", "audit", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		return s.audit.recent(), nil
 	})
+	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
 	s.pluginRoutes()
 	s.pageRoutes()
+	s.certificatePage()
 }
 
 func wrap(v any, err error) (any, *APIError) {
@@ -230,6 +272,7 @@ type loginRequest struct {
 // handleLogin signs an admin in. JSON in, JSON out; the console's form posts
 // here too (pages.go) through the same signIn.
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	var req loginRequest
 	if err := decodeJSON(r, &req); err != nil {
 		writeError(w, err)
@@ -239,9 +282,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errBadRequest("username and password are required"))
 		return
 	}
-	bare, aerr := s.signIn(r.Context(), req.Username, req.Password)
+	bare, aerr := s.signInLimited(r.Context(), remote(r), req.Username, req.Password)
 	if aerr != nil {
-		s.audit.write(AuditEntry{Admin: req.Username, Action: "login", Result: aerr.Message, Remote: remote(r)})
+		s.auditSignInFailure(r, "", req.Username, aerr)
+		retryAfter(w, aerr)
 		writeError(w, aerr)
 		return
 	}
@@ -249,6 +293,17 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.setSessionCookies(w, r, id, csrf)
 	s.audit.write(AuditEntry{Admin: bare, Via: "password", Action: "login", Result: "ok", Remote: remote(r)})
 	writeJSON(w, http.StatusOK, map[string]string{"admin": bare, "csrf": csrf})
+}
+
+// auditSignInFailure writes a refused sign-in to the audit log, except
+// one refused by the rate limits: those are refused before any password
+// check, as fast as a client can send them, and would fill the log.
+func (s *Server) auditSignInFailure(r *http.Request, via, username string, aerr *APIError) {
+	if aerr.Status == http.StatusTooManyRequests {
+		s.log.Debug("admin sign-in refused: too many attempts", "remote", remote(r), "admin", logsafe.Clip(username, 0))
+		return
+	}
+	s.audit.write(AuditEntry{Admin: username, Via: via, Action: "login", Result: aerr.Message, Remote: remote(r)})
 }
 
 func (s *Server) setSessionCookies(w http.ResponseWriter, r *http.Request, id, csrf string) {
@@ -405,19 +460,31 @@ func (s *Server) apiSetPassword(ctx context.Context, p *principal, r *http.Reque
 }
 
 func (s *Server) apiKick(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
-	full := r.PathValue("jid")
-	j, err := jid.Parse(full)
-	if err != nil || j.Resourcepart() == "" {
-		return nil, errBadRequest("%q is not a full JID (user@domain/resource)", full)
+	full, aerr := s.sessionJID(r.PathValue("jid"))
+	if aerr != nil {
+		return nil, aerr
 	}
-	ok, err := s.backend.Kick(ctx, j.String())
+	ok, err := s.backend.Kick(ctx, full)
 	if err != nil {
 		return nil, toAPIError(err)
 	}
 	if !ok {
 		return nil, errNotFound("no such session")
 	}
-	return map[string]string{"kicked": j.String()}, nil
+	return map[string]string{"kicked": full}, nil
+}
+
+// sessionJID returns the full JID of a client session of this domain, or
+// a 400 saying what it must look like. Anything else (a path such as
+// ..%2f..%2f parses as the full JID "./../") reached the routing table and
+// failed there with 500.
+func (s *Server) sessionJID(full string) (string, *APIError) {
+	dom := s.backend.Domain()
+	j, err := jid.Parse(full)
+	if err != nil || j.Localpart() == "" || j.Resourcepart() == "" || !strings.EqualFold(j.Domainpart(), dom) {
+		return "", errBadRequest("%q is not the full JID of a session on %s (user@%s/resource)", logsafe.Clip(full, 0), dom, dom)
+	}
+	return j.String(), nil
 }
 
 var versionOK = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$`)
@@ -440,7 +507,7 @@ func (s *Server) apiUploadPlugin(ctx context.Context, p *principal, r *http.Requ
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, errBadRequest("reading the artifact: %v", err)
+		return nil, bodyError("reading the artifact", err)
 	}
 	if len(body) < 8 || string(body[:4]) != "\x00asm" {
 		return nil, errBadRequest("the artifact must be a WebAssembly module (body starts with \\0asm)")
@@ -487,11 +554,22 @@ func decodeJSON(r *http.Request, v any) *APIError {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return &APIError{Status: http.StatusRequestEntityTooLarge, Message: "request body too large"}
-		}
-		return errBadRequest("invalid JSON body: %v", err)
+		return bodyError("invalid JSON body", err)
 	}
 	return nil
+}
+
+// bodyError is the answer to a body that could not be read or parsed:
+// 413 past its cap, 408 when it did not arrive within admin.read_timeout,
+// else 400 saying what went wrong.
+func bodyError(what string, err error) *APIError {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		return &APIError{Status: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf("request body too large (at most %d bytes)", mbe.Limit)}
+	case errors.As(err, &ne) && ne.Timeout():
+		return &APIError{Status: http.StatusRequestTimeout, Message: "request body not received in time"}
+	}
+	return errBadRequest("%s: %v", what, err)
 }

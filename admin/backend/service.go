@@ -17,6 +17,8 @@ import (
 	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/httplimit"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -116,6 +118,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		return nil
 	}
 	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, Rates: rates})
+	c2sMetrics := n.C2S().Metrics()
 	a, err := api.New(api.Options{
 		Config: s.cfg, Backend: b, Properties: n.Store(),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
@@ -125,7 +128,10 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 			}
 			return n.Store().Ping(ctx)
 		},
-		Logger: s.log,
+		Throttle:     n.C2S().Auth(),
+		SignInFailed: func() { c2sMetrics.AuthFailed(c2s.AuthViaConsole) },
+		Logger:       s.log,
+		Certificates: certificates{n},
 	})
 	if err != nil {
 		return err
@@ -134,7 +140,10 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	if err != nil {
 		return fmt.Errorf("admin: listen %s (admin.listen): %w", s.cfg.Admin.Listen, err)
 	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.cfg.Admin.MetricsToken == "" && !isLoopback(ln.Addr()) {
+		s.log.Warn("admin: /metrics is served without a token on a non-loopback address; set admin.metrics_token to require one", "addr", ln.Addr().String())
+	}
+	srv := adminLimits(s.cfg).Server(a)
 	if s.cfg.Admin.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.Admin.CertFile, s.cfg.Admin.KeyFile)
 		if err != nil {
@@ -153,6 +162,26 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	}()
 	s.log.Info("admin console listening", "addr", ln.Addr().String())
 	return nil
+}
+
+// adminLimits are what one request to the admin listener may cost: its
+// headers within 10s, its body within admin.read_timeout and at most
+// api.MaxBodyBytes (each route caps its own lower: 16 KiB to sign in,
+// 1 MiB for the rest but plugin uploads), its response read within a
+// minute, an idle connection kept two minutes.
+func adminLimits(cfg *conf.Config) httplimit.Limits {
+	return httplimit.Limits{
+		ReadHeader:   10 * time.Second,
+		ReadBody:     cfg.Admin.ReadTimeout,
+		Write:        time.Minute,
+		Idle:         2 * time.Minute,
+		MaxBodyBytes: api.MaxBodyBytes,
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // Stop closes the listener and unloads plugins.

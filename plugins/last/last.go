@@ -9,14 +9,20 @@
 // the status of the last unavailable presence, and item-not-found when the
 // user has never logged out.
 //
-// Recording logouts is the router's job (it writes storage.LastActivity
-// with the status of the last unavailable presence when a user's last
-// resource goes away); this plugin only answers.
+// Recording logouts is the router's job (it calls Save with the status of
+// the last unavailable presence when a user's last resource goes away);
+// this plugin only answers.
+//
+// Storage: the key/value store "last" (storage.Modules), one entry per
+// account under its bare JID, key "": {"at": microseconds since the Unix
+// epoch, "status": "..."}. Save and Load are the only code that knows it.
 package last
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -31,6 +37,41 @@ const ID = "xep0012.last"
 
 // NS is the last activity namespace.
 const NS = "jabber:iq:last"
+
+// Store is the key/value store last activity lives in (schema migration 2
+// moved it there and wrote the record format; keep both).
+const Store = "last"
+
+// record is the stored form.
+type record struct {
+	At     int64  `json:"at"` // microseconds since the Unix epoch
+	Status string `json:"status"`
+}
+
+// Save records that the account went offline at a time, with the status
+// of its last unavailable presence.
+func Save(ctx context.Context, st storage.Modules, owner string, at time.Time, status string) error {
+	b, err := json.Marshal(record{At: at.UnixMicro(), Status: status})
+	if err != nil {
+		return err
+	}
+	_, err = st.KeyValue(Store).Set(ctx, owner, "", b, storage.Limits{})
+	return err
+}
+
+// Load returns when the account last went offline and its status then;
+// storage.ErrNotFound when it never did.
+func Load(ctx context.Context, st storage.Modules, owner string) (time.Time, string, error) {
+	e, err := st.KeyValue(Store).Get(ctx, owner, "")
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	var r record
+	if err := json.Unmarshal(e.Value, &r); err != nil {
+		return time.Time{}, "", fmt.Errorf("last: record of %s: %w", owner, err)
+	}
+	return time.UnixMicro(r.At).UTC(), r.Status, nil
+}
 
 func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
@@ -101,7 +142,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			return answer(0, ""), nil
 		}
 	}
-	at, status, err := p.host.Store().GetLast(ctx, owner)
+	at, status, err := Load(ctx, p.host.Store(), owner)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, wire.ErrItemNotFound
 	}

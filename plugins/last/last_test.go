@@ -27,7 +27,7 @@ func TestLast(t *testing.T) {
 		}
 	}
 	sub := func(owner, contact, s string) {
-		_, _, _, _, err := st.UpdateRosterItem(ctx, owner, contact, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+		_, _, _, _, err := st.UpdateRosterItem(ctx, owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 			it.Subscription, it.InRoster = s, true
 			return it, false, nil
 		})
@@ -37,7 +37,7 @@ func TestLast(t *testing.T) {
 	}
 	sub("juliet@example.com", "romeo@example.com", storage.SubBoth)
 	sub("juliet@example.com", "nurse@example.com", storage.SubTo)
-	if err := st.SetLast(ctx, "juliet@example.com", now.Add(-903*time.Second), "Heading home"); err != nil {
+	if err := last.Save(ctx, st, "juliet@example.com", now.Add(-903*time.Second), "Heading home"); err != nil {
 		t.Fatal(err)
 	}
 

@@ -20,14 +20,15 @@
 // subscription from or both), open (anyone may retrieve; notifications
 // still go to presence subscribers only) and whitelist (the owner alone).
 //
-// Storage. Each node is one record in the account's private XML store
-// (storage.PrivateXML), under the key "#pep NODE": the node's access model
-// and its last item. '#' cannot start an XML element name, so XEP-0049
-// fragments (keyed "name namespace") never collide with these keys. This
-// reuses an existing repository instead of adding a table; a dedicated
-// pubsub table (several items per node, a node index for disco#items) is
-// the upgrade path when a fuller XEP-0060 service is wanted. PrivateXML has
-// no delete, so a deleted node is an empty record.
+// Storage. Each node is one item of the map store "pep" (storage.Modules),
+// in the account's collection "" under the node's name: the node's access
+// model and its last item. (Schema migration 2 moved them there from the
+// private XML store, where they were kept under "#pep NODE" keys.) Several
+// items per node (max_items) will be items of a collection per node with
+// storage.Limits.Max. Each account may keep at most max_nodes nodes of
+// max_bytes in all (plugins.settings["xep0163.pep"]; defaults 1000 and
+// 10 MiB, 0 for no limit); a publish, create or configure past either gets
+// not-acceptable with a text naming the limit and changes nothing.
 //
 // Who gets notifications (caps.go). The plugin watches presence at two
 // interceptor points: PointInbound sees a local user's broadcast presence
@@ -56,12 +57,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -86,6 +89,12 @@ const (
 	AccessWhitelist = "whitelist"
 )
 
+// Default quotas per account.
+const (
+	DefaultMaxNodes = 1000
+	DefaultMaxBytes = 10 << 20
+)
+
 // workTimeout bounds background work (caps queries, last-item sends).
 const workTimeout = 10 * time.Second
 
@@ -96,6 +105,7 @@ type Plugin struct {
 	host   plugins.Host
 	now    func() time.Time
 	remove func()
+	limits storage.Limits
 
 	ctx     context.Context // canceled at Stop
 	cancel  context.CancelFunc
@@ -116,7 +126,16 @@ var (
 	_ plugins.AccountIdentities = (*Plugin)(nil)
 	_ plugins.Interceptor       = (*Plugin)(nil)
 	_ plugins.AccountNodes      = (*Plugin)(nil)
+	_ plugins.Configurable      = (*Plugin)(nil)
 )
+
+// Settings documents plugins.settings["xep0163.pep"].
+func (p *Plugin) Settings() []plugins.SettingSpec {
+	return []plugins.SettingSpec{
+		{Key: "max_nodes", Type: "int", Default: strconv.Itoa(DefaultMaxNodes), Doc: "PEP nodes one account may have (0: no limit)"},
+		{Key: "max_bytes", Type: "int", Default: strconv.Itoa(DefaultMaxBytes), Doc: "bytes of PEP nodes and items one account may store, all together (0: no limit)"},
+	}
+}
 
 // New returns the plugin.
 func New() *Plugin {
@@ -172,6 +191,7 @@ var points = []plugins.Point{plugins.PointInbound, plugins.PointDeliver, plugins
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
+	p.limits = xmpputil.Limits(host.Config(), ID, "max_nodes", DefaultMaxNodes, "max_bytes", DefaultMaxBytes)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.remove = host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
@@ -483,7 +503,7 @@ func (p *Plugin) ownerIQ(ctx context.Context, owner, typ string, q *wire.Element
 	if err != nil {
 		return nil, err
 	}
-	if err := p.host.Store().SetPrivate(ctx, owner, storageKey(node), nil); err != nil {
+	if err := p.drop(ctx, owner, node); err != nil {
 		return nil, err
 	}
 	p.notify(ctx, owner, node, rec, wire.NewNS("event", NSEvent).Append(wire.New("delete", "node", node)))

@@ -34,7 +34,7 @@ func norm(in []string) []string {
 
 func subscribe(t *testing.T, h *plugintest.Host, owner, contact string, sub string) {
 	t.Helper()
-	_, _, _, _, err := h.St.UpdateRosterItem(context.Background(), owner, contact, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+	_, _, _, _, err := h.St.UpdateRosterItem(context.Background(), owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.InRoster = sub, true
 		return it, false, nil
 	})
@@ -294,4 +294,48 @@ func waitRouted(t *testing.T, h *plugintest.Host, n int) []string {
 	}
 	t.Fatalf("routed %d stanzas within 5s, want %d: %v", len(got), n, got)
 	return nil
+}
+
+// TestQuota: an account keeps at most max_nodes nodes of max_bytes in
+// all; a publish or create past either gets not-acceptable naming the
+// limit, changes nothing and notifies nobody.
+func TestQuota(t *testing.T) {
+	h := plugintest.NewHost(t)
+	h.Cfg.Plugins.Settings = map[string]map[string]any{pep.ID: {"max_nodes": 2, "max_bytes": 400}}
+	m := h.Start(t, pep.New())
+	publish := func(id, node, payload string) string {
+		return h.IQ(t, m, plugins.ToAccount, `<iq type='set' id='`+id+`' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+node+`'><item id='i'>`+payload+`</item></publish></pubsub></iq>`)
+	}
+	ok := func(id, node string) string {
+		return `<iq type="result" id="` + id + `" to="juliet@example.com/balcony"><pubsub xmlns="http://jabber.org/protocol/pubsub"><publish node="` + node + `"><item id="i"/></publish></pubsub></iq>`
+	}
+	full := `<error type="modify"><not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">PEP storage is full: at most `
+	small := `<x xmlns='urn:x'/>`
+	big := `<x xmlns='urn:x'>` + strings.Repeat("y", 400) + `</x>`
+	if got := publish("p1", "n1", small); got != ok("p1", "n1") {
+		t.Fatalf("first node: %s", got)
+	}
+	if got := publish("p2", "n2", small); got != ok("p2", "n2") {
+		t.Fatalf("second node: %s", got)
+	}
+	if got := publish("p3", "n3", small); !strings.Contains(got, full+"2 nodes per account</text>") {
+		t.Fatalf("third node: %s", got)
+	}
+	got := h.IQ(t, m, plugins.ToAccount, `<iq type='set' id='c1' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='n3'/></pubsub></iq>`)
+	if !strings.Contains(got, full+"2 nodes per account</text>") {
+		t.Fatalf("create of a third node: %s", got)
+	}
+	if got := publish("p4", "n1", big); !strings.Contains(got, full+"400 bytes per account</text>") {
+		t.Fatalf("too big an item: %s", got)
+	}
+	// Nothing of the refused writes is stored; replacing an item fits.
+	if got := h.IQ(t, m, plugins.ToAccount, `<iq type='get' id='g1' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n3'/></pubsub></iq>`); !strings.Contains(got, "item-not-found") {
+		t.Fatalf("refused node exists: %s", got)
+	}
+	if got := h.IQ(t, m, plugins.ToAccount, `<iq type='get' id='g2' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='n1'/></pubsub></iq>`); !strings.Contains(got, `<x xmlns="urn:x"/>`) {
+		t.Fatalf("refused publish replaced the item: %s", got)
+	}
+	if got := publish("p5", "n1", `<x xmlns='urn:x'>new</x>`); got != ok("p5", "n1") {
+		t.Fatalf("replacing an item: %s", got)
+	}
 }

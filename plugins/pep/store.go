@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -29,9 +30,11 @@ func (r *record) item() *wire.Element {
 	return it
 }
 
-// storageKey is the node's key in the owner's private XML store; '#'
-// cannot start an XML name, so no XEP-0049 fragment key looks like it.
-func storageKey(node string) string { return "#pep " + node }
+// Store is the map store the nodes live in (schema migration 2 moved
+// them there from the private XML store's "#pep NODE" keys; keep the
+// name). Each node is one item of the account's collection "", keyed by
+// the node's name.
+const Store = "pep"
 
 // recordLimits bounds what load parses back; writes are bounded by the
 // stanza size limit, which an operator may raise past the reader default.
@@ -39,14 +42,14 @@ var recordLimits = wire.Limits{MaxStanzaBytes: 16 << 20}
 
 // load reads a node; errNoNode when it does not exist.
 func (p *Plugin) load(ctx context.Context, owner, node string) (*record, error) {
-	data, err := p.host.Store().GetPrivate(ctx, owner, storageKey(node))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && len(data) == 0) {
+	it, err := p.host.Store().Map(Store).Get(ctx, owner, "", node)
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errNoNode
 	}
 	if err != nil {
 		return nil, err
 	}
-	el, err := wire.Parse(data, recordLimits)
+	el, err := wire.Parse(it.Value, recordLimits)
 	if err != nil || el.Name != "node" || el.NS() != nsStorage {
 		p.host.Logger().Warn("pep: unreadable node record, treating it as absent", "owner", owner, "node", node, "err", err)
 		return nil, errNoNode
@@ -63,12 +66,23 @@ func (p *Plugin) load(ctx context.Context, owner, node string) (*record, error) 
 	return rec, nil
 }
 
-// save writes a node record.
+// save writes a node record within the account's quota; past it the
+// client gets not-acceptable saying which limit.
 func (p *Plugin) save(ctx context.Context, owner, node string, rec *record) error {
 	el := wire.NewNS("node", nsStorage)
 	el.SetAttr("access", rec.access)
 	if rec.payload != nil {
 		el.Append(rec.item())
 	}
-	return p.host.Store().SetPrivate(ctx, owner, storageKey(node), el.Bytes())
+	_, err := p.host.Store().Map(Store).Set(ctx, owner, "", node, el.Bytes(), p.limits)
+	return xmpputil.QuotaError(err, "PEP storage", "nodes")
+}
+
+// drop deletes a node record.
+func (p *Plugin) drop(ctx context.Context, owner, node string) error {
+	err := p.host.Store().Map(Store).Delete(ctx, owner, "", node)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
 }

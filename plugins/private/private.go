@@ -8,11 +8,20 @@
 // is stored under it. Fragments in the jabber:client, jabber:server or
 // jabber:iq:private namespaces (or with no namespace of their own), and a
 // query with no fragment, get not-acceptable.
+//
+// Storage: the key/value store "private" (storage.Modules), one entry per
+// fragment under the account's bare JID, keyed "name namespace". Each
+// account may keep at most max_items fragments of max_bytes in all
+// (plugins.settings["xep0049.private"]; defaults 100 and 1 MiB, 0 for no
+// limit); a set past either gets not-acceptable with a text naming the
+// limit. The fragment that did not fit is not stored (those before it in
+// the same set are: each fragment is its own write).
 package private
 
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
@@ -26,15 +35,37 @@ const ID = "xep0049.private"
 // NS is the private storage namespace.
 const NS = "jabber:iq:private"
 
+// Store is the key/value store the fragments live in (schema migration 2
+// moved them there; keep the name).
+const Store = "private"
+
+// Default quotas per account.
+const (
+	DefaultMaxItems = 100
+	DefaultMaxBytes = 1 << 20
+)
+
 func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
 // Plugin stores private XML.
-type Plugin struct{ host plugins.Host }
+type Plugin struct {
+	host   plugins.Host
+	limits storage.Limits
+}
 
 var (
 	_ plugins.IQHandler     = (*Plugin)(nil)
 	_ plugins.DiscoFeatures = (*Plugin)(nil)
+	_ plugins.Configurable  = (*Plugin)(nil)
 )
+
+// Settings documents plugins.settings["xep0049.private"].
+func (p *Plugin) Settings() []plugins.SettingSpec {
+	return []plugins.SettingSpec{
+		{Key: "max_items", Type: "int", Default: strconv.Itoa(DefaultMaxItems), Doc: "fragments one account may store (0: no limit)"},
+		{Key: "max_bytes", Type: "int", Default: strconv.Itoa(DefaultMaxBytes), Doc: "bytes of fragments one account may store, all together (0: no limit)"},
+	}
+}
 
 // New returns the plugin.
 func New() *Plugin { return &Plugin{} }
@@ -50,6 +81,7 @@ var namespaces = map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAcco
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
+	p.limits = xmpputil.Limits(host.Config(), ID, "max_items", DefaultMaxItems, "max_bytes", DefaultMaxBytes)
 	return nil
 }
 
@@ -71,21 +103,21 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			return nil, wire.ErrNotAcceptable
 		}
 	}
-	st := p.host.Store()
+	st := p.host.Store().KeyValue(Store)
 	switch iq.Stanza.Type() {
 	case "set":
 		for _, c := range q.Children {
 			frag := c.Copy()
 			frag.Tail = ""
-			if err := st.SetPrivate(ctx, owner, Key(c), frag.Bytes()); err != nil {
-				return nil, err
+			if _, err := st.Set(ctx, owner, Key(c), frag.Bytes(), p.limits); err != nil {
+				return nil, xmpputil.QuotaError(err, "private XML storage", "fragments")
 			}
 		}
 		return nil, nil
 	case "get":
 		res := wire.NewNS("query", NS)
 		for _, c := range q.Children {
-			data, err := st.GetPrivate(ctx, owner, Key(c))
+			e, err := st.Get(ctx, owner, Key(c))
 			if errors.Is(err, storage.ErrNotFound) {
 				empty := wire.New(c.Name)
 				empty.Attrs = append(empty.Attrs, c.Attrs...)
@@ -95,7 +127,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			if err != nil {
 				return nil, err
 			}
-			frag, err := wire.Parse(data, wire.Limits{MaxStanzaBytes: len(data) + 1})
+			frag, err := wire.Parse(e.Value, wire.Limits{MaxStanzaBytes: len(e.Value) + 1})
 			if err != nil {
 				return nil, err
 			}

@@ -1,6 +1,8 @@
 package private_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -67,5 +69,63 @@ func TestPrivate(t *testing.T) {
 				t.Errorf("reply\n got %s\nwant %s", got, c.want)
 			}
 		})
+	}
+}
+
+// TestQuota: an account stores at most max_items fragments of max_bytes
+// in all; past either a set gets not-acceptable naming the limit and the
+// fragment is not stored.
+func TestQuota(t *testing.T) {
+	h := plugintest.NewHost(t)
+	h.Cfg.Plugins.Settings = map[string]map[string]any{private.ID: {"max_items": 2, "max_bytes": 200}}
+	m := h.Start(t, private.New())
+	set := func(id, frag string) string {
+		return h.IQ(t, m, plugins.ToServer, `<iq type='set' id='`+id+`' from='juliet@example.com/b'><query xmlns='jabber:iq:private'>`+frag+`</query></iq>`)
+	}
+	full := func(id, frag, text string) string {
+		return `<iq id="` + id + `" to="juliet@example.com/b" type="error"><query xmlns="jabber:iq:private">` + frag +
+			`</query><error type="modify"><not-acceptable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">` + text + `</text></error></iq>`
+	}
+	ok := func(id string) string { return `<iq type="result" id="` + id + `" to="juliet@example.com/b"/>` }
+	big := `<a xmlns="urn:a">` + strings.Repeat("x", 200) + `</a>` // replaces a
+	cases := []struct{ name, id, frag, want string }{
+		{"first", "q1", `<a xmlns="urn:a"/>`, ok("q1")},
+		{"second", "q2", `<b xmlns="urn:b"/>`, ok("q2")},
+		{"third is one item too many", "q3", `<c xmlns="urn:c"/>`, full("q3", `<c xmlns="urn:c"/>`, "private XML storage is full: at most 2 fragments per account")},
+		{"replacing one fits", "q4", `<b xmlns="urn:b">new</b>`, ok("q4")},
+		{"too many bytes", "q5", big, full("q5", big, "private XML storage is full: at most 200 bytes per account")},
+		{"another account has its own quota", "q6", `<c xmlns="urn:c"/>`, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.want == "" {
+				got := h.IQ(t, m, plugins.ToServer, `<iq type='set' id='q6' from='romeo@example.com/a'><query xmlns='jabber:iq:private'>`+c.frag+`</query></iq>`)
+				if want := `<iq type="result" id="q6" to="romeo@example.com/a"/>`; got != want {
+					t.Fatalf("got  %s\nwant %s", got, want)
+				}
+				return
+			}
+			if got := set(c.id, c.frag); got != c.want {
+				t.Fatalf("got  %s\nwant %s", got, c.want)
+			}
+		})
+	}
+	got := h.IQ(t, m, plugins.ToServer, `<iq type='get' id='g' from='juliet@example.com/b'><query xmlns='jabber:iq:private'><c xmlns='urn:c'/><b xmlns='urn:b'/></query></iq>`)
+	if want := `<iq type="result" id="g" to="juliet@example.com/b"><query xmlns="jabber:iq:private"><c xmlns="urn:c"/><b xmlns="urn:b">new</b></query></iq>`; got != want {
+		t.Fatalf("after the refused sets:\n got  %s\nwant %s", got, want)
+	}
+}
+
+// TestDefaultQuota: without settings an account may keep DefaultMaxItems
+// fragments.
+func TestDefaultQuota(t *testing.T) {
+	h := plugintest.NewHost(t)
+	m := h.Start(t, private.New())
+	for i := range private.DefaultMaxItems + 1 {
+		got := h.IQ(t, m, plugins.ToServer, fmt.Sprintf(`<iq type='set' id='d%d' from='juliet@example.com/b'><query xmlns='jabber:iq:private'><f%d xmlns='urn:f'/></query></iq>`, i, i))
+		refused := strings.Contains(got, "not-acceptable")
+		if refused != (i == private.DefaultMaxItems) {
+			t.Fatalf("fragment %d: %s", i+1, got)
+		}
 	}
 }

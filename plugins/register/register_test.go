@@ -14,7 +14,7 @@ const form = `<query xmlns="jabber:iq:register"><instructions>` + register.Instr
 
 func preAuth(t *testing.T, m *plugins.Manager, in string) string {
 	t.Helper()
-	reply, ok := m.HandlePreAuthIQ(context.Background(), plugintest.Parse(t, in))
+	reply, ok := m.HandlePreAuthIQ(context.Background(), plugintest.Parse(t, in), "192.0.2.1")
 	if !ok {
 		return ""
 	}
@@ -133,5 +133,37 @@ func TestAuthenticated(t *testing.T) {
 	}
 	if n := h.UserManager().Kicked("juliet@example.com"); n != 1 {
 		t.Errorf("kicked %d times; want 1", n)
+	}
+}
+
+// TestRegistrationLimitPerAddress: past c2s.registration_limit attempts
+// from one address, a registration gets resource-constraint with a text;
+// another address is not affected.
+func TestRegistrationLimitPerAddress(t *testing.T) {
+	h := plugintest.NewHost(t)
+	m := h.Start(t, register.New())
+	h.Cfg.C2S.AllowRegistration = true
+	h.Cfg.C2S.RegistrationLimit = 2
+	set := func(user, addr string) string {
+		t.Helper()
+		reply, _ := m.HandlePreAuthIQ(context.Background(), plugintest.Parse(t,
+			`<iq type='set' id='r'><query xmlns='jabber:iq:register'><username>`+user+`</username><password>pw</password></query></iq>`), addr)
+		return reply.String()
+	}
+	for _, u := range []string{"u1", "u2"} {
+		if got := set(u, "192.0.2.7"); got != `<iq type="result" id="r"/>` {
+			t.Fatalf("%s: %s", u, got)
+		}
+	}
+	got := set("u3", "192.0.2.7")
+	want := `<iq id="r" type="error"><query xmlns="jabber:iq:register"><username>u3</username><password>pw</password></query><error type="wait"><resource-constraint xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">Too many registrations from your address (at most 2 per hour); try again in 60 minutes.</text></error></iq>`
+	if got != want {
+		t.Errorf("third from one address\n got %s\nwant %s", got, want)
+	}
+	if _, ok := h.UserManager().Password("u3"); ok {
+		t.Error("u3 was created past the limit")
+	}
+	if got := set("u4", "192.0.2.8"); got != `<iq type="result" id="r"/>` {
+		t.Errorf("another address: %s", got)
 	}
 }

@@ -9,6 +9,9 @@
 //
 // A set stores the vCard and is allowed only on the sender's own account;
 // a set on anyone else's gets forbidden.
+//
+// Storage: the key/value store "vcard" (storage.Modules), one entry per
+// account under its bare JID, key "".
 package vcard
 
 import (
@@ -27,6 +30,10 @@ const ID = "xep0054.vcard"
 
 // NS is the vcard-temp namespace.
 const NS = "vcard-temp"
+
+// Store is the key/value store the vCards live in (schema migration 2
+// moved them there; keep the name).
+const Store = "vcard"
 
 func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
@@ -77,7 +84,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		}
 		v := payload.Copy()
 		v.Tail = ""
-		if err := p.host.Store().SetVCard(ctx, self, v.Bytes()); err != nil {
+		if _, err := p.host.Store().KeyValue(Store).Set(ctx, self, "", v.Bytes(), storage.Limits{}); err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -96,14 +103,14 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			}
 			owner = j.Bare().String()
 		}
-		data, err := p.host.Store().GetVCard(ctx, owner)
+		e, err := p.host.Store().KeyValue(Store).Get(ctx, owner, "")
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, wire.ErrItemNotFound
 		}
 		if err != nil {
 			return nil, err
 		}
-		v, err := wire.Parse(data, wire.Limits{MaxStanzaBytes: len(data) + 1})
+		v, err := wire.Parse(e.Value, wire.Limits{MaxStanzaBytes: len(e.Value) + 1})
 		if err != nil {
 			return nil, err
 		}

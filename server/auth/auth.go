@@ -1,12 +1,14 @@
 // Package auth is SASL for client streams (SCRAM-SHA-256, SCRAM-SHA-1 and
 // PLAIN), credential creation and checking, throttling of failed attempts
-// per address, and the UserManager plugins use.
+// per address and per account (throttle.go), and the UserManager plugins
+// use.
 //
 // Credentials are stored as salt, iteration count, StoredKey and ServerKey
 // (RFC 5802), never the password or the salted password. An unknown user
 // and a wrong password are indistinguishable to the client: same failure,
-// same exchange shape (a deterministic fake salt), and for PLAIN the same
-// PBKDF2 work.
+// same exchange shape (a fake salt that is the same on every node and
+// after restarts, see FakeSaltKey, with the configured iteration count),
+// and for PLAIN the same PBKDF2 work.
 package auth
 
 import (
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
+	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 )
 
@@ -67,6 +70,18 @@ type Options struct {
 	// Zero disables throttling.
 	FailureDelay    time.Duration
 	MaxFailureDelay time.Duration
+	// AccountFailures is how many failures an account may have before
+	// attempts on it are spaced out, from FailureDelay doubling up to
+	// MaxAccountDelay (default 30s); -1 disables the per-account limit.
+	// See throttle.go.
+	AccountFailures int
+	MaxAccountDelay time.Duration
+	// Registerer, when set, receives the throttle's metrics.
+	Registerer prometheus.Registerer
+	// FakeSaltKey keys the fake salts of unknown users (see FakeSaltKey).
+	// Nil makes a random one, which differs between nodes and restarts:
+	// for tests only.
+	FakeSaltKey []byte
 	// Clock defaults to the real one.
 	Clock  Clock
 	Logger *slog.Logger
@@ -80,8 +95,10 @@ type Authenticator struct {
 	iterations int
 	clock      Clock
 	log        *slog.Logger
-	secret     [32]byte // keys the fake salts of unknown users
-	throttle   *throttle
+	secret     []byte    // keys the fake salts of unknown users
+	throttle   *throttle // by client address
+	accounts   *throttle // by account; nil when off
+	metrics    *throttleMetrics
 }
 
 // New returns an Authenticator.
@@ -98,15 +115,26 @@ func New(o Options) *Authenticator {
 	if o.MaxFailureDelay <= 0 {
 		o.MaxFailureDelay = 5 * time.Second
 	}
+	if o.MaxAccountDelay <= 0 {
+		o.MaxAccountDelay = 30 * time.Second
+	}
 	a := &Authenticator{
 		store:      o.Store,
 		domain:     o.Domain,
 		iterations: o.Iterations,
 		clock:      o.Clock,
 		log:        o.Logger,
-		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay),
+		throttle:   newThrottle(o.FailureDelay, o.MaxFailureDelay, 0),
+		metrics:    newThrottleMetrics(o.Registerer),
 	}
-	_, _ = rand.Read(a.secret[:])
+	if o.AccountFailures >= 0 {
+		a.accounts = newThrottle(o.FailureDelay, o.MaxAccountDelay, o.AccountFailures)
+	}
+	a.secret = o.FakeSaltKey
+	if len(a.secret) == 0 {
+		a.secret = make([]byte, 32)
+		_, _ = rand.Read(a.secret)
+	}
 	return a
 }
 
@@ -134,22 +162,72 @@ type Exchange interface {
 // invalid-mechanism for an unknown mechanism, or encryption-required for
 // PLAIN on a plain stream.
 func (a *Authenticator) Start(mech string, secure bool) (Exchange, error) {
+	return a.StartFrom(mech, secure, "")
+}
+
+// StartFrom is Start for a client at addr: the exchange waits its turn on
+// an account that has failed too often, taking turns with other
+// addresses (see throttle.go).
+func (a *Authenticator) StartFrom(mech string, secure bool, addr string) (Exchange, error) {
 	switch mech {
 	case MechSCRAMSHA256, MechSCRAMSHA1:
-		return newSCRAMExchange(a, mech), nil
+		x := newSCRAMExchange(a, mech)
+		x.addr = addr
+		return x, nil
 	case MechPLAIN:
 		if !secure {
 			return nil, fail(CondEncryptionRequired, nil)
 		}
-		return &plainExchange{a: a}, nil
+		return &plainExchange{a: a, addr: addr}, nil
 	}
 	return nil, fail(CondInvalidMechanism, nil)
 }
 
 // Wait blocks until addr may try again, when earlier failures from it
-// put it on hold. Call it before running an exchange.
+// put it on hold: attempts from one address wait their turn, one per
+// delay. Call it before running an exchange.
 func (a *Authenticator) Wait(ctx context.Context, addr string) error {
-	return a.clock.Sleep(ctx, a.throttle.wait(addr, a.clock.Now()))
+	return a.waitTurn(ctx, a.throttle, "address", addr, "")
+}
+
+// waitAccount blocks until an attempt on user from addr may go ahead.
+func (a *Authenticator) waitAccount(ctx context.Context, user, addr string) error {
+	if a.accounts == nil {
+		return nil
+	}
+	if addr == "" {
+		addr = "unknown"
+	}
+	return a.waitTurn(ctx, a.accounts, "account", user, addr)
+}
+
+func (a *Authenticator) waitTurn(ctx context.Context, t *throttle, gate, key, addr string) error {
+	for {
+		d, again := t.reserve(key, addr, a.clock.Now())
+		if d > 0 {
+			if err := a.metrics.wait(gate, d.Seconds(), func() error { return a.clock.Sleep(ctx, d) }); err != nil {
+				return err
+			}
+		}
+		if !again {
+			return nil
+		}
+	}
+}
+
+// accountFailed records a wrong password (or unknown user) for user.
+func (a *Authenticator) accountFailed(user string) {
+	if a.accounts != nil {
+		a.accounts.fail(user, a.clock.Now())
+		a.metrics.failed("account")
+	}
+}
+
+// accountSucceeded clears user's failures.
+func (a *Authenticator) accountSucceeded(user string) {
+	if a.accounts != nil {
+		a.accounts.reset(user)
+	}
 }
 
 // Failed records a failure from addr and sleeps the resulting delay
@@ -157,6 +235,7 @@ func (a *Authenticator) Wait(ctx context.Context, addr string) error {
 // failure only then. It returns the delay.
 func (a *Authenticator) Failed(ctx context.Context, addr string) time.Duration {
 	d := a.throttle.fail(addr, a.clock.Now())
+	a.metrics.failed("address")
 	_ = a.clock.Sleep(ctx, d)
 	return d
 }
@@ -202,7 +281,7 @@ func (a *Authenticator) authzidMatches(authzid, user string) bool {
 // same across attempts (so probing the salt reveals nothing) but can never
 // verify: StoredKey is random-looking and nobody knows a preimage.
 func (a *Authenticator) fakeCredential(sha1 bool, user string) storage.SCRAM {
-	m := hmac.New(sha256.New, a.secret[:])
+	m := hmac.New(sha256.New, a.secret)
 	if sha1 {
 		m.Write([]byte("sha1\x00"))
 	} else {

@@ -14,6 +14,7 @@ import (
 // It is only started on encrypted streams.
 type plainExchange struct {
 	a        *Authenticator
+	addr     string // the client's address, for the account throttle
 	username string
 	done     bool
 }
@@ -42,13 +43,18 @@ func (x *plainExchange) Step(ctx context.Context, in []byte) ([]byte, bool, erro
 	if authzid != "" && !x.a.authzidMatches(authzid, user) {
 		return nil, false, fail(CondInvalidAuthzid, nil)
 	}
+	if err := x.a.waitAccount(ctx, user, x.addr); err != nil {
+		return nil, false, fail(CondTemporaryAuthFailure, err)
+	}
 	ok, err := x.a.checkUserPassword(ctx, user, password, nerr == nil)
 	if err != nil {
 		return nil, false, fail(CondTemporaryAuthFailure, err)
 	}
 	if !ok {
+		x.a.accountFailed(user)
 		return nil, false, fail(CondNotAuthorized, errors.New("plain: wrong password or unknown user"))
 	}
+	x.a.accountSucceeded(user)
 	x.username = user
 	return nil, true, nil
 }

@@ -23,6 +23,7 @@ type scramExchange struct {
 	a    *Authenticator
 	h    func() hash.Hash
 	sha1 bool
+	addr string // the client's address, for the account throttle
 
 	step int
 
@@ -119,6 +120,11 @@ func (x *scramExchange) first(ctx context.Context, msg string) ([]byte, error) {
 		return nil, fail(CondInvalidAuthzid, fmt.Errorf("scram: authzid %q for %q", authzid, user))
 	}
 	x.username = user
+	// The turn on an account that failed too often is taken here, before
+	// the salt goes out: the proof that follows is the guess.
+	if werr := x.a.waitAccount(ctx, user, x.addr); werr != nil {
+		return nil, fail(CondTemporaryAuthFailure, werr)
+	}
 	if err == nil {
 		u, lerr := x.a.store.GetUser(ctx, user)
 		switch {
@@ -182,8 +188,10 @@ func (x *scramExchange) final(msg string) ([]byte, error) {
 	sum.Write(clientKey)
 	ok := hmac.Equal(sum.Sum(nil), x.cred.StoredKey)
 	if !ok || !x.known {
+		x.a.accountFailed(x.username)
 		return nil, fail(CondNotAuthorized, errors.New("scram: wrong password or unknown user"))
 	}
+	x.a.accountSucceeded(x.username)
 	serverSig := hmacSum(x.h, x.cred.ServerKey, authMessage)
 	return []byte("v=" + base64.StdEncoding.EncodeToString(serverSig)), nil
 }

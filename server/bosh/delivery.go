@@ -91,6 +91,10 @@ func (s *Session) reply(body []byte, rid int64) reply {
 func (s *Session) takeOutLocked() []payload {
 	out := s.out
 	s.out, s.outBytes = nil, 0
+	if s.outTaken != nil { // wake SendWait
+		close(s.outTaken)
+		s.outTaken = nil
+	}
 	return out
 }
 
@@ -245,9 +249,8 @@ wait:
 	for _, rid := range rids {
 		add(s.sent[rid].payloads)
 	}
-	add(s.out)
+	add(s.takeOutLocked())
 	s.sent = nil
-	s.out, s.outBytes = nil, 0
 	return els
 }
 

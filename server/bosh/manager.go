@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -170,6 +171,13 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 			m.writeBody(w, terminateBody(CondPolicyViolation))
 			return
 		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// The listener's body deadline passed (server/httplimit).
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request body not received in time", http.StatusRequestTimeout)
+			return
+		}
 		http.Error(w, "bad request: incomplete body", http.StatusBadRequest)
 		return
 	}
@@ -280,7 +288,7 @@ func (m *Manager) handle(ctx context.Context, raw []byte, meta Meta) reply {
 		m.failNamed(raw, CondPolicyViolation)
 		return reply{body: terminateBody(CondPolicyViolation)}
 	}
-	body, err := wire.Parse(raw, wire.Limits{MaxStanzaBytes: m.opts.MaxBodyBytes})
+	body, err := wire.ParseNS(raw, wire.Limits{MaxStanzaBytes: m.opts.MaxBodyBytes})
 	if err != nil {
 		cond := CondBadRequest
 		if errors.Is(err, wire.ErrStanzaTooLarge) || errors.Is(err, wire.ErrTooDeep) {
@@ -530,7 +538,7 @@ func (m *Manager) handleForward(ctx context.Context, from string, payload []byte
 	if err := json.Unmarshal(payload, &msg); err != nil {
 		return nil, fmt.Errorf("bosh: bad forwarded request from %s: %w", from, err)
 	}
-	body, err := wire.Parse(msg.Body, wire.Limits{MaxStanzaBytes: m.opts.MaxBodyBytes})
+	body, err := wire.ParseNS(msg.Body, wire.Limits{MaxStanzaBytes: m.opts.MaxBodyBytes})
 	if err == nil {
 		if sid := body.Attr("sid"); sid != "" {
 			m.mu.Lock()

@@ -73,6 +73,9 @@ type Session struct {
 	// have it (delivery.go); settled is signalled when an entry settles.
 	sent    map[int64]*sentResp
 	settled chan struct{}
+	// outTaken is closed (and cleared) when out is emptied: SendWait
+	// waits on it for the client to fetch what is queued.
+	outTaken chan struct{}
 
 	streamID string // the c2s core's stream id (authid)
 	key      string // XEP-0124 §15: the key the next request must hash to
@@ -209,6 +212,41 @@ func (s *Session) Send(el *wire.Element) bool {
 	s.outBytes += len(p)
 	s.scheduleFlushLocked()
 	return true
+}
+
+// SendWait is Send for a writer that can wait, as a socket write waits
+// for the peer to read: when el would take what waits for the client past
+// MaxPendingBytes it waits until the client fetched it (its next request)
+// instead of ending the session as a slow consumer. It returns false when
+// the session ends or ctx is done first. A client that stops fetching
+// altogether ends by the inactivity timeout, which returns false here.
+func (s *Session) SendWait(ctx context.Context, el *wire.Element) bool {
+	p := payloadBytes(el)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return false
+		}
+		if s.outBytes == 0 || s.outBytes+len(p) <= s.m.opts.MaxPendingBytes {
+			s.out = append(s.out, payload{el: el, b: p})
+			s.outBytes += len(p)
+			s.scheduleFlushLocked()
+			s.mu.Unlock()
+			return true
+		}
+		if s.outTaken == nil {
+			s.outTaken = make(chan struct{})
+		}
+		taken := s.outTaken
+		s.mu.Unlock()
+		select {
+		case <-taken:
+		case <-s.done:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // SetActivityHook installs fn, called on every request of the session.

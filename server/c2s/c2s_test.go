@@ -32,19 +32,9 @@ func TestTwoUsersExchangeMessage(t *testing.T) {
 
 	// The metrics counted the message and the close.
 	servertest.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		mfs, err := n.Gatherer().Gather()
+		got, err := metricValues(n)
 		if err != nil {
 			return err
-		}
-		got := map[string]float64{}
-		for _, mf := range mfs {
-			for _, m := range mf.GetMetric() {
-				key := mf.GetName()
-				for _, l := range m.GetLabel() {
-					key += "/" + l.GetValue()
-				}
-				got[key] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			}
 		}
 		if got["aviary_c2s_stanzas_in_total/message"] < 1 || got["aviary_c2s_stanzas_out_total/message"] < 1 ||
 			got["aviary_c2s_closes_total/client_closed"] < 1 || got["aviary_c2s_sessions"] != 1 {

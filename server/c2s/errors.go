@@ -41,6 +41,10 @@ const (
 	// ReasonRedirected: the node sent the client elsewhere (see-other-host)
 	// or refused the stream through its Admission (draining, overloaded).
 	ReasonRedirected
+	// ReasonTooManyUnauthenticated: the client's address already has
+	// c2s.max_unauthenticated_per_address streams that have not
+	// authenticated.
+	ReasonTooManyUnauthenticated
 )
 
 var reasonNames = [...]string{
@@ -59,6 +63,8 @@ var reasonNames = [...]string{
 	ReasonResumeTimeout:   "resume_timeout",
 	ReasonTooManySessions: "too_many_sessions",
 	ReasonRedirected:      "redirected",
+
+	ReasonTooManyUnauthenticated: "too_many_unauthenticated",
 }
 
 func (r CloseReason) String() string {

@@ -39,13 +39,18 @@ type recordConn struct {
 	hdr  int
 	hdrb [5]byte
 	body int
+	// leadingSpace drops white space before the first record: a client
+	// may end the plaintext stream with white space after <starttls/>
+	// (go-xmpp writes a newline) that arrives after the server read the
+	// element. A TLS record never starts with white space.
+	leadingSpace bool
 }
 
 func (c *recordConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.buf == nil {
+	for c.buf == nil {
 		c.buf = recordBufPool.Get().(*[]byte)
 		n, err := c.Conn.Read(*c.buf)
 		if n <= 0 {
@@ -53,12 +58,30 @@ func (c *recordConn) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		c.r, c.w = 0, n
+		if c.leadingSpace {
+			c.skipSpace()
+		}
 	}
 	n := c.take(p)
 	if c.r == c.w {
 		c.release()
 	}
 	return n, nil
+}
+
+// skipSpace drops leading white space from the buffer (releasing it when
+// nothing else is there) until the first byte of a record.
+func (c *recordConn) skipSpace() {
+	for c.r < c.w {
+		switch (*c.buf)[c.r] {
+		case ' ', '\t', '\r', '\n':
+			c.r++
+		default:
+			c.leadingSpace = false
+			return
+		}
+	}
+	c.release()
 }
 
 // take copies buffered bytes to p, up to the end of the current record.

@@ -22,6 +22,7 @@ import (
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m) // stops the shared PostgreSQL some tests start
 }
 
 func runMemClients(addr string, n int) error {

@@ -10,8 +10,16 @@ type Metrics struct {
 	stanzasIn   *prometheus.CounterVec
 	stanzasOut  *prometheus.CounterVec
 	closes      *prometheus.CounterVec
-	authFailure prometheus.Counter
+	authFailure *prometheus.CounterVec
 }
+
+// Values of the "via" label of aviary_c2s_auth_failures_total: a failed
+// XMPP login (any transport) or a failed admin console sign-in, which
+// checks the same password.
+const (
+	AuthViaXMPP    = "xmpp"
+	AuthViaConsole = "console"
+)
 
 // NewMetrics creates the c2s metrics and registers them on reg (when not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -31,9 +39,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aviary_c2s_closes_total", Help: "Client sessions closed, by reason.",
 		}, []string{"reason"}),
-		authFailure: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "aviary_c2s_auth_failures_total", Help: "Failed SASL authentications.",
-		}),
+		authFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aviary_c2s_auth_failures_total", Help: "Failed authentications with an account's password: SASL (via=xmpp) and admin console sign-ins (via=console).",
+		}, []string{"via"}),
+	}
+	for _, via := range []string{AuthViaXMPP, AuthViaConsole} {
+		m.authFailure.WithLabelValues(via) // present at zero from the start
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.sessions, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure} {
@@ -69,8 +80,12 @@ func (m *Metrics) out(kind string, n int) {
 	}
 }
 
-func (m *Metrics) authFailed() {
+func (m *Metrics) authFailed() { m.AuthFailed(AuthViaXMPP) }
+
+// AuthFailed counts a failed authentication (via AuthViaXMPP or
+// AuthViaConsole).
+func (m *Metrics) AuthFailed(via string) {
 	if m != nil {
-		m.authFailure.Inc()
+		m.authFailure.WithLabelValues(via).Inc()
 	}
 }

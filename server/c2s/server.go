@@ -51,6 +51,7 @@ type Server struct {
 	d         Deps
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
+	preAuth   preAuthTable              // see preauth.go
 
 	mu        sync.Mutex
 	streams   map[*Session]struct{} // every stream being served (see RedirectUnbound)
@@ -77,6 +78,14 @@ func (srv *Server) cfg() *conf.Config { return srv.d.Config }
 
 func (srv *Server) maxPending() int { return srv.d.MaxPendingBytes }
 
+// Auth is the authenticator of every client session. The admin console
+// signs in through its throttle too, so guesses over either count together.
+func (srv *Server) Auth() *auth.Authenticator { return srv.d.Auth }
+
+// Metrics are the client metrics (nil when none are kept); the admin
+// console counts its failed sign-ins in them.
+func (srv *Server) Metrics() *Metrics { return srv.d.Metrics }
+
 // TLSConfig is the certificate configuration connectors use for direct TLS.
 func (srv *Server) TLSConfig() *tls.Config { return srv.d.TLS }
 
@@ -90,7 +99,14 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.active.Add(1)
 	defer srv.active.Add(-1)
 	srv.d.Metrics.open()
+	c := srv.cfg().C2S
+	release, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
+	defer release()
+	if l, can := t.(stanzaLimiter); can {
+		l.SetMaxStanzaBytes(min(c.PreAuthMaxStanzaBytes, c.MaxStanzaBytes))
+	}
 	s := srv.newSession(ctx, t)
+	s.preAuthRelease, s.preAuthOver = release, !ok
 	first := s
 	srv.mu.Lock()
 	srv.streams[first] = struct{}{}

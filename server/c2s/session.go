@@ -62,6 +62,12 @@ type Session struct {
 	// is enabled; the resumable table's key.
 	smID string
 
+	// preAuthRelease uncounts the transport's stream from its address's
+	// unauthenticated streams (preauth.go); preAuthOver is true when the
+	// address had too many already. Reader only.
+	preAuthRelease func()
+	preAuthOver    bool
+
 	parent context.Context // the Serve context of the current transport
 	ctx    context.Context // cancelled when the session closes
 	cancel context.CancelFunc
@@ -131,6 +137,11 @@ type Session struct {
 	// flushes them in order (csi.go).
 	inactive bool
 	held     int
+
+	// backlogReady are the router's callbacks waiting for room for more
+	// backlog (offline messages, subscription requests), guarded by mu;
+	// see Backlog.
+	backlogReady []func()
 }
 
 var _ router.Session = (*Session)(nil)
@@ -190,6 +201,58 @@ func (s *Session) Send(el *wire.Element) bool {
 	}
 	s.signalLocked()
 	return true
+}
+
+// Backlog tells the router how many bytes of backlog (the offline queue,
+// subscription requests waiting since the last login) it may hand over
+// now (router.Paced). Backlog fills at most a quarter of the pending-bytes
+// cap, and only once the client has taken what came before, down to an
+// eighth (what the writer took counts as taken; with stream management,
+// what the client acknowledged): a client gets its backlog as fast as it
+// reads it, live stanzas keep most of the cap, and a large backlog never
+// closes the session as a slow consumer. With nothing to give now it keeps
+// ready (when not nil) and calls it once, with no lock held, when there is
+// room again; a session that closes drops it, and a detached one keeps it
+// for a resumption.
+func (s *Session) Backlog(ready func()) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.backlogRoomLocked(); n > 0 && !s.closing {
+		return n
+	}
+	// Kept while closing too: a session whose transport broke is closing
+	// until its reader detaches it for a resumption, and the callback must
+	// survive that; a session that does end drops it with itself.
+	if ready != nil {
+		s.backlogReady = append(s.backlogReady, ready)
+	}
+	return 0
+}
+
+// backlogRoomLocked is what Backlog may hand over now.
+func (s *Session) backlogRoomLocked() int {
+	used, limit := s.pending+s.unackedBytes, s.srv.maxPending()
+	if s.detached || used > limit/8 {
+		return 0
+	}
+	return limit/4 - used
+}
+
+// backlogReadyLocked returns the callbacks to run (after unlocking) when
+// there is room for backlog again.
+func (s *Session) backlogReadyLocked() []func() {
+	if len(s.backlogReady) == 0 || s.closing || s.backlogRoomLocked() == 0 {
+		return nil
+	}
+	fns := s.backlogReady
+	s.backlogReady = nil
+	return fns
+}
+
+func runAll(fns []func()) {
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // Close ends the session with a stream error condition (router.Session).
@@ -317,7 +380,9 @@ func (s *Session) writeLoop(t Transport) {
 			s.rOutstanding = true
 			batch = append(batch, outItem{kind: itemElement, el: wire.NewNS("r", wire.NSSM)})
 		}
+		ready := s.backlogReadyLocked()
 		s.mu.Unlock()
+		runAll(ready)
 
 		err := s.writeBatch(t, batch, &els)
 		pause := false

@@ -47,7 +47,9 @@ func (s *Session) handleSM(el *wire.Element) bool {
 		s.mu.Lock()
 		ok := s.ackLocked(uint32(h))
 		sent := s.outH
+		ready := s.backlogReadyLocked()
 		s.mu.Unlock()
+		runAll(ready)
 		if !ok {
 			s.closeWith(ReasonProtocol, "undefined-condition", "handled count "+strconv.FormatUint(h, 10)+" is more than the "+strconv.FormatUint(uint64(sent), 10)+" stanzas sent")
 			return true

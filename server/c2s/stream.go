@@ -238,15 +238,13 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 	}
 	s.enqueueItem(outItem{kind: itemHeader, hdr: &h})
 	s.headerCount++
-	if hdr.Name == "stream:stream" {
-		if hdr.Attr("xmlns:stream") != wire.NSStream {
-			s.streamError("invalid-namespace", "")
-			return false
-		}
-		if ns := hdr.Attr("xmlns"); ns != wire.NSClient {
-			s.streamError("invalid-namespace", "")
-			return false
-		}
+	// The reader has checked that a TCP header is <stream/> in the streams
+	// namespace, whatever its prefix; its content namespace must be
+	// jabber:client (§4.9.3.10). WebSocket's <open/> has no content
+	// namespace, and BOSH's header is made by the connector.
+	if hdr.LocalName() == "stream" && hdr.Attr("xmlns") != wire.NSClient {
+		s.streamError("invalid-namespace", "the content namespace of a client stream is jabber:client")
+		return false
 	}
 	to := hdr.Attr("to")
 	if to == "" {
@@ -259,6 +257,10 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 	}
 	if v := hdr.Attr("version"); v == "" || !strings.HasPrefix(v, "1.") {
 		s.streamError("unsupported-version", "")
+		return false
+	}
+	if s.headerCount == 1 && s.preAuthOver {
+		s.closeWith(ReasonTooManyUnauthenticated, "policy-violation", "too many unauthenticated connections from your address")
 		return false
 	}
 	if s.headerCount == 1 {
@@ -393,7 +395,7 @@ func (s *Session) preAuthIQ(el *wire.Element) bool {
 		return false
 	}
 	if s.srv.d.Plugins != nil && (s.t.Secure() || !s.requireTLS()) {
-		if reply, ok := s.srv.d.Plugins.HandlePreAuthIQ(s.ctx, el); ok {
+		if reply, ok := s.srv.d.Plugins.HandlePreAuthIQ(s.ctx, el, s.t.RemoteAddr()); ok {
 			s.enqueue(reply)
 			return false
 		}
@@ -446,7 +448,7 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
 		return true
 	}
-	x, err := a.Start(mechanism, s.t.Secure())
+	x, err := a.StartFrom(mechanism, s.t.Secure(), s.t.RemoteAddr())
 	if err != nil {
 		return s.saslFail(err)
 	}
@@ -513,6 +515,12 @@ func (s *Session) saslStep(data []byte) bool {
 // markAuthenticated records a successful SASL exchange (either profile):
 // the auth timer gives way to the idle timer.
 func (s *Session) markAuthenticated() {
+	if s.preAuthRelease != nil {
+		s.preAuthRelease()
+	}
+	if l, ok := s.t.(stanzaLimiter); ok {
+		l.SetMaxStanzaBytes(s.srv.cfg().C2S.MaxStanzaBytes)
+	}
 	s.mu.Lock()
 	s.authed = true
 	if !s.closing {

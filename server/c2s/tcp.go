@@ -130,6 +130,13 @@ func (t *TCPTransport) socketIsAll() bool {
 	return t.rec != nil && t.tlsDrained && t.rec.drained()
 }
 
+// SetMaxStanzaBytes bounds the elements read from now on (see
+// stanzaLimiter), also on the reader made after STARTTLS.
+func (t *TCPTransport) SetMaxStanzaBytes(n int) {
+	t.lim.MaxStanzaBytes = n
+	t.rd.SetMaxStanzaBytes(n)
+}
+
 // Restart implements Transport.
 func (t *TCPTransport) Restart() { t.rd.Restart() }
 
@@ -144,10 +151,14 @@ func (t *TCPTransport) StartTLS(ctx context.Context, cfg *tls.Config) error {
 	if cfg == nil {
 		return ErrNoTLS
 	}
-	if t.rd.Buffered() > 0 {
+	// White space may follow <starttls/> (go-xmpp sends a newline): it
+	// lies between elements. Any other byte is data the client sent
+	// before the handshake (RFC 6120 §5.4.3.3). White space that arrives
+	// after this read is dropped by recordConn.
+	if t.rd.SkipSpace() > 0 {
 		return ErrBufferedBeforeTLS
 	}
-	rec := &recordConn{Conn: t.raw}
+	rec := &recordConn{Conn: t.raw, leadingSpace: true}
 	tc := tls.Server(rec, cfg)
 	if err := handshake(ctx, tc); err != nil {
 		return err

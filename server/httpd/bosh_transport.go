@@ -77,6 +77,9 @@ func (t *BOSHTransport) ReadElement() (*wire.Element, error) {
 		if err != nil {
 			return nil, t.mapErr(err)
 		}
+		if wire.UndeclaresNamespace(el) {
+			return nil, wire.ErrInvalidNamespace // as on a TCP stream
+		}
 		return el, nil
 	}
 }
@@ -116,10 +119,14 @@ func (t *BOSHTransport) OpenStream(h c2s.StreamHeader) error {
 	return nil
 }
 
-// Write queues elements for the client's requests.
+// Write queues elements for the client's requests. Like a socket write it
+// waits while the client has not fetched what is queued (bosh.SendWait),
+// so a slow client holds the c2s writer back, and the c2s session's own
+// limit and pacing (offline messages handed over as the client reads)
+// apply to BOSH as to TCP.
 func (t *BOSHTransport) Write(els []*wire.Element) error {
 	for _, el := range els {
-		if !t.s.Send(el) {
+		if !t.s.SendWait(t.ctx, el) {
 			return bosh.ErrClosed
 		}
 	}

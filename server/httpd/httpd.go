@@ -1,8 +1,10 @@
 // Package httpd is the node's HTTP listener for web clients: BOSH at
 // /http-bind (server/bosh), WebSocket at /xmpp-websocket
-// (server/websocket), and XEP-0156 discovery at /.well-known/host-meta and
-// /.well-known/host-meta.json. Sessions of both connectors are run by the
-// c2s core (c2s.Server.Serve) through the transports in this package, so
+// (server/websocket), XEP-0156 discovery at /.well-known/host-meta and
+// /.well-known/host-meta.json, and ACME HTTP-01 challenges at
+// /.well-known/acme-challenge/ (server/certs, from the shared store, so
+// any node answers for the one ordering). Sessions of both connectors are
+// run by the c2s core (c2s.Server.Serve) through the transports in this package, so
 // they are the same kind of session as TCP clients.
 //
 // A node starts it as a service:
@@ -27,14 +29,16 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/certs"
+	"github.com/aviary-im/aviary/server/httplimit"
 	"github.com/aviary-im/aviary/server/websocket"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Paths the server serves.
@@ -73,6 +77,9 @@ type Deps struct {
 	// when http.tls_listen is on.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// ACMEChallenges answers ACME HTTP-01 challenges at
+	// /.well-known/acme-challenge/ (server/certs); nil leaves it out.
+	ACMEChallenges http.Handler
 }
 
 // Server is the HTTP listener of one node.
@@ -126,6 +133,9 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 	s.mux.HandleFunc(PathWebSocket, s.serveWS)
 	s.mux.HandleFunc(PathHostMeta, s.serveHostMeta)
 	s.mux.HandleFunc(PathHostMetaJSON, s.serveHostMetaJSON)
+	if d.ACMEChallenges != nil {
+		s.mux.Handle(certs.PathHTTP01, d.ACMEChallenges)
+	}
 	return s, nil
 }
 
@@ -157,13 +167,9 @@ func (s *Server) Start(ctx context.Context) error {
 			s.Stop(ctx)
 			return fmt.Errorf("httpd: listening on %s: %w", l.addr, err)
 		}
-		hs := &http.Server{
-			Handler:           s.mux,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-			BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		}
+		hs := s.limits().Server(s.mux)
+		hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+		hs.BaseContext = func(net.Listener) context.Context { return s.ctx }
 		if l.tls {
 			tc := s.d.TLS.Clone()
 			tc.NextProtos = []string{"http/1.1"} // WebSocket needs HTTP/1.1
@@ -183,6 +189,27 @@ func (s *Server) Start(ctx context.Context) error {
 		s.log.Info("listening", "listener", l.name, "addr", ln.Addr().String())
 	}
 	return nil
+}
+
+// limits are what one request may cost (http.read_header_timeout,
+// http.read_body_timeout, http.write_timeout, http.idle_timeout). Bodies
+// are capped one byte above BOSH's own limit (c2s.max_stanza_bytes), so
+// that BOSH still sees an oversized body and ends its session with
+// policy-violation, while no route reads more. Held BOSH requests and
+// WebSockets are not cut: see package httplimit.
+func (s *Server) limits() httplimit.Limits {
+	h := s.cfg.HTTP
+	maxBody := s.cfg.C2S.MaxStanzaBytes
+	if maxBody <= 0 {
+		maxBody = wire.DefaultMaxStanzaBytes
+	}
+	return httplimit.Limits{
+		ReadHeader:   h.ReadHeaderTimeout,
+		ReadBody:     h.ReadBodyTimeout,
+		Write:        h.WriteTimeout,
+		Idle:         h.IdleTimeout,
+		MaxBodyBytes: int64(maxBody) + 1,
+	}
 }
 
 // Stop closes the listeners and ends every BOSH and WebSocket session.
@@ -411,7 +438,7 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if conf.Off(cfg.HTTP.Listen) && conf.Off(cfg.HTTP.TLSListen) {
 		return nil
 	}
-	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger()})
+	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler()})
 	if err != nil {
 		return err
 	}

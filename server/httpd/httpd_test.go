@@ -94,9 +94,9 @@ func (b *boshClient) postRaw(attrs, payload string) *wire.Element {
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	el, err := wire.Parse(data, wire.Limits{})
+	el, err := wire.Parse(data, wire.Limits{MaxStanzaBytes: 16 << 20})
 	if err != nil {
-		b.t.Fatalf("response %q: %v", data, err)
+		b.t.Fatalf("response %.200q: %v", data, err)
 	}
 	b.inbox = append(b.inbox, el.Children...)
 	return el
@@ -170,6 +170,7 @@ func dialWS(t testing.TB, base string) *wsClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
+	c.SetReadLimit(16 << 20)
 	return &wsClient{t: t, c: c}
 }
 
@@ -190,9 +191,9 @@ func (w *wsClient) next() *wire.Element {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	el, err := wire.Parse(data, wire.Limits{})
+	el, err := wire.Parse(data, wire.Limits{MaxStanzaBytes: 16 << 20})
 	if err != nil {
-		w.t.Fatalf("message %q is not one element: %v", data, err)
+		w.t.Fatalf("message %.200q is not one element: %v", data, err)
 	}
 	return el
 }

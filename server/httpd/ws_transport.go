@@ -26,6 +26,9 @@ func (t *WSTransport) ReadHeader() (*wire.Element, error) { return t.c.ReadOpen(
 // ReadElement returns the next element; <close/> is wire.ErrStreamEnd.
 func (t *WSTransport) ReadElement() (*wire.Element, error) { return t.c.ReadElement() }
 
+// SetMaxStanzaBytes bounds the messages read from now on.
+func (t *WSTransport) SetMaxStanzaBytes(n int) { t.c.SetMaxStanzaBytes(n) }
+
 // Restart has nothing to do: the client's next message is a new <open/>.
 func (t *WSTransport) Restart() {}
 

@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -67,20 +66,9 @@ func TestXMPPJSResumesInline(t *testing.T) {
 	defer cancel()
 	js := startXMPPJS(t, ctx, n, "xmppjs_resume.mjs", "alice", "alice-secret")
 	defer js.cmd.Wait()
-	var seen []string
 	await := func(prefix string) string {
 		t.Helper()
-		for l := range js.lines {
-			seen = append(seen, l)
-			if strings.HasPrefix(l, prefix) {
-				return l
-			}
-			if strings.HasPrefix(l, "FAIL") {
-				break
-			}
-		}
-		t.Fatalf("xmpp.js never printed %q:\n%s", prefix, strings.Join(seen, "\n"))
-		return ""
+		return js.await(t, prefix)
 	}
 	jid := strings.TrimPrefix(await("online "), "online ")
 	bob.Send("<message to='%s' type='chat'><body>one</body></message>", jid)
@@ -91,22 +79,15 @@ func TestXMPPJSResumesInline(t *testing.T) {
 	// xmpp.js reports the resumption after it handled <success/>, and may
 	// handle the re-sent message first: the order of these two is its own.
 	for _, want := range []string{"resumed", "got two"} {
-		if !slices.Contains(seen, want) {
-			t.Errorf("xmpp.js did not print %q:\n%s", want, strings.Join(seen, "\n"))
+		if !slices.Contains(js.seen, want) {
+			t.Errorf("xmpp.js did not print %q:\n%s", want, strings.Join(js.seen, "\n"))
 		}
 	}
 }
 
-// xmppJS is an @xmpp/client script running against a node, with its
-// standard output line by line.
-type xmppJS struct {
-	cmd   *exec.Cmd
-	lines chan string
-}
-
 // startXMPPJS runs testdata/script (node) with args after the node's
 // xmpp:// address and domain; the test needs node and @xmpp/client.
-func startXMPPJS(t *testing.T, ctx context.Context, n *server.Node, script string, args ...string) *xmppJS {
+func startXMPPJS(t *testing.T, ctx context.Context, n *server.Node, script string, args ...string) *peerProcess {
 	t.Helper()
 	jsDir, _ := filepath.Abs("../httpd/testdata/js")
 	_, errMod := os.Stat(filepath.Join(jsDir, "node_modules", "@xmpp", "client"))
@@ -117,21 +98,5 @@ func startXMPPJS(t *testing.T, ctx context.Context, n *server.Node, script strin
 	cmd := exec.CommandContext(ctx, "node", argv...)
 	// The node's certificate is self-signed.
 	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir, "NODE_TLS_REJECT_UNAUTHORIZED=0")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	js := &xmppJS{cmd: cmd, lines: make(chan string, 16)}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			js.lines <- sc.Text()
-		}
-		close(js.lines)
-	}()
-	return js
+	return startPeer(t, cmd)
 }

@@ -17,9 +17,10 @@
 //	presence.go      broadcast, probes, directed presence, outbound and inbound subscriptions
 //	subscription.go  the Appendix A state machine and its storage transaction
 //	roster.go        jabber:iq:roster get/set/remove, XEP-0237 versions, pushes
-//	offline.go       XEP-0160 storage and hand-over with XEP-0203 stamps; fallbacks for gone sessions
+//	offline.go       XEP-0160 storage (quota in messages and bytes) with XEP-0203 stamps; fallbacks for gone sessions
+//	backlog.go       the offline queue and waiting subscription requests handed to a session as its client reads (Paced)
 //	carbons.go       XEP-0280 sent/received copies
-//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing
+//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //
@@ -76,6 +77,17 @@
 //     bare JID); a presence type RFC 6121 does not define is refused with
 //     bad-request from a client and dropped from elsewhere, never taken
 //     for available presence.
+//   - The offline queue is handed to a Paced session a portion at a time
+//     (backlog.go); live messages to the user go straight to the session
+//     meanwhile, so one may arrive before older offline ones (those carry
+//     their XEP-0203 stamp). A message stored while the user has several
+//     available resources of the best priority (a race with a login) goes
+//     to one of them, whichever session's pump takes it.
+//   - Limits RFC 6121 leaves to the server: c2s.roster_max_items rows
+//     (not-allowed to the user, resource-constraint to a contact asking),
+//     c2s.roster_max_item_bytes per item (not-acceptable, §2.3.3),
+//     c2s.roster_max_pending waiting requests (resource-constraint); a full
+//     offline queue is service-unavailable with a text, as in Prosody.
 //   - Carbons: chat messages and normal messages with a body, unless they
 //     carry <private xmlns='urn:xmpp:carbons:2'/> or <no-copy
 //     xmlns='urn:xmpp:hints'/>.
@@ -88,7 +100,11 @@
 // wherever it goes (a local session, another node, s2s); an error there
 // drops the copy without a bounce. PointDeliver runs before a stanza is
 // queued on a local session, PointOffline before a message is stored,
-// PointRemoteInbound on what s2s hands in. A probe delivered to a resource
+// PointRemoteInbound on what s2s hands in, PointUserMessage once per
+// message for a local account at the top of routeMessage (on the node that
+// routes it; what arrives over a node link goes straight to deliverLocal,
+// and a fallback to offline storage passes PointOffline only, so it runs
+// exactly once per message and account cluster-wide). A probe delivered to a resource
 // is answered by the router and passes no PointDeliver; its answer passes
 // PointInbound.
 //

@@ -13,7 +13,7 @@ import (
 // subscribeBoth writes a mutual subscription into owner's roster directly.
 func subscribeBoth(t *testing.T, n *server.Node, owner, contact string) {
 	t.Helper()
-	_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), owner, contact, func(it storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	_, _, _, _, err := n.Store().UpdateRosterItem(context.Background(), owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.InRoster = storage.SubBoth, true
 		return it, false, nil
 	})

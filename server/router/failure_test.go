@@ -35,18 +35,18 @@ func (f *flakyStore) GetRoster(ctx context.Context, owner string) ([]storage.Ros
 	return f.Store.GetRoster(ctx, owner)
 }
 
-func (f *flakyStore) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (storage.RosterItem, bool, bool, int64, error) {
+func (f *flakyStore) UpdateRosterItem(ctx context.Context, owner, contact string, q storage.RosterQuota, fn storage.RosterUpdate) (storage.RosterItem, bool, bool, int64, error) {
 	if err := f.check(ctx); err != nil {
 		return storage.RosterItem{}, false, false, 0, err
 	}
-	return f.Store.UpdateRosterItem(ctx, owner, contact, fn)
+	return f.Store.UpdateRosterItem(ctx, owner, contact, q, fn)
 }
 
-func (f *flakyStore) StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error {
+func (f *flakyStore) StoreOffline(ctx context.Context, owner string, stanza []byte, q storage.OfflineQuota) error {
 	if err := f.check(ctx); err != nil {
 		return err
 	}
-	return f.Store.StoreOffline(ctx, owner, stanza, limit)
+	return f.Store.StoreOffline(ctx, owner, stanza, q)
 }
 
 func (f *flakyStore) Subscribers(ctx context.Context, owner string) ([]string, error) {

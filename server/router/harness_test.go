@@ -231,7 +231,7 @@ func (e *env) item(owner, contact string) (storage.RosterItem, bool) {
 
 func (e *env) setItem(owner, contact string, st subState, inRoster bool) {
 	e.t.Helper()
-	_, _, _, _, err := e.store.UpdateRosterItem(context.Background(), owner, contact, func(it storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	_, _, _, _, err := e.store.UpdateRosterItem(context.Background(), owner, contact, storage.RosterQuota{}, func(it storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		it.Subscription, it.PendingOut, it.PendingIn, it.InRoster = st.Sub, st.PendingOut, st.PendingIn, inRoster
 		return it, false, nil
 	})

@@ -21,6 +21,20 @@ type Session interface {
 	Close(condition, text string)
 }
 
+// Paced is implemented by sessions that bound what they queue for their
+// client (c2s.Session, over TCP, BOSH and WebSocket alike). The router
+// hands such a session its backlog (the offline queue, subscription
+// requests waiting since the last login) a portion at a time, as the
+// client reads, instead of all at once (backlog.go). A Session that is
+// not Paced gets its backlog in one go.
+type Paced interface {
+	// Backlog returns how many bytes of backlog the session can take now.
+	// When it can take none it keeps ready (unless nil) and calls it once
+	// when it can, with no lock held; ready must not block. A session that
+	// ends never calls it.
+	Backlog(ready func()) int
+}
+
 // Federation sends stanzas to other domains; s2s implements it. Failures
 // are reported back as error stanzas routed to the sender, not as errors.
 type Federation interface {

@@ -2,7 +2,7 @@ package router
 
 import (
 	"context"
-	"math"
+	"errors"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -11,11 +11,14 @@ import (
 )
 
 // storeOffline keeps a message for a user with no available resource
-// (XEP-0160). No such account, or a full queue → service-unavailable; a
-// storage failure → internal-server-error or resource-constraint (see
-// stanzaErrorFor). After the commit it re-checks the routing table: a
-// resource that became available while we stored would otherwise have
-// taken the queue just before this message landed in it.
+// (XEP-0160). No such account → service-unavailable; a queue past
+// c2s.offline_limit messages or c2s.offline_max_bytes → service-unavailable
+// with a text saying so (as Prosody answers when its offline store refuses
+// a message; ejabberd says resource-constraint); a storage failure →
+// internal-server-error or resource-constraint (see stanzaErrorFor).
+// After the commit it re-checks the routing table: a resource that became
+// available while we stored would otherwise have taken the queue just
+// before this message landed in it.
 func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 	if !worthStoring(el) {
 		r.m.dropped.Inc()
@@ -32,9 +35,13 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 	if !r.intercept(ctx, plugins.PointOffline, el, "", false) {
 		return
 	}
-	if err := r.storeOfflineRaw(ctx, a.bare, el, r.cfg.C2S.OfflineLimit); err != nil {
+	if err := r.storeOfflineRaw(ctx, a.bare, el, r.offlineQuota()); err != nil {
 		r.log.Debug("router: offline storage refused a message", "to", a.bare, "err", err)
-		r.bounce(ctx, el, stanzaErrorFor(err))
+		se := stanzaErrorFor(err)
+		if errors.Is(err, storage.ErrQuotaExceeded) {
+			se = se.WithText("the recipient's offline message storage is full")
+		}
+		r.bounce(ctx, el, se)
 		return
 	}
 	r.m.offline.Inc()
@@ -66,17 +73,23 @@ func worthStoring(el *wire.Element) bool {
 	return hasBody || !chatState
 }
 
-func (r *Router) storeOfflineRaw(ctx context.Context, bare string, el *wire.Element, limit int) error {
-	if limit <= 0 {
-		limit = math.MaxInt32
-	}
-	dctx, cancel := r.dbCtx(ctx)
-	defer cancel()
-	return r.store.StoreOffline(dctx, bare, el.Bytes(), limit)
+// offlineQuota is one user's offline queue quota (c2s.offline_limit,
+// c2s.offline_max_bytes).
+func (r *Router) offlineQuota() storage.OfflineQuota {
+	return storage.OfflineQuota{Messages: r.cfg.C2S.OfflineLimit, Bytes: int64(r.cfg.C2S.OfflineMaxBytes)}
 }
 
-// flushOffline hands a user's offline queue to the available resources
-// with the highest non-negative priority, if there are any now.
+func (r *Router) storeOfflineRaw(ctx context.Context, bare string, el *wire.Element, q storage.OfflineQuota) error {
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	return r.store.StoreOffline(dctx, bare, el.Bytes(), q)
+}
+
+// flushOffline has the user's offline queue handed to the available
+// resources with the highest non-negative priority, if there are any now:
+// each one's pump takes what its session can take (backlog.go), so with
+// several such resources each message goes to one of them. A resource on
+// another node is asked to do it by its node.
 func (r *Router) flushOffline(ctx context.Context, bare string) {
 	routes, err := r.routes(ctx, bare)
 	if err != nil {
@@ -91,47 +104,41 @@ func (r *Router) flushOffline(ctx context.Context, bare string) {
 	if best < 0 {
 		return
 	}
-	msgs := r.takeOffline(ctx, bare)
-	for i, el := range msgs {
-		ok := false
-		for j := range routes {
-			if routes[j].Available && routes[j].Priority == best && r.deliver(ctx, &routes[j], el) {
-				ok = true
-			}
+	for i := range routes {
+		rt := &routes[i]
+		if !rt.Available || rt.Priority != best {
+			continue
 		}
-		if !ok {
-			r.restoreOffline(ctx, bare, msgs[i:])
-			return
+		if r.isLocal(rt) {
+			r.kickBacklog(ctx, rt.JID)
+		} else {
+			r.kickRemoteBacklog(ctx, *rt, bare)
 		}
 	}
 }
 
-// deliverOffline hands the user's offline queue to a session that just
-// sent initial presence with a non-negative priority, each message stamped
-// with XEP-0203 <delay/>. If the session goes away meanwhile, what it did
-// not take goes back to storage.
-func (r *Router) deliverOffline(ctx context.Context, full, bare string) {
-	r.deliverTaken(ctx, full, bare, r.takeOffline(ctx, bare))
-}
-
-// rosterOfflineLoader is a store that reads the roster and takes the
-// offline queue in one call (one round trip), as initial presence needs.
+// rosterOfflineLoader is a store that reads the roster and takes the first
+// portion of the offline queue (up to maxBytes, as TakeOfflineUpTo) in one
+// call (one round trip), as initial presence needs.
 type rosterOfflineLoader interface {
-	GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error)
+	GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
 }
 
-// deliverTaken hands messages taken from the queue to the session; what it
-// does not take goes back to storage.
-func (r *Router) deliverTaken(ctx context.Context, full, bare string, msgs []*wire.Element) {
+// deliverTaken hands messages taken from the queue to the session, each
+// stamped with XEP-0203 <delay/>; what it does not take goes back to
+// storage, and then it reports false.
+func (r *Router) deliverTaken(ctx context.Context, full, bare string, msgs []*wire.Element) bool {
 	for i, el := range msgs {
 		if !r.deliverLocal(ctx, full, el) {
 			r.restoreOffline(ctx, bare, msgs[i:])
-			return
+			return false
 		}
 	}
+	return true
 }
 
-// takeOffline takes the queue in one batch and stamps each message.
+// takeOffline takes the whole queue in one batch and stamps each message
+// (for a node that cannot pace it, see kickRemoteBacklog).
 func (r *Router) takeOffline(ctx context.Context, bare string) []*wire.Element {
 	if r.store == nil {
 		return nil
@@ -170,7 +177,7 @@ func (r *Router) stampOffline(bare string, stored []storage.OfflineMessage) []*w
 // does not apply to messages the user already had.
 func (r *Router) restoreOffline(ctx context.Context, bare string, msgs []*wire.Element) {
 	for _, el := range msgs {
-		if err := r.storeOfflineRaw(ctx, bare, el, 0); err != nil {
+		if err := r.storeOfflineRaw(ctx, bare, el, storage.OfflineQuota{}); err != nil {
 			r.log.Error("router: could not put an offline message back", "jid", bare, "err", err)
 		}
 	}

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"github.com/aviary-im/aviary/plugins/last"
 	"strconv"
 	"strings"
 	"time"
@@ -82,21 +83,23 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 		r.broadcast(ctx, s.bare, el, nil)
 		if oldPriority < 0 && rt.Priority >= 0 {
 			// Now eligible for messages to the bare JID (XEP-0160).
-			r.deliverOffline(ctx, from, s.bare)
+			r.kickBacklog(ctx, from)
 		}
 		return
 	}
 
-	// With a non-negative priority the offline queue is delivered below;
-	// a store that can takes it with the roster read (one round trip).
+	// With a non-negative priority the offline queue is handed over below;
+	// a store that can takes its first portion (what the session can take
+	// now, usually all of it) with the roster read: one round trip.
 	var offline []*wire.Element
-	took := false
+	took, more := false, false
 	dctx, cancel := r.dbCtx(ctx)
 	var items []storage.RosterItem
 	var err error
-	if l, ok := r.store.(rosterOfflineLoader); ok && rt.Priority >= 0 {
+	budget := backlogBudget(s.s, nil)
+	if l, ok := r.store.(rosterOfflineLoader); ok && rt.Priority >= 0 && budget != 0 {
 		var stored []storage.OfflineMessage
-		items, _, stored, err = l.GetRosterTakeOffline(dctx, s.bare)
+		items, _, stored, more, err = l.GetRosterTakeOffline(dctx, s.bare, max(budget, 0))
 		if err == nil {
 			offline, took = r.stampOffline(s.bare, stored), true
 		}
@@ -121,18 +124,22 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 			r.presenceOut(ctx, probe)
 		}
 	}
+	// RFC 6121 §3.1.3: a request that waited is delivered when the contact
+	// next becomes available; the pump replays them as the client reads.
+	var subs []*wire.Element
 	for _, it := range items {
 		if it.PendingIn {
-			// RFC 6121 §3.1.3: a request that waited is delivered when the
-			// contact next becomes available.
-			req := wire.New("presence", "type", "subscribe", "from", it.Contact, "to", s.bare)
-			r.deliverLocal(ctx, from, req)
+			subs = append(subs, wire.New("presence", "type", "subscribe", "from", it.Contact, "to", s.bare))
 		}
 	}
-	if took {
-		r.deliverTaken(ctx, from, s.bare, offline)
-	} else if rt.Priority >= 0 {
-		r.deliverOffline(ctx, from, s.bare)
+	if len(subs) > 0 {
+		r.mu.Lock()
+		s.subs = subs
+		r.mu.Unlock()
+	}
+	delivered := !took || r.deliverTaken(ctx, from, s.bare, offline)
+	if delivered && (more || len(subs) > 0 || (!took && rt.Priority >= 0)) {
+		r.kickBacklog(ctx, from)
 	}
 	if rt.Priority >= 0 && r.clustered() {
 		r.recheckOffline(ctx, s.bare)
@@ -413,7 +420,7 @@ func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
 	}
 	un := wire.New("presence", "type", "unavailable", "from", a.bare, "to", el.From())
 	dctx, cancel := r.dbCtx(ctx)
-	at, status, err := r.store.GetLast(dctx, a.bare)
+	at, status, err := last.Load(dctx, r.store, a.bare)
 	cancel()
 	if err == nil {
 		if status != "" {
@@ -512,7 +519,7 @@ func (r *Router) outboundSubscription(ctx context.Context, from string, el *wire
 	typ := el.Type()
 	res, err := r.updateSubscription(ctx, user, contact, outbound, typ)
 	if err != nil {
-		r.bounce(ctx, el, stanzaErrorFor(err))
+		r.bounce(ctx, el, r.rosterErrorFor(err, true))
 		return
 	}
 	if res.push {
@@ -554,7 +561,7 @@ func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a ad
 	if err != nil {
 		r.log.Warn("router: inbound subscription failed", "to", a.bare, "from", sender, "type", typ, "err", err)
 		if typ == "subscribe" {
-			r.bounce(ctx, el, stanzaErrorFor(err))
+			r.bounce(ctx, el, r.rosterErrorFor(err, false))
 		}
 		return
 	}
@@ -613,7 +620,7 @@ func (r *Router) setLast(ctx context.Context, bare, status string) {
 	}
 	dctx, cancel := r.dbCtx(ctx)
 	defer cancel()
-	if err := r.store.SetLast(dctx, bare, r.now(), status); err != nil {
+	if err := last.Save(dctx, r.store, bare, r.now(), status); err != nil {
 		r.log.Warn("router: recording last activity failed", "jid", bare, "err", err)
 	}
 }

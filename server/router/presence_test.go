@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aviary-im/aviary/plugins/last"
 	"sort"
 	"strings"
 	"sync"
@@ -178,7 +179,7 @@ func TestUnavailableOnDisconnect(t *testing.T) {
 	wantSigs(t, "federation", fed.take(), want+"tybalt@remote.net")
 
 	// Another resource is still online: no last activity yet.
-	if _, _, err := e.store.GetLast(context.Background(), "juliet@example.com"); err == nil {
+	if _, _, err := last.Load(context.Background(), e.store, "juliet@example.com"); err == nil {
 		t.Fatal("last activity recorded while a resource is online")
 	}
 	e.send(j2, `<presence type='unavailable'><status>bye</status></presence>`)
@@ -186,7 +187,7 @@ func TestUnavailableOnDisconnect(t *testing.T) {
 	e.r.Unbind(context.Background(), j2, nil)
 	// Already unavailable: no second broadcast.
 	wantSigs(t, "romeo", ss["romeo"].take())
-	at, status, err := e.store.GetLast(context.Background(), "juliet@example.com")
+	at, status, err := last.Load(context.Background(), e.store, "juliet@example.com")
 	if err != nil || !at.Equal(e.now) || status != "bye" {
 		t.Fatalf("last activity %v %q %v, want %v bye", at, status, err, e.now)
 	}

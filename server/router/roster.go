@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 
@@ -92,6 +93,39 @@ func (r *Router) rosterGet(ctx context.Context, el, q *wire.Element, fa addr) {
 	r.rosterReply(ctx, el, query)
 }
 
+// rosterQuota is one user's roster quota (c2s.roster_max_items,
+// c2s.roster_max_pending, c2s.roster_max_item_bytes).
+func (r *Router) rosterQuota() storage.RosterQuota {
+	return storage.RosterQuota{
+		Items:     r.cfg.C2S.RosterMaxItems,
+		PendingIn: r.cfg.C2S.RosterMaxPending,
+		ItemBytes: r.cfg.C2S.RosterMaxItemBytes,
+	}
+}
+
+// rosterErrorFor maps an error of a roster write to the stanza error for
+// the user who asked (own: a roster set, or the user's own subscription
+// stanza) or for a contact whose subscription request would have changed
+// the roster. RFC 6121 leaves the limits to the server: a full roster is
+// not-allowed for the user (remove contacts first) and resource-constraint
+// for a contact (the user may answer requests and make room); an item too
+// large is not-acceptable (§2.3.3). Each says which limit, so the user
+// knows what to do.
+func (r *Router) rosterErrorFor(err error, own bool) *wire.StanzaError {
+	q := r.rosterQuota()
+	switch {
+	case errors.Is(err, storage.ErrRosterItemTooLarge):
+		return wire.ErrNotAcceptable.WithText(fmt.Sprintf("a roster item (JID, name and groups) may take at most %d bytes", q.ItemBytes))
+	case errors.Is(err, storage.ErrRosterFull) && own:
+		return wire.ErrNotAllowed.WithText(fmt.Sprintf("the roster is full: at most %d contacts, counting unanswered subscription requests", q.Items))
+	case errors.Is(err, storage.ErrRosterFull):
+		return wire.ErrResourceConstraint.WithText("the contact's roster is full")
+	case errors.Is(err, storage.ErrTooManyPending):
+		return wire.ErrResourceConstraint.WithText(fmt.Sprintf("the contact has %d subscription requests waiting for an answer", q.PendingIn))
+	}
+	return stanzaErrorFor(err)
+}
+
 // rosterItemElement renders an item for a result or a push.
 func rosterItemElement(it storage.RosterItem, removed bool) *wire.Element {
 	item := wire.New("item", "jid", it.Contact)
@@ -170,14 +204,14 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 		return n, false, nil
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	stored, _, changed, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, fn)
+	stored, _, changed, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, r.rosterQuota(), fn)
 	cancel()
 	if errors.Is(err, errUnchanged) {
 		r.rosterReply(ctx, el, nil)
 		return
 	}
 	if err != nil {
-		r.rosterError(ctx, el, stanzaErrorFor(err))
+		r.rosterError(ctx, el, r.rosterErrorFor(err, true))
 		return
 	}
 	if changed {
@@ -204,7 +238,7 @@ func (r *Router) rosterRemove(ctx context.Context, el *wire.Element, fa addr, co
 		return it, true, nil
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	_, _, _, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, fn)
+	_, _, _, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, r.rosterQuota(), fn)
 	cancel()
 	if err != nil {
 		r.rosterError(ctx, el, stanzaErrorFor(err))

@@ -27,6 +27,13 @@ type session struct {
 	carbons    bool
 	directed   map[string]struct{} // JIDs that got directed presence (RFC 6121 §4.6)
 	status     string              // <status/> of the last unavailable presence, for last activity
+
+	// The backlog hand-over (backlog.go): pumping while a pump runs or
+	// waits for room, again when something may have been stored since it
+	// last looked, subs the subscription requests it has still to replay.
+	pumping bool
+	again   bool
+	subs    []*wire.Element
 }
 
 // routeLocked returns the route this session publishes.

@@ -138,7 +138,7 @@ func (r *Router) updateSubscription(ctx context.Context, owner, contact string, 
 	}
 	dctx, cancel := r.dbCtx(ctx)
 	defer cancel()
-	item, removed, changed, ver, err := r.store.UpdateRosterItem(dctx, owner, contact, fn)
+	item, removed, changed, ver, err := r.store.UpdateRosterItem(dctx, owner, contact, r.rosterQuota(), fn)
 	if errors.Is(err, errUnchanged) {
 		res.changed, res.push = false, false
 		return res, nil

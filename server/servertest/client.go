@@ -29,6 +29,9 @@ type Client struct {
 	StreamHeader *wire.Element
 	// JID is the bound full JID.
 	JID string
+	// NewlineAfterElements makes the SASL helpers write a newline after
+	// each element, as the go-xmpp library does.
+	NewlineAfterElements bool
 
 	rd  *wire.Reader
 	ids int
@@ -211,6 +214,14 @@ func (c *Client) StartTLS() *wire.Element {
 	c.T.Helper()
 	c.SendRaw("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
 	c.ExpectName("proceed")
+	c.StartTLSAfterProceed()
+	return c.Open()
+}
+
+// StartTLSAfterProceed runs the TLS handshake once the test has sent
+// <starttls/> and read <proceed/> itself; it sends no stream header.
+func (c *Client) StartTLSAfterProceed() {
+	c.T.Helper()
 	tc := tls.Client(c.Conn, &tls.Config{InsecureSkipVerify: true, ServerName: c.Domain})
 	_ = tc.SetDeadline(time.Now().Add(c.Timeout))
 	if err := tc.Handshake(); err != nil {
@@ -219,7 +230,23 @@ func (c *Client) StartTLS() *wire.Element {
 	_ = tc.SetDeadline(time.Time{})
 	c.Conn = tc
 	c.rd = wire.NewReader(tc, wire.Limits{MaxStanzaBytes: 16 << 20})
+}
+
+// Restart reopens the stream after a SASL success the test read itself.
+func (c *Client) Restart() *wire.Element {
+	c.T.Helper()
+	c.rd.Restart()
 	return c.Open()
+}
+
+// sendSASL writes a SASL element, with a newline after it when
+// NewlineAfterElements is set.
+func (c *Client) sendSASL(format string, args ...any) {
+	c.T.Helper()
+	if c.NewlineAfterElements {
+		format += "\n"
+	}
+	c.Send(format, args...)
 }
 
 // Mechanisms lists the SASL mechanisms in the current features.
@@ -250,7 +277,7 @@ func (e *StanzaError) Error() string { return "stanza error: " + e.Condition }
 func (c *Client) AuthPLAIN(user, password string) error {
 	c.T.Helper()
 	data := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
-	c.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>", data)
+	c.sendSASL("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>", data)
 	return c.saslResult(nil)
 }
 
@@ -269,7 +296,7 @@ func (c *Client) AuthSCRAM(mech, user, password string) error {
 	if err != nil {
 		c.T.Fatalf("servertest: sasl: %v", err)
 	}
-	c.Send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, base64.StdEncoding.EncodeToString(resp))
+	c.sendSASL("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, base64.StdEncoding.EncodeToString(resp))
 	return c.saslResult(neg)
 }
 
@@ -290,7 +317,7 @@ func (c *Client) saslResult(neg *sasl.Negotiator) error {
 			if err != nil {
 				c.T.Fatalf("servertest: sasl step: %v", err)
 			}
-			c.Send("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>", base64.StdEncoding.EncodeToString(resp))
+			c.sendSASL("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>", base64.StdEncoding.EncodeToString(resp))
 		case "success":
 			if neg != nil {
 				in, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))

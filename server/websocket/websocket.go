@@ -169,6 +169,9 @@ type Conn struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	baseURL string // for see-other-uri: scheme://%s/path
+	// maxStanza, when set below opts.MaxStanzaBytes, bounds messages
+	// instead (SetMaxStanzaBytes); read and written by the reader only.
+	maxStanza int
 
 	mu       sync.Mutex
 	activity func()
@@ -206,7 +209,7 @@ func (c *Conn) readMessage() ([]byte, error) {
 	if typ != ws.MessageText {
 		return nil, wire.ErrBadFormat // RFC 7395 §3.3.3: text frames only
 	}
-	max := c.opts.MaxStanzaBytes
+	max := c.maxStanzaBytes()
 	data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
 	if err != nil {
 		return nil, err
@@ -223,7 +226,19 @@ func (c *Conn) readElement() (*wire.Element, error) {
 	if err != nil {
 		return nil, err
 	}
-	return wire.Parse(data, wire.Limits{MaxStanzaBytes: c.opts.MaxStanzaBytes})
+	return wire.ParseNS(data, wire.Limits{MaxStanzaBytes: c.maxStanzaBytes()})
+}
+
+// SetMaxStanzaBytes lowers (or restores) the bound on the messages read
+// from now on, at most Options.MaxStanzaBytes: the c2s core holds an
+// unauthenticated stream to a smaller one. Only the reader calls it.
+func (c *Conn) SetMaxStanzaBytes(n int) { c.maxStanza = n }
+
+func (c *Conn) maxStanzaBytes() int {
+	if c.maxStanza > 0 && c.maxStanza < c.opts.MaxStanzaBytes {
+		return c.maxStanza
+	}
+	return c.opts.MaxStanzaBytes
 }
 
 func isFraming(el *wire.Element, name string) bool {
@@ -264,6 +279,8 @@ func (c *Conn) ReadElement() (*wire.Element, error) {
 		return nil, wire.ErrStreamEnd
 	case isFraming(el, "open"):
 		return nil, ErrUnexpectedOpen
+	case wire.UndeclaresNamespace(el):
+		return nil, wire.ErrInvalidNamespace
 	}
 	if el.IsStanza() && el.NS() == wire.NSClient {
 		el.RemoveAttr("xmlns")

@@ -87,11 +87,11 @@ func ops(s storage.Store) map[string]func(context.Context) error {
 	return map[string]func(context.Context) error{
 		"GetUser": func(c context.Context) error { _, err := s.GetUser(c, "alice"); return err },
 		"StoreOffline": func(c context.Context) error {
-			return s.StoreOffline(c, "alice@example.com", []byte("<message/>"), 100)
+			return s.StoreOffline(c, "alice@example.com", []byte("<message/>"), storage.OfflineQuota{Messages: 100})
 		},
 		"TakeOffline": func(c context.Context) error { _, err := s.TakeOffline(c, "bob@example.com"); return err },
 		"UpdateRosterItem": func(c context.Context) error {
-			_, _, _, _, err := s.UpdateRosterItem(c, "alice@example.com", "carol@example.com",
+			_, _, _, _, err := s.UpdateRosterItem(c, "alice@example.com", "carol@example.com", storage.RosterQuota{},
 				func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 					it.Name = "Carol"
 					return it, false, nil
@@ -136,7 +136,7 @@ func seed(t *testing.T, s storage.Store) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		if err := s.StoreOffline(ctx, "bob@example.com", []byte(fmt.Sprintf("<message id='%d'/>", i)), 0); err != nil {
+		if err := s.StoreOffline(ctx, "bob@example.com", []byte(fmt.Sprintf("<message id='%d'/>", i)), storage.OfflineQuota{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"time"
 
@@ -13,23 +14,32 @@ import (
 
 var errQuota = errors.New("postgres: quota")
 
-// StoreOffline commits the message before returning. With limit > 0 the
-// owner's advisory lock, the count and the conditional insert run as one
-// implicit transaction in one round trip (one pipelined batch), so two
-// nodes storing for the same user at once never pass the quota; past it
-// the call returns storage.ErrQuotaExceeded.
-func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, limit int) error {
+// StoreOffline commits the message before returning. With a quota the
+// owner's advisory lock, the count, the size and the conditional insert
+// run as one implicit transaction in one round trip (one pipelined
+// batch), so two nodes storing for the same user at once never pass the
+// quota; past it the call returns storage.ErrQuotaExceeded.
+func (s *Store) StoreOffline(ctx context.Context, owner string, stanza []byte, q storage.OfflineQuota) error {
 	if stanza == nil {
 		stanza = []byte{}
 	}
-	err := s.do(ctx, func(ctx context.Context) error {
-		if limit <= 0 {
+	if q == (storage.OfflineQuota{}) {
+		return s.do(ctx, func(ctx context.Context) error {
 			_, err := s.pool.Exec(ctx, qOfflineInsert, owner, stanza)
 			return err
-		}
+		})
+	}
+	limit, bytes := int64(q.Messages), q.Bytes
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	if bytes <= 0 {
+		bytes = math.MaxInt64
+	}
+	err := s.do(ctx, func(ctx context.Context) error {
 		b := &pgx.Batch{}
 		b.Queue(qOfflineLock, owner)
-		b.Queue(qOfflineInsertLimited, owner, stanza, limit).QueryRow(func(row pgx.Row) error {
+		b.Queue(qOfflineInsertLimited, owner, stanza, limit, bytes).QueryRow(func(row pgx.Row) error {
 			var id int64
 			err := row.Scan(&id)
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -69,6 +79,61 @@ func (s *Store) TakeOffline(ctx context.Context, owner string) ([]storage.Offlin
 	return out, nil
 }
 
+// TakeOfflineUpTo takes the oldest messages up to maxBytes (the first
+// whatever its size) and tells whether more wait, in one statement. Two
+// sessions taking at once get different messages: a row the other deleted
+// first is skipped (and may make more true when nothing is left, which
+// costs the caller one empty take).
+func (s *Store) TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) ([]storage.OfflineMessage, bool, error) {
+	if maxBytes <= 0 {
+		msgs, err := s.TakeOffline(ctx, owner)
+		return msgs, false, err
+	}
+	var out []storage.OfflineMessage
+	var more bool
+	err := s.do(ctx, func(ctx context.Context) error {
+		out, more = nil, false
+		b := &pgx.Batch{}
+		queueTakeUpTo(b, owner, maxBytes, &out, &more)
+		return s.pool.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	sortOffline(out)
+	return out, more, nil
+}
+
+// queueTakeUpTo queues the bounded take; more is set when the owner had
+// more messages than it took.
+func queueTakeUpTo(b *pgx.Batch, owner string, maxBytes int, out *[]storage.OfflineMessage, more *bool) {
+	b.Queue(qOfflineTakeUpTo, owner, maxBytes).Query(func(rows pgx.Rows) error {
+		var had int64
+		for rows.Next() {
+			var m storage.OfflineMessage
+			if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored, &had); err != nil {
+				return err
+			}
+			m.Stored = m.Stored.UTC()
+			*out = append(*out, m)
+		}
+		*more = had > int64(len(*out))
+		return rows.Err()
+	})
+}
+
+func scanOffline(rows pgx.Rows, out *[]storage.OfflineMessage) error {
+	for rows.Next() {
+		var m storage.OfflineMessage
+		if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored); err != nil {
+			return err
+		}
+		m.Stored = m.Stored.UTC()
+		*out = append(*out, m)
+	}
+	return rows.Err()
+}
+
 func sortOffline(out []storage.OfflineMessage) {
 	slices.SortFunc(out, func(a, b storage.OfflineMessage) int {
 		switch {
@@ -81,15 +146,16 @@ func sortOffline(out []storage.OfflineMessage) {
 	})
 }
 
-// GetRosterTakeOffline is GetRoster and TakeOffline in one round trip (one
-// pipelined batch, one implicit transaction: both happen or neither), what
-// a user's initial presence needs.
-func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error) {
+// GetRosterTakeOffline is GetRoster and TakeOfflineUpTo in one round trip
+// (one pipelined batch, one implicit transaction: all happen or none),
+// what a user's initial presence needs.
+func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
 	var items []storage.RosterItem
 	var ver int64
 	var out []storage.OfflineMessage
+	var more bool
 	err := s.do(ctx, func(ctx context.Context) error {
-		items, ver, out = nil, 0, nil
+		items, ver, out, more = nil, 0, nil, false
 		b := &pgx.Batch{}
 		b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
 			err := row.Scan(&ver)
@@ -108,24 +174,18 @@ func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string) ([]stora
 			}
 			return rows.Err()
 		})
-		b.Queue(qOfflineTake, owner).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var m storage.OfflineMessage
-				if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored); err != nil {
-					return err
-				}
-				m.Stored = m.Stored.UTC()
-				out = append(out, m)
-			}
-			return rows.Err()
-		})
+		if maxBytes > 0 {
+			queueTakeUpTo(b, owner, maxBytes, &out, &more)
+		} else {
+			b.Queue(qOfflineTake, owner).Query(func(rows pgx.Rows) error { return scanOffline(rows, &out) })
+		}
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, false, err
 	}
 	sortOffline(out)
-	return items, ver, out, nil
+	return items, ver, out, more, nil
 }
 
 // CountOffline returns how many messages wait for the owner.

@@ -17,6 +17,14 @@
 // every node. StoreOffline with a limit takes a per-owner transaction-scoped
 // advisory lock around its count-and-insert, in one round trip. TakeOffline
 // is a single DELETE ... RETURNING.
+//
+// Module stores (items.go, archivestore.go): key/value and map stores share
+// the table store_items, whose version column comes from one sequence; a
+// write under storage.Limits locks the owner's store with a
+// transaction-scoped advisory lock, then counts, writes and evicts in the
+// same transaction. Archive stores live in archive_entries, keyed by a
+// time-ordered bigint id; AppendBatch is one INSERT ... SELECT FROM unnest
+// for the whole batch, and Query sends the page and the count in one batch.
 package postgres
 
 import (
@@ -251,4 +259,20 @@ func unavailable(err error) bool {
 		}
 	}
 	return false
+}
+
+// Vacuum runs VACUUM ANALYZE, what autovacuum does a little later:
+// statistics for the planner, and the visibility map that lets a count
+// read only the index. Benchmarks call it after a bulk load.
+func (s *Store) Vacuum(ctx context.Context) error { return s.exec(ctx, "VACUUM ANALYZE") }
+
+// ArchiveDiskBytes is what the archive stores take on disk: the table
+// archive_entries with its indexes and TOAST (benchmarks report bytes per
+// message with it).
+func (s *Store) ArchiveDiskBytes(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.do(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT pg_total_relation_size('archive_entries')`).Scan(&n)
+	})
+	return n, err
 }

@@ -31,6 +31,17 @@ func (s *Store) SetProperty(ctx context.Context, name, value string) error {
 		SELECT pg_notify('`+PropertyChannel+`', name) FROM up`, name, value)
 }
 
+// CreateProperty sets a property unless it is set and returns its value.
+// The read is a statement of its own: one statement's snapshot could miss
+// the row of a node whose insert won the race.
+func (s *Store) CreateProperty(ctx context.Context, name, value string) (string, error) {
+	if err := s.exec(ctx, `INSERT INTO properties (name, value) VALUES ($1, $2)
+		ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", err
+	}
+	return s.GetProperty(ctx, name)
+}
+
 // DeleteProperty removes a property (no error when unset) and notifies
 // PropertyChannel when there was one.
 func (s *Store) DeleteProperty(ctx context.Context, name string) error {

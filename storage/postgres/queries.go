@@ -29,6 +29,10 @@ const (
 
 	qRosterDelete = `DELETE FROM roster_items WHERE owner = $1 AND contact = $2`
 
+	qRosterCountRows = `SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = $1 LIMIT $2) q`
+
+	qRosterCountPending = `SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = $1 AND pending_in LIMIT $2) q`
+
 	qSubscribers = `SELECT contact FROM roster_items
 	WHERE owner = $1 AND subscription IN ('from', 'both') ORDER BY contact`
 
@@ -36,33 +40,120 @@ const (
 	// keeps its key space apart from the migration lock's.
 	qOfflineLock = `SELECT pg_advisory_xact_lock(1635150177, hashtext($1))`
 
+	// qOfflineInsertLimited inserts when the owner has fewer than $3
+	// messages and their stanzas and this one take at most $4 bytes.
+	// octet_length of a stored bytea reads its header, not the value.
 	qOfflineInsertLimited = `INSERT INTO offline (owner, stanza)
 	SELECT $1, $2 WHERE (SELECT count(*) FROM (SELECT 1 FROM offline WHERE owner = $1 LIMIT $3) q) < $3
+	AND (SELECT coalesce(sum(octet_length(stanza)), 0) FROM offline WHERE owner = $1) + octet_length($2::bytea) <= $4
 	RETURNING id`
 
 	qOfflineInsert = `INSERT INTO offline (owner, stanza) VALUES ($1, $2)`
 
 	qOfflineTake = `DELETE FROM offline WHERE owner = $1 RETURNING id, stanza, stored`
 
+	// qOfflineTakeUpTo deletes the oldest messages: the first whatever its
+	// size, then those whose running total stays within $2. Each row also
+	// carries how many messages the owner had, so the caller learns
+	// whether some are left without another statement.
+	qOfflineTakeUpTo = `WITH q AS (
+	SELECT id, row_number() OVER w AS n, sum(octet_length(stanza)) OVER w AS total
+	FROM offline WHERE owner = $1 WINDOW w AS (ORDER BY id)),
+	d AS (DELETE FROM offline WHERE id IN (SELECT id FROM q WHERE n = 1 OR total <= $2)
+	RETURNING id, stanza, stored)
+	SELECT d.id, d.stanza, d.stored, (SELECT count(*) FROM q) FROM d`
+
 	qOfflineCount = `SELECT count(*) FROM offline WHERE owner = $1`
 
 	qOfflineExpire = `DELETE FROM offline WHERE stored < $1`
 
-	qGetVCard = `SELECT vcard FROM vcards WHERE owner = $1`
-
-	qGetPrivate = `SELECT data FROM private_xml WHERE owner = $1 AND key = $2`
-
 	qBlockList = `SELECT jid FROM blocklist WHERE owner = $1 ORDER BY jid`
 
 	qGetProperty = `SELECT value FROM properties WHERE name = $1`
+)
 
-	qGetLast = `SELECT at, status FROM last_activity WHERE owner = $1`
+// The module stores (items.go, archivestore.go).
+const (
+	qItemGet = `SELECT value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4`
 
-	qArchiveAfter = `SELECT seq FROM archive WHERE owner = $1 AND id = $2`
+	qItemUpsert = `INSERT INTO store_items (owner, store, coll, key, value) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (owner, store, coll, key) DO UPDATE
+	SET value = excluded.value, version = nextval('store_items_version')
+	RETURNING version`
 
-	qArchive = `SELECT id, with_jid, stanza, stamped FROM archive
-	WHERE owner = $1 AND seq > $2 ORDER BY seq LIMIT $3`
+	qItemInsertNew = `INSERT INTO store_items (owner, store, coll, key, value) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (owner, store, coll, key) DO NOTHING
+	RETURNING version`
 
-	qArchiveWith = `SELECT id, with_jid, stanza, stamped FROM archive
-	WHERE owner = $1 AND with_jid = $2 AND seq > $3 ORDER BY seq LIMIT $4`
+	qItemCAS = `UPDATE store_items SET value = $5, version = nextval('store_items_version')
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4 AND version = $6
+	RETURNING version`
+
+	qItemDelete = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 AND key = $4`
+
+	qItemDeleteKeys = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 AND key = ANY($4::text[])`
+
+	qItemKeys = `SELECT key FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY key`
+
+	// qItemLock serializes the limited writes of one owner's store; the
+	// two-key form keeps its key space apart from the others' ("stor").
+	qItemLock = `SELECT pg_advisory_xact_lock(1937010546, hashtext($1 || ' ' || $2))`
+
+	qItemUsage = `SELECT count(*), coalesce(sum(octet_length(value)), 0)::bigint FROM store_items
+	WHERE owner = $1 AND store = $2 AND NOT (coll = $3 AND key = $4)`
+
+	qItemEvictable = `SELECT key, octet_length(value) FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 AND key <> $4
+	ORDER BY version DESC OFFSET $5`
+
+	qMapList = `SELECT key, value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY version LIMIT $4`
+
+	qMapListNewest = `SELECT key, value, version FROM store_items
+	WHERE owner = $1 AND store = $2 AND coll = $3 ORDER BY version DESC LIMIT $4`
+
+	qMapCount = `SELECT count(*) FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3`
+
+	qMapCollections = `SELECT DISTINCT coll FROM store_items WHERE owner = $1 AND store = $2 ORDER BY coll`
+
+	qMapDeleteCollection = `DELETE FROM store_items WHERE owner = $1 AND store = $2 AND coll = $3`
+
+	qArchiveInsert = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
+	VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`
+
+	qArchiveInsertBatch = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
+	SELECT o, $1, i, w, v FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[]) AS u(o, i, w, v)
+	ON CONFLICT DO NOTHING RETURNING owner, id`
+
+	qArchiveGet = `SELECT with_jid, value FROM archive_entries WHERE owner = $1 AND store = $2 AND id = $3`
+
+	// A page: ids in [$3, $4), oldest first or (Last) newest first.
+	qArchivePage = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4 ORDER BY id LIMIT $5`
+
+	qArchivePageLast = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $5`
+
+	qArchivePageWith = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4 ORDER BY id LIMIT $6`
+
+	qArchivePageWithLast = `SELECT id, with_jid, value FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4 ORDER BY id DESC LIMIT $6`
+
+	qArchiveCount = `SELECT count(*) FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4`
+
+	qArchiveCountWith = `SELECT count(*) FROM archive_entries
+	WHERE owner = $1 AND store = $2 AND with_jid = $5 AND id >= $3 AND id < $4`
+
+	qArchiveUpdate = `UPDATE archive_entries SET value = $4 WHERE owner = $1 AND store = $2 AND id = $3`
+
+	qArchiveDelete = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2 AND id = $3`
+
+	qArchiveDeleteOwner = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2`
+
+	qArchiveDeleteBefore = `DELETE FROM archive_entries WHERE owner = $1 AND store = $2 AND id < $3`
+
+	qArchiveExpire = `DELETE FROM archive_entries WHERE store = $1 AND id < $2`
 )

@@ -80,7 +80,7 @@ var errUnchanged = errors.New("postgres: roster item unchanged")
 // (write, bump), COMMIT. The version is bumped only when something changed;
 // a no-op or an error from fn rolls back and writes nothing. On removal the
 // returned item is the one that was removed.
-func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
+func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, quota storage.RosterQuota, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
 	var fnErr error
 	err = s.do(ctx, func(ctx context.Context) error {
 		item, removed, changed, version, fnErr = storage.RosterItem{}, false, false, 0, nil
@@ -126,6 +126,12 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 				if exists && shared.EqualRosterItem(cur, upd) {
 					return errUnchanged
 				}
+				if err := checkRosterQuota(ctx, tx, owner, quota, cur, exists, upd); err != nil {
+					if errors.Is(err, storage.ErrQuotaExceeded) {
+						fnErr = err
+					}
+					return err
+				}
 				groups := upd.Groups
 				if groups == nil {
 					groups = []string{}
@@ -148,6 +154,35 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 		return storage.RosterItem{}, false, false, 0, err
 	}
 	return item, removed, changed, version, nil
+}
+
+// checkRosterQuota checks a write against the quota inside its
+// transaction, which holds the owner's roster lock, so writers on other
+// nodes wait; rows are counted only when one is created or a pending
+// request added (one more round trip then).
+func checkRosterQuota(ctx context.Context, tx pgx.Tx, owner string, q storage.RosterQuota, cur storage.RosterItem, exists bool, upd storage.RosterItem) error {
+	checks, err := shared.CheckRosterWrite(q, cur, exists, upd)
+	if err != nil || (!checks.Items && !checks.PendingIn) {
+		return err
+	}
+	var rows, pending int
+	b := &pgx.Batch{}
+	if checks.Items {
+		b.Queue(qRosterCountRows, owner, q.Items).QueryRow(func(row pgx.Row) error { return row.Scan(&rows) })
+	}
+	if checks.PendingIn {
+		b.Queue(qRosterCountPending, owner, q.PendingIn).QueryRow(func(row pgx.Row) error { return row.Scan(&pending) })
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	switch {
+	case checks.Items && rows >= q.Items:
+		return storage.ErrRosterFull
+	case checks.PendingIn && pending >= q.PendingIn:
+		return storage.ErrTooManyPending
+	}
+	return nil
 }
 
 // RosterVersion returns the owner's roster version, 0 when none.

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -62,6 +63,7 @@ func TestRoundTrips(t *testing.T) {
 	if err := s.CreateUser(ctx, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
+	n := 0
 	calls := []struct {
 		name  string
 		trips int
@@ -69,14 +71,33 @@ func TestRoundTrips(t *testing.T) {
 	}{
 		{"GetUser (login)", 1, func() error { _, err := s.GetUser(ctx, "alice"); return err }},
 		{"GetRoster", 1, func() error { _, _, err := s.GetRoster(ctx, "alice@example.com"); return err }},
-		{"StoreOffline with quota", 1, func() error { return s.StoreOffline(ctx, "alice@example.com", []byte("<m/>"), 100) }},
-		{"StoreOffline", 1, func() error { return s.StoreOffline(ctx, "alice@example.com", []byte("<m/>"), 0) }},
+		{"StoreOffline with quota", 1, func() error {
+			return s.StoreOffline(ctx, "alice@example.com", []byte("<m/>"), storage.OfflineQuota{Messages: 100})
+		}},
+		{"StoreOffline", 1, func() error { return s.StoreOffline(ctx, "alice@example.com", []byte("<m/>"), storage.OfflineQuota{}) }},
+		{"StoreOffline with byte quota", 1, func() error {
+			return s.StoreOffline(ctx, "alice@example.com", []byte("<m/>"), storage.OfflineQuota{Messages: 1000, Bytes: 1 << 20})
+		}},
 		{"TakeOffline", 1, func() error { _, err := s.TakeOffline(ctx, "alice@example.com"); return err }},
+		{"TakeOfflineUpTo", 1, func() error { _, _, err := s.TakeOfflineUpTo(ctx, "alice@example.com", 1<<20); return err }},
+		{"GetRosterTakeOffline", 1, func() error {
+			_, _, _, _, err := s.GetRosterTakeOffline(ctx, "alice@example.com", 1<<20)
+			return err
+		}},
 		{"Subscribers", 1, func() error { _, err := s.Subscribers(ctx, "alice@example.com"); return err }},
 		// BEGIN, lock+read batch, write+bump batch, COMMIT.
 		{"UpdateRosterItem", 4, func() error {
-			_, _, _, _, err := s.UpdateRosterItem(ctx, "alice@example.com", "bob@example.com", func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+			_, _, _, _, err := s.UpdateRosterItem(ctx, "alice@example.com", "bob@example.com", storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 				it.Name += "x"
+				return it, false, nil
+			})
+			return err
+		}},
+		// A new item under a quota counts the rows first: one batch more.
+		{"UpdateRosterItem creating under a quota", 5, func() error {
+			n++
+			_, _, _, _, err := s.UpdateRosterItem(ctx, "alice@example.com", fmt.Sprintf("c%d@example.com", n), storage.RosterQuota{Items: 1000, PendingIn: 100}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
+				it.InRoster = true
 				return it, false, nil
 			})
 			return err

@@ -67,8 +67,12 @@ func (s *Store) SetCredentials(ctx context.Context, username string, c storage.C
 }
 
 // perUser lists the tables keyed by owner that DeleteUser clears.
-var perUser = []string{"roster_items", "roster_versions", "offline", "vcards",
-	"private_xml", "blocklist", "last_activity", "archive"}
+// The tables of schema version 1 that version 2 moved onto the module
+// stores (vcards, private_xml, last_activity, archive) stay in the list
+// while they exist: a node of the previous release may still write them
+// during a rolling upgrade.
+var perUser = []string{"roster_items", "roster_versions", "offline", "blocklist",
+	"store_items", "archive_entries", "vcards", "private_xml", "last_activity", "archive"}
 
 // DeleteUser removes an account and everything stored for it, whether keyed
 // by the username or by its bare JID, in one transaction sent as one batch.

@@ -24,6 +24,15 @@ func (s *Store) SetProperty(ctx context.Context, name, value string) error {
 	return err
 }
 
+// CreateProperty sets a property unless it is set and returns its value.
+func (s *Store) CreateProperty(ctx context.Context, name, value string) (string, error) {
+	if _, err := s.exec(ctx, `INSERT INTO properties (name, value) VALUES (?, ?)
+		ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", err
+	}
+	return s.GetProperty(ctx, name)
+}
+
 // DeleteProperty removes a property (no error when unset) and tells this
 // process's listeners with the value "".
 func (s *Store) DeleteProperty(ctx context.Context, name string) error {

@@ -71,19 +71,19 @@ func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterIt
 	return items, ver, err
 }
 
-// GetRosterTakeOffline is GetRoster and TakeOffline, what a user's initial
-// presence needs: the roster read also tells whether anything waits
-// offline, so the usual login with nothing waiting is one statement.
-func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error) {
+// GetRosterTakeOffline is GetRoster and TakeOfflineUpTo, what a user's
+// initial presence needs: the roster read also tells whether anything
+// waits offline, so the usual login with nothing waiting is one statement.
+func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
 	items, ver, has, err := s.getRoster(ctx, owner, qRosterHasOffline, owner, owner, owner)
 	if err != nil || !has {
-		return items, ver, nil, err
+		return items, ver, nil, false, err
 	}
-	msgs, err := s.takeOffline(ctx, owner)
+	msgs, more, err := s.takeOfflineUpTo(ctx, owner, maxBytes)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, nil, false, err
 	}
-	return items, ver, msgs, nil
+	return items, ver, msgs, more, nil
 }
 
 // getRoster runs qRoster or qRosterHasOffline; has is true when the
@@ -147,7 +147,7 @@ func (s *Store) GetRosterItem(ctx context.Context, owner, contact string) (stora
 // one IMMEDIATE transaction on the writer connection, so concurrent updates
 // serialize. The version is bumped only when something changed. On removal
 // the returned item is the one that was removed.
-func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
+func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, quota storage.RosterQuota, fn storage.RosterUpdate) (item storage.RosterItem, removed, changed bool, version int64, err error) {
 	err = s.write(ctx, func(ctx context.Context, tx wtx) error {
 		cur, err := scanRosterItem(tx.QueryRowContext(ctx, qRosterItem, owner, contact), owner)
 		exists := true
@@ -183,6 +183,9 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 			if exists && shared.EqualRosterItem(cur, upd) {
 				return nil
 			}
+			if err := checkRosterQuota(ctx, tx, owner, quota, cur, exists, upd); err != nil {
+				return err
+			}
 			groups := "[]"
 			if len(upd.Groups) > 0 {
 				b, err := json.Marshal(upd.Groups)
@@ -203,6 +206,40 @@ func (s *Store) UpdateRosterItem(ctx context.Context, owner, contact string, fn 
 		return storage.RosterItem{}, false, false, 0, err
 	}
 	return item, removed, changed, version, nil
+}
+
+const (
+	qCountRosterRows    = "SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = ? LIMIT ?)"
+	qCountRosterPending = "SELECT count(*) FROM (SELECT 1 FROM roster_items WHERE owner = ? AND pending_in LIMIT ?)"
+)
+
+// checkRosterQuota checks a write against the quota inside its
+// transaction; rows are counted only when one is created or a pending
+// request added.
+func checkRosterQuota(ctx context.Context, tx wtx, owner string, q storage.RosterQuota, cur storage.RosterItem, exists bool, upd storage.RosterItem) error {
+	checks, err := shared.CheckRosterWrite(q, cur, exists, upd)
+	if err != nil {
+		return err
+	}
+	count := func(query string, limit int, full error) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, query, owner, limit).Scan(&n); err != nil {
+			return mapErr(err)
+		}
+		if n >= limit {
+			return full
+		}
+		return nil
+	}
+	if checks.Items {
+		if err := count(qCountRosterRows, q.Items, storage.ErrRosterFull); err != nil {
+			return err
+		}
+	}
+	if checks.PendingIn {
+		return count(qCountRosterPending, q.PendingIn, storage.ErrTooManyPending)
+	}
+	return nil
 }
 
 // RosterVersion returns the owner's roster version, 0 when none.

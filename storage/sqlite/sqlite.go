@@ -8,6 +8,13 @@
 // same file (the `aviary user` CLI next to a running server) waits on
 // busy_timeout instead of failing. Every call is bounded by its context and
 // by DefaultTimeout.
+//
+// Module stores (items.go, archivestore.go): key/value and map stores share
+// the table store_items, whose version is an AUTOINCREMENT rowid that every
+// write replaces (INSERT OR REPLACE), so versions are never reused; writes
+// under storage.Limits count and write in one write transaction, which the
+// single writer serializes. Archive stores live in archive_entries, whose
+// rowid is the time-ordered id; AppendBatch is one write transaction.
 package sqlite
 
 import (
@@ -134,47 +141,71 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 	return v, mapErr(err)
 }
 
+// Migration is one embedded schema migration.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrations returns the embedded migrations in order (upgrade tests
+// build an older schema from them).
+func Migrations() ([]Migration, error) {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	sort.Strings(files)
+	var out []Migration
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".sql")
+		num, _, _ := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: migration %s: bad file name", f)
+		}
+		body, err := migrations.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: migration %s: %w", f, err)
+		}
+		out = append(out, Migration{Version: v, Name: name, SQL: string(body)})
+	}
+	return out, nil
+}
+
+// createSchemaVersion is the table recording the applied migrations.
+const createSchemaVersion = `CREATE TABLE IF NOT EXISTS schema_version (
+	version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`
+
 func (s *Store) migrate(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	migs, err := Migrations()
 	if err != nil {
-		return fmt.Errorf("sqlite: migrations: %w", err)
+		return err
 	}
-	sort.Strings(files)
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+	if _, err := tx.ExecContext(ctx, createSchemaVersion); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
 	}
 	var cur int
 	if err := tx.QueryRowContext(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_version").Scan(&cur); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", mapErr(err))
 	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".sql")
-		num, _, _ := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if err != nil {
-			return fmt.Errorf("sqlite: migration %s: bad file name", f)
-		}
-		if v <= cur {
+	for _, m := range migs {
+		if m.Version <= cur {
 			continue
 		}
-		body, err := migrations.ReadFile(f)
-		if err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", f, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", f, mapErr(err))
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, mapErr(err))
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-			v, name, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("sqlite: migration %s: %w", f, mapErr(err))
+			m.Version, m.Name, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("sqlite: migration %s: %w", m.Name, mapErr(err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -261,3 +292,16 @@ func fromMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // DB returns the read pool, for diagnostics and tests.
 func (s *Store) DB() *sql.DB { return s.rdb }
+
+// ArchiveDiskBytes is what the archive stores take on disk: the pages of
+// archive_entries and its indexes (dbstat), after a checkpoint
+// (benchmarks report bytes per message with it).
+func (s *Store) ArchiveDiskBytes(ctx context.Context) (int64, error) {
+	if _, err := s.wdb.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT coalesce(sum(pgsize), 0) FROM dbstat
+		WHERE name = 'archive_entries' OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'archive_entries')`).Scan(&n)
+	return n, err
+}

@@ -66,7 +66,7 @@ func TestSurvivesReopen(t *testing.T) {
 	if err := s.CreateUser(ctx, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StoreOffline(ctx, "alice@localhost", []byte("<message/>"), 0); err != nil {
+	if err := s.StoreOffline(ctx, "alice@localhost", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	v1, err := s.SchemaVersion(ctx)
@@ -118,7 +118,7 @@ func TestEndedContextReads(t *testing.T) {
 	if err := s.CreateUser(bg, storage.User{Username: "alice"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.StoreOffline(bg, "alice@localhost", []byte("<message/>"), 0); err != nil {
+	if err := s.StoreOffline(bg, "alice@localhost", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(bg)
@@ -131,7 +131,10 @@ func TestEndedContextReads(t *testing.T) {
 		{"GetRoster", func() error { _, _, err := s.GetRoster(ctx, "alice@localhost"); return err }},
 		{"Subscribers", func() error { _, err := s.Subscribers(ctx, "alice@localhost"); return err }},
 		{"TakeOffline", func() error { _, err := s.TakeOffline(ctx, "alice@localhost"); return err }},
-		{"GetLast", func() error { _, _, err := s.GetLast(ctx, "alice@localhost"); return err }},
+		{"KeyValue.Get", func() error { _, err := s.KeyValue("last").Get(ctx, "alice@localhost", ""); return err }},
+		{"KeyValue.Keys", func() error { _, err := s.KeyValue("private").Keys(ctx, "alice@localhost"); return err }},
+		{"Map.Count", func() error { _, err := s.Map("pep").Count(ctx, "alice@localhost", ""); return err }},
+		{"Archive.Get", func() error { _, err := s.Archive("mam").Get(ctx, "alice@localhost", 1); return err }},
 	}
 	for _, c := range calls {
 		t.Run(c.name, func(t *testing.T) {

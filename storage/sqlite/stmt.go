@@ -117,10 +117,13 @@ func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows
 // writeTxQueries are the statements run inside write transactions,
 // prepared on the writer connection when the store opens.
 var writeTxQueries = []string{
-	qCountOffline, qInsertOffline, qTakeOffline,
+	qCountOffline, qOfflineBytes, qInsertOffline, qTakeOffline, qTakeOfflineUpTo, qHasOffline,
 	qBlock, qUnblockOne,
 	qRosterItem, qRosterVersion, qDeleteRosterItem, qUpsertRosterItem, qBumpRosterVersion,
+	qCountRosterRows, qCountRosterPending,
 	qDeleteUser,
+	qItemGet, qItemReplace, qItemUsage, qItemEvictable, qItemDelete,
+	qArchiveInsert,
 }
 
 func init() {

@@ -68,8 +68,10 @@ func (s *Store) SetCredentials(ctx context.Context, username string, c storage.C
 }
 
 // perUser lists the tables keyed by owner that DeleteUser clears.
-var perUser = []string{"roster_items", "roster_versions", "offline", "vcards",
-	"private_xml", "blocklist", "last_activity", "archive"}
+// The tables of schema version 1 that version 2 moved onto the module
+// stores stay in the list while they exist.
+var perUser = []string{"roster_items", "roster_versions", "offline", "blocklist",
+	"store_items", "archive_entries", "vcards", "private_xml", "last_activity", "archive"}
 
 const qDeleteUser = "DELETE FROM users WHERE username = ?"
 

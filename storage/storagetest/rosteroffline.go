@@ -9,9 +9,10 @@ import (
 )
 
 // RosterOfflineLoader is the optional store method initial presence uses
-// to read the roster and take the offline queue in one call.
+// to read the roster and take the first part of the offline queue (up to
+// maxBytes, as TakeOfflineUpTo) in one call.
 type RosterOfflineLoader interface {
-	GetRosterTakeOffline(ctx context.Context, owner string) ([]storage.RosterItem, int64, []storage.OfflineMessage, error)
+	GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
 }
 
 func testRosterTakeOffline(t *testing.T, s storage.Store) {
@@ -25,33 +26,38 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 		name     string
 		contacts int
 		messages int
+		maxBytes int // each message is 19 bytes
+		took     int
 	}{
-		{"empty", 0, 0},
-		{"roster only", 2, 0},
-		{"offline only", 0, 3},
-		{"both", 3, 2},
+		{"empty", 0, 0, 0, 0},
+		{"roster only", 2, 0, 0, 0},
+		{"offline only", 0, 3, 0, 3},
+		{"both", 3, 2, 0, 2},
+		{"all that fit", 3, 2, 1 << 20, 2},
+		{"part of the queue", 2, 4, 40, 2},
+		{"the first whatever its size", 1, 2, 1, 1},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			owner := fmt.Sprintf("%d%s", i, owner)
 			var ver int64
 			for j := range tc.contacts {
-				_, _, _, v, err := s.UpdateRosterItem(ctx, owner, fmt.Sprintf("c%d@x", j), setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
+				_, _, _, v, err := s.UpdateRosterItem(ctx, owner, fmt.Sprintf("c%d@x", j), storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
 				if err != nil {
 					t.Fatal(err)
 				}
 				ver = v
 			}
 			for j := range tc.messages {
-				if err := s.StoreOffline(ctx, owner, fmt.Appendf(nil, "<message id='m%d'/>", j), 0); err != nil {
+				if err := s.StoreOffline(ctx, owner, fmt.Appendf(nil, "<message id='m%d'/>", j), storage.OfflineQuota{}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			// Another user's queue is not touched.
-			if err := s.StoreOffline(ctx, "other@example.com", []byte("<message/>"), 0); err != nil {
+			if err := s.StoreOffline(ctx, "other@example.com", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 				t.Fatal(err)
 			}
-			items, gotVer, msgs, err := l.GetRosterTakeOffline(ctx, owner)
+			items, gotVer, msgs, more, err := l.GetRosterTakeOffline(ctx, owner, tc.maxBytes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,16 +73,16 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 					t.Fatalf("item %d = %+v, want %+v", j, items[j], wantItems[j])
 				}
 			}
-			if len(msgs) != tc.messages {
-				t.Fatalf("took %d messages, want %d", len(msgs), tc.messages)
+			if len(msgs) != tc.took || more != (tc.took < tc.messages) {
+				t.Fatalf("took %d messages, more=%v; want %d of %d", len(msgs), more, tc.took, tc.messages)
 			}
 			for j, m := range msgs {
 				if want := fmt.Sprintf("<message id='m%d'/>", j); string(m.Stanza) != want {
 					t.Fatalf("message %d = %s, want %s (oldest first)", j, m.Stanza, want)
 				}
 			}
-			if n, err := s.CountOffline(ctx, owner); err != nil || n != 0 {
-				t.Fatalf("CountOffline after taking = %d, %v; want 0", n, err)
+			if n, err := s.CountOffline(ctx, owner); err != nil || n != tc.messages-tc.took {
+				t.Fatalf("CountOffline after taking = %d, %v; want %d", n, err, tc.messages-tc.took)
 			}
 			if ms, err := s.TakeOffline(ctx, "other@example.com"); err != nil || len(ms) != 1 {
 				t.Fatalf("other user's queue = %d, %v; want 1", len(ms), err)

@@ -38,20 +38,34 @@ func Run(t *testing.T, open Open) {
 		{"Subscribers", testSubscribers},
 		{"Offline", testOffline},
 		{"OfflineQuota", testOfflineQuota},
+		{"OfflineBytes", testOfflineBytes},
+		{"TakeOfflineUpTo", testTakeOfflineUpTo},
+		{"RosterQuota", testRosterQuota},
 		{"ExpireOffline", testExpireOffline},
 		{"RosterTakeOffline", testRosterTakeOffline},
-		{"VCards", testVCards},
-		{"PrivateXML", testPrivate},
 		{"Blocking", testBlocking},
 		{"Properties", testProperties},
 		{"ListenProperty", testListenProperty},
-		{"LastActivity", testLast},
+		{"KeyValue", testKeyValue},
+		{"KeyValueCompareAndSet", testKeyValueCAS},
+		{"KeyValueQuota", testKeyValueQuota},
+		{"Map", testMap},
+		{"MapMax", testMapMax},
+		{"MapQuota", testMapQuota},
 		{"Archive", testArchive},
+		{"ArchivePaging", testArchivePaging},
+		{"ArchiveBatch", testArchiveBatch},
+		{"ArchiveGivenIDs", testArchiveGivenIDs},
+		{"ArchiveDelete", testArchiveDelete},
 		{"PluginCatalogue", testPlugins},
 		{"NodePlugins", testNodePlugins},
 		{"ConcurrentRoster", func(t *testing.T, s storage.Store) { concurrentRoster(t, s, s) }},
 		{"ConcurrentOffline", func(t *testing.T, s storage.Store) { concurrentOffline(t, s, s) }},
 		{"ConcurrentQuota", func(t *testing.T, s storage.Store) { concurrentQuota(t, s, s) }},
+		{"ConcurrentUpdateKV", func(t *testing.T, s storage.Store) { concurrentUpdateKV(t, s, s) }},
+		{"ConcurrentMapQuota", func(t *testing.T, s storage.Store) { concurrentMapQuota(t, s, s) }},
+		{"ConcurrentByteQuota", func(t *testing.T, s storage.Store) { concurrentByteQuota(t, s, s) }},
+		{"ConcurrentRosterQuota", func(t *testing.T, s storage.Store) { concurrentRosterQuota(t, s, s) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +90,10 @@ func RunShared(t *testing.T, open OpenPair) {
 		{"ConcurrentRoster", concurrentRoster},
 		{"ConcurrentOffline", concurrentOffline},
 		{"ConcurrentQuota", concurrentQuota},
+		{"ConcurrentUpdateKV", concurrentUpdateKV},
+		{"ConcurrentMapQuota", concurrentMapQuota},
+		{"ConcurrentByteQuota", concurrentByteQuota},
+		{"ConcurrentRosterQuota", concurrentRosterQuota},
 		{"SeeEachOther", seeEachOther},
 	}
 	for _, tc := range tests {
@@ -211,14 +229,16 @@ func testListUsers(t *testing.T, s storage.Store) {
 // fillUser stores one of everything for owner keys of a user.
 func fillUser(t *testing.T, s storage.Store, owner string) {
 	c := ctx(t)
-	_, _, _, _, err := s.UpdateRosterItem(c, owner, "friend@example.net", setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
+	_, _, _, _, err := s.UpdateRosterItem(c, owner, "friend@example.net", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: storage.SubBoth, InRoster: true}))
 	must(t, err)
-	must(t, s.StoreOffline(c, owner, []byte("<message/>"), 0))
-	must(t, s.SetVCard(c, owner, []byte("<vCard/>")))
-	must(t, s.SetPrivate(c, owner, "q ns", []byte("<q/>")))
+	must(t, s.StoreOffline(c, owner, []byte("<message/>"), storage.OfflineQuota{}))
 	must(t, s.Block(c, owner, []string{"spam@example.net"}))
-	must(t, s.SetLast(c, owner, when, "gone"))
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: owner, With: "friend@example.net", Stanza: []byte("<message/>")}))
+	_, err = s.KeyValue("vcard").Set(c, owner, "", []byte("<vCard/>"), storage.Limits{})
+	must(t, err)
+	_, err = s.Map("pep").Set(c, owner, "node", "item", []byte("<item/>"), storage.Limits{})
+	must(t, err)
+	_, err = s.Archive("mam").Append(c, storage.ArchiveEntry{Owner: owner, With: "friend@example.net", Value: []byte("<message/>")})
+	must(t, err)
 }
 
 // hasData reports which kinds of records exist for owner.
@@ -235,29 +255,26 @@ func hasData(t *testing.T, s storage.Store, owner string) []string {
 	if n > 0 {
 		have = append(have, "offline")
 	}
-	if _, err := s.GetVCard(c, owner); err == nil {
-		have = append(have, "vcard")
-	}
-	if _, err := s.GetPrivate(c, owner, "q ns"); err == nil {
-		have = append(have, "private")
-	}
 	bl, err := s.BlockList(c, owner)
 	must(t, err)
 	if len(bl) > 0 {
 		have = append(have, "blocking")
 	}
-	if _, _, err := s.GetLast(c, owner); err == nil {
-		have = append(have, "last")
+	if _, err := s.KeyValue("vcard").Get(c, owner, ""); err == nil {
+		have = append(have, "keyvalue")
 	}
-	msgs, err := s.QueryArchive(c, owner, "", "", 0)
+	if n, err := s.Map("pep").Count(c, owner, "node"); err == nil && n > 0 {
+		have = append(have, "map")
+	}
+	page, err := s.Archive("mam").Query(c, owner, storage.ArchiveQuery{})
 	must(t, err)
-	if len(msgs) > 0 {
+	if len(page.Entries) > 0 {
 		have = append(have, "archive")
 	}
 	return have
 }
 
-var allKinds = []string{"roster", "offline", "vcard", "private", "blocking", "last", "archive"}
+var allKinds = []string{"roster", "offline", "blocking", "keyvalue", "map", "archive"}
 
 func testDeleteUserCascades(t *testing.T, s storage.Store) {
 	c := ctx(t)
@@ -315,7 +332,7 @@ func testRoster(t *testing.T, s storage.Store) {
 	var sawExists bool
 	var saw storage.RosterItem
 	bobItem := storage.RosterItem{Name: "Bob", Subscription: storage.SubTo, PendingIn: true, Groups: []string{"Friends", "Work"}, InRoster: true}
-	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		saw, sawExists = cur, exists
 		return bobItem, false, nil
 	})
@@ -341,7 +358,7 @@ func testRoster(t *testing.T, s storage.Store) {
 	}
 
 	// The same state again: no change, no version bump; fn sees the item.
-	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
+	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, func(cur storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		saw, sawExists = cur, exists
 		return cur, false, nil
 	})
@@ -362,7 +379,7 @@ func testRoster(t *testing.T, s storage.Store) {
 		{Name: "Bobby", Subscription: storage.SubBoth, PendingOut: true, InRoster: false},
 	}
 	for i, st := range steps {
-		_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, setItem(st))
+		_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(st))
 		must(t, err)
 		if !changed || ver != int64(i+2) {
 			t.Fatalf("step %d: changed=%v version=%d, want true %d", i, changed, ver, i+2)
@@ -377,19 +394,19 @@ func testRoster(t *testing.T, s storage.Store) {
 	// Same state with the groups as an empty, non-nil slice: unchanged.
 	last := steps[len(steps)-1]
 	last.Groups = []string{}
-	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, setItem(last))
+	_, _, changed, ver, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(last))
 	must(t, err)
 	if changed || ver != int64(len(steps)+1) {
 		t.Fatalf("empty-groups no-op: changed=%v version=%d", changed, ver)
 	}
 
 	// An invalid subscription is refused and writes nothing.
-	_, _, _, _, err = s.UpdateRosterItem(c, owner, "x@example.com", setItem(storage.RosterItem{Subscription: "sideways"}))
+	_, _, _, _, err = s.UpdateRosterItem(c, owner, "x@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: "sideways"}))
 	if err == nil {
 		t.Fatal("invalid subscription accepted")
 	}
 	// An empty subscription means none.
-	it, _, _, ver, err = s.UpdateRosterItem(c, owner, "carol@example.com", setItem(storage.RosterItem{InRoster: true}))
+	it, _, _, ver, err = s.UpdateRosterItem(c, owner, "carol@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{InRoster: true}))
 	must(t, err)
 	if it.Subscription != storage.SubNone || ver != int64(len(steps)+2) {
 		t.Fatalf("empty subscription stored as %q, version %d", it.Subscription, ver)
@@ -425,7 +442,7 @@ var errAbort = errors.New("storagetest: abort")
 func testRosterAbort(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice@example.com"
-	_, _, _, _, err := s.UpdateRosterItem(c, owner, "bob@example.com", setItem(storage.RosterItem{Name: "Bob", InRoster: true}))
+	_, _, _, _, err := s.UpdateRosterItem(c, owner, "bob@example.com", storage.RosterQuota{}, setItem(storage.RosterItem{Name: "Bob", InRoster: true}))
 	must(t, err)
 	tests := []struct {
 		name    string
@@ -446,7 +463,7 @@ func testRosterAbort(t *testing.T, s storage.Store) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, _, _, _, err := s.UpdateRosterItem(c, owner, tc.contact, tc.fn)
+			_, _, _, _, err := s.UpdateRosterItem(c, owner, tc.contact, storage.RosterQuota{}, tc.fn)
 			wantErr(t, err, errAbort)
 			items, ver, err := s.GetRoster(c, owner)
 			must(t, err)
@@ -462,14 +479,14 @@ func testRosterRemove(t *testing.T, s storage.Store) {
 	const owner, bob = "alice@example.com", "bob@example.com"
 	remove := func(cur storage.RosterItem, _ bool) (storage.RosterItem, bool, error) { return cur, true, nil }
 	// Removing what is not there changes nothing.
-	_, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, remove)
+	_, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, remove)
 	must(t, err)
 	if removed || changed || ver != 0 {
 		t.Fatalf("remove of missing item: removed=%v changed=%v version=%d", removed, changed, ver)
 	}
-	_, _, _, _, err = s.UpdateRosterItem(c, owner, bob, setItem(storage.RosterItem{Name: "Bob", Subscription: storage.SubFrom, InRoster: true}))
+	_, _, _, _, err = s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, setItem(storage.RosterItem{Name: "Bob", Subscription: storage.SubFrom, InRoster: true}))
 	must(t, err)
-	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, remove)
+	it, removed, changed, ver, err := s.UpdateRosterItem(c, owner, bob, storage.RosterQuota{}, remove)
 	must(t, err)
 	if !removed || !changed || ver != 2 || it.Contact != bob || it.Name != "Bob" {
 		t.Fatalf("remove: item %+v removed=%v changed=%v version=%d", it, removed, changed, ver)
@@ -499,10 +516,10 @@ func testSubscribers(t *testing.T, s storage.Store) {
 		"pendingin@x": {Subscription: storage.SubNone, PendingIn: true},
 		"topending@x": {Subscription: storage.SubTo, PendingIn: true, InRoster: true},
 	} {
-		_, _, _, _, err := s.UpdateRosterItem(c, owner, contact, setItem(st))
+		_, _, _, _, err := s.UpdateRosterItem(c, owner, contact, storage.RosterQuota{}, setItem(st))
 		must(t, err)
 	}
-	_, _, _, _, err := s.UpdateRosterItem(c, "other@example.com", "z@x", setItem(storage.RosterItem{Subscription: storage.SubBoth}))
+	_, _, _, _, err := s.UpdateRosterItem(c, "other@example.com", "z@x", storage.RosterQuota{}, setItem(storage.RosterItem{Subscription: storage.SubBoth}))
 	must(t, err)
 	subs, err := s.Subscribers(c, owner)
 	must(t, err)
@@ -525,8 +542,8 @@ func testOffline(t *testing.T, s storage.Store) {
 	for i := range 5 {
 		m := []byte(fmt.Sprintf("<message id='%d'><body>hi</body></message>", i))
 		want = append(want, m)
-		must(t, s.StoreOffline(c, owner, m, 0))
-		must(t, s.StoreOffline(c, "bob@example.com", m, 0))
+		must(t, s.StoreOffline(c, owner, m, storage.OfflineQuota{}))
+		must(t, s.StoreOffline(c, "bob@example.com", m, storage.OfflineQuota{}))
 	}
 	n, err := s.CountOffline(c, owner)
 	must(t, err)
@@ -570,13 +587,13 @@ func testOfflineQuota(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice@example.com"
 	for i := range 3 {
-		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), 3))
+		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), storage.OfflineQuota{Messages: 3}))
 	}
-	wantErr(t, s.StoreOffline(c, owner, []byte("over"), 3), storage.ErrQuotaExceeded)
-	wantErr(t, s.StoreOffline(c, owner, []byte("over"), 2), storage.ErrQuotaExceeded)
+	wantErr(t, s.StoreOffline(c, owner, []byte("over"), storage.OfflineQuota{Messages: 3}), storage.ErrQuotaExceeded)
+	wantErr(t, s.StoreOffline(c, owner, []byte("over"), storage.OfflineQuota{Messages: 2}), storage.ErrQuotaExceeded)
 	// Another user's quota is separate; limit 0 means no limit.
-	must(t, s.StoreOffline(c, "bob@example.com", []byte("x"), 3))
-	must(t, s.StoreOffline(c, owner, []byte("unlimited"), 0))
+	must(t, s.StoreOffline(c, "bob@example.com", []byte("x"), storage.OfflineQuota{Messages: 3}))
+	must(t, s.StoreOffline(c, owner, []byte("unlimited"), storage.OfflineQuota{}))
 	n, err := s.CountOffline(c, owner)
 	must(t, err)
 	if n != 4 {
@@ -584,14 +601,14 @@ func testOfflineQuota(t *testing.T, s storage.Store) {
 	}
 	_, err = s.TakeOffline(c, owner)
 	must(t, err)
-	must(t, s.StoreOffline(c, owner, []byte("room again"), 3))
+	must(t, s.StoreOffline(c, owner, []byte("room again"), storage.OfflineQuota{Messages: 3}))
 }
 
 func testExpireOffline(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	for i := range 3 {
-		must(t, s.StoreOffline(c, "alice@example.com", []byte(strconv.Itoa(i)), 0))
-		must(t, s.StoreOffline(c, "bob@example.com", []byte(strconv.Itoa(i)), 0))
+		must(t, s.StoreOffline(c, "alice@example.com", []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
+		must(t, s.StoreOffline(c, "bob@example.com", []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
 	}
 	n, err := s.ExpireOffline(c, time.Now().Add(-time.Hour))
 	must(t, err)
@@ -608,46 +625,6 @@ func testExpireOffline(t *testing.T, s storage.Store) {
 	if left != 0 {
 		t.Fatalf("%d messages left after expiry", left)
 	}
-}
-
-func testVCards(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	_, err := s.GetVCard(c, "alice")
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetVCard(c, "alice", []byte("<vCard xmlns='vcard-temp'><FN>A</FN></vCard>")))
-	must(t, s.SetVCard(c, "alice", []byte("<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>")))
-	v, err := s.GetVCard(c, "alice")
-	must(t, err)
-	if string(v) != "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>" {
-		t.Fatalf("GetVCard = %s", v)
-	}
-	_, err = s.GetVCard(c, "bob")
-	wantErr(t, err, storage.ErrNotFound)
-}
-
-func testPrivate(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	const k1, k2 = "storage storage:bookmarks", "prefs http://example.com/prefs"
-	_, err := s.GetPrivate(c, "alice", k1)
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetPrivate(c, "alice", k1, []byte("<storage xmlns='storage:bookmarks'/>")))
-	must(t, s.SetPrivate(c, "alice", k2, []byte("<prefs/>")))
-	must(t, s.SetPrivate(c, "alice", k1, []byte("<storage xmlns='storage:bookmarks'><conference/></storage>")))
-	tests := []struct {
-		owner, key, want string
-	}{
-		{"alice", k1, "<storage xmlns='storage:bookmarks'><conference/></storage>"},
-		{"alice", k2, "<prefs/>"},
-	}
-	for _, tc := range tests {
-		got, err := s.GetPrivate(c, tc.owner, tc.key)
-		must(t, err)
-		if string(got) != tc.want {
-			t.Errorf("GetPrivate(%s, %s) = %s, want %s", tc.owner, tc.key, got, tc.want)
-		}
-	}
-	_, err = s.GetPrivate(c, "bob", k1)
-	wantErr(t, err, storage.ErrNotFound)
 }
 
 func testBlocking(t *testing.T, s storage.Store) {
@@ -709,6 +686,19 @@ func testProperties(t *testing.T, s storage.Store) {
 	if len(all) != 2 || all["cluster.enabled"] != "true" || all["other"] != "" {
 		t.Fatalf("ListProperties = %v", all)
 	}
+	if pc, ok := s.(storage.PropertyCreator); ok {
+		// The first value stays; a later create returns it.
+		for _, try := range []string{"first", "second"} {
+			v, err := pc.CreateProperty(c, "created.once", try)
+			must(t, err)
+			if v != "first" {
+				t.Fatalf("CreateProperty(%q) = %q, want first", try, v)
+			}
+		}
+		must(t, s.DeleteProperty(c, "created.once"))
+	} else {
+		t.Fatal("the store does not implement storage.PropertyCreator")
+	}
 	must(t, s.DeleteProperty(c, "cluster.enabled"))
 	must(t, s.DeleteProperty(c, "never.set"))
 	_, err = s.GetProperty(c, "cluster.enabled")
@@ -753,89 +743,6 @@ func testListenProperty(t *testing.T, s storage.Store) {
 	next("true")
 	must(t, s.DeleteProperty(c, "cluster.enabled"))
 	next("")
-}
-
-func testLast(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	_, _, err := s.GetLast(c, "alice")
-	wantErr(t, err, storage.ErrNotFound)
-	must(t, s.SetLast(c, "alice", when, "gone fishing"))
-	at, status, err := s.GetLast(c, "alice")
-	must(t, err)
-	if !at.Equal(when) || status != "gone fishing" {
-		t.Fatalf("GetLast = %v %q", at, status)
-	}
-	later := when.Add(time.Hour)
-	must(t, s.SetLast(c, "alice", later, ""))
-	at, status, err = s.GetLast(c, "alice")
-	must(t, err)
-	if !at.Equal(later) || status != "" {
-		t.Fatalf("GetLast after update = %v %q", at, status)
-	}
-}
-
-func testArchive(t *testing.T, s storage.Store) {
-	c := ctx(t)
-	const owner = "alice@example.com"
-	withs := []string{"bob@x", "carol@x", "bob@x", "carol@x", "bob@x", "dave@x"}
-	for i, w := range withs {
-		must(t, s.AppendArchive(c, storage.ArchivedMessage{
-			ID: fmt.Sprintf("m%d", i), Owner: owner, With: w,
-			Stanza: []byte(fmt.Sprintf("<message id='%d'/>", i)), Stamped: when.Add(time.Duration(i) * time.Second),
-		}))
-	}
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{ID: "m0", Owner: "bob@x", With: owner, Stanza: []byte("<message/>")}))
-	wantErr(t, s.AppendArchive(c, storage.ArchivedMessage{ID: "m1", Owner: owner, With: "x@x", Stanza: []byte("<message/>")}), storage.ErrExists)
-
-	ids := func(ms []storage.ArchivedMessage) []string {
-		var out []string
-		for _, m := range ms {
-			out = append(out, m.ID)
-		}
-		return out
-	}
-	tests := []struct {
-		with, after string
-		limit       int
-		want        []string
-	}{
-		{"", "", 0, []string{"m0", "m1", "m2", "m3", "m4", "m5"}},
-		{"", "", 2, []string{"m0", "m1"}},
-		{"", "m1", 2, []string{"m2", "m3"}},
-		{"", "m3", 10, []string{"m4", "m5"}},
-		{"", "m5", 10, nil},
-		{"bob@x", "", 0, []string{"m0", "m2", "m4"}},
-		{"bob@x", "m0", 1, []string{"m2"}},
-		{"bob@x", "m1", 0, []string{"m2", "m4"}},
-		{"nobody@x", "", 0, nil},
-	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("%s/%s/%d", tc.with, tc.after, tc.limit), func(t *testing.T) {
-			got, err := s.QueryArchive(c, owner, tc.with, tc.after, tc.limit)
-			must(t, err)
-			if !slices.Equal(ids(got), tc.want) {
-				t.Fatalf("QueryArchive = %v, want %v", ids(got), tc.want)
-			}
-		})
-	}
-	all, err := s.QueryArchive(c, owner, "", "", 0)
-	must(t, err)
-	for i, m := range all {
-		if m.Owner != owner || m.With != withs[i] || string(m.Stanza) != fmt.Sprintf("<message id='%d'/>", i) || !m.Stamped.Equal(when.Add(time.Duration(i)*time.Second)) {
-			t.Errorf("message %d = %+v", i, m)
-		}
-	}
-	_, err = s.QueryArchive(c, owner, "", "no-such-id", 10)
-	wantErr(t, err, storage.ErrNotFound)
-
-	// Without an ID the store makes one; without a stamp, now.
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: "gen@x", With: "a@x", Stanza: []byte("<a/>")}))
-	must(t, s.AppendArchive(c, storage.ArchivedMessage{Owner: "gen@x", With: "a@x", Stanza: []byte("<b/>")}))
-	gen, err := s.QueryArchive(c, "gen@x", "", "", 0)
-	must(t, err)
-	if len(gen) != 2 || gen[0].ID == "" || gen[0].ID == gen[1].ID || string(gen[1].Stanza) != "<b/>" || gen[0].Stamped.IsZero() {
-		t.Fatalf("generated IDs: %+v", gen)
-	}
 }
 
 func testPlugins(t *testing.T, s storage.Store) {
@@ -977,12 +884,12 @@ func concurrentRoster(t *testing.T, a, b storage.Store) {
 			for i := range perWorker {
 				// Each worker also writes its own item, so writers for
 				// different items interleave with the contended one.
-				_, _, changed, _, err := s.UpdateRosterItem(c, owner, contact, inc)
+				_, _, changed, _, err := s.UpdateRosterItem(c, owner, contact, storage.RosterQuota{}, inc)
 				if err == nil && !changed {
 					err = errors.New("an increment reported no change")
 				}
 				if err == nil {
-					_, _, _, _, err = s.UpdateRosterItem(c, owner, fmt.Sprintf("w%d@x", w), setItem(storage.RosterItem{Name: strconv.Itoa(i), InRoster: true}))
+					_, _, _, _, err = s.UpdateRosterItem(c, owner, fmt.Sprintf("w%d@x", w), storage.RosterQuota{}, setItem(storage.RosterItem{Name: strconv.Itoa(i), InRoster: true}))
 				}
 				if err != nil {
 					errs <- err
@@ -1020,22 +927,29 @@ func concurrentOffline(t *testing.T, a, b storage.Store) {
 		}
 		wg.Go(func() {
 			for i := range perWorker {
-				if err := s.StoreOffline(c, owner, []byte(fmt.Sprintf("%d/%d", w, i)), 0); err != nil {
+				if err := s.StoreOffline(c, owner, []byte(fmt.Sprintf("%d/%d", w, i)), storage.OfflineQuota{}); err != nil {
 					errs <- err
 					return
 				}
 			}
 		})
 	}
-	// A reader taking messages while they arrive must not lose any either.
+	// A reader taking messages while they arrive, all of them or a few
+	// bytes at a time, must not lose any either.
 	var taken []storage.OfflineMessage
 	var takeErr error
 	stop := make(chan struct{})
 	tookDone := make(chan struct{})
 	go func() {
 		defer close(tookDone)
-		for {
-			msgs, err := b.TakeOffline(c, owner)
+		for i := 0; ; i++ {
+			var msgs []storage.OfflineMessage
+			var err error
+			if i%2 == 0 {
+				msgs, err = b.TakeOffline(c, owner)
+			} else {
+				msgs, _, err = b.TakeOfflineUpTo(c, owner, 16)
+			}
 			if err != nil {
 				takeErr = err
 				return
@@ -1092,7 +1006,7 @@ func concurrentQuota(t *testing.T, a, b storage.Store) {
 		}
 		wg.Go(func() {
 			for range 5 {
-				err := s.StoreOffline(c, owner, []byte("m"), limit)
+				err := s.StoreOffline(c, owner, []byte("m"), storage.OfflineQuota{Messages: limit})
 				mu.Lock()
 				switch {
 				case err == nil:

@@ -5,7 +5,9 @@ package xmpputil
 import (
 	"context"
 	"errors"
+	"fmt"
 
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -95,4 +97,30 @@ func CreateUser(ctx context.Context, host plugins.Host, username, password strin
 	}
 	host.Logger().Info("account refused", "user", username, "err", err)
 	return wire.ErrNotAcceptable
+}
+
+// QuotaError turns a store's quota error into the stanza error the client
+// gets: not-acceptable (modify: the client must store less, waiting will
+// not help) with a text saying which limit of what, e.g. "private XML
+// storage is full: at most 100 fragments per account" (items names the
+// store's items). Other errors pass through.
+func QuotaError(err error, what, items string) error {
+	var qe *storage.QuotaError
+	if !errors.As(err, &qe) {
+		return err
+	}
+	unit := qe.Limit
+	if unit == "items" {
+		unit = items
+	}
+	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per account", what, qe.Max, unit))
+}
+
+// Limits reads a plugin's storage quota settings: the whole numbers
+// items and bytes, 0 meaning no limit.
+func Limits(cfg *conf.Config, id, itemsKey string, defItems int, bytesKey string, defBytes int) storage.Limits {
+	return storage.Limits{
+		Items: plugins.SettingInt(cfg, id, itemsKey, defItems),
+		Bytes: int64(plugins.SettingInt(cfg, id, bytesKey, defBytes)),
+	}
 }
