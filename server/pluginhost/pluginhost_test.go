@@ -119,11 +119,26 @@ var testRollout = Rollout{Window: 1500 * time.Millisecond, MaxFailures: 3, MaxFa
 
 type clusterOpts struct {
 	health func(node string) func(ctx context.Context, name, version string) error
+	// slowTouch delays writes of CatalogueProperty (a busy database).
+	slowTouch time.Duration
+}
+
+// slowStore delays writes of CatalogueProperty.
+type slowStore struct {
+	*sqlite.Store
+	delay time.Duration
+}
+
+func (s slowStore) SetProperty(ctx context.Context, name, value string) error {
+	if name == CatalogueProperty {
+		time.Sleep(s.delay) // the database's latency, not a wait for something
+	}
+	return s.Store.SetProperty(ctx, name, value)
 }
 
 type testCluster struct {
 	t     *testing.T
-	store storage.Store
+	store *sqlite.Store
 	rt    *runtime.Runtime
 	net   *fakeNet
 	base  time.Time
@@ -190,7 +205,11 @@ func (tc *testCluster) newNode(name string, i int) *node {
 	if tc.opts.health != nil {
 		hc = tc.opts.health(name)
 	}
-	h := New(Options{Store: tc.store, Cluster: fn, Runtime: tc.rt, Set: mgr, PluginHost: ph, HealthCheck: hc,
+	var store Store = tc.store
+	if tc.opts.slowTouch > 0 {
+		store = slowStore{tc.store, tc.opts.slowTouch}
+	}
+	h := New(Options{Store: store, Cluster: fn, Runtime: tc.rt, Set: mgr, PluginHost: ph, HealthCheck: hc,
 		Rollout: testRollout, ReconcileEvery: time.Hour})
 	return &node{name: name, host: h, mgr: mgr, ph: ph, fake: fn}
 }
@@ -215,7 +234,7 @@ func upload(t *testing.T, store storage.Store, name, version string, data []byte
 func waitUpgrade(t *testing.T, h *Host, final ...string) Status {
 	t.Helper()
 	var st Status
-	servertest.CheckFor(t, 3*time.Minute, 20*time.Millisecond, func() error {
+	servertest.CheckFor(t, 3*time.Minute, time.Millisecond, func() error {
 		var err error
 		if st, err = h.Upgrade(context.Background()); err != nil {
 			return err
@@ -328,6 +347,27 @@ func TestStartLoadsEnabledAndRollingUpgrade(t *testing.T) {
 	// compiled each artifact once for the three nodes.
 	if n := tc.rt.Compiled(); n != len(guests) {
 		t.Errorf("runtime holds %d compiled artifacts, want %d (each guest once)", n, len(guests))
+	}
+}
+
+// TestNextUpgradeRightAfterDone: an operator may start the next upgrade as
+// soon as the last one shows "done". The coordinator used to save "done",
+// tell the nodes (a database write) and only then count itself free, so
+// the next request got "already running" (409) meanwhile.
+func TestNextUpgradeRightAfterDone(t *testing.T) {
+	guests := buildGuests(t)
+	tc := newCluster(t, 1, guests, clusterOpts{slowTouch: 300 * time.Millisecond})
+	upload(t, tc.store, "wordfilter", "1.0.0", guests["v1"], true)
+	upload(t, tc.store, "wordfilter", "2.0.0", guests["v2"], false)
+	tc.start()
+	h := tc.nodes[0].host
+	for _, v := range []string{"2.0.0", "1.0.0", "2.0.0"} {
+		if err := h.StartUpgrade(context.Background(), "wordfilter", v); err != nil {
+			t.Fatalf("upgrade to %s right after the last one was done: %v", v, err)
+		}
+		if st := waitUpgrade(t, h, "done", "failed", "rolled-back"); st.State != "done" || st.To != v {
+			t.Fatalf("upgrade to %s: %+v", v, st)
+		}
 	}
 }
 

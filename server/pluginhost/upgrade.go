@@ -98,40 +98,55 @@ func seniorOf(ms []cluster.Member) string {
 
 func (h *Host) startCoordinating(name, version string) error {
 	h.upMu.Lock()
+	defer h.upMu.Unlock()
 	if h.running {
-		h.upMu.Unlock()
 		return ErrUpgradeRunning
 	}
 	h.running = true
-	h.upMu.Unlock()
 	// Visible before StartUpgrade returns: a console page rendered right
 	// after the request must not show the previous upgrade's "done" (and
 	// so never poll for this one's progress).
-	h.save(context.Background(), &Status{Plugin: name, To: version, State: "running", Coordinator: h.o.Cluster.NodeName(), Started: time.Now().UTC()})
+	st := &Status{Plugin: name, To: version, State: "running", Coordinator: h.o.Cluster.NodeName(), Started: time.Now().UTC()}
+	h.save(context.Background(), st)
 	go func() {
-		defer func() {
-			h.upMu.Lock()
-			h.running = false
-			h.upMu.Unlock()
-			h.nudge() // the plugin is the catalogue's again
-		}()
 		ctx := context.Background()
-		if err := h.rollingUpgrade(ctx, name, version); err != nil {
+		if err := h.rollingUpgrade(ctx, st); err != nil {
 			h.log.Error("rolling upgrade failed", "plugin", name, "version", version, "err", err)
 		}
+		// The final state and the end of running go together: whoever
+		// sees "done" may start the next upgrade at once, and no next
+		// upgrade's status is overwritten by this one's.
+		h.upMu.Lock()
+		h.save(ctx, st)
+		h.running = false
+		h.upMu.Unlock()
+		if st.State == "done" {
+			// Nodes that were not part of it (one that joined meanwhile)
+			// follow the catalogue now that the upgrade let go of it.
+			if err := Touch(ctx, h.o.Store); err != nil {
+				h.log.Warn("upgrade done but nodes were not told; they follow within plugins' reconcile interval", "err", err)
+			}
+		}
+		h.nudge() // the plugin is the catalogue's again
 	}()
 	return nil
 }
 
-// rollingUpgrade moves every live node to version, one at a time, in name
+// rollingUpgrade moves every live node to st.To, one at a time, in name
 // order. Each step loads the version on the node, then watches its real
 // calls for the rollout window. On the first failure the rollout stops and
 // the upgraded nodes (and the failed one) go back to the version they ran
 // before; the catalogue, which still enables that version, is untouched.
-func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
+// It leaves the final state in st for its caller to save.
+func (h *Host) rollingUpgrade(ctx context.Context, st *Status) error {
+	name, version := st.Plugin, st.To
+	fail := func(err error) error {
+		st.State, st.Error = "failed", err.Error()
+		return err
+	}
 	members, err := h.o.Cluster.Members(ctx)
 	if err != nil {
-		return err
+		return fail(fmt.Errorf("listing the nodes: %w", err))
 	}
 	sort.Slice(members, func(i, j int) bool { return members[i].Name < members[j].Name })
 	before := map[string]string{} // node → version it ran
@@ -142,7 +157,6 @@ func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
 			}
 		}
 	}
-	st := &Status{Plugin: name, To: version, State: "running", Coordinator: h.o.Cluster.NodeName(), Started: time.Now().UTC()}
 	for _, m := range members {
 		if st.From == "" {
 			st.From = before[m.Name]
@@ -175,17 +189,9 @@ func (h *Host) rollingUpgrade(ctx context.Context, name, version string) error {
 	// enabled in the catalogue, before the upgrade stops holding the
 	// plugin (nodes would otherwise go back to the old one).
 	if err := setEnabled(ctx, h.o.Store, name, version, true); err != nil {
-		st.State, st.Error = "failed", fmt.Sprintf("every node runs %s, but enabling it in the catalogue failed (nodes will go back to %s): %v", version, st.From, err)
-		h.save(ctx, st)
-		return err
+		return fail(fmt.Errorf("every node runs %s, but enabling it in the catalogue failed (nodes will go back to %s): %w", version, st.From, err))
 	}
 	st.State = "done"
-	h.save(ctx, st)
-	// Now that the upgrade no longer holds the plugin, nodes that were
-	// not part of it (one that joined meanwhile) follow the catalogue.
-	if err := Touch(ctx, h.o.Store); err != nil {
-		h.log.Warn("upgrade done but nodes were not told; they follow within plugins' reconcile interval", "err", err)
-	}
 	h.log.Info("rolling upgrade done", "plugin", name, "version", version, "nodes", len(st.Steps))
 	return nil
 }
@@ -244,7 +250,6 @@ func (h *Host) rollBack(ctx context.Context, st *Status, failed int, name string
 	if !ok {
 		st.State = "failed"
 	}
-	h.save(ctx, st)
 	h.log.Warn("rolling upgrade stopped and rolled back", "plugin", name, "version", st.To, "back to", st.From, "error", st.Error)
 }
 
