@@ -29,6 +29,8 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			documented[strings.ToUpper(m)+" "+p] = true
 		}
 	}
+	// Routes are registered in every file of the package (server.go,
+	// plugins.go, console.go...).
 	files, _ := filepath.Glob("*.go")
 	var src []byte
 	for _, f := range files {

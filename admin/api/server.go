@@ -269,6 +269,7 @@ func (s *Server) routes() {
 	})
 	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
 	s.consoleRoutes()
+	s.pluginRoutes()
 	s.pageRoutes()
 	s.consolePages()
 	s.certificatePage()
@@ -543,7 +544,10 @@ func (s *Server) apiPluginEnabled(on bool) action {
 		if e := validPlugin(name, version); e != nil {
 			return nil, e
 		}
-		return wrap(nil, s.backend.SetPluginEnabled(ctx, name, version, on))
+		if err := s.backend.SetPluginEnabled(ctx, name, version, on); err != nil {
+			return nil, toAPIError(err)
+		}
+		return s.pluginEntry(ctx, name, version)
 	}
 }
 

@@ -1,4 +1,4 @@
--- Schema version 3: an administrator can lock an account (storage.User
+-- Schema version 4: an administrator can lock an account (storage.User
 -- LockedAt). NULL while it is not locked. A node of the previous release
 -- ignores the column during a rolling upgrade (it lets a locked account
 -- log in until it is upgraded).
