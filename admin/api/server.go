@@ -47,7 +47,11 @@ type Options struct {
 	// SignInFailed counts a failed sign-in (the node counts it in
 	// aviary_c2s_auth_failures_total{via="console"}). Optional.
 	SignInFailed func()
-	Logger       *slog.Logger
+	// Logger is the node's logger: the server adds component=admin, its
+	// audit lines component=audit (slog's With repeats a key rather than
+	// replacing it, so a logger that already names a component must not
+	// be passed).
+	Logger *slog.Logger
 	// Certificates feeds GET /api/certificates and the certificates page;
 	// nil leaves both out.
 	Certificates CertificateSource
@@ -94,7 +98,7 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		cfg: o.Config, backend: o.Backend, tokens: tokens{o.Properties},
 		sessions: newSessions(o.Sessions, sessionTTL), audit: al, metrics: o.Metrics,
-		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
+		ready: o.Ready, log: o.Logger.With("component", "admin"), mux: http.NewServeMux(),
 		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
 		certs: o.Certificates, rooms: o.Rooms,
 	}

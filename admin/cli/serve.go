@@ -208,6 +208,23 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	return cfg, 0
 }
 
+// nodeOptions is what `aviary serve` builds a node with: log and every
+// registered ServeOption.
+func nodeOptions(cfg *conf.Config, log *slog.Logger) ([]server.Option, error) {
+	opts := []server.Option{server.WithLogger(log)}
+	serveOptMu.Lock()
+	extra := append([]ServeOption(nil), serveOptions...)
+	serveOptMu.Unlock()
+	for _, fn := range extra {
+		o, err := fn(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o...)
+	}
+	return opts, nil
+}
+
 // runServe runs a node until ctx ends or, with sigs, a signal says so
 // (see awaitStop).
 func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sigs <-chan os.Signal) int {
@@ -219,17 +236,10 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	slog.SetDefault(log)
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
-	opts := []server.Option{server.WithLogger(log)}
-	serveOptMu.Lock()
-	extra := append([]ServeOption(nil), serveOptions...)
-	serveOptMu.Unlock()
-	for _, fn := range extra {
-		o, err := fn(cfg, log)
-		if err != nil {
-			log.Error("aviary serve: setting up", "err", err)
-			return 1
-		}
-		opts = append(opts, o...)
+	opts, err := nodeOptions(cfg, log)
+	if err != nil {
+		log.Error("aviary serve: setting up", "err", err)
+		return 1
 	}
 	n, err := server.New(cfg, opts...)
 	if err != nil {

@@ -1,11 +1,9 @@
 package c2s_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +15,7 @@ import (
 // once. The close line said jid=… jid=… (the bound logger's and its own),
 // and bound lines carried user= beside the jid that contains it.
 func TestSessionLogKeysOnce(t *testing.T) {
-	var out logBuffer
+	var out servertest.LogBuffer
 	log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := servertest.RunServer(t, servertest.DefaultConfig(t), server.WithLogger(log))
 	servertest.CreateUser(t, n, "alice", "alicepw")
@@ -31,25 +29,19 @@ func TestSessionLogKeysOnce(t *testing.T) {
 		}
 		return nil
 	})
+	lines, err := servertest.JSONLogKeys(out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
 	sawJID := false
-	sc := bufio.NewScanner(strings.NewReader(out.String()))
-	for sc.Scan() {
-		line := sc.Text()
-		keys, err := topLevelKeys(line)
-		if err != nil {
-			t.Fatalf("%v: %s", err, line)
+	for i, keys := range lines {
+		if rep := servertest.RepeatedKeys(keys); len(rep) > 0 {
+			t.Errorf("keys %q twice in line %d of:\n%s", rep, i+1, out.String())
 		}
-		seen := map[string]bool{}
-		for _, k := range keys {
-			if seen[k] {
-				t.Errorf("key %q twice in %s", k, line)
-			}
-			seen[k] = true
-		}
-		if seen["jid"] {
+		if slices.Contains(keys, "jid") {
 			sawJID = true
-			if seen["user"] {
-				t.Errorf("user beside jid in %s", line)
+			if slices.Contains(keys, "user") {
+				t.Errorf("user beside jid in line %d of:\n%s", i+1, out.String())
 			}
 		}
 	}
@@ -58,46 +50,6 @@ func TestSessionLogKeysOnce(t *testing.T) {
 	}
 }
 
-// logBuffer is a log destination the test reads while the node writes.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type errString string
 
 func (e errString) Error() string { return string(e) }
-
-// topLevelKeys returns the keys of a JSON object in order, duplicates
-// included.
-func topLevelKeys(line string) ([]string, error) {
-	dec := json.NewDecoder(strings.NewReader(line))
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	var keys []string
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		keys = append(keys, tok.(string))
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return nil, err
-		}
-	}
-	return keys, nil
-}
