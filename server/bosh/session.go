@@ -70,9 +70,8 @@ type Session struct {
 	out      []payload // payloads waiting for a request, oldest first
 	outBytes int
 	// sent: rid → what its response carried, until the client is known to
-	// have it (delivery.go); settled is signalled when an entry settles.
-	sent    map[int64]*sentResp
-	settled chan struct{}
+	// have it (delivery.go).
+	sent map[int64]*sentResp
 	// outTaken is closed (and cleared) when out is emptied: SendWait
 	// waits on it for the client to fetch what is queued.
 	outTaken chan struct{}

@@ -127,8 +127,9 @@ type Transport interface {
 // resources, offline storage), or, for a session waiting for a
 // stream-management resumption, sends them again after it. The transport
 // returns elements the core passed to Write (it keeps them, unmodified,
-// until then), oldest first, each once; it may block briefly while
-// responses being written finish.
+// until then), oldest first, each once. A write the connector cannot
+// confirm (BOSH without an acknowledgement from a later request) counts
+// as not received: a stanza may arrive twice, never not at all.
 type UndeliveredReporter interface {
 	Undelivered() []*wire.Element
 }
