@@ -219,3 +219,19 @@ func TestWrittenResponseCountsOnlyOnceConfirmed(t *testing.T) {
 		})
 	}
 }
+
+// Once the stream acknowledges what it sends itself (XEP-0198), what is
+// sent afterwards is the stream's to re-route: Undelivered leaves it out.
+func TestStreamAcksLeaveOutWhatFollows(t *testing.T) {
+	f := newFakeStream()
+	m := NewManager(testOptions(f))
+	connect(t, m, "wait='6000' hold='1'")
+	s := f.last()
+	s.Send(msg("m1"))
+	s.StreamAcks()
+	s.Send(msg("m2"))
+	s.Close(nil)
+	if got := bodies(s.Undelivered()); got != "m1" {
+		t.Errorf("undelivered %q, want m1", got)
+	}
+}

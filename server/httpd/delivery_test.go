@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -126,6 +127,44 @@ func TestBOSHMessageWrittenToClosedTabGoesOffline(t *testing.T) {
 	carol.Send("<presence/>")
 	if m := carol.Await("the message written to the closed tab", isMsg("while you were away")); m.ID() != "m1" {
 		t.Errorf("got %s", m)
+	}
+}
+
+// A message the client acknowledged with stream management (XEP-0198)
+// is delivered, whatever BOSH could confirm: when the session ends before
+// a later request confirmed the response that carried it, it is not
+// stored offline again.
+func TestBOSHStreamAckedMessageNotRepeated(t *testing.T) {
+	n, _, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "dave", "pw-dave")
+	dave := servertest.Dial(t, n)
+	dave.Login("dave", "pw-dave", "desk")
+	closed := make(chan struct{})
+	remove := n.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.SessionEvent); ok && ev.JID == "carol@localhost/tab" {
+			close(closed)
+		}
+		return nil
+	})
+	defer remove()
+
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 100}
+	b.login("carol", "pw-carol", "tab")
+	b.post("", "<enable xmlns='urn:xmpp:sm:3'/>")
+	b.expect("enabled", named("enabled"))
+	dave.Send("<message to='carol@localhost/tab' type='chat' id='m1'><body>acknowledged</body></message>")
+	b.expect("the message", isMsg("acknowledged"))
+	b.post("", "<a xmlns='urn:xmpp:sm:3' h='1'/>") // the only stanza since <enabled/>
+	// The tab closes: no further request confirms the response that
+	// carried the message.
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("carol's BOSH session did not end")
+	}
+	if c, err := n.Store().CountOffline(context.Background(), "carol@localhost"); err != nil || c != 0 {
+		t.Errorf("%d offline messages (%v); the acknowledged message was stored again", c, err)
 	}
 }
 
