@@ -37,16 +37,16 @@ func (h *host) ServeDomain(s plugins.Service) (func(), error) {
 	return release, nil
 }
 
-func (h *host) Domain() string { return h.n.cfg.Domain }
+func (h *host) Domain() string             { return h.n.cfg.Domain }
+func (h *host) Config() *conf.Config       { return h.n.LiveConfig() }
+func (h *host) Store() storage.Store       { return h.n.store }
+func (h *host) Logger() *slog.Logger       { return h.n.log }
+func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }
+func (h *host) Users() plugins.UserManager { return h.n.users }
 
 // Plugin returns another running plugin of the node, or nil (group chat
 // finds the message archive's room API).
 func (h *host) Plugin(id string) plugins.Plugin { return h.n.plugins.Plugin(id) }
-func (h *host) Config() *conf.Config            { return h.n.cfg }
-func (h *host) Store() storage.Store            { return h.n.store }
-func (h *host) Logger() *slog.Logger            { return h.n.log }
-func (h *host) Hooks() *plugins.Hooks           { return h.n.hooks }
-func (h *host) Users() plugins.UserManager      { return h.n.users }
 
 // Registry is where built-in plugins register their metrics.
 func (h *host) Registry() prometheus.Registerer { return h.n.registry }
