@@ -50,6 +50,9 @@ func placementConfig(dir string) *conf.Config {
 	cfg.C2S.TLSListen = "off"
 	cfg.C2S.SASLFailureDelay = time.Millisecond
 	cfg.Admin.Listen = "off"
+	// The group chat test sends 50 messages a second from one occupant,
+	// ten times muc.message_rate's default.
+	cfg.MUC.MessageRate, cfg.MUC.MessageBurst = 1000, 1000
 	cfg.ApplyDefaults()
 	return cfg
 }
