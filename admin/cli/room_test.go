@@ -37,7 +37,9 @@ func TestRoomCommands(t *testing.T) {
 	c := servertest.Dial(t, n)
 	c.Login("boss", "boss-secret", "r")
 	c.Send(`<presence to='lobby@conference.localhost/boss'/>`)
-	c.Await("the join", func(el *wire.Element) bool { return el.Name == "presence" && el.From() == "lobby@conference.localhost/boss" })
+	c.Await("the join", func(el *wire.Element) bool {
+		return el.Name == "presence" && el.From() == "lobby@conference.localhost/boss"
+	})
 	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if code, o, e := room("list"); code != 0 || !strings.Contains(o, "lobby@conference.localhost") || !strings.Contains(o, "test-node") || !strings.Contains(o, "boss (moderator)") {
 			return &cliError{code, o + e}
