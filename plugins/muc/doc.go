@@ -21,6 +21,7 @@
 //   - archive.go: room archives and history through plugins/mam.
 //   - admin.go: what operators see (Rooms) and do (Destroy).
 //   - deliver.go: the outbox that sends a room's stanzas once per node.
+//   - bench_test.go: the fan-out benchmark.
 //
 // # On the cluster
 //
@@ -47,6 +48,14 @@
 // rooms hosted elsewhere drop them the same way (OnMembersChange). A
 // graceful move (a join, a drain, Stop) hands the whole room over
 // (Release), history and roles included.
+//
+// # Cost
+//
+// BenchmarkGroupchatFanout: one message to a room of 1,000 occupants over
+// three in-memory nodes costs its host about 8-10 ms and 7,000
+// allocations (wall time on the shared 2-core test machine, with the two
+// receiving nodes' work running alongside): one fan-out message per other
+// node, a copy per recipient only on the node that delivers it.
 //
 // # What a crash loses
 //

@@ -66,7 +66,7 @@ func (q *request) message(ctx context.Context) error {
 		q.p.archiveMessage(ctx, r, o.Bare, out)
 		q.remember(out)
 	}
-	for _, other := range r.sortedOccupants() {
+	for _, other := range r.Occupants {
 		q.out.add(other, out)
 	}
 	return nil
