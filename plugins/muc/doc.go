@@ -49,6 +49,16 @@
 // graceful move (a join, a drain, Stop) hands the whole room over
 // (Release), history and roles included.
 //
+// # Clustering switched off and on
+//
+// With the switch off every node hosts the rooms its own users are in, a
+// copy each; the copies tell their occupants that the other nodes'
+// occupants left. When the switch comes back on, placement hands the
+// copies to one host, which merges their occupants and history and
+// tells every occupant again who is in the room. A message from a node
+// whose copy had not merged yet finds its sender missing: the host asks
+// the sender's node (kindWho) and takes the sender back in.
+//
 // # Cost
 //
 // BenchmarkGroupchatFanout: one message to a room of 1,000 occupants over

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"time"
 
@@ -25,7 +26,7 @@ func (q *request) message(ctx context.Context) error {
 	if r == nil {
 		return wire.ErrItemNotFound.WithText("no such room")
 	}
-	o := r.bySession(q.from)
+	o := q.occupant(ctx)
 	if o != nil && el.Child("body", "") != nil && !o.allow(time.Now(), q.p.rate, q.p.burst) {
 		return errTooFast
 	}
@@ -306,3 +307,43 @@ func (q *request) voiceRequest(ctx context.Context, o *Occupant, form *wire.Elem
 
 // errTooFast answers an occupant past muc.message_rate.
 var errTooFast = wire.ErrResourceConstraint.WithText("you are sending messages too fast")
+
+// occupant returns the sender's occupant. A sender of this domain the
+// room does not know, whose own node says it is in the room, is taken
+// back in: the room's copy missed it (two copies merged after clustering
+// came back on, a stanza from its node arriving before the merge).
+func (q *request) occupant(ctx context.Context) *Occupant {
+	r := q.r
+	if o := r.bySession(q.from); o != nil || q.node == "" || q.node == q.p.self {
+		return o
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	b, err := q.p.c.Call(cctx, q.node, kindWho, []byte(r.Name))
+	if err != nil {
+		return nil
+	}
+	var w whoAnswer
+	if json.Unmarshal(b, &w) != nil {
+		return nil
+	}
+	nick, ok := w.Occupants[q.from]
+	if !ok {
+		return nil
+	}
+	o := r.Occupants[nick]
+	switch {
+	case o == nil:
+		o = &Occupant{Nick: nick, Bare: q.bare, Role: r.defaultRole(r.affiliation(q.bare)), Sessions: map[string]string{}}
+		r.Occupants[nick] = o
+	case o.Bare != q.bare:
+		return nil // someone else took the nick meanwhile
+	}
+	o.Sessions[q.from] = q.node
+	for _, other := range r.sortedOccupants() {
+		if other != o && r.broadcastsPresence(o.Role) {
+			q.out.add(other, q.p.occupantPresence(r, o, other))
+		}
+	}
+	return o
+}

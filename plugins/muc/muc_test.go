@@ -556,3 +556,34 @@ func TestOperatorsListAndDestroy(t *testing.T) {
 		t.Fatalf("after Destroy: %+v, %v", rooms, err)
 	}
 }
+
+// TestSwitchOffAndOn: with clustering switched off each node hosts the
+// room for its own users; switched back on, the copies merge into one
+// room on one host, with every occupant in it and told who is there.
+func TestSwitchOffAndOn(t *testing.T) {
+	net, fa, fb, room := twoNodes(t, false)
+	rj := room + "@" + svc
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+	fb.do(room, join(room, "bob@example.com/b", "bob"))
+	fa.h.Routed()
+	net.Alone("a", true)
+	net.Alone("b", true)
+	got := fa.do(room, `<message type='groupchat' from='alice@example.com/a' to='`+rj+`'><body>alone</body></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `<body>alone</body>`)
+	net.Alone("a", false)
+	net.Alone("b", false)
+	got = fa.do(room, `<message type='groupchat' from='alice@example.com/a' to='`+rj+`'><body>together</body></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `from="`+rj+`/alice"`, `<body>together</body>`)
+	got = fb.do(room)
+	mustFind(t, got, `to="bob@example.com/b"`, `from="`+rj+`/alice"`, `<body>together</body>`)
+	// bob is told alice is there (again), whatever he saw while apart:
+	// the last presence from her he got says she is in.
+	last := ""
+	for _, s := range find(got, `to="bob@example.com/b"`, `from="`+rj+`/alice"`, `<presence`) {
+		last = s
+	}
+	if last == "" || strings.Contains(last, `type="unavailable"`) {
+		t.Fatalf("bob last heard of alice: %q (all: %q)", last, got)
+	}
+}

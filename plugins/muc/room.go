@@ -347,6 +347,20 @@ func (p *Plugin) Rebuild(ctx context.Context, room string, handoffs [][]byte) er
 	if r != nil {
 		p.updatePublic(r)
 		p.publish(r)
+		if len(handoffs) > 1 {
+			// Clustering came back on and the copies merged: while apart,
+			// each copy told its occupants that the others' occupants had
+			// left. Everyone learns again who is in the room.
+			b := p.newOutbox()
+			for _, o := range r.sortedOccupants() {
+				for _, other := range r.sortedOccupants() {
+					if other != o && r.broadcastsPresence(o.Role) {
+						b.add(other, p.occupantPresence(r, o, other))
+					}
+				}
+			}
+			b.flush(ctx)
+		}
 		// Nicks the nodes still show that have no session left: their
 		// sessions died with a node. Everyone learns they left.
 		for _, n := range departed {
