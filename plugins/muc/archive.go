@@ -2,6 +2,8 @@ package muc
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -115,4 +117,80 @@ func (p *Plugin) historyFromArchive(ctx context.Context, r *Room) {
 		el.RemoveAttr("xmlns")
 		r.History = append(r.History, HistoryItem{At: e.When, El: wire.AppendBinary(nil, el), Len: len(el.String())})
 	}
+}
+
+// XEP-0425 moderation of room messages (version 0.3, with XEP-0424's
+// retraction).
+const (
+	NSModerate = "urn:xmpp:message-moderate:1"
+	NSRetract  = "urn:xmpp:message-retract:1"
+)
+
+// moderate retracts an archived message for everyone: a moderator asks
+// with the message's stanza-id; the archive keeps a tombstone, the
+// history forgets the message, and every occupant gets the retraction.
+func (q *request) moderate(ctx context.Context, pl *wire.Element) error {
+	r, p := q.r, q.p
+	a := p.archive()
+	if a == nil {
+		return wire.ErrFeatureNotImplemented.WithText("this room keeps no archive")
+	}
+	actor := r.bySession(q.from)
+	if actor == nil || actor.Role != roleModerator {
+		return wire.ErrForbidden.WithText("only moderators retract others' messages")
+	}
+	sid := pl.Attr("id")
+	id, err := storage.ParseArchiveID(sid)
+	if err != nil || pl.Child("retract", NSRetract) == nil {
+		return wire.ErrBadRequest.WithText("moderate names a message by its stanza-id and asks to retract it")
+	}
+	owner := p.archiveOwner(r.Name)
+	if err := a.Flush(ctx); err != nil {
+		return err
+	}
+	msg, _, err := a.Get(ctx, owner, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return wire.ErrItemNotFound.WithText("no such message in this room's archive")
+	}
+	if err != nil {
+		return err
+	}
+	reason := pl.ChildText("reason", "")
+	moderated := func() *wire.Element {
+		m := wire.NewNS("moderated", NSModerate).SetAttr("by", r.jid(p)+"/"+actor.Nick)
+		m.Append(wire.NewNS("occupant-id", NSOccupantID).SetAttr("id", p.occupantID(r.Name, actor.Bare)))
+		return m
+	}
+	tomb := wire.New("message", "from", msg.From(), "type", "groupchat")
+	if mid := msg.ID(); mid != "" {
+		tomb.SetAttr("id", mid)
+	}
+	tomb.Append(wire.NewNS("retracted", NSRetract).SetAttr("stamp", time.Now().UTC().Format(time.RFC3339)).Append(moderated()))
+	if err := a.Tombstone(ctx, owner, id, tomb); err != nil {
+		return err
+	}
+	r.History = slices.DeleteFunc(r.History, func(h HistoryItem) bool {
+		el, _, err := wire.DecodeBinary(h.El)
+		if err != nil {
+			return false
+		}
+		for _, s := range el.ChildrenNamed("stanza-id", mam.NSSID) {
+			if s.Attr("id") == sid {
+				return true
+			}
+		}
+		return false
+	})
+	out := wire.New("message", "from", r.jid(p), "type", "groupchat", "id", newID())
+	rt := wire.NewNS("retract", NSRetract).SetAttr("id", sid).Append(moderated())
+	if reason != "" {
+		rt.Append(wire.New("reason").SetText(reason))
+	}
+	out.Append(rt)
+	p.archiveMessage(ctx, r, actor.Bare, out)
+	for _, o := range r.Occupants {
+		q.out.add(o, out)
+	}
+	q.reply(wire.IQResult(q.el, nil))
+	return nil
 }

@@ -18,7 +18,8 @@
 //   - iq.go: disco of a room, muc#admin (roles, affiliations, kick, ban),
 //     muc#owner (configuration, destruction), self-ping.
 //   - form.go: the muc#roomconfig form.
-//   - archive.go: room archives and history through plugins/mam.
+//   - archive.go: room archives and history through plugins/mam, and
+//     moderators' retractions (XEP-0425).
 //   - admin.go: what operators see (Rooms) and do (Destroy).
 //   - deliver.go: the outbox that sends a room's stanzas once per node.
 //   - bench_test.go: the fan-out benchmark.

@@ -61,6 +61,8 @@ func (q *request) iq(ctx context.Context) error {
 		return wire.ErrItemNotFound
 	case pl.NS() == mam.NS:
 		return q.archiveIQ(ctx, pl)
+	case pl.Name == "moderate" && pl.NS() == NSModerate && el.Type() == "set":
+		return q.moderate(ctx, pl)
 	case pl.Name == "query" && pl.NS() == NSAdmin:
 		return q.admin(ctx, pl)
 	case pl.Name == "query" && pl.NS() == NSOwner:
@@ -162,7 +164,7 @@ func (q *request) discoInfo() *wire.Element {
 		Append(wire.New("identity", "category", "conference", "type", "text", "name", name))
 	feats := []string{wire.NSDiscoInfo, wire.NSDiscoItems, NS, NSOccupantID, wire.NSPing}
 	if q.p.archive() != nil {
-		feats = append(feats, mam.NS, mam.NSExtended, mam.NSSID)
+		feats = append(feats, mam.NS, mam.NSExtended, mam.NSSID, NSModerate)
 	}
 	pick := func(b bool, yes, no string) string {
 		if b {

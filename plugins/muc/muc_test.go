@@ -413,6 +413,19 @@ func TestRoomArchive(t *testing.T) {
 		t.Fatalf("want 3 archived messages, got %d in %q", n, got)
 	}
 	mustFind(t, got, `id="q1"`, `type="result"`, `<fin`)
+	// XEP-0425: the owner, a moderator, retracts line 2 for everyone.
+	_, after, _ := strings.Cut(mustFind(t, got, `<body>line 2</body>`), `<result xmlns="urn:xmpp:mam:2" id="`)
+	sid, _, _ := strings.Cut(after, `"`)
+	got = fa.do(room, `<iq type='set' id='mod1' from='alice@example.com/a' to='`+rj+`'><moderate xmlns='urn:xmpp:message-moderate:1' id='`+sid+`'><retract xmlns='urn:xmpp:message-retract:1'/><reason>spam</reason></moderate></iq>`)
+	mustFind(t, got, `id="mod1"`, `type="result"`)
+	fa.do(room, `<iq type='set' id='mod2' from='eve@example.com/e' to='`+rj+`'><moderate xmlns='urn:xmpp:message-moderate:1' id='`+sid+`'><retract xmlns='urn:xmpp:message-retract:1'/></moderate></iq>`)
+	mustFind(t, hb.Routed(), `id="mod2"`, `forbidden`)
+	mustFind(t, got, `to="alice@example.com/a"`, `<retract xmlns="urn:xmpp:message-retract:1" id="`+sid+`"`, `<moderated`, `spam`)
+	fa.do(room, `<iq type='set' id='q3' from='alice@example.com/a' to='`+rj+`'><query xmlns='urn:xmpp:mam:2' queryid='y'/></iq>`)
+	got = hb.Routed()
+	if tomb := mustFind(t, got, `queryid="y"`, `id="m2"`); strings.Contains(tomb, "line 2") || !strings.Contains(tomb, "<retracted") {
+		t.Fatalf("the archive keeps the message, not a tombstone: %s", tomb)
+	}
 	// Not in an open room's archive: a members-only room keeps strangers out.
 	got = fa.do(room, `<iq type='set' id='cfg2' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_membersonly'><value>1</value></field></x></query></iq>`,
 		`<iq type='set' id='q2' from='eve@example.com/e' to='`+rj+`'><query xmlns='urn:xmpp:mam:2'/></iq>`)
@@ -429,7 +442,8 @@ func TestRoomArchive(t *testing.T) {
 	for _, s := range find(got, `to="bob@example.com/b2"`, `urn:xmpp:delay`) {
 		hist = append(hist, s)
 	}
-	if len(hist) != 2 || !strings.Contains(hist[0], "line 2") || !strings.Contains(hist[1], "line 3") {
+	// The moderated line 2 is not history any more.
+	if len(hist) != 2 || !strings.Contains(hist[0], "line 1") || !strings.Contains(hist[1], "line 3") {
 		t.Fatalf("history after the crash: %q", hist)
 	}
 }
