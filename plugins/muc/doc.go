@@ -21,6 +21,7 @@
 //   - archive.go: room archives and history through plugins/mam, and
 //     moderators' retractions (XEP-0425).
 //   - admin.go: what operators see (Rooms) and do (Destroy).
+//   - register.go: registering a nickname with a room (§7.10, §7.12).
 //   - deliver.go: the outbox that sends a room's stanzas once per node.
 //   - bench_test.go: the fan-out benchmark.
 //

@@ -33,8 +33,14 @@ func (q *request) iq(ctx context.Context) error {
 		if r == nil || (r.Locked && r.affiliation(q.bare) != affOwner) {
 			return wire.ErrItemNotFound
 		}
+		if pl.Attr("node") == "x-roomuser-item" {
+			q.reply(wire.IQResult(el, q.reservedNick()))
+			return nil
+		}
 		q.reply(wire.IQResult(el, q.discoInfo()))
 		return nil
+	case r != nil && pl.Name == "query" && pl.NS() == NSRegister:
+		return q.register(ctx, pl)
 	case el.Type() == "get" && pl.Name == "query" && pl.NS() == wire.NSDiscoItems:
 		if r == nil {
 			return wire.ErrItemNotFound
@@ -162,7 +168,7 @@ func (q *request) discoInfo() *wire.Element {
 	}
 	res := wire.NewNS("query", wire.NSDiscoInfo).
 		Append(wire.New("identity", "category", "conference", "type", "text", "name", name))
-	feats := []string{wire.NSDiscoInfo, wire.NSDiscoItems, NS, NSOccupantID, wire.NSPing}
+	feats := []string{wire.NSDiscoInfo, wire.NSDiscoItems, NS, NSOccupantID, wire.NSPing, NSRegister}
 	if q.p.archive() != nil {
 		feats = append(feats, mam.NS, mam.NSExtended, mam.NSSID, NSModerate)
 	}

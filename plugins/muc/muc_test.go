@@ -601,3 +601,25 @@ func TestSwitchOffAndOn(t *testing.T) {
 		t.Fatalf("bob last heard of alice: %q (all: %q)", last, got)
 	}
 }
+
+// TestRegisterNick (§7.10, §7.12): a user registers a nickname with a
+// room, becomes a member, finds the nickname by disco, and no one else
+// enters under it.
+func TestRegisterNick(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r10")
+	got := f.do("r10", `<iq type='get' id='g1' from='bob@example.com/b' to='r10@conference.example.com'><query xmlns='jabber:iq:register'/></iq>`)
+	mustFind(t, got, `id="g1"`, `muc#register_roomnick`)
+	got = f.do("r10", `<iq type='set' id='s1' from='bob@example.com/b' to='r10@conference.example.com'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field><field var='muc#register_roomnick'><value>bobby</value></field></x></query></iq>`)
+	mustFind(t, got, `id="s1"`, `type="result"`)
+	got = f.do("r10", `<iq type='get' id='g2' from='bob@example.com/b2' to='r10@conference.example.com'><query xmlns='jabber:iq:register'/></iq>`,
+		`<iq type='get' id='d1' from='bob@example.com/b2' to='r10@conference.example.com'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>`,
+		`<iq type='get' id='l1' from='alice@example.com/a' to='r10@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>`)
+	mustFind(t, got, `id="g2"`, `<registered/>`, `<username>bobby</username>`)
+	mustFind(t, got, `id="d1"`, `name="bobby"`)
+	mustFind(t, got, `id="l1"`, `jid="bob@example.com"`, `nick="bobby"`)
+	got = f.do("r10", join("r10", "carol@example.com/c", "bobby"))
+	mustFind(t, got, `to="carol@example.com/c"`, `<conflict`)
+	got = f.do("r10", `<iq type='set' id='s2' from='carol@example.com/c' to='r10@conference.example.com'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='muc#register_roomnick'><value>bobby</value></field></x></query></iq>`)
+	mustFind(t, got, `id="s2"`, `<conflict`)
+}
