@@ -77,7 +77,8 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			}
 		}
 	case "iq":
-		if pt == plugins.PointDeliver || !strings.HasPrefix(el.ID(), queryPrefix) {
+		// At PointDeliver: an answer another node passed on (cluster.go).
+		if !strings.HasPrefix(el.ID(), queryPrefix) {
 			return plugins.Continue, nil
 		}
 		if t := el.Type(); t == "result" || t == "error" {
@@ -167,7 +168,7 @@ func (p *Plugin) enqueueLocked(w waiter) *query {
 			}
 		}
 	}
-	q = &query{id: queryPrefix + randomID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
+	q = &query{id: p.queryID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
 	p.queries[q.id] = q
 	p.inflight[q.ver] = q
 	return q
@@ -211,6 +212,11 @@ func (p *Plugin) answer(el *wire.Element) {
 		}
 	}
 	p.mu.Unlock()
+	if node, ok := askingNode(el.ID()); q == nil && ok && node != p.nodeName() {
+		fwd := el.Copy()
+		p.goWork(func(ctx context.Context) { p.forwardAnswer(ctx, node, fwd) })
+		return
+	}
 
 	info := el.Child("query", wire.NSDiscoInfo)
 	notify := map[string]bool{}
@@ -287,7 +293,11 @@ func (p *Plugin) sendNewlyWanted(owner, full string, now, before map[string]bool
 		return
 	}
 	sort.Strings(nodes)
-	p.goWork(func(ctx context.Context) { p.sendLast(ctx, owner, full, nodes) })
+	p.goWork(func(ctx context.Context) {
+		if p.home(ctx, owner) { // one node sends them (cluster.go)
+			p.sendLast(ctx, owner, full, nodes)
+		}
+	})
 }
 
 // interested returns the owner's recipients that want node. Recipients

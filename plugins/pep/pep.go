@@ -222,8 +222,20 @@ func (p *Plugin) AccountFeatures() []string { return accountFeatures }
 
 // DiscoFeatures repeats the pubsub features on the server's disco#info,
 // where clients look before they use their account's PEP (Smack's OMEMO
-// and OpenPGP managers, as Prosody and ejabberd advertise them).
-func (p *Plugin) DiscoFeatures() []string { return features }
+// manager wants the namespace, its OpenPGP one #access-whitelist), as
+// Prosody and ejabberd advertise them; not #publish and #subscribe,
+// which make Smack take the domain itself for a pubsub service.
+func (p *Plugin) DiscoFeatures() []string { return serverFeatures }
+
+var serverFeatures = func() []string {
+	var out []string
+	for _, f := range features {
+		if f != NSPubSub+"#publish" && f != NSPubSub+"#subscribe" {
+			out = append(out, f)
+		}
+	}
+	return out
+}()
 
 // AccountIdentities adds pubsub/pep to the account's disco#info (XEP-0163 §6).
 func (p *Plugin) AccountIdentities() []plugins.Identity {

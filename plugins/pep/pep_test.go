@@ -22,7 +22,7 @@ const (
 	tune   = "http://jabber.org/protocol/tune"
 )
 
-var randomIDs = regexp.MustCompile(`id="(pubsub|pepcaps)-[0-9a-f]+"`)
+var randomIDs = regexp.MustCompile(`id="(pubsub|pepcaps)-[0-9a-f-]+"`)
 
 func norm(in []string) []string {
 	out := make([]string, len(in))
@@ -164,7 +164,7 @@ func TestNotifications(t *testing.T) {
 	if norm(q)[0] != want {
 		t.Fatalf("caps query\ngot  %s\nwant %s", q[0], want)
 	}
-	id := regexp.MustCompile(`id="(pepcaps-[0-9a-f]+)"`).FindStringSubmatch(q[0])[1]
+	id := regexp.MustCompile(`id="(pepcaps-[0-9a-f-]+)"`).FindStringSubmatch(q[0])[1]
 	// ...the same presence seen by a second session of Juliet asks nothing more...
 	presence("romeo@example.com/orchard", juliet+"/garden", juliet+"/garden", caps)
 	// ...and the answer (caught, never routed on) brings him the last item.
@@ -228,7 +228,7 @@ func TestFilterChange(t *testing.T) {
 		el := plugintest.Parse(t, `<presence from='romeo@example.com/orchard' to='juliet@example.com'><c xmlns='http://jabber.org/protocol/caps' node='n' ver='`+ver+`'/></presence>`)
 		m.Intercept(ctx, plugins.PointDeliver, &plugins.Stanza{El: el, Session: juliet + "/balcony"})
 		q := waitRouted(t, h, 1)[0]
-		id := regexp.MustCompile(`id="(pepcaps-[0-9a-f]+)"`).FindStringSubmatch(q)[1]
+		id := regexp.MustCompile(`id="(pepcaps-[0-9a-f-]+)"`).FindStringSubmatch(q)[1]
 		answer := plugintest.Parse(t, `<iq type='result' id='`+id+`' from='romeo@example.com/orchard' to='juliet@example.com'><query xmlns='http://jabber.org/protocol/disco#info'>`+feats+`</query></iq>`)
 		m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: answer})
 	}

@@ -414,7 +414,7 @@ func TestRemovalNotifications(t *testing.T) {
 	q := waitRouted(t, h, 2) // Tybalt's last item and the caps query, in either order
 	var id string
 	for _, s := range q {
-		if mm := regexp.MustCompile(`id="(pepcaps-[0-9a-f]+)"`).FindStringSubmatch(s); mm != nil {
+		if mm := regexp.MustCompile(`id="(pepcaps-[0-9a-f-]+)"`).FindStringSubmatch(s); mm != nil {
 			id = mm[1]
 		}
 	}
