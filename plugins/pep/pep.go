@@ -197,7 +197,6 @@ var Defaults = pubsub.Config{
 	DeliverNotifications:  true,
 	NotifyDelete:          true,
 	NotifyRetract:         true,
-	PresenceBasedDelivery: true,
 	Subscribe:             true,
 	NotificationType:      "headline",
 	SendLastPublishedItem: pubsub.SendLastOnSubPresence,

@@ -46,15 +46,13 @@ type Config struct {
 	PublishModel string
 	// MaxItems is how many items the node keeps, the oldest evicted
 	// first; 0 is "max": as many as the owner's storage quota allows.
-	MaxItems              int
-	PersistItems          bool
-	DeliverPayloads       bool
-	DeliverNotifications  bool
-	NotifyConfig          bool
-	NotifyDelete          bool
-	NotifyRetract         bool
-	NotifySub             bool
-	PresenceBasedDelivery bool
+	MaxItems             int
+	PersistItems         bool
+	DeliverPayloads      bool
+	DeliverNotifications bool
+	NotifyConfig         bool
+	NotifyDelete         bool
+	NotifyRetract        bool
 	// Subscribe tells whether entities may subscribe (pubsub#subscribe).
 	Subscribe bool
 	// NotificationType is "headline" or "normal": the type of the
@@ -82,8 +80,6 @@ const (
 	fieldNotifyConfig   = "pubsub#notify_config"
 	fieldNotifyDelete   = "pubsub#notify_delete"
 	fieldNotifyRetract  = "pubsub#notify_retract"
-	fieldNotifySub      = "pubsub#notify_sub"
-	fieldPresenceBased  = "pubsub#presence_based_delivery"
 	fieldSubscribe      = "pubsub#subscribe"
 	fieldNotifType      = "pubsub#notification_type"
 	fieldSendLast       = "pubsub#send_last_published_item"
@@ -158,10 +154,6 @@ func (c *Config) setField(name string, values []string) error {
 		return boolean(&c.NotifyDelete)
 	case fieldNotifyRetract:
 		return boolean(&c.NotifyRetract)
-	case fieldNotifySub:
-		return boolean(&c.NotifySub)
-	case fieldPresenceBased:
-		return boolean(&c.PresenceBasedDelivery)
 	case fieldSubscribe:
 		return boolean(&c.Subscribe)
 	case fieldNotifType:
@@ -209,10 +201,6 @@ func (c *Config) fieldValue(name string) (values []string, ok bool) {
 		return b(c.NotifyDelete), true
 	case fieldNotifyRetract:
 		return b(c.NotifyRetract), true
-	case fieldNotifySub:
-		return b(c.NotifySub), true
-	case fieldPresenceBased:
-		return b(c.PresenceBasedDelivery), true
 	case fieldSubscribe:
 		return b(c.Subscribe), true
 	case fieldNotifType:
@@ -244,8 +232,6 @@ var formFields = []struct {
 	{fieldNotifyConfig, "boolean", "Notify subscribers when the configuration changes", nil},
 	{fieldNotifyDelete, "boolean", "Notify subscribers when the node is deleted", nil},
 	{fieldNotifyRetract, "boolean", "Notify subscribers when items are removed", nil},
-	{fieldNotifySub, "boolean", "Notify owners about new subscribers", nil},
-	{fieldPresenceBased, "boolean", "Deliver notifications only to available users", nil},
 	{fieldSubscribe, "boolean", "Allow subscriptions", nil},
 	{fieldNotifType, "list-single", "Message type of event notifications", []string{"headline", "normal"}},
 	{fieldSendLast, "list-single", "When to send the last published item", []string{SendLastNever, SendLastOnSub, SendLastOnSubPresence}},
