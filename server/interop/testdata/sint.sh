@@ -25,8 +25,6 @@ c2s:
   # SINT keeps one unauthenticated connection open for the whole run to
   # register accounts in-band; the 30s default would close it mid-run.
   auth_timeout: 15m
-  # SINT registers every test account in-band from this one address.
-  registration_limit: -1
 admin:
   listen: "off"
   admins: ["sintadmin@localhost"]
