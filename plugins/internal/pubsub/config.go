@@ -92,7 +92,8 @@ const FormTypeNodeConfig = NS + "#node_config"
 // formError is what applying a form returns for a bad value: which field.
 type formError struct{ field, why string }
 
-func (e *formError) Error() string { return "pubsub: " + e.field + ": " + e.why }
+// Error is the text clients get: the field and what is wrong with it.
+func (e *formError) Error() string { return e.field + ": " + e.why }
 
 // setField applies one form field to c. Unknown fields are ignored (a
 // client may send fields of a newer XEP-0060 than ours); a known field
