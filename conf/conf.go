@@ -34,6 +34,7 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
+	MAM      MAMConfig      `yaml:"mam"`
 	Balance  BalanceConfig  `yaml:"balance"`
 	Runtime  RuntimeConfig  `yaml:"runtime"`
 }
@@ -409,6 +410,22 @@ type WasmConfig struct {
 	// values), held in memory on every node and in the shared database.
 	// Default 1048576 (1 MiB).
 	MaxKVBytes int `yaml:"max_kv_bytes"`
+}
+
+// MAMConfig is the message archive (XEP-0313, plugin xep0313.mam; turn it
+// off with plugins.disabled).
+type MAMConfig struct {
+	// Default is what is archived for an account that has set no
+	// preferences (XEP-0441): "always" (every message), "roster" (only
+	// messages with contacts in the roster) or "never". Default "always".
+	Default string `yaml:"default"`
+	// ExpireAfter is how long archived messages are kept; the cluster's
+	// senior node (the only node when alone) deletes older ones once an
+	// hour. 0 keeps them until the account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+	// MaxPage caps how many messages one query returns (RSM <max/>, and
+	// the page size when the client names none). Default 100.
+	MaxPage int `yaml:"max_page"`
 }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher

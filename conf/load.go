@@ -130,6 +130,8 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
+	setStr(&c.MAM.Default, "always")
+	setInt(&c.MAM.MaxPage, 100)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

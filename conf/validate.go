@@ -41,6 +41,17 @@ func (c *Config) Validate() Errors {
 	default:
 		add("log_format", "must be text or json, not %q", c.LogFormat)
 	}
+	switch c.MAM.Default {
+	case "always", "roster", "never":
+	default:
+		add("mam.default", "must be always, roster or never, not %q", c.MAM.Default)
+	}
+	if c.MAM.ExpireAfter < 0 {
+		add("mam.expire_after", "must not be negative")
+	}
+	if c.MAM.MaxPage < 1 || c.MAM.MaxPage > 1000 {
+		add("mam.max_page", "must be between 1 and 1000, not %d", c.MAM.MaxPage)
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls.cert_file", "cert_file and key_file must be set together")
 	}

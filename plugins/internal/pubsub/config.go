@@ -269,6 +269,24 @@ func (c *Config) Form(typ string, groups []string) *wire.Element {
 	return x
 }
 
+// FormTypeMetaData is the FORM_TYPE of a node's meta-data (disco#info on
+// the node, XEP-0060 §5.4).
+const FormTypeMetaData = NS + "#meta-data"
+
+// MetaData renders what disco#info on the node tells everyone: its title,
+// description, payload type, access and publish models (those set).
+func (c *Config) MetaData() *wire.Element {
+	x := wire.NewNS("x", NSData).SetAttr("type", "result")
+	x.Append(wire.New("field", "var", fieldFormType, "type", "hidden").Append(wire.New("value").SetText(FormTypeMetaData)))
+	for _, name := range []string{fieldTitle, fieldDescription, fieldType, fieldAccessModel, fieldPublishModel} {
+		values, _ := c.fieldValue(name)
+		if len(values) == 1 && values[0] != "" {
+			x.Append(wire.New("field", "var", name).Append(wire.New("value").SetText(values[0])))
+		}
+	}
+	return x
+}
+
 // formValues returns a data form's fields (FORM_TYPE left out) in order.
 func formValues(x *wire.Element) (names []string, values map[string][]string) {
 	values = map[string][]string{}
