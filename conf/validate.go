@@ -119,6 +119,16 @@ func (c *Config) Validate() Errors {
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")
 	}
+	if c.C2S.FASTTokenLifetime < time.Minute {
+		add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.C2S.FASTTokenLifetime)
+	}
+	for _, l := range c.ServerInfo.Lists() {
+		for i, a := range l.Addresses {
+			if u, err := url.Parse(a); err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
+				add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
+			}
+		}
+	}
 	if c.C2S.MaxSessions < 0 {
 		add("c2s.max_sessions", "must not be negative")
 	}

@@ -72,7 +72,7 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		return code
 	}
 	defer store.Close()
-	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations, FASTTokens: store.KeyValue(auth.FASTStore)}
 
 	readPassword := func() (string, bool) {
 		if *password != "" {

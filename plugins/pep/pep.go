@@ -274,7 +274,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Changed:    p.changed,
 	})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.remove = host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
+	removeClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
 			p.sessionClosed(ctx, ev.JID)
 		}
@@ -286,8 +286,13 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		}
 		return nil
 	})
-	removeClosed := p.remove
-	p.remove = func() { removeClosed(); removeStored() }
+	removeRoster := host.Hooks().Add(plugins.EventRosterChanged, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.RosterEvent); ok {
+			p.rosterChanged(ev)
+		}
+		return nil
+	})
+	p.remove = func() { removeClosed(); removeStored(); removeRoster() }
 	return nil
 }
 
