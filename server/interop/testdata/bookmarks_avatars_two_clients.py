@@ -71,7 +71,10 @@ class Legacy(ClientXMPP):
         self.register_plugin("xep_0054")
         self.started = asyncio.get_event_loop().create_future()
         self.add_event_handler("session_start", self.on_start)
-        self.add_event_handler("failed_auth", lambda _: self.started.done() or self.started.set_exception(Fail("legacy: auth failed")))
+        # failed_auth comes once per mechanism slixmpp tries (it offers
+        # SCRAM-*-PLUS with tls-unique, which TLS 1.3 has not, and goes on);
+        # failed_all_auth when none is left.
+        self.add_event_handler("failed_all_auth", lambda _: self.started.done() or self.started.set_exception(Fail("legacy: auth failed")))
 
     async def on_start(self, _):
         self.send_presence()
