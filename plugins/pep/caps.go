@@ -318,17 +318,24 @@ func (p *Plugin) answer(el *wire.Element) {
 		p.rememberLocked(ver, notify)
 		p.mu.Unlock()
 	}
-	var waiters []waiter
+	var waiters, again []waiter
 	if q != nil {
 		for _, w := range q.waiters {
-			// An unverified answer describes the responder only.
+			// An unverified answer describes the responder only; the
+			// others with that version are asked themselves (the
+			// responder may have moved on to another version and
+			// answered with an error, as Smack does when two clients
+			// share a version and one of them changes its features).
 			if verified || w.full == from {
 				waiters = append(waiters, w)
+			} else {
+				again = append(again, w)
 			}
 		}
 	} else if owner != "" {
 		waiters = []waiter{{owner: owner, full: from}}
 	}
+	p.askAgain(again)
 	p.goWork(func(ctx context.Context) {
 		if verified {
 			if err := p.host.Store().SetProperty(ctx, propertyPrefix+ver, joinNodes(notify)); err != nil {
@@ -339,6 +346,23 @@ func (p *Plugin) answer(el *wire.Element) {
 			p.setNotify(w, notify)
 		}
 	})
+}
+
+// askAgain queries the clients of waiters whose query another client
+// answered without verification, those still waiting with that version.
+func (p *Plugin) askAgain(ws []waiter) {
+	for _, w := range ws {
+		p.mu.Lock()
+		if p.recipients[w.owner][w.full] != w.rec {
+			p.mu.Unlock()
+			continue // left or changed caps meanwhile
+		}
+		q := p.enqueueLocked(w)
+		p.mu.Unlock()
+		if q != nil {
+			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+		}
+	}
 }
 
 // setNotify installs a resolved notify set on a waiting recipient and

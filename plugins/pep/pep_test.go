@@ -336,3 +336,39 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("replacing an item: %s", got)
 	}
 }
+
+// TestCapsAskedAgainAfterError: two clients share a caps version; the
+// query goes to the first, which answers with an error (its features
+// changed meanwhile, as Smack's do). The second is not left unresolved:
+// it gets a query of its own, and its answer brings it the last item.
+// (Juliet's own two resources: their queries need no roster check, so
+// the second waits behind the first for sure.)
+func TestCapsAskedAgainAfterError(t *testing.T) {
+	ctx := context.Background()
+	h := plugintest.NewHost(t)
+	m := h.Start(t, pep.New())
+	h.IQ(t, m, plugins.ToAccount, `<iq type='set' id='p' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+tune+`'><item id='t1'><tune xmlns='`+tune+`'/></item></publish></pubsub></iq>`)
+	ver := pep.CapsHash(plugintest.Parse(t, romeoInfo))
+	caps := `<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://example.org/client' ver='` + ver + `'/>`
+	for _, res := range []string{"garden", "balcony"} {
+		own := plugintest.Parse(t, `<presence from='juliet@example.com/`+res+`'>`+caps+`</presence>`)
+		m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: own, Session: juliet + "/" + res})
+	}
+	first := waitRouted(t, h, 1)[0]
+	if !strings.Contains(first, `to="juliet@example.com/garden"`) {
+		t.Fatalf("first query: %s", first)
+	}
+	id := regexp.MustCompile(`id="(pepcaps-[0-9a-f-]+)"`).FindStringSubmatch(first)[1]
+	refused := plugintest.Parse(t, `<iq type='error' id='`+id+`' from='juliet@example.com/garden' to='juliet@example.com'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`)
+	m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: refused, Session: juliet + "/garden"})
+	second := waitRouted(t, h, 1)[0]
+	if !strings.Contains(second, `to="juliet@example.com/balcony"`) || !strings.Contains(second, `<query xmlns="http://jabber.org/protocol/disco#info"`) {
+		t.Fatalf("the second client was not asked: %s", second)
+	}
+	id = regexp.MustCompile(`id="(pepcaps-[0-9a-f-]+)"`).FindStringSubmatch(second)[1]
+	answer := plugintest.Parse(t, `<iq type='result' id='`+id+`' from='juliet@example.com/balcony' to='juliet@example.com'>`+strings.ReplaceAll(romeoInfo, "VER", ver)+`</iq>`)
+	m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: answer, Session: juliet + "/balcony"})
+	if got := waitRouted(t, h, 1)[0]; !strings.Contains(got, `to="juliet@example.com/balcony"`) || !strings.Contains(got, `<item id="t1"`) {
+		t.Errorf("the last item: %s", got)
+	}
+}
