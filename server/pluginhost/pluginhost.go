@@ -183,7 +183,7 @@ func (h *Host) ApplyLocal(ctx context.Context, name, version string) error {
 		report(version, "failed")
 		return err
 	}
-	if err := p.Start(ctx, h.o.PluginHost); err != nil {
+	if err := p.Start(ctx, plugins.HostFor(h.o.PluginHost, p)); err != nil {
 		_ = p.Stop(ctx)
 		report(version, "failed")
 		return err
