@@ -219,6 +219,12 @@ func recordBytes(cfg *Config) []byte {
 // the service's node quota.
 func (s *store) saveNode(ctx context.Context, service, node string, cfg *Config) error {
 	_, err := s.nodes().Set(ctx, s.layout.nodesOwner(service), "", node, recordBytes(cfg), s.limits.Nodes)
+	if s.layout.PerNodeOwner {
+		// The node quota is the service's, whatever the rest is counted per.
+		l := s.limits
+		l.Per = "service"
+		return l.quotaError(err, "nodes")
+	}
 	return s.limits.quotaError(err, "nodes")
 }
 

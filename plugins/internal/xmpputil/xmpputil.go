@@ -42,6 +42,15 @@ func Local(s string) string {
 	return j.Localpart()
 }
 
+// Domain returns the domain of a JID ("" when invalid).
+func Domain(s string) string {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return j.Domainpart()
+}
+
 // Requester returns the bare JID of the IQ's sender.
 func Requester(iq *plugins.IQ) string { return Bare(iq.From) }
 
