@@ -1,0 +1,93 @@
+package plugins_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage/postgres/pgtest"
+)
+
+// TestPubSubServiceInCluster: on two real nodes (PostgreSQL and
+// Hazelcast) the service at pubsub.localhost answers on both, whichever
+// node owns the pubsub node a request names (one node of each owner is
+// used), and every publish and retraction reaches each subscriber once:
+// Bob's bare JID (his resources on both nodes) and Carol's full JID.
+func TestPubSubServiceInCluster(t *testing.T) {
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-pubsub-cluster")
+	start := func(name string) (*server.Node, *hazelcast.Cluster) {
+		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: "pubsub-test", Prefix: "pubsub.",
+		})
+	}
+	a, ca := start("node-a")
+	b, cb := start("node-b")
+	servertest.WaitClustered(t, ca, cb)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		servertest.CreateUser(t, a, u, "pw-"+u)
+	}
+	// A pubsub node owned by each server.
+	members := []plugins.Member{{Name: "node-a"}, {Name: "node-b"}}
+	owned := map[string]string{}
+	for i := 0; len(owned) < 2; i++ {
+		k := fmt.Sprint("topic-", i)
+		if o := plugins.Rendezvous(k, members); owned[o] == "" {
+			owned[o] = k
+		}
+	}
+
+	aliceA := newPEPPeer(t, a, "alice", "a", "")
+	aliceB := newPEPPeer(t, b, "alice", "b", "")
+	bobA := newPEPPeer(t, a, "bob", "a", "")
+	bobB := newPEPPeer(t, b, "bob", "b", "")
+	carolB := newPEPPeer(t, b, "carol", "b", "")
+	carolA := newPEPPeer(t, a, "carol", "a", "") // not subscribed: gets nothing
+	// A headline to Bob's bare JID goes to his available resources: both
+	// must be online before the first event.
+	bobA.waitOnline(t, "bob@localhost/b")
+	bobB.waitOnline(t, "bob@localhost/a")
+
+	for _, node := range []string{owned["node-a"], owned["node-b"]} {
+		iqOn(t, aliceB, `<iq type='set' id='c' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='`+node+`'/></pubsub></iq>`)
+		iqOn(t, bobA, `<iq type='set' id='s' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='`+node+`' jid='bob@localhost'/></pubsub></iq>`)
+		iqOn(t, carolB, `<iq type='set' id='s' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='`+node+`' jid='carol@localhost/b'/></pubsub></iq>`)
+		// Each step waits for every subscriber: one node's stanzas to a
+		// session keep their order, so a copy sent twice shows up in
+		// place of the next step's event.
+		steps := []struct {
+			from  *pepPeer
+			xml   string
+			event string
+		}{
+			{aliceA, servicePublish(node, "i1"), "publish i1"},
+			{aliceB, servicePublish(node, "i2"), "publish i2"},
+			{aliceA, `<iq type='set' id='r' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='` + node + `' notify='true'><item id='i1'/></retract></pubsub></iq>`, "retract i1"},
+			{aliceB, servicePublish(node, "i3"), "publish i3"},
+		}
+		for _, st := range steps {
+			iqOn(t, st.from, st.xml)
+			for _, p := range []*pepPeer{bobA, bobB, carolB} {
+				p.expect(t, st.event)
+			}
+		}
+		items := iqOn(t, carolA, `<iq type='get' id='g' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='`+node+`'/></pubsub></iq>`)
+		if got := eventSummary(items.Child("pubsub", "")); got != "publish i2,publish i3" {
+			t.Fatalf("%s items: %s", node, items)
+		}
+	}
+	select {
+	case ev := <-carolA.events:
+		t.Fatalf("carol/a, not subscribed, got %q", ev)
+	default:
+	}
+}
+
+func servicePublish(node, id string) string {
+	return `<iq type='set' id='p-` + id + `' to='pubsub.localhost'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='` + node + `'><item id='` + id + `'><entry xmlns='urn:example:news'>` + id + `</entry></item></publish></pubsub></iq>`
+}
