@@ -149,6 +149,28 @@ func (p *pepPeer) expect(t *testing.T, want ...string) {
 	}
 }
 
+// twoNodes starts node-a and node-b, clustered on a fresh PostgreSQL and
+// Hazelcast member (named after test), with the users (password
+// "pw-NAME").
+func twoNodes(t *testing.T, test string, users ...string) (a, b *server.Node) {
+	t.Helper()
+	pg := pgtest.Start(t)
+	member := hztest.StartMember(t, "aviary-"+test+"-cluster")
+	start := func(name string) (*server.Node, *hazelcast.Cluster) {
+		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
+			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+			NodeName: name, Secret: test + "-test", Prefix: test + ".",
+		})
+	}
+	a, ca := start("node-a")
+	b, cb := start("node-b")
+	servertest.WaitClustered(t, ca, cb)
+	for _, u := range users {
+		servertest.CreateUser(t, a, u, "pw-"+u)
+	}
+	return a, b
+}
+
 // TestPEPNotificationsInCluster: on two real nodes (PostgreSQL and
 // Hazelcast), Juliet's notifications reach each of her own resources,
 // each of Romeo's (implicit: presence and caps) and each of Tybalt's
@@ -157,20 +179,7 @@ func (p *pepPeer) expect(t *testing.T, want ...string) {
 // online and when Tybalt subscribes.
 func TestPEPNotificationsInCluster(t *testing.T) {
 	ctx := context.Background()
-	pg := pgtest.Start(t)
-	member := hztest.StartMember(t, "aviary-pep-cluster")
-	start := func(name string) (*server.Node, *hazelcast.Cluster) {
-		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "pep-test", Prefix: "pep.",
-		})
-	}
-	a, ca := start("node-a")
-	b, cb := start("node-b")
-	servertest.WaitClustered(t, ca, cb)
-	for _, u := range []string{"juliet", "romeo", "tybalt"} {
-		servertest.CreateUser(t, a, u, "pw-"+u)
-	}
+	a, b := twoNodes(t, "pep", "juliet", "romeo", "tybalt")
 	roster := func(owner, contact, sub string) {
 		_, _, _, _, err := a.Store().UpdateRosterItem(ctx, owner+"@localhost", contact+"@localhost", storage.RosterQuota{}, func(it storage.RosterItem, _ bool) (storage.RosterItem, bool, error) {
 			it.Subscription, it.InRoster = sub, true

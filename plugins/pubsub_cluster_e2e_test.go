@@ -4,12 +4,7 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/aviary-im/aviary/cluster/hazelcast"
-	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/server"
-	"github.com/aviary-im/aviary/server/servertest"
-	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
 
 // TestPubSubServiceInCluster: on two real nodes (PostgreSQL and
@@ -18,20 +13,7 @@ import (
 // used), and every publish and retraction reaches each subscriber once:
 // Bob's bare JID (his resources on both nodes) and Carol's full JID.
 func TestPubSubServiceInCluster(t *testing.T) {
-	pg := pgtest.Start(t)
-	member := hztest.StartMember(t, "aviary-pubsub-cluster")
-	start := func(name string) (*server.Node, *hazelcast.Cluster) {
-		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "pubsub-test", Prefix: "pubsub.",
-		})
-	}
-	a, ca := start("node-a")
-	b, cb := start("node-b")
-	servertest.WaitClustered(t, ca, cb)
-	for _, u := range []string{"alice", "bob", "carol"} {
-		servertest.CreateUser(t, a, u, "pw-"+u)
-	}
+	a, b := twoNodes(t, "pubsub", "alice", "bob", "carol")
 	// A pubsub node owned by each server.
 	members := []plugins.Member{{Name: "node-a"}, {Name: "node-b"}}
 	owned := map[string]string{}

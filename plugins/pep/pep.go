@@ -84,7 +84,6 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/pubsub"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
-	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -122,11 +121,9 @@ const (
 const (
 	DefaultMaxNodes = 1000
 	DefaultMaxBytes = 10 << 20
-	// maxSubscriptions and maxAffiliations bound what others may make
-	// the account store: one subscription or affiliation per JID and
-	// node.
-	maxSubscriptions = 10000
-	maxAffiliations  = 10000
+	// maxRows bounds what others may make the account store: one
+	// subscription or affiliation per JID and node, this many of each.
+	maxRows = 10000
 )
 
 // workTimeout bounds background work (caps queries, last-item sends).
@@ -258,13 +255,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Store: host.Store(),
 		Layout: pubsub.Layout{Nodes: Store, Items: StoreItems,
 			Subscriptions: StoreSubscriptions, Affiliations: StoreAffiliations},
-		Limits: pubsub.Limits{
-			Nodes:         storage.Limits{Items: plugins.SettingInt(cfg, ID, "max_nodes", DefaultMaxNodes)},
-			Items:         storage.Limits{Bytes: int64(plugins.SettingInt(cfg, ID, "max_bytes", DefaultMaxBytes))},
-			Subscriptions: storage.Limits{Items: maxSubscriptions},
-			Affiliations:  storage.Limits{Items: maxAffiliations},
-			What:          "PEP storage", Per: "account",
-		},
+		Limits:     pubsub.SettingLimits(cfg, ID, DefaultMaxNodes, DefaultMaxBytes, maxRows, "PEP storage", "account"),
 		Logger:     host.Logger(),
 		Route:      host.Route,
 		Defaults:   Defaults,

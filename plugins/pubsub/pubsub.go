@@ -52,7 +52,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/pubsub"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/plugins/placement"
-	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -80,9 +79,8 @@ const (
 	DefaultName     = "Publish-Subscribe"
 	DefaultMaxNodes = 10000
 	DefaultMaxBytes = 10 << 20
-	// maxSubscriptions and maxAffiliations bound one node's rows.
-	maxSubscriptions = 100000
-	maxAffiliations  = 10000
+	// maxRows bounds one node's subscriptions, and its affiliations.
+	maxRows = 100000
 )
 
 // serviceKey is the placement key of requests that name no node.
@@ -156,13 +154,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Store: host.Store(),
 		Layout: pubsub.Layout{Nodes: Store, Items: StoreItems,
 			Subscriptions: StoreSubscriptions, Affiliations: StoreAffiliations, PerNodeOwner: true},
-		Limits: pubsub.Limits{
-			Nodes:         storage.Limits{Items: plugins.SettingInt(cfg, ID, "max_nodes", DefaultMaxNodes)},
-			Items:         storage.Limits{Bytes: int64(plugins.SettingInt(cfg, ID, "max_bytes", DefaultMaxBytes))},
-			Subscriptions: storage.Limits{Items: maxSubscriptions},
-			Affiliations:  storage.Limits{Items: maxAffiliations},
-			What:          "the pubsub service's storage", Per: "node",
-		},
+		Limits:       pubsub.SettingLimits(cfg, ID, DefaultMaxNodes, DefaultMaxBytes, maxRows, "the pubsub service's storage", "node"),
 		Logger:       host.Logger(),
 		Route:        host.Route,
 		Defaults:     Defaults,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -458,6 +460,21 @@ type Limits struct {
 	// What names the storage in quota errors ("PEP storage"), Per the
 	// owner it is counted for ("account").
 	What, Per string
+}
+
+// SettingLimits reads the quotas both services take from their settings:
+// max_nodes (nodes of the service) and max_bytes (bytes of items: PEP's
+// for the account, the service's per node), each with its default, 0
+// meaning none. maxRows bounds the subscriptions and affiliations others
+// may make the owner store. what and per name the storage in errors.
+func SettingLimits(cfg *conf.Config, id string, defNodes, defBytes, maxRows int, what, per string) Limits {
+	return Limits{
+		Nodes:         storage.Limits{Items: plugins.SettingInt(cfg, id, "max_nodes", defNodes)},
+		Items:         storage.Limits{Bytes: int64(plugins.SettingInt(cfg, id, "max_bytes", defBytes))},
+		Subscriptions: storage.Limits{Items: maxRows},
+		Affiliations:  storage.Limits{Items: maxRows},
+		What:          what, Per: per,
+	}
 }
 
 // quotaError turns a store's quota error into not-acceptable with a text
