@@ -55,3 +55,16 @@ func TestBookmarksAndAvatarsAcrossXEPs(t *testing.T) {
 	host, port := c2sAddr(t, n)
 	runPython(t, "aioxmpp", "testdata/bookmarks_avatars_two_clients.py", host, strconv.Itoa(port), "alice@localhost", "alice-secret")
 }
+
+// TestAioxmppPubSubService: two Debian python3-aioxmpp clients find the
+// pubsub service in the domain's disco#items, create a node, subscribe,
+// publish, retract with notify, read the items, are refused a publish
+// without the publisher affiliation and delete the node; the subscriber
+// is told of each change once (testdata/aioxmpp_pubsub_service.py).
+func TestAioxmppPubSubService(t *testing.T) {
+	n := servertest.RunServer(t, servertest.DefaultConfig(t))
+	servertest.CreateUser(t, n, "alice", "secret-pw")
+	servertest.CreateUser(t, n, "bob", "secret-pw")
+	host, port := c2sAddr(t, n)
+	runPython(t, "aioxmpp", "testdata/aioxmpp_pubsub_service.py", host, strconv.Itoa(port), "localhost", "secret-pw")
+}
