@@ -377,11 +377,9 @@ func TestNobodyLivesAtTheService(t *testing.T) {
 	}
 }
 
-// TestRequestsRunOnTheNodesOwner runs the service on two nodes of one
-// (in-memory) cluster over one store: a request arriving on either is
-// answered by the owner of the pubsub node it names, and each
-// notification leaves once, from there.
-func TestRequestsRunOnTheNodesOwner(t *testing.T) {
+// twoServiceNodes runs the service on nodes "a" and "b" of one
+// in-memory cluster, over one store.
+func twoServiceNodes(t *testing.T) (a, b *node) {
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "aviary.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -395,7 +393,15 @@ func TestRequestsRunOnTheNodesOwner(t *testing.T) {
 		h.Node = net.Join(name)
 		nodes[name] = start(t, h, nil)
 	}
-	a, b := nodes["a"], nodes["b"]
+	return nodes["a"], nodes["b"]
+}
+
+// TestRequestsRunOnTheNodesOwner runs the service on two nodes of one
+// (in-memory) cluster over one store: a request arriving on either is
+// answered by the owner of the pubsub node it names, and each
+// notification leaves once, from there.
+func TestRequestsRunOnTheNodesOwner(t *testing.T) {
+	a, b := twoServiceNodes(t)
 	// A pubsub node owned by b, asked through a.
 	var name string
 	for i := 0; name == ""; i++ {
@@ -420,5 +426,45 @@ func TestRequestsRunOnTheNodesOwner(t *testing.T) {
 	}
 	if got := len(events(b, bob)); got != 5 {
 		t.Errorf("bob got %d notifications from b, want 5 (one per publish)", got)
+	}
+}
+
+// TestConcurrentCreatesOneWins: many users create the same node at once,
+// through both nodes of a cluster. The requests for one pubsub node run
+// one at a time on its owner, so exactly one creates it and owns it, and
+// every other gets conflict (handled side by side, two could both see
+// no node and the later would take it over).
+func TestConcurrentCreatesOneWins(t *testing.T) {
+	a, b := twoServiceNodes(t)
+	const rounds, users = 5, 8
+	for r := 0; r < rounds; r++ {
+		name := fmt.Sprint("contested-", r)
+		var wg sync.WaitGroup
+		for u := 0; u < users; u++ {
+			on := a
+			if u%2 == 1 {
+				on = b
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := on.send(fmt.Sprintf(`<iq type='set' id='c-%s-%d' from='user%d@example.com/x' to='%s'><pubsub xmlns='http://jabber.org/protocol/pubsub'><create node='%s'/></pubsub></iq>`, name, u, u, service, name)); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		winners := 0
+		for u := 0; u < users; u++ {
+			res := answer(t, fmt.Sprintf("c-%s-%d", name, u), a, b)
+			if res.Type() == "result" {
+				winners++
+				continue
+			}
+			refused(t, res, "conflict", "")
+		}
+		if winners != 1 {
+			t.Fatalf("%s: %d creates succeeded, want 1", name, winners)
+		}
 	}
 }
