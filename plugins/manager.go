@@ -77,8 +77,8 @@ func (m *Manager) Remove(id string) (old Plugin) {
 		next = append(next, x)
 	}
 	m.plugins.Store(&next)
-	m.gen.Add(1)
 	m.releaseServices(id)
+	m.gen.Add(1)
 	return old
 }
 

@@ -7,8 +7,8 @@
 // disco#items lists every service domain a plugin claimed
 // (Host.ServeDomain: conference.example.org, with its name) and what
 // plugins contribute (DiscoItems). Each service answers disco#info on its
-// own domain itself: IQs to it go to its plugin. Nodes are answered by
-// the plugin that owns them (XEP-0050 commands); any other node gets
+// own domain itself: IQs to it go to its plugin. Nodes are answered by the
+// plugin that owns them (XEP-0050 commands); any other node gets
 // item-not-found, except the server's own caps node#ver.
 //
 // The server's entity capabilities (XEP-0115 §6.3) go out in the stream
@@ -23,10 +23,9 @@
 // (AccountIdentities: pubsub/pep) and the features plugins offer on
 // accounts (AccountFeatures); disco#info on a node of the account is
 // answered by the plugin that knows it (AccountNodes: PEP nodes);
-// disco#items on the account or a node lists what plugins put there
-// (AccountItems: PEP nodes, a node's items). It answers any requester:
-// the features describe the server, and an account's existence is
-// already visible through RFC 6121 errors. A JID with no account gets service-unavailable (RFC 6121
+// disco#items is empty. It answers any requester: the features describe
+// the server, and an account's existence is already visible through RFC
+// 6121 errors. A JID with no account gets service-unavailable (RFC 6121
 // §8.5.1).
 package disco
 
@@ -189,24 +188,16 @@ func (p *Plugin) accountQuery(ctx context.Context, ns, from, to, node string) (*
 		}
 		return nil, err
 	}
-	if ns == NSItems {
-		var items []plugins.DiscoItem
-		ok := node == ""
-		if p.m != nil {
-			items, ok = p.m.AccountItems(ctx, from, j.Bare().String(), node)
-		}
-		if !ok {
-			return nil, wire.ErrItemNotFound
-		}
-		return ItemsElement(node, items), nil
-	}
 	if node != "" {
-		if p.m != nil {
+		if ns == NSInfo && p.m != nil {
 			if ids, feats, ok := p.m.AccountNodeInfo(ctx, from, j.Bare().String(), node); ok {
 				return InfoElement(node, ids, plugins.SortedUnique(feats)), nil
 			}
 		}
 		return nil, wire.ErrItemNotFound
+	}
+	if ns == NSItems {
+		return ItemsElement("", nil), nil
 	}
 	var feats []string
 	ids := []plugins.Identity{{Category: "account", Type: "registered"}}
