@@ -17,22 +17,19 @@ Prints OK (exit 0), or what failed (exit 1).
 """
 import asyncio
 import base64
-import logging
-import os
 import sys
 
 import aioxmpp
 import aioxmpp.avatar
-import aioxmpp.connector
 import aioxmpp.forms
 import aioxmpp.pubsub
 import aioxmpp.stanza
 import aioxmpp.vcard
 import aioxmpp.xso
 
+from clientcheck import Fail, aioxmpp_client, check, run
+
 HOST, PORT, JID, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-logging.basicConfig(level=logging.DEBUG if os.environ.get("AVIARY_TEST_LOG") else logging.WARNING,
-                    format="%(levelname)s %(name)s %(message)s")
 
 NODE = "urn:example:aviary-notes"
 ERRORS = "http://jabber.org/protocol/pubsub#errors"
@@ -70,24 +67,10 @@ def texts(response):
             if it.registered_payload is not None]
 
 
-class Fail(Exception):
-    pass
-
-
-def check(what, got, want):
-    if got != want:
-        raise Fail("%s: got %r, want %r" % (what, got, want))
-
-
 async def main():
     jid = aioxmpp.JID.fromstr(JID)
     me = jid.bare()
-    # The test server has a self-signed certificate.
-    security = aioxmpp.make_security_layer(PASSWORD, no_verify=True)
-    client = aioxmpp.PresenceManagedClient(
-        jid, security,
-        override_peer=[(HOST, PORT, aioxmpp.connector.STARTTLSConnector())],
-    )
+    client = aioxmpp_client(JID, PASSWORD, HOST, PORT)
     async with client.connected():
         pubsub = client.summon(aioxmpp.PubSubClient)
 
@@ -140,16 +123,6 @@ async def main():
         check("avatar after disabling", await avatar.get_avatar_metadata(me, require_fresh=True), [])
         card = await vcard.get_vcard()
         check("vCard PHOTO after disabling", card.get_photo_data(), None)
-    print("OK", flush=True)
-    return 0
 
 
-async def run():
-    try:
-        return await asyncio.wait_for(main(), 60)
-    except Fail as e:
-        print("FAIL:", e, flush=True)
-        return 1
-
-
-sys.exit(asyncio.run(run()))
+run(main)

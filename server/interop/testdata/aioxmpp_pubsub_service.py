@@ -11,20 +11,17 @@ usage: aioxmpp_pubsub_service.py HOST PORT DOMAIN PASSWORD
 Prints OK (exit 0), or what failed (exit 1).
 """
 import asyncio
-import logging
-import os
 import sys
 
 import aioxmpp
-import aioxmpp.connector
 import aioxmpp.disco
 import aioxmpp.errors
 import aioxmpp.pubsub
 import aioxmpp.xso
 
+from clientcheck import Fail, aioxmpp_client, check, run
+
 HOST, PORT, DOMAIN, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-logging.basicConfig(level=logging.DEBUG if os.environ.get("AVIARY_TEST_LOG") else logging.WARNING,
-                    format="%(levelname)s %(name)s %(message)s")
 
 NS_NEWS = "urn:example:news"
 NODE = "princely_musings"
@@ -36,21 +33,8 @@ class Entry(aioxmpp.xso.XSO):
     text = aioxmpp.xso.Text(default="")
 
 
-class Fail(Exception):
-    pass
-
-
-def check(what, got, want):
-    if got != want:
-        raise Fail("%s: got %r, want %r" % (what, got, want))
-
-
 def client(user):
-    security = aioxmpp.make_security_layer(PASSWORD, no_verify=True)
-    return aioxmpp.PresenceManagedClient(
-        aioxmpp.JID.fromstr("%s@%s/py" % (user, DOMAIN)), security,
-        override_peer=[(HOST, PORT, aioxmpp.connector.STARTTLSConnector())],
-    )
+    return aioxmpp_client("%s@%s/py" % (user, DOMAIN), PASSWORD, HOST, PORT)
 
 
 async def next_event(events, what):
@@ -106,16 +90,6 @@ async def main():
         check("deletion", await next_event(events, "delete"), ("delete", str(service), NODE))
         if not events.empty():
             raise Fail("a notification too many: %r" % (events.get_nowait(),))
-    print("OK", flush=True)
-    return 0
 
 
-async def run():
-    try:
-        return await asyncio.wait_for(main(), 60)
-    except Fail as e:
-        print("FAIL:", e, flush=True)
-        return 1
-
-
-sys.exit(asyncio.run(run()))
+run(main)

@@ -18,22 +18,19 @@ Prints OK (exit 0), or what failed (exit 1).
 import asyncio
 import base64
 import hashlib
-import logging
-import os
 import ssl
 import sys
 
 import aioxmpp
 import aioxmpp.avatar
-import aioxmpp.connector
 import aioxmpp.forms
 import aioxmpp.pubsub
 import aioxmpp.xso
 from slixmpp import ClientXMPP
 
+from clientcheck import Fail, aioxmpp_client, check, run
+
 HOST, PORT, JID, PASSWORD = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-logging.basicConfig(level=logging.DEBUG if os.environ.get("AVIARY_TEST_LOG") else logging.WARNING,
-                    format="%(levelname)s %(name)s %(message)s")
 
 NS_BOOKMARKS = "urn:xmpp:bookmarks:1"
 # Two PNG images: 2x3 and 4x4 red pixels.
@@ -50,15 +47,6 @@ class Conference(aioxmpp.xso.XSO):
     name = aioxmpp.xso.Attr("name", default=None)
     autojoin = aioxmpp.xso.Attr("autojoin", default=None)
     nick = aioxmpp.xso.ChildText((NS_BOOKMARKS, "nick"), default=None)
-
-
-class Fail(Exception):
-    pass
-
-
-def check(what, got, want):
-    if got != want:
-        raise Fail("%s: got %r, want %r" % (what, got, want))
 
 
 class Legacy(ClientXMPP):
@@ -114,11 +102,7 @@ async def main():
     legacy.connect(address=(HOST, PORT), force_starttls=True)
     await asyncio.wait_for(legacy.started, 20)
 
-    security = aioxmpp.make_security_layer(PASSWORD, no_verify=True)
-    modern = aioxmpp.PresenceManagedClient(
-        jid.replace(resource="modern"), security,
-        override_peer=[(HOST, PORT, aioxmpp.connector.STARTTLSConnector())],
-    )
+    modern = aioxmpp_client(JID + "/modern", PASSWORD, HOST, PORT)
     try:
         async with modern.connected():
             pubsub = modern.summon(aioxmpp.PubSubClient)
@@ -159,16 +143,6 @@ async def main():
             check("vCard PHOTO after a XEP-0084 avatar", await legacy.photo(), ("image/png", PNG2))
     finally:
         legacy.disconnect()
-    print("OK", flush=True)
-    return 0
 
 
-async def run():
-    try:
-        return await asyncio.wait_for(main(), 60)
-    except Fail as e:
-        print("FAIL:", e, flush=True)
-        return 1
-
-
-sys.exit(asyncio.run(run()))
+run(main)
