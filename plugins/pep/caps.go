@@ -177,14 +177,7 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 			p.mu.Unlock()
 			return
 		}
-		p.mu.Lock()
-		if p.recipients[w.owner][w.full] != w.rec {
-			p.mu.Unlock()
-			return // left or changed caps meanwhile
-		}
-		q := p.enqueueLocked(w)
-		p.mu.Unlock()
-		if q != nil {
+		if q := p.requeue(w); q != nil {
 			p.resolve(ctx, q)
 		}
 	})
@@ -348,18 +341,22 @@ func (p *Plugin) answer(el *wire.Element) {
 	})
 }
 
+// requeue queues w's caps query again, unless its client left or changed
+// caps meanwhile; it returns the query to send, nil when there is none.
+func (p *Plugin) requeue(w waiter) *query {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recipients[w.owner][w.full] != w.rec {
+		return nil
+	}
+	return p.enqueueLocked(w)
+}
+
 // askAgain queries the clients of waiters whose query another client
 // answered without verification, those still waiting with that version.
 func (p *Plugin) askAgain(ws []waiter) {
 	for _, w := range ws {
-		p.mu.Lock()
-		if p.recipients[w.owner][w.full] != w.rec {
-			p.mu.Unlock()
-			continue // left or changed caps meanwhile
-		}
-		q := p.enqueueLocked(w)
-		p.mu.Unlock()
-		if q != nil {
+		if q := p.requeue(w); q != nil {
 			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
 		}
 	}
