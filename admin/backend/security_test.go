@@ -18,6 +18,7 @@ import (
 
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 )
 
@@ -47,8 +48,10 @@ func TestAdminListenerUnderAttack(t *testing.T) {
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Admin.ReadTimeout = 300 * time.Millisecond
 	var logs lockedBuffer // the node's log, read while it writes
-	adm := backend.NewService(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, logger)
+	adm := backend.NewService(cfg, logger, backend.Deps{Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	base := "http://" + adm.Addr().String()

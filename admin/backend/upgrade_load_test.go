@@ -11,6 +11,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -21,8 +22,9 @@ import (
 // lost or reordered.
 func TestRollingUpgradeUnderTraffic(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	servertest.CreateUser(t, n, "bob", "bob-secret")
 	ctx := context.Background()

@@ -10,12 +10,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
-	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/assembly"
 	"github.com/aviary-im/aviary/server/gctune"
 )
 
@@ -28,21 +27,13 @@ func init() {
 	}})
 }
 
-// SignalDrainer is a service that can drain the node when `aviary serve`
-// gets SIGTERM (server/balance). DrainOnSignal returns true when a drain
-// runs (the process then waits for it to end, which stops the node), and
-// false when the node should stop at once (alone in the cluster, or the
-// drain already ended).
-type SignalDrainer interface {
-	DrainOnSignal(ctx context.Context) bool
-}
-
 // awaitStop waits until the node should stop: ctx ends, SIGINT, or
-// SIGTERM. The first SIGTERM drains the node instead when one of its
-// services can (clustered, with another node to take the clients); the
-// drain ends with a SIGTERM of its own (admin/cli stopWhenDrained), and a
-// second SIGTERM or a SIGINT stops the node at once.
-func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *server.Node, log *slog.Logger) {
+// SIGTERM. The first SIGTERM drains the node instead when it can
+// (clustered, with another node to take the clients: balance.Service
+// DrainOnSignal); the drain ends with a SIGTERM of its own
+// (stopWhenDrained), and a second SIGTERM or a SIGINT stops the node at
+// once.
+func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *assembly.Node, log *slog.Logger) {
 	draining := false
 	for {
 		select {
@@ -53,36 +44,14 @@ func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *server.Node, log *
 				log.Info("aviary serve: signal", "signal", sig.String())
 				return
 			}
-			for _, s := range n.Services() {
-				if d, ok := s.(SignalDrainer); ok && d.DrainOnSignal(ctx) {
-					draining = true
-					break
-				}
-			}
-			if !draining {
+			if !n.Balance.DrainOnSignal(ctx) {
 				log.Info("aviary serve: SIGTERM")
 				return
 			}
+			draining = true
 			log.Info("aviary serve: SIGTERM: draining the node; it stops when its clients have moved or at balance.drain_deadline (SIGTERM again or SIGINT stops it now)")
 		}
 	}
-}
-
-// ServeOption contributes server options to `aviary serve` (services such
-// as the admin console, HTTP connectors or s2s). Register it from init in
-// the file that adds the feature.
-type ServeOption func(cfg *conf.Config, log *slog.Logger) ([]server.Option, error)
-
-var (
-	serveOptMu   sync.Mutex
-	serveOptions []ServeOption
-)
-
-// RegisterServeOption adds fn to what `aviary serve` builds the node with.
-func RegisterServeOption(fn ServeOption) {
-	serveOptMu.Lock()
-	serveOptions = append(serveOptions, fn)
-	serveOptMu.Unlock()
 }
 
 // nodeFlags are the flags every command touching the store shares.
@@ -200,19 +169,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	slog.SetDefault(log)
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
-	opts := []server.Option{server.WithLogger(log)}
-	serveOptMu.Lock()
-	extra := append([]ServeOption(nil), serveOptions...)
-	serveOptMu.Unlock()
-	for _, fn := range extra {
-		o, err := fn(cfg, log)
-		if err != nil {
-			log.Error("aviary serve: setting up", "err", err)
-			return 1
-		}
-		opts = append(opts, o...)
-	}
-	n, err := server.New(cfg, opts...)
+	n, err := assembly.New(cfg, log, stopWhenDrained(log))
 	if err != nil {
 		log.Error("aviary serve: building the node", "err", err)
 		return 1

@@ -224,7 +224,7 @@ type e2eCluster struct {
 func buildBinaries(t *testing.T, root, dir string) (bin, bench string) {
 	t.Helper()
 	bin, bench = filepath.Join(dir, "aviary"), filepath.Join(dir, "aviary-bench")
-	for _, b := range [][2]string{{bin, "."}, {bench, "./cmd/aviary-bench"}} {
+	for _, b := range [][2]string{{bin, "./cmd/aviary"}, {bench, "./cmd/aviary-bench"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
