@@ -292,20 +292,6 @@ func (n *testNode) numIn() int {
 	return len(n.svc.in)
 }
 
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(poll)
-	}
-	t.Fatalf("condition not met after %v: %v", total, err)
-}
-
 // failingResolver answers every SRV lookup with NXDOMAIN, so tests never
 // reach real DNS.
 type failingResolver struct{}
