@@ -10,7 +10,9 @@ package conf
 import "time"
 
 // Config is the whole configuration of one node. Code reads it as an
-// immutable snapshot: a reload builds a new Config and swaps the pointer.
+// immutable snapshot. A reload (`aviary serve` on SIGHUP) builds a new
+// Config and applies it only when every changed key is Reloadable; a
+// change of any other key needs a restart and is refused whole.
 type Config struct {
 	// Domain is the XMPP domain this node serves. Default "localhost".
 	Domain string `yaml:"domain"`

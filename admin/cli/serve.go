@@ -21,7 +21,7 @@ import (
 func init() {
 	Register(Command{Name: "serve", Summary: "run the server", Run: func(args []string) int {
 		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 		return runServe(context.Background(), args, os.Environ(), os.Stderr, sigs)
 	}})
@@ -32,14 +32,18 @@ func init() {
 // (clustered, with another node to take the clients: balance.Service
 // DrainOnSignal); the drain ends with a SIGTERM of its own
 // (stopWhenDrained), and a second SIGTERM or a SIGINT stops the node at
-// once.
-func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *assembly.Node, log *slog.Logger) {
+// once. SIGHUP runs reload and the node goes on.
+func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *assembly.Node, reload func(), log *slog.Logger) {
 	draining := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload()
+				continue
+			}
 			if sig != syscall.SIGTERM || draining {
 				log.Info("aviary serve: signal", "signal", sig.String())
 				return
@@ -96,18 +100,72 @@ func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*c
 
 // NewLogger returns the logger the configuration asks for, on w.
 func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
+	return newLogger(cfg.LogFormat, logLevel(cfg.LogLevel), w)
+}
+
+// logLevel reads log_level (validated: debug, info, warn or error).
+func logLevel(s string) slog.Level {
 	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-	o := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
+	_ = lvl.UnmarshalText([]byte(s))
+	return lvl
+}
+
+func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
 	}
 	return slog.New(slog.NewTextHandler(w, o))
 }
 
+// reloader applies, on SIGHUP, what changed in the configuration `aviary
+// serve` was started with (file, environment and flags read again) when
+// every change is conf.Reloadable: build the new configuration, check it,
+// then swap; on any error the running one stays, whole.
+type reloader struct {
+	load  func() (*conf.Config, error)
+	cur   *conf.Config
+	level *slog.LevelVar // log_level
+	log   *slog.Logger
+}
+
+func (r *reloader) reload() {
+	next, err := r.load()
+	if err == nil {
+		var changed []string
+		if changed, err = conf.CheckReload(r.cur, next); err == nil {
+			r.level.Set(logLevel(next.LogLevel))
+			r.cur = next
+			r.log.Info("aviary serve: configuration reloaded", "changed", strings.Join(changed, ","))
+			return
+		}
+	}
+	r.log.Error("aviary serve: configuration not reloaded; the node runs on as before", "err", err)
+}
+
 // serveConfig parses `aviary serve` flags and loads the configuration:
 // flags win over the environment, which wins over the file.
 func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
+	load, code := serveLoader(args, environ, stderr)
+	if load == nil {
+		return nil, code
+	}
+	return loadOrReport(load, stderr)
+}
+
+func loadOrReport(load func() (*conf.Config, error), stderr io.Writer) (*conf.Config, int) {
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
+		return nil, 1
+	}
+	return cfg, 0
+}
+
+// serveLoader parses `aviary serve` flags and returns what loads the
+// configuration they name (again on each reload); nil and the exit code
+// when the flags are wrong.
+func serveLoader(args, environ []string, stderr io.Writer) (func() (*conf.Config, error), int) {
 	fs := flag.NewFlagSet("aviary serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var nf nodeFlags
@@ -135,38 +193,42 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 		fmt.Fprintf(stderr, "aviary serve: unexpected argument %q\n", fs.Arg(0))
 		return nil, 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, func(c *conf.Config) {
-		for _, kv := range sets {
-			_ = c.Set(kv[0], kv[1]) // checked while parsing
-		}
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "c2s-listen":
-				c.C2S.Listen = *c2sListen
-			case "c2s-tls-listen":
-				c.C2S.TLSListen = *c2sTLS
-			case "allow-registration":
-				c.C2S.AllowRegistration = *allowReg
+	return func() (*conf.Config, error) {
+		return loadConfig(fs, &nf, environ, func(c *conf.Config) {
+			for _, kv := range sets {
+				_ = c.Set(kv[0], kv[1]) // checked while parsing
 			}
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "c2s-listen":
+					c.C2S.Listen = *c2sListen
+				case "c2s-tls-listen":
+					c.C2S.TLSListen = *c2sTLS
+				case "allow-registration":
+					c.C2S.AllowRegistration = *allowReg
+				}
+			})
+			applyServeFlags(c)
 		})
-		applyServeFlags(c)
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
-		return nil, 1
-	}
-	return cfg, 0
+	}, 0
 }
 
 // runServe runs a node until ctx ends or, with sigs, a signal says so
 // (see awaitStop).
 func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sigs <-chan os.Signal) int {
-	cfg, code := serveConfig(args, environ, stderr)
+	load, code := serveLoader(args, environ, stderr)
+	if load == nil {
+		return code
+	}
+	cfg, code := loadOrReport(load, stderr)
 	if cfg == nil {
 		return code
 	}
-	log := NewLogger(cfg, stderr)
+	level := new(slog.LevelVar)
+	level.Set(logLevel(cfg.LogLevel))
+	log := newLogger(cfg.LogFormat, level, stderr)
 	slog.SetDefault(log)
+	rl := &reloader{load: load, cur: cfg, level: level, log: log}
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
 	n, err := assembly.New(cfg, log, stopWhenDrained(log))
@@ -181,7 +243,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 		log.Error("aviary serve: starting", "err", err)
 		return 1
 	}
-	awaitStop(ctx, sigs, n, log)
+	awaitStop(ctx, sigs, n, rl.reload, log)
 	log.Info("aviary serve: shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
