@@ -300,7 +300,21 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 
 // Sessions asks every node for its sessions.
 func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
-	out := b.localSessions(ctx)
+	out, err := askOthers(ctx, b, kindSessions, "sessions", b.localSessions(ctx))
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
+	if out == nil {
+		out = []api.Session{}
+	}
+	return out, nil
+}
+
+// askOthers asks every other member of the cluster kind and appends the
+// list each answers (JSON) to out. A node that does not answer is left
+// out, logged at warn when what names the list.
+func askOthers[T any](ctx context.Context, b *Backend, kind, what string, out []T) ([]T, error) {
 	ms, err := b.n.Cluster().Members(ctx)
 	if err != nil {
 		return nil, err
@@ -309,19 +323,17 @@ func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
 		if m.Name == b.NodeName() {
 			continue
 		}
-		raw, err := b.n.Cluster().Call(ctx, m.Name, kindSessions, nil)
+		raw, err := b.n.Cluster().Call(ctx, m.Name, kind, nil)
 		if err != nil {
-			b.log.Warn("sessions of a node unavailable", "node", m.Name, "err", err)
+			if what != "" {
+				b.log.Warn(what+" of a node unavailable", "node", m.Name, "err", err)
+			}
 			continue
 		}
-		var theirs []api.Session
-		if err := json.Unmarshal(raw, &theirs); err == nil {
+		var theirs []T
+		if json.Unmarshal(raw, &theirs) == nil {
 			out = append(out, theirs...)
 		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
-	if out == nil {
-		out = []api.Session{}
 	}
 	return out, nil
 }
@@ -376,23 +388,9 @@ func (b *Backend) localS2S() []api.S2SStream {
 
 // S2S lists federation streams on every node.
 func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
-	out := b.localS2S()
-	ms, err := b.n.Cluster().Members(ctx)
+	out, err := askOthers(ctx, b, kindS2S, "", b.localS2S())
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range ms {
-		if m.Name == b.NodeName() {
-			continue
-		}
-		raw, err := b.n.Cluster().Call(ctx, m.Name, kindS2S, nil)
-		if err != nil {
-			continue
-		}
-		var theirs []api.S2SStream
-		if json.Unmarshal(raw, &theirs) == nil {
-			out = append(out, theirs...)
-		}
 	}
 	if out == nil {
 		out = []api.S2SStream{}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins/runtime"
-	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -198,15 +197,8 @@ func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ
 		fmt.Fprintf(stderr, "aviary plugin %s needs a running node: use --admin\n", sub)
 		return 2
 	}
-	cfg, err := loadConfig(fs, nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary plugin: configuration:\n%v\n", err)
-		return 1
-	}
-	log := NewLogger(cfg, stderr)
-	store, err := server.OpenStore(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary plugin: %v\n", err)
+	_, store := commandStore(ctx, "plugin", fs, nf, environ, stderr)
+	if store == nil {
 		return 1
 	}
 	defer store.Close()

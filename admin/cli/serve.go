@@ -14,8 +14,10 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/assembly"
 	"github.com/aviary-im/aviary/server/gctune"
+	"github.com/aviary-im/aviary/storage"
 )
 
 func init() {
@@ -87,6 +89,23 @@ func (f *nodeFlags) apply(fs *flag.FlagSet, c *conf.Config) {
 			c.LogLevel = f.logLevel
 		}
 	})
+}
+
+// commandStore loads the configuration of `aviary NAME` (its flags given
+// in fs and nf) and opens the store it names. On error it tells stderr
+// and returns a nil store; close the store when done.
+func commandStore(ctx context.Context, name string, fs *flag.FlagSet, nf *nodeFlags, environ []string, stderr io.Writer) (*conf.Config, storage.Store) {
+	cfg, err := loadConfig(fs, nf, environ, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary %s: configuration:\n%v\n", name, err)
+		return nil, nil
+	}
+	store, err := server.OpenStore(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary %s: %v\n", name, err)
+		return nil, nil
+	}
+	return cfg, store
 }
 
 func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*conf.Config)) (*conf.Config, error) {

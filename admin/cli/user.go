@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -68,19 +67,21 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary user: configuration:\n%v\n", err)
-		return 1
-	}
-	log := NewLogger(cfg, stderr)
-	store, err := server.OpenStore(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary user: %v\n", err)
+	cfg, store := commandStore(ctx, "user", fs, &nf, environ, stderr)
+	if store == nil {
 		return 1
 	}
 	defer store.Close()
 	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+	// failed reports an error of the subcommand on the user named.
+	failed := func(err error) int {
+		if errors.Is(err, storage.ErrNotFound) {
+			fmt.Fprintf(stderr, "aviary user %s: no user %q\n", sub, positional[0])
+		} else {
+			fmt.Fprintf(stderr, "aviary user %s: %v\n", sub, err)
+		}
+		return 1
+	}
 
 	readPassword := func() (string, bool) {
 		if *password != "" {
@@ -112,22 +113,12 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 			return 1
 		}
 		if err := um.SetPassword(ctx, positional[0], pw); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user passwd: no user %q\n", positional[0])
-			} else {
-				fmt.Fprintf(stderr, "aviary user passwd: %v\n", err)
-			}
-			return 1
+			return failed(err)
 		}
 		fmt.Fprintf(stdout, "password changed for %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "delete":
 		if err := um.DeleteUser(ctx, positional[0]); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user delete: no user %q\n", positional[0])
-			} else {
-				fmt.Fprintf(stderr, "aviary user delete: %v\n", err)
-			}
-			return 1
+			return failed(err)
 		}
 		fmt.Fprintf(stdout, "deleted %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "list":
