@@ -152,7 +152,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	})
 	rmClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
-			owner := bareOf(ev.JID)
+			owner := wire.BareJID(ev.JID)
 			p.imu.Lock()
 			delete(p.interested[owner], ev.JID)
 			if len(p.interested[owner]) == 0 {
@@ -214,7 +214,7 @@ func (p *Plugin) wantsPush(r plugins.Resource) bool {
 	}
 	p.imu.Lock()
 	defer p.imu.Unlock()
-	_, ok := p.interested[bareOf(r.JID)][r.JID]
+	_, ok := p.interested[wire.BareJID(r.JID)][r.JID]
 	return ok
 }
 
@@ -266,7 +266,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 func items(q *wire.Element) ([]string, error) {
 	var out []string
 	for _, it := range q.ChildrenNamed("item", "") {
-		j := xmpputil.Normalize(it.Attr("jid"))
+		j := wire.JIDOf(it.Attr("jid")).String()
 		if j == "" {
 			return nil, wire.ErrJIDMalformed
 		}
@@ -381,14 +381,6 @@ func plainASCII(s string) bool {
 	return true
 }
 
-// bareOf returns the bare part of a server-stamped (normalized) JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
 func (p *Plugin) load(ctx context.Context, owner string) (*entry, error) {
 	now := p.now()
 	p.mu.RLock()
@@ -433,9 +425,9 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	case plugins.PointInbound:
 		return p.outbound(ctx, st)
 	case plugins.PointDeliver, plugins.PointOffline:
-		owner := bareOf(st.Session)
+		owner := wire.BareJID(st.Session)
 		if owner == "" {
-			owner = xmpputil.Bare(el.To())
+			owner = wire.JIDOf(el.To()).Bare()
 		}
 		return p.inbound(ctx, owner, st.Session, el)
 	}
@@ -446,11 +438,11 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verdict, error) {
 	el := st.El
 	to := el.To()
-	owner := bareOf(st.Session)
+	owner := wire.BareJID(st.Session)
 	if owner == "" {
-		owner = bareOf(el.From())
+		owner = wire.BareJID(el.From())
 	}
-	if to == "" || owner == "" || to == p.host.Domain() || bareOf(to) == owner {
+	if to == "" || owner == "" || to == p.host.Domain() || wire.BareJID(to) == owner {
 		return plugins.Continue, nil
 	}
 	blocked, err := p.Blocked(ctx, owner, to)
@@ -475,7 +467,7 @@ func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verd
 // recipient's full JID; "" for offline storage).
 func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.Element) (plugins.Verdict, error) {
 	from := el.From()
-	if owner == "" || from == "" || from == p.host.Domain() || bareOf(from) == owner {
+	if owner == "" || from == "" || from == p.host.Domain() || wire.BareJID(from) == owner {
 		return plugins.Continue, nil
 	}
 	blocked, err := p.Blocked(ctx, owner, from)
@@ -487,7 +479,7 @@ func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.El
 		if el.Name == "presence" && session != "" && p.isLocal(from) {
 			// A local user's presence broadcast (no 'to' at PointInbound)
 			// must not reach a contact the user blocked.
-			if b, err := p.Blocked(ctx, bareOf(from), session); err == nil && b {
+			if b, err := p.Blocked(ctx, wire.BareJID(from), session); err == nil && b {
 				return plugins.Drop, nil
 			}
 		}

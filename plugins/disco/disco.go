@@ -25,7 +25,6 @@ import (
 	"errors"
 
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
@@ -91,7 +90,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	q := iq.Payload()
 	node := q.Attr("node")
 	to := iq.Stanza.To()
-	if to == "" || to == p.host.Domain() || xmpputil.Normalize(to) == p.host.Domain() {
+	if to == "" || to == p.host.Domain() || wire.JIDOf(to).String() == p.host.Domain() {
 		if q.NS() == NSInfo {
 			return p.serverInfo(ctx, iq.From, node)
 		}

@@ -68,12 +68,12 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			// A local user's broadcast presence: one of the owner's own
 			// resources. Directed presence carries a 'to' and is skipped.
 			if el.To() == "" {
-				p.observe(bareOf(el.From()), el.From(), el)
+				p.observe(wire.BareJID(el.From()), el.From(), el)
 			}
 		case plugins.PointDeliver:
 			// Presence delivered to one of the owner's sessions.
 			if st.Session != "" {
-				p.observe(bareOf(st.Session), el.From(), el)
+				p.observe(wire.BareJID(st.Session), el.From(), el)
 			}
 		}
 	case "iq":
@@ -201,7 +201,7 @@ func (p *Plugin) resolve(ctx context.Context, q *query) {
 // a node that did not ask (the answering client's node): then it only
 // shares a verified version and sends the last items the answer asks for.
 func (p *Plugin) answer(el *wire.Element) {
-	from, owner := el.From(), bareOf(el.To())
+	from, owner := el.From(), wire.BareJID(el.To())
 	p.mu.Lock()
 	q := p.queries[el.ID()]
 	if q != nil {
@@ -376,7 +376,7 @@ func (p *Plugin) sharedCaps(ctx context.Context, ver string) (map[string]bool, b
 // session left on this node: they are rebuilt from presence when the
 // owner comes back.
 func (p *Plugin) sessionClosed(ctx context.Context, full string) {
-	owner := bareOf(full)
+	owner := wire.BareJID(full)
 	res, err := p.host.Resources(ctx, owner)
 	if err != nil {
 		return
@@ -502,12 +502,4 @@ func CapsHash(info *wire.Element) string {
 func varOf(field string) string {
 	v, _, _ := strings.Cut(field, "<")
 	return v
-}
-
-// bareOf returns the bare part of a server-stamped (normalized) JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

@@ -235,7 +235,7 @@ func (p *Plugin) goWork(fn func(ctx context.Context)) {
 // HandleIQ answers pubsub IQs on an account.
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
 	owner := xmpputil.Target(iq)
-	if owner == "" || xmpputil.Local(owner) == "" {
+	if owner == "" || wire.JIDOf(owner).Local() == "" {
 		return nil, wire.ErrServiceUnavailable
 	}
 	requester := xmpputil.Requester(iq)
@@ -319,7 +319,7 @@ func (p *Plugin) publish(ctx context.Context, owner, from string, pub, options *
 	if id == "" {
 		id = randomID()
 	}
-	rec.itemID, rec.publisher, rec.payload = id, xmpputil.Bare(from), payload.Copy()
+	rec.itemID, rec.publisher, rec.payload = id, wire.JIDOf(from).Bare(), payload.Copy()
 	if err := p.save(ctx, owner, node, rec); err != nil {
 		return nil, err
 	}
@@ -563,7 +563,7 @@ func (p *Plugin) AccountNodeInfo(ctx context.Context, from, account, node string
 	if err != nil {
 		return nil, nil, false
 	}
-	if requester := xmpputil.Bare(from); requester != account {
+	if requester := wire.JIDOf(from).Bare(); requester != account {
 		if ok, err := p.mayRetrieve(ctx, account, requester, rec.access); err != nil || !ok {
 			return nil, nil, false
 		}
@@ -590,7 +590,7 @@ func (p *Plugin) notify(ctx context.Context, owner, node string, rec *record, ev
 		p.host.Logger().Warn("pep: subscribers", "owner", owner, "err", err)
 	}
 	for _, full := range targets {
-		if b := xmpputil.Bare(full); b != owner && !allowed[b] {
+		if b := wire.JIDOf(full).Bare(); b != owner && !allowed[b] {
 			continue
 		}
 		p.host.Route(ctx, eventMessage(owner, full, event))
@@ -625,7 +625,7 @@ func (p *Plugin) sendLast(ctx context.Context, owner, full string, nodes []strin
 		return
 	}
 	var allowed map[string]bool
-	contact := xmpputil.Bare(full)
+	contact := wire.JIDOf(full).Bare()
 	for _, node := range nodes {
 		rec, err := p.load(ctx, owner, node)
 		if err != nil || rec.payload == nil {

@@ -70,7 +70,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest
 	}
 	to := iq.Stanza.To()
-	if to != "" && xmpputil.Normalize(to) == p.host.Domain() {
+	if to != "" && wire.JIDOf(to).String() == p.host.Domain() {
 		if iq.Stanza.Type() == "set" {
 			return nil, wire.ErrForbidden
 		}

@@ -56,7 +56,7 @@ func New(cfg *conf.Config, log *slog.Logger, onDrained func(balance.Report), opt
 	// Third-party plugins: the WebAssembly runtime and the plugin host,
 	// which loads the catalogue's enabled versions and follows rolling
 	// upgrades. They run whether or not the console listens.
-	n.Plugins = pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, log.With("component", "pluginhost"))
+	n.Plugins = pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, log)
 
 	// The admin console, JSON API, /metrics and health checks on
 	// admin.listen, reporting on and acting through the services above.

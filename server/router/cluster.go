@@ -175,12 +175,12 @@ func (r *Router) nodeDown(node string, routes []cluster.Route) {
 				}
 			}
 			for _, c := range subscribers {
-				ca, ok := parseAddr(c)
-				if !ok {
+				ca, err := wire.ParseJID(c)
+				if err != nil {
 					continue
 				}
-				if ca.domain == r.domain {
-					r.deliverLocalAvailable(ctx, ca.bare, withTo(un, ca.bare))
+				if ca.Domain() == r.domain {
+					r.deliverLocalAvailable(ctx, ca.Bare(), withTo(un, ca.Bare()))
 				} else if senior && r.fed != nil {
 					r.presenceOut(ctx, withTo(un, c))
 				}
