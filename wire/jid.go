@@ -37,10 +37,21 @@ func ParseJID(s string) (JID, error) {
 	if err != nil {
 		return JID{}, ErrJID
 	}
-	j := JID{local: p.Localpart(), domain: p.Domainpart(), resource: p.Resourcepart()}
-	j.bare = p.Bare().String()
-	j.full = p.String()
-	return j, nil
+	return fromMellium(p), nil
+}
+
+// NewJID builds a JID from its parts, applying PRECIS to each (mellium's
+// jid.New); an invalid part gives ErrJID.
+func NewJID(local, domain, resource string) (JID, error) {
+	p, err := jid.New(local, domain, resource)
+	if err != nil {
+		return JID{}, ErrJID
+	}
+	return fromMellium(p), nil
+}
+
+func fromMellium(p jid.JID) JID {
+	return JID{local: p.Localpart(), domain: p.Domainpart(), resource: p.Resourcepart(), bare: p.Bare().String(), full: p.String()}
 }
 
 // Local is the localpart ("" for a server or service).

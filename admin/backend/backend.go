@@ -23,7 +23,7 @@ import (
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
-	"mellium.im/xmpp/jid"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Message kinds between nodes.
@@ -281,7 +281,7 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 	seen := map[string]bool{}
 	for _, s := range b.n.Router().LocalSessions() {
 		full := s.JID()
-		bare := full.Bare().String()
+		bare := full.Bare()
 		sess := api.Session{JID: full.String(), Node: node}
 		if !seen[bare] {
 			seen[bare] = true
@@ -350,11 +350,11 @@ func (b *Backend) kickLocal(full string) bool {
 
 // Kick closes one session wherever it is.
 func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
-	j, err := jid.Parse(full)
+	j, err := wire.ParseJID(full)
 	if err != nil {
 		return false, err
 	}
-	res, err := b.n.Router().Resources(ctx, j.Bare().String())
+	res, err := b.n.Router().Resources(ctx, j.Bare())
 	if err != nil {
 		return false, err
 	}

@@ -54,7 +54,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -303,11 +302,11 @@ func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) 
 		return
 	}
 	for _, j := range jids {
-		c, err := jid.Parse(j)
-		if err != nil || c.Localpart() == "" {
+		c, err := wire.ParseJID(j)
+		if err != nil || c.Local() == "" {
 			continue
 		}
-		item, err := p.host.Store().GetRosterItem(ctx, owner, c.Bare().String())
+		item, err := p.host.Store().GetRosterItem(ctx, owner, c.Bare())
 		if err != nil || (item.Subscription != storage.SubFrom && item.Subscription != storage.SubBoth) {
 			continue
 		}
@@ -338,7 +337,7 @@ func (e *entry) matches(other string) bool {
 	if plainASCII(other) {
 		return false // already in normal form: nothing more can match
 	}
-	j, err := jid.Parse(other)
+	j, err := wire.ParseJID(other)
 	if err != nil {
 		return false
 	}

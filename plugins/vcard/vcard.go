@@ -22,7 +22,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -91,17 +90,17 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	case "get":
 		owner := self
 		if !isSelf {
-			j, err := jid.Parse(to)
-			if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+			j, err := wire.ParseJID(to)
+			if err != nil || j.Local() == "" || j.Domain() != p.host.Domain() {
 				return nil, wire.ErrServiceUnavailable
 			}
-			if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+			if _, err := p.host.Store().GetUser(ctx, j.Local()); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil, wire.ErrServiceUnavailable
 				}
 				return nil, err
 			}
-			owner = j.Bare().String()
+			owner = j.Bare()
 		}
 		e, err := p.host.Store().KeyValue(Store).Get(ctx, owner, "")
 		if errors.Is(err, storage.ErrNotFound) {

@@ -13,7 +13,6 @@ import (
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Lock order: Server.mu before Session.mu; during a resumption the old
@@ -77,7 +76,7 @@ type Session struct {
 	// every network and database call below bounds itself.
 	routeCtx context.Context
 
-	full atomic.Pointer[jid.JID]
+	full atomic.Pointer[wire.JID]
 	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
 
 	// Reader-goroutine state.
@@ -170,11 +169,11 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 }
 
 // JID is the bound full JID (zero before binding).
-func (s *Session) JID() jid.JID {
+func (s *Session) JID() wire.JID {
 	if p := s.full.Load(); p != nil {
 		return *p
 	}
-	return jid.JID{}
+	return wire.JID{}
 }
 
 // ID is the session's stream management ID.
@@ -537,7 +536,7 @@ func (s *Session) idleCheck() {
 		s.pings++
 		s.pingID = "ping-" + strconv.Itoa(s.pings)
 		ping := wire.New("iq", "type", "get", "id", s.pingID, "from", s.srv.cfg().Domain)
-		if full := s.JID(); !full.Equal(jid.JID{}) {
+		if full := s.JID(); !full.IsZero() {
 			ping.SetAttr("to", full.String())
 		}
 		ping.Append(wire.NewNS("ping", wire.NSPing))
