@@ -64,7 +64,9 @@ type Cluster interface {
 	Stop(ctx context.Context) error
 
 	// Clustered reports whether the node currently shares routes with other
-	// nodes: false on local, when the switch is off, or while Hazelcast is lost.
+	// nodes: false on local and when the switch is off. While Hazelcast is
+	// lost a cluster/hazelcast node stays clustered on the members and
+	// routes it last saw, over its links (see its package doc).
 	Clustered() bool
 
 	// PutRoute publishes or updates a route owned by this node.
@@ -101,12 +103,15 @@ type Cluster interface {
 	// unavailable presence to the contacts it hosts itself, and the senior
 	// also does what involves no local session (other domains). It also
 	// runs, with the routes last seen, for every other node when this node
-	// stops being clustered (switch off), and without routes when
-	// Hazelcast is lost (see cluster/hazelcast's package doc).
+	// stops being clustered (switch off).
 	OnNodeDown(fn func(node string, routes []Route))
 	// OnClusteredChange registers a callback run when Clustered flips (the
-	// switch, or Hazelcast lost and regained). On true the server republishes
-	// its sessions.
+	// switch), and with true again whenever the node has rejoined the
+	// shared state after losing it (Hazelcast away and back, its entry
+	// lost): other nodes may have stored messages for its users or sent
+	// unavailable presence meanwhile. On true the server republishes its
+	// sessions, delivers what was stored offline for users still online,
+	// and resends presence.
 	OnClusteredChange(fn func(clustered bool))
 }
 
@@ -116,4 +121,12 @@ type Cluster interface {
 // for messages, an error reply for IQs) so nothing is lost silently.
 type Undelivered interface {
 	OnUndelivered(fn func(node, kind string, payload []byte))
+}
+
+// Detacher is implemented by clusters that keep routing on what they last
+// knew while the service that shares routes and membership is away
+// (cluster/hazelcast): Detached reports that state, for operators (the
+// admin overview, the aviary_cluster_detached metric).
+type Detacher interface {
+	Detached() bool
 }

@@ -40,6 +40,14 @@ type RosterEvent struct {
 // UserEvent is the payload of user events.
 type UserEvent struct{ Username string }
 
+// ClusterEvent is the payload of an event another node sent with
+// Host.Broadcast. Plugins name such events after their ID
+// ("xep0191.blocking.changed"), so they never collide with the core's.
+type ClusterEvent struct {
+	Node string // the node that broadcast it
+	Data []byte
+}
+
 // ErrStop, returned by a hook, stops the remaining hooks of that run.
 var ErrStop = errors.New("plugins: stop hook chain")
 

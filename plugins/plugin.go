@@ -162,6 +162,14 @@ type Host interface {
 	IsAdmin(bare string) bool
 	// Hooks is the node's event bus.
 	Hooks() *Hooks
+	// Broadcast runs the hooks of ev on every other node of the cluster,
+	// each with a *ClusterEvent carrying data, and returns once every
+	// node has run them (or ctx ended; cluster.operation_timeout bounds
+	// each node). The error names the nodes that did not confirm. A node
+	// without other members returns nil at once. Events are how a plugin
+	// keeps state it holds in memory (a cache) current on every node;
+	// the node that broadcasts applies the change itself.
+	Broadcast(ctx context.Context, ev Event, data []byte) error
 	// Users manages accounts the way `aviary user` does (hashing included).
 	Users() UserManager
 }

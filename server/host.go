@@ -23,6 +23,10 @@ func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }
 func (h *host) Users() plugins.UserManager { return h.n.users }
 
+func (h *host) Broadcast(ctx context.Context, ev plugins.Event, data []byte) error {
+	return h.n.events.broadcast(ctx, ev, data)
+}
+
 func (h *host) Route(ctx context.Context, el *wire.Element) { h.n.router.Route(ctx, el) }
 
 func (h *host) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {

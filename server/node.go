@@ -115,6 +115,7 @@ type Node struct {
 	ownStore bool
 	cluster  cluster.Cluster
 	hooks    *plugins.Hooks
+	events   *pluginEvents
 	router   *router.Router
 	plugins  *plugins.Manager
 	auth     *auth.Authenticator
@@ -194,6 +195,11 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		n.cluster = local.New(cfg.Cluster.NodeName)
 	}
 	n.hooks = plugins.NewHooks()
+	n.events = &pluginEvents{cluster: n.cluster, hooks: n.hooks, timeout: cfg.Cluster.OperationTimeout}
+	if n.events.timeout <= 0 {
+		n.events.timeout = 5 * time.Second
+	}
+	n.events.register()
 	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
 	fakeSaltKey, err := n.fakeSaltKey()
 	if err != nil {

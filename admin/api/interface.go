@@ -61,8 +61,11 @@ type SignInThrottle interface {
 
 // Overview is the front page.
 type Overview struct {
-	Domain         string `json:"domain"`
-	Clustered      bool   `json:"clustered"`
+	Domain    string `json:"domain"`
+	Clustered bool   `json:"clustered"`
+	// Detached: clustered on the members and routes last seen, over the
+	// node links, because Hazelcast is away (see cluster/hazelcast).
+	Detached       bool   `json:"detached,omitempty"`
 	ClusterEnabled bool   `json:"cluster_enabled"`
 	Nodes          []Node `json:"nodes"`
 	Sessions       int    `json:"sessions"`

@@ -106,6 +106,9 @@ func (b *Backend) Overview(ctx context.Context) (api.Overview, error) {
 		return api.Overview{}, err
 	}
 	o := api.Overview{Domain: b.Domain(), Clustered: b.n.Cluster().Clustered(), ClusterEnabled: on, Nodes: nodes, Users: users, Now: time.Now().UTC()}
+	if d, ok := b.n.Cluster().(cluster.Detacher); ok {
+		o.Detached = d.Detached()
+	}
 	for _, nd := range nodes {
 		o.Sessions += nd.Sessions
 		o.StanzasIn += nd.StanzasIn

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
@@ -19,7 +20,7 @@ type nodeCollector struct {
 	plugins func() *pluginhost.Host
 
 	poolConns, poolIdle, poolMax, poolWaits, poolWaitSecs *prometheus.Desc
-	members, clustered                                    *prometheus.Desc
+	members, clustered, detached                          *prometheus.Desc
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
 	pluginRefused                                         *prometheus.Desc
 	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
@@ -43,6 +44,7 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 		poolWaitSecs:   d("aviary_db_pool_wait_seconds_total", "Time spent waiting for a free connection."),
 		members:        d("aviary_cluster_members", "Live nodes this node sees, itself included."),
 		clustered:      d("aviary_cluster_clustered", "1 when this node shares routes with the other nodes."),
+		detached:       d("aviary_cluster_detached", "1 while Hazelcast is away and this node routes over its links on the members and routes it last saw."),
 		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin.", "plugin", "version"),
 		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out.", "plugin", "version"),
 		pluginDisabled: d("aviary_plugin_disabled", "1 when a plugin was disabled after repeated failures.", "plugin", "version"),
@@ -56,7 +58,7 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures} {
+	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.detached, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures} {
 		ch <- d
 	}
 }
@@ -80,6 +82,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		cl = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.clustered, prometheus.GaugeValue, cl)
+	if d, ok := c.n.Cluster().(cluster.Detacher); ok {
+		v := 0.0
+		if d.Detached() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.detached, prometheus.GaugeValue, v)
+	}
 	if ls, ok := c.n.Cluster().(linkStatser); ok {
 		st := ls.LinkStats()
 		ch <- prometheus.MustNewConstMetric(c.linkFrames, prometheus.CounterValue, float64(st.FramesSent), "sent")

@@ -2,6 +2,7 @@ package hazelcast
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -40,10 +41,15 @@ type dirtyMark struct {
 	at  time.Time
 }
 
-// announce tells the visible nodes about a route write that has reached
-// Hazelcast. It is called with the JID's stripe held, so announcements
-// of one JID leave in write order.
-func (c *Cluster) announce(ctx context.Context, full, inc string, seq uint64, del bool) {
+// announce tells the visible nodes about a route write (rt, or nil for a
+// deletion) that has reached Hazelcast, or, while detached, that only the
+// local index has. It is called with the JID's stripe held, so
+// announcements of one JID leave in write order.
+//
+// Payload: full JID, incarnation, sequence number, then "d" for a
+// deletion or "s" and the route's JSON, one per line. Nodes of earlier
+// versions read the first three lines and "d".
+func (c *Cluster) announce(ctx context.Context, full, inc string, seq uint64, rt *cluster.Route) {
 	if !c.clustered.Load() {
 		return // joining: the others load a fresh snapshot or query
 	}
@@ -62,8 +68,11 @@ func (c *Cluster) announce(ctx context.Context, full, inc string, seq uint64, de
 	b.WriteString(inc)
 	b.WriteByte('\n')
 	b.WriteString(strconv.FormatUint(seq, 10))
-	if del {
+	if rt == nil {
 		b.WriteString("\nd")
+	} else if j, err := json.Marshal(rt); err == nil {
+		b.WriteString("\ns\n")
+		b.Write(j)
 	}
 	payload := []byte(b.String())
 	actx, cancel := context.WithTimeout(ctx, c.cc.OperationTimeout)
@@ -76,18 +85,22 @@ func (c *Cluster) announce(ctx context.Context, full, inc string, seq uint64, de
 }
 
 // handleAnnounce marks an announced route write dirty until the replica
-// has it.
+// has it. Detached, no replica event will come: the announced route is
+// applied to the replica directly.
 func (c *Cluster) handleAnnounce(ctx context.Context, from string, payload []byte) ([]byte, error) {
-	f := strings.Split(string(payload), "\n")
+	f := strings.SplitN(string(payload), "\n", 5)
 	if len(f) < 3 {
-		return nil, errors.New("cluster/hazelcast: bad route announcement")
+		return nil, errBadAnnouncement
 	}
 	seq, err := strconv.ParseUint(f[2], 10, 64)
 	if err != nil {
-		return nil, errors.New("cluster/hazelcast: bad route announcement")
+		return nil, errBadAnnouncement
 	}
 	full, inc := f[0], f[1]
 	mark := dirtyMark{inc: inc, seq: seq, del: len(f) > 3 && f[3] == "d", at: time.Now()}
+	if c.detached.Load() {
+		return nil, c.applyAnnounced(from, full, inc, seq, mark.del, f)
+	}
 	if rc := c.cache.Load(); rc != nil && rc.has(full, inc, seq, mark.del) {
 		return nil, nil // the event won the race
 	}
@@ -103,6 +116,31 @@ func (c *Cluster) handleAnnounce(ctx context.Context, from string, payload []byt
 	}
 	c.dirty[full] = mark
 	return nil, nil
+}
+
+var errBadAnnouncement = errors.New("cluster/hazelcast: bad route announcement")
+
+// applyAnnounced applies a detached node's route write to the replica,
+// for a sender whose incarnation this node knows (the replica would
+// ignore another one anyway).
+func (c *Cluster) applyAnnounced(from, full, inc string, seq uint64, del bool, f []string) error {
+	rc := c.cache.Load()
+	if rc == nil || !c.visibleInc(from, inc) {
+		return nil
+	}
+	if del {
+		rc.add(routeEvent{full: full})
+		return nil
+	}
+	if len(f) < 5 || f[3] != "s" {
+		return nil // a node of an earlier version: no route to apply
+	}
+	var rt cluster.Route
+	if err := json.Unmarshal([]byte(f[4]), &rt); err != nil || rt.JID != full || rt.Node != from {
+		return errBadAnnouncement
+	}
+	rc.add(routeEvent{full: full, rec: &routeRecord{Route: rt, Bare: cluster.BareJID(full), Inc: inc, Seq: seq}})
+	return nil
 }
 
 // eventSeen clears the mark an event satisfies.

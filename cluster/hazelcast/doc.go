@@ -46,8 +46,9 @@
 //     their routes are ignored;
 //   - senior: this node is senior when no alive member started earlier (ties
 //     broken by name). Disabled nodes still count. A node that runs alone
-//     (Hazelcast lost, switch off) calls itself senior, so the chores it
-//     runs (expiring offline messages, ...) must be idempotent.
+//     (switch off, or Hazelcast unreachable since it started) calls itself
+//     senior, so the chores it runs (expiring offline messages, ...) must
+//     be idempotent; a detached node (below) keeps what it last computed.
 //
 // Heartbeats run on their own goroutine, so slow work elsewhere (a large
 // republish, callbacks) never delays them. Hazelcast keeps expiry times in
@@ -139,16 +140,42 @@
 //
 // The client reconnects for ever (cluster.startup_retries and
 // cluster.startup_retry_interval only bound the wait in Start; after that
-// the node runs alone and keeps trying in the background). While
-// disconnected the node keeps serving its own users: Clustered() is false,
-// OnClusteredChange(false) runs, then OnNodeDown for every node it saw,
-// without routes (they cannot be read). When it reconnects, possibly to a
-// restarted member that lost everything, the heartbeat finds its entry
-// gone, so it takes a new incarnation, recreates the indexes, republishes
-// its index, rebuilds the replica and runs OnClusteredChange(true). The
-// router then republishes presence and probes contacts. Meanwhile the
-// other nodes may have found it dead and sent unavailable on behalf of its
-// users; the republished presence corrects that.
+// the node runs alone and keeps trying in the background).
+//
+// A node that was clustered when Hazelcast went away detaches (Detached()
+// true) instead of leaving: it stays clustered on what it last knew. Its
+// links stay up, Members returns the members last seen, Routes answers
+// from the route replica as it was (never asking Hazelcast, so no stanza
+// waits for an operation timeout), and messages between users of
+// different nodes keep being delivered live over the links. Route writes
+// only touch the local index; each is announced with its route over the
+// links (the same announcement as above, which then carries the route),
+// and a detached receiver applies it to its replica, so logins, logouts
+// and priority changes on other nodes keep routing right. No callback
+// runs: the router's users keep their contacts. A node that dies
+// meanwhile is noticed by its link (Send fails with ErrNodeGone, queued
+// messages come back through OnUndelivered) and its users' messages are
+// stored offline.
+//
+// When Hazelcast is back (possibly a restarted member that lost
+// everything) the node re-registers first (its heartbeat finds its entry
+// gone, so it takes a new incarnation), then republishes its index,
+// rebuilds the replica from a fresh snapshot and runs
+// OnClusteredChange(true). The router then delivers what other nodes
+// stored offline for its still-online users (a node that rejoined before
+// this one could not see its routes yet), looks once more 2s later,
+// republishes presence and probes contacts. The same rejoin, without a
+// lost connection, follows a heartbeat that finds the node's entry gone
+// (the others took it for dead during a long pause): they may have sent
+// unavailable presence on behalf of its users, and the republished
+// presence corrects that.
+//
+// Known limits: while detached the node cannot tell a dead member from a
+// slow one except through its link, so contacts of a member that dies
+// during the outage get no unavailable presence (its routes are gone
+// when Hazelcast restarted empty); and two nodes that rejoin a second or
+// two apart store the messages sent between them in that window offline
+// (delivered by the router's recheck above, with a delay stamp).
 //
 // # The cluster-wide switch
 //

@@ -23,6 +23,7 @@ import (
 var (
 	_ cluster.Cluster     = (*Cluster)(nil)
 	_ cluster.Undelivered = (*Cluster)(nil)
+	_ cluster.Detacher    = (*Cluster)(nil)
 )
 
 // SwitchProperty is the storage.Properties name of the cluster-wide
@@ -94,7 +95,10 @@ type Cluster struct {
 	hzUp      atomic.Bool // the client is connected
 	enabled   atomic.Bool // the switch
 	clustered atomic.Bool
-	senior    atomic.Bool
+	// detached: clustered on the members and routes last seen while
+	// Hazelcast is away or the node re-registers (see detach).
+	detached atomic.Bool
+	senior   atomic.Bool
 
 	// Route replica (see cache.go); nil when not clustered or disabled.
 	cache      atomic.Pointer[routeCache]
@@ -263,8 +267,14 @@ func (c *Cluster) LinkAddr() string { return c.linkAddr }
 // Clustered reports whether routes are shared right now.
 func (c *Cluster) Clustered() bool { return c.clustered.Load() }
 
+// Detached reports whether the node routes on the members and routes it
+// last saw because Hazelcast is away (or it is re-registering): still
+// clustered over its links, but not reading or writing Hazelcast.
+func (c *Cluster) Detached() bool { return c.detached.Load() }
+
 // Senior reports whether this node is the oldest live member. A node that
-// runs alone (Hazelcast lost, switch off) counts itself senior.
+// runs alone (switch off, Hazelcast never reached) counts itself senior; a
+// detached one keeps what it last computed.
 func (c *Cluster) Senior() bool { return c.senior.Load() }
 
 // Handle registers the handler for kind.

@@ -85,6 +85,13 @@ func (e *events) downs(node string) [][]cluster.Route {
 	return slices.Clone(e.down[node])
 }
 
+// everFalse reports whether OnClusteredChange ever ran with false.
+func (e *events) everFalse() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.changes, false)
+}
+
 func (e *events) lastChange() (bool, int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -526,6 +533,12 @@ func TestSwitch(t *testing.T) {
 	}
 }
 
+// TestMemberRestart: the only Hazelcast member dies and comes back
+// empty. Meanwhile the nodes stay clustered on what they knew (detached):
+// the links carry messages, the replicas still route, and route changes
+// travel as announcements over the links. When the member is back they
+// rejoin (one OnClusteredChange(true), never false) and Hazelcast holds
+// every route again, the changes made meanwhile included.
 func TestMemberRestart(t *testing.T) {
 	m := hztest.StartMember(t, "aviary-restart")
 	p := prefix(t)
@@ -539,57 +552,72 @@ func TestMemberRestart(t *testing.T) {
 		}
 	}
 	_ = b.PutRoute(ctx, cluster.Route{JID: "u0@x/b"})
+	waitRoutes(t, b, "u49@x", []cluster.Route{{JID: "u49@x/a", Node: "a"}})
 	m.Kill()
-	// Hazelcast gone: both keep serving alone.
 	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
-			if v, cnt := n.ev.lastChange(); n.Clustered() || v || cnt < 2 {
-				return fmt.Errorf("%s: clustered %v, last change %v of %d", n.NodeName(), n.Clustered(), v, cnt)
+			if !n.Detached() {
+				return fmt.Errorf("%s not detached", n.NodeName())
 			}
 		}
 		return nil
 	})
-	if err := a.Send(ctx, "b", "echo", nil); !errors.Is(err, cluster.ErrNodeGone) {
-		t.Fatalf("Send without Hazelcast: %v", err)
+	// Still clustered, and the callbacks never heard otherwise.
+	changes := map[*node]int{}
+	for _, n := range []*node{a, b} {
+		if !n.Clustered() || n.ev.everFalse() {
+			t.Fatalf("%s detached: clustered %v, OnClusteredChange(false) ran", n.NodeName(), n.Clustered())
+		}
+		_, changes[n] = n.ev.lastChange()
 	}
-	if err := a.PutRoute(ctx, cluster.Route{JID: "late@x/a"}); err != nil {
+	// The links and the members as last seen still work.
+	if r, err := a.Call(ctx, "b", "echo", []byte("hi")); err != nil || string(r) != "b<a:hi" {
+		t.Fatalf("Call without Hazelcast: %q, %v", r, err)
+	}
+	waitMembers(t, []string{"a", "b"}, a, b)
+	if rs, err := b.Routes(ctx, "u0@x"); err != nil || len(rs) != 2 {
+		t.Fatalf("b detached sees %+v, %v; want both nodes' routes", rs, err)
+	}
+	// Changes travel over the links.
+	if err := a.PutRoute(ctx, cluster.Route{JID: "late@x/a", Available: true}); err != nil {
 		t.Fatalf("PutRoute without Hazelcast: %v", err)
 	}
 	if err := a.DeleteRoute(ctx, "u1@x/a"); err != nil {
 		t.Fatal(err)
 	}
-	if rs, err := a.Routes(ctx, "u0@x"); err != nil || len(rs) != 1 || rs[0].Node != "a" {
-		t.Fatalf("a alone sees %+v, %v", rs, err)
-	}
+	waitRoutes(t, b, "late@x", []cluster.Route{{JID: "late@x/a", Node: "a", Available: true}})
+	waitRoutes(t, b, "u1@x", nil)
+
 	m.Restart(t)
 	// Both notice, reconnect, re-register and republish.
 	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			v, cnt := n.ev.lastChange()
-			if !v || cnt < 3 || !n.Clustered() {
-				return fmt.Errorf("%s: clustered %v after %d changes", n.NodeName(), v, cnt)
+			if !v || cnt <= changes[n] || !n.Clustered() || n.Detached() || n.ev.everFalse() {
+				return fmt.Errorf("%s: clustered %v, detached %v after %d changes", n.NodeName(), v, n.Detached(), cnt)
 			}
 		}
-		rs, err := b.Routes(ctx, "u0@x")
-		if err != nil || len(rs) != 2 {
-			return fmt.Errorf("b sees %+v, %v", rs, err)
+		// Read Hazelcast itself, not the replica.
+		vals, err := b.objs().routes.GetValues(ctx)
+		if err != nil {
+			return err
 		}
-		rs, err = b.Routes(ctx, "u49@x")
-		if err != nil || len(rs) != 1 || rs[0].Node != "a" {
-			return fmt.Errorf("b sees %+v, %v", rs, err)
-		}
-		// Changes made while Hazelcast was away are there too.
-		if rs, err = b.Routes(ctx, "late@x"); err != nil || len(rs) != 1 {
-			return fmt.Errorf("b sees late@x %+v, %v", rs, err)
-		}
-		if rs, err = b.Routes(ctx, "u1@x"); err != nil || len(rs) != 0 {
-			return fmt.Errorf("b sees deleted u1@x %+v, %v", rs, err)
+		if len(vals) != 51 { // u0..u49 but u1, late, u0@x/b
+			return fmt.Errorf("%d routes in Hazelcast, want 51", len(vals))
 		}
 		return nil
 	})
+	waitRoutes(t, b, "late@x", []cluster.Route{{JID: "late@x/a", Node: "a", Available: true}})
+	waitRoutes(t, b, "u1@x", nil)
+	waitRoutes(t, b, "u49@x", []cluster.Route{{JID: "u49@x/a", Node: "a"}})
 	waitMembers(t, []string{"a", "b"}, a, b)
 	if _, err := b.Call(ctx, "a", "echo", nil); err != nil {
 		t.Fatal(err)
+	}
+	for _, n := range []*node{a, b} {
+		if downs := n.ev.downs(map[string]string{"a": "b", "b": "a"}[n.NodeName()]); len(downs) > 0 {
+			t.Errorf("%s ran OnNodeDown for a node that never went down: %v", n.NodeName(), downs)
+		}
 	}
 }
 
@@ -657,7 +685,7 @@ func TestDeclaredDeadWhileAlive(t *testing.T) {
 		if b.incarnation() == oldInc {
 			return errors.New("b kept its incarnation")
 		}
-		if v, n := b.ev.lastChange(); !v || n < 3 || !b.Clustered() {
+		if v, n := b.ev.lastChange(); !v || n < 2 || !b.Clustered() || b.Detached() {
 			return fmt.Errorf("b: clustered %v after %d changes", v, n)
 		}
 		if len(a.ev.downs("b")) == 0 {

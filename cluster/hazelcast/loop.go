@@ -67,10 +67,14 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 	}
 	c.lastTry = time.Now()
+	// Heartbeats start before the first join: the join (indexes, publish,
+	// replica) can outlast node_ttl on a loaded machine, and the entry
+	// the first tick registers would expire under it (the node then took
+	// a new incarnation and joined a second time).
+	c.goFunc(c.heartbeatLoop)
 	c.tick(ctx)
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.loop)
-	c.goFunc(c.heartbeatLoop)
 	if c.o.Properties != nil {
 		c.goFunc(c.switchLoop)
 	}
@@ -211,10 +215,16 @@ func (c *Cluster) tick(ctx context.Context) {
 	connected := o != nil && c.hzUp.Load()
 	want := c.enabled.Load()
 	if !connected {
-		if c.clustered.Load() {
-			c.leave(ctx, nil)
+		switch {
+		case c.clustered.Load() && !want:
+			c.leave(ctx, nil) // switched off meanwhile: alone, as ordered
+		case c.clustered.Load():
+			if !c.detached.Load() {
+				c.detach("hazelcast unreachable")
+			}
+		default:
+			c.senior.Store(true)
 		}
-		c.senior.Store(true)
 		if o == nil && time.Since(c.lastTry) >= c.cc.StartupRetryInterval {
 			c.lastTry = time.Now()
 			if err := c.connect(ctx, c.cc.StartupRetryInterval); err != nil {
@@ -234,11 +244,11 @@ func (c *Cluster) tick(ctx context.Context) {
 			return
 		}
 	}
-	if c.entryLost.Swap(false) && c.clustered.Load() {
+	if c.entryLost.Swap(false) && c.clustered.Load() && !c.detached.Load() {
 		// Our entry was gone: Hazelcast lost its data or the others took
-		// us for dead and removed our routes. Start over.
-		c.log.Warn("cluster membership entry was gone; re-registering")
-		c.leave(ctx, nil)
+		// us for dead and removed our routes. Join again, routing on what
+		// we know meanwhile.
+		c.detach("membership entry was gone; re-registering")
 	}
 	if !want {
 		if c.clustered.Load() {
@@ -247,7 +257,18 @@ func (c *Cluster) tick(ctx context.Context) {
 		c.pollMembers(ctx, o, false)
 		return
 	}
-	if !c.clustered.Load() {
+	if !c.clustered.Load() || c.detached.Load() {
+		if c.detached.Load() {
+			// Register before publishing, so the routes go out under the
+			// incarnation the entry names (a lost entry means a new one)
+			// and the heartbeat does not find the entry gone again
+			// right after the rejoin.
+			if _, err := c.heartbeat(ctx, o); err != nil {
+				c.log.Warn("cluster re-registration failed; will retry", "err", err)
+				return
+			}
+			c.entryLost.Store(false)
+		}
 		octx, cancel := c.opCtx(ctx)
 		err := c.ensureIndexes(octx, o)
 		cancel()
@@ -268,6 +289,9 @@ func (c *Cluster) tick(ctx context.Context) {
 		}
 		c.pollMembers(ctx, o, false)
 		c.clustered.Store(true)
+		if c.detached.Swap(false) {
+			c.log.Info("cluster rejoined hazelcast", "inc", c.incarnation())
+		}
 		c.fireChange(true)
 		c.ticks = 0
 	} else {
@@ -383,6 +407,7 @@ func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
 	}
 	c.stopWriteThrough()
 	c.clustered.Store(false)
+	c.detached.Store(false)
 	c.cache.Store(nil)
 	c.prevView = map[string]memberRecord{}
 	c.setView(map[string]memberRecord{})
@@ -402,6 +427,25 @@ func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
 		sortRoutes(rs)
 		c.fireDown(name, rs)
 	}
+}
+
+// detach keeps the node clustered on what it last knew while Hazelcast
+// is away (or while it re-registers after its entry was lost): the
+// members and their link addresses, the route replica, the links. Route
+// writes stop going to Hazelcast (the rejoin's reconcile publishes the
+// index); instead each write is announced with its route over the links,
+// and the others apply it to their replica while they are detached too.
+// Nothing is announced to the router: its sessions keep their contacts.
+// The next successful join (tick) ends it and runs OnClusteredChange(true).
+func (c *Cluster) detach(why string) {
+	c.stopWriteThrough()
+	c.detached.Store(true)
+	routes := 0
+	if rc := c.cache.Load(); rc != nil {
+		routes = rc.size()
+	}
+	c.log.Warn("cluster detached from hazelcast; routing over the node links on the members and routes last known",
+		"why", why, "members", len(c.prevView), "replica_routes", routes)
 }
 
 func (c *Cluster) setView(v map[string]memberRecord) {

@@ -47,6 +47,8 @@ func (c *Cluster) PutRoute(ctx context.Context, r cluster.Route) error {
 	c.ownMu.Unlock()
 	if c.writeThrough.Load() {
 		c.writeRouteLocked(ctx, r.JID)
+	} else if c.detached.Load() {
+		c.announce(ctx, r.JID, c.incarnation(), c.seq.Add(1), &r)
 	}
 	return nil
 }
@@ -69,6 +71,8 @@ func (c *Cluster) DeleteRoute(ctx context.Context, fullJID string) error {
 	c.ownMu.Unlock()
 	if c.writeThrough.Load() {
 		c.writeRouteLocked(ctx, fullJID)
+	} else if c.detached.Load() {
+		c.announce(ctx, fullJID, c.incarnation(), c.seq.Add(1), nil)
 	}
 	return nil
 }
@@ -126,7 +130,11 @@ func (c *Cluster) writeRouteLocked(ctx context.Context, full string) {
 			err = o.routes.Delete(octx, full)
 		}
 		if err == nil {
-			c.announce(ctx, full, inc, seq, !ok)
+			if ok {
+				c.announce(ctx, full, inc, seq, &r)
+			} else {
+				c.announce(ctx, full, inc, seq, nil)
+			}
 		}
 	}
 	c.pendingMu.Lock()
@@ -171,16 +179,22 @@ func (c *Cluster) flushPending(ctx context.Context) {
 // returns this node's own routes only. This node's routes always come
 // from the local index; the others from the route replica (no round
 // trip), or, before the replica is loaded or with Options.NoRouteCache,
-// from one indexed query on the "bare" field of the routes map.
+// from one indexed query on the "bare" field of the routes map. Detached,
+// it never asks Hazelcast: the replica as last seen (kept up to date by
+// the other nodes' announcements) and the members as last seen decide.
 func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, error) {
 	out := c.ownRoutes(bareJID)
 	if !c.clustered.Load() {
 		sortRoutes(out)
 		return out, nil
 	}
+	detached := c.detached.Load()
 	var recs []routeRecord
-	if rc := c.cache.Load(); rc != nil && !c.isDirty(bareJID) {
+	if rc := c.cache.Load(); rc != nil && (detached || !c.isDirty(bareJID)) {
 		recs = rc.get(bareJID, nil)
+	} else if detached {
+		sortRoutes(out)
+		return out, nil
 	} else {
 		o := c.objs()
 		if o == nil {
@@ -209,7 +223,7 @@ func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, 
 			continue // the local index is authoritative
 		}
 		if !c.visibleInc(rr.Node, rr.Inc) {
-			if refreshed || !c.refreshMember(ctx, rr.Node) {
+			if detached || refreshed || !c.refreshMember(ctx, rr.Node) {
 				continue
 			}
 			refreshed = true

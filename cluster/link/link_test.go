@@ -236,8 +236,16 @@ func TestBackPressure(t *testing.T) {
 		return nil, nil
 	})
 	payload := bytes.Repeat([]byte("p"), 64<<10)
-	sent := 0
-	var err error
+	// The first Send dials and authenticates; give it time (a loaded
+	// machine took more than the 50ms below), so that only the full queue
+	// can make a later one fail.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := a.Send(ctx, "b", b.addr, "msg", payload)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 1
 	for sent < 10000 {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		err = a.Send(ctx, "b", b.addr, "msg", payload)

@@ -33,13 +33,15 @@
 // everything at that domain, and a domain/resource item that resource at
 // the domain, with or without a localpart (as ejabberd does).
 //
-// Block lists are read on every delivery, so each user's list is cached in
-// memory. A change made through this node replaces the cache entry at once.
-// In a cluster another node may change the list; entries therefore expire
-// after a short TTL (plugins.settings["xep0191.blocking"].cache_ttl,
-// default "5s"), which bounds how long a node can enforce a stale list.
-// A cluster-wide invalidation event would be better once the plugin API
-// offers one.
+// Block lists are kept in memory on every node, kept current across the
+// cluster by change events, and read from the database only when a node
+// does not know a list yet (lists.go). When a list cannot be known (the
+// database does not answer the one read it needs), the stanza it would
+// decide fails closed, never open: a message or IQ request is bounced to
+// its sender with resource-constraint (type wait: "try again later"),
+// anything else is dropped. Holding such stanzas until the database
+// answers was the alternative; bouncing keeps no state per stanza,
+// tells the sender at once, and clients already retry wait-type errors.
 package blocking
 
 import (
@@ -65,11 +67,9 @@ const (
 	NSErrors = "urn:xmpp:blocking:errors"
 )
 
-// DefaultCacheTTL is how long a cached block list is trusted.
-const DefaultCacheTTL = 5 * time.Second
-
-// maxCached bounds the cache; past it expired entries are swept.
-const maxCached = 10000
+// DefaultRefresh is how old a list in use may get before it is re-read
+// in the background (the safety net for a lost change event).
+const DefaultRefresh = time.Minute
 
 // bounceWindow and maxBounced bound the memory of answered blocked
 // stanzas (see firstBounce).
@@ -78,29 +78,32 @@ const (
 	maxBounced   = 1024
 )
 
+// errListUnknown answers a stanza whose fate depends on a block list that
+// could not be read.
+var errListUnknown = wire.ErrResourceConstraint.WithText("block list unavailable; try again later")
+
 func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
 // Plugin manages and enforces block lists.
 type Plugin struct {
-	host   plugins.Host
-	ttl    time.Duration
-	now    func() time.Time
-	remove func()
+	host    plugins.Host
+	refresh time.Duration
+	now     func() time.Time
+	remove  func()
+	ctx     context.Context // ends at Stop: background reads
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
-	mu    sync.RWMutex
-	cache map[string]*entry // owner bare JID → list
+	mu      sync.RWMutex
+	lists   map[string]*entry // owner bare JID → known list
+	loading map[string]*load  // owner → store read in flight
+	online  map[string]int    // owner → sessions bound on this node
 
 	bmu     sync.Mutex
 	bounced map[string]time.Time // recently answered blocked stanzas
 
 	imu        sync.Mutex
 	interested map[string]map[string]struct{} // owner → full JIDs on this node that fetched the list
-}
-
-type entry struct {
-	set    map[string]struct{}
-	list   []string
-	loaded time.Time
 }
 
 var (
@@ -112,7 +115,11 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{ttl: DefaultCacheTTL, now: time.Now, cache: map[string]*entry{}, bounced: map[string]time.Time{}, interested: map[string]map[string]struct{}{}}
+	return &Plugin{
+		refresh: DefaultRefresh, now: time.Now,
+		lists: map[string]*entry{}, loading: map[string]*load{}, online: map[string]int{},
+		bounced: map[string]time.Time{}, interested: map[string]map[string]struct{}{},
+	}
 }
 
 // SetClock replaces the clock (tests).
@@ -134,24 +141,35 @@ var points = []plugins.Point{plugins.PointInbound, plugins.PointDeliver, plugins
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
-	if s := plugins.SettingString(host.Config(), ID, "cache_ttl", ""); s != "" {
+	if s := plugins.SettingString(host.Config(), ID, "refresh_interval", ""); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
 			// Refusing to start would leave the node with no blocking at all.
-			host.Logger().Warn("ignoring bad setting", "plugin", ID, "key", "cache_ttl", "value", s, "err", errBadTTL, "using", DefaultCacheTTL)
+			host.Logger().Warn("ignoring bad setting", "plugin", ID, "key", "refresh_interval", "value", s, "err", errBadRefresh, "using", DefaultRefresh)
 		} else {
-			p.ttl = d
+			p.refresh = d
 		}
 	}
+	p.mu.Lock()
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.mu.Unlock()
+	rmChanged := host.Hooks().Add(eventChanged, 0, p.onChanged)
 	rmDeleted := host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.UserEvent); ok {
-			p.invalidate(ev.Username + "@" + host.Domain())
+			p.changed(ctx, change{Op: opForget, Owner: ev.Username + "@" + host.Domain()})
+		}
+		return nil
+	})
+	rmBound := host.Hooks().Add(plugins.EventSessionBound, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.SessionEvent); ok {
+			p.sessionBound(wire.BareJID(ev.JID))
 		}
 		return nil
 	})
 	rmClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
 			owner := wire.BareJID(ev.JID)
+			p.sessionClosed(owner)
 			p.imu.Lock()
 			delete(p.interested[owner], ev.JID)
 			if len(p.interested[owner]) == 0 {
@@ -161,7 +179,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		}
 		return nil
 	})
-	p.remove = func() { rmDeleted(); rmClosed() }
+	p.remove = func() { rmChanged(); rmDeleted(); rmBound(); rmClosed() }
 	return nil
 }
 
@@ -169,6 +187,12 @@ func (p *Plugin) Stop(ctx context.Context) error {
 	if p.remove != nil {
 		p.remove()
 	}
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
 	return nil
 }
 
@@ -227,9 +251,9 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	switch {
 	case iq.Stanza.Type() == "get" && q.Name == "blocklist":
 		p.markInterested(owner, iq.From)
-		e, err := p.load(ctx, owner)
+		e, err := p.lookup(ctx, owner)
 		if err != nil {
-			return nil, err
+			return nil, errListUnknown
 		}
 		res := wire.NewNS("blocklist", NS)
 		for _, j := range e.list {
@@ -251,7 +275,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		} else if err := p.host.Store().Unblock(ctx, owner, jids); err != nil {
 			return nil, err
 		}
-		p.invalidate(owner)
+		p.changed(ctx, change{Op: q.Name, Owner: owner, JIDs: jids})
 		if q.Name == "block" {
 			p.hidePresence(ctx, owner, jids)
 		}
@@ -318,9 +342,10 @@ func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) 
 	}
 }
 
-// Blocked reports whether owner's block list matches the JID other.
+// Blocked reports whether owner's block list matches the JID other. The
+// error means the list is not known (the database did not answer).
 func (p *Plugin) Blocked(ctx context.Context, owner, other string) (bool, error) {
-	e, err := p.load(ctx, owner)
+	e, err := p.lookup(ctx, owner)
 	if err != nil {
 		return false, err
 	}
@@ -380,43 +405,6 @@ func plainASCII(s string) bool {
 	return true
 }
 
-func (p *Plugin) load(ctx context.Context, owner string) (*entry, error) {
-	now := p.now()
-	p.mu.RLock()
-	e := p.cache[owner]
-	p.mu.RUnlock()
-	if e != nil && now.Sub(e.loaded) < p.ttl {
-		return e, nil
-	}
-	list, err := p.host.Store().BlockList(ctx, owner)
-	if err != nil {
-		return nil, err
-	}
-	e = &entry{set: make(map[string]struct{}, len(list)), list: list, loaded: now}
-	for _, j := range list {
-		e.set[j] = struct{}{}
-	}
-	p.mu.Lock()
-	if len(p.cache) >= maxCached {
-		for k, old := range p.cache {
-			if now.Sub(old.loaded) >= p.ttl {
-				delete(p.cache, k)
-			}
-		}
-	}
-	if p.ttl > 0 {
-		p.cache[owner] = e
-	}
-	p.mu.Unlock()
-	return e, nil
-}
-
-func (p *Plugin) invalidate(owner string) {
-	p.mu.Lock()
-	delete(p.cache, owner)
-	p.mu.Unlock()
-}
-
 // Intercept enforces block lists.
 func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
 	el := st.El
@@ -446,8 +434,10 @@ func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verd
 	}
 	blocked, err := p.Blocked(ctx, owner, to)
 	if err != nil {
-		p.host.Logger().Warn("block list unavailable; not enforced", "owner", owner, "err", err)
-		return plugins.Continue, nil
+		// Unknown: refused, never let through. The router bounces it to
+		// the sender with this error (a copy the router sends on the
+		// user's behalf is dropped).
+		return plugins.Drop, errListUnknown
 	}
 	if !blocked {
 		return plugins.Continue, nil
@@ -469,34 +459,47 @@ func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.El
 	if owner == "" || from == "" || from == p.host.Domain() || wire.BareJID(from) == owner {
 		return plugins.Continue, nil
 	}
+	if isBlockedError(el) {
+		return plugins.Continue, nil // our own answer to the user's attempt
+	}
 	blocked, err := p.Blocked(ctx, owner, from)
 	if err != nil {
-		p.host.Logger().Warn("block list unavailable; not enforced", "owner", owner, "err", err)
-		return plugins.Continue, nil
+		return p.refuse(ctx, el, errListUnknown), nil // unknown: fail closed
 	}
 	if !blocked {
 		if el.Name == "presence" && session != "" && p.isLocal(from) {
 			// A local user's presence broadcast (no 'to' at PointInbound)
 			// must not reach a contact the user blocked.
-			if b, err := p.Blocked(ctx, wire.BareJID(from), session); err == nil && b {
+			if b, err := p.Blocked(ctx, wire.BareJID(from), session); err != nil || b {
 				return plugins.Drop, nil
 			}
 		}
 		return plugins.Continue, nil
 	}
-	if el.IsError() {
-		if e := el.Child("error", ""); e != nil && e.Child("blocked", NSErrors) != nil {
-			return plugins.Continue, nil // our own answer to the user's attempt
-		}
-		return plugins.Drop, nil
+	return p.refuse(ctx, el, wire.ErrServiceUnavailable), nil
+}
+
+// refuse answers a stanza for the user that must not reach it: messages
+// and IQ requests get se back (once, though the router delivers to each
+// resource), everything else is dropped.
+func (p *Plugin) refuse(ctx context.Context, el *wire.Element, se *wire.StanzaError) plugins.Verdict {
+	if !answerable(el) {
+		return plugins.Drop
 	}
-	if answerable(el) {
-		if p.firstBounce(el) {
-			p.host.Route(ctx, wire.ErrorReply(el, wire.ErrServiceUnavailable))
-		}
-		return plugins.Handled, nil
+	if p.firstBounce(el) {
+		p.host.Route(ctx, wire.ErrorReply(el, se))
 	}
-	return plugins.Drop, nil
+	return plugins.Handled
+}
+
+// isBlockedError reports whether el is the error this plugin sends a user
+// whose stanza went to a JID the user blocked.
+func isBlockedError(el *wire.Element) bool {
+	if !el.IsError() {
+		return false
+	}
+	e := el.Child("error", "")
+	return e != nil && e.Child("blocked", NSErrors) != nil
 }
 
 func (p *Plugin) isLocal(j string) bool {
@@ -560,5 +563,6 @@ func splitJID(s string) (local, domain, resource string) {
 
 // Settings documents the plugin's one setting.
 func (p *Plugin) Settings() []plugins.SettingSpec {
-	return []plugins.SettingSpec{{Key: "cache_ttl", Type: "duration", Default: DefaultCacheTTL.String(), Doc: "how long a block list is cached before it is read again (changes on other nodes show after at most this long)"}}
+	return []plugins.SettingSpec{{Key: "refresh_interval", Type: "duration", Default: DefaultRefresh.String(),
+		Doc: "how old a block list in use may get before it is re-read from the database in the background; changes made on any node apply at once through cluster events, this only repairs a lost event, and while the database does not answer the list as last known stays in force"}}
 }

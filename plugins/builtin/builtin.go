@@ -19,7 +19,7 @@
 // plugins.settings.<id>:
 //
 //	xep0092.version:  show_os: true      # report runtime.GOOS/GOARCH (default false)
-//	xep0191.blocking: cache_ttl: "5s"    # how long a node trusts a cached block list
+//	xep0191.blocking: refresh_interval: "1m"  # re-read a block list in use this often (safety net; changes apply at once)
 //	xep0065.proxy:    listen: "0.0.0.0:7777", host: "proxy.example.com"  # SOCKS5 relay; off by default
 package builtin
 

@@ -40,6 +40,10 @@ type Host struct {
 	res     map[string][]plugins.Resource // bare → resources
 	carbons map[string]bool
 	users   *Users
+	peers   []*Host // other "nodes" Broadcast reaches (Join)
+	// broadcastErr, when set, is what Broadcast returns instead of
+	// reaching the peers (SetBroadcastError).
+	broadcastErr error
 }
 
 var _ plugins.Host = (*Host)(nil)
@@ -159,6 +163,47 @@ func (h *Host) OnlineBare() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Join makes hosts one fake cluster: Broadcast on any of them runs the
+// event's hooks on each of the others, synchronously, as another node
+// would before confirming. Give each a distinct Cfg.Cluster.NodeName.
+func Join(hosts ...*Host) {
+	for _, h := range hosts {
+		h.mu.Lock()
+		h.peers = nil
+		for _, o := range hosts {
+			if o != h {
+				h.peers = append(h.peers, o)
+			}
+		}
+		h.mu.Unlock()
+	}
+}
+
+// SetBroadcastError makes Broadcast fail with err without reaching any
+// peer (a partitioned node); nil restores it.
+func (h *Host) SetBroadcastError(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.broadcastErr = err
+}
+
+// Broadcast implements plugins.Host: it runs ev's hooks on every host
+// joined with this one (Join).
+func (h *Host) Broadcast(ctx context.Context, ev plugins.Event, data []byte) error {
+	h.mu.Lock()
+	peers, err := h.peers, h.broadcastErr
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, o := range peers {
+		if err := o.Bus.Run(ctx, ev, &plugins.ClusterEvent{Node: h.Cfg.Cluster.NodeName, Data: data}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Start starts a manager over the given plugins and stops it at cleanup.

@@ -350,6 +350,7 @@ func (a *Admin) Do(ctx context.Context, method, path string, body, out any) erro
 // Overview is the part of GET /api/overview the tests read.
 type Overview struct {
 	Clustered      bool `json:"clustered"`
+	Detached       bool `json:"detached"`
 	ClusterEnabled bool `json:"cluster_enabled"`
 	Nodes          []struct {
 		Name       string  `json:"name"`

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -72,52 +73,99 @@ func TestNodeKilled(t *testing.T) {
 	b3.Await("message", isMsg("welcome back"))
 }
 
-// TestHazelcastRestart: the Hazelcast member dies and comes back empty.
-// The nodes notice, serve their own users alone meanwhile (a message to
-// a user on another node is stored offline: asserted), then reconnect
-// and republish their sessions, and routing between nodes works again
-// without anyone logging in again.
+// TestHazelcastRestart (issue 16): the Hazelcast member dies and comes
+// back empty. The nodes detach instead of splitting up: messages between
+// users of different nodes keep being delivered live over the links
+// (nothing is stored offline), and a login during the outage is known to
+// the other nodes through the links. When the member is back the nodes
+// re-register and republish with no new login; what another node stored
+// offline meanwhile for a user who stayed online reaches that user; and
+// messages sent while the nodes rejoin one after another all arrive.
 func TestHazelcastRestart(t *testing.T) {
 	c := fixture(t)
+	ctx := context.Background()
 	n1, n2 := c.nodes[0], c.nodes[1]
 	ua, ub := c.user(t, "halice"), c.user(t, "hbob")
-	a := login(t, n1, ua, "a", 1)
+	// A resource that becomes available with priority >= 0 looks at its
+	// offline queue once more 2s later (router recheckOffline). a starts
+	// with priority -1, which schedules no such look, and raises it
+	// once subscribed (which delivers the queue at once, without a later
+	// look): from then on only a rejoin hands a what is queued for her.
+	a := login(t, n1, ua, "a", -1)
+	a.Send("<presence><priority>-1</priority></presence>")
 	b := login(t, n2, ub, "b", 1)
 	befriend(t, a, b)
-	// A node looks at a user's offline queue once more 2 s after the user
-	// became available (router recheckOffline); let that pass, so that
-	// what is stored during the outage waits for the next login below
-	// instead of reaching b whenever the recheck happens to fire.
-	time.Sleep(2500 * time.Millisecond)
+	a.Send("<presence><priority>1</priority></presence>")
+	b.Await("a's priority", func(el *wire.Element) bool {
+		return isPresence(bare(ua), "")(el) && el.ChildText("priority", "") == "1"
+	})
 
 	c.hz.Kill()
-	c.waitClustered(t, 30*time.Second, false)
+	c.waitDetached(t, 30*time.Second, true)
 
-	// During the outage: node 1 does not know bob's route any more.
-	send(a, bare(ub), "during the outage")
-	c.waitOffline(t, bare(ub), 1)
-	// Local delivery keeps working.
-	a2 := login(t, n1, ua, "a2", 1)
-	send(a2, a.JID, "local during the outage")
-	a.Await("local message", isMsg("local during the outage"))
+	// Live both ways, to the bare and the full JID.
+	for i := range 5 {
+		send(a, bare(ub), fmt.Sprintf("a to b during the outage %d", i))
+		send(b, a.JID, fmt.Sprintf("b to a during the outage %d", i))
+	}
+	for _, m := range awaitMessages(t, b, "a to b during the outage 0", "a to b during the outage 1", "a to b during the outage 2", "a to b during the outage 3", "a to b during the outage 4") {
+		if delayed(m) {
+			t.Errorf("went through offline storage: %s", m)
+		}
+	}
+	for _, m := range awaitMessages(t, a, "b to a during the outage 0", "b to a during the outage 1", "b to a during the outage 2", "b to a during the outage 3", "b to a during the outage 4") {
+		if delayed(m) {
+			t.Errorf("went through offline storage: %s", m)
+		}
+	}
+	// bob logs in again on node 2: node 1 learns the new resource over
+	// the link (its presence comes first), and routes to it. (Priority 0:
+	// what goes to bob's bare JID, and his offline queue, stay b's.)
+	b2 := login(t, n2, ub, "b2", 0)
+	awaitPresences(t, a, b2.JID)
+	send(a, b2.JID, "to the resource bound during the outage")
+	if m := b2.Await("message to the new resource", isMsg("to the resource bound during the outage")); delayed(m) {
+		t.Errorf("went through offline storage: %s", m)
+	}
+	for _, u := range []string{ua, ub} {
+		if n, err := c.store.CountOffline(ctx, bare(u)); err != nil || n != 0 {
+			t.Fatalf("%s has %d offline messages (%v) during the outage; want none", u, n, err)
+		}
+	}
+	// Another node missed a's route and stored a message for her (as a
+	// node rejoining before hers would); she is online throughout.
+	storeFor(t, c, ua, b.JID, "stored during the outage")
 
+	// Hazelcast comes back empty while messages keep flowing both ways.
+	var sent []string
+	flow := startFlow(a, bare(ub), "a to b across the restart")
+	flowBack := startFlow(b, a.JID, "b to a across the restart")
 	if err := c.hz.RestartErr(1); err != nil {
 		t.Fatal(err)
 	}
 	c.waitClustered(t, 60*time.Second, true)
+	sent = flow()
+	back := flowBack()
 
-	// No new logins: sessions were republished. The replica of the
-	// routing table converges right after the rejoin, so repeat the first
-	// message until it arrives, then everything must arrive.
-	resend(t, a, b.JID, "after the restart", func() {
-		b.Await("first message after the restart", func(el *wire.Element) bool {
-			return el.Name == "message" && el.From() == a.JID && !delayed(el)
-		})
-	})
+	// No new login: what was stored for a arrives, and every message
+	// sent across the restart arrives (live, or from offline storage if
+	// sent while the nodes re-registered)...
+	got := awaitMessages(t, a, append(back, "stored during the outage")...)
+	if m := got["stored during the outage"]; !delayed(m) {
+		t.Errorf("no delay stamp: %s", m)
+	}
+	awaitMessages(t, b, sent...)
+	// ...nothing waits in offline storage...
+	for _, u := range []string{ua, ub} {
+		c.waitOffline(t, bare(u), 0)
+	}
+	// ...and routing and presence work as before.
 	send(a, bare(ub), "to bare after the restart")
 	b.Await("bare message", isMsg("to bare after the restart"))
 	send(b, a.JID, "reply after the restart")
-	a.Await("reply", isMsg("reply after the restart"))
+	if m := a.Await("reply", isMsg("reply after the restart")); delayed(m) {
+		t.Errorf("went through offline storage: %s", m)
+	}
 	b.Send("<presence><show>dnd</show><priority>1</priority></presence>")
 	p := a.Await("presence change", func(el *wire.Element) bool {
 		return isPresence(bare(ub), "")(el) && el.ChildText("show", "") == "dnd"
@@ -125,11 +173,49 @@ func TestHazelcastRestart(t *testing.T) {
 	if p.From() != b.JID {
 		t.Errorf("presence from %q", p.From())
 	}
+}
 
-	// What was stored during the outage is delivered at the next login.
-	b2 := login(t, c.nodes[2], ub, "later", 1)
-	if m := b2.Await("offline message", isMsg("during the outage")); !delayed(m) {
-		t.Errorf("no delay stamp: %s", m)
+// storeFor puts a chat message from 'from' into user's offline queue
+// directly in the store, the way a node that found no route stores it.
+func storeFor(t testing.TB, c *cluster, user, from, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msg := fmt.Sprintf("<message xmlns='jabber:client' from='%s' to='%s' type='chat' id='stored-%d'><body>%s</body></message>", from, bare(user), c.n.Add(1), body)
+	if err := c.store.StoreOffline(ctx, bare(user), []byte(msg), storage.OfflineQuota{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startFlow sends a chat message from cl to 'to' every 100ms from a
+// goroutine (cl's raw connection; the test must not use cl meanwhile)
+// until the returned function is called, which stops it and returns the
+// bodies sent.
+func startFlow(cl *servertest.Client, to, prefix string) func() []string {
+	stop, done := make(chan struct{}), make(chan struct{})
+	var bodies []string
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for k := 0; ; k++ {
+			body := fmt.Sprintf("%s %d", prefix, k)
+			_ = cl.Conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := fmt.Fprintf(cl.Conn, "<message to='%s' type='chat' id='flow%d'><body>%s</body></message>", to, k, body); err != nil {
+				return
+			}
+			bodies = append(bodies, body)
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() []string {
+		close(stop)
+		<-done
+		return bodies
 	}
 }
 

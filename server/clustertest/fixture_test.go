@@ -247,11 +247,32 @@ func (c *cluster) waitClustered(t testing.TB, total time.Duration, want bool) {
 			if err != nil {
 				return fmt.Errorf("node %d: %w", i+1, err)
 			}
-			if o.Clustered != want {
-				return fmt.Errorf("node %d: clustered %v, want %v", i+1, o.Clustered, want)
+			if o.Clustered != want || (want && o.Detached) {
+				return fmt.Errorf("node %d: clustered %v (detached %v), want %v", i+1, o.Clustered, o.Detached, want)
 			}
 			if want && len(o.Nodes) != len(c.nodes) {
 				return fmt.Errorf("node %d sees %d members: %+v", i+1, len(o.Nodes), o.Nodes)
+			}
+		}
+		return nil
+	})
+}
+
+// waitDetached polls every node's /api/overview until each reports
+// detached==want (Hazelcast away, routing on what it knew) while still
+// clustered.
+func (c *cluster) waitDetached(t testing.TB, total time.Duration, want bool) {
+	t.Helper()
+	servertest.CheckFor(t, total, 50*time.Millisecond, func() error {
+		for i, a := range c.admins {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			o, err := a.Overview(ctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("node %d: %w", i+1, err)
+			}
+			if o.Detached != want || !o.Clustered {
+				return fmt.Errorf("node %d: detached %v, clustered %v; want detached %v, clustered", i+1, o.Detached, o.Clustered, want)
 			}
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/wire"
@@ -214,7 +215,8 @@ func (r *Router) deliverLocalAvailable(ctx context.Context, bare string, el *wir
 }
 
 // clusteredChange runs when the node (re)joins the cluster: it republishes
-// every local route, so the shared table is whole again, then resends the
+// every local route, so the shared table is whole again; hands local
+// sessions what was stored offline for them meanwhile; then resends the
 // presence of every available local session to its subscribers and probes
 // its contacts, so presence learned or missed while apart is correct again.
 func (r *Router) clusteredChange(clustered bool) {
@@ -223,7 +225,46 @@ func (r *Router) clusteredChange(clustered bool) {
 	}
 	ctx := context.Background()
 	r.republish(ctx)
+	r.recheckAllOffline(ctx)
 	r.resyncPresence(ctx)
+}
+
+// recheckAllOffline delivers the offline queue of every user with an
+// available local session that takes offline messages (priority >= 0),
+// now and once more offlineRecheck later. While the node was apart or
+// rejoining (the switch off, Hazelcast away, the nodes re-registering one
+// after another), another node may have found no route to such a session
+// and stored a message for it; without this it would wait for the
+// user's next login. The second look catches a message stored by a node
+// whose copy of the routing table learnt this node's routes only after
+// the first.
+func (r *Router) recheckAllOffline(ctx context.Context) {
+	if r.store == nil {
+		return
+	}
+	seen := map[string]bool{}
+	r.mu.RLock()
+	var bares []string
+	for _, s := range r.sessions {
+		if s.available && s.priority >= 0 && !seen[s.bare] {
+			seen[s.bare] = true
+			bares = append(bares, s.bare)
+		}
+	}
+	r.mu.RUnlock()
+	flush := func() {
+		for _, bare := range bares {
+			r.flushOffline(ctx, bare)
+		}
+	}
+	flush()
+	// One timer for all of them: a timer each would query the store for
+	// every online user at the same instant.
+	time.AfterFunc(offlineRecheck, func() {
+		if r.clustered() {
+			flush()
+		}
+	})
 }
 
 // resyncPresence replays each available local session's presence: to its

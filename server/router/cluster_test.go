@@ -2,13 +2,18 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins/last"
 	"sort"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // fakeNet joins fake cluster nodes in one process: a shared routing table
@@ -421,6 +426,54 @@ func TestClusterRepublish(t *testing.T) {
 	// alice's probe) to alice.
 	wantSigs(t, "bob", bob.take(), "presence alice@example.com/a→bob@example.com")
 	wantSigs(t, "alice", alice.take(), "presence bob@example.com/b→alice@example.com/a")
+}
+
+// TestClusterRejoinDeliversOffline: while the node was apart, another
+// node found no route to alice and stored a message for her. When the
+// node rejoins, alice (still online, priority 0) gets it at once, with a
+// delay stamp, without logging in again; juliet (priority -1, RFC 6121
+// §8.5.2.1.1: takes no offline messages) keeps hers.
+func TestClusterRejoinDeliversOffline(t *testing.T) {
+	e1, _, net := twoNodes(t)
+	ctx := context.Background()
+	// alice becomes available with priority -1 and then raises it: unlike
+	// initial presence with priority >= 0, that schedules no second look
+	// at her queue 2s later, which would also deliver what is stored below.
+	alice := e1.online("alice", "a", -1)
+	e1.send(alice, `<presence><priority>0</priority></presence>`)
+	juliet := e1.online("juliet", "j", -1)
+	alice.take()
+	juliet.take()
+	for _, to := range []string{"alice@example.com", "juliet@example.com"} {
+		msg := mustParse(t, `<message from='bob@example.com/b' to='`+to+`' type='chat'><body>stored while apart</body></message>`)
+		if err := e1.store.StoreOffline(ctx, to, msg.Bytes(), storage.OfflineQuota{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	net.mu.Lock()
+	fns := net.nodes["node1"].onClustered
+	net.mu.Unlock()
+	for _, fn := range fns {
+		fn(true)
+	}
+	// The hand-over is paced by the session (usually done at once).
+	var got []*wire.Element
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		got = append(got, only("message", alice.take())...)
+		if len(got) == 0 {
+			return errors.New("alice got nothing")
+		}
+		return nil
+	})
+	if len(got) != 1 || got[0].ChildText("body", "") != "stored while apart" || got[0].Child("delay", wire.NSDelay) == nil {
+		t.Fatalf("alice got %q; want the stored message with a delay stamp", sigs(got))
+	}
+	if n, err := e1.store.CountOffline(ctx, "juliet@example.com"); err != nil || n != 1 {
+		t.Errorf("juliet's queue: %d, %v; want her message kept", n, err)
+	}
+	if got := only("message", juliet.take()); len(got) != 0 {
+		t.Errorf("juliet (priority -1) got %q", sigs(got))
+	}
 }
 
 func TestClusterUndelivered(t *testing.T) {

@@ -19,7 +19,7 @@
 //	offline.go       XEP-0160 storage (quota in messages and bytes) with XEP-0203 stamps; fallbacks for gone sessions
 //	backlog.go       the offline queue and waiting subscription requests handed to a session as its client reads (Paced)
 //	carbons.go       XEP-0280 sent/received copies
-//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing
+//	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //
