@@ -222,7 +222,7 @@ func startNode(t testing.TB, o nodeOpts) *testNode {
 	if o.cert != nil {
 		tlsCfg.Certificates = []tls.Certificate{o.cert.tls}
 	}
-	n.svc = New(cfg, tlsCfg, n.deliver, testLogger(t).With("node", o.domain))
+	n.svc = New(cfg.S2S, Deps{Domain: cfg.Domain, MaxStanzaBytes: cfg.C2S.MaxStanzaBytes, TLS: tlsCfg, Deliver: n.deliver, Logger: testLogger(t).With("node", o.domain)})
 	n.svc.Resolver = failingResolver{}
 	if o.resolver != nil {
 		n.svc.Resolver = o.resolver

@@ -27,7 +27,10 @@ func (f *FederationService) Start(ctx context.Context, n *Node) error {
 	if conf.Off(cfg.S2S.Listen) {
 		return nil
 	}
-	svc := s2s.New(cfg, n.TLSConfig(), n.Router().FromRemote, n.Logger().With("component", "s2s"))
+	svc := s2s.New(cfg.S2S, s2s.Deps{
+		Domain: cfg.Domain, MaxStanzaBytes: cfg.C2S.MaxStanzaBytes, TLS: n.TLSConfig(),
+		Deliver: n.Router().FromRemote, Logger: n.Logger().With("component", "s2s"),
+	})
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}
