@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +56,14 @@ func (v *validator) addr(key, addr string) {
 	}
 }
 
+// oneOf checks that a key has one of the allowed values.
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if slices.Contains(allowed, value) {
+		return
+	}
+	v.add(key, "must be %s or %s, not %q", strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1], value)
+}
+
 // nonNegative checks durations that must not be negative.
 func (v *validator) nonNegative(durations ...keyed[time.Duration]) {
 	for _, d := range durations {
@@ -74,16 +83,8 @@ func (c *Config) validateNode(v *validator) {
 	if d, err := jid.Parse(c.Domain); err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
 		v.add("domain", "%q is not a valid XMPP domain", c.Domain)
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		v.add("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		v.add("log_format", "must be text or json, not %q", c.LogFormat)
-	}
+	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", c.LogFormat, "text", "json")
 }
 
 func (c TLSConfig) validate(v *validator) {
@@ -95,11 +96,7 @@ func (c TLSConfig) validate(v *validator) {
 func (c C2SConfig) validate(v *validator) {
 	v.addr("c2s.listen", c.Listen)
 	v.addr("c2s.tls_listen", c.TLSListen)
-	switch c.ResourceConflict {
-	case "kick_old", "reject", "new_resource":
-	default:
-		v.add("c2s.resource_conflict", "must be kick_old, reject or new_resource, not %q", c.ResourceConflict)
-	}
+	v.oneOf("c2s.resource_conflict", c.ResourceConflict, "kick_old", "reject", "new_resource")
 	if c.MaxStanzaBytes < 1024 {
 		v.add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.MaxStanzaBytes)
 	}
@@ -204,11 +201,7 @@ func (c S2SConfig) validate(v *validator) {
 func (c HTTPConfig) validate(v *validator) {
 	v.addr("http.listen", c.Listen)
 	v.addr("http.tls_listen", c.TLSListen)
-	switch c.PlainSecure {
-	case "never", "loopback", "always":
-	default:
-		v.add("http.plain_secure", "must be never, loopback or always, not %q", c.PlainSecure)
-	}
+	v.oneOf("http.plain_secure", c.PlainSecure, "never", "loopback", "always")
 	for _, u := range []keyed[string]{{"http.bosh_url", c.BOSHURL}, {"http.websocket_url", c.WebSocketURL}} {
 		if u.v == "" {
 			continue
