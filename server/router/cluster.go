@@ -165,16 +165,7 @@ func (r *Router) nodeDown(node string, routes []cluster.Route) {
 		bare := cluster.BareJID(rt.JID)
 		if rt.Available {
 			un := wire.New("presence", "type", "unavailable", "from", rt.JID)
-			var subscribers []string
-			if r.store != nil {
-				dctx, cancel := r.dbCtx(ctx)
-				var err error
-				subscribers, err = r.store.Subscribers(dctx, bare)
-				cancel()
-				if err != nil {
-					r.log.Warn("router: subscribers unavailable after node down", "jid", bare, "err", err)
-				}
-			}
+			subscribers := r.subscribers(ctx, bare, "presence after node down")
 			for _, c := range subscribers {
 				ca, err := wire.ParseJID(c)
 				if err != nil {

@@ -211,21 +211,26 @@ func (r *Router) directedPresence(ctx context.Context, from string, el *wire.Ele
 	r.route(ctx, el)
 }
 
+// subscribers returns who is subscribed to bare's presence; when the store
+// cannot say, none (logged with what they were wanted for).
+func (r *Router) subscribers(ctx context.Context, bare, purpose string) []string {
+	if r.store == nil {
+		return nil
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	subscribers, err := r.store.Subscribers(dctx, bare)
+	if err != nil {
+		r.log.Warn("router: subscribers unavailable for "+purpose, "jid", bare, "err", err)
+	}
+	return subscribers
+}
+
 // broadcast sends a user's presence to the user's subscribers, to extra
 // recipients of directed presence, and to the user's own available
 // resources (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
 func (r *Router) broadcast(ctx context.Context, bare string, el *wire.Element, directed map[string]struct{}) {
-	var subscribers []string
-	if r.store != nil {
-		dctx, cancel := r.dbCtx(ctx)
-		var err error
-		subscribers, err = r.store.Subscribers(dctx, bare)
-		cancel()
-		if err != nil {
-			r.log.Warn("router: subscribers unavailable for presence broadcast", "jid", bare, "err", err)
-		}
-	}
-	r.broadcastTo(ctx, bare, el, subscribers, directed)
+	r.broadcastTo(ctx, bare, el, r.subscribers(ctx, bare, "presence broadcast"), directed)
 }
 
 func (r *Router) broadcastTo(ctx context.Context, bare string, el *wire.Element, subscribers []string, directed map[string]struct{}) {
