@@ -42,7 +42,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	v1, v2 := buildPlugin(t, "v1"), buildPlugin(t, "v2")

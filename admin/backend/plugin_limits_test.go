@@ -29,7 +29,7 @@ func TestPluginHostBoundsOnANode(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Plugins.Wasm.MaxHostCalls = 16
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := NewService(cfg, servertest.TestLogger(), Deps{Plugins: plugs})
+	adm := NewService(cfg, Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 

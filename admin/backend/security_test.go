@@ -50,7 +50,7 @@ func TestAdminListenerUnderAttack(t *testing.T) {
 	var logs lockedBuffer // the node's log, read while it writes
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, logger)
-	adm := backend.NewService(cfg, logger, backend.Deps{Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: logger, Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	servertest.CreateUser(t, n, "alice", "alice-secret")

@@ -55,6 +55,7 @@ type Drainer interface {
 // acts through. Each may be nil: the console then says the part is not
 // running on this node.
 type Deps struct {
+	Logger *slog.Logger
 	// S2S reports the node's federation streams.
 	S2S func() s2s.Stats
 	// Balance drains the node.
@@ -65,7 +66,8 @@ type Deps struct {
 
 // NewService returns the admin service for cfg, reporting on and acting
 // through deps.
-func NewService(cfg *conf.Config, log *slog.Logger, deps Deps) *Service {
+func NewService(cfg *conf.Config, deps Deps) *Service {
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}

@@ -23,7 +23,7 @@ import (
 func TestRollingUpgradeUnderTraffic(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	servertest.CreateUser(t, n, "bob", "bob-secret")

@@ -27,7 +27,7 @@ func TestAPICommands(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	servertest.CreateUser(t, n, "alice", "alice-secret")
@@ -153,7 +153,7 @@ func TestPluginOffline(t *testing.T) {
 		t.Errorf("offline list: %s", o)
 	}
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
 		t.Errorf("node started with wordfilter %q, want the enabled 1.0.0", v)

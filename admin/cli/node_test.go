@@ -27,7 +27,7 @@ func TestNodeDrainCommand(t *testing.T) {
 	drained := make(chan balance.Report, 1)
 	bal := balance.NewService(nil, func(r balance.Report) { drained <- r })
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
-	adm := backend.NewService(cfg, servertest.TestLogger(), backend.Deps{Balance: bal, Plugins: plugs})
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Balance: bal, Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(bal), server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	base := "http://" + adm.Addr().String()

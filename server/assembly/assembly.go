@@ -60,7 +60,8 @@ func New(cfg *conf.Config, log *slog.Logger, onDrained func(balance.Report), opt
 
 	// The admin console, JSON API, /metrics and health checks on
 	// admin.listen, reporting on and acting through the services above.
-	n.Admin = backend.NewService(cfg, log.With("component", "admin"), backend.Deps{
+	n.Admin = backend.NewService(cfg, backend.Deps{
+		Logger:  log.With("component", "admin"),
 		S2S:     n.S2S.Stats,
 		Balance: n.Balance,
 		Plugins: n.Plugins,
