@@ -16,6 +16,10 @@
 //     enable NAME VERSION); nodes load it when they start;
 //   - clustering disabled, each node upgraded, clustering enabled: with the
 //     switch off, ApplyLocal on each node (aviary plugin apply --node URL).
+//
+// Service runs the WebAssembly runtime and the Host as one of the node's
+// services (server/assembly starts it before the admin console, which
+// shows and drives it, and whether or not the console listens).
 package pluginhost
 
 import (
