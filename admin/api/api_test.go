@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -178,7 +179,7 @@ type testEnv struct {
 	fb       *fakeBackend
 	dataDir  string
 	clock    *fakeClock
-	log      *syncBuffer
+	log      *testutil.Buffer
 	failures atomic.Int64
 }
 
@@ -191,7 +192,7 @@ func newTestEnv(t *testing.T, mod func(*conf.Config)) *testEnv {
 	if mod != nil {
 		mod(cfg)
 	}
-	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &syncBuffer{}}
+	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &testutil.Buffer{}}
 	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: &memProps{m: map[string]string{}},
 		Metrics:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "aviary_up 1\n") }),
 		Throttle:     auth.New(auth.Options{FailureDelay: time.Second, Clock: e.clock}),
@@ -232,24 +233,6 @@ func (c *fakeClock) takeSleeps() []time.Duration {
 	s := c.sleeps
 	c.sleeps = nil
 	return s
-}
-
-// syncBuffer is a log destination tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type client struct {

@@ -1,38 +1,18 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/internal/testutil"
 )
-
-// syncBuffer is the node's stderr, read while the node writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServeReloadsOnSIGHUP runs `aviary serve` in process and changes its
 // configuration file under it: SIGHUP applies a new log_level, and a
@@ -49,7 +29,7 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 		}
 	}
 	write("info", "127.0.0.1:0")
-	var stderr syncBuffer
+	var stderr testutil.Buffer
 	sigs := make(chan os.Signal, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
