@@ -7,7 +7,11 @@
 // conf/example.yaml repeats them with every key.
 package conf
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Config is the whole configuration of one node. Code reads it as an
 // immutable snapshot. A reload (`aviary serve` on SIGHUP) builds a new
@@ -32,17 +36,89 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
+	MAM      MAMConfig      `yaml:"mam"`
 	Balance  BalanceConfig  `yaml:"balance"`
 	Runtime  RuntimeConfig  `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
 // self-signed certificate is generated into DataDir (and the log says so).
+// Certificates obtained by ACME or imported with `aviary cert import` are
+// kept in the shared store and win over both for the names they cover.
 type TLSConfig struct {
 	// CertFile is a PEM certificate chain. Default "" (generate).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key for CertFile. Default "" (generate).
 	KeyFile string `yaml:"key_file"`
+
+	ACME ACMEConfig `yaml:"acme"`
+}
+
+// LetsEncrypt is the directory URL of Let's Encrypt's production ACME
+// server, tls.acme.directory's default.
+const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// DefaultServiceNames are the labels put in front of the domain to form
+// tls.acme.names' default: the names the domain's services (group chat,
+// file upload, publish-subscribe) are reached at.
+var DefaultServiceNames = []string{"conference", "upload", "pubsub"}
+
+// ACMEConfig has the node get and renew its certificates from an ACME
+// certificate authority (RFC 8555; Let's Encrypt by default). Certificates
+// and the account are stored once in the shared database; one node of a
+// cluster orders at a time and every node serves the result.
+type ACMEConfig struct {
+	// Enabled turns ACME on, which accepts the CA's terms of service
+	// (Let's Encrypt's subscriber agreement). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
+	// production server, https://acme-v02.api.letsencrypt.org/directory
+	// (its staging server, for trying things out, is
+	// https://acme-staging-v02.api.letsencrypt.org/directory).
+	Directory string `yaml:"directory"`
+	// Email is the contact address given to the CA for expiry and
+	// account notices. Default "" (none).
+	Email string `yaml:"email"`
+	// Challenges are the validation methods to use, tried in this order:
+	// "http-01" (the CA fetches a token over plain HTTP on port 80 of
+	// the name: http.listen must receive it) and "tls-alpn-01" (the CA
+	// connects with TLS to port 443: http.tls_listen or c2s.tls_listen
+	// must receive it). After a failed attempt a name tries the next one.
+	// Default [http-01, tls-alpn-01].
+	Challenges []string `yaml:"challenges"`
+	// RenewBefore is how long before expiry a certificate is renewed. A
+	// certificate whose whole lifetime is shorter is renewed when a third
+	// of its lifetime is left. Default 720h (30 days).
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// Names are the names besides the domain that get a certificate of
+	// their own: the domain's services. Default conference.DOMAIN,
+	// upload.DOMAIN and pubsub.DOMAIN; an empty list orders for the domain
+	// alone. Each name's DNS must point at the cluster.
+	Names []string `yaml:"names"`
+	// CAFile is a PEM file of certificate authorities trusted for the ACME
+	// server's own HTTPS instead of the system's (a test CA such as
+	// Pebble's). Default "" (the system's).
+	CAFile string `yaml:"ca_file"`
+}
+
+// ACMENames returns the names ACME orders certificates for: the domain
+// first, then tls.acme.names (or their default), lowercased, without
+// duplicates.
+func (c *Config) ACMENames() []string {
+	names := c.TLS.ACME.Names
+	if names == nil {
+		for _, s := range DefaultServiceNames {
+			names = append(names, s+"."+c.Domain)
+		}
+	}
+	out := []string{strings.ToLower(c.Domain)}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), "."))
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // C2SConfig is the client-to-server listener and session behaviour.
@@ -336,6 +412,22 @@ type WasmConfig struct {
 	// values), held in memory on every node and in the shared database.
 	// Default 1048576 (1 MiB).
 	MaxKVBytes int `yaml:"max_kv_bytes"`
+}
+
+// MAMConfig is the message archive (XEP-0313, plugin xep0313.mam; turn it
+// off with plugins.disabled).
+type MAMConfig struct {
+	// Default is what is archived for an account that has set no
+	// preferences (XEP-0441): "always" (every message), "roster" (only
+	// messages with contacts in the roster) or "never". Default "always".
+	Default string `yaml:"default"`
+	// ExpireAfter is how long archived messages are kept; the cluster's
+	// senior node (the only node when alone) deletes older ones once an
+	// hour. 0 keeps them until the account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+	// MaxPage caps how many messages one query returns (RSM <max/>, and
+	// the page size when the client names none). Default 100.
+	MaxPage int `yaml:"max_page"`
 }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher

@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"slices"
 	"strings"
@@ -27,7 +28,9 @@ const MinRosterItemBytes = 256
 func (c *Config) Validate() Errors {
 	var v validator
 	c.validateNode(&v)
+	c.MAM.validate(&v)
 	c.TLS.validate(&v)
+	v.errs = append(v.errs, c.validateACME()...)
 	c.C2S.validate(&v)
 	c.Database.validate(&v)
 	c.Cluster.validate(&v, c.Database)
@@ -85,6 +88,16 @@ func (c *Config) validateNode(v *validator) {
 	}
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 	v.oneOf("log_format", c.LogFormat, "text", "json")
+}
+
+func (c MAMConfig) validate(v *validator) {
+	v.oneOf("mam.default", c.Default, "always", "roster", "never")
+	if c.ExpireAfter < 0 {
+		v.add("mam.expire_after", "must not be negative")
+	}
+	if c.MaxPage < 1 || c.MaxPage > 1000 {
+		v.add("mam.max_page", "must be between 1 and 1000, not %d", c.MaxPage)
+	}
 }
 
 func (c TLSConfig) validate(v *validator) {
@@ -268,4 +281,92 @@ func (c BalanceConfig) validate(v *validator) {
 			v.add("balance.weights."+node, "must not be negative, not %v", w)
 		}
 	}
+}
+
+// validateACME checks tls.acme. The names' syntax is checked even while
+// ACME is off; whether a CA would issue for them only when it is on.
+func (c *Config) validateACME() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	a := c.TLS.ACME
+	if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+		add("tls.acme.directory", "%q is not an https:// URL (RFC 8555 requires HTTPS)", a.Directory)
+	}
+	if a.Email != "" {
+		if m, err := mail.ParseAddress(a.Email); err != nil || m.Address != a.Email {
+			add("tls.acme.email", "%q is not an e-mail address such as admin@example.com", a.Email)
+		}
+	}
+	if a.RenewBefore <= 0 {
+		add("tls.acme.renew_before", "must be positive, not %v", a.RenewBefore)
+	}
+	seen := map[string]bool{}
+	for _, ch := range a.Challenges {
+		switch ch {
+		case "http-01", "tls-alpn-01":
+		case "dns-01":
+			add("tls.acme.challenges", "dns-01 is not supported: use http-01 or tls-alpn-01")
+			continue
+		default:
+			add("tls.acme.challenges", "%q is not http-01 or tls-alpn-01", ch)
+			continue
+		}
+		if seen[ch] {
+			add("tls.acme.challenges", "%s is listed twice", ch)
+		}
+		seen[ch] = true
+	}
+	for _, n := range a.Names {
+		if msg := acmeNameProblem(n, a.Enabled); msg != "" {
+			add("tls.acme.names", "%q %s", n, msg)
+		}
+	}
+	if !a.Enabled {
+		return errs
+	}
+	if msg := acmeNameProblem(c.Domain, true); msg != "" {
+		add("tls.acme.enabled", "the domain %q %s", c.Domain, msg)
+	}
+	if len(a.Challenges) == 0 {
+		add("tls.acme.challenges", "must name at least one of http-01 and tls-alpn-01")
+	}
+	httpOff := Off(c.HTTP.Listen)
+	tlsOff := Off(c.HTTP.TLSListen) && Off(c.C2S.TLSListen)
+	if httpOff && seen["http-01"] && !(seen["tls-alpn-01"] && !tlsOff) {
+		add("tls.acme.challenges", "http-01 needs http.listen (port 80 of every name must reach it)")
+	}
+	if tlsOff && seen["tls-alpn-01"] && !(seen["http-01"] && !httpOff) {
+		add("tls.acme.challenges", "tls-alpn-01 needs http.tls_listen or c2s.tls_listen (port 443 of every name must reach one)")
+	}
+	return errs
+}
+
+// acmeNameProblem says why a CA cannot issue a certificate for name by
+// HTTP-01 or TLS-ALPN-01 ("" when it can); public adds the checks for
+// names no public CA issues for.
+func acmeNameProblem(name string, public bool) string {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case net.ParseIP(n) != nil:
+		return "is an IP address: a CA issues for DNS names"
+	case strings.HasPrefix(n, "*."):
+		return "is a wildcard: wildcards need dns-01, which is not supported"
+	case public && !strings.Contains(n, "."):
+		return "has a single label: a CA issues only for public DNS names"
+	case public && (n == "localhost" || strings.HasSuffix(n, ".localhost")):
+		return "is a localhost name: a CA issues only for public DNS names"
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return "is not a DNS name"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return "is not a DNS name (letters, digits, hyphens and dots)"
+			}
+		}
+	}
+	return ""
 }

@@ -74,6 +74,18 @@ func (m *Manager) Remove(id string) (old Plugin) {
 	return old
 }
 
+// Plugin returns the running plugin with that ID, or nil: how one
+// built-in finds another it builds on (a group-chat service finds the
+// message archive).
+func (m *Manager) Plugin(id string) Plugin {
+	for _, p := range m.list() {
+		if p.ID() == id {
+			return p
+		}
+	}
+	return nil
+}
+
 // IDs returns the IDs of the running plugins.
 func (m *Manager) IDs() []string {
 	var out []string

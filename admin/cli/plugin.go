@@ -197,9 +197,9 @@ func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ
 		fmt.Fprintf(stderr, "aviary plugin %s needs a running node: use --admin\n", sub)
 		return 2
 	}
-	_, store := commandStore(ctx, "plugin", fs, nf, environ, stderr)
+	_, store, code := openStore(ctx, "aviary plugin", fs, nf, environ, stderr)
 	if store == nil {
-		return 1
+		return code
 	}
 	defer store.Close()
 	switch sub {

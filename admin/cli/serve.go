@@ -91,23 +91,6 @@ func (f *nodeFlags) apply(fs *flag.FlagSet, c *conf.Config) {
 	})
 }
 
-// commandStore loads the configuration of `aviary NAME` (its flags given
-// in fs and nf) and opens the store it names. On error it tells stderr
-// and returns a nil store; close the store when done.
-func commandStore(ctx context.Context, name string, fs *flag.FlagSet, nf *nodeFlags, environ []string, stderr io.Writer) (*conf.Config, storage.Store) {
-	cfg, err := loadConfig(fs, nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary %s: configuration:\n%v\n", name, err)
-		return nil, nil
-	}
-	store, err := server.OpenStore(ctx, cfg, NewLogger(cfg, stderr))
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary %s: %v\n", name, err)
-		return nil, nil
-	}
-	return cfg, store
-}
-
 func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*conf.Config)) (*conf.Config, error) {
 	return conf.LoadWith(nf.config, environ, func(c *conf.Config) {
 		nf.apply(fs, c)
@@ -115,6 +98,23 @@ func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*c
 			extra(c)
 		}
 	})
+}
+
+// openStore loads the configuration of a store command (aviary user,
+// aviary cert) and opens the store it names. On failure it has told
+// stderr why, prefixed with cmd, and returns the exit code.
+func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags, environ []string, stderr io.Writer) (*conf.Config, storage.Store, int) {
+	cfg, err := loadConfig(fs, nf, environ, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: configuration:\n%v\n", cmd, err)
+		return nil, nil, 1
+	}
+	store, err := server.OpenStore(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return nil, nil, 1
+	}
+	return cfg, store, 0
 }
 
 // NewLogger returns the logger the configuration asks for, on w.

@@ -67,9 +67,9 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
-	cfg, store := commandStore(ctx, "user", fs, &nf, environ, stderr)
+	cfg, store, code := openStore(ctx, "aviary user", fs, &nf, environ, stderr)
 	if store == nil {
-		return 1
+		return code
 	}
 	defer store.Close()
 	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
