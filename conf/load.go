@@ -77,6 +77,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.C2S.RosterMaxItemBytes, 2048)
 	setInt(&c.C2S.RosterMaxPending, 100)
 	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
+	if c.C2S.FASTTokens == nil {
+		t := true
+		c.C2S.FASTTokens = &t
+	}
+	setDur(&c.C2S.FASTTokenLifetime, 504*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)
 	setDur(&c.Database.Timeout, 5*time.Second)

@@ -32,6 +32,7 @@ func (c *Config) Validate() Errors {
 	c.TLS.validate(&v)
 	v.errs = append(v.errs, c.validateACME()...)
 	c.C2S.validate(&v)
+	c.ServerInfo.validate(&v)
 	c.Database.validate(&v)
 	c.Cluster.validate(&v, c.Database)
 	c.S2S.validate(&v)
@@ -149,6 +150,9 @@ func (c C2SConfig) validate(v *validator) {
 	if c.OfflineExpiry < 0 {
 		v.add("c2s.offline_expiry", "must not be negative")
 	}
+	if c.FASTTokenLifetime < time.Minute {
+		v.add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.FASTTokenLifetime)
+	}
 	if c.MaxSessions < 0 {
 		v.add("c2s.max_sessions", "must not be negative")
 	}
@@ -157,6 +161,16 @@ func (c C2SConfig) validate(v *validator) {
 		keyed[time.Duration]{"c2s.idle_timeout", c.IdleTimeout}, keyed[time.Duration]{"c2s.sasl_failure_delay", c.SASLFailureDelay},
 		keyed[time.Duration]{"c2s.sm_resume_timeout", c.SMResumeTimeout}, keyed[time.Duration]{"c2s.sasl_max_account_delay", c.SASLMaxAccountDelay},
 	)
+}
+
+func (c ServerInfoConfig) validate(v *validator) {
+	for _, l := range c.Lists() {
+		for i, a := range l.Addresses {
+			if u, err := url.Parse(a); err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
+				v.add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
+			}
+		}
+	}
 }
 
 func (c DatabaseConfig) validate(v *validator) {

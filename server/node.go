@@ -219,7 +219,13 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var fastTokens storage.KeyValue
+	if f := cfg.C2S.FASTTokens; f == nil || *f {
+		fastTokens = n.store.KeyValue(auth.FASTStore)
+	}
 	n.auth = auth.New(auth.Options{
+		Tokens:          fastTokens,
+		TokenLifetime:   cfg.C2S.FASTTokenLifetime,
 		Store:           n.store,
 		Domain:          cfg.Domain,
 		Iterations:      cfg.C2S.SCRAMIterations,
@@ -237,6 +243,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		Iterations: cfg.C2S.SCRAMIterations,
 		KickFunc:   n.router.Kick,
 		Hooks:      n.hooks,
+		FASTTokens: n.store.KeyValue(auth.FASTStore),
 	}
 
 	list := o.plugins

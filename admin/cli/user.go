@@ -72,7 +72,7 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		return code
 	}
 	defer store.Close()
-	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations, FASTTokens: store.KeyValue(auth.FASTStore)}
 	// failed reports an error of the subcommand on the user named.
 	failed := func(err error) int {
 		if errors.Is(err, storage.ErrNotFound) {

@@ -37,6 +37,7 @@ import (
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/httplimit"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/server/websocket"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -173,7 +174,10 @@ func (s *Server) Start(ctx context.Context) error {
 		if l.tls {
 			tc := s.d.TLS.Clone()
 			tc.NextProtos = []string{"http/1.1"} // WebSocket needs HTTP/1.1
-			ln = tls.NewListener(ln, tc)
+			// The certificate presented on each connection is recorded for
+			// a WebSocket's tls-server-end-point channel binding.
+			ln = tls.NewListener(tlsutil.RecordingListener(ln), tlsutil.Recording(tc))
+			hs.ConnContext = tlsutil.ConnContext
 		}
 		s.mu.Lock()
 		s.servers[l.name] = hs
