@@ -60,6 +60,18 @@ func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *assembly.Node, rel
 	}
 }
 
+// storeFlags returns the flag set of a command that works on the store
+// (`aviary user add`...), with the flags every such command shares; usage
+// is printed before the flags' defaults.
+func storeFlags(name, usage string, stderr io.Writer) (*flag.FlagSet, *nodeFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	var nf nodeFlags
+	nf.register(fs)
+	return fs, &nf
+}
+
 // nodeFlags are the flags every command touching the store shares.
 type nodeFlags struct {
 	config, domain, dataDir, database, logLevel string

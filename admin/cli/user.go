@@ -43,11 +43,7 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("aviary user "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, userUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs)
+	fs, nf := storeFlags("aviary user "+sub, userUsage, stderr)
 	password := fs.String("password", "", "the password (default: read one line from stdin)")
 	contains := fs.String("contains", "", "list: only names containing this")
 	positional, err := parseInterleaved(fs, args[1:])
@@ -67,7 +63,7 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
-	cfg, store, code := openStore(ctx, "aviary user", fs, &nf, environ, stderr)
+	cfg, store, code := openStore(ctx, "aviary user", fs, nf, environ, stderr)
 	if store == nil {
 		return code
 	}
