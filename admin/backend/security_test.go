@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -47,7 +48,7 @@ func TestAdminListenerUnderAttack(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Admin.ReadTimeout = 300 * time.Millisecond
-	var logs lockedBuffer // the node's log, read while it writes
+	var logs testutil.Buffer // the node's log, read while it writes
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, logger)
 	adm := backend.NewService(cfg, backend.Deps{Logger: logger, Plugins: plugs})
