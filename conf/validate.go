@@ -274,6 +274,13 @@ func (c PluginsConfig) validate(v *validator, c2s C2SConfig) {
 	if c.Wasm.MaxKVBytes < 1 {
 		v.add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Wasm.MaxKVBytes)
 	}
+	v.nonNegative(keyed[time.Duration]{"plugins.rollout.health_window", c.Rollout.HealthWindow})
+	if c.Rollout.MaxFailures < 1 {
+		v.add("plugins.rollout.max_failures", "must be at least 1, not %d", c.Rollout.MaxFailures)
+	}
+	if r := c.Rollout.MaxFailureRatio; r <= 0 || r > 1 {
+		v.add("plugins.rollout.max_failure_ratio", "must be above 0 and at most 1, not %v", r)
+	}
 }
 
 func (c BalanceConfig) validate(v *validator) {

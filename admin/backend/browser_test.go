@@ -41,6 +41,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
+	cfg.Plugins.Rollout.HealthWindow = time.Second // the page waits 30s for the rollout
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
 	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))

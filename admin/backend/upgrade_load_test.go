@@ -22,6 +22,7 @@ import (
 // lost or reordered.
 func TestRollingUpgradeUnderTraffic(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
+	cfg.Plugins.Rollout.HealthWindow = time.Second // watched on the chat below
 	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
 	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
@@ -38,8 +39,11 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := adm.Plugins().ApplyLocal(ctx, "wordfilter", "1.0.0"); err != nil {
+	if err := pluginhost.SetEnabled(ctx, n.Store(), "wordfilter", "1.0.0", true); err != nil {
 		t.Fatal(err)
+	}
+	if err := adm.Plugins().Reconcile(ctx, true); err != nil || adm.Plugins().Loaded()["wordfilter"] != "1.0.0" {
+		t.Fatalf("enabling 1.0.0: %v %v", adm.Plugins().Loaded(), err)
 	}
 	alice := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
 	alice.Login("alice", "alice-secret", "a")
@@ -101,6 +105,9 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			}
 			if st.State != "done" || st.To != v {
 				return fmt.Errorf("upgrade to %s: %s", v, st.State)
+			}
+			if s := st.Steps[0]; s.State != "healthy" || s.Calls == 0 || s.Failures != 0 {
+				t.Fatalf("upgrade to %s judged on %+v, want the chat's calls and no failure", v, s)
 			}
 			return nil
 		})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 
 	"github.com/aviary-im/aviary/conf"
@@ -47,17 +48,27 @@ func (s *Service) Name() string { return "plugins" }
 // that fails to load is logged; the node starts anyway).
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	w := s.cfg.Wasm
-	rt, err := runtime.New(ctx, runtime.Options{
+	ro := runtime.Options{
 		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
 		MaxStanzaBytes: s.maxStanzaBytes,
-		Logger:         s.log.With("component", "plugins"),
-	})
-	if err != nil {
-		return fmt.Errorf("pluginhost: plugin runtime: %w", err)
+		CacheDir:       filepath.Join(s.cfg.Dir, "compiled"),
+		Logger:         s.log.With("component", "plugins", "node", n.Cluster().NodeName()),
 	}
+	rt, err := runtime.New(ctx, ro)
+	if err != nil {
+		// A cache directory the node cannot write costs time, not
+		// plugins: compile in memory.
+		s.log.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
+		ro.CacheDir = ""
+		if rt, err = runtime.New(ctx, ro); err != nil {
+			return fmt.Errorf("pluginhost: plugin runtime: %w", err)
+		}
+	}
+	r := s.cfg.Rollout
 	h := New(Options{
 		Store: n.Store(), Cluster: n.Cluster(), Runtime: rt, Set: n.Plugins(),
 		PluginHost: n.PluginHost(), Logger: s.log,
+		Rollout: Rollout{Window: r.HealthWindow, MaxFailures: r.MaxFailures, MaxFailureRatio: r.MaxFailureRatio},
 	})
 	if err := h.Start(ctx); err != nil {
 		rt.Close(ctx)
