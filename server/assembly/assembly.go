@@ -79,7 +79,10 @@ func New(cfg *conf.Config, log *slog.Logger, onDrained func(balance.Report), opt
 	//  6. authentication and the client stream server (server/c2s) with its
 	//     listeners, c2s.listen and c2s.tls_listen;
 	//  7. the cluster-wide chores (expiring offline messages), then the
-	//     services below, in the order given.
+	//     services below, in the order given;
+	//  8. last, the certificate manager's loop (server/certs: certificates
+	//     other nodes stored and, with tls.acme.enabled, ordering and
+	//     renewal), which needs the HTTP listener for HTTP-01.
 	all := append([]server.Option{server.WithLogger(log)}, opts...)
 	for _, s := range []server.Service{n.S2S, n.HTTP, n.Balance, n.Plugins, n.Admin} {
 		all = append(all, server.WithService(s))

@@ -27,7 +27,7 @@ func TestNodeStartsEveryPart(t *testing.T) {
 	for _, s := range n.Services() {
 		names = append(names, s.Name())
 	}
-	if want := []string{"chores", "s2s", "httpd", "balance", "plugins", "admin"}; !reflect.DeepEqual(names, want) {
+	if want := []string{"chores", "s2s", "httpd", "balance", "plugins", "admin", "certs"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("services %v, want %v", names, want)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
