@@ -189,9 +189,12 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 		return
 	}
 	err = m.writeBody(w, rep.body)
-	// A write into a connection whose client has gone (its context ended
-	// when the server read its end) may still succeed: count it as lost,
-	// unless the context ended because this node is stopping.
+	// A write into a connection whose client has gone may still succeed.
+	// When the server has already read the connection's end (the context
+	// ended, and not because this node is stopping) count it as lost, so
+	// that what it carried goes out again at once. When it has not, the
+	// write proves nothing either: the session keeps what the response
+	// carried until the client's later requests confirm it (delivery.go).
 	if err != nil || (r.Context().Err() != nil && m.stopping.Err() == nil) {
 		rep.report(lost)
 		return
@@ -272,9 +275,10 @@ func AllowedOrigin(list []string, origin string) string {
 	return ""
 }
 
-// Handle runs one raw request body and returns the response body, counted
-// as delivered; nil means ctx ended before there was one (the client went
-// away). Embedders and tests use it; ServeHTTP reports how its write went.
+// Handle runs one raw request body and returns the response body, taken
+// as written (the client's later requests confirm what it carried); nil
+// means ctx ended before there was one (the client went away). Embedders
+// and tests use it; ServeHTTP reports how its write went.
 func (m *Manager) Handle(ctx context.Context, raw []byte, meta Meta) []byte {
 	rep := m.handle(ctx, raw, meta)
 	rep.report(delivered)
@@ -386,7 +390,6 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) rep
 		lastRID:     rid - 1,
 		pending:     map[int64]*request{},
 		cache:       map[int64]*cached{},
-		settled:     make(chan struct{}, 1),
 		inboxCh:     make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}

@@ -485,7 +485,16 @@ func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element)
 	}
 	for _, it := range batch {
 		switch it.kind {
-		case itemElement, itemSMStart:
+		case itemSMStart:
+			// From here on stream management counts what is written.
+			if r, ok := t.(UndeliveredReporter); ok {
+				if err := write(); err != nil {
+					return err
+				}
+				r.StreamAcks()
+			}
+			*els = append(*els, it.el)
+		case itemElement:
 			*els = append(*els, it.el)
 		case itemHeader:
 			if err := write(); err != nil {

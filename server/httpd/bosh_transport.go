@@ -155,3 +155,7 @@ func (t *BOSHTransport) SetActivityHook(fn func()) { t.s.SetActivityHook(fn) }
 // Undelivered returns, after Close, the stanzas the client is not known to
 // have received (c2s.UndeliveredReporter): the core routes them again.
 func (t *BOSHTransport) Undelivered() []*wire.Element { return t.s.Undelivered() }
+
+// StreamAcks tells the session that stream management counts what is
+// written from now on (c2s.UndeliveredReporter): Undelivered leaves it out.
+func (t *BOSHTransport) StreamAcks() { t.s.StreamAcks() }

@@ -1,14 +1,18 @@
 package httpd_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -19,7 +23,9 @@ import (
 // connection goes away), and dave sends her a message before her session
 // times out. The message must not be written to the abandoned request:
 // when the session ends it goes to offline storage, and carol's next
-// login receives it.
+// login receives it. Here the server notices the closed connection before
+// the message comes; TestBOSHMessageWrittenToClosedTabGoesOffline is the
+// other order.
 func TestBOSHClosedTabMessageGoesOffline(t *testing.T) {
 	n, svc, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
 	servertest.CreateUser(t, n, "carol", "pw-carol")
@@ -49,6 +55,7 @@ func TestBOSHClosedTabMessageGoesOffline(t *testing.T) {
 	closeTab()
 	<-held
 	tab.CloseIdleConnections()
+	awaitHeld(t, svc.Server().BOSH(), b.sid, 0) // the server saw the tab go
 
 	dave.Send("<message to='carol@localhost' type='chat' id='m1'><body>while you were away</body></message>")
 
@@ -65,6 +72,99 @@ func TestBOSHClosedTabMessageGoesOffline(t *testing.T) {
 	carol.Send("<presence/>")
 	if m := carol.Await("the message sent after the tab closed", isMsg("while you were away")); m.ID() != "m1" {
 		t.Errorf("got %s", m)
+	}
+}
+
+// TestBOSHMessageWrittenToClosedTabGoesOffline is issue 17's lost message
+// in the order that lost it: the message reaches carol's held request
+// before the server notices that her tab has closed, so it is written,
+// without error, into a connection whose page is gone (here: read off the
+// socket by a client that then closes it, as a tab closing while the
+// answer is on its way). Nothing confirms that carol has it (no later
+// request), so when the session ends it goes to offline storage like
+// anything else she was not shown to have.
+func TestBOSHMessageWrittenToClosedTabGoesOffline(t *testing.T) {
+	n, svc, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "dave", "pw-dave")
+	dave := servertest.Dial(t, n)
+	dave.Login("dave", "pw-dave", "desk")
+
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 100, wait: "10"}
+	b.login("carol", "pw-carol", "tab")
+	b.post("", "<presence xmlns='jabber:client'/>")
+
+	// The tab's last request, on a connection of its own.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := fmt.Sprintf("<body xmlns='%s' rid='%d' sid='%s'/>", bosh.NSHTTPBind, b.rid+1, b.sid)
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/xml\r\nContent-Length: %d\r\n\r\n%s", httpd.PathBOSH, len(body), body)
+	awaitHeld(t, svc.Server().BOSH(), b.sid, 1)
+
+	dave.Send("<message to='carol@localhost' type='chat' id='m1'><body>while you were away</body></message>")
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err != nil || !strings.Contains(string(got), "while you were away") {
+		t.Fatalf("held request answered %q, %v; want the message", got, err)
+	}
+	conn.Close() // the page that would have shown it is gone
+
+	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if res, _ := n.Router().Resources(context.Background(), "carol@localhost"); len(res) != 0 {
+			return fmt.Errorf("carol still has %v", res)
+		}
+		return nil
+	})
+	carol := servertest.Dial(t, n)
+	carol.Login("carol", "pw-carol", "desk")
+	carol.Send("<presence/>")
+	if m := carol.Await("the message written to the closed tab", isMsg("while you were away")); m.ID() != "m1" {
+		t.Errorf("got %s", m)
+	}
+}
+
+// A message the client acknowledged with stream management (XEP-0198)
+// is delivered, whatever BOSH could confirm: when the session ends before
+// a later request confirmed the response that carried it, it is not
+// stored offline again.
+func TestBOSHStreamAckedMessageNotRepeated(t *testing.T) {
+	n, _, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "dave", "pw-dave")
+	dave := servertest.Dial(t, n)
+	dave.Login("dave", "pw-dave", "desk")
+	closed := make(chan struct{})
+	remove := n.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.SessionEvent); ok && ev.JID == "carol@localhost/tab" {
+			close(closed)
+		}
+		return nil
+	})
+	defer remove()
+
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 100}
+	b.login("carol", "pw-carol", "tab")
+	b.post("", "<enable xmlns='urn:xmpp:sm:3'/>")
+	b.expect("enabled", named("enabled"))
+	dave.Send("<message to='carol@localhost/tab' type='chat' id='m1'><body>acknowledged</body></message>")
+	b.expect("the message", isMsg("acknowledged"))
+	b.post("", "<a xmlns='urn:xmpp:sm:3' h='1'/>") // the only stanza since <enabled/>
+	// The tab closes: no further request confirms the response that
+	// carried the message.
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("carol's BOSH session did not end")
+	}
+	if c, err := n.Store().CountOffline(context.Background(), "carol@localhost"); err != nil || c != 0 {
+		t.Errorf("%d offline messages (%v); the acknowledged message was stored again", c, err)
 	}
 }
 
