@@ -7,11 +7,6 @@ import (
 	"strings"
 )
 
-// Reloadable lists the keys a running node takes from a changed
-// configuration without a restart (`aviary serve` on SIGHUP). A change of
-// any other key is refused whole, and the node keeps running as it was.
-var Reloadable = []string{"log_level"}
-
 // Changed returns the dotted keys whose values differ between a and b,
 // in the order of the schema.
 func Changed(a, b *Config) []string {
@@ -40,9 +35,10 @@ func fieldAt(v reflect.Value, key string) reflect.Value {
 	return v
 }
 
-// CheckReload validates next and compares it with the running cur: it
-// returns the keys that changed, or an error naming every changed key that
-// needs a restart (then nothing may be applied).
+// CheckReload validates next, a configuration read again (`aviary serve`
+// on SIGHUP), and compares it with the running cur: it returns the keys
+// that changed, all of them Live, or an error naming every changed key
+// that needs a restart (then nothing may be applied).
 func CheckReload(cur, next *Config) ([]string, error) {
 	if errs := next.Validate(); len(errs) > 0 {
 		return nil, errs
@@ -50,12 +46,12 @@ func CheckReload(cur, next *Config) ([]string, error) {
 	changed := Changed(cur, next)
 	var fixed []string
 	for _, k := range changed {
-		if !slices.Contains(Reloadable, k) {
+		if !slices.Contains(Live, k) {
 			fixed = append(fixed, k)
 		}
 	}
 	if len(fixed) > 0 {
-		return nil, fmt.Errorf("conf: %s cannot change while the node runs (restart it); only %s can", strings.Join(fixed, ", "), strings.Join(Reloadable, ", "))
+		return nil, fmt.Errorf("conf: %s cannot change while the node runs (restart it); only %s can", strings.Join(fixed, ", "), strings.Join(Live, ", "))
 	}
 	return changed, nil
 }

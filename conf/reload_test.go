@@ -18,13 +18,17 @@ func TestChangedAndCheckReload(t *testing.T) {
 	if got, want := Changed(a, b), []string{"log_level", "admin.admins", "balance.weights"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Changed = %v, want %v", got, want)
 	}
-	if _, err := CheckReload(a, b); err == nil || !strings.Contains(err.Error(), "admin.admins, balance.weights") || strings.Contains(err.Error(), "log_level,") {
+	if _, err := CheckReload(a, b); err == nil || !strings.Contains(err.Error(), "conf: admin.admins, balance.weights cannot change") {
 		t.Errorf("CheckReload of fixed keys: %v", err)
 	}
 	c := Default()
 	c.LogLevel = "warn"
 	if got, err := CheckReload(a, c); err != nil || !reflect.DeepEqual(got, []string{"log_level"}) {
 		t.Errorf("CheckReload of log_level = %v, %v", got, err)
+	}
+	c.C2S.AllowRegistration = true // Live too (the console's settings)
+	if got, err := CheckReload(a, c); err != nil || !reflect.DeepEqual(got, []string{"log_level", "c2s.allow_registration"}) {
+		t.Errorf("CheckReload of two Live keys = %v, %v", got, err)
 	}
 	c.LogLevel = "loud"
 	if _, err := CheckReload(a, c); err == nil || !strings.Contains(err.Error(), "log_level") {

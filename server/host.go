@@ -17,7 +17,7 @@ type host struct{ n *Node }
 var _ plugins.Host = (*host)(nil)
 
 func (h *host) Domain() string             { return h.n.cfg.Domain }
-func (h *host) Config() *conf.Config       { return h.n.cfg }
+func (h *host) Config() *conf.Config       { return h.n.LiveConfig() }
 func (h *host) Store() storage.Store       { return h.n.store }
 func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }

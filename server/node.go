@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -144,6 +145,11 @@ type Node struct {
 	lmu       sync.Mutex
 	ctx       context.Context
 	listeners map[string]*c2s.Listener
+
+	// live is cfg with the live settings changed since start (live.go);
+	// liveMu serializes changes.
+	live   atomic.Pointer[conf.Config]
+	liveMu sync.Mutex
 }
 
 // New builds a node from cfg (defaults must be applied; conf.Load does it).

@@ -20,6 +20,7 @@ import (
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -81,6 +82,7 @@ func New(o Options) *Backend {
 		}
 		return nil, b.o.Drain(ctx)
 	})
+	b.registerConsole(c)
 	return b
 }
 
@@ -124,9 +126,11 @@ func (b *Backend) rates() (in, out float64) {
 	return b.o.Rates.Rates()
 }
 
-// Nodes lists live members with the plugin versions each reports.
+// Nodes lists the live nodes with the plugin versions each reports: the
+// members, and while clustering is off every node the links reach (see
+// cluster.Reacher), each saying whether it shares sessions with this one.
 func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
-	ms, err := b.n.Cluster().Members(ctx)
+	rs, err := b.reachable(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +138,19 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	ms := make([]cluster.Member, 0, len(rs))
+	for _, r := range rs {
+		if r.Clustered || r.Name == b.NodeName() {
+			ms = append(ms, r.Member)
+		}
+	}
 	senior := seniorOf(ms)
-	out := make([]api.Node, 0, len(ms))
+	out := make([]api.Node, 0, len(rs))
 	ttl := b.n.Config().Cluster.NodeTTL
-	for _, m := range ms {
+	for _, r := range rs {
+		m := r.Member
 		nd := api.Node{Name: m.Name, Version: m.Version, Started: m.Started, Sessions: m.Sessions, Load: m.Load,
-			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs,
+			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs, Clustered: r.Clustered,
 			Healthy: ttl <= 0 || time.Since(m.Seen) < ttl, StanzasIn: m.StanzasIn, StanzasOut: m.StanzasOut}
 		if m.Name == b.NodeName() {
 			nd.Sessions = len(b.n.Router().LocalSessions())
@@ -218,12 +229,12 @@ func (b *Backend) Drain(ctx context.Context, node string) error {
 }
 
 func (b *Backend) isMember(ctx context.Context, node string) bool {
-	ms, err := b.n.Cluster().Members(ctx)
+	rs, err := b.reachable(ctx)
 	if err != nil {
 		return false
 	}
-	for _, m := range ms {
-		if m.Name == node {
+	for _, r := range rs {
+		if r.Name == node {
 			return true
 		}
 	}
@@ -284,15 +295,14 @@ func (b *Backend) CheckPassword(ctx context.Context, username, password string) 
 func (b *Backend) localSessions(ctx context.Context) []api.Session {
 	node := b.NodeName()
 	var out []api.Session
-	seen := map[string]bool{}
 	for _, s := range b.n.Router().LocalSessions() {
-		full := s.JID()
-		bare := full.Bare()
-		sess := api.Session{JID: full.String(), Node: node}
-		if !seen[bare] {
-			seen[bare] = true
+		var sess api.Session
+		if d, ok := s.(interface{ Info() c2s.SessionInfo }); ok {
+			sess = sessionOf(node, d)
+		} else {
+			sess = api.Session{JID: s.JID().String(), Node: node}
 		}
-		if res, err := b.n.Router().Resources(ctx, bare); err == nil {
+		if res, err := b.n.Router().Resources(ctx, s.JID().Bare()); err == nil {
 			for _, r := range res {
 				if r.JID == sess.JID {
 					sess.Priority, sess.Available = r.Priority, r.Available
@@ -306,7 +316,7 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 
 // Sessions asks every node for its sessions.
 func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
-	out, err := askOthers(ctx, b, kindSessions, "sessions", b.localSessions(ctx))
+	out, err := gatherLists(ctx, b, kindSessions, b.localSessions(ctx), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -317,29 +327,19 @@ func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
 	return out, nil
 }
 
-// askOthers asks every other member of the cluster kind and appends the
-// list each answers (JSON) to out. A node that does not answer is left
-// out, logged at warn when what names the list.
-func askOthers[T any](ctx context.Context, b *Backend, kind, what string, out []T) ([]T, error) {
-	ms, err := b.n.Cluster().Members(ctx)
+// gatherLists appends to out the list (JSON) each other node answers to
+// kind (askOthers; onErr as there).
+func gatherLists[T any](ctx context.Context, b *Backend, kind string, out []T, onErr func(node string, err error)) ([]T, error) {
+	err := b.askOthers(ctx, kind, nil, func(node string, raw []byte) error {
+		var theirs []T
+		if err := json.Unmarshal(raw, &theirs); err != nil {
+			return err
+		}
+		out = append(out, theirs...)
+		return nil
+	}, onErr)
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range ms {
-		if m.Name == b.NodeName() {
-			continue
-		}
-		raw, err := b.n.Cluster().Call(ctx, m.Name, kind, nil)
-		if err != nil {
-			if what != "" {
-				b.log.Warn(what+" of a node unavailable", "node", m.Name, "err", err)
-			}
-			continue
-		}
-		var theirs []T
-		if json.Unmarshal(raw, &theirs) == nil {
-			out = append(out, theirs...)
-		}
 	}
 	return out, nil
 }
@@ -354,7 +354,8 @@ func (b *Backend) kickLocal(full string) bool {
 	return false
 }
 
-// Kick closes one session wherever it is.
+// Kick closes one session wherever it is: where the routes say, or, for
+// nodes serving alone (clustering off), by asking each.
 func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
 	j, err := wire.ParseJID(full)
 	if err != nil {
@@ -371,14 +372,30 @@ func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
 		if r.Node == "" || r.Node == b.NodeName() {
 			return b.kickLocal(r.JID), nil
 		}
-		raw, err := b.n.Cluster().Call(ctx, r.Node, kindKick, []byte(r.JID))
-		if err != nil {
-			return false, err
+		return b.kickOn(ctx, r.Node, r.JID)
+	}
+	rs, err := b.reachable(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rs {
+		if r.Name == b.NodeName() || r.Clustered {
+			continue
 		}
-		var ok bool
-		return ok, json.Unmarshal(raw, &ok)
+		if ok, err := b.kickOn(ctx, r.Name, j.String()); ok || err != nil {
+			return ok, err
+		}
 	}
 	return false, nil
+}
+
+func (b *Backend) kickOn(ctx context.Context, node, full string) (bool, error) {
+	raw, err := b.n.Cluster().Call(ctx, node, kindKick, []byte(full))
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	return ok, json.Unmarshal(raw, &ok)
 }
 
 func (b *Backend) localS2S() []api.S2SStream {
@@ -394,7 +411,7 @@ func (b *Backend) localS2S() []api.S2SStream {
 
 // S2S lists federation streams on every node.
 func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
-	out, err := askOthers(ctx, b, kindS2S, "", b.localS2S())
+	out, err := gatherLists(ctx, b, kindS2S, b.localS2S(), func(string, error) {})
 	if err != nil {
 		return nil, err
 	}

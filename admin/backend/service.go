@@ -31,8 +31,13 @@ var errDraining = errors.New("the node is draining")
 // the cluster. It is a server.Service: started after the node's core and
 // its other services, stopped before them.
 type Service struct {
-	cfg  *conf.Config
-	log  *slog.Logger
+	cfg *conf.Config
+	// log is the node's logger. Each part names itself on it once
+	// (component=admin, audit): slog's With repeats a key rather than
+	// replacing it.
+	log *slog.Logger
+	// alog is log with component=admin, for the service's own lines.
+	alog *slog.Logger
 	deps Deps
 
 	mu  sync.Mutex
@@ -55,6 +60,8 @@ type Drainer interface {
 // acts through. Each may be nil: the console then says the part is not
 // running on this node.
 type Deps struct {
+	// Logger is the node's logger, not one naming a component: the
+	// console's parts add component=admin and component=audit themselves.
 	Logger *slog.Logger
 	// S2S reports the node's federation streams.
 	S2S func() s2s.Stats
@@ -71,7 +78,7 @@ func NewService(cfg *conf.Config, deps Deps) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, deps: deps}
+	return &Service{cfg: cfg, log: log, alog: log.With("component", "admin"), deps: deps}
 }
 
 // Name names the service in logs.
@@ -110,7 +117,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	b := New(Options{Node: n, Plugins: s.Plugins(), S2S: s.deps.S2S, Drain: drain, Logger: s.log, Rates: rates})
 	c2sMetrics := n.C2S().Metrics()
 	a, err := api.New(api.Options{
-		Config: s.cfg, Backend: b, Properties: n.Store(),
+		Config: s.cfg, Backend: b, Properties: n.Store(), Sessions: n.Store().KeyValue(api.SessionStore),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			if s.deps.Balance != nil && s.deps.Balance.Draining() {
@@ -131,7 +138,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		return fmt.Errorf("admin: listen %s (admin.listen): %w", s.cfg.Admin.Listen, err)
 	}
 	if s.cfg.Admin.MetricsToken == "" && !isLoopback(ln.Addr()) {
-		s.log.Warn("admin: /metrics is served without a token on a non-loopback address; set admin.metrics_token to require one", "addr", ln.Addr().String())
+		s.alog.Warn("admin: /metrics is served without a token on a non-loopback address; set admin.metrics_token to require one", "addr", ln.Addr().String())
 	}
 	srv := adminLimits(s.cfg).Server(a)
 	if s.cfg.Admin.CertFile != "" {
@@ -147,10 +154,10 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	s.mu.Unlock()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin listener failed", "err", err)
+			s.alog.Error("admin listener failed", "err", err)
 		}
 	}()
-	s.log.Info("admin console listening", "addr", ln.Addr().String())
+	s.alog.Info("admin console listening", "addr", ln.Addr().String())
 	return nil
 }
 

@@ -15,15 +15,16 @@ import (
 )
 
 // TestServeReloadsOnSIGHUP runs `aviary serve` in process and changes its
-// configuration file under it: SIGHUP applies a new log_level, and a
-// change of a key that needs a restart (c2s.listen) or an invalid value is
-// refused whole, naming the key, with the node running on as before.
+// configuration file under it: SIGHUP applies a new log_level (and the
+// other conf.Live keys), and a change of a key that needs a restart
+// (c2s.listen) or an invalid value is refused whole, naming the key, with
+// the node running on as before.
 func TestServeReloadsOnSIGHUP(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "aviary.yaml")
-	write := func(level, listen string) {
+	write := func(level, listen string, reg ...bool) {
 		t.Helper()
-		y := fmt.Sprintf("log_level: %s\nc2s:\n  listen: %q\n", level, listen)
+		y := fmt.Sprintf("log_level: %s\nc2s:\n  listen: %q\n  allow_registration: %v\n", level, listen, len(reg) > 0 && reg[0])
 		if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +70,11 @@ func TestServeReloadsOnSIGHUP(t *testing.T) {
 	if !probe("probe-debug") {
 		t.Fatalf("no debug line after reloading log_level debug:\n%s", stderr.String())
 	}
+	// Every key the console may change live reloads too, through the
+	// same path (Node.ChangeLive).
+	write("debug", "127.0.0.1:0", true)
+	sigs <- syscall.SIGHUP
+	waitFor("changed=c2s.allow_registration")
 
 	for _, c := range []struct{ level, listen, key string }{
 		{"info", "127.0.0.1:1", "c2s.listen"}, // and log_level, refused with it

@@ -17,6 +17,7 @@ import (
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/assembly"
 	"github.com/aviary-im/aviary/server/gctune"
+	"github.com/aviary-im/aviary/server/nodelog"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -129,49 +130,56 @@ func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags,
 	return cfg, store, 0
 }
 
-// NewLogger returns the logger the configuration asks for, on w.
+// NewLogger returns the logger the configuration asks for, on w: the
+// node's handler (server/nodelog), whose level the console and a reload
+// change while the node runs and whose newest records the console's log
+// viewer shows.
 func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
-	return newLogger(cfg.LogFormat, logLevel(cfg.LogLevel), w)
-}
-
-// logLevel reads log_level (validated: debug, info, warn or error).
-func logLevel(s string) slog.Level {
 	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(s))
-	return lvl
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	level := new(slog.LevelVar)
+	level.Set(lvl)
+	return slog.New(nodelog.New(w, cfg.LogFormat, level, nodelog.NewRing(0, 0)))
 }
 
-func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
-	o := &slog.HandlerOptions{Level: level}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
-	}
-	return slog.New(slog.NewTextHandler(w, o))
-}
-
-// reloader applies, on SIGHUP, what changed in the configuration `aviary
-// serve` was started with (file, environment and flags read again) when
-// every change is conf.Reloadable: build the new configuration, check it,
-// then swap; on any error the running one stays, whole.
+// reloader applies, on SIGHUP, the configuration `aviary serve` was
+// started with, read again (file, environment and flags), when it differs
+// from the running one only in conf.Live keys: it is checked whole first
+// and applied through the node's ChangeLive, as the console's changes
+// are; on any error the node runs on as it was.
 type reloader struct {
-	load  func() (*conf.Config, error)
-	cur   *conf.Config
-	level *slog.LevelVar // log_level
-	log   *slog.Logger
+	load func() (*conf.Config, error)
+	node *assembly.Node
+	log  *slog.Logger
 }
 
 func (r *reloader) reload() {
+	err := r.apply()
+	if err != nil {
+		r.log.Error("aviary serve: configuration not reloaded; the node runs on as before", "err", err)
+	}
+}
+
+func (r *reloader) apply() error {
 	next, err := r.load()
-	if err == nil {
-		var changed []string
-		if changed, err = conf.CheckReload(r.cur, next); err == nil {
-			r.level.Set(logLevel(next.LogLevel))
-			r.cur = next
-			r.log.Info("aviary serve: configuration reloaded", "changed", strings.Join(changed, ","))
-			return
+	if err != nil {
+		return err
+	}
+	changed, err := conf.CheckReload(r.node.LiveConfig(), next)
+	if err != nil {
+		return err
+	}
+	changes := map[string]string{}
+	for _, k := range changed {
+		if changes[k], err = next.Get(k); err != nil {
+			return err
 		}
 	}
-	r.log.Error("aviary serve: configuration not reloaded; the node runs on as before", "err", err)
+	if changed, err = r.node.ChangeLive(changes, nil); err != nil {
+		return err
+	}
+	r.log.Info("aviary serve: configuration reloaded", "changed", strings.Join(changed, ","))
+	return nil
 }
 
 // serveConfig parses `aviary serve` flags and loads the configuration:
@@ -255,11 +263,8 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	if cfg == nil {
 		return code
 	}
-	level := new(slog.LevelVar)
-	level.Set(logLevel(cfg.LogLevel))
-	log := newLogger(cfg.LogFormat, level, stderr)
+	log := NewLogger(cfg, stderr)
 	slog.SetDefault(log)
-	rl := &reloader{load: load, cur: cfg, level: level, log: log}
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
 	n, err := assembly.New(cfg, log, stopWhenDrained(log))
@@ -274,6 +279,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 		log.Error("aviary serve: starting", "err", err)
 		return 1
 	}
+	rl := &reloader{load: load, node: n, log: log}
 	awaitStop(ctx, sigs, n, rl.reload, log)
 	log.Info("aviary serve: shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

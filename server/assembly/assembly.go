@@ -61,7 +61,7 @@ func New(cfg *conf.Config, log *slog.Logger, onDrained func(balance.Report), opt
 	// The admin console, JSON API, /metrics and health checks on
 	// admin.listen, reporting on and acting through the services above.
 	n.Admin = backend.NewService(cfg, backend.Deps{
-		Logger:  log.With("component", "admin"),
+		Logger:  log, // each part of the console names itself (component=admin, audit)
 		S2S:     n.S2S.Stats,
 		Balance: n.Balance,
 		Plugins: n.Plugins,

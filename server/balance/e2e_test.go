@@ -472,13 +472,13 @@ func waitHTTP(t *testing.T, url string, total time.Duration) {
 	})
 }
 
+// waitFor is testutil.CheckFor for a condition named by what.
 func waitFor(t *testing.T, total time.Duration, what string, fn func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for !fn() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, total, 100*time.Millisecond, func() error {
+		if fn() {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("waiting for %s", what)
+	})
 }

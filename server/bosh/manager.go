@@ -52,6 +52,8 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+
+	stats counters // stats.go
 }
 
 // NewManager returns a Manager. When opts.Cluster is set it registers the
@@ -162,6 +164,7 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	m.stats.requests.Add(1)
 	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(m.opts.MaxBodyBytes)+1))
 	if err != nil {
 		// The body did not arrive whole: a client still there gets a
@@ -317,8 +320,10 @@ func (m *Manager) handle(ctx context.Context, raw []byte, meta Meta) reply {
 	}
 	owner, ok := OwnerOf(sid)
 	if !ok || owner == m.node || m.opts.Cluster == nil {
+		m.stats.itemNotFound.Add(1)
 		return reply{body: terminateBody(CondItemNotFound)}
 	}
+	m.stats.forwarded.Add(1)
 	return m.forward(ctx, owner, sid, body, raw, meta)
 }
 
@@ -493,6 +498,7 @@ func (m *Manager) forward(ctx context.Context, owner, sid string, body *wire.Ele
 		// reach it, which the client cannot tell apart).
 		m.opts.Logger.Info("bosh: the node owning a session cannot be reached; the client must start a new session",
 			"node", owner, "sid", sid, "err", err)
+		m.stats.itemNotFound.Add(1)
 		return reply{body: terminateBody(CondItemNotFound)}
 	default:
 		m.opts.Logger.Warn("bosh: forwarding failed", "node", owner, "err", err)
@@ -549,6 +555,7 @@ func (m *Manager) handleForward(ctx context.Context, from string, payload []byte
 			m.mu.Unlock()
 			if s == nil {
 				// Never forward twice: a sid we do not hold is dead.
+				m.stats.itemNotFound.Add(1)
 				return terminateBody(CondItemNotFound), nil
 			}
 		}

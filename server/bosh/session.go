@@ -560,6 +560,7 @@ func (s *Session) inactive(gen uint64) {
 	}
 	s.inactTimer = nil
 	s.m.opts.Logger.Debug("bosh: session inactive", "sid", s.sid)
+	s.m.stats.timeouts.Add(1)
 	s.closeLocked("", nil, ErrInactive)
 }
 

@@ -104,7 +104,8 @@ func (srv *Server) Active() int { return int(srv.active.Load()) }
 func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.active.Add(1)
 	defer srv.active.Add(-1)
-	srv.d.Metrics.open()
+	kind := transportKind(t)
+	srv.d.Metrics.open(kind)
 	c := srv.cfg().C2S
 	release, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
 	defer release()
@@ -126,7 +127,7 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.mu.Lock()
 	delete(srv.streams, first)
 	srv.mu.Unlock()
-	srv.d.Metrics.closed(reason)
+	srv.d.Metrics.closed(kind, reason)
 	return nil
 }
 

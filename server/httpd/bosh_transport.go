@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -88,6 +89,8 @@ func (t *BOSHTransport) mapErr(err error) error {
 	switch {
 	case errors.Is(err, bosh.ErrTerminated):
 		return wire.ErrStreamEnd
+	case errors.Is(err, bosh.ErrInactive):
+		return fmt.Errorf("%w (%w)", c2s.ErrInactive, err)
 	case errors.Is(err, context.Canceled):
 		return bosh.ErrClosed
 	}
@@ -142,6 +145,9 @@ func (t *BOSHTransport) Close(streamErr *wire.Element) error {
 }
 
 // RemoteAddr is the client's address without the port.
+// Kind is c2s.TransportBOSH.
+func (t *BOSHTransport) Kind() string { return c2s.TransportBOSH }
+
 func (t *BOSHTransport) RemoteAddr() string {
 	if h, _, err := net.SplitHostPort(t.s.RemoteAddr()); err == nil {
 		return h

@@ -13,9 +13,12 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/bosh"
+	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestBOSHClosedTabMessageGoesOffline is issue 17's lost message: carol is
@@ -181,4 +184,68 @@ func awaitHeld(t *testing.T, m *bosh.Manager, sid string, want int) {
 		}
 		return nil
 	})
+}
+
+// TestBOSHInactivityIsLoggedAsSuch: a BOSH session whose client stops
+// sending requests ends as inactivity_timeout (it was counted and logged
+// as read_error, which sent operators looking for network faults), and
+// while it lasts the node counts and describes it as a BOSH session.
+func TestBOSHInactivityIsLoggedAsSuch(t *testing.T) {
+	n, _, base := node(t, func(c *conf.Config) { c.HTTP.BOSHInactivity = time.Second })
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	b := &boshClient{t: t, url: base + httpd.PathBOSH, rid: 100, wait: "1"}
+	b.login("carol", "pw-carol", "tab")
+	if got := gaugeValue(t, n, "aviary_c2s_sessions_by_transport", "transport", "bosh"); got != 1 {
+		t.Errorf("bosh sessions = %v, want 1", got)
+	}
+	var info c2s.SessionInfo
+	for _, s := range n.Router().LocalSessions() {
+		info = s.(*c2s.Session).Info()
+	}
+	if info.Transport != c2s.TransportBOSH || info.Addr != "127.0.0.1" || info.JID != "carol@localhost/tab" || info.Since.IsZero() {
+		t.Errorf("session info %+v", info)
+	}
+	// The client goes away without terminating.
+	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if got := counterValue(t, n, "aviary_c2s_closes_total", "reason", "inactivity_timeout"); got != 1 {
+			return fmt.Errorf("closes by inactivity = %v", got)
+		}
+		return nil
+	})
+	if got := counterValue(t, n, "aviary_c2s_closes_total", "reason", "read_error"); got > 0 {
+		t.Errorf("closes by read_error = %v, want 0", got)
+	}
+	if got := gaugeValue(t, n, "aviary_c2s_sessions_by_transport", "transport", "bosh"); got != 0 {
+		t.Errorf("bosh sessions after the timeout = %v, want 0", got)
+	}
+}
+
+// metricValue reads one series of the node's metrics (-1 when absent).
+func metricValue(t *testing.T, n *server.Node, name, label, value string, read func(*dto.Metric) float64) float64 {
+	t.Helper()
+	mfs, err := n.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return read(m)
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func gaugeValue(t *testing.T, n *server.Node, name, label, value string) float64 {
+	return metricValue(t, n, name, label, value, func(m *dto.Metric) float64 { return m.GetGauge().GetValue() })
+}
+
+func counterValue(t *testing.T, n *server.Node, name, label, value string) float64 {
+	return metricValue(t, n, name, label, value, func(m *dto.Metric) float64 { return m.GetCounter().GetValue() })
 }

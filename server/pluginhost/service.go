@@ -58,7 +58,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	if err != nil {
 		// A cache directory the node cannot write costs time, not
 		// plugins: compile in memory.
-		s.log.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
+		ro.Logger.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
 		ro.CacheDir = ""
 		if rt, err = runtime.New(ctx, ro); err != nil {
 			return fmt.Errorf("pluginhost: plugin runtime: %w", err)
