@@ -31,6 +31,8 @@ func (f *FederationService) Start(ctx context.Context, n *Node) error {
 		Domain: cfg.Domain, MaxStanzaBytes: cfg.C2S.MaxStanzaBytes, TLS: n.TLSConfig(),
 		Deliver: n.Router().FromRemote, Logger: n.Logger().With("component", "s2s"),
 	})
+	// Service domains plugins claim (conference.DOMAIN) federate too.
+	svc.ServesDomain = func(d string) bool { _, ok := n.Plugins().Service(d); return ok }
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}

@@ -16,7 +16,6 @@ import (
 
 	"github.com/aviary-im/aviary/admin/api"
 	"github.com/aviary-im/aviary/cluster"
-	"github.com/aviary-im/aviary/cluster/hazelcast"
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
@@ -191,22 +190,18 @@ func seniorOf(ms []cluster.Member) string {
 
 // ClusterEnabled reads the cluster-wide switch (on unless set off).
 func (b *Backend) ClusterEnabled(ctx context.Context) (bool, error) {
-	return hazelcast.ReadSwitch(ctx, b.n.Store())
+	return cluster.ReadSwitch(ctx, b.n.Store())
 }
 
 // SetClusterEnabled writes the switch to the shared database; every node
-// follows (PostgreSQL notification, Hazelcast topic hint, periodic re-read).
+// follows (PostgreSQL notification, the cluster's own hint when it has
+// one, periodic re-read).
 func (b *Backend) SetClusterEnabled(ctx context.Context, on bool) error {
-	v := "false"
-	if on {
-		v = "true"
-	}
-	if err := b.n.Store().SetProperty(ctx, hazelcast.SwitchProperty, v); err != nil {
+	if err := cluster.WriteSwitch(ctx, b.n.Store(), on); err != nil {
 		return err
 	}
-	cc := b.n.Config().Cluster
-	if len(cc.Hazelcast) > 0 {
-		if err := hazelcast.PublishSwitch(ctx, cc, "", on, b.log); err != nil {
+	if a, ok := b.n.Cluster().(cluster.SwitchAnnouncer); ok {
+		if err := a.AnnounceSwitch(ctx, on); err != nil {
 			b.log.Warn("switch hint not published; nodes follow the database within seconds", "err", err)
 		}
 	}

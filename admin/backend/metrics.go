@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
-	"github.com/aviary-im/aviary/cluster/link"
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/bosh"
@@ -34,11 +33,6 @@ type nodeCollector struct {
 // boshStatser is the node's HTTP service (server/httpd) when it runs.
 type boshStatser interface {
 	BOSHStats() (bosh.Stats, bool)
-}
-
-// linkStatser is a cluster with node-to-node links (cluster/hazelcast).
-type linkStatser interface {
-	LinkStats() link.Stats
 }
 
 func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeCollector {
@@ -107,8 +101,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.detached, prometheus.GaugeValue, v)
 	}
-	if ls, ok := c.n.Cluster().(linkStatser); ok {
-		st := ls.LinkStats()
+	if st, ok := c.n.Cluster().LinkStats(); ok {
 		ch <- prometheus.MustNewConstMetric(c.linkFrames, prometheus.CounterValue, float64(st.FramesSent), "sent")
 		ch <- prometheus.MustNewConstMetric(c.linkFrames, prometheus.CounterValue, float64(st.FramesReceived), "received")
 		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesSent), "sent")

@@ -72,10 +72,15 @@ func New(cfg *conf.Config, log *slog.Logger, onDrained func(balance.Report), opt
 	//  1. the store: PostgreSQL for database.url, else SQLite in data_dir
 	//     (server.OpenStore);
 	//  2. the TLS certificate: tls.cert_file, else one generated in data_dir;
-	//  3. the cluster: Hazelcast and node links for cluster.hazelcast, else
-	//     cluster/local (one node);
-	//  4. the router (server/router): where each stanza goes;
+	//  3. the cluster: for cluster.hazelcast, the node's links to the other
+	//     nodes (cluster/link) and Hazelcast's membership (cluster/hazelcast),
+	//     else cluster/local (one node); and each plugin's view of it
+	//     (server/plugincluster: owners of keys, calls to other nodes);
+	//  4. the router (server/router): where each stanza goes, service
+	//     domains the plugins claim included;
 	//  5. the built-in plugins (plugins/builtin) and the hooks they share;
+	//     once they started, the service domains they claim are named in
+	//     the self-signed certificate;
 	//  6. authentication and the client stream server (server/c2s) with its
 	//     listeners, c2s.listen and c2s.tls_listen;
 	//  7. the cluster-wide chores (expiring offline messages), then the
