@@ -72,12 +72,12 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			// A local user's broadcast presence: one of the owner's own
 			// resources. Directed presence carries a 'to' and is skipped.
 			if el.To() == "" {
-				p.observe(bareOf(el.From()), el.From(), el)
+				p.observe(wire.BareJID(el.From()), el.From(), el)
 			}
 		case plugins.PointDeliver:
 			// Presence delivered to one of the owner's sessions.
 			if st.Session != "" {
-				p.observe(bareOf(st.Session), el.From(), el)
+				p.observe(wire.BareJID(st.Session), el.From(), el)
 			}
 		}
 	case "iq":
@@ -147,7 +147,7 @@ func (p *Plugin) observe(owner, full string, el *wire.Element) {
 		return
 	}
 	w := waiter{owner: owner, full: full, rec: rec, prev: prevNotify}
-	if bareOf(full) != owner {
+	if wire.BareJID(full) != owner {
 		// A contact's client is asked only once its subscription is
 		// known to allow events: the check reads the roster.
 		p.mu.Unlock()
@@ -187,7 +187,7 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 // its caps: one of the owner's own resources, or a contact subscribed to
 // the owner's presence.
 func (p *Plugin) mayAsk(ctx context.Context, owner, full string) bool {
-	contact := bareOf(full)
+	contact := wire.BareJID(full)
 	if contact == owner {
 		return true
 	}
@@ -212,7 +212,7 @@ func (p *Plugin) rosterChanged(ev *plugins.RosterEvent) {
 	var again []waiter
 	p.mu.Lock()
 	for full, rec := range p.recipients[ev.Owner] {
-		if (rec.refused || rec.notify == nil) && rec.ver != "" && bareOf(full) == ev.Contact {
+		if (rec.refused || rec.notify == nil) && rec.ver != "" && wire.BareJID(full) == ev.Contact {
 			fresh := &recipient{ver: rec.ver, capsNode: rec.capsNode}
 			p.recipients[ev.Owner][full] = fresh
 			again = append(again, waiter{owner: ev.Owner, full: full, rec: fresh})
@@ -277,7 +277,7 @@ func (p *Plugin) resolve(ctx context.Context, q *query) {
 // a node that did not ask (the answering client's node): then it only
 // shares a verified version and sends the last items the answer asks for.
 func (p *Plugin) answer(el *wire.Element) {
-	from, owner := el.From(), bareOf(el.To())
+	from, owner := el.From(), wire.BareJID(el.To())
 	p.mu.Lock()
 	q := p.queries[el.ID()]
 	if q != nil {
@@ -446,7 +446,7 @@ func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
 			continue
 		}
 		w := waiter{owner: owner, full: u.full, rec: u.rec}
-		if bareOf(u.full) != owner {
+		if wire.BareJID(u.full) != owner {
 			p.mu.Unlock()
 			p.askIfSubscribed(w)
 			continue
@@ -495,7 +495,7 @@ func (p *Plugin) sharedCaps(ctx context.Context, ver string) (map[string]bool, b
 // session left on this node: they are rebuilt from presence when the
 // owner comes back.
 func (p *Plugin) sessionClosed(ctx context.Context, full string) {
-	owner := bareOf(full)
+	owner := wire.BareJID(full)
 	res, err := p.host.Resources(ctx, owner)
 	if err != nil {
 		return
@@ -534,11 +534,3 @@ func joinNodes(n map[string]bool) string {
 // CapsHash computes the XEP-0115 §5.1 verification string of a disco#info
 // answer and returns its SHA-1 in base64, to compare with a 'ver'.
 func CapsHash(info *wire.Element) string { return caps.Hash(info) }
-
-// bareOf returns the bare part of a server-stamped (normalized) JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}

@@ -58,7 +58,7 @@ func askingNode(id string) (string, bool) {
 // dropped when the owner has none left on that node (the query's
 // waiters went with them).
 func (p *Plugin) forwardAnswer(ctx context.Context, node string, el *wire.Element) {
-	owner := bareOf(el.To())
+	owner := wire.JIDOf(el.To()).Bare()
 	res, err := p.host.Resources(ctx, owner)
 	if err != nil {
 		p.host.Logger().Warn("pep: passing a caps answer on", "owner", owner, "node", node, "err", err)

@@ -320,7 +320,7 @@ func (p *Plugin) goWork(fn func(ctx context.Context)) {
 // HandleIQ answers pubsub IQs on an account.
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
 	owner := xmpputil.Target(iq)
-	if owner == "" || xmpputil.Local(owner) == "" {
+	if owner == "" || wire.JIDOf(owner).Local() == "" {
 		return nil, wire.ErrServiceUnavailable
 	}
 	if iq.FromLocal && xmpputil.Bare(iq.From) == owner {

@@ -36,7 +36,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -85,7 +84,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest
 	}
 	to := iq.Stanza.To()
-	if to != "" && xmpputil.Normalize(to) == p.host.Domain() {
+	if to != "" && wire.JIDOf(to).String() == p.host.Domain() {
 		if iq.Stanza.Type() == "set" {
 			return nil, wire.ErrForbidden
 		}
@@ -109,17 +108,17 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	case "get":
 		owner := self
 		if !isSelf {
-			j, err := jid.Parse(to)
-			if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+			j, err := wire.ParseJID(to)
+			if err != nil || j.Local() == "" || j.Domain() != p.host.Domain() {
 				return nil, wire.ErrServiceUnavailable
 			}
-			if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+			if _, err := p.host.Store().GetUser(ctx, j.Local()); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil, wire.ErrServiceUnavailable
 				}
 				return nil, err
 			}
-			owner = j.Bare().String()
+			owner = j.Bare()
 		}
 		v, err := Load(ctx, p.host.Store(), owner)
 		if err != nil {

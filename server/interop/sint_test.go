@@ -18,7 +18,7 @@ import (
 func buildAviary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "aviary")
-	cmd := exec.Command("go", "build", "-o", bin, "../..")
+	cmd := exec.Command("go", "build", "-o", bin, "../../cmd/aviary")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building aviary: %v\n%s", err, out)
 	}
