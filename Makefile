@@ -3,10 +3,12 @@
 .PHONY: run test build vet bench
 
 build:
-	go build -o bin/aviary .
+	go build -o bin/aviary ./cmd/aviary
 
 run:
-	go run . serve --domain localhost
+	@echo 'building ./cmd/aviary (the first build takes a few minutes)'
+	go build -v -o bin/aviary ./cmd/aviary
+	bin/aviary serve --domain localhost
 
 test:
 	bash .ci/test.sh

@@ -19,7 +19,7 @@ func TestRoomCommands(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
-	adm := backend.NewService(cfg, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger()})
 	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	base := "http://" + adm.Addr().String()
