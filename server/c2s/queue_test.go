@@ -62,8 +62,9 @@ type nopRouter struct{}
 func (nopRouter) Bind(ctx context.Context, s router.Session, u, r string) (jid.JID, error) {
 	return jid.New(u, "localhost", r)
 }
-func (nopRouter) Unbind(ctx context.Context, s router.Session, unsent []*wire.Element) {}
+func (nopRouter) Unbind(ctx context.Context, s router.Session, unsent []router.Unsent) {}
 func (nopRouter) FromClient(ctx context.Context, s router.Session, el *wire.Element)   {}
+func (nopRouter) Release(rcs []*router.Receipt)                                        {}
 
 func testServer(maxPending int) *Server {
 	cfg := conf.Default()
