@@ -133,8 +133,10 @@ type Tracker struct {
 	mu       sync.Mutex
 	perSend  int
 	seen     [][]uint64 // bitmap per sender
-	sent     []int      // highest sequence sent per sender
-	expectTo []int      // receiver each sender writes to, -1 for any
+	acked    [][]uint64 // bitmap per sender: the server acknowledged it (XEP-0198)
+	anyAcked bool
+	sent     []int // highest sequence sent per sender
+	expectTo []int // receiver each sender writes to, -1 for any
 	run      string
 	fresh    int
 	stale    int
@@ -147,10 +149,11 @@ type Tracker struct {
 // process's run. expectTo maps a sender to its receiver (nil: any receiver
 // is fine).
 func NewTracker(senders, perSender int, expectTo []int) *Tracker {
-	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
+	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), acked: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
 	words := (perSender + 63) / 64
 	for i := range t.seen {
 		t.seen[i] = make([]uint64, words)
+		t.acked[i] = make([]uint64, words)
 	}
 	t.lat = make([]time.Duration, 0, senders*perSender)
 	return t
@@ -162,6 +165,18 @@ func (t *Tracker) Sent(sender, seq int) {
 	if seq > t.sent[sender] {
 		t.sent[sender] = seq
 	}
+	t.mu.Unlock()
+}
+
+// Acked records that the server acknowledged sender's message seq (stream
+// management): from then on it is the server's to deliver.
+func (t *Tracker) Acked(sender, seq int) {
+	if sender < 0 || sender >= len(t.acked) || seq < 1 || seq > t.perSend {
+		return
+	}
+	t.mu.Lock()
+	t.acked[sender][(seq-1)/64] |= uint64(1) << ((seq - 1) % 64)
+	t.anyAcked = true
 	t.mu.Unlock()
 }
 
@@ -197,6 +212,9 @@ type Counts struct {
 	Duplicates int `json:"duplicates"`
 	Unexpected int `json:"unexpected"`
 	Stale      int `json:"stale"` // from an earlier run, delivered from offline storage
+	// AckedLost counts the lost messages the server had acknowledged
+	// (only with stream management, -reconnect).
+	AckedLost int `json:"acked_lost,omitempty"`
 }
 
 // Counts returns the tally so far.
@@ -204,8 +222,14 @@ func (t *Tracker) Counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp, Stale: t.stale}
-	for _, s := range t.sent {
+	for sender, s := range t.sent {
 		c.Sent += s
+		for seq := 1; t.anyAcked && seq <= s; seq++ {
+			w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
+			if t.acked[sender][w]&bit != 0 && t.seen[sender][w]&bit == 0 {
+				c.AckedLost++
+			}
+		}
 	}
 	c.Lost = c.Sent - c.Received
 	return c
@@ -219,16 +243,19 @@ func (t *Tracker) Latencies() []time.Duration {
 }
 
 // Missing returns up to k messages sent but never received, as
-// "sender:seq" (sender indexes in the ring), for the report.
+// "sender:seq" (sender indexes in the ring), for the report: those the
+// server acknowledged first.
 func (t *Tracker) Missing(k int) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
-	for sender, top := range t.sent {
-		for seq := 1; seq <= top && len(out) < k; seq++ {
-			w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
-			if t.seen[sender][w]&bit == 0 {
-				out = append(out, strconv.Itoa(sender)+":"+strconv.Itoa(seq))
+	for _, wantAcked := range []bool{true, false} {
+		for sender, top := range t.sent {
+			for seq := 1; seq <= top && len(out) < k; seq++ {
+				w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
+				if t.seen[sender][w]&bit == 0 && (t.acked[sender][w]&bit != 0) == wantAcked {
+					out = append(out, strconv.Itoa(sender)+":"+strconv.Itoa(seq))
+				}
 			}
 		}
 	}
