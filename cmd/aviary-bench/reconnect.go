@@ -226,6 +226,10 @@ func (cl *ringClient) unacked() int {
 func (cl *ringClient) endStream() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if cl.c != nil && cl.c.transport != transportTCP {
+		cl.c.Close() // <close/> or a terminate body: nothing comes after
+		return
+	}
 	cl.writeLocked([]byte("</stream:stream>"))
 }
 
