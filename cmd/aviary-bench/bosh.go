@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/wire"
@@ -19,7 +20,10 @@ import (
 // BOSH (XEP-0124 with XEP-0206): the stream travels in <body/> elements of
 // HTTP POSTs. The carrier keeps one empty request waiting at the server
 // (hold=1) for what it sends, and writes with a second one (requests=2),
-// one write at a time. Responses are handed on in rid order.
+// one write at a time. Responses are handed on in rid order. With
+// -bosh-pause, once logged in, it waits that long after each answered poll
+// before the next: what the server has for it waits in the server's queue
+// meanwhile, as for a client on a slow network or saving battery.
 
 const (
 	nsHTTPBind = "http://jabber.org/protocol/httpbind"
@@ -35,6 +39,7 @@ type boshCarrier struct {
 	hc      *http.Client
 	domain  string
 	timeout time.Duration
+	pause   atomic.Int64    // nanoseconds to wait after an answered poll (setPause)
 	ctx     context.Context // cancelled by abort
 	cancel  context.CancelFunc
 
@@ -89,7 +94,7 @@ func dialBOSH(ctx context.Context, o dialOptions) (*conn, error) {
 	b.sid = sid
 	b.mu.Unlock()
 	b.deliver(rid, resp, nil)
-	go b.poll()
+	go b.pollLoop()
 	if err := c.readFeatures(); err != nil {
 		b.abort()
 		return nil, err
@@ -156,9 +161,9 @@ func (b *boshCarrier) send(ctx context.Context, attrs string, inner []byte) erro
 	return err
 }
 
-// poll keeps one empty request waiting at the server until the carrier
-// fails.
-func (b *boshCarrier) poll() {
+// pollLoop keeps one empty request waiting at the server (after a pause,
+// with setPause) until the carrier fails.
+func (b *boshCarrier) pollLoop() {
 	for {
 		select {
 		case <-b.dead:
@@ -167,6 +172,13 @@ func (b *boshCarrier) poll() {
 		}
 		if err := b.send(b.ctx, "", nil); err != nil {
 			return
+		}
+		if d := time.Duration(b.pause.Load()); d > 0 {
+			select {
+			case <-b.dead:
+				return
+			case <-time.After(d):
+			}
 		}
 	}
 }
@@ -309,6 +321,9 @@ func (b *boshCarrier) abort() {
 	b.fail(io.EOF)
 	b.cancel()
 }
+
+// setPause makes the poller wait d after each answered poll.
+func (b *boshCarrier) setPause(d time.Duration) { b.pause.Store(int64(d)) }
 
 func (b *boshCarrier) setDeadline(t time.Time) {
 	b.mu.Lock()

@@ -138,6 +138,14 @@ func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
 	return c, nil
 }
 
+// ready is called once the session is logged in and has its stream
+// set up: a BOSH session starts pausing between polls (-bosh-pause).
+func (c *conn) ready(cfg *Config) {
+	if b, ok := c.car.(*boshCarrier); ok && cfg.BOSHPause > 0 {
+		b.setPause(cfg.BOSHPause)
+	}
+}
+
 // dial opens a stream over the transport o names, up to the features of
 // a stream ready for authentication.
 func dial(ctx context.Context, o dialOptions) (*conn, error) {

@@ -111,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
+	fs.DurationVar(&cfg.BOSHPause, "bosh-pause", 0, "BOSH sessions, once logged in, wait this long after each answered poll before the next (a slow network, a client saving battery): what the server has for them waits in its queue meanwhile (0: poll again at once)")
+	fs.DurationVar(&cfg.AckDelay, "ack-delay", 0, "with -reconnect: answer the server's acknowledgement requests (<r/>) this much later, as battery-saving clients do: the server holds more unacknowledged (0: at once)")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "ring: each sender pauses this long between writes (0: as fast as -inflight allows)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -175,6 +175,10 @@ type ringClient struct {
 
 	inH     uint32    // stanzas received on the current stream; reader only
 	brokeAt time.Time // when the last stream was lost; reader only
+	// ackDue is set while an <a/> waits for -ack-delay; the timer sends
+	// the count the reader publishes in ackH then.
+	ackDue atomic.Bool
+	ackH   atomic.Uint32
 }
 
 func newRingClient(cfg *Config, user, ri int, tr *Tracker, c *conn, cnt *reconnectCounters) *ringClient {
@@ -300,11 +304,24 @@ func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 		switch el.LocalName() {
 		case "message", "presence":
 			cl.inH++
+			cl.ackH.Store(cl.inH)
 			onMsg(el)
 		case "iq":
 			cl.inH++
+			cl.ackH.Store(cl.inH)
 			c.answerIQ(el)
 		case "r":
+			if d := cl.cfg.AckDelay; d > 0 {
+				// A lazy client: the answer goes later, with what was
+				// received by then (more stays unacknowledged at the server).
+				if cl.ackDue.CompareAndSwap(false, true) {
+					time.AfterFunc(d, func() {
+						cl.ackDue.Store(false)
+						c.Write([]byte("<a xmlns='" + nsSM + "' h='" + strconv.FormatUint(uint64(cl.ackH.Load()), 10) + "'/>"))
+					})
+				}
+				continue
+			}
 			c.Write([]byte("<a xmlns='" + nsSM + "' h='" + strconv.FormatUint(uint64(cl.inH), 10) + "'/>"))
 		case "a":
 			h, err := strconv.ParseUint(el.Attr("h"), 10, 32)
@@ -503,6 +520,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 				}
 				b.WriteString("<r xmlns='" + nsSM + "'/>")
 				c.car.setDeadline(time.Time{})
+				c.ready(cl.cfg)
 				cl.c = c
 				cl.writeLocked(b.Bytes())
 				cl.cnt.resent.Add(int64(len(again)))
@@ -526,6 +544,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 		return err
 	}
 	cl.inH = 0
+	cl.ackH.Store(0)
 	cl.mu.Lock()
 	cl.smID = c.smID
 	again := cl.win.restart()
@@ -538,6 +557,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 	}
 	b.WriteString("<r xmlns='" + nsSM + "'/>")
 	c.car.setDeadline(time.Time{})
+	c.ready(cl.cfg)
 	cl.c = c
 	cl.writeLocked(b.Bytes())
 	cl.mu.Unlock()

@@ -51,6 +51,14 @@ type Config struct {
 	// see-other-host followed, other disconnects reconnected through the
 	// dispatcher (or the next server), unacknowledged messages resent.
 	Reconnect bool
+	// AckDelay makes -reconnect clients answer the server's <r/> this much
+	// later (with what they received by then), as clients that save
+	// battery do: the server holds more unacknowledged.
+	AckDelay time.Duration
+	// BOSHPause makes BOSH sessions, once logged in, wait this long after
+	// each answered poll: what the server has for them waits in its queue
+	// meanwhile.
+	BOSHPause time.Duration
 	// Dispatch are base URLs of the cluster's HTTP listeners; -reconnect
 	// asks GET /dispatch there for a node after a disconnect.
 	Dispatch []string
@@ -319,6 +327,7 @@ func loginOne(ctx context.Context, cfg *Config, i int) (*conn, error) {
 		return nil, err
 	}
 	c.car.setDeadline(time.Time{})
+	c.ready(cfg)
 	return c, nil
 }
 

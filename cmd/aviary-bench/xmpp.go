@@ -42,10 +42,11 @@ type dialOptions struct {
 	// an http:// base or the endpoint's URL).
 	Transport string
 	Addr      string
-	Domain    string
-	Mech      string // "auto", "PLAIN", "SCRAM-SHA-1"
-	Timeout   time.Duration
-	Resource  string
+
+	Domain   string
+	Mech     string // "auto", "PLAIN", "SCRAM-SHA-1"
+	Timeout  time.Duration
+	Resource string
 	// PostQuantum lets TLS negotiate Go's default groups, including the
 	// hybrid X25519MLKEM768; otherwise only X25519 and P-256 are offered.
 	PostQuantum bool
