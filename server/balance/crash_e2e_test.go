@@ -105,7 +105,7 @@ func TestCrashE2E(t *testing.T) {
 					OK     int
 					Errors []string
 				} `json:"login"`
-				Ring  *struct {
+				Ring *struct {
 					Sent, Received, Lost, Duplicates int
 					Stalled                          int      `json:"stalled_senders"`
 					LostSample                       []string `json:"lost_sample"`
