@@ -13,6 +13,7 @@ pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1;
 
 [ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ] || need_apt+=(postgresql)
 /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || need_apt+=(python3-slixmpp)
+/usr/bin/python3 -c 'import aioxmpp' >/dev/null 2>&1 || need_apt+=(python3-aioxmpp)
 have go-sendxmpp || need_apt+=(go-sendxmpp)
 have prosody || need_apt+=(prosody)
 have ejabberdctl || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
@@ -54,9 +55,20 @@ if [ ! -f "$sint_lib/.complete" ]; then
   touch "$sint_lib/.complete"
 fi
 
+# Pebble, Let's Encrypt's ACME test server, for the certificate tests
+# (server/certs): built from the Go module proxy into a cache directory,
+# not a dependency of the server.
+pebble_version=v2.10.3
+pebble_dir="$HOME/.cache/aviary/pebble-$pebble_version"
+if [ ! -x "$pebble_dir/pebble" ]; then
+  log "building github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version"
+  GOBIN="$pebble_dir" go install "github.com/letsencrypt/pebble/v2/cmd/pebble@$pebble_version" >&2
+fi
+
 # JavaScript clients and playwright-core for the interop and browser tests.
 sh server/httpd/testdata/js/install.sh >&2
 
 echo "export AVIARY_PG_BINDIR=$(pg_bindir)"
 echo "export AVIARY_SINT_LIB=$sint_lib"
 echo "export AVIARY_HAZELCAST_JAR=$hz_jar"
+echo "export AVIARY_PEBBLE=$pebble_dir/pebble"

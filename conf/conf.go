@@ -7,7 +7,11 @@
 // conf/example.yaml repeats them with every key.
 package conf
 
-import "time"
+import (
+	"slices"
+	"strings"
+	"time"
+)
 
 // Config is the whole configuration of one node. Code reads it as an
 // immutable snapshot: a reload builds a new Config and swaps the pointer.
@@ -30,17 +34,91 @@ type Config struct {
 	HTTP     HTTPConfig     `yaml:"http"`
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
+	MAM      MAMConfig      `yaml:"mam"`
 	Balance  BalanceConfig  `yaml:"balance"`
 	Runtime  RuntimeConfig  `yaml:"runtime"`
+	// ServerInfo holds the XEP-0157 contact addresses.
+	ServerInfo ServerInfoConfig `yaml:"server_info"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
 // self-signed certificate is generated into DataDir (and the log says so).
+// Certificates obtained by ACME or imported with `aviary cert import` are
+// kept in the shared store and win over both for the names they cover.
 type TLSConfig struct {
 	// CertFile is a PEM certificate chain. Default "" (generate).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key for CertFile. Default "" (generate).
 	KeyFile string `yaml:"key_file"`
+
+	ACME ACMEConfig `yaml:"acme"`
+}
+
+// LetsEncrypt is the directory URL of Let's Encrypt's production ACME
+// server, tls.acme.directory's default.
+const LetsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+
+// DefaultServiceNames are the labels put in front of the domain to form
+// tls.acme.names' default: the names the domain's services (group chat,
+// file upload, publish-subscribe) are reached at.
+var DefaultServiceNames = []string{"conference", "upload", "pubsub"}
+
+// ACMEConfig has the node get and renew its certificates from an ACME
+// certificate authority (RFC 8555; Let's Encrypt by default). Certificates
+// and the account are stored once in the shared database; one node of a
+// cluster orders at a time and every node serves the result.
+type ACMEConfig struct {
+	// Enabled turns ACME on, which accepts the CA's terms of service
+	// (Let's Encrypt's subscriber agreement). Default false.
+	Enabled bool `yaml:"enabled"`
+	// Directory is the CA's ACME directory URL. Default Let's Encrypt's
+	// production server, https://acme-v02.api.letsencrypt.org/directory
+	// (its staging server, for trying things out, is
+	// https://acme-staging-v02.api.letsencrypt.org/directory).
+	Directory string `yaml:"directory"`
+	// Email is the contact address given to the CA for expiry and
+	// account notices. Default "" (none).
+	Email string `yaml:"email"`
+	// Challenges are the validation methods to use, tried in this order:
+	// "http-01" (the CA fetches a token over plain HTTP on port 80 of
+	// the name: http.listen must receive it) and "tls-alpn-01" (the CA
+	// connects with TLS to port 443: http.tls_listen or c2s.tls_listen
+	// must receive it). After a failed attempt a name tries the next one.
+	// Default [http-01, tls-alpn-01].
+	Challenges []string `yaml:"challenges"`
+	// RenewBefore is how long before expiry a certificate is renewed. A
+	// certificate whose whole lifetime is shorter is renewed when a third
+	// of its lifetime is left. Default 720h (30 days).
+	RenewBefore time.Duration `yaml:"renew_before"`
+	// Names are the names besides the domain that get a certificate of
+	// their own: the domain's services. Default conference.DOMAIN,
+	// upload.DOMAIN and pubsub.DOMAIN; an empty list orders for the domain
+	// alone. Each name's DNS must point at the cluster.
+	Names []string `yaml:"names"`
+	// CAFile is a PEM file of certificate authorities trusted for the ACME
+	// server's own HTTPS instead of the system's (a test CA such as
+	// Pebble's). Default "" (the system's).
+	CAFile string `yaml:"ca_file"`
+}
+
+// ACMENames returns the names ACME orders certificates for: the domain
+// first, then tls.acme.names (or their default), lowercased, without
+// duplicates.
+func (c *Config) ACMENames() []string {
+	names := c.TLS.ACME.Names
+	if names == nil {
+		for _, s := range DefaultServiceNames {
+			names = append(names, s+"."+c.Domain)
+		}
+	}
+	out := []string{strings.ToLower(c.Domain)}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(n), "."))
+		if n != "" && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // C2SConfig is the client-to-server listener and session behaviour.
@@ -140,6 +218,37 @@ type C2SConfig struct {
 	// deleted by the cluster's senior node (the only node when alone) once
 	// an hour. Default 720h (30 days).
 	OfflineExpiry time.Duration `yaml:"offline_expiry"`
+	// FASTTokens lets clients exchange their password once for a token
+	// and then log in with one round trip (XEP-0484 FAST, over SASL2 on
+	// an encrypted stream). Tokens are kept in the shared database, so
+	// any node of the cluster accepts them. Default true.
+	FASTTokens *bool `yaml:"fast_tokens"`
+	// FASTTokenLifetime is how long a FAST token stays valid. A client
+	// that logs in with a token past half its lifetime gets a new one.
+	// At least 1m. Default 504h (21 days).
+	FASTTokenLifetime time.Duration `yaml:"fast_token_lifetime"`
+}
+
+// ServerInfoConfig lists the contact addresses of the service (XEP-0157),
+// published in the server's disco#info so that clients and other servers
+// know where to report abuse or ask for help. Each entry is a URI with a
+// scheme (mailto:abuse@example.com, xmpp:admin@example.com,
+// https://example.com/support). Default: none for every kind.
+type ServerInfoConfig struct {
+	// Abuse receives abuse reports (spam, harassment from this service).
+	Abuse []string `yaml:"abuse"`
+	// Admin reaches the service's administrators.
+	Admin []string `yaml:"admin"`
+	// Feedback receives feedback about the service.
+	Feedback []string `yaml:"feedback"`
+	// Sales answers commercial questions.
+	Sales []string `yaml:"sales"`
+	// Security receives reports of security problems.
+	Security []string `yaml:"security"`
+	// Support helps the service's users.
+	Support []string `yaml:"support"`
+	// Status tells about the state of the service (outages, maintenance).
+	Status []string `yaml:"status"`
 }
 
 // DatabaseConfig selects the store.
@@ -344,6 +453,22 @@ type WasmConfig struct {
 	MaxKVBytes int `yaml:"max_kv_bytes"`
 }
 
+// MAMConfig is the message archive (XEP-0313, plugin xep0313.mam; turn it
+// off with plugins.disabled).
+type MAMConfig struct {
+	// Default is what is archived for an account that has set no
+	// preferences (XEP-0441): "always" (every message), "roster" (only
+	// messages with contacts in the roster) or "never". Default "always".
+	Default string `yaml:"default"`
+	// ExpireAfter is how long archived messages are kept; the cluster's
+	// senior node (the only node when alone) deletes older ones once an
+	// hour. 0 keeps them until the account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+	// MaxPage caps how many messages one query returns (RSM <max/>, and
+	// the page size when the client names none). Default 100.
+	MaxPage int `yaml:"max_page"`
+}
+
 // BalanceConfig is load publishing, redirects, draining and the dispatcher
 // (server/balance).
 type BalanceConfig struct {
@@ -403,4 +528,25 @@ type RuntimeConfig struct {
 	// the collector behaves as with GOGC=100. A negative value leaves the
 	// collector alone, as does setting GOGC in the environment. Default 64.
 	GCMinHeadroomMB int `yaml:"gc_min_headroom_mb"`
+}
+
+// ServerInfoList is one kind of XEP-0157 address: its key under
+// server_info, the field of the serverinfo form, and the addresses.
+type ServerInfoList struct {
+	Key, Field string
+	Addresses  []string
+}
+
+// Lists returns every kind of address in the order of XEP-0157's form,
+// empty ones included.
+func (s ServerInfoConfig) Lists() []ServerInfoList {
+	return []ServerInfoList{
+		{"abuse", "abuse-addresses", s.Abuse},
+		{"admin", "admin-addresses", s.Admin},
+		{"feedback", "feedback-addresses", s.Feedback},
+		{"sales", "sales-addresses", s.Sales},
+		{"security", "security-addresses", s.Security},
+		{"status", "status-addresses", s.Status},
+		{"support", "support-addresses", s.Support},
+	}
 }

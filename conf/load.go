@@ -46,6 +46,12 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.LogLevel, "info")
 	setStr(&c.LogFormat, "text")
 
+	setStr(&c.TLS.ACME.Directory, LetsEncrypt)
+	if c.TLS.ACME.Challenges == nil {
+		c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
+	}
+	setDur(&c.TLS.ACME.RenewBefore, 720*time.Hour)
+
 	setStr(&c.C2S.Listen, ":5222")
 	setStr(&c.C2S.TLSListen, ":5223")
 	if c.C2S.RequireTLS == nil {
@@ -75,6 +81,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.C2S.RosterMaxItemBytes, 2048)
 	setInt(&c.C2S.RosterMaxPending, 100)
 	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
+	if c.C2S.FASTTokens == nil {
+		t := true
+		c.C2S.FASTTokens = &t
+	}
+	setDur(&c.C2S.FASTTokenLifetime, 504*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)
 	setDur(&c.Database.Timeout, 5*time.Second)
@@ -128,6 +139,8 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Balance.DrainRate, 1000)
 	setDur(&c.Balance.RetryAfter, 30*time.Second)
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
+	setStr(&c.MAM.Default, "always")
+	setInt(&c.MAM.MaxPage, 100)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

@@ -3,6 +3,7 @@ package conf
 import (
 	"fmt"
 	"net"
+	"net/mail"
 	"net/url"
 	"strings"
 	"time"
@@ -40,9 +41,21 @@ func (c *Config) Validate() Errors {
 	default:
 		add("log_format", "must be text or json, not %q", c.LogFormat)
 	}
+	switch c.MAM.Default {
+	case "always", "roster", "never":
+	default:
+		add("mam.default", "must be always, roster or never, not %q", c.MAM.Default)
+	}
+	if c.MAM.ExpireAfter < 0 {
+		add("mam.expire_after", "must not be negative")
+	}
+	if c.MAM.MaxPage < 1 || c.MAM.MaxPage > 1000 {
+		add("mam.max_page", "must be between 1 and 1000, not %d", c.MAM.MaxPage)
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		add("tls.cert_file", "cert_file and key_file must be set together")
 	}
+	errs = append(errs, c.validateACME()...)
 	checkAddr := func(key, addr string) {
 		if Off(addr) {
 			return
@@ -105,6 +118,16 @@ func (c *Config) Validate() Errors {
 	}
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")
+	}
+	if c.C2S.FASTTokenLifetime < time.Minute {
+		add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.C2S.FASTTokenLifetime)
+	}
+	for _, l := range c.ServerInfo.Lists() {
+		for i, a := range l.Addresses {
+			if u, err := url.Parse(a); err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
+				add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
+			}
+		}
 	}
 	if c.C2S.MaxSessions < 0 {
 		add("c2s.max_sessions", "must not be negative")
@@ -234,4 +257,92 @@ func (c *Config) Validate() Errors {
 		}
 	}
 	return errs
+}
+
+// validateACME checks tls.acme. The names' syntax is checked even while
+// ACME is off; whether a CA would issue for them only when it is on.
+func (c *Config) validateACME() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	a := c.TLS.ACME
+	if u, err := url.Parse(a.Directory); err != nil || u.Scheme != "https" || u.Host == "" {
+		add("tls.acme.directory", "%q is not an https:// URL (RFC 8555 requires HTTPS)", a.Directory)
+	}
+	if a.Email != "" {
+		if m, err := mail.ParseAddress(a.Email); err != nil || m.Address != a.Email {
+			add("tls.acme.email", "%q is not an e-mail address such as admin@example.com", a.Email)
+		}
+	}
+	if a.RenewBefore <= 0 {
+		add("tls.acme.renew_before", "must be positive, not %v", a.RenewBefore)
+	}
+	seen := map[string]bool{}
+	for _, ch := range a.Challenges {
+		switch ch {
+		case "http-01", "tls-alpn-01":
+		case "dns-01":
+			add("tls.acme.challenges", "dns-01 is not supported: use http-01 or tls-alpn-01")
+			continue
+		default:
+			add("tls.acme.challenges", "%q is not http-01 or tls-alpn-01", ch)
+			continue
+		}
+		if seen[ch] {
+			add("tls.acme.challenges", "%s is listed twice", ch)
+		}
+		seen[ch] = true
+	}
+	for _, n := range a.Names {
+		if msg := acmeNameProblem(n, a.Enabled); msg != "" {
+			add("tls.acme.names", "%q %s", n, msg)
+		}
+	}
+	if !a.Enabled {
+		return errs
+	}
+	if msg := acmeNameProblem(c.Domain, true); msg != "" {
+		add("tls.acme.enabled", "the domain %q %s", c.Domain, msg)
+	}
+	if len(a.Challenges) == 0 {
+		add("tls.acme.challenges", "must name at least one of http-01 and tls-alpn-01")
+	}
+	httpOff := Off(c.HTTP.Listen)
+	tlsOff := Off(c.HTTP.TLSListen) && Off(c.C2S.TLSListen)
+	if httpOff && seen["http-01"] && !(seen["tls-alpn-01"] && !tlsOff) {
+		add("tls.acme.challenges", "http-01 needs http.listen (port 80 of every name must reach it)")
+	}
+	if tlsOff && seen["tls-alpn-01"] && !(seen["http-01"] && !httpOff) {
+		add("tls.acme.challenges", "tls-alpn-01 needs http.tls_listen or c2s.tls_listen (port 443 of every name must reach one)")
+	}
+	return errs
+}
+
+// acmeNameProblem says why a CA cannot issue a certificate for name by
+// HTTP-01 or TLS-ALPN-01 ("" when it can); public adds the checks for
+// names no public CA issues for.
+func acmeNameProblem(name string, public bool) string {
+	n := strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case net.ParseIP(n) != nil:
+		return "is an IP address: a CA issues for DNS names"
+	case strings.HasPrefix(n, "*."):
+		return "is a wildcard: wildcards need dns-01, which is not supported"
+	case public && !strings.Contains(n, "."):
+		return "has a single label: a CA issues only for public DNS names"
+	case public && (n == "localhost" || strings.HasSuffix(n, ".localhost")):
+		return "is a localhost name: a CA issues only for public DNS names"
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") {
+			return "is not a DNS name"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				return "is not a DNS name (letters, digits, hyphens and dots)"
+			}
+		}
+	}
+	return ""
 }

@@ -91,7 +91,7 @@ func TestEndToEndServerQueries(t *testing.T) {
 	t.Run("disco#info on an account", func(t *testing.T) {
 		el := iq(alice, `<iq type='get' id='%s' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/><identity category="pubsub" type="pep"/>`+
-			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
+			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="urn:xmpp:mam:2"/><feature var="urn:xmpp:mam:2#extended"/><feature var="urn:xmpp:sid:0"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
 		if el.String() != want {
 			t.Errorf("got  %s\nwant %s", el, want)
 		}

@@ -21,7 +21,11 @@ type Manager struct {
 	// a lock, and Swap/Remove (third-party plugins loaded at run time)
 	// publish a new slice under mu.
 	plugins atomic.Pointer[[]Plugin]
-	mu      sync.Mutex
+	// gen changes whenever the plugin list does (Start, Swap, Remove), so
+	// that what is derived from every plugin (the server's XEP-0115 caps)
+	// can be cached until then.
+	gen atomic.Uint64
+	mu  sync.Mutex
 }
 
 // NewManager returns a manager for the given plugins (not yet started).
@@ -54,6 +58,7 @@ func (m *Manager) Swap(p Plugin) (old Plugin) {
 		next = append(next, p)
 	}
 	m.plugins.Store(&next)
+	m.gen.Add(1)
 	return old
 }
 
@@ -71,7 +76,24 @@ func (m *Manager) Remove(id string) (old Plugin) {
 		next = append(next, x)
 	}
 	m.plugins.Store(&next)
+	m.gen.Add(1)
 	return old
+}
+
+// Generation changes whenever the set of running plugins does; what is
+// computed from all of them can be cached for one generation.
+func (m *Manager) Generation() uint64 { return m.gen.Load() }
+
+// Plugin returns the running plugin with that ID, or nil: how one
+// built-in finds another it builds on (a group-chat service finds the
+// message archive).
+func (m *Manager) Plugin(id string) Plugin {
+	for _, p := range m.list() {
+		if p.ID() == id {
+			return p
+		}
+	}
+	return nil
 }
 
 // IDs returns the IDs of the running plugins.
@@ -101,6 +123,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		started = append(started, p)
 	}
 	m.plugins.Store(&started)
+	m.gen.Add(1)
 	return nil
 }
 

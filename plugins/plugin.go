@@ -114,6 +114,16 @@ const (
 	PointOffline
 	// PointRemoteInbound: a stanza that arrived over s2s, before routing.
 	PointRemoteInbound
+	// PointUserMessage: a message for a local account, before the router
+	// picks the account's resources, offline storage or a fallback. It
+	// runs once per message and account, on the node that routes the
+	// message (the one where it entered: the sender's session's node, the
+	// s2s stream's, or the plugin's that sent it), never again on the node
+	// that then delivers it. What a plugin changes here is what every
+	// copy carries: live, carbon and offline. The message archive writes
+	// the recipient's copy and stamps its stanza-id here. Built-in (Go)
+	// plugins only; an error drops the message without a bounce.
+	PointUserMessage
 )
 
 // Verdict is an interceptor's decision.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/aviary-im/aviary/plugins/mam"
 )
 
 // choreInterval is how often the senior node runs the cluster-wide chores.
@@ -11,7 +13,8 @@ const choreInterval = time.Hour
 
 // chores runs the cluster-wide housekeeping on whichever node is senior
 // (on one node, always that node): today, expiring offline messages older
-// than c2s.offline_expiry. Every node runs the loop; only the senior acts,
+// than c2s.offline_expiry and archived messages older than
+// mam.expire_after. Every node runs the loop; only the senior acts,
 // so when the senior dies the next-oldest node takes over at its next tick.
 type chores struct {
 	interval time.Duration
@@ -44,6 +47,11 @@ func (c *chores) runOnce(ctx context.Context, n *Node) {
 	if !n.Cluster().Senior() {
 		return
 	}
+	c.expireOffline(ctx, n)
+	c.expireArchive(ctx, n)
+}
+
+func (c *chores) expireOffline(ctx context.Context, n *Node) {
 	expiry := n.Config().C2S.OfflineExpiry
 	if expiry <= 0 {
 		return
@@ -56,6 +64,25 @@ func (c *chores) runOnce(ctx context.Context, n *Node) {
 		n.Logger().Warn("chores: expiring offline messages failed", "err", err)
 	case removed > 0:
 		n.Logger().Info("chores: expired offline messages", "removed", removed, "older_than", expiry)
+	}
+}
+
+// expireArchive deletes archived messages older than mam.expire_after, of
+// every account and room, in one statement (an ID range: the IDs are
+// time-ordered).
+func (c *chores) expireArchive(ctx context.Context, n *Node) {
+	expiry := n.Config().MAM.ExpireAfter
+	if expiry <= 0 {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	removed, err := n.Store().Archive(mam.Store).DeleteBefore(dctx, "", time.Now().Add(-expiry))
+	switch {
+	case err != nil:
+		n.Logger().Warn("chores: expiring archived messages failed", "err", err)
+	case removed > 0:
+		n.Logger().Info("chores: expired archived messages", "removed", removed, "older_than", expiry)
 	}
 }
 

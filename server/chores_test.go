@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/plugins/mam"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
@@ -42,4 +43,36 @@ func TestChoresExpireOffline(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestChoresExpireArchive: the senior node deletes archived messages older
+// than mam.expire_after, of every owner, and keeps newer ones.
+func TestChoresExpireArchive(t *testing.T) {
+	ctx := context.Background()
+	cfg := servertest.DefaultConfig(t)
+	cfg.MAM.ExpireAfter = time.Hour
+	n := servertest.RunServer(t, cfg, server.WithChoreInterval(20*time.Millisecond))
+	a := n.Store().Archive(mam.Store)
+	old := time.Now().Add(-2 * time.Hour)
+	for _, e := range []storage.ArchiveEntry{
+		{Owner: "alice@localhost", With: "bob@localhost", When: old, Value: []byte("<message/>")},
+		{Owner: "conference.localhost/room", With: "x", When: old, Value: []byte("<message/>")},
+		{Owner: "alice@localhost", With: "bob@localhost", Value: []byte("<message><body>new</body></message>")},
+	} {
+		if _, err := a.Append(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for owner, want := range map[string]int{"alice@localhost": 1, "conference.localhost/room": 0} {
+			p, err := a.Query(ctx, owner, storage.ArchiveQuery{})
+			if err != nil {
+				return err
+			}
+			if len(p.Entries) != want {
+				return fmt.Errorf("%s has %d entries, want %d", owner, len(p.Entries), want)
+			}
+		}
+		return nil
+	})
 }

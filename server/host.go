@@ -8,6 +8,7 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
+	"github.com/prometheus/client_golang/prometheus"
 	"mellium.im/xmpp/jid"
 )
 
@@ -22,6 +23,9 @@ func (h *host) Store() storage.Store       { return h.n.store }
 func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }
 func (h *host) Users() plugins.UserManager { return h.n.users }
+
+// Registry is where built-in plugins register their metrics.
+func (h *host) Registry() prometheus.Registerer { return h.n.registry }
 
 func (h *host) Broadcast(ctx context.Context, ev plugins.Event, data []byte) error {
 	return h.n.events.broadcast(ctx, ev, data)

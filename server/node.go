@@ -25,8 +25,8 @@ import (
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/router"
-	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +61,7 @@ type options struct {
 	tls      *tls.Config
 	services []Service
 	chores   time.Duration
+	certOpts func(*certs.Options)
 }
 
 // WithChoreInterval sets how often the cluster-wide chores run (default
@@ -91,8 +92,16 @@ func WithPlugins(list ...plugins.Plugin) Option {
 // WithAuthClock sets the clock of authentication throttling (tests).
 func WithAuthClock(c auth.Clock) Option { return func(o *options) { o.clock = c } }
 
-// WithTLSConfig uses the given certificate configuration.
+// WithTLSConfig uses the given certificate configuration for every
+// listener instead of the certificate manager's (Node.Certs still
+// answers ACME challenges and lists the stored certificates).
 func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tls = c } }
+
+// WithCertOptions adjusts the certificate manager's options after the
+// node has filled them in (tests shorten its timing knobs).
+func WithCertOptions(fn func(*certs.Options)) Option {
+	return func(o *options) { o.certOpts = fn }
+}
 
 // WithService adds a service started after the core.
 func WithService(s Service) Option {
@@ -115,6 +124,7 @@ type Node struct {
 	plugins  *plugins.Manager
 	auth     *auth.Authenticator
 	users    *auth.Users
+	certs    *certs.Manager
 	tls      *tls.Config
 	c2s      *c2s.Server
 	services []Service
@@ -145,7 +155,10 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if o.chores <= 0 {
 		o.chores = choreInterval
 	}
-	n = &Node{cfg: cfg, log: o.logger, listeners: map[string]*c2s.Listener{}, services: append([]Service{&chores{interval: o.chores}}, o.services...)}
+	n = &Node{cfg: cfg, log: o.logger, listeners: map[string]*c2s.Listener{}}
+	// Certificates start last: ACME's first order needs the HTTP listener
+	// (HTTP-01) of a service registered before.
+	n.services = append(append([]Service{&chores{interval: o.chores}}, o.services...), &certService{})
 	if o.registry == nil {
 		reg := prometheus.NewRegistry()
 		n.registry, n.gatherer = reg, reg
@@ -171,11 +184,12 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		}
 	}()
 
+	if n.certs, err = newCertManager(cfg, n.store, n.log, n.registry, o); err != nil {
+		return nil, err
+	}
 	n.tls = o.tls
 	if n.tls == nil {
-		if n.tls, err = tlsutil.Load(cfg, n.log); err != nil {
-			return nil, err
-		}
+		n.tls = n.certs.TLSConfig()
 	}
 
 	n.cluster = o.cluster
@@ -200,7 +214,13 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var fastTokens storage.KeyValue
+	if f := cfg.C2S.FASTTokens; f == nil || *f {
+		fastTokens = n.store.KeyValue(auth.FASTStore)
+	}
 	n.auth = auth.New(auth.Options{
+		Tokens:          fastTokens,
+		TokenLifetime:   cfg.C2S.FASTTokenLifetime,
 		Store:           n.store,
 		Domain:          cfg.Domain,
 		Iterations:      cfg.C2S.SCRAMIterations,
@@ -218,6 +238,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		Iterations: cfg.C2S.SCRAMIterations,
 		KickFunc:   n.router.Kick,
 		Hooks:      n.hooks,
+		FASTTokens: n.store.KeyValue(auth.FASTStore),
 	}
 
 	list := o.plugins
@@ -306,6 +327,10 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("server: starting plugins: %w", err)
 	}
 	n.stops = append(n.stops, n.plugins.Stop)
+	// Serve the stored certificates from the first handshake on.
+	if err := n.certs.Reload(ctx); err != nil {
+		n.log.Warn("certs: reading the stored certificates; serving the fallback until they can be read", "err", err)
+	}
 	n.stops = append(n.stops, func(ctx context.Context) error { n.c2s.Shutdown(ctx); return nil })
 	for _, l := range []struct {
 		name, addr string
@@ -420,8 +445,14 @@ func (n *Node) Users() *auth.Users { return n.users }
 // connectors hand their transports to (c2s.Server.Serve).
 func (n *Node) C2S() *c2s.Server { return n.c2s }
 
-// TLSConfig returns the node's certificate configuration.
+// TLSConfig returns the node's certificate configuration: every listener
+// uses it (or a clone), so certificates renewed or imported while the node
+// runs are served without a restart.
 func (n *Node) TLSConfig() *tls.Config { return n.tls }
+
+// Certs returns the node's certificate manager: the stored certificates,
+// ACME, and the HTTP-01 challenge handler for the HTTP listener.
+func (n *Node) Certs() *certs.Manager { return n.certs }
 
 // Registry returns where the node's metrics are registered.
 func (n *Node) Registry() prometheus.Registerer { return n.registry }

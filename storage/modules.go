@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -128,7 +130,12 @@ type Map interface {
 type ArchiveEntry struct {
 	// ID is assigned by the store on append: unique in the owner's
 	// archive, ordered by When (see NewArchiveID), shown to clients as
-	// FormatArchiveID(ID).
+	// FormatArchiveID(ID). A caller that must show the ID before the
+	// entry is written (the message archive stamps it on the live
+	// message as its XEP-0359 stanza-id, then writes in a batch) makes it
+	// with NewArchiveID and passes it: the store keeps it unless that ID
+	// is taken (another node made the same one for the same owner in the
+	// same microsecond), and returns the ID it used.
 	ID    int64
 	Owner string
 	// With is what queries filter on (the contact's bare JID for MAM).
@@ -173,7 +180,7 @@ type ArchivePage struct {
 // room history, queues. Entries are never changed in place except through
 // Update (a tombstone for a retracted message).
 type Archive interface {
-	// Append adds an entry (its ID and Value are ignored and assigned)
+	// Append adds an entry (a zero ID is assigned, see ArchiveEntry.ID)
 	// and returns its ID. The entry is committed when Append returns.
 	Append(ctx context.Context, e ArchiveEntry) (int64, error)
 	// AppendBatch adds several entries, of any owners, in one transaction
@@ -204,6 +211,44 @@ type Archive interface {
 // (no index on time is needed), and the positive int64 range lasts until
 // the year 2255.
 const ArchiveIDShift = 10
+
+// lastArchiveID is the last ID NewArchiveID made in this process.
+var lastArchiveID atomic.Int64
+
+// NewArchiveID makes the ID of an archive entry at t (see ArchiveIDShift):
+// t's microseconds, and in the low bits a random number, or one more than
+// the last ID made in the same microsecond, so the IDs one process makes
+// keep their order and two nodes rarely collide (a store moves a colliding
+// entry to NextArchiveID).
+func NewArchiveID(t time.Time) int64 {
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	id := ArchiveIDAt(t) | int64(b[0]&0x01)<<8 | int64(b[1])
+	for {
+		last := lastArchiveID.Load()
+		if id>>ArchiveIDShift == last>>ArchiveIDShift && id <= last {
+			id = last + 1
+		}
+		if id <= last || lastArchiveID.CompareAndSwap(last, id) {
+			return id
+		}
+	}
+}
+
+// NextArchiveID is the ID a store tries after id collided: the next one,
+// which sorts right after it.
+func NextArchiveID(id int64) int64 {
+	for {
+		last := lastArchiveID.Load()
+		next := max(id, last) + 1
+		if next>>ArchiveIDShift != id>>ArchiveIDShift {
+			next = id + 1 // do not drift into a later microsecond for an old time
+		}
+		if next <= last || lastArchiveID.CompareAndSwap(last, next) {
+			return next
+		}
+	}
+}
 
 // ArchiveIDAt returns the smallest ID an entry at t can have; entries at t
 // or later have IDs >= ArchiveIDAt(t).

@@ -136,3 +136,50 @@ type UpgradeStep struct {
 	Version string `json:"version"`
 	State   string `json:"state"` // pending, upgrading, healthy, failed, rolled-back
 }
+
+// CertificateSource is what GET /api/certificates and the certificates
+// page show; the node's certificate manager implements it through
+// admin/backend. It is optional (Options.Certificates): without it both
+// answer 404.
+type CertificateSource interface {
+	Certificates(ctx context.Context) (CertificateReport, error)
+}
+
+// CertificateReport is the certificates the answering node serves: those
+// stored for the whole cluster (ACME, imported) and its own fallback
+// (tls.cert_file or self-signed), and ACME's state when it is on.
+type CertificateReport struct {
+	Node         string        `json:"node"`
+	Certificates []Certificate `json:"certificates"`
+	ACME         *ACMEStatus   `json:"acme,omitempty"`
+}
+
+// Certificate is one certificate.
+type Certificate struct {
+	ID        string    `json:"id"`
+	Names     []string  `json:"names"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// Source is acme, imported, file or self-signed.
+	Source string `json:"source"`
+	// Node ordered or imported it (file and self-signed: the node serving it).
+	Node string `json:"node,omitempty"`
+}
+
+// ACMEStatus is ACME's view of each name it keeps a certificate for.
+type ACMEStatus struct {
+	Directory string     `json:"directory"`
+	Names     []ACMEName `json:"names"`
+}
+
+// ACMEName is one name ACME manages.
+type ACMEName struct {
+	Name      string    `json:"name"`
+	Serial    string    `json:"serial,omitempty"`
+	NotAfter  time.Time `json:"not_after,omitzero"`
+	Next      time.Time `json:"next"` // when it is ordered next; zero: now
+	Failures  int       `json:"failures"`
+	LastError string    `json:"last_error,omitempty"`
+}

@@ -45,6 +45,9 @@ type Options struct {
 	// aviary_c2s_auth_failures_total{via="console"}). Optional.
 	SignInFailed func()
 	Logger       *slog.Logger
+	// Certificates feeds GET /api/certificates and the certificates page;
+	// nil leaves both out.
+	Certificates CertificateSource
 }
 
 // Server is the admin HTTP handler.
@@ -62,6 +65,7 @@ type Server struct {
 	throttle     SignInThrottle
 	gate         *signInGate
 	signInFailed func()
+	certs        CertificateSource
 }
 
 // New returns the admin server. The audit log goes to DataDir/audit.log.
@@ -82,6 +86,7 @@ func New(o Options) (*Server, error) {
 		sessions: newSessions(8 * time.Hour), audit: al, metrics: o.Metrics,
 		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
 		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
+		certs: o.Certificates,
 	}
 	if s.throttle == nil {
 		s.throttle = newDefaultThrottle(o.Config.C2S.SASLFailureDelay)
@@ -246,7 +251,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/audit", "audit", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		return s.audit.recent(), nil
 	})
+	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
 	s.pageRoutes()
+	s.certificatePage()
 }
 
 func wrap(v any, err error) (any, *APIError) {

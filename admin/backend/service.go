@@ -120,6 +120,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		Throttle:     n.C2S().Auth(),
 		SignInFailed: func() { c2sMetrics.AuthFailed(c2s.AuthViaConsole) },
 		Logger:       s.log,
+		Certificates: certificates{n},
 	})
 	if err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/gctune"
+	"github.com/aviary-im/aviary/storage"
 )
 
 func init() {
@@ -123,6 +124,23 @@ func loadConfig(fs *flag.FlagSet, nf *nodeFlags, environ []string, extra func(*c
 			extra(c)
 		}
 	})
+}
+
+// openStore loads the configuration of a store command (aviary user,
+// aviary cert) and opens the store it names. On failure it has told
+// stderr why, prefixed with cmd, and returns the exit code.
+func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags, environ []string, stderr io.Writer) (*conf.Config, storage.Store, int) {
+	cfg, err := loadConfig(fs, nf, environ, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: configuration:\n%v\n", cmd, err)
+		return nil, nil, 1
+	}
+	store, err := server.OpenStore(ctx, cfg, NewLogger(cfg, stderr))
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+		return nil, nil, 1
+	}
+	return cfg, store, 0
 }
 
 // NewLogger returns the logger the configuration asks for, on w.

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -68,19 +67,12 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary user: configuration:\n%v\n", err)
-		return 1
-	}
-	log := NewLogger(cfg, stderr)
-	store, err := server.OpenStore(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary user: %v\n", err)
-		return 1
+	cfg, store, code := openStore(ctx, "aviary user", fs, &nf, environ, stderr)
+	if store == nil {
+		return code
 	}
 	defer store.Close()
-	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations, FASTTokens: store.KeyValue(auth.FASTStore)}
 
 	readPassword := func() (string, bool) {
 		if *password != "" {

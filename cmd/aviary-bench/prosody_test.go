@@ -107,7 +107,8 @@ func startProsody(t *testing.T) (string, int) {
 	certFile, keyFile := writeCert(t, dir)
 	port := freePort(t)
 	cfg := strings.NewReplacer("@@DIR@@", dir, "@@PORT@@", strconv.Itoa(port),
-		"@@CERT@@", certFile, "@@KEY@@", keyFile, "@@DOMAIN@@", "localhost").Replace(prosodyTemplate)
+		"@@CERT@@", certFile, "@@KEY@@", keyFile, "@@DOMAIN@@", "localhost",
+		"@@PROSODY_MAM@@", "", "@@PROSODY_MAM_OPTIONS@@", "").Replace(prosodyTemplate) // no archive, as compare.py without --archive
 	cfgFile := filepath.Join(dir, "prosody.cfg.lua")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -17,7 +17,9 @@
 //     get/set are answered with not-acceptable carrying
 //     <blocked xmlns='urn:xmpp:blocking:errors'/>; presence and everything
 //     else is dropped.
-//   - PointDeliver and PointOffline (a blocked JID sends to the user):
+//   - PointUserMessage, PointDeliver and PointOffline (a blocked JID
+//     sends to the user; PointUserMessage stops a message before the
+//     message archive keeps it):
 //     messages and IQ get/set are answered with service-unavailable (once,
 //     though the router delivers to each resource), everything else
 //     (presence, results, errors) is dropped. The one exception is our own
@@ -138,7 +140,7 @@ var namespaces = map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAcco
 func (p *Plugin) InterceptPoints() []plugins.Point { return points }
 
 // points is shared: the manager asks for it on every stanza.
-var points = []plugins.Point{plugins.PointInbound, plugins.PointDeliver, plugins.PointOffline}
+var points = []plugins.Point{plugins.PointInbound, plugins.PointUserMessage, plugins.PointDeliver, plugins.PointOffline}
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
@@ -420,7 +422,7 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	switch pt {
 	case plugins.PointInbound:
 		return p.outbound(ctx, st)
-	case plugins.PointDeliver, plugins.PointOffline:
+	case plugins.PointUserMessage, plugins.PointDeliver, plugins.PointOffline:
 		owner := bareOf(st.Session)
 		if owner == "" {
 			owner = xmpputil.Bare(el.To())

@@ -14,6 +14,7 @@
 //	xep0191.blocking  blocking command, enforced by an interceptor
 //	xep0199.ping      ping to the server
 //	xep0280.carbons   message carbons switch
+//	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
 //
 // Any of them can be turned off with plugins.disabled. Settings, under
 // plugins.settings.<id>:
@@ -32,6 +33,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
 	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/mam"      // xep0313.mam
 	_ "github.com/aviary-im/aviary/plugins/pep"      // xep0163.pep
 	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private

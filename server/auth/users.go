@@ -21,6 +21,9 @@ type Users struct {
 	KickFunc func(ctx context.Context, bare, reason string) int
 	// Hooks, when set, receives EventUserCreated and EventUserDeleted.
 	Hooks *plugins.Hooks
+	// FASTTokens, when set, is the store of XEP-0484 tokens: a password
+	// change revokes the account's tokens (fast.go).
+	FASTTokens storage.KeyValue
 }
 
 var _ plugins.UserManager = (*Users)(nil)
@@ -79,7 +82,17 @@ func (u *Users) SetPassword(ctx context.Context, username, password string) erro
 	if err != nil {
 		return err
 	}
-	return u.Store.SetCredentials(ctx, name, creds)
+	if err := u.Store.SetCredentials(ctx, name, creds); err != nil {
+		return err
+	}
+	// Whoever changes a password may suspect it leaked: the clients that
+	// hold tokens log in with the new password again.
+	if u.FASTTokens != nil {
+		if err := RevokeFASTTokens(ctx, u.FASTTokens, name+"@"+u.Domain); err != nil {
+			return fmt.Errorf("auth: password changed, but revoking FAST tokens failed: %w", err)
+		}
+	}
+	return nil
 }
 
 // CheckPassword reports whether password is the account's password.

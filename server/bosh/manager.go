@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -168,6 +169,13 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			m.writeBody(w, terminateBody(CondPolicyViolation))
+			return
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			// The listener's body deadline passed (server/httplimit).
+			w.Header().Set("Connection", "close")
+			http.Error(w, "request body not received in time", http.StatusRequestTimeout)
 			return
 		}
 		http.Error(w, "bad request: incomplete body", http.StatusBadRequest)

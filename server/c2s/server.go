@@ -11,6 +11,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -47,7 +48,10 @@ type Deps struct {
 // dependencies and the table of stream-management sessions that can be
 // resumed. One Server serves every connector (TCP, BOSH, WebSocket).
 type Server struct {
-	d         Deps
+	d Deps
+	// baseTLS is Deps.TLS as given; d.TLS records the certificate chosen
+	// for each connection (channel.go).
+	baseTLS   *tls.Config
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
 	preAuth   preAuthTable              // see preauth.go
@@ -68,7 +72,9 @@ func NewServer(d Deps) *Server {
 	if d.MaxPendingBytes <= 0 {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
-	srv := &Server{d: d, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	base := d.TLS
+	d.TLS = tlsutil.Recording(base)
+	srv := &Server{d: d, baseTLS: base, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }

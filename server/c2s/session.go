@@ -93,6 +93,7 @@ type Session struct {
 	state        state
 	username     string
 	exchange     auth.Exchange
+	mechanism    string // of the running (or last) exchange, for logs
 	saslFailures int
 	// sasl2 is set while the exchange runs in XEP-0388's namespace; bind2
 	// is the XEP-0386 <bind/> its <authenticate/> carried, if any, and
@@ -102,6 +103,16 @@ type Session struct {
 	bind2       *wire.Element
 	sasl2Resume *wire.Element
 	resumedInto *Session
+	// userAgent is the XEP-0388 user-agent id of the running SASL2
+	// exchange; fastUse its XEP-0484 <fast/> (a login with a token),
+	// fastRequest the mechanism of its <request-token/>.
+	userAgent   string
+	fastUse     *auth.FASTUse
+	fastRequest string
+	// cb are the channel bindings of the stream's TLS, once cbKnown
+	// (channel.go).
+	cb          auth.Bindings
+	cbKnown     bool
 	smEnabled   bool
 	inH         uint32
 	headerCount int

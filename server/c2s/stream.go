@@ -310,12 +310,21 @@ func (s *Session) features() *wire.Element {
 			f.Append(st)
 		}
 		if secure || !s.requireTLS() {
+			conn := s.authConn()
 			mechs := wire.NewNS("mechanisms", wire.NSSASL)
-			for _, m := range s.srv.d.Auth.Mechanisms(secure) {
+			for _, m := range s.srv.d.Auth.MechanismsOn(conn) {
 				mechs.Append(wire.New("mechanism").SetText(m))
 			}
 			f.Append(mechs)
-			f.Append(s.sasl2Feature(mechs))
+			if types := conn.Bindings.Types(); len(types) > 0 {
+				// XEP-0440: which binding types the -PLUS mechanisms take.
+				cb := wire.NewNS("sasl-channel-binding", wire.NSSASLCB)
+				for _, t := range types {
+					cb.Append(wire.New("channel-binding", "type", t))
+				}
+				f.Append(cb)
+			}
+			f.Append(s.sasl2Feature(mechs, conn))
 			if s.srv.d.Plugins != nil {
 				f.Append(s.srv.d.Plugins.StreamFeatures(false)...)
 			}
@@ -333,6 +342,10 @@ func (s *Session) features() *wire.Element {
 		f.Append(wire.NewNS("sm", wire.NSSM))
 	}
 	f.Append(wire.NewNS("csi", wire.NSCSI))
+	// The router versions every roster (XEP-0237): a client that sees
+	// this sends the version it holds and gets an empty result when
+	// nothing changed, instead of the whole roster at every login.
+	f.Append(wire.NewNS("ver", wire.NSRosterVer))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
 	}
@@ -429,11 +442,13 @@ func (s *Session) startTLS() bool {
 		return true
 	}
 	s.state = stateHeader
+	s.cb, s.cbKnown = nil, false // the bindings of the new TLS layer
 	return false
 }
 
 func (s *Session) startAuth(el *wire.Element) bool {
 	s.sasl2, s.bind2 = false, nil
+	s.userAgent, s.fastUse, s.fastRequest = "", nil, ""
 	return s.beginSASL(el.Attr("mechanism"), el.AllText())
 }
 
@@ -450,11 +465,11 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
 		return true
 	}
-	x, err := a.StartFrom(mechanism, s.t.Secure(), s.t.RemoteAddr())
+	x, err := a.StartOn(mechanism, s.authConn())
 	if err != nil {
 		return s.saslFail(err)
 	}
-	s.exchange = x
+	s.exchange, s.mechanism = x, mechanism
 	text := strings.TrimSpace(initial)
 	if text == "" {
 		// No initial response: an empty challenge asks for it.
@@ -501,12 +516,13 @@ func (s *Session) saslStep(data []byte) bool {
 		s.enqueue(wire.NewNS("challenge", s.saslNS()).SetText(encodeSASL(out)))
 		return false
 	}
-	s.username = s.exchange.Username()
+	x := s.exchange
+	s.username = x.Username()
 	s.exchange = nil
 	s.srv.d.Auth.Succeeded(s.t.RemoteAddr())
 	s.markAuthenticated()
 	if s.sasl2 {
-		return s.sasl2Success(out)
+		return s.sasl2Success(out, x)
 	}
 	s.enqueue(wire.NewNS("success", wire.NSSASL).SetText(encodeSASL(out)))
 	s.t.Restart()
@@ -530,7 +546,7 @@ func (s *Session) markAuthenticated() {
 	}
 	s.mu.Unlock()
 	s.logp.Store(s.logger().With("user", s.username))
-	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2)
+	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2, "mechanism", s.mechanism)
 }
 
 func (s *Session) saslFail(err error) bool {

@@ -1,8 +1,10 @@
 // Package httpd is the node's HTTP listener for web clients: BOSH at
 // /http-bind (server/bosh), WebSocket at /xmpp-websocket
-// (server/websocket), and XEP-0156 discovery at /.well-known/host-meta and
-// /.well-known/host-meta.json. Sessions of both connectors are run by the
-// c2s core (c2s.Server.Serve) through the transports in this package, so
+// (server/websocket), XEP-0156 discovery at /.well-known/host-meta and
+// /.well-known/host-meta.json, and ACME HTTP-01 challenges at
+// /.well-known/acme-challenge/ (server/certs, from the shared store, so
+// any node answers for the one ordering). Sessions of both connectors are
+// run by the c2s core (c2s.Server.Serve) through the transports in this package, so
 // they are the same kind of session as TCP clients.
 //
 // A node starts it as a service:
@@ -33,7 +35,9 @@ import (
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/c2s"
+	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/httplimit"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/server/websocket"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -74,6 +78,9 @@ type Deps struct {
 	// when http.tls_listen is on.
 	TLS    *tls.Config
 	Logger *slog.Logger
+	// ACMEChallenges answers ACME HTTP-01 challenges at
+	// /.well-known/acme-challenge/ (server/certs); nil leaves it out.
+	ACMEChallenges http.Handler
 }
 
 // Server is the HTTP listener of one node.
@@ -127,6 +134,9 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 	s.mux.HandleFunc(PathWebSocket, s.serveWS)
 	s.mux.HandleFunc(PathHostMeta, s.serveHostMeta)
 	s.mux.HandleFunc(PathHostMetaJSON, s.serveHostMetaJSON)
+	if d.ACMEChallenges != nil {
+		s.mux.Handle(certs.PathHTTP01, d.ACMEChallenges)
+	}
 	return s, nil
 }
 
@@ -164,7 +174,10 @@ func (s *Server) Start(ctx context.Context) error {
 		if l.tls {
 			tc := s.d.TLS.Clone()
 			tc.NextProtos = []string{"http/1.1"} // WebSocket needs HTTP/1.1
-			ln = tls.NewListener(ln, tc)
+			// The certificate presented on each connection is recorded for
+			// a WebSocket's tls-server-end-point channel binding.
+			ln = tls.NewListener(tlsutil.RecordingListener(ln), tlsutil.Recording(tc))
+			hs.ConnContext = tlsutil.ConnContext
 		}
 		s.mu.Lock()
 		s.servers[l.name] = hs
@@ -429,7 +442,7 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if conf.Off(cfg.HTTP.Listen) && conf.Off(cfg.HTTP.TLSListen) {
 		return nil
 	}
-	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger()})
+	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler()})
 	if err != nil {
 		return err
 	}

@@ -252,3 +252,66 @@ func TestBrowserClosedTab(t *testing.T) {
 	carol.Send("<presence/>")
 	carol.Await("the message sent after the tab closed", isMsg("after the tab closed"))
 }
+
+// TestConverseHistory: Converse.js in headless Chromium chats with a TCP
+// user over WebSocket, then the page is loaded again with nothing cached
+// and shows the conversation from the server's message archive
+// (XEP-0313). The screenshot is kept in artifacts/converse-history.png
+// ($AVIARY_ARTIFACTS overrides the directory).
+func TestConverseHistory(t *testing.T) {
+	dir := jsDir(t)
+	chromium := chromiumPath(t)
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "webuser", "pw-web")
+	tcp := servertest.Dial(t, n)
+	tcp.Login("carol", "pw-carol", "desk")
+	tcp.Send("<presence/>")
+	tcp.Timeout = 90 * time.Second // node and Chromium start slowly on a loaded machine
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "converse.html"))
+	})
+	mux.Handle("/converse/", http.StripPrefix("/converse/", http.FileServer(http.Dir(filepath.Join(dir, "node_modules", "converse.js", "dist")))))
+	pages := httptest.NewServer(mux)
+	t.Cleanup(pages.Close)
+
+	artifacts := os.Getenv("AVIARY_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join("..", "..", "artifacts")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot, _ := filepath.Abs(filepath.Join(artifacts, "converse-history.png"))
+	q := url.Values{
+		"ws":   {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket},
+		"jid":  {"webuser@localhost"},
+		"pw":   {"pw-web"},
+		"peer": {"carol@localhost"},
+	}
+	const say, answer = "Hello Carol, this is Converse", "Hi! I will still be here after a reload"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "converse.mjs", pages.URL+"/?"+q.Encode(), say, answer, shot)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out := logOnFailure(t)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	msg := tcp.Await("Converse's message", func(el *wire.Element) bool {
+		return el.Name == "message" && el.ChildText("body", "") == say
+	})
+	tcp.Send("<message to='%s' type='chat' id='answer1'><body>%s</body></message>", msg.From(), answer)
+	if err := <-done; err != nil || !strings.Contains(out.String(), "OK") {
+		t.Fatalf("converse: %v\n%s", err, out.String())
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+		t.Errorf("no screenshot at %s: %v", shot, err)
+	}
+}

@@ -60,3 +60,12 @@ func (t *WSTransport) RemoteAddr() string { return t.c.RemoteHost() }
 
 // SetActivityHook installs fn, called for every message.
 func (t *WSTransport) SetActivityHook(fn func()) { t.c.SetActivityHook(fn) }
+
+var _ c2s.TLSStater = (*WSTransport)(nil)
+
+// TLSState implements c2s.TLSStater with the TLS connection of the https
+// listener the WebSocket came on (nil behind a proxy), and the
+// certificate the listener recorded for it.
+func (t *WSTransport) TLSState() (*tls.ConnectionState, *tls.Certificate) {
+	return t.c.TLSState(), t.c.ServedCertificate()
+}

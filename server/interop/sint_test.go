@@ -171,3 +171,15 @@ func report(t *testing.T, name, line string) {
 		t.Logf("keeping the SINT summary: %v", err)
 	}
 }
+
+// TestSmackSINTMAM runs Smack's MamIntegrationTest alone (it also runs in
+// TestSmackSINT, among the rest) and requires that its tests ran and
+// passed: SINT skips a class whose feature the server does not announce,
+// which TestSmackSINT would not notice.
+func TestSmackSINTMAM(t *testing.T) {
+	passed, total, failed, log := runSINT(t, "ibr", "-Dsinttest.enabledTests=MamIntegrationTest")
+	report(t, "smack-sint-mam", fmt.Sprintf("smack-sint-mam: %d passed, %d failed", passed, total-passed))
+	if total < 2 || passed != total || len(failed) > 0 {
+		t.Errorf("MamIntegrationTest: %d of %d passed, failed %v\n%s", passed, total, failed, tail(log, 60))
+	}
+}

@@ -100,7 +100,11 @@
 // wherever it goes (a local session, another node, s2s); an error there
 // drops the copy without a bounce. PointDeliver runs before a stanza is
 // queued on a local session, PointOffline before a message is stored,
-// PointRemoteInbound on what s2s hands in. A probe delivered to a resource
+// PointRemoteInbound on what s2s hands in, PointUserMessage once per
+// message for a local account at the top of routeMessage (on the node that
+// routes it; what arrives over a node link goes straight to deliverLocal,
+// and a fallback to offline storage passes PointOffline only, so it runs
+// exactly once per message and account cluster-wide). A probe delivered to a resource
 // is answered by the router and passes no PointDeliver; its answer passes
 // PointInbound.
 //

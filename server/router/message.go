@@ -30,6 +30,9 @@ func (r *Router) clientMessage(ctx context.Context, from string, el *wire.Elemen
 // clients expect). Nothing is copied per recipient: every session gets the
 // same element.
 func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
+	if !r.intercept(ctx, plugins.PointUserMessage, el, "", false) {
+		return
+	}
 	typ := el.Type()
 	if a.resource != "" {
 		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {

@@ -1,5 +1,6 @@
 // Package tlsutil loads the node's certificate, or generates a self-signed
-// one for the domain when none is configured.
+// one for the domain when none is configured. server/certs serves it for
+// the names no stored (ACME or imported) certificate covers.
 package tlsutil
 
 import (
@@ -28,43 +29,61 @@ const (
 	GeneratedKey  = "selfsigned-key.pem"
 )
 
+// Where the certificate of Load came from.
+const (
+	SourceFile       = "file"        // tls.cert_file and tls.key_file
+	SourceSelfSigned = "self-signed" // generated into data_dir
+)
+
 // Load returns the TLS configuration for the node: the files named in
 // cfg.TLS, or a self-signed certificate for cfg.Domain kept in cfg.DataDir
 // (generated on first use, reused afterwards), which is logged loudly
 // because clients will not trust it.
 func Load(cfg *conf.Config, log *slog.Logger) (*tls.Config, error) {
-	if log == nil {
-		log = slog.Default()
-	}
-	var cert tls.Certificate
-	var err error
-	if cfg.TLS.CertFile != "" {
-		cert, err = tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tlsutil: loading tls.cert_file/tls.key_file: %w", err)
-		}
-	} else {
-		certPath := filepath.Join(cfg.DataDir, GeneratedCert)
-		keyPath := filepath.Join(cfg.DataDir, GeneratedKey)
-		cert, err = tls.LoadX509KeyPair(certPath, keyPath)
-		if err == nil && !coversDomain(cert, cfg.Domain) {
-			err = errors.New("stale: domain changed")
-		}
-		if err != nil {
-			if err := GenerateSelfSigned(cfg.Domain, certPath, keyPath); err != nil {
-				return nil, err
-			}
-			if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
-				return nil, fmt.Errorf("tlsutil: %w", err)
-			}
-		}
-		log.Warn("USING A SELF-SIGNED TLS CERTIFICATE: clients will warn or refuse to connect; set tls.cert_file and tls.key_file for production",
-			"domain", cfg.Domain, "cert", certPath)
+	cert, _, err := LoadCertificate(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
 	}, nil
+}
+
+// LoadCertificate is Load's certificate and where it came from
+// (SourceFile or SourceSelfSigned).
+func LoadCertificate(cfg *conf.Config, log *slog.Logger) (tls.Certificate, string, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return tls.Certificate{}, "", fmt.Errorf("tlsutil: loading tls.cert_file/tls.key_file: %w", err)
+		}
+		return cert, SourceFile, nil
+	}
+	certPath := filepath.Join(cfg.DataDir, GeneratedCert)
+	keyPath := filepath.Join(cfg.DataDir, GeneratedKey)
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err == nil && !coversDomain(cert, cfg.Domain) {
+		err = errors.New("stale: domain changed")
+	}
+	if err != nil {
+		if err := GenerateSelfSigned(cfg.Domain, certPath, keyPath); err != nil {
+			return tls.Certificate{}, "", err
+		}
+		if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+			return tls.Certificate{}, "", fmt.Errorf("tlsutil: %w", err)
+		}
+	}
+	if cfg.TLS.ACME.Enabled {
+		log.Info("serving a self-signed TLS certificate until ACME has one (tls.acme)", "domain", cfg.Domain, "cert", certPath)
+	} else {
+		log.Warn("USING A SELF-SIGNED TLS CERTIFICATE: clients will warn or refuse to connect; set tls.cert_file and tls.key_file, turn on tls.acme or run `aviary cert import` for production",
+			"domain", cfg.Domain, "cert", certPath)
+	}
+	return cert, SourceSelfSigned, nil
 }
 
 func coversDomain(cert tls.Certificate, domain string) bool {

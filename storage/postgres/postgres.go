@@ -265,3 +265,14 @@ func unavailable(err error) bool {
 // statistics for the planner, and the visibility map that lets a count
 // read only the index. Benchmarks call it after a bulk load.
 func (s *Store) Vacuum(ctx context.Context) error { return s.exec(ctx, "VACUUM ANALYZE") }
+
+// ArchiveDiskBytes is what the archive stores take on disk: the table
+// archive_entries with its indexes and TOAST (benchmarks report bytes per
+// message with it).
+func (s *Store) ArchiveDiskBytes(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.do(ctx, func(ctx context.Context) error {
+		return s.pool.QueryRow(ctx, `SELECT pg_total_relation_size('archive_entries')`).Scan(&n)
+	})
+	return n, err
+}

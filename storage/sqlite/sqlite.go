@@ -292,3 +292,16 @@ func fromMicro(v int64) time.Time { return time.UnixMicro(v).UTC() }
 
 // DB returns the read pool, for diagnostics and tests.
 func (s *Store) DB() *sql.DB { return s.rdb }
+
+// ArchiveDiskBytes is what the archive stores take on disk: the pages of
+// archive_entries and its indexes (dbstat), after a checkpoint
+// (benchmarks report bytes per message with it).
+func (s *Store) ArchiveDiskBytes(ctx context.Context) (int64, error) {
+	if _, err := s.wdb.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT coalesce(sum(pgsize), 0) FROM dbstat
+		WHERE name = 'archive_entries' OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'archive_entries')`).Scan(&n)
+	return n, err
+}

@@ -522,6 +522,49 @@ func testArchiveBatch(t *testing.T, s storage.Store) {
 	}
 }
 
+// testArchiveGivenIDs: the message archive makes IDs before it writes
+// (the live message carries one as its stanza-id) and writes them in
+// batches whose order need not follow the IDs; the store keeps them, and
+// moves only an entry whose ID the owner already has.
+func testArchiveGivenIDs(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	a := s.Archive("mam")
+	first := storage.NewArchiveID(when)
+	second := storage.NewArchiveID(when.Add(time.Millisecond))
+	third := storage.NewArchiveID(when.Add(time.Second))
+	forBob := storage.NewArchiveID(when.Add(2 * time.Millisecond))
+	ids, err := a.AppendBatch(c, []storage.ArchiveEntry{
+		{ID: third, Owner: "dora@x", With: "erin@x", Value: []byte("3")},
+		{ID: second, Owner: "dora@x", With: "erin@x", Value: []byte("2")},
+		{ID: first, Owner: "dora@x", With: "erin@x", Value: []byte("1")},
+		{ID: forBob, Owner: "erin@x", With: "dora@x", Value: []byte("1 for bob")},
+		{Owner: "erin@x", With: "dora@x", When: when, Value: []byte("assigned")},
+	})
+	must(t, err)
+	if ids[0] != third || ids[1] != second || ids[2] != first || ids[3] != forBob {
+		t.Fatalf("given IDs %v came back as %v", []int64{third, second, first, forBob}, ids[:4])
+	}
+	p, err := a.Query(c, "dora@x", storage.ArchiveQuery{})
+	must(t, err)
+	if got := string(p.Entries[0].Value) + string(p.Entries[1].Value) + string(p.Entries[2].Value); got != "123" ||
+		!p.Entries[0].When.Equal(storage.ArchiveIDTime(first)) {
+		t.Fatalf("dora's archive reads %q (first at %v), want 123 in ID order", got, p.Entries[0].When)
+	}
+	// An ID already taken: the entry moves, nothing is
+	// overwritten, and the returned ID says where it went.
+	id, err := a.Append(c, storage.ArchiveEntry{ID: first, Owner: "dora@x", With: "carol@x", Value: []byte("dup")})
+	must(t, err)
+	if id == first {
+		t.Fatal("a colliding given ID was reported as kept")
+	}
+	if e, err := a.Get(c, "dora@x", first); err != nil || string(e.Value) != "1" {
+		t.Fatalf("the entry under the colliding ID = %q, %v; want the first one", e.Value, err)
+	}
+	if e, err := a.Get(c, "dora@x", id); err != nil || string(e.Value) != "dup" {
+		t.Fatalf("the moved entry = %q, %v", e.Value, err)
+	}
+}
+
 func testArchiveDelete(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	a := s.Archive("mam")

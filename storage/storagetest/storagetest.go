@@ -55,6 +55,7 @@ func Run(t *testing.T, open Open) {
 		{"Archive", testArchive},
 		{"ArchivePaging", testArchivePaging},
 		{"ArchiveBatch", testArchiveBatch},
+		{"ArchiveGivenIDs", testArchiveGivenIDs},
 		{"ArchiveDelete", testArchiveDelete},
 		{"PluginCatalogue", testPlugins},
 		{"NodePlugins", testNodePlugins},

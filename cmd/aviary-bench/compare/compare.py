@@ -28,6 +28,9 @@ Workloads (names for --workloads):
   cluster  (d) the ring over a three-node Aviary cluster (PostgreSQL +
            Hazelcast); Prosody and ejabberd are not clustered here
 
+--archive turns message archiving (XEP-0313) on in all of them (off
+otherwise): every message is archived for its sender and its recipient.
+
 It prints medians of --repeats runs per server and workload, and one table of
 ratios Aviary/Prosody and Aviary/ejabberd (Markdown). Every server process it
 starts is stopped on exit, also on Ctrl-C.
@@ -117,9 +120,27 @@ def wait_port(port, proc, timeout, what):
     raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
 
 
+# ARCHIVE is --archive: every server archives every message for both
+# parties (Aviary's xep0313.mam, Prosody's mod_mam, ejabberd's mod_mam, each
+# with archiving on by default and on the storage the server already uses).
+# Without it, archiving is off on all three (Aviary's plugin is on by
+# default, so the template turns it off).
+ARCHIVE = False
+
+
+def archive_values():
+    if ARCHIVE:
+        return {"MAM_OFF": "", "PROSODY_MAM": '"mam";',
+                "PROSODY_MAM_OPTIONS": 'default_archive_policy = true\narchive_expires_after = "never"',
+                "EJABBERD_MAM": "mod_mam:\n    default: always"}
+    return {"MAM_OFF": '"xep0313.mam"', "PROSODY_MAM": "", "PROSODY_MAM_OPTIONS": "", "EJABBERD_MAM": ""}
+
+
 def fill(template, dest, **values):
     with open(os.path.join(HERE, template)) as f:
         text = f.read()
+    for k, v in archive_values().items():
+        values.setdefault(k, v)
     for k, v in values.items():
         text = text.replace("@@" + k + "@@", str(v))
     with open(dest, "w") as f:
@@ -611,9 +632,14 @@ def main():
                     help="let the tool offer X25519MLKEM768 (only a Go server takes it; the Debian servers cannot)")
     ap.add_argument("--json-out", help="also write every raw result here")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--archive", action="store_true",
+                    help="turn message archiving (XEP-0313) on in every server: Aviary's xep0313.mam, "
+                    "Prosody's and ejabberd's mod_mam, archiving every message for both parties")
     ap.add_argument("--no-pin", action="store_true",
                     help="leave Prosody and the tool to the scheduler in the login workload too")
     opts = ap.parse_args()
+    global ARCHIVE
+    ARCHIVE = opts.archive
 
     servers = [s for s in opts.servers.split(",") if s]
     workloads = [w for w in opts.workloads.split(",") if w]
@@ -770,6 +796,8 @@ def main():
                f"at end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}: other work on the machine "
                "competes for the same cores, so compare servers within one run only.")
     out.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".")
+    out.append("Message archiving (XEP-0313): " + ("on in every server (--archive: Aviary xep0313.mam, Prosody and ejabberd mod_mam), every message archived for both parties."
+                                                  if ARCHIVE else "off in every server (--archive turns it on)."))
     idle_rep = opts.idle_repeats or opts.repeats
     out.append(f"Medians of {opts.repeats} runs ({idle_rep} for idle); each run on a freshly started server, accounts registered and the tool's SCRAM cache primed by an unmeasured run. "
                f"ring: {opts.ring_users} users x {opts.ring_messages} messages, {opts.ring_inflight} in flight; "

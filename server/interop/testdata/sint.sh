@@ -20,6 +20,9 @@ c2s:
   listen: 127.0.0.1:5222
   tls_listen: "off"
   allow_registration: $([ "$mode" = ibr ] && echo true || echo false)
+  # SINT registers every test account in-band from 127.0.0.1; the default
+  # of 10 registrations per address and hour stops it after ten.
+  registration_limit: -1
   # SINT keeps one unauthenticated connection open for the whole run to
   # register accounts in-band; the 30s default would close it mid-run.
   auth_timeout: 15m

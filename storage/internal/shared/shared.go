@@ -3,10 +3,8 @@
 package shared
 
 import (
-	"crypto/rand"
 	"fmt"
 	"slices"
-	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -56,32 +54,14 @@ func Now() time.Time { return Stamp(time.Now()) }
 // Stamp rounds a time to what the stores keep.
 func Stamp(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// lastArchiveID is the last ID NewArchiveID made in this process.
-var lastArchiveID atomic.Int64
-
-// NewArchiveID makes the ID of an archive entry at t (see
-// storage.ArchiveIDShift): t's microseconds, and in the low bits a random
-// number, or one more than the last ID made in the same microsecond, so
-// the IDs one process makes for the same time keep their order and two
-// nodes rarely collide (a store retries a collision with NextArchiveID).
-func NewArchiveID(t time.Time) int64 {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	id := storage.ArchiveIDAt(t) | int64(b[0]&0x01)<<8 | int64(b[1])
-	for {
-		last := lastArchiveID.Load()
-		if id>>storage.ArchiveIDShift == last>>storage.ArchiveIDShift && id <= last {
-			id = last + 1
-		}
-		if id <= last || lastArchiveID.CompareAndSwap(last, id) {
-			return id
-		}
-	}
-}
+// NewArchiveID is storage.NewArchiveID.
+func NewArchiveID(t time.Time) int64 { return storage.NewArchiveID(t) }
 
 // NewArchiveIDs makes the IDs of a batch of entries (a zero When is now):
 // entries whose times fall in the same microsecond get increasing IDs in
-// the order given, whatever time they are for.
+// the order given, whatever time they are for. An entry that comes with
+// an ID (made by the caller with storage.NewArchiveID) keeps it; Insert
+// moves it only if it collides.
 func NewArchiveIDs(es []storage.ArchiveEntry) []int64 {
 	now := Now()
 	ids := make([]int64, len(es))
@@ -90,6 +70,10 @@ func NewArchiveIDs(es []storage.ArchiveEntry) []int64 {
 		t := e.When
 		if t.IsZero() {
 			t = now
+		}
+		if e.ID != 0 {
+			ids[i] = e.ID // shown to clients already: kept as given
+			continue
 		}
 		id := NewArchiveID(t)
 		us := id >> storage.ArchiveIDShift
@@ -102,20 +86,8 @@ func NewArchiveIDs(es []storage.ArchiveEntry) []int64 {
 	return ids
 }
 
-// NextArchiveID is the ID to try after id collided: the next one, which
-// sorts right after it.
-func NextArchiveID(id int64) int64 {
-	for {
-		last := lastArchiveID.Load()
-		next := max(id, last) + 1
-		if next>>storage.ArchiveIDShift != id>>storage.ArchiveIDShift {
-			next = id + 1 // do not drift into a later microsecond for an old time
-		}
-		if next <= last || lastArchiveID.CompareAndSwap(last, next) {
-			return next
-		}
-	}
-}
+// NextArchiveID is storage.NextArchiveID.
+func NextArchiveID(id int64) int64 { return storage.NextArchiveID(id) }
 
 // ArchiveIDRange turns a query's time and ID bounds into one half-open ID
 // range [lo, hi); hi 0 means none.

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the JavaScript clients that server/httpd's js_test.go drives
-# (@xmpp/client, stanza, strophe.js, playwright-core) into node_modules
+# (@xmpp/client, stanza, strophe.js, converse.js, playwright-core) into node_modules
 # beside this script. Needs node and npm (Debian: nodejs, npm) and the npm
 # registry. Idempotent: does nothing when the pinned packages are present.
 set -eu

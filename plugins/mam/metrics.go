@@ -1,0 +1,43 @@
+package mam
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aviary-im/aviary/storage/groupcommit"
+)
+
+// registerMetrics exports the archive writer's counters; it returns the
+// function that unregisters them.
+func registerMetrics(reg prometheus.Registerer, w *groupcommit.Writer) func() {
+	stat := func(f func(groupcommit.Stats) float64) func() float64 {
+		return func() float64 { return f(w.Stats()) }
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aviary_mam_archived_total",
+			Help: "Messages written to the message archive (one per account copy)."},
+			stat(func(s groupcommit.Stats) float64 { return float64(s.Entries) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aviary_mam_batches_total",
+			Help: "Group-commit transactions of the message archive."},
+			stat(func(s groupcommit.Stats) float64 { return float64(s.Batches) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aviary_mam_failed_total",
+			Help: "Archive entries given up after the writer's retries (lost from the archive)."},
+			stat(func(s groupcommit.Stats) float64 { return float64(s.Failed) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aviary_mam_moved_ids_total",
+			Help: "Archive entries whose stamped stanza-id was taken and were stored under another."},
+			stat(func(s groupcommit.Stats) float64 { return float64(s.MovedIDs) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aviary_mam_pending",
+			Help: "Archive entries queued or being written."},
+			stat(func(s groupcommit.Stats) float64 { return float64(s.Pending) })),
+	}
+	var done []prometheus.Collector
+	for _, c := range cs {
+		if reg.Register(c) == nil {
+			done = append(done, c)
+		}
+	}
+	return func() {
+		for _, c := range done {
+			reg.Unregister(c)
+		}
+	}
+}

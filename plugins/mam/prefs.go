@@ -1,0 +1,202 @@
+package mam
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
+	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// PrefsStore is the key/value store of the preferences (keep the name):
+// one JSON value per account under the key "prefs".
+const PrefsStore = "mamprefs"
+
+// prefs are an account's archiving preferences (XEP-0441).
+type prefs struct {
+	Default string   `json:"default"` // always, roster, never
+	Always  []string `json:"always,omitempty"`
+	Never   []string `json:"never,omitempty"`
+}
+
+// prefsCache reads preferences on every archived message, so each node
+// keeps them for ttl (a change made on this node replaces its entry at
+// once; another node may archive by the old ones for up to ttl) and
+// remembers roster membership the same way for "roster" defaults.
+type prefsCache struct {
+	host plugins.Host
+	def  string
+	ttl  time.Duration
+
+	mu      sync.Mutex
+	entries map[string]cachedPrefs
+	roster  map[[2]string]cachedBool
+}
+
+type cachedPrefs struct {
+	p   prefs
+	exp time.Time
+}
+
+type cachedBool struct {
+	v   bool
+	exp time.Time
+}
+
+// maxCached bounds each cache; past it the cache starts afresh (cheap,
+// and only a node with that many active accounts within ttl gets there).
+const maxCached = 100000
+
+func newPrefsCache(host plugins.Host, def string, ttl time.Duration) *prefsCache {
+	return &prefsCache{host: host, def: def, ttl: ttl, entries: map[string]cachedPrefs{}, roster: map[[2]string]cachedBool{}}
+}
+
+func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[owner]
+	c.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.p, nil
+	}
+	p := prefs{Default: c.def}
+	v, err := c.host.Store().KeyValue(PrefsStore).Get(ctx, owner, "prefs")
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+	case err != nil:
+		return p, err
+	default:
+		if err := json.Unmarshal(v.Value, &p); err != nil {
+			return prefs{Default: c.def}, err
+		}
+	}
+	c.put(owner, p)
+	return p, nil
+}
+
+func (c *prefsCache) put(owner string, p prefs) {
+	c.mu.Lock()
+	if len(c.entries) >= maxCached {
+		c.entries = map[string]cachedPrefs{}
+	}
+	c.entries[owner] = cachedPrefs{p: p, exp: time.Now().Add(c.ttl)}
+	c.mu.Unlock()
+}
+
+// allows reports whether owner archives a message with contact. When the
+// preferences cannot be read it archives (losing history is worse than
+// keeping a message the user asked not to keep for the length of an
+// outage), and says so in the log.
+func (c *prefsCache) allows(ctx context.Context, owner, contact string) bool {
+	p, err := c.load(ctx, owner)
+	if err != nil {
+		c.host.Logger().Warn("mam: preferences unavailable; archiving by default", "owner", owner, "err", err)
+		return true
+	}
+	for _, j := range p.Never {
+		if j == contact {
+			return false
+		}
+	}
+	for _, j := range p.Always {
+		if j == contact {
+			return true
+		}
+	}
+	switch p.Default {
+	case "never":
+		return false
+	case "roster":
+		return c.inRoster(ctx, owner, contact)
+	}
+	return true
+}
+
+func (c *prefsCache) inRoster(ctx context.Context, owner, contact string) bool {
+	k := [2]string{owner, contact}
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.roster[k]
+	c.mu.Unlock()
+	if ok && now.Before(e.exp) {
+		return e.v
+	}
+	it, err := c.host.Store().GetRosterItem(ctx, owner, contact)
+	in := err == nil && it.InRoster
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		c.host.Logger().Warn("mam: roster unavailable; archiving by default", "owner", owner, "err", err)
+		return true
+	}
+	c.mu.Lock()
+	if len(c.roster) >= maxCached {
+		c.roster = map[[2]string]cachedBool{}
+	}
+	c.roster[k] = cachedBool{v: in, exp: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return in
+}
+
+// get answers <prefs/> get.
+func (c *prefsCache) get(ctx context.Context, owner string) (*wire.Element, error) {
+	p, err := c.load(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	return prefsElement(p), nil
+}
+
+// set answers <prefs/> set: it replaces the preferences and returns them.
+func (c *prefsCache) set(ctx context.Context, owner string, el *wire.Element) (*wire.Element, error) {
+	p := prefs{Default: el.Attr("default")}
+	switch p.Default {
+	case "always", "never", "roster":
+	default:
+		return nil, wire.ErrBadRequest.WithText("default must be always, never or roster")
+	}
+	read := func(name string) ([]string, error) {
+		var out []string
+		if list := el.Child(name, ""); list != nil {
+			for _, j := range list.ChildrenNamed("jid", "") {
+				b := xmpputil.Bare(j.Text)
+				if b == "" {
+					return nil, wire.ErrBadRequest.WithText("not a JID: " + j.Text)
+				}
+				out = append(out, b)
+			}
+		}
+		return out, nil
+	}
+	var err error
+	if p.Always, err = read("always"); err != nil {
+		return nil, err
+	}
+	if p.Never, err = read("never"); err != nil {
+		return nil, err
+	}
+	v, _ := json.Marshal(p)
+	if _, err := c.host.Store().KeyValue(PrefsStore).Set(ctx, owner, "prefs", v, storage.Limits{Bytes: 256 << 10}); err != nil {
+		return nil, xmpputil.QuotaError(err, "archiving preferences", "JIDs")
+	}
+	c.put(owner, p)
+	return prefsElement(p), nil
+}
+
+func prefsElement(p prefs) *wire.Element {
+	el := wire.NewNS("prefs", NS).SetAttr("default", p.Default)
+	for _, l := range []struct {
+		name string
+		jids []string
+	}{{"always", p.Always}, {"never", p.Never}} {
+		list := wire.New(l.name)
+		for _, j := range l.jids {
+			list.Append(wire.New("jid").SetText(j))
+		}
+		el.Append(list)
+	}
+	return el
+}

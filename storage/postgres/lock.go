@@ -1,0 +1,40 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TryLock takes the cluster-wide lock called name if no session of any
+// node holds it, without waiting: ok is false when another holder has it.
+// It is a PostgreSQL session-level advisory lock on a connection of its
+// own, outside the pool, so it ends when unlock closes that connection or
+// when the connection or the process dies: a node that crashes while
+// holding it cannot block the others. The key is a hash of the schema and
+// the name, so clusters (and tests) on other schemas of the same database
+// do not share locks.
+func (s *Store) TryLock(ctx context.Context, name string) (unlock func(), ok bool, err error) {
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(cctx, s.cfg.ConnConfig.Copy())
+	if err != nil {
+		return nil, false, fmt.Errorf("postgres: lock %s: %w", name, err)
+	}
+	closeConn := func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(c)
+	}
+	if err := conn.QueryRow(cctx, "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || '.aviary.lock.' || $1, 0))", name).Scan(&ok); err != nil {
+		closeConn()
+		return nil, false, fmt.Errorf("postgres: lock %s: %w", name, err)
+	}
+	if !ok {
+		closeConn()
+		return nil, false, nil
+	}
+	return closeConn, true, nil
+}
