@@ -106,7 +106,8 @@ start_cluster() {
 }
 
 keep_logs() {
-	for i in 1 2 3; do cp "$cluster_dir/node$i.log" "$dir/$1-node$i.log" 2>/dev/null || true; done
+	local n
+	for n in 1 2 3; do cp "$cluster_dir/node$n.log" "$dir/$1-node$n.log" 2>/dev/null || true; done
 }
 
 # field FILE EXPR: a value from a run's JSON.
@@ -143,6 +144,7 @@ printf '%-4s %8s %9s %11s %5s %10s %8s %8s %8s %9s  %s\n' \
 for i in $(seq 1 "$runs"); do
 	start_cluster "$safety"
 	out=$dir/run-$i.json err=$dir/run-$i.err
+	: >"$err" # before the tool starts: the wait below must not read an old run
 	"$bench" -servers "$servers" -dispatch "$dispatch" -transports "$transports" \
 		-workload ring -reconnect -users "$users" -messages "$messages" -interval "$interval" \
 		-inflight "$inflight" -concurrency "$concurrency" -drain 30s -scram-cache "$dir/scram.cache" \
