@@ -29,6 +29,9 @@ type TrafficStats struct {
 	Receivers int      `json:"receivers,omitempty"`
 	// LostSample names up to 20 lost messages as "sender:seq".
 	LostSample []string `json:"lost_sample,omitempty"`
+	// UnexpectedSample names up to 20 messages that reached another
+	// receiver than their sender's as "sender:seq>receiver".
+	UnexpectedSample []string `json:"unexpected_sample,omitempty"`
 	// Reconnect has the -reconnect figures (ring only).
 	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
 }
@@ -229,6 +232,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	}
 	st.Latency = summarize(tr.Latencies())
 	st.LostSample = tr.Missing(20)
+	st.UnexpectedSample = tr.UnexpectedSample()
 	st.ReadErrs = readErrs.list()
 	st.Receivers = n
 	return st

@@ -142,6 +142,7 @@ type Tracker struct {
 	stale    int
 	dups     int
 	unexp    int
+	unexpS   []string // a sample: sender:seq>receiver
 	lat      []time.Duration
 }
 
@@ -191,6 +192,9 @@ func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome
 	if p.Sender < 0 || p.Sender >= len(t.seen) || p.Seq < 1 || p.Seq > t.perSend ||
 		(t.expectTo != nil && t.expectTo[p.Sender] != receiver) {
 		t.unexp++
+		if len(t.unexpS) < 20 {
+			t.unexpS = append(t.unexpS, strconv.Itoa(p.Sender)+":"+strconv.Itoa(p.Seq)+">"+strconv.Itoa(receiver))
+		}
 		return Unexpected
 	}
 	w, bit := (p.Seq-1)/64, uint64(1)<<((p.Seq-1)%64)
@@ -233,6 +237,14 @@ func (t *Tracker) Counts() Counts {
 	}
 	c.Lost = c.Sent - c.Received
 	return c
+}
+
+// UnexpectedSample returns up to 20 unexpected receipts as
+// "sender:seq>receiver".
+func (t *Tracker) UnexpectedSample() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.unexpS)
 }
 
 // Latencies returns a copy of the recorded latencies.

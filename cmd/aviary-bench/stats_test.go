@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,10 @@ func TestTrackerRing(t *testing.T) {
 	}
 	if got := len(tr.Latencies()); got != 3 {
 		t.Fatalf("%d latencies, want 3 (fresh receipts only)", got)
+	}
+	wantS := []string{"0:1>2", "1:0>2", "1:3>2", "9:1>0", "-1:1>0"}
+	if got := tr.UnexpectedSample(); !slices.Equal(got, wantS) {
+		t.Fatalf("UnexpectedSample = %q, want %q", got, wantS)
 	}
 }
 
