@@ -30,6 +30,9 @@ const (
 	nsXBOSH    = "urn:xmpp:xbosh"
 	// boshWait is how long the server may hold the waiting request.
 	boshWait = 20
+	// boshConns is how many HTTP connections a carrier keeps open: one
+	// for the waiting request, one for writes (requests=2).
+	boshConns = 2
 )
 
 var errBOSHTerminated = errors.New("aviary-bench: bosh session terminated")
@@ -67,12 +70,7 @@ func dialBOSH(ctx context.Context, o dialOptions) (*conn, error) {
 	if !strings.HasSuffix(url, "/http-bind") {
 		url += "/http-bind"
 	}
-	b := &boshCarrier{url: url, domain: o.Domain, timeout: o.Timeout,
-		hc:    &http.Client{Timeout: (boshWait + 15) * time.Second},
-		rid:   rand.Int64N(1 << 40),
-		ready: map[int64][]*wire.Element{}, in: make(chan *wire.Element, 1024), dead: make(chan struct{})}
-	b.ctx, b.cancel = context.WithCancel(context.Background())
-	b.nextRID = b.rid + 1
+	b := newBOSHCarrier(url, o.Domain, o.Timeout)
 	if dl, has := ctx.Deadline(); has {
 		b.setDeadline(dl)
 	}
@@ -100,6 +98,31 @@ func dialBOSH(ctx context.Context, o dialOptions) (*conn, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// newBOSHCarrier returns a carrier for url, before its session exists.
+//
+// Each carrier has its own HTTP connections, as a browser tab keeps its
+// own: with the shared default transport (two idle connections per host
+// for the whole process) hundreds of carriers on one node closed their
+// connection after almost every response. A server cannot tell a client
+// that closed right after reading a response from one that vanished
+// before, so it counted such responses as lost and sent what they carried
+// again (XEP-0124 delivery is at least once): a SASL challenge came
+// twice and the login failed.
+func newBOSHCarrier(url, domain string, timeout time.Duration) *boshCarrier {
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		MaxIdleConnsPerHost: boshConns,
+		IdleConnTimeout:     (boshWait + 15) * time.Second,
+	}
+	b := &boshCarrier{url: url, domain: domain, timeout: timeout,
+		hc:    &http.Client{Timeout: (boshWait + 15) * time.Second, Transport: tr},
+		rid:   rand.Int64N(1 << 40),
+		ready: map[int64][]*wire.Element{}, in: make(chan *wire.Element, 1024), dead: make(chan struct{})}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.nextRID = b.rid + 1
+	return b
 }
 
 func (b *boshCarrier) takeRID() int64 {
@@ -320,6 +343,7 @@ func (b *boshCarrier) end() {
 func (b *boshCarrier) abort() {
 	b.fail(io.EOF)
 	b.cancel()
+	b.hc.CloseIdleConnections()
 }
 
 // setPause makes the poller wait d after each answered poll.
