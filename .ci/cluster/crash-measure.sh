@@ -3,8 +3,10 @@
 # run-3-nodes.sh (in-band registration on), the load tool's -reconnect
 # ring over the three c2s listeners with the dispatcher, `kill -9` of
 # node2 three seconds after "ring started", and the tool's figures: sent,
-# delivered, redelivered, lost (acknowledged by the server, never
-# delivered), reconnect time to 99% and 100% of the clients, latency p99.
+# delivered, redelivered, bounced (came back to the sender as an error),
+# lost (acknowledged by the server, never delivered, not bounced), stalled
+# senders, reconnect time to 99% and 100% of the clients, latency p99 and
+# messages per second.
 # Each run starts a fresh cluster (the PostgreSQL data, with the accounts,
 # is kept between runs).
 #
@@ -139,8 +141,8 @@ fi
 
 failed=0
 log "$runs crash runs, crash safety $safety, transports $transports"
-printf '%-4s %8s %9s %11s %5s %10s %8s %8s %8s %9s  %s\n' \
-	run sent delivered redelivered lost neverAcked recon recon99 recon100 p99_ms load
+printf '%-4s %8s %9s %11s %7s %5s %10s %7s %8s %8s %8s %9s %8s  %s\n' \
+	run sent delivered redelivered bounced lost neverAcked stalled recon recon99 recon100 p99_ms msgs/s load
 for i in $(seq 1 "$runs"); do
 	start_cluster "$safety"
 	out=$dir/run-$i.json err=$dir/run-$i.err
@@ -163,16 +165,19 @@ for i in $(seq 1 "$runs"); do
 	stop_cluster
 	lost=$(field "$out" 'r["ring"]["reconnect"]["lost"]')
 	[ "$lost" = 0 ] || failed=1
-	printf '%-4s %8s %9s %11s %5s %10s %8s %8.1fs %8.1fs %9.0f  %s\n' "$i" \
+	printf '%-4s %8s %9s %11s %7s %5s %10s %7s %8s %7.1fs %7.1fs %9.0f %8.0f  %s\n' "$i" \
 		"$(field "$out" 'r["ring"]["reconnect"]["sent"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["delivered"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["redelivered"]')" \
+		"$(field "$out" 'r["ring"]["reconnect"].get("bounced", 0)')" \
 		"$lost" \
 		"$(field "$out" 'r["ring"]["reconnect"]["never_acked"]')" \
+		"$(field "$out" 'r["ring"]["stalled_senders"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnects"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnect_p99_ms"]/1000')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnect_max_ms"]/1000')" \
 		"$(field "$out" 'r["ring"]["latency"]["p99_ms"]')" \
+		"$(field "$out" 'r["ring"]["messages_per_second"]')" \
 		"$(uptime | sed 's/.*load average: //')"
 done
 exit "$failed"

@@ -37,6 +37,10 @@ type ReconnectStats struct {
 	Sent        int `json:"sent"`
 	Delivered   int `json:"delivered"`   // unique messages received
 	Redelivered int `json:"redelivered"` // duplicates, from resends and re-queues
+	// Bounced counts messages that came back to their sender as an error
+	// (the server could neither deliver nor store them) and were never
+	// delivered.
+	Bounced int `json:"bounced"`
 	// Lost counts messages the server acknowledged (XEP-0198) that never
 	// arrived: what the server promised and broke. NeverAcked counts the
 	// others that never arrived (the client still had them to resend when
