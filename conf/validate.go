@@ -88,6 +88,9 @@ func (c *Config) Validate() Errors {
 		v   int
 	}{
 		{"c2s.max_unauthenticated_per_address", c.C2S.MaxUnauthenticatedPerAddress},
+		{"c2s.max_tls_handshakes_per_second", c.C2S.MaxTLSHandshakesPerSecond},
+		{"c2s.max_logins_per_second", c.C2S.MaxLoginsPerSecond},
+		{"c2s.max_negotiating", c.C2S.MaxNegotiating},
 		{"c2s.registration_limit", c.C2S.RegistrationLimit},
 		{"c2s.sasl_account_failures", c.C2S.SASLAccountFailures},
 	} {
@@ -143,6 +146,9 @@ func (c *Config) Validate() Errors {
 		if d.v < 0 {
 			add(d.key, "must not be negative, not %v", d.v)
 		}
+	}
+	if c.C2S.AdmissionWait <= 0 {
+		add("c2s.admission_wait", "must be positive, not %v", c.C2S.AdmissionWait)
 	}
 	if c.Database.URL != "" {
 		u, err := url.Parse(c.Database.URL)

@@ -20,7 +20,10 @@
 # Environment: DATABASE_URL (use this PostgreSQL instead of a throwaway
 # one), AVIARY_HAZELCAST_JAR (default: Maven's copy of 5.5.0, which
 # .ci/setup.sh fetches), AVIARY_PG_BINDIR, AVIARY_CLUSTER_SECRET (default:
-# random), PORT_BASE (default 10000).
+# random), PORT_BASE (default 10000), PG_PORT (default 15432), HZ_PORT
+# (default 5701), HAZELCAST_HEAP (the member's -Xmx, default 512m). Every
+# AVIARY_* variable of the configuration (conf.EnvName: c2s.max_sessions
+# is AVIARY_C2S_MAX_SESSIONS) reaches the three nodes.
 #
 # Ports, node i = 1..3 (with PORT_BASE=10000):
 #   c2s STARTTLS  i*PORT_BASE+5222   (15222, 25222, 35222)
@@ -56,10 +59,10 @@ done
 base=${PORT_BASE:-10000}
 [ "$base" -ge 10000 ] && [ $((3 * base + 9090)) -le 65535 ] ||
 	{ echo "run-3-nodes: PORT_BASE must be between 10000 and 18815" >&2; exit 2; }
-hz_port=$((5701 + base / 10000 - 1))
+hz_port=${HZ_PORT:-$((5701 + base / 10000 - 1))}
 # HAProxy's frontends: 5222, 5223, 5280 with the default PORT_BASE.
 hp_c2s=$((base - 10000 + 5222)) hp_tls=$((base - 10000 + 5223)) hp_http=$((base - 10000 + 5280))
-pg_port=15432
+pg_port=${PG_PORT:-15432}
 secret=${AVIARY_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
 hz_name=aviary-local
 
@@ -172,7 +175,7 @@ hazelcast:
           - 127.0.0.1:$hz_port
 EOF
 log "starting a Hazelcast member on 127.0.0.1:$hz_port"
-java -Xms64m -Xmx512m --add-modules java.se \
+java -Xms64m -Xmx${HAZELCAST_HEAP:-512m} --add-modules java.se \
 	--add-exports java.base/jdk.internal.ref=ALL-UNNAMED \
 	--add-opens java.base/java.lang=ALL-UNNAMED \
 	--add-opens java.base/sun.nio.ch=ALL-UNNAMED \

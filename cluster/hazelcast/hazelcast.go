@@ -142,6 +142,9 @@ type Cluster struct {
 	prevView  map[string]memberRecord
 	seen      map[string]seenMark
 	handled   map[string]time.Time // incarnations already cleaned up
+	// lapsedAlive counts polls that found a member's entry gone and the
+	// member answering on its link (liveness.go).
+	lapsedAlive atomic.Int64
 	retryDead map[string]struct{}  // incarnations whose cleanup failed
 
 	hbMu       sync.Mutex // serializes heartbeats; guards registered
@@ -240,6 +243,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 	c.enabled.Store(true)
 	c.senior.Store(true)
 	c.handlers[kindRoute] = c.handleAnnounce
+	c.handlers[kindAlive] = c.handleAlive
 	c.links = link.New(link.Options{
 		Name:        c.name,
 		Secret:      []byte(cc.Secret),

@@ -45,6 +45,10 @@ const (
 	// c2s.max_unauthenticated_per_address streams that have not
 	// authenticated.
 	ReasonTooManyUnauthenticated
+	// ReasonShed: the node was over an admission limit (gate.go) and sent
+	// the new stream elsewhere (see-other-host) or refused it
+	// (resource-constraint).
+	ReasonShed
 )
 
 var reasonNames = [...]string{
@@ -65,6 +69,7 @@ var reasonNames = [...]string{
 	ReasonRedirected:      "redirected",
 
 	ReasonTooManyUnauthenticated: "too_many_unauthenticated",
+	ReasonShed:                   "shed",
 }
 
 func (r CloseReason) String() string {

@@ -108,6 +108,9 @@ type Session struct {
 	smEnabled   bool
 	inH         uint32
 	headerCount int
+	// tlsTurn and loginTurn are the times admitLoad reserved for this
+	// stream's STARTTLS handshake and its login (gate.go).
+	tlsTurn, loginTurn time.Time
 
 	mu         sync.Mutex
 	queue      []outItem
