@@ -440,14 +440,37 @@ type AdminConfig struct {
 type PluginsConfig struct {
 	// Disabled lists built-in plugin IDs to turn off. Default none.
 	Disabled []string `yaml:"disabled"`
-	// Dir holds third-party plugin artifacts cached on this node.
-	// Default DataDir/plugins.
+	// Dir is where this node keeps what it derives from third-party
+	// plugins: their compiled machine code (Dir/compiled), so that a
+	// restart loads them without compiling again. Default DataDir/plugins.
 	Dir string `yaml:"dir"`
 	// Settings are per-plugin settings keyed by plugin ID.
 	Settings map[string]map[string]any `yaml:"settings"`
 	// Wasm bounds what the node does for a third-party (WebAssembly)
 	// plugin while it handles one stanza.
 	Wasm WasmConfig `yaml:"wasm"`
+	// Rollout judges each node during a rolling plugin upgrade.
+	Rollout RolloutConfig `yaml:"rollout"`
+}
+
+// RolloutConfig is how a rolling upgrade of a third-party plugin judges
+// each node: after loading the new version, the node is watched on real
+// stanzas (every call into the plugin) for HealthWindow before the next
+// node moves. Too many failed calls (traps, timeouts) make it unhealthy:
+// it and every node upgraded before it go back to the version they ran,
+// and the rollout stops. The coordinator reads these settings; give every
+// node the same.
+type RolloutConfig struct {
+	// HealthWindow is how long each node's new version is watched.
+	// Default 30s.
+	HealthWindow time.Duration `yaml:"health_window"`
+	// MaxFailures is how many failed calls within the window make a node
+	// unhealthy. Default 3.
+	MaxFailures int `yaml:"max_failures"`
+	// MaxFailureRatio: a node is also unhealthy when more than this share
+	// of its calls within the window failed (between 0 and 1; 1 turns the
+	// ratio off). Default 0.1.
+	MaxFailureRatio float64 `yaml:"max_failure_ratio"`
 }
 
 // WasmConfig bounds the host side of WebAssembly plugins. The guest's own

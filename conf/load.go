@@ -147,6 +147,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Plugins.Wasm.MaxHostCalls, 64)
 	setInt(&c.Plugins.Wasm.MaxHostBytes, 4*c.C2S.MaxStanzaBytes)
 	setInt(&c.Plugins.Wasm.MaxKVBytes, 1<<20)
+	setDur(&c.Plugins.Rollout.HealthWindow, 30*time.Second)
+	setInt(&c.Plugins.Rollout.MaxFailures, 3)
+	if c.Plugins.Rollout.MaxFailureRatio == 0 {
+		c.Plugins.Rollout.MaxFailureRatio = 0.1
+	}
 }
 
 // Error is one configuration problem, naming the key (dotted YAML path)

@@ -219,6 +219,15 @@ func (c *Config) Validate() Errors {
 	if c.Plugins.Wasm.MaxKVBytes < 1 {
 		add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Plugins.Wasm.MaxKVBytes)
 	}
+	if r := c.Plugins.Rollout; r.HealthWindow < 0 {
+		add("plugins.rollout.health_window", "must not be negative, not %v", r.HealthWindow)
+	}
+	if c.Plugins.Rollout.MaxFailures < 1 {
+		add("plugins.rollout.max_failures", "must be at least 1, not %d", c.Plugins.Rollout.MaxFailures)
+	}
+	if r := c.Plugins.Rollout.MaxFailureRatio; r <= 0 || r > 1 {
+		add("plugins.rollout.max_failure_ratio", "must be above 0 and at most 1, not %v", r)
+	}
 	for dom, hp := range c.S2S.Hosts {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
 			add("s2s.hosts."+dom, "%q is not host:port", hp)

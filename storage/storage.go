@@ -248,12 +248,21 @@ type NodePlugin struct {
 	Node    string
 	Name    string
 	Version string
-	State   string // loaded, failed, unloaded
+	// State is loaded, failed (Version did not load; nothing of the
+	// plugin runs), disabled (the node switched Version off after
+	// repeated failures) or unloaded (server/pluginhost).
+	State string
+	// Error says why it failed or was disabled, or which newer version
+	// failed to load while Version kept running.
+	Error   string
 	Updated time.Time
 }
 
 // PluginCatalogue stores plugin artifacts and which node runs which version.
 type PluginCatalogue interface {
+	// PutPlugin adds a plugin version. A version's artifact never
+	// changes (nodes load and roll back by version): ErrExists when that
+	// name and version is already there.
 	PutPlugin(ctx context.Context, p PluginRecord) error
 	// GetPlugin returns ErrNotFound for an unknown name/version.
 	GetPlugin(ctx context.Context, name, version string) (PluginRecord, error)

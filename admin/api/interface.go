@@ -37,9 +37,18 @@ type Backend interface {
 	// S2S lists federation streams on every node.
 	S2S(ctx context.Context) ([]S2SStream, error)
 
+	// Plugins lists the catalogue with what each live node reports of
+	// each version.
 	Plugins(ctx context.Context) ([]Plugin, error)
+	// UploadPlugin adds a version; one that exists is refused (409).
 	UploadPlugin(ctx context.Context, name, version string, artifact []byte) error
+	// SetPluginEnabled enables a version (disabling the plugin's others)
+	// or disables it, and returns once every live node has loaded or
+	// unloaded it (or failed to; Plugins tells).
 	SetPluginEnabled(ctx context.Context, name, version string, on bool) error
+	// DeletePlugin removes a version, or every version when version is
+	// "": refused (409) while it is enabled or a node runs it.
+	DeletePlugin(ctx context.Context, name, version string) error
 	// StartUpgrade begins a rolling upgrade of a plugin to version; progress
 	// is read with Upgrade.
 	StartUpgrade(ctx context.Context, name, version string) error
@@ -91,6 +100,24 @@ type Node struct {
 	Healthy    bool              `json:"healthy"`
 	Plugins    map[string]string `json:"plugins,omitempty"` // name → version running
 	Addrs      map[string]string `json:"addrs,omitempty"`
+	// PluginStates is what the node reports of each plugin it was asked
+	// to run: loaded, failed, disabled (by the node, after failures).
+	PluginStates []PluginState `json:"plugin_states,omitempty"`
+}
+
+// PluginState is what one node reports of one plugin.
+type PluginState struct {
+	Node    string `json:"node,omitempty"`
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version"`
+	// State is loaded; failed (the version did not load and nothing of
+	// the plugin runs); disabled (the node switched it off after repeated
+	// failures; stanzas pass it untouched); unloaded; or missing (the
+	// catalogue enables this version and the node reports running
+	// something else, or nothing).
+	State   string    `json:"state"`
+	Error   string    `json:"error,omitempty"`
+	Updated time.Time `json:"updated,omitzero"`
 }
 
 // Session is one online resource.
@@ -117,6 +144,10 @@ type Plugin struct {
 	Checksum string    `json:"checksum"`
 	Enabled  bool      `json:"enabled"`
 	Uploaded time.Time `json:"uploaded"`
+	// Nodes are the live nodes reporting this version (loaded, failed,
+	// disabled; unloaded once they unloaded it), and, when it is enabled,
+	// every live node that does not run it (state "missing").
+	Nodes []PluginState `json:"nodes,omitempty"`
 }
 
 // UpgradeStatus is the progress of a rolling upgrade.
@@ -124,17 +155,29 @@ type UpgradeStatus struct {
 	Plugin  string        `json:"plugin"`
 	From    string        `json:"from"`
 	To      string        `json:"to"`
-	State   string        `json:"state"` // idle, running, done, failed, rolled-back
+	State   string        `json:"state"` // idle, running, rolling-back, done, failed, rolled-back
 	Steps   []UpgradeStep `json:"steps"`
 	Error   string        `json:"error,omitempty"`
 	Started time.Time     `json:"started"`
+	// Coordinator is the node running the upgrade.
+	Coordinator string `json:"coordinator,omitempty"`
 }
 
 // UpgradeStep is one node's part of a rolling upgrade.
 type UpgradeStep struct {
 	Node    string `json:"node"`
 	Version string `json:"version"`
-	State   string `json:"state"` // pending, upgrading, healthy, failed, rolled-back
+	// State: pending, upgrading (loading the new version), watching (its
+	// health window: real calls counted below), healthy, failed,
+	// rolled-back.
+	State string `json:"state"`
+	// The new version's calls on the node while watched, and why the
+	// step failed.
+	Calls    int64  `json:"calls,omitempty"`
+	Failures int64  `json:"failures,omitempty"`
+	Traps    int64  `json:"traps,omitempty"`
+	Timeouts int64  `json:"timeouts,omitempty"`
+	Error    string `json:"error,omitempty"`
 }
 
 // CertificateSource is what GET /api/certificates and the certificates

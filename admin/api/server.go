@@ -252,6 +252,7 @@ func (s *Server) routes() {
 		return s.audit.recent(), nil
 	})
 	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
+	s.pluginRoutes()
 	s.pageRoutes()
 	s.certificatePage()
 }
@@ -520,7 +521,10 @@ func (s *Server) apiPluginEnabled(on bool) action {
 		if e := validPlugin(name, version); e != nil {
 			return nil, e
 		}
-		return wrap(nil, s.backend.SetPluginEnabled(ctx, name, version, on))
+		if err := s.backend.SetPluginEnabled(ctx, name, version, on); err != nil {
+			return nil, toAPIError(err)
+		}
+		return s.pluginEntry(ctx, name, version)
 	}
 }
 

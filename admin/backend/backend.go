@@ -17,7 +17,6 @@ import (
 	"github.com/aviary-im/aviary/admin/api"
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
-	"github.com/aviary-im/aviary/plugins/runtime"
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
@@ -151,7 +150,11 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 			}
 		}
 		for _, np := range nps {
-			if np.Node == m.Name && np.State == "loaded" {
+			if np.Node != m.Name || np.State == pluginhost.StateUnloaded {
+				continue
+			}
+			nd.PluginStates = append(nd.PluginStates, pluginState(np))
+			if np.State == pluginhost.StateLoaded {
 				if nd.Plugins == nil {
 					nd.Plugins = map[string]string{}
 				}
@@ -399,62 +402,6 @@ func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
 	}
 	if out == nil {
 		out = []api.S2SStream{}
-	}
-	return out, nil
-}
-
-// Plugins lists the catalogue.
-func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
-	recs, err := b.n.Store().ListPlugins(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Plugin, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, api.Plugin{Name: r.Name, Version: r.Version, Checksum: r.Checksum, Enabled: r.Enabled, Uploaded: r.Uploaded})
-	}
-	return out, nil
-}
-
-// UploadPlugin stores an artifact after checking it compiles as a plugin.
-func (b *Backend) UploadPlugin(ctx context.Context, name, version string, artifact []byte) error {
-	if b.o.Plugins == nil {
-		return ErrNoPluginHost
-	}
-	if err := b.o.Plugins.Validate(ctx, name, version, artifact); err != nil {
-		return fmt.Errorf("%w: %v", errBadArtifact, err)
-	}
-	return b.n.Store().PutPlugin(ctx, storage.PluginRecord{Name: name, Version: version, Checksum: runtime.Checksum(artifact), Artifact: artifact, Uploaded: time.Now().UTC()})
-}
-
-var errBadArtifact = &api.APIError{Status: 400, Message: "the artifact is not a usable plugin"}
-
-// SetPluginEnabled enables one version (disabling the plugin's others, so
-// exactly one version is what nodes load at start) or disables it.
-func (b *Backend) SetPluginEnabled(ctx context.Context, name, version string, on bool) error {
-	return pluginhost.SetEnabled(ctx, b.n.Store(), name, version, on)
-}
-
-// StartUpgrade begins a rolling upgrade.
-func (b *Backend) StartUpgrade(ctx context.Context, name, version string) error {
-	if b.o.Plugins == nil {
-		return ErrNoPluginHost
-	}
-	return b.o.Plugins.StartUpgrade(ctx, name, version)
-}
-
-// Upgrade returns the rolling upgrade's progress.
-func (b *Backend) Upgrade(ctx context.Context) (api.UpgradeStatus, error) {
-	if b.o.Plugins == nil {
-		return api.UpgradeStatus{State: "idle"}, nil
-	}
-	st, err := b.o.Plugins.Upgrade(ctx)
-	if err != nil {
-		return api.UpgradeStatus{}, err
-	}
-	out := api.UpgradeStatus{Plugin: st.Plugin, From: st.From, To: st.To, State: st.State, Error: st.Error, Started: st.Started}
-	for _, s := range st.Steps {
-		out.Steps = append(out.Steps, api.UpgradeStep{Node: s.Node, Version: s.Version, State: s.State})
 	}
 	return out, nil
 }

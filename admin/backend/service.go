@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -81,17 +82,27 @@ func (s *Service) Plugins() *pluginhost.Host {
 // Start loads the catalogue's plugins and opens the admin listener.
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	w := s.cfg.Plugins.Wasm
-	rt, err := runtime.New(ctx, runtime.Options{
+	ro := runtime.Options{
 		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
 		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
-		Logger:         s.log.With("component", "plugins"),
-	})
-	if err != nil {
-		return fmt.Errorf("admin: plugin runtime: %w", err)
+		CacheDir:       filepath.Join(s.cfg.Plugins.Dir, "compiled"),
+		Logger:         s.log.With("component", "plugins", "node", n.Cluster().NodeName()),
 	}
+	rt, err := runtime.New(ctx, ro)
+	if err != nil {
+		// A cache directory the node cannot write costs time, not
+		// plugins: compile in memory.
+		s.log.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
+		ro.CacheDir = ""
+		if rt, err = runtime.New(ctx, ro); err != nil {
+			return fmt.Errorf("admin: plugin runtime: %w", err)
+		}
+	}
+	r := s.cfg.Plugins.Rollout
 	ph := pluginhost.New(pluginhost.Options{
 		Store: n.Store(), Cluster: n.Cluster(), Runtime: rt, Set: n.Plugins(),
 		PluginHost: n.PluginHost(), Logger: s.log,
+		Rollout: pluginhost.Rollout{Window: r.HealthWindow, MaxFailures: r.MaxFailures, MaxFailureRatio: r.MaxFailureRatio},
 	})
 	if err := ph.Start(ctx); err != nil {
 		rt.Close(ctx)

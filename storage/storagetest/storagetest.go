@@ -790,12 +790,15 @@ func testPlugins(t *testing.T, s storage.Store) {
 	if p.Enabled {
 		t.Fatal("SetPluginEnabled(false) not stored")
 	}
-	// Put replaces the same name and version.
-	must(t, s.PutPlugin(c, storage.PluginRecord{Name: "echo", Version: "0.1.0", Checksum: "dd", Artifact: []byte("wasm-4")}))
+	// A version is never replaced: nodes load and roll back by version.
+	// (Replacing it also cleared the enabled flag: a node restarted
+	// afterwards ran nothing. Issue 17.)
+	must(t, s.SetPluginEnabled(c, "echo", "0.1.0", true))
+	wantErr(t, s.PutPlugin(c, storage.PluginRecord{Name: "echo", Version: "0.1.0", Checksum: "dd", Artifact: []byte("wasm-4")}), storage.ErrExists)
 	p, err = s.GetPlugin(c, "echo", "0.1.0")
 	must(t, err)
-	if p.Checksum != "dd" || string(p.Artifact) != "wasm-4" || p.Uploaded.IsZero() {
-		t.Fatalf("replaced plugin = %+v", p)
+	if p.Checksum != "cc" || string(p.Artifact) != "wasm-3" || !p.Enabled || !p.Uploaded.Equal(when) {
+		t.Fatalf("a refused Put changed the plugin: %+v", p)
 	}
 	must(t, s.DeletePlugin(c, "motd", "1.0.0"))
 	_, err = s.GetPlugin(c, "motd", "1.0.0")
@@ -816,7 +819,7 @@ func testNodePlugins(t *testing.T, s storage.Store) {
 	}
 	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.0.0", State: "loaded", Updated: when}))
 	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n2", Name: "motd", Version: "1.0.0", State: "loaded", Updated: when}))
-	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "failed", Updated: when.Add(time.Minute)}))
+	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "failed", Error: "checksum mismatch", Updated: when.Add(time.Minute)}))
 	l, err = s.ListNodePlugins(c)
 	must(t, err)
 	slices.SortFunc(l, func(a, b storage.NodePlugin) int {
@@ -825,8 +828,16 @@ func testNodePlugins(t *testing.T, s storage.Store) {
 		}
 		return cmpStr(a.Name, b.Name)
 	})
-	if len(l) != 2 || l[0].Node != "n1" || l[0].Version != "1.1.0" || l[0].State != "failed" || !l[0].Updated.Equal(when.Add(time.Minute)) || l[1].Node != "n2" {
+	if len(l) != 2 || l[0].Node != "n1" || l[0].Version != "1.1.0" || l[0].State != "failed" || l[0].Error != "checksum mismatch" || !l[0].Updated.Equal(when.Add(time.Minute)) || l[1].Node != "n2" {
 		t.Fatalf("ListNodePlugins = %+v", l)
+	}
+	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "loaded", Updated: when.Add(2 * time.Minute)}))
+	l, err = s.ListNodePlugins(c)
+	must(t, err)
+	for _, np := range l {
+		if np.Node == "n1" && (np.State != "loaded" || np.Error != "") {
+			t.Fatalf("a new report kept the old one's error: %+v", np)
+		}
 	}
 }
 
