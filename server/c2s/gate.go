@@ -98,6 +98,11 @@ func (p *pacer) backlog(now time.Time) time.Duration {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if !p.next.After(now) {
+		// Idle (or never used: next.Sub(now) of a zero next saturates and
+		// the subtraction below would overflow into a huge backlog).
+		return 0
+	}
 	return max(p.next.Sub(now)-p.burst, 0)
 }
 
