@@ -20,6 +20,8 @@
 # AVIARY_C2S_ALLOW_REGISTRATION=true AVIARY_C2S_REGISTRATION_LIMIT=-1
 # AVIARY_C2S_MAX_UNAUTHENTICATED_PER_ADDRESS=-1: every client is 127.0.0.1).
 # Each process holds USERS connections: keep it under the open-file limit.
+# With PG_PORT and AVIARY_PG_BINDIR it also reports PostgreSQL's
+# connections (run-3-nodes.sh's throwaway database).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${1:?usage: storm.sh DIR}
@@ -58,6 +60,15 @@ for p in $(seq "$procs"); do
 done
 total=$((procs * users))
 log "rings started: $(sessions 1) + $(sessions 2) + $(sessions 3) sessions of $total users; uptime: $(uptime)"
+rss() { awk '/VmRSS/ {print int($2 / 1024) " MiB"}' "/proc/$1/status" 2>/dev/null || echo "?"; }
+for i in 1 2 3; do
+	log "node$i: $(sessions $i) sessions, RSS $(rss "$(cat "$dir/node$i.pid")"), $(ls "/proc/$(cat "$dir/node$i.pid")/fd" 2>/dev/null | wc -l) open files"
+done
+hz=$(pgrep -f "hazelcast.config=$dir/" | head -n 1 || true)
+[ -z "$hz" ] || log "Hazelcast member: RSS $(rss "$hz")"
+if [ -n "${AVIARY_PG_BINDIR:-}" ] && [ -n "${PG_PORT:-}" ]; then
+	log "PostgreSQL connections: $("$AVIARY_PG_BINDIR/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc 'SELECT count(*) FROM pg_stat_activity WHERE datname = '"'aviary'" 2>/dev/null || echo '?')"
+fi
 sleep "$kill_after"
 scrape before
 victim=$(cat "$dir/node2.pid")
