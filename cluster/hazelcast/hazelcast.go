@@ -139,13 +139,13 @@ type Cluster struct {
 	wg         sync.WaitGroup
 
 	// run-loop state (only the loop goroutine touches these)
-	prevView  map[string]memberRecord
-	seen      map[string]seenMark
-	handled   map[string]time.Time // incarnations already cleaned up
+	prevView map[string]memberRecord
+	seen     map[string]seenMark
+	handled  map[string]time.Time // incarnations already cleaned up
 	// lapsedAlive counts polls that found a member's entry gone and the
 	// member answering on its link (liveness.go).
 	lapsedAlive atomic.Int64
-	retryDead map[string]struct{}  // incarnations whose cleanup failed
+	retryDead   map[string]struct{} // incarnations whose cleanup failed
 
 	hbMu       sync.Mutex // serializes heartbeats; guards registered
 	registered bool
