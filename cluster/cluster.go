@@ -1,7 +1,13 @@
 // Package cluster is how nodes of one domain find each other and share who
 // is online where. cluster/local serves one node with no external service;
 // cluster/hazelcast shares routes and membership through a Hazelcast
-// cluster and carries stanzas over direct node-to-node links.
+// cluster (the only package that imports its client). Stanzas travel over
+// the node's direct links (cluster/link): the node owns them, the cluster
+// implementation says who is a member and where its links listen.
+//
+// The cluster-wide switch (switch.go) lives here, on storage.Properties
+// (PostgreSQL in a cluster): Switch follows it on every node, ReadSwitch
+// and WriteSwitch are what the admin console and `aviary cluster` use.
 //
 // The package speaks bytes, not stanzas: the router serializes a stanza and
 // names a kind; the node on the other end hands the bytes to the handler
@@ -54,6 +60,36 @@ type Member struct {
 	Seen        time.Time         `json:"seen"`
 }
 
+// MemberStatus is one live node as the shared member directory lists it,
+// whatever its switch: what `aviary cluster status` prints.
+type MemberStatus struct {
+	Member
+	// Inc is the node's incarnation (name#registration-nanos).
+	Inc string `json:"inc"`
+	// Clustered is false while the node's switch is off.
+	Clustered bool `json:"clustered"`
+	// Senior marks the oldest live member.
+	Senior bool `json:"senior"`
+}
+
+// LinkStats are the counters of one node's links to the other nodes, for
+// metrics and the admin console. The traffic counters cover every frame
+// after the handshake, on the connections the node dialled and on those
+// it accepted, acknowledgements included; they only grow.
+type LinkStats struct {
+	// Peers is how many nodes this node has an outbound link to.
+	Peers int
+	// FramesSent and BytesSent count frames written (Sends, Calls,
+	// replies, acknowledgements) and their bytes.
+	FramesSent, BytesSent uint64
+	// FramesReceived and BytesReceived count frames read.
+	FramesReceived, BytesReceived uint64
+	// SendFailures counts Sends and Calls refused at once (peer
+	// unreachable, queue full until the context ended) and Sends that were
+	// queued but reported undelivered instead of being acknowledged.
+	SendFailures uint64
+}
+
 // HandlerFunc handles a message from another node. For Call the returned
 // bytes are the reply; for Send they are dropped.
 type HandlerFunc func(ctx context.Context, fromNode string, payload []byte) ([]byte, error)
@@ -92,7 +128,8 @@ type Cluster interface {
 	// Handle registers the handler for a message kind. Register before Start.
 	Handle(kind string, h HandlerFunc)
 
-	// Members returns the live nodes, this one included.
+	// Members returns the live nodes this node shares the cluster with,
+	// this one first: only itself while it is not Clustered.
 	Members(ctx context.Context) ([]Member, error)
 	// Senior reports whether this node is the oldest live member, which does
 	// the cluster-wide chores.
@@ -117,6 +154,17 @@ type Cluster interface {
 	// sessions, delivers what was stored offline for users still online,
 	// and resends presence.
 	OnClusteredChange(fn func(clustered bool))
+	// OnMembersChange registers a callback run when what Members returns
+	// changes: a node joined, left (died, stopped or switched clustering
+	// off), a member's Draining flag changed (this node's own included), or
+	// Clustered flipped. It carries nothing: read Members. It runs on the
+	// same goroutine as, and after, the OnClusteredChange and OnNodeDown
+	// callbacks of the same change, so it may call back into the Cluster.
+	OnMembersChange(fn func())
+
+	// LinkStats returns the counters of this node's links to other nodes;
+	// ok is false when there are none (cluster/local).
+	LinkStats() (st LinkStats, ok bool)
 }
 
 // Undelivered is implemented by clusters whose Send may accept a message
@@ -125,6 +173,24 @@ type Cluster interface {
 // for messages, an error reply for IQs) so nothing is lost silently.
 type Undelivered interface {
 	OnUndelivered(fn func(node, kind string, payload []byte))
+}
+
+// Reacher is implemented by clusters whose node links outlive the
+// cluster-wide switch (cluster/hazelcast): Reachable lists every live
+// node, this one first, whatever its switch, with Clustered saying whether
+// it shares routes now. While clustering is off Members lists this node
+// alone; the admin console shows every node through Reachable and reaches
+// them over the links (sessions, logs, settings, account locks).
+type Reacher interface {
+	Reachable(ctx context.Context) ([]Reachable, error)
+}
+
+// Reachable is a live node as Reacher sees it.
+type Reachable struct {
+	Member
+	// Clustered: the node shares routes with this one now (its switch and
+	// this node's are on).
+	Clustered bool
 }
 
 // Detacher is implemented by clusters that keep routing on what they last

@@ -26,6 +26,7 @@ type Manager struct {
 	// can be cached until then.
 	gen atomic.Uint64
 	mu  sync.Mutex
+	svc services // claimed service domains (service.go)
 }
 
 // NewManager returns a manager for the given plugins (not yet started).
@@ -76,6 +77,7 @@ func (m *Manager) Remove(id string) (old Plugin) {
 		next = append(next, x)
 	}
 	m.plugins.Store(&next)
+	m.releaseServices(id)
 	m.gen.Add(1)
 	return old
 }
@@ -115,9 +117,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		if ma, ok := p.(ManagerAware); ok {
 			ma.SetManager(m)
 		}
-		if err := p.Start(ctx, m.host); err != nil {
+		if err := p.Start(ctx, m.HostFor(p)); err != nil {
 			m.log.Error("plugin failed to start", "plugin", p.ID(), "err", err)
 			_ = p.Stop(ctx)
+			m.releaseServices(p.ID())
 			continue
 		}
 		started = append(started, p)
@@ -134,6 +137,7 @@ func (m *Manager) Stop(ctx context.Context) error {
 		if err := list[i].Stop(ctx); err != nil {
 			m.log.Warn("plugin stop failed", "plugin", list[i].ID(), "err", err)
 		}
+		m.releaseServices(list[i].ID())
 	}
 	return nil
 }

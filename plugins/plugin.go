@@ -5,7 +5,14 @@
 // themselves in init (blank-imported from plugins/builtin); third-party
 // plugins (WebAssembly) are loaded at run time by plugins/runtime.
 //
-// plugins imports only conf, storage and wire. The server implements Host.
+// A plugin may also serve a subdomain of the node's domain
+// (Host.ServeDomain, service.go) and talk to its own instances on the
+// other nodes of the cluster (Host.Cluster, cluster.go); plugins/placement
+// builds keyed state that lives on one node at a time on those. GUIDE.md
+// walks through both.
+//
+// plugins imports only conf, storage and wire. The server implements Host
+// (server/host.go, server/plugincluster).
 package plugins
 
 import (
@@ -182,6 +189,16 @@ type Host interface {
 	Broadcast(ctx context.Context, ev Event, data []byte) error
 	// Users manages accounts the way `aviary user` does (hashing included).
 	Users() UserManager
+	// Cluster is the plugin's view of the cluster: members, the owner of
+	// a key, messages to its own instances on the other nodes (see
+	// Cluster; plugins/placement keeps keyed state on its owner).
+	Cluster() Cluster
+	// ServeDomain claims a subdomain of Domain() for a service: every
+	// stanza to it or to a JID at it goes to s.Handle, its disco#items
+	// entry is listed on the domain, peers reach it over s2s. Call it from
+	// Start; release it in Stop (the Manager also releases the claims of a
+	// plugin that stopped or failed to start).
+	ServeDomain(s Service) (release func(), err error)
 }
 
 // UserManager creates and deletes accounts and sets passwords; the server

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,7 @@ type nodeOpts struct {
 	idleTimeout    time.Duration
 	noListen       bool
 	resolver       Resolver
+	serves         []string // service domains besides domain (ServesDomain)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -226,6 +228,9 @@ func startNode(t testing.TB, o nodeOpts) *testNode {
 	n.svc.Resolver = failingResolver{}
 	if o.resolver != nil {
 		n.svc.Resolver = o.resolver
+	}
+	if o.serves != nil {
+		n.svc.ServesDomain = func(d string) bool { return slices.Contains(o.serves, d) }
 	}
 	if err := n.svc.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -173,14 +173,20 @@ func (in *inStream) openStream() (bool, closeReason, error) {
 	if d := domainOf(hdr.From()); d != "" {
 		in.from = d
 	}
-	if err := in.write(streamHeader(in.s.domain, hdr.From(), in.id)); err != nil {
+	// Answer as the domain the peer asked for when it is one of ours (a
+	// service domain's stream), else as the node's domain.
+	local := in.s.domain
+	if to := domainOf(hdr.To()); in.s.ours(to) {
+		local = to
+	}
+	if err := in.write(streamHeader(local, hdr.From(), in.id)); err != nil {
 		return false, closeWriteError, err
 	}
 	if cond := checkHeader(hdr); cond != "" {
 		in.streamError(cond, "")
 		return false, closeBadStream, fmt.Errorf("%w: header: %s", ErrBadStream, cond)
 	}
-	if to := domainOf(hdr.To()); to != "" && to != in.s.domain {
+	if to := domainOf(hdr.To()); to != "" && !in.s.ours(to) {
 		in.streamError("host-unknown", "")
 		return false, closeHostUnknown, fmt.Errorf("%w: to %s", ErrBadStream, to)
 	}
@@ -206,7 +212,7 @@ func (in *inStream) features() *wire.Element {
 	if !in.secure {
 		return f.Append(wire.NewNS("starttls", wire.NSTLS).Append(wire.New("required")))
 	}
-	if !in.saslDone && in.from != "" && in.from != in.s.domain && in.certFor(in.from) == nil {
+	if !in.saslDone && in.from != "" && !in.s.ours(in.from) && in.certFor(in.from) == nil {
 		f.Append(wire.NewNS("mechanisms", wire.NSSASL).Append(wire.New("mechanism").SetText("EXTERNAL")))
 	}
 	if !in.saslDone && !in.s.cfg.S2S.RequireValidCerts {
@@ -335,10 +341,10 @@ func (in *inStream) saslExternal(el *wire.Element) bool {
 	if id == "" || (in.from != "" && id != in.from) {
 		return fail("invalid-authzid", "authzid "+authzid+" for stream from "+in.from)
 	}
-	if id == in.s.domain {
-		// Only this server is its own domain; a certificate naming it
-		// (a sibling's wildcard, a stolen key) must not let a peer send
-		// as our users.
+	if in.s.ours(id) {
+		// Only this server is its own domain (and its service domains); a
+		// certificate naming it (a sibling's wildcard, a stolen key) must
+		// not let a peer send as our users or services.
 		return fail("not-authorized", "a peer cannot authenticate as our own domain")
 	}
 	if err := in.certFor(id); err != nil {
@@ -390,10 +396,10 @@ func (in *inStream) dialbackResult(el *wire.Element) {
 	case key == "" || from == "":
 		reply("error", wire.ErrBadRequest)
 		return
-	case to != in.s.domain:
+	case !in.s.ours(to):
 		reply("error", wire.ErrItemNotFound)
 		return
-	case from == in.s.domain:
+	case in.s.ours(from):
 		in.log.Warn("s2s: dialback refused: a peer claims our own domain")
 		reply("error", wire.ErrNotAcceptable.WithText("a peer cannot authenticate as this server's own domain"))
 		return
@@ -470,7 +476,7 @@ func (in *inStream) endPending(domain string) {
 func (in *inStream) dialbackVerify(el *wire.Element) {
 	receiving, originating := domainOf(el.From()), domainOf(el.To())
 	answer := wire.New("db:verify", "from", originating, "to", receiving, "id", el.ID())
-	if originating != in.s.domain {
+	if !in.s.ours(originating) {
 		// A dialback error, not a stream error (XEP-0220 §2.4): the
 		// stream may carry other requests.
 		_ = in.writeEl(answer.SetAttr("type", "error").Append(wire.ErrItemNotFound.Element()))
@@ -502,7 +508,7 @@ func (in *inStream) unsolicitedDialback(el *wire.Element) error {
 }
 
 // stanza accepts a stanza only from a domain this stream authenticated
-// and only to our domain.
+// and only to our domain or one of our service domains.
 func (in *inStream) stanza(el *wire.Element) (closeReason, error) {
 	from, to := domainOf(el.From()), domainOf(el.To())
 	ok, any := in.isAuthed(from)
@@ -515,7 +521,7 @@ func (in *inStream) stanza(el *wire.Element) (closeReason, error) {
 		in.streamError("invalid-from", "")
 		return closeInvalidFrom, fmt.Errorf("s2s: stanza from unauthenticated domain %q", from)
 	}
-	if to != in.s.domain {
+	if !in.s.ours(to) {
 		in.streamError("host-unknown", "")
 		return closeHostUnknown, fmt.Errorf("s2s: stanza to foreign domain %q", to)
 	}

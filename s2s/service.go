@@ -47,6 +47,13 @@ type Service struct {
 	// QueueLimit bounds the stanzas waiting for one outgoing stream.
 	// Default DefaultQueueLimit. Set before Start.
 	QueueLimit int
+	// ServesDomain reports whether this server also serves domain besides
+	// cfg.Domain: the service domains plugins claimed
+	// (conference.example.org). Stanzas may be sent from them and to them,
+	// peers may open streams to them and authenticate them by dialback
+	// with this server, and no peer may claim them. Optional; set before
+	// Start.
+	ServesDomain func(domain string) bool
 	// RetryBackoff is how long stanzas to a domain bounce at once after
 	// setting up a stream to it failed, before the next attempt; it doubles
 	// per consecutive failure up to MaxRetryBackoff. Defaults 1s and 1m.
@@ -253,11 +260,11 @@ func (s *Service) Send(ctx context.Context, el *wire.Element) {
 		s.bounceAsync(el, wire.ErrJIDMalformed)
 		return
 	}
-	if local != s.domain {
+	if !s.ours(local) {
 		s.bounceAsync(el, wire.ErrNotAllowed.WithText("sender is not of the local domain"))
 		return
 	}
-	if remote == s.domain {
+	if s.ours(remote) {
 		s.bounceAsync(el, wire.ErrServiceUnavailable)
 		return
 	}
@@ -291,6 +298,12 @@ func (s *Service) Send(ctx context.Context, el *wire.Element) {
 		c.log.Warn("s2s: outgoing queue full, bouncing stanza", "limit", s.QueueLimit)
 		s.bounceAsync(el, wire.ErrResourceConstraint.WithText(ErrQueueFull.Error()))
 	}
+}
+
+// ours reports whether domain is served here: the node's domain or one
+// of its service domains (ServesDomain).
+func (s *Service) ours(domain string) bool {
+	return domain == s.domain || (domain != "" && s.ServesDomain != nil && s.ServesDomain(domain))
 }
 
 // startOutLocked registers and starts a new outgoing stream. Needs s.mu held.

@@ -30,6 +30,8 @@ func (f *FederationService) Start(ctx context.Context, n *Node) error {
 		return nil
 	}
 	svc := s2s.New(cfg, n.TLSConfig(), n.Router().FromRemote, n.Logger().With("component", "s2s"))
+	// Service domains plugins claim (conference.DOMAIN) federate too.
+	svc.ServesDomain = func(d string) bool { _, ok := n.Plugins().Service(d); return ok }
 	if err := svc.Start(ctx); err != nil {
 		return err
 	}

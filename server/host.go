@@ -12,13 +12,33 @@ import (
 	"mellium.im/xmpp/jid"
 )
 
-// host is what the node offers plugins (plugins.Host).
-type host struct{ n *Node }
+// host is what the node offers plugins (plugins.Host). The Manager starts
+// each plugin with its own (ForPlugin), whose Cluster is namespaced by the
+// plugin's ID and whose service claims are recorded under it.
+type host struct {
+	n      *Node
+	plugin string
+}
 
-var _ plugins.Host = (*host)(nil)
+var _ plugins.ScopedHost = (*host)(nil)
+
+func (h *host) ForPlugin(id string) plugins.Host { return &host{n: h.n, plugin: id} }
+func (h *host) Cluster() plugins.Cluster         { return h.n.pnet.For(h.plugin) }
+
+// ServeDomain claims a service domain for the plugin (plugins.Manager
+// checks it); the node's certificate is made to name it (Node.nameServices)
+// or, when it cannot be any more, the gap is logged.
+func (h *host) ServeDomain(s plugins.Service) (func(), error) {
+	release, err := h.n.plugins.ServeDomain(h.plugin, s)
+	if err != nil {
+		return nil, err
+	}
+	h.n.serviceClaimed(s.Domain)
+	return release, nil
+}
 
 func (h *host) Domain() string             { return h.n.cfg.Domain }
-func (h *host) Config() *conf.Config       { return h.n.cfg }
+func (h *host) Config() *conf.Config       { return h.n.LiveConfig() }
 func (h *host) Store() storage.Store       { return h.n.store }
 func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }

@@ -14,10 +14,12 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
@@ -26,7 +28,9 @@ import (
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/certs"
+	"github.com/aviary-im/aviary/server/plugincluster"
 	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,6 +122,8 @@ type Node struct {
 	store    storage.Store
 	ownStore bool
 	cluster  cluster.Cluster
+	links    *link.Node // the node's links to the other nodes; nil alone
+	pnet     *plugincluster.Net
 	hooks    *plugins.Hooks
 	events   *pluginEvents
 	router   *router.Router
@@ -126,8 +132,12 @@ type Node struct {
 	users    *auth.Users
 	certs    *certs.Manager
 	tls      *tls.Config
-	c2s      *c2s.Server
-	services []Service
+	// selfSigned: tls is the generated certificate in data_dir, which
+	// Start extends with the service domains plugins claim.
+	selfSigned bool
+	listening  atomic.Bool // the listeners started: the certificate is served
+	c2s        *c2s.Server
+	services   []Service
 
 	mu      sync.Mutex // serializes Start and Stop; held while services start
 	cancel  context.CancelFunc
@@ -139,6 +149,11 @@ type Node struct {
 	lmu       sync.Mutex
 	ctx       context.Context
 	listeners map[string]*c2s.Listener
+
+	// live is cfg with the live settings changed since start (live.go);
+	// liveMu serializes changes.
+	live   atomic.Pointer[conf.Config]
+	liveMu sync.Mutex
 }
 
 // New builds a node from cfg (defaults must be applied; conf.Load does it).
@@ -190,11 +205,17 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	n.tls = o.tls
 	if n.tls == nil {
 		n.tls = n.certs.TLSConfig()
+		// The fallback is the generated certificate, which Start names
+		// the service domains in.
+		n.selfSigned = cfg.TLS.CertFile == ""
 	}
 
 	n.cluster = o.cluster
 	if n.cluster == nil && len(cfg.Cluster.Hazelcast) > 0 {
-		hc, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: n.store, Logger: n.log, Version: xep0092.Version})
+		// The links are the node's; Hazelcast says who is a member and
+		// where its links listen.
+		n.links = link.FromConfig(cfg.Cluster, n.log)
+		hc, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster, Properties: n.store, Links: n.links, Logger: n.log, Version: xep0092.Version})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -203,6 +224,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if n.cluster == nil {
 		n.cluster = local.New(cfg.Cluster.NodeName)
 	}
+	n.pnet = plugincluster.New(n.cluster, cfg.Cluster.OperationTimeout, n.log)
 	n.hooks = plugins.NewHooks()
 	n.events = &pluginEvents{cluster: n.cluster, hooks: n.hooks, timeout: cfg.Cluster.OperationTimeout}
 	if n.events.timeout <= 0 {
@@ -319,18 +341,28 @@ func (n *Node) Start(ctx context.Context) (err error) {
 			n.stopLocked(context.WithoutCancel(ctx))
 		}
 	}()
+	if n.links != nil {
+		// Closed after the cluster stopped (stops run in reverse).
+		n.stops = append(n.stops, func(context.Context) error { return n.links.Close() })
+	}
 	if err := n.cluster.Start(ctx); err != nil {
 		return fmt.Errorf("server: starting the cluster: %w", err)
 	}
 	n.stops = append(n.stops, n.cluster.Stop)
+	n.pnet.Refresh()
 	if err := n.plugins.Start(ctx); err != nil {
 		return fmt.Errorf("server: starting plugins: %w", err)
 	}
 	n.stops = append(n.stops, n.plugins.Stop)
+	if err := n.nameServices(); err != nil {
+		return fmt.Errorf("server: certificate for the service domains: %w", err)
+	}
 	// Serve the stored certificates from the first handshake on.
 	if err := n.certs.Reload(ctx); err != nil {
 		n.log.Warn("certs: reading the stored certificates; serving the fallback until they can be read", "err", err)
 	}
+	n.listening.Store(true)
+	n.stops = append(n.stops, func(context.Context) error { n.listening.Store(false); return nil })
 	n.stops = append(n.stops, func(ctx context.Context) error { n.c2s.Shutdown(ctx); return nil })
 	for _, l := range []struct {
 		name, addr string
@@ -399,6 +431,53 @@ func (n *Node) stopLocked(ctx context.Context) error {
 	n.listeners = map[string]*c2s.Listener{}
 	n.lmu.Unlock()
 	return errors.Join(errs...)
+}
+
+// nameServices runs once the plugins have started, before any listener
+// serves the certificate: peers check a service domain's name in it
+// (s2s), so the self-signed fallback gets a subjectAltName for each
+// claimed domain (regenerated only when one is missing); when no
+// certificate (ACME, imported, tls.cert_file) covers one, it is reported.
+func (n *Node) nameServices() error {
+	var names []string
+	for _, s := range n.plugins.Services() {
+		names = append(names, s.Domain)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	if n.selfSigned {
+		tc, err := tlsutil.SelfSignedWithNames(n.cfg, names)
+		if err != nil {
+			return err
+		}
+		c, err := certs.FromTLS(tc, tlsutil.SourceSelfSigned, n.cfg.Cluster.NodeName)
+		if err != nil {
+			return err
+		}
+		n.certs.SetFallback(c)
+		return nil
+	}
+	for _, d := range names {
+		n.warnUncovered(d)
+	}
+	return nil
+}
+
+// serviceClaimed is told of each service domain a plugin claims. Claims
+// made while the node serves (a plugin started at run time) cannot change
+// the certificate any more: one that does not cover the domain is logged.
+func (n *Node) serviceClaimed(domain string) {
+	if n.listening.Load() {
+		n.warnUncovered(domain)
+	}
+}
+
+func (n *Node) warnUncovered(domain string) {
+	if !tlsutil.Covers(n.tls, n.cfg.Domain, domain) {
+		n.log.Warn("the TLS certificate does not name a service domain; federated peers that check certificates will use dialback or refuse it",
+			"domain", domain)
+	}
 }
 
 // Addr returns a listener's bound address (ListenerC2S, ListenerC2STLS),

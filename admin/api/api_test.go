@@ -21,6 +21,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/sqlite"
 )
 
 // fakeBackend records calls; its data is just enough for every endpoint.
@@ -34,6 +35,10 @@ type fakeBackend struct {
 	drained   []string
 	// checking, when set, runs at the start of every password check.
 	checking func(user string)
+	// console_test.go's state.
+	locked     map[string]bool
+	live       *conf.Config
+	logQueries []LogQuery
 }
 
 func newFake() *fakeBackend {
@@ -177,29 +182,16 @@ func (f *fakeBackend) Upgrade(ctx context.Context) (UpgradeStatus, error) {
 	return UpgradeStatus{State: "idle"}, nil
 }
 
-type memProps struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (p *memProps) GetProperty(ctx context.Context, n string) (string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v, ok := p.m[n]
-	if !ok {
-		return "", storage.ErrNotFound
+// testStore is a real embedded store in a temporary directory: API
+// tokens and console sign-ins live in it as on a node.
+func testStore(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "aviary.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return v, nil
-}
-func (p *memProps) SetProperty(ctx context.Context, n, v string) error {
-	p.mu.Lock()
-	p.m[n] = v
-	p.mu.Unlock()
-	return nil
-}
-func (p *memProps) DeleteProperty(ctx context.Context, n string) error { return nil }
-func (p *memProps) ListProperties(ctx context.Context) (map[string]string, error) {
-	return p.m, nil
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend, string) {
@@ -214,6 +206,7 @@ type testEnv struct {
 	ts       *httptest.Server
 	srv      *Server
 	fb       *fakeBackend
+	store    storage.Store
 	dataDir  string
 	clock    *fakeClock
 	log      *syncBuffer
@@ -230,7 +223,9 @@ func newTestEnv(t *testing.T, mod func(*conf.Config)) *testEnv {
 		mod(cfg)
 	}
 	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &syncBuffer{}}
-	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: &memProps{m: map[string]string{}},
+	st := testStore(t, cfg.DataDir)
+	e.store = st
+	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: st, Sessions: st.KeyValue(SessionStore),
 		Metrics:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "aviary_up 1\n") }),
 		Throttle:     auth.New(auth.Options{FailureDelay: time.Second, Clock: e.clock}),
 		SignInFailed: func() { e.failures.Add(1) },

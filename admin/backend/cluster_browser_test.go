@@ -520,25 +520,8 @@ func waitPlugin(t *testing.T, admins []*clustertest.Admin, plugin, version strin
 type benchRun struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
-	errOut *lockedBuffer
+	errOut *servertest.LogBuffer
 	exited chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // benchResult is the part of aviary-bench -json the test reads.
@@ -576,7 +559,7 @@ func startBench(t *testing.T, ctx context.Context, bin string, servers []string)
 		"-concurrency", "8", "-workload", "ring", "-messages", "1000000", "-inflight", "2",
 		"-interval", loadInterval, "-drain", "20s", "-max-time", "3m", "-json"}
 	t.Logf("load: aviary-bench %s", strings.Join(args, " "))
-	b := &benchRun{errOut: &lockedBuffer{}, exited: make(chan error, 1)}
+	b := &benchRun{errOut: &servertest.LogBuffer{}, exited: make(chan error, 1)}
 	b.cmd = exec.CommandContext(ctx, bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, b.errOut
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/aviary-im/aviary/cluster"
-	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
@@ -17,10 +16,10 @@ import (
 // cluster/hazelcast does.
 type linkCluster struct {
 	*local.Cluster
-	st link.Stats
+	st cluster.LinkStats
 }
 
-func (c *linkCluster) LinkStats() link.Stats { return c.st }
+func (c *linkCluster) LinkStats() (cluster.LinkStats, bool) { return c.st, true }
 
 // TestLinkMetrics: the node collector exports the cluster's link counters
 // when the cluster has them, and nothing of the kind when it has not.
@@ -30,7 +29,7 @@ func TestLinkMetrics(t *testing.T) {
 		cl   cluster.Cluster
 		want map[string]float64
 	}{
-		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: link.Stats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2}}, map[string]float64{
+		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: cluster.LinkStats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2}}, map[string]float64{
 			"aviary_cluster_link_frames_total/sent":     3,
 			"aviary_cluster_link_frames_total/received": 4,
 			"aviary_cluster_link_bytes_total/sent":      500,

@@ -26,7 +26,7 @@ func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := b.n.Cluster().Members(ctx)
+	ms, err := b.reachable(ctx) // every node, also while clustering is off
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (b *Backend) SetPluginEnabled(ctx context.Context, name, version string, on
 // DeletePlugin removes a version (or all versions) from the catalogue,
 // refused while enabled or run by a live node.
 func (b *Backend) DeletePlugin(ctx context.Context, name, version string) error {
-	ms, err := b.n.Cluster().Members(ctx)
+	ms, err := b.reachable(ctx) // every node, also while clustering is off
 	if err != nil {
 		return err
 	}

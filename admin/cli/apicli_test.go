@@ -94,7 +94,7 @@ func TestAPICommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`aviary_plugin_calls_total{plugin="wordfilter",version="1.0.0"}`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
+	for _, want := range []string{`aviary_plugin_calls_total{node="test-node",plugin="wordfilter",version="1.0.0"}`, `aviary_plugin_errors_total{node="test-node",plugin="wordfilter",version="1.0.0"} 0`, `aviary_build_info{goversion="go`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -135,9 +135,47 @@ func TestAPICommands(t *testing.T) {
 			return runSession(ctx, a, env, o, e)
 		}, full...)
 	}
-	if code, o, e := session("list"); code != 0 || !strings.Contains(o, "alice@localhost/phone") {
+	if code, o, e := session("list"); code != 0 || !strings.Contains(o, "alice@localhost/phone") || !strings.Contains(o, "tcp") {
 		t.Fatalf("session list: %d %s %s", code, o, e)
 	}
+	if code, o, e := session("show", "alice@localhost/phone"); code != 0 || !strings.Contains(o, "transport          tcp") || !strings.Contains(o, "address            127.0.0.1") || !strings.Contains(o, "connected since") {
+		t.Errorf("session show: %d %q %s", code, o, e)
+	}
+	if code, o, _ := session("show", "--json", "alice@localhost/phone"); code != 0 || !strings.Contains(o, `"transport": "tcp"`) {
+		t.Errorf("session show --json: %d %s", code, o)
+	}
+	if code, _, e := session("show", "alice@localhost/tablet"); code != 1 || !strings.Contains(e, "404") {
+		t.Errorf("session show of a session not online: %d %s", code, e)
+	}
+	user := func(args ...string) (int, string, string) {
+		full := append([]string{args[0], "--token", token}, args[1:]...)
+		return run(func(ctx context.Context, a, env []string, o, e *bytes.Buffer) int {
+			return runUser(ctx, a, env, strings.NewReader(""), o, e)
+		}, full...)
+	}
+	if code, o, e := user("show", "alice"); code != 0 || !strings.Contains(o, "alice@localhost") || !strings.Contains(o, "  state    active") || !strings.Contains(o, "sessions (1)\n  alice@localhost/phone  on test-node, tcp, 127.0.0.1") {
+		t.Errorf("user show: %d %q %s", code, o, e)
+	}
+	if code, o, e := user("lock", "alice"); code != 0 || !strings.Contains(o, "locked alice: logins are refused on every node; 1 session(s) closed") {
+		t.Fatalf("user lock: %d %s %s", code, o, e)
+	}
+	c.ExpectStreamError("not-authorized")
+	if code, o, _ := user("show", "alice"); code != 0 || !strings.Contains(o, "locked since") {
+		t.Errorf("user show of a locked account: %s", o)
+	}
+	locked := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	locked.StartTLS()
+	if err := locked.AuthSCRAM("SCRAM-SHA-256", "alice", "alice-secret"); err == nil || !strings.Contains(err.Error(), "account-disabled") {
+		t.Errorf("login of a locked account: %v", err)
+	}
+	if code, o, e := user("unlock", "alice"); code != 0 || !strings.Contains(o, "unlocked alice") {
+		t.Fatalf("user unlock: %d %s %s", code, o, e)
+	}
+	if code, _, e := user("lock", "nobody"); code != 1 || !strings.Contains(e, "404") {
+		t.Errorf("locking an unknown account: %d %s", code, e)
+	}
+	c = servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	c.Login("alice", "alice-secret", "phone")
 	if code, _, e := session("kick", "alice@localhost/phone"); code != 0 {
 		t.Fatalf("kick: %s", e)
 	}

@@ -13,8 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/postgres"
 )
@@ -167,14 +168,14 @@ func clusterSet(ctx context.Context, cfg *conf.Config, f clusterFlags, on bool, 
 		return err
 	}
 	defer st.Close()
-	if err := st.SetProperty(ctx, hazelcast.SwitchProperty, fmt.Sprint(on)); err != nil {
-		return fmt.Errorf("writing %s: %w", hazelcast.SwitchProperty, err)
+	if err := cluster.WriteSwitch(ctx, st, on); err != nil {
+		return err
 	}
 	word := map[bool]string{true: "enabled", false: "disabled"}[on]
-	fmt.Fprintf(stdout, "clustering %s (%s=%v)\n", word, hazelcast.SwitchProperty, on)
+	fmt.Fprintf(stdout, "clustering %s (%s=%v)\n", word, cluster.SwitchProperty, on)
 	if len(cfg.Cluster.Hazelcast) > 0 {
 		// Only a hint: nodes re-read PostgreSQL either way.
-		if err := hazelcast.PublishSwitch(ctx, cfg.Cluster, f.prefix, on, log); err != nil {
+		if err := server.AnnounceClusterSwitch(ctx, cfg.Cluster, f.prefix, on, log); err != nil {
 			fmt.Fprintf(stderr, "warning: could not notify nodes over Hazelcast (they will still follow within seconds): %v\n", err)
 		}
 	}
@@ -182,21 +183,21 @@ func clusterSet(ctx context.Context, cfg *conf.Config, f clusterFlags, on bool, 
 }
 
 type statusOut struct {
-	Switch       string                   `json:"switch"` // "enabled", "disabled" or "unknown"
-	SwitchError  string                   `json:"switch_error,omitempty"`
-	Members      []hazelcast.MemberStatus `json:"members"`
-	MembersError string                   `json:"members_error,omitempty"`
-	Hazelcast    []string                 `json:"hazelcast,omitempty"`
+	Switch       string                 `json:"switch"` // "enabled", "disabled" or "unknown"
+	SwitchError  string                 `json:"switch_error,omitempty"`
+	Members      []cluster.MemberStatus `json:"members"`
+	MembersError string                 `json:"members_error,omitempty"`
+	Hazelcast    []string               `json:"hazelcast,omitempty"`
 }
 
 func clusterStatus(ctx context.Context, cfg *conf.Config, f clusterFlags, stdout io.Writer, log *slog.Logger) error {
-	out := statusOut{Switch: "unknown", Members: []hazelcast.MemberStatus{}, Hazelcast: cfg.Cluster.Hazelcast}
+	out := statusOut{Switch: "unknown", Members: []cluster.MemberStatus{}, Hazelcast: cfg.Cluster.Hazelcast}
 	failed := 0
 	if st, err := openProps(ctx, cfg, log); err != nil {
 		out.SwitchError = err.Error()
 		failed++
 	} else {
-		on, err := hazelcast.ReadSwitch(ctx, storage.Properties(st))
+		on, err := cluster.ReadSwitch(ctx, storage.Properties(st))
 		st.Close()
 		if err != nil {
 			out.SwitchError = err.Error()
@@ -209,7 +210,7 @@ func clusterStatus(ctx context.Context, cfg *conf.Config, f clusterFlags, stdout
 	}
 	if len(cfg.Cluster.Hazelcast) == 0 {
 		out.MembersError = "no Hazelcast addresses (give --hazelcast to list members)"
-	} else if ms, err := hazelcast.ReadMembers(ctx, cfg.Cluster, f.prefix, log); err != nil {
+	} else if ms, err := server.ClusterMembers(ctx, cfg.Cluster, f.prefix, log); err != nil {
 		out.MembersError = err.Error()
 		failed++
 	} else {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
@@ -61,7 +62,7 @@ func TestClusterCommand(t *testing.T) {
 		{"status enabled by default", append([]string{"status"}, hzFlags...), 0,
 			[]string{"clustering: enabled", "n1", "clustered,senior", "9.9"}, nil},
 		{"disable", append([]string{"disable"}, hzFlags...), 0, []string{"clustering disabled"}, func(t *testing.T) {
-			v, err := st.GetProperty(ctx, hazelcast.SwitchProperty)
+			v, err := st.GetProperty(ctx, cluster.SwitchProperty)
 			if err != nil || v != "false" {
 				t.Fatalf("property = %q, %v", v, err)
 			}
@@ -104,7 +105,7 @@ func TestClusterCommand(t *testing.T) {
 				for {
 					var got struct {
 						Switch  string
-						Members []hazelcast.MemberStatus
+						Members []cluster.MemberStatus
 					}
 					if err := json.Unmarshal([]byte(out), &got); err != nil {
 						t.Fatalf("%v:\n%s", err, out)

@@ -182,7 +182,7 @@ func followUpgrade(ctx context.Context, c *apiClient, stdout, stderr io.Writer) 
 }
 
 func runSession(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	usage := "usage: aviary session <list | kick FULLJID> [--admin URL] [--token T]"
+	usage := "usage: aviary session <list | show FULLJID [--json] | kick FULLJID> [--admin URL] [--token T]"
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, usage)
 		return 2
@@ -191,6 +191,7 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 	fs.SetOutput(stderr)
 	var af apiFlags
 	af.register(fs)
+	asJSON := fs.Bool("json", false, "show: print the admin API's JSON")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return 2
@@ -202,19 +203,17 @@ func runSession(ctx context.Context, args, environ []string, stdout, stderr io.W
 	}
 	switch {
 	case args[0] == "list" && len(pos) == 0:
-		var ss []struct {
-			JID, Node string
-			Priority  int
-			Available bool
-		}
+		var ss []apiSession
 		if err = c.call(ctx, "GET", "/api/sessions", nil, &ss); err == nil {
 			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "JID\tNODE\tPRIORITY\tAVAILABLE")
+			fmt.Fprintln(tw, "JID\tNODE\tTRANSPORT\tADDRESS\tPRIORITY\tAVAILABLE\tCLIENT")
 			for _, s := range ss {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%v\n", s.JID, s.Node, s.Priority, s.Available)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%v\t%s\n", s.JID, s.Node, s.Transport, s.Addr, s.Priority, s.Available, s.client())
 			}
 			tw.Flush()
 		}
+	case args[0] == "show" && len(pos) == 1:
+		err = showSession(ctx, c, pos[0], *asJSON, stdout)
 	case args[0] == "kick" && len(pos) == 1:
 		err = c.call(ctx, "DELETE", "/api/sessions/"+pathEscape(pos[0]), nil, nil)
 	default:

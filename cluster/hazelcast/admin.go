@@ -14,18 +14,6 @@ import (
 	"github.com/aviary-im/aviary/conf"
 )
 
-// MemberStatus is one entry of the member map, for `aviary cluster status`
-// and the admin console.
-type MemberStatus struct {
-	cluster.Member
-	// Inc is the node's incarnation (name#registration-nanos).
-	Inc string `json:"inc"`
-	// Clustered is false while the node's switch is off.
-	Clustered bool `json:"clustered"`
-	// Senior marks the oldest live member.
-	Senior bool `json:"senior"`
-}
-
 // adminClient connects a short-lived client that gives up after the
 // operation timeout instead of retrying for ever.
 func adminClient(ctx context.Context, cc conf.ClusterConfig, logger *slog.Logger) (*hz.Client, error) {
@@ -62,7 +50,7 @@ func adminClient(ctx context.Context, cc conf.ClusterConfig, logger *slog.Logger
 
 // ReadMembers lists the member map (live entries, clustered or not),
 // oldest first. prefix is Options.Prefix ("" for the default).
-func ReadMembers(ctx context.Context, cc conf.ClusterConfig, prefix string, logger *slog.Logger) ([]MemberStatus, error) {
+func ReadMembers(ctx context.Context, cc conf.ClusterConfig, prefix string, logger *slog.Logger) ([]cluster.MemberStatus, error) {
 	if prefix == "" {
 		prefix = "aviary."
 	}
@@ -79,20 +67,20 @@ func ReadMembers(ctx context.Context, cc conf.ClusterConfig, prefix string, logg
 	if err != nil {
 		return nil, err
 	}
-	var out []MemberStatus
+	var out []cluster.MemberStatus
 	for _, e := range entries {
 		var mr memberRecord
 		if fromValue(e.Value, &mr) != nil {
 			continue
 		}
-		out = append(out, MemberStatus{Member: mr.Member, Inc: mr.Inc, Clustered: mr.Clustered})
+		out = append(out, cluster.MemberStatus{Member: mr.Member, Inc: mr.Inc, Clustered: mr.Clustered})
 	}
 	ms := make([]cluster.Member, len(out))
 	for i := range out {
 		ms[i] = out[i].Member
 	}
 	sortMembers(ms)
-	sorted := make([]MemberStatus, 0, len(out))
+	sorted := make([]cluster.MemberStatus, 0, len(out))
 	for _, m := range ms {
 		for _, s := range out {
 			if s.Name == m.Name {
@@ -108,8 +96,10 @@ func ReadMembers(ctx context.Context, cc conf.ClusterConfig, prefix string, logg
 }
 
 // PublishSwitch tells running nodes to re-read the switch now, over the
-// Hazelcast topic Prefix+"switch". It is only a hint: each node reads the
-// value from storage, so a lost or forged message changes nothing.
+// Hazelcast topic Prefix+"switch", from outside a node (`aviary cluster
+// enable`; a running node uses Cluster.AnnounceSwitch). It is only a hint:
+// each node reads the value from storage, so a lost or forged message
+// changes nothing.
 func PublishSwitch(ctx context.Context, cc conf.ClusterConfig, prefix string, enabled bool, logger *slog.Logger) error {
 	if prefix == "" {
 		prefix = "aviary."

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 )
 
@@ -31,7 +32,7 @@ func TestSwitchTopic(t *testing.T) {
 		t.Fatalf("ReadMembers = %+v", ms)
 	}
 
-	_ = props.SetProperty(ctx, SwitchProperty, "false")
+	_ = props.SetProperty(ctx, cluster.SwitchProperty, "false")
 	if err := PublishSwitch(ctx, cc, p, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -59,6 +60,21 @@ func TestSwitchTopic(t *testing.T) {
 		}
 		if len(ms) != 2 {
 			return fmt.Errorf("disabled nodes must stay listed: %+v", ms)
+		}
+		return nil
+	})
+
+	// A running node announces over its own client (the admin console's
+	// path): the nodes re-read at once, with polling an hour apart.
+	_ = cluster.WriteSwitch(ctx, props, true)
+	if err := nodes[1].AnnounceSwitch(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if !n.Clustered() || !n.Enabled() {
+				return fmt.Errorf("%s not clustered again", n.NodeName())
+			}
 		}
 		return nil
 	})

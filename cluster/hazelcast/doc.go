@@ -6,16 +6,21 @@
 // # Constructing it
 //
 // The server builds it from the node's configuration when
-// cluster.hazelcast is set, and uses cluster/local otherwise:
+// cluster.hazelcast is set, and uses cluster/local otherwise. The node
+// owns its links (cluster/link): this package only tells them who is a
+// member and at which address.
 //
-//	c, err := hazelcast.New(cfg, store, logger) // store: storage.Properties (a storage.Store)
-//	c.Handle(kind, handler) ...                  // every message kind, before Start
-//	c.OnNodeDown(...); c.OnClusteredChange(...); c.OnUndelivered(...)
-//	err = c.Start(ctx)                           // listens, connects, registers
-//	defer c.Stop(ctx)                            // goodbye: routes and membership removed
+//	links := link.FromConfig(cfg.Cluster, logger)     // the node's; closed by the node
+//	c, err := hazelcast.NewWithOptions(hazelcast.Options{Cluster: cfg.Cluster,
+//		Properties: store, Links: links, Logger: logger}) // store: storage.Properties
+//	c.Handle(kind, handler) ...                  // message kinds (on the links)
+//	c.OnNodeDown(...); c.OnClusteredChange(...); c.OnMembersChange(...); c.OnUndelivered(...)
+//	err = c.Start(ctx)                           // listens (if the links do not yet), connects, registers
+//	defer links.Close(); defer c.Stop(ctx)       // goodbye: routes and membership removed
 //
-// NewWithOptions exposes the knobs tests shorten (object-name prefix,
-// switch poll interval, replica resync period).
+// Without Options.Links the cluster makes and closes its own. Options
+// also exposes the knobs tests shorten (object-name prefix, switch poll
+// interval, replica resync period).
 //
 // # What is stored in Hazelcast
 //
@@ -179,18 +184,19 @@
 //
 // # The cluster-wide switch
 //
-// The switch is the property "cluster.enabled" in storage.Properties
-// (PostgreSQL); unset means on. PostgreSQL is the only source of truth:
-// nodes learn of a change in three ways, each of which only triggers a
-// re-read of the property:
+// The switch is cluster.Switch: the property "cluster.enabled" in
+// storage.Properties (PostgreSQL); unset means on. PostgreSQL is the only
+// source of truth: nodes learn of a change in three ways, each of which
+// only triggers a re-read of the property:
 //
 //   - LISTEN/NOTIFY (storage.PropertyListener, implemented by
 //     storage/postgres: SetProperty notifies in the same statement): every
 //     node hears it in milliseconds (about 30ms in TestSwitchPostgres,
 //     three nodes with their own connections);
-//   - the aviary.switch topic, published by `aviary cluster enable|disable`
-//     when given --hazelcast: a second fast path that still works where
-//     NOTIFY does not (a pooler in transaction mode);
+//   - the aviary.switch topic, published by AnnounceSwitch (the admin
+//     console, through its node) and PublishSwitch (`aviary cluster
+//     enable|disable` when given --hazelcast): a second fast path that
+//     still works where NOTIFY does not (a pooler in transaction mode);
 //   - a re-read every second (Options.SwitchPoll), the safety net that
 //     alone meets the 2 second target if both pushes are lost.
 //
@@ -217,8 +223,9 @@
 //
 // # Node links
 //
-// See cluster/link: one outbound TCP connection per peer, authenticated by
-// an HMAC-SHA256 challenge-response over fresh nonces with the shared
+// The node's (Options.Links), see cluster/link: one outbound TCP
+// connection per peer, authenticated by an HMAC-SHA256 challenge-response
+// over fresh nonces with the shared
 // cluster.secret, bound to both node names (a connection meant for another
 // node, or from a node with another secret, is refused); length-prefixed
 // frames (type, correlation id, kind, payload); one writer goroutine per
@@ -239,6 +246,11 @@
 // One loop goroutine runs every state change (heartbeat, poll, joins,
 // leaves, cleanup, sweep), so transitions never race each other. Callbacks
 // run in order on one events goroutine, never under a lock, so they may
-// call back into the Cluster. Lock order: syncMu → stripe → ownMu;
-// pendingMu, viewMu, selfMu, hzMu, negMu, cbMu are leaves.
+// call back into the Cluster. OnMembersChange runs after the
+// OnClusteredChange and OnNodeDown callbacks of the same poll, whenever
+// the visible members' names, incarnations or draining flags (this node's
+// own included, at UpdateSelf) or Clustered changed.
+//
+// Lock order: syncMu → stripe → ownMu; pendingMu, viewMu, selfMu, hzMu,
+// negMu, cbMu are leaves.
 package hazelcast

@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,18 +29,22 @@ var (
 	_ cluster.Detacher    = (*Cluster)(nil)
 )
 
-// SwitchProperty is the storage.Properties name of the cluster-wide
-// switch: "true" (or unset) enables clustering, "false" disables it.
-const SwitchProperty = "cluster.enabled"
-
 // Options build a Cluster. New fills them from conf.
 type Options struct {
 	// Cluster is the node's cluster configuration (conf.ClusterConfig with
 	// defaults applied).
 	Cluster conf.ClusterConfig
-	// Properties holds the cluster-wide switch; nil means always enabled.
-	// If it also has ListenProperty (storage/postgres), changes are pushed.
+	// Properties holds the cluster-wide switch (cluster.Switch); nil means
+	// always enabled. If it also has ListenProperty (storage/postgres),
+	// changes are pushed.
 	Properties storage.Properties
+	// Links are the node's links to the other nodes (link.FromConfig,
+	// named after cluster.node_name). The cluster tells them whom they may reach
+	// and at which address, listens on cluster.listen if they do not listen
+	// yet, and flushes them when it stops; their owner closes them after
+	// Stop. When nil, the cluster makes its own from Cluster (secret,
+	// plaintext_links, operation_timeout) and closes them at Stop.
+	Links *link.Node
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Version is published in this node's Member record.
@@ -70,10 +77,9 @@ type Cluster struct {
 	started time.Time
 
 	links    *link.Node
+	ownLinks bool // made by New: closed at Stop
 	linkAddr string
-
-	handlersMu sync.RWMutex
-	handlers   map[string]cluster.HandlerFunc
+	sw       *cluster.Switch
 
 	// Own routes: the local index, authoritative for this node.
 	syncMu  sync.RWMutex // routes writers share it; reconcile and leaving take it
@@ -93,7 +99,6 @@ type Cluster struct {
 	hzMu      sync.Mutex
 	hzObjs    *hzObjs
 	hzUp      atomic.Bool // the client is connected
-	enabled   atomic.Bool // the switch
 	clustered atomic.Bool
 	// detached: clustered on the members and routes last seen while
 	// Hazelcast is away or the node re-registers (see detach).
@@ -124,19 +129,19 @@ type Cluster struct {
 	// the routing table is shared with them.
 	reach map[string]memberRecord
 
-	cbMu          sync.Mutex
-	downFns       []func(string, []cluster.Route)
-	changeFns     []func(bool)
-	undeliveredFn []func(node, kind string, payload []byte)
-	events        chan struct{}
-	evMu          sync.Mutex
-	evQueue       []func()
+	cbMu       sync.Mutex
+	downFns    []func(string, []cluster.Route)
+	changeFns  []func(bool)
+	membersFns []func()
+	membersSig string // what OnMembersChange last reported; guarded by cbMu
+	events     chan struct{}
+	evMu       sync.Mutex
+	evQueue    []func()
 
-	kick       chan struct{}
-	switchKick chan struct{}
-	stop       chan struct{}
-	stopOnce   sync.Once
-	wg         sync.WaitGroup
+	kick     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 
 	// run-loop state (only the loop goroutine touches these)
 	prevView map[string]memberRecord
@@ -221,38 +226,35 @@ func NewWithOptions(o Options) (*Cluster, error) {
 	now := time.Now().UTC()
 	c := &Cluster{
 		o: o, cc: cc, name: cc.NodeName, started: now,
-		log:        o.Logger.With("part", "cluster", "node", cc.NodeName),
-		handlers:   map[string]cluster.HandlerFunc{},
-		own:        map[string]map[string]cluster.Route{},
-		pending:    map[string]struct{}{},
-		self:       cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
-		view:       map[string]memberRecord{},
-		neg:        map[string]time.Time{},
-		dirty:      map[string]dirtyMark{},
-		dirtyN:     map[string]int{},
-		events:     make(chan struct{}, 1),
-		kick:       make(chan struct{}, 1),
-		switchKick: make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		prevView:   map[string]memberRecord{},
-		seen:       map[string]seenMark{},
-		handled:    map[string]time.Time{},
-		retryDead:  map[string]struct{}{},
-		orphans:    map[string]int{},
+		log:       o.Logger.With("part", "cluster", "node", cc.NodeName),
+		own:       map[string]map[string]cluster.Route{},
+		pending:   map[string]struct{}{},
+		self:      cluster.Member{Name: cc.NodeName, Version: o.Version, Started: now, Seen: now},
+		view:      map[string]memberRecord{},
+		neg:       map[string]time.Time{},
+		dirty:     map[string]dirtyMark{},
+		dirtyN:    map[string]int{},
+		events:    make(chan struct{}, 1),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		prevView:  map[string]memberRecord{},
+		seen:      map[string]seenMark{},
+		handled:   map[string]time.Time{},
+		retryDead: map[string]struct{}{},
+		orphans:   map[string]int{},
 	}
-	c.enabled.Store(true)
 	c.senior.Store(true)
-	c.handlers[kindRoute] = c.handleAnnounce
-	c.handlers[kindAlive] = c.handleAlive
-	c.links = link.New(link.Options{
-		Name:        c.name,
-		Secret:      []byte(cc.Secret),
-		Plaintext:   cc.PlaintextLinks,
-		Handler:     c.handler,
-		Undelivered: c.undelivered,
-		Logger:      o.Logger,
-		DialTimeout: cc.OperationTimeout,
-	})
+	c.sw = cluster.NewSwitch(o.Properties, cluster.SwitchOptions{Poll: o.SwitchPoll, Timeout: cc.OperationTimeout, Logger: c.log})
+	c.sw.OnChange(func(bool) { c.wake() })
+	c.links = o.Links
+	if c.links == nil {
+		c.links = link.FromConfig(cc, o.Logger)
+		c.ownLinks = true
+	} else if c.links.Name() != c.name {
+		return nil, fmt.Errorf("cluster/hazelcast: the links are named %q, not %q (cluster.node_name)", c.links.Name(), c.name)
+	}
+	c.links.Handle(kindRoute, c.handleAnnounce)
+	c.links.Handle(kindAlive, c.handleAlive)
 	return c, nil
 }
 
@@ -281,18 +283,14 @@ func (c *Cluster) Detached() bool { return c.detached.Load() }
 // detached one keeps what it last computed.
 func (c *Cluster) Senior() bool { return c.senior.Load() }
 
-// Handle registers the handler for kind.
-func (c *Cluster) Handle(kind string, h cluster.HandlerFunc) {
-	c.handlersMu.Lock()
-	c.handlers[kind] = h
-	c.handlersMu.Unlock()
-}
+// Handle registers the handler for kind on the node's links.
+func (c *Cluster) Handle(kind string, h cluster.HandlerFunc) { c.links.Handle(kind, h) }
 
-func (c *Cluster) handler(kind string) cluster.HandlerFunc {
-	c.handlersMu.RLock()
-	defer c.handlersMu.RUnlock()
-	return c.handlers[kind]
-}
+// LinkStats returns the counters of the node's links.
+func (c *Cluster) LinkStats() (cluster.LinkStats, bool) { return c.links.Stats(), true }
+
+// Enabled reports the cluster-wide switch as this node last read it.
+func (c *Cluster) Enabled() bool { return c.sw.Enabled() }
 
 // OnNodeDown registers fn; see the package doc for when it runs.
 func (c *Cluster) OnNodeDown(fn func(node string, routes []cluster.Route)) {
@@ -308,21 +306,53 @@ func (c *Cluster) OnClusteredChange(fn func(clustered bool)) {
 	c.cbMu.Unlock()
 }
 
-// OnUndelivered registers fn, run for each Send that was accepted but
-// could not be written to its node (the link broke, the node left).
-func (c *Cluster) OnUndelivered(fn func(node, kind string, payload []byte)) {
+// OnMembersChange registers fn; see cluster.Cluster.
+func (c *Cluster) OnMembersChange(fn func()) {
 	c.cbMu.Lock()
-	c.undeliveredFn = append(c.undeliveredFn, fn)
+	c.membersFns = append(c.membersFns, fn)
 	c.cbMu.Unlock()
 }
 
-func (c *Cluster) undelivered(node, kind string, payload []byte) {
-	c.cbMu.Lock()
-	fns := c.undeliveredFn
-	c.cbMu.Unlock()
-	for _, fn := range fns {
-		fn(node, kind, payload)
+// OnUndelivered registers fn, run for each Send that was accepted but
+// could not be written to its node (the link broke, the node left).
+func (c *Cluster) OnUndelivered(fn func(node, kind string, payload []byte)) {
+	c.links.OnUndelivered(fn)
+}
+
+// noteMembers runs the OnMembersChange callbacks (on the events
+// goroutine, after what is queued) when what Members returns changed
+// since they last ran: names, incarnations and draining flags.
+func (c *Cluster) noteMembers() {
+	var b strings.Builder
+	self := c.selfMember()
+	fmt.Fprintf(&b, "%v|%v", c.clustered.Load(), self.Draining)
+	if c.clustered.Load() {
+		c.viewMu.RLock()
+		names := make([]string, 0, len(c.view))
+		for name := range c.view {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		for _, name := range names {
+			r := c.view[name]
+			fmt.Fprintf(&b, "|%s#%s#%v", name, r.Inc, r.Draining)
+		}
+		c.viewMu.RUnlock()
 	}
+	sig := b.String()
+	c.cbMu.Lock()
+	if sig == c.membersSig {
+		c.cbMu.Unlock()
+		return
+	}
+	c.membersSig = sig
+	fns := c.membersFns
+	c.cbMu.Unlock()
+	c.emit(func() {
+		for _, fn := range fns {
+			fn()
+		}
+	})
 }
 
 // emit queues a callback run on the events goroutine, in order. The queue
@@ -401,14 +431,19 @@ func (c *Cluster) wake() {
 	}
 }
 
-// UpdateSelf changes what this node publishes at the next heartbeat.
+// UpdateSelf changes what this node publishes at the next heartbeat. A
+// change of Draining runs the OnMembersChange callbacks at once here.
 func (c *Cluster) UpdateSelf(fn func(m *cluster.Member)) {
 	c.selfMu.Lock()
-	defer c.selfMu.Unlock()
 	m := copyMember(c.self)
 	fn(&m)
 	m.Name, m.Started, m.LinkAddr = c.self.Name, c.self.Started, c.self.LinkAddr
+	drained := m.Draining != c.self.Draining
 	c.self = m
+	c.selfMu.Unlock()
+	if drained {
+		c.noteMembers()
+	}
 }
 
 func (c *Cluster) selfMember() cluster.Member {
@@ -431,6 +466,23 @@ func (c *Cluster) Members(ctx context.Context) ([]cluster.Member, error) {
 	}
 	c.viewMu.RUnlock()
 	sortMembers(out[1:])
+	return out, nil
+}
+
+// Reachable lists every live node, this one first, whatever its switch
+// (cluster.Reacher): the members this node sees as clustered, and the
+// others its links still reach.
+func (c *Cluster) Reachable(ctx context.Context) ([]cluster.Reachable, error) {
+	self := c.selfMember()
+	self.Seen = time.Now().UTC()
+	out := []cluster.Reachable{{Member: self, Clustered: c.clustered.Load()}}
+	c.viewMu.RLock()
+	for name, r := range c.reach {
+		_, visible := c.view[name]
+		out = append(out, cluster.Reachable{Member: copyMember(r.Member), Clustered: visible && c.clustered.Load()})
+	}
+	c.viewMu.RUnlock()
+	sort.Slice(out[1:], func(i, j int) bool { return older(out[1+i].Member, out[1+j].Member) })
 	return out, nil
 }
 
@@ -464,7 +516,7 @@ func (c *Cluster) callLocal(ctx context.Context, kind string, payload []byte) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	h := c.handler(kind)
+	h := c.links.Handler(kind)
 	if h == nil {
 		return nil, fmt.Errorf("cluster/hazelcast: kind %q: %w", kind, cluster.ErrNoHandler)
 	}

@@ -91,6 +91,34 @@ type events struct {
 	down    map[string][][]cluster.Route
 	changes []bool
 	lost    []string
+	// views are what Members returned in each OnMembersChange callback:
+	// sorted names, a draining member marked with "*".
+	views []string
+}
+
+func (e *events) sawView(v string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Contains(e.views, v)
+}
+
+func (e *events) seenViews() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.views)
+}
+
+func viewOf(ms []cluster.Member) string {
+	var out []string
+	for _, m := range ms {
+		s := m.Name
+		if m.Draining {
+			s += "*"
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return strings.Join(out, ",")
 }
 
 func (e *events) downs(node string) [][]cluster.Route {
@@ -185,6 +213,12 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 		n.ev.changes = append(n.ev.changes, v)
 		n.ev.mu.Unlock()
 	})
+	c.OnMembersChange(func() {
+		ms, _ := c.Members(context.Background())
+		n.ev.mu.Lock()
+		n.ev.views = append(n.ev.views, viewOf(ms))
+		n.ev.mu.Unlock()
+	})
 	c.OnUndelivered(func(node, kind string, p []byte) {
 		n.ev.mu.Lock()
 		n.ev.lost = append(n.ev.lost, node+"/"+kind)
@@ -209,6 +243,7 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 // crash stops a node the way SIGKILL would: no goodbye, its Hazelcast
 // entries stay until they expire or the survivors remove them.
 func (c *Cluster) crash() {
+	c.sw.Stop()
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.wg.Wait()
 	c.clustered.Store(false)
@@ -292,6 +327,16 @@ func TestMembership(t *testing.T) {
 		}
 		return fmt.Errorf("c does not see b's update: %+v", ms)
 	})
+	// OnMembersChange told every node about the join and the drain, b
+	// about its own drain at once.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range all {
+			if !n.ev.sawView("a,b,c") || !n.ev.sawView("a,b*,c") {
+				return fmt.Errorf("%s saw %v", n.NodeName(), n.ev.seenViews())
+			}
+		}
+		return nil
+	})
 	// a leaves gracefully: b becomes senior, and the others see a down.
 	if err := a.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -303,6 +348,9 @@ func TestMembership(t *testing.T) {
 		}
 		if len(b.ev.downs("a")) != 1 || len(c.ev.downs("a")) != 1 {
 			return fmt.Errorf("down events for a: b %d c %d", len(b.ev.downs("a")), len(c.ev.downs("a")))
+		}
+		if !b.ev.sawView("b*,c") || !c.ev.sawView("b*,c") {
+			return fmt.Errorf("members change after a left: b saw %v, c saw %v", b.ev.seenViews(), c.ev.seenViews())
 		}
 		return nil
 	})
@@ -492,7 +540,7 @@ func TestSwitch(t *testing.T) {
 	}
 	waitRoutes(t, a, "u@x", []cluster.Route{{JID: "u@x/a1", Node: "a"}, {JID: "u@x/b1", Node: "b", Available: true}})
 
-	_ = props.SetProperty(ctx, SwitchProperty, "false")
+	_ = props.SetProperty(ctx, cluster.SwitchProperty, "false")
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if n.Clustered() {
@@ -528,7 +576,7 @@ func TestSwitch(t *testing.T) {
 	_ = b.DeleteRoute(ctx, "u@x/b1")
 	_ = b.PutRoute(ctx, cluster.Route{JID: "u@x/b2", Priority: 3})
 
-	_ = props.SetProperty(ctx, SwitchProperty, "true")
+	_ = props.SetProperty(ctx, cluster.SwitchProperty, "true")
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if !n.Clustered() {

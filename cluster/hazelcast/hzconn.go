@@ -116,7 +116,7 @@ func (c *Cluster) connect(ctx context.Context, timeout time.Duration) error {
 	if err == nil {
 		_, err = o.topic.AddMessageListener(octx, func(e *hz.MessagePublished) {
 			c.log.Debug("cluster switch hint from topic", "value", e.Value)
-			c.recheckSwitch()
+			c.sw.Recheck()
 		})
 	}
 	if err != nil {

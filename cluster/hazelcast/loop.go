@@ -28,29 +28,28 @@ const linkFlushTimeout = 5 * time.Second
 // background) and, when the switch is on, registers and publishes routes
 // before returning. Register handlers before Start.
 func (c *Cluster) Start(ctx context.Context) error {
-	addr, err := c.links.Listen(c.cc.Listen)
-	if err != nil {
-		return fmt.Errorf("cluster/hazelcast: %w", err)
+	addr := c.links.Addr()
+	if addr == nil {
+		var err error
+		if addr, err = c.links.Listen(c.cc.Listen); err != nil {
+			return fmt.Errorf("cluster/hazelcast: %w", err)
+		}
 	}
 	c.linkAddr = advertise(c.cc.Advertise, addr)
 	c.selfMu.Lock()
 	c.self.LinkAddr = c.linkAddr
 	c.selfMu.Unlock()
 	c.newIncarnation()
-	if c.o.Properties != nil {
-		if v, err := c.readSwitch(ctx); err != nil {
-			c.log.Warn("cluster switch unreadable; assuming enabled", "err", err)
-		} else {
-			c.enabled.Store(v)
-		}
-	}
+	c.sw.Start(ctx)
+	var err error
 	for i := 1; i <= c.cc.StartupRetries; i++ {
 		if err = c.connect(ctx, c.cc.StartupRetryInterval); err == nil {
 			break
 		}
 		c.log.Warn("cluster hazelcast unreachable", "attempt", i, "of", c.cc.StartupRetries, "err", err)
 		if ctx.Err() != nil {
-			c.links.Close()
+			c.sw.Stop()
+			c.closeLinks()
 			return ctx.Err()
 		}
 	}
@@ -62,7 +61,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 			c.hzMu.Lock()
 			c.hzObjs = nil
 			c.hzMu.Unlock()
-			c.links.Close()
+			c.sw.Stop()
+			c.closeLinks()
 			return err
 		}
 	}
@@ -75,10 +75,15 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.tick(ctx)
 	c.goFunc(c.eventLoop)
 	c.goFunc(c.loop)
-	if c.o.Properties != nil {
-		c.goFunc(c.switchLoop)
-	}
 	return nil
+}
+
+// closeLinks closes the links when this cluster made them; the node
+// closes its own.
+func (c *Cluster) closeLinks() {
+	if c.ownLinks {
+		c.links.Close()
+	}
 }
 
 // Stop leaves the cluster: it lets the links deliver what is queued on
@@ -93,6 +98,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		c.log.Warn("cluster links not flushed before stopping", "err", err)
 	}
 	cancel()
+	c.sw.Stop()
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.wg.Wait()
 	c.stopWriteThrough()
@@ -116,7 +122,18 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		c.hzObjs = nil
 		c.hzMu.Unlock()
 	}
-	c.links.Close()
+	// Links made by the node stay up until the node closes them, but
+	// nobody is a member any more: forget every peer.
+	peers := map[string]memberRecord{}
+	c.viewMu.Lock()
+	maps.Copy(peers, c.reach)
+	maps.Copy(peers, c.view)
+	c.reach, c.view = nil, map[string]memberRecord{}
+	c.viewMu.Unlock()
+	for name := range peers {
+		c.links.Forget(name)
+	}
+	c.closeLinks()
 	return errors.Join(errs...)
 }
 
@@ -213,7 +230,7 @@ func (c *Cluster) tick(ctx context.Context) {
 		o = nil
 	}
 	connected := o != nil && c.hzUp.Load()
-	want := c.enabled.Load()
+	want := c.sw.Enabled()
 	if !connected {
 		switch {
 		case c.clustered.Load() && !want:
@@ -293,6 +310,7 @@ func (c *Cluster) tick(ctx context.Context) {
 			c.log.Info("cluster rejoined hazelcast", "inc", c.incarnation())
 		}
 		c.fireChange(true)
+		c.noteMembers()
 		c.ticks = 0
 	} else {
 		c.pollMembers(ctx, o, true)
@@ -354,7 +372,7 @@ func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs) (fresh bool, err err
 	put := func() (any, error) {
 		m := c.selfMember()
 		m.Seen = time.Now().UTC()
-		v, err := toJSON(memberRecord{Member: m, Inc: c.incarnation(), Clustered: c.enabled.Load()})
+		v, err := toJSON(memberRecord{Member: m, Inc: c.incarnation(), Clustered: c.sw.Enabled()})
 		if err != nil {
 			return nil, err
 		}
@@ -439,6 +457,7 @@ func (c *Cluster) leave(ctx context.Context, o *hzObjs) {
 		sortRoutes(rs)
 		c.fireDown(name, rs)
 	}
+	c.noteMembers()
 }
 
 // detach keeps the node clustered on what it last knew while Hazelcast
@@ -526,7 +545,7 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 	c.senior.Store(senior)
 	c.setReach(maps.Clone(alive))
 	visible := map[string]memberRecord{}
-	if c.enabled.Load() {
+	if c.sw.Enabled() {
 		for name, mr := range alive {
 			if mr.Clustered {
 				visible[name] = mr
@@ -563,6 +582,7 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 	}
 	c.prevView = visible
 	c.setView(maps.Clone(visible)) // refreshMember adds to the view
+	c.noteMembers()
 	for inc := range c.retryDead {
 		if m, ok := visible[incName(inc)]; ok && m.Inc == inc {
 			// Revived (its entry is back) or answering on its link.

@@ -48,7 +48,7 @@ func TestSwitchPostgres(t *testing.T) {
 	} {
 		t.Run(step.value, func(t *testing.T) {
 			start := time.Now()
-			if err := admin.SetProperty(ctx, SwitchProperty, step.value); err != nil {
+			if err := admin.SetProperty(ctx, cluster.SwitchProperty, step.value); err != nil {
 				t.Fatal(err)
 			}
 			checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {

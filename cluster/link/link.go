@@ -31,11 +31,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/conf"
 )
 
 // Options configure a Node.
@@ -44,10 +46,12 @@ type Options struct {
 	Name string
 	// Secret is the shared cluster secret.
 	Secret []byte
-	// Handler returns the handler for a message kind, or nil.
+	// Handler returns the handler for a message kind that none was
+	// registered for with Node.Handle, or nil. Optional.
 	Handler func(kind string) cluster.HandlerFunc
 	// Undelivered receives Sends that were queued but could not be
-	// written because the peer's connection failed. Optional.
+	// written because the peer's connection failed, besides the functions
+	// registered with Node.OnUndelivered. Optional.
 	Undelivered func(node, kind string, payload []byte)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -84,6 +88,10 @@ type Node struct {
 	serverTLS, clientTLS *tls.Config
 	tlsErr               error
 
+	hmu         sync.RWMutex
+	handlers    map[string]cluster.HandlerFunc
+	undelivered []func(node, kind string, payload []byte)
+
 	// Traffic counters, see Stats.
 	framesSent, framesRecv, bytesSent, bytesRecv, sendFailures atomic.Uint64
 }
@@ -109,11 +117,89 @@ func New(o Options) *Node {
 	n := &Node{
 		o: o, log: o.Logger.With("part", "cluster.link"), ctx: ctx, cancel: cancel,
 		peers: map[string]*peer{}, inbound: map[net.Conn]struct{}{},
+		handlers: map[string]cluster.HandlerFunc{},
 	}
 	if !o.Plaintext {
 		n.serverTLS, n.clientTLS, n.tlsErr = linkTLS(o.Secret)
 	}
 	return n
+}
+
+// Handle registers the handler for a message kind, replacing any other.
+// Handlers may be registered at any time; a frame of a kind without a
+// handler is logged and acknowledged (Send) or answered with
+// cluster.ErrNoHandler (Call).
+func (n *Node) Handle(kind string, h cluster.HandlerFunc) {
+	n.hmu.Lock()
+	n.handlers[kind] = h
+	n.hmu.Unlock()
+}
+
+// Handler returns the handler for kind, or nil.
+func (n *Node) Handler(kind string) cluster.HandlerFunc {
+	n.hmu.RLock()
+	h := n.handlers[kind]
+	n.hmu.RUnlock()
+	if h == nil && n.o.Handler != nil {
+		h = n.o.Handler(kind)
+	}
+	return h
+}
+
+// OnUndelivered registers fn, run for each Send that was queued but could
+// not be written to its node, or written but not acknowledged when the
+// link died (possibly handled: a duplicate, never a loss).
+func (n *Node) OnUndelivered(fn func(node, kind string, payload []byte)) {
+	n.hmu.Lock()
+	n.undelivered = append(n.undelivered, fn)
+	n.hmu.Unlock()
+}
+
+func (n *Node) reportUndelivered(node, kind string, payload []byte) {
+	n.hmu.RLock()
+	fns := n.undelivered
+	n.hmu.RUnlock()
+	if n.o.Undelivered != nil {
+		n.o.Undelivered(node, kind, payload)
+	}
+	for _, fn := range fns {
+		fn(node, kind, payload)
+	}
+}
+
+// Name is this node's name, as peers must dial it.
+func (n *Node) Name() string { return n.o.Name }
+
+// Addr returns the listener's address, or nil before Listen.
+func (n *Node) Addr() net.Addr {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ln == nil {
+		return nil
+	}
+	return n.ln.Addr()
+}
+
+// FromConfig makes a node's links from its cluster configuration: named
+// after cluster.node_name (the host name when empty), keyed by
+// cluster.secret, TLS unless cluster.plaintext_links, each dial bounded by
+// cluster.operation_timeout. The node owns them: the cluster
+// implementation tells them whom they reach (cluster/hazelcast's
+// Options.Links), and the node closes them after the cluster stopped.
+func FromConfig(cc conf.ClusterConfig, logger *slog.Logger) *Node {
+	if cc.NodeName == "" {
+		cc.NodeName, _ = os.Hostname()
+	}
+	if cc.OperationTimeout <= 0 {
+		cc.OperationTimeout = 5 * time.Second
+	}
+	return New(Options{
+		Name:        cc.NodeName,
+		Secret:      []byte(cc.Secret),
+		Plaintext:   cc.PlaintextLinks,
+		Logger:      logger,
+		DialTimeout: cc.OperationTimeout,
+	})
 }
 
 // Listen accepts peers on addr and returns the bound address.
@@ -375,7 +461,7 @@ func (n *Node) serveConn(c net.Conn) {
 		n.countRecv(f)
 		switch f.typ {
 		case frameSend:
-			h := n.o.Handler(f.kind)
+			h := n.Handler(f.kind)
 			if h == nil {
 				n.log.Warn("link message without handler", "from", from, "kind", f.kind)
 				handled++
@@ -402,7 +488,7 @@ func (n *Node) serveConn(c net.Conn) {
 func (n *Node) answer(in *inConn, from string, f frame) {
 	var reply []byte
 	var err error
-	h := n.o.Handler(f.kind)
+	h := n.Handler(f.kind)
 	if h == nil {
 		err = cluster.ErrNoHandler
 	} else {
@@ -453,22 +539,8 @@ type inConn struct {
 	c  net.Conn
 }
 
-// Stats are counters for one Node. The traffic counters cover every
-// frame after the handshake, on the connections the node dialled and on
-// those it accepted, acknowledgements included; they only grow.
-type Stats struct {
-	Peers int
-	// FramesSent and BytesSent count frames written (Sends, Calls,
-	// replies, acknowledgements) and their bytes.
-	FramesSent, BytesSent uint64
-	// FramesReceived and BytesReceived count frames read.
-	FramesReceived, BytesReceived uint64
-	// SendFailures counts Sends and Calls refused at once (peer
-	// unreachable, queue full until the context ended) and Sends that were
-	// queued but handed to Options.Undelivered instead of being
-	// acknowledged.
-	SendFailures uint64
-}
+// Stats are counters for one Node (see cluster.LinkStats).
+type Stats = cluster.LinkStats
 
 // Stats returns current counters.
 func (n *Node) Stats() Stats {

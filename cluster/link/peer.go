@@ -364,9 +364,7 @@ func (p *peer) undeliver(batch []*buf) {
 	for i, b := range batch {
 		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend {
 			p.n.sendFailures.Add(1)
-			if p.n.o.Undelivered != nil {
-				p.n.o.Undelivered(p.name, f.kind, append([]byte(nil), f.payload...))
-			}
+			p.n.reportUndelivered(p.name, f.kind, append([]byte(nil), f.payload...))
 		}
 		putBuf(b)
 		batch[i] = nil

@@ -22,10 +22,11 @@ var _ cluster.Cluster = (*Cluster)(nil)
 type Cluster struct {
 	name string
 
-	mu       sync.RWMutex
-	self     cluster.Member
-	routes   map[string]map[string]cluster.Route // bare JID → full JID → route
-	handlers map[string]cluster.HandlerFunc
+	mu         sync.RWMutex
+	membersFns []func()
+	self       cluster.Member
+	routes     map[string]map[string]cluster.Route // bare JID → full JID → route
+	handlers   map[string]cluster.HandlerFunc
 }
 
 // New returns a one-node cluster named name (the host name when empty).
@@ -158,15 +159,34 @@ func (c *Cluster) Members(ctx context.Context) ([]cluster.Member, error) {
 func (c *Cluster) Senior() bool { return true }
 
 // UpdateSelf applies fn to this node's member record. The name and start
-// time cannot change.
+// time cannot change. A change of Draining runs the OnMembersChange
+// callbacks, in the caller's goroutine.
 func (c *Cluster) UpdateSelf(fn func(m *cluster.Member)) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	m := copyMember(c.self)
 	fn(&m)
 	m.Name, m.Started = c.self.Name, c.self.Started
+	drained := m.Draining != c.self.Draining
 	c.self = m
+	fns := c.membersFns
+	c.mu.Unlock()
+	if drained {
+		for _, fn := range fns {
+			fn()
+		}
+	}
 }
+
+// OnMembersChange registers fn, run when this node's Draining flag
+// changes (the only change one node has).
+func (c *Cluster) OnMembersChange(fn func()) {
+	c.mu.Lock()
+	c.membersFns = append(c.membersFns, fn)
+	c.mu.Unlock()
+}
+
+// LinkStats reports no links: one node has none.
+func (c *Cluster) LinkStats() (cluster.LinkStats, bool) { return cluster.LinkStats{}, false }
 
 // OnNodeDown never fires on one node.
 func (c *Cluster) OnNodeDown(fn func(node string, routes []cluster.Route)) {}

@@ -4,9 +4,12 @@
 // server/im, the identities other plugins declare, every feature of every
 // running plugin, sorted and without duplicates, and the XEP-0157 contact
 // addresses of the configuration (server_info) as a serverinfo form;
-// disco#items lists what plugins contribute (services). Nodes are
-// answered by the plugin that owns them (XEP-0050 commands); any other
-// node gets item-not-found, except the server's own caps node#ver.
+// disco#items lists every service domain a plugin claimed
+// (Host.ServeDomain: conference.example.org, with its name) and what
+// plugins contribute (DiscoItems). Each service answers disco#info on its
+// own domain itself: IQs to it go to its plugin. Nodes are answered by the
+// plugin that owns them (XEP-0050 commands); any other node gets
+// item-not-found, except the server's own caps node#ver.
 //
 // The server's entity capabilities (XEP-0115 §6.3) go out in the stream
 // features, computed from that disco#info and again whenever plugins or
@@ -29,6 +32,7 @@ package disco
 import (
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
@@ -152,7 +156,14 @@ func (p *Plugin) serverItems(ctx context.Context, from, node string) (*wire.Elem
 	var items []plugins.DiscoItem
 	if node == "" {
 		if p.m != nil {
-			items = p.m.DiscoItems(ctx, from)
+			for _, s := range p.m.Services() {
+				items = append(items, plugins.DiscoItem{JID: s.Domain, Name: s.Name})
+			}
+			for _, it := range p.m.DiscoItems(ctx, from) {
+				if it.Node != "" || !slices.ContainsFunc(items, func(x plugins.DiscoItem) bool { return x.JID == it.JID }) {
+					items = append(items, it)
+				}
+			}
 		}
 	} else {
 		var ok bool

@@ -10,6 +10,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // nodePlugin owns one disco node, like the ad-hoc commands plugin.
@@ -112,5 +113,31 @@ func TestDiscoAlone(t *testing.T) {
 		`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/><feature var="msgoffline"/></query></iq>`
 	if got != want {
 		t.Errorf("got %s\nwant %s", got, want)
+	}
+}
+
+// servicePlugin claims a service domain, as group chat will.
+type servicePlugin struct{ domain, name string }
+
+func (p servicePlugin) ID() string                     { return "test.service." + p.domain }
+func (p servicePlugin) Stop(ctx context.Context) error { return nil }
+func (p servicePlugin) Start(ctx context.Context, host plugins.Host) error {
+	_, err := host.ServeDomain(plugins.Service{Domain: p.domain, Name: p.name,
+		Handle: func(ctx context.Context, el *wire.Element) error { return nil }})
+	return err
+}
+
+// TestDiscoItemsListsServices: the domain's disco#items lists every
+// claimed service domain with its name, once even when a plugin also
+// contributes an item for the same JID.
+func TestDiscoItemsListsServices(t *testing.T) {
+	h := plugintest.NewHost(t)
+	m := h.Start(t, disco.New(), servicePlugin{"conference.example.com", "Chatrooms"},
+		servicePlugin{"upload.example.com", "File upload"}, nodePlugin{})
+	got := h.IQ(t, m, plugins.ToServer, `<iq type='get' id='i' from='romeo@example.com/a' to='example.com'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`)
+	want := `<iq type="result" id="i" from="example.com" to="romeo@example.com/a"><query xmlns="http://jabber.org/protocol/disco#items">` +
+		`<item jid="conference.example.com" name="Chatrooms"/><item jid="upload.example.com" name="File upload"/></query></iq>`
+	if got != want {
+		t.Errorf("disco#items\n got %s\nwant %s", got, want)
 	}
 }

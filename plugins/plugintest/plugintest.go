@@ -9,6 +9,7 @@ package plugintest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -35,18 +36,24 @@ type Host struct {
 	Bus   *plugins.Hooks
 	Admin map[string]bool
 
+	// Node is the host's node in an in-memory cluster (Host.Cluster);
+	// NewHost makes it the only node of its own Net. Set it to a node of
+	// a shared Net to run several hosts as one cluster.
+	Node *NetNode
+
 	mu      sync.Mutex
 	routed  []*wire.Element
 	res     map[string][]plugins.Resource // bare → resources
 	carbons map[string]bool
 	users   *Users
-	peers   []*Host // other "nodes" Broadcast reaches (Join)
+	m       *plugins.Manager // the manager Start made, for ServeDomain
+	peers   []*Host          // other "nodes" Broadcast reaches (Join)
 	// broadcastErr, when set, is what Broadcast returns instead of
 	// reaching the peers (SetBroadcastError).
 	broadcastErr error
 }
 
-var _ plugins.Host = (*Host)(nil)
+var _ plugins.ScopedHost = (*Host)(nil)
 
 // NewHost returns a fake host for Domain on the real embedded store
 // (storage/sqlite) in a temporary directory, closed at cleanup.
@@ -69,7 +76,62 @@ func NewHostWithStore(t testing.TB, st storage.Store) *Host {
 		res: map[string][]plugins.Resource{}, carbons: map[string]bool{},
 	}
 	h.users = &Users{h: h, passwords: map[string]string{}, kicked: map[string]int{}}
+	net := NewNet()
+	t.Cleanup(net.Close)
+	h.Node = net.Join("test")
 	return h
+}
+
+// ForPlugin implements plugins.ScopedHost: the plugin's cluster view is
+// namespaced by its ID, its service claims are recorded under it.
+func (h *Host) ForPlugin(id string) plugins.Host { return &scoped{Host: h, id: id} }
+
+// Cluster implements plugins.Host (unscoped: plugin ID "").
+func (h *Host) Cluster() plugins.Cluster { return h.Node.For("") }
+
+// ServeDomain implements plugins.Host through the manager Start made.
+func (h *Host) ServeDomain(s plugins.Service) (func(), error) { return h.serveDomain("", s) }
+
+func (h *Host) serveDomain(plugin string, s plugins.Service) (func(), error) {
+	h.mu.Lock()
+	m := h.m
+	h.mu.Unlock()
+	if m == nil {
+		return nil, errors.New("plugintest: ServeDomain before Host.Start")
+	}
+	return m.ServeDomain(plugin, s)
+}
+
+// UseManager makes ServeDomain claim on m (Start does it for the
+// manager it makes).
+func (h *Host) UseManager(m *plugins.Manager) {
+	h.mu.Lock()
+	h.m = m
+	h.mu.Unlock()
+}
+
+// scoped is the Host one plugin gets.
+type scoped struct {
+	*Host
+	id string
+}
+
+func (s *scoped) Cluster() plugins.Cluster { return s.Host.Node.For(s.id) }
+func (s *scoped) ServeDomain(svc plugins.Service) (func(), error) {
+	return s.Host.serveDomain(s.id, svc)
+}
+
+// ToService hands a stanza to the service claimed for its 'to' domain,
+// as the router does, and returns the handler's error; it fails the test
+// when no plugin serves that domain.
+func (h *Host) ToService(t testing.TB, m *plugins.Manager, xml string) error {
+	t.Helper()
+	el := Parse(t, xml)
+	svc, ok := m.Service(domainOf(el.To()))
+	if !ok {
+		t.Fatalf("no service for %q", el.To())
+	}
+	return svc.Handle(context.Background(), el)
 }
 
 type testWriter struct{ t testing.TB }
@@ -210,6 +272,7 @@ func (h *Host) Broadcast(ctx context.Context, ev plugins.Event, data []byte) err
 func (h *Host) Start(t testing.TB, list ...plugins.Plugin) *plugins.Manager {
 	t.Helper()
 	m := plugins.NewManager(h, h.Log, list)
+	h.UseManager(m)
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatalf("start plugins: %v", err)
 	}

@@ -262,6 +262,30 @@ func TestFASTTokenQuotaAndRevocation(t *testing.T) {
 	}
 }
 
+// TestFASTTokensOfALockedAccount: locking an account revokes its tokens,
+// which would otherwise log in without the password check that tells of
+// the lock; the client falls back to its password and hears
+// account-disabled.
+func TestFASTTokensOfALockedAccount(t *testing.T) {
+	a, _, kv := fastSetup(t)
+	ctx := context.Background()
+	tok, _, err := a.IssueFASTToken(ctx, "alice", phone, MechHTSHA256None)
+	if err != nil {
+		t.Fatal(err)
+	}
+	um := &Users{Store: newMemUsers(), Domain: "example.org", FASTTokens: kv}
+	if err := um.CreateUser(ctx, "alice", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := um.SetLocked(ctx, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = htLogin(t, a, MechHTSHA256None, Conn{Secure: true, UserAgent: phone, FAST: &FASTUse{}}, authtest.HT{User: "alice", Token: tok})
+	if condOf(err) != CondNotAuthorized {
+		t.Errorf("a locked account's token: %s", condOf(err))
+	}
+}
+
 // Two authenticators on one store (two nodes) accept each other's tokens,
 // and never the same count twice.
 func TestFASTTokensAcrossNodes(t *testing.T) {

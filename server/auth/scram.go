@@ -41,6 +41,9 @@ type scramExchange struct {
 	username        string
 	cred            storage.SCRAM
 	known           bool
+	// locked: an administrator locked the account (told only to a
+	// client that proved the password).
+	locked bool
 }
 
 func newSCRAMExchange(a *Authenticator, mech string) *scramExchange {
@@ -136,6 +139,7 @@ func (x *scramExchange) first(ctx context.Context, msg string) ([]byte, error) {
 				x.cred = u.Credentials.SHA1
 			}
 			x.known = len(x.cred.Salt) > 0 && len(x.cred.StoredKey) > 0
+			x.locked = u.Locked()
 		case errors.Is(lerr, storage.ErrNotFound):
 		default:
 			return nil, fail(CondTemporaryAuthFailure, lerr)
@@ -197,6 +201,9 @@ func (x *scramExchange) final(msg string) ([]byte, error) {
 		return nil, fail(CondNotAuthorized, errors.New("scram: wrong password or unknown user"))
 	}
 	x.a.accountSucceeded(x.username)
+	if x.locked {
+		return nil, fail(CondAccountDisabled, errLocked)
+	}
 	serverSig := hmacSum(x.h, x.cred.ServerKey, authMessage)
 	return []byte("v=" + base64.StdEncoding.EncodeToString(serverSig)), nil
 }

@@ -181,6 +181,8 @@ func (n *hubNode) UpdateSelf(fn func(m *cluster.Member)) {
 
 func (n *hubNode) OnNodeDown(fn func(node string, routes []cluster.Route)) {}
 func (n *hubNode) OnClusteredChange(fn func(clustered bool))               {}
+func (n *hubNode) OnMembersChange(fn func())                               {}
+func (n *hubNode) LinkStats() (cluster.LinkStats, bool)                    { return cluster.LinkStats{}, false }
 
 func copyMember(m cluster.Member) cluster.Member {
 	if m.ClientAddrs != nil {

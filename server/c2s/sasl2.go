@@ -75,6 +75,7 @@ func (s *Session) startAuth2(el *wire.Element) bool {
 	s.sasl2 = true
 	s.bind2 = el.Child("bind", wire.NSBind2)
 	s.sasl2Resume = el.Child("resume", wire.NSSM)
+	s.noteUserAgent(el, s.bind2)
 	s.userAgent, s.fastUse, s.fastRequest = "", nil, ""
 	if ua := el.Child("user-agent", ""); ua != nil {
 		s.userAgent = ua.Attr("id")
@@ -139,7 +140,11 @@ func (s *Session) failureElement(cond, text string) *wire.Element {
 	if s.sasl2 {
 		return sasl2Failure(cond, text)
 	}
-	return saslFailure(cond)
+	f := saslFailure(cond)
+	if text != "" {
+		f.Append(wire.New("text").SetText(text))
+	}
+	return f
 }
 
 // sasl2Failure carries an RFC 6120 condition (XEP-0388 §2.6.2).

@@ -108,7 +108,8 @@ func (srv *Server) Active() int { return int(srv.active.Load()) }
 func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.active.Add(1)
 	defer srv.active.Add(-1)
-	srv.d.Metrics.open()
+	kind := transportKind(t)
+	srv.d.Metrics.open(kind)
 	c := srv.cfg().C2S
 	addrRelease, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
 	// The stream is in the accept queue until it authenticates or ends.
@@ -141,7 +142,7 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.mu.Lock()
 	delete(srv.streams, first)
 	srv.mu.Unlock()
-	srv.d.Metrics.closed(reason)
+	srv.d.Metrics.closed(kind, reason)
 	return nil
 }
 

@@ -79,6 +79,12 @@ type Session struct {
 
 	full atomic.Pointer[jid.JID]
 	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
+	// started is when the session's first stream opened; client is what
+	// the client said about itself; kind and remote describe the current
+	// transport, guarded by mu (a resumption brings another). See info.go.
+	started      time.Time
+	client       atomic.Pointer[clientInfo]
+	kind, remote string
 
 	// Reader-goroutine state.
 	t            Transport
@@ -171,9 +177,12 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 		parent:     ctx,
 		t:          t,
 		readerDone: make(chan struct{}),
+		started:    time.Now(),
+		kind:       transportKind(t),
+		remote:     t.RemoteAddr(),
 	}
 	s.wcond = sync.NewCond(&s.mu)
-	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr()))
+	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", s.remote))
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.routeCtx = context.WithoutCancel(s.ctx)
 	s.last.Store(monotonic())
@@ -489,7 +498,16 @@ func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element)
 	}
 	for _, it := range batch {
 		switch it.kind {
-		case itemElement, itemSMStart:
+		case itemSMStart:
+			// From here on stream management counts what is written.
+			if r, ok := t.(UndeliveredReporter); ok {
+				if err := write(); err != nil {
+					return err
+				}
+				r.StreamAcks()
+			}
+			*els = append(*els, it.el)
+		case itemElement:
 			*els = append(*els, it.el)
 		case itemHeader:
 			if err := write(); err != nil {
@@ -600,3 +618,13 @@ func randomID(n int) string {
 }
 
 func (s *Session) logger() *slog.Logger { return s.logp.Load() }
+
+// logAsBound makes the session's log lines name it by its full JID, which
+// replaces the user the authentication added: every line carries the
+// session ID, the client's address and the JID, each once.
+func (s *Session) logAsBound(full jid.JID) {
+	s.mu.Lock()
+	addr := s.remote
+	s.mu.Unlock()
+	s.logp.Store(s.srv.d.Logger.With("session", s.id, "addr", addr, "jid", full.String()))
+}

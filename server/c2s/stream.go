@@ -57,6 +57,8 @@ func (s *Session) readFailed(err error) {
 	switch cond := wire.StreamErrorFor(err); {
 	case errors.Is(err, wire.ErrStreamEnd):
 		s.closeWith(ReasonClientClosed, "", "")
+	case errors.Is(err, ErrInactive):
+		s.closeWith(ReasonInactivity, "", "")
 	case cond != "":
 		s.logger().Debug("c2s: bad input", "err", err)
 		s.closeWith(ReasonProtocol, cond, "")
@@ -80,7 +82,7 @@ func (s *Session) finish() CloseReason {
 	// A session sent away (see-other-host, a drain) stays resumable when
 	// another node can take it over: the client resumes there.
 	detach := s.bound && s.smResume && (s.takeover ||
-		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout ||
+		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout || reason == ReasonInactivity ||
 		(reason == ReasonRedirected && s.srv.canHandOver()))
 	if detach {
 		s.detached = true
@@ -134,7 +136,7 @@ func (s *Session) finish() CloseReason {
 			s.resumeTimer = time.AfterFunc(wait, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
-		s.logger().Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
+		s.logger().Info("c2s: session detached, waiting for resumption", "reason", reason.String())
 		close(s.readerDone)
 		return reason
 	}
@@ -157,7 +159,7 @@ func (s *Session) finish() CloseReason {
 		s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 		cancel()
 	}
-	s.logger().Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
+	s.logger().Info("c2s: session closed", "reason", reason.String())
 	close(s.readerDone)
 	return reason
 }
@@ -220,7 +222,7 @@ func (s *Session) expire(reason CloseReason) {
 	if s.srv.d.Metrics != nil {
 		s.srv.d.Metrics.closes.WithLabelValues(reason.String()).Inc()
 	}
-	s.logger().Info("c2s: detached session ended", "jid", s.JID().String(), "reason", reason.String(), "unsent", len(unsent))
+	s.logger().Info("c2s: detached session ended", "reason", reason.String(), "unsent", len(unsent))
 }
 
 // openStream answers a stream header: our header, then the features.
@@ -563,6 +565,10 @@ func (s *Session) markAuthenticated() {
 }
 
 func (s *Session) saslFail(err error) bool {
+	user := ""
+	if s.exchange != nil {
+		user = s.exchange.Username()
+	}
 	s.exchange = nil
 	s.state = stateNegotiating
 	var f *auth.Failure
@@ -574,8 +580,15 @@ func (s *Session) saslFail(err error) bool {
 		s.srv.d.Metrics.authFailed()
 		s.srv.d.Auth.Failed(s.ctx, s.t.RemoteAddr())
 	}
-	s.logger().Debug("c2s: authentication failed", "err", f)
-	s.enqueue(s.failureElement(f.Condition, ""))
+	text := ""
+	if f.Condition == auth.CondAccountDisabled {
+		// Sent only after the password proved right (see auth).
+		text = "This account is locked: ask the server's administrator."
+		s.logger().Info("c2s: login to a locked account refused", "user", user)
+	} else {
+		s.logger().Debug("c2s: authentication failed", "err", f)
+	}
+	s.enqueue(s.failureElement(f.Condition, text))
 	s.saslFailures++
 	if s.saslFailures >= maxSASLFailures {
 		s.streamError("policy-violation", "too many failed authentication attempts")
@@ -653,7 +666,7 @@ func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
 	s.bound = true
 	s.mu.Unlock()
 	s.enterBound()
-	s.logp.Store(s.logger().With("jid", full.String()))
+	s.logAsBound(full)
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	return full, nil
@@ -713,6 +726,9 @@ func (s *Session) inbound(el *wire.Element) {
 			}
 			return
 		}
+	}
+	if el.Name == "presence" && el.To() == "" && el.Type() == "" {
+		s.noteCaps(el)
 	}
 	if el.Name == "presence" && !knownPresenceType(el.Type()) {
 		// RFC 6121 §4.7.1: an unknown presence type gets bad-request.

@@ -218,6 +218,16 @@ func (m *Manager) Reload(ctx context.Context) error {
 	return nil
 }
 
+// SetFallback replaces the certificate served for names no stored one
+// covers, from the next handshake on: the node extends the self-signed
+// certificate with the service domains its plugins claim.
+func (m *Manager) SetFallback(c *Certificate) {
+	m.reloadMu.Lock()
+	defer m.reloadMu.Unlock()
+	old := m.snap.Load()
+	m.snap.Store(newSnapshot(old.stored, c, m.o.Now()))
+}
+
 // HTTPHandler answers HTTP-01 challenges (RFC 8555 §8.3) under
 // /.well-known/acme-challenge/ from the shared store, so that whichever
 // node the CA reaches answers for the node that ordered.

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aviary-im/aviary/cluster/hazelcast"
+	avcluster "github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/auth"
@@ -62,6 +62,9 @@ var fx struct {
 }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(placementChildEnv); spec != "" {
+		os.Exit(runPlacementChild(spec)) // this binary is a node of a test
+	}
 	code := m.Run()
 	if fx.c != nil {
 		for _, n := range fx.c.nodes {
@@ -227,7 +230,7 @@ func (c *cluster) heal(t testing.TB) {
 	startAll(t, down...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if on, err := hazelcast.ReadSwitch(ctx, c.store); err != nil || !on {
+	if on, err := avcluster.ReadSwitch(ctx, c.store); err != nil || !on {
 		if err := c.admins[0].Do(ctx, "POST", "/api/cluster/enable", nil, nil); err != nil {
 			t.Fatal(err)
 		}

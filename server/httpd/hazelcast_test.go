@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/server"
@@ -181,7 +182,7 @@ func TestBOSHWhileClusteringIsOff(t *testing.T) {
 	servertest.CreateUser(t, na, "alice", "pw-alice")
 	servertest.CreateUser(t, na, "carol", "pw-carol")
 
-	if err := na.Store().SetProperty(context.Background(), hazelcast.SwitchProperty, "false"); err != nil {
+	if err := na.Store().SetProperty(context.Background(), cluster.SwitchProperty, "false"); err != nil {
 		t.Fatal(err)
 	}
 	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {

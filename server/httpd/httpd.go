@@ -481,3 +481,12 @@ func (sv *Service) Addr(name string) net.Addr {
 	}
 	return nil
 }
+
+// BOSHStats returns the node's BOSH counters; false while the HTTP
+// listeners are off or not started.
+func (sv *Service) BOSHStats() (bosh.Stats, bool) {
+	if srv := sv.Server(); srv != nil {
+		return srv.BOSH().Stats(), true
+	}
+	return bosh.Stats{}, false
+}

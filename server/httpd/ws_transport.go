@@ -55,6 +55,9 @@ func (t *WSTransport) Write(els []*wire.Element) error { return t.c.Write(els) }
 // closes the WebSocket.
 func (t *WSTransport) Close(streamErr *wire.Element) error { return t.c.Close(streamErr) }
 
+// Kind is c2s.TransportWebSocket.
+func (t *WSTransport) Kind() string { return c2s.TransportWebSocket }
+
 // RemoteAddr is the client's address without the port.
 func (t *WSTransport) RemoteAddr() string { return t.c.RemoteHost() }
 

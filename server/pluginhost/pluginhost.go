@@ -336,7 +336,7 @@ func (h *Host) load(ctx context.Context, name, version string) (*runtime.Plugin,
 		return nil, err
 	}
 	p.OnDisable(func(reason string) { h.disabledItself(name, p, reason) })
-	if err := p.Start(ctx, h.o.PluginHost); err != nil {
+	if err := p.Start(ctx, plugins.HostFor(h.o.PluginHost, p)); err != nil {
 		_ = p.Stop(ctx)
 		return nil, err
 	}

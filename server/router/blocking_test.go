@@ -18,6 +18,10 @@ type routerHost struct {
 }
 
 func (h *routerHost) Route(ctx context.Context, el *wire.Element) { h.r.Route(ctx, el) }
+
+// ForPlugin keeps the plugins on this host (plugintest's would route
+// into its recorder, not the router).
+func (h *routerHost) ForPlugin(id string) plugins.Host { return h }
 func (h *routerHost) Resources(ctx context.Context, bare string) ([]plugins.Resource, error) {
 	return h.r.Resources(ctx, bare)
 }

@@ -158,6 +158,8 @@ func (c *fakeNode) OnNodeDown(fn func(node string, routes []cluster.Route)) {
 	c.onDown = append(c.onDown, fn)
 	c.net.mu.Unlock()
 }
+func (c *fakeNode) OnMembersChange(fn func())            {}
+func (c *fakeNode) LinkStats() (cluster.LinkStats, bool) { return cluster.LinkStats{}, false }
 func (c *fakeNode) OnClusteredChange(fn func(clustered bool)) {
 	c.net.mu.Lock()
 	c.onClustered = append(c.onClustered, fn)

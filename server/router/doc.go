@@ -4,13 +4,19 @@
 // offline storage, or out over s2s. It also keeps the session registry and
 // runs the RFC 6121 roster and presence logic.
 //
+// A domain a plugin serves (plugins.Service: conference.example.org, a
+// subdomain of ours) is not another server's: every stanza to it or a JID
+// at it, from a client, from s2s (FromRemote accepts it) or from the
+// server, goes to the plugin's Handle (toService), whose refusal is
+// bounced; an unclaimed subdomain goes to s2s as any other domain.
+//
 // Entry points: Bind/Unbind for session lifecycle, FromClient for stanzas a
 // local session sent (its 'from' already stamped by the stream layer),
 // FromRemote for stanzas from s2s, Route for stanzas the server itself sends.
 //
 // Files:
 //
-//	router.go        API, dispatch by 'to' (server, local user, other domain), bounces, interceptors
+//	router.go        API, dispatch by 'to' (server, local user, service domain, other domain), bounces, interceptors
 //	session.go       session records, Bind (conflict policies), Unbind/logout, route publishing, delivery
 //	address.go       JID parsing with an allocation-free fast path
 //	message.go       RFC 6121 §8.5 for messages and IQs; IQs from clients

@@ -19,7 +19,8 @@ const (
 	// MetricOutcomes counts what became of routed stanzas, one count per
 	// target, by outcome: delivered_local (queued on a local session),
 	// sent_node (handed to another node's link), sent_s2s (handed to
-	// federation), offline (stored), bounced (answered with an error),
+	// federation), service (handed to a plugin's service domain,
+	// plugins.Service), offline (stored), bounced (answered with an error),
 	// dropped (discarded without an answer: an interceptor dropped it,
 	// RFC 6121 says to ignore it, or it was an error that cannot be
 	// answered).
@@ -32,7 +33,7 @@ const (
 type metrics struct {
 	routeMessage, routePresence, routeIQ, routeOther prometheus.Observer
 
-	deliveredLocal, sentNode, sentS2S, offline, bounced, dropped prometheus.Counter
+	deliveredLocal, sentNode, sentS2S, service, offline, bounced, dropped prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"kind"})
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricOutcomes,
-		Help: "Routed stanzas by outcome, one per target: delivered_local, sent_node, sent_s2s, offline, bounced, dropped.",
+		Help: "Routed stanzas by outcome, one per target: delivered_local, sent_node, sent_s2s, service, offline, bounced, dropped.",
 	}, []string{"outcome"})
 	if reg != nil {
 		hist = register(reg, hist)
@@ -59,6 +60,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		deliveredLocal: outcomes.WithLabelValues("delivered_local"),
 		sentNode:       outcomes.WithLabelValues("sent_node"),
 		sentS2S:        outcomes.WithLabelValues("sent_s2s"),
+		service:        outcomes.WithLabelValues("service"),
 		offline:        outcomes.WithLabelValues("offline"),
 		bounced:        outcomes.WithLabelValues("bounced"),
 		dropped:        outcomes.WithLabelValues("dropped"),

@@ -133,7 +133,7 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
 	defer observeSince(r.m.routeTimer(el.Name), time.Now())
 	if to := el.To(); to != "" {
-		if a, ok := parseAddr(to); ok && a.domain != r.domain {
+		if a, ok := parseAddr(to); ok && a.domain != r.domain && !r.isService(a.domain) {
 			r.m.dropped.Inc()
 			r.log.Debug("router: dropping s2s stanza for another domain", "to", to, "from", el.From())
 			return
@@ -165,6 +165,9 @@ func (r *Router) route(ctx context.Context, el *wire.Element) {
 	}
 	switch {
 	case a.domain != r.domain:
+		if r.toService(ctx, el, a.domain) {
+			return
+		}
 		r.toRemoteDomain(ctx, el)
 	case a.local == "":
 		r.toServer(ctx, el)
@@ -183,6 +186,38 @@ func (r *Router) toUser(ctx context.Context, el *wire.Element, a addr) {
 	case "iq":
 		r.routeIQ(ctx, el, a)
 	}
+}
+
+// isService reports whether a plugin serves domain (plugins.Service).
+func (r *Router) isService(domain string) bool {
+	if r.plugins == nil {
+		return false
+	}
+	_, ok := r.plugins.Service(domain)
+	return ok
+}
+
+// toService hands a stanza to the plugin serving its 'to' domain and
+// bounces what the plugin refuses. It reports false when no plugin serves
+// the domain (it is another server's, for s2s).
+func (r *Router) toService(ctx context.Context, el *wire.Element, domain string) bool {
+	if r.plugins == nil {
+		return false
+	}
+	svc, ok := r.plugins.Service(domain)
+	if !ok {
+		return false
+	}
+	r.m.service.Inc()
+	if err := svc.Handle(ctx, el); err != nil {
+		se, ok := err.(*wire.StanzaError)
+		if !ok {
+			r.log.Error("router: service failed", "domain", domain, "err", err)
+			se = wire.ErrInternalServerError
+		}
+		r.bounce(ctx, el, se)
+	}
+	return true
 }
 
 // toRemoteDomain hands a stanza to s2s, or bounces remote-server-not-found.

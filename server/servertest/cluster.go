@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
+	"github.com/aviary-im/aviary/cluster/link"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/storage/postgres"
@@ -33,6 +34,28 @@ type ClusterOptions struct {
 // Hazelcast cluster. Extra options (services) are passed to the node.
 func RunClusterNode(t testing.TB, cfg *conf.Config, o ClusterOptions, opts ...server.Option) (*server.Node, *hazelcast.Cluster) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, c, closeAll, err := StartClusterNode(ctx, cfg, o, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := n.Stop(ctx); err != nil {
+			t.Errorf("servertest: stopping the node: %v", err)
+		}
+		closeAll()
+	})
+	return n, c
+}
+
+// StartClusterNode is RunClusterNode without a testing.TB, for a node
+// that runs in a process of its own (a test that SIGKILLs it). closeAll
+// closes what the node does not own (its store and links) once it
+// stopped, or at once if it is killed with the process.
+func StartClusterNode(ctx context.Context, cfg *conf.Config, o ClusterOptions, opts ...server.Option) (n *server.Node, c *hazelcast.Cluster, closeAll func(), err error) {
 	cfg.Database.URL = o.DatabaseURL
 	cfg.Cluster.Hazelcast = []string{o.Member}
 	cfg.Cluster.HazelcastClusterName = o.ClusterName
@@ -47,22 +70,28 @@ func RunClusterNode(t testing.TB, cfg *conf.Config, o ClusterOptions, opts ...se
 	if o.NodeTTL > 0 {
 		cfg.Cluster.NodeTTL = o.NodeTTL
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	st, err := postgres.Open(ctx, o.DatabaseURL, postgres.Options{Logger: TestLogger()})
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, nil, err
 	}
-	t.Cleanup(func() { st.Close() })
-	c, err := hazelcast.NewWithOptions(hazelcast.Options{
-		Cluster: cfg.Cluster, Properties: st, Logger: TestLogger(),
+	// The node's links, as server.New makes them; closed after the node.
+	links := link.FromConfig(cfg.Cluster, TestLogger())
+	closeAll = func() {
+		links.Close()
+		st.Close()
+	}
+	c, err = hazelcast.NewWithOptions(hazelcast.Options{
+		Cluster: cfg.Cluster, Properties: st, Links: links, Logger: TestLogger(),
 		Prefix: o.Prefix, SwitchPoll: 100 * time.Millisecond,
 	})
-	if err != nil {
-		t.Fatal(err)
+	if err == nil {
+		n, err = startServer(cfg, append([]server.Option{server.WithStore(st), server.WithCluster(c)}, opts...)...)
 	}
-	opts = append([]server.Option{server.WithStore(st), server.WithCluster(c)}, opts...)
-	return RunServer(t, cfg, opts...), c
+	if err != nil {
+		closeAll()
+		return nil, nil, nil, err
+	}
+	return n, c, closeAll, nil
 }
 
 // WaitClustered waits until every cluster sees all of them as members and

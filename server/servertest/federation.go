@@ -20,11 +20,31 @@ import (
 // Dialback), each with the built-in plugins.
 func RunFederatedPair(t testing.TB, a, b string) (*server.Node, *server.Node) {
 	t.Helper()
+	return RunFederatedPairWith(t, a, b, FederatedPair{})
+}
+
+// FederatedPair adjusts RunFederatedPairWith.
+type FederatedPair struct {
+	// Subdomains are labels of service domains both nodes serve
+	// ("rooms" for rooms.<domain>); each node finds the other's at the
+	// other's s2s address, as SRV records would say.
+	Subdomains []string
+	// Options are added to both nodes (server.WithPlugins, ...).
+	Options []server.Option
+}
+
+// RunFederatedPairWith is RunFederatedPair with service domains and node
+// options.
+func RunFederatedPairWith(t testing.TB, a, b string, fp FederatedPair) (*server.Node, *server.Node) {
+	t.Helper()
 	config := func(domain, listen, peer, peerAddr string) *conf.Config {
 		cfg := DefaultConfig(t)
 		cfg.Domain = domain
 		cfg.S2S.Listen = listen
 		cfg.S2S.Hosts = map[string]string{peer: peerAddr}
+		for _, sub := range fp.Subdomains {
+			cfg.S2S.Hosts[sub+"."+peer] = peerAddr
+		}
 		cfg.S2S.DialbackSecret = "shared-only-within-one-domain-" + domain
 		cfg.S2S.ConnectTimeout = 10 * time.Second
 		return cfg
@@ -34,10 +54,10 @@ func RunFederatedPair(t testing.TB, a, b string) (*server.Node, *server.Node) {
 		// so the ports are picked free and bound a moment later; another
 		// process may take one in between (CI saw it once). Pick again.
 		addrA, addrB := FreeAddr(t), FreeAddr(t)
-		na, err := startServer(config(a, addrA, b, addrB), server.WithService(server.NewFederationService()))
+		na, err := startServer(config(a, addrA, b, addrB), append([]server.Option{server.WithService(server.NewFederationService())}, fp.Options...)...)
 		if err == nil {
 			var nb *server.Node
-			if nb, err = startServer(config(b, addrB, a, addrA), server.WithService(server.NewFederationService())); err == nil {
+			if nb, err = startServer(config(b, addrB, a, addrA), append([]server.Option{server.WithService(server.NewFederationService())}, fp.Options...)...); err == nil {
 				stopAtCleanup(t, na)
 				stopAtCleanup(t, nb)
 				return na, nb

@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
@@ -97,9 +98,65 @@ func coversDomain(cert tls.Certificate, domain string) bool {
 	return c.VerifyHostname(domain) == nil && time.Now().Before(c.NotAfter)
 }
 
+// SelfSignedWithNames returns the self-signed certificate Load keeps in
+// cfg.DataDir, generated anew when it does not name each of names
+// explicitly (a subjectAltName of its own, not only through *.domain):
+// the service domains plugins claimed (conference.example.org), which
+// peers check by name. Call it before any listener serves the old one.
+func SelfSignedWithNames(cfg *conf.Config, names []string) (tls.Certificate, error) {
+	certPath := filepath.Join(cfg.DataDir, GeneratedCert)
+	keyPath := filepath.Join(cfg.DataDir, GeneratedKey)
+	cert, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err == nil && coversDomain(cert, cfg.Domain) && namesAll(cert, names) {
+		return cert, nil
+	}
+	if err := GenerateSelfSigned(cfg.Domain, certPath, keyPath, names...); err != nil {
+		return tls.Certificate{}, err
+	}
+	if cert, err = tls.LoadX509KeyPair(certPath, keyPath); err != nil {
+		return tls.Certificate{}, fmt.Errorf("tlsutil: %w", err)
+	}
+	return cert, nil
+}
+
+// namesAll reports whether the certificate lists every name as a DNS
+// subjectAltName of its own.
+func namesAll(cert tls.Certificate, names []string) bool {
+	if len(cert.Certificate) == 0 {
+		return false
+	}
+	c, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return false
+	}
+	for _, n := range names {
+		if !slices.Contains(c.DNSNames, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// Covers reports whether tc's certificate for domain (the first one, or
+// what GetCertificate returns for it as the server name) is valid for
+// name, wildcards included.
+func Covers(tc *tls.Config, domain, name string) bool {
+	if tc == nil {
+		return false
+	}
+	var cert *tls.Certificate
+	if len(tc.Certificates) > 0 {
+		cert = &tc.Certificates[0]
+	} else if tc.GetCertificate != nil {
+		cert, _ = tc.GetCertificate(&tls.ClientHelloInfo{ServerName: name})
+	}
+	return cert != nil && coversDomain(*cert, name)
+}
+
 // GenerateSelfSigned writes a self-signed ECDSA P-256 certificate valid for
-// domain and *.domain (ten years) and its key, creating the directory.
-func GenerateSelfSigned(domain, certPath, keyPath string) error {
+// domain, *.domain and the extra names (ten years) and its key, creating
+// the directory.
+func GenerateSelfSigned(domain, certPath, keyPath string, extra ...string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("tlsutil: %w", err)
@@ -121,6 +178,11 @@ func GenerateSelfSigned(domain, certPath, keyPath string) error {
 		tmpl.IPAddresses = []net.IP{ip}
 	} else {
 		tmpl.DNSNames = []string{domain, "*." + domain}
+	}
+	for _, n := range extra {
+		if !slices.Contains(tmpl.DNSNames, n) {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

@@ -31,12 +31,14 @@ func Run(t *testing.T, open Open) {
 		{"Ping", testPing},
 		{"Users", testUsers},
 		{"ListUsers", testListUsers},
+		{"LockUser", testLockUser},
 		{"DeleteUserCascades", testDeleteUserCascades},
 		{"Roster", testRoster},
 		{"RosterAbort", testRosterAbort},
 		{"RosterRemove", testRosterRemove},
 		{"Subscribers", testSubscribers},
 		{"Offline", testOffline},
+		{"PeekOffline", testPeekOffline},
 		{"OfflineQuota", testOfflineQuota},
 		{"OfflineBytes", testOfflineBytes},
 		{"TakeOfflineUpTo", testTakeOfflineUpTo},
@@ -190,6 +192,38 @@ func testUsers(t *testing.T, s storage.Store) {
 	if n != 1 {
 		t.Fatalf("CountUsers after delete = %d, want 1", n)
 	}
+}
+
+func testLockUser(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	wantErr(t, s.SetLocked(c, "alice", when), storage.ErrNotFound)
+	must(t, s.CreateUser(c, storage.User{Username: "alice", Credentials: creds(1), CreatedAt: when}))
+	u, err := s.GetUser(c, "alice")
+	must(t, err)
+	if u.Locked() {
+		t.Fatalf("a new account is locked: %+v", u.LockedAt)
+	}
+	at := when.Add(time.Hour)
+	must(t, s.SetLocked(c, "alice", at))
+	// Locking again keeps the first time.
+	must(t, s.SetLocked(c, "alice", at.Add(time.Hour)))
+	u, err = s.GetUser(c, "alice")
+	must(t, err)
+	if !u.Locked() || !u.LockedAt.Equal(at) || !sameCreds(u.Credentials, creds(1)) {
+		t.Fatalf("after SetLocked: locked at %v (want %v), credentials kept %v", u.LockedAt, at, sameCreds(u.Credentials, creds(1)))
+	}
+	// A password change leaves the lock alone.
+	must(t, s.SetCredentials(c, "alice", creds(2)))
+	if u, _ = s.GetUser(c, "alice"); !u.Locked() {
+		t.Fatal("SetCredentials unlocked the account")
+	}
+	must(t, s.SetLocked(c, "alice", time.Time{}))
+	u, err = s.GetUser(c, "alice")
+	must(t, err)
+	if u.Locked() {
+		t.Fatalf("after unlocking: locked at %v", u.LockedAt)
+	}
+	must(t, s.SetLocked(c, "alice", time.Time{})) // unlocking an unlocked account is fine
 }
 
 func testListUsers(t *testing.T, s storage.Store) {
@@ -580,6 +614,36 @@ func testOffline(t *testing.T, s storage.Store) {
 	must(t, err)
 	if n != 5 {
 		t.Fatalf("bob's queue = %d after alice's take, want 5", n)
+	}
+}
+
+func testPeekOffline(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	const owner = "alice@example.com"
+	msgs, err := s.PeekOffline(c, owner, 10)
+	must(t, err)
+	if len(msgs) != 0 {
+		t.Fatalf("PeekOffline on an empty queue = %v", msgs)
+	}
+	for i := range 4 {
+		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
+	}
+	must(t, s.StoreOffline(c, "bob@example.com", []byte("b"), storage.OfflineQuota{}))
+	msgs, err = s.PeekOffline(c, owner, 3)
+	must(t, err)
+	if len(msgs) != 3 || string(msgs[0].Stanza) != "0" || string(msgs[2].Stanza) != "2" || msgs[0].Stored.IsZero() {
+		t.Fatalf("PeekOffline(3) = %+v, want the oldest three", msgs)
+	}
+	// Nothing was taken.
+	n, err := s.CountOffline(c, owner)
+	must(t, err)
+	if n != 4 {
+		t.Fatalf("CountOffline after PeekOffline = %d, want 4", n)
+	}
+	taken, err := s.TakeOffline(c, owner)
+	must(t, err)
+	if len(taken) != 4 || taken[0].ID != msgs[0].ID {
+		t.Fatalf("TakeOffline after PeekOffline = %d messages", len(taken))
 	}
 }
 

@@ -67,15 +67,17 @@ try {
   log("nodes " + (await reloadUntil(base + "/admin/", "#nodes-count", "^3$")));
   await shot("overview");
 
-  // Clustering off: the switch flips, every node leaves, node 1's overview
-  // shows it alone with clustering disabled.
+  // Clustering off: the switch flips, every node serves alone; node 1's
+  // overview still shows the three, each alone, and says clustering is off.
   await page.goto(base + "/admin/cluster");
   await expectText("#switch-state", "enabled");
   await page.click("#switch");
   await expectText("#switch-state", "disabled");
   log("switch disabled");
   await sync("disabled");
-  log("nodes while disabled " + (await reloadUntil(base + "/admin/", "#nodes-count", "^1$")));
+  log("alone while disabled " + (await reloadUntil(base + "/admin/", "#nodes", "(alone[^]*){3}")));
+  log("nodes while disabled " + (await text("#nodes-count")));
+  await expectText("#cluster-off", "Clustering is off");
   await expectText(".cards", "Clustering\\s*disabled");
   await shot("overview-disabled");
   await page.goto(base + "/admin/cluster");
