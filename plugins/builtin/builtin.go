@@ -7,6 +7,7 @@
 //	xep0049.private   private XML storage
 //	xep0050.adhoc     ad-hoc commands with XEP-0133 service administration (admins only)
 //	xep0054.vcard     vcard-temp
+//	xep0060.pubsub    publish-subscribe service at pubsub.<domain> (XEP-0060), cluster-wide
 //	xep0065.proxy     SOCKS5 bytestreams proxy (off unless listen is set)
 //	xep0077.register  in-band registration (c2s.allow_registration), password change, unregister
 //	xep0092.version   software version
@@ -21,6 +22,7 @@
 //
 //	xep0092.version:  show_os: true      # report runtime.GOOS/GOARCH (default false)
 //	xep0191.blocking: refresh_interval: "1m"  # re-read a block list in use this often (safety net; changes apply at once)
+//	xep0060.pubsub:   domain: "pubsub.example.com", name: "Publish-Subscribe", create: local  # who creates nodes: local, admins, anyone
 //	xep0065.proxy:    listen: "0.0.0.0:7777", host: "proxy.example.com"  # SOCKS5 relay; off by default
 package builtin
 
@@ -38,6 +40,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private
 	_ "github.com/aviary-im/aviary/plugins/proxy65"  // xep0065.proxy
+	_ "github.com/aviary-im/aviary/plugins/pubsub"   // xep0060.pubsub
 	_ "github.com/aviary-im/aviary/plugins/register" // xep0077.register
 	_ "github.com/aviary-im/aviary/plugins/vcard"    // xep0054.vcard
 	_ "github.com/aviary-im/aviary/plugins/version"  // xep0092.version

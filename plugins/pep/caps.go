@@ -81,7 +81,8 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			}
 		}
 	case "iq":
-		if pt == plugins.PointDeliver || !strings.HasPrefix(el.ID(), queryPrefix) {
+		// At PointDeliver: an answer another node passed on (cluster.go).
+		if !strings.HasPrefix(el.ID(), queryPrefix) {
 			return plugins.Continue, nil
 		}
 		if t := el.Type(); t == "result" || t == "error" {
@@ -176,14 +177,7 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 			p.mu.Unlock()
 			return
 		}
-		p.mu.Lock()
-		if p.recipients[w.owner][w.full] != w.rec {
-			p.mu.Unlock()
-			return // left or changed caps meanwhile
-		}
-		q := p.enqueueLocked(w)
-		p.mu.Unlock()
-		if q != nil {
+		if q := p.requeue(w); q != nil {
 			p.resolve(ctx, q)
 		}
 	})
@@ -249,7 +243,7 @@ func (p *Plugin) enqueueLocked(w waiter) *query {
 			}
 		}
 	}
-	q = &query{id: queryPrefix + randomID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
+	q = &query{id: p.queryID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
 	p.queries[q.id] = q
 	p.inflight[q.ver] = q
 	return q
@@ -293,6 +287,11 @@ func (p *Plugin) answer(el *wire.Element) {
 		}
 	}
 	p.mu.Unlock()
+	if node, ok := askingNode(el.ID()); q == nil && ok && node != p.nodeName() {
+		fwd := el.Copy()
+		p.goWork(func(ctx context.Context) { p.forwardAnswer(ctx, node, fwd) })
+		return
+	}
 
 	info := el.Child("query", wire.NSDiscoInfo)
 	notify := map[string]bool{}
@@ -312,17 +311,24 @@ func (p *Plugin) answer(el *wire.Element) {
 		p.rememberLocked(ver, notify)
 		p.mu.Unlock()
 	}
-	var waiters []waiter
+	var waiters, again []waiter
 	if q != nil {
 		for _, w := range q.waiters {
-			// An unverified answer describes the responder only.
+			// An unverified answer describes the responder only; the
+			// others with that version are asked themselves (the
+			// responder may have moved on to another version and
+			// answered with an error, as Smack does when two clients
+			// share a version and one of them changes its features).
 			if verified || w.full == from {
 				waiters = append(waiters, w)
+			} else {
+				again = append(again, w)
 			}
 		}
 	} else if owner != "" {
 		waiters = []waiter{{owner: owner, full: from}}
 	}
+	p.askAgain(again)
 	p.goWork(func(ctx context.Context) {
 		if verified {
 			if err := p.host.Store().SetProperty(ctx, propertyPrefix+ver, joinNodes(notify)); err != nil {
@@ -333,6 +339,27 @@ func (p *Plugin) answer(el *wire.Element) {
 			p.setNotify(w, notify)
 		}
 	})
+}
+
+// requeue queues w's caps query again, unless its client left or changed
+// caps meanwhile; it returns the query to send, nil when there is none.
+func (p *Plugin) requeue(w waiter) *query {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recipients[w.owner][w.full] != w.rec {
+		return nil
+	}
+	return p.enqueueLocked(w)
+}
+
+// askAgain queries the clients of waiters whose query another client
+// answered without verification, those still waiting with that version.
+func (p *Plugin) askAgain(ws []waiter) {
+	for _, w := range ws {
+		if q := p.requeue(w); q != nil {
+			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+		}
+	}
 }
 
 // setNotify installs a resolved notify set on a waiting recipient and
@@ -369,7 +396,11 @@ func (p *Plugin) sendNewlyWanted(owner, full string, now, before map[string]bool
 		return
 	}
 	sort.Strings(nodes)
-	p.goWork(func(ctx context.Context) { p.sendLast(ctx, owner, full, nodes) })
+	p.goWork(func(ctx context.Context) {
+		if p.home(ctx, owner) { // one node sends them (cluster.go)
+			p.sendLast(ctx, owner, full, nodes)
+		}
+	})
 }
 
 // interested returns the owner's recipients that want node. Recipients

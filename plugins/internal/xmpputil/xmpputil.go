@@ -42,6 +42,15 @@ func Local(s string) string {
 	return j.Localpart()
 }
 
+// Domain returns the domain of a JID ("" when invalid).
+func Domain(s string) string {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return ""
+	}
+	return j.Domainpart()
+}
+
 // Requester returns the bare JID of the IQ's sender.
 func Requester(iq *plugins.IQ) string { return Bare(iq.From) }
 
@@ -105,6 +114,12 @@ func CreateUser(ctx context.Context, host plugins.Host, username, password strin
 // storage is full: at most 100 fragments per account" (items names the
 // store's items). Other errors pass through.
 func QuotaError(err error, what, items string) error {
+	return QuotaErrorPer(err, what, items, "account")
+}
+
+// QuotaErrorPer is QuotaError for a quota counted per something else
+// than an account ("node").
+func QuotaErrorPer(err error, what, items, per string) error {
 	var qe *storage.QuotaError
 	if !errors.As(err, &qe) {
 		return err
@@ -113,7 +128,7 @@ func QuotaError(err error, what, items string) error {
 	if unit == "items" {
 		unit = items
 	}
-	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per account", what, qe.Max, unit))
+	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per %s", what, qe.Max, unit, per))
 }
 
 // Limits reads a plugin's storage quota settings: the whole numbers
