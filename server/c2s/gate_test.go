@@ -99,6 +99,14 @@ func TestAcceptQueueBounded(t *testing.T) {
 		}
 		return nil
 	})
+	// The probe streams above hold the one place until the node has seen
+	// them close.
+	servertest.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if got := n.C2S().Negotiating(); got != 0 {
+			return fmt.Errorf("negotiating %d", got)
+		}
+		return nil
+	})
 	c := servertest.DialTLS(t, n)
 	c.Login("alice", "alicepw", "after")
 }
