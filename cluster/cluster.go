@@ -46,6 +46,10 @@ type Member struct {
 	Sessions int       `json:"sessions"`
 	Load     float64   `json:"load"` // 0..1, the node's own estimate
 	Draining bool      `json:"draining"`
+	// Shedding: the node is over its admission rates (c2s.max_logins_per_second
+	// and the like) and sends new clients elsewhere; the dispatcher and the
+	// other nodes do not name it until it has caught up.
+	Shedding bool `json:"shedding,omitempty"`
 	// StanzasIn and StanzasOut are the node's client stanza rates per
 	// second, for the admin console's cluster-wide figures.
 	StanzasIn  float64 `json:"in_per_sec,omitempty"`

@@ -22,8 +22,11 @@
 # Environment: DATABASE_URL (use this PostgreSQL instead of a throwaway
 # one), AVIARY_HAZELCAST_JAR (default: Maven's copy of 5.5.0, which
 # .ci/setup.sh fetches), AVIARY_PG_BINDIR, AVIARY_CLUSTER_SECRET (default:
-# random), PORT_BASE (default 10000; see the check below), HZ_PORT and
-# PG_PORT (Hazelcast's and PostgreSQL's ports, defaults below).
+# random), PORT_BASE (default 10000; see the check below), PG_PORT
+# (default 15432), HZ_PORT (default 5701), HAZELCAST_HEAP (the member's
+# -Xmx, default 512m). Every AVIARY_* variable of the configuration
+# (conf.EnvName: c2s.max_sessions is AVIARY_C2S_MAX_SESSIONS) reaches the
+# three nodes.
 #
 # Ports, node i = 1..3 (with PORT_BASE=10000):
 #   c2s STARTTLS  i*PORT_BASE+5222   (15222, 25222, 35222)
@@ -181,7 +184,7 @@ hazelcast:
           - 127.0.0.1:$hz_port
 EOF
 log "starting a Hazelcast member on 127.0.0.1:$hz_port"
-java -Xms64m -Xmx512m --add-modules java.se \
+java -Xms64m -Xmx${HAZELCAST_HEAP:-512m} --add-modules java.se \
 	--add-exports java.base/jdk.internal.ref=ALL-UNNAMED \
 	--add-opens java.base/java.lang=ALL-UNNAMED \
 	--add-opens java.base/sun.nio.ch=ALL-UNNAMED \

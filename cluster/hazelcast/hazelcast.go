@@ -145,10 +145,13 @@ type Cluster struct {
 	wg       sync.WaitGroup
 
 	// run-loop state (only the loop goroutine touches these)
-	prevView  map[string]memberRecord
-	seen      map[string]seenMark
-	handled   map[string]time.Time // incarnations already cleaned up
-	retryDead map[string]struct{}  // incarnations whose cleanup failed
+	prevView map[string]memberRecord
+	seen     map[string]seenMark
+	handled  map[string]time.Time // incarnations already cleaned up
+	// lapsedAlive counts polls that found a member's entry gone and the
+	// member answering on its link (liveness.go).
+	lapsedAlive atomic.Int64
+	retryDead   map[string]struct{} // incarnations whose cleanup failed
 
 	hbMu       sync.Mutex // serializes heartbeats; guards registered
 	registered bool
@@ -252,6 +255,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster/hazelcast: the links are named %q, not %q (cluster.node_name)", c.links.Name(), c.name)
 	}
 	c.links.Handle(kindRoute, c.handleAnnounce)
+	c.links.Handle(kindAlive, c.handleAlive)
 	return c, nil
 }
 

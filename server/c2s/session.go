@@ -121,6 +121,9 @@ type Session struct {
 	smEnabled   bool
 	inH         uint32
 	headerCount int
+	// tlsTurn and loginTurn are the times admitLoad reserved for this
+	// stream's STARTTLS handshake and its login (gate.go).
+	tlsTurn, loginTurn time.Time
 
 	mu         sync.Mutex
 	queue      []outItem

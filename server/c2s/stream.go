@@ -279,6 +279,15 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 		s.closeWith(ReasonTooManySessions, "resource-constraint", "this server is full")
 		return false
 	}
+	if s.headerCount == 1 {
+		if se := s.admitLoad(); se != nil {
+			s.mu.Lock()
+			s.closeLocked(ReasonShed, "", "")
+			s.closeErr = se
+			s.mu.Unlock()
+			return false
+		}
+	}
 	s.enqueue(s.features())
 	s.mu.Lock()
 	authed := s.authed
@@ -433,6 +442,9 @@ func (s *Session) startTLS() bool {
 		s.closeWith(ReasonProtocol, "", "")
 		return true
 	}
+	if !s.awaitTurn(s.tlsTurn) {
+		return true
+	}
 	s.enqueue(wire.NewNS("proceed", wire.NSTLS))
 	s.flush(true)
 	err := s.t.StartTLS(s.ctx, s.srv.d.TLS)
@@ -461,6 +473,9 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 		s.enqueue(s.failureElement(auth.CondEncryptionRequired, ""))
 		s.state = stateNegotiating
 		return false
+	}
+	if !s.awaitTurn(s.loginTurn) {
+		return true
 	}
 	a := s.srv.d.Auth
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
