@@ -732,7 +732,7 @@ func TestEntryLapsedWhileAlive(t *testing.T) {
 	_, changes := b.ev.lastChange()
 	// Delete b's entry until a poll of a has found it missing (b puts it
 	// back at each heartbeat) and asked b over the link, or buried b.
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		if a.lapsedAlive.Load() > 0 || len(a.ev.downs("b")) > 0 {
 			return nil
 		}
@@ -742,7 +742,7 @@ func TestEntryLapsedWhileAlive(t *testing.T) {
 		return errors.New("a has not found b's entry missing yet")
 	})
 	// b registers again under the same incarnation.
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		v, err := a.objs().members.Get(ctx, "b")
 		if err != nil || v == nil {
 			return fmt.Errorf("b's entry not back: %v", err)
