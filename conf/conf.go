@@ -189,6 +189,33 @@ type C2SConfig struct {
 	// MaxSessions is the node's session limit; above it new streams are
 	// redirected elsewhere or refused. 0 means no limit. Default 0.
 	MaxSessions int `yaml:"max_sessions"`
+	// MaxTLSHandshakesPerSecond is how many TLS handshakes (STARTTLS and
+	// direct TLS on the c2s listeners) this node starts per second, with
+	// bursts of as many. A new stream that would wait longer than
+	// admission_wait for its turn is shed: sent to a less loaded node with
+	// see-other-host, or refused with resource-constraint when no node can
+	// take it (a direct-TLS connection, which cannot hear either before
+	// its handshake, is closed). What a reconnection storm costs a node is
+	// mostly handshakes and logins: bounding them keeps its established
+	// sessions responsive while it absorbs the storm at its own pace. -1
+	// means no limit. Default 1000.
+	MaxTLSHandshakesPerSecond int `yaml:"max_tls_handshakes_per_second"`
+	// MaxLoginsPerSecond is how many SASL authentications (every
+	// transport; a stream-management resumption logs in too) this node
+	// starts per second, with bursts of as many; beyond admission_wait a
+	// new stream is shed as above. -1 means no limit. Default 500.
+	MaxLoginsPerSecond int `yaml:"max_logins_per_second"`
+	// AdmissionWait is how long a new stream may wait for its turn under
+	// max_tls_handshakes_per_second and max_logins_per_second before the
+	// node sheds it; a node whose turns are more than half that far ahead
+	// publishes that it sheds load, so the dispatcher and the other nodes
+	// stop sending clients to it. Default 2s.
+	AdmissionWait time.Duration `yaml:"admission_wait"`
+	// MaxNegotiating bounds the accept queue: the streams accepted and not
+	// yet authenticated on this node, from every address and transport,
+	// direct-TLS handshakes included. A stream past it is shed at once.
+	// -1 means no limit. Default 2000.
+	MaxNegotiating int `yaml:"max_negotiating"`
 	// SCRAMIterations is the PBKDF2 iteration count for new credentials.
 	// Default 4096.
 	SCRAMIterations int `yaml:"scram_iterations"`
@@ -311,6 +338,14 @@ type ClusterConfig struct {
 	// Defaults 2s and 10s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	NodeTTL           time.Duration `yaml:"node_ttl"`
+	// CrashSafety keeps every message a client sent safe from the death
+	// of any one node: the client's stream-management acknowledgement
+	// waits until a second node holds a copy, and the copies are kept
+	// until the recipient's client acknowledged the message (or it was
+	// stored offline); when a node dies the survivors route their copies
+	// again (server/router/CRASHSAFETY.md). false saves that work and
+	// loses what a crashed node held, as before. Default true.
+	CrashSafety *bool `yaml:"crash_safety"`
 }
 
 // S2SConfig configures federation.

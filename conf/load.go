@@ -58,10 +58,18 @@ func (c *Config) ApplyDefaults() {
 		t := true
 		c.C2S.RequireTLS = &t
 	}
+	if c.Cluster.CrashSafety == nil {
+		t := true
+		c.Cluster.CrashSafety = &t
+	}
 	setStr(&c.C2S.ResourceConflict, "kick_old")
 	setInt(&c.C2S.MaxStanzaBytes, 256<<10)
 	setInt(&c.C2S.PreAuthMaxStanzaBytes, 16<<10)
 	setInt(&c.C2S.MaxUnauthenticatedPerAddress, 32)
+	setInt(&c.C2S.MaxTLSHandshakesPerSecond, 1000)
+	setInt(&c.C2S.MaxLoginsPerSecond, 500)
+	setDur(&c.C2S.AdmissionWait, 2*time.Second)
+	setInt(&c.C2S.MaxNegotiating, 2000)
 	setInt(&c.C2S.RegistrationLimit, 10)
 	setInt(&c.C2S.SASLAccountFailures, 5)
 	setDur(&c.C2S.SASLMaxAccountDelay, 30*time.Second)

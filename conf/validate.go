@@ -146,6 +146,9 @@ func (c C2SConfig) validate(v *validator) {
 	}
 	for _, l := range []keyed[int]{
 		{"c2s.max_unauthenticated_per_address", c.MaxUnauthenticatedPerAddress},
+		{"c2s.max_tls_handshakes_per_second", c.MaxTLSHandshakesPerSecond},
+		{"c2s.max_logins_per_second", c.MaxLoginsPerSecond},
+		{"c2s.max_negotiating", c.MaxNegotiating},
 		{"c2s.registration_limit", c.RegistrationLimit},
 		{"c2s.sasl_account_failures", c.SASLAccountFailures},
 	} {
@@ -182,6 +185,9 @@ func (c C2SConfig) validate(v *validator) {
 	}
 	if c.MaxSessions < 0 {
 		v.add("c2s.max_sessions", "must not be negative")
+	}
+	if c.AdmissionWait <= 0 {
+		v.add("c2s.admission_wait", "must be positive, not %v", c.AdmissionWait)
 	}
 	v.nonNegative(
 		keyed[time.Duration]{"c2s.auth_timeout", c.AuthTimeout}, keyed[time.Duration]{"c2s.ping_interval", c.PingInterval},

@@ -27,6 +27,7 @@ var (
 	_ cluster.Cluster     = (*Cluster)(nil)
 	_ cluster.Undelivered = (*Cluster)(nil)
 	_ cluster.Detacher    = (*Cluster)(nil)
+	_ cluster.Notifier    = (*Cluster)(nil)
 )
 
 // Options build a Cluster. New fills them from conf.
@@ -144,10 +145,13 @@ type Cluster struct {
 	wg       sync.WaitGroup
 
 	// run-loop state (only the loop goroutine touches these)
-	prevView  map[string]memberRecord
-	seen      map[string]seenMark
-	handled   map[string]time.Time // incarnations already cleaned up
-	retryDead map[string]struct{}  // incarnations whose cleanup failed
+	prevView map[string]memberRecord
+	seen     map[string]seenMark
+	handled  map[string]time.Time // incarnations already cleaned up
+	// lapsedAlive counts polls that found a member's entry gone and the
+	// member answering on its link (liveness.go).
+	lapsedAlive atomic.Int64
+	retryDead   map[string]struct{} // incarnations whose cleanup failed
 
 	hbMu       sync.Mutex // serializes heartbeats; guards registered
 	registered bool
@@ -251,6 +255,7 @@ func NewWithOptions(o Options) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster/hazelcast: the links are named %q, not %q (cluster.node_name)", c.links.Name(), c.name)
 	}
 	c.links.Handle(kindRoute, c.handleAnnounce)
+	c.links.Handle(kindAlive, c.handleAlive)
 	return c, nil
 }
 
@@ -494,6 +499,23 @@ func (c *Cluster) Send(ctx context.Context, node, kind string, payload []byte) e
 		return err
 	}
 	return c.links.Send(ctx, node, addr, kind, payload)
+}
+
+// SendNotify is Send that reports whether node handled the message
+// (cluster.Notifier).
+func (c *Cluster) SendNotify(ctx context.Context, node, kind string, payload []byte, done func(handled bool)) error {
+	if node == c.name {
+		if _, err := c.callLocal(ctx, kind, payload); err != nil {
+			return err
+		}
+		done(true)
+		return nil
+	}
+	addr, err := c.linkOf(node)
+	if err != nil {
+		return err
+	}
+	return c.links.SendNotify(ctx, node, addr, kind, payload, done)
 }
 
 // Call sends a request to node and waits for the reply.

@@ -709,10 +709,77 @@ func TestHazelcastUnreachable(t *testing.T) {
 	}
 }
 
-// TestDeclaredDeadWhileAlive: b's member entry vanishes (as after a long
-// pause past the TTL). The others treat b's incarnation as dead; b notices
-// at its next heartbeat, takes a new incarnation and republishes, and
-// everyone ends up seeing its sessions again.
+// TestEntryLapsedWhileAlive: b's member entry vanishes (Hazelcast too
+// busy for its heartbeats, as in a reconnection storm) while b runs and
+// answers on its link. a asks b over the link instead of burying it: no
+// down event, b's routes stay, and b claims its incarnation back and
+// registers again under it (liveness.go). Without the two rules, a removed
+// b's routes and b rejoined under a new incarnation: the cascade of
+// issue 23.
+func TestEntryLapsedWhileAlive(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	r := cluster.Route{JID: "u@x/b", Node: "b", Available: true}
+	if err := b.PutRoute(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, a, "u@x", []cluster.Route{r})
+	inc := b.incarnation()
+	_, changes := b.ev.lastChange()
+	// Delete b's entry until a poll of a has found it missing (b puts it
+	// back at each heartbeat) and asked b over the link, or buried b.
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		if a.lapsedAlive.Load() > 0 || len(a.ev.downs("b")) > 0 {
+			return nil
+		}
+		if err := a.objs().members.Delete(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		return errors.New("a has not found b's entry missing yet")
+	})
+	// b registers again under the same incarnation.
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+		v, err := a.objs().members.Get(ctx, "b")
+		if err != nil || v == nil {
+			return fmt.Errorf("b's entry not back: %v", err)
+		}
+		var mr memberRecord
+		if err := fromValue(v, &mr); err != nil {
+			return err
+		}
+		if mr.Inc != inc {
+			return fmt.Errorf("b registered again as %s, not %s", mr.Inc, inc)
+		}
+		return nil
+	})
+	if d := a.ev.downs("b"); len(d) != 0 {
+		t.Fatalf("a buried a live b: down events %+v", d)
+	}
+	if b.incarnation() != inc {
+		t.Fatalf("b took a new incarnation %s", b.incarnation())
+	}
+	if _, n := b.ev.lastChange(); n != changes || b.Detached() {
+		t.Fatalf("b rejoined: %d clustered changes (had %d), detached %v", n, changes, b.Detached())
+	}
+	rs, err := a.Routes(ctx, "u@x")
+	if err != nil || !reflect.DeepEqual(rs, []cluster.Route{r}) {
+		t.Fatalf("a's routes of u@x = %+v, %v", rs, err)
+	}
+	if _, err := a.Call(ctx, "b", "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDeclaredDeadWhileAlive: b's member entry vanishes and a survivor has
+// already buried b's incarnation (its routes recorded under aviary.down,
+// as a survivor does before removing them: here written by the test,
+// since a live b answers a's probe). b cannot claim the incarnation back:
+// it takes a new one and republishes, a runs its down event for the old
+// one, and everyone ends up seeing b's sessions again.
 func TestDeclaredDeadWhileAlive(t *testing.T) {
 	m := hztest.Shared(t, "aviary-test")
 	p := prefix(t)
@@ -726,6 +793,13 @@ func TestDeclaredDeadWhileAlive(t *testing.T) {
 	}
 	waitRoutes(t, a, "u@x", []cluster.Route{r})
 	oldInc := b.incarnation()
+	buried, err := toJSON([]cluster.Route{r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.objs().down.Set(ctx, oldInc, buried); err != nil {
+		t.Fatal(err)
+	}
 	if err := a.objs().members.Delete(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}

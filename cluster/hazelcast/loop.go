@@ -390,6 +390,18 @@ func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs) (fresh bool, err err
 		return false, nil
 	}
 	if c.registered {
+		// Gone while this process kept running: Hazelcast was too slow
+		// for our heartbeats, or lost its data. Keep the incarnation if
+		// no survivor buried it meanwhile (liveness.go); otherwise take
+		// a new one and rejoin.
+		kept, err := c.reviveIncarnation(octx, o)
+		if err != nil {
+			return false, err
+		}
+		if kept {
+			c.log.Warn("cluster membership entry had lapsed; registered again under the same incarnation", "inc", c.incarnation())
+			return false, nil
+		}
 		c.newIncarnation()
 		c.entryLost.Store(true)
 		c.wake()
@@ -555,6 +567,15 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 				c.fireDown(name, rs)
 				continue
 			}
+			if _, ok := alive[name]; !ok && c.answersLink(ctx, old) {
+				// Its entry lapsed but it answers under the same
+				// incarnation: Hazelcast is behind, the node is not
+				// dead (liveness.go). Keep routing to it.
+				c.log.Warn("cluster member entry lapsed but the node answers on its link; not treating it as dead", "member", name, "inc", old.Inc)
+				c.lapsedAlive.Add(1)
+				visible[name] = old
+				continue
+			}
 			c.links.Forget(name)
 			c.handleDead(ctx, o, old.Inc)
 		}
@@ -563,6 +584,11 @@ func (c *Cluster) pollMembers(ctx context.Context, o *hzObjs, events bool) {
 	c.setView(maps.Clone(visible)) // refreshMember adds to the view
 	c.noteMembers()
 	for inc := range c.retryDead {
+		if m, ok := visible[incName(inc)]; ok && m.Inc == inc {
+			// Revived (its entry is back) or answering on its link.
+			delete(c.retryDead, inc)
+			continue
+		}
 		c.handleDead(ctx, o, inc)
 	}
 	for inc, at := range c.handled {
@@ -587,6 +613,16 @@ func (c *Cluster) handleDead(ctx context.Context, o *hzObjs, inc string) {
 	if err == nil {
 		err = o.routes.RemoveAll(octx, predicate.Equal("inc", inc))
 	}
+	if errors.Is(err, errRevived) {
+		// The node claimed its incarnation back (liveness.go): leave its
+		// routes. Retried until it shows up alive again, or until the
+		// marker expires if it died after all.
+		if _, retrying := c.retryDead[inc]; !retrying {
+			c.log.Info("cluster member revived itself; not cleaning up its routes", "inc", inc)
+		}
+		c.retryDead[inc] = struct{}{}
+		return
+	}
 	if err != nil {
 		c.log.Warn("cluster dead node cleanup failed; will retry", "inc", inc, "err", err)
 		c.retryDead[inc] = struct{}{}
@@ -610,6 +646,9 @@ func (c *Cluster) claimDead(ctx context.Context, o *hzObjs, inc string) ([]clust
 		return nil, err
 	}
 	if v != nil {
+		if isRevival(v) {
+			return nil, errRevived
+		}
 		return routes, fromValue(v, &routes)
 	}
 	if routes, err = c.routesOfInc(ctx, o, inc); err != nil {
@@ -624,6 +663,9 @@ func (c *Cluster) claimDead(ctx context.Context, o *hzObjs, inc string) ([]clust
 		return nil, err
 	}
 	if old != nil {
+		if isRevival(old) {
+			return nil, errRevived
+		}
 		routes = nil
 		return routes, fromValue(old, &routes)
 	}

@@ -3,6 +3,7 @@ package balance_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -325,4 +326,73 @@ func memberOf(h *hub, name string) (cluster.Member, bool) {
 	defer h.mu.Unlock()
 	m, ok := h.members[name]
 	return copyMember(m), ok
+}
+
+// TestSheddingNodeSkipped: node-a's accept queue (c2s.max_negotiating 1)
+// is full, so it sheds the next stream with see-other-host to node-b, the
+// node that takes clients. It publishes that it sheds: the dispatcher on
+// either node names only node-b, and node-a's health check says
+// "shedding" with 503. Once its queue has room and the shedding has
+// lapsed, node-a is named again.
+func TestSheddingNodeSkipped(t *testing.T) {
+	h := newHub()
+	st := sharedStore(t)
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.C2S.MaxNegotiating = 1 })
+	b := startNode(t, h, st, "node-b", nil)
+	named := func(httpAddr string, want ...string) func() error {
+		return func() error {
+			got := map[string]int{}
+			for range 40 {
+				code, ans, _ := dispatch(t, httpAddr, "c2s")
+				if code != http.StatusOK {
+					return fmt.Errorf("dispatch status %d", code)
+				}
+				got[ans.Node]++
+			}
+			for _, w := range want {
+				if got[w] == 0 {
+					return fmt.Errorf("%s never named: %v", w, got)
+				}
+				delete(got, w)
+			}
+			if len(got) > 0 {
+				return fmt.Errorf("named %v, want only %v", got, want)
+			}
+			return nil
+		}
+	}
+	health := func(addr string) (int, string) {
+		resp, err := http.Get("http://" + addr + balance.PathHealth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct{ Status string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body.Status
+	}
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, named(b.http(), "node-a", "node-b"))
+
+	held := servertest.DialAddr(t, a.c2s(), "localhost", false)
+	expectRedirect(t, a.c2s(), false, b.c2s())
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if m, _ := memberOf(h, "node-a"); !m.Shedding {
+			return errors.New("node-a has not published that it sheds")
+		}
+		return nil
+	})
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, named(b.http(), "node-b"))
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, named(a.http(), "node-b"))
+	if code, status := health(a.http()); code != http.StatusServiceUnavailable || status != "shedding" {
+		t.Errorf("health of the shedding node: %d %q, want 503 shedding", code, status)
+	}
+	if code, status := health(b.http()); code != http.StatusOK {
+		t.Errorf("health of the other node: %d %q, want 200", code, status)
+	}
+
+	held.Close()
+	servertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, named(b.http(), "node-a", "node-b"))
+	if code, status := health(a.http()); code != http.StatusOK {
+		t.Errorf("health of node-a after it caught up: %d %q, want 200", code, status)
+	}
 }

@@ -17,8 +17,9 @@ const (
 	// PathDispatch answers which node a client should connect to.
 	PathDispatch = "/dispatch"
 	// PathHealth answers 200 while this node accepts new clients and 503
-	// while it is draining, full or over its load threshold: a check for
-	// HTTP load balancers (HAProxy option httpchk).
+	// while it is draining, full, shedding load (over its admission rates)
+	// or over its load threshold: a check for HTTP load balancers
+	// (HAProxy option httpchk).
 	PathHealth = "/dispatch/health"
 )
 
@@ -166,13 +167,13 @@ func (s *Service) snapshot(ctx context.Context) ([]cluster.Member, Policy, time.
 	for _, m := range s.members {
 		if m.Name == me.Name {
 			found = true
-			m.Sessions, m.Load, m.Draining, m.Seen = me.Sessions, me.Load, me.Draining, time.Now()
+			m.Sessions, m.Load, m.Draining, m.Shedding, m.Seen = me.Sessions, me.Load, me.Draining, me.Shedding, time.Now()
 			m.ClientAddrs = addrs
 		}
 		out = append(out, m)
 	}
 	if !found {
-		out = append(out, cluster.Member{Name: me.Name, Sessions: me.Sessions, Load: me.Load, Draining: me.Draining, ClientAddrs: addrs, Seen: time.Now()})
+		out = append(out, cluster.Member{Name: me.Name, Sessions: me.Sessions, Load: me.Load, Draining: me.Draining, Shedding: me.Shedding, ClientAddrs: addrs, Seen: time.Now()})
 	}
 	return out, s.policy, s.cfg.Balance.RetryAfter, true
 }
@@ -197,6 +198,8 @@ func (s *Service) serveHealth(w http.ResponseWriter, r *http.Request) {
 		status, code = "draining", http.StatusServiceUnavailable
 	case me.Full():
 		status, code = "full", http.StatusServiceUnavailable
+	case me.Shedding:
+		status, code = "shedding", http.StatusServiceUnavailable
 	case me.Load >= limit:
 		status, code = "overloaded", http.StatusServiceUnavailable
 	}

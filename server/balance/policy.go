@@ -69,7 +69,8 @@ func ParseTransport(s string) (Transport, bool) {
 // Policy decides which nodes can take new clients.
 //
 // A node can take clients ("accepts") when it is live (its Seen is within
-// TTL), not draining, has a weight above 0, and its published load is
+// TTL), not draining, not shedding load (over its admission rates, see
+// server/c2s gate.go), has a weight above 0, and its published load is
 // below LoadThreshold and below 1 (load 1 means full: c2s.max_sessions
 // reached, or balance.capacity sessions).
 type Policy struct {
@@ -106,9 +107,10 @@ func (p Policy) limit() float64 {
 	return 1
 }
 
-// Accepting reports whether m can take new clients.
+// Accepting reports whether m can take new clients: live, not draining,
+// not shedding load, weighing more than 0 and under its load threshold.
 func (p Policy) Accepting(m cluster.Member, now time.Time) bool {
-	return p.Live(m, now) && !m.Draining && p.Weight(m.Name) > 0 && m.Load < p.limit()
+	return p.Live(m, now) && !m.Draining && !m.Shedding && p.Weight(m.Name) > 0 && m.Load < p.limit()
 }
 
 // Pick returns the accepting member that serves tr with the lowest
@@ -152,6 +154,7 @@ type Self struct {
 	MaxSessions int // c2s.max_sessions (0: no limit)
 	Load        float64
 	Draining    bool
+	Shedding    bool // over its admission rates (server/c2s gate.go)
 }
 
 // Full reports whether the node is at c2s.max_sessions.

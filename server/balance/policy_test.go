@@ -23,6 +23,7 @@ func member(name string, load float64, mod ...func(*cluster.Member)) cluster.Mem
 }
 
 func draining(m *cluster.Member) { m.Draining = true }
+func shedding(m *cluster.Member) { m.Shedding = true }
 func dead(m *cluster.Member)     { m.Seen = now.Add(-time.Minute) }
 func noTLS(m *cluster.Member)    { delete(m.ClientAddrs, AddrC2STLS) }
 func https(m *cluster.Member)    { m.ClientAddrs[AddrHTTPS] = m.Name + ":5443" }
@@ -93,6 +94,8 @@ func TestChoose(t *testing.T) {
 		{"all healthy", []cluster.Member{member("a", 0.1), member("b", 0.2), member("c", 0.3)}, TransportC2S, 200, []string{"a", "b", "c"}},
 		{"one draining", []cluster.Member{member("a", 0.1, draining), member("b", 0.2), member("c", 0.3)}, TransportC2S, 200, []string{"b", "c"}},
 		{"one dead", []cluster.Member{member("a", 0.1, dead), member("b", 0.2), member("c", 0.3)}, TransportC2S, 200, []string{"b", "c"}},
+		{"one shedding", []cluster.Member{member("a", 0.1, shedding), member("b", 0.2), member("c", 0.3)}, TransportC2S, 200, []string{"b", "c"}},
+		{"all shedding", []cluster.Member{member("a", 0.1, shedding), member("b", 0.2, shedding)}, TransportC2S, http.StatusServiceUnavailable, nil},
 		{"one over its threshold", []cluster.Member{member("a", 0.95), member("b", 0.2)}, TransportC2S, 200, []string{"b"}},
 		{"all overloaded", []cluster.Member{member("a", 0.95), member("b", 1), member("c", 0.1, draining)}, TransportC2S, http.StatusServiceUnavailable, nil},
 		{"all dead", []cluster.Member{member("a", 0.1, dead)}, TransportC2S, http.StatusNotFound, nil},

@@ -55,6 +55,7 @@ type Service struct {
 	members  []cluster.Member
 	fetched  time.Time
 	fetching bool               // a refresh of members is under way
+	lastSoon time.Time          // the last publishSoon
 	extra    map[string]float64 // load sent to nodes since their figures were fetched
 	draining bool
 	report   Report
@@ -120,6 +121,8 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 
 	s.publish(ctx)
 	n.C2S().SetAdmission(s.admit)
+	n.C2S().SetShedTarget(s.shedTarget)
+	n.C2S().OnShed(s.publishSoon)
 	if s.http != nil {
 		if srv := s.http.Server(); srv != nil {
 			if mux, ok := srv.Handler().(*http.ServeMux); ok {
@@ -142,6 +145,8 @@ func (s *Service) Stop(ctx context.Context) error {
 		return nil
 	}
 	n.C2S().SetAdmission(nil)
+	n.C2S().SetShedTarget(nil)
+	n.C2S().OnShed(nil)
 	if cancel != nil {
 		cancel()
 	}
@@ -199,6 +204,7 @@ func (s *Service) selfLocked(pending int) Self {
 		MaxSessions: s.cfg.C2S.MaxSessions,
 		Load:        Load(s.cfg, sessions),
 		Draining:    s.draining,
+		Shedding:    n.C2S().Shedding(),
 	}
 }
 
@@ -214,7 +220,7 @@ func (s *Service) publish(ctx context.Context) {
 	s.mu.Unlock()
 	addrs := s.clientAddrs()
 	n.Cluster().UpdateSelf(func(m *cluster.Member) {
-		m.Sessions, m.Load, m.Draining = me.Sessions, me.Load, me.Draining
+		m.Sessions, m.Load, m.Draining, m.Shedding = me.Sessions, me.Load, me.Draining, me.Shedding
 		if m.ClientAddrs == nil {
 			m.ClientAddrs = map[string]string{}
 		}
@@ -366,6 +372,49 @@ func (s *Service) admit(t c2s.Transport) *wire.Element {
 	return wire.StreamError(d.Refuse, refuseText(d.Refuse))
 }
 
+// shedTarget is the c2s ShedTarget: a stream this node sheds (over its
+// admission rates) goes to the least loaded node that accepts clients,
+// counted against that node like any redirect; nil when none does (the
+// stream is refused with resource-constraint).
+func (s *Service) shedTarget(t c2s.Transport) *wire.Element {
+	s.mu.Lock()
+	n := s.n
+	if n == nil {
+		s.mu.Unlock()
+		return nil
+	}
+	tr := transportOf(n, t)
+	m, ok := s.policy.Pick(s.members, tr, time.Now(), n.Cluster().NodeName(), s.extra)
+	if ok {
+		s.extra[m.Name] += s.perSessionLocked(m.Name)
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.metrics.refusals.WithLabelValues(CondResourceConstraint).Inc()
+		return nil
+	}
+	s.metrics.redirects.WithLabelValues("shed").Inc()
+	return c2s.SeeOtherHost(RedirectAddr(m, tr))
+}
+
+// publishSoon publishes the figures now, at most once per
+// minPublishGap: a node that starts shedding tells the cluster at once
+// rather than at its next interval.
+func (s *Service) publishSoon() {
+	s.mu.Lock()
+	ctx := s.ctx
+	if ctx == nil || time.Since(s.lastSoon) < minPublishGap {
+		s.mu.Unlock()
+		return
+	}
+	s.lastSoon = time.Now()
+	s.mu.Unlock()
+	s.publish(ctx)
+}
+
+// minPublishGap spaces out the publications publishSoon asks for.
+const minPublishGap = 250 * time.Millisecond
+
 func refuseText(cond string) string {
 	if cond == CondSystemShutdown {
 		return "this node is shutting down and no other node can take the session"
@@ -404,7 +453,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aviary_balance_redirects_total",
-			Help: "Client streams sent to another node with see-other-host: new streams (new) and sessions moved by a drain (drain).",
+			Help: "Client streams sent to another node with see-other-host: new streams (new), new streams this node shed over its admission rates (shed) and sessions moved by a drain (drain).",
 		}, []string{"kind"}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aviary_balance_refusals_total",

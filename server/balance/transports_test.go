@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 	ws "github.com/coder/websocket"
@@ -54,7 +55,26 @@ func TestRedirectOtherTransports(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReport(t, a)
+	expectOtherTransportsSentTo(t, a, b)
+}
 
+// TestShedOtherTransports: the overload protection sheds WebSocket and
+// BOSH clients the way a drain moves them: node-a's accept queue
+// (c2s.max_negotiating 1) is full, and a new WebSocket stream gets
+// see-other-uri, a new BOSH session remote-stream-error naming node-b.
+func TestShedOtherTransports(t *testing.T) {
+	h := newHub()
+	st := sharedStore(t)
+	a := startNode(t, h, st, "node-a", func(c *conf.Config) { c.C2S.MaxNegotiating = 1 })
+	b := startNode(t, h, st, "node-b", nil)
+	servertest.DialAddr(t, a.c2s(), "localhost", false) // fills the queue
+	expectOtherTransportsSentTo(t, a, b)
+}
+
+// expectOtherTransportsSentTo checks that node a sends a new WebSocket
+// stream and a new BOSH session to node b.
+func expectOtherTransportsSentTo(t *testing.T, a, b *testNode) {
+	t.Helper()
 	t.Run("websocket gets see-other-uri", func(t *testing.T) {
 		want := "ws://" + b.http() + "/xmpp-websocket"
 		servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {

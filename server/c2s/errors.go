@@ -45,6 +45,10 @@ const (
 	// c2s.max_unauthenticated_per_address streams that have not
 	// authenticated.
 	ReasonTooManyUnauthenticated
+	// ReasonShed: the node was over an admission limit (gate.go) and sent
+	// the new stream elsewhere (see-other-host) or refused it
+	// (resource-constraint).
+	ReasonShed
 	// ReasonInactivity: the client stopped coming back (a BOSH session
 	// got no request within its inactivity period: a closed tab); the
 	// transport reported ErrInactive.
@@ -69,6 +73,7 @@ var reasonNames = [...]string{
 	ReasonRedirected:      "redirected",
 
 	ReasonTooManyUnauthenticated: "too_many_unauthenticated",
+	ReasonShed:                   "shed",
 	ReasonInactivity:             "inactivity_timeout",
 }
 

@@ -118,11 +118,19 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 	if !l.directTLS {
 		return NewTCPTransport(conn, false, lim)
 	}
+	done, ok := l.srv.gate.acceptTLS(l.ctx, l.srv.d.Metrics)
+	if !ok {
+		// Shed before the handshake: nothing can be said to a client
+		// that has not got TLS yet, so close as a full accept queue does.
+		_ = conn.Close()
+		return nil
+	}
 	rec := &recordConn{Conn: conn}
 	tc := tls.Server(rec, l.srv.d.TLS)
 	ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
 	err := handshake(ctx, tc)
 	cancel()
+	done()
 	if err != nil {
 		l.srv.d.Logger.Debug("c2s: TLS handshake failed", "addr", conn.RemoteAddr().String(), "err", err)
 		_ = conn.Close()

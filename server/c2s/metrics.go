@@ -12,6 +12,8 @@ type Metrics struct {
 	stanzasOut  *prometheus.CounterVec
 	closes      *prometheus.CounterVec
 	authFailure *prometheus.CounterVec
+	shedTotal   *prometheus.CounterVec
+	negotiating prometheus.Gauge
 }
 
 // Values of the "via" label of aviary_c2s_auth_failures_total: a failed
@@ -46,15 +48,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		authFailure: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aviary_c2s_auth_failures_total", Help: "Failed authentications with an account's password: SASL (via=xmpp) and admin console sign-ins (via=console).",
 		}, []string{"via"}),
+		shedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aviary_c2s_shed_total",
+			Help: "New client streams this node shed (sent elsewhere with see-other-host, refused with resource-constraint, or a direct-TLS connection closed before its handshake) because it was over an admission limit: c2s.max_negotiating (negotiating), c2s.max_tls_handshakes_per_second (handshakes), c2s.max_logins_per_second (logins).",
+		}, []string{"reason"}),
+		negotiating: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aviary_c2s_negotiating", Help: "Client streams accepted and not yet authenticated (the accept queue c2s.max_negotiating bounds).",
+		}),
 	}
 	for _, via := range []string{AuthViaXMPP, AuthViaConsole} {
 		m.authFailure.WithLabelValues(via) // present at zero from the start
+	}
+	for _, r := range []string{ShedNegotiating, ShedHandshakes, ShedLogins} {
+		m.shedTotal.WithLabelValues(r)
 	}
 	for _, t := range Transports {
 		m.byTransport.WithLabelValues(t)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure} {
+		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure, m.shedTotal, m.negotiating} {
 			_ = reg.Register(c)
 		}
 	}
@@ -96,5 +108,17 @@ func (m *Metrics) authFailed() { m.AuthFailed(AuthViaXMPP) }
 func (m *Metrics) AuthFailed(via string) {
 	if m != nil {
 		m.authFailure.WithLabelValues(via).Inc()
+	}
+}
+
+func (m *Metrics) shed(reason string) {
+	if m != nil {
+		m.shedTotal.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) negotiatingAdd(n int) {
+	if m != nil {
+		m.negotiating.Add(float64(n))
 	}
 }

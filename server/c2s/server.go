@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
@@ -56,13 +55,17 @@ type Server struct {
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
 	preAuth   preAuthTable              // see preauth.go
+	// gate paces and sheds new streams (gate.go); shedTarget names where
+	// shed streams go (SetShedTarget).
+	gate       *gate
+	shedTarget atomic.Pointer[ShedTarget]
 
 	mu        sync.Mutex
 	streams   map[*Session]struct{} // every stream being served (see RedirectUnbound)
 	resumable map[string]*Session   // SM ID → session with resumption enabled
 	// handedOver: SM ID → timer routing again the stanzas of a session
 	// handed to another node, stopped when that node confirms.
-	handedOver map[string]*time.Timer
+	handedOver map[string]*handedOver
 }
 
 // NewServer returns a Server for the given dependencies.
@@ -75,7 +78,7 @@ func NewServer(d Deps) *Server {
 	}
 	base := d.TLS
 	d.TLS = tlsutil.Recording(base)
-	srv := &Server{d: d, baseTLS: base, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	srv := &Server{d: d, baseTLS: base, gate: newGate(d.Config.C2S), resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }
@@ -107,7 +110,18 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	kind := transportKind(t)
 	srv.d.Metrics.open(kind)
 	c := srv.cfg().C2S
-	release, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
+	addrRelease, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
+	// The stream is in the accept queue until it authenticates or ends.
+	srv.gate.negotiating.Add(1)
+	srv.d.Metrics.negotiatingAdd(1)
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			addrRelease()
+			srv.gate.negotiating.Add(-1)
+			srv.d.Metrics.negotiatingAdd(-1)
+		})
+	}
 	defer release()
 	if l, can := t.(stanzaLimiter); can {
 		l.SetMaxStanzaBytes(min(c.PreAuthMaxStanzaBytes, c.MaxStanzaBytes))
