@@ -38,6 +38,7 @@ type Config struct {
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
 	MAM      MAMConfig      `yaml:"mam"`
+	MUC      MUCConfig      `yaml:"muc"`
 	Balance  BalanceConfig  `yaml:"balance"`
 	Runtime  RuntimeConfig  `yaml:"runtime"`
 	// ServerInfo holds the XEP-0157 contact addresses.
@@ -521,6 +522,49 @@ type MAMConfig struct {
 	// the page size when the client names none). Default 100.
 	MaxPage int `yaml:"max_page"`
 }
+
+// MUCConfig is group chat (XEP-0045, plugin xep0045.muc): a multi-user
+// chat service at a subdomain of the domain, its rooms hosted across the
+// cluster.
+type MUCConfig struct {
+	// Enabled serves the group chat service. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// Domain is the service's address, a subdomain of domain. Default
+	// "" (conference.<domain>; see Config.MUCDomain).
+	Domain string `yaml:"domain"`
+	// Name is the service's name in disco. Default "Chatrooms".
+	Name string `yaml:"name"`
+	// History is the most messages a room keeps to send to a new
+	// occupant (a room's muc#roomconfig_historylength may ask for fewer).
+	// Default 20.
+	History int `yaml:"history"`
+	// MaxOccupants bounds the occupants of one room (a room's
+	// muc#roomconfig_maxusers may ask for fewer). Default 1000.
+	MaxOccupants int `yaml:"max_occupants"`
+	// MessageRate is how many messages (groupchat and private) one
+	// occupant may send a second on average; past it and MessageBurst
+	// the room answers resource-constraint. Default 5.
+	MessageRate float64 `yaml:"message_rate"`
+	// MessageBurst is how many messages an occupant may send at once
+	// before MessageRate applies. Default 20.
+	MessageBurst int `yaml:"message_burst"`
+	// Create says who may create rooms: "local" (users of this domain),
+	// "admins" (the configured administrators) or "anyone" (federated
+	// users too). Default "local".
+	Create string `yaml:"create"`
+}
+
+// MUCDomain is the group chat service's domain: muc.domain, or
+// conference.<domain> when it is empty.
+func (c *Config) MUCDomain() string {
+	if c.MUC.Domain != "" {
+		return strings.ToLower(strings.TrimSuffix(c.MUC.Domain, "."))
+	}
+	return "conference." + strings.ToLower(c.Domain)
+}
+
+// On reports whether the group chat service runs.
+func (m MUCConfig) On() bool { return m.Enabled == nil || *m.Enabled }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher
 // (server/balance).

@@ -9,26 +9,14 @@ import (
 // The request limits of the HTTP and admin listeners are validated with
 // errors naming their keys.
 func TestListenerLimitKeysValidated(t *testing.T) {
-	for _, tc := range []struct {
-		key string
-		mod func(*Config)
-	}{
+	checkKeyErrors(t, []keyCase{
 		{"http.read_header_timeout", func(c *Config) { c.HTTP.ReadHeaderTimeout = -time.Second }},
 		{"http.read_body_timeout", func(c *Config) { c.HTTP.ReadBodyTimeout = -time.Second }},
 		{"http.write_timeout", func(c *Config) { c.HTTP.WriteTimeout = -time.Second }},
 		{"http.idle_timeout", func(c *Config) { c.HTTP.IdleTimeout = -time.Second }},
 		{"admin.read_timeout", func(c *Config) { c.Admin.ReadTimeout = -time.Second }},
 		{"admin.metrics_token", func(c *Config) { c.Admin.MetricsToken = "short" }},
-	} {
-		t.Run(tc.key, func(t *testing.T) {
-			c := Default()
-			tc.mod(c)
-			errs := c.Validate()
-			if len(errs) != 1 || errs[0].Key != tc.key {
-				t.Fatalf("errors %v, want one naming %s", errs, tc.key)
-			}
-		})
-	}
+	})
 	c := Default()
 	if c.HTTP.ReadBodyTimeout != 30*time.Second || c.HTTP.ReadHeaderTimeout != 10*time.Second ||
 		c.HTTP.WriteTimeout != 30*time.Second || c.HTTP.IdleTimeout != 2*time.Minute || c.Admin.ReadTimeout != time.Minute {
@@ -37,5 +25,26 @@ func TestListenerLimitKeysValidated(t *testing.T) {
 	c.Admin.MetricsToken = strings.Repeat("k", 16)
 	if errs := c.Validate(); len(errs) != 0 {
 		t.Errorf("a 16-character metrics token: %v", errs)
+	}
+}
+
+// keyCase is a change to the default configuration that must fail
+// validation with one error naming key.
+type keyCase struct {
+	key string
+	mod func(*Config)
+}
+
+func checkKeyErrors(t *testing.T, cases []keyCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.key, func(t *testing.T) {
+			c := Default()
+			tc.mod(c)
+			errs := c.Validate()
+			if len(errs) != 1 || errs[0].Key != tc.key {
+				t.Fatalf("errors %v, want one naming %s", errs, tc.key)
+			}
+		})
 	}
 }

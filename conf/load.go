@@ -145,6 +145,18 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Runtime.GCMinHeadroomMB, 64)
 	setStr(&c.MAM.Default, "always")
 	setInt(&c.MAM.MaxPage, 100)
+	if c.MUC.Enabled == nil {
+		t := true
+		c.MUC.Enabled = &t
+	}
+	setStr(&c.MUC.Name, "Chatrooms")
+	setInt(&c.MUC.History, 20)
+	setInt(&c.MUC.MaxOccupants, 1000)
+	setStr(&c.MUC.Create, "local")
+	if c.MUC.MessageRate == 0 {
+		c.MUC.MessageRate = 5
+	}
+	setInt(&c.MUC.MessageBurst, 20)
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}

@@ -29,6 +29,7 @@ func (c *Config) Validate() Errors {
 	var v validator
 	c.validateNode(&v)
 	c.MAM.validate(&v)
+	c.validateMUC(&v)
 	c.TLS.validate(&v)
 	v.errs = append(v.errs, c.validateACME()...)
 	c.C2S.validate(&v)
@@ -89,6 +90,32 @@ func (c *Config) validateNode(v *validator) {
 	}
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 	v.oneOf("log_format", c.LogFormat, "text", "json")
+}
+
+// validateMUC checks the group chat service's keys (its domain must be a
+// subdomain of domain).
+func (c *Config) validateMUC(v *validator) {
+	if !c.MUC.On() {
+		return
+	}
+	d := c.MUCDomain()
+	if j, err := jid.Parse(d); err != nil || j.Localpart() != "" || j.Resourcepart() != "" ||
+		!strings.HasSuffix(d, "."+strings.ToLower(c.Domain)) {
+		v.add("muc.domain", "%q must be a subdomain of %s", c.MUC.Domain, c.Domain)
+	}
+	if c.MUC.History < 0 || c.MUC.History > 1000 {
+		v.add("muc.history", "must be between 0 and 1000, not %d", c.MUC.History)
+	}
+	if c.MUC.MaxOccupants < 1 {
+		v.add("muc.max_occupants", "must be at least 1, not %d", c.MUC.MaxOccupants)
+	}
+	if c.MUC.MessageRate <= 0 {
+		v.add("muc.message_rate", "must be more than 0, not %v", c.MUC.MessageRate)
+	}
+	if c.MUC.MessageBurst < 1 {
+		v.add("muc.message_burst", "must be at least 1, not %d", c.MUC.MessageBurst)
+	}
+	v.oneOf("muc.create", c.MUC.Create, "local", "admins", "anyone")
 }
 
 func (c MAMConfig) validate(v *validator) {

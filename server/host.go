@@ -43,6 +43,10 @@ func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }
 func (h *host) Users() plugins.UserManager { return h.n.users }
 
+// Plugin returns another running plugin of the node, or nil (group chat
+// finds the message archive's room API).
+func (h *host) Plugin(id string) plugins.Plugin { return h.n.plugins.Plugin(id) }
+
 // Registry is where built-in plugins register their metrics.
 func (h *host) Registry() prometheus.Registerer { return h.n.registry }
 

@@ -14,10 +14,14 @@ import (
 // settings, the nodes' logs and group chat rooms.
 
 // RoomSource lists group chat rooms (XEP-0045) for GET /api/rooms and the
-// rooms page. Group chat is not part of the server yet: without one both
-// say so. The component that hosts rooms implements it.
+// rooms page, and destroys one for DELETE /api/rooms/{room}. Without one
+// (group chat is off: muc.enabled) they say so. The group chat plugin
+// implements it through admin/backend.
 type RoomSource interface {
 	Rooms(ctx context.Context) ([]Room, error)
+	// DestroyRoom destroys a room (its bare JID) as its owner would: its
+	// occupants leave with the reason. ErrNotFound when there is none.
+	DestroyRoom(ctx context.Context, jid, reason string) error
 }
 
 // Room is one group chat room.
@@ -25,9 +29,25 @@ type Room struct {
 	JID       string `json:"jid"`
 	Name      string `json:"name,omitempty"`
 	Occupants int    `json:"occupants"`
-	Node      string `json:"node,omitempty"` // the node hosting it now
+	Node      string `json:"node,omitempty"` // the node hosting it now ("" for a persistent room nobody is in)
 	Public    bool   `json:"public"`
 	Persist   bool   `json:"persistent"`
+	// Who is in it: nick, full JIDs, role and affiliation.
+	People []RoomOccupant `json:"people,omitempty"`
+	// Config: members_only, moderated, password_protected.
+	MembersOnly bool     `json:"members_only"`
+	Moderated   bool     `json:"moderated"`
+	Password    bool     `json:"password_protected"`
+	Subject     string   `json:"subject,omitempty"`
+	Owners      []string `json:"owners,omitempty"`
+}
+
+// RoomOccupant is one occupant of a room.
+type RoomOccupant struct {
+	Nick        string   `json:"nick"`
+	JIDs        []string `json:"jids"`
+	Role        string   `json:"role"`
+	Affiliation string   `json:"affiliation"`
 }
 
 func (s *Server) consoleRoutes() {
@@ -64,7 +84,7 @@ func (s *Server) consoleRoutes() {
 	s.handle("GET /api/rooms", "rooms", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 		if s.rooms == nil {
 			return map[string]any{"available": false, "rooms": []Room{},
-				"message": "group chat (XEP-0045) does not run on this server yet"}, nil
+				"message": "group chat (XEP-0045) does not run on this server (muc.enabled)"}, nil
 		}
 		rooms, err := s.rooms.Rooms(ctx)
 		if err != nil {
@@ -74,6 +94,19 @@ func (s *Server) consoleRoutes() {
 			rooms = []Room{}
 		}
 		return map[string]any{"available": true, "rooms": rooms}, nil
+	})
+	s.handle("DELETE /api/rooms/{room}", "rooms.destroy", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
+		if s.rooms == nil {
+			return nil, errNotFound("group chat (XEP-0045) does not run on this server")
+		}
+		room := r.PathValue("room")
+		if !strings.Contains(room, "@") || strings.ContainsAny(room, "/ ") {
+			return nil, errBadRequest("%q is not a room's bare JID", room)
+		}
+		if err := s.rooms.DestroyRoom(ctx, room, r.URL.Query().Get("reason")); err != nil {
+			return nil, toAPIError(err)
+		}
+		return map[string]string{"destroyed": room}, nil
 	})
 }
 

@@ -278,7 +278,7 @@ func TestConsolePagesRender(t *testing.T) {
 		"/admin/settings":                           {"log_level", "c2s.registration_limit", "Apply to every node", "cluster.secret"},
 		"/admin/logs?level=warn":                    {"plugin failed", "&lt;script&gt;", "\n\ttrace"},
 		"/admin/audit":                              {"login"},
-		"/admin/rooms":                              {"does not run on this server yet"},
+		"/admin/rooms":                              {"does not run on this server", "muc.enabled"},
 	} {
 		body := page(p)
 		for _, w := range want {

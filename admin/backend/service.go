@@ -129,6 +129,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		SignInFailed: func() { c2sMetrics.AuthFailed(c2s.AuthViaConsole) },
 		Logger:       s.log,
 		Certificates: certificates{n},
+		Rooms:        roomSource(n),
 	})
 	if err != nil {
 		return err
@@ -235,4 +236,12 @@ func counterValue(m *dto.Metric) float64 {
 		return c.GetValue()
 	}
 	return 0
+}
+
+// roomSource is the admin API's view of group chat, nil when it is off.
+func roomSource(n *server.Node) api.RoomSource {
+	if !n.Config().MUC.On() {
+		return nil
+	}
+	return rooms{n}
 }

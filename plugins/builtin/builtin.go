@@ -4,6 +4,7 @@
 //
 //	xep0012.last      last activity (server uptime; users' idle time to subscribers)
 //	xep0030.disco     service discovery (server/im identity, every plugin's features)
+//	xep0045.muc       group chat at conference.<domain> (XEP-0045, 0410, 0421); settings under muc:
 //	xep0049.private   private XML storage
 //	xep0050.adhoc     ad-hoc commands with XEP-0133 service administration (admins only)
 //	xep0054.vcard     vcard-temp
@@ -36,6 +37,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
 	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
 	_ "github.com/aviary-im/aviary/plugins/mam"      // xep0313.mam
+	_ "github.com/aviary-im/aviary/plugins/muc"      // xep0045.muc
 	_ "github.com/aviary-im/aviary/plugins/pep"      // xep0163.pep
 	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private

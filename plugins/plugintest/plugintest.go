@@ -102,6 +102,18 @@ func (h *Host) serveDomain(plugin string, s plugins.Service) (func(), error) {
 	return m.ServeDomain(plugin, s)
 }
 
+// Plugin returns a plugin the manager Start made runs, or nil (as the
+// server's host does, for plugins that build on another).
+func (h *Host) Plugin(id string) plugins.Plugin {
+	h.mu.Lock()
+	m := h.m
+	h.mu.Unlock()
+	if m == nil {
+		return nil
+	}
+	return m.Plugin(id)
+}
+
 // UseManager makes ServeDomain claim on m (Start does it for the
 // manager it makes).
 func (h *Host) UseManager(m *plugins.Manager) {

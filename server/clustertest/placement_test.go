@@ -21,6 +21,7 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/muc"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
@@ -34,6 +35,8 @@ const placementChildEnv = "AVIARY_PLACEMENT_CHILD"
 // childSpec places a node in the test's cluster.
 type childSpec struct {
 	Database, Member, HZName, Prefix, Name, Secret, Dir string
+	// MUC runs group chat (xep0045.muc) besides the echo service.
+	MUC bool
 }
 
 // placementConfig is every node's configuration in these tests: the
@@ -47,6 +50,9 @@ func placementConfig(dir string) *conf.Config {
 	cfg.C2S.TLSListen = "off"
 	cfg.C2S.SASLFailureDelay = time.Millisecond
 	cfg.Admin.Listen = "off"
+	// The group chat test sends 50 messages a second from one occupant,
+	// ten times muc.message_rate's default.
+	cfg.MUC.MessageRate, cfg.MUC.MessageBurst = 1000, 1000
 	cfg.ApplyDefaults()
 	return cfg
 }
@@ -63,10 +69,13 @@ func runPlacementChild(raw string) int {
 	defer cancel()
 	n, _, closeAll, err := servertest.StartClusterNode(ctx, placementConfig(s.Dir), servertest.ClusterOptions{
 		DatabaseURL: s.Database, Member: s.Member, ClusterName: s.HZName, NodeName: s.Name, Secret: s.Secret, Prefix: s.Prefix,
-	}, server.WithPlugins(newEcho()))
+	}, server.WithPlugins(childPlugins(s)...))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "placement child:", err)
 		return 1
+	}
+	if a := n.Addr(server.ListenerC2S); a != nil {
+		fmt.Println("C2S " + a.String())
 	}
 	fmt.Println("READY")
 	sig := make(chan os.Signal, 1)
@@ -77,9 +86,25 @@ func runPlacementChild(raw string) int {
 	return 0
 }
 
+func childPlugins(s childSpec) []plugins.Plugin {
+	list := []plugins.Plugin{newEcho()}
+	if s.MUC {
+		list = append(list, muc.New())
+	}
+	return list
+}
+
 // startPlacementChild starts node name as a child process and waits for it
 // to be up.
 func startPlacementChild(t *testing.T, s childSpec) *exec.Cmd {
+	t.Helper()
+	cmd, _ := startPlacementChildC2S(t, s)
+	return cmd
+}
+
+// startPlacementChildC2S is startPlacementChild that also returns the
+// child's c2s address, for clients of its own.
+func startPlacementChildC2S(t *testing.T, s childSpec) (*exec.Cmd, string) {
 	t.Helper()
 	raw, _ := json.Marshal(s)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -98,9 +123,13 @@ func startPlacementChild(t *testing.T, s childSpec) *exec.Cmd {
 		_ = cmd.Wait()
 	})
 	ready := make(chan error, 1)
+	c2sAddr := ""
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "C2S "); ok {
+				c2sAddr = a
+			}
 			if sc.Text() == "READY" {
 				ready <- nil
 				_, _ = io.Copy(io.Discard, out)
@@ -117,7 +146,7 @@ func startPlacementChild(t *testing.T, s childSpec) *exec.Cmd {
 	case <-time.After(time.Minute):
 		t.Fatalf("child %s not ready", s.Name)
 	}
-	return cmd
+	return cmd, c2sAddr
 }
 
 // placementCluster returns the options that put an in-process node into

@@ -65,6 +65,25 @@ func TestSlixmpp(t *testing.T) {
 	}
 }
 
+// TestSlixmppMUC: slixmpp's XEP-0045 plugin creates, configures and chats
+// in a room of the group chat service (testdata/slixmpp_muc.py).
+func TestSlixmppMUC(t *testing.T) {
+	err := exec.Command("/usr/bin/python3", "-c", "import slixmpp.plugins.xep_0045").Run()
+	need(t, err == nil, "python3-slixmpp")
+	cfg := servertest.DefaultConfig(t)
+	n := servertest.RunServer(t, cfg)
+	for _, u := range []string{"alice", "bob", "carol"} {
+		servertest.CreateUser(t, n, u, "pw")
+	}
+	host, port := c2sAddr(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "/usr/bin/python3", "testdata/slixmpp_muc.py", host, strconv.Itoa(port), cfg.Domain).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("slixmpp: %v\n%s", err, out)
+	}
+}
+
 // TestSlixmppMAM: slixmpp's XEP-0313 plugin pages backwards through 1,000
 // archived messages and sees each exactly once, under the stanza-id its
 // live copy carried (testdata/slixmpp_mam.py).

@@ -177,6 +177,22 @@ func TestSmackSINTServiceAdministration(t *testing.T) {
 	}
 }
 
+// keepLog keeps a run's whole output in artifacts/NAME, for the failures
+// the tail does not show.
+func keepLog(t *testing.T, name, log string) {
+	dir := os.Getenv("AVIARY_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "artifacts")
+	}
+	err := os.MkdirAll(dir, 0o755)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name), []byte(log), 0o644)
+	}
+	if err != nil {
+		t.Logf("keeping the SINT log: %v", err)
+	}
+}
+
 // report prints a SINT summary line (seen with -v) and keeps it in
 // artifacts/NAME.txt, which the test command prints: go test shows a
 // passing package's output only in verbose mode.
@@ -204,6 +220,32 @@ func TestSmackSINTMAM(t *testing.T) {
 	report(t, "smack-sint-mam", fmt.Sprintf("smack-sint-mam: %d passed, %d failed", passed, total-passed))
 	if total < 2 || passed != total || len(failed) > 0 {
 		t.Errorf("MamIntegrationTest: %d of %d passed, failed %v\n%s", passed, total, failed, tail(log, 60))
+	}
+}
+
+// TestSmackSINTMUC runs Smack's group chat tests (XEP-0045: the
+// MultiUserChat*IntegrationTest classes; they also run in TestSmackSINT)
+// alone, and requires that they ran: SINT skips them when it finds no
+// group chat service in the domain's disco#items. Every failure must be
+// a known one.
+func TestSmackSINTMUC(t *testing.T) {
+	passed, total, failed, log := runSINT(t, "ibr", "-Dsinttest.enabledTests="+strings.Join([]string{
+		"MultiUserChatIntegrationTest", "MultiUserChatEntityIntegrationTest", "MultiUserChatOccupantIntegrationTest",
+		"MultiUserChatRolesAffiliationsPrivilegesIntegrationTest", "MultiUserChatLowLevelIntegrationTest",
+	}, ","))
+	report(t, "smack-sint-muc", fmt.Sprintf("smack-sint-muc: %d passed, %d failed", passed, total-passed))
+	keepLog(t, "smack-sint-muc.log", log)
+	if total < 20 {
+		t.Errorf("only %d group chat tests ran\n%s", total, tail(log, 60))
+	}
+	known := knownFailures(t)
+	for _, f := range failed {
+		if _, ok := known[f]; !ok {
+			t.Errorf("SINT test %s failed and is not a known failure", f)
+		}
+	}
+	if t.Failed() {
+		t.Logf("SINT output (tail):\n%s", tail(log, 120))
 	}
 }
 
