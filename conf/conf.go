@@ -35,8 +35,11 @@ type Config struct {
 	Admin    AdminConfig    `yaml:"admin"`
 	Plugins  PluginsConfig  `yaml:"plugins"`
 	MAM      MAMConfig      `yaml:"mam"`
-	Balance  BalanceConfig  `yaml:"balance"`
-	Runtime  RuntimeConfig  `yaml:"runtime"`
+	// ExternalServices are the STUN and TURN servers clients are told
+	// about (XEP-0215).
+	ExternalServices ExternalServicesConfig `yaml:"external_services"`
+	Balance          BalanceConfig          `yaml:"balance"`
+	Runtime          RuntimeConfig          `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -426,6 +429,44 @@ type MAMConfig struct {
 	// MaxPage caps how many messages one query returns (RSM <max/>, and
 	// the page size when the client names none). Default 100.
 	MaxPage int `yaml:"max_page"`
+}
+
+// ExternalServicesConfig lists the STUN and TURN servers that clients
+// discover with XEP-0215 (plugin xep0215.extdisco) to set up audio and
+// video calls behind NAT. TURN credentials are derived from a secret
+// shared with the TURN server, the "TURN REST API" scheme of coturn's
+// use-auth-secret/static-auth-secret and eturnal's secret: the username
+// is "<expiry in Unix seconds>:<the user's bare JID>" and the password
+// base64(HMAC-SHA1(secret, username)), so the TURN server checks them
+// without asking Aviary. Every node must have the same list and secret.
+type ExternalServicesConfig struct {
+	// Secret is the shared secret for TURN credentials (coturn's
+	// static-auth-secret). Default "": TURN services get only the static
+	// username and password they name.
+	Secret string `yaml:"secret"`
+	// CredentialTTL is how long TURN credentials derived from Secret stay
+	// valid; clients ask again when they expire. At least 1m. Default 24h.
+	CredentialTTL time.Duration `yaml:"credential_ttl"`
+	// Services are the servers listed, each with: type (stun, stuns,
+	// turn or turns), host (name or address), port (default 3478 for
+	// stun and turn, 5349 for stuns and turns), transport (udp or tcp;
+	// default udp for stun and turn, tcp for stuns and turns), name (a
+	// label for people, optional) and, for a TURN server that does not
+	// take Secret's credentials, a static username and password. A TURN
+	// service needs Secret or a username. Default none (XEP-0215 is not
+	// advertised).
+	Services []ExternalService `yaml:"services"`
+}
+
+// ExternalService is one STUN or TURN server (see ExternalServicesConfig).
+type ExternalService struct {
+	Type      string `yaml:"type"`
+	Host      string `yaml:"host"`
+	Port      int    `yaml:"port"`
+	Transport string `yaml:"transport"`
+	Name      string `yaml:"name"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
 }
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher

@@ -56,6 +56,7 @@ func (c *Config) Validate() Errors {
 		add("tls.cert_file", "cert_file and key_file must be set together")
 	}
 	errs = append(errs, c.validateACME()...)
+	errs = append(errs, c.validateExternalServices()...)
 	checkAddr := func(key, addr string) {
 		if Off(addr) {
 			return
@@ -335,4 +336,40 @@ func acmeNameProblem(name string, public bool) string {
 		}
 	}
 	return ""
+}
+
+// validateExternalServices checks external_services (XEP-0215).
+func (c *Config) validateExternalServices() Errors {
+	var errs Errors
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+	}
+	es := c.ExternalServices
+	if es.CredentialTTL < time.Minute {
+		add("external_services.credential_ttl", "must be at least 1m, not %v", es.CredentialTTL)
+	}
+	for i, s := range es.Services {
+		key := fmt.Sprintf("external_services.services[%d]", i)
+		switch s.Type {
+		case "stun", "stuns", "turn", "turns":
+		default:
+			add(key+".type", "must be stun, stuns, turn or turns, not %q", s.Type)
+		}
+		if s.Host == "" || strings.ContainsAny(s.Host, " /:@") && net.ParseIP(s.Host) == nil {
+			add(key+".host", "%q is not a host name or address", s.Host)
+		}
+		if s.Port < 1 || s.Port > 65535 {
+			add(key+".port", "must be between 1 and 65535, not %d", s.Port)
+		}
+		if s.Transport != "udp" && s.Transport != "tcp" {
+			add(key+".transport", "must be udp or tcp, not %q", s.Transport)
+		}
+		if (s.Username == "") != (s.Password == "") {
+			add(key+".username", "username and password must be set together")
+		}
+		if (s.Type == "turn" || s.Type == "turns") && es.Secret == "" && s.Username == "" {
+			add(key+".username", "a TURN server needs credentials: set external_services.secret or this service's username and password")
+		}
+	}
+	return errs
 }

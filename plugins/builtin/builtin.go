@@ -13,6 +13,7 @@
 //	xep0163.pep       personal eventing (PEP): a pubsub service on every account
 //	xep0191.blocking  blocking command, enforced by an interceptor
 //	xep0199.ping      ping to the server
+//	xep0215.extdisco  STUN/TURN discovery with TURN REST API credentials; servers under external_services:
 //	xep0280.carbons   message carbons switch
 //	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
 //
@@ -32,6 +33,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/blocking" // xep0191.blocking
 	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
+	_ "github.com/aviary-im/aviary/plugins/extdisco" // xep0215.extdisco
 	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
 	_ "github.com/aviary-im/aviary/plugins/mam"      // xep0313.mam
 	_ "github.com/aviary-im/aviary/plugins/pep"      // xep0163.pep
