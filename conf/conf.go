@@ -38,8 +38,10 @@ type Config struct {
 	// ExternalServices are the STUN and TURN servers clients are told
 	// about (XEP-0215).
 	ExternalServices ExternalServicesConfig `yaml:"external_services"`
-	Balance          BalanceConfig          `yaml:"balance"`
-	Runtime          RuntimeConfig          `yaml:"runtime"`
+	// Components are external components (XEP-0114).
+	Components ComponentsConfig `yaml:"components"`
+	Balance    BalanceConfig    `yaml:"balance"`
+	Runtime    RuntimeConfig    `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -456,6 +458,24 @@ type ExternalServicesConfig struct {
 	// service needs Secret or a username. Default none (XEP-0215 is not
 	// advertised).
 	Services []ExternalService `yaml:"services"`
+}
+
+// ComponentsConfig is the listener external components connect to
+// (XEP-0114, plugin xep0114.component): gateways and bridges such as
+// biboumi (IRC) that serve a subdomain of the domain. A component may
+// connect to any node of the cluster, or to several at once; its domain
+// is reached from every node and over s2s.
+type ComponentsConfig struct {
+	// Listen is the address components connect to. The protocol has no
+	// TLS: bind it to loopback or a private network. Default "" (off).
+	Listen string `yaml:"listen"`
+	// Secrets maps each component's domain, a subdomain of domain (such
+	// as irc.example.org), to the secret it authenticates with. Every
+	// node needs the same map. Default none.
+	Secrets map[string]string `yaml:"secrets"`
+	// HandshakeTimeout is how long a new connection has to send its
+	// stream header and handshake. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
 // ExternalService is one STUN or TURN server (see ExternalServicesConfig).

@@ -133,6 +133,7 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.MAM.Default, "always")
 	setInt(&c.MAM.MaxPage, 100)
 	setDur(&c.ExternalServices.CredentialTTL, 24*time.Hour)
+	setDur(&c.Components.HandshakeTimeout, 10*time.Second)
 	for i := range c.ExternalServices.Services {
 		s := &c.ExternalServices.Services[i]
 		tls := s.Type == "stuns" || s.Type == "turns"

@@ -72,6 +72,21 @@ func (c *Config) Validate() Errors {
 	checkAddr("http.listen", c.HTTP.Listen)
 	checkAddr("http.tls_listen", c.HTTP.TLSListen)
 	checkAddr("admin.listen", c.Admin.Listen)
+	checkAddr("components.listen", c.Components.Listen)
+	if !Off(c.Components.Listen) && len(c.Components.Secrets) == 0 {
+		add("components.secrets", "components.listen is set but no component has a secret")
+	}
+	for dom, secret := range c.Components.Secrets {
+		if !strings.HasSuffix(dom, "."+c.Domain) || strings.ContainsAny(dom, " /@") {
+			add("components.secrets."+dom, "%q is not a subdomain of domain %q", dom, c.Domain)
+		}
+		if secret == "" {
+			add("components.secrets."+dom, "the secret must not be empty")
+		}
+	}
+	if c.Components.HandshakeTimeout < 0 {
+		add("components.handshake_timeout", "must not be negative, not %v", c.Components.HandshakeTimeout)
+	}
 
 	switch c.C2S.ResourceConflict {
 	case "kick_old", "reject", "new_resource":
