@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -118,26 +117,13 @@ func startCoturn(t *testing.T, port int, secret string) {
 	if hi > 65535 {
 		lo, hi = relay-40, relay
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "turnserver", "-n",
+	startDaemon(t, "turnserver", dir, "turnserver", "-n",
 		"--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--listening-port="+strconv.Itoa(port),
 		fmt.Sprintf("--min-port=%d", lo), fmt.Sprintf("--max-port=%d", hi),
 		"--use-auth-secret", "--static-auth-secret="+secret, "--realm=localhost",
 		"--no-tls", "--no-dtls", "--no-cli", "--allow-loopback-peers",
 		"--db="+filepath.Join(dir, "turndb"), "--pidfile="+filepath.Join(dir, "pid"),
-		"--log-file="+filepath.Join(dir, "turn.log"), "--no-stdout-log", "--simple-log")
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("turnserver: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "turn.log"))
-			t.Logf("turnserver log:\n%s", log)
-		}
-	})
+		"--log-file=stdout", "--simple-log")
 	servertest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
