@@ -40,6 +40,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
@@ -63,6 +65,7 @@ type Plugin struct {
 	ln      net.Listener
 	wg      sync.WaitGroup
 	cleanup []func()
+	stats   counters
 
 	mu     sync.Mutex
 	local  map[string][]*conn        // domain → this node's connections, in connection order
@@ -103,6 +106,9 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		return nil
 	}
 	p.cluster = host.Cluster()
+	if r, ok := host.(interface{ Registry() prometheus.Registerer }); ok && r.Registry() != nil {
+		p.cleanup = append(p.cleanup, p.registerMetrics(r.Registry()))
+	}
 	p.cleanup = append(p.cleanup,
 		p.cluster.Handle("conns", p.onSnapshot),
 		p.cluster.Handle("deliver", p.onDeliver),
@@ -114,7 +120,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	}
 	sort.Strings(domains)
 	for _, d := range domains {
-		release, err := host.ServeDomain(plugins.Service{Domain: d, Name: d, Handle: p.deliver})
+		release, err := host.ServeDomain(plugins.Service{Domain: d, Name: d, Handle: p.handle})
 		if err != nil {
 			p.stopCleanup()
 			return err
@@ -203,33 +209,56 @@ func pick(from string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// deliver is the service's Handle: on the node where a stanza for the
-// component arrived, send it to one of the component's connections.
+// handle is the service's Handle: deliver, counting what the router
+// bounces.
+func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
+	err := p.deliver(ctx, el)
+	if err != nil {
+		p.stats.bounced.Add(1)
+	}
+	return err
+}
+
+// deliver, on the node where a stanza for the component arrived, sends
+// it to one of the component's connections.
 func (p *Plugin) deliver(ctx context.Context, el *wire.Element) error {
 	domain := xmpputil.Bare(el.To())
 	if i := indexByte(domain, '@'); i >= 0 {
 		domain = domain[i+1:]
 	}
-	for range 3 { // a node found gone is dropped from the view; try the next
-		slots := p.slots(domain)
+	// A node that cannot be reached is skipped for this stanza only: the
+	// cluster drops it from the view when it lists it gone (onMembers),
+	// and a link that fails for a moment must not hide its connections.
+	var unreachable map[string]bool
+	for {
+		var slots []slot
+		for _, s := range p.slots(domain) {
+			if !unreachable[s.node] {
+				slots = append(slots, s)
+			}
+		}
 		if len(slots) == 0 {
+			if unreachable != nil {
+				return wire.ErrRemoteServerTimeout
+			}
 			return wire.ErrServiceUnavailable
 		}
 		s := slots[pick(el.From(), len(slots))]
 		if s.node == p.cluster.NodeName() {
 			return p.writeLocal(domain, s.index, el)
 		}
-		payload := wire.AppendBinary(nil, el)
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.cluster.Send(sctx, s.node, "deliver", payload)
+		err := p.cluster.Send(sctx, s.node, "deliver", wire.AppendBinary(nil, el))
 		cancel()
 		if err == nil {
 			return nil
 		}
 		p.log.Warn("component: node holding a connection unreachable", "node", s.node, "domain", domain, "err", err)
-		p.forget(s.node)
+		if unreachable == nil {
+			unreachable = map[string]bool{}
+		}
+		unreachable[s.node] = true
 	}
-	return wire.ErrRemoteServerTimeout
 }
 
 func indexByte(s string, b byte) int {
@@ -286,6 +315,7 @@ func (p *Plugin) onDeliver(ctx context.Context, from string, payload []byte) ([]
 // bounce answers a stanza that could not reach the component with an
 // error from the component's address, as the router does.
 func (p *Plugin) bounce(ctx context.Context, el *wire.Element, se *wire.StanzaError) {
+	p.stats.bounced.Add(1)
 	if el.IsError() || el.From() == "" || (el.Name == "iq" && el.Type() == "result") {
 		return
 	}

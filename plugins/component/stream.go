@@ -187,6 +187,7 @@ func (c *conn) readLoop(rd *wire.Reader) string {
 			c.streamError("improper-addressing")
 			return "stanza without to"
 		}
+		c.p.stats.received.Add(1)
 		c.p.host.Route(ctx, el)
 	}
 }
@@ -239,6 +240,9 @@ func (c *conn) writeLoop() {
 			}
 			if err == nil {
 				err = bw.Flush()
+			}
+			if err == nil {
+				c.p.stats.sent.Add(int64(len(batch)))
 			}
 			if err != nil {
 				// The batch may be partly written: its senders hear that
