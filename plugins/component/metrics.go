@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aviary-im/aviary/plugins/internal/promutil"
 )
 
 // counters are the plugin's numbers, exported by registerMetrics.
@@ -37,15 +39,5 @@ func (p *Plugin) registerMetrics(reg prometheus.Registerer) func() {
 			Help: "Stanzas for an external component that this node answered with an error (none connected, its node unreachable, its queue full or its connection closed)."},
 			count(&p.stats.bounced)),
 	}
-	var done []prometheus.Collector
-	for _, c := range cs {
-		if reg.Register(c) == nil {
-			done = append(done, c)
-		}
-	}
-	return func() {
-		for _, c := range done {
-			reg.Unregister(c)
-		}
-	}
+	return promutil.Register(reg, cs...)
 }
