@@ -40,8 +40,10 @@ type Config struct {
 	ExternalServices ExternalServicesConfig `yaml:"external_services"`
 	// Components are external components (XEP-0114).
 	Components ComponentsConfig `yaml:"components"`
-	Balance    BalanceConfig    `yaml:"balance"`
-	Runtime    RuntimeConfig    `yaml:"runtime"`
+	// Upload is HTTP file upload (XEP-0363).
+	Upload  UploadConfig  `yaml:"upload"`
+	Balance BalanceConfig `yaml:"balance"`
+	Runtime RuntimeConfig `yaml:"runtime"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -476,6 +478,30 @@ type ComponentsConfig struct {
 	// HandshakeTimeout is how long a new connection has to send its
 	// stream header and handshake. Default 10s.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
+// UploadConfig is HTTP file upload (XEP-0363, plugin xep0363.upload): a
+// service at upload.DOMAIN hands out slots, and the node's HTTP and HTTPS
+// listeners take the PUT and serve the GET. Files are kept in the shared
+// store in chunks, so any node serves a file whichever node took it, and
+// deleting an account deletes its files.
+type UploadConfig struct {
+	// URL is the public base URL of the HTTP(S) listeners that upload and
+	// download URLs start with, such as https://upload.example.org:5443
+	// (a load balancer in front of every node). Default "": the upload
+	// service is off.
+	URL string `yaml:"url"`
+	// MaxFileSize is the largest file accepted, in bytes. Default
+	// 104857600 (100 MiB).
+	MaxFileSize int `yaml:"max_file_size"`
+	// UserQuota is how many bytes of files one account may keep.
+	// Default 1073741824 (1 GiB).
+	UserQuota int `yaml:"user_quota"`
+	// AllowedTypes are the content types accepted ("image/png"; "image/*"
+	// for every image type). Default [] (any).
+	AllowedTypes []string `yaml:"allowed_types"`
+	// SlotTimeout is how long a slot may wait for its PUT. Default 5m.
+	SlotTimeout time.Duration `yaml:"slot_timeout"`
 }
 
 // ExternalService is one STUN or TURN server (see ExternalServicesConfig).

@@ -134,6 +134,13 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.MAM.MaxPage, 100)
 	setDur(&c.ExternalServices.CredentialTTL, 24*time.Hour)
 	setDur(&c.Components.HandshakeTimeout, 10*time.Second)
+	if c.Upload.MaxFileSize == 0 {
+		c.Upload.MaxFileSize = 100 << 20
+	}
+	if c.Upload.UserQuota == 0 {
+		c.Upload.UserQuota = 1 << 30
+	}
+	setDur(&c.Upload.SlotTimeout, 5*time.Minute)
 	for i := range c.ExternalServices.Services {
 		s := &c.ExternalServices.Services[i]
 		tls := s.Type == "stuns" || s.Type == "turns"

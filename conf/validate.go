@@ -84,6 +84,25 @@ func (c *Config) Validate() Errors {
 			add("components.secrets."+dom, "the secret must not be empty")
 		}
 	}
+	if u := c.Upload.URL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			add("upload.url", "%q is not an http or https URL", u)
+		}
+	}
+	if c.Upload.MaxFileSize < 1 {
+		add("upload.max_file_size", "must be at least 1, not %d", c.Upload.MaxFileSize)
+	}
+	if c.Upload.UserQuota < c.Upload.MaxFileSize {
+		add("upload.user_quota", "must be at least upload.max_file_size (%d), not %d", c.Upload.MaxFileSize, c.Upload.UserQuota)
+	}
+	for _, t := range c.Upload.AllowedTypes {
+		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
+			add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
+		}
+	}
+	if c.Upload.SlotTimeout < time.Second {
+		add("upload.slot_timeout", "must be at least 1s, not %v", c.Upload.SlotTimeout)
+	}
 	if c.Components.HandshakeTimeout < 0 {
 		add("components.handshake_timeout", "must not be negative, not %v", c.Components.HandshakeTimeout)
 	}

@@ -17,6 +17,7 @@
 //	xep0215.extdisco  STUN/TURN discovery with TURN REST API credentials; servers under external_services:
 //	xep0280.carbons   message carbons switch
 //	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
+//	xep0363.upload    HTTP file upload at upload.DOMAIN, files in the shared store; under upload: (off until upload.url is set)
 //
 // Any of them can be turned off with plugins.disabled. Settings, under
 // plugins.settings.<id>:
@@ -43,6 +44,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/private"   // xep0049.private
 	_ "github.com/aviary-im/aviary/plugins/proxy65"   // xep0065.proxy
 	_ "github.com/aviary-im/aviary/plugins/register"  // xep0077.register
+	_ "github.com/aviary-im/aviary/plugins/upload"    // xep0363.upload
 	_ "github.com/aviary-im/aviary/plugins/vcard"     // xep0054.vcard
 	_ "github.com/aviary-im/aviary/plugins/version"   // xep0092.version
 )

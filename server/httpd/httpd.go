@@ -80,6 +80,9 @@ type Deps struct {
 	// ACMEChallenges answers ACME HTTP-01 challenges at
 	// /.well-known/acme-challenge/ (server/certs); nil leaves it out.
 	ACMEChallenges http.Handler
+	// Plugins serves every path the server does not serve itself
+	// (plugins.Manager: XEP-0363 uploads); nil answers 404 there.
+	Plugins http.Handler
 }
 
 // Server is the HTTP listener of one node.
@@ -135,6 +138,9 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 	s.mux.HandleFunc(PathHostMetaJSON, s.serveHostMetaJSON)
 	if d.ACMEChallenges != nil {
 		s.mux.Handle(certs.PathHTTP01, d.ACMEChallenges)
+	}
+	if d.Plugins != nil {
+		s.mux.Handle("/", d.Plugins)
 	}
 	return s, nil
 }
@@ -438,7 +444,7 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if conf.Off(cfg.HTTP.Listen) && conf.Off(cfg.HTTP.TLSListen) {
 		return nil
 	}
-	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler()})
+	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler(), Plugins: n.Plugins()})
 	if err != nil {
 		return err
 	}
