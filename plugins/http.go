@@ -9,6 +9,12 @@ import (
 // on the node's HTTP and HTTPS listeners (http.listen, http.tls_listen):
 // XEP-0363 uploads and downloads. Paths the server serves itself (BOSH,
 // WebSocket, host-meta, ACME) never reach a plugin.
+//
+// The server's body cap (c2s.max_stanza_bytes) and body and response
+// deadlines (http.read_body_timeout, http.write_timeout) do not apply: the
+// handler caps what it reads (http.MaxBytesReader) and sets a deadline
+// before each read and write (http.ResponseController), so a large file
+// may take as long as it needs while a stalled client is still cut off.
 type HTTPHandler interface {
 	Plugin
 	// HTTPPrefix is the path the plugin serves, ending in "/"

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aviary-im/aviary/storage"
 )
@@ -116,9 +117,13 @@ func (p *Plugin) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 	}
 	lim := storage.Limits{Bytes: int64(p.cfg.UserQuota) + metaSlack}
 	body := http.MaxBytesReader(w, r.Body, int64(m.Size))
+	rc := http.NewResponseController(w)
 	buf := make([]byte, chunkSize)
 	written := 0
 	for i := 0; written < m.Size; i++ {
+		// Each chunk has http.read_body_timeout to arrive (at least
+		// 256 KiB in 30s by default), however long the whole file takes.
+		_ = rc.SetReadDeadline(time.Now().Add(p.readTimeout))
 		n, err := io.ReadFull(body, buf[:min(chunkSize, m.Size-written)])
 		if err != nil {
 			p.dropChunks(ctx, owner, id, i)
@@ -174,7 +179,9 @@ func (p *Plugin) get(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if r.Method == http.MethodHead {
 		return
 	}
+	rc := http.NewResponseController(w)
 	for i, sent := 0, 0; sent < m.Size; i++ {
+		_ = rc.SetWriteDeadline(time.Now().Add(p.writeTimeout)) // per chunk, as for the upload
 		it, err := p.files.Get(ctx, owner, id, chunkKey(i))
 		if err != nil {
 			p.log.Error("upload: reading a chunk", "id", id, "chunk", i, "err", err)

@@ -83,6 +83,8 @@ type Plugin struct {
 	index  storage.KeyValue
 	secret []byte
 	on     bool
+
+	readTimeout, writeTimeout time.Duration // per chunk (http.read_body_timeout, http.write_timeout)
 }
 
 // meta is what is known of a file before and after its upload.
@@ -113,6 +115,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host, p.log = host, host.Logger()
 	cfg := host.Config()
 	p.cfg, p.cors = cfg.Upload, cfg.HTTP.CORSOrigins
+	p.readTimeout, p.writeTimeout = orDefault(cfg.HTTP.ReadBodyTimeout), orDefault(cfg.HTTP.WriteTimeout)
 	if p.cfg.URL == "" {
 		return nil
 	}
@@ -346,4 +349,13 @@ func goodName(name string) bool {
 		}
 	}
 	return true
+}
+
+// orDefault is d, or 30s when d is not set (0 turns the server's
+// deadline off; a chunk still gets one).
+func orDefault(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 30 * time.Second
+	}
+	return d
 }

@@ -139,9 +139,6 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 	if d.ACMEChallenges != nil {
 		s.mux.Handle(certs.PathHTTP01, d.ACMEChallenges)
 	}
-	if d.Plugins != nil {
-		s.mux.Handle("/", d.Plugins)
-	}
 	return s, nil
 }
 
@@ -174,6 +171,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("httpd: listening on %s: %w", l.addr, err)
 		}
 		hs := s.limits().Server(s.mux)
+		hs.Handler = s.withPlugins(hs.Handler)
 		hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 		hs.BaseContext = func(net.Listener) context.Context { return s.ctx }
 		if l.tls {
@@ -216,6 +214,25 @@ func (s *Server) limits() httplimit.Limits {
 		Idle:         h.IdleTimeout,
 		MaxBodyBytes: int64(maxBody) + 1,
 	}
+}
+
+// withPlugins sends what no route of the server takes to the plugins
+// (Deps.Plugins) without the server's body cap and deadlines: a file
+// upload is far larger than a stanza and may take minutes, so the
+// plugin bounds each read and write itself (plugins.HTTPHandler). The
+// header timeout and size still apply.
+func (s *Server) withPlugins(core http.Handler) http.Handler {
+	if s.d.Plugins == nil {
+		return core
+	}
+	plugins := httplimit.Limits{}.Handler(s.d.Plugins)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := s.mux.Handler(r); pattern == "" {
+			plugins.ServeHTTP(w, r)
+			return
+		}
+		core.ServeHTTP(w, r)
+	})
 }
 
 // Stop closes the listeners and ends every BOSH and WebSocket session.
