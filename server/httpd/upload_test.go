@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,8 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins/upload"
+	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
@@ -84,4 +89,92 @@ func TestUploadAcrossCluster(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
 		t.Fatalf("GET from node A: %s, %d of %d bytes, %v", resp.Status, len(got), len(data), err)
 	}
+}
+
+// BenchmarkUpload100MB uploads a 100 MB file to a node on PostgreSQL and
+// downloads it again, both through the HTTP listener; it reports MB/s for
+// each direction and the test process's peak RSS (the node and the
+// client, which streams from a generator and to a hash: neither side
+// holds the file).
+//
+//	go test -run '^$' -bench Upload100MB -benchtime 1x ./server/httpd/
+func BenchmarkUpload100MB(b *testing.B) {
+	const size = 100 << 20
+	pg := pgtest.Start(b)
+	addr := servertest.FreeAddr(b)
+	cfg := servertest.DefaultConfig(b)
+	cfg.Database.URL = pg.NewDatabase(b)
+	cfg.HTTP.Listen = addr
+	cfg.Upload.URL = "http://" + addr
+	n := servertest.RunServer(b, cfg, server.WithService(httpd.NewService()))
+	servertest.CreateUser(b, n, "alice", "pw")
+	c := servertest.Dial(b, n)
+	c.Login("alice", "pw", "bench")
+	var up, down time.Duration
+	for i := 0; b.Loop(); i++ {
+		c.Send(`<iq type='get' id='s%d' to='upload.localhost'><request xmlns='urn:xmpp:http:upload:0' filename='big.bin' size='%d' content-type='application/octet-stream'/></iq>`, i, size)
+		res := c.Await("slot", func(el *wire.Element) bool { return el.ID() == fmt.Sprintf("s%d", i) })
+		slot := res.Child("slot", upload.NS)
+		if slot == nil {
+			b.Fatalf("slot: %s", res)
+		}
+		start := time.Now()
+		src := io.LimitReader(&pattern{}, size)
+		req, _ := http.NewRequest(http.MethodPut, slot.Child("put", "").Attr("url"), src)
+		req.ContentLength = size
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			b.Fatalf("PUT: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		up += time.Since(start)
+		start = time.Now()
+		resp, err = http.Get(slot.Child("get", "").Attr("url"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		h := sha256.New()
+		got, err := io.Copy(h, resp.Body)
+		resp.Body.Close()
+		if err != nil || got != size {
+			b.Fatalf("GET: %d bytes, %v", got, err)
+		}
+		down += time.Since(start)
+		want := sha256.New()
+		_, _ = io.Copy(want, io.LimitReader(&pattern{}, size))
+		if !bytes.Equal(h.Sum(nil), want.Sum(nil)) {
+			b.Fatal("downloaded file differs")
+		}
+	}
+	mb := float64(size) / (1 << 20) * float64(b.N)
+	b.ReportMetric(mb/up.Seconds(), "upload-MB/s")
+	b.ReportMetric(mb/down.Seconds(), "download-MB/s")
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
+// pattern is an endless, non-repeating-per-chunk byte stream.
+type pattern struct{ n uint64 }
+
+func (p *pattern) Read(b []byte) (int, error) {
+	for i := range b {
+		p.n++
+		b[i] = byte(p.n ^ p.n>>11 ^ p.n>>23)
+	}
+	return len(b), nil
+}
+
+// peakRSSMB reads VmHWM, the process's peak resident set, in MiB.
+func peakRSSMB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }
