@@ -502,6 +502,10 @@ type UploadConfig struct {
 	AllowedTypes []string `yaml:"allowed_types"`
 	// SlotTimeout is how long a slot may wait for its PUT. Default 5m.
 	SlotTimeout time.Duration `yaml:"slot_timeout"`
+	// ExpireAfter is how long an uploaded file is kept; one node of the
+	// cluster deletes older files once an hour. 0 keeps them until their
+	// account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
 }
 
 // ExternalService is one STUN or TURN server (see ExternalServicesConfig).

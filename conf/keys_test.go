@@ -185,6 +185,7 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"upload quota under a file", "upload:\n  max_file_size: 2000\n  user_quota: 1000\n", "c.yaml:3: upload.user_quota: must be at least upload.max_file_size (2000)"},
 		{"upload type", "upload:\n  allowed_types: [png]\n", "c.yaml:2: upload.allowed_types: \"png\" is not a content type"},
 		{"upload slot timeout", "upload:\n  slot_timeout: 1ms\n", "c.yaml:2: upload.slot_timeout: must be at least 1s"},
+		{"upload expiry", "upload:\n  expire_after: -1h\n", "c.yaml:2: upload.expire_after: must not be negative"},
 		{"not a subdomain", "domain: example.org\ncomponents:\n  secrets: {irc.example.com: s}\n", "components.secrets.irc.example.com: \"irc.example.com\" is not a subdomain of domain \"example.org\""},
 		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
 		{"listen without secrets", "components:\n  listen: 127.0.0.1:5347\n", "components.secrets: components.listen is set but no component has a secret"},

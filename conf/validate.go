@@ -100,6 +100,9 @@ func (c *Config) Validate() Errors {
 			add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
 		}
 	}
+	if c.Upload.ExpireAfter < 0 {
+		add("upload.expire_after", "must not be negative, not %v", c.Upload.ExpireAfter)
+	}
 	if c.Upload.SlotTimeout < time.Second {
 		add("upload.slot_timeout", "must be at least 1s, not %v", c.Upload.SlotTimeout)
 	}

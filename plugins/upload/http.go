@@ -148,6 +148,10 @@ func (p *Plugin) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 		p.fail(w, "finishing an upload", err)
 		return
 	}
+	if err := p.record(ctx, filesIndex, owner, id, p.Now()); err != nil {
+		// The file is kept; only expire_after will not see it.
+		p.log.Warn("upload: recording a file for expiry", "id", id, "err", err)
+	}
 	w.WriteHeader(http.StatusCreated)
 }
 

@@ -17,6 +17,9 @@
 // the first node that needs it), so only the URL handed out can fill the
 // slot, once, before upload.slot_timeout.
 //
+// Expiry (expire.go): one node removes slots that ended unused and, with
+// upload.expire_after, files older than that.
+//
 // Limits (upload.*), each refusal the XEP's error with the limit in it:
 // max_file_size (not-acceptable with <file-too-large><max-file-size/>),
 // allowed_types (not-acceptable), user_quota (resource-constraint at slot
@@ -37,6 +40,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -81,6 +85,9 @@ type Plugin struct {
 	base   string
 	files  storage.Map
 	index  storage.KeyValue
+	byTime storage.Archive // the expiry indexes (expire.go)
+	wg     sync.WaitGroup
+	stop   context.CancelFunc
 	secret []byte
 	on     bool
 
@@ -123,6 +130,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.base = strings.TrimSuffix(p.cfg.URL, "/")
 	p.files = host.Store().Map(storeName)
 	p.index = host.Store().KeyValue(storeName)
+	p.byTime = host.Store().Archive(storeName)
 	secret, err := p.loadSecret(ctx)
 	if err != nil {
 		return fmt.Errorf("upload: the slot secret: %w", err)
@@ -132,10 +140,20 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		return err
 	}
 	p.on = true
+	var loopCtx context.Context
+	loopCtx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
+	p.wg.Add(1)
+	go p.expireLoop(loopCtx)
 	return nil
 }
 
-func (p *Plugin) Stop(ctx context.Context) error { return nil }
+func (p *Plugin) Stop(ctx context.Context) error {
+	if p.stop != nil {
+		p.stop()
+	}
+	p.wg.Wait()
+	return nil
+}
 
 // loadSecret returns the cluster's slot secret, making it if no node did.
 func (p *Plugin) loadSecret(ctx context.Context) ([]byte, error) {
@@ -265,6 +283,9 @@ func (p *Plugin) slot(ctx context.Context, from string, req *wire.Element) (*wir
 		return nil, err
 	}
 	if _, err := p.files.Set(ctx, owner, id, metaKey, b, storage.Limits{}); err != nil {
+		return nil, err
+	}
+	if err := p.record(ctx, slotsIndex, owner, id, m.Expires); err != nil {
 		return nil, err
 	}
 	get := p.base + Prefix + id + "/" + escapeName(name)

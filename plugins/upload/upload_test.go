@@ -208,3 +208,40 @@ func TestOffWithoutURL(t *testing.T) {
 		t.Error("upload service claimed without upload.url")
 	}
 }
+
+// TestExpire: one pass removes the slots that ended unused; files stay
+// until upload.expire_after has passed since their upload.
+func TestExpire(t *testing.T) {
+	f := start(t, func(c *conf.UploadConfig) { c.SlotTimeout, c.ExpireAfter = time.Minute, 24*time.Hour })
+	ctx := context.Background()
+	unusedPut, _ := f.slot("unused.txt", 3, "text/plain")
+	put, get := f.slot("kept.txt", 3, "text/plain")
+	if w := f.do("PUT", put, []byte("abc")); w.Code != http.StatusCreated {
+		t.Fatalf("PUT: %d", w.Code)
+	}
+	if n, err := f.p.Expire(ctx); err != nil || n != 0 {
+		t.Fatalf("expire before anything ended: %d %v", n, err)
+	}
+	f.now = f.now.Add(2 * time.Minute)
+	if n, err := f.p.Expire(ctx); err != nil || n != 1 {
+		t.Fatalf("expire after the slots ended: removed %d, %v; want the unused slot", n, err)
+	}
+	f.now = f.now.Add(-2 * time.Minute) // the slot would still be live: it is gone
+	if w := f.do("PUT", unusedPut, []byte("abc")); w.Code != http.StatusNotFound {
+		t.Errorf("PUT to an expired-and-removed slot: %d", w.Code)
+	}
+	f.now = f.now.Add(23 * time.Hour)
+	if w := f.do("GET", get, nil); w.Code != http.StatusOK {
+		t.Fatalf("GET before expire_after: %d", w.Code)
+	}
+	f.now = f.now.Add(2 * time.Hour)
+	if n, err := f.p.Expire(ctx); err != nil || n != 1 {
+		t.Fatalf("expire after expire_after: removed %d, %v", n, err)
+	}
+	if w := f.do("GET", get, nil); w.Code != http.StatusNotFound {
+		t.Errorf("GET after expiry: %d", w.Code)
+	}
+	if n, err := f.p.Expire(ctx); err != nil || n != 0 {
+		t.Errorf("a second pass found %d, %v", n, err)
+	}
+}
