@@ -13,6 +13,7 @@ pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1;
 
 [ -n "$(pg_bindir)" ] && [ -x "$(pg_bindir)/initdb" ] || need_apt+=(postgresql)
 /usr/bin/python3 -c 'import slixmpp' >/dev/null 2>&1 || need_apt+=(python3-slixmpp)
+/usr/bin/python3 -c 'import aioxmpp' >/dev/null 2>&1 || need_apt+=(python3-aioxmpp)
 have go-sendxmpp || need_apt+=(go-sendxmpp)
 have prosody || need_apt+=(prosody)
 have ejabberdctl || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)

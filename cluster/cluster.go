@@ -171,6 +171,24 @@ type Undelivered interface {
 	OnUndelivered(fn func(node, kind string, payload []byte))
 }
 
+// Reacher is implemented by clusters whose node links outlive the
+// cluster-wide switch (cluster/hazelcast): Reachable lists every live
+// node, this one first, whatever its switch, with Clustered saying whether
+// it shares routes now. While clustering is off Members lists this node
+// alone; the admin console shows every node through Reachable and reaches
+// them over the links (sessions, logs, settings, account locks).
+type Reacher interface {
+	Reachable(ctx context.Context) ([]Reachable, error)
+}
+
+// Reachable is a live node as Reacher sees it.
+type Reachable struct {
+	Member
+	// Clustered: the node shares routes with this one now (its switch and
+	// this node's are on).
+	Clustered bool
+}
+
 // Detacher is implemented by clusters that keep routing on what they last
 // knew while the service that shares routes and membership is away
 // (cluster/hazelcast): Detached reports that state, for operators (the

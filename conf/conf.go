@@ -44,6 +44,8 @@ type Config struct {
 	Upload  UploadConfig  `yaml:"upload"`
 	Balance BalanceConfig `yaml:"balance"`
 	Runtime RuntimeConfig `yaml:"runtime"`
+	// ServerInfo holds the XEP-0157 contact addresses.
+	ServerInfo ServerInfoConfig `yaml:"server_info"`
 }
 
 // TLSConfig names the certificate for the domain. With neither file set, a
@@ -223,6 +225,37 @@ type C2SConfig struct {
 	// deleted by the cluster's senior node (the only node when alone) once
 	// an hour. Default 720h (30 days).
 	OfflineExpiry time.Duration `yaml:"offline_expiry"`
+	// FASTTokens lets clients exchange their password once for a token
+	// and then log in with one round trip (XEP-0484 FAST, over SASL2 on
+	// an encrypted stream). Tokens are kept in the shared database, so
+	// any node of the cluster accepts them. Default true.
+	FASTTokens *bool `yaml:"fast_tokens"`
+	// FASTTokenLifetime is how long a FAST token stays valid. A client
+	// that logs in with a token past half its lifetime gets a new one.
+	// At least 1m. Default 504h (21 days).
+	FASTTokenLifetime time.Duration `yaml:"fast_token_lifetime"`
+}
+
+// ServerInfoConfig lists the contact addresses of the service (XEP-0157),
+// published in the server's disco#info so that clients and other servers
+// know where to report abuse or ask for help. Each entry is a URI with a
+// scheme (mailto:abuse@example.com, xmpp:admin@example.com,
+// https://example.com/support). Default: none for every kind.
+type ServerInfoConfig struct {
+	// Abuse receives abuse reports (spam, harassment from this service).
+	Abuse []string `yaml:"abuse"`
+	// Admin reaches the service's administrators.
+	Admin []string `yaml:"admin"`
+	// Feedback receives feedback about the service.
+	Feedback []string `yaml:"feedback"`
+	// Sales answers commercial questions.
+	Sales []string `yaml:"sales"`
+	// Security receives reports of security problems.
+	Security []string `yaml:"security"`
+	// Support helps the service's users.
+	Support []string `yaml:"support"`
+	// Status tells about the state of the service (outages, maintenance).
+	Status []string `yaml:"status"`
 }
 
 // DatabaseConfig selects the store.
@@ -387,14 +420,37 @@ type AdminConfig struct {
 type PluginsConfig struct {
 	// Disabled lists built-in plugin IDs to turn off. Default none.
 	Disabled []string `yaml:"disabled"`
-	// Dir holds third-party plugin artifacts cached on this node.
-	// Default DataDir/plugins.
+	// Dir is where this node keeps what it derives from third-party
+	// plugins: their compiled machine code (Dir/compiled), so that a
+	// restart loads them without compiling again. Default DataDir/plugins.
 	Dir string `yaml:"dir"`
 	// Settings are per-plugin settings keyed by plugin ID.
 	Settings map[string]map[string]any `yaml:"settings"`
 	// Wasm bounds what the node does for a third-party (WebAssembly)
 	// plugin while it handles one stanza.
 	Wasm WasmConfig `yaml:"wasm"`
+	// Rollout judges each node during a rolling plugin upgrade.
+	Rollout RolloutConfig `yaml:"rollout"`
+}
+
+// RolloutConfig is how a rolling upgrade of a third-party plugin judges
+// each node: after loading the new version, the node is watched on real
+// stanzas (every call into the plugin) for HealthWindow before the next
+// node moves. Too many failed calls (traps, timeouts) make it unhealthy:
+// it and every node upgraded before it go back to the version they ran,
+// and the rollout stops. The coordinator reads these settings; give every
+// node the same.
+type RolloutConfig struct {
+	// HealthWindow is how long each node's new version is watched.
+	// Default 30s.
+	HealthWindow time.Duration `yaml:"health_window"`
+	// MaxFailures is how many failed calls within the window make a node
+	// unhealthy. Default 3.
+	MaxFailures int `yaml:"max_failures"`
+	// MaxFailureRatio: a node is also unhealthy when more than this share
+	// of its calls within the window failed (between 0 and 1; 1 turns the
+	// ratio off). Default 0.1.
+	MaxFailureRatio float64 `yaml:"max_failure_ratio"`
 }
 
 // WasmConfig bounds the host side of WebAssembly plugins. The guest's own
@@ -578,4 +634,25 @@ type RuntimeConfig struct {
 	// the collector behaves as with GOGC=100. A negative value leaves the
 	// collector alone, as does setting GOGC in the environment. Default 64.
 	GCMinHeadroomMB int `yaml:"gc_min_headroom_mb"`
+}
+
+// ServerInfoList is one kind of XEP-0157 address: its key under
+// server_info, the field of the serverinfo form, and the addresses.
+type ServerInfoList struct {
+	Key, Field string
+	Addresses  []string
+}
+
+// Lists returns every kind of address in the order of XEP-0157's form,
+// empty ones included.
+func (s ServerInfoConfig) Lists() []ServerInfoList {
+	return []ServerInfoList{
+		{"abuse", "abuse-addresses", s.Abuse},
+		{"admin", "admin-addresses", s.Admin},
+		{"feedback", "feedback-addresses", s.Feedback},
+		{"sales", "sales-addresses", s.Sales},
+		{"security", "security-addresses", s.Security},
+		{"status", "status-addresses", s.Status},
+		{"support", "support-addresses", s.Support},
+	}
 }

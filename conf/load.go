@@ -77,6 +77,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.C2S.RosterMaxItemBytes, 2048)
 	setInt(&c.C2S.RosterMaxPending, 100)
 	setDur(&c.C2S.OfflineExpiry, 720*time.Hour)
+	if c.C2S.FASTTokens == nil {
+		t := true
+		c.C2S.FASTTokens = &t
+	}
+	setDur(&c.C2S.FASTTokenLifetime, 504*time.Hour)
 
 	setInt(&c.Database.PoolSize, 10)
 	setDur(&c.Database.Timeout, 5*time.Second)
@@ -158,6 +163,11 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.Plugins.Wasm.MaxHostCalls, 64)
 	setInt(&c.Plugins.Wasm.MaxHostBytes, 4*c.C2S.MaxStanzaBytes)
 	setInt(&c.Plugins.Wasm.MaxKVBytes, 1<<20)
+	setDur(&c.Plugins.Rollout.HealthWindow, 30*time.Second)
+	setInt(&c.Plugins.Rollout.MaxFailures, 3)
+	if c.Plugins.Rollout.MaxFailureRatio == 0 {
+		c.Plugins.Rollout.MaxFailureRatio = 0.1
+	}
 }
 
 // Error is one configuration problem, naming the key (dotted YAML path)

@@ -157,6 +157,16 @@ func (c *Config) Validate() Errors {
 	if c.C2S.OfflineExpiry < 0 {
 		add("c2s.offline_expiry", "must not be negative")
 	}
+	if c.C2S.FASTTokenLifetime < time.Minute {
+		add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.C2S.FASTTokenLifetime)
+	}
+	for _, l := range c.ServerInfo.Lists() {
+		for i, a := range l.Addresses {
+			if u, err := url.Parse(a); err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
+				add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
+			}
+		}
+	}
 	if c.C2S.MaxSessions < 0 {
 		add("c2s.max_sessions", "must not be negative")
 	}
@@ -240,6 +250,15 @@ func (c *Config) Validate() Errors {
 	}
 	if c.Plugins.Wasm.MaxKVBytes < 1 {
 		add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Plugins.Wasm.MaxKVBytes)
+	}
+	if r := c.Plugins.Rollout; r.HealthWindow < 0 {
+		add("plugins.rollout.health_window", "must not be negative, not %v", r.HealthWindow)
+	}
+	if c.Plugins.Rollout.MaxFailures < 1 {
+		add("plugins.rollout.max_failures", "must be at least 1, not %d", c.Plugins.Rollout.MaxFailures)
+	}
+	if r := c.Plugins.Rollout.MaxFailureRatio; r <= 0 || r > 1 {
+		add("plugins.rollout.max_failure_ratio", "must be above 0 and at most 1, not %v", r)
 	}
 	for dom, hp := range c.S2S.Hosts {
 		if _, _, err := net.SplitHostPort(hp); err != nil {

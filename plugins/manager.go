@@ -21,8 +21,12 @@ type Manager struct {
 	// a lock, and Swap/Remove (third-party plugins loaded at run time)
 	// publish a new slice under mu.
 	plugins atomic.Pointer[[]Plugin]
-	mu      sync.Mutex
-	svc     services // claimed service domains (service.go)
+	// gen changes whenever the plugin list does (Start, Swap, Remove), so
+	// that what is derived from every plugin (the server's XEP-0115 caps)
+	// can be cached until then.
+	gen atomic.Uint64
+	mu  sync.Mutex
+	svc services // claimed service domains (service.go)
 }
 
 // NewManager returns a manager for the given plugins (not yet started).
@@ -55,6 +59,7 @@ func (m *Manager) Swap(p Plugin) (old Plugin) {
 		next = append(next, p)
 	}
 	m.plugins.Store(&next)
+	m.gen.Add(1)
 	return old
 }
 
@@ -73,8 +78,13 @@ func (m *Manager) Remove(id string) (old Plugin) {
 	}
 	m.plugins.Store(&next)
 	m.releaseServices(id)
+	m.gen.Add(1)
 	return old
 }
+
+// Generation changes whenever the set of running plugins does; what is
+// computed from all of them can be cached for one generation.
+func (m *Manager) Generation() uint64 { return m.gen.Load() }
 
 // Plugin returns the running plugin with that ID, or nil: how one
 // built-in finds another it builds on (a group-chat service finds the
@@ -116,6 +126,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		started = append(started, p)
 	}
 	m.plugins.Store(&started)
+	m.gen.Add(1)
 	return nil
 }
 

@@ -38,7 +38,7 @@ func (h *host) ServeDomain(s plugins.Service) (func(), error) {
 }
 
 func (h *host) Domain() string             { return h.n.cfg.Domain }
-func (h *host) Config() *conf.Config       { return h.n.cfg }
+func (h *host) Config() *conf.Config       { return h.n.LiveConfig() }
 func (h *host) Store() storage.Store       { return h.n.store }
 func (h *host) Logger() *slog.Logger       { return h.n.log }
 func (h *host) Hooks() *plugins.Hooks      { return h.n.hooks }

@@ -149,6 +149,11 @@ type Node struct {
 	lmu       sync.Mutex
 	ctx       context.Context
 	listeners map[string]*c2s.Listener
+
+	// live is cfg with the live settings changed since start (live.go);
+	// liveMu serializes changes.
+	live   atomic.Pointer[conf.Config]
+	liveMu sync.Mutex
 }
 
 // New builds a node from cfg (defaults must be applied; conf.Load does it).
@@ -231,7 +236,13 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var fastTokens storage.KeyValue
+	if f := cfg.C2S.FASTTokens; f == nil || *f {
+		fastTokens = n.store.KeyValue(auth.FASTStore)
+	}
 	n.auth = auth.New(auth.Options{
+		Tokens:          fastTokens,
+		TokenLifetime:   cfg.C2S.FASTTokenLifetime,
 		Store:           n.store,
 		Domain:          cfg.Domain,
 		Iterations:      cfg.C2S.SCRAMIterations,
@@ -249,6 +260,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		Iterations: cfg.C2S.SCRAMIterations,
 		KickFunc:   n.router.Kick,
 		Hooks:      n.hooks,
+		FASTTokens: n.store.KeyValue(auth.FASTStore),
 	}
 
 	list := o.plugins

@@ -57,7 +57,14 @@ type User struct {
 	Username    string
 	Credentials Credentials
 	CreatedAt   time.Time
+	// LockedAt is when an administrator locked the account (SetLocked);
+	// zero while it is not locked. A locked account keeps its data but
+	// cannot log in.
+	LockedAt time.Time
 }
+
+// Locked reports whether an administrator locked the account.
+func (u User) Locked() bool { return !u.LockedAt.IsZero() }
 
 // Users stores accounts and their credentials.
 type Users interface {
@@ -67,6 +74,9 @@ type Users interface {
 	GetUser(ctx context.Context, username string) (User, error)
 	// SetCredentials replaces an account's credentials; ErrNotFound.
 	SetCredentials(ctx context.Context, username string, c Credentials) error
+	// SetLocked locks (at is when) or, with a zero at, unlocks an account;
+	// ErrNotFound. Locking an account locked already keeps its time.
+	SetLocked(ctx context.Context, username string, at time.Time) error
 	// DeleteUser removes an account and everything stored for it (roster,
 	// offline messages, blocking list, and every module store's entries
 	// owned by the username or by "username@…").
@@ -199,6 +209,9 @@ type Offline interface {
 	TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) (msgs []OfflineMessage, more bool, err error)
 	// CountOffline returns how many messages wait for the owner.
 	CountOffline(ctx context.Context, owner string) (int, error)
+	// PeekOffline returns the owner's oldest messages, at most limit,
+	// oldest first, leaving them stored (what an administrator sees).
+	PeekOffline(ctx context.Context, owner string, limit int) ([]OfflineMessage, error)
 	// ExpireOffline deletes messages stored before t; the cluster's senior
 	// node runs it.
 	ExpireOffline(ctx context.Context, before time.Time) (int, error)
@@ -248,12 +261,21 @@ type NodePlugin struct {
 	Node    string
 	Name    string
 	Version string
-	State   string // loaded, failed, unloaded
+	// State is loaded, failed (Version did not load; nothing of the
+	// plugin runs), disabled (the node switched Version off after
+	// repeated failures) or unloaded (server/pluginhost).
+	State string
+	// Error says why it failed or was disabled, or which newer version
+	// failed to load while Version kept running.
+	Error   string
 	Updated time.Time
 }
 
 // PluginCatalogue stores plugin artifacts and which node runs which version.
 type PluginCatalogue interface {
+	// PutPlugin adds a plugin version. A version's artifact never
+	// changes (nodes load and roll back by version): ErrExists when that
+	// name and version is already there.
 	PutPlugin(ctx context.Context, p PluginRecord) error
 	// GetPlugin returns ErrNotFound for an unknown name/version.
 	GetPlugin(ctx context.Context, name, version string) (PluginRecord, error)

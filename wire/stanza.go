@@ -11,12 +11,15 @@ const (
 	NSTLS        = "urn:ietf:params:xml:ns:xmpp-tls"
 	NSSASL       = "urn:ietf:params:xml:ns:xmpp-sasl"
 	NSBind       = "urn:ietf:params:xml:ns:xmpp-bind"
-	NSSASL2      = "urn:xmpp:sasl:2" // XEP-0388
-	NSBind2      = "urn:xmpp:bind:0" // XEP-0386
+	NSSASL2      = "urn:xmpp:sasl:2"    // XEP-0388
+	NSBind2      = "urn:xmpp:bind:0"    // XEP-0386
+	NSFAST       = "urn:xmpp:fast:0"    // XEP-0484
+	NSSASLCB     = "urn:xmpp:sasl-cb:0" // XEP-0440
 	NSSession    = "urn:ietf:params:xml:ns:xmpp-session"
 	NSFraming    = "urn:ietf:params:xml:ns:xmpp-framing"
 	NSDelay      = "urn:xmpp:delay"
 	NSRoster     = "jabber:iq:roster"
+	NSRosterVer  = "urn:xmpp:features:rosterver" // XEP-0237 stream feature
 	NSSM         = "urn:xmpp:sm:3"
 	NSCarbons    = "urn:xmpp:carbons:2"
 	NSCSI        = "urn:xmpp:csi:0" // XEP-0352

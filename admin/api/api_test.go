@@ -21,6 +21,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/storage/sqlite"
 )
 
 // fakeBackend records calls; its data is just enough for every endpoint.
@@ -34,6 +35,10 @@ type fakeBackend struct {
 	drained   []string
 	// checking, when set, runs at the start of every password check.
 	checking func(user string)
+	// console_test.go's state.
+	locked     map[string]bool
+	live       *conf.Config
+	logQueries []LogQuery
 }
 
 func newFake() *fakeBackend {
@@ -124,11 +129,49 @@ func (f *fakeBackend) Plugins(ctx context.Context) ([]Plugin, error) {
 	return f.plugins, nil
 }
 func (f *fakeBackend) UploadPlugin(ctx context.Context, name, version string, a []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.plugins {
+		if p.Name == name && p.Version == version {
+			return &APIError{Status: http.StatusConflict, Message: name + " " + version + " is already in the catalogue"}
+		}
+	}
 	f.plugins = append(f.plugins, Plugin{Name: name, Version: version})
 	return nil
 }
 func (f *fakeBackend) SetPluginEnabled(ctx context.Context, name, version string, on bool) error {
 	f.rec("enable " + name)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, p := range f.plugins {
+		if p.Name == name && p.Version == version {
+			f.plugins[i].Enabled = on
+			f.plugins[i].Nodes = []PluginState{{Node: "n1", Version: version, State: "loaded"}}
+			return nil
+		}
+	}
+	return storage.ErrNotFound
+}
+func (f *fakeBackend) DeletePlugin(ctx context.Context, name, version string) error {
+	f.rec("delete " + name + "@" + version)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var kept []Plugin
+	found := false
+	for _, p := range f.plugins {
+		if p.Name != name || (version != "" && p.Version != version) {
+			kept = append(kept, p)
+			continue
+		}
+		if p.Enabled {
+			return &APIError{Status: http.StatusConflict, Message: name + " " + p.Version + " is enabled: disable it first"}
+		}
+		found = true
+	}
+	if !found {
+		return storage.ErrNotFound
+	}
+	f.plugins = kept
 	return nil
 }
 func (f *fakeBackend) StartUpgrade(ctx context.Context, name, version string) error {
@@ -139,29 +182,16 @@ func (f *fakeBackend) Upgrade(ctx context.Context) (UpgradeStatus, error) {
 	return UpgradeStatus{State: "idle"}, nil
 }
 
-type memProps struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (p *memProps) GetProperty(ctx context.Context, n string) (string, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	v, ok := p.m[n]
-	if !ok {
-		return "", storage.ErrNotFound
+// testStore is a real embedded store in a temporary directory: API
+// tokens and console sign-ins live in it as on a node.
+func testStore(t testing.TB, dir string) storage.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "aviary.db"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return v, nil
-}
-func (p *memProps) SetProperty(ctx context.Context, n, v string) error {
-	p.mu.Lock()
-	p.m[n] = v
-	p.mu.Unlock()
-	return nil
-}
-func (p *memProps) DeleteProperty(ctx context.Context, n string) error { return nil }
-func (p *memProps) ListProperties(ctx context.Context) (map[string]string, error) {
-	return p.m, nil
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend, string) {
@@ -176,6 +206,7 @@ type testEnv struct {
 	ts       *httptest.Server
 	srv      *Server
 	fb       *fakeBackend
+	store    storage.Store
 	dataDir  string
 	clock    *fakeClock
 	log      *syncBuffer
@@ -192,7 +223,9 @@ func newTestEnv(t *testing.T, mod func(*conf.Config)) *testEnv {
 		mod(cfg)
 	}
 	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &syncBuffer{}}
-	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: &memProps{m: map[string]string{}},
+	st := testStore(t, cfg.DataDir)
+	e.store = st
+	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: st, Sessions: st.KeyValue(SessionStore),
 		Metrics:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "aviary_up 1\n") }),
 		Throttle:     auth.New(auth.Options{FailureDelay: time.Second, Clock: e.clock}),
 		SignInFailed: func() { e.failures.Add(1) },
@@ -422,8 +455,22 @@ func TestEndpoints(t *testing.T) {
 		{"upload not wasm", "POST", "/api/plugins/filter/1.0.0", nil, []byte("hello world"), 400, nil},
 		{"upload bad name", "POST", "/api/plugins/Bad!/1.0.0", nil, wasm, 400, nil},
 		{"upload", "POST", "/api/plugins/filter/1.0.0", nil, wasm, 200, nil},
+		{"upload again", "POST", "/api/plugins/filter/1.0.0", nil, wasm, 409, nil},
 		{"plugins", "GET", "/api/plugins", nil, nil, 200, nil},
-		{"enable plugin", "POST", "/api/plugins/filter/1.0.0/enable", nil, nil, 200, nil},
+		{"enable plugin", "POST", "/api/plugins/filter/1.0.0/enable", nil, nil, 200, func(m map[string]any) bool {
+			nodes, _ := m["nodes"].([]any)
+			return m["enabled"] == true && len(nodes) == 1 // the answer says what each node runs
+		}},
+		{"enable unknown", "POST", "/api/plugins/filter/9.9.9/enable", nil, nil, 404, nil},
+		{"delete enabled", "DELETE", "/api/plugins/filter/1.0.0", nil, nil, 409, func(m map[string]any) bool {
+			return strings.Contains(m["error"].(map[string]any)["message"].(string), "disable it first")
+		}},
+		{"disable plugin", "POST", "/api/plugins/filter/1.0.0/disable", nil, nil, 200, func(m map[string]any) bool { return m["enabled"] == false }},
+		{"delete bad version", "DELETE", "/api/plugins/filter/1.0.0!", nil, nil, 400, nil},
+		{"delete version", "DELETE", "/api/plugins/filter/1.0.0", nil, nil, 200, func(m map[string]any) bool { return m["deleted"] == "filter" && m["version"] == "1.0.0" }},
+		{"delete gone", "DELETE", "/api/plugins/filter", nil, nil, 404, nil},
+		{"upload to delete", "POST", "/api/plugins/filter/1.0.0", nil, wasm, 200, nil},
+		{"delete all versions", "DELETE", "/api/plugins/filter", nil, nil, 200, func(m map[string]any) bool { return m["deleted"] == "filter" && m["version"] == nil }},
 		{"upgrade no version", "POST", "/api/plugins/filter/upgrade", map[string]string{}, nil, 400, nil},
 		{"upgrade", "POST", "/api/plugins/filter/upgrade", map[string]string{"version": "2.0.0"}, nil, 200, nil},
 		{"upgrade status", "GET", "/api/upgrade", nil, nil, 200, func(m map[string]any) bool { return m["state"] == "idle" }},

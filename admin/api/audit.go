@@ -1,7 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -47,6 +50,7 @@ type auditLog struct {
 func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 	a := &auditLog{log: log}
 	if path != "" {
+		a.loadTail(path)
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
 			return nil, err
@@ -54,6 +58,34 @@ func openAudit(path string, log *slog.Logger) (*auditLog, error) {
 		a.f = f
 	}
 	return a, nil
+}
+
+// loadTail reads the newest entries of the file into the recent list, so
+// the console's audit page shows what happened before the node restarted.
+// It reads at most auditRecentBytes from the end; a line it cannot parse
+// (cut by the read, or written by hand) is skipped.
+func (a *auditLog) loadTail(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return
+	}
+	off := max(st.Size()-auditRecentBytes, 0)
+	buf := make([]byte, st.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return
+	}
+	for _, line := range bytes.Split(buf, []byte{'\n'}) {
+		var e AuditEntry
+		if len(line) == 0 || json.Unmarshal(line, &e) != nil || e.Action == "" {
+			continue
+		}
+		a.addLocked(e.clip())
+	}
 }
 
 // clip bounds every field of e (see auditRecentBytes).
@@ -80,6 +112,14 @@ func (a *auditLog) write(e AuditEntry) {
 	if a.f != nil {
 		_, _ = a.f.Write(append(line, '\n'))
 	}
+	a.addLocked(e)
+	a.mu.Unlock()
+	a.log.Info("admin action", "admin", e.Admin, "action", e.Action, "target", e.Target, "result", e.Result, "remote", e.Remote)
+}
+
+// addLocked adds e to the recent entries, dropping the oldest past the
+// bounds (a.mu held, or a not shared yet).
+func (a *auditLog) addLocked(e AuditEntry) {
 	a.last = append(a.last, e)
 	a.lastBytes += e.size()
 	drop := 0
@@ -91,8 +131,6 @@ func (a *auditLog) write(e AuditEntry) {
 		// Copy rather than reslice, so the dropped entries' strings are freed.
 		a.last = append([]AuditEntry(nil), a.last[drop:]...)
 	}
-	a.mu.Unlock()
-	a.log.Info("admin action", "admin", e.Admin, "action", e.Action, "target", e.Target, "result", e.Result, "remote", e.Remote)
 }
 
 func (a *auditLog) recent() []AuditEntry {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -31,85 +30,10 @@ type principal struct {
 	Via    string // "cookie" or "token"
 	CSRF   string // the session's CSRF token (cookie auth only)
 	Cookie string
-}
-
-type webSession struct {
-	admin   string
-	csrf    string
-	expires time.Time
-	// flash is the message for the next page this session shows.
+	// flash is the message the session's last form left for the next
+	// page (cookie auth only).
 	flash    string
 	flashErr bool
-}
-
-// sessions keeps signed-in admins in memory. A node restart signs everyone
-// out, which is the safe default for an admin console.
-type sessions struct {
-	mu  sync.Mutex
-	ttl time.Duration
-	m   map[string]webSession
-	now func() time.Time
-}
-
-func newSessions(ttl time.Duration) *sessions {
-	return &sessions{ttl: ttl, m: map[string]webSession{}, now: time.Now}
-}
-
-func (s *sessions) create(admin string) (id string, csrf string) {
-	id, csrf = randomToken(), randomToken()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	for k, v := range s.m { // sweep on write: sessions are few
-		if now.After(v.expires) {
-			delete(s.m, k)
-		}
-	}
-	s.m[id] = webSession{admin: admin, csrf: csrf, expires: now.Add(s.ttl)}
-	return id, csrf
-}
-
-func (s *sessions) get(id string) (webSession, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws, ok := s.m[id]
-	if !ok || s.now().After(ws.expires) {
-		delete(s.m, id)
-		return webSession{}, false
-	}
-	ws.expires = s.now().Add(s.ttl)
-	s.m[id] = ws
-	return ws, true
-}
-
-// setFlash leaves a message for the next page session id shows.
-func (s *sessions) setFlash(id, msg string, isErr bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ws, ok := s.m[id]; ok {
-		ws.flash, ws.flashErr = msg, isErr
-		s.m[id] = ws
-	}
-}
-
-// takeFlash returns and forgets session id's message.
-func (s *sessions) takeFlash(id string) (msg string, isErr bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ws, ok := s.m[id]
-	if !ok {
-		return "", false
-	}
-	msg, isErr = ws.flash, ws.flashErr
-	ws.flash, ws.flashErr = "", false
-	s.m[id] = ws
-	return msg, isErr
-}
-
-func (s *sessions) delete(id string) {
-	s.mu.Lock()
-	delete(s.m, id)
-	s.mu.Unlock()
 }
 
 func randomToken() string {
@@ -182,11 +106,18 @@ func (s *Server) authenticate(r *http.Request) (*principal, *APIError) {
 	if err != nil {
 		return nil, errUnauthorized("sign in first")
 	}
-	ws, ok := s.sessions.get(c.Value)
-	if !ok {
+	ws, err := s.sessions.get(r.Context(), c.Value)
+	if errors.Is(err, errNoSession) {
 		return nil, errUnauthorized("session expired: sign in again")
 	}
-	p := &principal{Admin: ws.admin, Via: "cookie", CSRF: ws.csrf, Cookie: c.Value}
+	if err != nil {
+		return nil, toAPIError(err)
+	}
+	if !s.isAdmin(ws.Admin) { // removed from the config since: refuse
+		return nil, errForbidden("no longer an administrator")
+	}
+	csrf := csrfOf(c.Value)
+	p := &principal{Admin: ws.Admin, Via: "cookie", CSRF: csrf, Cookie: c.Value, flash: ws.Flash, flashErr: ws.FlashErr}
 	if !safeMethod(r.Method) {
 		// From the header (scripts, the API) or the form body (console
 		// forms), never from the URL: a token in a URL ends up in logs,
@@ -198,7 +129,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, *APIError) {
 			}
 			got = r.PostForm.Get("csrf")
 		}
-		if subtle.ConstantTimeCompare([]byte(got), []byte(ws.csrf)) != 1 {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(csrf)) != 1 {
 			return nil, errForbidden("missing or wrong CSRF token")
 		}
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func init() {
-	pageTemplates["certificates"] = template.Must(template.ParseFS(templateFS, "templates/layout.html", "templates/certificates.html"))
+	pageTemplates["certificates"] = template.Must(template.New("").Funcs(pageFuncs).ParseFS(templateFS, "templates/layout.html", "templates/certificates.html"))
 }
 
 func (s *Server) apiCertificates(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {

@@ -35,7 +35,8 @@ func TestCertificates(t *testing.T) {
 			{Name: "conference.example.org", Failures: 2, LastError: "http-01 challenge: connection refused"},
 		}},
 	}}
-	s, err := New(Options{Config: cfg, Backend: newFake(), Properties: &memProps{m: map[string]string{}},
+	st := testStore(t, t.TempDir())
+	s, err := New(Options{Config: cfg, Backend: newFake(), Properties: st, Sessions: st.KeyValue(SessionStore),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Certificates: src})
 	if err != nil {
 		t.Fatal(err)

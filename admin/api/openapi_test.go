@@ -2,6 +2,7 @@ package api
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,11 +29,21 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			documented[strings.ToUpper(m)+" "+p] = true
 		}
 	}
-	src, err := os.ReadFile("server.go")
-	if err != nil {
-		t.Fatal(err)
+	// Routes are registered in every file of the package (server.go,
+	// plugins.go, console.go...).
+	files, _ := filepath.Glob("*.go")
+	var src []byte
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = append(src, b...)
 	}
-	re := regexp.MustCompile(`"((?:GET|POST|DELETE) /(?:api|healthz|readyz|metrics)[^"]*)"`)
+	re := regexp.MustCompile(`"((?:GET|POST|PATCH|PUT|DELETE) /(?:api|healthz|readyz|metrics)[^"]*)"`)
 	registered := map[string]bool{}
 	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
 		registered[m[1]] = true

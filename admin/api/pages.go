@@ -23,7 +23,7 @@ func init() {
 		if page == "cluster" {
 			files = append(files, "templates/overview.html") // the "nodes" table
 		}
-		pageTemplates[page] = template.Must(template.ParseFS(templateFS, files...))
+		pageTemplates[page] = template.Must(template.New("").Funcs(pageFuncs).ParseFS(templateFS, files...))
 	}
 }
 
@@ -81,13 +81,23 @@ func (s *Server) pageRoutes() {
 			http.Redirect(w, r, "/admin/login?msg="+code, http.StatusSeeOther)
 			return
 		}
-		id, csrf := s.sessions.create(bare)
+		id, csrf, err := s.sessions.create(r.Context(), bare)
+		if err != nil {
+			s.log.Error("admin sign-in: storing the session", "err", err)
+			http.Redirect(w, r, "/admin/login?msg=unavailable", http.StatusSeeOther)
+			return
+		}
 		s.setSessionCookies(w, r, id, csrf)
 		s.audit.write(AuditEntry{Admin: bare, Via: "password", Action: "login", Result: "ok", Remote: remote(r)})
 		http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 	})
 	s.page("GET /admin/{$}", "overview", "Overview", func(ctx context.Context, r *http.Request) (any, error) {
-		return s.backend.Overview(ctx)
+		o, err := s.backend.Overview(ctx)
+		if err != nil {
+			return overviewPage{Overview: o}, err
+		}
+		info, err := s.backend.ServerInfo(ctx)
+		return overviewPage{Overview: o, Info: info}, err
 	})
 	s.page("GET /admin/cluster", "cluster", "Cluster", func(ctx context.Context, r *http.Request) (any, error) {
 		on, err := s.backend.ClusterEnabled(ctx)
@@ -103,7 +113,8 @@ func (s *Server) pageRoutes() {
 		return map[string]any{"Users": users, "Total": total, "Q": q}, err
 	})
 	s.page("GET /admin/sessions", "sessions", "Sessions", func(ctx context.Context, r *http.Request) (any, error) {
-		return s.backend.Sessions(ctx)
+		ss, err := s.backend.Sessions(ctx)
+		return struct{ Sessions []Session }{ss}, err
 	})
 	s.page("GET /admin/federation", "federation", "Federation", func(ctx context.Context, r *http.Request) (any, error) {
 		return s.backend.S2S(ctx)
@@ -118,7 +129,7 @@ func (s *Server) pageRoutes() {
 	})
 
 	s.form("POST /admin/logout", "logout", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
-		s.sessions.delete(p.Cookie)
+		s.sessions.delete(ctx, p.Cookie)
 		return "/admin/login?msg=signed-out", "", nil
 	})
 	s.form("POST /admin/cluster", "cluster.switch", func(ctx context.Context, p *principal, r *http.Request) (string, string, *APIError) {
@@ -248,20 +259,34 @@ func (s *Server) pageRoutes() {
 	})
 }
 
+// overviewPage is the front page: the cluster and each node's server
+// information.
+type overviewPage struct {
+	Overview
+	Info []ServerInfo
+}
+
 // page serves a GET page for a signed-in admin; anonymous visitors go to
 // the sign-in form.
 func (s *Server) page(pattern, name, title string, load func(ctx context.Context, r *http.Request) (any, error)) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := s.authenticate(r)
 		if aerr != nil {
-			http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+			if aerr.Status == http.StatusUnauthorized || aerr.Status == http.StatusForbidden {
+				http.Redirect(w, r, "/admin/login", http.StatusSeeOther)
+				return
+			}
+			writeError(w, aerr)
 			return
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		data, err := load(ctx, r)
 		pd := pageData{Title: title, Page: name, Admin: p.Admin, CSRF: p.CSRF, Node: s.backend.NodeName(), Domain: s.backend.Domain(), Data: data}
-		pd.Flash, pd.FlashErr = s.sessions.takeFlash(p.Cookie)
+		if p.flash != "" {
+			pd.Flash, pd.FlashErr = p.flash, p.flashErr
+			_ = s.sessions.clearFlash(ctx, p.Cookie)
+		}
 		if err != nil {
 			pd.Flash, pd.FlashErr = "Could not load everything: "+toAPIError(err).Message, true
 			s.log.Error("admin page", "page", name, "err", err)
@@ -311,9 +336,9 @@ func (s *Server) formBody(pattern, name string, limit int64, fn formAction) {
 				back = u.Path
 			}
 			to = back
-			s.sessions.setFlash(p.Cookie, aerr.Message, true)
+			_ = s.sessions.setFlash(ctx, p.Cookie, aerr.Message, true)
 		} else if flash != "" {
-			s.sessions.setFlash(p.Cookie, flash, false)
+			_ = s.sessions.setFlash(ctx, p.Cookie, flash, false)
 		}
 		s.audit.write(AuditEntry{Admin: p.Admin, Via: p.Via, Action: name, Target: r.URL.Path, Result: res, Remote: remote(r)})
 		http.Redirect(w, r, to, http.StatusSeeOther)

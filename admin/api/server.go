@@ -33,6 +33,9 @@ type Options struct {
 	Backend Backend
 	// Properties stores API tokens (hashed), shared by the cluster.
 	Properties storage.Properties
+	// Sessions stores console sign-ins (hashed), shared by the cluster
+	// (websession.go): the store's KeyValue(SessionStore). Required.
+	Sessions storage.KeyValue
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// Ready reports readiness for /readyz (nil: always ready).
@@ -44,10 +47,17 @@ type Options struct {
 	// SignInFailed counts a failed sign-in (the node counts it in
 	// aviary_c2s_auth_failures_total{via="console"}). Optional.
 	SignInFailed func()
-	Logger       *slog.Logger
+	// Logger is the node's logger: the server adds component=admin, its
+	// audit lines component=audit (slog's With repeats a key rather than
+	// replacing it, so a logger that already names a component must not
+	// be passed).
+	Logger *slog.Logger
 	// Certificates feeds GET /api/certificates and the certificates page;
 	// nil leaves both out.
 	Certificates CertificateSource
+	// Rooms lists group chat rooms; nil: the rooms page and GET /api/rooms
+	// say group chat does not run here.
+	Rooms RoomSource
 }
 
 // Server is the admin HTTP handler.
@@ -66,12 +76,16 @@ type Server struct {
 	gate         *signInGate
 	signInFailed func()
 	certs        CertificateSource
+	rooms        RoomSource
 }
 
 // New returns the admin server. The audit log goes to DataDir/audit.log.
 func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Sessions == nil {
+		return nil, errors.New("api: Options.Sessions is required (the store's KeyValue(api.SessionStore))")
 	}
 	auditPath := ""
 	if o.Config.DataDir != "" {
@@ -83,10 +97,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{
 		cfg: o.Config, backend: o.Backend, tokens: tokens{o.Properties},
-		sessions: newSessions(8 * time.Hour), audit: al, metrics: o.Metrics,
-		ready: o.Ready, log: o.Logger, mux: http.NewServeMux(),
+		sessions: newSessions(o.Sessions, sessionTTL), audit: al, metrics: o.Metrics,
+		ready: o.Ready, log: o.Logger.With("component", "admin"), mux: http.NewServeMux(),
 		throttle: o.Throttle, gate: newSignInGate(), signInFailed: o.SignInFailed,
-		certs: o.Certificates,
+		certs: o.Certificates, rooms: o.Rooms,
 	}
 	if s.throttle == nil {
 		s.throttle = newDefaultThrottle(o.Config.C2S.SASLFailureDelay)
@@ -173,6 +187,12 @@ func (s *Server) handleBody(pattern, name string, limit int64, fn action) {
 		if out == nil {
 			out = map[string]string{"result": "ok"}
 		}
+		if wh, ok := out.(withHeaders); ok {
+			for k, v := range wh.h {
+				w.Header()[k] = v
+			}
+			out = wh.body
+		}
 		writeJSON(w, http.StatusOK, out)
 	})
 }
@@ -252,7 +272,10 @@ func (s *Server) routes() {
 		return s.audit.recent(), nil
 	})
 	s.handle("GET /api/certificates", "certificates", s.apiCertificates)
+	s.consoleRoutes()
+	s.pluginRoutes()
 	s.pageRoutes()
+	s.consolePages()
 	s.certificatePage()
 }
 
@@ -288,7 +311,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, aerr)
 		return
 	}
-	id, csrf := s.sessions.create(bare)
+	id, csrf, err := s.sessions.create(r.Context(), bare)
+	if err != nil {
+		s.log.Error("admin sign-in: storing the session", "err", err)
+		writeError(w, toAPIError(err))
+		return
+	}
 	s.setSessionCookies(w, r, id, csrf)
 	s.audit.write(AuditEntry{Admin: bare, Via: "password", Action: "login", Result: "ok", Remote: remote(r)})
 	writeJSON(w, http.StatusOK, map[string]string{"admin": bare, "csrf": csrf})
@@ -313,7 +341,7 @@ func (s *Server) setSessionCookies(w http.ResponseWriter, r *http.Request, id, c
 
 func (s *Server) apiLogout(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
 	if p.Cookie != "" {
-		s.sessions.delete(p.Cookie)
+		s.sessions.delete(ctx, p.Cookie)
 	}
 	return nil, nil
 }
@@ -520,7 +548,10 @@ func (s *Server) apiPluginEnabled(on bool) action {
 		if e := validPlugin(name, version); e != nil {
 			return nil, e
 		}
-		return wrap(nil, s.backend.SetPluginEnabled(ctx, name, version, on))
+		if err := s.backend.SetPluginEnabled(ctx, name, version, on); err != nil {
+			return nil, toAPIError(err)
+		}
+		return s.pluginEntry(ctx, name, version)
 	}
 }
 

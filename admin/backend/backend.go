@@ -16,10 +16,10 @@ import (
 
 	"github.com/aviary-im/aviary/admin/api"
 	"github.com/aviary-im/aviary/cluster"
-	"github.com/aviary-im/aviary/plugins/runtime"
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
 	"mellium.im/xmpp/jid"
@@ -81,6 +81,7 @@ func New(o Options) *Backend {
 		}
 		return nil, b.o.Drain(ctx)
 	})
+	b.registerConsole(c)
 	return b
 }
 
@@ -124,9 +125,11 @@ func (b *Backend) rates() (in, out float64) {
 	return b.o.Rates.Rates()
 }
 
-// Nodes lists live members with the plugin versions each reports.
+// Nodes lists the live nodes with the plugin versions each reports: the
+// members, and while clustering is off every node the links reach (see
+// cluster.Reacher), each saying whether it shares sessions with this one.
 func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
-	ms, err := b.n.Cluster().Members(ctx)
+	rs, err := b.reachable(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +137,19 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	ms := make([]cluster.Member, 0, len(rs))
+	for _, r := range rs {
+		if r.Clustered || r.Name == b.NodeName() {
+			ms = append(ms, r.Member)
+		}
+	}
 	senior := seniorOf(ms)
-	out := make([]api.Node, 0, len(ms))
+	out := make([]api.Node, 0, len(rs))
 	ttl := b.n.Config().Cluster.NodeTTL
-	for _, m := range ms {
+	for _, r := range rs {
+		m := r.Member
 		nd := api.Node{Name: m.Name, Version: m.Version, Started: m.Started, Sessions: m.Sessions, Load: m.Load,
-			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs,
+			Senior: m.Name == senior, Draining: m.Draining, Addrs: m.ClientAddrs, Clustered: r.Clustered,
 			Healthy: ttl <= 0 || time.Since(m.Seen) < ttl, StanzasIn: m.StanzasIn, StanzasOut: m.StanzasOut}
 		if m.Name == b.NodeName() {
 			nd.Sessions = len(b.n.Router().LocalSessions())
@@ -150,7 +160,11 @@ func (b *Backend) Nodes(ctx context.Context) ([]api.Node, error) {
 			}
 		}
 		for _, np := range nps {
-			if np.Node == m.Name && np.State == "loaded" {
+			if np.Node != m.Name || np.State == pluginhost.StateUnloaded {
+				continue
+			}
+			nd.PluginStates = append(nd.PluginStates, pluginState(np))
+			if np.State == pluginhost.StateLoaded {
 				if nd.Plugins == nil {
 					nd.Plugins = map[string]string{}
 				}
@@ -210,12 +224,12 @@ func (b *Backend) Drain(ctx context.Context, node string) error {
 }
 
 func (b *Backend) isMember(ctx context.Context, node string) bool {
-	ms, err := b.n.Cluster().Members(ctx)
+	rs, err := b.reachable(ctx)
 	if err != nil {
 		return false
 	}
-	for _, m := range ms {
-		if m.Name == node {
+	for _, r := range rs {
+		if r.Name == node {
 			return true
 		}
 	}
@@ -276,15 +290,14 @@ func (b *Backend) CheckPassword(ctx context.Context, username, password string) 
 func (b *Backend) localSessions(ctx context.Context) []api.Session {
 	node := b.NodeName()
 	var out []api.Session
-	seen := map[string]bool{}
 	for _, s := range b.n.Router().LocalSessions() {
-		full := s.JID()
-		bare := full.Bare().String()
-		sess := api.Session{JID: full.String(), Node: node}
-		if !seen[bare] {
-			seen[bare] = true
+		var sess api.Session
+		if d, ok := s.(interface{ Info() c2s.SessionInfo }); ok {
+			sess = sessionOf(node, d)
+		} else {
+			sess = api.Session{JID: s.JID().String(), Node: node}
 		}
-		if res, err := b.n.Router().Resources(ctx, bare); err == nil {
+		if res, err := b.n.Router().Resources(ctx, s.JID().Bare().String()); err == nil {
 			for _, r := range res {
 				if r.JID == sess.JID {
 					sess.Priority, sess.Available = r.Priority, r.Available
@@ -299,23 +312,16 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 // Sessions asks every node for its sessions.
 func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
 	out := b.localSessions(ctx)
-	ms, err := b.n.Cluster().Members(ctx)
+	err := b.askOthers(ctx, kindSessions, nil, func(node string, raw []byte) error {
+		var theirs []api.Session
+		if err := json.Unmarshal(raw, &theirs); err != nil {
+			return err
+		}
+		out = append(out, theirs...)
+		return nil
+	}, nil)
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range ms {
-		if m.Name == b.NodeName() {
-			continue
-		}
-		raw, err := b.n.Cluster().Call(ctx, m.Name, kindSessions, nil)
-		if err != nil {
-			b.log.Warn("sessions of a node unavailable", "node", m.Name, "err", err)
-			continue
-		}
-		var theirs []api.Session
-		if err := json.Unmarshal(raw, &theirs); err == nil {
-			out = append(out, theirs...)
-		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
 	if out == nil {
@@ -334,7 +340,8 @@ func (b *Backend) kickLocal(full string) bool {
 	return false
 }
 
-// Kick closes one session wherever it is.
+// Kick closes one session wherever it is: where the routes say, or, for
+// nodes serving alone (clustering off), by asking each.
 func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
 	j, err := jid.Parse(full)
 	if err != nil {
@@ -351,14 +358,30 @@ func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
 		if r.Node == "" || r.Node == b.NodeName() {
 			return b.kickLocal(r.JID), nil
 		}
-		raw, err := b.n.Cluster().Call(ctx, r.Node, kindKick, []byte(r.JID))
-		if err != nil {
-			return false, err
+		return b.kickOn(ctx, r.Node, r.JID)
+	}
+	rs, err := b.reachable(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range rs {
+		if r.Name == b.NodeName() || r.Clustered {
+			continue
 		}
-		var ok bool
-		return ok, json.Unmarshal(raw, &ok)
+		if ok, err := b.kickOn(ctx, r.Name, j.String()); ok || err != nil {
+			return ok, err
+		}
 	}
 	return false, nil
+}
+
+func (b *Backend) kickOn(ctx context.Context, node, full string) (bool, error) {
+	raw, err := b.n.Cluster().Call(ctx, node, kindKick, []byte(full))
+	if err != nil {
+		return false, err
+	}
+	var ok bool
+	return ok, json.Unmarshal(raw, &ok)
 }
 
 func (b *Backend) localS2S() []api.S2SStream {
@@ -375,81 +398,19 @@ func (b *Backend) localS2S() []api.S2SStream {
 // S2S lists federation streams on every node.
 func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
 	out := b.localS2S()
-	ms, err := b.n.Cluster().Members(ctx)
+	err := b.askOthers(ctx, kindS2S, nil, func(node string, raw []byte) error {
+		var theirs []api.S2SStream
+		if err := json.Unmarshal(raw, &theirs); err != nil {
+			return err
+		}
+		out = append(out, theirs...)
+		return nil
+	}, func(string, error) {})
 	if err != nil {
 		return nil, err
-	}
-	for _, m := range ms {
-		if m.Name == b.NodeName() {
-			continue
-		}
-		raw, err := b.n.Cluster().Call(ctx, m.Name, kindS2S, nil)
-		if err != nil {
-			continue
-		}
-		var theirs []api.S2SStream
-		if json.Unmarshal(raw, &theirs) == nil {
-			out = append(out, theirs...)
-		}
 	}
 	if out == nil {
 		out = []api.S2SStream{}
-	}
-	return out, nil
-}
-
-// Plugins lists the catalogue.
-func (b *Backend) Plugins(ctx context.Context) ([]api.Plugin, error) {
-	recs, err := b.n.Store().ListPlugins(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]api.Plugin, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, api.Plugin{Name: r.Name, Version: r.Version, Checksum: r.Checksum, Enabled: r.Enabled, Uploaded: r.Uploaded})
-	}
-	return out, nil
-}
-
-// UploadPlugin stores an artifact after checking it compiles as a plugin.
-func (b *Backend) UploadPlugin(ctx context.Context, name, version string, artifact []byte) error {
-	if b.o.Plugins == nil {
-		return ErrNoPluginHost
-	}
-	if err := b.o.Plugins.Validate(ctx, name, version, artifact); err != nil {
-		return fmt.Errorf("%w: %v", errBadArtifact, err)
-	}
-	return b.n.Store().PutPlugin(ctx, storage.PluginRecord{Name: name, Version: version, Checksum: runtime.Checksum(artifact), Artifact: artifact, Uploaded: time.Now().UTC()})
-}
-
-var errBadArtifact = &api.APIError{Status: 400, Message: "the artifact is not a usable plugin"}
-
-// SetPluginEnabled enables one version (disabling the plugin's others, so
-// exactly one version is what nodes load at start) or disables it.
-func (b *Backend) SetPluginEnabled(ctx context.Context, name, version string, on bool) error {
-	return pluginhost.SetEnabled(ctx, b.n.Store(), name, version, on)
-}
-
-// StartUpgrade begins a rolling upgrade.
-func (b *Backend) StartUpgrade(ctx context.Context, name, version string) error {
-	if b.o.Plugins == nil {
-		return ErrNoPluginHost
-	}
-	return b.o.Plugins.StartUpgrade(ctx, name, version)
-}
-
-// Upgrade returns the rolling upgrade's progress.
-func (b *Backend) Upgrade(ctx context.Context) (api.UpgradeStatus, error) {
-	if b.o.Plugins == nil {
-		return api.UpgradeStatus{State: "idle"}, nil
-	}
-	st, err := b.o.Plugins.Upgrade(ctx)
-	if err != nil {
-		return api.UpgradeStatus{}, err
-	}
-	out := api.UpgradeStatus{Plugin: st.Plugin, From: st.From, To: st.To, State: st.State, Error: st.Error, Started: st.Started}
-	for _, s := range st.Steps {
-		out.Steps = append(out.Steps, api.UpgradeStep{Node: s.Node, Version: s.Version, State: s.State})
 	}
 	return out, nil
 }

@@ -40,6 +40,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
+	cfg.Plugins.Rollout.HealthWindow = time.Second // the page waits 30s for the rollout
 	adm := backend.NewService(cfg, servertest.TestLogger())
 	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")

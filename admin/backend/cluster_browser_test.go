@@ -22,6 +22,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/clustertest"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -40,9 +41,12 @@ const (
 	loadPass     = "load-secret"
 )
 
-// nodeYAML is every node's config file: the admin account and timing knobs
-// the flags do not cover.
-const clusterNodeYAML = `admin:
+// clusterNodeYAML is every node's config file: the admin account and
+// timing knobs the flags do not cover. Each rollout step is watched for
+// 2s (the load runs through it), and the nodes share the machine's test
+// cache of compiled plugins (exampletest.CompiledDir) under pluginsDir.
+func clusterNodeYAML(pluginsDir string) string {
+	return `admin:
   admins: ["boss@localhost"]
 c2s:
   sasl_failure_delay: 1ms
@@ -52,7 +56,12 @@ cluster:
   operation_timeout: 3s
 database:
   timeout: 2s
+plugins:
+  dir: ` + strconv.Quote(pluginsDir) + `
+  rollout:
+    health_window: 2s
 `
+}
 
 // TestClusterConsoleInBrowser operates a three-node cluster (three `aviary
 // serve` processes, one PostgreSQL, one Hazelcast member) from headless
@@ -133,7 +142,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		n, err := clustertest.NewNode(clustertest.NodeConfig{
 			Bin: avBin, Name: name, Database: pg.URL(), Secret: "console-secret",
 			Hazelcast: []string{hz.Addr()}, HazelcastName: hz.ClusterName,
-			Dir: filepath.Join(tmp, name), ExtraYAML: clusterNodeYAML,
+			Dir: filepath.Join(tmp, name), ExtraYAML: clusterNodeYAML(filepath.Dir(exampletest.CompiledDir(t))),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -240,6 +249,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		State string `json:"state"`
 		Steps []struct {
 			Node, Version, State string
+			Calls, Failures      int
 		} `json:"steps"`
 	}
 	if err := admins[0].Do(ctx, "GET", "/api/upgrade", nil, &up); err != nil {
@@ -249,9 +259,28 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 		t.Errorf("upgrade status %+v, want done with 3 steps", up)
 	}
 	for _, s := range up.Steps {
-		if s.Version != "2.0.0" || s.State != "healthy" {
-			t.Errorf("upgrade step %+v, want 2.0.0 healthy", s)
+		// Judged on the load's real messages through each node.
+		if s.Version != "2.0.0" || s.State != "healthy" || s.Calls == 0 || s.Failures != 0 {
+			t.Errorf("upgrade step %+v, want 2.0.0 healthy after calls without failure", s)
 		}
+	}
+	// The console refused the same version again and one in use, and
+	// deleted the one no node ran.
+	for _, want := range []string{"upload again refused", "delete refused", "deleted 1.0.0"} {
+		if !strings.Contains(strings.Join(transcript, "\n"), want) {
+			t.Errorf("the browser never got to %q", want)
+		}
+	}
+	var cat []struct {
+		Version string
+		Enabled bool
+		Nodes   []struct{ Node, State string }
+	}
+	if err := admins[1].Do(ctx, "GET", "/api/plugins", nil, &cat); err != nil {
+		t.Fatal(err)
+	}
+	if len(cat) != 1 || cat[0].Version != "2.0.0" || !cat[0].Enabled || len(cat[0].Nodes) != 3 {
+		t.Errorf("catalogue after the console's delete: %+v", cat)
 	}
 
 	// What the page watched: one node at a time, in order, never two at
@@ -345,7 +374,7 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 	if drops != 1 {
 		t.Errorf("wordfilter dropped %d messages, want 1 (the probe)", drops)
 	}
-	for _, page := range []string{"overview", "overview-disabled", "cluster-disabled", "overview-enabled", "cluster", "users", "sessions", "federation", "plugins-v1", "plugins-upgrading", "plugins-upgraded", "sessions-load", "overview-after"} {
+	for _, page := range []string{"overview", "overview-disabled", "cluster-disabled", "overview-enabled", "cluster", "users", "sessions", "federation", "plugins-v1", "plugins-upgrading", "plugins-upgraded", "sessions-load", "overview-after", "plugins-delete-refused"} {
 		if fi, err := os.Stat(filepath.Join(shots, page+".png")); err != nil || fi.Size() < 1000 {
 			t.Errorf("screenshot %s missing or empty: %v", page, err)
 		}
@@ -355,7 +384,8 @@ func TestClusterConsoleInBrowser(t *testing.T) {
 // checkRolling checks one observed state of a rolling upgrade to version,
 // "running 2.0.0 node1:2.0.0:healthy node2:1.0.0:upgrading ...": nodes move
 // in order (none on the new version after one that is not), at most one
-// at a time, and every step is healthy once the upgrade is done.
+// at a time (loading it, or watched on real traffic), and every step is
+// healthy once the upgrade is done.
 func checkRolling(state, version string) error {
 	f := strings.Fields(state)
 	if len(f) < 3 {
@@ -375,7 +405,7 @@ func checkRolling(state, version string) error {
 			return fmt.Errorf("%s moved before an earlier node", p[0])
 		}
 		behind = behind || !on
-		if p[2] == "upgrading" {
+		if p[2] == "upgrading" || p[2] == "watching" {
 			upgrading++
 		}
 		if f[0] == "done" && !on {
@@ -490,25 +520,8 @@ func waitPlugin(t *testing.T, admins []*clustertest.Admin, plugin, version strin
 type benchRun struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
-	errOut *lockedBuffer
+	errOut *servertest.LogBuffer
 	exited chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // benchResult is the part of aviary-bench -json the test reads.
@@ -546,7 +559,7 @@ func startBench(t *testing.T, ctx context.Context, bin string, servers []string)
 		"-concurrency", "8", "-workload", "ring", "-messages", "1000000", "-inflight", "2",
 		"-interval", loadInterval, "-drain", "20s", "-max-time", "3m", "-json"}
 	t.Logf("load: aviary-bench %s", strings.Join(args, " "))
-	b := &benchRun{errOut: &lockedBuffer{}, exited: make(chan error, 1)}
+	b := &benchRun{errOut: &servertest.LogBuffer{}, exited: make(chan error, 1)}
 	b.cmd = exec.CommandContext(ctx, bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, b.errOut
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -621,6 +634,8 @@ func TestCheckRolling(t *testing.T) {
 	}{
 		{"first upgrading", "running 2.0.0 node1:1.0.0:upgrading node2:1.0.0:pending node3:1.0.0:pending", true},
 		{"second upgrading", "running 2.0.0 node1:2.0.0:healthy node2:1.0.0:upgrading node3:1.0.0:pending", true},
+		{"second watched", "running 2.0.0 node1:2.0.0:healthy node2:2.0.0:watching node3:1.0.0:pending", true},
+		{"watched and upgrading", "running 2.0.0 node1:2.0.0:watching node2:1.0.0:upgrading node3:1.0.0:pending", false},
 		{"done", "done 2.0.0 node1:2.0.0:healthy node2:2.0.0:healthy node3:2.0.0:healthy", true},
 		{"out of order", "running 2.0.0 node1:1.0.0:pending node2:2.0.0:healthy node3:1.0.0:pending", false},
 		{"two at once", "running 2.0.0 node1:1.0.0:upgrading node2:1.0.0:upgrading node3:1.0.0:pending", false},

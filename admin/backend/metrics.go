@@ -5,7 +5,9 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	xep0092 "github.com/aviary-im/aviary/plugins/version"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/bosh"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +25,14 @@ type nodeCollector struct {
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
 	pluginRefused                                         *prometheus.Desc
 	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
+	buildInfo                                             *prometheus.Desc
+	boshRequests, boshForwarded, boshNotFound             *prometheus.Desc
+	boshTimeouts, boshSessions                            *prometheus.Desc
+}
+
+// boshStatser is the node's HTTP service (server/httpd) when it runs.
+type boshStatser interface {
+	BOSHStats() (bosh.Stats, bool)
 }
 
 func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeCollector {
@@ -39,20 +49,28 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 		members:        d("aviary_cluster_members", "Live nodes this node sees, itself included."),
 		clustered:      d("aviary_cluster_clustered", "1 when this node shares routes with the other nodes."),
 		detached:       d("aviary_cluster_detached", "1 while Hazelcast is away and this node routes over its links on the members and routes it last saw."),
-		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin.", "plugin", "version"),
-		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out.", "plugin", "version"),
-		pluginDisabled: d("aviary_plugin_disabled", "1 when a plugin was disabled after repeated failures.", "plugin", "version"),
+		pluginCalls:    d("aviary_plugin_calls_total", "Calls into a third-party plugin, by plugin, version and node.", "plugin", "version", "node"),
+		pluginFailures: d("aviary_plugin_errors_total", "Third-party plugin calls that trapped or timed out, by plugin, version and node.", "plugin", "version", "node"),
+		pluginDisabled: d("aviary_plugin_disabled", "1 when a node disabled a plugin after repeated failures.", "plugin", "version", "node"),
 		pluginRefused: d("aviary_plugin_refused_calls_total",
-			"Host calls of a third-party plugin refused past a per-stanza bound (plugins.wasm), by bound: calls, bytes, stanza, kv.", "plugin", "version", "limit"),
+			"Host calls of a third-party plugin refused past a per-stanza bound (plugins.wasm), by bound: calls, bytes, stanza, kv.", "plugin", "version", "node", "limit"),
 		linkFrames: d("aviary_cluster_link_frames_total", "Frames on the node-to-node links (acknowledgements included), by direction (sent, received).", "dir"),
 		linkBytes:  d("aviary_cluster_link_bytes_total", "Bytes of frames on the node-to-node links, by direction (sent, received).", "dir"),
 		linkSendFailures: d("aviary_cluster_link_send_failures_total",
 			"Sends and calls to other nodes refused (node unreachable, queue full) or queued but never acknowledged."),
+		buildInfo: d("aviary_build_info", "Always 1: the running binary's version, VCS revision (empty when not stamped), Go version, and the node's name.",
+			"version", "revision", "goversion", "node"),
+		boshRequests:  d("aviary_bosh_requests_total", "BOSH HTTP requests with a body that reached this node."),
+		boshForwarded: d("aviary_bosh_forwards_total", "BOSH requests this node forwarded to the node owning their session."),
+		boshNotFound:  d("aviary_bosh_item_not_found_total", "BOSH requests answered with terminate item-not-found (unknown or expired session, its node gone)."),
+		boshTimeouts:  d("aviary_bosh_timeouts_total", "BOSH sessions ended because no request came within their inactivity period (http.bosh_inactivity)."),
+		boshSessions:  d("aviary_bosh_sessions", "BOSH sessions live on this node."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.detached, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures} {
+	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.detached, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures,
+		c.buildInfo, c.boshRequests, c.boshForwarded, c.boshNotFound, c.boshTimeouts, c.boshSessions} {
 		ch <- d
 	}
 }
@@ -90,17 +108,31 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesReceived), "received")
 		ch <- prometheus.MustNewConstMetric(c.linkSendFailures, prometheus.CounterValue, float64(st.SendFailures))
 	}
+	node := c.n.Cluster().NodeName()
+	bi := xep0092.Build()
+	ch <- prometheus.MustNewConstMetric(c.buildInfo, prometheus.GaugeValue, 1, bi.Version, bi.Revision, bi.GoVersion, node)
+	for _, s := range c.n.Services() {
+		if bs, ok := s.(boshStatser); ok {
+			if st, on := bs.BOSHStats(); on {
+				ch <- prometheus.MustNewConstMetric(c.boshRequests, prometheus.CounterValue, float64(st.Requests))
+				ch <- prometheus.MustNewConstMetric(c.boshForwarded, prometheus.CounterValue, float64(st.Forwarded))
+				ch <- prometheus.MustNewConstMetric(c.boshNotFound, prometheus.CounterValue, float64(st.ItemNotFound))
+				ch <- prometheus.MustNewConstMetric(c.boshTimeouts, prometheus.CounterValue, float64(st.Timeouts))
+				ch <- prometheus.MustNewConstMetric(c.boshSessions, prometheus.GaugeValue, float64(st.Sessions))
+			}
+		}
+	}
 	if ph := c.plugins(); ph != nil {
 		for _, p := range ph.Stats() {
 			dis := 0.0
 			if p.Disabled {
 				dis = 1
 			}
-			ch <- prometheus.MustNewConstMetric(c.pluginCalls, prometheus.CounterValue, float64(p.Calls), p.Name, p.Version)
-			ch <- prometheus.MustNewConstMetric(c.pluginFailures, prometheus.CounterValue, float64(p.Failures), p.Name, p.Version)
-			ch <- prometheus.MustNewConstMetric(c.pluginDisabled, prometheus.GaugeValue, dis, p.Name, p.Version)
+			ch <- prometheus.MustNewConstMetric(c.pluginCalls, prometheus.CounterValue, float64(p.Calls), p.Name, p.Version, node)
+			ch <- prometheus.MustNewConstMetric(c.pluginFailures, prometheus.CounterValue, float64(p.Failures), p.Name, p.Version, node)
+			ch <- prometheus.MustNewConstMetric(c.pluginDisabled, prometheus.GaugeValue, dis, p.Name, p.Version, node)
 			for limit, n := range p.Refused {
-				ch <- prometheus.MustNewConstMetric(c.pluginRefused, prometheus.CounterValue, float64(n), p.Name, p.Version, limit)
+				ch <- prometheus.MustNewConstMetric(c.pluginRefused, prometheus.CounterValue, float64(n), p.Name, p.Version, node, limit)
 			}
 		}
 	}

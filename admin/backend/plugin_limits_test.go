@@ -58,7 +58,7 @@ func TestPluginHostBoundsOnANode(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if want := `aviary_plugin_refused_calls_total{limit="stanza",plugin="hog",version="1"} 1`; !strings.Contains(string(metrics), want) {
+	if want := `aviary_plugin_refused_calls_total{limit="stanza",node="test-node",plugin="hog",version="1"} 1`; !strings.Contains(string(metrics), want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 

@@ -46,7 +46,7 @@ func TestAdminListenerUnderAttack(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Admin.ReadTimeout = 300 * time.Millisecond
-	var logs lockedBuffer // the node's log, read while it writes
+	var logs servertest.LogBuffer // the node's log, read while it writes
 	adm := backend.NewService(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")

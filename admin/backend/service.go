@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -32,7 +33,12 @@ var errDraining = errors.New("the node is draining")
 // server.Service: started after the node's core, stopped before it.
 type Service struct {
 	cfg *conf.Config
+	// log is the node's logger. Each part names itself on it once
+	// (component=admin, audit, pluginhost, plugins): slog's With repeats
+	// a key rather than replacing it.
 	log *slog.Logger
+	// alog is log with component=admin, for the service's own lines.
+	alog *slog.Logger
 	// S2S, Drain and Draining are optional hooks other services fill in.
 	// While Draining reports true, /readyz answers 503 (a load balancer
 	// checking it stops sending clients here).
@@ -55,7 +61,7 @@ func NewService(cfg *conf.Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log}
+	return &Service{cfg: cfg, log: log, alog: log.With("component", "admin")}
 }
 
 // Name names the service in logs.
@@ -81,17 +87,27 @@ func (s *Service) Plugins() *pluginhost.Host {
 // Start loads the catalogue's plugins and opens the admin listener.
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	w := s.cfg.Plugins.Wasm
-	rt, err := runtime.New(ctx, runtime.Options{
+	ro := runtime.Options{
 		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
 		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
-		Logger:         s.log.With("component", "plugins"),
-	})
-	if err != nil {
-		return fmt.Errorf("admin: plugin runtime: %w", err)
+		CacheDir:       filepath.Join(s.cfg.Plugins.Dir, "compiled"),
+		Logger:         s.log.With("component", "plugins", "node", n.Cluster().NodeName()),
 	}
+	rt, err := runtime.New(ctx, ro)
+	if err != nil {
+		// A cache directory the node cannot write costs time, not
+		// plugins: compile in memory.
+		s.alog.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
+		ro.CacheDir = ""
+		if rt, err = runtime.New(ctx, ro); err != nil {
+			return fmt.Errorf("admin: plugin runtime: %w", err)
+		}
+	}
+	r := s.cfg.Plugins.Rollout
 	ph := pluginhost.New(pluginhost.Options{
 		Store: n.Store(), Cluster: n.Cluster(), Runtime: rt, Set: n.Plugins(),
 		PluginHost: n.PluginHost(), Logger: s.log,
+		Rollout: pluginhost.Rollout{Window: r.HealthWindow, MaxFailures: r.MaxFailures, MaxFailureRatio: r.MaxFailureRatio},
 	})
 	if err := ph.Start(ctx); err != nil {
 		rt.Close(ctx)
@@ -109,7 +125,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, Rates: rates})
 	c2sMetrics := n.C2S().Metrics()
 	a, err := api.New(api.Options{
-		Config: s.cfg, Backend: b, Properties: n.Store(),
+		Config: s.cfg, Backend: b, Properties: n.Store(), Sessions: n.Store().KeyValue(api.SessionStore),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
 			if s.Draining != nil && s.Draining() {
@@ -130,7 +146,7 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 		return fmt.Errorf("admin: listen %s (admin.listen): %w", s.cfg.Admin.Listen, err)
 	}
 	if s.cfg.Admin.MetricsToken == "" && !isLoopback(ln.Addr()) {
-		s.log.Warn("admin: /metrics is served without a token on a non-loopback address; set admin.metrics_token to require one", "addr", ln.Addr().String())
+		s.alog.Warn("admin: /metrics is served without a token on a non-loopback address; set admin.metrics_token to require one", "addr", ln.Addr().String())
 	}
 	srv := adminLimits(s.cfg).Server(a)
 	if s.cfg.Admin.CertFile != "" {
@@ -146,10 +162,10 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 	s.mu.Unlock()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin listener failed", "err", err)
+			s.alog.Error("admin listener failed", "err", err)
 		}
 	}()
-	s.log.Info("admin console listening", "addr", ln.Addr().String())
+	s.alog.Info("admin console listening", "addr", ln.Addr().String())
 	return nil
 }
 

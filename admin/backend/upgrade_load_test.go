@@ -11,6 +11,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -21,6 +22,7 @@ import (
 // lost or reordered.
 func TestRollingUpgradeUnderTraffic(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
+	cfg.Plugins.Rollout.HealthWindow = time.Second // watched on the chat below
 	adm := backend.NewService(cfg, servertest.TestLogger())
 	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
@@ -36,8 +38,11 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := adm.Plugins().ApplyLocal(ctx, "wordfilter", "1.0.0"); err != nil {
+	if err := pluginhost.SetEnabled(ctx, n.Store(), "wordfilter", "1.0.0", true); err != nil {
 		t.Fatal(err)
+	}
+	if err := adm.Plugins().Reconcile(ctx, true); err != nil || adm.Plugins().Loaded()["wordfilter"] != "1.0.0" {
+		t.Fatalf("enabling 1.0.0: %v %v", adm.Plugins().Loaded(), err)
 	}
 	alice := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
 	alice.Login("alice", "alice-secret", "a")
@@ -99,6 +104,9 @@ func TestRollingUpgradeUnderTraffic(t *testing.T) {
 			}
 			if st.State != "done" || st.To != v {
 				return fmt.Errorf("upgrade to %s: %s", v, st.State)
+			}
+			if s := st.Steps[0]; s.State != "healthy" || s.Calls == 0 || s.Failures != 0 {
+				t.Fatalf("upgrade to %s judged on %+v, want the chat's calls and no failure", v, s)
 			}
 			return nil
 		})

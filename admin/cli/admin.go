@@ -16,7 +16,7 @@ import (
 func init() {
 	RegisterServeOption(func(cfg *conf.Config, log *slog.Logger) ([]server.Option, error) {
 		fed := server.NewFederationService()
-		adm := backend.NewService(cfg, log.With("component", "admin"))
+		adm := backend.NewService(cfg, log)
 		adm.S2S = fed.Stats
 		web := httpd.NewService()
 		bal := balance.NewService()

@@ -16,6 +16,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
+	"github.com/aviary-im/aviary/storage"
 )
 
 // TestAPICommands drives a real node's admin API through the CLI: sign in
@@ -25,6 +26,7 @@ func TestAPICommands(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
+	cfg.Plugins.Rollout.HealthWindow = 300 * time.Millisecond
 	adm := backend.NewService(cfg, servertest.TestLogger())
 	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
@@ -73,6 +75,10 @@ func TestAPICommands(t *testing.T) {
 	if code, _, e := plugin("upload", "wordfilter", "1.0.0", wasm); code != 0 {
 		t.Fatalf("upload: %s", e)
 	}
+	// A version is never replaced (issue 17: it was, silently).
+	if code, _, e := plugin("upload", "wordfilter", "1.0.0", wasm); code != 1 || !strings.Contains(e, "409") || !strings.Contains(e, "already in the catalogue") {
+		t.Errorf("uploading 1.0.0 again: %d %s", code, e)
+	}
 	if code, o, _ := plugin("list"); code != 0 || !strings.Contains(o, "wordfilter") || !strings.Contains(o, "1.0.0") {
 		t.Errorf("list: %s", o)
 	}
@@ -88,12 +94,39 @@ func TestAPICommands(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`aviary_plugin_calls_total{plugin="wordfilter",version="1.0.0"}`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
+	for _, want := range []string{`aviary_plugin_calls_total{node="test-node",plugin="wordfilter",version="1.0.0"}`, `aviary_plugin_errors_total{node="test-node",plugin="wordfilter",version="1.0.0"} 0`, `aviary_build_info{goversion="go`, "aviary_cluster_clustered 0", "aviary_cluster_members 1", "aviary_c2s_sessions", "go_goroutines"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 
+	if code, o, _ := plugin("list"); code != 0 || !strings.Contains(o, "test-node:loaded") {
+		t.Errorf("list after the rollout: %s", o)
+	}
+	if code, _, e := plugin("delete", "wordfilter@1.0.0"); code != 1 || !strings.Contains(e, "409") || !strings.Contains(e, "disable it first") {
+		t.Errorf("deleting the enabled version: %d %s", code, e)
+	}
+	if code, _, e := plugin("delete", "wordfilter@"); code != 2 {
+		t.Errorf("delete NAME@ without a version: %d %s", code, e)
+	}
+	if code, o, e := plugin("disable", "wordfilter", "1.0.0"); code != 0 || !strings.Contains(o, "test-node") || !strings.Contains(o, "unloaded") {
+		t.Errorf("disable: %d %s %s", code, o, e)
+	}
+	if len(adm.Plugins().Loaded()) != 0 {
+		t.Errorf("still running after disable: %v", adm.Plugins().Loaded())
+	}
+	if code, o, e := plugin("enable", "wordfilter", "1.0.0"); code != 0 || !strings.Contains(o, "loaded") {
+		t.Errorf("enable: %d %s %s", code, o, e)
+	}
+	if code, _, e := plugin("disable", "wordfilter", "1.0.0"); code != 0 {
+		t.Errorf("disable again: %s", e)
+	}
+	if code, o, e := plugin("delete", "wordfilter@1.0.0"); code != 0 || !strings.Contains(o, "deleted wordfilter 1.0.0") {
+		t.Errorf("delete: %d %s %s", code, o, e)
+	}
+	if code, _, e := plugin("delete", "wordfilter"); code != 1 || !strings.Contains(e, "404") {
+		t.Errorf("deleting what is gone: %d %s", code, e)
+	}
 	c := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
 	c.Login("alice", "alice-secret", "phone")
 	session := func(args ...string) (int, string, string) {
@@ -102,9 +135,47 @@ func TestAPICommands(t *testing.T) {
 			return runSession(ctx, a, env, o, e)
 		}, full...)
 	}
-	if code, o, e := session("list"); code != 0 || !strings.Contains(o, "alice@localhost/phone") {
+	if code, o, e := session("list"); code != 0 || !strings.Contains(o, "alice@localhost/phone") || !strings.Contains(o, "tcp") {
 		t.Fatalf("session list: %d %s %s", code, o, e)
 	}
+	if code, o, e := session("show", "alice@localhost/phone"); code != 0 || !strings.Contains(o, "transport          tcp") || !strings.Contains(o, "address            127.0.0.1") || !strings.Contains(o, "connected since") {
+		t.Errorf("session show: %d %q %s", code, o, e)
+	}
+	if code, o, _ := session("show", "--json", "alice@localhost/phone"); code != 0 || !strings.Contains(o, `"transport": "tcp"`) {
+		t.Errorf("session show --json: %d %s", code, o)
+	}
+	if code, _, e := session("show", "alice@localhost/tablet"); code != 1 || !strings.Contains(e, "404") {
+		t.Errorf("session show of a session not online: %d %s", code, e)
+	}
+	user := func(args ...string) (int, string, string) {
+		full := append([]string{args[0], "--token", token}, args[1:]...)
+		return run(func(ctx context.Context, a, env []string, o, e *bytes.Buffer) int {
+			return runUser(ctx, a, env, strings.NewReader(""), o, e)
+		}, full...)
+	}
+	if code, o, e := user("show", "alice"); code != 0 || !strings.Contains(o, "alice@localhost") || !strings.Contains(o, "  state    active") || !strings.Contains(o, "sessions (1)\n  alice@localhost/phone  on test-node, tcp, 127.0.0.1") {
+		t.Errorf("user show: %d %q %s", code, o, e)
+	}
+	if code, o, e := user("lock", "alice"); code != 0 || !strings.Contains(o, "locked alice: logins are refused on every node; 1 session(s) closed") {
+		t.Fatalf("user lock: %d %s %s", code, o, e)
+	}
+	c.ExpectStreamError("not-authorized")
+	if code, o, _ := user("show", "alice"); code != 0 || !strings.Contains(o, "locked since") {
+		t.Errorf("user show of a locked account: %s", o)
+	}
+	locked := servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	locked.StartTLS()
+	if err := locked.AuthSCRAM("SCRAM-SHA-256", "alice", "alice-secret"); err == nil || !strings.Contains(err.Error(), "account-disabled") {
+		t.Errorf("login of a locked account: %v", err)
+	}
+	if code, o, e := user("unlock", "alice"); code != 0 || !strings.Contains(o, "unlocked alice") {
+		t.Fatalf("user unlock: %d %s %s", code, o, e)
+	}
+	if code, _, e := user("lock", "nobody"); code != 1 || !strings.Contains(e, "404") {
+		t.Errorf("locking an unknown account: %d %s", code, e)
+	}
+	c = servertest.DialAddr(t, n.Addr(server.ListenerC2S).String(), "localhost", false)
+	c.Login("alice", "alice-secret", "phone")
 	if code, _, e := session("kick", "alice@localhost/phone"); code != 0 {
 		t.Fatalf("kick: %s", e)
 	}
@@ -151,8 +222,34 @@ func TestPluginOffline(t *testing.T) {
 		t.Errorf("offline list: %s", o)
 	}
 	adm := backend.NewService(cfg, servertest.TestLogger())
-	servertest.RunServer(t, cfg, server.WithService(adm))
+	n := servertest.RunServer(t, cfg, server.WithService(adm))
 	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
 		t.Errorf("node started with wordfilter %q, want the enabled 1.0.0", v)
+	}
+	// Delete without a running node: refused while enabled, and while a
+	// node's last report says it runs it (a crashed node's report stays:
+	// --force passes over reports).
+	if code, _, e := run("delete", "wordfilter@1.0.0", "--config", file); code != 1 || !strings.Contains(e, "disable it first") {
+		t.Errorf("offline delete of the enabled version: %d %s", code, e)
+	}
+	if code, _, e := run("disable", "wordfilter", "1.0.0", "--config", file); code != 0 {
+		t.Fatalf("offline disable: %s", e)
+	}
+	if err := n.Store().SetNodePlugin(ctx, storage.NodePlugin{Node: "crashed", Name: "wordfilter", Version: "1.0.0", State: "loaded"}); err != nil {
+		t.Fatal(err)
+	}
+	// The node follows at its next pass over the catalogue (an embedded
+	// store tells only its own process).
+	if err := adm.Plugins().Reconcile(ctx, true); err != nil || len(adm.Plugins().Loaded()) != 0 {
+		t.Fatalf("the node runs %v after disable (%v)", adm.Plugins().Loaded(), err)
+	}
+	if code, _, e := run("delete", "wordfilter@1.0.0", "--config", file); code != 1 || !strings.Contains(e, "crashed runs 1.0.0") || strings.Contains(e, "test-node") {
+		t.Errorf("offline delete of a version a node reported: %d %s", code, e)
+	}
+	if code, o, e := run("delete", "wordfilter", "--force", "--config", file); code != 0 || !strings.Contains(o, "deleted wordfilter") {
+		t.Errorf("offline delete --force: %d %s %s", code, o, e)
+	}
+	if code, o, _ := run("list", "--config", file); code != 0 || strings.Contains(o, "wordfilter") {
+		t.Errorf("offline list after delete: %s", o)
 	}
 }

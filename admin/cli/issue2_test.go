@@ -158,7 +158,9 @@ func checkStoredCredentials(t *testing.T, path, user, password string) {
 	}
 	rows.Close()
 	sort.Strings(cols)
-	want := "created_at sha1_iter sha1_salt sha1_server sha1_stored sha256_iter sha256_salt sha256_server sha256_stored username"
+	// locked_at (migration 4) is when an administrator locked the
+	// account, NULL otherwise: no credential.
+	want := "created_at locked_at sha1_iter sha1_salt sha1_server sha1_stored sha256_iter sha256_salt sha256_server sha256_stored username"
 	if got := strings.Join(cols, " "); got != want {
 		t.Errorf("users columns = %s, want %s", got, want)
 	}

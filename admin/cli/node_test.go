@@ -79,7 +79,10 @@ func TestNodeDrainCommand(t *testing.T) {
 	c.ExpectStreamError("system-shutdown") // alone: nowhere to send clients
 }
 
-// TestNodeDrainWait: --wait polls the node list until the node is gone.
+// TestNodeDrainWait: --wait shows the drained node's sessions going down,
+// waits until it has left the cluster, and reports where its sessions came
+// back (by account: a client may bind a new resource; bob's has not come
+// back when the report is made).
 func TestNodeDrainWait(t *testing.T) {
 	var mu sync.Mutex
 	polls, drains := 0, 0
@@ -98,22 +101,45 @@ func TestNodeDrainWait(t *testing.T) {
 			polls++
 			nodes := []map[string]any{{"name": "n1"}}
 			if polls < 3 {
-				nodes = append(nodes, map[string]any{"name": "n2", "draining": true})
+				nodes = append(nodes, map[string]any{"name": "n2", "draining": true, "sessions": 4 - 2*polls})
 			}
 			json.NewEncoder(w).Encode(nodes)
+		case r.Method == "GET" && r.URL.Path == "/api/sessions":
+			ss := []map[string]any{{"jid": "carol@x/c", "node": "n1"}}
+			if drains == 0 {
+				ss = append(ss, map[string]any{"jid": "alice@x/a", "node": "n2"}, map[string]any{"jid": "dave@x/d", "node": "n2"},
+					map[string]any{"jid": "bob@x/b", "node": "n2"})
+			} else {
+				ss = append(ss, map[string]any{"jid": "alice@x/a", "node": "n1"}, map[string]any{"jid": "dave@x/new", "node": "n3"})
+			}
+			json.NewEncoder(w).Encode(ss)
 		default:
 			http.NotFound(w, r)
 		}
 	}))
 	defer api.Close()
 	var out, errb bytes.Buffer
-	code := runNode(context.Background(), []string{"drain", "--admin", api.URL, "--token", "tok", "--wait", "n2"}, nil, &out, &errb)
-	if code != 0 || !strings.Contains(out.String(), "n2 left the cluster") {
+	code := runNode(context.Background(), []string{"drain", "--admin", api.URL, "--token", "tok", "--wait", "--settle", "1s", "n2"}, nil, &out, &errb)
+	if code != 0 {
 		t.Fatalf("code %d, %q %q", code, out.String(), errb.String())
+	}
+	for _, want := range []string{"draining n2 (3 sessions)", "n2: 2 sessions left", "n2: 0 sessions left", "n2 left the cluster", "moved 2 of 3 sessions: n1 1, n3 1", "1 not back within 1s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if drains != 1 || polls != 3 {
 		t.Errorf("%d drain requests and %d polls, want 1 and 3", drains, polls)
+	}
+}
+
+func TestMatchMoved(t *testing.T) {
+	was := []string{"a@x", "a@x", "b@x"}
+	now := map[string][]string{"n1": {"a@x"}, "n2": {"a@x", "a@x"}, "n3": {"b@x", "b@x", "c@x"}}
+	where, moved := matchMoved(was, now, "n2")
+	if moved != 2 || where["n1"] != 1 || where["n3"] != 1 || where["n2"] != 0 {
+		t.Errorf("matchMoved = %v %d", where, moved)
 	}
 }

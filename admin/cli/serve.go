@@ -17,6 +17,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/gctune"
+	"github.com/aviary-im/aviary/server/nodelog"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -143,15 +144,15 @@ func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags,
 	return cfg, store, 0
 }
 
-// NewLogger returns the logger the configuration asks for, on w.
+// NewLogger returns the logger the configuration asks for, on w: the
+// node's handler (server/nodelog), whose level the console changes while
+// the node runs and whose newest records the console's log viewer shows.
 func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
-	o := &slog.HandlerOptions{Level: lvl}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, o))
-	}
-	return slog.New(slog.NewTextHandler(w, o))
+	level := new(slog.LevelVar)
+	level.Set(lvl)
+	return slog.New(nodelog.New(w, cfg.LogFormat, level, nodelog.NewRing(0, 0)))
 }
 
 // serveConfig parses `aviary serve` flags and loads the configuration:
@@ -207,6 +208,23 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 	return cfg, 0
 }
 
+// nodeOptions is what `aviary serve` builds a node with: log and every
+// registered ServeOption.
+func nodeOptions(cfg *conf.Config, log *slog.Logger) ([]server.Option, error) {
+	opts := []server.Option{server.WithLogger(log)}
+	serveOptMu.Lock()
+	extra := append([]ServeOption(nil), serveOptions...)
+	serveOptMu.Unlock()
+	for _, fn := range extra {
+		o, err := fn(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o...)
+	}
+	return opts, nil
+}
+
 // runServe runs a node until ctx ends or, with sigs, a signal says so
 // (see awaitStop).
 func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sigs <-chan os.Signal) int {
@@ -218,17 +236,10 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	slog.SetDefault(log)
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
-	opts := []server.Option{server.WithLogger(log)}
-	serveOptMu.Lock()
-	extra := append([]ServeOption(nil), serveOptions...)
-	serveOptMu.Unlock()
-	for _, fn := range extra {
-		o, err := fn(cfg, log)
-		if err != nil {
-			log.Error("aviary serve: setting up", "err", err)
-			return 1
-		}
-		opts = append(opts, o...)
+	opts, err := nodeOptions(cfg, log)
+	if err != nil {
+		log.Error("aviary serve: setting up", "err", err)
+		return 1
 	}
 	n, err := server.New(cfg, opts...)
 	if err != nil {

@@ -15,16 +15,23 @@ import (
 	"github.com/aviary-im/aviary/storage"
 )
 
-const userUsage = `usage: aviary user <add|delete|passwd|list> [flags] [NAME]
+const userUsage = `usage: aviary user <add|delete|passwd|list|lock|unlock|show> [flags] [NAME]
 
   add NAME      create an account (password from --password or stdin)
   delete NAME   delete an account and everything stored for it
   passwd NAME   set a new password (from --password or stdin)
   list          list accounts (--contains filters)
+  lock NAME     lock an account: its sessions close on every node and its
+                logins are refused (account-disabled) until unlocked
+  unlock NAME   let a locked account log in again
+  show NAME     the account: state, sessions, roster, offline messages
+                (--json for the admin API's answer)
 
-They work on the store the configuration names (the embedded store in
-data_dir, or database.url). Sessions of a deleted user on a running node
-are closed when the node notices; use the admin API to kick at once.
+add, delete, passwd and list work on the store the configuration names (the
+embedded store in data_dir, or database.url). Sessions of a deleted user on
+a running node are closed when the node notices; use the admin API to kick
+at once. lock, unlock and show need a running node: they call its admin
+API (--admin, --token, or AVIARY_ADMIN_URL and AVIARY_ADMIN_TOKEN).
 
 flags:
 `
@@ -50,13 +57,17 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 	nf.register(fs)
 	password := fs.String("password", "", "the password (default: read one line from stdin)")
 	contains := fs.String("contains", "", "list: only names containing this")
+	var af apiFlags
+	af.register(fs)
+	asJSON := fs.Bool("json", false, "show: print the admin API's JSON")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
 		return 2
 	}
-	needName := sub == "add" || sub == "delete" || sub == "passwd"
+	viaAPI := sub == "lock" || sub == "unlock" || sub == "show"
+	needName := sub == "add" || sub == "delete" || sub == "passwd" || viaAPI
 	switch {
-	case sub != "add" && sub != "delete" && sub != "passwd" && sub != "list":
+	case sub != "add" && sub != "delete" && sub != "passwd" && sub != "list" && !viaAPI:
 		fmt.Fprintf(stderr, "aviary user: unknown subcommand %q\n", sub)
 		fmt.Fprint(stderr, userUsage)
 		return 2
@@ -67,12 +78,23 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		fmt.Fprintf(stderr, "aviary user %s: unexpected argument %q\n", sub, positional[0])
 		return 2
 	}
+	if viaAPI {
+		c, err := af.client(environ)
+		if err == nil {
+			err = userViaAPI(ctx, c, sub, positional[0], *asJSON, stdout)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "aviary user %s: %v\n", sub, err)
+			return 1
+		}
+		return 0
+	}
 	cfg, store, code := openStore(ctx, "aviary user", fs, &nf, environ, stderr)
 	if store == nil {
 		return code
 	}
 	defer store.Close()
-	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations}
+	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations, FASTTokens: store.KeyValue(auth.FASTStore)}
 
 	readPassword := func() (string, bool) {
 		if *password != "" {

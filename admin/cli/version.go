@@ -3,8 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"runtime"
-	"runtime/debug"
 
 	xep0092 "github.com/aviary-im/aviary/plugins/version"
 )
@@ -21,14 +19,4 @@ func init() {
 }
 
 // VersionString is the version with the VCS revision when known.
-func VersionString() string {
-	v := "aviary " + xep0092.Version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
-		}
-	}
-	return v + " " + runtime.Version()
-}
+func VersionString() string { return xep0092.Build().String() }

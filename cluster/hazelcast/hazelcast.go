@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,6 +462,23 @@ func (c *Cluster) Members(ctx context.Context) ([]cluster.Member, error) {
 	}
 	c.viewMu.RUnlock()
 	sortMembers(out[1:])
+	return out, nil
+}
+
+// Reachable lists every live node, this one first, whatever its switch
+// (cluster.Reacher): the members this node sees as clustered, and the
+// others its links still reach.
+func (c *Cluster) Reachable(ctx context.Context) ([]cluster.Reachable, error) {
+	self := c.selfMember()
+	self.Seen = time.Now().UTC()
+	out := []cluster.Reachable{{Member: self, Clustered: c.clustered.Load()}}
+	c.viewMu.RLock()
+	for name, r := range c.reach {
+		_, visible := c.view[name]
+		out = append(out, cluster.Reachable{Member: copyMember(r.Member), Clustered: visible && c.clustered.Load()})
+	}
+	c.viewMu.RUnlock()
+	sort.Slice(out[1:], func(i, j int) bool { return older(out[1+i].Member, out[1+j].Member) })
 	return out, nil
 }
 

@@ -1,26 +1,32 @@
 // Package disco is XEP-0030 service discovery.
 //
-// On the server (IQ to the domain, or with no 'to') disco#info reports the
-// identity server/im, the identities other plugins declare, and every
-// feature of every running plugin, sorted and without duplicates;
+// On the server (IQ to the domain) disco#info reports the identity
+// server/im, the identities other plugins declare, every feature of every
+// running plugin, sorted and without duplicates, and the XEP-0157 contact
+// addresses of the configuration (server_info) as a serverinfo form;
 // disco#items lists every service domain a plugin claimed
 // (Host.ServeDomain: conference.example.org, with its name) and what
 // plugins contribute (DiscoItems). Each service answers disco#info on its
-// own domain itself: IQs to it go to its plugin. Nodes are answered
-// by the plugin that owns them (XEP-0050 commands); any other node gets
-// item-not-found.
+// own domain itself: IQs to it go to its plugin. Nodes are answered by the
+// plugin that owns them (XEP-0050 commands); any other node gets
+// item-not-found, except the server's own caps node#ver.
 //
-// On a local user's bare JID disco#info reports account/registered, the
-// identities plugins add there (AccountIdentities: pubsub/pep) and the
-// features plugins offer on accounts (AccountFeatures); disco#info on a
-// node of the account is answered by the plugin that knows it
-// (AccountNodes: PEP nodes); disco#items is
-// empty. It answers any requester: the features describe the server, and
-// an account's existence is already visible through RFC 6121 errors. A JID
-// with no account gets service-unavailable (RFC 6121 §8.5.1).
+// The server's entity capabilities (XEP-0115 §6.3) go out in the stream
+// features, computed from that disco#info and again whenever plugins or
+// the configuration change (serverinfo.go). Clients' caps need nothing
+// here: the router forwards presence with its <c/> untouched.
 //
-// Entity capabilities (XEP-0115) need nothing here: the router forwards
-// presence with its <c/> untouched.
+// On a local user's bare JID, and for an IQ a user sends without 'to'
+// (RFC 6120 §10.3.3: handled on behalf of the account; the router offers
+// it as addressed to the sender's bare JID), disco#info reports
+// account/registered, the identities plugins add there
+// (AccountIdentities: pubsub/pep) and the features plugins offer on
+// accounts (AccountFeatures); disco#info on a node of the account is
+// answered by the plugin that knows it (AccountNodes: PEP nodes);
+// disco#items is empty. It answers any requester: the features describe
+// the server, and an account's existence is already visible through RFC
+// 6121 errors. A JID with no account gets service-unavailable (RFC 6121
+// §8.5.1).
 package disco
 
 import (
@@ -53,6 +59,7 @@ func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 type Plugin struct {
 	host plugins.Host
 	m    *plugins.Manager
+	caps capsCache // see serverinfo.go
 }
 
 var (
@@ -61,6 +68,7 @@ var (
 	_ plugins.AccountFeatures = (*Plugin)(nil)
 	_ plugins.DiscoIdentities = (*Plugin)(nil)
 	_ plugins.ManagerAware    = (*Plugin)(nil)
+	_ plugins.StreamFeatures  = (*Plugin)(nil)
 )
 
 // New returns the plugin.
@@ -94,7 +102,15 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	}
 	q := iq.Payload()
 	node := q.Attr("node")
-	to := iq.Stanza.To()
+	// iq.To is whom the router addressed: the domain or an account. An
+	// IQ a client sends without 'to' is the account's (RFC 6120 §10.3.3):
+	// the router offers it for the sender's bare JID first, so a to-less
+	// disco#info describes the account, as Prosody and ejabberd answer
+	// (clients such as aioxmpp look for PEP there).
+	to := iq.To
+	if to == "" {
+		to = iq.Stanza.To()
+	}
 	if to == "" || to == p.host.Domain() || xmpputil.Normalize(to) == p.host.Domain() {
 		if q.NS() == NSInfo {
 			return p.serverInfo(ctx, iq.From, node)
@@ -105,21 +121,19 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 }
 
 func (p *Plugin) serverInfo(ctx context.Context, from, node string) (*wire.Element, error) {
+	if node == "" || p.capsNodeVer(node) {
+		return p.serverInfoElement(node), nil
+	}
 	var (
 		ids   []plugins.Identity
 		feats []string
+		ok    bool
 	)
-	if node == "" {
-		ids = p.identities()
-		feats = p.features()
-	} else {
-		var ok bool
-		if p.m != nil {
-			ids, feats, ok = p.m.DiscoNodeInfo(ctx, from, node)
-		}
-		if !ok {
-			return nil, wire.ErrItemNotFound
-		}
+	if p.m != nil {
+		ids, feats, ok = p.m.DiscoNodeInfo(ctx, from, node)
+	}
+	if !ok {
+		return nil, wire.ErrItemNotFound
 	}
 	return InfoElement(node, ids, feats), nil
 }

@@ -2,14 +2,13 @@ package pep
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
 	"errors"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/caps"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -25,6 +24,11 @@ type recipient struct {
 	ver      string          // XEP-0115 ver; "" when the presence had no caps
 	capsNode string          // XEP-0115 node (the client's software)
 	notify   map[string]bool // nodes it wants (+notify); nil until resolved
+	// refused is set for a contact whose unknown caps were not asked
+	// for: its subscription does not let it receive the owner's events
+	// (see mayAsk). Its notify set is empty until it becomes a
+	// subscriber (rosterChanged) or sends presence again.
+	refused bool
 }
 
 // query is one disco#info request in flight for a caps version, and the
@@ -120,7 +124,7 @@ func (p *Plugin) observe(owner, full string, el *wire.Element) {
 		p.recipients[owner] = m
 	}
 	prev := m[full]
-	if prev != nil && prev.ver == ver {
+	if prev != nil && prev.ver == ver && !prev.refused {
 		p.mu.Unlock()
 		return
 	}
@@ -141,10 +145,88 @@ func (p *Plugin) observe(owner, full string, el *wire.Element) {
 		p.sendNewlyWanted(owner, full, n, prevNotify)
 		return
 	}
-	q := p.enqueueLocked(waiter{owner: owner, full: full, rec: rec, prev: prevNotify})
+	w := waiter{owner: owner, full: full, rec: rec, prev: prevNotify}
+	if bareOf(full) != owner {
+		// A contact's client is asked only once its subscription is
+		// known to allow events: the check reads the roster.
+		p.mu.Unlock()
+		p.askIfSubscribed(w)
+		return
+	}
+	q := p.enqueueLocked(w)
 	p.mu.Unlock()
 	if q != nil {
 		p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+	}
+}
+
+// askIfSubscribed queries, in the background, the caps of a contact's
+// client when the contact may receive the owner's events: a subscription
+// from or both (XEP-0163 §4.2, the presence access model). Anyone can
+// send the owner directed presence (a room occupant, a stranger) and
+// must not be sent a disco#info from the owner for it; such a recipient
+// is marked refused, with nothing to notify.
+func (p *Plugin) askIfSubscribed(w waiter) {
+	p.goWork(func(ctx context.Context) {
+		if !p.mayAsk(ctx, w.owner, w.full) {
+			p.mu.Lock()
+			if cur := p.recipients[w.owner][w.full]; cur == w.rec && cur.notify == nil {
+				cur.notify, cur.refused = map[string]bool{}, true
+			}
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Lock()
+		if p.recipients[w.owner][w.full] != w.rec {
+			p.mu.Unlock()
+			return // left or changed caps meanwhile
+		}
+		q := p.enqueueLocked(w)
+		p.mu.Unlock()
+		if q != nil {
+			p.resolve(ctx, q)
+		}
+	})
+}
+
+// mayAsk reports whether the owner's server may ask full's client for
+// its caps: one of the owner's own resources, or a contact subscribed to
+// the owner's presence.
+func (p *Plugin) mayAsk(ctx context.Context, owner, full string) bool {
+	contact := bareOf(full)
+	if contact == owner {
+		return true
+	}
+	it, err := p.host.Store().GetRosterItem(ctx, owner, contact)
+	if err != nil {
+		if !errors.Is(err, storage.ErrNotFound) {
+			p.host.Logger().Warn("pep: reading the roster before a caps query", "owner", owner, "err", err)
+		}
+		return false
+	}
+	return it.Subscription == storage.SubFrom || it.Subscription == storage.SubBoth
+}
+
+// rosterChanged asks again for the caps of a contact's clients that were
+// refused, once the contact's subscription lets it receive events. Those
+// still being checked are asked again too: their check may have read the
+// roster before the change.
+func (p *Plugin) rosterChanged(ev *plugins.RosterEvent) {
+	if ev.Removed || (ev.Subscription != storage.SubFrom && ev.Subscription != storage.SubBoth) {
+		return
+	}
+	var again []waiter
+	p.mu.Lock()
+	for full, rec := range p.recipients[ev.Owner] {
+		if (rec.refused || rec.notify == nil) && rec.ver != "" && bareOf(full) == ev.Contact {
+			fresh := &recipient{ver: rec.ver, capsNode: rec.capsNode}
+			p.recipients[ev.Owner][full] = fresh
+			again = append(again, waiter{owner: ev.Owner, full: full, rec: fresh})
+		}
+	}
+	p.mu.Unlock()
+	for _, w := range again {
+		p.askIfSubscribed(w)
 	}
 }
 
@@ -332,7 +414,13 @@ func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
 			}
 			continue
 		}
-		q := p.enqueueLocked(waiter{owner: owner, full: u.full, rec: u.rec})
+		w := waiter{owner: owner, full: u.full, rec: u.rec}
+		if bareOf(u.full) != owner {
+			p.mu.Unlock()
+			p.askIfSubscribed(w)
+			continue
+		}
+		q := p.enqueueLocked(w)
 		p.mu.Unlock()
 		if q != nil {
 			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
@@ -414,95 +502,7 @@ func joinNodes(n map[string]bool) string {
 
 // CapsHash computes the XEP-0115 §5.1 verification string of a disco#info
 // answer and returns its SHA-1 in base64, to compare with a 'ver'.
-func CapsHash(info *wire.Element) string {
-	type identity struct{ category, typ, lang, name string }
-	var ids []identity
-	var feats []string
-	type form struct {
-		formType string
-		fields   []string // "var<v1<v2<" per field, sorted later
-	}
-	var forms []form
-	for _, c := range info.Children {
-		switch c.Name {
-		case "identity":
-			lang := c.Attr("xml:lang")
-			if lang == "" {
-				lang = c.Attr("http://www.w3.org/XML/1998/namespace:lang")
-			}
-			ids = append(ids, identity{c.Attr("category"), c.Attr("type"), lang, c.Attr("name")})
-		case "feature":
-			feats = append(feats, c.Attr("var"))
-		case "x":
-			if c.NS() != NSData {
-				continue
-			}
-			var f form
-			hasType := false
-			for _, field := range c.ChildrenNamed("field", "") {
-				var values []string
-				for _, v := range field.ChildrenNamed("value", "") {
-					values = append(values, v.AllText())
-				}
-				if field.Attr("var") == "FORM_TYPE" {
-					if len(values) > 0 {
-						f.formType = values[0]
-					}
-					hasType = true
-					continue
-				}
-				sort.Strings(values)
-				var b strings.Builder
-				b.WriteString(field.Attr("var"))
-				b.WriteByte('<')
-				for _, v := range values {
-					b.WriteString(v)
-					b.WriteByte('<')
-				}
-				f.fields = append(f.fields, b.String())
-			}
-			if hasType {
-				sort.Slice(f.fields, func(i, j int) bool { return varOf(f.fields[i]) < varOf(f.fields[j]) })
-				forms = append(forms, f)
-			}
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := ids[i], ids[j]
-		if a.category != b.category {
-			return a.category < b.category
-		}
-		if a.typ != b.typ {
-			return a.typ < b.typ
-		}
-		if a.lang != b.lang {
-			return a.lang < b.lang
-		}
-		return a.name < b.name
-	})
-	sort.Strings(feats)
-	sort.Slice(forms, func(i, j int) bool { return forms[i].formType < forms[j].formType })
-	var s strings.Builder
-	for _, id := range ids {
-		s.WriteString(id.category + "/" + id.typ + "/" + id.lang + "/" + id.name + "<")
-	}
-	for _, f := range feats {
-		s.WriteString(f + "<")
-	}
-	for _, f := range forms {
-		s.WriteString(f.formType + "<")
-		for _, field := range f.fields {
-			s.WriteString(field)
-		}
-	}
-	sum := sha1.Sum([]byte(s.String()))
-	return base64.StdEncoding.EncodeToString(sum[:])
-}
-
-func varOf(field string) string {
-	v, _, _ := strings.Cut(field, "<")
-	return v
-}
+func CapsHash(info *wire.Element) string { return caps.Hash(info) }
 
 // bareOf returns the bare part of a server-stamped (normalized) JID.
 func bareOf(s string) string {

@@ -193,12 +193,19 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
 	p.limits = xmpputil.Limits(host.Config(), ID, "max_nodes", DefaultMaxNodes, "max_bytes", DefaultMaxBytes)
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.remove = host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
+	removeClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
 			p.sessionClosed(ctx, ev.JID)
 		}
 		return nil
 	})
+	removeRoster := host.Hooks().Add(plugins.EventRosterChanged, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.RosterEvent); ok {
+			p.rosterChanged(ev)
+		}
+		return nil
+	})
+	p.remove = func() { removeClosed(); removeRoster() }
 	return nil
 }
 

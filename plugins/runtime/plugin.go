@@ -42,9 +42,13 @@ type Plugin struct {
 	// after Stop, is handed to the successor instead of slipping through.
 	next    *Plugin
 	pending [][]byte // stanzas the guest sent during the current call
+	// onDisable is told why, once, when failures disable the plugin.
+	onDisable func(reason string)
+	whyOff    string // why it was disabled
 
-	calls, errs atomic.Int64
-	refused     [numLimits]atomic.Int64 // host calls refused, by bound
+	calls, errs     atomic.Int64
+	traps, timeouts atomic.Int64            // errs by kind (the rest: a broken instance)
+	refused         [numLimits]atomic.Int64 // host calls refused, by bound
 }
 
 var (
@@ -55,12 +59,13 @@ var (
 // Load compiles a plugin artifact. The plugin runs once Start is called
 // (the plugin manager does that when it adds it).
 func (r *Runtime) Load(ctx context.Context, name, version string, artifact []byte) (*Plugin, error) {
-	cm, err := r.compile(ctx, artifact)
+	sum := Checksum(artifact)
+	cm, err := r.acquire(ctx, name, sum, artifact)
 	if err != nil {
 		return nil, err
 	}
 	p := &Plugin{
-		name: name, version: version, checksum: Checksum(artifact), rt: r, cm: cm,
+		name: name, version: version, checksum: sum, rt: r, cm: cm,
 		log: r.opts.Logger.With("plugin", name, "version", version),
 		kv:  &kvStore{m: map[string]string{}},
 	}
@@ -83,6 +88,36 @@ func (p *Plugin) Disabled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.disabled
+}
+
+// Health is what a plugin's calls since it was loaded tell about it: a
+// rolling upgrade judges a node by it (server/pluginhost).
+type Health struct {
+	Calls    int64 // calls into the guest, one per stanza and point
+	Failures int64 // calls that failed: Traps + Timeouts + broken instances
+	Traps    int64 // the guest trapped (a Go panic, unreachable, out of bounds)
+	Timeouts int64 // the guest ran past Options.CallTimeout
+	Disabled bool  // switched off after Options.MaxFailures in FailureWindow
+	// Reason says why it was disabled.
+	Reason string
+}
+
+// Health returns the plugin's counters since Load.
+func (p *Plugin) Health() Health {
+	p.mu.Lock()
+	disabled, why := p.disabled, p.whyOff
+	p.mu.Unlock()
+	return Health{Calls: p.calls.Load(), Failures: p.errs.Load(), Traps: p.traps.Load(), Timeouts: p.timeouts.Load(),
+		Disabled: disabled, Reason: why}
+}
+
+// OnDisable registers fn, called once (on its own goroutine) with the
+// reason when repeated failures disable the plugin: the node reports the
+// state so the console shows it. Register before the plugin runs.
+func (p *Plugin) OnDisable(fn func(reason string)) {
+	p.mu.Lock()
+	p.onDisable = fn
+	p.mu.Unlock()
 }
 
 // Start instantiates the module and reads the points it wants.
@@ -143,7 +178,8 @@ func (p *Plugin) Stop(ctx context.Context) error {
 		_ = p.mod.Close(ctx)
 		p.mod = nil
 	}
-	return p.cm.Close(ctx)
+	p.rt.release(ctx, p.checksum)
+	return nil
 }
 
 // InterceptPoints returns the points the guest declared.
@@ -235,7 +271,7 @@ func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza)
 	}
 	if p.mod == nil || p.mod.IsClosed() {
 		if err := p.instantiateLocked(ctx); err != nil {
-			return 0, nil, nil, false, p.failLocked(err)
+			return 0, nil, nil, false, p.failLocked(err, failInstance)
 		}
 	}
 	p.calls.Add(1)
@@ -244,24 +280,41 @@ func (p *Plugin) call(ctx context.Context, pt plugins.Point, st *plugins.Stanza)
 	defer cancel()
 	res, err := p.alloc.Call(cctx, uint64(len(data)))
 	if err != nil {
-		return 0, nil, nil, false, p.failLocked(err)
+		return 0, nil, nil, false, p.failLocked(err, failCall)
 	}
 	ptr := uint32(res[0])
 	if !p.mod.Memory().Write(ptr, data) {
-		return 0, nil, nil, false, p.failLocked(errors.New("guest buffer out of range"))
+		return 0, nil, nil, false, p.failLocked(errors.New("guest buffer out of range"), failInstance)
 	}
 	res, err = p.onStanza.Call(cctx, uint64(1)<<(uint(pt)-1), uint64(ptr), uint64(len(data)))
 	sends, p.pending = p.pending, nil
 	if err != nil {
-		return 0, nil, sends, cs.refused > 0, p.failLocked(err)
+		return 0, nil, sends, cs.refused > 0, p.failLocked(err, failCall)
 	}
 	return uint32(res[0]), cs.replaced, sends, cs.refused > 0, nil
 }
 
+// failKind says what failed: a call into the guest (a trap, or a timeout
+// when its deadline passed) or the instance around it.
+type failKind int
+
+const (
+	failCall     failKind = iota // alloc or on_stanza returned an error
+	failInstance                 // instantiation, or a buffer outside its memory
+)
+
 // failLocked records a failure, replaces the instance (a trapped Go guest
 // is not safe to call again) and disables the plugin past the threshold.
-func (p *Plugin) failLocked(err error) error {
+func (p *Plugin) failLocked(err error, kind failKind) error {
 	p.errs.Add(1)
+	switch kind {
+	case failCall:
+		if errors.Is(err, context.DeadlineExceeded) {
+			p.timeouts.Add(1)
+		} else {
+			p.traps.Add(1)
+		}
+	}
 	if p.mod != nil {
 		_ = p.mod.Close(context.Background())
 		p.mod = nil
@@ -276,7 +329,13 @@ func (p *Plugin) failLocked(err error) error {
 	p.failures = append(kept, now)
 	if len(p.failures) >= p.rt.opts.MaxFailures {
 		p.disabled = true
+		last, _, _ := strings.Cut(err.Error(), "\n") // not the guest's stack trace: the log has it
+		p.whyOff = fmt.Sprintf("disabled after %d failures within %s (traps %d, timeouts %d in all); last: %s",
+			len(p.failures), p.rt.opts.FailureWindow, p.traps.Load(), p.timeouts.Load(), last)
 		p.log.Error("plugin disabled after repeated failures", "failures", len(p.failures), "last", err)
+		if fn := p.onDisable; fn != nil {
+			go fn(p.whyOff) // the node writes it to the store: not on the stanza's path
+		}
 		return ErrPluginFailed
 	}
 	return fmt.Errorf("runtime: plugin %s: %w", p.name, err)

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -63,7 +62,12 @@ type Options struct {
 	// MaxKVBytes bounds one plugin's key-value store, keys plus values
 	// (plugins.wasm.max_kv_bytes). Default 1 MiB.
 	MaxKVBytes int
-	Logger     *slog.Logger
+	// CacheDir keeps compiled plugins on disk so that a restarted node
+	// loads them without compiling again (see compiled.go). The node uses
+	// plugins.dir/compiled. Default "": compiled code is kept in memory
+	// only.
+	CacheDir string
+	Logger   *slog.Logger
 }
 
 func (o *Options) defaults() {
@@ -96,32 +100,36 @@ func (o *Options) defaults() {
 	}
 }
 
-// compilationCache is shared by every Runtime in the process: compiling a
-// Go guest to machine code takes about a second, and reloading the same
-// artifact (a rollback, a restart of the runtime) should not pay it again.
+// compilationCache is shared by every Runtime in the process without a
+// CacheDir: the machine code of an artifact that some Runtime holds is
+// compiled once (see compiled.go).
 var compilationCache = wazero.NewCompilationCache()
 
 // Runtime compiles and instantiates plugin modules. One per node.
 type Runtime struct {
 	opts Options
 	rt   wazero.Runtime
-	mu   sync.Mutex
+	mods modules
 }
 
 // New starts a wazero runtime with WASI (Go guests need it for their
 // runtime: clocks, random) and the "aviary" host module.
 func New(ctx context.Context, opts Options) (*Runtime, error) {
 	opts.defaults()
+	cache, err := cacheFor(opts.CacheDir)
+	if err != nil {
+		return nil, err
+	}
 	cfg := wazero.NewRuntimeConfig().
 		WithCloseOnContextDone(true). // a runaway loop ends at the call's deadline
 		WithMemoryLimitPages(opts.MemoryLimitPages).
-		WithCompilationCache(compilationCache)
+		WithCompilationCache(cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
 		return nil, err
 	}
-	r := &Runtime{opts: opts, rt: rt}
+	r := &Runtime{opts: opts, rt: rt, mods: modules{byCS: map[string]*compiledModule{}, idle: map[string]string{}}}
 	if err := r.instantiateHost(ctx); err != nil {
 		rt.Close(ctx)
 		return nil, err
@@ -130,7 +138,18 @@ func New(ctx context.Context, opts Options) (*Runtime, error) {
 }
 
 // Close unloads everything.
-func (r *Runtime) Close(ctx context.Context) error { return r.rt.Close(ctx) }
+func (r *Runtime) Close(ctx context.Context) error {
+	err := r.rt.Close(ctx)
+	// The engine belongs to the shared compilation cache and outlives
+	// this runtime: give back what it holds for us.
+	r.mods.mu.Lock()
+	for _, m := range r.mods.byCS {
+		m.cm.Close(ctx)
+	}
+	r.mods.byCS, r.mods.idle = map[string]*compiledModule{}, map[string]string{}
+	r.mods.mu.Unlock()
+	return err
+}
 
 // Checksum is the catalogue's checksum of an artifact: hex SHA-256.
 func Checksum(artifact []byte) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -30,8 +31,13 @@ func guest(t testing.TB, name string) []byte {
 	return b
 }
 
+// newRuntime keeps compiled guests in the machine's shared test cache:
+// compiling one takes seconds (40 under -race), and every test loads them.
 func newRuntime(t testing.TB, opts Options) *Runtime {
 	t.Helper()
+	if opts.CacheDir == "" {
+		opts.CacheDir = exampletest.CompiledDir(t)
+	}
 	r, err := New(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -191,5 +197,120 @@ func TestValidate(t *testing.T) {
 		if err := Validate(context.Background(), data); !errors.Is(err, ErrBadModule) {
 			t.Errorf("%s: %v, want ErrBadModule", name, err)
 		}
+	}
+}
+
+// TestHealthCountsFailuresByKind: what a rolling upgrade judges a node by.
+// A trap and a timeout each count as a failure of their kind, and the
+// plugin says once, with the reason, when the failures disable it.
+func TestHealthCountsFailuresByKind(t *testing.T) {
+	host := plugintest.NewHost(t)
+	r := newRuntime(t, Options{CallTimeout: 100 * time.Millisecond, MaxFailures: 3})
+	for _, tc := range []struct{ name, kind string }{{"panicky", "trap"}, {"looper", "timeout"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, r, host, tc.name, "1", guest(t, tc.name))
+			told := make(chan string, 2)
+			p.OnDisable(func(reason string) { told <- reason })
+			for range 4 {
+				p.Intercept(context.Background(), plugins.PointInbound, &plugins.Stanza{El: msg("a@localhost/x", "b@localhost", "hello")})
+			}
+			h := p.Health()
+			want := Health{Calls: 3, Failures: 3, Disabled: true}
+			if tc.kind == "trap" {
+				want.Traps = 3
+			} else {
+				want.Timeouts = 3
+			}
+			want.Reason = h.Reason
+			if h != want || !strings.Contains(h.Reason, "disabled after 3 failures") {
+				t.Errorf("health %+v, want %+v", h, want)
+			}
+			select {
+			case reason := <-told:
+				if reason != h.Reason {
+					t.Errorf("told %q, health says %q", reason, h.Reason)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("OnDisable not called")
+			}
+			select {
+			case reason := <-told:
+				t.Errorf("told twice: %q", reason)
+			default:
+			}
+		})
+	}
+}
+
+// TestRollbackTargetStaysCompiled: a runtime keeps the version a plugin
+// last stopped using, so going back to it needs no compilation (wazero
+// dropped the machine code as soon as no module used it, and a rollback
+// compiled version 1 again: 40 s under -race, seconds without).
+func TestRollbackTargetStaysCompiled(t *testing.T) {
+	host := plugintest.NewHost(t)
+	r := newRuntime(t, Options{})
+	v1 := start(t, r, host, "wordfilter", "1.0.0", guest(t, "wordfilter-v1"))
+	v2 := start(t, r, host, "wordfilter", "2.0.0", guest(t, "wordfilter-v2"))
+	v1.Stop(context.Background())
+	if n := r.Compiled(); n != 2 {
+		t.Fatalf("after retiring 1.0.0: %d compiled, want 2 (2.0.0 and the rollback target)", n)
+	}
+	back := start(t, r, host, "wordfilter", "1.0.0", guest(t, "wordfilter-v1"))
+	if n := r.Compiled(); n != 2 {
+		t.Errorf("rolling back compiled again: %d compiled modules", n)
+	}
+	back.Stop(context.Background())
+	v2.Stop(context.Background())
+	// Only the last one stopped is kept.
+	if n := r.Compiled(); n != 1 {
+		t.Errorf("with nothing running: %d compiled, want 1", n)
+	}
+}
+
+// tinyModule is the smallest module with the ABI's exports (both return
+// 0): it compiles in milliseconds.
+var tinyModule = []byte{
+	0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+	// types: (i32) -> i32, (i32 i32 i32) -> i32
+	0x01, 0x0d, 0x02, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x01, 0x7f,
+	// functions
+	0x03, 0x03, 0x02, 0x00, 0x01,
+	// exports
+	0x07, 0x23, 0x02,
+	0x0c, 'a', 'v', 'i', 'a', 'r', 'y', '_', 'a', 'l', 'l', 'o', 'c', 0x00, 0x00,
+	0x10, 'a', 'v', 'i', 'a', 'r', 'y', '_', 'o', 'n', '_', 's', 't', 'a', 'n', 'z', 'a', 0x00, 0x01,
+	// code: i32.const 0
+	0x0a, 0x0b, 0x02, 0x04, 0x00, 0x41, 0x00, 0x0b, 0x04, 0x00, 0x41, 0x00, 0x0b,
+}
+
+// TestDamagedCompilationCache: a node whose on-disk compiled code is
+// damaged still loads its plugins (wazero fails the compilation on an
+// unreadable entry instead of compiling afresh).
+func TestDamagedCompilationCache(t *testing.T) {
+	dir := t.TempDir()
+	r1 := newRuntime(t, Options{CacheDir: dir})
+	p, err := r1.Load(context.Background(), "tiny", "1", tinyModule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop(context.Background())
+	r1.Close(context.Background()) // nothing holds it in memory any more
+	entries, _ := filepath.Glob(filepath.Join(dir, "wazero-*", "*"))
+	if len(entries) == 0 {
+		t.Fatal("nothing was written to the cache")
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff // in the machine code: its checksum no longer matches
+		if err := os.WriteFile(e, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r2 := newRuntime(t, Options{CacheDir: dir})
+	if _, err := r2.Load(context.Background(), "tiny", "1", tinyModule); err != nil {
+		t.Fatalf("loading over a damaged cache: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
-// Package auth is SASL for client streams (SCRAM-SHA-256, SCRAM-SHA-1 and
-// PLAIN), credential creation and checking, throttling of failed attempts
-// per address and per account (throttle.go), and the UserManager plugins
-// use.
+// Package auth is SASL for client streams (SCRAM-SHA-256, SCRAM-SHA-1,
+// their -PLUS variants with TLS channel binding (channel.go), PLAIN, and
+// the HT mechanisms of XEP-0484 FAST tokens (fast.go)), credential
+// creation and checking, throttling of failed attempts per address and
+// per account (throttle.go), and the UserManager plugins use.
 //
 // Credentials are stored as salt, iteration count, StoredKey and ServerKey
 // (RFC 5802), never the password or the salted password. An unknown user
@@ -16,6 +17,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -26,9 +28,11 @@ import (
 
 // Mechanism names.
 const (
-	MechSCRAMSHA256 = "SCRAM-SHA-256"
-	MechSCRAMSHA1   = "SCRAM-SHA-1"
-	MechPLAIN       = "PLAIN"
+	MechSCRAMSHA256     = "SCRAM-SHA-256"
+	MechSCRAMSHA1       = "SCRAM-SHA-1"
+	MechSCRAMSHA256Plus = "SCRAM-SHA-256-PLUS"
+	MechSCRAMSHA1Plus   = "SCRAM-SHA-1-PLUS"
+	MechPLAIN           = "PLAIN"
 )
 
 // Clock is time as the throttle sees it; tests inject a fake.
@@ -82,6 +86,11 @@ type Options struct {
 	// Nil makes a random one, which differs between nodes and restarts:
 	// for tests only.
 	FakeSaltKey []byte
+	// Tokens, when set, turns on XEP-0484 FAST: the module store the
+	// tokens' records live in (fast.go), shared by every node.
+	Tokens storage.KeyValue
+	// TokenLifetime is how long a FAST token is valid. Default 504h.
+	TokenLifetime time.Duration
 	// Clock defaults to the real one.
 	Clock  Clock
 	Logger *slog.Logger
@@ -95,10 +104,15 @@ type Authenticator struct {
 	iterations int
 	clock      Clock
 	log        *slog.Logger
-	secret     []byte    // keys the fake salts of unknown users
-	throttle   *throttle // by client address
-	accounts   *throttle // by account; nil when off
-	metrics    *throttleMetrics
+	secret     []byte // keys the fake salts of unknown users
+	// tokens holds the FAST token records (nil: FAST off); fastKey, which
+	// derives the tokens, comes from secret (fast.go).
+	tokens        storage.KeyValue
+	tokenLifetime time.Duration
+	fastKey       []byte
+	throttle      *throttle // by client address
+	accounts      *throttle // by account; nil when off
+	metrics       *throttleMetrics
 }
 
 // New returns an Authenticator.
@@ -135,6 +149,11 @@ func New(o Options) *Authenticator {
 		a.secret = make([]byte, 32)
 		_, _ = rand.Read(a.secret)
 	}
+	a.tokens, a.tokenLifetime = o.Tokens, o.TokenLifetime
+	if a.tokenLifetime <= 0 {
+		a.tokenLifetime = 504 * time.Hour
+	}
+	a.fastKey = hmacSum(sha256.New, a.secret, "aviary: FAST tokens")
 	return a
 }
 
@@ -169,16 +188,29 @@ func (a *Authenticator) Start(mech string, secure bool) (Exchange, error) {
 // an account that has failed too often, taking turns with other
 // addresses (see throttle.go).
 func (a *Authenticator) StartFrom(mech string, secure bool, addr string) (Exchange, error) {
+	return a.StartOn(mech, Conn{Secure: secure, Addr: addr})
+}
+
+// StartOn begins an exchange for mech on the stream c describes: its
+// channel bindings for the -PLUS mechanisms (and to refuse a downgrade),
+// its FAST token use for the HT mechanisms (fast.go).
+func (a *Authenticator) StartOn(mech string, c Conn) (Exchange, error) {
 	switch mech {
-	case MechSCRAMSHA256, MechSCRAMSHA1:
+	case MechSCRAMSHA256, MechSCRAMSHA1, MechSCRAMSHA256Plus, MechSCRAMSHA1Plus:
+		if isPlus(mech) && len(c.Bindings.Types()) == 0 {
+			return nil, fail(CondInvalidMechanism, errors.New("scram: -PLUS without channel binding on this stream"))
+		}
 		x := newSCRAMExchange(a, mech)
-		x.addr = addr
+		x.addr, x.bindings = c.Addr, c.Bindings
 		return x, nil
 	case MechPLAIN:
-		if !secure {
+		if !c.Secure {
 			return nil, fail(CondEncryptionRequired, nil)
 		}
-		return &plainExchange{a: a, addr: addr}, nil
+		return &plainExchange{a: a, addr: c.Addr}, nil
+	}
+	if m, ok := htMechanisms[mech]; ok {
+		return a.startHT(m, c)
 	}
 	return nil, fail(CondInvalidMechanism, nil)
 }

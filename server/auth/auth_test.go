@@ -54,6 +54,20 @@ func (m *memUsers) SetCredentials(ctx context.Context, name string, c storage.Cr
 	return nil
 }
 
+func (m *memUsers) SetLocked(ctx context.Context, name string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.users[name]
+	if !ok {
+		return storage.ErrNotFound
+	}
+	if at.IsZero() || !u.Locked() {
+		u.LockedAt = at
+	}
+	m.users[name] = u
+	return nil
+}
+
 func (m *memUsers) DeleteUser(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -153,6 +167,53 @@ func TestMechanisms(t *testing.T) {
 				t.Errorf("got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLockedAccount: a locked account's right password gets
+// account-disabled with every mechanism, a wrong one still not-authorized
+// (the lock is told only to whoever knows the password), locking closes
+// the account's sessions, and unlocking lets it in again.
+func TestLockedAccount(t *testing.T) {
+	a, um := setup(t)
+	var kicked []string
+	um.KickFunc = func(ctx context.Context, bare, reason string) int { kicked = append(kicked, bare+" "+reason); return 2 }
+	ctx := context.Background()
+	n, err := um.SetLocked(ctx, "ALICE", true)
+	if err != nil || n != 2 || len(kicked) != 1 || !strings.HasPrefix(kicked[0], "alice@example.org ") {
+		t.Fatalf("SetLocked = %d, %v; kicked %v", n, err, kicked)
+	}
+	if _, err := um.SetLocked(ctx, "nobody", true); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("locking an unknown account: %v", err)
+	}
+	for _, tc := range []struct {
+		mech sasl.Mechanism
+		pass string
+		want string
+	}{
+		{sasl.ScramSha256, "s3cret pass", CondAccountDisabled},
+		{sasl.ScramSha1, "s3cret pass", CondAccountDisabled},
+		{sasl.Plain, "s3cret pass", CondAccountDisabled},
+		{sasl.ScramSha256, "wrong", CondNotAuthorized},
+		{sasl.Plain, "wrong", CondNotAuthorized},
+	} {
+		_, err := run(t, a, tc.mech, "alice", tc.pass, true)
+		var f *Failure
+		if !errors.As(err, &f) || f.Condition != tc.want {
+			t.Errorf("%s with %q: %v, want %s", tc.mech.Name, tc.pass, err, tc.want)
+		}
+	}
+	if ok, err := um.CheckPassword(ctx, "alice", "s3cret pass"); ok || err != nil {
+		t.Errorf("CheckPassword of a locked account = %v, %v", ok, err)
+	}
+	if _, err := um.SetLocked(ctx, "alice", false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := run(t, a, sasl.ScramSha256, "alice", "s3cret pass", false); err != nil || got != "alice" {
+		t.Errorf("after unlocking: %q, %v", got, err)
+	}
+	if ok, _ := um.CheckPassword(ctx, "alice", "s3cret pass"); !ok {
+		t.Error("CheckPassword after unlocking = false")
 	}
 }
 

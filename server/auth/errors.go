@@ -5,6 +5,7 @@ import "errors"
 // SASL failure conditions (RFC 6120 §6.5).
 const (
 	CondAborted              = "aborted"
+	CondAccountDisabled      = "account-disabled"
 	CondEncryptionRequired   = "encryption-required"
 	CondIncorrectEncoding    = "incorrect-encoding"
 	CondInvalidAuthzid       = "invalid-authzid"
@@ -38,6 +39,9 @@ var (
 	ErrUserExists = errors.New("auth: user already exists")
 	// ErrBadUsername means a username is not a valid JID localpart.
 	ErrBadUsername = errors.New("auth: invalid username")
+	// errLocked is the cause of CondAccountDisabled: an administrator
+	// locked the account (storage.Users SetLocked).
+	errLocked = errors.New("auth: the account is locked")
 	// ErrEmptyPassword means a password was empty.
 	ErrEmptyPassword = errors.New("auth: empty password")
 )

@@ -46,7 +46,7 @@ func (x *plainExchange) Step(ctx context.Context, in []byte) ([]byte, bool, erro
 	if err := x.a.waitAccount(ctx, user, x.addr); err != nil {
 		return nil, false, fail(CondTemporaryAuthFailure, err)
 	}
-	ok, err := x.a.checkUserPassword(ctx, user, password, nerr == nil)
+	ok, locked, err := x.a.checkUserPassword(ctx, user, password, nerr == nil)
 	if err != nil {
 		return nil, false, fail(CondTemporaryAuthFailure, err)
 	}
@@ -56,26 +56,32 @@ func (x *plainExchange) Step(ctx context.Context, in []byte) ([]byte, bool, erro
 	}
 	x.a.accountSucceeded(user)
 	x.username = user
+	if locked {
+		return nil, false, fail(CondAccountDisabled, errLocked)
+	}
 	return nil, true, nil
 }
 
 // checkUserPassword verifies a password, doing the same PBKDF2 work for an
-// unknown user as for a known one.
-func (a *Authenticator) checkUserPassword(ctx context.Context, user, password string, valid bool) (bool, error) {
+// unknown user as for a known one. locked reports, for the right password
+// only, that an administrator locked the account.
+func (a *Authenticator) checkUserPassword(ctx context.Context, user, password string, valid bool) (ok, locked bool, err error) {
 	var u storage.User
-	err := storage.ErrNotFound
+	err = storage.ErrNotFound
 	if valid {
 		u, err = a.store.GetUser(ctx, user)
 	}
 	switch {
 	case err == nil:
 		if len(u.Credentials.SHA256.Salt) > 0 {
-			return checkPassword(sha256.New, u.Credentials.SHA256, password), nil
+			ok = checkPassword(sha256.New, u.Credentials.SHA256, password)
+		} else {
+			ok = checkPassword(sha1.New, u.Credentials.SHA1, password)
 		}
-		return checkPassword(sha1.New, u.Credentials.SHA1, password), nil
+		return ok, ok && u.Locked(), nil
 	case errors.Is(err, storage.ErrNotFound):
 		_ = checkPassword(sha256.New, a.fakeCredential(false, user), password)
-		return false, nil
+		return false, false, nil
 	}
-	return false, err
+	return false, false, err
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,14 +17,20 @@ import (
 	"github.com/aviary-im/aviary/storage"
 )
 
-// scramExchange is the server side of SCRAM (RFC 5802, RFC 7677) without
-// channel binding. Unknown users get a deterministic fake salt and fail at
-// the final step exactly like a wrong password.
+// scramExchange is the server side of SCRAM (RFC 5802, RFC 7677), with
+// channel binding for the -PLUS variants (channel.go). Unknown users get a
+// deterministic fake salt and fail at the final step exactly like a wrong
+// password.
 type scramExchange struct {
 	a    *Authenticator
 	h    func() hash.Hash
 	sha1 bool
 	addr string // the client's address, for the account throttle
+	// plus is set for a -PLUS mechanism; bindings are the stream's (what
+	// was offered), cbData the binding the client chose.
+	plus     bool
+	bindings Bindings
+	cbData   []byte
 
 	step int
 
@@ -34,13 +41,17 @@ type scramExchange struct {
 	username        string
 	cred            storage.SCRAM
 	known           bool
+	// locked: an administrator locked the account (told only to a
+	// client that proved the password).
+	locked bool
 }
 
 func newSCRAMExchange(a *Authenticator, mech string) *scramExchange {
-	if mech == MechSCRAMSHA1 {
-		return &scramExchange{a: a, h: sha1.New, sha1: true}
+	plus := isPlus(mech)
+	if mech == MechSCRAMSHA1 || mech == MechSCRAMSHA1Plus {
+		return &scramExchange{a: a, h: sha1.New, sha1: true, plus: plus}
 	}
-	return &scramExchange{a: a, h: sha256.New}
+	return &scramExchange{a: a, h: sha256.New, plus: plus}
 }
 
 func (x *scramExchange) Username() string { return x.username }
@@ -71,14 +82,8 @@ func (x *scramExchange) first(ctx context.Context, msg string) ([]byte, error) {
 	if !ok {
 		return nil, fail(CondMalformedRequest, errors.New("scram: no gs2 header"))
 	}
-	switch {
-	case cb == "n" || cb == "y":
-	case strings.HasPrefix(cb, "p="):
-		// We never offer -PLUS, so a client asking for channel binding
-		// is confused or under attack (a downgrade would show as "y").
-		return nil, fail(CondNotAuthorized, errors.New("scram: channel binding not supported"))
-	default:
-		return nil, fail(CondMalformedRequest, errors.New("scram: bad cbflag"))
+	if err := x.channelBinding(cb); err != nil {
+		return nil, err
 	}
 	authz, bare, ok := strings.Cut(rest, ",")
 	if !ok {
@@ -134,6 +139,7 @@ func (x *scramExchange) first(ctx context.Context, msg string) ([]byte, error) {
 				x.cred = u.Credentials.SHA1
 			}
 			x.known = len(x.cred.Salt) > 0 && len(x.cred.StoredKey) > 0
+			x.locked = u.Locked()
 		case errors.Is(lerr, storage.ErrNotFound):
 		default:
 			return nil, fail(CondTemporaryAuthFailure, lerr)
@@ -169,7 +175,10 @@ func (x *scramExchange) final(msg string) ([]byte, error) {
 	if err != nil {
 		return nil, fail(CondIncorrectEncoding, err)
 	}
-	if string(cbind) != x.gs2Header {
+	// With 'p' the client's view of the TLS connection follows the
+	// header; a man in the middle's connection gives other data.
+	want := x.gs2Header + string(x.cbData)
+	if subtle.ConstantTimeCompare(cbind, []byte(want)) != 1 {
 		return nil, fail(CondNotAuthorized, errors.New("scram: channel binding data mismatch"))
 	}
 	if attrs[1][2:] != x.nonce {
@@ -192,8 +201,48 @@ func (x *scramExchange) final(msg string) ([]byte, error) {
 		return nil, fail(CondNotAuthorized, errors.New("scram: wrong password or unknown user"))
 	}
 	x.a.accountSucceeded(x.username)
+	if x.locked {
+		return nil, fail(CondAccountDisabled, errLocked)
+	}
 	serverSig := hmacSum(x.h, x.cred.ServerKey, authMessage)
 	return []byte("v=" + base64.StdEncoding.EncodeToString(serverSig)), nil
+}
+
+// channelBinding checks the gs2 channel-binding flag (RFC 5802 §6, §7)
+// against the mechanism and the stream, and keeps the binding data the
+// client chose. Failures here are negotiation errors, not wrong
+// passwords: malformed-request, as Prosody answers, so that a client
+// that guessed a binding type wrong (slixmpp sends tls-unique on TLS 1.3)
+// is not throttled for trying the next mechanism.
+func (x *scramExchange) channelBinding(cb string) error {
+	switch {
+	case cb == "n":
+		// The client cannot bind. Nothing to check unless it chose -PLUS.
+		if x.plus {
+			return fail(CondMalformedRequest, errors.New("scram: -PLUS without channel binding"))
+		}
+	case cb == "y":
+		// The client can bind but believes the server cannot. This server
+		// offered -PLUS on this stream: someone in between removed it.
+		if x.plus {
+			return fail(CondMalformedRequest, errors.New("scram: -PLUS with gs2 flag y"))
+		}
+		if len(x.bindings.Types()) > 0 {
+			return fail(CondMalformedRequest, errors.New("scram: client thinks the server cannot bind, but -PLUS was offered (downgrade)"))
+		}
+	case strings.HasPrefix(cb, "p="):
+		typ := cb[2:]
+		if !x.plus {
+			return fail(CondMalformedRequest, errors.New("scram: channel binding asked for without -PLUS"))
+		}
+		if !x.bindings.Has(typ) {
+			return fail(CondMalformedRequest, fmt.Errorf("scram: channel binding type %q not offered on this stream", typ))
+		}
+		x.cbData = x.bindings[typ]
+	default:
+		return fail(CondMalformedRequest, errors.New("scram: bad cbflag"))
+	}
+	return nil
 }
 
 // decodeSASLName undoes the =2C and =3D escapes of RFC 5802 §5.1.

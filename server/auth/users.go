@@ -21,6 +21,9 @@ type Users struct {
 	KickFunc func(ctx context.Context, bare, reason string) int
 	// Hooks, when set, receives EventUserCreated and EventUserDeleted.
 	Hooks *plugins.Hooks
+	// FASTTokens, when set, is the store of XEP-0484 tokens: a password
+	// change revokes the account's tokens (fast.go).
+	FASTTokens storage.KeyValue
 }
 
 var _ plugins.UserManager = (*Users)(nil)
@@ -79,17 +82,61 @@ func (u *Users) SetPassword(ctx context.Context, username, password string) erro
 	if err != nil {
 		return err
 	}
-	return u.Store.SetCredentials(ctx, name, creds)
+	if err := u.Store.SetCredentials(ctx, name, creds); err != nil {
+		return err
+	}
+	// Whoever changes a password may suspect it leaked: the clients that
+	// hold tokens log in with the new password again.
+	if u.FASTTokens != nil {
+		if err := RevokeFASTTokens(ctx, u.FASTTokens, name+"@"+u.Domain); err != nil {
+			return fmt.Errorf("auth: password changed, but revoking FAST tokens failed: %w", err)
+		}
+	}
+	return nil
 }
 
-// CheckPassword reports whether password is the account's password.
+// SetLocked locks or unlocks an account. A locked account keeps its data
+// but cannot log in: SASL answers <account-disabled/> to whoever proves
+// its password (on every node: the lock is in the store), console
+// sign-ins are refused, locking revokes its FAST tokens and closes its
+// sessions (KickFunc: on
+// every node of the cluster). It returns how many sessions it closed;
+// storage.ErrNotFound when there is no such account.
+func (u *Users) SetLocked(ctx context.Context, username string, locked bool) (closed int, err error) {
+	name, err := NormalizeUsername(username, u.Domain)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q", ErrBadUsername, username)
+	}
+	var at time.Time
+	if locked {
+		at = time.Now().UTC()
+	}
+	if err := u.Store.SetLocked(ctx, name, at); err != nil {
+		return 0, err
+	}
+	if !locked {
+		return 0, nil
+	}
+	// A FAST token would log in without the password check that tells
+	// of the lock: the clients holding one fall back to their password.
+	if u.FASTTokens != nil {
+		if err := RevokeFASTTokens(ctx, u.FASTTokens, name+"@"+u.Domain); err != nil {
+			return 0, fmt.Errorf("auth: account locked, but revoking its FAST tokens failed: %w", err)
+		}
+	}
+	return u.Kick(ctx, name+"@"+u.Domain, "account locked by an administrator"), nil
+}
+
+// CheckPassword reports whether password is the account's password; a
+// locked account's never is.
 func (u *Users) CheckPassword(ctx context.Context, username, password string) (bool, error) {
 	name, err := NormalizeUsername(username, u.Domain)
 	if err != nil {
 		return false, nil
 	}
 	a := &Authenticator{store: u.Store, domain: u.Domain, iterations: u.iterations()}
-	return a.checkUserPassword(ctx, name, password, true)
+	ok, locked, err := a.checkUserPassword(ctx, name, password, true)
+	return ok && !locked, err
 }
 
 // Kick closes every session of a bare JID and returns how many.

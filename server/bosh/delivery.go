@@ -2,7 +2,6 @@ package bosh
 
 import (
 	"slices"
-	"time"
 
 	"github.com/aviary-im/aviary/wire"
 )
@@ -16,27 +15,33 @@ import (
 //     GoneKind) stops holding anything at once (abandonLocked): nothing is
 //     written to it, and the session's inactivity period starts then
 //     rather than when the request's wait would have run out.
-//   - What a response carried is remembered (sent) until the client is
-//     known to have it. The HTTP layer reports how the write went
-//     (reply.settle): written to a live client — delivered (without ack
-//     mode) — or lost, and then it goes back to the head of the queue
-//     for the next request, and the cached response for that rid is
-//     replaced by one without it, so a resend cannot bring it twice.
-//   - In ack mode (XEP-0124 §9) an entry stays until the client
-//     acknowledges its rid: explicitly (ack), or implicitly by omitting
-//     ack, which says it has every response below the request's rid.
-//     Without ack mode, a request with rid N also shows that the client
-//     has the response to N-requests: it may not have more than
-//     'requests' outstanding (§11).
-//   - When the session ends, every stanza still queued or not known to be
+//   - What a response carried is remembered (sent) until the client shows
+//     that it has it. A successful write shows nothing: the server notices
+//     a closed connection only when it next reads from it, so a message
+//     that reaches a held request just after the tab closed is written,
+//     without error, into a connection nobody reads (issue 17). The HTTP
+//     layer reports only a loss it saw (reply.settle: the write failed or
+//     the client's context had ended): what that response carried goes
+//     back to the head of the queue for the next request, and the cached
+//     response for that rid is replaced by one without it, so a resend
+//     cannot bring it twice.
+//   - The client shows what it has with its later requests. In ack mode
+//     (XEP-0124 §9) it acknowledges a rid explicitly (ack), or implicitly
+//     by omitting ack, which says it has every response below the
+//     request's rid. Without ack mode, a request with rid N shows that the
+//     client has the response to N-requests: it may not have more than
+//     'requests' outstanding (§11), so it read that response before it
+//     sent N.
+//   - When the session ends, every stanza still queued or not shown to be
 //     delivered goes back to the c2s core (Undelivered), which re-routes
 //     it with the session's other unsent stanzas (router.Unbind): to the
 //     user's other resources, or offline storage. A response forwarded
-//     from another node counts as delivered unless that node reported a
-//     loss (it does, with GoneKind, as soon as it sees one).
+//     from another node is no different: the client's later requests
+//     confirm it, whichever node they reach.
 //
-// At worst a stanza arrives twice (a write that succeeded into a socket
-// whose client vanished right after), never not at all.
+// At worst a stanza arrives twice (the client read the last responses
+// but sent no further request before the session ended), never not at
+// all.
 
 // payload is one serialized element for a response body.
 type payload struct {
@@ -48,17 +53,14 @@ type payload struct {
 // sentResp is what one response carried, kept until the client has it.
 type sentResp struct {
 	payloads []payload
-	// written: the HTTP layer wrote the response (kept only in ack mode,
-	// or when forwarded: the forwarding node reports a loss itself).
-	written   bool
-	forwarded bool
 }
 
 // outcome is what became of a response, as the HTTP layer saw it.
 type outcome uint8
 
 const (
-	// delivered: written to the client's live connection.
+	// delivered: written without error. The client may still be gone:
+	// only its later requests confirm what the response carried.
 	delivered outcome = iota
 	// lost: the client went away, or the write failed.
 	lost
@@ -78,10 +80,6 @@ func (r reply) report(o outcome) {
 		r.settle(o)
 	}
 }
-
-// settleWait bounds how long Undelivered waits for responses being
-// written to settle; one still unsettled then counts as not delivered.
-const settleWait = 5 * time.Second
 
 func (s *Session) reply(body []byte, rid int64) reply {
 	return reply{body: body, settle: func(o outcome) { s.settle(rid, o) }}
@@ -109,29 +107,17 @@ func (s *Session) recordSentLocked(rid int64, carried []payload) {
 	s.sent[rid] = &sentResp{payloads: carried}
 }
 
-// settle records what became of the response to rid.
+// settle records what became of the response to rid. Only a loss
+// changes anything: a response written without error stays unconfirmed
+// until the client's later requests confirm it (confirmLocked).
 func (s *Session) settle(rid int64, o outcome) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.sent[rid]
-	if e == nil {
+	if o != lost {
 		return
 	}
-	switch o {
-	case delivered:
-		if s.ackMode {
-			e.written = true // until the client acknowledges it
-		} else {
-			delete(s.sent, rid)
-		}
-	case handedOn:
-		e.written, e.forwarded = true, true
-	case lost:
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.sent[rid]; e != nil {
 		s.requeueLocked(rid, e)
-	}
-	select {
-	case s.settled <- struct{}{}:
-	default:
 	}
 }
 
@@ -211,31 +197,18 @@ func (s *Session) gone(rid int64) {
 }
 
 // Undelivered returns, once the session has ended, the stanzas it took in
-// Send that its client is not known to have: still queued, carried by a
-// response that was lost or (in ack mode) never acknowledged, oldest
-// first. It waits up to settleWait for responses being written. Each
-// stanza is returned once; the c2s core routes them again.
+// Send that its client is not known to have: still queued, or carried by
+// a response that was lost or that no later request of the client
+// confirmed, oldest first. Each stanza is returned once; the c2s core
+// routes them again. A response still being written when the session
+// ended is not waited for: confirmed it cannot be any more, so what it
+// carries is returned whatever the write does.
 func (s *Session) Undelivered() []*wire.Element {
-	deadline := time.NewTimer(settleWait)
-	defer deadline.Stop()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-wait:
-	for s.unsettledLocked() {
-		s.mu.Unlock()
-		select {
-		case <-s.settled:
-			s.mu.Lock()
-		case <-deadline.C:
-			s.mu.Lock()
-			break wait
-		}
-	}
 	rids := make([]int64, 0, len(s.sent))
-	for rid, e := range s.sent {
-		if s.ackMode || !e.written {
-			rids = append(rids, rid)
-		}
+	for rid := range s.sent {
+		rids = append(rids, rid)
 	}
 	slices.Sort(rids)
 	var els []*wire.Element
@@ -252,14 +225,4 @@ wait:
 	add(s.takeOutLocked())
 	s.sent = nil
 	return els
-}
-
-// unsettledLocked reports whether a response is still being written.
-func (s *Session) unsettledLocked() bool {
-	for _, e := range s.sent {
-		if !e.written {
-			return true
-		}
-	}
-	return false
 }

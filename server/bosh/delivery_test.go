@@ -82,9 +82,22 @@ func TestLostResponseIsSentAgain(t *testing.T) {
 	if next := c.post("", ""); next.Child("message", "").ChildText("body", "") != "m1" {
 		t.Errorf("next response %s, want m1", next)
 	}
+	c.later(t, s, 2) // shows that it has that response
 	s.Close(nil)
 	if got := s.Undelivered(); len(got) != 0 {
 		t.Errorf("delivered stanza handed back: %s", bodies(got))
+	}
+}
+
+// later sends n empty requests, each held in turn (hold='1': a new one
+// answers the one before). Without ack mode, 'requests' of them show that
+// the client has every response before them.
+func (c *client) later(t *testing.T, s *Session, n int) {
+	t.Helper()
+	for range n {
+		c.async(c.rid+1, "", "")
+		c.rid++
+		waitHeld(t, s, c.rid)
 	}
 }
 
@@ -163,5 +176,62 @@ func TestAckModeKeepsUntilAcknowledged(t *testing.T) {
 				t.Errorf("undelivered %q (want m1: %v)", got, tc.stays)
 			}
 		})
+	}
+}
+
+// Issue 17's lost message, as the session sees it: the tab closed while a
+// request was held, the server had not noticed yet, and the message went
+// out on that request; the write into the dead connection succeeded. A
+// write shows nothing about the client, so the message counts as
+// delivered only once a later request shows that the client has the
+// response (without ack mode: a request 'requests' rids later, §11); a
+// session that ends first hands it back.
+func TestWrittenResponseCountsOnlyOnceConfirmed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		later int // requests the client sends after the response
+		stays bool
+	}{
+		{"no later request", 0, true},
+		{"one later request", 1, true}, // requests='2': it may have been sent before the response arrived
+		{"two later requests", 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeStream()
+			m := NewManager(testOptions(f))
+			c, _ := connect(t, m, "wait='6000' hold='1'")
+			s := f.last()
+			ch := c.handleAsync(context.Background(), c.rid+1, "", "")
+			waitHeld(t, s, c.rid+1)
+			s.Send(msg("m1"))
+			r := <-ch
+			if !strings.Contains(string(r.body), "m1") {
+				t.Fatalf("response %s lacks m1", r.body)
+			}
+			r.report(delivered) // written without error: the client may be gone all the same
+			c.rid++
+			c.later(t, s, tc.later)
+			s.Close(nil)
+			got := bodies(s.Undelivered())
+			if tc.stays && got != "m1" || !tc.stays && got != "" {
+				t.Errorf("undelivered %q (want m1: %v)", got, tc.stays)
+			}
+		})
+	}
+}
+
+// Once the stream acknowledges what it sends itself (XEP-0198), what is
+// sent afterwards is the stream's to re-route: Undelivered leaves it out.
+func TestStreamAcksLeaveOutWhatFollows(t *testing.T) {
+	f := newFakeStream()
+	m := NewManager(testOptions(f))
+	connect(t, m, "wait='6000' hold='1'")
+	s := f.last()
+	s.Send(msg("m1"))
+	s.StreamAcks()
+	s.Send(msg("m2"))
+	s.Close(nil)
+	if got := bodies(s.Undelivered()); got != "m1" {
+		t.Errorf("undelivered %q, want m1", got)
 	}
 }

@@ -52,6 +52,8 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[string]*Session
 	closed   bool
+
+	stats counters // stats.go
 }
 
 // NewManager returns a Manager. When opts.Cluster is set it registers the
@@ -162,6 +164,7 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	m.stats.requests.Add(1)
 	raw, err := io.ReadAll(io.LimitReader(r.Body, int64(m.opts.MaxBodyBytes)+1))
 	if err != nil {
 		// The body did not arrive whole: a client still there gets a
@@ -189,9 +192,12 @@ func (m *Manager) ServeHTTPWithMeta(w http.ResponseWriter, r *http.Request, meta
 		return
 	}
 	err = m.writeBody(w, rep.body)
-	// A write into a connection whose client has gone (its context ended
-	// when the server read its end) may still succeed: count it as lost,
-	// unless the context ended because this node is stopping.
+	// A write into a connection whose client has gone may still succeed.
+	// When the server has already read the connection's end (the context
+	// ended, and not because this node is stopping) count it as lost, so
+	// that what it carried goes out again at once. When it has not, the
+	// write proves nothing either: the session keeps what the response
+	// carried until the client's later requests confirm it (delivery.go).
 	if err != nil || (r.Context().Err() != nil && m.stopping.Err() == nil) {
 		rep.report(lost)
 		return
@@ -272,9 +278,10 @@ func AllowedOrigin(list []string, origin string) string {
 	return ""
 }
 
-// Handle runs one raw request body and returns the response body, counted
-// as delivered; nil means ctx ended before there was one (the client went
-// away). Embedders and tests use it; ServeHTTP reports how its write went.
+// Handle runs one raw request body and returns the response body, taken
+// as written (the client's later requests confirm what it carried); nil
+// means ctx ended before there was one (the client went away). Embedders
+// and tests use it; ServeHTTP reports how its write went.
 func (m *Manager) Handle(ctx context.Context, raw []byte, meta Meta) []byte {
 	rep := m.handle(ctx, raw, meta)
 	rep.report(delivered)
@@ -313,8 +320,10 @@ func (m *Manager) handle(ctx context.Context, raw []byte, meta Meta) reply {
 	}
 	owner, ok := OwnerOf(sid)
 	if !ok || owner == m.node || m.opts.Cluster == nil {
+		m.stats.itemNotFound.Add(1)
 		return reply{body: terminateBody(CondItemNotFound)}
 	}
+	m.stats.forwarded.Add(1)
 	return m.forward(ctx, owner, sid, body, raw, meta)
 }
 
@@ -386,7 +395,6 @@ func (m *Manager) create(ctx context.Context, body *wire.Element, meta Meta) rep
 		lastRID:     rid - 1,
 		pending:     map[int64]*request{},
 		cache:       map[int64]*cached{},
-		settled:     make(chan struct{}, 1),
 		inboxCh:     make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
@@ -490,6 +498,7 @@ func (m *Manager) forward(ctx context.Context, owner, sid string, body *wire.Ele
 		// reach it, which the client cannot tell apart).
 		m.opts.Logger.Info("bosh: the node owning a session cannot be reached; the client must start a new session",
 			"node", owner, "sid", sid, "err", err)
+		m.stats.itemNotFound.Add(1)
 		return reply{body: terminateBody(CondItemNotFound)}
 	default:
 		m.opts.Logger.Warn("bosh: forwarding failed", "node", owner, "err", err)
@@ -546,6 +555,7 @@ func (m *Manager) handleForward(ctx context.Context, from string, payload []byte
 			m.mu.Unlock()
 			if s == nil {
 				// Never forward twice: a sid we do not hold is dead.
+				m.stats.itemNotFound.Add(1)
 				return terminateBody(CondItemNotFound), nil
 			}
 		}

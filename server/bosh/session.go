@@ -70,9 +70,11 @@ type Session struct {
 	out      []payload // payloads waiting for a request, oldest first
 	outBytes int
 	// sent: rid → what its response carried, until the client is known to
-	// have it (delivery.go); settled is signalled when an entry settles.
-	sent    map[int64]*sentResp
-	settled chan struct{}
+	// have it (delivery.go).
+	sent map[int64]*sentResp
+	// streamAcks: the stream acknowledges what is sent from now on
+	// (StreamAcks); Send keeps no element for Undelivered.
+	streamAcks bool
 	// outTaken is closed (and cleared) when out is emptied: SendWait
 	// waits on it for the client to fetch what is queued.
 	outTaken chan struct{}
@@ -206,9 +208,7 @@ func (s *Session) Send(el *wire.Element) bool {
 		s.closeLocked(CondPolicyViolation, nil, ErrBinding)
 		return false
 	}
-	// The element is kept (not modified) until the client has it, so that
-	// a session that ends first hands it back (Undelivered).
-	s.out = append(s.out, payload{el: el, b: p})
+	s.out = append(s.out, s.payloadLocked(el, p))
 	s.outBytes += len(p)
 	s.scheduleFlushLocked()
 	return true
@@ -229,7 +229,7 @@ func (s *Session) SendWait(ctx context.Context, el *wire.Element) bool {
 			return false
 		}
 		if s.outBytes == 0 || s.outBytes+len(p) <= s.m.opts.MaxPendingBytes {
-			s.out = append(s.out, payload{el: el, b: p})
+			s.out = append(s.out, s.payloadLocked(el, p))
 			s.outBytes += len(p)
 			s.scheduleFlushLocked()
 			s.mu.Unlock()
@@ -247,6 +247,28 @@ func (s *Session) SendWait(ctx context.Context, el *wire.Element) bool {
 			return false
 		}
 	}
+}
+
+// payloadLocked is what Send queues for el, serialized as p. The element
+// is kept (not modified) until the client has it, so that a session that
+// ends first hands it back (Undelivered), unless the stream acknowledges
+// it itself.
+func (s *Session) payloadLocked(el *wire.Element, p []byte) payload {
+	if s.streamAcks {
+		return payload{b: p}
+	}
+	return payload{el: el, b: p}
+}
+
+// StreamAcks tells the session that the stream above it acknowledges
+// what it sends from now on (XEP-0198 stream management: the c2s core
+// keeps each stanza until the client acknowledges it, and routes or sends
+// again what it did not): Undelivered leaves out what Send and SendWait
+// take after this call.
+func (s *Session) StreamAcks() {
+	s.mu.Lock()
+	s.streamAcks = true
+	s.mu.Unlock()
 }
 
 // SetActivityHook installs fn, called on every request of the session.
@@ -538,6 +560,7 @@ func (s *Session) inactive(gen uint64) {
 	}
 	s.inactTimer = nil
 	s.m.opts.Logger.Debug("bosh: session inactive", "sid", s.sid)
+	s.m.stats.timeouts.Add(1)
 	s.closeLocked("", nil, ErrInactive)
 }
 

@@ -45,6 +45,10 @@ const (
 	// c2s.max_unauthenticated_per_address streams that have not
 	// authenticated.
 	ReasonTooManyUnauthenticated
+	// ReasonInactivity: the client stopped coming back (a BOSH session
+	// got no request within its inactivity period: a closed tab); the
+	// transport reported ErrInactive.
+	ReasonInactivity
 )
 
 var reasonNames = [...]string{
@@ -65,6 +69,7 @@ var reasonNames = [...]string{
 	ReasonRedirected:      "redirected",
 
 	ReasonTooManyUnauthenticated: "too_many_unauthenticated",
+	ReasonInactivity:             "inactivity_timeout",
 }
 
 func (r CloseReason) String() string {
@@ -75,6 +80,10 @@ func (r CloseReason) String() string {
 }
 
 var (
+	// ErrInactive is what a transport's ReadElement returns (wrapped or
+	// not) when its client stopped coming back within the transport's
+	// inactivity period (BOSH): the session closes with ReasonInactivity.
+	ErrInactive = errors.New("c2s: the client sent nothing within the inactivity period")
 	// ErrBufferedBeforeTLS means the client sent data after <starttls/>
 	// before the TLS handshake (RFC 6120 §5.4.3.3 forbids it).
 	ErrBufferedBeforeTLS = errors.New("c2s: data after starttls before the handshake")

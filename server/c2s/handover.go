@@ -176,7 +176,7 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 	if srv.d.Metrics != nil {
 		srv.d.Metrics.closes.WithLabelValues(ReasonResumed.String()).Inc()
 	}
-	old.logger().Info("c2s: session handed to another node", "node", from, "jid", st.JID, "stanzas", len(unsent))
+	old.logger().Info("c2s: session handed to another node", "node", from, "stanzas", len(unsent))
 	return b, nil
 }
 
@@ -317,7 +317,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.inH = reply.InH
 	s.enterBound()
 	s.srv.addResumable(s)
-	s.logp.Store(s.logger().With("jid", full.String()))
+	s.logAsBound(full)
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	s.release(node, previd)
 	mv.Resumed(ctx, s)

@@ -1,6 +1,7 @@
 package c2s
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -44,7 +45,14 @@ type recordConn struct {
 	// (go-xmpp writes a newline) that arrives after the server read the
 	// element. A TLS record never starts with white space.
 	leadingSpace bool
+	// served is the certificate the server presented in the handshake on
+	// this connection (channel.go), for tls-server-end-point.
+	served *tls.Certificate
 }
+
+// RecordServed implements tlsutil.CertRecorder. The handshake runs before
+// the reader reads served (handshake waits for it).
+func (c *recordConn) RecordServed(cert *tls.Certificate) { c.served = cert }
 
 func (c *recordConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {

@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // nothing.
 type Metrics struct {
 	sessions    prometheus.Gauge
+	byTransport *prometheus.GaugeVec
 	opened      prometheus.Counter
 	stanzasIn   *prometheus.CounterVec
 	stanzasOut  *prometheus.CounterVec
@@ -27,6 +28,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aviary_c2s_sessions", Help: "Client streams currently open on this node (all transports).",
 		}),
+		byTransport: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "aviary_c2s_sessions_by_transport", Help: "Client streams currently open on this node, by transport: tcp (STARTTLS listener), tls (direct TLS), bosh, websocket.",
+		}, []string{"transport"}),
 		opened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aviary_c2s_sessions_opened_total", Help: "Client streams opened.",
 		}),
@@ -46,24 +50,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, via := range []string{AuthViaXMPP, AuthViaConsole} {
 		m.authFailure.WithLabelValues(via) // present at zero from the start
 	}
+	for _, t := range Transports {
+		m.byTransport.WithLabelValues(t)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure} {
+		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure} {
 			_ = reg.Register(c)
 		}
 	}
 	return m
 }
 
-func (m *Metrics) open() {
+func (m *Metrics) open(transport string) {
 	if m != nil {
 		m.sessions.Inc()
+		m.byTransport.WithLabelValues(transport).Inc()
 		m.opened.Inc()
 	}
 }
 
-func (m *Metrics) closed(r CloseReason) {
+func (m *Metrics) closed(transport string, r CloseReason) {
 	if m != nil {
 		m.sessions.Dec()
+		m.byTransport.WithLabelValues(transport).Dec()
 		m.closes.WithLabelValues(r.String()).Inc()
 	}
 }

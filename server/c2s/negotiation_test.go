@@ -59,7 +59,7 @@ func TestSTARTTLSRequired(t *testing.T) {
 	if f.Child("starttls", wire.NSTLS) != nil {
 		t.Errorf("starttls offered again after TLS: %s", f)
 	}
-	if got := strings.Join(c.Mechanisms(), " "); got != "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
+	if got := strings.Join(c.Mechanisms(), " "); got != "SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
 		t.Errorf("mechanisms after TLS = %q", got)
 	}
 	if err := c.AuthPLAIN("alice", "alicepw"); err != nil {
@@ -73,7 +73,7 @@ func TestDirectTLS(t *testing.T) {
 	if c.Features.Child("starttls", wire.NSTLS) != nil {
 		t.Errorf("starttls offered on direct TLS: %s", c.Features)
 	}
-	if got := strings.Join(c.Mechanisms(), " "); got != "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
+	if got := strings.Join(c.Mechanisms(), " "); got != "SCRAM-SHA-256-PLUS SCRAM-SHA-1-PLUS SCRAM-SHA-256 SCRAM-SHA-1 PLAIN" {
 		t.Errorf("mechanisms = %q", got)
 	}
 	if j := c.Login("alice", "alicepw", "tls"); j != "alice@localhost/tls" {

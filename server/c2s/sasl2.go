@@ -2,9 +2,12 @@ package c2s
 
 import (
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/xmpp/jid"
 )
@@ -33,8 +36,9 @@ import (
 // sasl2Feature is the <authentication/> stream feature offering mechs'
 // mechanisms, with Bind 2 inline and the features Bind 2 can turn on in
 // the same exchange: stream management, client state indication, and
-// carbons when the carbons plugin runs (XEP-0386 §2.1).
-func (s *Session) sasl2Feature(mechs *wire.Element) *wire.Element {
+// carbons when the carbons plugin runs (XEP-0386 §2.1); and FAST
+// (XEP-0484) with the HT mechanisms the stream can use.
+func (s *Session) sasl2Feature(mechs *wire.Element, conn auth.Conn) *wire.Element {
 	f := wire.NewNS("authentication", wire.NSSASL2)
 	for _, m := range mechs.Children {
 		f.Append(wire.New("mechanism").SetText(m.AllText()))
@@ -43,9 +47,18 @@ func (s *Session) sasl2Feature(mechs *wire.Element) *wire.Element {
 	if s.inlineCarbons() {
 		inline.Append(wire.New("feature", "var", wire.NSCarbons))
 	}
-	return f.Append(wire.New("inline").Append(
+	in := wire.New("inline").Append(
 		wire.NewNS("sm", wire.NSSM), // <resume/> inside <authenticate/>
-		wire.NewNS("bind", wire.NSBind2).Append(inline)))
+		wire.NewNS("bind", wire.NSBind2).Append(inline))
+	if ht := s.srv.d.Auth.FASTMechanismsOn(conn); len(ht) > 0 {
+		// No tls-0rtt: crypto/tls accepts no early data.
+		fast := wire.NewNS("fast", wire.NSFAST)
+		for _, m := range ht {
+			fast.Append(wire.New("mechanism").SetText(m))
+		}
+		in.Append(fast)
+	}
+	return f.Append(in)
 }
 
 // inlineCarbons reports whether message carbons can be enabled inside
@@ -54,12 +67,64 @@ func (s *Session) inlineCarbons() bool {
 	return s.srv.d.Plugins != nil && slices.Contains(s.srv.d.Plugins.DiscoFeatures(), wire.NSCarbons)
 }
 
-// startAuth2 starts an XEP-0388 exchange.
+// startAuth2 starts an XEP-0388 exchange, with what it carries: a Bind 2
+// request, an inline resumption, the client's user-agent id, and FAST
+// (XEP-0484): <fast/> when it logs in with a token, <request-token/> when
+// it wants one.
 func (s *Session) startAuth2(el *wire.Element) bool {
 	s.sasl2 = true
 	s.bind2 = el.Child("bind", wire.NSBind2)
 	s.sasl2Resume = el.Child("resume", wire.NSSM)
+	s.noteUserAgent(el, s.bind2)
+	s.userAgent, s.fastUse, s.fastRequest = "", nil, ""
+	if ua := el.Child("user-agent", ""); ua != nil {
+		s.userAgent = ua.Attr("id")
+	}
+	if rt := el.Child("request-token", wire.NSFAST); rt != nil {
+		s.fastRequest = rt.Attr("mechanism")
+	}
+	if f := el.Child("fast", wire.NSFAST); f != nil {
+		use := &auth.FASTUse{Invalidate: f.Attr("invalidate") == "true" || f.Attr("invalidate") == "1"}
+		if c := f.Attr("count"); c != "" {
+			n, err := strconv.ParseUint(c, 10, 64)
+			if err != nil {
+				return s.saslFail(&auth.Failure{Condition: auth.CondMalformedRequest, Err: err})
+			}
+			use.Count, use.HasCount = n, true
+		}
+		s.fastUse = use
+	}
 	return s.beginSASL(el.Attr("mechanism"), el.ChildText("initial-response", ""))
+}
+
+// fastToken issues the FAST token the exchange x calls for, if any: the
+// one the client asked for with <request-token/>, or a new one for a
+// token past half its lifetime (XEP-0484 §4.5; not when the client
+// invalidated it). A failure is logged and the client simply gets no
+// token: it logged in all the same.
+func (s *Session) fastToken(x auth.Exchange) *wire.Element {
+	a := s.srv.d.Auth
+	mech := s.fastRequest
+	if fl, ok := x.(auth.FASTLogin); ok && mech == "" && fl.RotationDue() {
+		mech = fl.FASTMechanism()
+	}
+	if mech == "" {
+		return nil
+	}
+	if !slices.Contains(a.FASTMechanismsOn(s.authConn()), mech) {
+		s.logger().Debug("c2s: FAST token asked for a mechanism not offered", "mechanism", mech)
+		return nil
+	}
+	if s.userAgent == "" {
+		s.logger().Debug("c2s: FAST token asked without a user-agent id")
+		return nil
+	}
+	tok, expiry, err := a.IssueFASTToken(s.ctx, s.username, s.userAgent, mech)
+	if err != nil {
+		s.logger().Warn("c2s: no FAST token", "err", err)
+		return nil
+	}
+	return wire.NewNS("token", wire.NSFAST).SetAttr("expiry", expiry.UTC().Format(time.RFC3339)).SetAttr("token", tok)
 }
 
 // saslNS is the namespace of the running exchange's challenges.
@@ -75,7 +140,11 @@ func (s *Session) failureElement(cond, text string) *wire.Element {
 	if s.sasl2 {
 		return sasl2Failure(cond, text)
 	}
-	return saslFailure(cond)
+	f := saslFailure(cond)
+	if text != "" {
+		f.Append(wire.New("text").SetText(text))
+	}
+	return f
 }
 
 // sasl2Failure carries an RFC 6120 condition (XEP-0388 §2.6.2).
@@ -93,14 +162,20 @@ func sasl2Failure(cond, text string) *wire.Element {
 // asked for it, answers <success/> with the authorization identifier (the
 // full JID once bound) and sends the features of the authenticated
 // stream, which is not restarted.
-func (s *Session) sasl2Success(additional []byte) bool {
+func (s *Session) sasl2Success(additional []byte, x auth.Exchange) bool {
 	s.state = stateAuthed
 	s.sasl2 = false
 	success := wire.NewNS("success", wire.NSSASL2)
 	if len(additional) > 0 {
 		success.Append(wire.New("additional-data").SetText(encodeSASL(additional)))
 	}
+	token := s.fastToken(x)
+	s.fastUse, s.fastRequest = nil, ""
 	if r := s.sasl2Resume; r != nil {
+		if token != nil {
+			success.Append(token)
+			token = nil
+		}
 		// XEP-0198 inside XEP-0388: resume first; <success/> then carries
 		// <resumed/> and goes out on the resumed session, or carries
 		// <failed/> and the exchange goes on with Bind 2, if asked.
@@ -137,6 +212,9 @@ func (s *Session) sasl2Success(additional []byte) bool {
 	success.Append(wire.New("authorization-identifier").SetText(id))
 	if bound != nil {
 		success.Append(bound)
+	}
+	if token != nil {
+		success.Append(token)
 	}
 	if smEnable != nil && !s.smEnabled {
 		s.enableSM(smEnable, success, bound)

@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -48,7 +49,10 @@ type Deps struct {
 // dependencies and the table of stream-management sessions that can be
 // resumed. One Server serves every connector (TCP, BOSH, WebSocket).
 type Server struct {
-	d         Deps
+	d Deps
+	// baseTLS is Deps.TLS as given; d.TLS records the certificate chosen
+	// for each connection (channel.go).
+	baseTLS   *tls.Config
 	active    atomic.Int64
 	admission atomic.Pointer[Admission] // see SetAdmission
 	preAuth   preAuthTable              // see preauth.go
@@ -69,7 +73,9 @@ func NewServer(d Deps) *Server {
 	if d.MaxPendingBytes <= 0 {
 		d.MaxPendingBytes = DefaultMaxPendingBytes
 	}
-	srv := &Server{d: d, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	base := d.TLS
+	d.TLS = tlsutil.Recording(base)
+	srv := &Server{d: d, baseTLS: base, resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }
@@ -98,7 +104,8 @@ func (srv *Server) Active() int { return int(srv.active.Load()) }
 func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.active.Add(1)
 	defer srv.active.Add(-1)
-	srv.d.Metrics.open()
+	kind := transportKind(t)
+	srv.d.Metrics.open(kind)
 	c := srv.cfg().C2S
 	release, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
 	defer release()
@@ -120,7 +127,7 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	srv.mu.Lock()
 	delete(srv.streams, first)
 	srv.mu.Unlock()
-	srv.d.Metrics.closed(reason)
+	srv.d.Metrics.closed(kind, reason)
 	return nil
 }
 

@@ -79,12 +79,19 @@ type Session struct {
 
 	full atomic.Pointer[jid.JID]
 	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
+	// started is when the session's first stream opened; client is what
+	// the client said about itself; kind and remote describe the current
+	// transport, guarded by mu (a resumption brings another). See info.go.
+	started      time.Time
+	client       atomic.Pointer[clientInfo]
+	kind, remote string
 
 	// Reader-goroutine state.
 	t            Transport
 	state        state
 	username     string
 	exchange     auth.Exchange
+	mechanism    string // of the running (or last) exchange, for logs
 	saslFailures int
 	// sasl2 is set while the exchange runs in XEP-0388's namespace; bind2
 	// is the XEP-0386 <bind/> its <authenticate/> carried, if any, and
@@ -94,6 +101,16 @@ type Session struct {
 	bind2       *wire.Element
 	sasl2Resume *wire.Element
 	resumedInto *Session
+	// userAgent is the XEP-0388 user-agent id of the running SASL2
+	// exchange; fastUse its XEP-0484 <fast/> (a login with a token),
+	// fastRequest the mechanism of its <request-token/>.
+	userAgent   string
+	fastUse     *auth.FASTUse
+	fastRequest string
+	// cb are the channel bindings of the stream's TLS, once cbKnown
+	// (channel.go).
+	cb          auth.Bindings
+	cbKnown     bool
 	smEnabled   bool
 	inH         uint32
 	headerCount int
@@ -157,9 +174,12 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 		parent:     ctx,
 		t:          t,
 		readerDone: make(chan struct{}),
+		started:    time.Now(),
+		kind:       transportKind(t),
+		remote:     t.RemoteAddr(),
 	}
 	s.wcond = sync.NewCond(&s.mu)
-	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", t.RemoteAddr()))
+	s.logp.Store(srv.d.Logger.With("session", s.id, "addr", s.remote))
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.routeCtx = context.WithoutCancel(s.ctx)
 	s.last.Store(monotonic())
@@ -475,7 +495,16 @@ func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element)
 	}
 	for _, it := range batch {
 		switch it.kind {
-		case itemElement, itemSMStart:
+		case itemSMStart:
+			// From here on stream management counts what is written.
+			if r, ok := t.(UndeliveredReporter); ok {
+				if err := write(); err != nil {
+					return err
+				}
+				r.StreamAcks()
+			}
+			*els = append(*els, it.el)
+		case itemElement:
 			*els = append(*els, it.el)
 		case itemHeader:
 			if err := write(); err != nil {
@@ -586,3 +615,13 @@ func randomID(n int) string {
 }
 
 func (s *Session) logger() *slog.Logger { return s.logp.Load() }
+
+// logAsBound makes the session's log lines name it by its full JID, which
+// replaces the user the authentication added: every line carries the
+// session ID, the client's address and the JID, each once.
+func (s *Session) logAsBound(full jid.JID) {
+	s.mu.Lock()
+	addr := s.remote
+	s.mu.Unlock()
+	s.logp.Store(s.srv.d.Logger.With("session", s.id, "addr", addr, "jid", full.String()))
+}

@@ -236,6 +236,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	old.inactive, old.held = false, 0 // a new stream starts active (XEP-0352 §4)
 	old.reason, old.closeErr = ReasonNone, nil
 	old.t = s.t
+	old.kind, old.remote = s.kind, s.remote
 	old.parent = s.parent
 	old.ctx, old.cancel = context.WithCancel(s.parent)
 	old.routeCtx = context.WithoutCancel(old.ctx)
@@ -253,6 +254,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	s.reason = ReasonResumed
 	s.mu.Unlock()
 	s.cancel()
-	old.logger().Info("c2s: session resumed", "jid", old.JID().String(), "resent", resent, "inline", inline != nil)
+	old.logAsBound(old.JID()) // the client's new address
+	old.logger().Info("c2s: session resumed", "resent", resent, "inline", inline != nil)
 	return old, false
 }

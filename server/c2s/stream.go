@@ -57,6 +57,8 @@ func (s *Session) readFailed(err error) {
 	switch cond := wire.StreamErrorFor(err); {
 	case errors.Is(err, wire.ErrStreamEnd):
 		s.closeWith(ReasonClientClosed, "", "")
+	case errors.Is(err, ErrInactive):
+		s.closeWith(ReasonInactivity, "", "")
 	case cond != "":
 		s.logger().Debug("c2s: bad input", "err", err)
 		s.closeWith(ReasonProtocol, cond, "")
@@ -80,7 +82,7 @@ func (s *Session) finish() CloseReason {
 	// A session sent away (see-other-host, a drain) stays resumable when
 	// another node can take it over: the client resumes there.
 	detach := s.bound && s.smResume && (s.takeover ||
-		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout ||
+		reason == ReasonReadError || reason == ReasonWriteError || reason == ReasonIdleTimeout || reason == ReasonInactivity ||
 		(reason == ReasonRedirected && s.srv.canHandOver()))
 	if detach {
 		s.detached = true
@@ -134,7 +136,7 @@ func (s *Session) finish() CloseReason {
 			s.resumeTimer = time.AfterFunc(wait, func() { s.expire(ReasonResumeTimeout) })
 		}
 		s.mu.Unlock()
-		s.logger().Info("c2s: session detached, waiting for resumption", "jid", s.JID().String(), "reason", reason.String())
+		s.logger().Info("c2s: session detached, waiting for resumption", "reason", reason.String())
 		close(s.readerDone)
 		return reason
 	}
@@ -157,7 +159,7 @@ func (s *Session) finish() CloseReason {
 		s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 		cancel()
 	}
-	s.logger().Info("c2s: session closed", "jid", s.JID().String(), "reason", reason.String())
+	s.logger().Info("c2s: session closed", "reason", reason.String())
 	close(s.readerDone)
 	return reason
 }
@@ -220,7 +222,7 @@ func (s *Session) expire(reason CloseReason) {
 	if s.srv.d.Metrics != nil {
 		s.srv.d.Metrics.closes.WithLabelValues(reason.String()).Inc()
 	}
-	s.logger().Info("c2s: detached session ended", "jid", s.JID().String(), "reason", reason.String(), "unsent", len(unsent))
+	s.logger().Info("c2s: detached session ended", "reason", reason.String(), "unsent", len(unsent))
 }
 
 // openStream answers a stream header: our header, then the features.
@@ -308,12 +310,21 @@ func (s *Session) features() *wire.Element {
 			f.Append(st)
 		}
 		if secure || !s.requireTLS() {
+			conn := s.authConn()
 			mechs := wire.NewNS("mechanisms", wire.NSSASL)
-			for _, m := range s.srv.d.Auth.Mechanisms(secure) {
+			for _, m := range s.srv.d.Auth.MechanismsOn(conn) {
 				mechs.Append(wire.New("mechanism").SetText(m))
 			}
 			f.Append(mechs)
-			f.Append(s.sasl2Feature(mechs))
+			if types := conn.Bindings.Types(); len(types) > 0 {
+				// XEP-0440: which binding types the -PLUS mechanisms take.
+				cb := wire.NewNS("sasl-channel-binding", wire.NSSASLCB)
+				for _, t := range types {
+					cb.Append(wire.New("channel-binding", "type", t))
+				}
+				f.Append(cb)
+			}
+			f.Append(s.sasl2Feature(mechs, conn))
 			if s.srv.d.Plugins != nil {
 				f.Append(s.srv.d.Plugins.StreamFeatures(false)...)
 			}
@@ -331,6 +342,10 @@ func (s *Session) features() *wire.Element {
 		f.Append(wire.NewNS("sm", wire.NSSM))
 	}
 	f.Append(wire.NewNS("csi", wire.NSCSI))
+	// The router versions every roster (XEP-0237): a client that sees
+	// this sends the version it holds and gets an empty result when
+	// nothing changed, instead of the whole roster at every login.
+	f.Append(wire.NewNS("ver", wire.NSRosterVer))
 	if s.srv.d.Plugins != nil {
 		f.Append(s.srv.d.Plugins.StreamFeatures(true)...)
 	}
@@ -427,11 +442,13 @@ func (s *Session) startTLS() bool {
 		return true
 	}
 	s.state = stateHeader
+	s.cb, s.cbKnown = nil, false // the bindings of the new TLS layer
 	return false
 }
 
 func (s *Session) startAuth(el *wire.Element) bool {
 	s.sasl2, s.bind2 = false, nil
+	s.userAgent, s.fastUse, s.fastRequest = "", nil, ""
 	return s.beginSASL(el.Attr("mechanism"), el.AllText())
 }
 
@@ -448,11 +465,11 @@ func (s *Session) beginSASL(mechanism, initial string) bool {
 	if err := a.Wait(s.ctx, s.t.RemoteAddr()); err != nil {
 		return true
 	}
-	x, err := a.StartFrom(mechanism, s.t.Secure(), s.t.RemoteAddr())
+	x, err := a.StartOn(mechanism, s.authConn())
 	if err != nil {
 		return s.saslFail(err)
 	}
-	s.exchange = x
+	s.exchange, s.mechanism = x, mechanism
 	text := strings.TrimSpace(initial)
 	if text == "" {
 		// No initial response: an empty challenge asks for it.
@@ -499,12 +516,13 @@ func (s *Session) saslStep(data []byte) bool {
 		s.enqueue(wire.NewNS("challenge", s.saslNS()).SetText(encodeSASL(out)))
 		return false
 	}
-	s.username = s.exchange.Username()
+	x := s.exchange
+	s.username = x.Username()
 	s.exchange = nil
 	s.srv.d.Auth.Succeeded(s.t.RemoteAddr())
 	s.markAuthenticated()
 	if s.sasl2 {
-		return s.sasl2Success(out)
+		return s.sasl2Success(out, x)
 	}
 	s.enqueue(wire.NewNS("success", wire.NSSASL).SetText(encodeSASL(out)))
 	s.t.Restart()
@@ -528,10 +546,14 @@ func (s *Session) markAuthenticated() {
 	}
 	s.mu.Unlock()
 	s.logp.Store(s.logger().With("user", s.username))
-	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2)
+	s.logger().Debug("c2s: authenticated", "sasl2", s.sasl2, "mechanism", s.mechanism)
 }
 
 func (s *Session) saslFail(err error) bool {
+	user := ""
+	if s.exchange != nil {
+		user = s.exchange.Username()
+	}
 	s.exchange = nil
 	s.state = stateNegotiating
 	var f *auth.Failure
@@ -543,8 +565,15 @@ func (s *Session) saslFail(err error) bool {
 		s.srv.d.Metrics.authFailed()
 		s.srv.d.Auth.Failed(s.ctx, s.t.RemoteAddr())
 	}
-	s.logger().Debug("c2s: authentication failed", "err", f)
-	s.enqueue(s.failureElement(f.Condition, ""))
+	text := ""
+	if f.Condition == auth.CondAccountDisabled {
+		// Sent only after the password proved right (see auth).
+		text = "This account is locked: ask the server's administrator."
+		s.logger().Info("c2s: login to a locked account refused", "user", user)
+	} else {
+		s.logger().Debug("c2s: authentication failed", "err", f)
+	}
+	s.enqueue(s.failureElement(f.Condition, text))
 	s.saslFailures++
 	if s.saslFailures >= maxSASLFailures {
 		s.streamError("policy-violation", "too many failed authentication attempts")
@@ -622,7 +651,7 @@ func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
 	s.bound = true
 	s.mu.Unlock()
 	s.enterBound()
-	s.logp.Store(s.logger().With("jid", full.String()))
+	s.logAsBound(full)
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	return full, nil
@@ -682,6 +711,9 @@ func (s *Session) inbound(el *wire.Element) {
 			}
 			return
 		}
+	}
+	if el.Name == "presence" && el.To() == "" && el.Type() == "" {
+		s.noteCaps(el)
 	}
 	if el.Name == "presence" && !knownPresenceType(el.Type()) {
 		// RFC 6121 §4.7.1: an unknown presence type gets bad-request.

@@ -24,6 +24,7 @@ type TCPTransport struct {
 	raw    net.Conn
 	conn   net.Conn // raw, or the tls.Conn over it
 	secure bool
+	direct bool // accepted on the direct-TLS listener
 	lim    wire.Limits
 	rd     *wire.Reader
 	onAct  func()
@@ -57,7 +58,7 @@ var _ Transport = (*TCPTransport)(nil)
 // NewTCPTransport wraps an accepted connection. secure is true for a
 // direct-TLS connection (conn is then a *tls.Conn, handshake done or not).
 func NewTCPTransport(conn net.Conn, secure bool, lim wire.Limits) *TCPTransport {
-	t := &TCPTransport{raw: conn, conn: conn, secure: secure, lim: lim, writeTimeout: DefaultWriteTimeout}
+	t := &TCPTransport{raw: conn, conn: conn, secure: secure, direct: secure, lim: lim, writeTimeout: DefaultWriteTimeout}
 	t.newReader()
 	return t
 }

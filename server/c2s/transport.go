@@ -127,10 +127,21 @@ type Transport interface {
 // resources, offline storage), or, for a session waiting for a
 // stream-management resumption, sends them again after it. The transport
 // returns elements the core passed to Write (it keeps them, unmodified,
-// until then), oldest first, each once; it may block briefly while
-// responses being written finish.
+// until then), oldest first, each once. A write the connector cannot
+// confirm (BOSH without an acknowledgement from a later request) counts
+// as not received: a stanza may arrive twice, never not at all.
+//
+// With stream management (XEP-0198) the core counts every stanza it
+// writes after <enabled/> or <resumed/> and keeps it until the client
+// acknowledges it (re-routing or re-sending it itself otherwise), so the
+// transport leaves those out: the writer calls StreamAcks just before the
+// Write that carries <enabled/> or <resumed/>, and Undelivered returns
+// only stanzas written before that call. Otherwise a stanza the client
+// acknowledged would be routed again because the connector could not
+// confirm it.
 type UndeliveredReporter interface {
 	Undelivered() []*wire.Element
+	StreamAcks()
 }
 
 // StreamHeader is what the server's opening stream header carries.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 
@@ -88,6 +89,8 @@ func (t *BOSHTransport) mapErr(err error) error {
 	switch {
 	case errors.Is(err, bosh.ErrTerminated):
 		return wire.ErrStreamEnd
+	case errors.Is(err, bosh.ErrInactive):
+		return fmt.Errorf("%w (%w)", c2s.ErrInactive, err)
 	case errors.Is(err, context.Canceled):
 		return bosh.ErrClosed
 	}
@@ -142,6 +145,9 @@ func (t *BOSHTransport) Close(streamErr *wire.Element) error {
 }
 
 // RemoteAddr is the client's address without the port.
+// Kind is c2s.TransportBOSH.
+func (t *BOSHTransport) Kind() string { return c2s.TransportBOSH }
+
 func (t *BOSHTransport) RemoteAddr() string {
 	if h, _, err := net.SplitHostPort(t.s.RemoteAddr()); err == nil {
 		return h
@@ -155,3 +161,7 @@ func (t *BOSHTransport) SetActivityHook(fn func()) { t.s.SetActivityHook(fn) }
 // Undelivered returns, after Close, the stanzas the client is not known to
 // have received (c2s.UndeliveredReporter): the core routes them again.
 func (t *BOSHTransport) Undelivered() []*wire.Element { return t.s.Undelivered() }
+
+// StreamAcks tells the session that stream management counts what is
+// written from now on (c2s.UndeliveredReporter): Undelivered leaves it out.
+func (t *BOSHTransport) StreamAcks() { t.s.StreamAcks() }

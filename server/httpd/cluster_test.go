@@ -123,12 +123,7 @@ func TestBOSHForwardingBetweenNodes(t *testing.T) {
 // TestHTTPS serves the connectors over TLS: host-meta names https and
 // wss URLs, and a WebSocket over TLS is secure even with plain_secure=never.
 func TestHTTPS(t *testing.T) {
-	cfg := servertest.DefaultConfig(t)
-	cfg.HTTP.TLSListen = "127.0.0.1:0"
-	cfg.HTTP.PlainSecure = "never"
-	svc := httpd.NewService()
-	n := servertest.RunServer(t, cfg, server.WithService(svc))
-	servertest.CreateUser(t, n, "alice", "pw-alice")
+	svc := httpsNode(t)
 	addr := svc.Addr(httpd.ListenerHTTPS)
 	if addr == nil || svc.Addr(httpd.ListenerHTTP) != nil {
 		t.Fatalf("listeners: https %v http %v", addr, svc.Addr(httpd.ListenerHTTP))
@@ -151,4 +146,17 @@ func TestHTTPS(t *testing.T) {
 	if b.jid != "alice@localhost/tls" {
 		t.Errorf("jid %q", b.jid)
 	}
+}
+
+// httpsNode runs a node whose HTTP connectors listen on TLS only, with
+// plain_secure=never, and the user alice (pw-alice).
+func httpsNode(t *testing.T) *httpd.Service {
+	t.Helper()
+	cfg := servertest.DefaultConfig(t)
+	cfg.HTTP.TLSListen = "127.0.0.1:0"
+	cfg.HTTP.PlainSecure = "never"
+	svc := httpd.NewService()
+	n := servertest.RunServer(t, cfg, server.WithService(svc))
+	servertest.CreateUser(t, n, "alice", "pw-alice")
+	return svc
 }

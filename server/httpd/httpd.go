@@ -37,6 +37,7 @@ import (
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/httplimit"
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/server/websocket"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -177,7 +178,10 @@ func (s *Server) Start(ctx context.Context) error {
 		if l.tls {
 			tc := s.d.TLS.Clone()
 			tc.NextProtos = []string{"http/1.1"} // WebSocket needs HTTP/1.1
-			ln = tls.NewListener(ln, tc)
+			// The certificate presented on each connection is recorded for
+			// a WebSocket's tls-server-end-point channel binding.
+			ln = tls.NewListener(tlsutil.RecordingListener(ln), tlsutil.Recording(tc))
+			hs.ConnContext = tlsutil.ConnContext
 		}
 		s.mu.Lock()
 		s.servers[l.name] = hs
@@ -499,4 +503,13 @@ func (sv *Service) Addr(name string) net.Addr {
 		return srv.Addr(name)
 	}
 	return nil
+}
+
+// BOSHStats returns the node's BOSH counters; false while the HTTP
+// listeners are off or not started.
+func (sv *Service) BOSHStats() (bosh.Stats, bool) {
+	if srv := sv.Server(); srv != nil {
+		return srv.BOSH().Stats(), true
+	}
+	return bosh.Stats{}, false
 }

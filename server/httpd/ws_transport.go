@@ -55,8 +55,20 @@ func (t *WSTransport) Write(els []*wire.Element) error { return t.c.Write(els) }
 // closes the WebSocket.
 func (t *WSTransport) Close(streamErr *wire.Element) error { return t.c.Close(streamErr) }
 
+// Kind is c2s.TransportWebSocket.
+func (t *WSTransport) Kind() string { return c2s.TransportWebSocket }
+
 // RemoteAddr is the client's address without the port.
 func (t *WSTransport) RemoteAddr() string { return t.c.RemoteHost() }
 
 // SetActivityHook installs fn, called for every message.
 func (t *WSTransport) SetActivityHook(fn func()) { t.c.SetActivityHook(fn) }
+
+var _ c2s.TLSStater = (*WSTransport)(nil)
+
+// TLSState implements c2s.TLSStater with the TLS connection of the https
+// listener the WebSocket came on (nil behind a proxy), and the
+// certificate the listener recorded for it.
+func (t *WSTransport) TLSState() (*tls.ConnectionState, *tls.Certificate) {
+	return t.c.TLSState(), t.c.ServedCertificate()
+}

@@ -100,3 +100,41 @@ func startXMPPJS(t *testing.T, ctx context.Context, n *server.Node, script strin
 	cmd.Env = append(os.Environ(), "JS_DIR="+jsDir, "NODE_TLS_REJECT_UNAUTHORIZED=0")
 	return startPeer(t, cmd)
 }
+
+// TestXMPPJSFast: @xmpp/client logs in with its password asking for a
+// FAST token (XEP-0484), then logs in again, as a new client with the
+// same user-agent id and a wrong password, with the token alone
+// (HT-SHA-256-NONE, one round trip).
+func TestXMPPJSFast(t *testing.T) {
+	n := servertest.RunServer(t, servertest.DefaultConfig(t))
+	servertest.CreateUser(t, n, "alice", "alice-secret")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js := startXMPPJS(t, ctx, n, "xmppjs_fast.mjs", "alice", "alice-secret")
+	var out []string
+	for l := range js.lines {
+		out = append(out, l)
+	}
+	if err := js.cmd.Wait(); err != nil {
+		t.Fatalf("xmpp.js: %v\n%s", err, strings.Join(out, "\n"))
+	}
+	want := []string{
+		"authenticate SCRAM-SHA-1", "token HT-SHA-256-NONE", "online alice@localhost/",
+		"authenticate HT-SHA-256-NONE", "online alice@localhost/", "OK",
+	}
+	i := 0
+	for _, l := range out {
+		if i < len(want) && strings.HasPrefix(l, want[i]) {
+			i++
+		}
+	}
+	t.Logf("xmpp.js:\n%s", strings.Join(out, "\n"))
+	if i != len(want) {
+		t.Fatalf("xmpp.js printed\n%s\nwant in order %q", strings.Join(out, "\n"), want)
+	}
+	for _, l := range out {
+		if strings.HasPrefix(l, "authenticate ") && l != "authenticate SCRAM-SHA-1" && l != "authenticate HT-SHA-256-NONE" {
+			t.Errorf("xmpp.js also tried %q", l)
+		}
+	}
+}

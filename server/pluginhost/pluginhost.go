@@ -2,20 +2,36 @@
 // step with the shared catalogue, and runs rolling upgrades through the
 // cluster.
 //
-// On every node it loads, at start, the enabled version of each catalogue
-// plugin, and answers "plugin.apply" messages by loading a given version
-// (checksum verified), swapping it in atomically, and stopping the old one:
-// sessions never notice. The senior node coordinates a rolling upgrade:
-// one node at a time, each confirmed loaded and healthy before the next;
-// on a failure it stops and rolls the upgraded nodes back. Progress is kept
-// in the shared properties so any node's console shows it.
+// The catalogue (storage.PluginCatalogue, in the shared database) is the
+// truth: for each plugin it names the enabled version, and every node runs
+// exactly that. A node reconciles with it (reconcile.go) when it starts,
+// when the catalogue changes (SetEnabled, Delete and the end of an upgrade
+// write the property CatalogueProperty, which PostgreSQL notifies to every
+// node, clustered or not), when an operator's change asks every node over
+// the node links ("plugin.sync", so the API can answer with what each node
+// did), when the node rejoins the cluster, and every ReconcileEvery as a
+// safety net. Events are only nudges: a node that missed them (down,
+// clustering off, its database connection lost) converges at the next.
+//
+// What each node runs it reports in the catalogue's node table: loaded,
+// failed (with the error; the node runs nothing of that plugin), disabled
+// (the node switched it off after repeated failures) or unloaded. The
+// console and the API show those reports for the live nodes.
+//
+// A rolling upgrade (upgrade.go) is coordinated by the senior node: one
+// node at a time loads the new version, which is then watched on real
+// stanzas for a window (failures, traps, timeouts); an unhealthy node
+// stops the rollout and every upgraded node goes back to the version it
+// ran. Only when every node is healthy does the catalogue enable the new
+// version. While it runs, nodes leave that plugin to the coordinator.
+// Progress is kept in the shared properties so any node's console shows it.
 //
 // The three upgrade paths operators know from Openfire map onto this:
 //   - rolling, online: StartUpgrade;
-//   - all nodes down: enable the new version in the catalogue (aviary plugin
-//     enable NAME VERSION); nodes load it when they start;
-//   - clustering disabled, each node upgraded, clustering enabled: with the
-//     switch off, ApplyLocal on each node (aviary plugin apply --node URL).
+//   - all nodes down: enable the new version in the catalogue (aviary
+//     plugin enable NAME VERSION --config ...); nodes load it when they start;
+//   - clustering disabled: enable the new version; every node follows the
+//     catalogue through the database, not through the cluster.
 package pluginhost
 
 import (
@@ -37,13 +53,25 @@ import (
 const (
 	kindApply   = "plugin.apply"
 	kindUpgrade = "plugin.upgrade"
+	kindSync    = "plugin.sync"
+	kindHealth  = "plugin.health"
 	statusKey   = "plugins.upgrade.status"
+)
+
+// What a node reports it runs (storage.NodePlugin.State).
+const (
+	StateLoaded   = "loaded"   // running Version
+	StateFailed   = "failed"   // Version did not load; nothing of the plugin runs
+	StateDisabled = "disabled" // the node switched Version off after repeated failures
+	StateUnloaded = "unloaded" // not running
 )
 
 // Errors.
 var (
 	ErrUpgradeRunning = errors.New("pluginhost: a rolling upgrade is already running")
 	ErrChecksum       = errors.New("pluginhost: artifact checksum does not match the catalogue")
+	// ErrInUse means a plugin version is enabled or runs on a node.
+	ErrInUse = errors.New("pluginhost: plugin in use")
 )
 
 // Set is the node's live plugin set (plugins.Manager implements it).
@@ -70,23 +98,52 @@ type Options struct {
 	// PluginHost is what started plugins get (the node's plugins.Host).
 	PluginHost plugins.Host
 	Logger     *slog.Logger
-	// StepTimeout bounds one node's upgrade step. Default 30s.
+	// StepTimeout bounds one node's upgrade step and its answer to a
+	// sync. Default 30s.
 	StepTimeout time.Duration
+	// Rollout judges each node during a rolling upgrade.
+	Rollout Rollout
+	// ReconcileEvery is how often the node compares what it runs with
+	// the catalogue without being told to. Default 30s.
+	ReconcileEvery time.Duration
 	// HealthCheck, when set, runs on a node after it loaded a plugin; an
 	// error fails the step (tests use it to inject failures).
 	HealthCheck func(ctx context.Context, name, version string) error
 }
+
+// failure is a version that failed to load, and when.
+type failure struct {
+	version string
+	at      time.Time
+}
+
+// retryFailedEvery is how often the periodic reconciliation tries again a
+// version that failed to load (a nudge always does): often enough that a
+// passing cause (the database unreachable) heals by itself, not so often
+// that a broken artifact is compiled and logged every pass.
+const retryFailedEvery = 5 * time.Minute
 
 // Host is one node's plugin host.
 type Host struct {
 	o   Options
 	log *slog.Logger
 
+	// applyMu makes loads, unloads and reconciliations of this node
+	// one at a time, so the catalogue and a rolling upgrade's steps
+	// never interleave on one plugin.
+	applyMu sync.Mutex
+
 	mu     sync.Mutex
-	loaded map[string]*runtime.Plugin // by catalogue name
+	loaded map[string]*runtime.Plugin    // by catalogue name
+	states map[string]storage.NodePlugin // what this node last reported, by name
+	failed map[string]failure            // by name: the last failed load, until one succeeds
 
 	upMu    sync.Mutex // one rolling upgrade at a time on the coordinator
 	running bool
+
+	kick chan struct{} // asks the reconcile loop for a pass
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 }
 
 // New returns a Host; call Start.
@@ -97,42 +154,72 @@ func New(o Options) *Host {
 	if o.StepTimeout <= 0 {
 		o.StepTimeout = 30 * time.Second
 	}
-	h := &Host{o: o, log: o.Logger.With("component", "pluginhost"), loaded: map[string]*runtime.Plugin{}}
+	if o.ReconcileEvery <= 0 {
+		o.ReconcileEvery = 30 * time.Second
+	}
+	o.Rollout.defaults()
+	h := &Host{o: o, log: o.Logger.With("component", "pluginhost", "node", o.Cluster.NodeName()),
+		loaded: map[string]*runtime.Plugin{}, states: map[string]storage.NodePlugin{}, failed: map[string]failure{},
+		kick: make(chan struct{}, 1)}
 	o.Cluster.Handle(kindApply, h.handleApply)
 	o.Cluster.Handle(kindUpgrade, h.handleUpgrade)
+	o.Cluster.Handle(kindSync, h.handleSync)
+	o.Cluster.Handle(kindHealth, h.handleHealth)
+	o.Cluster.OnClusteredChange(func(clustered bool) {
+		if clustered {
+			h.nudge() // back in the cluster: it may have missed changes
+		}
+	})
 	return h
 }
 
-// Start loads the enabled version of every catalogue plugin. A plugin that
-// fails to load is logged and reported; the node starts anyway.
+// Start brings the node in line with the catalogue (a plugin that fails
+// to load is logged and reported as failed; the node starts anyway) and
+// starts following it.
 func (h *Host) Start(ctx context.Context) error {
-	recs, err := h.o.Store.ListPlugins(ctx)
-	if err != nil {
+	if err := h.Reconcile(ctx, true); err != nil {
 		return fmt.Errorf("pluginhost: reading the catalogue: %w", err)
 	}
-	for _, r := range recs {
-		if !r.Enabled {
-			continue
-		}
-		if err := h.ApplyLocal(ctx, r.Name, r.Version); err != nil {
-			h.log.Error("plugin failed to load at start", "plugin", r.Name, "version", r.Version, "err", err)
-		}
+	lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	h.stop = stop
+	if pl, ok := h.o.Store.(storage.PropertyListener); ok {
+		h.wg.Go(func() {
+			first := true
+			pl.ListenProperty(lctx, CatalogueProperty, func(string) {
+				if first { // the value at the time it listens: Start just reconciled
+					first = false
+					return
+				}
+				h.nudge()
+			})
+		})
 	}
+	h.wg.Go(func() { h.reconcileLoop(lctx) })
 	return nil
 }
 
-// Stop unloads every plugin.
+// Stop stops following the catalogue and unloads every plugin, reporting
+// them unloaded.
 func (h *Host) Stop(ctx context.Context) {
+	if h.stop != nil {
+		h.stop()
+	}
+	h.wg.Wait()
+	h.applyMu.Lock()
+	defer h.applyMu.Unlock()
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	for name, p := range h.loaded {
+	loaded := h.loaded
+	h.loaded = map[string]*runtime.Plugin{}
+	h.mu.Unlock()
+	for name, p := range loaded {
 		h.o.Set.Remove(p.ID())
 		_ = p.Stop(ctx)
-		delete(h.loaded, name)
+		h.report(ctx, storage.NodePlugin{Name: name, Version: p.Version(), State: StateUnloaded, Error: "the node stopped"})
 	}
 }
 
-// Loaded returns name → version of the plugins running on this node.
+// Loaded returns name → version of the plugins running on this node
+// (a plugin the node disabled after failures included).
 func (h *Host) Loaded() map[string]string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -143,70 +230,159 @@ func (h *Host) Loaded() map[string]string {
 	return out
 }
 
+// States returns what this node last reported for each plugin.
+func (h *Host) States() []storage.NodePlugin {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]storage.NodePlugin, 0, len(h.states))
+	for _, np := range h.states {
+		out = append(out, np)
+	}
+	sortReports(out)
+	return out
+}
+
+// report records what this node runs of a plugin, in memory and in the
+// catalogue's node table.
+func (h *Host) report(ctx context.Context, np storage.NodePlugin) {
+	np.Node = h.o.Cluster.NodeName()
+	np.Updated = time.Now().UTC()
+	h.mu.Lock()
+	h.states[np.Name] = np
+	h.mu.Unlock()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := h.o.Store.SetNodePlugin(wctx, np); err != nil {
+		h.log.Warn("reporting a plugin's state failed; the console may show an old one", "plugin", np.Name, "state", np.State, "err", err)
+	}
+}
+
 // ApplyLocal makes this node run version of plugin name ("" unloads it).
 // The new version is compiled, started and health-checked before it
 // replaces the old one, so a bad artifact leaves the old version running.
+// Running the same version again reloads it only when the node had
+// disabled it after failures.
+//
+// The catalogue stays the truth: unless a rolling upgrade of the plugin
+// is running, the node's next reconciliation moves it back to the
+// catalogue's version.
 func (h *Host) ApplyLocal(ctx context.Context, name, version string) error {
-	node := h.o.Cluster.NodeName()
-	report := func(v, state string) {
-		_ = h.o.Store.SetNodePlugin(ctx, storage.NodePlugin{Node: node, Name: name, Version: v, State: state, Updated: time.Now().UTC()})
-	}
-	if version == "" {
-		h.mu.Lock()
-		old := h.loaded[name]
-		delete(h.loaded, name)
-		h.mu.Unlock()
-		if old != nil {
-			h.o.Set.Remove(old.ID())
-			_ = old.Stop(ctx)
-		}
-		report("", "unloaded")
-		return nil
-	}
+	h.applyMu.Lock()
+	defer h.applyMu.Unlock()
+	return h.applyLocked(ctx, name, version)
+}
+
+// applyLocked is ApplyLocal with applyMu held.
+func (h *Host) applyLocked(ctx context.Context, name, version string) error {
 	h.mu.Lock()
 	cur := h.loaded[name]
 	h.mu.Unlock()
-	if cur != nil && cur.Version() == version {
-		report(version, "loaded")
+	if version == "" {
+		h.mu.Lock()
+		delete(h.loaded, name)
+		delete(h.failed, name)
+		h.mu.Unlock()
+		gone := ""
+		if cur != nil {
+			h.o.Set.Remove(cur.ID())
+			_ = cur.Stop(ctx)
+			gone = cur.Version()
+			h.log.Info("plugin unloaded", "plugin", name, "version", gone)
+		}
+		h.report(ctx, storage.NodePlugin{Name: name, Version: gone, State: StateUnloaded})
 		return nil
 	}
-	rec, err := h.o.Store.GetPlugin(ctx, name, version)
-	if err != nil {
-		return fmt.Errorf("pluginhost: %s %s: %w", name, version, err)
-	}
-	if runtime.Checksum(rec.Artifact) != rec.Checksum {
-		report(version, "failed")
-		return ErrChecksum
-	}
-	p, err := h.o.Runtime.Load(ctx, name, version, rec.Artifact)
-	if err != nil {
-		report(version, "failed")
-		return err
-	}
-	if err := p.Start(ctx, plugins.HostFor(h.o.PluginHost, p)); err != nil {
-		_ = p.Stop(ctx)
-		report(version, "failed")
-		return err
-	}
-	if h.o.HealthCheck != nil {
-		if err := h.o.HealthCheck(ctx, name, version); err != nil {
-			_ = p.Stop(ctx)
-			report(version, "failed")
-			return fmt.Errorf("pluginhost: health check of %s %s: %w", name, version, err)
+	if cur != nil && cur.Version() == version && !cur.Disabled() {
+		h.mu.Lock()
+		st, ok := h.states[name]
+		h.mu.Unlock()
+		if !ok || st.State != StateLoaded || st.Version != version || st.Error != "" {
+			h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: StateLoaded})
 		}
+		return nil
+	}
+	p, err := h.load(ctx, name, version)
+	if err != nil {
+		h.loadFailed(ctx, name, version, cur, err)
+		return err
 	}
 	old := h.o.Set.Swap(p)
 	h.mu.Lock()
 	h.loaded[name] = p
+	delete(h.failed, name)
 	h.mu.Unlock()
 	if prev, ok := old.(*runtime.Plugin); ok {
 		_ = prev.Retire(ctx, p)
 	} else if old != nil {
 		_ = old.Stop(ctx)
 	}
-	report(version, "loaded")
+	h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: StateLoaded})
 	h.log.Info("plugin loaded", "plugin", name, "version", version, "replaced", old != nil)
 	return nil
+}
+
+// load reads, verifies, compiles, starts and checks one version; on error
+// nothing of it runs.
+func (h *Host) load(ctx context.Context, name, version string) (*runtime.Plugin, error) {
+	rec, err := h.o.Store.GetPlugin(ctx, name, version)
+	if err != nil {
+		return nil, fmt.Errorf("pluginhost: %s %s: %w", name, version, err)
+	}
+	if runtime.Checksum(rec.Artifact) != rec.Checksum {
+		return nil, ErrChecksum
+	}
+	p, err := h.o.Runtime.Load(ctx, name, version, rec.Artifact)
+	if err != nil {
+		return nil, err
+	}
+	p.OnDisable(func(reason string) { h.disabledItself(name, p, reason) })
+	if err := p.Start(ctx, plugins.HostFor(h.o.PluginHost, p)); err != nil {
+		_ = p.Stop(ctx)
+		return nil, err
+	}
+	if h.o.HealthCheck != nil {
+		if err := h.o.HealthCheck(ctx, name, version); err != nil {
+			_ = p.Stop(ctx)
+			return nil, fmt.Errorf("pluginhost: health check of %s %s: %w", name, version, err)
+		}
+	}
+	return p, nil
+}
+
+// loadFailed logs and reports a failed load. When an earlier version
+// still runs, the report says so: the node runs that one, and the error
+// tells which load failed.
+func (h *Host) loadFailed(ctx context.Context, name, version string, cur *runtime.Plugin, err error) {
+	h.mu.Lock()
+	h.failed[name] = failure{version: version, at: time.Now()}
+	h.mu.Unlock()
+	if cur != nil && !cur.Disabled() {
+		h.log.Error("plugin version failed to load; the node keeps the running one", "plugin", name, "version", version, "running", cur.Version(), "err", err)
+		h.report(ctx, storage.NodePlugin{Name: name, Version: cur.Version(), State: StateLoaded,
+			Error: fmt.Sprintf("loading %s failed: %s", version, firstLine(err.Error()))})
+		return
+	}
+	h.log.Error("plugin failed to load; the node runs without it", "plugin", name, "version", version, "err", err)
+	state := StateFailed
+	if cur != nil { // disabled after failures, and its replacement did not load
+		state = StateDisabled
+		version = cur.Version()
+	}
+	h.report(ctx, storage.NodePlugin{Name: name, Version: version, State: state, Error: firstLine(err.Error())})
+}
+
+// disabledItself reports a plugin the runtime switched off after
+// repeated failures: it stays loaded and passes stanzas through until an
+// operator enables it again or another version replaces it.
+func (h *Host) disabledItself(name string, p *runtime.Plugin, reason string) {
+	h.mu.Lock()
+	current := h.loaded[name] == p
+	h.mu.Unlock()
+	if !current {
+		return
+	}
+	h.log.Error("plugin disabled on this node after repeated failures; enable it again or roll another version", "plugin", name, "version", p.Version(), "reason", reason)
+	h.report(context.Background(), storage.NodePlugin{Name: name, Version: p.Version(), State: StateDisabled, Error: reason})
 }
 
 type applyRequest struct {
@@ -285,27 +461,4 @@ func (h *Host) Stats() []PluginStats {
 		out = append(out, PluginStats{Name: name, Version: p.Version(), Calls: calls, Failures: fails, Disabled: p.Disabled(), Refused: p.Refused()})
 	}
 	return out
-}
-
-// SetEnabled enables one version of a plugin in the catalogue, disabling
-// its other versions so exactly one is what nodes load at start, or
-// disables it. The console, the API and the offline CLI all use it.
-func SetEnabled(ctx context.Context, store storage.PluginCatalogue, name, version string, on bool) error {
-	if _, err := store.GetPlugin(ctx, name, version); err != nil {
-		return err
-	}
-	if on {
-		recs, err := store.ListPlugins(ctx)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Name == name && r.Version != version && r.Enabled {
-				if err := store.SetPluginEnabled(ctx, name, r.Version, false); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return store.SetPluginEnabled(ctx, name, version, on)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aviary-im/aviary/plugins/component"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/auth/authtest"
 	"github.com/aviary-im/aviary/wire"
 	"mellium.im/sasl"
 )
@@ -279,7 +280,7 @@ func (c *Client) AuthPLAIN(user, password string) error {
 	c.T.Helper()
 	data := base64.StdEncoding.EncodeToString([]byte("\x00" + user + "\x00" + password))
 	c.sendSASL("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>", data)
-	return c.saslResult(nil)
+	return c.saslResult(nil, nil)
 }
 
 // AuthSCRAM authenticates with SCRAM-SHA-1 or SCRAM-SHA-256 using
@@ -298,34 +299,49 @@ func (c *Client) AuthSCRAM(mech, user, password string) error {
 		c.T.Fatalf("servertest: sasl: %v", err)
 	}
 	c.sendSASL("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, base64.StdEncoding.EncodeToString(resp))
-	return c.saslResult(neg)
+	return c.saslResult(melliumSteps(neg))
 }
 
-func (c *Client) saslResult(neg *sasl.Negotiator) error {
+// melliumSteps adapts a mellium negotiator to saslResult.
+func melliumSteps(neg *sasl.Negotiator) (step func([]byte) ([]byte, error), verify func([]byte) error) {
+	step = func(in []byte) ([]byte, error) {
+		_, out, err := neg.Step(in)
+		return out, err
+	}
+	verify = func(in []byte) error {
+		_, _, err := neg.Step(in)
+		return err
+	}
+	return step, verify
+}
+
+// saslResult answers challenges with step and checks the additional data
+// of success with verify (both nil for a mechanism without challenges).
+func (c *Client) saslResult(step func([]byte) ([]byte, error), verify func([]byte) error) error {
 	c.T.Helper()
 	for {
 		el := c.MustNext()
 		switch el.Name {
 		case "challenge":
-			if neg == nil {
+			if step == nil {
 				c.T.Fatalf("servertest: unexpected challenge %s", el)
 			}
 			in, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
 			if err != nil {
 				c.T.Fatalf("servertest: bad challenge %s", el)
 			}
-			_, resp, err := neg.Step(in)
+			resp, err := step(in)
 			if err != nil {
 				c.T.Fatalf("servertest: sasl step: %v", err)
 			}
 			c.sendSASL("<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>%s</response>", base64.StdEncoding.EncodeToString(resp))
 		case "success":
-			if neg != nil {
+			if verify != nil {
 				in, err := base64.StdEncoding.DecodeString(strings.TrimSpace(el.Text))
 				if err != nil {
 					c.T.Fatalf("servertest: bad success %s", el)
 				}
-				if _, _, err := neg.Step(in); err != nil {
+				if err := verify(in); err != nil {
 					c.T.Fatalf("servertest: server signature rejected: %v", err)
 				}
 			}
@@ -435,4 +451,24 @@ func DialComponent(t testing.TB, addr, domain, secret string) *Client {
 	c.Send("<handshake>%s</handshake>", component.Digest(h.ID(), secret))
 	c.ExpectName("handshake")
 	return c
+}
+
+// TLSState is the client's view of the stream's TLS connection.
+func (c *Client) TLSState() tls.ConnectionState {
+	c.T.Helper()
+	tc, ok := c.Conn.(*tls.Conn)
+	if !ok {
+		c.T.Fatal("servertest: the stream is not on TLS")
+	}
+	return tc.ConnectionState()
+}
+
+// AuthSCRAMWith authenticates with RFC 6120 SASL using a SCRAM client
+// whose channel-binding flag and data the test chose (authtest.SCRAM),
+// for mech (a -PLUS name when it binds). On success the server's
+// signature is checked and the stream reopened.
+func (c *Client) AuthSCRAMWith(mech string, sc *authtest.SCRAM) error {
+	c.T.Helper()
+	c.sendSASL("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='%s'>%s</auth>", mech, base64.StdEncoding.EncodeToString(sc.First()))
+	return c.saslResult(sc.Final, sc.Verify)
 }

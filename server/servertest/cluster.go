@@ -23,6 +23,10 @@ type ClusterOptions struct {
 	NodeName    string
 	Secret      string // node-link secret; every node of the test uses the same
 	Prefix      string // Hazelcast object prefix, distinct per test sharing a member
+	// NodeTTL is how long a silent node counts as alive. Default 2s,
+	// which a node under -race on a loaded machine may miss: tests
+	// that do not watch nodes die can afford the production 10s.
+	NodeTTL time.Duration
 }
 
 // RunClusterNode starts a node from cfg (its domain, listeners...) with
@@ -63,6 +67,9 @@ func StartClusterNode(ctx context.Context, cfg *conf.Config, o ClusterOptions, o
 	cfg.Cluster.OperationTimeout = 3 * time.Second
 	cfg.Cluster.HeartbeatInterval = 200 * time.Millisecond
 	cfg.Cluster.NodeTTL = 2 * time.Second
+	if o.NodeTTL > 0 {
+		cfg.Cluster.NodeTTL = o.NodeTTL
+	}
 	st, err := postgres.Open(ctx, o.DatabaseURL, postgres.Options{Logger: TestLogger()})
 	if err != nil {
 		return nil, nil, nil, err

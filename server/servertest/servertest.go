@@ -16,10 +16,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
@@ -42,6 +44,9 @@ func DefaultConfig(t testing.TB) *conf.Config {
 	cfg.Admin.Listen = "off"
 	cfg.Cluster.Listen = "off"
 	cfg.Cluster.NodeName = "test-node"
+	// Compiled plugins are shared by every test on the machine (see
+	// exampletest.CompiledDir): a node loading a plugin compiles it once.
+	cfg.Plugins.Dir = filepath.Dir(exampletest.CompiledDir(t))
 	if os.Getenv("AVIARY_TEST_STORE") == "postgres" {
 		cfg.Database.URL = pgtest.Shared(t).NewSchema(t)
 	}

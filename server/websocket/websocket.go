@@ -15,6 +15,7 @@ package websocket
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/wire"
 	ws "github.com/coder/websocket"
 )
@@ -146,6 +148,8 @@ func (h *Handler) ServeHTTPWith(w http.ResponseWriter, r *http.Request, secure b
 		opts:    &h.opts,
 		remote:  remote,
 		secure:  secure,
+		tls:     r.TLS,
+		served:  tlsutil.ServedFor(r.Context()),
 		ctx:     ctx,
 		cancel:  cancel,
 		baseURL: scheme + "://%s" + r.URL.Path,
@@ -166,6 +170,8 @@ type Conn struct {
 	opts    *Options
 	remote  string
 	secure  bool
+	tls     *tls.ConnectionState // nil unless this server terminated TLS
+	served  *tls.Certificate     // what it presented, when recorded
 	ctx     context.Context
 	cancel  context.CancelFunc
 	baseURL string // for see-other-uri: scheme://%s/path
@@ -183,6 +189,17 @@ func (c *Conn) RemoteAddr() string { return c.remote }
 
 // Secure reports whether the connection counts as encrypted.
 func (c *Conn) Secure() bool { return c.secure }
+
+// TLSState is the state of the TLS connection the upgrade came on, when
+// this server terminated it (the https listener); nil behind a proxy or
+// on plain HTTP. Its channel bindings (tls-exporter) are the WebSocket
+// stream's: one TLS connection carries the whole stream.
+func (c *Conn) TLSState() *tls.ConnectionState { return c.tls }
+
+// ServedCertificate is the certificate the server presented on that TLS
+// connection, when the listener recorded it (tlsutil.Recording); nil
+// otherwise.
+func (c *Conn) ServedCertificate() *tls.Certificate { return c.served }
 
 // SetActivityHook installs fn, called for every message from the client.
 func (c *Conn) SetActivityHook(fn func()) {

@@ -197,6 +197,22 @@ func (s *Store) CountOffline(ctx context.Context, owner string) (int, error) {
 	return n, err
 }
 
+// PeekOffline returns the owner's oldest messages, at most limit, and
+// leaves them stored.
+func (s *Store) PeekOffline(ctx context.Context, owner string, limit int) ([]storage.OfflineMessage, error) {
+	var out []storage.OfflineMessage
+	err := s.do(ctx, func(ctx context.Context) error {
+		out = out[:0]
+		rows, err := s.pool.Query(ctx, `SELECT id, stanza, stored FROM offline WHERE owner = $1 ORDER BY id LIMIT $2`, owner, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		return scanOffline(rows, &out)
+	})
+	return out, err
+}
+
 // ExpireOffline deletes messages stored before t and returns how many.
 func (s *Store) ExpireOffline(ctx context.Context, before time.Time) (int, error) {
 	var n int64

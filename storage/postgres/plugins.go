@@ -9,16 +9,15 @@ import (
 	"github.com/aviary-im/aviary/storage/internal/shared"
 )
 
-// PutPlugin stores a plugin version, replacing one with the same name and
-// version. A zero Uploaded is stamped with the current time.
+// PutPlugin adds a plugin version; storage.ErrExists when that name and
+// version is already there (it is left as it was). A zero Uploaded is
+// stamped with the current time.
 func (s *Store) PutPlugin(ctx context.Context, p storage.PluginRecord) error {
 	if p.Uploaded.IsZero() {
 		p.Uploaded = shared.Now()
 	}
 	return s.exec(ctx, `INSERT INTO plugins (name, version, checksum, artifact, enabled, uploaded)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (name, version) DO UPDATE SET checksum = excluded.checksum,
-		artifact = excluded.artifact, enabled = excluded.enabled, uploaded = excluded.uploaded`,
+		VALUES ($1, $2, $3, $4, $5, $6)`,
 		p.Name, p.Version, p.Checksum, nonNil(p.Artifact), p.Enabled, p.Uploaded)
 }
 
@@ -74,23 +73,23 @@ func (s *Store) SetNodePlugin(ctx context.Context, np storage.NodePlugin) error 
 	if np.Updated.IsZero() {
 		np.Updated = shared.Now()
 	}
-	return s.exec(ctx, `INSERT INTO node_plugins (node, name, version, state, updated) VALUES ($1, $2, $3, $4, $5)
+	return s.exec(ctx, `INSERT INTO node_plugins (node, name, version, state, error, updated) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (node, name) DO UPDATE SET version = excluded.version,
-		state = excluded.state, updated = excluded.updated`,
-		np.Node, np.Name, np.Version, np.State, np.Updated)
+		state = excluded.state, error = excluded.error, updated = excluded.updated`,
+		np.Node, np.Name, np.Version, np.State, np.Error, np.Updated)
 }
 
 // ListNodePlugins returns every node's reports, sorted by node and name.
 func (s *Store) ListNodePlugins(ctx context.Context) ([]storage.NodePlugin, error) {
 	var out []storage.NodePlugin
 	err := s.do(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, "SELECT node, name, version, state, updated FROM node_plugins ORDER BY node, name")
+		rows, err := s.pool.Query(ctx, "SELECT node, name, version, state, error, updated FROM node_plugins ORDER BY node, name")
 		if err != nil {
 			return err
 		}
 		out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.NodePlugin, error) {
 			var np storage.NodePlugin
-			err := r.Scan(&np.Node, &np.Name, &np.Version, &np.State, &np.Updated)
+			err := r.Scan(&np.Node, &np.Name, &np.Version, &np.State, &np.Error, &np.Updated)
 			np.Updated = np.Updated.UTC()
 			return np, err
 		})

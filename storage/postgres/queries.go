@@ -4,7 +4,7 @@ package postgres
 // runs (see EXPLAIN.md).
 const (
 	qGetUser = `SELECT sha1_salt, sha1_iter, sha1_stored, sha1_server,
-	sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at
+	sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at, locked_at
 	FROM users WHERE username = $1`
 
 	qRosterItems = `SELECT contact, name, subscription, pending_out, pending_in, groups, in_roster

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -38,16 +39,38 @@ func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
 func (s *Store) GetUser(ctx context.Context, username string) (storage.User, error) {
 	u := storage.User{Username: username}
 	c := &u.Credentials
+	var locked *time.Time
 	err := s.do(ctx, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, qGetUser, username).Scan(
 			&c.SHA1.Salt, &c.SHA1.Iterations, &c.SHA1.StoredKey, &c.SHA1.ServerKey,
-			&c.SHA256.Salt, &c.SHA256.Iterations, &c.SHA256.StoredKey, &c.SHA256.ServerKey, &u.CreatedAt)
+			&c.SHA256.Salt, &c.SHA256.Iterations, &c.SHA256.StoredKey, &c.SHA256.ServerKey, &u.CreatedAt, &locked)
 	})
 	if err != nil {
 		return storage.User{}, err
 	}
 	u.CreatedAt = u.CreatedAt.UTC()
+	if locked != nil {
+		u.LockedAt = locked.UTC()
+	}
 	return u, nil
+}
+
+// SetLocked locks (at) or unlocks (zero at) an account;
+// storage.ErrNotFound.
+func (s *Store) SetLocked(ctx context.Context, username string, at time.Time) error {
+	var lockedAt *time.Time
+	if !at.IsZero() {
+		lockedAt = &at
+	}
+	return s.do(ctx, func(ctx context.Context) error {
+		tag, err := s.pool.Exec(ctx, `UPDATE users SET locked_at = CASE
+			WHEN $1::timestamptz IS NULL THEN NULL ELSE coalesce(locked_at, $1) END
+			WHERE username = $2`, lockedAt, username)
+		if err == nil && tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return err
+	})
 }
 
 // SetCredentials replaces an account's credentials; storage.ErrNotFound.

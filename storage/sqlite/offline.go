@@ -157,6 +157,29 @@ func (s *Store) CountOffline(ctx context.Context, owner string) (int, error) {
 	return n, mapErr(err)
 }
 
+// PeekOffline returns the owner's oldest messages, at most limit, and
+// leaves them stored.
+func (s *Store) PeekOffline(ctx context.Context, owner string, limit int) ([]storage.OfflineMessage, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	rows, err := s.query(ctx, "SELECT id, stanza, stored FROM offline WHERE owner = ? ORDER BY id LIMIT ?", owner, limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []storage.OfflineMessage
+	for rows.Next() {
+		var m storage.OfflineMessage
+		var at int64
+		if err := rows.Scan(&m.ID, &m.Stanza, &at); err != nil {
+			return nil, mapErr(err)
+		}
+		m.Stored = fromMicro(at)
+		out = append(out, m)
+	}
+	return out, mapErr(rows.Err())
+}
+
 // ExpireOffline deletes messages stored before t and returns how many.
 func (s *Store) ExpireOffline(ctx context.Context, before time.Time) (int, error) {
 	n, err := s.exec(ctx, "DELETE FROM offline WHERE stored < ?", micro(before))

@@ -7,16 +7,15 @@ import (
 	"github.com/aviary-im/aviary/storage/internal/shared"
 )
 
-// PutPlugin stores a plugin version, replacing one with the same name and
-// version. A zero Uploaded is stamped with the current time.
+// PutPlugin adds a plugin version; storage.ErrExists when that name and
+// version is already there (it is left as it was). A zero Uploaded is
+// stamped with the current time.
 func (s *Store) PutPlugin(ctx context.Context, p storage.PluginRecord) error {
 	if p.Uploaded.IsZero() {
 		p.Uploaded = shared.Now()
 	}
 	_, err := s.exec(ctx, `INSERT INTO plugins (name, version, checksum, artifact, enabled, uploaded)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name, version) DO UPDATE SET checksum = excluded.checksum,
-		artifact = excluded.artifact, enabled = excluded.enabled, uploaded = excluded.uploaded`,
+		VALUES (?, ?, ?, ?, ?, ?)`,
 		p.Name, p.Version, p.Checksum, nonNil(p.Artifact), b2i(p.Enabled), micro(p.Uploaded))
 	return err
 }
@@ -85,10 +84,10 @@ func (s *Store) SetNodePlugin(ctx context.Context, np storage.NodePlugin) error 
 	if np.Updated.IsZero() {
 		np.Updated = shared.Now()
 	}
-	_, err := s.exec(ctx, `INSERT INTO node_plugins (node, name, version, state, updated) VALUES (?, ?, ?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO node_plugins (node, name, version, state, error, updated) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (node, name) DO UPDATE SET version = excluded.version,
-		state = excluded.state, updated = excluded.updated`,
-		np.Node, np.Name, np.Version, np.State, micro(np.Updated))
+		state = excluded.state, error = excluded.error, updated = excluded.updated`,
+		np.Node, np.Name, np.Version, np.State, np.Error, micro(np.Updated))
 	return err
 }
 
@@ -96,7 +95,7 @@ func (s *Store) SetNodePlugin(ctx context.Context, np storage.NodePlugin) error 
 func (s *Store) ListNodePlugins(ctx context.Context) ([]storage.NodePlugin, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, err := s.query(ctx, "SELECT node, name, version, state, updated FROM node_plugins ORDER BY node, name")
+	rows, err := s.query(ctx, "SELECT node, name, version, state, error, updated FROM node_plugins ORDER BY node, name")
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -105,7 +104,7 @@ func (s *Store) ListNodePlugins(ctx context.Context) ([]storage.NodePlugin, erro
 	for rows.Next() {
 		var np storage.NodePlugin
 		var at int64
-		if err := rows.Scan(&np.Node, &np.Name, &np.Version, &np.State, &at); err != nil {
+		if err := rows.Scan(&np.Node, &np.Name, &np.Version, &np.State, &np.Error, &at); err != nil {
 			return nil, mapErr(err)
 		}
 		np.Updated = fromMicro(at)

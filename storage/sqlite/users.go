@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/internal/shared"
@@ -36,17 +37,40 @@ func (s *Store) GetUser(ctx context.Context, username string) (storage.User, err
 	u := storage.User{Username: username}
 	c := &u.Credentials
 	var at int64
+	var locked sql.NullInt64
 	err := s.pointRow(ctx, `SELECT
 		sha1_salt, sha1_iter, sha1_stored, sha1_server,
-		sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at
+		sha256_salt, sha256_iter, sha256_stored, sha256_server, created_at, locked_at
 		FROM users WHERE username = ?`, username).Scan(
 		&c.SHA1.Salt, &c.SHA1.Iterations, &c.SHA1.StoredKey, &c.SHA1.ServerKey,
-		&c.SHA256.Salt, &c.SHA256.Iterations, &c.SHA256.StoredKey, &c.SHA256.ServerKey, &at)
+		&c.SHA256.Salt, &c.SHA256.Iterations, &c.SHA256.StoredKey, &c.SHA256.ServerKey, &at, &locked)
 	if err != nil {
 		return storage.User{}, mapErr(err)
 	}
 	u.CreatedAt = fromMicro(at)
+	if locked.Valid {
+		u.LockedAt = fromMicro(locked.Int64)
+	}
 	return u, nil
+}
+
+// SetLocked locks (at) or unlocks (zero at) an account;
+// storage.ErrNotFound.
+func (s *Store) SetLocked(ctx context.Context, username string, at time.Time) error {
+	var locked sql.NullInt64
+	if !at.IsZero() {
+		locked = sql.NullInt64{Int64: micro(at), Valid: true}
+	}
+	n, err := s.exec(ctx, `UPDATE users SET locked_at = CASE
+		WHEN ? IS NULL THEN NULL ELSE coalesce(locked_at, ?) END
+		WHERE username = ?`, locked, locked, username)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
 }
 
 // SetCredentials replaces an account's credentials; storage.ErrNotFound.

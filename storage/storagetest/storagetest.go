@@ -31,12 +31,14 @@ func Run(t *testing.T, open Open) {
 		{"Ping", testPing},
 		{"Users", testUsers},
 		{"ListUsers", testListUsers},
+		{"LockUser", testLockUser},
 		{"DeleteUserCascades", testDeleteUserCascades},
 		{"Roster", testRoster},
 		{"RosterAbort", testRosterAbort},
 		{"RosterRemove", testRosterRemove},
 		{"Subscribers", testSubscribers},
 		{"Offline", testOffline},
+		{"PeekOffline", testPeekOffline},
 		{"OfflineQuota", testOfflineQuota},
 		{"OfflineBytes", testOfflineBytes},
 		{"TakeOfflineUpTo", testTakeOfflineUpTo},
@@ -190,6 +192,38 @@ func testUsers(t *testing.T, s storage.Store) {
 	if n != 1 {
 		t.Fatalf("CountUsers after delete = %d, want 1", n)
 	}
+}
+
+func testLockUser(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	wantErr(t, s.SetLocked(c, "alice", when), storage.ErrNotFound)
+	must(t, s.CreateUser(c, storage.User{Username: "alice", Credentials: creds(1), CreatedAt: when}))
+	u, err := s.GetUser(c, "alice")
+	must(t, err)
+	if u.Locked() {
+		t.Fatalf("a new account is locked: %+v", u.LockedAt)
+	}
+	at := when.Add(time.Hour)
+	must(t, s.SetLocked(c, "alice", at))
+	// Locking again keeps the first time.
+	must(t, s.SetLocked(c, "alice", at.Add(time.Hour)))
+	u, err = s.GetUser(c, "alice")
+	must(t, err)
+	if !u.Locked() || !u.LockedAt.Equal(at) || !sameCreds(u.Credentials, creds(1)) {
+		t.Fatalf("after SetLocked: locked at %v (want %v), credentials kept %v", u.LockedAt, at, sameCreds(u.Credentials, creds(1)))
+	}
+	// A password change leaves the lock alone.
+	must(t, s.SetCredentials(c, "alice", creds(2)))
+	if u, _ = s.GetUser(c, "alice"); !u.Locked() {
+		t.Fatal("SetCredentials unlocked the account")
+	}
+	must(t, s.SetLocked(c, "alice", time.Time{}))
+	u, err = s.GetUser(c, "alice")
+	must(t, err)
+	if u.Locked() {
+		t.Fatalf("after unlocking: locked at %v", u.LockedAt)
+	}
+	must(t, s.SetLocked(c, "alice", time.Time{})) // unlocking an unlocked account is fine
 }
 
 func testListUsers(t *testing.T, s storage.Store) {
@@ -583,6 +617,36 @@ func testOffline(t *testing.T, s storage.Store) {
 	}
 }
 
+func testPeekOffline(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	const owner = "alice@example.com"
+	msgs, err := s.PeekOffline(c, owner, 10)
+	must(t, err)
+	if len(msgs) != 0 {
+		t.Fatalf("PeekOffline on an empty queue = %v", msgs)
+	}
+	for i := range 4 {
+		must(t, s.StoreOffline(c, owner, []byte(strconv.Itoa(i)), storage.OfflineQuota{}))
+	}
+	must(t, s.StoreOffline(c, "bob@example.com", []byte("b"), storage.OfflineQuota{}))
+	msgs, err = s.PeekOffline(c, owner, 3)
+	must(t, err)
+	if len(msgs) != 3 || string(msgs[0].Stanza) != "0" || string(msgs[2].Stanza) != "2" || msgs[0].Stored.IsZero() {
+		t.Fatalf("PeekOffline(3) = %+v, want the oldest three", msgs)
+	}
+	// Nothing was taken.
+	n, err := s.CountOffline(c, owner)
+	must(t, err)
+	if n != 4 {
+		t.Fatalf("CountOffline after PeekOffline = %d, want 4", n)
+	}
+	taken, err := s.TakeOffline(c, owner)
+	must(t, err)
+	if len(taken) != 4 || taken[0].ID != msgs[0].ID {
+		t.Fatalf("TakeOffline after PeekOffline = %d messages", len(taken))
+	}
+}
+
 func testOfflineQuota(t *testing.T, s storage.Store) {
 	c := ctx(t)
 	const owner = "alice@example.com"
@@ -790,12 +854,15 @@ func testPlugins(t *testing.T, s storage.Store) {
 	if p.Enabled {
 		t.Fatal("SetPluginEnabled(false) not stored")
 	}
-	// Put replaces the same name and version.
-	must(t, s.PutPlugin(c, storage.PluginRecord{Name: "echo", Version: "0.1.0", Checksum: "dd", Artifact: []byte("wasm-4")}))
+	// A version is never replaced: nodes load and roll back by version.
+	// (Replacing it also cleared the enabled flag: a node restarted
+	// afterwards ran nothing. Issue 17.)
+	must(t, s.SetPluginEnabled(c, "echo", "0.1.0", true))
+	wantErr(t, s.PutPlugin(c, storage.PluginRecord{Name: "echo", Version: "0.1.0", Checksum: "dd", Artifact: []byte("wasm-4")}), storage.ErrExists)
 	p, err = s.GetPlugin(c, "echo", "0.1.0")
 	must(t, err)
-	if p.Checksum != "dd" || string(p.Artifact) != "wasm-4" || p.Uploaded.IsZero() {
-		t.Fatalf("replaced plugin = %+v", p)
+	if p.Checksum != "cc" || string(p.Artifact) != "wasm-3" || !p.Enabled || !p.Uploaded.Equal(when) {
+		t.Fatalf("a refused Put changed the plugin: %+v", p)
 	}
 	must(t, s.DeletePlugin(c, "motd", "1.0.0"))
 	_, err = s.GetPlugin(c, "motd", "1.0.0")
@@ -816,7 +883,7 @@ func testNodePlugins(t *testing.T, s storage.Store) {
 	}
 	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.0.0", State: "loaded", Updated: when}))
 	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n2", Name: "motd", Version: "1.0.0", State: "loaded", Updated: when}))
-	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "failed", Updated: when.Add(time.Minute)}))
+	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "failed", Error: "checksum mismatch", Updated: when.Add(time.Minute)}))
 	l, err = s.ListNodePlugins(c)
 	must(t, err)
 	slices.SortFunc(l, func(a, b storage.NodePlugin) int {
@@ -825,8 +892,16 @@ func testNodePlugins(t *testing.T, s storage.Store) {
 		}
 		return cmpStr(a.Name, b.Name)
 	})
-	if len(l) != 2 || l[0].Node != "n1" || l[0].Version != "1.1.0" || l[0].State != "failed" || !l[0].Updated.Equal(when.Add(time.Minute)) || l[1].Node != "n2" {
+	if len(l) != 2 || l[0].Node != "n1" || l[0].Version != "1.1.0" || l[0].State != "failed" || l[0].Error != "checksum mismatch" || !l[0].Updated.Equal(when.Add(time.Minute)) || l[1].Node != "n2" {
 		t.Fatalf("ListNodePlugins = %+v", l)
+	}
+	must(t, s.SetNodePlugin(c, storage.NodePlugin{Node: "n1", Name: "motd", Version: "1.1.0", State: "loaded", Updated: when.Add(2 * time.Minute)}))
+	l, err = s.ListNodePlugins(c)
+	must(t, err)
+	for _, np := range l {
+		if np.Node == "n1" && (np.State != "loaded" || np.Error != "") {
+			t.Fatalf("a new report kept the old one's error: %+v", np)
+		}
 	}
 }
 

@@ -1,8 +1,10 @@
 // Drives node 1's admin console of a three-node cluster in headless
 // Chromium: sign in, see three nodes, switch clustering off and on and see
-// the nodes leave and rejoin, upload two versions of a plugin, roll the
-// first out, then roll the second through the cluster while a load runs,
-// watching each node move to it. Screenshots go to OUT_DIR.
+// the nodes leave and rejoin, upload two versions of a plugin (and see the
+// same version refused), roll the first out, then roll the second through
+// the cluster while a load runs, watching each node move to it, and delete
+// the first (after seeing the enabled one refused). Screenshots go to
+// OUT_DIR.
 //
 //   node cluster_console.mjs BASE_URL USER PASSWORD WASM_V1 WASM_V2 OUT_DIR
 //
@@ -65,15 +67,17 @@ try {
   log("nodes " + (await reloadUntil(base + "/admin/", "#nodes-count", "^3$")));
   await shot("overview");
 
-  // Clustering off: the switch flips, every node leaves, node 1's overview
-  // shows it alone with clustering disabled.
+  // Clustering off: the switch flips, every node serves alone; node 1's
+  // overview still shows the three, each alone, and says clustering is off.
   await page.goto(base + "/admin/cluster");
   await expectText("#switch-state", "enabled");
   await page.click("#switch");
   await expectText("#switch-state", "disabled");
   log("switch disabled");
   await sync("disabled");
-  log("nodes while disabled " + (await reloadUntil(base + "/admin/", "#nodes-count", "^1$")));
+  log("alone while disabled " + (await reloadUntil(base + "/admin/", "#nodes", "(alone[^]*){3}")));
+  log("nodes while disabled " + (await text("#nodes-count")));
+  await expectText("#cluster-off", "Clustering is off");
   await expectText(".cards", "Clustering\\s*disabled");
   await shot("overview-disabled");
   await page.goto(base + "/admin/cluster");
@@ -107,6 +111,13 @@ try {
     await expectText(".flash", "Uploaded wordfilter " + ver);
   }
   log("uploaded 1.0.0 and 2.0.0");
+  // The same version again is refused, with the reason on the page.
+  await page.fill("input[name=name]", "wordfilter");
+  await page.fill("input[name=version]", "1.0.0");
+  await page.setInputFiles("input[type=file]", v2);
+  await page.click("#upload");
+  await expectText(".flash.err", "already in the catalogue");
+  log("upload again refused: " + (await text(".flash")));
 
   // Version 1 everywhere first (a rolling upgrade from nothing).
   await page.click("button.upgrade[data-version='1.0.0']");
@@ -158,6 +169,19 @@ try {
   await shot("overview-after");
   await page.goto(base + "/admin/sessions");
   await shot("sessions-load");
+
+  // The catalogue page says what each node runs of each version.
+  await page.goto(base + "/admin/plugins");
+  log("nodes of 2.0.0 " + (await text("tr[data-version='2.0.0'] .node-states")));
+  // Delete from the console: refused while enabled (the reason is shown),
+  // done for 1.0.0, which no node runs any more.
+  await page.click("button.delete[data-version='2.0.0']");
+  await expectText("#plugin-error", "disable it first");
+  log("delete refused: " + (await text("#plugin-error")));
+  await shot("plugins-delete-refused");
+  await page.click("button.delete[data-version='1.0.0']");
+  await page.waitForFunction(() => !document.querySelector("button.delete[data-version='1.0.0']"), null, { timeout: 30000 });
+  log("deleted 1.0.0");
   log("OK");
   code = 0;
 } catch (e) {

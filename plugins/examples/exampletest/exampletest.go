@@ -3,6 +3,10 @@
 // need the same modules, and linking a Go wasip1 module takes seconds.
 // Modules are cached under the user cache directory, keyed by a hash of the
 // Go version and every source file that goes into them.
+//
+// CompiledDir is where tests keep the machine code the plugin runtime
+// compiles from them (runtime.Options.CacheDir): compiling one takes
+// seconds, and 40 s under the race detector, for every test that loads it.
 package exampletest
 
 import (
@@ -60,6 +64,23 @@ func Build(t testing.TB, pkgDir string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// CompiledDir returns the directory tests share for compiled plugins
+// (runtime.Options.CacheDir, a node's plugins.dir/compiled): wazero keys
+// each entry by the module's hash, its own version and the CPU, and
+// writes it with a rename, so every test process may use it at once.
+func CompiledDir(t testing.TB) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	dir := filepath.Join(cache, "aviary-wasm", "compiled")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 func moduleRoot() (string, error) {
