@@ -89,9 +89,13 @@ func TestBiboumiIRCGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The IRC side: alice joins, says hello from XMPP; bob answers.
-	irc.await("alice's message in #aviary", func(l string) bool {
+	if _, err := irc.next("alice's message in #aviary", func(l string) bool {
 		return strings.HasPrefix(l, ":alice!") && strings.Contains(l, "PRIVMSG #aviary :hello from xmpp")
-	})
+	}); err != nil {
+		cancel()
+		_ = cmd.Wait()
+		t.Fatalf("irc: %v\nslixmpp:\n%s", err, out.String())
+	}
 	irc.send("PRIVMSG #aviary :hello from irc")
 	if err := cmd.Wait(); err != nil || !strings.Contains(out.String(), "OK from #aviary%127.0.0.1@irc.a.test/ircbob") {
 		t.Fatalf("slixmpp through biboumi: %v\n%s", err, out.String())
@@ -209,11 +213,20 @@ func (c *ircClient) send(line string) {
 // await reads lines, answering PINGs, until match accepts one.
 func (c *ircClient) await(what string, match func(string) bool) string {
 	c.t.Helper()
+	line, err := c.next(what, match)
+	if err != nil {
+		c.t.Fatalf("irc: %v", err)
+	}
+	return line
+}
+
+// next is await that returns its failure.
+func (c *ircClient) next(what string, match func(string) bool) (string, error) {
 	_ = c.conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
 	for {
 		line, err := c.rd.ReadString('\n')
 		if err != nil {
-			c.t.Fatalf("irc: waiting for %s: %v", what, err)
+			return "", fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if strings.HasPrefix(line, "PING ") {
@@ -221,7 +234,7 @@ func (c *ircClient) await(what string, match func(string) bool) string {
 			continue
 		}
 		if match(line) {
-			return line
+			return line, nil
 		}
 	}
 }

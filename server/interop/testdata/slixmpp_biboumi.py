@@ -38,7 +38,14 @@ class User(ClientXMPP):
         self.heard = loop.create_future()
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("groupchat_message", self.on_groupchat)
-        self.add_event_handler("failed_auth", lambda _: self.started.done() or self.started.set_exception(RuntimeError("auth failed")))
+        # slixmpp 1.8.3 tries the -PLUS mechanisms with tls-unique first,
+        # which a TLS 1.3 stream refuses, and goes on to the next one (see
+        # slixmpp_receive.py): a refusal is reported, only a stream that
+        # ends before the session starts fails.
+        self.add_event_handler("failed_auth", lambda st: print(
+            "slixmpp: a mechanism was refused: %s" % st["condition"], file=sys.stderr, flush=True))
+        self.add_event_handler("disconnected", lambda _: self.started.done() or self.started.set_exception(
+            RuntimeError("disconnected before the session started")))
 
     async def on_start(self, _):
         self.send_presence()
