@@ -23,11 +23,11 @@ import (
 	"github.com/aviary-im/aviary/wire"
 )
 
-// TestUploadAcrossCluster: two real nodes on one PostgreSQL and a
+// TestUploadAcrossCluster: three real nodes on one PostgreSQL and a
 // Hazelcast member, each with its HTTP listener as upload.url. A user on
 // node B finds the upload service, gets a slot, PUTs a file to node B,
-// and the file is downloaded whole from node A, which never saw the
-// upload.
+// and the file is downloaded whole from nodes A and C, which never saw
+// the upload.
 func TestUploadAcrossCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Hazelcast")
@@ -43,7 +43,8 @@ func TestUploadAcrossCluster(t *testing.T) {
 	}
 	a, urlA := start("node-a")
 	b, urlB := start("node-b")
-	servertest.WaitClustered(t, a.c, b.c)
+	nc, urlC := start("node-c")
+	servertest.WaitClustered(t, a.c, b.c, nc.c)
 	servertest.CreateUser(t, a.n, "alice", "pw")
 
 	c := servertest.Dial(t, b.n)
@@ -78,16 +79,18 @@ func TestUploadAcrossCluster(t *testing.T) {
 		t.Fatalf("PUT to node B: %s", resp.Status)
 	}
 
-	fromA := urlA + strings.TrimPrefix(get, urlB)
-	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, fromA, nil)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
-		t.Fatalf("GET from node A: %s, %d of %d bytes, %v", resp.Status, len(got), len(data), err)
+	for _, base := range []string{urlA, urlC} {
+		u := base + strings.TrimPrefix(get, urlB)
+		req, _ = http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
+			t.Fatalf("GET %s: %s, %d of %d bytes, %v", u, resp.Status, len(got), len(data), err)
+		}
 	}
 }
 
