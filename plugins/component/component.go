@@ -153,7 +153,11 @@ func (p *Plugin) stopCleanup() {
 	p.cleanup = nil
 }
 
+// Stop first releases the domains and the cluster handlers (so nothing
+// new arrives and no callback starts work), then closes the listener and
+// the connections, whose queued stanzas bounce, and waits for them.
 func (p *Plugin) Stop(ctx context.Context) error {
+	p.stopCleanup()
 	p.mu.Lock()
 	p.closed = true
 	var all []*conn
@@ -168,7 +172,6 @@ func (p *Plugin) Stop(ctx context.Context) error {
 		c.close("server shutting down")
 	}
 	p.wg.Wait()
-	p.stopCleanup()
 	return nil
 }
 
