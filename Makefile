@@ -3,10 +3,10 @@
 .PHONY: run test build vet bench
 
 build:
-	go build -o bin/aviary .
+	go build -o bin/aviary ./cmd/aviary
 
 run:
-	go run . serve --domain localhost
+	go run ./cmd/aviary serve --domain localhost
 
 test:
 	bash .ci/test.sh

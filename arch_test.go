@@ -1,4 +1,4 @@
-package main
+package aviary
 
 import (
 	"go/parser"
@@ -25,6 +25,25 @@ var allowedImports = map[string][]string{
 	"plugins": {"conf", "storage", "wire"},
 	"server":  {"conf", "storage", "cluster", "s2s", "plugins", "wire"},
 	"admin":   {"conf", "storage", "cluster", "s2s", "plugins", "server", "wire"},
+	// cmd/aviary is the binary (the CLI in admin/cli); cmd/aviary-bench
+	// the load tool, which speaks to a node over the network only.
+	"cmd": {"admin", "wire"},
+	// internal/testutil holds helpers for tests of every folder (CheckFor):
+	// it imports nothing of ours, and only tests and test support packages
+	// (servertest, pgtest...: see testSupport) import it.
+	"internal": {},
+}
+
+// nodeAssembly is the one package of server/ that imports admin/: it
+// builds the whole node, admin console included (DESIGN.md). Every other
+// package of server/ stays below admin/ (the folder table).
+const nodeAssembly = "server/assembly"
+
+// testSupport reports whether the non-test file at path belongs to a test
+// support package (server/servertest, storage/postgres/pgtest...), whose
+// name ends in "test" by convention: these may import internal/testutil.
+func testSupport(path string) bool {
+	return strings.HasSuffix(filepath.Base(filepath.Dir(path)), "test")
 }
 
 // Narrower rules than the folder table, each with why:
@@ -33,8 +52,9 @@ var allowedImports = map[string][]string{
 //     client (github.com/hazelcast/...), test files included, so the
 //     rest of the server sees only the cluster interface.
 //   - The cluster implementation is chosen in one place: besides
-//     cluster/hazelcast itself, only the node assembly (package server)
-//     and the test support that builds nodes like it (server/servertest)
+//     cluster/hazelcast itself, only the node's core (package server:
+//     server.New, which server/assembly calls) and the test support that
+//     builds nodes like it (server/servertest)
 //     import cluster/hazelcast; the admin packages reach the switch and
 //     the members through cluster and server.
 //   - storage imports nothing of the server: only conf and wire of ours
@@ -61,6 +81,9 @@ func TestImportArrows(t *testing.T) {
 			return
 		}
 		target := strings.SplitN(strings.TrimPrefix(p, modulePath+"/"), "/", 2)[0]
+		if (target == "admin" && dir == nodeAssembly) || (target == "internal" && testSupport(path)) {
+			return
+		}
 		if target != top && !slices.Contains(allowed, target) {
 			t.Errorf("%s imports %s: %s/ may import only %v", path, p, top, allowed)
 		}

@@ -53,12 +53,14 @@ fi
 # The Smack integration test framework and its dependencies, for the
 # interop suite (server/interop). 4.5.0-beta5 is the newest release on Maven
 # Central; the pom names it.
+# The marker names the pom's checksum: a changed pom fetches again.
 sint_lib="$HOME/.cache/aviary/sint-lib"
-if [ ! -f "$sint_lib/.complete" ]; then
+sint_pom_sum=$(sha256sum .ci/sint/pom.xml | cut -c1-16)
+if [ ! -f "$sint_lib/.complete-$sint_pom_sum" ]; then
   log "fetching the Smack integration test framework from Maven Central"
   rm -rf "$sint_lib"
   mvn -q -B -f .ci/sint/pom.xml dependency:copy-dependencies -DoutputDirectory="$sint_lib" >&2
-  touch "$sint_lib/.complete"
+  touch "$sint_lib/.complete-$sint_pom_sum" "$sint_lib/.complete"
 fi
 
 # Pebble, Let's Encrypt's ACME test server, for the certificate tests

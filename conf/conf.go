@@ -14,7 +14,10 @@ import (
 )
 
 // Config is the whole configuration of one node. Code reads it as an
-// immutable snapshot: a reload builds a new Config and swaps the pointer.
+// immutable snapshot. The Live keys change while the node runs, from the
+// admin console or on a reload (`aviary serve` on SIGHUP), which builds a
+// new Config and applies it only when every changed key is Live; a change
+// of any other key needs a restart and is refused whole.
 type Config struct {
 	// Domain is the XMPP domain this node serves. Default "localhost".
 	Domain string `yaml:"domain"`

@@ -10,11 +10,12 @@ import (
 	"time"
 )
 
-// Live lists the keys a running node takes without a restart, from the
+// Live lists the keys a running node takes without a restart: from the
 // admin console or API (PATCH /api/settings), which change them on every
-// running node of the cluster. A node that restarts reads its file again:
-// a change meant to last goes into the file too. Any other key needs the
-// file and a restart.
+// running node of the cluster, and from its file, environment and flags
+// read again on SIGHUP (`aviary serve`, on that node; CheckReload). A node
+// that restarts reads its file again: a change meant to last goes into the
+// file too. Any other key needs the file and a restart.
 var Live = []string{"log_level", "c2s.allow_registration", "c2s.registration_limit"}
 
 // Entry is one key of a configuration as the admin console shows it.

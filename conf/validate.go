@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,288 +23,288 @@ const MaxRosterBytes = 2 << 20
 // be in a roster (RFC 7622 allows 2047 bytes; real ones are far shorter).
 const MinRosterItemBytes = 256
 
-// Validate checks every part and returns all problems, each naming its key.
+// Validate checks every part and returns all problems, each naming its
+// key: one validator per section, in the order of the file.
 func (c *Config) Validate() Errors {
-	var errs Errors
-	add := func(key, format string, args ...any) {
-		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	if d, err := jid.Parse(c.Domain); err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
-		add("domain", "%q is not a valid XMPP domain", c.Domain)
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log_level", "must be debug, info, warn or error, not %q", c.LogLevel)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		add("log_format", "must be text or json, not %q", c.LogFormat)
-	}
-	switch c.MAM.Default {
-	case "always", "roster", "never":
-	default:
-		add("mam.default", "must be always, roster or never, not %q", c.MAM.Default)
-	}
-	if c.MAM.ExpireAfter < 0 {
-		add("mam.expire_after", "must not be negative")
-	}
-	if c.MAM.MaxPage < 1 || c.MAM.MaxPage > 1000 {
-		add("mam.max_page", "must be between 1 and 1000, not %d", c.MAM.MaxPage)
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		add("tls.cert_file", "cert_file and key_file must be set together")
-	}
-	errs = append(errs, c.validateACME()...)
-	errs = append(errs, c.validateExternalServices()...)
-	checkAddr := func(key, addr string) {
-		if Off(addr) {
-			return
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			add(key, "%q is not host:port (%v)", addr, err)
-		}
-	}
-	checkAddr("c2s.listen", c.C2S.Listen)
-	checkAddr("c2s.tls_listen", c.C2S.TLSListen)
-	checkAddr("cluster.listen", c.Cluster.Listen)
-	checkAddr("s2s.listen", c.S2S.Listen)
-	checkAddr("http.listen", c.HTTP.Listen)
-	checkAddr("http.tls_listen", c.HTTP.TLSListen)
-	checkAddr("admin.listen", c.Admin.Listen)
-	checkAddr("components.listen", c.Components.Listen)
-	if !Off(c.Components.Listen) && len(c.Components.Secrets) == 0 {
-		add("components.secrets", "components.listen is set but no component has a secret")
-	}
-	for dom, secret := range c.Components.Secrets {
-		if !strings.HasSuffix(dom, "."+c.Domain) || strings.ContainsAny(dom, " /@") {
-			add("components.secrets."+dom, "%q is not a subdomain of domain %q", dom, c.Domain)
-		}
-		if secret == "" {
-			add("components.secrets."+dom, "the secret must not be empty")
-		}
-	}
-	if u := c.Upload.URL; u != "" {
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
-			add("upload.url", "%q is not an http or https URL", u)
-		}
-	}
-	if c.Upload.MaxFileSize < 1 {
-		add("upload.max_file_size", "must be at least 1, not %d", c.Upload.MaxFileSize)
-	}
-	if c.Upload.UserQuota < c.Upload.MaxFileSize {
-		add("upload.user_quota", "must be at least upload.max_file_size (%d), not %d", c.Upload.MaxFileSize, c.Upload.UserQuota)
-	}
-	for _, t := range c.Upload.AllowedTypes {
-		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
-			add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
-		}
-	}
-	if c.Upload.ExpireAfter < 0 {
-		add("upload.expire_after", "must not be negative, not %v", c.Upload.ExpireAfter)
-	}
-	if c.Upload.SlotTimeout < time.Second {
-		add("upload.slot_timeout", "must be at least 1s, not %v", c.Upload.SlotTimeout)
-	}
-	if c.Components.HandshakeTimeout < 0 {
-		add("components.handshake_timeout", "must not be negative, not %v", c.Components.HandshakeTimeout)
-	}
+	var v validator
+	c.validateNode(&v)
+	c.MAM.validate(&v)
+	c.TLS.validate(&v)
+	v.errs = append(v.errs, c.validateACME()...)
+	c.C2S.validate(&v)
+	c.ServerInfo.validate(&v)
+	c.Database.validate(&v)
+	c.Cluster.validate(&v, c.Database)
+	c.S2S.validate(&v)
+	c.HTTP.validate(&v)
+	c.Admin.validate(&v)
+	c.Plugins.validate(&v, c.C2S)
+	c.ExternalServices.validate(&v)
+	c.Components.validate(&v, c.Domain)
+	c.Upload.validate(&v)
+	c.Balance.validate(&v)
+	return v.errs
+}
 
-	switch c.C2S.ResourceConflict {
-	case "kick_old", "reject", "new_resource":
-	default:
-		add("c2s.resource_conflict", "must be kick_old, reject or new_resource, not %q", c.C2S.ResourceConflict)
+// validator collects the problems of a configuration.
+type validator struct{ errs Errors }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.errs = append(v.errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// addr checks a listener address (host:port, or off).
+func (v *validator) addr(key, addr string) {
+	if Off(addr) {
+		return
 	}
-	if c.C2S.MaxStanzaBytes < 1024 {
-		add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.C2S.MaxStanzaBytes)
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		v.add(key, "%q is not host:port (%v)", addr, err)
 	}
-	if c.C2S.PreAuthMaxStanzaBytes < 1024 {
-		add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.C2S.PreAuthMaxStanzaBytes)
+}
+
+// oneOf checks that a key has one of the allowed values.
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if slices.Contains(allowed, value) {
+		return
 	}
-	for _, l := range []struct {
-		key string
-		v   int
-	}{
-		{"c2s.max_unauthenticated_per_address", c.C2S.MaxUnauthenticatedPerAddress},
-		{"c2s.registration_limit", c.C2S.RegistrationLimit},
-		{"c2s.sasl_account_failures", c.C2S.SASLAccountFailures},
+	v.add(key, "must be %s or %s, not %q", strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1], value)
+}
+
+// nonNegative checks durations that must not be negative.
+func (v *validator) nonNegative(durations ...keyed[time.Duration]) {
+	for _, d := range durations {
+		if d.v < 0 {
+			v.add(d.key, "must not be negative, not %v", d.v)
+		}
+	}
+}
+
+// keyed is a value with the key it came from.
+type keyed[T any] struct {
+	key string
+	v   T
+}
+
+func (c *Config) validateNode(v *validator) {
+	if d, err := jid.Parse(c.Domain); err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		v.add("domain", "%q is not a valid XMPP domain", c.Domain)
+	}
+	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", c.LogFormat, "text", "json")
+}
+
+func (c MAMConfig) validate(v *validator) {
+	v.oneOf("mam.default", c.Default, "always", "roster", "never")
+	if c.ExpireAfter < 0 {
+		v.add("mam.expire_after", "must not be negative")
+	}
+	if c.MaxPage < 1 || c.MaxPage > 1000 {
+		v.add("mam.max_page", "must be between 1 and 1000, not %d", c.MaxPage)
+	}
+}
+
+func (c TLSConfig) validate(v *validator) {
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		v.add("tls.cert_file", "cert_file and key_file must be set together")
+	}
+}
+
+func (c C2SConfig) validate(v *validator) {
+	v.addr("c2s.listen", c.Listen)
+	v.addr("c2s.tls_listen", c.TLSListen)
+	v.oneOf("c2s.resource_conflict", c.ResourceConflict, "kick_old", "reject", "new_resource")
+	if c.MaxStanzaBytes < 1024 {
+		v.add("c2s.max_stanza_bytes", "must be at least 1024, not %d", c.MaxStanzaBytes)
+	}
+	if c.PreAuthMaxStanzaBytes < 1024 {
+		v.add("c2s.preauth_max_stanza_bytes", "must be at least 1024, not %d", c.PreAuthMaxStanzaBytes)
+	}
+	for _, l := range []keyed[int]{
+		{"c2s.max_unauthenticated_per_address", c.MaxUnauthenticatedPerAddress},
+		{"c2s.registration_limit", c.RegistrationLimit},
+		{"c2s.sasl_account_failures", c.SASLAccountFailures},
 	} {
 		if l.v < -1 {
-			add(l.key, "must be -1 (no limit) or more, not %d", l.v)
+			v.add(l.key, "must be -1 (no limit) or more, not %d", l.v)
 		}
 	}
-	if c.C2S.SCRAMIterations < 4096 {
-		add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.C2S.SCRAMIterations)
+	if c.SCRAMIterations < 4096 {
+		v.add("c2s.scram_iterations", "must be at least 4096 (RFC 7677), not %d", c.SCRAMIterations)
 	}
-	if c.C2S.OfflineLimit < 1 {
-		add("c2s.offline_limit", "must be at least 1, not %d", c.C2S.OfflineLimit)
+	if c.OfflineLimit < 1 {
+		v.add("c2s.offline_limit", "must be at least 1, not %d", c.OfflineLimit)
 	}
-	if c.C2S.OfflineMaxBytes < c.C2S.MaxStanzaBytes {
-		add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.C2S.MaxStanzaBytes, c.C2S.OfflineMaxBytes)
+	if c.OfflineMaxBytes < c.MaxStanzaBytes {
+		v.add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.MaxStanzaBytes, c.OfflineMaxBytes)
 	}
-	if c.C2S.RosterMaxItems < 1 {
-		add("c2s.roster_max_items", "must be at least 1, not %d", c.C2S.RosterMaxItems)
+	if c.RosterMaxItems < 1 {
+		v.add("c2s.roster_max_items", "must be at least 1, not %d", c.RosterMaxItems)
 	}
-	if c.C2S.RosterMaxItemBytes < MinRosterItemBytes {
-		add("c2s.roster_max_item_bytes", "must be at least %d, not %d", MinRosterItemBytes, c.C2S.RosterMaxItemBytes)
-	} else if c.C2S.RosterMaxItems > 0 && int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes) > MaxRosterBytes {
-		add("c2s.roster_max_items", "%d items of c2s.roster_max_item_bytes %d make a roster of up to %d bytes; keep the product within %d (half of what a session may queue for its client) so a full roster can be fetched",
-			c.C2S.RosterMaxItems, c.C2S.RosterMaxItemBytes, int64(c.C2S.RosterMaxItems)*int64(c.C2S.RosterMaxItemBytes), MaxRosterBytes)
+	if c.RosterMaxItemBytes < MinRosterItemBytes {
+		v.add("c2s.roster_max_item_bytes", "must be at least %d, not %d", MinRosterItemBytes, c.RosterMaxItemBytes)
+	} else if c.RosterMaxItems > 0 && int64(c.RosterMaxItems)*int64(c.RosterMaxItemBytes) > MaxRosterBytes {
+		v.add("c2s.roster_max_items", "%d items of c2s.roster_max_item_bytes %d make a roster of up to %d bytes; keep the product within %d (half of what a session may queue for its client) so a full roster can be fetched",
+			c.RosterMaxItems, c.RosterMaxItemBytes, int64(c.RosterMaxItems)*int64(c.RosterMaxItemBytes), MaxRosterBytes)
 	}
-	if c.C2S.RosterMaxPending < 1 {
-		add("c2s.roster_max_pending", "must be at least 1, not %d", c.C2S.RosterMaxPending)
+	if c.RosterMaxPending < 1 {
+		v.add("c2s.roster_max_pending", "must be at least 1, not %d", c.RosterMaxPending)
 	}
-	if c.C2S.OfflineExpiry < 0 {
-		add("c2s.offline_expiry", "must not be negative")
+	if c.OfflineExpiry < 0 {
+		v.add("c2s.offline_expiry", "must not be negative")
 	}
-	if c.C2S.FASTTokenLifetime < time.Minute {
-		add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.C2S.FASTTokenLifetime)
+	if c.FASTTokenLifetime < time.Minute {
+		v.add("c2s.fast_token_lifetime", "must be at least 1m, not %v", c.FASTTokenLifetime)
 	}
-	for _, l := range c.ServerInfo.Lists() {
+	if c.MaxSessions < 0 {
+		v.add("c2s.max_sessions", "must not be negative")
+	}
+	v.nonNegative(
+		keyed[time.Duration]{"c2s.auth_timeout", c.AuthTimeout}, keyed[time.Duration]{"c2s.ping_interval", c.PingInterval},
+		keyed[time.Duration]{"c2s.idle_timeout", c.IdleTimeout}, keyed[time.Duration]{"c2s.sasl_failure_delay", c.SASLFailureDelay},
+		keyed[time.Duration]{"c2s.sm_resume_timeout", c.SMResumeTimeout}, keyed[time.Duration]{"c2s.sasl_max_account_delay", c.SASLMaxAccountDelay},
+	)
+}
+
+func (c ServerInfoConfig) validate(v *validator) {
+	for _, l := range c.Lists() {
 		for i, a := range l.Addresses {
 			if u, err := url.Parse(a); err != nil || u.Scheme == "" || (u.Opaque == "" && u.Host == "" && u.Path == "") {
-				add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
+				v.add("server_info."+l.Key, "entry %d (%q) is not a URI with a scheme, such as mailto:abuse@example.com or xmpp:admin@example.com", i+1, a)
 			}
 		}
 	}
-	if c.C2S.MaxSessions < 0 {
-		add("c2s.max_sessions", "must not be negative")
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"c2s.auth_timeout", c.C2S.AuthTimeout}, {"c2s.ping_interval", c.C2S.PingInterval},
-		{"c2s.idle_timeout", c.C2S.IdleTimeout}, {"c2s.sasl_failure_delay", c.C2S.SASLFailureDelay},
-		{"c2s.sm_resume_timeout", c.C2S.SMResumeTimeout}, {"c2s.sasl_max_account_delay", c.C2S.SASLMaxAccountDelay},
-	} {
-		if d.v < 0 {
-			add(d.key, "must not be negative, not %v", d.v)
-		}
-	}
-	if c.Database.URL != "" {
-		u, err := url.Parse(c.Database.URL)
+}
+
+func (c DatabaseConfig) validate(v *validator) {
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
 		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			add("database.url", "must be a postgres:// URL")
+			v.add("database.url", "must be a postgres:// URL")
 		}
 	}
-	if c.Database.PoolSize < 1 {
-		add("database.pool_size", "must be at least 1")
+	if c.PoolSize < 1 {
+		v.add("database.pool_size", "must be at least 1")
 	}
-	if c.Database.StartupRetries < 1 {
-		add("database.startup_retries", "must be at least 1, not %d", c.Database.StartupRetries)
+	if c.StartupRetries < 1 {
+		v.add("database.startup_retries", "must be at least 1, not %d", c.StartupRetries)
 	}
-	if c.Database.StartupRetryInterval <= 0 {
-		add("database.startup_retry_interval", "must be positive, not %v", c.Database.StartupRetryInterval)
+	if c.StartupRetryInterval <= 0 {
+		v.add("database.startup_retry_interval", "must be positive, not %v", c.StartupRetryInterval)
 	}
-	if len(c.Cluster.Hazelcast) > 0 {
-		for _, a := range c.Cluster.Hazelcast {
+}
+
+// validate checks the cluster section; clustering needs the shared
+// database too.
+func (c ClusterConfig) validate(v *validator, db DatabaseConfig) {
+	v.addr("cluster.listen", c.Listen)
+	if len(c.Hazelcast) > 0 {
+		for _, a := range c.Hazelcast {
 			if _, _, err := net.SplitHostPort(a); err != nil {
-				add("cluster.hazelcast", "%q is not host:port", a)
+				v.add("cluster.hazelcast", "%q is not host:port", a)
 			}
 		}
-		if c.Database.URL == "" {
-			add("database.url", "clustering needs the shared PostgreSQL database")
+		if db.URL == "" {
+			v.add("database.url", "clustering needs the shared PostgreSQL database")
 		}
-		if c.Cluster.Secret == "" {
-			add("cluster.secret", "required when cluster.hazelcast is set: node links authenticate with it")
+		if c.Secret == "" {
+			v.add("cluster.secret", "required when cluster.hazelcast is set: node links authenticate with it")
 		}
-		if Off(c.Cluster.Listen) {
-			add("cluster.listen", "required when cluster.hazelcast is set")
-		}
-	}
-	if c.Balance.LoadThreshold < 0 {
-		add("balance.load_threshold", "must not be negative, not %v", c.Balance.LoadThreshold)
-	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"balance.publish_interval", c.Balance.PublishInterval}, {"balance.drain_deadline", c.Balance.DrainDeadline},
-		{"balance.retry_after", c.Balance.RetryAfter},
-	} {
-		if d.v < 0 {
-			add(d.key, "must not be negative, not %v", d.v)
+		if Off(c.Listen) {
+			v.add("cluster.listen", "required when cluster.hazelcast is set")
 		}
 	}
-	if c.Balance.DrainRate < 0 {
-		add("balance.drain_rate", "must not be negative")
+	if c.HeartbeatInterval >= c.NodeTTL {
+		v.add("cluster.node_ttl", "must be longer than cluster.heartbeat_interval")
 	}
-	if c.Balance.Capacity < 0 {
-		add("balance.capacity", "must not be negative")
-	}
-	for node, w := range c.Balance.Weights {
-		if w < 0 {
-			add("balance.weights."+node, "must not be negative, not %v", w)
-		}
-	}
-	if c.Cluster.HeartbeatInterval >= c.Cluster.NodeTTL {
-		add("cluster.node_ttl", "must be longer than cluster.heartbeat_interval")
-	}
-	if c.Plugins.Wasm.MaxHostCalls < 1 {
-		add("plugins.wasm.max_host_calls", "must be at least 1, not %d", c.Plugins.Wasm.MaxHostCalls)
-	}
-	if c.Plugins.Wasm.MaxHostBytes < c.C2S.MaxStanzaBytes {
-		add("plugins.wasm.max_host_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d: a plugin must be able to send or rewrite one stanza",
-			c.C2S.MaxStanzaBytes, c.Plugins.Wasm.MaxHostBytes)
-	}
-	if c.Plugins.Wasm.MaxKVBytes < 1 {
-		add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Plugins.Wasm.MaxKVBytes)
-	}
-	if r := c.Plugins.Rollout; r.HealthWindow < 0 {
-		add("plugins.rollout.health_window", "must not be negative, not %v", r.HealthWindow)
-	}
-	if c.Plugins.Rollout.MaxFailures < 1 {
-		add("plugins.rollout.max_failures", "must be at least 1, not %d", c.Plugins.Rollout.MaxFailures)
-	}
-	if r := c.Plugins.Rollout.MaxFailureRatio; r <= 0 || r > 1 {
-		add("plugins.rollout.max_failure_ratio", "must be above 0 and at most 1, not %v", r)
-	}
-	for dom, hp := range c.S2S.Hosts {
+}
+
+func (c S2SConfig) validate(v *validator) {
+	v.addr("s2s.listen", c.Listen)
+	for dom, hp := range c.Hosts {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
-			add("s2s.hosts."+dom, "%q is not host:port", hp)
+			v.add("s2s.hosts."+dom, "%q is not host:port", hp)
 		}
 	}
-	for _, a := range c.Admin.Admins {
-		if j, err := jid.Parse(a); err != nil || j.Localpart() == "" || j.Resourcepart() != "" {
-			add("admin.admins", "%q is not a bare JID", a)
-		}
-	}
-	switch c.HTTP.PlainSecure {
-	case "never", "loopback", "always":
-	default:
-		add("http.plain_secure", "must be never, loopback or always, not %q", c.HTTP.PlainSecure)
-	}
-	for _, u := range []struct{ key, val string }{{"http.bosh_url", c.HTTP.BOSHURL}, {"http.websocket_url", c.HTTP.WebSocketURL}} {
-		if u.val == "" {
+}
+
+func (c HTTPConfig) validate(v *validator) {
+	v.addr("http.listen", c.Listen)
+	v.addr("http.tls_listen", c.TLSListen)
+	v.oneOf("http.plain_secure", c.PlainSecure, "never", "loopback", "always")
+	for _, u := range []keyed[string]{{"http.bosh_url", c.BOSHURL}, {"http.websocket_url", c.WebSocketURL}} {
+		if u.v == "" {
 			continue
 		}
-		if pu, err := url.Parse(u.val); err != nil || pu.Host == "" {
-			add(u.key, "%q is not an absolute URL", u.val)
+		if pu, err := url.Parse(u.v); err != nil || pu.Host == "" {
+			v.add(u.key, "%q is not an absolute URL", u.v)
 		}
 	}
-	for _, d := range []struct {
-		key string
-		v   time.Duration
-	}{
-		{"http.read_header_timeout", c.HTTP.ReadHeaderTimeout}, {"http.read_body_timeout", c.HTTP.ReadBodyTimeout},
-		{"http.write_timeout", c.HTTP.WriteTimeout}, {"http.idle_timeout", c.HTTP.IdleTimeout},
-		{"admin.read_timeout", c.Admin.ReadTimeout},
-	} {
-		if d.v < 0 {
-			add(d.key, "must not be negative, not %v", d.v)
-		}
-	}
-	if t := c.Admin.MetricsToken; t != "" && len(t) < 16 {
-		add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
-	}
-	for _, o := range c.HTTP.CORSOrigins {
+	v.nonNegative(
+		keyed[time.Duration]{"http.read_header_timeout", c.ReadHeaderTimeout}, keyed[time.Duration]{"http.read_body_timeout", c.ReadBodyTimeout},
+		keyed[time.Duration]{"http.write_timeout", c.WriteTimeout}, keyed[time.Duration]{"http.idle_timeout", c.IdleTimeout},
+	)
+	for _, o := range c.CORSOrigins {
 		if o != "*" && !strings.Contains(o, "://") {
-			add("http.cors_origins", "%q is not an origin such as https://example.com", o)
+			v.add("http.cors_origins", "%q is not an origin such as https://example.com", o)
 		}
 	}
-	return errs
+}
+
+func (c AdminConfig) validate(v *validator) {
+	v.addr("admin.listen", c.Listen)
+	for _, a := range c.Admins {
+		if j, err := jid.Parse(a); err != nil || j.Localpart() == "" || j.Resourcepart() != "" {
+			v.add("admin.admins", "%q is not a bare JID", a)
+		}
+	}
+	v.nonNegative(keyed[time.Duration]{"admin.read_timeout", c.ReadTimeout})
+	if t := c.MetricsToken; t != "" && len(t) < 16 {
+		v.add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
+	}
+}
+
+// validate checks the plugins section; a plugin must be able to send or
+// rewrite one client stanza.
+func (c PluginsConfig) validate(v *validator, c2s C2SConfig) {
+	if c.Wasm.MaxHostCalls < 1 {
+		v.add("plugins.wasm.max_host_calls", "must be at least 1, not %d", c.Wasm.MaxHostCalls)
+	}
+	if c.Wasm.MaxHostBytes < c2s.MaxStanzaBytes {
+		v.add("plugins.wasm.max_host_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d: a plugin must be able to send or rewrite one stanza",
+			c2s.MaxStanzaBytes, c.Wasm.MaxHostBytes)
+	}
+	if c.Wasm.MaxKVBytes < 1 {
+		v.add("plugins.wasm.max_kv_bytes", "must be at least 1, not %d", c.Wasm.MaxKVBytes)
+	}
+	v.nonNegative(keyed[time.Duration]{"plugins.rollout.health_window", c.Rollout.HealthWindow})
+	if c.Rollout.MaxFailures < 1 {
+		v.add("plugins.rollout.max_failures", "must be at least 1, not %d", c.Rollout.MaxFailures)
+	}
+	if r := c.Rollout.MaxFailureRatio; r <= 0 || r > 1 {
+		v.add("plugins.rollout.max_failure_ratio", "must be above 0 and at most 1, not %v", r)
+	}
+}
+
+func (c BalanceConfig) validate(v *validator) {
+	if c.LoadThreshold < 0 {
+		v.add("balance.load_threshold", "must not be negative, not %v", c.LoadThreshold)
+	}
+	v.nonNegative(
+		keyed[time.Duration]{"balance.publish_interval", c.PublishInterval}, keyed[time.Duration]{"balance.drain_deadline", c.DrainDeadline},
+		keyed[time.Duration]{"balance.retry_after", c.RetryAfter},
+	)
+	if c.DrainRate < 0 {
+		v.add("balance.drain_rate", "must not be negative")
+	}
+	if c.Capacity < 0 {
+		v.add("balance.capacity", "must not be negative")
+	}
+	for node, w := range c.Weights {
+		if w < 0 {
+			v.add("balance.weights."+node, "must not be negative, not %v", w)
+		}
+	}
 }
 
 // validateACME checks tls.acme. The names' syntax is checked even while
@@ -394,38 +395,64 @@ func acmeNameProblem(name string, public bool) string {
 	return ""
 }
 
-// validateExternalServices checks external_services (XEP-0215).
-func (c *Config) validateExternalServices() Errors {
-	var errs Errors
-	add := func(key, format string, args ...any) {
-		errs = append(errs, &Error{Key: key, Msg: fmt.Sprintf(format, args...)})
+func (c ExternalServicesConfig) validate(v *validator) {
+	if c.CredentialTTL < time.Minute {
+		v.add("external_services.credential_ttl", "must be at least 1m, not %v", c.CredentialTTL)
 	}
-	es := c.ExternalServices
-	if es.CredentialTTL < time.Minute {
-		add("external_services.credential_ttl", "must be at least 1m, not %v", es.CredentialTTL)
-	}
-	for i, s := range es.Services {
+	for i, s := range c.Services {
 		key := fmt.Sprintf("external_services.services[%d]", i)
-		switch s.Type {
-		case "stun", "stuns", "turn", "turns":
-		default:
-			add(key+".type", "must be stun, stuns, turn or turns, not %q", s.Type)
-		}
+		v.oneOf(key+".type", s.Type, "stun", "stuns", "turn", "turns")
 		if s.Host == "" || strings.ContainsAny(s.Host, " /:@") && net.ParseIP(s.Host) == nil {
-			add(key+".host", "%q is not a host name or address", s.Host)
+			v.add(key+".host", "%q is not a host name or address", s.Host)
 		}
 		if s.Port < 1 || s.Port > 65535 {
-			add(key+".port", "must be between 1 and 65535, not %d", s.Port)
+			v.add(key+".port", "must be between 1 and 65535, not %d", s.Port)
 		}
-		if s.Transport != "udp" && s.Transport != "tcp" {
-			add(key+".transport", "must be udp or tcp, not %q", s.Transport)
-		}
+		v.oneOf(key+".transport", s.Transport, "udp", "tcp")
 		if (s.Username == "") != (s.Password == "") {
-			add(key+".username", "username and password must be set together")
+			v.add(key+".username", "username and password must be set together")
 		}
-		if (s.Type == "turn" || s.Type == "turns") && es.Secret == "" && s.Username == "" {
-			add(key+".username", "a TURN server needs credentials: set external_services.secret or this service's username and password")
+		if (s.Type == "turn" || s.Type == "turns") && c.Secret == "" && s.Username == "" {
+			v.add(key+".username", "a TURN server needs credentials: set external_services.secret or this service's username and password")
 		}
 	}
-	return errs
+}
+
+func (c ComponentsConfig) validate(v *validator, domain string) {
+	v.addr("components.listen", c.Listen)
+	if !Off(c.Listen) && len(c.Secrets) == 0 {
+		v.add("components.secrets", "components.listen is set but no component has a secret")
+	}
+	for dom, secret := range c.Secrets {
+		if !strings.HasSuffix(dom, "."+domain) || strings.ContainsAny(dom, " /@") {
+			v.add("components.secrets."+dom, "%q is not a subdomain of domain %q", dom, domain)
+		}
+		if secret == "" {
+			v.add("components.secrets."+dom, "the secret must not be empty")
+		}
+	}
+	v.nonNegative(keyed[time.Duration]{"components.handshake_timeout", c.HandshakeTimeout})
+}
+
+func (c UploadConfig) validate(v *validator) {
+	if c.URL != "" {
+		if pu, err := url.Parse(c.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			v.add("upload.url", "%q is not an http or https URL", c.URL)
+		}
+	}
+	if c.MaxFileSize < 1 {
+		v.add("upload.max_file_size", "must be at least 1, not %d", c.MaxFileSize)
+	}
+	if c.UserQuota < c.MaxFileSize {
+		v.add("upload.user_quota", "must be at least upload.max_file_size (%d), not %d", c.MaxFileSize, c.UserQuota)
+	}
+	for _, t := range c.AllowedTypes {
+		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
+			v.add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
+		}
+	}
+	v.nonNegative(keyed[time.Duration]{"upload.expire_after", c.ExpireAfter})
+	if c.SlotTimeout < time.Second {
+		v.add("upload.slot_timeout", "must be at least 1s, not %v", c.SlotTimeout)
+	}
 }

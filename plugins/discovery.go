@@ -45,6 +45,15 @@ type AccountNodes interface {
 	AccountNodeInfo(ctx context.Context, from, account, node string) (ids []Identity, features []string, ok bool)
 }
 
+// AccountItems answers disco#items on a local user's bare JID (node
+// "": XEP-0163 PEP nodes) or on a node of it (XEP-0060 §5.5: the node's
+// items). ok is false when the plugin does not know the node; a node
+// nobody knows gets item-not-found, and the account's own list is empty.
+type AccountItems interface {
+	Plugin
+	AccountItems(ctx context.Context, from, account, node string) (items []DiscoItem, ok bool)
+}
+
 // DiscoItems contributes items (services, usually) to the server's
 // disco#items without a node. from is the requester's JID.
 type DiscoItems interface {
@@ -126,6 +135,26 @@ func (m *Manager) AccountNodeInfo(ctx context.Context, from, account, node strin
 		}
 	}
 	return nil, nil, false
+}
+
+// AccountItems asks the plugins for disco#items on an account or one of
+// its nodes: every plugin's items for the account itself, the knowing
+// plugin's for a node (ok false when none knows it).
+func (m *Manager) AccountItems(ctx context.Context, from, account, node string) ([]DiscoItem, bool) {
+	var out []DiscoItem
+	found := false
+	for _, p := range m.list() {
+		if ai, ok := p.(AccountItems); ok {
+			if items, ok := ai.AccountItems(ctx, from, account, node); ok {
+				if node != "" {
+					return items, true
+				}
+				out = append(out, items...)
+				found = true
+			}
+		}
+	}
+	return out, found || node == ""
 }
 
 // DiscoItems returns every plugin's items for the server's disco#items.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/pep"
 	"github.com/aviary-im/aviary/plugins/register"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -79,19 +81,23 @@ func TestEndToEndServerQueries(t *testing.T) {
 		for _, f := range q.ChildrenNamed("feature", "") {
 			got = append(got, f.Attr("var"))
 		}
-		want := []string{
+		want := plugins.SortedUnique(append([]string{
 			"http://jabber.org/protocol/commands", "http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items",
 			"jabber:iq:last", "jabber:iq:private", "jabber:iq:register", "jabber:iq:version", "msgoffline",
 			"urn:xmpp:blocking", "urn:xmpp:carbons:2", "urn:xmpp:ping", "vcard-temp",
-		}
+		}, pep.New().DiscoFeatures()...)) // PEP's pubsub features: Smack's OMEMO and OX look there
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("features\n got %v\nwant %v", got, want)
 		}
 	})
 	t.Run("disco#info on an account", func(t *testing.T) {
 		el := iq(alice, `<iq type='get' id='%s' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+		var feats strings.Builder
+		for _, f := range plugins.SortedUnique(append([]string{wire.NSDiscoInfo, wire.NSDiscoItems, "jabber:iq:last", "urn:xmpp:blocking", "urn:xmpp:mam:2", "urn:xmpp:mam:2#extended", "urn:xmpp:sid:0", "vcard-temp"}, pep.New().AccountFeatures()...)) {
+			feats.WriteString(`<feature var="` + f + `"/>`)
+		}
 		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/><identity category="pubsub" type="pep"/>`+
-			`<feature var="http://jabber.org/protocol/disco#info"/><feature var="http://jabber.org/protocol/disco#items"/>`+pepFeatures+`<feature var="jabber:iq:last"/><feature var="urn:xmpp:blocking"/><feature var="urn:xmpp:mam:2"/><feature var="urn:xmpp:mam:2#extended"/><feature var="urn:xmpp:sid:0"/><feature var="vcard-temp"/></query></iq>`, el.ID(), me)
+			feats.String()+`</query></iq>`, el.ID(), me)
 		if el.String() != want {
 			t.Errorf("got  %s\nwant %s", el, want)
 		}
@@ -356,14 +362,3 @@ func TestEndToEndAdminCommands(t *testing.T) {
 		t.Errorf("registered users %s", el)
 	}
 }
-
-// pepFeatures are the XEP-0163 features of every account (plugins/pep).
-var pepFeatures = func() string {
-	var b strings.Builder
-	for _, f := range []string{"", "#access-open", "#access-presence", "#access-whitelist", "#auto-create", "#auto-subscribe", "#config-node",
-		"#create-nodes", "#delete-nodes", "#filtered-notifications", "#item-ids", "#last-published", "#persistent-items",
-		"#presence-notifications", "#publish", "#publish-options", "#retract-items", "#retrieve-items"} {
-		b.WriteString(`<feature var="http://jabber.org/protocol/pubsub` + f + `"/>`)
-	}
-	return b.String()
-}()

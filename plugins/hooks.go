@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sort"
 	"sync"
+
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Event names a hook point. Names are dotted constants.
@@ -23,7 +25,25 @@ const (
 	// EventUserCreated and EventUserDeleted: account changes. Payload *UserEvent.
 	EventUserCreated Event = "user.created"
 	EventUserDeleted Event = "user.deleted"
+	// EventXMLStored: a user stored an XML document the server keeps
+	// for them, through a client's request (not a conversion made by the
+	// server): a XEP-0049 private XML fragment, a XEP-0054 vCard. It runs
+	// before the request is answered, so a plugin that keeps another
+	// copy in step (PEP's XEP-0402 bookmarks, XEP-0398 avatars) is done
+	// when the client hears back. Payload *XMLStoredEvent.
+	EventXMLStored Event = "xml.stored"
 )
+
+// XMLStoredEvent is the payload of EventXMLStored.
+type XMLStoredEvent struct {
+	Owner string // the account's bare JID
+	// Plugin is the ID of the plugin that stored it
+	// ("xep0049.private", "xep0054.vcard").
+	Plugin string
+	// El is what was stored (the private fragment, the <vCard/>).
+	// Read-only: the storing plugin and other hooks share it.
+	El *wire.Element
+}
 
 // SessionEvent is the payload of session events.
 type SessionEvent struct {

@@ -2,7 +2,9 @@ package plugins
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
@@ -14,6 +16,8 @@ type SettingSpec struct {
 	Type    string // "bool", "string", "int" (a whole number, 0 or more) or "duration"
 	Default string
 	Doc     string
+	// Values, for a string, are the values it may take (none: any).
+	Values []string
 }
 
 // Configurable is implemented by plugins that take settings. The schema
@@ -61,6 +65,8 @@ func ValidateSettings(cfg *conf.Config, list []Plugin) conf.Errors {
 			}
 			if msg := checkType(s.Type, v); msg != "" {
 				errs = append(errs, &conf.Error{Key: k, Msg: msg})
+			} else if str, ok := v.(string); ok && len(s.Values) > 0 && !slices.Contains(s.Values, str) {
+				errs = append(errs, &conf.Error{Key: k, Msg: fmt.Sprintf("must be one of %s, not %q", strings.Join(s.Values, ", "), str)})
 			}
 		}
 	}

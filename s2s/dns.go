@@ -27,7 +27,7 @@ type target struct {
 
 func (t target) addr() string { return net.JoinHostPort(t.host, strconv.Itoa(int(t.port))) }
 
-// staticTarget parses a cfg.S2S.Hosts value: "host:port", or
+// staticTarget parses a s2s.hosts value: "host:port", or
 // "tls://host:port" for a direct-TLS port.
 func staticTarget(v string) (target, error) {
 	direct := false

@@ -224,7 +224,7 @@ func startNode(t testing.TB, o nodeOpts) *testNode {
 	if o.cert != nil {
 		tlsCfg.Certificates = []tls.Certificate{o.cert.tls}
 	}
-	n.svc = New(cfg, tlsCfg, n.deliver, testLogger(t).With("node", o.domain))
+	n.svc = New(cfg.S2S, Deps{Domain: cfg.Domain, MaxStanzaBytes: cfg.C2S.MaxStanzaBytes, TLS: tlsCfg, Deliver: n.deliver, Logger: testLogger(t).With("node", o.domain)})
 	n.svc.Resolver = failingResolver{}
 	if o.resolver != nil {
 		n.svc.Resolver = o.resolver
@@ -295,20 +295,6 @@ func (n *testNode) numIn() int {
 	n.svc.mu.Lock()
 	defer n.svc.mu.Unlock()
 	return len(n.svc.in)
-}
-
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(poll)
-	}
-	t.Fatalf("condition not met after %v: %v", total, err)
 }
 
 // failingResolver answers every SRV lookup with NXDOMAIN, so tests never

@@ -215,7 +215,7 @@ func (in *inStream) features() *wire.Element {
 	if !in.saslDone && in.from != "" && !in.s.ours(in.from) && in.certFor(in.from) == nil {
 		f.Append(wire.NewNS("mechanisms", wire.NSSASL).Append(wire.New("mechanism").SetText("EXTERNAL")))
 	}
-	if !in.saslDone && !in.s.cfg.S2S.RequireValidCerts {
+	if !in.saslDone && !in.s.cfg.RequireValidCerts {
 		f.Append(wire.NewNS("dialback", nsDialbackFeature).Append(wire.New("errors")))
 	}
 	return f
@@ -413,7 +413,7 @@ func (in *inStream) dialbackResult(el *wire.Element) {
 		reply("valid", nil)
 		return
 	}
-	if in.s.cfg.S2S.RequireValidCerts {
+	if in.s.cfg.RequireValidCerts {
 		in.log.Warn("s2s: dialback refused: a valid certificate is required", "domain", from, "err", in.certFor(from))
 		reply("error", wire.ErrNotAuthorized.WithText("a valid certificate is required"))
 		return

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -47,7 +48,7 @@ func freePort(t *testing.T, host string) int {
 // waitListening polls until addr accepts TCP connections.
 func waitListening(t *testing.T, addr string, total time.Duration, alive func() error) {
 	t.Helper()
-	checkFor(t, total, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, total, 50*time.Millisecond, func() error {
 		if alive != nil {
 			if err := alive(); err != nil {
 				return err

@@ -157,7 +157,7 @@ func (c *outConn) run() {
 }
 
 // dialOut connects to the first reachable target of the remote domain
-// and runs the handshake, all within cfg.S2S.ConnectTimeout.
+// and runs the handshake, all within s2s.connect_timeout.
 func (c *outConn) dialOut() (*wire.Reader, *wire.Element, error) {
 	ctx, cancel := context.WithTimeout(c.s.ctx, c.s.setupTimeout())
 	defer cancel()
@@ -260,7 +260,7 @@ var errExternalBroken = errors.New("s2s: stream failed during SASL EXTERNAL")
 // targetsFor returns where to connect for a domain: the static map entry,
 // else the DNS targets.
 func (s *Service) targetsFor(ctx context.Context, domain string) ([]target, error) {
-	for d, hp := range s.cfg.S2S.Hosts {
+	for d, hp := range s.cfg.Hosts {
 		if strings.EqualFold(d, domain) {
 			t, err := staticTarget(hp)
 			if err != nil {
@@ -386,7 +386,7 @@ func (c *outConn) startTLS(ctx context.Context, conn net.Conn) (net.Conn, error)
 	c.mu.Unlock()
 	certs := tc.ConnectionState().PeerCertificates
 	if err := c.s.certs.verify(certs, c.key.remote); err != nil {
-		if c.s.cfg.S2S.RequireValidCerts {
+		if c.s.cfg.RequireValidCerts {
 			return nil, fmt.Errorf("s2s: certificate of %s: %w", c.key.remote, err)
 		}
 		c.log.Info("s2s: peer certificate does not authenticate it; continuing (dialback policy)", "err", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -195,7 +196,7 @@ func TestSpoofedFrom(t *testing.T) {
 	c := a.outConnFor("a.test", "b.test")
 	// Bypass Send's own check, as a malicious server would.
 	c.enqueueStanza(msg("mallory@evil.test", "bob@b.test", "spoofed"))
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.state != outClosed {
@@ -280,7 +281,7 @@ func TestIdleClose(t *testing.T) {
 	a.svc.Send(t.Context(), msg("alice@a.test", "bob@b.test", "one"))
 	b.expect(isBody("one"), "first")
 	first := a.outConnFor("a.test", "b.test")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if a.outConnFor("a.test", "b.test") != nil {
 			return errors.New("outgoing stream still registered")
 		}
@@ -424,7 +425,7 @@ func TestStats(t *testing.T) {
 		st.Streams[0].State != "ready" || st.Streams[0].Method != "sasl-external" {
 		t.Fatalf("a: %+v", st.Streams)
 	}
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		st := b.svc.Stats()
 		if len(st.Streams) != 1 || st.Streams[0].Direction != "in" || st.Streams[0].Remote != "a.test" || st.Streams[0].Method != "sasl-external" {
 			return fmt.Errorf("b: %+v", st.Streams)

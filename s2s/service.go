@@ -34,21 +34,21 @@ type verifyKey struct{ local, remote, id string }
 // Service is the federation service of one node: the s2s listener and the
 // pool of outgoing streams. It implements router.Federation.
 type Service struct {
-	cfg     *conf.Config
+	cfg     conf.S2SConfig
 	domain  string
 	deliver DeliverFunc
 	log     *slog.Logger
 	secret  string
 	limits  wire.Limits
 
-	// Resolver finds SRV records for domains missing from cfg.S2S.Hosts.
+	// Resolver finds SRV records for domains missing from s2s.hosts.
 	// Default net.DefaultResolver. Set before Start.
 	Resolver Resolver
 	// QueueLimit bounds the stanzas waiting for one outgoing stream.
 	// Default DefaultQueueLimit. Set before Start.
 	QueueLimit int
 	// ServesDomain reports whether this server also serves domain besides
-	// cfg.Domain: the service domains plugins claimed
+	// its own (Deps.Domain): the service domains plugins claimed
 	// (conference.example.org). Stanzas may be sent from them and to them,
 	// peers may open streams to them and authenticate them by dialback
 	// with this server, and no peer may claim them. Optional; set before
@@ -92,14 +92,28 @@ type verifyResult struct {
 	err   error
 }
 
-// New builds a federation service for cfg.Domain. tlsConfig carries the
-// domain's certificate (Certificates or GetCertificate); it is cloned, not
-// modified. deliver receives every stanza for the router. Call Start.
-func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *slog.Logger) *Service {
+// Deps are what the federation service takes from its node.
+type Deps struct {
+	// Domain is the node's domain (domain).
+	Domain string
+	// MaxStanzaBytes bounds a stanza from a peer (c2s.max_stanza_bytes).
+	MaxStanzaBytes int
+	// TLS carries the domain's certificate (Certificates or
+	// GetCertificate); it is cloned, not modified.
+	TLS *tls.Config
+	// Deliver receives every stanza for the router.
+	Deliver DeliverFunc
+	Logger  *slog.Logger
+}
+
+// New builds the federation service the s2s section describes for the
+// node's domain. Call Start.
+func New(cfg conf.S2SConfig, d Deps) *Service {
+	logger := d.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	secret := cfg.S2S.DialbackSecret
+	secret := cfg.DialbackSecret
 	if secret == "" {
 		var b [32]byte
 		_, _ = rand.Read(b[:])
@@ -107,11 +121,11 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 	}
 	s := &Service{
 		cfg:        cfg,
-		domain:     domainOf(cfg.Domain),
-		deliver:    deliver,
+		domain:     domainOf(d.Domain),
+		deliver:    d.Deliver,
 		log:        logger.With("part", "s2s"),
 		secret:     secret,
-		limits:     wire.Limits{MaxStanzaBytes: cfg.C2S.MaxStanzaBytes},
+		limits:     wire.Limits{MaxStanzaBytes: d.MaxStanzaBytes},
 		Resolver:   net.DefaultResolver,
 		QueueLimit: DefaultQueueLimit,
 		failures:   map[string]*dialFailure{},
@@ -123,7 +137,7 @@ func New(cfg *conf.Config, tlsConfig *tls.Config, deliver DeliverFunc, logger *s
 		in:              map[*inStream]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.serverTLS, s.clientTLS = s2sTLSConfigs(tlsConfig, s.domain)
+	s.serverTLS, s.clientTLS = s2sTLSConfigs(d.TLS, s.domain)
 	return s
 }
 
@@ -161,20 +175,20 @@ func s2sTLSConfigs(base *tls.Config, domain string) (server, client *tls.Config)
 	return server, client
 }
 
-// Start loads the CA file and, when cfg.S2S.Listen is set, opens the s2s
+// Start loads the CA file and, when s2s.listen is set, opens the s2s
 // listener (port 5269 when the address has none; port 0 or -1 picks a free
 // one). Outgoing streams work without a listener, but then peers cannot
 // verify our dialback keys.
 func (s *Service) Start(ctx context.Context) error {
-	v, err := newCertVerifier(s.cfg.S2S.CAFile)
+	v, err := newCertVerifier(s.cfg.CAFile)
 	if err != nil {
 		return err
 	}
 	s.certs = v
-	if conf.Off(s.cfg.S2S.Listen) {
+	if conf.Off(s.cfg.Listen) {
 		return nil
 	}
-	addr := conf.ListenAddr(s.cfg.S2S.Listen)
+	addr := conf.ListenAddr(s.cfg.Listen)
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, strconv.Itoa(DefaultPort))
 	}
@@ -447,13 +461,13 @@ func (s *Service) requestVerify(ctx context.Context, local, remote, id, key stri
 	}
 }
 
-func (s *Service) setupTimeout() time.Duration { return s.cfg.S2S.ConnectTimeout }
+func (s *Service) setupTimeout() time.Duration { return s.cfg.ConnectTimeout }
 
-func (s *Service) idleTimeout() time.Duration { return s.cfg.S2S.IdleTimeout }
+func (s *Service) idleTimeout() time.Duration { return s.cfg.IdleTimeout }
 
 // writeTimeout bounds one write to a peer.
 func (s *Service) writeTimeout() time.Duration {
-	if t := s.cfg.S2S.ConnectTimeout; t > 0 {
+	if t := s.cfg.ConnectTimeout; t > 0 {
 		return t
 	}
 	return 15 * time.Second

@@ -12,8 +12,8 @@ import (
 
 // What `aviary cluster` does without a running node. The admin packages
 // reach the cluster's shared member directory through these, so that
-// only the node assembly knows which implementation a configuration
-// names (Hazelcast stays inside cluster/hazelcast).
+// only the node's core (package server) knows which implementation a
+// configuration names (Hazelcast stays inside cluster/hazelcast).
 
 // ErrNoDirectory means the configuration names no shared member
 // directory (cluster.hazelcast is empty).

@@ -9,7 +9,6 @@ import (
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 	"github.com/prometheus/client_golang/prometheus"
-	"mellium.im/xmpp/jid"
 )
 
 // host is what the node offers plugins (plugins.Host). The Manager starts
@@ -63,13 +62,12 @@ func (h *host) SetCarbons(ctx context.Context, full string, on bool) error {
 
 // IsAdmin compares bare JIDs in their canonical form.
 func (h *host) IsAdmin(bare string) bool {
-	j, err := jid.Parse(bare)
+	j, err := wire.ParseJID(bare)
 	if err != nil {
 		return false
 	}
-	b := j.Bare().String()
 	for _, a := range h.n.cfg.Admin.Admins {
-		if aj, err := jid.Parse(a); err == nil && aj.Bare().String() == b {
+		if aj, err := wire.ParseJID(a); err == nil && aj.Bare() == j.Bare() {
 			return true
 		}
 	}

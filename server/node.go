@@ -1,7 +1,12 @@
-// Package server assembles one Aviary node: the store, the cluster, the
-// router, the plugins, the client stream layer and its listeners. New
-// builds it; Start brings the parts up in order and Stop takes them down in
-// reverse.
+// Package server is the core of one Aviary node: the store, the cluster,
+// the router, the plugins, the client stream layer and its listeners. New
+// builds it; Start brings the parts up in order, then the services the
+// node was built with (WithService), and Stop takes them down in reverse.
+//
+// The whole node that `aviary serve` runs (this core with federation,
+// HTTP, balancing, third-party plugins and the admin console) is listed
+// and built in one place, server/assembly; tests build a core with only
+// the services they need.
 package server
 
 import (

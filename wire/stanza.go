@@ -44,6 +44,11 @@ type StanzaError struct {
 	Type      string
 	Condition string
 	Text      string
+	// App is an application-specific condition (RFC 6120 §8.3.4), such
+	// as XEP-0060's <precondition-not-met xmlns='…pubsub#errors'/>,
+	// which clients act on; nil when there is none. It is never changed
+	// once set: WithApp makes a new error.
+	App *Element
 }
 
 func (e *StanzaError) Error() string {
@@ -60,37 +65,50 @@ func (e *StanzaError) WithText(text string) *StanzaError {
 	return &c
 }
 
-// Element returns the <error/> child for this error.
+// WithApp returns a copy with an application-specific condition
+// element (the copy keeps its own copy of app).
+func (e *StanzaError) WithApp(app *Element) *StanzaError {
+	c := *e
+	c.App = app.Copy()
+	return &c
+}
+
+// Element returns the <error/> child for this error: the defined
+// condition, then the text, then the application-specific condition
+// (RFC 6120 §8.3.2).
 func (e *StanzaError) Element() *Element {
 	errEl := New("error", "type", e.Type)
 	errEl.Append(NewNS(e.Condition, NSStanzas))
 	if e.Text != "" {
 		errEl.Append(NewNS("text", NSStanzas).SetText(e.Text))
 	}
+	if e.App != nil {
+		errEl.Append(e.App.Copy())
+	}
 	return errEl
 }
 
 // The stanza errors the server uses most, with their RFC 6120 types.
 var (
-	ErrBadRequest            = &StanzaError{ErrorTypeModify, "bad-request", ""}
-	ErrConflict              = &StanzaError{ErrorTypeCancel, "conflict", ""}
-	ErrFeatureNotImplemented = &StanzaError{ErrorTypeCancel, "feature-not-implemented", ""}
-	ErrForbidden             = &StanzaError{ErrorTypeAuth, "forbidden", ""}
-	ErrInternalServerError   = &StanzaError{ErrorTypeCancel, "internal-server-error", ""}
-	ErrItemNotFound          = &StanzaError{ErrorTypeCancel, "item-not-found", ""}
-	ErrJIDMalformed          = &StanzaError{ErrorTypeModify, "jid-malformed", ""}
-	ErrNotAcceptable         = &StanzaError{ErrorTypeModify, "not-acceptable", ""}
-	ErrNotAllowed            = &StanzaError{ErrorTypeCancel, "not-allowed", ""}
-	ErrNotAuthorized         = &StanzaError{ErrorTypeAuth, "not-authorized", ""}
-	ErrPolicyViolation       = &StanzaError{ErrorTypeModify, "policy-violation", ""}
-	ErrRecipientUnavailable  = &StanzaError{ErrorTypeWait, "recipient-unavailable", ""}
-	ErrRemoteServerNotFound  = &StanzaError{ErrorTypeCancel, "remote-server-not-found", ""}
-	ErrRemoteServerTimeout   = &StanzaError{ErrorTypeWait, "remote-server-timeout", ""}
-	ErrResourceConstraint    = &StanzaError{ErrorTypeWait, "resource-constraint", ""}
-	ErrServiceUnavailable    = &StanzaError{ErrorTypeCancel, "service-unavailable", ""}
-	ErrSubscriptionRequired  = &StanzaError{ErrorTypeAuth, "subscription-required", ""}
-	ErrUndefinedCondition    = &StanzaError{ErrorTypeCancel, "undefined-condition", ""}
-	ErrUnexpectedRequest     = &StanzaError{ErrorTypeWait, "unexpected-request", ""}
+	ErrBadRequest            = &StanzaError{Type: ErrorTypeModify, Condition: "bad-request"}
+	ErrConflict              = &StanzaError{Type: ErrorTypeCancel, Condition: "conflict"}
+	ErrFeatureNotImplemented = &StanzaError{Type: ErrorTypeCancel, Condition: "feature-not-implemented"}
+	ErrForbidden             = &StanzaError{Type: ErrorTypeAuth, Condition: "forbidden"}
+	ErrInternalServerError   = &StanzaError{Type: ErrorTypeCancel, Condition: "internal-server-error"}
+	ErrItemNotFound          = &StanzaError{Type: ErrorTypeCancel, Condition: "item-not-found"}
+	ErrJIDMalformed          = &StanzaError{Type: ErrorTypeModify, Condition: "jid-malformed"}
+	ErrNotAcceptable         = &StanzaError{Type: ErrorTypeModify, Condition: "not-acceptable"}
+	ErrNotAllowed            = &StanzaError{Type: ErrorTypeCancel, Condition: "not-allowed"}
+	ErrNotAuthorized         = &StanzaError{Type: ErrorTypeAuth, Condition: "not-authorized"}
+	ErrPolicyViolation       = &StanzaError{Type: ErrorTypeModify, Condition: "policy-violation"}
+	ErrRecipientUnavailable  = &StanzaError{Type: ErrorTypeWait, Condition: "recipient-unavailable"}
+	ErrRemoteServerNotFound  = &StanzaError{Type: ErrorTypeCancel, Condition: "remote-server-not-found"}
+	ErrRemoteServerTimeout   = &StanzaError{Type: ErrorTypeWait, Condition: "remote-server-timeout"}
+	ErrResourceConstraint    = &StanzaError{Type: ErrorTypeWait, Condition: "resource-constraint"}
+	ErrServiceUnavailable    = &StanzaError{Type: ErrorTypeCancel, Condition: "service-unavailable"}
+	ErrSubscriptionRequired  = &StanzaError{Type: ErrorTypeAuth, Condition: "subscription-required"}
+	ErrUndefinedCondition    = &StanzaError{Type: ErrorTypeCancel, Condition: "undefined-condition"}
+	ErrUnexpectedRequest     = &StanzaError{Type: ErrorTypeWait, Condition: "unexpected-request"}
 )
 
 // ErrorReply builds the error answer to a stanza: to and from swapped,

@@ -99,7 +99,7 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$dir"
 log "building aviary into $dir"
-go build -o "$dir/aviary" .
+go build -o "$dir/aviary" ./cmd/aviary
 aviary=$dir/aviary
 
 # wait_for SECONDS WHAT CMD...: run CMD every half second until it succeeds.

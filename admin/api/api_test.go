@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
@@ -209,7 +210,7 @@ type testEnv struct {
 	store    storage.Store
 	dataDir  string
 	clock    *fakeClock
-	log      *syncBuffer
+	log      *testutil.Buffer
 	failures atomic.Int64
 }
 
@@ -222,7 +223,7 @@ func newTestEnv(t *testing.T, mod func(*conf.Config)) *testEnv {
 	if mod != nil {
 		mod(cfg)
 	}
-	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &syncBuffer{}}
+	e := &testEnv{fb: newFake(), dataDir: cfg.DataDir, clock: &fakeClock{now: time.Unix(1000, 0)}, log: &testutil.Buffer{}}
 	st := testStore(t, cfg.DataDir)
 	e.store = st
 	s, err := New(Options{Config: cfg, Backend: e.fb, Properties: st, Sessions: st.KeyValue(SessionStore),
@@ -265,24 +266,6 @@ func (c *fakeClock) takeSleeps() []time.Duration {
 	s := c.sleeps
 	c.sleeps = nil
 	return s
-}
-
-// syncBuffer is a log destination tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type client struct {

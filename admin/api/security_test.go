@@ -18,23 +18,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 )
-
-// checkFor polls fn until it succeeds or total has passed.
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // repeatReader yields n copies of b without holding them.
 type repeatReader struct {
@@ -225,7 +210,7 @@ func TestSignInOneAtATime(t *testing.T) {
 			codes <- e.postLogin(addr, "boss", "guess").Code
 		}()
 		if addr == "10.0.0.1" {
-			checkFor(t, 10*time.Second, func() error {
+			testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
 				if inFlight.Load() != 1 {
 					return fmt.Errorf("the first attempt is not checking its password")
 				}
@@ -234,7 +219,7 @@ func TestSignInOneAtATime(t *testing.T) {
 		}
 	}
 	// The second address waits for boss's account...
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, time.Millisecond, func() error {
 		if n := e.srv.gate.waiters("account boss@example.org"); n != 1 {
 			return fmt.Errorf("%d attempts wait for the account", n)
 		}

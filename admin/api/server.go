@@ -24,7 +24,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/logsafe"
 	"github.com/aviary-im/aviary/storage"
-	"mellium.im/xmpp/jid"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Options build a Server.
@@ -428,7 +428,7 @@ func validUser(name string) *APIError {
 	if !usernameOK.MatchString(name) {
 		return errBadRequest("username %q is not a valid localpart (no @ / : spaces quotes or angle brackets)", name)
 	}
-	if _, err := jid.New(name, "example.com", ""); err != nil {
+	if _, err := wire.NewJID(name, "example.com", ""); err != nil {
 		return errBadRequest("username %q is not a valid localpart: %v", name, err)
 	}
 	return nil
@@ -507,8 +507,8 @@ func (s *Server) apiKick(ctx context.Context, p *principal, r *http.Request) (an
 // failed there with 500.
 func (s *Server) sessionJID(full string) (string, *APIError) {
 	dom := s.backend.Domain()
-	j, err := jid.Parse(full)
-	if err != nil || j.Localpart() == "" || j.Resourcepart() == "" || !strings.EqualFold(j.Domainpart(), dom) {
+	j, err := wire.ParseJID(full)
+	if err != nil || j.Local() == "" || j.Resource() == "" || !strings.EqualFold(j.Domain(), dom) {
 		return "", errBadRequest("%q is not the full JID of a session on %s (user@%s/resource)", logsafe.Clip(full, 0), dom, dom)
 	}
 	return j.String(), nil

@@ -22,7 +22,7 @@ import (
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
-	"mellium.im/xmpp/jid"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Message kinds between nodes.
@@ -297,7 +297,7 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 		} else {
 			sess = api.Session{JID: s.JID().String(), Node: node}
 		}
-		if res, err := b.n.Router().Resources(ctx, s.JID().Bare().String()); err == nil {
+		if res, err := b.n.Router().Resources(ctx, s.JID().Bare()); err == nil {
 			for _, r := range res {
 				if r.JID == sess.JID {
 					sess.Priority, sess.Available = r.Priority, r.Available
@@ -311,21 +311,30 @@ func (b *Backend) localSessions(ctx context.Context) []api.Session {
 
 // Sessions asks every node for its sessions.
 func (b *Backend) Sessions(ctx context.Context) ([]api.Session, error) {
-	out := b.localSessions(ctx)
-	err := b.askOthers(ctx, kindSessions, nil, func(node string, raw []byte) error {
-		var theirs []api.Session
-		if err := json.Unmarshal(raw, &theirs); err != nil {
-			return err
-		}
-		out = append(out, theirs...)
-		return nil
-	}, nil)
+	out, err := gatherLists(ctx, b, kindSessions, b.localSessions(ctx), nil)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].JID < out[j].JID })
 	if out == nil {
 		out = []api.Session{}
+	}
+	return out, nil
+}
+
+// gatherLists appends to out the list (JSON) each other node answers to
+// kind (askOthers; onErr as there).
+func gatherLists[T any](ctx context.Context, b *Backend, kind string, out []T, onErr func(node string, err error)) ([]T, error) {
+	err := b.askOthers(ctx, kind, nil, func(node string, raw []byte) error {
+		var theirs []T
+		if err := json.Unmarshal(raw, &theirs); err != nil {
+			return err
+		}
+		out = append(out, theirs...)
+		return nil
+	}, onErr)
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -343,11 +352,11 @@ func (b *Backend) kickLocal(full string) bool {
 // Kick closes one session wherever it is: where the routes say, or, for
 // nodes serving alone (clustering off), by asking each.
 func (b *Backend) Kick(ctx context.Context, full string) (bool, error) {
-	j, err := jid.Parse(full)
+	j, err := wire.ParseJID(full)
 	if err != nil {
 		return false, err
 	}
-	res, err := b.n.Router().Resources(ctx, j.Bare().String())
+	res, err := b.n.Router().Resources(ctx, j.Bare())
 	if err != nil {
 		return false, err
 	}
@@ -397,15 +406,7 @@ func (b *Backend) localS2S() []api.S2SStream {
 
 // S2S lists federation streams on every node.
 func (b *Backend) S2S(ctx context.Context) ([]api.S2SStream, error) {
-	out := b.localS2S()
-	err := b.askOthers(ctx, kindS2S, nil, func(node string, raw []byte) error {
-		var theirs []api.S2SStream
-		if err := json.Unmarshal(raw, &theirs); err != nil {
-			return err
-		}
-		out = append(out, theirs...)
-		return nil
-	}, func(string, error) {})
+	out, err := gatherLists(ctx, b, kindS2S, b.localS2S(), func(string, error) {})
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 )
 
@@ -41,8 +42,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Plugins.Rollout.HealthWindow = time.Second // the page waits 30s for the rollout
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	v1, v2 := buildPlugin(t, "v1"), buildPlugin(t, "v2")
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/clustertest"
@@ -520,7 +521,7 @@ func waitPlugin(t *testing.T, admins []*clustertest.Admin, plugin, version strin
 type benchRun struct {
 	cmd    *exec.Cmd
 	out    bytes.Buffer
-	errOut *servertest.LogBuffer
+	errOut *testutil.Buffer
 	exited chan error
 }
 
@@ -559,7 +560,7 @@ func startBench(t *testing.T, ctx context.Context, bin string, servers []string)
 		"-concurrency", "8", "-workload", "ring", "-messages", "1000000", "-inflight", "2",
 		"-interval", loadInterval, "-drain", "20s", "-max-time", "3m", "-json"}
 	t.Logf("load: aviary-bench %s", strings.Join(args, " "))
-	b := &benchRun{errOut: &servertest.LogBuffer{}, exited: make(chan error, 1)}
+	b := &benchRun{errOut: &testutil.Buffer{}, exited: make(chan error, 1)}
 	b.cmd = exec.CommandContext(ctx, bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, b.errOut
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

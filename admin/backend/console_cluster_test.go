@@ -19,6 +19,7 @@ import (
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/clustertest"
 	"github.com/aviary-im/aviary/server/nodelog"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
@@ -41,11 +42,12 @@ func startConsoleNode(t *testing.T, pgURL string, member *hztest.Member, name st
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	level := new(slog.LevelVar)
 	log := slog.New(nodelog.New(io.Discard, "text", level, nodelog.NewRing(0, 0))).With("node", name)
-	adm := backend.NewService(cfg, log)
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, log)
+	adm := backend.NewService(cfg, backend.Deps{Logger: log, Plugins: plugs})
 	n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
 		DatabaseURL: pgURL, Member: member.Addr(), ClusterName: member.ClusterName,
 		NodeName: name, Secret: "console-test", Prefix: "console.",
-	}, server.WithService(adm), server.WithLogger(log))
+	}, server.WithService(plugs), server.WithService(adm), server.WithLogger(log))
 	return consoleNode{n: n, c: c, adm: adm, url: "http://" + adm.Addr().String()}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -27,8 +28,9 @@ func TestPluginHostBoundsOnANode(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Plugins.Wasm.MaxHostCalls = 16
-	adm := NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := NewService(cfg, Deps{Logger: servertest.TestLogger(), Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 
 	wasm, err := os.ReadFile(exampletest.Build(t, "plugins/runtime/testdata/hog"))

@@ -18,6 +18,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/clustertest"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
@@ -77,11 +78,12 @@ func TestPluginsFollowTheCatalogueAcrossACluster(t *testing.T) {
 		cfg.Admin.Listen = "127.0.0.1:0"
 		cfg.Admin.Admins = []string{"boss@localhost"}
 		cfg.Plugins.Rollout.HealthWindow = 3 * time.Second
-		adm := backend.NewService(cfg, servertest.TestLogger())
+		plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+		adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
 		n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
 			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
 			NodeName: name, Secret: "plugins-test", Prefix: "plugins.", NodeTTL: 10 * time.Second,
-		}, server.WithService(adm))
+		}, server.WithService(plugs), server.WithService(adm))
 		return &pluginNode{name: name, n: n, c: c, adm: adm, api: &clustertest.Admin{Base: "http://" + adm.Addr().String(), Token: token, HTTP: &http.Client{Timeout: time.Minute}}}
 	}
 	nodes := []*pluginNode{start("node1"), start("node2"), start("node3")}

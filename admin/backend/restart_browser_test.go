@@ -16,6 +16,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/nodelog"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -33,8 +34,9 @@ func TestConsoleSignInSurvivesRestartInBrowser(t *testing.T) {
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	start := func(cfg *conf.Config) (*server.Node, *backend.Service) {
 		log := slog.New(nodelog.New(io.Discard, "text", new(slog.LevelVar), nodelog.NewRing(0, 0)))
-		adm := backend.NewService(cfg, log)
-		return servertest.RunServer(t, cfg, server.WithService(adm), server.WithLogger(log)), adm
+		plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, log)
+		adm := backend.NewService(cfg, backend.Deps{Logger: log, Plugins: plugs})
+		return servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm), server.WithLogger(log)), adm
 	}
 	n, adm := start(cfg)
 	servertest.CreateUser(t, n, "boss", "boss-secret")

@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/admin/backend"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 )
 
@@ -46,9 +48,11 @@ func TestAdminListenerUnderAttack(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Admin.ReadTimeout = 300 * time.Millisecond
-	var logs servertest.LogBuffer // the node's log, read while it writes
-	adm := backend.NewService(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	var logs testutil.Buffer // the node's log, read while it writes
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, logger)
+	adm := backend.NewService(cfg, backend.Deps{Logger: logger, Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	base := "http://" + adm.Addr().String()

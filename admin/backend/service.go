@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/admin/api"
 	"github.com/aviary-im/aviary/conf"
-	"github.com/aviary-im/aviary/plugins/runtime"
 	"github.com/aviary-im/aviary/s2s"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/c2s"
@@ -28,40 +26,59 @@ import (
 // errDraining is /readyz's reason while the node drains.
 var errDraining = errors.New("the node is draining")
 
-// Service runs, on one node, the WebAssembly plugin host and the admin
-// listener (console, JSON API, /metrics, /healthz, /readyz). It is a
-// server.Service: started after the node's core, stopped before it.
+// Service runs, on one node, the admin listener (console, JSON API,
+// /metrics, /healthz, /readyz) and publishes the node's stanza rates to
+// the cluster. It is a server.Service: started after the node's core and
+// its other services, stopped before them.
 type Service struct {
 	cfg *conf.Config
 	// log is the node's logger. Each part names itself on it once
-	// (component=admin, audit, pluginhost, plugins): slog's With repeats
-	// a key rather than replacing it.
+	// (component=admin, audit): slog's With repeats a key rather than
+	// replacing it.
 	log *slog.Logger
 	// alog is log with component=admin, for the service's own lines.
 	alog *slog.Logger
-	// S2S, Drain and Draining are optional hooks other services fill in.
-	// While Draining reports true, /readyz answers 503 (a load balancer
-	// checking it stops sending clients here).
-	S2S      func() s2s.Stats
-	Drain    func(ctx context.Context) error
-	Draining func() bool
+	deps Deps
 
-	mu      sync.Mutex
-	rt      *runtime.Runtime
-	plugins *pluginhost.Host
-	srv     *http.Server
-	api     *api.Server
-	ln      net.Listener
+	mu  sync.Mutex
+	srv *http.Server
+	api *api.Server
+	ln  net.Listener
 	// stopRates ends the goroutine publishing this node's stanza rates.
 	stopRates context.CancelFunc
 }
 
-// NewService returns the admin service for cfg.
-func NewService(cfg *conf.Config, log *slog.Logger) *Service {
+// Drainer is the node's balancing service (server/balance): the console
+// drains a node through it, and /readyz answers 503 while it drains (a
+// load balancer checking it stops sending clients here).
+type Drainer interface {
+	Drain(ctx context.Context) error
+	Draining() bool
+}
+
+// Deps are the other services of the node the console reports on and
+// acts through. Each may be nil: the console then says the part is not
+// running on this node.
+type Deps struct {
+	// Logger is the node's logger, not one naming a component: the
+	// console's parts add component=admin and component=audit themselves.
+	Logger *slog.Logger
+	// S2S reports the node's federation streams.
+	S2S func() s2s.Stats
+	// Balance drains the node.
+	Balance Drainer
+	// Plugins runs the node's third-party plugins.
+	Plugins *pluginhost.Service
+}
+
+// NewService returns the admin service for cfg, reporting on and acting
+// through deps.
+func NewService(cfg *conf.Config, deps Deps) *Service {
+	log := deps.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{cfg: cfg, log: log, alog: log.With("component", "admin")}
+	return &Service{cfg: cfg, log: log, alog: log.With("component", "admin"), deps: deps}
 }
 
 // Name names the service in logs.
@@ -77,58 +94,33 @@ func (s *Service) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Plugins returns the node's plugin host (after Start).
-func (s *Service) Plugins() *pluginhost.Host {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.plugins
-}
+// Plugins returns the node's plugin host (nil when the node runs no
+// plugin service, or it is not started).
+func (s *Service) Plugins() *pluginhost.Host { return s.deps.Plugins.Host() }
 
-// Start loads the catalogue's plugins and opens the admin listener.
+// Start starts publishing the node's stanza rates and opens the admin
+// listener (unless admin.listen is off).
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
-	w := s.cfg.Plugins.Wasm
-	ro := runtime.Options{
-		MaxHostCalls: w.MaxHostCalls, MaxHostBytes: w.MaxHostBytes, MaxKVBytes: w.MaxKVBytes,
-		MaxStanzaBytes: s.cfg.C2S.MaxStanzaBytes,
-		CacheDir:       filepath.Join(s.cfg.Plugins.Dir, "compiled"),
-		Logger:         s.log.With("component", "plugins", "node", n.Cluster().NodeName()),
-	}
-	rt, err := runtime.New(ctx, ro)
-	if err != nil {
-		// A cache directory the node cannot write costs time, not
-		// plugins: compile in memory.
-		s.alog.Warn("plugin compilation cache unusable; plugins are compiled at every start (plugins.dir)", "dir", ro.CacheDir, "err", err)
-		ro.CacheDir = ""
-		if rt, err = runtime.New(ctx, ro); err != nil {
-			return fmt.Errorf("admin: plugin runtime: %w", err)
-		}
-	}
-	r := s.cfg.Plugins.Rollout
-	ph := pluginhost.New(pluginhost.Options{
-		Store: n.Store(), Cluster: n.Cluster(), Runtime: rt, Set: n.Plugins(),
-		PluginHost: n.PluginHost(), Logger: s.log,
-		Rollout: pluginhost.Rollout{Window: r.HealthWindow, MaxFailures: r.MaxFailures, MaxFailureRatio: r.MaxFailureRatio},
-	})
-	if err := ph.Start(ctx); err != nil {
-		rt.Close(ctx)
-		return err
-	}
 	rates := NewRateMeter(stanzaCounter(n.Gatherer()))
 	pctx, stopRates := context.WithCancel(context.WithoutCancel(ctx))
 	go publishRates(pctx, n.Cluster(), rates, 2*time.Second)
 	s.mu.Lock()
-	s.rt, s.plugins, s.stopRates = rt, ph, stopRates
+	s.stopRates = stopRates
 	s.mu.Unlock()
 	if conf.Off(s.cfg.Admin.Listen) {
 		return nil
 	}
-	b := New(Options{Node: n, Plugins: ph, S2S: s.S2S, Drain: s.Drain, Logger: s.log, Rates: rates})
+	var drain func(context.Context) error
+	if s.deps.Balance != nil {
+		drain = s.deps.Balance.Drain
+	}
+	b := New(Options{Node: n, Plugins: s.Plugins(), S2S: s.deps.S2S, Drain: drain, Logger: s.log, Rates: rates})
 	c2sMetrics := n.C2S().Metrics()
 	a, err := api.New(api.Options{
 		Config: s.cfg, Backend: b, Properties: n.Store(), Sessions: n.Store().KeyValue(api.SessionStore),
 		Metrics: promhttp.HandlerFor(metricsGatherer(n.Gatherer(), newNodeCollector(n, s.Plugins)), promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error {
-			if s.Draining != nil && s.Draining() {
+			if s.deps.Balance != nil && s.deps.Balance.Draining() {
 				return errDraining
 			}
 			return n.Store().Ping(ctx)
@@ -189,10 +181,10 @@ func isLoopback(a net.Addr) bool {
 	return ok && ta.IP.IsLoopback()
 }
 
-// Stop closes the listener and unloads plugins.
+// Stop closes the listener and stops publishing rates.
 func (s *Service) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, a, ph, rt, stopRates := s.srv, s.api, s.plugins, s.rt, s.stopRates
+	srv, a, stopRates := s.srv, s.api, s.stopRates
 	s.mu.Unlock()
 	if stopRates != nil {
 		stopRates()
@@ -201,12 +193,6 @@ func (s *Service) Stop(ctx context.Context) error {
 	if srv != nil {
 		errs = append(errs, srv.Shutdown(ctx))
 		a.Close()
-	}
-	if ph != nil {
-		ph.Stop(ctx)
-	}
-	if rt != nil {
-		errs = append(errs, rt.Close(ctx))
 	}
 	return errors.Join(errs...)
 }

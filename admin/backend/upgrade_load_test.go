@@ -23,8 +23,9 @@ import (
 func TestRollingUpgradeUnderTraffic(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Plugins.Rollout.HealthWindow = time.Second // watched on the chat below
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	servertest.CreateUser(t, n, "bob", "bob-secret")
 	ctx := context.Background()

@@ -15,6 +15,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -27,8 +28,9 @@ func TestAPICommands(t *testing.T) {
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
 	cfg.Plugins.Rollout.HealthWindow = 300 * time.Millisecond
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	servertest.CreateUser(t, n, "alice", "alice-secret")
 	base := "http://" + adm.Addr().String()
@@ -221,8 +223,9 @@ func TestPluginOffline(t *testing.T) {
 	if code, o, _ := run("list", "--config", file); code != 0 || !strings.Contains(o, "true") {
 		t.Errorf("offline list: %s", o)
 	}
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	n := servertest.RunServer(t, cfg, server.WithService(adm))
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(plugs), server.WithService(adm))
 	if v := adm.Plugins().Loaded()["wordfilter"]; v != "1.0.0" {
 		t.Errorf("node started with wordfilter %q, want the enabled 1.0.0", v)
 	}

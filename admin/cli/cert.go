@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -49,11 +48,7 @@ func runCert(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("aviary cert "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, certUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs)
+	fs, nf := storeFlags("aviary cert "+sub, certUsage, stderr)
 	jsonOut := fs.Bool("json", false, "list: print JSON")
 	positional, err := parseInterleaved(fs, args[1:])
 	if err != nil {
@@ -71,7 +66,7 @@ func runCert(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "aviary cert %s: want exactly one %s\n", sub, map[string]string{"import": "DIR", "delete": "ID"}[sub])
 		return 2
 	}
-	cfg, store, code := openStore(ctx, "aviary cert", fs, &nf, environ, stderr)
+	cfg, store, code := openStore(ctx, "aviary cert", fs, nf, environ, stderr)
 	if store == nil {
 		return code
 	}

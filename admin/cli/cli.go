@@ -1,7 +1,9 @@
-// Package cli is the aviary command line. Each subcommand lives in its own
-// file and registers itself in init with Register, so a new subcommand is
-// a new file: serve, user, config and version are here; db, cluster,
-// plugin and others are added beside them.
+// Package cli is the aviary command line (the binary is cmd/aviary). Each
+// subcommand lives in its own file and registers itself in init with
+// Register, so a new subcommand is a new file: serve, user, config and
+// version are here; db, cluster, plugin and others are added beside them.
+// The package holds commands only: `aviary serve` reads the configuration
+// and runs the node server/assembly builds.
 package cli
 
 import (

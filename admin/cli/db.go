@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -53,11 +52,7 @@ func runDB(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("aviary db "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, dbUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs)
+	fs, nf := storeFlags("aviary db "+sub, dbUsage, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -65,7 +60,7 @@ func runDB(ctx context.Context, args, environ []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "aviary db %s: unexpected argument %q\n", sub, fs.Arg(0))
 		return 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, nil)
+	cfg, err := loadConfig(fs, nf, environ, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "aviary db: configuration:\n%v\n", err)
 		return 1

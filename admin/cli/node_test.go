@@ -14,6 +14,7 @@ import (
 	"github.com/aviary-im/aviary/admin/backend"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/balance"
+	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/server/servertest"
 )
 
@@ -23,12 +24,11 @@ func TestNodeDrainCommand(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
-	adm := backend.NewService(cfg, servertest.TestLogger())
-	bal := balance.NewService()
 	drained := make(chan balance.Report, 1)
-	bal.OnDrained = func(r balance.Report) { drained <- r }
-	adm.Drain = bal.Drain
-	n := servertest.RunServer(t, cfg, server.WithService(bal), server.WithService(adm))
+	bal := balance.NewService(nil, func(r balance.Report) { drained <- r })
+	plugs := pluginhost.NewService(cfg.Plugins, cfg.C2S.MaxStanzaBytes, servertest.TestLogger())
+	adm := backend.NewService(cfg, backend.Deps{Logger: servertest.TestLogger(), Balance: bal, Plugins: plugs})
+	n := servertest.RunServer(t, cfg, server.WithService(bal), server.WithService(plugs), server.WithService(adm))
 	servertest.CreateUser(t, n, "boss", "boss-secret")
 	base := "http://" + adm.Addr().String()
 	ctx := context.Background()

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/pluginhost"
 	"github.com/aviary-im/aviary/storage"
 )
@@ -285,16 +284,9 @@ func pluginOffline(ctx context.Context, fs *flag.FlagSet, nf *nodeFlags, environ
 		fmt.Fprintf(stderr, "aviary plugin %s needs a running node: use --admin\n", sub)
 		return 2
 	}
-	cfg, err := loadConfig(fs, nf, environ, nil)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary plugin: configuration:\n%v\n", err)
-		return 1
-	}
-	log := NewLogger(cfg, stderr)
-	store, err := server.OpenStore(ctx, cfg, log)
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary plugin: %v\n", err)
-		return 1
+	_, store, code := openStore(ctx, "aviary plugin", fs, nf, environ, stderr)
+	if store == nil {
+		return code
 	}
 	defer store.Close()
 	switch sub {

@@ -10,12 +10,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
+	"github.com/aviary-im/aviary/server/assembly"
 	"github.com/aviary-im/aviary/server/gctune"
 	"github.com/aviary-im/aviary/server/nodelog"
 	"github.com/aviary-im/aviary/storage"
@@ -24,67 +24,53 @@ import (
 func init() {
 	Register(Command{Name: "serve", Summary: "run the server", Run: func(args []string) int {
 		sigs := make(chan os.Signal, 4)
-		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+		signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 		return runServe(context.Background(), args, os.Environ(), os.Stderr, sigs)
 	}})
 }
 
-// SignalDrainer is a service that can drain the node when `aviary serve`
-// gets SIGTERM (server/balance). DrainOnSignal returns true when a drain
-// runs (the process then waits for it to end, which stops the node), and
-// false when the node should stop at once (alone in the cluster, or the
-// drain already ended).
-type SignalDrainer interface {
-	DrainOnSignal(ctx context.Context) bool
-}
-
 // awaitStop waits until the node should stop: ctx ends, SIGINT, or
-// SIGTERM. The first SIGTERM drains the node instead when one of its
-// services can (clustered, with another node to take the clients); the
-// drain ends with a SIGTERM of its own (admin/cli stopWhenDrained), and a
-// second SIGTERM or a SIGINT stops the node at once.
-func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *server.Node, log *slog.Logger) {
+// SIGTERM. The first SIGTERM drains the node instead when it can
+// (clustered, with another node to take the clients: balance.Service
+// DrainOnSignal); the drain ends with a SIGTERM of its own
+// (stopWhenDrained), and a second SIGTERM or a SIGINT stops the node at
+// once. SIGHUP runs reload and the node goes on.
+func awaitStop(ctx context.Context, sigs <-chan os.Signal, n *assembly.Node, reload func(), log *slog.Logger) {
 	draining := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload()
+				continue
+			}
 			if sig != syscall.SIGTERM || draining {
 				log.Info("aviary serve: signal", "signal", sig.String())
 				return
 			}
-			for _, s := range n.Services() {
-				if d, ok := s.(SignalDrainer); ok && d.DrainOnSignal(ctx) {
-					draining = true
-					break
-				}
-			}
-			if !draining {
+			if !n.Balance.DrainOnSignal(ctx) {
 				log.Info("aviary serve: SIGTERM")
 				return
 			}
+			draining = true
 			log.Info("aviary serve: SIGTERM: draining the node; it stops when its clients have moved or at balance.drain_deadline (SIGTERM again or SIGINT stops it now)")
 		}
 	}
 }
 
-// ServeOption contributes server options to `aviary serve` (services such
-// as the admin console, HTTP connectors or s2s). Register it from init in
-// the file that adds the feature.
-type ServeOption func(cfg *conf.Config, log *slog.Logger) ([]server.Option, error)
-
-var (
-	serveOptMu   sync.Mutex
-	serveOptions []ServeOption
-)
-
-// RegisterServeOption adds fn to what `aviary serve` builds the node with.
-func RegisterServeOption(fn ServeOption) {
-	serveOptMu.Lock()
-	serveOptions = append(serveOptions, fn)
-	serveOptMu.Unlock()
+// storeFlags returns the flag set of a command that works on the store
+// (`aviary user add`...), with the flags every such command shares; usage
+// is printed before the flags' defaults.
+func storeFlags(name, usage string, stderr io.Writer) (*flag.FlagSet, *nodeFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	var nf nodeFlags
+	nf.register(fs)
+	return fs, &nf
 }
 
 // nodeFlags are the flags every command touching the store shares.
@@ -145,8 +131,9 @@ func openStore(ctx context.Context, cmd string, fs *flag.FlagSet, nf *nodeFlags,
 }
 
 // NewLogger returns the logger the configuration asks for, on w: the
-// node's handler (server/nodelog), whose level the console changes while
-// the node runs and whose newest records the console's log viewer shows.
+// node's handler (server/nodelog), whose level the console and a reload
+// change while the node runs and whose newest records the console's log
+// viewer shows.
 func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
@@ -155,9 +142,69 @@ func NewLogger(cfg *conf.Config, w io.Writer) *slog.Logger {
 	return slog.New(nodelog.New(w, cfg.LogFormat, level, nodelog.NewRing(0, 0)))
 }
 
+// reloader applies, on SIGHUP, the configuration `aviary serve` was
+// started with, read again (file, environment and flags), when it differs
+// from the running one only in conf.Live keys: it is checked whole first
+// and applied through the node's ChangeLive, as the console's changes
+// are; on any error the node runs on as it was.
+type reloader struct {
+	load func() (*conf.Config, error)
+	node *assembly.Node
+	log  *slog.Logger
+}
+
+func (r *reloader) reload() {
+	err := r.apply()
+	if err != nil {
+		r.log.Error("aviary serve: configuration not reloaded; the node runs on as before", "err", err)
+	}
+}
+
+func (r *reloader) apply() error {
+	next, err := r.load()
+	if err != nil {
+		return err
+	}
+	changed, err := conf.CheckReload(r.node.LiveConfig(), next)
+	if err != nil {
+		return err
+	}
+	changes := map[string]string{}
+	for _, k := range changed {
+		if changes[k], err = next.Get(k); err != nil {
+			return err
+		}
+	}
+	if changed, err = r.node.ChangeLive(changes, nil); err != nil {
+		return err
+	}
+	r.log.Info("aviary serve: configuration reloaded", "changed", strings.Join(changed, ","))
+	return nil
+}
+
 // serveConfig parses `aviary serve` flags and loads the configuration:
 // flags win over the environment, which wins over the file.
 func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
+	load, code := serveLoader(args, environ, stderr)
+	if load == nil {
+		return nil, code
+	}
+	return loadOrReport(load, stderr)
+}
+
+func loadOrReport(load func() (*conf.Config, error), stderr io.Writer) (*conf.Config, int) {
+	cfg, err := load()
+	if err != nil {
+		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
+		return nil, 1
+	}
+	return cfg, 0
+}
+
+// serveLoader parses `aviary serve` flags and returns what loads the
+// configuration they name (again on each reload); nil and the exit code
+// when the flags are wrong.
+func serveLoader(args, environ []string, stderr io.Writer) (func() (*conf.Config, error), int) {
 	fs := flag.NewFlagSet("aviary serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var nf nodeFlags
@@ -185,50 +232,34 @@ func serveConfig(args, environ []string, stderr io.Writer) (*conf.Config, int) {
 		fmt.Fprintf(stderr, "aviary serve: unexpected argument %q\n", fs.Arg(0))
 		return nil, 2
 	}
-	cfg, err := loadConfig(fs, &nf, environ, func(c *conf.Config) {
-		for _, kv := range sets {
-			_ = c.Set(kv[0], kv[1]) // checked while parsing
-		}
-		fs.Visit(func(fl *flag.Flag) {
-			switch fl.Name {
-			case "c2s-listen":
-				c.C2S.Listen = *c2sListen
-			case "c2s-tls-listen":
-				c.C2S.TLSListen = *c2sTLS
-			case "allow-registration":
-				c.C2S.AllowRegistration = *allowReg
+	return func() (*conf.Config, error) {
+		return loadConfig(fs, &nf, environ, func(c *conf.Config) {
+			for _, kv := range sets {
+				_ = c.Set(kv[0], kv[1]) // checked while parsing
 			}
+			fs.Visit(func(fl *flag.Flag) {
+				switch fl.Name {
+				case "c2s-listen":
+					c.C2S.Listen = *c2sListen
+				case "c2s-tls-listen":
+					c.C2S.TLSListen = *c2sTLS
+				case "allow-registration":
+					c.C2S.AllowRegistration = *allowReg
+				}
+			})
+			applyServeFlags(c)
 		})
-		applyServeFlags(c)
-	})
-	if err != nil {
-		fmt.Fprintf(stderr, "aviary serve: configuration:\n%v\n", err)
-		return nil, 1
-	}
-	return cfg, 0
-}
-
-// nodeOptions is what `aviary serve` builds a node with: log and every
-// registered ServeOption.
-func nodeOptions(cfg *conf.Config, log *slog.Logger) ([]server.Option, error) {
-	opts := []server.Option{server.WithLogger(log)}
-	serveOptMu.Lock()
-	extra := append([]ServeOption(nil), serveOptions...)
-	serveOptMu.Unlock()
-	for _, fn := range extra {
-		o, err := fn(cfg, log)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, o...)
-	}
-	return opts, nil
+	}, 0
 }
 
 // runServe runs a node until ctx ends or, with sigs, a signal says so
 // (see awaitStop).
 func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sigs <-chan os.Signal) int {
-	cfg, code := serveConfig(args, environ, stderr)
+	load, code := serveLoader(args, environ, stderr)
+	if load == nil {
+		return code
+	}
+	cfg, code := loadOrReport(load, stderr)
 	if cfg == nil {
 		return code
 	}
@@ -236,12 +267,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 	slog.SetDefault(log)
 	gctune.Start(int64(cfg.Runtime.GCMinHeadroomMB)<<20, log)
 
-	opts, err := nodeOptions(cfg, log)
-	if err != nil {
-		log.Error("aviary serve: setting up", "err", err)
-		return 1
-	}
-	n, err := server.New(cfg, opts...)
+	n, err := assembly.New(cfg, log, stopWhenDrained(log))
 	if err != nil {
 		log.Error("aviary serve: building the node", "err", err)
 		return 1
@@ -253,7 +279,8 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 		log.Error("aviary serve: starting", "err", err)
 		return 1
 	}
-	awaitStop(ctx, sigs, n, log)
+	rl := &reloader{load: load, node: n, log: log}
+	awaitStop(ctx, sigs, n, rl.reload, log)
 	log.Info("aviary serve: shutting down")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
+	"github.com/aviary-im/aviary/server/assembly"
 	"github.com/aviary-im/aviary/server/servertest"
 )
 
@@ -22,13 +24,22 @@ func TestServeLogsNameComponentOnce(t *testing.T) {
 	cfg := servertest.DefaultConfig(t)
 	cfg.Admin.Listen = "127.0.0.1:0"
 	cfg.Admin.Admins = []string{"boss@localhost"}
-	var out servertest.LogBuffer
-	opts, err := nodeOptions(cfg, slog.New(slog.NewJSONHandler(&out, nil)))
+	var out testutil.Buffer
+	n, err := assembly.New(cfg, slog.New(slog.NewJSONHandler(&out, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := servertest.RunServer(t, cfg, opts...)
-	servertest.CreateUser(t, n, "boss", "boss-secret-4711")
+	startCtx, cancelStart := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelStart()
+	if err := n.Start(startCtx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(context.WithoutCancel(startCtx)); err != nil {
+			t.Errorf("stopping the node: %v", err)
+		}
+	})
+	servertest.CreateUser(t, n.Node, "boss", "boss-secret-4711")
 
 	addr := ""
 	for line := range strings.Lines(out.String()) {

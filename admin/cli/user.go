@@ -50,11 +50,7 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		return 2
 	}
 	sub := args[0]
-	fs := flag.NewFlagSet("aviary user "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, userUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs)
+	fs, nf := storeFlags("aviary user "+sub, userUsage, stderr)
 	password := fs.String("password", "", "the password (default: read one line from stdin)")
 	contains := fs.String("contains", "", "list: only names containing this")
 	var af apiFlags
@@ -89,12 +85,21 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 		}
 		return 0
 	}
-	cfg, store, code := openStore(ctx, "aviary user", fs, &nf, environ, stderr)
+	cfg, store, code := openStore(ctx, "aviary user", fs, nf, environ, stderr)
 	if store == nil {
 		return code
 	}
 	defer store.Close()
 	um := &auth.Users{Store: store, Domain: cfg.Domain, Iterations: cfg.C2S.SCRAMIterations, FASTTokens: store.KeyValue(auth.FASTStore)}
+	// failed reports an error of the subcommand on the user named.
+	failed := func(err error) int {
+		if errors.Is(err, storage.ErrNotFound) {
+			fmt.Fprintf(stderr, "aviary user %s: no user %q\n", sub, positional[0])
+		} else {
+			fmt.Fprintf(stderr, "aviary user %s: %v\n", sub, err)
+		}
+		return 1
+	}
 
 	readPassword := func() (string, bool) {
 		if *password != "" {
@@ -126,22 +131,12 @@ func runUser(ctx context.Context, args, environ []string, stdin io.Reader, stdou
 			return 1
 		}
 		if err := um.SetPassword(ctx, positional[0], pw); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user passwd: no user %q\n", positional[0])
-			} else {
-				fmt.Fprintf(stderr, "aviary user passwd: %v\n", err)
-			}
-			return 1
+			return failed(err)
 		}
 		fmt.Fprintf(stdout, "password changed for %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "delete":
 		if err := um.DeleteUser(ctx, positional[0]); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				fmt.Fprintf(stderr, "aviary user delete: no user %q\n", positional[0])
-			} else {
-				fmt.Fprintf(stderr, "aviary user delete: %v\n", err)
-			}
-			return 1
+			return failed(err)
 		}
 		fmt.Fprintf(stdout, "deleted %s@%s\n", mustName(positional[0], cfg.Domain), cfg.Domain)
 	case "list":

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // TestSwitchTopic: with polling out of the way (an hour apart) and a store
@@ -36,7 +37,7 @@ func TestSwitchTopic(t *testing.T) {
 	if err := PublishSwitch(ctx, cc, p, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range nodes {
 			if n.Clustered() {
 				return fmt.Errorf("%s still clustered", n.NodeName())
@@ -48,7 +49,7 @@ func TestSwitchTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		ms, err = ReadMembers(ctx, cc, p, nil)
 		if err != nil {
 			return err
@@ -70,7 +71,7 @@ func TestSwitchTopic(t *testing.T) {
 	if err := nodes[1].AnnounceSwitch(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range nodes {
 			if !n.Clustered() || !n.Enabled() {
 				return fmt.Errorf("%s not clustered again", n.NodeName())

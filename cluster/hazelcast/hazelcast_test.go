@@ -15,6 +15,7 @@ import (
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -25,21 +26,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	hztest.StopShared()
 	os.Exit(code)
-}
-
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(poll)
-	}
 }
 
 // memProps is an in-memory storage.Properties.
@@ -271,7 +257,7 @@ func names(ms []cluster.Member) []string {
 
 func waitMembers(t testing.TB, want []string, nodes ...*node) {
 	t.Helper()
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		for _, n := range nodes {
 			ms, err := n.Members(context.Background())
 			if err != nil {
@@ -289,7 +275,7 @@ func waitMembers(t testing.TB, want []string, nodes ...*node) {
 // writes reach the route replica asynchronously (milliseconds).
 func waitRoutes(t testing.TB, n *node, bare string, want []cluster.Route) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		got, err := n.Routes(context.Background(), bare)
 		if err != nil {
 			return err
@@ -318,7 +304,7 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("senior: a %v b %v c %v, want only a", a.Senior(), b.Senior(), c.Senior())
 	}
 	b.UpdateSelf(func(mb *cluster.Member) { mb.Sessions = 7; mb.Draining = true })
-	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		ms, _ := c.Members(context.Background())
 		for _, mb := range ms {
 			if mb.Name == "b" && mb.Sessions == 7 && mb.Draining && mb.Version == "test" && mb.LinkAddr == b.LinkAddr() {
@@ -329,7 +315,7 @@ func TestMembership(t *testing.T) {
 	})
 	// OnMembersChange told every node about the join and the drain, b
 	// about its own drain at once.
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range all {
 			if !n.ev.sawView("a,b,c") || !n.ev.sawView("a,b*,c") {
 				return fmt.Errorf("%s saw %v", n.NodeName(), n.ev.seenViews())
@@ -342,7 +328,7 @@ func TestMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitMembers(t, []string{"b", "c"}, b, c)
-	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		if !b.Senior() || c.Senior() {
 			return fmt.Errorf("senior after a left: b %v c %v", b.Senior(), c.Senior())
 		}
@@ -488,7 +474,7 @@ func TestNodeKilled(t *testing.T) {
 	waitRoutes(t, b, "u@x", []cluster.Route{{JID: "u@x/a1", Node: "a"}, want[0]})
 	start := time.Now()
 	k.crash()
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			d := n.ev.downs("k")
 			if len(d) != 1 {
@@ -541,7 +527,7 @@ func TestSwitch(t *testing.T) {
 	waitRoutes(t, a, "u@x", []cluster.Route{{JID: "u@x/a1", Node: "a"}, {JID: "u@x/b1", Node: "b", Available: true}})
 
 	_ = props.SetProperty(ctx, cluster.SwitchProperty, "false")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if n.Clustered() {
 				return fmt.Errorf("%s still clustered", n.NodeName())
@@ -561,7 +547,7 @@ func TestSwitch(t *testing.T) {
 	if got, err := a.Call(ctx, "b", "echo", []byte("still there")); err != nil || string(got) != "b<a:still there" {
 		t.Fatalf("disabled Call: %q, %v", got, err)
 	}
-	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		d := a.ev.downs("b")
 		if len(d) == 0 {
 			return errors.New("a got no down event for b")
@@ -577,7 +563,7 @@ func TestSwitch(t *testing.T) {
 	_ = b.PutRoute(ctx, cluster.Route{JID: "u@x/b2", Priority: 3})
 
 	_ = props.SetProperty(ctx, cluster.SwitchProperty, "true")
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if !n.Clustered() {
 				return fmt.Errorf("%s not clustered again", n.NodeName())
@@ -616,7 +602,7 @@ func TestMemberRestart(t *testing.T) {
 	_ = b.PutRoute(ctx, cluster.Route{JID: "u0@x/b"})
 	waitRoutes(t, b, "u49@x", []cluster.Route{{JID: "u49@x/a", Node: "a"}})
 	m.Kill()
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if !n.Detached() {
 				return fmt.Errorf("%s not detached", n.NodeName())
@@ -652,7 +638,7 @@ func TestMemberRestart(t *testing.T) {
 
 	m.Restart(t)
 	// Both notice, reconnect, re-register and republish.
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			v, cnt := n.ev.lastChange()
 			if !v || cnt <= changes[n] || !n.Clustered() || n.Detached() || n.ev.everFalse() {
@@ -743,7 +729,7 @@ func TestDeclaredDeadWhileAlive(t *testing.T) {
 	if err := a.objs().members.Delete(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		if b.incarnation() == oldInc {
 			return errors.New("b kept its incarnation")
 		}
@@ -781,7 +767,7 @@ func TestTwoMembers(t *testing.T) {
 	}
 	waitRoutes(t, b, "u@x", want)
 	ms[0].Kill()
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		for _, n := range []*node{a, b} {
 			if !n.Clustered() {
 				return fmt.Errorf("%s not clustered", n.NodeName())
@@ -828,7 +814,7 @@ func TestOrphanSweep(t *testing.T) {
 	if err := a.objs().routes.Set(ctx, ghost.JID, v); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range []*node{a} {
 			d := n.ev.downs("ghost")
 			if len(d) != 1 || !reflect.DeepEqual(d[0], []cluster.Route{ghost}) {
@@ -873,7 +859,7 @@ func TestRouteWriteRetried(t *testing.T) {
 		t.Fatal("the failed write was not kept for retry")
 	}
 	waitRoutes(t, b, "u@x", []cluster.Route{r})
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		a.pendingMu.Lock()
 		defer a.pendingMu.Unlock()
 		if len(a.pending) != 0 {

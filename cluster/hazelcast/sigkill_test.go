@@ -16,6 +16,7 @@ import (
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // TestSIGKILL runs node k in a child process (this test binary again),
@@ -94,7 +95,7 @@ func TestSIGKILL(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 40*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 40*time.Second, 20*time.Millisecond, func() error {
 		for _, n := range survivors {
 			d := n.ev.downs("k")
 			if len(d) != 1 || !reflect.DeepEqual(d[0], want) {

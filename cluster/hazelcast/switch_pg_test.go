@@ -8,6 +8,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 )
@@ -51,7 +52,7 @@ func TestSwitchPostgres(t *testing.T) {
 			if err := admin.SetProperty(ctx, cluster.SwitchProperty, step.value); err != nil {
 				t.Fatal(err)
 			}
-			checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 				for _, n := range nodes {
 					if n.Clustered() != step.want {
 						return fmt.Errorf("%s: clustered %v, want %v", n.NodeName(), n.Clustered(), step.want)

@@ -14,23 +14,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/internal/testutil"
 )
-
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(poll)
-	}
-}
 
 type handlers struct {
 	mu sync.Mutex
@@ -106,7 +91,7 @@ func testSendCall(t *testing.T, mod func(*Options)) {
 			t.Fatal(err)
 		}
 	}
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(got) != 100 {
@@ -210,7 +195,7 @@ func TestForgetFailsPending(t *testing.T) {
 		_, err := a.Call(ctx, "b", b.addr, "slow", nil)
 		errc <- err
 	}()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if a.Stats().Peers != 1 {
 			return errors.New("no peer yet")
 		}
@@ -274,7 +259,7 @@ func TestBackPressure(t *testing.T) {
 		t.Fatalf("after %d sends err = %v, want deadline exceeded", sent, err)
 	}
 	close(release)
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if n := handled.Load(); n != int64(sent) {
 			return fmt.Errorf("handled %d of %d", n, sent)
 		}
@@ -375,7 +360,7 @@ func TestUndeliveredWritten(t *testing.T) {
 	if n := <-read; n != total {
 		t.Fatalf("fake receiver read %d frames", n)
 	}
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if l := lost.Load(); l != total {
 			return fmt.Errorf("reported %d of %d unhandled frames", l, total)
 		}
@@ -454,7 +439,7 @@ func TestReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	checkFor(t, 15*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 15*time.Second, 20*time.Millisecond, func() error {
 		r, err := a.Call(ctx, "b", b.addr, "echo", []byte("2"))
 		if err != nil {
 			return err
@@ -488,7 +473,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The ack for the Send may still be on its way: poll.
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		as, bs := a.Stats(), b.Stats()
 		switch {
 		case got.Load() != 1:

@@ -37,7 +37,7 @@ func runBroadcast(ctx context.Context, cfg *Config, all []*conn) BroadcastStats 
 		return st
 	}
 	hub, followers := live[0], live[1:]
-	hubBare := bareJID(hub.jid)
+	hubBare := wire.BareJID(hub.jid)
 	nf := len(followers)
 	st.Followers = nf
 
@@ -64,7 +64,7 @@ func runBroadcast(ctx context.Context, cfg *Config, all []*conn) BroadcastStats 
 			if el.LocalName() == "presence" && el.Type() == "subscribe" {
 				var b bytes.Buffer
 				b.WriteString("<presence type='subscribed'")
-				writeAttrs(&b, "to", bareJID(el.From()))
+				writeAttrs(&b, "to", wire.BareJID(el.From()))
 				b.WriteString("/>")
 				hub.Write(b.Bytes())
 			}
@@ -75,7 +75,7 @@ func runBroadcast(ctx context.Context, cfg *Config, all []*conn) BroadcastStats 
 		go func() {
 			defer rwg.Done()
 			readLoop(c, done, &readErrs, func(el *wire.Element) {
-				if el.LocalName() != "presence" || bareJID(el.From()) != hubBare {
+				if el.LocalName() != "presence" || wire.BareJID(el.From()) != hubBare {
 					return
 				}
 				switch el.Type() {

@@ -144,7 +144,7 @@ func TestFraming(t *testing.T) {
 	if strings.Join(names, ",") != "message,presence,iq" {
 		t.Fatalf("elements = %v", names)
 	}
-	if bareJID("u@d/r/x") != "u@d" || bareJID("u@d") != "u@d" {
+	if wire.BareJID("u@d/r/x") != "u@d" || wire.BareJID("u@d") != "u@d" {
 		t.Fatal("bareJID")
 	}
 }

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 //go:embed compare/prosody.cfg.lua.tmpl
@@ -73,20 +75,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t *testing.T, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(poll)
-	}
-	t.Fatalf("not ready after %v: %v", total, err)
-}
-
 // startProsody runs a throwaway Prosody from the comparison's template and
 // returns its c2s address and pid.
 func startProsody(t *testing.T) (string, int) {
@@ -133,7 +121,7 @@ func startProsody(t *testing.T) (string, int) {
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		select {
 		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(dir, "prosody.log"))

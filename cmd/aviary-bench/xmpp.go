@@ -575,11 +575,3 @@ func asStreamErr(el *wire.Element) *streamErr {
 	}
 	return se
 }
-
-// bareJID strips the resource.
-func bareJID(j string) string {
-	if i := strings.IndexByte(j, '/'); i >= 0 {
-		return j[:i]
-	}
-	return j
-}

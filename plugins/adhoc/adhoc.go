@@ -30,7 +30,6 @@ import (
 	"sort"
 
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -101,7 +100,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 }
 
 func (p *Plugin) isAdmin(from string) bool {
-	bare := xmpputil.Bare(from)
+	bare := wire.JIDOf(from).Bare()
 	return bare != "" && p.host.IsAdmin(bare)
 }
 

@@ -8,7 +8,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // OnlineCounter is implemented by hosts that can count online users
@@ -62,14 +61,14 @@ func endSessionForm() *wire.Element {
 
 // localUser returns the username of a bare JID of this domain.
 func (p *Plugin) localUser(s string) (string, error) {
-	j, err := jid.Parse(s)
-	if err != nil || j.Localpart() == "" || j.Resourcepart() != "" {
+	j, err := wire.ParseJID(s)
+	if err != nil || j.Local() == "" || j.Resource() != "" {
 		return "", wire.ErrJIDMalformed.WithText("not a bare JID: " + s)
 	}
-	if j.Domainpart() != p.host.Domain() {
+	if j.Domain() != p.host.Domain() {
 		return "", wire.ErrNotAcceptable.WithText(s + " is not an account of " + p.host.Domain())
 	}
-	return j.Localpart(), nil
+	return j.Local(), nil
 }
 
 func (p *Plugin) addUser(ctx context.Context, v map[string][]string) (*wire.Element, error) {

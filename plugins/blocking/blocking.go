@@ -58,7 +58,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -165,13 +164,13 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	})
 	rmBound := host.Hooks().Add(plugins.EventSessionBound, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
-			p.sessionBound(bareOf(ev.JID))
+			p.sessionBound(wire.BareJID(ev.JID))
 		}
 		return nil
 	})
 	rmClosed := host.Hooks().Add(plugins.EventSessionClosed, 0, func(ctx context.Context, payload any) error {
 		if ev, ok := payload.(*plugins.SessionEvent); ok {
-			owner := bareOf(ev.JID)
+			owner := wire.BareJID(ev.JID)
 			p.sessionClosed(owner)
 			p.imu.Lock()
 			delete(p.interested[owner], ev.JID)
@@ -240,7 +239,7 @@ func (p *Plugin) wantsPush(r plugins.Resource) bool {
 	}
 	p.imu.Lock()
 	defer p.imu.Unlock()
-	_, ok := p.interested[bareOf(r.JID)][r.JID]
+	_, ok := p.interested[wire.BareJID(r.JID)][r.JID]
 	return ok
 }
 
@@ -292,7 +291,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 func items(q *wire.Element) ([]string, error) {
 	var out []string
 	for _, it := range q.ChildrenNamed("item", "") {
-		j := xmpputil.Normalize(it.Attr("jid"))
+		j := wire.JIDOf(it.Attr("jid")).String()
 		if j == "" {
 			return nil, wire.ErrJIDMalformed
 		}
@@ -329,11 +328,11 @@ func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) 
 		return
 	}
 	for _, j := range jids {
-		c, err := jid.Parse(j)
-		if err != nil || c.Localpart() == "" {
+		c, err := wire.ParseJID(j)
+		if err != nil || c.Local() == "" {
 			continue
 		}
-		item, err := p.host.Store().GetRosterItem(ctx, owner, c.Bare().String())
+		item, err := p.host.Store().GetRosterItem(ctx, owner, c.Bare())
 		if err != nil || (item.Subscription != storage.SubFrom && item.Subscription != storage.SubBoth) {
 			continue
 		}
@@ -365,7 +364,7 @@ func (e *entry) matches(other string) bool {
 	if plainASCII(other) {
 		return false // already in normal form: nothing more can match
 	}
-	j, err := jid.Parse(other)
+	j, err := wire.ParseJID(other)
 	if err != nil {
 		return false
 	}
@@ -408,14 +407,6 @@ func plainASCII(s string) bool {
 	return true
 }
 
-// bareOf returns the bare part of a server-stamped (normalized) JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
 // Intercept enforces block lists.
 func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
 	el := st.El
@@ -423,9 +414,9 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	case plugins.PointInbound:
 		return p.outbound(ctx, st)
 	case plugins.PointUserMessage, plugins.PointDeliver, plugins.PointOffline:
-		owner := bareOf(st.Session)
+		owner := wire.BareJID(st.Session)
 		if owner == "" {
-			owner = xmpputil.Bare(el.To())
+			owner = wire.JIDOf(el.To()).Bare()
 		}
 		return p.inbound(ctx, owner, st.Session, el)
 	}
@@ -436,11 +427,11 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verdict, error) {
 	el := st.El
 	to := el.To()
-	owner := bareOf(st.Session)
+	owner := wire.BareJID(st.Session)
 	if owner == "" {
-		owner = bareOf(el.From())
+		owner = wire.BareJID(el.From())
 	}
-	if to == "" || owner == "" || to == p.host.Domain() || bareOf(to) == owner {
+	if to == "" || owner == "" || to == p.host.Domain() || wire.BareJID(to) == owner {
 		return plugins.Continue, nil
 	}
 	blocked, err := p.Blocked(ctx, owner, to)
@@ -467,7 +458,7 @@ func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verd
 // recipient's full JID; "" for offline storage).
 func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.Element) (plugins.Verdict, error) {
 	from := el.From()
-	if owner == "" || from == "" || from == p.host.Domain() || bareOf(from) == owner {
+	if owner == "" || from == "" || from == p.host.Domain() || wire.BareJID(from) == owner {
 		return plugins.Continue, nil
 	}
 	if isBlockedError(el) {
@@ -481,7 +472,7 @@ func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.El
 		if el.Name == "presence" && session != "" && p.isLocal(from) {
 			// A local user's presence broadcast (no 'to' at PointInbound)
 			// must not reach a contact the user blocked.
-			if b, err := p.Blocked(ctx, bareOf(from), session); err != nil || b {
+			if b, err := p.Blocked(ctx, wire.BareJID(from), session); err != nil || b {
 				return plugins.Drop, nil
 			}
 		}

@@ -2,28 +2,29 @@ package blocking_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/blocking"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/storage"
 )
 
-// checkFor polls cond for up to 10s.
+// checkFor polls cond for up to 10s (testutil.CheckFor for a condition).
 func checkFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return errors.New("condition not met")
+	})
 }
 
 // frozenStore is a store whose block list calls hang until their context

@@ -7,6 +7,7 @@
 //	xep0049.private   private XML storage
 //	xep0050.adhoc     ad-hoc commands with XEP-0133 service administration (admins only)
 //	xep0054.vcard     vcard-temp
+//	xep0060.pubsub    publish-subscribe service at pubsub.<domain> (XEP-0060), cluster-wide
 //	xep0065.proxy     SOCKS5 bytestreams proxy (off unless listen is set)
 //	xep0077.register  in-band registration (c2s.allow_registration), password change, unregister
 //	xep0092.version   software version
@@ -24,6 +25,7 @@
 //
 //	xep0092.version:  show_os: true      # report runtime.GOOS/GOARCH (default false)
 //	xep0191.blocking: refresh_interval: "1m"  # re-read a block list in use this often (safety net; changes apply at once)
+//	xep0060.pubsub:   domain: "pubsub.example.com", name: "Publish-Subscribe", create: local  # who creates nodes: local, admins, anyone
 //	xep0065.proxy:    listen: "0.0.0.0:7777", host: "proxy.example.com"  # SOCKS5 relay; off by default
 package builtin
 
@@ -32,20 +34,34 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 
 	_ "github.com/aviary-im/aviary/plugins/adhoc"     // xep0050.adhoc + XEP-0133 admin commands
+	_ "github.com/aviary-im/aviary/plugins/adhoc"     // xep0050.adhoc + XEP-0133 admin commands
 	_ "github.com/aviary-im/aviary/plugins/blocking"  // xep0191.blocking
+	_ "github.com/aviary-im/aviary/plugins/blocking"  // xep0191.blocking
+	_ "github.com/aviary-im/aviary/plugins/carbons"   // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/carbons"   // xep0280.carbons
 	_ "github.com/aviary-im/aviary/plugins/component" // xep0114.component
 	_ "github.com/aviary-im/aviary/plugins/disco"     // xep0030.disco
+	_ "github.com/aviary-im/aviary/plugins/disco"     // xep0030.disco
 	_ "github.com/aviary-im/aviary/plugins/extdisco"  // xep0215.extdisco
 	_ "github.com/aviary-im/aviary/plugins/last"      // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/last"      // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/mam"       // xep0313.mam
 	_ "github.com/aviary-im/aviary/plugins/mam"       // xep0313.mam
 	_ "github.com/aviary-im/aviary/plugins/pep"       // xep0163.pep
+	_ "github.com/aviary-im/aviary/plugins/pep"       // xep0163.pep
+	_ "github.com/aviary-im/aviary/plugins/ping"      // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/ping"      // xep0199.ping
 	_ "github.com/aviary-im/aviary/plugins/private"   // xep0049.private
+	_ "github.com/aviary-im/aviary/plugins/private"   // xep0049.private
 	_ "github.com/aviary-im/aviary/plugins/proxy65"   // xep0065.proxy
+	_ "github.com/aviary-im/aviary/plugins/proxy65"   // xep0065.proxy
+	_ "github.com/aviary-im/aviary/plugins/pubsub"    // xep0060.pubsub
+	_ "github.com/aviary-im/aviary/plugins/register"  // xep0077.register
 	_ "github.com/aviary-im/aviary/plugins/register"  // xep0077.register
 	_ "github.com/aviary-im/aviary/plugins/upload"    // xep0363.upload
 	_ "github.com/aviary-im/aviary/plugins/vcard"     // xep0054.vcard
+	_ "github.com/aviary-im/aviary/plugins/vcard"     // xep0054.vcard
+	_ "github.com/aviary-im/aviary/plugins/version"   // xep0092.version
 	_ "github.com/aviary-im/aviary/plugins/version"   // xep0092.version
 )
 

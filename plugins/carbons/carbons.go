@@ -9,7 +9,6 @@ import (
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -57,8 +56,8 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	default:
 		return nil, wire.ErrBadRequest
 	}
-	from, err := jid.Parse(iq.From)
-	if err != nil || !iq.FromLocal || from.Resourcepart() == "" || from.Domainpart() != p.host.Domain() {
+	from, err := wire.ParseJID(iq.From)
+	if err != nil || !iq.FromLocal || from.Resource() == "" || from.Domain() != p.host.Domain() {
 		return nil, wire.ErrNotAllowed
 	}
 	if err := p.host.SetCarbons(ctx, from.String(), on); err != nil {

@@ -35,10 +35,8 @@ import (
 	"slices"
 
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -111,7 +109,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	if to == "" {
 		to = iq.Stanza.To()
 	}
-	if to == "" || to == p.host.Domain() || xmpputil.Normalize(to) == p.host.Domain() {
+	if to == "" || to == p.host.Domain() || wire.JIDOf(to).String() == p.host.Domain() {
 		if q.NS() == NSInfo {
 			return p.serverInfo(ctx, iq.From, node)
 		}
@@ -178,11 +176,11 @@ func (p *Plugin) serverItems(ctx context.Context, from, node string) (*wire.Elem
 }
 
 func (p *Plugin) accountQuery(ctx context.Context, ns, from, to, node string) (*wire.Element, error) {
-	j, err := jid.Parse(to)
-	if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+	j, err := wire.ParseJID(to)
+	if err != nil || j.Local() == "" || j.Domain() != p.host.Domain() {
 		return nil, wire.ErrServiceUnavailable
 	}
-	if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+	if _, err := p.host.Store().GetUser(ctx, j.Local()); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, wire.ErrServiceUnavailable
 		}
@@ -190,7 +188,7 @@ func (p *Plugin) accountQuery(ctx context.Context, ns, from, to, node string) (*
 	}
 	if node != "" {
 		if ns == NSInfo && p.m != nil {
-			if ids, feats, ok := p.m.AccountNodeInfo(ctx, from, j.Bare().String(), node); ok {
+			if ids, feats, ok := p.m.AccountNodeInfo(ctx, from, j.Bare(), node); ok {
 				return InfoElement(node, ids, plugins.SortedUnique(feats)), nil
 			}
 		}

@@ -116,10 +116,10 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest
 	}
 	to := iq.Stanza.To()
-	if to == "" || xmpputil.Normalize(to) == p.host.Domain() {
+	if to == "" || wire.JIDOf(to).String() == p.host.Domain() {
 		return answer(p.now().Sub(p.started), ""), nil
 	}
-	owner := xmpputil.Bare(to)
+	owner := wire.JIDOf(to).Bare()
 	requester := xmpputil.Requester(iq)
 	if owner == "" || requester == "" {
 		return nil, wire.ErrForbidden

@@ -197,11 +197,11 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 // carry it). A client may not bring stanza ids of our domain.
 func (p *Plugin) outgoing(ctx context.Context, session string, el *wire.Element) {
 	dropOurStanzaIDs(el, p.host.Domain(), "")
-	owner := xmpputil.Bare(session)
+	owner := wire.JIDOf(session).Bare()
 	if owner == "" {
-		owner = xmpputil.Bare(el.From())
+		owner = wire.JIDOf(el.From()).Bare()
 	}
-	with := xmpputil.Bare(el.To())
+	with := wire.JIDOf(el.To()).Bare()
 	if owner == "" || with == "" || with == owner || !archivable(el) {
 		// A message to one's own account is archived once, as it arrives.
 		return
@@ -218,8 +218,8 @@ func (p *Plugin) outgoing(ctx context.Context, session string, el *wire.Element)
 // incoming archives a message for a local account in its archive and
 // stamps the account's stanza-id on it.
 func (p *Plugin) incoming(ctx context.Context, el *wire.Element) {
-	owner := xmpputil.Bare(el.To())
-	with := xmpputil.Bare(el.From())
+	owner := wire.JIDOf(el.To()).Bare()
+	with := wire.JIDOf(el.From()).Bare()
 	if owner == "" {
 		return
 	}

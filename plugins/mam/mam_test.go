@@ -220,6 +220,7 @@ func TestWhatIsArchived(t *testing.T) {
 		`<message to='bob@localhost' type='headline'><body>news</body></message>`,
 		`<message to='bob@localhost' type='chat'><body>secret</body><no-store xmlns='urn:xmpp:hints'/></message>`,
 		`<message to='bob@localhost' type='chat'><received xmlns='urn:xmpp:receipts' id='x'/></message>`,
+		`<message to='bob@localhost' type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'><header sid='1'><key rid='2'>K</key><iv>I</iv></header></encrypted></message>`, // OMEMO key transport: never shown
 		`<message to='bob@localhost' type='chat'><encrypted xmlns='eu.siacs.conversations.axolotl'><payload>AAA</payload></encrypted></message>`,
 		`<message to='bob@localhost' type='chat'><displayed xmlns='urn:xmpp:chat-markers:0' id='x'/></message>`,
 		`<message to='bob@localhost' type='chat'><reactions xmlns='urn:xmpp:reactions:0' id='x'><reaction>👍</reaction></reactions></message>`,

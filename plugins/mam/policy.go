@@ -64,7 +64,11 @@ func archivable(el *wire.Element) bool {
 				return false
 			}
 		case "encrypted":
-			if ns == nsOMEMO2 || ns == nsOMEMOLegacy {
+			// An OMEMO key transport element (no <payload/>) sets up or
+			// repairs a session and is never shown: Prosody and
+			// ejabberd keep it out too (it has no body), and Smack's
+			// OmemoMamDecryptionTest counts the archive on that.
+			if (ns == nsOMEMO2 || ns == nsOMEMOLegacy) && c.Child("payload", "") != nil {
 				content = true
 			}
 		case "encryption":

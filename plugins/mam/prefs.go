@@ -162,7 +162,7 @@ func (c *prefsCache) set(ctx context.Context, owner string, el *wire.Element) (*
 		var out []string
 		if list := el.Child(name, ""); list != nil {
 			for _, j := range list.ChildrenNamed("jid", "") {
-				b := xmpputil.Bare(j.Text)
+				b := wire.JIDOf(j.Text).Bare()
 				if b == "" {
 					return nil, wire.ErrBadRequest.WithText("not a JID: " + j.Text)
 				}

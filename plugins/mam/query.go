@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -62,7 +61,7 @@ func parseRequest(q *wire.Element) (*request, error) {
 				if val == "" {
 					continue
 				}
-				w := xmpputil.Bare(val)
+				w := wire.JIDOf(val).Bare()
 				if w == "" {
 					return nil, wire.ErrBadRequest.WithText("with is not a JID")
 				}

@@ -72,16 +72,17 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			// A local user's broadcast presence: one of the owner's own
 			// resources. Directed presence carries a 'to' and is skipped.
 			if el.To() == "" {
-				p.observe(bareOf(el.From()), el.From(), el)
+				p.observe(wire.BareJID(el.From()), el.From(), el)
 			}
 		case plugins.PointDeliver:
 			// Presence delivered to one of the owner's sessions.
 			if st.Session != "" {
-				p.observe(bareOf(st.Session), el.From(), el)
+				p.observe(wire.BareJID(st.Session), el.From(), el)
 			}
 		}
 	case "iq":
-		if pt == plugins.PointDeliver || !strings.HasPrefix(el.ID(), queryPrefix) {
+		// At PointDeliver: an answer another node passed on (cluster.go).
+		if !strings.HasPrefix(el.ID(), queryPrefix) {
 			return plugins.Continue, nil
 		}
 		if t := el.Type(); t == "result" || t == "error" {
@@ -146,7 +147,7 @@ func (p *Plugin) observe(owner, full string, el *wire.Element) {
 		return
 	}
 	w := waiter{owner: owner, full: full, rec: rec, prev: prevNotify}
-	if bareOf(full) != owner {
+	if wire.BareJID(full) != owner {
 		// A contact's client is asked only once its subscription is
 		// known to allow events: the check reads the roster.
 		p.mu.Unlock()
@@ -176,14 +177,7 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 			p.mu.Unlock()
 			return
 		}
-		p.mu.Lock()
-		if p.recipients[w.owner][w.full] != w.rec {
-			p.mu.Unlock()
-			return // left or changed caps meanwhile
-		}
-		q := p.enqueueLocked(w)
-		p.mu.Unlock()
-		if q != nil {
+		if q := p.requeue(w); q != nil {
 			p.resolve(ctx, q)
 		}
 	})
@@ -193,7 +187,7 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 // its caps: one of the owner's own resources, or a contact subscribed to
 // the owner's presence.
 func (p *Plugin) mayAsk(ctx context.Context, owner, full string) bool {
-	contact := bareOf(full)
+	contact := wire.BareJID(full)
 	if contact == owner {
 		return true
 	}
@@ -218,7 +212,7 @@ func (p *Plugin) rosterChanged(ev *plugins.RosterEvent) {
 	var again []waiter
 	p.mu.Lock()
 	for full, rec := range p.recipients[ev.Owner] {
-		if (rec.refused || rec.notify == nil) && rec.ver != "" && bareOf(full) == ev.Contact {
+		if (rec.refused || rec.notify == nil) && rec.ver != "" && wire.BareJID(full) == ev.Contact {
 			fresh := &recipient{ver: rec.ver, capsNode: rec.capsNode}
 			p.recipients[ev.Owner][full] = fresh
 			again = append(again, waiter{owner: ev.Owner, full: full, rec: fresh})
@@ -249,7 +243,7 @@ func (p *Plugin) enqueueLocked(w waiter) *query {
 			}
 		}
 	}
-	q = &query{id: queryPrefix + randomID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
+	q = &query{id: p.queryID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
 	p.queries[q.id] = q
 	p.inflight[q.ver] = q
 	return q
@@ -283,7 +277,7 @@ func (p *Plugin) resolve(ctx context.Context, q *query) {
 // a node that did not ask (the answering client's node): then it only
 // shares a verified version and sends the last items the answer asks for.
 func (p *Plugin) answer(el *wire.Element) {
-	from, owner := el.From(), bareOf(el.To())
+	from, owner := el.From(), wire.BareJID(el.To())
 	p.mu.Lock()
 	q := p.queries[el.ID()]
 	if q != nil {
@@ -293,6 +287,11 @@ func (p *Plugin) answer(el *wire.Element) {
 		}
 	}
 	p.mu.Unlock()
+	if node, ok := askingNode(el.ID()); q == nil && ok && node != p.nodeName() {
+		fwd := el.Copy()
+		p.goWork(func(ctx context.Context) { p.forwardAnswer(ctx, node, fwd) })
+		return
+	}
 
 	info := el.Child("query", wire.NSDiscoInfo)
 	notify := map[string]bool{}
@@ -312,17 +311,24 @@ func (p *Plugin) answer(el *wire.Element) {
 		p.rememberLocked(ver, notify)
 		p.mu.Unlock()
 	}
-	var waiters []waiter
+	var waiters, again []waiter
 	if q != nil {
 		for _, w := range q.waiters {
-			// An unverified answer describes the responder only.
+			// An unverified answer describes the responder only; the
+			// others with that version are asked themselves (the
+			// responder may have moved on to another version and
+			// answered with an error, as Smack does when two clients
+			// share a version and one of them changes its features).
 			if verified || w.full == from {
 				waiters = append(waiters, w)
+			} else {
+				again = append(again, w)
 			}
 		}
 	} else if owner != "" {
 		waiters = []waiter{{owner: owner, full: from}}
 	}
+	p.askAgain(again)
 	p.goWork(func(ctx context.Context) {
 		if verified {
 			if err := p.host.Store().SetProperty(ctx, propertyPrefix+ver, joinNodes(notify)); err != nil {
@@ -333,6 +339,27 @@ func (p *Plugin) answer(el *wire.Element) {
 			p.setNotify(w, notify)
 		}
 	})
+}
+
+// requeue queues w's caps query again, unless its client left or changed
+// caps meanwhile; it returns the query to send, nil when there is none.
+func (p *Plugin) requeue(w waiter) *query {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recipients[w.owner][w.full] != w.rec {
+		return nil
+	}
+	return p.enqueueLocked(w)
+}
+
+// askAgain queries the clients of waiters whose query another client
+// answered without verification, those still waiting with that version.
+func (p *Plugin) askAgain(ws []waiter) {
+	for _, w := range ws {
+		if q := p.requeue(w); q != nil {
+			p.goWork(func(ctx context.Context) { p.resolve(ctx, q) })
+		}
+	}
 }
 
 // setNotify installs a resolved notify set on a waiting recipient and
@@ -369,7 +396,11 @@ func (p *Plugin) sendNewlyWanted(owner, full string, now, before map[string]bool
 		return
 	}
 	sort.Strings(nodes)
-	p.goWork(func(ctx context.Context) { p.sendLast(ctx, owner, full, nodes) })
+	p.goWork(func(ctx context.Context) {
+		if p.home(ctx, owner) { // one node sends them (cluster.go)
+			p.sendLast(ctx, owner, full, nodes)
+		}
+	})
 }
 
 // interested returns the owner's recipients that want node. Recipients
@@ -415,7 +446,7 @@ func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
 			continue
 		}
 		w := waiter{owner: owner, full: u.full, rec: u.rec}
-		if bareOf(u.full) != owner {
+		if wire.BareJID(u.full) != owner {
 			p.mu.Unlock()
 			p.askIfSubscribed(w)
 			continue
@@ -464,7 +495,7 @@ func (p *Plugin) sharedCaps(ctx context.Context, ver string) (map[string]bool, b
 // session left on this node: they are rebuilt from presence when the
 // owner comes back.
 func (p *Plugin) sessionClosed(ctx context.Context, full string) {
-	owner := bareOf(full)
+	owner := wire.BareJID(full)
 	res, err := p.host.Resources(ctx, owner)
 	if err != nil {
 		return
@@ -503,11 +534,3 @@ func joinNodes(n map[string]bool) string {
 // CapsHash computes the XEP-0115 §5.1 verification string of a disco#info
 // answer and returns its SHA-1 in base64, to compare with a 'ver'.
 func CapsHash(info *wire.Element) string { return caps.Hash(info) }
-
-// bareOf returns the bare part of a server-stamped (normalized) JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}

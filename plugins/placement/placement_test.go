@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/placement"
 	"github.com/aviary-im/aviary/plugins/plugintest"
-	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -219,15 +219,10 @@ func keyMovingTo(node string) string {
 	}
 }
 
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	servertest.CheckFor(t, total, 5*time.Millisecond, fn)
-}
-
 // wantLog waits until n's state for key is exactly want.
 func wantLog(t *testing.T, n *node, key string, want []string) {
 	t.Helper()
-	checkFor(t, 10*time.Second, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		got, _ := n.mod.log(key)
 		if !slices.Equal(got, want) {
 			return fmt.Errorf("%s holds %s = %v, want %v", n.name, key, got, want)
@@ -265,7 +260,7 @@ func TestDispatchReachesTheOwner(t *testing.T) {
 	wg.Wait()
 	for _, k := range keys {
 		owner := w.nodes[w.nodes["a"].p.Owner(k)]
-		checkFor(t, 10*time.Second, func() error {
+		testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 			got, _ := owner.mod.log(k)
 			if len(got) != 150 {
 				return fmt.Errorf("%s on %s: %d stanzas", k, owner.name, len(got))
@@ -330,7 +325,7 @@ func TestJoinHandsOver(t *testing.T) {
 	c := w.add("c")
 	<-done
 	wantLog(t, c, k, bodies("m", 60))
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if _, ok := w.nodes["a"].mod.log(k); ok || slices.Contains(w.nodes["a"].p.Hosted(), k) {
 			return errors.New("a still holds the key")
 		}
@@ -357,7 +352,7 @@ func TestViewsDiffer(t *testing.T) {
 	c.p.Dispatch(ctx, k, msg(k, "m1")) // c owns it by its view
 	w.nodes["b"].p.Dispatch(ctx, k, msg(k, "m2"))
 	// a still owns it by its view and keeps it; c has not rebuilt.
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if rb := c.mod.rebuildsOf(k); len(rb) != 0 {
 			return fmt.Errorf("c rebuilt %s while a still hosts it: %q", k, rb)
 		}
@@ -391,7 +386,7 @@ func TestSwitchOffAndOn(t *testing.T) {
 	w.net.Alone("a", false)
 	w.net.Alone("b", false)
 	wantLog(t, w.nodes["a"], k, []string{"before", "a-alone", "b-alone"})
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if slices.Contains(w.nodes["b"].p.Hosted(), k) {
 			return errors.New("b still hosts its copy")
 		}
@@ -436,7 +431,7 @@ func TestCrashedOwner(t *testing.T) {
 		t.Errorf("bounced while the owner was being replaced: %v", b)
 	}
 	// LocalKeys: a told the new owner of idle (itself) at once.
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if rb := w.nodes["a"].mod.rebuildsOf(idle); len(rb) != 1 {
 			return fmt.Errorf("a rebuilt %s %d times", idle, len(rb))
 		}
@@ -452,14 +447,14 @@ func TestHungOwner(t *testing.T) {
 	k := keyOwnedBy("b", "c", "a", "b", "c")
 	w.net.Hang("b")
 	w.nodes["a"].p.Dispatch(context.Background(), k, msg(k, "m0"))
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if w.net.Stuck("b") == 0 {
 			return errors.New("a's call to b not under way yet")
 		}
 		return nil
 	})
 	w.net.Leave("b")
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 5*time.Millisecond, func() error {
 		if got, _ := w.nodes["c"].mod.log(k); !slices.Equal(got, []string{"m0"}) {
 			return fmt.Errorf("c holds %v", got)
 		}
@@ -477,7 +472,7 @@ func TestOwnerNeverReturns(t *testing.T) {
 	k := keyOwnedBy("b", "", "a", "b")
 	w.net.Crash("b")
 	w.nodes["a"].p.Dispatch(context.Background(), k, msg(k, "lost?"))
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		b := w.nodes["a"].bounces()
 		if len(b) != 1 {
 			return fmt.Errorf("%d bounces", len(b))
@@ -540,7 +535,7 @@ func TestRebuildRetried(t *testing.T) {
 	w.nodes["a"].p.Dispatch(ctx, "k", msg("k", "refuse"))
 	w.nodes["a"].p.Dispatch(ctx, "k", msg("k", "two"))
 	wantLog(t, w.nodes["a"], "k", []string{"one", "two"})
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		b := w.nodes["a"].bounces()
 		if len(b) != 1 || !strings.Contains(b[0].String(), "not-allowed") || b[0].ID() != "refuse" {
 			return fmt.Errorf("bounces %v", b)

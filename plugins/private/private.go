@@ -16,6 +16,11 @@
 // limit); a set past either gets not-acceptable with a text naming the
 // limit. The fragment that did not fit is not stored (those before it in
 // the same set are: each fragment is its own write).
+//
+// Each stored fragment is announced on the hook bus
+// (plugins.EventXMLStored) before the set is answered: PEP keeps XEP-0048
+// bookmarks (storage:bookmarks) in step with XEP-0402 (XEP-0402 §5), and
+// writes them back here through Save.
 package private
 
 import (
@@ -23,6 +28,7 @@ import (
 	"errors"
 	"strconv"
 
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
@@ -81,12 +87,39 @@ var namespaces = map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAcco
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
-	p.limits = xmpputil.Limits(host.Config(), ID, "max_items", DefaultMaxItems, "max_bytes", DefaultMaxBytes)
+	p.limits = Limits(host.Config())
 	return nil
+}
+
+// Limits returns the per-account quota of the store from the plugin's
+// settings.
+func Limits(cfg *conf.Config) storage.Limits {
+	return xmpputil.Limits(cfg, ID, "max_items", DefaultMaxItems, "max_bytes", DefaultMaxBytes)
 }
 
 // Key returns the storage key of a fragment: "name namespace".
 func Key(el *wire.Element) string { return el.LocalName() + " " + el.NS() }
+
+// Save stores one fragment for owner within lim, as a set does (without
+// announcing it: conversions write here).
+func Save(ctx context.Context, st storage.Store, owner string, frag *wire.Element, lim storage.Limits) error {
+	frag = frag.Copy()
+	frag.Tail = ""
+	_, err := st.KeyValue(Store).Set(ctx, owner, Key(frag), frag.Bytes(), lim)
+	return xmpputil.QuotaError(err, "private XML storage", "fragments")
+}
+
+// Load returns a stored fragment by name and namespace; nil when none.
+func Load(ctx context.Context, st storage.Store, owner, name, ns string) (*wire.Element, error) {
+	e, err := st.KeyValue(Store).Get(ctx, owner, name+" "+ns)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return wire.Parse(e.Value, wire.Limits{MaxStanzaBytes: len(e.Value) + 1})
+}
 
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
 	owner, ok := xmpputil.Self(iq)
@@ -107,10 +140,12 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	switch iq.Stanza.Type() {
 	case "set":
 		for _, c := range q.Children {
-			frag := c.Copy()
-			frag.Tail = ""
-			if _, err := st.Set(ctx, owner, Key(c), frag.Bytes(), p.limits); err != nil {
-				return nil, xmpputil.QuotaError(err, "private XML storage", "fragments")
+			if err := Save(ctx, p.host.Store(), owner, c, p.limits); err != nil {
+				return nil, err
+			}
+			ev := &plugins.XMLStoredEvent{Owner: owner, Plugin: ID, El: c}
+			if err := p.host.Hooks().Run(ctx, plugins.EventXMLStored, ev); err != nil {
+				p.host.Logger().Warn("private: a hook on a stored fragment failed", "owner", owner, "key", Key(c), "err", err)
 			}
 		}
 		return nil, nil

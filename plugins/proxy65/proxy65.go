@@ -39,7 +39,6 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -192,7 +191,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return res, nil
 	case "set":
 		sid := q.Attr("sid")
-		target := xmpputil.Normalize(q.ChildText("activate", ""))
+		target := wire.JIDOf(q.ChildText("activate", "")).String()
 		if sid == "" || target == "" || !iq.FromLocal {
 			return nil, wire.ErrBadRequest
 		}

@@ -37,7 +37,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -135,17 +134,17 @@ func (p *Plugin) HandlePreAuthIQ(ctx context.Context, iq *plugins.IQ) (*wire.Ele
 		if username == "" || password == "" {
 			return nil, failWithForm(iq, wire.ErrNotAcceptable)
 		}
-		j, err := jid.New(username, p.host.Domain(), "")
+		j, err := wire.NewJID(username, p.host.Domain(), "")
 		if err != nil {
 			return nil, failWithForm(iq, wire.ErrNotAcceptable)
 		}
-		if err := xmpputil.CreateUser(ctx, p.host, j.Localpart(), password); err != nil {
+		if err := xmpputil.CreateUser(ctx, p.host, j.Local(), password); err != nil {
 			if err == wire.ErrNotAcceptable {
 				return nil, failWithForm(iq, wire.ErrNotAcceptable)
 			}
 			return nil, err
 		}
-		p.host.Logger().Info("account registered in-band", "user", j.Localpart())
+		p.host.Logger().Info("account registered in-band", "user", j.Local())
 		return nil, nil
 	}
 	return nil, wire.ErrBadRequest
@@ -171,14 +170,14 @@ func (p *Plugin) limited(addr string) *wire.StanzaError {
 
 // HandleIQ handles registration IQs from authenticated users.
 func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, error) {
-	from, err := jid.Parse(iq.From)
-	if err != nil || !iq.FromLocal || from.Localpart() == "" || from.Domainpart() != p.host.Domain() {
+	from, err := wire.ParseJID(iq.From)
+	if err != nil || !iq.FromLocal || from.Local() == "" || from.Domain() != p.host.Domain() {
 		return nil, wire.ErrNotAllowed
 	}
 	if to := iq.Stanza.To(); to != "" && to != p.host.Domain() {
 		return nil, wire.ErrNotAllowed
 	}
-	me := from.Localpart()
+	me := from.Local()
 	q := iq.Payload()
 	if q.Name != "query" {
 		return nil, wire.ErrBadRequest
@@ -198,7 +197,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		if username == "" || password == "" {
 			return nil, failWithForm(iq, wire.ErrNotAcceptable)
 		}
-		if j, err := jid.New(username, p.host.Domain(), ""); err != nil || j.Localpart() != me {
+		if j, err := wire.NewJID(username, p.host.Domain(), ""); err != nil || j.Local() != me {
 			return nil, wire.ErrNotAllowed
 		}
 		if err := p.host.Users().SetPassword(ctx, me, password); err != nil {
@@ -216,8 +215,8 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 // manager then builds finds the session closed and is dropped like any IQ
 // result to a gone resource. Should the deletion itself then fail, the
 // client gets that error after the result.
-func (p *Plugin) remove(ctx context.Context, iq *plugins.IQ, from jid.JID) (*wire.Element, error) {
-	user := from.Localpart()
+func (p *Plugin) remove(ctx context.Context, iq *plugins.IQ, from wire.JID) (*wire.Element, error) {
+	user := from.Local()
 	if _, err := p.host.Store().GetUser(ctx, user); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, wire.ErrItemNotFound
@@ -232,6 +231,6 @@ func (p *Plugin) remove(ctx context.Context, iq *plugins.IQ, from jid.JID) (*wir
 		return nil, err
 	}
 	p.host.Logger().Info("account removed in-band", "user", user)
-	p.host.Users().Kick(ctx, from.Bare().String(), "account removed")
+	p.host.Users().Kick(ctx, from.Bare(), "account removed")
 	return nil, nil
 }

@@ -1,39 +1,17 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/wire"
 )
-
-// syncBuffer is a log sink shared by the guest's calls and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// take returns what was logged since the last take.
-func (s *syncBuffer) take() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	s.b.Reset()
-	return out
-}
 
 // TestHostCallBounds: the "hog" guest tries, one way per stanza, to make
 // the host copy more than it may while handling one stanza. Each attempt
@@ -44,7 +22,7 @@ func (s *syncBuffer) take() string {
 // the same plugin still works at the end: refusals are not failures.
 func TestHostCallBounds(t *testing.T) {
 	host := plugintest.NewHost(t)
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	r := newRuntime(t, Options{
 		MaxHostCalls: 8, MaxHostBytes: 64 << 10, MaxStanzaBytes: 32 << 10, MaxKVBytes: 16 << 10,
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -69,7 +47,7 @@ func TestHostCallBounds(t *testing.T) {
 	}
 	loggedOnce := func(t *testing.T, limit string) {
 		t.Helper()
-		out := logs.take()
+		out := logs.Take()
 		if n := strings.Count(out, "plugin host call refused"); n != 1 {
 			t.Errorf("%d refusal log lines for one stanza, want 1:\n%s", n, out)
 		}
@@ -114,7 +92,7 @@ func TestHostCallBounds(t *testing.T) {
 		if got := refusedOf("calls"); got != n+2 { // the 9th log and the report
 			t.Errorf("calls refusals %d, want %d", got, n+2)
 		}
-		out := logs.take()
+		out := logs.Take()
 		if strings.Count(out, "tick") != 8 || strings.Count(out, "plugin host call refused") != 1 {
 			t.Errorf("want 8 ticks and one refusal line:\n%s", out)
 		}
@@ -124,7 +102,7 @@ func TestHostCallBounds(t *testing.T) {
 		if v != plugins.Handled || err != nil || len(routed) != 1 || !strings.Contains(routed[0], "log-big accepted") {
 			t.Fatalf("verdict %v err %v routed %q", v, err, routed)
 		}
-		out := logs.take()
+		out := logs.Take()
 		if len(out) > maxLogMessage+512 || !strings.Contains(out, "[cut: 8388608 bytes]") {
 			t.Fatalf("the node logged %d bytes for an 8 MiB message: %.200q", len(out), out)
 		}
@@ -168,7 +146,7 @@ func TestHostCallBounds(t *testing.T) {
 		if v != plugins.Continue || err != nil || el.ChildText("body", "") != "log-many" {
 			t.Fatalf("verdict %v err %v: a stanza accepted for delivery must not be dropped", v, err)
 		}
-		logs.take()
+		logs.Take()
 	})
 	t.Run("canary", func(t *testing.T) {
 		v, err, routed, _ := intercept(t, plugins.PointInbound, "ok")

@@ -10,8 +10,22 @@
 // A set stores the vCard and is allowed only on the sender's own account;
 // a set on anyone else's gets forbidden.
 //
+// A set is announced on the hook bus (plugins.EventXMLStored) before it
+// is answered: PEP converts the PHOTO to the XEP-0084 avatar and the rest
+// to the XEP-0292 vCard4 node (XEP-0398), and writes back here, through
+// Save, what clients publish there.
+//
+// XEP-0153 in presence (photo.go): the server puts the SHA-1 of the
+// user's vCard PHOTO in every available presence its users send
+// (<x xmlns='vcard-temp:x:update'><photo>hash</photo></x>, or an empty
+// <photo/> when there is none), as XEP-0398 §4 asks, unless the client
+// sent a <photo/> itself; a client's <x/> without <photo/> is filled in.
+//
 // Storage: the key/value store "vcard" (storage.Modules), one entry per
-// account under its bare JID, key "".
+// account under its bare JID, key "", and the photo's hash under the key
+// "photo-hash" (written with the vCard by Save; for a vCard stored
+// before hashes were kept, computed and stored the first time presence
+// needs it).
 package vcard
 
 import (
@@ -22,7 +36,6 @@ import (
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // ID is the plugin's registered ID.
@@ -44,6 +57,7 @@ var (
 	_ plugins.IQHandler       = (*Plugin)(nil)
 	_ plugins.DiscoFeatures   = (*Plugin)(nil)
 	_ plugins.AccountFeatures = (*Plugin)(nil)
+	_ plugins.Interceptor     = (*Plugin)(nil)
 )
 
 // New returns the plugin.
@@ -70,7 +84,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest
 	}
 	to := iq.Stanza.To()
-	if to != "" && xmpputil.Normalize(to) == p.host.Domain() {
+	if to != "" && wire.JIDOf(to).String() == p.host.Domain() {
 		if iq.Stanza.Type() == "set" {
 			return nil, wire.ErrForbidden
 		}
@@ -84,35 +98,34 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		}
 		v := payload.Copy()
 		v.Tail = ""
-		if _, err := p.host.Store().KeyValue(Store).Set(ctx, self, "", v.Bytes(), storage.Limits{}); err != nil {
+		if err := Save(ctx, p.host.Store(), self, v); err != nil {
 			return nil, err
+		}
+		if err := p.host.Hooks().Run(ctx, plugins.EventXMLStored, &plugins.XMLStoredEvent{Owner: self, Plugin: ID, El: v}); err != nil {
+			p.host.Logger().Warn("vcard: a hook on the stored vCard failed", "owner", self, "err", err)
 		}
 		return nil, nil
 	case "get":
 		owner := self
 		if !isSelf {
-			j, err := jid.Parse(to)
-			if err != nil || j.Localpart() == "" || j.Domainpart() != p.host.Domain() {
+			j, err := wire.ParseJID(to)
+			if err != nil || j.Local() == "" || j.Domain() != p.host.Domain() {
 				return nil, wire.ErrServiceUnavailable
 			}
-			if _, err := p.host.Store().GetUser(ctx, j.Localpart()); err != nil {
+			if _, err := p.host.Store().GetUser(ctx, j.Local()); err != nil {
 				if errors.Is(err, storage.ErrNotFound) {
 					return nil, wire.ErrServiceUnavailable
 				}
 				return nil, err
 			}
-			owner = j.Bare().String()
+			owner = j.Bare()
 		}
-		e, err := p.host.Store().KeyValue(Store).Get(ctx, owner, "")
-		if errors.Is(err, storage.ErrNotFound) {
+		v, err := Load(ctx, p.host.Store(), owner)
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
 			return nil, wire.ErrItemNotFound
-		}
-		if err != nil {
-			return nil, err
-		}
-		v, err := wire.Parse(e.Value, wire.Limits{MaxStanzaBytes: len(e.Value) + 1})
-		if err != nil {
-			return nil, err
 		}
 		return v, nil
 	}

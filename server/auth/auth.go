@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
 	"github.com/prometheus/client_golang/prometheus"
-	"mellium.im/xmpp/jid"
 )
 
 // Mechanism names.
@@ -287,26 +287,26 @@ func NormalizeUsername(name, domain string) (string, error) {
 	if name == "" {
 		return "", ErrBadUsername
 	}
-	j, err := jid.New(name, domain, "")
-	if err != nil || j.Localpart() == "" {
+	j, err := wire.NewJID(name, domain, "")
+	if err != nil || j.Local() == "" {
 		return "", ErrBadUsername
 	}
-	return j.Localpart(), nil
+	return j.Local(), nil
 }
 
 // authzidMatches accepts an authzid that names the authenticating user's
 // own bare JID (what clients send); we never allow acting as someone else.
 func (a *Authenticator) authzidMatches(authzid, user string) bool {
-	j, err := jid.Parse(authzid)
-	if err != nil || j.Resourcepart() != "" {
+	j, err := wire.ParseJID(authzid)
+	if err != nil || j.Resource() != "" {
 		return false
 	}
-	if j.Localpart() == "" {
+	if j.Local() == "" {
 		// Some clients send just the username.
 		n, err := a.normalizeUsername(authzid)
 		return err == nil && n == user
 	}
-	return j.Domainpart() == a.domain && j.Localpart() == user
+	return j.Domain() == a.domain && j.Local() == user
 }
 
 // fakeCredential returns a credential for an unknown user that stays the

@@ -31,11 +31,7 @@ var _ plugins.UserManager = (*Users)(nil)
 // CreateUser adds an account. It returns ErrUserExists when taken and
 // ErrBadUsername for an invalid localpart.
 func (u *Users) CreateUser(ctx context.Context, username, password string) error {
-	name, err := NormalizeUsername(username, u.Domain)
-	if err != nil {
-		return fmt.Errorf("%w: %q", ErrBadUsername, username)
-	}
-	creds, err := NewCredentials(password, u.iterations())
+	name, creds, err := u.credentials(username, password)
 	if err != nil {
 		return err
 	}
@@ -72,13 +68,20 @@ func (u *Users) DeleteUser(ctx context.Context, username string) error {
 	return nil
 }
 
-// SetPassword replaces an account's credentials.
-func (u *Users) SetPassword(ctx context.Context, username, password string) error {
+// credentials normalizes username and derives the stored credentials of
+// password.
+func (u *Users) credentials(username, password string) (string, storage.Credentials, error) {
 	name, err := NormalizeUsername(username, u.Domain)
 	if err != nil {
-		return fmt.Errorf("%w: %q", ErrBadUsername, username)
+		return "", storage.Credentials{}, fmt.Errorf("%w: %q", ErrBadUsername, username)
 	}
 	creds, err := NewCredentials(password, u.iterations())
+	return name, creds, err
+}
+
+// SetPassword replaces an account's credentials.
+func (u *Users) SetPassword(ctx context.Context, username, password string) error {
+	name, creds, err := u.credentials(username, password)
 	if err != nil {
 		return err
 	}

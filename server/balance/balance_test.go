@@ -54,10 +54,9 @@ func startNode(t *testing.T, h *hub, st storage.Store, name string, mod func(*co
 	if mod != nil {
 		mod(cfg)
 	}
-	tn := &testNode{name: name, web: httpd.NewService(), bal: balance.NewService(), drained: make(chan balance.Report, 1)}
-	tn.bal.HTTP = tn.web
+	tn := &testNode{name: name, web: httpd.NewService(), drained: make(chan balance.Report, 1)}
+	tn.bal = balance.NewService(tn.web, func(r balance.Report) { tn.drained <- r })
 	tn.bal.SweepInterval = 20 * time.Millisecond
-	tn.bal.OnDrained = func(r balance.Report) { tn.drained <- r }
 	tn.n = servertest.RunServer(t, cfg, server.WithCluster(h.node(name)), server.WithStore(st),
 		server.WithService(tn.web), server.WithService(tn.bal))
 	return tn

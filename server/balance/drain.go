@@ -42,7 +42,7 @@ import (
 //     the other nodes are not hit by every reconnection at once.
 //  3. Streams still negotiating are swept again every SweepInterval once
 //     they bind; when no stream is left, or at balance.drain_deadline, the
-//     drain ends: OnDrained runs (`aviary serve` stops the node, exit 0).
+//     drain ends: the onDrained callback runs (`aviary serve` stops the node, exit 0).
 func (s *Service) Drain(ctx context.Context) error {
 	s.mu.Lock()
 	if s.n == nil {
@@ -118,8 +118,8 @@ loop:
 	s.metrics.drainSecs.Set(r.Took().Seconds())
 	s.log.Info("balance: drain ended", "reason", reason, "took", r.Took().String(), "moved", r.Moved, "refused", r.Refused, "left", r.Left)
 	close(drained)
-	if s.OnDrained != nil && reason != "stopped" {
-		go s.OnDrained(r)
+	if s.onDrained != nil && reason != "stopped" {
+		go s.onDrained(r)
 	}
 }
 
@@ -211,7 +211,7 @@ func (s *Service) sendAway(n *server.Node) func(t c2s.Transport) *wire.Element {
 // systemd and Kubernetes send to stop a process): when the node is
 // clustered and another live node that is not draining can take its
 // clients, it starts the same drain as `aviary node drain` and returns
-// true; the process then exits when the drain ends (OnDrained). It also
+// true; the process then exits when the drain ends (NewService's onDrained). It also
 // returns true while a drain is already under way (the signal changes
 // nothing). It returns false when the node is alone in the cluster (or not
 // clustered), or its drain has ended: the caller then shuts down at once,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
@@ -55,7 +56,7 @@ func TestRollingRestartE2E(t *testing.T) {
 		"-users", strconv.Itoa(users), "-create", "none", "-password", "bench-secret",
 		"-workload", "ring", "-reconnect", "-messages", "5000", "-inflight", "5", "-interval", "200ms",
 		"-concurrency", "10", "-timeout", "15s", "-drain", "30s", "-max-time", "5m", "-json")
-	var benchOut, benchErr syncBuf
+	var benchOut, benchErr testutil.Buffer
 	bench.Stdout, bench.Stderr = &benchOut, &benchErr
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
@@ -224,7 +225,7 @@ type e2eCluster struct {
 func buildBinaries(t *testing.T, root, dir string) (bin, bench string) {
 	t.Helper()
 	bin, bench = filepath.Join(dir, "aviary"), filepath.Join(dir, "aviary-bench")
-	for _, b := range [][2]string{{bin, "."}, {bench, "./cmd/aviary-bench"}} {
+	for _, b := range [][2]string{{bin, "./cmd/aviary"}, {bench, "./cmd/aviary-bench"}} {
 		cmd := exec.Command("go", "build", "-o", b[0], b[1])
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -471,31 +472,13 @@ func waitHTTP(t *testing.T, url string, total time.Duration) {
 	})
 }
 
+// waitFor is testutil.CheckFor for a condition named by what.
 func waitFor(t *testing.T, total time.Duration, what string, fn func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	for !fn() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testutil.CheckFor(t, total, 100*time.Millisecond, func() error {
+		if fn() {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// syncBuf is a strings.Builder safe for a writer and a reader at once.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+		return fmt.Errorf("waiting for %s", what)
+	})
 }

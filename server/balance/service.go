@@ -33,21 +33,17 @@ const DefaultSweepInterval = 200 * time.Millisecond
 // the load, installs the admission check on the c2s server, mounts the
 // dispatcher on the HTTP listener, and drains the node on request.
 //
-//	bal := balance.NewService()
-//	bal.HTTP = httpSvc           // optional: the dispatcher and HTTP addresses
-//	bal.OnDrained = stopProcess  // optional: what "exit" means
+//	bal := balance.NewService(httpSvc, stopProcess)
 //	server.New(cfg, server.WithService(httpSvc), server.WithService(bal))
 //
 // Register it after the httpd service so the dispatcher can be mounted.
 type Service struct {
-	// HTTP is the node's HTTP service. When set and listening, /dispatch
+	// http is the node's HTTP service. When set and listening, /dispatch
 	// and /dispatch/health are served on it, and its addresses are
 	// published.
-	HTTP *httpd.Service
-	// OnDrained runs once, on its own goroutine, when a drain ended (the
-	// node is empty or the deadline passed). `aviary serve` makes it stop
-	// the process cleanly; nil does nothing more than report it (Drained).
-	OnDrained func(Report)
+	http *httpd.Service
+	// onDrained runs once, on its own goroutine, when a drain ended.
+	onDrained func(Report)
 	// SweepInterval overrides DefaultSweepInterval (tests).
 	SweepInterval time.Duration
 
@@ -86,8 +82,15 @@ func (r Report) Took() time.Duration { return r.Ended.Sub(r.Started) }
 
 var _ server.Service = (*Service)(nil)
 
-// NewService returns the balancing service.
-func NewService() *Service { return &Service{drained: make(chan struct{})} }
+// NewService returns the balancing service. web is the node's HTTP
+// service: when it listens, the dispatcher (/dispatch, /dispatch/health)
+// is served on it and its addresses are published; nil means neither.
+// onDrained runs once, on its own goroutine, when a drain ended (the node
+// is empty or the deadline passed): `aviary serve` makes it stop the
+// process cleanly; nil does nothing more than report it (Drained).
+func NewService(web *httpd.Service, onDrained func(Report)) *Service {
+	return &Service{http: web, onDrained: onDrained, drained: make(chan struct{})}
+}
 
 // Name is "balance".
 func (s *Service) Name() string { return "balance" }
@@ -117,8 +120,8 @@ func (s *Service) Start(ctx context.Context, n *server.Node) error {
 
 	s.publish(ctx)
 	n.C2S().SetAdmission(s.admit)
-	if s.HTTP != nil {
-		if srv := s.HTTP.Server(); srv != nil {
+	if s.http != nil {
+		if srv := s.http.Server(); srv != nil {
 			if mux, ok := srv.Handler().(*http.ServeMux); ok {
 				mux.Handle(PathDispatch, s.DispatchHandler())
 				mux.Handle(PathHealth, s.HealthHandler())
@@ -278,11 +281,11 @@ func (s *Service) clientAddrs() map[string]string {
 	pick(AddrC2S, cfg.Balance.C2SAddress, n.Addr(server.ListenerC2S), true)
 	pick(AddrC2STLS, cfg.Balance.C2STLSAddress, n.Addr(server.ListenerC2STLS), true)
 	var httpAddr, httpsAddr net.Addr
-	if s.HTTP != nil {
-		httpAddr, httpsAddr = s.HTTP.Addr(httpd.ListenerHTTP), s.HTTP.Addr(httpd.ListenerHTTPS)
+	if s.http != nil {
+		httpAddr, httpsAddr = s.http.Addr(httpd.ListenerHTTP), s.http.Addr(httpd.ListenerHTTPS)
 	}
-	pick(AddrHTTP, cfg.Balance.HTTPAddress, httpAddr, s.HTTP != nil)
-	pick(AddrHTTPS, cfg.Balance.HTTPSAddress, httpsAddr, s.HTTP != nil)
+	pick(AddrHTTP, cfg.Balance.HTTPAddress, httpAddr, s.http != nil)
+	pick(AddrHTTPS, cfg.Balance.HTTPSAddress, httpsAddr, s.http != nil)
 	return out
 }
 

@@ -14,24 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/wire"
 )
-
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // fakeStream plays the c2s core: it opens the stream, sends features,
 // records what the client sends and echoes messages addressed to "echo".
@@ -217,7 +202,7 @@ func (s *Session) pendingCount() int {
 
 func waitHeld(t *testing.T, s *Session, rids ...int64) {
 	t.Helper()
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if got := fmt.Sprint(s.heldRIDs()); got != fmt.Sprint(rids) {
 			return fmt.Errorf("held %s, want %v", got, rids)
 		}
@@ -332,7 +317,7 @@ func TestBadBodyEndsItsSession(t *testing.T) {
 			if err := f.end(t); !errors.Is(err, ErrBinding) {
 				t.Errorf("stream ended with %v, want ErrBinding", err)
 			}
-			checkFor(t, 5*time.Second, func() error {
+			testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 				if m.Len() != 0 {
 					return errors.New("session still listed")
 				}
@@ -368,7 +353,7 @@ func TestRIDReordering(t *testing.T) {
 	s := f.last()
 	// rid+2 arrives first and is buffered; rid+1 releases both in order.
 	second := c.async(c.rid+2, "", `<message xmlns='jabber:client' id='two'/>`)
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if s.pendingCount() != 1 {
 			return errors.New("rid+2 not buffered")
 		}
@@ -541,7 +526,7 @@ func TestOveractivity(t *testing.T) {
 	held := c.async(c.rid+1, "", "")
 	waitHeld(t, s, c.rid+1)
 	gap := c.async(c.rid+3, "", "<a xmlns='urn:t'/>")
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if s.pendingCount() != 1 {
 			return errors.New("not buffered")
 		}
@@ -682,7 +667,7 @@ func TestTerminate(t *testing.T) {
 	if r := wait(t, held); r.Attr("type") != "terminate" {
 		t.Errorf("held request got %s", r)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if m.Len() != 0 {
 			return errors.New("session still listed")
 		}
@@ -702,7 +687,7 @@ func TestInactivityEndsSession(t *testing.T) {
 	if err := f.end(t); !errors.Is(err, ErrInactive) {
 		t.Errorf("stream ended with %v, want ErrInactive", err)
 	}
-	checkFor(t, 5*time.Second, func() error {
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if m.Len() != 0 {
 			return errors.New("session still listed")
 		}

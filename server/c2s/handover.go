@@ -12,7 +12,6 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Resumption across nodes (XEP-0198 in a cluster). A client whose
@@ -285,7 +284,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 		s.release(node, previd)
 		return nil, false, true
 	}
-	full, err := jid.Parse(reply.State.JID)
+	full, err := wire.ParseJID(reply.State.JID)
 	if err != nil {
 		return fail(err)
 	}

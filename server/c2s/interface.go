@@ -5,7 +5,6 @@ import (
 
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Router is what the session core needs from server/router; *router.Router
@@ -21,7 +20,7 @@ type Router interface {
 	// core retries with a suffixed resource). A bad resource is
 	// wire.ErrBadRequest. Bind must not call back into the session
 	// synchronously except Close, which never blocks.
-	Bind(ctx context.Context, s router.Session, username, resource string) (jid.JID, error)
+	Bind(ctx context.Context, s router.Session, username, resource string) (wire.JID, error)
 	// Unbind removes a session that ended, re-routing what it never
 	// delivered: stanzas queued but not written, stanzas lost by a failed
 	// write, and with stream management everything the client did not

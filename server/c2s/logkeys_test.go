@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 )
@@ -15,7 +16,7 @@ import (
 // once. The close line said jid=… jid=… (the bound logger's and its own),
 // and bound lines carried user= beside the jid that contains it.
 func TestSessionLogKeysOnce(t *testing.T) {
-	var out servertest.LogBuffer
+	var out testutil.Buffer
 	log := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	n := servertest.RunServer(t, servertest.DefaultConfig(t), server.WithLogger(log))
 	servertest.CreateUser(t, n, "alice", "alicepw")

@@ -12,7 +12,6 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // fakeTransport records writes; Write blocks while gate is held.
@@ -59,8 +58,8 @@ func (f *fakeTransport) Close(streamErr *wire.Element) error {
 
 type nopRouter struct{}
 
-func (nopRouter) Bind(ctx context.Context, s router.Session, u, r string) (jid.JID, error) {
-	return jid.New(u, "localhost", r)
+func (nopRouter) Bind(ctx context.Context, s router.Session, u, r string) (wire.JID, error) {
+	return wire.NewJID(u, "localhost", r)
 }
 func (nopRouter) Unbind(ctx context.Context, s router.Session, unsent []*wire.Element) {}
 func (nopRouter) FromClient(ctx context.Context, s router.Session, el *wire.Element)   {}

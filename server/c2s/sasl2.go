@@ -9,7 +9,6 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // XEP-0388 (Extensible SASL Profile) with XEP-0386 (Bind 2).
@@ -252,7 +251,7 @@ func bind2Resource(tag string) string {
 		return "av-" + randomID(6)
 	}
 	res := tag + "-" + randomID(6)
-	if _, err := jid.New("", "example.org", res); err != nil {
+	if _, err := wire.NewJID("", "example.org", res); err != nil {
 		return "av-" + randomID(6)
 	}
 	return res

@@ -13,7 +13,6 @@ import (
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Lock order: Server.mu before Session.mu; during a resumption the old
@@ -77,7 +76,7 @@ type Session struct {
 	// every network and database call below bounds itself.
 	routeCtx context.Context
 
-	full atomic.Pointer[jid.JID]
+	full atomic.Pointer[wire.JID]
 	last atomic.Int64 // monotonic nanoseconds of the last byte from the client
 	// started is when the session's first stream opened; client is what
 	// the client said about itself; kind and remote describe the current
@@ -190,11 +189,11 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 }
 
 // JID is the bound full JID (zero before binding).
-func (s *Session) JID() jid.JID {
+func (s *Session) JID() wire.JID {
 	if p := s.full.Load(); p != nil {
 		return *p
 	}
-	return jid.JID{}
+	return wire.JID{}
 }
 
 // ID is the session's stream management ID.
@@ -566,7 +565,7 @@ func (s *Session) idleCheck() {
 		s.pings++
 		s.pingID = "ping-" + strconv.Itoa(s.pings)
 		ping := wire.New("iq", "type", "get", "id", s.pingID, "from", s.srv.cfg().Domain)
-		if full := s.JID(); !full.Equal(jid.JID{}) {
+		if full := s.JID(); !full.IsZero() {
 			ping.SetAttr("to", full.String())
 		}
 		ping.Append(wire.NewNS("ping", wire.NSPing))
@@ -619,7 +618,7 @@ func (s *Session) logger() *slog.Logger { return s.logp.Load() }
 // logAsBound makes the session's log lines name it by its full JID, which
 // replaces the user the authentication added: every line carries the
 // session ID, the client's address and the JID, each once.
-func (s *Session) logAsBound(full jid.JID) {
+func (s *Session) logAsBound(full wire.JID) {
 	s.mu.Lock()
 	addr := s.remote
 	s.mu.Unlock()

@@ -10,7 +10,6 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // maxSASLFailures is how many failed authentications one stream may have
@@ -234,7 +233,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 	}
 	h := StreamHeader{From: c.Domain, ID: randomID(8), Version: "1.0", Lang: lang}
 	if from := hdr.Attr("from"); from != "" {
-		if j, err := jid.Parse(from); err == nil {
+		if j, err := wire.ParseJID(from); err == nil {
 			h.To = j.String()
 		}
 	}
@@ -253,7 +252,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 		s.streamError("host-unknown", "no 'to' in the stream header")
 		return false
 	}
-	if d, err := jid.Parse(to); err != nil || d.Localpart() != "" || d.Resourcepart() != "" || d.Domainpart() != c.Domain {
+	if d, err := wire.ParseJID(to); err != nil || d.Local() != "" || d.Resource() != "" || d.Domain() != c.Domain {
 		s.streamError("host-unknown", "")
 		return false
 	}
@@ -621,12 +620,12 @@ func (s *Session) bind(el *wire.Element) bool {
 
 // bindResource binds res (or, on a conflict under the new_resource
 // policy, a variant of it) and moves the session to stateBound.
-func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
+func (s *Session) bindResource(res string) (wire.JID, *wire.StanzaError) {
 	c := s.srv.cfg()
 	for attempt := 0; ; attempt++ {
-		tentative, err := jid.New(s.username, c.Domain, res)
+		tentative, err := wire.NewJID(s.username, c.Domain, res)
 		if err != nil {
-			return jid.JID{}, wire.ErrBadRequest
+			return wire.JID{}, wire.ErrBadRequest
 		}
 		s.full.Store(&tentative)
 		full, err := s.srv.d.Router.Bind(s.ctx, s, s.username, res)
@@ -641,7 +640,7 @@ func (s *Session) bindResource(res string) (jid.JID, *wire.StanzaError) {
 				continue
 			}
 			s.full.Store(nil)
-			return jid.JID{}, se
+			return wire.JID{}, se
 		}
 		s.full.Store(&full)
 		break
@@ -703,7 +702,7 @@ func (s *Session) inbound(el *wire.Element) {
 	full := s.JID().String()
 	el.SetAttr("from", full)
 	if to := el.To(); to != "" {
-		if _, err := jid.Parse(to); err != nil {
+		if _, err := wire.ParseJID(to); err != nil {
 			if !el.IsError() && !(el.Name == "iq" && el.Type() == "result") {
 				reply := wire.ErrorReply(el, wire.ErrJIDMalformed)
 				reply.SetAttr("from", s.srv.cfg().Domain)

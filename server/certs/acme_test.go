@@ -1,7 +1,6 @@
 package certs_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,11 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/certs/pebbletest"
@@ -35,22 +34,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 const domain = "chat.aviary.test"
 
 // logBuffer collects a node's log for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testutil.Buffer }
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))

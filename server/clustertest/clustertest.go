@@ -34,7 +34,7 @@ import (
 	"time"
 )
 
-// Build compiles the aviary binary (the module's main package) into dir
+// Build compiles the aviary binary (cmd/aviary) into dir
 // and returns its path. It runs `go build` from the module root, found by
 // walking up from the current directory to go.mod.
 func Build(dir string) (string, error) {
@@ -43,7 +43,7 @@ func Build(dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "aviary")
-	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/aviary")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("clustertest: go build: %w\n%s", err, b)

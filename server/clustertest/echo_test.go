@@ -91,7 +91,7 @@ func (e *echoPlugin) handle(ctx context.Context, el *wire.Element) error {
 		}
 		return wire.ErrServiceUnavailable
 	}
-	if el.Name == "presence" && domainOf(el.From()) == e.host.Domain() {
+	if el.Name == "presence" && wire.JIDOf(el.From()).Domain() == e.host.Domain() {
 		e.mu.Lock()
 		if el.Type() == "" {
 			if e.joined[local] == nil {
@@ -108,15 +108,6 @@ func (e *echoPlugin) handle(ctx context.Context, el *wire.Element) error {
 	}
 	e.p.Dispatch(ctx, local, el)
 	return nil
-}
-
-// domainOf returns the domain of a JID string.
-func domainOf(j string) string {
-	j, _, _ = strings.Cut(j, "/")
-	if _, d, ok := strings.Cut(j, "@"); ok {
-		return d
-	}
-	return j
 }
 
 func (e *echoPlugin) localKeys() []string {

@@ -308,11 +308,6 @@ func login(t testing.TB, n *clustertest.Node, user, resource string, prio int) *
 
 func bare(u string) string { return u + "@" + domain }
 
-func bareOf(jid string) string {
-	b, _, _ := strings.Cut(jid, "/")
-	return b
-}
-
 // isMsg matches a message whose body is body.
 func isMsg(body string) func(*wire.Element) bool {
 	return func(el *wire.Element) bool { return el.Name == "message" && el.ChildText("body", "") == body }
@@ -322,7 +317,7 @@ func isMsg(body string) func(*wire.Element) bool {
 // bare JID from (any resource).
 func isPresence(from, typ string) func(*wire.Element) bool {
 	return func(el *wire.Element) bool {
-		return el.Name == "presence" && bareOf(el.From()) == from && el.Type() == typ
+		return el.Name == "presence" && wire.BareJID(el.From()) == from && el.Type() == typ
 	}
 }
 
@@ -335,7 +330,7 @@ func befriend(t testing.TB, a, b *servertest.Client, bOthers ...string) {
 	t.Helper()
 	awaitRoute(t, a, b)
 	awaitRoute(t, b, a)
-	ab, bb := bareOf(a.JID), bareOf(b.JID)
+	ab, bb := wire.BareJID(a.JID), wire.BareJID(b.JID)
 	a.Send("<presence to='%s' type='subscribe'/>", bb)
 	b.Await("subscribe from "+ab, isPresence(ab, "subscribe"))
 	b.Send("<presence to='%s' type='subscribed'/>", ab)
@@ -423,7 +418,7 @@ func (c *cluster) waitNoSession(t testing.TB, bareJID string) {
 			return err
 		}
 		for _, s := range ss {
-			if bareOf(s.JID) == bareJID {
+			if wire.BareJID(s.JID) == bareJID {
 				return fmt.Errorf("%s still has a session on %s", bareJID, s.Node)
 			}
 		}

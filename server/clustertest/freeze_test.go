@@ -124,7 +124,7 @@ func TestPostgresFreezeBlocking(t *testing.T) {
 	for _, j := range []*servertest.Client{j1, j2} {
 		j.Send("<iq type='get' id='ping-%s'><ping xmlns='urn:xmpp:ping'/></iq>", strings.ReplaceAll(j.JID, "/", "-"))
 		j.Await("own ping", func(el *wire.Element) bool {
-			if el.Name == "message" && bareOf(el.From()) == bare("fr") {
+			if el.Name == "message" && wire.BareJID(el.From()) == bare("fr") {
 				t.Errorf("%s got romeo's %s", j.JID, el)
 			}
 			return el.Name == "iq" && strings.HasPrefix(el.ID(), "ping-")

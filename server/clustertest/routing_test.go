@@ -20,7 +20,7 @@ func TestAcrossNodes(t *testing.T) {
 		for i, n := range c.nodes {
 			u := c.user(t, "login")
 			cl := login(t, n, u, "r", -1)
-			if bareOf(cl.JID) != bare(u) {
+			if wire.BareJID(cl.JID) != bare(u) {
 				t.Errorf("node %d bound %q", i+1, cl.JID)
 			}
 			cl.Close()
@@ -168,7 +168,7 @@ func TestAcrossNodes(t *testing.T) {
 			if !delayed(m) {
 				t.Errorf("no delay stamp: %s", m)
 			}
-			if bareOf(m.From()) != bare(ui) {
+			if wire.BareJID(m.From()) != bare(ui) {
 				t.Errorf("from %q", m.From())
 			}
 		}

@@ -30,15 +30,16 @@ type httpNode struct {
 }
 
 // startHTTPNode starts a clustered node (PostgreSQL pg, Hazelcast member)
-// with an HTTP listener, and bal when not nil (drains start at once).
-func startHTTPNode(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, bal *balance.Service) httpNode {
+// with an HTTP listener, and the balancing service withBalance builds on
+// it when withBalance is not nil (drains start at once).
+func startHTTPNode(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, withBalance func(*httpd.Service) *balance.Service) httpNode {
 	t.Helper()
-	return startHTTPNodeWith(t, pg, member, name, prefix, bal, nil)
+	return startHTTPNodeWith(t, pg, member, name, prefix, withBalance, nil)
 }
 
 // startHTTPNodeWith is startHTTPNode with tweak, when set, adjusting the
 // node's config last.
-func startHTTPNodeWith(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, bal *balance.Service, tweak func(*conf.Config)) httpNode {
+func startHTTPNodeWith(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, withBalance func(*httpd.Service) *balance.Service, tweak func(*conf.Config)) httpNode {
 	t.Helper()
 	cfg := servertest.DefaultConfig(t)
 	cfg.HTTP.Listen = "127.0.0.1:0"
@@ -48,9 +49,8 @@ func startHTTPNodeWith(t *testing.T, pg *pgtest.Server, member *hztest.Member, n
 	}
 	svc := httpd.NewService()
 	opts := []server.Option{server.WithService(svc)}
-	if bal != nil {
-		bal.HTTP = svc
-		opts = append(opts, server.WithService(bal))
+	if withBalance != nil {
+		opts = append(opts, server.WithService(withBalance(svc)))
 	}
 	n, c := servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
 		DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
@@ -113,12 +113,16 @@ func TestBOSHDrainAnswersForwardedRequests(t *testing.T) {
 	}
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-httpd-drain")
-	bal := balance.NewService()
-	nodeA := startHTTPNode(t, pg, member, "node-a", "httpd-drain.", bal)
+	var bal *balance.Service
+	var na *server.Node // set before the drain starts
+	nodeA := startHTTPNode(t, pg, member, "node-a", "httpd-drain.", func(web *httpd.Service) *balance.Service {
+		bal = balance.NewService(web, func(balance.Report) { na.Stop(context.Background()) })
+		return bal
+	})
 	nodeB := startHTTPNode(t, pg, member, "node-b", "httpd-drain.", nil)
-	na, svcA, ca := nodeA.n, nodeA.svc, nodeA.c
+	na = nodeA.n
+	svcA, ca := nodeA.svc, nodeA.c
 	nb, svcB, cb := nodeB.n, nodeB.svc, nodeB.c
-	bal.OnDrained = func(balance.Report) { na.Stop(context.Background()) }
 	servertest.WaitClustered(t, ca, cb)
 	servertest.CreateUser(t, nb, "carol", "pw-carol")
 	servertest.CreateUser(t, nb, "dave", "pw-dave")

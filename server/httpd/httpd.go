@@ -446,8 +446,7 @@ func (s *Server) serveHostMetaJSON(w http.ResponseWriter, r *http.Request) {
 // Service adapts Server to server.Service, so a node starts it after its
 // core and stops it before: server.New(cfg, server.WithService(httpd.NewService())).
 type Service struct {
-	mu  sync.Mutex
-	srv *Server
+	srv server.Running[*Server]
 }
 
 var _ server.Service = (*Service)(nil)
@@ -472,29 +471,17 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if err := srv.Start(ctx); err != nil {
 		return err
 	}
-	sv.mu.Lock()
-	sv.srv = srv
-	sv.mu.Unlock()
+	sv.srv.Set(srv)
 	return nil
 }
 
 // Stop stops the server.
-func (sv *Service) Stop(ctx context.Context) error {
-	sv.mu.Lock()
-	srv := sv.srv
-	sv.srv = nil
-	sv.mu.Unlock()
-	if srv == nil {
-		return nil
-	}
-	return srv.Stop(ctx)
-}
+func (sv *Service) Stop(ctx context.Context) error { return sv.srv.Stop(ctx) }
 
 // Server returns the running server, or nil.
 func (sv *Service) Server() *Server {
-	sv.mu.Lock()
-	defer sv.mu.Unlock()
-	return sv.srv
+	srv, _ := sv.srv.Get()
+	return srv
 }
 
 // Addr returns a listener's address, or nil.

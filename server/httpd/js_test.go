@@ -10,11 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/server/httpd"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -159,28 +159,10 @@ func pageServer(t *testing.T, dir string) *httptest.Server {
 	return pages
 }
 
-// syncBuf collects a child process's output safely while it runs.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // logOnFailure returns a buffer whose content is logged if the test fails
 // (also when it fails while waiting for the process).
-func logOnFailure(t *testing.T) *syncBuf {
-	b := &syncBuf{}
+func logOnFailure(t *testing.T) *testutil.Buffer {
+	b := &testutil.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("client output:\n%s", b.String())

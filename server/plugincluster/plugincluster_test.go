@@ -17,9 +17,9 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/plugincluster"
-	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
 )
@@ -28,11 +28,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	hztest.StopShared()
 	os.Exit(code)
-}
-
-func checkFor(t *testing.T, total time.Duration, fn func() error) {
-	t.Helper()
-	servertest.CheckFor(t, total, 10*time.Millisecond, fn)
 }
 
 // TestAlone: on cluster/local every key is owned here, CallAll is this
@@ -170,7 +165,7 @@ func TestOnHazelcast(t *testing.T) {
 	t.Cleanup(func() { props.Close() })
 	a := startHZ(t, m, props, "a")
 	b := startHZ(t, m, props, "b")
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range []*hzNode{a, b} {
 			if got := viewOf(n.v.Members()); got != "a,b" {
 				return fmt.Errorf("%s sees %s", n.v.NodeName(), got)
@@ -191,7 +186,7 @@ func TestOnHazelcast(t *testing.T) {
 	}
 
 	c := startHZ(t, m, props, "c")
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range []*hzNode{a, b, c} {
 			if !n.saw("a,b,c") {
 				return fmt.Errorf("%s saw %v", n.v.NodeName(), n.seen())
@@ -220,7 +215,7 @@ func TestOnHazelcast(t *testing.T) {
 	}
 
 	c.c.UpdateSelf(func(m *cluster.Member) { m.Draining = true })
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range []*hzNode{a, b, c} {
 			if !n.saw("a,b,c*") {
 				return fmt.Errorf("%s saw %v", n.v.NodeName(), n.seen())
@@ -236,7 +231,7 @@ func TestOnHazelcast(t *testing.T) {
 
 	// The switch off: each node alone, every key its own.
 	_ = cluster.WriteSwitch(ctx, props, false)
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		for _, n := range []*hzNode{a, b} {
 			if got := viewOf(n.v.Members()); got != n.v.NodeName() {
 				return fmt.Errorf("%s sees %s with the switch off", n.v.NodeName(), got)
@@ -248,7 +243,7 @@ func TestOnHazelcast(t *testing.T) {
 		return nil
 	})
 	_ = cluster.WriteSwitch(ctx, props, true)
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if got := viewOf(a.v.Members()); got != "a,b,c*" {
 			return fmt.Errorf("a sees %s after the switch came back", got)
 		}
@@ -259,7 +254,7 @@ func TestOnHazelcast(t *testing.T) {
 	if err := b.c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 20*time.Second, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if !a.saw("a,c*") {
 			return fmt.Errorf("a saw %v", a.seen())
 		}

@@ -32,6 +32,10 @@
 //     plugin enable NAME VERSION --config ...); nodes load it when they start;
 //   - clustering disabled: enable the new version; every node follows the
 //     catalogue through the database, not through the cluster.
+//
+// Service runs the WebAssembly runtime and the Host as one of the node's
+// services (server/assembly starts it before the admin console, which
+// shows and drives it, and whether or not the console listens).
 package pluginhost
 
 import (

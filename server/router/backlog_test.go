@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -118,7 +119,7 @@ func TestBacklogPaced(t *testing.T) {
 
 	var got []*wire.Element
 	for rounds := 0; len(got) < msgs; rounds++ {
-		checkFor(t, 5*time.Second, time.Millisecond, func() error {
+		testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 			if !j.waiting() && len(got)+j.received("message") < msgs {
 				return fmt.Errorf("the router neither waits for room nor has handed everything")
 			}
@@ -151,7 +152,7 @@ func TestBacklogPaced(t *testing.T) {
 	}
 	e.r.Unbind(context.Background(), j2, nil)
 	j2.grant(room)
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if left := e.offlineCount("juliet@example.com"); left != msgs-handed {
 			return fmt.Errorf("%d stored, want %d", left, msgs-handed)
 		}
@@ -172,7 +173,7 @@ func TestBacklogReplaysSubscriptionsPaced(t *testing.T) {
 	e.send(j.fakeSession, `<presence/>`)
 	seen := 0
 	for seen < n {
-		checkFor(t, 5*time.Second, time.Millisecond, func() error {
+		testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 			if !j.waiting() && seen+j.received("presence") < n {
 				return fmt.Errorf("not waiting")
 			}
@@ -205,7 +206,7 @@ func TestBacklogOnAnotherNode(t *testing.T) {
 
 	e1.storeMessages("juliet@example.com", 1, 10)
 	e1.r.flushOffline(ctx, "juliet@example.com")
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if j.received("message") != 1 || e1.offlineCount("juliet@example.com") != 0 {
 			return fmt.Errorf("not handed over by node2")
 		}

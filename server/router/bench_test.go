@@ -7,17 +7,16 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/local"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // countSession is a Session that only counts what it is given, so a
 // benchmark measures the router and nothing else.
 type countSession struct {
-	jid jid.JID
+	jid wire.JID
 	n   atomic.Int64
 }
 
-func (s *countSession) JID() jid.JID                 { return s.jid }
+func (s *countSession) JID() wire.JID                { return s.jid }
 func (s *countSession) Send(el *wire.Element) bool   { s.n.Add(1); return true }
 func (s *countSession) Close(condition, text string) {}
 

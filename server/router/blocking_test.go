@@ -48,7 +48,7 @@ func withBlocking(t *testing.T, e *env) {
 func presenceTo(els []*wire.Element, to string) []*wire.Element {
 	var out []*wire.Element
 	for _, el := range els {
-		if el.Name == "presence" && bareOf(el.To()) == to {
+		if el.Name == "presence" && wire.BareJID(el.To()) == to {
 			out = append(out, el)
 		}
 	}

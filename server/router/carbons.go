@@ -57,7 +57,7 @@ func isCarbonCopy(el *wire.Element) bool {
 // sentCarbons copies a message a local resource sent to the sender's other
 // carbons-enabled resources, on any node (XEP-0280 §7).
 func (r *Router) sentCarbons(ctx context.Context, from string, el *wire.Element) {
-	bare := bareOf(from)
+	bare := wire.BareJID(from)
 	var buf [8]cluster.Route
 	routes, err := r.routesInto(ctx, bare, buf[:0])
 	if err != nil {

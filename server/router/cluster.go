@@ -165,23 +165,14 @@ func (r *Router) nodeDown(node string, routes []cluster.Route) {
 		bare := cluster.BareJID(rt.JID)
 		if rt.Available {
 			un := wire.New("presence", "type", "unavailable", "from", rt.JID)
-			var subscribers []string
-			if r.store != nil {
-				dctx, cancel := r.dbCtx(ctx)
-				var err error
-				subscribers, err = r.store.Subscribers(dctx, bare)
-				cancel()
-				if err != nil {
-					r.log.Warn("router: subscribers unavailable after node down", "jid", bare, "err", err)
-				}
-			}
+			subscribers := r.subscribers(ctx, bare, "presence after node down")
 			for _, c := range subscribers {
-				ca, ok := parseAddr(c)
-				if !ok {
+				ca, err := wire.ParseJID(c)
+				if err != nil {
 					continue
 				}
-				if ca.domain == r.domain {
-					r.deliverLocalAvailable(ctx, ca.bare, withTo(un, ca.bare))
+				if ca.Domain() == r.domain {
+					r.deliverLocalAvailable(ctx, ca.Bare(), withTo(un, ca.Bare()))
 				} else if senior && r.fed != nil {
 					r.presenceOut(ctx, withTo(un, c))
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins/last"
 	"sort"
 	"sync"
@@ -459,7 +460,7 @@ func TestClusterRejoinDeliversOffline(t *testing.T) {
 	}
 	// The hand-over is paced by the session (usually done at once).
 	var got []*wire.Element
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		got = append(got, only("message", alice.take())...)
 		if len(got) == 0 {
 			return errors.New("alice got nothing")

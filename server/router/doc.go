@@ -18,7 +18,6 @@
 //
 //	router.go        API, dispatch by 'to' (server, local user, service domain, other domain), bounces, interceptors
 //	session.go       session records, Bind (conflict policies), Unbind/logout, route publishing, delivery
-//	address.go       JID parsing with an allocation-free fast path
 //	message.go       RFC 6121 §8.5 for messages and IQs; IQs from clients
 //	presence.go      broadcast, probes, directed presence, outbound and inbound subscriptions
 //	subscription.go  the Appendix A state machine and its storage transaction
@@ -29,6 +28,11 @@
 //	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
+//
+// Addresses are wire.JID (parsed once per stanza, allocation-free for a
+// JID already in canonical form); a JID that crosses an API (routes, the
+// store, plugins) is its normalized string, whose bare part is
+// wire.BareJID.
 //
 // Where state lives. Each local session has a record (available presence,
 // priority, availability, interested-in-roster, carbons, directed-presence

@@ -221,7 +221,7 @@ func TestInterceptors(t *testing.T) {
 						t.Fatalf("inbound session %q", c.session)
 					}
 				case plugins.PointDeliver:
-					if c.session == "" || bareOf(c.session) != bareOf(c.to) {
+					if c.session == "" || wire.BareJID(c.session) != wire.BareJID(c.to) {
 						t.Fatalf("deliver session %q for a stanza to %q", c.session, c.to)
 					}
 				case plugins.PointOffline, plugins.PointRemoteInbound:

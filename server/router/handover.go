@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // HandoverState is a session's routing state as it moves to another node
@@ -51,11 +50,11 @@ func (r *Router) Detach(ctx context.Context, s Session) (HandoverState, bool) {
 // nothing to anyone (the contacts saw no change), and publishes its route.
 // It fails with wire.ErrConflict when that full JID is bound again here.
 func (r *Router) Attach(ctx context.Context, s Session, st HandoverState) error {
-	full, err := jid.Parse(st.JID)
-	if err != nil || full.Resourcepart() == "" || full.Domainpart() != r.domain {
+	full, err := wire.ParseJID(st.JID)
+	if err != nil || full.Resource() == "" || full.Domain() != r.domain {
 		return wire.ErrBadRequest
 	}
-	rec := &session{s: s, full: full.String(), bare: full.Bare().String(), priority: st.Priority,
+	rec := &session{s: s, full: full.String(), bare: full.Bare(), priority: st.Priority,
 		available: st.Available, interested: st.Interested, carbons: st.Carbons}
 	if st.Presence != "" {
 		if rec.presence, err = wire.Parse([]byte(st.Presence), wire.Limits{}); err != nil {
@@ -96,7 +95,7 @@ func (r *Router) Resumed(ctx context.Context, s Session) {
 	if !available {
 		return
 	}
-	bare := s.JID().Bare().String()
+	bare := s.JID().Bare()
 	ctx = context.WithoutCancel(ctx)
 	r.flushOffline(ctx, bare)
 	r.recheckOffline(ctx, bare)

@@ -18,7 +18,6 @@ import (
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 const domain = "example.com"
@@ -26,13 +25,13 @@ const domain = "example.com"
 // fakeSession is a router.Session that records what it is sent.
 type fakeSession struct {
 	mu      sync.Mutex
-	jid     jid.JID
+	jid     wire.JID
 	got     []*wire.Element
 	closed  bool
 	closeBy string
 }
 
-func (s *fakeSession) JID() jid.JID {
+func (s *fakeSession) JID() wire.JID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.jid

@@ -10,24 +10,9 @@ import (
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/wire"
 )
-
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t testing.TB, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(poll)
-	}
-}
 
 // collector accumulates what a fake session receives across polls.
 type collector struct {
@@ -39,7 +24,7 @@ type collector struct {
 func (c *collector) waitSig(t testing.TB, want string) *wire.Element {
 	t.Helper()
 	var found *wire.Element
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		c.got = append(c.got, c.s.take()...)
 		for i, el := range c.got {
 			if sig(el) == want {
@@ -91,7 +76,7 @@ func hazelcastNodes(t *testing.T) (*env, *env, *hazelcast.Cluster, *hazelcast.Cl
 		nodes = append(nodes, c)
 		envs = append(envs, e)
 	}
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, c := range nodes {
 			ms, err := c.Members(context.Background())
 			if err != nil || len(ms) != 2 || !c.Clustered() {
@@ -120,7 +105,7 @@ func TestHazelcastCluster(t *testing.T) {
 	eb.send(bob.s, `<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>`)
 
 	// Both routes are visible from both nodes.
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		for _, e := range []*env{ea, eb} {
 			for _, u := range []string{"alice", "bob"} {
 				if res, _ := e.r.Resources(context.Background(), u+"@example.com"); len(res) != 1 {
@@ -131,7 +116,7 @@ func TestHazelcastCluster(t *testing.T) {
 		return nil
 	})
 	eb.send(bob.s, `<presence/>`)
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		res, _ := ea.r.Resources(context.Background(), "bob@example.com")
 		if len(res) != 1 || !res[0].Available {
 			return fmt.Errorf("node a sees bob as %v", res)
@@ -166,7 +151,7 @@ func TestHazelcastCluster(t *testing.T) {
 	}
 	alice.waitSig(t, "presence unavailable bob@example.com/b→alice@example.com")
 	ea.send(alice.s, `<message to='bob@example.com' type='chat' id='y'><body>later</body></message>`)
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		msgs, err := ea.store.TakeOffline(context.Background(), "bob@example.com")
 		if err != nil {
 			return err

@@ -4,14 +4,13 @@ import (
 	"context"
 
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Session is a local client session, whatever carries it (TCP, BOSH,
 // WebSocket). The router never writes to a socket: it queues.
 type Session interface {
 	// JID is the session's bound full JID.
-	JID() jid.JID
+	JID() wire.JID
 	// Send queues a stanza for the client and never blocks. It returns false
 	// when the session is closing and did not take the stanza; the router
 	// then treats the resource as gone (offline storage or bounce).

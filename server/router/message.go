@@ -13,7 +13,7 @@ import (
 // are copied to the sender's other carbons-enabled resources (XEP-0280).
 func (r *Router) clientMessage(ctx context.Context, from string, el *wire.Element) {
 	if el.To() == "" {
-		el.SetAttr("to", bareOf(from))
+		el.SetAttr("to", wire.BareJID(from))
 	}
 	if carbonsEligible(el) {
 		r.sentCarbons(ctx, from, el)
@@ -29,15 +29,15 @@ func (r *Router) clientMessage(ctx context.Context, from string, el *wire.Elemen
 // allows either one or all of them; all is what users with two equal
 // clients expect). Nothing is copied per recipient: every session gets the
 // same element.
-func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
+func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a wire.JID) {
 	if !r.intercept(ctx, plugins.PointUserMessage, el, "", false) {
 		return
 	}
 	typ := el.Type()
-	if a.resource != "" {
+	if a.Resource() != "" {
 		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
 			if carbonsEligible(el) {
-				r.receivedCarbons(ctx, a.bare, el, nil, rt.JID)
+				r.receivedCarbons(ctx, a.Bare(), el, nil, rt.JID)
 			}
 			return
 		}
@@ -62,9 +62,9 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 	}
 
 	var buf [8]cluster.Route
-	routes, err := r.routesInto(ctx, a.bare, buf[:0])
+	routes, err := r.routesInto(ctx, a.Bare(), buf[:0])
 	if err != nil {
-		r.log.Warn("router: routing table unavailable, storing offline", "to", a.bare, "err", err)
+		r.log.Warn("router: routing table unavailable, storing offline", "to", a.Bare(), "err", err)
 		routes = nil
 	}
 	best := -1
@@ -96,7 +96,7 @@ func (r *Router) routeMessage(ctx context.Context, el *wire.Element, a addr) {
 	}
 	if delivered > 0 {
 		if carbonsEligible(el) {
-			r.receivedCarbons(ctx, a.bare, el, routes, "")
+			r.receivedCarbons(ctx, a.Bare(), el, routes, "")
 		}
 		return
 	}
@@ -127,9 +127,9 @@ func (r *Router) routesInto(ctx context.Context, bare string, buf []cluster.Rout
 // user: to a full JID it goes to that resource or is answered
 // service-unavailable; to the bare JID the server answers on the user's
 // behalf (the roster for the user itself, plugins for the rest).
-func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a addr) {
+func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a wire.JID) {
 	typ := el.Type()
-	if a.resource != "" {
+	if a.Resource() != "" {
 		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
 			return
 		}
@@ -145,18 +145,18 @@ func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a addr) {
 		return // results and errors to a bare JID: nobody is waiting
 	}
 	if q := el.FirstChild(); q != nil && q.NS() == wire.NSRoster {
-		if normBare(el.From()) == a.bare {
+		if wire.JIDOf(el.From()).Bare() == a.Bare() {
 			r.handleRoster(ctx, el)
 			return
 		}
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	}
-	if bareOf(el.From()) != a.bare && !r.userExists(ctx, a.local) {
+	if wire.BareJID(el.From()) != a.Bare() && !r.userExists(ctx, a.Local()) {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable) // §8.5.1: no such account
 		return
 	}
-	if r.handleIQ(ctx, el, plugins.ToAccount, a.bare) {
+	if r.handleIQ(ctx, el, plugins.ToAccount, a.Bare()) {
 		return
 	}
 	r.bounce(ctx, el, wire.ErrServiceUnavailable)
@@ -178,7 +178,7 @@ func (r *Router) clientIQ(ctx context.Context, from string, el *wire.Element) {
 		r.handleRoster(ctx, el)
 		return
 	}
-	if r.handleIQ(ctx, el, plugins.ToAccount, bareOf(from)) {
+	if r.handleIQ(ctx, el, plugins.ToAccount, wire.BareJID(from)) {
 		return
 	}
 	if r.handleIQ(ctx, el, plugins.ToServer, r.domain) {

@@ -19,7 +19,7 @@ import (
 // After the commit it re-checks the routing table: a resource that became
 // available while we stored would otherwise have taken the queue just
 // before this message landed in it.
-func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
+func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a wire.JID) {
 	if !worthStoring(el) {
 		r.m.dropped.Inc()
 		return
@@ -28,15 +28,15 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	}
-	if !r.userExists(ctx, a.local) {
+	if !r.userExists(ctx, a.Local()) {
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	}
 	if !r.intercept(ctx, plugins.PointOffline, el, "", false) {
 		return
 	}
-	if err := r.storeOfflineRaw(ctx, a.bare, el, r.offlineQuota()); err != nil {
-		r.log.Debug("router: offline storage refused a message", "to", a.bare, "err", err)
+	if err := r.storeOfflineRaw(ctx, a.Bare(), el, r.offlineQuota()); err != nil {
+		r.log.Debug("router: offline storage refused a message", "to", a.Bare(), "err", err)
 		se := stanzaErrorFor(err)
 		if errors.Is(err, storage.ErrQuotaExceeded) {
 			se = se.WithText("the recipient's offline message storage is full")
@@ -45,7 +45,7 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a addr) {
 		return
 	}
 	r.m.offline.Inc()
-	r.flushOffline(ctx, a.bare)
+	r.flushOffline(ctx, a.Bare())
 }
 
 // NSChatStates is XEP-0085.
@@ -220,8 +220,8 @@ func (r *Router) fallback(ctx context.Context, el *wire.Element, full string) {
 		}
 		switch el.Type() {
 		case "", "normal", "chat":
-			a, ok := parseAddr(full)
-			if !ok {
+			a, err := wire.ParseJID(full)
+			if err != nil {
 				return
 			}
 			r.storeOffline(ctx, el, a)

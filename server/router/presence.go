@@ -197,7 +197,7 @@ func (r *Router) unavailablePresence(ctx context.Context, from string, el *wire.
 func (r *Router) directedPresence(ctx context.Context, from string, el *wire.Element) {
 	to := el.To()
 	r.mu.Lock()
-	if s := r.sessions[from]; s != nil && bareOf(to) != s.bare {
+	if s := r.sessions[from]; s != nil && wire.BareJID(to) != s.bare {
 		if el.Type() == "" {
 			if s.directed == nil {
 				s.directed = map[string]struct{}{}
@@ -211,21 +211,26 @@ func (r *Router) directedPresence(ctx context.Context, from string, el *wire.Ele
 	r.route(ctx, el)
 }
 
+// subscribers returns who is subscribed to bare's presence; when the store
+// cannot say, none (logged with what they were wanted for).
+func (r *Router) subscribers(ctx context.Context, bare, purpose string) []string {
+	if r.store == nil {
+		return nil
+	}
+	dctx, cancel := r.dbCtx(ctx)
+	defer cancel()
+	subscribers, err := r.store.Subscribers(dctx, bare)
+	if err != nil {
+		r.log.Warn("router: subscribers unavailable for "+purpose, "jid", bare, "err", err)
+	}
+	return subscribers
+}
+
 // broadcast sends a user's presence to the user's subscribers, to extra
 // recipients of directed presence, and to the user's own available
 // resources (RFC 6121 §4.2.2, §4.4.2, §4.5.2).
 func (r *Router) broadcast(ctx context.Context, bare string, el *wire.Element, directed map[string]struct{}) {
-	var subscribers []string
-	if r.store != nil {
-		dctx, cancel := r.dbCtx(ctx)
-		var err error
-		subscribers, err = r.store.Subscribers(dctx, bare)
-		cancel()
-		if err != nil {
-			r.log.Warn("router: subscribers unavailable for presence broadcast", "jid", bare, "err", err)
-		}
-	}
-	r.broadcastTo(ctx, bare, el, subscribers, directed)
+	r.broadcastTo(ctx, bare, el, r.subscribers(ctx, bare, "presence broadcast"), directed)
 }
 
 func (r *Router) broadcastTo(ctx context.Context, bare string, el *wire.Element, subscribers []string, directed map[string]struct{}) {
@@ -308,7 +313,7 @@ func withTo(el *wire.Element, to string) *wire.Element {
 
 // routePresence delivers presence addressed to a local user (RFC 6121
 // §4.3.2, §4.4.3, §8.5.2.1.2, §8.5.3).
-func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
+func (r *Router) routePresence(ctx context.Context, el *wire.Element, a wire.JID) {
 	switch el.Type() {
 	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
 		r.inboundSubscription(ctx, el, a)
@@ -321,14 +326,14 @@ func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
 		// leave from the bare JID (§3.1.2), so their errors come back to it
 		// and go to every available resource (a client learns its request
 		// failed); to a full JID, to that resource only.
-		if a.resource != "" {
+		if a.Resource() != "" {
 			if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
 				return
 			}
 			r.m.dropped.Inc()
 			return
 		}
-		if r.deliverAvailable(ctx, a.bare, el) == 0 {
+		if r.deliverAvailable(ctx, a.Bare(), el) == 0 {
 			r.m.dropped.Inc()
 		}
 		return
@@ -338,14 +343,14 @@ func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
 		return
 	}
 	// Available or unavailable presence.
-	if a.resource != "" {
+	if a.Resource() != "" {
 		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
 			return
 		}
 		r.m.dropped.Inc()
 		return // §8.5.3.2.3: no such resource, silently ignored
 	}
-	routes, err := r.routes(ctx, a.bare)
+	routes, err := r.routes(ctx, a.Bare())
 	if err != nil {
 		return
 	}
@@ -357,10 +362,10 @@ func (r *Router) routePresence(ctx context.Context, el *wire.Element, a addr) {
 }
 
 // routeFor finds the route of a full JID of a local user.
-func (r *Router) routeFor(ctx context.Context, a addr) (cluster.Route, bool) {
+func (r *Router) routeFor(ctx context.Context, a wire.JID) (cluster.Route, bool) {
 	if !r.clustered() {
 		r.mu.RLock()
-		s := r.sessions[a.full]
+		s := r.sessions[a.String()]
 		if s == nil {
 			r.mu.RUnlock()
 			return cluster.Route{}, false
@@ -369,12 +374,12 @@ func (r *Router) routeFor(ctx context.Context, a addr) (cluster.Route, bool) {
 		r.mu.RUnlock()
 		return rt, true
 	}
-	routes, err := r.routes(ctx, a.bare)
+	routes, err := r.routes(ctx, a.Bare())
 	if err != nil {
 		return cluster.Route{}, false
 	}
 	for _, rt := range routes {
-		if rt.JID == a.full {
+		if rt.JID == a.String() {
 			return rt, true
 		}
 	}
@@ -387,25 +392,25 @@ func (r *Router) routeFor(ctx context.Context, a addr) (cluster.Route, bool) {
 // else with the last presence of each available resource. Resources on
 // other nodes answer for themselves: the probe is delivered to them and
 // their node replies.
-func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
-	prober := normBare(el.From())
+func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a wire.JID) {
+	prober := wire.JIDOf(el.From()).Bare()
 	if prober == "" {
 		return
 	}
-	if prober != a.bare {
+	if prober != a.Bare() {
 		dctx, cancel := r.dbCtx(ctx)
-		it, err := r.store.GetRosterItem(dctx, a.bare, prober)
+		it, err := r.store.GetRosterItem(dctx, a.Bare(), prober)
 		cancel()
 		if err != nil && !isNotFound(err) {
-			r.log.Warn("router: roster unavailable for probe", "jid", a.bare, "err", err)
+			r.log.Warn("router: roster unavailable for probe", "jid", a.Bare(), "err", err)
 			return
 		}
 		if err != nil || !stateOf(it).from() {
-			r.presenceOut(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", prober))
+			r.presenceOut(ctx, wire.New("presence", "type", "unsubscribed", "from", a.Bare(), "to", prober))
 			return
 		}
 	}
-	routes, err := r.routes(ctx, a.bare)
+	routes, err := r.routes(ctx, a.Bare())
 	if err != nil {
 		return
 	}
@@ -418,9 +423,9 @@ func (r *Router) inboundProbe(ctx context.Context, el *wire.Element, a addr) {
 	if answered {
 		return
 	}
-	un := wire.New("presence", "type", "unavailable", "from", a.bare, "to", el.From())
+	un := wire.New("presence", "type", "unavailable", "from", a.Bare(), "to", el.From())
 	dctx, cancel := r.dbCtx(ctx)
-	at, status, err := last.Load(dctx, r.store, a.bare)
+	at, status, err := last.Load(dctx, r.store, a.Bare())
 	cancel()
 	if err == nil {
 		if status != "" {
@@ -506,13 +511,13 @@ func (r *Router) unavailableFromResources(ctx context.Context, bare, to string) 
 // user's roster item, push it, and route the stanza from the user's bare
 // JID.
 func (r *Router) outboundSubscription(ctx context.Context, from string, el *wire.Element) {
-	user := bareOf(from)
-	ca, ok := parseAddr(el.To())
-	if !ok {
+	user := wire.BareJID(from)
+	ca, err := wire.ParseJID(el.To())
+	if err != nil {
 		r.bounce(ctx, el, wire.ErrJIDMalformed)
 		return
 	}
-	contact := ca.bare
+	contact := ca.Bare()
 	if contact == user {
 		return // subscribing to oneself changes nothing
 	}
@@ -546,27 +551,27 @@ func (r *Router) outboundSubscription(ctx context.Context, from string, el *wire
 
 // inboundSubscription handles a subscription stanza addressed to a local
 // user (RFC 6121 §3.1.3, §3.1.6, §3.2.3, §3.3.3, Appendix A.3).
-func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a addr) {
-	sender := normBare(el.From())
-	if sender == "" || sender == a.bare {
+func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a wire.JID) {
+	sender := wire.JIDOf(el.From()).Bare()
+	if sender == "" || sender == a.Bare() {
 		return
 	}
 	typ := el.Type()
-	if typ == "subscribe" && !r.userExists(ctx, a.local) {
+	if typ == "subscribe" && !r.userExists(ctx, a.Local()) {
 		// §3.1.3: no such contact → unsubscribed on its behalf.
-		r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", a.bare, "to", sender))
+		r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", a.Bare(), "to", sender))
 		return
 	}
-	res, err := r.updateSubscription(ctx, a.bare, sender, inbound, typ)
+	res, err := r.updateSubscription(ctx, a.Bare(), sender, inbound, typ)
 	if err != nil {
-		r.log.Warn("router: inbound subscription failed", "to", a.bare, "from", sender, "type", typ, "err", err)
+		r.log.Warn("router: inbound subscription failed", "to", a.Bare(), "from", sender, "type", typ, "err", err)
 		if typ == "subscribe" {
 			r.bounce(ctx, el, r.rosterErrorFor(err, false))
 		}
 		return
 	}
 	if res.push {
-		r.pushRoster(ctx, a.bare, res.item, res.removed, res.ver)
+		r.pushRoster(ctx, a.Bare(), res.item, res.removed, res.ver)
 	}
 	// Deliver from the sender's bare JID (§3.1.3: the 'from' of a
 	// subscription stanza is a bare JID).
@@ -575,24 +580,24 @@ func (r *Router) inboundSubscription(ctx context.Context, el *wire.Element, a ad
 	case "subscribe":
 		if res.before.from() {
 			// Already subscribed: answer for the user (§3.1.3).
-			r.presenceOut(ctx, wire.New("presence", "type", "subscribed", "from", a.bare, "to", sender))
+			r.presenceOut(ctx, wire.New("presence", "type", "subscribed", "from", a.Bare(), "to", sender))
 			return
 		}
 		// Deliver to every available resource; with none, the request
 		// stays pending in the roster and is delivered at the next
 		// initial presence.
-		r.deliverAvailable(ctx, a.bare, el)
+		r.deliverAvailable(ctx, a.Bare(), el)
 	case "unsubscribe":
 		if !res.changed {
 			return
 		}
-		r.deliverAvailable(ctx, a.bare, el)
+		r.deliverAvailable(ctx, a.Bare(), el)
 		if res.before.from() {
-			r.unavailableFromResources(ctx, a.bare, sender)
+			r.unavailableFromResources(ctx, a.Bare(), sender)
 		}
 	default: // subscribed, unsubscribed
 		if res.changed {
-			r.deliverAvailable(ctx, a.bare, el)
+			r.deliverAvailable(ctx, a.Bare(), el)
 		}
 	}
 }

@@ -317,7 +317,7 @@ func TestBindConflict(t *testing.T) {
 			if closed, _ := old.isClosed(); closed {
 				t.Fatal("old session closed")
 			}
-			if r := s.JID().Resourcepart(); r == "balcony" || !strings.HasPrefix(r, "balcony-") {
+			if r := s.JID().Resource(); r == "balcony" || !strings.HasPrefix(r, "balcony-") {
 				t.Fatalf("bound %s", s.JID())
 			}
 		}},
@@ -347,7 +347,7 @@ func TestBindGeneratesResource(t *testing.T) {
 	e := newEnv(t)
 	s := &fakeSession{}
 	j, err := e.r.Bind(context.Background(), s, "juliet", "")
-	if err != nil || j.Resourcepart() == "" {
+	if err != nil || j.Resource() == "" {
 		t.Fatalf("Bind = %v, %v", j, err)
 	}
 	if _, err := e.r.Bind(context.Background(), s, "a@b", "x"); err == nil {

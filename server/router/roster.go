@@ -17,8 +17,8 @@ import (
 // about their own roster (RFC 6121 §2, XEP-0237 versioning).
 func (r *Router) handleRoster(ctx context.Context, el *wire.Element) {
 	from := el.From()
-	fa, ok := parseAddr(from)
-	if !ok || fa.domain != r.domain || fa.local == "" {
+	fa, err := wire.ParseJID(from)
+	if err != nil || fa.Domain() != r.domain || fa.Local() == "" {
 		r.bounce(ctx, el, wire.ErrForbidden)
 		return
 	}
@@ -57,19 +57,19 @@ func (r *Router) rosterError(ctx context.Context, el *wire.Element, se *wire.Sta
 // (§2.1.3, §2.1.6). With XEP-0237, a request whose 'ver' equals the
 // current version gets an empty result; a request with a 'ver' attribute
 // gets the version back.
-func (r *Router) rosterGet(ctx context.Context, el, q *wire.Element, fa addr) {
+func (r *Router) rosterGet(ctx context.Context, el, q *wire.Element, fa wire.JID) {
 	r.mu.Lock()
-	s := r.sessions[fa.full]
+	s := r.sessions[fa.String()]
 	changed := s != nil && !s.interested
 	if changed {
 		s.interested = true
 	}
 	r.mu.Unlock()
 	if changed {
-		r.publish(ctx, fa.full)
+		r.publish(ctx, fa.String())
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	items, ver, err := r.store.GetRoster(dctx, fa.bare)
+	items, ver, err := r.store.GetRoster(dctx, fa.Bare())
 	cancel()
 	if err != nil {
 		r.rosterError(ctx, el, stanzaErrorFor(err))
@@ -151,7 +151,7 @@ func rosterItemElement(it storage.RosterItem, removed bool) *wire.Element {
 }
 
 // rosterSet adds, updates or removes one item (§2.3, §2.4, §2.5).
-func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
+func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa wire.JID) {
 	items := q.ChildrenNamed("item", "")
 	if len(items) != 1 {
 		r.rosterError(ctx, el, wire.ErrBadRequest.WithText("a roster set carries exactly one item"))
@@ -159,12 +159,12 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 	}
 	item := items[0]
 	raw := item.Attr("jid")
-	ca, ok := parseAddr(raw)
-	if raw == "" || !ok {
+	ca, err := wire.ParseJID(raw)
+	if err != nil {
 		r.rosterError(ctx, el, wire.ErrJIDMalformed)
 		return
 	}
-	contact := ca.bare
+	contact := ca.Bare()
 	// §2.1.5: any 'subscription' other than "remove" is ignored (clients
 	// echo the attribute of the item they got); subscription states change
 	// only through presence. 'ask' is ignored the same way (§2.1.2.2).
@@ -172,7 +172,7 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 		r.rosterRemove(ctx, el, fa, contact)
 		return
 	}
-	if contact == fa.bare {
+	if contact == fa.Bare() {
 		r.rosterError(ctx, el, wire.ErrNotAllowed.WithText("you cannot add yourself"))
 		return
 	}
@@ -204,7 +204,7 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 		return n, false, nil
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	stored, _, changed, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, r.rosterQuota(), fn)
+	stored, _, changed, ver, err := r.store.UpdateRosterItem(dctx, fa.Bare(), contact, r.rosterQuota(), fn)
 	cancel()
 	if errors.Is(err, errUnchanged) {
 		r.rosterReply(ctx, el, nil)
@@ -218,7 +218,7 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 		if stored.Contact == "" {
 			stored = pushed
 		}
-		r.pushRoster(ctx, fa.bare, stored, false, ver)
+		r.pushRoster(ctx, fa.Bare(), stored, false, ver)
 	}
 	r.rosterReply(ctx, el, nil)
 }
@@ -228,7 +228,7 @@ func (r *Router) rosterSet(ctx context.Context, el, q *wire.Element, fa addr) {
 // asked to be), unsubscribed when the contact was subscribed to the user
 // (or asked to be), and unavailable presence to a contact that was
 // receiving the user's presence.
-func (r *Router) rosterRemove(ctx context.Context, el *wire.Element, fa addr, contact string) {
+func (r *Router) rosterRemove(ctx context.Context, el *wire.Element, fa wire.JID, contact string) {
 	var before storage.RosterItem
 	fn := func(it storage.RosterItem, exists bool) (storage.RosterItem, bool, error) {
 		if !exists {
@@ -238,24 +238,24 @@ func (r *Router) rosterRemove(ctx context.Context, el *wire.Element, fa addr, co
 		return it, true, nil
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	_, _, _, ver, err := r.store.UpdateRosterItem(dctx, fa.bare, contact, r.rosterQuota(), fn)
+	_, _, _, ver, err := r.store.UpdateRosterItem(dctx, fa.Bare(), contact, r.rosterQuota(), fn)
 	cancel()
 	if err != nil {
 		r.rosterError(ctx, el, stanzaErrorFor(err))
 		return
 	}
 	if before.InRoster {
-		r.pushRoster(ctx, fa.bare, before, true, ver)
+		r.pushRoster(ctx, fa.Bare(), before, true, ver)
 	}
 	st := stateOf(before)
 	if st.to() || st.PendingOut {
-		r.route(ctx, wire.New("presence", "type", "unsubscribe", "from", fa.bare, "to", contact))
+		r.route(ctx, wire.New("presence", "type", "unsubscribe", "from", fa.Bare(), "to", contact))
 	}
 	if st.from() || st.PendingIn {
-		r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", fa.bare, "to", contact))
+		r.route(ctx, wire.New("presence", "type", "unsubscribed", "from", fa.Bare(), "to", contact))
 	}
 	if st.from() {
-		r.unavailableFromResources(ctx, fa.bare, contact)
+		r.unavailableFromResources(ctx, fa.Bare(), contact)
 	}
 	r.rosterReply(ctx, el, nil)
 }

@@ -133,7 +133,7 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 func (r *Router) FromRemote(ctx context.Context, el *wire.Element) {
 	defer observeSince(r.m.routeTimer(el.Name), time.Now())
 	if to := el.To(); to != "" {
-		if a, ok := parseAddr(to); ok && a.domain != r.domain && !r.isService(a.domain) {
+		if a, err := wire.ParseJID(to); err == nil && a.Domain() != r.domain && !r.isService(a.Domain()) {
 			r.m.dropped.Inc()
 			r.log.Debug("router: dropping s2s stanza for another domain", "to", to, "from", el.From())
 			return
@@ -158,18 +158,18 @@ func (r *Router) route(ctx context.Context, el *wire.Element) {
 		r.toServer(ctx, el)
 		return
 	}
-	a, ok := parseAddr(to)
-	if !ok {
+	a, err := wire.ParseJID(to)
+	if err != nil {
 		r.bounce(ctx, el, wire.ErrJIDMalformed)
 		return
 	}
 	switch {
-	case a.domain != r.domain:
-		if r.toService(ctx, el, a.domain) {
+	case a.Domain() != r.domain:
+		if r.toService(ctx, el, a.Domain()) {
 			return
 		}
 		r.toRemoteDomain(ctx, el)
-	case a.local == "":
+	case a.Local() == "":
 		r.toServer(ctx, el)
 	default:
 		r.toUser(ctx, el, a)
@@ -177,7 +177,7 @@ func (r *Router) route(ctx context.Context, el *wire.Element) {
 }
 
 // toUser applies the RFC 6121 §8.5 rules for a local account.
-func (r *Router) toUser(ctx context.Context, el *wire.Element, a addr) {
+func (r *Router) toUser(ctx context.Context, el *wire.Element, a wire.JID) {
 	switch el.Name {
 	case "message":
 		r.routeMessage(ctx, el, a)
@@ -264,7 +264,7 @@ func (r *Router) handleIQ(ctx context.Context, el *wire.Element, target plugins.
 	}
 	from := el.From()
 	fromLocal := false
-	if a, ok := parseAddr(from); ok && a.domain == r.domain && a.local != "" {
+	if a, err := wire.ParseJID(from); err == nil && a.Domain() == r.domain && a.Local() != "" {
 		fromLocal = true
 	}
 	reply, ok := r.plugins.HandleIQ(ctx, &plugins.IQ{Stanza: el, From: from, FromLocal: fromLocal, To: to}, target)

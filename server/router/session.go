@@ -9,7 +9,6 @@ import (
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // session is the router's record of one local session. Every field after
@@ -59,13 +58,13 @@ func (s *session) routeLocked(node string) cluster.Route {
 //   - new_resource: Bind itself picks another resource (the requested one
 //     with a random suffix) and returns the JID it bound, so the caller
 //     must always use the returned JID.
-func (r *Router) Bind(ctx context.Context, s Session, username, resource string) (jid.JID, error) {
+func (r *Router) Bind(ctx context.Context, s Session, username, resource string) (wire.JID, error) {
 	if resource == "" {
 		resource = randomResource()
 	}
-	full, err := jid.New(username, r.domain, resource)
+	full, err := wire.NewJID(username, r.domain, resource)
 	if err != nil {
-		return jid.JID{}, wire.ErrBadRequest
+		return wire.JID{}, wire.ErrBadRequest
 	}
 	for attempt := 0; ; attempt++ {
 		key := full.String()
@@ -75,14 +74,14 @@ func (r *Router) Bind(ctx context.Context, s Session, username, resource string)
 		}
 		switch r.cfg.C2S.ResourceConflict {
 		case "reject":
-			return jid.JID{}, wire.ErrConflict
+			return wire.JID{}, wire.ErrConflict
 		case "new_resource":
 			if attempt > 8 {
-				return jid.JID{}, wire.ErrConflict
+				return wire.JID{}, wire.ErrConflict
 			}
-			full, err = jid.New(username, r.domain, resource+"-"+randomSuffix())
+			full, err = wire.NewJID(username, r.domain, resource+"-"+randomSuffix())
 			if err != nil {
-				return jid.JID{}, wire.ErrBadRequest
+				return wire.JID{}, wire.ErrBadRequest
 			}
 			continue
 		default: // kick_old
@@ -97,7 +96,7 @@ func (r *Router) Bind(ctx context.Context, s Session, username, resource string)
 		break
 	}
 
-	rec := &session{s: s, full: full.String(), bare: full.Bare().String()}
+	rec := &session{s: s, full: full.String(), bare: full.Bare()}
 	r.mu.Lock()
 	prev := r.sessions[rec.full]
 	if prev != nil {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins/examples/exampletest"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
@@ -114,15 +115,9 @@ func CreateUser(t testing.TB, n *server.Node, user, password string) {
 
 // CheckFor calls fn every poll until it returns nil or total has passed,
 // then fails the test with fn's last error. Use it instead of sleeping.
+// It is internal/testutil's, named here for the many server tests that
+// call it.
 func CheckFor(t testing.TB, total, poll time.Duration, fn func() error) {
 	t.Helper()
-	deadline := time.Now().Add(total)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = fn(); err == nil {
-			return
-		}
-		time.Sleep(poll)
-	}
-	t.Fatalf("servertest: condition not met after %v: %v", total, err)
+	testutil.CheckFor(t, total, poll, fn)
 }

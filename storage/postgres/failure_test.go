@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/postgres"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
@@ -47,22 +48,6 @@ const (
 	downMsg = "ERROR postgres: database unavailable; calls fail until it is back"
 	upMsg   = "INFO postgres: database reachable again"
 )
-
-// checkFor polls fn until it returns nil or total passes.
-func checkFor(t *testing.T, total, poll time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", total, err)
-		}
-		time.Sleep(poll)
-	}
-}
 
 // TestOutage runs the outage tests on one server of their own, each on a
 // fresh database (they stop, freeze and restart it).
@@ -145,7 +130,7 @@ func seed(t *testing.T, s storage.Store) {
 func recovered(t *testing.T, s storage.Store) {
 	t.Helper()
 	ctx := context.Background()
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error { return s.Ping(ctx) })
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error { return s.Ping(ctx) })
 	// Everything still works on the same Store, and nothing was lost.
 	if u, err := s.GetUser(ctx, "alice"); err != nil || string(u.Credentials.SHA256.Salt) != "salt" {
 		t.Fatalf("GetUser after recovery = %+v, %v", u, err)

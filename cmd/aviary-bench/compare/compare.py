@@ -677,7 +677,7 @@ def main():
     aviary_bin = None
     if any(s.startswith("aviary") for s in servers) or "cluster" in workloads:
         aviary_bin = os.path.join(work, "bin", "aviary")
-        subprocess.run(["go", "build", "-o", aviary_bin, "."], cwd=ROOT, check=True)
+        subprocess.run(["go", "build", "-o", aviary_bin, "./cmd/aviary"], cwd=ROOT, check=True)
 
     pg = None
     bindir = os.environ.get("AVIARY_PG_BINDIR") or "/usr/lib/postgresql/15/bin"

@@ -1,5 +1,5 @@
 // Package xmpputil holds the small helpers the built-in plugins share:
-// JID handling and "whose account does this IQ address".
+// "whose account does this IQ address" (JIDs themselves are wire.JID).
 package xmpputil
 
 import (
@@ -11,39 +11,30 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
-	"mellium.im/xmpp/jid"
 )
 
 // Bare returns the normalized bare JID of s, or "" when s is not a JID.
-func Bare(s string) string {
-	j, err := jid.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return j.Bare().String()
-}
+//
+// Deprecated: use wire.JIDOf(s).Bare(); kept for code written before
+// wire.JID.
+func Bare(s string) string { return wire.JIDOf(s).Bare() }
 
 // Normalize returns the normalized form of s (PRECIS), or "" when s is not
 // a valid JID.
-func Normalize(s string) string {
-	j, err := jid.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return j.String()
-}
+//
+// Deprecated: use wire.JIDOf(s).String().
+func Normalize(s string) string { return wire.JIDOf(s).String() }
 
 // Local returns the localpart of a JID ("" when none or invalid).
-func Local(s string) string {
-	j, err := jid.Parse(s)
-	if err != nil {
-		return ""
-	}
-	return j.Localpart()
-}
+//
+// Deprecated: use wire.JIDOf(s).Local().
+func Local(s string) string { return wire.JIDOf(s).Local() }
+
+// Domain returns the domain of a JID ("" when invalid).
+func Domain(s string) string { return wire.JIDOf(s).Domain() }
 
 // Requester returns the bare JID of the IQ's sender.
-func Requester(iq *plugins.IQ) string { return Bare(iq.From) }
+func Requester(iq *plugins.IQ) string { return wire.JIDOf(iq.From).Bare() }
 
 // Self reports whether the IQ addresses its sender's own account: a local
 // user who sent it with no 'to', or to their own bare JID. It returns the
@@ -52,12 +43,12 @@ func Self(iq *plugins.IQ) (string, bool) {
 	if !iq.FromLocal {
 		return "", false
 	}
-	me := Bare(iq.From)
+	me := wire.JIDOf(iq.From).Bare()
 	if me == "" {
 		return "", false
 	}
 	to := iq.Stanza.To()
-	if to == "" || Bare(to) == me {
+	if to == "" || wire.JIDOf(to).Bare() == me {
 		return me, true
 	}
 	return me, false
@@ -67,9 +58,9 @@ func Self(iq *plugins.IQ) (string, bool) {
 // the IQ has no 'to', else the bare JID in 'to'.
 func Target(iq *plugins.IQ) string {
 	if iq.Stanza.To() == "" {
-		return Bare(iq.From)
+		return wire.JIDOf(iq.From).Bare()
 	}
-	return Bare(iq.Stanza.To())
+	return wire.JIDOf(iq.Stanza.To()).Bare()
 }
 
 // CreateUser creates an account through Host.Users() and maps failures to
@@ -105,6 +96,12 @@ func CreateUser(ctx context.Context, host plugins.Host, username, password strin
 // storage is full: at most 100 fragments per account" (items names the
 // store's items). Other errors pass through.
 func QuotaError(err error, what, items string) error {
+	return QuotaErrorPer(err, what, items, "account")
+}
+
+// QuotaErrorPer is QuotaError for a quota counted per something else
+// than an account ("node").
+func QuotaErrorPer(err error, what, items, per string) error {
 	var qe *storage.QuotaError
 	if !errors.As(err, &qe) {
 		return err
@@ -113,7 +110,7 @@ func QuotaError(err error, what, items string) error {
 	if unit == "items" {
 		unit = items
 	}
-	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per account", what, qe.Max, unit))
+	return wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s is full: at most %d %s per %s", what, qe.Max, unit, per))
 }
 
 // Limits reads a plugin's storage quota settings: the whole numbers
