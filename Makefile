@@ -6,7 +6,9 @@ build:
 	go build -o bin/aviary ./cmd/aviary
 
 run:
-	go run ./cmd/aviary serve --domain localhost
+	@echo 'building ./cmd/aviary (the first build takes a few minutes)'
+	go build -v -o bin/aviary ./cmd/aviary
+	bin/aviary serve --domain localhost
 
 test:
 	bash .ci/test.sh

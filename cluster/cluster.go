@@ -53,7 +53,13 @@ type Member struct {
 	// ClientAddrs are the node's public listener addresses, for redirects
 	// and the dispatcher: keys "c2s", "c2s_tls", "http", "https".
 	ClientAddrs map[string]string `json:"addrs,omitempty"`
-	Seen        time.Time         `json:"seen"`
+	// Features name what the node's version understands on the links
+	// beyond the first release's message kinds, so that during a rolling
+	// upgrade a node sends a new kind only to nodes that handle it (a Send
+	// of a kind without a handler is dropped): "custody" (the router's
+	// crash safety, server/router/CRASHSAFETY.md).
+	Features []string  `json:"features,omitempty"`
+	Seen     time.Time `json:"seen"`
 }
 
 // MemberStatus is one live node as the shared member directory lists it,
@@ -187,6 +193,19 @@ type Reachable struct {
 	// Clustered: the node shares routes with this one now (its switch and
 	// this node's are on).
 	Clustered bool
+}
+
+// Notifier is implemented by clusters that can tell a sender whether
+// another node handled a one-way message (cluster/hazelcast, through its
+// links' acknowledgements). done(true) runs once the node's handler has
+// run; done(false) when the message was not handed to the node, or the
+// link failed before the node acknowledged it (it may have been handled
+// just before: a caller that sends it again may duplicate it, never lose
+// it). A message given to SendNotify never goes to OnUndelivered; done
+// must not block, and never runs when SendNotify returns an error. To this
+// node the handler runs in the caller's goroutine and done follows.
+type Notifier interface {
+	SendNotify(ctx context.Context, node, kind string, payload []byte, done func(handled bool)) error
 }
 
 // Detacher is implemented by clusters that keep routing on what they last

@@ -317,6 +317,14 @@ type ClusterConfig struct {
 	// Defaults 2s and 10s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 	NodeTTL           time.Duration `yaml:"node_ttl"`
+	// CrashSafety keeps every message a client sent safe from the death
+	// of any one node: the client's stream-management acknowledgement
+	// waits until a second node holds a copy, and the copies are kept
+	// until the recipient's client acknowledged the message (or it was
+	// stored offline); when a node dies the survivors route their copies
+	// again (server/router/CRASHSAFETY.md). false saves that work and
+	// loses what a crashed node held, as before. Default true.
+	CrashSafety *bool `yaml:"crash_safety"`
 }
 
 // S2SConfig configures federation.

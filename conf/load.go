@@ -58,6 +58,10 @@ func (c *Config) ApplyDefaults() {
 		t := true
 		c.C2S.RequireTLS = &t
 	}
+	if c.Cluster.CrashSafety == nil {
+		t := true
+		c.Cluster.CrashSafety = &t
+	}
 	setStr(&c.C2S.ResourceConflict, "kick_old")
 	setInt(&c.C2S.MaxStanzaBytes, 256<<10)
 	setInt(&c.C2S.PreAuthMaxStanzaBytes, 16<<10)

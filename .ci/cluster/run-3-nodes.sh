@@ -5,7 +5,7 @@
 # ports, data directory and node name, the same cluster secret and
 # database. Put HAProxy in front with .ci/cluster/haproxy.cfg (--haproxy).
 #
-# usage: .ci/cluster/run-3-nodes.sh [--dir DIR] [--haproxy] [--smoke] [--keep]
+# usage: .ci/cluster/run-3-nodes.sh [--dir DIR] [--haproxy] [--smoke] [--keep] [--set KEY=VALUE]...
 #
 #   --dir DIR   working directory (default /tmp/aviary-3nodes): the binary,
 #               PostgreSQL's data, the Hazelcast config, node data and logs
@@ -16,11 +16,14 @@
 #   --smoke     start everything, check that the three nodes formed one
 #               cluster (`aviary cluster status`), stop and exit 0/1
 #   --keep      keep DIR when stopping (default: removed unless it failed)
+#   --set KEY=VALUE  a configuration key for every node (`aviary serve
+#               --set`), e.g. --set c2s.allow_registration=true; repeatable
 #
 # Environment: DATABASE_URL (use this PostgreSQL instead of a throwaway
 # one), AVIARY_HAZELCAST_JAR (default: Maven's copy of 5.5.0, which
 # .ci/setup.sh fetches), AVIARY_PG_BINDIR, AVIARY_CLUSTER_SECRET (default:
-# random), PORT_BASE (default 10000).
+# random), PORT_BASE (default 10000; see the check below), HZ_PORT and
+# PG_PORT (Hazelcast's and PostgreSQL's ports, defaults below).
 #
 # Ports, node i = 1..3 (with PORT_BASE=10000):
 #   c2s STARTTLS  i*PORT_BASE+5222   (15222, 25222, 35222)
@@ -43,9 +46,11 @@ repo=$PWD
 
 dir=/tmp/aviary-3nodes
 haproxy=0 smoke=0 keep=0
+sets=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--dir) dir=$2; shift 2 ;;
+	--set) sets+=(--set "$2"); shift 2 ;;
 	--haproxy) haproxy=1; shift ;;
 	--smoke) smoke=1; shift ;;
 	--keep) keep=1; shift ;;
@@ -54,12 +59,16 @@ while [ $# -gt 0 ]; do
 	esac
 done
 base=${PORT_BASE:-10000}
-[ "$base" -ge 10000 ] && [ $((3 * base + 9090)) -le 65535 ] ||
-	{ echo "run-3-nodes: PORT_BASE must be between 10000 and 18815" >&2; exit 2; }
-hz_port=$((5701 + base / 10000 - 1))
+# Below 10000 only without HAProxy (whose ports are PORT_BASE-10000+...),
+# and then with HZ_PORT set: useful to keep every listener below Linux's
+# ephemeral range (32768 up) on a machine with many connections.
+{ [ "$base" -ge 10000 ] || { [ "$haproxy" = 0 ] && [ "$base" -ge 1000 ] && [ -n "${HZ_PORT:-}" ]; }; } &&
+	[ $((3 * base + 9090)) -le 65535 ] ||
+	{ echo "run-3-nodes: PORT_BASE must be between 10000 and 18815 (from 1000 without --haproxy, with HZ_PORT set)" >&2; exit 2; }
+hz_port=${HZ_PORT:-$((5701 + base / 10000 - 1))}
 # HAProxy's frontends: 5222, 5223, 5280 with the default PORT_BASE.
 hp_c2s=$((base - 10000 + 5222)) hp_tls=$((base - 10000 + 5223)) hp_http=$((base - 10000 + 5280))
-pg_port=15432
+pg_port=${PG_PORT:-15432}
 secret=${AVIARY_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')}
 hz_name=aviary-local
 
@@ -207,7 +216,7 @@ AVIARY_CLUSTER_SECRET='$secret' nohup "$aviary" serve --config "$dir/node\$i/avi
 	--c2s-listen "127.0.0.1:\$((i * base + 5222))" \\
 	--c2s-tls-listen "127.0.0.1:\$((i * base + 5223))" \\
 	--http-listen "127.0.0.1:\$((i * base + 5280))" \\
-	--admin-listen "127.0.0.1:\$((i * base + 9090))" >>"$dir/node\$i.log" 2>&1 </dev/null &
+	--admin-listen "127.0.0.1:\$((i * base + 9090))" ${sets[*]:+$(printf '%q ' "${sets[@]}")} >>"$dir/node\$i.log" 2>&1 </dev/null &
 echo \$! >"$dir/node\$i.pid"
 EOF
 chmod 700 "$dir/start-node.sh"

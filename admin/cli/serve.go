@@ -279,6 +279,7 @@ func runServe(ctx context.Context, args, environ []string, stderr io.Writer, sig
 		log.Error("aviary serve: starting", "err", err)
 		return 1
 	}
+	logReady(log, n, cfg.Domain, cfg.Admin.Admins)
 	rl := &reloader{load: load, node: n, log: log}
 	awaitStop(ctx, sigs, n, rl.reload, log)
 	log.Info("aviary serve: shutting down")

@@ -27,6 +27,7 @@ var (
 	_ cluster.Cluster     = (*Cluster)(nil)
 	_ cluster.Undelivered = (*Cluster)(nil)
 	_ cluster.Detacher    = (*Cluster)(nil)
+	_ cluster.Notifier    = (*Cluster)(nil)
 )
 
 // Options build a Cluster. New fills them from conf.
@@ -494,6 +495,23 @@ func (c *Cluster) Send(ctx context.Context, node, kind string, payload []byte) e
 		return err
 	}
 	return c.links.Send(ctx, node, addr, kind, payload)
+}
+
+// SendNotify is Send that reports whether node handled the message
+// (cluster.Notifier).
+func (c *Cluster) SendNotify(ctx context.Context, node, kind string, payload []byte, done func(handled bool)) error {
+	if node == c.name {
+		if _, err := c.callLocal(ctx, kind, payload); err != nil {
+			return err
+		}
+		done(true)
+		return nil
+	}
+	addr, err := c.linkOf(node)
+	if err != nil {
+		return err
+	}
+	return c.links.SendNotify(ctx, node, addr, kind, payload, done)
 }
 
 // Call sends a request to node and waits for the reply.

@@ -74,6 +74,7 @@ func copyMember(m cluster.Member) cluster.Member {
 		}
 		m.ClientAddrs = addrs
 	}
+	m.Features = append([]string(nil), m.Features...)
 	return m
 }
 

@@ -45,9 +45,11 @@ type frame struct {
 	payload []byte
 }
 
-// buf is a pooled encoded frame.
+// buf is a pooled encoded frame. done, when set (SendNotify), learns
+// whether the peer handled it.
 type buf struct {
-	b []byte
+	b    []byte
+	done func(handled bool)
 }
 
 var bufPool = sync.Pool{New: func() any { return &buf{b: make([]byte, 0, 1024)} }}
@@ -55,6 +57,7 @@ var bufPool = sync.Pool{New: func() any { return &buf{b: make([]byte, 0, 1024)} 
 func getBuf() *buf { return bufPool.Get().(*buf) }
 
 func putBuf(b *buf) {
+	b.done = nil
 	if cap(b.b) > 256<<10 {
 		return // let big buffers go
 	}

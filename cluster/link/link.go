@@ -21,7 +21,11 @@
 // written (after one redial), or written but not acknowledged when the
 // connection died, is handed to Options.Undelivered for the caller to
 // store or bounce. A frame handled just before the connection died may be
-// reported as well: a possible duplicate, never a loss.
+// reported as well: a possible duplicate, never a loss. SendNotify
+// reports each message's fate to its caller instead: handled (the
+// acknowledgement covered it) or not (what Undelivered would have got);
+// the router's crash safety waits for that report before it acknowledges
+// a client's stanza (server/router/CRASHSAFETY.md).
 package link
 
 import (
@@ -315,6 +319,32 @@ func (n *Node) Send(ctx context.Context, node, addr, kind string, payload []byte
 		n.sendFailures.Add(1)
 		return err
 	}
+	if err := p.enqueue(ctx, b); err != nil {
+		n.sendFailures.Add(1)
+		return err
+	}
+	return nil
+}
+
+// SendNotify is Send with a report: done(true) runs once node has
+// acknowledged handling the message, done(false) when it was not written,
+// or written but not acknowledged, before the link failed (then
+// Options.Undelivered does not get it: the caller falls back itself). done
+// runs on a link goroutine and must not block; it never runs when
+// SendNotify returns an error.
+func (n *Node) SendNotify(ctx context.Context, node, addr, kind string, payload []byte, done func(handled bool)) error {
+	p, err := n.peer(ctx, node, addr)
+	if err != nil {
+		n.sendFailures.Add(1)
+		return err
+	}
+	b := getBuf()
+	if b.b, err = encode(b.b[:0], frameSend, 0, kind, payload); err != nil {
+		putBuf(b)
+		n.sendFailures.Add(1)
+		return err
+	}
+	b.done = done
 	if err := p.enqueue(ctx, b); err != nil {
 		n.sendFailures.Add(1)
 		return err

@@ -368,6 +368,92 @@ func TestUndeliveredWritten(t *testing.T) {
 	})
 }
 
+// TestSendNotify: each SendNotify learns its message's fate: handled
+// once the receiver acknowledged it, not handled (and never given to
+// Options.Undelivered) when the receiver read it and died unhandled.
+func TestSendNotify(t *testing.T) {
+	var undelivered atomic.Int64
+	a := startNode(t, "a", "s", func(o *Options) {
+		o.Undelivered = func(node, kind string, p []byte) { undelivered.Add(1) }
+		o.Plaintext = true // the dying receiver below speaks the bare protocol
+	})
+	b := startNode(t, "b", "s", func(o *Options) { o.Plaintext = true })
+	var handledByB atomic.Int64
+	b.h.set("msg", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		handledByB.Add(1)
+		return nil, nil
+	})
+	ctx := context.Background()
+	const total = 300
+	var yes, no atomic.Int64
+	report := func(handled bool) {
+		if handled {
+			yes.Add(1)
+		} else {
+			no.Add(1)
+		}
+	}
+	for range total {
+		if err := a.SendNotify(ctx, "b", b.addr, "msg", []byte("x"), report); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if y, n := yes.Load(), no.Load(); y != total || n != 0 {
+			return fmt.Errorf("reported handled %d, not handled %d, want %d and 0", y, n, total)
+		}
+		return nil
+	})
+	if h := handledByB.Load(); h != total {
+		t.Fatalf("b handled %d of %d", h, total)
+	}
+
+	// A receiver that authenticates, reads everything and handles nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	read := make(chan int64, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := serverHandshake(c, []byte("s"), "c"); err != nil {
+			return
+		}
+		fr := &frameReader{r: newReader(c)}
+		var n int64
+		for n < total {
+			if _, err := fr.next(); err != nil {
+				break
+			}
+			n++
+		}
+		read <- n
+	}()
+	yes.Store(0)
+	for range total {
+		if err := a.SendNotify(ctx, "c", ln.Addr().String(), "msg", []byte("x"), report); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := <-read; n != total {
+		t.Fatalf("fake receiver read %d frames", n)
+	}
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if y, n := yes.Load(), no.Load(); y != 0 || n != total {
+			return fmt.Errorf("reported handled %d, not handled %d, want 0 and %d", y, n, total)
+		}
+		return nil
+	})
+	if u := undelivered.Load(); u != 0 {
+		t.Fatalf("Options.Undelivered got %d notified messages", u)
+	}
+}
+
 func BenchmarkLinkSend(b *testing.B) {
 	for _, size := range []int{200, 2000} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {

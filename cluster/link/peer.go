@@ -70,6 +70,8 @@ type outConn struct {
 	acked    uint64 // frames acknowledged so far
 	failed   bool
 	progress chan struct{} // signalled on each ack and on failure
+
+	doneScratch []func(bool) // onAck's, reused (only readLoop calls it)
 }
 
 // maxUnacked bounds the frames written but not yet acknowledged; past it
@@ -342,13 +344,22 @@ func (oc *outConn) onAck(count uint64) {
 	if count < oc.acked || k > len(oc.unacked) {
 		k = len(oc.unacked) // cannot happen with a sane peer
 	}
+	done := oc.doneScratch[:0]
 	for i := 0; i < k; i++ {
+		if d := oc.unacked[i].done; d != nil {
+			done = append(done, d)
+		}
 		putBuf(oc.unacked[i])
 		oc.unacked[i] = nil
 	}
 	oc.unacked = oc.unacked[k:]
 	oc.acked = count
 	oc.mu.Unlock()
+	for _, d := range done {
+		d(true)
+	}
+	clear(done)
+	oc.doneScratch = done[:0]
 	if oc.p != nil {
 		oc.p.finished.Add(uint64(k))
 	}
@@ -358,13 +369,18 @@ func (oc *outConn) onAck(count uint64) {
 	}
 }
 
-// undeliver reports the Sends in batch and recycles the buffers.
+// undeliver reports the Sends in batch (to their done function, or to
+// Options.Undelivered) and recycles the buffers.
 func (p *peer) undeliver(batch []*buf) {
 	p.finished.Add(uint64(len(batch)))
 	for i, b := range batch {
 		if f, ok := parseEncoded(b.b); ok && f.typ == frameSend {
 			p.n.sendFailures.Add(1)
-			p.n.reportUndelivered(p.name, f.kind, append([]byte(nil), f.payload...))
+			if b.done != nil {
+				b.done(false)
+			} else {
+				p.n.reportUndelivered(p.name, f.kind, append([]byte(nil), f.payload...))
+			}
 		}
 		putBuf(b)
 		batch[i] = nil

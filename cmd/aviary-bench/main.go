@@ -87,6 +87,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cacheF   = fs.String("scram-cache", "", "file caching SCRAM salted passwords between runs, so the tool's PBKDF2 does not compete with the server for CPU")
 		totalTO  = fs.Duration("max-time", 30*time.Minute, "give up the whole run after this long")
 		dispatch = fs.String("dispatch", "", "with -reconnect: comma-separated base URLs of the cluster's HTTP listeners (http://host:5280); after a disconnect the session asks GET /dispatch there for a node instead of the next -servers address")
+		httpList = fs.String("http", "", "comma-separated HTTP listeners (http://host:5280) of the -servers, in the same order, for WebSocket and BOSH sessions (default: -dispatch when it names as many)")
+		mix      = fs.String("transports", "tcp", "how users share the transports, by weight: tcp=8,websocket=1,bosh=1 (user i gets the transport of i mod the sum); websocket and bosh connect to -http")
+		flows    = fs.String("flows", "", "ring: instead of the ring, pairs on chosen servers: user 2k on -servers[FROM] sends to user 2k+1 on -servers[TO], for FROM>TO pairs taken in turn (e.g. 0>1,0>2 puts only senders on the first server)")
 		logLevel = new(slog.LevelVar)
 	)
 	fs.StringVar(&cfg.Domain, "domain", "localhost", "XMPP domain served by every server")
@@ -108,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
+	fs.DurationVar(&cfg.BOSHPause, "bosh-pause", 0, "BOSH sessions, once logged in, wait this long after each answered poll before the next (a slow network, a client saving battery): what the server has for them waits in its queue meanwhile (0: poll again at once)")
+	fs.DurationVar(&cfg.AckDelay, "ack-delay", 0, "with -reconnect: answer the server's acknowledgement requests (<r/>) this much later, as battery-saving clients do: the server holds more unacknowledged (0: at once)")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "ring: each sender pauses this long between writes (0: as fast as -inflight allows)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -126,7 +131,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 			cfg.Dispatch = append(cfg.Dispatch, d)
 		}
 	}
+	for _, h := range strings.Split(*httpList, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.HTTP = append(cfg.HTTP, httpBase(h))
+		}
+	}
+	if len(cfg.HTTP) == 0 && len(cfg.Dispatch) == len(cfg.Servers) {
+		for _, d := range cfg.Dispatch {
+			cfg.HTTP = append(cfg.HTTP, httpBase(d))
+		}
+	}
 	var err error
+	if cfg.Transports, err = parseTransports(*mix); err != nil {
+		fmt.Fprintln(stderr, "aviary-bench:", err)
+		return 2
+	}
+	if cfg.Flows, err = parseFlows(*flows, len(cfg.Servers)); err != nil {
+		fmt.Fprintln(stderr, "aviary-bench:", err)
+		return 2
+	}
 	if cfg.RSSPids, err = parsePids(*pids); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -219,6 +242,18 @@ func (c *Config) validate() error {
 		return fmt.Errorf("-reconnect works with -workload ring only")
 	case len(c.Dispatch) > 0 && !c.Reconnect:
 		return fmt.Errorf("-dispatch needs -reconnect")
+	case len(c.Flows) > 0 && c.Workload != "ring":
+		return fmt.Errorf("-flows works with -workload ring only")
+	case len(c.Flows) > 0 && c.Users%2 != 0:
+		return fmt.Errorf("-flows needs an even number of -users (pairs)")
+	}
+	for _, t := range c.Transports {
+		if t.name != transportTCP && t.weight > 0 && len(c.HTTP) != len(c.Servers) {
+			return fmt.Errorf("-transports with %s needs -http naming the HTTP listener of each of the %d -servers", t.name, len(c.Servers))
+		}
+		if t.name != transportTCP && t.weight > 0 && c.Workload != "ring" && c.Workload != "login" {
+			return fmt.Errorf("-transports with %s works with the ring and login workloads", t.name)
+		}
 	}
 	switch c.Workload {
 	case "login", "idle":
@@ -233,6 +268,50 @@ func (c *Config) validate() error {
 		return fmt.Errorf("unknown -workload %q", c.Workload)
 	}
 	return nil
+}
+
+// parseTransports reads -transports: name=weight pairs.
+func parseTransports(s string) ([]transportShare, error) {
+	var out []transportShare
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		name, w, found := strings.Cut(f, "=")
+		weight := 1
+		if found {
+			n, err := strconv.Atoi(w)
+			if err != nil || n < 0 {
+				return nil, fmt.Errorf("bad -transports weight in %q", f)
+			}
+			weight = n
+		}
+		switch name {
+		case transportTCP, transportWebSocket, transportBOSH:
+		default:
+			return nil, fmt.Errorf("unknown transport %q in -transports (tcp, websocket, bosh)", name)
+		}
+		out = append(out, transportShare{name: name, weight: weight})
+	}
+	return out, nil
+}
+
+// parseFlows reads -flows: FROM>TO pairs of -servers indexes.
+func parseFlows(s string, servers int) ([][2]int, error) {
+	var out [][2]int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		a, b, ok := strings.Cut(f, ">")
+		from, err1 := strconv.Atoi(strings.TrimSpace(a))
+		to, err2 := strconv.Atoi(strings.TrimSpace(b))
+		if !ok || err1 != nil || err2 != nil || from < 0 || to < 0 || from >= servers || to >= servers {
+			return nil, fmt.Errorf("bad -flows entry %q: want FROM>TO, indexes of the %d -servers", f, servers)
+		}
+		out = append(out, [2]int{from, to})
+	}
+	return out, nil
 }
 
 func parsePids(s string) ([]int, error) {
@@ -320,13 +399,16 @@ func printText(w io.Writer, r *Result) {
 		fmt.Fprintln(w, "  error:", e)
 	}
 	printTraffic := func(name string, t *TrafficStats) {
-		fmt.Fprintf(w, "%s: sent %d, received %d, lost %d, duplicates %d, unexpected %d, stale %d, stalled %d\n",
-			name, t.Sent, t.Received, t.Lost, t.Duplicates, t.Unexpected, t.Stale, t.Stalled)
+		fmt.Fprintf(w, "%s: sent %d, received %d, lost %d, bounced %d, duplicates %d, unexpected %d, stale %d, stalled %d\n",
+			name, t.Sent, t.Received, t.Lost, t.Bounced, t.Duplicates, t.Unexpected, t.Stale, t.Stalled)
 		fmt.Fprintf(w, "  %.1f msgs/s over %.2fs; latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
 			t.PerSec, t.Seconds, t.Latency.P50, t.Latency.P99, t.Latency.P999, t.Latency.Max)
 		if rc := t.Reconnect; rc != nil {
-			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d, lost %d, redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d, dispatcher answers %d, unacked at end %d\n",
-				rc.Sent, rc.Delivered, rc.Redelivered, rc.Lost, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.DispatchAsked, rc.UnackedAtEnd)
+			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d, bounced %d, lost %d (acknowledged, never delivered; %d more never acknowledged), redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d, dispatcher answers %d, unacked at end %d\n",
+				rc.Sent, rc.Delivered, rc.Redelivered, rc.Bounced, rc.Lost, rc.NeverAcked, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.DispatchAsked, rc.UnackedAtEnd)
+			if rc.Reconnects > 0 {
+				fmt.Fprintf(w, "  reconnect time: p50 %.0fms, 99%% back in %.0fms, 100%% in %.0fms; transports %v\n", rc.ReconnectP50, rc.ReconnectP99, rc.ReconnectMax, rc.Transports)
+			}
 		}
 		if len(t.LostSample) > 0 {
 			fmt.Fprintln(w, "  lost (sender:seq):", strings.Join(t.LostSample, " "))

@@ -34,10 +34,19 @@ const nsSM = "urn:xmpp:sm:3"
 
 // ReconnectStats are the -reconnect figures of a ring run.
 type ReconnectStats struct {
-	Sent          int `json:"sent"`
-	Delivered     int `json:"delivered"`   // unique messages received
-	Redelivered   int `json:"redelivered"` // duplicates, from resends and re-queues
-	Lost          int `json:"lost"`        // sent but never received
+	Sent        int `json:"sent"`
+	Delivered   int `json:"delivered"`   // unique messages received
+	Redelivered int `json:"redelivered"` // duplicates, from resends and re-queues
+	// Bounced counts messages that came back to their sender as an error
+	// (the server could neither deliver nor store them) and were never
+	// delivered.
+	Bounced int `json:"bounced"`
+	// Lost counts messages the server acknowledged (XEP-0198) that never
+	// arrived: what the server promised and broke. NeverAcked counts the
+	// others that never arrived (the client still had them to resend when
+	// the run ended).
+	Lost          int `json:"lost"`
+	NeverAcked    int `json:"never_acked"`
 	Redirects     int `json:"redirects"`   // see-other-host followed
 	Reconnects    int `json:"reconnects"`  // new streams after a disconnect
 	Disconnects   int `json:"disconnects"` // streams that ended without a redirect
@@ -45,12 +54,21 @@ type ReconnectStats struct {
 	Resent        int `json:"resent"`      // messages sent again on a new stream
 	DispatchAsked int `json:"dispatch_asked"`
 	UnackedAtEnd  int `json:"unacked_at_end"` // messages the server never acknowledged
+	// Reconnect time: from a stream's loss to the new stream ready for
+	// messages (resumed, or bound with initial presence sent), per
+	// reconnect: p99 and max are when 99% and 100% were back.
+	ReconnectP50 float64 `json:"reconnect_p50_ms"`
+	ReconnectP99 float64 `json:"reconnect_p99_ms"`
+	ReconnectMax float64 `json:"reconnect_max_ms"`
+	// Transports counts the sessions by transport (tcp, websocket, bosh).
+	Transports map[string]int `json:"transports,omitempty"`
 }
 
 // smItem is one stanza sent on a stream-management stream.
 type smItem struct {
 	data []byte
 	msg  bool // a ring message (resent on a new stream); false: presence
+	seq  int  // the ring message's sequence number
 }
 
 // smWindow is the sender's half of XEP-0198: what was sent on the current
@@ -67,6 +85,14 @@ func (w *smWindow) push(it smItem) { w.items = append(w.items, it) }
 // returns how many messages that acknowledged. h counts modulo 2^32; an h
 // beyond what was sent is an error and changes nothing.
 func (w *smWindow) ack(h uint32) (int, error) {
+	n := 0
+	_, err := w.ackSeqs(h, func(int) { n++ })
+	return n, err
+}
+
+// ackSeqs is ack calling seen with the sequence number of each message
+// acknowledged.
+func (w *smWindow) ackSeqs(h uint32, seen func(seq int)) (int, error) {
 	n := h - w.h
 	if int64(n) > int64(len(w.items)) {
 		return 0, fmt.Errorf("server acknowledged %d stanzas, only %d outstanding", n, len(w.items))
@@ -75,6 +101,7 @@ func (w *smWindow) ack(h uint32) (int, error) {
 	for _, it := range w.items[:n] {
 		if it.msg {
 			msgs++
+			seen(it.seq)
 		}
 	}
 	w.items = append(w.items[:0:0], w.items[n:]...)
@@ -110,7 +137,12 @@ func (w *smWindow) restart() []smItem {
 // resumed applies a successful resumption with the server's handled count
 // h and returns what must be sent again; those stay in the window.
 func (w *smWindow) resumed(h uint32) ([]smItem, error) {
-	if _, err := w.ack(h); err != nil {
+	return w.resumedSeqs(h, func(int) {})
+}
+
+// resumedSeqs is resumed calling seen for each message acknowledged.
+func (w *smWindow) resumedSeqs(h uint32, seen func(seq int)) ([]smItem, error) {
+	if _, err := w.ackSeqs(h, seen); err != nil {
 		return nil, err
 	}
 	return append([]smItem(nil), w.items...), nil
@@ -119,12 +151,23 @@ func (w *smWindow) resumed(h uint32) ([]smItem, error) {
 // reconnectCounters are shared by every ring client.
 type reconnectCounters struct {
 	redirects, reconnects, disconnects, resumed, resent, dispatch atomic.Int64
+
+	mu    sync.Mutex
+	times []time.Duration // per reconnect: from the stream's loss to ready
+}
+
+func (r *reconnectCounters) reconnected(d time.Duration) {
+	r.mu.Lock()
+	r.times = append(r.times, d)
+	r.mu.Unlock()
 }
 
 // ringClient is one ring session in -reconnect mode.
 type ringClient struct {
 	cfg  *Config
 	user int // account index
+	ri   int // index in the ring (the tracker's sender number)
+	tr   *Tracker
 	cnt  *reconnectCounters
 	next int // dispatcher to ask first, rotates
 
@@ -132,44 +175,48 @@ type ringClient struct {
 	c    *conn // nil while reconnecting
 	win  smWindow
 	smID string
-	addr string // server of the current or last stream
+	addr string // server (TCP) or URL of the current or last stream
 
-	inH uint32 // stanzas received on the current stream; reader only
+	inH     uint32    // stanzas received on the current stream; reader only
+	brokeAt time.Time // when the last stream was lost; reader only
+	// ackDue is set while an <a/> waits for -ack-delay; the timer sends
+	// the count the reader publishes in ackH then.
+	ackDue atomic.Bool
+	ackH   atomic.Uint32
 }
 
-func newRingClient(cfg *Config, user int, c *conn, cnt *reconnectCounters) *ringClient {
-	cl := &ringClient{cfg: cfg, user: user, cnt: cnt, c: c, smID: c.smID, addr: c.addr, next: user}
+func newRingClient(cfg *Config, user, ri int, tr *Tracker, c *conn, cnt *reconnectCounters) *ringClient {
+	cl := &ringClient{cfg: cfg, user: user, ri: ri, tr: tr, cnt: cnt, c: c, smID: c.smID, addr: c.addr, next: user}
 	// loginOne enabled stream management, then sent the initial presence.
 	cl.win.push(smItem{data: []byte("<presence/>")})
 	return cl
 }
 
-// writeLocked writes on the current stream with a deadline; a failure
-// closes the socket so the reader notices and reconnects.
+// acked records that the server acknowledged message seq.
+func (cl *ringClient) acked(seq int) { cl.tr.Acked(cl.ri, seq) }
+
+// writeLocked writes on the current stream (the carrier bounds it); a
+// failure closes the stream so the reader notices and reconnects.
 func (cl *ringClient) writeLocked(b []byte) {
 	if cl.c == nil {
 		return
 	}
-	cl.c.wmu.Lock()
-	cl.c.tls.SetWriteDeadline(time.Now().Add(cl.cfg.Timeout))
-	_, err := cl.c.tls.Write(b)
-	cl.c.wmu.Unlock()
-	if err != nil {
+	if err := cl.c.Write(b); err != nil {
 		slog.Debug("ring write failed", "user", cl.user, "err", err)
-		cl.c.raw.Close()
+		cl.c.abort()
 	}
 }
 
 // send records messages as unacknowledged and writes them with a request
 // for an acknowledgement. While reconnecting they are only recorded: the
 // new stream sends them.
-func (cl *ringClient) send(msgs [][]byte) {
+func (cl *ringClient) send(msgs []smItem) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	var b bytes.Buffer
 	for _, m := range msgs {
-		cl.win.push(smItem{data: m, msg: true})
-		b.Write(m)
+		cl.win.push(m)
+		b.Write(m.data)
 	}
 	b.WriteString("<r xmlns='" + nsSM + "'/>")
 	cl.writeLocked(b.Bytes())
@@ -187,6 +234,10 @@ func (cl *ringClient) unacked() int {
 func (cl *ringClient) endStream() {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
+	if cl.c != nil && cl.c.transport != transportTCP {
+		cl.c.Close() // <close/> or a terminate body: nothing comes after
+		return
+	}
 	cl.writeLocked([]byte("</stream:stream>"))
 }
 
@@ -224,7 +275,8 @@ func (cl *ringClient) run(ctx context.Context, done <-chan struct{}, onMsg func(
 			cl.c = nil
 		}
 		cl.mu.Unlock()
-		c.raw.Close()
+		c.abort()
+		cl.brokeAt = time.Now()
 		if redirect != "" {
 			cl.cnt.redirects.Add(1)
 			slog.Debug("ring session redirected", "user", cl.user, "to", redirect)
@@ -242,8 +294,12 @@ func (cl *ringClient) run(ctx context.Context, done <-chan struct{}, onMsg func(
 // target when the server sent one.
 func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 	for {
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
+			var se *streamErr
+			if errors.As(err, &se) {
+				return se.Host, se
+			}
 			return "", err
 		}
 		if se := asStreamErr(el); se != nil {
@@ -252,11 +308,24 @@ func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 		switch el.LocalName() {
 		case "message", "presence":
 			cl.inH++
+			cl.ackH.Store(cl.inH)
 			onMsg(el)
 		case "iq":
 			cl.inH++
+			cl.ackH.Store(cl.inH)
 			c.answerIQ(el)
 		case "r":
+			if d := cl.cfg.AckDelay; d > 0 {
+				// A lazy client: the answer goes later, with what was
+				// received by then (more stays unacknowledged at the server).
+				if cl.ackDue.CompareAndSwap(false, true) {
+					time.AfterFunc(d, func() {
+						cl.ackDue.Store(false)
+						c.Write([]byte("<a xmlns='" + nsSM + "' h='" + strconv.FormatUint(uint64(cl.ackH.Load()), 10) + "'/>"))
+					})
+				}
+				continue
+			}
 			c.Write([]byte("<a xmlns='" + nsSM + "' h='" + strconv.FormatUint(uint64(cl.inH), 10) + "'/>"))
 		case "a":
 			h, err := strconv.ParseUint(el.Attr("h"), 10, 32)
@@ -264,7 +333,7 @@ func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 				return "", fmt.Errorf("bad <a/>: %s", el.String())
 			}
 			cl.mu.Lock()
-			_, err = cl.win.ack(uint32(h))
+			_, err = cl.win.ackSeqs(uint32(h), cl.acked)
 			cl.mu.Unlock()
 			if err != nil {
 				slog.Warn("ring: bad acknowledgement", "user", cl.user, "err", err)
@@ -293,12 +362,15 @@ func (cl *ringClient) reconnect(ctx context.Context, done <-chan struct{}, redir
 		err := cl.connect(ctx, addr, onMsg)
 		if err == nil {
 			cl.cnt.reconnects.Add(1)
+			cl.cnt.reconnected(time.Since(cl.brokeAt))
 			return true
 		}
 		var se *streamErr
 		if errors.As(err, &se) && se.Host != "" {
 			cl.cnt.redirects.Add(1)
-			redirect = se.Host
+			if cl.transport() != transportBOSH { // BOSH has no redirect to follow: ask again
+				redirect = se.Host
+			}
 			continue
 		}
 		slog.Debug("ring reconnect failed", "user", cl.user, "addr", addr, "err", err)
@@ -313,15 +385,20 @@ func (cl *ringClient) reconnect(ctx context.Context, done <-chan struct{}, redir
 	}
 }
 
+// transport is the session's transport (fixed for the run).
+func (cl *ringClient) transport() string { return cl.cfg.transportOf(cl.user) }
+
 // pick chooses where to connect after a disconnect: the dispatcher's
-// answer, else the -servers address after the one that failed.
+// answer, else the address after the one that failed (-servers for TCP,
+// -http for WebSocket and BOSH).
 func (cl *ringClient) pick(ctx context.Context) string {
 	cl.mu.Lock()
 	last := cl.addr
 	cl.mu.Unlock()
+	tr := cl.transport()
 	for k := range cl.cfg.Dispatch {
 		base := cl.cfg.Dispatch[(cl.next+k)%len(cl.cfg.Dispatch)]
-		addr, err := askDispatcher(ctx, base, cl.cfg.Timeout)
+		addr, err := askDispatcher(ctx, base, cl.cfg.Timeout, tr)
 		if err == nil {
 			cl.cnt.dispatch.Add(1)
 			cl.next += k + 1
@@ -329,7 +406,10 @@ func (cl *ringClient) pick(ctx context.Context) string {
 		}
 		slog.Debug("dispatcher failed", "url", base, "err", err)
 	}
-	return nextServer(cl.cfg.Servers, last)
+	if tr == transportTCP {
+		return nextServer(cl.cfg.Servers, last)
+	}
+	return nextServer(cl.cfg.HTTP, last)
 }
 
 // nextServer returns the address after last in servers (the first when
@@ -346,12 +426,16 @@ func nextServer(servers []string, last string) string {
 // errDispatchBusy means every node was over its limit (503).
 var errDispatchBusy = errors.New("aviary-bench: dispatcher: every node is over its limit")
 
-// askDispatcher asks GET base/dispatch?transport=c2s for a node and
-// returns its host:port.
-func askDispatcher(ctx context.Context, base string, timeout time.Duration) (string, error) {
+// askDispatcher asks GET base/dispatch?transport=… for a node and returns
+// its host:port (tcp) or the endpoint's URL (websocket, bosh).
+func askDispatcher(ctx context.Context, base string, timeout time.Duration, transport string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, min(timeout, 5*time.Second))
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/dispatch?transport=c2s", nil)
+	q := "c2s"
+	if transport == transportWebSocket || transport == transportBOSH {
+		q = transport
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/dispatch?transport="+q, nil)
 	if err != nil {
 		return "", err
 	}
@@ -370,9 +454,16 @@ func askDispatcher(ctx context.Context, base string, timeout time.Duration) (str
 	var a struct {
 		Host string `json:"host"`
 		Port int    `json:"port"`
+		URL  string `json:"url"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
 		return "", fmt.Errorf("dispatcher: %w", err)
+	}
+	if q != "c2s" {
+		if a.URL == "" {
+			return "", errors.New("dispatcher: no url in the answer")
+		}
+		return a.URL, nil
 	}
 	if a.Host == "" || a.Port == 0 {
 		return "", errors.New("dispatcher: no host in the answer")
@@ -389,16 +480,16 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 	defer cancel()
 	o := cl.cfg.dial(cl.user)
 	o.Addr = addr
-	c, err := dialTLS(ctx, o)
+	c, err := dial(ctx, o)
 	if err != nil {
 		return err
 	}
 	// The end of the run closes the stream, wherever it is blocked.
-	context.AfterFunc(run, func() { c.raw.Close() })
+	context.AfterFunc(run, c.abort)
 	ok := false
 	defer func() {
 		if !ok {
-			c.raw.Close()
+			c.abort()
 		}
 	}()
 	cl.mu.Lock()
@@ -425,14 +516,15 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 				return fmt.Errorf("bad <resumed/>: %s", el.String())
 			}
 			cl.mu.Lock()
-			again, err := cl.win.resumed(uint32(h))
+			again, err := cl.win.resumedSeqs(uint32(h), cl.acked)
 			if err == nil {
 				var b bytes.Buffer
 				for _, it := range again {
 					b.Write(it.data)
 				}
 				b.WriteString("<r xmlns='" + nsSM + "'/>")
-				c.raw.SetDeadline(time.Time{})
+				c.car.setDeadline(time.Time{})
+				c.ready(cl.cfg)
 				cl.c = c
 				cl.writeLocked(b.Bytes())
 				cl.cnt.resent.Add(int64(len(again)))
@@ -456,6 +548,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 		return err
 	}
 	cl.inH = 0
+	cl.ackH.Store(0)
 	cl.mu.Lock()
 	cl.smID = c.smID
 	again := cl.win.restart()
@@ -467,7 +560,8 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 		b.Write(it.data)
 	}
 	b.WriteString("<r xmlns='" + nsSM + "'/>")
-	c.raw.SetDeadline(time.Time{})
+	c.car.setDeadline(time.Time{})
+	c.ready(cl.cfg)
 	cl.c = c
 	cl.writeLocked(b.Bytes())
 	cl.mu.Unlock()
@@ -501,7 +595,7 @@ func (c *conn) enableSM(other func(*wire.Element)) error {
 // the wait.
 func (c *conn) await(match func(*wire.Element) bool, other func(*wire.Element)) (*wire.Element, error) {
 	for {
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
 			return nil, err
 		}

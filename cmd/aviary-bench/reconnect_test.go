@@ -187,7 +187,7 @@ func TestAskDispatcher(t *testing.T) {
 				w.Write([]byte(c.body))
 			}))
 			defer srv.Close()
-			got, err := askDispatcher(context.Background(), srv.URL+"/", time.Second)
+			got, err := askDispatcher(context.Background(), srv.URL+"/", time.Second, transportTCP)
 			if c.want != "" {
 				if err != nil || got != c.want {
 					t.Fatalf("askDispatcher = %q, %v; want %q", got, err, c.want)

@@ -29,6 +29,9 @@ type TrafficStats struct {
 	Receivers int      `json:"receivers,omitempty"`
 	// LostSample names up to 20 lost messages as "sender:seq".
 	LostSample []string `json:"lost_sample,omitempty"`
+	// UnexpectedSample names up to 20 messages that reached another
+	// receiver than their sender's as "sender:seq>receiver".
+	UnexpectedSample []string `json:"unexpected_sample,omitempty"`
 	// Reconnect has the -reconnect figures (ring only).
 	Reconnect *ReconnectStats `json:"reconnect,omitempty"`
 }
@@ -47,7 +50,7 @@ func (w window) release() {
 // messages and presences to fn and answering IQs.
 func readLoop(c *conn, done <-chan struct{}, errs *errorSet, fn func(el *wire.Element)) {
 	for {
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
 			select {
 			case <-done:
@@ -95,9 +98,22 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		st.ReadErrs = []string{"fewer than two sessions logged in"}
 		return st
 	}
+	// expect[i] is the ring index sender i writes to, -1 for none.
 	expect := make([]int, n)
 	for i := range expect {
 		expect[i] = ringNext(i, n)
+	}
+	if len(cfg.Flows) > 0 {
+		index := map[int]int{} // account → ring index
+		for ri, u := range users {
+			index[u] = ri
+		}
+		for ri, u := range users {
+			expect[ri] = -1
+			if to, ok := index[u+1]; ok && u%2 == 0 {
+				expect[ri] = to
+			}
+		}
 	}
 	tr := NewTracker(n, cfg.Messages, expect)
 	wins := make([]window, n)
@@ -122,6 +138,12 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 			if err != nil {
 				return
 			}
+			if el.Type() == "error" {
+				if tr.Bounce(ri, p) == Bounced {
+					wins[p.Sender].release()
+				}
+				return
+			}
 			t := now()
 			if tr.Record(ri, p, t-p.Sent) == Fresh {
 				wins[p.Sender].release()
@@ -130,7 +152,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		}
 		rwg.Add(1)
 		if cfg.Reconnect {
-			cl := newRingClient(cfg, users[ri], c, &cnt)
+			cl := newRingClient(cfg, users[ri], ri, tr, c, &cnt)
 			clients = append(clients, cl)
 			go func() {
 				defer rwg.Done()
@@ -154,9 +176,14 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		if clients != nil {
 			cl = clients[si]
 		}
+		to := expect[si]
+		if to < 0 {
+			swg.Done() // a receiver only
+			continue
+		}
 		go func() {
 			defer swg.Done()
-			if !sendRing(ctx, cfg, c, cl, si, live[ringNext(si, n)].jid, wins[si], tr) {
+			if !sendRing(ctx, cfg, c, cl, si, live[to].jid, wins[si], tr) {
 				stalled.Add(1)
 			}
 		}()
@@ -186,11 +213,19 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		}
 		<-readers
 		c := tr.Counts()
+		cnt.mu.Lock()
+		back := summarize(cnt.times)
+		cnt.mu.Unlock()
 		st.Reconnect = &ReconnectStats{
-			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, Lost: c.Lost,
+			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, Bounced: c.Bounced, Lost: c.AckedLost, NeverAcked: c.Lost - c.AckedLost,
 			Redirects: int(cnt.redirects.Load()), Reconnects: int(cnt.reconnects.Load()),
 			Disconnects: int(cnt.disconnects.Load()), Resumed: int(cnt.resumed.Load()),
 			Resent: int(cnt.resent.Load()), DispatchAsked: int(cnt.dispatch.Load()), UnackedAtEnd: unacked,
+			ReconnectP50: back.P50, ReconnectP99: back.P99, ReconnectMax: back.Max,
+			Transports: map[string]int{},
+		}
+		for _, u := range users {
+			st.Reconnect.Transports[cfg.transportOf(u)]++
 		}
 	}
 	c := tr.Counts()
@@ -203,6 +238,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	}
 	st.Latency = summarize(tr.Latencies())
 	st.LostSample = tr.Missing(20)
+	st.UnexpectedSample = tr.UnexpectedSample()
 	st.ReadErrs = readErrs.list()
 	st.Receivers = n
 	return st
@@ -250,7 +286,7 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int,
 			}
 		}
 		b.Reset()
-		var msgs [][]byte
+		var msgs []smItem
 		for k := 0; k < batch; k++ {
 			p := payload{Run: runID, Sender: si, Seq: seq, Sent: now()}
 			tr.Sent(si, seq)
@@ -261,7 +297,7 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int,
 			b.WriteString(p.String())
 			b.WriteString("</body></message>")
 			if cl != nil {
-				msgs = append(msgs, bytes.Clone(b.Bytes()[start:]))
+				msgs = append(msgs, smItem{data: bytes.Clone(b.Bytes()[start:]), msg: true, seq: seq})
 			}
 			seq++
 		}

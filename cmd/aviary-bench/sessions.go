@@ -51,16 +51,75 @@ type Config struct {
 	// see-other-host followed, other disconnects reconnected through the
 	// dispatcher (or the next server), unacknowledged messages resent.
 	Reconnect bool
+	// AckDelay makes -reconnect clients answer the server's <r/> this much
+	// later (with what they received by then), as clients that save
+	// battery do: the server holds more unacknowledged.
+	AckDelay time.Duration
+	// BOSHPause makes BOSH sessions, once logged in, wait this long after
+	// each answered poll: what the server has for them waits in its queue
+	// meanwhile.
+	BOSHPause time.Duration
 	// Dispatch are base URLs of the cluster's HTTP listeners; -reconnect
 	// asks GET /dispatch there for a node after a disconnect.
 	Dispatch []string
+	// HTTP are the HTTP listeners of the -servers, in the same order
+	// (base URLs), for WebSocket and BOSH sessions.
+	HTTP []string
+	// Transports shares the users out over tcp, websocket and bosh by
+	// weight (user i gets the transport of i mod the sum of weights).
+	Transports []transportShare
+	// Flows, when set, replaces the ring by pairs: user 2k on
+	// Servers[from] sends to user 2k+1 on Servers[to], with (from, to) the
+	// flow k mod len(Flows); receivers send nothing. It places senders
+	// and receivers on chosen nodes (a node of senders only, of
+	// receivers only, of both).
+	Flows [][2]int
+}
+
+// transportShare is one -transports entry.
+type transportShare struct {
+	name   string
+	weight int
+}
+
+// transportOf is user i's transport.
+func (c *Config) transportOf(i int) string {
+	total := 0
+	for _, t := range c.Transports {
+		total += t.weight
+	}
+	if total == 0 {
+		return transportTCP
+	}
+	k := i % total
+	for _, t := range c.Transports {
+		if k < t.weight {
+			return t.name
+		}
+		k -= t.weight
+	}
+	return transportTCP
+}
+
+// serverOf is the index in Servers (and HTTP) user i logs in to first.
+func (c *Config) serverOf(i int) int {
+	if len(c.Flows) > 0 {
+		f := c.Flows[(i/2)%len(c.Flows)]
+		return f[i%2]
+	}
+	return i % len(c.Servers)
 }
 
 func (c *Config) user(i int) string { return c.Prefix + strconv.Itoa(i) }
 
 func (c *Config) dial(i int) dialOptions {
+	tr, addr := c.transportOf(i), c.Servers[c.serverOf(i)]
+	if tr != transportTCP {
+		addr = c.HTTP[c.serverOf(i)]
+	}
 	return dialOptions{
-		Addr:        c.Servers[i%len(c.Servers)],
+		Transport:   tr,
+		Addr:        addr,
 		Domain:      c.Domain,
 		Mech:        c.Mech,
 		Timeout:     c.Timeout,
@@ -177,7 +236,9 @@ func createUsers(ctx context.Context, cfg *Config) PhaseStats {
 func registerOne(ctx context.Context, cfg *Config, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	c, err := dialTLS(ctx, cfg.dial(i))
+	o := cfg.dial(i)
+	o.Transport, o.Addr = transportTCP, cfg.Servers[cfg.serverOf(i)]
+	c, err := dialTLS(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -234,21 +295,21 @@ func loginOne(ctx context.Context, cfg *Config, i int) (*conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	o := cfg.dial(i)
-	c, err := dialTLS(ctx, o)
+	c, err := dial(ctx, o)
 	// With -reconnect, follow a redirect (a node draining at the start).
 	for hops := 0; cfg.Reconnect && hops < 3; hops++ {
 		var se *streamErr
-		if !errors.As(err, &se) || se.Host == "" {
+		if !errors.As(err, &se) || se.Host == "" || o.Transport == transportBOSH {
 			break
 		}
 		o.Addr = se.Host
-		c, err = dialTLS(ctx, o)
+		c, err = dial(ctx, o)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if err := c.authenticate(o, cfg.user(i), cfg.Password); err != nil {
-		c.raw.Close()
+		c.abort()
 		return nil, err
 	}
 	c.addr = o.Addr
@@ -256,16 +317,17 @@ func loginOne(ctx context.Context, cfg *Config, i int) (*conn, error) {
 		// Stream management before the initial presence, so that it is
 		// the first stanza both sides count.
 		if err := c.enableSM(nil); err != nil {
-			c.raw.Close()
+			c.abort()
 			return nil, err
 		}
 	}
 	// Initial presence makes the session available (RFC 6121 §4.2).
 	if err := c.writeString("<presence/>"); err != nil {
-		c.raw.Close()
+		c.abort()
 		return nil, err
 	}
-	c.raw.SetDeadline(time.Time{})
+	c.car.setDeadline(time.Time{})
+	c.ready(cfg)
 	return c, nil
 }
 

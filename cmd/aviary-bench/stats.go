@@ -124,6 +124,7 @@ const (
 	Duplicate                 // seen before
 	Unexpected                // unknown sender, sequence out of range, or wrong receiver
 	Stale                     // from another run (kept offline by the server)
+	Bounced                   // came back to its sender as an error (the first time)
 )
 
 // Tracker keeps the ring's bookkeeping: which (sender, seq) pairs were sent
@@ -133,13 +134,18 @@ type Tracker struct {
 	mu       sync.Mutex
 	perSend  int
 	seen     [][]uint64 // bitmap per sender
-	sent     []int      // highest sequence sent per sender
-	expectTo []int      // receiver each sender writes to, -1 for any
+	bounced  [][]uint64 // bitmap per sender: came back as an error
+	acked    [][]uint64 // bitmap per sender: the server acknowledged it (XEP-0198)
+	anyAcked bool
+	sent     []int // highest sequence sent per sender
+	expectTo []int // receiver each sender writes to, -1 for any
 	run      string
 	fresh    int
 	stale    int
 	dups     int
 	unexp    int
+	unexpS   []string // a sample: sender:seq>receiver
+	bounces  int
 	lat      []time.Duration
 }
 
@@ -147,10 +153,13 @@ type Tracker struct {
 // process's run. expectTo maps a sender to its receiver (nil: any receiver
 // is fine).
 func NewTracker(senders, perSender int, expectTo []int) *Tracker {
-	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
+	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), bounced: make([][]uint64, senders),
+		acked: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
 	words := (perSender + 63) / 64
 	for i := range t.seen {
 		t.seen[i] = make([]uint64, words)
+		t.bounced[i] = make([]uint64, words)
+		t.acked[i] = make([]uint64, words)
 	}
 	t.lat = make([]time.Duration, 0, senders*perSender)
 	return t
@@ -165,6 +174,18 @@ func (t *Tracker) Sent(sender, seq int) {
 	t.mu.Unlock()
 }
 
+// Acked records that the server acknowledged sender's message seq (stream
+// management): from then on it is the server's to deliver.
+func (t *Tracker) Acked(sender, seq int) {
+	if sender < 0 || sender >= len(t.acked) || seq < 1 || seq > t.perSend {
+		return
+	}
+	t.mu.Lock()
+	t.acked[sender][(seq-1)/64] |= uint64(1) << ((seq - 1) % 64)
+	t.anyAcked = true
+	t.mu.Unlock()
+}
+
 // Record notes a receipt by receiver with the given latency.
 func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome {
 	t.mu.Lock()
@@ -176,6 +197,9 @@ func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome
 	if p.Sender < 0 || p.Sender >= len(t.seen) || p.Seq < 1 || p.Seq > t.perSend ||
 		(t.expectTo != nil && t.expectTo[p.Sender] != receiver) {
 		t.unexp++
+		if len(t.unexpS) < 20 {
+			t.unexpS = append(t.unexpS, strconv.Itoa(p.Sender)+":"+strconv.Itoa(p.Seq)+">"+strconv.Itoa(receiver))
+		}
 		return Unexpected
 	}
 	w, bit := (p.Seq-1)/64, uint64(1)<<((p.Seq-1)%64)
@@ -189,6 +213,31 @@ func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome
 	return Fresh
 }
 
+// Bounce notes a message of the ring that came back to receiver as an
+// error (<message type='error'/>: the server could neither deliver nor
+// store it). A bounce is an outcome the sender learns of, so it is not
+// counted lost; one that reaches another session than its sender's is
+// Unexpected.
+func (t *Tracker) Bounce(receiver int, p payload) Outcome {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.Run != t.run {
+		t.stale++
+		return Stale
+	}
+	if p.Sender != receiver || p.Sender >= len(t.seen) || p.Seq < 1 || p.Seq > t.perSend {
+		t.unexp++
+		return Unexpected
+	}
+	w, bit := (p.Seq-1)/64, uint64(1)<<((p.Seq-1)%64)
+	if t.bounced[p.Sender][w]&bit != 0 {
+		return Duplicate
+	}
+	t.bounced[p.Sender][w] |= bit
+	t.bounces++
+	return Bounced
+}
+
 // Counts is the tracker's tally.
 type Counts struct {
 	Sent       int `json:"sent"`
@@ -197,6 +246,13 @@ type Counts struct {
 	Duplicates int `json:"duplicates"`
 	Unexpected int `json:"unexpected"`
 	Stale      int `json:"stale"` // from an earlier run, delivered from offline storage
+	// Bounced counts messages that came back to their sender as an error
+	// and never reached the receiver: not lost (the sender was told), but
+	// not delivered either.
+	Bounced int `json:"bounced"`
+	// AckedLost counts the lost messages the server had acknowledged
+	// (only with stream management, -reconnect).
+	AckedLost int `json:"acked_lost,omitempty"`
 }
 
 // Counts returns the tally so far.
@@ -204,11 +260,30 @@ func (t *Tracker) Counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp, Stale: t.stale}
-	for _, s := range t.sent {
+	for sender, s := range t.sent {
 		c.Sent += s
+		for seq := 1; seq <= s; seq++ {
+			w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
+			if t.seen[sender][w]&bit != 0 {
+				continue
+			}
+			if t.bounced[sender][w]&bit != 0 {
+				c.Bounced++
+			} else if t.anyAcked && t.acked[sender][w]&bit != 0 {
+				c.AckedLost++
+			}
+		}
 	}
-	c.Lost = c.Sent - c.Received
+	c.Lost = c.Sent - c.Received - c.Bounced
 	return c
+}
+
+// UnexpectedSample returns up to 20 unexpected receipts as
+// "sender:seq>receiver".
+func (t *Tracker) UnexpectedSample() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.unexpS)
 }
 
 // Latencies returns a copy of the recorded latencies.
@@ -219,16 +294,19 @@ func (t *Tracker) Latencies() []time.Duration {
 }
 
 // Missing returns up to k messages sent but never received, as
-// "sender:seq" (sender indexes in the ring), for the report.
+// "sender:seq" (sender indexes in the ring), for the report: those the
+// server acknowledged first.
 func (t *Tracker) Missing(k int) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []string
-	for sender, top := range t.sent {
-		for seq := 1; seq <= top && len(out) < k; seq++ {
-			w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
-			if t.seen[sender][w]&bit == 0 {
-				out = append(out, strconv.Itoa(sender)+":"+strconv.Itoa(seq))
+	for _, wantAcked := range []bool{true, false} {
+		for sender, top := range t.sent {
+			for seq := 1; seq <= top && len(out) < k; seq++ {
+				w, bit := (seq-1)/64, uint64(1)<<((seq-1)%64)
+				if t.seen[sender][w]&bit == 0 && t.bounced[sender][w]&bit == 0 && (t.acked[sender][w]&bit != 0) == wantAcked {
+					out = append(out, strconv.Itoa(sender)+":"+strconv.Itoa(seq))
+				}
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,58 @@ func TestTrackerRing(t *testing.T) {
 	}
 	if got := len(tr.Latencies()); got != 3 {
 		t.Fatalf("%d latencies, want 3 (fresh receipts only)", got)
+	}
+	wantS := []string{"0:1>2", "1:0>2", "1:3>2", "9:1>0", "-1:1>0"}
+	if got := tr.UnexpectedSample(); !slices.Equal(got, wantS) {
+		t.Fatalf("UnexpectedSample = %q, want %q", got, wantS)
+	}
+}
+
+// TestTrackerBounce: a message that comes back to its sender as an error
+// is bounced, neither lost nor unexpected (the old run counted 1,681
+// bounces of a database outage as lost and unexpected); one that reaches
+// anyone else is unexpected.
+func TestTrackerBounce(t *testing.T) {
+	tr := NewTracker(3, 3, []int{1, 2, 0})
+	for s := range 3 {
+		for seq := 1; seq <= 3; seq++ {
+			tr.Sent(s, seq)
+			tr.Acked(s, seq)
+		}
+	}
+	steps := []struct {
+		name     string
+		receiver int
+		p        payload
+		bounce   bool
+		want     Outcome
+	}{
+		{"delivered", 1, payload{Run: runID, Sender: 0, Seq: 1}, false, Fresh},
+		{"bounced to its sender", 0, payload{Run: runID, Sender: 0, Seq: 2}, true, Bounced},
+		{"bounced twice", 0, payload{Run: runID, Sender: 0, Seq: 2}, true, Duplicate},
+		{"bounce to another", 2, payload{Run: runID, Sender: 0, Seq: 3}, true, Unexpected},
+		{"bounce of an earlier run", 1, payload{Run: "0ld", Sender: 1, Seq: 1}, true, Stale},
+	}
+	for _, s := range steps {
+		var got Outcome
+		if s.bounce {
+			got = tr.Bounce(s.receiver, s.p)
+		} else {
+			got = tr.Record(s.receiver, s.p, time.Millisecond)
+		}
+		if got != s.want {
+			t.Fatalf("%s: %v, want %v", s.name, got, s.want)
+		}
+	}
+	c := tr.Counts()
+	want := Counts{Sent: 9, Received: 1, Bounced: 1, Lost: 7, AckedLost: 7, Unexpected: 1, Stale: 1}
+	if c != want {
+		t.Fatalf("Counts = %+v, want %+v", c, want)
+	}
+	for _, m := range tr.Missing(20) {
+		if m == "0:2" {
+			t.Fatalf("Missing lists the bounced message: %v", tr.Missing(20))
+		}
 	}
 }
 

@@ -2,14 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,7 +38,11 @@ var (
 
 // dialOptions say how to reach and authenticate against one server.
 type dialOptions struct {
-	Addr     string
+	// Transport is tcp (Addr is host:port), websocket or bosh (Addr is
+	// an http:// base or the endpoint's URL).
+	Transport string
+	Addr      string
+
 	Domain   string
 	Mech     string // "auto", "PLAIN", "SCRAM-SHA-1"
 	Timeout  time.Duration
@@ -56,23 +57,21 @@ type dialOptions struct {
 // sasl2Logins counts logins done with SASL2 and Bind 2.
 var sasl2Logins atomic.Int64
 
-// conn is one client stream after STARTTLS. Reading belongs to one
-// goroutine; Write may be called from several.
+// conn is one client stream, over TCP (after STARTTLS), WebSocket or
+// BOSH. Reading belongs to one goroutine; Write may be called from
+// several.
 type conn struct {
-	raw net.Conn
-	tls *tls.Conn
-	r   *wire.Reader
+	car       carrier
+	transport string
 	// features is the last <stream:features/> seen.
 	features *wire.Element
 	jid      string
-	addr     string // the server it is connected to
+	addr     string // the server (TCP) or URL (WebSocket, BOSH) it is connected to
 	smID     string // stream management: the resumable session's id
 	// other, when set, gets the messages and presences that arrive while
 	// the client waits for a reply (bind, session): once a resource is
 	// bound, messages can come before the bind result.
 	other func(*wire.Element)
-
-	wmu sync.Mutex
 }
 
 func streamHeader(domain string) string {
@@ -80,57 +79,8 @@ func streamHeader(domain string) string {
 		"' xmlns='jabber:client' xmlns:stream='" + nsStream + "' version='1.0'>"
 }
 
-// dialTLS opens a stream, negotiates STARTTLS and reads the features of the
-// encrypted stream.
-func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
-	// No TCP keepalive: a benchmark connection lives for one run, and
-	// turning it on costs three setsockopt calls per connection.
-	d := net.Dialer{Timeout: o.Timeout, KeepAlive: -1}
-	raw, err := d.DialContext(ctx, "tcp", o.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	c := &conn{raw: raw}
-	ok := false
-	defer func() {
-		if !ok {
-			raw.Close()
-		}
-	}()
-	if dl, has := ctx.Deadline(); has {
-		raw.SetDeadline(dl)
-	}
-	if _, err := raw.Write([]byte(streamHeader(o.Domain))); err != nil {
-		return nil, fmt.Errorf("stream header: %w", err)
-	}
-	c.r = wire.NewReader(raw, wire.Limits{})
-	if err := c.readFeatures(); err != nil {
-		return nil, err
-	}
-	if c.features.Child("starttls", nsTLS) == nil {
-		return nil, errNoTLS
-	}
-	if _, err := raw.Write([]byte("<starttls xmlns='" + nsTLS + "'/>")); err != nil {
-		return nil, fmt.Errorf("starttls: %w", err)
-	}
-	el, err := c.r.Next()
-	if err != nil {
-		return nil, fmt.Errorf("starttls: %w", err)
-	}
-	if el.LocalName() != "proceed" {
-		return nil, fmt.Errorf("starttls: got <%s/>", el.Name)
-	}
-	c.tls = tls.Client(raw, clientTLSConfig(o))
-	if err := c.tls.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("tls handshake: %w", err)
-	}
-	c.r = wire.NewReader(c.tls, wire.Limits{})
-	if err := c.restart(o.Domain); err != nil {
-		return nil, err
-	}
-	ok = true
-	return c, nil
-}
+// next reads the next top-level element.
+func (c *conn) next() (*wire.Element, error) { return c.car.next() }
 
 // clientTLSConfig is the client side of STARTTLS.
 func clientTLSConfig(o dialOptions) *tls.Config {
@@ -150,10 +100,10 @@ func clientTLSConfig(o dialOptions) *tls.Config {
 
 // readFeatures reads the stream header and the features element.
 func (c *conn) readFeatures() error {
-	if _, err := c.r.Header(); err != nil {
+	if err := c.car.header(); err != nil {
 		return fmt.Errorf("stream header: %w", err)
 	}
-	el, err := c.r.Next()
+	el, err := c.car.next()
 	if err != nil {
 		return fmt.Errorf("features: %w", err)
 	}
@@ -167,9 +117,9 @@ func (c *conn) readFeatures() error {
 	return nil
 }
 
-// restart sends a new stream header and reads the new features.
+// restart opens a new stream and reads the new features.
 func (c *conn) restart(domain string) error {
-	if err := c.writeString(streamHeader(domain)); err != nil {
+	if err := c.car.restart(domain); err != nil {
 		return fmt.Errorf("stream restart: %w", err)
 	}
 	return c.readFeatures()
@@ -180,21 +130,13 @@ func (c *conn) writeString(s string) error {
 }
 
 // Write sends raw XML. It is safe for concurrent use.
-func (c *conn) Write(b []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_, err := c.tls.Write(b)
-	return err
-}
+func (c *conn) Write(b []byte) error { return c.car.write(b) }
 
 // Close ends the stream and the connection without waiting for the peer.
-func (c *conn) Close() {
-	c.wmu.Lock()
-	c.tls.SetWriteDeadline(time.Now().Add(time.Second))
-	c.tls.Write([]byte("</stream:stream>"))
-	c.wmu.Unlock()
-	c.raw.Close()
-}
+func (c *conn) Close() { c.car.end() }
+
+// abort closes the connection at once.
+func (c *conn) abort() { c.car.abort() }
 
 // register creates an account with in-band registration (XEP-0077) on an
 // encrypted stream. errConflict means it exists already.
@@ -209,7 +151,7 @@ func (c *conn) register(user, password string) error {
 		return fmt.Errorf("register: %w", err)
 	}
 	for {
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
 			return fmt.Errorf("register: %w", err)
 		}
@@ -325,7 +267,7 @@ func (c *conn) authenticate2(user, password string) error {
 	if !strings.Contains(c.jid, "/") {
 		return fmt.Errorf("sasl2: no full JID in %s", el.String())
 	}
-	if el, err = c.r.Next(); err != nil {
+	if el, err = c.next(); err != nil {
 		return fmt.Errorf("sasl2: features: %w", err)
 	}
 	if el.LocalName() != "features" {
@@ -344,7 +286,7 @@ func (c *conn) scramRounds(s *scramClient, ns string, start func(first string) s
 	if err := c.writeString(start(base64.StdEncoding.EncodeToString([]byte(s.clientFirst())))); err != nil {
 		return nil, err
 	}
-	el, err := c.r.Next()
+	el, err := c.next()
 	if err != nil {
 		return nil, fmt.Errorf("sasl: %w", err)
 	}
@@ -363,7 +305,7 @@ func (c *conn) scramRounds(s *scramClient, ns string, start func(first string) s
 		base64.StdEncoding.EncodeToString([]byte(final)) + "</response>"); err != nil {
 		return nil, err
 	}
-	if el, err = c.r.Next(); err != nil {
+	if el, err = c.next(); err != nil {
 		return nil, fmt.Errorf("sasl: %w", err)
 	}
 	return el, nil
@@ -391,7 +333,7 @@ func (c *conn) login(o dialOptions, user, password string) error {
 		if err := c.writeString("<auth xmlns='" + nsSASL + "' mechanism='PLAIN'>" + resp + "</auth>"); err != nil {
 			return err
 		}
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
 			return fmt.Errorf("sasl: %w", err)
 		}
@@ -403,7 +345,6 @@ func (c *conn) login(o dialOptions, user, password string) error {
 			return err
 		}
 	}
-	c.r.Restart()
 	return c.restart(o.Domain)
 }
 
@@ -424,7 +365,7 @@ func (c *conn) scram(user, password string) error {
 		if err := c.writeString("<response xmlns='" + nsSASL + "'/>"); err != nil {
 			return err
 		}
-		if el, err = c.r.Next(); err != nil {
+		if el, err = c.next(); err != nil {
 			return fmt.Errorf("sasl: %w", err)
 		}
 		if el.LocalName() != "success" {
@@ -485,7 +426,7 @@ func (c *conn) bind(resource string) error {
 // dropping whatever comes before it.
 func (c *conn) waitIQ(id string) (*wire.Element, error) {
 	for {
-		el, err := c.r.Next()
+		el, err := c.next()
 		if err != nil {
 			return nil, err
 		}

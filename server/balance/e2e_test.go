@@ -237,6 +237,13 @@ func buildBinaries(t *testing.T, root, dir string) (bin, bench string) {
 
 func startE2ECluster(t *testing.T, prefix string, nodes, users int) *e2eCluster {
 	t.Helper()
+	return startE2EClusterWith(t, prefix, nodes, users, "")
+}
+
+// startE2EClusterWith is startE2ECluster with extra top-level YAML in
+// every node's config file.
+func startE2EClusterWith(t *testing.T, prefix string, nodes, users int, extraYAML string) *e2eCluster {
+	t.Helper()
 	pg := pgtest.Shared(t)
 	db := pg.NewDatabase(t)
 	hz := hztest.StartMember(t, fmt.Sprintf("aviary-e2e-%s-%d", prefix, os.Getpid()))
@@ -259,10 +266,13 @@ log_level: info
 database: {url: %q}
 cluster: {hazelcast: [%q], hazelcast_cluster_name: %q, node_name: %s, listen: %q, secret: e2e-secret, heartbeat_interval: 500ms, node_ttl: 3s}
 c2s: {listen: %q, tls_listen: "off"}
-http: {listen: %q}
+http: {listen: %q, plain_secure: loopback}
 admin: {listen: %q, admins: [admin@localhost]}
 balance: {publish_interval: 500ms, drain_deadline: 30s, drain_notice: 1s}
 `, filepath.Join(dir, name), db, hz.Addr(), hz.ClusterName, name, a[3], p.c2s, p.http, p.admin)
+		if extraYAML != "" {
+			yaml = mergeYAMLSection(yaml, extraYAML)
+		}
 		if err := os.WriteFile(p.cfg, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -481,4 +491,24 @@ func waitFor(t *testing.T, total time.Duration, what string, fn func() bool) {
 		}
 		return fmt.Errorf("waiting for %s", what)
 	})
+}
+
+// mergeYAMLSection puts the keys of extra's one-line flow mappings
+// ("cluster: {crash_safety: false}") into the same sections of base.
+func mergeYAMLSection(base, extra string) string {
+	for _, line := range strings.Split(strings.TrimSpace(extra), "\n") {
+		key, val, ok := strings.Cut(line, ": {")
+		if !ok {
+			base += line + "\n"
+			continue
+		}
+		prefix := key + ": {"
+		i := strings.Index(base, prefix)
+		if i < 0 {
+			base += line + "\n"
+			continue
+		}
+		base = base[:i+len(prefix)] + strings.TrimSuffix(val, "}") + ", " + base[i+len(prefix):]
+	}
+	return base
 }

@@ -547,6 +547,65 @@ func TestOveractivity(t *testing.T) {
 	}
 }
 
+// TestPollAfterReorderedWrite: a client polling and writing on its two
+// requests at once may have its poll (rid n) arrive after its write (n+1);
+// its next poll (n+2) then follows a held write, not two empty requests,
+// and is no overactivity (XEP-0124 §11: the last two requests in rid
+// order). The session used to end with policy-violation: aviary-bench's
+// BOSH sessions did, about one in two under the ring.
+func TestPollAfterReorderedWrite(t *testing.T) {
+	f := newFakeStream()
+	opts := testOptions(f)
+	opts.Polling = 2 * time.Second
+	clk := &fakeClock{now: time.Unix(1e9, 0)}
+	opts.Now = clk.Now
+	m := NewManager(opts)
+	c, _ := connect(t, m, "wait='6000' hold='1'")
+	s := f.last()
+	write := c.async(c.rid+2, "", "<a xmlns='urn:t'/>")
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if s.pendingCount() != 1 {
+			return errors.New("the write is not buffered")
+		}
+		return nil
+	})
+	poll := c.async(c.rid+1, "", "")
+	if r := wait(t, poll); r.Attr("type") == "terminate" {
+		t.Fatalf("first poll got %s", r)
+	}
+	waitHeld(t, s, c.rid+2)
+	next := c.async(c.rid+3, "", "")
+	if r := wait(t, write); r.Attr("type") == "terminate" {
+		t.Fatalf("the write got %s, want it answered when the next poll came", r)
+	}
+	waitHeld(t, s, c.rid+3)
+	select {
+	case b := <-next:
+		t.Fatalf("the next poll was answered at once: %s", b)
+	default:
+	}
+}
+
+// TestTwoEmptyRequestsTooClose: with hold='1' and requests='2', a second
+// empty request while the first is still held, within the polling
+// interval, is overactivity (XEP-0124 §11).
+func TestTwoEmptyRequestsTooClose(t *testing.T) {
+	f := newFakeStream()
+	opts := testOptions(f)
+	opts.Polling = 2 * time.Second
+	clk := &fakeClock{now: time.Unix(1e9, 0)}
+	opts.Now = clk.Now
+	m := NewManager(opts)
+	c, _ := connect(t, m, "wait='6000' hold='1'")
+	s := f.last()
+	held := c.async(c.rid+1, "", "")
+	waitHeld(t, s, c.rid+1)
+	if r := c.postRID(c.rid+2, "", ""); r.Attr("condition") != CondPolicyViolation {
+		t.Fatalf("second empty request got %s, want policy-violation", r)
+	}
+	wait(t, held)
+}
+
 type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time

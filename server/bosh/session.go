@@ -24,6 +24,7 @@ type request struct {
 	pause     time.Duration // > 0: a pause request
 	terminate bool
 	report    bool // answer at once with report/time (XEP-0124 §9.2)
+	empty     bool // no payload, pause, terminate or restart
 }
 
 // cached is a response kept for a client that resends a request (XEP-0124
@@ -716,13 +717,17 @@ func (s *Session) admitLocked(body *wire.Element, rid int64, creation bool) (*re
 			return nil, nil, CondPolicyViolation
 		}
 		// Every slot taken by requests none of which is answered, the last
-		// two empty and too close together (§11).
-		if s.hold > 0 && outstanding == s.requests && tooSoon && s.lastWasEmpty && len(s.held) == outstanding-1 {
+		// two empty and too close together (§11). The last two in rid
+		// order: the newest held one and this one. A client that polls and
+		// writes on its two requests at once may have the poll before a
+		// write arrive after it; the write in between makes them no pair.
+		if s.hold > 0 && outstanding == s.requests && tooSoon && len(s.held) == outstanding-1 && s.held[len(s.held)-1].empty {
 			return nil, nil, CondPolicyViolation
 		}
 	}
 	s.lastReqAt = now
 	s.lastWasEmpty = empty
+	r.empty = empty
 	s.stopInactivityLocked()
 	s.pending[rid] = r
 	for {

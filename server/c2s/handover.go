@@ -28,7 +28,11 @@ import (
 // has them (kindRelease). Until then the holder keeps a copy: if the
 // release does not come (the new node failed on the way), it routes the
 // copies again (to offline storage, or to the session if it is back), so
-// a broken handover costs at most duplicates, never messages.
+// a broken handover costs at most duplicates, never messages. With crash
+// safety the holder's router keeps its copies of the messages until the
+// new node's client has them instead (Router.HandOver: the new session
+// holds receipts naming them), so a crash of either node after the
+// hand-over loses nothing either.
 
 const (
 	kindTakeover = "c2s.sm.takeover"
@@ -60,6 +64,7 @@ type Mover interface {
 	Detach(ctx context.Context, s router.Session) (router.HandoverState, bool)
 	Attach(ctx context.Context, s router.Session, st router.HandoverState) error
 	Resumed(ctx context.Context, s router.Session)
+	HandOver(node string, unsent []router.Unsent) []uint64
 }
 
 var _ Mover = (*router.Router)(nil)
@@ -75,6 +80,9 @@ type takeoverReply struct {
 	InH       uint32               `json:"in_h"`
 	ResumeFor time.Duration        `json:"resume_for"`
 	Stanzas   []string             `json:"stanzas,omitempty"`
+	// Receipts are, per stanza, the number under which the holder keeps
+	// a copy until the client has it (0: none); see Router.HandOver.
+	Receipts []uint64 `json:"receipts,omitempty"`
 }
 
 var (
@@ -134,12 +142,14 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 		}
 		return nil, errTakeoverNotFound
 	}
+	old.settleAcks()
 	old.mu.Lock()
 	if !old.detached {
 		old.mu.Unlock()
 		return nil, errTakeoverNotFound
 	}
-	if !old.ackLocked(req.H) {
+	ok, acked := old.ackLocked(req.H)
+	if !ok {
 		sent := old.outH
 		old.mu.Unlock()
 		return nil, errors.New(errTakeoverAhead + strconv.FormatUint(uint64(sent), 10))
@@ -152,8 +162,11 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 		old.resumeTimer.Stop()
 	}
 	unsent := old.unsentLocked()
-	inH, resumeFor := old.inH, old.resumeFor
+	// Only what is safe counts as handled (crash safety): the client
+	// sends the rest again on the new node.
+	inH, resumeFor := old.safeInHLocked(), old.resumeFor
 	old.mu.Unlock()
+	srv.d.Router.Release(acked)
 	srv.dropResumable(old)
 
 	st, ok := srv.d.Router.(Mover).Detach(ctx, old)
@@ -163,14 +176,17 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 		return nil, errTakeoverNotFound
 	}
 	reply := takeoverReply{State: st, InH: inH, ResumeFor: resumeFor, Stanzas: make([]string, 0, len(unsent))}
-	for _, el := range unsent {
-		reply.Stanzas = append(reply.Stanzas, el.String())
+	for _, u := range unsent {
+		reply.Stanzas = append(reply.Stanzas, u.El.String())
 	}
+	reply.Receipts = srv.d.Router.(Mover).HandOver(from, unsent)
 	b, err := json.Marshal(reply)
 	if err != nil {
 		return nil, err
 	}
-	srv.holdCopies(req.ID, old, unsent)
+	if reply.Receipts == nil {
+		srv.holdCopies(req.ID, old, unsent)
+	}
 	srv.fire(ctx, plugins.EventSessionClosed, st.JID, "moved to "+from)
 	if srv.d.Metrics != nil {
 		srv.d.Metrics.closes.WithLabelValues(ReasonResumed.String()).Inc()
@@ -179,37 +195,52 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 	return b, nil
 }
 
+// handedOver is what holdCopies keeps for one session handed over.
+type handedOver struct {
+	timer  *time.Timer
+	unsent []router.Unsent
+}
+
 // holdCopies keeps the stanzas handed over until the new node confirms
-// (kindRelease) and routes them again if it does not.
-func (srv *Server) holdCopies(id string, old *Session, els []*wire.Element) {
-	if len(els) == 0 {
+// (kindRelease) and routes them again if it does not. (With crash safety
+// the router keeps them instead, see Router.HandOver.)
+func (srv *Server) holdCopies(id string, old *Session, unsent []router.Unsent) {
+	if len(unsent) == 0 {
 		return
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.handedOver == nil {
-		srv.handedOver = map[string]*time.Timer{}
+		srv.handedOver = map[string]*handedOver{}
 	}
-	srv.handedOver[id] = time.AfterFunc(releaseWait, func() {
+	srv.handedOver[id] = &handedOver{unsent: unsent, timer: time.AfterFunc(releaseWait, func() {
 		srv.mu.Lock()
 		delete(srv.handedOver, id)
 		srv.mu.Unlock()
 		srv.d.Logger.Warn("c2s: no confirmation for a handed-over session; routing its stanzas again",
-			"jid", old.JID().String(), "stanzas", len(els))
+			"jid", old.JID().String(), "stanzas", len(unsent))
 		ctx, cancel := context.WithTimeout(context.Background(), srv.cfg().Database.Timeout+5*time.Second)
 		defer cancel()
-		srv.d.Router.Unbind(ctx, old, els)
-	})
+		srv.d.Router.Unbind(ctx, old, unsent)
+	})}
 }
 
 func (srv *Server) handleRelease(ctx context.Context, from string, payload []byte) ([]byte, error) {
 	id := string(payload)
 	srv.mu.Lock()
-	t := srv.handedOver[id]
+	h := srv.handedOver[id]
 	delete(srv.handedOver, id)
 	srv.mu.Unlock()
-	if t != nil {
-		t.Stop()
+	if h != nil && h.timer.Stop() {
+		// The new node has the stanzas (without receipts: an older
+		// version): the copies kept for them may go.
+		var rcs []*router.Receipt
+		for _, u := range h.unsent {
+			if u.Receipt != nil {
+				rcs = append(rcs, u.Receipt)
+			}
+		}
+		srv.d.Router.Release(rcs)
 	}
 	return nil, nil
 }
@@ -265,14 +296,18 @@ func (s *Session) resumeRemote(previd string, h uint32) (next *Session, stop, ha
 // over: bound with the same state, <resumed/>, then the stanzas the
 // client had not acknowledged, re-sent before anything new.
 func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h uint32, reply takeoverReply) (*Session, bool, bool) {
-	els := make([]*wire.Element, 0, len(reply.Stanzas))
-	for _, x := range reply.Stanzas {
+	els := make([]router.Unsent, 0, len(reply.Stanzas))
+	for i, x := range reply.Stanzas {
 		el, err := wire.Parse([]byte(x), wire.Limits{MaxStanzaBytes: 64 << 20})
 		if err != nil {
 			s.logger().Warn("c2s: bad stanza in a handed-over session", "err", err)
 			continue
 		}
-		els = append(els, el)
+		u := router.Unsent{El: el}
+		if i < len(reply.Receipts) && reply.Receipts[i] != 0 {
+			u.Receipt = router.RemoteReceipt(node, reply.Receipts[i])
+		}
+		els = append(els, u)
 	}
 	// The session is ours now whatever happens: if it cannot go on here,
 	// its stanzas are routed as a gone session's and the client is told.
@@ -307,8 +342,8 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.stopTimerLocked()
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", previd).SetAttr("h", strconv.FormatUint(uint64(reply.InH), 10))})
-	for _, el := range els {
-		s.enqueueItemLocked(outItem{kind: itemElement, el: el})
+	for _, u := range els {
+		s.enqueueItemLocked(outItem{kind: itemElement, el: u.El, rc: u.Receipt})
 	}
 	s.startIdleTimerLocked()
 	s.mu.Unlock()

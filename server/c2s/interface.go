@@ -24,9 +24,13 @@ type Router interface {
 	// Unbind removes a session that ended, re-routing what it never
 	// delivered: stanzas queued but not written, stanzas lost by a failed
 	// write, and with stream management everything the client did not
-	// acknowledge. It is called once per bound session, after its
-	// transport is closed (for a resumable session: when it expires).
-	Unbind(ctx context.Context, s router.Session, unsent []*wire.Element)
+	// acknowledge, each with the receipt it was queued with. It is called
+	// once per bound session, after its transport is closed (for a
+	// resumable session: when it expires).
+	Unbind(ctx context.Context, s router.Session, unsent []router.Unsent)
+	// Release lets go the copies crash safety keeps of stanzas the client
+	// now has (their receipts, router.Receipted).
+	Release(rcs []*router.Receipt)
 	// FromClient routes a stanza the session sent, 'from' already stamped.
 	FromClient(ctx context.Context, s router.Session, el *wire.Element)
 }

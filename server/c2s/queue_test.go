@@ -19,6 +19,7 @@ type fakeTransport struct {
 	mu       sync.Mutex
 	gate     sync.Mutex
 	written  int
+	els      []*wire.Element // everything written
 	closed   bool
 	closeErr *wire.Element
 	done     chan struct{}
@@ -43,8 +44,22 @@ func (f *fakeTransport) Write(els []*wire.Element) error {
 	defer f.gate.Unlock()
 	f.mu.Lock()
 	f.written += len(els)
+	f.els = append(f.els, els...)
 	f.mu.Unlock()
 	return nil
+}
+
+// writtenNamed returns the written elements named name.
+func (f *fakeTransport) writtenNamed(name string) []*wire.Element {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*wire.Element
+	for _, el := range f.els {
+		if el.Name == name {
+			out = append(out, el)
+		}
+	}
+	return out
 }
 func (f *fakeTransport) Close(streamErr *wire.Element) error {
 	f.mu.Lock()
@@ -61,8 +76,9 @@ type nopRouter struct{}
 func (nopRouter) Bind(ctx context.Context, s router.Session, u, r string) (wire.JID, error) {
 	return wire.NewJID(u, "localhost", r)
 }
-func (nopRouter) Unbind(ctx context.Context, s router.Session, unsent []*wire.Element) {}
+func (nopRouter) Unbind(ctx context.Context, s router.Session, unsent []router.Unsent) {}
 func (nopRouter) FromClient(ctx context.Context, s router.Session, el *wire.Element)   {}
+func (nopRouter) Release(rcs []*router.Receipt)                                        {}
 
 func testServer(maxPending int) *Server {
 	cfg := conf.Default()

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
@@ -62,7 +61,7 @@ type Server struct {
 	resumable map[string]*Session   // SM ID → session with resumption enabled
 	// handedOver: SM ID → timer routing again the stanzas of a session
 	// handed to another node, stopped when that node confirms.
-	handedOver map[string]*time.Timer
+	handedOver map[string]*handedOver
 }
 
 // NewServer returns a Server for the given dependencies.

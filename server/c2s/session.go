@@ -44,10 +44,18 @@ const (
 type outItem struct {
 	kind  itemKind
 	el    *wire.Element
+	rc    *router.Receipt // crash safety: released once the client has el
 	hdr   *StreamHeader
 	done  chan struct{}
 	pause bool
 	size  int
+}
+
+// sentEl is a stanza written to the client that it has not acknowledged
+// (stream management) or that a failed write lost, with its receipt.
+type sentEl struct {
+	el *wire.Element
+	rc *router.Receipt
 }
 
 // Session is one client session: a stream negotiated to a bound resource,
@@ -126,7 +134,7 @@ type Session struct {
 	tclosed    bool       // the transport is closed (or handed to another session)
 	wcond      *sync.Cond // on mu: signalled when writing or tclosed change
 	readerDone chan struct{}
-	failed     []*wire.Element // stanzas a failed write lost (without SM)
+	failed     []sentEl // stanzas a failed write lost (without SM)
 	authed     bool
 	bound      bool
 	timer      *time.Timer // auth timer, then the idle/ping timer
@@ -140,12 +148,19 @@ type Session struct {
 	resumeFor    time.Duration // how long a detached session waits
 	outH         uint32
 	ackedH       uint32
-	unacked      []*wire.Element
+	unacked      []sentEl
 	unackedBytes int
 	rOutstanding bool
 	detached     bool
 	takeover     bool
 	resumeTimer  *time.Timer
+	// ackHolds are the client's stanzas (by their inH number, oldest
+	// first) whose routing waits for a copy to reach a second node (crash
+	// safety, router.AckHolder); ackWait the numbers requested <r/>s
+	// were at, answered once nothing held is at or below them.
+	ackHolds    []*ackHold
+	ackWait     []uint32
+	acksSettled []chan struct{} // closed when ackHolds empties (settleAcks)
 
 	// Client state indication (XEP-0352), guarded by mu: while inactive,
 	// stanzas that can wait stay at the end of queue (held counts them)
@@ -160,7 +175,11 @@ type Session struct {
 	backlogReady []func()
 }
 
-var _ router.Session = (*Session)(nil)
+var (
+	_ router.Session   = (*Session)(nil)
+	_ router.Receipted = (*Session)(nil)
+	_ router.AckHolder = (*Session)(nil)
+)
 
 var clockBase = time.Now()
 
@@ -202,7 +221,13 @@ func (s *Session) ID() string { return s.id }
 // Send queues a stanza for the client without blocking. It returns false
 // when the session is closing; past the pending-bytes cap it closes the
 // session as a slow consumer and returns false.
-func (s *Session) Send(el *wire.Element) bool {
+func (s *Session) Send(el *wire.Element) bool { return s.SendReceipted(el, nil) }
+
+// SendReceipted is Send for a message the router keeps a copy of until
+// the client has it (router.Receipted): rc goes back to Router.Release
+// when the client acknowledges el, or, without stream management, once
+// it is written; with Unbind's unsent stanzas when the session ends first.
+func (s *Session) SendReceipted(el *wire.Element, rc *router.Receipt) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -213,7 +238,7 @@ func (s *Session) Send(el *wire.Element) bool {
 		s.closeLocked(ReasonSlowConsumer, "policy-violation", "too much data queued for a slow client")
 		return false
 	}
-	s.queue = append(s.queue, outItem{kind: itemElement, el: el, size: size})
+	s.queue = append(s.queue, outItem{kind: itemElement, el: el, rc: rc, size: size})
 	s.pending += size
 	if s.holdLocked(el) {
 		return true
@@ -394,7 +419,7 @@ func (s *Session) writeLoop(t Transport) {
 			batch, s.queue, s.spare = s.queue, s.spare, nil
 			s.pending, s.held = 0, 0
 		}
-		nStanzas := s.countLocked(batch)
+		nStanzas, written := s.countLocked(batch)
 		if nStanzas > 0 && s.smOn && !s.rOutstanding {
 			s.rOutstanding = true
 			batch = append(batch, outItem{kind: itemElement, el: wire.NewNS("r", wire.NSSM)})
@@ -425,7 +450,7 @@ func (s *Session) writeLoop(t Transport) {
 			if !s.smOn {
 				for _, it := range batch {
 					if it.kind == itemElement && it.el.IsStanza() {
-						s.failed = append(s.failed, it.el)
+						s.failed = append(s.failed, sentEl{it.el, it.rc})
 					}
 				}
 			}
@@ -434,6 +459,11 @@ func (s *Session) writeLoop(t Transport) {
 			s.logger().Debug("c2s: write failed", "err", err)
 			s.closeTransport(t, nil)
 			return
+		}
+		if len(written) > 0 {
+			// Written without stream management: as far as the client
+			// will ever confirm.
+			s.srv.d.Router.Release(written)
 		}
 		if closing {
 			s.closeTransport(t, closeErr)
@@ -459,8 +489,11 @@ func (s *Session) closeTransport(t Transport, streamErr *wire.Element) {
 }
 
 // countLocked counts outgoing stanzas for stream management and metrics.
-func (s *Session) countLocked(batch []outItem) int {
+// It returns the receipts of stanzas that stream management does not
+// count, to release once the batch is written.
+func (s *Session) countLocked(batch []outItem) (int, []*router.Receipt) {
 	n := 0
+	var written []*router.Receipt
 	for _, it := range batch {
 		switch it.kind {
 		case itemSMStart:
@@ -473,12 +506,14 @@ func (s *Session) countLocked(batch []outItem) int {
 			s.srv.d.Metrics.out(it.el.Name, 1)
 			if s.smOn {
 				s.outH++
-				s.unacked = append(s.unacked, it.el)
+				s.unacked = append(s.unacked, sentEl{it.el, it.rc})
 				s.unackedBytes += it.size
+			} else if it.rc != nil {
+				written = append(written, it.rc)
 			}
 		}
 	}
-	return n
+	return n, written
 }
 
 func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element) error {
@@ -579,15 +614,19 @@ func (s *Session) idleCheck() {
 }
 
 // unsentLocked collects what the session accepted but the client never
-// confirmed: unacked stanzas (with stream management), lost writes, and
-// the queue. Nonzas are dropped.
-func (s *Session) unsentLocked() []*wire.Element {
-	out := make([]*wire.Element, 0, len(s.unacked)+len(s.failed)+len(s.queue))
-	out = append(out, s.unacked...)
-	out = append(out, s.failed...)
+// confirmed, with the receipts: unacked stanzas (with stream management),
+// lost writes, and the queue. Nonzas are dropped.
+func (s *Session) unsentLocked() []router.Unsent {
+	out := make([]router.Unsent, 0, len(s.unacked)+len(s.failed)+len(s.queue))
+	for _, u := range s.unacked {
+		out = append(out, router.Unsent{El: u.el, Receipt: u.rc})
+	}
+	for _, u := range s.failed {
+		out = append(out, router.Unsent{El: u.el, Receipt: u.rc})
+	}
 	for _, it := range s.queue {
 		if it.kind == itemElement && it.el.IsStanza() {
-			out = append(out, it.el)
+			out = append(out, router.Unsent{El: it.el, Receipt: it.rc})
 		}
 	}
 	s.unacked, s.failed, s.queue = nil, nil, nil

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -35,7 +36,12 @@ func (s *Session) handleSM(el *wire.Element) bool {
 		return false
 	case "r":
 		if s.smEnabled {
-			s.enqueue(wire.NewNS("a", wire.NSSM).SetAttr("h", strconv.FormatUint(uint64(s.inH), 10)))
+			s.mu.Lock()
+			// Answered at once unless a stanza up to here is still held
+			// (crash safety): then once it is safe, in order.
+			s.ackWait = append(s.ackWait, s.inH)
+			s.answerAcksLocked()
+			s.mu.Unlock()
 		}
 		return false
 	case "a":
@@ -45,10 +51,11 @@ func (s *Session) handleSM(el *wire.Element) bool {
 			return true
 		}
 		s.mu.Lock()
-		ok := s.ackLocked(uint32(h))
+		ok, acked := s.ackLocked(uint32(h))
 		sent := s.outH
 		ready := s.backlogReadyLocked()
 		s.mu.Unlock()
+		s.srv.d.Router.Release(acked)
 		runAll(ready)
 		if !ok {
 			s.closeWith(ReasonProtocol, "undefined-condition", "handled count "+strconv.FormatUint(h, 10)+" is more than the "+strconv.FormatUint(uint64(sent), 10)+" stanzas sent")
@@ -121,16 +128,21 @@ func (s *Session) awaitDetached(ctx context.Context) error {
 	}
 }
 
-// ackLocked drops the stanzas the client acknowledged with h; false when h
+// ackLocked drops the stanzas the client acknowledged with h and returns
+// their receipts (for Router.Release, after unlocking); false when h
 // acknowledges more than was sent.
-func (s *Session) ackLocked(h uint32) bool {
+func (s *Session) ackLocked(h uint32) (bool, []*router.Receipt) {
 	n := h - s.ackedH // modulo 2^32, as XEP-0198 §4 requires
 	if int64(n) > int64(len(s.unacked)) {
-		return false
+		return false, nil
 	}
+	var rcs []*router.Receipt
 	for i := uint32(0); i < n; i++ {
-		s.unackedBytes -= approxSize(s.unacked[i])
-		s.unacked[i] = nil
+		s.unackedBytes -= approxSize(s.unacked[i].el)
+		if rc := s.unacked[i].rc; rc != nil {
+			rcs = append(rcs, rc)
+		}
+		s.unacked[i] = sentEl{}
 	}
 	s.unacked = s.unacked[n:]
 	if len(s.unacked) == 0 {
@@ -139,7 +151,110 @@ func (s *Session) ackLocked(h uint32) bool {
 	}
 	s.ackedH = h
 	s.rOutstanding = false
-	return true
+	return true, rcs
+}
+
+// ackHold is one client stanza whose acknowledgement waits until its
+// routing has put a copy on a second node (crash safety).
+type ackHold struct {
+	h uint32 // the stanza's number (inH)
+	n int    // copies still on their way; guarded by Session.mu
+}
+
+// HoldAck holds the acknowledgement of the stanza the reader is routing
+// (router.AckHolder): <r/> is answered with an h below it until the
+// returned function has run, once per call. Without stream management
+// nothing is acknowledged, so nothing is held (nil).
+func (s *Session) HoldAck() func() {
+	if !s.smEnabled {
+		return nil
+	}
+	h := s.inH // the reader's own field: HoldAck runs inside FromClient
+	s.mu.Lock()
+	var e *ackHold
+	if n := len(s.ackHolds); n > 0 && s.ackHolds[n-1].h == h {
+		e = s.ackHolds[n-1]
+	} else {
+		e = &ackHold{h: h}
+		s.ackHolds = append(s.ackHolds, e)
+	}
+	e.n++
+	s.mu.Unlock()
+	return func() { s.releaseAck(e) }
+}
+
+func (s *Session) releaseAck(e *ackHold) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.n--; e.n > 0 {
+		return
+	}
+	i := 0
+	for i < len(s.ackHolds) && s.ackHolds[i].n == 0 {
+		i++
+	}
+	clear(s.ackHolds[:i])
+	s.ackHolds = s.ackHolds[i:]
+	if len(s.ackHolds) == 0 {
+		s.ackHolds = nil
+		for _, ch := range s.acksSettled {
+			close(ch)
+		}
+		s.acksSettled = nil
+	}
+	s.answerAcksLocked()
+}
+
+// answerAcksLocked answers, in order, the <r/>s whose stanzas are all
+// safe: each with the count it was asked at.
+func (s *Session) answerAcksLocked() {
+	for len(s.ackWait) > 0 && (len(s.ackHolds) == 0 || before(s.ackWait[0], s.ackHolds[0].h)) {
+		h := s.ackWait[0]
+		s.ackWait = s.ackWait[1:]
+		s.enqueueItemLocked(outItem{kind: itemElement, el: wire.NewNS("a", wire.NSSM).SetAttr("h", strconv.FormatUint(uint64(h), 10))})
+	}
+	if len(s.ackWait) == 0 {
+		s.ackWait = nil
+	}
+}
+
+// before compares stanza counts modulo 2^32.
+func before(a, b uint32) bool { return int32(a-b) < 0 }
+
+// settleAcks waits (at most ackSettleWait) until no acknowledgement is
+// held, so that the count a resumption reports (<resumed h/>, or to the
+// node taking the session over) covers only stanzas already safe. The
+// caller then reads safeInHLocked.
+func (s *Session) settleAcks() {
+	s.mu.Lock()
+	if len(s.ackHolds) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	s.acksSettled = append(s.acksSettled, ch)
+	s.mu.Unlock()
+	t := time.NewTimer(ackSettleWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+}
+
+// ackSettleWait bounds settleAcks: holds clear in a link round trip,
+// unless a node just died (then the client resends what is not yet
+// safe, at worst a duplicate).
+const ackSettleWait = 3 * time.Second
+
+// safeInHLocked is the count of the client's stanzas that are safe: inH,
+// or just below the oldest one still held. Only while the reader does not
+// run (a detached session), since inH is the reader's.
+func (s *Session) safeInHLocked() uint32 {
+	if len(s.ackHolds) > 0 {
+		return s.ackHolds[0].h - 1
+	}
+	return s.inH
 }
 
 // resume moves this (new, authenticated) stream's transport to the
@@ -175,6 +290,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 		}
 		return fail(smFailed(wire.ErrItemNotFound, -1))
 	}
+	old.settleAcks()
 	var features *wire.Element
 	if inline != nil {
 		features = old.features() // before old.mu: features takes it
@@ -185,11 +301,13 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 		old.mu.Unlock()
 		return fail(smFailed(wire.ErrItemNotFound, -1))
 	}
-	if !old.ackLocked(h) {
+	ok, acked := old.ackLocked(h)
+	if !ok {
 		sent := int64(old.outH)
 		old.mu.Unlock()
 		return fail(smFailed(wire.ErrUnexpectedRequest, sent))
 	}
+	defer s.srv.d.Router.Release(acked)
 	if old.resumeTimer != nil {
 		old.resumeTimer.Stop()
 	}
@@ -206,6 +324,9 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 
 	// Unacknowledged stanzas go first, then what was queued while detached.
 	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+2)
+	// Acknowledged by <resumed/> as by <a/>: only what is safe.
+	old.inH = old.safeInHLocked()
+	old.ackHolds, old.ackWait = nil, nil
 	resumed := wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", old.smID).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))
 	if inline != nil {
@@ -217,8 +338,8 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	lead := len(requeue) // what goes before the stanzas sent again
 	pending := 0
 	for _, u := range old.unacked {
-		sz := approxSize(u)
-		requeue = append(requeue, outItem{kind: itemElement, el: u, size: sz})
+		sz := approxSize(u.el)
+		requeue = append(requeue, outItem{kind: itemElement, el: u.el, rc: u.rc, size: sz})
 		pending += sz
 	}
 	for _, it := range old.queue {

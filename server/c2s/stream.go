@@ -9,6 +9,7 @@ import (
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/auth"
+	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -120,9 +121,9 @@ func (s *Session) finish() CloseReason {
 		}
 		if len(extra) > 0 {
 			again := make([]outItem, 0, len(extra)+len(s.queue))
-			for _, el := range extra {
-				sz := approxSize(el)
-				again = append(again, outItem{kind: itemElement, el: el, size: sz})
+			for _, u := range extra {
+				sz := approxSize(u.El)
+				again = append(again, outItem{kind: itemElement, el: u.El, size: sz})
 				s.pending += sz
 			}
 			s.queue = append(again, s.queue...)
@@ -167,7 +168,7 @@ func (s *Session) finish() CloseReason {
 // (UndeliveredReporter) for the stanzas its client is not known to have,
 // leaving out those the session already holds as unacknowledged or failed
 // (the same elements: stream management counts what the transport took).
-func (s *Session) transportUnsent(t Transport) []*wire.Element {
+func (s *Session) transportUnsent(t Transport) []router.Unsent {
 	r, ok := t.(UndeliveredReporter)
 	if !ok {
 		return nil
@@ -178,20 +179,21 @@ func (s *Session) transportUnsent(t Transport) []*wire.Element {
 	}
 	s.mu.Lock()
 	held := make(map[*wire.Element]bool, len(s.unacked)+len(s.failed))
-	for _, el := range s.unacked {
-		held[el] = true
+	for _, u := range s.unacked {
+		held[u.el] = true
 	}
-	for _, el := range s.failed {
-		held[el] = true
+	for _, u := range s.failed {
+		held[u.el] = true
 	}
 	for _, it := range s.queue {
 		held[it.el] = true
 	}
 	s.mu.Unlock()
-	out := els[:0]
+	var out []router.Unsent
 	for _, el := range els {
 		if !held[el] {
-			out = append(out, el)
+			// Its receipt, if any, went when it was written.
+			out = append(out, router.Unsent{El: el})
 		}
 	}
 	return out

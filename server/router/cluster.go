@@ -52,7 +52,12 @@ func (r *Router) registerCluster() {
 // to its node (the node died with it in flight): stored offline or
 // bounced, never dropped.
 func (r *Router) undelivered(node, kind string, payload []byte) {
-	if kind != KindStanza {
+	switch kind {
+	case KindDone, KindDrop:
+		r.custody.noticeFailed(node, kind, payload, cluster.ErrNodeGone)
+		return
+	case KindStanza:
+	default:
 		return
 	}
 	full, el, err := r.parseStanzaMessage(payload)

@@ -23,6 +23,21 @@ type fakeNet struct {
 	nodes  map[string]*fakeNode
 	routes map[string]cluster.Route // full JID → route
 	sends  int
+	// deferReports keeps SendNotify's reports (the link's acknowledgement)
+	// until reports is called, instead of giving them at once.
+	deferReports bool
+	pending      []func()
+}
+
+// reports gives the SendNotify reports deferReports kept.
+func (n *fakeNet) reports() {
+	n.mu.Lock()
+	p := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	for _, f := range p {
+		f()
+	}
 }
 
 type fakeNode struct {
@@ -31,6 +46,7 @@ type fakeNode struct {
 
 	// guarded by net.mu
 	handlers    map[string]cluster.HandlerFunc
+	member      cluster.Member
 	down        bool
 	senior      bool
 	onDown      []func(string, []cluster.Route)
@@ -44,12 +60,15 @@ func (c *fakeNode) OnUndelivered(fn func(node, kind string, payload []byte)) {
 	c.net.mu.Unlock()
 }
 
-var _ cluster.Cluster = (*fakeNode)(nil)
+var (
+	_ cluster.Cluster  = (*fakeNode)(nil)
+	_ cluster.Notifier = (*fakeNode)(nil)
+)
 
 func newFakeNet(names ...string) *fakeNet {
 	n := &fakeNet{nodes: map[string]*fakeNode{}, routes: map[string]cluster.Route{}}
 	for i, name := range names {
-		n.nodes[name] = &fakeNode{net: n, name: name, handlers: map[string]cluster.HandlerFunc{}, senior: i == 0}
+		n.nodes[name] = &fakeNode{net: n, name: name, handlers: map[string]cluster.HandlerFunc{}, senior: i == 0, member: cluster.Member{Name: name}}
 	}
 	return n
 }
@@ -147,13 +166,45 @@ func (c *fakeNode) Handle(kind string, h cluster.HandlerFunc) {
 	c.net.mu.Unlock()
 }
 
-func (c *fakeNode) Members(ctx context.Context) ([]cluster.Member, error) { return nil, nil }
+// SendNotify runs the handler like Send and reports at once (or when
+// fakeNet.reports runs, with deferReports).
+func (c *fakeNode) SendNotify(ctx context.Context, node, kind string, payload []byte, done func(bool)) error {
+	if _, err := c.Call(ctx, node, kind, payload); err != nil {
+		return err
+	}
+	c.net.mu.Lock()
+	if c.net.deferReports {
+		c.net.pending = append(c.net.pending, func() { done(true) })
+		c.net.mu.Unlock()
+		return nil
+	}
+	c.net.mu.Unlock()
+	done(true)
+	return nil
+}
+
+// Members lists the live nodes with what they published (UpdateSelf).
+func (c *fakeNode) Members(ctx context.Context) ([]cluster.Member, error) {
+	c.net.mu.Lock()
+	defer c.net.mu.Unlock()
+	var out []cluster.Member
+	for _, n := range c.net.nodes {
+		if !n.down {
+			out = append(out, n.member)
+		}
+	}
+	return out, nil
+}
 func (c *fakeNode) Senior() bool {
 	c.net.mu.Lock()
 	defer c.net.mu.Unlock()
 	return c.senior
 }
-func (c *fakeNode) UpdateSelf(fn func(m *cluster.Member)) {}
+func (c *fakeNode) UpdateSelf(fn func(m *cluster.Member)) {
+	c.net.mu.Lock()
+	fn(&c.member)
+	c.net.mu.Unlock()
+}
 func (c *fakeNode) OnNodeDown(fn func(node string, routes []cluster.Route)) {
 	c.net.mu.Lock()
 	c.onDown = append(c.onDown, fn)
@@ -204,7 +255,11 @@ func TestClusterMessages(t *testing.T) {
 	wantSigs(t, "bob", bob.take(), "iq get alice@example.com/a→bob@example.com/b")
 	e2.send(bob, `<iq type='result' id='q' to='alice@example.com/a'/>`)
 	wantSigs(t, "alice", alice.take(), "iq result bob@example.com/b→alice@example.com/a")
-	if net.sends == 0 {
+	// Custody's notices leave on a timer of their own: read under the lock.
+	net.mu.Lock()
+	sends := net.sends
+	net.mu.Unlock()
+	if sends == 0 {
 		t.Fatal("nothing crossed the cluster link")
 	}
 }

@@ -26,6 +26,7 @@
 //	backlog.go       the offline queue and waiting subscription requests handed to a session as its client reads (Paced)
 //	carbons.go       XEP-0280 sent/received copies
 //	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
+//	custody.go       crash safety: copies kept on a second node until the recipient's client has them, rerouted when a node dies (CRASHSAFETY.md)
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //
@@ -62,6 +63,13 @@
 // A stanza whose node is gone (Send fails, or the cluster reports it
 // undelivered) falls back as if its session had just ended: messages go to
 // offline storage, IQ requests get service-unavailable, presence is dropped.
+// With crash safety (cluster.crash_safety, the default) protected messages
+// travel as KindHeld instead, and the sending node keeps a copy until the
+// receiving node reports that the client acknowledged it; a message
+// between two sessions of one node is deposited with a buddy node. A
+// client's acknowledgement waits until its message is on two nodes, and
+// when a node dies the survivors route their copies again. The design, the
+// options weighed and the limits are in CRASHSAFETY.md.
 //
 // Choices where the RFCs leave room:
 //   - A chat or normal message to a bare JID goes to every available

@@ -100,3 +100,15 @@ func (r *Router) Resumed(ctx context.Context, s Session) {
 	r.flushOffline(ctx, bare)
 	r.recheckOffline(ctx, bare)
 }
+
+// HandOver is called by a node handing a session over to node (a
+// cross-node resumption) with what the session had not delivered: this
+// node keeps a copy of each protected message until node reports that
+// its client has it (or node dies, then it routes the copy again), and
+// releases the message's old receipt then. It returns the numbers the
+// new node's receipts carry (RemoteReceipt(this node, n); 0 for none), or
+// nil when node does not take receipts (crash safety off, or an older
+// version): then the old receipts are left to the caller.
+func (r *Router) HandOver(node string, unsent []Unsent) []uint64 {
+	return r.custody.handOver(node, unsent)
+}

@@ -331,3 +331,12 @@ func (p *fakePlugin) Intercept(ctx context.Context, pt plugins.Point, st *plugin
 func userRecord(name string) storage.User {
 	return storage.User{Username: name, CreatedAt: time.Now()}
 }
+
+// unsentOf wraps stanzas without receipts for Unbind.
+func unsentOf(els []*wire.Element) []Unsent {
+	out := make([]Unsent, len(els))
+	for i, el := range els {
+		out[i] = Unsent{El: el}
+	}
+	return out
+}

@@ -39,3 +39,26 @@ type Paced interface {
 type Federation interface {
 	Send(ctx context.Context, el *wire.Element)
 }
+
+// AckHolder is implemented by sessions whose client counts on the
+// server's acknowledgements (XEP-0198 stream management; c2s.Session
+// whenever it is enabled). With crash safety on, the router calls HoldAck
+// while it routes a message the session sent (inside FromClient, on the
+// session's reader) for each copy that still has to reach a second node,
+// and calls the returned function once it has: the session acknowledges
+// that stanza, and every later one, only then. A nil function means the
+// session acknowledges nothing (stream management is off) and need not
+// wait. The function must not block and may be called from any goroutine.
+type AckHolder interface {
+	HoldAck() func()
+}
+
+// Receipted is implemented by sessions that tell the router when their
+// client has a stanza (c2s.Session): SendReceipted queues el like Send and
+// keeps rc with it until the client acknowledged it (XEP-0198), or, without
+// stream management, until it was written; then the session passes rc to
+// Router.Release. A session that ends hands the receipts of what it never
+// delivered back with Unbind's unsent stanzas.
+type Receipted interface {
+	SendReceipted(el *wire.Element, rc *Receipt) bool
+}

@@ -250,7 +250,7 @@ func TestUnbindReroutesUnsent(t *testing.T) {
 		mustParse(t, `<iq from='juliet@example.com' to='juliet@example.com/balcony' type='set' id='push'><query xmlns='jabber:iq:roster'/></iq>`),
 		mustParse(t, `<iq from='romeo@example.com/o' to='juliet@example.com/balcony' type='get' id='q'><ping xmlns='urn:xmpp:ping'/></iq>`),
 	}
-	e.r.Unbind(context.Background(), s, pending)
+	e.r.Unbind(context.Background(), s, unsentOf(pending))
 	msgs, err := e.store.TakeOffline(context.Background(), "juliet@example.com")
 	if err != nil || len(msgs) != 2 {
 		t.Fatalf("offline %d (%v), want the two messages (not the carbon)", len(msgs), err)

@@ -25,6 +25,16 @@ const (
 	// RFC 6121 says to ignore it, or it was an error that cannot be
 	// answered).
 	MetricOutcomes = "aviary_router_stanzas_total"
+	// MetricCustodyCopies is a gauge of the protected messages crash
+	// safety keeps (kind=kept: this node's copies until the recipient's
+	// client has them; kind=deposited: copies other nodes deposited here).
+	MetricCustodyCopies = "aviary_router_custody_copies"
+	// MetricCustodyRerouted counts kept copies routed again after the node
+	// holding the message died or its link failed.
+	MetricCustodyRerouted = "aviary_router_custody_rerouted_total"
+	// MetricCustodyUnprotected counts protected messages delivered to a
+	// local session while no other node could take a copy.
+	MetricCustodyUnprotected = "aviary_router_custody_unprotected_total"
 )
 
 // metrics holds the router's collectors with every label resolved at

@@ -49,6 +49,7 @@ type Router struct {
 	plugins *plugins.Manager
 	fed     Federation
 	m       *metrics
+	custody *custody // crash safety (custody.go)
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // full JID → local session record
@@ -86,6 +87,8 @@ func New(o Options) *Router {
 		r.node = r.cluster.NodeName()
 		r.registerCluster()
 	}
+	r.custody = newCustody(r)
+	r.custody.registerMetrics(o.Registry)
 	return r
 }
 
@@ -118,6 +121,14 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 	case "presence":
 		r.clientPresence(ctx, from, el)
 	case "message":
+		if ah, ok := s.(AckHolder); ok && r.custody.on {
+			// Copies that must reach a second node hold the session's
+			// acknowledgement of this message (custody.go).
+			hs := &holdSrc{s: ah}
+			r.clientMessage(context.WithValue(ctx, holdKey{}, hs), from, el)
+			hs.h.release()
+			return
+		}
 		r.clientMessage(ctx, from, el)
 	case "iq":
 		r.clientIQ(ctx, from, el)

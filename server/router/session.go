@@ -143,8 +143,9 @@ func (r *Router) findBound(ctx context.Context, full string) (*session, *cluster
 // the user's last resource, last activity is recorded. unsent holds stanzas
 // the session had queued but not delivered; they are routed again
 // (messages end with another resource or in offline storage), so nothing
-// accepted is lost.
-func (r *Router) Unbind(ctx context.Context, s Session, unsent []*wire.Element) {
+// accepted is lost. A stanza's receipt is released once the new route
+// has made it safe.
+func (r *Router) Unbind(ctx context.Context, s Session, unsent []Unsent) {
 	ctx = context.WithoutCancel(ctx)
 	full := s.JID().String()
 	r.mu.RLock()
@@ -157,8 +158,23 @@ func (r *Router) Unbind(ctx context.Context, s Session, unsent []*wire.Element) 
 		r.logout(ctx, rec, nil)
 	}
 	bare := cluster.BareJID(full)
-	for _, el := range unsent {
-		r.reroute(ctx, el, bare)
+	for _, u := range unsent {
+		if u.Receipt == nil {
+			r.reroute(ctx, u.El, bare)
+			continue
+		}
+		rc := u.Receipt
+		h := newHold(func() { r.custody.release(rc) })
+		r.reroute(withHold(ctx, h), u.El, bare)
+		h.release()
+	}
+}
+
+// Release lets the copies go that the receipts name: their sessions'
+// clients have the messages (Receipted).
+func (r *Router) Release(rcs []*Receipt) {
+	for _, rc := range rcs {
+		r.custody.release(rc)
 	}
 }
 
@@ -328,6 +344,13 @@ func (r *Router) deliver(ctx context.Context, rt *cluster.Route, el *wire.Elemen
 	if r.isLocal(rt) {
 		return r.deliverLocal(ctx, rt.JID, el)
 	}
+	if r.custody.protects(el) && r.custody.capable(rt.Node) {
+		if !r.custody.forward(ctx, rt.Node, rt.JID, el) {
+			return false
+		}
+		r.m.sentNode.Inc()
+		return true
+	}
 	if err := r.sendStanza(ctx, rt.Node, rt.JID, el); err != nil {
 		r.log.Debug("router: delivery to node failed", "node", rt.Node, "to", rt.JID, "err", err)
 		return false
@@ -341,6 +364,16 @@ func (r *Router) deliver(ctx context.Context, rt *cluster.Route, el *wire.Elemen
 // the resource. It reports false when no such session is bound or it
 // refused the stanza.
 func (r *Router) deliverLocal(ctx context.Context, full string, el *wire.Element) bool {
+	return r.deliverTo(ctx, full, el, nil)
+}
+
+// deliverTo is deliverLocal for a stanza that may come with a receipt (a
+// protected message another node keeps a copy of). Without one, a
+// protected message gets a local copy deposited with a buddy node. The
+// session keeps the receipt until its client has the stanza; when the
+// session cannot report that, the receipt is released once it is queued.
+// On false the caller falls back and releases rc.
+func (r *Router) deliverTo(ctx context.Context, full string, el *wire.Element, rc *Receipt) bool {
 	r.mu.RLock()
 	s := r.sessions[full]
 	r.mu.RUnlock()
@@ -356,12 +389,28 @@ func (r *Router) deliverLocal(ctx context.Context, full string, el *wire.Element
 		// interceptors (which may change or replace it) a private top level.
 		el = privateCopy(el)
 		if !r.intercept(ctx, plugins.PointDeliver, el, full, false) {
+			r.custody.release(rc)
 			return true // a plugin dropped or took it
+		}
+	}
+	if rs, ok := s.s.(Receipted); ok && (rc != nil || r.custody.protects(el)) {
+		var k *kept
+		if rc == nil {
+			rc, k = r.custody.keepLocal(ctx, full, el)
+		}
+		if rc != nil {
+			if !rs.SendReceipted(el, rc) {
+				r.custody.unkeep(k)
+				return false
+			}
+			r.m.deliveredLocal.Inc()
+			return true
 		}
 	}
 	if !s.s.Send(el) {
 		return false
 	}
+	r.custody.release(rc)
 	r.m.deliveredLocal.Inc()
 	return true
 }

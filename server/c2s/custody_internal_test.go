@@ -1,0 +1,161 @@
+package c2s
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/wire"
+)
+
+// custodyRouter holds the acknowledgement of every stanza it routes until
+// release, and records released receipts.
+type custodyRouter struct {
+	nopRouter
+	mu       sync.Mutex
+	holds    []func()
+	released []*router.Receipt
+}
+
+func (r *custodyRouter) FromClient(ctx context.Context, s router.Session, el *wire.Element) {
+	if done := s.(router.AckHolder).HoldAck(); done != nil {
+		r.mu.Lock()
+		r.holds = append(r.holds, done)
+		r.mu.Unlock()
+	}
+}
+
+func (r *custodyRouter) Release(rcs []*router.Receipt) {
+	r.mu.Lock()
+	r.released = append(r.released, rcs...)
+	r.mu.Unlock()
+}
+
+// release runs the first n holds.
+func (r *custodyRouter) release(n int) {
+	r.mu.Lock()
+	hs := r.holds[:n]
+	r.holds = r.holds[n:]
+	r.mu.Unlock()
+	for _, h := range hs {
+		h()
+	}
+}
+
+func (r *custodyRouter) releasedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.released)
+}
+
+func custodySession(t *testing.T) (*Session, *fakeTransport, *custodyRouter) {
+	t.Helper()
+	cr := &custodyRouter{}
+	srv := NewServer(Deps{Config: conf.Default(), Router: cr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ft := newFakeTransport()
+	s := srv.newSession(context.Background(), ft)
+	j := wire.JIDOf("alice@localhost/r")
+	s.full.Store(&j)
+	t.Cleanup(func() { s.closeWith(ReasonShutdown, "", "") })
+	return s, ft, cr
+}
+
+func waitAcks(t *testing.T, ft *fakeTransport, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var got []string
+		for _, a := range ft.writtenNamed("a") {
+			got = append(got, a.Attr("h"))
+		}
+		if fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("acknowledgements written: h=%v, want %v", got, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestAckHeldUntilSafe: <r/> is answered only once every stanza it
+// covers is safe (the router released its hold), each request in order
+// with the count it was asked at.
+func TestAckHeldUntilSafe(t *testing.T) {
+	s, ft, cr := custodySession(t)
+	s.smEnabled = true
+	msg := func() *wire.Element {
+		return wire.New("message", "to", "bob@localhost", "type", "chat").Append(wire.New("body").SetText("x"))
+	}
+	s.inbound(msg())
+	s.inbound(msg())
+	s.handleSM(wire.NewNS("r", wire.NSSM))
+	s.inbound(msg())
+	s.handleSM(wire.NewNS("r", wire.NSSM))
+	waitAcks(t, ft) // nothing yet
+	cr.release(1)
+	waitAcks(t, ft) // stanza 2 still held
+	cr.release(1)
+	waitAcks(t, ft, "2")
+	cr.release(1)
+	waitAcks(t, ft, "2", "3")
+	s.handleSM(wire.NewNS("r", wire.NSSM))
+	waitAcks(t, ft, "2", "3", "3")
+}
+
+// TestReceiptsReleased: a receipt goes back to the router when the client
+// acknowledges its stanza, or without stream management once written.
+func TestReceiptsReleased(t *testing.T) {
+	msg := wire.New("message", "to", "alice@localhost/r", "type", "chat").Append(wire.New("body").SetText("x"))
+
+	s, ft, cr := custodySession(t)
+	if !s.SendReceipted(msg, router.RemoteReceipt("node2", 1)) {
+		t.Fatal("refused")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for cr.releasedCount() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("receipt of a written stanza (no stream management) not released")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	s, ft, cr = custodySession(t)
+	s.enableSM(wire.NewNS("enable", wire.NSSM), nil, nil)
+	if !s.SendReceipted(msg, router.RemoteReceipt("node2", 2)) {
+		t.Fatal("refused")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for len(ft.writtenNamed("message")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("not written")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := cr.releasedCount(); n != 0 {
+		t.Fatalf("%d receipts released before the client acknowledged", n)
+	}
+	s.handleSM(wire.NewNS("a", wire.NSSM).SetAttr("h", "1"))
+	if n := cr.releasedCount(); n != 1 {
+		t.Fatalf("%d receipts released after <a h='1'/>, want 1", n)
+	}
+	// What is not acknowledged goes back to Unbind with its receipt.
+	s.SendReceipted(msg, router.RemoteReceipt("node2", 3))
+	s.mu.Lock()
+	for len(s.queue) > 0 || s.writing {
+		s.mu.Unlock()
+		time.Sleep(time.Millisecond)
+		s.mu.Lock()
+	}
+	unsent := s.unsentLocked()
+	s.mu.Unlock()
+	if len(unsent) != 1 || unsent[0].Receipt == nil || unsent[0].Receipt.Seq() != 3 {
+		t.Fatalf("unsent = %+v, want the unacknowledged message with its receipt", unsent)
+	}
+}
