@@ -19,6 +19,12 @@ have prosody || need_apt+=(prosody)
 have ejabberdctl || [ -x /usr/sbin/ejabberdctl ] || need_apt+=(ejabberd)
 have chromium || need_apt+=(chromium)
 have openssl || need_apt+=(openssl)
+# XEP-0215 (plugins/extdisco): a TURN server that takes the TURN REST API
+# credentials the server hands out. XEP-0114 (server/component): the IRC
+# gateway biboumi as a component, and an IRC server for it to reach.
+have turnserver && have turnutils_uclient || need_apt+=(coturn)
+have biboumi || need_apt+=(biboumi)
+have ngircd || [ -x /usr/sbin/ngircd ] || need_apt+=(ngircd)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing Debian packages: ${need_apt[*]}"
@@ -31,7 +37,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >&2
   rm -f /usr/sbin/policy-rc.d
   # Debian's postinst may have started daemons anyway; tests use their own.
-  for svc in prosody ejabberd postgresql; do
+  for svc in prosody ejabberd postgresql coturn biboumi ngircd; do
     service "$svc" stop >/dev/null 2>&1 || true
   done
   pkill -x prosody 2>/dev/null || true

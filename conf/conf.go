@@ -39,8 +39,15 @@ type Config struct {
 	Plugins  PluginsConfig  `yaml:"plugins"`
 	MAM      MAMConfig      `yaml:"mam"`
 	MUC      MUCConfig      `yaml:"muc"`
-	Balance  BalanceConfig  `yaml:"balance"`
-	Runtime  RuntimeConfig  `yaml:"runtime"`
+	// ExternalServices are the STUN and TURN servers clients are told
+	// about (XEP-0215).
+	ExternalServices ExternalServicesConfig `yaml:"external_services"`
+	// Components are external components (XEP-0114).
+	Components ComponentsConfig `yaml:"components"`
+	// Upload is HTTP file upload (XEP-0363).
+	Upload  UploadConfig  `yaml:"upload"`
+	Balance BalanceConfig `yaml:"balance"`
+	Runtime RuntimeConfig `yaml:"runtime"`
 	// ServerInfo holds the XEP-0157 contact addresses.
 	ServerInfo ServerInfoConfig `yaml:"server_info"`
 }
@@ -565,6 +572,90 @@ func (c *Config) MUCDomain() string {
 
 // On reports whether the group chat service runs.
 func (m MUCConfig) On() bool { return m.Enabled == nil || *m.Enabled }
+
+// ExternalServicesConfig lists the STUN and TURN servers that clients
+// discover with XEP-0215 (plugin xep0215.extdisco) to set up audio and
+// video calls behind NAT. TURN credentials are derived from a secret
+// shared with the TURN server, the "TURN REST API" scheme of coturn's
+// use-auth-secret/static-auth-secret and eturnal's secret: the username
+// is "<expiry in Unix seconds>:<the user's bare JID>" and the password
+// base64(HMAC-SHA1(secret, username)), so the TURN server checks them
+// without asking Aviary. Every node must have the same list and secret.
+type ExternalServicesConfig struct {
+	// Secret is the shared secret for TURN credentials (coturn's
+	// static-auth-secret). Default "": TURN services get only the static
+	// username and password they name.
+	Secret string `yaml:"secret"`
+	// CredentialTTL is how long TURN credentials derived from Secret stay
+	// valid; clients ask again when they expire. At least 1m. Default 24h.
+	CredentialTTL time.Duration `yaml:"credential_ttl"`
+	// Services are the servers listed, each with: type (stun, stuns,
+	// turn or turns), host (name or address), port (default 3478 for
+	// stun and turn, 5349 for stuns and turns), transport (udp or tcp;
+	// default udp for stun and turn, tcp for stuns and turns), name (a
+	// label for people, optional) and, for a TURN server that does not
+	// take Secret's credentials, a static username and password. A TURN
+	// service needs Secret or a username. Default none (XEP-0215 is not
+	// advertised).
+	Services []ExternalService `yaml:"services"`
+}
+
+// ComponentsConfig is the listener external components connect to
+// (XEP-0114, plugin xep0114.component): gateways and bridges such as
+// biboumi (IRC) that serve a subdomain of the domain. A component may
+// connect to any node of the cluster, or to several at once; its domain
+// is reached from every node and over s2s.
+type ComponentsConfig struct {
+	// Listen is the address components connect to. The protocol has no
+	// TLS: bind it to loopback or a private network. Default "" (off).
+	Listen string `yaml:"listen"`
+	// Secrets maps each component's domain, a subdomain of domain (such
+	// as irc.example.org), to the secret it authenticates with. Every
+	// node needs the same map. Default none.
+	Secrets map[string]string `yaml:"secrets"`
+	// HandshakeTimeout is how long a new connection has to send its
+	// stream header and handshake. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
+// UploadConfig is HTTP file upload (XEP-0363, plugin xep0363.upload): a
+// service at upload.DOMAIN hands out slots, and the node's HTTP and HTTPS
+// listeners take the PUT and serve the GET. Files are kept in the shared
+// store in chunks, so any node serves a file whichever node took it, and
+// deleting an account deletes its files.
+type UploadConfig struct {
+	// URL is the public base URL of the HTTP(S) listeners that upload and
+	// download URLs start with, such as https://upload.example.org:5443
+	// (a load balancer in front of every node). Default "": the upload
+	// service is off.
+	URL string `yaml:"url"`
+	// MaxFileSize is the largest file accepted, in bytes. Default
+	// 104857600 (100 MiB).
+	MaxFileSize int `yaml:"max_file_size"`
+	// UserQuota is how many bytes of files one account may keep.
+	// Default 1073741824 (1 GiB).
+	UserQuota int `yaml:"user_quota"`
+	// AllowedTypes are the content types accepted ("image/png"; "image/*"
+	// for every image type). Default [] (any).
+	AllowedTypes []string `yaml:"allowed_types"`
+	// SlotTimeout is how long a slot may wait for its PUT. Default 5m.
+	SlotTimeout time.Duration `yaml:"slot_timeout"`
+	// ExpireAfter is how long an uploaded file is kept; one node of the
+	// cluster deletes older files once an hour. 0 keeps them until their
+	// account is deleted. Default 0.
+	ExpireAfter time.Duration `yaml:"expire_after"`
+}
+
+// ExternalService is one STUN or TURN server (see ExternalServicesConfig).
+type ExternalService struct {
+	Type      string `yaml:"type"`
+	Host      string `yaml:"host"`
+	Port      int    `yaml:"port"`
+	Transport string `yaml:"transport"`
+	Name      string `yaml:"name"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
 
 // BalanceConfig is load publishing, redirects, draining and the dispatcher
 // (server/balance).

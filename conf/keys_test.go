@@ -121,6 +121,8 @@ func TestEveryKeySettableByEnv(t *testing.T) {
 			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Bool:
 				v := false
 				val, want = "false", &v
+			case f.Type() == reflect.TypeOf([]ExternalService{}):
+				val, want = `[{type: turn, host: "turn.example.org", port: 3478}]`, []ExternalService{{Type: "turn", Host: "turn.example.org", Port: 3478}}
 			case f.Kind() == reflect.Slice:
 				val, want = "a:1, b:2", []string{"a:1", "b:2"}
 			case f.Type() == reflect.TypeOf(map[string]string{}):
@@ -176,6 +178,23 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"roster item too small", "c2s:\n  roster_max_item_bytes: 100\n", "c.yaml:2: c2s.roster_max_item_bytes: must be at least 256"},
 		{"roster too large to fetch", "c2s:\n  roster_max_items: 5000\n", "c.yaml:2: c2s.roster_max_items: 5000 items of c2s.roster_max_item_bytes 2048 make a roster of up to 10240000 bytes"},
 		{"no pending requests", "c2s:\n  roster_max_pending: -1\n", "c.yaml:2: c2s.roster_max_pending: must be at least 1"},
+		{"unknown key", "external_services:\n  services:\n    - {type: stun, hots: a}\n", "c.yaml:3: external_services.services[0].hots: unknown key"},
+		{"type", "external_services:\n  services:\n    - {type: turm, host: a}\n", "external_services.services[0].type: must be stun, stuns, turn or turns"},
+		{"host", "external_services:\n  services:\n    - {type: stun}\n", "external_services.services[0].host: \"\" is not a host name"},
+		{"port", "external_services:\n  services:\n    - {type: stun, host: a, port: 70000}\n", "external_services.services[0].port: must be between 1 and 65535"},
+		{"transport", "external_services:\n  services:\n    - {type: stun, host: a, transport: sctp}\n", "external_services.services[0].transport: must be udp or tcp"},
+		{"turn without credentials", "external_services:\n  services:\n    - {type: stun, host: a}\n    - {type: turn, host: a}\n", "c.yaml:4: external_services.services[1].username: a TURN server needs credentials"},
+		{"half a static credential", "external_services:\n  services:\n    - {type: turn, host: a, username: u}\n", "external_services.services[0].username: username and password must be set together"},
+		{"short ttl", "external_services:\n  credential_ttl: 10s\n", "external_services.credential_ttl: must be at least 1m"},
+		{"upload url", "upload:\n  url: files.example.org\n", "c.yaml:2: upload.url: \"files.example.org\" is not an http or https URL"},
+		{"upload quota under a file", "upload:\n  max_file_size: 2000\n  user_quota: 1000\n", "c.yaml:3: upload.user_quota: must be at least upload.max_file_size (2000)"},
+		{"upload type", "upload:\n  allowed_types: [png]\n", "c.yaml:2: upload.allowed_types: \"png\" is not a content type"},
+		{"upload slot timeout", "upload:\n  slot_timeout: 1ms\n", "c.yaml:2: upload.slot_timeout: must be at least 1s"},
+		{"upload expiry", "upload:\n  expire_after: -1h\n", "c.yaml:2: upload.expire_after: must not be negative"},
+		{"not a subdomain", "domain: example.org\ncomponents:\n  secrets: {irc.example.com: s}\n", "components.secrets.irc.example.com: \"irc.example.com\" is not a subdomain of domain \"example.org\""},
+		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
+		{"listen without secrets", "components:\n  listen: 127.0.0.1:5347\n", "components.secrets: components.listen is set but no component has a secret"},
+		{"bad listen", "components:\n  listen: nowhere\n  secrets: {irc.localhost: s}\n", "c.yaml:2: components.listen: \"nowhere\" is not host:port"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,7 +219,9 @@ func TestSet(t *testing.T) {
 		c, viaEnv := &Config{}, &Config{}
 		val := map[reflect.Kind]string{reflect.String: "x", reflect.Bool: "true", reflect.Int: "7", reflect.Int64: "7s",
 			reflect.Float64: "0.5", reflect.Pointer: "false", reflect.Slice: "a,b", reflect.Map: `{"k": {"x": 1}}`}[f.Kind()]
-		if f.Type() == reflect.TypeOf(map[string]string{}) {
+		if f.Type() == reflect.TypeOf([]ExternalService{}) {
+			val = "[{type: stun, host: h}]"
+		} else if f.Type() == reflect.TypeOf(map[string]string{}) {
 			val = "k=v"
 		} else if f.Type() == reflect.TypeOf(map[string]float64{}) {
 			val = "k=2"
@@ -228,5 +249,23 @@ func TestSet(t *testing.T) {
 	}
 	if err := c.Set("c2s", "x"); err == nil {
 		t.Error("a section is not a key")
+	}
+}
+
+// TestExternalServices: defaults by type (the errors are in
+// TestFileErrorsNameKeyAndLine).
+func TestExternalServices(t *testing.T) {
+	path := t.TempDir() + "/c.yaml"
+	good := "external_services:\n  secret: s\n  services:\n    - {type: stun, host: turn.example.org}\n    - {type: turns, host: 192.0.2.1}\n"
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadWith(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ExternalService{{Type: "stun", Host: "turn.example.org", Port: 3478, Transport: "udp"}, {Type: "turns", Host: "192.0.2.1", Port: 5349, Transport: "tcp"}}
+	if !reflect.DeepEqual(c.ExternalServices.Services, want) || c.ExternalServices.CredentialTTL != 24*time.Hour {
+		t.Errorf("got %+v, ttl %v", c.ExternalServices.Services, c.ExternalServices.CredentialTTL)
 	}
 }

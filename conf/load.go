@@ -157,6 +157,26 @@ func (c *Config) ApplyDefaults() {
 		c.MUC.MessageRate = 5
 	}
 	setInt(&c.MUC.MessageBurst, 20)
+	setDur(&c.ExternalServices.CredentialTTL, 24*time.Hour)
+	setDur(&c.Components.HandshakeTimeout, 10*time.Second)
+	if c.Upload.MaxFileSize == 0 {
+		c.Upload.MaxFileSize = 100 << 20
+	}
+	if c.Upload.UserQuota == 0 {
+		c.Upload.UserQuota = 1 << 30
+	}
+	setDur(&c.Upload.SlotTimeout, 5*time.Minute)
+	for i := range c.ExternalServices.Services {
+		s := &c.ExternalServices.Services[i]
+		tls := s.Type == "stuns" || s.Type == "turns"
+		if tls {
+			setInt(&s.Port, 5349)
+			setStr(&s.Transport, "tcp")
+		} else {
+			setInt(&s.Port, 3478)
+			setStr(&s.Transport, "udp")
+		}
+	}
 	if c.Plugins.Dir == "" {
 		c.Plugins.Dir = c.DataDir + "/plugins"
 	}
@@ -233,6 +253,9 @@ func LoadWith(path string, environ []string, flags func(*Config)) (*Config, erro
 			if e.File == "" && path != "" {
 				if l, ok := lines[e.Key]; ok {
 					e.File, e.Line = path, l
+				} else if rec, _, ok := strings.Cut(e.Key, "]."); ok && lines[rec+"]"] > 0 {
+					// A key a record of a list left out: the record's line.
+					e.File, e.Line = path, lines[rec+"]"]
 				}
 			}
 		}
@@ -324,6 +347,14 @@ func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
 			}
 			lines[key] = k.Line
 			recordLines(n.Content[i+1], key, lines)
+		}
+	case yaml.SequenceNode:
+		// Records in a list are named by index, as validation names
+		// them: external_services.services[1].host.
+		for i, c := range n.Content {
+			key := fmt.Sprintf("%s[%d]", prefix, i)
+			lines[key] = c.Line
+			recordLines(c, key, lines)
 		}
 	}
 }
@@ -421,6 +452,18 @@ func setFromString(f reflect.Value, s string) error {
 		}
 		return fmt.Errorf("unsupported type %s", f.Type())
 	case reflect.Slice:
+		if f.Type().Elem().Kind() == reflect.Struct {
+			// A list of records as YAML flow (or JSON), its keys checked
+			// as in a file: [{type: turn, host: turn.example.org}].
+			dec := yaml.NewDecoder(strings.NewReader(s))
+			dec.KnownFields(true)
+			l := reflect.New(f.Type())
+			if err := dec.Decode(l.Interface()); err != nil {
+				return fmt.Errorf("want a list such as [{key: value}]: %w", err)
+			}
+			f.Set(l.Elem())
+			return nil
+		}
 		if f.Type().Elem().Kind() != reflect.String {
 			return fmt.Errorf("unsupported type %s", f.Type())
 		}

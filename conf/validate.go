@@ -40,6 +40,9 @@ func (c *Config) Validate() Errors {
 	c.HTTP.validate(&v)
 	c.Admin.validate(&v)
 	c.Plugins.validate(&v, c.C2S)
+	c.ExternalServices.validate(&v)
+	c.Components.validate(&v, c.Domain)
+	c.Upload.validate(&v)
 	c.Balance.validate(&v)
 	return v.errs
 }
@@ -423,4 +426,66 @@ func acmeNameProblem(name string, public bool) string {
 		}
 	}
 	return ""
+}
+
+func (c ExternalServicesConfig) validate(v *validator) {
+	if c.CredentialTTL < time.Minute {
+		v.add("external_services.credential_ttl", "must be at least 1m, not %v", c.CredentialTTL)
+	}
+	for i, s := range c.Services {
+		key := fmt.Sprintf("external_services.services[%d]", i)
+		v.oneOf(key+".type", s.Type, "stun", "stuns", "turn", "turns")
+		if s.Host == "" || strings.ContainsAny(s.Host, " /:@") && net.ParseIP(s.Host) == nil {
+			v.add(key+".host", "%q is not a host name or address", s.Host)
+		}
+		if s.Port < 1 || s.Port > 65535 {
+			v.add(key+".port", "must be between 1 and 65535, not %d", s.Port)
+		}
+		v.oneOf(key+".transport", s.Transport, "udp", "tcp")
+		if (s.Username == "") != (s.Password == "") {
+			v.add(key+".username", "username and password must be set together")
+		}
+		if (s.Type == "turn" || s.Type == "turns") && c.Secret == "" && s.Username == "" {
+			v.add(key+".username", "a TURN server needs credentials: set external_services.secret or this service's username and password")
+		}
+	}
+}
+
+func (c ComponentsConfig) validate(v *validator, domain string) {
+	v.addr("components.listen", c.Listen)
+	if !Off(c.Listen) && len(c.Secrets) == 0 {
+		v.add("components.secrets", "components.listen is set but no component has a secret")
+	}
+	for dom, secret := range c.Secrets {
+		if !strings.HasSuffix(dom, "."+domain) || strings.ContainsAny(dom, " /@") {
+			v.add("components.secrets."+dom, "%q is not a subdomain of domain %q", dom, domain)
+		}
+		if secret == "" {
+			v.add("components.secrets."+dom, "the secret must not be empty")
+		}
+	}
+	v.nonNegative(keyed[time.Duration]{"components.handshake_timeout", c.HandshakeTimeout})
+}
+
+func (c UploadConfig) validate(v *validator) {
+	if c.URL != "" {
+		if pu, err := url.Parse(c.URL); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+			v.add("upload.url", "%q is not an http or https URL", c.URL)
+		}
+	}
+	if c.MaxFileSize < 1 {
+		v.add("upload.max_file_size", "must be at least 1, not %d", c.MaxFileSize)
+	}
+	if c.UserQuota < c.MaxFileSize {
+		v.add("upload.user_quota", "must be at least upload.max_file_size (%d), not %d", c.MaxFileSize, c.UserQuota)
+	}
+	for _, t := range c.AllowedTypes {
+		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
+			v.add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
+		}
+	}
+	v.nonNegative(keyed[time.Duration]{"upload.expire_after", c.ExpireAfter})
+	if c.SlotTimeout < time.Second {
+		v.add("upload.slot_timeout", "must be at least 1s, not %v", c.SlotTimeout)
+	}
 }

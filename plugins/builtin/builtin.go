@@ -12,11 +12,14 @@
 //	xep0065.proxy     SOCKS5 bytestreams proxy (off unless listen is set)
 //	xep0077.register  in-band registration (c2s.allow_registration), password change, unregister
 //	xep0092.version   software version
+//	xep0114.component external components (listener, handshake, their domains routed cluster-wide); under components:
 //	xep0163.pep       personal eventing (PEP): a pubsub service on every account
 //	xep0191.blocking  blocking command, enforced by an interceptor
 //	xep0199.ping      ping to the server
+//	xep0215.extdisco  STUN/TURN discovery with TURN REST API credentials; servers under external_services:
 //	xep0280.carbons   message carbons switch
 //	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
+//	xep0363.upload    HTTP file upload at upload.DOMAIN, files in the shared store; under upload: (off until upload.url is set)
 //
 // Any of them can be turned off with plugins.disabled. Settings, under
 // plugins.settings.<id>:
@@ -31,21 +34,24 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 
-	_ "github.com/aviary-im/aviary/plugins/adhoc"    // xep0050.adhoc + XEP-0133 admin commands
-	_ "github.com/aviary-im/aviary/plugins/blocking" // xep0191.blocking
-	_ "github.com/aviary-im/aviary/plugins/carbons"  // xep0280.carbons
-	_ "github.com/aviary-im/aviary/plugins/disco"    // xep0030.disco
-	_ "github.com/aviary-im/aviary/plugins/last"     // xep0012.last
-	_ "github.com/aviary-im/aviary/plugins/mam"      // xep0313.mam
-	_ "github.com/aviary-im/aviary/plugins/muc"      // xep0045.muc
-	_ "github.com/aviary-im/aviary/plugins/pep"      // xep0163.pep
-	_ "github.com/aviary-im/aviary/plugins/ping"     // xep0199.ping
-	_ "github.com/aviary-im/aviary/plugins/private"  // xep0049.private
-	_ "github.com/aviary-im/aviary/plugins/proxy65"  // xep0065.proxy
-	_ "github.com/aviary-im/aviary/plugins/pubsub"   // xep0060.pubsub
-	_ "github.com/aviary-im/aviary/plugins/register" // xep0077.register
-	_ "github.com/aviary-im/aviary/plugins/vcard"    // xep0054.vcard
-	_ "github.com/aviary-im/aviary/plugins/version"  // xep0092.version
+	_ "github.com/aviary-im/aviary/plugins/adhoc"     // xep0050.adhoc + XEP-0133 admin commands
+	_ "github.com/aviary-im/aviary/plugins/blocking"  // xep0191.blocking
+	_ "github.com/aviary-im/aviary/plugins/carbons"   // xep0280.carbons
+	_ "github.com/aviary-im/aviary/plugins/component" // xep0114.component
+	_ "github.com/aviary-im/aviary/plugins/disco"     // xep0030.disco
+	_ "github.com/aviary-im/aviary/plugins/extdisco"  // xep0215.extdisco
+	_ "github.com/aviary-im/aviary/plugins/last"      // xep0012.last
+	_ "github.com/aviary-im/aviary/plugins/mam"       // xep0313.mam
+	_ "github.com/aviary-im/aviary/plugins/muc"       // xep0045.muc
+	_ "github.com/aviary-im/aviary/plugins/pep"       // xep0163.pep
+	_ "github.com/aviary-im/aviary/plugins/ping"      // xep0199.ping
+	_ "github.com/aviary-im/aviary/plugins/private"   // xep0049.private
+	_ "github.com/aviary-im/aviary/plugins/proxy65"   // xep0065.proxy
+	_ "github.com/aviary-im/aviary/plugins/pubsub"    // xep0060.pubsub
+	_ "github.com/aviary-im/aviary/plugins/register"  // xep0077.register
+	_ "github.com/aviary-im/aviary/plugins/upload"    // xep0363.upload
+	_ "github.com/aviary-im/aviary/plugins/vcard"     // xep0054.vcard
+	_ "github.com/aviary-im/aviary/plugins/version"   // xep0092.version
 )
 
 // New constructs every registered plugin except those listed in

@@ -3,6 +3,7 @@ package mam
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aviary-im/aviary/plugins/internal/promutil"
 	"github.com/aviary-im/aviary/storage/groupcommit"
 )
 
@@ -29,15 +30,5 @@ func registerMetrics(reg prometheus.Registerer, w *groupcommit.Writer) func() {
 			Help: "Archive entries queued or being written."},
 			stat(func(s groupcommit.Stats) float64 { return float64(s.Pending) })),
 	}
-	var done []prometheus.Collector
-	for _, c := range cs {
-		if reg.Register(c) == nil {
-			done = append(done, c)
-		}
-	}
-	return func() {
-		for _, c := range done {
-			reg.Unregister(c)
-		}
-	}
+	return promutil.Register(reg, cs...)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/balance"
 	"github.com/aviary-im/aviary/server/bosh"
@@ -33,9 +34,19 @@ type httpNode struct {
 // it when withBalance is not nil (drains start at once).
 func startHTTPNode(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, withBalance func(*httpd.Service) *balance.Service) httpNode {
 	t.Helper()
+	return startHTTPNodeWith(t, pg, member, name, prefix, withBalance, nil)
+}
+
+// startHTTPNodeWith is startHTTPNode with tweak, when set, adjusting the
+// node's config last.
+func startHTTPNodeWith(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix string, withBalance func(*httpd.Service) *balance.Service, tweak func(*conf.Config)) httpNode {
+	t.Helper()
 	cfg := servertest.DefaultConfig(t)
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Balance.DrainNotice = 0 // no load balancer to wait for
+	if tweak != nil {
+		tweak(cfg)
+	}
 	svc := httpd.NewService()
 	opts := []server.Option{server.WithService(svc)}
 	if withBalance != nil {

@@ -81,6 +81,9 @@ type Deps struct {
 	// ACMEChallenges answers ACME HTTP-01 challenges at
 	// /.well-known/acme-challenge/ (server/certs); nil leaves it out.
 	ACMEChallenges http.Handler
+	// Plugins serves every path the server does not serve itself
+	// (plugins.Manager: XEP-0363 uploads); nil answers 404 there.
+	Plugins http.Handler
 }
 
 // Server is the HTTP listener of one node.
@@ -169,6 +172,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("httpd: listening on %s: %w", l.addr, err)
 		}
 		hs := s.limits().Server(s.mux)
+		hs.Handler = s.withPlugins(hs.Handler)
 		hs.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
 		hs.BaseContext = func(net.Listener) context.Context { return s.ctx }
 		if l.tls {
@@ -214,6 +218,25 @@ func (s *Server) limits() httplimit.Limits {
 		Idle:         h.IdleTimeout,
 		MaxBodyBytes: int64(maxBody) + 1,
 	}
+}
+
+// withPlugins sends what no route of the server takes to the plugins
+// (Deps.Plugins) without the server's body cap and deadlines: a file
+// upload is far larger than a stanza and may take minutes, so the
+// plugin bounds each read and write itself (plugins.HTTPHandler). The
+// header timeout and size still apply.
+func (s *Server) withPlugins(core http.Handler) http.Handler {
+	if s.d.Plugins == nil {
+		return core
+	}
+	plugins := httplimit.Limits{}.Handler(s.d.Plugins)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := s.mux.Handler(r); pattern == "" {
+			plugins.ServeHTTP(w, r)
+			return
+		}
+		core.ServeHTTP(w, r)
+	})
 }
 
 // Stop closes the listeners and ends every BOSH and WebSocket session.
@@ -441,7 +464,7 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if conf.Off(cfg.HTTP.Listen) && conf.Off(cfg.HTTP.TLSListen) {
 		return nil
 	}
-	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler()})
+	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler(), Plugins: n.Plugins()})
 	if err != nil {
 		return err
 	}

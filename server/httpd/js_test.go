@@ -251,22 +251,9 @@ func TestConverseHistory(t *testing.T) {
 	tcp.Send("<presence/>")
 	tcp.Timeout = 90 * time.Second // node and Chromium start slowly on a loaded machine
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, filepath.Join(dir, "converse.html"))
-	})
-	mux.Handle("/converse/", http.StripPrefix("/converse/", http.FileServer(http.Dir(filepath.Join(dir, "node_modules", "converse.js", "dist")))))
-	pages := httptest.NewServer(mux)
-	t.Cleanup(pages.Close)
+	pages := conversePages(t, dir)
 
-	artifacts := os.Getenv("AVIARY_ARTIFACTS")
-	if artifacts == "" {
-		artifacts = filepath.Join("..", "..", "artifacts")
-	}
-	if err := os.MkdirAll(artifacts, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	shot, _ := filepath.Abs(filepath.Join(artifacts, "converse-history.png"))
+	shot := artifactPath(t, "converse-history.png")
 	q := url.Values{
 		"ws":   {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket},
 		"jid":  {"webuser@localhost"},
@@ -296,4 +283,71 @@ func TestConverseHistory(t *testing.T) {
 	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
 		t.Errorf("no screenshot at %s: %v", shot, err)
 	}
+}
+
+// TestConverseUpload: Converse.js sends an image with its own XEP-0363
+// upload from one page, through CORS to the node's HTTP listener, and a
+// second Converse.js page, the receiver's, shows it. The screenshot of
+// the receiver's page is kept in artifacts/converse-upload.png.
+func TestConverseUpload(t *testing.T) {
+	dir := jsDir(t)
+	chromium := chromiumPath(t)
+	addr := servertest.FreeAddr(t)
+	n, _, base := node(t, func(cfg *conf.Config) {
+		cfg.HTTP.Listen = addr
+		cfg.Upload.URL = "http://" + addr
+	})
+	servertest.CreateUser(t, n, "carol", "pw-carol")
+	servertest.CreateUser(t, n, "webuser", "pw-web")
+
+	pages := conversePages(t, dir)
+	pageURL := func(jid, pw, peer string) string {
+		return pages.URL + "/?" + url.Values{
+			"ws": {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket}, "jid": {jid}, "pw": {pw}, "peer": {peer},
+		}.Encode()
+	}
+	shot := artifactPath(t, "converse-upload.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "converse_upload.mjs",
+		pageURL("webuser@localhost", "pw-web", "carol@localhost"), pageURL("carol@localhost", "pw-carol", "webuser@localhost"), shot)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out := logOnFailure(t)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "OK http://"+addr+"/upload/") {
+		t.Fatalf("converse upload: %v\n%s", err, out.String())
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+		t.Errorf("no screenshot at %s: %v", shot, err)
+	}
+}
+
+// artifactPath returns name's path in the artifacts directory
+// ($AVIARY_ARTIFACTS, or artifacts/ at the module root), made if needed.
+func artifactPath(t *testing.T, name string) string {
+	t.Helper()
+	artifacts := os.Getenv("AVIARY_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join("..", "..", "artifacts")
+	}
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := filepath.Abs(filepath.Join(artifacts, name))
+	return p
+}
+
+// conversePages serves converse.html and Converse.js's files from another
+// origin than the node's, as a web site would.
+func conversePages(t *testing.T, dir string) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, "converse.html"))
+	})
+	mux.Handle("/converse/", http.StripPrefix("/converse/", http.FileServer(http.Dir(filepath.Join(dir, "node_modules", "converse.js", "dist")))))
+	pages := httptest.NewServer(mux)
+	t.Cleanup(pages.Close)
+	return pages
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/storage/postgres/pgtest"
@@ -26,15 +27,7 @@ func TestFederationWithClusteredDomain(t *testing.T) {
 	a1S2S, a2S2S, bS2S := servertest.FreeAddr(t), servertest.FreeAddr(t), servertest.FreeAddr(t)
 
 	startA := func(name, s2sAddr string) (*server.Node, *hazelcast.Cluster) {
-		cfg := servertest.DefaultConfig(t)
-		cfg.Domain = "a.test"
-		cfg.S2S.Listen = s2sAddr
-		cfg.S2S.Hosts = map[string]string{"b.test": bS2S}
-		cfg.S2S.DialbackSecret = "one-secret-for-the-whole-a.test-cluster"
-		return servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
-			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
-			NodeName: name, Secret: "s2s-cluster-test", Prefix: "s2s.",
-		}, server.WithService(server.NewFederationService()))
+		return startFederatedClusterNode(t, pg, member, name, "s2s.", s2sAddr, map[string]string{"b.test": bS2S}, nil)
 	}
 	a1, c1 := startA("a1", a1S2S)
 	a2, c2 := startA("a2", a2S2S)
@@ -86,4 +79,24 @@ func TestFederationWithClusteredDomain(t *testing.T) {
 	if res.Type() != "result" {
 		t.Errorf("ping over s2s from a2: %s", res)
 	}
+}
+
+// startFederatedClusterNode starts node name of the clustered domain
+// a.test on pg and member, with s2s on s2sAddr and the peers' addresses
+// in hosts; tweak, when set, adjusts the config first.
+func startFederatedClusterNode(t *testing.T, pg *pgtest.Server, member *hztest.Member, name, prefix, s2sAddr string,
+	hosts map[string]string, tweak func(*conf.Config)) (*server.Node, *hazelcast.Cluster) {
+	t.Helper()
+	cfg := servertest.DefaultConfig(t)
+	cfg.Domain = "a.test"
+	cfg.S2S.Listen = s2sAddr
+	cfg.S2S.Hosts = hosts
+	cfg.S2S.DialbackSecret = "one-secret-for-the-whole-a.test-cluster"
+	if tweak != nil {
+		tweak(cfg)
+	}
+	return servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
+		DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
+		NodeName: name, Secret: "a.test-cluster-secret", Prefix: prefix,
+	}, server.WithService(server.NewFederationService()))
 }

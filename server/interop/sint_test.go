@@ -260,3 +260,14 @@ func TestSmackSINTPubSub(t *testing.T) {
 		t.Errorf("PubSubIntegrationTest: %d of %d passed, failed %v\n%s", passed, total, failed, tail(log, 80))
 	}
 }
+
+// TestSmackSINTUpload runs Smack's HttpFileUploadIntegrationTest alone:
+// the service is discovered, a slot requested, the file PUT over HTTPS
+// and fetched back, and both must match.
+func TestSmackSINTUpload(t *testing.T) {
+	passed, total, failed, log := runSINT(t, "ibr", "-Dsinttest.enabledTests=HttpFileUploadIntegrationTest")
+	report(t, "smack-sint-upload", fmt.Sprintf("smack-sint-upload: %d passed, %d failed", passed, total-passed))
+	if total < 1 || passed != total || len(failed) > 0 {
+		t.Errorf("HttpFileUploadIntegrationTest: %d of %d passed, failed %v\n%s", passed, total, failed, tail(log, 60))
+	}
+}

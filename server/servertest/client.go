@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/plugins/component"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/auth/authtest"
 	"github.com/aviary-im/aviary/wire"
@@ -433,6 +434,22 @@ func NewClient(t testing.TB, conn net.Conn, domain string) *Client {
 	c := &Client{T: t, Conn: conn, Domain: domain, Timeout: 10 * time.Second}
 	c.rd = wire.NewReader(conn, wire.Limits{MaxStanzaBytes: 16 << 20})
 	t.Cleanup(func() { _ = c.Conn.Close() })
+	return c
+}
+
+// DialComponent connects to a XEP-0114 component listener as the
+// component domain with secret and completes the handshake; the client
+// then reads and sends stanzas as the component.
+func DialComponent(t testing.TB, addr, domain, secret string) *Client {
+	t.Helper()
+	c := DialRaw(t, addr, domain, false)
+	c.SendRaw(fmt.Sprintf("<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='%s'>", domain))
+	h, err := c.ReadHeaderOnly()
+	if err != nil {
+		t.Fatalf("servertest: component stream header: %v", err)
+	}
+	c.Send("<handshake>%s</handshake>", component.Digest(h.ID(), secret))
+	c.ExpectName("handshake")
 	return c
 }
 

@@ -31,6 +31,13 @@ admin:
   admins: ["sintadmin@localhost"]
 cluster:
   listen: "off"
+http:
+  listen: "off"
+  tls_listen: 127.0.0.1:5443
+# XEP-0363 for HttpFileUploadIntegrationTest: the generated certificate,
+# which Smack trusts below, names localhost.
+upload:
+  url: https://localhost:5443
 plugins:
   settings:
     # XEP-0065 proxy: in this namespace both clients have loopback only,
