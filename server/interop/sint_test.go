@@ -148,7 +148,8 @@ func TestSmackSINT(t *testing.T) {
 		t.Errorf("only %d SINT tests ran; the framework found too few", total)
 	}
 	if t.Failed() {
-		t.Logf("SINT output (tail):\n%s", tail(log, 80))
+		keepLog(t, "smack-sint.log", log)
+		t.Logf("SINT output (tail; the whole run in artifacts/smack-sint.log):\n%s", tail(log, 80))
 	}
 }
 
