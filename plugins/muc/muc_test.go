@@ -602,6 +602,22 @@ func TestSwitchOffAndOn(t *testing.T) {
 	}
 }
 
+// TestRegisterWhileInRoomBroadcastsMembership: an occupant who registers
+// its nickname becomes a member, and every occupant is told at once by a
+// presence carrying the new affiliation (§9.3), as for any membership
+// grant. Converse.js registers on entering a room; without the presence
+// the owner's page kept the guest as affiliation none until the guest
+// next changed presence.
+func TestRegisterWhileInRoomBroadcastsMembership(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r10m")
+	f.do("r10m", join("r10m", "bob@example.com/b", "bob"))
+	got := f.do("r10m", `<iq type='set' id='s1' from='bob@example.com/b' to='r10m@conference.example.com'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field><field var='muc#register_roomnick'><value>bob</value></field></x></query></iq>`)
+	mustFind(t, got, `id="s1"`, `type="result"`)
+	mustFind(t, got, `<presence`, `from="r10m@conference.example.com/bob"`, `to="alice@example.com/a"`, `affiliation="member"`, `role="participant"`)
+	mustFind(t, got, `<presence`, `from="r10m@conference.example.com/bob"`, `to="bob@example.com/b"`, `affiliation="member"`, `code="110"`)
+}
+
 // TestRegisterNick (§7.10, §7.12): a user registers a nickname with a
 // room, becomes a member, finds the nickname by disco, and no one else
 // enters under it.

@@ -78,7 +78,9 @@ func (q *request) register(ctx context.Context, pl *wire.Element) error {
 	}
 	r.AffNicks[nick] = q.bare
 	if aff == affNone {
-		r.Affiliations[q.bare] = affMember
+		// A membership grant like any other (§9.3): occupants under this
+		// bare JID get their new affiliation, and everyone is told.
+		q.setAffiliation(q.bare, affMember, "", "")
 	}
 	if err := q.p.save(ctx, r); err != nil {
 		return err

@@ -323,6 +323,48 @@ func TestConverseUpload(t *testing.T) {
 	}
 }
 
+// TestConverseGroupChat: two Converse.js pages in headless Chromium in one
+// room of the group chat service. The owner's page (WebSocket) creates
+// the room, the guest's page (BOSH) joins it, each types a message that
+// both pages show, then the owner types /kick and the guest's page says
+// it was kicked from the groupchat. Screenshots of both pages after the
+// kick are kept in artifacts/converse-muc-owner.png and
+// artifacts/converse-muc-guest.png.
+func TestConverseGroupChat(t *testing.T) {
+	dir := jsDir(t)
+	chromium := chromiumPath(t)
+	n, _, base := node(t, nil)
+	servertest.CreateUser(t, n, "alice", "pw-alice")
+	servertest.CreateUser(t, n, "bob", "pw-bob")
+
+	pages := conversePages(t, dir)
+	const room = "lounge@conference.localhost"
+	owner := pages.URL + "/?" + url.Values{
+		"ws": {"ws" + strings.TrimPrefix(base, "http") + httpd.PathWebSocket}, "jid": {"alice@localhost"}, "pw": {"pw-alice"},
+		"room": {room}, "nick": {"Alice"},
+	}.Encode()
+	guest := pages.URL + "/?" + url.Values{
+		"bosh": {base + httpd.PathBOSH}, "jid": {"bob@localhost"}, "pw": {"pw-bob"},
+		"room": {room}, "nick": {"Bob"},
+	}.Encode()
+	ownerShot, guestShot := artifactPath(t, "converse-muc-owner.png"), artifactPath(t, "converse-muc-guest.png")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", "converse_muc.mjs", owner, guest, "Bob", ownerShot, guestShot)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
+	out := logOnFailure(t)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil || !strings.Contains(out.String(), "OK") {
+		t.Fatalf("converse groupchat: %v\n%s", err, out.String())
+	}
+	for _, shot := range []string{ownerShot, guestShot} {
+		if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+			t.Errorf("no screenshot at %s: %v", shot, err)
+		}
+	}
+}
+
 // artifactPath returns name's path in the artifacts directory
 // ($AVIARY_ARTIFACTS, or artifacts/ at the module root), made if needed.
 func artifactPath(t *testing.T, name string) string {

@@ -32,43 +32,55 @@ func TestGroupChatOverFederation(t *testing.T) {
 	bob := servertest.DialAddr(t, b.Addr(server.ListenerC2S).String(), "b.test", false)
 	bob.Login("bob", "pw", "b")
 
-	for _, tc := range []struct {
-		room           string
-		owner, visitor *servertest.Client
-		ownerNick      string
-		visitorNick    string
-	}{
-		{"lounge@conference.a.test", alice, bob, "alice", "bob"},
-		{"porch@conference.b.test", bob, alice, "bob", "alice"},
-	} {
-		t.Run(tc.room, func(t *testing.T) {
-			self := func(nick string) func(*wire.Element) bool {
-				return func(el *wire.Element) bool {
-					return el.Name == "presence" && el.From() == tc.room+"/"+nick && el.Type() == "" &&
-						strings.Contains(el.String(), `code="110"`)
-				}
+	t.Run("lounge@conference.a.test", func(t *testing.T) {
+		chatInFederatedRoom(t, "lounge@conference.a.test", alice, "alice", bob, "bob")
+	})
+	t.Run("porch@conference.b.test", func(t *testing.T) {
+		chatInFederatedRoom(t, "porch@conference.b.test", bob, "bob", alice, "alice")
+	})
+}
+
+// chatInFederatedRoom: owner creates room as an instant room (joining,
+// then accepting the default configuration), visitor of another server
+// joins it over s2s, each reads what the other writes, and the owner
+// sees the visitor leave. Any error presence or bounce fails the test.
+func chatInFederatedRoom(t *testing.T, room string, owner *servertest.Client, ownerNick string, visitor *servertest.Client, visitorNick string) {
+	t.Helper()
+	self := func(nick string) func(*wire.Element) bool {
+		return func(el *wire.Element) bool {
+			if el.Name == "presence" && el.Type() == "error" {
+				t.Fatalf("join refused: %s", el)
 			}
-			tc.owner.Send(`<presence to='%s/%s'/>`, tc.room, tc.ownerNick) // an instant room
-			tc.owner.Await("the owner's join", self(tc.ownerNick))
-			tc.visitor.Send(`<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'/></presence>`, tc.room, tc.visitorNick)
-			tc.visitor.Await("the federated join", self(tc.visitorNick))
-			tc.owner.Await("the visitor's presence", func(el *wire.Element) bool {
-				return el.Name == "presence" && el.From() == tc.room+"/"+tc.visitorNick
-			})
-			body := func(nick, text string) func(*wire.Element) bool {
-				return func(el *wire.Element) bool {
-					return el.Name == "message" && el.Type() == "groupchat" && el.From() == tc.room+"/"+nick && el.ChildText("body", "") == text
-				}
-			}
-			tc.visitor.Send(`<message to='%s' type='groupchat' id='v1'><body>hello from afar</body></message>`, tc.room)
-			tc.owner.Await("the visitor's message", body(tc.visitorNick, "hello from afar"))
-			tc.visitor.Await("the visitor's own message reflected", body(tc.visitorNick, "hello from afar"))
-			tc.owner.Send(`<message to='%s' type='groupchat' id='o1'><body>welcome</body></message>`, tc.room)
-			tc.visitor.Await("the owner's message", body(tc.ownerNick, "welcome"))
-			tc.visitor.Send(`<presence to='%s/%s' type='unavailable'/>`, tc.room, tc.visitorNick)
-			tc.owner.Await("the visitor leaving", func(el *wire.Element) bool {
-				return el.Name == "presence" && el.Type() == "unavailable" && el.From() == tc.room+"/"+tc.visitorNick
-			})
-		})
+			return el.Name == "presence" && el.From() == room+"/"+nick && el.Type() == "" &&
+				strings.Contains(el.String(), `code="110"`)
+		}
 	}
+	owner.Send(`<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'/></presence>`, room, ownerNick)
+	owner.Await("the owner's join", self(ownerNick))
+	owner.Send(`<iq to='%s' type='set' id='instant'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, room)
+	if el := owner.Await("the instant room", func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "instant" }); el.Type() != "result" {
+		t.Fatalf("instant room: %s", el)
+	}
+	visitor.Send(`<presence to='%s/%s'><x xmlns='http://jabber.org/protocol/muc'/></presence>`, room, visitorNick)
+	visitor.Await("the federated join", self(visitorNick))
+	owner.Await("the visitor's presence", func(el *wire.Element) bool {
+		return el.Name == "presence" && el.Type() == "" && el.From() == room+"/"+visitorNick
+	})
+	body := func(nick, text string) func(*wire.Element) bool {
+		return func(el *wire.Element) bool {
+			if el.Name == "message" && el.Type() == "error" {
+				t.Fatalf("message bounced: %s", el)
+			}
+			return el.Name == "message" && el.Type() == "groupchat" && el.From() == room+"/"+nick && el.ChildText("body", "") == text
+		}
+	}
+	visitor.Send(`<message to='%s' type='groupchat' id='v1'><body>hello from afar</body></message>`, room)
+	owner.Await("the visitor's message", body(visitorNick, "hello from afar"))
+	visitor.Await("the visitor's own message reflected", body(visitorNick, "hello from afar"))
+	owner.Send(`<message to='%s' type='groupchat' id='o1'><body>welcome</body></message>`, room)
+	visitor.Await("the owner's message", body(ownerNick, "welcome"))
+	visitor.Send(`<presence to='%s/%s' type='unavailable'/>`, room, visitorNick)
+	owner.Await("the visitor leaving", func(el *wire.Element) bool {
+		return el.Name == "presence" && el.Type() == "unavailable" && el.From() == room+"/"+visitorNick
+	})
 }
