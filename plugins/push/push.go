@@ -38,9 +38,19 @@
 // and it is removed; other errors (a timeout, a server that is down)
 // leave it.
 //
-// Not done here: notifications for sessions detached awaiting stream
-// resumption or in CSI inactive state (the router delivers to them; no
-// offline decision is taken).
+// A message that the router delivers to a session of this node that is
+// detached awaiting stream resumption (XEP-0198) or whose client said
+// <inactive/> (XEP-0352) is not seen live either: this node, where it is
+// queued, publishes the notification (at PointDeliver), when every
+// available session of the account is such a quiet session of this node.
+// A message to the bare JID that reaches several of them notifies once:
+// only the delivery to the first of them (by JID) among those of the
+// highest priority, the ones the router delivers to, notifies. Quiet
+// sessions are learnt from the c2s hooks (EventSessionDetached,
+// EventClientInactive; EventSessionResumed, EventClientActive,
+// EventSessionBound and EventSessionClosed end it). An account with a
+// quiet session on this node and another on a different node is not
+// notified for live deliveries (this node cannot see the other's state).
 package push
 
 import (
@@ -52,6 +62,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
@@ -94,7 +105,10 @@ type Plugin struct {
 	includeBody bool
 	limits      storage.Limits
 	release     func()
-	rmHook      func()
+	rmHooks     []func()
+
+	mu    sync.Mutex
+	quiet map[string]bool // full JIDs of this node's detached or inactive sessions
 }
 
 var (
@@ -105,7 +119,7 @@ var (
 )
 
 // New returns the plugin.
-func New() *Plugin { return &Plugin{} }
+func New() *Plugin { return &Plugin{quiet: map[string]bool{}} }
 
 func (p *Plugin) ID() string { return ID }
 
@@ -125,7 +139,9 @@ func (p *Plugin) IQNamespaces() map[string]plugins.Target { return namespaces }
 
 var namespaces = map[string]plugins.Target{NS: plugins.ToServer | plugins.ToAccount}
 
-func (p *Plugin) InterceptPoints() []plugins.Point { return []plugins.Point{plugins.PointOffline} }
+func (p *Plugin) InterceptPoints() []plugins.Point {
+	return []plugins.Point{plugins.PointOffline, plugins.PointDeliver}
+}
 
 func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.host = host
@@ -139,7 +155,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	}
 	p.release = release
 	// A session that comes back starts a new count.
-	p.rmHook = host.Hooks().Add(plugins.EventPresenceAvailable, 0, func(ctx context.Context, payload any) error {
+	p.rmHooks = append(p.rmHooks, host.Hooks().Add(plugins.EventPresenceAvailable, 0, func(ctx context.Context, payload any) error {
 		ev, ok := payload.(*plugins.SessionEvent)
 		if !ok {
 			return nil
@@ -149,8 +165,36 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 			host.Logger().Warn("push: could not reset the message count", "jid", ev.JID, "err", err)
 		}
 		return nil
-	})
+	}))
+	for ev, quiet := range map[plugins.Event]bool{
+		plugins.EventSessionDetached: true, plugins.EventClientInactive: true,
+		plugins.EventSessionResumed: false, plugins.EventClientActive: false,
+		plugins.EventSessionBound: false, plugins.EventSessionClosed: false,
+	} {
+		p.rmHooks = append(p.rmHooks, host.Hooks().Add(ev, 0, func(ctx context.Context, payload any) error {
+			if se, ok := payload.(*plugins.SessionEvent); ok && se.JID != "" {
+				p.setQuiet(se.JID, quiet)
+			}
+			return nil
+		}))
+	}
 	return nil
+}
+
+func (p *Plugin) setQuiet(full string, quiet bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if quiet {
+		p.quiet[full] = true
+	} else {
+		delete(p.quiet, full)
+	}
+}
+
+func (p *Plugin) isQuiet(full string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.quiet[full]
 }
 
 func limits(cfg *conf.Config) storage.Limits {
@@ -158,8 +202,8 @@ func limits(cfg *conf.Config) storage.Limits {
 }
 
 func (p *Plugin) Stop(ctx context.Context) error {
-	if p.rmHook != nil {
-		p.rmHook()
+	for _, rm := range p.rmHooks {
+		rm()
 	}
 	if p.release != nil {
 		p.release()
@@ -280,12 +324,50 @@ func (p *Plugin) registrations(ctx context.Context, owner string) ([]Registratio
 
 // Intercept sees a message about to be stored offline: the account has
 // no available session, and this node took that decision.
+// At PointDeliver it sees a message queued on one of this node's
+// sessions: it notifies when that session is quiet (see the package doc).
 func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
-	if pt != plugins.PointOffline || st.El.Name != "message" || !worthNotifying(st.El) {
+	if st.El.Name != "message" || !worthNotifying(st.El) {
 		return plugins.Continue, nil
 	}
-	p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
+	switch pt {
+	case plugins.PointOffline:
+		p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
+	case plugins.PointDeliver:
+		if st.Session != "" && p.isQuiet(st.Session) && p.notifiesFor(ctx, st.Session, st.El) {
+			p.Notify(ctx, wire.BareJID(st.Session), st.El)
+		}
+	}
 	return plugins.Continue, nil
+}
+
+// notifiesFor reports whether the delivery of msg to the quiet session
+// full is the one that notifies: every available session of the account
+// is quiet and on this node, and (for a message to the bare JID, which
+// the router copies to each session of the highest priority) full is the
+// first of those.
+func (p *Plugin) notifiesFor(ctx context.Context, full string, msg *wire.Element) bool {
+	res, err := p.host.Resources(ctx, wire.BareJID(full))
+	if err != nil {
+		p.host.Logger().Warn("push: could not list the account's sessions", "jid", full, "err", err)
+		return false
+	}
+	best, first := -1, ""
+	for _, r := range res {
+		if !r.Available {
+			continue
+		}
+		if !p.isQuiet(r.JID) {
+			return false // live somewhere (or on another node: unknown)
+		}
+		if r.Priority > best || (r.Priority == best && r.JID < first) {
+			best, first = r.Priority, r.JID
+		}
+	}
+	if msg.To() == full {
+		return true // to this one session: delivered once
+	}
+	return first == "" || first == full
 }
 
 // worthNotifying reports whether a message is one a person is told about:

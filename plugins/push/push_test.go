@@ -228,3 +228,63 @@ func TestAccountFeature(t *testing.T) {
 		t.Fatalf("account features %q lack %s", f, push.NS)
 	}
 }
+
+// TestQuietSessions: a message delivered to a detached or inactive
+// session notifies once when every available session of the account is
+// quiet on this node; not while one is active or elsewhere.
+func TestQuietSessions(t *testing.T) {
+	h, m, _ := start(t, nil)
+	h.IQ(t, m, plugins.ToServer, strings.Replace(enable, "%s", "", 1))
+	phone, tablet := "juliet@example.com/phone", "juliet@example.com/tablet"
+	h.SetResources("juliet@example.com",
+		plugins.Resource{JID: phone, Node: "test", Available: true},
+		plugins.Resource{JID: tablet, Node: "test", Available: true})
+	fire := func(ev plugins.Event, full string) {
+		t.Helper()
+		if err := h.Bus.Run(context.Background(), ev, &plugins.SessionEvent{JID: full}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver := func(to, session string) int {
+		t.Helper()
+		msg := strings.Replace(chat, "to='juliet@example.com'", "to='"+to+"'", 1)
+		if _, err := m.Intercept(context.Background(), plugins.PointDeliver, &plugins.Stanza{El: plugintest.Parse(t, msg), Session: session}); err != nil {
+			t.Fatal(err)
+		}
+		return len(h.Routed())
+	}
+	if n := deliver("juliet@example.com", phone); n != 0 {
+		t.Fatalf("active sessions: %d notifications", n)
+	}
+	fire(plugins.EventSessionDetached, phone)
+	if n := deliver("juliet@example.com", phone); n != 0 {
+		t.Fatalf("phone detached, tablet active: %d notifications", n)
+	}
+	fire(plugins.EventClientInactive, tablet)
+	// A bare-JID message reaches both sessions: one notification.
+	if n := deliver("juliet@example.com", phone) + deliver("juliet@example.com", tablet); n != 1 {
+		t.Fatalf("both quiet, bare JID: %d notifications, want 1", n)
+	}
+	if n := deliver(tablet, tablet); n != 1 {
+		t.Fatalf("both quiet, to the tablet: %d notifications, want 1", n)
+	}
+	fire(plugins.EventSessionResumed, phone)
+	if n := deliver("juliet@example.com", tablet); n != 0 {
+		t.Fatalf("phone resumed: %d notifications", n)
+	}
+	fire(plugins.EventClientActive, tablet)
+	fire(plugins.EventSessionDetached, phone)
+	fire(plugins.EventSessionClosed, phone)
+	h.SetResources("juliet@example.com", plugins.Resource{JID: tablet, Node: "test", Available: true})
+	if n := deliver("juliet@example.com", tablet); n != 0 {
+		t.Fatalf("tablet active again: %d notifications", n)
+	}
+	// A quiet session here and one on another node: unknown, no notification.
+	fire(plugins.EventClientInactive, tablet)
+	h.SetResources("juliet@example.com",
+		plugins.Resource{JID: tablet, Node: "test", Available: true},
+		plugins.Resource{JID: "juliet@example.com/laptop", Node: "other", Available: true})
+	if n := deliver("juliet@example.com", tablet); n != 0 {
+		t.Fatalf("another node's session: %d notifications", n)
+	}
+}

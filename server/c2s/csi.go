@@ -1,6 +1,9 @@
 package c2s
 
-import "github.com/aviary-im/aviary/wire"
+import (
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+)
 
 // Client state indication (XEP-0352). A phone that puts its app in the
 // background says <inactive/>; from then on what only updates the screen
@@ -25,10 +28,12 @@ func (s *Session) handleCSI(el *wire.Element) bool {
 		s.held = 0
 		s.signalLocked()
 		s.mu.Unlock()
+		s.srv.fire(s.ctx, plugins.EventClientActive, s.JID().String(), "")
 	case "inactive":
 		s.mu.Lock()
 		s.inactive = true
 		s.mu.Unlock()
+		s.srv.fire(s.ctx, plugins.EventClientInactive, s.JID().String(), "")
 	default:
 		s.streamError("unsupported-stanza-type", "")
 		return true

@@ -101,6 +101,10 @@ func (s *Session) finish() CloseReason {
 		closeIt := !s.tclosed
 		s.tclosed = true
 		s.mu.Unlock()
+		// Before the resumption timer starts and before a resumption can
+		// take the session (it waits for readerDone), so hooks see
+		// detached, then resumed or closed.
+		s.srv.fire(context.WithoutCancel(s.parent), plugins.EventSessionDetached, s.JID().String(), reason.String())
 		if closeIt {
 			_ = t.Close(nil)
 		}
