@@ -288,3 +288,17 @@ func TestQuietSessions(t *testing.T) {
 		t.Fatalf("another node's session: %d notifications", n)
 	}
 }
+
+// TestSettingsValidated: a mistyped or misspelt setting is refused with
+// an error naming the key.
+func TestSettingsValidated(t *testing.T) {
+	cfg := plugintest.NewHost(t).Cfg
+	cfg.Plugins.Settings = map[string]map[string]any{push.ID: {"include_body": "yes", "max_registration": 3}}
+	errs := plugins.ValidateSettings(cfg, []plugins.Plugin{push.New()})
+	msg := errs.Error()
+	for _, want := range []string{"xep0357.push.include_body", "xep0357.push.max_registration"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("validation %q does not name %s", msg, want)
+		}
+	}
+}
