@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/push"
 	"github.com/aviary-im/aviary/server"
@@ -68,9 +69,7 @@ func TestEndToEndPushNotifications(t *testing.T) {
 	app := servertest.DialComponent(t, compAddr, appDomain, appSecret)
 
 	alice := login(t, n, "alice", "phone")
-	if got := iq(alice, `<iq type='set' id='%s'><enable xmlns='urn:xmpp:push:0' jid='`+appDomain+`' node='alice-node'>`+
-		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>`+
-		`<field var='secret'><value>s3cr3t</value></field><field var='include-body'><value>true</value></field></x></enable></iq>`); got.Type() != "result" {
+	if got := iq(alice, enablePush); got.Type() != "result" {
 		t.Fatalf("enable: %s", got)
 	}
 	if got := iq(alice, `<iq type='get' id='%s' to='alice@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`); !hasFeature(got, push.NS) {
@@ -90,41 +89,15 @@ func TestEndToEndPushNotifications(t *testing.T) {
 		t.Helper()
 		c.Await("message "+body, func(el *wire.Element) bool { return el.Name == "message" && el.ChildText("body", "") == body })
 	}
-	// expectPush reads the component's next stanza: the notification of
-	// body, with count; it answers it with answer ("" for a result).
-	expectPush := func(body string, count int, answer string) {
-		t.Helper()
-		el := app.ExpectName("iq")
-		form := el.Child("pubsub", push.NSPubSub).Child("publish", "").Child("item", "").Child("notification", push.NS).Child("x", push.NSData)
-		fields := map[string]string{}
-		for _, f := range form.ChildrenNamed("field", "") {
-			fields[f.Attr("var")] = f.ChildText("value", "")
-		}
-		want := map[string]string{"FORM_TYPE": push.NSSummary, "message-count": fmt.Sprint(count),
-			"last-message-sender": "bob@localhost/desk", "last-message-body": body}
-		if fmt.Sprint(fields) != fmt.Sprint(want) || el.To() != appDomain || el.Type() != "set" {
-			t.Fatalf("notification for %q: %s", body, el)
-		}
-		if el.Child("pubsub", push.NSPubSub).Child("publish", "").Attr("node") != "alice-node" ||
-			el.Child("pubsub", push.NSPubSub).Child("publish-options", "") == nil {
-			t.Fatalf("notification node or publish-options: %s", el)
-		}
-		if answer == "" {
-			app.Send("<iq type='result' id='%s' from='%s' to='%s'/>", el.ID(), appDomain, el.From())
-		} else {
-			app.Send("<iq type='error' id='%s' from='%s' to='%s'><error type='cancel'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", el.ID(), appDomain, el.From(), answer)
-		}
-	}
-
 	send("active 1") // connected and active: no notification
 	seen(alice, "active 1")
 
 	_ = alice.Conn.Close() // the phone loses its connection without a word
 	awaitEvent(t, detached, "alice@localhost/phone", "detached")
 	send("detached 1")
-	expectPush("detached 1", 1, "") // first thing the app server sees: none for "active 1"
+	expectPush(t, app, "detached 1", 1, "") // first thing the app server sees: none for "active 1"
 	send("detached 2")
-	expectPush("detached 2", 2, "")
+	expectPush(t, app, "detached 2", 2, "")
 
 	// The phone comes back and resumes: it gets what it missed, and is
 	// active again.
@@ -173,7 +146,7 @@ func TestEndToEndPushNotifications(t *testing.T) {
 	phone.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
 	ping() // the server has read <inactive/>
 	send("inactive 1")
-	expectPush("inactive 1", 3, "") // none for "active 2"
+	expectPush(t, app, "inactive 1", 3, "") // none for "active 2"
 	got("inactive 1")
 	phone.Send("<active xmlns='urn:xmpp:csi:0'/>")
 	ping()
@@ -185,9 +158,9 @@ func TestEndToEndPushNotifications(t *testing.T) {
 	phone.Close()
 	awaitEvent(t, closed, "alice@localhost/phone", "closed")
 	send("offline 1")
-	expectPush("offline 1", 4, "") // none for "active 3"
+	expectPush(t, app, "offline 1", 4, "") // none for "active 3"
 	send("offline 2")
-	expectPush("offline 2", 5, "item-not-found") // the app server forgot the registration
+	expectPush(t, app, "offline 2", 5, "item-not-found") // the app server forgot the registration
 
 	servertest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		items, err := n.Store().Map(push.Store).List(context.Background(), "alice@localhost", "", storage.MapQuery{})
@@ -209,4 +182,98 @@ func hasFeature(info *wire.Element, feature string) bool {
 		}
 	}
 	return false
+}
+
+// expectPush reads the app server's (a component's) next stanza: the
+// notification of body, with count, for alice's node alice-node; it
+// answers it with the error condition answer ("" for a result).
+func expectPush(t *testing.T, app *servertest.Client, body string, count int, answer string) {
+	t.Helper()
+	el := app.ExpectName("iq")
+	ps := el.Child("pubsub", push.NSPubSub)
+	if ps == nil || ps.Child("publish", "") == nil {
+		t.Fatalf("not a publish: %s", el)
+	}
+	form := ps.Child("publish", "").Child("item", "").Child("notification", push.NS).Child("x", push.NSData)
+	fields := map[string]string{}
+	for _, f := range form.ChildrenNamed("field", "") {
+		fields[f.Attr("var")] = f.ChildText("value", "")
+	}
+	want := map[string]string{"FORM_TYPE": push.NSSummary, "message-count": fmt.Sprint(count),
+		"last-message-sender": "bob@localhost/desk", "last-message-body": body}
+	if fmt.Sprint(fields) != fmt.Sprint(want) || el.To() != appDomain || el.Type() != "set" {
+		t.Fatalf("notification for %q: %s", body, el)
+	}
+	if ps.Child("publish", "").Attr("node") != "alice-node" || ps.Child("publish-options", "") == nil {
+		t.Fatalf("notification node or publish-options: %s", el)
+	}
+	if answer == "" {
+		app.Send("<iq type='result' id='%s' from='%s' to='%s'/>", el.ID(), appDomain, el.From())
+	} else {
+		app.Send("<iq type='error' id='%s' from='%s' to='%s'><error type='cancel'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>", el.ID(), appDomain, el.From(), answer)
+	}
+}
+
+const enablePush = `<iq type='set' id='%s'><enable xmlns='urn:xmpp:push:0' jid='` + appDomain + `' node='alice-node'>` +
+	`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/pubsub#publish-options</value></field>` +
+	`<field var='secret'><value>s3cr3t</value></field><field var='include-body'><value>true</value></field></x></enable></iq>`
+
+// TestPushNotificationsInCluster: two real nodes (PostgreSQL and
+// Hazelcast); the app server, a component, is connected to node-a, where
+// Bob sends from; Alice's sessions are on node-b. Offline, node-a (which
+// stores the message) notifies; with her session detached on node-b,
+// node-b (where it is queued) notifies; each message exactly once (the
+// component reads them strictly in order). The app server's
+// item-not-found, arriving on node-a, removes the registration node-b
+// registered.
+func TestPushNotificationsInCluster(t *testing.T) {
+	comp := map[string]string{"node-a": servertest.FreeAddr(t), "node-b": servertest.FreeAddr(t)}
+	a, b := twoNodesWith(t, "push", func(name string, cfg *conf.Config) {
+		cfg.Components.Listen = comp[name]
+		cfg.Components.Secrets = map[string]string{appDomain: appSecret}
+		cfg.Plugins.Settings = map[string]map[string]any{push.ID: {"include_body": true}}
+	}, "alice", "bob")
+	detached := sessionEvents(t, b, plugins.EventSessionDetached)
+	closed := sessionEvents(t, b, plugins.EventSessionClosed)
+	app := servertest.DialComponent(t, comp["node-a"], appDomain, appSecret)
+
+	alice := login(t, b, "alice", "phone")
+	if got := iq(alice, enablePush); got.Type() != "result" {
+		t.Fatalf("enable: %s", got)
+	}
+	alice.Close()
+	awaitEvent(t, closed, "alice@localhost/phone", "closed")
+
+	bob := login(t, a, "bob", "desk")
+	send := func(body string) {
+		t.Helper()
+		bob.Send("<message to='alice@localhost' type='chat'><body>%s</body></message>", body)
+	}
+	send("offline 1")
+	expectPush(t, app, "offline 1", 1, "")
+	send("offline 2")
+	expectPush(t, app, "offline 2", 2, "")
+
+	phone := login(t, b, "alice", "phone")
+	phone.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	phone.Await("<enabled/>", func(el *wire.Element) bool { return el.Name == "enabled" })
+	phone.Send("<presence/>") // a new count starts
+	phone.Await("offline 2", func(el *wire.Element) bool { return el.Name == "message" && el.ChildText("body", "") == "offline 2" })
+	send("active 1")
+	phone.Await("active 1", func(el *wire.Element) bool { return el.Name == "message" && el.ChildText("body", "") == "active 1" })
+
+	_ = phone.Conn.Close()
+	awaitEvent(t, detached, "alice@localhost/phone", "detached")
+	send("detached 1")
+	expectPush(t, app, "detached 1", 1, "") // none for "active 1"
+	send("detached 2")
+	expectPush(t, app, "detached 2", 2, "item-not-found")
+
+	servertest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		items, err := b.Store().Map(push.Store).List(context.Background(), "alice@localhost", "", storage.MapQuery{})
+		if err != nil || len(items) != 0 {
+			return fmt.Errorf("registrations after item-not-found: %d (%v)", len(items), err)
+		}
+		return nil
+	})
 }
