@@ -36,7 +36,11 @@
 // answer: item-not-found, not-authorized, forbidden and
 // registration-required mean the registration is gone (XEP-0357 §9.1)
 // and it is removed; other errors (a timeout, a server that is down)
-// leave it.
+// leave it. Like conference.DOMAIN and pubsub.DOMAIN, the subdomain needs
+// DNS (an SRV or A record reaching the cluster) and, for certificate
+// authentication, a name in the certificate (tls.acme.names) before app
+// servers on other domains can verify notifications from it over s2s and
+// answer there; components of the same server need neither.
 //
 // A message that the router delivers to a session of this node that is
 // detached awaiting stream resumption (XEP-0198) or whose client said
