@@ -113,7 +113,17 @@ type Plugin struct {
 
 	mu    sync.Mutex
 	quiet map[string]bool // full JIDs of this node's detached or inactive sessions
+	// pushed holds the messages queued on a quiet session of this node
+	// that a notification covered, until the session is active again or
+	// gone: when it ends unresumed, the router stores what its client never
+	// acknowledged offline, and those must not notify a second time.
+	pushed    map[*wire.Element]string
+	pushedFor map[string][]*wire.Element
 }
+
+// maxPushedPerSession bounds what pushed keeps for one session; past it a
+// message may be notified again when it goes offline (harmless).
+const maxPushedPerSession = 1000
 
 var (
 	_ plugins.IQHandler       = (*Plugin)(nil)
@@ -123,7 +133,9 @@ var (
 )
 
 // New returns the plugin.
-func New() *Plugin { return &Plugin{quiet: map[string]bool{}} }
+func New() *Plugin {
+	return &Plugin{quiet: map[string]bool{}, pushed: map[*wire.Element]string{}, pushedFor: map[string][]*wire.Element{}}
+}
 
 func (p *Plugin) ID() string { return ID }
 
@@ -190,9 +202,33 @@ func (p *Plugin) setQuiet(full string, quiet bool) {
 	defer p.mu.Unlock()
 	if quiet {
 		p.quiet[full] = true
-	} else {
-		delete(p.quiet, full)
+		return
 	}
+	delete(p.quiet, full)
+	for _, el := range p.pushedFor[full] {
+		delete(p.pushed, el)
+	}
+	delete(p.pushedFor, full)
+}
+
+// remember notes that a notification covered msg, queued on full.
+func (p *Plugin) remember(full string, msg *wire.Element) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.pushedFor[full]) >= maxPushedPerSession {
+		return
+	}
+	p.pushed[msg] = full
+	p.pushedFor[full] = append(p.pushedFor[full], msg)
+}
+
+// alreadyPushed reports whether msg is a message a notification covered
+// while it was queued on a quiet session.
+func (p *Plugin) alreadyPushed(msg *wire.Element) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.pushed[msg]
+	return ok
 }
 
 func (p *Plugin) isQuiet(full string) bool {
@@ -336,25 +372,41 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	}
 	switch pt {
 	case plugins.PointOffline:
-		p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
+		if !p.alreadyPushed(st.El) {
+			p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
+		}
 	case plugins.PointDeliver:
-		if st.Session != "" && p.isQuiet(st.Session) && p.notifiesFor(ctx, st.Session, st.El) {
+		if st.Session == "" || !p.isQuiet(st.Session) {
+			break
+		}
+		switch p.coverage(ctx, st.Session, st.El) {
+		case notifyHere:
 			p.Notify(ctx, wire.BareJID(st.Session), st.El)
+			p.remember(st.Session, st.El)
+		case notifiedElsewhere:
+			p.remember(st.Session, st.El)
 		}
 	}
 	return plugins.Continue, nil
 }
 
-// notifiesFor reports whether the delivery of msg to the quiet session
-// full is the one that notifies: every available session of the account
-// is quiet and on this node, and (for a message to the bare JID, which
-// the router copies to each session of the highest priority) full is the
+// What a delivery to a quiet session means for notifications.
+const (
+	notNotified       = iota // some session of the account may be live: no notification
+	notifyHere               // this delivery notifies
+	notifiedElsewhere        // the copy to another quiet session of this node notifies
+)
+
+// coverage decides for the delivery of msg to the quiet session full:
+// a notification is due when every available session of the account is
+// quiet and on this node, and (for a message to the bare JID, which the
+// router copies to each session of the highest priority) full is the
 // first of those.
-func (p *Plugin) notifiesFor(ctx context.Context, full string, msg *wire.Element) bool {
+func (p *Plugin) coverage(ctx context.Context, full string, msg *wire.Element) int {
 	res, err := p.host.Resources(ctx, wire.BareJID(full))
 	if err != nil {
 		p.host.Logger().Warn("push: could not list the account's sessions", "jid", full, "err", err)
-		return false
+		return notNotified
 	}
 	best, first := -1, ""
 	for _, r := range res {
@@ -362,16 +414,16 @@ func (p *Plugin) notifiesFor(ctx context.Context, full string, msg *wire.Element
 			continue
 		}
 		if !p.isQuiet(r.JID) {
-			return false // live somewhere (or on another node: unknown)
+			return notNotified // live somewhere (or on another node: unknown)
 		}
 		if r.Priority > best || (r.Priority == best && r.JID < first) {
 			best, first = r.Priority, r.JID
 		}
 	}
-	if msg.To() == full {
-		return true // to this one session: delivered once
+	if msg.To() == full || first == "" || first == full {
+		return notifyHere // to this one session, or the first copy
 	}
-	return first == "" || first == full
+	return notifiedElsewhere
 }
 
 // worthNotifying reports whether a message is one a person is told about:

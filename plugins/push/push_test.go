@@ -302,3 +302,45 @@ func TestSettingsValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestNotifiedOnceWhenUnackedGoOffline: a message notified while queued
+// on a detached session does not notify again when the session ends
+// unresumed and the router stores it offline (the same element); another
+// message does.
+func TestNotifiedOnceWhenUnackedGoOffline(t *testing.T) {
+	h, m, _ := start(t, nil)
+	h.IQ(t, m, plugins.ToServer, strings.Replace(enable, "%s", "", 1))
+	phone := "juliet@example.com/phone"
+	h.SetResources("juliet@example.com", plugins.Resource{JID: phone, Node: "test", Available: true})
+	if err := h.Bus.Run(context.Background(), plugins.EventSessionDetached, &plugins.SessionEvent{JID: phone}); err != nil {
+		t.Fatal(err)
+	}
+	queued := plugintest.Parse(t, chat)
+	if _, err := m.Intercept(context.Background(), plugins.PointDeliver, &plugins.Stanza{El: queued, Session: phone}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Routed(); len(r) != 1 {
+		t.Fatalf("queued on the detached session: %q, want one notification", r)
+	}
+	// The session expires: the router stores what it held offline.
+	h.SetResources("juliet@example.com")
+	if _, err := m.Intercept(context.Background(), plugins.PointOffline, &plugins.Stanza{El: queued}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Routed(); len(r) != 0 {
+		t.Fatalf("the same message stored offline notified again: %q", r)
+	}
+	offline(t, h, m, chat) // a new message
+	if r := h.Routed(); len(r) != 1 || !strings.Contains(r[0], `<field var="message-count"><value>2</value></field>`) {
+		t.Fatalf("a new offline message: %q", r)
+	}
+	if err := h.Bus.Run(context.Background(), plugins.EventSessionClosed, &plugins.SessionEvent{JID: phone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Intercept(context.Background(), plugins.PointOffline, &plugins.Stanza{El: queued}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Routed(); len(r) != 1 {
+		t.Fatalf("after the session ended its messages are forgotten: %q", r)
+	}
+}
