@@ -3,6 +3,7 @@ package plugins_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,4 +277,46 @@ func TestPushNotificationsInCluster(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPushNotUnackedTwice: a message notified while queued on a detached
+// session is stored offline when the session ends unresumed (here: the
+// account is kicked), and is not notified a second time; the next
+// offline message is.
+func TestPushNotUnackedTwice(t *testing.T) {
+	compAddr := servertest.FreeAddr(t)
+	n := startNode(t, func(cfg *confT) {
+		cfg.Components.Listen = compAddr
+		cfg.Components.Secrets = map[string]string{appDomain: appSecret}
+		cfg.Plugins.Settings = map[string]map[string]any{push.ID: {"include_body": true}}
+	})
+	detached := sessionEvents(t, n, plugins.EventSessionDetached)
+	closed := sessionEvents(t, n, plugins.EventSessionClosed)
+	app := servertest.DialComponent(t, compAddr, appDomain, appSecret)
+
+	alice := login(t, n, "alice", "phone")
+	if got := iq(alice, enablePush); got.Type() != "result" {
+		t.Fatalf("enable: %s", got)
+	}
+	alice.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	alice.Await("<enabled/>", func(el *wire.Element) bool { return el.Name == "enabled" })
+	alice.Send("<presence/>")
+	alice.Await("own presence", func(el *wire.Element) bool { return el.Name == "presence" })
+	_ = alice.Conn.Close()
+	awaitEvent(t, detached, "alice@localhost/phone", "detached")
+
+	bob := login(t, n, "bob", "desk")
+	bob.Send("<message to='alice@localhost' type='chat'><body>detached 1</body></message>")
+	expectPush(t, app, "detached 1", 1, "")
+
+	if kicked := n.PluginHost().Users().Kick(context.Background(), "alice@localhost", "test"); kicked != 1 {
+		t.Fatalf("kicked %d sessions, want 1", kicked)
+	}
+	awaitEvent(t, closed, "alice@localhost/phone", "closed")
+	stored, err := n.Store().PeekOffline(context.Background(), "alice@localhost", 10)
+	if err != nil || len(stored) != 1 || !strings.Contains(string(stored[0].Stanza), "detached 1") {
+		t.Fatalf("offline after the kick: %d messages (%v), want detached 1", len(stored), err)
+	}
+	bob.Send("<message to='alice@localhost' type='chat'><body>offline 1</body></message>")
+	expectPush(t, app, "offline 1", 2, "") // first: none for "detached 1" stored offline
 }
