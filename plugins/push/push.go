@@ -70,6 +70,7 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/disco"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -530,10 +531,27 @@ var goneConditions = map[string]bool{
 // handle serves the plugin's domain: IQ answers from app servers.
 func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 	if el.Name != "iq" {
+		if el.Name == "message" && !el.IsError() {
+			return wire.ErrServiceUnavailable
+		}
 		return nil
 	}
+	q := el.FirstChild()
 	switch el.Type() {
-	case "get", "set":
+	case "get":
+		switch {
+		case q != nil && q.Name == "query" && q.NS() == wire.NSDiscoInfo && q.Attr("node") == "":
+			// Clients walking the domain's disco#items (Smack looking for
+			// a pubsub service) get an answer, not an error.
+			p.host.Route(ctx, wire.IQResult(el, disco.InfoElement("",
+				[]plugins.Identity{{Category: "component", Type: "generic", Name: "Push notifications"}}, nil)))
+			return nil
+		case q != nil && q.Name == "query" && q.NS() == wire.NSDiscoItems:
+			p.host.Route(ctx, wire.IQResult(el, wire.NewNS("query", wire.NSDiscoItems)))
+			return nil
+		}
+		return wire.ErrServiceUnavailable
+	case "set":
 		return wire.ErrServiceUnavailable
 	case "error":
 	default:

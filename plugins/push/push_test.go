@@ -344,3 +344,23 @@ func TestNotifiedOnceWhenUnackedGoOffline(t *testing.T) {
 		t.Fatalf("after the session ended its messages are forgotten: %q", r)
 	}
 }
+
+// TestServiceDomainAnswers: push.DOMAIN answers disco#info and #items
+// (clients walk the domain's items) and refuses anything else.
+func TestServiceDomainAnswers(t *testing.T) {
+	h, m, p := start(t, nil)
+	if err := h.ToService(t, m, `<iq type='get' id='d1' from='juliet@example.com/phone' to='`+p.Domain()+`'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.ToService(t, m, `<iq type='get' id='d2' from='juliet@example.com/phone' to='`+p.Domain()+`'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>`); err != nil {
+		t.Fatal(err)
+	}
+	r := h.Routed()
+	if len(r) != 2 || !strings.Contains(r[0], `<identity category="component" type="generic" name="Push notifications"/>`) ||
+		!strings.Contains(r[0], `id="d1" from="`+p.Domain()+`" to="juliet@example.com/phone"`) || !strings.Contains(r[1], `id="d2"`) {
+		t.Fatalf("disco answers: %q", r)
+	}
+	if err := h.ToService(t, m, `<iq type='set' id='d3' from='juliet@example.com/phone' to='`+p.Domain()+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>`); err != wire.ErrServiceUnavailable {
+		t.Fatalf("a set to the service: %v, want service-unavailable", err)
+	}
+}
