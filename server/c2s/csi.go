@@ -28,12 +28,16 @@ func (s *Session) handleCSI(el *wire.Element) bool {
 		s.held = 0
 		s.signalLocked()
 		s.mu.Unlock()
-		s.srv.fire(s.ctx, plugins.EventClientActive, s.JID().String(), "")
+		if full := s.JID(); !full.IsZero() { // before binding: see bindResource
+			s.srv.fire(s.ctx, plugins.EventClientActive, full.String(), "")
+		}
 	case "inactive":
 		s.mu.Lock()
 		s.inactive = true
 		s.mu.Unlock()
-		s.srv.fire(s.ctx, plugins.EventClientInactive, s.JID().String(), "")
+		if full := s.JID(); !full.IsZero() {
+			s.srv.fire(s.ctx, plugins.EventClientInactive, full.String(), "")
+		}
 	default:
 		s.streamError("unsupported-stanza-type", "")
 		return true

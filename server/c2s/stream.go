@@ -669,11 +669,15 @@ func (s *Session) bindResource(res string) (wire.JID, *wire.StanzaError) {
 	full := s.JID()
 	s.mu.Lock()
 	s.bound = true
+	inactive := s.inactive
 	s.mu.Unlock()
 	s.enterBound()
 	s.logAsBound(full)
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
+	if inactive { // said <inactive/> before binding (XEP-0352 §3)
+		s.srv.fire(s.ctx, plugins.EventClientInactive, full.String(), "")
+	}
 	return full, nil
 }
 
