@@ -170,6 +170,28 @@ func TestEndToEndPushNotifications(t *testing.T) {
 		}
 		return nil
 	})
+	servertest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if got, want := pushMetrics(t, n), "sent 5 errors 1 disabled 1"; got != want {
+			return fmt.Errorf("metrics %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+// pushMetrics reads the node's push counters.
+func pushMetrics(t *testing.T, n *server.Node) string {
+	t.Helper()
+	mfs, err := n.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v[mf.GetName()] += m.GetCounter().GetValue()
+		}
+	}
+	return fmt.Sprintf("sent %v errors %v disabled %v", v["aviary_push_notifications_total"], v["aviary_push_errors_total"], v["aviary_push_disabled_total"])
 }
 
 func hasFeature(info *wire.Element, feature string) bool {

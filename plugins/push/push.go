@@ -68,6 +68,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/disco"
@@ -111,6 +113,7 @@ type Plugin struct {
 	limits      storage.Limits
 	release     func()
 	rmHooks     []func()
+	stats       counters
 
 	mu    sync.Mutex
 	quiet map[string]bool // full JIDs of this node's detached or inactive sessions
@@ -171,6 +174,9 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		return err
 	}
 	p.release = release
+	if r, ok := host.(interface{ Registry() prometheus.Registerer }); ok && r.Registry() != nil {
+		p.rmHooks = append(p.rmHooks, p.registerMetrics(r.Registry()))
+	}
 	// A session that comes back starts a new count.
 	p.rmHooks = append(p.rmHooks, host.Hooks().Add(plugins.EventPresenceAvailable, 0, func(ctx context.Context, payload any) error {
 		ev, ok := payload.(*plugins.SessionEvent)
@@ -464,6 +470,7 @@ func (p *Plugin) Notify(ctx context.Context, owner string, msg *wire.Element) {
 	}
 	for _, r := range regs {
 		p.host.Route(ctx, p.notification(owner, r, msg, count))
+		p.stats.sent.Add(1)
 	}
 }
 
@@ -562,6 +569,7 @@ func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 		return nil
 	}
 	cond := errorCondition(el)
+	p.stats.errors.Add(1)
 	if !goneConditions[cond] {
 		p.host.Logger().Debug("push: app server answered with an error", "owner", owner, "registration", k, "condition", cond)
 		return nil
@@ -576,6 +584,7 @@ func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 		return err
 	}
 	if err == nil {
+		p.stats.disabled.Add(1)
 		p.host.Logger().Info("push: app server dropped a registration; disabled it", "owner", owner, "registration", k, "condition", cond)
 	}
 	return nil
