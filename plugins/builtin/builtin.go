@@ -19,7 +19,7 @@
 //	xep0215.extdisco  STUN/TURN discovery with TURN REST API credentials; servers under external_services:
 //	xep0280.carbons   message carbons switch
 //	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
-//	xep0357.push      push notifications to app servers for offline accounts, from push.<domain>
+//	xep0357.push      push notifications to app servers (offline accounts, detached or CSI-inactive sessions), from push.<domain>
 //	xep0363.upload    HTTP file upload at upload.DOMAIN, files in the shared store; under upload: (off until upload.url is set)
 //
 // Any of them can be turned off with plugins.disabled. Settings, under

@@ -42,19 +42,19 @@
 // servers on other domains can verify notifications from it over s2s and
 // answer there; components of the same server need neither.
 //
-// A message that the router delivers to a session of this node that is
-// detached awaiting stream resumption (XEP-0198) or whose client said
-// <inactive/> (XEP-0352) is not seen live either: this node, where it is
-// queued, publishes the notification (at PointDeliver), when every
-// available session of the account is such a quiet session of this node.
-// A message to the bare JID that reaches several of them notifies once:
-// only the delivery to the first of them (by JID) among those of the
-// highest priority, the ones the router delivers to, notifies. Quiet
-// sessions are learnt from the c2s hooks (EventSessionDetached,
-// EventClientInactive; EventSessionResumed, EventClientActive,
-// EventSessionBound and EventSessionClosed end it). An account with a
-// quiet session on this node and another on a different node is not
-// notified for live deliveries (this node cannot see the other's state).
+// A message that the router queues on a session that is detached
+// awaiting stream resumption (XEP-0198) or whose client said <inactive/>
+// (XEP-0352) is not seen live either: if that session enabled push (the
+// registration remembers the session that sent <enable/>), the node
+// where it is queued publishes to that session's app servers (at
+// PointDeliver), whatever the account's other sessions do: it is that
+// device that needs waking. The router gives each session its own copy,
+// so each registration hears of a message once. Quiet sessions are learnt
+// from the c2s hooks (EventSessionDetached, EventClientInactive;
+// EventSessionResumed, EventClientActive, EventSessionBound and
+// EventSessionClosed end it). A message notified this way that the
+// session never acknowledged, stored offline when the session ends
+// unresumed, does not notify again.
 package push
 
 import (
@@ -269,6 +269,9 @@ type Registration struct {
 	// notification, without the include-body field; "" when none.
 	Options     string `json:"options,omitempty"`
 	IncludeBody bool   `json:"include_body,omitempty"`
+	// Session is the full JID of the session that enabled it: its
+	// device is the one woken while that session is detached or inactive.
+	Session string `json:"session,omitempty"`
 }
 
 func key(jid, node string) string { return jid + " " + node }
@@ -293,7 +296,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		if node == "" {
 			return nil, wire.ErrBadRequest.WithText("enable needs a node")
 		}
-		reg := Registration{JID: jid, Node: node}
+		reg := Registration{JID: jid, Node: node, Session: xmpputil.Normalize(iq.From)}
 		if form := q.Child("x", NSData); form != nil {
 			opts, include := publishOptions(form)
 			reg.Options, reg.IncludeBody = opts.String(), include
@@ -386,51 +389,11 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 		if st.Session == "" || !p.isQuiet(st.Session) {
 			break
 		}
-		switch p.coverage(ctx, st.Session, st.El) {
-		case notifyHere:
-			p.Notify(ctx, wire.BareJID(st.Session), st.El)
-			p.remember(st.Session, st.El)
-		case notifiedElsewhere:
+		if p.notify(ctx, wire.BareJID(st.Session), st.El, st.Session) > 0 {
 			p.remember(st.Session, st.El)
 		}
 	}
 	return plugins.Continue, nil
-}
-
-// What a delivery to a quiet session means for notifications.
-const (
-	notNotified       = iota // some session of the account may be live: no notification
-	notifyHere               // this delivery notifies
-	notifiedElsewhere        // the copy to another quiet session of this node notifies
-)
-
-// coverage decides for the delivery of msg to the quiet session full:
-// a notification is due when every available session of the account is
-// quiet and on this node, and (for a message to the bare JID, which the
-// router copies to each session of the highest priority) full is the
-// first of those.
-func (p *Plugin) coverage(ctx context.Context, full string, msg *wire.Element) int {
-	res, err := p.host.Resources(ctx, wire.BareJID(full))
-	if err != nil {
-		p.host.Logger().Warn("push: could not list the account's sessions", "jid", full, "err", err)
-		return notNotified
-	}
-	best, first := -1, ""
-	for _, r := range res {
-		if !r.Available {
-			continue
-		}
-		if !p.isQuiet(r.JID) {
-			return notNotified // live somewhere (or on another node: unknown)
-		}
-		if r.Priority > best || (r.Priority == best && r.JID < first) {
-			best, first = r.Priority, r.JID
-		}
-	}
-	if msg.To() == full || first == "" || first == full {
-		return notifyHere // to this one session, or the first copy
-	}
-	return notifiedElsewhere
 }
 
 // worthNotifying reports whether a message is one a person is told about:
@@ -450,13 +413,28 @@ func worthNotifying(el *wire.Element) bool {
 // Notify publishes a notification about msg to every app server owner
 // registered. Failures are logged: the message itself goes on.
 func (p *Plugin) Notify(ctx context.Context, owner string, msg *wire.Element) {
+	p.notify(ctx, owner, msg, "")
+}
+
+// notify publishes to the registrations the session enabled (all of the
+// account's when session is "") and returns how many it published to.
+func (p *Plugin) notify(ctx context.Context, owner string, msg *wire.Element, session string) int {
 	regs, err := p.registrations(ctx, owner)
 	if err != nil {
 		p.host.Logger().Warn("push: could not read registrations", "owner", owner, "err", err)
-		return
+		return 0
+	}
+	if session != "" {
+		mine := regs[:0]
+		for _, r := range regs {
+			if r.Session == session {
+				mine = append(mine, r)
+			}
+		}
+		regs = mine
 	}
 	if len(regs) == 0 {
-		return
+		return 0
 	}
 	count := 1
 	err = storage.UpdateKV(ctx, p.host.Store().KeyValue(Pending), owner, "count", storage.Limits{},
@@ -472,6 +450,7 @@ func (p *Plugin) Notify(ctx context.Context, owner string, msg *wire.Element) {
 		p.host.Route(ctx, p.notification(owner, r, msg, count))
 		p.stats.sent.Add(1)
 	}
+	return len(regs)
 }
 
 // notification builds the publish IQ for one registration.

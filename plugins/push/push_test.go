@@ -229,12 +229,13 @@ func TestAccountFeature(t *testing.T) {
 	}
 }
 
-// TestQuietSessions: a message delivered to a detached or inactive
-// session notifies once when every available session of the account is
-// quiet on this node; not while one is active or elsewhere.
+// TestQuietSessions: a message queued on a detached or inactive session
+// notifies the app servers that session registered, once per
+// registration, whatever the account's other sessions do; nothing while
+// the session is active, nothing for a session that enabled no push.
 func TestQuietSessions(t *testing.T) {
 	h, m, _ := start(t, nil)
-	h.IQ(t, m, plugins.ToServer, strings.Replace(enable, "%s", "", 1))
+	h.IQ(t, m, plugins.ToServer, strings.Replace(enable, "%s", "", 1)) // from the phone
 	phone, tablet := "juliet@example.com/phone", "juliet@example.com/tablet"
 	h.SetResources("juliet@example.com",
 		plugins.Resource{JID: phone, Node: "test", Available: true},
@@ -245,61 +246,41 @@ func TestQuietSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deliver := func(to, session string) int {
+	// deliver queues a copy on each session and returns the notifications.
+	deliver := func(sessions ...string) []string {
 		t.Helper()
-		msg := strings.Replace(chat, "to='juliet@example.com'", "to='"+to+"'", 1)
-		if _, err := m.Intercept(context.Background(), plugins.PointDeliver, &plugins.Stanza{El: plugintest.Parse(t, msg), Session: session}); err != nil {
-			t.Fatal(err)
+		for _, s := range sessions {
+			if _, err := m.Intercept(context.Background(), plugins.PointDeliver, &plugins.Stanza{El: plugintest.Parse(t, chat), Session: s}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return len(h.Routed())
+		return h.Routed()
 	}
-	if n := deliver("juliet@example.com", phone); n != 0 {
-		t.Fatalf("active sessions: %d notifications", n)
-	}
-	fire(plugins.EventSessionDetached, phone)
-	if n := deliver("juliet@example.com", phone); n != 0 {
-		t.Fatalf("phone detached, tablet active: %d notifications", n)
+	if n := deliver(phone, tablet); len(n) != 0 {
+		t.Fatalf("active sessions: %q", n)
 	}
 	fire(plugins.EventClientInactive, tablet)
-	// A bare-JID message reaches both sessions: one notification.
-	if n := deliver("juliet@example.com", phone) + deliver("juliet@example.com", tablet); n != 1 {
-		t.Fatalf("both quiet, bare JID: %d notifications, want 1", n)
+	if n := deliver(phone, tablet); len(n) != 0 {
+		t.Fatalf("the tablet, which enabled no push, inactive: %q", n)
 	}
-	if n := deliver(tablet, tablet); n != 1 {
-		t.Fatalf("both quiet, to the tablet: %d notifications, want 1", n)
+	fire(plugins.EventSessionDetached, phone)
+	if n := deliver(phone, tablet); len(n) != 1 || !strings.Contains(n[0], `node="yxs32uqsflafdk3iuqo"`) {
+		t.Fatalf("phone detached: %q, want one notification", n)
 	}
 	fire(plugins.EventSessionResumed, phone)
-	if n := deliver("juliet@example.com", tablet); n != 0 {
-		t.Fatalf("phone resumed: %d notifications", n)
+	if n := deliver(phone, tablet); len(n) != 0 {
+		t.Fatalf("phone resumed: %q", n)
 	}
-	fire(plugins.EventClientActive, tablet)
-	fire(plugins.EventSessionDetached, phone)
-	fire(plugins.EventSessionClosed, phone)
-	h.SetResources("juliet@example.com", plugins.Resource{JID: tablet, Node: "test", Available: true})
-	if n := deliver("juliet@example.com", tablet); n != 0 {
-		t.Fatalf("tablet active again: %d notifications", n)
+	fire(plugins.EventClientInactive, phone)
+	// The tablet registers too: each registration hears once.
+	h.IQ(t, m, plugins.ToServer, `<iq type='set' id='e2' from='`+tablet+`'><enable xmlns='urn:xmpp:push:0' jid='tablet.app.example' node='t'/></iq>`)
+	if n := deliver(phone, tablet); len(n) != 2 || !strings.Contains(n[0]+n[1], `to="push.app.example"`) || !strings.Contains(n[0]+n[1], `to="tablet.app.example"`) {
+		t.Fatalf("both inactive, both registered: %q, want one to each app server", n)
 	}
-	// A quiet session here and one on another node: unknown, no notification.
-	fire(plugins.EventClientInactive, tablet)
-	h.SetResources("juliet@example.com",
-		plugins.Resource{JID: tablet, Node: "test", Available: true},
-		plugins.Resource{JID: "juliet@example.com/laptop", Node: "other", Available: true})
-	if n := deliver("juliet@example.com", tablet); n != 0 {
-		t.Fatalf("another node's session: %d notifications", n)
-	}
-}
-
-// TestSettingsValidated: a mistyped or misspelt setting is refused with
-// an error naming the key.
-func TestSettingsValidated(t *testing.T) {
-	cfg := plugintest.NewHost(t).Cfg
-	cfg.Plugins.Settings = map[string]map[string]any{push.ID: {"include_body": "yes", "max_registration": 3}}
-	errs := plugins.ValidateSettings(cfg, []plugins.Plugin{push.New()})
-	msg := errs.Error()
-	for _, want := range []string{"xep0357.push.include_body", "xep0357.push.max_registration"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("validation %q does not name %s", msg, want)
-		}
+	fire(plugins.EventClientActive, phone)
+	fire(plugins.EventSessionClosed, tablet)
+	if n := deliver(phone, tablet); len(n) != 0 {
+		t.Fatalf("phone active, tablet gone: %q", n)
 	}
 }
 
