@@ -93,7 +93,7 @@ func TestEndToEndServerQueries(t *testing.T) {
 	t.Run("disco#info on an account", func(t *testing.T) {
 		el := iq(alice, `<iq type='get' id='%s' to='bob@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
 		var feats strings.Builder
-		for _, f := range plugins.SortedUnique(append([]string{wire.NSDiscoInfo, wire.NSDiscoItems, "jabber:iq:last", "urn:xmpp:blocking", "urn:xmpp:mam:2", "urn:xmpp:mam:2#extended", "urn:xmpp:sid:0", "vcard-temp"}, pep.New().AccountFeatures()...)) {
+		for _, f := range plugins.SortedUnique(append([]string{wire.NSDiscoInfo, wire.NSDiscoItems, "jabber:iq:last", "urn:xmpp:blocking", "urn:xmpp:mam:2", "urn:xmpp:mam:2#extended", "urn:xmpp:push:0", "urn:xmpp:sid:0", "vcard-temp"}, pep.New().AccountFeatures()...)) {
 			feats.WriteString(`<feature var="` + f + `"/>`)
 		}
 		want := fmt.Sprintf(`<iq type="result" id="%s" from="bob@localhost" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"><identity category="account" type="registered"/><identity category="pubsub" type="pep"/>`+

@@ -18,6 +18,19 @@ const (
 	EventSessionBound Event = "c2s.session.bound"
 	// EventSessionClosed: a session ended. Payload *SessionEvent.
 	EventSessionClosed Event = "c2s.session.closed"
+	// EventSessionDetached: a resumable session (XEP-0198) lost its
+	// transport and waits for the client to resume it; it stays bound and
+	// queues what it is sent. Then EventSessionResumed or
+	// EventSessionClosed follows. Payload *SessionEvent (Reason: why the
+	// transport ended).
+	EventSessionDetached Event = "c2s.session.detached"
+	// EventSessionResumed: a detached session was resumed (it is active
+	// again, XEP-0352 §4). Payload *SessionEvent.
+	EventSessionResumed Event = "c2s.session.resumed"
+	// EventClientInactive and EventClientActive: a session's client said
+	// <inactive/> or <active/> (XEP-0352). Payload *SessionEvent.
+	EventClientInactive Event = "c2s.csi.inactive"
+	EventClientActive   Event = "c2s.csi.active"
 	// EventPresenceAvailable: a session sent initial presence. Payload *SessionEvent.
 	EventPresenceAvailable Event = "c2s.presence.available"
 	// EventRosterChanged: a roster item changed. Payload *RosterEvent.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster/hazelcast"
 	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
+	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins/pep"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/servertest"
@@ -154,10 +155,21 @@ func (p *pepPeer) expect(t *testing.T, want ...string) {
 // "pw-NAME").
 func twoNodes(t *testing.T, test string, users ...string) (a, b *server.Node) {
 	t.Helper()
+	return twoNodesWith(t, test, nil, users...)
+}
+
+// twoNodesWith is twoNodes with each node's configuration changed by
+// mutate (given the node's name) first.
+func twoNodesWith(t *testing.T, test string, mutate func(name string, cfg *conf.Config), users ...string) (a, b *server.Node) {
+	t.Helper()
 	pg := pgtest.Start(t)
 	member := hztest.StartMember(t, "aviary-"+test+"-cluster")
 	start := func(name string) (*server.Node, *hazelcast.Cluster) {
-		return servertest.RunClusterNode(t, servertest.DefaultConfig(t), servertest.ClusterOptions{
+		cfg := servertest.DefaultConfig(t)
+		if mutate != nil {
+			mutate(name, cfg)
+		}
+		return servertest.RunClusterNode(t, cfg, servertest.ClusterOptions{
 			DatabaseURL: pg.URL(), Member: member.Addr(), ClusterName: member.ClusterName,
 			NodeName: name, Secret: test + "-test", Prefix: test + ".",
 		})

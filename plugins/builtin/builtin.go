@@ -19,6 +19,7 @@
 //	xep0215.extdisco  STUN/TURN discovery with TURN REST API credentials; servers under external_services:
 //	xep0280.carbons   message carbons switch
 //	xep0313.mam       message archive (XEP-0313, 0359, 0441, 0424); settings under mam:
+//	xep0357.push      push notifications to app servers (offline accounts, detached or CSI-inactive sessions), from push.<domain>
 //	xep0363.upload    HTTP file upload at upload.DOMAIN, files in the shared store; under upload: (off until upload.url is set)
 //
 // Any of them can be turned off with plugins.disabled. Settings, under
@@ -28,6 +29,7 @@
 //	xep0191.blocking: refresh_interval: "1m"  # re-read a block list in use this often (safety net; changes apply at once)
 //	xep0060.pubsub:   domain: "pubsub.example.com", name: "Publish-Subscribe", create: local  # who creates nodes: local, admins, anyone
 //	xep0065.proxy:    listen: "0.0.0.0:7777", host: "proxy.example.com"  # SOCKS5 relay; off by default
+//	xep0357.push:     domain: "push.example.com", include_body: false, max_registrations: 10  # bodies only when this allows it and the client asked
 package builtin
 
 import (
@@ -48,6 +50,7 @@ import (
 	_ "github.com/aviary-im/aviary/plugins/private"   // xep0049.private
 	_ "github.com/aviary-im/aviary/plugins/proxy65"   // xep0065.proxy
 	_ "github.com/aviary-im/aviary/plugins/pubsub"    // xep0060.pubsub
+	_ "github.com/aviary-im/aviary/plugins/push"      // xep0357.push
 	_ "github.com/aviary-im/aviary/plugins/register"  // xep0077.register
 	_ "github.com/aviary-im/aviary/plugins/upload"    // xep0363.upload
 	_ "github.com/aviary-im/aviary/plugins/vcard"     // xep0054.vcard

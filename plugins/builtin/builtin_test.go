@@ -12,7 +12,7 @@ import (
 )
 
 var all = []string{
-	"xep0012.last", "xep0030.disco", "xep0045.muc", "xep0049.private", "xep0050.adhoc", "xep0054.vcard", "xep0060.pubsub", "xep0065.proxy", "xep0077.register", "xep0092.version", "xep0114.component", "xep0163.pep", "xep0191.blocking", "xep0199.ping", "xep0215.extdisco", "xep0280.carbons", "xep0313.mam", "xep0363.upload",
+	"xep0012.last", "xep0030.disco", "xep0045.muc", "xep0049.private", "xep0050.adhoc", "xep0054.vcard", "xep0060.pubsub", "xep0065.proxy", "xep0077.register", "xep0092.version", "xep0114.component", "xep0163.pep", "xep0191.blocking", "xep0199.ping", "xep0215.extdisco", "xep0280.carbons", "xep0313.mam", "xep0357.push", "xep0363.upload",
 }
 
 func ids(list []plugins.Plugin) string {
@@ -31,7 +31,7 @@ func TestNew(t *testing.T) {
 	}{
 		{"all", nil, all},
 		{"two disabled", []string{"xep0191.blocking", "xep0077.register"}, []string{
-			"xep0012.last", "xep0030.disco", "xep0045.muc", "xep0049.private", "xep0050.adhoc", "xep0054.vcard", "xep0060.pubsub", "xep0065.proxy", "xep0092.version", "xep0114.component", "xep0163.pep", "xep0199.ping", "xep0215.extdisco", "xep0280.carbons", "xep0313.mam", "xep0363.upload"}},
+			"xep0012.last", "xep0030.disco", "xep0045.muc", "xep0049.private", "xep0050.adhoc", "xep0054.vcard", "xep0060.pubsub", "xep0065.proxy", "xep0092.version", "xep0114.component", "xep0163.pep", "xep0199.ping", "xep0215.extdisco", "xep0280.carbons", "xep0313.mam", "xep0357.push", "xep0363.upload"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -166,3 +166,56 @@ func TestSessionHooks(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStateHooks: the hooks plugins learn a session's state from (push
+// notifications): <inactive/> before binding shows after the bound event,
+// <active/> and <inactive/> after it, a resumable session that loses its
+// connection is detached, then resumed.
+func TestStateHooks(t *testing.T) {
+	n := startServer(t, "alice")
+	var mu sync.Mutex
+	var events []string
+	for _, ev := range []plugins.Event{plugins.EventSessionBound, plugins.EventClientInactive, plugins.EventClientActive,
+		plugins.EventSessionDetached, plugins.EventSessionResumed} {
+		n.Hooks().Add(ev, 0, func(ctx context.Context, p any) error {
+			mu.Lock()
+			events = append(events, string(ev)+" "+p.(*plugins.SessionEvent).JID)
+			mu.Unlock()
+			return nil
+		})
+	}
+	expect := func(want ...string) {
+		t.Helper()
+		servertest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if got := strings.Join(events, "|"); got != strings.Join(want, "|") {
+				return fmt.Errorf("events %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
+	const me = "alice@localhost/phone"
+	c := servertest.DialTLS(t, n)
+	if err := c.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("<inactive xmlns='urn:xmpp:csi:0'/>")
+	if _, err := c.Bind("phone"); err != nil {
+		t.Fatal(err)
+	}
+	c.Send("<active xmlns='urn:xmpp:csi:0'/><inactive xmlns='urn:xmpp:csi:0'/>")
+	c.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	enabled := c.Await("<enabled/>", func(el *wire.Element) bool { return el.Name == "enabled" })
+	expect("c2s.session.bound "+me, "c2s.csi.inactive "+me, "c2s.csi.active "+me, "c2s.csi.inactive "+me)
+
+	_ = c.Conn.Close()
+	expect("c2s.session.bound "+me, "c2s.csi.inactive "+me, "c2s.csi.active "+me, "c2s.csi.inactive "+me, "c2s.session.detached "+me)
+	r := servertest.DialTLS(t, n)
+	if err := r.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	r.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", enabled.Attr("id"))
+	r.ExpectName("resumed")
+	expect("c2s.session.bound "+me, "c2s.csi.inactive "+me, "c2s.csi.active "+me, "c2s.csi.inactive "+me, "c2s.session.detached "+me, "c2s.session.resumed "+me)
+}

@@ -1,6 +1,9 @@
 package c2s
 
-import "github.com/aviary-im/aviary/wire"
+import (
+	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/wire"
+)
 
 // Client state indication (XEP-0352). A phone that puts its app in the
 // background says <inactive/>; from then on what only updates the screen
@@ -25,10 +28,16 @@ func (s *Session) handleCSI(el *wire.Element) bool {
 		s.held = 0
 		s.signalLocked()
 		s.mu.Unlock()
+		if full := s.JID(); !full.IsZero() { // before binding: see bindResource
+			s.srv.fire(s.ctx, plugins.EventClientActive, full.String(), "")
+		}
 	case "inactive":
 		s.mu.Lock()
 		s.inactive = true
 		s.mu.Unlock()
+		if full := s.JID(); !full.IsZero() {
+			s.srv.fire(s.ctx, plugins.EventClientInactive, full.String(), "")
+		}
 	default:
 		s.streamError("unsupported-stanza-type", "")
 		return true

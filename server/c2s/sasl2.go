@@ -201,6 +201,7 @@ func (s *Session) sasl2Success(additional []byte, x auth.Exchange) bool {
 				s.mu.Lock()
 				s.inactive = true
 				s.mu.Unlock()
+				s.srv.fire(s.ctx, plugins.EventClientInactive, id, "")
 			}
 		} else {
 			// Authenticated all the same: the features offer RFC 6120

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/server/router"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -375,6 +376,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	s.reason = ReasonResumed
 	s.mu.Unlock()
 	s.cancel()
+	old.srv.fire(old.ctx, plugins.EventSessionResumed, old.JID().String(), "")
 	old.logAsBound(old.JID()) // the client's new address
 	old.logger().Info("c2s: session resumed", "resent", resent, "inline", inline != nil)
 	return old, false

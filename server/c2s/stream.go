@@ -101,6 +101,10 @@ func (s *Session) finish() CloseReason {
 		closeIt := !s.tclosed
 		s.tclosed = true
 		s.mu.Unlock()
+		// Before the resumption timer starts and before a resumption can
+		// take the session (it waits for readerDone), so hooks see
+		// detached, then resumed or closed.
+		s.srv.fire(context.WithoutCancel(s.parent), plugins.EventSessionDetached, s.JID().String(), reason.String())
 		if closeIt {
 			_ = t.Close(nil)
 		}
@@ -665,11 +669,15 @@ func (s *Session) bindResource(res string) (wire.JID, *wire.StanzaError) {
 	full := s.JID()
 	s.mu.Lock()
 	s.bound = true
+	inactive := s.inactive
 	s.mu.Unlock()
 	s.enterBound()
 	s.logAsBound(full)
 	s.logger().Debug("c2s: bound")
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
+	if inactive { // said <inactive/> before binding (XEP-0352 §3)
+		s.srv.fire(s.ctx, plugins.EventClientInactive, full.String(), "")
+	}
 	return full, nil
 }
 
