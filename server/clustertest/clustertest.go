@@ -370,6 +370,51 @@ func (a *Admin) Overview(ctx context.Context) (Overview, error) {
 	return o, err
 }
 
+// Metric reads one sample from the node's /metrics: the line of the
+// metric name whose labels include every given label pair (such as
+// `kind="kept"`), summed over the lines that match.
+func (a *Admin) Metric(ctx context.Context, name string, labels ...string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", a.Base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := a.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	var sum float64
+	found := false
+lines:
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %q: %v", name, line, err)
+		}
+		sum += v
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("no %s%v in /metrics", name, labels)
+	}
+	return sum, nil
+}
+
 // Session is one entry of GET /api/sessions.
 type Session struct {
 	JID       string `json:"jid"`

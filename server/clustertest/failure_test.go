@@ -27,6 +27,24 @@ func TestNodeKilled(t *testing.T) {
 	befriend(t, cc, b)
 	send(a, b.JID, "before the crash")
 	b.Await("message", isMsg("before the crash"))
+	// Crash safety keeps node1's copy of that message until the victim
+	// says its client has it, in a notice sent within milliseconds; a kill
+	// before the notice arrives routes the copy again (at least once, by
+	// design: server/router/CRASHSAFETY.md) and it would be a fourth
+	// offline message below. This test is about what is sent after the
+	// crash, so it waits for the notice.
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kept, err := c.admins[0].Metric(ctx, "aviary_router_custody_copies", `kind="kept"`)
+		if err != nil {
+			return err
+		}
+		if kept != 0 {
+			return fmt.Errorf("node1 keeps %v copies", kept)
+		}
+		return nil
+	})
 
 	victim.Kill()
 	killed := time.Now()
