@@ -634,7 +634,24 @@ func TestPollingTooFrequent(t *testing.T) {
 	if resp.Attr("polling") != "2" {
 		t.Fatalf("polling %q", resp.Attr("polling"))
 	}
-	c.post("", "") // empty poll, empty answer
+	// The fake stream sends its features just after the stream opens:
+	// whether they ride on the creation response or wait for a later
+	// request is a race, and an empty creation response followed at once
+	// by an empty poll is rightly two empty requests too close together.
+	// Collect the features first, a polling interval apart, so the polls
+	// below start from one known state.
+	for got := resp.Child("stream:features", ""); got == nil; {
+		clk.Add(3 * opts.Second)
+		r := c.post("", "")
+		if r.Attr("type") == "terminate" {
+			t.Fatalf("poll while waiting for the features refused: %s", r)
+		}
+		got = r.Child("stream:features", "")
+	}
+	clk.Add(3 * opts.Second)
+	if r := c.post("", ""); len(r.Children) != 0 || r.Attr("type") == "terminate" {
+		t.Fatalf("empty poll: %s, want an empty answer", r)
+	}
 	clk.Add(3 * opts.Second)
 	if r := c.post("", ""); r.Attr("type") == "terminate" {
 		t.Fatalf("poll after the interval refused: %s", r)
