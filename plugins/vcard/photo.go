@@ -146,7 +146,7 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	if x != nil && x.Child("photo", "") != nil {
 		return plugins.Continue, nil
 	}
-	owner := bareOf(st.Session)
+	owner := wire.BareJID(st.Session)
 	hash, err := storedPhotoHash(ctx, p.host.Store(), owner)
 	if err != nil {
 		p.host.Logger().Warn("vcard: reading the photo hash for presence", "owner", owner, "err", err)
@@ -162,11 +162,4 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	}
 	el.Children = append(kids, wire.NewNS("x", NSUpdate).Append(wire.New("photo").SetText(hash)))
 	return plugins.Continue, nil
-}
-
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }

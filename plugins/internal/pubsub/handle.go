@@ -428,7 +428,7 @@ func (e *Engine) items(ctx context.Context, service, requester string, req *wire
 // (XEP-0060 §6.1.3.1).
 func subscriberJID(req *wire.Element, requester string) (string, error) {
 	j := xmpputil.Normalize(req.Attr("jid"))
-	if j == "" || bareOf(j) != requester {
+	if j == "" || wire.BareJID(j) != requester {
 		return "", errInvalidJID
 	}
 	return j, nil
@@ -581,7 +581,7 @@ func (e *Engine) ownSubscriptions(ctx context.Context, service, requester, node 
 		subs, err := e.st.subscriptions(ctx, service, nd)
 		var out []*wire.Element
 		for _, s := range subs {
-			if bareOf(s.JID) == requester {
+			if wire.BareJID(s.JID) == requester {
 				out = append(out, subscriptionElement(nd, s, true))
 			}
 		}

@@ -44,10 +44,10 @@ func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscriptio
 	full := map[string]bool{}
 	aud := &audience{e: e, n: n}
 	for _, s := range subs {
-		if !s.Options.Deliver || !aud.allows(ctx, bareOf(s.JID), false) {
+		if !s.Options.Deliver || !aud.allows(ctx, wire.BareJID(s.JID), false) {
 			continue
 		}
-		if bareOf(s.JID) == s.JID {
+		if wire.BareJID(s.JID) == s.JID {
 			bare[s.JID] = true
 		} else {
 			full[s.JID] = true
@@ -56,7 +56,7 @@ func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscriptio
 	}
 	if e.opts.Implicit != nil {
 		for _, j := range e.opts.Implicit(ctx, n.service, n.node) {
-			if full[j] || bare[bareOf(j)] || !aud.allows(ctx, bareOf(j), true) {
+			if full[j] || bare[wire.BareJID(j)] || !aud.allows(ctx, wire.BareJID(j), true) {
 				continue
 			}
 			full[j] = true
@@ -98,7 +98,7 @@ func (e *Engine) SendLast(ctx context.Context, service, node, to string) {
 		return
 	}
 	aud := &audience{e: e, n: n}
-	if !aud.allows(ctx, bareOf(to), true) {
+	if !aud.allows(ctx, wire.BareJID(to), true) {
 		return
 	}
 	e.sendLast(ctx, n, to)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
@@ -489,12 +488,4 @@ func (l Limits) quotaError(err error, items string) error {
 		per = "node"
 	}
 	return xmpputil.QuotaErrorPer(err, what, items, per)
-}
-
-// bareOf returns the bare part of a normalized JID.
-func bareOf(s string) string {
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
