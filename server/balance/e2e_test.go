@@ -1,6 +1,7 @@
 package balance_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -255,6 +256,9 @@ func startE2EClusterWith(t *testing.T, prefix string, nodes, users int, extraYAM
 	cl := &e2eCluster{root: root, dir: dir, db: db, cmds: map[string]*exec.Cmd{}, waits: map[string]chan error{}}
 	cl.bin, cl.bench = buildBinaries(t, root, dir)
 	addrs := freeAddrs(t, 4*nodes)
+	// AVIARY_E2E_LOG_LEVEL=debug, to follow a lost message through the
+	// nodes' logs (kept in artifacts/ when the test fails).
+	logLevel := cmp.Or(os.Getenv("AVIARY_E2E_LOG_LEVEL"), "info")
 	for i := 1; i <= nodes; i++ {
 		name := fmt.Sprintf("%s%d", prefix, i)
 		a := addrs[4*(i-1):]
@@ -262,14 +266,14 @@ func startE2EClusterWith(t *testing.T, prefix string, nodes, users int, extraYAM
 		p.cfg = filepath.Join(dir, name+".yaml")
 		yaml := fmt.Sprintf(`domain: localhost
 data_dir: %s
-log_level: info
+log_level: %s
 database: {url: %q}
 cluster: {hazelcast: [%q], hazelcast_cluster_name: %q, node_name: %s, listen: %q, secret: e2e-secret, heartbeat_interval: 500ms, node_ttl: 3s}
 c2s: {listen: %q, tls_listen: "off"}
 http: {listen: %q, plain_secure: loopback}
 admin: {listen: %q, admins: [admin@localhost]}
 balance: {publish_interval: 500ms, drain_deadline: 30s, drain_notice: 1s}
-`, filepath.Join(dir, name), db, hz.Addr(), hz.ClusterName, name, a[3], p.c2s, p.http, p.admin)
+`, filepath.Join(dir, name), logLevel, db, hz.Addr(), hz.ClusterName, name, a[3], p.c2s, p.http, p.admin)
 		if extraYAML != "" {
 			yaml = mergeYAMLSection(yaml, extraYAML)
 		}
@@ -283,6 +287,7 @@ balance: {publish_interval: 500ms, drain_deadline: 30s, drain_notice: 1s}
 	// for the cleanup.
 	cl.startCmd = fmt.Sprintf(`cd %s && for i in $(seq 60); do [ -e stop ] && break; %s serve --config {name}.yaml >>{name}.log 2>&1 & echo $! >{name}.pid; wait $! && break; sleep 0.5; done`, dir, cl.bin)
 	t.Cleanup(cl.stop)
+	t.Cleanup(func() { cl.keepLogs(t) }) // runs first: the logs of a failed test, once the nodes stopped
 	for _, p := range cl.nodes {
 		cl.startNode(t, p)
 	}
@@ -431,6 +436,32 @@ func (cl *e2eCluster) adminArgs() []string {
 func (cl *e2eCluster) log(name string) string {
 	b, _ := os.ReadFile(filepath.Join(cl.dir, name+".log"))
 	return string(b)
+}
+
+// keepLogs copies every node's whole log into artifacts/TEST-NODE.log
+// when the test failed: the lines the test prints name only the first
+// lost message's users, and CI keeps nothing else of the temp directory.
+func (cl *e2eCluster) keepLogs(t *testing.T) {
+	if !t.Failed() {
+		return
+	}
+	cl.stop() // the logs are complete once the nodes are down; stop is idempotent
+	dir := os.Getenv("AVIARY_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(cl.root, "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("keeping the node logs: %v", err)
+		return
+	}
+	for _, p := range cl.nodes {
+		name := filepath.Join(dir, t.Name()+"-"+p.name+".log")
+		if err := os.WriteFile(name, []byte(cl.log(p.name)), 0o644); err != nil {
+			t.Logf("keeping the node logs: %v", err)
+			return
+		}
+	}
+	t.Logf("the nodes' logs are in %s/%s-*.log", dir, t.Name())
 }
 
 func (cl *e2eCluster) logTails(t *testing.T) {
