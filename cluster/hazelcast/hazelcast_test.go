@@ -1023,3 +1023,38 @@ func TestNameInUse(t *testing.T) {
 	c2 := startNode(t, m, p, "c", nodeOpt{}) // fails the test if refused
 	waitMembers(t, []string{"a", "c"}, a, c2)
 }
+
+// TestRoutesFromSourceSeeCompletedWrites: a route write another node has
+// completed is seen by RoutesFromSource at once, even when what makes the
+// reader look came by another way than that node's link (an offline
+// message committed to PostgreSQL after the recipient's session wrote its
+// route and took the queue), so no announcement orders it. Routes, from
+// the replica, may miss it for a moment; the router reads from the
+// source after an offline commit so that neither side misses the other.
+func TestRoutesFromSourceSeeCompletedWrites(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	a := startNode(t, m, p, "a", nodeOpt{})
+	b := startNode(t, m, p, "b", nodeOpt{})
+	waitMembers(t, []string{"a", "b"}, a, b)
+	ctx := context.Background()
+	replicaBehind := 0
+	for i := range 200 {
+		full := fmt.Sprintf("src%d@x/r", i)
+		if err := a.PutRoute(ctx, cluster.Route{JID: full, Available: true}); err != nil {
+			t.Fatal(err)
+		}
+		// A side channel: a channel send here, not a link message.
+		rs, err := b.RoutesFromSource(ctx, fmt.Sprintf("src%d@x", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rs) != 1 || rs[0].JID != full {
+			t.Fatalf("write %d: RoutesFromSource on b saw %+v", i, rs)
+		}
+		if cached, _ := b.Routes(ctx, fmt.Sprintf("src%d@x", i)); len(cached) == 0 {
+			replicaBehind++
+		}
+	}
+	t.Logf("the replica had not yet seen %d of 200 completed writes", replicaBehind)
+}

@@ -183,6 +183,21 @@ func (c *Cluster) flushPending(ctx context.Context) {
 // it never asks Hazelcast: the replica as last seen (kept up to date by
 // the other nodes' announcements) and the members as last seen decide.
 func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, error) {
+	return c.routes(ctx, bareJID, false)
+}
+
+// RoutesFromSource is Routes asking Hazelcast itself, never the replica
+// (unless detached, when Hazelcast cannot be asked): it sees every route
+// write that completed before it began. The router uses it after storing
+// a message offline, so that the commit and a session's route write,
+// each followed by the other's read (the session takes the offline queue
+// after its route is written), cannot both miss each other, as they could
+// with a replica that learns of the route a moment later.
+func (c *Cluster) RoutesFromSource(ctx context.Context, bareJID string) ([]cluster.Route, error) {
+	return c.routes(ctx, bareJID, true)
+}
+
+func (c *Cluster) routes(ctx context.Context, bareJID string, fromSource bool) ([]cluster.Route, error) {
 	out := c.ownRoutes(bareJID)
 	if !c.clustered.Load() {
 		sortRoutes(out)
@@ -190,7 +205,7 @@ func (c *Cluster) Routes(ctx context.Context, bareJID string) ([]cluster.Route, 
 	}
 	detached := c.detached.Load()
 	var recs []routeRecord
-	if rc := c.cache.Load(); rc != nil && (detached || !c.isDirty(bareJID)) {
+	if rc := c.cache.Load(); rc != nil && (detached || (!fromSource && !c.isDirty(bareJID))) {
 		recs = rc.get(bareJID, nil)
 	} else if detached {
 		sortRoutes(out)

@@ -20,7 +20,9 @@
 // So nothing is dropped silently: a Send that was queued but could not be
 // written (after one redial), or written but not acknowledged when the
 // connection died, is handed to Options.Undelivered for the caller to
-// store or bounce. A frame handled just before the connection died may be
+// store or bounce. A Send handler that returns cluster.ErrHandBack (its
+// node is stopping) makes the same happen on purpose: the connection is
+// closed before that frame is acknowledged. A frame handled just before the connection died may be
 // reported as well: a possible duplicate, never a loss. SendNotify
 // reports each message's fate to its caller instead: handled (the
 // acknowledgement covered it) or not (what Undelivered would have got);
@@ -498,6 +500,16 @@ func (n *Node) serveConn(c net.Conn) {
 				continue
 			}
 			if _, err := h(n.ctx, from, f.payload); err != nil {
+				if errors.Is(err, cluster.ErrHandBack) {
+					// Acknowledge what came before, then close: this
+					// frame and every later one on the connection go
+					// back to the sender as undelivered.
+					if handled != acked {
+						n.ack(in, handled)
+					}
+					n.log.Debug("link handed a message back", "from", from, "kind", f.kind)
+					return
+				}
 				n.log.Debug("link send handler failed", "from", from, "kind", f.kind, "err", err)
 			}
 			handled++

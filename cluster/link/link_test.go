@@ -709,3 +709,60 @@ func TestFlush(t *testing.T) {
 		t.Errorf("%d undelivered to a live peer", lost.Load())
 	}
 }
+
+// TestHandBack: a Send handler that returns cluster.ErrHandBack (its node
+// is stopping) gives that message back: the sender hears "not handled"
+// for it and for what the receiver had not handled yet, "handled" for
+// everything acknowledged before it, and nothing is both.
+func TestHandBack(t *testing.T) {
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	const total, from = 200, 120
+	var got atomic.Int64
+	b.h.set("msg", func(ctx context.Context, _ string, p []byte) ([]byte, error) {
+		var i int64
+		fmt.Sscan(string(p), &i)
+		if i >= from {
+			return nil, cluster.ErrHandBack
+		}
+		got.Add(1)
+		return nil, nil
+	})
+	ctx := context.Background()
+	var mu sync.Mutex
+	fate := map[int]bool{}
+	for i := range total {
+		if err := a.SendNotify(ctx, "b", b.addr, "msg", fmt.Append(nil, i), func(handled bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := fate[i]; dup {
+				t.Errorf("message %d reported twice", i)
+			}
+			fate[i] = handled
+		}); err != nil && !errors.Is(err, cluster.ErrNodeGone) {
+			t.Fatal(err)
+		} else if err != nil {
+			mu.Lock()
+			fate[i] = false // refused at once: the link is between two connections
+			mu.Unlock()
+		}
+	}
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(fate) != total {
+			return fmt.Errorf("%d of %d reported", len(fate), total)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range total {
+		if want := i < from; fate[i] != want {
+			t.Errorf("message %d: handled=%v, want %v", i, fate[i], want)
+		}
+	}
+	if g := got.Load(); g != from {
+		t.Fatalf("b handled %d, want %d", g, from)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -222,4 +223,51 @@ func TestBacklogOnAnotherNode(t *testing.T) {
 	if got := only("message", j.take()); len(got) != 2 || e1.offlineCount("juliet@example.com") != 0 {
 		t.Fatalf("an older node got %d messages, %d left stored", len(got), e1.offlineCount("juliet@example.com"))
 	}
+}
+
+// laggingReplica is a node whose replica of the routing table has not yet
+// seen some users' routes (cluster/hazelcast learns other nodes' writes a
+// moment after they complete); RoutesFromSource reads the table itself.
+type laggingReplica struct {
+	*fakeNode
+	behind map[string]bool // bare JIDs the replica does not have yet
+}
+
+func (c *laggingReplica) Routes(ctx context.Context, bare string) ([]cluster.Route, error) {
+	if c.behind[bare] {
+		return nil, nil
+	}
+	return c.fakeNode.Routes(ctx, bare)
+}
+
+func (c *laggingReplica) RoutesFromSource(ctx context.Context, bare string) ([]cluster.Route, error) {
+	return c.fakeNode.Routes(ctx, bare)
+}
+
+// TestOfflineCommitSeesLoginOnAnotherNode: a message routed while the
+// sending node's replica has not yet seen the recipient's new session on
+// another node is stored offline; the session took the (then empty) queue
+// when it came online, so after the commit the sending node reads the
+// routes from their source, finds it and has the message delivered at
+// once. With the replica's answer the message waited for the session's
+// node to look again, offlineRecheck later: turned off here, so that only
+// the look after the commit can deliver it.
+func TestOfflineCommitSeesLoginOnAnotherNode(t *testing.T) {
+	st := openStore(t)
+	n := newFakeNet("node1", "node2")
+	lag := &laggingReplica{fakeNode: n.nodes["node1"], behind: map[string]bool{"juliet@example.com": true}}
+	e1 := newEnvWith(t, st, lag)
+	e2 := newEnvWith(t, st, n.nodes["node2"])
+	e2.r.offlineRecheck = time.Hour
+	e1.user("alice", "juliet")
+	j := e2.online("juliet", "balcony", 0)
+	j.take()
+	a := e1.online("alice", "a", 0)
+	e1.send(a, `<message to='juliet@example.com' type='chat' id='m1'><body>while you logged in</body></message>`)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if got := only("message", j.take()); len(got) != 1 {
+			return fmt.Errorf("juliet got %d messages, %d stored offline", len(got), e1.offlineCount("juliet@example.com"))
+		}
+		return nil
+	})
 }

@@ -48,6 +48,15 @@ func (r *Router) registerCluster() {
 	}
 }
 
+// HandBack makes the router give back, unhandled, the stanzas and copies
+// other nodes send it (cluster.ErrHandBack: their nodes route them again
+// or fall back), from the moment a stopping node's sessions are gone and
+// before its plugins stop: what arrives then has no session here, and
+// offline storage would run it through plugins that are stopping (a
+// stopped block list fails closed and refuses it; a stopped archive
+// would miss it). HandBack(false) undoes it when the node starts again.
+func (r *Router) HandBack(on bool) { r.handingBack.Store(on) }
+
 // undelivered falls back for a stanza a link accepted but could not hand
 // to its node (the node died with it in flight): stored offline or
 // bounced, never dropped.
@@ -86,6 +95,9 @@ func (r *Router) sendStanza(ctx context.Context, node, full string, el *wire.Ele
 // handleStanza delivers a stanza another node routed to a local session,
 // falling back (offline storage, bounce) when the session is gone.
 func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []byte) ([]byte, error) {
+	if r.handingBack.Load() {
+		return nil, cluster.ErrHandBack
+	}
 	full, el, err := r.parseStanzaMessage(payload)
 	if err != nil {
 		return nil, err
@@ -256,7 +268,7 @@ func (r *Router) recheckAllOffline(ctx context.Context) {
 	flush()
 	// One timer for all of them: a timer each would query the store for
 	// every online user at the same instant.
-	time.AfterFunc(offlineRecheck, func() {
+	time.AfterFunc(r.offlineRecheck, func() {
 		if r.clustered() {
 			flush()
 		}

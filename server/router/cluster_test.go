@@ -571,3 +571,32 @@ func TestHandleStanzaMalformed(t *testing.T) {
 	}
 	wantSigs(t, "alice", alice.take(), "message bob@example.com/b→alice@example.com/a")
 }
+
+// TestStoppingNodeHandsBack: once a stopping node hands back (its
+// sessions gone, its plugins about to stop), a message another node
+// forwards to it is not handled there: the sending node falls back with
+// its own plugins (here offline storage), and the stopping node neither
+// delivers, stores nor bounces it.
+func TestStoppingNodeHandsBack(t *testing.T) {
+	e1, e2, _ := twoNodes(t)
+	alice := e1.online("alice", "a", 0)
+	juliet := e2.online("juliet", "balcony", 0)
+	juliet.take()
+	alice.take()
+	e2.r.HandBack(true)
+	e1.send(alice, `<message to='juliet@example.com/balcony' type='chat' id='m1'><body>during the stop</body></message>`)
+	if got := only("message", juliet.take()); len(got) != 0 {
+		t.Fatalf("the stopping node delivered %d messages", len(got))
+	}
+	if got := only("message", alice.take()); len(got) != 0 {
+		t.Fatalf("alice got %s", got[0])
+	}
+	if n := e1.offlineCount("juliet@example.com"); n != 1 {
+		t.Fatalf("%d messages stored offline by the sending node, want 1", n)
+	}
+	e2.r.HandBack(false)
+	e1.send(alice, `<message to='juliet@example.com/balcony' type='chat' id='m2'><body>started again</body></message>`)
+	if got := only("message", juliet.take()); len(got) != 1 {
+		t.Fatalf("after HandBack(false) juliet got %d messages", len(got))
+	}
+}

@@ -91,7 +91,7 @@ func (r *Router) storeOfflineRaw(ctx context.Context, bare string, el *wire.Elem
 // several such resources each message goes to one of them. A resource on
 // another node is asked to do it by its node.
 func (r *Router) flushOffline(ctx context.Context, bare string) {
-	routes, err := r.routes(ctx, bare)
+	routes, err := r.routesFromSource(ctx, bare)
 	if err != nil {
 		return
 	}

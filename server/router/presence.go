@@ -147,18 +147,19 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 	r.fireHook(ctx, plugins.EventPresenceAvailable, &plugins.SessionEvent{JID: from})
 }
 
-// offlineRecheck is when recheckOffline looks at offline storage again.
+// offlineRecheck is when recheckOffline looks at offline storage again
+// (Router.offlineRecheck).
 const offlineRecheck = 2 * time.Second
 
 // recheckOffline looks at the user's offline queue once more a moment
 // after a resource became available. In a cluster another node that found
 // no available resource stores a message offline and then re-checks the
-// routes; when that re-check ran before this resource's availability
-// reached its copy of the routing table, and our take ran before its
-// store committed, the message would wait for the next login.
+// routes, from their source (routesFromSource), so it sees this
+// resource's route; this second look covers a cluster whose routes have
+// no source to read (and a route write that failed and was retried).
 func (r *Router) recheckOffline(ctx context.Context, bare string) {
 	ctx = context.WithoutCancel(ctx)
-	time.AfterFunc(offlineRecheck, func() {
+	time.AfterFunc(r.offlineRecheck, func() {
 		if r.clustered() { // the race needs other nodes; alone, nothing to catch
 			r.flushOffline(ctx, bare)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -38,6 +39,13 @@ type Options struct {
 // session record. It is never held while calling out (storage, cluster,
 // plugins, Session methods), so no lock order exists beyond it.
 type Router struct {
+	// offlineRecheck is how long after a resource became available its
+	// offline queue is looked at again (presence.go); tests that must
+	// tell the recheck from the first look set it.
+	offlineRecheck time.Duration
+	// handingBack is set while the node stops (HandBack).
+	handingBack atomic.Bool
+
 	cfg     *conf.Config
 	domain  string
 	node    string
@@ -72,16 +80,17 @@ func New(o Options) *Router {
 		o.Now = time.Now
 	}
 	r := &Router{
-		cfg:      o.Config,
-		domain:   o.Config.Domain,
-		store:    o.Store,
-		cluster:  o.Cluster,
-		log:      o.Logger,
-		hooks:    o.Hooks,
-		now:      o.Now,
-		m:        newMetrics(o.Registry),
-		sessions: map[string]*session{},
-		byBare:   map[string][]*session{},
+		offlineRecheck: offlineRecheck,
+		cfg:            o.Config,
+		domain:         o.Config.Domain,
+		store:          o.Store,
+		cluster:        o.Cluster,
+		log:            o.Logger,
+		hooks:          o.Hooks,
+		now:            o.Now,
+		m:              newMetrics(o.Registry),
+		sessions:       map[string]*session{},
+		byBare:         map[string][]*session{},
 	}
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()

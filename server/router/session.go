@@ -277,6 +277,26 @@ func (r *Router) clustered() bool { return r.cluster != nil && r.cluster.Cluster
 // for every routed stanza and is nearly always answered from the
 // cluster's local replica, while the implementation bounds any network
 // call it makes with cluster.operation_timeout itself.
+// sourceRouter is a cluster whose routes can be read from their source,
+// not from a replica that may lag behind it (cluster/hazelcast).
+type sourceRouter interface {
+	RoutesFromSource(ctx context.Context, bareJID string) ([]cluster.Route, error)
+}
+
+// routesFromSource is routes read from the source when the cluster keeps
+// a replica: for a read that must see every route write completed before
+// it (after an offline commit: flushOffline).
+func (r *Router) routesFromSource(ctx context.Context, bare string) ([]cluster.Route, error) {
+	if sr, ok := r.cluster.(sourceRouter); ok && r.clustered() {
+		routes, err := sr.RoutesFromSource(ctx, bare)
+		if err != nil {
+			return nil, errors.Join(ErrRoutes, err)
+		}
+		return routes, nil
+	}
+	return r.routes(ctx, bare)
+}
+
 func (r *Router) routes(ctx context.Context, bare string) ([]cluster.Route, error) {
 	if r.clustered() {
 		routes, err := r.cluster.Routes(ctx, bare)
