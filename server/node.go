@@ -362,8 +362,8 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// Stops run in reverse: once the sessions are gone and before the
 	// plugins stop, stanzas other nodes send go back to them (router
 	// HandBack); the cluster and its links stop after the plugins.
-	n.router.HandBack(false)
-	n.stops = append(n.stops, func(context.Context) error { n.router.HandBack(true); return nil })
+	n.router.HandBack(ctx, false)
+	n.stops = append(n.stops, func(ctx context.Context) error { n.router.HandBack(ctx, true); return nil })
 	if err := n.nameServices(); err != nil {
 		return fmt.Errorf("server: certificate for the service domains: %w", err)
 	}
