@@ -15,9 +15,8 @@ import (
 
 // A user deletes their own archive with an ad-hoc command (XEP-0050) on
 // the server's JID, served by xep0050.adhoc: XEP-0313 defines no way to
-// delete, and an ad-hoc command is what every client that speaks XEP-0050
-// (Gajim, Psi, Conversations, Dino through its server's commands...) can
-// run without knowing this server. The first execute returns a
+// delete, and an ad-hoc command is what a client with a command menu
+// (Gajim, Psi, Converse.js...) runs without knowing this server. The first execute returns a
 // confirmation form; the submitted form with confirm=1 deletes, and
 // anything else deletes nothing. Only the account's own archive goes:
 // its contacts' copies are theirs, and room archives are the rooms'.

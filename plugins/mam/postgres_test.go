@@ -35,7 +35,9 @@ func TestRetentionAndDeletionOnPostgres(t *testing.T) {
 	configure := func(room, fields string) {
 		t.Helper()
 		owner.Send(`<presence to='%s@conference.localhost/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>`, room)
-		owner.Await("joined "+room, func(el *wire.Element) bool { return el.Name == "presence" && el.From() == room+"@conference.localhost/alice" })
+		owner.Await("joined "+room, func(el *wire.Element) bool {
+			return el.Name == "presence" && el.From() == room+"@conference.localhost/alice"
+		})
 		res := iq(owner, `<iq type='set' id='%s' to='`+room+`@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'>`+fields+`</x></query></iq>`)
 		if res.Type() != "result" {
 			t.Fatalf("configuring %s: %s", room, res)
