@@ -14,8 +14,9 @@ const choreInterval = time.Hour
 // chores runs the cluster-wide housekeeping on whichever node is senior
 // (on one node, always that node): today, expiring offline messages older
 // than c2s.offline_expiry and archived messages older than
-// mam.expire_after or their room's own retention. Every node runs the loop; only the senior acts,
-// so when the senior dies the next-oldest node takes over at its next tick.
+// mam.expire_after or their room's own retention. Every node runs the
+// loop; only the senior acts, so when the senior dies the next-oldest
+// node takes over at its next tick.
 type chores struct {
 	interval time.Duration
 	stop     context.CancelFunc
