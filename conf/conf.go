@@ -523,7 +523,9 @@ type MAMConfig struct {
 	Default string `yaml:"default"`
 	// ExpireAfter is how long archived messages are kept; the cluster's
 	// senior node (the only node when alone) deletes older ones once an
-	// hour. 0 keeps them until the account is deleted. Default 0.
+	// hour. 0 keeps them until the account is deleted. A group chat
+	// room's owner may have the room's archive keep less, never more
+	// (muc#roomconfig_archive_expires). Default 0.
 	ExpireAfter time.Duration `yaml:"expire_after"`
 	// MaxPage caps how many messages one query returns (RSM <max/>, and
 	// the page size when the client names none). Default 100.

@@ -14,8 +14,9 @@ const choreInterval = time.Hour
 // chores runs the cluster-wide housekeeping on whichever node is senior
 // (on one node, always that node): today, expiring offline messages older
 // than c2s.offline_expiry and archived messages older than
-// mam.expire_after. Every node runs the loop; only the senior acts,
-// so when the senior dies the next-oldest node takes over at its next tick.
+// mam.expire_after or their room's own retention. Every node runs the
+// loop; only the senior acts, so when the senior dies the next-oldest
+// node takes over at its next tick.
 type chores struct {
 	interval time.Duration
 	stop     context.CancelFunc
@@ -69,20 +70,23 @@ func (c *chores) expireOffline(ctx context.Context, n *Node) {
 
 // expireArchive deletes archived messages older than mam.expire_after, of
 // every account and room, in one statement (an ID range: the IDs are
-// time-ordered).
+// time-ordered), and each room's older than the room's own retention
+// when that is shorter (mam.Expire asks the running plugins that keep
+// archives with a retention of their own: group chat).
 func (c *chores) expireArchive(ctx context.Context, n *Node) {
 	expiry := n.Config().MAM.ExpireAfter
-	if expiry <= 0 {
+	rs := mam.RetentionOf(n.Plugins())
+	if expiry <= 0 && len(rs) == 0 {
 		return
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	removed, err := n.Store().Archive(mam.Store).DeleteBefore(dctx, "", time.Now().Add(-expiry))
-	switch {
-	case err != nil:
-		n.Logger().Warn("chores: expiring archived messages failed", "err", err)
-	case removed > 0:
+	removed, err := mam.Expire(dctx, n.Store().Archive(mam.Store), expiry, time.Now(), rs)
+	if removed > 0 {
 		n.Logger().Info("chores: expired archived messages", "removed", removed, "older_than", expiry)
+	}
+	if err != nil {
+		n.Logger().Warn("chores: expiring archived messages failed", "err", err)
 	}
 }
 

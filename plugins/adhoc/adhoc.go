@@ -8,11 +8,17 @@
 //	http://jabber.org/protocol/admin#get-registered-users-num
 //	http://jabber.org/protocol/admin#get-online-users-num
 //
-// Only administrators (Host.IsAdmin) may list or run them; anyone else sees
-// an empty command list and gets forbidden on execute. The forms are the
-// ones XEP-0133 specifies (FORM_TYPE http://jabber.org/protocol/admin,
-// field names accountjid, accountjids, password, password-verify...), so
+// Only administrators (Host.IsAdmin) may list or run them; anyone else does
+// not see them and gets forbidden on execute. The forms are the ones
+// XEP-0133 specifies (FORM_TYPE http://jabber.org/protocol/admin, field
+// names accountjid, accountjids, password, password-verify...), so
 // clients such as Smack's ServiceAdministrationManager work unchanged.
+//
+// Other plugins offer commands to the domain's own users (Provider):
+// the message archive's "Delete my message archive"
+// (urn:xmpp:mam:2#delete-archive). They are listed, next to the
+// administrators' ones, to local users only, and run for the user who
+// sends them.
 //
 // Commands are stateless: the first execute returns the form with a fresh
 // sessionid, and any later request that carries a submitted form runs the
@@ -27,7 +33,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
@@ -58,32 +65,62 @@ func init() { plugins.Register(ID, func() plugins.Plugin { return New() }) }
 
 // Plugin runs ad-hoc commands.
 type Plugin struct {
-	host     plugins.Host
-	commands map[string]*command
+	host  plugins.Host
+	m     *plugins.Manager // to find the Providers; nil: admin commands only
+	admin map[string]*command
 }
 
-// command is one ad-hoc command. A command with a form runs in two
-// stages (form, then submit); one without runs at once.
+// Command is an ad-hoc command another plugin offers to the domain's
+// users on the server's JID (see Provider). A command with a form runs
+// in two stages (form, then submit); one without runs at once.
+type Command struct {
+	// Node names the command (its XEP-0050 node); Name is what clients
+	// list.
+	Node, Name string
+	// Form returns the form the first execute shows the user (a
+	// jabber:x:data form of type "form"); nil runs the command at once.
+	Form func() *wire.Element
+	// Run runs the command for a local user (from: the full JID that
+	// sent it) with the submitted form's values, and returns what the
+	// completed command carries (a <note/>, a result form) or nil. A
+	// *wire.StanzaError is the command's error.
+	Run func(ctx context.Context, from string, values map[string][]string) (*wire.Element, error)
+}
+
+// Provider is a running plugin that offers ad-hoc commands to the
+// domain's users. The adhoc plugin lists and runs them while the
+// provider runs; a node an administration command already uses is not
+// taken.
+type Provider interface {
+	plugins.Plugin
+	AdHocCommands() []Command
+}
+
+// command is one command this plugin serves: an administration command
+// (admin: administrators only) or a Provider's (the domain's users).
 type command struct {
-	node, name string
-	form       func() *wire.Element
-	run        func(p *Plugin, ctx context.Context, values map[string][]string) (*wire.Element, error)
+	Command
+	admin bool
 }
 
 var (
 	_ plugins.IQHandler     = (*Plugin)(nil)
 	_ plugins.DiscoFeatures = (*Plugin)(nil)
 	_ plugins.DiscoNodes    = (*Plugin)(nil)
+	_ plugins.ManagerAware  = (*Plugin)(nil)
 )
 
 // New returns the plugin.
 func New() *Plugin {
-	p := &Plugin{commands: map[string]*command{}}
-	for _, c := range adminCommands() {
-		p.commands[c.node] = c
+	p := &Plugin{admin: map[string]*command{}}
+	for _, c := range adminCommands(p) {
+		p.admin[c.Node] = &command{Command: c, admin: true}
 	}
 	return p
 }
+
+// SetManager gives the plugin the manager whose Providers it serves.
+func (p *Plugin) SetManager(m *plugins.Manager) { p.m = m }
 
 func (p *Plugin) ID() string                     { return ID }
 func (p *Plugin) Stop(ctx context.Context) error { return nil }
@@ -104,27 +141,51 @@ func (p *Plugin) isAdmin(from string) bool {
 	return bare != "" && p.host.IsAdmin(bare)
 }
 
-func (p *Plugin) sortedNodes() []string {
-	nodes := make([]string, 0, len(p.commands))
-	for n := range p.commands {
-		nodes = append(nodes, n)
+// commands returns every command by node: the administration ones and
+// those the running Providers offer.
+func (p *Plugin) commands() map[string]*command {
+	if p.m == nil {
+		return p.admin
 	}
-	sort.Strings(nodes)
-	return nodes
+	all := maps.Clone(p.admin)
+	for _, pl := range p.m.Plugins() {
+		pr, ok := pl.(Provider)
+		if !ok {
+			continue
+		}
+		for _, c := range pr.AdHocCommands() {
+			if _, taken := all[c.Node]; !taken && c.Node != "" && c.Run != nil {
+				all[c.Node] = &command{Command: c}
+			}
+		}
+	}
+	return all
 }
 
-// DiscoNodeItems lists the commands (to admins) under the commands node.
+// allowed reports whether a requester may see and run c; local: the
+// requester is a user of this domain.
+func (p *Plugin) allowed(c *command, from string, local bool) bool {
+	if c.admin {
+		return p.isAdmin(from)
+	}
+	return local
+}
+
+// DiscoNodeItems lists, under the commands node, the commands the
+// requester may run.
 func (p *Plugin) DiscoNodeItems(ctx context.Context, from, node string) ([]plugins.DiscoItem, bool) {
+	cmds := p.commands()
 	if node == NS {
+		local := wire.JIDOf(from).Domain() == p.host.Domain()
 		var items []plugins.DiscoItem
-		if p.isAdmin(from) {
-			for _, n := range p.sortedNodes() {
-				items = append(items, plugins.DiscoItem{JID: p.host.Domain(), Node: n, Name: p.commands[n].name})
+		for _, n := range slices.Sorted(maps.Keys(cmds)) {
+			if p.allowed(cmds[n], from, local) {
+				items = append(items, plugins.DiscoItem{JID: p.host.Domain(), Node: n, Name: cmds[n].Name})
 			}
 		}
 		return items, true
 	}
-	if _, ok := p.commands[node]; ok {
+	if _, ok := cmds[node]; ok {
 		return nil, true
 	}
 	return nil, false
@@ -135,11 +196,11 @@ func (p *Plugin) DiscoNodeInfo(ctx context.Context, from, node string) ([]plugin
 	if node == NS {
 		return []plugins.Identity{{Category: "automation", Type: "command-list"}}, []string{wire.NSDiscoInfo, wire.NSDiscoItems}, true
 	}
-	c, ok := p.commands[node]
+	c, ok := p.commands()[node]
 	if !ok {
 		return nil, nil, false
 	}
-	return []plugins.Identity{{Category: "automation", Type: "command-node", Name: c.name}}, []string{NS, NSData}, true
+	return []plugins.Identity{{Category: "automation", Type: "command-node", Name: c.Name}}, []string{NS, NSData}, true
 }
 
 // HandleIQ executes commands.
@@ -148,11 +209,11 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	if iq.Stanza.Type() != "set" || cmd.Name != "command" {
 		return nil, wire.ErrBadRequest
 	}
-	c, ok := p.commands[cmd.Attr("node")]
+	c, ok := p.commands()[cmd.Attr("node")]
 	if !ok {
 		return nil, wire.ErrItemNotFound
 	}
-	if !p.isAdmin(iq.From) {
+	if !p.allowed(c, iq.From, iq.FromLocal) {
 		return nil, wire.ErrForbidden
 	}
 	sid := cmd.Attr("sessionid")
@@ -160,7 +221,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		sid = newSessionID()
 	}
 	reply := wire.NewNS("command", NS)
-	reply.SetAttr("node", c.node).SetAttr("sessionid", sid)
+	reply.SetAttr("node", c.Node).SetAttr("sessionid", sid)
 	action := cmd.Attr("action")
 	switch action {
 	case "", "execute", "complete", "next":
@@ -170,15 +231,15 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest.WithText("bad action " + action)
 	}
 	submitted := submittedForm(cmd)
-	if c.form != nil && submitted == nil {
+	if c.Form != nil && submitted == nil {
 		if action == "complete" {
 			return nil, wire.ErrBadRequest.WithText("the form is missing")
 		}
 		reply.SetAttr("status", "executing")
 		reply.Append(wire.New("actions", "execute", "complete").Append(wire.New("complete")))
-		return reply.Append(c.form()), nil
+		return reply.Append(c.Form()), nil
 	}
-	result, err := c.run(p, ctx, formValues(submitted))
+	result, err := c.Run(ctx, iq.From, formValues(submitted))
 	if err != nil {
 		return nil, err
 	}

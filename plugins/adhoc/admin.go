@@ -18,15 +18,22 @@ type OnlineCounter interface {
 	OnlineUsers(ctx context.Context) (int, error)
 }
 
-func adminCommands() []*command {
-	return []*command{
-		{node: NodeAddUser, name: "Add a User", form: addUserForm, run: (*Plugin).addUser},
-		{node: NodeDeleteUser, name: "Delete a User", form: deleteUserForm, run: (*Plugin).deleteUsers},
-		{node: NodeChangePassword, name: "Change User Password", form: changePasswordForm, run: (*Plugin).changePassword},
-		{node: NodeEndUserSession, name: "End User Session", form: endSessionForm, run: (*Plugin).endSessions},
-		{node: NodeRegisteredUsers, name: "Get Number of Registered Users", run: (*Plugin).registeredUsers},
-		{node: NodeOnlineUsers, name: "Get Number of Online Users", run: (*Plugin).onlineUsers},
+// adminCommands are the XEP-0133 commands, run by p.
+func adminCommands(p *Plugin) []Command {
+	return []Command{
+		{Node: NodeAddUser, Name: "Add a User", Form: addUserForm, Run: asAdmin(p.addUser)},
+		{Node: NodeDeleteUser, Name: "Delete a User", Form: deleteUserForm, Run: asAdmin(p.deleteUsers)},
+		{Node: NodeChangePassword, Name: "Change User Password", Form: changePasswordForm, Run: asAdmin(p.changePassword)},
+		{Node: NodeEndUserSession, Name: "End User Session", Form: endSessionForm, Run: asAdmin(p.endSessions)},
+		{Node: NodeRegisteredUsers, Name: "Get Number of Registered Users", Run: asAdmin(p.registeredUsers)},
+		{Node: NodeOnlineUsers, Name: "Get Number of Online Users", Run: asAdmin(p.onlineUsers)},
 	}
+}
+
+// asAdmin runs an administration command, which acts on the accounts its
+// form names rather than on the administrator's.
+func asAdmin(run func(context.Context, map[string][]string) (*wire.Element, error)) func(context.Context, string, map[string][]string) (*wire.Element, error) {
+	return func(ctx context.Context, _ string, v map[string][]string) (*wire.Element, error) { return run(ctx, v) }
 }
 
 func addUserForm() *wire.Element {

@@ -6,7 +6,7 @@
 //	xep0030.disco     service discovery (server/im identity, every plugin's features)
 //	xep0045.muc       group chat at conference.<domain> (XEP-0045, 0410, 0421); settings under muc:
 //	xep0049.private   private XML storage
-//	xep0050.adhoc     ad-hoc commands with XEP-0133 service administration (admins only)
+//	xep0050.adhoc     ad-hoc commands: XEP-0133 service administration (admins only), and other plugins' commands for local users (deleting one's archive)
 //	xep0054.vcard     vcard-temp
 //	xep0060.pubsub    publish-subscribe service at pubsub.<domain> (XEP-0060), cluster-wide
 //	xep0065.proxy     SOCKS5 bytestreams proxy (off unless listen is set)

@@ -83,8 +83,8 @@ func (a *Archive) DeleteOwner(ctx context.Context, owner string) (int, error) {
 	return a.store.DeleteOwner(ctx, owner)
 }
 
-// DeleteBefore removes an owner's messages older than t (per-room
-// retention).
+// DeleteBefore removes an owner's messages older than t that are written
+// (not what this node still has queued: Flush first for that).
 func (a *Archive) DeleteBefore(ctx context.Context, owner string, t time.Time) (int, error) {
 	return a.store.DeleteBefore(ctx, owner, t)
 }

@@ -12,6 +12,8 @@
 //	prefs.go    preferences (XEP-0441) with a short per-node cache
 //	retract.go  XEP-0424: the retracted message becomes a tombstone
 //	offline.go  offline hand-over vs. MAM catch-up (no message twice)
+//	expire.go   retention: mam.expire_after and each room's own (Expire)
+//	delete.go   a user deletes their own archive (an ad-hoc command)
 //
 // # Who writes which copy
 //
@@ -109,12 +111,37 @@
 //	// from the room's JID; the return value is the IQ result's <fin/>.
 //	fin, err := arch.Query(ctx, owner, "room@conference.example.com", iq)
 //	arch.Tombstone(ctx, owner, id, tomb)     // XEP-0425 moderation
-//	arch.DeleteBefore(ctx, owner, cutoff)    // per-room retention
 //	arch.DeleteOwner(ctx, owner)             // the room was destroyed
 //
 // Add makes the ID and queues the write (group commit) and returns before
 // the write; Query flushes first, sends the <result/> messages to the
 // querier through the host's router (from the room's JID) and returns the
-// IQ result with <fin/>. Retention per room is the room's to enforce with
-// DeleteBefore on the room's owner; mam.expire_after covers every owner.
+// IQ result with <fin/>.
+//
+// # Retention
+//
+// mam.expire_after bounds every archive, accounts' and rooms'. A plugin
+// whose archives keep their messages for less, each owner its own time,
+// implements Retention (group chat: a room's owner sets
+// muc#roomconfig_archive_expires, at most mam.expire_after). Expire
+// applies both; the cluster's senior node runs it once an hour
+// (server/chores.go), so one node of the cluster expires every archive,
+// and another takes over at its next tick when the senior dies.
+//
+// # A user deletes their own archive
+//
+// XEP-0313 defines no deletion. Account deletion deletes the archive
+// (the store's DeleteUser, and clearArchive for what this node still had
+// queued). Short of that, a user runs the XEP-0050 ad-hoc command
+// "Delete my message archive" (node urn:xmpp:mam:2#delete-archive) on
+// the server's JID, listed under the commands node of its disco#items to
+// the domain's users, through xep0050.adhoc: a first execute returns a
+// confirmation form (a boolean field "confirm"); the form submitted with
+// confirm=1 deletes every message archived for the sender's account
+// before the command, and anything else deletes nothing. The contacts'
+// copies stay, and so do room archives. The node that runs it writes its
+// own queue and deletes, then tells every other node, which writes its
+// queue and deletes the same, before the user hears back; what is
+// archived after the command stays. If a node does not confirm, the
+// command still completes, with a warning note.
 package mam

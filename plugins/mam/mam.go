@@ -79,6 +79,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		host.Hooks().Add(plugins.EventUserCreated, 0, p.clearArchive),
 		host.Hooks().Add(plugins.EventPresenceAvailable, 0, p.catchup.presenceHook),
 		host.Hooks().Add(plugins.EventSessionClosed, 0, p.catchup.closedHook),
+		host.Hooks().Add(eventDeleted, 0, p.onDeleted),
 	)
 	if r, ok := host.(interface{ Registry() prometheus.Registerer }); ok && r.Registry() != nil {
 		p.unreg = registerMetrics(r.Registry(), w)

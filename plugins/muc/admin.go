@@ -94,15 +94,11 @@ func (p *Plugin) Rooms(ctx context.Context) ([]RoomInfo, error) {
 			byJID[r.JID] = r
 		}
 	}
-	keys, err := p.store.Keys(ctx, p.domain)
+	names, err := p.storedRoomNames(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range keys {
-		name, ok := strings.CutPrefix(k, roomKeyPrefix)
-		if !ok {
-			continue
-		}
+	for _, name := range names {
 		if _, hosted := byJID[name+"@"+p.domain]; hosted {
 			continue
 		}

@@ -3,7 +3,11 @@ package muc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -193,4 +197,120 @@ func (q *request) moderate(ctx context.Context, pl *wire.Element) error {
 	}
 	q.reply(wire.IQResult(q.el, nil))
 	return nil
+}
+
+// A room's own retention: its owner sets how long the room's archive
+// keeps a message with the configuration field fieldArchiveExpires (in
+// seconds; 0, the default, keeps messages as long as the server keeps
+// every archive, mam.expire_after). A room may keep its messages for
+// less than mam.expire_after, never for longer: the operator's limit is
+// what the server promises its users about every archive, and a room
+// owner is one of those users. The value lives in the room's
+// configuration in the store, so it moves with the room between hosts;
+// the cluster's senior node applies it once an hour with the rest of the
+// archive's expiry (mam.Expire asks ArchiveRetention).
+//
+// Neither XEP-0045 nor the form registry names such a field, and neither
+// Prosody (muc_log_expires_after is server-wide) nor ejabberd offers one;
+// the name follows the muc#roomconfig_ prefix those servers use for
+// their own archive fields (muc#roomconfig_enablearchiving,
+// muc#roomconfig_mam), so clients show it with the room's other
+// settings.
+const fieldArchiveExpires = "muc#roomconfig_archive_expires"
+
+// archiveExpiresChoices are the form's options besides 0, in seconds:
+// a day, a week, 30, 90 and 365 days.
+var archiveExpiresChoices = []int64{86400, 7 * 86400, 30 * 86400, 90 * 86400, 365 * 86400}
+
+var _ mam.Retention = (*Plugin)(nil)
+
+// archiveExpiresLimit is the most seconds a room may keep its messages
+// (mam.expire_after), 0 for no limit.
+func (p *Plugin) archiveExpiresLimit() (int64, bool) {
+	d := p.host.Config().MAM.ExpireAfter
+	return int64(d / time.Second), d > 0
+}
+
+// archiveExpiresField is the configuration form's field: the choices the
+// server's limit allows, and the room's value.
+func (p *Plugin) archiveExpiresField(cur int64) *wire.Element {
+	limit, limited := p.archiveExpiresLimit()
+	if limited && cur > limit {
+		cur = 0 // mam.expire_after was lowered since: the server's limit applies
+	}
+	server := "As long as the server keeps messages"
+	if limited {
+		server += " (" + durationLabel(limit) + ")"
+	}
+	f := field(fieldArchiveExpires, "Keep the room's archived messages for (seconds)", "list-single", strconv.FormatInt(cur, 10))
+	f.Append(wire.New("option", "label", server).Append(wire.New("value").SetText("0")))
+	choices := slices.Clone(archiveExpiresChoices)
+	if cur > 0 && !slices.Contains(choices, cur) {
+		choices = append(choices, cur)
+		slices.Sort(choices)
+	}
+	for _, c := range choices {
+		if !limited || c <= limit {
+			f.Append(wire.New("option", "label", durationLabel(c)).Append(wire.New("value").SetText(strconv.FormatInt(c, 10))))
+		}
+	}
+	return f
+}
+
+// parseArchiveExpires reads a submitted muc#roomconfig_archive_expires.
+func (p *Plugin) parseArchiveExpires(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, wire.ErrBadRequest.WithText(fieldArchiveExpires + ": a number of seconds (0: as long as the server keeps messages)")
+	}
+	if limit, limited := p.archiveExpiresLimit(); limited && n > limit {
+		return 0, wire.ErrNotAcceptable.WithText(fmt.Sprintf("%s: at most %d seconds (%s), how long this server keeps any archive", fieldArchiveExpires, limit, durationLabel(limit)))
+	}
+	return n, nil
+}
+
+// ArchiveRetention lists the rooms in the store that keep their archive
+// for a time of their own (mam.Retention): one read per stored room, on
+// the node that runs the expiry, once an hour.
+func (p *Plugin) ArchiveRetention(ctx context.Context) ([]mam.OwnerRetention, error) {
+	names, err := p.storedRoomNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []mam.OwnerRetention
+	for _, name := range names {
+		r, err := p.load(ctx, name)
+		if err != nil {
+			p.log.Warn("muc: a room's archive retention is not known", "room", name, "err", err)
+			continue
+		}
+		if r == nil || r.Config.ArchiveExpires <= 0 || r.Config.ArchiveExpires > math.MaxInt64/int64(time.Second) {
+			continue
+		}
+		out = append(out, mam.OwnerRetention{Owner: p.archiveOwner(name), Keep: time.Duration(r.Config.ArchiveExpires) * time.Second})
+	}
+	return out, nil
+}
+
+// durationLabel says a number of seconds the way the form shows it.
+func durationLabel(s int64) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return strconv.FormatInt(n, 10) + " " + one + "s"
+	}
+	switch {
+	case s > 0 && s%86400 == 0:
+		return unit(s/86400, "day")
+	case s > 0 && s%3600 == 0:
+		return unit(s/3600, "hour")
+	case s > 0 && s%60 == 0:
+		return unit(s/60, "minute")
+	}
+	return unit(s, "second")
 }

@@ -106,4 +106,17 @@
 //     (muc.message_rate, muc.message_burst): past it, resource-constraint.
 //   - Operators list rooms and destroy them through Plugin.Rooms and
 //     Plugin.Destroy (admin.go).
+//   - A room's owner may have its archive keep messages for less than
+//     the server does: muc#roomconfig_archive_expires, in seconds (0,
+//     the default: as long as mam.expire_after keeps every archive),
+//     shown in the configuration form while the message archive runs. A
+//     value above mam.expire_after is refused with not-acceptable: a
+//     room may keep less than the operator's limit, never more. No XEP
+//     or other server names such a field; the name follows the
+//     muc#roomconfig_ prefix Prosody and ejabberd use for their archive
+//     switches. It is stored with the room's configuration, so it moves
+//     with the room, and the cluster's senior node applies it once an
+//     hour (ArchiveRetention, mam.Expire). An emptied temporary room is
+//     gone from the store, so what its archive kept is then bound by
+//     mam.expire_after only.
 package muc

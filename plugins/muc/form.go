@@ -75,6 +75,9 @@ func (q *request) configForm() *wire.Element {
 	x.Append(listField("muc#roomconfig_allowpm", "Who may send private messages", c.AllowPM, "anyone", "participants", "moderators", "none"))
 	x.Append(field("muc#roomconfig_enablelogging", "Public logging", "boolean", boolStr(c.Logging)))
 	x.Append(field("muc#roomconfig_historylength", "Messages of history", "text-single", strconv.Itoa(c.HistoryLength)))
+	if q.p.archive() != nil {
+		x.Append(q.p.archiveExpiresField(c.ArchiveExpires))
+	}
 	x.Append(field("muc#roomconfig_changenick", "Occupants may change their nickname", "boolean", boolStr(c.ChangeNick)))
 	x.Append(field("muc#roomconfig_voicerequests", "Visitors may request voice", "boolean", boolStr(c.VoiceRequests)))
 	roles := []string{roleModerator, roleParticipant, roleVisitor}
@@ -171,6 +174,12 @@ func (q *request) applyForm(x *wire.Element) (Config, []string, []string, error)
 			c.PresenceRoles = onlyRoles(vals)
 		case "muc#roomconfig_pubsub":
 			c.PubSub = one
+		case fieldArchiveExpires:
+			n, err := q.p.parseArchiveExpires(one)
+			if err != nil {
+				return c, nil, nil, err
+			}
+			c.ArchiveExpires = n
 		case "muc#roomconfig_roomowners", "muc#roomconfig_roomadmins":
 			bares, ok := bareJIDs(vals)
 			if !ok {

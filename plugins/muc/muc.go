@@ -406,21 +406,14 @@ func (p *Plugin) listRooms(iq *wire.Element) {
 			maps.Copy(names, m)
 		}
 	}
-	keys, err := p.store.Keys(ctx, p.domain)
+	stored, err := p.storedRoomNames(ctx)
 	if err == nil {
-		for _, k := range keys {
-			room, ok := strings.CutPrefix(k, roomKeyPrefix)
-			if !ok {
-				continue
-			}
+		for _, room := range stored {
 			if _, hosted := names[room]; hosted {
 				continue
 			}
-			if e, err := p.store.Get(ctx, p.domain, k); err == nil {
-				var s storedRoom
-				if json.Unmarshal(e.Value, &s) == nil && s.Config.Public && s.Config.Persistent {
-					names[room] = s.Config.Name
-				}
+			if r, err := p.load(ctx, room); err == nil && r != nil && r.Config.Public && r.Config.Persistent {
+				names[room] = r.Config.Name
 			}
 		}
 	}

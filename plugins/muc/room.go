@@ -74,6 +74,10 @@ type Config struct {
 	ChangeNick    bool     `json:"change_nick"`
 	VoiceRequests bool     `json:"voice_requests"`
 	PubSub        string   `json:"pubsub,omitempty"`
+	// ArchiveExpires is how many seconds the room's archive keeps a
+	// message (muc#roomconfig_archive_expires); 0 keeps it as long as the
+	// server keeps every archive (mam.expire_after).
+	ArchiveExpires int64 `json:"archive_expires,omitempty"`
 }
 
 // defaultConfig is a new room's configuration.
@@ -262,6 +266,22 @@ func (p *Plugin) load(ctx context.Context, room string) (*Room, error) {
 		r.Affiliations = map[string]string{}
 	}
 	return r, nil
+}
+
+// storedRoomNames lists the rooms in the store (persistent ones, and
+// temporary ones until they empty).
+func (p *Plugin) storedRoomNames(ctx context.Context) ([]string, error) {
+	keys, err := p.store.Keys(ctx, p.domain)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, k := range keys {
+		if name, ok := strings.CutPrefix(k, roomKeyPrefix); ok {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 // save writes a room's configuration, affiliations and subject. Every
