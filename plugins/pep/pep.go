@@ -261,7 +261,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Defaults:   Defaults,
 		PEP:        true,
 		AutoCreate: true,
-		Implicit:   p.interested,
+		Implicit:   p.implicit,
 		Changed:    p.changed,
 	})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -283,7 +283,8 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		}
 		return nil
 	})
-	p.remove = func() { removeClosed(); removeStored(); removeRoster() }
+	removeImplicit := host.Cluster().Handle(kindImplicit, p.handleImplicit)
+	p.remove = func() { removeClosed(); removeStored(); removeRoster(); removeImplicit() }
 	return nil
 }
 
@@ -371,10 +372,13 @@ func (p *Plugin) AccountItems(ctx context.Context, from, account, node string) (
 }
 
 // sendLast sends the last item of each node to one recipient, as the
-// nodes' configuration and access models allow.
+// nodes' configuration and access models allow, unless it has that item
+// already (claimLast).
 func (p *Plugin) sendLast(ctx context.Context, owner, full string, nodes []string) {
 	for _, node := range nodes {
-		p.engine.SendLast(ctx, owner, node, full)
+		p.engine.SendLast(ctx, owner, node, full, func(it *pubsub.Item) bool {
+			return p.claimLast(owner, full, node, it.Version)
+		})
 	}
 }
 
