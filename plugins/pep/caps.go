@@ -20,22 +20,22 @@ import (
 // Route). Notify sets are never changed once built, so they are shared
 // without copying.
 //
-// Each item once (XEP-0163 §4.3.2, §4.3.3). A client's interest in a
-// node shows in two ways: the last item when its presence first asks for
-// the node, and the notification of each later publish. Its presence,
-// the resolution of its caps and a publish may come in any order; the
-// record of each presence settles which of the two carries an item:
-//   - The caps are resolved once per record (resolveLocked; later
-//     answers, shared caps or queries for the same record change
-//     nothing), and that resolution sends the last items of the nodes
-//     the client newly wants.
+// Each item once (XEP-0163 §4.3.2, §4.3.3). An item reaches a client
+// in one of two ways: as the last item, when its presence newly asks
+// for the node, or as the notification of the publish. Its presence, the
+// resolution of its caps and a publish may come in any order, so:
+//   - The caps of each presence's record are resolved once
+//     (resolveLocked: a later answer, shared entry or duplicate query
+//     for the same record changes nothing), and that resolution sends
+//     the last items of the nodes the client newly wants.
 //   - A publish that finds the record unresolved cannot tell whether the
 //     client wants the node: it notes the node as missed, and the
 //     resolution sends that node's last item too, if wanted.
-//   - Both ways claim what they send in got, by the item's store version:
-//     the last item is not sent when the client already has that write
-//     or a newer one; a publish skips the client when it had that very
+//   - Both ways record what they send in got, by the item's store
+//     version: a last item is not sent when the client has that write or
+//     a newer one; a publish skips the client when it had that very
 //     write as the last item (read after the publish stored it).
+//
 // Every such decision for one owner is taken on one node, the owner's
 // home (cluster.go), under p.mu.
 

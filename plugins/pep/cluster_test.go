@@ -96,6 +96,15 @@ func TestLastItemsFromHome(t *testing.T) {
 	}
 }
 
+// publishFrom publishes tune item id from Juliet's resource on m's node.
+func publishFrom(t *testing.T, h *plugintest.Host, m *plugins.Manager, resource, id string) {
+	t.Helper()
+	got := h.IQ(t, m, plugins.ToAccount, strings.Replace(publishTune(id), juliet+"/balcony", juliet+"/"+resource, 1))
+	if !strings.Contains(got, `type="result"`) {
+		t.Fatalf("publish %s from %s: %s", id, resource, got)
+	}
+}
+
 // romeoOnBoth delivers Romeo's presence with caps ver to Juliet's
 // session on each node and returns the ID of the caps query each sends.
 func romeoOnBoth(t *testing.T, ha, hb *plugintest.Host, ma, mb *plugins.Manager, c string) (idA, idB string) {
@@ -155,13 +164,13 @@ func settled(t *testing.T, ha, hb *plugintest.Host, ma, mb *plugins.Manager) []s
 // home, sent nothing when its own answer came: t2 never reached him.
 func TestPublishElsewhereWhileCapsPending(t *testing.T) {
 	ha, hb, ma, mb := twoNodes(t)
-	ha.IQ(t, ma, plugins.ToAccount, `<iq type='set' id='p' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+tune+`'><item id='t1'><tune xmlns='`+tune+`'/></item></publish></pubsub></iq>`)
+	publishFrom(t, ha, ma, "balcony", "t1")
 	idA, idB := romeoOnBoth(t, ha, hb, ma, mb, `<c xmlns='http://jabber.org/protocol/caps' node='https://example.org/client' ver='legacy-2'/>`)
 	answerOn(t, ma, plugins.PointDeliver, idA, romeoInfo, "legacy-2")
 	if got := summary(waitRouted(t, ha, 1)[0]); got != "tune t1" {
 		t.Fatalf("a sent %q, want the last item t1", got)
 	}
-	hb.IQ(t, mb, plugins.ToAccount, `<iq type='set' id='p2' from='juliet@example.com/garden'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+tune+`'><item id='t2'><tune xmlns='`+tune+`'/></item></publish></pubsub></iq>`)
+	publishFrom(t, hb, mb, "garden", "t2")
 	answerOn(t, mb, plugins.PointInbound, idB, romeoInfo, "legacy-2")
 	if got := settled(t, ha, hb, ma, mb); !slices.Equal(got, []string{"tune t2"}) {
 		t.Fatalf("after the publish on b, Romeo got %q, want t2 once", got)
@@ -176,7 +185,7 @@ func TestPublishElsewhereWhileCapsPending(t *testing.T) {
 func TestPublishElsewhereBeforeHomeResolves(t *testing.T) {
 	ctx := context.Background()
 	ha, hb, ma, mb := twoNodes(t)
-	ha.IQ(t, ma, plugins.ToAccount, `<iq type='set' id='p' from='juliet@example.com/balcony'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+tune+`'><item id='t1'><tune xmlns='`+tune+`'/></item></publish></pubsub></iq>`)
+	publishFrom(t, ha, ma, "balcony", "t1")
 	ver := pep.CapsHash(plugintest.Parse(t, romeoInfo))
 	idA, idB := romeoOnBoth(t, ha, hb, ma, mb, `<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://example.org/client' ver='`+ver+`'/>`)
 	answerOn(t, mb, plugins.PointInbound, idB, romeoInfo, ver)
@@ -184,7 +193,7 @@ func TestPublishElsewhereBeforeHomeResolves(t *testing.T) {
 		_, err := ha.St.GetProperty(ctx, "pep.caps."+ver)
 		return err
 	})
-	hb.IQ(t, mb, plugins.ToAccount, `<iq type='set' id='p2' from='juliet@example.com/garden'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='`+tune+`'><item id='t2'><tune xmlns='`+tune+`'/></item></publish></pubsub></iq>`)
+	publishFrom(t, hb, mb, "garden", "t2")
 	answerOn(t, ma, plugins.PointDeliver, idA, romeoInfo, ver)
 	if got := settled(t, ha, hb, ma, mb); !slices.Equal(got, []string{"tune t2"}) {
 		t.Fatalf("Romeo got %q, want t2 once", got)
