@@ -92,9 +92,10 @@ func successor(prev *recipient, ver, capsNode string) *recipient {
 
 // resolveLocked installs the record's notify set, unless it has one
 // already (then it returns nothing). It returns the nodes whose last
-// item the client gets now: wanted, those it newly wants (sent from the
-// owner's home), and missed, those published to while it was unresolved
-// (sent by the node that noted them, this one).
+// item the client gets now: missed, those published to while it was
+// unresolved (sent by the node that noted them, this one, home or not:
+// only it knows), and wanted, the others it newly wants (sent from the
+// owner's home).
 func (r *recipient) resolveLocked(notify map[string]bool) (wanted, missed []string) {
 	if r.notify != nil {
 		return nil, nil
@@ -107,10 +108,10 @@ func (r *recipient) resolveLocked(notify map[string]bool) (wanted, missed []stri
 	}
 	for node := range notify {
 		switch {
-		case !r.before[node]:
-			wanted = append(wanted, node)
 		case r.missed[node]:
 			missed = append(missed, node)
+		case !r.before[node]:
+			wanted = append(wanted, node)
 		}
 	}
 	r.before, r.missed = nil, nil

@@ -144,7 +144,7 @@ func (p *Plugin) implicit(ctx context.Context, owner, node string, it *pubsub.It
 		if err == nil {
 			return list
 		}
-		p.host.Logger().Info("pep: the owner's home node did not decide a notification; deciding here", "owner", owner, "node", node, "home", home, "err", err)
+		p.host.Logger().Debug("pep: the owner's home node did not decide a notification; deciding here", "owner", owner, "node", node, "home", home, "err", err)
 	}
 	return p.interested(ctx, owner, node, version)
 }

@@ -20,10 +20,17 @@ import (
 // a sorts first: a is her home), Romeo (subscription both) one on b.
 func twoNodes(t *testing.T) (ha, hb *plugintest.Host, ma, mb *plugins.Manager) {
 	t.Helper()
+	_, ha, hb, ma, mb = twoNodesOnNet(t)
+	return ha, hb, ma, mb
+}
+
+// twoNodesOnNet is twoNodes that also returns their in-memory cluster.
+func twoNodesOnNet(t *testing.T) (net *plugintest.Net, ha, hb *plugintest.Host, ma, mb *plugins.Manager) {
+	t.Helper()
 	ha = plugintest.NewHost(t)
 	hb = plugintest.NewHostWithStore(t, ha.St)
 	ha.Cfg.Cluster.NodeName, hb.Cfg.Cluster.NodeName = "a", "b"
-	net := plugintest.NewNet()
+	net = plugintest.NewNet()
 	t.Cleanup(net.Close)
 	ha.Node, hb.Node = net.Join("a"), net.Join("b")
 	for _, h := range []*plugintest.Host{ha, hb} {
@@ -32,7 +39,7 @@ func twoNodes(t *testing.T) (ha, hb *plugintest.Host, ma, mb *plugins.Manager) {
 	}
 	ma, mb = ha.Start(t, pep.New()), hb.Start(t, pep.New())
 	subscribe(t, ha, juliet, romeo, storage.SubBoth)
-	return ha, hb, ma, mb
+	return net, ha, hb, ma, mb
 }
 
 // TestCapsAnswerForwarded: node a asks Romeo's client for its caps;
@@ -197,5 +204,21 @@ func TestPublishElsewhereBeforeHomeResolves(t *testing.T) {
 	answerOn(t, ma, plugins.PointDeliver, idA, romeoInfo, ver)
 	if got := settled(t, ha, hb, ma, mb); !slices.Equal(got, []string{"tune t2"}) {
 		t.Fatalf("Romeo got %q, want t2 once", got)
+	}
+}
+
+// TestPublishWhenHomeUnreachable: Juliet's home (a) cannot be reached
+// when she publishes t2 from b, where Romeo's new caps are still being
+// asked for. b decides alone: it notes the publish as missed for him and
+// sends him t2 when his answer comes, though it is not the home.
+func TestPublishWhenHomeUnreachable(t *testing.T) {
+	net, ha, hb, ma, mb := twoNodesOnNet(t)
+	publishFrom(t, ha, ma, "balcony", "t1")
+	_, idB := romeoOnBoth(t, ha, hb, ma, mb, `<c xmlns='http://jabber.org/protocol/caps' node='https://example.org/client' ver='legacy-3'/>`)
+	net.Crash("a")
+	publishFrom(t, hb, mb, "garden", "t2")
+	answerOn(t, mb, plugins.PointInbound, idB, romeoInfo, "legacy-3")
+	if got := summary(waitRouted(t, hb, 1)[0]); got != "tune t2" {
+		t.Fatalf("b sent %q, want t2", got)
 	}
 }
