@@ -32,6 +32,7 @@ type pepPeer struct {
 	wmu     sync.Mutex
 	events  chan string
 	results chan *wire.Element // answers to the peer's IQs
+	queries chan *wire.Element // caps queries a holding peer has not answered
 	mu      sync.Mutex
 	online  map[string]bool // full JIDs whose available presence arrived
 }
@@ -51,6 +52,19 @@ func (p *pepPeer) waitOnline(t *testing.T, full string) {
 
 func newPEPPeer(t *testing.T, n *server.Node, user, resource, capsQuery string) *pepPeer {
 	t.Helper()
+	return startPEPPeer(t, n, user, resource, capsQuery, false)
+}
+
+// newHoldingPEPPeer is a peer that comes online without caps and whose
+// reader passes the caps queries it gets on (queries) for the test to
+// answer when it chooses.
+func newHoldingPEPPeer(t *testing.T, n *server.Node, user, resource string) *pepPeer {
+	t.Helper()
+	return startPEPPeer(t, n, user, resource, "", true)
+}
+
+func startPEPPeer(t *testing.T, n *server.Node, user, resource, capsQuery string, hold bool) *pepPeer {
+	t.Helper()
 	ver := ""
 	if capsQuery != "" {
 		q, err := wire.Parse([]byte(capsQuery), wire.Limits{})
@@ -63,6 +77,9 @@ func newPEPPeer(t *testing.T, n *server.Node, user, resource, capsQuery string) 
 	c.Timeout = 3 * time.Minute // the reader idles between steps
 	c.Login(user, "pw-"+user, resource)
 	p := &pepPeer{name: user + "/" + resource, c: c, events: make(chan string, 100), results: make(chan *wire.Element, 10), online: map[string]bool{}}
+	if hold {
+		p.queries = make(chan *wire.Element, 10)
+	}
 	t.Cleanup(c.Close)
 	var info *wire.Element
 	if capsQuery != "" {
@@ -79,6 +96,8 @@ func newPEPPeer(t *testing.T, n *server.Node, user, resource, capsQuery string) 
 				return
 			}
 			switch {
+			case el.Name == "iq" && el.Type() == "get" && el.Child("query", wire.NSDiscoInfo) != nil && p.queries != nil:
+				p.queries <- el
 			case el.Name == "iq" && el.Type() == "get" && el.Child("query", wire.NSDiscoInfo) != nil && info != nil:
 				p.write(wire.New("iq", "type", "result", "id", el.ID(), "to", el.From()).Append(info.Copy()).String())
 			case el.Name == "presence" && el.Type() == "":

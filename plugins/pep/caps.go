@@ -3,6 +3,7 @@ package pep
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,12 +15,33 @@ import (
 )
 
 // Caps tracking: which full JIDs get an owner's notifications for which
-// nodes. Locking: p.mu guards recipients, caps, queries and inflight; it is
-// never held while calling out (store, Route). Notify sets are never
-// changed once built, so they are shared without copying.
+// nodes. Locking: p.mu guards recipients (and every record's fields),
+// caps, queries and inflight; it is never held while calling out (store,
+// Route). Notify sets are never changed once built, so they are shared
+// without copying.
+//
+// Each item once (XEP-0163 §4.3.2, §4.3.3). An item reaches a client
+// in one of two ways: as the last item, when its presence newly asks
+// for the node, or as the notification of the publish. Its presence, the
+// resolution of its caps and a publish may come in any order, so:
+//   - The caps of each presence's record are resolved once
+//     (resolveLocked: a later answer, shared entry or duplicate query
+//     for the same record changes nothing), and that resolution sends
+//     the last items of the nodes the client newly wants.
+//   - A publish that finds the record unresolved cannot tell whether the
+//     client wants the node: it notes the node as missed, and the
+//     resolution sends that node's last item too, if wanted.
+//   - Both ways record what they send in got, by the item's store
+//     version: a last item is not sent when the client has that write or
+//     a newer one; a publish skips the client when it had that very
+//     write as the last item (read after the publish stored it).
+//
+// Every such decision for one owner is taken on one node, the owner's
+// home (cluster.go), under p.mu.
 
-// recipient is one full JID whose available presence an owner receives
-// (or one of the owner's own resources).
+// recipient is the record of one presence of a full JID whose available
+// presence an owner receives (or of one of the owner's own resources).
+// A new presence with other caps replaces the record (successor).
 type recipient struct {
 	ver      string          // XEP-0115 ver; "" when the presence had no caps
 	capsNode string          // XEP-0115 node (the client's software)
@@ -29,6 +51,105 @@ type recipient struct {
 	// (see mayAsk). Its notify set is empty until it becomes a
 	// subscriber (rosterChanged) or sends presence again.
 	refused bool
+	// before is what the client wanted before this presence (the
+	// resolved set of an earlier one; nil for its first): it has had
+	// the last items of those nodes.
+	before map[string]bool
+	// missed are nodes published to while notify was unresolved.
+	missed map[string]bool
+	// query is the caps query this record waits for, nil when none.
+	query *query
+	// got is what the client has been sent of each node it wants,
+	// shared by the records of one full JID and kept for as long as it
+	// keeps wanting the node.
+	got map[string]delivery
+}
+
+// delivery is what one client has been sent of one node: store
+// versions of items (pubsub.Item.Version).
+type delivery struct {
+	newest int64 // the newest write sent, as a notification or the last item
+	last   int64 // the write sent as the last item
+}
+
+// successor returns the record of a new presence of the client whose
+// previous record is prev (nil for its first presence), carrying what
+// the client has had and what publishes it missed.
+func successor(prev *recipient, ver, capsNode string) *recipient {
+	r := &recipient{ver: ver, capsNode: capsNode}
+	if prev == nil {
+		r.got = map[string]delivery{}
+		return r
+	}
+	r.got = prev.got
+	if prev.notify != nil {
+		r.before = prev.notify
+	} else {
+		r.before, r.missed = prev.before, prev.missed
+	}
+	return r
+}
+
+// resolveLocked installs the record's notify set, unless it has one
+// already (then it returns nothing). It returns the nodes whose last
+// item the client gets now: missed, those published to while it was
+// unresolved (sent by the node that noted them, this one, home or not:
+// only it knows), and wanted, the others it newly wants (sent from the
+// owner's home).
+func (r *recipient) resolveLocked(notify map[string]bool) (wanted, missed []string) {
+	if r.notify != nil {
+		return nil, nil
+	}
+	r.notify = notify
+	for node := range r.got {
+		if !notify[node] {
+			delete(r.got, node) // wanted again later: the last item again
+		}
+	}
+	for node := range notify {
+		switch {
+		case r.missed[node]:
+			missed = append(missed, node)
+		case !r.before[node]:
+			wanted = append(wanted, node)
+		}
+	}
+	r.before, r.missed = nil, nil
+	sort.Strings(wanted)
+	sort.Strings(missed)
+	return wanted, missed
+}
+
+// missLocked notes that a publish to node found the record unresolved.
+func (r *recipient) missLocked(node string) {
+	if r.missed == nil {
+		r.missed = map[string]bool{}
+	} else if r.missed[node] {
+		return
+	}
+	// The map may be shared with the record this one succeeded: copy.
+	m := make(map[string]bool, len(r.missed)+1)
+	for k := range r.missed {
+		m[k] = true
+	}
+	m[node] = true
+	r.missed = m
+}
+
+// notifiedLocked tells whether the publish of write version of node
+// notifies the client (which wants node): not when it had that write as
+// the last item. It records the write as sent.
+func (r *recipient) notifiedLocked(node string, version int64) bool {
+	if version <= 0 {
+		return true // not a publish, or an item not stored: nothing to claim
+	}
+	d := r.got[node]
+	if version == d.last {
+		return false
+	}
+	d.newest = max(d.newest, version)
+	r.got[node] = d
+	return true
 }
 
 // query is one disco#info request in flight for a caps version, and the
@@ -43,10 +164,13 @@ type query struct {
 	waiters  []waiter
 }
 
+// waiter is a record waiting for its caps to be resolved. rec is nil for
+// an answer to a query this node did not ask: then it resolves the
+// client's record only if that has the version ver.
 type waiter struct {
 	owner, full string
 	rec         *recipient
-	prev        map[string]bool // what the recipient wanted before
+	ver         string
 }
 
 const (
@@ -129,24 +253,20 @@ func (p *Plugin) observe(owner, full string, el *wire.Element) {
 		p.mu.Unlock()
 		return
 	}
-	rec := &recipient{ver: ver, capsNode: capsNode}
+	rec := successor(prev, ver, capsNode)
 	m[full] = rec
-	var prevNotify map[string]bool
-	if prev != nil {
-		prevNotify = prev.notify
-	}
 	if ver == "" {
-		rec.notify = map[string]bool{}
+		rec.resolveLocked(map[string]bool{})
 		p.mu.Unlock()
 		return
 	}
 	if n, ok := p.caps[ver]; ok {
-		rec.notify = n
+		wanted, missed := rec.resolveLocked(n)
 		p.mu.Unlock()
-		p.sendNewlyWanted(owner, full, n, prevNotify)
+		p.sendLastItems(owner, full, wanted, missed)
 		return
 	}
-	w := waiter{owner: owner, full: full, rec: rec, prev: prevNotify}
+	w := waiter{owner: owner, full: full, rec: rec}
 	if wire.BareJID(full) != owner {
 		// A contact's client is asked only once its subscription is
 		// known to allow events: the check reads the roster.
@@ -172,7 +292,8 @@ func (p *Plugin) askIfSubscribed(w waiter) {
 		if !p.mayAsk(ctx, w.owner, w.full) {
 			p.mu.Lock()
 			if cur := p.recipients[w.owner][w.full]; cur == w.rec && cur.notify == nil {
-				cur.notify, cur.refused = map[string]bool{}, true
+				cur.resolveLocked(map[string]bool{})
+				cur.refused = true
 			}
 			p.mu.Unlock()
 			return
@@ -213,7 +334,7 @@ func (p *Plugin) rosterChanged(ev *plugins.RosterEvent) {
 	p.mu.Lock()
 	for full, rec := range p.recipients[ev.Owner] {
 		if (rec.refused || rec.notify == nil) && rec.ver != "" && wire.BareJID(full) == ev.Contact {
-			fresh := &recipient{ver: rec.ver, capsNode: rec.capsNode}
+			fresh := successor(rec, rec.ver, rec.capsNode)
 			p.recipients[ev.Owner][full] = fresh
 			again = append(again, waiter{owner: ev.Owner, full: full, rec: fresh})
 		}
@@ -225,13 +346,18 @@ func (p *Plugin) rosterChanged(ev *plugins.RosterEvent) {
 }
 
 // enqueueLocked queues a waiter for its version's query and returns a new
-// query to send, or nil when one is already in flight.
+// query to send, or nil when one is already in flight (or the record
+// waits for one already).
 func (p *Plugin) enqueueLocked(w waiter) *query {
+	if p.askingLocked(w.rec) {
+		return nil
+	}
 	now := p.now()
 	q := p.inflight[w.rec.ver]
 	if q != nil && now.Sub(q.sent) < queryTTL {
 		if len(q.waiters) < maxWaiters {
 			q.waiters = append(q.waiters, w)
+			w.rec.query = q
 		}
 		return nil
 	}
@@ -246,7 +372,14 @@ func (p *Plugin) enqueueLocked(w waiter) *query {
 	q = &query{id: p.queryID(), ver: w.rec.ver, sent: now, to: w.full, owner: w.owner, capsNode: w.rec.capsNode, waiters: []waiter{w}}
 	p.queries[q.id] = q
 	p.inflight[q.ver] = q
+	w.rec.query = q
 	return q
+}
+
+// askingLocked tells whether rec waits for a query still in flight.
+func (p *Plugin) askingLocked(rec *recipient) bool {
+	q := rec.query
+	return q != nil && p.queries[q.id] == q && p.now().Sub(q.sent) < queryTTL
 }
 
 // resolve looks the version up in the shared properties, and asks the
@@ -326,7 +459,7 @@ func (p *Plugin) answer(el *wire.Element) {
 			}
 		}
 	} else if owner != "" {
-		waiters = []waiter{{owner: owner, full: from}}
+		waiters = []waiter{{owner: owner, full: from, ver: ver}}
 	}
 	p.askAgain(again)
 	p.goWork(func(ctx context.Context) {
@@ -362,90 +495,128 @@ func (p *Plugin) askAgain(ws []waiter) {
 	}
 }
 
-// setNotify installs a resolved notify set on a waiting recipient and
-// sends the last item of each node it newly wants.
+// setNotify resolves a waiting record and sends the client the last
+// items that brings it.
 func (p *Plugin) setNotify(w waiter, notify map[string]bool) {
 	p.mu.Lock()
 	cur := p.recipients[w.owner][w.full]
+	var wanted, missed []string
 	switch {
+	case cur == nil:
 	case w.rec == nil:
 		// An answer this node did not ask for: use it if it fits.
-		if cur != nil && cur.notify == nil {
-			cur.notify = notify
+		if cur.ver == w.ver {
+			wanted, missed = cur.resolveLocked(notify)
 		}
-	case cur != w.rec:
-		p.mu.Unlock()
-		return // the recipient left or changed caps since
-	default:
-		cur.notify = notify
+	case cur == w.rec:
+		wanted, missed = cur.resolveLocked(notify)
 	}
+	// Otherwise the client left or changed caps since.
 	p.mu.Unlock()
-	p.sendNewlyWanted(w.owner, w.full, notify, w.prev)
+	p.sendLastItems(w.owner, w.full, wanted, missed)
 }
 
-// sendNewlyWanted sends, in the background, the last item of each node in
-// now but not in before.
-func (p *Plugin) sendNewlyWanted(owner, full string, now, before map[string]bool) {
-	var nodes []string
-	for n := range now {
-		if !before[n] {
-			nodes = append(nodes, n)
-		}
-	}
-	if len(nodes) == 0 {
+// sendLastItems sends, in the background, the last items a resolution
+// brings a client: those of the nodes it newly wants from the owner's
+// home only, which sees every presence the others see (cluster.go);
+// those of the nodes a publish missed from this node, which noted them.
+func (p *Plugin) sendLastItems(owner, full string, wanted, missed []string) {
+	if len(wanted) == 0 && len(missed) == 0 {
 		return
 	}
-	sort.Strings(nodes)
 	p.goWork(func(ctx context.Context) {
-		if p.home(ctx, owner) { // one node sends them (cluster.go)
-			p.sendLast(ctx, owner, full, nodes)
+		nodes := missed
+		if len(wanted) > 0 && p.home(ctx, owner) {
+			nodes = append(slices.Clone(wanted), missed...)
 		}
+		p.sendLast(ctx, owner, full, nodes)
 	})
 }
 
-// interested returns the owner's recipients that want node. Recipients
-// whose version another node resolved are resolved from the shared
-// properties; those still unknown get a query and, when it is answered,
-// the last item.
-func (p *Plugin) interested(ctx context.Context, owner, node string) []string {
+// claimLast tells whether the write version of node, read as its last
+// item, goes to full: the client still wants the node and has not had
+// that write or a newer one. It records the write as sent.
+func (p *Plugin) claimLast(owner, full, node string, version int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := p.recipients[owner][full]
+	if cur == nil || (cur.notify != nil && !cur.notify[node]) {
+		return false
+	}
+	d := cur.got[node]
+	if version <= d.newest {
+		return false
+	}
+	cur.got[node] = delivery{newest: version, last: version}
+	return true
+}
+
+// interested returns the owner's recipients that a node's event reaches;
+// version is the store version of a published item, 0 for other events.
+// Unresolved recipients whose version another node resolved are
+// resolved from the shared properties; those still unknown note the
+// publish as missed (they get the item when resolved, if they want it)
+// and get a query when none is in flight for them.
+func (p *Plugin) interested(ctx context.Context, owner, node string, version int64) []string {
 	var out []string
 	type pending struct {
-		full string
-		rec  *recipient
+		full, ver string
 	}
 	var unknown []pending
+	type lastItems struct {
+		full           string
+		wanted, missed []string
+	}
+	var sends []lastItems
+	defer func() {
+		for _, s := range sends {
+			p.sendLastItems(owner, s.full, s.wanted, s.missed)
+		}
+	}()
 	p.mu.Lock()
 	for full, rec := range p.recipients[owner] {
 		if rec.notify == nil {
 			if n, ok := p.caps[rec.ver]; ok {
-				rec.notify = n
+				wanted, missed := rec.resolveLocked(n)
+				sends = append(sends, lastItems{full, wanted, missed})
 			}
 		}
 		switch {
-		case rec.notify != nil:
-			if rec.notify[node] {
-				out = append(out, full)
-			}
-		default:
-			unknown = append(unknown, pending{full, rec})
+		case rec.notify == nil:
+			unknown = append(unknown, pending{full, rec.ver})
+		case rec.notify[node] && rec.notifiedLocked(node, version):
+			out = append(out, full)
 		}
 	}
 	p.mu.Unlock()
 	for _, u := range unknown {
-		n, ok := p.sharedCaps(ctx, u.rec.ver)
+		n, shared := p.sharedCaps(ctx, u.ver)
 		p.mu.Lock()
-		if ok {
-			p.rememberLocked(u.rec.ver, n)
-			if p.recipients[owner][u.full] == u.rec {
-				u.rec.notify = n
-			}
+		cur := p.recipients[owner][u.full]
+		if cur == nil {
 			p.mu.Unlock()
-			if n[node] {
+			continue // gone meanwhile
+		}
+		if shared && cur.ver == u.ver {
+			p.rememberLocked(u.ver, n)
+			wanted, missed := cur.resolveLocked(n)
+			sends = append(sends, lastItems{u.full, wanted, missed})
+		}
+		if cur.notify != nil {
+			if cur.notify[node] && cur.notifiedLocked(node, version) {
 				out = append(out, u.full)
 			}
+			p.mu.Unlock()
 			continue
 		}
-		w := waiter{owner: owner, full: u.full, rec: u.rec}
+		if version > 0 {
+			cur.missLocked(node)
+		}
+		if p.askingLocked(cur) {
+			p.mu.Unlock()
+			continue
+		}
+		w := waiter{owner: owner, full: u.full, rec: cur}
 		if wire.BareJID(u.full) != owner {
 			p.mu.Unlock()
 			p.askIfSubscribed(w)

@@ -30,7 +30,9 @@
 // available or its caps change, the last item of every node it newly
 // asks for is sent to it (nodes whose send_last_published_item is
 // on_sub_and_presence, the default); a new subscriber gets it on
-// subscribing.
+// subscribing. A client gets each item once, as that last item or as
+// the publish's notification, whatever the order in which its presence,
+// the resolution of its caps and the publish come (caps.go).
 //
 // Conversions (bookmarks.go, avatar.go, vcard4.go): XEP-0402 bookmarks
 // (urn:xmpp:bookmarks:1), XEP-0048 bookmarks in private XML (XEP-0049)
@@ -67,11 +69,16 @@
 // the presence that node delivers: an owner publishes from a session on
 // some node, and that session received (on login probes and later
 // broadcasts) the presence of every contact and of the owner's other
-// resources, on whatever node they are. Verified caps versions (sha-1,
-// checked against the XEP-0115 hash) are also written to the shared
-// properties ("pep.caps.<ver>"), because the answer to a caps query
-// arrives on the node of the client that answers, which may not be the
-// node that asked; that node resolves it from the shared entry next time.
+// resources, on whatever node they are. Who gets a change without a
+// subscription is decided on one node, the owner's home (the node of
+// the owner's first resource), which also sends the last items: a
+// change made on another node asks the home for that list (the cluster
+// message "implicit", cluster.go) and falls back on its own table when
+// the home cannot answer. Verified caps versions (sha-1, checked against
+// the XEP-0115 hash) are also written to the shared properties
+// ("pep.caps.<ver>"), because the answer to a caps query arrives on the
+// node of the client that answers, which may not be the node that
+// asked; that node resolves it from the shared entry next time.
 package pep
 
 import (
@@ -261,7 +268,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Defaults:   Defaults,
 		PEP:        true,
 		AutoCreate: true,
-		Implicit:   p.interested,
+		Implicit:   p.implicit,
 		Changed:    p.changed,
 	})
 	p.ctx, p.cancel = context.WithCancel(context.Background())
@@ -283,7 +290,8 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		}
 		return nil
 	})
-	p.remove = func() { removeClosed(); removeStored(); removeRoster() }
+	removeImplicit := host.Cluster().Handle(kindImplicit, p.handleImplicit)
+	p.remove = func() { removeClosed(); removeStored(); removeRoster(); removeImplicit() }
 	return nil
 }
 
@@ -371,10 +379,13 @@ func (p *Plugin) AccountItems(ctx context.Context, from, account, node string) (
 }
 
 // sendLast sends the last item of each node to one recipient, as the
-// nodes' configuration and access models allow.
+// nodes' configuration and access models allow, unless it has that item
+// already (claimLast).
 func (p *Plugin) sendLast(ctx context.Context, owner, full string, nodes []string) {
 	for _, node := range nodes {
-		p.engine.SendLast(ctx, owner, node, full)
+		p.engine.SendLast(ctx, owner, node, full, func(it *pubsub.Item) bool {
+			return p.claimLast(owner, full, node, it.Version)
+		})
 	}
 }
 

@@ -39,10 +39,12 @@ type Options struct {
 	// Admin tells whether a bare JID has owner rights on every node of a
 	// service (the server's administrators); nil: nobody.
 	Admin func(bare string) bool
-	// Implicit returns full JIDs that get a node's notifications without
-	// a subscription: PEP's contacts whose caps ask for NODE+notify and
-	// the owner's own resources. The access model still applies to them.
-	Implicit func(ctx context.Context, service, node string) []string
+	// Implicit returns full JIDs that get a node's event without a
+	// subscription: PEP's contacts whose caps ask for NODE+notify and
+	// the owner's own resources. it is the item a publish notifies (with
+	// its store Version), nil for other events. The access model still
+	// applies to them.
+	Implicit func(ctx context.Context, service, node string, it *Item) []string
 	// Changed is called after a change a client made (publish, retract,
 	// purge, delete), not after changes the server made through the
 	// engine's methods: PEP converts bookmarks, avatars and vCards there.

@@ -283,7 +283,7 @@ func (e *Engine) publish(ctx context.Context, n *nodeRef, it *Item) error {
 			return err
 		}
 	}
-	e.notify(ctx, n, itemsEvent(n, it), nil)
+	e.notify(ctx, n, itemsEvent(n, it), nil, it)
 	return nil
 }
 
@@ -363,7 +363,7 @@ func (e *Engine) retract(ctx context.Context, n *nodeRef, id string, notify bool
 		return err
 	}
 	if notify {
-		e.notify(ctx, n, eventElement(wire.New("items", "node", n.node).Append(wire.New("retract", "id", id))), nil)
+		e.notify(ctx, n, eventElement(wire.New("items", "node", n.node).Append(wire.New("retract", "id", id))), nil, nil)
 	}
 	return nil
 }
@@ -471,7 +471,7 @@ func (e *Engine) subscribe(ctx context.Context, r Request, requester string, req
 		return nil, err
 	}
 	if n.cfg.SendLastPublishedItem != SendLastNever && n.cfg.DeliverNotifications {
-		e.sendLast(ctx, n, jid)
+		e.sendLast(ctx, n, jid, nil)
 	}
 	return wire.NewNS("pubsub", NS).Append(subscriptionElement(node, sub, true)), nil
 }

@@ -35,10 +35,11 @@ func (e *Engine) message(n *nodeRef, to string, event *wire.Element) *wire.Eleme
 	return m.Append(event.Copy())
 }
 
-// recipients returns who gets the node's events: subscribers with
-// delivery on, then implicit recipients no subscription covers, each
-// passed through the access model.
-func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscription) []string {
+// recipients returns who gets one of the node's events: subscribers
+// with delivery on, then implicit recipients no subscription covers,
+// each passed through the access model. it is the published item of a
+// publish, nil for other events.
+func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscription, it *Item) []string {
 	var out []string
 	bare := map[string]bool{} // subscribed bare JIDs: all their resources get it
 	full := map[string]bool{}
@@ -55,7 +56,7 @@ func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscriptio
 		out = append(out, s.JID)
 	}
 	if e.opts.Implicit != nil {
-		for _, j := range e.opts.Implicit(ctx, n.service, n.node) {
+		for _, j := range e.opts.Implicit(ctx, n.service, n.node, it) {
 			if full[j] || bare[wire.BareJID(j)] || !aud.allows(ctx, wire.BareJID(j), true) {
 				continue
 			}
@@ -68,8 +69,9 @@ func (e *Engine) recipients(ctx context.Context, n *nodeRef, subs []*Subscriptio
 
 // notify sends an event to the node's recipients. subs are the node's
 // subscriptions when the caller has read them (a deleted node's), nil to
-// read them here.
-func (e *Engine) notify(ctx context.Context, n *nodeRef, event *wire.Element, subs []*Subscription) {
+// read them here; it is the published item of a publish, nil for other
+// events.
+func (e *Engine) notify(ctx context.Context, n *nodeRef, event *wire.Element, subs []*Subscription, it *Item) {
 	if !n.cfg.DeliverNotifications {
 		return
 	}
@@ -80,7 +82,7 @@ func (e *Engine) notify(ctx context.Context, n *nodeRef, event *wire.Element, su
 			e.log.Warn("pubsub: reading subscriptions for a notification", "service", n.service, "node", n.node, "err", err)
 		}
 	}
-	for _, to := range e.recipients(ctx, n, subs) {
+	for _, to := range e.recipients(ctx, n, subs, it) {
 		e.opts.Route(ctx, e.message(n, to, event))
 	}
 }
@@ -88,8 +90,10 @@ func (e *Engine) notify(ctx context.Context, n *nodeRef, event *wire.Element, su
 // SendLast sends the newest item of a node to one recipient when the
 // node sends last items on presence (PEP: a contact whose caps ask for
 // the node came online or changed its filter) and the access model lets
-// the recipient see it as an implicit recipient.
-func (e *Engine) SendLast(ctx context.Context, service, node, to string) {
+// the recipient see it as an implicit recipient. claim, when not nil,
+// is asked last, with the item read: false keeps it (the recipient has
+// it already, from a publish's notification).
+func (e *Engine) SendLast(ctx context.Context, service, node, to string, claim func(*Item) bool) {
 	n, err := e.node(ctx, service, node)
 	if err != nil {
 		return
@@ -101,11 +105,12 @@ func (e *Engine) SendLast(ctx context.Context, service, node, to string) {
 	if !aud.allows(ctx, wire.BareJID(to), true) {
 		return
 	}
-	e.sendLast(ctx, n, to)
+	e.sendLast(ctx, n, to, claim)
 }
 
-// sendLast routes the node's newest item to one JID, if it has one.
-func (e *Engine) sendLast(ctx context.Context, n *nodeRef, to string) {
+// sendLast routes the node's newest item to one JID, if it has one and
+// claim (when not nil) lets it.
+func (e *Engine) sendLast(ctx context.Context, n *nodeRef, to string, claim func(*Item) bool) {
 	if !n.cfg.PersistItems {
 		return
 	}
@@ -114,7 +119,7 @@ func (e *Engine) sendLast(ctx context.Context, n *nodeRef, to string) {
 		e.log.Warn("pubsub: reading the last item", "service", n.service, "node", n.node, "err", err)
 		return
 	}
-	if it == nil {
+	if it == nil || (claim != nil && !claim(it)) {
 		return
 	}
 	e.opts.Route(ctx, e.message(n, to, itemsEvent(n, it)))

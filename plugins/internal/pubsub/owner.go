@@ -149,7 +149,7 @@ func (e *Engine) Reconfigure(ctx context.Context, service, node string, cfg Conf
 		if cfg.DeliverPayloads {
 			conf.Append(cfg.Form("result", nil))
 		}
-		e.notify(ctx, n, eventElement(conf), nil)
+		e.notify(ctx, n, eventElement(conf), nil, nil)
 	}
 	return nil
 }
@@ -178,7 +178,7 @@ func (e *Engine) deleteNode(ctx context.Context, n *nodeRef, redirect string) er
 	}
 	var recipients []string
 	if n.cfg.NotifyDelete && n.cfg.DeliverNotifications {
-		recipients = e.recipients(ctx, n, subs)
+		recipients = e.recipients(ctx, n, subs, nil)
 	}
 	if err := e.st.deleteNode(ctx, n.service, n.node); err != nil {
 		return err
@@ -201,7 +201,7 @@ func (e *Engine) purge(ctx context.Context, n *nodeRef) error {
 		return err
 	}
 	if n.cfg.NotifyRetract {
-		e.notify(ctx, n, eventElement(wire.New("purge", "node", n.node)), nil)
+		e.notify(ctx, n, eventElement(wire.New("purge", "node", n.node)), nil, nil)
 	}
 	return nil
 }

@@ -69,6 +69,11 @@ type Item struct {
 	ID        string
 	Publisher string // bare JID, "" when unknown
 	Payload   *wire.Element
+	// Version is the store's version of this write of the item: every
+	// write gets a new one, later writes of a node greater ones (0: not
+	// stored). It tells two copies of one publish apart from two
+	// publishes of one item ID, which PEP needs to send each once.
+	Version int64
 }
 
 // Element returns the <item/> as results and notifications carry it.
@@ -280,8 +285,12 @@ func (s *store) putItem(ctx context.Context, service, node string, cfg *Config, 
 	owner, coll := s.layout.place(service, node)
 	lim := s.limits.Items
 	lim.Max = cfg.MaxItems
-	_, err := s.items().Set(ctx, owner, coll, it.ID, []byte(it.Element(true).String()), lim)
-	return s.limits.quotaError(err, "items")
+	v, err := s.items().Set(ctx, owner, coll, it.ID, []byte(it.Element(true).String()), lim)
+	if err != nil {
+		return s.limits.quotaError(err, "items")
+	}
+	it.Version = v
+	return nil
 }
 
 // getItem returns one item; nil when absent.
@@ -294,7 +303,12 @@ func (s *store) getItem(ctx context.Context, service, node, id string) (*Item, e
 	if err != nil {
 		return nil, err
 	}
-	return parseItem(v.Value)
+	it, err := parseItem(v.Value)
+	if err != nil {
+		return nil, err
+	}
+	it.Version = v.Version
+	return it, nil
 }
 
 // listItems returns a node's items, oldest first: all of them, or the
@@ -316,6 +330,7 @@ func (s *store) listItems(ctx context.Context, service, node string, max int) ([
 			s.log("pubsub: unreadable item, left out", "service", service, "node", node, "id", v.Key, "err", err)
 			continue
 		}
+		it.Version = v.Version
 		out = append(out, it)
 	}
 	if q.Newest {
