@@ -44,7 +44,7 @@ func RunClusterNode(t testing.TB, cfg *conf.Config, o ClusterOptions, opts ...se
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := n.Stop(ctx); err != nil {
-			t.Errorf("servertest: stopping the node: %v", err)
+			t.Errorf("servertest: stopping the node: %v%s", err, stacksIfStuck(err))
 		}
 		closeAll()
 	})

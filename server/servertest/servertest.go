@@ -12,11 +12,14 @@ package servertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,7 +103,7 @@ func stopAtCleanup(t testing.TB, n *server.Node) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := n.Stop(ctx); err != nil {
-			t.Errorf("servertest: stopping the node: %v", err)
+			t.Errorf("servertest: stopping the node: %v%s", err, stacksIfStuck(err))
 		}
 	})
 }
@@ -120,4 +123,16 @@ func CreateUser(t testing.TB, n *server.Node, user, password string) {
 func CheckFor(t testing.TB, total, poll time.Duration, fn func() error) {
 	t.Helper()
 	testutil.CheckFor(t, total, poll, fn)
+}
+
+// stacksIfStuck returns every goroutine's stack when a node did not stop
+// within its deadline: what it waited for is the bug, and the test's
+// output is the only place left to see it.
+func stacksIfStuck(err error) string {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+	return "\nall goroutines:\n" + b.String()
 }
