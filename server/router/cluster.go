@@ -54,8 +54,14 @@ func (r *Router) registerCluster() {
 // before its plugins stop: what arrives then has no session here, and
 // offline storage would run it through plugins that are stopping (a
 // stopped block list fails closed and refuses it; a stopped archive
-// would miss it). HandBack(false) undoes it when the node starts again.
-func (r *Router) HandBack(on bool) { r.handingBack.Store(on) }
+// would miss it). HandBack(false) undoes it when the node starts again,
+// and StopOfflineRetry too.
+func (r *Router) HandBack(on bool) {
+	r.handingBack.Store(on)
+	if !on {
+		r.retry.resume()
+	}
+}
 
 // undelivered falls back for a stanza a link accepted but could not hand
 // to its node (the node died with it in flight): stored offline or
