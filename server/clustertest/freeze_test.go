@@ -204,15 +204,38 @@ func TestPostgresFreezeOffline(t *testing.T) {
 }
 
 // startFreezable starts what a test that freezes PostgreSQL needs: a
-// PostgreSQL of its own with the admin and users' accounts, a Hazelcast
-// member of its own and two nodes (prefix1, prefix2) on them, clustered;
-// it returns PostgreSQL and a store on it.
+// PostgreSQL of its own with the admin's and users' accounts
+// (ownPostgres), a Hazelcast member of its own and two nodes (prefix1,
+// prefix2) on them, clustered; it returns PostgreSQL and a store on it.
 // Cleanup thaws PostgreSQL and, when the test failed, logs the nodes' log
 // tails.
 func startFreezable(t *testing.T, prefix string, users ...string) (*pgtest.Server, *postgres.Store, []*clustertest.Node) {
 	t.Helper()
-	pg := pgtest.Start(t) // its own server: the test freezes it
+	pg, st := ownPostgres(t, users...)
 	hz := hztest.Shared(t, hzName+"-"+prefix)
+	nodes := newNodes(t, prefix, 2, pg.URL(), hz)
+	for _, n := range nodes {
+		t.Cleanup(n.Kill)
+	}
+	startAll(t, nodes...)
+	t.Cleanup(func() {
+		_ = pg.Thaw()
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("---- %s log tail:\n%s", n.Cfg.Name, n.LogTail(60))
+			}
+		}
+	})
+	waitMembers(t, nodes, 2)
+	return pg, st, nodes
+}
+
+// ownPostgres starts a PostgreSQL of the test's own (the test stops or
+// freezes it) with the admin's and users' accounts, and opens a store on
+// it (database.timeout 2s, as the nodes).
+func ownPostgres(t *testing.T, users ...string) (*pgtest.Server, *postgres.Store) {
+	t.Helper()
+	pg := pgtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger(), Timeout: 2 * time.Second})
@@ -229,21 +252,7 @@ func startFreezable(t *testing.T, prefix string, users ...string) (*pgtest.Serve
 			t.Fatal(err)
 		}
 	}
-	nodes := newNodes(t, prefix, 2, pg.URL(), hz)
-	for _, n := range nodes {
-		t.Cleanup(n.Kill)
-	}
-	startAll(t, nodes...)
-	t.Cleanup(func() {
-		_ = pg.Thaw()
-		if t.Failed() {
-			for _, n := range nodes {
-				t.Logf("---- %s log tail:\n%s", n.Cfg.Name, n.LogTail(60))
-			}
-		}
-	})
-	waitMembers(t, nodes, 2)
-	return pg, st, nodes
+	return pg, st
 }
 
 // waitMembers waits until every node's admin overview lists count

@@ -7,11 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aviary-im/aviary/conf"
-	"github.com/aviary-im/aviary/server/auth"
 	"github.com/aviary-im/aviary/server/servertest"
-	"github.com/aviary-im/aviary/storage/postgres"
-	"github.com/aviary-im/aviary/storage/postgres/pgtest"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -50,20 +46,9 @@ func TestPostgresRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and an aviary process")
 	}
-	pg := pgtest.Start(t) // its own server: this test stops it
+	pg, st := ownPostgres(t, "pa", "pb", "pc") // this test stops it
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := postgres.Open(ctx, pg.URL(), postgres.Options{Logger: servertest.TestLogger(), Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	users := &auth.Users{Store: st, Domain: domain, Iterations: conf.Default().C2S.SCRAMIterations}
-	for _, u := range []string{"pa", "pb", "pc"} {
-		if err := users.CreateUser(ctx, u, userPass); err != nil {
-			t.Fatal(err)
-		}
-	}
 	n := newNodes(t, "pgnode", 1, pg.URL(), nil)[0]
 	t.Cleanup(n.Kill)
 	startAll(t, n)
