@@ -188,14 +188,17 @@ func (q *offlineRetry) keep(ctx context.Context, bare, local string, el *wire.El
 	stanza := el.Bytes()
 	w := &waiting{bare: bare, local: local, stanza: stanza, size: int64(len(stanza)) + retryOverhead,
 		since: time.Now(), checked: checked, quota: quota}
+	// Taken here, on the routing's goroutine (HoldAck must be), and not
+	// under q.mu (it takes the session's lock).
+	w.hold = holdFrom(ctx)
 	q.mu.Lock()
 	if q.bytes+w.size > q.maxBytes {
 		q.mu.Unlock()
+		w.hold.release() // bounced by the caller, inside the routing
 		q.gaveFull.Inc()
 		q.r.log.Warn("router: too many messages wait for offline storage (c2s.offline_retry_max_bytes); bouncing", "to", bare, "max", q.maxBytes)
 		return errStorageAway
 	}
-	w.hold = holdFrom(ctx)
 	if q.stopCtx != nil {
 		q.left++
 		q.mu.Unlock()
