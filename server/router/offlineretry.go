@@ -88,6 +88,9 @@ type offlineRetry struct {
 
 	// down is set while the database is known not to answer.
 	down atomic.Bool
+	// full and expired are set once a message was bounced for that reason,
+	// so it is logged once per episode, not per message.
+	full, expired atomic.Bool
 
 	retries                    prometheus.Counter
 	gaveFull, gaveOld, gaveEnd prometheus.Counter
@@ -196,7 +199,9 @@ func (q *offlineRetry) keep(ctx context.Context, bare, local string, el *wire.El
 		q.mu.Unlock()
 		w.hold.release() // bounced by the caller, inside the routing
 		q.gaveFull.Inc()
-		q.r.log.Warn("router: too many messages wait for offline storage (c2s.offline_retry_max_bytes); bouncing", "to", bare, "max", q.maxBytes)
+		if q.full.CompareAndSwap(false, true) {
+			q.r.log.Warn("router: messages waiting for offline storage reach c2s.offline_retry_max_bytes; bouncing more until they are stored", "max", q.maxBytes)
+		}
 		return errStorageAway
 	}
 	if q.stopCtx != nil {
@@ -217,6 +222,7 @@ func (q *offlineRetry) keep(ctx context.Context, bare, local string, el *wire.El
 		q.wg.Add(1)
 	}
 	q.mu.Unlock()
+	q.full.Store(false)
 	if cause != nil {
 		q.r.log.Debug("router: offline storage did not answer; the message waits", "to", bare, "err", cause)
 	}
@@ -247,7 +253,11 @@ func (q *offlineRetry) run(l *retryLane) {
 		err := q.try(ctx, w)
 		switch {
 		case err == nil:
-			q.down.Store(false)
+			if q.down.CompareAndSwap(true, false) {
+				n, _ := q.waitingCounts()
+				q.r.log.Info("router: offline storage answers again; storing the messages that wait", "waiting", n)
+			}
+			q.expired.Store(false)
 			q.pop(l)
 			q.r.m.offline.Inc()
 			w.hold.release()
@@ -264,11 +274,16 @@ func (q *offlineRetry) run(l *retryLane) {
 		case time.Since(w.since) >= q.maxWait:
 			q.pop(l)
 			q.gaveOld.Inc()
-			q.r.log.Warn("router: offline storage did not answer in c2s.offline_retry_max_wait; bouncing", "to", w.bare, "waited", time.Since(w.since).Round(time.Second), "err", err)
+			if q.expired.CompareAndSwap(false, true) {
+				q.r.log.Warn("router: offline storage did not answer within c2s.offline_retry_max_wait; bouncing the messages that waited that long", "max_wait", q.maxWait, "err", err)
+			}
 			q.bounce(w, errStorageAway)
 			w.hold.release()
 		default:
-			q.down.Store(true)
+			if q.down.CompareAndSwap(false, true) {
+				n, _ := q.waitingCounts()
+				q.r.log.Warn("router: offline storage does not answer; messages for offline users wait in memory until it does", "waiting", n, "err", err)
+			}
 			q.retries.Inc()
 			t := time.NewTimer(jitter(backoff))
 			select {
