@@ -69,6 +69,11 @@ type Cluster interface {
 	// when ctx has no deadline). It fails with ErrNodeGone when the node
 	// is not a member, cannot be reached or died before answering, with
 	// ErrNoHandler when the plugin there registered no handler for kind.
+	// Its handler starts after the handlers of the Sends this node made to
+	// node before it have returned (of those that arrived): a Call sees
+	// what the Sends before it changed. Group chat relies on it: a room's
+	// new host asks a node who is in the room after the fan-out that told
+	// that node someone left (plugins/muc).
 	Call(ctx context.Context, node, kind string, payload []byte) ([]byte, error)
 	// CallAll calls every member, this node included, at once and returns
 	// one Answer per member in Members order when all have answered or

@@ -364,9 +364,9 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	// HandBack), and messages waiting for offline storage get a last try
 	// while the store and the cluster still run; the cluster and its links
 	// stop after the plugins.
-	n.router.HandBack(false)
+	n.router.HandBack(ctx, false)
 	n.stops = append(n.stops, func(ctx context.Context) error {
-		n.router.HandBack(true)
+		n.router.HandBack(ctx, true)
 		n.router.StopOfflineRetry(ctx)
 		return nil
 	})

@@ -40,7 +40,11 @@
 // Each node keeps an index of its own sessions in rooms, built from what
 // rooms deliver to them (a room's presence with status 110 about the
 // session, or an unavailable one), so it holds confirmed occupants only,
-// and the nicks it was told are present. When a room's host dies,
+// and the nicks it was told are present. A host's fan-out reaches a node
+// before any question the host asks it later (plugins.Cluster.Call), so
+// a room that emptied and is created again at once (a user leaves a
+// temporary room and joins it again) is not rebuilt around an occupant
+// whose leave the node has not yet seen. When a room's host dies,
 // placement names a new one, which rebuilds the room from the store
 // (persistent rooms: configuration, affiliations, subject) and from every
 // node's index (kindWho): the occupants on surviving nodes are still in

@@ -16,7 +16,10 @@ import (
 // changed by the test. It separates the two halves of a node's death as
 // a real cluster does: Crash cuts the node off at once (Send and Call to
 // it fail with ErrNodeGone, its own fail too), while the others keep
-// listing it as a member until Leave (what cluster.node_ttl does).
+// listing it as a member until Leave (what cluster.node_ttl does). Each
+// node runs the Send handlers in the order the Sends came, and a Call to
+// another node waits for the Sends queued there before it, as
+// plugins.Cluster promises.
 //
 // It proves logic, not the network: the server's implementation
 // (server/plugincluster) is tested on real nodes.
@@ -344,6 +347,11 @@ func (v *netView) Call(ctx context.Context, node, kind string, payload []byte) (
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 	}
+	if to != v.nd {
+		if err := v.afterSends(ctx, to); err != nil {
+			return nil, err
+		}
+	}
 	type result struct {
 		b   []byte
 		err error
@@ -369,6 +377,37 @@ func (v *netView) Call(ctx context.Context, node, kind string, payload []byte) (
 		case <-tick.C:
 			if !to.alive() || !v.nd.alive() {
 				return nil, fmt.Errorf("plugintest: %s died before answering: %w", node, plugins.ErrNodeGone)
+			}
+		}
+	}
+}
+
+// afterSends waits until node to has run the handlers of the Sends
+// queued to it so far, as plugins.Cluster promises for a Call: a real
+// node reads each peer's connection in order and runs Send handlers in
+// its reader (cluster/link). A call to this node itself does not wait (a
+// Send handler may make one; the real clusters run a Send to the node
+// itself at once).
+func (v *netView) afterSends(ctx context.Context, to *NetNode) error {
+	reached := make(chan struct{})
+	select {
+	case to.sends <- func() { close(reached) }:
+	case <-ctx.Done():
+		return fmt.Errorf("plugintest: call to %s: %w", to.name, ctx.Err())
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-reached:
+			return nil
+		case <-to.done:
+			return fmt.Errorf("plugintest: %s is closed: %w", to.name, plugins.ErrNodeGone)
+		case <-ctx.Done():
+			return fmt.Errorf("plugintest: call to %s: %w", to.name, ctx.Err())
+		case <-tick.C:
+			if !to.alive() || !v.nd.alive() {
+				return fmt.Errorf("plugintest: %s died before answering: %w", to.name, plugins.ErrNodeGone)
 			}
 		}
 	}

@@ -35,23 +35,8 @@ func TestMUCSurvivesHostKill(t *testing.T) {
 	if childC2S == "" {
 		t.Fatal("the child did not say its c2s address")
 	}
-	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		for _, c := range []*hazelcast.Cluster{ca, cc} {
-			ms, _ := c.Members(t.Context())
-			if len(ms) != 3 {
-				return fmt.Errorf("%s sees %d members", c.NodeName(), len(ms))
-			}
-		}
-		return nil
-	})
-	all := []plugins.Member{{Name: "ma"}, {Name: "mb"}, {Name: "mc"}}
-	name := ""
-	for i := 0; name == ""; i++ {
-		if k := fmt.Sprintf("room%d", i); plugins.Rendezvous(k, all) == "mb" {
-			name = k
-		}
-	}
-	room := name + "@conference." + domain
+	awaitMembers(t, 3, ca, cc)
+	room := roomOwnedBy("room", "mb", "ma", "mb", "mc") + "@conference." + domain
 	// Accounts of their own: the package's tests share one database.
 	for _, u := range []string{"mucalice", "muccarol", "mucdave"} {
 		servertest.CreateUser(t, ma, u, userPass)
@@ -168,4 +153,32 @@ func TestMUCSurvivesHostKill(t *testing.T) {
 	cr.mu.Unlock()
 	t.Logf("room %s: host mb killed %v after the first of %d messages; carol got every one, %d twice; room unavailable (longest pause at carol) %v; messages lost 0",
 		room, killed.Sub(start).Round(time.Millisecond), total+1, dups, gap.Round(time.Millisecond))
+}
+
+// awaitMembers waits until each of cs sees n members.
+func awaitMembers(t *testing.T, n int, cs ...*hazelcast.Cluster) {
+	t.Helper()
+	servertest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		for _, c := range cs {
+			ms, _ := c.Members(t.Context())
+			if len(ms) != n {
+				return fmt.Errorf("%s sees %d members", c.NodeName(), len(ms))
+			}
+		}
+		return nil
+	})
+}
+
+// roomOwnedBy returns the first room name prefix0, prefix1... that owner
+// hosts among the members named.
+func roomOwnedBy(prefix, owner string, members ...string) string {
+	var ms []plugins.Member
+	for _, m := range members {
+		ms = append(ms, plugins.Member{Name: m})
+	}
+	for i := 0; ; i++ {
+		if k := fmt.Sprintf("%s%d", prefix, i); plugins.Rendezvous(k, ms) == owner {
+			return k
+		}
+	}
 }

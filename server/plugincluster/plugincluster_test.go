@@ -19,6 +19,7 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/server/plugincluster"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
@@ -61,6 +62,7 @@ func TestAlone(t *testing.T) {
 	if a := x.CallAll(ctx, "ping", []byte("all")); len(a) != 1 || a[0].Node != "solo" || string(a[0].Payload) != "x<solo:all" {
 		t.Fatalf("CallAll = %+v", a)
 	}
+	plugintest.CheckCallAfterSends(t, x, x)
 	rm()
 	if _, err := x.Call(ctx, "solo", "ping", nil); !errors.Is(err, plugins.ErrNoHandler) {
 		t.Fatalf("after remove: %v", err)
@@ -184,6 +186,7 @@ func TestOnHazelcast(t *testing.T) {
 	if len(ans) != 2 || string(ans[0].Payload) != "a<a" || string(ans[1].Payload) != "b<a" {
 		t.Fatalf("CallAll = %+v", ans)
 	}
+	plugintest.CheckCallAfterSends(t, a.v, b.v)
 
 	c := startHZ(t, m, props, "c")
 	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {

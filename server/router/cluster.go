@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -54,13 +55,73 @@ func (r *Router) registerCluster() {
 // before its plugins stop: what arrives then has no session here, and
 // offline storage would run it through plugins that are stopping (a
 // stopped block list fails closed and refuses it; a stopped archive
-// would miss it). HandBack(false) undoes it when the node starts again,
+// would miss it). It returns once the messages being handled when it was
+// called are done (or ctx ends): those went through the plugins while
+// they ran. HandBack(ctx, false) undoes it when the node starts again,
 // and StopOfflineRetry too.
-func (r *Router) HandBack(on bool) {
-	r.handingBack.Store(on)
+func (r *Router) HandBack(ctx context.Context, on bool) {
 	if !on {
+		r.handlers.open()
 		r.retry.resume()
+		return
 	}
+	r.handlers.close(ctx)
+}
+
+// handlerGate counts the link handlers running that HandBack waits for,
+// and turns new ones away once closed. (Not a sync.RWMutex: a handler
+// may reach another handler of this router in the same goroutine, and a
+// waiting writer would deadlock a nested read lock.)
+type handlerGate struct {
+	mu      sync.Mutex
+	closed  bool
+	running int
+	idle    chan struct{} // closed when running reaches 0, while closing
+}
+
+// enter reports whether a handler may run; if so, leave must follow.
+func (g *handlerGate) enter() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.running++
+	return true
+}
+
+func (g *handlerGate) leave() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.running--
+	if g.running == 0 && g.idle != nil {
+		close(g.idle)
+		g.idle = nil
+	}
+}
+
+func (g *handlerGate) close(ctx context.Context) {
+	g.mu.Lock()
+	g.closed = true
+	if g.running == 0 {
+		g.mu.Unlock()
+		return
+	}
+	if g.idle == nil {
+		g.idle = make(chan struct{})
+	}
+	idle := g.idle
+	g.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+}
+
+func (g *handlerGate) open() {
+	g.mu.Lock()
+	g.closed = false
+	g.mu.Unlock()
 }
 
 // undelivered falls back for a stanza a link accepted but could not hand
@@ -101,9 +162,10 @@ func (r *Router) sendStanza(ctx context.Context, node, full string, el *wire.Ele
 // handleStanza delivers a stanza another node routed to a local session,
 // falling back (offline storage, bounce) when the session is gone.
 func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []byte) ([]byte, error) {
-	if r.handingBack.Load() {
+	if !r.handlers.enter() {
 		return nil, cluster.ErrHandBack
 	}
+	defer r.handlers.leave()
 	full, el, err := r.parseStanzaMessage(payload)
 	if err != nil {
 		return nil, err

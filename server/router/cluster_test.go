@@ -583,7 +583,7 @@ func TestStoppingNodeHandsBack(t *testing.T) {
 	juliet := e2.online("juliet", "balcony", 0)
 	juliet.take()
 	alice.take()
-	e2.r.HandBack(true)
+	e2.r.HandBack(context.Background(), true)
 	e1.send(alice, `<message to='juliet@example.com/balcony' type='chat' id='m1'><body>during the stop</body></message>`)
 	if got := only("message", juliet.take()); len(got) != 0 {
 		t.Fatalf("the stopping node delivered %d messages", len(got))
@@ -594,9 +594,43 @@ func TestStoppingNodeHandsBack(t *testing.T) {
 	if n := e1.offlineCount("juliet@example.com"); n != 1 {
 		t.Fatalf("%d messages stored offline by the sending node, want 1", n)
 	}
-	e2.r.HandBack(false)
+	e2.r.HandBack(context.Background(), false)
 	e1.send(alice, `<message to='juliet@example.com/balcony' type='chat' id='m2'><body>started again</body></message>`)
 	if got := only("message", juliet.take()); len(got) != 1 {
-		t.Fatalf("after HandBack(false) juliet got %d messages", len(got))
+		t.Fatalf("after HandBack(ctx, false) juliet got %d messages", len(got))
 	}
+}
+
+// TestHandBackWaitsForRunningHandlers: HandBack returns only once the
+// handlers running when it was called are done (they use the plugins,
+// which stop next), and turns new ones away from the moment it is called.
+func TestHandBackWaitsForRunningHandlers(t *testing.T) {
+	var g handlerGate
+	if !g.enter() {
+		t.Fatal("an open gate refused a handler")
+	}
+	closed := make(chan struct{})
+	go func() {
+		g.close(context.Background())
+		close(closed)
+	}()
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if g.enter() {
+			g.leave()
+			return fmt.Errorf("a new handler was let in while closing")
+		}
+		return nil
+	})
+	select {
+	case <-closed:
+		t.Fatal("close returned while a handler ran")
+	default:
+	}
+	g.leave()
+	<-closed
+	g.open()
+	if !g.enter() {
+		t.Fatal("a reopened gate refused a handler")
+	}
+	g.leave()
 }

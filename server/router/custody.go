@@ -475,9 +475,10 @@ func (c *custody) noticeFailed(node, kind string, payload []byte, err error) {
 // keeps a copy of: its receipt goes back once the client has it, at once
 // when the session is gone and the message was stored or bounced.
 func (c *custody) handleHeld(ctx context.Context, from string, payload []byte) ([]byte, error) {
-	if c.r.handingBack.Load() {
+	if !c.r.handlers.enter() {
 		return nil, cluster.ErrHandBack
 	}
+	defer c.r.handlers.leave()
 	seq, full, el, err := c.parseKept(payload)
 	if err != nil {
 		return nil, err
@@ -495,9 +496,10 @@ func (c *custody) handleHeld(ctx context.Context, from string, payload []byte) (
 }
 
 func (c *custody) handleDeposit(ctx context.Context, from string, payload []byte) ([]byte, error) {
-	if c.r.handingBack.Load() {
+	if !c.r.handlers.enter() {
 		return nil, cluster.ErrHandBack // a copy kept here would be lost with this node
 	}
+	defer c.r.handlers.leave()
 	seq, full, el, err := c.parseKept(payload)
 	if err != nil {
 		return nil, err

@@ -432,7 +432,7 @@ func (q *offlineRetry) waitingCounts() (int, int64) {
 // is tried once more within ctx. What cannot be stored is logged at
 // error; a message whose sender waits for its acknowledgement or whose
 // copy another node keeps is left to them, the others are bounced. Until
-// HandBack(false), a message offline storage cannot take is let go the
+// HandBack(ctx, false), a message offline storage cannot take is let go the
 // same way at once.
 func (r *Router) StopOfflineRetry(ctx context.Context) {
 	waited, left := r.retry.stop(ctx)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -43,8 +42,8 @@ type Router struct {
 	// offline queue is looked at again (presence.go); tests that must
 	// tell the recheck from the first look set it.
 	offlineRecheck time.Duration
-	// handingBack is set while the node stops (HandBack).
-	handingBack atomic.Bool
+	// handlers gates the link handlers while the node stops (HandBack).
+	handlers handlerGate
 
 	cfg     *conf.Config
 	domain  string
