@@ -234,6 +234,18 @@ type C2SConfig struct {
 	// service-unavailable, like one past OfflineLimit. Default 10485760
 	// (10 MiB).
 	OfflineMaxBytes int `yaml:"offline_max_bytes"`
+	// OfflineRetryMaxBytes caps, per node, the messages kept in memory
+	// because offline storage did not answer (the database timed out or
+	// could not be reached): they are stored when it answers again, and
+	// their senders' acknowledgements (XEP-0198) wait until then. A message
+	// that would pass the cap is bounced with an error, as every message
+	// was before. Each message counts its size plus 256 bytes. -1 keeps
+	// none. Default 67108864 (64 MiB).
+	OfflineRetryMaxBytes int `yaml:"offline_retry_max_bytes"`
+	// OfflineRetryMaxWait is how long a message waits for offline storage
+	// to answer before it is bounced to its sender with an error. Default
+	// 10m.
+	OfflineRetryMaxWait time.Duration `yaml:"offline_retry_max_wait"`
 	// RosterMaxItems is how many contacts one roster may hold, counting
 	// the entries that only remember a subscription request waiting for
 	// an answer. A roster set or a subscription that would add one more is

@@ -175,6 +175,8 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"contact address without a scheme", "server_info:\n  abuse: [mailto:abuse@example.com, abuse@example.com]\n", `c.yaml:2: server_info.abuse: entry 2 ("abuse@example.com") is not a URI with a scheme`},
 		{"fast token lifetime", "c2s:\n  fast_token_lifetime: 10s\n", "c.yaml:2: c2s.fast_token_lifetime: must be at least 1m"},
 		{"offline bytes under a stanza", "c2s:\n  offline_max_bytes: 1000\n", "c.yaml:2: c2s.offline_max_bytes: must be at least c2s.max_stanza_bytes"},
+		{"offline retry bytes under a stanza", "c2s:\n  offline_retry_max_bytes: 1000\n", "c.yaml:2: c2s.offline_retry_max_bytes: must be -1 (keep none) or at least c2s.max_stanza_bytes"},
+		{"offline retry wait", "c2s:\n  offline_retry_max_wait: -1s\n", "c.yaml:2: c2s.offline_retry_max_wait: must be positive"},
 		{"roster item too small", "c2s:\n  roster_max_item_bytes: 100\n", "c.yaml:2: c2s.roster_max_item_bytes: must be at least 256"},
 		{"roster too large to fetch", "c2s:\n  roster_max_items: 5000\n", "c.yaml:2: c2s.roster_max_items: 5000 items of c2s.roster_max_item_bytes 2048 make a roster of up to 10240000 bytes"},
 		{"no pending requests", "c2s:\n  roster_max_pending: -1\n", "c.yaml:2: c2s.roster_max_pending: must be at least 1"},

@@ -81,6 +81,8 @@ func (c *Config) ApplyDefaults() {
 	setInt(&c.C2S.SCRAMIterations, 4096)
 	setInt(&c.C2S.OfflineLimit, 1000)
 	setInt(&c.C2S.OfflineMaxBytes, 10<<20)
+	setInt(&c.C2S.OfflineRetryMaxBytes, 64<<20)
+	setDur(&c.C2S.OfflineRetryMaxWait, 10*time.Minute)
 	setInt(&c.C2S.RosterMaxItems, 1000)
 	setInt(&c.C2S.RosterMaxItemBytes, 2048)
 	setInt(&c.C2S.RosterMaxPending, 100)

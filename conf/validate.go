@@ -168,6 +168,12 @@ func (c C2SConfig) validate(v *validator) {
 	if c.OfflineMaxBytes < c.MaxStanzaBytes {
 		v.add("c2s.offline_max_bytes", "must be at least c2s.max_stanza_bytes (%d), not %d", c.MaxStanzaBytes, c.OfflineMaxBytes)
 	}
+	if c.OfflineRetryMaxBytes != -1 && c.OfflineRetryMaxBytes < c.MaxStanzaBytes {
+		v.add("c2s.offline_retry_max_bytes", "must be -1 (keep none) or at least c2s.max_stanza_bytes (%d), not %d", c.MaxStanzaBytes, c.OfflineRetryMaxBytes)
+	}
+	if c.OfflineRetryMaxWait <= 0 {
+		v.add("c2s.offline_retry_max_wait", "must be positive, not %v", c.OfflineRetryMaxWait)
+	}
 	if c.RosterMaxItems < 1 {
 		v.add("c2s.roster_max_items", "must be at least 1, not %d", c.RosterMaxItems)
 	}

@@ -361,9 +361,15 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.stops = append(n.stops, n.plugins.Stop)
 	// Stops run in reverse: once the sessions are gone and before the
 	// plugins stop, stanzas other nodes send go back to them (router
-	// HandBack); the cluster and its links stop after the plugins.
+	// HandBack), and messages waiting for offline storage get a last try
+	// while the store and the cluster still run; the cluster and its links
+	// stop after the plugins.
 	n.router.HandBack(ctx, false)
-	n.stops = append(n.stops, func(ctx context.Context) error { n.router.HandBack(ctx, true); return nil })
+	n.stops = append(n.stops, func(ctx context.Context) error {
+		n.router.HandBack(ctx, true)
+		n.router.StopOfflineRetry(ctx)
+		return nil
+	})
 	if err := n.nameServices(); err != nil {
 		return fmt.Errorf("server: certificate for the service domains: %w", err)
 	}

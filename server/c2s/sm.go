@@ -244,8 +244,9 @@ func (s *Session) settleAcks() {
 }
 
 // ackSettleWait bounds settleAcks: holds clear in a link round trip,
-// unless a node just died (then the client resends what is not yet
-// safe, at worst a duplicate).
+// unless a node just died or the message waits for offline storage to
+// answer (router offlineretry.go); then the client resends what is not
+// yet safe, at worst a duplicate.
 const ackSettleWait = 3 * time.Second
 
 // safeInHLocked is the count of the client's stanzas that are safe: inH,

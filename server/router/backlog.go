@@ -56,7 +56,9 @@ func (r *Router) kickBacklog(ctx context.Context, full string) {
 // no room (it calls back when it has), or the session is gone. The caller
 // has set s.pumping.
 func (r *Router) pumpBacklog(ctx context.Context, s *session) {
-	ctx = context.WithoutCancel(ctx)
+	// The pump may run on after the routing that kicked it has ended: what
+	// it hands over is stored already, so no hold waits for it.
+	ctx = withoutHold(context.WithoutCancel(ctx))
 	for {
 		budget := backlogBudget(s.s, func() { go r.pumpBacklog(ctx, s) })
 		if budget == 0 {

@@ -271,3 +271,49 @@ func TestOfflineCommitSeesLoginOnAnotherNode(t *testing.T) {
 		return nil
 	})
 }
+
+// receiptedPaced is a pacedSession that keeps receipts (Receipted), as a
+// stream-management session does, so protected messages get custody.
+type receiptedPaced struct{ *pacedSession }
+
+func (p receiptedPaced) SendReceipted(el *wire.Element, rc *Receipt) bool { return p.Send(el) }
+
+// TestBacklogPumpTakesNoHold: a pump kicked while a message was routed
+// (storeOffline's flush) and resumed later, when its session has room,
+// takes no hold from that routing: the routing has ended, and asking the
+// sending session for a hold from the pump's goroutine would hold an
+// unrelated stanza's acknowledgement (and race on the session's count).
+func TestBacklogPumpTakesNoHold(t *testing.T) {
+	es, _ := threeNodes(t)
+	e := es[0]
+	alice := e.bindSM("alice", "a")
+	p := &pacedSession{fakeSession: &fakeSession{}, room: 1 << 20}
+	bob := receiptedPaced{p}
+	j, err := e.r.Bind(context.Background(), bob, "bob", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.fakeSession.jid = j
+	e.r.FromClient(context.Background(), bob, mustParse(t, `<presence from='`+j.String()+`'/>`))
+	p.mu.Lock()
+	p.room = 0
+	p.mu.Unlock()
+	e.storeMessages("bob@example.com", 1, 10)
+
+	// The routing context of a message alice sends, as FromClient makes it.
+	ctx := context.WithValue(context.Background(), holdKey{}, &holdSrc{s: alice})
+	e.r.kickBacklog(ctx, j.String())
+	if !p.waiting() {
+		t.Fatal("the pump does not wait for room")
+	}
+	p.grant(1 << 20)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		if n := p.received("message"); n != 1 {
+			return fmt.Errorf("bob got %d messages", n)
+		}
+		return nil
+	})
+	if _, taken := alice.holdCounts(); taken != 0 {
+		t.Fatalf("the pump took %d holds on alice's acknowledgements", taken)
+	}
+}

@@ -57,10 +57,12 @@ func (r *Router) registerCluster() {
 // stopped block list fails closed and refuses it; a stopped archive
 // would miss it). It returns once the messages being handled when it was
 // called are done (or ctx ends): those went through the plugins while
-// they ran. HandBack(ctx, false) undoes it when the node starts again.
+// they ran. HandBack(ctx, false) undoes it when the node starts again,
+// and StopOfflineRetry too.
 func (r *Router) HandBack(ctx context.Context, on bool) {
 	if !on {
 		r.handlers.open()
+		r.retry.resume()
 		return
 	}
 	r.handlers.close(ctx)

@@ -485,8 +485,12 @@ func (c *custody) handleHeld(ctx context.Context, from string, payload []byte) (
 	}
 	rc := &Receipt{keeper: from, seq: seq}
 	if !c.r.deliverTo(ctx, full, el, rc) {
-		c.r.fallback(ctx, el, full)
-		c.release(rc)
+		// The receipt goes back once the fallback has made the message
+		// safe: stored (when the database answers, offlineretry.go) or
+		// bounced.
+		h := newHold(func() { c.release(rc) })
+		c.r.fallback(withHold(ctx, h), el, full)
+		h.release()
 	}
 	return nil, nil
 }
@@ -711,6 +715,17 @@ func withHold(ctx context.Context, h *hold) context.Context {
 		return ctx
 	}
 	return context.WithValue(ctx, holdKey{}, &holdSrc{h: h, made: true})
+}
+
+// withoutHold returns ctx carrying no hold: for work that outlives the
+// routing of the stanza whose context it was (a backlog pump), which must
+// neither take references on a hold that may be done nor ask the sending
+// session for one from another goroutine.
+func withoutHold(ctx context.Context) context.Context {
+	if ctx.Value(holdKey{}) == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, holdKey{}, (*holdSrc)(nil))
 }
 
 // holdFrom takes a reference on the hold of the stanza being routed, or

@@ -23,6 +23,7 @@
 //	subscription.go  the Appendix A state machine and its storage transaction
 //	roster.go        jabber:iq:roster get/set/remove, XEP-0237 versions, pushes
 //	offline.go       XEP-0160 storage (quota in messages and bytes) with XEP-0203 stamps; fallbacks for gone sessions
+//	offlineretry.go  messages kept in memory while offline storage does not answer, stored when it does (bounded; the sender's acknowledgement waits)
 //	backlog.go       the offline queue and waiting subscription requests handed to a session as its client reads (Paced)
 //	carbons.go       XEP-0280 sent/received copies
 //	cluster.go       node-to-node "stanza" and "kick" messages, node-down cleanup, republishing and offline recheck on (re)join
@@ -50,13 +51,19 @@
 // node by cluster.operation_timeout, so a stanza never hangs: a failure is
 // answered internal-server-error, or resource-constraint when the store
 // timed out (how an exhausted connection pool shows), see stanzaErrorFor.
+// The exception is a message for offline storage when the database does
+// not answer: it waits in memory until it does (offlineretry.go, bounded
+// by c2s.offline_retry_max_bytes and c2s.offline_retry_max_wait), since
+// its sender is often gone by then and would never see the error.
 //
 // Metrics. MetricRouteSeconds times each call of FromClient, FromRemote
 // and Route by stanza kind (routing is synchronous, so the call ends when
 // the stanza is queued, stored, handed to a link or s2s, bounced or
 // dropped); MetricOutcomes counts one outcome per target. Label children
 // are resolved in New, so the hot path stays allocation-free; the cost is
-// two clock reads per routed stanza.
+// two clock reads per routed stanza. MetricOfflineRetryWaiting,
+// MetricOfflineRetryBytes, MetricOfflineRetries and
+// MetricOfflineRetryGaveUp show messages waiting for offline storage.
 //
 // Node links carry stanzas as KindStanza messages in wire's binary
 // encoding; "kick" messages log a session out on the node that owns it.

@@ -77,7 +77,13 @@ func TestStorageFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			st := &flakyStore{Store: openStore(t)}
-			e := newEnvWith(t, st, local.New("node1"), func(c *conf.Config) { c.Database.Timeout = 50 * time.Millisecond })
+			// Retrying off: a message offline storage does not take is
+			// bounced at once, as every one was before offlineretry.go
+			// (TestOfflineRetry* test the retrying).
+			e := newEnvWith(t, st, local.New("node1"), func(c *conf.Config) {
+				c.Database.Timeout = 50 * time.Millisecond
+				c.C2S.OfflineRetryMaxBytes = -1
+			})
 			e.user("juliet", "romeo")
 			romeo := e.bind("romeo", "o")
 			st.fail, st.hang = tc.fail, tc.hang

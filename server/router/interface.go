@@ -42,11 +42,12 @@ type Federation interface {
 
 // AckHolder is implemented by sessions whose client counts on the
 // server's acknowledgements (XEP-0198 stream management; c2s.Session
-// whenever it is enabled). With crash safety on, the router calls HoldAck
-// while it routes a message the session sent (inside FromClient, on the
-// session's reader) for each copy that still has to reach a second node,
-// and calls the returned function once it has: the session acknowledges
-// that stanza, and every later one, only then. A nil function means the
+// whenever it is enabled). The router calls HoldAck while it routes a
+// message the session sent (inside FromClient, on the session's reader)
+// for each copy that still has to reach a second node (crash safety) and
+// for a message that waits for offline storage to answer
+// (offlineretry.go), and calls the returned function once it has: the
+// session acknowledges that stanza, and every later one, only then. A nil function means the
 // session acknowledges nothing (stream management is off) and need not
 // wait. The function must not block and may be called from any goroutine.
 type AckHolder interface {

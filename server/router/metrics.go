@@ -35,6 +35,21 @@ const (
 	// MetricCustodyUnprotected counts protected messages delivered to a
 	// local session while no other node could take a copy.
 	MetricCustodyUnprotected = "aviary_router_custody_unprotected_total"
+	// MetricOfflineRetryWaiting is a gauge of the messages waiting in
+	// memory because offline storage did not answer (offlineretry.go);
+	// MetricOfflineRetryBytes is what they count against
+	// c2s.offline_retry_max_bytes.
+	MetricOfflineRetryWaiting = "aviary_router_offline_retry_waiting"
+	MetricOfflineRetryBytes   = "aviary_router_offline_retry_bytes"
+	// MetricOfflineRetries counts attempts to store a waiting message that
+	// failed because the database did not answer.
+	MetricOfflineRetries = "aviary_router_offline_retries_total"
+	// MetricOfflineRetryGaveUp counts messages offline storage could not
+	// take that were not kept until it answered, by reason: full
+	// (c2s.offline_retry_max_bytes; bounced), expired
+	// (c2s.offline_retry_max_wait; bounced), stopped (the node stopped
+	// first; left to whoever still holds them, else bounced).
+	MetricOfflineRetryGaveUp = "aviary_router_offline_retry_gave_up_total"
 )
 
 // metrics holds the router's collectors with every label resolved at

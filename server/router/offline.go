@@ -14,8 +14,11 @@ import (
 // (XEP-0160). No such account → service-unavailable; a queue past
 // c2s.offline_limit messages or c2s.offline_max_bytes → service-unavailable
 // with a text saying so (as Prosody answers when its offline store refuses
-// a message; ejabberd says resource-constraint); a storage failure →
-// internal-server-error or resource-constraint (see stanzaErrorFor).
+// a message; ejabberd says resource-constraint). When the database does
+// not answer, the message waits in memory until it does (offlineretry.go),
+// and only past that wait's bounds is it bounced (resource-constraint or
+// internal-server-error, see stanzaErrorFor); another storage failure is
+// bounced at once.
 // After the commit it re-checks the routing table: a resource that became
 // available while we stored would otherwise have taken the queue just
 // before this message landed in it.
@@ -28,24 +31,53 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a wire.JID)
 		r.bounce(ctx, el, wire.ErrServiceUnavailable)
 		return
 	}
-	if !r.userExists(ctx, a.Local()) {
-		r.bounce(ctx, el, wire.ErrServiceUnavailable)
-		return
+	bare := a.Bare()
+	// While messages for the user wait, this one waits behind them; while
+	// the database is known not to answer, it waits without asking.
+	queue := r.retry.queueing(bare)
+	checked := false
+	var err error
+	if !queue {
+		var exists bool
+		exists, err = r.lookupUser(ctx, a.Local())
+		if err == nil && !exists {
+			r.bounce(ctx, el, wire.ErrServiceUnavailable)
+			return
+		}
+		// An account that could not be looked up is not taken for unknown:
+		// the check is made again before the message is stored.
+		checked = err == nil || !transient(err)
+		queue = !checked
 	}
 	if !r.intercept(ctx, plugins.PointOffline, el, "", false) {
 		return
 	}
-	if err := r.storeOfflineRaw(ctx, a.Bare(), el, r.offlineQuota()); err != nil {
-		r.log.Debug("router: offline storage refused a message", "to", a.Bare(), "err", err)
-		se := stanzaErrorFor(err)
-		if errors.Is(err, storage.ErrQuotaExceeded) {
-			se = se.WithText("the recipient's offline message storage is full")
+	if !queue {
+		err = r.storeOfflineRaw(ctx, bare, el, r.offlineQuota())
+		if err == nil {
+			r.m.offline.Inc()
+			r.flushOffline(ctx, bare)
+			return
 		}
-		r.bounce(ctx, el, se)
-		return
+		queue = transient(err)
 	}
-	r.m.offline.Inc()
-	r.flushOffline(ctx, a.Bare())
+	if queue {
+		if err = r.retry.keep(ctx, bare, a.Local(), el, checked, true, err); err == nil {
+			return
+		}
+	}
+	r.log.Debug("router: offline storage refused a message", "to", bare, "err", err)
+	r.bounce(ctx, el, offlineRefusal(err))
+}
+
+// offlineRefusal is the stanza error for a message offline storage
+// refused: stanzaErrorFor's, with a text when the queue is full.
+func offlineRefusal(err error) *wire.StanzaError {
+	se := stanzaErrorFor(err)
+	if errors.Is(err, storage.ErrQuotaExceeded) {
+		se = se.WithText("the recipient's offline message storage is full")
+	}
+	return se
 }
 
 // NSChatStates is XEP-0085.
@@ -174,10 +206,23 @@ func (r *Router) stampOffline(bare string, stored []storage.OfflineMessage) []*w
 }
 
 // restoreOffline puts messages back after a failed hand-over; the quota
-// does not apply to messages the user already had.
+// does not apply to messages the user already had. One the database does
+// not take now waits until it does (offlineretry.go), behind any already
+// waiting for the user.
 func (r *Router) restoreOffline(ctx context.Context, bare string, msgs []*wire.Element) {
+	local := wire.JIDOf(bare).Local()
 	for _, el := range msgs {
-		if err := r.storeOfflineRaw(ctx, bare, el, storage.OfflineQuota{}); err != nil {
+		var err error
+		if !r.retry.queueing(bare) {
+			if err = r.storeOfflineRaw(ctx, bare, el, storage.OfflineQuota{}); err == nil || !transient(err) {
+				if err != nil {
+					r.log.Error("router: could not put an offline message back", "jid", bare, "err", err)
+				}
+				continue
+			}
+		}
+		// No hold: the message was stored before, nobody waits for it.
+		if err := r.retry.keep(context.Background(), bare, local, el, true, false, err); err != nil {
 			r.log.Error("router: could not put an offline message back", "jid", bare, "err", err)
 		}
 	}

@@ -56,7 +56,8 @@ type Router struct {
 	plugins *plugins.Manager
 	fed     Federation
 	m       *metrics
-	custody *custody // crash safety (custody.go)
+	custody *custody      // crash safety (custody.go)
+	retry   *offlineRetry // messages waiting for offline storage (offlineretry.go)
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // full JID → local session record
@@ -97,6 +98,7 @@ func New(o Options) *Router {
 	}
 	r.custody = newCustody(r)
 	r.custody.registerMetrics(o.Registry)
+	r.retry = newOfflineRetry(r, o.Registry)
 	return r
 }
 
@@ -129,9 +131,10 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 	case "presence":
 		r.clientPresence(ctx, from, el)
 	case "message":
-		if ah, ok := s.(AckHolder); ok && r.custody.on {
-			// Copies that must reach a second node hold the session's
-			// acknowledgement of this message (custody.go).
+		if ah, ok := s.(AckHolder); ok {
+			// Copies that must reach a second node (custody.go), and a
+			// message waiting for offline storage (offlineretry.go), hold
+			// the session's acknowledgement of this message.
 			hs := &holdSrc{s: ah}
 			r.clientMessage(context.WithValue(ctx, holdKey{}, hs), from, el)
 			hs.h.release()
@@ -426,13 +429,23 @@ func (r *Router) LocalSessions() []Session {
 // deny an account's existence; the caller's own storage call then reports
 // the failure.
 func (r *Router) userExists(ctx context.Context, local string) bool {
+	exists, err := r.lookupUser(ctx, local)
+	return exists || err != nil
+}
+
+// lookupUser reports whether the localpart names an account, or the
+// error that kept the store from saying (never storage.ErrNotFound).
+func (r *Router) lookupUser(ctx context.Context, local string) (bool, error) {
 	if r.store == nil {
-		return false
+		return false, nil
 	}
 	dctx, cancel := r.dbCtx(ctx)
 	defer cancel()
 	_, err := r.store.GetUser(dctx, local)
-	return err == nil || !isNotFound(err)
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // dbCtx bounds one storage call with the configured database timeout.
