@@ -149,6 +149,16 @@ func (p *Plugin) put(ctx context.Context, w http.ResponseWriter, r *http.Request
 		p.fail(w, "finishing an upload", err)
 		return
 	}
+	// The account may have been deleted while the body arrived: then its
+	// files were removed and their reservations given back, this one's
+	// too, and what was just written must go as well.
+	if _, err := p.files.Get(ctx, p.ledgerOwner(), owner, id); errors.Is(err, storage.ErrNotFound) {
+		if err := p.remove(context.WithoutCancel(ctx), owner, id); err != nil {
+			p.log.Warn("upload: removing a file whose slot went away", "id", id, "err", err)
+		}
+		http.Error(w, "the slot was removed during the upload", http.StatusGone)
+		return
+	}
 	if err := p.record(ctx, filesIndex, owner, id, p.Now()); err != nil {
 		// The file is kept; only expire_after will not see it.
 		p.log.Warn("upload: recording a file for expiry", "id", id, "err", err)

@@ -172,14 +172,10 @@ func TestDirectoryCleanup(t *testing.T) {
 	}
 }
 
-// TestExpiryWaitsForRunningUpload: a slot whose PUT is under way when
-// its time ends is not removed by expiry, and the upload completes.
-func TestExpiryWaitsForRunningUpload(t *testing.T) {
-	f := start(t, func(c *conf.UploadConfig) { c.SlotTimeout = time.Minute })
-	ctx := context.Background()
-	data := make([]byte, 300_000)
-	_, _ = rand.Read(data)
-	put, get := f.slot("big.bin", len(data), "application/octet-stream")
+// putInTwo PUTs data in two parts and runs between once the handler has
+// read the first (it is then storing the upload).
+func (f *fixture) putInTwo(put string, data []byte, between func()) *httptest.ResponseRecorder {
+	f.t.Helper()
 	pr, pw := io.Pipe()
 	req := httptest.NewRequest("PUT", strings.TrimPrefix(put, "https://files.example.com:5443"), pr)
 	req.ContentLength = int64(len(data))
@@ -189,23 +185,60 @@ func TestExpiryWaitsForRunningUpload(t *testing.T) {
 		defer close(served)
 		f.m.ServeHTTP(w, req)
 	}()
-	// The handler has read this part, so it has begun storing.
-	if _, err := pw.Write(data[:100_000]); err != nil {
-		t.Fatal(err)
+	half := len(data) / 3
+	if _, err := pw.Write(data[:half]); err != nil {
+		f.t.Fatal(err)
 	}
-	f.clock.add(70 * time.Second) // past the slot's end, within what the upload may take
-	if n, err := f.p.Expire(ctx); err != nil || n != 0 {
-		t.Errorf("expiry during the upload removed %d, %v", n, err)
-	}
-	if _, err := pw.Write(data[100_000:]); err != nil {
-		t.Fatal(err)
+	between()
+	if _, err := pw.Write(data[half:]); err != nil {
+		f.t.Fatal(err)
 	}
 	pw.Close()
 	<-served
+	return w
+}
+
+// TestExpiryWaitsForRunningUpload: a slot whose PUT is under way when
+// its time ends is not removed by expiry, and the upload completes.
+func TestExpiryWaitsForRunningUpload(t *testing.T) {
+	f := start(t, func(c *conf.UploadConfig) { c.SlotTimeout = time.Minute })
+	ctx := context.Background()
+	data := make([]byte, 300_000)
+	_, _ = rand.Read(data)
+	put, get := f.slot("big.bin", len(data), "application/octet-stream")
+	w := f.putInTwo(put, data, func() {
+		f.clock.add(70 * time.Second) // past the slot's end, within what the upload may take
+		if n, err := f.p.Expire(ctx); err != nil || n != 0 {
+			t.Errorf("expiry during the upload removed %d, %v", n, err)
+		}
+	})
 	if w.Code != http.StatusCreated {
 		t.Fatalf("PUT: %d %s", w.Code, w.Body)
 	}
 	if w := f.do("GET", get, nil); w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), data) {
 		t.Errorf("GET: %d, %d bytes", w.Code, w.Body.Len())
+	}
+}
+
+// TestAccountDeletedDuringUpload: an upload that ends after its account
+// was deleted is refused and leaves no file behind.
+func TestAccountDeletedDuringUpload(t *testing.T) {
+	dir := t.TempDir()
+	f := start(t, func(c *conf.UploadConfig) { c.Store, c.Directory = "directory", dir })
+	ctx := context.Background()
+	put, _ := f.slot("big.bin", 300_000, "application/octet-stream")
+	w := f.putInTwo(put, make([]byte, 300_000), func() {
+		if err := f.h.Users().DeleteUser(ctx, "romeo"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if w.Code != http.StatusGone {
+		t.Errorf("PUT: %d %s", w.Code, w.Body)
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*", "*")); len(files) != 0 {
+		t.Errorf("left %v", files)
+	}
+	if got := f.usage(); got != 0 {
+		t.Errorf("usage %d", got)
 	}
 }

@@ -375,8 +375,8 @@ func (p *Plugin) meta(ctx context.Context, owner, id string) (meta, error) {
 
 // remove deletes a file (or an unused slot): its contents, its meta
 // item, its index entry, and then its reservation, so a removal that
-// stops half way leaves the quota too full rather than too empty
-// (Reconcile finishes it).
+// stops half way leaves the quota too full rather than too empty (Expire
+// tries again; Reconcile gives back a reservation whose file is gone).
 func (p *Plugin) remove(ctx context.Context, owner, id string) error {
 	if err := p.store.remove(ctx, owner, id); err != nil {
 		return fmt.Errorf("upload: deleting the contents of %s: %w", id, err)
