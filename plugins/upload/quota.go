@@ -47,7 +47,10 @@ import (
 // it summed (a release deletes an item the sum may or may not have seen);
 // otherwise it tries again next time. An operation pending for staleOp
 // died with its node: the recount drops it, and its second write, should
-// it come after all, changes nothing.
+// it come after all, changes nothing. (A reservation whose node stalled
+// that long between its first two writes, and then wrote its item after
+// the sum, is left out until the next recount: the one way the usage can
+// be low, for an hour, by one file.)
 
 const (
 	usageKey = "usage"
