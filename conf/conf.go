@@ -635,8 +635,9 @@ type ComponentsConfig struct {
 // UploadConfig is HTTP file upload (XEP-0363, plugin xep0363.upload): a
 // service at upload.DOMAIN hands out slots, and the node's HTTP and HTTPS
 // listeners take the PUT and serve the GET. Files are kept in the shared
-// store in chunks, so any node serves a file whichever node took it, and
-// deleting an account deletes its files.
+// database in chunks, or in a directory every node mounts, so any node
+// serves a file whichever node took it, and deleting an account deletes
+// its files.
 type UploadConfig struct {
 	// URL is the public base URL of the HTTP(S) listeners that upload and
 	// download URLs start with, such as https://upload.example.org:5443
@@ -649,6 +650,21 @@ type UploadConfig struct {
 	// UserQuota is how many bytes of files one account may keep.
 	// Default 1073741824 (1 GiB).
 	UserQuota int `yaml:"user_quota"`
+	// DomainQuota is how many bytes of files all accounts of the domain
+	// may keep together, files and slots not yet used alike, counted
+	// once for the whole cluster; 0 is no limit, anything else must be
+	// at least max_file_size. Default 0 (the disk is the limit).
+	DomainQuota int `yaml:"domain_quota"`
+	// Store is where the contents of files are kept: "database" (the
+	// shared database, in 256 KiB chunks) or "directory" (one file each
+	// in upload.directory). Their descriptions (slots, owners, sizes,
+	// expiry) stay in the database either way. Default "database".
+	Store string `yaml:"store"`
+	// Directory is, with store "directory", the absolute path of the
+	// directory files are kept in: one shared filesystem (such as NFS)
+	// mounted at this path on every node of the cluster, writable by the
+	// user the nodes run as. Default "".
+	Directory string `yaml:"directory"`
 	// AllowedTypes are the content types accepted ("image/png"; "image/*"
 	// for every image type). Default [] (any).
 	AllowedTypes []string `yaml:"allowed_types"`

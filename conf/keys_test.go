@@ -193,6 +193,15 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"upload type", "upload:\n  allowed_types: [png]\n", "c.yaml:2: upload.allowed_types: \"png\" is not a content type"},
 		{"upload slot timeout", "upload:\n  slot_timeout: 1ms\n", "c.yaml:2: upload.slot_timeout: must be at least 1s"},
 		{"upload expiry", "upload:\n  expire_after: -1h\n", "c.yaml:2: upload.expire_after: must not be negative"},
+		{"upload domain quota under a file", "upload:\n  max_file_size: 2000\n  domain_quota: 1000\n", "c.yaml:3: upload.domain_quota: must be 0 (no limit) or at least upload.max_file_size (2000), not 1000"},
+		{"upload domain quota negative", "upload:\n  domain_quota: -1\n", "c.yaml:2: upload.domain_quota: must be 0 (no limit) or at least upload.max_file_size"},
+		{"upload store", "upload:\n  store: s3\n", "c.yaml:2: upload.store: must be database or directory, not \"s3\""},
+		{"upload directory missing", "upload:\n  store: directory\n", "upload.directory: must be set (upload.store is directory)"},
+		{"upload directory relative", "upload:\n  store: directory\n  directory: files\n", "c.yaml:3: upload.directory: \"files\" is not an absolute path"},
+		{"upload directory absent", "upload:\n  store: directory\n  directory: /nonexistent/aviary-files\n", "c.yaml:3: upload.directory: stat /nonexistent/aviary-files: no such file or directory"},
+		{"upload directory a file", "upload:\n  store: directory\n  directory: /etc/hostname\n", "c.yaml:3: upload.directory: \"/etc/hostname\" is not a directory"},
+		{"upload directory read-only", "upload:\n  store: directory\n  directory: /proc\n", "c.yaml:3: upload.directory: \"/proc\" is not writable"},
+		{"upload directory without the store", "upload:\n  directory: /tmp\n", "c.yaml:2: upload.directory: is set but upload.store is \"database\", not directory"},
 		{"not a subdomain", "domain: example.org\ncomponents:\n  secrets: {irc.example.com: s}\n", "components.secrets.irc.example.com: \"irc.example.com\" is not a subdomain of domain \"example.org\""},
 		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
 		{"listen without secrets", "components:\n  listen: 127.0.0.1:5347\n", "components.secrets: components.listen is set but no component has a secret"},
@@ -269,5 +278,32 @@ func TestExternalServices(t *testing.T) {
 	want := []ExternalService{{Type: "stun", Host: "turn.example.org", Port: 3478, Transport: "udp"}, {Type: "turns", Host: "192.0.2.1", Port: 5349, Transport: "tcp"}}
 	if !reflect.DeepEqual(c.ExternalServices.Services, want) || c.ExternalServices.CredentialTTL != 24*time.Hour {
 		t.Errorf("got %+v, ttl %v", c.ExternalServices.Services, c.ExternalServices.CredentialTTL)
+	}
+}
+
+// TestUploadStore: the default store is the database; a directory store
+// loads with an existing writable directory and leaves nothing behind
+// from the check (the errors are in TestFileErrorsNameKeyAndLine).
+func TestUploadStore(t *testing.T) {
+	dir := t.TempDir()
+	path := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(path, []byte("upload:\n  domain_quota: 209715200\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadWith(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Upload.Store != "database" || c.Upload.DomainQuota != 200<<20 {
+		t.Errorf("store %q, domain quota %d", c.Upload.Store, c.Upload.DomainQuota)
+	}
+	if err := os.WriteFile(path, []byte("upload:\n  store: directory\n  directory: "+dir+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = LoadWith(path, nil, nil); err != nil || c.Upload.Directory != dir {
+		t.Fatalf("directory store: %v, %q", err, c.Upload.Directory)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("the check left %v", left)
 	}
 }

@@ -168,6 +168,7 @@ func (c *Config) ApplyDefaults() {
 		c.Upload.UserQuota = 1 << 30
 	}
 	setDur(&c.Upload.SlotTimeout, 5*time.Minute)
+	setStr(&c.Upload.Store, "database")
 	for i := range c.ExternalServices.Services {
 		s := &c.ExternalServices.Services[i]
 		tls := s.Type == "stuns" || s.Type == "turns"

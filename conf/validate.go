@@ -1,10 +1,13 @@
 package conf
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/mail"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -485,6 +488,18 @@ func (c UploadConfig) validate(v *validator) {
 	if c.UserQuota < c.MaxFileSize {
 		v.add("upload.user_quota", "must be at least upload.max_file_size (%d), not %d", c.MaxFileSize, c.UserQuota)
 	}
+	if c.DomainQuota != 0 && c.DomainQuota < c.MaxFileSize {
+		v.add("upload.domain_quota", "must be 0 (no limit) or at least upload.max_file_size (%d), not %d", c.MaxFileSize, c.DomainQuota)
+	}
+	v.oneOf("upload.store", c.Store, "database", "directory")
+	switch {
+	case c.Store == "directory":
+		if err := writableDir(c.Directory); err != nil {
+			v.add("upload.directory", "%v (upload.store is directory)", err)
+		}
+	case c.Directory != "":
+		v.add("upload.directory", "is set but upload.store is %q, not directory", c.Store)
+	}
 	for _, t := range c.AllowedTypes {
 		if major, minor, ok := strings.Cut(t, "/"); !ok || major == "" || minor == "" || strings.ContainsAny(t, " ;,") {
 			v.add("upload.allowed_types", "%q is not a content type such as image/png or image/*", t)
@@ -494,4 +509,28 @@ func (c UploadConfig) validate(v *validator) {
 	if c.SlotTimeout < time.Second {
 		v.add("upload.slot_timeout", "must be at least 1s, not %v", c.SlotTimeout)
 	}
+}
+
+// writableDir checks that dir is an absolute path to a directory this
+// process can create files in, by creating one.
+func writableDir(dir string) error {
+	if dir == "" {
+		return errors.New("must be set")
+	}
+	if !filepath.IsAbs(dir) {
+		return fmt.Errorf("%q is not an absolute path", dir)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%q is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, ".aviary-write-check-*")
+	if err != nil {
+		return fmt.Errorf("%q is not writable: %w", dir, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

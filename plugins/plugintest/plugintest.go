@@ -358,6 +358,8 @@ func (u *Users) CreateUser(ctx context.Context, username, password string) error
 	return nil
 }
 
+// DeleteUser deletes the account from the store, then runs
+// EventUserDeleted on the host's hooks, as the server's user manager does.
 func (u *Users) DeleteUser(ctx context.Context, username string) error {
 	if err := u.h.St.DeleteUser(ctx, username); err != nil {
 		return err
@@ -365,6 +367,7 @@ func (u *Users) DeleteUser(ctx context.Context, username string) error {
 	u.mu.Lock()
 	delete(u.passwords, username)
 	u.mu.Unlock()
+	_ = u.h.Bus.Run(ctx, plugins.EventUserDeleted, &plugins.UserEvent{Username: username})
 	return nil
 }
 

@@ -14,8 +14,10 @@ import (
 // entry's With is the owner and its value the file's ID. Once an hour the
 // node that owns the key "expire" (one node of the cluster, another when
 // it leaves) removes the slots that ended unused, and, with
-// upload.expire_after, the files older than that. Each entry is looked at
-// once: it is deleted with what it stands for.
+// upload.expire_after, the files older than that, then reconciles the
+// ledger and the domain's usage (quota.go). Each entry is looked at once:
+// it is deleted with what it stands for, or kept for the next pass when
+// removing that failed.
 
 const (
 	expireInterval = time.Hour
@@ -52,6 +54,9 @@ func (p *Plugin) expireLoop(ctx context.Context) {
 		if _, err := p.Expire(ctx); err != nil {
 			p.log.Warn("upload: expiring files", "err", err)
 		}
+		if err := p.Reconcile(ctx); err != nil {
+			p.log.Warn("upload: reconciling files and usage", "err", err)
+		}
 	}
 }
 
@@ -60,8 +65,9 @@ func (p *Plugin) expireLoop(ctx context.Context) {
 func (p *Plugin) Expire(ctx context.Context) (int, error) {
 	now := p.Now()
 	removed := 0
-	// A finished upload's slot entry stands for nothing any more.
-	n, err := p.expireIndex(ctx, slotsIndex, now, func(m meta) bool { return !m.Done })
+	// A finished upload's slot entry stands for nothing any more, nor
+	// does one whose slot a PUT moved on (it has a later entry).
+	n, err := p.expireIndex(ctx, slotsIndex, now, func(m meta) bool { return !m.Done && now.After(m.Expires) })
 	removed += n
 	if err != nil || p.cfg.ExpireAfter <= 0 {
 		return removed, err
@@ -87,7 +93,9 @@ func (p *Plugin) expireIndex(ctx context.Context, which string, cutoff time.Time
 			case err != nil:
 				return removed, err
 			case remove(m):
-				p.remove(ctx, e.With, id)
+				if err := p.remove(ctx, e.With, id); err != nil {
+					return removed, err // the entry stays for the next pass
+				}
 				removed++
 			}
 			if err := p.byTime.Delete(ctx, p.indexOwner(which), e.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {

@@ -3,28 +3,38 @@
 // given name, size and type; the user PUTs the file to the node's HTTP or
 // HTTPS listener and shares the GET URL, which any node serves.
 //
-// Storage: a file is kept in the shared store (the map store "upload",
-// owner the uploader's bare JID, one collection per file) as a "meta"
-// item and chunks of 256 KiB, written as the body is read and read back
-// one at a time as the response is written, so neither direction holds a
-// file in memory and every node of a cluster serves every file. A
-// key/value index under the service's domain maps a file's ID to its
-// owner for GET. Deleting an account deletes its files with its other
-// module state.
+// Storage: what is known of a file is kept in the shared store (the map
+// store "upload", owner the uploader's bare JID, one collection per file)
+// as a "meta" item; a key/value index under the service's domain maps a
+// file's ID to its owner for GET. Its contents (upload.store, see
+// interface.go) are chunks of 256 KiB beside the meta item (store.go) or
+// a file in a directory every node mounts (dirstore.go), written as the
+// body is read and read back as the response is written, so neither
+// direction holds a file in memory and every node of a cluster serves
+// every file; GET answers Range requests. Deleting an account deletes its
+// files: the store deletes its module state, the node that deletes it (or
+// Reconcile) the contents in a directory and what they reserved.
 //
 // Slots: the file's ID is 128 random bits; the PUT URL carries an HMAC of
 // the ID under a secret the cluster shares (kept in the store, made by
 // the first node that needs it), so only the URL handed out can fill the
 // slot, once, before upload.slot_timeout.
 //
+// A PUT moves its slot's end past the longest the upload may take (a
+// chunk per http.read_body_timeout), so no node removes a slot whose
+// upload is running.
+//
 // Expiry (expire.go): one node removes slots that ended unused and, with
-// upload.expire_after, files older than that.
+// upload.expire_after, files older than that, then reconciles (quota.go).
 //
 // Limits (upload.*), each refusal the XEP's error with the limit in it:
 // max_file_size (not-acceptable with <file-too-large><max-file-size/>),
-// allowed_types (not-acceptable), user_quota (resource-constraint at slot
-// time, checked again by the store at every chunk under the owner's lock,
-// so concurrent uploads cannot pass it together: the PUT gets 413).
+// allowed_types (not-acceptable), user_quota and domain_quota
+// (resource-constraint at slot time). user_quota is checked again when
+// the PUT begins and, with the database store, by the store at every
+// chunk under the owner's lock; domain_quota is a reservation every slot
+// takes out of one counter the cluster shares (quota.go), which the PUT
+// checks it still holds. A PUT past either gets 413.
 package upload
 
 import (
@@ -86,8 +96,10 @@ type Plugin struct {
 	files  storage.Map
 	index  storage.KeyValue
 	byTime storage.Archive // the expiry indexes (expire.go)
+	store  fileStore
 	wg     sync.WaitGroup
 	stop   context.CancelFunc
+	unhook func()
 	secret []byte
 	on     bool
 
@@ -131,6 +143,16 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	p.files = host.Store().Map(storeName)
 	p.index = host.Store().KeyValue(storeName)
 	p.byTime = host.Store().Archive(storeName)
+	switch p.cfg.Store {
+	case "directory":
+		ds, err := newDirStore(p.cfg.Directory)
+		if err != nil {
+			return fmt.Errorf("upload.directory: %w", err)
+		}
+		p.store = ds
+	default:
+		p.store = &chunkStore{files: p.files, limit: storage.Limits{Bytes: int64(p.cfg.UserQuota) + metaSlack}, log: p.log}
+	}
 	secret, err := p.loadSecret(ctx)
 	if err != nil {
 		return fmt.Errorf("upload: the slot secret: %w", err)
@@ -140,6 +162,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		return err
 	}
 	p.on = true
+	p.unhook = host.Hooks().Add(plugins.EventUserDeleted, 0, p.userDeleted)
 	var loopCtx context.Context
 	loopCtx, p.stop = context.WithCancel(context.WithoutCancel(ctx))
 	p.wg.Add(1)
@@ -148,6 +171,9 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 }
 
 func (p *Plugin) Stop(ctx context.Context) error {
+	if p.unhook != nil {
+		p.unhook()
+	}
 	if p.stop != nil {
 		p.stop()
 	}
@@ -234,6 +260,10 @@ func (p *Plugin) refuse(ctx context.Context, el *wire.Element, err error) error 
 		p.host.Route(ctx, reply)
 		return nil
 	}
+	var qe quotaError
+	if errors.As(err, &qe) {
+		return wire.ErrResourceConstraint.WithText(qe.Error())
+	}
 	var se *wire.StanzaError
 	if errors.As(err, &se) {
 		return se
@@ -271,21 +301,27 @@ func (p *Plugin) slot(ctx context.Context, from string, req *wire.Element) (*wir
 		return nil, err
 	}
 	if used+size > p.cfg.UserQuota {
-		return nil, wire.ErrResourceConstraint.WithText(fmt.Sprintf("upload quota of %d bytes reached (%d used)", p.cfg.UserQuota, used))
+		return nil, quotaError{"upload quota", int64(p.cfg.UserQuota), int64(used)}
 	}
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	id := hex.EncodeToString(raw[:])
+	if err := p.reserve(ctx, owner, id, size); err != nil {
+		return nil, err
+	}
 	now := p.Now()
 	m := meta{Name: name, Size: size, Type: ctype, Created: now, Expires: now.Add(p.cfg.SlotTimeout)}
-	b, _ := json.Marshal(m)
-	if _, err := p.index.Set(ctx, p.domain, id, []byte(owner), storage.Limits{}); err != nil {
-		return nil, err
+	err = p.record(ctx, slotsIndex, owner, id, m.Expires)
+	if err == nil {
+		_, err = p.index.Set(ctx, p.domain, id, []byte(owner), storage.Limits{})
 	}
-	if _, err := p.files.Set(ctx, owner, id, metaKey, b, storage.Limits{}); err != nil {
-		return nil, err
+	if err == nil {
+		err = p.setMeta(ctx, owner, id, m)
 	}
-	if err := p.record(ctx, slotsIndex, owner, id, m.Expires); err != nil {
+	if err != nil {
+		if rerr := p.remove(ctx, owner, id); rerr != nil {
+			p.log.Warn("upload: removing a slot that failed", "err", rerr)
+		}
 		return nil, err
 	}
 	get := p.base + Prefix + id + "/" + escapeName(name)
@@ -312,12 +348,20 @@ func (p *Plugin) used(ctx context.Context, owner string) (int, error) {
 			return 0, err
 		}
 		if !m.Done && p.Now().After(m.Expires) {
-			p.remove(ctx, owner, id)
+			if err := p.remove(ctx, owner, id); err != nil {
+				p.log.Warn("upload: removing a slot that ended unused", "err", err)
+			}
 			continue
 		}
 		total += m.Size
 	}
 	return total, nil
+}
+
+func (p *Plugin) setMeta(ctx context.Context, owner, id string, m meta) error {
+	b, _ := json.Marshal(m)
+	_, err := p.files.Set(ctx, owner, id, metaKey, b, storage.Limits{})
+	return err
 }
 
 func (p *Plugin) meta(ctx context.Context, owner, id string) (meta, error) {
@@ -329,14 +373,24 @@ func (p *Plugin) meta(ctx context.Context, owner, id string) (meta, error) {
 	return m, json.Unmarshal(it.Value, &m)
 }
 
-// remove deletes a file (or an unused slot) and its index entry.
-func (p *Plugin) remove(ctx context.Context, owner, id string) {
+// remove deletes a file (or an unused slot): its contents, its meta
+// item, its index entry, and then its reservation, so a removal that
+// stops half way leaves the quota too full rather than too empty (Expire
+// tries again; Reconcile gives back a reservation whose file is gone).
+func (p *Plugin) remove(ctx context.Context, owner, id string) error {
+	if err := p.store.remove(ctx, owner, id); err != nil {
+		return fmt.Errorf("upload: deleting the contents of %s: %w", id, err)
+	}
 	if _, err := p.files.DeleteCollection(ctx, owner, id); err != nil {
-		p.log.Warn("upload: deleting a file", "owner", owner, "id", id, "err", err)
+		return fmt.Errorf("upload: deleting %s: %w", id, err)
 	}
 	if err := p.index.Delete(ctx, p.domain, id); err != nil && !errors.Is(err, storage.ErrNotFound) {
-		p.log.Warn("upload: deleting a file's index entry", "id", id, "err", err)
+		return fmt.Errorf("upload: deleting the index entry of %s: %w", id, err)
 	}
+	if err := p.release(ctx, owner, id); err != nil {
+		return fmt.Errorf("upload: giving back the reservation of %s: %w", id, err)
+	}
+	return nil
 }
 
 func (p *Plugin) typeAllowed(ctype string) bool {
@@ -357,6 +411,19 @@ func (p *Plugin) token(id string) string {
 	mac := hmac.New(sha256.New, p.secret)
 	mac.Write([]byte("put " + id))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// validID accepts a file ID as slot makes them: 32 lowercase hex digits.
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // goodName accepts a plain file name: no path, no control characters.

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,16 +21,49 @@ import (
 )
 
 type fixture struct {
-	t   *testing.T
-	h   *plugintest.Host
-	m   *plugins.Manager
-	p   *upload.Plugin
+	t     *testing.T
+	h     *plugintest.Host
+	m     *plugins.Manager
+	p     *upload.Plugin
+	clock *clock
+}
+
+// clock is the time slots and files expire by, shared by the "nodes" of
+// a test.
+type clock struct {
+	mu  sync.Mutex
 	now time.Time
 }
 
+func newClock() *clock { return &clock{now: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// start runs the plugin on a host of its own (the embedded store) with
+// the account romeo.
 func start(t *testing.T, cfg func(*conf.UploadConfig)) *fixture {
 	t.Helper()
-	h := plugintest.NewHost(t)
+	f := startOn(t, plugintest.NewHost(t), newClock(), cfg)
+	if err := f.h.Users().CreateUser(context.Background(), "romeo", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// startOn runs the plugin on h, whose store and cluster node the caller
+// chose.
+func startOn(t *testing.T, h *plugintest.Host, c *clock, cfg func(*conf.UploadConfig)) *fixture {
+	t.Helper()
 	h.Cfg.Upload.URL = "https://files.example.com:5443/"
 	if cfg != nil {
 		cfg(&h.Cfg.Upload)
@@ -38,12 +72,9 @@ func start(t *testing.T, cfg func(*conf.UploadConfig)) *fixture {
 	if errs := h.Cfg.Validate(); len(errs) > 0 {
 		t.Fatal(errs)
 	}
-	f := &fixture{t: t, h: h, p: upload.New(), now: time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)}
-	f.p.Now = func() time.Time { return f.now }
+	f := &fixture{t: t, h: h, p: upload.New(), clock: c}
+	f.p.Now = c.Now
 	f.m = h.Start(t, f.p)
-	if err := h.Users().CreateUser(context.Background(), "romeo", "pw"); err != nil {
-		t.Fatal(err)
-	}
 	return f
 }
 
@@ -152,7 +183,7 @@ func TestUploadAndDownload(t *testing.T) {
 func TestSlotExpires(t *testing.T) {
 	f := start(t, func(c *conf.UploadConfig) { c.SlotTimeout = time.Minute })
 	put, _ := f.slot("a.txt", 3, "text/plain")
-	f.now = f.now.Add(2 * time.Minute)
+	f.clock.add(2 * time.Minute)
 	if w := f.do("PUT", put, []byte("abc")); w.Code != http.StatusForbidden {
 		t.Errorf("PUT after the slot expired: %d", w.Code)
 	}
@@ -195,7 +226,7 @@ func TestRefusals(t *testing.T) {
 		t.Errorf("over quota: %v", err)
 	}
 	// An unused slot that expired gives its room back.
-	f.now = f.now.Add(time.Hour)
+	f.clock.add(time.Hour)
 	f.slot("two.png", 600, "image/png")
 }
 
@@ -222,19 +253,19 @@ func TestExpire(t *testing.T) {
 	if n, err := f.p.Expire(ctx); err != nil || n != 0 {
 		t.Fatalf("expire before anything ended: %d %v", n, err)
 	}
-	f.now = f.now.Add(2 * time.Minute)
+	f.clock.add(2 * time.Minute)
 	if n, err := f.p.Expire(ctx); err != nil || n != 1 {
 		t.Fatalf("expire after the slots ended: removed %d, %v; want the unused slot", n, err)
 	}
-	f.now = f.now.Add(-2 * time.Minute) // the slot would still be live: it is gone
+	f.clock.add(-2 * time.Minute) // the slot would still be live: it is gone
 	if w := f.do("PUT", unusedPut, []byte("abc")); w.Code != http.StatusNotFound {
 		t.Errorf("PUT to an expired-and-removed slot: %d", w.Code)
 	}
-	f.now = f.now.Add(23 * time.Hour)
+	f.clock.add(23 * time.Hour)
 	if w := f.do("GET", get, nil); w.Code != http.StatusOK {
 		t.Fatalf("GET before expire_after: %d", w.Code)
 	}
-	f.now = f.now.Add(2 * time.Hour)
+	f.clock.add(2 * time.Hour)
 	if n, err := f.p.Expire(ctx); err != nil || n != 1 {
 		t.Fatalf("expire after expire_after: removed %d, %v", n, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,20 @@ import (
 // node B finds the upload service, gets a slot, PUTs a file to node B,
 // and the file is downloaded whole from nodes A and C, which never saw
 // the upload.
-func TestUploadAcrossCluster(t *testing.T) {
+func TestUploadAcrossCluster(t *testing.T) { uploadAcrossCluster(t, nil) }
+
+// TestUploadAcrossClusterDirectory is TestUploadAcrossCluster with the
+// files in one directory all three nodes share (upload.store:
+// directory), as they would over NFS.
+func TestUploadAcrossClusterDirectory(t *testing.T) {
+	dir := t.TempDir()
+	uploadAcrossCluster(t, func(c *conf.UploadConfig) { c.Store, c.Directory = "directory", dir })
+	if files, _ := filepath.Glob(filepath.Join(dir, "??", "*")); len(files) != 1 {
+		t.Errorf("the directory holds %v, want the one file", files)
+	}
+}
+
+func uploadAcrossCluster(t *testing.T, tweak func(*conf.UploadConfig)) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and Hazelcast")
 	}
@@ -39,6 +53,9 @@ func TestUploadAcrossCluster(t *testing.T) {
 		return startHTTPNodeWith(t, pg, member, name, "upload.", nil, func(cfg *conf.Config) {
 			cfg.HTTP.Listen = addr
 			cfg.Upload.URL = "http://" + addr
+			if tweak != nil {
+				tweak(&cfg.Upload)
+			}
 		}), "http://" + addr
 	}
 	a, urlA := start("node-a")
@@ -92,16 +109,36 @@ func TestUploadAcrossCluster(t *testing.T) {
 			t.Fatalf("GET %s: %s, %d of %d bytes, %v", u, resp.Status, len(got), len(data), err)
 		}
 	}
+	// A client resuming a download asks for the rest only.
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, urlC+strings.TrimPrefix(get, urlB), nil)
+	req.Header.Set("Range", "bytes=1000000-")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, data[1000000:]) {
+		t.Fatalf("ranged GET: %s, %d bytes, %v", resp.Status, len(got), err)
+	}
 }
 
 // BenchmarkUpload100MB uploads a 100 MB file to a node on PostgreSQL and
-// downloads it again, both through the HTTP listener; it reports MB/s for
-// each direction and the test process's peak RSS (the node and the
-// client, which streams from a generator and to a hash: neither side
-// holds the file).
+// downloads it again, both through the HTTP listener, with the contents
+// in the database and in a directory; it reports MB/s for each direction
+// and the test process's peak RSS (the node and the client, which streams
+// from a generator and to a hash: neither side holds the file). The peak
+// is the process's: run one store at a time for it.
 //
-//	go test -run '^$' -bench Upload100MB -benchtime 1x ./server/httpd/
+//	go test -run '^$' -bench 'Upload100MB/database' -benchtime 1x ./server/httpd/
+//	go test -run '^$' -bench 'Upload100MB/directory' -benchtime 1x ./server/httpd/
 func BenchmarkUpload100MB(b *testing.B) {
+	for _, store := range []string{"database", "directory"} {
+		b.Run(store, func(b *testing.B) { benchmarkUpload(b, store) })
+	}
+}
+
+func benchmarkUpload(b *testing.B, store string) {
 	const size = 100 << 20
 	pg := pgtest.Start(b)
 	addr := servertest.FreeAddr(b)
@@ -109,6 +146,9 @@ func BenchmarkUpload100MB(b *testing.B) {
 	cfg.Database.URL = pg.NewDatabase(b)
 	cfg.HTTP.Listen = addr
 	cfg.Upload.URL = "http://" + addr
+	if store == "directory" {
+		cfg.Upload.Store, cfg.Upload.Directory = store, b.TempDir()
+	}
 	n := servertest.RunServer(b, cfg, server.WithService(httpd.NewService()))
 	servertest.CreateUser(b, n, "alice", "pw")
 	c := servertest.Dial(b, n)
