@@ -10,6 +10,7 @@ package plugintest
 import (
 	"context"
 	"errors"
+	"github.com/prometheus/client_golang/prometheus"
 	"log/slog"
 	"path/filepath"
 	"sort"
@@ -35,6 +36,10 @@ type Host struct {
 	Log   *slog.Logger
 	Bus   *plugins.Hooks
 	Admin map[string]bool
+
+	// Metrics, when set, is the registry plugins register their metrics
+	// with (Registry), as a node's is; nil, they register none.
+	Metrics *prometheus.Registry
 
 	// Node is the host's node in an in-memory cluster (Host.Cluster);
 	// NewHost makes it the only node of its own Net. Set it to a node of
@@ -85,6 +90,15 @@ func NewHostWithStore(t testing.TB, st storage.Store) *Host {
 // ForPlugin implements plugins.ScopedHost: the plugin's cluster view is
 // namespaced by its ID, its service claims are recorded under it.
 func (h *Host) ForPlugin(id string) plugins.Host { return &scoped{Host: h, id: id} }
+
+// Registry is the node's metrics registry plugins look for: Metrics, or
+// none.
+func (h *Host) Registry() prometheus.Registerer {
+	if h.Metrics == nil {
+		return nil
+	}
+	return h.Metrics
+}
 
 // Cluster implements plugins.Host (unscoped: plugin ID "").
 func (h *Host) Cluster() plugins.Cluster { return h.Node.For("") }
