@@ -277,6 +277,9 @@ func (p *Plugin) parseArchiveExpires(v string) (int64, error) {
 // for a time of their own (mam.Retention): one read per stored room, on
 // the node that runs the expiry, once an hour.
 func (p *Plugin) ArchiveRetention(ctx context.Context) ([]mam.OwnerRetention, error) {
+	if p.store == nil {
+		return nil, nil // the service is off (muc.enabled: false): no rooms here
+	}
 	names, err := p.storedRoomNames(ctx)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins/mam"
+	"github.com/aviary-im/aviary/plugins/muc"
+	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/storage"
 )
 
@@ -96,5 +98,24 @@ func TestRoomArchiveRetention(t *testing.T) {
 	after := mustFind(t, got, `id="f2"`, `type="result"`)
 	if !strings.Contains(after, `label="Keep the room&apos;s archived messages for (seconds)"><value>86400</value>`) {
 		t.Errorf("the new host lost the room's retention: %s", after)
+	}
+}
+
+// TestArchiveRetentionWithTheServiceOff: with muc.enabled false the plugin
+// still runs (it claims nothing), and the archive's hourly expiry asks it
+// for its rooms' retention: it has none, and must say so, not crash the
+// node (a nil store: seen in CI the first time the chore ran).
+func TestArchiveRetentionWithTheServiceOff(t *testing.T) {
+	h := plugintest.NewHost(t)
+	off := false
+	h.Cfg.MUC.Enabled = &off
+	p := muc.New()
+	m := h.Start(t, p)
+	rs, err := p.ArchiveRetention(context.Background())
+	if err != nil || len(rs) != 0 {
+		t.Fatalf("ArchiveRetention with the service off: %v, %v", rs, err)
+	}
+	if _, err := mam.Expire(context.Background(), h.St.Archive(mam.Store), 0, time.Now(), mam.RetentionOf(m)); err != nil {
+		t.Fatalf("mam.Expire with the service off: %v", err)
 	}
 }
