@@ -201,6 +201,7 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"upload directory absent", "upload:\n  store: directory\n  directory: /nonexistent/aviary-files\n", "c.yaml:3: upload.directory: stat /nonexistent/aviary-files: no such file or directory"},
 		{"upload directory a file", "upload:\n  store: directory\n  directory: /etc/hostname\n", "c.yaml:3: upload.directory: \"/etc/hostname\" is not a directory"},
 		{"upload directory read-only", "upload:\n  store: directory\n  directory: /proc\n", "c.yaml:3: upload.directory: \"/proc\" is not writable"},
+		{"upload store without the service", "upload:\n  store: directory\n  directory: /tmp\n", "upload.url: must be set to turn the upload service on (upload.store or upload.domain_quota is set for it)"},
 		{"upload directory without the store", "upload:\n  directory: /tmp\n", "c.yaml:2: upload.directory: is set but upload.store is \"database\", not directory"},
 		{"not a subdomain", "domain: example.org\ncomponents:\n  secrets: {irc.example.com: s}\n", "components.secrets.irc.example.com: \"irc.example.com\" is not a subdomain of domain \"example.org\""},
 		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
@@ -287,7 +288,7 @@ func TestExternalServices(t *testing.T) {
 func TestUploadStore(t *testing.T) {
 	dir := t.TempDir()
 	path := t.TempDir() + "/c.yaml"
-	if err := os.WriteFile(path, []byte("upload:\n  domain_quota: 209715200\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("upload:\n  url: https://files.example.com\n  domain_quota: 209715200\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := LoadWith(path, nil, nil)
@@ -297,7 +298,7 @@ func TestUploadStore(t *testing.T) {
 	if c.Upload.Store != "database" || c.Upload.DomainQuota != 200<<20 {
 		t.Errorf("store %q, domain quota %d", c.Upload.Store, c.Upload.DomainQuota)
 	}
-	if err := os.WriteFile(path, []byte("upload:\n  store: directory\n  directory: "+dir+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("upload:\n  url: https://files.example.com\n  store: directory\n  directory: "+dir+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if c, err = LoadWith(path, nil, nil); err != nil || c.Upload.Directory != dir {

@@ -492,6 +492,11 @@ func (c UploadConfig) validate(v *validator) {
 		v.add("upload.domain_quota", "must be 0 (no limit) or at least upload.max_file_size (%d), not %d", c.MaxFileSize, c.DomainQuota)
 	}
 	v.oneOf("upload.store", c.Store, "database", "directory")
+	if c.URL == "" && (c.Store == "directory" || c.DomainQuota != 0) {
+		// The service is off without a URL: a store or quota set for it
+		// would be silently ignored.
+		v.add("upload.url", "must be set to turn the upload service on (upload.store or upload.domain_quota is set for it)")
+	}
 	switch {
 	case c.Store == "directory":
 		if err := writableDir(c.Directory); err != nil {
