@@ -3,6 +3,7 @@ package mam
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -20,6 +21,9 @@ type Archive struct {
 	store   storage.Archive
 	w       *groupcommit.Writer
 	maxPage int
+	// acksHeld counts the clients' acknowledgements waiting for an
+	// archive write to commit (addStamped).
+	acksHeld atomic.Int64
 }
 
 // Add archives a message for owner (with: the other party's bare JID, what
@@ -46,14 +50,35 @@ func (a *Archive) Add(ctx context.Context, owner, with string, msg *wire.Element
 }
 
 // addStamped archives msg for owner and stamps <stanza-id by='by'/> on it.
+// When the client that sent msg counts on acknowledgements (XEP-0198, the
+// router offers plugins.HoldAck while it routes the message), its
+// acknowledgement waits until this write committed: a node killed after
+// the client saw the message acknowledged has it in the archive. A write
+// that fails (logged by Add, after the writer's retries) releases the
+// acknowledgement all the same: the message itself is safe with the
+// router, and a broken archive must not stall the client's stream.
 func (a *Archive) addStamped(ctx context.Context, owner, with, by string, msg *wire.Element) {
 	// Bound the wait for room in the writer's queue: a saturated database
 	// must slow routing down, not stop it.
 	actx, cancel := context.WithTimeout(ctx, a.host.Config().Database.Timeout)
 	defer cancel()
-	if id := a.Add(actx, owner, with, msg, nil); id != 0 {
-		StampID(msg, by, id)
+	var done groupcommit.Done
+	release := plugins.HoldAck(ctx)
+	if release != nil {
+		a.acksHeld.Add(1)
+		done = func(int64, error) {
+			a.acksHeld.Add(-1)
+			release()
+		}
 	}
+	id := a.Add(actx, owner, with, msg, done)
+	if id == 0 {
+		if done != nil {
+			done(0, nil) // not queued: nothing to wait for
+		}
+		return
+	}
+	StampID(msg, by, id)
 }
 
 // Flush waits until every message this node queued so far is written.

@@ -61,14 +61,39 @@
 // that a query already returned. Such a message was routed within
 // milliseconds of the query; it reached the client live, or it waits in
 // offline storage, which the catch-up rule below does not swallow (it
-// skips only IDs the client was actually sent). The price: a node that
-// dies loses what it had queued and not yet committed (at most one batch
-// and what piled up behind it, milliseconds of traffic), even though the
-// message was delivered and its sender's stream management may have
-// acknowledged it. Making acknowledged messages survive a crash (issue 24)
-// can build on Writer's contract: hold the stream-management ack (or the
-// delivery) of an archived message until its done callback ran, which
-// costs one group commit of latency per message, not one transaction.
+// skips only IDs the client was actually sent).
+//
+// # Acknowledged means archived
+//
+// A node that dies loses what its writer had queued and not yet committed
+// (at most one batch and what piled up behind it: milliseconds of
+// traffic). So that no client is told a message is safe while its archive
+// entry is not, the acknowledgement waits for the write, not the
+// delivery: when the router offers plugins.HoldAck while it routes a
+// message (a client with XEP-0198 stream management sent it; the same hold
+// crash safety's copies take, server/router/CRASHSAFETY.md), addStamped
+// takes a hold for each copy it queues and releases it in the write's
+// done callback. Both copies the sending node writes count: the sender's
+// at PointInbound and a local recipient's at PointUserMessage (on the
+// sending node, whatever node the recipient is on). The cost is the
+// acknowledgement's latency (one group commit: a batch, not a transaction
+// per message); delivery and carbons never wait. aviary_mam_acks_held
+// counts the holds waiting for a commit.
+//
+// A write that fails is released all the same, after the writer's retries
+// (groupcommit RetryFor, 30s), logged and counted in
+// aviary_mam_failed_total: the message itself is safe with the router,
+// and a broken archive must not stall the client's stream. A message the
+// writer could not even queue (saturated past database.timeout) is neither
+// archived nor held. Not covered, because no acknowledgement waits for
+// them: messages from clients without stream management, messages that
+// arrive over s2s (the recipient's copy, written by the node of the s2s
+// stream), room archives (group chat's Add passes no hold), tombstones
+// (retraction, moderation) and deletions. And the recipient's live copy
+// may carry a stanza-id whose entry a node killed before the commit never
+// wrote: the sender was not acknowledged, resends after resuming, and the
+// resent message is archived under a new ID (at least once, as crash
+// safety promises for delivery).
 //
 // # What goes in
 //

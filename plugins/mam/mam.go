@@ -82,7 +82,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		host.Hooks().Add(eventDeleted, 0, p.onDeleted),
 	)
 	if r, ok := host.(interface{ Registry() prometheus.Registerer }); ok && r.Registry() != nil {
-		p.unreg = registerMetrics(r.Registry(), w)
+		p.unreg = registerMetrics(r.Registry(), w, p.arch)
 	}
 	return nil
 }

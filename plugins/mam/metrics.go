@@ -7,9 +7,10 @@ import (
 	"github.com/aviary-im/aviary/storage/groupcommit"
 )
 
-// registerMetrics exports the archive writer's counters; it returns the
-// function that unregisters them.
-func registerMetrics(reg prometheus.Registerer, w *groupcommit.Writer) func() {
+// registerMetrics exports the archive writer's counters, and how many
+// client acknowledgements wait for its commits; it returns the function
+// that unregisters them.
+func registerMetrics(reg prometheus.Registerer, w *groupcommit.Writer, a *Archive) func() {
 	stat := func(f func(groupcommit.Stats) float64) func() float64 {
 		return func() float64 { return f(w.Stats()) }
 	}
@@ -29,6 +30,9 @@ func registerMetrics(reg prometheus.Registerer, w *groupcommit.Writer) func() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aviary_mam_pending",
 			Help: "Archive entries queued or being written."},
 			stat(func(s groupcommit.Stats) float64 { return float64(s.Pending) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aviary_mam_acks_held",
+			Help: "Stream-management acknowledgements of sent messages waiting for their archive write to commit."},
+			func() float64 { return float64(a.acksHeld.Load()) }),
 	}
 	return promutil.Register(reg, cs...)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/internal/testutil"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -301,7 +302,7 @@ func TestBacklogPumpTakesNoHold(t *testing.T) {
 	e.storeMessages("bob@example.com", 1, 10)
 
 	// The routing context of a message alice sends, as FromClient makes it.
-	ctx := context.WithValue(context.Background(), holdKey{}, &holdSrc{s: alice})
+	ctx := plugins.WithAckHolder(context.Background(), &holdSrc{s: alice})
 	e.r.kickBacklog(ctx, j.String())
 	if !p.waiting() {
 		t.Fatal("the pump does not wait for room")

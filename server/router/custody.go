@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -699,14 +700,18 @@ func chainHold(h *hold, f func()) *hold {
 
 // holdSrc rides in the routing context of one stanza: the hold its copies
 // take, made on first use (asking the sending session only when a copy
-// needs it).
+// needs it). It is the plugins.AckHolder the interceptors see (under
+// plugins' context key, so routing a held message adds no context value of
+// its own): a plugin's hold (plugins.HoldAck, the archive's write) is one
+// more reference on the same hold. A nil *holdSrc masks an outer one
+// (withoutHold).
 type holdSrc struct {
 	s    AckHolder
 	h    *hold
 	made bool
 }
 
-type holdKey struct{}
+var _ plugins.AckHolder = (*holdSrc)(nil)
 
 // withHold returns ctx carrying h for the copies routing makes (nil:
 // none).
@@ -714,7 +719,7 @@ func withHold(ctx context.Context, h *hold) context.Context {
 	if h == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, holdKey{}, &holdSrc{h: h, made: true})
+	return plugins.WithAckHolder(ctx, &holdSrc{h: h, made: true})
 }
 
 // withoutHold returns ctx carrying no hold: for work that outlives the
@@ -722,16 +727,22 @@ func withHold(ctx context.Context, h *hold) context.Context {
 // neither take references on a hold that may be done nor ask the sending
 // session for one from another goroutine.
 func withoutHold(ctx context.Context) context.Context {
-	if ctx.Value(holdKey{}) == nil {
+	if plugins.AckHolderFrom(ctx) == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, holdKey{}, (*holdSrc)(nil))
+	return plugins.WithAckHolder(ctx, (*holdSrc)(nil))
 }
 
 // holdFrom takes a reference on the hold of the stanza being routed, or
 // returns nil when nothing waits for it.
 func holdFrom(ctx context.Context) *hold {
-	hs, _ := ctx.Value(holdKey{}).(*holdSrc)
+	hs, _ := plugins.AckHolderFrom(ctx).(*holdSrc)
+	return hs.take()
+}
+
+// take takes a reference on the hold, making it on first use; nil-safe.
+// It runs on the routing's goroutine only (AckHolder.HoldAck must).
+func (hs *holdSrc) take() *hold {
 	if hs == nil {
 		return nil
 	}
@@ -742,6 +753,15 @@ func holdFrom(ctx context.Context) *hold {
 		}
 	}
 	return hs.h.add()
+}
+
+// HoldAck is plugins.AckHolder: a plugin holds the acknowledgement with a
+// reference of its own on the hold.
+func (hs *holdSrc) HoldAck() func() {
+	if h := hs.take(); h != nil {
+		return h.release
+	}
+	return nil
 }
 
 // registerMetrics exports how many copies the node keeps and holds for

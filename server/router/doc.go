@@ -131,7 +131,11 @@
 // and a fallback to offline storage passes PointOffline only, so it runs
 // exactly once per message and account cluster-wide). A probe delivered to a resource
 // is answered by the router and passes no PointDeliver; its answer passes
-// PointInbound.
+// PointInbound. While a message from a stream-management session is routed
+// (from its PointInbound on), the context carries its acknowledgement hold
+// as a plugins.AckHolder: a plugin that writes something the client must
+// not lose once acknowledged (the archive) holds the acknowledgement until
+// its write is done (plugins.HoldAck; custody.go's holdSrc).
 //
 // The same element may be queued on several sessions (a message to a bare
 // JID with tied priorities, a presence broadcast to one's own resources):

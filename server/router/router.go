@@ -124,6 +124,24 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 		from = s.JID().String()
 		el.SetAttr("from", from)
 	}
+	if el.Name == "message" {
+		if ah, ok := s.(AckHolder); ok {
+			// Copies that must reach a second node (custody.go), a
+			// message waiting for offline storage (offlineretry.go) and
+			// a plugin's durable write (plugins.HoldAck: the archive's
+			// copies, the sender's at PointInbound) hold the session's
+			// acknowledgement of this message. The routing's own
+			// reference is released once, whatever the interceptors say.
+			hs := &holdSrc{s: ah}
+			r.fromClient(plugins.WithAckHolder(ctx, hs), from, el)
+			hs.h.release()
+			return
+		}
+	}
+	r.fromClient(ctx, from, el)
+}
+
+func (r *Router) fromClient(ctx context.Context, from string, el *wire.Element) {
 	if !r.intercept(ctx, plugins.PointInbound, el, from, true) {
 		return
 	}
@@ -131,15 +149,6 @@ func (r *Router) FromClient(ctx context.Context, s Session, el *wire.Element) {
 	case "presence":
 		r.clientPresence(ctx, from, el)
 	case "message":
-		if ah, ok := s.(AckHolder); ok {
-			// Copies that must reach a second node (custody.go), and a
-			// message waiting for offline storage (offlineretry.go), hold
-			// the session's acknowledgement of this message.
-			hs := &holdSrc{s: ah}
-			r.clientMessage(context.WithValue(ctx, holdKey{}, hs), from, el)
-			hs.h.release()
-			return
-		}
 		r.clientMessage(ctx, from, el)
 	case "iq":
 		r.clientIQ(ctx, from, el)

@@ -21,8 +21,9 @@
 //   - Entries are queued in memory: a process that dies loses what was
 //     queued and not yet committed. A caller that must not acknowledge
 //     anything before it is durable waits for done (or Flush) before it
-//     acknowledges; the message archive does not, so delivery never waits
-//     for the disk (see plugins/mam).
+//     acknowledges: the message archive holds the sender's stream-management
+//     acknowledgement until done, while delivery never waits for the disk
+//     (see plugins/mam).
 //
 // Callbacks run on the writer's goroutine, one batch after another, in the
 // order the entries were added; they must not block or call Flush.
