@@ -335,10 +335,16 @@ func TestPushNotUnackedTwice(t *testing.T) {
 		t.Fatalf("kicked %d sessions, want 1", kicked)
 	}
 	awaitEvent(t, closed, "alice@localhost/phone", "closed")
-	stored, err := n.Store().PeekOffline(context.Background(), "alice@localhost", 10)
-	if err != nil || len(stored) != 1 || !strings.Contains(string(stored[0].Stanza), "detached 1") {
-		t.Fatalf("offline after the kick: %d messages (%v), want detached 1", len(stored), err)
-	}
+	// The push went out at delivery; the message may reach the session's
+	// queue only after the kick closed it, and the router (on bob's
+	// reader) then stores it offline itself: not before the closed event.
+	servertest.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		stored, err := n.Store().PeekOffline(context.Background(), "alice@localhost", 10)
+		if err != nil || len(stored) != 1 || !strings.Contains(string(stored[0].Stanza), "detached 1") {
+			return fmt.Errorf("offline after the kick: %d messages (%v), want detached 1", len(stored), err)
+		}
+		return nil
+	})
 	bob.Send("<message to='alice@localhost' type='chat'><body>offline 1</body></message>")
 	expectPush(t, app, "offline 1", 2, "") // first: none for "detached 1" stored offline
 }

@@ -67,6 +67,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -118,9 +119,10 @@ type Plugin struct {
 	mu    sync.Mutex
 	quiet map[string]bool // full JIDs of this node's detached or inactive sessions
 	// pushed holds the messages queued on a quiet session of this node
-	// that a notification covered, until the session is active again or
-	// gone: when it ends unresumed, the router stores what its client never
-	// acknowledged offline, and those must not notify a second time.
+	// that a notification covered (by their content element: contentOf),
+	// until the session is active again or gone: when it ends unresumed,
+	// the router stores what its client never acknowledged offline, and
+	// those must not notify a second time.
 	pushed    map[*wire.Element]string
 	pushedFor map[string][]*wire.Element
 }
@@ -196,7 +198,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	} {
 		p.rmHooks = append(p.rmHooks, host.Hooks().Add(ev, 0, func(ctx context.Context, payload any) error {
 			if se, ok := payload.(*plugins.SessionEvent); ok && se.JID != "" {
-				p.setQuiet(se.JID, quiet)
+				p.setQuiet(se.JID, quiet, ev == plugins.EventSessionClosed)
 			}
 			return nil
 		}))
@@ -204,7 +206,14 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 	return nil
 }
 
-func (p *Plugin) setQuiet(full string, quiet bool) {
+// closedGrace is how long the messages a notification covered are still
+// known once their session closed: a message being queued on the session
+// as it closed is routed by the router afterwards (offline storage, on
+// the sender's goroutine, bounded by database.timeout + 5s) and must not
+// notify a second time.
+const closedGrace = 30 * time.Second
+
+func (p *Plugin) setQuiet(full string, quiet, closed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if quiet {
@@ -212,10 +221,24 @@ func (p *Plugin) setQuiet(full string, quiet bool) {
 		return
 	}
 	delete(p.quiet, full)
-	for _, el := range p.pushedFor[full] {
+	els := p.pushedFor[full]
+	delete(p.pushedFor, full) // a new session under this JID starts clean
+	if closed && len(els) > 0 {
+		time.AfterFunc(closedGrace, func() { p.forgetPushed(els) })
+		return
+	}
+	for _, el := range els {
 		delete(p.pushed, el)
 	}
-	delete(p.pushedFor, full)
+}
+
+// forgetPushed drops messages a closed session's notifications covered.
+func (p *Plugin) forgetPushed(els []*wire.Element) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, el := range els {
+		delete(p.pushed, el)
+	}
 }
 
 // remember notes that a notification covered msg, queued on full.
@@ -382,7 +405,7 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	}
 	switch pt {
 	case plugins.PointOffline:
-		if !p.alreadyPushed(st.El) {
+		if !p.alreadyPushed(contentOf(st.El)) {
 			p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
 		}
 	case plugins.PointDeliver:
@@ -390,7 +413,7 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 			break
 		}
 		if p.notify(ctx, wire.BareJID(st.Session), st.El, st.Session) > 0 {
-			p.remember(st.Session, st.El)
+			p.remember(st.Session, contentOf(st.El))
 		}
 	}
 	return plugins.Continue, nil
@@ -398,16 +421,21 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 
 // worthNotifying reports whether a message is one a person is told about:
 // it has a body or an encrypted payload.
-func worthNotifying(el *wire.Element) bool {
+func worthNotifying(el *wire.Element) bool { return contentOf(el) != nil }
+
+// contentOf returns a message's body or encrypted payload (nil: none).
+// It also names the message across the router's copies: the router hands
+// PointDeliver a private copy of the top level whose children are the
+// original's, and when that session refuses the copy (closing), offline
+// storage gets the original; the content element is the same in both.
+func contentOf(el *wire.Element) *wire.Element {
 	for _, c := range el.Children {
 		switch c.LocalName() {
-		case "body":
-			return true
-		case "encrypted", "openpgp", "envelope":
-			return true
+		case "body", "encrypted", "openpgp", "envelope":
+			return c
 		}
 	}
-	return false
+	return nil
 }
 
 // Notify publishes a notification about msg to every app server owner
