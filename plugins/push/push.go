@@ -211,7 +211,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 // as it closed is routed by the router afterwards (offline storage, on
 // the sender's goroutine, bounded by database.timeout + 5s) and must not
 // notify a second time.
-const closedGrace = 30 * time.Second
+var closedGrace = 30 * time.Second
 
 func (p *Plugin) setQuiet(full string, quiet, closed bool) {
 	p.mu.Lock()
