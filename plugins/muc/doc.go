@@ -65,6 +65,17 @@
 // whose copy had not merged yet finds its sender missing: the host asks
 // the sender's node (kindWho) and takes the sender back in.
 //
+// # Limits
+//
+// muc.max_occupants bounds a room, muc.message_rate an occupant, and
+// muc.max_rooms_per_user the rooms one account may own when it creates
+// another: the host of the room being created counts the stored rooms
+// whose owners include the user (roomLimit, ownedRooms), so rooms hosted
+// on every node count and a destroyed or emptied temporary room frees its
+// slot without a counter to keep in step. Two creations by one user at
+// the same moment on two hosts can both pass at the limit; a room still
+// locked for configuration counts once it is configured.
+//
 // # Cost
 //
 // BenchmarkGroupchatFanout: one message to a room of 1,000 occupants over

@@ -284,6 +284,32 @@ func (p *Plugin) storedRoomNames(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// ownedRooms counts the stored rooms whose owners include bare, up to
+// limit: one Keys read and one Get per stored room. Room creation is
+// rare next to everything else a service does, so the count is read at
+// each creation rather than kept beside the rooms, where a crash between
+// two writes would let it drift. A room still locked for configuration
+// is stored (and counted) once its owner configures it.
+func (p *Plugin) ownedRooms(ctx context.Context, bare string, limit int) (int, error) {
+	names, err := p.storedRoomNames(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range names {
+		r, err := p.load(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		if r != nil && r.Affiliations[bare] == affOwner {
+			if n++; n >= limit {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
 // save writes a room's configuration, affiliations and subject. Every
 // room is written, temporary ones too (until they empty), so that a new
 // host after a crash finds what its owner configured.
