@@ -41,7 +41,7 @@ type Plugin struct {
 
 	history, maxOccupants int
 	create                string
-	maxRooms              int // rooms one account may own when it creates another; -1: no limit
+	maxRooms              int     // rooms one account may own when it creates another; -1: no limit
 	rate                  float64 // messages a second per occupant
 	burst                 int
 
