@@ -69,12 +69,16 @@
 //
 // muc.max_occupants bounds a room, muc.message_rate an occupant, and
 // muc.max_rooms_per_user the rooms one account may own when it creates
-// another: the host of the room being created counts the stored rooms
-// whose owners include the user (roomLimit, ownedRooms), so rooms hosted
-// on every node count and a destroyed or emptied temporary room frees its
-// slot without a counter to keep in step. Two creations by one user at
-// the same moment on two hosts can both pass at the limit; a room still
-// locked for configuration counts once it is configured.
+// another (roomLimit): the host of the room being created claims a slot
+// in the user's list of created rooms in the store ("owned:<bare JID>",
+// compare-and-swap, so rooms hosted on every node count and two hosts
+// cannot both give the last slot). Entries whose room is gone or no
+// longer the user's are dropped when the list is full, by reading those
+// rooms; an account's first claim lists its rooms from the whole store
+// once (BenchmarkOwnedRooms: about 0.3 s for 1,000 rooms on PostgreSQL;
+// a claim after that, BenchmarkClaimRoom, about 0.1 ms). A room still
+// locked for configuration is not in the store yet, so a full list drops
+// it until it is configured.
 //
 // # Cost
 //

@@ -2,6 +2,7 @@ package muc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -272,20 +273,20 @@ func (q *request) mayCreate() bool {
 // muc.create's; resource-constraint (which Prosody uses for some limits)
 // would tell the client to wait and retry, and waiting frees nothing.
 // The rooms are counted in the store, which every node shares, so rooms
-// hosted on other nodes count too; the configured administrators are
-// exempt.
+// hosted on other nodes count too (claimRoom); the configured
+// administrators are exempt.
 func (q *request) roomLimit(ctx context.Context) *wire.StanzaError {
 	p := q.p
 	if p.maxRooms < 0 || p.host.IsAdmin(q.bare) {
 		return nil
 	}
-	n, err := p.ownedRooms(ctx, q.bare, p.maxRooms)
-	if err != nil {
+	n, err := p.claimRoom(ctx, q.bare, q.room, p.maxRooms)
+	switch {
+	case errors.Is(err, errAtLimit):
+		return wire.ErrNotAllowed.WithText(fmt.Sprintf("you own %d rooms already, the most one user may own here (muc.max_rooms_per_user)", n))
+	case err != nil:
 		p.log.Warn("muc: cannot count a user's rooms; the creation is refused", "user", q.bare, "err", err)
 		return wire.ErrInternalServerError.WithText("your rooms cannot be counted now")
-	}
-	if n >= p.maxRooms {
-		return wire.ErrNotAllowed.WithText(fmt.Sprintf("you own %d rooms already, the most one user may own here (muc.max_rooms_per_user)", n))
 	}
 	return nil
 }

@@ -36,6 +36,8 @@ const (
 	storeName     = "muc"
 	secretKey     = "secret"
 	roomKeyPrefix = "room:"
+	// ownedKeyPrefix+bare lists the rooms the user created (claimRoom).
+	ownedKeyPrefix = "owned:"
 )
 
 // Affiliations and roles (XEP-0045 §5).
@@ -284,30 +286,80 @@ func (p *Plugin) storedRoomNames(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// ownedRooms counts the stored rooms whose owners include bare, up to
-// limit: one Keys read and one Get per stored room. Room creation is
-// rare next to everything else a service does, so the count is read at
-// each creation rather than kept beside the rooms, where a crash between
-// two writes would let it drift. A room still locked for configuration
-// is stored (and counted) once its owner configures it.
-func (p *Plugin) ownedRooms(ctx context.Context, bare string, limit int) (int, error) {
+// ownedRooms lists the stored rooms whose owners include bare: one Keys
+// read and one Get per stored room (BenchmarkOwnedRooms: about 0.3 s for
+// 1,000 rooms on PostgreSQL), so claimRoom does it once per account only.
+func (p *Plugin) ownedRooms(ctx context.Context, bare string) ([]string, error) {
 	names, err := p.storedRoomNames(ctx)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	var out []string
 	for _, name := range names {
-		r, err := p.load(ctx, name)
-		if err != nil {
-			return 0, err
-		}
-		if r != nil && r.Affiliations[bare] == affOwner {
-			if n++; n >= limit {
-				break
-			}
+		if owned, err := p.ownsStored(ctx, bare, name); err != nil {
+			return nil, err
+		} else if owned {
+			out = append(out, name)
 		}
 	}
-	return n, nil
+	return out, nil
+}
+
+// ownsStored reports whether the stored room names bare among its owners.
+func (p *Plugin) ownsStored(ctx context.Context, bare, room string) (bool, error) {
+	r, err := p.load(ctx, room)
+	if err != nil || r == nil {
+		return false, err
+	}
+	return r.Affiliations[bare] == affOwner, nil
+}
+
+// errAtLimit: the user owns limit rooms already.
+var errAtLimit = errors.New("muc: the user owns as many rooms as one may")
+
+// claimRoom records that bare creates room, unless bare owns limit rooms
+// already (errAtLimit, with how many). The rooms a user created are
+// listed under ownedKeyPrefix+bare, written with compare-and-swap so two
+// creations on two hosts at once cannot both take the last slot. The
+// list is written before the room, so a crash between the two leaves an
+// entry too many, never one too few; entries whose room is gone
+// (destroyed, a temporary room emptied) or no longer owned by the user
+// are dropped when the list reaches the limit, by reading those rooms
+// (at most limit reads, only then). The first claim of an account (no
+// list yet: a new user, or rooms from before the list existed) lists its
+// rooms from the whole store once. A room still locked for configuration
+// is not in the store yet: such a room is dropped from the list when the
+// list is checked against the store.
+func (p *Plugin) claimRoom(ctx context.Context, bare, room string, limit int) (int, error) {
+	n := 0
+	err := storage.UpdateKV(ctx, p.store, p.domain, ownedKeyPrefix+bare, storage.Limits{},
+		func(old []byte, exists bool) ([]byte, bool, error) {
+			var names []string
+			if !exists || json.Unmarshal(old, &names) != nil {
+				var err error
+				if names, err = p.ownedRooms(ctx, bare); err != nil {
+					return nil, false, err
+				}
+			}
+			names = slices.DeleteFunc(names, func(n string) bool { return n == room })
+			if len(names) >= limit {
+				var kept []string
+				for _, name := range names {
+					if owned, err := p.ownsStored(ctx, bare, name); err != nil {
+						return nil, false, err
+					} else if owned {
+						kept = append(kept, name)
+					}
+				}
+				names = kept
+			}
+			if n = len(names); n >= limit {
+				return nil, false, errAtLimit
+			}
+			b, err := json.Marshal(append(names, room))
+			return b, false, err
+		})
+	return n, err
 }
 
 // save writes a room's configuration, affiliations and subject. Every
