@@ -575,10 +575,11 @@ type MUCConfig struct {
 	Create string `yaml:"create"`
 	// MaxRoomsPerUser bounds the rooms one account (bare JID) may own
 	// when it creates another: a join that would create a room is
-	// refused with not-allowed once the user is an owner of this many
-	// rooms in the store (persistent rooms, and temporary ones until
-	// they empty). Destroying a room frees its slot. The configured
-	// administrators are exempt. -1 means no limit. Default 100: far
+	// refused with not-allowed once the user created this many rooms
+	// that still exist and still name them owner (persistent rooms, and
+	// temporary ones until they empty), counted across the cluster.
+	// Destroying a room, or giving its ownership away, frees its slot.
+	// The configured administrators are exempt. -1 means no limit. Default 100: far
 	// more rooms than a person or a team runs, while it stops one
 	// account (a script, a stolen login) from filling the store and the
 	// service's disco#items with rooms.
