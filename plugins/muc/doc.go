@@ -72,13 +72,14 @@
 // another (roomLimit): the host of the room being created claims a slot
 // in the user's list of created rooms in the store ("owned:<bare JID>",
 // compare-and-swap, so rooms hosted on every node count and two hosts
-// cannot both give the last slot). Entries whose room is gone or no
-// longer the user's are dropped when the list is full, by reading those
-// rooms; an account's first claim lists its rooms from the whole store
-// once (BenchmarkOwnedRooms: about 0.3 s for 1,000 rooms on PostgreSQL;
-// a claim after that, BenchmarkClaimRoom, about 0.1 ms). A room still
-// locked for configuration is not in the store yet, so a full list drops
-// it until it is configured.
+// cannot both give the last slot). A room that is gone (destroyed, a
+// temporary room emptied) leaves its owners' lists; when a list is full
+// its entries are checked against the stored rooms, and those whose room
+// is gone or no longer names the user owner stop counting, once they are
+// older than claimGrace (a reserved room is stored only when configured).
+// An account's first claim lists its rooms from the whole store once
+// (BenchmarkOwnedRooms: about 0.3 s for 1,000 rooms on PostgreSQL); a
+// claim after that (BenchmarkClaimRoom) costs about 0.1 ms.
 //
 // # Cost
 //

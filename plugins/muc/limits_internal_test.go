@@ -2,11 +2,15 @@ package muc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/storage"
@@ -103,5 +107,36 @@ func TestClaimCountsRoomsFromBeforeTheList(t *testing.T) {
 	}
 	if _, err := p.claimRoom(ctx, "bob@example.com", "new", 2); err != nil {
 		t.Fatalf("bob owns none: %v", err)
+	}
+}
+
+// TestClaimTakesTheLastSlotOnce: creations by one user at the same moment
+// (on different hosts) cannot both take the last slot, though neither
+// room is in the store yet; an entry whose room never reached the store
+// stops counting after claimGrace.
+func TestClaimTakesTheLastSlotOnce(t *testing.T) {
+	p := plugintest.NewHost(t).Start(t, New()).Plugin(ID).(*Plugin)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := p.claimRoom(ctx, "alice@example.com", fmt.Sprintf("r%d", i), 1); err == nil {
+				won.Add(1)
+			} else if !errors.Is(err, errAtLimit) {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d claims took the one slot", won.Load())
+	}
+	stale, _ := json.Marshal([]ownedEntry{{Room: "never-written", At: time.Now().Add(-claimGrace - time.Minute)}})
+	if _, err := p.store.Set(ctx, p.domain, ownedKeyPrefix+"bob@example.com", stale, storage.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.claimRoom(ctx, "bob@example.com", "new", 1); err != nil {
+		t.Fatalf("a stale entry still counts: %v", err)
 	}
 }
