@@ -79,7 +79,7 @@
 // older than claimGrace (a reserved room is stored only when configured).
 // An account's first claim lists its rooms from the whole store once
 // (BenchmarkOwnedRooms: about 0.3 s for 1,000 rooms on PostgreSQL); a
-// claim after that (BenchmarkClaimRoom) costs about 0.1 ms.
+// claim after that (BenchmarkClaimRoom) costs 0.1-0.2 ms.
 //
 // # Cost
 //
