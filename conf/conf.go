@@ -573,6 +573,17 @@ type MUCConfig struct {
 	// "admins" (the configured administrators) or "anyone" (federated
 	// users too). Default "local".
 	Create string `yaml:"create"`
+	// MaxRoomsPerUser bounds the rooms one account (bare JID) may own
+	// when it creates another: a join that would create a room is
+	// refused with not-allowed once the user created this many rooms
+	// that still exist and still name them owner (persistent rooms, and
+	// temporary ones until they empty), counted across the cluster.
+	// Destroying a room, or giving its ownership away, frees its slot.
+	// The configured administrators are exempt. -1 means no limit. Default 100: far
+	// more rooms than a person or a team runs, while it stops one
+	// account (a script, a stolen login) from filling the store and the
+	// service's disco#items with rooms.
+	MaxRoomsPerUser int `yaml:"max_rooms_per_user"`
 }
 
 // MUCDomain is the group chat service's domain: muc.domain, or

@@ -159,6 +159,7 @@ func (c *Config) ApplyDefaults() {
 		c.MUC.MessageRate = 5
 	}
 	setInt(&c.MUC.MessageBurst, 20)
+	setInt(&c.MUC.MaxRoomsPerUser, 100)
 	setDur(&c.ExternalServices.CredentialTTL, 24*time.Hour)
 	setDur(&c.Components.HandshakeTimeout, 10*time.Second)
 	if c.Upload.MaxFileSize == 0 {

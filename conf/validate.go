@@ -122,6 +122,9 @@ func (c *Config) validateMUC(v *validator) {
 		v.add("muc.message_burst", "must be at least 1, not %d", c.MUC.MessageBurst)
 	}
 	v.oneOf("muc.create", c.MUC.Create, "local", "admins", "anyone")
+	if c.MUC.MaxRoomsPerUser < -1 {
+		v.add("muc.max_rooms_per_user", "must be at least 1, or -1 for no limit, not %d", c.MUC.MaxRoomsPerUser)
+	}
 }
 
 func (c MAMConfig) validate(v *validator) {

@@ -41,6 +41,7 @@ type Plugin struct {
 
 	history, maxOccupants int
 	create                string
+	maxRooms              int     // rooms one account may own when it creates another; -1: no limit
 	rate                  float64 // messages a second per occupant
 	burst                 int
 
@@ -112,6 +113,10 @@ func (p *Plugin) Start(ctx context.Context, h plugins.Host) error {
 	}
 	if p.create == "" {
 		p.create = "local"
+	}
+	p.maxRooms = cfg.MUC.MaxRoomsPerUser
+	if p.maxRooms == 0 {
+		p.maxRooms = 100
 	}
 	p.rate, p.burst = cfg.MUC.MessageRate, cfg.MUC.MessageBurst
 	if p.rate <= 0 || p.burst <= 0 {

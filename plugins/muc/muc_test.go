@@ -466,6 +466,12 @@ func twoNodes(t *testing.T, withMAM bool) (*plugintest.Net, *fixture, *fixture, 
 // startNode joins a fake node to net and starts group chat on it, on st
 // (a new store when nil).
 func startNode(t *testing.T, net *plugintest.Net, st storage.Store, name string, withMAM bool) *fixture {
+	return startNodeWith(t, net, st, name, withMAM, nil)
+}
+
+// startNodeWith is startNode with setup, when not nil, changing the
+// node's host (its configuration) before the plugins start.
+func startNodeWith(t *testing.T, net *plugintest.Net, st storage.Store, name string, withMAM bool, setup func(*plugintest.Host)) *fixture {
 	var h *plugintest.Host
 	if st == nil {
 		h = plugintest.NewHost(t)
@@ -478,6 +484,9 @@ func startNode(t *testing.T, net *plugintest.Net, st storage.Store, name string,
 		h.Cfg.MAM.MaxPage = 100
 		h.Cfg.Database.Timeout = 5 * time.Second
 		list = append(list, mam.New())
+	}
+	if setup != nil {
+		setup(h)
 	}
 	return &fixture{t: t, h: h, m: h.Start(t, list...)}
 }

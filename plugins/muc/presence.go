@@ -2,6 +2,8 @@ package muc
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -148,6 +150,10 @@ func (q *request) join(ctx context.Context) error {
 			q.fail(wire.ErrNotAllowed.WithText("rooms are not created here by you"))
 			return nil
 		}
+		if se := q.roomLimit(ctx); se != nil {
+			q.fail(se)
+			return nil
+		}
 		r := &Room{
 			Name: q.room, Config: p.defaultConfig(), Affiliations: map[string]string{q.bare: affOwner},
 			Occupants: map[string]*Occupant{}, Created: time.Now().UTC(), Locked: true,
@@ -259,6 +265,30 @@ func (q *request) mayCreate() bool {
 		return q.p.host.IsAdmin(q.bare)
 	}
 	return q.node != ""
+}
+
+// roomLimit refuses a creation by a user who already owns
+// muc.max_rooms_per_user rooms. XEP-0045 §10.1.1 answers a creation the
+// service restricts with <not-allowed/> (cancel), the same answer as
+// muc.create's; resource-constraint (which Prosody uses for some limits)
+// would tell the client to wait and retry, and waiting frees nothing.
+// The rooms are counted in the store, which every node shares, so rooms
+// hosted on other nodes count too (claimRoom); the configured
+// administrators are exempt.
+func (q *request) roomLimit(ctx context.Context) *wire.StanzaError {
+	p := q.p
+	if p.maxRooms < 0 || p.host.IsAdmin(q.bare) {
+		return nil
+	}
+	n, err := p.claimRoom(ctx, q.bare, q.room, p.maxRooms)
+	switch {
+	case errors.Is(err, errAtLimit):
+		return wire.ErrNotAllowed.WithText(fmt.Sprintf("you own %d rooms already, the most one user may own here (muc.max_rooms_per_user)", n))
+	case err != nil:
+		p.log.Warn("muc: cannot count a user's rooms; the creation is refused", "user", q.bare, "err", err)
+		return wire.ErrInternalServerError.WithText("your rooms cannot be counted now")
+	}
+	return nil
 }
 
 // update broadcasts an occupant's new presence (show, status).
