@@ -418,7 +418,7 @@ func printText(w io.Writer, r *Result) {
 			}
 		}
 		if len(t.LostSample) > 0 {
-			fmt.Fprintln(w, "  lost (sender:seq):", strings.Join(t.LostSample, " "))
+			fmt.Fprintln(w, "  lost (sender:seq, in a room sender:seq>receiver):", strings.Join(t.LostSample, " "))
 		}
 		for _, e := range t.ReadErrs {
 			fmt.Fprintln(w, "  read error:", e)
