@@ -433,8 +433,8 @@ func printText(w io.Writer, r *Result) {
 	}
 	if m := r.MUC; m != nil {
 		fmt.Fprintf(w, "muc: %d/%d occupants joined %s in %.2fs; %d messages sent\n", m.Joined, m.Occupants, m.Room, m.JoinSeconds, m.Messages)
-		for _, e := range m.JoinErrors {
-			fmt.Fprintln(w, "  join error:", e)
+		for _, e := range append(m.JoinErrors, m.BounceErrors...) {
+			fmt.Fprintln(w, "  error:", e)
 		}
 		printTraffic("muc deliveries", &m.TrafficStats)
 		if len(m.UnexpectedSample) > 0 {

@@ -36,6 +36,8 @@ type MUCStats struct {
 	Messages int `json:"messages"`
 	// JoinErrors counts join refusals by condition.
 	JoinErrors []string `json:"join_errors,omitempty"`
+	// BounceErrors counts the room's refusals of messages by condition.
+	BounceErrors []string `json:"bounce_errors,omitempty"`
 }
 
 // roomJID is the bare JID of the workload's room.
@@ -82,7 +84,7 @@ func runMUC(ctx context.Context, cfg *Config, all []*conn) MUCStats {
 	joined[0].Store(true)
 	var njoined atomic.Int64
 	njoined.Store(1)
-	var joinErrs errorSet
+	var joinErrs, bounceErrs errorSet
 	var state atomic.Pointer[roomState]
 	var wins []window
 	var lastRecv atomic.Int64
@@ -116,6 +118,7 @@ func runMUC(ctx context.Context, cfg *Config, all []*conn) MUCStats {
 				}
 				me := s.occ[ri]
 				if el.Type() == "error" {
+					bounceErrs.add(fmt.Errorf("message refused: %s", stanzaCondition(el)))
 					if s.tr.Bounce(me, p) == Bounced {
 						wins[me].release()
 					}
@@ -196,6 +199,7 @@ func runMUC(ctx context.Context, cfg *Config, all []*conn) MUCStats {
 	st.LostSample = tr.Missing(20)
 	st.UnexpectedSample = tr.UnexpectedSample()
 	st.ReadErrs = readErrs.list()
+	st.BounceErrors = bounceErrs.list()
 	st.Receivers = n
 	return st
 }
