@@ -6,6 +6,7 @@
 //	login      log every user in, report logins per second
 //	ring       user i sends -messages messages to user i+1, -inflight at a time
 //	broadcast  users subscribe to user 0, whose presence changes -messages times
+//	muc        users join one room, each sends -messages groupchat messages
 //	idle       hold the sessions and report server memory per session
 //
 // Messages carry a sequence number and a send timestamp, so the report has
@@ -57,6 +58,7 @@ type Result struct {
 	Login       PhaseStats      `json:"login"`
 	Ring        *TrafficStats   `json:"ring,omitempty"`
 	Broadcast   *BroadcastStats `json:"broadcast,omitempty"`
+	MUC         *MUCStats       `json:"muc,omitempty"`
 	Memory      *MemoryStats    `json:"memory,omitempty"`
 	Started     time.Time       `json:"started"`
 }
@@ -103,17 +105,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.SASL2, "sasl2", true, "log in with XEP-0388 SASL2 and XEP-0386 Bind 2 when the server offers both with SCRAM-SHA-1 (two round trips fewer, as current clients do); false: RFC 6120 SASL and resource binding everywhere")
 	fs.BoolVar(&cfg.PostQuantum, "tls-pq", false, "offer Go's default TLS groups including X25519MLKEM768 (default: X25519 and P-256 only, what OpenSSL 3.0 servers support)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout for one connection, registration or login")
-	fs.StringVar(&cfg.Workload, "workload", "login", "login, ring, broadcast or idle")
-	fs.IntVar(&cfg.Messages, "messages", 100, "ring: messages per sender; broadcast: presence changes")
-	fs.IntVar(&cfg.InFlight, "inflight", 20, "ring: messages in flight per sender; broadcast: changes in flight")
+	fs.StringVar(&cfg.Workload, "workload", "login", "login, ring, broadcast, muc or idle")
+	fs.StringVar(&cfg.Room, "room", "bench", "muc: the room every user joins")
+	fs.StringVar(&cfg.MUCService, "muc-service", "", "muc: the group chat service (default conference.<domain>)")
+	fs.IntVar(&cfg.Messages, "messages", 100, "ring, muc: messages per sender; broadcast: presence changes")
+	fs.IntVar(&cfg.InFlight, "inflight", 20, "ring: messages in flight per sender; muc: messages per sender whose reflection has not come back; broadcast: changes in flight")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "wait this long for missing messages before counting them lost")
-	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub")
+	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub; muc: for all users to join the room")
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
 	fs.DurationVar(&cfg.BOSHPause, "bosh-pause", 0, "BOSH sessions, once logged in, wait this long after each answered poll before the next (a slow network, a client saving battery): what the server has for them waits in its queue meanwhile (0: poll again at once)")
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", 0, "with -reconnect: answer the server's acknowledgement requests (<r/>) this much later, as battery-saving clients do: the server holds more unacknowledged (0: at once)")
-	fs.DurationVar(&cfg.Interval, "interval", 0, "ring: each sender pauses this long between writes (0: as fast as -inflight allows)")
+	fs.DurationVar(&cfg.Interval, "interval", 0, "ring, muc: each sender pauses this long between writes (0: as fast as -inflight allows); muc spreads the occupants' first messages over one interval")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -257,7 +261,7 @@ func (c *Config) validate() error {
 	}
 	switch c.Workload {
 	case "login", "idle":
-	case "ring", "broadcast":
+	case "ring", "broadcast", "muc":
 		if c.Users < 2 {
 			return fmt.Errorf("-workload %s needs at least 2 users", c.Workload)
 		}
@@ -362,6 +366,9 @@ func execute(ctx context.Context, cfg *Config, res *Result) {
 	case "broadcast":
 		st := runBroadcast(ctx, cfg, conns)
 		res.Broadcast = &st
+	case "muc":
+		st := runMUC(ctx, cfg, conns)
+		res.MUC = &st
 	case "idle":
 		if cfg.Hold > 0 {
 			// Answer the server's pings while holding.
@@ -411,7 +418,7 @@ func printText(w io.Writer, r *Result) {
 			}
 		}
 		if len(t.LostSample) > 0 {
-			fmt.Fprintln(w, "  lost (sender:seq):", strings.Join(t.LostSample, " "))
+			fmt.Fprintln(w, "  lost (sender:seq, in a room sender:seq>receiver):", strings.Join(t.LostSample, " "))
 		}
 		for _, e := range t.ReadErrs {
 			fmt.Fprintln(w, "  read error:", e)
@@ -423,6 +430,16 @@ func printText(w io.Writer, r *Result) {
 	if r.Broadcast != nil {
 		fmt.Fprintf(w, "broadcast: %d/%d followers subscribed in %.2fs\n", r.Broadcast.Subscribed, r.Broadcast.Followers, r.Broadcast.SubSeconds)
 		printTraffic("broadcast", &r.Broadcast.TrafficStats)
+	}
+	if m := r.MUC; m != nil {
+		fmt.Fprintf(w, "muc: %d/%d occupants joined %s in %.2fs; %d messages sent\n", m.Joined, m.Occupants, m.Room, m.JoinSeconds, m.Messages)
+		for _, e := range append(m.JoinErrors, m.BounceErrors...) {
+			fmt.Fprintln(w, "  error:", e)
+		}
+		printTraffic("muc deliveries", &m.TrafficStats)
+		if len(m.UnexpectedSample) > 0 {
+			fmt.Fprintln(w, "  unexpected (sender:seq>receiver):", strings.Join(m.UnexpectedSample, " "))
+		}
 	}
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "memory:  server RSS %d KiB before, %d KiB after %d sessions = %.1f KiB/session\n",

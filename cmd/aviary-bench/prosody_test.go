@@ -215,6 +215,23 @@ func TestAgainstProsody(t *testing.T) {
 			t.Fatalf("broadcast counts %+v, want %+v", b.Counts, want)
 		}
 	})
+	// Prosody's mod_muc (the comparison's template loads it): the first
+	// occupant gets a locked room (201) and unlocks it; every occupant,
+	// the sender included, gets every message.
+	t.Run("muc", func(t *testing.T) {
+		res := runTool(t, append(common, "-workload", "muc", "-prefix", "muc", "-users", "4",
+			"-messages", "5", "-interval", "10ms")...)
+		m := res.MUC
+		if m == nil || m.Room != "bench@conference.localhost" || m.Occupants != 4 || m.Joined != 4 || len(m.JoinErrors) != 0 {
+			t.Fatalf("muc %+v", m)
+		}
+		if want := (Counts{Sent: 80, Received: 80}); m.Counts != want || m.Messages != 20 {
+			t.Fatalf("muc counts %+v (%d messages), want %+v (20 messages)", m.Counts, m.Messages, want)
+		}
+		if m.Latency.Count != 80 || m.PerSec <= 0 {
+			t.Fatalf("muc latency %+v, %v deliveries/s", m.Latency, m.PerSec)
+		}
+	})
 	t.Run("idle memory", func(t *testing.T) {
 		res := runTool(t, append(common, "-workload", "idle", "-prefix", "idle", "-users", "5",
 			"-rss-pid", strconv.Itoa(pid), "-settle", "2s")...)

@@ -183,7 +183,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		}
 		go func() {
 			defer swg.Done()
-			if !sendRing(ctx, cfg, c, cl, si, live[to].jid, wins[si], tr) {
+			if !sendRing(ctx, cfg, c, cl, si, sendPlan{to: live[to].jid, kind: "chat"}, wins[si], tr) {
 				stalled.Add(1)
 			}
 		}()
@@ -244,16 +244,29 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 	return st
 }
 
-// sendRing sends one sender's messages; false means it stalled (a window
-// slot never came back within the drain time).
+// sendPlan says where and how one sender's messages go.
+type sendPlan struct {
+	to    string
+	kind  string        // message type: chat (ring), groupchat (room)
+	delay time.Duration // before the first message
+	// single writes one message per -interval (a set rate) instead of
+	// every free window slot at once.
+	single bool
+}
+
+// sendRing sends one sender's messages as plan says; false means it
+// stalled (a window slot never came back within the drain time).
 //
 // With cl (-reconnect) the messages go through the stream-management
 // client, which keeps them until the server acknowledges them.
-func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int, to string, w window, tr *Tracker) bool {
+func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int, plan sendPlan, w window, tr sendCounter) bool {
 	var b bytes.Buffer
-	prefix := "<message type='chat' to='" + to + "' id='"
+	prefix := "<message type='" + plan.kind + "' to='" + plan.to + "' id='"
 	seq := 1
 	var pause <-chan time.Time
+	if plan.delay > 0 {
+		pause = time.After(plan.delay)
+	}
 	for seq <= cfg.Messages {
 		if pause != nil {
 			select {
@@ -277,7 +290,7 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int,
 		}
 		batch := 1
 	more:
-		for seq+batch <= cfg.Messages {
+		for seq+batch <= cfg.Messages && !(plan.single && cfg.Interval > 0) {
 			select {
 			case w <- struct{}{}:
 				batch++
@@ -314,13 +327,17 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int,
 	return true
 }
 
+// sendCounter is told of every message a sender writes (Tracker,
+// RoomTracker).
+type sendCounter interface{ Sent(sender, seq int) }
+
 // waitDrained polls until every sent message arrived or the drain time
 // passes.
-func waitDrained(ctx context.Context, tr *Tracker, drain time.Duration) {
+func waitDrained(ctx context.Context, tr interface{ Counts() Counts }, drain time.Duration) {
 	deadline := time.Now().Add(drain)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		c := tr.Counts()
-		if c.Received >= c.Sent {
+		if c.Received+c.Bounced >= c.Sent {
 			return
 		}
 		time.Sleep(5 * time.Millisecond)

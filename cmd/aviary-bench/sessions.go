@@ -29,7 +29,9 @@ type Config struct {
 	PostQuantum bool          // offer X25519MLKEM768 in TLS
 	SASL2       bool          // use XEP-0388 SASL2 with XEP-0386 Bind 2 where offered
 	Timeout     time.Duration // per connection step
-	Workload    string        // login, ring, broadcast, idle
+	Workload    string        // login, ring, broadcast, muc, idle
+	Room        string        // muc: the room's local part
+	MUCService  string        // muc: the service's domain ("": conference.Domain)
 	Messages    int           // ring: per sender; broadcast: presence changes
 	InFlight    int           // ring: per sender; broadcast: rounds in flight
 	Drain       time.Duration // wait for stragglers after the last send

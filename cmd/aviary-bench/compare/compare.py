@@ -27,6 +27,11 @@ Workloads (names for --workloads):
   idle     (c) server memory per idle authenticated TLS session (--idle-sessions)
   cluster  (d) the ring over a three-node Aviary cluster (PostgreSQL +
            Hazelcast); Prosody and ejabberd are not clustered here
+  muc      (e) group chat: --muc-users users in one room, each sending
+           --muc-messages messages --muc-interval apart; every occupant
+           gets every message (deliveries/s, latency, lost deliveries)
+  muc-cluster  the same room with its users spread over the three-node
+           Aviary cluster of (d)
 
 --archive turns message archiving (XEP-0313) on in all of them (off
 otherwise): every message is archived for its sender and its recipient.
@@ -66,7 +71,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
 DOMAIN = "localhost"
 ALL_SERVERS = ["aviary", "aviary-pg", "prosody", "prosody-minimal", "ejabberd"]
-ALL_WORKLOADS = ["ring", "login", "idle", "cluster"]
+ALL_WORKLOADS = ["ring", "login", "idle", "cluster", "muc", "muc-cluster"]
+# Workloads run on the three-node Aviary cluster only.
+CLUSTER_WORKLOADS = ("cluster", "muc-cluster")
 
 _cleanups = []  # run in reverse on exit
 
@@ -545,6 +552,10 @@ def workload_args(name, opts):
     if name == "idle":
         return ["-workload", "idle", "-prefix", "idle", "-users", str(opts.idle_sessions),
                 "-concurrency", str(opts.concurrency), "-settle", "20s"]
+    if name in ("muc", "muc-cluster"):
+        return ["-workload", "muc", "-prefix", "muc", "-users", str(opts.muc_users),
+                "-messages", str(opts.muc_messages), "-interval", opts.muc_interval,
+                "-inflight", "20", "-concurrency", str(opts.concurrency), "-drain", "20s"]
     raise ValueError(name)
 
 
@@ -565,6 +576,16 @@ def metrics(name, res):
         lat = login.get("latency") or {}
         m["login p99 ms"] = (lat.get("p99_ms", 0), False)
         m["SASL2 logins"] = (res.get("sasl2_logins", 0), True)
+    if name in ("muc", "muc-cluster"):
+        muc = res.get("muc") or {}
+        lat = muc.get("latency") or {}
+        m["deliveries/s"] = (muc.get("messages_per_second", 0), True)
+        m["p50 ms"] = (lat.get("p50_ms", 0), False)
+        m["p99 ms"] = (lat.get("p99_ms", 0), False)
+        m["max ms"] = (lat.get("max_ms", 0), False)
+        m["lost"] = (muc.get("lost", 0), False)
+        m["bounced"] = (muc.get("bounced", 0), False)
+        m["joined"] = (muc.get("joined", 0), True)
     if name == "idle":
         mem = res.get("memory") or {}
         m["KiB/session"] = (mem.get("kib_per_session", 0), False)
@@ -626,6 +647,10 @@ def main():
     ap.add_argument("--ring-messages", type=int, default=100)
     ap.add_argument("--ring-inflight", type=int, default=20)
     ap.add_argument("--login-users", type=int, default=2000)
+    ap.add_argument("--muc-users", type=int, default=1000, help="occupants of the muc workloads' room")
+    ap.add_argument("--muc-messages", type=int, default=12, help="messages each occupant sends")
+    ap.add_argument("--muc-interval", default="5s", help="pause between one occupant's messages (the offered "
+                    "load is users/interval messages a second, each delivered to every occupant)")
     ap.add_argument("--idle-sessions", type=int, default=10000)
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per tool run")
     ap.add_argument("--tls-pq", action="store_true",
@@ -675,13 +700,14 @@ def main():
     tool = os.path.join(work, "bin", "aviary-bench")
     subprocess.run(["go", "build", "-o", tool, "./cmd/aviary-bench"], cwd=ROOT, check=True)
     aviary_bin = None
-    if any(s.startswith("aviary") for s in servers) or "cluster" in workloads:
+    clustered = any(w in CLUSTER_WORKLOADS for w in workloads)
+    if any(s.startswith("aviary") for s in servers) or clustered:
         aviary_bin = os.path.join(work, "bin", "aviary")
         subprocess.run(["go", "build", "-o", aviary_bin, "./cmd/aviary"], cwd=ROOT, check=True)
 
     pg = None
     bindir = os.environ.get("AVIARY_PG_BINDIR") or "/usr/lib/postgresql/15/bin"
-    if "aviary-pg" in servers or "cluster" in workloads:
+    if "aviary-pg" in servers or clustered:
         pg = Postgres(work, bindir)
 
     def make(name):
@@ -703,7 +729,7 @@ def main():
     instances = {}
 
     def server_for(sname, wname):
-        if wname == "cluster":
+        if wname in CLUSTER_WORKLOADS:
             hz_jar = os.environ.get("AVIARY_HAZELCAST_JAR") or os.path.expanduser(
                 "~/.m2/repository/com/hazelcast/hazelcast/5.5.0/hazelcast-5.5.0.jar")
             if "aviary-cluster" not in instances:
@@ -715,7 +741,7 @@ def main():
         return instances[sname]
 
     def servers_for(wname):
-        if wname == "cluster":
+        if wname in CLUSTER_WORKLOADS:
             return ["aviary-cluster"]
         if wname == "login" and "aviary" in servers:
             # Aviary logs clients in with XEP-0388 SASL2 + XEP-0386 Bind 2
@@ -802,7 +828,8 @@ def main():
     out.append(f"Medians of {opts.repeats} runs ({idle_rep} for idle); each run on a freshly started server, accounts registered and the tool's SCRAM cache primed by an unmeasured run. "
                f"ring: {opts.ring_users} users x {opts.ring_messages} messages, {opts.ring_inflight} in flight; "
                f"login: {opts.login_users} users at concurrency {opts.concurrency}; "
-               f"idle: {opts.idle_sessions} sessions.")
+               f"idle: {opts.idle_sessions} sessions; "
+               f"muc: {opts.muc_users} occupants of one room x {opts.muc_messages} messages, one every {opts.muc_interval} per occupant.")
     out.append("")
     med = {}
     for wname in workloads:
@@ -840,11 +867,11 @@ def main():
         out.append("| workload | metric | " + " | ".join(f"{a}/{b}" for a, b in pairs) + " |")
         out.append("|---|---|" + "---|" * len(pairs))
         for wname in workloads:
-            if wname == "cluster":
+            if wname in CLUSTER_WORKLOADS:
                 continue
             keys = []
             for (s, w, k) in med:
-                if w == wname and k not in keys and k not in ("lost", "login failures", "SASL2 logins"):
+                if w == wname and k not in keys and k not in ("lost", "bounced", "joined", "login failures", "SASL2 logins"):
                     keys.append(k)
             for k in keys:
                 cells = [ratio(med.get((a, wname, k)), med.get((b, wname, k))) for a, b in pairs]
@@ -857,9 +884,9 @@ def main():
         spread = []
         for wname in workloads:
             reps = (opts.idle_repeats or opts.repeats) if wname == "idle" else opts.repeats
-            if wname == "cluster" or reps < 2:
+            if wname in CLUSTER_WORKLOADS or reps < 2:
                 continue
-            for k in [k for k, (_, up) in metrics(wname, {}).items() if up and k != "SASL2 logins"]:
+            for k in [k for k, (_, up) in metrics(wname, {}).items() if up and k not in ("SASL2 logins", "joined")]:
                 cells = [ratio_range(results.get((a, wname), []), results.get((b, wname), []), wname, k)
                          for a, b in pairs]
                 if any(c != "-" for c in cells):
