@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
@@ -69,41 +70,47 @@ func (r *Router) HandBack(ctx context.Context, on bool) {
 }
 
 // handlerGate counts the link handlers running that HandBack waits for,
-// and turns new ones away once closed. (Not a sync.RWMutex: a handler
-// may reach another handler of this router in the same goroutine, and a
-// waiting writer would deadlock a nested read lock.)
+// and turns new ones away once closed. It is on every stanza another node
+// sends, so entering and leaving are two atomic operations; the mutex is
+// taken only while closing. (Not a sync.RWMutex: a handler may reach
+// another of this router's handlers in the same goroutine, and a waiting
+// writer would deadlock a nested read lock.) enter adds itself before it
+// looks at closed and close sets closed before it looks at running, so
+// either the handler sees the gate closed or close sees it running.
 type handlerGate struct {
-	mu      sync.Mutex
-	closed  bool
-	running int
-	idle    chan struct{} // closed when running reaches 0, while closing
+	running atomic.Int64
+	closed  atomic.Bool
+
+	mu   sync.Mutex
+	idle chan struct{} // closed when running reaches 0, while closing
 }
 
 // enter reports whether a handler may run; if so, leave must follow.
 func (g *handlerGate) enter() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
+	g.running.Add(1)
+	if g.closed.Load() {
+		g.leave()
 		return false
 	}
-	g.running++
 	return true
 }
 
 func (g *handlerGate) leave() {
+	if g.running.Add(-1) != 0 || !g.closed.Load() {
+		return
+	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.running--
-	if g.running == 0 && g.idle != nil {
+	if g.idle != nil && g.running.Load() == 0 {
 		close(g.idle)
 		g.idle = nil
 	}
+	g.mu.Unlock()
 }
 
 func (g *handlerGate) close(ctx context.Context) {
 	g.mu.Lock()
-	g.closed = true
-	if g.running == 0 {
+	g.closed.Store(true)
+	if g.running.Load() == 0 {
 		g.mu.Unlock()
 		return
 	}
@@ -120,7 +127,7 @@ func (g *handlerGate) close(ctx context.Context) {
 
 func (g *handlerGate) open() {
 	g.mu.Lock()
-	g.closed = false
+	g.closed.Store(false)
 	g.mu.Unlock()
 }
 

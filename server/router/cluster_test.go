@@ -8,6 +8,7 @@ import (
 	"github.com/aviary-im/aviary/plugins/last"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -641,4 +642,43 @@ func TestHandBackWaitsForRunningHandlers(t *testing.T) {
 		t.Fatal("a reopened gate refused a handler")
 	}
 	g.leave()
+}
+
+// TestHandlerGateUnderConcurrency: handlers entering and leaving on many
+// goroutines while the gate closes; once close returns none is running
+// and none gets in.
+func TestHandlerGateUnderConcurrency(t *testing.T) {
+	for round := range 200 {
+		var g handlerGate
+		var inside atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if g.enter() {
+						inside.Add(1)
+						inside.Add(-1)
+						g.leave()
+					}
+				}
+			}()
+		}
+		g.close(context.Background())
+		if n := inside.Load(); n != 0 {
+			t.Fatalf("round %d: %d handlers inside after close returned", round, n)
+		}
+		if g.enter() {
+			t.Fatalf("round %d: a handler got in after close", round)
+		}
+		close(stop)
+		wg.Wait()
+	}
 }
