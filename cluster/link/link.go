@@ -35,6 +35,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -442,6 +443,25 @@ func (n *Node) acceptLoop(ln net.Listener) {
 	}
 }
 
+// closeAfterAck ends an inbound connection whose last acknowledgement was
+// just written, so that the sender reads it: closing a socket with unread
+// input (the frames the sender kept writing) makes the kernel send a
+// reset, and a reset can discard the acknowledgement before the sender
+// reads it (it would take handled frames for lost). So: end our side
+// (FIN, or TLS close_notify), then read and drop what comes until the
+// sender, having read the acknowledgement and the end, closes its side,
+// for at most handBackDrain.
+func closeAfterAck(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(handBackDrain))
+	_, _ = io.Copy(io.Discard, c)
+}
+
+// handBackDrain bounds closeAfterAck's wait for the sender to close.
+const handBackDrain = 5 * time.Second
+
 // serveConn authenticates an inbound connection and runs its handlers.
 func (n *Node) serveConn(c net.Conn) {
 	raw := c // c becomes the tls.Conn over it
@@ -508,6 +528,7 @@ func (n *Node) serveConn(c net.Conn) {
 						n.ack(in, handled)
 					}
 					n.log.Debug("link handed a message back", "from", from, "kind", f.kind)
+					closeAfterAck(c)
 					return
 				}
 				n.log.Debug("link send handler failed", "from", from, "kind", f.kind, "err", err)
