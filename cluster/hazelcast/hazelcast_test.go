@@ -142,6 +142,9 @@ type nodeOpt struct {
 	switchPoll time.Duration
 	noCache    bool
 	opTimeout  time.Duration
+	// heartbeat, when set, is the heartbeat interval (the TTL three
+	// times it).
+	heartbeat time.Duration
 }
 
 func testConfig(addrs []string, clusterName, name, secret string) conf.ClusterConfig {
@@ -175,6 +178,9 @@ func startNode(t testing.TB, m *hztest.Member, prefix, name string, o nodeOpt) *
 	cc := testConfig(o.addrs, m.ClusterName, name, o.secret)
 	if o.opTimeout > 0 {
 		cc.OperationTimeout = o.opTimeout
+	}
+	if o.heartbeat > 0 {
+		cc.HeartbeatInterval, cc.NodeTTL = o.heartbeat, 3*o.heartbeat
 	}
 	c, err := NewWithOptions(Options{
 		Cluster:      cc,
@@ -579,6 +585,101 @@ func TestSwitch(t *testing.T) {
 	if _, err := a.Call(ctx, "b", "echo", []byte("back")); err != nil {
 		t.Fatalf("Call after re-enable: %v", err)
 	}
+}
+
+// TestJoiningTogetherSeeEachOther: when the switch turns on, the nodes
+// join within milliseconds of each other, and each then resyncs presence
+// with what it sees at its OnClusteredChange(true) (router
+// clusteredChange). Whichever joins second must see the first's routes
+// there, or neither resends presence to the other's users (CI failure of
+// server/clustertest TestClusterSwitch). The heartbeat is long here, so
+// that a node whose entry said clustered only from its next heartbeat on
+// would be invisible to the other at both joins.
+func TestJoiningTogetherSeeEachOther(t *testing.T) {
+	m := hztest.Shared(t, "aviary-test")
+	p := prefix(t)
+	props := &memProps{}
+	opt := nodeOpt{props: props, heartbeat: 2 * time.Second}
+	a := startNode(t, m, p, "a", opt)
+	b := startNode(t, m, p, "b", opt)
+	ctx := context.Background()
+	if err := a.PutRoute(ctx, cluster.Route{JID: "ua@x/r", Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutRoute(ctx, cluster.Route{JID: "ub@x/r", Available: true}); err != nil {
+		t.Fatal(err)
+	}
+	// What each node sees of the other's user when it joins.
+	var mu sync.Mutex
+	seen := map[string][]bool{}
+	watch := func(n *node, other string) {
+		n.OnClusteredChange(func(v bool) {
+			if !v {
+				return
+			}
+			rs, _ := n.Routes(ctx, other)
+			mu.Lock()
+			seen[n.NodeName()] = append(seen[n.NodeName()], len(rs) == 1)
+			mu.Unlock()
+		})
+	}
+	watch(a, "ub@x")
+	watch(b, "ua@x")
+	waitMembers(t, []string{"a", "b"}, a, b)
+	for round := range 4 {
+		_ = props.SetProperty(ctx, cluster.SwitchProperty, "false")
+		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			for _, n := range []*node{a, b} {
+				if n.Clustered() {
+					return fmt.Errorf("%s still clustered", n.NodeName())
+				}
+			}
+			return nil
+		})
+		// Until a heartbeat writes them, the entries still say clustered
+		// and the join below would find them so anyway.
+		testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+			for _, n := range []*node{a, b} {
+				if entryClustered(t, a, n.NodeName()) {
+					return fmt.Errorf("%s's entry still says clustered", n.NodeName())
+				}
+			}
+			return nil
+		})
+		mu.Lock()
+		clear(seen)
+		mu.Unlock()
+		_ = props.SetProperty(ctx, cluster.SwitchProperty, "true")
+		testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen["a"]) == 0 || len(seen["b"]) == 0 {
+				return fmt.Errorf("joins seen: %v", seen)
+			}
+			return nil
+		})
+		mu.Lock()
+		sawA, sawB := seen["a"][0], seen["b"][0]
+		mu.Unlock()
+		if !sawA && !sawB {
+			t.Fatalf("round %d: neither node saw the other's route when it joined", round)
+		}
+	}
+}
+
+// entryClustered reads node's membership entry through n's client.
+func entryClustered(t testing.TB, n *node, name string) bool {
+	t.Helper()
+	o := n.objs()
+	if o == nil {
+		t.Fatal("no hazelcast client")
+	}
+	v, err := o.members.Get(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mr memberRecord
+	return v != nil && fromValue(v, &mr) == nil && mr.Clustered
 }
 
 // TestMemberRestart: the only Hazelcast member dies and comes back

@@ -275,17 +275,23 @@ func (c *Cluster) tick(ctx context.Context) {
 		return
 	}
 	if !c.clustered.Load() || c.detached.Load() {
-		if c.detached.Load() {
-			// Register before publishing, so the routes go out under the
-			// incarnation the entry names (a lost entry means a new one)
-			// and the heartbeat does not find the entry gone again
-			// right after the rejoin.
-			if _, err := c.heartbeat(ctx, o); err != nil {
-				c.log.Warn("cluster re-registration failed; will retry", "err", err)
-				return
-			}
-			c.entryLost.Store(false)
+		// Register before publishing, on every join: the entry must say
+		// clustered before this node reads the others (buildCache,
+		// pollMembers) and the router resyncs presence. Two nodes that
+		// join together (the switch turned on) then cannot both miss each
+		// other: whichever reads second sees the first's entry and routes.
+		// Left to the next heartbeat (up to heartbeat_interval later),
+		// each saw the other's entry still unclustered, dropped its
+		// routes, and neither resent presence to the other's users.
+		// After a detach this also sends the routes out under the
+		// incarnation the entry names (a lost entry means a new one) and
+		// keeps the heartbeat from finding the entry gone right after the
+		// rejoin.
+		if _, err := c.heartbeat(ctx, o); err != nil {
+			c.log.Warn("cluster registration before joining failed; will retry", "err", err)
+			return
 		}
+		c.entryLost.Store(false)
 		octx, cancel := c.opCtx(ctx)
 		err := c.ensureIndexes(octx, o)
 		cancel()
