@@ -3,6 +3,7 @@ package placement
 import (
 	"encoding/binary"
 	"errors"
+	"time"
 
 	"github.com/aviary-im/aviary/wire"
 )
@@ -54,6 +55,78 @@ func decodeDeliver(b []byte) (string, []*wire.Element, error) {
 		rest = r
 	}
 	return string(key), els, nil
+}
+
+// encodeDeliverV2: the key, then for each stanza of the batch the time
+// left until its deadline (uvarint milliseconds, measured at now) and the
+// stanza. Durations rather than instants: the nodes' clocks may differ.
+func encodeDeliverV2(key string, batch []*item, now time.Time) []byte {
+	b := appendString(nil, []byte(key))
+	for _, it := range batch {
+		if it.el != nil {
+			b = binary.AppendUvarint(b, uint64(max(it.deadline.Sub(now), 0)/time.Millisecond))
+			b = wire.AppendBinary(b, it.el)
+		}
+	}
+	return b
+}
+
+// maxBudget bounds a deadline another node asks for.
+const maxBudget = 10 * time.Minute
+
+func decodeDeliverV2(b []byte, now time.Time) (string, []*wire.Element, []time.Time, error) {
+	key, rest, ok := readString(b)
+	if !ok {
+		return "", nil, nil, errMalformed
+	}
+	var els []*wire.Element
+	var deadlines []time.Time
+	for len(rest) > 0 {
+		ms, n := binary.Uvarint(rest)
+		if n <= 0 {
+			return "", nil, nil, errMalformed
+		}
+		el, r, err := wire.DecodeBinary(rest[n:])
+		if err != nil || !el.IsStanza() {
+			return "", nil, nil, errMalformed
+		}
+		els = append(els, el)
+		deadlines = append(deadlines, now.Add(time.Duration(min(ms, uint64(maxBudget/time.Millisecond)))*time.Millisecond))
+		rest = r
+	}
+	return string(key), els, deadlines, nil
+}
+
+// encodeDeliverReply: a status byte, then with statusDone one byte per
+// stanza: 1 when it was not handled.
+func encodeDeliverReply(status byte, unhandled []bool) []byte {
+	b := make([]byte, 1, 1+len(unhandled))
+	b[0] = status
+	for _, u := range unhandled {
+		if u {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+	}
+	return b
+}
+
+func decodeDeliverReply(b []byte, n int) (byte, []bool, error) {
+	if len(b) == 0 {
+		return 0, nil, errMalformed
+	}
+	if b[0] != statusDone {
+		return b[0], nil, nil
+	}
+	if len(b) != 1+n {
+		return 0, nil, errMalformed
+	}
+	out := make([]bool, n)
+	for i, v := range b[1:] {
+		out[i] = v != 0
+	}
+	return statusDone, out, nil
 }
 
 // encodeTake: a status byte, then the handed-over states.

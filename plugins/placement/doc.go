@@ -36,6 +36,17 @@
 //     Options.QueueLimit bounces new stanzas with resource-constraint.
 //     The price is at-least-once across a crash: a stanza the dead owner
 //     handled but did not confirm is handled again by the new one.
+//   - Handled once or bounced once, also under overload. A forwarded
+//     stanza travels with the time left until its deadline; the owner
+//     does not start it past that deadline but answers, per stanza, that
+//     it did not handle it, and only the sender bounces it. The sender
+//     waits for that answer a grace period past the deadline (MoveTimeout
+//     / 4, at most 10s) and, while the owner is a live member, even after
+//     the key moved (the old owner forwards what it still holds). Before
+//     this, an owner with a long queue handled what its sender had
+//     already bounced, and a sender that gave up on a busy owner after a
+//     membership change sent the same stanzas to the new owner: both were
+//     seen by the thousand in a three-node group chat benchmark.
 //   - Rebuild before use: the first stanza for a key on its new owner
 //     waits for Rebuild, which gets the state the previous holders handed
 //     over (Release on a node that stopped owning the key: after a join,
@@ -82,9 +93,13 @@
 //
 // # Messages
 //
-// Four kinds, namespaced by the plugin (plugins.Cluster) and Options.Name:
-// "deliver" (Call: a key and a batch of stanzas; the owner answers once
-// they are handled, or that it is not the owner), "take" (Call to every
+// Five kinds, namespaced by the plugin (plugins.Cluster) and Options.Name:
+// "deliver.v2" (Call: a key and a batch of stanzas, each with the time
+// left until its deadline; the owner answers, once each is handled or
+// past its deadline, which it did not handle, or that it is not the
+// owner), "deliver" (its predecessor without deadlines, still answered
+// and used towards a node that has no deliver.v2, during a rolling
+// upgrade), "take" (Call to every
 // member: hand over what you hold for a key), "adopt" (Send: you own this
 // key now) and "give" (Call at Stop: keep this handed-over state for the
 // key's next owner).

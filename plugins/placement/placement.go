@@ -114,6 +114,13 @@ type item struct {
 	// done, for stanzas another node forwarded, is signalled once the
 	// stanza was handled or bounced here; the Call waiting on it answers.
 	done chan struct{}
+	// answerBack, on a stanza forwarded with the deliver.v2 protocol: past
+	// its deadline it is not bounced here but reported not handled
+	// (unhandled set before done closes), and its sender bounces it. So
+	// a stanza is either handled once or bounced once: the owner never
+	// handles what its sender already bounced.
+	answerBack bool
+	unhandled  bool
 }
 
 type handoff struct {
@@ -168,6 +175,7 @@ func (p *Placement) kind(k string) string { return "placement." + p.o.Name + "."
 func (p *Placement) Start() {
 	p.remove = append(p.remove,
 		p.c.Handle(p.kind("deliver"), p.handleDeliver),
+		p.c.Handle(p.kind("deliver.v2"), p.handleDeliverV2),
 		p.c.Handle(p.kind("take"), p.handleTake),
 		p.c.Handle(p.kind("adopt"), p.handleAdopt),
 		p.c.Handle(p.kind("give"), p.handleGive),
@@ -322,10 +330,12 @@ func (p *Placement) process(key string, ks *keyState, batch []*item) {
 				finish(batch) // a control item only had to release
 				return
 			}
-			ok, err := p.forward(owner, key, batch)
-			if ok {
-				finish(batch)
+			rest, err := p.forward(owner, key, batch)
+			if len(rest) == 0 {
 				return
+			}
+			if len(rest) < len(batch) {
+				batch = rest // the owner handled the others
 			}
 			if err != nil && p.ctx.Err() == nil {
 				p.log.Debug("placement: owner did not take the stanzas; waiting", "key", key, "owner", owner, "err", err)
@@ -352,7 +362,10 @@ func (p *Placement) expire(batch []*item) []*item {
 			kept = append(kept, it)
 			continue
 		}
-		if it.el != nil {
+		switch {
+		case it.answerBack:
+			it.unhandled = true // its sender bounces it
+		case it.el != nil:
 			p.log.Warn("placement: no owner took a stanza in time; bouncing it", "to", it.el.To(), "waited", p.o.MoveTimeout)
 			p.bounce(it.el, wire.ErrRemoteServerTimeout.WithText("the service did not answer in time: it is moving to another node, try again"))
 		}
@@ -380,7 +393,11 @@ func (p *Placement) handleHere(key string, ks *keyState, batch []*item) []*item 
 		return batch
 	}
 	for i, it := range batch {
-		if it.el != nil {
+		if it.answerBack && !time.Now().Before(it.deadline) {
+			// Its sender bounces it (see forward); an earlier Handle of
+			// the batch took the time.
+			it.unhandled = true
+		} else if it.el != nil {
 			ctx, cancel := context.WithTimeout(p.ctx, p.o.MoveTimeout)
 			err := p.o.Module.Handle(ctx, key, it.el)
 			cancel()
@@ -575,26 +592,35 @@ func (p *Placement) release(key string, ks *keyState, owner string) {
 	}
 }
 
-// forward sends a batch to the owner and reports whether it handled it.
-func (p *Placement) forward(owner, key string, batch []*item) (bool, error) {
-	payload := encodeDeliver(key, batch)
-	deadline := batch[0].deadline
+// forward sends a batch to the owner and returns what it did not handle
+// (nil when it handled everything; the whole batch when the call failed).
+// It finishes the items the owner handled.
+//
+// The owner gets each stanza's deadline with it and answers, per stanza,
+// handled or not: what it could not start before the deadline it reports
+// instead of handling it later, so that this node bounces it and nobody
+// handles it as well. The call waits replyGrace past the last deadline
+// for that answer. While the owner is a live member the call is not given
+// up early even if the key moved meanwhile: the owner forwards what it
+// still holds to the new owner, and answers. Only an owner that left the
+// membership (dead, or hung and dropped) is given up on at once; what it
+// had started on may then be handled twice, never lost.
+func (p *Placement) forward(owner, key string, batch []*item) ([]*item, error) {
+	last := batch[0].deadline
 	for _, it := range batch {
-		if it.deadline.Before(deadline) {
-			deadline = it.deadline
+		if it.deadline.After(last) {
+			last = it.deadline
 		}
 	}
-	ctx, cancel := context.WithDeadline(p.ctx, deadline)
+	ctx, cancel := context.WithDeadline(p.ctx, last.Add(p.replyGrace()))
 	defer cancel()
-	// An owner that hangs instead of dying keeps the call open; once the
-	// cluster names another owner, stop waiting for it.
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
 		for {
 			select {
 			case <-p.changes():
-				if p.Owner(key) != owner {
+				if !p.isMember(owner) {
 					cancel()
 					return
 				}
@@ -603,14 +629,69 @@ func (p *Placement) forward(owner, key string, batch []*item) (bool, error) {
 			}
 		}
 	}()
-	reply, err := p.c.Call(ctx, owner, p.kind("deliver"), payload)
+	reply, err := p.c.Call(ctx, owner, p.kind("deliver.v2"), encodeDeliverV2(key, batch, time.Now()))
+	if errors.Is(err, plugins.ErrNoHandler) {
+		// An owner from before deliver.v2 (a rolling upgrade).
+		return p.forwardV1(ctx, owner, key, batch)
+	}
 	if err != nil {
-		return false, err
+		return batch, err
+	}
+	st, unhandled, err := decodeDeliverReply(reply, len(batch))
+	if err != nil {
+		return batch, err
+	}
+	if st != statusDone {
+		return batch, fmt.Errorf("placement: %s does not own %q", owner, key)
+	}
+	var rest []*item
+	for i, it := range batch {
+		if unhandled[i] {
+			rest = append(rest, it)
+		} else {
+			finish(batch[i : i+1])
+		}
+	}
+	return rest, nil
+}
+
+// forwardV1 is forward for an owner that knows only "deliver": it handles
+// the whole batch or nothing, and bounces what waits past its own
+// deadline itself. The call ends at the batch's first deadline.
+func (p *Placement) forwardV1(ctx context.Context, owner, key string, batch []*item) ([]*item, error) {
+	first := batch[0].deadline
+	for _, it := range batch {
+		if it.deadline.Before(first) {
+			first = it.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(ctx, first)
+	defer cancel()
+	reply, err := p.c.Call(ctx, owner, p.kind("deliver"), encodeDeliver(key, batch))
+	if err != nil {
+		return batch, err
 	}
 	if len(reply) == 1 && reply[0] == statusDone {
-		return true, nil
+		finish(batch)
+		return nil, nil
 	}
-	return false, fmt.Errorf("placement: %s does not own %q", owner, key)
+	return batch, fmt.Errorf("placement: %s does not own %q", owner, key)
+}
+
+// replyGrace is how long a forwarding call waits for the owner's answer
+// past the last deadline of its batch: the owner reports at each deadline
+// what it did not start, once the Handle under way (if any) returns.
+func (p *Placement) replyGrace() time.Duration {
+	return min(p.o.MoveTimeout/4, 10*time.Second)
+}
+
+func (p *Placement) isMember(node string) bool {
+	for _, m := range p.c.Members() {
+		if m.Name == node {
+			return true
+		}
+	}
+	return false
 }
 
 // give hands a released state to owner's box (at Stop).
@@ -653,6 +734,42 @@ func (p *Placement) handleDeliver(ctx context.Context, from string, payload []by
 		}
 	}
 	return []byte{statusDone}, nil
+}
+
+// handleDeliverV2 takes stanzas another node forwarded with their
+// deadlines, and answers, once each was handled or reached its deadline
+// unstarted, which it did not handle (see forward).
+func (p *Placement) handleDeliverV2(ctx context.Context, from string, payload []byte) ([]byte, error) {
+	key, els, deadlines, err := decodeDeliverV2(payload, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if p.Owner(key) != p.self || p.ctx.Err() != nil {
+		return []byte{statusNotOwner}, nil
+	}
+	items := make([]*item, len(els))
+	for i, el := range els {
+		items[i] = &item{el: el, deadline: deadlines[i], done: make(chan struct{}), answerBack: true}
+		if p.enqueue(key, items[i], false) != nil {
+			// Stopping: what was queued already is reported unhandled
+			// (p.ctx is done, so expire does that at once).
+			for _, it := range items[i:] {
+				it.unhandled = true
+				close(it.done)
+			}
+			break
+		}
+	}
+	unhandled := make([]bool, len(items))
+	for i, it := range items {
+		select {
+		case <-it.done:
+			unhandled[i] = it.unhandled
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return encodeDeliverReply(statusDone, unhandled), nil
 }
 
 // handleTake answers a new owner collecting what this node holds for a
