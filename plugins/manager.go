@@ -142,6 +142,16 @@ func (m *Manager) Stop(ctx context.Context) error {
 	return nil
 }
 
+// SessionsClosing tells every SessionsCloser that the node's sessions
+// are about to close (the first step of a node's Stop), in plugin order.
+func (m *Manager) SessionsClosing(ctx context.Context) {
+	for _, p := range m.list() {
+		if c, ok := p.(SessionsCloser); ok {
+			c.SessionsClosing(ctx)
+		}
+	}
+}
+
 // HandleIQ dispatches an IQ get/set to the plugin that registered its
 // payload namespace for the target. handled is false when none did; the
 // router then answers service-unavailable.

@@ -37,6 +37,15 @@ type Plugin interface {
 	Stop(ctx context.Context) error
 }
 
+// SessionsCloser is told that the node is stopping, before its sessions
+// close and while federation still runs, so that it can say goodbye to
+// them (group chat's status 332 when no other node takes its rooms). It
+// should return soon; ctx bounds it.
+type SessionsCloser interface {
+	Plugin
+	SessionsClosing(ctx context.Context)
+}
+
 // Target says which IQs a handler receives.
 type Target int
 

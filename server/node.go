@@ -407,10 +407,21 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 		n.stops = append(n.stops, s.Stop)
 	}
+	// The first step of Stop, while sessions and federation still run:
+	// plugins say goodbye to them (group chat's 332 on the last node).
+	n.stops = append(n.stops, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, sessionsClosingTimeout)
+		defer cancel()
+		n.plugins.SessionsClosing(cctx)
+		return nil
+	})
 	n.running = true
 	n.log.Info("aviary node started", "domain", n.cfg.Domain, "node", n.cluster.NodeName())
 	return nil
 }
+
+// sessionsClosingTimeout bounds the plugins' goodbyes at Stop.
+const sessionsClosingTimeout = 5 * time.Second
 
 // Stop takes the node down in the reverse order of Start. Open sessions
 // are closed with system-shutdown; detached stream-management sessions are

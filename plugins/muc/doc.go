@@ -53,7 +53,11 @@
 // their unavailable presence. When a node that held sessions dies, the
 // rooms hosted elsewhere drop them the same way (OnMembersChange). A
 // graceful move (a join, a drain, Stop) hands the whole room over
-// (Release), history and roles included.
+// (Release), history and roles included. Only the last node to stop (or a
+// node with clustering off) has nobody to hand its rooms to: before its
+// sessions close it sends each occupant's sessions their own unavailable
+// presence with 110 and 332 (removed because the service shuts down) and
+// empties the rooms (SessionsClosing, the first step of a node's Stop).
 //
 // # Clustering switched off and on
 //

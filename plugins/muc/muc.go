@@ -64,6 +64,8 @@ type Plugin struct {
 	public map[string]string
 	// info is what operators see of the rooms hosted here (admin.go).
 	info map[string]RoomInfo
+	// closing: the rooms whose goodbye SessionsClosing waits for.
+	closing map[string]chan struct{}
 }
 
 var _ placement.Module = (*Plugin)(nil)
@@ -159,6 +161,54 @@ func (p *Plugin) Stop(ctx context.Context) error {
 		return p.p.Stop(ctx)
 	}
 	return nil
+}
+
+// SessionsClosing runs when the node stops, before its sessions close.
+// When no other node takes the rooms over (this is the last node of the
+// cluster, or clustering is off), every room hosted here tells its
+// occupants that they are removed because the service shuts down (status
+// 332) and empties; otherwise the rooms move with their occupants at Stop
+// and nobody is told anything. It returns once every room did, or when
+// ctx ends.
+func (p *Plugin) SessionsClosing(ctx context.Context) {
+	if p.p == nil || len(p.c.Members()) > 1 {
+		return
+	}
+	rooms := p.Hosted()
+	if len(rooms) == 0 {
+		return
+	}
+	waits := make([]chan struct{}, len(rooms))
+	p.mu.Lock()
+	p.closing = map[string]chan struct{}{}
+	for i, r := range rooms {
+		waits[i] = make(chan struct{})
+		p.closing[r] = waits[i]
+	}
+	p.mu.Unlock()
+	for _, r := range rooms {
+		el := wire.New("message", "from", p.domain, "to", r+"@"+p.domain, "type", "headline")
+		p.p.Dispatch(ctx, r, el.Append(wire.NewNS("shutdown", nsInternal)))
+	}
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
+			p.log.Warn("muc: not every room said goodbye before the node stopped", "err", ctx.Err())
+			return
+		}
+	}
+	p.log.Info("muc: the last node stops; occupants told the rooms close (332)", "rooms", len(rooms))
+}
+
+// closed signals SessionsClosing that room said goodbye.
+func (p *Plugin) closed(room string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w := p.closing[room]; w != nil {
+		close(w)
+		delete(p.closing, room)
+	}
 }
 
 // Hosted returns the rooms this node hosts, sorted.

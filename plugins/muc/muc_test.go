@@ -648,3 +648,41 @@ func TestRegisterNick(t *testing.T) {
 	got = f.do("r10", `<iq type='set' id='s2' from='carol@example.com/c' to='r10@conference.example.com'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'><field var='muc#register_roomnick'><value>bobby</value></field></x></query></iq>`)
 	mustFind(t, got, `id="s2"`, `<conflict`)
 }
+
+// TestLastNodeStopSays332: when the last node stops, every occupant's
+// session is told it leaves because the service shuts down (110 + 332)
+// before the sessions close, and the room is empty. With another node
+// left to take the rooms over, a stopping node tells nobody anything.
+func TestLastNodeStopSays332(t *testing.T) {
+	f := newFixture(t)
+	f.instant("r332")
+	f.do("r332", join("r332", "bob@example.com/b", "bob"), join("r332", "bob@example.com/b2", "bob"))
+	f.h.Routed()
+	if rooms, err := f.m.Plugin(muc.ID).(*muc.Plugin).Rooms(context.Background()); err != nil || len(rooms) != 1 || len(rooms[0].Occupants) != 2 {
+		t.Fatalf("before: %+v, %v", rooms, err)
+	}
+	f.m.SessionsClosing(context.Background())
+	got := f.h.Routed()
+	for _, to := range []string{"alice@example.com/a", "bob@example.com/b", "bob@example.com/b2"} {
+		mustFind(t, got, `to="`+to+`"`, `type="unavailable"`, `code="110"`, `code="332"`)
+	}
+	if len(got) != 3 {
+		t.Errorf("%d stanzas, want 3 (each session its own presence):\n%s", len(got), strings.Join(got, "\n"))
+	}
+	// The room was temporary: empty, it is gone.
+	if rooms, err := f.m.Plugin(muc.ID).(*muc.Plugin).Rooms(context.Background()); err != nil || len(rooms) != 0 {
+		t.Errorf("after the goodbye: %+v, %v", rooms, err)
+	}
+
+	_, fa, fb, room := twoNodes(t, false)
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		fmt.Sprintf(`<iq type='set' id='cfg' from='alice@example.com/a' to='%s@%s'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`, room, svc))
+	fb.do(room, join(room, "bob@example.com/b", "bob"))
+	fa.h.Routed()
+	fb.h.Routed()
+	fb.m.SessionsClosing(context.Background()) // b hosts the room; a stays
+	got = append(fa.do(room), fb.do(room)...)
+	if n := len(find(got, `code="332"`)); n != 0 {
+		t.Errorf("332 while another node takes the room: %q", got)
+	}
+}

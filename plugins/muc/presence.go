@@ -41,6 +41,11 @@ func (p *Plugin) Handle(ctx context.Context, room string, el *wire.Element) erro
 			req.from = p.domain
 			req.destroy(ctx, el.Child("destroy", nsInternal))
 			req.out.flush(ctx)
+		case el.Child("shutdown", nsInternal) != nil:
+			p.shutdown(ctx, r)
+		}
+		if el.Child("shutdown", nsInternal) != nil {
+			p.closed(room)
 		}
 		return nil
 	}
@@ -368,6 +373,26 @@ func (q *request) leave(ctx context.Context, o *Occupant, status string) {
 		q.out.add(other, p.leavePresence(r, o, r.affiliation(o.Bare), other, status))
 	}
 	delete(o.Sessions, q.from)
+	p.emptied(ctx, r)
+}
+
+// shutdown is a room's goodbye when its node stops and no other node
+// takes it over: every session of every occupant gets its own
+// unavailable presence with 110 and 332 (XEP-0045: removed because the
+// service is shutting down), and the occupants leave. Each session gets
+// only its own presence, not the others': that would be occupants²
+// stanzas, and a client that left a room keeps nothing of them.
+func (p *Plugin) shutdown(ctx context.Context, r *Room) {
+	b := p.newOutbox()
+	for _, o := range r.sortedOccupants() {
+		for full, node := range o.Sessions {
+			self := p.leavePresence(r, o, r.affiliation(o.Bare), o, "", 110, 332)
+			self.Child("x", NSUser).Child("item", "").SetAttr("jid", full)
+			b.addTo(full, node, self)
+		}
+		delete(r.Occupants, o.Nick)
+	}
+	b.flush(ctx)
 	p.emptied(ctx, r)
 }
 
