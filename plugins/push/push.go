@@ -55,6 +55,11 @@
 // EventSessionClosed end it). A message notified this way that the
 // session never acknowledged, stored offline when the session ends
 // unresumed, does not notify again.
+//
+// When the database does not answer, a notification is not dropped and
+// does not hold up the message: it waits in memory and is sent once the
+// registrations can be read, behind any that wait already (deferral.go;
+// metrics aviary_push_deferred_*).
 package push
 
 import (
@@ -125,6 +130,17 @@ type Plugin struct {
 	// those must not notify a second time.
 	pushed    map[*wire.Element]string
 	pushedFor map[string][]*wire.Element
+
+	// deferred holds notifications whose registrations could not be read
+	// (the database did not answer), oldest first, for one goroutine to
+	// retry (deferral.go). While it holds any, new notifications queue
+	// behind them instead of waiting database.timeout each on the
+	// message's path.
+	deferMu  sync.Mutex
+	deferred []deferredNote
+	retrying bool
+	quit     chan struct{}
+	retryWG  sync.WaitGroup
 }
 
 // maxPushedPerSession bounds what pushed keeps for one session; past it a
@@ -140,7 +156,7 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{quiet: map[string]bool{}, pushed: map[*wire.Element]string{}, pushedFor: map[string][]*wire.Element{}}
+	return &Plugin{quiet: map[string]bool{}, pushed: map[*wire.Element]string{}, pushedFor: map[string][]*wire.Element{}, quit: make(chan struct{})}
 }
 
 func (p *Plugin) ID() string { return ID }
@@ -272,6 +288,7 @@ func limits(cfg *conf.Config) storage.Limits {
 }
 
 func (p *Plugin) Stop(ctx context.Context) error {
+	p.stopRetrying()
 	for _, rm := range p.rmHooks {
 		rm()
 	}
@@ -406,15 +423,13 @@ func (p *Plugin) Intercept(ctx context.Context, pt plugins.Point, st *plugins.St
 	switch pt {
 	case plugins.PointOffline:
 		if !p.alreadyPushed(contentOf(st.El)) {
-			p.Notify(ctx, wire.BareJID(st.El.To()), st.El)
+			p.notifyOrDefer(ctx, wire.BareJID(st.El.To()), st.El, "")
 		}
 	case plugins.PointDeliver:
 		if st.Session == "" || !p.isQuiet(st.Session) {
 			break
 		}
-		if p.notify(ctx, wire.BareJID(st.Session), st.El, st.Session) > 0 {
-			p.remember(st.Session, contentOf(st.El))
-		}
+		p.notifyOrDefer(ctx, wire.BareJID(st.Session), st.El, st.Session)
 	}
 	return plugins.Continue, nil
 }
@@ -441,16 +456,16 @@ func contentOf(el *wire.Element) *wire.Element {
 // Notify publishes a notification about msg to every app server owner
 // registered. Failures are logged: the message itself goes on.
 func (p *Plugin) Notify(ctx context.Context, owner string, msg *wire.Element) {
-	p.notify(ctx, owner, msg, "")
+	p.notifyOrDefer(ctx, owner, msg, "")
 }
 
 // notify publishes to the registrations the session enabled (all of the
-// account's when session is "") and returns how many it published to.
-func (p *Plugin) notify(ctx context.Context, owner string, msg *wire.Element, session string) int {
+// account's when session is "") and returns how many it published to. It
+// fails only when the registrations could not be read.
+func (p *Plugin) notify(ctx context.Context, owner string, msg *wire.Element, session string) (int, error) {
 	regs, err := p.registrations(ctx, owner)
 	if err != nil {
-		p.host.Logger().Warn("push: could not read registrations", "owner", owner, "err", err)
-		return 0
+		return 0, err
 	}
 	if session != "" {
 		mine := regs[:0]
@@ -462,7 +477,7 @@ func (p *Plugin) notify(ctx context.Context, owner string, msg *wire.Element, se
 		regs = mine
 	}
 	if len(regs) == 0 {
-		return 0
+		return 0, nil
 	}
 	count := 1
 	err = storage.UpdateKV(ctx, p.host.Store().KeyValue(Pending), owner, "count", storage.Limits{},
@@ -478,7 +493,7 @@ func (p *Plugin) notify(ctx context.Context, owner string, msg *wire.Element, se
 		p.host.Route(ctx, p.notification(owner, r, msg, count))
 		p.stats.sent.Add(1)
 	}
-	return len(regs)
+	return len(regs), nil
 }
 
 // notification builds the publish IQ for one registration.

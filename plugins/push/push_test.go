@@ -2,8 +2,10 @@ package push_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/plugintest"
 	"github.com/aviary-im/aviary/plugins/push"
+	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -367,5 +370,87 @@ func TestServiceDomainAnswers(t *testing.T) {
 	}
 	if err := h.ToService(t, m, `<iq type='set' id='d3' from='juliet@example.com/phone' to='`+p.Domain()+`'><pubsub xmlns='http://jabber.org/protocol/pubsub'/></iq>`); err != wire.ErrServiceUnavailable {
 		t.Fatalf("a set to the service: %v, want service-unavailable", err)
+	}
+}
+
+// downStore fails the push registrations' reads while down, and counts
+// the reads made with a context marked as the message's path.
+type downStore struct {
+	storage.Store
+	down     atomic.Bool
+	pathRead atomic.Int32
+}
+
+type onMessagePath struct{}
+
+func (s *downStore) Map(name string) storage.Map { return downMap{s.Store.Map(name), s} }
+
+type downMap struct {
+	storage.Map
+	s *downStore
+}
+
+func (m downMap) List(ctx context.Context, owner, collection string, q storage.MapQuery) ([]storage.MapItem, error) {
+	if ctx.Value(onMessagePath{}) != nil {
+		m.s.pathRead.Add(1)
+	}
+	if m.s.down.Load() {
+		return nil, errors.New("database did not answer")
+	}
+	return m.Map.List(ctx, owner, collection, q)
+}
+
+// TestNotificationsWaitForTheDatabase: while the registrations cannot be
+// read, the first message pays one failed read and every later one
+// queues behind it without touching the store (each used to wait
+// database.timeout on the message's path, and was never notified); once
+// the database answers, every notification goes out, in order.
+func TestNotificationsWaitForTheDatabase(t *testing.T) {
+	defer push.SetDeferBackoff(5*time.Millisecond, 20*time.Millisecond)()
+	base := plugintest.NewHost(t)
+	st := &downStore{Store: base.St}
+	h := plugintest.NewHostWithStore(t, st)
+	p := push.New()
+	m := h.Start(t, p)
+	if got := h.IQ(t, m, plugins.ToServer, strings.Replace(enable, "%s", "", 1)); got != result {
+		t.Fatalf("enable: %s", got)
+	}
+	st.down.Store(true)
+	ctx := context.WithValue(context.Background(), onMessagePath{}, true)
+	for range 3 {
+		if _, err := m.Intercept(ctx, plugins.PointOffline, &plugins.Stanza{El: plugintest.Parse(t, chat)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.pathRead.Load(); n != 1 {
+		t.Errorf("%d registration reads on the messages' path while the database is down, want 1", n)
+	}
+	if r := h.Routed(); len(r) != 0 {
+		t.Fatalf("notified without registrations: %q", r)
+	}
+	if n := p.Deferred(); n != 3 {
+		t.Fatalf("%d deferred, want 3", n)
+	}
+	st.down.Store(false)
+	var got []string
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+		got = append(got, h.Routed()...)
+		if len(got) < 3 {
+			return fmt.Errorf("%d notifications", len(got))
+		}
+		return nil
+	})
+	for i, n := range got {
+		if !strings.Contains(n, fmt.Sprintf(`<field var="message-count"><value>%d</value></field>`, i+1)) {
+			t.Errorf("notification %d: %s", i, n)
+		}
+	}
+	if n := p.Deferred(); n != 0 {
+		t.Errorf("%d still deferred", n)
+	}
+	// Back to normal: notified at once, on the message's path.
+	offline(t, h, m, chat)
+	if r := h.Routed(); len(r) != 1 {
+		t.Fatalf("after the database came back: %q", r)
 	}
 }
