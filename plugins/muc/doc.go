@@ -48,7 +48,9 @@
 // placement names a new one, which rebuilds the room from the store
 // (persistent rooms: configuration, affiliations, subject) and from every
 // node's index (kindWho): the occupants on surviving nodes are still in
-// the room and notice nothing but a delay; nicks some node knew of whose
+// the room, with the roles the room last gave them (a moderator's voice
+// or devoice is not stored: each node keeps it from the room's
+// self-presences), and notice nothing but a delay; nicks some node knew of whose
 // sessions no node reports left with the dead node, and everyone gets
 // their unavailable presence. When a node that held sessions dies, the
 // rooms hosted elsewhere drop them the same way (OnMembersChange). A

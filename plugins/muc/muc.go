@@ -54,6 +54,10 @@ type Plugin struct {
 	// delivered here, so it holds only confirmed occupants. A new host
 	// asks every node for it (kindWho).
 	joined map[string]map[string]string
+	// roles is, beside joined, the role the room last gave each of those
+	// sessions (room → full JID → role): a new host after a crash gives
+	// it back (a voice granted or taken by a moderator is not stored).
+	roles map[string]map[string]string
 	// seen is, per room with occupants here, the nicks this node was told
 	// are present: a new host after a crash compares the union with the
 	// occupants it found, and tells everyone that the rest left.
@@ -73,7 +77,7 @@ var _ placement.Module = (*Plugin)(nil)
 // New returns the plugin.
 func New() *Plugin {
 	return &Plugin{
-		joined: map[string]map[string]string{}, seen: map[string]map[string]bool{},
+		joined: map[string]map[string]string{}, roles: map[string]map[string]string{}, seen: map[string]map[string]bool{},
 		rooms: map[string]*Room{}, public: map[string]string{}, info: map[string]RoomInfo{},
 	}
 }
@@ -286,13 +290,16 @@ type whoAnswer struct {
 	Occupants map[string]string `json:"occupants"`
 	// Seen: nicks this node was told are in the room.
 	Seen []string `json:"seen"`
+	// Roles: full JID → the role the room last gave that session (absent
+	// from nodes older than it).
+	Roles map[string]string `json:"roles,omitempty"`
 }
 
 func (p *Plugin) who(ctx context.Context, from string, room []byte) ([]byte, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r := string(room)
-	return json.Marshal(whoAnswer{Occupants: p.joined[r], Seen: slices.Sorted(maps.Keys(p.seen[r]))})
+	return json.Marshal(whoAnswer{Occupants: p.joined[r], Seen: slices.Sorted(maps.Keys(p.seen[r])), Roles: p.roles[r]})
 }
 
 // fanout is one Send to a node: stanzas (wire binary form) and, for each,
@@ -346,6 +353,7 @@ func (p *Plugin) noteLocal(el *wire.Element) {
 		// A refused join: the session is not in the room under that nick.
 		if p.joined[room][to] == nick {
 			delete(p.joined[room], to)
+			delete(p.roles[room], to)
 		}
 	case el.Type() == "unavailable":
 		// The session left under that nick (left, kicked, banned, the
@@ -353,6 +361,7 @@ func (p *Plugin) noteLocal(el *wire.Element) {
 		// from the new nick follows).
 		if self || p.joined[room][to] == nick {
 			delete(p.joined[room], to)
+			delete(p.roles[room], to)
 		}
 		if p.seen[room] != nil {
 			delete(p.seen[room], nick)
@@ -363,6 +372,12 @@ func (p *Plugin) noteLocal(el *wire.Element) {
 				p.joined[room] = map[string]string{}
 			}
 			p.joined[room][to] = nick
+			if role := x.Child("item", "").Attr("role"); role != "" {
+				if p.roles[room] == nil {
+					p.roles[room] = map[string]string{}
+				}
+				p.roles[room][to] = role
+			}
 		}
 		if p.seen[room] == nil {
 			p.seen[room] = map[string]bool{}
@@ -371,6 +386,7 @@ func (p *Plugin) noteLocal(el *wire.Element) {
 	}
 	if len(p.joined[room]) == 0 {
 		delete(p.joined, room)
+		delete(p.roles, room)
 		delete(p.seen, room)
 	}
 }

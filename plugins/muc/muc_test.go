@@ -686,3 +686,31 @@ func TestLastNodeStopSays332(t *testing.T) {
 		t.Errorf("332 while another node takes the room: %q", got)
 	}
 }
+
+// TestHostCrashKeepsRoles: roles a moderator changed (voice given to a
+// visitor, taken from a member) are not stored; when the host crashes,
+// the new host learns them from the occupants' nodes instead of handing
+// out the defaults again (a devoiced member could speak again).
+func TestHostCrashKeepsRoles(t *testing.T) {
+	net, fa, _, room := twoNodes(t, false)
+	rj := room + "@" + svc
+	fa.do(room, join(room, "alice@example.com/a", "alice"),
+		`<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_moderatedroom'><value>1</value></field></x></query></iq>`,
+		`<iq type='set' id='m' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item jid='carol@example.com' affiliation='member'/></query></iq>`)
+	fa.do(room, join(room, "bob@example.com/b", "bob"), join(room, "carol@example.com/c", "carol"))
+	got := fa.do(room,
+		`<iq type='set' id='v1' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='bob' role='participant'/></query></iq>`,
+		`<iq type='set' id='v2' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='carol' role='visitor'/></query></iq>`)
+	mustFind(t, got, `id="v1"`, `type="result"`)
+	mustFind(t, got, `id="v2"`, `type="result"`)
+
+	net.Crash("b") // the host
+	net.Leave("b")
+	got = fa.do(room, `<message type='groupchat' id='bm' from='bob@example.com/b' to='`+rj+`'><body>bob speaks</body></message>`,
+		`<message type='groupchat' id='cm' from='carol@example.com/c' to='`+rj+`'><body>carol speaks</body></message>`)
+	mustFind(t, got, `to="alice@example.com/a"`, `<body>bob speaks</body>`)
+	if n := len(find(got, `<body>carol speaks</body>`, `type="groupchat"`)); n != 0 {
+		t.Errorf("the devoiced member spoke after the crash: %q", got)
+	}
+	mustFind(t, got, `id="cm"`, `type="error"`, `forbidden`)
+}

@@ -186,6 +186,24 @@ func (r *Room) defaultRole(aff string) string {
 	return roleParticipant
 }
 
+// recoveredRole is the role of an occupant a new host learns of from its
+// node: the one the room last gave it (a moderator's voice or devoice is
+// not stored, and must survive a crash of the host), unless its
+// affiliation, which is stored, decides: owners and admins are always
+// moderators, outcasts never in the room.
+func (r *Room) recoveredRole(bare, reported string) string {
+	aff := r.affiliation(bare)
+	def := r.defaultRole(aff)
+	if def == roleModerator || def == roleNone {
+		return def
+	}
+	switch reported {
+	case roleModerator, roleParticipant, roleVisitor:
+		return reported
+	}
+	return def
+}
+
 // bySession returns the occupant a full JID is in the room as.
 func (r *Room) bySession(full string) *Occupant {
 	for _, o := range r.Occupants {
@@ -515,6 +533,7 @@ func (p *Plugin) Rebuild(ctx context.Context, room string, handoffs [][]byte) er
 // found is one session a node reported in a room.
 type found struct {
 	node, full, nick string
+	role             string // the role the room last gave it; "" unknown
 }
 
 // ask collects every node's sessions in the room and the nicks they know.
@@ -533,7 +552,7 @@ func (p *Plugin) ask(ctx context.Context, room string) ([]found, []string) {
 			continue
 		}
 		for full, nick := range w.Occupants {
-			out = append(out, found{a.Node, full, nick})
+			out = append(out, found{a.Node, full, nick, w.Roles[full]})
 		}
 		for _, n := range w.Seen {
 			seen[n] = true
@@ -576,7 +595,7 @@ func (p *Plugin) mergeOccupants(r *Room, fs []found) {
 		o := r.Occupants[f.nick]
 		bare := bareOf(f.full)
 		if o == nil {
-			o = &Occupant{Nick: f.nick, Bare: bare, Role: r.defaultRole(r.affiliation(bare)), Sessions: map[string]string{}}
+			o = &Occupant{Nick: f.nick, Bare: bare, Role: r.recoveredRole(bare, f.role), Sessions: map[string]string{}}
 			r.Occupants[f.nick] = o
 		}
 		if o.Bare == bare {
