@@ -71,6 +71,11 @@ func (sc *nsScope) qualify(name string) (ns, local string, err error) {
 	if prefix == "xml" || prefix == "xmlns" {
 		return "", local, ErrBadNamespacePrefix
 	}
+	if prefix == "" || local == "" {
+		// "p:" or ":a" is no qualified name; taken apart it would give an
+		// element with no name (found by FuzzScannerMatchesEncodingXML).
+		return "", local, ErrBadNamespacePrefix
+	}
 	ns, ok = sc.lookup(prefix)
 	if !ok {
 		return "", local, ErrBadNamespacePrefix

@@ -171,6 +171,7 @@ func FuzzScannerMatchesEncodingXML(f *testing.F) {
 		`<c:message xmlns:c='jabber:client' xmlns='urn:x'><c:body>hi</c:body><y/></c:message>`,
 		`<message xmlns=''/>`, `<x:message/>`, `<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>`,
 		`<d:result xmlns:d='jabber:server:dialback' to='a'>k</d:result>`, `<p:a xmlns:p=''/>`, `<xml:a/>`,
+		`<p: xmlns:p='7'/>`, `<: xmlns:p='7'/>`, `<:a/>`, `<a><p: xmlns:p='7'/></a>`,
 	} {
 		f.Add([]byte(s))
 	}
