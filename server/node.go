@@ -407,14 +407,6 @@ func (n *Node) Start(ctx context.Context) (err error) {
 		}
 		n.stops = append(n.stops, s.Stop)
 	}
-	// The first step of Stop, while sessions and federation still run:
-	// plugins say goodbye to them (group chat's 332 on the last node).
-	n.stops = append(n.stops, func(ctx context.Context) error {
-		cctx, cancel := context.WithTimeout(ctx, sessionsClosingTimeout)
-		defer cancel()
-		n.plugins.SessionsClosing(cctx)
-		return nil
-	})
 	n.running = true
 	n.log.Info("aviary node started", "domain", n.cfg.Domain, "node", n.cluster.NodeName())
 	return nil
@@ -432,8 +424,8 @@ func (n *Node) Stop(ctx context.Context) error {
 	if !n.running {
 		return nil
 	}
-	n.running = false
 	err := n.stopLocked(ctx)
+	n.running = false
 	if n.ownStore {
 		if cerr := n.store.Close(); cerr != nil && err == nil {
 			err = cerr
@@ -445,6 +437,14 @@ func (n *Node) Stop(ctx context.Context) error {
 
 func (n *Node) stopLocked(ctx context.Context) error {
 	var errs []error
+	if n.running {
+		// The first step, before the node's context ends (it ends every
+		// session): plugins say goodbye while sessions and federation
+		// still run (group chat's 332 on the last node).
+		cctx, cancel := context.WithTimeout(ctx, sessionsClosingTimeout)
+		n.plugins.SessionsClosing(cctx)
+		cancel()
+	}
 	if n.cancel != nil {
 		n.cancel()
 	}
