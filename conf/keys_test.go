@@ -121,6 +121,9 @@ func TestEveryKeySettableByEnv(t *testing.T) {
 			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Bool:
 				v := false
 				val, want = "false", &v
+			case f.Type() == reflect.TypeOf((*time.Duration)(nil)):
+				v := 7 * time.Second
+				val, want = "7s", &v
 			case f.Type() == reflect.TypeOf([]ExternalService{}):
 				val, want = `[{type: turn, host: "turn.example.org", port: 3478}]`, []ExternalService{{Type: "turn", Host: "turn.example.org", Port: 3478}}
 			case f.Kind() == reflect.Slice:
@@ -233,6 +236,8 @@ func TestSet(t *testing.T) {
 			reflect.Float64: "0.5", reflect.Pointer: "false", reflect.Slice: "a,b", reflect.Map: `{"k": {"x": 1}}`}[f.Kind()]
 		if f.Type() == reflect.TypeOf([]ExternalService{}) {
 			val = "[{type: stun, host: h}]"
+		} else if f.Type() == reflect.TypeOf((*time.Duration)(nil)) {
+			val = "7s"
 		} else if f.Type() == reflect.TypeOf(map[string]string{}) {
 			val = "k=v"
 		} else if f.Type() == reflect.TypeOf(map[string]float64{}) {
