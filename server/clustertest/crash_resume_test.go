@@ -68,8 +68,15 @@ func (c *smClient) resumeFails(t *testing.T, n *clustertest.Node, user, resource
 		t.Fatal(err)
 	}
 	cl.Send("<presence><priority>1</priority></presence>")
+	cl.Timeout = rerouteTimeout
 	return cl
 }
+
+// rerouteTimeout bounds a read of a client waiting for what a dead node's
+// sessions held: node_ttl + heartbeat_interval + operation_timeout (the
+// node found dead, 15s with the fixture's settings) + crash_resume_wait
+// (10s) + room for two busy cores.
+const rerouteTimeout = 45 * time.Second
 
 // awaitExactly reads cl's stream until every body in want has come,
 // failing on a message body from all that is not in want or comes twice;
@@ -191,6 +198,7 @@ func TestCrashResumeOnce(t *testing.T) {
 	defer bob.Close()
 	carol := login(t, n2, users["carol"], "fresh", 1)
 	defer carol.Close()
+	carol.Timeout = rerouteTimeout
 	awaitExactly(t, bob, a, all, all[had:])
 
 	// The survivors find node 3 dead; then erin tries to resume.
