@@ -153,7 +153,7 @@ type custody struct {
 
 	nmu        sync.Mutex
 	notices    map[noticeKey][]uint64
-	posNotices map[string]map[string][]seqPos // by node, then session
+	posNotices map[posKey]map[string][]seqPos // by node and kind, then session
 	flushing   bool
 
 	pmu   sync.Mutex // one refresh of peers at a time
@@ -171,7 +171,7 @@ type peerView struct {
 func newCustody(r *Router) *custody {
 	c := &custody{r: r, kept: map[uint64]*kept{}, deposits: map[string]map[uint64]*kept{}, notices: map[noticeKey][]uint64{},
 		bySM: map[string]map[*kept]struct{}{}, verdicts: map[string]verdict{}, awaiting: map[string][]*parked{},
-		posNotices: map[string]map[string][]seqPos{}}
+		posNotices: map[posKey]map[string][]seqPos{}}
 	if r.cluster == nil {
 		return c
 	}
@@ -468,10 +468,10 @@ func (c *custody) flushNotices() {
 	c.nmu.Lock()
 	batch := c.notices
 	c.notices = map[noticeKey][]uint64{}
-	var positions map[string]map[string][]seqPos
+	var positions map[posKey]map[string][]seqPos
 	if len(c.posNotices) > 0 {
 		positions = c.posNotices
-		c.posNotices = map[string]map[string][]seqPos{}
+		c.posNotices = map[posKey]map[string][]seqPos{}
 	}
 	c.flushing = false
 	c.nmu.Unlock()

@@ -44,9 +44,13 @@ import (
 // dropped, so a client can only give up its own messages.
 
 const (
-	// KindPositions lists, per resumable session (stream-management ID),
-	// the receiving node's sequence numbers of kept copies (8 bytes) and
-	// their number in the session's outbound count (4 bytes).
+	// KindPositions lists, per resumable session, where it counted
+	// copies: groups of a byte saying whose sequence numbers follow
+	// (posKept: the receiver's, of copies it forwarded; posDeposit: the
+	// sender's, of its deposits), the stream-management ID (2 bytes of
+	// length, then the ID), a count (4 bytes) and that many sequence
+	// numbers (8 bytes) with their number in the session's outbound count
+	// (4 bytes).
 	KindPositions = "custody.positions"
 	// KindResumeFailed says a client failed to resume a session nobody
 	// holds: h (4 bytes), the user's bare JID, '\n', the
@@ -56,6 +60,13 @@ const (
 	// verdictKeep is how long a verdict is remembered for positions or a
 	// node's death that come after it.
 	verdictKeep = 5 * time.Minute
+)
+
+// The two kinds of copies a KindPositions group names: their sequence
+// numbers are from different counters.
+const (
+	posKept    byte = 'k'
+	posDeposit byte = 'd'
 )
 
 // Position says the stanza Receipt came with was counted as number H of
@@ -104,6 +115,12 @@ type seqPos struct {
 	pos uint32
 }
 
+// posKey groups positions for one node: its copies or our deposits.
+type posKey struct {
+	node    string
+	deposit bool
+}
+
 func (c *custody) positions(sm string, ps []Position) {
 	if !c.on || sm == "" {
 		return
@@ -113,8 +130,8 @@ func (c *custody) positions(sm string, ps []Position) {
 		if rc == nil {
 			continue
 		}
-		node := rc.keeper
-		if node == "" {
+		node, deposit := rc.keeper, rc.keeper == ""
+		if deposit {
 			// A local copy: its deposit at the buddy is what matters.
 			c.mu.Lock()
 			if k := c.kept[rc.seq]; k != nil && k.node == "" {
@@ -126,10 +143,11 @@ func (c *custody) positions(sm string, ps []Position) {
 			}
 		}
 		c.nmu.Lock()
-		bySM := c.posNotices[node]
+		key := posKey{node, deposit}
+		bySM := c.posNotices[key]
 		if bySM == nil {
 			bySM = map[string][]seqPos{}
-			c.posNotices[node] = bySM
+			c.posNotices[key] = bySM
 		}
 		bySM[sm] = append(bySM[sm], seqPos{rc, p.H})
 		start := !c.flushing
@@ -143,10 +161,10 @@ func (c *custody) positions(sm string, ps []Position) {
 
 // positionPayloads encodes gathered positions, skipping receipts released
 // meanwhile (the client acknowledged them: nothing left to place).
-func positionPayloads(batch map[string]map[string][]seqPos) map[string][]byte {
+func positionPayloads(batch map[posKey]map[string][]seqPos) map[string][]byte {
 	out := map[string][]byte{}
-	for node, bySM := range batch {
-		var b []byte
+	for key, bySM := range batch {
+		b := out[key.node]
 		for sm, ps := range bySM {
 			n := 0
 			for _, p := range ps {
@@ -156,6 +174,11 @@ func positionPayloads(batch map[string]map[string][]seqPos) map[string][]byte {
 			}
 			if n == 0 || len(sm) > 0xffff {
 				continue
+			}
+			if key.deposit {
+				b = append(b, posDeposit)
+			} else {
+				b = append(b, posKept)
 			}
 			b = binary.BigEndian.AppendUint16(b, uint16(len(sm)))
 			b = append(b, sm...)
@@ -168,7 +191,7 @@ func positionPayloads(batch map[string]map[string][]seqPos) map[string][]byte {
 			}
 		}
 		if len(b) > 0 {
-			out[node] = b
+			out[key.node] = b
 		}
 	}
 	return out
@@ -179,21 +202,24 @@ func positionPayloads(batch map[string]map[string][]seqPos) map[string][]byte {
 func (c *custody) handlePositions(ctx context.Context, from string, payload []byte) ([]byte, error) {
 	var done []*kept
 	c.mu.Lock()
-	for len(payload) >= 2 {
-		l := int(binary.BigEndian.Uint16(payload))
-		if len(payload) < 2+l+4 {
+	for len(payload) >= 3 {
+		deposit := payload[0] == posDeposit
+		l := int(binary.BigEndian.Uint16(payload[1:]))
+		if len(payload) < 3+l+4 {
 			break
 		}
-		sm := string(payload[2 : 2+l])
-		n := int(binary.BigEndian.Uint32(payload[2+l:]))
-		payload = payload[2+l+4:]
+		sm := string(payload[3 : 3+l])
+		n := int(binary.BigEndian.Uint32(payload[3+l:]))
+		payload = payload[3+l+4:]
 		v, judged := c.verdicts[sm]
 		for ; n > 0 && len(payload) >= 12; n-- {
 			seq, pos := binary.BigEndian.Uint64(payload), binary.BigEndian.Uint32(payload[8:])
 			payload = payload[12:]
-			k := c.kept[seq]
-			if k == nil || k.node != from {
+			var k *kept
+			if deposit {
 				k = c.deposits[from][seq]
+			} else if k = c.kept[seq]; k != nil && k.node != from {
+				k = nil
 			}
 			if k == nil {
 				continue // done already

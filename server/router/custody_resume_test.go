@@ -185,3 +185,25 @@ func TestCustodyResumeVerdictDeposits(t *testing.T) {
 		t.Fatalf("offline %s (%v), want message 3", msgs[0].Stanza, err)
 	}
 }
+
+// TestCustodyPositionsKeptAndDeposited: node2 keeps copy 1 of a message
+// it forwarded to bob on node1, and holds node1's deposit 1 of a message
+// between two sessions of node1: the same number from two counters. The
+// positions bob's session reports to node2 for each reach the right one.
+func TestCustodyPositionsKeptAndDeposited(t *testing.T) {
+	es, _ := threeNodes(t, resumeWait(0))
+	alice := es[0].bindSM("alice", "a")
+	bob := es[0].bindSM("bob", "b")
+	carol := es[1].bindSM("carol", "c")
+	es[1].sendFrom(carol, `<message to='bob@example.com/b' type='chat' id='c1'><body>from carol</body></message>`)
+	waitKept(t, es[1], 1, 0)
+	es[0].sendFrom(alice, `<message to='bob@example.com/b' type='chat' id='a1'><body>from alice</body></message>`)
+	waitKept(t, es[1], 1, 1)
+	if got := bodies(bob.take()); !slices.Equal(got, []string{"from carol", "from alice"}) {
+		t.Fatalf("bob got %q", got)
+	}
+	bob.place("sm-bob") // carol's is number 1, alice's number 2
+	waitPositioned(t, es[1], 2)
+	es[2].r.ResumeFailed("sm-bob", "bob@example.com", 1)
+	waitKept(t, es[1], 0, 1) // carol's copy goes, alice's deposit stays
+}
