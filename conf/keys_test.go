@@ -210,6 +210,7 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
 		{"listen without secrets", "components:\n  listen: 127.0.0.1:5347\n", "components.secrets: components.listen is set but no component has a secret"},
 		{"bad listen", "components:\n  listen: nowhere\n  secrets: {irc.localhost: s}\n", "c.yaml:2: components.listen: \"nowhere\" is not host:port"},
+		{"negative crash resume wait", "cluster:\n  crash_resume_wait: -1s\n", "cluster.crash_resume_wait: must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -311,5 +312,24 @@ func TestUploadStore(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("the check left %v", left)
+	}
+}
+
+// TestCrashResumeWaitZero: cluster.crash_resume_wait 0 is kept (no wait),
+// not taken for unset; unset is 10s.
+func TestCrashResumeWaitZero(t *testing.T) {
+	path := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(path, []byte("cluster:\n  crash_resume_wait: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadWith(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Cluster.CrashResumeWait; w == nil || *w != 0 {
+		t.Errorf("crash_resume_wait 0s loaded as %v", w)
+	}
+	if w := Default().Cluster.CrashResumeWait; w == nil || *w != 10*time.Second {
+		t.Errorf("default crash_resume_wait %v, want 10s", w)
 	}
 }
