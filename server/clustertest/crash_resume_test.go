@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/cluster/hazelcast/hztest"
 	"github.com/aviary-im/aviary/server/clustertest"
 	"github.com/aviary-im/aviary/server/servertest"
 	"github.com/aviary-im/aviary/wire"
@@ -127,9 +128,37 @@ func awaitExactly(t *testing.T, cl *servertest.Client, from *servertest.Client, 
 //     dead (node 1 waits for her, cluster.crash_resume_wait): 7-10 once;
 //   - carol never tries to resume: she gets 3-10, as before (at least
 //     once), none lost.
+//
+// It runs on a cluster of its own (its own PostgreSQL and Hazelcast
+// member): on the shared one, a node another test killed and restarted
+// under the same name can be found dead (its old incarnation) while this
+// test runs, and the survivors then route again the copies kept for the
+// new incarnation's sessions too (CRASHSAFETY.md, Limits); seen once:
+// erin's copies went 14 ms before her verdict.
 func TestCrashResumeOnce(t *testing.T) {
-	c := fixture(t)
-	n1, n2, victim := c.nodes[0], c.nodes[1], c.nodes[2]
+	if testing.Short() {
+		t.Skip("starts PostgreSQL, Hazelcast and three aviary processes")
+	}
+	users := map[string]string{}
+	for _, who := range []string{"alice", "bob", "erin", "carol"} {
+		users[who] = "cr-" + who
+	}
+	pg, _ := ownPostgres(t, users["alice"], users["bob"], users["erin"], users["carol"])
+	nodes := newNodes(t, "cr", 3, pg.URL(), hztest.Shared(t, hzName+"-cr"))
+	for _, n := range nodes {
+		t.Cleanup(n.Kill)
+	}
+	startAll(t, nodes...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range nodes {
+				t.Logf("---- %s log tail:\n%s", n.Cfg.Name, n.LogTail(60))
+			}
+		}
+	})
+	waitMembers(t, nodes, 3)
+	n1, n2, victim := nodes[0], nodes[1], nodes[2]
+
 	const m, acked, had = 10, 2, 6
 	var all []string
 	for i := 1; i <= m; i++ {
@@ -137,27 +166,24 @@ func TestCrashResumeOnce(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
+	admin, err := clustertest.AdminLogin(ctx, n1.AdminURL(), adminUser+"@"+domain, adminPass)
+	if err != nil {
+		t.Fatal(err)
+	}
 	metric := func(name string, labels ...string) float64 {
 		t.Helper()
-		v, err := c.admins[0].Metric(ctx, name, labels...)
+		v, err := admin.Metric(ctx, name, labels...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return v
 	}
-	rerouted0 := metric("aviary_router_custody_rerouted_total")
-	dedup0 := metric("aviary_router_custody_deduplicated_total")
-	kept0 := metric("aviary_router_custody_copies", `kind="kept"`)
 
-	ua := c.user(t, "cr-alice")
-	a := login(t, n1, ua, "a", 1)
+	a := login(t, n1, users["alice"], "a", 1)
 	defer a.Close()
-	users := map[string]string{}
 	clients := map[string]*smClient{}
 	for _, who := range []string{"bob", "erin", "carol"} {
-		u := c.user(t, "cr-"+who)
-		users[who] = u
-		cl := login(t, victim, u, "doomed", -1)
+		cl := login(t, victim, users[who], "doomed", -1)
 		awaitRoute(t, a, cl)
 		sc := enableResume(t, cl)
 		sc.Send("<presence/>")
@@ -179,12 +205,12 @@ func TestCrashResumeOnce(t *testing.T) {
 	}
 	// node 1 keeps the 8 unacknowledged messages of each and knows where
 	// each session counted them.
+	want := float64(3 * (m - acked))
 	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		want := float64(3 * (m - acked))
-		if k := metric("aviary_router_custody_copies", `kind="kept"`) - kept0; k != want {
+		if k := metric("aviary_router_custody_copies", `kind="kept"`); k != want {
 			return fmt.Errorf("node 1 keeps %v copies, want %v", k, want)
 		}
-		if p := metric("aviary_router_custody_positioned"); p < want {
+		if p := metric("aviary_router_custody_positioned"); p != want {
 			return fmt.Errorf("node 1 knows the position of %v copies, want %v", p, want)
 		}
 		return nil
@@ -203,7 +229,7 @@ func TestCrashResumeOnce(t *testing.T) {
 
 	// The survivors find node 3 dead; then erin tries to resume.
 	servertest.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		o, err := c.admins[0].Overview(ctx)
+		o, err := admin.Overview(ctx)
 		if err != nil {
 			return err
 		}
@@ -217,13 +243,10 @@ func TestCrashResumeOnce(t *testing.T) {
 	awaitExactly(t, erin, a, all, all[had:])
 	awaitExactly(t, carol, a, all, all[acked:])
 
-	if d := metric("aviary_router_custody_deduplicated_total") - dedup0; d != 2*(had-acked) {
+	if d := metric("aviary_router_custody_deduplicated_total"); d != 2*(had-acked) {
 		t.Errorf("node 1 dropped %v copies its clients had, want %d", d, 2*(had-acked))
 	}
-	if r := metric("aviary_router_custody_rerouted_total") - rerouted0; r != 2*(m-had)+(m-acked) {
+	if r := metric("aviary_router_custody_rerouted_total"); r != 2*(m-had)+(m-acked) {
 		t.Errorf("node 1 routed again %v copies, want %d", r, 2*(m-had)+(m-acked))
 	}
-
-	startAll(t, victim)
-	c.waitClustered(t, 60*time.Second, true)
 }
