@@ -365,6 +365,15 @@ type ClusterConfig struct {
 	// again (server/router/CRASHSAFETY.md). false saves that work and
 	// loses what a crashed node held, as before. Default true.
 	CrashSafety *bool `yaml:"crash_safety"`
+	// CrashResumeWait is how long the survivors of a crash wait, once
+	// the node is found dead, for the clients of its resumable
+	// stream-management sessions to try to resume them on another node
+	// before routing again the messages those sessions had not had
+	// acknowledged: the resumption fails, but its h says how many the
+	// client received, and those are not sent twice (with crash safety
+	// on). 0 does not wait (a resumption tried before the node was found
+	// dead still counts). Default 10s.
+	CrashResumeWait *time.Duration `yaml:"crash_resume_wait"`
 }
 
 // S2SConfig configures federation.

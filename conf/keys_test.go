@@ -121,6 +121,9 @@ func TestEveryKeySettableByEnv(t *testing.T) {
 			case f.Kind() == reflect.Pointer && f.Type().Elem().Kind() == reflect.Bool:
 				v := false
 				val, want = "false", &v
+			case f.Type() == reflect.TypeOf((*time.Duration)(nil)):
+				v := 7 * time.Second
+				val, want = "7s", &v
 			case f.Type() == reflect.TypeOf([]ExternalService{}):
 				val, want = `[{type: turn, host: "turn.example.org", port: 3478}]`, []ExternalService{{Type: "turn", Host: "turn.example.org", Port: 3478}}
 			case f.Kind() == reflect.Slice:
@@ -207,6 +210,7 @@ func TestFileErrorsNameKeyAndLine(t *testing.T) {
 		{"empty secret", "domain: example.org\ncomponents:\n  secrets: {irc.example.org: \"\"}\n", "components.secrets.irc.example.org: the secret must not be empty"},
 		{"listen without secrets", "components:\n  listen: 127.0.0.1:5347\n", "components.secrets: components.listen is set but no component has a secret"},
 		{"bad listen", "components:\n  listen: nowhere\n  secrets: {irc.localhost: s}\n", "c.yaml:2: components.listen: \"nowhere\" is not host:port"},
+		{"negative crash resume wait", "cluster:\n  crash_resume_wait: -1s\n", "cluster.crash_resume_wait: must not be negative"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,6 +237,8 @@ func TestSet(t *testing.T) {
 			reflect.Float64: "0.5", reflect.Pointer: "false", reflect.Slice: "a,b", reflect.Map: `{"k": {"x": 1}}`}[f.Kind()]
 		if f.Type() == reflect.TypeOf([]ExternalService{}) {
 			val = "[{type: stun, host: h}]"
+		} else if f.Type() == reflect.TypeOf((*time.Duration)(nil)) {
+			val = "7s"
 		} else if f.Type() == reflect.TypeOf(map[string]string{}) {
 			val = "k=v"
 		} else if f.Type() == reflect.TypeOf(map[string]float64{}) {
@@ -306,5 +312,24 @@ func TestUploadStore(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("the check left %v", left)
+	}
+}
+
+// TestCrashResumeWaitZero: cluster.crash_resume_wait 0 is kept (no wait),
+// not taken for unset; unset is 10s.
+func TestCrashResumeWaitZero(t *testing.T) {
+	path := t.TempDir() + "/c.yaml"
+	if err := os.WriteFile(path, []byte("cluster:\n  crash_resume_wait: 0s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadWith(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Cluster.CrashResumeWait; w == nil || *w != 0 {
+		t.Errorf("crash_resume_wait 0s loaded as %v", w)
+	}
+	if w := Default().Cluster.CrashResumeWait; w == nil || *w != 10*time.Second {
+		t.Errorf("default crash_resume_wait %v, want 10s", w)
 	}
 }

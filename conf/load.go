@@ -112,6 +112,10 @@ func (c *Config) ApplyDefaults() {
 	setDur(&c.Cluster.OperationTimeout, 5*time.Second)
 	setDur(&c.Cluster.HeartbeatInterval, 2*time.Second)
 	setDur(&c.Cluster.NodeTTL, 10*time.Second)
+	if c.Cluster.CrashResumeWait == nil {
+		d := 10 * time.Second
+		c.Cluster.CrashResumeWait = &d
+	}
 
 	setDur(&c.S2S.ConnectTimeout, 15*time.Second)
 	setDur(&c.S2S.IdleTimeout, 10*time.Minute)
@@ -446,6 +450,14 @@ func setFromString(f reflect.Value, s string) error {
 		}
 		f.SetInt(n)
 	case reflect.Pointer:
+		if f.Type().Elem() == reflect.TypeOf(time.Duration(0)) {
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return err
+			}
+			f.Set(reflect.ValueOf(&d))
+			return nil
+		}
 		if f.Type().Elem().Kind() == reflect.Bool {
 			b, err := strconv.ParseBool(s)
 			if err != nil {

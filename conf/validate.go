@@ -262,6 +262,9 @@ func (c ClusterConfig) validate(v *validator, db DatabaseConfig) {
 	if c.HeartbeatInterval >= c.NodeTTL {
 		v.add("cluster.node_ttl", "must be longer than cluster.heartbeat_interval")
 	}
+	if c.CrashResumeWait != nil && *c.CrashResumeWait < 0 {
+		v.add("cluster.crash_resume_wait", "must not be negative")
+	}
 }
 
 func (c S2SConfig) validate(v *validator) {

@@ -3,7 +3,8 @@
 # run-3-nodes.sh (in-band registration on), the load tool's -reconnect
 # ring over the three c2s listeners with the dispatcher, `kill -9` of
 # node2 three seconds after "ring started", and the tool's figures: sent,
-# delivered, redelivered, bounced (came back to the sender as an error),
+# delivered, redelivered (bysrv: of those, messages their sender sent only
+# once, so the server's doing), bounced (came back to the sender as an error),
 # lost (acknowledged by the server, never delivered, not bounced), stalled
 # senders, reconnect time to 99% and 100% of the clients, latency p99 and
 # messages per second.
@@ -141,8 +142,8 @@ fi
 
 failed=0
 log "$runs crash runs, crash safety $safety, transports $transports"
-printf '%-4s %8s %9s %11s %7s %5s %10s %7s %8s %8s %8s %9s %8s  %s\n' \
-	run sent delivered redelivered bounced lost neverAcked stalled recon recon99 recon100 p99_ms msgs/s load
+printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %8s %8s %8s %9s %8s  %s\n' \
+	run sent delivered redelivered bysrv bounced lost neverAcked stalled recon recon99 recon100 p99_ms msgs/s load
 for i in $(seq 1 "$runs"); do
 	start_cluster "$safety"
 	out=$dir/run-$i.json err=$dir/run-$i.err
@@ -165,10 +166,11 @@ for i in $(seq 1 "$runs"); do
 	stop_cluster
 	lost=$(field "$out" 'r["ring"]["reconnect"]["lost"]')
 	[ "$lost" = 0 ] || failed=1
-	printf '%-4s %8s %9s %11s %7s %5s %10s %7s %8s %7.1fs %7.1fs %9.0f %8.0f  %s\n' "$i" \
+	printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %8s %7.1fs %7.1fs %9.0f %8.0f  %s\n' "$i" \
 		"$(field "$out" 'r["ring"]["reconnect"]["sent"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["delivered"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["redelivered"]')" \
+		"$(field "$out" 'r["ring"]["reconnect"].get("redelivered_by_server", "-")')" \
 		"$(field "$out" 'r["ring"]["reconnect"].get("bounced", 0)')" \
 		"$lost" \
 		"$(field "$out" 'r["ring"]["reconnect"]["never_acked"]')" \

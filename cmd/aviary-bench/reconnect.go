@@ -37,6 +37,9 @@ type ReconnectStats struct {
 	Sent        int `json:"sent"`
 	Delivered   int `json:"delivered"`   // unique messages received
 	Redelivered int `json:"redelivered"` // duplicates, from resends and re-queues
+	// RedeliveredByServer are the duplicates of messages their sender
+	// sent once (the rest may come from the senders' resends).
+	RedeliveredByServer int `json:"redelivered_by_server"`
 	// Bounced counts messages that came back to their sender as an error
 	// (the server could neither deliver nor store them) and were never
 	// delivered.
@@ -194,6 +197,13 @@ func newRingClient(cfg *Config, user, ri int, tr *Tracker, c *conn, cnt *reconne
 
 // acked records that the server acknowledged message seq.
 func (cl *ringClient) acked(seq int) { cl.tr.Acked(cl.ri, seq) }
+
+// resent records that a message goes out again on a new stream.
+func (cl *ringClient) resent(it smItem) {
+	if it.msg {
+		cl.tr.Resent(cl.ri, it.seq)
+	}
+}
 
 // writeLocked writes on the current stream (the carrier bounds it); a
 // failure closes the stream so the reader notices and reconnects.
@@ -521,6 +531,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 				var b bytes.Buffer
 				for _, it := range again {
 					b.Write(it.data)
+					cl.resent(it)
 				}
 				b.WriteString("<r xmlns='" + nsSM + "'/>")
 				c.car.setDeadline(time.Time{})
@@ -558,6 +569,7 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 	for _, it := range again {
 		cl.win.push(it)
 		b.Write(it.data)
+		cl.resent(it)
 	}
 	b.WriteString("<r xmlns='" + nsSM + "'/>")
 	c.car.setDeadline(time.Time{})

@@ -217,7 +217,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		back := summarize(cnt.times)
 		cnt.mu.Unlock()
 		st.Reconnect = &ReconnectStats{
-			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, Bounced: c.Bounced, Lost: c.AckedLost, NeverAcked: c.Lost - c.AckedLost,
+			Sent: c.Sent, Delivered: c.Received, Redelivered: c.Duplicates, RedeliveredByServer: c.ServerDuplicates, Bounced: c.Bounced, Lost: c.AckedLost, NeverAcked: c.Lost - c.AckedLost,
 			Redirects: int(cnt.redirects.Load()), Reconnects: int(cnt.reconnects.Load()),
 			Disconnects: int(cnt.disconnects.Load()), Resumed: int(cnt.resumed.Load()),
 			Resent: int(cnt.resent.Load()), DispatchAsked: int(cnt.dispatch.Load()), UnackedAtEnd: unacked,

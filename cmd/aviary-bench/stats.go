@@ -136,6 +136,7 @@ type Tracker struct {
 	seen     [][]uint64 // bitmap per sender
 	bounced  [][]uint64 // bitmap per sender: came back as an error
 	acked    [][]uint64 // bitmap per sender: the server acknowledged it (XEP-0198)
+	resent   [][]uint64 // bitmap per sender: sent again on a new stream
 	anyAcked bool
 	sent     []int // highest sequence sent per sender
 	expectTo []int // receiver each sender writes to, -1 for any
@@ -143,6 +144,7 @@ type Tracker struct {
 	fresh    int
 	stale    int
 	dups     int
+	srvDups  int // duplicates of messages their sender sent once
 	unexp    int
 	unexpS   []string // a sample: sender:seq>receiver
 	bounces  int
@@ -154,12 +156,13 @@ type Tracker struct {
 // is fine).
 func NewTracker(senders, perSender int, expectTo []int) *Tracker {
 	t := &Tracker{run: runID, perSend: perSender, seen: make([][]uint64, senders), bounced: make([][]uint64, senders),
-		acked: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
+		acked: make([][]uint64, senders), resent: make([][]uint64, senders), sent: make([]int, senders), expectTo: expectTo}
 	words := (perSender + 63) / 64
 	for i := range t.seen {
 		t.seen[i] = make([]uint64, words)
 		t.bounced[i] = make([]uint64, words)
 		t.acked[i] = make([]uint64, words)
+		t.resent[i] = make([]uint64, words)
 	}
 	t.lat = make([]time.Duration, 0, senders*perSender)
 	return t
@@ -186,6 +189,17 @@ func (t *Tracker) Acked(sender, seq int) {
 	t.mu.Unlock()
 }
 
+// Resent records that sender sent message seq again (on a new stream,
+// -reconnect): a duplicate of it may be the sender's doing.
+func (t *Tracker) Resent(sender, seq int) {
+	if sender < 0 || sender >= len(t.resent) || seq < 1 || seq > t.perSend {
+		return
+	}
+	t.mu.Lock()
+	t.resent[sender][(seq-1)/64] |= uint64(1) << ((seq - 1) % 64)
+	t.mu.Unlock()
+}
+
 // Record notes a receipt by receiver with the given latency.
 func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome {
 	t.mu.Lock()
@@ -205,6 +219,9 @@ func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome
 	w, bit := (p.Seq-1)/64, uint64(1)<<((p.Seq-1)%64)
 	if t.seen[p.Sender][w]&bit != 0 {
 		t.dups++
+		if t.resent[p.Sender][w]&bit == 0 {
+			t.srvDups++
+		}
 		return Duplicate
 	}
 	t.seen[p.Sender][w] |= bit
@@ -244,8 +261,13 @@ type Counts struct {
 	Received   int `json:"received"`
 	Lost       int `json:"lost"`
 	Duplicates int `json:"duplicates"`
-	Unexpected int `json:"unexpected"`
-	Stale      int `json:"stale"` // from an earlier run, delivered from offline storage
+	// ServerDuplicates are the duplicates of messages their sender sent
+	// only once: the server delivered them twice (a crashed node's kept
+	// copies routed again to a client that had them). The others may be
+	// the sender's resends of what it saw unacknowledged.
+	ServerDuplicates int `json:"server_duplicates"`
+	Unexpected       int `json:"unexpected"`
+	Stale            int `json:"stale"` // from an earlier run, delivered from offline storage
 	// Bounced counts messages that came back to their sender as an error
 	// and never reached the receiver: not lost (the sender was told), but
 	// not delivered either.
@@ -259,7 +281,7 @@ type Counts struct {
 func (t *Tracker) Counts() Counts {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := Counts{Received: t.fresh, Duplicates: t.dups, Unexpected: t.unexp, Stale: t.stale}
+	c := Counts{Received: t.fresh, Duplicates: t.dups, ServerDuplicates: t.srvDups, Unexpected: t.unexp, Stale: t.stale}
 	for sender, s := range t.sent {
 		c.Sent += s
 		for seq := 1; seq <= s; seq++ {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -157,5 +158,100 @@ func TestReceiptsReleased(t *testing.T) {
 	s.mu.Unlock()
 	if len(unsent) != 1 || unsent[0].Receipt == nil || unsent[0].Receipt.Seq() != 3 {
 		t.Fatalf("unsent = %+v, want the unacknowledged message with its receipt", unsent)
+	}
+}
+
+// trackingRouter is a custodyRouter that records what crash safety's
+// resume verdicts need (ResumeTracker).
+type trackingRouter struct {
+	custodyRouter
+	positions []string // "sm seq@h"
+	verdicts  []string // "sm bare h"
+}
+
+func (r *trackingRouter) Positions(sm string, ps []router.Position) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range ps {
+		r.positions = append(r.positions, fmt.Sprintf("%s %d@%d", sm, p.Receipt.Seq(), p.H))
+	}
+}
+
+func (r *trackingRouter) ResumeFailed(sm, bare string, h uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.verdicts = append(r.verdicts, fmt.Sprintf("%s %s %d", sm, bare, h))
+}
+
+func (r *trackingRouter) recorded() ([]string, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.positions), slices.Clone(r.verdicts)
+}
+
+func trackingSession(t *testing.T) (*Session, *fakeTransport, *trackingRouter) {
+	t.Helper()
+	tr := &trackingRouter{}
+	srv := NewServer(Deps{Config: conf.Default(), Router: tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ft := newFakeTransport()
+	s := srv.newSession(context.Background(), ft)
+	s.username = "alice"
+	j := wire.JIDOf("alice@localhost/r")
+	s.full.Store(&j)
+	t.Cleanup(func() { s.closeWith(ReasonShutdown, "", "") })
+	return s, ft, tr
+}
+
+// TestPositionsOfResumableSession: the writer of a resumable session
+// reports the number each receipted stanza got in its outbound count; a
+// session that cannot be resumed reports none (no verdict can come).
+func TestPositionsOfResumableSession(t *testing.T) {
+	msg := func() *wire.Element {
+		return wire.New("message", "to", "alice@localhost/r", "type", "chat").Append(wire.New("body").SetText("x"))
+	}
+	for _, resume := range []bool{true, false} {
+		s, ft, tr := trackingSession(t)
+		enable := wire.NewNS("enable", wire.NSSM)
+		if resume {
+			enable.SetAttr("resume", "true")
+		}
+		s.enableSM(enable, nil, nil)
+		s.Send(wire.New("presence", "from", "bob@localhost/b")) // number 1, no receipt
+		s.SendReceipted(msg(), router.RemoteReceipt("node2", 7))
+		s.SendReceipted(msg(), router.RemoteReceipt("node3", 9))
+		deadline := time.Now().Add(5 * time.Second)
+		for len(ft.writtenNamed("message")) != 2 {
+			if time.Now().After(deadline) {
+				t.Fatal("not written")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		got, _ := tr.recorded()
+		var want []string
+		if resume {
+			want = []string{s.smID + " 7@2", s.smID + " 9@3"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("resume=%v: positions %q, want %q", resume, got, want)
+		}
+	}
+}
+
+// TestResumeFailedVerdict: a resumption of a session nobody holds is
+// answered <failed/> and reported with the client's count and user; one
+// with a bad count is not.
+func TestResumeFailedVerdict(t *testing.T) {
+	s, ft, tr := trackingSession(t)
+	s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "gone-session").SetAttr("h", "5"), nil)
+	s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "other").SetAttr("h", "x"), nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ft.writtenNamed("failed")) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no <failed/> answers")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, got := tr.recorded(); !slices.Equal(got, []string{"gone-session alice@localhost 5"}) {
+		t.Errorf("verdicts %q", got)
 	}
 }

@@ -114,6 +114,36 @@ func smNode(id string) string {
 	return string(b)
 }
 
+// ResumeTracker lets the survivors of a node's crash tell which of the
+// messages its sessions had not had acknowledged their clients already
+// received (router custody_resume.go); *router.Router has it.
+type ResumeTracker interface {
+	// Positions reports the numbers receipted stanzas got in the
+	// outbound count of the resumable session sm.
+	Positions(sm string, ps []router.Position)
+	// ResumeFailed reports that a client authenticated as bare said it
+	// received h stanzas of the session sm, which nobody holds.
+	ResumeFailed(sm, bare string, h uint32)
+}
+
+var _ ResumeTracker = (*router.Router)(nil)
+
+// placed hands the writer's positions to the router.
+func (srv *Server) placed(sm string, ps []router.Position) {
+	if rt, ok := srv.d.Router.(ResumeTracker); ok {
+		rt.Positions(sm, ps)
+	}
+}
+
+// resumeFailed tells the router that a resumption of previd failed for
+// want of a session, with the client's count h (a client reconnecting
+// after its node died: the copies of what it had are not sent again).
+func (s *Session) resumeFailed(previd string, h uint32) {
+	if rt, ok := s.srv.d.Router.(ResumeTracker); ok && previd != "" {
+		rt.ResumeFailed(previd, s.username+"@"+s.srv.cfg().Domain, h)
+	}
+}
+
 // registerHandover installs the node-link handlers; NewServer calls it.
 func (srv *Server) registerHandover() {
 	if srv.d.Cluster == nil {

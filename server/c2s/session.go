@@ -422,7 +422,8 @@ func (s *Session) writeLoop(t Transport) {
 			batch, s.queue, s.spare = s.queue, s.spare, nil
 			s.pending, s.held = 0, 0
 		}
-		nStanzas, written := s.countLocked(batch)
+		nStanzas, written, placed := s.countLocked(batch)
+		smID := s.smID
 		if nStanzas > 0 && s.smOn && !s.rOutstanding {
 			s.rOutstanding = true
 			batch = append(batch, outItem{kind: itemElement, el: wire.NewNS("r", wire.NSSM)})
@@ -430,6 +431,9 @@ func (s *Session) writeLoop(t Transport) {
 		ready := s.backlogReadyLocked()
 		s.mu.Unlock()
 		runAll(ready)
+		if len(placed) > 0 {
+			s.srv.placed(smID, placed)
+		}
 
 		err := s.writeBatch(t, batch, &els)
 		pause := false
@@ -493,10 +497,13 @@ func (s *Session) closeTransport(t Transport, streamErr *wire.Element) {
 
 // countLocked counts outgoing stanzas for stream management and metrics.
 // It returns the receipts of stanzas that stream management does not
-// count, to release once the batch is written.
-func (s *Session) countLocked(batch []outItem) (int, []*router.Receipt) {
+// count, to release once the batch is written, and, for a resumable
+// session, the number each receipted stanza got (router.Positions: if
+// this node dies, a failed resumption's h tells which the client had).
+func (s *Session) countLocked(batch []outItem) (int, []*router.Receipt, []router.Position) {
 	n := 0
 	var written []*router.Receipt
+	var placed []router.Position
 	for _, it := range batch {
 		switch it.kind {
 		case itemSMStart:
@@ -511,12 +518,15 @@ func (s *Session) countLocked(batch []outItem) (int, []*router.Receipt) {
 				s.outH++
 				s.unacked = append(s.unacked, sentEl{it.el, it.rc})
 				s.unackedBytes += it.size
+				if it.rc != nil && s.smResume && s.smID != "" {
+					placed = append(placed, router.Position{Receipt: it.rc, H: s.outH})
+				}
 			} else if it.rc != nil {
 				written = append(written, it.rc)
 			}
 		}
 	}
-	return n, written
+	return n, written, placed
 }
 
 func (s *Session) writeBatch(t Transport, batch []outItem, els *[]*wire.Element) error {

@@ -282,6 +282,11 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 		}
 		return nil, false
 	}
+	if err == nil && old == nil {
+		// Nobody holds it: most likely its node died. The client's count
+		// still says what it received (CRASHSAFETY.md, "Duplicates").
+		s.resumeFailed(el.Attr("previd"), uint32(h64))
+	}
 	if err != nil || old == nil || old == s || old.username != s.username {
 		return fail(smFailed(wire.ErrItemNotFound, -1))
 	}

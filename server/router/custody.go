@@ -75,6 +75,9 @@ const (
 type Receipt struct {
 	keeper string
 	seq    uint64
+	// released is set once the receipt went back (Router.Release): a
+	// position gathered for it need not travel (custody_resume.go).
+	released atomic.Bool
 }
 
 // RemoteReceipt is the receipt of a copy node keeps under seq: a session
@@ -112,6 +115,18 @@ type kept struct {
 	// then is released when this copy is done: custody taken over from a
 	// previous holder (a session handed over to another node).
 	then *Receipt
+	// from is the node that deposited this copy here ("" for this node's
+	// own copies).
+	from string
+	// sm and pos say where the recipient's resumable session counted the
+	// message (its stream-management ID and XEP-0198 number; sm "" while
+	// unknown); parked is set while it waits for that session's resume
+	// verdict after its node died, and dropped once a verdict said the
+	// client had it. See custody_resume.go.
+	sm      string
+	pos     uint32
+	parked  *parked
+	dropped bool
 }
 
 type noticeKey struct{ kind, node string }
@@ -128,14 +143,23 @@ type custody struct {
 	kept     map[uint64]*kept
 	deposits map[string]map[uint64]*kept // by depositing node
 
-	nmu      sync.Mutex
-	notices  map[noticeKey][]uint64
-	flushing bool
+	// By custody_resume.go: the copies by the session they were counted
+	// in, the verdicts of failed resumptions, and the groups of a dead
+	// node's copies parked until a verdict.
+	bySM           map[string]map[*kept]struct{}
+	verdicts       map[string]verdict
+	verdictsPruned time.Time
+	awaiting       map[string][]*parked
+
+	nmu        sync.Mutex
+	notices    map[noticeKey][]uint64
+	posNotices map[posKey]map[string][]seqPos // by node and kind, then session
+	flushing   bool
 
 	pmu   sync.Mutex // one refresh of peers at a time
 	peers atomic.Pointer[peerView]
 
-	rerouted, unprotected atomic.Uint64
+	rerouted, unprotected, deduplicated atomic.Uint64
 }
 
 type peerView struct {
@@ -145,7 +169,9 @@ type peerView struct {
 }
 
 func newCustody(r *Router) *custody {
-	c := &custody{r: r, kept: map[uint64]*kept{}, deposits: map[string]map[uint64]*kept{}, notices: map[noticeKey][]uint64{}}
+	c := &custody{r: r, kept: map[uint64]*kept{}, deposits: map[string]map[uint64]*kept{}, notices: map[noticeKey][]uint64{},
+		bySM: map[string]map[*kept]struct{}{}, verdicts: map[string]verdict{}, awaiting: map[string][]*parked{},
+		posNotices: map[posKey]map[string][]seqPos{}}
 	if r.cluster == nil {
 		return c
 	}
@@ -157,6 +183,8 @@ func newCustody(r *Router) *custody {
 	r.cluster.Handle(KindDeposit, c.handleDeposit)
 	r.cluster.Handle(KindDone, c.handleDone)
 	r.cluster.Handle(KindDrop, c.handleDrop)
+	r.cluster.Handle(KindPositions, c.handlePositions)
+	r.cluster.Handle(KindResumeFailed, c.handleResumeFailed)
 	r.cluster.OnNodeDown(c.nodeDown)
 	r.cluster.UpdateSelf(func(m *cluster.Member) {
 		if !slices.Contains(m.Features, FeatureCustody) {
@@ -266,6 +294,7 @@ func (c *custody) forwarded(k *kept, handled bool) {
 		return
 	}
 	delete(c.kept, k.seq)
+	c.unindexLocked(k)
 	c.mu.Unlock()
 	go c.reroute([]*kept{k}, "link")
 }
@@ -367,6 +396,7 @@ func (c *custody) release(rc *Receipt) {
 	if rc == nil {
 		return
 	}
+	rc.released.Store(true)
 	if rc.keeper == "" {
 		c.releaseLocal(rc.seq)
 		return
@@ -438,8 +468,25 @@ func (c *custody) flushNotices() {
 	c.nmu.Lock()
 	batch := c.notices
 	c.notices = map[noticeKey][]uint64{}
+	var positions map[posKey]map[string][]seqPos
+	if len(c.posNotices) > 0 {
+		positions = c.posNotices
+		c.posNotices = map[posKey]map[string][]seqPos{}
+	}
 	c.flushing = false
 	c.nmu.Unlock()
+	// Positions first: a copy's done notice after its position leaves
+	// nothing behind, a position after the done finds nothing.
+	for node, payload := range positionPayloads(positions) {
+		ctx, cancel := c.r.clusterCtx(context.Background())
+		err := c.r.cluster.Send(ctx, node, KindPositions, payload)
+		cancel()
+		if err != nil {
+			// Without the position the copy is routed again if node
+			// dies: a duplicate at worst.
+			c.r.log.Debug("router: custody positions not delivered", "node", node, "err", err)
+		}
+	}
 	for key, seqs := range batch {
 		payload := make([]byte, 0, 8*len(seqs))
 		for _, s := range seqs {
@@ -511,7 +558,7 @@ func (c *custody) handleDeposit(ctx context.Context, from string, payload []byte
 		m = map[uint64]*kept{}
 		c.deposits[from] = m
 	}
-	m[seq] = &kept{seq: seq, full: full, el: el, at: c.r.now()}
+	m[seq] = &kept{seq: seq, full: full, el: el, at: c.r.now(), from: from}
 	c.mu.Unlock()
 	return nil, nil
 }
@@ -527,6 +574,7 @@ func (c *custody) handleDone(ctx context.Context, from string, payload []byte) (
 			continue
 		}
 		delete(c.kept, seq)
+		c.unindexLocked(k)
 		done = append(done, k)
 		if k.hold != nil {
 			// The client acknowledged before the link's report came.
@@ -548,7 +596,11 @@ func (c *custody) handleDrop(ctx context.Context, from string, payload []byte) (
 	c.mu.Lock()
 	if m := c.deposits[from]; m != nil {
 		for ; len(payload) >= 8; payload = payload[8:] {
-			delete(m, binary.BigEndian.Uint64(payload))
+			seq := binary.BigEndian.Uint64(payload)
+			if k := m[seq]; k != nil {
+				c.unindexLocked(k)
+				delete(m, seq)
+			}
 		}
 		if len(m) == 0 {
 			delete(c.deposits, from)
@@ -599,9 +651,11 @@ func (c *custody) nodeDown(node string, _ []cluster.Route) {
 	if n := len(again) + len(deps); n > 0 {
 		c.r.log.Info("router: routing again what a dead node held", "node", node, "kept", len(again), "deposited", len(deps), "deposit_again", len(redep))
 	}
+	// Copies counted in a resumable session wait for its client's
+	// resume verdict (custody_resume.go); the others go now.
+	now := c.park(append(again, deps...))
 	go func() {
-		c.reroute(again, "node_down")
-		c.reroute(deps, "node_down")
+		c.reroute(now, "node_down")
 		c.redeposit(redep)
 	}()
 }
@@ -785,6 +839,10 @@ func (c *custody) registerMetrics(reg prometheus.Registerer) {
 		Help: "Protected messages this node keeps a copy of until their recipient's client has them (kind=kept) or holds for other nodes (kind=deposited).", ConstLabels: prometheus.Labels{"kind": "deposited"}}, count(true)))
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricCustodyRerouted,
 		Help: "Kept copies routed again because the node holding the message died or its link failed."}, func() float64 { return float64(c.rerouted.Load()) }))
+	register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: MetricCustodyPositioned,
+		Help: "Kept copies whose number in their recipient's resumable stream-management session is known (a failed resumption's h can tell they were received)."}, func() float64 { return float64(c.positioned()) }))
+	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricCustodyDeduplicated,
+		Help: "Kept copies let go without routing them again because a failed resumption's h said the client had them."}, func() float64 { return float64(c.deduplicated.Load()) }))
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricCustodyUnprotected,
 		Help: "Protected messages delivered to a local session while no buddy node could take a copy."}, func() float64 { return float64(c.unprotected.Load()) }))
 }

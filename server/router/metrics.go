@@ -35,6 +35,12 @@ const (
 	// MetricCustodyUnprotected counts protected messages delivered to a
 	// local session while no other node could take a copy.
 	MetricCustodyUnprotected = "aviary_router_custody_unprotected_total"
+	// MetricCustodyPositioned is a gauge of the kept copies whose number
+	// in their recipient's resumable session is known (custody_resume.go).
+	MetricCustodyPositioned = "aviary_router_custody_positioned"
+	// MetricCustodyDeduplicated counts kept copies let go, not routed
+	// again, because a failed resumption's h said the client had them.
+	MetricCustodyDeduplicated = "aviary_router_custody_deduplicated_total"
 	// MetricOfflineRetryWaiting is a gauge of the messages waiting in
 	// memory because offline storage did not answer (offlineretry.go);
 	// MetricOfflineRetryBytes is what they count against
