@@ -920,6 +920,16 @@ func (p *Placement) Stop(ctx context.Context) error {
 	for _, k := range hosted {
 		p.enqueue(k, &item{deadline: time.Now().Add(p.o.MoveTimeout)}, false)
 	}
+	// Bounded below ctx: until this node leaves the membership, the
+	// others still name it the owner of its keys and refuse what it
+	// forwards to their next owner, so a worker with stanzas queued keeps
+	// waiting for views that meet only after Stop (a node stopped without
+	// a drain). Past stopWait what still waits is bounced (or reported
+	// unhandled to the node that forwarded it), rather than holding the
+	// node's whole stop (server/clustertest TestPlacementSurvivesOwnerKill
+	// ran out of its 30 s stopping a node).
+	wait := time.NewTimer(p.stopWait())
+	defer wait.Stop()
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -937,6 +947,10 @@ func (p *Placement) Stop(ctx context.Context) error {
 			}
 			select {
 			case <-time.After(10 * time.Millisecond):
+			case <-wait.C:
+				p.log.Warn("placement: stanzas still waiting for another owner at stop; bouncing them")
+				close(done)
+				return
 			case <-ctx.Done():
 				close(done)
 				return
@@ -953,6 +967,11 @@ func (p *Placement) Stop(ctx context.Context) error {
 	p.cancel() // what still waits expires: bounced
 	p.wg.Wait()
 	return nil
+}
+
+// stopWait bounds how long Stop waits for the keys' queues to drain.
+func (p *Placement) stopWait() time.Duration {
+	return min(p.o.MoveTimeout/3, 10*time.Second)
 }
 
 // bounce answers a stanza with an error, unless it is one itself, an IQ
