@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -563,19 +562,7 @@ func startBench(t *testing.T, ctx context.Context, bin string, servers []string)
 	b := &benchRun{errOut: &testutil.Buffer{}, exited: make(chan error, 1)}
 	b.cmd = exec.CommandContext(ctx, bin, args...)
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, b.errOut
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := make(chan error, 1)
-	// Pdeathsig follows the OS thread that started the child.
-	go func() {
-		runtime.LockOSThread()
-		if err := b.cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		b.exited <- b.cmd.Wait()
-	}()
-	if err := <-started; err != nil {
+	if err := testutil.StartChild(b.cmd, syscall.SIGKILL, func(err error) { b.exited <- err }); err != nil {
 		t.Fatal(err)
 	}
 	servertest.CheckFor(t, 60*time.Second, 20*time.Millisecond, func() error {

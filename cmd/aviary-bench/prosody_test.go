@@ -105,12 +105,11 @@ func startProsody(t *testing.T) (string, int) {
 	cmd := exec.Command(bin, "-F", "--config", cfgFile)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	exited := make(chan struct{})
+	if err := testutil.StartChild(cmd, syscall.SIGKILL, func(error) { close(exited) }); err != nil {
 		t.Fatalf("start prosody: %v", err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {

@@ -26,12 +26,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // Build compiles the aviary binary (cmd/aviary) into dir
@@ -208,23 +209,13 @@ func (n *Node) Start(ctx context.Context) error {
 		cmd.Env = append(cmd.Env, "AVIARY_CLUSTER_SECRET="+n.Cfg.Secret)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	exited := make(chan struct{})
-	started := make(chan error, 1)
-	// Pdeathsig fires when the starting OS thread exits: keep it locked
-	// until the child is gone.
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		_ = cmd.Wait()
+	err = testutil.StartChild(cmd, syscall.SIGKILL, func(error) {
 		logf.Close()
 		close(exited)
-	}()
-	if err := <-started; err != nil {
+	})
+	if err != nil {
 		logf.Close()
 		n.mu.Unlock()
 		return fmt.Errorf("clustertest: start %s: %w", n.Cfg.Name, err)

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // StartTimeout bounds how long a member may take to report STARTED.
@@ -344,19 +346,19 @@ func (m *Member) launch() error {
 		"-cp", m.jar,
 		"com.hazelcast.core.server.HazelcastMemberStarter")
 	cmd.Dir = m.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	lb := &logBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("hztest: start java: %w", err)
-	}
 	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
+	// Dies with the test binary, and only then (testutil.StartChild).
+	err := testutil.StartChild(cmd, syscall.SIGKILL, func(error) {
 		pw.Close()
 		close(exited)
-	}()
+	})
+	if err != nil {
+		return fmt.Errorf("hztest: start java: %w", err)
+	}
 	go func() {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)

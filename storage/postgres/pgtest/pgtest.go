@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -35,6 +34,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // Server is one throwaway PostgreSQL server.
@@ -218,26 +219,14 @@ func (s *Server) startLocked() error {
 		"-c", "TimeZone=UTC",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// If the test binary dies, the server goes with it.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	// If the test binary dies, the server goes with it (a "smart"
+	// shutdown; testutil.StartChild says why the thread matters).
 	cmd.SysProcAttr.Setpgid = true
-	// Pdeathsig fires when the OS thread that started the child exits, so
-	// start it from a goroutine locked to its thread until the server
-	// exits: the Go runtime never retires a locked thread early.
 	exited := make(chan struct{})
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		started <- nil
-		cmd.Wait()
+	if err := testutil.StartChild(cmd, syscall.SIGQUIT, func(error) {
 		logf.Close()
 		close(exited)
-	}()
-	if err := <-started; err != nil {
+	}); err != nil {
 		logf.Close()
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
