@@ -174,6 +174,9 @@ func fixture(t testing.TB) *cluster {
 	c.heal(t)
 	t.Cleanup(func() {
 		if t.Failed() {
+			// First, in case the output is cut: a Hazelcast member
+			// that died under a test explains most of what follows.
+			t.Logf("---- hazelcast member running at the end: %v", c.hz.Running())
 			for _, n := range c.nodes {
 				t.Logf("---- %s log tail:\n%s", n.Cfg.Name, n.LogTail(60))
 			}
