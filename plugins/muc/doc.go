@@ -101,11 +101,12 @@
 // (a temporary room's until it empties), and with the message archive
 // running (xep0313.mam) every message is archived under the room: a new
 // host after a crash has the room as configured and takes its history
-// from the archive. What lives only on the host and in the hand-over is
-// the roles a moderator gave (voice in a moderated room): after a crash
-// occupants take their affiliation's default role, and without the
-// archive the history starts again. A room still locked (created, not yet
-// configured) dies with its host. Messages in flight to the dead host
+// from the archive. The roles a moderator gave (voice in a moderated
+// room) are not stored: each node keeps the role the room last gave each
+// of its sessions, and a new host takes them back from there (kindWho).
+// Without the archive the history starts again. A room still locked (created, not yet
+// configured) is stored locked: after a crash it is still its owner's
+// to configure, closed to everyone else. Messages in flight to the dead host
 // wait for the new one (placement; at-least-once: one may be delivered
 // and archived twice).
 //

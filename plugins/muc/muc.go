@@ -483,7 +483,7 @@ func (p *Plugin) listRooms(iq *wire.Element) {
 			if _, hosted := names[room]; hosted {
 				continue
 			}
-			if r, err := p.load(ctx, room); err == nil && r != nil && r.Config.Public && r.Config.Persistent {
+			if r, err := p.load(ctx, room); err == nil && r != nil && r.Config.Public && r.Config.Persistent && !r.Locked {
 				names[room] = r.Config.Name
 			}
 		}

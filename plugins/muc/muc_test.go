@@ -714,3 +714,23 @@ func TestHostCrashKeepsRoles(t *testing.T) {
 	}
 	mustFind(t, got, `id="cm"`, `type="error"`, `forbidden`)
 }
+
+// TestHostCrashKeepsLockedRoom: a room created with the MUC element is
+// locked until its owner submits the configuration form. When its host
+// crashes meanwhile, the new host keeps it locked and the owner's: a
+// stranger cannot walk in, and the owner's form still configures it.
+// (Rebuilt from the occupants alone, it came back open, with no owner.)
+func TestHostCrashKeepsLockedRoom(t *testing.T) {
+	net, fa, _, room := twoNodes(t, false)
+	rj := room + "@" + svc
+	got := fa.do(room, join(room, "alice@example.com/a", "alice"))
+	mustFind(t, got, `code="201"`)
+	net.Crash("b") // the host
+	net.Leave("b")
+	got = fa.do(room, join(room, "mallory@example.com/m", "mallory"))
+	mustFind(t, got, `to="mallory@example.com/m"`, `type="error"`, `item-not-found`)
+	got = fa.do(room, `<iq type='set' id='cfg' from='alice@example.com/a' to='`+rj+`'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>`)
+	mustFind(t, got, `id="cfg"`, `type="result"`)
+	got = fa.do(room, join(room, "mallory@example.com/m", "mallory"))
+	mustFind(t, got, `to="mallory@example.com/m"`, `code="110"`)
+}

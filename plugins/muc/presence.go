@@ -245,7 +245,7 @@ func (q *request) join(ctx context.Context) error {
 		addStatus(sx, 201)
 	}
 	q.reply(self)
-	if created && !r.Locked {
+	if created {
 		if err := p.save(ctx, r); err != nil {
 			return err
 		}

@@ -159,6 +159,10 @@ type storedRoom struct {
 	SubjectFrom  string            `json:"subject_from,omitempty"`
 	SubjectAt    time.Time         `json:"subject_at,omitzero"`
 	Created      time.Time         `json:"created"`
+	// Locked: saved too, so that a new host after a crash keeps the room
+	// locked for its owner, who is still configuring it, instead of
+	// rebuilding it open to everyone with no owner.
+	Locked bool `json:"locked,omitempty"`
 }
 
 func (r *Room) jid(p *Plugin) string { return r.Name + "@" + p.domain }
@@ -280,7 +284,7 @@ func (p *Plugin) load(ctx context.Context, room string) (*Room, error) {
 	r := &Room{
 		Name: room, Config: s.Config, Affiliations: s.Affiliations, AffNicks: s.AffNicks,
 		Subject: s.Subject, SubjectFrom: s.SubjectFrom, SubjectAt: s.SubjectAt, Created: s.Created,
-		Occupants: map[string]*Occupant{},
+		Locked: s.Locked, Occupants: map[string]*Occupant{},
 	}
 	if r.Affiliations == nil {
 		r.Affiliations = map[string]string{}
@@ -421,12 +425,14 @@ func (p *Plugin) unclaimRoom(ctx context.Context, r *Room) {
 var errNoList = errors.New("muc: no list of created rooms")
 
 // save writes a room's configuration, affiliations and subject. Every
-// room is written, temporary ones too (until they empty), so that a new
-// host after a crash finds what its owner configured.
+// room is written, temporary and still locked ones too (until they
+// empty), so that a new host after a crash finds what its owner
+// configured, or that it is still the owner's to configure.
 func (p *Plugin) save(ctx context.Context, r *Room) error {
 	b, err := json.Marshal(storedRoom{
 		Config: r.Config, Affiliations: r.Affiliations, AffNicks: r.AffNicks,
 		Subject: r.Subject, SubjectFrom: r.SubjectFrom, SubjectAt: r.SubjectAt, Created: r.Created,
+		Locked: r.Locked,
 	})
 	if err != nil {
 		return err
