@@ -3,19 +3,15 @@ package s2s
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/ejabberdtest"
 	"github.com/aviary-im/aviary/wire"
 )
 
-// ejabberdServer is a throwaway ejabberd (Erlang VM without distribution,
-// so no epmd and no cookie) for one test.
+// ejabberdServer is a throwaway ejabberd (internal/ejabberdtest) for one
+// test.
 type ejabberdServer struct {
 	domain  string
 	c2sAddr string
@@ -30,130 +26,18 @@ type ejabberdOpts struct {
 }
 
 // startEjabberd runs ejabberd on 127.0.0.3. ejabberd has no static host
-// map, so the Aviary side uses the domain "localhost" (no SRV lookup for
-// dotless names; getaddrinfo answers from /etc/hosts) and ejabberd's
-// outgoing_s2s_port points at Aviary's listener.
+// map, so the Aviary side uses the domain "localhost", which the VM's
+// inetrc resolves to 127.0.0.1, and ejabberd's outgoing_s2s_port points
+// at Aviary's listener.
 func startEjabberd(t *testing.T, o ejabberdOpts) *ejabberdServer {
 	t.Helper()
 	requireBinary(t, "ejabberdctl", "/usr/sbin/ejabberdctl")
-	erl := requireBinary(t, "erl", "/usr/bin/erl")
-	libs, _ := filepath.Glob("/usr/lib/x86_64-linux-gnu/ejabberd-*")
-	if len(libs) == 0 {
-		libs, _ = filepath.Glob("/usr/lib/*/ejabberd-*")
-	}
-	if len(libs) == 0 {
-		t.Fatal("ejabberd's Erlang application directory not found")
-	}
-	const ip = "127.0.0.3"
-	dir := t.TempDir()
-	spool := filepath.Join(dir, "spool")
-	if err := os.MkdirAll(spool, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	certKey, err := os.ReadFile(o.cert.certPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := os.ReadFile(o.cert.keyPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bundle := filepath.Join(dir, "cert.pem")
-	if err := os.WriteFile(bundle, append(certKey, key...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c2sPort, s2sPort := freePort(t, ip), freePort(t, ip)
-	cfg := fmt.Sprintf(`
-hosts:
-  - %[1]q
-loglevel: debug
-log_rotate_count: 0
-certfiles:
-  - %[2]q
-ca_file: %[3]q
-listen:
-  - port: %[4]d
-    ip: %[5]q
-    module: ejabberd_c2s
-  - port: %[6]d
-    ip: %[5]q
-    module: ejabberd_s2s_in
-s2s_use_starttls: required
-outgoing_s2s_port: %[7]d
-outgoing_s2s_families: [ipv4]
-s2s_timeout: 10
-auth_method: internal
-auth_password_format: plain
-access_rules:
-  register:
-    allow: all
-  s2s:
-    allow: all
-  c2s:
-    allow: all
-modules:
-  mod_disco: {}
-  mod_ping: {}
-  mod_roster: {}
-  mod_register:
-    access: register
-    ip_access: all
-  mod_s2s_dialback: {}
-  mod_version: {}
-`, o.domain, bundle, o.caFile, c2sPort, ip, s2sPort, o.peerPort)
-	cfgPath := filepath.Join(dir, "ejabberd.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "ejabberd.log")
-	dumpOnFailure(t, logPath)
-	cmd := exec.Command(erl, "-noinput", "-mnesia", "dir", strconv.Quote(spool), "-s", "ejabberd")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"HOME="+dir,
-		"EJABBERD_CONFIG_PATH="+cfgPath,
-		"EJABBERD_LOG_PATH="+logPath,
-		"ERL_LIBS="+filepath.Dir(libs[0]),
-		"ERL_CRASH_DUMP="+filepath.Join(dir, "erl_crash.dump"),
-	)
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	dumpOnFailure(t, out.Name())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting ejabberd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		out.Close()
+	requireBinary(t, "erl", "/usr/bin/erl")
+	s := ejabberdtest.Start(t, ejabberdtest.Options{
+		Domain: o.domain, CertFile: o.cert.certPath, KeyFile: o.cert.keyPath, CAFile: o.caFile,
+		OutgoingPort: o.peerPort, Peers: map[string]string{"localhost": "127.0.0.1"},
 	})
-	alive := func() error {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("ejabberd exited: %v", err)
-		default:
-			return nil
-		}
-	}
-	e := &ejabberdServer{
-		domain:  o.domain,
-		c2sAddr: net.JoinHostPort(ip, strconv.Itoa(c2sPort)),
-		s2sAddr: net.JoinHostPort(ip, strconv.Itoa(s2sPort)),
-	}
-	waitListening(t, e.c2sAddr, 60*time.Second, alive)
-	waitListening(t, e.s2sAddr, 60*time.Second, alive)
-	return e
+	return &ejabberdServer{domain: o.domain, c2sAddr: s.C2SAddr, s2sAddr: s.S2SAddr}
 }
 
 // registerIBR creates an account by in-band registration (XEP-0077).

@@ -66,13 +66,7 @@ func startMUCProsody(t *testing.T, domain, peer, peerAddr string, peerServices .
 		return p
 	}
 	write(filepath.Join("plugins", "mod_s2s_static_map.lua"), []byte(prosodyStaticMapModule))
-	cert := servertest.SelfSignedCert(t, domain) // self-signed on both sides: Server Dialback
-	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath := write("cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}))
-	keyPath := write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}))
+	certPath, keyPath := selfSignedPEM(t, dir, domain) // self-signed on both sides: Server Dialback
 	peerHost, peerPort, err := net.SplitHostPort(peerAddr)
 	if err != nil {
 		t.Fatal(err)
@@ -216,4 +210,25 @@ func TestGroupChatWithProsody(t *testing.T) {
 	t.Run("porch@rooms.prosody.test", func(t *testing.T) {
 		chatInFederatedRoom(t, "porch@rooms.prosody.test", pat, "pat", alice, "alice")
 	})
+}
+
+// selfSignedPEM writes a self-signed certificate for name and its key
+// as PEM files in dir.
+func selfSignedPEM(t *testing.T, dir, name string) (certPath, keyPath string) {
+	t.Helper()
+	cert := servertest.SelfSignedCert(t, name)
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for p, b := range map[string][]byte{
+		certPath: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}),
+		keyPath:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key}),
+	} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certPath, keyPath
 }
