@@ -279,15 +279,17 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 	n.router.SetPlugins(n.plugins)
 
 	n.c2s = c2s.NewServer(c2s.Deps{
-		Config:  cfg,
-		Router:  n.router,
-		Auth:    n.auth,
-		Plugins: n.plugins,
-		TLS:     n.tls,
-		Logger:  n.log,
-		Metrics: c2s.NewMetrics(n.registry),
-		Hooks:   n.hooks,
-		Cluster: n.cluster,
+		Domain:          cfg.Domain,
+		C2S:             cfg.C2S,
+		DatabaseTimeout: cfg.Database.Timeout,
+		Router:          n.router,
+		Auth:            n.auth,
+		Plugins:         n.plugins,
+		TLS:             n.tls,
+		Logger:          n.log,
+		Metrics:         c2s.NewMetrics(n.registry),
+		Hooks:           n.hooks,
+		Cluster:         n.cluster,
 	})
 	return n, nil
 }

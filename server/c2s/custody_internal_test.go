@@ -58,7 +58,7 @@ func (r *custodyRouter) releasedCount() int {
 func custodySession(t *testing.T) (*Session, *fakeTransport, *custodyRouter) {
 	t.Helper()
 	cr := &custodyRouter{}
-	srv := NewServer(Deps{Config: conf.Default(), Router: cr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := NewServer(Deps{Domain: conf.Default().Domain, C2S: conf.Default().C2S, DatabaseTimeout: conf.Default().Database.Timeout, Router: cr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ft := newFakeTransport()
 	s := srv.newSession(context.Background(), ft)
 	j := wire.JIDOf("alice@localhost/r")
@@ -192,7 +192,7 @@ func (r *trackingRouter) recorded() ([]string, []string) {
 func trackingSession(t *testing.T) (*Session, *fakeTransport, *trackingRouter) {
 	t.Helper()
 	tr := &trackingRouter{}
-	srv := NewServer(Deps{Config: conf.Default(), Router: tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := NewServer(Deps{Domain: conf.Default().Domain, C2S: conf.Default().C2S, DatabaseTimeout: conf.Default().Database.Timeout, Router: tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ft := newFakeTransport()
 	s := srv.newSession(context.Background(), ft)
 	s.username = "alice"

@@ -140,7 +140,7 @@ func (srv *Server) placed(sm string, ps []router.Position) {
 // after its node died: the copies of what it had are not sent again).
 func (s *Session) resumeFailed(previd string, h uint32) {
 	if rt, ok := s.srv.d.Router.(ResumeTracker); ok && previd != "" {
-		rt.ResumeFailed(previd, s.username+"@"+s.srv.cfg().Domain, h)
+		rt.ResumeFailed(previd, s.username+"@"+s.srv.d.Domain, h)
 	}
 }
 
@@ -249,7 +249,7 @@ func (srv *Server) holdCopies(id string, old *Session, unsent []router.Unsent) {
 		srv.mu.Unlock()
 		srv.d.Logger.Warn("c2s: no confirmation for a handed-over session; routing its stanzas again",
 			"jid", old.JID().String(), "stanzas", len(unsent))
-		ctx, cancel := context.WithTimeout(context.Background(), srv.cfg().Database.Timeout+5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), srv.d.DatabaseTimeout+5*time.Second)
 		defer cancel()
 		srv.d.Router.Unbind(ctx, old, unsent)
 	})}
@@ -365,7 +365,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.smResume = true
 	s.resumeFor = reply.ResumeFor
 	if s.resumeFor <= 0 {
-		s.resumeFor = s.srv.cfg().C2S.SMResumeTimeout
+		s.resumeFor = s.srv.d.C2S.SMResumeTimeout
 	}
 	s.outH, s.ackedH = h, h
 	s.smID = previd

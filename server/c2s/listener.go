@@ -114,7 +114,7 @@ func (l *Listener) serveConn(conn net.Conn) {
 //
 //go:noinline
 func (l *Listener) setup(conn net.Conn) *TCPTransport {
-	lim := wire.Limits{MaxStanzaBytes: l.srv.cfg().C2S.MaxStanzaBytes}
+	lim := wire.Limits{MaxStanzaBytes: l.srv.d.C2S.MaxStanzaBytes}
 	if !l.directTLS {
 		return NewTCPTransport(conn, false, lim)
 	}
@@ -127,7 +127,7 @@ func (l *Listener) setup(conn net.Conn) *TCPTransport {
 	}
 	rec := &recordConn{Conn: conn}
 	tc := tls.Server(rec, l.srv.d.TLS)
-	ctx, cancel := context.WithTimeout(l.ctx, l.srv.cfg().C2S.AuthTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, l.srv.d.C2S.AuthTimeout)
 	err := handshake(ctx, tc)
 	cancel()
 	done()

@@ -82,7 +82,7 @@ func (nopRouter) Release(rcs []*router.Receipt)                                 
 
 func testServer(maxPending int) *Server {
 	cfg := conf.Default()
-	return NewServer(Deps{Config: cfg, Router: nopRouter{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxPendingBytes: maxPending})
+	return NewServer(Deps{Domain: cfg.Domain, C2S: cfg.C2S, DatabaseTimeout: cfg.Database.Timeout, Router: nopRouter{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxPendingBytes: maxPending})
 }
 
 func TestSlowConsumerClosed(t *testing.T) {

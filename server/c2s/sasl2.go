@@ -185,7 +185,7 @@ func (s *Session) sasl2Success(additional []byte, x auth.Exchange) bool {
 			return stop
 		}
 	}
-	id := s.username + "@" + s.srv.cfg().Domain
+	id := s.username + "@" + s.srv.d.Domain
 	var bound, smEnable *wire.Element
 	if b := s.bind2; b != nil {
 		s.bind2 = nil
@@ -234,7 +234,7 @@ func (s *Session) enableCarbonsInline(full string) {
 		return
 	}
 	iq := wire.New("iq", "type", "set", "id", "bind2-carbons").Append(wire.NewNS("enable", wire.NSCarbons))
-	reply, ok := s.srv.d.Plugins.HandleIQ(s.ctx, &plugins.IQ{Stanza: iq, From: full, FromLocal: true, To: s.srv.cfg().Domain}, plugins.ToServer)
+	reply, ok := s.srv.d.Plugins.HandleIQ(s.ctx, &plugins.IQ{Stanza: iq, From: full, FromLocal: true, To: s.srv.d.Domain}, plugins.ToServer)
 	if !ok || reply.Type() == "error" {
 		s.logger().Info("c2s: Bind 2 could not enable carbons", "reply", reply)
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aviary-im/aviary/cluster"
 	"github.com/aviary-im/aviary/conf"
@@ -19,11 +20,17 @@ import (
 // unacknowledged before it is closed as a slow consumer.
 const DefaultMaxPendingBytes = 4 << 20
 
-// Deps are what a Server is built from. Config, Router and Auth are required.
+// Deps are what a Server is built from. Domain, Router and Auth are
+// required. It takes only its own part of the configuration: the domain,
+// the c2s section and the database timeout its store calls are bounded by.
 type Deps struct {
-	Config *conf.Config
-	Router Router
-	Auth   *auth.Authenticator
+	Domain string
+	C2S    conf.C2SConfig
+	// DatabaseTimeout is database.timeout (the bound of a store call);
+	// the session's own waits for the store allow it plus a margin.
+	DatabaseTimeout time.Duration
+	Router          Router
+	Auth            *auth.Authenticator
 	// Plugins contributes stream features and answers pre-auth
 	// registration IQs (XEP-0077). Nil means none.
 	Plugins *plugins.Manager
@@ -78,12 +85,10 @@ func NewServer(d Deps) *Server {
 	}
 	base := d.TLS
 	d.TLS = tlsutil.Recording(base)
-	srv := &Server{d: d, baseTLS: base, gate: newGate(d.Config.C2S), resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	srv := &Server{d: d, baseTLS: base, gate: newGate(d.C2S), resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
 	srv.registerHandover()
 	return srv
 }
-
-func (srv *Server) cfg() *conf.Config { return srv.d.Config }
 
 func (srv *Server) maxPending() int { return srv.d.MaxPendingBytes }
 
@@ -109,7 +114,7 @@ func (srv *Server) Serve(ctx context.Context, t Transport) error {
 	defer srv.active.Add(-1)
 	kind := transportKind(t)
 	srv.d.Metrics.open(kind)
-	c := srv.cfg().C2S
+	c := srv.d.C2S
 	addrRelease, ok := srv.preAuth.enter(t.RemoteAddr(), c.MaxUnauthenticatedPerAddress)
 	// The stream is in the accept queue until it authenticates or ends.
 	srv.gate.negotiating.Add(1)

@@ -205,7 +205,7 @@ func (srv *Server) newSession(ctx context.Context, t Transport) *Session {
 	s.routeCtx = context.WithoutCancel(s.ctx)
 	s.last.Store(monotonic())
 	t.SetActivityHook(s.touch)
-	s.timer = time.AfterFunc(srv.cfg().C2S.AuthTimeout, s.authExpired)
+	s.timer = time.AfterFunc(srv.d.C2S.AuthTimeout, s.authExpired)
 	context.AfterFunc(s.ctx, func() { s.closeWith(ReasonShutdown, "system-shutdown", "") })
 	return s
 }
@@ -587,7 +587,7 @@ func (s *Session) stopTimerLocked() {
 func (s *Session) startIdleTimerLocked() {
 	s.stopTimerLocked()
 	s.pingSent = 0
-	s.timer = time.AfterFunc(s.srv.cfg().C2S.PingInterval, s.idleCheck)
+	s.timer = time.AfterFunc(s.srv.d.C2S.PingInterval, s.idleCheck)
 }
 
 // idleCheck runs from the session's timer: after PingInterval of silence
@@ -599,7 +599,7 @@ func (s *Session) idleCheck() {
 	if s.closing || s.detached {
 		return
 	}
-	c := s.srv.cfg().C2S
+	c := s.srv.d.C2S
 	now, last := monotonic(), s.last.Load()
 	if s.pingSent != 0 && last > s.pingSent {
 		s.pingSent = 0
@@ -612,7 +612,7 @@ func (s *Session) idleCheck() {
 		}
 		s.pings++
 		s.pingID = "ping-" + strconv.Itoa(s.pings)
-		ping := wire.New("iq", "type", "get", "id", s.pingID, "from", s.srv.cfg().Domain)
+		ping := wire.New("iq", "type", "get", "id", s.pingID, "from", s.srv.d.Domain)
 		if full := s.JID(); !full.IsZero() {
 			ping.SetAttr("to", full.String())
 		}

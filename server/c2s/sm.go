@@ -81,7 +81,7 @@ func (s *Session) enableSM(el, carrier, parent *wire.Element) {
 	s.inH = 0
 	enabled := wire.NewNS("enabled", wire.NSSM)
 	resume := el.Attr("resume") == "true" || el.Attr("resume") == "1"
-	resumeFor := s.srv.cfg().C2S.SMResumeTimeout
+	resumeFor := s.srv.d.C2S.SMResumeTimeout
 	if m, err := strconv.Atoi(el.Attr("max")); err == nil && m > 0 && time.Duration(m)*time.Second < resumeFor {
 		resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
 	}

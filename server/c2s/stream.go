@@ -27,7 +27,7 @@ func (s *Session) run() (*Session, CloseReason) {
 				if wire.StreamErrorFor(err) != "" {
 					// RFC 6120 §4.9.1.1: our header goes out before the error.
 					s.enqueueItem(outItem{kind: itemHeader, hdr: &StreamHeader{
-						From: s.srv.cfg().Domain, ID: randomID(8), Version: "1.0", Lang: "en"}})
+						From: s.srv.d.Domain, ID: randomID(8), Version: "1.0", Lang: "en"}})
 				}
 				s.readFailed(err)
 				break
@@ -117,7 +117,7 @@ func (s *Session) finish() CloseReason {
 			// Ended meanwhile (kicked while detached): expire has routed
 			// what the session held; route these the same way.
 			s.mu.Unlock()
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.d.DatabaseTimeout+5*time.Second)
 			s.srv.d.Router.Unbind(ctx, s, extra)
 			cancel()
 			s.mu.Lock()
@@ -158,7 +158,7 @@ func (s *Session) finish() CloseReason {
 	s.cancel()
 	s.srv.dropResumable(s)
 	if bound {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.d.DatabaseTimeout+5*time.Second)
 		s.srv.d.Router.Unbind(ctx, s, unsent)
 		s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 		cancel()
@@ -220,7 +220,7 @@ func (s *Session) expire(reason CloseReason) {
 	unsent := s.unsentLocked()
 	s.mu.Unlock()
 	s.srv.dropResumable(s)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.cfg().Database.Timeout+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.srv.d.DatabaseTimeout+5*time.Second)
 	s.srv.d.Router.Unbind(ctx, s, unsent)
 	s.srv.fire(ctx, plugins.EventSessionClosed, s.JID().String(), reason.String())
 	cancel()
@@ -232,12 +232,12 @@ func (s *Session) expire(reason CloseReason) {
 
 // openStream answers a stream header: our header, then the features.
 func (s *Session) openStream(hdr *wire.Element) bool {
-	c := s.srv.cfg()
+	domain := s.srv.d.Domain
 	lang := hdr.Attr("xml:lang")
 	if lang == "" {
 		lang = "en"
 	}
-	h := StreamHeader{From: c.Domain, ID: randomID(8), Version: "1.0", Lang: lang}
+	h := StreamHeader{From: domain, ID: randomID(8), Version: "1.0", Lang: lang}
 	if from := hdr.Attr("from"); from != "" {
 		if j, err := wire.ParseJID(from); err == nil {
 			h.To = j.String()
@@ -258,7 +258,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 		s.streamError("host-unknown", "no 'to' in the stream header")
 		return false
 	}
-	if d, err := wire.ParseJID(to); err != nil || d.Local() != "" || d.Resource() != "" || d.Domain() != c.Domain {
+	if d, err := wire.ParseJID(to); err != nil || d.Local() != "" || d.Resource() != "" || d.Domain() != domain {
 		s.streamError("host-unknown", "")
 		return false
 	}
@@ -279,7 +279,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 			return false
 		}
 	}
-	if s.headerCount == 1 && c.C2S.MaxSessions > 0 && s.srv.Active() > c.C2S.MaxSessions {
+	if s.headerCount == 1 && s.srv.d.C2S.MaxSessions > 0 && s.srv.Active() > s.srv.d.C2S.MaxSessions {
 		s.closeWith(ReasonTooManySessions, "resource-constraint", "this server is full")
 		return false
 	}
@@ -305,7 +305,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 }
 
 func (s *Session) requireTLS() bool {
-	r := s.srv.cfg().C2S.RequireTLS
+	r := s.srv.d.C2S.RequireTLS
 	return r == nil || *r
 }
 
@@ -557,7 +557,7 @@ func (s *Session) markAuthenticated() {
 		s.preAuthRelease()
 	}
 	if l, ok := s.t.(stanzaLimiter); ok {
-		l.SetMaxStanzaBytes(s.srv.cfg().C2S.MaxStanzaBytes)
+		l.SetMaxStanzaBytes(s.srv.d.C2S.MaxStanzaBytes)
 	}
 	s.mu.Lock()
 	s.authed = true
@@ -642,9 +642,9 @@ func (s *Session) bind(el *wire.Element) bool {
 // bindResource binds res (or, on a conflict under the new_resource
 // policy, a variant of it) and moves the session to stateBound.
 func (s *Session) bindResource(res string) (wire.JID, *wire.StanzaError) {
-	c := s.srv.cfg()
+	d := &s.srv.d
 	for attempt := 0; ; attempt++ {
-		tentative, err := wire.NewJID(s.username, c.Domain, res)
+		tentative, err := wire.NewJID(s.username, d.Domain, res)
 		if err != nil {
 			return wire.JID{}, wire.ErrBadRequest
 		}
@@ -656,7 +656,7 @@ func (s *Session) bindResource(res string) (wire.JID, *wire.StanzaError) {
 				s.logger().Warn("c2s: bind failed", "err", err)
 				se = wire.ErrInternalServerError
 			}
-			if se.Condition == wire.ErrConflict.Condition && c.C2S.ResourceConflict == "new_resource" && attempt < 3 {
+			if se.Condition == wire.ErrConflict.Condition && d.C2S.ResourceConflict == "new_resource" && attempt < 3 {
 				res = res + "-" + randomID(3)
 				continue
 			}
@@ -730,7 +730,7 @@ func (s *Session) inbound(el *wire.Element) {
 		if _, err := wire.ParseJID(to); err != nil {
 			if !el.IsError() && !(el.Name == "iq" && el.Type() == "result") {
 				reply := wire.ErrorReply(el, wire.ErrJIDMalformed)
-				reply.SetAttr("from", s.srv.cfg().Domain)
+				reply.SetAttr("from", s.srv.d.Domain)
 				s.enqueue(reply)
 			}
 			return
@@ -765,7 +765,7 @@ func (s *Session) inbound(el *wire.Element) {
 				return
 			}
 		case "set":
-			if el.To() == "" || el.To() == s.srv.cfg().Domain {
+			if el.To() == "" || el.To() == s.srv.d.Domain {
 				if el.Child("session", wire.NSSession) != nil {
 					s.enqueue(wire.New("iq", "type", "result", "id", el.ID(), "to", full))
 					return
@@ -783,7 +783,7 @@ func (s *Session) inbound(el *wire.Element) {
 }
 
 func (s *Session) isPingReply(el *wire.Element) bool {
-	if to := el.To(); to != "" && to != s.srv.cfg().Domain {
+	if to := el.To(); to != "" && to != s.srv.d.Domain {
 		return false
 	}
 	s.mu.Lock()
