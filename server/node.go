@@ -236,7 +236,7 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		n.events.timeout = 5 * time.Second
 	}
 	n.events.register()
-	n.router = router.New(router.Options{Config: cfg, Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
+	n.router = router.New(router.Options{Config: router.ConfigFrom(cfg), Store: n.store, Cluster: n.cluster, Logger: n.log, Hooks: n.hooks, Registry: n.registry})
 	fakeSaltKey, err := n.fakeSaltKey()
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func benchBind(b *testing.B, r *Router, user, res string) *countSession {
 func BenchmarkRouteMessage(b *testing.B) {
 	st := openStore(b)
 	cfg := testConfig()
-	r := New(Options{Config: cfg, Store: st, Cluster: local.New("node1")})
+	r := New(Options{Config: ConfigFrom(cfg), Store: st, Cluster: local.New("node1")})
 	for _, u := range []string{"alice", "bob"} {
 		if err := st.CreateUser(context.Background(), userRecord(u)); err != nil {
 			b.Fatal(err)
@@ -64,7 +64,7 @@ func BenchmarkRouteMessage(b *testing.B) {
 // BenchmarkRouteMessageFullJID routes to a full JID.
 func BenchmarkRouteMessageFullJID(b *testing.B) {
 	st := openStore(b)
-	r := New(Options{Config: testConfig(), Store: st, Cluster: local.New("node1")})
+	r := New(Options{Config: ConfigFrom(testConfig()), Store: st, Cluster: local.New("node1")})
 	alice := benchBind(b, r, "alice", "a")
 	bob := benchBind(b, r, "bob", "b")
 	msg := mustParse(b, `<message from='alice@example.com/a' to='bob@example.com/b' type='chat' id='m'><body>hi</body></message>`)
@@ -81,7 +81,7 @@ func BenchmarkRouteMessageFullJID(b *testing.B) {
 // TestRouteMessageAllocs keeps the routed-message path allocation-free.
 func TestRouteMessageAllocs(t *testing.T) {
 	st := openStore(t)
-	r := New(Options{Config: testConfig(), Store: st, Cluster: local.New("node1")})
+	r := New(Options{Config: ConfigFrom(testConfig()), Store: st, Cluster: local.New("node1")})
 	s := &countSession{}
 	j, _ := r.Bind(context.Background(), s, "bob", "b")
 	s.jid = j
@@ -105,8 +105,8 @@ func TestRouteMessageAllocs(t *testing.T) {
 func BenchmarkRouteMessageCrossNode(b *testing.B) {
 	st := openStore(b)
 	n := newFakeNet("node1", "node2")
-	r1 := New(Options{Config: testConfig(), Store: st, Cluster: n.nodes["node1"]})
-	r2 := New(Options{Config: testConfig(), Store: st, Cluster: n.nodes["node2"]})
+	r1 := New(Options{Config: ConfigFrom(testConfig()), Store: st, Cluster: n.nodes["node1"]})
+	r2 := New(Options{Config: ConfigFrom(testConfig()), Store: st, Cluster: n.nodes["node2"]})
 	alice := benchBind(b, r1, "alice", "a")
 	bob := benchBind(b, r2, "bob", "b")
 	bob.n.Store(0)

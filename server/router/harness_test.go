@@ -157,7 +157,7 @@ func newEnvWith(t *testing.T, st storage.Store, cl cluster.Cluster, opts ...envO
 	t.Helper()
 	cfg := testConfig(opts...)
 	e := &env{t: t, store: st, cfg: cfg, now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	e.r = New(Options{Config: cfg, Store: st, Cluster: cl, Now: func() time.Time { return e.now }})
+	e.r = New(Options{Config: ConfigFrom(cfg), Store: st, Cluster: cl, Now: func() time.Time { return e.now }})
 	return e
 }
 

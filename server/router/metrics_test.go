@@ -15,7 +15,7 @@ func TestMetrics(t *testing.T) {
 	st := openStore(t)
 	cfg := testConfig()
 	e := &env{t: t, store: st, cfg: cfg}
-	e.r = New(Options{Config: cfg, Store: st, Cluster: local.New("node1"), Registry: reg})
+	e.r = New(Options{Config: ConfigFrom(cfg), Store: st, Cluster: local.New("node1"), Registry: reg})
 	fed := &capFed{}
 	e.r.SetFederation(fed)
 	e.user("alice", "bob", "carol")
@@ -116,8 +116,8 @@ func (m *metrics) outcomeVec(reg *prometheus.Registry, outcome string) (float64,
 // one test process) share the series instead of failing to register.
 func TestMetricsSharedRegistry(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	r1 := New(Options{Config: testConfig(), Cluster: local.New("n1"), Registry: reg})
-	r2 := New(Options{Config: testConfig(), Cluster: local.New("n2"), Registry: reg})
+	r1 := New(Options{Config: ConfigFrom(testConfig()), Cluster: local.New("n1"), Registry: reg})
+	r2 := New(Options{Config: ConfigFrom(testConfig()), Cluster: local.New("n2"), Registry: reg})
 	r1.m.dropped.Inc()
 	r2.m.dropped.Inc()
 	var m dto.Metric

@@ -399,7 +399,7 @@ func TestHooks(t *testing.T) {
 		})
 	}
 	e := &env{t: t, store: st, cfg: testConfig()}
-	e.r = New(Options{Config: e.cfg, Store: st, Cluster: local.New("n"), Hooks: hooks})
+	e.r = New(Options{Config: ConfigFrom(e.cfg), Store: st, Cluster: local.New("n"), Hooks: hooks})
 	e.user("juliet")
 	s := e.online("juliet", "b", 0)
 	e.send(s, `<presence><show>away</show></presence>`) // an update: no event

@@ -14,9 +14,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Config is the router's part of the node's configuration.
+type Config struct {
+	Domain string
+	// C2S holds the limits of sessions, rosters and offline storage.
+	C2S conf.C2SConfig
+	// Cluster holds crash safety's settings and the cluster operations'
+	// timeout.
+	Cluster conf.ClusterConfig
+	// DatabaseTimeout is database.timeout, the bound of one store call.
+	DatabaseTimeout time.Duration
+}
+
+// ConfigFrom takes the router's part of a node's configuration.
+func ConfigFrom(c *conf.Config) Config {
+	return Config{Domain: c.Domain, C2S: c.C2S, Cluster: c.Cluster, DatabaseTimeout: c.Database.Timeout}
+}
+
 // Options are what a Router is built from.
 type Options struct {
-	Config  *conf.Config
+	// Config is the router's configuration; without a Domain it takes
+	// conf.Default's.
+	Config  Config
 	Store   storage.Store
 	Cluster cluster.Cluster
 	Logger  *slog.Logger
@@ -45,7 +64,7 @@ type Router struct {
 	// handlers gates the link handlers while the node stops (HandBack).
 	handlers handlerGate
 
-	cfg     *conf.Config
+	cfg     Config
 	domain  string
 	node    string
 	store   storage.Store
@@ -73,8 +92,8 @@ func New(o Options) *Router {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Config == nil {
-		o.Config = conf.Default()
+	if o.Config.Domain == "" {
+		o.Config = ConfigFrom(conf.Default())
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -459,7 +478,7 @@ func (r *Router) lookupUser(ctx context.Context, local string) (bool, error) {
 
 // dbCtx bounds one storage call with the configured database timeout.
 func (r *Router) dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	d := r.cfg.Database.Timeout
+	d := r.cfg.DatabaseTimeout
 	if d <= 0 {
 		d = 5 * time.Second
 	}
