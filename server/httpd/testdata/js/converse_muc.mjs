@@ -10,47 +10,11 @@
 //
 // Prints "OK" and exits 0 on success. CHROMIUM overrides the browser path.
 import fs from "node:fs";
-import { chromium } from "playwright-core";
+import { launch, log, open as openPage, shows, type, wait } from "./muc_page.mjs";
 
 const [ownerURL, guestURL, guestNick, ownerShot, guestShot] = process.argv.slice(2);
-const log = (s) => fs.writeSync(2, s + "\n");
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
-const wait = { timeout: 60000 };
-
-// open loads a page and waits until its groupchat is entered.
-async function open(url, who) {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 700 } });
-  const page = await ctx.newPage();
-  page.on("console", (m) => log(who + " console: " + m.text()));
-  page.on("pageerror", (e) => log(who + " pageerror: " + e));
-  await page.goto(url);
-  await page.waitForFunction(() => window.__ready, null, wait);
-  await page.waitForFunction(() => window.__room.session.get("connection_status") === converse.ROOMSTATUS.ENTERED, null, wait);
-  log(who + " entered the groupchat");
-  return page;
-}
-
-// type sends text as a person does: in the room's text area, with Enter.
-async function type(page, text) {
-  const area = page.locator("converse-muc textarea.chat-textarea");
-  await area.fill(text);
-  await area.press("Enter");
-}
-
-// shows waits until the groupchat's visible messages include every body.
-async function shows(page, bodies) {
-  await page.waitForFunction(
-    (want) => {
-      const text = Array.from(document.querySelectorAll("converse-muc .chat-msg__text")).map((e) => e.textContent.trim());
-      return want.every((b) => text.includes(b));
-    },
-    bodies,
-    wait,
-  );
-}
+const browser = await launch();
+const open = (url, who) => openPage(browser, url, who);
 
 let code = 1;
 const pages = {};
