@@ -75,6 +75,14 @@ func Binaries() (erl string, ok bool) {
 	return erl, true
 }
 
+// CanIsolateHosts reports whether Start can give ejabberd a hosts file
+// of its own (peers named other than localhost): it needs unshare and
+// root for the mount namespace.
+func CanIsolateHosts() bool {
+	_, err := exec.LookPath("unshare")
+	return err == nil && os.Geteuid() == 0
+}
+
 // Start runs ejabberd until the test ends; it fails the test when
 // ejabberd is not installed (callers skip first when they may).
 func Start(t testing.TB, o Options) *Server {
@@ -174,10 +182,10 @@ modules:
 	})
 	args := []string{erl, "-noinput", "-mnesia", "dir", strconv.Quote(spool), "-s", "ejabberd"}
 	if needsHostsFile(o.Peers) {
-		unshare, err := exec.LookPath("unshare")
-		if err != nil {
-			t.Fatal("ejabberdtest: peers other than localhost need unshare (util-linux) to give ejabberd a hosts file of its own")
+		if !CanIsolateHosts() {
+			t.Fatal("ejabberdtest: peers other than localhost need unshare (util-linux), run as root, to give ejabberd a hosts file of its own")
 		}
+		unshare, _ := exec.LookPath("unshare")
 		hosts := write("hosts", []byte(hostsFor(o.Peers)))
 		resolv := write("resolv.conf", nil)
 		// unshare execs the shell, which execs erl: one process, so the

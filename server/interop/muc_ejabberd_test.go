@@ -22,6 +22,7 @@ import (
 func TestGroupChatWithEjabberd(t *testing.T) {
 	_, ok := ejabberdtest.Binaries()
 	need(t, ok, "ejabberd")
+	need(t, ejabberdtest.CanIsolateHosts(), "unshare, as root (ejabberd resolves conference.localhost from a hosts file of its own)")
 	avS2S := servertest.FreeAddr(t)
 	host, port, err := net.SplitHostPort(avS2S)
 	if err != nil {
