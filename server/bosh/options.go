@@ -51,19 +51,20 @@ type Options struct {
 	Now func() time.Time
 }
 
-// FromConfig returns the options cfg describes. The caller adds Cluster,
-// OnSession and Logger.
-func FromConfig(cfg *conf.Config) Options {
+// FromConfig returns the options the http section (h), the domain and
+// c2s.max_stanza_bytes describe. The caller adds Cluster, OnSession and
+// Logger.
+func FromConfig(domain string, h conf.HTTPConfig, maxStanzaBytes int) Options {
 	return Options{
-		Domain:       cfg.Domain,
-		MaxWait:      cfg.HTTP.BOSHMaxWait,
-		Inactivity:   cfg.HTTP.BOSHInactivity,
-		MaxPause:     cfg.HTTP.BOSHMaxPause,
-		Polling:      cfg.HTTP.BOSHPolling,
-		MaxHold:      cfg.HTTP.BOSHHold,
-		MaxRequests:  cfg.HTTP.BOSHRequests,
-		MaxBodyBytes: cfg.C2S.MaxStanzaBytes,
-		CORSOrigins:  cfg.HTTP.CORSOrigins,
+		Domain:       domain,
+		MaxWait:      h.BOSHMaxWait,
+		Inactivity:   h.BOSHInactivity,
+		MaxPause:     h.BOSHMaxPause,
+		Polling:      h.BOSHPolling,
+		MaxHold:      h.BOSHHold,
+		MaxRequests:  h.BOSHRequests,
+		MaxBodyBytes: maxStanzaBytes,
+		CORSOrigins:  h.CORSOrigins,
 	}
 }
 

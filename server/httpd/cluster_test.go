@@ -79,7 +79,7 @@ func TestBOSHForwardingBetweenNodes(t *testing.T) {
 	// Node b's HTTP front end. Its own sessions would run on its own c2s
 	// server; here it only ever forwards.
 	cfgB := *cfg
-	hb, err := httpd.New(&cfgB, httpd.Deps{C2S: n.C2S(), Cluster: cb, Logger: servertest.TestLogger()})
+	hb, err := httpd.New(httpd.ConfigFrom(&cfgB), httpd.Deps{C2S: n.C2S(), Cluster: cb, Logger: servertest.TestLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

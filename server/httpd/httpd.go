@@ -86,9 +86,23 @@ type Deps struct {
 	Plugins http.Handler
 }
 
+// Config is the HTTP listener's part of the node's configuration.
+type Config struct {
+	Domain string
+	HTTP   conf.HTTPConfig
+	// MaxStanzaBytes is c2s.max_stanza_bytes: BOSH bodies and WebSocket
+	// frames are bounded by it, as TCP stanzas are.
+	MaxStanzaBytes int
+}
+
+// ConfigFrom takes the HTTP listener's part of a node's configuration.
+func ConfigFrom(c *conf.Config) Config {
+	return Config{Domain: c.Domain, HTTP: c.HTTP, MaxStanzaBytes: c.C2S.MaxStanzaBytes}
+}
+
 // Server is the HTTP listener of one node.
 type Server struct {
-	cfg  *conf.Config
+	cfg  Config
 	d    Deps
 	log  *slog.Logger
 	bosh *bosh.Manager
@@ -106,7 +120,7 @@ type Server struct {
 
 // New builds the HTTP server; nothing listens until Start. It registers
 // the BOSH forwarding handler with d.Cluster.
-func New(cfg *conf.Config, d Deps) (*Server, error) {
+func New(cfg Config, d Deps) (*Server, error) {
 	if d.C2S == nil {
 		return nil, errors.New("httpd: no c2s server")
 	}
@@ -116,7 +130,7 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 	s := &Server{cfg: cfg, d: d, log: d.Logger, servers: map[string]*http.Server{}, addrs: map[string]net.Addr{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
-	bo := bosh.FromConfig(cfg)
+	bo := bosh.FromConfig(cfg.Domain, cfg.HTTP, cfg.MaxStanzaBytes)
 	bo.Cluster = d.Cluster
 	bo.Logger = d.Logger
 	bo.OnSession = s.runBOSH
@@ -124,7 +138,7 @@ func New(cfg *conf.Config, d Deps) (*Server, error) {
 
 	s.ws = websocket.NewHandler(websocket.Options{
 		Domain:         cfg.Domain,
-		MaxStanzaBytes: cfg.C2S.MaxStanzaBytes,
+		MaxStanzaBytes: cfg.MaxStanzaBytes,
 		PingInterval:   cfg.HTTP.WebSocketPingInterval,
 		CORSOrigins:    cfg.HTTP.CORSOrigins,
 		OnConn:         s.runWS,
@@ -207,7 +221,7 @@ func (s *Server) Start(ctx context.Context) error {
 // WebSockets are not cut: see package httplimit.
 func (s *Server) limits() httplimit.Limits {
 	h := s.cfg.HTTP
-	maxBody := s.cfg.C2S.MaxStanzaBytes
+	maxBody := s.cfg.MaxStanzaBytes
 	if maxBody <= 0 {
 		maxBody = wire.DefaultMaxStanzaBytes
 	}
@@ -464,7 +478,7 @@ func (sv *Service) Start(ctx context.Context, n *server.Node) error {
 	if conf.Off(cfg.HTTP.Listen) && conf.Off(cfg.HTTP.TLSListen) {
 		return nil
 	}
-	srv, err := New(cfg, Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler(), Plugins: n.Plugins()})
+	srv, err := New(ConfigFrom(cfg), Deps{C2S: n.C2S(), Cluster: n.Cluster(), TLS: n.TLSConfig(), Logger: n.Logger(), ACMEChallenges: n.Certs().HTTPHandler(), Plugins: n.Plugins()})
 	if err != nil {
 		return err
 	}

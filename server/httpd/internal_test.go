@@ -28,7 +28,7 @@ func TestSecureAndRemoteAddr(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := conf.Default()
 			cfg.HTTP.PlainSecure = tc.plainSecure
-			s := &Server{cfg: cfg}
+			s := &Server{cfg: ConfigFrom(cfg)}
 			r := httptest.NewRequest("POST", "/http-bind", nil)
 			r.RemoteAddr = tc.peer
 			if tc.tls {
