@@ -153,8 +153,12 @@ type Cluster struct {
 	lapsedAlive atomic.Int64
 	retryDead   map[string]struct{} // incarnations whose cleanup failed
 
-	hbMu       sync.Mutex // serializes heartbeats; guards registered
+	hbMu       sync.Mutex // serializes heartbeats; guards registered and previousRun
 	registered bool
+	// previousRun is the incarnation of this node's previous run whose
+	// entry checkNameFree found and judged stale: the first heartbeat
+	// replaces it, which is no name clash.
+	previousRun string
 	entryLost  atomic.Bool    // a heartbeat found the entry gone
 	orphans    map[string]int // incarnation → sweeps seen without a member
 	ticks      int

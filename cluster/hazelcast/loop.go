@@ -181,6 +181,9 @@ func (c *Cluster) checkNameFree(ctx context.Context, o *hzObjs) error {
 				ErrNameInUse, c.name, cur.LinkAddr, cur.Inc)
 		}
 	}
+	c.hbMu.Lock()
+	c.previousRun = first.Inc
+	c.hbMu.Unlock()
 	return nil
 }
 
@@ -391,7 +394,13 @@ func (c *Cluster) heartbeat(ctx context.Context, o *hzObjs) (fresh bool, err err
 	if old != nil {
 		var mr memberRecord
 		if fromValue(old, &mr) == nil && mr.Inc != c.incarnation() {
-			c.log.Error("cluster another node uses this node's name", "inc", mr.Inc)
+			if mr.Inc == c.previousRun {
+				// The entry of this node's previous run, killed less
+				// than node_ttl ago: replaced, as checkNameFree decided.
+				c.log.Info("cluster replaced the membership entry of this node's previous run", "previous", mr.Inc)
+			} else {
+				c.log.Error("cluster another node uses this node's name", "inc", mr.Inc)
+			}
 		}
 		return false, nil
 	}
