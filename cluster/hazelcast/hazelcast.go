@@ -159,10 +159,10 @@ type Cluster struct {
 	// entry checkNameFree found and judged stale: the first heartbeat
 	// replaces it, which is no name clash.
 	previousRun string
-	entryLost  atomic.Bool    // a heartbeat found the entry gone
-	orphans    map[string]int // incarnation → sweeps seen without a member
-	ticks      int
-	lastTry    time.Time
+	entryLost   atomic.Bool    // a heartbeat found the entry gone
+	orphans     map[string]int // incarnation → sweeps seen without a member
+	ticks       int
+	lastTry     time.Time
 }
 
 type seenMark struct {
