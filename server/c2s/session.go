@@ -599,7 +599,7 @@ func (s *Session) idleCheck() {
 	if s.closing || s.detached {
 		return
 	}
-	c := s.srv.d.C2S
+	c := &s.srv.d.C2S
 	now, last := monotonic(), s.last.Load()
 	if s.pingSent != 0 && last > s.pingSent {
 		s.pingSent = 0
