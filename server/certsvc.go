@@ -17,7 +17,7 @@ import (
 // self-signed certificate.
 func newCertManager(cfg *conf.Config, store storage.Store, log *slog.Logger, reg prometheus.Registerer, o options) (*certs.Manager, error) {
 	co := certs.Options{
-		Config: cfg, Store: certs.NewDBStore(store), Node: cfg.Cluster.NodeName,
+		Config: certs.ConfigFrom(cfg), Store: certs.NewDBStore(store), Node: cfg.Cluster.NodeName,
 		Logger: log, Registry: reg,
 	}
 	if o.tls == nil {

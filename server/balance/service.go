@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/cluster"
-	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/server"
 	"github.com/aviary-im/aviary/server/c2s"
 	"github.com/aviary-im/aviary/server/httpd"
@@ -49,7 +48,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	n        *server.Node
-	cfg      *conf.Config
+	cfg      Config
 	log      *slog.Logger
 	policy   Policy
 	members  []cluster.Member
@@ -99,11 +98,11 @@ func (s *Service) Name() string { return "balance" }
 // Start publishes the node's figures, installs admission on the c2s
 // server, mounts the dispatcher and starts the publishing loop.
 func (s *Service) Start(ctx context.Context, n *server.Node) error {
-	cfg := n.Config()
+	cfg := ConfigFrom(n.Config())
 	s.mu.Lock()
 	s.n, s.cfg = n, cfg
 	s.log = n.Logger().With("component", "balance")
-	s.policy = Policy{TTL: cfg.Cluster.NodeTTL, LoadThreshold: cfg.Balance.LoadThreshold, Weights: cfg.Balance.Weights}
+	s.policy = Policy{TTL: cfg.NodeTTL, LoadThreshold: cfg.Balance.LoadThreshold, Weights: cfg.Balance.Weights}
 	s.extra = map[string]float64{}
 	// A node started again (in-process) starts undrained.
 	s.draining, s.report = false, Report{}
@@ -179,8 +178,8 @@ func (s *Service) publishLoop(ctx context.Context) {
 
 // Load is this node's load figure for a session count: sessions divided
 // by c2s.max_sessions, or by balance.capacity when there is no limit.
-func Load(cfg *conf.Config, sessions int) float64 {
-	capacity := cfg.C2S.MaxSessions
+func Load(cfg Config, sessions int) float64 {
+	capacity := cfg.MaxSessions
 	if capacity <= 0 {
 		capacity = cfg.Balance.Capacity
 	}
@@ -201,7 +200,7 @@ func (s *Service) selfLocked(pending int) Self {
 	return Self{
 		Name:        n.Cluster().NodeName(),
 		Sessions:    sessions,
-		MaxSessions: s.cfg.C2S.MaxSessions,
+		MaxSessions: s.cfg.MaxSessions,
 		Load:        Load(s.cfg, sessions),
 		Draining:    s.draining,
 		Shedding:    n.C2S().Shedding(),
@@ -250,7 +249,7 @@ func (s *Service) refresh(ctx context.Context) {
 		s.fetching = false
 		s.mu.Unlock()
 	}()
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Cluster.OperationTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.OperationTimeout)
 	members, err := n.Cluster().Members(ctx)
 	cancel()
 	if err != nil {
@@ -297,8 +296,8 @@ func (s *Service) clientAddrs() map[string]string {
 
 // advertiseHost is the host that replaces a wildcard bind address: the
 // host of cluster.advertise, else the machine's host name.
-func advertiseHost(cfg *conf.Config) string {
-	if h, _, err := net.SplitHostPort(cfg.Cluster.Advertise); err == nil && h != "" {
+func advertiseHost(cfg Config) string {
+	if h, _, err := net.SplitHostPort(cfg.Advertise); err == nil && h != "" {
 		if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
 			return h
 		}

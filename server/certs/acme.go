@@ -64,7 +64,7 @@ func (m *Manager) acmeClient(ctx context.Context) (*acme.Client, error) {
 	if m.client != nil {
 		return m.client, nil
 	}
-	a := m.o.Config.TLS.ACME
+	a := m.o.Config.ACME
 	hc, err := httpClient(a.CAFile)
 	if err != nil {
 		return nil, err

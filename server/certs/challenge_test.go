@@ -27,7 +27,7 @@ func (c *countingStore) Get(ctx context.Context, key string) ([]byte, error) {
 func TestHTTP01Handler(t *testing.T) {
 	ctx := context.Background()
 	st := &countingStore{DBStore: sqliteStore(t)}
-	m, err := New(Options{Config: testConfig("chat.example"), Store: st, Logger: quietLogger()})
+	m, err := New(Options{Config: ConfigFrom(testConfig("chat.example")), Store: st, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestTLSALPN01(t *testing.T) {
 	ctx := context.Background()
 	st := sqliteStore(t)
 	ca := newTestCA(t)
-	m, err := New(Options{Config: testConfig("chat.example"), Store: st, Logger: quietLogger()})
+	m, err := New(Options{Config: ConfigFrom(testConfig("chat.example")), Store: st, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

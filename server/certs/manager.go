@@ -29,8 +29,9 @@ const (
 
 // Options build a Manager.
 type Options struct {
-	// Config gives the domain and tls.acme. Required.
-	Config *conf.Config
+	// Config gives the domain, the names and tls.acme (ConfigFrom).
+	// Its Domain is required.
+	Config Config
 	// Store holds the certificates every node serves. Required.
 	Store Store
 	// Fallback is served for names no stored certificate covers
@@ -86,8 +87,8 @@ type Manager struct {
 
 // New builds a Manager; it serves Fallback until Reload reads the store.
 func New(o Options) (*Manager, error) {
-	if o.Config == nil || o.Store == nil {
-		return nil, errors.New("certs: Config and Store are required")
+	if o.Config.Domain == "" || o.Store == nil {
+		return nil, errors.New("certs: Config.Domain and Store are required")
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -110,16 +111,16 @@ func New(o Options) (*Manager, error) {
 	m := &Manager{
 		o: o, log: o.Logger.With("part", "certs"),
 		domain:    strings.ToLower(o.Config.Domain),
-		names:     o.Config.ACMENames(),
+		names:     slices.Clone(o.Config.Names),
 		alpnCerts: map[string]alpnCert{},
 		wake:      make(chan struct{}, 1),
 	}
-	m.challenges = usableChallenges(o.Config)
-	if o.Config.TLS.ACME.Enabled && len(m.challenges) == 0 {
+	m.challenges = o.Config.usableChallenges()
+	if o.Config.ACME.Enabled && len(m.challenges) == 0 {
 		return nil, errors.New("certs: tls.acme.challenges: no listed challenge has a listener to answer it")
 	}
-	if o.Config.TLS.ACME.Enabled && o.Config.TLS.ACME.CAFile != "" {
-		if _, err := os.ReadFile(o.Config.TLS.ACME.CAFile); err != nil {
+	if o.Config.ACME.Enabled && o.Config.ACME.CAFile != "" {
+		if _, err := os.ReadFile(o.Config.ACME.CAFile); err != nil {
 			return nil, fmt.Errorf("certs: tls.acme.ca_file: %w", err)
 		}
 	}
@@ -128,14 +129,40 @@ func New(o Options) (*Manager, error) {
 	return m, nil
 }
 
+// Config is what the manager reads of the node's configuration.
+type Config struct {
+	// Domain is the XMPP domain; its certificate is the default.
+	Domain string
+	// Names are the names ACME orders certificates for, the domain first
+	// (conf.Config.ACMENames).
+	Names []string
+	// ACME is tls.acme.
+	ACME conf.ACMEConfig
+	// HTTPListener says the node serves plain HTTP (http.listen), which
+	// HTTP-01 needs; TLSListener that it serves direct TLS (http.tls_listen
+	// or c2s.tls_listen), which TLS-ALPN-01 needs.
+	HTTPListener, TLSListener bool
+}
+
+// ConfigFrom takes the manager's part of a node's configuration.
+func ConfigFrom(cfg *conf.Config) Config {
+	return Config{
+		Domain:       cfg.Domain,
+		Names:        cfg.ACMENames(),
+		ACME:         cfg.TLS.ACME,
+		HTTPListener: !conf.Off(cfg.HTTP.Listen),
+		TLSListener:  !conf.Off(cfg.HTTP.TLSListen) || !conf.Off(cfg.C2S.TLSListen),
+	}
+}
+
 // usableChallenges keeps the configured challenge types a listener of
 // this node can answer (conf validation refuses a list with none).
-func usableChallenges(cfg *conf.Config) []string {
+func (c Config) usableChallenges() []string {
 	var out []string
-	for _, ch := range cfg.TLS.ACME.Challenges {
+	for _, ch := range c.ACME.Challenges {
 		switch {
-		case ch == acmeHTTP01 && !conf.Off(cfg.HTTP.Listen):
-		case ch == acmeTLSALPN01 && (!conf.Off(cfg.HTTP.TLSListen) || !conf.Off(cfg.C2S.TLSListen)):
+		case ch == acmeHTTP01 && c.HTTPListener:
+		case ch == acmeTLSALPN01 && c.TLSListener:
 		default:
 			continue
 		}

@@ -63,7 +63,7 @@ func TestSelection(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb.Source = SourceSelfSigned
-	m, err := New(Options{Config: testConfig("chat.example"), Store: st, Fallback: fb, Logger: quietLogger()})
+	m, err := New(Options{Config: ConfigFrom(testConfig("chat.example")), Store: st, Fallback: fb, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

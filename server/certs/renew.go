@@ -38,7 +38,7 @@ func (m *Manager) Run(ctx context.Context) {
 		}
 		m.reloadLogged(ctx)
 		wait := m.o.Poll
-		if m.o.Config.TLS.ACME.Enabled {
+		if m.o.Config.ACME.Enabled {
 			wait = min(wait, m.maintain(ctx))
 		}
 		if !t.Stop() {
@@ -90,7 +90,7 @@ func (m *Manager) Status(ctx context.Context) ([]NameStatus, error) {
 		return nil, err
 	}
 	s := m.snap.Load()
-	a := m.o.Config.TLS.ACME
+	a := m.o.Config.ACME
 	var out []NameStatus
 	for _, n := range m.names {
 		c := s.stored1(n)
@@ -128,7 +128,7 @@ func (m *Manager) due(ctx context.Context) ([]string, time.Duration, error) {
 	}
 	now := m.o.Now()
 	s := m.snap.Load()
-	a := m.o.Config.TLS.ACME
+	a := m.o.Config.ACME
 	var names []string
 	wait := time.Duration(1<<63 - 1)
 	for _, n := range m.names {

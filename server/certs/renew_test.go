@@ -19,7 +19,7 @@ func TestMaintainLockAndFailure(t *testing.T) {
 	cfg.TLS.ACME.Names = []string{}
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	var checked [][]string
-	m, err := New(Options{Config: cfg, Store: st, Logger: quietLogger(), Node: "n1",
+	m, err := New(Options{Config: ConfigFrom(cfg), Store: st, Logger: quietLogger(), Node: "n1",
 		RetryBase: time.Minute, Poll: 7 * time.Second, Now: func() time.Time { return now },
 		Checked: func(due []string) { checked = append(checked, due) }})
 	if err != nil {
@@ -47,7 +47,7 @@ func TestMaintainLockAndFailure(t *testing.T) {
 	}
 	// Another manager on the same store (another node) sees the failure
 	// and waits too.
-	other, _ := New(Options{Config: cfg, Store: st, Logger: quietLogger(), RetryBase: time.Minute, Now: func() time.Time { return now }})
+	other, _ := New(Options{Config: ConfigFrom(cfg), Store: st, Logger: quietLogger(), RetryBase: time.Minute, Now: func() time.Time { return now }})
 	if names, wait, _ := other.due(ctx); len(names) != 0 || wait != time.Minute {
 		t.Errorf("the other node finds %v due (wait %v), want nothing for a minute", names, wait)
 	}
