@@ -199,15 +199,25 @@ func (c *Cluster) newIncarnation() {
 	c.selfMu.Unlock()
 }
 
+// untilStop returns a context cancelled when the cluster stops (or cancel
+// is called), for the calls the node's loops make to Hazelcast.
+func (c *Cluster) untilStop() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-c.stop:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	return ctx, cancel
+}
+
 func (c *Cluster) loop() {
 	t := time.NewTicker(c.cc.HeartbeatInterval)
 	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := c.untilStop()
 	defer cancel()
-	go func() {
-		<-c.stop
-		cancel()
-	}()
 	for {
 		select {
 		case <-c.stop:
@@ -348,12 +358,8 @@ func (c *Cluster) isRegistered() bool {
 func (c *Cluster) heartbeatLoop() {
 	t := time.NewTicker(c.cc.HeartbeatInterval)
 	defer t.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := c.untilStop()
 	defer cancel()
-	go func() {
-		<-c.stop
-		cancel()
-	}()
 	for {
 		select {
 		case <-c.stop:

@@ -311,22 +311,7 @@ func (n *Node) Forget(node string) {
 // cluster.ErrNodeGone when the node cannot be reached, and the context's
 // error (wrapped) when the queue stays full until ctx ends.
 func (n *Node) Send(ctx context.Context, node, addr, kind string, payload []byte) error {
-	p, err := n.peer(ctx, node, addr)
-	if err != nil {
-		n.sendFailures.Add(1)
-		return err
-	}
-	b := getBuf()
-	if b.b, err = encode(b.b[:0], frameSend, 0, kind, payload); err != nil {
-		putBuf(b)
-		n.sendFailures.Add(1)
-		return err
-	}
-	if err := p.enqueue(ctx, b); err != nil {
-		n.sendFailures.Add(1)
-		return err
-	}
-	return nil
+	return n.send(ctx, node, addr, kind, payload, nil)
 }
 
 // SendNotify is Send with a report: done(true) runs once node has
@@ -336,6 +321,12 @@ func (n *Node) Send(ctx context.Context, node, addr, kind string, payload []byte
 // runs on a link goroutine and must not block; it never runs when
 // SendNotify returns an error.
 func (n *Node) SendNotify(ctx context.Context, node, addr, kind string, payload []byte, done func(handled bool)) error {
+	return n.send(ctx, node, addr, kind, payload, done)
+}
+
+// send queues a one-way frame; done, when set, is the report SendNotify
+// describes.
+func (n *Node) send(ctx context.Context, node, addr, kind string, payload []byte, done func(handled bool)) error {
 	p, err := n.peer(ctx, node, addr)
 	if err != nil {
 		n.sendFailures.Add(1)

@@ -103,8 +103,9 @@ func (p *Plugin) addUser(ctx context.Context, v map[string][]string) (*wire.Elem
 	return nil, nil
 }
 
-func (p *Plugin) deleteUsers(ctx context.Context, v map[string][]string) (*wire.Element, error) {
-	jids := v["accountjids"]
+// localUsers checks every JID of a form's accountjids field before the
+// command acts on any of them.
+func (p *Plugin) localUsers(jids []string) ([]string, error) {
 	if len(jids) == 0 {
 		return nil, wire.ErrNotAcceptable.WithText("no account given")
 	}
@@ -115,6 +116,14 @@ func (p *Plugin) deleteUsers(ctx context.Context, v map[string][]string) (*wire.
 			return nil, err
 		}
 		users = append(users, u)
+	}
+	return users, nil
+}
+
+func (p *Plugin) deleteUsers(ctx context.Context, v map[string][]string) (*wire.Element, error) {
+	users, err := p.localUsers(v["accountjids"])
+	if err != nil {
+		return nil, err
 	}
 	for _, u := range users {
 		if err := p.host.Users().DeleteUser(ctx, u); err != nil {
@@ -149,17 +158,9 @@ func (p *Plugin) changePassword(ctx context.Context, v map[string][]string) (*wi
 }
 
 func (p *Plugin) endSessions(ctx context.Context, v map[string][]string) (*wire.Element, error) {
-	jids := v["accountjids"]
-	if len(jids) == 0 {
-		return nil, wire.ErrNotAcceptable.WithText("no account given")
-	}
-	users := make([]string, 0, len(jids))
-	for _, s := range jids {
-		u, err := p.localUser(s)
-		if err != nil {
-			return nil, err
-		}
-		users = append(users, u)
+	users, err := p.localUsers(v["accountjids"])
+	if err != nil {
+		return nil, err
 	}
 	for _, u := range users {
 		n := p.host.Users().Kick(ctx, u+"@"+p.host.Domain(), "session ended by an administrator")

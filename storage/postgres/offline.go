@@ -157,23 +157,7 @@ func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes
 	err := s.do(ctx, func(ctx context.Context) error {
 		items, ver, out, more = nil, 0, nil, false
 		b := &pgx.Batch{}
-		b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&ver)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			return err
-		})
-		b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				it, err := scanRosterItem(rows, owner)
-				if err != nil {
-					return err
-				}
-				items = append(items, it)
-			}
-			return rows.Err()
-		})
+		queueRoster(b, owner, &items, &ver)
 		if maxBytes > 0 {
 			queueTakeUpTo(b, owner, maxBytes, &out, &more)
 		} else {

@@ -30,23 +30,7 @@ func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterIt
 	err := s.do(ctx, func(ctx context.Context) error {
 		items, ver = nil, 0
 		b := &pgx.Batch{}
-		b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&ver)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return nil
-			}
-			return err
-		})
-		b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				it, err := scanRosterItem(rows, owner)
-				if err != nil {
-					return err
-				}
-				items = append(items, it)
-			}
-			return rows.Err()
-		})
+		queueRoster(b, owner, &items, &ver)
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -201,17 +185,28 @@ func (s *Store) RosterVersion(ctx context.Context, owner string) (int64, error) 
 // Subscribers returns the contacts with subscription from or both, sorted
 // (a partial index holds exactly those).
 func (s *Store) Subscribers(ctx context.Context, owner string) ([]string, error) {
-	var out []string
-	err := s.do(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, qSubscribers, owner)
-		if err != nil {
-			return err
+	return s.strings(ctx, qSubscribers, owner)
+}
+
+// queueRoster adds the reads of owner's roster version and items to b
+// (one round trip with what else the batch holds: the login reads the
+// offline queue with them).
+func queueRoster(b *pgx.Batch, owner string, items *[]storage.RosterItem, ver *int64) {
+	b.Queue(qRosterVersion, owner).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(ver)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
 		}
-		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
 		return err
 	})
-	if len(out) == 0 {
-		out = nil
-	}
-	return out, err
+	b.Queue(qRosterItems, owner).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			it, err := scanRosterItem(rows, owner)
+			if err != nil {
+				return err
+			}
+			*items = append(*items, it)
+		}
+		return rows.Err()
+	})
 }

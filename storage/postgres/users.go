@@ -146,21 +146,9 @@ func (s *Store) ListUsers(ctx context.Context, contains string, limit, offset in
 	if limit > 0 {
 		lim = limit
 	}
-	var out []string
-	err := s.do(ctx, func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `SELECT username FROM users
+	return s.strings(ctx, `SELECT username FROM users
 			WHERE $1 = '' OR strpos(username, $1) > 0
 			ORDER BY username LIMIT $2 OFFSET $3`, contains, lim, max(offset, 0))
-		if err != nil {
-			return err
-		}
-		out, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	if len(out) == 0 {
-		out = nil
-	}
-	return out, err
 }
 
 // CountUsers returns the number of accounts.
