@@ -44,7 +44,6 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -225,7 +224,7 @@ func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 // deliver, on the node where a stanza for the component arrived, sends
 // it to one of the component's connections.
 func (p *Plugin) deliver(ctx context.Context, el *wire.Element) error {
-	domain := xmpputil.Bare(el.To())
+	domain := wire.JIDOf(el.To()).Bare()
 	if i := indexByte(domain, '@'); i >= 0 {
 		domain = domain[i+1:]
 	}
@@ -294,7 +293,7 @@ func (p *Plugin) onDeliver(ctx context.Context, from string, payload []byte) ([]
 	if err != nil {
 		return nil, err
 	}
-	domain := xmpputil.Bare(el.To())
+	domain := wire.JIDOf(el.To()).Bare()
 	if i := indexByte(domain, '@'); i >= 0 {
 		domain = domain[i+1:]
 	}

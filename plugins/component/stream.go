@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -88,7 +87,7 @@ func (p *Plugin) serve(nc net.Conn) {
 		fail(true, "invalid-namespace", fmt.Sprintf("stream namespace %q", hdr.Attr("xmlns")))
 		return
 	}
-	domain := xmpputil.Normalize(hdr.To())
+	domain := wire.JIDOf(hdr.To()).String()
 	secret, ok := p.cfg.Secrets[domain]
 	if !ok {
 		fail(true, "host-unknown", fmt.Sprintf("no component %q", hdr.To()))
@@ -179,7 +178,7 @@ func (c *conn) readLoop(rd *wire.Reader) string {
 		from := el.From()
 		if from == "" {
 			el.SetAttr("from", c.domain)
-		} else if f := xmpputil.Bare(from); f != c.domain && !strings.HasSuffix(f, "@"+c.domain) {
+		} else if f := wire.JIDOf(from).Bare(); f != c.domain && !strings.HasSuffix(f, "@"+c.domain) {
 			c.streamError("invalid-from")
 			return "invalid-from " + from
 		}

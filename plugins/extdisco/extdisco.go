@@ -35,7 +35,6 @@ import (
 
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -100,7 +99,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	if len(p.cfg.Services) == 0 {
 		return nil, wire.ErrServiceUnavailable
 	}
-	user := xmpputil.Bare(iq.From)
+	user := wire.JIDOf(iq.From).Bare()
 	ns := q.NS()
 	switch q.Name {
 	case "services":

@@ -4,7 +4,6 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -212,7 +211,7 @@ func onlyRoles(vals []string) []string {
 func bareJIDs(vals []string) ([]string, bool) {
 	var out []string
 	for _, v := range vals {
-		b := xmpputil.Bare(v)
+		b := wire.JIDOf(v).Bare()
 		if b == "" {
 			return nil, false
 		}

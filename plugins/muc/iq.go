@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/plugins/mam"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -280,7 +279,7 @@ func (q *request) admin(ctx context.Context, pl *wire.Element) error {
 					j = o.Bare
 				}
 			}
-			c.bare = xmpputil.Bare(j)
+			c.bare = wire.JIDOf(j).Bare()
 			if c.bare == "" {
 				return wire.ErrBadRequest.WithText("an affiliation change names a JID")
 			}

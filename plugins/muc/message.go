@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -192,7 +191,7 @@ func (q *request) private(ctx context.Context, o *Occupant) error {
 func (q *request) invite(ctx context.Context, o *Occupant, x *wire.Element) error {
 	r, p := q.r, q.p
 	if d := x.Child("decline", ""); d != nil {
-		to := xmpputil.Normalize(d.Attr("to"))
+		to := wire.JIDOf(d.Attr("to")).String()
 		if to == "" {
 			return wire.ErrJIDMalformed
 		}
@@ -214,7 +213,7 @@ func (q *request) invite(ctx context.Context, o *Occupant, x *wire.Element) erro
 		return wire.ErrForbidden.WithText("only admins invite to this room")
 	}
 	for _, inv := range x.ChildrenNamed("invite", "") {
-		to := xmpputil.Normalize(inv.Attr("to"))
+		to := wire.JIDOf(inv.Attr("to")).String()
 		if to == "" {
 			return wire.ErrJIDMalformed
 		}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -49,7 +48,7 @@ func (p *Plugin) Handle(ctx context.Context, room string, el *wire.Element) erro
 		}
 		return nil
 	}
-	req.from = xmpputil.Normalize(el.From())
+	req.from = wire.JIDOf(el.From()).String()
 	if req.from == "" {
 		return wire.ErrJIDMalformed
 	}
@@ -126,7 +125,7 @@ func (q *request) presence(ctx context.Context) error {
 		q.fail(wire.ErrJIDMalformed.WithText("a nickname is required"))
 		return nil
 	}
-	nick := xmpputil.Normalize("x@x/" + q.nick)
+	nick := wire.JIDOf("x@x/" + q.nick).String()
 	if nick == "" {
 		q.fail(wire.ErrJIDMalformed.WithText("that nickname is not allowed"))
 		return nil

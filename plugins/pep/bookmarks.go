@@ -5,7 +5,6 @@ import (
 	"errors"
 
 	"github.com/aviary-im/aviary/plugins/internal/pubsub"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/plugins/private"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -51,7 +50,7 @@ var (
 // conferenceToNative converts a XEP-0048 <conference jid=…/> to the
 // XEP-0402 payload; the room's JID ("" when it has none or a bad one).
 func conferenceToNative(c *wire.Element) (jid string, payload *wire.Element) {
-	jid = xmpputil.Normalize(c.Attr("jid"))
+	jid = wire.JIDOf(c.Attr("jid")).String()
 	if jid == "" {
 		return "", nil
 	}

@@ -331,7 +331,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 	if owner == "" || wire.JIDOf(owner).Local() == "" {
 		return nil, wire.ErrServiceUnavailable
 	}
-	if iq.FromLocal && xmpputil.Bare(iq.From) == owner {
+	if iq.FromLocal && wire.JIDOf(iq.From).Bare() == owner {
 		if node := bookmarkNode(iq.Payload()); node != "" {
 			if err := p.importBookmarks(ctx, owner, node); err != nil {
 				p.host.Logger().Warn("pep: importing private XML bookmarks", "owner", owner, "err", err)
@@ -358,7 +358,7 @@ func bookmarkNode(q *wire.Element) string {
 // AccountNodeInfo answers disco#info on a PEP node for whoever may
 // retrieve its items (XEP-0060 §5.3: a leaf node).
 func (p *Plugin) AccountNodeInfo(ctx context.Context, from, account, node string) ([]plugins.Identity, []string, bool) {
-	if !p.engine.MayRetrieve(ctx, account, node, xmpputil.Bare(from)) {
+	if !p.engine.MayRetrieve(ctx, account, node, wire.JIDOf(from).Bare()) {
 		return nil, nil, false
 	}
 	return []plugins.Identity{{Category: "pubsub", Type: "leaf"}}, []string{NSPubSub}, true
@@ -367,7 +367,7 @@ func (p *Plugin) AccountNodeInfo(ctx context.Context, from, account, node string
 // AccountItems answers disco#items on the account (its nodes) or on a
 // node (its items' IDs), for whoever may retrieve them.
 func (p *Plugin) AccountItems(ctx context.Context, from, account, node string) ([]plugins.DiscoItem, bool) {
-	list, ok := p.engine.DiscoItems(ctx, account, node, xmpputil.Bare(from))
+	list, ok := p.engine.DiscoItems(ctx, account, node, wire.JIDOf(from).Bare())
 	if !ok {
 		return nil, false
 	}

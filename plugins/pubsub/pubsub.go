@@ -261,7 +261,7 @@ func (p *Plugin) Handle(ctx context.Context, key string, el *wire.Element) error
 
 func (p *Plugin) answer(ctx context.Context, iq *wire.Element) (*wire.Element, error) {
 	q := iq.FirstChild()
-	requester := xmpputil.Bare(iq.From())
+	requester := wire.JIDOf(iq.From()).Bare()
 	get := iq.Type() == "get"
 	switch {
 	case q.NS() == wire.NSDiscoInfo && get:

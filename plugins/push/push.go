@@ -325,7 +325,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		return nil, wire.ErrBadRequest
 	}
 	q := iq.Payload()
-	jid := xmpputil.Normalize(q.Attr("jid"))
+	jid := wire.JIDOf(q.Attr("jid")).String()
 	if jid == "" {
 		return nil, wire.ErrBadRequest.WithText("the app server's jid is missing or malformed")
 	}
@@ -336,7 +336,7 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 		if node == "" {
 			return nil, wire.ErrBadRequest.WithText("enable needs a node")
 		}
-		reg := Registration{JID: jid, Node: node, Session: xmpputil.Normalize(iq.From)}
+		reg := Registration{JID: jid, Node: node, Session: wire.JIDOf(iq.From).String()}
 		if form := q.Child("x", NSData); form != nil {
 			opts, include := publishOptions(form)
 			reg.Options, reg.IncludeBody = opts.String(), include
@@ -598,7 +598,7 @@ func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 	}
 	// The answer must come from the registered app server.
 	jid, _, _ := strings.Cut(k, " ")
-	if xmpputil.Normalize(el.From()) != jid {
+	if wire.JIDOf(el.From()).String() != jid {
 		return nil
 	}
 	err := p.host.Store().Map(Store).Delete(ctx, owner, "", k)

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
+	"github.com/aviary-im/aviary/wire"
 )
 
 // The domain's usage (upload.domain_quota). Every slot reserves its size
@@ -307,7 +307,7 @@ func (p *Plugin) Reconcile(ctx context.Context) error {
 }
 
 func (p *Plugin) reconcileOwner(ctx context.Context, owner string) error {
-	_, err := p.host.Store().GetUser(ctx, xmpputil.Local(owner))
+	_, err := p.host.Store().GetUser(ctx, wire.JIDOf(owner).Local())
 	if errors.Is(err, storage.ErrNotFound) {
 		return p.removeOwner(ctx, owner)
 	}

@@ -57,7 +57,6 @@ import (
 	"github.com/aviary-im/aviary/conf"
 	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/plugins/disco"
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
 )
@@ -274,8 +273,8 @@ func (p *Plugin) refuse(ctx context.Context, el *wire.Element, err error) error 
 
 // slot checks a request and makes a slot for it.
 func (p *Plugin) slot(ctx context.Context, from string, req *wire.Element) (*wire.Element, error) {
-	owner := xmpputil.Bare(from)
-	if xmpputil.Local(owner) == "" || !strings.HasSuffix(owner, "@"+p.host.Domain()) {
+	owner := wire.JIDOf(from).Bare()
+	if wire.JIDOf(owner).Local() == "" || !strings.HasSuffix(owner, "@"+p.host.Domain()) {
 		return nil, wire.ErrForbidden.WithText("only users of " + p.host.Domain() + " may upload")
 	}
 	name := req.Attr("filename")

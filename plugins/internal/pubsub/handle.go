@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strconv"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -25,7 +24,7 @@ type Request struct {
 // for an empty result) or a stanza error.
 func (e *Engine) HandleIQ(ctx context.Context, r Request) (*wire.Element, error) {
 	q := r.IQ.FirstChild()
-	requester := xmpputil.Bare(r.From)
+	requester := wire.JIDOf(r.From).Bare()
 	if q == nil || q.Name != "pubsub" || requester == "" {
 		return nil, wire.ErrBadRequest
 	}
@@ -427,7 +426,7 @@ func (e *Engine) items(ctx context.Context, service, requester string, req *wire
 // options request: it must be the requester's own bare or full JID
 // (XEP-0060 §6.1.3.1).
 func subscriberJID(req *wire.Element, requester string) (string, error) {
-	j := xmpputil.Normalize(req.Attr("jid"))
+	j := wire.JIDOf(req.Attr("jid")).String()
 	if j == "" || wire.BareJID(j) != requester {
 		return "", errInvalidJID
 	}

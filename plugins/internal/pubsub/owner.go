@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sort"
 
-	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -225,7 +224,7 @@ func (e *Engine) setSubscriptions(ctx context.Context, n *nodeRef, req *wire.Ele
 	type change struct{ jid, state string }
 	var changes []change
 	for _, s := range req.ChildrenNamed("subscription", "") {
-		j := xmpputil.Normalize(s.Attr("jid"))
+		j := wire.JIDOf(s.Attr("jid")).String()
 		state := s.Attr("subscription")
 		if j == "" || (state != "subscribed" && state != "none") {
 			return wire.ErrBadRequest.WithText("each subscription needs a jid and subscription='subscribed' or 'none'")
@@ -286,7 +285,7 @@ func (e *Engine) setAffiliations(ctx context.Context, n *nodeRef, req *wire.Elem
 	type change struct{ jid, aff string }
 	var changes []change
 	for _, a := range req.ChildrenNamed("affiliation", "") {
-		j := xmpputil.Bare(a.Attr("jid"))
+		j := wire.JIDOf(a.Attr("jid")).Bare()
 		aff := a.Attr("affiliation")
 		if j == "" || !validAffiliation(aff) {
 			return wire.ErrBadRequest.WithText("each affiliation needs a jid and a valid affiliation")

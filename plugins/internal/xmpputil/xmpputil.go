@@ -13,23 +13,6 @@ import (
 	"github.com/aviary-im/aviary/wire"
 )
 
-// Bare returns the normalized bare JID of s, or "" when s is not a JID.
-//
-// Deprecated: use wire.JIDOf(s).Bare(); kept for code written before
-// wire.JID.
-func Bare(s string) string { return wire.JIDOf(s).Bare() }
-
-// Normalize returns the normalized form of s (PRECIS), or "" when s is not
-// a valid JID.
-//
-// Deprecated: use wire.JIDOf(s).String().
-func Normalize(s string) string { return wire.JIDOf(s).String() }
-
-// Local returns the localpart of a JID ("" when none or invalid).
-//
-// Deprecated: use wire.JIDOf(s).Local().
-func Local(s string) string { return wire.JIDOf(s).Local() }
-
 // Domain returns the domain of a JID ("" when invalid).
 func Domain(s string) string { return wire.JIDOf(s).Domain() }
 
