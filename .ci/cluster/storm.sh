@@ -15,7 +15,10 @@
 # Environment: PORT_BASE (default 10000), PROCS (default 3), USERS (per
 # process, default 5000), MESSAGES (default 12), INTERVAL (default 5s),
 # KILL_AFTER (default 20), CONCURRENCY (logins in parallel per process,
-# default 50), PREFIX (user names, default storm; accounts are made by
+# default 50), TRANSPORTS (aviary-bench -transports, default tcp; e.g.
+# tcp=8,websocket=1,bosh=1: WebSocket and BOSH users connect to the
+# nodes' HTTP listeners, the ones -dispatch names), PREFIX (user names,
+# default storm; accounts are made by
 # in-band registration, so start the cluster with
 # AVIARY_C2S_ALLOW_REGISTRATION=true AVIARY_C2S_REGISTRATION_LIMIT=-1
 # AVIARY_C2S_MAX_UNAUTHENTICATED_PER_ADDRESS=-1: every client is 127.0.0.1).
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/../.."
 dir=${1:?usage: storm.sh DIR}
 base=${PORT_BASE:-10000} procs=${PROCS:-3} users=${USERS:-5000}
 messages=${MESSAGES:-12} interval=${INTERVAL:-5s} kill_after=${KILL_AFTER:-20}
-conc=${CONCURRENCY:-50} prefix=${PREFIX:-storm}
+conc=${CONCURRENCY:-50} prefix=${PREFIX:-storm} transports=${TRANSPORTS:-tcp}
 out=$dir/storm
 mkdir -p "$out"
 log() { echo "[storm $(date -u +%T)] $*" >&2; }
@@ -46,7 +49,7 @@ sessions() { # sessions I: node I's open client streams
 bench_pids=()
 for p in $(seq "$procs"); do
 	"$out/aviary-bench" -servers "$servers" -dispatch "$dispatch" -users "$users" -prefix "$prefix$p-" \
-		-create ibr -concurrency "$conc" -workload ring -reconnect -messages "$messages" -interval "$interval" \
+		-transports "$transports" -create ibr -concurrency "$conc" -workload ring -reconnect -messages "$messages" -interval "$interval" \
 		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json \
 		>"$out/bench$p.json" 2>"$out/bench$p.log" &
 	bench_pids+=($!)
