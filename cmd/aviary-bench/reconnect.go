@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strconv"
@@ -353,7 +354,10 @@ func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 }
 
 // reconnect opens a new stream, following redirects, until it succeeds or
-// the run ends; false when the run ended.
+// the run ends; false when the run ended. Between failed attempts it waits
+// a random time between half and all of a bound that doubles from 100 ms
+// to 2 s (backoff with jitter, as mobile clients do): clients that failed
+// together must not all come back at the same instant.
 func (cl *ringClient) reconnect(ctx context.Context, done <-chan struct{}, redirect string, onMsg func(*wire.Element)) bool {
 	backoff := 100 * time.Millisecond
 	for {
@@ -389,10 +393,15 @@ func (cl *ringClient) reconnect(ctx context.Context, done <-chan struct{}, redir
 			return false
 		case <-ctx.Done():
 			return false
-		case <-time.After(backoff):
+		case <-time.After(jittered(backoff)):
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// jittered returns a random wait in [d/2, d): spread out, never none.
+func jittered(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2)
 }
 
 // transport is the session's transport (fixed for the run).
