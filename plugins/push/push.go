@@ -60,6 +60,11 @@
 // does not hold up the message: it waits in memory and is sent once the
 // registrations can be read, behind any that wait already (deferral.go;
 // metrics aviary_push_deferred_*).
+//
+// Each node keeps the registrations it read, empty lists included, so a
+// message stored offline for an account without any costs no query; an
+// enable or disable answered by one node is broadcast to the others before
+// it is answered (regcache.go).
 package push
 
 import (
@@ -136,6 +141,10 @@ type Plugin struct {
 	// retry (deferral.go). While it holds any, new notifications queue
 	// behind them instead of waiting database.timeout each on the
 	// message's path.
+	// regs holds the registrations read, empty lists included
+	// (regcache.go).
+	regs regCache
+
 	deferMu  sync.Mutex
 	deferred []deferredNote
 	retrying bool
@@ -201,9 +210,20 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		if !ok {
 			return nil
 		}
-		err := host.Store().KeyValue(Pending).Delete(ctx, wire.BareJID(ev.JID), "count")
+		owner := wire.BareJID(ev.JID)
+		if regs, err := p.registrations(ctx, owner); err == nil && len(regs) == 0 {
+			return nil // no registration, no count (afterRemoval)
+		}
+		err := host.Store().KeyValue(Pending).Delete(ctx, owner, "count")
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			host.Logger().Warn("push: could not reset the message count", "jid", ev.JID, "err", err)
+		}
+		return nil
+	}))
+	p.rmHooks = append(p.rmHooks, host.Hooks().Add(eventRegistrations, 0, p.onRegistrationsChanged))
+	p.rmHooks = append(p.rmHooks, host.Hooks().Add(plugins.EventUserDeleted, 0, func(ctx context.Context, payload any) error {
+		if ev, ok := payload.(*plugins.UserEvent); ok && ev.Username != "" {
+			p.registrationsChanged(ctx, ev.Username+"@"+host.Domain())
 		}
 		return nil
 	}))
@@ -351,15 +371,19 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 			}
 			return nil, err
 		}
+		p.registrationsChanged(ctx, owner)
 		return nil, nil
 	case "disable":
 		if node := q.Attr("node"); node != "" {
 			if err := m.Delete(ctx, owner, "", key(jid, node)); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				return nil, err
 			}
+			p.afterRemoval(ctx, owner)
 			return nil, nil
 		}
-		regs, err := p.registrations(ctx, owner)
+		// The store's list, not this node's: a registration another node
+		// made moments ago must go too.
+		regs, err := p.readRegistrations(ctx, owner)
 		if err != nil {
 			return nil, err
 		}
@@ -371,9 +395,27 @@ func (p *Plugin) HandleIQ(ctx context.Context, iq *plugins.IQ) (*wire.Element, e
 				return nil, err
 			}
 		}
+		p.afterRemoval(ctx, owner)
 		return nil, nil
 	}
 	return nil, wire.ErrBadRequest
+}
+
+// afterRemoval follows the removal of registrations: every node forgets
+// the owner's list, and an account left with none loses its message count
+// too (the presence hook, which resets it, skips accounts without
+// registrations, so a count left behind would go on where it stopped
+// when the account registers again).
+func (p *Plugin) afterRemoval(ctx context.Context, owner string) {
+	p.registrationsChanged(ctx, owner)
+	regs, err := p.readRegistrations(ctx, owner)
+	if err != nil || len(regs) > 0 {
+		return
+	}
+	err = p.host.Store().KeyValue(Pending).Delete(ctx, owner, "count")
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		p.host.Logger().Warn("push: could not reset the message count", "owner", owner, "err", err)
+	}
 }
 
 // publishOptions copies the client's form without the include-body field
@@ -394,8 +436,23 @@ func publishOptions(form *wire.Element) (*wire.Element, bool) {
 	return out, include
 }
 
-// Registrations returns an account's registrations.
+// registrations returns an account's registrations: as this node knows
+// them (regcache.go), else read from the store.
 func (p *Plugin) registrations(ctx context.Context, owner string) ([]Registration, error) {
+	if regs, ok := p.regs.get(owner); ok {
+		return regs, nil
+	}
+	gen := p.regs.generation()
+	regs, err := p.readRegistrations(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	p.regs.put(owner, regs, gen)
+	return regs, nil
+}
+
+// readRegistrations reads an account's registrations from the store.
+func (p *Plugin) readRegistrations(ctx context.Context, owner string) ([]Registration, error) {
 	items, err := p.host.Store().Map(Store).List(ctx, owner, "", storage.MapQuery{})
 	if err != nil {
 		return nil, err
@@ -606,6 +663,7 @@ func (p *Plugin) handle(ctx context.Context, el *wire.Element) error {
 		return err
 	}
 	if err == nil {
+		p.afterRemoval(ctx, owner)
 		p.stats.disabled.Add(1)
 		p.host.Logger().Info("push: app server dropped a registration; disabled it", "owner", owner, "registration", k, "condition", cond)
 	}
