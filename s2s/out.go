@@ -51,7 +51,7 @@ type outConn struct {
 	control    [][]byte
 	verifies   map[verifyKey]*pendingVerify // requests made on this stream
 	unsent     []verifyKey                  // of verifies, not yet written on conn, in order
-	queue      []*wire.Element
+	queue      []queued
 	lastSent   time.Time
 	method     string // how we authenticated: "sasl-external" or "dialback"
 	created    time.Time
@@ -80,7 +80,7 @@ const (
 )
 
 // enqueueStanza queues a stanza for the writer.
-func (c *outConn) enqueueStanza(el *wire.Element) enqueueResult {
+func (c *outConn) enqueueStanza(q queued) enqueueResult {
 	c.mu.Lock()
 	if c.state == outClosed || c.closing {
 		c.mu.Unlock()
@@ -90,7 +90,7 @@ func (c *outConn) enqueueStanza(el *wire.Element) enqueueResult {
 		c.mu.Unlock()
 		return enqueueFull
 	}
-	c.queue = append(c.queue, el)
+	c.queue = append(c.queue, q)
 	c.mu.Unlock()
 	c.wake()
 	return enqueued
@@ -625,7 +625,8 @@ func (c *outConn) writeLoop(conn net.Conn) {
 		}
 		control := c.control
 		c.control = nil
-		var verifies, stanzas []*wire.Element
+		var verifies []*wire.Element
+		var stanzas []queued
 		if !c.verifyHold {
 			for _, vk := range c.unsent {
 				if pv := c.verifies[vk]; pv != nil && !pv.sent {
@@ -650,8 +651,8 @@ func (c *outConn) writeLoop(conn net.Conn) {
 		for _, el := range verifies {
 			el.WriteTo(buf)
 		}
-		for _, el := range stanzas {
-			el.WriteTo(buf)
+		for _, q := range stanzas {
+			q.el.WriteTo(buf)
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(c.s.writeTimeout()))
 		_, err := conn.Write(buf.Bytes())
@@ -672,6 +673,9 @@ func (c *outConn) writeLoop(conn net.Conn) {
 			c.lastSent = time.Now()
 			c.mu.Unlock()
 			timer.Reset(idle)
+			for _, q := range stanzas {
+				q.settle()
+			}
 		}
 	}
 }
@@ -754,12 +758,13 @@ func (c *outConn) fail(err error, reason closeReason) {
 		if errors.Is(err, ErrStopped) {
 			se = wire.ErrRemoteServerNotFound.WithText(err.Error())
 		}
-		for _, el := range queue {
-			c.s.bounce(el, se)
+		for _, q := range queue {
+			c.s.bounce(q.el, se)
+			q.settle()
 		}
 		return
 	}
-	for _, el := range queue {
-		c.s.Send(c.s.ctx, el)
+	for _, q := range queue {
+		c.s.SendNotify(c.s.ctx, q.el, q.settled)
 	}
 }

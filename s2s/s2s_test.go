@@ -195,7 +195,7 @@ func TestSpoofedFrom(t *testing.T) {
 	b.expect(isBody("first"), "first message")
 	c := a.outConnFor("a.test", "b.test")
 	// Bypass Send's own check, as a malicious server would.
-	c.enqueueStanza(msg("mallory@evil.test", "bob@b.test", "spoofed"))
+	c.enqueueStanza(queued{el: msg("mallory@evil.test", "bob@b.test", "spoofed")})
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()

@@ -269,48 +269,73 @@ func (s *Service) goroutine(fn func()) {
 // by the stream's writer, so the caller must not modify it afterwards
 // (copy first when the same element goes to several recipients).
 func (s *Service) Send(ctx context.Context, el *wire.Element) {
+	s.SendNotify(ctx, el, nil)
+}
+
+// SendNotify is Send with a report: settled, when not nil, runs once the
+// stanza has left this node's hands — written to the remote domain's
+// stream (a process that dies after that leaves it to the kernel, which
+// sends what was written), or bounced to its sender. Until then only this
+// process has it: the router holds the sender's stream-management
+// acknowledgement on it (crash safety). settled must not block.
+func (s *Service) SendNotify(ctx context.Context, el *wire.Element, settled func()) {
 	local, remote := domainOf(el.From()), domainOf(el.To())
 	if remote == "" || local == "" {
-		s.bounceAsync(el, wire.ErrJIDMalformed)
+		s.bounceAsync(el, wire.ErrJIDMalformed, settled)
 		return
 	}
 	if !s.ours(local) {
-		s.bounceAsync(el, wire.ErrNotAllowed.WithText("sender is not of the local domain"))
+		s.bounceAsync(el, wire.ErrNotAllowed.WithText("sender is not of the local domain"), settled)
 		return
 	}
 	if s.ours(remote) {
-		s.bounceAsync(el, wire.ErrServiceUnavailable)
+		s.bounceAsync(el, wire.ErrServiceUnavailable, settled)
 		return
 	}
 	if el.NS() == wire.NSClient {
 		el.RemoveAttr("xmlns")
 	}
+	q := queued{el: el, settled: settled}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		s.bounceAsync(el, wire.ErrRemoteServerNotFound.WithText("federation stopped"))
+		s.bounceAsync(el, wire.ErrRemoteServerNotFound.WithText("federation stopped"), settled)
 		return
 	}
 	key := pairKey{local, remote}
 	c := s.out[key]
 	res := enqueueClosed
 	if c != nil {
-		res = c.enqueueStanza(el)
+		res = c.enqueueStanza(q)
 	}
 	if res == enqueueClosed {
 		if f := s.failures[remote]; f != nil && time.Now().Before(f.until) {
 			s.mu.Unlock()
-			s.bounceAsync(el, bounceError(f.err))
+			s.bounceAsync(el, bounceError(f.err), settled)
 			return
 		}
 		c = newOutConn(s, key)
-		res = c.enqueueStanza(el) // before run starts, so a fast failure bounces it
+		res = c.enqueueStanza(q) // before run starts, so a fast failure bounces it
 		s.startOutLocked(c)
 	}
 	s.mu.Unlock()
 	if res == enqueueFull {
 		c.log.Warn("s2s: outgoing queue full, bouncing stanza", "limit", s.QueueLimit)
-		s.bounceAsync(el, wire.ErrResourceConstraint.WithText(ErrQueueFull.Error()))
+		s.bounceAsync(el, wire.ErrResourceConstraint.WithText(ErrQueueFull.Error()), settled)
+	}
+}
+
+// queued is a stanza waiting for its outgoing stream, with SendNotify's
+// report.
+type queued struct {
+	el      *wire.Element
+	settled func()
+}
+
+// settle runs the report, once the stanza was written or bounced.
+func (q queued) settle() {
+	if q.settled != nil {
+		q.settled()
 	}
 }
 
@@ -404,13 +429,17 @@ func (s *Service) bounce(el *wire.Element, se *wire.StanzaError) {
 }
 
 // bounceAsync bounces on its own goroutine, so that Send never calls back
-// into the router. After Stop the goroutine is not tracked (Stop may be
-// waiting already).
-func (s *Service) bounceAsync(el *wire.Element, se *wire.StanzaError) {
+// into the router, and then runs settled (nil: nothing). After Stop the
+// goroutine is not tracked (Stop may be waiting already).
+func (s *Service) bounceAsync(el *wire.Element, se *wire.StanzaError, settled func()) {
+	q := queued{el: el, settled: settled}
 	s.mu.Lock()
 	if s.stopped {
 		s.mu.Unlock()
-		go s.bounce(el, se)
+		go func() {
+			s.bounce(el, se)
+			q.settle()
+		}()
 		return
 	}
 	s.wg.Add(1)
@@ -418,6 +447,7 @@ func (s *Service) bounceAsync(el *wire.Element, se *wire.StanzaError) {
 	go func() {
 		defer s.wg.Done()
 		s.bounce(el, se)
+		q.settle()
 	}()
 }
 

@@ -136,7 +136,10 @@ type noticeKey struct{ kind, node string }
 type custody struct {
 	r  *Router
 	on bool
-	nf cluster.Notifier
+	// switchOn is cluster.crash_safety, whether or not a second node can
+	// keep copies (on needs one).
+	switchOn bool
+	nf       cluster.Notifier
 
 	mu       sync.Mutex
 	seq      uint64
@@ -172,13 +175,14 @@ func newCustody(r *Router) *custody {
 	c := &custody{r: r, kept: map[uint64]*kept{}, deposits: map[string]map[uint64]*kept{}, notices: map[noticeKey][]uint64{},
 		bySM: map[string]map[*kept]struct{}{}, verdicts: map[string]verdict{}, awaiting: map[string][]*parked{},
 		posNotices: map[posKey]map[string][]seqPos{}}
+	on := r.cfg.Cluster.CrashSafety
+	c.switchOn = on == nil || *on
 	if r.cluster == nil {
 		return c
 	}
 	nf, ok := r.cluster.(cluster.Notifier)
 	c.nf = nf
-	on := r.cfg.Cluster.CrashSafety
-	c.on = ok && (on == nil || *on)
+	c.on = ok && c.switchOn
 	r.cluster.Handle(KindHeld, c.handleHeld)
 	r.cluster.Handle(KindDeposit, c.handleDeposit)
 	r.cluster.Handle(KindDone, c.handleDone)
@@ -197,7 +201,23 @@ func newCustody(r *Router) *custody {
 // protects reports whether el is a message crash safety keeps copies of:
 // what offline storage would keep.
 func (c *custody) protects(el *wire.Element) bool {
-	if !c.on || el.Name != "message" || isCarbonCopy(el) {
+	return c.on && keepsMessage(el)
+}
+
+// holdsRemote reports whether the sender's acknowledgement of el, bound
+// for another domain, waits until s2s has it out of this process: a
+// message offline storage would keep, with cluster.crash_safety on. It
+// needs no second node (the remote domain's server is the second copy),
+// so a lone node holds it too.
+func (c *custody) holdsRemote(el *wire.Element) bool {
+	return c.switchOn && keepsMessage(el)
+}
+
+// keepsMessage reports whether el is a message crash safety keeps: one
+// offline storage would keep (chat, normal or no type, with content), not
+// a carbon copy.
+func keepsMessage(el *wire.Element) bool {
+	if el.Name != "message" || isCarbonCopy(el) {
 		return false
 	}
 	switch el.Type() {

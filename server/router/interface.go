@@ -40,6 +40,14 @@ type Federation interface {
 	Send(ctx context.Context, el *wire.Element)
 }
 
+// NotifyingFederation is a Federation that reports when a stanza has left
+// the node: written to the remote domain's stream, or bounced to its
+// sender (s2s.Service.SendNotify). The router holds the sender's
+// acknowledgement of a protected message until then (crash safety).
+type NotifyingFederation interface {
+	SendNotify(ctx context.Context, el *wire.Element, settled func())
+}
+
 // AckHolder is implemented by sessions whose client counts on the
 // server's acknowledgements (XEP-0198 stream management; c2s.Session
 // whenever it is enabled). The router calls HoldAck while it routes a

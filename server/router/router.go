@@ -274,6 +274,16 @@ func (r *Router) toService(ctx context.Context, el *wire.Element, domain string)
 func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
 	if r.fed != nil {
 		r.m.sentS2S.Inc()
+		// Until the stream to the remote domain has it (a new stream
+		// takes a connection, TLS and dialback first) only this process
+		// does: the sender's acknowledgement waits, so a crash leaves the
+		// message with its client, which sends it again.
+		if nf, ok := r.fed.(NotifyingFederation); ok && r.custody.holdsRemote(el) {
+			if h := holdFrom(ctx); h != nil {
+				nf.SendNotify(ctx, el, h.release)
+				return
+			}
+		}
 		r.fed.Send(ctx, el)
 		return
 	}

@@ -31,6 +31,9 @@ type FederatedPair struct {
 	Subdomains []string
 	// Options are added to both nodes (server.WithPlugins, ...).
 	Options []server.Option
+	// AToB, when set, is given b's s2s address and returns the address
+	// node a dials for b (a proxy the test controls); b dials a directly.
+	AToB func(addrB string) string
 }
 
 // RunFederatedPairWith is RunFederatedPair with service domains and node
@@ -54,7 +57,11 @@ func RunFederatedPairWith(t testing.TB, a, b string, fp FederatedPair) (*server.
 		// so the ports are picked free and bound a moment later; another
 		// process may take one in between (CI saw it once). Pick again.
 		addrA, addrB := FreeAddr(t), FreeAddr(t)
-		na, err := startServer(config(a, addrA, b, addrB), append([]server.Option{server.WithService(server.NewFederationService())}, fp.Options...)...)
+		viaB := addrB
+		if fp.AToB != nil {
+			viaB = fp.AToB(addrB)
+		}
+		na, err := startServer(config(a, addrA, b, viaB), append([]server.Option{server.WithService(server.NewFederationService())}, fp.Options...)...)
 		if err == nil {
 			var nb *server.Node
 			if nb, err = startServer(config(b, addrB, a, addrA), append([]server.Option{server.WithService(server.NewFederationService())}, fp.Options...)...); err == nil {
