@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aviary-im/aviary/wire"
 )
@@ -61,5 +62,28 @@ func TestRemoteMessageHoldsTheSendersAck(t *testing.T) {
 	e.sendFrom(alice, `<message to='romeo@remote.net' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>`)
 	if held, taken := alice.holdCounts(); held != 0 || taken != 1 {
 		t.Fatalf("a chat state alone: %d holds outstanding (%d taken), want none new", held, taken)
+	}
+}
+
+// TestReleaseWithin: a remote message's hold is released when s2s reports
+// it, or after the bound if s2s has not (a remote domain slow to answer
+// must not hold up the session's acknowledgements for long), once.
+func TestReleaseWithin(t *testing.T) {
+	done := make(chan struct{})
+	f := releaseWithin(newHold(func() { close(done) }), 10*time.Millisecond)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hold was not released after its bound")
+	}
+	f() // s2s reporting late: no second release (a second close would panic)
+
+	done2 := make(chan struct{})
+	f2 := releaseWithin(newHold(func() { close(done2) }), time.Hour)
+	f2()
+	select {
+	case <-done2:
+	default:
+		t.Fatal("the hold was not released when s2s reported")
 	}
 }

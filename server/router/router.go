@@ -270,6 +270,26 @@ func (r *Router) toService(ctx context.Context, el *wire.Element, domain string)
 	return true
 }
 
+// remoteAckWait bounds how long a message to another domain holds its
+// sender's acknowledgement (acknowledgements are answered in order, so
+// one held up holds up every later one): past it the acknowledgement
+// goes out while the message still waits in the s2s queue, as before
+// crash safety. A stream is usually set up well within it; a remote
+// domain that does not answer takes s2s.connect_timeout to bounce.
+const remoteAckWait = 5 * time.Second
+
+// releaseWithin returns a function that releases h once, when called or
+// after d, whichever comes first.
+func releaseWithin(h *hold, d time.Duration) func() {
+	var once sync.Once
+	release := func() { once.Do(h.release) }
+	t := time.AfterFunc(d, release)
+	return func() {
+		t.Stop()
+		release()
+	}
+}
+
 // toRemoteDomain hands a stanza to s2s, or bounces remote-server-not-found.
 func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
 	if r.fed != nil {
@@ -280,7 +300,7 @@ func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
 		// message with its client, which sends it again.
 		if nf, ok := r.fed.(NotifyingFederation); ok && r.custody.holdsRemote(el) {
 			if h := holdFrom(ctx); h != nil {
-				nf.SendNotify(ctx, el, h.release)
+				nf.SendNotify(ctx, el, releaseWithin(h, remoteAckWait))
 				return
 			}
 		}
