@@ -1,0 +1,95 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aviary-im/aviary/conf"
+	"github.com/aviary-im/aviary/internal/testutil"
+)
+
+// waitSafeInbound waits until e answers the count want for the session
+// sm of bare (want < 0: none known), as a failed resumption asks it,
+// skipping skip.
+func waitSafeInbound(t *testing.T, e *env, sm, bare, skip string, want int64) {
+	t.Helper()
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		h, ok := e.r.SafeInbound(context.Background(), sm, bare, skip)
+		got := int64(-1)
+		if ok {
+			got = int64(h)
+		}
+		if got != want {
+			return fmt.Errorf("%s answers %d for %s of %s, want %d", e.r.node, got, sm, bare, want)
+		}
+		return nil
+	})
+}
+
+// TestCustodyInboundCount: node2's resumable session reports its safe
+// inbound counts; they reach node2's buddy (node3), a lower one that
+// overtook a higher one changes nothing, and after node2 dies node1 and
+// node3 answer the last one, for bob only.
+func TestCustodyInboundCount(t *testing.T) {
+	es, net := threeNodes(t)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 3)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 5)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 4)
+	es[1].r.InboundSafe("sm-carol", "carol@example.com", 2)
+	waitSafeInbound(t, es[0], "sm-bob", "bob@example.com", "node2", 5)
+	if h, ok := es[2].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 5 {
+		t.Fatalf("node3 (node2's buddy) holds %d (%v), want 5", h, ok)
+	}
+	if n := es[2].r.custody.in.counted.Load(); n != 7 {
+		t.Errorf("node3 counted %d stanzas, want 7", n)
+	}
+	// Another user's session is not answered, whoever asks.
+	waitSafeInbound(t, es[0], "sm-bob", "carol@example.com", "node2", -1)
+	waitSafeInbound(t, es[2], "sm-carol", "bob@example.com", "node2", -1)
+	// A session that ended (or moved on) is forgotten.
+	es[1].r.InboundEnded("sm-carol")
+	waitSafeInbound(t, es[0], "sm-carol", "carol@example.com", "node2", -1)
+
+	net.kill("node2")
+	answered := es[0].r.custody.in.answered.Load()
+	if h, ok := es[0].r.SafeInbound(context.Background(), "sm-bob", "bob@example.com", "node2"); !ok || h != 5 {
+		t.Errorf("after node2 died node1 answers %d (%v), want 5", h, ok)
+	}
+	if _, ok := es[0].r.SafeInbound(context.Background(), "sm-bob", "carol@example.com", "node2"); ok {
+		t.Error("after node2 died node1 answers bob's count to carol")
+	}
+	if n := es[0].r.custody.in.answered.Load() - answered; n != 1 {
+		t.Errorf("node1 answered %d resumptions with a count, want 1", n)
+	}
+	waitSafeInbound(t, es[2], "sm-bob", "bob@example.com", "node2", 5)
+}
+
+// TestCustodyInboundBuddyDies: node1's counts are with node2; when node2
+// dies they go, all of them, to node3.
+func TestCustodyInboundBuddyDies(t *testing.T) {
+	es, net := threeNodes(t)
+	es[0].r.InboundSafe("sm-alice", "alice@example.com", 4)
+	waitSafeInbound(t, es[2], "sm-alice", "alice@example.com", "node1", 4)
+	if _, ok := es[2].r.custody.in.known("sm-alice", "alice@example.com"); ok {
+		t.Fatal("node3 has the count: node2 is node1's buddy")
+	}
+	net.kill("node2")
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if h, ok := es[2].r.custody.in.known("sm-alice", "alice@example.com"); !ok || h != 4 {
+			return fmt.Errorf("node3 holds %d (%v), want 4", h, ok)
+		}
+		return nil
+	})
+}
+
+// TestCustodyInboundOff: without crash safety nothing is made safe, so
+// nothing is reported or answered.
+func TestCustodyInboundOff(t *testing.T) {
+	es, _ := threeNodes(t, func(c *conf.Config) { off := false; c.Cluster.CrashSafety = &off })
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 3)
+	if _, ok := es[0].r.SafeInbound(context.Background(), "sm-bob", "bob@example.com", "node2"); ok {
+		t.Fatal("a count answered with crash safety off")
+	}
+}
