@@ -220,7 +220,7 @@ func (s *Session) releaseAck(e *ackHold) {
 // to inH (those with no acknowledgement held are safe now) and reports
 // the safe count of a resumable session.
 func (s *Session) inboundRouted() {
-	if !s.smEnabled {
+	if !s.smEnabled || s.smBare == "" { // the reader's own fields
 		return
 	}
 	s.mu.Lock()
