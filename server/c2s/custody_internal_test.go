@@ -358,13 +358,20 @@ func TestInboundSafeCount(t *testing.T) {
 	if got := ir.reports(); !slices.Equal(got, []string{sm + "1", sm + "3", sm + "4"}) {
 		t.Fatalf("reported %q, want 1, 3, 4", got)
 	}
+	// The session ends with stanza 5 held: its release afterwards
+	// reports nothing (the router would keep that count for good).
+	route()
 	s.srv.addResumable(s)
 	s.srv.dropResumable(s)
+	ir.release(1)
 	ir.mu.Lock()
 	ended := slices.Clone(ir.ended)
 	ir.mu.Unlock()
 	if !slices.Equal(ended, []string{s.smID}) {
 		t.Errorf("ended %q, want %q", ended, s.smID)
+	}
+	if got := ir.reports(); !slices.Equal(got, []string{sm + "1", sm + "3", sm + "4"}) {
+		t.Fatalf("reported %q after the session ended, want 1, 3, 4", got)
 	}
 
 	// Without resumption nothing is reported: no resumption can fail.

@@ -163,7 +163,8 @@ func (s *Session) resumeFailed(previd string, h uint32) {
 }
 
 // reportInbound tells the router a resumable session's safe inbound
-// count (from reportInboundLocked).
+// count (from reportInboundLocked, under the session's mu: the router
+// calls no session back).
 func (srv *Server) reportInbound(sm, bare string, h uint32) {
 	if it, ok := srv.d.Router.(InboundTracker); ok {
 		it.InboundSafe(sm, bare, h)
@@ -415,7 +416,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	// What the old node made safe is safe: a failed resumption after
 	// this node's death may say so.
 	s.inRouted, s.inReported, s.smBare = reply.InH, 0, s.username+"@"+s.srv.d.Domain
-	inSafe, reportIn := s.inboundToReportLocked()
+	s.reportInboundLocked()
 	s.stopTimerLocked()
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", previd).SetAttr("h", strconv.FormatUint(uint64(reply.InH), 10))})
@@ -428,9 +429,6 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.inH = reply.InH
 	s.enterBound()
 	s.srv.addResumable(s)
-	if reportIn {
-		s.srv.reportInbound(previd, s.smBare, inSafe)
-	}
 	s.logAsBound(full)
 	s.srv.fire(s.ctx, plugins.EventSessionBound, full.String(), "")
 	s.release(node, previd)

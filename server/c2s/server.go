@@ -211,7 +211,11 @@ func (srv *Server) dropResumable(s *Session) {
 	}
 	srv.mu.Unlock()
 	if it, ok := srv.d.Router.(InboundTracker); ok && dropped {
-		it.InboundEnded(s.smID) // ended or moved on: its count is not needed
+		// Ended or moved on: its count is not needed, and none follows.
+		s.mu.Lock()
+		s.smBare = ""
+		it.InboundEnded(s.smID)
+		s.mu.Unlock()
 	}
 }
 

@@ -208,51 +208,44 @@ func (s *Session) releaseAck(e *ackHold) {
 		s.acksSettled = nil
 	}
 	s.answerAcksLocked()
-	sm, bare := s.smID, s.smBare
-	h, report := s.inboundToReportLocked()
+	s.reportInboundLocked()
 	s.mu.Unlock()
-	if report {
-		s.srv.reportInbound(sm, bare, h)
-	}
 }
 
 // inboundRouted notes that the reader has routed the client's stanzas up
 // to inH (those with no acknowledgement held are safe now) and reports
 // the safe count of a resumable session.
 func (s *Session) inboundRouted() {
-	if !s.smEnabled || s.smBare == "" { // the reader's own fields
+	if !s.smEnabled {
 		return
 	}
 	s.mu.Lock()
 	s.inRouted = s.inH
-	sm, bare := s.smID, s.smBare
-	h, report := s.inboundToReportLocked()
+	s.reportInboundLocked()
 	s.mu.Unlock()
-	if report {
-		s.srv.reportInbound(sm, bare, h)
-	}
 }
 
-// inboundToReportLocked returns the count of the client's stanzas that
-// are safe now, exactly what <a h/> may say (every one up to it routed,
-// none held), when it grew since the last report of this resumable
-// session; the caller reports it after unlocking (Server.reportInbound).
-// If this node dies, a failed resumption elsewhere answers <failed h/>
-// with it, and the client sends again only what came after: a count too
-// high would lose messages, so it is never above what is safe.
-func (s *Session) inboundToReportLocked() (uint32, bool) {
+// reportInboundLocked tells the router (Server.reportInbound) the count
+// of the client's stanzas that are safe now, exactly what <a h/> may say
+// (every one up to it routed, none held), when it grew since the last
+// report of this resumable session. If this node dies, a failed
+// resumption elsewhere answers <failed h/> with it, and the client sends
+// again only what came after: a count too high would lose messages, so it
+// is never above what is safe. Under mu, so that no report follows the
+// session's end (Server.dropResumable): the router would keep it.
+func (s *Session) reportInboundLocked() {
 	if s.smBare == "" {
-		return 0, false
+		return
 	}
 	h := s.inRouted
 	if len(s.ackHolds) > 0 && before(s.ackHolds[0].h-1, h) {
 		h = s.ackHolds[0].h - 1
 	}
 	if !before(s.inReported, h) {
-		return 0, false
+		return
 	}
 	s.inReported = h
-	return h, true
+	s.srv.reportInbound(s.smID, s.smBare, h)
 }
 
 // answerAcksLocked answers, in order, the <r/>s whose stanzas are all
