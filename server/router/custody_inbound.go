@@ -97,7 +97,10 @@ type inCounts struct {
 	dirty map[string]struct{}
 	buddy string
 
-	smu sync.Mutex // one flush of counts at a time, so they arrive in order
+	// smu makes one flush of counts at a time, so that they arrive in
+	// order; again asks the flush running to look once more.
+	smu   sync.Mutex
+	again atomic.Bool
 
 	mu   sync.Mutex
 	from map[string]inTable
@@ -191,10 +194,26 @@ func (c *custody) inboundBuddy() string {
 
 // flushInbound sends the counts that changed to the buddy, or all of them
 // to a new buddy (telling the old one to forget them). Called by
-// flushNotices.
+// flushNotices; while one runs (a slow link), the others leave their work
+// to it rather than wait.
 func (c *custody) flushInbound() {
-	c.in.smu.Lock()
-	defer c.in.smu.Unlock()
+	for {
+		if !c.in.smu.TryLock() {
+			c.in.again.Store(true)
+			if !c.in.smu.TryLock() {
+				return // the flush running sees again once it unlocks
+			}
+		}
+		c.in.again.Store(false)
+		c.flushInboundOnce()
+		c.in.smu.Unlock()
+		if !c.in.again.Load() {
+			return
+		}
+	}
+}
+
+func (c *custody) flushInboundOnce() {
 	buddy := c.inboundBuddy()
 	c.nmu.Lock()
 	if len(c.in.dirty) == 0 && buddy == c.in.buddy {

@@ -93,3 +93,45 @@ func TestCustodyInboundOff(t *testing.T) {
 		t.Fatal("a count answered with crash safety off")
 	}
 }
+
+// TestCustodyInboundChunks: a full set too big for one notice is split;
+// the parts together give every count, and a new full set replaces them
+// (the old ones are kept a while for their clients' resumptions).
+func TestCustodyInboundChunks(t *testing.T) {
+	mine := map[string]inCount{}
+	for i := range 5000 {
+		mine[fmt.Sprintf("c2Vzc2lvbi1pZC1vZi1hLW5vZGU.%040d", i)] = inCount{bare: fmt.Sprintf("user%d@example.com", i), h: uint32(i)}
+	}
+	msgs := appendInbound(nil, inFull, mine, nil)
+	if len(msgs) < 2 {
+		t.Fatalf("%d messages for %d counts, want them split", len(msgs), len(mine))
+	}
+	e := newEnv(t)
+	c := e.r.custody
+	for _, m := range msgs {
+		if _, err := c.handleInbound(context.Background(), "node2", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sm, want := range mine {
+		if h, ok := c.in.known(sm, want.bare); !ok || h != want.h {
+			t.Fatalf("%s: %d (%v), want %d", sm, h, ok, want.h)
+		}
+	}
+	// node2 restarted: a new set; the old counts stay answerable.
+	if _, err := c.handleInbound(context.Background(), "node2", appendInbound(nil, inFull, map[string]inCount{"new": {bare: "a@example.com", h: 1}}, nil)[0]); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := c.in.known("new", "a@example.com"); !ok || h != 1 {
+		t.Fatalf("new set: %d (%v)", h, ok)
+	}
+	if _, ok := c.in.known("c2Vzc2lvbi1pZC1vZi1hLW5vZGU.0000000000000000000000000000000000000007", "user7@example.com"); !ok {
+		t.Fatal("the previous set was forgotten at once")
+	}
+	c.in.mu.Lock()
+	held := c.in.held
+	c.in.mu.Unlock()
+	if held != len(mine)+1 {
+		t.Errorf("held %d, want %d", held, len(mine)+1)
+	}
+}
