@@ -413,4 +413,13 @@ func TestResumeFailedWithCount(t *testing.T) {
 	if !slices.Equal(asked, []string{"gone alice@localhost ", "unknown alice@localhost "}) {
 		t.Errorf("asked %q", asked)
 	}
+
+	// Inside SASL2 (XEP-0388's <success/>, inline resumption): the same.
+	success := wire.NewNS("success", wire.NSSASL2)
+	if next, stop := s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "gone").SetAttr("h", "2"), success); next != nil || stop {
+		t.Fatalf("inline resumption of a gone session: %v, %v", next, stop)
+	}
+	if f := success.Child("failed", wire.NSSM); f == nil || f.Attr("h") != "7" {
+		t.Errorf("inline: %s, want <failed h='7'/> inside <success/>", success)
+	}
 }
