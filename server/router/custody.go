@@ -241,7 +241,9 @@ func (c *custody) view() *peerView {
 					continue
 				}
 				v.capable[m.Name] = true
-				v.inbound[m.Name] = slices.Contains(m.Features, FeatureInboundCount)
+				if slices.Contains(m.Features, FeatureInboundCount) {
+					v.inbound[m.Name] = true
+				}
 				if m.Name > self {
 					after = append(after, m.Name)
 				} else {
