@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,5 +134,30 @@ func TestCustodyInboundChunks(t *testing.T) {
 	c.in.mu.Unlock()
 	if held != len(mine)+1 {
 		t.Errorf("held %d, want %d", held, len(mine)+1)
+	}
+}
+
+// TestCustodyInboundOlderBuddy: a member that does not publish
+// custody.inbound (an older version, in a rolling upgrade) is skipped:
+// node2's counts go to node1, and nobody sends node3 the new kinds.
+func TestCustodyInboundOlderBuddy(t *testing.T) {
+	es, net := threeNodes(t)
+	net.mu.Lock()
+	n3 := net.nodes["node3"]
+	n3.member.Features = slices.DeleteFunc(slices.Clone(n3.member.Features), func(f string) bool { return f == FeatureInboundCount })
+	delete(n3.handlers, KindInbound)
+	delete(n3.handlers, KindInboundQuery)
+	net.mu.Unlock()
+	es[1].r.custody.forgetPeers()
+	es[0].r.custody.forgetPeers()
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 2)
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if h, ok := es[0].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 2 {
+			return fmt.Errorf("node1 holds %d (%v), want 2", h, ok)
+		}
+		return nil
+	})
+	if h, ok := es[0].r.SafeInbound(context.Background(), "sm-bob", "bob@example.com", "node2"); !ok || h != 2 {
+		t.Errorf("node1 answers %d (%v), want 2", h, ok)
 	}
 }
