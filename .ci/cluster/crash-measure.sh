@@ -6,8 +6,9 @@
 # delivered, redelivered (bysrv: of those, messages their sender sent only
 # once, so the server's doing), bounced (came back to the sender as an error),
 # lost (acknowledged by the server, never delivered, not bounced), stalled
-# senders, reconnect time to 99% and 100% of the clients, latency p99 and
-# messages per second.
+# senders, messages the senders sent again on new streams (resent) and
+# those a <failed h/> spared them (saved), reconnect time to 99% and 100%
+# of the clients, latency p99 and messages per second.
 # Each run starts a fresh cluster (the PostgreSQL data, with the accounts,
 # is kept between runs).
 #
@@ -142,8 +143,8 @@ fi
 
 failed=0
 log "$runs crash runs, crash safety $safety, transports $transports"
-printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %8s %8s %8s %9s %8s  %s\n' \
-	run sent delivered redelivered bysrv bounced lost neverAcked stalled recon recon99 recon100 p99_ms msgs/s load
+printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %7s %6s %8s %8s %8s %9s %8s  %s\n' \
+	run sent delivered redelivered bysrv bounced lost neverAcked stalled resent saved recon recon99 recon100 p99_ms msgs/s load
 for i in $(seq 1 "$runs"); do
 	start_cluster "$safety"
 	out=$dir/run-$i.json err=$dir/run-$i.err
@@ -166,7 +167,7 @@ for i in $(seq 1 "$runs"); do
 	stop_cluster
 	lost=$(field "$out" 'r["ring"]["reconnect"]["lost"]')
 	[ "$lost" = 0 ] || failed=1
-	printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %8s %7.1fs %7.1fs %9.0f %8.0f  %s\n' "$i" \
+	printf '%-4s %8s %9s %11s %6s %7s %5s %10s %7s %7s %6s %8s %7.1fs %7.1fs %9.0f %8.0f  %s\n' "$i" \
 		"$(field "$out" 'r["ring"]["reconnect"]["sent"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["delivered"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["redelivered"]')" \
@@ -175,6 +176,8 @@ for i in $(seq 1 "$runs"); do
 		"$lost" \
 		"$(field "$out" 'r["ring"]["reconnect"]["never_acked"]')" \
 		"$(field "$out" 'r["ring"]["stalled_senders"]')" \
+		"$(field "$out" 'r["ring"]["reconnect"]["resent"]')" \
+		"$(field "$out" 'r["ring"]["reconnect"].get("resends_saved", "-")')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnects"]')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnect_p99_ms"]/1000')" \
 		"$(field "$out" 'r["ring"]["reconnect"]["reconnect_max_ms"]/1000')" \

@@ -27,7 +27,9 @@ import (
 // dispatcher (GET /dispatch) for a node, or tries the next -servers
 // address. On the new stream it tries to resume (which only works on the
 // same node), else logs in afresh, binds, sends its initial presence (so
-// offline messages flow) and resends every unacknowledged message. A
+// offline messages flow) and resends every unacknowledged message, but
+// those a <failed h='N'/> said the server had (XEP-0198: N stanzas of the
+// old session handled; Aviary says so when that session's node died). A
 // resent message the receiver already had is counted as redelivered
 // (a duplicate), never as lost.
 
@@ -49,13 +51,18 @@ type ReconnectStats struct {
 	// arrived: what the server promised and broke. NeverAcked counts the
 	// others that never arrived (the client still had them to resend when
 	// the run ended).
-	Lost          int `json:"lost"`
-	NeverAcked    int `json:"never_acked"`
-	Redirects     int `json:"redirects"`   // see-other-host followed
-	Reconnects    int `json:"reconnects"`  // new streams after a disconnect
-	Disconnects   int `json:"disconnects"` // streams that ended without a redirect
-	Resumed       int `json:"resumed"`     // reconnects that resumed the old session
-	Resent        int `json:"resent"`      // messages sent again on a new stream
+	Lost        int `json:"lost"`
+	NeverAcked  int `json:"never_acked"`
+	Redirects   int `json:"redirects"`   // see-other-host followed
+	Reconnects  int `json:"reconnects"`  // new streams after a disconnect
+	Disconnects int `json:"disconnects"` // streams that ended without a redirect
+	Resumed     int `json:"resumed"`     // reconnects that resumed the old session
+	Resent      int `json:"resent"`      // messages sent again on a new stream
+	// FailedWithH counts failed resumptions whose <failed/> said how many
+	// of the old session's stanzas the server had (h); ResendsSaved the
+	// messages that count acknowledged, which were not sent again.
+	FailedWithH   int `json:"failed_with_h"`
+	ResendsSaved  int `json:"resends_saved"`
 	DispatchAsked int `json:"dispatch_asked"`
 	UnackedAtEnd  int `json:"unacked_at_end"` // messages the server never acknowledged
 	// Reconnect time: from a stream's loss to the new stream ready for
@@ -155,6 +162,7 @@ func (w *smWindow) resumedSeqs(h uint32, seen func(seq int)) ([]smItem, error) {
 // reconnectCounters are shared by every ring client.
 type reconnectCounters struct {
 	redirects, reconnects, disconnects, resumed, resent, dispatch atomic.Int64
+	failedWithH, resendsSaved                                     atomic.Int64
 
 	mu    sync.Mutex
 	times []time.Duration // per reconnect: from the stream's loss to ready
@@ -324,7 +332,16 @@ func (cl *ringClient) read(c *conn, onMsg func(*wire.Element)) (string, error) {
 		case "iq":
 			cl.inH++
 			cl.ackH.Store(cl.inH)
-			c.answerIQ(el)
+			if b := iqReply(el); b != nil {
+				// A stanza the server counts like the messages (its <a h/>
+				// and <failed h/> count it): it takes its place in the window.
+				cl.mu.Lock()
+				if cl.c == c {
+					cl.win.push(smItem{data: b})
+				}
+				c.Write(b)
+				cl.mu.Unlock()
+			}
 		case "r":
 			if d := cl.cfg.AckDelay; d > 0 {
 				// A lazy client: the answer goes later, with what was
@@ -558,6 +575,23 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 			return nil
 		}
 		// <failed/>: the session is gone (another node, or it ended).
+		// With h the server says how many of its stanzas it had: those
+		// are acknowledged, only the rest is sent again.
+		if a := el.Attr("h"); a != "" {
+			h, err := strconv.ParseUint(a, 10, 32)
+			if err != nil {
+				return fmt.Errorf("bad <failed/>: %s", el.String())
+			}
+			cl.mu.Lock()
+			n, err := cl.win.ackSeqs(uint32(h), cl.acked)
+			cl.mu.Unlock()
+			if err != nil {
+				slog.Warn("ring: bad count in <failed/>", "user", cl.user, "err", err)
+			} else {
+				cl.cnt.failedWithH.Add(1)
+				cl.cnt.resendsSaved.Add(int64(n))
+			}
+		}
 	}
 	// A message to the bound full JID can come before the bind result.
 	c.other = onMsg

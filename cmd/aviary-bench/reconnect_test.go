@@ -74,6 +74,13 @@ func TestSMWindow(t *testing.T) {
 			{op: "resumed", h: 2, want: "m2", left: "m2"},
 			{op: "ack", h: 3, wantN: 1, left: ""},
 		}},
+		{"a failed resumption's h acknowledges what the server had; only the rest is sent again", 7, []step{
+			{op: "push", arg: "m1", left: "m1"},
+			{op: "push", arg: "m2", left: "m1,m2"},
+			{op: "push", arg: "m3", left: "m1,m2,m3"},
+			{op: "ack", h: 2, wantN: 2, left: "m3"},
+			{op: "restart", want: "m3", left: ""},
+		}},
 		{"a resumption acknowledging too much fails", 0, []step{
 			{op: "push", arg: "m1", left: "m1"},
 			{op: "resumed", h: 5, wantErr: true, left: "m1"},

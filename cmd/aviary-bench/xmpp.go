@@ -447,8 +447,16 @@ func (c *conn) waitIQ(id string) (*wire.Element, error) {
 // answerIQ replies to requests from the server so it does not wait on us:
 // a result for pings and roster pushes, service-unavailable for the rest.
 func (c *conn) answerIQ(el *wire.Element) {
+	if b := iqReply(el); b != nil {
+		c.Write(b)
+	}
+}
+
+// iqReply is the answer to an IQ request (nil for anything else): a
+// result for a ping or a roster push, else service-unavailable.
+func iqReply(el *wire.Element) []byte {
 	if el.LocalName() != "iq" || (el.Type() != "get" && el.Type() != "set") {
-		return
+		return nil
 	}
 	var b bytes.Buffer
 	payload := el.FirstChild()
@@ -463,7 +471,7 @@ func (c *conn) answerIQ(el *wire.Element) {
 		writeAttrs(&b, "id", el.ID(), "to", to)
 		b.WriteString("><error type='cancel'><service-unavailable xmlns='" + nsStanzas + "'/></error></iq>")
 	}
-	c.Write(b.Bytes())
+	return b.Bytes()
 }
 
 func writeAttrs(b *bytes.Buffer, pairs ...string) {

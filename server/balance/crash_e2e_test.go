@@ -117,6 +117,8 @@ func TestCrashE2E(t *testing.T) {
 						Sent, Delivered, Redelivered, Bounced, Lost, Reconnects, Disconnects, Resumed, Resent int
 						NeverAcked                                                                            int            `json:"never_acked"`
 						RedeliveredByServer                                                                   int            `json:"redelivered_by_server"`
+						FailedWithH                                                                           int            `json:"failed_with_h"`
+						ResendsSaved                                                                          int            `json:"resends_saved"`
 						ReconnectP99                                                                          float64        `json:"reconnect_p99_ms"`
 						ReconnectMax                                                                          float64        `json:"reconnect_max_ms"`
 						Transports                                                                            map[string]int `json:"transports"`
@@ -127,8 +129,8 @@ func TestCrashE2E(t *testing.T) {
 				t.Fatalf("aviary-bench output: %v\n%s\n%s", err, out.String(), tail(errOut.String(), 3000))
 			}
 			r, rc := res.Ring, res.Ring.Reconnect
-			t.Logf("CRASH FIGURES role=%q safety=%v sent=%d delivered=%d redelivered=%d (by the server alone %d) bounced=%d lost(acked)=%d never-acked-lost=%d reconnects=%d (resumed %d) disconnects=%d resent=%d reconnect p99=%.0fms max=%.0fms latency p99=%.0fms stalled=%d transports=%v",
-				role.name, safety, rc.Sent, rc.Delivered, rc.Redelivered, rc.RedeliveredByServer, rc.Bounced, rc.Lost, rc.NeverAcked, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent,
+			t.Logf("CRASH FIGURES role=%q safety=%v sent=%d delivered=%d redelivered=%d (by the server alone %d) bounced=%d lost(acked)=%d never-acked-lost=%d reconnects=%d (resumed %d) disconnects=%d resent=%d (saved by %d <failed h/>: %d) reconnect p99=%.0fms max=%.0fms latency p99=%.0fms stalled=%d transports=%v",
+				role.name, safety, rc.Sent, rc.Delivered, rc.Redelivered, rc.RedeliveredByServer, rc.Bounced, rc.Lost, rc.NeverAcked, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.FailedWithH, rc.ResendsSaved,
 				rc.ReconnectP99, rc.ReconnectMax, r.Latency.P99, r.Stalled, rc.Transports)
 			if res.Login.OK != users {
 				t.Errorf("%d of %d users logged in: %v", res.Login.OK, users, res.Login.Errors)

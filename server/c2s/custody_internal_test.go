@@ -255,3 +255,171 @@ func TestResumeFailedVerdict(t *testing.T) {
 		t.Errorf("verdicts %q", got)
 	}
 }
+
+// inboundRouter is a custodyRouter that records the safe inbound counts
+// sessions report and answers failed resumptions from known
+// (InboundTracker).
+type inboundRouter struct {
+	custodyRouter
+	reported []string // "sm bare h"
+	ended    []string
+	known    map[string]uint32 // "sm bare" → count
+	asked    []string          // "sm bare skip"
+}
+
+// FromClient holds the acknowledgement of messages only, as crash
+// safety does.
+func (r *inboundRouter) FromClient(ctx context.Context, s router.Session, el *wire.Element) {
+	if el.Name == "message" {
+		r.custodyRouter.FromClient(ctx, s, el)
+	}
+}
+
+func (r *inboundRouter) InboundSafe(sm, bare string, h uint32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reported = append(r.reported, fmt.Sprintf("%s %s %d", sm, bare, h))
+}
+
+func (r *inboundRouter) InboundEnded(sm string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended = append(r.ended, sm)
+}
+
+func (r *inboundRouter) SafeInbound(ctx context.Context, sm, bare, skip string) (uint32, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked = append(r.asked, sm+" "+bare+" "+skip)
+	h, ok := r.known[sm+" "+bare]
+	return h, ok
+}
+
+func (r *inboundRouter) reports() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reported)
+}
+
+func inboundSession(t *testing.T) (*Session, *fakeTransport, *inboundRouter) {
+	t.Helper()
+	ir := &inboundRouter{known: map[string]uint32{}}
+	srv := NewServer(Deps{Domain: conf.Default().Domain, C2S: conf.Default().C2S, DatabaseTimeout: conf.Default().Database.Timeout, Router: ir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ft := newFakeTransport()
+	s := srv.newSession(context.Background(), ft)
+	s.username = "alice"
+	j := wire.JIDOf("alice@localhost/r")
+	s.full.Store(&j)
+	t.Cleanup(func() { s.closeWith(ReasonShutdown, "", "") })
+	return s, ft, ir
+}
+
+// TestInboundSafeCount: a resumable session reports the count of its
+// client's stanzas that are safe, never above it: while stanza 2 is held
+// it says 1 even once 3 is safe, then 3; a session that cannot be
+// resumed reports nothing, and one that ends says so.
+func TestInboundSafeCount(t *testing.T) {
+	msg := func() *wire.Element {
+		return wire.New("message", "to", "bob@localhost", "type", "chat").Append(wire.New("body").SetText("x"))
+	}
+	s, ft, ir := inboundSession(t)
+	s.enableSM(wire.NewNS("enable", wire.NSSM).SetAttr("resume", "true"), nil, nil)
+	route := func() {
+		s.inbound(msg())
+		s.inboundRouted()
+	}
+	route()
+	route()
+	route()
+	if got := ir.reports(); len(got) != 0 {
+		t.Fatalf("reported %q while every stanza is held", got)
+	}
+	sm := s.smID + " alice@localhost "
+	ir.release(1) // stanza 1 safe
+	// Stanza 3 made safe before 2: still 1.
+	ir.mu.Lock()
+	h2, h3 := ir.holds[0], ir.holds[1]
+	ir.holds = nil
+	ir.mu.Unlock()
+	h3()
+	if got := ir.reports(); !slices.Equal(got, []string{sm + "1"}) {
+		t.Fatalf("reported %q, want only 1 while stanza 2 is held", got)
+	}
+	h2()
+	if got := ir.reports(); !slices.Equal(got, []string{sm + "1", sm + "3"}) {
+		t.Fatalf("reported %q, want 1 then 3", got)
+	}
+	// <r/> says the same.
+	s.handleSM(wire.NewNS("r", wire.NSSM))
+	waitAcks(t, ft, "3")
+	// A stanza routed with nothing held is safe at once.
+	s.inbound(wire.New("presence"))
+	s.inboundRouted()
+	if got := ir.reports(); !slices.Equal(got, []string{sm + "1", sm + "3", sm + "4"}) {
+		t.Fatalf("reported %q, want 1, 3, 4", got)
+	}
+	// The session ends with stanza 5 held: its release afterwards
+	// reports nothing (the router would keep that count for good).
+	route()
+	s.srv.addResumable(s)
+	s.srv.dropResumable(s)
+	ir.release(1)
+	ir.mu.Lock()
+	ended := slices.Clone(ir.ended)
+	ir.mu.Unlock()
+	if !slices.Equal(ended, []string{s.smID}) {
+		t.Errorf("ended %q, want %q", ended, s.smID)
+	}
+	if got := ir.reports(); !slices.Equal(got, []string{sm + "1", sm + "3", sm + "4"}) {
+		t.Fatalf("reported %q after the session ended, want 1, 3, 4", got)
+	}
+
+	// Without resumption nothing is reported: no resumption can fail.
+	s, _, ir = inboundSession(t)
+	s.enableSM(wire.NewNS("enable", wire.NSSM), nil, nil)
+	route()
+	ir.release(1)
+	if got := ir.reports(); len(got) != 0 {
+		t.Errorf("a session without resumption reported %q", got)
+	}
+}
+
+// TestResumeFailedWithCount: a resumption of a session nobody holds is
+// answered <failed h/> with the count the cluster knows for this user's
+// session, asked without the node the ID names; with none, <failed/>.
+func TestResumeFailedWithCount(t *testing.T) {
+	s, ft, ir := inboundSession(t)
+	ir.known["gone alice@localhost"] = 7
+	ir.known["unknown bob@localhost"] = 9 // another user's
+	s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "gone").SetAttr("h", "2"), nil)
+	s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "unknown").SetAttr("h", "2"), nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ft.writtenNamed("failed")) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("no <failed/> answers")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	f := ft.writtenNamed("failed")
+	if h := f[0].Attr("h"); h != "7" {
+		t.Errorf("first <failed/> has h=%q, want 7: %s", h, f[0])
+	}
+	if h := f[1].Attr("h"); h != "" {
+		t.Errorf("<failed/> for a session with no count of this user has h=%q", h)
+	}
+	ir.mu.Lock()
+	asked := slices.Clone(ir.asked)
+	ir.mu.Unlock()
+	if !slices.Equal(asked, []string{"gone alice@localhost ", "unknown alice@localhost "}) {
+		t.Errorf("asked %q", asked)
+	}
+
+	// Inside SASL2 (XEP-0388's <success/>, inline resumption): the same.
+	success := wire.NewNS("success", wire.NSSASL2)
+	if next, stop := s.resume(wire.NewNS("resume", wire.NSSM).SetAttr("previd", "gone").SetAttr("h", "2"), success); next != nil || stop {
+		t.Fatalf("inline resumption of a gone session: %v, %v", next, stop)
+	}
+	if f := success.Child("failed", wire.NSSM); f == nil || f.Attr("h") != "7" {
+		t.Errorf("inline: %s, want <failed h='7'/> inside <success/>", success)
+	}
+}

@@ -128,6 +128,24 @@ type ResumeTracker interface {
 
 var _ ResumeTracker = (*router.Router)(nil)
 
+// InboundTracker lets a failed resumption of a session whose node died
+// say how many of the client's stanzas the cluster has (<failed h/>), so
+// that the client sends only the rest again (router custody_inbound.go);
+// *router.Router has it.
+type InboundTracker interface {
+	// InboundSafe reports that the count of the client's stanzas that
+	// are safe in the resumable session sm of user bare grew to h: what
+	// <a h/> may say.
+	InboundSafe(sm, bare string, h uint32)
+	// InboundEnded reports that the session sm ended or moved on.
+	InboundEnded(sm string)
+	// SafeInbound returns the highest such count known for the session
+	// sm of user bare, which no node holds; skip is a node not to ask.
+	SafeInbound(ctx context.Context, sm, bare, skip string) (uint32, bool)
+}
+
+var _ InboundTracker = (*router.Router)(nil)
+
 // placed hands the writer's positions to the router.
 func (srv *Server) placed(sm string, ps []router.Position) {
 	if rt, ok := srv.d.Router.(ResumeTracker); ok {
@@ -142,6 +160,32 @@ func (s *Session) resumeFailed(previd string, h uint32) {
 	if rt, ok := s.srv.d.Router.(ResumeTracker); ok && previd != "" {
 		rt.ResumeFailed(previd, s.username+"@"+s.srv.d.Domain, h)
 	}
+}
+
+// reportInbound tells the router a resumable session's safe inbound
+// count (from reportInboundLocked, under the session's mu: the router
+// calls no session back).
+func (srv *Server) reportInbound(sm, bare string, h uint32) {
+	if it, ok := srv.d.Router.(InboundTracker); ok {
+		it.InboundSafe(sm, bare, h)
+	}
+}
+
+// safeInbound is the cluster's count of the client's stanzas that were
+// safe in the session previd, which nobody holds any more: the h of
+// <failed/>; -1 when none is known.
+func (s *Session) safeInbound(previd string) int64 {
+	it, ok := s.srv.d.Router.(InboundTracker)
+	if !ok || previd == "" {
+		return -1
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, takeoverTimeout)
+	defer cancel()
+	h, ok := it.SafeInbound(ctx, previd, s.username+"@"+s.srv.d.Domain, smNode(previd))
+	if !ok {
+		return -1
+	}
+	return int64(h)
 }
 
 // registerHandover installs the node-link handlers; NewServer calls it.
@@ -369,6 +413,10 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	}
 	s.outH, s.ackedH = h, h
 	s.smID = previd
+	// What the old node made safe is safe: a failed resumption after
+	// this node's death may say so.
+	s.inRouted, s.inReported, s.smBare = reply.InH, 0, s.username+"@"+s.srv.d.Domain
+	s.reportInboundLocked()
 	s.stopTimerLocked()
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", previd).SetAttr("h", strconv.FormatUint(uint64(reply.InH), 10))})

@@ -205,10 +205,18 @@ func (srv *Server) addResumable(s *Session) {
 
 func (srv *Server) dropResumable(s *Session) {
 	srv.mu.Lock()
-	if srv.resumable[s.smID] == s {
+	dropped := srv.resumable[s.smID] == s
+	if dropped {
 		delete(srv.resumable, s.smID)
 	}
 	srv.mu.Unlock()
+	if it, ok := srv.d.Router.(InboundTracker); ok && dropped {
+		// Ended or moved on: its count is not needed, and none follows.
+		s.mu.Lock()
+		s.smBare = ""
+		it.InboundEnded(s.smID)
+		s.mu.Unlock()
+	}
 }
 
 func (srv *Server) lookupResumable(id string) *Session {

@@ -164,6 +164,12 @@ type Session struct {
 	ackHolds    []*ackHold
 	ackWait     []uint32
 	acksSettled []chan struct{} // closed when ackHolds empties (settleAcks)
+	// inRouted is inH once the reader has routed those stanzas. A
+	// resumable session reports its safe count (what <a h/> may say) to
+	// the router when it grows (InboundTracker): inReported is the last
+	// one, smBare the user it is reported for ("" when not resumable).
+	inRouted, inReported uint32
+	smBare               string
 
 	// Client state indication (XEP-0352), guarded by mu: while inactive,
 	// stanzas that can wait stay at the end of queue (held counts them)

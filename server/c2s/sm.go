@@ -100,6 +100,10 @@ func (s *Session) enableSM(el, carrier, parent *wire.Element) {
 	s.mu.Lock()
 	s.smResume = resume
 	s.resumeFor = resumeFor
+	s.inRouted, s.inReported, s.smBare = 0, 0, ""
+	if resume {
+		s.smBare = s.username + "@" + s.srv.d.Domain
+	}
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: out})
 	s.mu.Unlock()
 }
@@ -186,8 +190,8 @@ func (s *Session) HoldAck() func() {
 
 func (s *Session) releaseAck(e *ackHold) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e.n--; e.n > 0 {
+		s.mu.Unlock()
 		return
 	}
 	i := 0
@@ -204,6 +208,44 @@ func (s *Session) releaseAck(e *ackHold) {
 		s.acksSettled = nil
 	}
 	s.answerAcksLocked()
+	s.reportInboundLocked()
+	s.mu.Unlock()
+}
+
+// inboundRouted notes that the reader has routed the client's stanzas up
+// to inH (those with no acknowledgement held are safe now) and reports
+// the safe count of a resumable session.
+func (s *Session) inboundRouted() {
+	if !s.smEnabled {
+		return
+	}
+	s.mu.Lock()
+	s.inRouted = s.inH
+	s.reportInboundLocked()
+	s.mu.Unlock()
+}
+
+// reportInboundLocked tells the router (Server.reportInbound) the count
+// of the client's stanzas that are safe now, exactly what <a h/> may say
+// (every one up to it routed, none held), when it grew since the last
+// report of this resumable session. If this node dies, a failed
+// resumption elsewhere answers <failed h/> with it, and the client sends
+// again only what came after: a count too high would lose messages, so it
+// is never above what is safe. Under mu, so that no report follows the
+// session's end (Server.dropResumable): the router would keep it.
+func (s *Session) reportInboundLocked() {
+	if s.smBare == "" {
+		return
+	}
+	h := s.inRouted
+	if len(s.ackHolds) > 0 && before(s.ackHolds[0].h-1, h) {
+		h = s.ackHolds[0].h - 1
+	}
+	if !before(s.inReported, h) {
+		return
+	}
+	s.inReported = h
+	s.srv.reportInbound(s.smID, s.smBare, h)
 }
 
 // answerAcksLocked answers, in order, the <r/>s whose stanzas are all
@@ -284,8 +326,11 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	}
 	if err == nil && old == nil {
 		// Nobody holds it: most likely its node died. The client's count
-		// still says what it received (CRASHSAFETY.md, "Duplicates").
+		// still says what it received, and the cluster may know how many
+		// of the client's stanzas that node had made safe: the client
+		// need not send those again (CRASHSAFETY.md, "Duplicates").
 		s.resumeFailed(el.Attr("previd"), uint32(h64))
+		return fail(smFailed(wire.ErrItemNotFound, s.safeInbound(el.Attr("previd"))))
 	}
 	if err != nil || old == nil || old == s || old.username != s.username {
 		return fail(smFailed(wire.ErrItemNotFound, -1))
@@ -333,6 +378,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	requeue := make([]outItem, 0, len(old.unacked)+len(old.queue)+2)
 	// Acknowledged by <resumed/> as by <a/>: only what is safe.
 	old.inH = old.safeInHLocked()
+	old.inRouted = old.inH
 	old.ackHolds, old.ackWait = nil, nil
 	resumed := wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", old.smID).SetAttr("h", strconv.FormatUint(uint64(old.inH), 10))

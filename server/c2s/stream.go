@@ -694,6 +694,7 @@ func (s *Session) handleBound(el *wire.Element) bool {
 		switch ns := el.NS(); ns {
 		case "", wire.NSClient:
 			s.inbound(el)
+			s.inboundRouted()
 			return false
 		case wire.NSServer:
 			// RFC 6120 §4.9.3.10: a content namespace this stream is not.

@@ -321,6 +321,18 @@ func (n *Node) Running() bool {
 // Kill SIGKILLs the node's process group (no goodbye) and waits for it.
 func (n *Node) Kill() { n.signal(syscall.SIGKILL) }
 
+// Freeze SIGSTOPs the node's process group: it reads, writes and answers
+// nothing until killed (what it has not done by then it never does).
+func (n *Node) Freeze() error {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil {
+		return errors.New("clustertest: node not running")
+	}
+	return syscall.Kill(-cmd.Process.Pid, syscall.SIGSTOP)
+}
+
 // Stop sends SIGTERM (graceful shutdown) and waits, killing after 30s.
 func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
 

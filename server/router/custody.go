@@ -159,6 +159,11 @@ type custody struct {
 	posNotices map[posKey]map[string][]seqPos // by node and kind, then session
 	flushing   bool
 
+	// in are the inbound counts of resumable sessions, this node's and
+	// those other nodes report here (custody_inbound.go); its own part is
+	// guarded by nmu.
+	in *inCounts
+
 	pmu   sync.Mutex // one refresh of peers at a time
 	peers atomic.Pointer[peerView]
 
@@ -167,14 +172,15 @@ type custody struct {
 
 type peerView struct {
 	capable map[string]bool
-	buddies []string // capable members, the one after this node (by name) first
+	buddies []string        // capable members, the one after this node (by name) first
+	inbound map[string]bool // capable members that keep inbound counts
 	at      time.Time
 }
 
 func newCustody(r *Router) *custody {
 	c := &custody{r: r, kept: map[uint64]*kept{}, deposits: map[string]map[uint64]*kept{}, notices: map[noticeKey][]uint64{},
 		bySM: map[string]map[*kept]struct{}{}, verdicts: map[string]verdict{}, awaiting: map[string][]*parked{},
-		posNotices: map[posKey]map[string][]seqPos{}}
+		posNotices: map[posKey]map[string][]seqPos{}, in: newInbound(r.now)}
 	on := r.cfg.Cluster.CrashSafety
 	c.switchOn = on == nil || *on
 	if r.cluster == nil {
@@ -189,10 +195,14 @@ func newCustody(r *Router) *custody {
 	r.cluster.Handle(KindDrop, c.handleDrop)
 	r.cluster.Handle(KindPositions, c.handlePositions)
 	r.cluster.Handle(KindResumeFailed, c.handleResumeFailed)
+	r.cluster.Handle(KindInbound, c.handleInbound)
+	r.cluster.Handle(KindInboundQuery, c.handleInboundQuery)
 	r.cluster.OnNodeDown(c.nodeDown)
 	r.cluster.UpdateSelf(func(m *cluster.Member) {
-		if !slices.Contains(m.Features, FeatureCustody) {
-			m.Features = append(m.Features, FeatureCustody)
+		for _, f := range []string{FeatureCustody, FeatureInboundCount} {
+			if !slices.Contains(m.Features, f) {
+				m.Features = append(m.Features, f)
+			}
 		}
 	})
 	return c
@@ -238,7 +248,7 @@ func (c *custody) view() *peerView {
 	if v := c.peers.Load(); v != nil && time.Since(v.at) < peersEvery {
 		return v
 	}
-	v := &peerView{capable: map[string]bool{}, at: time.Now()}
+	v := &peerView{capable: map[string]bool{}, inbound: map[string]bool{}, at: time.Now()}
 	if c.r.clustered() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		ms, err := c.r.cluster.Members(ctx)
@@ -251,6 +261,9 @@ func (c *custody) view() *peerView {
 					continue
 				}
 				v.capable[m.Name] = true
+				if slices.Contains(m.Features, FeatureInboundCount) {
+					v.inbound[m.Name] = true
+				}
 				if m.Name > self {
 					after = append(after, m.Name)
 				} else {
@@ -476,12 +489,19 @@ func (c *custody) notice(kind, node string, seq uint64) {
 	c.nmu.Lock()
 	key := noticeKey{kind, node}
 	c.notices[key] = append(c.notices[key], seq)
-	start := !c.flushing
-	c.flushing = true
+	start := c.kickLocked()
 	c.nmu.Unlock()
 	if start {
 		time.AfterFunc(noticeDelay, c.flushNotices)
 	}
+}
+
+// kickLocked notes that something waits for the next flush; true when
+// the caller must start its timer (after unlocking nmu).
+func (c *custody) kickLocked() bool {
+	start := !c.flushing
+	c.flushing = true
+	return start
 }
 
 func (c *custody) flushNotices() {
@@ -519,6 +539,7 @@ func (c *custody) flushNotices() {
 			c.noticeFailed(key.node, key.kind, payload, err)
 		}
 	}
+	c.flushInbound()
 }
 
 // noticeFailed queues the numbers of a notice the link could not deliver
@@ -639,6 +660,7 @@ func (c *custody) nodeDown(node string, _ []cluster.Route) {
 	if !c.r.clustered() {
 		return
 	}
+	c.inboundNodeDown(node)
 	var again, redep, deps []*kept
 	c.mu.Lock()
 	for seq, k := range c.kept {
@@ -863,6 +885,7 @@ func (c *custody) registerMetrics(reg prometheus.Registerer) {
 		Help: "Kept copies whose number in their recipient's resumable stream-management session is known (a failed resumption's h can tell they were received)."}, func() float64 { return float64(c.positioned()) }))
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricCustodyDeduplicated,
 		Help: "Kept copies let go without routing them again because a failed resumption's h said the client had them."}, func() float64 { return float64(c.deduplicated.Load()) }))
+	c.registerInboundMetrics(reg)
 	register(reg, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: MetricCustodyUnprotected,
 		Help: "Protected messages delivered to a local session while no buddy node could take a copy."}, func() float64 { return float64(c.unprotected.Load()) }))
 }

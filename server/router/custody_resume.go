@@ -150,8 +150,7 @@ func (c *custody) positions(sm string, ps []Position) {
 			c.posNotices[key] = bySM
 		}
 		bySM[sm] = append(bySM[sm], seqPos{rc, p.H})
-		start := !c.flushing
-		c.flushing = true
+		start := c.kickLocked()
 		c.nmu.Unlock()
 		if start {
 			time.AfterFunc(noticeDelay, c.flushNotices)

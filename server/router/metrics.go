@@ -41,6 +41,15 @@ const (
 	// MetricCustodyDeduplicated counts kept copies let go, not routed
 	// again, because a failed resumption's h said the client had them.
 	MetricCustodyDeduplicated = "aviary_router_custody_deduplicated_total"
+	// MetricCustodyInboundSessions is a gauge of the resumable sessions
+	// of other nodes whose count of client stanzas made safe this node
+	// keeps (custody_inbound.go); MetricCustodyInboundCounted counts the
+	// growth of those counts (client stanzas reported safe), and
+	// MetricCustodyInboundAnswered the failed resumptions answered with a
+	// count (<failed h/>), so that the client sent only the rest again.
+	MetricCustodyInboundSessions = "aviary_router_custody_inbound_sessions"
+	MetricCustodyInboundCounted  = "aviary_router_custody_inbound_counted_total"
+	MetricCustodyInboundAnswered = "aviary_router_custody_inbound_answered_total"
 	// MetricOfflineRetryWaiting is a gauge of the messages waiting in
 	// memory because offline storage did not answer (offlineretry.go);
 	// MetricOfflineRetryBytes is what they count against
