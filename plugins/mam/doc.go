@@ -9,7 +9,7 @@
 //	archive.go  Archive, the per-owner API (accounts here; rooms later)
 //	policy.go   what is archived (content rules) and stanza-id stamping
 //	query.go    the query IQ: form, RSM, results, fin, metadata
-//	prefs.go    preferences (XEP-0441) with a short per-node cache
+//	prefs.go    preferences (XEP-0441) kept on each node, changes broadcast
 //	retract.go  XEP-0424: the retracted message becomes a tombstone
 //	offline.go  offline hand-over vs. MAM catch-up (no message twice)
 //	expire.go   retention: mam.expire_after and each room's own (Expire)

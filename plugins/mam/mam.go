@@ -70,7 +70,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		Logger:  host.Logger(),
 	})
 	p.arch = &Archive{host: host, store: host.Store().Archive(Store), w: w, maxPage: cfg.MAM.MaxPage}
-	p.prefs = newPrefsCache(host, cfg.MAM.Default, 5*time.Second)
+	p.prefs = newPrefsCache(host, cfg.MAM.Default, time.Minute, 5*time.Second)
 	p.catchup = newCatchups()
 	p.known = newAccounts(host, time.Minute)
 	p.unhook = append(p.unhook,
@@ -80,6 +80,7 @@ func (p *Plugin) Start(ctx context.Context, host plugins.Host) error {
 		host.Hooks().Add(plugins.EventPresenceAvailable, 0, p.catchup.presenceHook),
 		host.Hooks().Add(plugins.EventSessionClosed, 0, p.catchup.closedHook),
 		host.Hooks().Add(eventDeleted, 0, p.onDeleted),
+		host.Hooks().Add(eventPrefs, 0, p.prefs.onChanged),
 	)
 	if r, ok := host.(interface{ Registry() prometheus.Registerer }); ok && r.Registry() != nil {
 		p.unreg = registerMetrics(r.Registry(), w, p.arch)

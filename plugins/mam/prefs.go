@@ -24,19 +24,28 @@ type prefs struct {
 	Never   []string `json:"never,omitempty"`
 }
 
-// prefsCache reads preferences on every archived message, so each node
-// keeps them for ttl (a change made on this node replaces its entry at
-// once; another node may archive by the old ones for up to ttl) and
-// remembers roster membership the same way for "roster" defaults.
+// prefsCache keeps the preferences every archived message is checked
+// against (two accounts a message: reading them each time was a query per
+// copy). A change made on any node reaches every node before it is
+// answered (eventPrefs, Host.Broadcast); an entry older than ttl is read
+// again, the safety net for a node the change could not reach. Roster
+// membership, for "roster" defaults, is remembered for rosterTTL: roster
+// changes are not announced to it.
 type prefsCache struct {
-	host plugins.Host
-	def  string
-	ttl  time.Duration
+	host      plugins.Host
+	def       string
+	ttl       time.Duration
+	rosterTTL time.Duration
 
 	mu      sync.Mutex
 	entries map[string]cachedPrefs
 	roster  map[[2]string]cachedBool
+	gen     uint64 // counts forgets: a read started before one is not kept
 }
+
+// eventPrefs is the cluster event naming an account whose preferences
+// changed (its bare JID as data).
+const eventPrefs plugins.Event = ID + ".prefs"
 
 type cachedPrefs struct {
 	p   prefs
@@ -52,14 +61,31 @@ type cachedBool struct {
 // and only a node with that many active accounts within ttl gets there).
 const maxCached = 100000
 
-func newPrefsCache(host plugins.Host, def string, ttl time.Duration) *prefsCache {
-	return &prefsCache{host: host, def: def, ttl: ttl, entries: map[string]cachedPrefs{}, roster: map[[2]string]cachedBool{}}
+func newPrefsCache(host plugins.Host, def string, ttl, rosterTTL time.Duration) *prefsCache {
+	return &prefsCache{host: host, def: def, ttl: ttl, rosterTTL: rosterTTL, entries: map[string]cachedPrefs{}, roster: map[[2]string]cachedBool{}}
+}
+
+// forget drops owner's entry (another node changed the preferences).
+func (c *prefsCache) forget(owner string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	delete(c.entries, owner)
+}
+
+// onChanged is another node's change of an account's preferences.
+func (c *prefsCache) onChanged(ctx context.Context, payload any) error {
+	if ev, ok := payload.(*plugins.ClusterEvent); ok && len(ev.Data) > 0 {
+		c.forget(string(ev.Data))
+	}
+	return nil
 }
 
 func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
 	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.entries[owner]
+	gen := c.gen
 	c.mu.Unlock()
 	if ok && now.Before(e.exp) {
 		return e.p, nil
@@ -75,12 +101,25 @@ func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
 			return prefs{Default: c.def}, err
 		}
 	}
-	c.put(owner, p)
+	c.put(owner, p, gen)
 	return p, nil
 }
 
-func (c *prefsCache) put(owner string, p prefs) {
+// generation is taken before a read, for put.
+func (c *prefsCache) generation() uint64 {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+// put keeps preferences read since generation gen, unless an entry was
+// forgotten meanwhile (the read may be from before that change).
+func (c *prefsCache) put(owner string, p prefs, gen uint64) {
+	c.mu.Lock()
+	if c.gen != gen {
+		c.mu.Unlock()
+		return
+	}
 	if len(c.entries) >= maxCached {
 		c.entries = map[string]cachedPrefs{}
 	}
@@ -136,7 +175,7 @@ func (c *prefsCache) inRoster(ctx context.Context, owner, contact string) bool {
 	if len(c.roster) >= maxCached {
 		c.roster = map[[2]string]cachedBool{}
 	}
-	c.roster[k] = cachedBool{v: in, exp: now.Add(c.ttl)}
+	c.roster[k] = cachedBool{v: in, exp: now.Add(c.rosterTTL)}
 	c.mu.Unlock()
 	return in
 }
@@ -182,7 +221,12 @@ func (c *prefsCache) set(ctx context.Context, owner string, el *wire.Element) (*
 	if _, err := c.host.Store().KeyValue(PrefsStore).Set(ctx, owner, "prefs", v, storage.Limits{Bytes: 256 << 10}); err != nil {
 		return nil, xmpputil.QuotaError(err, "archiving preferences", "JIDs")
 	}
-	c.put(owner, p)
+	c.forget(owner)
+	c.put(owner, p, c.generation())
+	if err := c.host.Broadcast(ctx, eventPrefs, []byte(owner)); err != nil {
+		c.host.Logger().Warn("mam: a preferences change not confirmed by every node; they read it again within a minute",
+			"owner", owner, "err", err)
+	}
 	return prefsElement(p), nil
 }
 
