@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aviary-im/aviary/internal/testutil"
+	"github.com/aviary-im/aviary/plugins"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -146,4 +147,35 @@ func TestOfflineHandOverDeleteRetries(t *testing.T) {
 	if _, again := e.loginSM("carol", "c2"); len(again) != 1 {
 		t.Fatalf("carol's next login got %d messages, want the one not deleted", len(again))
 	}
+}
+
+// TestOfflineHandOverPluginDrop: a message a plugin drops at
+// PointDeliver is settled like a delivered one: its row goes with the
+// portion's once the others are safe, and it does not come back.
+func TestOfflineHandOverPluginDrop(t *testing.T) {
+	es, net := threeNodes(t)
+	e := es[0]
+	e.storeMessages("bob@example.com", 3, 10)
+	e.r.SetPlugins(plugins.NewManager(nil, e.r.log, []plugins.Plugin{&fakePlugin{
+		points: []plugins.Point{plugins.PointDeliver},
+		intercept: func(p plugins.Point, st *plugins.Stanza) (plugins.Verdict, error) {
+			if st.El.ID() == "o1" {
+				return plugins.Drop, nil
+			}
+			return plugins.Continue, nil
+		},
+	}}))
+	net.mu.Lock()
+	net.deferReports = true
+	net.mu.Unlock()
+
+	if _, got := e.loginSM("bob", "b"); fmt.Sprint(ids(got)) != "[o0 o2]" {
+		t.Fatalf("bob was handed %v, want o0 o2 (o1 dropped by the plugin)", ids(got))
+	}
+	waitKept(t, es[1], 0, 2)
+	if n := e.offlineCount("bob@example.com"); n != 3 {
+		t.Fatalf("%d offline rows before the deposits were acknowledged, want 3", n)
+	}
+	net.reports()
+	e.waitOffline("bob@example.com", 0)
 }
