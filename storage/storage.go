@@ -207,6 +207,18 @@ type Offline interface {
 	// A session is handed its queue this way a portion at a time, as it
 	// can take it; what it was not handed stays stored.
 	TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int) (msgs []OfflineMessage, more bool, err error)
+	// ReadOfflineUpTo is TakeOfflineUpTo without the delete: it reads the
+	// owner's oldest messages whose IDs are not in skip (the first
+	// whatever its size, then as many more as fit with it in maxBytes;
+	// all with maxBytes <= 0), oldest first, and leaves them stored. more
+	// reports that other messages not in skip wait after these. A session
+	// is handed its queue this way, skipping what it was handed already,
+	// and the messages are deleted (DeleteOffline) only once they are
+	// safe elsewhere, so a node dying meanwhile loses none.
+	ReadOfflineUpTo(ctx context.Context, owner string, skip []int64, maxBytes int) (msgs []OfflineMessage, more bool, err error)
+	// DeleteOffline deletes the owner's messages with these IDs; IDs that
+	// are gone or belong to another owner are ignored.
+	DeleteOffline(ctx context.Context, owner string, ids []int64) error
 	// CountOffline returns how many messages wait for the owner.
 	CountOffline(ctx context.Context, owner string) (int, error)
 	// PeekOffline returns the owner's oldest messages, at most limit,

@@ -336,6 +336,25 @@ func (n *Node) Freeze() error {
 // Stop sends SIGTERM (graceful shutdown) and waits, killing after 30s.
 func (n *Node) Stop() { n.signal(syscall.SIGTERM) }
 
+// Pause freezes the node's process group (SIGSTOP): its sockets stay open
+// and the kernel keeps accepting into their buffers, but nothing is read,
+// handled or answered, as on a machine that hangs. Resume (SIGCONT)
+// lets it run on; Kill works on a paused node too.
+func (n *Node) Pause() { n.notify(syscall.SIGSTOP) }
+
+// Resume continues a paused node.
+func (n *Node) Resume() { n.notify(syscall.SIGCONT) }
+
+// notify sends sig to the running process group without waiting.
+func (n *Node) notify(sig syscall.Signal) {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
 func (n *Node) signal(sig syscall.Signal) {
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited

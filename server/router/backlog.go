@@ -11,14 +11,16 @@ import (
 // A session's backlog is what waited for it: subscription requests
 // (RFC 6121 §3.1.3, replayed at each login) and the offline queue
 // (XEP-0160). It is handed over a portion at a time, as the client reads:
-// a pump takes from the store only what the session says it can take now
+// a pump reads from the store only what the session says it can take now
 // (Paced.Backlog), delivers it, and when the session has no room left it
 // stops and is called again once the client has read (c2s: the writer
 // took the queue, or the client acknowledged). So a queue of any size
 // reaches a client that reads, never ends the session as a slow consumer,
 // and whatever was not handed over stays stored; what was handed over
 // and then lost with the session (not written, or with stream management
-// not acknowledged) goes back through Unbind's rerouting.
+// not acknowledged) goes back through Unbind's rerouting. A handed-over
+// message's row is deleted only once the message is safe on a second
+// node (offlinehand.go).
 //
 // One pump per session at a time (session.pumping). A kick while it runs
 // sets session.again, so it looks at the store once more before it stops:
@@ -129,20 +131,22 @@ func takeSubs(list *[]*wire.Element, budget int) []*wire.Element {
 // subSize is about the size of a replayed subscription request.
 func subSize(el *wire.Element) int { return len(el.From()) + len(el.To()) + 48 }
 
-// handOffline takes at most budget bytes of the offline queue (all with
-// no limit) and delivers them to s. It reports whether more may wait.
+// handOffline reads at most budget bytes of the offline queue (all with
+// no limit), passing over what was handed over already, and delivers
+// them to s; they are deleted once safe (offlinehand.go). It reports
+// whether more may wait.
 func (r *Router) handOffline(ctx context.Context, s *session, budget int) bool {
 	if r.store == nil {
 		return false
 	}
 	dctx, cancel := r.dbCtx(ctx)
-	stored, more, err := r.store.TakeOfflineUpTo(dctx, s.bare, max(budget, 0))
+	stored, more, err := r.store.ReadOfflineUpTo(dctx, s.bare, r.handed.skip(s.bare), max(budget, 0))
 	cancel()
 	if err != nil {
-		r.log.Warn("router: taking offline messages failed", "jid", s.bare, "err", err)
+		r.log.Warn("router: reading offline messages failed", "jid", s.bare, "err", err)
 		return false
 	}
-	if !r.deliverTaken(ctx, s.full, s.bare, r.stampOffline(s.bare, stored)) {
+	if !r.handOverOffline(ctx, s.full, s.bare, stored) {
 		return false
 	}
 	return more

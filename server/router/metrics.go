@@ -65,6 +65,11 @@ const (
 	// (c2s.offline_retry_max_wait; bounced), stopped (the node stopped
 	// first; left to whoever still holds them, else bounced).
 	MetricOfflineRetryGaveUp = "aviary_router_offline_retry_gave_up_total"
+	// MetricOfflineDeleteFailed counts portions of offline messages
+	// handed over whose rows could not be deleted after they were safe
+	// (the database did not answer through every retry): they are
+	// delivered again (offlinehand.go).
+	MetricOfflineDeleteFailed = "aviary_router_offline_delete_failed_total"
 )
 
 // metrics holds the router's collectors with every label resolved at
@@ -74,6 +79,8 @@ type metrics struct {
 	routeMessage, routePresence, routeIQ, routeOther prometheus.Observer
 
 	deliveredLocal, sentNode, sentS2S, service, offline, bounced, dropped prometheus.Counter
+
+	offlineDeleteFailed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -88,9 +95,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: MetricOutcomes,
 		Help: "Routed stanzas by outcome, one per target: delivered_local, sent_node, sent_s2s, service, offline, bounced, dropped.",
 	}, []string{"outcome"})
+	deleteFailed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: MetricOfflineDeleteFailed,
+		Help: "Portions of offline messages handed over whose rows could not be deleted once the messages were safe; they are delivered again.",
+	})
 	if reg != nil {
 		hist = register(reg, hist)
 		outcomes = register(reg, outcomes)
+		deleteFailed = register(reg, deleteFailed)
 	}
 	return &metrics{
 		routeMessage:   hist.WithLabelValues("message"),
@@ -104,6 +116,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		offline:        outcomes.WithLabelValues("offline"),
 		bounced:        outcomes.WithLabelValues("bounced"),
 		dropped:        outcomes.WithLabelValues("dropped"),
+
+		offlineDeleteFailed: deleteFailed,
 	}
 }
 

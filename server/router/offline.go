@@ -149,24 +149,12 @@ func (r *Router) flushOffline(ctx context.Context, bare string) {
 	}
 }
 
-// rosterOfflineLoader is a store that reads the roster and takes the first
-// portion of the offline queue (up to maxBytes, as TakeOfflineUpTo) in one
-// call (one round trip), as initial presence needs.
+// rosterOfflineLoader is a store that reads the roster and the first
+// portion of the offline queue (up to maxBytes, skipping skip, as
+// ReadOfflineUpTo) in one call (one round trip), as initial presence
+// needs.
 type rosterOfflineLoader interface {
-	GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
-}
-
-// deliverTaken hands messages taken from the queue to the session, each
-// stamped with XEP-0203 <delay/>; what it does not take goes back to
-// storage, and then it reports false.
-func (r *Router) deliverTaken(ctx context.Context, full, bare string, msgs []*wire.Element) bool {
-	for i, el := range msgs {
-		if !r.deliverLocal(ctx, full, el) {
-			r.restoreOffline(ctx, bare, msgs[i:])
-			return false
-		}
-	}
-	return true
+	GetRosterReadOffline(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
 }
 
 // takeOffline takes the whole queue in one batch and stamps each message
@@ -192,17 +180,25 @@ func (r *Router) stampOffline(bare string, stored []storage.OfflineMessage) []*w
 	}
 	out := make([]*wire.Element, 0, len(stored))
 	for _, m := range stored {
-		el, err := wire.Parse(m.Stanza, r.linkLimits())
-		if err != nil {
-			r.log.Error("router: dropping unparsable offline message", "jid", bare, "id", m.ID, "err", err)
-			continue
+		if el := r.stampOne(bare, m); el != nil {
+			out = append(out, el)
 		}
-		if !hasDelay(el, r.domain) {
-			el.Append(delayElement(r.domain, m.Stored))
-		}
-		out = append(out, el)
 	}
 	return out
+}
+
+// stampOne parses a stored message and stamps it with <delay/>; nil when
+// it does not parse.
+func (r *Router) stampOne(bare string, m storage.OfflineMessage) *wire.Element {
+	el, err := wire.Parse(m.Stanza, r.linkLimits())
+	if err != nil {
+		r.log.Error("router: dropping unparsable offline message", "jid", bare, "id", m.ID, "err", err)
+		return nil
+	}
+	if !hasDelay(el, r.domain) {
+		el.Append(delayElement(r.domain, m.Stored))
+	}
+	return el
 }
 
 // restoreOffline puts messages back after a failed hand-over; the quota

@@ -28,6 +28,15 @@ type gateStore struct {
 	refuse   atomic.Pointer[error]
 	attempts atomic.Int32 // StoreOffline calls
 	stored   atomic.Int32 // StoreOffline calls that stored
+	// deleteFails is how many DeleteOffline calls fail from now on.
+	deleteFails atomic.Int32
+}
+
+func (g *gateStore) DeleteOffline(ctx context.Context, owner string, ids []int64) error {
+	if g.deleteFails.Add(-1) >= 0 {
+		return errNoAnswer
+	}
+	return g.Store.DeleteOffline(ctx, owner, ids)
 }
 
 var errNoAnswer = fmt.Errorf("%w: %w", storage.ErrUnavailable, context.DeadlineExceeded)

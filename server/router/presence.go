@@ -89,20 +89,17 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 	}
 
 	// With a non-negative priority the offline queue is handed over below;
-	// a store that can takes its first portion (what the session can take
+	// a store that can reads its first portion (what the session can take
 	// now, usually all of it) with the roster read: one round trip.
-	var offline []*wire.Element
+	var offline []storage.OfflineMessage
 	took, more := false, false
 	dctx, cancel := r.dbCtx(ctx)
 	var items []storage.RosterItem
 	var err error
 	budget := backlogBudget(s.s, nil)
 	if l, ok := r.store.(rosterOfflineLoader); ok && rt.Priority >= 0 && budget != 0 {
-		var stored []storage.OfflineMessage
-		items, _, stored, more, err = l.GetRosterTakeOffline(dctx, s.bare, max(budget, 0))
-		if err == nil {
-			offline, took = r.stampOffline(s.bare, stored), true
-		}
+		items, _, offline, more, err = l.GetRosterReadOffline(dctx, s.bare, r.handed.skip(s.bare), max(budget, 0))
+		took = err == nil
 	} else {
 		items, _, err = r.store.GetRoster(dctx, s.bare)
 	}
@@ -137,7 +134,7 @@ func (r *Router) availablePresence(ctx context.Context, from string, el *wire.El
 		s.subs = subs
 		r.mu.Unlock()
 	}
-	delivered := !took || r.deliverTaken(ctx, from, s.bare, offline)
+	delivered := !took || r.handOverOffline(ctx, from, s.bare, offline)
 	if delivered && (more || len(subs) > 0 || (!took && rt.Priority >= 0)) {
 		r.kickBacklog(ctx, from)
 	}

@@ -75,8 +75,9 @@ type Router struct {
 	plugins *plugins.Manager
 	fed     Federation
 	m       *metrics
-	custody *custody      // crash safety (custody.go)
-	retry   *offlineRetry // messages waiting for offline storage (offlineretry.go)
+	custody *custody       // crash safety (custody.go)
+	retry   *offlineRetry  // messages waiting for offline storage (offlineretry.go)
+	handed  *offlineHanded // offline rows handed over, not deleted yet (offlinehand.go)
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // full JID → local session record
@@ -110,6 +111,7 @@ func New(o Options) *Router {
 		m:              newMetrics(o.Registry),
 		sessions:       map[string]*session{},
 		byBare:         map[string][]*session{},
+		handed:         newOfflineHanded(),
 	}
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()

@@ -107,19 +107,24 @@ func (s *Store) TakeOfflineUpTo(ctx context.Context, owner string, maxBytes int)
 // queueTakeUpTo queues the bounded take; more is set when the owner had
 // more messages than it took.
 func queueTakeUpTo(b *pgx.Batch, owner string, maxBytes int, out *[]storage.OfflineMessage, more *bool) {
-	b.Queue(qOfflineTakeUpTo, owner, maxBytes).Query(func(rows pgx.Rows) error {
-		var had int64
-		for rows.Next() {
-			var m storage.OfflineMessage
-			if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored, &had); err != nil {
-				return err
-			}
-			m.Stored = m.Stored.UTC()
-			*out = append(*out, m)
+	b.Queue(qOfflineTakeUpTo, owner, maxBytes).Query(func(rows pgx.Rows) error { return scanCounted(rows, out, more) })
+}
+
+// scanCounted scans messages whose rows also carry how many the owner
+// had (qOfflineTakeUpTo, qOfflineReadUpTo); more is set when that is more
+// than the rows.
+func scanCounted(rows pgx.Rows, out *[]storage.OfflineMessage, more *bool) error {
+	var had int64
+	for rows.Next() {
+		var m storage.OfflineMessage
+		if err := rows.Scan(&m.ID, &m.Stanza, &m.Stored, &had); err != nil {
+			return err
 		}
-		*more = had > int64(len(*out))
-		return rows.Err()
-	})
+		m.Stored = m.Stored.UTC()
+		*out = append(*out, m)
+	}
+	*more = had > int64(len(*out))
+	return rows.Err()
 }
 
 func scanOffline(rows pgx.Rows, out *[]storage.OfflineMessage) error {
@@ -146,10 +151,51 @@ func sortOffline(out []storage.OfflineMessage) {
 	})
 }
 
-// GetRosterTakeOffline is GetRoster and TakeOfflineUpTo in one round trip
-// (one pipelined batch, one implicit transaction: all happen or none),
-// what a user's initial presence needs.
-func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
+// ReadOfflineUpTo reads the oldest messages not in skip up to maxBytes
+// (the first whatever its size) and tells whether more wait, in one
+// statement, leaving them stored.
+func (s *Store) ReadOfflineUpTo(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.OfflineMessage, bool, error) {
+	var out []storage.OfflineMessage
+	var more bool
+	err := s.do(ctx, func(ctx context.Context) error {
+		out, more = nil, false
+		b := &pgx.Batch{}
+		queueReadUpTo(b, owner, skip, maxBytes, &out, &more)
+		return s.pool.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
+}
+
+// queueReadUpTo queues the read of ReadOfflineUpTo; more is set when the
+// owner had more messages not in skip than it read.
+func queueReadUpTo(b *pgx.Batch, owner string, skip []int64, maxBytes int, out *[]storage.OfflineMessage, more *bool) {
+	if skip == nil {
+		skip = []int64{} // a NULL array would make every "<> ALL" unknown
+	}
+	if maxBytes <= 0 {
+		b.Queue(qOfflineReadAll, owner, skip).Query(func(rows pgx.Rows) error { return scanOffline(rows, out) })
+		return
+	}
+	b.Queue(qOfflineReadUpTo, owner, skip, maxBytes).Query(func(rows pgx.Rows) error { return scanCounted(rows, out, more) })
+}
+
+// DeleteOffline deletes the owner's messages with the given IDs.
+func (s *Store) DeleteOffline(ctx context.Context, owner string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.do(ctx, func(ctx context.Context) error {
+		_, err := s.pool.Exec(ctx, qOfflineDelete, owner, ids)
+		return err
+	})
+}
+
+// GetRosterReadOffline is GetRoster and ReadOfflineUpTo in one round trip
+// (one pipelined batch), what a user's initial presence needs.
+func (s *Store) GetRosterReadOffline(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
 	var items []storage.RosterItem
 	var ver int64
 	var out []storage.OfflineMessage
@@ -158,17 +204,12 @@ func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes
 		items, ver, out, more = nil, 0, nil, false
 		b := &pgx.Batch{}
 		queueRoster(b, owner, &items, &ver)
-		if maxBytes > 0 {
-			queueTakeUpTo(b, owner, maxBytes, &out, &more)
-		} else {
-			b.Queue(qOfflineTake, owner).Query(func(rows pgx.Rows) error { return scanOffline(rows, &out) })
-		}
+		queueReadUpTo(b, owner, skip, maxBytes, &out, &more)
 		return s.pool.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
 		return nil, 0, nil, false, err
 	}
-	sortOffline(out)
 	return items, ver, out, more, nil
 }
 

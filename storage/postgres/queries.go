@@ -63,6 +63,24 @@ const (
 	RETURNING id, stanza, stored)
 	SELECT d.id, d.stanza, d.stored, (SELECT count(*) FROM q) FROM d`
 
+	// qOfflineReadUpTo reads the oldest messages not in $2: the first
+	// whatever its size, then those whose running total stays within $3,
+	// leaving them stored. Like qOfflineTakeUpTo, each row carries how
+	// many messages not in $2 the owner has, and the window reads only the
+	// stanzas' sizes (octet_length of a stored bytea reads its header).
+	qOfflineReadUpTo = `WITH q AS (
+	SELECT id, row_number() OVER w AS n, sum(octet_length(stanza)) OVER w AS total
+	FROM offline WHERE owner = $1 AND id <> ALL($2::bigint[]) WINDOW w AS (ORDER BY id))
+	SELECT o.id, o.stanza, o.stored, (SELECT count(*) FROM q) FROM offline o
+	WHERE o.id IN (SELECT id FROM q WHERE n = 1 OR total <= $3) ORDER BY o.id`
+
+	// qOfflineReadAll reads all the owner's messages not in $2.
+	qOfflineReadAll = `SELECT id, stanza, stored FROM offline
+	WHERE owner = $1 AND id <> ALL($2::bigint[]) ORDER BY id`
+
+	// qOfflineDelete deletes the owner's messages with the IDs in $2.
+	qOfflineDelete = `DELETE FROM offline WHERE owner = $1 AND id = ANY($2::bigint[])`
+
 	qOfflineCount = `SELECT count(*) FROM offline WHERE owner = $1`
 
 	qOfflineExpire = `DELETE FROM offline WHERE stored < $1`

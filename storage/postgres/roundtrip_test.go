@@ -80,8 +80,13 @@ func TestRoundTrips(t *testing.T) {
 		}},
 		{"TakeOffline", 1, func() error { _, err := s.TakeOffline(ctx, "alice@example.com"); return err }},
 		{"TakeOfflineUpTo", 1, func() error { _, _, err := s.TakeOfflineUpTo(ctx, "alice@example.com", 1<<20); return err }},
-		{"GetRosterTakeOffline", 1, func() error {
-			_, _, _, _, err := s.GetRosterTakeOffline(ctx, "alice@example.com", 1<<20)
+		{"ReadOfflineUpTo", 1, func() error {
+			_, _, err := s.ReadOfflineUpTo(ctx, "alice@example.com", []int64{1, 2}, 1<<20)
+			return err
+		}},
+		{"DeleteOffline", 1, func() error { return s.DeleteOffline(ctx, "alice@example.com", []int64{1, 2}) }},
+		{"GetRosterReadOffline", 1, func() error {
+			_, _, _, _, err := s.GetRosterReadOffline(ctx, "alice@example.com", []int64{1}, 1<<20)
 			return err
 		}},
 		{"Subscribers", 1, func() error { _, err := s.Subscribers(ctx, "alice@example.com"); return err }},

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -24,6 +25,17 @@ const (
 			FROM offline WHERE owner = ? WINDOW w AS (ORDER BY id))
 		WHERE n = 1 OR total <= ?)
 		RETURNING id, stanza, stored`
+	// qReadOfflineUpTo is qTakeOfflineUpTo's read without the delete,
+	// skipping the IDs of the JSON array ?2; each row also carries how
+	// many messages not skipped the owner has.
+	qReadOfflineUpTo = `WITH q AS (
+		SELECT id, row_number() OVER w AS n, sum(length(stanza)) OVER w AS total
+		FROM offline WHERE owner = ?1 AND id NOT IN (SELECT value FROM json_each(?2)) WINDOW w AS (ORDER BY id))
+		SELECT o.id, o.stanza, o.stored, (SELECT count(*) FROM q) FROM offline o
+		WHERE o.id IN (SELECT id FROM q WHERE n = 1 OR total <= ?3) ORDER BY o.id`
+	qReadOfflineAll = `SELECT id, stanza, stored, 0 FROM offline
+		WHERE owner = ?1 AND id NOT IN (SELECT value FROM json_each(?2)) ORDER BY id`
+	qDeleteOffline = "DELETE FROM offline WHERE owner = ? AND id IN (SELECT value FROM json_each(?))"
 )
 
 // StoreOffline commits the message before returning. Past the quota it
@@ -146,6 +158,61 @@ func (s *Store) takeOfflineWith(ctx context.Context, owner string, maxBytes int,
 	}
 	slices.SortFunc(out, func(a, b storage.OfflineMessage) int { return int(a.ID - b.ID) })
 	return out, nil
+}
+
+// ReadOfflineUpTo reads the oldest messages not in skip up to maxBytes
+// (the first whatever its size) on the reader pool, and tells whether
+// more wait, in one statement; it leaves them stored.
+func (s *Store) ReadOfflineUpTo(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.OfflineMessage, bool, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	query, args := qReadOfflineUpTo, []any{owner, jsonIDs(skip), maxBytes}
+	if maxBytes <= 0 {
+		query, args = qReadOfflineAll, args[:2]
+	}
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, false, mapErr(err)
+	}
+	defer rows.Close()
+	var out []storage.OfflineMessage
+	var had int64
+	for rows.Next() {
+		var m storage.OfflineMessage
+		var at int64
+		if err := rows.Scan(&m.ID, &m.Stanza, &at, &had); err != nil {
+			return nil, false, mapErr(err)
+		}
+		m.Stored = fromMicro(at)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, mapErr(err)
+	}
+	return out, maxBytes > 0 && had > int64(len(out)), nil
+}
+
+// DeleteOffline deletes the owner's messages with the given IDs.
+func (s *Store) DeleteOffline(ctx context.Context, owner string, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.exec(ctx, qDeleteOffline, owner, jsonIDs(ids))
+	return err
+}
+
+// jsonIDs is a list of IDs as the JSON array json_each reads: SQLite has
+// no array parameters.
+func jsonIDs(ids []int64) string {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	return string(append(b, ']'))
 }
 
 // CountOffline returns how many messages wait for the owner.

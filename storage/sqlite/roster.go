@@ -71,15 +71,15 @@ func (s *Store) GetRoster(ctx context.Context, owner string) ([]storage.RosterIt
 	return items, ver, err
 }
 
-// GetRosterTakeOffline is GetRoster and TakeOfflineUpTo, what a user's
+// GetRosterReadOffline is GetRoster and ReadOfflineUpTo, what a user's
 // initial presence needs: the roster read also tells whether anything
 // waits offline, so the usual login with nothing waiting is one statement.
-func (s *Store) GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
+func (s *Store) GetRosterReadOffline(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error) {
 	items, ver, has, err := s.getRoster(ctx, owner, qRosterHasOffline, owner, owner, owner)
 	if err != nil || !has {
 		return items, ver, nil, false, err
 	}
-	msgs, more, err := s.takeOfflineUpTo(ctx, owner, maxBytes)
+	msgs, more, err := s.ReadOfflineUpTo(ctx, owner, skip, maxBytes)
 	if err != nil {
 		return nil, 0, nil, false, err
 	}

@@ -131,15 +131,15 @@ func loginPath(ctx context.Context, s storage.Store, name string) error {
 	}
 	// Initial presence, as the router does it.
 	if l, ok := s.(RosterOfflineLoader); ok {
-		if items, _, ms, _, err := l.GetRosterTakeOffline(ctx, bare, 1<<20); err != nil || len(items) != 3 || len(ms) != 0 {
-			return fmt.Errorf("GetRosterTakeOffline: %d items, %d messages, %v", len(items), len(ms), err)
+		if items, _, ms, _, err := l.GetRosterReadOffline(ctx, bare, nil, 1<<20); err != nil || len(items) != 3 || len(ms) != 0 {
+			return fmt.Errorf("GetRosterReadOffline: %d items, %d messages, %v", len(items), len(ms), err)
 		}
 	} else {
 		if items, _, err := s.GetRoster(ctx, bare); err != nil || len(items) != 3 {
 			return fmt.Errorf("GetRoster: %d items, %v", len(items), err)
 		}
-		if ms, _, err := s.TakeOfflineUpTo(ctx, bare, 1<<20); err != nil || len(ms) != 0 {
-			return fmt.Errorf("TakeOfflineUpTo: %d messages, %v", len(ms), err)
+		if ms, _, err := s.ReadOfflineUpTo(ctx, bare, nil, 1<<20); err != nil || len(ms) != 0 {
+			return fmt.Errorf("ReadOfflineUpTo: %d messages, %v", len(ms), err)
 		}
 	}
 	if subs, err := s.Subscribers(ctx, bare); err != nil || len(subs) != 3 {

@@ -215,3 +215,84 @@ func concurrentByteQuota(t *testing.T, a, b storage.Store) {
 		t.Fatalf("stored %d, queue %d (%v); want exactly 20 of 4 bytes under 80", stored, n, err)
 	}
 }
+
+// testReadOfflineUpTo checks the read the hand-over makes: like
+// TakeOfflineUpTo, but nothing is deleted, the IDs in skip are passed
+// over (more counts only the others), and DeleteOffline then removes
+// exactly the given IDs of that owner.
+func testReadOfflineUpTo(t *testing.T, s storage.Store) {
+	c := ctx(t)
+	const owner = "alice@example.com"
+	msgs, more, err := s.ReadOfflineUpTo(c, owner, nil, 100)
+	must(t, err)
+	if len(msgs) != 0 || more {
+		t.Fatalf("empty queue: %d messages, more=%v", len(msgs), more)
+	}
+	for i, n := range []int{10, 20, 30, 40, 5} {
+		must(t, s.StoreOffline(c, owner, []byte(fmt.Sprintf("%d:%s", i, strings.Repeat("x", n-2))), storage.OfflineQuota{}))
+	}
+	must(t, s.StoreOffline(c, "bob@example.com", []byte("bob's"), storage.OfflineQuota{}))
+	var skip []int64
+	ids := map[string]int64{}
+	steps := []struct {
+		max  int
+		want []string // first bytes of the messages read
+		more bool
+	}{
+		{35, []string{"0", "1"}, true}, // 10+20 fit, +30 would not
+		{1, []string{"2"}, true},       // the first is read whatever its size
+		{45, []string{"3", "4"}, false},
+		{45, nil, false},
+	}
+	for i, st := range steps {
+		msgs, more, err := s.ReadOfflineUpTo(c, owner, skip, st.max)
+		must(t, err)
+		var got []string
+		for _, m := range msgs {
+			got = append(got, string(m.Stanza[:1]))
+			if m.Stored.IsZero() || m.ID == 0 {
+				t.Fatalf("step %d: message without id or time: %+v", i, m)
+			}
+			skip = append(skip, m.ID)
+			ids[string(m.Stanza[:1])] = m.ID
+		}
+		if fmt.Sprint(got) != fmt.Sprint(st.want) || more != st.more {
+			t.Fatalf("step %d: ReadOfflineUpTo(%d) = %v more=%v, want %v more=%v", i, st.max, got, more, st.want, st.more)
+		}
+	}
+	if n, err := s.CountOffline(c, owner); err != nil || n != 5 {
+		t.Fatalf("queue after reading = %d, %v; want all 5 still stored", n, err)
+	}
+	// Skipping only some: the rest in order, all of it with no limit.
+	msgs, more, err = s.ReadOfflineUpTo(c, owner, []int64{ids["1"], ids["3"]}, 0)
+	must(t, err)
+	var got []string
+	for _, m := range msgs {
+		got = append(got, string(m.Stanza[:1]))
+	}
+	if fmt.Sprint(got) != "[0 2 4]" || more {
+		t.Fatalf("ReadOfflineUpTo(skip 1 and 3, all) = %v more=%v, want [0 2 4] more=false", got, more)
+	}
+	// Deleting: exactly the IDs given, of this owner only.
+	bob, err := s.PeekOffline(c, "bob@example.com", 1)
+	must(t, err)
+	must(t, s.DeleteOffline(c, owner, []int64{ids["0"], ids["2"], bob[0].ID}))
+	must(t, s.DeleteOffline(c, owner, nil))
+	msgs, more, err = s.ReadOfflineUpTo(c, owner, nil, 0)
+	must(t, err)
+	got = nil
+	for _, m := range msgs {
+		got = append(got, string(m.Stanza[:1]))
+	}
+	if fmt.Sprint(got) != "[1 3 4]" || more {
+		t.Fatalf("after deleting 0 and 2: %v more=%v, want [1 3 4]", got, more)
+	}
+	if n, err := s.CountOffline(c, "bob@example.com"); err != nil || n != 1 {
+		t.Fatalf("bob's queue = %d, %v; want untouched by a delete naming alice", n, err)
+	}
+	// Deleting again what is gone is no error.
+	must(t, s.DeleteOffline(c, owner, []int64{ids["0"], ids["1"], ids["3"], ids["4"]}))
+	if n, err := s.CountOffline(c, owner); err != nil || n != 0 {
+		t.Fatalf("queue = %d, %v; want empty", n, err)
+	}
+}

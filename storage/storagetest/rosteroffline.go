@@ -9,16 +9,16 @@ import (
 )
 
 // RosterOfflineLoader is the optional store method initial presence uses
-// to read the roster and take the first part of the offline queue (up to
-// maxBytes, as TakeOfflineUpTo) in one call.
+// to read the roster and the first part of the offline queue (up to
+// maxBytes, skipping skip, as ReadOfflineUpTo) in one call.
 type RosterOfflineLoader interface {
-	GetRosterTakeOffline(ctx context.Context, owner string, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
+	GetRosterReadOffline(ctx context.Context, owner string, skip []int64, maxBytes int) ([]storage.RosterItem, int64, []storage.OfflineMessage, bool, error)
 }
 
-func testRosterTakeOffline(t *testing.T, s storage.Store) {
+func testRosterReadOffline(t *testing.T, s storage.Store) {
 	l, ok := s.(RosterOfflineLoader)
 	if !ok {
-		t.Skip("store has no GetRosterTakeOffline (optional)")
+		t.Skip("store has no GetRosterReadOffline (optional)")
 	}
 	ctx := context.Background()
 	const owner = "alice@example.com"
@@ -27,15 +27,18 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 		contacts int
 		messages int
 		maxBytes int // each message is 19 bytes
+		skip     int // the first messages to skip
 		took     int
 	}{
-		{"empty", 0, 0, 0, 0},
-		{"roster only", 2, 0, 0, 0},
-		{"offline only", 0, 3, 0, 3},
-		{"both", 3, 2, 0, 2},
-		{"all that fit", 3, 2, 1 << 20, 2},
-		{"part of the queue", 2, 4, 40, 2},
-		{"the first whatever its size", 1, 2, 1, 1},
+		{"empty", 0, 0, 0, 0, 0},
+		{"roster only", 2, 0, 0, 0, 0},
+		{"offline only", 0, 3, 0, 0, 3},
+		{"both", 3, 2, 0, 0, 2},
+		{"all that fit", 3, 2, 1 << 20, 0, 2},
+		{"part of the queue", 2, 4, 40, 0, 2},
+		{"the first whatever its size", 1, 2, 1, 0, 1},
+		{"skipping", 2, 4, 40, 1, 2},
+		{"skipping all", 1, 2, 0, 2, 0},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -48,6 +51,7 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 				}
 				ver = v
 			}
+			var skip []int64
 			for j := range tc.messages {
 				if err := s.StoreOffline(ctx, owner, fmt.Appendf(nil, "<message id='m%d'/>", j), storage.OfflineQuota{}); err != nil {
 					t.Fatal(err)
@@ -57,7 +61,16 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 			if err := s.StoreOffline(ctx, "other@example.com", []byte("<message/>"), storage.OfflineQuota{}); err != nil {
 				t.Fatal(err)
 			}
-			items, gotVer, msgs, more, err := l.GetRosterTakeOffline(ctx, owner, tc.maxBytes)
+			if tc.skip > 0 {
+				all, err := s.PeekOffline(ctx, owner, tc.skip)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range all {
+					skip = append(skip, m.ID)
+				}
+			}
+			items, gotVer, msgs, more, err := l.GetRosterReadOffline(ctx, owner, skip, tc.maxBytes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,16 +86,17 @@ func testRosterTakeOffline(t *testing.T, s storage.Store) {
 					t.Fatalf("item %d = %+v, want %+v", j, items[j], wantItems[j])
 				}
 			}
-			if len(msgs) != tc.took || more != (tc.took < tc.messages) {
-				t.Fatalf("took %d messages, more=%v; want %d of %d", len(msgs), more, tc.took, tc.messages)
+			left := tc.messages - tc.skip
+			if len(msgs) != tc.took || more != (tc.took < left) {
+				t.Fatalf("read %d messages, more=%v; want %d of %d", len(msgs), more, tc.took, left)
 			}
 			for j, m := range msgs {
-				if want := fmt.Sprintf("<message id='m%d'/>", j); string(m.Stanza) != want {
+				if want := fmt.Sprintf("<message id='m%d'/>", tc.skip+j); string(m.Stanza) != want {
 					t.Fatalf("message %d = %s, want %s (oldest first)", j, m.Stanza, want)
 				}
 			}
-			if n, err := s.CountOffline(ctx, owner); err != nil || n != tc.messages-tc.took {
-				t.Fatalf("CountOffline after taking = %d, %v; want %d", n, err, tc.messages-tc.took)
+			if n, err := s.CountOffline(ctx, owner); err != nil || n != tc.messages {
+				t.Fatalf("CountOffline after reading = %d, %v; want %d (nothing deleted)", n, err, tc.messages)
 			}
 			if ms, err := s.TakeOffline(ctx, "other@example.com"); err != nil || len(ms) != 1 {
 				t.Fatalf("other user's queue = %d, %v; want 1", len(ms), err)
