@@ -86,8 +86,13 @@ func (s *Session) enableSM(el, carrier, parent *wire.Element) {
 		resumeFor = time.Duration(m) * time.Second // the client's preference, when shorter
 	}
 	if resume {
-		s.smID = s.srv.smID(s.id)
-		enabled.SetAttr("id", s.smID)
+		id := s.srv.smID(s.id)
+		// Under mu: the writer reads smID (positions of resumable
+		// sessions) while this reader enables.
+		s.mu.Lock()
+		s.smID = id
+		s.mu.Unlock()
+		enabled.SetAttr("id", id)
 		enabled.SetAttr("resume", "true")
 		enabled.SetAttr("max", strconv.Itoa(int((resumeFor+time.Second-1)/time.Second)))
 		s.srv.addResumable(s)
