@@ -194,7 +194,10 @@ type C2SConfig struct {
 	// for resumption (XEP-0198). Default 5m.
 	SMResumeTimeout time.Duration `yaml:"sm_resume_timeout"`
 	// MaxSessions is the node's session limit; above it new streams are
-	// redirected elsewhere or refused. 0 means no limit. Default 0.
+	// redirected elsewhere or refused (resource-constraint). 0 means the
+	// open-file limit decides: the soft RLIMIT_NOFILE less a tenth (at
+	// least 256) kept for connections that are not sessions, so the node
+	// refuses streams instead of failing to accept them. Default 0.
 	MaxSessions int `yaml:"max_sessions"`
 	// MaxTLSHandshakesPerSecond is how many TLS handshakes (STARTTLS and
 	// direct TLS on the c2s listeners) this node starts per second, with

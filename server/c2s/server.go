@@ -66,6 +66,9 @@ type Server struct {
 	// shed streams go (SetShedTarget).
 	gate       *gate
 	shedTarget atomic.Pointer[ShedTarget]
+	// fdSessions is the session limit the open-file limit allows, for a
+	// node without c2s.max_sessions (fdlimit.go).
+	fdSessions int
 
 	mu        sync.Mutex
 	streams   map[*Session]struct{} // every stream being served (see RedirectUnbound)
@@ -86,6 +89,13 @@ func NewServer(d Deps) *Server {
 	base := d.TLS
 	d.TLS = tlsutil.Recording(base)
 	srv := &Server{d: d, baseTLS: base, gate: newGate(d.C2S), resumable: map[string]*Session{}, streams: map[*Session]struct{}{}}
+	if d.C2S.MaxSessions <= 0 {
+		nofile := openFileLimit()
+		if srv.fdSessions = sessionsForFDs(nofile); srv.fdSessions > 0 {
+			d.Logger.Info("c2s.max_sessions is not set: sessions are limited by the open-file limit",
+				"max_sessions", srv.fdSessions, "RLIMIT_NOFILE", nofile)
+		}
+	}
 	srv.registerHandover()
 	return srv
 }

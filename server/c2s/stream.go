@@ -279,7 +279,7 @@ func (s *Session) openStream(hdr *wire.Element) bool {
 			return false
 		}
 	}
-	if s.headerCount == 1 && s.srv.d.C2S.MaxSessions > 0 && s.srv.Active() > s.srv.d.C2S.MaxSessions {
+	if limit := s.srv.MaxSessions(); s.headerCount == 1 && limit > 0 && s.srv.Active() > limit {
 		s.closeWith(ReasonTooManySessions, "resource-constraint", "this server is full")
 		return false
 	}
