@@ -32,7 +32,7 @@ func TestNewValidates(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cc := good
 			tc.mod(&cc)
-			c, err := New(&conf.Config{Cluster: cc}, nil, nil)
+			c, err := New(cc, nil, nil)
 			if tc.err == "" {
 				if err != nil {
 					t.Fatal(err)

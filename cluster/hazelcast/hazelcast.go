@@ -170,13 +170,13 @@ type seenMark struct {
 	local time.Time // when we saw it change
 }
 
-// New builds a Hazelcast cluster from the node's configuration:
-// cfg.Cluster (Hazelcast addresses, names, link listen address, secret,
-// timings) with defaults applied. props holds the cluster-wide switch
+// New builds a Hazelcast cluster from the cluster section of the node's
+// configuration (Hazelcast addresses, names, link listen address, secret,
+// timings; defaults applied). props holds the cluster-wide switch
 // (storage.Store satisfies it); nil means always enabled. It does not
 // connect: call Handle for each message kind, then Start.
-func New(cfg *conf.Config, props storage.Properties, logger *slog.Logger) (*Cluster, error) {
-	return NewWithOptions(Options{Cluster: cfg.Cluster, Properties: props, Logger: logger})
+func New(cfg conf.ClusterConfig, props storage.Properties, logger *slog.Logger) (*Cluster, error) {
+	return NewWithOptions(Options{Cluster: cfg, Properties: props, Logger: logger})
 }
 
 // NewWithOptions is New with every knob.
