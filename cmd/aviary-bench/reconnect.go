@@ -296,6 +296,7 @@ func (cl *ringClient) run(ctx context.Context, done <-chan struct{}, onMsg func(
 		cl.mu.Unlock()
 		c.abort()
 		cl.brokeAt = time.Now()
+		cl.tr.Disturbed(cl.ri)
 		if redirect != "" {
 			cl.cnt.redirects.Add(1)
 			slog.Debug("ring session redirected", "user", cl.user, "to", redirect)

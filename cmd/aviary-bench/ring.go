@@ -21,12 +21,15 @@ func now() time.Duration { return time.Since(clockOrigin) }
 // TrafficStats is the result of a ring or broadcast run.
 type TrafficStats struct {
 	Counts
-	Stalled   int      `json:"stalled_senders"`
-	Seconds   float64  `json:"seconds"`
-	PerSec    float64  `json:"messages_per_second"`
-	Latency   Latency  `json:"latency"`
-	ReadErrs  []string `json:"read_errors,omitempty"`
-	Receivers int      `json:"receivers,omitempty"`
+	Stalled int     `json:"stalled_senders"`
+	Seconds float64 `json:"seconds"`
+	PerSec  float64 `json:"messages_per_second"`
+	Latency Latency `json:"latency"`
+	// Undisturbed is the latency of messages between clients that never
+	// lost their stream during the run (-reconnect).
+	Undisturbed *Latency `json:"undisturbed_latency,omitempty"`
+	ReadErrs    []string `json:"read_errors,omitempty"`
+	Receivers   int      `json:"receivers,omitempty"`
 	// LostSample names up to 20 lost messages as "sender:seq".
 	LostSample []string `json:"lost_sample,omitempty"`
 	// UnexpectedSample names up to 20 messages that reached another
@@ -238,6 +241,10 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		st.PerSec = float64(c.Received) / st.Seconds
 	}
 	st.Latency = summarize(tr.Latencies())
+	if cfg.Reconnect {
+		u := summarize(tr.UndisturbedLatencies())
+		st.Undisturbed = &u
+	}
 	st.LostSample = tr.Missing(20)
 	st.UnexpectedSample = tr.UnexpectedSample()
 	st.ReadErrs = readErrs.list()

@@ -149,6 +149,16 @@ type Tracker struct {
 	unexpS   []string // a sample: sender:seq>receiver
 	bounces  int
 	lat      []time.Duration
+	// pairLat is each fresh receipt's latency with its sender and
+	// receiver, and disturbed the ring indexes whose stream was lost or
+	// redirected during the run: UndisturbedLatencies.
+	pairLat   []pairLatency
+	disturbed map[int]bool
+}
+
+type pairLatency struct {
+	sender, receiver int
+	lat              time.Duration
 }
 
 // NewTracker tracks senders sending up to perSender messages each in this
@@ -227,7 +237,34 @@ func (t *Tracker) Record(receiver int, p payload, latency time.Duration) Outcome
 	t.seen[p.Sender][w] |= bit
 	t.fresh++
 	t.lat = append(t.lat, latency)
+	t.pairLat = append(t.pairLat, pairLatency{p.Sender, receiver, latency})
 	return Fresh
+}
+
+// Disturbed notes that client i of the ring lost its stream (or was sent
+// elsewhere) during the run.
+func (t *Tracker) Disturbed(i int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.disturbed == nil {
+		t.disturbed = map[int]bool{}
+	}
+	t.disturbed[i] = true
+}
+
+// UndisturbedLatencies returns the latencies of messages between clients
+// that kept their streams the whole run: what a storm does to the
+// sessions it did not break (issue 23).
+func (t *Tracker) UndisturbedLatencies() []time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []time.Duration
+	for _, pl := range t.pairLat {
+		if !t.disturbed[pl.sender] && !t.disturbed[pl.receiver] {
+			out = append(out, pl.lat)
+		}
+	}
+	return out
 }
 
 // Bounce notes a message of the ring that came back to receiver as an

@@ -199,3 +199,28 @@ func TestTrackerManySequences(t *testing.T) {
 		t.Fatalf("Counts = %+v", c)
 	}
 }
+
+// TestUndisturbedLatencies: the latencies of messages whose sender and
+// receiver both kept their streams are reported apart, whenever in the
+// run the other clients were disturbed.
+func TestUndisturbedLatencies(t *testing.T) {
+	tr := NewTracker(3, 2, nil)
+	for _, r := range []struct {
+		from, to int
+		lat      time.Duration
+	}{{0, 1, 10 * time.Millisecond}, {1, 2, 20 * time.Millisecond}, {2, 0, 30 * time.Millisecond}, {0, 1, 40 * time.Millisecond}} {
+		seq := 1
+		if r.lat == 40*time.Millisecond {
+			seq = 2
+		}
+		tr.Record(r.to, payload{Run: runID, Sender: r.from, Seq: seq}, r.lat)
+	}
+	tr.Disturbed(2) // after its messages: still out
+	got := tr.UndisturbedLatencies()
+	if !slices.Equal(got, []time.Duration{10 * time.Millisecond, 40 * time.Millisecond}) {
+		t.Fatalf("undisturbed latencies %v, want those of 0→1 only", got)
+	}
+	if n := len(tr.Latencies()); n != 4 {
+		t.Fatalf("%d latencies in all, want 4", n)
+	}
+}
