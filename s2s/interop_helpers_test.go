@@ -34,15 +34,15 @@ func requireBinary(t *testing.T, names ...string) string {
 	return ""
 }
 
-// freePort returns a port that was free on host a moment ago.
+// freePort returns a port for a peer server to bind on host later;
+// testutil.FreePortsOn keeps other processes off it meanwhile.
 func freePort(t *testing.T, host string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ps, err := testutil.FreePortsOn(host, 1)
 	if err != nil {
-		t.Fatalf("listen on %s: %v", host, err)
+		t.Fatalf("a port on %s: %v", host, err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
 
 // waitListening polls until addr accepts TCP connections.

@@ -67,12 +67,11 @@ func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, err := testutil.FreePorts(1) // Prosody binds it later
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
 
 // startProsody runs a throwaway Prosody from the comparison's template and

@@ -283,14 +283,15 @@ func hostsFor(peers map[string]string) string {
 	return b.String()
 }
 
+// freePort is a port ejabberd binds on host later; testutil.FreePortsOn
+// keeps other processes off it meanwhile.
 func freePort(t testing.TB, host string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ps, err := testutil.FreePortsOn(host, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
 
 func tail(b []byte, n int) []byte {

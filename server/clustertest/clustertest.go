@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -70,84 +69,11 @@ func moduleRoot() (string, error) {
 	}
 }
 
-var (
-	portsMu sync.Mutex
-	given   = map[int]bool{}
-)
-
-// FreePorts returns n distinct free TCP ports on 127.0.0.1, never one it
-// returned before in this process (a stopped node's ports stay reserved
-// for its restart).
-//
-// They are taken below the kernel's ephemeral range
-// (net.ipv4.ip_local_port_range) when there is room there: a port in that
-// range can be handed to any outgoing connection as its local port while
-// the node that owns it is down, and the node's restart then fails with
-// "address already in use" (seen in a clean-clone run: node 3 killed,
-// restarted 5 s later, its c2s port taken meanwhile). A port below the
-// range is only ever taken by a listener that asks for it.
-func FreePorts(n int) ([]int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	lo, hi := belowEphemeral()
-	var out []int
-	for tries := 0; len(out) < n; tries++ {
-		if tries > 100*n {
-			return nil, errors.New("clustertest: no free ports")
-		}
-		p, err := candidatePort(lo, hi)
-		if err != nil {
-			return nil, err
-		}
-		if p == 0 || given[p] {
-			continue
-		}
-		given[p] = true
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// belowEphemeral is the range FreePorts picks from: [20000, the start of
-// the ephemeral range), or none (0, 0) when the ephemeral range starts
-// too low to leave room.
-func belowEphemeral() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0, 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0, 0
-	}
-	start, err := strconv.Atoi(f[0])
-	if err != nil || start < 21000 {
-		return 0, 0
-	}
-	return 20000, start
-}
-
-// candidatePort returns a port from [lo, hi) that a listener could bind
-// just now (0 when the one tried was busy), or one the kernel picks when
-// the range is empty.
-func candidatePort(lo, hi int) (int, error) {
-	if hi <= lo {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		return p, nil
-	}
-	p := lo + rand.IntN(hi-lo)
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-	if err != nil {
-		return 0, nil // busy: try another
-	}
-	l.Close()
-	return p, nil
-}
+// FreePorts returns n distinct free TCP ports on 127.0.0.1, never one
+// given before in this process or to another test process (a stopped
+// node's ports stay reserved for its restart; testutil.FreePorts says
+// how).
+func FreePorts(n int) ([]int, error) { return testutil.FreePorts(n) }
 
 // NodeConfig describes one node process.
 type NodeConfig struct {

@@ -115,11 +115,11 @@ func Start(clusterName string, n int) ([]*Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errUnavailable, err)
 	}
-	ports := make([]int, n)
-	for i := range ports {
-		if ports[i], err = freePort(ports[:i]); err != nil {
-			return nil, err
-		}
+	// Chosen now, bound by the JVM seconds later: testutil.FreePorts
+	// keeps others off them meanwhile.
+	ports, err := testutil.FreePorts(n)
+	if err != nil {
+		return nil, err
 	}
 	ms := make([]*Member, n)
 	for i := range ms {
@@ -400,26 +400,6 @@ func (m *Member) waitStarted(size int) error {
 		}
 		lb.wait(200 * time.Millisecond)
 	}
-}
-
-// freePort asks the kernel for a free loopback port not in taken.
-func freePort(taken []int) (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		dup := false
-		for _, q := range taken {
-			dup = dup || q == p
-		}
-		if !dup {
-			return p, nil
-		}
-	}
-	return 0, errors.New("hztest: no free port")
 }
 
 type logBuffer struct {

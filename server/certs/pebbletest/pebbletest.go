@@ -11,6 +11,8 @@
 package pebbletest
 
 import (
+	"github.com/aviary-im/aviary/internal/testutil"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -276,30 +278,9 @@ func listenerCert() (caPEM, certPEM, keyPEM []byte, err error) {
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for len(out) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		if !contains(out, p) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
+// freePorts are ports Pebble or a node binds later; testutil.FreePorts
+// keeps other processes off them meanwhile.
+func freePorts(n int) ([]int, error) { return testutil.FreePorts(n) }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
 // for a node listener Pebble must know before the node starts.
