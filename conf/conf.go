@@ -477,6 +477,16 @@ type AdminConfig struct {
 	// versions, never accounts or messages). A node serving /metrics
 	// without a token on a non-loopback address logs a warning at start.
 	MetricsToken string `yaml:"metrics_token"`
+	// Profiling serves Go's runtime profiles (CPU, heap, goroutines,
+	// mutex and block contention, execution traces) under /debug/pprof/ on
+	// the admin listener, behind admin.metrics_token like /metrics: what a
+	// node spends its CPU on under load can only be found on the running
+	// node (`go tool pprof -http=: http://127.0.0.1:9090/debug/pprof/profile`).
+	// A profile holds function names and stacks, never accounts or
+	// messages, but taking one costs the node CPU; so it is off unless
+	// asked for, and on a non-loopback listener it needs a token. Default
+	// false.
+	Profiling bool `yaml:"profiling"`
 }
 
 // PluginsConfig selects plugins and holds their settings.

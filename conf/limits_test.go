@@ -28,6 +28,24 @@ func TestListenerLimitKeysValidated(t *testing.T) {
 	}
 }
 
+// admin.profiling on a listener others can reach needs a token.
+func TestProfilingNeedsTokenOffLoopback(t *testing.T) {
+	checkKeyErrors(t, []keyCase{
+		{"admin.profiling", func(c *Config) { c.Admin.Profiling = true; c.Admin.Listen = "0.0.0.0:9090" }},
+		{"admin.profiling", func(c *Config) { c.Admin.Profiling = true; c.Admin.Listen = "[2001:db8::1]:9090" }},
+	})
+	for _, tc := range []struct{ listen, token string }{
+		{"127.0.0.1:9090", ""}, {"localhost:9090", ""}, {"[::1]:9090", ""}, {"off", ""},
+		{"0.0.0.0:9090", strings.Repeat("k", 16)},
+	} {
+		c := Default()
+		c.Admin.Profiling, c.Admin.Listen, c.Admin.MetricsToken = true, tc.listen, tc.token
+		if errs := c.Validate(); len(errs) != 0 {
+			t.Errorf("profiling on %s with token %q: %v", tc.listen, tc.token, errs)
+		}
+	}
+}
+
 // keyCase is a change to the default configuration that must fail
 // validation with one error naming key.
 type keyCase struct {

@@ -310,6 +310,27 @@ func (c AdminConfig) validate(v *validator) {
 	if t := c.MetricsToken; t != "" && len(t) < 16 {
 		v.add("admin.metrics_token", "must be at least 16 characters (a random token), not %d", len(t))
 	}
+	if c.Profiling && c.MetricsToken == "" && !loopbackListen(c.Listen) {
+		v.add("admin.profiling", "needs admin.metrics_token when admin.listen (%q) is not a loopback address: profiles would be open to anyone reaching it", c.Listen)
+	}
+}
+
+// loopbackListen reports whether a listen address names a loopback host
+// ("localhost", 127.0.0.0/8 or ::1); "off" and unparsable addresses are
+// loopback for this purpose (nothing is served, or v.addr reports them).
+func loopbackListen(addr string) bool {
+	if addr == "" || addr == "off" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // validate checks the plugins section; a plugin must be able to send or

@@ -450,3 +450,38 @@ func TestMetricsToken(t *testing.T) {
 		}
 	}
 }
+
+// admin.profiling serves Go's profiles behind the metrics token, and
+// nothing under /debug/pprof/ without it.
+func TestProfilingBehindMetricsToken(t *testing.T) {
+	get := func(e *testEnv, path, auth string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(context.Background(), "GET", e.ts.URL+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	const tok = "0123456789abcdef-profiles"
+	off := newTestEnv(t, func(c *conf.Config) { c.Admin.MetricsToken = tok })
+	if code, _ := get(off, "/debug/pprof/goroutine?debug=1", "Bearer "+tok); code == http.StatusOK {
+		t.Errorf("profiles served with admin.profiling off")
+	}
+	on := newTestEnv(t, func(c *conf.Config) { c.Admin.MetricsToken = tok; c.Admin.Profiling = true })
+	if code, _ := get(on, "/debug/pprof/goroutine?debug=1", ""); code != http.StatusUnauthorized {
+		t.Errorf("goroutine profile without the token: %d, want 401", code)
+	}
+	code, body := get(on, "/debug/pprof/goroutine?debug=1", "Bearer "+tok)
+	if code != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Errorf("goroutine profile with the token: %d %.200q", code, body)
+	}
+	if code, body := get(on, "/debug/pprof/heap", "Bearer "+tok); code != http.StatusOK || len(body) == 0 {
+		t.Errorf("heap profile: %d, %d bytes", code, len(body))
+	}
+}

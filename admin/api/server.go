@@ -223,6 +223,9 @@ func (s *Server) routes() {
 	if s.metrics != nil {
 		s.mux.Handle("GET /metrics", s.metricsAuth(s.metrics))
 	}
+	if s.cfg.Admin.Profiling {
+		s.handleProfiles()
+	}
 	s.mux.HandleFunc("POST /api/login", s.handleLogin)
 	s.handle("POST /api/logout", "logout", s.apiLogout)
 	s.handle("GET /api/whoami", "whoami", func(ctx context.Context, p *principal, r *http.Request) (any, *APIError) {
