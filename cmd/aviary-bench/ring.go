@@ -316,7 +316,21 @@ func sendRing(ctx context.Context, cfg *Config, c *conn, cl *ringClient, si int,
 			b.WriteString(strconv.Itoa(seq))
 			b.WriteString("'><body>")
 			b.WriteString(p.String())
-			b.WriteString("</body></message>")
+			b.WriteString("</body>")
+			if cl != nil {
+				// With -reconnect the message carries a XEP-0359 origin-id,
+				// as the clients that resend after a reconnection do
+				// (Conversations, Dino, Gajim, Monal): the server drops a
+				// resent copy a recipient's session already has by it.
+				b.WriteString("<origin-id xmlns='urn:xmpp:sid:0' id='")
+				b.WriteString(runID)
+				b.WriteByte('-')
+				b.WriteString(strconv.Itoa(si))
+				b.WriteByte('-')
+				b.WriteString(strconv.Itoa(seq))
+				b.WriteString("'/>")
+			}
+			b.WriteString("</message>")
 			if cl != nil {
 				msgs = append(msgs, smItem{data: bytes.Clone(b.Bytes()[start:]), msg: true, seq: seq})
 			}

@@ -421,6 +421,7 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).
 		SetAttr("previd", previd).SetAttr("h", strconv.FormatUint(uint64(reply.InH), 10))})
 	for _, u := range els {
+		s.noteOriginLocked(u.El) // a resend of one of these is recognised here too
 		s.enqueueItemLocked(outItem{kind: itemElement, el: u.El, rc: u.Receipt})
 	}
 	s.startIdleTimerLocked()

@@ -14,6 +14,7 @@ type Metrics struct {
 	authFailure *prometheus.CounterVec
 	shedTotal   *prometheus.CounterVec
 	negotiating prometheus.Gauge
+	duplicates  prometheus.Counter
 }
 
 // Values of the "via" label of aviary_c2s_auth_failures_total: a failed
@@ -55,6 +56,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		negotiating: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "aviary_c2s_negotiating", Help: "Client streams accepted and not yet authenticated (the accept queue c2s.max_negotiating bounds).",
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "aviary_c2s_duplicates_dropped_total", Help: "Messages not given to a session because it had been given one with the same sender and XEP-0359 origin-id among its last 128 (a client's resend after a reconnection; server/c2s/origins.go).",
+		}),
 	}
 	for _, via := range []string{AuthViaXMPP, AuthViaConsole} {
 		m.authFailure.WithLabelValues(via) // present at zero from the start
@@ -66,7 +70,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.byTransport.WithLabelValues(t)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure, m.shedTotal, m.negotiating} {
+		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure, m.shedTotal, m.negotiating, m.duplicates} {
 			_ = reg.Register(c)
 		}
 	}
@@ -120,5 +124,11 @@ func (m *Metrics) shed(reason string) {
 func (m *Metrics) negotiatingAdd(n int) {
 	if m != nil {
 		m.negotiating.Add(float64(n))
+	}
+}
+
+func (m *Metrics) duplicateDropped() {
+	if m != nil {
+		m.duplicates.Inc()
 	}
 }

@@ -145,6 +145,10 @@ type Session struct {
 	pingSent   int64
 	pings      int
 
+	// origins are the last messages' origin-ids, to drop resends
+	// (origins.go); guarded by mu.
+	origins *originRing
+
 	// Stream management (XEP-0198), guarded by mu.
 	smOn         bool // the writer counts outgoing stanzas
 	smResume     bool
@@ -238,10 +242,26 @@ func (s *Session) Send(el *wire.Element) bool { return s.SendReceipted(el, nil) 
 // it is written; with Unbind's unsent stanzas when the session ends first.
 func (s *Session) SendReceipted(el *wire.Element, rc *router.Receipt) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closing {
+		s.mu.Unlock()
 		return false
 	}
+	if k, ok := originKey(el); ok {
+		if s.origins == nil {
+			s.origins = new(originRing)
+		}
+		if s.origins.seen(k) {
+			// A resend of a message this session already has (origins.go):
+			// delivered, as far as the router is concerned.
+			s.mu.Unlock()
+			s.srv.d.Metrics.duplicateDropped()
+			if rc != nil {
+				s.srv.d.Router.Release([]*router.Receipt{rc})
+			}
+			return true
+		}
+	}
+	defer s.mu.Unlock()
 	size := approxSize(el)
 	if s.pending+s.unackedBytes+size > s.srv.maxPending() {
 		s.closeLocked(ReasonSlowConsumer, "policy-violation", "too much data queued for a slow client")
