@@ -235,11 +235,36 @@ func createUsers(ctx context.Context, cfg *Config) PhaseStats {
 	return st
 }
 
+// registerOne makes account i by in-band registration. A node that sheds
+// the stream (see-other-host, resource-constraint: it is at its admission
+// limits) is asked again after a jittered backoff, at the address it
+// names or the same one, until -timeout: as a client that signs up does.
 func registerOne(ctx context.Context, cfg *Config, i int) error {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
+	addr := cfg.Servers[cfg.serverOf(i)]
+	backoff := 200 * time.Millisecond
+	for {
+		err := registerAt(ctx, cfg, i, addr)
+		var se *streamErr
+		if !errors.As(err, &se) || (se.Cond != "see-other-host" && se.Cond != "resource-constraint") {
+			return err
+		}
+		if se.Host != "" {
+			addr = se.Host
+		}
+		select {
+		case <-time.After(jittered(backoff)):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func registerAt(ctx context.Context, cfg *Config, i int, addr string) error {
 	o := cfg.dial(i)
-	o.Transport, o.Addr = transportTCP, cfg.Servers[cfg.serverOf(i)]
+	o.Transport, o.Addr = transportTCP, addr
 	c, err := dialTLS(ctx, o)
 	if err != nil {
 		return err
