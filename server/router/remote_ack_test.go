@@ -2,10 +2,12 @@ package router
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aviary-im/aviary/internal/testutil"
 	"github.com/aviary-im/aviary/wire"
 )
 
@@ -65,25 +67,72 @@ func TestRemoteMessageHoldsTheSendersAck(t *testing.T) {
 	}
 }
 
-// TestReleaseWithin: a remote message's hold is released when s2s reports
-// it, or after the bound if s2s has not (a remote domain slow to answer
-// must not hold up the session's acknowledgements for long), once.
-func TestReleaseWithin(t *testing.T) {
-	done := make(chan struct{})
-	f := releaseWithin(newHold(func() { close(done) }), 10*time.Millisecond)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the hold was not released after its bound")
-	}
-	f() // s2s reporting late: no second release (a second close would panic)
+// TestRemoteMessageDepositedPastTheBound: a message to another domain
+// whose stream takes longer than the bound to set up is deposited with a
+// buddy node, whose receipt releases the sender's acknowledgement; if the
+// node dies before s2s wrote it, the buddy sends it through its own s2s.
+// Before, the acknowledgement went out at the bound with the message on
+// this node alone, and a crash then lost it.
+func TestRemoteMessageDepositedPastTheBound(t *testing.T) {
+	es, net := threeNodes(t)
+	fed1, fed2 := &notifyFed{}, &notifyFed{}
+	es[0].r.SetFederation(fed1)
+	es[1].r.SetFederation(fed2)
+	es[0].r.remoteWait = 20 * time.Millisecond
+	alice := es[0].bindSM("alice", "a")
 
-	done2 := make(chan struct{})
-	f2 := releaseWithin(newHold(func() { close(done2) }), time.Hour)
-	f2()
-	select {
-	case <-done2:
-	default:
-		t.Fatal("the hold was not released when s2s reported")
+	es[0].sendFrom(alice, `<message to='romeo@remote.net' type='chat' id='m1'><body>across</body></message>`)
+	if got := len(fed1.take()); got != 1 {
+		t.Fatalf("%d stanzas handed to s2s, want 1", got)
 	}
+	// Past the bound: a copy on node1, its deposit on node2 (node1's
+	// buddy), and alice's acknowledgement released by the deposit.
+	waitKept(t, es[0], 1, 0)
+	waitKept(t, es[1], 0, 1)
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if held, _ := alice.holdCounts(); held != 0 {
+			return fmt.Errorf("%d acknowledgement holds outstanding after the deposit, want 0", held)
+		}
+		return nil
+	})
+	net.kill("node1") // before s2s wrote it
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		got := fed2.take()
+		if len(got) != 1 {
+			return fmt.Errorf("node2 handed %d stanzas to s2s, want the deposited message", len(got))
+		}
+		if got[0].ChildText("body", "") != "across" || got[0].Child("delay", wire.NSDelay) == nil {
+			return fmt.Errorf("node2 sent %s, want the message with a delay stamp", got[0])
+		}
+		return nil
+	})
+}
+
+// TestRemoteMessageSettledDropsTheDeposit: once s2s wrote a message that
+// was deposited past the bound, the copy and the deposit go; written
+// within the bound, none is made.
+func TestRemoteMessageSettledDropsTheDeposit(t *testing.T) {
+	es, _ := threeNodes(t)
+	fed := &notifyFed{}
+	es[0].r.SetFederation(fed)
+	es[0].r.remoteWait = 20 * time.Millisecond
+	alice := es[0].bindSM("alice", "a")
+
+	es[0].sendFrom(alice, `<message to='romeo@remote.net' type='chat' id='m1'><body>slow</body></message>`)
+	waitKept(t, es[1], 0, 1)
+	fed.settleAll()
+	waitKept(t, es[0], 0, 0)
+	waitKept(t, es[1], 0, 0)
+
+	es[0].r.remoteWait = time.Hour
+	es[0].sendFrom(alice, `<message to='romeo@remote.net' type='chat' id='m2'><body>quick</body></message>`)
+	if held, _ := alice.holdCounts(); held != 1 {
+		t.Fatalf("before s2s wrote it: %d holds, want 1", held)
+	}
+	fed.settleAll()
+	if held, _ := alice.holdCounts(); held != 0 {
+		t.Fatalf("after s2s wrote it: %d holds, want 0", held)
+	}
+	waitKept(t, es[0], 0, 0)
+	waitKept(t, es[1], 0, 0)
 }

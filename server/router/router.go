@@ -78,6 +78,8 @@ type Router struct {
 	custody *custody       // crash safety (custody.go)
 	retry   *offlineRetry  // messages waiting for offline storage (offlineretry.go)
 	handed  *offlineHanded // offline rows handed over, not deleted yet (offlinehand.go)
+	// remoteWait is remoteAckWait; tests shorten it.
+	remoteWait time.Duration
 
 	mu       sync.RWMutex
 	sessions map[string]*session   // full JID → local session record
@@ -112,6 +114,7 @@ func New(o Options) *Router {
 		sessions:       map[string]*session{},
 		byBare:         map[string][]*session{},
 		handed:         newOfflineHanded(),
+		remoteWait:     remoteAckWait,
 	}
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()
@@ -273,22 +276,71 @@ func (r *Router) toService(ctx context.Context, el *wire.Element, domain string)
 }
 
 // remoteAckWait bounds how long a message to another domain holds its
-// sender's acknowledgement (acknowledgements are answered in order, so
-// one held up holds up every later one): past it the acknowledgement
-// goes out while the message still waits in the s2s queue, as before
-// crash safety. A stream is usually set up well within it; a remote
-// domain that does not answer takes s2s.connect_timeout to bounce.
+// sender's acknowledgement on s2s alone (acknowledgements are answered in
+// order, so one held up holds up every later one): past it the message,
+// still waiting in the s2s queue, is deposited with a buddy node as a
+// local delivery is, and the buddy's receipt releases the
+// acknowledgement (holdRemote). A stream is usually set up well within
+// it; a remote domain that does not answer takes s2s.connect_timeout to
+// bounce.
 const remoteAckWait = 5 * time.Second
 
-// releaseWithin returns a function that releases h once, when called or
-// after d, whichever comes first.
-func releaseWithin(h *hold, d time.Duration) func() {
-	var once sync.Once
-	release := func() { once.Do(h.release) }
-	t := time.AfterFunc(d, release)
+// holdRemote returns what s2s calls once it wrote el to the remote
+// domain's stream or bounced it, for a message whose sender's
+// acknowledgement h holds (a reference of its own). Before remoteWait
+// that releases h. Past it, the message is deposited with a buddy
+// (custody.keepLocal, which takes a reference on h that the buddy's
+// receipt releases), and s2s's report drops the copy; if this
+// node dies first, the buddy routes the message again through its own
+// s2s. With no buddy, h is released at the bound: the message then has
+// only this node, as without crash safety.
+func (r *Router) holdRemote(h *hold, el *wire.Element) (settled func()) {
+	var (
+		mu      sync.Mutex
+		settle  bool     // s2s reported
+		receipt *Receipt // the deposited copy's, once made
+	)
+	t := time.AfterFunc(r.remoteWait, func() {
+		mu.Lock()
+		if settle {
+			mu.Unlock()
+			return // s2s reported and released h meanwhile
+		}
+		mu.Unlock()
+		rc, _ := r.custody.keepLocal(withHold(context.Background(), h), el.To(), el)
+		// The deposit took a reference of its own on h (released when the
+		// buddy has the copy); this one goes now. With no buddy there is
+		// no copy, and h is released here.
+		h.release()
+		if rc == nil {
+			return
+		}
+		mu.Lock()
+		late := settle
+		receipt = rc
+		mu.Unlock()
+		if late { // s2s reported while the copy was being made
+			r.Release([]*Receipt{rc})
+		}
+	})
 	return func() {
-		t.Stop()
-		release()
+		mu.Lock()
+		if settle {
+			mu.Unlock()
+			return
+		}
+		settle = true
+		rc := receipt
+		mu.Unlock()
+		if t.Stop() {
+			h.release() // within the bound: nothing else took h
+			return
+		}
+		if rc != nil {
+			r.Release([]*Receipt{rc}) // the copy is no longer needed
+		}
+		// Else the timer is making the copy (it releases it on seeing
+		// settle); it released h either way.
 	}
 }
 
@@ -302,7 +354,7 @@ func (r *Router) toRemoteDomain(ctx context.Context, el *wire.Element) {
 		// message with its client, which sends it again.
 		if nf, ok := r.fed.(NotifyingFederation); ok && r.custody.holdsRemote(el) {
 			if h := holdFrom(ctx); h != nil {
-				nf.SendNotify(ctx, el, releaseWithin(h, remoteAckWait))
+				nf.SendNotify(ctx, el, r.holdRemote(h, el))
 				return
 			}
 		}
