@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
+	"github.com/aviary-im/aviary/plugins/internal/readcache"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -32,46 +32,29 @@ type prefs struct {
 // membership, for "roster" defaults, is remembered for rosterTTL: roster
 // changes are not announced to it.
 type prefsCache struct {
-	host      plugins.Host
-	def       string
-	ttl       time.Duration
-	rosterTTL time.Duration
+	host plugins.Host
+	def  string
 
-	mu      sync.Mutex
-	entries map[string]cachedPrefs
-	roster  map[[2]string]cachedBool
-	gen     uint64 // counts forgets: a read started before one is not kept
+	entries *readcache.Cache[string, prefs]
+	roster  *readcache.Cache[[2]string, bool] // (owner, contact) → in the roster
 }
 
 // eventPrefs is the cluster event naming an account whose preferences
 // changed (its bare JID as data).
 const eventPrefs plugins.Event = ID + ".prefs"
 
-type cachedPrefs struct {
-	p   prefs
-	exp time.Time
-}
-
-type cachedBool struct {
-	v   bool
-	exp time.Time
-}
-
 // maxCached bounds each cache; past it the cache starts afresh (cheap,
 // and only a node with that many active accounts within ttl gets there).
 const maxCached = 100000
 
 func newPrefsCache(host plugins.Host, def string, ttl, rosterTTL time.Duration) *prefsCache {
-	return &prefsCache{host: host, def: def, ttl: ttl, rosterTTL: rosterTTL, entries: map[string]cachedPrefs{}, roster: map[[2]string]cachedBool{}}
+	return &prefsCache{host: host, def: def,
+		entries: readcache.New[string, prefs](ttl, maxCached),
+		roster:  readcache.New[[2]string, bool](rosterTTL, maxCached)}
 }
 
 // forget drops owner's entry (another node changed the preferences).
-func (c *prefsCache) forget(owner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	delete(c.entries, owner)
-}
+func (c *prefsCache) forget(owner string) { c.entries.Forget(owner) }
 
 // onChanged is another node's change of an account's preferences.
 func (c *prefsCache) onChanged(ctx context.Context, payload any) error {
@@ -82,14 +65,10 @@ func (c *prefsCache) onChanged(ctx context.Context, payload any) error {
 }
 
 func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[owner]
-	gen := c.gen
-	c.mu.Unlock()
-	if ok && now.Before(e.exp) {
-		return e.p, nil
+	if p, ok := c.entries.Get(owner); ok {
+		return p, nil // the lists are never changed in place
 	}
+	gen := c.entries.Generation()
 	p := prefs{Default: c.def}
 	v, err := c.host.Store().KeyValue(PrefsStore).Get(ctx, owner, "prefs")
 	switch {
@@ -101,30 +80,8 @@ func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
 			return prefs{Default: c.def}, err
 		}
 	}
-	c.put(owner, p, gen)
+	c.entries.Put(owner, p, gen)
 	return p, nil
-}
-
-// generation is taken before a read, for put.
-func (c *prefsCache) generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
-}
-
-// put keeps preferences read since generation gen, unless an entry was
-// forgotten meanwhile (the read may be from before that change).
-func (c *prefsCache) put(owner string, p prefs, gen uint64) {
-	c.mu.Lock()
-	if c.gen != gen {
-		c.mu.Unlock()
-		return
-	}
-	if len(c.entries) >= maxCached {
-		c.entries = map[string]cachedPrefs{}
-	}
-	c.entries[owner] = cachedPrefs{p: p, exp: time.Now().Add(c.ttl)}
-	c.mu.Unlock()
 }
 
 // allows reports whether owner archives a message with contact. When the
@@ -158,25 +115,17 @@ func (c *prefsCache) allows(ctx context.Context, owner, contact string) bool {
 
 func (c *prefsCache) inRoster(ctx context.Context, owner, contact string) bool {
 	k := [2]string{owner, contact}
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.roster[k]
-	c.mu.Unlock()
-	if ok && now.Before(e.exp) {
-		return e.v
+	if in, ok := c.roster.Get(k); ok {
+		return in
 	}
+	gen := c.roster.Generation()
 	it, err := c.host.Store().GetRosterItem(ctx, owner, contact)
 	in := err == nil && it.InRoster
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		c.host.Logger().Warn("mam: roster unavailable; archiving by default", "owner", owner, "err", err)
 		return true
 	}
-	c.mu.Lock()
-	if len(c.roster) >= maxCached {
-		c.roster = map[[2]string]cachedBool{}
-	}
-	c.roster[k] = cachedBool{v: in, exp: now.Add(c.rosterTTL)}
-	c.mu.Unlock()
+	c.roster.Put(k, in, gen)
 	return in
 }
 
@@ -222,7 +171,7 @@ func (c *prefsCache) set(ctx context.Context, owner string, el *wire.Element) (*
 		return nil, xmpputil.QuotaError(err, "archiving preferences", "JIDs")
 	}
 	c.forget(owner)
-	c.put(owner, p, c.generation())
+	c.entries.Put(owner, p, c.entries.Generation())
 	if err := c.host.Broadcast(ctx, eventPrefs, []byte(owner)); err != nil {
 		c.host.Logger().Warn("mam: a preferences change not confirmed by every node; they read it again within a minute",
 			"owner", owner, "err", err)

@@ -74,6 +74,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/aviary-im/aviary/plugins/internal/readcache"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,7 +145,7 @@ type Plugin struct {
 	// message's path.
 	// regs holds the registrations read, empty lists included
 	// (regcache.go).
-	regs regCache
+	regs *readcache.Cache[string, []Registration]
 
 	deferMu  sync.Mutex
 	deferred []deferredNote
@@ -165,7 +167,8 @@ var (
 
 // New returns the plugin.
 func New() *Plugin {
-	return &Plugin{quiet: map[string]bool{}, pushed: map[*wire.Element]string{}, pushedFor: map[string][]*wire.Element{}, quit: make(chan struct{})}
+	return &Plugin{quiet: map[string]bool{}, pushed: map[*wire.Element]string{}, pushedFor: map[string][]*wire.Element{}, quit: make(chan struct{}),
+		regs: readcache.New[string, []Registration](regCacheTTL, maxCachedRegs)}
 }
 
 func (p *Plugin) ID() string { return ID }
@@ -439,15 +442,15 @@ func publishOptions(form *wire.Element) (*wire.Element, bool) {
 // registrations returns an account's registrations: as this node knows
 // them (regcache.go), else read from the store.
 func (p *Plugin) registrations(ctx context.Context, owner string) ([]Registration, error) {
-	if regs, ok := p.regs.get(owner); ok {
-		return regs, nil
+	if regs, ok := p.regs.Get(owner); ok {
+		return slices.Clone(regs), nil
 	}
-	gen := p.regs.generation()
+	gen := p.regs.Generation()
 	regs, err := p.readRegistrations(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
-	p.regs.put(owner, regs, gen)
+	p.regs.Put(owner, slices.Clone(regs), gen)
 	return regs, nil
 }
 

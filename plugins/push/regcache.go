@@ -2,8 +2,6 @@ package push
 
 import (
 	"context"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
@@ -35,66 +33,16 @@ import (
 // registrations changed (the owner's bare JID as data).
 const eventRegistrations plugins.Event = ID + ".registrations"
 
-var (
+// The cache itself is plugins/internal/readcache; these are its bounds.
+const (
 	regCacheTTL   = time.Minute
 	maxCachedRegs = 100000
 )
 
-type regCache struct {
-	mu      sync.Mutex
-	entries map[string]cachedRegs
-	gen     uint64 // counts forgets: a read started before one is not kept
-}
-
-type cachedRegs struct {
-	regs []Registration
-	exp  time.Time
-}
-
-// get returns a copy of owner's list when it is known and fresh.
-func (c *regCache) get(owner string) ([]Registration, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[owner]
-	if !ok || time.Now().After(e.exp) {
-		return nil, false
-	}
-	return slices.Clone(e.regs), true
-}
-
-// generation is taken before a read, for put.
-func (c *regCache) generation() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
-}
-
-// put keeps a list read since generation gen, unless a list was forgotten
-// meanwhile.
-func (c *regCache) put(owner string, regs []Registration, gen uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen {
-		return
-	}
-	if c.entries == nil || len(c.entries) >= maxCachedRegs {
-		c.entries = map[string]cachedRegs{}
-	}
-	c.entries[owner] = cachedRegs{regs: slices.Clone(regs), exp: time.Now().Add(regCacheTTL)}
-}
-
-// forget drops owner's list.
-func (c *regCache) forget(owner string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	delete(c.entries, owner)
-}
-
 // registrationsChanged forgets owner's list here and on every other node,
 // waiting until each has.
 func (p *Plugin) registrationsChanged(ctx context.Context, owner string) {
-	p.regs.forget(owner)
+	p.regs.Forget(owner)
 	if err := p.host.Broadcast(ctx, eventRegistrations, []byte(owner)); err != nil {
 		p.host.Logger().Warn("push: a registration change not confirmed by every node; they read it again within a minute",
 			"owner", owner, "err", err)
@@ -104,7 +52,7 @@ func (p *Plugin) registrationsChanged(ctx context.Context, owner string) {
 // onRegistrationsChanged is another node's change.
 func (p *Plugin) onRegistrationsChanged(ctx context.Context, payload any) error {
 	if ev, ok := payload.(*plugins.ClusterEvent); ok && len(ev.Data) > 0 {
-		p.regs.forget(string(ev.Data))
+		p.regs.Forget(string(ev.Data))
 	}
 	return nil
 }
