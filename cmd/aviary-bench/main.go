@@ -114,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SubscribeTimeout, "subscribe-timeout", 2*time.Minute, "broadcast: wait this long for all followers to subscribe to the hub; muc: for all users to join the room")
 	fs.DurationVar(&cfg.Settle, "settle", 15*time.Second, "idle: before and after login, wait up to this long for the server's RSS to stop changing")
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
+	fs.Float64Var(&cfg.Churn, "churn", 0, "idle with -hold: close and log in again this percent of the sessions each minute, spread evenly, as clients whose network changes do")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
 	fs.DurationVar(&cfg.BOSHPause, "bosh-pause", 0, "BOSH sessions, once logged in, wait this long after each answered poll before the next (a slow network, a client saving battery): what the server has for them waits in its queue meanwhile (0: poll again at once)")
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", 0, "with -reconnect: answer the server's acknowledgement requests (<r/>) this much later, as battery-saving clients do: the server holds more unacknowledged (0: at once)")
@@ -380,10 +381,20 @@ func execute(ctx context.Context, cfg *Config, res *Result) {
 					go readLoop(c, done, &errs, func(*wire.Element) {})
 				}
 			}
-			slog.Info("holding sessions", "sessions", login.OK, "for", cfg.Hold)
+			slog.Info("holding sessions", "sessions", login.OK, "for", cfg.Hold, "churn_percent_a_minute", cfg.Churn)
+			stop := make(chan struct{})
+			churned := make(chan [2]int, 1)
+			go func() {
+				n, failed := churn(ctx, cfg, conns, stop, done)
+				churned <- [2]int{n, failed}
+			}()
 			select {
 			case <-time.After(cfg.Hold):
 			case <-ctx.Done():
+			}
+			close(stop)
+			if c := <-churned; c[0] > 0 {
+				slog.Info("churn", "reconnected", c[0]-c[1], "failed", c[1])
 			}
 		}
 	}

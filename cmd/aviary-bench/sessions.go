@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/aviary-im/aviary/wire"
 )
 
 // Config is everything a run needs; main fills it from flags.
@@ -41,6 +44,9 @@ type Config struct {
 	RSSPids          []int         // server processes whose VmRSS is read
 	Settle           time.Duration // idle: wait before reading RSS after login
 	Hold             time.Duration // idle: keep sessions open this long
+	// Churn is, for idle with Hold, the percent of the sessions closed and
+	// logged in again each minute (background reconnections).
+	Churn float64
 	// Interval is the ring's pause between one sender's writes (0: as fast
 	// as the window allows), to run a steady load rather than a flood.
 	Interval time.Duration
@@ -371,5 +377,44 @@ func closeAll(conns []*conn, workers int) {
 func logFailures(phase string, st PhaseStats) {
 	if st.Failed > 0 {
 		slog.Warn("failures", "phase", phase, "failed", st.Failed, "errors", st.Errors)
+	}
+}
+
+// churn closes and logs in again cfg.Churn percent of conns each minute,
+// one at a time and evenly spread, until stop: the background
+// reconnections of clients whose network changes (issue 23 asks for 1% a
+// minute). A new session is read by a readLoop until done, as the others
+// are. It returns how many it reconnected and how many of those failed
+// (the slot then stays empty). conns is written only here until stop.
+func churn(ctx context.Context, cfg *Config, conns []*conn, stop, done <-chan struct{}) (n, failed int) {
+	perMinute := float64(len(conns)) * cfg.Churn / 100
+	if perMinute <= 0 {
+		return 0, 0
+	}
+	t := time.NewTicker(time.Duration(float64(time.Minute) / perMinute))
+	defer t.Stop()
+	var errs errorSet // of the replaced sessions' reads, ended on purpose
+	for {
+		select {
+		case <-stop:
+			return n, failed
+		case <-ctx.Done():
+			return n, failed
+		case <-t.C:
+		}
+		i := rand.IntN(len(conns))
+		if conns[i] != nil {
+			conns[i].Close()
+		}
+		n++
+		c, err := loginOne(ctx, cfg, i)
+		if err != nil {
+			failed++
+			conns[i] = nil
+			slog.Debug("churn: login failed", "user", i, "err", err)
+			continue
+		}
+		conns[i] = c
+		go readLoop(c, done, &errs, func(*wire.Element) {})
 	}
 }
