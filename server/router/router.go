@@ -300,11 +300,14 @@ func (r *Router) holdRemote(h *hold, el *wire.Element) (settled func()) {
 		settle  bool     // s2s reported
 		receipt *Receipt // the deposited copy's, once made
 	)
+	// Once the timer has fired, t.Stop reports false and h is the timer's
+	// to release, whatever s2s reports meanwhile.
 	t := time.AfterFunc(r.remoteWait, func() {
 		mu.Lock()
 		if settle {
 			mu.Unlock()
-			return // s2s reported and released h meanwhile
+			h.release() // s2s reported as the timer fired: no copy needed
+			return
 		}
 		mu.Unlock()
 		rc, _ := r.custody.keepLocal(withHold(context.Background(), h), el.To(), el)
