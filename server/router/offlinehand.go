@@ -25,7 +25,11 @@ import (
 // user on this node never both get one. A message not delivered (the
 // session went away on the way) is simply not deleted, and unclaimed; a
 // session on another node reading at the same time may get the same rows
-// (each message at least once, never lost).
+// (each message at least once, never lost). Deleted rows stay claimed
+// for a while (linger): a hand-over that read them just before the delete
+// and claims them just after (a flush asked by another node racing the
+// session's own, seen as a message delivered twice in
+// server/clustertest TestCrashResumeOnce) must still skip them.
 
 // offlineHanded is the offline rows handed over on this node and not yet
 // deleted, by bare JID.
@@ -34,19 +38,23 @@ type offlineHanded struct {
 	ids map[string]map[int64]struct{}
 
 	// first and max bound the backoff between delete attempts, attempts
-	// how many are made; tests shorten them.
-	first, max time.Duration
-	attempts   int
+	// how many are made, linger how long deleted rows stay claimed; tests
+	// shorten them.
+	first, max, linger time.Duration
+	attempts           int
 }
 
 const (
 	deleteFirst    = 100 * time.Millisecond
 	deleteMax      = 5 * time.Second
 	deleteAttempts = 10 // about 25 s with the backoff above
+	// deletedLinger is far longer than a read of the queue can take (its
+	// database timeout) between reading rows and claiming them.
+	deletedLinger = 30 * time.Second
 )
 
 func newOfflineHanded() *offlineHanded {
-	return &offlineHanded{ids: map[string]map[int64]struct{}{}, first: deleteFirst, max: deleteMax, attempts: deleteAttempts}
+	return &offlineHanded{ids: map[string]map[int64]struct{}{}, first: deleteFirst, max: deleteMax, linger: deletedLinger, attempts: deleteAttempts}
 }
 
 // skip returns the IDs of bare's rows handed over and not deleted.
@@ -149,7 +157,6 @@ func (r *Router) handOverOffline(ctx context.Context, full, bare string, stored 
 // with backoff while the database does not answer. A failure leaves them
 // stored: they come again (a duplicate, not a loss).
 func (r *Router) deleteHanded(bare string, ids []int64) {
-	defer r.handed.unclaim(bare, ids)
 	if len(ids) == 0 {
 		return
 	}
@@ -159,9 +166,12 @@ func (r *Router) deleteHanded(bare string, ids []int64) {
 		err := r.store.DeleteOffline(ctx, bare, ids)
 		cancel()
 		if err == nil {
+			// Gone; a read from just before the delete may still claim them.
+			time.AfterFunc(r.handed.linger, func() { r.handed.unclaim(bare, ids) })
 			return
 		}
 		if attempt >= r.handed.attempts {
+			r.handed.unclaim(bare, ids) // still stored: delivered again later
 			r.m.offlineDeleteFailed.Inc()
 			r.log.Error("router: could not delete offline messages that were handed over; they will be delivered again", "jid", bare, "messages", len(ids), "err", err)
 			return
