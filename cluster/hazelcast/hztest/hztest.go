@@ -247,7 +247,50 @@ func (m *Member) signal(sig syscall.Signal, wait time.Duration) {
 
 // Freeze stops the member process (SIGSTOP): connections stay open but
 // nothing answers, like a long GC pause or a hung machine.
-func (m *Member) Freeze() error { return m.signalOnly(syscall.SIGSTOP) }
+func (m *Member) Freeze() error {
+	if err := m.signalOnly(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// kill(2) returns before every thread of the JVM has stopped: one
+	// still running could answer a request sent right after Freeze
+	// (cluster/hazelcast TestRouteWriteRetried saw its write succeed, 1
+	// run in 6). Wait until each thread is in the stopped state.
+	m.mu.Lock()
+	pid := m.cmd.Process.Pid
+	m.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			return errors.New("hztest: member threads not stopped 5s after SIGSTOP")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of pid is stopped (state T or
+// t in /proc); true when /proc cannot tell (not Linux).
+func allStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue // the thread ended
+		}
+		// The state follows the command name's closing parenthesis.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 || i+2 >= len(b) {
+			continue
+		}
+		if st := b[i+2]; st != 'T' && st != 't' && st != 'Z' && st != 'X' {
+			return false
+		}
+	}
+	return true
+}
 
 // Thaw resumes a frozen member (SIGCONT).
 func (m *Member) Thaw() error { return m.signalOnly(syscall.SIGCONT) }
