@@ -255,6 +255,7 @@ func Parse(data []byte, lim Limits) (*Element, error) {
 	}
 	s := &scanner{data: data, max: len(data)}
 	var root *Element
+	decl := false
 	for {
 		kind, err := s.next()
 		if err == io.EOF {
@@ -272,9 +273,10 @@ func Parse(data []byte, lim Limits) (*Element, error) {
 				return nil, ErrNotWellFormed
 			}
 		case tokDecl:
-			if root != nil {
-				return nil, ErrRestrictedXML
+			if root != nil || decl {
+				return nil, ErrRestrictedXML // a PI with the reserved target xml
 			}
+			decl = true
 		case tokEnd:
 			return nil, ErrNotWellFormed
 		case tokStart:

@@ -400,14 +400,8 @@ func (s *scanner) procInst() (tokenKind, error) {
 	if target != "xml" {
 		return 0, ErrRestrictedXML
 	}
-	if i < len(body) && skipSpace(body, i) == i {
-		return 0, syntaxError("expected space after <?xml")
-	}
-	if v, ok := declParam(body, "version"); ok && v != "1.0" {
-		return 0, syntaxError("unsupported XML version %q", v)
-	}
-	if e, ok := declParam(body, "encoding"); ok && !asciiEqualFold(e, "utf-8") {
-		return 0, syntaxError("unsupported encoding %q", e)
+	if err := checkDecl(body[i:]); err != nil {
+		return 0, err
 	}
 	return tokDecl, nil
 }
@@ -670,25 +664,63 @@ func isNameRune(r rune, first bool) bool {
 	return !first && (r == 0xB7 || r >= 0x300 && r <= 0x36F || r >= 0x203F && r <= 0x2040)
 }
 
-// declParam finds name='value' in an XML declaration's body.
-func declParam(body []byte, name string) (string, bool) {
-	i := bytes.Index(body, []byte(name))
-	if i < 0 {
-		return "", false
+// checkDecl checks what follows "<?xml" in an XML declaration against
+// production 23 of XML 1.0: a version, which must be 1.0 (RFC 6120 11.1
+// speaks XML 1.0), then an optional encoding, which must be UTF-8
+// (RFC 6120 11.6), then an optional standalone, each after white space,
+// in that order and once. Anything else is not a declaration: a
+// processing instruction with the reserved target "xml", which XML 1.0
+// does not allow.
+func checkDecl(body []byte) error {
+	params := [...]struct {
+		name     string
+		required bool
+		valid    func(string) bool
+	}{
+		{"version", true, func(v string) bool { return v == "1.0" }},
+		{"encoding", false, func(v string) bool { return asciiEqualFold(v, "utf-8") }},
+		{"standalone", false, func(v string) bool { return v == "yes" || v == "no" }},
 	}
-	j := skipSpace(body, i+len(name))
-	if j >= len(body) || body[j] != '=' {
-		return "", false
+	i := 0
+	for _, p := range params {
+		j := skipSpace(body, i)
+		if j == i || !bytes.HasPrefix(body[j:], []byte(p.name)) {
+			if p.required {
+				return syntaxError("<?xml without version='1.0'")
+			}
+			continue
+		}
+		v, next, ok := declValue(body, j+len(p.name))
+		if !ok {
+			return syntaxError("malformed %s in <?xml", p.name)
+		}
+		if !p.valid(v) {
+			return syntaxError("unsupported XML %s %q", p.name, v)
+		}
+		i = next
 	}
-	j = skipSpace(body, j+1)
-	if j >= len(body) || body[j] != '\'' && body[j] != '"' {
-		return "", false
+	if skipSpace(body, i) != len(body) {
+		return syntaxError("unexpected characters in <?xml")
 	}
-	end := bytes.IndexByte(body[j+1:], body[j])
+	return nil
+}
+
+// declValue reads Eq and a quoted value from body[i:] and returns the
+// value and the index after its closing quote.
+func declValue(body []byte, i int) (string, int, bool) {
+	i = skipSpace(body, i)
+	if i >= len(body) || body[i] != '=' {
+		return "", 0, false
+	}
+	i = skipSpace(body, i+1)
+	if i >= len(body) || body[i] != '\'' && body[i] != '"' {
+		return "", 0, false
+	}
+	end := bytes.IndexByte(body[i+1:], body[i])
 	if end < 0 {
-		return "", false
+		return "", 0, false
 	}
-	return string(body[j+1 : j+1+end]), true
+	return string(body[i+1 : i+1+end]), i + 2 + end, true
 }
 
 func asciiEqualFold(a, b string) bool {

@@ -93,8 +93,10 @@ func refJoin(n xml.Name) string {
 
 // stricter reports inputs the scanner rejects on purpose where
 // encoding/xml accepts them: XML 1.0 says they are not well-formed.
-// emptyVersion finds an XML declaration's empty version parameter.
-var emptyVersion = regexp.MustCompile(`<\?xml[^>]*version\s*=\s*(''|"")`)
+// strictDecl is a leading XML declaration as the scanner takes it.
+var strictDecl = regexp.MustCompile(`^[ \t\r\n]*<\?xml[ \t\r\n]+version[ \t\r\n]*=[ \t\r\n]*('1\.0'|"1\.0")` +
+	`([ \t\r\n]+encoding[ \t\r\n]*=[ \t\r\n]*('(?i:utf-8)'|"(?i:utf-8)"))?` +
+	`([ \t\r\n]+standalone[ \t\r\n]*=[ \t\r\n]*('(yes|no)'|"(yes|no)"))?[ \t\r\n]*\?>`)
 
 func stricter(data []byte, ref *Element) bool {
 	// A repeated attribute (WFC: Unique Att Spec).
@@ -125,17 +127,17 @@ func stricter(data []byte, ref *Element) bool {
 			return true
 		}
 	}
-	// A declaration whose version is not 1.0 (production 26 wants 1.x and
-	// the scanner takes 1.0 only; encoding/xml lets an empty one pass).
-	if emptyVersion.Match(data) {
-		return true
+	// Processing instructions other than one XML declaration before the
+	// element, written as production 23 says (version first, then
+	// encoding and standalone; encoding/xml takes any order, none, or a
+	// second declaration).
+	decl := strictDecl.FindIndex(data)
+	rest := data
+	if decl != nil {
+		rest = data[decl[1]:]
 	}
-	// A declaration's target not followed by white space (production 16).
-	if i := bytes.Index(data, []byte("<?xml")); i >= 0 && i+5 < len(data) {
-		rest := data[i+5:]
-		if !bytes.HasPrefix(rest, []byte("?>")) && !bytes.ContainsRune([]byte(" \t\r\n"), rune(rest[0])) {
-			return true
-		}
+	if bytes.Contains(rest, []byte("<?")) {
+		return true
 	}
 	return !utf8.Valid(data) || bytes.ContainsAny(data, "\u00b7") ||
 		bytes.Contains(data, []byte("&#")) || hasNonASCIIName(data)
@@ -358,5 +360,41 @@ func checkNamespaces(t *testing.T, data []byte, el *Element) {
 	walk(el, NSClient)
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("%q: namespaces\nencoding/xml %q\ncanonical    %q (%s)", data, got, want, el)
+	}
+}
+
+// An XML declaration is production 23 of XML 1.0 or an error: version 1.0
+// first, then encoding UTF-8 and standalone, once, before the element.
+func TestDeclarationGrammar(t *testing.T) {
+	lim := Limits{MaxStanzaBytes: 1 << 20, MaxDepth: 16}
+	for _, s := range []string{
+		`<?xml version='1.0'?><a/>`,
+		`<?xml version="1.0" encoding="UTF-8"?><a/>`,
+		`<?xml version='1.0' encoding='utf-8' standalone='yes' ?><a/>`,
+		"\n<?xml version = '1.0'\t?>\n<a/>",
+	} {
+		if _, err := Parse([]byte(s), lim); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	for _, s := range []string{
+		`<?xml?><a/>`,                                // no version
+		`<?xml ?><a/>`,                               // no version
+		`<?xml encoding='utf-8'?><a/>`,               // no version
+		`<?xml version='1.1'?><a/>`,                  // not 1.0
+		`<?xml version=''?><a/>`,                     // empty version
+		`<?xml encoding='utf-8' version='1.0'?><a/>`, // out of order
+		`<?xml version='1.0' version='1.0'?><a/>`,    // twice
+		`<?xml version='1.0'encoding='utf-8'?><a/>`,  // no space between
+		`<?xml version='1.0' encoding='latin1'?><a/>`,
+		`<?xml version='1.0' standalone='maybe'?><a/>`,
+		`<?xml version='1.0' x='1'?><a/>`,
+		`<?xml version='1.0'?><?xml version='1.0'?><a/>`, // a second one
+		`<?xml?><?xml??><A/>`,                            // found by fuzzing
+		`<a/><?xml version='1.0'?>`,
+	} {
+		if el, err := Parse([]byte(s), lim); err == nil {
+			t.Errorf("%q accepted as %s", s, el)
+		}
 	}
 }
