@@ -168,6 +168,10 @@ type custody struct {
 	peers atomic.Pointer[peerView]
 
 	rerouted, unprotected, deduplicated atomic.Uint64
+
+	// afterReroute, when set (by tests), runs after each copy reroute
+	// routed.
+	afterReroute func(*kept)
 }
 
 type peerView struct {
@@ -706,7 +710,16 @@ func (c *custody) nodeDown(node string, _ []cluster.Route) {
 // first reached the cluster (XEP-0203) so clients can place it among
 // what arrived meanwhile. A copy's pending hold, and its chained receipt,
 // are released once the new route has made it safe.
+//
+// Once a copy for a user went to offline storage, the user's later copies
+// of the batch go there too, even if a resource has become available
+// meanwhile: delivered live they would overtake the stored ones, which
+// reach the new session only through its offline hand-over (a read of
+// the store, and paced by the client). Stored behind them, they are
+// handed over in order; each store kicks the user's hand-over, so they
+// are not left for the next login.
 func (c *custody) reroute(ks []*kept, why string) {
+	var stored map[string]bool // users a copy of this batch was stored for
 	for _, k := range ks {
 		c.rerouted.Add(1)
 		c.mu.Lock()
@@ -723,8 +736,23 @@ func (c *custody) reroute(ks []*kept, why string) {
 		}
 		c.r.log.Debug("router: routing a kept message again", "to", k.full, "why", why)
 		ctx := withHold(context.Background(), h)
-		c.r.route(ctx, el)
+		bare := wire.BareJID(k.full)
+		if stored[bare] {
+			c.r.storeRerouted(ctx, el)
+		} else {
+			mark := &offlineMark{}
+			c.r.route(withOfflineMark(ctx, mark), el)
+			if mark.stored {
+				if stored == nil {
+					stored = map[string]bool{}
+				}
+				stored[bare] = true
+			}
+		}
 		h.release() // the routing's own reference
+		if c.afterReroute != nil {
+			c.afterReroute(k)
+		}
 	}
 }
 

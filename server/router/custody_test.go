@@ -330,3 +330,63 @@ func TestCustodyOff(t *testing.T) {
 		t.Fatalf("%d acknowledgement holds with crash safety off", taken)
 	}
 }
+
+// TestRerouteKeepsOrderAcrossLogin: node2 dies holding three messages for
+// carol; she logs in on node3 after node1 has stored the first copy
+// offline and before it routes the second. Her new session takes its
+// offline queue only as its client reads (paced), so the later copies,
+// delivered live, would overtake the first; stored behind it, all three
+// arrive in order.
+func TestRerouteKeepsOrderAcrossLogin(t *testing.T) {
+	es, net := threeNodes(t)
+	alice := es[0].bindSM("alice", "a")
+	carol := es[1].bindSM("carol", "c")
+	for i := 1; i <= 3; i++ {
+		es[0].sendFrom(alice, fmt.Sprintf(`<message to='carol@example.com/c' type='chat' id='m%d'><body>m%d</body></message>`, i, i))
+	}
+	if got := bodies(carol.take()); len(got) != 3 {
+		t.Fatalf("carol got %q", got)
+	}
+	waitKept(t, es[0], 3, 0)
+
+	var (
+		mu     sync.Mutex
+		routed int
+		carol3 *pacedSession
+	)
+	es[0].r.custody.afterReroute = func(*kept) {
+		mu.Lock()
+		defer mu.Unlock()
+		if routed++; routed == 1 {
+			if n := es[0].offlineCount("carol@example.com"); n != 1 {
+				t.Errorf("after the first copy %d stored for carol, want it", n)
+			}
+			carol3 = es[2].bindPaced("carol", "new", 0)
+			es[2].sendFrom(carol3, `<presence/>`)
+		}
+	}
+	net.kill("node2")
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if routed != 3 {
+			return fmt.Errorf("%d copies routed again", routed)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n := carol3.received("message"); n != 0 {
+		t.Fatalf("carol's new session was given %d messages live while the first waited in storage", n)
+	}
+	carol3.grant(1 << 20)
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if n := carol3.received("message"); n != 3 {
+			return fmt.Errorf("carol's new session got %d messages", n)
+		}
+		return nil
+	})
+	if got := bodies(carol3.take()); fmt.Sprint(got) != "[m1 m2 m3]" {
+		t.Fatalf("carol got %q, want [m1 m2 m3]", got)
+	}
+}

@@ -23,6 +23,9 @@ import (
 // available while we stored would otherwise have taken the queue just
 // before this message landed in it.
 func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a wire.JID) {
+	if m, _ := ctx.Value(offlineMarkKey{}).(*offlineMark); m != nil {
+		m.stored = true // stored, queued to be, or refused: not delivered live
+	}
 	if !worthStoring(el) {
 		r.m.dropped.Inc()
 		return
@@ -68,6 +71,32 @@ func (r *Router) storeOffline(ctx context.Context, el *wire.Element, a wire.JID)
 	}
 	r.log.Debug("router: offline storage refused a message", "to", bare, "err", err)
 	r.bounce(ctx, el, offlineRefusal(err))
+}
+
+// offlineMark, in the context a rerouted copy is routed with, learns
+// whether the copy went to offline storage (custody.reroute).
+type offlineMark struct{ stored bool }
+
+type offlineMarkKey struct{}
+
+func withOfflineMark(ctx context.Context, m *offlineMark) context.Context {
+	return context.WithValue(ctx, offlineMarkKey{}, m)
+}
+
+// storeRerouted stores a rerouted copy of a message to a local user
+// offline without looking for a live resource: the user's earlier copies
+// went there (custody.reroute). Kept copies are messages offline storage
+// keeps, so routeMessage's rules by type do not apply.
+func (r *Router) storeRerouted(ctx context.Context, el *wire.Element) {
+	a, err := wire.ParseJID(el.To())
+	if err != nil || a.Domain() != r.domain || a.Local() == "" {
+		r.route(ctx, el)
+		return
+	}
+	if !r.intercept(ctx, plugins.PointUserMessage, el, "", false) {
+		return
+	}
+	r.storeOffline(ctx, el, a)
 }
 
 // offlineRefusal is the stanza error for a message offline storage
