@@ -29,6 +29,11 @@ func TestNodeKilled(t *testing.T) {
 	befriend(t, cc, b)
 	send(a, b.JID, "before the crash")
 	b.Await("message", isMsg("before the crash"))
+	// A request the victim's client never answers: once the node is found
+	// dead, node1 answers it for the dead session (server/router
+	// pendingiq.go), so a's client is not left waiting.
+	a.Send("<iq type='get' to='%s' id='unanswered'><query xmlns='jabber:iq:version'/></iq>", b.JID)
+	b.Await("the request", func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "unanswered" })
 	// Crash safety keeps node1's copy of that message until the victim
 	// says its client has it, in a notice sent within milliseconds; a kill
 	// before the notice arrives routes the copy again (at least once, by
@@ -56,9 +61,23 @@ func TestNodeKilled(t *testing.T) {
 	limit := def.NodeTTL + def.HeartbeatInterval + def.OperationTimeout + 3*time.Second
 	victim.Kill()
 	killed := time.Now()
+	isAnswer := func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "unanswered" }
+	var answer *wire.Element
 	for _, w := range []*servertest.Client{a, cc} {
 		w.Timeout = limit
-		p := w.Await("unavailable presence for "+b.JID, isPresence(bare(ub), "unavailable"))
+		unavailable := isPresence(bare(ub), "unavailable")
+		var p *wire.Element
+		for p == nil {
+			// a waits for the answer to its request too, in either order.
+			el := w.Await("unavailable presence for "+b.JID, func(el *wire.Element) bool {
+				return unavailable(el) || w == a && isAnswer(el)
+			})
+			if isAnswer(el) {
+				answer = el
+			} else {
+				p = el
+			}
+		}
 		if p.From() != b.JID {
 			t.Errorf("unavailable from %q, want %q", p.From(), b.JID)
 		}
@@ -67,6 +86,13 @@ func TestNodeKilled(t *testing.T) {
 		}
 	}
 	t.Logf("contacts saw unavailable presence %v after SIGKILL", time.Since(killed))
+	if answer == nil {
+		answer = a.Await("the answer for the dead session", isAnswer)
+	}
+	if answer.Type() != "error" || answer.From() != b.JID || answer.Child("error", "") == nil ||
+		answer.Child("error", "").Child("service-unavailable", wire.NSStanzas) == nil {
+		t.Errorf("a got %s, want service-unavailable from %s", answer, b.JID)
+	}
 	// The survivors no longer list the dead node.
 	servertest.CheckFor(t, 5*time.Second, 50*time.Millisecond, func() error {
 		for _, ad := range c.admins[:2] {

@@ -44,6 +44,7 @@ func (r *Router) registerCluster() {
 	r.cluster.Handle(KindKick, r.handleKick)
 	r.cluster.Handle(KindBacklog, r.handleBacklog)
 	r.cluster.OnNodeDown(r.nodeDown)
+	r.cluster.OnNodeDown(r.iqs.nodeDown)
 	r.cluster.OnClusteredChange(r.clusteredChange)
 	if u, ok := r.cluster.(undeliveredNotifier); ok {
 		u.OnUndelivered(r.undelivered)

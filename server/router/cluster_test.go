@@ -76,7 +76,11 @@ func newFakeNet(names ...string) *fakeNet {
 
 // kill makes a node vanish without a goodbye: its routes are removed and
 // the survivors' node-down callbacks run.
-func (n *fakeNet) kill(name string) {
+func (n *fakeNet) kill(name string) { n.killUnnoticed(name)() }
+
+// killUnnoticed kills a node and returns what makes the others find it
+// dead (cluster.node_ttl later, in a real cluster).
+func (n *fakeNet) killUnnoticed(name string) (found func()) {
 	n.mu.Lock()
 	dead := n.nodes[name]
 	dead.down = true
@@ -95,8 +99,10 @@ func (n *fakeNet) kill(name string) {
 		}
 	}
 	n.mu.Unlock()
-	for _, fn := range fns {
-		fn(name, routes)
+	return func() {
+		for _, fn := range fns {
+			fn(name, routes)
+		}
 	}
 }
 

@@ -30,6 +30,7 @@
 //	custody.go       crash safety: copies kept on a second node until the recipient's client has them, rerouted when a node dies (CRASHSAFETY.md)
 //	custody_resume.go  a failed resumption's h drops the copies its client had (each once for recipients)
 //	custody_inbound.go resumable sessions' counts of client stanzas made safe, kept by a buddy: <failed h/> (each once for senders)
+//	pendingiq.go     IQ requests forwarded to another node's session, answered with an error if that node dies first
 //	errors.go        sentinels and the one mapping from internal errors to stanza errors
 //	metrics.go       Prometheus routing-time histogram and outcome counters (Options.Registry)
 //

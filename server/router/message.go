@@ -130,8 +130,18 @@ func (r *Router) routesInto(ctx context.Context, bare string, buf []cluster.Rout
 func (r *Router) routeIQ(ctx context.Context, el *wire.Element, a wire.JID) {
 	typ := el.Type()
 	if a.Resource() != "" {
-		if rt, ok := r.routeFor(ctx, a); ok && r.deliver(ctx, &rt, el) {
-			return
+		if rt, ok := r.routeFor(ctx, a); ok {
+			request := (typ == "get" || typ == "set") && !r.isLocal(&rt)
+			var k iqKey
+			if request {
+				k, request = r.iqs.forwarding(rt.Node, el, a)
+			}
+			if r.deliver(ctx, &rt, el) {
+				return
+			}
+			if request {
+				r.iqs.forgot(rt.Node, k)
+			}
 		}
 		if typ == "get" || typ == "set" {
 			r.bounce(ctx, el, wire.ErrServiceUnavailable)

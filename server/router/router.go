@@ -78,6 +78,7 @@ type Router struct {
 	custody *custody       // crash safety (custody.go)
 	retry   *offlineRetry  // messages waiting for offline storage (offlineretry.go)
 	handed  *offlineHanded // offline rows handed over, not deleted yet (offlinehand.go)
+	iqs     *pendingIQs    // IQ requests out to other nodes' sessions (pendingiq.go)
 	// remoteWait is remoteAckWait; tests shorten it.
 	remoteWait time.Duration
 
@@ -116,6 +117,8 @@ func New(o Options) *Router {
 		handed:         newOfflineHanded(),
 		remoteWait:     remoteAckWait,
 	}
+	r.iqs = newPendingIQs(r)
+	r.iqs.register(o.Registry)
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()
 		r.registerCluster()

@@ -404,6 +404,9 @@ func (r *Router) deliverTo(ctx context.Context, full string, el *wire.Element, r
 		r.answerProbeLocal(ctx, s, el)
 		return true
 	}
+	if el.Name == "iq" && (el.Type() == "result" || el.Type() == "error") {
+		r.iqs.answered(el)
+	}
 	if r.plugins != nil {
 		// The same element may be on its way to other sessions: give the
 		// interceptors (which may change or replace it) a private top level.
