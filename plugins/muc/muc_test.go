@@ -734,3 +734,30 @@ func TestHostCrashKeepsLockedRoom(t *testing.T) {
 	got = fa.do(room, join(room, "mallory@example.com/m", "mallory"))
 	mustFind(t, got, `to="mallory@example.com/m"`, `code="110"`)
 }
+
+// TestJoinOrder: a new occupant gets every existing occupant's presence,
+// then its own with status 110, and only then the room's history and
+// subject (XEP-0045 §7.2.2, §7.2.3).
+func TestJoinOrder(t *testing.T) {
+	f := newFixture(t)
+	f.instant("order")
+	f.do("order", join("order", "bob@example.com/b", "bob"))
+	f.do("order", fmt.Sprintf(`<message type='groupchat' from='alice@example.com/a' to='order@%s'><subject>topic</subject></message>`, svc))
+	got := f.do("order", join("order", "carol@example.com/c", "carol"))
+	var toCarol []string
+	for _, s := range got {
+		if strings.Contains(s, `to="carol@example.com/c"`) {
+			toCarol = append(toCarol, s)
+		}
+	}
+	self := slices.IndexFunc(toCarol, func(s string) bool { return strings.Contains(s, `code="110"`) })
+	alice := slices.IndexFunc(toCarol, func(s string) bool { return strings.Contains(s, `from="order@`+svc+`/alice"`) })
+	bob := slices.IndexFunc(toCarol, func(s string) bool { return strings.Contains(s, `from="order@`+svc+`/bob"`) })
+	subject := slices.IndexFunc(toCarol, func(s string) bool { return strings.Contains(s, "<subject>") })
+	if self < 0 || alice < 0 || bob < 0 || subject < 0 {
+		t.Fatalf("carol got (self %d, alice %d, bob %d, subject %d):\n%s", self, alice, bob, subject, strings.Join(toCarol, "\n"))
+	}
+	if !(alice < self && bob < self && self < subject) {
+		t.Fatalf("order: alice %d, bob %d, self %d, subject %d, want both occupants before self-presence before the subject:\n%s", alice, bob, self, subject, strings.Join(toCarol, "\n"))
+	}
+}
