@@ -61,6 +61,12 @@ type TLSConfig struct {
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is the PEM private key for CertFile. Default "" (generate).
 	KeyFile string `yaml:"key_file"`
+	// SessionTickets is how clients resume TLS sessions (RFC 8446 §2.2):
+	// "cluster" (any node resumes a TLS 1.3 session any node started, with
+	// ticket keys derived from cluster.secret; without a secret, as
+	// "node"), "node" (the node that started it only), or "off" (every
+	// connection a full handshake). Default "cluster".
+	SessionTickets string `yaml:"session_tickets"`
 
 	ACME ACMEConfig `yaml:"acme"`
 }

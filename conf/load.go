@@ -47,6 +47,7 @@ func (c *Config) ApplyDefaults() {
 	setStr(&c.LogFormat, "text")
 
 	setStr(&c.TLS.ACME.Directory, LetsEncrypt)
+	setStr(&c.TLS.SessionTickets, "cluster")
 	if c.TLS.ACME.Challenges == nil {
 		c.TLS.ACME.Challenges = []string{"http-01", "tls-alpn-01"}
 	}

@@ -141,6 +141,7 @@ func (c TLSConfig) validate(v *validator) {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		v.add("tls.cert_file", "cert_file and key_file must be set together")
 	}
+	v.oneOf("tls.session_tickets", c.SessionTickets, "cluster", "node", "off")
 }
 
 func (c C2SConfig) validate(v *validator) {

@@ -35,6 +35,7 @@ import (
 	"github.com/aviary-im/aviary/server/certs"
 	"github.com/aviary-im/aviary/server/plugincluster"
 	"github.com/aviary-im/aviary/server/router"
+	"github.com/aviary-im/aviary/server/tlsticket"
 	"github.com/aviary-im/aviary/server/tlsutil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/storage/sqlite"
@@ -213,6 +214,9 @@ func New(cfg *conf.Config, opts ...Option) (n *Node, err error) {
 		// The fallback is the generated certificate, which Start names
 		// the service domains in.
 		n.selfSigned = cfg.TLS.CertFile == ""
+		if err := sessionTickets(n.tls, cfg); err != nil {
+			return nil, err
+		}
 	}
 
 	n.cluster = o.cluster
@@ -577,4 +581,23 @@ func (n *Node) Context() context.Context {
 		return context.Background()
 	}
 	return n.ctx
+}
+
+// sessionTickets applies tls.session_tickets to the node's TLS
+// configuration, before any listener clones it.
+func sessionTickets(tc *tls.Config, cfg *conf.Config) error {
+	switch cfg.TLS.SessionTickets {
+	case "off":
+		tc.SessionTicketsDisabled = true
+	case "cluster":
+		if cfg.Cluster.Secret == "" {
+			return nil // crypto/tls's own keys: resumed on this node only
+		}
+		s, err := tlsticket.New(cfg.Cluster.Secret, nil)
+		if err != nil {
+			return fmt.Errorf("server: tls.session_tickets: %w", err)
+		}
+		s.Install(tc)
+	}
+	return nil
 }

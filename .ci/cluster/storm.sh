@@ -17,7 +17,8 @@
 # KILL_AFTER (default 20), CONCURRENCY (logins in parallel per process,
 # default 50), TRANSPORTS (aviary-bench -transports, default tcp; e.g.
 # tcp=8,websocket=1,bosh=1: WebSocket and BOSH users connect to the
-# nodes' HTTP listeners, the ones -dispatch names), PREFIX (user names,
+# nodes' HTTP listeners, the ones -dispatch names), BENCH_FLAGS (more
+# aviary-bench flags, e.g. -tls-resume), PREFIX (user names,
 # default storm; accounts are made by
 # in-band registration, so start the cluster with
 # AVIARY_C2S_ALLOW_REGISTRATION=true AVIARY_C2S_REGISTRATION_LIMIT=-1
@@ -50,7 +51,7 @@ bench_pids=()
 for p in $(seq "$procs"); do
 	"$out/aviary-bench" -servers "$servers" -dispatch "$dispatch" -users "$users" -prefix "$prefix$p-" \
 		-transports "$transports" -create ibr -concurrency "$conc" -workload ring -reconnect -messages "$messages" -interval "$interval" \
-		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json \
+		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json ${BENCH_FLAGS:-} \
 		>"$out/bench$p.json" 2>"$out/bench$p.log" &
 	bench_pids+=($!)
 done

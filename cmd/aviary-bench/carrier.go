@@ -130,6 +130,9 @@ func dialTLS(ctx context.Context, o dialOptions) (*conn, error) {
 	if err := tc.tls.HandshakeContext(ctx); err != nil {
 		return nil, fmt.Errorf("tls handshake: %w", err)
 	}
+	if tc.tls.ConnectionState().DidResume {
+		tlsResumed.Add(1)
+	}
 	tc.r = wire.NewReader(tc.tls, wire.Limits{})
 	if err := c.restart(o.Domain); err != nil {
 		return nil, err

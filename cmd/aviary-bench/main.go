@@ -52,15 +52,17 @@ type Result struct {
 	Mech        string   `json:"mech"`
 	TLSPQ       bool     `json:"tls_pq"`
 	// SASL2Logins counts the logins that used SASL2 with Bind 2.
-	SASL2Logins int64           `json:"sasl2_logins"`
-	NoFile      uint64          `json:"nofile_limit"`
-	Create      PhaseStats      `json:"create"`
-	Login       PhaseStats      `json:"login"`
-	Ring        *TrafficStats   `json:"ring,omitempty"`
-	Broadcast   *BroadcastStats `json:"broadcast,omitempty"`
-	MUC         *MUCStats       `json:"muc,omitempty"`
-	Memory      *MemoryStats    `json:"memory,omitempty"`
-	Started     time.Time       `json:"started"`
+	SASL2Logins int64 `json:"sasl2_logins"`
+	// TLSResumed counts TLS handshakes that resumed a session (-tls-resume).
+	TLSResumed int64           `json:"tls_resumed,omitempty"`
+	NoFile     uint64          `json:"nofile_limit"`
+	Create     PhaseStats      `json:"create"`
+	Login      PhaseStats      `json:"login"`
+	Ring       *TrafficStats   `json:"ring,omitempty"`
+	Broadcast  *BroadcastStats `json:"broadcast,omitempty"`
+	MUC        *MUCStats       `json:"muc,omitempty"`
+	Memory     *MemoryStats    `json:"memory,omitempty"`
+	Started    time.Time       `json:"started"`
 }
 
 func main() {
@@ -103,6 +105,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Concurrency, "concurrency", 50, "logins (and registrations) in parallel")
 	fs.StringVar(&cfg.Mech, "mech", "auto", "SASL mechanism: auto (SCRAM-SHA-1, else PLAIN), SCRAM-SHA-1, PLAIN")
 	fs.BoolVar(&cfg.SASL2, "sasl2", true, "log in with XEP-0388 SASL2 and XEP-0386 Bind 2 when the server offers both with SCRAM-SHA-1 (two round trips fewer, as current clients do); false: RFC 6120 SASL and resource binding everywhere")
+	fs.BoolVar(&cfg.TLSResume, "tls-resume", false, "keep each user's TLS session and resume it when the user connects again (reconnections, -churn), as phones do; the report counts resumed handshakes")
 	fs.BoolVar(&cfg.PostQuantum, "tls-pq", false, "offer Go's default TLS groups including X25519MLKEM768 (default: X25519 and P-256 only, what OpenSSL 3.0 servers support)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "timeout for one connection, registration or login")
 	fs.StringVar(&cfg.Workload, "workload", "login", "login, ring, broadcast, muc or idle")
@@ -214,6 +217,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	execute(ctx, &cfg, &res)
 	res.SASL2Logins = sasl2Logins.Load()
+	res.TLSResumed = tlsResumed.Load()
 	if err := cache.save(); err != nil {
 		slog.Warn("cannot save scram cache", "err", err)
 	}
@@ -411,6 +415,9 @@ func printText(w io.Writer, r *Result) {
 	}
 	if r.SASL2Logins > 0 {
 		fmt.Fprintf(w, ", %d with SASL2 + Bind 2", r.SASL2Logins)
+	}
+	if r.TLSResumed > 0 {
+		fmt.Fprintf(w, ", %d TLS handshakes resumed", r.TLSResumed)
 	}
 	fmt.Fprintln(w)
 	for _, e := range append(r.Create.Errors, r.Login.Errors...) {

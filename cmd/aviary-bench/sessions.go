@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,24 +21,28 @@ import (
 
 // Config is everything a run needs; main fills it from flags.
 type Config struct {
-	Servers     []string      // host:port, users spread round-robin
-	Domain      string        // XMPP domain of every server
-	Users       int           // number of accounts
-	Prefix      string        // user names are Prefix + index
-	Password    string        // one password for all
-	Create      string        // "ibr", "none" or "cmd"
-	CreateCmd   string        // with Create=cmd: shell command, {user} {password} {domain} replaced
-	Concurrency int           // parallel logins
-	Mech        string        // SASL mechanism: auto, PLAIN, SCRAM-SHA-1
-	PostQuantum bool          // offer X25519MLKEM768 in TLS
-	SASL2       bool          // use XEP-0388 SASL2 with XEP-0386 Bind 2 where offered
-	Timeout     time.Duration // per connection step
-	Workload    string        // login, ring, broadcast, muc, idle
-	Room        string        // muc: the room's local part
-	MUCService  string        // muc: the service's domain ("": conference.Domain)
-	Messages    int           // ring: per sender; broadcast: presence changes
-	InFlight    int           // ring: per sender; broadcast: rounds in flight
-	Drain       time.Duration // wait for stragglers after the last send
+	Servers     []string // host:port, users spread round-robin
+	Domain      string   // XMPP domain of every server
+	Users       int      // number of accounts
+	Prefix      string   // user names are Prefix + index
+	Password    string   // one password for all
+	Create      string   // "ibr", "none" or "cmd"
+	CreateCmd   string   // with Create=cmd: shell command, {user} {password} {domain} replaced
+	Concurrency int      // parallel logins
+	Mech        string   // SASL mechanism: auto, PLAIN, SCRAM-SHA-1
+	PostQuantum bool     // offer X25519MLKEM768 in TLS
+	// TLSResume gives each user a TLS session cache, so its reconnections
+	// resume the TLS session (as phones' TLS stacks do).
+	TLSResume  bool
+	tlsCaches  tlsCaches
+	SASL2      bool          // use XEP-0388 SASL2 with XEP-0386 Bind 2 where offered
+	Timeout    time.Duration // per connection step
+	Workload   string        // login, ring, broadcast, muc, idle
+	Room       string        // muc: the room's local part
+	MUCService string        // muc: the service's domain ("": conference.Domain)
+	Messages   int           // ring: per sender; broadcast: presence changes
+	InFlight   int           // ring: per sender; broadcast: rounds in flight
+	Drain      time.Duration // wait for stragglers after the last send
 	// SubscribeTimeout bounds the broadcast set-up (some servers rewrite
 	// the hub's whole roster per subscription, so it is slow).
 	SubscribeTimeout time.Duration
@@ -134,7 +139,31 @@ func (c *Config) dial(i int) dialOptions {
 		Resource:    "bench",
 		PostQuantum: c.PostQuantum,
 		SASL2:       c.SASL2,
+		TLSSessions: c.tlsCaches.of(c.TLSResume, i),
 	}
+}
+
+// tlsCaches holds each user's TLS session cache (-tls-resume).
+type tlsCaches struct {
+	mu sync.Mutex
+	m  map[int]tls.ClientSessionCache
+}
+
+func (t *tlsCaches) of(on bool, i int) tls.ClientSessionCache {
+	if !on {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[int]tls.ClientSessionCache{}
+	}
+	c := t.m[i]
+	if c == nil {
+		c = tls.NewLRUClientSessionCache(2)
+		t.m[i] = c
+	}
+	return c
 }
 
 // PhaseStats describes a phase that does one thing per user.

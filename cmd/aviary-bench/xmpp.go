@@ -52,10 +52,15 @@ type dialOptions struct {
 	PostQuantum bool
 	// SASL2 logs in with XEP-0388 and XEP-0386 when the server offers them.
 	SASL2 bool
+	// TLSSessions, when set, keeps the user's TLS sessions for resumption.
+	TLSSessions tls.ClientSessionCache
 }
 
 // sasl2Logins counts logins done with SASL2 and Bind 2.
 var sasl2Logins atomic.Int64
+
+// tlsResumed counts TLS handshakes that resumed a session (-tls-resume).
+var tlsResumed atomic.Int64
 
 // conn is one client stream, over TCP (after STARTTLS), WebSocket or
 // BOSH. Reading belongs to one goroutine; Write may be called from
@@ -87,6 +92,7 @@ func clientTLSConfig(o dialOptions) *tls.Config {
 	tc := &tls.Config{
 		ServerName:         o.Domain,
 		InsecureSkipVerify: true, // benchmarks run against self-signed certs
+		ClientSessionCache: o.TLSSessions,
 	}
 	if !o.PostQuantum {
 		// Go offers the hybrid X25519MLKEM768 first. Servers on OpenSSL 3.0

@@ -216,7 +216,7 @@ func TestGroupChatWithProsody(t *testing.T) {
 // as PEM files in dir.
 func selfSignedPEM(t *testing.T, dir, name string) (certPath, keyPath string) {
 	t.Helper()
-	cert := servertest.SelfSignedCert(t, name)
+	cert := testutil.SelfSignedCert(t, name)
 	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
 	if err != nil {
 		t.Fatal(err)

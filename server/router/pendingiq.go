@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,24 +55,21 @@ type pendingIQs struct {
 	answeredDown, overflow prometheus.Counter
 }
 
-func newPendingIQs(r *Router) *pendingIQs {
+func newPendingIQs(r *Router, reg prometheus.Registerer) *pendingIQs {
+	if reg == nil {
+		reg = prometheus.NewRegistry() // counted, not exported
+	}
 	return &pendingIQs{
 		r:      r,
 		byNode: map[string]map[iqKey]pendingReq{},
-		answeredDown: prometheus.NewCounter(prometheus.CounterOpts{
+		answeredDown: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aviary_router_iq_answered_for_dead_node_total",
 			Help: "IQ requests forwarded to a session on another node that died before its client answered, answered with service-unavailable.",
-		}),
-		overflow: prometheus.NewCounter(prometheus.CounterOpts{
+		})),
+		overflow: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aviary_router_iq_pending_overflow_total",
 			Help: "IQ requests forwarded to another node without being remembered, past the bound on outstanding ones.",
-		}),
-	}
-}
-
-func (p *pendingIQs) register(reg prometheus.Registerer) {
-	if reg != nil {
-		reg.MustRegister(p.answeredDown, p.overflow)
+		})),
 	}
 }
 
@@ -85,7 +83,7 @@ func (p *pendingIQs) register(reg prometheus.Registerer) {
 // s2s, where nothing would.
 func (p *pendingIQs) forwarding(node string, el *wire.Element, responder wire.JID) (iqKey, bool) {
 	k := iqKey{el.From(), responder.String(), el.ID()}
-	if k.id == "" || wire.JIDOf(k.requester).Domain() != p.r.domain {
+	if k.id == "" || domainOf(k.requester) != p.r.domain {
 		return k, false
 	}
 	now := p.r.now()
@@ -188,3 +186,12 @@ func (p *pendingIQs) nodeDown(node string, _ []cluster.Route) {
 
 // outstanding returns how many requests are remembered.
 func (p *pendingIQs) outstanding() int { return int(p.n.Load()) }
+
+// domainOf is the domain part of a JID the server stamped (normalized).
+func domainOf(full string) string {
+	bare := wire.BareJID(full)
+	if i := strings.IndexByte(bare, '@'); i >= 0 {
+		return bare[i+1:]
+	}
+	return bare
+}

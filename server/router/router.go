@@ -117,8 +117,7 @@ func New(o Options) *Router {
 		handed:         newOfflineHanded(),
 		remoteWait:     remoteAckWait,
 	}
-	r.iqs = newPendingIQs(r)
-	r.iqs.register(o.Registry)
+	r.iqs = newPendingIQs(r, o.Registry)
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()
 		r.registerCluster()

@@ -2,19 +2,15 @@ package servertest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aviary-im/aviary/internal/testutil"
 )
 
 // MITM is a man in the middle for channel-binding tests: it accepts
@@ -43,7 +39,7 @@ func StartMITM(t testing.TB, target string, starttls bool) *MITM {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &MITM{ln: ln, target: target, starttls: starttls, cert: SelfSignedCert(t, "localhost")}
+	m := &MITM{ln: ln, target: target, starttls: starttls, cert: testutil.SelfSignedCert(t, "localhost")}
 	m.wg.Add(1)
 	go m.accept()
 	t.Cleanup(func() { ln.Close(); m.wg.Wait() })
@@ -124,26 +120,4 @@ func relayUntil(dst io.Writer, src io.Reader, marker []byte, rewrite func([]byte
 			return err
 		}
 	}
-}
-
-// SelfSignedCert makes an ECDSA P-256 certificate for name, signed with
-// SHA-256, valid for an hour.
-func SelfSignedCert(t testing.TB, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
