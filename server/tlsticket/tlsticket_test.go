@@ -1,8 +1,13 @@
 package tlsticket
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
+	"math/big"
 	"net"
 	"sync"
 	"testing"
@@ -168,28 +173,50 @@ func TestKeyPeriods(t *testing.T) {
 	}
 }
 
+// rsaCert is a certificate with an RSA-2048 key, as operators' files
+// often have.
+func rsaCert(b testing.TB) tls.Certificate {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.com"},
+		DNSNames: []string{"example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 // BenchmarkHandshake: what a resumed session saves, server and client of
-// one handshake together, with the certificate Aviary generates.
+// one handshake together, with the certificate Aviary generates (ECDSA
+// P-256) and with an RSA-2048 one.
 func BenchmarkHandshake(b *testing.B) {
-	cert := testCert(b)
-	for _, resumed := range []bool{false, true} {
-		name := "full"
-		if resumed {
-			name = "resumed"
+	for _, key := range []string{"ecdsa", "rsa"} {
+		cert := testCert(b)
+		if key == "rsa" {
+			cert = rsaCert(b)
 		}
-		b.Run(name, func(b *testing.B) {
-			n := newNode(b, cert, "cluster secret", nil)
-			var cache tls.ClientSessionCache
+		for _, resumed := range []bool{false, true} {
+			name := key + "/full"
 			if resumed {
-				cache = tls.NewLRUClientSessionCache(8)
-				n.handshake(b, cache, 0)
+				name = key + "/resumed"
 			}
-			b.ResetTimer()
-			for b.Loop() {
-				if got := n.handshake(b, cache, 0); got != resumed {
-					b.Fatalf("resumed %v", got)
+			b.Run(name, func(b *testing.B) {
+				n := newNode(b, cert, "cluster secret", nil)
+				var cache tls.ClientSessionCache
+				if resumed {
+					cache = tls.NewLRUClientSessionCache(8)
+					n.handshake(b, cache, 0)
 				}
-			}
-		})
+				b.ResetTimer()
+				for b.Loop() {
+					if got := n.handshake(b, cache, 0); got != resumed {
+						b.Fatalf("resumed %v", got)
+					}
+				}
+			})
+		}
 	}
 }
