@@ -100,7 +100,9 @@ func (s *Sealer) Install(cfg *tls.Config) {
 		}
 		b, ok := s.open(identity)
 		if !ok {
-			return nil, nil // not ours to open (any more): a full handshake
+			// Expired, or crypto/tls's own whose first byte (random)
+			// happened to be ours: it opens it or a full handshake runs.
+			return cfg.DecryptTicket(identity, cs)
 		}
 		ss, err := tls.ParseSessionState(b)
 		if err != nil {
