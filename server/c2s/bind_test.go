@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,4 +219,37 @@ func TestStateHooks(t *testing.T) {
 	r.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", enabled.Attr("id"))
 	r.ExpectName("resumed")
 	expect("c2s.session.bound "+me, "c2s.csi.inactive "+me, "c2s.csi.active "+me, "c2s.csi.inactive "+me, "c2s.session.detached "+me, "c2s.session.resumed "+me)
+}
+
+// TestResumedHookBeforeResumed: the resumed hooks have run when the
+// client reads <resumed/>. Push treats a detached session's messages as
+// ones to wake the device for; the client, once resumed, may have its
+// contacts write to it at once, and those must not find the session still
+// detached for the plugins (plugins TestEndToEndPushNotifications failed
+// 1 CI run: a push for a message sent right after <resumed/>).
+func TestResumedHookBeforeResumed(t *testing.T) {
+	n := startServer(t, "alice")
+	var done atomic.Bool
+	n.Hooks().Add(plugins.EventSessionResumed, 0, func(ctx context.Context, p any) error {
+		time.Sleep(100 * time.Millisecond) // a slow plugin: the window the client must not see into
+		done.Store(true)
+		return nil
+	})
+	c := servertest.DialTLS(t, n)
+	c.Login("alice", "alicepw", "phone")
+	c.Send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+	enabled := c.Await("<enabled/>", func(el *wire.Element) bool { return el.Name == "enabled" })
+	_ = c.Conn.Close()
+	r := servertest.DialTLS(t, n)
+	if err := r.AuthSCRAM("SCRAM-SHA-256", "alice", "alicepw"); err != nil {
+		t.Fatal(err)
+	}
+	r.Send("<resume xmlns='urn:xmpp:sm:3' previd='%s' h='0'/>", enabled.Attr("id"))
+	r.ExpectName("resumed")
+	if !done.Load() {
+		t.Fatal("<resumed/> reached the client before the resumed hooks had run")
+	}
+	// The writer runs again afterwards: an answer comes.
+	r.Send("<iq type='get' id='after'><ping xmlns='urn:xmpp:ping'/></iq>")
+	r.Await("ping answer", func(el *wire.Element) bool { return el.Name == "iq" && el.ID() == "after" })
 }

@@ -410,7 +410,12 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	old.unacked, old.unackedBytes = nil, 0
 	old.outH = h
 	old.rOutstanding = false
-	old.detached, old.closing, old.takeover, old.paused = false, false, false, false
+	old.detached, old.closing, old.takeover = false, false, false
+	// The writer waits for the resumed hooks below: a plugin that treats
+	// a detached session specially (push wakes its device) must know the
+	// session is back before the client can see <resumed/> and its
+	// contacts' next messages arrive for it live.
+	old.paused = true
 	old.writing, old.tclosed = false, false
 	old.inactive, old.held = false, 0 // a new stream starts active (XEP-0352 §4)
 	old.reason, old.closeErr = ReasonNone, nil
@@ -434,6 +439,7 @@ func (s *Session) resume(el, inline *wire.Element) (*Session, bool) {
 	s.mu.Unlock()
 	s.cancel()
 	old.srv.fire(old.ctx, plugins.EventSessionResumed, old.JID().String(), "")
+	old.resumeWriter()
 	old.logAsBound(old.JID()) // the client's new address
 	old.logger().Info("c2s: session resumed", "resent", resent, "inline", inline != nil)
 	return old, false
