@@ -362,6 +362,23 @@ func awaitRoute(t testing.TB, from, to *servertest.Client) {
 	})
 }
 
+// awaitAvailable waits until from's node routes to's bare JID to to: a
+// message to the bare JID goes to the available resources the sending
+// node knows of, and to's availability reaches the other nodes after its
+// route does (awaitRoute is not enough). Probes are headlines, which are
+// neither stored nor kept; every available resource of the account gets
+// them, and later Awaits skip them.
+func awaitAvailable(t testing.TB, from, to *servertest.Client) {
+	t.Helper()
+	repeatUntil(from, func(k int) string {
+		return fmt.Sprintf("<message to='%s' type='headline' id='avail%d'><body>availability probe</body></message>", wire.BareJID(to.JID), k)
+	}, func() {
+		to.Await("availability probe from "+from.JID, func(el *wire.Element) bool {
+			return el.Name == "message" && el.From() == from.JID && strings.HasPrefix(el.ID(), "avail")
+		})
+	})
+}
+
 // awaitPresences reads cl's stream until available presence has come
 // from every full JID in fulls, in any order.
 func awaitPresences(t testing.TB, cl *servertest.Client, fulls ...string) {

@@ -37,7 +37,7 @@ func TestPostgresFreezeBlocking(t *testing.T) {
 	j1 := login(t, n1, "fj", "j1", 1)
 	j2 := login(t, n2, "fj", "j2", 1)
 	r := login(t, n1, "fr", "r", 1)
-	awaitRoute(t, r, j2)
+	awaitAvailable(t, r, j2) // the message below goes to both of her resources
 	send(r, bare("fj"), "before the block")
 	j1.Await("romeo's message", isMsg("before the block"))
 	j2.Await("romeo's message", isMsg("before the block"))
