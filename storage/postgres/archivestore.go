@@ -72,12 +72,19 @@ func (a archiveStore) Insert(ctx context.Context, es []storage.ArchiveEntry, ids
 
 type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 func (a archiveStore) insertOne(ctx context.Context, q execer, e storage.ArchiveEntry, id *int64) error {
 	return shared.InsertArchiveEntry(a.name, e, id, func(id int64) (bool, error) {
 		tag, err := q.Exec(ctx, qArchiveInsert, e.Owner, a.name, id, e.With, nonNil(e.Value))
 		return tag.RowsAffected() == 1, err
+	}, func(lo, hi int64) (int64, bool, error) {
+		var top *int64
+		if err := q.QueryRow(ctx, qArchiveHighest, e.Owner, a.name, lo, hi).Scan(&top); err != nil || top == nil {
+			return 0, false, err
+		}
+		return *top, true, nil
 	})
 }
 

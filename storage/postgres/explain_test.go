@@ -61,6 +61,7 @@ func hotQueries() []struct {
 		{"Archive time range", "MAM query with start and end", qArchivePage, []any{"heavy@example.com", "mam", archiveID(20000), archiveID(21000), 51}},
 		{"Archive count", "RSM count (only when asked): an index-only scan over the matches", qArchiveCount, []any{"user77@example.com", "mam", int64(0), int64(math.MaxInt64)}},
 		{"Archive count with", "RSM count filtered by contact", qArchiveCountWith, []any{"user77@example.com", "mam", int64(0), int64(math.MaxInt64), "with3@example.net"}},
+		{"Archive highest in a microsecond", "an append whose ID collided", qArchiveHighest, []any{"heavy@example.com", "mam", archiveID(777), archiveID(778)}},
 		{"Archive Get", "retraction: find the entry", qArchiveGet, []any{"heavy@example.com", "mam", archiveID(777)}},
 		{"Archive expire", "expiry by age across owners (BRIN on id)", qArchiveExpire, []any{"mam", archiveID(1000)}},
 		{"Archive page before", "MAM paging backward (RSM before id): the page before the last one", qArchivePageLast, []any{"heavy@example.com", "mam", int64(0), archiveID(49950), 51}},

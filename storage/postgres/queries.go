@@ -140,6 +140,10 @@ const (
 	qArchiveInsert = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
 	VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`
 
+	// qArchiveHighest finds the owner's highest ID in one microsecond, where
+	// an insert whose ID collided goes next (an index-only probe).
+	qArchiveHighest = `SELECT max(id) FROM archive_entries WHERE owner = $1 AND store = $2 AND id >= $3 AND id < $4`
+
 	qArchiveInsertBatch = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
 	SELECT o, $1, i, w, v FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bytea[]) AS u(o, i, w, v)
 	ON CONFLICT DO NOTHING RETURNING owner, id`

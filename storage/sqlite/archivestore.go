@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"time"
 
 	"github.com/aviary-im/aviary/storage"
@@ -11,8 +12,9 @@ import (
 const (
 	qArchiveInsert = `INSERT INTO archive_entries (owner, store, id, with_jid, value)
 	VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
-	qArchiveGet  = `SELECT with_jid, value FROM archive_entries WHERE owner = ? AND store = ? AND id = ?`
-	qArchivePage = `SELECT id, with_jid, value FROM archive_entries
+	qArchiveHighest = `SELECT max(id) FROM archive_entries WHERE owner = ? AND store = ? AND id >= ? AND id < ?`
+	qArchiveGet     = `SELECT with_jid, value FROM archive_entries WHERE owner = ? AND store = ? AND id = ?`
+	qArchivePage    = `SELECT id, with_jid, value FROM archive_entries
 	WHERE owner = ? AND store = ? AND id >= ? AND id < ? ORDER BY id LIMIT ?`
 	qArchivePageLast = `SELECT id, with_jid, value FROM archive_entries
 	WHERE owner = ? AND store = ? AND id >= ? AND id < ? ORDER BY id DESC LIMIT ?`
@@ -53,6 +55,12 @@ func (a archiveStore) Insert(ctx context.Context, es []storage.ArchiveEntry, ids
 				}
 				n, err := res.RowsAffected()
 				return n == 1, mapErr(err)
+			}, func(lo, hi int64) (int64, bool, error) {
+				var top sql.NullInt64
+				if err := tx.QueryRowContext(ctx, qArchiveHighest, e.Owner, a.name, lo, hi).Scan(&top); err != nil {
+					return 0, false, mapErr(err)
+				}
+				return top.Int64, top.Valid, nil
 			})
 			if err != nil {
 				return err

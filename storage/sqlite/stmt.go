@@ -123,7 +123,7 @@ var writeTxQueries = []string{
 	qCountRosterRows, qCountRosterPending,
 	qDeleteUser,
 	qItemGet, qItemReplace, qItemUsage, qItemEvictable, qItemDelete,
-	qArchiveInsert,
+	qArchiveInsert, qArchiveHighest,
 }
 
 func init() {

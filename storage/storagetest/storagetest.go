@@ -59,6 +59,7 @@ func Run(t *testing.T, open Open) {
 		{"ArchivePaging", testArchivePaging},
 		{"ArchiveBatch", testArchiveBatch},
 		{"ArchiveGivenIDs", testArchiveGivenIDs},
+		{"ArchiveOneInstant", testArchiveOneInstant},
 		{"ArchiveDelete", testArchiveDelete},
 		{"PluginCatalogue", testPlugins},
 		{"NodePlugins", testNodePlugins},

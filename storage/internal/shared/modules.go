@@ -177,20 +177,40 @@ func orMax(hi int64) int64 {
 	return hi
 }
 
-// MaxIDTries bounds the retries of an append whose ID collided (another
-// node or process picked the same one for the same owner in the same
-// microsecond).
+// MaxIDTries bounds the retries of an append whose ID collided: each retry
+// goes past the highest ID the owner has in that microsecond, so it
+// collides again only if another node or process inserted in that same
+// microsecond meanwhile.
 const MaxIDTries = 8
 
 // InsertArchiveEntry inserts one entry with insert (which reports whether
-// a row was added), moving to the next ID while it collides.
-func InsertArchiveEntry(store string, e storage.ArchiveEntry, id *int64, insert func(id int64) (bool, error)) error {
+// a row was added). When the ID is taken it moves the entry past the
+// owner's highest ID in the same microsecond (highest reports that ID in
+// [lo, hi), or ok false for none), so the entry keeps its time and sorts
+// after what is already there. Stepping one ID at a time would not do:
+// entries made for one time in an earlier microsecond than the process's
+// last (an expiry time, a delayed message's stamp) start at a random ID
+// that can land in a long run of taken ones.
+func InsertArchiveEntry(store string, e storage.ArchiveEntry, id *int64, insert func(id int64) (bool, error), highest func(lo, hi int64) (top int64, ok bool, err error)) error {
 	for range MaxIDTries {
 		ok, err := insert(*id)
 		if err != nil || ok {
 			return err
 		}
-		*id = NextArchiveID(*id)
+		us := *id >> storage.ArchiveIDShift
+		lo, hi := us<<storage.ArchiveIDShift, (us+1)<<storage.ArchiveIDShift
+		top, found, err := highest(lo, hi)
+		if err != nil {
+			return err
+		}
+		if !found {
+			top = *id // deleted meanwhile: the next ID will do
+		}
+		next := NextArchiveID(max(top, *id))
+		if next >= hi {
+			return fmt.Errorf("storage: archive %s: every id of %s's microsecond %s is taken", store, e.Owner, storage.ArchiveIDTime(*id).Format(time.RFC3339Nano))
+		}
+		*id = next
 	}
 	return fmt.Errorf("storage: archive %s: no free id for %s after %d tries", store, e.Owner, MaxIDTries)
 }
