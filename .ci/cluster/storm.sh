@@ -26,6 +26,15 @@
 # Each process holds USERS connections: keep it under the open-file limit.
 # With PG_PORT and AVIARY_PG_BINDIR it also reports PostgreSQL's
 # connections (run-3-nodes.sh's throwaway database).
+#
+# PROBE_USERS (default 0: none) adds a probe: one more aviary-bench of
+# that many users on node1 and node3 only (never disturbed), a ring of a
+# message a second from before the kill to well after it, run at
+# PROBE_NICE (default -10) so that it gets a core when it asks for one,
+# as a client on its own device would. Its latency is what the cluster
+# gives sessions the storm did not break, apart from the CPU the storm's
+# own clients take on this machine (the load processes' undisturbed
+# figure includes that wait).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${1:?usage: storm.sh DIR}
@@ -62,6 +71,20 @@ for p in $(seq "$procs"); do
 		sleep 1
 	done
 done
+probe_users=${PROBE_USERS:-0}
+if [ "$probe_users" -gt 0 ]; then
+	nice -n "${PROBE_NICE:--10}" "$out/aviary-bench" -servers "127.0.0.1:$((base + 5222)),127.0.0.1:$((3 * base + 5222))" \
+		-users "$probe_users" -prefix "${prefix}probe-" -create ibr -concurrency 10 -workload ring \
+		-messages $((kill_after + 60)) -interval 1s -inflight 1 -timeout 60s -drain 30s -max-time 30m \
+		-scram-cache "$out/scram-cache" -json >"$out/probe.json" 2>"$out/probe.log" &
+	probe_pid=$!
+	until grep -q "ring started" "$out/probe.log"; do
+		kill -0 "$probe_pid" 2>/dev/null || { log "the probe ended early:"; tail "$out/probe.log" >&2; exit 1; }
+		sleep 1
+	done
+	# Started once the load's rings run, so it measures KILL_AFTER quiet
+	# seconds, then the storm.
+fi
 s1=$(sessions 1) s2=$(sessions 2) s3=$(sessions 3)
 # The target of "logged in again" is who was logged in when the rings
 # started (a user whose first login failed is not waited for).
@@ -100,6 +123,7 @@ scrape after
 log "uptime: $(uptime)"
 for pid in "${bench_pids[@]}"; do wait "$pid" || log "aviary-bench $pid exited $?"; done
 done_el=$(echo "$(date +%s.%N) - $killed" | bc)
+[ "$probe_users" -gt 0 ] && { wait "$probe_pid" || log "the probe exited $?"; }
 scrape end
 
 OUT=$out PROCS=$procs TOTAL=$total T99=${t99:--} T100=${t100:--} DONE=$done_el N2=$n2 /usr/bin/python3 - <<'PY'
@@ -137,6 +161,13 @@ for p in range(1, int(os.environ["PROCS"]) + 1):
 print(f"sessions at the start {os.environ['TOTAL']}, node2 held {os.environ['N2']} when killed")
 print(f"messages sent {sent}, lost {lost}; reconnects {rec} (resumed {resumed}), disconnects {disc}, redirects {redirects}; logins failed {logins_failed}")
 print(f"worst message p99 {p99/1000:.1f} s; between sessions the storm did not break: {und99:.0f} ms")
+try:
+    pr = json.load(open(f"{out}/probe.json"))
+    pl = (pr.get("ring") or {}).get("latency") or {}
+    pc = (pr.get("ring") or {}).get("counts") or pr.get("ring") or {}
+    print(f"probe (never disturbed, niced): {pl.get('count', 0)} messages, p50 {pl.get('p50_ms', 0):.0f} ms, p99 {pl.get('p99_ms', 0):.0f} ms, max {pl.get('max_ms', 0):.0f} ms")
+except OSError:
+    pass
 print(f"logged in again: 99% after {os.environ['T99']} s, 100% after {os.environ['T100']} s; tools done {float(os.environ['DONE']):.0f} s after the kill")
 for n in (1, 3):
     closes = {}

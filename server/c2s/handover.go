@@ -32,7 +32,11 @@ import (
 // safety the holder's router keeps its copies of the messages until the
 // new node's client has them instead (Router.HandOver: the new session
 // holds receipts naming them), so a crash of either node after the
-// hand-over loses nothing either.
+// hand-over loses nothing either. The holder waits for the release in
+// both cases: a new node whose call gave up before the answer came (the
+// holder was slow, in a storm) never takes the session, and without the
+// release the router's copies would wait for receipts nobody holds
+// (Router.TakeBack hands them back to be routed again).
 
 const (
 	kindTakeover = "c2s.sm.takeover"
@@ -40,8 +44,11 @@ const (
 	// takeoverTimeout bounds the takeover call; releaseWait is how long the
 	// holder keeps its copy of the handed-over stanzas.
 	takeoverTimeout = 10 * time.Second
-	releaseWait     = 30 * time.Second
 )
+
+// releaseWait is how long the holder waits for kindRelease (a variable
+// for tests).
+var releaseWait = 30 * time.Second
 
 // redirectResumeWindow is how long a stream-management session sent to
 // another node (see-other-host) waits to be resumed there before what it
@@ -65,6 +72,7 @@ type Mover interface {
 	Attach(ctx context.Context, s router.Session, st router.HandoverState) error
 	Resumed(ctx context.Context, s router.Session)
 	HandOver(node string, unsent []router.Unsent) []uint64
+	TakeBack(node string, seqs []uint64) []bool
 }
 
 var _ Mover = (*router.Router)(nil)
@@ -258,9 +266,7 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 	if err != nil {
 		return nil, err
 	}
-	if reply.Receipts == nil {
-		srv.holdCopies(req.ID, old, unsent)
-	}
+	srv.holdCopies(req.ID, from, old, unsent, reply.Receipts)
 	srv.fire(ctx, plugins.EventSessionClosed, st.JID, "moved to "+from)
 	if srv.d.Metrics != nil {
 		srv.d.Metrics.closes.WithLabelValues(ReasonResumed.String()).Inc()
@@ -271,14 +277,17 @@ func (srv *Server) handleTakeover(ctx context.Context, from string, payload []by
 
 // handedOver is what holdCopies keeps for one session handed over.
 type handedOver struct {
-	timer  *time.Timer
-	unsent []router.Unsent
+	timer    *time.Timer
+	unsent   []router.Unsent
+	receipts []uint64 // Router.HandOver's numbers; nil: none
 }
 
-// holdCopies keeps the stanzas handed over until the new node confirms
-// (kindRelease) and routes them again if it does not. (With crash safety
-// the router keeps them instead, see Router.HandOver.)
-func (srv *Server) holdCopies(id string, old *Session, unsent []router.Unsent) {
+// holdCopies keeps the stanzas handed over to node until it confirms
+// (kindRelease) and routes them again if it does not. With receipts (crash
+// safety) the router keeps the messages until node's client has them, and
+// holdCopies only watches for the release: without it node never took the
+// session, and the router's copies are taken back and routed again.
+func (srv *Server) holdCopies(id, node string, old *Session, unsent []router.Unsent, receipts []uint64) {
 	if len(unsent) == 0 {
 		return
 	}
@@ -287,15 +296,28 @@ func (srv *Server) holdCopies(id string, old *Session, unsent []router.Unsent) {
 	if srv.handedOver == nil {
 		srv.handedOver = map[string]*handedOver{}
 	}
-	srv.handedOver[id] = &handedOver{unsent: unsent, timer: time.AfterFunc(releaseWait, func() {
+	srv.handedOver[id] = &handedOver{unsent: unsent, receipts: receipts, timer: time.AfterFunc(releaseWait, func() {
 		srv.mu.Lock()
 		delete(srv.handedOver, id)
 		srv.mu.Unlock()
+		again := unsent
+		if receipts != nil {
+			back := srv.d.Router.(Mover).TakeBack(node, receipts)
+			again = nil
+			for i, u := range unsent {
+				if i < len(back) && back[i] {
+					again = append(again, u)
+				}
+			}
+			if len(again) == 0 {
+				return
+			}
+		}
 		srv.d.Logger.Warn("c2s: no confirmation for a handed-over session; routing its stanzas again",
-			"jid", old.JID().String(), "stanzas", len(unsent))
+			"jid", old.JID().String(), "node", node, "stanzas", len(again))
 		ctx, cancel := context.WithTimeout(context.Background(), srv.d.DatabaseTimeout+5*time.Second)
 		defer cancel()
-		srv.d.Router.Unbind(ctx, old, unsent)
+		srv.d.Router.Unbind(ctx, old, again)
 	})}
 }
 
@@ -305,9 +327,10 @@ func (srv *Server) handleRelease(ctx context.Context, from string, payload []byt
 	h := srv.handedOver[id]
 	delete(srv.handedOver, id)
 	srv.mu.Unlock()
-	if h != nil && h.timer.Stop() {
+	if h != nil && h.timer.Stop() && h.receipts == nil {
 		// The new node has the stanzas (without receipts: an older
-		// version): the copies kept for them may go.
+		// version or crash safety off): the copies kept for them may go.
+		// With receipts the router keeps its copies until they are done.
 		var rcs []*router.Receipt
 		for _, u := range h.unsent {
 			if u.Receipt != nil {

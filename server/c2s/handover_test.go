@@ -212,3 +212,53 @@ func TestRedirectedSessionResumesElsewhere(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTakeoverAnswerLost: the node a client resumes on asks the holder
+// for the session, and gives up before the answer comes (the holder was
+// slow to answer, as in a reconnection storm) while the holder hands the
+// session over all the same. Nobody attaches it and nobody holds the
+// receipts of the messages it carried, so the holder takes its copies
+// back once no release came and routes them again: the message reaches
+// alice's next session. Without that, the crash-safety copy waited for a
+// receipt forever and the message, acknowledged to bob, was lost (13
+// messages in a 15,000-user storm).
+func TestTakeoverAnswerLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and Hazelcast")
+	}
+	defer c2s.SetReleaseWait(2 * time.Second)()
+	a, b := twoNodes(t)
+
+	bob := servertest.DialTLS(t, b)
+	bob.Login("bob", "bobpw", "desk")
+	alice := servertest.DialTLS(t, a)
+	aliceJID := alice.Login("alice", "alicepw", "phone")
+	id := enableSM(t, alice)
+	bob.Send("<message to='%s' type='chat' id='m1'><body>1</body></message>", aliceJID)
+	if m := alice.Await("message", isMsg); m.ID() != "m1" {
+		t.Fatalf("got %s", m)
+	}
+	_ = alice.Conn.Close() // m1 not acknowledged: it stays in her session
+	servertest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if got := a.C2S().Active(); got != 0 {
+			return fmt.Errorf("node a has %d streams", got)
+		}
+		return nil
+	})
+
+	// Node b's call, whose answer its caller no longer waits for.
+	req := fmt.Sprintf(`{"id":%q,"username":"alice","h":0}`, id)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Cluster().Call(ctx, "node-a", "c2s.sm.takeover", []byte(req)); err != nil {
+		t.Fatal(err)
+	}
+
+	alice2 := servertest.DialTLS(t, b)
+	alice2.Login("alice", "alicepw", "phone2")
+	alice2.Send("<presence/>")
+	m := alice2.Await("m1 routed again", func(el *wire.Element) bool { return isMsg(el) && el.ID() == "m1" })
+	if m.ChildText("body", "") != "1" {
+		t.Fatalf("got %s", m)
+	}
+}

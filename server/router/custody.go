@@ -487,6 +487,25 @@ func (c *custody) handOver(node string, unsent []Unsent) []uint64 {
 	return seqs
 }
 
+// takeBack removes the copies handOver kept for node under seqs, if they
+// are still kept, and reports which were (see Router.TakeBack).
+func (c *custody) takeBack(node string, seqs []uint64) []bool {
+	back := make([]bool, len(seqs))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, seq := range seqs {
+		if seq == 0 {
+			continue
+		}
+		if k := c.kept[seq]; k != nil && k.node == node {
+			delete(c.kept, seq)
+			c.unindexLocked(k)
+			back[i] = true
+		}
+	}
+	return back
+}
+
 // notice queues a KindDone or KindDrop number for node; a timer sends
 // what gathered in one message per node.
 func (c *custody) notice(kind, node string, seq uint64) {

@@ -112,3 +112,15 @@ func (r *Router) Resumed(ctx context.Context, s Session) {
 func (r *Router) HandOver(node string, unsent []Unsent) []uint64 {
 	return r.custody.handOver(node, unsent)
 }
+
+// TakeBack undoes HandOver for a node that never took the session: its
+// call gave up before the answer came (a node too busy to answer within
+// the caller's timeout still hands the session over), so it holds no
+// receipts and will report none of these copies done. The copies kept for
+// node under seqs stop waiting for it; TakeBack reports which were still
+// kept, for the caller to route again with the receipts they had before
+// the hand-over (released once routed, as for any stanza of a session
+// that went away).
+func (r *Router) TakeBack(node string, seqs []uint64) []bool {
+	return r.custody.takeBack(node, seqs)
+}
