@@ -311,3 +311,21 @@ type PropertyListener interface {
 	// with the latest one, including after a lost connection.
 	ListenProperty(ctx context.Context, name string, fn func(value string))
 }
+
+// laneKey marks a context whose calls come from a group-commit writer.
+type laneKey struct{}
+
+// InWriterLane marks ctx's calls as a group-commit writer's: one write
+// that many users' messages wait for (storage/groupcommit). A backend with
+// a connection pool keeps a few connections for these apart, so that they
+// do not queue behind the reads of a login storm; while the writer waits,
+// its queue fills and every message's sender waits for room in it.
+func InWriterLane(ctx context.Context) context.Context {
+	return context.WithValue(ctx, laneKey{}, true)
+}
+
+// IsWriterLane reports whether ctx was marked by InWriterLane.
+func IsWriterLane(ctx context.Context) bool {
+	v, _ := ctx.Value(laneKey{}).(bool)
+	return v
+}

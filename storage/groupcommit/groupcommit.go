@@ -295,7 +295,10 @@ func (w *Writer) write(batch []item) ([]int64, error) {
 	deadline := time.Now().Add(w.o.RetryFor)
 	backoff := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), w.o.Timeout)
+		// The writer lane: the batch does not queue behind other calls
+		// for a connection (a login storm's reads), while every message
+		// waits for room in this writer's queue.
+		ctx, cancel := context.WithTimeout(storage.InWriterLane(context.Background()), w.o.Timeout)
 		ids, err := w.store.AppendBatch(ctx, es)
 		cancel()
 		if err == nil {

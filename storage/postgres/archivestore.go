@@ -25,13 +25,15 @@ var pageQueries = [4]string{qArchivePage, qArchivePageLast, qArchivePageWith, qA
 
 // Insert adds every entry with one statement (one round trip, one
 // commit); an entry whose ID collided is inserted again with the next ID,
-// in the same transaction.
+// in the same transaction. A group-commit writer's batch goes over the
+// writer lane's connections (storage.InWriterLane).
 func (a archiveStore) Insert(ctx context.Context, es []storage.ArchiveEntry, ids []int64) error {
+	pool := a.s.poolFor(ctx)
 	return a.s.do(ctx, func(ctx context.Context) error {
 		if len(es) == 1 {
-			return a.insertOne(ctx, a.s.pool, es[0], &ids[0])
+			return a.insertOne(ctx, pool, es[0], &ids[0])
 		}
-		return pgx.BeginFunc(ctx, a.s.pool, func(tx pgx.Tx) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			owners := make([]string, len(es))
 			withs := make([]string, len(es))
 			values := make([][]byte, len(es))

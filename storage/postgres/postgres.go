@@ -64,9 +64,15 @@ type Options struct {
 	Tracer pgx.QueryTracer
 }
 
+// writerLaneConns is the size of the pool kept apart for group-commit
+// writers (storage.InWriterLane): one batch at a time per writer, one
+// more for a retry while the first connection is being replaced.
+const writerLaneConns = 2
+
 // Store is the PostgreSQL store.
 type Store struct {
 	pool    *pgxpool.Pool
+	lane    *pgxpool.Pool // group-commit writes (storage.InWriterLane)
 	cfg     *pgxpool.Config
 	timeout time.Duration
 	log     *slog.Logger
@@ -115,18 +121,34 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, cfg: cfg, timeout: opts.Timeout, log: opts.Logger}
-	if err := s.checkVersion(ctx); err != nil {
+	laneCfg := cfg.Copy()
+	laneCfg.MaxConns = writerLaneConns
+	lane, err := pgxpool.NewWithConfig(context.Background(), laneCfg)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, lane: lane, cfg: cfg, timeout: opts.Timeout, log: opts.Logger}
+	if err := s.checkVersion(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	if !opts.NoMigrate {
 		if _, err := s.Migrate(ctx); err != nil {
-			pool.Close()
+			s.Close()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// poolFor is the pool for ctx's calls: the writer lane's for a
+// group-commit writer, the shared one otherwise.
+func (s *Store) poolFor(ctx context.Context) *pgxpool.Pool {
+	if storage.IsWriterLane(ctx) {
+		return s.lane
+	}
+	return s.pool
 }
 
 func (s *Store) checkVersion(ctx context.Context) error {
@@ -146,9 +168,10 @@ func (s *Store) checkVersion(ctx context.Context) error {
 // Pool returns the connection pool, for diagnostics and tests.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close closes the pool.
+// Close closes the pools.
 func (s *Store) Close() error {
 	s.pool.Close()
+	s.lane.Close()
 	return nil
 }
 
@@ -191,6 +214,7 @@ func (s *Store) result(err error) error {
 			// about the other connections; pgx already closed that one.)
 			if !errors.Is(err, context.DeadlineExceeded) {
 				go s.pool.Reset()
+				go s.lane.Reset()
 			}
 		}
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
