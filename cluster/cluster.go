@@ -94,6 +94,12 @@ type LinkStats struct {
 	// unreachable, queue full until the context ended) and Sends that were
 	// queued but reported undelivered instead of being acknowledged.
 	SendFailures uint64
+	// HandlingSeconds is the time the connections' readers spent in Send
+	// handlers, which run one after the other in the order sent: a slow
+	// one holds up every later message from that node. SlowHandlings
+	// counts the handlers that took longer than 100 ms.
+	HandlingSeconds float64
+	SlowHandlings   uint64
 }
 
 // HandlerFunc handles a message from another node. For Call the returned

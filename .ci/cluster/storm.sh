@@ -78,7 +78,7 @@ if [ "$probe_users" -gt 0 ]; then
 		-messages $((kill_after + 60)) -interval 1s -inflight 1 -timeout 60s -drain 30s -max-time 30m \
 		-scram-cache "$out/scram-cache" -json >"$out/probe.json" 2>"$out/probe.log" &
 	probe_pid=$!
-	until grep -q "ring started" "$out/probe.log"; do
+	until grep -qs "ring started" "$out/probe.log"; do
 		kill -0 "$probe_pid" 2>/dev/null || { log "the probe ended early:"; tail "$out/probe.log" >&2; exit 1; }
 		sleep 1
 	done

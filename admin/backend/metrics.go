@@ -25,6 +25,7 @@ type nodeCollector struct {
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
 	pluginRefused                                         *prometheus.Desc
 	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
+	linkHandling, linkSlowHandlings                       *prometheus.Desc
 	buildInfo                                             *prometheus.Desc
 	boshRequests, boshForwarded, boshNotFound             *prometheus.Desc
 	boshTimeouts, boshSessions                            *prometheus.Desc
@@ -58,6 +59,10 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 		linkBytes:  d("aviary_cluster_link_bytes_total", "Bytes of frames on the node-to-node links, by direction (sent, received).", "dir"),
 		linkSendFailures: d("aviary_cluster_link_send_failures_total",
 			"Sends and calls to other nodes refused (node unreachable, queue full) or queued but never acknowledged."),
+		linkHandling: d("aviary_cluster_link_handling_seconds_total",
+			"Time the node links' readers spent handling messages from other nodes; handled in order, a slow one holds up the later ones."),
+		linkSlowHandlings: d("aviary_cluster_link_slow_handlings_total",
+			"Messages from other nodes whose handling held the link's reader for more than 100 ms."),
 		buildInfo: d("aviary_build_info", "Always 1: the running binary's version, VCS revision (empty when not stamped), Go version, and the node's name.",
 			"version", "revision", "goversion", "node"),
 		boshRequests:  d("aviary_bosh_requests_total", "BOSH HTTP requests with a body that reached this node."),
@@ -70,7 +75,7 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.detached, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures,
-		c.buildInfo, c.boshRequests, c.boshForwarded, c.boshNotFound, c.boshTimeouts, c.boshSessions} {
+		c.linkHandling, c.linkSlowHandlings, c.buildInfo, c.boshRequests, c.boshForwarded, c.boshNotFound, c.boshTimeouts, c.boshSessions} {
 		ch <- d
 	}
 }
@@ -107,6 +112,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesSent), "sent")
 		ch <- prometheus.MustNewConstMetric(c.linkBytes, prometheus.CounterValue, float64(st.BytesReceived), "received")
 		ch <- prometheus.MustNewConstMetric(c.linkSendFailures, prometheus.CounterValue, float64(st.SendFailures))
+		ch <- prometheus.MustNewConstMetric(c.linkHandling, prometheus.CounterValue, st.HandlingSeconds)
+		ch <- prometheus.MustNewConstMetric(c.linkSlowHandlings, prometheus.CounterValue, float64(st.SlowHandlings))
 	}
 	node := c.n.Cluster().NodeName()
 	bi := xep0092.Build()

@@ -29,12 +29,14 @@ func TestLinkMetrics(t *testing.T) {
 		cl   cluster.Cluster
 		want map[string]float64
 	}{
-		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: cluster.LinkStats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2}}, map[string]float64{
-			"aviary_cluster_link_frames_total/sent":     3,
-			"aviary_cluster_link_frames_total/received": 4,
-			"aviary_cluster_link_bytes_total/sent":      500,
-			"aviary_cluster_link_bytes_total/received":  600,
-			"aviary_cluster_link_send_failures_total/":  2,
+		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: cluster.LinkStats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2, HandlingSeconds: 1.5, SlowHandlings: 1}}, map[string]float64{
+			"aviary_cluster_link_frames_total/sent":       3,
+			"aviary_cluster_link_frames_total/received":   4,
+			"aviary_cluster_link_bytes_total/sent":        500,
+			"aviary_cluster_link_bytes_total/received":    600,
+			"aviary_cluster_link_send_failures_total/":    2,
+			"aviary_cluster_link_handling_seconds_total/": 1.5,
+			"aviary_cluster_link_slow_handlings_total/":   1,
 		}},
 		{"local", local.New("n1"), map[string]float64{}},
 	}

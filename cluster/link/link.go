@@ -101,6 +101,7 @@ type Node struct {
 
 	// Traffic counters, see Stats.
 	framesSent, framesRecv, bytesSent, bytesRecv, sendFailures atomic.Uint64
+	handlingNanos, slowHandlings                               atomic.Uint64
 }
 
 // New returns a Node. Call Listen to accept peers.
@@ -510,7 +511,10 @@ func (n *Node) serveConn(c net.Conn) {
 				handled++
 				continue
 			}
-			if _, err := h(n.ctx, from, f.payload); err != nil {
+			start := time.Now()
+			_, err := h(n.ctx, from, f.payload)
+			n.countHandling(time.Since(start))
+			if err != nil {
 				if errors.Is(err, cluster.ErrHandBack) {
 					// Acknowledge what came before, then close: this
 					// frame and every later one on the connection go
@@ -608,6 +612,22 @@ func (n *Node) Stats() Stats {
 		FramesReceived: n.framesRecv.Load(),
 		BytesReceived:  n.bytesRecv.Load(),
 		SendFailures:   n.sendFailures.Load(),
+
+		HandlingSeconds: time.Duration(n.handlingNanos.Load()).Seconds(),
+		SlowHandlings:   n.slowHandlings.Load(),
+	}
+}
+
+// slowHandling is how long a Send handler may run before it counts as
+// slow in LinkStats.
+const slowHandling = 100 * time.Millisecond
+
+// countHandling counts the time one Send handler held its connection's
+// reader.
+func (n *Node) countHandling(d time.Duration) {
+	n.handlingNanos.Add(uint64(d))
+	if d > slowHandling {
+		n.slowHandlings.Add(1)
 	}
 }
 

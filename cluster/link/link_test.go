@@ -595,6 +595,40 @@ func TestStats(t *testing.T) {
 	}
 }
 
+// TestHandlingStats: the time Send handlers hold the reader is counted,
+// and a handler over 100 ms counts as slow.
+func TestHandlingStats(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a := startNode(t, "a", "s", nil)
+	b := startNode(t, "b", "s", nil)
+	var got atomic.Int64
+	b.h.set("slow", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		time.Sleep(150 * time.Millisecond)
+		got.Add(1)
+		return nil, nil
+	})
+	b.h.set("fast", func(ctx context.Context, from string, p []byte) ([]byte, error) {
+		got.Add(1)
+		return nil, nil
+	})
+	for _, kind := range []string{"fast", "slow", "fast"} {
+		if err := a.Send(ctx, "b", b.addr, kind, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if got.Load() != 3 {
+			return fmt.Errorf("%d of 3 handled", got.Load())
+		}
+		return nil
+	})
+	st := b.Stats()
+	if st.SlowHandlings != 1 || st.HandlingSeconds < 0.15 {
+		t.Fatalf("slow handlings %d, handling %.3fs; want 1 and at least 0.15s", st.SlowHandlings, st.HandlingSeconds)
+	}
+}
+
 // TestEncrypted puts a recording proxy between two nodes: with TLS (the
 // default) a message's bytes never cross it in clear, in plaintext mode
 // they do; and a node in the other mode is refused with a clear error.

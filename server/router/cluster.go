@@ -173,14 +173,17 @@ func (r *Router) handleStanza(ctx context.Context, fromNode string, payload []by
 	if !r.handlers.enter() {
 		return nil, cluster.ErrHandBack
 	}
-	defer r.handlers.leave()
 	full, el, err := r.parseStanzaMessage(payload)
 	if err != nil {
+		r.handlers.leave()
 		return nil, err
 	}
-	if !r.deliverLocal(ctx, full, el) {
-		r.fallback(ctx, el, full)
-	}
+	r.inbox.run(full, func() { // inbox.go; HandBack waits for it
+		defer r.handlers.leave()
+		if !r.deliverLocal(ctx, full, el) {
+			r.fallback(ctx, el, full)
+		}
+	})
 	return nil, nil
 }
 

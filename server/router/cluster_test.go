@@ -106,6 +106,9 @@ func (n *fakeNet) killUnnoticed(name string) (found func()) {
 	}
 }
 
+// deliversSynchronously: a Send has run its handler when it returns.
+func (c *fakeNode) deliversSynchronously() {}
+
 func (c *fakeNode) NodeName() string                { return c.name }
 func (c *fakeNode) Start(ctx context.Context) error { return nil }
 func (c *fakeNode) Stop(ctx context.Context) error  { return nil }

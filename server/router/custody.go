@@ -590,20 +590,23 @@ func (c *custody) handleHeld(ctx context.Context, from string, payload []byte) (
 	if !c.r.handlers.enter() {
 		return nil, cluster.ErrHandBack
 	}
-	defer c.r.handlers.leave()
 	seq, full, el, err := c.parseKept(payload)
 	if err != nil {
+		c.r.handlers.leave()
 		return nil, err
 	}
 	rc := &Receipt{keeper: from, seq: seq}
-	if !c.r.deliverTo(ctx, full, el, rc) {
-		// The receipt goes back once the fallback has made the message
-		// safe: stored (when the database answers, offlineretry.go) or
-		// bounced.
-		h := newHold(func() { c.release(rc) })
-		c.r.fallback(withHold(ctx, h), el, full)
-		h.release()
-	}
+	c.r.inbox.run(full, func() { // inbox.go; HandBack waits for it
+		defer c.r.handlers.leave()
+		if !c.r.deliverTo(ctx, full, el, rc) {
+			// The receipt goes back once the fallback has made the
+			// message safe: stored (when the database answers,
+			// offlineretry.go) or bounced.
+			h := newHold(func() { c.release(rc) })
+			c.r.fallback(withHold(ctx, h), el, full)
+			h.release()
+		}
+	})
 	return nil, nil
 }
 

@@ -79,6 +79,7 @@ type Router struct {
 	retry   *offlineRetry  // messages waiting for offline storage (offlineretry.go)
 	handed  *offlineHanded // offline rows handed over, not deleted yet (offlinehand.go)
 	iqs     *pendingIQs    // IQ requests out to other nodes' sessions (pendingiq.go)
+	inbox   *linkInbox     // other nodes' stanzas for local sessions (inbox.go)
 	// remoteWait is remoteAckWait; tests shorten it.
 	remoteWait time.Duration
 
@@ -115,9 +116,13 @@ func New(o Options) *Router {
 		sessions:       map[string]*session{},
 		byBare:         map[string][]*session{},
 		handed:         newOfflineHanded(),
+		inbox:          newLinkInbox(),
 		remoteWait:     remoteAckWait,
 	}
 	r.iqs = newPendingIQs(r, o.Registry)
+	if _, ok := o.Cluster.(syncCluster); ok {
+		r.inbox.inline = true
+	}
 	if r.cluster != nil {
 		r.node = r.cluster.NodeName()
 		r.registerCluster()
