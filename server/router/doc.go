@@ -79,7 +79,10 @@
 // between two sessions of one node is deposited with a buddy node. A
 // client's acknowledgement waits until its message is on two nodes, and
 // when a node dies the survivors route their copies again. The design, the
-// options weighed and the limits are in CRASHSAFETY.md.
+// options weighed and the limits are in CRASHSAFETY.md. A node delivers
+// the stanzas other nodes send it off the link's reader, in one queue per
+// recipient (inbox.go), so a recipient whose interceptors wait holds up
+// nobody else.
 //
 // Choices where the RFCs leave room:
 //   - A chat or normal message to a bare JID goes to every available
