@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/aviary-im/aviary/plugins/internal/readcache"
 	"time"
 
 	"github.com/aviary-im/aviary/plugins"
+	"github.com/aviary-im/aviary/plugins/internal/readcache"
 	"github.com/aviary-im/aviary/plugins/internal/xmpputil"
 	"github.com/aviary-im/aviary/storage"
 	"github.com/aviary-im/aviary/wire"
@@ -31,12 +31,20 @@ type prefs struct {
 // again, the safety net for a node the change could not reach. Roster
 // membership, for "roster" defaults, is remembered for rosterTTL: roster
 // changes are not announced to it.
+//
+// The message path (allows) does not wait for a read of preferences this
+// node knew before: past ttl it goes on with them while one read in the
+// background refreshes them (current). In a reconnection storm that read
+// queued behind thousands of logins for the database, and held up every
+// message to the account meanwhile.
 type prefsCache struct {
 	host plugins.Host
 	def  string
 
 	entries *readcache.Cache[string, prefs]
 	roster  *readcache.Cache[[2]string, bool] // (owner, contact) → in the roster
+
+	refreshes readcache.Refresher[string] // owners whose preferences are being read again
 }
 
 // eventPrefs is the cluster event naming an account whose preferences
@@ -64,10 +72,37 @@ func (c *prefsCache) onChanged(ctx context.Context, payload any) error {
 	return nil
 }
 
+// load returns owner's preferences, read from the store unless fresh.
 func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
 	if p, ok := c.entries.Get(owner); ok {
 		return p, nil // the lists are never changed in place
 	}
+	return c.read(ctx, owner)
+}
+
+// current is load for the message path: known preferences past their ttl
+// are used while refresh reads them again.
+func (c *prefsCache) current(ctx context.Context, owner string) (prefs, error) {
+	if p, fresh, ok := c.entries.Peek(owner); ok {
+		if !fresh {
+			c.refresh(owner)
+		}
+		return p, nil
+	}
+	return c.read(ctx, owner)
+}
+
+// refresh reads owner's preferences in the background, once at a time.
+func (c *prefsCache) refresh(owner string) {
+	c.refreshes.Go(owner, c.host.Config().Database.Timeout, func(ctx context.Context) {
+		if _, err := c.read(ctx, owner); err != nil {
+			c.host.Logger().Debug("mam: refreshing preferences failed; the known ones stay", "owner", owner, "err", err)
+		}
+	})
+}
+
+// read reads owner's preferences from the store and keeps them.
+func (c *prefsCache) read(ctx context.Context, owner string) (prefs, error) {
 	gen := c.entries.Generation()
 	p := prefs{Default: c.def}
 	v, err := c.host.Store().KeyValue(PrefsStore).Get(ctx, owner, "prefs")
@@ -89,7 +124,7 @@ func (c *prefsCache) load(ctx context.Context, owner string) (prefs, error) {
 // keeping a message the user asked not to keep for the length of an
 // outage), and says so in the log.
 func (c *prefsCache) allows(ctx context.Context, owner, contact string) bool {
-	p, err := c.load(ctx, owner)
+	p, err := c.current(ctx, owner)
 	if err != nil {
 		c.host.Logger().Warn("mam: preferences unavailable; archiving by default", "owner", owner, "err", err)
 		return true

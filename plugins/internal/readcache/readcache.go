@@ -53,6 +53,17 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 	return e.v, true
 }
 
+// Peek returns k's entry even past its ttl (fresh false then), for a
+// caller that serves the old value while it reads a new one; ok is false
+// when there is none (never read, forgotten, or dropped at the bound).
+func (c *Cache[K, V]) Peek(k K) (v V, fresh, ok bool) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[k]
+	c.mu.Unlock()
+	return e.v, ok && now.Before(e.exp), ok
+}
+
 // Generation is taken before a read, for Put.
 func (c *Cache[K, V]) Generation() uint64 {
 	c.mu.Lock()

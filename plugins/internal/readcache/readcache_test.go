@@ -1,6 +1,8 @@
 package readcache
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -44,5 +46,52 @@ func TestExpiryAndBound(t *testing.T) {
 	}
 	if v, ok := c.Get("c"); !ok || v != 2 {
 		t.Errorf("c = %d, %v", v, ok)
+	}
+}
+
+func TestPeekPastTTL(t *testing.T) {
+	c := New[string, int](time.Millisecond, 10)
+	if _, _, ok := c.Peek("a"); ok {
+		t.Fatal("empty cache has a")
+	}
+	c.Put("a", 1, c.Generation())
+	if v, fresh, ok := c.Peek("a"); !ok || !fresh || v != 1 {
+		t.Fatalf("a = %d, fresh %v, ok %v", v, fresh, ok)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if v, fresh, ok := c.Peek("a"); !ok || fresh || v != 1 {
+		t.Fatalf("past its ttl a = %d, fresh %v, ok %v; want 1, stale", v, fresh, ok)
+	}
+	c.Forget("a")
+	if _, _, ok := c.Peek("a"); ok {
+		t.Fatal("a after Forget")
+	}
+}
+
+func TestRefresherOneAtATime(t *testing.T) {
+	var r Refresher[string]
+	release := make(chan struct{})
+	var reads atomic.Int64
+	read := func(ctx context.Context) {
+		reads.Add(1)
+		<-release
+	}
+	for range 5 {
+		r.Go("a", time.Minute, read)
+	}
+	r.Go("b", time.Minute, read)
+	if n := r.Running(); n != 2 {
+		t.Fatalf("%d reads running, want one for a and one for b", n)
+	}
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Running() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the reads did not finish")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := reads.Load(); n != 2 {
+		t.Fatalf("%d reads, want 2", n)
 	}
 }
