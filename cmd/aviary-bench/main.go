@@ -429,8 +429,8 @@ func printText(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  %.1f msgs/s over %.2fs; latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms\n",
 			t.PerSec, t.Seconds, t.Latency.P50, t.Latency.P99, t.Latency.P999, t.Latency.Max)
 		if rc := t.Reconnect; rc != nil {
-			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d (%d by the server alone), bounced %d, lost %d (acknowledged, never delivered; %d more never acknowledged), redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d (%d not resent: acknowledged by %d <failed h/>), dispatcher answers %d, unacked at end %d\n",
-				rc.Sent, rc.Delivered, rc.Redelivered, rc.RedeliveredByServer, rc.Bounced, rc.Lost, rc.NeverAcked, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.ResendsSaved, rc.FailedWithH, rc.DispatchAsked, rc.UnackedAtEnd)
+			fmt.Fprintf(w, "  reconnect: sent %d, delivered %d, redelivered %d (%d by the server alone), bounced %d, lost %d (acknowledged, never delivered; %d more never acknowledged), redirects %d, reconnects %d (resumed %d), disconnects %d, resent %d (%d not resent: acknowledged by %d <failed h/>; %d <failed h/> below an earlier <a h/>), dispatcher answers %d, unacked at end %d\n",
+				rc.Sent, rc.Delivered, rc.Redelivered, rc.RedeliveredByServer, rc.Bounced, rc.Lost, rc.NeverAcked, rc.Redirects, rc.Reconnects, rc.Resumed, rc.Disconnects, rc.Resent, rc.ResendsSaved, rc.FailedWithH, rc.FailedHBelowAck, rc.DispatchAsked, rc.UnackedAtEnd)
 			if rc.Reconnects > 0 {
 				fmt.Fprintf(w, "  reconnect time: p50 %.0fms, 99%% back in %.0fms, 100%% in %.0fms; transports %v\n", rc.ReconnectP50, rc.ReconnectP99, rc.ReconnectMax, rc.Transports)
 			}

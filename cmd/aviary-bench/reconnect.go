@@ -61,10 +61,15 @@ type ReconnectStats struct {
 	// FailedWithH counts failed resumptions whose <failed/> said how many
 	// of the old session's stanzas the server had (h); ResendsSaved the
 	// messages that count acknowledged, which were not sent again.
-	FailedWithH   int `json:"failed_with_h"`
-	ResendsSaved  int `json:"resends_saved"`
-	DispatchAsked int `json:"dispatch_asked"`
-	UnackedAtEnd  int `json:"unacked_at_end"` // messages the server never acknowledged
+	FailedWithH  int `json:"failed_with_h"`
+	ResendsSaved int `json:"resends_saved"`
+	// FailedHBelowAck counts <failed h/> answers whose h was below an
+	// <a h/> the client already had: a server bug (a client taking the
+	// difference modulo 2^32 would count everything outstanding as
+	// handled); the tool ignores such an h.
+	FailedHBelowAck int `json:"failed_h_below_ack"`
+	DispatchAsked   int `json:"dispatch_asked"`
+	UnackedAtEnd    int `json:"unacked_at_end"` // messages the server never acknowledged
 	// Reconnect time: from a stream's loss to the new stream ready for
 	// messages (resumed, or bound with initial presence sent), per
 	// reconnect: p99 and max are when 99% and 100% were back.
@@ -162,7 +167,7 @@ func (w *smWindow) resumedSeqs(h uint32, seen func(seq int)) ([]smItem, error) {
 // reconnectCounters are shared by every ring client.
 type reconnectCounters struct {
 	redirects, reconnects, disconnects, resumed, resent, dispatch atomic.Int64
-	failedWithH, resendsSaved                                     atomic.Int64
+	failedWithH, resendsSaved, failedHBelowAck                    atomic.Int64
 
 	mu    sync.Mutex
 	times []time.Duration // per reconnect: from the stream's loss to ready
@@ -584,8 +589,12 @@ func (cl *ringClient) connect(ctx context.Context, addr string, onMsg func(*wire
 				return fmt.Errorf("bad <failed/>: %s", el.String())
 			}
 			cl.mu.Lock()
+			below := int32(uint32(h)-cl.win.h) < 0
 			n, err := cl.win.ackSeqs(uint32(h), cl.acked)
 			cl.mu.Unlock()
+			if below {
+				cl.cnt.failedHBelowAck.Add(1)
+			}
 			if err != nil {
 				slog.Warn("ring: bad count in <failed/>", "user", cl.user, "err", err)
 			} else {

@@ -224,7 +224,7 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 			Redirects: int(cnt.redirects.Load()), Reconnects: int(cnt.reconnects.Load()),
 			Disconnects: int(cnt.disconnects.Load()), Resumed: int(cnt.resumed.Load()),
 			Resent: int(cnt.resent.Load()), DispatchAsked: int(cnt.dispatch.Load()), UnackedAtEnd: unacked,
-			FailedWithH: int(cnt.failedWithH.Load()), ResendsSaved: int(cnt.resendsSaved.Load()),
+			FailedWithH: int(cnt.failedWithH.Load()), ResendsSaved: int(cnt.resendsSaved.Load()), FailedHBelowAck: int(cnt.failedHBelowAck.Load()),
 			ReconnectP50: back.P50, ReconnectP99: back.P99, ReconnectMax: back.Max,
 			Transports: map[string]int{},
 		}

@@ -119,6 +119,7 @@ func TestCrashE2E(t *testing.T) {
 						RedeliveredByServer                                                                   int            `json:"redelivered_by_server"`
 						FailedWithH                                                                           int            `json:"failed_with_h"`
 						ResendsSaved                                                                          int            `json:"resends_saved"`
+						FailedHBelowAck                                                                       int            `json:"failed_h_below_ack"`
 						ReconnectP99                                                                          float64        `json:"reconnect_p99_ms"`
 						ReconnectMax                                                                          float64        `json:"reconnect_max_ms"`
 						Transports                                                                            map[string]int `json:"transports"`
@@ -137,6 +138,9 @@ func TestCrashE2E(t *testing.T) {
 			}
 			if rc.Sent == 0 || rc.Disconnects == 0 || rc.Reconnects < rc.Disconnects {
 				t.Errorf("sent %d, %d disconnects, %d reconnects: the crash did not hit the load", rc.Sent, rc.Disconnects, rc.Reconnects)
+			}
+			if rc.FailedHBelowAck > 0 {
+				t.Errorf("%d failed resumptions answered <failed h/> below an <a h/> their client had", rc.FailedHBelowAck)
 			}
 			if rc.Lost > 0 || r.Lost > 0 {
 				t.Errorf("lost %d messages the server had acknowledged, %d in all, e.g. (pair sender:seq) %v", rc.Lost, r.Lost, r.LostSample)

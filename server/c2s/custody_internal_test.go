@@ -265,6 +265,10 @@ type inboundRouter struct {
 	ended    []string
 	known    map[string]uint32 // "sm bare" → count
 	asked    []string          // "sm bare skip"
+	// gate makes InboundSafe promise a later held call, kept in helds
+	// (a buddy that has not yet confirmed the count).
+	gate  bool
+	helds []func()
 }
 
 // FromClient holds the acknowledgement of messages only, as crash
@@ -275,10 +279,25 @@ func (r *inboundRouter) FromClient(ctx context.Context, s router.Session, el *wi
 	}
 }
 
-func (r *inboundRouter) InboundSafe(sm, bare string, h uint32) {
+func (r *inboundRouter) InboundSafe(sm, bare string, h uint32, held func(uint32)) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reported = append(r.reported, fmt.Sprintf("%s %s %d", sm, bare, h))
+	if r.gate {
+		r.helds = append(r.helds, func() { held(h) })
+	}
+	return r.gate
+}
+
+// confirm tells the session the first n counts reached the buddy.
+func (r *inboundRouter) confirm(n int) {
+	r.mu.Lock()
+	fs := r.helds[:n]
+	r.helds = slices.Clone(r.helds[n:])
+	r.mu.Unlock()
+	for _, f := range fs {
+		f()
+	}
 }
 
 func (r *inboundRouter) InboundEnded(sm string) {
@@ -382,6 +401,62 @@ func TestInboundSafeCount(t *testing.T) {
 	if got := ir.reports(); len(got) != 0 {
 		t.Errorf("a session without resumption reported %q", got)
 	}
+}
+
+// TestAckWaitsForBuddyCount: a resumable session's <a h/> goes no
+// further than the count another node confirmed holding, since a failed
+// resumption after this node's death answers <failed h/> with that
+// node's count, and a client that had seen a higher <a h/> would count
+// the difference modulo 2^32 as handled. Stanzas confirmed out of order
+// by the router still answer in order; a session that cannot be resumed
+// waits for nothing.
+func TestAckWaitsForBuddyCount(t *testing.T) {
+	s, ft, ir := inboundSession(t)
+	ir.gate = true
+	s.enableSM(wire.NewNS("enable", wire.NSSM).SetAttr("resume", "true"), nil, nil)
+	presence := func() {
+		s.inbound(wire.New("presence"))
+		s.inboundRouted()
+	}
+	presence()
+	presence()
+	s.handleSM(wire.NewNS("r", wire.NSSM)) // at 2
+	presence()
+	s.handleSM(wire.NewNS("r", wire.NSSM)) // at 3
+	time.Sleep(20 * time.Millisecond)
+	if a := ft.writtenNamed("a"); len(a) != 0 {
+		t.Fatalf("<a/> written before another node had the count: %v", a)
+	}
+	ir.confirm(1) // count 1: still below the first <r/>
+	time.Sleep(20 * time.Millisecond)
+	if a := ft.writtenNamed("a"); len(a) != 0 {
+		t.Fatalf("<a/> written with only count 1 held elsewhere: %v", a)
+	}
+	ir.confirm(1) // count 2
+	waitAcks(t, ft, "2")
+	ir.confirm(1) // count 3
+	waitAcks(t, ft, "2", "3")
+
+	// Settling a resumption waits for the count too (<resumed h/>).
+	presence()
+	done := make(chan struct{})
+	go func() { s.settleAcks(); close(done) }()
+	select {
+	case <-done:
+		t.Fatal("settleAcks returned before another node had count 4")
+	case <-time.After(20 * time.Millisecond):
+	}
+	ir.confirm(1)
+	<-done
+
+	// Without resumption nothing waits.
+	s, ft, ir = inboundSession(t)
+	ir.gate = true
+	s.enableSM(wire.NewNS("enable", wire.NSSM), nil, nil)
+	s.inbound(wire.New("presence"))
+	s.inboundRouted()
+	s.handleSM(wire.NewNS("r", wire.NSSM))
+	waitAcks(t, ft, "1")
 }
 
 // TestResumeFailedWithCount: a resumption of a session nobody holds is

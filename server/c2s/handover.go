@@ -144,7 +144,9 @@ type InboundTracker interface {
 	// InboundSafe reports that the count of the client's stanzas that
 	// are safe in the resumable session sm of user bare grew to h: what
 	// <a h/> may say.
-	InboundSafe(sm, bare string, h uint32)
+	// held is told, later, once another node has it, when InboundSafe
+	// returns true; false: nothing waits.
+	InboundSafe(sm, bare string, h uint32, held func(h uint32)) bool
 	// InboundEnded reports that the session sm ended or moved on.
 	InboundEnded(sm string)
 	// SafeInbound returns the highest such count known for the session
@@ -173,10 +175,11 @@ func (s *Session) resumeFailed(previd string, h uint32) {
 // reportInbound tells the router a resumable session's safe inbound
 // count (from reportInboundLocked, under the session's mu: the router
 // calls no session back).
-func (srv *Server) reportInbound(sm, bare string, h uint32) {
+func (srv *Server) reportInbound(sm, bare string, h uint32, held func(uint32)) bool {
 	if it, ok := srv.d.Router.(InboundTracker); ok {
-		it.InboundSafe(sm, bare, h)
+		return it.InboundSafe(sm, bare, h, held)
 	}
+	return false
 }
 
 // safeInbound is the cluster's count of the client's stanzas that were
@@ -438,7 +441,8 @@ func (s *Session) adopt(ctx context.Context, mv Mover, node, previd string, h ui
 	s.smID = previd
 	// What the old node made safe is safe: a failed resumption after
 	// this node's death may say so.
-	s.inRouted, s.inReported, s.smBare = reply.InH, 0, s.username+"@"+s.srv.d.Domain
+	// <resumed h/> tells the client the count anyway.
+	s.inRouted, s.inReported, s.inHeld, s.smBare = reply.InH, 0, reply.InH, s.username+"@"+s.srv.d.Domain
 	s.reportInboundLocked()
 	s.stopTimerLocked()
 	s.enqueueItemLocked(outItem{kind: itemSMStart, el: wire.NewNS("resumed", wire.NSSM).

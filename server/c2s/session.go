@@ -167,13 +167,17 @@ type Session struct {
 	// were at, answered once nothing held is at or below them.
 	ackHolds    []*ackHold
 	ackWait     []uint32
-	acksSettled []chan struct{} // closed when ackHolds empties (settleAcks)
+	acksSettled []chan struct{} // closed once settledLocked (settleAcks)
 	// inRouted is inH once the reader has routed those stanzas. A
 	// resumable session reports its safe count (what <a h/> may say) to
 	// the router when it grows (InboundTracker): inReported is the last
 	// one, smBare the user it is reported for ("" when not resumable).
 	inRouted, inReported uint32
 	smBare               string
+	// inHeld is the highest count another node has (the router says so,
+	// inboundHeld) or that needs no other node: <a h/> goes no further
+	// (ackableLocked).
+	inHeld uint32
 
 	// Client state indication (XEP-0352), guarded by mu: while inactive,
 	// stanzas that can wait stay at the end of queue (held counts them)

@@ -105,7 +105,7 @@ func (s *Session) enableSM(el, carrier, parent *wire.Element) {
 	s.mu.Lock()
 	s.smResume = resume
 	s.resumeFor = resumeFor
-	s.inRouted, s.inReported, s.smBare = 0, 0, ""
+	s.inRouted, s.inReported, s.inHeld, s.smBare = 0, 0, 0, ""
 	if resume {
 		s.smBare = s.username + "@" + s.srv.d.Domain
 	}
@@ -207,14 +207,49 @@ func (s *Session) releaseAck(e *ackHold) {
 	s.ackHolds = s.ackHolds[i:]
 	if len(s.ackHolds) == 0 {
 		s.ackHolds = nil
-		for _, ch := range s.acksSettled {
-			close(ch)
-		}
-		s.acksSettled = nil
 	}
+	s.reportInboundLocked() // first: it may let answers go at once
 	s.answerAcksLocked()
-	s.reportInboundLocked()
+	s.wakeSettledLocked()
 	s.mu.Unlock()
+}
+
+// inboundHeld is told by the router that another node has the count h
+// of the client's stanzas that are safe (InboundTracker): the <a/>s up
+// to it may go.
+func (s *Session) inboundHeld(h uint32) {
+	s.mu.Lock()
+	if before(s.inHeld, h) {
+		s.inHeld = h
+		s.answerAcksLocked()
+		s.wakeSettledLocked()
+	}
+	s.mu.Unlock()
+}
+
+// ackableLocked says whether <a h/> may go as far as the client's
+// stanza h: for a resumable session, once another node has the count
+// (a failed resumption after this node's death answers <failed h/>
+// with that node's count, which must not be below an <a h/> the client
+// had: it would count the difference modulo 2^32 as handled).
+func (s *Session) ackableLocked(h uint32) bool {
+	return s.smBare == "" || !before(s.inHeld, h)
+}
+
+// settledLocked: nothing held, and the count another node has is the
+// session's own (settleAcks).
+func (s *Session) settledLocked() bool {
+	return len(s.ackHolds) == 0 && s.ackableLocked(s.inRouted)
+}
+
+func (s *Session) wakeSettledLocked() {
+	if len(s.acksSettled) == 0 || !s.settledLocked() {
+		return
+	}
+	for _, ch := range s.acksSettled {
+		close(ch)
+	}
+	s.acksSettled = nil
 }
 
 // inboundRouted notes that the reader has routed the client's stanzas up
@@ -250,13 +285,15 @@ func (s *Session) reportInboundLocked() {
 		return
 	}
 	s.inReported = h
-	s.srv.reportInbound(s.smID, s.smBare, h)
+	if !s.srv.reportInbound(s.smID, s.smBare, h, s.inboundHeld) && before(s.inHeld, h) {
+		s.inHeld = h // nobody else to have it: nothing to wait for
+	}
 }
 
 // answerAcksLocked answers, in order, the <r/>s whose stanzas are all
 // safe: each with the count it was asked at.
 func (s *Session) answerAcksLocked() {
-	for len(s.ackWait) > 0 && (len(s.ackHolds) == 0 || before(s.ackWait[0], s.ackHolds[0].h)) {
+	for len(s.ackWait) > 0 && (len(s.ackHolds) == 0 || before(s.ackWait[0], s.ackHolds[0].h)) && s.ackableLocked(s.ackWait[0]) {
 		h := s.ackWait[0]
 		s.ackWait = s.ackWait[1:]
 		s.enqueueItemLocked(outItem{kind: itemElement, el: wire.NewNS("a", wire.NSSM).SetAttr("h", strconv.FormatUint(uint64(h), 10))})
@@ -270,12 +307,14 @@ func (s *Session) answerAcksLocked() {
 func before(a, b uint32) bool { return int32(a-b) < 0 }
 
 // settleAcks waits (at most ackSettleWait) until no acknowledgement is
-// held, so that the count a resumption reports (<resumed h/>, or to the
-// node taking the session over) covers only stanzas already safe. The
-// caller then reads safeInHLocked.
+// held and another node has the session's count, so that the count a
+// resumption reports (<resumed h/>, or to the node taking the session
+// over) covers only stanzas already safe and is never above what a
+// failed resumption elsewhere would answer. The caller then reads
+// safeInHLocked.
 func (s *Session) settleAcks() {
 	s.mu.Lock()
-	if len(s.ackHolds) == 0 {
+	if s.settledLocked() {
 		s.mu.Unlock()
 		return
 	}

@@ -70,10 +70,13 @@ const (
 	inEnd    byte = 'e'
 )
 
-// inCount is one session's safe inbound count.
+// inCount is one session's safe inbound count. held, for this node's
+// own sessions, is told once a buddy has a count at least h (or once none
+// can be told): the session's <a h/> waits for it.
 type inCount struct {
 	bare string
 	h    uint32
+	held func(h uint32)
 }
 
 // inTable is the counts one node reported, by session ID.
@@ -117,9 +120,21 @@ func newInbound(now func() time.Time) *inCounts {
 }
 
 // InboundSafe is called by a resumable session (c2s) when the count of
-// its client's stanzas that are safe grows: h is what <a h/> may say now,
-// bare the session's user, sm its stream-management ID.
-func (r *Router) InboundSafe(sm, bare string, h uint32) { r.custody.inboundSafe(sm, bare, h) }
+// its client's stanzas that are safe grows: h is what <a h/> may say once
+// another node has it, bare the session's user, sm its stream-management
+// ID. When it returns true, held runs later (never under a lock of the
+// caller's, never with a count below h) once the buddy has the count, or
+// once it could not be told (one failure at a time: the buddy failing is
+// the failure); false means nothing will be told and nothing waits (crash
+// safety off, no buddy, or held nil).
+//
+// Why the session waits: a failed resumption after this node's death
+// answers <failed h/> with the buddy's count; an <a h/> the client had
+// seen above it would make the client count the difference modulo 2^32,
+// all of its outstanding stanzas, as handled.
+func (r *Router) InboundSafe(sm, bare string, h uint32, held func(h uint32)) bool {
+	return r.custody.inboundSafe(sm, bare, h, held)
+}
 
 // InboundEnded is called when the resumable session sm ends or moves to
 // another node: its count is not needed any more.
@@ -133,22 +148,32 @@ func (r *Router) SafeInbound(ctx context.Context, sm, bare, skip string) (uint32
 	return r.custody.safeInbound(ctx, sm, bare, skip)
 }
 
-func (c *custody) inboundSafe(sm, bare string, h uint32) {
+func (c *custody) inboundSafe(sm, bare string, h uint32, held func(uint32)) bool {
 	if !c.on || sm == "" || bare == "" {
-		return
+		return false
+	}
+	if held != nil && c.inboundBuddy() == "" {
+		// Nobody to tell: a failed resumption elsewhere answers no h.
+		held = nil
 	}
 	c.nmu.Lock()
 	if e, ok := c.in.mine[sm]; ok && e.bare == bare && covers(e.h, h) {
-		c.nmu.Unlock()
-		return // a report that overtook this one said as much
+		if held == nil || e.held != nil {
+			c.nmu.Unlock()
+			// A report that overtook this one said as much; its
+			// confirmation covers h.
+			return held != nil
+		}
+		h = e.h
 	}
-	c.in.mine[sm] = inCount{bare: bare, h: h}
+	c.in.mine[sm] = inCount{bare: bare, h: h, held: held}
 	c.in.dirty[sm] = struct{}{}
 	start := c.kickLocked()
 	c.nmu.Unlock()
 	if start {
 		time.AfterFunc(noticeDelay, c.flushNotices)
 	}
+	return held != nil
 }
 
 func (c *custody) inboundEnded(sm string) {
@@ -221,11 +246,18 @@ func (c *custody) flushInboundOnce() {
 		return
 	}
 	var msgs [][]byte
+	var tell heldCounts
 	old := c.in.buddy
 	if buddy != old {
 		msgs = appendInbound(nil, inFull, c.in.mine, nil)
+		for _, e := range c.in.mine {
+			tell = tell.add(e)
+		}
 	} else {
 		msgs = appendInbound(nil, inUpdate, c.in.mine, c.in.dirty)
+		for sm := range c.in.dirty {
+			tell = tell.add(c.in.mine[sm])
+		}
 	}
 	c.in.buddy = buddy
 	clear(c.in.dirty)
@@ -236,24 +268,70 @@ func (c *custody) flushInboundOnce() {
 		_ = c.r.cluster.Send(ctx, old, KindInbound, []byte{inFull})
 		cancel()
 	}
-	if buddy == "" {
+	if buddy == "" || len(msgs) == 0 {
+		tell.run() // nobody to tell: nothing to wait for
 		return
 	}
-	for _, m := range msgs {
+	// Each message reports back; once all did, the sessions are told.
+	var pending atomic.Int64
+	var failed atomic.Bool
+	pending.Store(int64(len(msgs)))
+	finish := func(n int64) {
+		if pending.Add(-n) != 0 {
+			return
+		}
+		// On a link goroutine: the sessions' locks are taken elsewhere.
+		go tell.run()
+		if failed.Load() {
+			c.inboundNotDelivered(buddy)
+		}
+	}
+	for i, m := range msgs {
 		ctx, cancel := c.r.clusterCtx(context.Background())
-		err := c.r.cluster.Send(ctx, buddy, KindInbound, m)
+		err := c.nf.SendNotify(ctx, buddy, KindInbound, m, func(ok bool) {
+			if !ok {
+				failed.Store(true)
+			}
+			finish(1)
+		})
 		cancel()
 		if err != nil {
 			// Without the counts a failed resumption answers a lower h,
-			// or none: duplicates at worst. Send them all again soon.
+			// or none: duplicates at worst. The sessions are told
+			// anyway: this is the one failure (one at a time).
 			c.r.log.Debug("router: inbound counts not delivered", "node", buddy, "err", err)
-			c.nmu.Lock()
-			c.in.buddy = ""
-			c.nmu.Unlock()
-			c.forgetPeers()
-			time.AfterFunc(inboundRetry, c.kickInbound)
+			failed.Store(true)
+			finish(int64(len(msgs) - i))
 			return
 		}
+	}
+}
+
+// inboundNotDelivered sends all counts again soon, to whichever buddy
+// there is then.
+func (c *custody) inboundNotDelivered(buddy string) {
+	c.nmu.Lock()
+	if c.in.buddy == buddy {
+		c.in.buddy = ""
+	}
+	c.nmu.Unlock()
+	c.forgetPeers()
+	time.AfterFunc(inboundRetry, c.kickInbound)
+}
+
+// heldCounts are the sessions to tell that their counts reached a buddy.
+type heldCounts []inCount
+
+func (t heldCounts) add(e inCount) heldCounts {
+	if e.held == nil {
+		return t
+	}
+	return append(t, e)
+}
+
+func (t heldCounts) run() {
+	for _, e := range t {
+		e.held(e.h)
 	}
 }
 

@@ -35,10 +35,10 @@ func waitSafeInbound(t *testing.T, e *env, sm, bare, skip string, want int64) {
 // node3 answer the last one, for bob only.
 func TestCustodyInboundCount(t *testing.T) {
 	es, net := threeNodes(t)
-	es[1].r.InboundSafe("sm-bob", "bob@example.com", 3)
-	es[1].r.InboundSafe("sm-bob", "bob@example.com", 5)
-	es[1].r.InboundSafe("sm-bob", "bob@example.com", 4)
-	es[1].r.InboundSafe("sm-carol", "carol@example.com", 2)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 3, nil)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 5, nil)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 4, nil)
+	es[1].r.InboundSafe("sm-carol", "carol@example.com", 2, nil)
 	waitSafeInbound(t, es[0], "sm-bob", "bob@example.com", "node2", 5)
 	if h, ok := es[2].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 5 {
 		t.Fatalf("node3 (node2's buddy) holds %d (%v), want 5", h, ok)
@@ -71,7 +71,7 @@ func TestCustodyInboundCount(t *testing.T) {
 // dies they go, all of them, to node3.
 func TestCustodyInboundBuddyDies(t *testing.T) {
 	es, net := threeNodes(t)
-	es[0].r.InboundSafe("sm-alice", "alice@example.com", 4)
+	es[0].r.InboundSafe("sm-alice", "alice@example.com", 4, nil)
 	waitSafeInbound(t, es[2], "sm-alice", "alice@example.com", "node1", 4)
 	if _, ok := es[2].r.custody.in.known("sm-alice", "alice@example.com"); ok {
 		t.Fatal("node3 has the count: node2 is node1's buddy")
@@ -89,9 +89,79 @@ func TestCustodyInboundBuddyDies(t *testing.T) {
 // nothing is reported or answered.
 func TestCustodyInboundOff(t *testing.T) {
 	es, _ := threeNodes(t, func(c *conf.Config) { off := false; c.Cluster.CrashSafety = &off })
-	es[1].r.InboundSafe("sm-bob", "bob@example.com", 3)
+	if es[1].r.InboundSafe("sm-bob", "bob@example.com", 3, func(uint32) {}) {
+		t.Error("with crash safety off a session is told to wait for its count to reach a buddy")
+	}
 	if _, ok := es[0].r.SafeInbound(context.Background(), "sm-bob", "bob@example.com", "node2"); ok {
 		t.Fatal("a count answered with crash safety off")
+	}
+}
+
+// TestCustodyInboundHeld: a session is told its count reached another
+// node only once the buddy acknowledged handling it (its <a h/> waits
+// for that); when the buddy cannot be told, it is told all the same (the
+// buddy failing is the one failure); with no buddy nothing waits.
+func TestCustodyInboundHeld(t *testing.T) {
+	es, net := threeNodes(t)
+	held := make(chan uint32, 8)
+	tell := func(h uint32) { held <- h }
+	net.mu.Lock()
+	net.deferReports = true
+	net.mu.Unlock()
+	if !es[1].r.InboundSafe("sm-bob", "bob@example.com", 3, tell) {
+		t.Fatal("InboundSafe with a buddy says nothing will be told")
+	}
+	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
+		if h, ok := es[2].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 3 {
+			return fmt.Errorf("node3 holds %d (%v), want 3", h, ok)
+		}
+		return nil
+	})
+	select {
+	case h := <-held:
+		t.Fatalf("told %d before the buddy acknowledged it", h)
+	case <-time.After(30 * time.Millisecond):
+	}
+	net.reports()
+	if h := <-held; h != 3 {
+		t.Fatalf("told %d, want 3", h)
+	}
+
+	// The buddy is dead, not yet found so: the count cannot reach it,
+	// and the session is not left waiting.
+	net.mu.Lock()
+	net.deferReports = false
+	net.mu.Unlock()
+	found := net.killUnnoticed("node3")
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 5, tell)
+	select {
+	case h := <-held:
+		if h != 5 {
+			t.Fatalf("told %d, want 5", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session whose buddy died waits for its count to be held")
+	}
+	found()
+	// Once node3 is found dead node2's counts go to node1 (told again
+	// as they go: a count told twice is no harm).
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 6, tell)
+	for h := uint32(0); h != 6; {
+		select {
+		case h = <-held:
+		case <-time.After(5 * time.Second):
+			t.Fatal("count 6 never told")
+		}
+	}
+	if h, ok := es[0].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 6 {
+		t.Errorf("told 6 while node1 holds %d (%v)", h, ok)
+	}
+
+	// Alone, nobody is asked: nothing waits.
+	net.kill("node1")
+	es[1].r.custody.forgetPeers()
+	if es[1].r.InboundSafe("sm-bob", "bob@example.com", 7, tell) {
+		t.Error("a lone node's session is told to wait for a buddy")
 	}
 }
 
@@ -150,7 +220,7 @@ func TestCustodyInboundOlderBuddy(t *testing.T) {
 	net.mu.Unlock()
 	es[1].r.custody.forgetPeers()
 	es[0].r.custody.forgetPeers()
-	es[1].r.InboundSafe("sm-bob", "bob@example.com", 2)
+	es[1].r.InboundSafe("sm-bob", "bob@example.com", 2, nil)
 	testutil.CheckFor(t, 5*time.Second, 2*time.Millisecond, func() error {
 		if h, ok := es[0].r.custody.in.known("sm-bob", "bob@example.com"); !ok || h != 2 {
 			return fmt.Errorf("node1 holds %d (%v), want 2", h, ok)
