@@ -44,12 +44,18 @@
 // anything else is dropped. Holding such stanzas until the database
 // answers was the alternative; bouncing keeps no state per stanza,
 // tells the sender at once, and clients already retry wait-type errors.
+// Two exceptions keep that from losing messages: a stanza the user sends
+// waits for the user's own list (its stream is all that waits, up to
+// ownListWait), and an error passes an unknown list (it may be the very
+// bounce that tells the user a stanza failed; a storm that lost 83
+// acknowledged messages found both).
 package blocking
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +97,7 @@ type Plugin struct {
 	host    plugins.Host
 	refresh time.Duration
 	now     func() time.Time
+	ownWait time.Duration // ownListWait; shorter in tests
 	remove  func()
 	ctx     context.Context // ends at Stop: background reads
 	cancel  context.CancelFunc
@@ -118,7 +125,7 @@ var (
 // New returns the plugin.
 func New() *Plugin {
 	return &Plugin{
-		refresh: DefaultRefresh, now: time.Now,
+		refresh: DefaultRefresh, now: time.Now, ownWait: ownListWait,
 		lists: map[string]*entry{}, loading: map[string]*load{}, online: map[string]int{},
 		bounced: map[string]time.Time{}, interested: map[string]map[string]struct{}{},
 	}
@@ -126,6 +133,9 @@ func New() *Plugin {
 
 // SetClock replaces the clock (tests).
 func (p *Plugin) SetClock(now func() time.Time) { p.now = now }
+
+// SetOwnListWait replaces ownListWait (tests).
+func (p *Plugin) SetOwnListWait(d time.Duration) { p.ownWait = d }
 
 func (p *Plugin) ID() string                { return ID }
 func (p *Plugin) DiscoFeatures() []string   { return []string{NS} }
@@ -344,6 +354,36 @@ func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) 
 	}
 }
 
+// ownListWait bounds how long a user's own stanza waits for the user's
+// block list while the database does not answer (blockedWaiting).
+const ownListWait = 30 * time.Second
+
+// ownListRetry is the pause between reads of a list that failed.
+const ownListRetry = 500 * time.Millisecond
+
+// blockedWaiting is Blocked for a stanza the user sends: when the list
+// cannot be read it is read again until ownListWait has passed. Only
+// the user's own stream waits (its reader is what calls this, so the
+// client's further stanzas and acknowledgements wait behind it, as they
+// would behind a slow network); in a reconnection storm the database
+// answers late for seconds, and a message refused then is a message the
+// user has to send again.
+func (p *Plugin) blockedWaiting(ctx context.Context, owner, other string) (bool, error) {
+	// Real time, not p.now: a test's stopped clock must not hold it.
+	deadline := time.Now().Add(p.ownWait)
+	for {
+		blocked, err := p.Blocked(ctx, owner, other)
+		if err == nil || errors.Is(err, errStopped) || ctx.Err() != nil || !time.Now().Before(deadline) {
+			return blocked, err
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(min(ownListRetry, time.Until(deadline))):
+		}
+	}
+}
+
 // Blocked reports whether owner's block list matches the JID other. The
 // error means the list is not known (the database did not answer).
 func (p *Plugin) Blocked(ctx context.Context, owner, other string) (bool, error) {
@@ -434,7 +474,7 @@ func (p *Plugin) outbound(ctx context.Context, st *plugins.Stanza) (plugins.Verd
 	if to == "" || owner == "" || to == p.host.Domain() || wire.BareJID(to) == owner {
 		return plugins.Continue, nil
 	}
-	blocked, err := p.Blocked(ctx, owner, to)
+	blocked, err := p.blockedWaiting(ctx, owner, to)
 	if err != nil {
 		// Unknown: refused, never let through. The router bounces it to
 		// the sender with this error (a copy the router sends on the
@@ -466,6 +506,14 @@ func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.El
 	}
 	blocked, err := p.Blocked(ctx, owner, from)
 	if err != nil {
+		if el.IsError() {
+			// An error is how the user learns that a stanza of theirs
+			// failed, most often the bounce of this very refusal (the
+			// user's own list unknown when they sent it): dropped, the
+			// failure is silent and an acknowledged message is lost.
+			// Errors pass an unknown list; only they do.
+			return plugins.Continue, nil
+		}
 		return p.refuse(ctx, el, errListUnknown), nil // unknown: fail closed
 	}
 	if !blocked {

@@ -175,7 +175,8 @@ func TestBlockListAcrossNodes(t *testing.T) {
 // TestBlockListDatabaseAway: with the database not answering, a list in
 // memory stays in force (also once its refresh is due), and a list that
 // was never read fails closed: messages and IQs bounce with
-// resource-constraint, presence is dropped, nothing gets through.
+// resource-constraint, presence is dropped, nothing gets through but
+// errors; what a user sends waits a while for the user's own list.
 func TestBlockListDatabaseAway(t *testing.T) {
 	ctx := context.Background()
 	h := plugintest.NewHost(t)
@@ -185,6 +186,8 @@ func TestBlockListDatabaseAway(t *testing.T) {
 	var clock sync.Mutex
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	p.SetClock(func() time.Time { clock.Lock(); defer clock.Unlock(); return now })
+	const ownWait = 1500 * time.Millisecond
+	p.SetOwnListWait(ownWait)
 	m := h.Start(t, p)
 	if err := fs.Block(ctx, juliet, []string{romeo}); err != nil {
 		t.Fatal(err)
@@ -229,10 +232,34 @@ func TestBlockListDatabaseAway(t *testing.T) {
 		t.Errorf("offline message for an unknown list: verdict %v, want Handled (bounced)", v)
 	}
 	h.Routed()
+	// An error for him passes: it may be the bounce telling him that a
+	// stanza of his failed (dropped, the failure would be silent).
+	bounce := `<message from='romeo@example.com/a' to='benvolio@example.com/x' id='e1' type='error'><body>hi</body><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>`
+	if v := deliver(t, m, bounce, benvolio+"/x"); v != plugins.Continue {
+		t.Errorf("an error for an unknown list: verdict %v, want Continue", v)
+	}
+	// What he sends waits for his own list (ownListWait), then is refused.
+	start := time.Now()
 	v, err := m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: plugintest.Parse(t, `<message from='benvolio@example.com/x' to='romeo@example.com' id='o1'><body>hi</body></message>`), Session: benvolio + "/x"})
 	if v == plugins.Continue || err == nil || !strings.Contains(err.Error(), "resource-constraint") {
 		t.Errorf("benvolio sending with his list unknown: %v, %v; want refused with resource-constraint", v, err)
 	}
+	if d := time.Since(start); d < ownWait {
+		t.Errorf("benvolio's message refused after %v, before waiting %v for his list", d, ownWait)
+	}
+	// One whose database answers while it waits is not refused.
+	const mercutio = "mercutio@example.com"
+	sent := make(chan plugins.Verdict, 1)
+	go func() {
+		v, _ := m.Intercept(ctx, plugins.PointInbound, &plugins.Stanza{El: plugintest.Parse(t, `<message from='mercutio@example.com/x' to='romeo@example.com' id='o2'><body>hi</body></message>`), Session: mercutio + "/x"})
+		sent <- v
+	}()
+	time.Sleep(ownWait / 3)
+	fs.freeze(false)
+	if v := <-sent; v != plugins.Continue {
+		t.Errorf("mercutio's message, his list read while it waited: verdict %v, want Continue", v)
+	}
+	fs.freeze(true)
 	got := h.IQ(t, m, plugins.ToServer, `<iq type='get' id='g1' from='benvolio@example.com/x'><blocklist xmlns='urn:xmpp:blocking'/></iq>`)
 	if !strings.Contains(got, "resource-constraint") {
 		t.Errorf("blocklist get with the list unknown: %s", got)
