@@ -100,6 +100,9 @@ type LinkStats struct {
 	// counts the handlers that took longer than 100 ms.
 	HandlingSeconds float64
 	SlowHandlings   uint64
+	// HandlingByKind splits HandlingSeconds by message kind: which kind
+	// holds the readers up.
+	HandlingByKind map[string]float64
 }
 
 // HandlerFunc handles a message from another node. For Call the returned

@@ -25,7 +25,7 @@ type nodeCollector struct {
 	pluginCalls, pluginFailures, pluginDisabled           *prometheus.Desc
 	pluginRefused                                         *prometheus.Desc
 	linkFrames, linkBytes, linkSendFailures               *prometheus.Desc
-	linkHandling, linkSlowHandlings                       *prometheus.Desc
+	linkHandling, linkSlowHandlings, linkKindHandling     *prometheus.Desc
 	buildInfo                                             *prometheus.Desc
 	boshRequests, boshForwarded, boshNotFound             *prometheus.Desc
 	boshTimeouts, boshSessions                            *prometheus.Desc
@@ -61,6 +61,8 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 			"Sends and calls to other nodes refused (node unreachable, queue full) or queued but never acknowledged."),
 		linkHandling: d("aviary_cluster_link_handling_seconds_total",
 			"Time the node links' readers spent handling messages from other nodes; handled in order, a slow one holds up the later ones."),
+		linkKindHandling: d("aviary_cluster_link_kind_handling_seconds_total",
+			"aviary_cluster_link_handling_seconds_total by message kind (router stanza, custody notices, route announcements...).", "kind"),
 		linkSlowHandlings: d("aviary_cluster_link_slow_handlings_total",
 			"Messages from other nodes whose handling held the link's reader for more than 100 ms."),
 		buildInfo: d("aviary_build_info", "Always 1: the running binary's version, VCS revision (empty when not stamped), Go version, and the node's name.",
@@ -75,7 +77,7 @@ func newNodeCollector(n *server.Node, plugins func() *pluginhost.Host) *nodeColl
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.poolConns, c.poolIdle, c.poolMax, c.poolWaits, c.poolWaitSecs, c.members, c.clustered, c.detached, c.pluginCalls, c.pluginFailures, c.pluginDisabled, c.pluginRefused, c.linkFrames, c.linkBytes, c.linkSendFailures,
-		c.linkHandling, c.linkSlowHandlings, c.buildInfo, c.boshRequests, c.boshForwarded, c.boshNotFound, c.boshTimeouts, c.boshSessions} {
+		c.linkHandling, c.linkSlowHandlings, c.linkKindHandling, c.buildInfo, c.boshRequests, c.boshForwarded, c.boshNotFound, c.boshTimeouts, c.boshSessions} {
 		ch <- d
 	}
 }
@@ -114,6 +116,9 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.linkSendFailures, prometheus.CounterValue, float64(st.SendFailures))
 		ch <- prometheus.MustNewConstMetric(c.linkHandling, prometheus.CounterValue, st.HandlingSeconds)
 		ch <- prometheus.MustNewConstMetric(c.linkSlowHandlings, prometheus.CounterValue, float64(st.SlowHandlings))
+		for kind, secs := range st.HandlingByKind {
+			ch <- prometheus.MustNewConstMetric(c.linkKindHandling, prometheus.CounterValue, secs, kind)
+		}
 	}
 	node := c.n.Cluster().NodeName()
 	bi := xep0092.Build()

@@ -29,14 +29,16 @@ func TestLinkMetrics(t *testing.T) {
 		cl   cluster.Cluster
 		want map[string]float64
 	}{
-		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: cluster.LinkStats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2, HandlingSeconds: 1.5, SlowHandlings: 1}}, map[string]float64{
-			"aviary_cluster_link_frames_total/sent":       3,
-			"aviary_cluster_link_frames_total/received":   4,
-			"aviary_cluster_link_bytes_total/sent":        500,
-			"aviary_cluster_link_bytes_total/received":    600,
-			"aviary_cluster_link_send_failures_total/":    2,
-			"aviary_cluster_link_handling_seconds_total/": 1.5,
-			"aviary_cluster_link_slow_handlings_total/":   1,
+		{"hazelcast-like", &linkCluster{Cluster: local.New("n1"), st: cluster.LinkStats{FramesSent: 3, FramesReceived: 4, BytesSent: 500, BytesReceived: 600, SendFailures: 2, HandlingSeconds: 1.5, SlowHandlings: 1, HandlingByKind: map[string]float64{"router.stanza": 1.25, "custody.done": 0.25}}}, map[string]float64{
+			"aviary_cluster_link_frames_total/sent":                              3,
+			"aviary_cluster_link_frames_total/received":                          4,
+			"aviary_cluster_link_bytes_total/sent":                               500,
+			"aviary_cluster_link_bytes_total/received":                           600,
+			"aviary_cluster_link_send_failures_total/":                           2,
+			"aviary_cluster_link_handling_seconds_total/":                        1.5,
+			"aviary_cluster_link_slow_handlings_total/":                          1,
+			"aviary_cluster_link_kind_handling_seconds_total/kind=router.stanza": 1.25,
+			"aviary_cluster_link_kind_handling_seconds_total/kind=custody.done":  0.25,
 		}},
 		{"local", local.New("n1"), map[string]float64{}},
 	}
@@ -59,8 +61,11 @@ func TestLinkMetrics(t *testing.T) {
 				for _, m := range mf.GetMetric() {
 					dir := ""
 					for _, l := range m.GetLabel() {
-						if l.GetName() == "dir" {
+						switch l.GetName() {
+						case "dir":
 							dir = l.GetValue()
+						case "kind":
+							dir = "kind=" + l.GetValue()
 						}
 					}
 					if c := m.GetCounter(); c != nil && strings.HasPrefix(mf.GetName(), "aviary_cluster_link_") {

@@ -102,6 +102,7 @@ type Node struct {
 	// Traffic counters, see Stats.
 	framesSent, framesRecv, bytesSent, bytesRecv, sendFailures atomic.Uint64
 	handlingNanos, slowHandlings                               atomic.Uint64
+	kindNanos                                                  sync.Map // kind → *atomic.Uint64
 }
 
 // New returns a Node. Call Listen to accept peers.
@@ -513,7 +514,7 @@ func (n *Node) serveConn(c net.Conn) {
 			}
 			start := time.Now()
 			_, err := h(n.ctx, from, f.payload)
-			n.countHandling(time.Since(start))
+			n.countHandling(f.kind, time.Since(start))
 			if err != nil {
 				if errors.Is(err, cluster.ErrHandBack) {
 					// Acknowledge what came before, then close: this
@@ -615,7 +616,17 @@ func (n *Node) Stats() Stats {
 
 		HandlingSeconds: time.Duration(n.handlingNanos.Load()).Seconds(),
 		SlowHandlings:   n.slowHandlings.Load(),
+		HandlingByKind:  n.handlingByKind(),
 	}
+}
+
+func (n *Node) handlingByKind() map[string]float64 {
+	m := map[string]float64{}
+	n.kindNanos.Range(func(k, v any) bool {
+		m[k.(string)] = time.Duration(v.(*atomic.Uint64).Load()).Seconds()
+		return true
+	})
+	return m
 }
 
 // slowHandling is how long a Send handler may run before it counts as
@@ -623,9 +634,14 @@ func (n *Node) Stats() Stats {
 const slowHandling = 100 * time.Millisecond
 
 // countHandling counts the time one Send handler held its connection's
-// reader.
-func (n *Node) countHandling(d time.Duration) {
+// reader. Only kinds with a handler get here: the set is bounded.
+func (n *Node) countHandling(kind string, d time.Duration) {
 	n.handlingNanos.Add(uint64(d))
+	c, ok := n.kindNanos.Load(kind)
+	if !ok {
+		c, _ = n.kindNanos.LoadOrStore(kind, new(atomic.Uint64))
+	}
+	c.(*atomic.Uint64).Add(uint64(d))
 	if d > slowHandling {
 		n.slowHandlings.Add(1)
 	}

@@ -627,6 +627,9 @@ func TestHandlingStats(t *testing.T) {
 	if st.SlowHandlings != 1 || st.HandlingSeconds < 0.15 {
 		t.Fatalf("slow handlings %d, handling %.3fs; want 1 and at least 0.15s", st.SlowHandlings, st.HandlingSeconds)
 	}
+	if slow, fast := st.HandlingByKind["slow"], st.HandlingByKind["fast"]; slow < 0.15 || fast >= slow {
+		t.Fatalf("handling by kind %v: want slow at least 0.15s, fast below it", st.HandlingByKind)
+	}
 }
 
 // TestEncrypted puts a recording proxy between two nodes: with TLS (the
