@@ -56,35 +56,55 @@ sessions() { # sessions I: node I's open client streams
 		/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin).get("sessions",0))' 2>/dev/null || echo 0
 }
 
+probe_users=${PROBE_USERS:-0}
+probe_servers="127.0.0.1:$((base + 5222)),127.0.0.1:$((3 * base + 5222))"
+if [ "$probe_users" -gt 0 ]; then
+	# Its accounts made (and logged in once) before the load: registering
+	# them while the load's logins flood the database took a minute in one
+	# run, and the load's rings were over before the kill.
+	"$out/aviary-bench" -servers "$probe_servers" -users "$probe_users" -prefix "${prefix}probe-" -create ibr \
+		-concurrency 10 -workload login -timeout 60s -json >"$out/probe-create.json" 2>"$out/probe-create.log" ||
+		{ log "creating the probe's accounts failed:"; tail "$out/probe-create.log" >&2; exit 1; }
+fi
+# Every ring (the load's and the probe's) waits, logged in, for this file:
+# they start together however long each took to log in, and the kill
+# comes KILL_AFTER seconds into all of them.
+go_file=$out/start-rings
+rm -f "$go_file"
 bench_pids=()
 for p in $(seq "$procs"); do
 	"$out/aviary-bench" -servers "$servers" -dispatch "$dispatch" -users "$users" -prefix "$prefix$p-" \
 		-transports "$transports" -create ibr -concurrency "$conc" -workload ring -reconnect -messages "$messages" -interval "$interval" \
-		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json ${BENCH_FLAGS:-} \
+		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json -start-file "$go_file" ${BENCH_FLAGS:-} \
 		>"$out/bench$p.json" 2>"$out/bench$p.log" &
 	bench_pids+=($!)
 done
-log "started ${#bench_pids[@]} aviary-bench processes of $users users; waiting for their rings"
+log "started ${#bench_pids[@]} aviary-bench processes of $users users; waiting for their logins"
 for p in $(seq "$procs"); do
-	until grep -q "ring started" "$out/bench$p.log"; do
+	until grep -q "ring waiting" "$out/bench$p.log"; do
 		kill -0 "${bench_pids[$((p - 1))]}" 2>/dev/null || { log "aviary-bench $p ended early:"; tail "$out/bench$p.log" >&2; exit 1; }
 		sleep 1
 	done
 done
-probe_users=${PROBE_USERS:-0}
 if [ "$probe_users" -gt 0 ]; then
-	nice -n "${PROBE_NICE:--10}" "$out/aviary-bench" -servers "127.0.0.1:$((base + 5222)),127.0.0.1:$((3 * base + 5222))" \
+	# Run at a higher priority, as a client on its own device would: its
+	# latency is the cluster's, without the load processes' CPU wait.
+	nice -n "${PROBE_NICE:--10}" "$out/aviary-bench" -servers "$probe_servers" \
 		-users "$probe_users" -prefix "${prefix}probe-" -create ibr -concurrency 10 -workload ring \
 		-messages $((kill_after + 60)) -interval 1s -inflight 1 -timeout 60s -drain 30s -max-time 30m \
-		-scram-cache "$out/scram-cache" -json >"$out/probe.json" 2>"$out/probe.log" &
+		-scram-cache "$out/scram-cache" -json -start-file "$go_file" >"$out/probe.json" 2>"$out/probe.log" &
 	probe_pid=$!
-	until grep -qs "ring started" "$out/probe.log"; do
+	until grep -qs "ring waiting" "$out/probe.log"; do
 		kill -0 "$probe_pid" 2>/dev/null || { log "the probe ended early:"; tail "$out/probe.log" >&2; exit 1; }
 		sleep 1
 	done
-	# Started once the load's rings run, so it measures KILL_AFTER quiet
-	# seconds, then the storm.
 fi
+# A few quiet seconds after the last login, then every ring at once.
+sleep 5
+touch "$go_file"
+for p in $(seq "$procs"); do
+	until grep -q "ring started" "$out/bench$p.log"; do sleep 0.2; done
+done
 s1=$(sessions 1) s2=$(sessions 2) s3=$(sessions 3)
 # The target of "logged in again" is who was logged in when the rings
 # started (a user whose first login failed is not waited for).

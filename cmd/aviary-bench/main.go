@@ -119,6 +119,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Hold, "hold", 0, "idle: keep the sessions open this long after measuring")
 	fs.Float64Var(&cfg.Churn, "churn", 0, "idle with -hold: close and log in again this percent of the sessions each minute, spread evenly, as clients whose network changes do")
 	fs.BoolVar(&cfg.Reconnect, "reconnect", false, "ring: behave like a real client through node restarts: stream management with acks, follow see-other-host, reconnect (via -dispatch) after other disconnects, resend what the server did not acknowledge; the report gains delivered, redelivered, redirects, reconnects")
+	fs.StringVar(&cfg.StartFile, "start-file", "", "ring: once logged in, log \"ring waiting\" and start the ring only when this file exists (several processes start together)")
 	fs.DurationVar(&cfg.BOSHPause, "bosh-pause", 0, "BOSH sessions, once logged in, wait this long after each answered poll before the next (a slow network, a client saving battery): what the server has for them waits in its queue meanwhile (0: poll again at once)")
 	fs.DurationVar(&cfg.AckDelay, "ack-delay", 0, "with -reconnect: answer the server's acknowledgement requests (<r/>) this much later, as battery-saving clients do: the server holds more unacknowledged (0: at once)")
 	fs.DurationVar(&cfg.Interval, "interval", 0, "ring, muc: each sender pauses this long between writes (0: as fast as -inflight allows); muc spreads the occupants' first messages over one interval")

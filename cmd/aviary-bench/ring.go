@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,6 +170,20 @@ func runRing(ctx context.Context, cfg *Config, all []*conn) TrafficStats {
 		}()
 	}
 
+	if cfg.StartFile != "" {
+		slog.Info("ring waiting", "sessions", n, "for", cfg.StartFile)
+	wait:
+		for {
+			if _, err := os.Stat(cfg.StartFile); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				break wait // the ring ends at once, as at -max-time
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
 	start := now()
 	slog.Info("ring started", "sessions", n)
 	var stalled atomic.Int64

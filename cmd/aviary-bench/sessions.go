@@ -59,6 +59,10 @@ type Config struct {
 	// sent is still drained and counted, so a load can run for as long as
 	// something else takes.
 	Stop <-chan struct{}
+	// StartFile, when set, holds the ring, once logged in, until the file
+	// exists: several processes (a load and a probe) start their rings
+	// together however long each took to log in.
+	StartFile string
 	// Reconnect makes ring sessions behave like a real client through a
 	// rolling restart: stream management (XEP-0198) with acknowledgements,
 	// see-other-host followed, other disconnects reconnected through the
