@@ -10,7 +10,7 @@ import (
 func TestAdmissionKeysValidated(t *testing.T) {
 	c := Default()
 	if c.C2S.MaxTLSHandshakesPerSecond != 1000 || c.C2S.MaxLoginsPerSecond != 500 ||
-		c.C2S.AdmissionWait != 2*time.Second || c.C2S.MaxNegotiating != 2000 {
+		c.C2S.AdmissionWait != 2*time.Second || c.C2S.MaxNegotiating != 2000 || c.C2S.AdmissionLatency != 0 {
 		t.Errorf("defaults: handshakes %d logins %d wait %v negotiating %d", c.C2S.MaxTLSHandshakesPerSecond,
 			c.C2S.MaxLoginsPerSecond, c.C2S.AdmissionWait, c.C2S.MaxNegotiating)
 	}
@@ -26,6 +26,7 @@ func TestAdmissionKeysValidated(t *testing.T) {
 		{"c2s.max_logins_per_second", func(c *Config) { c.C2S.MaxLoginsPerSecond = -5 }},
 		{"c2s.max_negotiating", func(c *Config) { c.C2S.MaxNegotiating = -2 }},
 		{"c2s.admission_wait", func(c *Config) { c.C2S.AdmissionWait = -time.Second }},
+		{"c2s.admission_latency", func(c *Config) { c.C2S.AdmissionLatency = -time.Second }},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			c := Default()

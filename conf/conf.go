@@ -227,6 +227,19 @@ type C2SConfig struct {
 	// publishes that it sheds load, so the dispatcher and the other nodes
 	// stop sending clients to it. Default 2s.
 	AdmissionWait time.Duration `yaml:"admission_wait"`
+	// AdmissionLatency, when set, is the scheduling latency this node
+	// keeps its established sessions under while it takes new streams
+	// (the admission governor): every quarter second it reads how long its
+	// runnable goroutines waited for a CPU, and while the 99th percentile
+	// is above this it lowers both rates above (down to a tenth of them),
+	// raising them again once it is under half of it. A node slowed by a
+	// storm of logins then takes them at the pace its CPU allows and sheds
+	// the rest to nodes with room. Measured on a two-core machine shared
+	// with the storm's clients it cut the undisturbed sessions' p99 by a
+	// tenth and doubled the time the storm took to log back in
+	// (server/balance/STORMS.md), so it is off unless set; try 50ms on
+	// nodes whose CPU logins dominate. 0 (default) turns it off.
+	AdmissionLatency time.Duration `yaml:"admission_latency"`
 	// MaxNegotiating bounds the accept queue: the streams accepted and not
 	// yet authenticated on this node, from every address and transport,
 	// direct-TLS handshakes included. A stream past it is shed at once.

@@ -205,6 +205,9 @@ func (c C2SConfig) validate(v *validator) {
 	if c.AdmissionWait <= 0 {
 		v.add("c2s.admission_wait", "must be positive, not %v", c.AdmissionWait)
 	}
+	if c.AdmissionLatency < 0 {
+		v.add("c2s.admission_latency", "must not be negative (0 turns the governor off), not %v", c.AdmissionLatency)
+	}
 	v.nonNegative(
 		keyed[time.Duration]{"c2s.auth_timeout", c.AuthTimeout}, keyed[time.Duration]{"c2s.ping_interval", c.PingInterval},
 		keyed[time.Duration]{"c2s.idle_timeout", c.IdleTimeout}, keyed[time.Duration]{"c2s.sasl_failure_delay", c.SASLFailureDelay},

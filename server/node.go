@@ -386,6 +386,7 @@ func (n *Node) Start(ctx context.Context) (err error) {
 	n.listening.Store(true)
 	n.stops = append(n.stops, func(context.Context) error { n.listening.Store(false); return nil })
 	n.stops = append(n.stops, func(ctx context.Context) error { n.c2s.Shutdown(ctx); return nil })
+	go n.c2s.Govern(nctx)
 	for _, l := range []struct {
 		name, addr string
 		tls        bool

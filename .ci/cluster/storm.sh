@@ -34,7 +34,10 @@
 # as a client on its own device would. Its latency is what the cluster
 # gives sessions the storm did not break, apart from the CPU the storm's
 # own clients take on this machine (the load processes' undisturbed
-# figure includes that wait).
+# figure includes that wait). LOAD_NICE (default 0) runs the load
+# processes at that niceness: 10 lets the nodes have the cores before the
+# storm's own clients, as servers that do not share a machine with their
+# clients would.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${1:?usage: storm.sh DIR}
@@ -73,7 +76,7 @@ go_file=$out/start-rings
 rm -f "$go_file"
 bench_pids=()
 for p in $(seq "$procs"); do
-	"$out/aviary-bench" -servers "$servers" -dispatch "$dispatch" -users "$users" -prefix "$prefix$p-" \
+	nice -n "${LOAD_NICE:-0}" "$out/aviary-bench" -servers "$servers" -dispatch "$dispatch" -users "$users" -prefix "$prefix$p-" \
 		-transports "$transports" -create ibr -concurrency "$conc" -workload ring -reconnect -messages "$messages" -interval "$interval" \
 		-inflight 1 -timeout 60s -drain 60s -max-time 30m -scram-cache "$out/scram-cache" -json -start-file "$go_file" ${BENCH_FLAGS:-} \
 		>"$out/bench$p.json" 2>"$out/bench$p.log" &

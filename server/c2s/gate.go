@@ -51,11 +51,12 @@ const shedHold = 5 * time.Second
 // worth (a generic cell rate algorithm: next is the theoretical time of
 // the next turn). Safe for concurrent use.
 type pacer struct {
-	interval time.Duration // between turns
-	burst    time.Duration // how far next may run ahead of now without waiting
+	base time.Duration // between turns at the ceiling
 
-	mu   sync.Mutex
-	next time.Time
+	mu       sync.Mutex
+	interval time.Duration // between turns now (the governor's share of the ceiling)
+	burst    time.Duration // how far next may run ahead of now without waiting
+	next     time.Time
 }
 
 // newPacer returns a pacer of perSecond turns, or nil (no limit) for
@@ -68,7 +69,21 @@ func newPacer(perSecond int) *pacer {
 	if iv <= 0 {
 		iv = 1
 	}
-	return &pacer{interval: iv, burst: time.Second - iv}
+	return &pacer{base: iv, interval: iv, burst: time.Second - iv}
+}
+
+// setShare runs the pacer at share (0 < share <= 1) of its ceiling: a
+// turn every base/share, bursts of a second's worth. Turns already given
+// keep their time. A nil pacer has no ceiling to share.
+func (p *pacer) setShare(share float64) {
+	if p == nil || share <= 0 {
+		return
+	}
+	iv := time.Duration(float64(p.base) / share)
+	p.mu.Lock()
+	p.interval = iv
+	p.burst = max(time.Second-iv, 0)
+	p.mu.Unlock()
 }
 
 // reserve takes the next turn if it comes within maxWait and returns how
@@ -119,6 +134,7 @@ type gate struct {
 	logins     *pacer
 	wait       time.Duration
 	maxNeg     int64 // <= 0: no limit
+	gov        *governor
 
 	// negotiating counts streams from Serve until they authenticate or
 	// close; handshaking the direct-TLS connections in their handshake,
@@ -135,6 +151,7 @@ func newGate(c conf.C2SConfig) *gate {
 		logins:     newPacer(c.MaxLoginsPerSecond),
 		wait:       c.AdmissionWait,
 		maxNeg:     int64(c.MaxNegotiating),
+		gov:        newGovernor(c.AdmissionLatency),
 	}
 }
 

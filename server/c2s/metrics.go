@@ -1,6 +1,10 @@
 package c2s
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics counts sessions, stanzas and closes. A nil *Metrics counts
 // nothing.
@@ -15,6 +19,8 @@ type Metrics struct {
 	shedTotal   *prometheus.CounterVec
 	negotiating prometheus.Gauge
 	duplicates  prometheus.Counter
+	share       prometheus.Gauge
+	schedP99    prometheus.Gauge
 }
 
 // Values of the "via" label of aviary_c2s_auth_failures_total: a failed
@@ -59,7 +65,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "aviary_c2s_duplicates_dropped_total", Help: "Messages not given to a session because it had been given one with the same sender and XEP-0359 origin-id among its last 128 (a client's resend after a reconnection; server/c2s/origins.go).",
 		}),
+		share: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aviary_c2s_admission_share", Help: "Share of c2s.max_tls_handshakes_per_second and c2s.max_logins_per_second this node takes new streams at: below 1 while its scheduling latency is over c2s.admission_latency (server/c2s/governor.go).",
+		}),
+		schedP99: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "aviary_c2s_sched_latency_p99_seconds", Help: "99th percentile of how long this node's runnable goroutines waited for a CPU over the admission governor's last quarter second (runtime/metrics /sched/latencies:seconds).",
+		}),
 	}
+	m.share.Set(1)
 	for _, via := range []string{AuthViaXMPP, AuthViaConsole} {
 		m.authFailure.WithLabelValues(via) // present at zero from the start
 	}
@@ -70,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.byTransport.WithLabelValues(t)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure, m.shedTotal, m.negotiating, m.duplicates} {
+		for _, c := range []prometheus.Collector{m.sessions, m.byTransport, m.opened, m.stanzasIn, m.stanzasOut, m.closes, m.authFailure, m.shedTotal, m.negotiating, m.duplicates, m.share, m.schedP99} {
 			_ = reg.Register(c)
 		}
 	}
@@ -112,6 +125,13 @@ func (m *Metrics) authFailed() { m.AuthFailed(AuthViaXMPP) }
 func (m *Metrics) AuthFailed(via string) {
 	if m != nil {
 		m.authFailure.WithLabelValues(via).Inc()
+	}
+}
+
+func (m *Metrics) governed(share float64, p99 time.Duration) {
+	if m != nil {
+		m.share.Set(share)
+		m.schedP99.Set(p99.Seconds())
 	}
 }
 
