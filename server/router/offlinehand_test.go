@@ -181,6 +181,28 @@ func TestOfflineHandOverDeleteRetries(t *testing.T) {
 	}
 }
 
+// TestOfflineHandOverReadRetried: when reading an online user's offline
+// queue fails (a database a storm times out), it is read again later,
+// without another login or another message stored for the user.
+func TestOfflineHandOverReadRetried(t *testing.T) {
+	e, g := retryEnv(t)
+	first, max := backlogRetryFirst, backlogRetryMax
+	backlogRetryFirst, backlogRetryMax = 5*time.Millisecond, 20*time.Millisecond
+	t.Cleanup(func() { backlogRetryFirst, backlogRetryMax = first, max })
+	e.storeMessages("bob@example.com", 3, 10)
+	g.readFails.Store(3)
+	s, got := e.loginSM("bob", "b")
+	got = append(got, only("message", s.take())...)
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
+		got = append(got, only("message", s.take())...)
+		if len(got) != 3 {
+			return fmt.Errorf("bob was handed %d of his 3 stored messages", len(got))
+		}
+		return nil
+	})
+	e.waitOffline("bob@example.com", 0)
+}
+
 // TestOfflineHandOverPluginDrop: a message a plugin drops at
 // PointDeliver is settled like a delivered one: its row goes with the
 // portion's once the others are safe, and it does not come back.

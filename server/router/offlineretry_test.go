@@ -28,8 +28,17 @@ type gateStore struct {
 	refuse   atomic.Pointer[error]
 	attempts atomic.Int32 // StoreOffline calls
 	stored   atomic.Int32 // StoreOffline calls that stored
-	// deleteFails is how many DeleteOffline calls fail from now on.
+	// deleteFails is how many DeleteOffline calls fail from now on;
+	// readFails the same for ReadOfflineUpTo.
 	deleteFails atomic.Int32
+	readFails   atomic.Int32
+}
+
+func (g *gateStore) ReadOfflineUpTo(ctx context.Context, owner string, skip []int64, budget int) ([]storage.OfflineMessage, bool, error) {
+	if g.readFails.Add(-1) >= 0 {
+		return nil, false, errNoAnswer
+	}
+	return g.Store.ReadOfflineUpTo(ctx, owner, skip, budget)
 }
 
 func (g *gateStore) DeleteOffline(ctx context.Context, owner string, ids []int64) error {

@@ -33,6 +33,11 @@ type session struct {
 	pumping bool
 	again   bool
 	subs    []*wire.Element
+	// backlogFailures counts the offline reads that failed in a row,
+	// backlogRetry is set while a retry waits (backlog.go retryBacklog);
+	// guarded by Router.mu.
+	backlogFailures int
+	backlogRetry    bool
 }
 
 // routeLocked returns the route this session publishes.
