@@ -44,11 +44,11 @@
 // anything else is dropped. Holding such stanzas until the database
 // answers was the alternative; bouncing keeps no state per stanza,
 // tells the sender at once, and clients already retry wait-type errors.
-// Two exceptions keep that from losing messages: a stanza the user sends
-// waits for the user's own list (its stream is all that waits, up to
-// ownListWait), and an error passes an unknown list (it may be the very
-// bounce that tells the user a stanza failed; a storm that lost 83
-// acknowledged messages found both).
+// Two exceptions keep that from losing messages: a stanza the user sends,
+// and a message or request for the user, wait for the list (up to
+// ownListWait; only that stanza's path waits), and an error passes an
+// unknown list (it may be the very bounce that tells the user a stanza
+// failed; a storm that lost 83 acknowledged messages found both).
 package blocking
 
 import (
@@ -354,20 +354,22 @@ func (p *Plugin) hidePresence(ctx context.Context, owner string, jids []string) 
 	}
 }
 
-// ownListWait bounds how long a user's own stanza waits for the user's
-// block list while the database does not answer (blockedWaiting).
+// ownListWait bounds how long a stanza waits for a block list while the
+// database does not answer (blockedWaiting).
 const ownListWait = 30 * time.Second
 
 // ownListRetry is the pause between reads of a list that failed.
 const ownListRetry = 500 * time.Millisecond
 
-// blockedWaiting is Blocked for a stanza the user sends: when the list
-// cannot be read it is read again until ownListWait has passed. Only
-// the user's own stream waits (its reader is what calls this, so the
-// client's further stanzas and acknowledgements wait behind it, as they
-// would behind a slow network); in a reconnection storm the database
-// answers late for seconds, and a message refused then is a message the
-// user has to send again.
+// blockedWaiting is Blocked for a stanza the user sends, or a message
+// or request for the user: when the list cannot be read it is read again
+// until ownListWait has passed. What waits is that stanza's path: the
+// sender's stream for the user's own stanzas (its reader is what calls
+// this, so the client's further stanzas and acknowledgements wait behind
+// it, as they would behind a slow network), the recipient's queue for a
+// stanza from another node. In a reconnection storm the database answers
+// late for seconds, and a message refused then is a message the sender
+// has to send again.
 func (p *Plugin) blockedWaiting(ctx context.Context, owner, other string) (bool, error) {
 	// Real time, not p.now: a test's stopped clock must not hold it.
 	deadline := time.Now().Add(p.ownWait)
@@ -504,7 +506,16 @@ func (p *Plugin) inbound(ctx context.Context, owner, session string, el *wire.El
 	if isBlockedError(el) {
 		return plugins.Continue, nil // our own answer to the user's attempt
 	}
-	blocked, err := p.Blocked(ctx, owner, from)
+	lookup := p.Blocked
+	if answerable(el) {
+		// A message or request waits for the recipient's list as a
+		// user's own stanza does (only what is queued for this recipient
+		// waits behind it: the link inbox keeps a queue per recipient);
+		// refused, the sender would have to send it again. Presence is
+		// state and is sent again: it does not wait.
+		lookup = p.blockedWaiting
+	}
+	blocked, err := lookup(ctx, owner, from)
 	if err != nil {
 		if el.IsError() {
 			// An error is how the user learns that a stanza of theirs

@@ -109,8 +109,13 @@ func twoNodes(t *testing.T, fs *frozenStore) (h1, h2 *plugintest.Host, m1, m2 *p
 	h2 = plugintest.NewHostWithStore(t, fs)
 	h2.Cfg.Cluster.NodeName = "n2"
 	plugintest.Join(h1, h2)
-	m1 = h1.Start(t, blocking.New())
-	m2 = h2.Start(t, blocking.New())
+	p1, p2 := blocking.New(), blocking.New()
+	// What waits for an unknown list here waits briefly: the tests freeze
+	// the store to show what a node does without it.
+	p1.SetOwnListWait(50 * time.Millisecond)
+	p2.SetOwnListWait(50 * time.Millisecond)
+	m1 = h1.Start(t, p1)
+	m2 = h2.Start(t, p2)
 	if err := h2.Bus.Run(context.Background(), plugins.EventSessionBound, &plugins.SessionEvent{JID: juliet + "/n2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +219,19 @@ func TestBlockListDatabaseAway(t *testing.T) {
 		}
 	}
 	h.Routed()
+
+	// A message for tybalt, whose list was never read, waits for it: the
+	// database answering meanwhile, it is delivered, not refused.
+	delivered := make(chan plugins.Verdict, 1)
+	go func() {
+		delivered <- deliver(t, m, `<message from='romeo@example.com/a' to='tybalt@example.com' id='t1' type='chat'><body>hi</body></message>`, "tybalt@example.com/x")
+	}()
+	time.Sleep(ownWait / 3)
+	fs.freeze(false)
+	if v := <-delivered; v != plugins.Continue {
+		t.Errorf("a message for tybalt, his list read while it waited: verdict %v, want Continue", v)
+	}
+	fs.freeze(true)
 
 	// Benvolio never logged in here and his list was never read.
 	const benvolio = "benvolio@example.com"
