@@ -223,7 +223,7 @@ func (p *Plugin) runLoad(owner string, l *load) {
 			// The database is away; the list as known stays in force.
 			p.host.Logger().Debug("block list refresh failed", "owner", owner, "err", err)
 		} else {
-			p.host.Logger().Warn("block list unavailable; refusing what it decides", "owner", owner, "err", err)
+			p.host.Logger().Warn("block list unavailable; what it decides waits for it, then is refused", "owner", owner, "err", err)
 		}
 	}
 }
