@@ -157,15 +157,9 @@ func (r *Router) handOffline(ctx context.Context, s *session, budget int) bool {
 	return more
 }
 
-// backlogRetryFirst and backlogRetryMax pace the reads of an online
-// user's offline queue after one failed: from one second, doubling, to
-// half a minute, for as long as the session lasts.
-var (
-	backlogRetryFirst = time.Second
-	backlogRetryMax   = 30 * time.Second
-)
-
-// retryBacklog kicks s's pump again later, after its offline read failed.
+// retryBacklog kicks s's pump again later, after its offline read failed:
+// from a second (Router.backlogRetryFirst), doubling, to half a minute,
+// for as long as the session lasts.
 // Without it the queue waited for the user's next login or the next
 // message stored for the user: in a reconnection storm, whose logins
 // time the database out, a user back online was not given the messages
@@ -179,9 +173,9 @@ func (r *Router) retryBacklog(s *session) {
 	}
 	s.backlogFailures++
 	s.backlogRetry = true
-	d := backlogRetryFirst << min(s.backlogFailures-1, 5)
+	d := min(r.backlogRetryFirst<<min(s.backlogFailures-1, 5), r.backlogRetryMax)
 	r.mu.Unlock()
-	time.AfterFunc(min(d, backlogRetryMax), func() {
+	time.AfterFunc(d, func() {
 		r.mu.Lock()
 		s.backlogRetry = false
 		same := r.sessions[s.full] == s

@@ -186,9 +186,7 @@ func TestOfflineHandOverDeleteRetries(t *testing.T) {
 // without another login or another message stored for the user.
 func TestOfflineHandOverReadRetried(t *testing.T) {
 	e, g := retryEnv(t)
-	first, max := backlogRetryFirst, backlogRetryMax
-	backlogRetryFirst, backlogRetryMax = 5*time.Millisecond, 20*time.Millisecond
-	t.Cleanup(func() { backlogRetryFirst, backlogRetryMax = first, max })
+	e.r.backlogRetryFirst, e.r.backlogRetryMax = 5*time.Millisecond, 20*time.Millisecond
 	e.storeMessages("bob@example.com", 3, 10)
 	g.readFails.Store(3)
 	s, got := e.loginSM("bob", "b")

@@ -80,6 +80,9 @@ type Router struct {
 	handed  *offlineHanded // offline rows handed over, not deleted yet (offlinehand.go)
 	iqs     *pendingIQs    // IQ requests out to other nodes' sessions (pendingiq.go)
 	inbox   *linkInbox     // other nodes' stanzas for local sessions (inbox.go)
+	// backlogRetryFirst and backlogRetryMax pace the reads of an online
+	// user's offline queue after one failed (backlog.go retryBacklog).
+	backlogRetryFirst, backlogRetryMax time.Duration
 	// remoteWait is remoteAckWait; tests shorten it.
 	remoteWait time.Duration
 
@@ -130,6 +133,7 @@ func New(o Options) *Router {
 	r.custody = newCustody(r)
 	r.custody.registerMetrics(o.Registry)
 	r.retry = newOfflineRetry(r, o.Registry)
+	r.backlogRetryFirst, r.backlogRetryMax = time.Second, 30*time.Second
 	return r
 }
 
