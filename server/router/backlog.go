@@ -29,7 +29,8 @@ import (
 // Kicks come from initial presence, a priority becoming non-negative, a
 // message stored while the user has an available resource (flushOffline,
 // over the node link with KindBacklog when the session is on another
-// node) and the clustered re-check after a login.
+// node), the clustered re-check after a login, and a retry after a read
+// of the queue failed (retryBacklog).
 
 // KindBacklog asks the node that owns a session to hand it its backlog
 // (payload: the full JID; reply "1"). The stored queue is shared, so any
