@@ -152,7 +152,7 @@ func (c *custody) inboundSafe(sm, bare string, h uint32, held func(uint32)) bool
 	if !c.on || sm == "" || bare == "" {
 		return false
 	}
-	if held != nil && c.inboundBuddy() == "" {
+	if held != nil && c.knownNoInboundBuddy() {
 		// Nobody to tell: a failed resumption elsewhere answers no h.
 		held = nil
 	}
@@ -215,6 +215,24 @@ func (c *custody) inboundBuddy() string {
 		}
 	}
 	return ""
+}
+
+// knownNoInboundBuddy reports whether the members as last seen have no
+// buddy for the counts. It never refreshes that view: its caller holds a
+// session's lock, and a refresh asks the cluster (up to a second). With
+// no view yet the answer is no: the flush refreshes it and tells the
+// session at once if nobody is there.
+func (c *custody) knownNoInboundBuddy() bool {
+	v := c.peers.Load()
+	if v == nil {
+		return false
+	}
+	for _, b := range v.buddies {
+		if v.inbound[b] {
+			return false
+		}
+	}
+	return true
 }
 
 // flushInbound sends the counts that changed to the buddy, or all of them
