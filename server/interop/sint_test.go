@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -50,7 +51,16 @@ func runSINT(t *testing.T, mode string, extra ...string) (passed, total int, fai
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := append([]string{"-n", "bash", "testdata/sint.sh", bin, lib, work, mode}, extra...)
-	out, err := exec.CommandContext(ctx, "unshare", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "unshare", args...)
+	// The framework's JVM and the server it starts run in one process
+	// group, killed whole when ctx ends: a Smack client that deadlocks
+	// (CI once saw its OMEMO classes do so) then fails this test with its
+	// log, instead of outliving unshare and holding the output pipe open
+	// until the package's timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
 	log = string(out)
 	// One summary per framework run: the in-band mode runs the OMEMO
 	// classes a second time, under the launcher that registers an
